@@ -516,7 +516,11 @@ type AppliedRequest struct {
 	// SHA-256 of the envelope payload, to refuse a reused key with other content.
 	PayloadSha256 []byte `protobuf:"bytes,4,opt,name=payload_sha256,json=payloadSha256,proto3" json:"payload_sha256,omitempty"`
 	// Empty when the command succeeded.
-	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// Kind of the error (state.ErrorKind), so a retry gets the same status code.
+	ErrorKind uint32 `protobuf:"varint,6,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
+	// Field the error names, if any.
+	ErrorField    string `protobuf:"bytes,7,opt,name=error_field,json=errorField,proto3" json:"error_field,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -582,6 +586,20 @@ func (x *AppliedRequest) GetPayloadSha256() []byte {
 func (x *AppliedRequest) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *AppliedRequest) GetErrorKind() uint32 {
+	if x != nil {
+		return x.ErrorKind
+	}
+	return 0
+}
+
+func (x *AppliedRequest) GetErrorField() string {
+	if x != nil {
+		return x.ErrorField
 	}
 	return ""
 }
@@ -788,14 +806,18 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\fcreate_index\x18\x06 \x01(\x04R\vcreateIndex\"Z\n" +
 	"\bPutToken\x120\n" +
 	"\x05token\x18\x01 \x01(\v2\x1a.trustfed.command.v1.TokenR\x05token\x12\x1c\n" +
-	"\tbootstrap\x18\x02 \x01(\bR\tbootstrap\"\xb2\x01\n" +
+	"\tbootstrap\x18\x02 \x01(\bR\tbootstrap\"\xf2\x01\n" +
 	"\x0eAppliedRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12.\n" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12%\n" +
 	"\x0epayload_sha256\x18\x04 \x01(\fR\rpayloadSha256\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"@\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_kind\x18\x06 \x01(\rR\terrorKind\x12\x1f\n" +
+	"\verror_field\x18\a \x01(\tR\n" +
+	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x97\x02\n" +

@@ -1,0 +1,182 @@
+package state
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// RequestTTL is how long an applied request id is remembered for
+// de-duplication, measured in command (leader-stamped) time.
+const RequestTTL = 15 * time.Minute
+
+// maxPrunePerApply bounds the de-duplication clean-up work done per command.
+const maxPrunePerApply = 64
+
+// Result is what Apply returns to the proposer on the leader.
+type Result struct {
+	// Index of the log entry that produced the outcome (for a duplicate, the
+	// index at which the request was first applied).
+	Index uint64
+	// Err is nil on success, an *Error for a business error, or wraps
+	// ErrCorruptCommand.
+	Err error
+	// Duplicate is true when the request id had already been applied.
+	Duplicate bool
+}
+
+// handler applies one decoded command inside a write transaction. It returns
+// a business error (an *Error) to refuse the command; the transaction is then
+// discarded, so a refused command never changes state.
+type handler func(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error
+
+// commands is the dispatch table: one small function per command type.
+var commands = map[commandv1.CommandType]handler{}
+
+func registerCommand(t commandv1.CommandType, h handler) {
+	if _, dup := commands[t]; dup {
+		panic(fmt.Sprintf("state: command %v registered twice", t))
+	}
+	commands[t] = h
+}
+
+// FSM applies registry commands to a Store. It is driven by one goroutine
+// (the Raft apply loop); reads go through Store.Read concurrently.
+type FSM struct {
+	store  *Store
+	logger *slog.Logger
+}
+
+// NewFSM returns an FSM over store. logger may be nil.
+func NewFSM(store *Store, logger *slog.Logger) *FSM {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &FSM{store: store, logger: logger}
+}
+
+// Store returns the store the FSM writes.
+func (f *FSM) Store() *Store { return f.store }
+
+// Apply decodes the envelope in cmd, refuses it if it is malformed, unknown or
+// a duplicate, and otherwise dispatches it. It returns a Result.
+func (f *FSM) Apply(index uint64, cmd []byte) any {
+	env := &commandv1.Envelope{}
+	if err := proto.Unmarshal(cmd, env); err != nil {
+		f.logger.Error("corrupt registry command: not applied", "index", index, "error", err)
+		f.setIndex(index)
+		return Result{Index: index, Err: fmt.Errorf("%w at index %d: %v", ErrCorruptCommand, index, err)}
+	}
+	db := f.store.db.Load()
+	tx := db.Txn(true)
+	defer tx.Abort()
+
+	sum := sha256.Sum256(env.Payload)
+	if env.RequestId != "" {
+		if prev, ok := first[*commandv1.AppliedRequest](tx, tableRequests, "id", env.RequestId); ok {
+			res := Result{Index: prev.Index, Duplicate: true}
+			if !bytes.Equal(prev.PayloadSha256, sum[:]) {
+				res.Err = Invalid("request_id", "%q was already used for a different request", env.RequestId)
+			} else if prev.ErrorKind != uint32(KindUnknown) || prev.Error != "" {
+				res.Err = &Error{Kind: ErrorKind(prev.ErrorKind), Field: prev.ErrorField, Msg: prev.Error}
+			}
+			mustDo(setIndex(tx, index))
+			tx.Commit()
+			return res
+		}
+	}
+
+	err := f.dispatch(tx, env, index)
+	if err != nil {
+		// Discard every write of the refused command.
+		tx.Abort()
+		tx = db.Txn(true)
+		defer tx.Abort()
+	}
+	if env.RequestId != "" {
+		mustDo(recordRequest(tx, env, index, sum[:], err))
+	}
+	mustDo(pruneRequests(tx, env.GetTime().AsTime().Add(-RequestTTL)))
+	mustDo(setIndex(tx, index))
+	tx.Commit()
+	return Result{Index: index, Err: err}
+}
+
+func (f *FSM) dispatch(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
+	h, ok := commands[env.Type]
+	if !ok {
+		return Invalid("type", "unknown command type %d", int32(env.Type))
+	}
+	if env.Time == nil {
+		return Invalid("time", "command carries no leader-stamped time")
+	}
+	return h(tx, env, index)
+}
+
+func (f *FSM) setIndex(index uint64) {
+	tx := f.store.db.Load().Txn(true)
+	defer tx.Abort()
+	mustDo(setIndex(tx, index))
+	tx.Commit()
+}
+
+func setIndex(tx *memdb.Txn, index uint64) error {
+	return tx.Insert(tableMeta, &metaRow{Key: metaKeyIndex, Index: index})
+}
+
+func recordRequest(tx *memdb.Txn, env *commandv1.Envelope, index uint64, sum []byte, applyErr error) error {
+	r := &commandv1.AppliedRequest{
+		RequestId:     env.RequestId,
+		Index:         index,
+		Time:          env.Time,
+		PayloadSha256: sum,
+	}
+	if applyErr != nil {
+		r.Error = applyErr.Error()
+		if e, ok := applyErr.(*Error); ok {
+			r.Error, r.ErrorKind, r.ErrorField = e.Msg, uint32(e.Kind), e.Field
+		}
+	}
+	return tx.Insert(tableRequests, r)
+}
+
+// pruneRequests forgets request ids applied before cutoff, a bounded number per call.
+func pruneRequests(tx *memdb.Txn, cutoff time.Time) error {
+	it, err := tx.Get(tableRequests, "time")
+	if err != nil {
+		return err
+	}
+	var old []any
+	for raw := it.Next(); raw != nil && len(old) < maxPrunePerApply; raw = it.Next() {
+		if !raw.(*commandv1.AppliedRequest).GetTime().AsTime().Before(cutoff) {
+			break
+		}
+		old = append(old, raw)
+	}
+	for _, raw := range old {
+		if err := tx.Delete(tableRequests, raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mustDo panics on an internal store error: these only happen on a schema
+// bug (wrong object type, missing index), never on input, and continuing
+// would let replicas diverge.
+func mustDo(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("state: internal store error: %v", err))
+	}
+}
+
+func stamp(env *commandv1.Envelope) *timestamppb.Timestamp {
+	return timestamppb.New(env.Time.AsTime())
+}

@@ -1,0 +1,177 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	memdb "github.com/hashicorp/go-memdb"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+// Table names.
+const (
+	tableOrganizations = "organizations"
+	tableAgreements    = "agreements"
+	tableTokens        = "tokens"
+	tableRequests      = "requests"
+	tableMeta          = "meta"
+)
+
+// metaRow holds the Raft index the state reflects, updated in the same
+// transaction as every change so a read transaction sees both consistently.
+type metaRow struct {
+	Key   string
+	Index uint64
+}
+
+const metaKeyIndex = "index"
+
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tableOrganizations: {
+			Name: tableOrganizations,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"name": {Name: "name", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name", Lowercase: true}},
+			},
+		},
+		tableAgreements: {
+			Name: tableAgreements,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"party": {Name: "party", Indexer: partyIndex{}},
+				"pair":  {Name: "pair", Indexer: pairIndex{}},
+			},
+		},
+		tableTokens: {
+			Name: tableTokens,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"hash": {Name: "hash", Unique: true, Indexer: tokenHashIndex{}},
+			},
+		},
+		tableRequests: {
+			Name: tableRequests,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "RequestId"}},
+				"time": {Name: "time", Indexer: requestTimeIndex{}},
+			},
+		},
+		tableMeta: {
+			Name: tableMeta,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+			},
+		},
+	}}
+}
+
+// partyIndex indexes an agreement under each of its two organisations.
+type partyIndex struct{}
+
+func (partyIndex) FromObject(raw any) (bool, [][]byte, error) {
+	a, ok := raw.(*trustfedv1.Agreement)
+	if !ok {
+		return false, nil, fmt.Errorf("party index: unexpected %T", raw)
+	}
+	return true, [][]byte{[]byte(a.OrganizationAId + "\x00"), []byte(a.OrganizationBId + "\x00")}, nil
+}
+
+func (partyIndex) FromArgs(args ...any) ([]byte, error) {
+	return stringArg("party", args)
+}
+
+// pairIndex indexes an agreement under its unordered pair of organisations.
+type pairIndex struct{}
+
+func pairKey(a, b string) []byte {
+	if b < a {
+		a, b = b, a
+	}
+	return []byte(a + "\x00" + b + "\x00")
+}
+
+func (pairIndex) FromObject(raw any) (bool, []byte, error) {
+	a, ok := raw.(*trustfedv1.Agreement)
+	if !ok {
+		return false, nil, fmt.Errorf("pair index: unexpected %T", raw)
+	}
+	return true, pairKey(a.OrganizationAId, a.OrganizationBId), nil
+}
+
+func (pairIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("pair index: want 2 args, got %d", len(args))
+	}
+	a, okA := args[0].(string)
+	b, okB := args[1].(string)
+	if !okA || !okB {
+		return nil, fmt.Errorf("pair index: args must be strings")
+	}
+	return pairKey(a, b), nil
+}
+
+// tokenHashIndex indexes tokens by the SHA-256 of their secret.
+type tokenHashIndex struct{}
+
+func (tokenHashIndex) FromObject(raw any) (bool, []byte, error) {
+	t, ok := raw.(*commandv1.Token)
+	if !ok {
+		return false, nil, fmt.Errorf("token hash index: unexpected %T", raw)
+	}
+	if len(t.SecretSha256) == 0 {
+		return false, nil, nil
+	}
+	return true, append([]byte(nil), t.SecretSha256...), nil
+}
+
+func (tokenHashIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("token hash index: want 1 arg, got %d", len(args))
+	}
+	b, ok := args[0].([]byte)
+	if !ok {
+		return nil, fmt.Errorf("token hash index: arg must be []byte")
+	}
+	return b, nil
+}
+
+// requestTimeIndex orders applied requests by their leader-stamped time.
+type requestTimeIndex struct{}
+
+func timeKey(nanos int64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(nanos))
+	return b[:]
+}
+
+func (requestTimeIndex) FromObject(raw any) (bool, []byte, error) {
+	r, ok := raw.(*commandv1.AppliedRequest)
+	if !ok {
+		return false, nil, fmt.Errorf("request time index: unexpected %T", raw)
+	}
+	return true, timeKey(r.GetTime().AsTime().UnixNano()), nil
+}
+
+func (requestTimeIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("request time index: want 1 arg, got %d", len(args))
+	}
+	n, ok := args[0].(int64)
+	if !ok {
+		return nil, fmt.Errorf("request time index: arg must be int64 nanoseconds")
+	}
+	return timeKey(n), nil
+}
+
+func stringArg(index string, args []any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("%s index: want 1 arg, got %d", index, len(args))
+	}
+	s, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("%s index: arg must be a string", index)
+	}
+	return []byte(s + "\x00"), nil
+}

@@ -1,0 +1,159 @@
+package state
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	memdb "github.com/hashicorp/go-memdb"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+// Store holds the registry state. Objects it returns are shared and
+// immutable: callers must not modify them (writers clone before changing).
+type Store struct {
+	db atomic.Pointer[memdb.MemDB]
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	s := &Store{}
+	s.db.Store(newDB())
+	return s
+}
+
+func newDB() *memdb.MemDB {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		// The schema is a constant of this package; an error is a programming bug.
+		panic(fmt.Sprintf("state: invalid schema: %v", err))
+	}
+	return db
+}
+
+// Read returns a consistent, point-in-time view of the state.
+func (s *Store) Read() *Reader {
+	return &Reader{txn: s.db.Load().Txn(false)}
+}
+
+// Reader is a read-only, point-in-time view of the state.
+type Reader struct {
+	txn *memdb.Txn
+}
+
+// Index is the Raft index of the last registry command this view reflects.
+func (r *Reader) Index() uint64 { return indexOf(r.txn) }
+
+func indexOf(txn *memdb.Txn) uint64 {
+	raw, err := txn.First(tableMeta, "id", metaKeyIndex)
+	if err != nil || raw == nil {
+		return 0
+	}
+	return raw.(*metaRow).Index
+}
+
+// Organization returns the organisation with the given id.
+func (r *Reader) Organization(id string) (*trustfedv1.Organization, bool) {
+	return first[*trustfedv1.Organization](r.txn, tableOrganizations, "id", id)
+}
+
+// OrganizationByName returns the organisation with the given name (case-insensitive).
+func (r *Reader) OrganizationByName(name string) (*trustfedv1.Organization, bool) {
+	return first[*trustfedv1.Organization](r.txn, tableOrganizations, "name", name)
+}
+
+// Organizations lists organisations in id order, starting after the id
+// `after`, at most limit of them; next is the last id returned when more follow.
+func (r *Reader) Organizations(after string, limit int) (orgs []*trustfedv1.Organization, next string) {
+	it, err := r.txn.LowerBound(tableOrganizations, "id", after)
+	if err != nil {
+		return nil, ""
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		o := raw.(*trustfedv1.Organization)
+		if o.Id == after {
+			continue
+		}
+		if len(orgs) == limit {
+			return orgs, orgs[len(orgs)-1].Id
+		}
+		orgs = append(orgs, o)
+	}
+	return orgs, ""
+}
+
+// Agreement returns the agreement with the given id.
+func (r *Reader) Agreement(id string) (*trustfedv1.Agreement, bool) {
+	return first[*trustfedv1.Agreement](r.txn, tableAgreements, "id", id)
+}
+
+// ActiveAgreement returns the active agreement between a and b, if any.
+func (r *Reader) ActiveAgreement(a, b string) (*trustfedv1.Agreement, bool) {
+	it, err := r.txn.Get(tableAgreements, "pair", a, b)
+	if err != nil {
+		return nil, false
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		ag := raw.(*trustfedv1.Agreement)
+		if ag.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+			return ag, true
+		}
+	}
+	return nil, false
+}
+
+// Agreements lists agreements in id order (only those org is party to when
+// org is not empty), starting after the id `after`, at most limit of them.
+func (r *Reader) Agreements(org, after string, limit int) (ags []*trustfedv1.Agreement, next string) {
+	var it memdb.ResultIterator
+	var err error
+	if org == "" {
+		it, err = r.txn.LowerBound(tableAgreements, "id", after)
+	} else {
+		// Entries of a non-unique index are ordered by the primary key within a value.
+		it, err = r.txn.Get(tableAgreements, "party", org)
+	}
+	if err != nil {
+		return nil, ""
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		a := raw.(*trustfedv1.Agreement)
+		if a.Id <= after {
+			continue
+		}
+		if len(ags) == limit {
+			return ags, ags[len(ags)-1].Id
+		}
+		ags = append(ags, a)
+	}
+	return ags, ""
+}
+
+// TokenByHash returns the token whose secret hashes to hash.
+func (r *Reader) TokenByHash(hash []byte) (*commandv1.Token, bool) {
+	return first[*commandv1.Token](r.txn, tableTokens, "hash", hash)
+}
+
+// TokenCount is the number of tokens stored.
+func (r *Reader) TokenCount() int { return count(r.txn, tableTokens) }
+
+func first[T any](txn *memdb.Txn, table, index string, args ...any) (T, bool) {
+	var zero T
+	raw, err := txn.First(table, index, args...)
+	if err != nil || raw == nil {
+		return zero, false
+	}
+	return raw.(T), true
+}
+
+func count(txn *memdb.Txn, table string) int {
+	it, err := txn.Get(table, "id")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		n++
+	}
+	return n
+}
