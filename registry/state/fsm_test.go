@@ -145,12 +145,12 @@ func TestBadCommandsChangeNothing(t *testing.T) {
 
 func TestRequestIDDeduplicates(t *testing.T) {
 	h := newHarness(t)
-	first := h.apply(org("acme-bank", "Acme Bank", 3), "req-1")
-	require.NoError(t, first.Err)
+	orig := h.apply(org("acme-bank", "Acme Bank", 3), "req-1")
+	require.NoError(t, orig.Err)
 	again := h.apply(org("acme-bank", "Acme Bank", 3), "req-1")
 	require.NoError(t, again.Err, "a retried request succeeds as the first did")
 	require.True(t, again.Duplicate)
-	require.Equal(t, first.Index, again.Index)
+	require.Equal(t, orig.Index, again.Index)
 
 	other := h.apply(org("other", "Other", 1), "req-1")
 	require.ErrorIs(t, other.Err, ErrInvalidArgument)
