@@ -1,0 +1,68 @@
+package policy
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+func active(id string, level uint32) *trustfedv1.Organization {
+	return &trustfedv1.Organization{Id: id, DeclaredLevel: level, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE}
+}
+
+var anAgreement = &trustfedv1.Agreement{Id: "agr-0000000000000001"}
+
+// TC1: the effective level is min(level(A), level(B)) for every pair of levels,
+// and an action is allowed exactly when that minimum reaches its tier.
+func TestEffectiveLevelIsMinimum(t *testing.T) {
+	for a := uint32(0); a <= 4; a++ {
+		for b := uint32(0); b <= 4; b++ {
+			for _, action := range Actions() {
+				t.Run(fmt.Sprintf("%d_%d_%s", a, b, action), func(t *testing.T) {
+					d := Decide(Input{From: active("a", a), To: active("b", b), Action: action, Agreement: anAgreement})
+					want := min(a, b)
+					require.Equal(t, want, d.Effective)
+					require.Equal(t, a, d.FromLevel)
+					require.Equal(t, b, d.ToLevel)
+					req, ok := RequiredLevel(action)
+					require.True(t, ok)
+					require.Equal(t, want >= req, d.Allow, "reasons: %v", d.Reasons)
+				})
+			}
+		}
+	}
+}
+
+func TestAgreementRequiredAboveDiscovery(t *testing.T) {
+	d := Decide(Input{From: active("a", 4), To: active("b", 4), Action: "discovery"})
+	require.True(t, d.Allow, "discovery needs no agreement")
+
+	d = Decide(Input{From: active("a", 4), To: active("b", 4), Action: "ping"})
+	require.False(t, d.Allow)
+	require.Len(t, d.Reasons, 1)
+	require.Equal(t, ReasonNoAgreement, d.Reasons[0].Code)
+}
+
+func TestEveryReasonIsReported(t *testing.T) {
+	suspended := active("b", 0)
+	suspended.Status = trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED
+	d := Decide(Input{From: active("a", 4), To: suspended, Action: "agent_spawn"})
+	require.False(t, d.Allow)
+	var codes []string
+	for _, r := range d.Reasons {
+		codes = append(codes, r.Code)
+	}
+	require.Equal(t, []string{ReasonNotActive, ReasonLevelTooLow, ReasonNoAgreement}, codes)
+}
+
+func TestTierTable(t *testing.T) {
+	for action, want := range map[string]uint32{"discovery": 0, "status": 1, "ping": 1, "task_send": 2, "memory_query": 2, "context_share": 3, "collaborative_execution": 3, "memory_share_full": 4, "agent_spawn": 4} {
+		got, ok := RequiredLevel(action)
+		require.True(t, ok, action)
+		require.Equal(t, want, got, action)
+	}
+	_, ok := RequiredLevel("launch_missiles")
+	require.False(t, ok)
+}
