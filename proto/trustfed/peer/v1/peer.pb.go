@@ -110,9 +110,9 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x1btrustfed/peer/v1/peer.proto\x12\x10trustfed.peer.v1\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2c\n" +
-	"\vPeerService\x12T\n" +
-	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponseB<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
+	"\x05index\x18\x01 \x01(\x04R\x05index2h\n" +
+	"\vPeerService\x12Y\n" +
+	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
 
 var (
 	file_trustfed_peer_v1_peer_proto_rawDescOnce sync.Once

@@ -1,0 +1,133 @@
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
+)
+
+// CreateOrganization registers a new organisation.
+func (s *Server) CreateOrganization(ctx context.Context, req *trustfedv1.CreateOrganizationRequest) (*trustfedv1.CreateOrganizationResponse, error) {
+	org := &trustfedv1.Organization{Id: req.GetOrganizationId(), Name: req.GetName(), DeclaredLevel: req.GetDeclaredLevel()}
+	if err := state.ValidateNewOrganization(org); err != nil {
+		return nil, err
+	}
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.propose(ctx, &commandv1.CreateOrganization{Organization: org}, rid); err != nil {
+		return nil, err
+	}
+	got, err := s.appliedOrganization(org.Id)
+	if err != nil {
+		return nil, err
+	}
+	return &trustfedv1.CreateOrganizationResponse{Organization: got}, nil
+}
+
+// UpdateOrganization changes an organisation's name, declared level or status.
+func (s *Server) UpdateOrganization(ctx context.Context, req *trustfedv1.UpdateOrganizationRequest) (*trustfedv1.UpdateOrganizationResponse, error) {
+	cmd := &commandv1.UpdateOrganization{
+		OrganizationId: req.GetOrganizationId(),
+		Name:           req.Name,
+		DeclaredLevel:  req.DeclaredLevel,
+		Status:         req.Status,
+	}
+	if err := state.ValidateOrganizationUpdate(cmd); err != nil {
+		return nil, err
+	}
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.propose(ctx, cmd, rid); err != nil {
+		return nil, err
+	}
+	got, err := s.appliedOrganization(cmd.OrganizationId)
+	if err != nil {
+		return nil, err
+	}
+	return &trustfedv1.UpdateOrganizationResponse{Organization: got}, nil
+}
+
+// appliedOrganization reads an organisation on the leader right after a
+// command about it was applied here.
+func (s *Server) appliedOrganization(id string) (*trustfedv1.Organization, error) {
+	o, ok := s.store.Read().Organization(id)
+	if !ok {
+		return nil, fmt.Errorf("organization %q missing right after it was applied", id)
+	}
+	return o, nil
+}
+
+// CreateAgreement records an active agreement between two organisations.
+// The agreement id is derived from the request id, so a retried request
+// proposes identical bytes and is recognised as a duplicate.
+func (s *Server) CreateAgreement(ctx context.Context, req *trustfedv1.CreateAgreementRequest) (*trustfedv1.CreateAgreementResponse, error) {
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	ag := &trustfedv1.Agreement{
+		Id:              agreementID(rid),
+		OrganizationAId: req.GetOrganizationAId(),
+		OrganizationBId: req.GetOrganizationBId(),
+	}
+	if err := state.ValidateNewAgreement(ag); err != nil {
+		return nil, err
+	}
+	if _, err := s.propose(ctx, &commandv1.CreateAgreement{Agreement: ag}, rid); err != nil {
+		return nil, err
+	}
+	got, ok := s.store.Read().Agreement(ag.Id)
+	if !ok {
+		return nil, fmt.Errorf("agreement %q missing right after it was applied", ag.Id)
+	}
+	return &trustfedv1.CreateAgreementResponse{Agreement: got}, nil
+}
+
+func agreementID(requestID string) string {
+	sum := sha256.Sum256([]byte("agreement\x00" + requestID))
+	return "agr-" + hex.EncodeToString(sum[:8])
+}
+
+// GetAgreement returns one agreement.
+func (s *Server) GetAgreement(ctx context.Context, req *trustfedv1.GetAgreementRequest) (*trustfedv1.GetAgreementResponse, error) {
+	if err := state.ValidateAgreementID("agreement_id", req.GetAgreementId()); err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	ag, ok := r.Agreement(req.AgreementId)
+	if !ok {
+		return nil, state.NotFound("agreement_id", "agreement %q does not exist", req.AgreementId)
+	}
+	return &trustfedv1.GetAgreementResponse{Agreement: ag, Meta: meta}, nil
+}
+
+// ListAgreements lists agreements in id order, optionally those of one organisation.
+func (s *Server) ListAgreements(ctx context.Context, req *trustfedv1.ListAgreementsRequest) (*trustfedv1.ListAgreementsResponse, error) {
+	if req.GetOrganizationId() != "" {
+		if err := state.ValidateOrganizationID("organization_id", req.OrganizationId); err != nil {
+			return nil, err
+		}
+	}
+	after, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	ags, next := r.Agreements(req.GetOrganizationId(), after, pageSize(req.GetPageSize()))
+	return &trustfedv1.ListAgreementsResponse{Agreements: ags, NextPageToken: encodePageToken(next), Meta: meta}, nil
+}

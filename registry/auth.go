@@ -1,0 +1,138 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/registry/state"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+)
+
+// Role is what a principal may do.
+type Role int
+
+// Roles. Later issues add organisation governance, member node and regulator.
+const (
+	RoleNone Role = iota
+	// RoleAdmin is a federation authority admin (bearer token).
+	RoleAdmin
+	// RoleNode is another registry server (certificate from the cluster CA).
+	RoleNode
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleAdmin:
+		return "admin"
+	case RoleNode:
+		return "node"
+	default:
+		return "none"
+	}
+}
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	// ID names the caller in the audit trail: "token:<id>" or "node:<id>".
+	ID   string
+	Role Role
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated principal of a request.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+func withPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// methodRoles is the authorisation table: the roles allowed to call each
+// method. A method missing here is denied to everyone (default deny); a test
+// checks every registered method has an entry.
+var methodRoles = map[string][]Role{
+	trustfedv1.RegistryService_CheckInteraction_FullMethodName:  {RoleAdmin},
+	trustfedv1.RegistryService_GetOrganization_FullMethodName:   {RoleAdmin},
+	trustfedv1.RegistryService_ListOrganizations_FullMethodName: {RoleAdmin},
+	trustfedv1.AdminService_CreateOrganization_FullMethodName:   {RoleAdmin},
+	trustfedv1.AdminService_UpdateOrganization_FullMethodName:   {RoleAdmin},
+	trustfedv1.AdminService_CreateAgreement_FullMethodName:      {RoleAdmin},
+	trustfedv1.AdminService_GetAgreement_FullMethodName:         {RoleAdmin},
+	trustfedv1.AdminService_ListAgreements_FullMethodName:       {RoleAdmin},
+	trustfedv1.ClusterService_Status_FullMethodName:             {RoleAdmin, RoleNode},
+	trustfedv1.ClusterService_Join_FullMethodName:               {RoleAdmin, RoleNode},
+	trustfedv1.ClusterService_Leave_FullMethodName:              {RoleAdmin},
+	peerv1.PeerService_ReadIndex_FullMethodName:                 {RoleNode},
+}
+
+func authorize(method string, p Principal) error {
+	for _, r := range methodRoles[method] {
+		if r == p.Role {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: role %s may not call %s", ErrPermissionDenied, p.Role, method)
+}
+
+// authenticator identifies the caller of a request: a bearer token in the
+// "authorization" metadata, or else a node certificate from the cluster CA.
+// A token wins over a certificate, so a request a follower forwards for a
+// user is authorised as that user, not as the follower.
+type authenticator struct {
+	store *state.Store
+}
+
+func (a authenticator) authenticate(ctx context.Context) (Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if vals := md.Get("authorization"); len(vals) > 0 {
+		return a.fromToken(vals[0])
+	}
+	if id, ok := nodeIdentity(ctx); ok {
+		return Principal{ID: "node:" + id, Role: RoleNode}, nil
+	}
+	return Principal{}, fmt.Errorf("%w: send \"Authorization: Bearer <token>\"", ErrUnauthenticated)
+}
+
+func (a authenticator) fromToken(header string) (Principal, error) {
+	scheme, secret, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || secret == "" {
+		return Principal{}, fmt.Errorf("%w: authorization header must be \"Bearer <token>\"", ErrUnauthenticated)
+	}
+	if _, err := attestation.ParseToken(secret); err != nil {
+		return Principal{}, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
+	}
+	hash := attestation.TokenHash(secret)
+	tok, ok := a.store.Read().TokenByHash(hash[:])
+	if !ok {
+		return Principal{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+	}
+	switch tok.Role {
+	case commandv1.Role_ROLE_ADMIN:
+		return Principal{ID: "token:" + tok.Id, Role: RoleAdmin}, nil
+	default:
+		return Principal{}, fmt.Errorf("%w: token has no usable role", ErrUnauthenticated)
+	}
+}
+
+// nodeIdentity returns the node id of a verified client certificate.
+func nodeIdentity(ctx context.Context) (string, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	return attestation.NodeIDFromCert(info.State.VerifiedChains[0][0])
+}

@@ -1,0 +1,175 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
+)
+
+// forwardedHeader marks a request a follower forwarded to the leader; a
+// forwarded request is never forwarded again (no loops during elections).
+const forwardedHeader = "x-trustfed-forwarded-by"
+
+// Peers holds connections to other registry servers (mutual TLS with this
+// node's certificate). It is how a follower forwards writes to the leader
+// and asks it for a read index.
+type Peers struct {
+	tls *tls.Config
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// NewPeers returns a connection pool using tlsConfig (which must present this
+// node's certificate and trust the cluster CA).
+func NewPeers(tlsConfig *tls.Config) *Peers {
+	return &Peers{tls: tlsConfig, conns: map[string]*grpc.ClientConn{}}
+}
+
+func (p *Peers) conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(p.tls)))
+	if err != nil {
+		return nil, fmt.Errorf("connect to peer %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// ReadIndex asks the leader at leaderAPIAddr for a read index
+// (consensus.LeaderClient).
+func (p *Peers) ReadIndex(ctx context.Context, leaderAPIAddr string) (uint64, error) {
+	c, err := p.conn(leaderAPIAddr)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := peerv1.NewPeerServiceClient(c).ReadIndex(ctx, &peerv1.ReadIndexRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("read index from leader %s: %w", leaderAPIAddr, err)
+	}
+	return resp.Index, nil
+}
+
+// Close closes every peer connection.
+func (p *Peers) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, addr)
+	}
+	return nil
+}
+
+// writeMethods are the methods that change state: every method of our
+// services not marked idempotency_level = NO_SIDE_EFFECTS in the proto.
+var writeMethods = func() map[string]bool {
+	out := map[string]bool{}
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		if pkg := string(fd.Package()); pkg != "trustfed.v1" && pkg != "trustfed.peer.v1" {
+			return true
+		}
+		for i := 0; i < fd.Services().Len(); i++ {
+			sd := fd.Services().Get(i)
+			for j := 0; j < sd.Methods().Len(); j++ {
+				md := sd.Methods().Get(j)
+				if !isNoSideEffects(md) {
+					out[fmt.Sprintf("/%s/%s", sd.FullName(), md.Name())] = true
+				}
+			}
+		}
+		return true
+	})
+	return out
+}()
+
+func isNoSideEffects(md protoreflect.MethodDescriptor) bool {
+	opts, ok := md.Options().(*descriptorpb.MethodOptions)
+	return ok && opts.GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS
+}
+
+// forward sends a write that reached a follower to the leader, with the
+// caller's credentials, and returns the leader's answer.
+func (s *Server) forward(ctx context.Context, method string, req any) (any, bool, error) {
+	if !writeMethods[method] || s.raft.IsLeader() {
+		return nil, false, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if len(md.Get(forwardedHeader)) > 0 {
+		return nil, true, status.Error(codes.Unavailable, "not the leader (request was already forwarded once): retry shortly")
+	}
+	leader, ok := s.raft.Leader()
+	if !ok || leader.APIAddr == "" || leader.ID == s.cfg.NodeID {
+		return nil, true, status.Error(codes.Unavailable, "no leader known right now: retry shortly")
+	}
+	resp, err := newResponse(method)
+	if err != nil {
+		return nil, true, err
+	}
+	out := metadata.MD{forwardedHeader: []string{s.cfg.NodeID}}
+	if auth := md.Get("authorization"); len(auth) > 0 {
+		out.Set("authorization", auth...)
+	}
+	conn, err := s.cfg.Peers.conn(leader.APIAddr)
+	if err != nil {
+		return nil, true, err
+	}
+	if err := conn.Invoke(metadata.NewOutgoingContext(ctx, out), method, req, resp); err != nil {
+		return nil, true, err // already a status from the leader
+	}
+	return resp, true, nil
+}
+
+// newResponse makes an empty response message for a full method name.
+func newResponse(method string) (proto.Message, error) {
+	svc, name, ok := splitMethod(method)
+	if !ok {
+		return nil, fmt.Errorf("bad method name %q", method)
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		return nil, fmt.Errorf("find service %s: %w", svc, err)
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a service", svc)
+	}
+	md := sd.Methods().ByName(protoreflect.Name(name))
+	if md == nil {
+		return nil, fmt.Errorf("no method %s in %s", name, svc)
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName())
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", md.Output().FullName(), err)
+	}
+	return mt.New().Interface(), nil
+}
+
+func splitMethod(full string) (svc, name string, ok bool) {
+	if len(full) < 3 || full[0] != '/' {
+		return "", "", false
+	}
+	for i := len(full) - 1; i > 0; i-- {
+		if full[i] == '/' {
+			return full[1:i], full[i+1:], true
+		}
+	}
+	return "", "", false
+}

@@ -1,0 +1,69 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/trustfed/trustfed/proto/openapi"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// maxRESTBody bounds a REST request body.
+const maxRESTBody = 1 << 20
+
+// Gateway is the REST/JSON front of the gRPC API. It calls this node's own
+// gRPC server over TLS, so every REST request passes the same interceptor
+// chain as a gRPC one; it never presents a client certificate, so a REST
+// caller is only ever who its bearer token says.
+type Gateway struct {
+	conn    *grpc.ClientConn
+	handler http.Handler
+}
+
+// NewGateway returns the REST handler for the gRPC server at grpcAddr.
+// tlsConfig must trust the server's certificate and carry no client certificate.
+func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config) (*Gateway, error) {
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: connect to %s: %w", grpcAddr, err)
+	}
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		trustfedv1.RegisterRegistryServiceHandler,
+		trustfedv1.RegisterAdminServiceHandler,
+		trustfedv1.RegisterClusterServiceHandler,
+	} {
+		if err := register(ctx, mux, conn); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("gateway: register handler: %w", err)
+		}
+	}
+	top := http.NewServeMux()
+	top.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.JSON)
+	})
+	top.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	top.Handle("/", http.MaxBytesHandler(mux, maxRESTBody))
+	return &Gateway{conn: conn, handler: top}, nil
+}
+
+// ServeHTTP serves the REST API.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
+
+// Close closes the gateway's connection to the gRPC server.
+func (g *Gateway) Close() error { return g.conn.Close() }

@@ -1,0 +1,43 @@
+package registry
+
+import (
+	"encoding/base64"
+
+	"github.com/trustfed/trustfed/registry/state"
+)
+
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+// pageSize coerces a requested page size into 1..maxPageSize.
+func pageSize(n uint32) int {
+	switch {
+	case n == 0:
+		return defaultPageSize
+	case n > maxPageSize:
+		return maxPageSize
+	default:
+		return int(n)
+	}
+}
+
+// Page tokens are the opaque, URL-safe form of the last id returned.
+func encodePageToken(lastID string) string {
+	if lastID == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
+}
+
+func decodePageToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) == 0 || len(b) > 128 {
+		return "", state.Invalid("page_token", "is not a token this server returned")
+	}
+	return string(b), nil
+}

@@ -1,0 +1,89 @@
+package registry
+
+import (
+	"context"
+
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/policy"
+	"github.com/trustfed/trustfed/registry/state"
+)
+
+// CheckInteraction decides whether from may perform action with to.
+func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
+	if err := state.ValidateOrganizationID("from_organization_id", req.GetFromOrganizationId()); err != nil {
+		return nil, err
+	}
+	if err := state.ValidateOrganizationID("to_organization_id", req.GetToOrganizationId()); err != nil {
+		return nil, err
+	}
+	if req.FromOrganizationId == req.ToOrganizationId {
+		return nil, state.Invalid("to_organization_id", "an organization cannot interact with itself")
+	}
+	if req.GetAction() == "" {
+		return nil, state.Invalid("action", "is required (one of %v)", policy.Actions())
+	}
+	if _, ok := policy.RequiredLevel(req.Action); !ok {
+		return nil, state.Invalid("action", "unknown action %q (one of %v)", req.Action, policy.Actions())
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	from, ok := r.Organization(req.FromOrganizationId)
+	if !ok {
+		return nil, state.NotFound("from_organization_id", "organization %q does not exist", req.FromOrganizationId)
+	}
+	to, ok := r.Organization(req.ToOrganizationId)
+	if !ok {
+		return nil, state.NotFound("to_organization_id", "organization %q does not exist", req.ToOrganizationId)
+	}
+	in := policy.Input{From: from, To: to, Action: req.Action}
+	if ag, ok := r.ActiveAgreement(from.Id, to.Id); ok {
+		in.Agreement = ag
+	}
+	d := policy.Decide(in)
+	resp := &trustfedv1.CheckInteractionResponse{
+		Decision:       trustfedv1.Decision_DECISION_DENY,
+		Reasons:        d.Reasons,
+		EffectiveLevel: d.Effective,
+		FromLevel:      d.FromLevel,
+		ToLevel:        d.ToLevel,
+		RequiredLevel:  d.Required,
+		AgreementId:    d.AgreementID,
+		Meta:           meta,
+	}
+	if d.Allow {
+		resp.Decision = trustfedv1.Decision_DECISION_ALLOW
+	}
+	return resp, nil
+}
+
+// GetOrganization returns one organisation.
+func (s *Server) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
+	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	o, ok := r.Organization(req.OrganizationId)
+	if !ok {
+		return nil, state.NotFound("organization_id", "organization %q does not exist", req.OrganizationId)
+	}
+	return &trustfedv1.GetOrganizationResponse{Organization: o, Meta: meta}, nil
+}
+
+// ListOrganizations lists organisations in id order, a page at a time.
+func (s *Server) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrganizationsRequest) (*trustfedv1.ListOrganizationsResponse, error) {
+	after, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	orgs, next := r.Organizations(after, pageSize(req.GetPageSize()))
+	return &trustfedv1.ListOrganizationsResponse{Organizations: orgs, NextPageToken: encodePageToken(next), Meta: meta}, nil
+}

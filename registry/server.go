@@ -1,0 +1,225 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/trustfed/trustfed/consensus"
+	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Raft is what the services need from the consensus layer; *consensus.Node
+// satisfies it.
+type Raft interface {
+	Apply(ctx context.Context, cmd []byte) (consensus.ApplyResult, error)
+	LinearizableRead(ctx context.Context) (uint64, error)
+	ReadIndex(ctx context.Context) (uint64, error)
+	IsLeader() bool
+	Leader() (consensus.Server, bool)
+	LastContact() time.Duration
+	AddVoter(ctx context.Context, id, raftAddr, apiAddr string) error
+	RemoveServer(ctx context.Context, id string) error
+	Servers(ctx context.Context) ([]consensus.Server, error)
+	Status() consensus.Status
+}
+
+// Config configures a Server.
+type Config struct {
+	NodeID string
+	Store  *state.Store
+	Raft   Raft
+	// Peers reaches other servers (forwarding writes to the leader).
+	Peers *Peers
+	// Clock stamps commands on the leader; nil = time.Now.
+	Clock   func() time.Time
+	Logger  *slog.Logger
+	Version string
+}
+
+// MaxMessageSize bounds every gRPC message received.
+const MaxMessageSize = 1 << 20
+
+// Server implements the trustfed gRPC services.
+type Server struct {
+	trustfedv1.UnimplementedRegistryServiceServer
+	trustfedv1.UnimplementedAdminServiceServer
+	trustfedv1.UnimplementedClusterServiceServer
+	peerv1.UnimplementedPeerServiceServer
+
+	cfg   Config
+	store *state.Store
+	raft  Raft
+	auth  authenticator
+	log   *slog.Logger
+	clock func() time.Time
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	var errs []error
+	if cfg.NodeID == "" {
+		errs = append(errs, errors.New("NodeID is required"))
+	}
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if cfg.Raft == nil {
+		errs = append(errs, errors.New("Raft is required"))
+	}
+	if cfg.Peers == nil {
+		errs = append(errs, errors.New("Peers is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("registry config: %w", err)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{
+		cfg:   cfg,
+		store: cfg.Store,
+		raft:  cfg.Raft,
+		auth:  authenticator{store: cfg.Store},
+		log:   cfg.Logger,
+		clock: cfg.Clock,
+	}, nil
+}
+
+// ServerOptions are the options every gRPC server of ours needs: the
+// interceptor chain and message limits. Add transport credentials to them.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.MaxRecvMsgSize(MaxMessageSize),
+	}
+}
+
+// Register registers every service on gs.
+func (s *Server) Register(gs *grpc.Server) {
+	trustfedv1.RegisterRegistryServiceServer(gs, s)
+	trustfedv1.RegisterAdminServiceServer(gs, s)
+	trustfedv1.RegisterClusterServiceServer(gs, s)
+	peerv1.RegisterPeerServiceServer(gs, s)
+}
+
+// unaryInterceptor is the one place every unary call passes: authenticate,
+// authorise, forward writes to the leader, handle, map errors.
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	p, err := s.auth.authenticate(ctx)
+	if err == nil {
+		err = authorize(info.FullMethod, p)
+	}
+	if err != nil {
+		s.log.Warn("request refused", "method", info.FullMethod, "principal", p.ID, "error", err)
+		return nil, toStatus(s.log, info.FullMethod, err)
+	}
+	ctx = withPrincipal(ctx, p)
+	resp, forwarded, err := s.forward(ctx, info.FullMethod, req)
+	if !forwarded {
+		resp, err = handler(ctx, req)
+	}
+	s.log.Debug("request", "method", info.FullMethod, "principal", p.ID, "forwarded", forwarded, "duration", time.Since(start), "error", err)
+	return resp, toStatus(s.log, info.FullMethod, err)
+}
+
+func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	p, err := s.auth.authenticate(ss.Context())
+	if err == nil {
+		err = authorize(info.FullMethod, p)
+	}
+	if err != nil {
+		s.log.Warn("stream refused", "method", info.FullMethod, "error", err)
+		return toStatus(s.log, info.FullMethod, err)
+	}
+	return toStatus(s.log, info.FullMethod, handler(srv, &principalStream{ServerStream: ss, ctx: withPrincipal(ss.Context(), p)}))
+}
+
+type principalStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (p *principalStream) Context() context.Context { return p.ctx }
+
+// propose stamps a command with the leader's time, the request id and the
+// principal, replicates it and returns the index it was applied at.
+func (s *Server) propose(ctx context.Context, cmd proto.Message, requestID string) (uint64, error) {
+	p, _ := PrincipalFrom(ctx)
+	b, err := state.Encode(cmd, state.EnvelopeMeta{RequestID: requestID, Time: s.clock().UTC(), Principal: p.ID})
+	if err != nil {
+		return 0, fmt.Errorf("encode command: %w", err)
+	}
+	res, err := s.raft.Apply(ctx, b)
+	if err != nil {
+		return 0, fmt.Errorf("propose %T: %w", cmd, err)
+	}
+	r, ok := res.Response.(state.Result)
+	if !ok {
+		return 0, fmt.Errorf("propose %T: unexpected apply response %T", cmd, res.Response)
+	}
+	if r.Err != nil {
+		return 0, r.Err
+	}
+	return r.Index, nil
+}
+
+// read returns a view of the state as fresh as the consistency asks for.
+func (s *Server) read(ctx context.Context, c trustfedv1.Consistency) (*state.Reader, *trustfedv1.ReadMeta, error) {
+	provided := trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE
+	switch c {
+	case trustfedv1.Consistency_CONSISTENCY_UNSPECIFIED, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE:
+		if _, err := s.raft.LinearizableRead(ctx); err != nil {
+			return nil, nil, fmt.Errorf("linearizable read: %w", err)
+		}
+	case trustfedv1.Consistency_CONSISTENCY_STALE:
+		provided = c
+	default:
+		return nil, nil, state.Invalid("consistency", "unknown consistency %d", int32(c))
+	}
+	r := s.store.Read()
+	meta := &trustfedv1.ReadMeta{
+		Index:       r.Index(),
+		Consistency: provided,
+		LastContact: durationpb.New(s.raft.LastContact()),
+		NodeId:      s.cfg.NodeID,
+	}
+	if l, ok := s.raft.Leader(); ok {
+		meta.LeaderId, meta.KnownLeader = l.ID, true
+	}
+	return r, meta, nil
+}
+
+// requestID returns the caller's idempotency key, or a fresh one.
+func requestID(given string) (string, error) {
+	if given != "" {
+		if len(given) > 128 {
+			return "", state.Invalid("request_id", "is longer than 128 characters")
+		}
+		for i := 0; i < len(given); i++ {
+			if given[i] < 0x21 || given[i] > 0x7e {
+				return "", state.Invalid("request_id", "must be printable ASCII without spaces")
+			}
+		}
+		return given, nil
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate request id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
