@@ -98,6 +98,11 @@ func (a authenticator) authenticate(ctx context.Context) (Principal, error) {
 		return a.fromToken(vals[0])
 	}
 	if id, ok := nodeIdentity(ctx); ok {
+		// A peer forwarding a node's own request (Join) names that node;
+		// peers are mutually authenticated servers of the same cluster.
+		if fwd := md.Get(forwardedForHeader); len(fwd) == 1 && strings.HasPrefix(fwd[0], "node:") {
+			return Principal{ID: fwd[0], Role: RoleNode}, nil
+		}
 		return Principal{ID: "node:" + id, Role: RoleNode}, nil
 	}
 	return Principal{}, fmt.Errorf("%w: send \"Authorization: Bearer <token>\"", ErrUnauthenticated)

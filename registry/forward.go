@@ -23,6 +23,11 @@ import (
 // forwarded request is never forwarded again (no loops during elections).
 const forwardedHeader = "x-trustfed-forwarded-by"
 
+// forwardedForHeader carries the node principal a forwarded request was
+// made by (only node principals are forwarded this way; users are forwarded
+// with their own bearer token).
+const forwardedForHeader = "x-trustfed-forwarded-for"
+
 // Peers holds connections to other registry servers (mutual TLS with this
 // node's certificate). It is how a follower forwards writes to the leader
 // and asks it for a read index.
@@ -126,6 +131,8 @@ func (s *Server) forward(ctx context.Context, method string, req any) (any, bool
 	out := metadata.MD{forwardedHeader: []string{s.cfg.NodeID}}
 	if auth := md.Get("authorization"); len(auth) > 0 {
 		out.Set("authorization", auth...)
+	} else if p, ok := PrincipalFrom(ctx); ok && p.Role == RoleNode {
+		out.Set(forwardedForHeader, p.ID)
 	}
 	conn, err := s.cfg.Peers.conn(leader.APIAddr)
 	if err != nil {

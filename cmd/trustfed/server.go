@@ -1,8 +1,153 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
 
-// newServerCmd is replaced by the real server wiring.
+	"github.com/spf13/cobra"
+)
+
+// serverFlags are the flags of `trustfed server`. They are parsed with the
+// standard flag package, so both -data-dir and --data-dir work.
+type serverFlags struct {
+	dev        bool
+	dataDir    string
+	nodeID     string
+	raftAddr   string
+	grpcAddr   string
+	httpAddr   string
+	advertise  string
+	bootstrap  bool
+	join       string
+	tlsCA      string
+	tlsCert    string
+	tlsKey     string
+	tokenFile  string
+	logLevel   string
+	logFormat  string
+	raftFast   bool
+}
+
+func (f *serverFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.dev, "dev", false, "development mode: one node, loopback only, temporary data dir unless -data-dir, self-signed TLS, printed admin token")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the Raft log, snapshots, TLS material and admin.token (required unless -dev)")
+	fs.StringVar(&f.nodeID, "node-id", "", "this server's node id (default: \"dev\" in dev mode; required otherwise)")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7000", "Raft listen address (server-to-server, mutual TLS)")
+	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7443", "gRPC listen address (members, CLI, peers)")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8443", "REST/JSON listen address (HTTPS)")
+	fs.StringVar(&f.advertise, "advertise-api", "", "gRPC address other servers use to reach this one (default: -grpc-addr as bound)")
+	fs.BoolVar(&f.bootstrap, "bootstrap", false, "bootstrap a new single-voter cluster if the data dir holds no Raft state, and create the first admin token")
+	fs.StringVar(&f.join, "join", "", "gRPC address of a cluster member to join through (as a voter)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "cluster CA certificate (PEM); default in dev mode: generated under <data-dir>/tls")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate (PEM), issued by the cluster CA (`trustfed ca issue-node`)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "this node's private key (PEM)")
+	fs.StringVar(&f.tokenFile, "admin-token-file", "", "where -bootstrap writes the first admin token (default <data-dir>/admin.token)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&f.raftFast, "raft-fast-timeouts", false, "short Raft timeouts (tests and loopback clusters only)")
+}
+
 func newServerCmd() *cobra.Command {
-	return &cobra.Command{Use: "server", Short: "Run a trustfed registry server"}
+	return &cobra.Command{
+		Use:   "server [flags]",
+		Short: "Run a trustfed registry server (-dev for a local single node)",
+		Long: `Run a trustfed registry server.
+
+  trustfed server -dev
+      One node on loopback with a temporary data dir, self-signed TLS and a
+      printed admin token. Nothing listens beyond 127.0.0.1.
+
+  trustfed server -node-id n1 -data-dir /var/lib/trustfed -bootstrap \
+      -tls-ca ca.pem -tls-cert n1.pem -tls-key n1-key.pem \
+      -raft-addr 10.0.0.1:7000 -grpc-addr 10.0.0.1:7443 -http-addr 10.0.0.1:8443
+  trustfed server -node-id n2 ... -join 10.0.0.1:7443
+
+Flags take one or two dashes (-dev or --dev).`,
+		DisableFlagParsing: true,
+		SilenceUsage:       true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fs := flag.NewFlagSet("trustfed server", flag.ContinueOnError)
+			fs.SetOutput(cmd.ErrOrStderr())
+			var f serverFlags
+			f.register(fs)
+			if err := fs.Parse(args); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return nil
+				}
+				return usageError{err}
+			}
+			if fs.NArg() > 0 {
+				return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServer(ctx, f, cmd.OutOrStdout())
+		},
+	}
+}
+
+// usageError marks a command-line mistake (exit code 2).
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+// resolve fills defaults and checks the flags; it refuses what dev mode must not do.
+func (f *serverFlags) resolve() error {
+	if f.dev {
+		if f.nodeID == "" {
+			f.nodeID = "dev"
+		}
+		if f.join != "" {
+			return usageError{errors.New("-dev runs a single node: -join is not allowed")}
+		}
+		for name, addr := range map[string]string{"-raft-addr": f.raftAddr, "-grpc-addr": f.grpcAddr, "-http-addr": f.httpAddr} {
+			if !isLoopback(addr) {
+				return usageError{fmt.Errorf("-dev binds to loopback only: %s %q is not a loopback address", name, addr)}
+			}
+		}
+		if f.dataDir == "" {
+			dir, err := os.MkdirTemp("", "trustfed-dev-")
+			if err != nil {
+				return fmt.Errorf("create dev data dir: %w", err)
+			}
+			f.dataDir = dir
+		}
+		f.bootstrap = true
+		f.raftFast = true
+	}
+	if f.dataDir == "" {
+		return usageError{errors.New("-data-dir is required (or use -dev)")}
+	}
+	if f.nodeID == "" {
+		return usageError{errors.New("-node-id is required (or use -dev)")}
+	}
+	if f.bootstrap && f.join != "" {
+		return usageError{errors.New("-bootstrap and -join exclude each other: bootstrap one node, join the others to it")}
+	}
+	if !f.dev && (f.tlsCA == "" || f.tlsCert == "" || f.tlsKey == "") {
+		return usageError{errors.New("-tls-ca, -tls-cert and -tls-key are required outside -dev (create them with `trustfed ca init` and `trustfed ca issue-node`)")}
+	}
+	if f.tokenFile == "" {
+		f.tokenFile = filepath.Join(f.dataDir, "admin.token")
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

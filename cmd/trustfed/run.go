@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/consensus"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	"github.com/trustfed/trustfed/registry"
+	"github.com/trustfed/trustfed/registry/state"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// addrsFile is written to the data dir once the server listens, so tools
+// and tests can find ports chosen with :0.
+type addrsFile struct {
+	NodeID   string `json:"node_id"`
+	GRPCAddr string `json:"grpc_addr"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	CACert   string `json:"ca_cert"`
+}
+
+func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
+	if err := f.resolve(); err != nil {
+		return err
+	}
+	logger, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	files, err := tlsFiles(f)
+	if err != nil {
+		return err
+	}
+	serverTLS, err := attestation.ServerTLSConfig(files)
+	if err != nil {
+		return err
+	}
+	peerTLS, err := attestation.ClientTLSConfig(files.CAFile, files.CertFile, files.KeyFile)
+	if err != nil {
+		return err
+	}
+	raftTLS := peerTLS.Clone()
+	raftTLS.ClientCAs = peerTLS.RootCAs
+	raftTLS.ClientAuth = tls.RequireAndVerifyClientCert
+	raftTLS.VerifyConnection = requireNodeCert
+	gatewayTLS, err := attestation.ClientTLSConfig(files.CAFile, "", "")
+	if err != nil {
+		return err
+	}
+
+	grpcLis, err := net.Listen("tcp", f.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen -grpc-addr %s: %w", f.grpcAddr, err)
+	}
+	defer grpcLis.Close()
+	httpLis, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen -http-addr %s: %w", f.httpAddr, err)
+	}
+	defer httpLis.Close()
+	apiAddr := f.advertise
+	if apiAddr == "" {
+		apiAddr = grpcLis.Addr().String()
+	}
+
+	store := state.NewStore()
+	fsm := state.NewFSM(store, logger.With("component", "fsm"))
+	peers := registry.NewPeers(peerTLS)
+	defer peers.Close()
+	ncfg := consensus.Config{
+		NodeID:       f.nodeID,
+		DataDir:      filepath.Join(f.dataDir, "raft"),
+		BindAddr:     f.raftAddr,
+		APIAddr:      apiAddr,
+		Bootstrap:    f.bootstrap,
+		StateMachine: stateMachine{fsm},
+		LeaderClient: peers,
+		TLS:          raftTLS,
+		Logger:       logger.With("component", "raft"),
+	}
+	if f.raftFast {
+		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
+		ncfg.LeaderLeaseTimeout, ncfg.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
+	}
+	node, err := consensus.New(ncfg)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	defer node.Close()
+
+	srv, err := registry.New(registry.Config{
+		NodeID: f.nodeID, Store: store, Raft: node, Peers: peers,
+		Logger: logger.With("component", "registry"), Version: version,
+	})
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(credentials.NewTLS(serverTLS)))...)
+	srv.Register(gs)
+	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS)
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	hs := &http.Server{
+		Handler:           gw,
+		TLSConfig:         serverTLS,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	tokenReady := make(chan struct{})
+	if f.bootstrap {
+		secret, err := ensureBootstrapToken(f.tokenFile)
+		if err != nil {
+			return err
+		}
+		node.RegisterLeaderTask("bootstrap-token", bootstrapTokenTask(node, store, secret, tokenReady, logger))
+		if f.dev {
+			go func() {
+				select {
+				case <-tokenReady:
+					printDevBanner(out, f, grpcLis.Addr(), httpLis.Addr(), node.RaftAddr(), files.CAFile, secret)
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}
+
+	if err := writeAddrs(f, grpcLis.Addr(), httpLis.Addr(), node.RaftAddr(), files.CAFile); err != nil {
+		return err
+	}
+	logger.Info("trustfed server listening", "node", f.nodeID, "grpc", grpcLis.Addr().String(), "http", "https://"+httpLis.Addr().String(),
+		"raft", node.RaftAddr(), "data_dir", f.dataDir, "dev", f.dev, "version", version)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return node.Run(gctx) })
+	g.Go(func() error {
+		if err := gs.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := hs.ServeTLS(httpLis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	if f.join != "" {
+		g.Go(func() error { return joinCluster(gctx, f.join, peerTLS, f.nodeID, node.RaftAddr(), apiAddr, logger) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		logger.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-sctx.Done():
+			gs.Stop()
+		}
+		return nil
+	})
+	err = g.Wait()
+	if cerr := node.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close raft: %w", cerr)
+	}
+	logger.Info("stopped", "node", f.nodeID)
+	return err
+}
+
+// stateMachine adapts the registry FSM to consensus.StateMachine.
+type stateMachine struct{ *state.FSM }
+
+func (s stateMachine) Snapshot() (consensus.Snapshot, error) { return s.FSM.Snapshot() }
+
+// requireNodeCert refuses a Raft peer whose certificate does not name a node.
+func requireNodeCert(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("raft peer presented no certificate")
+	}
+	if _, ok := attestation.NodeIDFromCert(cs.PeerCertificates[0]); !ok {
+		return errors.New("raft peer certificate does not name a trustfed node")
+	}
+	return nil
+}
+
+func tlsFiles(f serverFlags) (attestation.TLSFiles, error) {
+	if f.tlsCA != "" {
+		return attestation.TLSFiles{CAFile: f.tlsCA, CertFile: f.tlsCert, KeyFile: f.tlsKey}, nil
+	}
+	files, err := attestation.EnsureDevTLS(filepath.Join(f.dataDir, "tls"), f.nodeID, []string{"127.0.0.1", "::1", "localhost"}, time.Now())
+	if err != nil {
+		return files, fmt.Errorf("dev TLS material: %w", err)
+	}
+	return files, nil
+}
+
+// dialable turns a listener address into one the gateway can dial (an
+// unspecified host becomes loopback).
+func dialable(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("-log-format %q: want text or json", format)
+	}
+}
+
+func writeAddrs(f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile string) error {
+	b, err := json.MarshalIndent(addrsFile{NodeID: f.nodeID, GRPCAddr: grpcAddr.String(), HTTPAddr: httpAddr.String(), RaftAddr: raftAddr, CACert: caFile}, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(f.dataDir, "addrs.json")
+	if err := os.WriteFile(path+".tmp", append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// ensureBootstrapToken returns the admin token kept in path, creating it
+// (mode 0600) on first start.
+func ensureBootstrapToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		secret := strings.TrimSpace(string(b))
+		if _, err := attestation.ParseToken(secret); err != nil {
+			return "", fmt.Errorf("admin token file %s: %w", path, err)
+		}
+		return secret, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read admin token file: %w", err)
+	}
+	_, secret, err := attestation.NewToken(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin token file: %w", err)
+	}
+	return secret, nil
+}
+
+// bootstrapTokenTask stores the first admin token (hashed) once this node
+// leads a cluster that has none. It closes ready when the registry holds a token.
+func bootstrapTokenTask(node *consensus.Node, store *state.Store, secret string, ready chan struct{}, logger *slog.Logger) func(context.Context) error {
+	var closed bool
+	markReady := func() {
+		if !closed {
+			closed = true
+			close(ready)
+		}
+	}
+	return func(ctx context.Context) error {
+		id, err := attestation.ParseToken(secret)
+		if err != nil {
+			return err
+		}
+		hash := attestation.TokenHash(secret)
+		return retry(ctx, logger, "store bootstrap token", func() error {
+			if store.Read().TokenCount() > 0 {
+				markReady()
+				return nil
+			}
+			cmd, err := state.Encode(&commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{
+				Id: id, SecretSha256: hash[:], Role: commandv1.Role_ROLE_ADMIN, Description: "bootstrap admin token",
+			}}, state.EnvelopeMeta{RequestID: "bootstrap-token-" + id, Time: time.Now().UTC(), Principal: "system:bootstrap"})
+			if err != nil {
+				return err
+			}
+			res, err := node.Apply(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			if r := res.Response.(state.Result); r.Err != nil && !errors.Is(r.Err, state.ErrFailedPrecondition) {
+				return r.Err
+			}
+			logger.Info("bootstrap admin token stored", "token_id", id)
+			markReady()
+			return nil
+		})
+	}
+}
