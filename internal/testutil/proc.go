@@ -1,0 +1,205 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BuildBinary builds cmd/trustfed into dir and returns its path.
+func BuildBinary(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "trustfed")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/trustfed")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/trustfed: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+func moduleRoot() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(b))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the trustfed module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// Addrs is what a server writes to <data-dir>/addrs.json once it listens.
+type Addrs struct {
+	NodeID   string `json:"node_id"`
+	GRPCAddr string `json:"grpc_addr"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	CACert   string `json:"ca_cert"`
+}
+
+// Server is a trustfed server process started by a test.
+type Server struct {
+	t       testing.TB
+	Bin     string
+	DataDir string
+	Args    []string
+	Addrs   Addrs
+	Stdout  *syncBuffer
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// StartServer starts `trustfed server ARGS... -data-dir DATADIR` and waits
+// until it has written its addresses. The process is killed at test cleanup
+// if still running, and its log is printed if the test failed.
+func StartServer(t testing.TB, bin, dataDir string, args ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, Bin: bin, DataDir: dataDir, Args: args}
+	s.start()
+	t.Cleanup(func() {
+		s.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(s.logPath())
+			t.Logf("--- log of server in %s ---\n%s", dataDir, tail(b, 8000))
+		}
+	})
+	return s
+}
+
+func (s *Server) logPath() string { return filepath.Join(s.DataDir, "server.log") }
+
+func (s *Server) start() {
+	s.t.Helper()
+	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		s.t.Fatalf("create data dir: %v", err)
+	}
+	addrsPath := filepath.Join(s.DataDir, "addrs.json")
+	_ = os.Remove(addrsPath)
+	logf, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatalf("open server log: %v", err)
+	}
+	s.Stdout = &syncBuffer{}
+	s.cmd = exec.Command(s.Bin, append([]string{"server", "-data-dir", s.DataDir}, s.Args...)...)
+	s.cmd.Stdout = s.Stdout
+	s.cmd.Stderr = logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start server: %v", err)
+	}
+	s.done = make(chan struct{})
+	go func() {
+		s.err = s.cmd.Wait()
+		_ = logf.Close()
+		close(s.done)
+	}()
+	Eventually(s.t, 30*time.Second, "server writes addrs.json", func() error {
+		select {
+		case <-s.done:
+			b, _ := os.ReadFile(s.logPath())
+			return Permanent(fmt.Errorf("server exited early: %v\n%s", s.err, tail(b, 4000)))
+		default:
+		}
+		b, err := os.ReadFile(addrsPath)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &s.Addrs)
+	})
+}
+
+// Restart starts the server again with the same data dir and arguments.
+func (s *Server) Restart(args ...string) {
+	s.t.Helper()
+	if args != nil {
+		s.Args = args
+	}
+	s.start()
+}
+
+// Running reports whether the process is still running.
+func (s *Server) Running() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop sends SIGTERM and waits (up to 15s, then SIGKILL). It returns the
+// process's exit error.
+func (s *Server) Stop() error {
+	if s.cmd == nil || !s.Running() {
+		return s.err
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		s.Kill()
+		return errors.New("server did not stop within 15s of SIGTERM")
+	}
+	return s.err
+}
+
+// Kill kills the process (SIGKILL) and waits for it.
+func (s *Server) Kill() {
+	if s.cmd == nil || !s.Running() {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// Wait waits for the process to exit by itself, up to ctx.
+func (s *Server) Wait(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return s.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

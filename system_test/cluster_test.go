@@ -1,0 +1,171 @@
+package system_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/internal/testutil"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+type cluster struct {
+	pki     *testutil.ClusterPKI
+	servers map[string]*testutil.Server
+	clients map[string]*client.Client
+	token   string
+}
+
+// startCluster starts n1 (bootstrap) and joins n2, n3 through it, each a
+// real process with its own data dir, over loopback with mutual TLS.
+func startCluster(t *testing.T) *cluster {
+	root := t.TempDir()
+	c := &cluster{pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
+	args := func(id string, extra ...string) []string {
+		a := append([]string{"-node-id", id, "-raft-fast-timeouts"}, loopbackPorts...)
+		a = append(a, c.pki.NodeFiles(t, id)...)
+		return append(a, extra...)
+	}
+	n1 := testutil.StartServer(t, bin, filepath.Join(root, "n1"), args("n1", "-bootstrap")...)
+	c.servers["n1"] = n1
+	c.token = adminToken(t, n1.DataDir)
+	c.clients["n1"] = dial(t, n1, c.pki.CAFile, c.token)
+	waitServing(t, c.clients["n1"])
+	for _, id := range []string{"n2", "n3"} {
+		s := testutil.StartServer(t, bin, filepath.Join(root, id), args(id, "-join", n1.Addrs.GRPCAddr)...)
+		c.servers[id] = s
+		c.clients[id] = dial(t, s, c.pki.CAFile, c.token)
+	}
+	testutil.Eventually(t, 30*time.Second, "3 voters, all nodes serving", func() error {
+		st, err := c.clients["n1"].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		if len(st.Members) != 3 {
+			return fmt.Errorf("%d members", len(st.Members))
+		}
+		for id, cl := range c.clients {
+			if _, err := cl.Registry().ListOrganizations(ctxT(t), &trustfedv1.ListOrganizationsRequest{}); err != nil {
+				return fmt.Errorf("%s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	return c
+}
+
+func (c *cluster) leader(t *testing.T, among ...string) string {
+	t.Helper()
+	var leader string
+	testutil.Eventually(t, 30*time.Second, "a ready leader", func() error {
+		for _, id := range among {
+			st, err := c.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+			if err == nil && st.Ready && st.State == "Leader" {
+				leader = id
+				return nil
+			}
+		}
+		return fmt.Errorf("no ready leader among %v", among)
+	})
+	return leader
+}
+
+func TestThreeNodeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	c := startCluster(t)
+	all := []string{"n1", "n2", "n3"}
+	leader := c.leader(t, all...)
+	var followers []string
+	for _, id := range all {
+		if id != leader {
+			followers = append(followers, id)
+		}
+	}
+
+	t.Run("write through a follower, read linearizably everywhere", func(t *testing.T) {
+		f := c.clients[followers[0]]
+		createOrg(t, f, "acme-bank", 3)
+		createOrg(t, c.clients[followers[1]], "st-mary", 2)
+		_, err := f.Admin().CreateAgreement(ctxT(t), &trustfedv1.CreateAgreementRequest{OrganizationAId: "acme-bank", OrganizationBId: "st-mary"})
+		require.NoError(t, err)
+		for _, id := range all {
+			resp, err := c.clients[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
+				FromOrganizationId: "acme-bank", ToOrganizationId: "st-mary", Action: "task_send"})
+			require.NoError(t, err, id)
+			require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, resp.Decision, id)
+			require.EqualValues(t, 2, resp.EffectiveLevel, id)
+			require.Equal(t, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE, resp.Meta.Consistency)
+			require.Equal(t, id, resp.Meta.NodeId)
+		}
+	})
+
+	t.Run("every acknowledged write is visible to the next read on any node", func(t *testing.T) {
+		for i := 0; i < 30; i++ {
+			writer := c.clients[all[i%3]]
+			reader := c.clients[all[(i+1)%3]]
+			level := uint32(i % 5)
+			_, err := writer.Admin().UpdateOrganization(ctxT(t), &trustfedv1.UpdateOrganizationRequest{OrganizationId: "acme-bank", DeclaredLevel: &level})
+			require.NoError(t, err)
+			got, err := reader.Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "acme-bank"})
+			require.NoError(t, err)
+			require.Equal(t, level, got.Organization.DeclaredLevel, "round %d: read on %s after write on %s", i, all[(i+1)%3], all[i%3])
+		}
+	})
+
+	t.Run("kill the leader: a new one is elected, data intact", func(t *testing.T) {
+		c.servers[leader].Kill()
+		newLeader := c.leader(t, followers...)
+		require.NotEqual(t, leader, newLeader)
+		for _, id := range followers {
+			got, err := c.clients[id].Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "st-mary"})
+			require.NoError(t, err, id)
+			require.EqualValues(t, 2, got.Organization.DeclaredLevel)
+		}
+		createOrg(t, c.clients[followers[0]], "after-failover", 1)
+	})
+
+	t.Run("restart the stopped node from its data dir: it catches up", func(t *testing.T) {
+		old := c.servers[leader]
+		a := old.Addrs
+		args := append([]string{"-node-id", leader, "-raft-fast-timeouts",
+			"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
+			c.pki.NodeFiles(t, leader)...)
+		old.Restart(args...)
+		testutil.Eventually(t, 30*time.Second, "restarted node has the write made while it was down", func() error {
+			_, err := c.clients[leader].Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "after-failover"})
+			return err
+		})
+		st, err := c.clients[leader].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		require.NoError(t, err)
+		require.Len(t, st.Members, 3)
+	})
+
+	t.Run("a node without a certificate from the cluster CA cannot join", func(t *testing.T) {
+		other := testutil.NewClusterPKI(t, t.TempDir())
+		args := append([]string{"-node-id", "rogue", "-raft-fast-timeouts"}, loopbackPorts...)
+		args = append(args, other.NodeFiles(t, "rogue")...)
+		args = append(args, "-join", c.servers[followers[0]].Addrs.GRPCAddr)
+		rogue := testutil.StartServer(t, bin, filepath.Join(t.TempDir(), "rogue"), args...)
+		defer rogue.Kill()
+		// It cannot even complete a TLS handshake with a member; the
+		// membership stays at three however long it retries.
+		st, err := c.clients[followers[0]].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		require.NoError(t, err)
+		require.Len(t, st.Members, 3)
+		testutil.Eventually(t, 20*time.Second, "rogue logs its refused join", func() error {
+			return logContains(rogue, "join cluster")
+		})
+		st, err = c.clients[followers[0]].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		require.NoError(t, err)
+		require.Len(t, st.Members, 3)
+	})
+
+	for _, s := range c.servers {
+		require.NoError(t, s.Stop(), "clean shutdown on SIGTERM")
+	}
+}

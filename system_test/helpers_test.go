@@ -1,0 +1,73 @@
+package system_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/internal/testutil"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+var loopbackPorts = []string{"-raft-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0"}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// adminToken waits for the bootstrap token file in dataDir.
+func adminToken(t *testing.T, dataDir string) string {
+	t.Helper()
+	var tok string
+	testutil.Eventually(t, 20*time.Second, "admin.token written", func() error {
+		b, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+		tok = strings.TrimSpace(string(b))
+		return err
+	})
+	return tok
+}
+
+// dial returns an SDK client for a server, authenticated with token.
+func dial(t *testing.T, s *testutil.Server, caFile, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(ctxT(t), client.Config{Addr: s.Addrs.GRPCAddr, Token: token, CACertFile: caFile, Timeout: 20 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// waitServing waits until the server answers an authenticated linearizable read.
+func waitServing(t *testing.T, c *client.Client) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, "server serves linearizable reads", func() error {
+		_, err := c.Registry().ListOrganizations(ctxT(t), &trustfedv1.ListOrganizationsRequest{PageSize: 1})
+		return err
+	})
+}
+
+func createOrg(t *testing.T, c *client.Client, id string, level uint32) *trustfedv1.Organization {
+	t.Helper()
+	resp, err := c.Admin().CreateOrganization(ctxT(t), &trustfedv1.CreateOrganizationRequest{OrganizationId: id, Name: "Org " + id, DeclaredLevel: level})
+	require.NoError(t, err)
+	return resp.Organization
+}
+
+// logContains reports whether the server's log holds s.
+func logContains(srv *testutil.Server, s string) error {
+	b, err := os.ReadFile(filepath.Join(srv.DataDir, "server.log"))
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(b), s) {
+		return fmt.Errorf("log has no %q yet", s)
+	}
+	return nil
+}
