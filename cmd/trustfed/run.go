@@ -91,15 +91,16 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	peers := registry.NewPeers(peerTLS)
 	defer peers.Close()
 	ncfg := consensus.Config{
-		NodeID:       f.nodeID,
-		DataDir:      filepath.Join(f.dataDir, "raft"),
-		BindAddr:     f.raftAddr,
-		APIAddr:      apiAddr,
-		Bootstrap:    f.bootstrap,
-		StateMachine: stateMachine{fsm},
-		LeaderClient: peers,
-		TLS:          raftTLS,
-		Logger:       logger.With("component", "raft"),
+		NodeID:        f.nodeID,
+		DataDir:       filepath.Join(f.dataDir, "raft"),
+		BindAddr:      f.raftAddr,
+		AdvertiseAddr: f.advRaft,
+		APIAddr:       apiAddr,
+		Bootstrap:     f.bootstrap,
+		StateMachine:  stateMachine{fsm},
+		LeaderClient:  peers,
+		TLS:           raftTLS,
+		Logger:        logger.With("component", "raft"),
 	}
 	if f.raftFast {
 		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond

@@ -17,22 +17,23 @@ import (
 // serverFlags are the flags of `trustfed server`. They are parsed with the
 // standard flag package, so both -data-dir and --data-dir work.
 type serverFlags struct {
-	dev        bool
-	dataDir    string
-	nodeID     string
-	raftAddr   string
-	grpcAddr   string
-	httpAddr   string
-	advertise  string
-	bootstrap  bool
-	join       string
-	tlsCA      string
-	tlsCert    string
-	tlsKey     string
-	tokenFile  string
-	logLevel   string
-	logFormat  string
-	raftFast   bool
+	dev       bool
+	dataDir   string
+	nodeID    string
+	raftAddr  string
+	grpcAddr  string
+	httpAddr  string
+	advertise string
+	advRaft   string
+	bootstrap bool
+	join      string
+	tlsCA     string
+	tlsCert   string
+	tlsKey    string
+	tokenFile string
+	logLevel  string
+	logFormat string
+	raftFast  bool
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -43,6 +44,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7443", "gRPC listen address (members, CLI, peers)")
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8443", "REST/JSON listen address (HTTPS)")
 	fs.StringVar(&f.advertise, "advertise-api", "", "gRPC address other servers use to reach this one (default: -grpc-addr as bound)")
+	fs.StringVar(&f.advRaft, "advertise-raft", "", "Raft address other servers use to reach this one (default: -raft-addr as bound; required when it is 0.0.0.0)")
 	fs.BoolVar(&f.bootstrap, "bootstrap", false, "bootstrap a new single-voter cluster if the data dir holds no Raft state, and create the first admin token")
 	fs.StringVar(&f.join, "join", "", "gRPC address of a cluster member to join through (as a voter)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "cluster CA certificate (PEM); default in dev mode: generated under <data-dir>/tls")
