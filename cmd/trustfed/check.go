@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trustfed/trustfed/client"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+const checkLong = `Ask the registry whether an agent of organisation --from may perform --action
+with an agent of organisation --to. Prints ALLOW or DENY, the levels of both
+organisations, the effective level (the lower of the two), the level the
+action requires, the agreement that covers the interaction, the reasons for a
+denial, and the Raft index the decision was computed at.
+
+Exit codes, so that scripts can branch on the decision:
+  0  ALLOW
+  3  DENY
+  1  the check could not be made (server or connection error)
+  2  usage error`
+
+func newCheckCmd(a *app) *cobra.Command {
+	var from, to, action string
+	var stale bool
+	cmd := &cobra.Command{
+		Use:     "check --from ORG --to ORG --action ACTION",
+		Short:   "Decide whether an interaction between two organisations is allowed (exit 0 ALLOW, 3 DENY)",
+		Long:    checkLong,
+		Example: "  trustfed check --from acme --to globex --action task_send && echo allowed",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req, err := checkRequest(from, to, action, stale)
+			if err != nil {
+				return err
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Registry().CheckInteraction(ctx, req)
+				if err != nil {
+					return err
+				}
+				if err := a.print(resp, func(w io.Writer) error { return writeCheck(w, resp) }); err != nil {
+					return err
+				}
+				return checkExit(resp.GetDecision())
+			})
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "organisation whose agent initiates the interaction (required)")
+	cmd.Flags().StringVar(&to, "to", "", "counterparty organisation (required)")
+	cmd.Flags().StringVar(&action, "action", "", `action, e.g. "discovery", "ping", "task_send", "context_share" (required)`)
+	addStaleFlag(cmd, &stale)
+	for _, f := range []string{"from", "to", "action"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+// checkRequest validates the arguments of "check".
+func checkRequest(from, to, action string, stale bool) (*trustfedv1.CheckInteractionRequest, error) {
+	if err := validateOrgID("--from", from); err != nil {
+		return nil, err
+	}
+	if err := validateOrgID("--to", to); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(action) == "" {
+		return nil, usageErrorf("--action is empty")
+	}
+	return &trustfedv1.CheckInteractionRequest{
+		FromOrganizationId: from,
+		ToOrganizationId:   to,
+		Action:             action,
+		Consistency:        readConsistency(stale),
+	}, nil
+}
+
+// checkExit maps a decision to the command's outcome: nil for ALLOW, exit
+// code 3 (with nothing more printed) for DENY, an error otherwise.
+func checkExit(d trustfedv1.Decision) error {
+	switch d {
+	case trustfedv1.Decision_DECISION_ALLOW:
+		return nil
+	case trustfedv1.Decision_DECISION_DENY:
+		return &codeError{code: exitDeny}
+	default:
+		return fmt.Errorf("server returned no decision (%s)", d)
+	}
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/trustfed/trustfed/attestation"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+// cliFake is a registry node that answers from fixed data and records
+// what it receives.
+type cliFake struct {
+	trustfedv1.UnimplementedRegistryServiceServer
+	trustfedv1.UnimplementedAdminServiceServer
+	trustfedv1.UnimplementedClusterServiceServer
+
+	mu      sync.Mutex
+	auth    []string
+	updates []*trustfedv1.UpdateOrganizationRequest
+	creates []*trustfedv1.CreateAgreementRequest
+}
+
+func (f *cliFake) record(ctx context.Context) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.auth = append(f.auth, md.Get("authorization")...)
+}
+
+func (f *cliFake) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
+	f.record(ctx)
+	if req.GetAction() == "discovery" {
+		return &trustfedv1.CheckInteractionResponse{Decision: trustfedv1.Decision_DECISION_ALLOW, Meta: &trustfedv1.ReadMeta{Index: 9}}, nil
+	}
+	return &trustfedv1.CheckInteractionResponse{
+		Decision: trustfedv1.Decision_DECISION_DENY,
+		Reasons:  []*trustfedv1.Reason{{Code: "NO_AGREEMENT", Message: "no agreement"}},
+		Meta:     &trustfedv1.ReadMeta{Index: 9},
+	}, nil
+}
+
+func (f *cliFake) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
+	f.record(ctx)
+	return nil, status.Errorf(codes.NotFound, "organization %q not found", req.GetOrganizationId())
+}
+
+func (f *cliFake) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrganizationsRequest) (*trustfedv1.ListOrganizationsResponse, error) {
+	f.record(ctx)
+	if req.GetPageToken() == "" {
+		return &trustfedv1.ListOrganizationsResponse{Organizations: []*trustfedv1.Organization{{Id: "acme", Name: "Acme", DeclaredLevel: 3}}, NextPageToken: "next"}, nil
+	}
+	return &trustfedv1.ListOrganizationsResponse{Organizations: []*trustfedv1.Organization{{Id: "globex", Name: "Globex", DeclaredLevel: 1}}}, nil
+}
+
+func (f *cliFake) UpdateOrganization(ctx context.Context, req *trustfedv1.UpdateOrganizationRequest) (*trustfedv1.UpdateOrganizationResponse, error) {
+	f.record(ctx)
+	f.mu.Lock()
+	f.updates = append(f.updates, req)
+	f.mu.Unlock()
+	return &trustfedv1.UpdateOrganizationResponse{Organization: &trustfedv1.Organization{Id: req.GetOrganizationId(), DeclaredLevel: req.GetDeclaredLevel()}}, nil
+}
+
+func (f *cliFake) CreateAgreement(ctx context.Context, req *trustfedv1.CreateAgreementRequest) (*trustfedv1.CreateAgreementResponse, error) {
+	f.record(ctx)
+	f.mu.Lock()
+	f.creates = append(f.creates, req)
+	n := len(f.creates)
+	f.mu.Unlock()
+	if n == 1 {
+		return nil, status.Error(codes.Unavailable, "leader lost")
+	}
+	return &trustfedv1.CreateAgreementResponse{Agreement: &trustfedv1.Agreement{Id: "agr-1", OrganizationAId: req.GetOrganizationAId(), OrganizationBId: req.GetOrganizationBId()}}, nil
+}
+
+func (f *cliFake) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trustfedv1.StatusResponse, error) {
+	f.record(ctx)
+	return &trustfedv1.StatusResponse{NodeId: "n1", State: "Leader", Ready: true,
+		Members: []*trustfedv1.ClusterMember{{NodeId: "n1", Voter: true, Leader: true}}}, nil
+}
+
+// startCLIFake serves a cliFake over TLS and returns its address and CA file.
+func startCLIFake(t *testing.T) (*cliFake, string, string) {
+	t.Helper()
+	files, err := attestation.EnsureDevTLS(t.TempDir(), "n1", []string{"127.0.0.1"}, time.Now())
+	require.NoError(t, err)
+	cfg, err := attestation.ServerTLSConfig(files)
+	require.NoError(t, err)
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+	fake := &cliFake{}
+	trustfedv1.RegisterRegistryServiceServer(srv, fake)
+	trustfedv1.RegisterAdminServiceServer(srv, fake)
+	trustfedv1.RegisterClusterServiceServer(srv, fake)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return fake, ln.Addr().String(), files.CAFile
+}
+
+// runCLI runs the CLI with args and env and returns exit code and output.
+func runCLI(env map[string]string, args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr, func(k string) string { return env[k] })
+	return code, stdout.String(), stderr.String()
+}
+
+func TestCLIUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"unknown subcommand", []string{"org", "frobnicate"}, "unknown command"},
+		{"unknown flag", []string{"status", "--bogus"}, "unknown flag"},
+		{"missing argument", []string{"org", "get"}, "expects 1 argument"},
+		{"extra argument", []string{"status", "x"}, "expects 0 argument"},
+		{"missing required flag", []string{"check", "--from", "acme", "--to", "globex"}, `"action" not set`},
+		{"bad org id", []string{"org", "get", "Acme"}, "not a valid organisation id"},
+		{"bad level", []string{"org", "set-level", "acme", "9"}, "out of range"},
+		{"bad output", []string{"-o", "yaml", "status"}, "--output"},
+		{"token and file", []string{"status", "--token", "a", "--token-file", "b"}, "mutually exclusive"},
+		{"bad timeout", []string{"status", "--timeout", "soon"}, "invalid argument"},
+		{"ca without host", []string{"ca", "issue-node", "--dir", "d", "--node-id", "n1"}, `"host" not set`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(nil, tt.args...)
+			require.Equal(t, exitUsage, code, stderr)
+			require.Empty(t, stdout)
+			require.True(t, strings.HasPrefix(stderr, "error: "), stderr)
+			require.Contains(t, stderr, tt.want)
+			require.Contains(t, stderr, "--help' for usage")
+			require.NotContains(t, stderr, "goroutine")
+		})
+	}
+}
+
+func TestCLIHelp(t *testing.T) {
+	code, stdout, _ := runCLI(nil, "check", "--help")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, "3  DENY")
+	code, stdout, _ = runCLI(nil, "org")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, "set-level")
+}
+
+func TestCLIAgainstServer(t *testing.T) {
+	fake, addr, caFile := startCLIFake(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("tf_file_token\n"), 0o600))
+	env := map[string]string{"TRUSTFED_ADDR": addr, "TRUSTFED_CACERT": caFile, "TRUSTFED_TOKEN": "tf_env_token"}
+
+	t.Run("check allow", func(t *testing.T) {
+		code, stdout, stderr := runCLI(env, "check", "--from", "acme", "--to", "globex", "--action", "discovery")
+		require.Equal(t, exitOK, code, stderr)
+		require.True(t, strings.HasPrefix(stdout, "ALLOW\n"), stdout)
+		require.Contains(t, stdout, "Raft index:       9")
+	})
+	t.Run("check deny", func(t *testing.T) {
+		code, stdout, stderr := runCLI(env, "check", "--from", "acme", "--to", "globex", "--action", "task_send")
+		require.Equal(t, exitDeny, code)
+		require.Empty(t, stderr)
+		require.True(t, strings.HasPrefix(stdout, "DENY\n"), stdout)
+		require.Contains(t, stdout, "NO_AGREEMENT")
+	})
+	t.Run("check deny json", func(t *testing.T) {
+		code, stdout, _ := runCLI(env, "-o", "json", "check", "--from", "acme", "--to", "globex", "--action", "task_send")
+		require.Equal(t, exitDeny, code)
+		var got map[string]any
+		require.NoError(t, json.Unmarshal([]byte(stdout), &got))
+		require.Equal(t, "DECISION_DENY", got["decision"])
+	})
+	t.Run("server error", func(t *testing.T) {
+		code, stdout, stderr := runCLI(env, "org", "get", "acme")
+		require.Equal(t, exitError, code)
+		require.Empty(t, stdout)
+		require.Equal(t, "error: organization \"acme\" not found (code NotFound)\n", stderr)
+	})
+	t.Run("list follows pages", func(t *testing.T) {
+		code, stdout, stderr := runCLI(env, "org", "list", "--stale")
+		require.Equal(t, exitOK, code, stderr)
+		require.Contains(t, stdout, "acme    Acme    3 (TRUSTED)")
+		require.Contains(t, stdout, "globex  Globex  1 (VERIFIED)")
+	})
+	t.Run("set-level", func(t *testing.T) {
+		code, stdout, stderr := runCLI(env, "org", "set-level", "acme", "attested")
+		require.Equal(t, exitOK, code, stderr)
+		require.Contains(t, stdout, "2 (ATTESTED)")
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		last := fake.updates[len(fake.updates)-1]
+		require.Equal(t, uint32(2), last.GetDeclaredLevel())
+		require.Len(t, last.GetRequestId(), 32)
+	})
+	t.Run("agreement create retried with the same request id", func(t *testing.T) {
+		code, stdout, stderr := runCLI(env, "agreement", "create", "acme", "globex")
+		require.Equal(t, exitOK, code, stderr)
+		require.Contains(t, stdout, "agr-1")
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		require.Len(t, fake.creates, 2)
+		require.NotEmpty(t, fake.creates[0].GetRequestId())
+		require.Equal(t, fake.creates[0].GetRequestId(), fake.creates[1].GetRequestId())
+	})
+	t.Run("status json", func(t *testing.T) {
+		code, stdout, stderr := runCLI(env, "status", "-o", "json")
+		require.Equal(t, exitOK, code, stderr)
+		var got map[string]any
+		require.NoError(t, json.Unmarshal([]byte(stdout), &got))
+		require.Equal(t, "n1", got["nodeId"])
+	})
+	t.Run("token sources", func(t *testing.T) {
+		fake.mu.Lock()
+		fake.auth = nil
+		fake.mu.Unlock()
+		_, _, stderr := runCLI(env, "status")
+		require.Empty(t, stderr)
+		_, _, stderr = runCLI(env, "status", "--token-file", tokenFile)
+		require.Empty(t, stderr)
+		_, _, stderr = runCLI(env, "status", "--token", "tf_flag_token")
+		require.Empty(t, stderr)
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		require.Equal(t, []string{"Bearer tf_env_token", "Bearer tf_file_token", "Bearer tf_flag_token"}, fake.auth)
+	})
+	t.Run("untrusted server", func(t *testing.T) {
+		code, _, stderr := runCLI(map[string]string{"TRUSTFED_ADDR": addr}, "status", "--timeout", "5s")
+		require.Equal(t, exitError, code)
+		require.Contains(t, stderr, "code Unavailable")
+	})
+}
+
+func TestCLICA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	code, stdout, stderr := runCLI(nil, "ca", "init", "--dir", dir)
+	require.Equal(t, exitOK, code, stderr)
+	require.Contains(t, stdout, filepath.Join(dir, "ca.pem"))
+
+	code, _, stderr = runCLI(nil, "ca", "init", "--dir", dir)
+	require.Equal(t, exitError, code)
+	require.Contains(t, stderr, "already exists")
+
+	out := t.TempDir()
+	code, stdout, stderr = runCLI(nil, "-o", "json", "ca", "issue-node", "--dir", dir, "--node-id", "node-1",
+		"--host", "10.0.0.1", "--host", "node-1.internal",
+		"--out-cert", filepath.Join(out, "n.pem"), "--out-key", filepath.Join(out, "n-key.pem"))
+	require.Equal(t, exitOK, code, stderr)
+	var got caFiles
+	require.NoError(t, json.Unmarshal([]byte(stdout), &got))
+	require.Equal(t, "node-1", got.NodeID)
+
+	ca, err := attestation.LoadCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"))
+	require.NoError(t, err)
+	data, err := os.ReadFile(got.CertFile)
+	require.NoError(t, err)
+	cert, err := attestation.ParseCertificatePEM(data)
+	require.NoError(t, err)
+	require.NoError(t, cert.CheckSignatureFrom(ca.Cert))
+	id, ok := attestation.NodeIDFromCert(cert)
+	require.True(t, ok)
+	require.Equal(t, "node-1", id)
+	info, err := os.Stat(got.KeyFile)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	code, _, stderr = runCLI(nil, "ca", "issue-node", "--dir", dir, "--node-id", "node-1", "--host", "bad host")
+	require.Equal(t, exitUsage, code, stderr)
+	code, _, _ = runCLI(nil, "ca", "issue-node", "--dir", t.TempDir(), "--node-id", "node-1", "--host", "h")
+	require.Equal(t, exitError, code, "no CA in dir")
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trustfed/trustfed/client"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+// run executes the CLI with args and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a := newApp(stdout, stderr, getenv)
+	root := newRootCmd(a)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	return reportError(stderr, cmd, err)
+}
+
+// app holds the global options and the streams every command writes to.
+type app struct {
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+
+	addr      string
+	token     string
+	tokenFile string
+	cacert    string
+	output    string
+	timeout   time.Duration
+}
+
+func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	return &app{stdout: stdout, stderr: stderr, getenv: getenv}
+}
+
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+const rootLong = `trustfed is a strongly consistent federation registry for AI agents of
+different organisations. "trustfed server" runs a registry node; the other
+commands talk to a node over gRPC and TLS.
+
+Global flags default to the environment: TRUSTFED_ADDR, TRUSTFED_TOKEN,
+TRUSTFED_TOKEN_FILE and TRUSTFED_CACERT.
+
+Exit codes: 0 success, 1 error, 2 usage error, 3 DENY (trustfed check).`
+
+func newRootCmd(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "trustfed",
+		Short:         "Federation registry for AI agents of different organisations",
+		Long:          rootLong,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if a.output != outputTable && a.output != outputJSON {
+				return usageErrorf("--output must be %q or %q, got %q", outputTable, outputJSON, a.output)
+			}
+			if a.timeout < 0 {
+				return usageErrorf("--timeout must not be negative")
+			}
+			return nil
+		},
+	}
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+
+	defAddr := a.getenv(client.EnvAddr)
+	if defAddr == "" {
+		defAddr = client.DefaultAddr
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.addr, "addr", defAddr, "gRPC address of a registry node (env "+client.EnvAddr+")")
+	pf.StringVar(&a.token, "token", a.getenv(client.EnvToken), "bearer token (env "+client.EnvToken+")")
+	pf.StringVar(&a.tokenFile, "token-file", a.getenv(client.EnvTokenFile), "file holding the bearer token (env "+client.EnvTokenFile+")")
+	pf.StringVar(&a.cacert, "cacert", a.getenv(client.EnvCACert), "PEM file of the CA that signed the server certificate; empty = system roots (env "+client.EnvCACert+")")
+	pf.StringVarP(&a.output, "output", "o", outputTable, "output format: table or json")
+	pf.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "timeout of each call to the server")
+
+	root.AddCommand(
+		newServerCmd(),
+		newStatusCmd(a),
+		newOrgCmd(a),
+		newAgreementCmd(a),
+		newCheckCmd(a),
+		newCACmd(a),
+	)
+	prepareTree(root)
+	return root
+}
+
+// prepareTree silences cobra's own error printing on every command (errors
+// are reported once, by reportError) and marks errors returned once a
+// command runs as runtime errors (exit 1); errors cobra returns before that
+// (flags, arguments, unknown commands) stay usage errors (exit 2).
+func prepareTree(cmd *cobra.Command) {
+	cmd.SilenceErrors = true
+	cmd.SilenceUsage = true
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			return asRuntimeError(run(c, args))
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		prepareTree(sub)
+	}
+}
+
+// newGroupCmd returns a command that only groups subcommands: run alone it
+// prints its help, with an unknown subcommand it is a usage error.
+func newGroupCmd(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
+	}
+}
+
+// dial opens a client from the global options.
+func (a *app) dial(ctx context.Context, cmd *cobra.Command) (*client.Client, error) {
+	token, err := a.resolveToken(cmd)
+	if err != nil {
+		return nil, err
+	}
+	cfg := client.Config{
+		Addr:       a.addr,
+		Token:      token,
+		CACertFile: a.cacert,
+		Timeout:    a.timeout,
+	}
+	c, err := client.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// resolveToken picks the token: an explicit --token or --token-file flag
+// wins over the environment; between the two sources of the same rank the
+// literal token wins.
+func (a *app) resolveToken(cmd *cobra.Command) (string, error) {
+	tokenSet := cmd.Flags().Changed("token")
+	fileSet := cmd.Flags().Changed("token-file")
+	switch {
+	case tokenSet && fileSet:
+		return "", usageErrorf("--token and --token-file are mutually exclusive")
+	case tokenSet:
+		return a.token, nil
+	case fileSet, a.token == "" && a.tokenFile != "":
+		if a.tokenFile == "" {
+			return "", usageErrorf("--token-file is empty")
+		}
+		tok, err := client.ReadTokenFile(a.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("token: %w", err)
+		}
+		return tok, nil
+	default:
+		return a.token, nil
+	}
+}
+
+// withClient dials, runs fn with the command's context, and closes.
+func (a *app) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
+	ctx := cmd.Context()
+	c, err := a.dial(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	return fn(ctx, c)
+}
+
+// print writes msg as JSON with -o json, or else runs table.
+func (a *app) print(msg proto.Message, table func(io.Writer) error) error {
+	if a.output == outputJSON {
+		return writeJSON(a.stdout, msg)
+	}
+	return table(a.stdout)
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+// levelNames are the names of trust levels 0..4.
+var levelNames = [maxLevel + 1]string{"UNTRUSTED", "VERIFIED", "ATTESTED", "TRUSTED", "PRIVILEGED"}
+
+// formatLevel renders a level as "3 (TRUSTED)".
+func formatLevel(l uint32) string {
+	if l <= maxLevel {
+		return fmt.Sprintf("%d (%s)", l, levelNames[l])
+	}
+	return fmt.Sprintf("%d (UNKNOWN)", l)
+}
+
+// formatTime renders a timestamp as RFC 3339 in UTC, "-" if unset.
+func formatTime(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	if err := ts.CheckValid(); err != nil {
+		return "invalid"
+	}
+	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+// formatDuration renders a duration, "-" if unset.
+func formatDuration(d *durationpb.Duration) string {
+	if d == nil {
+		return "-"
+	}
+	if err := d.CheckValid(); err != nil {
+		return "invalid"
+	}
+	return d.AsDuration().String()
+}
+
+// formatEnum renders an enum value without its type prefix, e.g.
+// ORGANIZATION_STATUS_ACTIVE as ACTIVE.
+func formatEnum(name, prefix string) string {
+	return strings.TrimPrefix(name, prefix)
+}
+
+func formatOrgStatus(s trustfedv1.OrganizationStatus) string {
+	return formatEnum(s.String(), "ORGANIZATION_STATUS_")
+}
+
+func formatAgreementStatus(s trustfedv1.AgreementStatus) string {
+	return formatEnum(s.String(), "AGREEMENT_STATUS_")
+}
+
+func formatConsistency(c trustfedv1.Consistency) string {
+	return formatEnum(c.String(), "CONSISTENCY_")
+}
+
+func formatDecision(d trustfedv1.Decision) string {
+	return formatEnum(d.String(), "DECISION_")
+}
+
+func formatBool(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// orDash returns "-" for an empty string.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// clean makes server-supplied text safe for a table: control characters
+// (tabs, newlines, terminal escapes) become spaces.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// writeJSON prints msg as multi-line protojson.
+func writeJSON(w io.Writer, msg proto.Message) error {
+	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	if _, err := fmt.Fprintf(w, "%s\n", data); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// writePlainJSON prints a non-protobuf value as indented JSON.
+func writePlainJSON(w io.Writer, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	if _, err := fmt.Fprintf(w, "%s\n", data); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// table writes aligned columns.
+type table struct{ tw *tabwriter.Writer }
+
+func newTable(w io.Writer) *table {
+	return &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+}
+
+// row writes one row; cells are cleaned of control characters.
+func (t *table) row(cells ...string) {
+	for i, c := range cells {
+		if i > 0 {
+			fmt.Fprint(t.tw, "\t")
+		}
+		fmt.Fprint(t.tw, clean(c))
+	}
+	fmt.Fprint(t.tw, "\n")
+}
+
+func (t *table) flush() error {
+	if err := t.tw.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// writeMetaRows adds the freshness of a read to a key-value table.
+func writeMetaRows(t *table, m *trustfedv1.ReadMeta) {
+	if m == nil {
+		return
+	}
+	t.row("Raft index:", fmt.Sprint(m.GetIndex()))
+	t.row("Consistency:", formatConsistency(m.GetConsistency()))
+	t.row("Answered by:", orDash(m.GetNodeId()))
+}
+
+// writeOrganization prints one organisation as key-value rows.
+func writeOrganization(w io.Writer, o *trustfedv1.Organization, m *trustfedv1.ReadMeta) error {
+	t := newTable(w)
+	t.row("ID:", o.GetId())
+	t.row("Name:", o.GetName())
+	t.row("Declared level:", formatLevel(o.GetDeclaredLevel()))
+	t.row("Status:", formatOrgStatus(o.GetStatus()))
+	t.row("Created:", formatTime(o.GetCreateTime()))
+	t.row("Updated:", formatTime(o.GetUpdateTime()))
+	t.row("Create index:", fmt.Sprint(o.GetCreateIndex()))
+	t.row("Modify index:", fmt.Sprint(o.GetModifyIndex()))
+	writeMetaRows(t, m)
+	return t.flush()
+}
+
+// writeOrganizations prints organisations as a table.
+func writeOrganizations(w io.Writer, orgs []*trustfedv1.Organization) error {
+	t := newTable(w)
+	t.row("ID", "NAME", "LEVEL", "STATUS", "CREATED", "MODIFY INDEX")
+	for _, o := range orgs {
+		t.row(o.GetId(), o.GetName(), formatLevel(o.GetDeclaredLevel()), formatOrgStatus(o.GetStatus()),
+			formatTime(o.GetCreateTime()), fmt.Sprint(o.GetModifyIndex()))
+	}
+	return t.flush()
+}
+
+// writeAgreement prints one agreement as key-value rows.
+func writeAgreement(w io.Writer, a *trustfedv1.Agreement, m *trustfedv1.ReadMeta) error {
+	t := newTable(w)
+	t.row("ID:", a.GetId())
+	t.row("Organisation A:", a.GetOrganizationAId())
+	t.row("Organisation B:", a.GetOrganizationBId())
+	t.row("Status:", formatAgreementStatus(a.GetStatus()))
+	t.row("Created:", formatTime(a.GetCreateTime()))
+	t.row("Updated:", formatTime(a.GetUpdateTime()))
+	t.row("Create index:", fmt.Sprint(a.GetCreateIndex()))
+	t.row("Modify index:", fmt.Sprint(a.GetModifyIndex()))
+	writeMetaRows(t, m)
+	return t.flush()
+}
+
+// writeAgreements prints agreements as a table.
+func writeAgreements(w io.Writer, agrs []*trustfedv1.Agreement) error {
+	t := newTable(w)
+	t.row("ID", "ORG A", "ORG B", "STATUS", "CREATED", "MODIFY INDEX")
+	for _, a := range agrs {
+		t.row(a.GetId(), a.GetOrganizationAId(), a.GetOrganizationBId(), formatAgreementStatus(a.GetStatus()),
+			formatTime(a.GetCreateTime()), fmt.Sprint(a.GetModifyIndex()))
+	}
+	return t.flush()
+}
+
+// writeCheck prints a decision: the verdict on the first line, then the
+// levels, the agreement, the reasons and the index it was computed at.
+func writeCheck(w io.Writer, r *trustfedv1.CheckInteractionResponse) error {
+	if _, err := fmt.Fprintln(w, formatDecision(r.GetDecision())); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	t := newTable(w)
+	t.row("From level:", formatLevel(r.GetFromLevel()))
+	t.row("To level:", formatLevel(r.GetToLevel()))
+	t.row("Effective level:", formatLevel(r.GetEffectiveLevel()))
+	t.row("Required level:", formatLevel(r.GetRequiredLevel()))
+	t.row("Agreement:", orDash(r.GetAgreementId()))
+	writeMetaRows(t, r.GetMeta())
+	if len(r.GetReasons()) == 0 {
+		t.row("Reasons:", "-")
+		return t.flush()
+	}
+	t.row("Reasons:")
+	for _, reason := range r.GetReasons() {
+		t.row("  "+reason.GetCode(), reason.GetMessage())
+	}
+	return t.flush()
+}
+
+// writeStatus prints a node's view of the cluster, then its members.
+func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
+	t := newTable(w)
+	t.row("Node:", orDash(s.GetNodeId()))
+	t.row("State:", orDash(s.GetState()))
+	t.row("Ready:", formatBool(s.GetReady()))
+	leader := "-"
+	if l := s.GetLeader(); l != nil && l.GetNodeId() != "" {
+		leader = l.GetNodeId()
+		if l.GetApiAddress() != "" {
+			leader += " (" + l.GetApiAddress() + ")"
+		}
+	}
+	t.row("Leader:", leader)
+	t.row("Term:", fmt.Sprint(s.GetTerm()))
+	t.row("Commit index:", fmt.Sprint(s.GetCommitIndex()))
+	t.row("Applied index:", fmt.Sprint(s.GetAppliedIndex()))
+	t.row("Last log index:", fmt.Sprint(s.GetLastLogIndex()))
+	t.row("Last contact:", formatDuration(s.GetLastContact()))
+	t.row("Version:", orDash(s.GetVersion()))
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	t = newTable(w)
+	t.row("NODE", "RAFT ADDRESS", "API ADDRESS", "VOTER", "LEADER")
+	for _, m := range s.GetMembers() {
+		t.row(m.GetNodeId(), orDash(m.GetRaftAddress()), orDash(m.GetApiAddress()), formatBool(m.GetVoter()), formatBool(m.GetLeader()))
+	}
+	return t.flush()
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+func TestFormatLevel(t *testing.T) {
+	tests := []struct {
+		level uint32
+		want  string
+	}{
+		{0, "0 (UNTRUSTED)"},
+		{1, "1 (VERIFIED)"},
+		{2, "2 (ATTESTED)"},
+		{3, "3 (TRUSTED)"},
+		{4, "4 (PRIVILEGED)"},
+		{5, "5 (UNKNOWN)"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, formatLevel(tt.level))
+	}
+}
+
+func TestFormatScalars(t *testing.T) {
+	ts := timestamppb.New(time.Date(2026, 3, 1, 12, 30, 0, 0, time.FixedZone("x", 3600)))
+	require.Equal(t, "2026-03-01T11:30:00Z", formatTime(ts))
+	require.Equal(t, "-", formatTime(nil))
+	require.Equal(t, "invalid", formatTime(&timestamppb.Timestamp{Nanos: -1}))
+	require.Equal(t, "1.5s", formatDuration(durationpb.New(1500*time.Millisecond)))
+	require.Equal(t, "-", formatDuration(nil))
+	require.Equal(t, "ACTIVE", formatOrgStatus(trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE))
+	require.Equal(t, "TERMINATED", formatAgreementStatus(trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED))
+	require.Equal(t, "STALE", formatConsistency(trustfedv1.Consistency_CONSISTENCY_STALE))
+	require.Equal(t, "DENY", formatDecision(trustfedv1.Decision_DECISION_DENY))
+	require.Equal(t, "a b c  d", clean("a\tb\nc\x1b\x7fd"))
+	require.Equal(t, "Zoë", clean("Zoë"))
+}
+
+func TestWriteCheck(t *testing.T) {
+	tests := []struct {
+		name string
+		resp *trustfedv1.CheckInteractionResponse
+		want string
+	}{
+		{
+			name: "allow",
+			resp: &trustfedv1.CheckInteractionResponse{
+				Decision: trustfedv1.Decision_DECISION_ALLOW, FromLevel: 3, ToLevel: 2, EffectiveLevel: 2, RequiredLevel: 2,
+				AgreementId: "agr-0123456789abcdef",
+				Meta:        &trustfedv1.ReadMeta{Index: 42, Consistency: trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE, NodeId: "n1"},
+			},
+			want: `ALLOW
+From level:       3 (TRUSTED)
+To level:         2 (ATTESTED)
+Effective level:  2 (ATTESTED)
+Required level:   2 (ATTESTED)
+Agreement:        agr-0123456789abcdef
+Raft index:       42
+Consistency:      LINEARIZABLE
+Answered by:      n1
+Reasons:          -
+`,
+		},
+		{
+			name: "deny",
+			resp: &trustfedv1.CheckInteractionResponse{
+				Decision: trustfedv1.Decision_DECISION_DENY, FromLevel: 1, ToLevel: 4, EffectiveLevel: 1, RequiredLevel: 2,
+				Reasons: []*trustfedv1.Reason{
+					{Code: "NO_AGREEMENT", Message: "no active agreement"},
+					{Code: "LEVEL_TOO_LOW", Message: "effective level 1 < required 2"},
+				},
+			},
+			want: `DENY
+From level:       1 (VERIFIED)
+To level:         4 (PRIVILEGED)
+Effective level:  1 (VERIFIED)
+Required level:   2 (ATTESTED)
+Agreement:        -
+Reasons:
+  NO_AGREEMENT   no active agreement
+  LEVEL_TOO_LOW  effective level 1 < required 2
+`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			require.NoError(t, writeCheck(&buf, tt.resp))
+			require.Equal(t, tt.want, buf.String())
+		})
+	}
+}
+
+func TestWriteStatus(t *testing.T) {
+	resp := &trustfedv1.StatusResponse{
+		NodeId: "n1", State: "Leader", Ready: true, Term: 3, CommitIndex: 10, AppliedIndex: 9, LastLogIndex: 10,
+		LastContact: durationpb.New(0), Version: "v1",
+		Leader: &trustfedv1.ClusterMember{NodeId: "n1", ApiAddress: "127.0.0.1:7443"},
+		Members: []*trustfedv1.ClusterMember{
+			{NodeId: "n1", RaftAddress: "127.0.0.1:7000", ApiAddress: "127.0.0.1:7443", Voter: true, Leader: true},
+			{NodeId: "n2", RaftAddress: "127.0.0.1:7001", Voter: true},
+		},
+	}
+	var buf bytes.Buffer
+	require.NoError(t, writeStatus(&buf, resp))
+	require.Equal(t, `Node:            n1
+State:           Leader
+Ready:           yes
+Leader:          n1 (127.0.0.1:7443)
+Term:            3
+Commit index:    10
+Applied index:   9
+Last log index:  10
+Last contact:    0s
+Version:         v1
+
+NODE  RAFT ADDRESS    API ADDRESS     VOTER  LEADER
+n1    127.0.0.1:7000  127.0.0.1:7443  yes    yes
+n2    127.0.0.1:7001  -               yes    no
+`, buf.String())
+
+	buf.Reset()
+	require.NoError(t, writeStatus(&buf, &trustfedv1.StatusResponse{NodeId: "n3", State: "Candidate"}))
+	require.Contains(t, buf.String(), "Leader:          -\n")
+}
+
+func TestWriteOrganizationsAndAgreements(t *testing.T) {
+	created := timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	var buf bytes.Buffer
+	require.NoError(t, writeOrganizations(&buf, []*trustfedv1.Organization{
+		{Id: "acme", Name: "Acme\tCorp", DeclaredLevel: 3, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE, CreateTime: created, ModifyIndex: 7},
+		{Id: "globex", Name: "Globex", DeclaredLevel: 0, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED, ModifyIndex: 12},
+	}))
+	require.Equal(t, `ID      NAME       LEVEL          STATUS   CREATED               MODIFY INDEX
+acme    Acme Corp  3 (TRUSTED)    ACTIVE   2026-01-02T03:04:05Z  7
+globex  Globex     0 (UNTRUSTED)  REVOKED  -                     12
+`, buf.String())
+
+	buf.Reset()
+	require.NoError(t, writeAgreements(&buf, []*trustfedv1.Agreement{
+		{Id: "agr-1", OrganizationAId: "acme", OrganizationBId: "globex", Status: trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE, CreateTime: created, ModifyIndex: 9},
+	}))
+	require.Equal(t, `ID     ORG A  ORG B   STATUS  CREATED               MODIFY INDEX
+agr-1  acme   globex  ACTIVE  2026-01-02T03:04:05Z  9
+`, buf.String())
+
+	buf.Reset()
+	require.NoError(t, writeOrganization(&buf, &trustfedv1.Organization{Id: "acme", Name: "Acme", DeclaredLevel: 4},
+		&trustfedv1.ReadMeta{Index: 5, Consistency: trustfedv1.Consistency_CONSISTENCY_STALE}))
+	out := buf.String()
+	require.Contains(t, out, "Declared level:  4 (PRIVILEGED)\n")
+	require.Contains(t, out, "Raft index:      5\n")
+	require.Contains(t, out, "Consistency:     STALE\n")
+	require.Contains(t, out, "Answered by:     -\n")
+}
+
+func TestWriteJSON(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, writeJSON(&buf, &trustfedv1.GetOrganizationResponse{
+		Organization: &trustfedv1.Organization{Id: "acme", DeclaredLevel: 2},
+	}))
+	require.True(t, strings.Count(buf.String(), "\n") > 1, "multi-line")
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &got))
+	require.Equal(t, map[string]any{"organization": map[string]any{"id": "acme", "declaredLevel": float64(2)}}, got,
+		"unpopulated fields are left out")
+}
