@@ -157,8 +157,8 @@ func TestThreeNodeCluster(t *testing.T) {
 		st, err := c.clients[followers[0]].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
 		require.NoError(t, err)
 		require.Len(t, st.Members, 3)
-		testutil.Eventually(t, 20*time.Second, "rogue logs its refused join", func() error {
-			return logContains(rogue, "join cluster")
+		testutil.Eventually(t, 20*time.Second, "rogue's join is refused at the TLS handshake", func() error {
+			return logContains(rogue, "certificate signed by unknown authority")
 		})
 		st, err = c.clients[followers[0]].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
 		require.NoError(t, err)
