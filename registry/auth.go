@@ -6,10 +6,10 @@ import (
 	"strings"
 
 	"github.com/trustfed/trustfed/attestation"
-	"github.com/trustfed/trustfed/registry/state"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
