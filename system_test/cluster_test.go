@@ -21,7 +21,7 @@ type cluster struct {
 
 // startCluster starts n1 (bootstrap) and joins n2, n3 through it, each a
 // real process with its own data dir, over loopback with mutual TLS.
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	root := t.TempDir()
 	c := &cluster{pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
 	args := func(id string, extra ...string) []string {
@@ -57,7 +57,7 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
-func (c *cluster) leader(t *testing.T, among ...string) string {
+func (c *cluster) leader(t testing.TB, among ...string) string {
 	t.Helper()
 	var leader string
 	testutil.Eventually(t, 30*time.Second, "a ready leader", func() error {

@@ -28,7 +28,7 @@ type devServer struct {
 	base   string
 }
 
-func startDev(t *testing.T) *devServer {
+func startDev(t testing.TB) *devServer {
 	t.Helper()
 	dir := t.TempDir()
 	srv := testutil.StartServer(t, bin, dir, append([]string{"-dev"}, loopbackPorts...)...)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,14 +18,14 @@ import (
 
 var loopbackPorts = []string{"-raft-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0"}
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // adminToken waits for the bootstrap token file in dataDir.
-func adminToken(t *testing.T, dataDir string) string {
+func adminToken(t testing.TB, dataDir string) string {
 	t.Helper()
 	var tok string
 	testutil.Eventually(t, 20*time.Second, "admin.token written", func() error {
@@ -36,7 +37,7 @@ func adminToken(t *testing.T, dataDir string) string {
 }
 
 // dial returns an SDK client for a server, authenticated with token.
-func dial(t *testing.T, s *testutil.Server, caFile, token string) *client.Client {
+func dial(t testing.TB, s *testutil.Server, caFile, token string) *client.Client {
 	t.Helper()
 	c, err := client.New(ctxT(t), client.Config{Addr: s.Addrs.GRPCAddr, Token: token, CACertFile: caFile, Timeout: 20 * time.Second})
 	require.NoError(t, err)
@@ -45,7 +46,7 @@ func dial(t *testing.T, s *testutil.Server, caFile, token string) *client.Client
 }
 
 // waitServing waits until the server answers an authenticated linearizable read.
-func waitServing(t *testing.T, c *client.Client) {
+func waitServing(t testing.TB, c *client.Client) {
 	t.Helper()
 	testutil.Eventually(t, 30*time.Second, "server serves linearizable reads", func() error {
 		_, err := c.Registry().ListOrganizations(ctxT(t), &trustfedv1.ListOrganizationsRequest{PageSize: 1})
@@ -53,7 +54,7 @@ func waitServing(t *testing.T, c *client.Client) {
 	})
 }
 
-func createOrg(t *testing.T, c *client.Client, id string, level uint32) *trustfedv1.Organization {
+func createOrg(t testing.TB, c *client.Client, id string, level uint32) *trustfedv1.Organization {
 	t.Helper()
 	resp, err := c.Admin().CreateOrganization(ctxT(t), &trustfedv1.CreateOrganizationRequest{OrganizationId: id, Name: "Org " + id, DeclaredLevel: level})
 	require.NoError(t, err)
@@ -71,3 +72,5 @@ func logContains(srv *testutil.Server, s string) error {
 	}
 	return nil
 }
+
+func nextID(n *int64) int64 { return atomic.AddInt64(n, 1) }
