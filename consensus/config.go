@@ -1,0 +1,168 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// StateMachine is the replicated, deterministic state. Apply is called from
+// one goroutine in log order.
+type StateMachine interface {
+	// Apply applies one committed command. The result is handed back to the
+	// proposer on the leader. It must be deterministic: same result and same
+	// state change on every replica.
+	Apply(index uint64, cmd []byte) any
+	// Snapshot returns a point-in-time snapshot. It runs on the apply
+	// goroutine, so it must be cheap; the expensive part belongs in Persist.
+	Snapshot() (Snapshot, error)
+	// Restore replaces the whole state with the snapshot read from r (it
+	// never merges).
+	Restore(r io.Reader) error
+}
+
+// Snapshot is a point-in-time copy of a StateMachine. Persist may run
+// concurrently with Apply. Release is always called, persisted or not.
+type Snapshot interface {
+	Persist(w io.Writer) error
+	Release()
+}
+
+// LeaderClient is how a follower obtains a read index from the leader
+// (implemented elsewhere over gRPC).
+type LeaderClient interface {
+	ReadIndex(ctx context.Context, leaderAPIAddr string) (uint64, error)
+}
+
+// Config configures a Node. Zero tuning values mean production defaults.
+type Config struct {
+	NodeID string
+	// DataDir holds "raft.db" (bolt log + stable store, fsync on every
+	// write) and "snapshots/" (file snapshot store, 2 retained).
+	DataDir string
+	// BindAddr is the raft TCP listen address, e.g. "127.0.0.1:0".
+	BindAddr string
+	// AdvertiseAddr is the raft address other nodes dial; default: the
+	// bound listener address (which must then not be unspecified).
+	AdvertiseAddr string
+	// APIAddr is this node's gRPC API address. It is replicated so any
+	// node can find the leader's API address.
+	APIAddr string
+	// Bootstrap: if there is no existing raft state, bootstrap a
+	// single-voter cluster of this node.
+	Bootstrap    bool
+	StateMachine StateMachine
+	// LeaderClient may be nil: then follower reads return ErrNotLeader.
+	LeaderClient LeaderClient
+	// TLS, if set, makes raft traffic use mutual TLS: the config serves as
+	// server config (ClientAuth forced to RequireAndVerifyClientCert when
+	// left at NoClientCert; ClientCAs defaults to RootCAs) and as client
+	// config. nil = plain TCP.
+	TLS *tls.Config
+	// Logger receives raft's and our logs; nil = slog.Default().
+	Logger *slog.Logger
+
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout, CommitTimeout time.Duration
+	SnapshotThreshold                                                    uint64
+	SnapshotInterval                                                     time.Duration
+
+	// trailingLogs overrides raft's TrailingLogs; tests use it to force
+	// followers to catch up through InstallSnapshot.
+	trailingLogs uint64
+}
+
+const (
+	// defaultApplyTimeout bounds an Apply whose ctx has no deadline.
+	defaultApplyTimeout = 10 * time.Second
+	// enqueueTimeout bounds handing internal requests (barrier) to raft.
+	enqueueTimeout = 10 * time.Second
+	// snapshotsRetained is how many snapshots the file store keeps.
+	snapshotsRetained = 2
+	// logCacheSize is the number of recent entries kept in memory.
+	logCacheSize = 512
+	// notifyBuffer is the capacity of raft's leadership NotifyCh.
+	notifyBuffer = 16
+	// transportMaxPool and transportTimeout tune the network transport.
+	transportMaxPool = 3
+	transportTimeout = 10 * time.Second
+)
+
+// validate checks the fields New needs; each error names the bad field.
+func (c *Config) validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("NodeID is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is required"))
+	}
+	if c.BindAddr == "" {
+		errs = append(errs, errors.New("BindAddr is required"))
+	}
+	if c.APIAddr == "" {
+		errs = append(errs, errors.New("APIAddr is required"))
+	}
+	if c.StateMachine == nil {
+		errs = append(errs, errors.New("StateMachine is required"))
+	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
+		errs = append(errs, errors.New("TLS has no certificate (Certificates or GetCertificate)"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"HeartbeatTimeout", c.HeartbeatTimeout},
+		{"ElectionTimeout", c.ElectionTimeout},
+		{"LeaderLeaseTimeout", c.LeaderLeaseTimeout},
+		{"CommitTimeout", c.CommitTimeout},
+		{"SnapshotInterval", c.SnapshotInterval},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", d.name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("consensus config: %w", err)
+	}
+	return nil
+}
+
+// raftConfig builds raft's configuration from ours.
+func (c *Config) raftConfig(logger *slog.Logger, notify chan<- bool) (*raft.Config, error) {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.NotifyCh = notify
+	rc.Logger = newHCLogger(logger.With("component", "raft"), "raft")
+	if c.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = c.HeartbeatTimeout
+	}
+	if c.ElectionTimeout > 0 {
+		rc.ElectionTimeout = c.ElectionTimeout
+	}
+	if c.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	}
+	if c.CommitTimeout > 0 {
+		rc.CommitTimeout = c.CommitTimeout
+	}
+	if c.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = c.SnapshotThreshold
+	}
+	if c.SnapshotInterval > 0 {
+		rc.SnapshotInterval = c.SnapshotInterval
+	}
+	if c.trailingLogs > 0 {
+		rc.TrailingLogs = c.trailingLogs
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("consensus config: %w", err)
+	}
+	return rc, nil
+}

@@ -1,0 +1,260 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// Node is one member of the raft cluster. Create it with New, start its
+// leadership loop with Run, stop it with Close.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+	fsm    *fsm
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	store  *raftboltdb.BoltStore
+
+	// Leadership notifications: raft blocks on notifyCh, so watch (started
+	// in New, stopped in Close) drains it for the node's whole life.
+	notifyCh  chan bool
+	stopWatch chan struct{}
+	watchDone chan struct{}
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+
+	// readyTerm is the term whose barrier completed while this node led it;
+	// 0 = not ready. See leadership.go.
+	readyTerm atomic.Uint64
+
+	mu         sync.Mutex
+	raftLeader bool               // last value raft sent on notifyCh
+	epoch      uint64             // incremented on every "became leader" notification
+	termCancel context.CancelFunc // cancels the running leader term, if any
+	termEpoch  uint64             // epoch termCancel belongs to
+	tasks      []leaderTask
+	running    bool          // a Run call is active
+	changed    chan struct{} // capacity 1: leadership changed, wakes Run
+}
+
+// Server describes a cluster member.
+type Server struct {
+	ID, RaftAddr, APIAddr string
+	Voter, Leader         bool
+}
+
+// Status is a point-in-time summary of the node for health and admin
+// endpoints.
+type Status struct {
+	NodeID, State                                 string
+	Term, CommitIndex, AppliedIndex, LastLogIndex uint64
+	Leader                                        Server
+	HasLeader                                     bool
+	LastContact                                   time.Duration
+	Ready                                         bool
+}
+
+// New opens the stores in cfg.DataDir, creates the transport and raft, and
+// bootstraps a single-voter cluster if cfg.Bootstrap is set and there is no
+// existing raft state. The node takes part in replication at once; Run must
+// be started for it to become a ready leader.
+func New(cfg Config) (_ *Node, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("node", cfg.NodeID)
+
+	notifyCh := make(chan bool, notifyBuffer)
+	rc, err := cfg.raftConfig(logger, notifyCh)
+	if err != nil {
+		return nil, err
+	}
+
+	var cleanup []func() error
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				_ = cleanup[i]()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create DataDir: %w", err)
+	}
+	boltOpts := *bbolt.DefaultOptions
+	boltOpts.Timeout = time.Second // fail instead of hanging on another process's file lock
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &boltOpts,
+		NoSync:      false, // every log append is fsynced: acknowledged means durable
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open raft store in DataDir: %w", err)
+	}
+	cleanup = append(cleanup, store.Close)
+
+	logs, err := raft.NewLogCache(logCacheSize, store)
+	if err != nil {
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained,
+		newHCLogger(logger.With("component", "raft-snapshot"), "raft-snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store in DataDir: %w", err)
+	}
+	hasState, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+
+	trans, err := newTransport(&cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, trans.Close)
+
+	n := &Node{
+		cfg:       cfg,
+		logger:    logger,
+		fsm:       newFSM(cfg.StateMachine, logger),
+		trans:     trans,
+		store:     store,
+		notifyCh:  notifyCh,
+		stopWatch: make(chan struct{}),
+		watchDone: make(chan struct{}),
+		closed:    make(chan struct{}),
+		changed:   make(chan struct{}, 1),
+	}
+	go n.watch()
+	cleanup = append(cleanup, func() error { close(n.stopWatch); <-n.watchDone; return nil })
+
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	cleanup = append(cleanup, func() error { return r.Shutdown().Error() })
+
+	if cfg.Bootstrap && !hasState {
+		boot := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter,
+			ID:       raft.ServerID(cfg.NodeID),
+			Address:  trans.LocalAddr(),
+		}}}
+		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("bootstrap cluster: %w", err)
+		}
+		logger.Info("bootstrapped single-node cluster", "raft_addr", trans.LocalAddr())
+	}
+	logger.Info("raft node started", "raft_addr", trans.LocalAddr(), "api_addr", cfg.APIAddr,
+		"existing_state", hasState, "tls", cfg.TLS != nil)
+	return n, nil
+}
+
+// Close shuts raft down and closes the transport and stores. Outstanding
+// and later calls return ErrClosed; Run returns. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.closed)
+		n.stepDown()
+		var errs []error
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
+		}
+		close(n.stopWatch)
+		<-n.watchDone
+		n.trans.CloseStreams()
+		if err := n.trans.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close transport: %w", err))
+		}
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft store: %w", err))
+		}
+		n.closeErr = errors.Join(errs...)
+		n.logger.Info("raft node closed")
+	})
+	return n.closeErr
+}
+
+func (n *Node) isClosed() bool {
+	select {
+	case <-n.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// RaftAddr is the raft address this node advertises (the bound address
+// when BindAddr used port 0).
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// AppliedIndex is the index of the last log entry applied to the local
+// state machine (including node metadata and configuration entries, and
+// the index restored from a snapshot).
+func (n *Node) AppliedIndex() uint64 { return n.fsm.appliedIndex() }
+
+// Leader reports the known leader, with its replicated API address ("" if
+// not replicated yet).
+func (n *Node) Leader() (Server, bool) {
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return Server{}, false
+	}
+	return Server{
+		ID:       string(id),
+		RaftAddr: string(addr),
+		APIAddr:  n.fsm.apiAddr(string(id)),
+		Voter:    true,
+		Leader:   true,
+	}, true
+}
+
+// LastContact is 0 on the leader; on other nodes the time since the last
+// contact with a leader, or the maximum duration if there never was one.
+func (n *Node) LastContact() time.Duration {
+	if n.raft.State() == raft.Leader {
+		return 0
+	}
+	last := n.raft.LastContact()
+	if last.IsZero() {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Since(last)
+}
+
+// Status summarises the node.
+func (n *Node) Status() Status {
+	leader, ok := n.Leader()
+	return Status{
+		NodeID:       n.cfg.NodeID,
+		State:        n.raft.State().String(),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.appliedIndex(),
+		LastLogIndex: n.raft.LastIndex(),
+		Leader:       leader,
+		HasLeader:    ok,
+		LastContact:  n.LastContact(),
+		Ready:        n.IsLeader(),
+	}
+}

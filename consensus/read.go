@@ -1,0 +1,95 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+// ReadIndex returns an index such that state applied up to it reflects
+// every write acknowledged to any client before the call. Leader only, and
+// only once ready: ErrNotReady before the barrier of this term completed,
+// ErrNotLeader elsewhere. Callers then WaitApplied(index).
+//
+// The index is the local applied index read while ready in term T,
+// followed by VerifyLeader succeeding in the same term T (see DESIGN.md).
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if n.isClosed() {
+		return 0, fmt.Errorf("read index: %w", ErrClosed)
+	}
+	term := n.readyTerm.Load()
+	if term == 0 || n.raft.CurrentTerm() != term {
+		if n.raft.State() == raft.Leader {
+			return 0, fmt.Errorf("read index: %w", ErrNotReady)
+		}
+		return 0, fmt.Errorf("read index: %w", ErrNotLeader)
+	}
+	idx := n.fsm.appliedIndex()
+	if err := n.wait(ctx, n.raft.VerifyLeader()); err != nil {
+		return 0, mapQueryErr("read index: verify leader", err)
+	}
+	if n.readyTerm.Load() != term || n.raft.CurrentTerm() != term {
+		return 0, fmt.Errorf("read index: leadership changed during read: %w", ErrNotLeader)
+	}
+	return idx, nil
+}
+
+// LinearizableRead makes the local state fresh enough for a linearizable
+// read: it gets a read index (from itself on the leader, from the leader
+// through LeaderClient on a follower), waits until the local state machine
+// applied it, and returns the local applied index (>= the read index).
+func (n *Node) LinearizableRead(ctx context.Context) (uint64, error) {
+	idx, err := n.readIndexAnywhere(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("linearizable read: %w", err)
+	}
+	if err := n.WaitApplied(ctx, idx); err != nil {
+		return 0, fmt.Errorf("linearizable read: %w", err)
+	}
+	return n.fsm.appliedIndex(), nil
+}
+
+func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
+	if n.raft.State() == raft.Leader {
+		return n.ReadIndex(ctx)
+	}
+	leader, ok := n.Leader()
+	if !ok {
+		return 0, ErrNoLeader
+	}
+	if leader.ID == n.cfg.NodeID {
+		return n.ReadIndex(ctx) // raft still names us; ReadIndex says why not
+	}
+	if n.cfg.LeaderClient == nil {
+		return 0, fmt.Errorf("no leader client to reach leader %s: %w", leader.ID, ErrNotLeader)
+	}
+	if leader.APIAddr == "" {
+		return 0, fmt.Errorf("API address of leader %s not replicated yet: %w", leader.ID, ErrNoLeader)
+	}
+	idx, err := n.cfg.LeaderClient.ReadIndex(ctx, leader.APIAddr)
+	if err != nil {
+		return 0, fmt.Errorf("read index from leader %s at %s: %w", leader.ID, leader.APIAddr, err)
+	}
+	return idx, nil
+}
+
+// WaitApplied blocks until the local state machine applied index (or ctx is
+// done, or the node closes). It waits on a notification channel, never
+// polls.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := n.fsm.waitCh()
+		applied := n.fsm.appliedIndex()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for index %d (applied %d): %w", index, applied, ctx.Err())
+		case <-n.closed:
+			return fmt.Errorf("wait for index %d: %w", index, ErrClosed)
+		}
+	}
+}
