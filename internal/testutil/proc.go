@@ -16,14 +16,20 @@ import (
 	"time"
 )
 
-// BuildBinary builds cmd/trustfed into dir and returns its path.
+// BuildBinary builds cmd/trustfed into dir and returns its path. When the
+// tests run with -race, so is the binary, so that races in the server show
+// up in the end-to-end tests too.
 func BuildBinary(dir string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
 	out := filepath.Join(dir, "trustfed")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/trustfed")
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/trustfed")...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/trustfed: %w\n%s", err, b)
@@ -78,6 +84,9 @@ func StartServer(t testing.TB, bin, dataDir string, args ...string) *Server {
 		if t.Failed() {
 			b, _ := os.ReadFile(s.logPath())
 			t.Logf("--- log of server in %s ---\n%s", dataDir, tail(b, 8000))
+		}
+		if b, _ := os.ReadFile(s.logPath()); strings.Contains(string(b), "WARNING: DATA RACE") {
+			t.Errorf("data race in server %s:\n%s", dataDir, tail(b, 8000))
 		}
 	})
 	return s
