@@ -195,7 +195,9 @@ func TestDevServerEndToEnd(t *testing.T) {
 		out, errOut, code = d.cli(t, d.token, "org", "list", "-o", "json")
 		require.Equal(t, 0, code, errOut)
 		var list struct {
-			Organizations []struct{ ID string `json:"id"` } `json:"organizations"`
+			Organizations []struct {
+				ID string `json:"id"`
+			} `json:"organizations"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(out), &list), out)
 		require.Len(t, list.Organizations, 3)
