@@ -11,26 +11,6 @@ import (
 	"github.com/trustfed/trustfed/registry/state"
 )
 
-// CreateOrganization registers a new organisation.
-func (s *Server) CreateOrganization(ctx context.Context, req *trustfedv1.CreateOrganizationRequest) (*trustfedv1.CreateOrganizationResponse, error) {
-	org := &trustfedv1.Organization{Id: req.GetOrganizationId(), Name: req.GetName(), DeclaredLevel: req.GetDeclaredLevel()}
-	if err := state.ValidateNewOrganization(org); err != nil {
-		return nil, err
-	}
-	rid, err := requestID(req.GetRequestId())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.propose(ctx, &commandv1.CreateOrganization{Organization: org}, rid); err != nil {
-		return nil, err
-	}
-	got, err := s.appliedOrganization(org.Id)
-	if err != nil {
-		return nil, err
-	}
-	return &trustfedv1.CreateOrganizationResponse{Organization: got}, nil
-}
-
 // UpdateOrganization changes an organisation's name, declared level or status.
 func (s *Server) UpdateOrganization(ctx context.Context, req *trustfedv1.UpdateOrganizationRequest) (*trustfedv1.UpdateOrganizationResponse, error) {
 	cmd := &commandv1.UpdateOrganization{
@@ -64,32 +44,6 @@ func (s *Server) appliedOrganization(id string) (*trustfedv1.Organization, error
 		return nil, fmt.Errorf("organization %q missing right after it was applied", id)
 	}
 	return o, nil
-}
-
-// CreateAgreement records an active agreement between two organisations.
-// The agreement id is derived from the request id, so a retried request
-// proposes identical bytes and is recognised as a duplicate.
-func (s *Server) CreateAgreement(ctx context.Context, req *trustfedv1.CreateAgreementRequest) (*trustfedv1.CreateAgreementResponse, error) {
-	rid, err := requestID(req.GetRequestId())
-	if err != nil {
-		return nil, err
-	}
-	ag := &trustfedv1.Agreement{
-		Id:              agreementID(rid),
-		OrganizationAId: req.GetOrganizationAId(),
-		OrganizationBId: req.GetOrganizationBId(),
-	}
-	if err := state.ValidateNewAgreement(ag); err != nil {
-		return nil, err
-	}
-	if _, err := s.propose(ctx, &commandv1.CreateAgreement{Agreement: ag}, rid); err != nil {
-		return nil, err
-	}
-	got, ok := s.store.Read().Agreement(ag.Id)
-	if !ok {
-		return nil, fmt.Errorf("agreement %q missing right after it was applied", ag.Id)
-	}
-	return &trustfedv1.CreateAgreementResponse{Agreement: got}, nil
 }
 
 func agreementID(requestID string) string {

@@ -61,18 +61,33 @@ func withPrincipal(ctx context.Context, p Principal) context.Context {
 // method. A method missing here is denied to everyone (default deny); a test
 // checks every registered method has an entry.
 var methodRoles = map[string][]Role{
-	trustfedv1.RegistryService_CheckInteraction_FullMethodName:  {RoleAdmin},
-	trustfedv1.RegistryService_GetOrganization_FullMethodName:   {RoleAdmin},
-	trustfedv1.RegistryService_ListOrganizations_FullMethodName: {RoleAdmin},
-	trustfedv1.AdminService_CreateOrganization_FullMethodName:   {RoleAdmin},
-	trustfedv1.AdminService_UpdateOrganization_FullMethodName:   {RoleAdmin},
-	trustfedv1.AdminService_CreateAgreement_FullMethodName:      {RoleAdmin},
-	trustfedv1.AdminService_GetAgreement_FullMethodName:         {RoleAdmin},
-	trustfedv1.AdminService_ListAgreements_FullMethodName:       {RoleAdmin},
-	trustfedv1.ClusterService_Status_FullMethodName:             {RoleAdmin, RoleNode},
-	trustfedv1.ClusterService_Join_FullMethodName:               {RoleAdmin, RoleNode},
-	trustfedv1.ClusterService_Leave_FullMethodName:              {RoleAdmin},
-	peerv1.PeerService_ReadIndex_FullMethodName:                 {RoleNode},
+	trustfedv1.RegistryService_CheckInteraction_FullMethodName:    {RoleAdmin},
+	trustfedv1.RegistryService_GetOrganization_FullMethodName:     {RoleAdmin},
+	trustfedv1.RegistryService_ListOrganizations_FullMethodName:   {RoleAdmin},
+	trustfedv1.AdminService_ApproveOrganization_FullMethodName:    {RoleAdmin},
+	trustfedv1.AdminService_UpdateOrganization_FullMethodName:     {RoleAdmin},
+	trustfedv1.AdminService_OverrideOnboarding_FullMethodName:     {RoleAdmin},
+	trustfedv1.AdminService_AccreditIssuer_FullMethodName:         {RoleAdmin},
+	trustfedv1.AdminService_WithdrawIssuer_FullMethodName:         {RoleAdmin},
+	trustfedv1.AdminService_GetIssuer_FullMethodName:              {RoleAdmin},
+	trustfedv1.AdminService_ListIssuers_FullMethodName:            {RoleAdmin},
+	trustfedv1.AdminService_RevokePassport_FullMethodName:         {RoleAdmin},
+	trustfedv1.AdminService_GetFederationPolicy_FullMethodName:    {RoleAdmin},
+	trustfedv1.AdminService_UpdateFederationPolicy_FullMethodName: {RoleAdmin},
+	// Membership requests are authenticated by the organisation's signature
+	// over what they submit; until organisations get governance tokens
+	// (zero-trust issue) an admin token submits them.
+	trustfedv1.MembershipService_RegisterOrganization_FullMethodName: {RoleAdmin},
+	trustfedv1.MembershipService_SubmitPassport_FullMethodName:       {RoleAdmin},
+	trustfedv1.MembershipService_ProposeAgreement_FullMethodName:     {RoleAdmin},
+	trustfedv1.MembershipService_SignAgreement_FullMethodName:        {RoleAdmin},
+	trustfedv1.MembershipService_TerminateAgreement_FullMethodName:   {RoleAdmin},
+	trustfedv1.AdminService_GetAgreement_FullMethodName:              {RoleAdmin},
+	trustfedv1.AdminService_ListAgreements_FullMethodName:            {RoleAdmin},
+	trustfedv1.ClusterService_Status_FullMethodName:                  {RoleAdmin, RoleNode},
+	trustfedv1.ClusterService_Join_FullMethodName:                    {RoleAdmin, RoleNode},
+	trustfedv1.ClusterService_Leave_FullMethodName:                   {RoleAdmin},
+	peerv1.PeerService_ReadIndex_FullMethodName:                      {RoleNode},
 }
 
 func authorize(method string, p Principal) error {

@@ -43,6 +43,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config) (*G
 		trustfedv1.RegisterRegistryServiceHandler,
 		trustfedv1.RegisterAdminServiceHandler,
 		trustfedv1.RegisterClusterServiceHandler,
+		trustfedv1.RegisterMembershipServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			_ = conn.Close()

@@ -37,9 +37,12 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 	if !ok {
 		return nil, state.NotFound("to_organization_id", "organization %q does not exist", req.ToOrganizationId)
 	}
-	in := policy.Input{From: from, To: to, Action: req.Action}
+	now := s.clock()
+	fromLevel, toLevel := r.OrganizationLevel(from, now), r.OrganizationLevel(to, now)
+	in := policy.Input{From: from, To: to, FromLevel: fromLevel.Level, ToLevel: toLevel.Level, Action: req.Action}
 	if ag, ok := r.ActiveAgreement(from.Id, to.Id); ok {
 		in.Agreement = ag
+		in.AgreementEnded, _ = r.AgreementEnded(ag, now)
 	}
 	d := policy.Decide(in)
 	resp := &trustfedv1.CheckInteractionResponse{
@@ -51,6 +54,8 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 		RequiredLevel:  d.Required,
 		AgreementId:    d.AgreementID,
 		Meta:           meta,
+		FromLevelCaps:  fromLevel.Caps,
+		ToLevelCaps:    toLevel.Caps,
 	}
 	if d.Allow {
 		resp.Decision = trustfedv1.Decision_DECISION_ALLOW

@@ -40,6 +40,9 @@ type Config struct {
 	Raft   Raft
 	// Peers reaches other servers (forwarding writes to the leader).
 	Peers *Peers
+	// Verifier checks signatures and passports before proposing (the FSM
+	// checks them again with its own).
+	Verifier state.Verifier
 	// Clock stamps commands on the leader; nil = time.Now.
 	Clock   func() time.Time
 	Logger  *slog.Logger
@@ -54,6 +57,7 @@ type Server struct {
 	trustfedv1.UnimplementedRegistryServiceServer
 	trustfedv1.UnimplementedAdminServiceServer
 	trustfedv1.UnimplementedClusterServiceServer
+	trustfedv1.UnimplementedMembershipServiceServer
 	peerv1.UnimplementedPeerServiceServer
 
 	cfg   Config
@@ -78,6 +82,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Peers == nil {
 		errs = append(errs, errors.New("Peers is required"))
+	}
+	if cfg.Verifier == nil {
+		errs = append(errs, errors.New("Verifier is required"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("registry config: %w", err)
@@ -113,6 +120,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	trustfedv1.RegisterRegistryServiceServer(gs, s)
 	trustfedv1.RegisterAdminServiceServer(gs, s)
 	trustfedv1.RegisterClusterServiceServer(gs, s)
+	trustfedv1.RegisterMembershipServiceServer(gs, s)
 	peerv1.RegisterPeerServiceServer(gs, s)
 }
 
@@ -176,6 +184,16 @@ func (s *Server) propose(ctx context.Context, cmd proto.Message, requestID strin
 		return 0, r.Err
 	}
 	return r.Index, nil
+}
+
+// proposeWithID proposes cmd under the caller's request id (or a new one).
+func (s *Server) proposeWithID(ctx context.Context, cmd proto.Message, given string) error {
+	rid, err := requestID(given)
+	if err != nil {
+		return err
+	}
+	_, err = s.propose(ctx, cmd, rid)
+	return err
 }
 
 // read returns a view of the state as fresh as the consistency asks for.

@@ -87,7 +87,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	}
 
 	store := state.NewStore()
-	fsm := state.NewFSM(store, logger.With("component", "fsm"))
+	fsm := state.NewFSM(store, attestation.Verifier{}, logger.With("component", "fsm"))
 	peers := registry.NewPeers(peerTLS)
 	defer peers.Close()
 	ncfg := consensus.Config{
@@ -113,7 +113,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	defer node.Close()
 
 	srv, err := registry.New(registry.Config{
-		NodeID: f.nodeID, Store: store, Raft: node, Peers: peers,
+		NodeID: f.nodeID, Store: store, Raft: node, Peers: peers, Verifier: attestation.Verifier{},
 		Logger: logger.With("component", "registry"), Version: version,
 	})
 	if err != nil {

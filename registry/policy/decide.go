@@ -2,23 +2,32 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // Reason codes of a denial.
 const (
-	ReasonNotActive   = "NOT_ACTIVE"
-	ReasonLevelTooLow = "LEVEL_TOO_LOW"
-	ReasonNoAgreement = "NO_AGREEMENT"
+	ReasonNotActive           = "NOT_ACTIVE"
+	ReasonLevelTooLow         = "LEVEL_TOO_LOW"
+	ReasonNoAgreement         = "NO_AGREEMENT"
+	ReasonAgreementNotInForce = "AGREEMENT_NOT_IN_FORCE"
+	ReasonOutOfScope          = "ACTION_OUT_OF_AGREEMENT_SCOPE"
 )
 
 // Input is everything a decision depends on.
 type Input struct {
 	From, To *trustfedv1.Organization
-	Action   string
+	// FromLevel and ToLevel are the parties' levels at decision time
+	// (state.Reader.OrganizationLevel).
+	FromLevel, ToLevel uint32
+	Action             string
 	// Agreement is the active agreement between From and To, or nil.
 	Agreement *trustfedv1.Agreement
+	// AgreementEnded, when not empty, says why Agreement does not hold at
+	// decision time (window, termination conditions).
+	AgreementEnded string
 }
 
 // Decision is the outcome of Decide.
@@ -30,18 +39,12 @@ type Decision struct {
 	AgreementID                   string
 }
 
-// OrganizationLevel is the level an organisation holds now. Until passports
-// exist it is the declared level.
-func OrganizationLevel(o *trustfedv1.Organization) uint32 {
-	return o.GetDeclaredLevel()
-}
-
 // Decide answers whether the interaction may happen. It collects every reason
 // for a denial, not only the first. The action must be known (see RequiredLevel).
 func Decide(in Input) Decision {
 	d := Decision{
-		FromLevel: OrganizationLevel(in.From),
-		ToLevel:   OrganizationLevel(in.To),
+		FromLevel: in.FromLevel,
+		ToLevel:   in.ToLevel,
 	}
 	d.Effective = min(d.FromLevel, d.ToLevel) // AG-783 TC1: never negotiated
 	d.Required, _ = RequiredLevel(in.Action)
@@ -59,8 +62,16 @@ func Decide(in Input) Decision {
 	}
 	if in.Agreement != nil {
 		d.AgreementID = in.Agreement.GetId()
-	} else if d.Required > LevelUntrusted {
-		deny(ReasonNoAgreement, "no active agreement between %q and %q; action %q needs one", in.From.GetId(), in.To.GetId(), in.Action)
+	}
+	if d.Required > LevelUntrusted {
+		switch {
+		case in.Agreement == nil:
+			deny(ReasonNoAgreement, "no active agreement between %q and %q; action %q needs one", in.From.GetId(), in.To.GetId(), in.Action)
+		case in.AgreementEnded != "":
+			deny(ReasonAgreementNotInForce, "%s", in.AgreementEnded)
+		case !slices.Contains(in.Agreement.GetParsedTerms().GetScope().GetAllowedActions(), in.Action):
+			deny(ReasonOutOfScope, "agreement %s does not cover action %q (scope: %v)", in.Agreement.GetId(), in.Action, in.Agreement.GetParsedTerms().GetScope().GetAllowedActions())
+		}
 	}
 	d.Allow = len(d.Reasons) == 0
 	return d

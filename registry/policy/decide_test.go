@@ -12,7 +12,11 @@ func active(id string, level uint32) *trustfedv1.Organization {
 	return &trustfedv1.Organization{Id: id, DeclaredLevel: level, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE}
 }
 
-var anAgreement = &trustfedv1.Agreement{Id: "agr-0000000000000001"}
+var anAgreement = &trustfedv1.Agreement{Id: "agr-0000000000000001", ParsedTerms: &trustfedv1.AgreementTerms{Scope: &trustfedv1.AgreementScope{AllowedActions: Actions()}}}
+
+func input(from, to *trustfedv1.Organization, action string, ag *trustfedv1.Agreement) Input {
+	return Input{From: from, To: to, FromLevel: from.DeclaredLevel, ToLevel: to.DeclaredLevel, Action: action, Agreement: ag}
+}
 
 // TC1: the effective level is min(level(A), level(B)) for every pair of levels,
 // and an action is allowed exactly when that minimum reaches its tier.
@@ -21,7 +25,7 @@ func TestEffectiveLevelIsMinimum(t *testing.T) {
 		for b := uint32(0); b <= 4; b++ {
 			for _, action := range Actions() {
 				t.Run(fmt.Sprintf("%d_%d_%s", a, b, action), func(t *testing.T) {
-					d := Decide(Input{From: active("a", a), To: active("b", b), Action: action, Agreement: anAgreement})
+					d := Decide(input(active("a", a), active("b", b), action, anAgreement))
 					want := min(a, b)
 					require.Equal(t, want, d.Effective)
 					require.Equal(t, a, d.FromLevel)
@@ -36,10 +40,10 @@ func TestEffectiveLevelIsMinimum(t *testing.T) {
 }
 
 func TestAgreementRequiredAboveDiscovery(t *testing.T) {
-	d := Decide(Input{From: active("a", 4), To: active("b", 4), Action: "discovery"})
+	d := Decide(input(active("a", 4), active("b", 4), "discovery", nil))
 	require.True(t, d.Allow, "discovery needs no agreement")
 
-	d = Decide(Input{From: active("a", 4), To: active("b", 4), Action: "ping"})
+	d = Decide(input(active("a", 4), active("b", 4), "ping", nil))
 	require.False(t, d.Allow)
 	require.Len(t, d.Reasons, 1)
 	require.Equal(t, ReasonNoAgreement, d.Reasons[0].Code)
@@ -48,7 +52,7 @@ func TestAgreementRequiredAboveDiscovery(t *testing.T) {
 func TestEveryReasonIsReported(t *testing.T) {
 	suspended := active("b", 0)
 	suspended.Status = trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED
-	d := Decide(Input{From: active("a", 4), To: suspended, Action: "agent_spawn"})
+	d := Decide(input(active("a", 4), suspended, "agent_spawn", nil))
 	require.False(t, d.Allow)
 	var codes []string
 	for _, r := range d.Reasons {
@@ -65,4 +69,19 @@ func TestTierTable(t *testing.T) {
 	}
 	_, ok := RequiredLevel("launch_missiles")
 	require.False(t, ok)
+}
+
+func TestAgreementMustBeInForceAndCoverTheAction(t *testing.T) {
+	narrow := &trustfedv1.Agreement{Id: "agr-0000000000000002", ParsedTerms: &trustfedv1.AgreementTerms{Scope: &trustfedv1.AgreementScope{AllowedActions: []string{"ping"}}}}
+	require.True(t, Decide(input(active("a", 4), active("b", 4), "ping", narrow)).Allow)
+	d := Decide(input(active("a", 4), active("b", 4), "task_send", narrow))
+	require.False(t, d.Allow)
+	require.Equal(t, ReasonOutOfScope, d.Reasons[0].Code)
+
+	in := input(active("a", 4), active("b", 4), "ping", narrow)
+	in.AgreementEnded = "agreement agr-0000000000000002 ended at 2026-01-01T00:00:00Z (end date)"
+	d = Decide(in)
+	require.False(t, d.Allow)
+	require.Equal(t, ReasonAgreementNotInForce, d.Reasons[0].Code)
+	require.Contains(t, d.Reasons[0].Message, "end date")
 }

@@ -10,10 +10,19 @@ import (
 )
 
 func init() {
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_CREATE_ORGANIZATION, applyCreateOrganization)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION, applyUpdateOrganization)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_CREATE_AGREEMENT, applyCreateAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_TOKEN, applyPutToken)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION, applyRegisterOrganization)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION, applyApproveOrganization)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING, applyOverrideOnboarding)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_SUBMIT_PASSPORT, applySubmitPassport)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_ACCREDIT_ISSUER, applyAccreditIssuer)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_WITHDRAW_ISSUER, applyWithdrawIssuer)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_REVOKE_PASSPORT, applyRevokePassport)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY, applyUpdateFederationPolicy)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT, applyProposeAgreement)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, applySignAgreement)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, applyTerminateAgreement)
 }
 
 func decode(env *commandv1.Envelope, m proto.Message) error {
@@ -23,46 +32,7 @@ func decode(env *commandv1.Envelope, m proto.Message) error {
 	return nil
 }
 
-func applyCreateOrganization(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
-	var c commandv1.CreateOrganization
-	if err := decode(env, &c); err != nil {
-		return err
-	}
-	in := c.GetOrganization()
-	if err := ValidateNewOrganization(in); err != nil {
-		return err
-	}
-	if _, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", in.Id); ok {
-		return AlreadyExists("organization_id", "organization %q already exists", in.Id)
-	}
-	if _, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "name", in.Name); ok {
-		return AlreadyExists("name", "an organization named %q already exists", in.Name)
-	}
-	org := &trustfedv1.Organization{
-		Id:            in.Id,
-		Name:          in.Name,
-		DeclaredLevel: in.DeclaredLevel,
-		Status:        trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE,
-		CreateTime:    stamp(env),
-		UpdateTime:    stamp(env),
-		CreateIndex:   index,
-		ModifyIndex:   index,
-	}
-	return tx.Insert(tableOrganizations, org)
-}
-
-// ValidateNewOrganization checks the caller-supplied fields of a new organisation.
-func ValidateNewOrganization(o *trustfedv1.Organization) error {
-	if err := ValidateOrganizationID("organization_id", o.GetId()); err != nil {
-		return err
-	}
-	if err := ValidateName("name", o.GetName()); err != nil {
-		return err
-	}
-	return ValidateLevel("declared_level", o.GetDeclaredLevel())
-}
-
-func applyUpdateOrganization(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
+func applyUpdateOrganization(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
 	var c commandv1.UpdateOrganization
 	if err := decode(env, &c); err != nil {
 		return err
@@ -92,7 +62,10 @@ func applyUpdateOrganization(tx *memdb.Txn, env *commandv1.Envelope, index uint6
 	}
 	org.UpdateTime = stamp(env)
 	org.ModifyIndex = index
-	return tx.Insert(tableOrganizations, org)
+	if err := tx.Insert(tableOrganizations, org); err != nil {
+		return err
+	}
+	return terminateBrokenAgreements(tx, env, index, org.Id)
 }
 
 // ValidateOrganizationUpdate checks an update's fields.
@@ -119,59 +92,7 @@ func ValidateOrganizationUpdate(c *commandv1.UpdateOrganization) error {
 	return nil
 }
 
-func applyCreateAgreement(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
-	var c commandv1.CreateAgreement
-	if err := decode(env, &c); err != nil {
-		return err
-	}
-	in := c.GetAgreement()
-	if err := ValidateNewAgreement(in); err != nil {
-		return err
-	}
-	if _, ok := first[*trustfedv1.Agreement](tx, tableAgreements, "id", in.Id); ok {
-		return AlreadyExists("agreement_id", "agreement %q already exists", in.Id)
-	}
-	// A slice, not a map: the first missing party must be the same on every replica.
-	for _, p := range []struct{ field, id string }{{"organization_a_id", in.OrganizationAId}, {"organization_b_id", in.OrganizationBId}} {
-		if _, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", p.id); !ok {
-			return NotFound(p.field, "organization %q does not exist", p.id)
-		}
-	}
-	r := &Reader{txn: tx}
-	if cur, ok := r.ActiveAgreement(in.OrganizationAId, in.OrganizationBId); ok {
-		return AlreadyExists("organization_b_id", "agreement %s between %q and %q is already active", cur.Id, in.OrganizationAId, in.OrganizationBId)
-	}
-	ag := &trustfedv1.Agreement{
-		Id:              in.Id,
-		OrganizationAId: in.OrganizationAId,
-		OrganizationBId: in.OrganizationBId,
-		Status:          trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE,
-		CreateTime:      stamp(env),
-		UpdateTime:      stamp(env),
-		CreateIndex:     index,
-		ModifyIndex:     index,
-	}
-	return tx.Insert(tableAgreements, ag)
-}
-
-// ValidateNewAgreement checks the caller-supplied fields of a new agreement.
-func ValidateNewAgreement(a *trustfedv1.Agreement) error {
-	if err := ValidateAgreementID("agreement_id", a.GetId()); err != nil {
-		return err
-	}
-	if err := ValidateOrganizationID("organization_a_id", a.GetOrganizationAId()); err != nil {
-		return err
-	}
-	if err := ValidateOrganizationID("organization_b_id", a.GetOrganizationBId()); err != nil {
-		return err
-	}
-	if a.OrganizationAId == a.OrganizationBId {
-		return Invalid("organization_b_id", "an agreement needs two different organizations")
-	}
-	return nil
-}
-
-func applyPutToken(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
+func applyPutToken(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
 	var c commandv1.PutToken
 	if err := decode(env, &c); err != nil {
 		return err

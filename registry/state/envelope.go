@@ -43,14 +43,32 @@ func Encode(cmd proto.Message, meta EnvelopeMeta) ([]byte, error) {
 
 func commandType(cmd proto.Message) (commandv1.CommandType, error) {
 	switch cmd.(type) {
-	case *commandv1.CreateOrganization:
-		return commandv1.CommandType_COMMAND_TYPE_CREATE_ORGANIZATION, nil
 	case *commandv1.UpdateOrganization:
 		return commandv1.CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION, nil
-	case *commandv1.CreateAgreement:
-		return commandv1.CommandType_COMMAND_TYPE_CREATE_AGREEMENT, nil
 	case *commandv1.PutToken:
 		return commandv1.CommandType_COMMAND_TYPE_PUT_TOKEN, nil
+	case *commandv1.RegisterOrganization:
+		return commandv1.CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION, nil
+	case *commandv1.ApproveOrganization:
+		return commandv1.CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION, nil
+	case *commandv1.OverrideOnboarding:
+		return commandv1.CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING, nil
+	case *commandv1.SubmitPassport:
+		return commandv1.CommandType_COMMAND_TYPE_SUBMIT_PASSPORT, nil
+	case *commandv1.AccreditIssuer:
+		return commandv1.CommandType_COMMAND_TYPE_ACCREDIT_ISSUER, nil
+	case *commandv1.WithdrawIssuer:
+		return commandv1.CommandType_COMMAND_TYPE_WITHDRAW_ISSUER, nil
+	case *commandv1.RevokePassport:
+		return commandv1.CommandType_COMMAND_TYPE_REVOKE_PASSPORT, nil
+	case *commandv1.UpdateFederationPolicy:
+		return commandv1.CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY, nil
+	case *commandv1.ProposeAgreement:
+		return commandv1.CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT, nil
+	case *commandv1.SignAgreement:
+		return commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, nil
+	case *commandv1.TerminateAgreement:
+		return commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, nil
 	default:
 		return 0, fmt.Errorf("%T is not a registry command", cmd)
 	}

@@ -35,7 +35,7 @@ type Result struct {
 // handler applies one decoded command inside a write transaction. It returns
 // a business error (an *Error) to refuse the command; the transaction is then
 // discarded, so a refused command never changes state.
-type handler func(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error
+type handler func(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier) error
 
 // commands is the dispatch table: one small function per command type.
 var commands = map[commandv1.CommandType]handler{}
@@ -50,16 +50,18 @@ func registerCommand(t commandv1.CommandType, h handler) {
 // FSM applies registry commands to a Store. It is driven by one goroutine
 // (the Raft apply loop); reads go through Store.Read concurrently.
 type FSM struct {
-	store  *Store
-	logger *slog.Logger
+	store    *Store
+	verifier Verifier
+	logger   *slog.Logger
 }
 
-// NewFSM returns an FSM over store. logger may be nil.
-func NewFSM(store *Store, logger *slog.Logger) *FSM {
+// NewFSM returns an FSM over store that re-verifies signatures with v.
+// logger may be nil.
+func NewFSM(store *Store, v Verifier, logger *slog.Logger) *FSM {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &FSM{store: store, logger: logger}
+	return &FSM{store: store, verifier: v, logger: logger}
 }
 
 // Store returns the store the FSM writes.
@@ -117,7 +119,7 @@ func (f *FSM) dispatch(tx *memdb.Txn, env *commandv1.Envelope, index uint64) err
 	if env.Time == nil {
 		return Invalid("time", "command carries no leader-stamped time")
 	}
-	return h(tx, env, index)
+	return h(tx, env, index, f.verifier)
 }
 
 func (f *FSM) setIndex(index uint64) {

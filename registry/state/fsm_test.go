@@ -10,133 +10,115 @@ import (
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-
-type harness struct {
-	t     *testing.T
-	fsm   *FSM
-	index uint64
-	now   time.Time
-}
-
-func newHarness(t *testing.T) *harness {
-	return &harness{t: t, fsm: NewFSM(NewStore(), nil), now: t0}
-}
-
-func (h *harness) apply(cmd proto.Message, requestID string) Result {
-	h.t.Helper()
-	b, err := Encode(cmd, EnvelopeMeta{RequestID: requestID, Time: h.now, Principal: "test"})
-	require.NoError(h.t, err)
-	return h.applyRaw(b)
-}
-
-func (h *harness) applyRaw(b []byte) Result {
-	h.index++
-	return h.fsm.Apply(h.index, b).(Result)
-}
-
-func (h *harness) snapshotBytes() []byte {
-	h.t.Helper()
-	snap, err := h.fsm.Snapshot()
-	require.NoError(h.t, err)
-	defer snap.Release()
-	var buf bytes.Buffer
-	require.NoError(h.t, snap.Persist(&buf))
-	return buf.Bytes()
-}
-
-func org(id, name string, level uint32) *commandv1.CreateOrganization {
-	return &commandv1.CreateOrganization{Organization: &trustfedv1.Organization{Id: id, Name: name, DeclaredLevel: level}}
-}
-
-func agreement(id, a, b string) *commandv1.CreateAgreement {
-	return &commandv1.CreateAgreement{Agreement: &trustfedv1.Agreement{Id: id, OrganizationAId: a, OrganizationBId: b}}
-}
-
-func u32(v uint32) *uint32 { return &v }
-func str(v string) *string { return &v }
 
 func TestApplyEveryCommand(t *testing.T) {
 	h := newHarness(t)
-	require.NoError(t, h.apply(org("acme-bank", "Acme Bank", 3), "r1").Err)
-	require.NoError(t, h.apply(org("st-mary", "St Mary Hospital", 2), "").Err)
-	require.NoError(t, h.apply(&commandv1.UpdateOrganization{OrganizationId: "st-mary", DeclaredLevel: u32(4), Name: str("St Mary")}, "").Err)
-	require.NoError(t, h.apply(agreement("agr-0000000000000001", "acme-bank", "st-mary"), "").Err)
 	sum := sha256.Sum256([]byte("secret"))
-	require.NoError(t, h.apply(&commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{Id: "t1", SecretSha256: sum[:], Role: commandv1.Role_ROLE_ADMIN}}, "").Err)
+	h.must(&commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{Id: "t1", SecretSha256: sum[:], Role: commandv1.Role_ROLE_ADMIN}})
+	h.accredit()
+	h.must(&commandv1.UpdateFederationPolicy{OnboardingCapLevel: u32(3), OnboardingPeriod: durationpb.New(24 * time.Hour)})
+	h.member("acme-bank", 3, 4)
+	h.member("st-mary", 2, 2)
+	h.must(&commandv1.OverrideOnboarding{OrganizationId: "st-mary", Reason: "pilot partner"})
+	h.must(&commandv1.UpdateOrganization{OrganizationId: "st-mary", Name: str("St Mary")})
+	h.agreement("agr-0000000000000001", "acme-bank", "st-mary", 0)
+	renewed := h.fed.Passport("st-mary", 3, h.now, h.now.Add(time.Hour))
+	h.must(&commandv1.SubmitPassport{OrganizationId: "st-mary", Passport: renewed, Signature: h.fed.SignPassport("st-mary", renewed)})
+	termination, sig := h.fed.Termination("st-mary", "agr-0000000000000001", "contract ended")
+	h.must(&commandv1.TerminateAgreement{Termination: termination, Signature: sig})
+	h.must(&commandv1.RevokePassport{Serial: "pp-unknown-1", Reason: "lost"})
+	h.must(&commandv1.WithdrawIssuer{IssuerId: h.fed.IssuerID, Reason: "audit failed"})
 
-	r := h.fsm.Store().Read()
-	require.EqualValues(t, 5, r.Index())
+	r := h.read()
+	require.EqualValues(t, h.index, r.Index())
 	o, ok := r.Organization("st-mary")
 	require.True(t, ok)
-	require.EqualValues(t, 4, o.DeclaredLevel)
 	require.Equal(t, "St Mary", o.Name)
-	require.EqualValues(t, 2, o.CreateIndex)
-	require.EqualValues(t, 3, o.ModifyIndex)
 	require.Equal(t, trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE, o.Status)
-	require.True(t, o.CreateTime.AsTime().Equal(t0))
-	ag, ok := r.ActiveAgreement("st-mary", "acme-bank")
-	require.True(t, ok, "agreement is found whatever the order of the pair")
-	require.Equal(t, "agr-0000000000000001", ag.Id)
-	tok, ok := r.TokenByHash(sum[:])
+	require.Equal(t, "pilot partner", o.OnboardingOverride.Reason)
+	require.Equal(t, "token:test", o.OnboardingOverride.Principal)
+	require.Len(t, o.PassportHistory, 1, "the replaced passport stays in history")
+	require.EqualValues(t, 3, o.Passport.Level)
+	ag, ok := r.Agreement("agr-0000000000000001")
 	require.True(t, ok)
-	require.Equal(t, "t1", tok.Id)
-	orgs, next := r.Organizations("", 1)
-	require.Len(t, orgs, 1)
-	require.Equal(t, "acme-bank", next)
-	orgs, next = r.Organizations(next, 10)
-	require.Equal(t, "st-mary", orgs[0].Id)
-	require.Empty(t, next)
-	ags, _ := r.Agreements("st-mary", "", 10)
-	require.Len(t, ags, 1)
+	require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED, ag.Status)
+	require.Equal(t, "st-mary", ag.TerminatedBy)
+	require.Contains(t, ag.TerminationReason, "contract ended")
+	require.True(t, r.PassportRevoked("pp-unknown-1"))
+	is, _ := r.Issuer(h.fed.IssuerID)
+	require.Equal(t, trustfedv1.IssuerStatus_ISSUER_STATUS_WITHDRAWN, is.Status)
+	require.EqualValues(t, 3, r.FederationPolicy().OnboardingCapLevel)
+	_, ok = r.TokenByHash(sum[:])
+	require.True(t, ok)
 }
 
 func TestBadCommandsChangeNothing(t *testing.T) {
 	sum := sha256.Sum256([]byte("secret"))
 	cases := []struct {
 		name  string
-		cmd   proto.Message
+		cmd   func(h *harness) proto.Message
 		raw   []byte
 		is    error
 		field string
 	}{
 		{name: "corrupt bytes", raw: []byte{0xff, 0xff, 0xff}, is: ErrCorruptCommand},
-		{name: "unknown type", raw: mustMarshal(t, &commandv1.Envelope{Type: 999, Time: nil}), is: ErrInvalidArgument, field: "type"},
-		{name: "bad id", cmd: org("Bad ID", "x", 1), is: ErrInvalidArgument, field: "organization_id"},
-		{name: "level out of range", cmd: org("new-org", "New", 5), is: ErrInvalidArgument, field: "declared_level"},
-		{name: "empty name", cmd: org("new-org", "", 1), is: ErrInvalidArgument, field: "name"},
-		{name: "duplicate id", cmd: org("acme-bank", "Other", 1), is: ErrAlreadyExists, field: "organization_id"},
-		{name: "duplicate name any case", cmd: org("other", "ACME BANK", 1), is: ErrAlreadyExists, field: "name"},
-		{name: "update unknown", cmd: &commandv1.UpdateOrganization{OrganizationId: "nobody", DeclaredLevel: u32(1)}, is: ErrNotFound, field: "organization_id"},
-		{name: "update nothing", cmd: &commandv1.UpdateOrganization{OrganizationId: "acme-bank"}, is: ErrInvalidArgument, field: "organization_id"},
-		{name: "update bad level", cmd: &commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(9)}, is: ErrInvalidArgument, field: "declared_level"},
-		{name: "agreement with self", cmd: agreement("agr-0000000000000002", "acme-bank", "acme-bank"), is: ErrInvalidArgument, field: "organization_b_id"},
-		{name: "agreement unknown party", cmd: agreement("agr-0000000000000002", "acme-bank", "ghost"), is: ErrNotFound, field: "organization_b_id"},
-		{name: "second active agreement", cmd: agreement("agr-0000000000000002", "st-mary", "acme-bank"), is: ErrAlreadyExists, field: "organization_b_id"},
-		{name: "second bootstrap token", cmd: &commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{Id: "t2", SecretSha256: sum[:], Role: commandv1.Role_ROLE_ADMIN}}, is: ErrFailedPrecondition, field: "token"},
+		{name: "unknown type", raw: mustMarshal(t, &commandv1.Envelope{Type: 999}), is: ErrInvalidArgument, field: "type"},
+		{name: "retired create organization", raw: mustMarshal(t, &commandv1.Envelope{Type: commandv1.CommandType_COMMAND_TYPE_CREATE_ORGANIZATION}), is: ErrInvalidArgument, field: "type"},
+		{name: "update unknown", cmd: func(*harness) proto.Message {
+			return &commandv1.UpdateOrganization{OrganizationId: "nobody", DeclaredLevel: u32(1)}
+		}, is: ErrNotFound, field: "organization_id"},
+		{name: "update nothing", cmd: func(*harness) proto.Message { return &commandv1.UpdateOrganization{OrganizationId: "acme-bank"} }, is: ErrInvalidArgument, field: "organization_id"},
+		{name: "update bad level", cmd: func(*harness) proto.Message {
+			return &commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(9)}
+		}, is: ErrInvalidArgument, field: "declared_level"},
+		{name: "approve twice", cmd: func(*harness) proto.Message { return &commandv1.ApproveOrganization{OrganizationId: "acme-bank"} }, is: ErrFailedPrecondition, field: "organization_id"},
+		{name: "override without reason", cmd: func(*harness) proto.Message { return &commandv1.OverrideOnboarding{OrganizationId: "acme-bank"} }, is: ErrInvalidArgument, field: "reason"},
+		{name: "accredit twice", cmd: func(h *harness) proto.Message { return &commandv1.AccreditIssuer{Issuer: h.fed.Issuer()} }, is: ErrAlreadyExists, field: "issuer_id"},
+		{name: "withdraw unknown issuer", cmd: func(*harness) proto.Message { return &commandv1.WithdrawIssuer{IssuerId: "ghost", Reason: "x"} }, is: ErrNotFound, field: "issuer_id"},
+		{name: "policy cap out of range", cmd: func(*harness) proto.Message { return &commandv1.UpdateFederationPolicy{OnboardingCapLevel: u32(7)} }, is: ErrInvalidArgument, field: "onboarding_cap_level"},
+		{name: "agreement with self", cmd: func(h *harness) proto.Message {
+			return &commandv1.ProposeAgreement{Terms: h.terms("agr-0000000000000002", "acme-bank", "acme-bank", 0)}
+		}, is: ErrInvalidArgument, field: "organization_b_id"},
+		{name: "agreement unknown party", cmd: func(h *harness) proto.Message {
+			return &commandv1.ProposeAgreement{Terms: h.terms("agr-0000000000000002", "acme-bank", "ghost", 0)}
+		}, is: ErrNotFound, field: "organization_b_id"},
+		{name: "empty terms", cmd: func(h *harness) proto.Message {
+			return &commandv1.ProposeAgreement{Terms: h.terms("agr-0000000000000002", "acme-bank", "st-mary", 0, []string{}...)[:0]}
+		}, is: ErrInvalidArgument, field: "agreement_id"},
+		{name: "agreement id reused", cmd: func(h *harness) proto.Message {
+			return &commandv1.ProposeAgreement{Terms: h.terms("agr-0000000000000001", "acme-bank", "st-mary", 0)}
+		}, is: ErrAlreadyExists, field: "agreement_id"},
+		{name: "sign by a non-party", cmd: func(h *harness) proto.Message {
+			return &commandv1.SignAgreement{AgreementId: "agr-0000000000000001", OrganizationId: "city-gov", Signature: []byte("x")}
+		}, is: ErrInvalidArgument, field: "organization_id"},
+		{name: "second bootstrap token", cmd: func(*harness) proto.Message {
+			return &commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{Id: "t2", SecretSha256: sum[:], Role: commandv1.Role_ROLE_ADMIN}}
+		}, is: ErrFailedPrecondition, field: "token"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
-			require.NoError(t, h.apply(org("acme-bank", "Acme Bank", 3), "").Err)
-			require.NoError(t, h.apply(org("st-mary", "St Mary", 2), "").Err)
-			require.NoError(t, h.apply(agreement("agr-0000000000000001", "acme-bank", "st-mary"), "").Err)
-			require.NoError(t, h.apply(&commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{Id: "t1", SecretSha256: sum[:], Role: commandv1.Role_ROLE_ADMIN}}, "").Err)
+			h.accredit()
+			h.member("acme-bank", 3, 3)
+			h.member("st-mary", 2, 2)
+			h.member("city-gov", 2, 2)
+			h.must(&commandv1.ProposeAgreement{Terms: h.terms("agr-0000000000000001", "acme-bank", "st-mary", 0)})
+			h.must(&commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{Id: "t1", SecretSha256: sum[:], Role: commandv1.Role_ROLE_ADMIN}})
 			before := stripIndex(t, h.snapshotBytes())
 
 			var res Result
 			if tc.raw != nil {
 				res = h.applyRaw(tc.raw)
 			} else {
-				res = h.apply(tc.cmd, "")
+				res = h.apply(tc.cmd(h), "")
 			}
 			require.ErrorIs(t, res.Err, tc.is)
 			if tc.field != "" {
 				var e *Error
 				require.ErrorAs(t, res.Err, &e)
-				require.Equal(t, tc.field, e.Field)
+				require.Equal(t, tc.field, e.Field, "%v", res.Err)
 			}
 			require.Equal(t, before, stripIndex(t, h.snapshotBytes()), "a refused command must not change state")
 		})
@@ -145,53 +127,56 @@ func TestBadCommandsChangeNothing(t *testing.T) {
 
 func TestRequestIDDeduplicates(t *testing.T) {
 	h := newHarness(t)
-	orig := h.apply(org("acme-bank", "Acme Bank", 3), "req-1")
+	h.accredit()
+	h.member("acme-bank", 3, 3)
+	orig := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(1)}, "req-1")
 	require.NoError(t, orig.Err)
-	again := h.apply(org("acme-bank", "Acme Bank", 3), "req-1")
+	again := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(1)}, "req-1")
 	require.NoError(t, again.Err, "a retried request succeeds as the first did")
 	require.True(t, again.Duplicate)
 	require.Equal(t, orig.Index, again.Index)
+	o, _ := h.read().Organization("acme-bank")
+	require.Equal(t, orig.Index, o.ModifyIndex, "the retry was not applied again")
 
-	other := h.apply(org("other", "Other", 1), "req-1")
+	other := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(2)}, "req-1")
 	require.ErrorIs(t, other.Err, ErrInvalidArgument)
-	_, ok := h.fsm.Store().Read().Organization("other")
-	require.False(t, ok, "a reused request id with other content is not applied")
+	o, _ = h.read().Organization("acme-bank")
+	require.EqualValues(t, 1, o.DeclaredLevel, "a reused request id with other content is not applied")
 
-	failed := h.apply(org("acme-bank", "Duplicate", 1), "req-2")
-	require.ErrorIs(t, failed.Err, ErrAlreadyExists)
-	retried := h.apply(org("acme-bank", "Duplicate", 1), "req-2")
-	require.ErrorIs(t, retried.Err, ErrAlreadyExists, "a retried failure fails the same way")
+	failed := h.apply(&commandv1.ApproveOrganization{OrganizationId: "acme-bank"}, "req-2")
+	require.ErrorIs(t, failed.Err, ErrFailedPrecondition)
+	retried := h.apply(&commandv1.ApproveOrganization{OrganizationId: "acme-bank"}, "req-2")
+	require.ErrorIs(t, retried.Err, ErrFailedPrecondition, "a retried failure fails the same way")
 	require.True(t, retried.Duplicate)
 
 	// Request ids are forgotten after RequestTTL of command time.
 	h.now = h.now.Add(RequestTTL + time.Second)
-	require.NoError(t, h.apply(org("later", "Later", 1), "").Err)
-	_, ok = first[*commandv1.AppliedRequest](h.fsm.Store().Read().txn, tableRequests, "id", "req-1")
+	h.must(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(3)})
+	_, ok := first[*commandv1.AppliedRequest](h.read().txn, tableRequests, "id", "req-1")
 	require.False(t, ok)
 }
 
 func TestSnapshotRestoreIdentical(t *testing.T) {
 	h := newHarness(t)
-	for i, id := range []string{"org-a", "org-b", "org-c", "org-d"} {
-		require.NoError(t, h.apply(org(id, "Org "+id, uint32(i)), "req-"+id).Err)
-	}
-	require.NoError(t, h.apply(agreement("agr-00000000000000aa", "org-a", "org-b"), "").Err)
-	require.NoError(t, h.apply(&commandv1.UpdateOrganization{OrganizationId: "org-c", Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED.Enum()}, "").Err)
+	h.accredit()
+	h.member("org-a", 3, 3)
+	h.member("org-b", 2, 2)
+	h.agreement("agr-00000000000000aa", "org-a", "org-b", 0)
+	h.must(&commandv1.UpdateFederationPolicy{OnboardingCapLevel: u32(1)})
+	h.must(&commandv1.RevokePassport{Serial: "pp-x", Reason: "lost"})
+	require.NoError(t, h.apply(&commandv1.UpdateOrganization{OrganizationId: "org-b", DeclaredLevel: u32(1)}, "req-x").Err)
 	snap := h.snapshotBytes()
 
 	restored := newHarness(t)
-	// Restore replaces: state that was there before is gone.
-	require.NoError(t, restored.apply(org("stale", "Stale", 1), "").Err)
+	restored.accredit() // state that Restore must replace, not merge
 	require.NoError(t, restored.fsm.Restore(bytes.NewReader(snap)))
 	require.Equal(t, snap, restored.snapshotBytes(), "restored state must persist to identical bytes")
-	r := restored.fsm.Store().Read()
-	_, ok := r.Organization("stale")
-	require.False(t, ok)
-	require.Equal(t, h.fsm.Store().Read().Index(), r.Index())
+	require.Equal(t, h.read().Index(), restored.read().Index())
+	require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE, restored.agreementStatus("agr-00000000000000aa"))
 
 	// The de-duplication table survives a restore.
 	restored.index = h.index
-	res := restored.apply(org("org-a", "Org org-a", 0), "req-org-a")
+	res := restored.apply(&commandv1.UpdateOrganization{OrganizationId: "org-b", DeclaredLevel: u32(1)}, "req-x")
 	require.True(t, res.Duplicate)
 
 	kept := restored.snapshotBytes()
@@ -201,8 +186,9 @@ func TestSnapshotRestoreIdentical(t *testing.T) {
 
 func TestRevokedIsPermanent(t *testing.T) {
 	h := newHarness(t)
-	require.NoError(t, h.apply(org("acme-bank", "Acme Bank", 3), "").Err)
-	require.NoError(t, h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED.Enum()}, "").Err)
+	h.accredit()
+	h.member("acme-bank", 3, 3)
+	h.must(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED.Enum()})
 	res := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE.Enum()}, "")
 	require.ErrorIs(t, res.Err, ErrFailedPrecondition)
 }
@@ -211,14 +197,4 @@ func mustMarshal(t *testing.T, m proto.Message) []byte {
 	b, err := proto.Marshal(m)
 	require.NoError(t, err)
 	return b
-}
-
-// stripIndex drops the snapshot header (which holds the applied index) so two
-// snapshots can be compared by content.
-func stripIndex(t *testing.T, snap []byte) []byte {
-	t.Helper()
-	var hdr commandv1.SnapshotHeader
-	n := int(snap[0]) // header records are short: one-byte length prefix
-	require.NoError(t, proto.Unmarshal(snap[1:1+n], &hdr))
-	return snap[1+n:]
 }

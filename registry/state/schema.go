@@ -16,6 +16,9 @@ const (
 	tableTokens        = "tokens"
 	tableRequests      = "requests"
 	tableMeta          = "meta"
+	tableIssuers       = "issuers"
+	tableRevoked       = "revoked_passports"
+	tablePolicy        = "policy"
 )
 
 // metaRow holds the Raft index the state reflects, updated in the same
@@ -32,8 +35,28 @@ func schema() *memdb.DBSchema {
 		tableOrganizations: {
 			Name: tableOrganizations,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-				"name": {Name: "name", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name", Lowercase: true}},
+				"id":     {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"name":   {Name: "name", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name", Lowercase: true}},
+				"key":    {Name: "key", Unique: true, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "PublicKeyFingerprint"}},
+				"issuer": {Name: "issuer", AllowMissing: true, Indexer: passportIssuerIndex{}},
+			},
+		},
+		tableIssuers: {
+			Name: tableIssuers,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		},
+		tableRevoked: {
+			Name: tableRevoked,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Serial"}},
+			},
+		},
+		tablePolicy: {
+			Name: tablePolicy,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.ConditionalIndex{Conditional: func(any) (bool, error) { return true, nil }}},
 			},
 		},
 		tableAgreements: {
@@ -65,6 +88,24 @@ func schema() *memdb.DBSchema {
 			},
 		},
 	}}
+}
+
+// passportIssuerIndex indexes organisations by the issuer of their passport.
+type passportIssuerIndex struct{}
+
+func (passportIssuerIndex) FromObject(raw any) (bool, []byte, error) {
+	o, ok := raw.(*trustfedv1.Organization)
+	if !ok {
+		return false, nil, fmt.Errorf("passport issuer index: unexpected %T", raw)
+	}
+	if o.GetPassport().GetIssuerId() == "" {
+		return false, nil, nil
+	}
+	return true, []byte(o.Passport.IssuerId + "\x00"), nil
+}
+
+func (passportIssuerIndex) FromArgs(args ...any) ([]byte, error) {
+	return stringArg("passport issuer", args)
 }
 
 // partyIndex indexes an agreement under each of its two organisations.

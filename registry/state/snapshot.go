@@ -56,6 +56,15 @@ func (s *Snapshot) Persist(w io.Writer) error {
 		{tableRequests, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_AppliedRequest{AppliedRequest: o.(*commandv1.AppliedRequest)}}
 		}},
+		{tableIssuers, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Issuer{Issuer: o.(*trustfedv1.Issuer)}}
+		}},
+		{tableRevoked, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_RevokedPassport{RevokedPassport: o.(*commandv1.RevokedPassport)}}
+		}},
+		{tablePolicy, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_FederationPolicy{FederationPolicy: o.(*trustfedv1.FederationPolicy)}}
+		}},
 	}
 	for _, t := range tables {
 		it, err := s.txn.Get(t.name, "id")
@@ -123,6 +132,12 @@ func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
 		return tx.Insert(tableTokens, r.Token)
 	case *commandv1.SnapshotRecord_AppliedRequest:
 		return tx.Insert(tableRequests, r.AppliedRequest)
+	case *commandv1.SnapshotRecord_Issuer:
+		return tx.Insert(tableIssuers, r.Issuer)
+	case *commandv1.SnapshotRecord_RevokedPassport:
+		return tx.Insert(tableRevoked, r.RevokedPassport)
+	case *commandv1.SnapshotRecord_FederationPolicy:
+		return tx.Insert(tablePolicy, r.FederationPolicy)
 	default:
 		return fmt.Errorf("unknown snapshot record %T", rec.Record)
 	}

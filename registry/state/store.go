@@ -3,10 +3,12 @@ package state
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Store holds the registry state. Objects it returns are shared and
@@ -156,4 +158,50 @@ func count(txn *memdb.Txn, table string) int {
 		n++
 	}
 	return n
+}
+
+// OrganizationByKey returns the organisation registered with the key of that fingerprint.
+func (r *Reader) OrganizationByKey(fingerprint string) (*trustfedv1.Organization, bool) {
+	return first[*trustfedv1.Organization](r.txn, tableOrganizations, "key", fingerprint)
+}
+
+// Issuer returns an issuer (accredited or withdrawn).
+func (r *Reader) Issuer(id string) (*trustfedv1.Issuer, bool) {
+	return first[*trustfedv1.Issuer](r.txn, tableIssuers, "id", id)
+}
+
+// Issuers lists every issuer in id order.
+func (r *Reader) Issuers() []*trustfedv1.Issuer {
+	it, err := r.txn.Get(tableIssuers, "id")
+	if err != nil {
+		return nil
+	}
+	var out []*trustfedv1.Issuer
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*trustfedv1.Issuer))
+	}
+	return out
+}
+
+// PassportRevoked reports whether a passport serial was revoked.
+func (r *Reader) PassportRevoked(serial string) bool {
+	_, ok := first[*commandv1.RevokedPassport](r.txn, tableRevoked, "id", serial)
+	return ok
+}
+
+// Default federation policy (AG-783 TC7).
+const (
+	DefaultOnboardingCapLevel = 2
+	DefaultOnboardingPeriod   = 30 * 24 * time.Hour
+)
+
+// FederationPolicy returns the federation policy (defaults if never set).
+func (r *Reader) FederationPolicy() *trustfedv1.FederationPolicy {
+	if p, ok := first[*trustfedv1.FederationPolicy](r.txn, tablePolicy, "id"); ok {
+		return p
+	}
+	return &trustfedv1.FederationPolicy{
+		OnboardingCapLevel: DefaultOnboardingCapLevel,
+		OnboardingPeriod:   durationpb.New(DefaultOnboardingPeriod),
+	}
 }

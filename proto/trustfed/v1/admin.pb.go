@@ -9,6 +9,7 @@ package trustfedv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -21,34 +22,28 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type CreateOrganizationRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// ^[a-z][a-z0-9-]{1,62}$, unique.
-	OrganizationId string `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
-	// 1..200 printable characters, unique.
-	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// 0..4.
-	DeclaredLevel uint32 `protobuf:"varint,3,opt,name=declared_level,json=declaredLevel,proto3" json:"declared_level,omitempty"`
-	// Optional idempotency key: retrying with the same key never applies twice.
-	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+type ApproveOrganizationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	RequestId      string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
-func (x *CreateOrganizationRequest) Reset() {
-	*x = CreateOrganizationRequest{}
+func (x *ApproveOrganizationRequest) Reset() {
+	*x = ApproveOrganizationRequest{}
 	mi := &file_trustfed_v1_admin_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *CreateOrganizationRequest) String() string {
+func (x *ApproveOrganizationRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*CreateOrganizationRequest) ProtoMessage() {}
+func (*ApproveOrganizationRequest) ProtoMessage() {}
 
-func (x *CreateOrganizationRequest) ProtoReflect() protoreflect.Message {
+func (x *ApproveOrganizationRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_trustfed_v1_admin_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -60,60 +55,46 @@ func (x *CreateOrganizationRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use CreateOrganizationRequest.ProtoReflect.Descriptor instead.
-func (*CreateOrganizationRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use ApproveOrganizationRequest.ProtoReflect.Descriptor instead.
+func (*ApproveOrganizationRequest) Descriptor() ([]byte, []int) {
 	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *CreateOrganizationRequest) GetOrganizationId() string {
+func (x *ApproveOrganizationRequest) GetOrganizationId() string {
 	if x != nil {
 		return x.OrganizationId
 	}
 	return ""
 }
 
-func (x *CreateOrganizationRequest) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *CreateOrganizationRequest) GetDeclaredLevel() uint32 {
-	if x != nil {
-		return x.DeclaredLevel
-	}
-	return 0
-}
-
-func (x *CreateOrganizationRequest) GetRequestId() string {
+func (x *ApproveOrganizationRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
 	}
 	return ""
 }
 
-type CreateOrganizationResponse struct {
+type ApproveOrganizationResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Organization  *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *CreateOrganizationResponse) Reset() {
-	*x = CreateOrganizationResponse{}
+func (x *ApproveOrganizationResponse) Reset() {
+	*x = ApproveOrganizationResponse{}
 	mi := &file_trustfed_v1_admin_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *CreateOrganizationResponse) String() string {
+func (x *ApproveOrganizationResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*CreateOrganizationResponse) ProtoMessage() {}
+func (*ApproveOrganizationResponse) ProtoMessage() {}
 
-func (x *CreateOrganizationResponse) ProtoReflect() protoreflect.Message {
+func (x *ApproveOrganizationResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_trustfed_v1_admin_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -125,14 +106,842 @@ func (x *CreateOrganizationResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use CreateOrganizationResponse.ProtoReflect.Descriptor instead.
-func (*CreateOrganizationResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use ApproveOrganizationResponse.ProtoReflect.Descriptor instead.
+func (*ApproveOrganizationResponse) Descriptor() ([]byte, []int) {
 	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *CreateOrganizationResponse) GetOrganization() *Organization {
+func (x *ApproveOrganizationResponse) GetOrganization() *Organization {
 	if x != nil {
 		return x.Organization
+	}
+	return nil
+}
+
+type OverrideOnboardingRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Why the cap is lifted early (required; recorded).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OverrideOnboardingRequest) Reset() {
+	*x = OverrideOnboardingRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OverrideOnboardingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OverrideOnboardingRequest) ProtoMessage() {}
+
+func (x *OverrideOnboardingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OverrideOnboardingRequest.ProtoReflect.Descriptor instead.
+func (*OverrideOnboardingRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OverrideOnboardingRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *OverrideOnboardingRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *OverrideOnboardingRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type OverrideOnboardingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Organization  *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OverrideOnboardingResponse) Reset() {
+	*x = OverrideOnboardingResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OverrideOnboardingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OverrideOnboardingResponse) ProtoMessage() {}
+
+func (x *OverrideOnboardingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OverrideOnboardingResponse.ProtoReflect.Descriptor instead.
+func (*OverrideOnboardingResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OverrideOnboardingResponse) GetOrganization() *Organization {
+	if x != nil {
+		return x.Organization
+	}
+	return nil
+}
+
+type AccreditIssuerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ^[a-z][a-z0-9-]{1,62}$
+	IssuerId string `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
+	Name     string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The issuer's ed25519 public key, PKIX PEM.
+	PublicKeyPem string `protobuf:"bytes,3,opt,name=public_key_pem,json=publicKeyPem,proto3" json:"public_key_pem,omitempty"`
+	// Highest level the issuer may attest, 0..4.
+	MaxLevel      uint32 `protobuf:"varint,4,opt,name=max_level,json=maxLevel,proto3" json:"max_level,omitempty"`
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccreditIssuerRequest) Reset() {
+	*x = AccreditIssuerRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccreditIssuerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccreditIssuerRequest) ProtoMessage() {}
+
+func (x *AccreditIssuerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccreditIssuerRequest.ProtoReflect.Descriptor instead.
+func (*AccreditIssuerRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AccreditIssuerRequest) GetIssuerId() string {
+	if x != nil {
+		return x.IssuerId
+	}
+	return ""
+}
+
+func (x *AccreditIssuerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AccreditIssuerRequest) GetPublicKeyPem() string {
+	if x != nil {
+		return x.PublicKeyPem
+	}
+	return ""
+}
+
+func (x *AccreditIssuerRequest) GetMaxLevel() uint32 {
+	if x != nil {
+		return x.MaxLevel
+	}
+	return 0
+}
+
+func (x *AccreditIssuerRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type AccreditIssuerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Issuer        *Issuer                `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccreditIssuerResponse) Reset() {
+	*x = AccreditIssuerResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccreditIssuerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccreditIssuerResponse) ProtoMessage() {}
+
+func (x *AccreditIssuerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccreditIssuerResponse.ProtoReflect.Descriptor instead.
+func (*AccreditIssuerResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AccreditIssuerResponse) GetIssuer() *Issuer {
+	if x != nil {
+		return x.Issuer
+	}
+	return nil
+}
+
+type WithdrawIssuerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IssuerId      string                 `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawIssuerRequest) Reset() {
+	*x = WithdrawIssuerRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawIssuerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawIssuerRequest) ProtoMessage() {}
+
+func (x *WithdrawIssuerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawIssuerRequest.ProtoReflect.Descriptor instead.
+func (*WithdrawIssuerRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WithdrawIssuerRequest) GetIssuerId() string {
+	if x != nil {
+		return x.IssuerId
+	}
+	return ""
+}
+
+func (x *WithdrawIssuerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WithdrawIssuerRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type WithdrawIssuerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Issuer        *Issuer                `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawIssuerResponse) Reset() {
+	*x = WithdrawIssuerResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawIssuerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawIssuerResponse) ProtoMessage() {}
+
+func (x *WithdrawIssuerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawIssuerResponse.ProtoReflect.Descriptor instead.
+func (*WithdrawIssuerResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WithdrawIssuerResponse) GetIssuer() *Issuer {
+	if x != nil {
+		return x.Issuer
+	}
+	return nil
+}
+
+type GetIssuerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IssuerId      string                 `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIssuerRequest) Reset() {
+	*x = GetIssuerRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIssuerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIssuerRequest) ProtoMessage() {}
+
+func (x *GetIssuerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIssuerRequest.ProtoReflect.Descriptor instead.
+func (*GetIssuerRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetIssuerRequest) GetIssuerId() string {
+	if x != nil {
+		return x.IssuerId
+	}
+	return ""
+}
+
+func (x *GetIssuerRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type GetIssuerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Issuer        *Issuer                `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	Meta          *ReadMeta              `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIssuerResponse) Reset() {
+	*x = GetIssuerResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIssuerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIssuerResponse) ProtoMessage() {}
+
+func (x *GetIssuerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIssuerResponse.ProtoReflect.Descriptor instead.
+func (*GetIssuerResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetIssuerResponse) GetIssuer() *Issuer {
+	if x != nil {
+		return x.Issuer
+	}
+	return nil
+}
+
+func (x *GetIssuerResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type ListIssuersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIssuersRequest) Reset() {
+	*x = ListIssuersRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIssuersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIssuersRequest) ProtoMessage() {}
+
+func (x *ListIssuersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIssuersRequest.ProtoReflect.Descriptor instead.
+func (*ListIssuersRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListIssuersRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type ListIssuersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Issuers       []*Issuer              `protobuf:"bytes,1,rep,name=issuers,proto3" json:"issuers,omitempty"`
+	Meta          *ReadMeta              `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIssuersResponse) Reset() {
+	*x = ListIssuersResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIssuersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIssuersResponse) ProtoMessage() {}
+
+func (x *ListIssuersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIssuersResponse.ProtoReflect.Descriptor instead.
+func (*ListIssuersResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListIssuersResponse) GetIssuers() []*Issuer {
+	if x != nil {
+		return x.Issuers
+	}
+	return nil
+}
+
+func (x *ListIssuersResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type RevokePassportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokePassportRequest) Reset() {
+	*x = RevokePassportRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokePassportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokePassportRequest) ProtoMessage() {}
+
+func (x *RevokePassportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokePassportRequest.ProtoReflect.Descriptor instead.
+func (*RevokePassportRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RevokePassportRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokePassportRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokePassportRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type RevokePassportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokePassportResponse) Reset() {
+	*x = RevokePassportResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokePassportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokePassportResponse) ProtoMessage() {}
+
+func (x *RevokePassportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokePassportResponse.ProtoReflect.Descriptor instead.
+func (*RevokePassportResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+type GetFederationPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFederationPolicyRequest) Reset() {
+	*x = GetFederationPolicyRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFederationPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFederationPolicyRequest) ProtoMessage() {}
+
+func (x *GetFederationPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFederationPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetFederationPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetFederationPolicyRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type GetFederationPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *FederationPolicy      `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Meta          *ReadMeta              `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFederationPolicyResponse) Reset() {
+	*x = GetFederationPolicyResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFederationPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFederationPolicyResponse) ProtoMessage() {}
+
+func (x *GetFederationPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFederationPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetFederationPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetFederationPolicyResponse) GetPolicy() *FederationPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *GetFederationPolicyResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type UpdateFederationPolicyRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	OnboardingCapLevel *uint32                `protobuf:"varint,1,opt,name=onboarding_cap_level,json=onboardingCapLevel,proto3,oneof" json:"onboarding_cap_level,omitempty"`
+	OnboardingPeriod   *durationpb.Duration   `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
+	RequestId          string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *UpdateFederationPolicyRequest) Reset() {
+	*x = UpdateFederationPolicyRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateFederationPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateFederationPolicyRequest) ProtoMessage() {}
+
+func (x *UpdateFederationPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateFederationPolicyRequest.ProtoReflect.Descriptor instead.
+func (*UpdateFederationPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UpdateFederationPolicyRequest) GetOnboardingCapLevel() uint32 {
+	if x != nil && x.OnboardingCapLevel != nil {
+		return *x.OnboardingCapLevel
+	}
+	return 0
+}
+
+func (x *UpdateFederationPolicyRequest) GetOnboardingPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.OnboardingPeriod
+	}
+	return nil
+}
+
+func (x *UpdateFederationPolicyRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type UpdateFederationPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *FederationPolicy      `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateFederationPolicyResponse) Reset() {
+	*x = UpdateFederationPolicyResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateFederationPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateFederationPolicyResponse) ProtoMessage() {}
+
+func (x *UpdateFederationPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateFederationPolicyResponse.ProtoReflect.Descriptor instead.
+func (*UpdateFederationPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UpdateFederationPolicyResponse) GetPolicy() *FederationPolicy {
+	if x != nil {
+		return x.Policy
 	}
 	return nil
 }
@@ -153,7 +962,7 @@ type UpdateOrganizationRequest struct {
 
 func (x *UpdateOrganizationRequest) Reset() {
 	*x = UpdateOrganizationRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +974,7 @@ func (x *UpdateOrganizationRequest) String() string {
 func (*UpdateOrganizationRequest) ProtoMessage() {}
 
 func (x *UpdateOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +987,7 @@ func (x *UpdateOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateOrganizationRequest) GetOrganizationId() string {
@@ -225,7 +1034,7 @@ type UpdateOrganizationResponse struct {
 
 func (x *UpdateOrganizationResponse) Reset() {
 	*x = UpdateOrganizationResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +1046,7 @@ func (x *UpdateOrganizationResponse) String() string {
 func (*UpdateOrganizationResponse) ProtoMessage() {}
 
 func (x *UpdateOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,116 +1059,12 @@ func (x *UpdateOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateOrganizationResponse) GetOrganization() *Organization {
 	if x != nil {
 		return x.Organization
-	}
-	return nil
-}
-
-type CreateAgreementRequest struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	OrganizationAId string                 `protobuf:"bytes,1,opt,name=organization_a_id,json=organizationAId,proto3" json:"organization_a_id,omitempty"`
-	OrganizationBId string                 `protobuf:"bytes,2,opt,name=organization_b_id,json=organizationBId,proto3" json:"organization_b_id,omitempty"`
-	RequestId       string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
-}
-
-func (x *CreateAgreementRequest) Reset() {
-	*x = CreateAgreementRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *CreateAgreementRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*CreateAgreementRequest) ProtoMessage() {}
-
-func (x *CreateAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use CreateAgreementRequest.ProtoReflect.Descriptor instead.
-func (*CreateAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *CreateAgreementRequest) GetOrganizationAId() string {
-	if x != nil {
-		return x.OrganizationAId
-	}
-	return ""
-}
-
-func (x *CreateAgreementRequest) GetOrganizationBId() string {
-	if x != nil {
-		return x.OrganizationBId
-	}
-	return ""
-}
-
-func (x *CreateAgreementRequest) GetRequestId() string {
-	if x != nil {
-		return x.RequestId
-	}
-	return ""
-}
-
-type CreateAgreementResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Agreement     *Agreement             `protobuf:"bytes,1,opt,name=agreement,proto3" json:"agreement,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *CreateAgreementResponse) Reset() {
-	*x = CreateAgreementResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *CreateAgreementResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*CreateAgreementResponse) ProtoMessage() {}
-
-func (x *CreateAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use CreateAgreementResponse.ProtoReflect.Descriptor instead.
-func (*CreateAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *CreateAgreementResponse) GetAgreement() *Agreement {
-	if x != nil {
-		return x.Agreement
 	}
 	return nil
 }
@@ -374,7 +1079,7 @@ type GetAgreementRequest struct {
 
 func (x *GetAgreementRequest) Reset() {
 	*x = GetAgreementRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +1091,7 @@ func (x *GetAgreementRequest) String() string {
 func (*GetAgreementRequest) ProtoMessage() {}
 
 func (x *GetAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +1104,7 @@ func (x *GetAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgreementRequest.ProtoReflect.Descriptor instead.
 func (*GetAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetAgreementRequest) GetAgreementId() string {
@@ -426,7 +1131,7 @@ type GetAgreementResponse struct {
 
 func (x *GetAgreementResponse) Reset() {
 	*x = GetAgreementResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +1143,7 @@ func (x *GetAgreementResponse) String() string {
 func (*GetAgreementResponse) ProtoMessage() {}
 
 func (x *GetAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +1156,7 @@ func (x *GetAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgreementResponse.ProtoReflect.Descriptor instead.
 func (*GetAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetAgreementResponse) GetAgreement() *Agreement {
@@ -481,7 +1186,7 @@ type ListAgreementsRequest struct {
 
 func (x *ListAgreementsRequest) Reset() {
 	*x = ListAgreementsRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +1198,7 @@ func (x *ListAgreementsRequest) String() string {
 func (*ListAgreementsRequest) ProtoMessage() {}
 
 func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +1211,7 @@ func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgreementsRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListAgreementsRequest) GetOrganizationId() string {
@@ -548,7 +1253,7 @@ type ListAgreementsResponse struct {
 
 func (x *ListAgreementsResponse) Reset() {
 	*x = ListAgreementsResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +1265,7 @@ func (x *ListAgreementsResponse) String() string {
 func (*ListAgreementsResponse) ProtoMessage() {}
 
 func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +1278,7 @@ func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgreementsResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListAgreementsResponse) GetAgreements() []*Agreement {
@@ -601,15 +1306,66 @@ var File_trustfed_v1_admin_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17trustfed/v1/admin.proto\x12\vtrustfed.v1\x1a\x17trustfed/v1/types.proto\"\x9e\x01\n" +
-	"\x19CreateOrganizationRequest\x12'\n" +
-	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
-	"\x0edeclared_level\x18\x03 \x01(\rR\rdeclaredLevel\x12\x1d\n" +
+	"\x17trustfed/v1/admin.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x17trustfed/v1/types.proto\"d\n" +
+	"\x1aApproveOrganizationRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"[\n" +
-	"\x1aCreateOrganizationResponse\x12=\n" +
-	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"\x8d\x02\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\\\n" +
+	"\x1bApproveOrganizationResponse\x12=\n" +
+	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"{\n" +
+	"\x19OverrideOnboardingRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"[\n" +
+	"\x1aOverrideOnboardingResponse\x12=\n" +
+	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"\xaa\x01\n" +
+	"\x15AccreditIssuerRequest\x12\x1b\n" +
+	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12$\n" +
+	"\x0epublic_key_pem\x18\x03 \x01(\tR\fpublicKeyPem\x12\x1b\n" +
+	"\tmax_level\x18\x04 \x01(\rR\bmaxLevel\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"E\n" +
+	"\x16AccreditIssuerResponse\x12+\n" +
+	"\x06issuer\x18\x01 \x01(\v2\x13.trustfed.v1.IssuerR\x06issuer\"k\n" +
+	"\x15WithdrawIssuerRequest\x12\x1b\n" +
+	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"E\n" +
+	"\x16WithdrawIssuerResponse\x12+\n" +
+	"\x06issuer\x18\x01 \x01(\v2\x13.trustfed.v1.IssuerR\x06issuer\"k\n" +
+	"\x10GetIssuerRequest\x12\x1b\n" +
+	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12:\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"k\n" +
+	"\x11GetIssuerResponse\x12+\n" +
+	"\x06issuer\x18\x01 \x01(\v2\x13.trustfed.v1.IssuerR\x06issuer\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"P\n" +
+	"\x12ListIssuersRequest\x12:\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"o\n" +
+	"\x13ListIssuersResponse\x12-\n" +
+	"\aissuers\x18\x01 \x03(\v2\x13.trustfed.v1.IssuerR\aissuers\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"f\n" +
+	"\x15RevokePassportRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x18\n" +
+	"\x16RevokePassportResponse\"X\n" +
+	"\x1aGetFederationPolicyRequest\x12:\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\x7f\n" +
+	"\x1bGetFederationPolicyResponse\x125\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1d.trustfed.v1.FederationPolicyR\x06policy\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\xd6\x01\n" +
+	"\x1dUpdateFederationPolicyRequest\x125\n" +
+	"\x14onboarding_cap_level\x18\x01 \x01(\rH\x00R\x12onboardingCapLevel\x88\x01\x01\x12F\n" +
+	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\x17\n" +
+	"\x15_onboarding_cap_level\"W\n" +
+	"\x1eUpdateFederationPolicyResponse\x125\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1d.trustfed.v1.FederationPolicyR\x06policy\"\x8d\x02\n" +
 	"\x19UpdateOrganizationRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12*\n" +
@@ -621,14 +1377,7 @@ const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"\x0f_declared_levelB\t\n" +
 	"\a_status\"[\n" +
 	"\x1aUpdateOrganizationResponse\x12=\n" +
-	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"\x8f\x01\n" +
-	"\x16CreateAgreementRequest\x12*\n" +
-	"\x11organization_a_id\x18\x01 \x01(\tR\x0forganizationAId\x12*\n" +
-	"\x11organization_b_id\x18\x02 \x01(\tR\x0forganizationBId\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"O\n" +
-	"\x17CreateAgreementResponse\x124\n" +
-	"\tagreement\x18\x01 \x01(\v2\x16.trustfed.v1.AgreementR\tagreement\"t\n" +
+	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"t\n" +
 	"\x13GetAgreementRequest\x12!\n" +
 	"\fagreement_id\x18\x01 \x01(\tR\vagreementId\x12:\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"w\n" +
@@ -646,11 +1395,18 @@ const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"agreements\x18\x01 \x03(\v2\x16.trustfed.v1.AgreementR\n" +
 	"agreements\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12)\n" +
-	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta2\xf4\x03\n" +
-	"\fAdminService\x12e\n" +
-	"\x12CreateOrganization\x12&.trustfed.v1.CreateOrganizationRequest\x1a'.trustfed.v1.CreateOrganizationResponse\x12e\n" +
-	"\x12UpdateOrganization\x12&.trustfed.v1.UpdateOrganizationRequest\x1a'.trustfed.v1.UpdateOrganizationResponse\x12\\\n" +
-	"\x0fCreateAgreement\x12#.trustfed.v1.CreateAgreementRequest\x1a$.trustfed.v1.CreateAgreementResponse\x12X\n" +
+	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta2\x9b\t\n" +
+	"\fAdminService\x12h\n" +
+	"\x13ApproveOrganization\x12'.trustfed.v1.ApproveOrganizationRequest\x1a(.trustfed.v1.ApproveOrganizationResponse\x12e\n" +
+	"\x12UpdateOrganization\x12&.trustfed.v1.UpdateOrganizationRequest\x1a'.trustfed.v1.UpdateOrganizationResponse\x12e\n" +
+	"\x12OverrideOnboarding\x12&.trustfed.v1.OverrideOnboardingRequest\x1a'.trustfed.v1.OverrideOnboardingResponse\x12Y\n" +
+	"\x0eAccreditIssuer\x12\".trustfed.v1.AccreditIssuerRequest\x1a#.trustfed.v1.AccreditIssuerResponse\x12Y\n" +
+	"\x0eWithdrawIssuer\x12\".trustfed.v1.WithdrawIssuerRequest\x1a#.trustfed.v1.WithdrawIssuerResponse\x12O\n" +
+	"\tGetIssuer\x12\x1d.trustfed.v1.GetIssuerRequest\x1a\x1e.trustfed.v1.GetIssuerResponse\"\x03\x90\x02\x01\x12U\n" +
+	"\vListIssuers\x12\x1f.trustfed.v1.ListIssuersRequest\x1a .trustfed.v1.ListIssuersResponse\"\x03\x90\x02\x01\x12Y\n" +
+	"\x0eRevokePassport\x12\".trustfed.v1.RevokePassportRequest\x1a#.trustfed.v1.RevokePassportResponse\x12m\n" +
+	"\x13GetFederationPolicy\x12'.trustfed.v1.GetFederationPolicyRequest\x1a(.trustfed.v1.GetFederationPolicyResponse\"\x03\x90\x02\x01\x12q\n" +
+	"\x16UpdateFederationPolicy\x12*.trustfed.v1.UpdateFederationPolicyRequest\x1a+.trustfed.v1.UpdateFederationPolicyResponse\x12X\n" +
 	"\fGetAgreement\x12 .trustfed.v1.GetAgreementRequest\x1a!.trustfed.v1.GetAgreementResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\x0eListAgreements\x12\".trustfed.v1.ListAgreementsRequest\x1a#.trustfed.v1.ListAgreementsResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
@@ -666,50 +1422,94 @@ func file_trustfed_v1_admin_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_admin_proto_rawDescData
 }
 
-var file_trustfed_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_trustfed_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_trustfed_v1_admin_proto_goTypes = []any{
-	(*CreateOrganizationRequest)(nil),  // 0: trustfed.v1.CreateOrganizationRequest
-	(*CreateOrganizationResponse)(nil), // 1: trustfed.v1.CreateOrganizationResponse
-	(*UpdateOrganizationRequest)(nil),  // 2: trustfed.v1.UpdateOrganizationRequest
-	(*UpdateOrganizationResponse)(nil), // 3: trustfed.v1.UpdateOrganizationResponse
-	(*CreateAgreementRequest)(nil),     // 4: trustfed.v1.CreateAgreementRequest
-	(*CreateAgreementResponse)(nil),    // 5: trustfed.v1.CreateAgreementResponse
-	(*GetAgreementRequest)(nil),        // 6: trustfed.v1.GetAgreementRequest
-	(*GetAgreementResponse)(nil),       // 7: trustfed.v1.GetAgreementResponse
-	(*ListAgreementsRequest)(nil),      // 8: trustfed.v1.ListAgreementsRequest
-	(*ListAgreementsResponse)(nil),     // 9: trustfed.v1.ListAgreementsResponse
-	(*Organization)(nil),               // 10: trustfed.v1.Organization
-	(OrganizationStatus)(0),            // 11: trustfed.v1.OrganizationStatus
-	(*Agreement)(nil),                  // 12: trustfed.v1.Agreement
-	(Consistency)(0),                   // 13: trustfed.v1.Consistency
-	(*ReadMeta)(nil),                   // 14: trustfed.v1.ReadMeta
+	(*ApproveOrganizationRequest)(nil),     // 0: trustfed.v1.ApproveOrganizationRequest
+	(*ApproveOrganizationResponse)(nil),    // 1: trustfed.v1.ApproveOrganizationResponse
+	(*OverrideOnboardingRequest)(nil),      // 2: trustfed.v1.OverrideOnboardingRequest
+	(*OverrideOnboardingResponse)(nil),     // 3: trustfed.v1.OverrideOnboardingResponse
+	(*AccreditIssuerRequest)(nil),          // 4: trustfed.v1.AccreditIssuerRequest
+	(*AccreditIssuerResponse)(nil),         // 5: trustfed.v1.AccreditIssuerResponse
+	(*WithdrawIssuerRequest)(nil),          // 6: trustfed.v1.WithdrawIssuerRequest
+	(*WithdrawIssuerResponse)(nil),         // 7: trustfed.v1.WithdrawIssuerResponse
+	(*GetIssuerRequest)(nil),               // 8: trustfed.v1.GetIssuerRequest
+	(*GetIssuerResponse)(nil),              // 9: trustfed.v1.GetIssuerResponse
+	(*ListIssuersRequest)(nil),             // 10: trustfed.v1.ListIssuersRequest
+	(*ListIssuersResponse)(nil),            // 11: trustfed.v1.ListIssuersResponse
+	(*RevokePassportRequest)(nil),          // 12: trustfed.v1.RevokePassportRequest
+	(*RevokePassportResponse)(nil),         // 13: trustfed.v1.RevokePassportResponse
+	(*GetFederationPolicyRequest)(nil),     // 14: trustfed.v1.GetFederationPolicyRequest
+	(*GetFederationPolicyResponse)(nil),    // 15: trustfed.v1.GetFederationPolicyResponse
+	(*UpdateFederationPolicyRequest)(nil),  // 16: trustfed.v1.UpdateFederationPolicyRequest
+	(*UpdateFederationPolicyResponse)(nil), // 17: trustfed.v1.UpdateFederationPolicyResponse
+	(*UpdateOrganizationRequest)(nil),      // 18: trustfed.v1.UpdateOrganizationRequest
+	(*UpdateOrganizationResponse)(nil),     // 19: trustfed.v1.UpdateOrganizationResponse
+	(*GetAgreementRequest)(nil),            // 20: trustfed.v1.GetAgreementRequest
+	(*GetAgreementResponse)(nil),           // 21: trustfed.v1.GetAgreementResponse
+	(*ListAgreementsRequest)(nil),          // 22: trustfed.v1.ListAgreementsRequest
+	(*ListAgreementsResponse)(nil),         // 23: trustfed.v1.ListAgreementsResponse
+	(*Organization)(nil),                   // 24: trustfed.v1.Organization
+	(*Issuer)(nil),                         // 25: trustfed.v1.Issuer
+	(Consistency)(0),                       // 26: trustfed.v1.Consistency
+	(*ReadMeta)(nil),                       // 27: trustfed.v1.ReadMeta
+	(*FederationPolicy)(nil),               // 28: trustfed.v1.FederationPolicy
+	(*durationpb.Duration)(nil),            // 29: google.protobuf.Duration
+	(OrganizationStatus)(0),                // 30: trustfed.v1.OrganizationStatus
+	(*Agreement)(nil),                      // 31: trustfed.v1.Agreement
 }
 var file_trustfed_v1_admin_proto_depIdxs = []int32{
-	10, // 0: trustfed.v1.CreateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	11, // 1: trustfed.v1.UpdateOrganizationRequest.status:type_name -> trustfed.v1.OrganizationStatus
-	10, // 2: trustfed.v1.UpdateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	12, // 3: trustfed.v1.CreateAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	13, // 4: trustfed.v1.GetAgreementRequest.consistency:type_name -> trustfed.v1.Consistency
-	12, // 5: trustfed.v1.GetAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	14, // 6: trustfed.v1.GetAgreementResponse.meta:type_name -> trustfed.v1.ReadMeta
-	13, // 7: trustfed.v1.ListAgreementsRequest.consistency:type_name -> trustfed.v1.Consistency
-	12, // 8: trustfed.v1.ListAgreementsResponse.agreements:type_name -> trustfed.v1.Agreement
-	14, // 9: trustfed.v1.ListAgreementsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	0,  // 10: trustfed.v1.AdminService.CreateOrganization:input_type -> trustfed.v1.CreateOrganizationRequest
-	2,  // 11: trustfed.v1.AdminService.UpdateOrganization:input_type -> trustfed.v1.UpdateOrganizationRequest
-	4,  // 12: trustfed.v1.AdminService.CreateAgreement:input_type -> trustfed.v1.CreateAgreementRequest
-	6,  // 13: trustfed.v1.AdminService.GetAgreement:input_type -> trustfed.v1.GetAgreementRequest
-	8,  // 14: trustfed.v1.AdminService.ListAgreements:input_type -> trustfed.v1.ListAgreementsRequest
-	1,  // 15: trustfed.v1.AdminService.CreateOrganization:output_type -> trustfed.v1.CreateOrganizationResponse
-	3,  // 16: trustfed.v1.AdminService.UpdateOrganization:output_type -> trustfed.v1.UpdateOrganizationResponse
-	5,  // 17: trustfed.v1.AdminService.CreateAgreement:output_type -> trustfed.v1.CreateAgreementResponse
-	7,  // 18: trustfed.v1.AdminService.GetAgreement:output_type -> trustfed.v1.GetAgreementResponse
-	9,  // 19: trustfed.v1.AdminService.ListAgreements:output_type -> trustfed.v1.ListAgreementsResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	24, // 0: trustfed.v1.ApproveOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	24, // 1: trustfed.v1.OverrideOnboardingResponse.organization:type_name -> trustfed.v1.Organization
+	25, // 2: trustfed.v1.AccreditIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
+	25, // 3: trustfed.v1.WithdrawIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
+	26, // 4: trustfed.v1.GetIssuerRequest.consistency:type_name -> trustfed.v1.Consistency
+	25, // 5: trustfed.v1.GetIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
+	27, // 6: trustfed.v1.GetIssuerResponse.meta:type_name -> trustfed.v1.ReadMeta
+	26, // 7: trustfed.v1.ListIssuersRequest.consistency:type_name -> trustfed.v1.Consistency
+	25, // 8: trustfed.v1.ListIssuersResponse.issuers:type_name -> trustfed.v1.Issuer
+	27, // 9: trustfed.v1.ListIssuersResponse.meta:type_name -> trustfed.v1.ReadMeta
+	26, // 10: trustfed.v1.GetFederationPolicyRequest.consistency:type_name -> trustfed.v1.Consistency
+	28, // 11: trustfed.v1.GetFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
+	27, // 12: trustfed.v1.GetFederationPolicyResponse.meta:type_name -> trustfed.v1.ReadMeta
+	29, // 13: trustfed.v1.UpdateFederationPolicyRequest.onboarding_period:type_name -> google.protobuf.Duration
+	28, // 14: trustfed.v1.UpdateFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
+	30, // 15: trustfed.v1.UpdateOrganizationRequest.status:type_name -> trustfed.v1.OrganizationStatus
+	24, // 16: trustfed.v1.UpdateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	26, // 17: trustfed.v1.GetAgreementRequest.consistency:type_name -> trustfed.v1.Consistency
+	31, // 18: trustfed.v1.GetAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	27, // 19: trustfed.v1.GetAgreementResponse.meta:type_name -> trustfed.v1.ReadMeta
+	26, // 20: trustfed.v1.ListAgreementsRequest.consistency:type_name -> trustfed.v1.Consistency
+	31, // 21: trustfed.v1.ListAgreementsResponse.agreements:type_name -> trustfed.v1.Agreement
+	27, // 22: trustfed.v1.ListAgreementsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	0,  // 23: trustfed.v1.AdminService.ApproveOrganization:input_type -> trustfed.v1.ApproveOrganizationRequest
+	18, // 24: trustfed.v1.AdminService.UpdateOrganization:input_type -> trustfed.v1.UpdateOrganizationRequest
+	2,  // 25: trustfed.v1.AdminService.OverrideOnboarding:input_type -> trustfed.v1.OverrideOnboardingRequest
+	4,  // 26: trustfed.v1.AdminService.AccreditIssuer:input_type -> trustfed.v1.AccreditIssuerRequest
+	6,  // 27: trustfed.v1.AdminService.WithdrawIssuer:input_type -> trustfed.v1.WithdrawIssuerRequest
+	8,  // 28: trustfed.v1.AdminService.GetIssuer:input_type -> trustfed.v1.GetIssuerRequest
+	10, // 29: trustfed.v1.AdminService.ListIssuers:input_type -> trustfed.v1.ListIssuersRequest
+	12, // 30: trustfed.v1.AdminService.RevokePassport:input_type -> trustfed.v1.RevokePassportRequest
+	14, // 31: trustfed.v1.AdminService.GetFederationPolicy:input_type -> trustfed.v1.GetFederationPolicyRequest
+	16, // 32: trustfed.v1.AdminService.UpdateFederationPolicy:input_type -> trustfed.v1.UpdateFederationPolicyRequest
+	20, // 33: trustfed.v1.AdminService.GetAgreement:input_type -> trustfed.v1.GetAgreementRequest
+	22, // 34: trustfed.v1.AdminService.ListAgreements:input_type -> trustfed.v1.ListAgreementsRequest
+	1,  // 35: trustfed.v1.AdminService.ApproveOrganization:output_type -> trustfed.v1.ApproveOrganizationResponse
+	19, // 36: trustfed.v1.AdminService.UpdateOrganization:output_type -> trustfed.v1.UpdateOrganizationResponse
+	3,  // 37: trustfed.v1.AdminService.OverrideOnboarding:output_type -> trustfed.v1.OverrideOnboardingResponse
+	5,  // 38: trustfed.v1.AdminService.AccreditIssuer:output_type -> trustfed.v1.AccreditIssuerResponse
+	7,  // 39: trustfed.v1.AdminService.WithdrawIssuer:output_type -> trustfed.v1.WithdrawIssuerResponse
+	9,  // 40: trustfed.v1.AdminService.GetIssuer:output_type -> trustfed.v1.GetIssuerResponse
+	11, // 41: trustfed.v1.AdminService.ListIssuers:output_type -> trustfed.v1.ListIssuersResponse
+	13, // 42: trustfed.v1.AdminService.RevokePassport:output_type -> trustfed.v1.RevokePassportResponse
+	15, // 43: trustfed.v1.AdminService.GetFederationPolicy:output_type -> trustfed.v1.GetFederationPolicyResponse
+	17, // 44: trustfed.v1.AdminService.UpdateFederationPolicy:output_type -> trustfed.v1.UpdateFederationPolicyResponse
+	21, // 45: trustfed.v1.AdminService.GetAgreement:output_type -> trustfed.v1.GetAgreementResponse
+	23, // 46: trustfed.v1.AdminService.ListAgreements:output_type -> trustfed.v1.ListAgreementsResponse
+	35, // [35:47] is the sub-list for method output_type
+	23, // [23:35] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_admin_proto_init() }
@@ -718,14 +1518,15 @@ func file_trustfed_v1_admin_proto_init() {
 		return
 	}
 	file_trustfed_v1_types_proto_init()
-	file_trustfed_v1_admin_proto_msgTypes[2].OneofWrappers = []any{}
+	file_trustfed_v1_admin_proto_msgTypes[16].OneofWrappers = []any{}
+	file_trustfed_v1_admin_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_admin_proto_rawDesc), len(file_trustfed_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateOrganization_FullMethodName = "/trustfed.v1.AdminService/CreateOrganization"
-	AdminService_UpdateOrganization_FullMethodName = "/trustfed.v1.AdminService/UpdateOrganization"
-	AdminService_CreateAgreement_FullMethodName    = "/trustfed.v1.AdminService/CreateAgreement"
-	AdminService_GetAgreement_FullMethodName       = "/trustfed.v1.AdminService/GetAgreement"
-	AdminService_ListAgreements_FullMethodName     = "/trustfed.v1.AdminService/ListAgreements"
+	AdminService_ApproveOrganization_FullMethodName    = "/trustfed.v1.AdminService/ApproveOrganization"
+	AdminService_UpdateOrganization_FullMethodName     = "/trustfed.v1.AdminService/UpdateOrganization"
+	AdminService_OverrideOnboarding_FullMethodName     = "/trustfed.v1.AdminService/OverrideOnboarding"
+	AdminService_AccreditIssuer_FullMethodName         = "/trustfed.v1.AdminService/AccreditIssuer"
+	AdminService_WithdrawIssuer_FullMethodName         = "/trustfed.v1.AdminService/WithdrawIssuer"
+	AdminService_GetIssuer_FullMethodName              = "/trustfed.v1.AdminService/GetIssuer"
+	AdminService_ListIssuers_FullMethodName            = "/trustfed.v1.AdminService/ListIssuers"
+	AdminService_RevokePassport_FullMethodName         = "/trustfed.v1.AdminService/RevokePassport"
+	AdminService_GetFederationPolicy_FullMethodName    = "/trustfed.v1.AdminService/GetFederationPolicy"
+	AdminService_UpdateFederationPolicy_FullMethodName = "/trustfed.v1.AdminService/UpdateFederationPolicy"
+	AdminService_GetAgreement_FullMethodName           = "/trustfed.v1.AdminService/GetAgreement"
+	AdminService_ListAgreements_FullMethodName         = "/trustfed.v1.AdminService/ListAgreements"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -33,9 +40,19 @@ const (
 // AdminService is what federation authority admins call to change the registry.
 // Reads of organisations are in RegistryService.
 type AdminServiceClient interface {
-	CreateOrganization(ctx context.Context, in *CreateOrganizationRequest, opts ...grpc.CallOption) (*CreateOrganizationResponse, error)
+	// ApproveOrganization admits a PENDING registration; onboarding starts.
+	ApproveOrganization(ctx context.Context, in *ApproveOrganizationRequest, opts ...grpc.CallOption) (*ApproveOrganizationResponse, error)
 	UpdateOrganization(ctx context.Context, in *UpdateOrganizationRequest, opts ...grpc.CallOption) (*UpdateOrganizationResponse, error)
-	CreateAgreement(ctx context.Context, in *CreateAgreementRequest, opts ...grpc.CallOption) (*CreateAgreementResponse, error)
+	// OverrideOnboarding ends an organisation's onboarding cap, with a reason.
+	OverrideOnboarding(ctx context.Context, in *OverrideOnboardingRequest, opts ...grpc.CallOption) (*OverrideOnboardingResponse, error)
+	AccreditIssuer(ctx context.Context, in *AccreditIssuerRequest, opts ...grpc.CallOption) (*AccreditIssuerResponse, error)
+	WithdrawIssuer(ctx context.Context, in *WithdrawIssuerRequest, opts ...grpc.CallOption) (*WithdrawIssuerResponse, error)
+	GetIssuer(ctx context.Context, in *GetIssuerRequest, opts ...grpc.CallOption) (*GetIssuerResponse, error)
+	ListIssuers(ctx context.Context, in *ListIssuersRequest, opts ...grpc.CallOption) (*ListIssuersResponse, error)
+	// RevokePassport stops a passport serial from counting anywhere.
+	RevokePassport(ctx context.Context, in *RevokePassportRequest, opts ...grpc.CallOption) (*RevokePassportResponse, error)
+	GetFederationPolicy(ctx context.Context, in *GetFederationPolicyRequest, opts ...grpc.CallOption) (*GetFederationPolicyResponse, error)
+	UpdateFederationPolicy(ctx context.Context, in *UpdateFederationPolicyRequest, opts ...grpc.CallOption) (*UpdateFederationPolicyResponse, error)
 	GetAgreement(ctx context.Context, in *GetAgreementRequest, opts ...grpc.CallOption) (*GetAgreementResponse, error)
 	ListAgreements(ctx context.Context, in *ListAgreementsRequest, opts ...grpc.CallOption) (*ListAgreementsResponse, error)
 }
@@ -48,10 +65,10 @@ func NewAdminServiceClient(cc grpc.ClientConnInterface) AdminServiceClient {
 	return &adminServiceClient{cc}
 }
 
-func (c *adminServiceClient) CreateOrganization(ctx context.Context, in *CreateOrganizationRequest, opts ...grpc.CallOption) (*CreateOrganizationResponse, error) {
+func (c *adminServiceClient) ApproveOrganization(ctx context.Context, in *ApproveOrganizationRequest, opts ...grpc.CallOption) (*ApproveOrganizationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(CreateOrganizationResponse)
-	err := c.cc.Invoke(ctx, AdminService_CreateOrganization_FullMethodName, in, out, cOpts...)
+	out := new(ApproveOrganizationResponse)
+	err := c.cc.Invoke(ctx, AdminService_ApproveOrganization_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -68,10 +85,80 @@ func (c *adminServiceClient) UpdateOrganization(ctx context.Context, in *UpdateO
 	return out, nil
 }
 
-func (c *adminServiceClient) CreateAgreement(ctx context.Context, in *CreateAgreementRequest, opts ...grpc.CallOption) (*CreateAgreementResponse, error) {
+func (c *adminServiceClient) OverrideOnboarding(ctx context.Context, in *OverrideOnboardingRequest, opts ...grpc.CallOption) (*OverrideOnboardingResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(CreateAgreementResponse)
-	err := c.cc.Invoke(ctx, AdminService_CreateAgreement_FullMethodName, in, out, cOpts...)
+	out := new(OverrideOnboardingResponse)
+	err := c.cc.Invoke(ctx, AdminService_OverrideOnboarding_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) AccreditIssuer(ctx context.Context, in *AccreditIssuerRequest, opts ...grpc.CallOption) (*AccreditIssuerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AccreditIssuerResponse)
+	err := c.cc.Invoke(ctx, AdminService_AccreditIssuer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) WithdrawIssuer(ctx context.Context, in *WithdrawIssuerRequest, opts ...grpc.CallOption) (*WithdrawIssuerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WithdrawIssuerResponse)
+	err := c.cc.Invoke(ctx, AdminService_WithdrawIssuer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetIssuer(ctx context.Context, in *GetIssuerRequest, opts ...grpc.CallOption) (*GetIssuerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetIssuerResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetIssuer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListIssuers(ctx context.Context, in *ListIssuersRequest, opts ...grpc.CallOption) (*ListIssuersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListIssuersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListIssuers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokePassport(ctx context.Context, in *RevokePassportRequest, opts ...grpc.CallOption) (*RevokePassportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokePassportResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokePassport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetFederationPolicy(ctx context.Context, in *GetFederationPolicyRequest, opts ...grpc.CallOption) (*GetFederationPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFederationPolicyResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetFederationPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateFederationPolicy(ctx context.Context, in *UpdateFederationPolicyRequest, opts ...grpc.CallOption) (*UpdateFederationPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateFederationPolicyResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpdateFederationPolicy_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -105,9 +192,19 @@ func (c *adminServiceClient) ListAgreements(ctx context.Context, in *ListAgreeme
 // AdminService is what federation authority admins call to change the registry.
 // Reads of organisations are in RegistryService.
 type AdminServiceServer interface {
-	CreateOrganization(context.Context, *CreateOrganizationRequest) (*CreateOrganizationResponse, error)
+	// ApproveOrganization admits a PENDING registration; onboarding starts.
+	ApproveOrganization(context.Context, *ApproveOrganizationRequest) (*ApproveOrganizationResponse, error)
 	UpdateOrganization(context.Context, *UpdateOrganizationRequest) (*UpdateOrganizationResponse, error)
-	CreateAgreement(context.Context, *CreateAgreementRequest) (*CreateAgreementResponse, error)
+	// OverrideOnboarding ends an organisation's onboarding cap, with a reason.
+	OverrideOnboarding(context.Context, *OverrideOnboardingRequest) (*OverrideOnboardingResponse, error)
+	AccreditIssuer(context.Context, *AccreditIssuerRequest) (*AccreditIssuerResponse, error)
+	WithdrawIssuer(context.Context, *WithdrawIssuerRequest) (*WithdrawIssuerResponse, error)
+	GetIssuer(context.Context, *GetIssuerRequest) (*GetIssuerResponse, error)
+	ListIssuers(context.Context, *ListIssuersRequest) (*ListIssuersResponse, error)
+	// RevokePassport stops a passport serial from counting anywhere.
+	RevokePassport(context.Context, *RevokePassportRequest) (*RevokePassportResponse, error)
+	GetFederationPolicy(context.Context, *GetFederationPolicyRequest) (*GetFederationPolicyResponse, error)
+	UpdateFederationPolicy(context.Context, *UpdateFederationPolicyRequest) (*UpdateFederationPolicyResponse, error)
 	GetAgreement(context.Context, *GetAgreementRequest) (*GetAgreementResponse, error)
 	ListAgreements(context.Context, *ListAgreementsRequest) (*ListAgreementsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
@@ -120,14 +217,35 @@ type AdminServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedAdminServiceServer struct{}
 
-func (UnimplementedAdminServiceServer) CreateOrganization(context.Context, *CreateOrganizationRequest) (*CreateOrganizationResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method CreateOrganization not implemented")
+func (UnimplementedAdminServiceServer) ApproveOrganization(context.Context, *ApproveOrganizationRequest) (*ApproveOrganizationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveOrganization not implemented")
 }
 func (UnimplementedAdminServiceServer) UpdateOrganization(context.Context, *UpdateOrganizationRequest) (*UpdateOrganizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateOrganization not implemented")
 }
-func (UnimplementedAdminServiceServer) CreateAgreement(context.Context, *CreateAgreementRequest) (*CreateAgreementResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method CreateAgreement not implemented")
+func (UnimplementedAdminServiceServer) OverrideOnboarding(context.Context, *OverrideOnboardingRequest) (*OverrideOnboardingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OverrideOnboarding not implemented")
+}
+func (UnimplementedAdminServiceServer) AccreditIssuer(context.Context, *AccreditIssuerRequest) (*AccreditIssuerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AccreditIssuer not implemented")
+}
+func (UnimplementedAdminServiceServer) WithdrawIssuer(context.Context, *WithdrawIssuerRequest) (*WithdrawIssuerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WithdrawIssuer not implemented")
+}
+func (UnimplementedAdminServiceServer) GetIssuer(context.Context, *GetIssuerRequest) (*GetIssuerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetIssuer not implemented")
+}
+func (UnimplementedAdminServiceServer) ListIssuers(context.Context, *ListIssuersRequest) (*ListIssuersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListIssuers not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokePassport(context.Context, *RevokePassportRequest) (*RevokePassportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokePassport not implemented")
+}
+func (UnimplementedAdminServiceServer) GetFederationPolicy(context.Context, *GetFederationPolicyRequest) (*GetFederationPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFederationPolicy not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateFederationPolicy(context.Context, *UpdateFederationPolicyRequest) (*UpdateFederationPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateFederationPolicy not implemented")
 }
 func (UnimplementedAdminServiceServer) GetAgreement(context.Context, *GetAgreementRequest) (*GetAgreementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAgreement not implemented")
@@ -156,20 +274,20 @@ func RegisterAdminServiceServer(s grpc.ServiceRegistrar, srv AdminServiceServer)
 	s.RegisterService(&AdminService_ServiceDesc, srv)
 }
 
-func _AdminService_CreateOrganization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CreateOrganizationRequest)
+func _AdminService_ApproveOrganization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveOrganizationRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServiceServer).CreateOrganization(ctx, in)
+		return srv.(AdminServiceServer).ApproveOrganization(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: AdminService_CreateOrganization_FullMethodName,
+		FullMethod: AdminService_ApproveOrganization_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).CreateOrganization(ctx, req.(*CreateOrganizationRequest))
+		return srv.(AdminServiceServer).ApproveOrganization(ctx, req.(*ApproveOrganizationRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -192,20 +310,146 @@ func _AdminService_UpdateOrganization_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
-func _AdminService_CreateAgreement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CreateAgreementRequest)
+func _AdminService_OverrideOnboarding_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OverrideOnboardingRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServiceServer).CreateAgreement(ctx, in)
+		return srv.(AdminServiceServer).OverrideOnboarding(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: AdminService_CreateAgreement_FullMethodName,
+		FullMethod: AdminService_OverrideOnboarding_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).CreateAgreement(ctx, req.(*CreateAgreementRequest))
+		return srv.(AdminServiceServer).OverrideOnboarding(ctx, req.(*OverrideOnboardingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_AccreditIssuer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AccreditIssuerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AccreditIssuer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AccreditIssuer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AccreditIssuer(ctx, req.(*AccreditIssuerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_WithdrawIssuer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WithdrawIssuerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).WithdrawIssuer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_WithdrawIssuer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).WithdrawIssuer(ctx, req.(*WithdrawIssuerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetIssuer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetIssuerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetIssuer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetIssuer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetIssuer(ctx, req.(*GetIssuerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListIssuers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListIssuersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListIssuers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListIssuers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListIssuers(ctx, req.(*ListIssuersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokePassport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokePassportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokePassport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokePassport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokePassport(ctx, req.(*RevokePassportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetFederationPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFederationPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetFederationPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetFederationPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetFederationPolicy(ctx, req.(*GetFederationPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateFederationPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateFederationPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateFederationPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateFederationPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateFederationPolicy(ctx, req.(*UpdateFederationPolicyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -254,16 +498,44 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*AdminServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
-			MethodName: "CreateOrganization",
-			Handler:    _AdminService_CreateOrganization_Handler,
+			MethodName: "ApproveOrganization",
+			Handler:    _AdminService_ApproveOrganization_Handler,
 		},
 		{
 			MethodName: "UpdateOrganization",
 			Handler:    _AdminService_UpdateOrganization_Handler,
 		},
 		{
-			MethodName: "CreateAgreement",
-			Handler:    _AdminService_CreateAgreement_Handler,
+			MethodName: "OverrideOnboarding",
+			Handler:    _AdminService_OverrideOnboarding_Handler,
+		},
+		{
+			MethodName: "AccreditIssuer",
+			Handler:    _AdminService_AccreditIssuer_Handler,
+		},
+		{
+			MethodName: "WithdrawIssuer",
+			Handler:    _AdminService_WithdrawIssuer_Handler,
+		},
+		{
+			MethodName: "GetIssuer",
+			Handler:    _AdminService_GetIssuer_Handler,
+		},
+		{
+			MethodName: "ListIssuers",
+			Handler:    _AdminService_ListIssuers_Handler,
+		},
+		{
+			MethodName: "RevokePassport",
+			Handler:    _AdminService_RevokePassport_Handler,
+		},
+		{
+			MethodName: "GetFederationPolicy",
+			Handler:    _AdminService_GetFederationPolicy_Handler,
+		},
+		{
+			MethodName: "UpdateFederationPolicy",
+			Handler:    _AdminService_UpdateFederationPolicy_Handler,
 		},
 		{
 			MethodName: "GetAgreement",

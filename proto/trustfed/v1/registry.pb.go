@@ -210,7 +210,10 @@ type CheckInteractionResponse struct {
 	// The active agreement that covers the interaction, if any.
 	AgreementId string `protobuf:"bytes,7,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
 	// Index and freshness of the state the decision was computed from.
-	Meta          *ReadMeta `protobuf:"bytes,8,opt,name=meta,proto3" json:"meta,omitempty"`
+	Meta *ReadMeta `protobuf:"bytes,8,opt,name=meta,proto3" json:"meta,omitempty"`
+	// What bounds each party's level (declared, passport, onboarding).
+	FromLevelCaps []*LevelCap `protobuf:"bytes,9,rep,name=from_level_caps,json=fromLevelCaps,proto3" json:"from_level_caps,omitempty"`
+	ToLevelCaps   []*LevelCap `protobuf:"bytes,10,rep,name=to_level_caps,json=toLevelCaps,proto3" json:"to_level_caps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -297,6 +300,20 @@ func (x *CheckInteractionResponse) GetAgreementId() string {
 func (x *CheckInteractionResponse) GetMeta() *ReadMeta {
 	if x != nil {
 		return x.Meta
+	}
+	return nil
+}
+
+func (x *CheckInteractionResponse) GetFromLevelCaps() []*LevelCap {
+	if x != nil {
+		return x.FromLevelCaps
+	}
+	return nil
+}
+
+func (x *CheckInteractionResponse) GetToLevelCaps() []*LevelCap {
+	if x != nil {
+		return x.ToLevelCaps
 	}
 	return nil
 }
@@ -539,7 +556,7 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\vconsistency\x18\x04 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"6\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xd4\x02\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xce\x03\n" +
 	"\x18CheckInteractionResponse\x121\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x15.trustfed.v1.DecisionR\bdecision\x12-\n" +
 	"\areasons\x18\x02 \x03(\v2\x13.trustfed.v1.ReasonR\areasons\x12'\n" +
@@ -549,7 +566,10 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\bto_level\x18\x05 \x01(\rR\atoLevel\x12%\n" +
 	"\x0erequired_level\x18\x06 \x01(\rR\rrequiredLevel\x12!\n" +
 	"\fagreement_id\x18\a \x01(\tR\vagreementId\x12)\n" +
-	"\x04meta\x18\b \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"}\n" +
+	"\x04meta\x18\b \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\x12=\n" +
+	"\x0ffrom_level_caps\x18\t \x03(\v2\x15.trustfed.v1.LevelCapR\rfromLevelCaps\x129\n" +
+	"\rto_level_caps\x18\n" +
+	" \x03(\v2\x15.trustfed.v1.LevelCapR\vtoLevelCaps\"}\n" +
 	"\x16GetOrganizationRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12:\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\x83\x01\n" +
@@ -599,30 +619,33 @@ var file_trustfed_v1_registry_proto_goTypes = []any{
 	(*ListOrganizationsResponse)(nil), // 7: trustfed.v1.ListOrganizationsResponse
 	(Consistency)(0),                  // 8: trustfed.v1.Consistency
 	(*ReadMeta)(nil),                  // 9: trustfed.v1.ReadMeta
-	(*Organization)(nil),              // 10: trustfed.v1.Organization
+	(*LevelCap)(nil),                  // 10: trustfed.v1.LevelCap
+	(*Organization)(nil),              // 11: trustfed.v1.Organization
 }
 var file_trustfed_v1_registry_proto_depIdxs = []int32{
 	8,  // 0: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
 	0,  // 1: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
 	2,  // 2: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
 	9,  // 3: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
-	8,  // 4: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	10, // 5: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	9,  // 6: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	8,  // 7: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
-	10, // 8: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
-	9,  // 9: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	1,  // 10: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
-	4,  // 11: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
-	6,  // 12: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
-	3,  // 13: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
-	5,  // 14: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
-	7,  // 15: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	10, // 4: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
+	10, // 5: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
+	8,  // 6: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	11, // 7: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	9,  // 8: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	8,  // 9: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
+	11, // 10: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
+	9,  // 11: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	1,  // 12: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
+	4,  // 13: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
+	6,  // 14: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
+	3,  // 15: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
+	5,  // 16: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
+	7,  // 17: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_registry_proto_init() }

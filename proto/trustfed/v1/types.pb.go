@@ -34,6 +34,8 @@ const (
 	OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED OrganizationStatus = 2
 	// Permanently cut off.
 	OrganizationStatus_ORGANIZATION_STATUS_REVOKED OrganizationStatus = 3
+	// Registered, waiting for an admin's approval: every check involving it is denied.
+	OrganizationStatus_ORGANIZATION_STATUS_PENDING OrganizationStatus = 4
 )
 
 // Enum value maps for OrganizationStatus.
@@ -43,12 +45,14 @@ var (
 		1: "ORGANIZATION_STATUS_ACTIVE",
 		2: "ORGANIZATION_STATUS_SUSPENDED",
 		3: "ORGANIZATION_STATUS_REVOKED",
+		4: "ORGANIZATION_STATUS_PENDING",
 	}
 	OrganizationStatus_value = map[string]int32{
 		"ORGANIZATION_STATUS_UNSPECIFIED": 0,
 		"ORGANIZATION_STATUS_ACTIVE":      1,
 		"ORGANIZATION_STATUS_SUSPENDED":   2,
 		"ORGANIZATION_STATUS_REVOKED":     3,
+		"ORGANIZATION_STATUS_PENDING":     4,
 	}
 )
 
@@ -86,6 +90,8 @@ const (
 	AgreementStatus_AGREEMENT_STATUS_UNSPECIFIED AgreementStatus = 0
 	AgreementStatus_AGREEMENT_STATUS_ACTIVE      AgreementStatus = 1
 	AgreementStatus_AGREEMENT_STATUS_TERMINATED  AgreementStatus = 2
+	// Proposed; waiting for the signatures of both parties.
+	AgreementStatus_AGREEMENT_STATUS_PENDING AgreementStatus = 3
 )
 
 // Enum value maps for AgreementStatus.
@@ -94,11 +100,13 @@ var (
 		0: "AGREEMENT_STATUS_UNSPECIFIED",
 		1: "AGREEMENT_STATUS_ACTIVE",
 		2: "AGREEMENT_STATUS_TERMINATED",
+		3: "AGREEMENT_STATUS_PENDING",
 	}
 	AgreementStatus_value = map[string]int32{
 		"AGREEMENT_STATUS_UNSPECIFIED": 0,
 		"AGREEMENT_STATUS_ACTIVE":      1,
 		"AGREEMENT_STATUS_TERMINATED":  2,
+		"AGREEMENT_STATUS_PENDING":     3,
 	}
 )
 
@@ -183,6 +191,56 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
+// IssuerStatus is the accreditation state of a passport issuer.
+type IssuerStatus int32
+
+const (
+	IssuerStatus_ISSUER_STATUS_UNSPECIFIED IssuerStatus = 0
+	IssuerStatus_ISSUER_STATUS_ACCREDITED  IssuerStatus = 1
+	IssuerStatus_ISSUER_STATUS_WITHDRAWN   IssuerStatus = 2
+)
+
+// Enum value maps for IssuerStatus.
+var (
+	IssuerStatus_name = map[int32]string{
+		0: "ISSUER_STATUS_UNSPECIFIED",
+		1: "ISSUER_STATUS_ACCREDITED",
+		2: "ISSUER_STATUS_WITHDRAWN",
+	}
+	IssuerStatus_value = map[string]int32{
+		"ISSUER_STATUS_UNSPECIFIED": 0,
+		"ISSUER_STATUS_ACCREDITED":  1,
+		"ISSUER_STATUS_WITHDRAWN":   2,
+	}
+)
+
+func (x IssuerStatus) Enum() *IssuerStatus {
+	p := new(IssuerStatus)
+	*p = x
+	return p
+}
+
+func (x IssuerStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IssuerStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_trustfed_v1_types_proto_enumTypes[3].Descriptor()
+}
+
+func (IssuerStatus) Type() protoreflect.EnumType {
+	return &file_trustfed_v1_types_proto_enumTypes[3]
+}
+
+func (x IssuerStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IssuerStatus.Descriptor instead.
+func (IssuerStatus) EnumDescriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
 // Organization is a member of the federation.
 type Organization struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -198,9 +256,23 @@ type Organization struct {
 	// Raft index of the command that created the organisation.
 	CreateIndex uint64 `protobuf:"varint,7,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	// Raft index of the last command that changed it.
-	ModifyIndex   uint64 `protobuf:"varint,8,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ModifyIndex uint64 `protobuf:"varint,8,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	// Raw 32-byte ed25519 public key (registered, immutable).
+	PublicKey             []byte          `protobuf:"bytes,9,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKeyFingerprint  string          `protobuf:"bytes,10,opt,name=public_key_fingerprint,json=publicKeyFingerprint,proto3" json:"public_key_fingerprint,omitempty"`
+	Jurisdiction          string          `protobuf:"bytes,11,opt,name=jurisdiction,proto3" json:"jurisdiction,omitempty"`
+	ControlProfile        *ControlProfile `protobuf:"bytes,12,opt,name=control_profile,json=controlProfile,proto3" json:"control_profile,omitempty"`
+	NotificationEndpoints []string        `protobuf:"bytes,13,rep,name=notification_endpoints,json=notificationEndpoints,proto3" json:"notification_endpoints,omitempty"`
+	// The passport currently held.
+	Passport *Passport `protobuf:"bytes,14,opt,name=passport,proto3" json:"passport,omitempty"`
+	// Serials of passports this one replaced, oldest first.
+	PassportHistory []string               `protobuf:"bytes,15,rep,name=passport_history,json=passportHistory,proto3" json:"passport_history,omitempty"`
+	ApproveTime     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=approve_time,json=approveTime,proto3" json:"approve_time,omitempty"`
+	// The onboarding cap applies until this time.
+	OnboardingUntil    *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=onboarding_until,json=onboardingUntil,proto3" json:"onboarding_until,omitempty"`
+	OnboardingOverride *OnboardingOverride    `protobuf:"bytes,18,opt,name=onboarding_override,json=onboardingOverride,proto3" json:"onboarding_override,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Organization) Reset() {
@@ -289,6 +361,76 @@ func (x *Organization) GetModifyIndex() uint64 {
 	return 0
 }
 
+func (x *Organization) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *Organization) GetPublicKeyFingerprint() string {
+	if x != nil {
+		return x.PublicKeyFingerprint
+	}
+	return ""
+}
+
+func (x *Organization) GetJurisdiction() string {
+	if x != nil {
+		return x.Jurisdiction
+	}
+	return ""
+}
+
+func (x *Organization) GetControlProfile() *ControlProfile {
+	if x != nil {
+		return x.ControlProfile
+	}
+	return nil
+}
+
+func (x *Organization) GetNotificationEndpoints() []string {
+	if x != nil {
+		return x.NotificationEndpoints
+	}
+	return nil
+}
+
+func (x *Organization) GetPassport() *Passport {
+	if x != nil {
+		return x.Passport
+	}
+	return nil
+}
+
+func (x *Organization) GetPassportHistory() []string {
+	if x != nil {
+		return x.PassportHistory
+	}
+	return nil
+}
+
+func (x *Organization) GetApproveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApproveTime
+	}
+	return nil
+}
+
+func (x *Organization) GetOnboardingUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OnboardingUntil
+	}
+	return nil
+}
+
+func (x *Organization) GetOnboardingOverride() *OnboardingOverride {
+	if x != nil {
+		return x.OnboardingOverride
+	}
+	return nil
+}
+
 // Agreement is a bilateral agreement between two organisations.
 type Agreement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -301,8 +443,20 @@ type Agreement struct {
 	UpdateTime      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	CreateIndex     uint64                 `protobuf:"varint,7,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ModifyIndex     uint64                 `protobuf:"varint,8,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The serialized AgreementTerms both parties sign.
+	Terms []byte `protobuf:"bytes,9,opt,name=terms,proto3" json:"terms,omitempty"`
+	// The parsed terms (for reading; signatures are over `terms`).
+	ParsedTerms       *AgreementTerms        `protobuf:"bytes,10,opt,name=parsed_terms,json=parsedTerms,proto3" json:"parsed_terms,omitempty"`
+	SignatureA        []byte                 `protobuf:"bytes,11,opt,name=signature_a,json=signatureA,proto3" json:"signature_a,omitempty"`
+	SignatureB        []byte                 `protobuf:"bytes,12,opt,name=signature_b,json=signatureB,proto3" json:"signature_b,omitempty"`
+	SignATime         *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=sign_a_time,json=signATime,proto3" json:"sign_a_time,omitempty"`
+	SignBTime         *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=sign_b_time,json=signBTime,proto3" json:"sign_b_time,omitempty"`
+	TerminateTime     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=terminate_time,json=terminateTime,proto3" json:"terminate_time,omitempty"`
+	TerminationReason string                 `protobuf:"bytes,16,opt,name=termination_reason,json=terminationReason,proto3" json:"termination_reason,omitempty"`
+	// Who or what terminated it: an organisation id, or "condition".
+	TerminatedBy  string `protobuf:"bytes,17,opt,name=terminated_by,json=terminatedBy,proto3" json:"terminated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agreement) Reset() {
@@ -389,6 +543,69 @@ func (x *Agreement) GetModifyIndex() uint64 {
 		return x.ModifyIndex
 	}
 	return 0
+}
+
+func (x *Agreement) GetTerms() []byte {
+	if x != nil {
+		return x.Terms
+	}
+	return nil
+}
+
+func (x *Agreement) GetParsedTerms() *AgreementTerms {
+	if x != nil {
+		return x.ParsedTerms
+	}
+	return nil
+}
+
+func (x *Agreement) GetSignatureA() []byte {
+	if x != nil {
+		return x.SignatureA
+	}
+	return nil
+}
+
+func (x *Agreement) GetSignatureB() []byte {
+	if x != nil {
+		return x.SignatureB
+	}
+	return nil
+}
+
+func (x *Agreement) GetSignATime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SignATime
+	}
+	return nil
+}
+
+func (x *Agreement) GetSignBTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SignBTime
+	}
+	return nil
+}
+
+func (x *Agreement) GetTerminateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TerminateTime
+	}
+	return nil
+}
+
+func (x *Agreement) GetTerminationReason() string {
+	if x != nil {
+		return x.TerminationReason
+	}
+	return ""
+}
+
+func (x *Agreement) GetTerminatedBy() string {
+	if x != nil {
+		return x.TerminatedBy
+	}
+	return ""
 }
 
 // ReadMeta says where an answer came from and how fresh it is.
@@ -481,11 +698,648 @@ func (x *ReadMeta) GetNodeId() string {
 	return ""
 }
 
+// AgreementScope limits what an agreement covers.
+type AgreementScope struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Actions allowed under the agreement (non-empty).
+	AllowedActions []string `protobuf:"bytes,1,rep,name=allowed_actions,json=allowedActions,proto3" json:"allowed_actions,omitempty"`
+	// Data categories that may be exchanged, e.g. "payments", "health-records".
+	DataCategories []string `protobuf:"bytes,2,rep,name=data_categories,json=dataCategories,proto3" json:"data_categories,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AgreementScope) Reset() {
+	*x = AgreementScope{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgreementScope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgreementScope) ProtoMessage() {}
+
+func (x *AgreementScope) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgreementScope.ProtoReflect.Descriptor instead.
+func (*AgreementScope) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AgreementScope) GetAllowedActions() []string {
+	if x != nil {
+		return x.AllowedActions
+	}
+	return nil
+}
+
+func (x *AgreementScope) GetDataCategories() []string {
+	if x != nil {
+		return x.DataCategories
+	}
+	return nil
+}
+
+// TerminationConditions end an agreement when they occur.
+type TerminationConditions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Either party revoked or suspended. Always on; stated for the signers.
+	OnPartyRevokedOrSuspended bool `protobuf:"varint,1,opt,name=on_party_revoked_or_suspended,json=onPartyRevokedOrSuspended,proto3" json:"on_party_revoked_or_suspended,omitempty"`
+	// A party's level drops below this (0 = no such condition).
+	MinLevel uint32 `protobuf:"varint,2,opt,name=min_level,json=minLevel,proto3" json:"min_level,omitempty"`
+	// A party's passport expires or stops counting.
+	OnPassportExpiry bool `protobuf:"varint,3,opt,name=on_passport_expiry,json=onPassportExpiry,proto3" json:"on_passport_expiry,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TerminationConditions) Reset() {
+	*x = TerminationConditions{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminationConditions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminationConditions) ProtoMessage() {}
+
+func (x *TerminationConditions) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminationConditions.ProtoReflect.Descriptor instead.
+func (*TerminationConditions) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TerminationConditions) GetOnPartyRevokedOrSuspended() bool {
+	if x != nil {
+		return x.OnPartyRevokedOrSuspended
+	}
+	return false
+}
+
+func (x *TerminationConditions) GetMinLevel() uint32 {
+	if x != nil {
+		return x.MinLevel
+	}
+	return 0
+}
+
+func (x *TerminationConditions) GetOnPassportExpiry() bool {
+	if x != nil {
+		return x.OnPassportExpiry
+	}
+	return false
+}
+
+// AgreementTerms is what both parties sign. Its serialized bytes are stored
+// in the agreement and are the only bytes a signature is checked against.
+type AgreementTerms struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	AgreementId     string                 `protobuf:"bytes,1,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
+	OrganizationAId string                 `protobuf:"bytes,2,opt,name=organization_a_id,json=organizationAId,proto3" json:"organization_a_id,omitempty"`
+	OrganizationBId string                 `protobuf:"bytes,3,opt,name=organization_b_id,json=organizationBId,proto3" json:"organization_b_id,omitempty"`
+	Scope           *AgreementScope        `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	NotBefore       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	// End date.
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	Termination   *TerminationConditions `protobuf:"bytes,7,opt,name=termination,proto3" json:"termination,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgreementTerms) Reset() {
+	*x = AgreementTerms{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgreementTerms) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgreementTerms) ProtoMessage() {}
+
+func (x *AgreementTerms) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgreementTerms.ProtoReflect.Descriptor instead.
+func (*AgreementTerms) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AgreementTerms) GetAgreementId() string {
+	if x != nil {
+		return x.AgreementId
+	}
+	return ""
+}
+
+func (x *AgreementTerms) GetOrganizationAId() string {
+	if x != nil {
+		return x.OrganizationAId
+	}
+	return ""
+}
+
+func (x *AgreementTerms) GetOrganizationBId() string {
+	if x != nil {
+		return x.OrganizationBId
+	}
+	return ""
+}
+
+func (x *AgreementTerms) GetScope() *AgreementScope {
+	if x != nil {
+		return x.Scope
+	}
+	return nil
+}
+
+func (x *AgreementTerms) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *AgreementTerms) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *AgreementTerms) GetTermination() *TerminationConditions {
+	if x != nil {
+		return x.Termination
+	}
+	return nil
+}
+
+// Issuer is an accredited assessor that issues governance passports.
+type Issuer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Raw 32-byte ed25519 public key.
+	PublicKey            []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKeyFingerprint string `protobuf:"bytes,4,opt,name=public_key_fingerprint,json=publicKeyFingerprint,proto3" json:"public_key_fingerprint,omitempty"`
+	// The highest level this issuer may attest.
+	MaxLevel       uint32                 `protobuf:"varint,5,opt,name=max_level,json=maxLevel,proto3" json:"max_level,omitempty"`
+	Status         IssuerStatus           `protobuf:"varint,6,opt,name=status,proto3,enum=trustfed.v1.IssuerStatus" json:"status,omitempty"`
+	AccreditTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=accredit_time,json=accreditTime,proto3" json:"accredit_time,omitempty"`
+	WithdrawTime   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=withdraw_time,json=withdrawTime,proto3" json:"withdraw_time,omitempty"`
+	WithdrawReason string                 `protobuf:"bytes,9,opt,name=withdraw_reason,json=withdrawReason,proto3" json:"withdraw_reason,omitempty"`
+	CreateIndex    uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex    uint64                 `protobuf:"varint,11,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Issuer) Reset() {
+	*x = Issuer{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Issuer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Issuer) ProtoMessage() {}
+
+func (x *Issuer) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Issuer.ProtoReflect.Descriptor instead.
+func (*Issuer) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Issuer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Issuer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Issuer) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *Issuer) GetPublicKeyFingerprint() string {
+	if x != nil {
+		return x.PublicKeyFingerprint
+	}
+	return ""
+}
+
+func (x *Issuer) GetMaxLevel() uint32 {
+	if x != nil {
+		return x.MaxLevel
+	}
+	return 0
+}
+
+func (x *Issuer) GetStatus() IssuerStatus {
+	if x != nil {
+		return x.Status
+	}
+	return IssuerStatus_ISSUER_STATUS_UNSPECIFIED
+}
+
+func (x *Issuer) GetAccreditTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AccreditTime
+	}
+	return nil
+}
+
+func (x *Issuer) GetWithdrawTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WithdrawTime
+	}
+	return nil
+}
+
+func (x *Issuer) GetWithdrawReason() string {
+	if x != nil {
+		return x.WithdrawReason
+	}
+	return ""
+}
+
+func (x *Issuer) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *Issuer) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+// Passport is an organisation's governance passport as the registry holds it.
+type Passport struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Serial               string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	IssuerId             string                 `protobuf:"bytes,2,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
+	Level                uint32                 `protobuf:"varint,3,opt,name=level,proto3" json:"level,omitempty"`
+	Jurisdiction         string                 `protobuf:"bytes,4,opt,name=jurisdiction,proto3" json:"jurisdiction,omitempty"`
+	ControlProfileDigest string                 `protobuf:"bytes,5,opt,name=control_profile_digest,json=controlProfileDigest,proto3" json:"control_profile_digest,omitempty"`
+	IssueTime            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issue_time,json=issueTime,proto3" json:"issue_time,omitempty"`
+	NotBefore            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	ExpireTime           *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The compact JWS as submitted, so anyone can verify it again.
+	Token         string `protobuf:"bytes,9,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Passport) Reset() {
+	*x = Passport{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Passport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Passport) ProtoMessage() {}
+
+func (x *Passport) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Passport.ProtoReflect.Descriptor instead.
+func (*Passport) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Passport) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Passport) GetIssuerId() string {
+	if x != nil {
+		return x.IssuerId
+	}
+	return ""
+}
+
+func (x *Passport) GetLevel() uint32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *Passport) GetJurisdiction() string {
+	if x != nil {
+		return x.Jurisdiction
+	}
+	return ""
+}
+
+func (x *Passport) GetControlProfileDigest() string {
+	if x != nil {
+		return x.ControlProfileDigest
+	}
+	return ""
+}
+
+func (x *Passport) GetIssueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssueTime
+	}
+	return nil
+}
+
+func (x *Passport) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *Passport) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Passport) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// OnboardingOverride ends an organisation's onboarding cap early.
+type OnboardingOverride struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	Principal     string                 `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OnboardingOverride) Reset() {
+	*x = OnboardingOverride{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OnboardingOverride) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OnboardingOverride) ProtoMessage() {}
+
+func (x *OnboardingOverride) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OnboardingOverride.ProtoReflect.Descriptor instead.
+func (*OnboardingOverride) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OnboardingOverride) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *OnboardingOverride) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *OnboardingOverride) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// FederationPolicy holds federation-wide settings.
+type FederationPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Level cap of a member during onboarding (default 2).
+	OnboardingCapLevel uint32 `protobuf:"varint,1,opt,name=onboarding_cap_level,json=onboardingCapLevel,proto3" json:"onboarding_cap_level,omitempty"`
+	// Length of onboarding from approval (default 30 days).
+	OnboardingPeriod *durationpb.Duration `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
+	ModifyIndex      uint64               `protobuf:"varint,3,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FederationPolicy) Reset() {
+	*x = FederationPolicy{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FederationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FederationPolicy) ProtoMessage() {}
+
+func (x *FederationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FederationPolicy.ProtoReflect.Descriptor instead.
+func (*FederationPolicy) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *FederationPolicy) GetOnboardingCapLevel() uint32 {
+	if x != nil {
+		return x.OnboardingCapLevel
+	}
+	return 0
+}
+
+func (x *FederationPolicy) GetOnboardingPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.OnboardingPeriod
+	}
+	return nil
+}
+
+func (x *FederationPolicy) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+// LevelCap is one bound on an organisation's level and where it comes from.
+type LevelCap struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "declared", "passport" or "onboarding".
+	Source        string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Level         uint32 `protobuf:"varint,2,opt,name=level,proto3" json:"level,omitempty"`
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LevelCap) Reset() {
+	*x = LevelCap{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LevelCap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LevelCap) ProtoMessage() {}
+
+func (x *LevelCap) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LevelCap.ProtoReflect.Descriptor instead.
+func (*LevelCap) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LevelCap) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *LevelCap) GetLevel() uint32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *LevelCap) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_trustfed_v1_types_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x17trustfed/v1/types.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x02\n" +
+	"\x17trustfed/v1/types.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\"\xfe\x06\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
@@ -496,7 +1350,19 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12!\n" +
 	"\fcreate_index\x18\a \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\b \x01(\x04R\vmodifyIndex\"\xe9\x02\n" +
+	"\fmodify_index\x18\b \x01(\x04R\vmodifyIndex\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\t \x01(\fR\tpublicKey\x124\n" +
+	"\x16public_key_fingerprint\x18\n" +
+	" \x01(\tR\x14publicKeyFingerprint\x12\"\n" +
+	"\fjurisdiction\x18\v \x01(\tR\fjurisdiction\x12D\n" +
+	"\x0fcontrol_profile\x18\f \x01(\v2\x1b.trustfed.v1.ControlProfileR\x0econtrolProfile\x125\n" +
+	"\x16notification_endpoints\x18\r \x03(\tR\x15notificationEndpoints\x121\n" +
+	"\bpassport\x18\x0e \x01(\v2\x15.trustfed.v1.PassportR\bpassport\x12)\n" +
+	"\x10passport_history\x18\x0f \x03(\tR\x0fpassportHistory\x12=\n" +
+	"\fapprove_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vapproveTime\x12E\n" +
+	"\x10onboarding_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x0fonboardingUntil\x12P\n" +
+	"\x13onboarding_override\x18\x12 \x01(\v2\x1f.trustfed.v1.OnboardingOverrideR\x12onboardingOverride\"\x90\x06\n" +
 	"\tAgreement\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x11organization_a_id\x18\x02 \x01(\tR\x0forganizationAId\x12*\n" +
@@ -507,27 +1373,100 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12!\n" +
 	"\fcreate_index\x18\a \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\b \x01(\x04R\vmodifyIndex\"\xf3\x01\n" +
+	"\fmodify_index\x18\b \x01(\x04R\vmodifyIndex\x12\x14\n" +
+	"\x05terms\x18\t \x01(\fR\x05terms\x12>\n" +
+	"\fparsed_terms\x18\n" +
+	" \x01(\v2\x1b.trustfed.v1.AgreementTermsR\vparsedTerms\x12\x1f\n" +
+	"\vsignature_a\x18\v \x01(\fR\n" +
+	"signatureA\x12\x1f\n" +
+	"\vsignature_b\x18\f \x01(\fR\n" +
+	"signatureB\x12:\n" +
+	"\vsign_a_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tsignATime\x12:\n" +
+	"\vsign_b_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tsignBTime\x12A\n" +
+	"\x0eterminate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rterminateTime\x12-\n" +
+	"\x12termination_reason\x18\x10 \x01(\tR\x11terminationReason\x12#\n" +
+	"\rterminated_by\x18\x11 \x01(\tR\fterminatedBy\"\xf3\x01\n" +
 	"\bReadMeta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12:\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\x12\x1b\n" +
 	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12!\n" +
 	"\fknown_leader\x18\x04 \x01(\bR\vknownLeader\x12<\n" +
 	"\flast_contact\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId*\x9d\x01\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\"b\n" +
+	"\x0eAgreementScope\x12'\n" +
+	"\x0fallowed_actions\x18\x01 \x03(\tR\x0eallowedActions\x12'\n" +
+	"\x0fdata_categories\x18\x02 \x03(\tR\x0edataCategories\"\xa4\x01\n" +
+	"\x15TerminationConditions\x12@\n" +
+	"\x1don_party_revoked_or_suspended\x18\x01 \x01(\bR\x19onPartyRevokedOrSuspended\x12\x1b\n" +
+	"\tmin_level\x18\x02 \x01(\rR\bminLevel\x12,\n" +
+	"\x12on_passport_expiry\x18\x03 \x01(\bR\x10onPassportExpiry\"\xf8\x02\n" +
+	"\x0eAgreementTerms\x12!\n" +
+	"\fagreement_id\x18\x01 \x01(\tR\vagreementId\x12*\n" +
+	"\x11organization_a_id\x18\x02 \x01(\tR\x0forganizationAId\x12*\n" +
+	"\x11organization_b_id\x18\x03 \x01(\tR\x0forganizationBId\x121\n" +
+	"\x05scope\x18\x04 \x01(\v2\x1b.trustfed.v1.AgreementScopeR\x05scope\x129\n" +
+	"\n" +
+	"not_before\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12D\n" +
+	"\vtermination\x18\a \x01(\v2\".trustfed.v1.TerminationConditionsR\vtermination\"\xc2\x03\n" +
+	"\x06Issuer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x124\n" +
+	"\x16public_key_fingerprint\x18\x04 \x01(\tR\x14publicKeyFingerprint\x12\x1b\n" +
+	"\tmax_level\x18\x05 \x01(\rR\bmaxLevel\x121\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x19.trustfed.v1.IssuerStatusR\x06status\x12?\n" +
+	"\raccredit_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\faccreditTime\x12?\n" +
+	"\rwithdraw_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fwithdrawTime\x12'\n" +
+	"\x0fwithdraw_reason\x18\t \x01(\tR\x0ewithdrawReason\x12!\n" +
+	"\fcreate_index\x18\n" +
+	" \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\v \x01(\x04R\vmodifyIndex\"\xf8\x02\n" +
+	"\bPassport\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1b\n" +
+	"\tissuer_id\x18\x02 \x01(\tR\bissuerId\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\rR\x05level\x12\"\n" +
+	"\fjurisdiction\x18\x04 \x01(\tR\fjurisdiction\x124\n" +
+	"\x16control_profile_digest\x18\x05 \x01(\tR\x14controlProfileDigest\x129\n" +
+	"\n" +
+	"issue_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\x129\n" +
+	"\n" +
+	"not_before\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12;\n" +
+	"\vexpire_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x14\n" +
+	"\x05token\x18\t \x01(\tR\x05token\"z\n" +
+	"\x12OnboardingOverride\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1c\n" +
+	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xaf\x01\n" +
+	"\x10FederationPolicy\x120\n" +
+	"\x14onboarding_cap_level\x18\x01 \x01(\rR\x12onboardingCapLevel\x12F\n" +
+	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12!\n" +
+	"\fmodify_index\x18\x03 \x01(\x04R\vmodifyIndex\"P\n" +
+	"\bLevelCap\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\rR\x05level\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail*\xbe\x01\n" +
 	"\x12OrganizationStatus\x12#\n" +
 	"\x1fORGANIZATION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aORGANIZATION_STATUS_ACTIVE\x10\x01\x12!\n" +
 	"\x1dORGANIZATION_STATUS_SUSPENDED\x10\x02\x12\x1f\n" +
-	"\x1bORGANIZATION_STATUS_REVOKED\x10\x03*q\n" +
+	"\x1bORGANIZATION_STATUS_REVOKED\x10\x03\x12\x1f\n" +
+	"\x1bORGANIZATION_STATUS_PENDING\x10\x04*\x8f\x01\n" +
 	"\x0fAgreementStatus\x12 \n" +
 	"\x1cAGREEMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AGREEMENT_STATUS_ACTIVE\x10\x01\x12\x1f\n" +
-	"\x1bAGREEMENT_STATUS_TERMINATED\x10\x02*_\n" +
+	"\x1bAGREEMENT_STATUS_TERMINATED\x10\x02\x12\x1c\n" +
+	"\x18AGREEMENT_STATUS_PENDING\x10\x03*_\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x02B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\x11CONSISTENCY_STALE\x10\x02*h\n" +
+	"\fIssuerStatus\x12\x1d\n" +
+	"\x19ISSUER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18ISSUER_STATUS_ACCREDITED\x10\x01\x12\x1b\n" +
+	"\x17ISSUER_STATUS_WITHDRAWN\x10\x02B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_types_proto_rawDescOnce sync.Once
@@ -541,32 +1480,63 @@ func file_trustfed_v1_types_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_types_proto_rawDescData
 }
 
-var file_trustfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_trustfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_trustfed_v1_types_proto_goTypes = []any{
 	(OrganizationStatus)(0),       // 0: trustfed.v1.OrganizationStatus
 	(AgreementStatus)(0),          // 1: trustfed.v1.AgreementStatus
 	(Consistency)(0),              // 2: trustfed.v1.Consistency
-	(*Organization)(nil),          // 3: trustfed.v1.Organization
-	(*Agreement)(nil),             // 4: trustfed.v1.Agreement
-	(*ReadMeta)(nil),              // 5: trustfed.v1.ReadMeta
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
+	(IssuerStatus)(0),             // 3: trustfed.v1.IssuerStatus
+	(*Organization)(nil),          // 4: trustfed.v1.Organization
+	(*Agreement)(nil),             // 5: trustfed.v1.Agreement
+	(*ReadMeta)(nil),              // 6: trustfed.v1.ReadMeta
+	(*AgreementScope)(nil),        // 7: trustfed.v1.AgreementScope
+	(*TerminationConditions)(nil), // 8: trustfed.v1.TerminationConditions
+	(*AgreementTerms)(nil),        // 9: trustfed.v1.AgreementTerms
+	(*Issuer)(nil),                // 10: trustfed.v1.Issuer
+	(*Passport)(nil),              // 11: trustfed.v1.Passport
+	(*OnboardingOverride)(nil),    // 12: trustfed.v1.OnboardingOverride
+	(*FederationPolicy)(nil),      // 13: trustfed.v1.FederationPolicy
+	(*LevelCap)(nil),              // 14: trustfed.v1.LevelCap
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*ControlProfile)(nil),        // 16: trustfed.v1.ControlProfile
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
 }
 var file_trustfed_v1_types_proto_depIdxs = []int32{
-	0, // 0: trustfed.v1.Organization.status:type_name -> trustfed.v1.OrganizationStatus
-	6, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	6, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	1, // 3: trustfed.v1.Agreement.status:type_name -> trustfed.v1.AgreementStatus
-	6, // 4: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
-	6, // 5: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
-	2, // 6: trustfed.v1.ReadMeta.consistency:type_name -> trustfed.v1.Consistency
-	7, // 7: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	0,  // 0: trustfed.v1.Organization.status:type_name -> trustfed.v1.OrganizationStatus
+	15, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	15, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	16, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
+	11, // 4: trustfed.v1.Organization.passport:type_name -> trustfed.v1.Passport
+	15, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
+	15, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
+	12, // 7: trustfed.v1.Organization.onboarding_override:type_name -> trustfed.v1.OnboardingOverride
+	1,  // 8: trustfed.v1.Agreement.status:type_name -> trustfed.v1.AgreementStatus
+	15, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
+	15, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 11: trustfed.v1.Agreement.parsed_terms:type_name -> trustfed.v1.AgreementTerms
+	15, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
+	15, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
+	15, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
+	2,  // 15: trustfed.v1.ReadMeta.consistency:type_name -> trustfed.v1.Consistency
+	17, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
+	7,  // 17: trustfed.v1.AgreementTerms.scope:type_name -> trustfed.v1.AgreementScope
+	15, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
+	15, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
+	8,  // 20: trustfed.v1.AgreementTerms.termination:type_name -> trustfed.v1.TerminationConditions
+	3,  // 21: trustfed.v1.Issuer.status:type_name -> trustfed.v1.IssuerStatus
+	15, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
+	15, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
+	15, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
+	15, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
+	15, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
+	15, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
+	17, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_types_proto_init() }
@@ -574,13 +1544,14 @@ func file_trustfed_v1_types_proto_init() {
 	if File_trustfed_v1_types_proto != nil {
 		return
 	}
+	file_trustfed_v1_controls_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_types_proto_rawDesc), len(file_trustfed_v1_types_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   3,
+			NumEnums:      4,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

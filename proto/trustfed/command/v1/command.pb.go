@@ -14,6 +14,7 @@ import (
 	v1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -31,28 +32,63 @@ const (
 type CommandType int32
 
 const (
-	CommandType_COMMAND_TYPE_UNSPECIFIED         CommandType = 0
+	CommandType_COMMAND_TYPE_UNSPECIFIED CommandType = 0
+	// Retired before any release: organisations now register with a passport.
 	CommandType_COMMAND_TYPE_CREATE_ORGANIZATION CommandType = 1
 	CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION CommandType = 2
-	CommandType_COMMAND_TYPE_CREATE_AGREEMENT    CommandType = 3
-	CommandType_COMMAND_TYPE_PUT_TOKEN           CommandType = 4
+	// Retired before any release: agreements are now proposed and signed.
+	CommandType_COMMAND_TYPE_CREATE_AGREEMENT         CommandType = 3
+	CommandType_COMMAND_TYPE_PUT_TOKEN                CommandType = 4
+	CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION    CommandType = 5
+	CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION     CommandType = 6
+	CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING      CommandType = 7
+	CommandType_COMMAND_TYPE_SUBMIT_PASSPORT          CommandType = 8
+	CommandType_COMMAND_TYPE_ACCREDIT_ISSUER          CommandType = 9
+	CommandType_COMMAND_TYPE_WITHDRAW_ISSUER          CommandType = 10
+	CommandType_COMMAND_TYPE_REVOKE_PASSPORT          CommandType = 11
+	CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY CommandType = 12
+	CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT        CommandType = 13
+	CommandType_COMMAND_TYPE_SIGN_AGREEMENT           CommandType = 14
+	CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT      CommandType = 15
 )
 
 // Enum value maps for CommandType.
 var (
 	CommandType_name = map[int32]string{
-		0: "COMMAND_TYPE_UNSPECIFIED",
-		1: "COMMAND_TYPE_CREATE_ORGANIZATION",
-		2: "COMMAND_TYPE_UPDATE_ORGANIZATION",
-		3: "COMMAND_TYPE_CREATE_AGREEMENT",
-		4: "COMMAND_TYPE_PUT_TOKEN",
+		0:  "COMMAND_TYPE_UNSPECIFIED",
+		1:  "COMMAND_TYPE_CREATE_ORGANIZATION",
+		2:  "COMMAND_TYPE_UPDATE_ORGANIZATION",
+		3:  "COMMAND_TYPE_CREATE_AGREEMENT",
+		4:  "COMMAND_TYPE_PUT_TOKEN",
+		5:  "COMMAND_TYPE_REGISTER_ORGANIZATION",
+		6:  "COMMAND_TYPE_APPROVE_ORGANIZATION",
+		7:  "COMMAND_TYPE_OVERRIDE_ONBOARDING",
+		8:  "COMMAND_TYPE_SUBMIT_PASSPORT",
+		9:  "COMMAND_TYPE_ACCREDIT_ISSUER",
+		10: "COMMAND_TYPE_WITHDRAW_ISSUER",
+		11: "COMMAND_TYPE_REVOKE_PASSPORT",
+		12: "COMMAND_TYPE_UPDATE_FEDERATION_POLICY",
+		13: "COMMAND_TYPE_PROPOSE_AGREEMENT",
+		14: "COMMAND_TYPE_SIGN_AGREEMENT",
+		15: "COMMAND_TYPE_TERMINATE_AGREEMENT",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":         0,
-		"COMMAND_TYPE_CREATE_ORGANIZATION": 1,
-		"COMMAND_TYPE_UPDATE_ORGANIZATION": 2,
-		"COMMAND_TYPE_CREATE_AGREEMENT":    3,
-		"COMMAND_TYPE_PUT_TOKEN":           4,
+		"COMMAND_TYPE_UNSPECIFIED":              0,
+		"COMMAND_TYPE_CREATE_ORGANIZATION":      1,
+		"COMMAND_TYPE_UPDATE_ORGANIZATION":      2,
+		"COMMAND_TYPE_CREATE_AGREEMENT":         3,
+		"COMMAND_TYPE_PUT_TOKEN":                4,
+		"COMMAND_TYPE_REGISTER_ORGANIZATION":    5,
+		"COMMAND_TYPE_APPROVE_ORGANIZATION":     6,
+		"COMMAND_TYPE_OVERRIDE_ONBOARDING":      7,
+		"COMMAND_TYPE_SUBMIT_PASSPORT":          8,
+		"COMMAND_TYPE_ACCREDIT_ISSUER":          9,
+		"COMMAND_TYPE_WITHDRAW_ISSUER":          10,
+		"COMMAND_TYPE_REVOKE_PASSPORT":          11,
+		"COMMAND_TYPE_UPDATE_FEDERATION_POLICY": 12,
+		"COMMAND_TYPE_PROPOSE_AGREEMENT":        13,
+		"COMMAND_TYPE_SIGN_AGREEMENT":           14,
+		"COMMAND_TYPE_TERMINATE_AGREEMENT":      15,
 	}
 )
 
@@ -211,27 +247,31 @@ func (x *Envelope) GetPrincipal() string {
 	return ""
 }
 
-type CreateOrganization struct {
+// RegisterOrganization carries the organisation's signed registration as it
+// was submitted; every replica verifies it again (signature and passport,
+// at the envelope's time).
+type RegisterOrganization struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Organization  *v1.Organization       `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	Registration  []byte                 `protobuf:"bytes,1,opt,name=registration,proto3" json:"registration,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *CreateOrganization) Reset() {
-	*x = CreateOrganization{}
+func (x *RegisterOrganization) Reset() {
+	*x = RegisterOrganization{}
 	mi := &file_trustfed_command_v1_command_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *CreateOrganization) String() string {
+func (x *RegisterOrganization) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*CreateOrganization) ProtoMessage() {}
+func (*RegisterOrganization) ProtoMessage() {}
 
-func (x *CreateOrganization) ProtoReflect() protoreflect.Message {
+func (x *RegisterOrganization) ProtoReflect() protoreflect.Message {
 	mi := &file_trustfed_command_v1_command_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -243,14 +283,604 @@ func (x *CreateOrganization) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use CreateOrganization.ProtoReflect.Descriptor instead.
-func (*CreateOrganization) Descriptor() ([]byte, []int) {
+// Deprecated: Use RegisterOrganization.ProtoReflect.Descriptor instead.
+func (*RegisterOrganization) Descriptor() ([]byte, []int) {
 	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *CreateOrganization) GetOrganization() *v1.Organization {
+func (x *RegisterOrganization) GetRegistration() []byte {
 	if x != nil {
-		return x.Organization
+		return x.Registration
+	}
+	return nil
+}
+
+func (x *RegisterOrganization) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type ApproveOrganization struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ApproveOrganization) Reset() {
+	*x = ApproveOrganization{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveOrganization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveOrganization) ProtoMessage() {}
+
+func (x *ApproveOrganization) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveOrganization.ProtoReflect.Descriptor instead.
+func (*ApproveOrganization) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ApproveOrganization) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+type OverrideOnboarding struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Reason         string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *OverrideOnboarding) Reset() {
+	*x = OverrideOnboarding{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OverrideOnboarding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OverrideOnboarding) ProtoMessage() {}
+
+func (x *OverrideOnboarding) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OverrideOnboarding.ProtoReflect.Descriptor instead.
+func (*OverrideOnboarding) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OverrideOnboarding) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *OverrideOnboarding) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SubmitPassport struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Passport       string                 `protobuf:"bytes,2,opt,name=passport,proto3" json:"passport,omitempty"`
+	Signature      []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SubmitPassport) Reset() {
+	*x = SubmitPassport{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitPassport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitPassport) ProtoMessage() {}
+
+func (x *SubmitPassport) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitPassport.ProtoReflect.Descriptor instead.
+func (*SubmitPassport) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SubmitPassport) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *SubmitPassport) GetPassport() string {
+	if x != nil {
+		return x.Passport
+	}
+	return ""
+}
+
+func (x *SubmitPassport) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type AccreditIssuer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Issuer        *v1.Issuer             `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccreditIssuer) Reset() {
+	*x = AccreditIssuer{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccreditIssuer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccreditIssuer) ProtoMessage() {}
+
+func (x *AccreditIssuer) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccreditIssuer.ProtoReflect.Descriptor instead.
+func (*AccreditIssuer) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AccreditIssuer) GetIssuer() *v1.Issuer {
+	if x != nil {
+		return x.Issuer
+	}
+	return nil
+}
+
+type WithdrawIssuer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IssuerId      string                 `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawIssuer) Reset() {
+	*x = WithdrawIssuer{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawIssuer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawIssuer) ProtoMessage() {}
+
+func (x *WithdrawIssuer) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawIssuer.ProtoReflect.Descriptor instead.
+func (*WithdrawIssuer) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WithdrawIssuer) GetIssuerId() string {
+	if x != nil {
+		return x.IssuerId
+	}
+	return ""
+}
+
+func (x *WithdrawIssuer) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokePassport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokePassport) Reset() {
+	*x = RevokePassport{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokePassport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokePassport) ProtoMessage() {}
+
+func (x *RevokePassport) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokePassport.ProtoReflect.Descriptor instead.
+func (*RevokePassport) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RevokePassport) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokePassport) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevokedPassport records a revoked passport serial.
+type RevokedPassport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	Index         uint64                 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedPassport) Reset() {
+	*x = RevokedPassport{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedPassport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedPassport) ProtoMessage() {}
+
+func (x *RevokedPassport) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedPassport.ProtoReflect.Descriptor instead.
+func (*RevokedPassport) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RevokedPassport) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokedPassport) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevokedPassport) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
+func (x *RevokedPassport) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type UpdateFederationPolicy struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	OnboardingCapLevel *uint32                `protobuf:"varint,1,opt,name=onboarding_cap_level,json=onboardingCapLevel,proto3,oneof" json:"onboarding_cap_level,omitempty"`
+	OnboardingPeriod   *durationpb.Duration   `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *UpdateFederationPolicy) Reset() {
+	*x = UpdateFederationPolicy{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateFederationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateFederationPolicy) ProtoMessage() {}
+
+func (x *UpdateFederationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateFederationPolicy.ProtoReflect.Descriptor instead.
+func (*UpdateFederationPolicy) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpdateFederationPolicy) GetOnboardingCapLevel() uint32 {
+	if x != nil && x.OnboardingCapLevel != nil {
+		return *x.OnboardingCapLevel
+	}
+	return 0
+}
+
+func (x *UpdateFederationPolicy) GetOnboardingPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.OnboardingPeriod
+	}
+	return nil
+}
+
+// ProposeAgreement carries the serialized trustfed.v1.AgreementTerms.
+type ProposeAgreement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Terms         []byte                 `protobuf:"bytes,1,opt,name=terms,proto3" json:"terms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeAgreement) Reset() {
+	*x = ProposeAgreement{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeAgreement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeAgreement) ProtoMessage() {}
+
+func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeAgreement.ProtoReflect.Descriptor instead.
+func (*ProposeAgreement) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ProposeAgreement) GetTerms() []byte {
+	if x != nil {
+		return x.Terms
+	}
+	return nil
+}
+
+type SignAgreement struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	AgreementId    string                 `protobuf:"bytes,1,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Signature      []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SignAgreement) Reset() {
+	*x = SignAgreement{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignAgreement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignAgreement) ProtoMessage() {}
+
+func (x *SignAgreement) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignAgreement.ProtoReflect.Descriptor instead.
+func (*SignAgreement) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SignAgreement) GetAgreementId() string {
+	if x != nil {
+		return x.AgreementId
+	}
+	return ""
+}
+
+func (x *SignAgreement) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *SignAgreement) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// TerminateAgreement carries the party's signed termination as submitted.
+type TerminateAgreement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Termination   []byte                 `protobuf:"bytes,1,opt,name=termination,proto3" json:"termination,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminateAgreement) Reset() {
+	*x = TerminateAgreement{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminateAgreement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminateAgreement) ProtoMessage() {}
+
+func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminateAgreement.ProtoReflect.Descriptor instead.
+func (*TerminateAgreement) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TerminateAgreement) GetTermination() []byte {
+	if x != nil {
+		return x.Termination
+	}
+	return nil
+}
+
+func (x *TerminateAgreement) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
 	}
 	return nil
 }
@@ -267,7 +897,7 @@ type UpdateOrganization struct {
 
 func (x *UpdateOrganization) Reset() {
 	*x = UpdateOrganization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[2]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +909,7 @@ func (x *UpdateOrganization) String() string {
 func (*UpdateOrganization) ProtoMessage() {}
 
 func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[2]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +922,7 @@ func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganization.ProtoReflect.Descriptor instead.
 func (*UpdateOrganization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateOrganization) GetOrganizationId() string {
@@ -323,50 +953,6 @@ func (x *UpdateOrganization) GetStatus() v1.OrganizationStatus {
 	return v1.OrganizationStatus(0)
 }
 
-type CreateAgreement struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Agreement     *v1.Agreement          `protobuf:"bytes,1,opt,name=agreement,proto3" json:"agreement,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *CreateAgreement) Reset() {
-	*x = CreateAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *CreateAgreement) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*CreateAgreement) ProtoMessage() {}
-
-func (x *CreateAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use CreateAgreement.ProtoReflect.Descriptor instead.
-func (*CreateAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *CreateAgreement) GetAgreement() *v1.Agreement {
-	if x != nil {
-		return x.Agreement
-	}
-	return nil
-}
-
 // Token is a bearer credential, stored only as the SHA-256 of its secret.
 type Token struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -383,7 +969,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[4]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +981,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[4]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +994,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Token) GetId() string {
@@ -465,7 +1051,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[5]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +1063,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[5]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +1076,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -527,7 +1113,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +1125,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +1138,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -615,7 +1201,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +1213,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +1226,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -666,6 +1252,9 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Agreement
 	//	*SnapshotRecord_Token
 	//	*SnapshotRecord_AppliedRequest
+	//	*SnapshotRecord_Issuer
+	//	*SnapshotRecord_RevokedPassport
+	//	*SnapshotRecord_FederationPolicy
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -673,7 +1262,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +1274,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +1287,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -744,6 +1333,33 @@ func (x *SnapshotRecord) GetAppliedRequest() *AppliedRequest {
 	return nil
 }
 
+func (x *SnapshotRecord) GetIssuer() *v1.Issuer {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Issuer); ok {
+			return x.Issuer
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetRevokedPassport() *RevokedPassport {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_RevokedPassport); ok {
+			return x.RevokedPassport
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetFederationPolicy() *v1.FederationPolicy {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_FederationPolicy); ok {
+			return x.FederationPolicy
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -764,6 +1380,18 @@ type SnapshotRecord_AppliedRequest struct {
 	AppliedRequest *AppliedRequest `protobuf:"bytes,4,opt,name=applied_request,json=appliedRequest,proto3,oneof"`
 }
 
+type SnapshotRecord_Issuer struct {
+	Issuer *v1.Issuer `protobuf:"bytes,5,opt,name=issuer,proto3,oneof"`
+}
+
+type SnapshotRecord_RevokedPassport struct {
+	RevokedPassport *RevokedPassport `protobuf:"bytes,6,opt,name=revoked_passport,json=revokedPassport,proto3,oneof"`
+}
+
+type SnapshotRecord_FederationPolicy struct {
+	FederationPolicy *v1.FederationPolicy `protobuf:"bytes,7,opt,name=federation_policy,json=federationPolicy,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -772,20 +1400,63 @@ func (*SnapshotRecord_Token) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_AppliedRequest) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_Issuer) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_RevokedPassport) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_FederationPolicy) isSnapshotRecord_Record() {}
+
 var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
 const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
+	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
 	"\bEnvelope\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .trustfed.command.v1.CommandTypeR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1c\n" +
-	"\tprincipal\x18\x05 \x01(\tR\tprincipal\"S\n" +
-	"\x12CreateOrganization\x12=\n" +
-	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"\xe7\x01\n" +
+	"\tprincipal\x18\x05 \x01(\tR\tprincipal\"X\n" +
+	"\x14RegisterOrganization\x12\"\n" +
+	"\fregistration\x18\x01 \x01(\fR\fregistration\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\">\n" +
+	"\x13ApproveOrganization\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\"U\n" +
+	"\x12OverrideOnboarding\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"s\n" +
+	"\x0eSubmitPassport\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1a\n" +
+	"\bpassport\x18\x02 \x01(\tR\bpassport\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"=\n" +
+	"\x0eAccreditIssuer\x12+\n" +
+	"\x06issuer\x18\x01 \x01(\v2\x13.trustfed.v1.IssuerR\x06issuer\"E\n" +
+	"\x0eWithdrawIssuer\x12\x1b\n" +
+	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"@\n" +
+	"\x0eRevokePassport\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x94\x01\n" +
+	"\x0fRevokedPassport\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12;\n" +
+	"\vrevoke_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"\xb0\x01\n" +
+	"\x16UpdateFederationPolicy\x125\n" +
+	"\x14onboarding_cap_level\x18\x01 \x01(\rH\x00R\x12onboardingCapLevel\x88\x01\x01\x12F\n" +
+	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriodB\x17\n" +
+	"\x15_onboarding_cap_level\"(\n" +
+	"\x10ProposeAgreement\x12\x14\n" +
+	"\x05terms\x18\x01 \x01(\fR\x05terms\"y\n" +
+	"\rSignAgreement\x12!\n" +
+	"\fagreement_id\x18\x01 \x01(\tR\vagreementId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"T\n" +
+	"\x12TerminateAgreement\x12 \n" +
+	"\vtermination\x18\x01 \x01(\fR\vtermination\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe7\x01\n" +
 	"\x12UpdateOrganization\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12*\n" +
@@ -793,9 +1464,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\x0e2\x1f.trustfed.v1.OrganizationStatusH\x02R\x06status\x88\x01\x01B\a\n" +
 	"\x05_nameB\x11\n" +
 	"\x0f_declared_levelB\t\n" +
-	"\a_status\"G\n" +
-	"\x0fCreateAgreement\x124\n" +
-	"\tagreement\x18\x01 \x01(\v2\x16.trustfed.v1.AgreementR\tagreement\"\xed\x01\n" +
+	"\a_status\"\xed\x01\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\x12-\n" +
@@ -820,19 +1489,34 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x97\x02\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe7\x03\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
 	"\tagreement\x18\x02 \x01(\v2\x16.trustfed.v1.AgreementH\x00R\tagreement\x122\n" +
 	"\x05token\x18\x03 \x01(\v2\x1a.trustfed.command.v1.TokenH\x00R\x05token\x12N\n" +
-	"\x0fapplied_request\x18\x04 \x01(\v2#.trustfed.command.v1.AppliedRequestH\x00R\x0eappliedRequestB\b\n" +
-	"\x06record*\xb6\x01\n" +
+	"\x0fapplied_request\x18\x04 \x01(\v2#.trustfed.command.v1.AppliedRequestH\x00R\x0eappliedRequest\x12-\n" +
+	"\x06issuer\x18\x05 \x01(\v2\x13.trustfed.v1.IssuerH\x00R\x06issuer\x12Q\n" +
+	"\x10revoked_passport\x18\x06 \x01(\v2$.trustfed.command.v1.RevokedPassportH\x00R\x0frevokedPassport\x12L\n" +
+	"\x11federation_policy\x18\a \x01(\v2\x1d.trustfed.v1.FederationPolicyH\x00R\x10federationPolicyB\b\n" +
+	"\x06record*\xc9\x04\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
 	" COMMAND_TYPE_UPDATE_ORGANIZATION\x10\x02\x12!\n" +
 	"\x1dCOMMAND_TYPE_CREATE_AGREEMENT\x10\x03\x12\x1a\n" +
-	"\x16COMMAND_TYPE_PUT_TOKEN\x10\x04*,\n" +
+	"\x16COMMAND_TYPE_PUT_TOKEN\x10\x04\x12&\n" +
+	"\"COMMAND_TYPE_REGISTER_ORGANIZATION\x10\x05\x12%\n" +
+	"!COMMAND_TYPE_APPROVE_ORGANIZATION\x10\x06\x12$\n" +
+	" COMMAND_TYPE_OVERRIDE_ONBOARDING\x10\a\x12 \n" +
+	"\x1cCOMMAND_TYPE_SUBMIT_PASSPORT\x10\b\x12 \n" +
+	"\x1cCOMMAND_TYPE_ACCREDIT_ISSUER\x10\t\x12 \n" +
+	"\x1cCOMMAND_TYPE_WITHDRAW_ISSUER\x10\n" +
+	"\x12 \n" +
+	"\x1cCOMMAND_TYPE_REVOKE_PASSPORT\x10\v\x12)\n" +
+	"%COMMAND_TYPE_UPDATE_FEDERATION_POLICY\x10\f\x12\"\n" +
+	"\x1eCOMMAND_TYPE_PROPOSE_AGREEMENT\x10\r\x12\x1f\n" +
+	"\x1bCOMMAND_TYPE_SIGN_AGREEMENT\x10\x0e\x12$\n" +
+	" COMMAND_TYPE_TERMINATE_AGREEMENT\x10\x0f*,\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -851,43 +1535,60 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
-	(CommandType)(0),              // 0: trustfed.command.v1.CommandType
-	(Role)(0),                     // 1: trustfed.command.v1.Role
-	(*Envelope)(nil),              // 2: trustfed.command.v1.Envelope
-	(*CreateOrganization)(nil),    // 3: trustfed.command.v1.CreateOrganization
-	(*UpdateOrganization)(nil),    // 4: trustfed.command.v1.UpdateOrganization
-	(*CreateAgreement)(nil),       // 5: trustfed.command.v1.CreateAgreement
-	(*Token)(nil),                 // 6: trustfed.command.v1.Token
-	(*PutToken)(nil),              // 7: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),        // 8: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),        // 9: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),        // 10: trustfed.command.v1.SnapshotRecord
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*v1.Organization)(nil),       // 12: trustfed.v1.Organization
-	(v1.OrganizationStatus)(0),    // 13: trustfed.v1.OrganizationStatus
-	(*v1.Agreement)(nil),          // 14: trustfed.v1.Agreement
+	(CommandType)(0),               // 0: trustfed.command.v1.CommandType
+	(Role)(0),                      // 1: trustfed.command.v1.Role
+	(*Envelope)(nil),               // 2: trustfed.command.v1.Envelope
+	(*RegisterOrganization)(nil),   // 3: trustfed.command.v1.RegisterOrganization
+	(*ApproveOrganization)(nil),    // 4: trustfed.command.v1.ApproveOrganization
+	(*OverrideOnboarding)(nil),     // 5: trustfed.command.v1.OverrideOnboarding
+	(*SubmitPassport)(nil),         // 6: trustfed.command.v1.SubmitPassport
+	(*AccreditIssuer)(nil),         // 7: trustfed.command.v1.AccreditIssuer
+	(*WithdrawIssuer)(nil),         // 8: trustfed.command.v1.WithdrawIssuer
+	(*RevokePassport)(nil),         // 9: trustfed.command.v1.RevokePassport
+	(*RevokedPassport)(nil),        // 10: trustfed.command.v1.RevokedPassport
+	(*UpdateFederationPolicy)(nil), // 11: trustfed.command.v1.UpdateFederationPolicy
+	(*ProposeAgreement)(nil),       // 12: trustfed.command.v1.ProposeAgreement
+	(*SignAgreement)(nil),          // 13: trustfed.command.v1.SignAgreement
+	(*TerminateAgreement)(nil),     // 14: trustfed.command.v1.TerminateAgreement
+	(*UpdateOrganization)(nil),     // 15: trustfed.command.v1.UpdateOrganization
+	(*Token)(nil),                  // 16: trustfed.command.v1.Token
+	(*PutToken)(nil),               // 17: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),         // 18: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),         // 19: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),         // 20: trustfed.command.v1.SnapshotRecord
+	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
+	(*v1.Issuer)(nil),              // 22: trustfed.v1.Issuer
+	(*durationpb.Duration)(nil),    // 23: google.protobuf.Duration
+	(v1.OrganizationStatus)(0),     // 24: trustfed.v1.OrganizationStatus
+	(*v1.Organization)(nil),        // 25: trustfed.v1.Organization
+	(*v1.Agreement)(nil),           // 26: trustfed.v1.Agreement
+	(*v1.FederationPolicy)(nil),    // 27: trustfed.v1.FederationPolicy
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	11, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	12, // 2: trustfed.command.v1.CreateOrganization.organization:type_name -> trustfed.v1.Organization
-	13, // 3: trustfed.command.v1.UpdateOrganization.status:type_name -> trustfed.v1.OrganizationStatus
-	14, // 4: trustfed.command.v1.CreateAgreement.agreement:type_name -> trustfed.v1.Agreement
-	1,  // 5: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	11, // 6: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 7: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	11, // 8: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	12, // 9: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	14, // 10: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
-	6,  // 11: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	8,  // 12: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	21, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	22, // 2: trustfed.command.v1.AccreditIssuer.issuer:type_name -> trustfed.v1.Issuer
+	21, // 3: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	23, // 4: trustfed.command.v1.UpdateFederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
+	24, // 5: trustfed.command.v1.UpdateOrganization.status:type_name -> trustfed.v1.OrganizationStatus
+	1,  // 6: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
+	21, // 7: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	16, // 8: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
+	21, // 9: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	25, // 10: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	26, // 11: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	16, // 12: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
+	18, // 13: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	22, // 14: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	10, // 15: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
+	27, // 16: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -895,12 +1596,16 @@ func file_trustfed_command_v1_command_proto_init() {
 	if File_trustfed_command_v1_command_proto != nil {
 		return
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[2].OneofWrappers = []any{}
-	file_trustfed_command_v1_command_proto_msgTypes[8].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[9].OneofWrappers = []any{}
+	file_trustfed_command_v1_command_proto_msgTypes[13].OneofWrappers = []any{}
+	file_trustfed_command_v1_command_proto_msgTypes[18].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
 		(*SnapshotRecord_AppliedRequest)(nil),
+		(*SnapshotRecord_Issuer)(nil),
+		(*SnapshotRecord_RevokedPassport)(nil),
+		(*SnapshotRecord_FederationPolicy)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -908,7 +1613,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,116 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+// Sources of a level cap.
+const (
+	CapDeclared   = "declared"
+	CapPassport   = "passport"
+	CapOnboarding = "onboarding"
+)
+
+// Level is an organisation's level at a time and every bound that applied.
+type Level struct {
+	Level uint32
+	Caps  []*trustfedv1.LevelCap
+}
+
+// OrganizationLevel computes level(org) at now (AG-783 R1, TC6, TC7):
+// min(declared, attested by a currently valid passport, onboarding cap while
+// onboarding). A missing, expired, not-yet-valid or revoked passport, or one
+// from an issuer no longer accredited, attests 0; an issuer's passport
+// counts only up to the issuer's max level. Pure: it reads the view and now.
+func (r *Reader) OrganizationLevel(o *trustfedv1.Organization, now time.Time) Level {
+	l := Level{Level: o.GetDeclaredLevel()}
+	l.Caps = append(l.Caps, &trustfedv1.LevelCap{Source: CapDeclared, Level: o.GetDeclaredLevel(), Detail: "declared by the organisation"})
+
+	attested, detail := r.attestedLevel(o, now)
+	l.Caps = append(l.Caps, &trustfedv1.LevelCap{Source: CapPassport, Level: attested, Detail: detail})
+	l.Level = min(l.Level, attested)
+
+	if until := o.GetOnboardingUntil(); until != nil && now.Before(until.AsTime()) && o.GetOnboardingOverride() == nil {
+		cap := r.FederationPolicy().GetOnboardingCapLevel()
+		l.Caps = append(l.Caps, &trustfedv1.LevelCap{Source: CapOnboarding, Level: cap,
+			Detail: fmt.Sprintf("onboarding until %s", until.AsTime().UTC().Format(time.RFC3339))})
+		l.Level = min(l.Level, cap)
+	}
+	return l
+}
+
+func (r *Reader) attestedLevel(o *trustfedv1.Organization, now time.Time) (uint32, string) {
+	p := o.GetPassport()
+	if p == nil {
+		return 0, "no passport"
+	}
+	iss, ok := r.Issuer(p.IssuerId)
+	switch {
+	case !ok:
+		return 0, fmt.Sprintf("passport %s: issuer %q unknown", p.Serial, p.IssuerId)
+	case iss.Status != trustfedv1.IssuerStatus_ISSUER_STATUS_ACCREDITED:
+		return 0, fmt.Sprintf("passport %s: issuer %q accreditation withdrawn", p.Serial, p.IssuerId)
+	case r.PassportRevoked(p.Serial):
+		return 0, fmt.Sprintf("passport %s revoked", p.Serial)
+	case now.Before(p.GetNotBefore().AsTime()):
+		return 0, fmt.Sprintf("passport %s not valid before %s", p.Serial, p.GetNotBefore().AsTime().UTC().Format(time.RFC3339))
+	case !now.Before(p.GetExpireTime().AsTime()):
+		return 0, fmt.Sprintf("passport %s expired at %s", p.Serial, p.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
+	}
+	level := min(p.Level, iss.MaxLevel)
+	return level, fmt.Sprintf("passport %s from %s, valid until %s", p.Serial, p.IssuerId, p.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
+}
+
+// AgreementEnded evaluates an agreement's termination conditions and
+// validity window at now. It returns a reason when the agreement does not
+// hold (terminated, pending, outside its window, or a condition met).
+func (r *Reader) AgreementEnded(ag *trustfedv1.Agreement, now time.Time) (reason string, ended bool) {
+	switch ag.GetStatus() {
+	case trustfedv1.AgreementStatus_AGREEMENT_STATUS_PENDING:
+		return fmt.Sprintf("agreement %s is not signed by both parties", ag.Id), true
+	case trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED:
+		return fmt.Sprintf("agreement %s was terminated: %s", ag.Id, ag.TerminationReason), true
+	}
+	terms := ag.GetParsedTerms()
+	if nb := terms.GetNotBefore(); nb != nil && now.Before(nb.AsTime()) {
+		return fmt.Sprintf("agreement %s starts at %s", ag.Id, nb.AsTime().UTC().Format(time.RFC3339)), true
+	}
+	if na := terms.GetNotAfter(); na != nil && !now.Before(na.AsTime()) {
+		return fmt.Sprintf("agreement %s ended at %s (end date)", ag.Id, na.AsTime().UTC().Format(time.RFC3339)), true
+	}
+	for _, id := range []string{ag.OrganizationAId, ag.OrganizationBId} {
+		if reason, ended := r.partyBreaksTerms(id, terms, now); ended {
+			return fmt.Sprintf("agreement %s: %s", ag.Id, reason), true
+		}
+	}
+	return "", false
+}
+
+// partyBreaksTerms checks the conditions of terms that concern one party.
+func (r *Reader) partyBreaksTerms(orgID string, terms *trustfedv1.AgreementTerms, now time.Time) (string, bool) {
+	o, ok := r.Organization(orgID)
+	if !ok {
+		return fmt.Sprintf("party %q no longer exists", orgID), true
+	}
+	switch o.Status {
+	case trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED:
+		return fmt.Sprintf("party %q is suspended", orgID), true
+	case trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED:
+		return fmt.Sprintf("party %q is revoked", orgID), true
+	}
+	cond := terms.GetTermination()
+	if cond.GetOnPassportExpiry() {
+		if attested, detail := r.attestedLevel(o, now); attested == 0 && o.GetPassport() != nil {
+			return fmt.Sprintf("party %q passport no longer counts (%s)", orgID, detail), true
+		}
+	}
+	if min := cond.GetMinLevel(); min > 0 {
+		if l := r.OrganizationLevel(o, now); l.Level < min {
+			return fmt.Sprintf("party %q level %d is below the agreed minimum %d", orgID, l.Level, min), true
+		}
+	}
+	return "", false
+}
