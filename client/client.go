@@ -54,6 +54,7 @@ type Client struct {
 	registry trustfedv1.RegistryServiceClient
 	admin    trustfedv1.AdminServiceClient
 	cluster  trustfedv1.ClusterServiceClient
+	member   trustfedv1.MembershipServiceClient
 }
 
 // New opens one gRPC connection described by cfg. The connection is
@@ -91,6 +92,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		registry: trustfedv1.NewRegistryServiceClient(conn),
 		admin:    trustfedv1.NewAdminServiceClient(conn),
 		cluster:  trustfedv1.NewClusterServiceClient(conn),
+		member:   trustfedv1.NewMembershipServiceClient(conn),
 	}, nil
 }
 
@@ -131,3 +133,6 @@ func (c *Client) Admin() trustfedv1.AdminServiceClient { return c.admin }
 
 // Cluster returns the ClusterService client (status, membership).
 func (c *Client) Cluster() trustfedv1.ClusterServiceClient { return c.cluster }
+
+// Membership is the client of the organisations' signed requests.
+func (c *Client) Membership() trustfedv1.MembershipServiceClient { return c.member }

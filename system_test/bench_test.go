@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -16,10 +16,11 @@ func BenchmarkCheckInteraction(b *testing.B) {
 	d := startDev(b)
 	c := dial(b, d.srv, d.caFile, d.token)
 	waitServing(b, c)
-	createOrg(b, c, "bench-a", 4)
-	createOrg(b, c, "bench-b", 3)
-	_, err := c.Admin().CreateAgreement(context.Background(), &trustfedv1.CreateAgreementRequest{OrganizationAId: "bench-a", OrganizationBId: "bench-b"})
-	require.NoError(b, err)
+	fed := testutil.NewFederation(b)
+	accredit(b, c, fed)
+	enrol(b, c, fed, "bench-a", 4)
+	enrol(b, c, fed, "bench-b", 3)
+	agree(b, c, fed, "bench-a", "bench-b", "task_send")
 
 	for _, mode := range []trustfedv1.Consistency{trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE, trustfedv1.Consistency_CONSISTENCY_STALE} {
 		b.Run(mode.String(), func(b *testing.B) {
@@ -39,21 +40,27 @@ func BenchmarkCheckInteraction(b *testing.B) {
 	}
 }
 
-// BenchmarkCreateOrganization measures the write path: validate, propose,
+// BenchmarkUpdateOrganization measures the write path: validate, propose,
 // commit (fsync) and apply on a single node, from parallel clients.
-func BenchmarkCreateOrganization(b *testing.B) {
+func BenchmarkUpdateOrganization(b *testing.B) {
 	d := startDev(b)
 	c := dial(b, d.srv, d.caFile, d.token)
 	waitServing(b, c)
+	fed := testutil.NewFederation(b)
+	accredit(b, c, fed)
+	for i := 0; i < 16; i++ {
+		enrol(b, c, fed, fmt.Sprintf("org-%d", i), 4)
+	}
 	b.SetParallelism(16)
 	b.ResetTimer()
 	var n int64
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			id := fmt.Sprintf("org-%d-%p", nextID(&n), pb)
-			_, err := c.Admin().CreateOrganization(context.Background(), &trustfedv1.CreateOrganizationRequest{OrganizationId: id, Name: id, DeclaredLevel: 2})
+			i := nextID(&n)
+			level := uint32(i % 5)
+			_, err := c.Admin().UpdateOrganization(context.Background(), &trustfedv1.UpdateOrganizationRequest{OrganizationId: fmt.Sprintf("org-%d", i%16), DeclaredLevel: &level})
 			if err != nil {
-				b.Errorf("create: %v", err)
+				b.Errorf("update: %v", err)
 				return
 			}
 		}
@@ -70,10 +77,10 @@ func BenchmarkClusterCheckInteraction(b *testing.B) {
 	if leader == "n1" {
 		follower = "n2"
 	}
-	createOrg(b, c.clients[leader], "bench-a", 4)
-	createOrg(b, c.clients[leader], "bench-b", 3)
-	_, err := c.clients[leader].Admin().CreateAgreement(context.Background(), &trustfedv1.CreateAgreementRequest{OrganizationAId: "bench-a", OrganizationBId: "bench-b"})
-	require.NoError(b, err)
+	accredit(b, c.clients[leader], c.fed)
+	enrol(b, c.clients[leader], c.fed, "bench-a", 4)
+	enrol(b, c.clients[leader], c.fed, "bench-b", 3)
+	agree(b, c.clients[leader], c.fed, "bench-a", "bench-b", "task_send")
 	for _, role := range []struct{ name, node string }{{"leader", leader}, {"follower", follower}} {
 		b.Run(role.name, func(b *testing.B) {
 			cl := c.clients[role.node]

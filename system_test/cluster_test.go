@@ -13,6 +13,7 @@ import (
 )
 
 type cluster struct {
+	fed     *testutil.Federation
 	pki     *testutil.ClusterPKI
 	servers map[string]*testutil.Server
 	clients map[string]*client.Client
@@ -23,7 +24,7 @@ type cluster struct {
 // real process with its own data dir, over loopback with mutual TLS.
 func startCluster(t testing.TB) *cluster {
 	root := t.TempDir()
-	c := &cluster{pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
+	c := &cluster{fed: testutil.NewFederation(t), pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
 	args := func(id string, extra ...string) []string {
 		a := append([]string{"-node-id", id, "-raft-fast-timeouts"}, loopbackPorts...)
 		a = append(a, c.pki.NodeFiles(t, id)...)
@@ -89,10 +90,10 @@ func TestThreeNodeCluster(t *testing.T) {
 
 	t.Run("write through a follower, read linearizably everywhere", func(t *testing.T) {
 		f := c.clients[followers[0]]
-		createOrg(t, f, "acme-bank", 3)
-		createOrg(t, c.clients[followers[1]], "st-mary", 2)
-		_, err := f.Admin().CreateAgreement(ctxT(t), &trustfedv1.CreateAgreementRequest{OrganizationAId: "acme-bank", OrganizationBId: "st-mary"})
-		require.NoError(t, err)
+		accredit(t, f, c.fed)
+		enrol(t, f, c.fed, "acme-bank", 3)
+		enrol(t, c.clients[followers[1]], c.fed, "st-mary", 2)
+		agree(t, f, c.fed, "acme-bank", "st-mary", "task_send")
 		for _, id := range all {
 			resp, err := c.clients[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
 				FromOrganizationId: "acme-bank", ToOrganizationId: "st-mary", Action: "task_send"})
@@ -126,7 +127,7 @@ func TestThreeNodeCluster(t *testing.T) {
 			require.NoError(t, err, id)
 			require.EqualValues(t, 2, got.Organization.DeclaredLevel)
 		}
-		createOrg(t, c.clients[followers[0]], "after-failover", 1)
+		enrol(t, c.clients[followers[0]], c.fed, "after-failover", 1)
 	})
 
 	t.Run("restart the stopped node from its data dir: it catches up", func(t *testing.T) {

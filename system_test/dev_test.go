@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/trustfed/trustfed/internal/testutil"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 type devServer struct {
@@ -122,59 +124,107 @@ func TestDevServerEndToEnd(t *testing.T) {
 		require.Contains(t, paths, "/v1/organizations")
 	})
 
+	fed := testutil.NewFederation(t)
+	b64 := base64.StdEncoding.EncodeToString
+
 	t.Run("REST walk-through", func(t *testing.T) {
-		code, body := d.do(t, "POST", "/v1/organizations", d.token, map[string]any{"organization_id": "acme-bank", "name": "Acme Bank", "declared_level": 3})
+		code, body := d.do(t, "POST", "/v1/issuers", d.token, map[string]any{"issuer_id": fed.IssuerID, "name": "Acme Assessor", "public_key_pem": fed.IssuerPEM(), "max_level": 4})
 		require.Equal(t, http.StatusOK, code, "%v", body)
-		org := body["organization"].(map[string]any)
-		require.Equal(t, "acme-bank", org["id"])
-		require.Equal(t, "ORGANIZATION_STATUS_ACTIVE", org["status"])
-		code, body = d.do(t, "POST", "/v1/organizations", d.token, map[string]any{"organizationId": "st-mary", "name": "St Mary Hospital", "declaredLevel": 2})
-		require.Equal(t, http.StatusOK, code, "%v", body)
+		require.Equal(t, "ISSUER_STATUS_ACCREDITED", body["issuer"].(map[string]any)["status"])
 
-		code, body = d.do(t, "POST", "/v1/interactions:check", d.token, map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": "task_send"})
-		require.Equal(t, http.StatusOK, code, "%v", body)
+		for _, org := range []struct {
+			id    string
+			level uint32
+		}{{"acme-bank", 3}, {"st-mary", 2}} {
+			reg, sig := fed.Registration(org.id, org.level, org.level, time.Now())
+			code, body = d.do(t, "POST", "/v1/organizations:register", d.token, map[string]any{"registration": b64(reg), "signature": b64(sig)})
+			require.Equal(t, http.StatusOK, code, "%v", body)
+			require.Equal(t, "ORGANIZATION_STATUS_PENDING", body["organization"].(map[string]any)["status"])
+			code, body = d.do(t, "POST", "/v1/organizations/"+org.id+":approve", d.token, map[string]any{})
+			require.Equal(t, http.StatusOK, code, "%v", body)
+			require.Equal(t, "ORGANIZATION_STATUS_ACTIVE", body["organization"].(map[string]any)["status"])
+		}
+
+		check := func(action string) map[string]any {
+			code, body := d.do(t, "POST", "/v1/interactions:check", d.token, map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": action})
+			require.Equal(t, http.StatusOK, code, "%v", body)
+			return body
+		}
+		body = check("task_send")
 		require.Equal(t, "DECISION_DENY", body["decision"], "no agreement yet")
-		reasons := body["reasons"].([]any)
-		require.Equal(t, "NO_AGREEMENT", reasons[0].(map[string]any)["code"])
+		require.Equal(t, "NO_AGREEMENT", body["reasons"].([]any)[0].(map[string]any)["code"])
+		require.EqualValues(t, 2, body["effectiveLevel"], "onboarding caps acme-bank at 2")
 
-		code, body = d.do(t, "POST", "/v1/agreements", d.token, map[string]any{"organization_a_id": "acme-bank", "organization_b_id": "st-mary"})
+		code, body = d.do(t, "POST", "/v1/agreements", d.token, map[string]any{
+			"organization_a_id": "acme-bank", "organization_b_id": "st-mary",
+			"scope":     map[string]any{"allowed_actions": []string{"ping", "task_send", "context_share"}},
+			"not_after": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339),
+		})
 		require.Equal(t, http.StatusOK, code, "%v", body)
-		agr := body["agreement"].(map[string]any)["id"].(string)
+		ag := body["agreement"].(map[string]any)
+		require.Equal(t, "AGREEMENT_STATUS_PENDING", ag["status"])
+		id := ag["id"].(string)
+		terms, err := base64.StdEncoding.DecodeString(ag["terms"].(string))
+		require.NoError(t, err)
 
-		code, body = d.do(t, "POST", "/v1/interactions:check", d.token, map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": "task_send"})
-		require.Equal(t, http.StatusOK, code)
-		require.Equal(t, "DECISION_ALLOW", body["decision"])
+		code, body = d.do(t, "POST", "/v1/agreements/"+id+":sign", d.token, map[string]any{"organization_id": "acme-bank", "signature": b64(fed.SignTerms("acme-bank", terms))})
+		require.Equal(t, http.StatusOK, code, "%v", body)
+		require.Equal(t, "DECISION_DENY", check("task_send")["decision"], "one signature is not enough")
+		code, body = d.do(t, "POST", "/v1/agreements/"+id+":sign", d.token, map[string]any{"organization_id": "st-mary", "signature": b64(fed.SignTerms("st-mary", terms[1:]))})
+		require.Equal(t, http.StatusBadRequest, code, "a signature over other bytes: %v", body)
+		code, body = d.do(t, "POST", "/v1/agreements/"+id+":sign", d.token, map[string]any{"organization_id": "st-mary", "signature": b64(fed.SignTerms("st-mary", terms))})
+		require.Equal(t, http.StatusOK, code, "%v", body)
+		require.Equal(t, "AGREEMENT_STATUS_ACTIVE", body["agreement"].(map[string]any)["status"])
+
+		body = check("task_send")
+		require.Equal(t, "DECISION_ALLOW", body["decision"], "%v", body)
 		require.EqualValues(t, 2, body["effectiveLevel"])
-		require.Equal(t, agr, body["agreementId"])
-		meta := body["meta"].(map[string]any)
-		require.NotEqual(t, "0", meta["index"], "the decision names the raft index")
+		require.Equal(t, id, body["agreementId"])
+		require.NotEqual(t, "0", body["meta"].(map[string]any)["index"], "the decision names the raft index")
+		caps := body["fromLevelCaps"].([]any)
+		require.Equal(t, "onboarding", caps[len(caps)-1].(map[string]any)["source"])
 
-		code, body = d.do(t, "POST", "/v1/interactions:check", d.token, map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": "context_share"})
-		require.Equal(t, http.StatusOK, code)
-		require.Equal(t, "DECISION_DENY", body["decision"], "context_share needs level 3; effective is 2")
+		body = check("context_share")
+		require.Equal(t, "DECISION_DENY", body["decision"], "context_share needs level 3; onboarding caps at 2")
 
-		code, body = d.do(t, "PATCH", "/v1/organizations/st-mary", d.token, map[string]any{"declared_level": 4})
+		code, body = d.do(t, "POST", "/v1/organizations/acme-bank:overrideOnboarding", d.token, map[string]any{"reason": "pilot"})
 		require.Equal(t, http.StatusOK, code, "%v", body)
+		code, body = d.do(t, "POST", "/v1/organizations/st-mary:overrideOnboarding", d.token, map[string]any{"reason": "pilot"})
+		require.Equal(t, http.StatusOK, code, "%v", body)
+		require.EqualValues(t, 2, check("context_share")["effectiveLevel"], "st-mary is attested 2")
+
+		term, sig := fed.Termination("st-mary", id, "pilot over")
+		code, body = d.do(t, "POST", "/v1/agreements:terminate", d.token, map[string]any{"termination": b64(term), "signature": b64(sig)})
+		require.Equal(t, http.StatusOK, code, "%v", body)
+		body = check("task_send")
+		require.Equal(t, "DECISION_DENY", body["decision"])
+
 		code, body = d.do(t, "GET", "/v1/organizations/st-mary", d.token, nil)
 		require.Equal(t, http.StatusOK, code)
-		require.EqualValues(t, 4, body["organization"].(map[string]any)["declaredLevel"])
+		require.EqualValues(t, 2, body["organization"].(map[string]any)["passport"].(map[string]any)["level"])
 	})
 
 	t.Run("bad input: precise status naming the field, nothing stored", func(t *testing.T) {
+		expired, expiredSig := fed.Registration("x-org", 1, 1, time.Now(), func(r *trustfedv1.Registration) {
+			r.Passport = fed.Passport("x-org", 1, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+		})
 		cases := []struct {
 			method, path string
 			body         any
 			code         int
 			field        string
 		}{
-			{"POST", "/v1/organizations", map[string]any{"organization_id": "x-org", "name": "X", "declared_level": 7}, 400, "declared_level"},
-			{"POST", "/v1/organizations", map[string]any{"organization_id": "Bad Id", "name": "X", "declared_level": 1}, 400, "organization_id"},
-			{"POST", "/v1/organizations", map[string]any{"organization_id": "acme-bank", "name": "Other", "declared_level": 1}, 409, "organization_id"},
-			{"POST", "/v1/organizations", map[string]any{"organization_id": "x-org", "name": "x", "bogus": 1}, 400, "bogus"},
+			{"POST", "/v1/organizations:register", map[string]any{"registration": b64(expired), "signature": b64(expiredSig)}, 400, "registration.passport"},
+			{"POST", "/v1/organizations:register", map[string]any{"registration": b64(expired), "signature": b64(expiredSig[1:])}, 400, "signature"},
+			{"POST", "/v1/organizations:register", map[string]any{"registration": "!!", "signature": ""}, 400, "registration"},
+			{"POST", "/v1/organizations:register", map[string]any{"registration": b64(expired), "bogus": 1}, 400, "bogus"},
+			{"PATCH", "/v1/organizations/acme-bank", map[string]any{"declared_level": 7}, 400, "declared_level"},
+			{"POST", "/v1/issuers", map[string]any{"issuer_id": "x", "name": "X", "public_key_pem": "nope", "max_level": 1}, 400, "public_key_pem"},
 			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "nobody", "action": "ping"}, 404, "to_organization_id"},
 			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "acme-bank", "action": "ping"}, 400, "to_organization_id"},
 			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": "fly"}, 400, "action"},
-			{"POST", "/v1/agreements", map[string]any{"organization_a_id": "acme-bank", "organization_b_id": "ghost"}, 404, "organization_b_id"},
+			{"POST", "/v1/agreements", map[string]any{"organization_a_id": "acme-bank", "organization_b_id": "ghost", "scope": map[string]any{"allowed_actions": []string{"ping"}}, "not_after": "2030-01-01T00:00:00Z"}, 404, "organization_b_id"},
+			{"POST", "/v1/agreements", map[string]any{"organization_a_id": "acme-bank", "organization_b_id": "st-mary", "scope": map[string]any{"allowed_actions": []string{"fly"}}, "not_after": "2030-01-01T00:00:00Z"}, 400, "scope.allowed_actions[0]"},
 			{"GET", "/v1/organizations/ghost", nil, 404, "organization_id"},
 			{"GET", "/v1/agreements/agr-nothex", nil, 400, "agreement_id"},
 		}
@@ -184,7 +234,7 @@ func TestDevServerEndToEnd(t *testing.T) {
 			require.Contains(t, fmt.Sprint(body["message"]), tc.field, "%s %s", tc.method, tc.path)
 		}
 		code, body := d.do(t, "GET", "/v1/organizations/x-org", d.token, nil)
-		require.Equal(t, http.StatusNotFound, code, "refused creates stored nothing: %v", body)
+		require.Equal(t, http.StatusNotFound, code, "refused registrations stored nothing: %v", body)
 	})
 
 	t.Run("CLI", func(t *testing.T) {

@@ -54,12 +54,6 @@ func waitServing(t testing.TB, c *client.Client) {
 	})
 }
 
-func createOrg(t testing.TB, c *client.Client, id string, level uint32) *trustfedv1.Organization {
-	t.Helper()
-	resp, err := c.Admin().CreateOrganization(ctxT(t), &trustfedv1.CreateOrganizationRequest{OrganizationId: id, Name: "Org " + id, DeclaredLevel: level})
-	require.NoError(t, err)
-	return resp.Organization
-}
 
 // logContains reports whether the server's log holds s.
 func logContains(srv *testutil.Server, s string) error {
