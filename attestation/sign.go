@@ -1,0 +1,80 @@
+package attestation
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+)
+
+// Purpose separates the domains of trustfed's ed25519 signatures, so that a
+// signature made for one purpose never verifies for another.
+type Purpose string
+
+// Purposes of signatures.
+const (
+	// PurposeRegistration signs an organisation's registration request.
+	PurposeRegistration Purpose = "registration"
+	// PurposePassport signs the submission of a passport by an organisation.
+	PurposePassport Purpose = "passport-submission"
+	// PurposeAgreement signs a bilateral agreement.
+	PurposeAgreement Purpose = "agreement"
+	// PurposeTermination signs the termination of a bilateral agreement.
+	PurposeTermination Purpose = "agreement-termination"
+)
+
+// ErrSignature is returned by Verify when a signature does not verify.
+var ErrSignature = errors.New("signature does not verify")
+
+// valid reports whether p is lowercase letters, digits and inner hyphens.
+// It then holds neither '/' nor NUL, so the signed prefix is unambiguous.
+func (p Purpose) valid() bool {
+	if p == "" || len(p) > 64 || p[0] == '-' || p[len(p)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// signedMessage is what is signed: "trustfed/" + p + "/v1\x00" + msg.
+func signedMessage(p Purpose, msg []byte) []byte {
+	const prefix, suffix = "trustfed/", "/v1\x00"
+	out := make([]byte, 0, len(prefix)+len(p)+len(suffix)+len(msg))
+	out = append(out, prefix...)
+	out = append(out, p...)
+	out = append(out, suffix...)
+	return append(out, msg...)
+}
+
+// Sign signs msg for purpose p: ed25519 over "trustfed/" + p + "/v1\x00" +
+// msg. Like ed25519.Sign it panics on a key of the wrong size, and it panics
+// on an invalid purpose (both are programming errors: use the constants).
+func Sign(key ed25519.PrivateKey, p Purpose, msg []byte) []byte {
+	if !p.valid() {
+		panic(fmt.Sprintf("attestation: invalid signature purpose %q", string(p)))
+	}
+	if len(key) != ed25519.PrivateKeySize {
+		panic(fmt.Sprintf("attestation: ed25519 private key of %d bytes", len(key)))
+	}
+	return ed25519.Sign(key, signedMessage(p, msg))
+}
+
+// Verify checks that sig is pub's signature of msg for purpose p. It returns
+// an error wrapping ErrSignature when it is not, including for a key or
+// signature of the wrong size or an invalid purpose.
+func Verify(pub ed25519.PublicKey, p Purpose, msg, sig []byte) error {
+	switch {
+	case !p.valid():
+		return fmt.Errorf("%w: invalid purpose %q", ErrSignature, string(p))
+	case len(pub) != ed25519.PublicKeySize:
+		return fmt.Errorf("%w: public key of %d bytes", ErrSignature, len(pub))
+	case len(sig) != ed25519.SignatureSize:
+		return fmt.Errorf("%w: signature of %d bytes", ErrSignature, len(sig))
+	case !ed25519.Verify(pub, signedMessage(p, msg), sig):
+		return fmt.Errorf("%w: %s signature by %s", ErrSignature, p, Fingerprint(pub))
+	}
+	return nil
+}
