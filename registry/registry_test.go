@@ -36,8 +36,8 @@ func TestEveryMethodHasAPolicy(t *testing.T) {
 }
 
 func TestAuthorizeDefaultDeny(t *testing.T) {
-	require.NoError(t, authorize(trustfedv1.AdminService_CreateOrganization_FullMethodName, Principal{Role: RoleAdmin}))
-	require.ErrorIs(t, authorize(trustfedv1.AdminService_CreateOrganization_FullMethodName, Principal{Role: RoleNode}), ErrPermissionDenied)
+	require.NoError(t, authorize(trustfedv1.AdminService_ApproveOrganization_FullMethodName, Principal{Role: RoleAdmin}))
+	require.ErrorIs(t, authorize(trustfedv1.AdminService_ApproveOrganization_FullMethodName, Principal{Role: RoleNode}), ErrPermissionDenied)
 	require.ErrorIs(t, authorize(peerv1.PeerService_ReadIndex_FullMethodName, Principal{Role: RoleAdmin}), ErrPermissionDenied)
 	require.ErrorIs(t, authorize("/trustfed.v1.AdminService/Unlisted", Principal{Role: RoleAdmin}), ErrPermissionDenied)
 }
@@ -46,11 +46,20 @@ func TestAuthorizeDefaultDeny(t *testing.T) {
 // ones a follower forwards to the leader.
 func TestWriteMethods(t *testing.T) {
 	want := map[string]bool{
-		trustfedv1.AdminService_CreateOrganization_FullMethodName: true,
-		trustfedv1.AdminService_UpdateOrganization_FullMethodName: true,
-		trustfedv1.AdminService_CreateAgreement_FullMethodName:    true,
-		trustfedv1.ClusterService_Join_FullMethodName:             true,
-		trustfedv1.ClusterService_Leave_FullMethodName:            true,
+		trustfedv1.AdminService_ApproveOrganization_FullMethodName:       true,
+		trustfedv1.AdminService_UpdateOrganization_FullMethodName:        true,
+		trustfedv1.AdminService_OverrideOnboarding_FullMethodName:        true,
+		trustfedv1.AdminService_AccreditIssuer_FullMethodName:            true,
+		trustfedv1.AdminService_WithdrawIssuer_FullMethodName:            true,
+		trustfedv1.AdminService_RevokePassport_FullMethodName:            true,
+		trustfedv1.AdminService_UpdateFederationPolicy_FullMethodName:    true,
+		trustfedv1.MembershipService_RegisterOrganization_FullMethodName: true,
+		trustfedv1.MembershipService_SubmitPassport_FullMethodName:       true,
+		trustfedv1.MembershipService_ProposeAgreement_FullMethodName:     true,
+		trustfedv1.MembershipService_SignAgreement_FullMethodName:        true,
+		trustfedv1.MembershipService_TerminateAgreement_FullMethodName:   true,
+		trustfedv1.ClusterService_Join_FullMethodName:                    true,
+		trustfedv1.ClusterService_Leave_FullMethodName:                   true,
 	}
 	require.Equal(t, want, writeMethods)
 	for m := range methodRoles {
