@@ -4,7 +4,7 @@ BIN       := $(abspath bin)
 BUF_VERSION := v1.75.0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run build test test-short lint fmt-check proto proto-check tools bench soak docker clean
+.PHONY: run build test fuzz-smoke test-short lint fmt-check proto proto-check tools bench soak docker clean
 
 ## run: build and start a single-node dev server on loopback (prints the admin token)
 run: build
@@ -14,9 +14,17 @@ run: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/trustfed ./cmd/trustfed
 
-## test: every unit, cluster and end-to-end test (race detector on)
+## test: every unit, cluster and end-to-end test (race detector on), then a short fuzzing run
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz-smoke
+
+FUZZTIME ?= 5s
+## fuzz-smoke: each fuzz target for FUZZTIME (seed corpora also run in every `go test`)
+fuzz-smoke:
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePassport$$' -fuzztime $(FUZZTIME) ./attestation/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerifyPassport$$' -fuzztime $(FUZZTIME) ./attestation/
+	$(GO) test -run '^$$' -fuzz '^FuzzAgreementVerification$$' -fuzztime $(FUZZTIME) ./registry/state/
 
 ## test-short: the fast tests only
 test-short:

@@ -74,18 +74,25 @@ func (h *harness) member(org string, declared, attested uint32) {
 }
 
 func (h *harness) terms(id, a, b string, minLevel uint32, actions ...string) []byte {
+	return termsBytes(h.now, id, a, b, minLevel, actions...)
+}
+
+// termsBytes serializes agreement terms valid for two years from now.
+func termsBytes(now time.Time, id, a, b string, minLevel uint32, actions ...string) []byte {
 	if len(actions) == 0 {
 		actions = []string{"ping", "task_send", "context_share"}
 	}
 	t := &trustfedv1.AgreementTerms{
 		AgreementId: id, OrganizationAId: a, OrganizationBId: b,
 		Scope:     &trustfedv1.AgreementScope{AllowedActions: actions},
-		NotBefore: timestamppb.New(h.now), NotAfter: timestamppb.New(h.now.Add(2 * 365 * 24 * time.Hour)),
+		NotBefore: timestamppb.New(now), NotAfter: timestamppb.New(now.Add(2 * 365 * 24 * time.Hour)),
 		Termination: &trustfedv1.TerminationConditions{OnPartyRevokedOrSuspended: true, MinLevel: minLevel, OnPassportExpiry: true},
 	}
-	b2, err := proto.MarshalOptions{Deterministic: true}.Marshal(t)
-	require.NoError(h.t, err)
-	return b2
+	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(t)
+	if err != nil {
+		panic(err) // a constant message: cannot fail
+	}
+	return out
 }
 
 // agreement proposes an agreement and has both parties sign it.
