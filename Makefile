@@ -4,7 +4,7 @@ BIN       := $(abspath bin)
 BUF_VERSION := v1.75.0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run build test fuzz-smoke test-short lint fmt-check proto proto-check tools bench soak docker clean
+.PHONY: run build test fuzz-smoke test-short lint fmt-check proto proto-check tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## run: build and start a single-node dev server on loopback (prints the admin token)
 run: build
@@ -63,9 +63,21 @@ bench:
 soak:
 	@echo "no soak tests yet"
 
-## docker: the FROM-scratch image of deploy/Dockerfile
+## docker: the FROM-scratch image of deploy/Dockerfile (context: the Dockerfile and the binary only)
 docker:
-	docker build -f deploy/Dockerfile -t trustfed:dev .
+	CGO_ENABLED=0 $(GO) build -trimpath -o deploy/trustfed ./cmd/trustfed
+	tar -cf - deploy/Dockerfile deploy/trustfed | docker build -f deploy/Dockerfile -t trustfed:dev -
+
+## docker-cluster: 3-node compose cluster on loopback (prints the exports)
+docker-cluster:
+	deploy/cluster.sh up
+
+docker-cluster-down:
+	deploy/cluster.sh down
+
+## docker-cluster-test: up, fail-over smoke test with the CLI, down
+docker-cluster-test:
+	deploy/cluster.sh test
 
 clean:
-	rm -rf bin
+	rm -rf bin deploy/trustfed
