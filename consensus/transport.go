@@ -98,7 +98,10 @@ func (s *streamLayer) Addr() net.Addr            { return s.advertise }
 // host of the peer's raft address, so certificates need a matching IP or
 // DNS SAN.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
+	// Connecting is bounded separately from raft's I/O timeout: a peer that
+	// vanished must not hold a replication goroutine (and so Close) for the
+	// whole I/O timeout.
+	d := &net.Dialer{Timeout: min(timeout, dialTimeout)}
 	if s.client == nil {
 		conn, err := d.Dial("tcp", string(address))
 		if err != nil {
@@ -112,6 +115,9 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	return conn, nil
 }
+
+// dialTimeout bounds establishing a raft connection (TCP and TLS handshake).
+const dialTimeout = 2 * time.Second
 
 // advertiseAddr is a host:port raft address that may name a DNS host.
 type advertiseAddr string

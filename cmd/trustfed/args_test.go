@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -59,14 +58,6 @@ func TestValidateOrgID(t *testing.T) {
 }
 
 func TestRequestBuilders(t *testing.T) {
-	req, err := orgCreateRequest("acme", "Acme", "trusted")
-	require.NoError(t, err)
-	require.True(t, proto.Equal(&trustfedv1.CreateOrganizationRequest{OrganizationId: "acme", Name: "Acme", DeclaredLevel: 3}, req))
-	for _, args := range [][3]string{{"Acme", "Acme", "1"}, {"acme", "", "1"}, {"acme", strings.Repeat("x", 201), "1"}, {"acme", "Acme", "7"}} {
-		_, err := orgCreateRequest(args[0], args[1], args[2])
-		requireUsageError(t, err)
-	}
-
 	upd, err := orgSetLevelRequest("acme", "0")
 	require.NoError(t, err)
 	require.NotNil(t, upd.DeclaredLevel, "level 0 is sent explicitly")
@@ -74,14 +65,6 @@ func TestRequestBuilders(t *testing.T) {
 	require.Nil(t, upd.Name)
 	require.Nil(t, upd.Status)
 	_, err = orgSetLevelRequest("acme", "x")
-	requireUsageError(t, err)
-
-	agr, err := agreementCreateRequest("acme", "globex")
-	require.NoError(t, err)
-	require.Equal(t, "globex", agr.GetOrganizationBId())
-	_, err = agreementCreateRequest("acme", "acme")
-	requireUsageError(t, err)
-	_, err = agreementCreateRequest("acme", "G")
 	requireUsageError(t, err)
 
 	chk, err := checkRequest("acme", "globex", "task_send", true)

@@ -14,8 +14,9 @@ import (
 
 const checkLong = `Ask the registry whether an agent of organisation --from may perform --action
 with an agent of organisation --to. Prints ALLOW or DENY, the levels of both
-organisations, the effective level (the lower of the two), the level the
-action requires, the agreement that covers the interaction, the reasons for a
+organisations with what bounds each (declared level, passport, onboarding
+cap), the effective level (the lower of the two), the level the action
+requires, the agreement that covers the interaction, the reasons for a
 denial, and the Raft index the decision was computed at.
 
 Exit codes, so that scripts can branch on the decision:

@@ -29,11 +29,13 @@ type cliFake struct {
 	trustfedv1.UnimplementedRegistryServiceServer
 	trustfedv1.UnimplementedAdminServiceServer
 	trustfedv1.UnimplementedClusterServiceServer
+	trustfedv1.UnimplementedMembershipServiceServer
 
 	mu      sync.Mutex
 	auth    []string
 	updates []*trustfedv1.UpdateOrganizationRequest
-	creates []*trustfedv1.CreateAgreementRequest
+	// Membership and issuer state of membership_fake_test.go.
+	member memberFake
 }
 
 func (f *cliFake) record(ctx context.Context) {
@@ -76,18 +78,6 @@ func (f *cliFake) UpdateOrganization(ctx context.Context, req *trustfedv1.Update
 	return &trustfedv1.UpdateOrganizationResponse{Organization: &trustfedv1.Organization{Id: req.GetOrganizationId(), DeclaredLevel: req.GetDeclaredLevel()}}, nil
 }
 
-func (f *cliFake) CreateAgreement(ctx context.Context, req *trustfedv1.CreateAgreementRequest) (*trustfedv1.CreateAgreementResponse, error) {
-	f.record(ctx)
-	f.mu.Lock()
-	f.creates = append(f.creates, req)
-	n := len(f.creates)
-	f.mu.Unlock()
-	if n == 1 {
-		return nil, status.Error(codes.Unavailable, "leader lost")
-	}
-	return &trustfedv1.CreateAgreementResponse{Agreement: &trustfedv1.Agreement{Id: "agr-1", OrganizationAId: req.GetOrganizationAId(), OrganizationBId: req.GetOrganizationBId()}}, nil
-}
-
 func (f *cliFake) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trustfedv1.StatusResponse, error) {
 	f.record(ctx)
 	return &trustfedv1.StatusResponse{NodeId: "n1", State: "Leader", Ready: true,
@@ -106,6 +96,7 @@ func startCLIFake(t *testing.T) (*cliFake, string, string) {
 	trustfedv1.RegisterRegistryServiceServer(srv, fake)
 	trustfedv1.RegisterAdminServiceServer(srv, fake)
 	trustfedv1.RegisterClusterServiceServer(srv, fake)
+	trustfedv1.RegisterMembershipServiceServer(srv, fake)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()
@@ -159,6 +150,14 @@ func TestCLIHelp(t *testing.T) {
 	code, stdout, _ = runCLI(nil, "org")
 	require.Equal(t, exitOK, code)
 	require.Contains(t, stdout, "set-level")
+	require.Contains(t, stdout, "register")
+	require.NotContains(t, stdout, "create")
+	code, stdout, _ = runCLI(nil, "agreement")
+	require.Equal(t, exitOK, code)
+	for _, verb := range []string{"propose", "sign", "terminate", "get", "list"} {
+		require.Contains(t, stdout, verb)
+	}
+	require.NotContains(t, stdout, "create")
 }
 
 func TestCLIAgainstServer(t *testing.T) {
@@ -208,16 +207,6 @@ func TestCLIAgainstServer(t *testing.T) {
 		last := fake.updates[len(fake.updates)-1]
 		require.Equal(t, uint32(2), last.GetDeclaredLevel())
 		require.Len(t, last.GetRequestId(), 32)
-	})
-	t.Run("agreement create retried with the same request id", func(t *testing.T) {
-		code, stdout, stderr := runCLI(env, "agreement", "create", "acme", "globex")
-		require.Equal(t, exitOK, code, stderr)
-		require.Contains(t, stdout, "agr-1")
-		fake.mu.Lock()
-		defer fake.mu.Unlock()
-		require.Len(t, fake.creates, 2)
-		require.NotEmpty(t, fake.creates[0].GetRequestId())
-		require.Equal(t, fake.creates[0].GetRequestId(), fake.creates[1].GetRequestId())
 	})
 	t.Run("status json", func(t *testing.T) {
 		code, stdout, stderr := runCLI(env, "status", "-o", "json")

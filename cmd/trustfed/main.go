@@ -104,7 +104,11 @@ func newRootCmd(a *app) *cobra.Command {
 		newOrgCmd(a),
 		newAgreementCmd(a),
 		newCheckCmd(a),
+		newFederationCmd(a),
 		newCACmd(a),
+		newKeygenCmd(),
+		newIssuerCmd(),
+		newPassportCmd(),
 	)
 	prepareTree(root)
 	return root

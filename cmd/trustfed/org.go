@@ -16,30 +16,35 @@ import (
 const maxPages = 10000
 
 func newOrgCmd(a *app) *cobra.Command {
-	cmd := newGroupCmd("org", "Create, read and change member organisations")
+	cmd := newGroupCmd("org", "Register, approve, read and change member organisations")
 	cmd.Aliases = []string{"orgs", "organization"}
-	cmd.AddCommand(newOrgCreateCmd(a), newOrgGetCmd(a), newOrgListCmd(a), newOrgSetLevelCmd(a))
+	cmd.AddCommand(
+		newOrgRegisterCmd(a),
+		newOrgApproveCmd(a),
+		newOrgOverrideOnboardingCmd(a),
+		newOrgSuspendCmd(a),
+		newOrgSetLevelCmd(a),
+		newOrgPassportCmd(a),
+		newOrgGetCmd(a),
+		newOrgListCmd(a),
+	)
 	return cmd
 }
 
-func newOrgCreateCmd(a *app) *cobra.Command {
-	var name, level string
-	cmd := &cobra.Command{
-		Use:   "create ID --name NAME [--level N]",
-		Short: "Register an organisation",
-		Long: `Register an organisation with a caller-chosen ID (^[a-z][a-z0-9-]{1,62}$),
-a unique name and a declared trust level: 0 UNTRUSTED, 1 VERIFIED,
-2 ATTESTED, 3 TRUSTED, 4 PRIVILEGED (number or name).`,
-		Args: exactArgs("ID"),
+func newOrgApproveCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "approve ID",
+		Short: "Approve a pending registration (the organisation becomes ACTIVE; onboarding starts)",
+		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req, err := orgCreateRequest(args[0], name, level)
-			if err != nil {
+			if err := validateOrgID("organisation id", args[0]); err != nil {
 				return err
 			}
+			req := &trustfedv1.ApproveOrganizationRequest{OrganizationId: args[0]}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.CreateOrganizationResponse
+				var resp *trustfedv1.ApproveOrganizationResponse
 				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().CreateOrganization(ctx, req)
+					resp, err = c.Admin().ApproveOrganization(ctx, req)
 					return err
 				})
 				if err != nil {
@@ -49,29 +54,80 @@ a unique name and a declared trust level: 0 UNTRUSTED, 1 VERIFIED,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&name, "name", "", "human-readable, unique name (required)")
-	cmd.Flags().StringVar(&level, "level", "0", "declared trust level, 0..4 or its name")
-	_ = cmd.MarkFlagRequired("name")
+}
+
+func newOrgOverrideOnboardingCmd(a *app) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:     "override-onboarding ID --reason REASON",
+		Short:   "End an organisation's onboarding cap early (the reason is recorded)",
+		Example: `  trustfed org override-onboarding acme-bank --reason "long-standing partner, assessed on site"`,
+		Args:    exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := orgOverrideRequest(args[0], reason)
+			if err != nil {
+				return err
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				var resp *trustfedv1.OverrideOnboardingResponse
+				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
+					resp, err = c.Admin().OverrideOnboarding(ctx, req)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error { return writeOrganization(w, resp.GetOrganization(), nil) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the cap is lifted early (required, recorded)")
+	_ = cmd.MarkFlagRequired("reason")
 	return cmd
 }
 
-// orgCreateRequest validates the arguments of "org create".
-func orgCreateRequest(id, name, level string) (*trustfedv1.CreateOrganizationRequest, error) {
+// orgOverrideRequest validates the arguments of "org override-onboarding".
+func orgOverrideRequest(id, reason string) (*trustfedv1.OverrideOnboardingRequest, error) {
 	if err := validateOrgID("organisation id", id); err != nil {
 		return nil, err
 	}
-	if name == "" || len(name) > 200 {
-		return nil, usageErrorf("--name must be 1..200 characters")
-	}
-	l, err := parseLevel(level)
-	if err != nil {
+	if err := validateReason(reason); err != nil {
 		return nil, err
 	}
-	return &trustfedv1.CreateOrganizationRequest{
-		OrganizationId: id,
-		Name:           name,
-		DeclaredLevel:  l,
-	}, nil
+	return &trustfedv1.OverrideOnboardingRequest{OrganizationId: id, Reason: reason}, nil
+}
+
+func newOrgSuspendCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "suspend ID",
+		Short: "Suspend an organisation: every check involving it is denied and its agreements end",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := validateOrgID("organisation id", args[0]); err != nil {
+				return err
+			}
+			req := &trustfedv1.UpdateOrganizationRequest{
+				OrganizationId: args[0],
+				Status:         trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED.Enum(),
+			}
+			return a.updateOrganization(cmd, req)
+		},
+	}
+}
+
+// updateOrganization sends an UpdateOrganization and prints the result.
+func (a *app) updateOrganization(cmd *cobra.Command, req *trustfedv1.UpdateOrganizationRequest) error {
+	return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+		var resp *trustfedv1.UpdateOrganizationResponse
+		err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
+			resp, err = c.Admin().UpdateOrganization(ctx, req)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		return a.print(resp, func(w io.Writer) error { return writeOrganization(w, resp.GetOrganization(), nil) })
+	})
 }
 
 func newOrgGetCmd(a *app) *cobra.Command {
@@ -166,17 +222,7 @@ func newOrgSetLevelCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.UpdateOrganizationResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().UpdateOrganization(ctx, req)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				return a.print(resp, func(w io.Writer) error { return writeOrganization(w, resp.GetOrganization(), nil) })
-			})
+			return a.updateOrganization(cmd, req)
 		},
 	}
 }

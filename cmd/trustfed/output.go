@@ -156,13 +156,35 @@ func writeMetaRows(t *table, m *trustfedv1.ReadMeta) {
 	t.row("Answered by:", orDash(m.GetNodeId()))
 }
 
-// writeOrganization prints one organisation as key-value rows.
+// writeOrganization prints one organisation as key-value rows: identity,
+// key, passport, onboarding, then the bookkeeping.
 func writeOrganization(w io.Writer, o *trustfedv1.Organization, m *trustfedv1.ReadMeta) error {
 	t := newTable(w)
 	t.row("ID:", o.GetId())
 	t.row("Name:", o.GetName())
-	t.row("Declared level:", formatLevel(o.GetDeclaredLevel()))
 	t.row("Status:", formatOrgStatus(o.GetStatus()))
+	t.row("Jurisdiction:", orDash(o.GetJurisdiction()))
+	t.row("Declared level:", formatLevel(o.GetDeclaredLevel()))
+	t.row("Key fingerprint:", orDash(o.GetPublicKeyFingerprint()))
+	if p := o.GetPassport(); p != nil {
+		t.row("Passport:", p.GetSerial())
+		t.row("  issuer:", p.GetIssuerId())
+		t.row("  level:", formatLevel(p.GetLevel()))
+		t.row("  valid:", formatTime(p.GetNotBefore())+" to "+formatTime(p.GetExpireTime()))
+	} else {
+		t.row("Passport:", "-")
+	}
+	if h := o.GetPassportHistory(); len(h) > 0 {
+		t.row("Passport history:", strings.Join(h, ", "))
+	}
+	t.row("Endpoints:", orDash(strings.Join(o.GetNotificationEndpoints(), ", ")))
+	t.row("Approved:", formatTime(o.GetApproveTime()))
+	t.row("Onboarding until:", formatTime(o.GetOnboardingUntil()))
+	if ov := o.GetOnboardingOverride(); ov != nil {
+		t.row("Onboarding override:", fmt.Sprintf("%s (by %s at %s)", ov.GetReason(), orDash(ov.GetPrincipal()), formatTime(ov.GetTime())))
+	} else {
+		t.row("Onboarding override:", "-")
+	}
 	t.row("Created:", formatTime(o.GetCreateTime()))
 	t.row("Updated:", formatTime(o.GetUpdateTime()))
 	t.row("Create index:", fmt.Sprint(o.GetCreateIndex()))
@@ -174,21 +196,74 @@ func writeOrganization(w io.Writer, o *trustfedv1.Organization, m *trustfedv1.Re
 // writeOrganizations prints organisations as a table.
 func writeOrganizations(w io.Writer, orgs []*trustfedv1.Organization) error {
 	t := newTable(w)
-	t.row("ID", "NAME", "LEVEL", "STATUS", "CREATED", "MODIFY INDEX")
+	t.row("ID", "NAME", "LEVEL", "STATUS", "JURISDICTION", "PASSPORT LEVEL", "CREATED", "MODIFY INDEX")
 	for _, o := range orgs {
+		passport := "-"
+		if p := o.GetPassport(); p != nil {
+			passport = formatLevel(p.GetLevel())
+		}
 		t.row(o.GetId(), o.GetName(), formatLevel(o.GetDeclaredLevel()), formatOrgStatus(o.GetStatus()),
-			formatTime(o.GetCreateTime()), fmt.Sprint(o.GetModifyIndex()))
+			orDash(o.GetJurisdiction()), passport, formatTime(o.GetCreateTime()), fmt.Sprint(o.GetModifyIndex()))
 	}
 	return t.flush()
 }
 
-// writeAgreement prints one agreement as key-value rows.
+// formatConditions renders an agreement's termination conditions.
+func formatConditions(c *trustfedv1.TerminationConditions) string {
+	var parts []string
+	if c.GetOnPartyRevokedOrSuspended() {
+		parts = append(parts, "party revoked or suspended")
+	}
+	if c.GetOnPassportExpiry() {
+		parts = append(parts, "passport expiry")
+	}
+	if l := c.GetMinLevel(); l > 0 {
+		parts = append(parts, fmt.Sprintf("level below %s", formatLevel(l)))
+	}
+	parts = append(parts, "end date", "termination by a party")
+	return strings.Join(parts, "; ")
+}
+
+// formatSignature says when a party signed, or that it has not.
+func formatSignature(sig []byte, at *timestamppb.Timestamp) string {
+	if len(sig) == 0 {
+		return "not yet"
+	}
+	return formatTime(at)
+}
+
+// summarizeTerms renders agreement terms on one line.
+func summarizeTerms(t *trustfedv1.AgreementTerms) string {
+	data := "any"
+	if dc := t.GetScope().GetDataCategories(); len(dc) > 0 {
+		data = strings.Join(dc, ",")
+	}
+	return clean(fmt.Sprintf("%s between %s and %s: actions %s; data %s; valid %s to %s; ends on: %s",
+		t.GetAgreementId(), t.GetOrganizationAId(), t.GetOrganizationBId(),
+		strings.Join(t.GetScope().GetAllowedActions(), ","), data,
+		formatTime(t.GetNotBefore()), formatTime(t.GetNotAfter()), formatConditions(t.GetTermination())))
+}
+
+// writeAgreement prints one agreement as key-value rows: parties, status,
+// scope, window, conditions, signatures, termination, then the bookkeeping.
 func writeAgreement(w io.Writer, a *trustfedv1.Agreement, m *trustfedv1.ReadMeta) error {
+	terms := a.GetParsedTerms()
 	t := newTable(w)
 	t.row("ID:", a.GetId())
 	t.row("Organisation A:", a.GetOrganizationAId())
 	t.row("Organisation B:", a.GetOrganizationBId())
 	t.row("Status:", formatAgreementStatus(a.GetStatus()))
+	t.row("Actions:", orDash(strings.Join(terms.GetScope().GetAllowedActions(), ", ")))
+	t.row("Data categories:", orDash(strings.Join(terms.GetScope().GetDataCategories(), ", ")))
+	t.row("Valid from:", formatTime(terms.GetNotBefore()))
+	t.row("Valid until:", formatTime(terms.GetNotAfter()))
+	t.row("Ends on:", formatConditions(terms.GetTermination()))
+	t.row("Signed by "+a.GetOrganizationAId()+":", formatSignature(a.GetSignatureA(), a.GetSignATime()))
+	t.row("Signed by "+a.GetOrganizationBId()+":", formatSignature(a.GetSignatureB(), a.GetSignBTime()))
+	if a.GetStatus() == trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED || a.GetTerminateTime() != nil {
+		t.row("Terminated:", fmt.Sprintf("%s by %s", formatTime(a.GetTerminateTime()), orDash(a.GetTerminatedBy())))
+		t.row("Termination reason:", orDash(a.GetTerminationReason()))
+	}
 	t.row("Created:", formatTime(a.GetCreateTime()))
 	t.row("Updated:", formatTime(a.GetUpdateTime()))
 	t.row("Create index:", fmt.Sprint(a.GetCreateIndex()))
@@ -200,23 +275,34 @@ func writeAgreement(w io.Writer, a *trustfedv1.Agreement, m *trustfedv1.ReadMeta
 // writeAgreements prints agreements as a table.
 func writeAgreements(w io.Writer, agrs []*trustfedv1.Agreement) error {
 	t := newTable(w)
-	t.row("ID", "ORG A", "ORG B", "STATUS", "CREATED", "MODIFY INDEX")
+	t.row("ID", "ORG A", "ORG B", "STATUS", "ACTIONS", "VALID UNTIL", "CREATED", "MODIFY INDEX")
 	for _, a := range agrs {
 		t.row(a.GetId(), a.GetOrganizationAId(), a.GetOrganizationBId(), formatAgreementStatus(a.GetStatus()),
-			formatTime(a.GetCreateTime()), fmt.Sprint(a.GetModifyIndex()))
+			orDash(strings.Join(a.GetParsedTerms().GetScope().GetAllowedActions(), ",")),
+			formatTime(a.GetParsedTerms().GetNotAfter()), formatTime(a.GetCreateTime()), fmt.Sprint(a.GetModifyIndex()))
 	}
 	return t.flush()
 }
 
+// writeLevelCaps adds what bounds one party's level, one row per cap.
+func writeLevelCaps(t *table, caps []*trustfedv1.LevelCap) {
+	for _, c := range caps {
+		t.row("  "+c.GetSource()+":", formatLevel(c.GetLevel()), c.GetDetail())
+	}
+}
+
 // writeCheck prints a decision: the verdict on the first line, then the
-// levels, the agreement, the reasons and the index it was computed at.
+// levels and what caps each party's, the agreement, the reasons and the
+// index it was computed at.
 func writeCheck(w io.Writer, r *trustfedv1.CheckInteractionResponse) error {
 	if _, err := fmt.Fprintln(w, formatDecision(r.GetDecision())); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	t := newTable(w)
 	t.row("From level:", formatLevel(r.GetFromLevel()))
+	writeLevelCaps(t, r.GetFromLevelCaps())
 	t.row("To level:", formatLevel(r.GetToLevel()))
+	writeLevelCaps(t, r.GetToLevelCaps())
 	t.row("Effective level:", formatLevel(r.GetEffectiveLevel()))
 	t.row("Required level:", formatLevel(r.GetRequiredLevel()))
 	t.row("Agreement:", orDash(r.GetAgreementId()))

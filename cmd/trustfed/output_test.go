@@ -58,10 +58,22 @@ func TestWriteCheck(t *testing.T) {
 				Decision: trustfedv1.Decision_DECISION_ALLOW, FromLevel: 3, ToLevel: 2, EffectiveLevel: 2, RequiredLevel: 2,
 				AgreementId: "agr-0123456789abcdef",
 				Meta:        &trustfedv1.ReadMeta{Index: 42, Consistency: trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE, NodeId: "n1"},
+				FromLevelCaps: []*trustfedv1.LevelCap{
+					{Source: "declared", Level: 4, Detail: "declared by the organisation"},
+					{Source: "passport", Level: 3, Detail: "passport p1 from eu-assessors"},
+				},
+				ToLevelCaps: []*trustfedv1.LevelCap{
+					{Source: "declared", Level: 4, Detail: "declared by the organisation"},
+					{Source: "onboarding", Level: 2, Detail: "onboarding until 2026-02-01T00:00:00Z"},
+				},
 			},
 			want: `ALLOW
 From level:       3 (TRUSTED)
+  declared:       4 (PRIVILEGED)  declared by the organisation
+  passport:       3 (TRUSTED)     passport p1 from eu-assessors
 To level:         2 (ATTESTED)
+  declared:       4 (PRIVILEGED)  declared by the organisation
+  onboarding:     2 (ATTESTED)    onboarding until 2026-02-01T00:00:00Z
 Effective level:  2 (ATTESTED)
 Required level:   2 (ATTESTED)
 Agreement:        agr-0123456789abcdef
@@ -138,30 +150,121 @@ func TestWriteOrganizationsAndAgreements(t *testing.T) {
 	created := timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	var buf bytes.Buffer
 	require.NoError(t, writeOrganizations(&buf, []*trustfedv1.Organization{
-		{Id: "acme", Name: "Acme\tCorp", DeclaredLevel: 3, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE, CreateTime: created, ModifyIndex: 7},
+		{Id: "acme", Name: "Acme\tCorp", DeclaredLevel: 3, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE, CreateTime: created, ModifyIndex: 7,
+			Jurisdiction: "EU", Passport: &trustfedv1.Passport{Level: 3}},
 		{Id: "globex", Name: "Globex", DeclaredLevel: 0, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED, ModifyIndex: 12},
 	}))
-	require.Equal(t, `ID      NAME       LEVEL          STATUS   CREATED               MODIFY INDEX
-acme    Acme Corp  3 (TRUSTED)    ACTIVE   2026-01-02T03:04:05Z  7
-globex  Globex     0 (UNTRUSTED)  REVOKED  -                     12
+	require.Equal(t, `ID      NAME       LEVEL          STATUS   JURISDICTION  PASSPORT LEVEL  CREATED               MODIFY INDEX
+acme    Acme Corp  3 (TRUSTED)    ACTIVE   EU            3 (TRUSTED)     2026-01-02T03:04:05Z  7
+globex  Globex     0 (UNTRUSTED)  REVOKED  -             -               -                     12
 `, buf.String())
 
 	buf.Reset()
+	terms := &trustfedv1.AgreementTerms{
+		Scope:    &trustfedv1.AgreementScope{AllowedActions: []string{"task_send", "ping"}},
+		NotAfter: timestamppb.New(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)),
+	}
 	require.NoError(t, writeAgreements(&buf, []*trustfedv1.Agreement{
-		{Id: "agr-1", OrganizationAId: "acme", OrganizationBId: "globex", Status: trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE, CreateTime: created, ModifyIndex: 9},
+		{Id: "agr-1", OrganizationAId: "acme", OrganizationBId: "globex", Status: trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE, CreateTime: created, ModifyIndex: 9, ParsedTerms: terms},
 	}))
-	require.Equal(t, `ID     ORG A  ORG B   STATUS  CREATED               MODIFY INDEX
-agr-1  acme   globex  ACTIVE  2026-01-02T03:04:05Z  9
+	require.Equal(t, `ID     ORG A  ORG B   STATUS  ACTIONS         VALID UNTIL           CREATED               MODIFY INDEX
+agr-1  acme   globex  ACTIVE  task_send,ping  2027-01-01T00:00:00Z  2026-01-02T03:04:05Z  9
 `, buf.String())
 
 	buf.Reset()
 	require.NoError(t, writeOrganization(&buf, &trustfedv1.Organization{Id: "acme", Name: "Acme", DeclaredLevel: 4},
 		&trustfedv1.ReadMeta{Index: 5, Consistency: trustfedv1.Consistency_CONSISTENCY_STALE}))
 	out := buf.String()
-	require.Contains(t, out, "Declared level:  4 (PRIVILEGED)\n")
-	require.Contains(t, out, "Raft index:      5\n")
-	require.Contains(t, out, "Consistency:     STALE\n")
-	require.Contains(t, out, "Answered by:     -\n")
+	require.Contains(t, out, "Declared level:       4 (PRIVILEGED)\n")
+	require.Contains(t, out, "Passport:             -\n")
+	require.Contains(t, out, "Raft index:           5\n")
+	require.Contains(t, out, "Consistency:          STALE\n")
+	require.Contains(t, out, "Answered by:          -\n")
+}
+
+func TestWriteOrganizationDetail(t *testing.T) {
+	at := func(month time.Month) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, month, 1, 0, 0, 0, 0, time.UTC))
+	}
+	var buf bytes.Buffer
+	require.NoError(t, writeOrganization(&buf, &trustfedv1.Organization{
+		Id: "acme", Name: "Acme", DeclaredLevel: 3, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE,
+		Jurisdiction: "EU", PublicKeyFingerprint: "SHA256:abc",
+		Passport:              &trustfedv1.Passport{Serial: "p-2", IssuerId: "eu-assessors", Level: 3, NotBefore: at(1), ExpireTime: at(12)},
+		PassportHistory:       []string{"p-1"},
+		NotificationEndpoints: []string{"https://a.example/n", "https://b.example/n"},
+		ApproveTime:           at(2), OnboardingUntil: at(3),
+		OnboardingOverride: &trustfedv1.OnboardingOverride{Reason: "known partner", Principal: "admin-1", Time: at(2)},
+		CreateTime:         at(1), UpdateTime: at(2), CreateIndex: 4, ModifyIndex: 9,
+	}, nil))
+	require.Equal(t, `ID:                   acme
+Name:                 Acme
+Status:               ACTIVE
+Jurisdiction:         EU
+Declared level:       3 (TRUSTED)
+Key fingerprint:      SHA256:abc
+Passport:             p-2
+  issuer:             eu-assessors
+  level:              3 (TRUSTED)
+  valid:              2026-01-01T00:00:00Z to 2026-12-01T00:00:00Z
+Passport history:     p-1
+Endpoints:            https://a.example/n, https://b.example/n
+Approved:             2026-02-01T00:00:00Z
+Onboarding until:     2026-03-01T00:00:00Z
+Onboarding override:  known partner (by admin-1 at 2026-02-01T00:00:00Z)
+Created:              2026-01-01T00:00:00Z
+Updated:              2026-02-01T00:00:00Z
+Create index:         4
+Modify index:         9
+`, buf.String())
+}
+
+func TestWriteAgreement(t *testing.T) {
+	at := func(month time.Month) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, month, 1, 0, 0, 0, 0, time.UTC))
+	}
+	ag := &trustfedv1.Agreement{
+		Id: "agr-0123456789abcdef", OrganizationAId: "acme", OrganizationBId: "globex",
+		Status: trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED,
+		ParsedTerms: &trustfedv1.AgreementTerms{
+			AgreementId: "agr-0123456789abcdef", OrganizationAId: "acme", OrganizationBId: "globex",
+			Scope:     &trustfedv1.AgreementScope{AllowedActions: []string{"task_send", "ping"}, DataCategories: []string{"payments"}},
+			NotBefore: at(1), NotAfter: at(12),
+			Termination: &trustfedv1.TerminationConditions{OnPartyRevokedOrSuspended: true, MinLevel: 2, OnPassportExpiry: true},
+		},
+		SignatureA: []byte{1}, SignATime: at(2),
+		TerminateTime: at(4), TerminatedBy: "globex", TerminationReason: "project ended",
+		CreateTime: at(1), UpdateTime: at(4), CreateIndex: 7, ModifyIndex: 12,
+	}
+	var buf bytes.Buffer
+	require.NoError(t, writeAgreement(&buf, ag, nil))
+	require.Equal(t, `ID:                  agr-0123456789abcdef
+Organisation A:      acme
+Organisation B:      globex
+Status:              TERMINATED
+Actions:             task_send, ping
+Data categories:     payments
+Valid from:          2026-01-01T00:00:00Z
+Valid until:         2026-12-01T00:00:00Z
+Ends on:             party revoked or suspended; passport expiry; level below 2 (ATTESTED); end date; termination by a party
+Signed by acme:      2026-02-01T00:00:00Z
+Signed by globex:    not yet
+Terminated:          2026-04-01T00:00:00Z by globex
+Termination reason:  project ended
+Created:             2026-01-01T00:00:00Z
+Updated:             2026-04-01T00:00:00Z
+Create index:        7
+Modify index:        12
+`, buf.String())
+
+	require.Equal(t, "agr-0123456789abcdef between acme and globex: actions task_send,ping; data payments; "+
+		"valid 2026-01-01T00:00:00Z to 2026-12-01T00:00:00Z; ends on: party revoked or suspended; "+
+		"passport expiry; level below 2 (ATTESTED); end date; termination by a party",
+		summarizeTerms(ag.GetParsedTerms()))
+
+	buf.Reset()
+	require.NoError(t, writeAgreement(&buf, &trustfedv1.Agreement{Id: "agr-1"}, nil))
+	require.NotContains(t, buf.String(), "Terminated:", "only terminated agreements show a termination")
 }
 
 func TestWriteJSON(t *testing.T) {
