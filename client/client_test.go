@@ -45,9 +45,9 @@ func (f *fakeServer) seen() (auth, ids []string) {
 	return append([]string(nil), f.auth...), append([]string(nil), f.requestIDs...)
 }
 
-func (f *fakeServer) CreateOrganization(ctx context.Context, req *trustfedv1.CreateOrganizationRequest) (*trustfedv1.CreateOrganizationResponse, error) {
+func (f *fakeServer) ApproveOrganization(ctx context.Context, req *trustfedv1.ApproveOrganizationRequest) (*trustfedv1.ApproveOrganizationResponse, error) {
 	f.record(ctx, req.GetRequestId())
-	return &trustfedv1.CreateOrganizationResponse{Organization: &trustfedv1.Organization{Id: req.GetOrganizationId()}}, nil
+	return &trustfedv1.ApproveOrganizationResponse{Organization: &trustfedv1.Organization{Id: req.GetOrganizationId()}}, nil
 }
 
 func (f *fakeServer) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
@@ -97,16 +97,16 @@ func TestClientTokenAndRequestID(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { require.NoError(t, c.Close()) }()
 
-	req := &trustfedv1.CreateOrganizationRequest{OrganizationId: "acme", Name: "Acme"}
-	_, err = c.Admin().CreateOrganization(ctx, req)
+	req := &trustfedv1.ApproveOrganizationRequest{OrganizationId: "acme"}
+	_, err = c.Admin().ApproveOrganization(ctx, req)
 	require.NoError(t, err)
 	require.Regexp(t, hexID, req.GetRequestId(), "filled in on the caller's message")
 	first := req.GetRequestId()
 
 	// Resending the same message keeps its id; a caller-chosen id is kept.
-	_, err = c.Admin().CreateOrganization(ctx, req)
+	_, err = c.Admin().ApproveOrganization(ctx, req)
 	require.NoError(t, err)
-	_, err = c.Admin().CreateOrganization(ctx, &trustfedv1.CreateOrganizationRequest{OrganizationId: "b", RequestId: "mine"})
+	_, err = c.Admin().ApproveOrganization(ctx, &trustfedv1.ApproveOrganizationRequest{OrganizationId: "b", RequestId: "mine"})
 	require.NoError(t, err)
 	_, err = c.Registry().GetOrganization(ctx, &trustfedv1.GetOrganizationRequest{OrganizationId: "acme"})
 	require.NoError(t, err)
@@ -198,7 +198,7 @@ func TestNewValidation(t *testing.T) {
 func TestEnsureRequestID(t *testing.T) {
 	require.Empty(t, EnsureRequestID(nil))
 	require.Empty(t, EnsureRequestID(&trustfedv1.GetOrganizationRequest{}), "reads have no request_id")
-	var nilReq *trustfedv1.CreateAgreementRequest
+	var nilReq *trustfedv1.SignAgreementRequest
 	require.Empty(t, EnsureRequestID(nilReq))
 	req := &trustfedv1.UpdateOrganizationRequest{}
 	id := EnsureRequestID(req)

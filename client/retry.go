@@ -43,9 +43,9 @@ func IsUnknownOutcome(err error) bool {
 // fn must resend the same request message each time, so that the
 // request_id set on the first attempt makes the retries idempotent:
 //
-//	req := &trustfedv1.CreateOrganizationRequest{OrganizationId: "acme", Name: "Acme"}
+//	req := &trustfedv1.ApproveOrganizationRequest{OrganizationId: "acme"}
 //	err := client.RetryUnknown(ctx, func(ctx context.Context) error {
-//		_, err := c.Admin().CreateOrganization(ctx, req)
+//		_, err := c.Admin().ApproveOrganization(ctx, req)
 //		return err
 //	})
 func RetryUnknown(ctx context.Context, fn func(context.Context) error) error {

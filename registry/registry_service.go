@@ -40,7 +40,7 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 	now := s.clock()
 	fromLevel, toLevel := r.OrganizationLevel(from, now), r.OrganizationLevel(to, now)
 	in := policy.Input{From: from, To: to, FromLevel: fromLevel.Level, ToLevel: toLevel.Level, Action: req.Action}
-	if ag, ok := r.ActiveAgreement(from.Id, to.Id); ok {
+	if ag, ok := r.LatestAgreement(from.Id, to.Id); ok {
 		in.Agreement = ag
 		in.AgreementEnded, _ = r.AgreementEnded(ag, now)
 	}

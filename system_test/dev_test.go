@@ -198,6 +198,8 @@ func TestDevServerEndToEnd(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, "%v", body)
 		body = check("task_send")
 		require.Equal(t, "DECISION_DENY", body["decision"])
+		require.Equal(t, "AGREEMENT_NOT_IN_FORCE", body["reasons"].([]any)[0].(map[string]any)["code"])
+		require.Contains(t, body["reasons"].([]any)[0].(map[string]any)["message"], "pilot over")
 
 		code, body = d.do(t, "GET", "/v1/organizations/st-mary", d.token, nil)
 		require.Equal(t, http.StatusOK, code)
@@ -237,37 +239,64 @@ func TestDevServerEndToEnd(t *testing.T) {
 		require.Equal(t, http.StatusNotFound, code, "refused registrations stored nothing: %v", body)
 	})
 
-	t.Run("CLI", func(t *testing.T) {
-		out, errOut, code := d.cli(t, d.token, "org", "create", "city-gov", "--name", "City Government", "--level", "4")
-		require.Equal(t, 0, code, errOut)
-		require.Contains(t, out, "city-gov")
+	t.Run("CLI: a federation from scratch", func(t *testing.T) {
+		dir := t.TempDir()
+		p := func(name string) string { return filepath.Join(dir, name) }
+		run := func(want int, args ...string) string {
+			t.Helper()
+			out, errOut, code := d.cli(t, d.token, args...)
+			require.Equal(t, want, code, "trustfed %v\nstdout: %s\nstderr: %s", args, out, errOut)
+			return out
+		}
+		for _, k := range []string{"assessor", "city-gov", "port-auth"} {
+			run(0, "keygen", "--out", p(k+".key"))
+		}
+		run(0, "issuer", "accredit", "cli-assessor", "--name", "CLI Assessor", "--pubkey", p("assessor.key.pub"), "--max-level", "4")
+		for _, org := range []string{"city-gov", "port-auth"} {
+			run(0, "issuer", "passport", "issue", "--issuer-key", p("assessor.key"), "--issuer-id", "cli-assessor", "--org-id", org,
+				"--org-pubkey", p(org+".key.pub"), "--level", "3", "--jurisdiction", "EU", "--out", p(org+".jwt"))
+			out := run(0, "org", "register", "--id", org, "--name", "Org "+org, "--jurisdiction", "EU", "--level", "3", "--key", p(org+".key"), "--passport", p(org+".jwt"))
+			require.Contains(t, out, "PENDING")
+			run(0, "org", "approve", org)
+			run(0, "org", "override-onboarding", org, "--reason", "assessed on site")
+		}
+		require.Contains(t, run(0, "passport", "decode", p("city-gov.jwt")), "cli-assessor")
+		out := run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
+		require.Contains(t, out, "NO_AGREEMENT")
 
-		out, errOut, code = d.cli(t, d.token, "org", "list", "-o", "json")
-		require.Equal(t, 0, code, errOut)
+		out = run(0, "agreement", "propose", "city-gov", "port-auth", "--actions", "context_share,ping", "--valid", "30d", "-o", "json")
+		var proposed struct {
+			Agreement struct {
+				ID string `json:"id"`
+			} `json:"agreement"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &proposed), out)
+		agr := proposed.Agreement.ID
+		run(0, "agreement", "sign", agr, "--org", "city-gov", "--key", p("city-gov.key"))
+		run(1, "agreement", "sign", agr, "--org", "port-auth", "--key", p("city-gov.key")) // the wrong key
+		require.Contains(t, run(0, "agreement", "sign", agr, "--org", "port-auth", "--key", p("port-auth.key")), "ACTIVE")
+
+		out = run(0, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
+		require.Contains(t, out, "ALLOW")
+		out = run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "agent_spawn")
+		require.Contains(t, out, "ACTION_OUT_OF_AGREEMENT_SCOPE")
+
+		run(0, "agreement", "terminate", agr, "--org", "port-auth", "--key", p("port-auth.key"), "--reason", "pilot over")
+		out = run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
+		require.Contains(t, out, "AGREEMENT_NOT_IN_FORCE")
+
+		run(0, "org", "set-level", "city-gov", "2")
+		require.Contains(t, run(0, "status"), "Leader")
+		out = run(0, "org", "list", "-o", "json")
 		var list struct {
 			Organizations []struct {
 				ID string `json:"id"`
 			} `json:"organizations"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(out), &list), out)
-		require.Len(t, list.Organizations, 3)
+		require.Len(t, list.Organizations, 4)
 
-		_, errOut, code = d.cli(t, d.token, "agreement", "create", "city-gov", "acme-bank")
-		require.Equal(t, 0, code, errOut)
-		out, errOut, code = d.cli(t, d.token, "check", "--from", "city-gov", "--to", "acme-bank", "--action", "context_share")
-		require.Equal(t, 0, code, "ALLOW exits 0: %s %s", out, errOut)
-		require.Contains(t, out, "ALLOW")
-		out, _, code = d.cli(t, d.token, "check", "--from", "city-gov", "--to", "acme-bank", "--action", "agent_spawn")
-		require.Equal(t, 3, code, "DENY exits 3: %s", out)
-		require.Contains(t, out, "DENY")
-
-		out, errOut, code = d.cli(t, d.token, "org", "set-level", "city-gov", "2")
-		require.Equal(t, 0, code, errOut)
-		out, errOut, code = d.cli(t, d.token, "status")
-		require.Equal(t, 0, code, errOut)
-		require.Contains(t, out, "Leader")
-
-		_, errOut, code = d.cli(t, "", "org", "list")
+		_, errOut, code := d.cli(t, "", "org", "list")
 		require.Equal(t, 1, code)
 		require.Contains(t, errOut, "Unauthenticated")
 	})

@@ -54,7 +54,6 @@ func waitServing(t testing.TB, c *client.Client) {
 	})
 }
 
-
 // logContains reports whether the server's log holds s.
 func logContains(srv *testutil.Server, s string) error {
 	b, err := os.ReadFile(filepath.Join(srv.DataDir, "server.log"))

@@ -196,7 +196,7 @@ func writeOrganization(w io.Writer, o *trustfedv1.Organization, m *trustfedv1.Re
 // writeOrganizations prints organisations as a table.
 func writeOrganizations(w io.Writer, orgs []*trustfedv1.Organization) error {
 	t := newTable(w)
-	t.row("ID", "NAME", "LEVEL", "STATUS", "JURISDICTION", "PASSPORT LEVEL", "CREATED", "MODIFY INDEX")
+	t.row("ID", "NAME", "DECLARED", "STATUS", "JURISDICTION", "PASSPORT", "CREATED", "MODIFY INDEX")
 	for _, o := range orgs {
 		passport := "-"
 		if p := o.GetPassport(); p != nil {

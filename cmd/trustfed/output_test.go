@@ -154,9 +154,9 @@ func TestWriteOrganizationsAndAgreements(t *testing.T) {
 			Jurisdiction: "EU", Passport: &trustfedv1.Passport{Level: 3}},
 		{Id: "globex", Name: "Globex", DeclaredLevel: 0, Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED, ModifyIndex: 12},
 	}))
-	require.Equal(t, `ID      NAME       LEVEL          STATUS   JURISDICTION  PASSPORT LEVEL  CREATED               MODIFY INDEX
-acme    Acme Corp  3 (TRUSTED)    ACTIVE   EU            3 (TRUSTED)     2026-01-02T03:04:05Z  7
-globex  Globex     0 (UNTRUSTED)  REVOKED  -             -               -                     12
+	require.Equal(t, `ID      NAME       DECLARED       STATUS   JURISDICTION  PASSPORT     CREATED               MODIFY INDEX
+acme    Acme Corp  3 (TRUSTED)    ACTIVE   EU            3 (TRUSTED)  2026-01-02T03:04:05Z  7
+globex  Globex     0 (UNTRUSTED)  REVOKED  -             -            -                     12
 `, buf.String())
 
 	buf.Reset()

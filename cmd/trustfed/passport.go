@@ -43,6 +43,7 @@ offline.`
 	passport := newGroupCmd("passport", "Issue governance passports with an issuer key (offline)")
 	passport.AddCommand(newPassportIssueCmd())
 	cmd.AddCommand(passport)
+	cmd.AddCommand(issuerAdminCommands()...)
 	return cmd
 }
 
@@ -53,7 +54,7 @@ func newPassportCmd() *cobra.Command {
 	issue := newPassportIssueCmd()
 	issue.Hidden = true
 	issue.Short = `Same as "trustfed issuer passport issue"`
-	cmd.AddCommand(newPassportDecodeCmd(), issue)
+	cmd.AddCommand(newPassportDecodeCmd(), issue, passportRevokeCmd())
 	return cmd
 }
 

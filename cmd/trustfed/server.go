@@ -48,7 +48,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.bootstrap, "bootstrap", false, "bootstrap a new single-voter cluster if the data dir holds no Raft state, and create the first admin token")
 	fs.StringVar(&f.join, "join", "", "gRPC address of a cluster member to join through (as a voter)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "cluster CA certificate (PEM); default in dev mode: generated under <data-dir>/tls")
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate (PEM), issued by the cluster CA (see "trustfed ca issue-node")")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate (PEM), issued by the cluster CA (see: trustfed ca issue-node)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "this node's private key (PEM)")
 	fs.StringVar(&f.tokenFile, "admin-token-file", "", "where -bootstrap writes the first admin token (default <data-dir>/admin.token)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -134,7 +134,7 @@ func (f *serverFlags) resolve() error {
 		return usageError{errors.New("-bootstrap and -join exclude each other: bootstrap one node, join the others to it")}
 	}
 	if !f.dev && (f.tlsCA == "" || f.tlsCert == "" || f.tlsKey == "") {
-		return usageError{errors.New("-tls-ca, -tls-cert and -tls-key are required outside -dev (create them with "trustfed ca init" and "trustfed ca issue-node")")}
+		return usageError{errors.New("-tls-ca, -tls-cert and -tls-key are required outside -dev (create them with: trustfed ca init, trustfed ca issue-node)")}
 	}
 	if f.tokenFile == "" {
 		f.tokenFile = filepath.Join(f.dataDir, "admin.token")

@@ -184,7 +184,7 @@ func applyTerminateAgreement(tx *memdb.Txn, env *commandv1.Envelope, index uint6
 	if err != nil {
 		return err
 	}
-	return terminate(tx, env, index, cur, t.OrganizationId, "terminated by "+t.OrganizationId+": "+t.Reason)
+	return terminate(tx, env, index, cur, t.OrganizationId, t.Reason)
 }
 
 func terminate(tx *memdb.Txn, env *commandv1.Envelope, index uint64, cur *trustfedv1.Agreement, by, reason string) error {

@@ -33,11 +33,16 @@ func (r *Reader) OrganizationLevel(o *trustfedv1.Organization, now time.Time) Le
 	l.Caps = append(l.Caps, &trustfedv1.LevelCap{Source: CapPassport, Level: attested, Detail: detail})
 	l.Level = min(l.Level, attested)
 
-	if until := o.GetOnboardingUntil(); until != nil && now.Before(until.AsTime()) && o.GetOnboardingOverride() == nil {
-		cap := r.FederationPolicy().GetOnboardingCapLevel()
-		l.Caps = append(l.Caps, &trustfedv1.LevelCap{Source: CapOnboarding, Level: cap,
-			Detail: fmt.Sprintf("onboarding until %s", until.AsTime().UTC().Format(time.RFC3339))})
-		l.Level = min(l.Level, cap)
+	if until := o.GetOnboardingUntil(); until != nil && now.Before(until.AsTime()) {
+		if ov := o.GetOnboardingOverride(); ov != nil {
+			l.Caps = append(l.Caps, &trustfedv1.LevelCap{Source: CapOnboarding, Level: MaxLevel,
+				Detail: fmt.Sprintf("onboarding cap lifted by %s at %s: %s", ov.Principal, ov.Time.AsTime().UTC().Format(time.RFC3339), ov.Reason)})
+		} else {
+			cap := r.FederationPolicy().GetOnboardingCapLevel()
+			l.Caps = append(l.Caps, &trustfedv1.LevelCap{Source: CapOnboarding, Level: cap,
+				Detail: fmt.Sprintf("onboarding until %s", until.AsTime().UTC().Format(time.RFC3339))})
+			l.Level = min(l.Level, cap)
+		}
 	}
 	return l
 }
@@ -72,7 +77,7 @@ func (r *Reader) AgreementEnded(ag *trustfedv1.Agreement, now time.Time) (reason
 	case trustfedv1.AgreementStatus_AGREEMENT_STATUS_PENDING:
 		return fmt.Sprintf("agreement %s is not signed by both parties", ag.Id), true
 	case trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED:
-		return fmt.Sprintf("agreement %s was terminated: %s", ag.Id, ag.TerminationReason), true
+		return fmt.Sprintf("agreement %s was terminated by %s: %s", ag.Id, ag.TerminatedBy, ag.TerminationReason), true
 	}
 	terms := ag.GetParsedTerms()
 	if nb := terms.GetNotBefore(); nb != nil && now.Before(nb.AsTime()) {

@@ -104,6 +104,27 @@ func (r *Reader) ActiveAgreement(a, b string) (*trustfedv1.Agreement, bool) {
 	return nil, false
 }
 
+// LatestAgreement returns the agreement that governs the pair a, b: the
+// active one, or else the most recently created one (pending or
+// terminated), so a decision can say why it does not hold.
+func (r *Reader) LatestAgreement(a, b string) (*trustfedv1.Agreement, bool) {
+	it, err := r.txn.Get(tableAgreements, "pair", a, b)
+	if err != nil {
+		return nil, false
+	}
+	var latest *trustfedv1.Agreement
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		ag := raw.(*trustfedv1.Agreement)
+		if ag.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+			return ag, true
+		}
+		if latest == nil || ag.CreateIndex > latest.CreateIndex {
+			latest = ag
+		}
+	}
+	return latest, latest != nil
+}
+
 // Agreements lists agreements in id order (only those org is party to when
 // org is not empty), starting after the id `after`, at most limit of them.
 func (r *Reader) Agreements(org, after string, limit int) (ags []*trustfedv1.Agreement, next string) {

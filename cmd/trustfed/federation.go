@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/trustfed/trustfed/client"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+const day = 24 * time.Hour
+
+// maxSerialLen bounds a passport serial (attestation: 1..128 printable
+// ASCII characters without spaces).
+const maxSerialLen = 128
+
+func newFederationCmd(a *app) *cobra.Command {
+	cmd := newGroupCmd("federation", "Federation-wide settings")
+	policy := newGroupCmd("policy", "Read and change the federation policy (onboarding cap and period)")
+	policy.AddCommand(newFederationPolicyGetCmd(a), newFederationPolicySetCmd(a))
+	cmd.AddCommand(policy)
+	return cmd
+}
+
+func newFederationPolicyGetCmd(a *app) *cobra.Command {
+	var stale bool
+	cmd := &cobra.Command{
+		Use:   "get",
+		Short: "Show the federation policy",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &trustfedv1.GetFederationPolicyRequest{Consistency: readConsistency(stale)}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Admin().GetFederationPolicy(ctx, req)
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error { return writeFederationPolicy(w, resp.GetPolicy(), resp.GetMeta()) })
+			})
+		},
+	}
+	addStaleFlag(cmd, &stale)
+	return cmd
+}
+
+func newFederationPolicySetCmd(a *app) *cobra.Command {
+	var capLevel, period string
+	cmd := &cobra.Command{
+		Use:   "set [--onboarding-cap N] [--onboarding-period 30d]",
+		Short: "Change the onboarding cap level or period",
+		Long: `Change the federation policy. A member's level is capped at the onboarding
+cap level (0..4 or its name) for the onboarding period after its approval
+(a Go duration such as 720h, or a number of days such as 30d; 0 ends
+onboarding at approval). Changing the period applies to members approved
+afterwards; changing the cap applies at the next decision.`,
+		Example: "  trustfed federation policy set --onboarding-cap 4\n  trustfed federation policy set --onboarding-period 14d",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req, err := federationPolicySetRequest(cmd.Flags().Changed("onboarding-cap"), capLevel, cmd.Flags().Changed("onboarding-period"), period)
+			if err != nil {
+				return err
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				var resp *trustfedv1.UpdateFederationPolicyResponse
+				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
+					resp, err = c.Admin().UpdateFederationPolicy(ctx, req)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error { return writeFederationPolicy(w, resp.GetPolicy(), nil) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&capLevel, "onboarding-cap", "", "level cap of members during onboarding, 0..4 or its name")
+	cmd.Flags().StringVar(&period, "onboarding-period", "", "length of onboarding after approval, e.g. 30d or 720h")
+	return cmd
+}
+
+// federationPolicySetRequest validates the arguments of "federation policy
+// set": at least one of the two settings.
+func federationPolicySetRequest(capSet bool, capLevel string, periodSet bool, period string) (*trustfedv1.UpdateFederationPolicyRequest, error) {
+	if !capSet && !periodSet {
+		return nil, usageErrorf("nothing to change: give --onboarding-cap or --onboarding-period")
+	}
+	req := &trustfedv1.UpdateFederationPolicyRequest{}
+	if capSet {
+		l, err := parseLevel(capLevel)
+		if err != nil {
+			return nil, usageErrorf("--onboarding-cap: %w", err)
+		}
+		req.OnboardingCapLevel = proto.Uint32(l)
+	}
+	if periodSet {
+		d, err := parseDays("--onboarding-period", period)
+		if err != nil {
+			return nil, err
+		}
+		req.OnboardingPeriod = durationpb.New(d)
+	}
+	return req, nil
+}
+
+// passportRevokeCmd is "passport revoke SERIAL --reason R". It is built
+// without the app (the passport group is), so it reads the global flags
+// from the parsed command line.
+func passportRevokeCmd() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke SERIAL --reason REASON",
+		Short: "Revoke a passport serial everywhere (its holder's attested level drops to 0)",
+		Long: `Revoke a governance passport by its serial. From the next decision on, the
+passport attests nothing, wherever it was submitted; the organisation holding
+it needs a new passport ("trustfed org passport") to get its level back.`,
+		Example: `  trustfed passport revoke 3f9c2a7b1d0e4f65 --reason "assessment withdrawn"`,
+		Args:    exactArgs("SERIAL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := passportRevokeRequest(args[0], reason)
+			if err != nil {
+				return err
+			}
+			a, err := appFromFlags(cmd)
+			if err != nil {
+				return err
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				var resp *trustfedv1.RevokePassportResponse
+				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
+					resp, err = c.Admin().RevokePassport(ctx, req)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error {
+					t := newTable(w)
+					t.row("Revoked passport:", req.GetSerial())
+					t.row("Reason:", req.GetReason())
+					return t.flush()
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the passport is revoked (required, recorded)")
+	_ = cmd.MarkFlagRequired("reason")
+	return cmd
+}
+
+// passportRevokeRequest validates the arguments of "passport revoke".
+func passportRevokeRequest(serial, reason string) (*trustfedv1.RevokePassportRequest, error) {
+	if err := validateSerial(serial); err != nil {
+		return nil, err
+	}
+	if err := validateReason(reason); err != nil {
+		return nil, err
+	}
+	return &trustfedv1.RevokePassportRequest{Serial: serial, Reason: reason}, nil
+}
+
+// validateSerial checks a passport serial: 1..128 printable ASCII
+// characters without spaces.
+func validateSerial(serial string) error {
+	if serial == "" || len(serial) > maxSerialLen {
+		return usageErrorf("passport serial must be 1..%d characters", maxSerialLen)
+	}
+	for i := 0; i < len(serial); i++ {
+		if c := serial[i]; c < '!' || c > '~' {
+			return usageErrorf("passport serial %q: only printable ASCII characters without spaces", serial)
+		}
+	}
+	return nil
+}
+
+// validateReason checks a --reason flag: not blank.
+func validateReason(reason string) error {
+	if strings.TrimSpace(reason) == "" {
+		return usageErrorf("--reason is empty")
+	}
+	return nil
+}
+
+// parseDays reads a non-negative duration given to flag: a Go duration
+// (720h) or a whole number of days (30d).
+func parseDays(flag, s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseUint(n, 10, 32)
+		if err != nil || days > uint64(math.MaxInt64/int64(day)) {
+			return 0, usageErrorf("%s %q: want a number of days such as 30d, or a Go duration such as 720h", flag, s)
+		}
+		return time.Duration(days) * day, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, usageErrorf("%s %q: want a number of days such as 30d, or a Go duration such as 720h", flag, s)
+	}
+	if d < 0 {
+		return 0, usageErrorf("%s %q must not be negative", flag, s)
+	}
+	return d, nil
+}
+
+// formatDays renders a duration, with its number of days when it is a
+// whole number of days: "720h0m0s (30d)".
+func formatDays(d *durationpb.Duration) string {
+	s := formatDuration(d)
+	if d == nil || d.CheckValid() != nil {
+		return s
+	}
+	if v := d.AsDuration(); v > 0 && v%day == 0 {
+		s += fmt.Sprintf(" (%dd)", v/day)
+	}
+	return s
+}
+
+// writeFederationPolicy prints the federation policy as key-value rows.
+func writeFederationPolicy(w io.Writer, p *trustfedv1.FederationPolicy, m *trustfedv1.ReadMeta) error {
+	t := newTable(w)
+	t.row("Onboarding cap level:", formatLevel(p.GetOnboardingCapLevel()))
+	t.row("Onboarding period:", formatDays(p.GetOnboardingPeriod()))
+	t.row("Modify index:", fmt.Sprint(p.GetModifyIndex()))
+	writeMetaRows(t, m)
+	return t.flush()
+}
+
+// appFromFlags returns the app of a command assembled without one (the
+// issuer and passport groups are): the global flags as parsed on the
+// command line, with their environment defaults, and the command's output.
+func appFromFlags(cmd *cobra.Command) (*app, error) {
+	a := newApp(cmd.OutOrStdout(), cmd.ErrOrStderr(), nil)
+	f := cmd.Flags()
+	var err error
+	for name, dst := range map[string]*string{
+		"addr": &a.addr, "token": &a.token, "token-file": &a.tokenFile, "cacert": &a.cacert, "output": &a.output,
+	} {
+		if *dst, err = f.GetString(name); err != nil {
+			return nil, fmt.Errorf("global flag --%s: %w", name, err)
+		}
+	}
+	if a.timeout, err = f.GetDuration("timeout"); err != nil {
+		return nil, fmt.Errorf("global flag --timeout: %w", err)
+	}
+	return a, nil
+}
