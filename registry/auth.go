@@ -90,6 +90,12 @@ var methodRoles = map[string][]Role{
 	peerv1.PeerService_ReadIndex_FullMethodName:                      {RoleNode},
 }
 
+// publicMethods need no credentials: publishing public keys so anyone can
+// verify a decision offline.
+var publicMethods = map[string]bool{
+	trustfedv1.RegistryService_GetKeys_FullMethodName: true,
+}
+
 func authorize(method string, p Principal) error {
 	for _, r := range methodRoles[method] {
 		if r == p.Role {
