@@ -300,15 +300,26 @@ step() {
 	log "TEST: $*"
 }
 
-# Organisations the test has written so far (has_orgs checks all of them).
+# Organisations the test has registered and approved so far (has_orgs checks
+# all of them).
 ORGS=()
+
+# The test's key pairs and passports (private keys included) live in KEYS, a
+# temp dir that cmd_test removes on every exit. ISSUER is the passport issuer
+# the test accredits.
+KEYS=""
+ISSUER=smoke-assessors
 
 # cli_try NODE ARGS...: cli, retrying a transient error (gRPC Unavailable or
 # DeadlineExceeded: no leader right now, an election under way) every 0.5s
 # for up to $WAIT seconds; any other error fails at once. Each retry is
-# logged. Writes may be retried (the CLI itself retries with the same
-# request id; a create that another attempt of ours applied comes back as
-# AlreadyExists, which counts as done after a transient error).
+# logged. Writes may be retried (the CLI itself retries with the same request
+# id); when a new attempt after a transient error finds an earlier attempt of
+# ours applied, that counts as done: AlreadyExists (issuer accredit, org
+# register, first agreement signature), "is not pending approval" (org
+# approve), "is not waiting for signatures" (the second signature). What the
+# test wrote is checked by reads and decisions afterwards. `check` exits 3 on
+# DENY: a decision, not an error, returned as is.
 cli_try() {
 	local node=$1 start err rc transient=0
 	shift
@@ -318,16 +329,16 @@ cli_try() {
 		[ "$rc" -ne 0 ] || return 0
 		case $err in
 		*"(code Unavailable)"* | *"(code DeadlineExceeded)"*) ;;
-		*"(code AlreadyExists)"*)
+		*"(code AlreadyExists)"* | *"is not pending approval (code FailedPrecondition)"* | *"is not waiting for signatures (code FailedPrecondition)"*)
 			if [ "$transient" = 1 ]; then
-				log "'$*' via $node: AlreadyExists after a transient error: our earlier attempt was applied"
+				log "'$*' via $node: $(grep -o '(code [A-Za-z]*)' <<<"$err" | tail -1) after a transient error: our earlier attempt was applied"
 				return 0
 			fi
 			printf '%s\n' "$err" >&2
 			return "$rc"
 			;;
 		*)
-			printf '%s\n' "$err" >&2
+			[ -z "$err" ] || printf '%s\n' "$err" >&2
 			return "$rc"
 			;;
 		esac
@@ -343,14 +354,48 @@ cli_try() {
 }
 
 # has_orgs CLIFN NODE [--stale]: NODE itself answers with every organisation
-# in ORGS; CLIFN is cli (fail at once, for polling) or cli_try.
+# in ORGS, each ACTIVE (registered and approved); CLIFN is cli (fail at once,
+# for polling) or cli_try.
 has_orgs() {
 	local fn=$1 node=$2 org out
 	shift 2
 	for org in "${ORGS[@]}"; do
 		out=$("$fn" "$node" org get "$org" "$@" -o json) || return 1
-		grep -q "\"id\": \"$org\"" <<<"$out" && grep -q "\"nodeId\": \"$node\"" <<<"$out" || return 1
+		grep -q "\"id\": \"$org\"" <<<"$out" && grep -q '"status": "ORGANIZATION_STATUS_ACTIVE"' <<<"$out" &&
+			grep -q "\"nodeId\": \"$node\"" <<<"$out" || return 1
 	done
+}
+
+# decision CLIFN NODE WANT ARGS...: `check ARGS` answered by NODE is WANT
+# (ALLOW: exit 0, DENY: exit 3). Prints the decision if it is not.
+decision() {
+	local fn=$1 node=$2 want=$3 rc=0 out
+	shift 3
+	out=$("$fn" "$node" check "$@") || rc=$?
+	case $want:$rc in ALLOW:0 | DENY:3) return 0 ;; esac
+	printf 'check %s via %s: exit %s, want %s\n%s\n' "$*" "$node" "$rc" "$want" "$out" >&2
+	return 1
+}
+
+# new_member ORG LEVEL: ORG's key pair and a passport for it at LEVEL from
+# $ISSUER, in $KEYS (offline: keygen and issuer passport issue).
+new_member() {
+	"$BIN" keygen --out "$KEYS/$1.key" >/dev/null || die "keygen $1"
+	"$BIN" issuer passport issue --issuer-key "$KEYS/$ISSUER.key" --issuer-id "$ISSUER" --org-id "$1" \
+		--org-pubkey "$KEYS/$1.key.pub" --level "$2" --jurisdiction EU --out "$KEYS/$1.jwt" >/dev/null ||
+		die "issuer passport issue for $1"
+}
+
+# register_member NODE ORG NAME LEVEL: key and passport for ORG, then via
+# NODE: ORG registers itself (signed with its key; PENDING), the admin
+# approves it (ACTIVE). Appends ORG to ORGS.
+register_member() {
+	local node=$1 org=$2 name=$3 level=$4
+	new_member "$org" "$level"
+	cli_try "$node" org register --id "$org" --name "$name" --jurisdiction EU --level "$level" \
+		--key "$KEYS/$org.key" --passport "$KEYS/$org.jwt" >/dev/null || die "org register $org via $node"
+	cli_try "$node" org approve "$org" >/dev/null || die "org approve $org via $node"
+	ORGS+=("$org")
 }
 
 # failover_round N: stop the leader, wait for a new one via a survivor, read
@@ -379,16 +424,16 @@ failover_round() {
 	log "round $r: new leader is $newleader"
 	cli "$survivor" status >&2
 
-	step "round $r: read the data back via $survivor, write with $leader down"
+	step "round $r: read the data back via $survivor, register + approve an organisation with $leader down"
 	start=$(now)
-	has_orgs cli_try "$survivor" || die "round $r: organisations ${ORGS[*]} not readable via $survivor"
-	cli_try "$survivor" check --from acme-bank --to st-mary --action task_send >/dev/null ||
+	has_orgs cli_try "$survivor" || die "round $r: organisations ${ORGS[*]} not readable (ACTIVE) via $survivor"
+	decision cli_try "$survivor" ALLOW --from acme-bank --to st-mary --action task_send ||
 		die "round $r: check acme-bank -> st-mary is not ALLOW via $survivor"
 	org=written-in-round-$r
-	cli_try "$survivor" org create "$org" --name "Written in round $r" --level 1 >/dev/null ||
-		die "round $r: org create $org via $survivor (2 of 3 nodes up)"
-	ORGS+=("$org")
-	has_orgs cli_try "$survivor" || die "round $r: $org not readable via $survivor"
+	register_member "$survivor" "$org" "Written in round $r" 2
+	has_orgs cli_try "$survivor" || die "round $r: $org not readable (ACTIVE) via $survivor"
+	decision cli_try "$survivor" DENY --from "$org" --to acme-bank --action task_send ||
+		die "round $r: check $org -> acme-bank (no agreement) is not DENY via $survivor"
 	t_rw=$(elapsed_since "$start")
 
 	step "round $r: start $leader again (docker compose start)"
@@ -403,21 +448,22 @@ failover_round() {
 	t_rejoin=$(elapsed_since "$start")
 	start=$(now)
 	# --stale is answered from $leader's own replica: it has applied what it missed.
-	wait_for "round $r: $leader's replica has all ${#ORGS[@]} organisations (stale read)" has_orgs cli "$leader" --stale ||
+	wait_for "round $r: $leader's replica has all ${#ORGS[@]} organisations ACTIVE (stale read)" has_orgs cli "$leader" --stale ||
 		die "round $r: $leader did not catch up (stale read of ${ORGS[*]} within ${WAIT}s)"
 	has_orgs cli_try "$leader" || die "round $r: linearizable read via $leader"
 	t_catch=$(elapsed_since "$start")
 	cli "$leader" status >&2
 	ROUNDS+=("$leader>$newleader")
-	TOOK+=("round $r ($leader stopped, $newleader took over): compose stop ${t_stop}s, new leader ${t_fail}s, read+write ${t_rw}s, compose start ${t_start}s, rejoined ${t_rejoin}s, caught up ${t_catch}s")
+	TOOK+=("round $r ($leader stopped, $newleader took over): compose stop ${t_stop}s, new leader ${t_fail}s, read+register+approve ${t_rw}s, compose start ${t_start}s, rejoined ${t_rejoin}s, caught up ${t_catch}s")
 }
 
 cmd_test() {
-	local t_all start t_up t_writes t_down r rounds=${TRUSTFED_ROUNDS:-2}
+	local t_all start t_up t_writes t_down r n agr out rounds=${TRUSTFED_ROUNDS:-2}
 	TEST_OK=0
 	t_all=$(now)
 	on_exit() {
 		local rc=$?
+		[ -z "$KEYS" ] || rm -rf "$KEYS"
 		if [ "$TEST_OK" != 1 ]; then
 			echo "FAIL: step '$STEP' failed (exit $rc)" >&2
 			dump_logs
@@ -431,6 +477,7 @@ cmd_test() {
 		[ "$TEST_OK" = 1 ] || exit 1
 	}
 	trap on_exit EXIT
+	trap 'exit 1' INT TERM HUP # so that on_exit cleans up then too
 
 	step "clean start (down -v, remove data)"
 	compose down -v --remove-orphans --timeout 15 >/dev/null 2>&1 || true
@@ -444,48 +491,78 @@ cmd_test() {
 
 	step "check the CLI has the verbs this test uses"
 	local verb
-	for verb in "org create" "org get" "agreement create" "check"; do
+	for verb in "keygen" "issuer accredit" "issuer passport issue" "org register" "org approve" "org get" "org list" \
+		"federation policy set" "agreement propose" "agreement sign" "check"; do
 		# shellcheck disable=SC2086
 		"$BIN" $verb --help >/dev/null 2>&1 && "$BIN" $verb --help 2>/dev/null | grep -q "trustfed $verb" ||
-			die "this build's CLI has no '$verb' (the smoke test is written for the CLI of 669b288: org create, agreement create; the membership API replaces them with org register/approve and agreement propose/sign). Run with TRUSTFED_REF=<a commit with those verbs> or update cmd_test in $0"
+			die "this build's CLI has no '$verb' (the smoke test uses the membership CLI of 9b7a883: org register/approve, agreement propose/sign, issuer accredit). Run with TRUSTFED_REF=<a commit with those verbs> or update cmd_test in $0"
 	done
 
-	step "create two organisations and an agreement via n1 (127.0.0.1:$TRUSTFED_N1_GRPC_PORT)"
+	step "set up a federation via n1 (127.0.0.1:$TRUSTFED_N1_GRPC_PORT): issuer, 2 members, an agreement"
 	start=$(now)
-	cli_try n1 org create acme-bank --name "Acme Bank" --level 3 >/dev/null || die "org create acme-bank via n1"
-	cli_try n1 org create st-mary --name "St Mary Hospital" --level 2 >/dev/null || die "org create st-mary via n1"
-	ORGS=(acme-bank st-mary)
-	cli_try n1 agreement create acme-bank st-mary >/dev/null || die "agreement create acme-bank st-mary via n1"
-	cli_try n1 check --from acme-bank --to st-mary --action task_send >/dev/null || die "check is not ALLOW via n1"
-	has_orgs cli_try n1 || die "organisations not readable via n1"
+	KEYS=$(mktemp -d "${TMPDIR:-/tmp}/trustfed-smoke.XXXXXX") || die "mktemp"
+	log "keys and passports in $KEYS (removed at exit)"
+	"$BIN" keygen --out "$KEYS/$ISSUER.key" >/dev/null || die "keygen $ISSUER"
+	cli_try n1 issuer accredit "$ISSUER" --name "Smoke Test Assessors" --pubkey "$KEYS/$ISSUER.key.pub" --max-level 4 >/dev/null ||
+		die "issuer accredit $ISSUER via n1"
+	register_member n1 acme-bank "Acme Bank" 3
+	register_member n1 st-mary "St Mary Hospital" 3
+	has_orgs cli_try n1 || die "organisations not readable (ACTIVE) via n1"
+	decision cli_try n1 DENY --from acme-bank --to st-mary --action task_send ||
+		die "check acme-bank -> st-mary before any agreement is not DENY via n1"
+	# New members are capped at level 2 for 30 days; lift the cap for everyone.
+	cli_try n1 federation policy set --onboarding-cap 4 >/dev/null || die "federation policy set --onboarding-cap 4 via n1"
+	out=$(cli_try n1 agreement propose acme-bank st-mary --actions task_send,context_share,ping --valid 30d -o json) ||
+		die "agreement propose acme-bank st-mary via n1"
+	agr=$(sed -n 's/^    "id": "\(agr-[^"]*\)",$/\1/p' <<<"$out") # .agreement.id
+	[ -n "$agr" ] || die "agreement propose: no .agreement.id in: $(head -c 300 <<<"$out")"
+	log "agreement $agr proposed (PENDING)"
+	cli_try n1 agreement sign "$agr" --org acme-bank --key "$KEYS/acme-bank.key" >/dev/null ||
+		die "agreement sign $agr --org acme-bank via n1"
+	cli_try n1 agreement sign "$agr" --org st-mary --key "$KEYS/st-mary.key" >/dev/null ||
+		die "agreement sign $agr --org st-mary via n1"
+	out=$(cli_try n1 agreement get "$agr" -o json) && grep -q '"status": "AGREEMENT_STATUS_ACTIVE"' <<<"$out" ||
+		die "agreement $agr is not ACTIVE after both signatures"
+	decision cli_try n1 ALLOW --from acme-bank --to st-mary --action context_share ||
+		die "check acme-bank -> st-mary context_share is not ALLOW via n1"
+	decision cli_try n1 ALLOW --from acme-bank --to st-mary --action task_send ||
+		die "check acme-bank -> st-mary task_send is not ALLOW via n1"
 	t_writes=$(elapsed_since "$start")
 
 	# Round 1 stops n1 (the bootstrap node); round 2 stops the new leader, a
 	# node started with -join, whose restart joins again through n1.
 	for ((r = 1; r <= rounds; r++)); do failover_round "$r"; done
 
-	step "final check: every node has every organisation"
+	step "final check: every node's replica has every organisation ACTIVE and the agreement"
 	for n in "${NODES[@]}"; do
-		wait_for "$n's replica has all ${#ORGS[@]} organisations" has_orgs cli "$n" --stale >/dev/null ||
+		wait_for "$n's replica has all ${#ORGS[@]} organisations ACTIVE" has_orgs cli "$n" --stale >/dev/null ||
 			die "$n is missing organisations"
+		wait_for "$n's replica decides acme-bank -> st-mary task_send ALLOW (check --stale)" \
+			decision cli "$n" ALLOW --from acme-bank --to st-mary --action task_send --stale >/dev/null ||
+			die "$n does not ALLOW acme-bank -> st-mary from its own replica"
 	done
 	[ "$(cli_try n1 org list | grep -cE "^($(
 		IFS='|'
 		echo "${ORGS[*]}"
-	))[[:space:]]")" = "${#ORGS[@]}" ] || die "org list via n1 does not show the ${#ORGS[@]} organisations"
+	))[[:space:]].*[[:space:]]ACTIVE[[:space:]]")" = "${#ORGS[@]}" ] ||
+		die "org list via n1 does not show the ${#ORGS[@]} organisations ACTIVE"
 
 	step "down"
 	start=$(now)
 	TEST_OK=1
-	trap - EXIT
+	trap - EXIT INT TERM HUP
+	rm -rf "$KEYS"
 	compose down -v --remove-orphans --timeout 15 >/dev/null 2>&1 || die "compose down failed"
 	rm -rf "$DATA"
 	t_down=$(elapsed_since "$start")
 
 	echo
-	echo "PASS: 3-node cluster up; 2 organisations + agreement via n1; $rounds fail-over round(s) (stopped>new leader: ${ROUNDS[*]}),"
-	echo "      each: data read back and a write with one node down via a survivor, stopped node restarted and caught up."
-	echo "timings: up ${t_up}s, writes ${t_writes}s, down ${t_down}s, total $(elapsed_since "$t_all")s"
+	echo "PASS: 3-node cluster up; via n1: issuer accredited, 2 organisations registered (own key + passport) and approved,"
+	echo "      onboarding cap lifted, agreement proposed and signed by both (DENY before, ALLOW after);"
+	echo "      $rounds fail-over round(s) (stopped>new leader: ${ROUNDS[*]}), each: data and ALLOW read back and one"
+	echo "      organisation registered + approved with one node down via a survivor, stopped node restarted and caught up;"
+	echo "      finally every node's own replica has all ${#ORGS[@]} organisations ACTIVE and ALLOWs acme-bank -> st-mary."
+	echo "timings: up ${t_up}s, federation setup ${t_writes}s, down ${t_down}s, total $(elapsed_since "$t_all")s"
 	printf '  %s\n' "${TOOK[@]}"
 }
 
