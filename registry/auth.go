@@ -64,6 +64,7 @@ var methodRoles = map[string][]Role{
 	trustfedv1.RegistryService_CheckInteraction_FullMethodName:    {RoleAdmin},
 	trustfedv1.RegistryService_GetOrganization_FullMethodName:     {RoleAdmin},
 	trustfedv1.RegistryService_ListOrganizations_FullMethodName:   {RoleAdmin},
+	trustfedv1.RegistryService_GetKeys_FullMethodName:             {RoleNone, RoleAdmin, RoleNode}, // public: see publicMethods
 	trustfedv1.AdminService_ApproveOrganization_FullMethodName:    {RoleAdmin},
 	trustfedv1.AdminService_UpdateOrganization_FullMethodName:     {RoleAdmin},
 	trustfedv1.AdminService_OverrideOnboarding_FullMethodName:     {RoleAdmin},
