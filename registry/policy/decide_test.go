@@ -156,3 +156,27 @@ func TestControlsDeny(t *testing.T) {
 	require.Equal(t, []string{ReasonControlsConflict, ReasonActionNotAllowed, ReasonPIIBlocked}, codes, "every reason, in a stable order")
 	require.Contains(t, d.Reasons[0].Message, "residency")
 }
+
+// BenchmarkDecide measures the pure decision (tiers, levels, resolver,
+// PII/value/dual-authorisation rules) without network or signing.
+func BenchmarkDecide(b *testing.B) {
+	full := func(limit int64) *trustfedv1.ControlProfile {
+		p := profile(func(p *trustfedv1.ControlProfile) {
+			for t := trustfedv1.PiiType(1); t <= 14; t++ {
+				p.DataHandling.PiiRules = append(p.DataHandling.PiiRules, &trustfedv1.PiiRule{Type: t, ByLevel: []trustfedv1.PiiAction{4, 4, 3, 2, 1}})
+			}
+			p.DataHandling.ResidencyRegions = []string{"EU", "UK"}
+			p.ActionAuthorization.Limits = []*trustfedv1.ActionLimit{{Action: "task_send", MaxValue: limit}}
+		})
+		return p
+	}
+	in := input(withProfile(active("bank-a", 4), full(1_000_000)), withProfile(active("bank-b", 2), full(250_000)), "task_send", anAgreement)
+	in.DataTypes = []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_EMAIL, trustfedv1.PiiType_PII_TYPE_CREDIT_CARD}
+	in.Value = 1000
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := Decide(in); !d.Allow {
+			b.Fatalf("denied: %v", d.Reasons)
+		}
+	}
+}
