@@ -20,6 +20,8 @@ const (
 	PurposeAgreement Purpose = "agreement"
 	// PurposeTermination signs the termination of a bilateral agreement.
 	PurposeTermination Purpose = "agreement-termination"
+	// PurposeDecision signs a registry decision (DecisionStatement).
+	PurposeDecision Purpose = "decision"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.

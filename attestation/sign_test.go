@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 func TestSignVerifyPurposes(t *testing.T) {
@@ -65,4 +66,18 @@ func TestSignPrefixIsUnambiguous(t *testing.T) {
 	require.Panics(t, func() { Sign(testPassportKey(9), "a/v1\x00b", nil) })
 	require.Panics(t, func() { Sign(testPassportKey(9), "Agreement", nil) })
 	require.Panics(t, func() { Sign(testPassportKey(9)[:32], PurposeAgreement, nil) })
+}
+
+// BenchmarkSignDecision is the signing cost added to every decision.
+func BenchmarkSignDecision(b *testing.B) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	st := &trustfedv1.DecisionStatement{FromOrganizationId: "bank-a", ToOrganizationId: "bank-b", Action: "task_send",
+		Decision: trustfedv1.Decision_DECISION_ALLOW, EffectiveLevel: 2, FromLevel: 4, ToLevel: 2, RequiredLevel: 2,
+		AgreementId: "agr-0000000000000001", Index: 12345, KeyId: "SHA256:abc"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := SignDecision(key, st); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

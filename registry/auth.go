@@ -64,6 +64,7 @@ var methodRoles = map[string][]Role{
 	trustfedv1.RegistryService_CheckInteraction_FullMethodName:    {RoleAdmin},
 	trustfedv1.RegistryService_GetOrganization_FullMethodName:     {RoleAdmin},
 	trustfedv1.RegistryService_ListOrganizations_FullMethodName:   {RoleAdmin},
+	trustfedv1.RegistryService_GetKeys_FullMethodName:             {RoleNone, RoleAdmin, RoleNode}, // public: see publicMethods
 	trustfedv1.AdminService_ApproveOrganization_FullMethodName:    {RoleAdmin},
 	trustfedv1.AdminService_UpdateOrganization_FullMethodName:     {RoleAdmin},
 	trustfedv1.AdminService_OverrideOnboarding_FullMethodName:     {RoleAdmin},
@@ -88,6 +89,12 @@ var methodRoles = map[string][]Role{
 	trustfedv1.ClusterService_Join_FullMethodName:                    {RoleAdmin, RoleNode},
 	trustfedv1.ClusterService_Leave_FullMethodName:                   {RoleAdmin},
 	peerv1.PeerService_ReadIndex_FullMethodName:                      {RoleNode},
+}
+
+// publicMethods need no credentials: publishing public keys so anyone can
+// verify a decision offline.
+var publicMethods = map[string]bool{
+	trustfedv1.RegistryService_GetKeys_FullMethodName: true,
 }
 
 func authorize(method string, p Principal) error {

@@ -125,7 +125,7 @@ func (s *Server) GetFederationPolicy(ctx context.Context, req *trustfedv1.GetFed
 
 // UpdateFederationPolicy changes the onboarding cap level or period.
 func (s *Server) UpdateFederationPolicy(ctx context.Context, req *trustfedv1.UpdateFederationPolicyRequest) (*trustfedv1.UpdateFederationPolicyResponse, error) {
-	cmd := &commandv1.UpdateFederationPolicy{OnboardingCapLevel: req.OnboardingCapLevel, OnboardingPeriod: req.OnboardingPeriod}
+	cmd := &commandv1.UpdateFederationPolicy{OnboardingCapLevel: req.OnboardingCapLevel, OnboardingPeriod: req.OnboardingPeriod, FreshnessWindow: req.FreshnessWindow}
 	if err := state.ValidatePolicyUpdate(cmd); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,9 @@ package registry
 
 import (
 	"context"
+	"crypto/ed25519"
+
+	"github.com/trustfed/trustfed/attestation"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/policy"
@@ -25,6 +28,9 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 	if _, ok := policy.RequiredLevel(req.Action); !ok {
 		return nil, state.Invalid("action", "unknown action %q (one of %v)", req.Action, policy.Actions())
 	}
+	if err := validateCheckDetails(req); err != nil {
+		return nil, err
+	}
 	r, meta, err := s.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
@@ -39,7 +45,8 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 	}
 	now := s.clock()
 	fromLevel, toLevel := r.OrganizationLevel(from, now), r.OrganizationLevel(to, now)
-	in := policy.Input{From: from, To: to, FromLevel: fromLevel.Level, ToLevel: toLevel.Level, Action: req.Action}
+	in := policy.Input{From: from, To: to, FromLevel: fromLevel.Level, ToLevel: toLevel.Level, Action: req.Action,
+		DataTypes: req.DataTypes, Value: req.Value}
 	if ag, ok := r.LatestAgreement(from.Id, to.Id); ok {
 		in.Agreement = ag
 		in.AgreementEnded, _ = r.AgreementEnded(ag, now)
@@ -56,9 +63,31 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 		Meta:           meta,
 		FromLevelCaps:  fromLevel.Caps,
 		ToLevelCaps:    toLevel.Caps,
+		Controls:       d.Controls,
 	}
 	if d.Allow {
 		resp.Decision = trustfedv1.Decision_DECISION_ALLOW
+	}
+	if err := s.signDecision(r, req, resp, now); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// GetKeys publishes the decision-signing public keys.
+func (s *Server) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequest) (*trustfedv1.GetKeysResponse, error) {
+	r, _, err := s.read(ctx, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE)
+	if err != nil {
+		return nil, err
+	}
+	resp := &trustfedv1.GetKeysResponse{}
+	for _, k := range r.SigningKeys() {
+		pub := ed25519.NewKeyFromSeed(k.PrivateSeed).Public().(ed25519.PublicKey)
+		pemBytes, err := attestation.MarshalPublicKeyPEM(pub)
+		if err != nil {
+			return nil, err
+		}
+		resp.Keys = append(resp.Keys, &trustfedv1.RegistryKey{KeyId: k.KeyId, PublicKey: pub, PublicKeyPem: string(pemBytes), Algorithm: "Ed25519", CreateTime: k.CreateTime})
 	}
 	return resp, nil
 }

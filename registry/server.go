@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/trustfed/trustfed/consensus"
@@ -66,6 +67,8 @@ type Server struct {
 	auth  authenticator
 	log   *slog.Logger
 	clock func() time.Time
+	// key caches the parsed decision-signing key.
+	key atomic.Pointer[cachedKey]
 }
 
 // New checks cfg and returns a Server.
@@ -128,6 +131,9 @@ func (s *Server) Register(gs *grpc.Server) {
 // authorise, forward writes to the leader, handle, map errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
+	if publicMethods[info.FullMethod] {
+		return s.handlePublic(ctx, req, info, handler)
+	}
 	p, err := s.auth.authenticate(ctx)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
@@ -142,6 +148,12 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		resp, err = handler(ctx, req)
 	}
 	s.log.Debug("request", "method", info.FullMethod, "principal", p.ID, "forwarded", forwarded, "duration", time.Since(start), "error", err)
+	return resp, toStatus(s.log, info.FullMethod, err)
+}
+
+// handlePublic serves a method that needs no credentials (public keys).
+func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(withPrincipal(ctx, Principal{ID: "anonymous", Role: RoleNone}), req)
 	return resp, toStatus(s.log, info.FullMethod, err)
 }
 

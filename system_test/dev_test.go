@@ -276,8 +276,9 @@ func TestDevServerEndToEnd(t *testing.T) {
 		run(1, "agreement", "sign", agr, "--org", "port-auth", "--key", p("city-gov.key")) // the wrong key
 		require.Contains(t, run(0, "agreement", "sign", agr, "--org", "port-auth", "--key", p("port-auth.key")), "ACTIVE")
 
-		out = run(0, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
+		out = run(0, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share", "--verify", "--data-types", "email")
 		require.Contains(t, out, "ALLOW")
+		require.Contains(t, out, "Valid until:")
 		out = run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "agent_spawn")
 		require.Contains(t, out, "ACTION_OUT_OF_AGREEMENT_SCOPE")
 

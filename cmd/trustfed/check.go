@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,8 +27,9 @@ Exit codes, so that scripts can branch on the decision:
   2  usage error`
 
 func newCheckCmd(a *app) *cobra.Command {
-	var from, to, action string
-	var stale bool
+	var from, to, action, dataTypes string
+	var value int64
+	var stale, verify bool
 	cmd := &cobra.Command{
 		Use:     "check --from ORG --to ORG --action ACTION",
 		Short:   "Decide whether an interaction between two organisations is allowed (exit 0 ALLOW, 3 DENY)",
@@ -39,10 +41,27 @@ func newCheckCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if req.DataTypes, err = parsePIITypes(dataTypes); err != nil {
+				return err
+			}
+			if value < 0 {
+				return usageErrorf("--value must not be negative")
+			}
+			req.Value = value
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.Registry().CheckInteraction(ctx, req)
 				if err != nil {
 					return err
+				}
+				if verify {
+					keys, err := c.Keys(ctx)
+					if err != nil {
+						return err
+					}
+					if _, err := client.VerifyDecision(resp, keys, time.Now()); err != nil {
+						return fmt.Errorf("decision does not verify: %w", err)
+					}
+					fmt.Fprintln(cmd.ErrOrStderr(), "signature verified with registry key", resp.GetKeyId())
 				}
 				if err := a.print(resp, func(w io.Writer) error { return writeCheck(w, resp) }); err != nil {
 					return err
@@ -54,6 +73,9 @@ func newCheckCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&from, "from", "", "organisation whose agent initiates the interaction (required)")
 	cmd.Flags().StringVar(&to, "to", "", "counterparty organisation (required)")
 	cmd.Flags().StringVar(&action, "action", "", `action, e.g. "discovery", "ping", "task_send", "context_share" (required)`)
+	cmd.Flags().StringVar(&dataTypes, "data-types", "", "comma-separated PII types the interaction carries, e.g. email,person_name")
+	cmd.Flags().Int64Var(&value, "value", 0, "value of the action in minor currency units")
+	cmd.Flags().BoolVar(&verify, "verify", false, "verify the decision's signature with the registry's published key")
 	addStaleFlag(cmd, &stale)
 	for _, f := range []string{"from", "to", "action"} {
 		_ = cmd.MarkFlagRequired(f)
@@ -78,6 +100,23 @@ func checkRequest(from, to, action string, stale bool) (*trustfedv1.CheckInterac
 		Action:             action,
 		Consistency:        readConsistency(stale),
 	}, nil
+}
+
+// parsePIITypes parses "email,credit_card" into PII types.
+func parsePIITypes(s string) ([]trustfedv1.PiiType, error) {
+	var out []trustfedv1.PiiType
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		v, ok := trustfedv1.PiiType_value["PII_TYPE_"+strings.ToUpper(name)]
+		if !ok || v == 0 {
+			return nil, usageErrorf("--data-types: unknown PII type %q", name)
+		}
+		out = append(out, trustfedv1.PiiType(v))
+	}
+	return out, nil
 }
 
 // checkExit maps a decision to the command's outcome: nil for ALLOW, exit

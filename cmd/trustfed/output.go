@@ -307,6 +307,11 @@ func writeCheck(w io.Writer, r *trustfedv1.CheckInteractionResponse) error {
 	t.row("Required level:", formatLevel(r.GetRequiredLevel()))
 	t.row("Agreement:", orDash(r.GetAgreementId()))
 	writeMetaRows(t, r.GetMeta())
+	if r.GetDecidedAt() != nil {
+		t.row("Decided at:", r.GetDecidedAt().AsTime().UTC().Format(time.RFC3339Nano))
+		t.row("Valid until:", r.GetValidUntil().AsTime().UTC().Format(time.RFC3339Nano))
+		t.row("Signed by:", orDash(r.GetKeyId()))
+	}
 	if len(r.GetReasons()) == 0 {
 		t.row("Reasons:", "-")
 		return t.flush()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/trustfed/trustfed/attestation"
@@ -137,6 +139,8 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
+	keyReady := make(chan struct{})
+	node.RegisterLeaderTask("signing-key", signingKeyTask(node, store, keyReady, logger))
 	tokenReady := make(chan struct{})
 	if f.bootstrap {
 		secret, err := ensureBootstrapToken(f.tokenFile)
@@ -146,6 +150,11 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		node.RegisterLeaderTask("bootstrap-token", bootstrapTokenTask(node, store, secret, tokenReady, logger))
 		if f.dev {
 			go func() {
+				select {
+				case <-keyReady:
+				case <-ctx.Done():
+					return
+				}
 				select {
 				case <-tokenReady:
 					printDevBanner(out, f, grpcLis.Addr(), httpLis.Addr(), node.RaftAddr(), files.CAFile, secret)
@@ -264,6 +273,42 @@ func writeAddrs(f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile str
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return os.Rename(path+".tmp", path)
+}
+
+// signingKeyTask makes sure the registry has a decision-signing key: a
+// leader of a registry without one generates it and proposes it. Closes
+// ready when the registry holds a key.
+func signingKeyTask(node *consensus.Node, store *state.Store, ready chan struct{}, logger *slog.Logger) func(context.Context) error {
+	var once sync.Once
+	markReady := func() { once.Do(func() { close(ready) }) }
+	return func(ctx context.Context) error {
+		return retry(ctx, logger, "store registry signing key", func() error {
+			if len(store.Read().SigningKeys()) > 0 {
+				markReady()
+				return nil
+			}
+			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			id := attestation.Fingerprint(pub)
+			cmd, err := state.Encode(&commandv1.PutSigningKey{Key: &commandv1.SigningKey{KeyId: id, PrivateSeed: priv.Seed()}},
+				state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "system:bootstrap"})
+			if err != nil {
+				return err
+			}
+			res, err := node.Apply(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			if r := res.Response.(state.Result); r.Err != nil && !errors.Is(r.Err, state.ErrFailedPrecondition) {
+				return r.Err
+			}
+			logger.Info("registry signing key stored", "key_id", id)
+			markReady()
+			return nil
+		})
+	}
 }
 
 // ensureBootstrapToken returns the admin token kept in path, creating it

@@ -14,6 +14,11 @@ const (
 	ReasonNoAgreement         = "NO_AGREEMENT"
 	ReasonAgreementNotInForce = "AGREEMENT_NOT_IN_FORCE"
 	ReasonOutOfScope          = "ACTION_OUT_OF_AGREEMENT_SCOPE"
+	ReasonControlsConflict    = "CONTROLS_CONFLICT"
+	ReasonActionNotAllowed    = "ACTION_NOT_ALLOWED_BY_CONTROLS"
+	ReasonPIIBlocked          = "PII_BLOCKED"
+	ReasonValueOverLimit      = "VALUE_OVER_LIMIT"
+	ReasonDualAuthorization   = "DUAL_AUTHORIZATION_REQUIRED"
 )
 
 // Input is everything a decision depends on.
@@ -28,6 +33,9 @@ type Input struct {
 	// AgreementEnded, when not empty, says why Agreement does not hold at
 	// decision time (window, termination conditions).
 	AgreementEnded string
+	// DataTypes are the PII types the interaction carries; Value its value.
+	DataTypes []trustfedv1.PiiType
+	Value     int64
 }
 
 // Decision is the outcome of Decide.
@@ -37,6 +45,8 @@ type Decision struct {
 	FromLevel, ToLevel, Effective uint32
 	Required                      uint32
 	AgreementID                   string
+	// Controls is the most restrictive combination of both profiles.
+	Controls *trustfedv1.ControlProfile
 }
 
 // Decide answers whether the interaction may happen. It collects every reason
@@ -73,8 +83,52 @@ func Decide(in Input) Decision {
 			deny(ReasonOutOfScope, "agreement %s does not cover action %q (scope: %v)", in.Agreement.GetId(), in.Action, in.Agreement.GetParsedTerms().GetScope().GetAllowedActions())
 		}
 	}
+	d.Controls = decideControls(in, d.Effective, deny)
 	d.Allow = len(d.Reasons) == 0
 	return d
+}
+
+// decideControls resolves both control profiles (TC3) and denies what the
+// resolved controls forbid at the effective level.
+func decideControls(in Input, level uint32, deny func(code, format string, args ...any)) *trustfedv1.ControlProfile {
+	controls, conflicts := Resolve(in.From.GetControlProfile(), in.To.GetControlProfile())
+	for _, c := range conflicts {
+		deny(ReasonControlsConflict, "%s: %s (%s)", c.Category, c.Reason, c.Field)
+	}
+	auth := controls.GetActionAuthorization()
+	if allowed := auth.GetAllowedActions(); len(allowed) > 0 && !slices.Contains(allowed, in.Action) {
+		deny(ReasonActionNotAllowed, "the resolved controls allow only %v", allowed)
+	}
+	var blocked []string
+	for _, t := range in.DataTypes {
+		if PIIAction(controls, t, level) == trustfedv1.PiiAction_PII_ACTION_BLOCK {
+			blocked = append(blocked, t.String())
+		}
+	}
+	if len(blocked) > 0 {
+		deny(ReasonPIIBlocked, "data types %v are BLOCK at level %d", blocked, level)
+	}
+	for _, l := range auth.GetLimits() {
+		if l.Action == in.Action && in.Value > l.MaxValue {
+			deny(ReasonValueOverLimit, "value %d is above the limit %d for %q", in.Value, l.MaxValue, in.Action)
+		}
+	}
+	if auth.GetDualAuthorizationAlways() || (auth.GetDualAuthorizationAboveValue() > 0 && in.Value > auth.GetDualAuthorizationAboveValue()) {
+		// Until dual-authorisation grants exist, fail closed.
+		deny(ReasonDualAuthorization, "the resolved controls require dual authorisation for this interaction; grants are not available yet, so it is denied")
+	}
+	return controls
+}
+
+// PIIAction is the action the controls set for a PII type at a level
+// (PASS when they state nothing).
+func PIIAction(cp *trustfedv1.ControlProfile, t trustfedv1.PiiType, level uint32) trustfedv1.PiiAction {
+	for _, r := range cp.GetDataHandling().GetPiiRules() {
+		if r.Type == t && int(level) < len(r.ByLevel) && r.ByLevel[level] != trustfedv1.PiiAction_PII_ACTION_UNSPECIFIED {
+			return r.ByLevel[level]
+		}
+	}
+	return trustfedv1.PiiAction_PII_ACTION_PASS
 }
 
 func statusName(s trustfedv1.OrganizationStatus) string {

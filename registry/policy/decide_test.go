@@ -85,3 +85,98 @@ func TestAgreementMustBeInForceAndCoverTheAction(t *testing.T) {
 	require.Equal(t, ReasonAgreementNotInForce, d.Reasons[0].Code)
 	require.Contains(t, d.Reasons[0].Message, "end date")
 }
+
+func profile(mutate func(*trustfedv1.ControlProfile)) *trustfedv1.ControlProfile {
+	p := &trustfedv1.ControlProfile{
+		DataHandling:        &trustfedv1.DataHandling{},
+		ActionAuthorization: &trustfedv1.ActionAuthorization{},
+		Logging:             &trustfedv1.Logging{Detail: trustfedv1.LogDetail_LOG_DETAIL_SUMMARY},
+		Escalation:          &trustfedv1.Escalation{},
+	}
+	mutate(p)
+	return p
+}
+
+func withProfile(o *trustfedv1.Organization, p *trustfedv1.ControlProfile) *trustfedv1.Organization {
+	o.ControlProfile = p
+	return o
+}
+
+// Scenario A (AG-783): a level-4 bank and a level-2 bank. The effective
+// level is 2, the level-2 controls apply, and a settlement above the value
+// limit is refused while one needing dual authorisation is held back.
+func TestScenarioA(t *testing.T) {
+	bankA := withProfile(active("bank-a", 4), profile(func(p *trustfedv1.ControlProfile) {
+		p.ActionAuthorization.Limits = []*trustfedv1.ActionLimit{{Action: "task_send", MaxValue: 1_000_000}}
+		p.ActionAuthorization.DualAuthorizationAboveValue = 500_000
+		p.DataHandling.PiiRules = []*trustfedv1.PiiRule{{Type: trustfedv1.PiiType_PII_TYPE_CREDIT_CARD, ByLevel: []trustfedv1.PiiAction{4, 4, 3, 2, 1}}}
+	}))
+	bankB := withProfile(active("bank-b", 2), profile(func(p *trustfedv1.ControlProfile) {
+		p.ActionAuthorization.Limits = []*trustfedv1.ActionLimit{{Action: "task_send", MaxValue: 250_000}}
+	}))
+	in := input(bankA, bankB, "task_send", anAgreement)
+	in.DataTypes = []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_CREDIT_CARD}
+
+	in.Value = 100_000
+	d := Decide(in)
+	require.True(t, d.Allow, "%v", d.Reasons)
+	require.EqualValues(t, 2, d.Effective)
+	require.Equal(t, trustfedv1.PiiAction_PII_ACTION_REDACT, PIIAction(d.Controls, trustfedv1.PiiType_PII_TYPE_CREDIT_CARD, d.Effective), "level-2 rule of the stricter profile")
+	require.EqualValues(t, 250_000, d.Controls.ActionAuthorization.Limits[0].MaxValue, "lower limit wins")
+
+	in.Value = 300_000
+	d = Decide(in)
+	require.False(t, d.Allow)
+	require.Equal(t, ReasonValueOverLimit, d.Reasons[0].Code)
+
+	bankB.ControlProfile.ActionAuthorization.Limits = nil
+	in.Value = 600_000
+	d = Decide(in)
+	require.False(t, d.Allow)
+	require.Equal(t, ReasonDualAuthorization, d.Reasons[0].Code, "above the dual-authorisation threshold: held until two approvals exist")
+}
+
+func TestControlsDeny(t *testing.T) {
+	a := withProfile(active("a", 4), profile(func(p *trustfedv1.ControlProfile) {
+		p.DataHandling.ResidencyRegions = []string{"EU"}
+		p.ActionAuthorization.AllowedActions = []string{"ping", "task_send"}
+		p.DataHandling.PiiRules = []*trustfedv1.PiiRule{{Type: trustfedv1.PiiType_PII_TYPE_SSN, ByLevel: []trustfedv1.PiiAction{4, 4, 4, 4, 4}}}
+	}))
+	b := withProfile(active("b", 4), profile(func(p *trustfedv1.ControlProfile) {
+		p.DataHandling.ResidencyRegions = []string{"US"}
+	}))
+	in := input(a, b, "context_share", anAgreement)
+	in.DataTypes = []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_SSN}
+	d := Decide(in)
+	require.False(t, d.Allow)
+	var codes []string
+	for _, r := range d.Reasons {
+		codes = append(codes, r.Code)
+	}
+	require.Equal(t, []string{ReasonControlsConflict, ReasonActionNotAllowed, ReasonPIIBlocked}, codes, "every reason, in a stable order")
+	require.Contains(t, d.Reasons[0].Message, "residency")
+}
+
+// BenchmarkDecide measures the pure decision (tiers, levels, resolver,
+// PII/value/dual-authorisation rules) without network or signing.
+func BenchmarkDecide(b *testing.B) {
+	full := func(limit int64) *trustfedv1.ControlProfile {
+		p := profile(func(p *trustfedv1.ControlProfile) {
+			for t := trustfedv1.PiiType(1); t <= 14; t++ {
+				p.DataHandling.PiiRules = append(p.DataHandling.PiiRules, &trustfedv1.PiiRule{Type: t, ByLevel: []trustfedv1.PiiAction{4, 4, 3, 2, 1}})
+			}
+			p.DataHandling.ResidencyRegions = []string{"EU", "UK"}
+			p.ActionAuthorization.Limits = []*trustfedv1.ActionLimit{{Action: "task_send", MaxValue: limit}}
+		})
+		return p
+	}
+	in := input(withProfile(active("bank-a", 4), full(1_000_000)), withProfile(active("bank-b", 2), full(250_000)), "task_send", anAgreement)
+	in.DataTypes = []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_EMAIL, trustfedv1.PiiType_PII_TYPE_CREDIT_CARD}
+	in.Value = 1000
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := Decide(in); !d.Allow {
+			b.Fatalf("denied: %v", d.Reasons)
+		}
+	}
+}

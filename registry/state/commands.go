@@ -23,6 +23,7 @@ func init() {
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT, applyProposeAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, applySignAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, applyTerminateAgreement)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY, applyPutSigningKey)
 }
 
 func decode(env *commandv1.Envelope, m proto.Message) error {

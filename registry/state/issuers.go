@@ -124,8 +124,16 @@ func applyRevokePassport(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _
 
 // ValidatePolicyUpdate checks a federation policy update.
 func ValidatePolicyUpdate(c *commandv1.UpdateFederationPolicy) error {
-	if c.OnboardingCapLevel == nil && c.OnboardingPeriod == nil {
-		return Invalid("onboarding_cap_level", "update changes nothing: set onboarding_cap_level or onboarding_period")
+	if c.OnboardingCapLevel == nil && c.OnboardingPeriod == nil && c.FreshnessWindow == nil {
+		return Invalid("onboarding_cap_level", "update changes nothing: set onboarding_cap_level, onboarding_period or freshness_window")
+	}
+	if c.FreshnessWindow != nil {
+		if err := c.FreshnessWindow.CheckValid(); err != nil {
+			return Invalid("freshness_window", "%v", err)
+		}
+		if d := c.FreshnessWindow.AsDuration(); d < time.Second || d > MaxFreshnessWindow {
+			return Invalid("freshness_window", "%s is outside 1s..%s (AG-783: nothing older than 10 minutes)", d, MaxFreshnessWindow)
+		}
 	}
 	if c.OnboardingCapLevel != nil {
 		if err := ValidateLevel("onboarding_cap_level", *c.OnboardingCapLevel); err != nil {
@@ -158,6 +166,26 @@ func applyUpdateFederationPolicy(tx *memdb.Txn, env *commandv1.Envelope, index u
 	if c.OnboardingPeriod != nil {
 		p.OnboardingPeriod = durationpb.New(c.OnboardingPeriod.AsDuration())
 	}
+	if c.FreshnessWindow != nil {
+		p.FreshnessWindow = durationpb.New(c.FreshnessWindow.AsDuration())
+	}
 	p.ModifyIndex = index
 	return tx.Insert(tablePolicy, p)
+}
+
+func applyPutSigningKey(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
+	var c commandv1.PutSigningKey
+	if err := decode(env, &c); err != nil {
+		return err
+	}
+	k := c.GetKey()
+	if k.GetKeyId() == "" || len(k.GetPrivateSeed()) != 32 {
+		return Invalid("key", "needs a key_id and a 32-byte ed25519 seed")
+	}
+	if len((&Reader{txn: tx}).SigningKeys()) > 0 {
+		return FailedPrecondition("key", "the registry already has a signing key")
+	}
+	key := proto.CloneOf(k)
+	key.CreateTime, key.CreateIndex = stamp(env), index
+	return tx.Insert(tableSigningKeys, key)
 }

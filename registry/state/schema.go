@@ -19,6 +19,7 @@ const (
 	tableIssuers       = "issuers"
 	tableRevoked       = "revoked_passports"
 	tablePolicy        = "policy"
+	tableSigningKeys   = "signing_keys"
 )
 
 // metaRow holds the Raft index the state reflects, updated in the same
@@ -51,6 +52,12 @@ func schema() *memdb.DBSchema {
 			Name: tableRevoked,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Serial"}},
+			},
+		},
+		tableSigningKeys: {
+			Name: tableSigningKeys,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "KeyId"}},
 			},
 		},
 		tablePolicy: {

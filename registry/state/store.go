@@ -1,7 +1,9 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -210,10 +212,12 @@ func (r *Reader) PassportRevoked(serial string) bool {
 	return ok
 }
 
-// Default federation policy (AG-783 TC7).
+// Default federation policy (AG-783 TC4, TC7).
 const (
 	DefaultOnboardingCapLevel = 2
 	DefaultOnboardingPeriod   = 30 * 24 * time.Hour
+	DefaultFreshnessWindow    = 5 * time.Minute
+	MaxFreshnessWindow        = 10 * time.Minute
 )
 
 // FederationPolicy returns the federation policy (defaults if never set).
@@ -224,5 +228,28 @@ func (r *Reader) FederationPolicy() *trustfedv1.FederationPolicy {
 	return &trustfedv1.FederationPolicy{
 		OnboardingCapLevel: DefaultOnboardingCapLevel,
 		OnboardingPeriod:   durationpb.New(DefaultOnboardingPeriod),
+		FreshnessWindow:    durationpb.New(DefaultFreshnessWindow),
 	}
+}
+
+// FreshnessWindow is how long a decision stays valid.
+func (r *Reader) FreshnessWindow() time.Duration {
+	if d := r.FederationPolicy().GetFreshnessWindow(); d != nil {
+		return d.AsDuration()
+	}
+	return DefaultFreshnessWindow
+}
+
+// SigningKeys lists the registry's decision-signing keys, oldest first.
+func (r *Reader) SigningKeys() []*commandv1.SigningKey {
+	it, err := r.txn.Get(tableSigningKeys, "id")
+	if err != nil {
+		return nil
+	}
+	var out []*commandv1.SigningKey
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*commandv1.SigningKey))
+	}
+	slices.SortFunc(out, func(a, b *commandv1.SigningKey) int { return cmp.Compare(a.CreateIndex, b.CreateIndex) })
+	return out
 }

@@ -847,6 +847,7 @@ type UpdateFederationPolicyRequest struct {
 	OnboardingCapLevel *uint32                `protobuf:"varint,1,opt,name=onboarding_cap_level,json=onboardingCapLevel,proto3,oneof" json:"onboarding_cap_level,omitempty"`
 	OnboardingPeriod   *durationpb.Duration   `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
 	RequestId          string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	FreshnessWindow    *durationpb.Duration   `protobuf:"bytes,4,opt,name=freshness_window,json=freshnessWindow,proto3" json:"freshness_window,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -900,6 +901,13 @@ func (x *UpdateFederationPolicyRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *UpdateFederationPolicyRequest) GetFreshnessWindow() *durationpb.Duration {
+	if x != nil {
+		return x.FreshnessWindow
+	}
+	return nil
 }
 
 type UpdateFederationPolicyResponse struct {
@@ -1357,12 +1365,13 @@ const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\x7f\n" +
 	"\x1bGetFederationPolicyResponse\x125\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1d.trustfed.v1.FederationPolicyR\x06policy\x12)\n" +
-	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\xd6\x01\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\x9c\x02\n" +
 	"\x1dUpdateFederationPolicyRequest\x125\n" +
 	"\x14onboarding_cap_level\x18\x01 \x01(\rH\x00R\x12onboardingCapLevel\x88\x01\x01\x12F\n" +
 	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestIdB\x17\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12D\n" +
+	"\x10freshness_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindowB\x17\n" +
 	"\x15_onboarding_cap_level\"W\n" +
 	"\x1eUpdateFederationPolicyResponse\x125\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1d.trustfed.v1.FederationPolicyR\x06policy\"\x8d\x02\n" +
@@ -1472,44 +1481,45 @@ var file_trustfed_v1_admin_proto_depIdxs = []int32{
 	28, // 11: trustfed.v1.GetFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
 	27, // 12: trustfed.v1.GetFederationPolicyResponse.meta:type_name -> trustfed.v1.ReadMeta
 	29, // 13: trustfed.v1.UpdateFederationPolicyRequest.onboarding_period:type_name -> google.protobuf.Duration
-	28, // 14: trustfed.v1.UpdateFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
-	30, // 15: trustfed.v1.UpdateOrganizationRequest.status:type_name -> trustfed.v1.OrganizationStatus
-	24, // 16: trustfed.v1.UpdateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	26, // 17: trustfed.v1.GetAgreementRequest.consistency:type_name -> trustfed.v1.Consistency
-	31, // 18: trustfed.v1.GetAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	27, // 19: trustfed.v1.GetAgreementResponse.meta:type_name -> trustfed.v1.ReadMeta
-	26, // 20: trustfed.v1.ListAgreementsRequest.consistency:type_name -> trustfed.v1.Consistency
-	31, // 21: trustfed.v1.ListAgreementsResponse.agreements:type_name -> trustfed.v1.Agreement
-	27, // 22: trustfed.v1.ListAgreementsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	0,  // 23: trustfed.v1.AdminService.ApproveOrganization:input_type -> trustfed.v1.ApproveOrganizationRequest
-	18, // 24: trustfed.v1.AdminService.UpdateOrganization:input_type -> trustfed.v1.UpdateOrganizationRequest
-	2,  // 25: trustfed.v1.AdminService.OverrideOnboarding:input_type -> trustfed.v1.OverrideOnboardingRequest
-	4,  // 26: trustfed.v1.AdminService.AccreditIssuer:input_type -> trustfed.v1.AccreditIssuerRequest
-	6,  // 27: trustfed.v1.AdminService.WithdrawIssuer:input_type -> trustfed.v1.WithdrawIssuerRequest
-	8,  // 28: trustfed.v1.AdminService.GetIssuer:input_type -> trustfed.v1.GetIssuerRequest
-	10, // 29: trustfed.v1.AdminService.ListIssuers:input_type -> trustfed.v1.ListIssuersRequest
-	12, // 30: trustfed.v1.AdminService.RevokePassport:input_type -> trustfed.v1.RevokePassportRequest
-	14, // 31: trustfed.v1.AdminService.GetFederationPolicy:input_type -> trustfed.v1.GetFederationPolicyRequest
-	16, // 32: trustfed.v1.AdminService.UpdateFederationPolicy:input_type -> trustfed.v1.UpdateFederationPolicyRequest
-	20, // 33: trustfed.v1.AdminService.GetAgreement:input_type -> trustfed.v1.GetAgreementRequest
-	22, // 34: trustfed.v1.AdminService.ListAgreements:input_type -> trustfed.v1.ListAgreementsRequest
-	1,  // 35: trustfed.v1.AdminService.ApproveOrganization:output_type -> trustfed.v1.ApproveOrganizationResponse
-	19, // 36: trustfed.v1.AdminService.UpdateOrganization:output_type -> trustfed.v1.UpdateOrganizationResponse
-	3,  // 37: trustfed.v1.AdminService.OverrideOnboarding:output_type -> trustfed.v1.OverrideOnboardingResponse
-	5,  // 38: trustfed.v1.AdminService.AccreditIssuer:output_type -> trustfed.v1.AccreditIssuerResponse
-	7,  // 39: trustfed.v1.AdminService.WithdrawIssuer:output_type -> trustfed.v1.WithdrawIssuerResponse
-	9,  // 40: trustfed.v1.AdminService.GetIssuer:output_type -> trustfed.v1.GetIssuerResponse
-	11, // 41: trustfed.v1.AdminService.ListIssuers:output_type -> trustfed.v1.ListIssuersResponse
-	13, // 42: trustfed.v1.AdminService.RevokePassport:output_type -> trustfed.v1.RevokePassportResponse
-	15, // 43: trustfed.v1.AdminService.GetFederationPolicy:output_type -> trustfed.v1.GetFederationPolicyResponse
-	17, // 44: trustfed.v1.AdminService.UpdateFederationPolicy:output_type -> trustfed.v1.UpdateFederationPolicyResponse
-	21, // 45: trustfed.v1.AdminService.GetAgreement:output_type -> trustfed.v1.GetAgreementResponse
-	23, // 46: trustfed.v1.AdminService.ListAgreements:output_type -> trustfed.v1.ListAgreementsResponse
-	35, // [35:47] is the sub-list for method output_type
-	23, // [23:35] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	29, // 14: trustfed.v1.UpdateFederationPolicyRequest.freshness_window:type_name -> google.protobuf.Duration
+	28, // 15: trustfed.v1.UpdateFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
+	30, // 16: trustfed.v1.UpdateOrganizationRequest.status:type_name -> trustfed.v1.OrganizationStatus
+	24, // 17: trustfed.v1.UpdateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	26, // 18: trustfed.v1.GetAgreementRequest.consistency:type_name -> trustfed.v1.Consistency
+	31, // 19: trustfed.v1.GetAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	27, // 20: trustfed.v1.GetAgreementResponse.meta:type_name -> trustfed.v1.ReadMeta
+	26, // 21: trustfed.v1.ListAgreementsRequest.consistency:type_name -> trustfed.v1.Consistency
+	31, // 22: trustfed.v1.ListAgreementsResponse.agreements:type_name -> trustfed.v1.Agreement
+	27, // 23: trustfed.v1.ListAgreementsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	0,  // 24: trustfed.v1.AdminService.ApproveOrganization:input_type -> trustfed.v1.ApproveOrganizationRequest
+	18, // 25: trustfed.v1.AdminService.UpdateOrganization:input_type -> trustfed.v1.UpdateOrganizationRequest
+	2,  // 26: trustfed.v1.AdminService.OverrideOnboarding:input_type -> trustfed.v1.OverrideOnboardingRequest
+	4,  // 27: trustfed.v1.AdminService.AccreditIssuer:input_type -> trustfed.v1.AccreditIssuerRequest
+	6,  // 28: trustfed.v1.AdminService.WithdrawIssuer:input_type -> trustfed.v1.WithdrawIssuerRequest
+	8,  // 29: trustfed.v1.AdminService.GetIssuer:input_type -> trustfed.v1.GetIssuerRequest
+	10, // 30: trustfed.v1.AdminService.ListIssuers:input_type -> trustfed.v1.ListIssuersRequest
+	12, // 31: trustfed.v1.AdminService.RevokePassport:input_type -> trustfed.v1.RevokePassportRequest
+	14, // 32: trustfed.v1.AdminService.GetFederationPolicy:input_type -> trustfed.v1.GetFederationPolicyRequest
+	16, // 33: trustfed.v1.AdminService.UpdateFederationPolicy:input_type -> trustfed.v1.UpdateFederationPolicyRequest
+	20, // 34: trustfed.v1.AdminService.GetAgreement:input_type -> trustfed.v1.GetAgreementRequest
+	22, // 35: trustfed.v1.AdminService.ListAgreements:input_type -> trustfed.v1.ListAgreementsRequest
+	1,  // 36: trustfed.v1.AdminService.ApproveOrganization:output_type -> trustfed.v1.ApproveOrganizationResponse
+	19, // 37: trustfed.v1.AdminService.UpdateOrganization:output_type -> trustfed.v1.UpdateOrganizationResponse
+	3,  // 38: trustfed.v1.AdminService.OverrideOnboarding:output_type -> trustfed.v1.OverrideOnboardingResponse
+	5,  // 39: trustfed.v1.AdminService.AccreditIssuer:output_type -> trustfed.v1.AccreditIssuerResponse
+	7,  // 40: trustfed.v1.AdminService.WithdrawIssuer:output_type -> trustfed.v1.WithdrawIssuerResponse
+	9,  // 41: trustfed.v1.AdminService.GetIssuer:output_type -> trustfed.v1.GetIssuerResponse
+	11, // 42: trustfed.v1.AdminService.ListIssuers:output_type -> trustfed.v1.ListIssuersResponse
+	13, // 43: trustfed.v1.AdminService.RevokePassport:output_type -> trustfed.v1.RevokePassportResponse
+	15, // 44: trustfed.v1.AdminService.GetFederationPolicy:output_type -> trustfed.v1.GetFederationPolicyResponse
+	17, // 45: trustfed.v1.AdminService.UpdateFederationPolicy:output_type -> trustfed.v1.UpdateFederationPolicyResponse
+	21, // 46: trustfed.v1.AdminService.GetAgreement:output_type -> trustfed.v1.GetAgreementResponse
+	23, // 47: trustfed.v1.AdminService.ListAgreements:output_type -> trustfed.v1.ListAgreementsResponse
+	36, // [36:48] is the sub-list for method output_type
+	24, // [24:36] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_admin_proto_init() }

@@ -9,6 +9,7 @@ package trustfedv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -78,8 +79,14 @@ type CheckInteractionRequest struct {
 	// The counterparty organisation.
 	ToOrganizationId string `protobuf:"bytes,2,opt,name=to_organization_id,json=toOrganizationId,proto3" json:"to_organization_id,omitempty"`
 	// The action, e.g. "discovery", "ping", "task_send", "context_share".
-	Action        string      `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
-	Consistency   Consistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	Action      string      `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Consistency Consistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	// PII types the interaction carries.
+	DataTypes []PiiType `protobuf:"varint,5,rep,packed,name=data_types,json=dataTypes,proto3,enum=trustfed.v1.PiiType" json:"data_types,omitempty"`
+	// Value of the action in minor currency units (0 = none).
+	Value int64 `protobuf:"varint,6,opt,name=value,proto3" json:"value,omitempty"`
+	// Optional interaction session the check belongs to.
+	SessionId     string `protobuf:"bytes,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -140,6 +147,27 @@ func (x *CheckInteractionRequest) GetConsistency() Consistency {
 		return x.Consistency
 	}
 	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *CheckInteractionRequest) GetDataTypes() []PiiType {
+	if x != nil {
+		return x.DataTypes
+	}
+	return nil
+}
+
+func (x *CheckInteractionRequest) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *CheckInteractionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
 }
 
 // Reason explains one ground for a denial.
@@ -214,6 +242,17 @@ type CheckInteractionResponse struct {
 	// What bounds each party's level (declared, passport, onboarding).
 	FromLevelCaps []*LevelCap `protobuf:"bytes,9,rep,name=from_level_caps,json=fromLevelCaps,proto3" json:"from_level_caps,omitempty"`
 	ToLevelCaps   []*LevelCap `protobuf:"bytes,10,rep,name=to_level_caps,json=toLevelCaps,proto3" json:"to_level_caps,omitempty"`
+	// The most restrictive combination of both parties' control profiles.
+	Controls  *ControlProfile        `protobuf:"bytes,11,opt,name=controls,proto3" json:"controls,omitempty"`
+	DecidedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// Do not act on this decision at or after this time (AG-783 TC4).
+	ValidUntil *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
+	// The serialized DecisionStatement the signature covers.
+	Statement []byte `protobuf:"bytes,14,opt,name=statement,proto3" json:"statement,omitempty"`
+	// ed25519 signature by the registry key over
+	// "trustfed/decision/v1\0" + statement.
+	Signature     []byte `protobuf:"bytes,15,opt,name=signature,proto3" json:"signature,omitempty"`
+	KeyId         string `protobuf:"bytes,16,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +357,388 @@ func (x *CheckInteractionResponse) GetToLevelCaps() []*LevelCap {
 	return nil
 }
 
+func (x *CheckInteractionResponse) GetControls() *ControlProfile {
+	if x != nil {
+		return x.Controls
+	}
+	return nil
+}
+
+func (x *CheckInteractionResponse) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *CheckInteractionResponse) GetValidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidUntil
+	}
+	return nil
+}
+
+func (x *CheckInteractionResponse) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+func (x *CheckInteractionResponse) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *CheckInteractionResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// DecisionStatement is what the registry signs for every decision.
+type DecisionStatement struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	FromOrganizationId string                 `protobuf:"bytes,1,opt,name=from_organization_id,json=fromOrganizationId,proto3" json:"from_organization_id,omitempty"`
+	ToOrganizationId   string                 `protobuf:"bytes,2,opt,name=to_organization_id,json=toOrganizationId,proto3" json:"to_organization_id,omitempty"`
+	Action             string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	DataTypes          []PiiType              `protobuf:"varint,4,rep,packed,name=data_types,json=dataTypes,proto3,enum=trustfed.v1.PiiType" json:"data_types,omitempty"`
+	Value              int64                  `protobuf:"varint,5,opt,name=value,proto3" json:"value,omitempty"`
+	SessionId          string                 `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Decision           Decision               `protobuf:"varint,7,opt,name=decision,proto3,enum=trustfed.v1.Decision" json:"decision,omitempty"`
+	Reasons            []*Reason              `protobuf:"bytes,8,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	EffectiveLevel     uint32                 `protobuf:"varint,9,opt,name=effective_level,json=effectiveLevel,proto3" json:"effective_level,omitempty"`
+	FromLevel          uint32                 `protobuf:"varint,10,opt,name=from_level,json=fromLevel,proto3" json:"from_level,omitempty"`
+	ToLevel            uint32                 `protobuf:"varint,11,opt,name=to_level,json=toLevel,proto3" json:"to_level,omitempty"`
+	RequiredLevel      uint32                 `protobuf:"varint,12,opt,name=required_level,json=requiredLevel,proto3" json:"required_level,omitempty"`
+	AgreementId        string                 `protobuf:"bytes,13,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
+	Controls           *ControlProfile        `protobuf:"bytes,14,opt,name=controls,proto3" json:"controls,omitempty"`
+	Index              uint64                 `protobuf:"varint,15,opt,name=index,proto3" json:"index,omitempty"`
+	DecidedAt          *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	ValidUntil         *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
+	KeyId              string                 `protobuf:"bytes,18,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *DecisionStatement) Reset() {
+	*x = DecisionStatement{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionStatement) ProtoMessage() {}
+
+func (x *DecisionStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionStatement.ProtoReflect.Descriptor instead.
+func (*DecisionStatement) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DecisionStatement) GetFromOrganizationId() string {
+	if x != nil {
+		return x.FromOrganizationId
+	}
+	return ""
+}
+
+func (x *DecisionStatement) GetToOrganizationId() string {
+	if x != nil {
+		return x.ToOrganizationId
+	}
+	return ""
+}
+
+func (x *DecisionStatement) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *DecisionStatement) GetDataTypes() []PiiType {
+	if x != nil {
+		return x.DataTypes
+	}
+	return nil
+}
+
+func (x *DecisionStatement) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *DecisionStatement) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *DecisionStatement) GetDecision() Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
+func (x *DecisionStatement) GetReasons() []*Reason {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *DecisionStatement) GetEffectiveLevel() uint32 {
+	if x != nil {
+		return x.EffectiveLevel
+	}
+	return 0
+}
+
+func (x *DecisionStatement) GetFromLevel() uint32 {
+	if x != nil {
+		return x.FromLevel
+	}
+	return 0
+}
+
+func (x *DecisionStatement) GetToLevel() uint32 {
+	if x != nil {
+		return x.ToLevel
+	}
+	return 0
+}
+
+func (x *DecisionStatement) GetRequiredLevel() uint32 {
+	if x != nil {
+		return x.RequiredLevel
+	}
+	return 0
+}
+
+func (x *DecisionStatement) GetAgreementId() string {
+	if x != nil {
+		return x.AgreementId
+	}
+	return ""
+}
+
+func (x *DecisionStatement) GetControls() *ControlProfile {
+	if x != nil {
+		return x.Controls
+	}
+	return nil
+}
+
+func (x *DecisionStatement) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *DecisionStatement) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *DecisionStatement) GetValidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidUntil
+	}
+	return nil
+}
+
+func (x *DecisionStatement) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+type GetKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeysRequest) Reset() {
+	*x = GetKeysRequest{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeysRequest) ProtoMessage() {}
+
+func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeysRequest.ProtoReflect.Descriptor instead.
+func (*GetKeysRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{4}
+}
+
+// RegistryKey is a decision-signing public key.
+type RegistryKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fingerprint of the key ("SHA256:...").
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Raw 32-byte ed25519 public key.
+	PublicKey     []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKeyPem  string                 `protobuf:"bytes,3,opt,name=public_key_pem,json=publicKeyPem,proto3" json:"public_key_pem,omitempty"`
+	Algorithm     string                 `protobuf:"bytes,4,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryKey) Reset() {
+	*x = RegistryKey{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryKey) ProtoMessage() {}
+
+func (x *RegistryKey) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryKey.ProtoReflect.Descriptor instead.
+func (*RegistryKey) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RegistryKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RegistryKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *RegistryKey) GetPublicKeyPem() string {
+	if x != nil {
+		return x.PublicKeyPem
+	}
+	return ""
+}
+
+func (x *RegistryKey) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *RegistryKey) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+type GetKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*RegistryKey         `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeysResponse) Reset() {
+	*x = GetKeysResponse{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeysResponse) ProtoMessage() {}
+
+func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeysResponse.ProtoReflect.Descriptor instead.
+func (*GetKeysResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetKeysResponse) GetKeys() []*RegistryKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 type GetOrganizationRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
@@ -328,7 +749,7 @@ type GetOrganizationRequest struct {
 
 func (x *GetOrganizationRequest) Reset() {
 	*x = GetOrganizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +761,7 @@ func (x *GetOrganizationRequest) String() string {
 func (*GetOrganizationRequest) ProtoMessage() {}
 
 func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +774,7 @@ func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*GetOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetOrganizationRequest) GetOrganizationId() string {
@@ -380,7 +801,7 @@ type GetOrganizationResponse struct {
 
 func (x *GetOrganizationResponse) Reset() {
 	*x = GetOrganizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +813,7 @@ func (x *GetOrganizationResponse) String() string {
 func (*GetOrganizationResponse) ProtoMessage() {}
 
 func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +826,7 @@ func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*GetOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetOrganizationResponse) GetOrganization() *Organization {
@@ -435,7 +856,7 @@ type ListOrganizationsRequest struct {
 
 func (x *ListOrganizationsRequest) Reset() {
 	*x = ListOrganizationsRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +868,7 @@ func (x *ListOrganizationsRequest) String() string {
 func (*ListOrganizationsRequest) ProtoMessage() {}
 
 func (x *ListOrganizationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +881,7 @@ func (x *ListOrganizationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganizationsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrganizationsRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListOrganizationsRequest) GetPageSize() uint32 {
@@ -495,7 +916,7 @@ type ListOrganizationsResponse struct {
 
 func (x *ListOrganizationsResponse) Reset() {
 	*x = ListOrganizationsResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +928,7 @@ func (x *ListOrganizationsResponse) String() string {
 func (*ListOrganizationsResponse) ProtoMessage() {}
 
 func (x *ListOrganizationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +941,7 @@ func (x *ListOrganizationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganizationsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrganizationsResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListOrganizationsResponse) GetOrganizations() []*Organization {
@@ -548,15 +969,20 @@ var File_trustfed_v1_registry_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x1atrustfed/v1/registry.proto\x12\vtrustfed.v1\x1a\x17trustfed/v1/types.proto\"\xcd\x01\n" +
+	"\x1atrustfed/v1/registry.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x17trustfed/v1/types.proto\"\xb7\x02\n" +
 	"\x17CheckInteractionRequest\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12:\n" +
-	"\vconsistency\x18\x04 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"6\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\x123\n" +
+	"\n" +
+	"data_types\x18\x05 \x03(\x0e2\x14.trustfed.v1.PiiTypeR\tdataTypes\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\x03R\x05value\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\a \x01(\tR\tsessionId\"6\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xce\x03\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xd2\x05\n" +
 	"\x18CheckInteractionResponse\x121\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x15.trustfed.v1.DecisionR\bdecision\x12-\n" +
 	"\areasons\x18\x02 \x03(\v2\x13.trustfed.v1.ReasonR\areasons\x12'\n" +
@@ -569,7 +995,51 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x04meta\x18\b \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\x12=\n" +
 	"\x0ffrom_level_caps\x18\t \x03(\v2\x15.trustfed.v1.LevelCapR\rfromLevelCaps\x129\n" +
 	"\rto_level_caps\x18\n" +
-	" \x03(\v2\x15.trustfed.v1.LevelCapR\vtoLevelCaps\"}\n" +
+	" \x03(\v2\x15.trustfed.v1.LevelCapR\vtoLevelCaps\x127\n" +
+	"\bcontrols\x18\v \x01(\v2\x1b.trustfed.v1.ControlProfileR\bcontrols\x129\n" +
+	"\n" +
+	"decided_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12;\n" +
+	"\vvalid_until\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"validUntil\x12\x1c\n" +
+	"\tstatement\x18\x0e \x01(\fR\tstatement\x12\x1c\n" +
+	"\tsignature\x18\x0f \x01(\fR\tsignature\x12\x15\n" +
+	"\x06key_id\x18\x10 \x01(\tR\x05keyId\"\xe2\x05\n" +
+	"\x11DecisionStatement\x120\n" +
+	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
+	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x123\n" +
+	"\n" +
+	"data_types\x18\x04 \x03(\x0e2\x14.trustfed.v1.PiiTypeR\tdataTypes\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\x03R\x05value\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\x121\n" +
+	"\bdecision\x18\a \x01(\x0e2\x15.trustfed.v1.DecisionR\bdecision\x12-\n" +
+	"\areasons\x18\b \x03(\v2\x13.trustfed.v1.ReasonR\areasons\x12'\n" +
+	"\x0feffective_level\x18\t \x01(\rR\x0eeffectiveLevel\x12\x1d\n" +
+	"\n" +
+	"from_level\x18\n" +
+	" \x01(\rR\tfromLevel\x12\x19\n" +
+	"\bto_level\x18\v \x01(\rR\atoLevel\x12%\n" +
+	"\x0erequired_level\x18\f \x01(\rR\rrequiredLevel\x12!\n" +
+	"\fagreement_id\x18\r \x01(\tR\vagreementId\x127\n" +
+	"\bcontrols\x18\x0e \x01(\v2\x1b.trustfed.v1.ControlProfileR\bcontrols\x12\x14\n" +
+	"\x05index\x18\x0f \x01(\x04R\x05index\x129\n" +
+	"\n" +
+	"decided_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12;\n" +
+	"\vvalid_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"validUntil\x12\x15\n" +
+	"\x06key_id\x18\x12 \x01(\tR\x05keyId\"\x10\n" +
+	"\x0eGetKeysRequest\"\xc4\x01\n" +
+	"\vRegistryKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12$\n" +
+	"\x0epublic_key_pem\x18\x03 \x01(\tR\fpublicKeyPem\x12\x1c\n" +
+	"\talgorithm\x18\x04 \x01(\tR\talgorithm\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"?\n" +
+	"\x0fGetKeysResponse\x12,\n" +
+	"\x04keys\x18\x01 \x03(\v2\x18.trustfed.v1.RegistryKeyR\x04keys\"}\n" +
 	"\x16GetOrganizationRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12:\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\x83\x01\n" +
@@ -588,11 +1058,12 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
-	"\rDECISION_DENY\x10\x022\xc3\x02\n" +
+	"\rDECISION_DENY\x10\x022\x8e\x03\n" +
 	"\x0fRegistryService\x12d\n" +
 	"\x10CheckInteraction\x12$.trustfed.v1.CheckInteractionRequest\x1a%.trustfed.v1.CheckInteractionResponse\"\x03\x90\x02\x01\x12a\n" +
 	"\x0fGetOrganization\x12#.trustfed.v1.GetOrganizationRequest\x1a$.trustfed.v1.GetOrganizationResponse\"\x03\x90\x02\x01\x12g\n" +
-	"\x11ListOrganizations\x12%.trustfed.v1.ListOrganizationsRequest\x1a&.trustfed.v1.ListOrganizationsResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\x11ListOrganizations\x12%.trustfed.v1.ListOrganizationsRequest\x1a&.trustfed.v1.ListOrganizationsResponse\"\x03\x90\x02\x01\x12I\n" +
+	"\aGetKeys\x12\x1b.trustfed.v1.GetKeysRequest\x1a\x1c.trustfed.v1.GetKeysResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_registry_proto_rawDescOnce sync.Once
@@ -607,45 +1078,66 @@ func file_trustfed_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_trustfed_v1_registry_proto_goTypes = []any{
 	(Decision)(0),                     // 0: trustfed.v1.Decision
 	(*CheckInteractionRequest)(nil),   // 1: trustfed.v1.CheckInteractionRequest
 	(*Reason)(nil),                    // 2: trustfed.v1.Reason
 	(*CheckInteractionResponse)(nil),  // 3: trustfed.v1.CheckInteractionResponse
-	(*GetOrganizationRequest)(nil),    // 4: trustfed.v1.GetOrganizationRequest
-	(*GetOrganizationResponse)(nil),   // 5: trustfed.v1.GetOrganizationResponse
-	(*ListOrganizationsRequest)(nil),  // 6: trustfed.v1.ListOrganizationsRequest
-	(*ListOrganizationsResponse)(nil), // 7: trustfed.v1.ListOrganizationsResponse
-	(Consistency)(0),                  // 8: trustfed.v1.Consistency
-	(*ReadMeta)(nil),                  // 9: trustfed.v1.ReadMeta
-	(*LevelCap)(nil),                  // 10: trustfed.v1.LevelCap
-	(*Organization)(nil),              // 11: trustfed.v1.Organization
+	(*DecisionStatement)(nil),         // 4: trustfed.v1.DecisionStatement
+	(*GetKeysRequest)(nil),            // 5: trustfed.v1.GetKeysRequest
+	(*RegistryKey)(nil),               // 6: trustfed.v1.RegistryKey
+	(*GetKeysResponse)(nil),           // 7: trustfed.v1.GetKeysResponse
+	(*GetOrganizationRequest)(nil),    // 8: trustfed.v1.GetOrganizationRequest
+	(*GetOrganizationResponse)(nil),   // 9: trustfed.v1.GetOrganizationResponse
+	(*ListOrganizationsRequest)(nil),  // 10: trustfed.v1.ListOrganizationsRequest
+	(*ListOrganizationsResponse)(nil), // 11: trustfed.v1.ListOrganizationsResponse
+	(Consistency)(0),                  // 12: trustfed.v1.Consistency
+	(PiiType)(0),                      // 13: trustfed.v1.PiiType
+	(*ReadMeta)(nil),                  // 14: trustfed.v1.ReadMeta
+	(*LevelCap)(nil),                  // 15: trustfed.v1.LevelCap
+	(*ControlProfile)(nil),            // 16: trustfed.v1.ControlProfile
+	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
+	(*Organization)(nil),              // 18: trustfed.v1.Organization
 }
 var file_trustfed_v1_registry_proto_depIdxs = []int32{
-	8,  // 0: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
-	0,  // 1: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
-	2,  // 2: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
-	9,  // 3: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
-	10, // 4: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
-	10, // 5: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
-	8,  // 6: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	11, // 7: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	9,  // 8: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	8,  // 9: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
-	11, // 10: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
-	9,  // 11: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	1,  // 12: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
-	4,  // 13: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
-	6,  // 14: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
-	3,  // 15: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
-	5,  // 16: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
-	7,  // 17: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 0: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
+	13, // 1: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
+	0,  // 2: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
+	2,  // 3: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
+	14, // 4: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
+	15, // 5: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
+	15, // 6: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
+	16, // 7: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
+	17, // 8: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
+	17, // 9: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
+	13, // 10: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
+	0,  // 11: trustfed.v1.DecisionStatement.decision:type_name -> trustfed.v1.Decision
+	2,  // 12: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
+	16, // 13: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
+	17, // 14: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
+	17, // 15: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
+	17, // 16: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 17: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
+	12, // 18: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	18, // 19: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	14, // 20: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	12, // 21: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
+	18, // 22: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
+	14, // 23: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	1,  // 24: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
+	8,  // 25: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
+	10, // 26: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
+	5,  // 27: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
+	3,  // 28: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
+	9,  // 29: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
+	11, // 30: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
+	7,  // 31: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
+	28, // [28:32] is the sub-list for method output_type
+	24, // [24:28] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_registry_proto_init() }
@@ -653,6 +1145,7 @@ func file_trustfed_v1_registry_proto_init() {
 	if File_trustfed_v1_registry_proto != nil {
 		return
 	}
+	file_trustfed_v1_controls_proto_init()
 	file_trustfed_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -660,7 +1153,7 @@ func file_trustfed_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_registry_proto_rawDesc), len(file_trustfed_v1_registry_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

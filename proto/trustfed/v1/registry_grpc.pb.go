@@ -22,6 +22,7 @@ const (
 	RegistryService_CheckInteraction_FullMethodName  = "/trustfed.v1.RegistryService/CheckInteraction"
 	RegistryService_GetOrganization_FullMethodName   = "/trustfed.v1.RegistryService/GetOrganization"
 	RegistryService_ListOrganizations_FullMethodName = "/trustfed.v1.RegistryService/ListOrganizations"
+	RegistryService_GetKeys_FullMethodName           = "/trustfed.v1.RegistryService/GetKeys"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -35,6 +36,9 @@ type RegistryServiceClient interface {
 	CheckInteraction(ctx context.Context, in *CheckInteractionRequest, opts ...grpc.CallOption) (*CheckInteractionResponse, error)
 	GetOrganization(ctx context.Context, in *GetOrganizationRequest, opts ...grpc.CallOption) (*GetOrganizationResponse, error)
 	ListOrganizations(ctx context.Context, in *ListOrganizationsRequest, opts ...grpc.CallOption) (*ListOrganizationsResponse, error)
+	// GetKeys publishes the registry's decision-signing public keys, so anyone
+	// can verify a decision offline. No credentials needed.
+	GetKeys(ctx context.Context, in *GetKeysRequest, opts ...grpc.CallOption) (*GetKeysResponse, error)
 }
 
 type registryServiceClient struct {
@@ -75,6 +79,16 @@ func (c *registryServiceClient) ListOrganizations(ctx context.Context, in *ListO
 	return out, nil
 }
 
+func (c *registryServiceClient) GetKeys(ctx context.Context, in *GetKeysRequest, opts ...grpc.CallOption) (*GetKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetKeysResponse)
+	err := c.cc.Invoke(ctx, RegistryService_GetKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
@@ -86,6 +100,9 @@ type RegistryServiceServer interface {
 	CheckInteraction(context.Context, *CheckInteractionRequest) (*CheckInteractionResponse, error)
 	GetOrganization(context.Context, *GetOrganizationRequest) (*GetOrganizationResponse, error)
 	ListOrganizations(context.Context, *ListOrganizationsRequest) (*ListOrganizationsResponse, error)
+	// GetKeys publishes the registry's decision-signing public keys, so anyone
+	// can verify a decision offline. No credentials needed.
+	GetKeys(context.Context, *GetKeysRequest) (*GetKeysResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -104,6 +121,9 @@ func (UnimplementedRegistryServiceServer) GetOrganization(context.Context, *GetO
 }
 func (UnimplementedRegistryServiceServer) ListOrganizations(context.Context, *ListOrganizationsRequest) (*ListOrganizationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrganizations not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetKeys(context.Context, *GetKeysRequest) (*GetKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetKeys not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -180,6 +200,24 @@ func _RegistryService_ListOrganizations_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_GetKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetKeys(ctx, req.(*GetKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -198,6 +236,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOrganizations",
 			Handler:    _RegistryService_ListOrganizations_Handler,
+		},
+		{
+			MethodName: "GetKeys",
+			Handler:    _RegistryService_GetKeys_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

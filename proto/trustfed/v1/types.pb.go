@@ -1218,8 +1218,10 @@ type FederationPolicy struct {
 	// Length of onboarding from approval (default 30 days).
 	OnboardingPeriod *durationpb.Duration `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
 	ModifyIndex      uint64               `protobuf:"varint,3,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// How long a decision stays valid (default 5 minutes, at most 10).
+	FreshnessWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=freshness_window,json=freshnessWindow,proto3" json:"freshness_window,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FederationPolicy) Reset() {
@@ -1271,6 +1273,13 @@ func (x *FederationPolicy) GetModifyIndex() uint64 {
 		return x.ModifyIndex
 	}
 	return 0
+}
+
+func (x *FederationPolicy) GetFreshnessWindow() *durationpb.Duration {
+	if x != nil {
+		return x.FreshnessWindow
+	}
+	return nil
 }
 
 // LevelCap is one bound on an organisation's level and where it comes from.
@@ -1439,11 +1448,12 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x12OnboardingOverride\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xaf\x01\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xf5\x01\n" +
 	"\x10FederationPolicy\x120\n" +
 	"\x14onboarding_cap_level\x18\x01 \x01(\rR\x12onboardingCapLevel\x12F\n" +
 	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12!\n" +
-	"\fmodify_index\x18\x03 \x01(\x04R\vmodifyIndex\"P\n" +
+	"\fmodify_index\x18\x03 \x01(\x04R\vmodifyIndex\x12D\n" +
+	"\x10freshness_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindow\"P\n" +
 	"\bLevelCap\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\rR\x05level\x12\x16\n" +
@@ -1532,11 +1542,12 @@ var file_trustfed_v1_types_proto_depIdxs = []int32{
 	15, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
 	15, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
 	17, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_types_proto_init() }

@@ -50,6 +50,7 @@ const (
 	CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT        CommandType = 13
 	CommandType_COMMAND_TYPE_SIGN_AGREEMENT           CommandType = 14
 	CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT      CommandType = 15
+	CommandType_COMMAND_TYPE_PUT_SIGNING_KEY          CommandType = 16
 )
 
 // Enum value maps for CommandType.
@@ -71,6 +72,7 @@ var (
 		13: "COMMAND_TYPE_PROPOSE_AGREEMENT",
 		14: "COMMAND_TYPE_SIGN_AGREEMENT",
 		15: "COMMAND_TYPE_TERMINATE_AGREEMENT",
+		16: "COMMAND_TYPE_PUT_SIGNING_KEY",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -89,6 +91,7 @@ var (
 		"COMMAND_TYPE_PROPOSE_AGREEMENT":        13,
 		"COMMAND_TYPE_SIGN_AGREEMENT":           14,
 		"COMMAND_TYPE_TERMINATE_AGREEMENT":      15,
+		"COMMAND_TYPE_PUT_SIGNING_KEY":          16,
 	}
 )
 
@@ -679,6 +682,7 @@ type UpdateFederationPolicy struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	OnboardingCapLevel *uint32                `protobuf:"varint,1,opt,name=onboarding_cap_level,json=onboardingCapLevel,proto3,oneof" json:"onboarding_cap_level,omitempty"`
 	OnboardingPeriod   *durationpb.Duration   `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
+	FreshnessWindow    *durationpb.Duration   `protobuf:"bytes,3,opt,name=freshness_window,json=freshnessWindow,proto3" json:"freshness_window,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -727,6 +731,129 @@ func (x *UpdateFederationPolicy) GetOnboardingPeriod() *durationpb.Duration {
 	return nil
 }
 
+func (x *UpdateFederationPolicy) GetFreshnessWindow() *durationpb.Duration {
+	if x != nil {
+		return x.FreshnessWindow
+	}
+	return nil
+}
+
+// SigningKey is the registry's decision-signing key. It lives in the
+// replicated state so every node signs with it (see docs/decisions.md).
+type SigningKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// ed25519 seed (32 bytes).
+	PrivateSeed   []byte                 `protobuf:"bytes,2,opt,name=private_seed,json=privateSeed,proto3" json:"private_seed,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateIndex   uint64                 `protobuf:"varint,4,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKey) Reset() {
+	*x = SigningKey{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKey) ProtoMessage() {}
+
+func (x *SigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
+func (*SigningKey) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SigningKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SigningKey) GetPrivateSeed() []byte {
+	if x != nil {
+		return x.PrivateSeed
+	}
+	return nil
+}
+
+func (x *SigningKey) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *SigningKey) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+// PutSigningKey stores the first signing key (applied only if none exists).
+type PutSigningKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSigningKey) Reset() {
+	*x = PutSigningKey{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSigningKey) ProtoMessage() {}
+
+func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSigningKey.ProtoReflect.Descriptor instead.
+func (*PutSigningKey) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PutSigningKey) GetKey() *SigningKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 // ProposeAgreement carries the serialized trustfed.v1.AgreementTerms.
 type ProposeAgreement struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -737,7 +864,7 @@ type ProposeAgreement struct {
 
 func (x *ProposeAgreement) Reset() {
 	*x = ProposeAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +876,7 @@ func (x *ProposeAgreement) String() string {
 func (*ProposeAgreement) ProtoMessage() {}
 
 func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +889,7 @@ func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreement.ProtoReflect.Descriptor instead.
 func (*ProposeAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProposeAgreement) GetTerms() []byte {
@@ -783,7 +910,7 @@ type SignAgreement struct {
 
 func (x *SignAgreement) Reset() {
 	*x = SignAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +922,7 @@ func (x *SignAgreement) String() string {
 func (*SignAgreement) ProtoMessage() {}
 
 func (x *SignAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +935,7 @@ func (x *SignAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreement.ProtoReflect.Descriptor instead.
 func (*SignAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignAgreement) GetAgreementId() string {
@@ -843,7 +970,7 @@ type TerminateAgreement struct {
 
 func (x *TerminateAgreement) Reset() {
 	*x = TerminateAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +982,7 @@ func (x *TerminateAgreement) String() string {
 func (*TerminateAgreement) ProtoMessage() {}
 
 func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +995,7 @@ func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreement.ProtoReflect.Descriptor instead.
 func (*TerminateAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TerminateAgreement) GetTermination() []byte {
@@ -897,7 +1024,7 @@ type UpdateOrganization struct {
 
 func (x *UpdateOrganization) Reset() {
 	*x = UpdateOrganization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1036,7 @@ func (x *UpdateOrganization) String() string {
 func (*UpdateOrganization) ProtoMessage() {}
 
 func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1049,7 @@ func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganization.ProtoReflect.Descriptor instead.
 func (*UpdateOrganization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateOrganization) GetOrganizationId() string {
@@ -969,7 +1096,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1108,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1121,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Token) GetId() string {
@@ -1051,7 +1178,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1190,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1203,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -1113,7 +1240,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1252,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1265,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -1201,7 +1328,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1340,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1353,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1255,6 +1382,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Issuer
 	//	*SnapshotRecord_RevokedPassport
 	//	*SnapshotRecord_FederationPolicy
+	//	*SnapshotRecord_SigningKey
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1262,7 +1390,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1402,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1415,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1360,6 +1488,15 @@ func (x *SnapshotRecord) GetFederationPolicy() *v1.FederationPolicy {
 	return nil
 }
 
+func (x *SnapshotRecord) GetSigningKey() *SigningKey {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_SigningKey); ok {
+			return x.SigningKey
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1392,6 +1529,10 @@ type SnapshotRecord_FederationPolicy struct {
 	FederationPolicy *v1.FederationPolicy `protobuf:"bytes,7,opt,name=federation_policy,json=federationPolicy,proto3,oneof"`
 }
 
+type SnapshotRecord_SigningKey struct {
+	SigningKey *SigningKey `protobuf:"bytes,8,opt,name=signing_key,json=signingKey,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -1405,6 +1546,8 @@ func (*SnapshotRecord_Issuer) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_RevokedPassport) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_FederationPolicy) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_SigningKey) isSnapshotRecord_Record() {}
 
 var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
@@ -1443,11 +1586,21 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12;\n" +
 	"\vrevoke_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"revokeTime\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"\xb0\x01\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"\xf6\x01\n" +
 	"\x16UpdateFederationPolicy\x125\n" +
 	"\x14onboarding_cap_level\x18\x01 \x01(\rH\x00R\x12onboardingCapLevel\x88\x01\x01\x12F\n" +
-	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriodB\x17\n" +
-	"\x15_onboarding_cap_level\"(\n" +
+	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12D\n" +
+	"\x10freshness_window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindowB\x17\n" +
+	"\x15_onboarding_cap_level\"\xa6\x01\n" +
+	"\n" +
+	"SigningKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12!\n" +
+	"\fprivate_seed\x18\x02 \x01(\fR\vprivateSeed\x12;\n" +
+	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12!\n" +
+	"\fcreate_index\x18\x04 \x01(\x04R\vcreateIndex\"B\n" +
+	"\rPutSigningKey\x121\n" +
+	"\x03key\x18\x01 \x01(\v2\x1f.trustfed.command.v1.SigningKeyR\x03key\"(\n" +
 	"\x10ProposeAgreement\x12\x14\n" +
 	"\x05terms\x18\x01 \x01(\fR\x05terms\"y\n" +
 	"\rSignAgreement\x12!\n" +
@@ -1489,7 +1642,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe7\x03\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xab\x04\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
 	"\tagreement\x18\x02 \x01(\v2\x16.trustfed.v1.AgreementH\x00R\tagreement\x122\n" +
@@ -1497,8 +1650,10 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0fapplied_request\x18\x04 \x01(\v2#.trustfed.command.v1.AppliedRequestH\x00R\x0eappliedRequest\x12-\n" +
 	"\x06issuer\x18\x05 \x01(\v2\x13.trustfed.v1.IssuerH\x00R\x06issuer\x12Q\n" +
 	"\x10revoked_passport\x18\x06 \x01(\v2$.trustfed.command.v1.RevokedPassportH\x00R\x0frevokedPassport\x12L\n" +
-	"\x11federation_policy\x18\a \x01(\v2\x1d.trustfed.v1.FederationPolicyH\x00R\x10federationPolicyB\b\n" +
-	"\x06record*\xc9\x04\n" +
+	"\x11federation_policy\x18\a \x01(\v2\x1d.trustfed.v1.FederationPolicyH\x00R\x10federationPolicy\x12B\n" +
+	"\vsigning_key\x18\b \x01(\v2\x1f.trustfed.command.v1.SigningKeyH\x00R\n" +
+	"signingKeyB\b\n" +
+	"\x06record*\xeb\x04\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -1516,7 +1671,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"%COMMAND_TYPE_UPDATE_FEDERATION_POLICY\x10\f\x12\"\n" +
 	"\x1eCOMMAND_TYPE_PROPOSE_AGREEMENT\x10\r\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_SIGN_AGREEMENT\x10\x0e\x12$\n" +
-	" COMMAND_TYPE_TERMINATE_AGREEMENT\x10\x0f*,\n" +
+	" COMMAND_TYPE_TERMINATE_AGREEMENT\x10\x0f\x12 \n" +
+	"\x1cCOMMAND_TYPE_PUT_SIGNING_KEY\x10\x10*,\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1535,7 +1691,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),               // 0: trustfed.command.v1.CommandType
 	(Role)(0),                      // 1: trustfed.command.v1.Role
@@ -1549,46 +1705,52 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*RevokePassport)(nil),         // 9: trustfed.command.v1.RevokePassport
 	(*RevokedPassport)(nil),        // 10: trustfed.command.v1.RevokedPassport
 	(*UpdateFederationPolicy)(nil), // 11: trustfed.command.v1.UpdateFederationPolicy
-	(*ProposeAgreement)(nil),       // 12: trustfed.command.v1.ProposeAgreement
-	(*SignAgreement)(nil),          // 13: trustfed.command.v1.SignAgreement
-	(*TerminateAgreement)(nil),     // 14: trustfed.command.v1.TerminateAgreement
-	(*UpdateOrganization)(nil),     // 15: trustfed.command.v1.UpdateOrganization
-	(*Token)(nil),                  // 16: trustfed.command.v1.Token
-	(*PutToken)(nil),               // 17: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),         // 18: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),         // 19: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),         // 20: trustfed.command.v1.SnapshotRecord
-	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
-	(*v1.Issuer)(nil),              // 22: trustfed.v1.Issuer
-	(*durationpb.Duration)(nil),    // 23: google.protobuf.Duration
-	(v1.OrganizationStatus)(0),     // 24: trustfed.v1.OrganizationStatus
-	(*v1.Organization)(nil),        // 25: trustfed.v1.Organization
-	(*v1.Agreement)(nil),           // 26: trustfed.v1.Agreement
-	(*v1.FederationPolicy)(nil),    // 27: trustfed.v1.FederationPolicy
+	(*SigningKey)(nil),             // 12: trustfed.command.v1.SigningKey
+	(*PutSigningKey)(nil),          // 13: trustfed.command.v1.PutSigningKey
+	(*ProposeAgreement)(nil),       // 14: trustfed.command.v1.ProposeAgreement
+	(*SignAgreement)(nil),          // 15: trustfed.command.v1.SignAgreement
+	(*TerminateAgreement)(nil),     // 16: trustfed.command.v1.TerminateAgreement
+	(*UpdateOrganization)(nil),     // 17: trustfed.command.v1.UpdateOrganization
+	(*Token)(nil),                  // 18: trustfed.command.v1.Token
+	(*PutToken)(nil),               // 19: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),         // 20: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),         // 21: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),         // 22: trustfed.command.v1.SnapshotRecord
+	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
+	(*v1.Issuer)(nil),              // 24: trustfed.v1.Issuer
+	(*durationpb.Duration)(nil),    // 25: google.protobuf.Duration
+	(v1.OrganizationStatus)(0),     // 26: trustfed.v1.OrganizationStatus
+	(*v1.Organization)(nil),        // 27: trustfed.v1.Organization
+	(*v1.Agreement)(nil),           // 28: trustfed.v1.Agreement
+	(*v1.FederationPolicy)(nil),    // 29: trustfed.v1.FederationPolicy
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	21, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	22, // 2: trustfed.command.v1.AccreditIssuer.issuer:type_name -> trustfed.v1.Issuer
-	21, // 3: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	23, // 4: trustfed.command.v1.UpdateFederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
-	24, // 5: trustfed.command.v1.UpdateOrganization.status:type_name -> trustfed.v1.OrganizationStatus
-	1,  // 6: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	21, // 7: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	16, // 8: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	21, // 9: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	25, // 10: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	26, // 11: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
-	16, // 12: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	18, // 13: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	22, // 14: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
-	10, // 15: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	27, // 16: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	23, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	24, // 2: trustfed.command.v1.AccreditIssuer.issuer:type_name -> trustfed.v1.Issuer
+	23, // 3: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	25, // 4: trustfed.command.v1.UpdateFederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
+	25, // 5: trustfed.command.v1.UpdateFederationPolicy.freshness_window:type_name -> google.protobuf.Duration
+	23, // 6: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	12, // 7: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
+	26, // 8: trustfed.command.v1.UpdateOrganization.status:type_name -> trustfed.v1.OrganizationStatus
+	1,  // 9: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
+	23, // 10: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	18, // 11: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
+	23, // 12: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	27, // 13: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	28, // 14: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	18, // 15: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
+	20, // 16: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	24, // 17: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	10, // 18: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
+	29, // 19: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	12, // 20: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -1597,8 +1759,8 @@ func file_trustfed_command_v1_command_proto_init() {
 		return
 	}
 	file_trustfed_command_v1_command_proto_msgTypes[9].OneofWrappers = []any{}
-	file_trustfed_command_v1_command_proto_msgTypes[13].OneofWrappers = []any{}
-	file_trustfed_command_v1_command_proto_msgTypes[18].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[15].OneofWrappers = []any{}
+	file_trustfed_command_v1_command_proto_msgTypes[20].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
@@ -1606,6 +1768,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_Issuer)(nil),
 		(*SnapshotRecord_RevokedPassport)(nil),
 		(*SnapshotRecord_FederationPolicy)(nil),
+		(*SnapshotRecord_SigningKey)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1613,7 +1776,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,69 @@
+package attestation
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Decision verification errors.
+var (
+	ErrDecisionExpired  = errors.New("decision is past its valid_until")
+	ErrDecisionKey      = errors.New("decision signed with an unknown key")
+	ErrDecisionMismatch = errors.New("decision answer does not match its signed statement")
+)
+
+// SignDecision serializes st and signs it with the registry key.
+func SignDecision(key ed25519.PrivateKey, st *trustfedv1.DecisionStatement) (statement, sig []byte, err error) {
+	statement, err = proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	if err != nil {
+		return nil, nil, fmt.Errorf("marshal decision statement: %w", err)
+	}
+	return statement, Sign(key, PurposeDecision, statement), nil
+}
+
+// VerifyDecision checks a CheckInteraction answer offline: the signature by
+// one of the registry's published keys (keyed by key id) over the statement,
+// that the answer's fields are the statement's, and that now is before
+// valid_until (AG-783 TC4). It returns the verified statement.
+func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys map[string]ed25519.PublicKey, now time.Time) (*trustfedv1.DecisionStatement, error) {
+	pub, ok := keys[resp.GetKeyId()]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrDecisionKey, resp.GetKeyId())
+	}
+	if err := Verify(pub, PurposeDecision, resp.GetStatement(), resp.GetSignature()); err != nil {
+		return nil, err
+	}
+	var st trustfedv1.DecisionStatement
+	if err := proto.Unmarshal(resp.GetStatement(), &st); err != nil {
+		return nil, fmt.Errorf("%w: statement does not parse: %v", ErrDecisionMismatch, err)
+	}
+	switch {
+	case st.KeyId != resp.KeyId,
+		st.Decision != resp.Decision,
+		st.EffectiveLevel != resp.EffectiveLevel,
+		st.FromLevel != resp.FromLevel,
+		st.ToLevel != resp.ToLevel,
+		st.RequiredLevel != resp.RequiredLevel,
+		st.AgreementId != resp.AgreementId,
+		st.Index != resp.GetMeta().GetIndex(),
+		!proto.Equal(st.DecidedAt, resp.DecidedAt),
+		!proto.Equal(st.ValidUntil, resp.ValidUntil),
+		!proto.Equal(st.Controls, resp.Controls),
+		len(st.Reasons) != len(resp.Reasons):
+		return nil, ErrDecisionMismatch
+	}
+	for i := range st.Reasons {
+		if !proto.Equal(st.Reasons[i], resp.Reasons[i]) {
+			return nil, ErrDecisionMismatch
+		}
+	}
+	if st.ValidUntil == nil || !now.Before(st.ValidUntil.AsTime()) {
+		return nil, fmt.Errorf("%w (%s)", ErrDecisionExpired, st.GetValidUntil().AsTime().UTC().Format(time.RFC3339))
+	}
+	return &st, nil
+}

@@ -1,0 +1,35 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"time"
+
+	"github.com/trustfed/trustfed/attestation"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+// Keys fetches the registry's decision-signing public keys, by key id.
+// Fetch them once and keep them: verifying a decision needs no network.
+func (c *Client) Keys(ctx context.Context) (map[string]ed25519.PublicKey, error) {
+	resp, err := c.registry.GetKeys(ctx, &trustfedv1.GetKeysRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("get registry keys: %w", err)
+	}
+	keys := map[string]ed25519.PublicKey{}
+	for _, k := range resp.Keys {
+		if len(k.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("registry key %q is not an ed25519 key", k.KeyId)
+		}
+		keys[k.KeyId] = ed25519.PublicKey(k.PublicKey)
+	}
+	return keys, nil
+}
+
+// VerifyDecision checks a decision offline: the registry's signature over
+// its statement, that the answer matches the statement, and that it is
+// still fresh at now. Never act on a decision it refuses (AG-783 TC4).
+func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys map[string]ed25519.PublicKey, now time.Time) (*trustfedv1.DecisionStatement, error) {
+	return attestation.VerifyDecision(resp, keys, now)
+}

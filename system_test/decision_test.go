@@ -1,0 +1,76 @@
+package system_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/internal/testutil"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// TC4: every decision carries its index, decided_at and a valid_until no
+// later than decided_at + the federation's window, and a signature anyone can
+// verify offline with the published key; a client refuses it past valid_until.
+func TestSignedFreshDecisions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	d := startDev(t)
+	c := dial(t, d.srv, d.caFile, d.token)
+	waitServing(t, c)
+	fed := testutil.NewFederation(t)
+	accredit(t, c, fed)
+	enrol(t, c, fed, "bank-a", 4)
+	enrol(t, c, fed, "bank-b", 2)
+	agree(t, c, fed, "bank-a", "bank-b", "task_send", "ping")
+
+	// Public keys need no token.
+	code, body := d.do(t, "GET", "/v1/keys", "", nil)
+	require.Equal(t, 200, code, "%v", body)
+	require.Len(t, body["keys"], 1)
+
+	anon, err := client.New(ctxT(t), client.Config{Addr: d.srv.Addrs.GRPCAddr, CACertFile: d.caFile})
+	require.NoError(t, err)
+	defer anon.Close()
+	keys, err := anon.Keys(ctxT(t))
+	require.NoError(t, err)
+
+	req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bank-a", ToOrganizationId: "bank-b", Action: "task_send",
+		DataTypes: []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_EMAIL}, Value: 100}
+	resp, err := c.Registry().CheckInteraction(ctxT(t), req)
+	require.NoError(t, err)
+	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, resp.Decision, "%v", resp.Reasons)
+	decided, valid := resp.DecidedAt.AsTime(), resp.ValidUntil.AsTime()
+	require.Equal(t, 5*time.Minute, valid.Sub(decided), "default freshness window")
+	require.NotZero(t, resp.Meta.Index)
+
+	st, err := client.VerifyDecision(resp, keys, decided)
+	require.NoError(t, err)
+	require.Equal(t, "bank-a", st.FromOrganizationId)
+	require.Equal(t, resp.Meta.Index, st.Index)
+	_, err = client.VerifyDecision(resp, keys, valid)
+	require.ErrorIs(t, err, attestation.ErrDecisionExpired, "never used at or past valid_until")
+
+	forged := proto.CloneOf(resp)
+	forged.EffectiveLevel = 4
+	_, err = client.VerifyDecision(forged, keys, decided)
+	require.ErrorIs(t, err, attestation.ErrDecisionMismatch, "an answer that differs from the signed statement")
+	tampered := proto.CloneOf(resp)
+	tampered.Statement[len(tampered.Statement)-1] ^= 1
+	_, err = client.VerifyDecision(tampered, keys, decided)
+	require.ErrorIs(t, err, attestation.ErrSignature)
+
+	// The window is federation policy, at most 10 minutes.
+	_, err = c.Admin().UpdateFederationPolicy(ctxT(t), &trustfedv1.UpdateFederationPolicyRequest{FreshnessWindow: durationpb.New(11 * time.Minute)})
+	require.Error(t, err)
+	_, err = c.Admin().UpdateFederationPolicy(ctxT(t), &trustfedv1.UpdateFederationPolicyRequest{FreshnessWindow: durationpb.New(time.Minute)})
+	require.NoError(t, err)
+	resp, err = c.Registry().CheckInteraction(ctxT(t), req)
+	require.NoError(t, err)
+	require.Equal(t, time.Minute, resp.ValidUntil.AsTime().Sub(resp.DecidedAt.AsTime()))
+}
