@@ -14,10 +14,10 @@ const (
 	keyFileMode  fs.FileMode = 0o600
 )
 
-// writeFile writes data to path with perm. Without overwrite it fails with
+// WriteFile writes data to path with perm. Without overwrite it fails with
 // ErrFileExists if path exists; with overwrite it replaces path atomically
 // (temporary file in the same directory, then rename).
-func writeFile(path string, data []byte, perm fs.FileMode, overwrite bool) error {
+func WriteFile(path string, data []byte, perm fs.FileMode, overwrite bool) error {
 	if !overwrite {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 		if errors.Is(err, fs.ErrExist) {
@@ -82,10 +82,10 @@ func WritePEMFiles(certPath, keyPath string, certPEM, keyPEM []byte, overwrite b
 			}
 		}
 	}
-	if err := writeFile(keyPath, keyPEM, keyFileMode, overwrite); err != nil {
+	if err := WriteFile(keyPath, keyPEM, keyFileMode, overwrite); err != nil {
 		return err
 	}
-	return writeFile(certPath, certPEM, certFileMode, overwrite)
+	return WriteFile(certPath, certPEM, certFileMode, overwrite)
 }
 
 func fileExists(path string) (bool, error) {

@@ -94,7 +94,7 @@ func SavePrivateKey(path string, key ed25519.PrivateKey) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFile(path, data, keyFileMode, false); err != nil {
+	if err := WriteFile(path, data, keyFileMode, false); err != nil {
 		return fmt.Errorf("save private key: %w", err)
 	}
 	return nil

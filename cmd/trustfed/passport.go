@@ -6,12 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -173,7 +170,7 @@ Works on local files only; FILE is never replaced unless --force is given.`,
 			if err != nil {
 				return err
 			}
-			if err := writeNewFile(o.out, []byte(token+"\n"), passportFileMode, o.force); err != nil {
+			if err := attestation.WriteFile(o.out, []byte(token+"\n"), passportFileMode, o.force); err != nil {
 				return err
 			}
 			issued, err := attestation.ParsePassportUnverified(token)
@@ -386,52 +383,4 @@ func readPassportFile(path string) (string, error) {
 		return "", fmt.Errorf("read passport %s: %w: file is over %d bytes", path, attestation.ErrPassportMalformed, limit)
 	}
 	return string(bytes.TrimSpace(data)), nil
-}
-
-// writeNewFile writes data to path with perm. Without force it refuses to
-// replace an existing file; with force it replaces it atomically.
-func writeNewFile(path string, data []byte, perm fs.FileMode, force bool) error {
-	if !force {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("write %s: %w (use --force to replace it)", path, attestation.ErrFileExists)
-		}
-		if err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		if err := syncClose(f, data); err != nil {
-			_ = os.Remove(path)
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		return nil
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	err = tmp.Chmod(perm)
-	if err == nil {
-		err = syncClose(tmp, data)
-	} else {
-		_ = tmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncClose(f *os.File, data []byte) error {
-	_, err := f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

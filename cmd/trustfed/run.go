@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -275,6 +276,24 @@ func writeAddrs(f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile str
 	return os.Rename(path+".tmp", path)
 }
 
+// proposeFirst proposes a command that stores something a cluster holds
+// once (signing key, bootstrap token); FailedPrecondition means another
+// leader already stored it, which is success.
+func proposeFirst(ctx context.Context, node *consensus.Node, msg proto.Message, meta state.EnvelopeMeta) error {
+	cmd, err := state.Encode(msg, meta)
+	if err != nil {
+		return err
+	}
+	res, err := node.Apply(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	if r := res.Response.(state.Result); r.Err != nil && !errors.Is(r.Err, state.ErrFailedPrecondition) {
+		return r.Err
+	}
+	return nil
+}
+
 // signingKeyTask makes sure the registry has a decision-signing key: a
 // leader of a registry without one generates it and proposes it. Closes
 // ready when the registry holds a key.
@@ -292,17 +311,10 @@ func signingKeyTask(node *consensus.Node, store *state.Store, ready chan struct{
 				return err
 			}
 			id := attestation.Fingerprint(pub)
-			cmd, err := state.Encode(&commandv1.PutSigningKey{Key: &commandv1.SigningKey{KeyId: id, PrivateSeed: priv.Seed()}},
+			err = proposeFirst(ctx, node, &commandv1.PutSigningKey{Key: &commandv1.SigningKey{KeyId: id, PrivateSeed: priv.Seed()}},
 				state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "system:bootstrap"})
 			if err != nil {
 				return err
-			}
-			res, err := node.Apply(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			if r := res.Response.(state.Result); r.Err != nil && !errors.Is(r.Err, state.ErrFailedPrecondition) {
-				return r.Err
 			}
 			logger.Info("registry signing key stored", "key_id", id)
 			markReady()
@@ -354,18 +366,11 @@ func bootstrapTokenTask(node *consensus.Node, store *state.Store, secret string,
 				markReady()
 				return nil
 			}
-			cmd, err := state.Encode(&commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{
+			err := proposeFirst(ctx, node, &commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{
 				Id: id, SecretSha256: hash[:], Role: commandv1.Role_ROLE_ADMIN, Description: "bootstrap admin token",
 			}}, state.EnvelopeMeta{RequestID: "bootstrap-token-" + id, Time: time.Now().UTC(), Principal: "system:bootstrap"})
 			if err != nil {
 				return err
-			}
-			res, err := node.Apply(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			if r := res.Response.(state.Result); r.Err != nil && !errors.Is(r.Err, state.ErrFailedPrecondition) {
-				return r.Err
 			}
 			logger.Info("bootstrap admin token stored", "token_id", id)
 			markReady()
