@@ -22,6 +22,9 @@ const (
 	PurposeTermination Purpose = "agreement-termination"
 	// PurposeDecision signs a registry decision (DecisionStatement).
 	PurposeDecision Purpose = "decision"
+	// PurposeAuthorization signs an organisation's approval of a
+	// dual-authorisation request (AuthorizationStatement).
+	PurposeAuthorization Purpose = "authorization"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.

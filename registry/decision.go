@@ -32,6 +32,9 @@ func validateCheckDetails(req *trustfedv1.CheckInteractionRequest) error {
 	if len(req.SessionId) > 128 {
 		return state.Invalid("session_id", "is longer than 128 characters")
 	}
+	if req.AuthorizationId != "" {
+		return state.ValidateAuthorizationID("authorization_id", req.AuthorizationId)
+	}
 	return nil
 }
 
@@ -74,6 +77,7 @@ func (s *Server) signDecision(r *state.Reader, req *trustfedv1.CheckInteractionR
 		DecidedAt:          resp.DecidedAt,
 		ValidUntil:         resp.ValidUntil,
 		KeyId:              k.id,
+		AuthorizationId:    resp.AuthorizationId,
 	}
 	resp.Statement, resp.Signature, err = attestation.SignDecision(k.key, st)
 	return err

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"crypto/ed25519"
+	"time"
 
 	"github.com/trustfed/trustfed/attestation"
 
@@ -13,43 +14,65 @@ import (
 
 // CheckInteraction decides whether from may perform action with to.
 func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
-	if err := state.ValidateOrganizationID("from_organization_id", req.GetFromOrganizationId()); err != nil {
-		return nil, err
-	}
-	if err := state.ValidateOrganizationID("to_organization_id", req.GetToOrganizationId()); err != nil {
-		return nil, err
-	}
-	if req.FromOrganizationId == req.ToOrganizationId {
-		return nil, state.Invalid("to_organization_id", "an organization cannot interact with itself")
-	}
-	if req.GetAction() == "" {
-		return nil, state.Invalid("action", "is required (one of %v)", policy.Actions())
-	}
-	if _, ok := policy.RequiredLevel(req.Action); !ok {
-		return nil, state.Invalid("action", "unknown action %q (one of %v)", req.Action, policy.Actions())
-	}
-	if err := validateCheckDetails(req); err != nil {
-		return nil, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	resp, r, now, err := s.decide(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.signDecision(r, req, resp, now); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// decide validates a check, reads the state it asks for and computes the
+// (unsigned) decision at the answering node's time.
+func (s *Server) decide(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, *state.Reader, time.Time, error) {
+	var now time.Time
+	if err := state.ValidateOrganizationID("from_organization_id", req.GetFromOrganizationId()); err != nil {
+		return nil, nil, now, err
+	}
+	if err := state.ValidateOrganizationID("to_organization_id", req.GetToOrganizationId()); err != nil {
+		return nil, nil, now, err
+	}
+	if req.FromOrganizationId == req.ToOrganizationId {
+		return nil, nil, now, state.Invalid("to_organization_id", "an organization cannot interact with itself")
+	}
+	if req.GetAction() == "" {
+		return nil, nil, now, state.Invalid("action", "is required (one of %v)", policy.Actions())
+	}
+	if _, ok := policy.RequiredLevel(req.Action); !ok {
+		return nil, nil, now, state.Invalid("action", "unknown action %q (one of %v)", req.Action, policy.Actions())
+	}
+	if err := validateCheckDetails(req); err != nil {
+		return nil, nil, now, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, nil, now, err
+	}
 	from, ok := r.Organization(req.FromOrganizationId)
 	if !ok {
-		return nil, state.NotFound("from_organization_id", "organization %q does not exist", req.FromOrganizationId)
+		return nil, nil, now, state.NotFound("from_organization_id", "organization %q does not exist", req.FromOrganizationId)
 	}
 	to, ok := r.Organization(req.ToOrganizationId)
 	if !ok {
-		return nil, state.NotFound("to_organization_id", "organization %q does not exist", req.ToOrganizationId)
+		return nil, nil, now, state.NotFound("to_organization_id", "organization %q does not exist", req.ToOrganizationId)
 	}
-	now := s.clock()
+	now = s.clock()
 	fromLevel, toLevel := r.OrganizationLevel(from, now), r.OrganizationLevel(to, now)
 	in := policy.Input{From: from, To: to, FromLevel: fromLevel.Level, ToLevel: toLevel.Level, Action: req.Action,
 		DataTypes: req.DataTypes, Value: req.Value}
 	if ag, ok := r.LatestAgreement(from.Id, to.Id); ok {
 		in.Agreement = ag
 		in.AgreementEnded, _ = r.AgreementEnded(ag, now)
+	}
+	if id := req.GetAuthorizationId(); id != "" {
+		in.Authorization = id
+		if a, ok := r.Authorization(id); ok {
+			in.AuthorizationProblem = state.AuthorizationCovers(a, req, now)
+		} else {
+			in.AuthorizationProblem = "authorization " + id + " does not exist"
+		}
 	}
 	d := policy.Decide(in)
 	resp := &trustfedv1.CheckInteractionResponse{
@@ -64,14 +87,14 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 		FromLevelCaps:  fromLevel.Caps,
 		ToLevelCaps:    toLevel.Caps,
 		Controls:       d.Controls,
+
+		RequiresDualAuthorization: d.RequiresDualAuthorization,
+		AuthorizationId:           d.Authorization,
 	}
 	if d.Allow {
 		resp.Decision = trustfedv1.Decision_DECISION_ALLOW
 	}
-	if err := s.signDecision(r, req, resp, now); err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return resp, r, now, nil
 }
 
 // GetKeys publishes the decision-signing public keys.

@@ -58,6 +58,8 @@ func TestWriteMethods(t *testing.T) {
 		trustfedv1.MembershipService_ProposeAgreement_FullMethodName:     true,
 		trustfedv1.MembershipService_SignAgreement_FullMethodName:        true,
 		trustfedv1.MembershipService_TerminateAgreement_FullMethodName:   true,
+		trustfedv1.MembershipService_ApproveAuthorization_FullMethodName: true,
+		trustfedv1.RegistryService_RequestAuthorization_FullMethodName:   true,
 		trustfedv1.ClusterService_Join_FullMethodName:                    true,
 		trustfedv1.ClusterService_Leave_FullMethodName:                   true,
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -73,4 +75,68 @@ func TestSignedFreshDecisions(t *testing.T) {
 	resp, err = c.Registry().CheckInteraction(ctxT(t), req)
 	require.NoError(t, err)
 	require.Equal(t, time.Minute, resp.ValidUntil.AsTime().Sub(resp.DecidedAt.AsTime()))
+}
+
+// TC5 end to end: a settlement above the dual-authorisation threshold is
+// denied until both banks approve an authorisation for exactly it.
+func TestDualAuthorizationEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	d := startDev(t)
+	c := dial(t, d.srv, d.caFile, d.token)
+	waitServing(t, c)
+	fed := testutil.NewFederation(t)
+	accredit(t, c, fed)
+	enrol(t, c, fed, "bank-a", 4, func(r *trustfedv1.Registration) {
+		r.ControlProfile.ActionAuthorization = &trustfedv1.ActionAuthorization{DualAuthorizationAboveValue: 500_000}
+	})
+	enrol(t, c, fed, "bank-b", 2)
+	enrol(t, c, fed, "bank-c", 2)
+	agree(t, c, fed, "bank-a", "bank-b", "task_send")
+
+	check := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bank-a", ToOrganizationId: "bank-b", Action: "task_send", Value: 600_000}
+	resp, err := c.Registry().CheckInteraction(ctxT(t), check)
+	require.NoError(t, err)
+	require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision)
+	require.True(t, resp.RequiresDualAuthorization)
+
+	small := proto.CloneOf(check)
+	small.Value = 100_000
+	_, err = c.Registry().RequestAuthorization(ctxT(t), &trustfedv1.RequestAuthorizationRequest{Check: small})
+	require.Equal(t, codes.FailedPrecondition, status.Code(err), "below the threshold nothing needs authorising")
+
+	ar, err := c.Registry().RequestAuthorization(ctxT(t), &trustfedv1.RequestAuthorizationRequest{Check: check})
+	require.NoError(t, err)
+	a := ar.Authorization
+	approve := func(org string) error {
+		_, err := c.Membership().ApproveAuthorization(ctxT(t), &trustfedv1.ApproveAuthorizationRequest{AuthorizationId: a.Id, OrganizationId: org, Signature: fed.SignAuthorization(org, a.Statement)})
+		return err
+	}
+	require.Equal(t, codes.InvalidArgument, status.Code(approve("bank-c")), "an approver from a third organisation")
+	require.NoError(t, approve("bank-a"))
+	require.Equal(t, codes.AlreadyExists, status.Code(approve("bank-a")), "one principal approving twice")
+
+	withID := proto.CloneOf(check)
+	withID.AuthorizationId = a.Id
+	resp, err = c.Registry().CheckInteraction(ctxT(t), withID)
+	require.NoError(t, err)
+	require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision, "one approval is not enough")
+
+	require.NoError(t, approve("bank-b"))
+	resp, err = c.Registry().CheckInteraction(ctxT(t), withID)
+	require.NoError(t, err)
+	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, resp.Decision, "%v", resp.Reasons)
+	require.Equal(t, a.Id, resp.AuthorizationId)
+	keys, err := c.Keys(ctxT(t))
+	require.NoError(t, err)
+	st, err := client.VerifyDecision(resp, keys, resp.DecidedAt.AsTime())
+	require.NoError(t, err)
+	require.Equal(t, a.Id, st.AuthorizationId, "the grant is part of the signed decision")
+
+	other := proto.CloneOf(withID)
+	other.Value = 900_000
+	resp, err = c.Registry().CheckInteraction(ctxT(t), other)
+	require.NoError(t, err)
+	require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision, "the grant covers exactly one interaction")
 }

@@ -23,9 +23,9 @@ func accredit(t testing.TB, c *client.Client, fed *testutil.Federation) {
 }
 
 // enrol registers org (declared = attested = level) and approves it.
-func enrol(t testing.TB, c *client.Client, fed *testutil.Federation, org string, level uint32) *trustfedv1.Organization {
+func enrol(t testing.TB, c *client.Client, fed *testutil.Federation, org string, level uint32, mutate ...func(*trustfedv1.Registration)) *trustfedv1.Organization {
 	t.Helper()
-	reg, sig := fed.Registration(org, level, level, time.Now())
+	reg, sig := fed.Registration(org, level, level, time.Now(), mutate...)
 	resp, err := c.Membership().RegisterOrganization(ctxT(t), &trustfedv1.RegisterOrganizationRequest{Registration: reg, Signature: sig})
 	require.NoError(t, err)
 	require.Equal(t, trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_PENDING, resp.Organization.Status)

@@ -124,3 +124,8 @@ func (f *Federation) Termination(org, agreementID, reason string) (b, sig []byte
 	}
 	return b, attestation.Sign(f.Key(org), attestation.PurposeTermination, b)
 }
+
+// SignAuthorization is org's approval of a dual-authorisation statement.
+func (f *Federation) SignAuthorization(org string, statement []byte) []byte {
+	return attestation.Sign(f.Key(org), attestation.PurposeAuthorization, statement)
+}

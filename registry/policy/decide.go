@@ -36,6 +36,11 @@ type Input struct {
 	// DataTypes are the PII types the interaction carries; Value its value.
 	DataTypes []trustfedv1.PiiType
 	Value     int64
+	// Authorization, when not empty, is the id of a granted dual
+	// authorisation covering exactly this interaction; AuthorizationProblem
+	// says why a named one does not.
+	Authorization        string
+	AuthorizationProblem string
 }
 
 // Decision is the outcome of Decide.
@@ -47,6 +52,10 @@ type Decision struct {
 	AgreementID                   string
 	// Controls is the most restrictive combination of both profiles.
 	Controls *trustfedv1.ControlProfile
+	// RequiresDualAuthorization: the controls require two approvals (TC5).
+	RequiresDualAuthorization bool
+	// Authorization is the granted authorisation the decision relied on.
+	Authorization string
 }
 
 // Decide answers whether the interaction may happen. It collects every reason
@@ -83,14 +92,24 @@ func Decide(in Input) Decision {
 			deny(ReasonOutOfScope, "agreement %s does not cover action %q (scope: %v)", in.Agreement.GetId(), in.Action, in.Agreement.GetParsedTerms().GetScope().GetAllowedActions())
 		}
 	}
-	d.Controls = decideControls(in, d.Effective, deny)
+	d.Controls, d.RequiresDualAuthorization = decideControls(in, d.Effective, deny)
+	if d.RequiresDualAuthorization {
+		switch {
+		case in.Authorization != "" && in.AuthorizationProblem == "":
+			d.Authorization = in.Authorization
+		case in.AuthorizationProblem != "":
+			deny(ReasonDualAuthorization, "the resolved controls require dual authorisation: %s", in.AuthorizationProblem)
+		default:
+			deny(ReasonDualAuthorization, "the resolved controls require dual authorisation: open one with RequestAuthorization, have both parties approve it, and check again with its id")
+		}
+	}
 	d.Allow = len(d.Reasons) == 0
 	return d
 }
 
 // decideControls resolves both control profiles (TC3) and denies what the
 // resolved controls forbid at the effective level.
-func decideControls(in Input, level uint32, deny func(code, format string, args ...any)) *trustfedv1.ControlProfile {
+func decideControls(in Input, level uint32, deny func(code, format string, args ...any)) (*trustfedv1.ControlProfile, bool) {
 	controls, conflicts := Resolve(in.From.GetControlProfile(), in.To.GetControlProfile())
 	for _, c := range conflicts {
 		deny(ReasonControlsConflict, "%s: %s (%s)", c.Category, c.Reason, c.Field)
@@ -113,11 +132,8 @@ func decideControls(in Input, level uint32, deny func(code, format string, args 
 			deny(ReasonValueOverLimit, "value %d is above the limit %d for %q", in.Value, l.MaxValue, in.Action)
 		}
 	}
-	if auth.GetDualAuthorizationAlways() || (auth.GetDualAuthorizationAboveValue() > 0 && in.Value > auth.GetDualAuthorizationAboveValue()) {
-		// Until dual-authorisation grants exist, fail closed.
-		deny(ReasonDualAuthorization, "the resolved controls require dual authorisation for this interaction; grants are not available yet, so it is denied")
-	}
-	return controls
+	dual := auth.GetDualAuthorizationAlways() || (auth.GetDualAuthorizationAboveValue() > 0 && in.Value > auth.GetDualAuthorizationAboveValue())
+	return controls, dual
 }
 
 // PIIAction is the action the controls set for a PII type at a level

@@ -24,6 +24,8 @@ func init() {
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, applySignAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, applyTerminateAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY, applyPutSigningKey)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION, applyCreateAuthorization)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION, applyApproveAuthorization)
 }
 
 func decode(env *commandv1.Envelope, m proto.Message) error {

@@ -69,6 +69,10 @@ func commandType(cmd proto.Message) (commandv1.CommandType, error) {
 		return commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, nil
 	case *commandv1.TerminateAgreement:
 		return commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, nil
+	case *commandv1.CreateAuthorization:
+		return commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION, nil
+	case *commandv1.ApproveAuthorization:
+		return commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION, nil
 	case *commandv1.PutSigningKey:
 		return commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY, nil
 	default:

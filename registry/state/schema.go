@@ -11,15 +11,16 @@ import (
 
 // Table names.
 const (
-	tableOrganizations = "organizations"
-	tableAgreements    = "agreements"
-	tableTokens        = "tokens"
-	tableRequests      = "requests"
-	tableMeta          = "meta"
-	tableIssuers       = "issuers"
-	tableRevoked       = "revoked_passports"
-	tablePolicy        = "policy"
-	tableSigningKeys   = "signing_keys"
+	tableOrganizations  = "organizations"
+	tableAgreements     = "agreements"
+	tableTokens         = "tokens"
+	tableRequests       = "requests"
+	tableMeta           = "meta"
+	tableIssuers        = "issuers"
+	tableRevoked        = "revoked_passports"
+	tablePolicy         = "policy"
+	tableSigningKeys    = "signing_keys"
+	tableAuthorizations = "authorizations"
 )
 
 // metaRow holds the Raft index the state reflects, updated in the same
@@ -52,6 +53,12 @@ func schema() *memdb.DBSchema {
 			Name: tableRevoked,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Serial"}},
+			},
+		},
+		tableAuthorizations: {
+			Name: tableAuthorizations,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 			},
 		},
 		tableSigningKeys: {

@@ -62,6 +62,9 @@ func (s *Snapshot) Persist(w io.Writer) error {
 		{tableRevoked, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_RevokedPassport{RevokedPassport: o.(*commandv1.RevokedPassport)}}
 		}},
+		{tableAuthorizations, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Authorization{Authorization: o.(*trustfedv1.Authorization)}}
+		}},
 		{tableSigningKeys, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_SigningKey{SigningKey: o.(*commandv1.SigningKey)}}
 		}},
@@ -139,6 +142,8 @@ func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
 		return tx.Insert(tableIssuers, r.Issuer)
 	case *commandv1.SnapshotRecord_RevokedPassport:
 		return tx.Insert(tableRevoked, r.RevokedPassport)
+	case *commandv1.SnapshotRecord_Authorization:
+		return tx.Insert(tableAuthorizations, r.Authorization)
 	case *commandv1.SnapshotRecord_SigningKey:
 		return tx.Insert(tableSigningKeys, r.SigningKey)
 	case *commandv1.SnapshotRecord_FederationPolicy:

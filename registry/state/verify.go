@@ -8,10 +8,11 @@ import (
 
 // Signature purposes (domain separation), as attestation.Purpose values.
 const (
-	PurposeRegistration = "registration"
-	PurposePassport     = "passport-submission"
-	PurposeAgreement    = "agreement"
-	PurposeTermination  = "agreement-termination"
+	PurposeRegistration  = "registration"
+	PurposePassport      = "passport-submission"
+	PurposeAgreement     = "agreement"
+	PurposeTermination   = "agreement-termination"
+	PurposeAuthorization = "authorization"
 )
 
 // Verifier checks signatures and passports. The state machine re-verifies

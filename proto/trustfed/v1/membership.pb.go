@@ -22,6 +22,119 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ApproveAuthorizationRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	AuthorizationId string                 `protobuf:"bytes,1,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
+	OrganizationId  string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// ed25519 signature over "trustfed/authorization/v1\0" + the statement.
+	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveAuthorizationRequest) Reset() {
+	*x = ApproveAuthorizationRequest{}
+	mi := &file_trustfed_v1_membership_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveAuthorizationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveAuthorizationRequest) ProtoMessage() {}
+
+func (x *ApproveAuthorizationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_membership_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveAuthorizationRequest.ProtoReflect.Descriptor instead.
+func (*ApproveAuthorizationRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ApproveAuthorizationRequest) GetAuthorizationId() string {
+	if x != nil {
+		return x.AuthorizationId
+	}
+	return ""
+}
+
+func (x *ApproveAuthorizationRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ApproveAuthorizationRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *ApproveAuthorizationRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type ApproveAuthorizationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Authorization *Authorization         `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveAuthorizationResponse) Reset() {
+	*x = ApproveAuthorizationResponse{}
+	mi := &file_trustfed_v1_membership_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveAuthorizationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveAuthorizationResponse) ProtoMessage() {}
+
+func (x *ApproveAuthorizationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_membership_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveAuthorizationResponse.ProtoReflect.Descriptor instead.
+func (*ApproveAuthorizationResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ApproveAuthorizationResponse) GetAuthorization() *Authorization {
+	if x != nil {
+		return x.Authorization
+	}
+	return nil
+}
+
 // Registration is what an organisation signs to register. Its serialized
 // bytes travel as they were signed.
 type Registration struct {
@@ -45,7 +158,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[0]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -57,7 +170,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[0]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -70,7 +183,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{0}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Registration) GetOrganizationId() string {
@@ -149,7 +262,7 @@ type RegisterOrganizationRequest struct {
 
 func (x *RegisterOrganizationRequest) Reset() {
 	*x = RegisterOrganizationRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[1]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +274,7 @@ func (x *RegisterOrganizationRequest) String() string {
 func (*RegisterOrganizationRequest) ProtoMessage() {}
 
 func (x *RegisterOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[1]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +287,7 @@ func (x *RegisterOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*RegisterOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{1}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterOrganizationRequest) GetRegistration() []byte {
@@ -207,7 +320,7 @@ type RegisterOrganizationResponse struct {
 
 func (x *RegisterOrganizationResponse) Reset() {
 	*x = RegisterOrganizationResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[2]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +332,7 @@ func (x *RegisterOrganizationResponse) String() string {
 func (*RegisterOrganizationResponse) ProtoMessage() {}
 
 func (x *RegisterOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[2]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +345,7 @@ func (x *RegisterOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*RegisterOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{2}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterOrganizationResponse) GetOrganization() *Organization {
@@ -255,7 +368,7 @@ type SubmitPassportRequest struct {
 
 func (x *SubmitPassportRequest) Reset() {
 	*x = SubmitPassportRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[3]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +380,7 @@ func (x *SubmitPassportRequest) String() string {
 func (*SubmitPassportRequest) ProtoMessage() {}
 
 func (x *SubmitPassportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[3]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +393,7 @@ func (x *SubmitPassportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPassportRequest.ProtoReflect.Descriptor instead.
 func (*SubmitPassportRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{3}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitPassportRequest) GetOrganizationId() string {
@@ -320,7 +433,7 @@ type SubmitPassportResponse struct {
 
 func (x *SubmitPassportResponse) Reset() {
 	*x = SubmitPassportResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[4]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +445,7 @@ func (x *SubmitPassportResponse) String() string {
 func (*SubmitPassportResponse) ProtoMessage() {}
 
 func (x *SubmitPassportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[4]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +458,7 @@ func (x *SubmitPassportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPassportResponse.ProtoReflect.Descriptor instead.
 func (*SubmitPassportResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitPassportResponse) GetOrganization() *Organization {
@@ -372,7 +485,7 @@ type ProposeAgreementRequest struct {
 
 func (x *ProposeAgreementRequest) Reset() {
 	*x = ProposeAgreementRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[5]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +497,7 @@ func (x *ProposeAgreementRequest) String() string {
 func (*ProposeAgreementRequest) ProtoMessage() {}
 
 func (x *ProposeAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[5]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +510,7 @@ func (x *ProposeAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreementRequest.ProtoReflect.Descriptor instead.
 func (*ProposeAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProposeAgreementRequest) GetOrganizationAId() string {
@@ -458,7 +571,7 @@ type ProposeAgreementResponse struct {
 
 func (x *ProposeAgreementResponse) Reset() {
 	*x = ProposeAgreementResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[6]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +583,7 @@ func (x *ProposeAgreementResponse) String() string {
 func (*ProposeAgreementResponse) ProtoMessage() {}
 
 func (x *ProposeAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[6]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +596,7 @@ func (x *ProposeAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreementResponse.ProtoReflect.Descriptor instead.
 func (*ProposeAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ProposeAgreementResponse) GetAgreement() *Agreement {
@@ -507,7 +620,7 @@ type SignAgreementRequest struct {
 
 func (x *SignAgreementRequest) Reset() {
 	*x = SignAgreementRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[7]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +632,7 @@ func (x *SignAgreementRequest) String() string {
 func (*SignAgreementRequest) ProtoMessage() {}
 
 func (x *SignAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[7]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +645,7 @@ func (x *SignAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreementRequest.ProtoReflect.Descriptor instead.
 func (*SignAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignAgreementRequest) GetAgreementId() string {
@@ -572,7 +685,7 @@ type SignAgreementResponse struct {
 
 func (x *SignAgreementResponse) Reset() {
 	*x = SignAgreementResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[8]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +697,7 @@ func (x *SignAgreementResponse) String() string {
 func (*SignAgreementResponse) ProtoMessage() {}
 
 func (x *SignAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[8]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +710,7 @@ func (x *SignAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreementResponse.ProtoReflect.Descriptor instead.
 func (*SignAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignAgreementResponse) GetAgreement() *Agreement {
@@ -619,7 +732,7 @@ type AgreementTermination struct {
 
 func (x *AgreementTermination) Reset() {
 	*x = AgreementTermination{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[9]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +744,7 @@ func (x *AgreementTermination) String() string {
 func (*AgreementTermination) ProtoMessage() {}
 
 func (x *AgreementTermination) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[9]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +757,7 @@ func (x *AgreementTermination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementTermination.ProtoReflect.Descriptor instead.
 func (*AgreementTermination) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgreementTermination) GetAgreementId() string {
@@ -681,7 +794,7 @@ type TerminateAgreementRequest struct {
 
 func (x *TerminateAgreementRequest) Reset() {
 	*x = TerminateAgreementRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[10]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +806,7 @@ func (x *TerminateAgreementRequest) String() string {
 func (*TerminateAgreementRequest) ProtoMessage() {}
 
 func (x *TerminateAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[10]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +819,7 @@ func (x *TerminateAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreementRequest.ProtoReflect.Descriptor instead.
 func (*TerminateAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TerminateAgreementRequest) GetTermination() []byte {
@@ -739,7 +852,7 @@ type TerminateAgreementResponse struct {
 
 func (x *TerminateAgreementResponse) Reset() {
 	*x = TerminateAgreementResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[11]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +864,7 @@ func (x *TerminateAgreementResponse) String() string {
 func (*TerminateAgreementResponse) ProtoMessage() {}
 
 func (x *TerminateAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[11]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +877,7 @@ func (x *TerminateAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreementResponse.ProtoReflect.Descriptor instead.
 func (*TerminateAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TerminateAgreementResponse) GetAgreement() *Agreement {
@@ -778,7 +891,15 @@ var File_trustfed_v1_membership_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_membership_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctrustfed/v1/membership.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x17trustfed/v1/types.proto\"\xe4\x02\n" +
+	"\x1ctrustfed/v1/membership.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/types.proto\"\xae\x01\n" +
+	"\x1bApproveAuthorizationRequest\x12)\n" +
+	"\x10authorization_id\x18\x01 \x01(\tR\x0fauthorizationId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"`\n" +
+	"\x1cApproveAuthorizationResponse\x12@\n" +
+	"\rauthorization\x18\x01 \x01(\v2\x1a.trustfed.v1.AuthorizationR\rauthorization\"\xe4\x02\n" +
 	"\fRegistration\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
@@ -835,13 +956,14 @@ const file_trustfed_v1_membership_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\"R\n" +
 	"\x1aTerminateAgreementResponse\x124\n" +
-	"\tagreement\x18\x01 \x01(\v2\x16.trustfed.v1.AgreementR\tagreement2\xfb\x03\n" +
+	"\tagreement\x18\x01 \x01(\v2\x16.trustfed.v1.AgreementR\tagreement2\xe8\x04\n" +
 	"\x11MembershipService\x12k\n" +
 	"\x14RegisterOrganization\x12(.trustfed.v1.RegisterOrganizationRequest\x1a).trustfed.v1.RegisterOrganizationResponse\x12Y\n" +
 	"\x0eSubmitPassport\x12\".trustfed.v1.SubmitPassportRequest\x1a#.trustfed.v1.SubmitPassportResponse\x12_\n" +
 	"\x10ProposeAgreement\x12$.trustfed.v1.ProposeAgreementRequest\x1a%.trustfed.v1.ProposeAgreementResponse\x12V\n" +
 	"\rSignAgreement\x12!.trustfed.v1.SignAgreementRequest\x1a\".trustfed.v1.SignAgreementResponse\x12e\n" +
-	"\x12TerminateAgreement\x12&.trustfed.v1.TerminateAgreementRequest\x1a'.trustfed.v1.TerminateAgreementResponseB;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\x12TerminateAgreement\x12&.trustfed.v1.TerminateAgreementRequest\x1a'.trustfed.v1.TerminateAgreementResponse\x12k\n" +
+	"\x14ApproveAuthorization\x12(.trustfed.v1.ApproveAuthorizationRequest\x1a).trustfed.v1.ApproveAuthorizationResponseB;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_membership_proto_rawDescOnce sync.Once
@@ -855,53 +977,59 @@ func file_trustfed_v1_membership_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_membership_proto_rawDescData
 }
 
-var file_trustfed_v1_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_trustfed_v1_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_trustfed_v1_membership_proto_goTypes = []any{
-	(*Registration)(nil),                 // 0: trustfed.v1.Registration
-	(*RegisterOrganizationRequest)(nil),  // 1: trustfed.v1.RegisterOrganizationRequest
-	(*RegisterOrganizationResponse)(nil), // 2: trustfed.v1.RegisterOrganizationResponse
-	(*SubmitPassportRequest)(nil),        // 3: trustfed.v1.SubmitPassportRequest
-	(*SubmitPassportResponse)(nil),       // 4: trustfed.v1.SubmitPassportResponse
-	(*ProposeAgreementRequest)(nil),      // 5: trustfed.v1.ProposeAgreementRequest
-	(*ProposeAgreementResponse)(nil),     // 6: trustfed.v1.ProposeAgreementResponse
-	(*SignAgreementRequest)(nil),         // 7: trustfed.v1.SignAgreementRequest
-	(*SignAgreementResponse)(nil),        // 8: trustfed.v1.SignAgreementResponse
-	(*AgreementTermination)(nil),         // 9: trustfed.v1.AgreementTermination
-	(*TerminateAgreementRequest)(nil),    // 10: trustfed.v1.TerminateAgreementRequest
-	(*TerminateAgreementResponse)(nil),   // 11: trustfed.v1.TerminateAgreementResponse
-	(*ControlProfile)(nil),               // 12: trustfed.v1.ControlProfile
-	(*Organization)(nil),                 // 13: trustfed.v1.Organization
-	(*AgreementScope)(nil),               // 14: trustfed.v1.AgreementScope
-	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
-	(*TerminationConditions)(nil),        // 16: trustfed.v1.TerminationConditions
-	(*Agreement)(nil),                    // 17: trustfed.v1.Agreement
+	(*ApproveAuthorizationRequest)(nil),  // 0: trustfed.v1.ApproveAuthorizationRequest
+	(*ApproveAuthorizationResponse)(nil), // 1: trustfed.v1.ApproveAuthorizationResponse
+	(*Registration)(nil),                 // 2: trustfed.v1.Registration
+	(*RegisterOrganizationRequest)(nil),  // 3: trustfed.v1.RegisterOrganizationRequest
+	(*RegisterOrganizationResponse)(nil), // 4: trustfed.v1.RegisterOrganizationResponse
+	(*SubmitPassportRequest)(nil),        // 5: trustfed.v1.SubmitPassportRequest
+	(*SubmitPassportResponse)(nil),       // 6: trustfed.v1.SubmitPassportResponse
+	(*ProposeAgreementRequest)(nil),      // 7: trustfed.v1.ProposeAgreementRequest
+	(*ProposeAgreementResponse)(nil),     // 8: trustfed.v1.ProposeAgreementResponse
+	(*SignAgreementRequest)(nil),         // 9: trustfed.v1.SignAgreementRequest
+	(*SignAgreementResponse)(nil),        // 10: trustfed.v1.SignAgreementResponse
+	(*AgreementTermination)(nil),         // 11: trustfed.v1.AgreementTermination
+	(*TerminateAgreementRequest)(nil),    // 12: trustfed.v1.TerminateAgreementRequest
+	(*TerminateAgreementResponse)(nil),   // 13: trustfed.v1.TerminateAgreementResponse
+	(*Authorization)(nil),                // 14: trustfed.v1.Authorization
+	(*ControlProfile)(nil),               // 15: trustfed.v1.ControlProfile
+	(*Organization)(nil),                 // 16: trustfed.v1.Organization
+	(*AgreementScope)(nil),               // 17: trustfed.v1.AgreementScope
+	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
+	(*TerminationConditions)(nil),        // 19: trustfed.v1.TerminationConditions
+	(*Agreement)(nil),                    // 20: trustfed.v1.Agreement
 }
 var file_trustfed_v1_membership_proto_depIdxs = []int32{
-	12, // 0: trustfed.v1.Registration.control_profile:type_name -> trustfed.v1.ControlProfile
-	13, // 1: trustfed.v1.RegisterOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	13, // 2: trustfed.v1.SubmitPassportResponse.organization:type_name -> trustfed.v1.Organization
-	14, // 3: trustfed.v1.ProposeAgreementRequest.scope:type_name -> trustfed.v1.AgreementScope
-	15, // 4: trustfed.v1.ProposeAgreementRequest.not_before:type_name -> google.protobuf.Timestamp
-	15, // 5: trustfed.v1.ProposeAgreementRequest.not_after:type_name -> google.protobuf.Timestamp
-	16, // 6: trustfed.v1.ProposeAgreementRequest.termination:type_name -> trustfed.v1.TerminationConditions
-	17, // 7: trustfed.v1.ProposeAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	17, // 8: trustfed.v1.SignAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	17, // 9: trustfed.v1.TerminateAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	1,  // 10: trustfed.v1.MembershipService.RegisterOrganization:input_type -> trustfed.v1.RegisterOrganizationRequest
-	3,  // 11: trustfed.v1.MembershipService.SubmitPassport:input_type -> trustfed.v1.SubmitPassportRequest
-	5,  // 12: trustfed.v1.MembershipService.ProposeAgreement:input_type -> trustfed.v1.ProposeAgreementRequest
-	7,  // 13: trustfed.v1.MembershipService.SignAgreement:input_type -> trustfed.v1.SignAgreementRequest
-	10, // 14: trustfed.v1.MembershipService.TerminateAgreement:input_type -> trustfed.v1.TerminateAgreementRequest
-	2,  // 15: trustfed.v1.MembershipService.RegisterOrganization:output_type -> trustfed.v1.RegisterOrganizationResponse
-	4,  // 16: trustfed.v1.MembershipService.SubmitPassport:output_type -> trustfed.v1.SubmitPassportResponse
-	6,  // 17: trustfed.v1.MembershipService.ProposeAgreement:output_type -> trustfed.v1.ProposeAgreementResponse
-	8,  // 18: trustfed.v1.MembershipService.SignAgreement:output_type -> trustfed.v1.SignAgreementResponse
-	11, // 19: trustfed.v1.MembershipService.TerminateAgreement:output_type -> trustfed.v1.TerminateAgreementResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 0: trustfed.v1.ApproveAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	15, // 1: trustfed.v1.Registration.control_profile:type_name -> trustfed.v1.ControlProfile
+	16, // 2: trustfed.v1.RegisterOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	16, // 3: trustfed.v1.SubmitPassportResponse.organization:type_name -> trustfed.v1.Organization
+	17, // 4: trustfed.v1.ProposeAgreementRequest.scope:type_name -> trustfed.v1.AgreementScope
+	18, // 5: trustfed.v1.ProposeAgreementRequest.not_before:type_name -> google.protobuf.Timestamp
+	18, // 6: trustfed.v1.ProposeAgreementRequest.not_after:type_name -> google.protobuf.Timestamp
+	19, // 7: trustfed.v1.ProposeAgreementRequest.termination:type_name -> trustfed.v1.TerminationConditions
+	20, // 8: trustfed.v1.ProposeAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	20, // 9: trustfed.v1.SignAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	20, // 10: trustfed.v1.TerminateAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	3,  // 11: trustfed.v1.MembershipService.RegisterOrganization:input_type -> trustfed.v1.RegisterOrganizationRequest
+	5,  // 12: trustfed.v1.MembershipService.SubmitPassport:input_type -> trustfed.v1.SubmitPassportRequest
+	7,  // 13: trustfed.v1.MembershipService.ProposeAgreement:input_type -> trustfed.v1.ProposeAgreementRequest
+	9,  // 14: trustfed.v1.MembershipService.SignAgreement:input_type -> trustfed.v1.SignAgreementRequest
+	12, // 15: trustfed.v1.MembershipService.TerminateAgreement:input_type -> trustfed.v1.TerminateAgreementRequest
+	0,  // 16: trustfed.v1.MembershipService.ApproveAuthorization:input_type -> trustfed.v1.ApproveAuthorizationRequest
+	4,  // 17: trustfed.v1.MembershipService.RegisterOrganization:output_type -> trustfed.v1.RegisterOrganizationResponse
+	6,  // 18: trustfed.v1.MembershipService.SubmitPassport:output_type -> trustfed.v1.SubmitPassportResponse
+	8,  // 19: trustfed.v1.MembershipService.ProposeAgreement:output_type -> trustfed.v1.ProposeAgreementResponse
+	10, // 20: trustfed.v1.MembershipService.SignAgreement:output_type -> trustfed.v1.SignAgreementResponse
+	13, // 21: trustfed.v1.MembershipService.TerminateAgreement:output_type -> trustfed.v1.TerminateAgreementResponse
+	1,  // 22: trustfed.v1.MembershipService.ApproveAuthorization:output_type -> trustfed.v1.ApproveAuthorizationResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_membership_proto_init() }
@@ -910,6 +1038,7 @@ func file_trustfed_v1_membership_proto_init() {
 		return
 	}
 	file_trustfed_v1_controls_proto_init()
+	file_trustfed_v1_registry_proto_init()
 	file_trustfed_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -917,7 +1046,7 @@ func file_trustfed_v1_membership_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_membership_proto_rawDesc), len(file_trustfed_v1_membership_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

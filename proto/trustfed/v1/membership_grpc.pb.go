@@ -24,6 +24,7 @@ const (
 	MembershipService_ProposeAgreement_FullMethodName     = "/trustfed.v1.MembershipService/ProposeAgreement"
 	MembershipService_SignAgreement_FullMethodName        = "/trustfed.v1.MembershipService/SignAgreement"
 	MembershipService_TerminateAgreement_FullMethodName   = "/trustfed.v1.MembershipService/TerminateAgreement"
+	MembershipService_ApproveAuthorization_FullMethodName = "/trustfed.v1.MembershipService/ApproveAuthorization"
 )
 
 // MembershipServiceClient is the client API for MembershipService service.
@@ -46,6 +47,9 @@ type MembershipServiceClient interface {
 	SignAgreement(ctx context.Context, in *SignAgreementRequest, opts ...grpc.CallOption) (*SignAgreementResponse, error)
 	// TerminateAgreement ends an agreement at the signed request of either party.
 	TerminateAgreement(ctx context.Context, in *TerminateAgreementRequest, opts ...grpc.CallOption) (*TerminateAgreementResponse, error)
+	// ApproveAuthorization adds one party's signed approval to a
+	// dual-authorisation request; it is granted once both parties approved.
+	ApproveAuthorization(ctx context.Context, in *ApproveAuthorizationRequest, opts ...grpc.CallOption) (*ApproveAuthorizationResponse, error)
 }
 
 type membershipServiceClient struct {
@@ -106,6 +110,16 @@ func (c *membershipServiceClient) TerminateAgreement(ctx context.Context, in *Te
 	return out, nil
 }
 
+func (c *membershipServiceClient) ApproveAuthorization(ctx context.Context, in *ApproveAuthorizationRequest, opts ...grpc.CallOption) (*ApproveAuthorizationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveAuthorizationResponse)
+	err := c.cc.Invoke(ctx, MembershipService_ApproveAuthorization_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MembershipServiceServer is the server API for MembershipService service.
 // All implementations must embed UnimplementedMembershipServiceServer
 // for forward compatibility.
@@ -126,6 +140,9 @@ type MembershipServiceServer interface {
 	SignAgreement(context.Context, *SignAgreementRequest) (*SignAgreementResponse, error)
 	// TerminateAgreement ends an agreement at the signed request of either party.
 	TerminateAgreement(context.Context, *TerminateAgreementRequest) (*TerminateAgreementResponse, error)
+	// ApproveAuthorization adds one party's signed approval to a
+	// dual-authorisation request; it is granted once both parties approved.
+	ApproveAuthorization(context.Context, *ApproveAuthorizationRequest) (*ApproveAuthorizationResponse, error)
 	mustEmbedUnimplementedMembershipServiceServer()
 }
 
@@ -150,6 +167,9 @@ func (UnimplementedMembershipServiceServer) SignAgreement(context.Context, *Sign
 }
 func (UnimplementedMembershipServiceServer) TerminateAgreement(context.Context, *TerminateAgreementRequest) (*TerminateAgreementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TerminateAgreement not implemented")
+}
+func (UnimplementedMembershipServiceServer) ApproveAuthorization(context.Context, *ApproveAuthorizationRequest) (*ApproveAuthorizationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveAuthorization not implemented")
 }
 func (UnimplementedMembershipServiceServer) mustEmbedUnimplementedMembershipServiceServer() {}
 func (UnimplementedMembershipServiceServer) testEmbeddedByValue()                           {}
@@ -262,6 +282,24 @@ func _MembershipService_TerminateAgreement_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MembershipService_ApproveAuthorization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveAuthorizationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MembershipServiceServer).ApproveAuthorization(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MembershipService_ApproveAuthorization_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MembershipServiceServer).ApproveAuthorization(ctx, req.(*ApproveAuthorizationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MembershipService_ServiceDesc is the grpc.ServiceDesc for MembershipService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -288,6 +326,10 @@ var MembershipService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TerminateAgreement",
 			Handler:    _MembershipService_TerminateAgreement_Handler,
+		},
+		{
+			MethodName: "ApproveAuthorization",
+			Handler:    _MembershipService_ApproveAuthorization_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

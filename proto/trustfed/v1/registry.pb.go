@@ -72,6 +72,56 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{0}
 }
 
+// AuthorizationStatus is the state of a dual-authorisation request.
+type AuthorizationStatus int32
+
+const (
+	AuthorizationStatus_AUTHORIZATION_STATUS_UNSPECIFIED AuthorizationStatus = 0
+	AuthorizationStatus_AUTHORIZATION_STATUS_PENDING     AuthorizationStatus = 1
+	AuthorizationStatus_AUTHORIZATION_STATUS_GRANTED     AuthorizationStatus = 2
+)
+
+// Enum value maps for AuthorizationStatus.
+var (
+	AuthorizationStatus_name = map[int32]string{
+		0: "AUTHORIZATION_STATUS_UNSPECIFIED",
+		1: "AUTHORIZATION_STATUS_PENDING",
+		2: "AUTHORIZATION_STATUS_GRANTED",
+	}
+	AuthorizationStatus_value = map[string]int32{
+		"AUTHORIZATION_STATUS_UNSPECIFIED": 0,
+		"AUTHORIZATION_STATUS_PENDING":     1,
+		"AUTHORIZATION_STATUS_GRANTED":     2,
+	}
+)
+
+func (x AuthorizationStatus) Enum() *AuthorizationStatus {
+	p := new(AuthorizationStatus)
+	*p = x
+	return p
+}
+
+func (x AuthorizationStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AuthorizationStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_trustfed_v1_registry_proto_enumTypes[1].Descriptor()
+}
+
+func (AuthorizationStatus) Type() protoreflect.EnumType {
+	return &file_trustfed_v1_registry_proto_enumTypes[1]
+}
+
+func (x AuthorizationStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AuthorizationStatus.Descriptor instead.
+func (AuthorizationStatus) EnumDescriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{1}
+}
+
 type CheckInteractionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The organisation whose agent initiates the interaction.
@@ -86,9 +136,11 @@ type CheckInteractionRequest struct {
 	// Value of the action in minor currency units (0 = none).
 	Value int64 `protobuf:"varint,6,opt,name=value,proto3" json:"value,omitempty"`
 	// Optional interaction session the check belongs to.
-	SessionId     string `protobuf:"bytes,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SessionId string `protobuf:"bytes,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// A granted dual authorisation covering exactly this interaction.
+	AuthorizationId string `protobuf:"bytes,8,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CheckInteractionRequest) Reset() {
@@ -166,6 +218,13 @@ func (x *CheckInteractionRequest) GetValue() int64 {
 func (x *CheckInteractionRequest) GetSessionId() string {
 	if x != nil {
 		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CheckInteractionRequest) GetAuthorizationId() string {
+	if x != nil {
+		return x.AuthorizationId
 	}
 	return ""
 }
@@ -251,10 +310,14 @@ type CheckInteractionResponse struct {
 	Statement []byte `protobuf:"bytes,14,opt,name=statement,proto3" json:"statement,omitempty"`
 	// ed25519 signature by the registry key over
 	// "trustfed/decision/v1\0" + statement.
-	Signature     []byte `protobuf:"bytes,15,opt,name=signature,proto3" json:"signature,omitempty"`
-	KeyId         string `protobuf:"bytes,16,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Signature []byte `protobuf:"bytes,15,opt,name=signature,proto3" json:"signature,omitempty"`
+	KeyId     string `protobuf:"bytes,16,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The controls require two approvals: open one with RequestAuthorization.
+	RequiresDualAuthorization bool `protobuf:"varint,17,opt,name=requires_dual_authorization,json=requiresDualAuthorization,proto3" json:"requires_dual_authorization,omitempty"`
+	// The granted authorisation the decision relied on.
+	AuthorizationId string `protobuf:"bytes,18,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CheckInteractionResponse) Reset() {
@@ -399,6 +462,20 @@ func (x *CheckInteractionResponse) GetKeyId() string {
 	return ""
 }
 
+func (x *CheckInteractionResponse) GetRequiresDualAuthorization() bool {
+	if x != nil {
+		return x.RequiresDualAuthorization
+	}
+	return false
+}
+
+func (x *CheckInteractionResponse) GetAuthorizationId() string {
+	if x != nil {
+		return x.AuthorizationId
+	}
+	return ""
+}
+
 // DecisionStatement is what the registry signs for every decision.
 type DecisionStatement struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
@@ -420,6 +497,7 @@ type DecisionStatement struct {
 	DecidedAt          *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
 	ValidUntil         *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
 	KeyId              string                 `protobuf:"bytes,18,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	AuthorizationId    string                 `protobuf:"bytes,19,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -576,6 +654,13 @@ func (x *DecisionStatement) GetValidUntil() *timestamppb.Timestamp {
 func (x *DecisionStatement) GetKeyId() string {
 	if x != nil {
 		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DecisionStatement) GetAuthorizationId() string {
+	if x != nil {
+		return x.AuthorizationId
 	}
 	return ""
 }
@@ -965,11 +1050,468 @@ func (x *ListOrganizationsResponse) GetMeta() *ReadMeta {
 	return nil
 }
 
+// AuthorizationStatement is what each approving organisation signs.
+type AuthorizationStatement struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	AuthorizationId    string                 `protobuf:"bytes,1,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
+	FromOrganizationId string                 `protobuf:"bytes,2,opt,name=from_organization_id,json=fromOrganizationId,proto3" json:"from_organization_id,omitempty"`
+	ToOrganizationId   string                 `protobuf:"bytes,3,opt,name=to_organization_id,json=toOrganizationId,proto3" json:"to_organization_id,omitempty"`
+	Action             string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	DataTypes          []PiiType              `protobuf:"varint,5,rep,packed,name=data_types,json=dataTypes,proto3,enum=trustfed.v1.PiiType" json:"data_types,omitempty"`
+	Value              int64                  `protobuf:"varint,6,opt,name=value,proto3" json:"value,omitempty"`
+	ExpireTime         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *AuthorizationStatement) Reset() {
+	*x = AuthorizationStatement{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationStatement) ProtoMessage() {}
+
+func (x *AuthorizationStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationStatement.ProtoReflect.Descriptor instead.
+func (*AuthorizationStatement) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AuthorizationStatement) GetAuthorizationId() string {
+	if x != nil {
+		return x.AuthorizationId
+	}
+	return ""
+}
+
+func (x *AuthorizationStatement) GetFromOrganizationId() string {
+	if x != nil {
+		return x.FromOrganizationId
+	}
+	return ""
+}
+
+func (x *AuthorizationStatement) GetToOrganizationId() string {
+	if x != nil {
+		return x.ToOrganizationId
+	}
+	return ""
+}
+
+func (x *AuthorizationStatement) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuthorizationStatement) GetDataTypes() []PiiType {
+	if x != nil {
+		return x.DataTypes
+	}
+	return nil
+}
+
+func (x *AuthorizationStatement) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *AuthorizationStatement) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// Approval is one organisation's signed approval.
+type Approval struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Signature      []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	Time           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Approval) Reset() {
+	*x = Approval{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Approval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Approval) ProtoMessage() {}
+
+func (x *Approval) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Approval.ProtoReflect.Descriptor instead.
+func (*Approval) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Approval) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *Approval) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *Approval) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// Authorization is a dual-authorisation request and its approvals.
+type Authorization struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The serialized AuthorizationStatement approvers sign.
+	Statement       []byte                  `protobuf:"bytes,2,opt,name=statement,proto3" json:"statement,omitempty"`
+	ParsedStatement *AuthorizationStatement `protobuf:"bytes,3,opt,name=parsed_statement,json=parsedStatement,proto3" json:"parsed_statement,omitempty"`
+	Status          AuthorizationStatus     `protobuf:"varint,4,opt,name=status,proto3,enum=trustfed.v1.AuthorizationStatus" json:"status,omitempty"`
+	Approvals       []*Approval             `protobuf:"bytes,5,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	CreateTime      *timestamppb.Timestamp  `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateIndex     uint64                  `protobuf:"varint,7,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex     uint64                  `protobuf:"varint,8,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Authorization) Reset() {
+	*x = Authorization{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authorization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authorization) ProtoMessage() {}
+
+func (x *Authorization) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
+func (*Authorization) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Authorization) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Authorization) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+func (x *Authorization) GetParsedStatement() *AuthorizationStatement {
+	if x != nil {
+		return x.ParsedStatement
+	}
+	return nil
+}
+
+func (x *Authorization) GetStatus() AuthorizationStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AuthorizationStatus_AUTHORIZATION_STATUS_UNSPECIFIED
+}
+
+func (x *Authorization) GetApprovals() []*Approval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *Authorization) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Authorization) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *Authorization) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+type RequestAuthorizationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The interaction, as it will be checked.
+	Check         *CheckInteractionRequest `protobuf:"bytes,1,opt,name=check,proto3" json:"check,omitempty"`
+	RequestId     string                   `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestAuthorizationRequest) Reset() {
+	*x = RequestAuthorizationRequest{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestAuthorizationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestAuthorizationRequest) ProtoMessage() {}
+
+func (x *RequestAuthorizationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestAuthorizationRequest.ProtoReflect.Descriptor instead.
+func (*RequestAuthorizationRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RequestAuthorizationRequest) GetCheck() *CheckInteractionRequest {
+	if x != nil {
+		return x.Check
+	}
+	return nil
+}
+
+func (x *RequestAuthorizationRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type RequestAuthorizationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Authorization *Authorization         `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestAuthorizationResponse) Reset() {
+	*x = RequestAuthorizationResponse{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestAuthorizationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestAuthorizationResponse) ProtoMessage() {}
+
+func (x *RequestAuthorizationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestAuthorizationResponse.ProtoReflect.Descriptor instead.
+func (*RequestAuthorizationResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RequestAuthorizationResponse) GetAuthorization() *Authorization {
+	if x != nil {
+		return x.Authorization
+	}
+	return nil
+}
+
+type GetAuthorizationRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	AuthorizationId string                 `protobuf:"bytes,1,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
+	Consistency     Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetAuthorizationRequest) Reset() {
+	*x = GetAuthorizationRequest{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuthorizationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuthorizationRequest) ProtoMessage() {}
+
+func (x *GetAuthorizationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuthorizationRequest.ProtoReflect.Descriptor instead.
+func (*GetAuthorizationRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetAuthorizationRequest) GetAuthorizationId() string {
+	if x != nil {
+		return x.AuthorizationId
+	}
+	return ""
+}
+
+func (x *GetAuthorizationRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type GetAuthorizationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Authorization *Authorization         `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	Meta          *ReadMeta              `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuthorizationResponse) Reset() {
+	*x = GetAuthorizationResponse{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuthorizationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuthorizationResponse) ProtoMessage() {}
+
+func (x *GetAuthorizationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuthorizationResponse.ProtoReflect.Descriptor instead.
+func (*GetAuthorizationResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetAuthorizationResponse) GetAuthorization() *Authorization {
+	if x != nil {
+		return x.Authorization
+	}
+	return nil
+}
+
+func (x *GetAuthorizationResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_trustfed_v1_registry_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x1atrustfed/v1/registry.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x17trustfed/v1/types.proto\"\xb7\x02\n" +
+	"\x1atrustfed/v1/registry.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x17trustfed/v1/types.proto\"\xe2\x02\n" +
 	"\x17CheckInteractionRequest\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
@@ -979,10 +1521,11 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"data_types\x18\x05 \x03(\x0e2\x14.trustfed.v1.PiiTypeR\tdataTypes\x12\x14\n" +
 	"\x05value\x18\x06 \x01(\x03R\x05value\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\a \x01(\tR\tsessionId\"6\n" +
+	"session_id\x18\a \x01(\tR\tsessionId\x12)\n" +
+	"\x10authorization_id\x18\b \x01(\tR\x0fauthorizationId\"6\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xd2\x05\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xbd\x06\n" +
 	"\x18CheckInteractionResponse\x121\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x15.trustfed.v1.DecisionR\bdecision\x12-\n" +
 	"\areasons\x18\x02 \x03(\v2\x13.trustfed.v1.ReasonR\areasons\x12'\n" +
@@ -1003,7 +1546,9 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"validUntil\x12\x1c\n" +
 	"\tstatement\x18\x0e \x01(\fR\tstatement\x12\x1c\n" +
 	"\tsignature\x18\x0f \x01(\fR\tsignature\x12\x15\n" +
-	"\x06key_id\x18\x10 \x01(\tR\x05keyId\"\xe2\x05\n" +
+	"\x06key_id\x18\x10 \x01(\tR\x05keyId\x12>\n" +
+	"\x1brequires_dual_authorization\x18\x11 \x01(\bR\x19requiresDualAuthorization\x12)\n" +
+	"\x10authorization_id\x18\x12 \x01(\tR\x0fauthorizationId\"\x8d\x06\n" +
 	"\x11DecisionStatement\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
@@ -1028,7 +1573,8 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"decided_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12;\n" +
 	"\vvalid_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"validUntil\x12\x15\n" +
-	"\x06key_id\x18\x12 \x01(\tR\x05keyId\"\x10\n" +
+	"\x06key_id\x18\x12 \x01(\tR\x05keyId\x12)\n" +
+	"\x10authorization_id\x18\x13 \x01(\tR\x0fauthorizationId\"\x10\n" +
 	"\x0eGetKeysRequest\"\xc4\x01\n" +
 	"\vRegistryKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
@@ -1054,16 +1600,58 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x19ListOrganizationsResponse\x12?\n" +
 	"\rorganizations\x18\x01 \x03(\v2\x19.trustfed.v1.OrganizationR\rorganizations\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12)\n" +
-	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta*K\n" +
+	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\xc3\x02\n" +
+	"\x16AuthorizationStatement\x12)\n" +
+	"\x10authorization_id\x18\x01 \x01(\tR\x0fauthorizationId\x120\n" +
+	"\x14from_organization_id\x18\x02 \x01(\tR\x12fromOrganizationId\x12,\n" +
+	"\x12to_organization_id\x18\x03 \x01(\tR\x10toOrganizationId\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x123\n" +
+	"\n" +
+	"data_types\x18\x05 \x03(\x0e2\x14.trustfed.v1.PiiTypeR\tdataTypes\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\x03R\x05value\x12;\n" +
+	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x81\x01\n" +
+	"\bApproval\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xff\x02\n" +
+	"\rAuthorization\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tstatement\x18\x02 \x01(\fR\tstatement\x12N\n" +
+	"\x10parsed_statement\x18\x03 \x01(\v2#.trustfed.v1.AuthorizationStatementR\x0fparsedStatement\x128\n" +
+	"\x06status\x18\x04 \x01(\x0e2 .trustfed.v1.AuthorizationStatusR\x06status\x123\n" +
+	"\tapprovals\x18\x05 \x03(\v2\x15.trustfed.v1.ApprovalR\tapprovals\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12!\n" +
+	"\fcreate_index\x18\a \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\b \x01(\x04R\vmodifyIndex\"x\n" +
+	"\x1bRequestAuthorizationRequest\x12:\n" +
+	"\x05check\x18\x01 \x01(\v2$.trustfed.v1.CheckInteractionRequestR\x05check\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"`\n" +
+	"\x1cRequestAuthorizationResponse\x12@\n" +
+	"\rauthorization\x18\x01 \x01(\v2\x1a.trustfed.v1.AuthorizationR\rauthorization\"\x80\x01\n" +
+	"\x17GetAuthorizationRequest\x12)\n" +
+	"\x10authorization_id\x18\x01 \x01(\tR\x0fauthorizationId\x12:\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\x87\x01\n" +
+	"\x18GetAuthorizationResponse\x12@\n" +
+	"\rauthorization\x18\x01 \x01(\v2\x1a.trustfed.v1.AuthorizationR\rauthorization\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta*K\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
-	"\rDECISION_DENY\x10\x022\x8e\x03\n" +
+	"\rDECISION_DENY\x10\x02*\x7f\n" +
+	"\x13AuthorizationStatus\x12$\n" +
+	" AUTHORIZATION_STATUS_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cAUTHORIZATION_STATUS_PENDING\x10\x01\x12 \n" +
+	"\x1cAUTHORIZATION_STATUS_GRANTED\x10\x022\xe1\x04\n" +
 	"\x0fRegistryService\x12d\n" +
 	"\x10CheckInteraction\x12$.trustfed.v1.CheckInteractionRequest\x1a%.trustfed.v1.CheckInteractionResponse\"\x03\x90\x02\x01\x12a\n" +
 	"\x0fGetOrganization\x12#.trustfed.v1.GetOrganizationRequest\x1a$.trustfed.v1.GetOrganizationResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x11ListOrganizations\x12%.trustfed.v1.ListOrganizationsRequest\x1a&.trustfed.v1.ListOrganizationsResponse\"\x03\x90\x02\x01\x12I\n" +
-	"\aGetKeys\x12\x1b.trustfed.v1.GetKeysRequest\x1a\x1c.trustfed.v1.GetKeysResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\aGetKeys\x12\x1b.trustfed.v1.GetKeysRequest\x1a\x1c.trustfed.v1.GetKeysResponse\"\x03\x90\x02\x01\x12k\n" +
+	"\x14RequestAuthorization\x12(.trustfed.v1.RequestAuthorizationRequest\x1a).trustfed.v1.RequestAuthorizationResponse\x12d\n" +
+	"\x10GetAuthorization\x12$.trustfed.v1.GetAuthorizationRequest\x1a%.trustfed.v1.GetAuthorizationResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_registry_proto_rawDescOnce sync.Once
@@ -1077,67 +1665,91 @@ func file_trustfed_v1_registry_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_registry_proto_rawDescData
 }
 
-var file_trustfed_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_trustfed_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_trustfed_v1_registry_proto_goTypes = []any{
-	(Decision)(0),                     // 0: trustfed.v1.Decision
-	(*CheckInteractionRequest)(nil),   // 1: trustfed.v1.CheckInteractionRequest
-	(*Reason)(nil),                    // 2: trustfed.v1.Reason
-	(*CheckInteractionResponse)(nil),  // 3: trustfed.v1.CheckInteractionResponse
-	(*DecisionStatement)(nil),         // 4: trustfed.v1.DecisionStatement
-	(*GetKeysRequest)(nil),            // 5: trustfed.v1.GetKeysRequest
-	(*RegistryKey)(nil),               // 6: trustfed.v1.RegistryKey
-	(*GetKeysResponse)(nil),           // 7: trustfed.v1.GetKeysResponse
-	(*GetOrganizationRequest)(nil),    // 8: trustfed.v1.GetOrganizationRequest
-	(*GetOrganizationResponse)(nil),   // 9: trustfed.v1.GetOrganizationResponse
-	(*ListOrganizationsRequest)(nil),  // 10: trustfed.v1.ListOrganizationsRequest
-	(*ListOrganizationsResponse)(nil), // 11: trustfed.v1.ListOrganizationsResponse
-	(Consistency)(0),                  // 12: trustfed.v1.Consistency
-	(PiiType)(0),                      // 13: trustfed.v1.PiiType
-	(*ReadMeta)(nil),                  // 14: trustfed.v1.ReadMeta
-	(*LevelCap)(nil),                  // 15: trustfed.v1.LevelCap
-	(*ControlProfile)(nil),            // 16: trustfed.v1.ControlProfile
-	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
-	(*Organization)(nil),              // 18: trustfed.v1.Organization
+	(Decision)(0),                        // 0: trustfed.v1.Decision
+	(AuthorizationStatus)(0),             // 1: trustfed.v1.AuthorizationStatus
+	(*CheckInteractionRequest)(nil),      // 2: trustfed.v1.CheckInteractionRequest
+	(*Reason)(nil),                       // 3: trustfed.v1.Reason
+	(*CheckInteractionResponse)(nil),     // 4: trustfed.v1.CheckInteractionResponse
+	(*DecisionStatement)(nil),            // 5: trustfed.v1.DecisionStatement
+	(*GetKeysRequest)(nil),               // 6: trustfed.v1.GetKeysRequest
+	(*RegistryKey)(nil),                  // 7: trustfed.v1.RegistryKey
+	(*GetKeysResponse)(nil),              // 8: trustfed.v1.GetKeysResponse
+	(*GetOrganizationRequest)(nil),       // 9: trustfed.v1.GetOrganizationRequest
+	(*GetOrganizationResponse)(nil),      // 10: trustfed.v1.GetOrganizationResponse
+	(*ListOrganizationsRequest)(nil),     // 11: trustfed.v1.ListOrganizationsRequest
+	(*ListOrganizationsResponse)(nil),    // 12: trustfed.v1.ListOrganizationsResponse
+	(*AuthorizationStatement)(nil),       // 13: trustfed.v1.AuthorizationStatement
+	(*Approval)(nil),                     // 14: trustfed.v1.Approval
+	(*Authorization)(nil),                // 15: trustfed.v1.Authorization
+	(*RequestAuthorizationRequest)(nil),  // 16: trustfed.v1.RequestAuthorizationRequest
+	(*RequestAuthorizationResponse)(nil), // 17: trustfed.v1.RequestAuthorizationResponse
+	(*GetAuthorizationRequest)(nil),      // 18: trustfed.v1.GetAuthorizationRequest
+	(*GetAuthorizationResponse)(nil),     // 19: trustfed.v1.GetAuthorizationResponse
+	(Consistency)(0),                     // 20: trustfed.v1.Consistency
+	(PiiType)(0),                         // 21: trustfed.v1.PiiType
+	(*ReadMeta)(nil),                     // 22: trustfed.v1.ReadMeta
+	(*LevelCap)(nil),                     // 23: trustfed.v1.LevelCap
+	(*ControlProfile)(nil),               // 24: trustfed.v1.ControlProfile
+	(*timestamppb.Timestamp)(nil),        // 25: google.protobuf.Timestamp
+	(*Organization)(nil),                 // 26: trustfed.v1.Organization
 }
 var file_trustfed_v1_registry_proto_depIdxs = []int32{
-	12, // 0: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
-	13, // 1: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
+	20, // 0: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
+	21, // 1: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
 	0,  // 2: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
-	2,  // 3: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
-	14, // 4: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
-	15, // 5: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
-	15, // 6: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
-	16, // 7: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
-	17, // 8: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
-	17, // 9: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
-	13, // 10: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
+	3,  // 3: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
+	22, // 4: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
+	23, // 5: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
+	23, // 6: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
+	24, // 7: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
+	25, // 8: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
+	25, // 9: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
+	21, // 10: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
 	0,  // 11: trustfed.v1.DecisionStatement.decision:type_name -> trustfed.v1.Decision
-	2,  // 12: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
-	16, // 13: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
-	17, // 14: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
-	17, // 15: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
-	17, // 16: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 17: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
-	12, // 18: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	18, // 19: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	14, // 20: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	12, // 21: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
-	18, // 22: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
-	14, // 23: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	1,  // 24: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
-	8,  // 25: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
-	10, // 26: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
-	5,  // 27: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
-	3,  // 28: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
-	9,  // 29: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
-	11, // 30: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
-	7,  // 31: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
-	28, // [28:32] is the sub-list for method output_type
-	24, // [24:28] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	3,  // 12: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
+	24, // 13: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
+	25, // 14: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
+	25, // 15: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
+	25, // 16: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 17: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
+	20, // 18: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	26, // 19: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	22, // 20: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	20, // 21: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
+	26, // 22: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
+	22, // 23: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	21, // 24: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
+	25, // 25: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 26: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	13, // 27: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
+	1,  // 28: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
+	14, // 29: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
+	25, // 30: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 31: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
+	15, // 32: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	20, // 33: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	15, // 34: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	22, // 35: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	2,  // 36: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
+	9,  // 37: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
+	11, // 38: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
+	6,  // 39: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
+	16, // 40: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
+	18, // 41: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
+	4,  // 42: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
+	10, // 43: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
+	12, // 44: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
+	8,  // 45: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
+	17, // 46: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
+	19, // 47: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
+	42, // [42:48] is the sub-list for method output_type
+	36, // [36:42] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_registry_proto_init() }
@@ -1152,8 +1764,8 @@ func file_trustfed_v1_registry_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_registry_proto_rawDesc), len(file_trustfed_v1_registry_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   11,
+			NumEnums:      2,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegistryService_CheckInteraction_FullMethodName  = "/trustfed.v1.RegistryService/CheckInteraction"
-	RegistryService_GetOrganization_FullMethodName   = "/trustfed.v1.RegistryService/GetOrganization"
-	RegistryService_ListOrganizations_FullMethodName = "/trustfed.v1.RegistryService/ListOrganizations"
-	RegistryService_GetKeys_FullMethodName           = "/trustfed.v1.RegistryService/GetKeys"
+	RegistryService_CheckInteraction_FullMethodName     = "/trustfed.v1.RegistryService/CheckInteraction"
+	RegistryService_GetOrganization_FullMethodName      = "/trustfed.v1.RegistryService/GetOrganization"
+	RegistryService_ListOrganizations_FullMethodName    = "/trustfed.v1.RegistryService/ListOrganizations"
+	RegistryService_GetKeys_FullMethodName              = "/trustfed.v1.RegistryService/GetKeys"
+	RegistryService_RequestAuthorization_FullMethodName = "/trustfed.v1.RegistryService/RequestAuthorization"
+	RegistryService_GetAuthorization_FullMethodName     = "/trustfed.v1.RegistryService/GetAuthorization"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -39,6 +41,10 @@ type RegistryServiceClient interface {
 	// GetKeys publishes the registry's decision-signing public keys, so anyone
 	// can verify a decision offline. No credentials needed.
 	GetKeys(ctx context.Context, in *GetKeysRequest, opts ...grpc.CallOption) (*GetKeysResponse, error)
+	// RequestAuthorization opens a dual-authorisation request for an
+	// interaction whose resolved controls require it (AG-783 TC5).
+	RequestAuthorization(ctx context.Context, in *RequestAuthorizationRequest, opts ...grpc.CallOption) (*RequestAuthorizationResponse, error)
+	GetAuthorization(ctx context.Context, in *GetAuthorizationRequest, opts ...grpc.CallOption) (*GetAuthorizationResponse, error)
 }
 
 type registryServiceClient struct {
@@ -89,6 +95,26 @@ func (c *registryServiceClient) GetKeys(ctx context.Context, in *GetKeysRequest,
 	return out, nil
 }
 
+func (c *registryServiceClient) RequestAuthorization(ctx context.Context, in *RequestAuthorizationRequest, opts ...grpc.CallOption) (*RequestAuthorizationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestAuthorizationResponse)
+	err := c.cc.Invoke(ctx, RegistryService_RequestAuthorization_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) GetAuthorization(ctx context.Context, in *GetAuthorizationRequest, opts ...grpc.CallOption) (*GetAuthorizationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAuthorizationResponse)
+	err := c.cc.Invoke(ctx, RegistryService_GetAuthorization_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
@@ -103,6 +129,10 @@ type RegistryServiceServer interface {
 	// GetKeys publishes the registry's decision-signing public keys, so anyone
 	// can verify a decision offline. No credentials needed.
 	GetKeys(context.Context, *GetKeysRequest) (*GetKeysResponse, error)
+	// RequestAuthorization opens a dual-authorisation request for an
+	// interaction whose resolved controls require it (AG-783 TC5).
+	RequestAuthorization(context.Context, *RequestAuthorizationRequest) (*RequestAuthorizationResponse, error)
+	GetAuthorization(context.Context, *GetAuthorizationRequest) (*GetAuthorizationResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -124,6 +154,12 @@ func (UnimplementedRegistryServiceServer) ListOrganizations(context.Context, *Li
 }
 func (UnimplementedRegistryServiceServer) GetKeys(context.Context, *GetKeysRequest) (*GetKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetKeys not implemented")
+}
+func (UnimplementedRegistryServiceServer) RequestAuthorization(context.Context, *RequestAuthorizationRequest) (*RequestAuthorizationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestAuthorization not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetAuthorization(context.Context, *GetAuthorizationRequest) (*GetAuthorizationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAuthorization not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -218,6 +254,42 @@ func _RegistryService_GetKeys_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_RequestAuthorization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestAuthorizationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).RequestAuthorization(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_RequestAuthorization_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).RequestAuthorization(ctx, req.(*RequestAuthorizationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetAuthorization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAuthorizationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetAuthorization(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetAuthorization_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetAuthorization(ctx, req.(*GetAuthorizationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -240,6 +312,14 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetKeys",
 			Handler:    _RegistryService_GetKeys_Handler,
+		},
+		{
+			MethodName: "RequestAuthorization",
+			Handler:    _RegistryService_RequestAuthorization_Handler,
+		},
+		{
+			MethodName: "GetAuthorization",
+			Handler:    _RegistryService_GetAuthorization_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

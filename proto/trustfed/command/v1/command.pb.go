@@ -51,6 +51,8 @@ const (
 	CommandType_COMMAND_TYPE_SIGN_AGREEMENT           CommandType = 14
 	CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT      CommandType = 15
 	CommandType_COMMAND_TYPE_PUT_SIGNING_KEY          CommandType = 16
+	CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION     CommandType = 17
+	CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION    CommandType = 18
 )
 
 // Enum value maps for CommandType.
@@ -73,6 +75,8 @@ var (
 		14: "COMMAND_TYPE_SIGN_AGREEMENT",
 		15: "COMMAND_TYPE_TERMINATE_AGREEMENT",
 		16: "COMMAND_TYPE_PUT_SIGNING_KEY",
+		17: "COMMAND_TYPE_CREATE_AUTHORIZATION",
+		18: "COMMAND_TYPE_APPROVE_AUTHORIZATION",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -92,6 +96,8 @@ var (
 		"COMMAND_TYPE_SIGN_AGREEMENT":           14,
 		"COMMAND_TYPE_TERMINATE_AGREEMENT":      15,
 		"COMMAND_TYPE_PUT_SIGNING_KEY":          16,
+		"COMMAND_TYPE_CREATE_AUTHORIZATION":     17,
+		"COMMAND_TYPE_APPROVE_AUTHORIZATION":    18,
 	}
 )
 
@@ -809,6 +815,111 @@ func (x *SigningKey) GetCreateIndex() uint64 {
 	return 0
 }
 
+// CreateAuthorization carries the serialized trustfed.v1.AuthorizationStatement.
+type CreateAuthorization struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Statement     []byte                 `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAuthorization) Reset() {
+	*x = CreateAuthorization{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAuthorization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAuthorization) ProtoMessage() {}
+
+func (x *CreateAuthorization) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAuthorization.ProtoReflect.Descriptor instead.
+func (*CreateAuthorization) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreateAuthorization) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+type ApproveAuthorization struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	AuthorizationId string                 `protobuf:"bytes,1,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
+	OrganizationId  string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Signature       []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ApproveAuthorization) Reset() {
+	*x = ApproveAuthorization{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveAuthorization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveAuthorization) ProtoMessage() {}
+
+func (x *ApproveAuthorization) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveAuthorization.ProtoReflect.Descriptor instead.
+func (*ApproveAuthorization) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ApproveAuthorization) GetAuthorizationId() string {
+	if x != nil {
+		return x.AuthorizationId
+	}
+	return ""
+}
+
+func (x *ApproveAuthorization) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ApproveAuthorization) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // PutSigningKey stores the first signing key (applied only if none exists).
 type PutSigningKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -819,7 +930,7 @@ type PutSigningKey struct {
 
 func (x *PutSigningKey) Reset() {
 	*x = PutSigningKey{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +942,7 @@ func (x *PutSigningKey) String() string {
 func (*PutSigningKey) ProtoMessage() {}
 
 func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +955,7 @@ func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSigningKey.ProtoReflect.Descriptor instead.
 func (*PutSigningKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutSigningKey) GetKey() *SigningKey {
@@ -864,7 +975,7 @@ type ProposeAgreement struct {
 
 func (x *ProposeAgreement) Reset() {
 	*x = ProposeAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +987,7 @@ func (x *ProposeAgreement) String() string {
 func (*ProposeAgreement) ProtoMessage() {}
 
 func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1000,7 @@ func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreement.ProtoReflect.Descriptor instead.
 func (*ProposeAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProposeAgreement) GetTerms() []byte {
@@ -910,7 +1021,7 @@ type SignAgreement struct {
 
 func (x *SignAgreement) Reset() {
 	*x = SignAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1033,7 @@ func (x *SignAgreement) String() string {
 func (*SignAgreement) ProtoMessage() {}
 
 func (x *SignAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1046,7 @@ func (x *SignAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreement.ProtoReflect.Descriptor instead.
 func (*SignAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SignAgreement) GetAgreementId() string {
@@ -970,7 +1081,7 @@ type TerminateAgreement struct {
 
 func (x *TerminateAgreement) Reset() {
 	*x = TerminateAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1093,7 @@ func (x *TerminateAgreement) String() string {
 func (*TerminateAgreement) ProtoMessage() {}
 
 func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1106,7 @@ func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreement.ProtoReflect.Descriptor instead.
 func (*TerminateAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TerminateAgreement) GetTermination() []byte {
@@ -1024,7 +1135,7 @@ type UpdateOrganization struct {
 
 func (x *UpdateOrganization) Reset() {
 	*x = UpdateOrganization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1147,7 @@ func (x *UpdateOrganization) String() string {
 func (*UpdateOrganization) ProtoMessage() {}
 
 func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1160,7 @@ func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganization.ProtoReflect.Descriptor instead.
 func (*UpdateOrganization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateOrganization) GetOrganizationId() string {
@@ -1096,7 +1207,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1219,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1232,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Token) GetId() string {
@@ -1178,7 +1289,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1301,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1314,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -1240,7 +1351,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1363,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1376,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -1328,7 +1439,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1451,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1464,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1383,6 +1494,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_RevokedPassport
 	//	*SnapshotRecord_FederationPolicy
 	//	*SnapshotRecord_SigningKey
+	//	*SnapshotRecord_Authorization
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1390,7 +1502,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1514,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1527,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1497,6 +1609,15 @@ func (x *SnapshotRecord) GetSigningKey() *SigningKey {
 	return nil
 }
 
+func (x *SnapshotRecord) GetAuthorization() *v1.Authorization {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Authorization); ok {
+			return x.Authorization
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1533,6 +1654,10 @@ type SnapshotRecord_SigningKey struct {
 	SigningKey *SigningKey `protobuf:"bytes,8,opt,name=signing_key,json=signingKey,proto3,oneof"`
 }
 
+type SnapshotRecord_Authorization struct {
+	Authorization *v1.Authorization `protobuf:"bytes,9,opt,name=authorization,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -1549,11 +1674,13 @@ func (*SnapshotRecord_FederationPolicy) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_SigningKey) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_Authorization) isSnapshotRecord_Record() {}
+
 var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
 const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
+	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
 	"\bEnvelope\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .trustfed.command.v1.CommandTypeR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
@@ -1598,7 +1725,13 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\fprivate_seed\x18\x02 \x01(\fR\vprivateSeed\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12!\n" +
-	"\fcreate_index\x18\x04 \x01(\x04R\vcreateIndex\"B\n" +
+	"\fcreate_index\x18\x04 \x01(\x04R\vcreateIndex\"3\n" +
+	"\x13CreateAuthorization\x12\x1c\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\"\x88\x01\n" +
+	"\x14ApproveAuthorization\x12)\n" +
+	"\x10authorization_id\x18\x01 \x01(\tR\x0fauthorizationId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"B\n" +
 	"\rPutSigningKey\x121\n" +
 	"\x03key\x18\x01 \x01(\v2\x1f.trustfed.command.v1.SigningKeyR\x03key\"(\n" +
 	"\x10ProposeAgreement\x12\x14\n" +
@@ -1642,7 +1775,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xab\x04\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xef\x04\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
 	"\tagreement\x18\x02 \x01(\v2\x16.trustfed.v1.AgreementH\x00R\tagreement\x122\n" +
@@ -1652,8 +1785,9 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x10revoked_passport\x18\x06 \x01(\v2$.trustfed.command.v1.RevokedPassportH\x00R\x0frevokedPassport\x12L\n" +
 	"\x11federation_policy\x18\a \x01(\v2\x1d.trustfed.v1.FederationPolicyH\x00R\x10federationPolicy\x12B\n" +
 	"\vsigning_key\x18\b \x01(\v2\x1f.trustfed.command.v1.SigningKeyH\x00R\n" +
-	"signingKeyB\b\n" +
-	"\x06record*\xeb\x04\n" +
+	"signingKey\x12B\n" +
+	"\rauthorization\x18\t \x01(\v2\x1a.trustfed.v1.AuthorizationH\x00R\rauthorizationB\b\n" +
+	"\x06record*\xba\x05\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -1672,7 +1806,9 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x1eCOMMAND_TYPE_PROPOSE_AGREEMENT\x10\r\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_SIGN_AGREEMENT\x10\x0e\x12$\n" +
 	" COMMAND_TYPE_TERMINATE_AGREEMENT\x10\x0f\x12 \n" +
-	"\x1cCOMMAND_TYPE_PUT_SIGNING_KEY\x10\x10*,\n" +
+	"\x1cCOMMAND_TYPE_PUT_SIGNING_KEY\x10\x10\x12%\n" +
+	"!COMMAND_TYPE_CREATE_AUTHORIZATION\x10\x11\x12&\n" +
+	"\"COMMAND_TYPE_APPROVE_AUTHORIZATION\x10\x12*,\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1691,7 +1827,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),               // 0: trustfed.command.v1.CommandType
 	(Role)(0),                      // 1: trustfed.command.v1.Role
@@ -1706,51 +1842,55 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*RevokedPassport)(nil),        // 10: trustfed.command.v1.RevokedPassport
 	(*UpdateFederationPolicy)(nil), // 11: trustfed.command.v1.UpdateFederationPolicy
 	(*SigningKey)(nil),             // 12: trustfed.command.v1.SigningKey
-	(*PutSigningKey)(nil),          // 13: trustfed.command.v1.PutSigningKey
-	(*ProposeAgreement)(nil),       // 14: trustfed.command.v1.ProposeAgreement
-	(*SignAgreement)(nil),          // 15: trustfed.command.v1.SignAgreement
-	(*TerminateAgreement)(nil),     // 16: trustfed.command.v1.TerminateAgreement
-	(*UpdateOrganization)(nil),     // 17: trustfed.command.v1.UpdateOrganization
-	(*Token)(nil),                  // 18: trustfed.command.v1.Token
-	(*PutToken)(nil),               // 19: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),         // 20: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),         // 21: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),         // 22: trustfed.command.v1.SnapshotRecord
-	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
-	(*v1.Issuer)(nil),              // 24: trustfed.v1.Issuer
-	(*durationpb.Duration)(nil),    // 25: google.protobuf.Duration
-	(v1.OrganizationStatus)(0),     // 26: trustfed.v1.OrganizationStatus
-	(*v1.Organization)(nil),        // 27: trustfed.v1.Organization
-	(*v1.Agreement)(nil),           // 28: trustfed.v1.Agreement
-	(*v1.FederationPolicy)(nil),    // 29: trustfed.v1.FederationPolicy
+	(*CreateAuthorization)(nil),    // 13: trustfed.command.v1.CreateAuthorization
+	(*ApproveAuthorization)(nil),   // 14: trustfed.command.v1.ApproveAuthorization
+	(*PutSigningKey)(nil),          // 15: trustfed.command.v1.PutSigningKey
+	(*ProposeAgreement)(nil),       // 16: trustfed.command.v1.ProposeAgreement
+	(*SignAgreement)(nil),          // 17: trustfed.command.v1.SignAgreement
+	(*TerminateAgreement)(nil),     // 18: trustfed.command.v1.TerminateAgreement
+	(*UpdateOrganization)(nil),     // 19: trustfed.command.v1.UpdateOrganization
+	(*Token)(nil),                  // 20: trustfed.command.v1.Token
+	(*PutToken)(nil),               // 21: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),         // 22: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),         // 23: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),         // 24: trustfed.command.v1.SnapshotRecord
+	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
+	(*v1.Issuer)(nil),              // 26: trustfed.v1.Issuer
+	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
+	(v1.OrganizationStatus)(0),     // 28: trustfed.v1.OrganizationStatus
+	(*v1.Organization)(nil),        // 29: trustfed.v1.Organization
+	(*v1.Agreement)(nil),           // 30: trustfed.v1.Agreement
+	(*v1.FederationPolicy)(nil),    // 31: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),       // 32: trustfed.v1.Authorization
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	23, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	24, // 2: trustfed.command.v1.AccreditIssuer.issuer:type_name -> trustfed.v1.Issuer
-	23, // 3: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	25, // 4: trustfed.command.v1.UpdateFederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
-	25, // 5: trustfed.command.v1.UpdateFederationPolicy.freshness_window:type_name -> google.protobuf.Duration
-	23, // 6: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	25, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	26, // 2: trustfed.command.v1.AccreditIssuer.issuer:type_name -> trustfed.v1.Issuer
+	25, // 3: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	27, // 4: trustfed.command.v1.UpdateFederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
+	27, // 5: trustfed.command.v1.UpdateFederationPolicy.freshness_window:type_name -> google.protobuf.Duration
+	25, // 6: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
 	12, // 7: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	26, // 8: trustfed.command.v1.UpdateOrganization.status:type_name -> trustfed.v1.OrganizationStatus
+	28, // 8: trustfed.command.v1.UpdateOrganization.status:type_name -> trustfed.v1.OrganizationStatus
 	1,  // 9: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	23, // 10: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	18, // 11: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	23, // 12: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	27, // 13: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	28, // 14: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
-	18, // 15: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	20, // 16: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	24, // 17: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	25, // 10: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	20, // 11: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
+	25, // 12: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	29, // 13: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	30, // 14: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	20, // 15: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
+	22, // 16: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	26, // 17: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
 	10, // 18: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	29, // 19: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	31, // 19: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
 	12, // 20: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	32, // 21: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -1759,8 +1899,8 @@ func file_trustfed_command_v1_command_proto_init() {
 		return
 	}
 	file_trustfed_command_v1_command_proto_msgTypes[9].OneofWrappers = []any{}
-	file_trustfed_command_v1_command_proto_msgTypes[15].OneofWrappers = []any{}
-	file_trustfed_command_v1_command_proto_msgTypes[20].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[17].OneofWrappers = []any{}
+	file_trustfed_command_v1_command_proto_msgTypes[22].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
@@ -1769,6 +1909,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_RevokedPassport)(nil),
 		(*SnapshotRecord_FederationPolicy)(nil),
 		(*SnapshotRecord_SigningKey)(nil),
+		(*SnapshotRecord_Authorization)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1776,7 +1917,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
