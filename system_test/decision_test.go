@@ -1,6 +1,8 @@
 package system_test
 
 import (
+	"encoding/json"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -139,4 +141,26 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 	resp, err = c.Registry().CheckInteraction(ctxT(t), other)
 	require.NoError(t, err)
 	require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision, "the grant covers exactly one interaction")
+
+	// The same flow with the CLI and key files.
+	dir := t.TempDir()
+	for _, org := range []string{"bank-a", "bank-b"} {
+		require.NoError(t, attestation.SavePrivateKey(filepath.Join(dir, org+".key"), fed.Key(org)))
+	}
+	out, errOut, code := d.cli(t, d.token, "authorization", "request", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "-o", "json")
+	require.Equal(t, 0, code, errOut)
+	var opened struct {
+		Authorization struct {
+			ID string `json:"id"`
+		} `json:"authorization"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &opened), out)
+	for _, org := range []string{"bank-a", "bank-b"} {
+		out, errOut, code = d.cli(t, d.token, "authorization", "approve", opened.Authorization.ID, "--org", org, "--key", filepath.Join(dir, org+".key"))
+		require.Equal(t, 0, code, "%s %s", out, errOut)
+	}
+	require.Contains(t, out, "GRANTED")
+	out, errOut, code = d.cli(t, d.token, "check", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "--authorization", opened.Authorization.ID, "--verify")
+	require.Equal(t, 0, code, "%s %s", out, errOut)
+	require.Contains(t, out, "ALLOW")
 }

@@ -27,7 +27,7 @@ Exit codes, so that scripts can branch on the decision:
   2  usage error`
 
 func newCheckCmd(a *app) *cobra.Command {
-	var from, to, action, dataTypes string
+	var from, to, action, dataTypes, authorization string
 	var value int64
 	var stale, verify bool
 	cmd := &cobra.Command{
@@ -48,6 +48,7 @@ func newCheckCmd(a *app) *cobra.Command {
 				return usageErrorf("--value must not be negative")
 			}
 			req.Value = value
+			req.AuthorizationId = authorization
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.Registry().CheckInteraction(ctx, req)
 				if err != nil {
@@ -75,6 +76,7 @@ func newCheckCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&action, "action", "", `action, e.g. "discovery", "ping", "task_send", "context_share" (required)`)
 	cmd.Flags().StringVar(&dataTypes, "data-types", "", "comma-separated PII types the interaction carries, e.g. email,person_name")
 	cmd.Flags().Int64Var(&value, "value", 0, "value of the action in minor currency units")
+	cmd.Flags().StringVar(&authorization, "authorization", "", "id of a granted dual authorisation for exactly this interaction")
 	cmd.Flags().BoolVar(&verify, "verify", false, "verify the decision's signature with the registry's published key")
 	addStaleFlag(cmd, &stale)
 	for _, f := range []string{"from", "to", "action"} {

@@ -105,6 +105,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newAgreementCmd(a),
 		newCheckCmd(a),
 		newFederationCmd(a),
+		newAuthorizationCmd(a),
 		newCACmd(a),
 		newKeygenCmd(),
 		newIssuerCmd(),

@@ -306,6 +306,9 @@ func writeCheck(w io.Writer, r *trustfedv1.CheckInteractionResponse) error {
 	t.row("Effective level:", formatLevel(r.GetEffectiveLevel()))
 	t.row("Required level:", formatLevel(r.GetRequiredLevel()))
 	t.row("Agreement:", orDash(r.GetAgreementId()))
+	if r.GetRequiresDualAuthorization() {
+		t.row("Dual authorisation:", "required; granted authorisation: "+orDash(r.GetAuthorizationId()))
+	}
 	writeMetaRows(t, r.GetMeta())
 	if r.GetDecidedAt() != nil {
 		t.row("Decided at:", r.GetDecidedAt().AsTime().UTC().Format(time.RFC3339Nano))

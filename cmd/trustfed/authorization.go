@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/client"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+)
+
+// newAuthorizationCmd groups the dual-authorisation verbs (AG-783 TC5).
+func newAuthorizationCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "authorization",
+		Short: "Dual authorisation of interactions whose controls require two approvals",
+		Long: `An interaction whose resolved controls require dual authorisation is denied
+(DUAL_AUTHORIZATION_REQUIRED) until each party approves an authorisation for
+exactly that interaction: request one, have both parties approve it with their
+keys, then run the check again with --authorization ID.`,
+	}
+	cmd.AddCommand(newAuthorizationRequestCmd(a), newAuthorizationApproveCmd(a), newAuthorizationGetCmd(a))
+	return cmd
+}
+
+func newAuthorizationRequestCmd(a *app) *cobra.Command {
+	var from, to, action, dataTypes string
+	var value int64
+	cmd := &cobra.Command{
+		Use:     "request --from ORG --to ORG --action ACTION [--value N] [--data-types T,...]",
+		Short:   "Open a dual-authorisation request for one interaction",
+		Example: "  trustfed authorization request --from bank-a --to bank-b --action task_send --value 600000",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			check, err := checkRequest(from, to, action, false)
+			if err != nil {
+				return err
+			}
+			if check.DataTypes, err = parsePIITypes(dataTypes); err != nil {
+				return err
+			}
+			if value < 0 {
+				return usageErrorf("--value must not be negative")
+			}
+			check.Value = value
+			req := &trustfedv1.RequestAuthorizationRequest{Check: check, RequestId: client.NewRequestID()}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				var resp *trustfedv1.RequestAuthorizationResponse
+				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
+					resp, err = c.Registry().RequestAuthorization(ctx, req)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error { return writeAuthorization(w, resp.GetAuthorization()) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "organisation whose agent initiates the interaction (required)")
+	cmd.Flags().StringVar(&to, "to", "", "counterparty organisation (required)")
+	cmd.Flags().StringVar(&action, "action", "", "action (required)")
+	cmd.Flags().StringVar(&dataTypes, "data-types", "", "comma-separated PII types the interaction carries")
+	cmd.Flags().Int64Var(&value, "value", 0, "value of the action in minor currency units")
+	for _, f := range []string{"from", "to", "action"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func newAuthorizationApproveCmd(a *app) *cobra.Command {
+	var org, keyFile string
+	cmd := &cobra.Command{
+		Use:     "approve ID --org ORG --key org.key",
+		Short:   "Approve a dual-authorisation request as one of the parties",
+		Example: "  trustfed authorization approve auth-0123456789abcdef --org bank-a --key bank-a.key",
+		Args:    exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if !strings.HasPrefix(id, "auth-") {
+				return usageErrorf("%q is not an authorization id (auth-...)", id)
+			}
+			if err := validateOrgID("--org", org); err != nil {
+				return err
+			}
+			key, err := loadOrgKey(keyFile)
+			if err != nil {
+				return err
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				got, err := c.Registry().GetAuthorization(ctx, &trustfedv1.GetAuthorizationRequest{AuthorizationId: id})
+				if err != nil {
+					return err
+				}
+				// Show and sign what the statement bytes say, not the parsed copy.
+				var st trustfedv1.AuthorizationStatement
+				if err := proto.Unmarshal(got.GetAuthorization().GetStatement(), &st); err != nil || st.AuthorizationId != id {
+					return fmt.Errorf("authorization %s: statement does not parse or names another id", id)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "approving as %s: %s -> %s %s value %d, expires %s\n",
+					org, st.FromOrganizationId, st.ToOrganizationId, st.Action, st.Value, st.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
+				req := &trustfedv1.ApproveAuthorizationRequest{AuthorizationId: id, OrganizationId: org,
+					Signature: attestation.Sign(key, attestation.PurposeAuthorization, got.GetAuthorization().GetStatement()), RequestId: client.NewRequestID()}
+				var resp *trustfedv1.ApproveAuthorizationResponse
+				err = client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
+					resp, err = c.Membership().ApproveAuthorization(ctx, req)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error { return writeAuthorization(w, resp.GetAuthorization()) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&org, "org", "", "the approving party (required)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "the party's ed25519 private key (required)")
+	_ = cmd.MarkFlagRequired("org")
+	_ = cmd.MarkFlagRequired("key")
+	return cmd
+}
+
+func newAuthorizationGetCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ID",
+		Short: "Show a dual-authorisation request and its approvals",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Registry().GetAuthorization(ctx, &trustfedv1.GetAuthorizationRequest{AuthorizationId: args[0]})
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error { return writeAuthorization(w, resp.GetAuthorization()) })
+			})
+		},
+	}
+}
+
+func writeAuthorization(w io.Writer, au *trustfedv1.Authorization) error {
+	st := au.GetParsedStatement()
+	t := newTable(w)
+	t.row("ID:", au.GetId())
+	t.row("Status:", strings.TrimPrefix(au.GetStatus().String(), "AUTHORIZATION_STATUS_"))
+	t.row("Interaction:", fmt.Sprintf("%s -> %s %s", st.GetFromOrganizationId(), st.GetToOrganizationId(), st.GetAction()))
+	t.row("Value:", fmt.Sprint(st.GetValue()))
+	t.row("Expires:", st.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
+	if len(au.GetApprovals()) == 0 {
+		t.row("Approvals:", "-")
+	}
+	for i, ap := range au.GetApprovals() {
+		label := ""
+		if i == 0 {
+			label = "Approvals:"
+		}
+		t.row(label, ap.GetOrganizationId()+" at "+ap.GetTime().AsTime().UTC().Format(time.RFC3339))
+	}
+	return t.flush()
+}
