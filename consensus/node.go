@@ -41,6 +41,11 @@ type Node struct {
 	// 0 = not ready. See leadership.go.
 	readyTerm atomic.Uint64
 
+	// verify coalesces concurrent VerifyLeader rounds on the leader, and
+	// leaderReads concurrent read-index RPCs on a follower (verify.go).
+	verify      coalescer
+	leaderReads coalescer
+
 	mu         sync.Mutex
 	raftLeader bool               // last value raft sent on notifyCh
 	epoch      uint64             // incremented on every "became leader" notification

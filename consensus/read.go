@@ -2,10 +2,18 @@ package consensus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
+
+// leaderReadTimeout bounds one read-index RPC to the leader.
+const leaderReadTimeout = 5 * time.Second
+
+// errCallerGone: the caller's context ended before its shared round did.
+var errCallerGone = errors.New("caller gone")
 
 // ReadIndex returns an index such that state applied up to it reflects
 // every write acknowledged to any client before the call. Leader only, and
@@ -26,7 +34,13 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("read index: %w", ErrNotLeader)
 	}
 	idx := n.fsm.appliedIndex()
-	if err := n.wait(ctx, n.raft.VerifyLeader()); err != nil {
+	_, err := n.verify.do(ctx.Done(), func() (uint64, error) {
+		return 0, n.wait(context.Background(), n.raft.VerifyLeader())
+	})
+	if errors.Is(err, errCallerGone) {
+		err = ctx.Err()
+	}
+	if err != nil {
 		return 0, mapQueryErr("read index: verify leader", err)
 	}
 	if n.readyTerm.Load() != term || n.raft.CurrentTerm() != term {
@@ -67,7 +81,13 @@ func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
 	if leader.APIAddr == "" {
 		return 0, fmt.Errorf("API address of leader %s not replicated yet: %w", leader.ID, ErrNoLeader)
 	}
-	idx, err := n.cfg.LeaderClient.ReadIndex(ctx, leader.APIAddr)
+	// Concurrent readers share one RPC that started after they arrived. The
+	// RPC runs under its own deadline (not one caller's context), bounded so
+	// a vanished leader cannot hold the round.
+	idx, err := n.leaderReads.do(ctx.Done(), n.readIndexFromLeader)
+	if errors.Is(err, errCallerGone) {
+		err = ctx.Err()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read index from leader %s at %s: %w", leader.ID, leader.APIAddr, err)
 	}
@@ -92,4 +112,20 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 			return fmt.Errorf("wait for index %d: %w", index, ErrClosed)
 		}
 	}
+}
+
+// readIndexFromLeader is one read-index RPC to the leader known now (the
+// round function of leaderReads: it looks the leader up itself, as rounds
+// outlive the call that started them).
+func (n *Node) readIndexFromLeader() (uint64, error) {
+	leader, ok := n.Leader()
+	if !ok || leader.APIAddr == "" {
+		return 0, ErrNoLeader
+	}
+	if leader.ID == n.cfg.NodeID {
+		return 0, ErrNotLeader // leadership moved here mid-round: the caller retries
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), leaderReadTimeout)
+	defer cancel()
+	return n.cfg.LeaderClient.ReadIndex(rctx, leader.APIAddr)
 }
