@@ -84,11 +84,10 @@ func (s *Server) signDecision(r *state.Reader, req *trustfedv1.CheckInteractionR
 }
 
 func (s *Server) currentKey(r *state.Reader) (*cachedKey, error) {
-	keys := r.SigningKeys()
-	if len(keys) == 0 {
+	newest, ok := r.NewestSigningKey()
+	if !ok {
 		return nil, status.Error(codes.Unavailable, errNoSigningKey.Error()+": retry shortly")
 	}
-	newest := keys[len(keys)-1]
 	if c := s.key.Load(); c != nil && c.id == newest.KeyId {
 		return c, nil
 	}

@@ -302,7 +302,7 @@ func signingKeyTask(node *consensus.Node, store *state.Store, ready chan struct{
 	markReady := func() { once.Do(func() { close(ready) }) }
 	return func(ctx context.Context) error {
 		return retry(ctx, logger, "store registry signing key", func() error {
-			if len(store.Read().SigningKeys()) > 0 {
+			if _, ok := store.Read().NewestSigningKey(); ok {
 				markReady()
 				return nil
 			}

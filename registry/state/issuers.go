@@ -182,7 +182,7 @@ func applyPutSigningKey(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ 
 	if k.GetKeyId() == "" || len(k.GetPrivateSeed()) != 32 {
 		return Invalid("key", "needs a key_id and a 32-byte ed25519 seed")
 	}
-	if len((&Reader{txn: tx}).SigningKeys()) > 0 {
+	if _, ok := (&Reader{txn: tx}).NewestSigningKey(); ok {
 		return FailedPrecondition("key", "the registry already has a signing key")
 	}
 	key := proto.CloneOf(k)

@@ -240,6 +240,23 @@ func (r *Reader) FreshnessWindow() time.Duration {
 	return DefaultFreshnessWindow
 }
 
+// NewestSigningKey returns the most recently stored decision-signing key
+// (the one new decisions are signed with) without allocating: it is on the
+// check path.
+func (r *Reader) NewestSigningKey() (*commandv1.SigningKey, bool) {
+	it, err := r.txn.Get(tableSigningKeys, "id")
+	if err != nil {
+		return nil, false
+	}
+	var newest *commandv1.SigningKey
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if k := raw.(*commandv1.SigningKey); newest == nil || k.CreateIndex > newest.CreateIndex {
+			newest = k
+		}
+	}
+	return newest, newest != nil
+}
+
 // SigningKeys lists the registry's decision-signing keys, oldest first.
 func (r *Reader) SigningKeys() []*commandv1.SigningKey {
 	it, err := r.txn.Get(tableSigningKeys, "id")
