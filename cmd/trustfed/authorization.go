@@ -38,17 +38,10 @@ func newAuthorizationRequestCmd(a *app) *cobra.Command {
 		Example: "  trustfed authorization request --from bank-a --to bank-b --action task_send --value 600000",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			check, err := checkRequest(from, to, action, false)
+			check, err := interactionRequest(from, to, action, dataTypes, value, false)
 			if err != nil {
 				return err
 			}
-			if check.DataTypes, err = parsePIITypes(dataTypes); err != nil {
-				return err
-			}
-			if value < 0 {
-				return usageErrorf("--value must not be negative")
-			}
-			check.Value = value
 			req := &trustfedv1.RequestAuthorizationRequest{Check: check, RequestId: client.NewRequestID()}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				var resp *trustfedv1.RequestAuthorizationResponse

@@ -37,17 +37,10 @@ func newCheckCmd(a *app) *cobra.Command {
 		Example: "  trustfed check --from acme --to globex --action task_send && echo allowed",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, err := checkRequest(from, to, action, stale)
+			req, err := interactionRequest(from, to, action, dataTypes, value, stale)
 			if err != nil {
 				return err
 			}
-			if req.DataTypes, err = parsePIITypes(dataTypes); err != nil {
-				return err
-			}
-			if value < 0 {
-				return usageErrorf("--value must not be negative")
-			}
-			req.Value = value
 			req.AuthorizationId = authorization
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.Registry().CheckInteraction(ctx, req)
@@ -102,6 +95,23 @@ func checkRequest(from, to, action string, stale bool) (*trustfedv1.CheckInterac
 		Action:             action,
 		Consistency:        readConsistency(stale),
 	}, nil
+}
+
+// interactionRequest builds a check from the interaction flags shared by
+// `check` and `authorization request`.
+func interactionRequest(from, to, action, dataTypes string, value int64, stale bool) (*trustfedv1.CheckInteractionRequest, error) {
+	req, err := checkRequest(from, to, action, stale)
+	if err != nil {
+		return nil, err
+	}
+	if req.DataTypes, err = parsePIITypes(dataTypes); err != nil {
+		return nil, err
+	}
+	if value < 0 {
+		return nil, usageErrorf("--value must not be negative")
+	}
+	req.Value = value
+	return req, nil
 }
 
 // parsePIITypes parses "email,credit_card" into PII types.
