@@ -109,9 +109,9 @@ func (f *serverFlags) resolve() error {
 		if f.join != "" {
 			return usageError{errors.New("-dev runs a single node: -join is not allowed")}
 		}
-		for name, addr := range map[string]string{"-raft-addr": f.raftAddr, "-grpc-addr": f.grpcAddr, "-http-addr": f.httpAddr} {
-			if !isLoopback(addr) {
-				return usageError{fmt.Errorf("-dev binds to loopback only: %s %q is not a loopback address", name, addr)}
+		for _, a := range []struct{ name, addr string }{{"-raft-addr", f.raftAddr}, {"-grpc-addr", f.grpcAddr}, {"-http-addr", f.httpAddr}} {
+			if !isLoopback(a.addr) {
+				return usageError{fmt.Errorf("-dev binds to loopback only: %s %q is not a loopback address", a.name, a.addr)}
 			}
 		}
 		if f.dataDir == "" {
