@@ -25,6 +25,12 @@ const (
 	// PurposeAuthorization signs an organisation's approval of a
 	// dual-authorisation request (AuthorizationStatement).
 	PurposeAuthorization Purpose = "authorization"
+	// PurposeAdminChange signs a federation admin's approval of a sensitive
+	// admin change (the serialized trustfed.v1.AdminChange).
+	PurposeAdminChange Purpose = "admin-change"
+	// PurposeWebhook signs a notification the registry delivers to a
+	// member's webhook endpoint.
+	PurposeWebhook Purpose = "webhook"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.
