@@ -23,6 +23,7 @@ var kindCodes = map[state.ErrorKind]codes.Code{
 	state.KindNotFound:           codes.NotFound,
 	state.KindAlreadyExists:      codes.AlreadyExists,
 	state.KindFailedPrecondition: codes.FailedPrecondition,
+	state.KindPermissionDenied:   codes.PermissionDenied,
 }
 
 // toStatus turns any error a handler returns into a gRPC status. It is the

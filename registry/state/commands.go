@@ -14,18 +14,16 @@ func init() {
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_TOKEN, applyPutToken)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION, applyRegisterOrganization)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION, applyApproveOrganization)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING, applyOverrideOnboarding)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_SUBMIT_PASSPORT, applySubmitPassport)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_ACCREDIT_ISSUER, applyAccreditIssuer)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_WITHDRAW_ISSUER, applyWithdrawIssuer)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_REVOKE_PASSPORT, applyRevokePassport)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY, applyUpdateFederationPolicy)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT, applyProposeAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, applySignAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, applyTerminateAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY, applyPutSigningKey)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION, applyCreateAuthorization)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION, applyApproveAuthorization)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE, applyProposeAdminChange)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE, applyApproveAdminChange)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN, applyBootstrapAdmin)
 }
 
 func decode(env *commandv1.Envelope, m proto.Message) error {
@@ -47,28 +45,16 @@ func applyUpdateOrganization(tx *memdb.Txn, env *commandv1.Envelope, index uint6
 	if !ok {
 		return NotFound("organization_id", "organization %q does not exist", c.OrganizationId)
 	}
+	if c.Name == cur.Name {
+		return FailedPrecondition("name", "organization %q is already named %q", cur.Id, c.Name)
+	}
+	if other, taken := first[*trustfedv1.Organization](tx, tableOrganizations, "name", c.Name); taken && other.Id != cur.Id {
+		return AlreadyExists("name", "an organization named %q already exists", c.Name)
+	}
 	org := proto.CloneOf(cur)
-	if c.Name != nil && *c.Name != org.Name {
-		if other, taken := first[*trustfedv1.Organization](tx, tableOrganizations, "name", *c.Name); taken && other.Id != org.Id {
-			return AlreadyExists("name", "an organization named %q already exists", *c.Name)
-		}
-		org.Name = *c.Name
-	}
-	if c.DeclaredLevel != nil {
-		org.DeclaredLevel = *c.DeclaredLevel
-	}
-	if c.Status != nil {
-		if org.Status == trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED && *c.Status != org.Status {
-			return FailedPrecondition("status", "organization %q is revoked; revocation is permanent", org.Id)
-		}
-		org.Status = *c.Status
-	}
-	org.UpdateTime = stamp(env)
-	org.ModifyIndex = index
-	if err := tx.Insert(tableOrganizations, org); err != nil {
-		return err
-	}
-	return terminateBrokenAgreements(tx, env, index, org.Id)
+	org.Name = c.Name
+	org.UpdateTime, org.ModifyIndex = stamp(env), index
+	return tx.Insert(tableOrganizations, org)
 }
 
 // ValidateOrganizationUpdate checks an update's fields.
@@ -76,23 +62,7 @@ func ValidateOrganizationUpdate(c *commandv1.UpdateOrganization) error {
 	if err := ValidateOrganizationID("organization_id", c.GetOrganizationId()); err != nil {
 		return err
 	}
-	if c.Name == nil && c.DeclaredLevel == nil && c.Status == nil {
-		return Invalid("organization_id", "update changes nothing: set name, declared_level or status")
-	}
-	if c.Name != nil {
-		if err := ValidateName("name", *c.Name); err != nil {
-			return err
-		}
-	}
-	if c.DeclaredLevel != nil {
-		if err := ValidateLevel("declared_level", *c.DeclaredLevel); err != nil {
-			return err
-		}
-	}
-	if c.Status != nil {
-		return ValidateStatus("status", *c.Status)
-	}
-	return nil
+	return ValidateName("name", c.GetName())
 }
 
 func applyPutToken(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {

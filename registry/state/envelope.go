@@ -51,18 +51,8 @@ func commandType(cmd proto.Message) (commandv1.CommandType, error) {
 		return commandv1.CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION, nil
 	case *commandv1.ApproveOrganization:
 		return commandv1.CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION, nil
-	case *commandv1.OverrideOnboarding:
-		return commandv1.CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING, nil
 	case *commandv1.SubmitPassport:
 		return commandv1.CommandType_COMMAND_TYPE_SUBMIT_PASSPORT, nil
-	case *commandv1.AccreditIssuer:
-		return commandv1.CommandType_COMMAND_TYPE_ACCREDIT_ISSUER, nil
-	case *commandv1.WithdrawIssuer:
-		return commandv1.CommandType_COMMAND_TYPE_WITHDRAW_ISSUER, nil
-	case *commandv1.RevokePassport:
-		return commandv1.CommandType_COMMAND_TYPE_REVOKE_PASSPORT, nil
-	case *commandv1.UpdateFederationPolicy:
-		return commandv1.CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY, nil
 	case *commandv1.ProposeAgreement:
 		return commandv1.CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT, nil
 	case *commandv1.SignAgreement:
@@ -75,6 +65,12 @@ func commandType(cmd proto.Message) (commandv1.CommandType, error) {
 		return commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION, nil
 	case *commandv1.PutSigningKey:
 		return commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY, nil
+	case *commandv1.ProposeAdminChange:
+		return commandv1.CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE, nil
+	case *commandv1.ApproveAdminChange:
+		return commandv1.CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE, nil
+	case *commandv1.BootstrapAdmin:
+		return commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN, nil
 	default:
 		return 0, fmt.Errorf("%T is not a registry command", cmd)
 	}

@@ -16,6 +16,7 @@ const (
 	KindNotFound
 	KindAlreadyExists
 	KindFailedPrecondition
+	KindPermissionDenied
 )
 
 // Sentinel errors; every *Error matches exactly one of them with errors.Is.
@@ -24,6 +25,7 @@ var (
 	ErrNotFound           = errors.New("not found")
 	ErrAlreadyExists      = errors.New("already exists")
 	ErrFailedPrecondition = errors.New("failed precondition")
+	ErrPermissionDenied   = errors.New("permission denied")
 	// ErrCorruptCommand means a log entry could not be decoded. It is the same
 	// on every replica (the bytes are the same) and never changes state.
 	ErrCorruptCommand = errors.New("corrupt command")
@@ -34,6 +36,7 @@ var kindSentinel = map[ErrorKind]error{
 	KindNotFound:           ErrNotFound,
 	KindAlreadyExists:      ErrAlreadyExists,
 	KindFailedPrecondition: ErrFailedPrecondition,
+	KindPermissionDenied:   ErrPermissionDenied,
 }
 
 // Error is a business error that names the request field it is about.
@@ -75,4 +78,10 @@ func AlreadyExists(field, format string, args ...any) *Error {
 // FailedPrecondition returns a FailedPrecondition error naming field.
 func FailedPrecondition(field, format string, args ...any) *Error {
 	return newError(KindFailedPrecondition, field, format, args...)
+}
+
+// PermissionDenied returns a PermissionDenied error naming field: the
+// request is well formed but its signer may not do this.
+func PermissionDenied(field, format string, args ...any) *Error {
+	return newError(KindPermissionDenied, field, format, args...)
 }

@@ -7,10 +7,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/internal/testutil"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func TestApplyEveryCommand(t *testing.T) {
@@ -18,18 +21,22 @@ func TestApplyEveryCommand(t *testing.T) {
 	sum := sha256.Sum256([]byte("secret"))
 	h.must(&commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{Id: "t1", SecretSha256: sum[:], Role: commandv1.Role_ROLE_ADMIN}})
 	h.accredit()
-	h.must(&commandv1.UpdateFederationPolicy{OnboardingCapLevel: u32(3), OnboardingPeriod: durationpb.New(24 * time.Hour)})
+	h.mustChange(testutil.Policy(&trustfedv1.FederationPolicyChange{OnboardingCapLevel: u32(3), OnboardingPeriod: durationpb.New(24 * time.Hour)}))
 	h.member("acme-bank", 3, 4)
 	h.member("st-mary", 2, 2)
-	h.must(&commandv1.OverrideOnboarding{OrganizationId: "st-mary", Reason: "pilot partner"})
-	h.must(&commandv1.UpdateOrganization{OrganizationId: "st-mary", Name: str("St Mary")})
+	h.mustChange(testutil.OverrideOnboarding("st-mary", "pilot partner"))
+	h.must(&commandv1.UpdateOrganization{OrganizationId: "st-mary", Name: "St Mary"})
+	h.mustChange(testutil.SetLevel("acme-bank", 2))
+	h.mustChange(bob.Enrol())
+	h.mustChange(testutil.RemoveAdmin(bob.ID))
 	h.agreement("agr-0000000000000001", "acme-bank", "st-mary", 0)
 	renewed := h.fed.Passport("st-mary", 3, h.now, h.now.Add(time.Hour))
 	h.must(&commandv1.SubmitPassport{OrganizationId: "st-mary", Passport: renewed, Signature: h.fed.SignPassport("st-mary", renewed)})
 	termination, sig := h.fed.Termination("st-mary", "agr-0000000000000001", "contract ended")
 	h.must(&commandv1.TerminateAgreement{Termination: termination, Signature: sig})
-	h.must(&commandv1.RevokePassport{Serial: "pp-unknown-1", Reason: "lost"})
-	h.must(&commandv1.WithdrawIssuer{IssuerId: h.fed.IssuerID, Reason: "audit failed"})
+	h.mustChange(testutil.RevokePassport("pp-unknown-1", "lost"))
+	h.mustChange(testutil.Withdraw(h.fed.IssuerID, "audit failed"))
+	h.mustChange(testutil.SetStatus("acme-bank", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED))
 
 	r := h.read()
 	require.EqualValues(t, h.index, r.Index())
@@ -38,7 +45,13 @@ func TestApplyEveryCommand(t *testing.T) {
 	require.Equal(t, "St Mary", o.Name)
 	require.Equal(t, trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE, o.Status)
 	require.Equal(t, "pilot partner", o.OnboardingOverride.Reason)
-	require.Equal(t, "token:test", o.OnboardingOverride.Principal)
+	require.Contains(t, o.OnboardingOverride.Principal, "admins alice (change chg-")
+	acme, _ := r.Organization("acme-bank")
+	require.EqualValues(t, 2, acme.DeclaredLevel)
+	require.Equal(t, trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED, acme.Status)
+	b, ok := r.Admin(bob.ID)
+	require.True(t, ok)
+	require.Equal(t, trustfedv1.AdminStatus_ADMIN_STATUS_REMOVED, b.Status)
 	require.Len(t, o.PassportHistory, 1, "the replaced passport stays in history")
 	require.EqualValues(t, 3, o.Passport.Level)
 	ag, ok := r.Agreement("agr-0000000000000001")
@@ -66,18 +79,59 @@ func TestBadCommandsChangeNothing(t *testing.T) {
 		{name: "corrupt bytes", raw: []byte{0xff, 0xff, 0xff}, is: ErrCorruptCommand},
 		{name: "unknown type", raw: mustMarshal(t, &commandv1.Envelope{Type: 999}), is: ErrInvalidArgument, field: "type"},
 		{name: "retired create organization", raw: mustMarshal(t, &commandv1.Envelope{Type: commandv1.CommandType_COMMAND_TYPE_CREATE_ORGANIZATION}), is: ErrInvalidArgument, field: "type"},
-		{name: "update unknown", cmd: func(*harness) proto.Message {
-			return &commandv1.UpdateOrganization{OrganizationId: "nobody", DeclaredLevel: u32(1)}
+		{name: "retired override command", raw: mustMarshal(t, &commandv1.Envelope{Type: commandv1.CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING}), is: ErrInvalidArgument, field: "type"},
+		{name: "retired policy command", raw: mustMarshal(t, &commandv1.Envelope{Type: commandv1.CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY}), is: ErrInvalidArgument, field: "type"},
+		{name: "rename unknown", cmd: func(*harness) proto.Message {
+			return &commandv1.UpdateOrganization{OrganizationId: "nobody", Name: "Nobody"}
 		}, is: ErrNotFound, field: "organization_id"},
-		{name: "update nothing", cmd: func(*harness) proto.Message { return &commandv1.UpdateOrganization{OrganizationId: "acme-bank"} }, is: ErrInvalidArgument, field: "organization_id"},
-		{name: "update bad level", cmd: func(*harness) proto.Message {
-			return &commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(9)}
-		}, is: ErrInvalidArgument, field: "declared_level"},
+		{name: "rename without name", cmd: func(*harness) proto.Message { return &commandv1.UpdateOrganization{OrganizationId: "acme-bank"} }, is: ErrInvalidArgument, field: "name"},
+		{name: "set level of unknown org", cmd: func(h *harness) proto.Message { return h.proposal(testutil.SetLevel("nobody", 1), alice) },
+			is: ErrNotFound, field: "change.set_declared_level.organization_id"},
+		{name: "set bad level", cmd: func(h *harness) proto.Message { return h.proposal(testutil.SetLevel("acme-bank", 9), alice) },
+			is: ErrInvalidArgument, field: "change.set_declared_level.level"},
+		{name: "set pending org active", cmd: func(h *harness) proto.Message {
+			return h.proposal(testutil.SetStatus("acme-bank", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_PENDING), alice)
+		}, is: ErrInvalidArgument, field: "change.set_organization_status.status"},
+		{name: "change signed by a non-admin", cmd: func(h *harness) proto.Message { return h.proposal(testutil.SetLevel("acme-bank", 1), bob) },
+			is: ErrPermissionDenied, field: "approval.public_key"},
+		{name: "change with a forged signature", cmd: func(h *harness) proto.Message {
+			p := h.proposal(testutil.SetLevel("acme-bank", 1), bob)
+			p.Approval.PublicKey = alice.Public()
+			return p
+		}, is: ErrInvalidArgument, field: "approval.signature"},
+		{name: "change without reason", cmd: func(h *harness) proto.Message {
+			raw, err := client.EncodeAdminChange(testutil.SetLevel("acme-bank", 1), h.now, time.Hour)
+			require.NoError(t, err)
+			return &commandv1.ProposeAdminChange{Change: raw, Approval: alice.Approve(raw)}
+		}, is: ErrInvalidArgument, field: "change.reason"},
+		{name: "change already expired", cmd: func(h *harness) proto.Message {
+			c := testutil.SetLevel("acme-bank", 1)
+			c.ExpireTime = timestamppb.New(h.now.Add(-time.Second))
+			return h.proposal(c, alice)
+		}, is: ErrInvalidArgument, field: "change.expire_time"},
+		{name: "change living too long", cmd: func(h *harness) proto.Message {
+			c := testutil.SetLevel("acme-bank", 1)
+			c.ExpireTime = timestamppb.New(h.now.Add(MaxAdminChangeLifetime + time.Second))
+			return h.proposal(c, alice)
+		}, is: ErrInvalidArgument, field: "change.expire_time"},
+		{name: "empty change", cmd: func(h *harness) proto.Message { return h.proposal(&trustfedv1.AdminChange{}, alice) },
+			is: ErrInvalidArgument, field: "change"},
+		{name: "quorum above the admins", cmd: func(h *harness) proto.Message {
+			return h.proposal(testutil.Policy(&trustfedv1.FederationPolicyChange{AdminApprovalsRequired: u32(2)}), alice)
+		}, is: ErrFailedPrecondition, field: "change.update_federation_policy.admin_approvals_required"},
+		{name: "remove the last admin", cmd: func(h *harness) proto.Message { return h.proposal(testutil.RemoveAdmin(alice.ID), alice) },
+			is: ErrFailedPrecondition, field: "change.remove_admin.admin_id"},
+		{name: "second bootstrap admin", cmd: func(*harness) proto.Message {
+			return &commandv1.BootstrapAdmin{Admin: &trustfedv1.Admin{Id: bob.ID, Name: "Bob", PublicKey: bob.Public()}, ApprovalsRequired: 1}
+		}, is: ErrFailedPrecondition, field: "admin"},
 		{name: "approve twice", cmd: func(*harness) proto.Message { return &commandv1.ApproveOrganization{OrganizationId: "acme-bank"} }, is: ErrFailedPrecondition, field: "organization_id"},
-		{name: "override without reason", cmd: func(*harness) proto.Message { return &commandv1.OverrideOnboarding{OrganizationId: "acme-bank"} }, is: ErrInvalidArgument, field: "reason"},
-		{name: "accredit twice", cmd: func(h *harness) proto.Message { return &commandv1.AccreditIssuer{Issuer: h.fed.Issuer()} }, is: ErrAlreadyExists, field: "issuer_id"},
-		{name: "withdraw unknown issuer", cmd: func(*harness) proto.Message { return &commandv1.WithdrawIssuer{IssuerId: "ghost", Reason: "x"} }, is: ErrNotFound, field: "issuer_id"},
-		{name: "policy cap out of range", cmd: func(*harness) proto.Message { return &commandv1.UpdateFederationPolicy{OnboardingCapLevel: u32(7)} }, is: ErrInvalidArgument, field: "onboarding_cap_level"},
+		{name: "accredit twice", cmd: func(h *harness) proto.Message { return h.proposal(testutil.Accredit(h.fed.Issuer()), alice) },
+			is: ErrAlreadyExists, field: "change.accredit_issuer.issuer_id"},
+		{name: "withdraw unknown issuer", cmd: func(h *harness) proto.Message { return h.proposal(testutil.Withdraw("ghost", "x"), alice) },
+			is: ErrNotFound, field: "change.withdraw_issuer.issuer_id"},
+		{name: "policy cap out of range", cmd: func(h *harness) proto.Message {
+			return h.proposal(testutil.Policy(&trustfedv1.FederationPolicyChange{OnboardingCapLevel: u32(7)}), alice)
+		}, is: ErrInvalidArgument, field: "change.update_federation_policy.onboarding_cap_level"},
 		{name: "agreement with self", cmd: func(h *harness) proto.Message {
 			return &commandv1.ProposeAgreement{Terms: h.terms("agr-0000000000000002", "acme-bank", "acme-bank", 0)}
 		}, is: ErrInvalidArgument, field: "organization_b_id"},
@@ -129,19 +183,19 @@ func TestRequestIDDeduplicates(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.member("acme-bank", 3, 3)
-	orig := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(1)}, "req-1")
+	orig := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Name: "Acme One"}, "req-1")
 	require.NoError(t, orig.Err)
-	again := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(1)}, "req-1")
+	again := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Name: "Acme One"}, "req-1")
 	require.NoError(t, again.Err, "a retried request succeeds as the first did")
 	require.True(t, again.Duplicate)
 	require.Equal(t, orig.Index, again.Index)
 	o, _ := h.read().Organization("acme-bank")
 	require.Equal(t, orig.Index, o.ModifyIndex, "the retry was not applied again")
 
-	other := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(2)}, "req-1")
+	other := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Name: "Acme Two"}, "req-1")
 	require.ErrorIs(t, other.Err, ErrInvalidArgument)
 	o, _ = h.read().Organization("acme-bank")
-	require.EqualValues(t, 1, o.DeclaredLevel, "a reused request id with other content is not applied")
+	require.Equal(t, "Acme One", o.Name, "a reused request id with other content is not applied")
 
 	failed := h.apply(&commandv1.ApproveOrganization{OrganizationId: "acme-bank"}, "req-2")
 	require.ErrorIs(t, failed.Err, ErrFailedPrecondition)
@@ -151,7 +205,7 @@ func TestRequestIDDeduplicates(t *testing.T) {
 
 	// Request ids are forgotten after RequestTTL of command time.
 	h.now = h.now.Add(RequestTTL + time.Second)
-	h.must(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", DeclaredLevel: u32(3)})
+	h.must(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Name: "Acme Three"})
 	_, ok := first[*commandv1.AppliedRequest](h.read().txn, tableRequests, "id", "req-1")
 	require.False(t, ok)
 }
@@ -162,9 +216,12 @@ func TestSnapshotRestoreIdentical(t *testing.T) {
 	h.member("org-a", 3, 3)
 	h.member("org-b", 2, 2)
 	h.agreement("agr-00000000000000aa", "org-a", "org-b", 0)
-	h.must(&commandv1.UpdateFederationPolicy{OnboardingCapLevel: u32(1)})
-	h.must(&commandv1.RevokePassport{Serial: "pp-x", Reason: "lost"})
-	require.NoError(t, h.apply(&commandv1.UpdateOrganization{OrganizationId: "org-b", DeclaredLevel: u32(1)}, "req-x").Err)
+	h.mustChange(testutil.Policy(&trustfedv1.FederationPolicyChange{OnboardingCapLevel: u32(1)}))
+	h.mustChange(testutil.RevokePassport("pp-x", "lost"))
+	h.mustChange(bob.Enrol())
+	h.mustChange(testutil.Policy(&trustfedv1.FederationPolicyChange{AdminApprovalsRequired: u32(2)}))
+	h.mustChange(testutil.SetLevel("org-b", 1)) // pending: one of two approvals
+	require.NoError(t, h.apply(&commandv1.UpdateOrganization{OrganizationId: "org-b", Name: "Org B"}, "req-x").Err)
 	snap := h.snapshotBytes()
 
 	restored := newHarness(t)
@@ -176,7 +233,7 @@ func TestSnapshotRestoreIdentical(t *testing.T) {
 
 	// The de-duplication table survives a restore.
 	restored.index = h.index
-	res := restored.apply(&commandv1.UpdateOrganization{OrganizationId: "org-b", DeclaredLevel: u32(1)}, "req-x")
+	res := restored.apply(&commandv1.UpdateOrganization{OrganizationId: "org-b", Name: "Org B"}, "req-x")
 	require.True(t, res.Duplicate)
 
 	kept := restored.snapshotBytes()
@@ -188,8 +245,8 @@ func TestRevokedIsPermanent(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.member("acme-bank", 3, 3)
-	h.must(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED.Enum()})
-	res := h.apply(&commandv1.UpdateOrganization{OrganizationId: "acme-bank", Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE.Enum()}, "")
+	h.mustChange(testutil.SetStatus("acme-bank", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED))
+	res := h.change(testutil.SetStatus("acme-bank", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE))
 	require.ErrorIs(t, res.Err, ErrFailedPrecondition)
 }
 

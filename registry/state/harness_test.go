@@ -59,7 +59,37 @@ func (h *harness) snapshotBytes() []byte {
 	return buf.Bytes()
 }
 
-func (h *harness) accredit() { h.must(&commandv1.AccreditIssuer{Issuer: h.fed.Issuer()}) }
+// alice is the harness federation's first admin; the harness enrols her
+// with a quorum of one, so a change she proposes applies at once.
+var alice, bob, carol = testutil.NewAdmin("alice"), testutil.NewAdmin("bob"), testutil.NewAdmin("carol")
+
+func (h *harness) ensureAdmin() {
+	h.t.Helper()
+	if len(h.read().Admins()) == 0 {
+		h.must(&commandv1.BootstrapAdmin{Admin: &trustfedv1.Admin{Id: alice.ID, Name: "Alice", PublicKey: alice.Public()}, ApprovalsRequired: 1})
+	}
+}
+
+// change proposes an admin change approved by alice.
+func (h *harness) change(c *trustfedv1.AdminChange) Result {
+	h.t.Helper()
+	h.ensureAdmin()
+	raw := testutil.ChangeBytes(h.t, c, h.now)
+	return h.apply(&commandv1.ProposeAdminChange{Change: raw, Approval: alice.Approve(raw)}, "")
+}
+
+// proposal is a ProposeAdminChange of c signed by signer.
+func (h *harness) proposal(c *trustfedv1.AdminChange, signer testutil.Admin) *commandv1.ProposeAdminChange {
+	raw := testutil.ChangeBytes(h.t, c, h.now)
+	return &commandv1.ProposeAdminChange{Change: raw, Approval: signer.Approve(raw)}
+}
+
+func (h *harness) mustChange(c *trustfedv1.AdminChange) {
+	h.t.Helper()
+	require.NoError(h.t, h.change(c).Err)
+}
+
+func (h *harness) accredit() { h.mustChange(testutil.Accredit(h.fed.Issuer())) }
 
 func (h *harness) register(org string, declared, attested uint32, mutate ...func(*trustfedv1.Registration)) Result {
 	reg, sig := h.fed.Registration(org, declared, attested, h.now, mutate...)
@@ -119,7 +149,6 @@ func (h *harness) agreementStatus(id string) trustfedv1.AgreementStatus {
 }
 
 func u32(v uint32) *uint32 { return &v }
-func str(v string) *string { return &v }
 
 // stripIndex drops the snapshot header (which holds the applied index) so two
 // snapshots can be compared by content.

@@ -13,65 +13,37 @@ import (
 // MaxOnboardingPeriod bounds the federation's onboarding period.
 const MaxOnboardingPeriod = 5 * 365 * 24 * time.Hour
 
-// ValidateIssuer checks the fields of an issuer to accredit.
-func ValidateIssuer(v Verifier, is *trustfedv1.Issuer) error {
-	if err := ValidateOrganizationID("issuer_id", is.GetId()); err != nil {
-		return Invalid("issuer_id", "%q is not a valid issuer id (want ^[a-z][a-z0-9-]{1,62}$)", truncate(is.GetId()))
-	}
-	if err := ValidateName("name", is.GetName()); err != nil {
-		return err
-	}
-	if _, ok := v.Fingerprint(is.GetPublicKey()); !ok {
-		return Invalid("public_key_pem", "is not an ed25519 public key")
-	}
-	return ValidateLevel("max_level", is.GetMaxLevel())
-}
-
-func applyAccreditIssuer(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier) error {
-	var c commandv1.AccreditIssuer
-	if err := decode(env, &c); err != nil {
-		return err
-	}
-	in := c.GetIssuer()
-	if err := ValidateIssuer(v, in); err != nil {
-		return err
-	}
-	if cur, ok := first[*trustfedv1.Issuer](tx, tableIssuers, "id", in.Id); ok && cur.Status == trustfedv1.IssuerStatus_ISSUER_STATUS_ACCREDITED {
-		return AlreadyExists("issuer_id", "issuer %q is already accredited", in.Id)
+func accreditIssuer(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier, in *trustfedv1.AccreditIssuerChange) error {
+	if cur, ok := first[*trustfedv1.Issuer](tx, tableIssuers, "id", in.IssuerId); ok && cur.Status == trustfedv1.IssuerStatus_ISSUER_STATUS_ACCREDITED {
+		return AlreadyExists("change.accredit_issuer.issuer_id", "issuer %q is already accredited", in.IssuerId)
 	}
 	fp, _ := v.Fingerprint(in.PublicKey)
 	is := &trustfedv1.Issuer{
-		Id: in.Id, Name: in.Name, PublicKey: in.PublicKey, PublicKeyFingerprint: fp, MaxLevel: in.MaxLevel,
+		Id: in.IssuerId, Name: in.Name, PublicKey: in.PublicKey, PublicKeyFingerprint: fp, MaxLevel: in.MaxLevel,
 		Status: trustfedv1.IssuerStatus_ISSUER_STATUS_ACCREDITED, AccreditTime: stamp(env),
 		CreateIndex: index, ModifyIndex: index,
 	}
 	return tx.Insert(tableIssuers, is)
 }
 
-func applyWithdrawIssuer(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
-	var c commandv1.WithdrawIssuer
-	if err := decode(env, &c); err != nil {
-		return err
-	}
-	if err := ValidateReason("reason", c.Reason); err != nil {
-		return err
-	}
-	cur, ok := first[*trustfedv1.Issuer](tx, tableIssuers, "id", c.IssuerId)
+func withdrawIssuer(tx *memdb.Txn, env *commandv1.Envelope, index uint64, issuerID, reason string) error {
+	const field = "change.withdraw_issuer.issuer_id"
+	cur, ok := first[*trustfedv1.Issuer](tx, tableIssuers, "id", issuerID)
 	if !ok {
-		return NotFound("issuer_id", "issuer %q does not exist", c.IssuerId)
+		return NotFound(field, "issuer %q does not exist", issuerID)
 	}
 	if cur.Status == trustfedv1.IssuerStatus_ISSUER_STATUS_WITHDRAWN {
-		return FailedPrecondition("issuer_id", "issuer %q is already withdrawn", c.IssuerId)
+		return FailedPrecondition(field, "issuer %q is already withdrawn", issuerID)
 	}
 	is := proto.CloneOf(cur)
 	is.Status = trustfedv1.IssuerStatus_ISSUER_STATUS_WITHDRAWN
-	is.WithdrawTime, is.WithdrawReason, is.ModifyIndex = stamp(env), c.Reason, index
+	is.WithdrawTime, is.WithdrawReason, is.ModifyIndex = stamp(env), reason, index
 	if err := tx.Insert(tableIssuers, is); err != nil {
 		return err
 	}
 	// Every organisation holding a passport from this issuer just lost its
 	// attested level: end the agreements whose conditions that breaks.
-	it, err := tx.Get(tableOrganizations, "issuer", c.IssuerId)
+	it, err := tx.Get(tableOrganizations, "issuer", issuerID)
 	if err != nil {
 		return err
 	}
@@ -87,21 +59,11 @@ func applyWithdrawIssuer(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _
 	return nil
 }
 
-func applyRevokePassport(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
-	var c commandv1.RevokePassport
-	if err := decode(env, &c); err != nil {
-		return err
+func revokePassport(tx *memdb.Txn, env *commandv1.Envelope, index uint64, serial, reason string) error {
+	if _, ok := first[*commandv1.RevokedPassport](tx, tableRevoked, "id", serial); ok {
+		return AlreadyExists("change.revoke_passport.serial", "passport %s is already revoked", serial)
 	}
-	if c.Serial == "" || len(c.Serial) > 128 {
-		return Invalid("serial", "must be 1..128 characters")
-	}
-	if err := ValidateReason("reason", c.Reason); err != nil {
-		return err
-	}
-	if _, ok := first[*commandv1.RevokedPassport](tx, tableRevoked, "id", c.Serial); ok {
-		return AlreadyExists("serial", "passport %s is already revoked", c.Serial)
-	}
-	if err := tx.Insert(tableRevoked, &commandv1.RevokedPassport{Serial: c.Serial, Reason: c.Reason, RevokeTime: stamp(env), Index: index}); err != nil {
+	if err := tx.Insert(tableRevoked, &commandv1.RevokedPassport{Serial: serial, Reason: reason, RevokeTime: stamp(env), Index: index}); err != nil {
 		return err
 	}
 	it, err := tx.Get(tableOrganizations, "id")
@@ -110,7 +72,7 @@ func applyRevokePassport(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _
 	}
 	var holders []string
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if o := raw.(*trustfedv1.Organization); o.GetPassport().GetSerial() == c.Serial {
+		if o := raw.(*trustfedv1.Organization); o.GetPassport().GetSerial() == serial {
 			holders = append(holders, o.Id)
 		}
 	}
@@ -122,44 +84,15 @@ func applyRevokePassport(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _
 	return nil
 }
 
-// ValidatePolicyUpdate checks a federation policy update.
-func ValidatePolicyUpdate(c *commandv1.UpdateFederationPolicy) error {
-	if c.OnboardingCapLevel == nil && c.OnboardingPeriod == nil && c.FreshnessWindow == nil {
-		return Invalid("onboarding_cap_level", "update changes nothing: set onboarding_cap_level, onboarding_period or freshness_window")
-	}
-	if c.FreshnessWindow != nil {
-		if err := c.FreshnessWindow.CheckValid(); err != nil {
-			return Invalid("freshness_window", "%v", err)
+func updateFederationPolicy(tx *memdb.Txn, index uint64, c *trustfedv1.FederationPolicyChange) error {
+	r := &Reader{txn: tx}
+	p := proto.CloneOf(r.FederationPolicy())
+	if n := c.AdminApprovalsRequired; n != nil {
+		if active := r.ActiveAdmins(); *n > active {
+			return FailedPrecondition("change.update_federation_policy.admin_approvals_required", "%d is more than the %d active admins", *n, active)
 		}
-		if d := c.FreshnessWindow.AsDuration(); d < time.Second || d > MaxFreshnessWindow {
-			return Invalid("freshness_window", "%s is outside 1s..%s (AG-783: nothing older than 10 minutes)", d, MaxFreshnessWindow)
-		}
+		p.AdminApprovalsRequired = *n
 	}
-	if c.OnboardingCapLevel != nil {
-		if err := ValidateLevel("onboarding_cap_level", *c.OnboardingCapLevel); err != nil {
-			return err
-		}
-	}
-	if c.OnboardingPeriod != nil {
-		if err := c.OnboardingPeriod.CheckValid(); err != nil {
-			return Invalid("onboarding_period", "%v", err)
-		}
-		if d := c.OnboardingPeriod.AsDuration(); d < 0 || d > MaxOnboardingPeriod {
-			return Invalid("onboarding_period", "%s is outside 0..%s", d, MaxOnboardingPeriod)
-		}
-	}
-	return nil
-}
-
-func applyUpdateFederationPolicy(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
-	var c commandv1.UpdateFederationPolicy
-	if err := decode(env, &c); err != nil {
-		return err
-	}
-	if err := ValidatePolicyUpdate(&c); err != nil {
-		return err
-	}
-	p := proto.CloneOf((&Reader{txn: tx}).FederationPolicy())
 	if c.OnboardingCapLevel != nil {
 		p.OnboardingCapLevel = *c.OnboardingCapLevel
 	}

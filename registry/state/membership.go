@@ -194,23 +194,18 @@ func applyApproveOrganization(tx *memdb.Txn, env *commandv1.Envelope, index uint
 	return tx.Insert(tableOrganizations, org)
 }
 
-func applyOverrideOnboarding(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
-	var c commandv1.OverrideOnboarding
-	if err := decode(env, &c); err != nil {
-		return err
-	}
-	if err := ValidateReason("reason", c.Reason); err != nil {
-		return err
-	}
-	cur, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", c.OrganizationId)
+// overrideOnboarding lifts org's onboarding cap; by names who approved it.
+func overrideOnboarding(tx *memdb.Txn, env *commandv1.Envelope, index uint64, orgID, reason, by string) error {
+	const field = "change.override_onboarding.organization_id"
+	cur, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", orgID)
 	if !ok {
-		return NotFound("organization_id", "organization %q does not exist", c.OrganizationId)
+		return NotFound(field, "organization %q does not exist", orgID)
 	}
 	if cur.OnboardingOverride != nil {
-		return FailedPrecondition("organization_id", "onboarding of %q was already overridden", c.OrganizationId)
+		return FailedPrecondition(field, "onboarding of %q was already overridden", orgID)
 	}
 	org := proto.CloneOf(cur)
-	org.OnboardingOverride = &trustfedv1.OnboardingOverride{Reason: c.Reason, Principal: env.Principal, Time: stamp(env)}
+	org.OnboardingOverride = &trustfedv1.OnboardingOverride{Reason: reason, Principal: by, Time: stamp(env)}
 	org.UpdateTime, org.ModifyIndex = stamp(env), index
 	return tx.Insert(tableOrganizations, org)
 }

@@ -21,6 +21,8 @@ const (
 	tablePolicy         = "policy"
 	tableSigningKeys    = "signing_keys"
 	tableAuthorizations = "authorizations"
+	tableAdmins         = "admins"
+	tableAdminChanges   = "admin_changes"
 )
 
 // metaRow holds the Raft index the state reflects, updated in the same
@@ -57,6 +59,19 @@ func schema() *memdb.DBSchema {
 		},
 		tableAuthorizations: {
 			Name: tableAuthorizations,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		},
+		tableAdmins: {
+			Name: tableAdmins,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"key": {Name: "key", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "PublicKeyFingerprint"}},
+			},
+		},
+		tableAdminChanges: {
+			Name: tableAdminChanges,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 			},

@@ -68,6 +68,12 @@ func (s *Snapshot) Persist(w io.Writer) error {
 		{tableSigningKeys, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_SigningKey{SigningKey: o.(*commandv1.SigningKey)}}
 		}},
+		{tableAdmins, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Admin{Admin: o.(*trustfedv1.Admin)}}
+		}},
+		{tableAdminChanges, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_AdminChange{AdminChange: o.(*trustfedv1.AdminChangeRecord)}}
+		}},
 		{tablePolicy, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_FederationPolicy{FederationPolicy: o.(*trustfedv1.FederationPolicy)}}
 		}},
@@ -148,6 +154,10 @@ func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
 		return tx.Insert(tableSigningKeys, r.SigningKey)
 	case *commandv1.SnapshotRecord_FederationPolicy:
 		return tx.Insert(tablePolicy, r.FederationPolicy)
+	case *commandv1.SnapshotRecord_Admin:
+		return tx.Insert(tableAdmins, r.Admin)
+	case *commandv1.SnapshotRecord_AdminChange:
+		return tx.Insert(tableAdminChanges, r.AdminChange)
 	default:
 		return fmt.Errorf("unknown snapshot record %T", rec.Record)
 	}

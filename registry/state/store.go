@@ -226,9 +226,10 @@ func (r *Reader) FederationPolicy() *trustfedv1.FederationPolicy {
 		return p
 	}
 	return &trustfedv1.FederationPolicy{
-		OnboardingCapLevel: DefaultOnboardingCapLevel,
-		OnboardingPeriod:   durationpb.New(DefaultOnboardingPeriod),
-		FreshnessWindow:    durationpb.New(DefaultFreshnessWindow),
+		OnboardingCapLevel:     DefaultOnboardingCapLevel,
+		OnboardingPeriod:       durationpb.New(DefaultOnboardingPeriod),
+		FreshnessWindow:        durationpb.New(DefaultFreshnessWindow),
+		AdminApprovalsRequired: DefaultAdminApprovals,
 	}
 }
 

@@ -13,6 +13,7 @@ const (
 	PurposeAgreement     = "agreement"
 	PurposeTermination   = "agreement-termination"
 	PurposeAuthorization = "authorization"
+	PurposeAdminChange   = "admin-change"
 )
 
 // Verifier checks signatures and passports. The state machine re-verifies

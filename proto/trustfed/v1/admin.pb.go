@@ -9,7 +9,6 @@ package trustfedv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -118,338 +117,6 @@ func (x *ApproveOrganizationResponse) GetOrganization() *Organization {
 	return nil
 }
 
-type OverrideOnboardingRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
-	// Why the cap is lifted early (required; recorded).
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *OverrideOnboardingRequest) Reset() {
-	*x = OverrideOnboardingRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *OverrideOnboardingRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*OverrideOnboardingRequest) ProtoMessage() {}
-
-func (x *OverrideOnboardingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use OverrideOnboardingRequest.ProtoReflect.Descriptor instead.
-func (*OverrideOnboardingRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *OverrideOnboardingRequest) GetOrganizationId() string {
-	if x != nil {
-		return x.OrganizationId
-	}
-	return ""
-}
-
-func (x *OverrideOnboardingRequest) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-func (x *OverrideOnboardingRequest) GetRequestId() string {
-	if x != nil {
-		return x.RequestId
-	}
-	return ""
-}
-
-type OverrideOnboardingResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Organization  *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *OverrideOnboardingResponse) Reset() {
-	*x = OverrideOnboardingResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *OverrideOnboardingResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*OverrideOnboardingResponse) ProtoMessage() {}
-
-func (x *OverrideOnboardingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use OverrideOnboardingResponse.ProtoReflect.Descriptor instead.
-func (*OverrideOnboardingResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *OverrideOnboardingResponse) GetOrganization() *Organization {
-	if x != nil {
-		return x.Organization
-	}
-	return nil
-}
-
-type AccreditIssuerRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// ^[a-z][a-z0-9-]{1,62}$
-	IssuerId string `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
-	Name     string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// The issuer's ed25519 public key, PKIX PEM.
-	PublicKeyPem string `protobuf:"bytes,3,opt,name=public_key_pem,json=publicKeyPem,proto3" json:"public_key_pem,omitempty"`
-	// Highest level the issuer may attest, 0..4.
-	MaxLevel      uint32 `protobuf:"varint,4,opt,name=max_level,json=maxLevel,proto3" json:"max_level,omitempty"`
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *AccreditIssuerRequest) Reset() {
-	*x = AccreditIssuerRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *AccreditIssuerRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*AccreditIssuerRequest) ProtoMessage() {}
-
-func (x *AccreditIssuerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use AccreditIssuerRequest.ProtoReflect.Descriptor instead.
-func (*AccreditIssuerRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *AccreditIssuerRequest) GetIssuerId() string {
-	if x != nil {
-		return x.IssuerId
-	}
-	return ""
-}
-
-func (x *AccreditIssuerRequest) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *AccreditIssuerRequest) GetPublicKeyPem() string {
-	if x != nil {
-		return x.PublicKeyPem
-	}
-	return ""
-}
-
-func (x *AccreditIssuerRequest) GetMaxLevel() uint32 {
-	if x != nil {
-		return x.MaxLevel
-	}
-	return 0
-}
-
-func (x *AccreditIssuerRequest) GetRequestId() string {
-	if x != nil {
-		return x.RequestId
-	}
-	return ""
-}
-
-type AccreditIssuerResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Issuer        *Issuer                `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *AccreditIssuerResponse) Reset() {
-	*x = AccreditIssuerResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *AccreditIssuerResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*AccreditIssuerResponse) ProtoMessage() {}
-
-func (x *AccreditIssuerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use AccreditIssuerResponse.ProtoReflect.Descriptor instead.
-func (*AccreditIssuerResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *AccreditIssuerResponse) GetIssuer() *Issuer {
-	if x != nil {
-		return x.Issuer
-	}
-	return nil
-}
-
-type WithdrawIssuerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	IssuerId      string                 `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *WithdrawIssuerRequest) Reset() {
-	*x = WithdrawIssuerRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *WithdrawIssuerRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WithdrawIssuerRequest) ProtoMessage() {}
-
-func (x *WithdrawIssuerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WithdrawIssuerRequest.ProtoReflect.Descriptor instead.
-func (*WithdrawIssuerRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *WithdrawIssuerRequest) GetIssuerId() string {
-	if x != nil {
-		return x.IssuerId
-	}
-	return ""
-}
-
-func (x *WithdrawIssuerRequest) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-func (x *WithdrawIssuerRequest) GetRequestId() string {
-	if x != nil {
-		return x.RequestId
-	}
-	return ""
-}
-
-type WithdrawIssuerResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Issuer        *Issuer                `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *WithdrawIssuerResponse) Reset() {
-	*x = WithdrawIssuerResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *WithdrawIssuerResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WithdrawIssuerResponse) ProtoMessage() {}
-
-func (x *WithdrawIssuerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WithdrawIssuerResponse.ProtoReflect.Descriptor instead.
-func (*WithdrawIssuerResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *WithdrawIssuerResponse) GetIssuer() *Issuer {
-	if x != nil {
-		return x.Issuer
-	}
-	return nil
-}
-
 type GetIssuerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	IssuerId      string                 `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
@@ -460,7 +127,7 @@ type GetIssuerRequest struct {
 
 func (x *GetIssuerRequest) Reset() {
 	*x = GetIssuerRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +139,7 @@ func (x *GetIssuerRequest) String() string {
 func (*GetIssuerRequest) ProtoMessage() {}
 
 func (x *GetIssuerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +152,7 @@ func (x *GetIssuerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIssuerRequest.ProtoReflect.Descriptor instead.
 func (*GetIssuerRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetIssuerRequest) GetIssuerId() string {
@@ -512,7 +179,7 @@ type GetIssuerResponse struct {
 
 func (x *GetIssuerResponse) Reset() {
 	*x = GetIssuerResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +191,7 @@ func (x *GetIssuerResponse) String() string {
 func (*GetIssuerResponse) ProtoMessage() {}
 
 func (x *GetIssuerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +204,7 @@ func (x *GetIssuerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIssuerResponse.ProtoReflect.Descriptor instead.
 func (*GetIssuerResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetIssuerResponse) GetIssuer() *Issuer {
@@ -563,7 +230,7 @@ type ListIssuersRequest struct {
 
 func (x *ListIssuersRequest) Reset() {
 	*x = ListIssuersRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +242,7 @@ func (x *ListIssuersRequest) String() string {
 func (*ListIssuersRequest) ProtoMessage() {}
 
 func (x *ListIssuersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +255,7 @@ func (x *ListIssuersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIssuersRequest.ProtoReflect.Descriptor instead.
 func (*ListIssuersRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListIssuersRequest) GetConsistency() Consistency {
@@ -608,7 +275,7 @@ type ListIssuersResponse struct {
 
 func (x *ListIssuersResponse) Reset() {
 	*x = ListIssuersResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +287,7 @@ func (x *ListIssuersResponse) String() string {
 func (*ListIssuersResponse) ProtoMessage() {}
 
 func (x *ListIssuersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +300,7 @@ func (x *ListIssuersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIssuersResponse.ProtoReflect.Descriptor instead.
 func (*ListIssuersResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListIssuersResponse) GetIssuers() []*Issuer {
@@ -650,102 +317,6 @@ func (x *ListIssuersResponse) GetMeta() *ReadMeta {
 	return nil
 }
 
-type RevokePassportRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RevokePassportRequest) Reset() {
-	*x = RevokePassportRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RevokePassportRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RevokePassportRequest) ProtoMessage() {}
-
-func (x *RevokePassportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RevokePassportRequest.ProtoReflect.Descriptor instead.
-func (*RevokePassportRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *RevokePassportRequest) GetSerial() string {
-	if x != nil {
-		return x.Serial
-	}
-	return ""
-}
-
-func (x *RevokePassportRequest) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-func (x *RevokePassportRequest) GetRequestId() string {
-	if x != nil {
-		return x.RequestId
-	}
-	return ""
-}
-
-type RevokePassportResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RevokePassportResponse) Reset() {
-	*x = RevokePassportResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RevokePassportResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RevokePassportResponse) ProtoMessage() {}
-
-func (x *RevokePassportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RevokePassportResponse.ProtoReflect.Descriptor instead.
-func (*RevokePassportResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{13}
-}
-
 type GetFederationPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
@@ -755,7 +326,7 @@ type GetFederationPolicyRequest struct {
 
 func (x *GetFederationPolicyRequest) Reset() {
 	*x = GetFederationPolicyRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +338,7 @@ func (x *GetFederationPolicyRequest) String() string {
 func (*GetFederationPolicyRequest) ProtoMessage() {}
 
 func (x *GetFederationPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +351,7 @@ func (x *GetFederationPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFederationPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetFederationPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetFederationPolicyRequest) GetConsistency() Consistency {
@@ -800,7 +371,7 @@ type GetFederationPolicyResponse struct {
 
 func (x *GetFederationPolicyResponse) Reset() {
 	*x = GetFederationPolicyResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +383,7 @@ func (x *GetFederationPolicyResponse) String() string {
 func (*GetFederationPolicyResponse) ProtoMessage() {}
 
 func (x *GetFederationPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +396,7 @@ func (x *GetFederationPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFederationPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetFederationPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetFederationPolicyResponse) GetPolicy() *FederationPolicy {
@@ -842,135 +413,19 @@ func (x *GetFederationPolicyResponse) GetMeta() *ReadMeta {
 	return nil
 }
 
-type UpdateFederationPolicyRequest struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	OnboardingCapLevel *uint32                `protobuf:"varint,1,opt,name=onboarding_cap_level,json=onboardingCapLevel,proto3,oneof" json:"onboarding_cap_level,omitempty"`
-	OnboardingPeriod   *durationpb.Duration   `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
-	RequestId          string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	FreshnessWindow    *durationpb.Duration   `protobuf:"bytes,4,opt,name=freshness_window,json=freshnessWindow,proto3" json:"freshness_window,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
-}
-
-func (x *UpdateFederationPolicyRequest) Reset() {
-	*x = UpdateFederationPolicyRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *UpdateFederationPolicyRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*UpdateFederationPolicyRequest) ProtoMessage() {}
-
-func (x *UpdateFederationPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use UpdateFederationPolicyRequest.ProtoReflect.Descriptor instead.
-func (*UpdateFederationPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{16}
-}
-
-func (x *UpdateFederationPolicyRequest) GetOnboardingCapLevel() uint32 {
-	if x != nil && x.OnboardingCapLevel != nil {
-		return *x.OnboardingCapLevel
-	}
-	return 0
-}
-
-func (x *UpdateFederationPolicyRequest) GetOnboardingPeriod() *durationpb.Duration {
-	if x != nil {
-		return x.OnboardingPeriod
-	}
-	return nil
-}
-
-func (x *UpdateFederationPolicyRequest) GetRequestId() string {
-	if x != nil {
-		return x.RequestId
-	}
-	return ""
-}
-
-func (x *UpdateFederationPolicyRequest) GetFreshnessWindow() *durationpb.Duration {
-	if x != nil {
-		return x.FreshnessWindow
-	}
-	return nil
-}
-
-type UpdateFederationPolicyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Policy        *FederationPolicy      `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *UpdateFederationPolicyResponse) Reset() {
-	*x = UpdateFederationPolicyResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *UpdateFederationPolicyResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*UpdateFederationPolicyResponse) ProtoMessage() {}
-
-func (x *UpdateFederationPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use UpdateFederationPolicyResponse.ProtoReflect.Descriptor instead.
-func (*UpdateFederationPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *UpdateFederationPolicyResponse) GetPolicy() *FederationPolicy {
-	if x != nil {
-		return x.Policy
-	}
-	return nil
-}
-
 type UpdateOrganizationRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
-	// New name, if set.
-	Name *string `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
-	// New declared level 0..4, if set.
-	DeclaredLevel *uint32 `protobuf:"varint,3,opt,name=declared_level,json=declaredLevel,proto3,oneof" json:"declared_level,omitempty"`
-	// New status, if set.
-	Status        *OrganizationStatus `protobuf:"varint,4,opt,name=status,proto3,enum=trustfed.v1.OrganizationStatus,oneof" json:"status,omitempty"`
-	RequestId     string              `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// New name (required).
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateOrganizationRequest) Reset() {
 	*x = UpdateOrganizationRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +437,7 @@ func (x *UpdateOrganizationRequest) String() string {
 func (*UpdateOrganizationRequest) ProtoMessage() {}
 
 func (x *UpdateOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +450,7 @@ func (x *UpdateOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateOrganizationRequest) GetOrganizationId() string {
@@ -1006,24 +461,10 @@ func (x *UpdateOrganizationRequest) GetOrganizationId() string {
 }
 
 func (x *UpdateOrganizationRequest) GetName() string {
-	if x != nil && x.Name != nil {
-		return *x.Name
+	if x != nil {
+		return x.Name
 	}
 	return ""
-}
-
-func (x *UpdateOrganizationRequest) GetDeclaredLevel() uint32 {
-	if x != nil && x.DeclaredLevel != nil {
-		return *x.DeclaredLevel
-	}
-	return 0
-}
-
-func (x *UpdateOrganizationRequest) GetStatus() OrganizationStatus {
-	if x != nil && x.Status != nil {
-		return *x.Status
-	}
-	return OrganizationStatus_ORGANIZATION_STATUS_UNSPECIFIED
 }
 
 func (x *UpdateOrganizationRequest) GetRequestId() string {
@@ -1042,7 +483,7 @@ type UpdateOrganizationResponse struct {
 
 func (x *UpdateOrganizationResponse) Reset() {
 	*x = UpdateOrganizationResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +495,7 @@ func (x *UpdateOrganizationResponse) String() string {
 func (*UpdateOrganizationResponse) ProtoMessage() {}
 
 func (x *UpdateOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +508,7 @@ func (x *UpdateOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateOrganizationResponse) GetOrganization() *Organization {
@@ -1087,7 +528,7 @@ type GetAgreementRequest struct {
 
 func (x *GetAgreementRequest) Reset() {
 	*x = GetAgreementRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +540,7 @@ func (x *GetAgreementRequest) String() string {
 func (*GetAgreementRequest) ProtoMessage() {}
 
 func (x *GetAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +553,7 @@ func (x *GetAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgreementRequest.ProtoReflect.Descriptor instead.
 func (*GetAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetAgreementRequest) GetAgreementId() string {
@@ -1139,7 +580,7 @@ type GetAgreementResponse struct {
 
 func (x *GetAgreementResponse) Reset() {
 	*x = GetAgreementResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +592,7 @@ func (x *GetAgreementResponse) String() string {
 func (*GetAgreementResponse) ProtoMessage() {}
 
 func (x *GetAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +605,7 @@ func (x *GetAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgreementResponse.ProtoReflect.Descriptor instead.
 func (*GetAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetAgreementResponse) GetAgreement() *Agreement {
@@ -1194,7 +635,7 @@ type ListAgreementsRequest struct {
 
 func (x *ListAgreementsRequest) Reset() {
 	*x = ListAgreementsRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +647,7 @@ func (x *ListAgreementsRequest) String() string {
 func (*ListAgreementsRequest) ProtoMessage() {}
 
 func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +660,7 @@ func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgreementsRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListAgreementsRequest) GetOrganizationId() string {
@@ -1261,7 +702,7 @@ type ListAgreementsResponse struct {
 
 func (x *ListAgreementsResponse) Reset() {
 	*x = ListAgreementsResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +714,7 @@ func (x *ListAgreementsResponse) String() string {
 func (*ListAgreementsResponse) ProtoMessage() {}
 
 func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +727,7 @@ func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgreementsResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListAgreementsResponse) GetAgreements() []*Agreement {
@@ -1310,40 +751,557 @@ func (x *ListAgreementsResponse) GetMeta() *ReadMeta {
 	return nil
 }
 
+type ProposeAdminChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A serialized AdminChange.
+	Change []byte `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	// The proposer's own approval: their signature over change.
+	Approval      *AdminSignature `protobuf:"bytes,2,opt,name=approval,proto3" json:"approval,omitempty"`
+	RequestId     string          `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeAdminChangeRequest) Reset() {
+	*x = ProposeAdminChangeRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeAdminChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeAdminChangeRequest) ProtoMessage() {}
+
+func (x *ProposeAdminChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeAdminChangeRequest.ProtoReflect.Descriptor instead.
+func (*ProposeAdminChangeRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ProposeAdminChangeRequest) GetChange() []byte {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *ProposeAdminChangeRequest) GetApproval() *AdminSignature {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+func (x *ProposeAdminChangeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type ProposeAdminChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Change        *AdminChangeRecord     `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeAdminChangeResponse) Reset() {
+	*x = ProposeAdminChangeResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeAdminChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeAdminChangeResponse) ProtoMessage() {}
+
+func (x *ProposeAdminChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeAdminChangeResponse.ProtoReflect.Descriptor instead.
+func (*ProposeAdminChangeResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ProposeAdminChangeResponse) GetChange() *AdminChangeRecord {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+type ApproveAdminChangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChangeId      string                 `protobuf:"bytes,1,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	Approval      *AdminSignature        `protobuf:"bytes,2,opt,name=approval,proto3" json:"approval,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveAdminChangeRequest) Reset() {
+	*x = ApproveAdminChangeRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveAdminChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveAdminChangeRequest) ProtoMessage() {}
+
+func (x *ApproveAdminChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveAdminChangeRequest.ProtoReflect.Descriptor instead.
+func (*ApproveAdminChangeRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ApproveAdminChangeRequest) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
+func (x *ApproveAdminChangeRequest) GetApproval() *AdminSignature {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+func (x *ApproveAdminChangeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type ApproveAdminChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Change        *AdminChangeRecord     `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveAdminChangeResponse) Reset() {
+	*x = ApproveAdminChangeResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveAdminChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveAdminChangeResponse) ProtoMessage() {}
+
+func (x *ApproveAdminChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveAdminChangeResponse.ProtoReflect.Descriptor instead.
+func (*ApproveAdminChangeResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ApproveAdminChangeResponse) GetChange() *AdminChangeRecord {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+type GetAdminChangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChangeId      string                 `protobuf:"bytes,1,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAdminChangeRequest) Reset() {
+	*x = GetAdminChangeRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAdminChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAdminChangeRequest) ProtoMessage() {}
+
+func (x *GetAdminChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAdminChangeRequest.ProtoReflect.Descriptor instead.
+func (*GetAdminChangeRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetAdminChangeRequest) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
+func (x *GetAdminChangeRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type GetAdminChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Change        *AdminChangeRecord     `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	Meta          *ReadMeta              `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAdminChangeResponse) Reset() {
+	*x = GetAdminChangeResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAdminChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAdminChangeResponse) ProtoMessage() {}
+
+func (x *GetAdminChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAdminChangeResponse.ProtoReflect.Descriptor instead.
+func (*GetAdminChangeResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetAdminChangeResponse) GetChange() *AdminChangeRecord {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *GetAdminChangeResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type ListAdminChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only changes still waiting for approvals.
+	PendingOnly bool `protobuf:"varint,1,opt,name=pending_only,json=pendingOnly,proto3" json:"pending_only,omitempty"`
+	// 1..1000 (default 100).
+	PageSize      uint32      `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string      `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Consistency   Consistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdminChangesRequest) Reset() {
+	*x = ListAdminChangesRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdminChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdminChangesRequest) ProtoMessage() {}
+
+func (x *ListAdminChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdminChangesRequest.ProtoReflect.Descriptor instead.
+func (*ListAdminChangesRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListAdminChangesRequest) GetPendingOnly() bool {
+	if x != nil {
+		return x.PendingOnly
+	}
+	return false
+}
+
+func (x *ListAdminChangesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAdminChangesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAdminChangesRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type ListAdminChangesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changes       []*AdminChangeRecord   `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	Meta          *ReadMeta              `protobuf:"bytes,3,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdminChangesResponse) Reset() {
+	*x = ListAdminChangesResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdminChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdminChangesResponse) ProtoMessage() {}
+
+func (x *ListAdminChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdminChangesResponse.ProtoReflect.Descriptor instead.
+func (*ListAdminChangesResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListAdminChangesResponse) GetChanges() []*AdminChangeRecord {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ListAdminChangesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListAdminChangesResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type ListAdminsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=trustfed.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdminsRequest) Reset() {
+	*x = ListAdminsRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdminsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdminsRequest) ProtoMessage() {}
+
+func (x *ListAdminsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdminsRequest.ProtoReflect.Descriptor instead.
+func (*ListAdminsRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListAdminsRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type ListAdminsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Admins        []*Admin               `protobuf:"bytes,1,rep,name=admins,proto3" json:"admins,omitempty"`
+	Meta          *ReadMeta              `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdminsResponse) Reset() {
+	*x = ListAdminsResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdminsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdminsResponse) ProtoMessage() {}
+
+func (x *ListAdminsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdminsResponse.ProtoReflect.Descriptor instead.
+func (*ListAdminsResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListAdminsResponse) GetAdmins() []*Admin {
+	if x != nil {
+		return x.Admins
+	}
+	return nil
+}
+
+func (x *ListAdminsResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_trustfed_v1_admin_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17trustfed/v1/admin.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x17trustfed/v1/types.proto\"d\n" +
+	"\x17trustfed/v1/admin.proto\x12\vtrustfed.v1\x1a\x17trustfed/v1/types.proto\"d\n" +
 	"\x1aApproveOrganizationRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"\\\n" +
 	"\x1bApproveOrganizationResponse\x12=\n" +
-	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"{\n" +
-	"\x19OverrideOnboardingRequest\x12'\n" +
-	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"[\n" +
-	"\x1aOverrideOnboardingResponse\x12=\n" +
-	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"\xaa\x01\n" +
-	"\x15AccreditIssuerRequest\x12\x1b\n" +
-	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12$\n" +
-	"\x0epublic_key_pem\x18\x03 \x01(\tR\fpublicKeyPem\x12\x1b\n" +
-	"\tmax_level\x18\x04 \x01(\rR\bmaxLevel\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"E\n" +
-	"\x16AccreditIssuerResponse\x12+\n" +
-	"\x06issuer\x18\x01 \x01(\v2\x13.trustfed.v1.IssuerR\x06issuer\"k\n" +
-	"\x15WithdrawIssuerRequest\x12\x1b\n" +
-	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"E\n" +
-	"\x16WithdrawIssuerResponse\x12+\n" +
-	"\x06issuer\x18\x01 \x01(\v2\x13.trustfed.v1.IssuerR\x06issuer\"k\n" +
+	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"k\n" +
 	"\x10GetIssuerRequest\x12\x1b\n" +
 	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12:\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"k\n" +
@@ -1354,37 +1312,17 @@ const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"o\n" +
 	"\x13ListIssuersResponse\x12-\n" +
 	"\aissuers\x18\x01 \x03(\v2\x13.trustfed.v1.IssuerR\aissuers\x12)\n" +
-	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"f\n" +
-	"\x15RevokePassportRequest\x12\x16\n" +
-	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"\x18\n" +
-	"\x16RevokePassportResponse\"X\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"X\n" +
 	"\x1aGetFederationPolicyRequest\x12:\n" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\x7f\n" +
 	"\x1bGetFederationPolicyResponse\x125\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1d.trustfed.v1.FederationPolicyR\x06policy\x12)\n" +
-	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\x9c\x02\n" +
-	"\x1dUpdateFederationPolicyRequest\x125\n" +
-	"\x14onboarding_cap_level\x18\x01 \x01(\rH\x00R\x12onboardingCapLevel\x88\x01\x01\x12F\n" +
-	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\x12D\n" +
-	"\x10freshness_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindowB\x17\n" +
-	"\x15_onboarding_cap_level\"W\n" +
-	"\x1eUpdateFederationPolicyResponse\x125\n" +
-	"\x06policy\x18\x01 \x01(\v2\x1d.trustfed.v1.FederationPolicyR\x06policy\"\x8d\x02\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\x9b\x01\n" +
 	"\x19UpdateOrganizationRequest\x12'\n" +
-	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
-	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12*\n" +
-	"\x0edeclared_level\x18\x03 \x01(\rH\x01R\rdeclaredLevel\x88\x01\x01\x12<\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x1f.trustfed.v1.OrganizationStatusH\x02R\x06status\x88\x01\x01\x12\x1d\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestIdB\a\n" +
-	"\x05_nameB\x11\n" +
-	"\x0f_declared_levelB\t\n" +
-	"\a_status\"[\n" +
+	"request_id\x18\x05 \x01(\tR\trequestIdJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05R\x0edeclared_levelR\x06status\"[\n" +
 	"\x1aUpdateOrganizationResponse\x12=\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"t\n" +
 	"\x13GetAgreementRequest\x12!\n" +
@@ -1404,18 +1342,54 @@ const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"agreements\x18\x01 \x03(\v2\x16.trustfed.v1.AgreementR\n" +
 	"agreements\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12)\n" +
-	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta2\x9b\t\n" +
+	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\x8b\x01\n" +
+	"\x19ProposeAdminChangeRequest\x12\x16\n" +
+	"\x06change\x18\x01 \x01(\fR\x06change\x127\n" +
+	"\bapproval\x18\x02 \x01(\v2\x1b.trustfed.v1.AdminSignatureR\bapproval\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"T\n" +
+	"\x1aProposeAdminChangeResponse\x126\n" +
+	"\x06change\x18\x01 \x01(\v2\x1e.trustfed.v1.AdminChangeRecordR\x06change\"\x90\x01\n" +
+	"\x19ApproveAdminChangeRequest\x12\x1b\n" +
+	"\tchange_id\x18\x01 \x01(\tR\bchangeId\x127\n" +
+	"\bapproval\x18\x02 \x01(\v2\x1b.trustfed.v1.AdminSignatureR\bapproval\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"T\n" +
+	"\x1aApproveAdminChangeResponse\x126\n" +
+	"\x06change\x18\x01 \x01(\v2\x1e.trustfed.v1.AdminChangeRecordR\x06change\"p\n" +
+	"\x15GetAdminChangeRequest\x12\x1b\n" +
+	"\tchange_id\x18\x01 \x01(\tR\bchangeId\x12:\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"{\n" +
+	"\x16GetAdminChangeResponse\x126\n" +
+	"\x06change\x18\x01 \x01(\v2\x1e.trustfed.v1.AdminChangeRecordR\x06change\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\xb4\x01\n" +
+	"\x17ListAdminChangesRequest\x12!\n" +
+	"\fpending_only\x18\x01 \x01(\bR\vpendingOnly\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12:\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\xa7\x01\n" +
+	"\x18ListAdminChangesResponse\x128\n" +
+	"\achanges\x18\x01 \x03(\v2\x1e.trustfed.v1.AdminChangeRecordR\achanges\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12)\n" +
+	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"O\n" +
+	"\x11ListAdminsRequest\x12:\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"k\n" +
+	"\x12ListAdminsResponse\x12*\n" +
+	"\x06admins\x18\x01 \x03(\v2\x12.trustfed.v1.AdminR\x06admins\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta2\x98\t\n" +
 	"\fAdminService\x12h\n" +
 	"\x13ApproveOrganization\x12'.trustfed.v1.ApproveOrganizationRequest\x1a(.trustfed.v1.ApproveOrganizationResponse\x12e\n" +
 	"\x12UpdateOrganization\x12&.trustfed.v1.UpdateOrganizationRequest\x1a'.trustfed.v1.UpdateOrganizationResponse\x12e\n" +
-	"\x12OverrideOnboarding\x12&.trustfed.v1.OverrideOnboardingRequest\x1a'.trustfed.v1.OverrideOnboardingResponse\x12Y\n" +
-	"\x0eAccreditIssuer\x12\".trustfed.v1.AccreditIssuerRequest\x1a#.trustfed.v1.AccreditIssuerResponse\x12Y\n" +
-	"\x0eWithdrawIssuer\x12\".trustfed.v1.WithdrawIssuerRequest\x1a#.trustfed.v1.WithdrawIssuerResponse\x12O\n" +
+	"\x12ProposeAdminChange\x12&.trustfed.v1.ProposeAdminChangeRequest\x1a'.trustfed.v1.ProposeAdminChangeResponse\x12e\n" +
+	"\x12ApproveAdminChange\x12&.trustfed.v1.ApproveAdminChangeRequest\x1a'.trustfed.v1.ApproveAdminChangeResponse\x12^\n" +
+	"\x0eGetAdminChange\x12\".trustfed.v1.GetAdminChangeRequest\x1a#.trustfed.v1.GetAdminChangeResponse\"\x03\x90\x02\x01\x12d\n" +
+	"\x10ListAdminChanges\x12$.trustfed.v1.ListAdminChangesRequest\x1a%.trustfed.v1.ListAdminChangesResponse\"\x03\x90\x02\x01\x12R\n" +
+	"\n" +
+	"ListAdmins\x12\x1e.trustfed.v1.ListAdminsRequest\x1a\x1f.trustfed.v1.ListAdminsResponse\"\x03\x90\x02\x01\x12O\n" +
 	"\tGetIssuer\x12\x1d.trustfed.v1.GetIssuerRequest\x1a\x1e.trustfed.v1.GetIssuerResponse\"\x03\x90\x02\x01\x12U\n" +
-	"\vListIssuers\x12\x1f.trustfed.v1.ListIssuersRequest\x1a .trustfed.v1.ListIssuersResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\x0eRevokePassport\x12\".trustfed.v1.RevokePassportRequest\x1a#.trustfed.v1.RevokePassportResponse\x12m\n" +
-	"\x13GetFederationPolicy\x12'.trustfed.v1.GetFederationPolicyRequest\x1a(.trustfed.v1.GetFederationPolicyResponse\"\x03\x90\x02\x01\x12q\n" +
-	"\x16UpdateFederationPolicy\x12*.trustfed.v1.UpdateFederationPolicyRequest\x1a+.trustfed.v1.UpdateFederationPolicyResponse\x12X\n" +
+	"\vListIssuers\x12\x1f.trustfed.v1.ListIssuersRequest\x1a .trustfed.v1.ListIssuersResponse\"\x03\x90\x02\x01\x12m\n" +
+	"\x13GetFederationPolicy\x12'.trustfed.v1.GetFederationPolicyRequest\x1a(.trustfed.v1.GetFederationPolicyResponse\"\x03\x90\x02\x01\x12X\n" +
 	"\fGetAgreement\x12 .trustfed.v1.GetAgreementRequest\x1a!.trustfed.v1.GetAgreementResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\x0eListAgreements\x12\".trustfed.v1.ListAgreementsRequest\x1a#.trustfed.v1.ListAgreementsResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
@@ -1433,93 +1407,100 @@ func file_trustfed_v1_admin_proto_rawDescGZIP() []byte {
 
 var file_trustfed_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_trustfed_v1_admin_proto_goTypes = []any{
-	(*ApproveOrganizationRequest)(nil),     // 0: trustfed.v1.ApproveOrganizationRequest
-	(*ApproveOrganizationResponse)(nil),    // 1: trustfed.v1.ApproveOrganizationResponse
-	(*OverrideOnboardingRequest)(nil),      // 2: trustfed.v1.OverrideOnboardingRequest
-	(*OverrideOnboardingResponse)(nil),     // 3: trustfed.v1.OverrideOnboardingResponse
-	(*AccreditIssuerRequest)(nil),          // 4: trustfed.v1.AccreditIssuerRequest
-	(*AccreditIssuerResponse)(nil),         // 5: trustfed.v1.AccreditIssuerResponse
-	(*WithdrawIssuerRequest)(nil),          // 6: trustfed.v1.WithdrawIssuerRequest
-	(*WithdrawIssuerResponse)(nil),         // 7: trustfed.v1.WithdrawIssuerResponse
-	(*GetIssuerRequest)(nil),               // 8: trustfed.v1.GetIssuerRequest
-	(*GetIssuerResponse)(nil),              // 9: trustfed.v1.GetIssuerResponse
-	(*ListIssuersRequest)(nil),             // 10: trustfed.v1.ListIssuersRequest
-	(*ListIssuersResponse)(nil),            // 11: trustfed.v1.ListIssuersResponse
-	(*RevokePassportRequest)(nil),          // 12: trustfed.v1.RevokePassportRequest
-	(*RevokePassportResponse)(nil),         // 13: trustfed.v1.RevokePassportResponse
-	(*GetFederationPolicyRequest)(nil),     // 14: trustfed.v1.GetFederationPolicyRequest
-	(*GetFederationPolicyResponse)(nil),    // 15: trustfed.v1.GetFederationPolicyResponse
-	(*UpdateFederationPolicyRequest)(nil),  // 16: trustfed.v1.UpdateFederationPolicyRequest
-	(*UpdateFederationPolicyResponse)(nil), // 17: trustfed.v1.UpdateFederationPolicyResponse
-	(*UpdateOrganizationRequest)(nil),      // 18: trustfed.v1.UpdateOrganizationRequest
-	(*UpdateOrganizationResponse)(nil),     // 19: trustfed.v1.UpdateOrganizationResponse
-	(*GetAgreementRequest)(nil),            // 20: trustfed.v1.GetAgreementRequest
-	(*GetAgreementResponse)(nil),           // 21: trustfed.v1.GetAgreementResponse
-	(*ListAgreementsRequest)(nil),          // 22: trustfed.v1.ListAgreementsRequest
-	(*ListAgreementsResponse)(nil),         // 23: trustfed.v1.ListAgreementsResponse
-	(*Organization)(nil),                   // 24: trustfed.v1.Organization
-	(*Issuer)(nil),                         // 25: trustfed.v1.Issuer
-	(Consistency)(0),                       // 26: trustfed.v1.Consistency
-	(*ReadMeta)(nil),                       // 27: trustfed.v1.ReadMeta
-	(*FederationPolicy)(nil),               // 28: trustfed.v1.FederationPolicy
-	(*durationpb.Duration)(nil),            // 29: google.protobuf.Duration
-	(OrganizationStatus)(0),                // 30: trustfed.v1.OrganizationStatus
-	(*Agreement)(nil),                      // 31: trustfed.v1.Agreement
+	(*ApproveOrganizationRequest)(nil),  // 0: trustfed.v1.ApproveOrganizationRequest
+	(*ApproveOrganizationResponse)(nil), // 1: trustfed.v1.ApproveOrganizationResponse
+	(*GetIssuerRequest)(nil),            // 2: trustfed.v1.GetIssuerRequest
+	(*GetIssuerResponse)(nil),           // 3: trustfed.v1.GetIssuerResponse
+	(*ListIssuersRequest)(nil),          // 4: trustfed.v1.ListIssuersRequest
+	(*ListIssuersResponse)(nil),         // 5: trustfed.v1.ListIssuersResponse
+	(*GetFederationPolicyRequest)(nil),  // 6: trustfed.v1.GetFederationPolicyRequest
+	(*GetFederationPolicyResponse)(nil), // 7: trustfed.v1.GetFederationPolicyResponse
+	(*UpdateOrganizationRequest)(nil),   // 8: trustfed.v1.UpdateOrganizationRequest
+	(*UpdateOrganizationResponse)(nil),  // 9: trustfed.v1.UpdateOrganizationResponse
+	(*GetAgreementRequest)(nil),         // 10: trustfed.v1.GetAgreementRequest
+	(*GetAgreementResponse)(nil),        // 11: trustfed.v1.GetAgreementResponse
+	(*ListAgreementsRequest)(nil),       // 12: trustfed.v1.ListAgreementsRequest
+	(*ListAgreementsResponse)(nil),      // 13: trustfed.v1.ListAgreementsResponse
+	(*ProposeAdminChangeRequest)(nil),   // 14: trustfed.v1.ProposeAdminChangeRequest
+	(*ProposeAdminChangeResponse)(nil),  // 15: trustfed.v1.ProposeAdminChangeResponse
+	(*ApproveAdminChangeRequest)(nil),   // 16: trustfed.v1.ApproveAdminChangeRequest
+	(*ApproveAdminChangeResponse)(nil),  // 17: trustfed.v1.ApproveAdminChangeResponse
+	(*GetAdminChangeRequest)(nil),       // 18: trustfed.v1.GetAdminChangeRequest
+	(*GetAdminChangeResponse)(nil),      // 19: trustfed.v1.GetAdminChangeResponse
+	(*ListAdminChangesRequest)(nil),     // 20: trustfed.v1.ListAdminChangesRequest
+	(*ListAdminChangesResponse)(nil),    // 21: trustfed.v1.ListAdminChangesResponse
+	(*ListAdminsRequest)(nil),           // 22: trustfed.v1.ListAdminsRequest
+	(*ListAdminsResponse)(nil),          // 23: trustfed.v1.ListAdminsResponse
+	(*Organization)(nil),                // 24: trustfed.v1.Organization
+	(Consistency)(0),                    // 25: trustfed.v1.Consistency
+	(*Issuer)(nil),                      // 26: trustfed.v1.Issuer
+	(*ReadMeta)(nil),                    // 27: trustfed.v1.ReadMeta
+	(*FederationPolicy)(nil),            // 28: trustfed.v1.FederationPolicy
+	(*Agreement)(nil),                   // 29: trustfed.v1.Agreement
+	(*AdminSignature)(nil),              // 30: trustfed.v1.AdminSignature
+	(*AdminChangeRecord)(nil),           // 31: trustfed.v1.AdminChangeRecord
+	(*Admin)(nil),                       // 32: trustfed.v1.Admin
 }
 var file_trustfed_v1_admin_proto_depIdxs = []int32{
 	24, // 0: trustfed.v1.ApproveOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	24, // 1: trustfed.v1.OverrideOnboardingResponse.organization:type_name -> trustfed.v1.Organization
-	25, // 2: trustfed.v1.AccreditIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
-	25, // 3: trustfed.v1.WithdrawIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
-	26, // 4: trustfed.v1.GetIssuerRequest.consistency:type_name -> trustfed.v1.Consistency
-	25, // 5: trustfed.v1.GetIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
-	27, // 6: trustfed.v1.GetIssuerResponse.meta:type_name -> trustfed.v1.ReadMeta
-	26, // 7: trustfed.v1.ListIssuersRequest.consistency:type_name -> trustfed.v1.Consistency
-	25, // 8: trustfed.v1.ListIssuersResponse.issuers:type_name -> trustfed.v1.Issuer
-	27, // 9: trustfed.v1.ListIssuersResponse.meta:type_name -> trustfed.v1.ReadMeta
-	26, // 10: trustfed.v1.GetFederationPolicyRequest.consistency:type_name -> trustfed.v1.Consistency
-	28, // 11: trustfed.v1.GetFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
-	27, // 12: trustfed.v1.GetFederationPolicyResponse.meta:type_name -> trustfed.v1.ReadMeta
-	29, // 13: trustfed.v1.UpdateFederationPolicyRequest.onboarding_period:type_name -> google.protobuf.Duration
-	29, // 14: trustfed.v1.UpdateFederationPolicyRequest.freshness_window:type_name -> google.protobuf.Duration
-	28, // 15: trustfed.v1.UpdateFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
-	30, // 16: trustfed.v1.UpdateOrganizationRequest.status:type_name -> trustfed.v1.OrganizationStatus
-	24, // 17: trustfed.v1.UpdateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	26, // 18: trustfed.v1.GetAgreementRequest.consistency:type_name -> trustfed.v1.Consistency
-	31, // 19: trustfed.v1.GetAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	27, // 20: trustfed.v1.GetAgreementResponse.meta:type_name -> trustfed.v1.ReadMeta
-	26, // 21: trustfed.v1.ListAgreementsRequest.consistency:type_name -> trustfed.v1.Consistency
-	31, // 22: trustfed.v1.ListAgreementsResponse.agreements:type_name -> trustfed.v1.Agreement
-	27, // 23: trustfed.v1.ListAgreementsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	0,  // 24: trustfed.v1.AdminService.ApproveOrganization:input_type -> trustfed.v1.ApproveOrganizationRequest
-	18, // 25: trustfed.v1.AdminService.UpdateOrganization:input_type -> trustfed.v1.UpdateOrganizationRequest
-	2,  // 26: trustfed.v1.AdminService.OverrideOnboarding:input_type -> trustfed.v1.OverrideOnboardingRequest
-	4,  // 27: trustfed.v1.AdminService.AccreditIssuer:input_type -> trustfed.v1.AccreditIssuerRequest
-	6,  // 28: trustfed.v1.AdminService.WithdrawIssuer:input_type -> trustfed.v1.WithdrawIssuerRequest
-	8,  // 29: trustfed.v1.AdminService.GetIssuer:input_type -> trustfed.v1.GetIssuerRequest
-	10, // 30: trustfed.v1.AdminService.ListIssuers:input_type -> trustfed.v1.ListIssuersRequest
-	12, // 31: trustfed.v1.AdminService.RevokePassport:input_type -> trustfed.v1.RevokePassportRequest
-	14, // 32: trustfed.v1.AdminService.GetFederationPolicy:input_type -> trustfed.v1.GetFederationPolicyRequest
-	16, // 33: trustfed.v1.AdminService.UpdateFederationPolicy:input_type -> trustfed.v1.UpdateFederationPolicyRequest
-	20, // 34: trustfed.v1.AdminService.GetAgreement:input_type -> trustfed.v1.GetAgreementRequest
-	22, // 35: trustfed.v1.AdminService.ListAgreements:input_type -> trustfed.v1.ListAgreementsRequest
-	1,  // 36: trustfed.v1.AdminService.ApproveOrganization:output_type -> trustfed.v1.ApproveOrganizationResponse
-	19, // 37: trustfed.v1.AdminService.UpdateOrganization:output_type -> trustfed.v1.UpdateOrganizationResponse
-	3,  // 38: trustfed.v1.AdminService.OverrideOnboarding:output_type -> trustfed.v1.OverrideOnboardingResponse
-	5,  // 39: trustfed.v1.AdminService.AccreditIssuer:output_type -> trustfed.v1.AccreditIssuerResponse
-	7,  // 40: trustfed.v1.AdminService.WithdrawIssuer:output_type -> trustfed.v1.WithdrawIssuerResponse
-	9,  // 41: trustfed.v1.AdminService.GetIssuer:output_type -> trustfed.v1.GetIssuerResponse
-	11, // 42: trustfed.v1.AdminService.ListIssuers:output_type -> trustfed.v1.ListIssuersResponse
-	13, // 43: trustfed.v1.AdminService.RevokePassport:output_type -> trustfed.v1.RevokePassportResponse
-	15, // 44: trustfed.v1.AdminService.GetFederationPolicy:output_type -> trustfed.v1.GetFederationPolicyResponse
-	17, // 45: trustfed.v1.AdminService.UpdateFederationPolicy:output_type -> trustfed.v1.UpdateFederationPolicyResponse
-	21, // 46: trustfed.v1.AdminService.GetAgreement:output_type -> trustfed.v1.GetAgreementResponse
-	23, // 47: trustfed.v1.AdminService.ListAgreements:output_type -> trustfed.v1.ListAgreementsResponse
-	36, // [36:48] is the sub-list for method output_type
-	24, // [24:36] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	25, // 1: trustfed.v1.GetIssuerRequest.consistency:type_name -> trustfed.v1.Consistency
+	26, // 2: trustfed.v1.GetIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
+	27, // 3: trustfed.v1.GetIssuerResponse.meta:type_name -> trustfed.v1.ReadMeta
+	25, // 4: trustfed.v1.ListIssuersRequest.consistency:type_name -> trustfed.v1.Consistency
+	26, // 5: trustfed.v1.ListIssuersResponse.issuers:type_name -> trustfed.v1.Issuer
+	27, // 6: trustfed.v1.ListIssuersResponse.meta:type_name -> trustfed.v1.ReadMeta
+	25, // 7: trustfed.v1.GetFederationPolicyRequest.consistency:type_name -> trustfed.v1.Consistency
+	28, // 8: trustfed.v1.GetFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
+	27, // 9: trustfed.v1.GetFederationPolicyResponse.meta:type_name -> trustfed.v1.ReadMeta
+	24, // 10: trustfed.v1.UpdateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	25, // 11: trustfed.v1.GetAgreementRequest.consistency:type_name -> trustfed.v1.Consistency
+	29, // 12: trustfed.v1.GetAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	27, // 13: trustfed.v1.GetAgreementResponse.meta:type_name -> trustfed.v1.ReadMeta
+	25, // 14: trustfed.v1.ListAgreementsRequest.consistency:type_name -> trustfed.v1.Consistency
+	29, // 15: trustfed.v1.ListAgreementsResponse.agreements:type_name -> trustfed.v1.Agreement
+	27, // 16: trustfed.v1.ListAgreementsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	30, // 17: trustfed.v1.ProposeAdminChangeRequest.approval:type_name -> trustfed.v1.AdminSignature
+	31, // 18: trustfed.v1.ProposeAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
+	30, // 19: trustfed.v1.ApproveAdminChangeRequest.approval:type_name -> trustfed.v1.AdminSignature
+	31, // 20: trustfed.v1.ApproveAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
+	25, // 21: trustfed.v1.GetAdminChangeRequest.consistency:type_name -> trustfed.v1.Consistency
+	31, // 22: trustfed.v1.GetAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
+	27, // 23: trustfed.v1.GetAdminChangeResponse.meta:type_name -> trustfed.v1.ReadMeta
+	25, // 24: trustfed.v1.ListAdminChangesRequest.consistency:type_name -> trustfed.v1.Consistency
+	31, // 25: trustfed.v1.ListAdminChangesResponse.changes:type_name -> trustfed.v1.AdminChangeRecord
+	27, // 26: trustfed.v1.ListAdminChangesResponse.meta:type_name -> trustfed.v1.ReadMeta
+	25, // 27: trustfed.v1.ListAdminsRequest.consistency:type_name -> trustfed.v1.Consistency
+	32, // 28: trustfed.v1.ListAdminsResponse.admins:type_name -> trustfed.v1.Admin
+	27, // 29: trustfed.v1.ListAdminsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	0,  // 30: trustfed.v1.AdminService.ApproveOrganization:input_type -> trustfed.v1.ApproveOrganizationRequest
+	8,  // 31: trustfed.v1.AdminService.UpdateOrganization:input_type -> trustfed.v1.UpdateOrganizationRequest
+	14, // 32: trustfed.v1.AdminService.ProposeAdminChange:input_type -> trustfed.v1.ProposeAdminChangeRequest
+	16, // 33: trustfed.v1.AdminService.ApproveAdminChange:input_type -> trustfed.v1.ApproveAdminChangeRequest
+	18, // 34: trustfed.v1.AdminService.GetAdminChange:input_type -> trustfed.v1.GetAdminChangeRequest
+	20, // 35: trustfed.v1.AdminService.ListAdminChanges:input_type -> trustfed.v1.ListAdminChangesRequest
+	22, // 36: trustfed.v1.AdminService.ListAdmins:input_type -> trustfed.v1.ListAdminsRequest
+	2,  // 37: trustfed.v1.AdminService.GetIssuer:input_type -> trustfed.v1.GetIssuerRequest
+	4,  // 38: trustfed.v1.AdminService.ListIssuers:input_type -> trustfed.v1.ListIssuersRequest
+	6,  // 39: trustfed.v1.AdminService.GetFederationPolicy:input_type -> trustfed.v1.GetFederationPolicyRequest
+	10, // 40: trustfed.v1.AdminService.GetAgreement:input_type -> trustfed.v1.GetAgreementRequest
+	12, // 41: trustfed.v1.AdminService.ListAgreements:input_type -> trustfed.v1.ListAgreementsRequest
+	1,  // 42: trustfed.v1.AdminService.ApproveOrganization:output_type -> trustfed.v1.ApproveOrganizationResponse
+	9,  // 43: trustfed.v1.AdminService.UpdateOrganization:output_type -> trustfed.v1.UpdateOrganizationResponse
+	15, // 44: trustfed.v1.AdminService.ProposeAdminChange:output_type -> trustfed.v1.ProposeAdminChangeResponse
+	17, // 45: trustfed.v1.AdminService.ApproveAdminChange:output_type -> trustfed.v1.ApproveAdminChangeResponse
+	19, // 46: trustfed.v1.AdminService.GetAdminChange:output_type -> trustfed.v1.GetAdminChangeResponse
+	21, // 47: trustfed.v1.AdminService.ListAdminChanges:output_type -> trustfed.v1.ListAdminChangesResponse
+	23, // 48: trustfed.v1.AdminService.ListAdmins:output_type -> trustfed.v1.ListAdminsResponse
+	3,  // 49: trustfed.v1.AdminService.GetIssuer:output_type -> trustfed.v1.GetIssuerResponse
+	5,  // 50: trustfed.v1.AdminService.ListIssuers:output_type -> trustfed.v1.ListIssuersResponse
+	7,  // 51: trustfed.v1.AdminService.GetFederationPolicy:output_type -> trustfed.v1.GetFederationPolicyResponse
+	11, // 52: trustfed.v1.AdminService.GetAgreement:output_type -> trustfed.v1.GetAgreementResponse
+	13, // 53: trustfed.v1.AdminService.ListAgreements:output_type -> trustfed.v1.ListAgreementsResponse
+	42, // [42:54] is the sub-list for method output_type
+	30, // [30:42] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_admin_proto_init() }
@@ -1528,8 +1509,6 @@ func file_trustfed_v1_admin_proto_init() {
 		return
 	}
 	file_trustfed_v1_types_proto_init()
-	file_trustfed_v1_admin_proto_msgTypes[16].OneofWrappers = []any{}
-	file_trustfed_v1_admin_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -19,18 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_ApproveOrganization_FullMethodName    = "/trustfed.v1.AdminService/ApproveOrganization"
-	AdminService_UpdateOrganization_FullMethodName     = "/trustfed.v1.AdminService/UpdateOrganization"
-	AdminService_OverrideOnboarding_FullMethodName     = "/trustfed.v1.AdminService/OverrideOnboarding"
-	AdminService_AccreditIssuer_FullMethodName         = "/trustfed.v1.AdminService/AccreditIssuer"
-	AdminService_WithdrawIssuer_FullMethodName         = "/trustfed.v1.AdminService/WithdrawIssuer"
-	AdminService_GetIssuer_FullMethodName              = "/trustfed.v1.AdminService/GetIssuer"
-	AdminService_ListIssuers_FullMethodName            = "/trustfed.v1.AdminService/ListIssuers"
-	AdminService_RevokePassport_FullMethodName         = "/trustfed.v1.AdminService/RevokePassport"
-	AdminService_GetFederationPolicy_FullMethodName    = "/trustfed.v1.AdminService/GetFederationPolicy"
-	AdminService_UpdateFederationPolicy_FullMethodName = "/trustfed.v1.AdminService/UpdateFederationPolicy"
-	AdminService_GetAgreement_FullMethodName           = "/trustfed.v1.AdminService/GetAgreement"
-	AdminService_ListAgreements_FullMethodName         = "/trustfed.v1.AdminService/ListAgreements"
+	AdminService_ApproveOrganization_FullMethodName = "/trustfed.v1.AdminService/ApproveOrganization"
+	AdminService_UpdateOrganization_FullMethodName  = "/trustfed.v1.AdminService/UpdateOrganization"
+	AdminService_ProposeAdminChange_FullMethodName  = "/trustfed.v1.AdminService/ProposeAdminChange"
+	AdminService_ApproveAdminChange_FullMethodName  = "/trustfed.v1.AdminService/ApproveAdminChange"
+	AdminService_GetAdminChange_FullMethodName      = "/trustfed.v1.AdminService/GetAdminChange"
+	AdminService_ListAdminChanges_FullMethodName    = "/trustfed.v1.AdminService/ListAdminChanges"
+	AdminService_ListAdmins_FullMethodName          = "/trustfed.v1.AdminService/ListAdmins"
+	AdminService_GetIssuer_FullMethodName           = "/trustfed.v1.AdminService/GetIssuer"
+	AdminService_ListIssuers_FullMethodName         = "/trustfed.v1.AdminService/ListIssuers"
+	AdminService_GetFederationPolicy_FullMethodName = "/trustfed.v1.AdminService/GetFederationPolicy"
+	AdminService_GetAgreement_FullMethodName        = "/trustfed.v1.AdminService/GetAgreement"
+	AdminService_ListAgreements_FullMethodName      = "/trustfed.v1.AdminService/ListAgreements"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -42,17 +42,22 @@ const (
 type AdminServiceClient interface {
 	// ApproveOrganization admits a PENDING registration; onboarding starts.
 	ApproveOrganization(ctx context.Context, in *ApproveOrganizationRequest, opts ...grpc.CallOption) (*ApproveOrganizationResponse, error)
+	// UpdateOrganization renames an organisation. Trust changes (level,
+	// status, onboarding) are admin changes.
 	UpdateOrganization(ctx context.Context, in *UpdateOrganizationRequest, opts ...grpc.CallOption) (*UpdateOrganizationResponse, error)
-	// OverrideOnboarding ends an organisation's onboarding cap, with a reason.
-	OverrideOnboarding(ctx context.Context, in *OverrideOnboardingRequest, opts ...grpc.CallOption) (*OverrideOnboardingResponse, error)
-	AccreditIssuer(ctx context.Context, in *AccreditIssuerRequest, opts ...grpc.CallOption) (*AccreditIssuerResponse, error)
-	WithdrawIssuer(ctx context.Context, in *WithdrawIssuerRequest, opts ...grpc.CallOption) (*WithdrawIssuerResponse, error)
+	// ProposeAdminChange records a sensitive change with its proposer's
+	// approval; it is applied as soon as it has the approvals the federation
+	// policy requires (admin_approvals_required distinct admins).
+	ProposeAdminChange(ctx context.Context, in *ProposeAdminChangeRequest, opts ...grpc.CallOption) (*ProposeAdminChangeResponse, error)
+	// ApproveAdminChange adds one admin's approval; the approval that
+	// completes the quorum applies the change in the same command.
+	ApproveAdminChange(ctx context.Context, in *ApproveAdminChangeRequest, opts ...grpc.CallOption) (*ApproveAdminChangeResponse, error)
+	GetAdminChange(ctx context.Context, in *GetAdminChangeRequest, opts ...grpc.CallOption) (*GetAdminChangeResponse, error)
+	ListAdminChanges(ctx context.Context, in *ListAdminChangesRequest, opts ...grpc.CallOption) (*ListAdminChangesResponse, error)
+	ListAdmins(ctx context.Context, in *ListAdminsRequest, opts ...grpc.CallOption) (*ListAdminsResponse, error)
 	GetIssuer(ctx context.Context, in *GetIssuerRequest, opts ...grpc.CallOption) (*GetIssuerResponse, error)
 	ListIssuers(ctx context.Context, in *ListIssuersRequest, opts ...grpc.CallOption) (*ListIssuersResponse, error)
-	// RevokePassport stops a passport serial from counting anywhere.
-	RevokePassport(ctx context.Context, in *RevokePassportRequest, opts ...grpc.CallOption) (*RevokePassportResponse, error)
 	GetFederationPolicy(ctx context.Context, in *GetFederationPolicyRequest, opts ...grpc.CallOption) (*GetFederationPolicyResponse, error)
-	UpdateFederationPolicy(ctx context.Context, in *UpdateFederationPolicyRequest, opts ...grpc.CallOption) (*UpdateFederationPolicyResponse, error)
 	GetAgreement(ctx context.Context, in *GetAgreementRequest, opts ...grpc.CallOption) (*GetAgreementResponse, error)
 	ListAgreements(ctx context.Context, in *ListAgreementsRequest, opts ...grpc.CallOption) (*ListAgreementsResponse, error)
 }
@@ -85,30 +90,50 @@ func (c *adminServiceClient) UpdateOrganization(ctx context.Context, in *UpdateO
 	return out, nil
 }
 
-func (c *adminServiceClient) OverrideOnboarding(ctx context.Context, in *OverrideOnboardingRequest, opts ...grpc.CallOption) (*OverrideOnboardingResponse, error) {
+func (c *adminServiceClient) ProposeAdminChange(ctx context.Context, in *ProposeAdminChangeRequest, opts ...grpc.CallOption) (*ProposeAdminChangeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(OverrideOnboardingResponse)
-	err := c.cc.Invoke(ctx, AdminService_OverrideOnboarding_FullMethodName, in, out, cOpts...)
+	out := new(ProposeAdminChangeResponse)
+	err := c.cc.Invoke(ctx, AdminService_ProposeAdminChange_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *adminServiceClient) AccreditIssuer(ctx context.Context, in *AccreditIssuerRequest, opts ...grpc.CallOption) (*AccreditIssuerResponse, error) {
+func (c *adminServiceClient) ApproveAdminChange(ctx context.Context, in *ApproveAdminChangeRequest, opts ...grpc.CallOption) (*ApproveAdminChangeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(AccreditIssuerResponse)
-	err := c.cc.Invoke(ctx, AdminService_AccreditIssuer_FullMethodName, in, out, cOpts...)
+	out := new(ApproveAdminChangeResponse)
+	err := c.cc.Invoke(ctx, AdminService_ApproveAdminChange_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *adminServiceClient) WithdrawIssuer(ctx context.Context, in *WithdrawIssuerRequest, opts ...grpc.CallOption) (*WithdrawIssuerResponse, error) {
+func (c *adminServiceClient) GetAdminChange(ctx context.Context, in *GetAdminChangeRequest, opts ...grpc.CallOption) (*GetAdminChangeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(WithdrawIssuerResponse)
-	err := c.cc.Invoke(ctx, AdminService_WithdrawIssuer_FullMethodName, in, out, cOpts...)
+	out := new(GetAdminChangeResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetAdminChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListAdminChanges(ctx context.Context, in *ListAdminChangesRequest, opts ...grpc.CallOption) (*ListAdminChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAdminChangesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAdminChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListAdmins(ctx context.Context, in *ListAdminsRequest, opts ...grpc.CallOption) (*ListAdminsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAdminsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAdmins_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -135,30 +160,10 @@ func (c *adminServiceClient) ListIssuers(ctx context.Context, in *ListIssuersReq
 	return out, nil
 }
 
-func (c *adminServiceClient) RevokePassport(ctx context.Context, in *RevokePassportRequest, opts ...grpc.CallOption) (*RevokePassportResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RevokePassportResponse)
-	err := c.cc.Invoke(ctx, AdminService_RevokePassport_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (c *adminServiceClient) GetFederationPolicy(ctx context.Context, in *GetFederationPolicyRequest, opts ...grpc.CallOption) (*GetFederationPolicyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetFederationPolicyResponse)
 	err := c.cc.Invoke(ctx, AdminService_GetFederationPolicy_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *adminServiceClient) UpdateFederationPolicy(ctx context.Context, in *UpdateFederationPolicyRequest, opts ...grpc.CallOption) (*UpdateFederationPolicyResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(UpdateFederationPolicyResponse)
-	err := c.cc.Invoke(ctx, AdminService_UpdateFederationPolicy_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -194,17 +199,22 @@ func (c *adminServiceClient) ListAgreements(ctx context.Context, in *ListAgreeme
 type AdminServiceServer interface {
 	// ApproveOrganization admits a PENDING registration; onboarding starts.
 	ApproveOrganization(context.Context, *ApproveOrganizationRequest) (*ApproveOrganizationResponse, error)
+	// UpdateOrganization renames an organisation. Trust changes (level,
+	// status, onboarding) are admin changes.
 	UpdateOrganization(context.Context, *UpdateOrganizationRequest) (*UpdateOrganizationResponse, error)
-	// OverrideOnboarding ends an organisation's onboarding cap, with a reason.
-	OverrideOnboarding(context.Context, *OverrideOnboardingRequest) (*OverrideOnboardingResponse, error)
-	AccreditIssuer(context.Context, *AccreditIssuerRequest) (*AccreditIssuerResponse, error)
-	WithdrawIssuer(context.Context, *WithdrawIssuerRequest) (*WithdrawIssuerResponse, error)
+	// ProposeAdminChange records a sensitive change with its proposer's
+	// approval; it is applied as soon as it has the approvals the federation
+	// policy requires (admin_approvals_required distinct admins).
+	ProposeAdminChange(context.Context, *ProposeAdminChangeRequest) (*ProposeAdminChangeResponse, error)
+	// ApproveAdminChange adds one admin's approval; the approval that
+	// completes the quorum applies the change in the same command.
+	ApproveAdminChange(context.Context, *ApproveAdminChangeRequest) (*ApproveAdminChangeResponse, error)
+	GetAdminChange(context.Context, *GetAdminChangeRequest) (*GetAdminChangeResponse, error)
+	ListAdminChanges(context.Context, *ListAdminChangesRequest) (*ListAdminChangesResponse, error)
+	ListAdmins(context.Context, *ListAdminsRequest) (*ListAdminsResponse, error)
 	GetIssuer(context.Context, *GetIssuerRequest) (*GetIssuerResponse, error)
 	ListIssuers(context.Context, *ListIssuersRequest) (*ListIssuersResponse, error)
-	// RevokePassport stops a passport serial from counting anywhere.
-	RevokePassport(context.Context, *RevokePassportRequest) (*RevokePassportResponse, error)
 	GetFederationPolicy(context.Context, *GetFederationPolicyRequest) (*GetFederationPolicyResponse, error)
-	UpdateFederationPolicy(context.Context, *UpdateFederationPolicyRequest) (*UpdateFederationPolicyResponse, error)
 	GetAgreement(context.Context, *GetAgreementRequest) (*GetAgreementResponse, error)
 	ListAgreements(context.Context, *ListAgreementsRequest) (*ListAgreementsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
@@ -223,14 +233,20 @@ func (UnimplementedAdminServiceServer) ApproveOrganization(context.Context, *App
 func (UnimplementedAdminServiceServer) UpdateOrganization(context.Context, *UpdateOrganizationRequest) (*UpdateOrganizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateOrganization not implemented")
 }
-func (UnimplementedAdminServiceServer) OverrideOnboarding(context.Context, *OverrideOnboardingRequest) (*OverrideOnboardingResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method OverrideOnboarding not implemented")
+func (UnimplementedAdminServiceServer) ProposeAdminChange(context.Context, *ProposeAdminChangeRequest) (*ProposeAdminChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProposeAdminChange not implemented")
 }
-func (UnimplementedAdminServiceServer) AccreditIssuer(context.Context, *AccreditIssuerRequest) (*AccreditIssuerResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method AccreditIssuer not implemented")
+func (UnimplementedAdminServiceServer) ApproveAdminChange(context.Context, *ApproveAdminChangeRequest) (*ApproveAdminChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveAdminChange not implemented")
 }
-func (UnimplementedAdminServiceServer) WithdrawIssuer(context.Context, *WithdrawIssuerRequest) (*WithdrawIssuerResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method WithdrawIssuer not implemented")
+func (UnimplementedAdminServiceServer) GetAdminChange(context.Context, *GetAdminChangeRequest) (*GetAdminChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAdminChange not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAdminChanges(context.Context, *ListAdminChangesRequest) (*ListAdminChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAdminChanges not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAdmins(context.Context, *ListAdminsRequest) (*ListAdminsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAdmins not implemented")
 }
 func (UnimplementedAdminServiceServer) GetIssuer(context.Context, *GetIssuerRequest) (*GetIssuerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetIssuer not implemented")
@@ -238,14 +254,8 @@ func (UnimplementedAdminServiceServer) GetIssuer(context.Context, *GetIssuerRequ
 func (UnimplementedAdminServiceServer) ListIssuers(context.Context, *ListIssuersRequest) (*ListIssuersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListIssuers not implemented")
 }
-func (UnimplementedAdminServiceServer) RevokePassport(context.Context, *RevokePassportRequest) (*RevokePassportResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method RevokePassport not implemented")
-}
 func (UnimplementedAdminServiceServer) GetFederationPolicy(context.Context, *GetFederationPolicyRequest) (*GetFederationPolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFederationPolicy not implemented")
-}
-func (UnimplementedAdminServiceServer) UpdateFederationPolicy(context.Context, *UpdateFederationPolicyRequest) (*UpdateFederationPolicyResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method UpdateFederationPolicy not implemented")
 }
 func (UnimplementedAdminServiceServer) GetAgreement(context.Context, *GetAgreementRequest) (*GetAgreementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAgreement not implemented")
@@ -310,56 +320,92 @@ func _AdminService_UpdateOrganization_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
-func _AdminService_OverrideOnboarding_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(OverrideOnboardingRequest)
+func _AdminService_ProposeAdminChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProposeAdminChangeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServiceServer).OverrideOnboarding(ctx, in)
+		return srv.(AdminServiceServer).ProposeAdminChange(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: AdminService_OverrideOnboarding_FullMethodName,
+		FullMethod: AdminService_ProposeAdminChange_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).OverrideOnboarding(ctx, req.(*OverrideOnboardingRequest))
+		return srv.(AdminServiceServer).ProposeAdminChange(ctx, req.(*ProposeAdminChangeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _AdminService_AccreditIssuer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(AccreditIssuerRequest)
+func _AdminService_ApproveAdminChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveAdminChangeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServiceServer).AccreditIssuer(ctx, in)
+		return srv.(AdminServiceServer).ApproveAdminChange(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: AdminService_AccreditIssuer_FullMethodName,
+		FullMethod: AdminService_ApproveAdminChange_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).AccreditIssuer(ctx, req.(*AccreditIssuerRequest))
+		return srv.(AdminServiceServer).ApproveAdminChange(ctx, req.(*ApproveAdminChangeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _AdminService_WithdrawIssuer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(WithdrawIssuerRequest)
+func _AdminService_GetAdminChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAdminChangeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(AdminServiceServer).WithdrawIssuer(ctx, in)
+		return srv.(AdminServiceServer).GetAdminChange(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: AdminService_WithdrawIssuer_FullMethodName,
+		FullMethod: AdminService_GetAdminChange_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).WithdrawIssuer(ctx, req.(*WithdrawIssuerRequest))
+		return srv.(AdminServiceServer).GetAdminChange(ctx, req.(*GetAdminChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListAdminChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAdminChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAdminChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAdminChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAdminChanges(ctx, req.(*ListAdminChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListAdmins_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAdminsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAdmins(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAdmins_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAdmins(ctx, req.(*ListAdminsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -400,24 +446,6 @@ func _AdminService_ListIssuers_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
-func _AdminService_RevokePassport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RevokePassportRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(AdminServiceServer).RevokePassport(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: AdminService_RevokePassport_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).RevokePassport(ctx, req.(*RevokePassportRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _AdminService_GetFederationPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetFederationPolicyRequest)
 	if err := dec(in); err != nil {
@@ -432,24 +460,6 @@ func _AdminService_GetFederationPolicy_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).GetFederationPolicy(ctx, req.(*GetFederationPolicyRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _AdminService_UpdateFederationPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(UpdateFederationPolicyRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(AdminServiceServer).UpdateFederationPolicy(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: AdminService_UpdateFederationPolicy_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).UpdateFederationPolicy(ctx, req.(*UpdateFederationPolicyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -506,16 +516,24 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_UpdateOrganization_Handler,
 		},
 		{
-			MethodName: "OverrideOnboarding",
-			Handler:    _AdminService_OverrideOnboarding_Handler,
+			MethodName: "ProposeAdminChange",
+			Handler:    _AdminService_ProposeAdminChange_Handler,
 		},
 		{
-			MethodName: "AccreditIssuer",
-			Handler:    _AdminService_AccreditIssuer_Handler,
+			MethodName: "ApproveAdminChange",
+			Handler:    _AdminService_ApproveAdminChange_Handler,
 		},
 		{
-			MethodName: "WithdrawIssuer",
-			Handler:    _AdminService_WithdrawIssuer_Handler,
+			MethodName: "GetAdminChange",
+			Handler:    _AdminService_GetAdminChange_Handler,
+		},
+		{
+			MethodName: "ListAdminChanges",
+			Handler:    _AdminService_ListAdminChanges_Handler,
+		},
+		{
+			MethodName: "ListAdmins",
+			Handler:    _AdminService_ListAdmins_Handler,
 		},
 		{
 			MethodName: "GetIssuer",
@@ -526,16 +544,8 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_ListIssuers_Handler,
 		},
 		{
-			MethodName: "RevokePassport",
-			Handler:    _AdminService_RevokePassport_Handler,
-		},
-		{
 			MethodName: "GetFederationPolicy",
 			Handler:    _AdminService_GetFederationPolicy_Handler,
-		},
-		{
-			MethodName: "UpdateFederationPolicy",
-			Handler:    _AdminService_UpdateFederationPolicy_Handler,
 		},
 		{
 			MethodName: "GetAgreement",

@@ -241,6 +241,110 @@ func (IssuerStatus) EnumDescriptor() ([]byte, []int) {
 	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
+type AdminStatus int32
+
+const (
+	AdminStatus_ADMIN_STATUS_UNSPECIFIED AdminStatus = 0
+	AdminStatus_ADMIN_STATUS_ACTIVE      AdminStatus = 1
+	AdminStatus_ADMIN_STATUS_REMOVED     AdminStatus = 2
+)
+
+// Enum value maps for AdminStatus.
+var (
+	AdminStatus_name = map[int32]string{
+		0: "ADMIN_STATUS_UNSPECIFIED",
+		1: "ADMIN_STATUS_ACTIVE",
+		2: "ADMIN_STATUS_REMOVED",
+	}
+	AdminStatus_value = map[string]int32{
+		"ADMIN_STATUS_UNSPECIFIED": 0,
+		"ADMIN_STATUS_ACTIVE":      1,
+		"ADMIN_STATUS_REMOVED":     2,
+	}
+)
+
+func (x AdminStatus) Enum() *AdminStatus {
+	p := new(AdminStatus)
+	*p = x
+	return p
+}
+
+func (x AdminStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AdminStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_trustfed_v1_types_proto_enumTypes[4].Descriptor()
+}
+
+func (AdminStatus) Type() protoreflect.EnumType {
+	return &file_trustfed_v1_types_proto_enumTypes[4]
+}
+
+func (x AdminStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AdminStatus.Descriptor instead.
+func (AdminStatus) EnumDescriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+type AdminChangeStatus int32
+
+const (
+	AdminChangeStatus_ADMIN_CHANGE_STATUS_UNSPECIFIED AdminChangeStatus = 0
+	// Waiting for approvals.
+	AdminChangeStatus_ADMIN_CHANGE_STATUS_PENDING AdminChangeStatus = 1
+	// Approved by enough admins and applied.
+	AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED AdminChangeStatus = 2
+	// Not approved in time.
+	AdminChangeStatus_ADMIN_CHANGE_STATUS_EXPIRED AdminChangeStatus = 3
+)
+
+// Enum value maps for AdminChangeStatus.
+var (
+	AdminChangeStatus_name = map[int32]string{
+		0: "ADMIN_CHANGE_STATUS_UNSPECIFIED",
+		1: "ADMIN_CHANGE_STATUS_PENDING",
+		2: "ADMIN_CHANGE_STATUS_APPLIED",
+		3: "ADMIN_CHANGE_STATUS_EXPIRED",
+	}
+	AdminChangeStatus_value = map[string]int32{
+		"ADMIN_CHANGE_STATUS_UNSPECIFIED": 0,
+		"ADMIN_CHANGE_STATUS_PENDING":     1,
+		"ADMIN_CHANGE_STATUS_APPLIED":     2,
+		"ADMIN_CHANGE_STATUS_EXPIRED":     3,
+	}
+)
+
+func (x AdminChangeStatus) Enum() *AdminChangeStatus {
+	p := new(AdminChangeStatus)
+	*p = x
+	return p
+}
+
+func (x AdminChangeStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AdminChangeStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_trustfed_v1_types_proto_enumTypes[5].Descriptor()
+}
+
+func (AdminChangeStatus) Type() protoreflect.EnumType {
+	return &file_trustfed_v1_types_proto_enumTypes[5]
+}
+
+func (x AdminChangeStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AdminChangeStatus.Descriptor instead.
+func (AdminChangeStatus) EnumDescriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
 // Organization is a member of the federation.
 type Organization struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1220,8 +1324,11 @@ type FederationPolicy struct {
 	ModifyIndex      uint64               `protobuf:"varint,3,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
 	// How long a decision stays valid (default 5 minutes, at most 10).
 	FreshnessWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=freshness_window,json=freshnessWindow,proto3" json:"freshness_window,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Distinct admin approvals a sensitive admin change needs (default 2;
+	// dev mode 1).
+	AdminApprovalsRequired uint32 `protobuf:"varint,5,opt,name=admin_approvals_required,json=adminApprovalsRequired,proto3" json:"admin_approvals_required,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *FederationPolicy) Reset() {
@@ -1280,6 +1387,13 @@ func (x *FederationPolicy) GetFreshnessWindow() *durationpb.Duration {
 		return x.FreshnessWindow
 	}
 	return nil
+}
+
+func (x *FederationPolicy) GetAdminApprovalsRequired() uint32 {
+	if x != nil {
+		return x.AdminApprovalsRequired
+	}
+	return 0
 }
 
 // LevelCap is one bound on an organisation's level and where it comes from.
@@ -1342,6 +1456,1117 @@ func (x *LevelCap) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+// AdminChange is a sensitive change to the federation (AG-783 TC5, Scenario
+// C): it takes effect only when enough distinct federation admins have signed
+// its serialized bytes (ed25519, purpose "admin-change"), and every replica
+// verifies those signatures when it applies the change. Admins sign exactly
+// the bytes they were shown; the change id is derived from them.
+type AdminChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Change:
+	//
+	//	*AdminChange_SetDeclaredLevel
+	//	*AdminChange_SetOrganizationStatus
+	//	*AdminChange_OverrideOnboarding
+	//	*AdminChange_AccreditIssuer
+	//	*AdminChange_WithdrawIssuer
+	//	*AdminChange_RevokePassport
+	//	*AdminChange_UpdateFederationPolicy
+	//	*AdminChange_AddAdmin
+	//	*AdminChange_RemoveAdmin
+	Change isAdminChange_Change `protobuf_oneof:"change"`
+	// Why the change is made (required, recorded).
+	Reason string `protobuf:"bytes,20,opt,name=reason,proto3" json:"reason,omitempty"`
+	// 16..128 random characters, so that two identical changes are distinct
+	// and an approval of one never counts for the other.
+	Nonce string `protobuf:"bytes,21,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// No approval is accepted after this time; at most 7 days after the
+	// change is proposed.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminChange) Reset() {
+	*x = AdminChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminChange) ProtoMessage() {}
+
+func (x *AdminChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminChange.ProtoReflect.Descriptor instead.
+func (*AdminChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AdminChange) GetChange() isAdminChange_Change {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *AdminChange) GetSetDeclaredLevel() *SetDeclaredLevelChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_SetDeclaredLevel); ok {
+			return x.SetDeclaredLevel
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetSetOrganizationStatus() *SetOrganizationStatusChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_SetOrganizationStatus); ok {
+			return x.SetOrganizationStatus
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetOverrideOnboarding() *OverrideOnboardingChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_OverrideOnboarding); ok {
+			return x.OverrideOnboarding
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetAccreditIssuer() *AccreditIssuerChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_AccreditIssuer); ok {
+			return x.AccreditIssuer
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetWithdrawIssuer() *WithdrawIssuerChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_WithdrawIssuer); ok {
+			return x.WithdrawIssuer
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetRevokePassport() *RevokePassportChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_RevokePassport); ok {
+			return x.RevokePassport
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetUpdateFederationPolicy() *FederationPolicyChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_UpdateFederationPolicy); ok {
+			return x.UpdateFederationPolicy
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetAddAdmin() *AddAdminChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_AddAdmin); ok {
+			return x.AddAdmin
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetRemoveAdmin() *RemoveAdminChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_RemoveAdmin); ok {
+			return x.RemoveAdmin
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AdminChange) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *AdminChange) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+type isAdminChange_Change interface {
+	isAdminChange_Change()
+}
+
+type AdminChange_SetDeclaredLevel struct {
+	SetDeclaredLevel *SetDeclaredLevelChange `protobuf:"bytes,1,opt,name=set_declared_level,json=setDeclaredLevel,proto3,oneof"`
+}
+
+type AdminChange_SetOrganizationStatus struct {
+	SetOrganizationStatus *SetOrganizationStatusChange `protobuf:"bytes,2,opt,name=set_organization_status,json=setOrganizationStatus,proto3,oneof"`
+}
+
+type AdminChange_OverrideOnboarding struct {
+	OverrideOnboarding *OverrideOnboardingChange `protobuf:"bytes,3,opt,name=override_onboarding,json=overrideOnboarding,proto3,oneof"`
+}
+
+type AdminChange_AccreditIssuer struct {
+	AccreditIssuer *AccreditIssuerChange `protobuf:"bytes,4,opt,name=accredit_issuer,json=accreditIssuer,proto3,oneof"`
+}
+
+type AdminChange_WithdrawIssuer struct {
+	WithdrawIssuer *WithdrawIssuerChange `protobuf:"bytes,5,opt,name=withdraw_issuer,json=withdrawIssuer,proto3,oneof"`
+}
+
+type AdminChange_RevokePassport struct {
+	RevokePassport *RevokePassportChange `protobuf:"bytes,6,opt,name=revoke_passport,json=revokePassport,proto3,oneof"`
+}
+
+type AdminChange_UpdateFederationPolicy struct {
+	UpdateFederationPolicy *FederationPolicyChange `protobuf:"bytes,7,opt,name=update_federation_policy,json=updateFederationPolicy,proto3,oneof"`
+}
+
+type AdminChange_AddAdmin struct {
+	AddAdmin *AddAdminChange `protobuf:"bytes,8,opt,name=add_admin,json=addAdmin,proto3,oneof"`
+}
+
+type AdminChange_RemoveAdmin struct {
+	RemoveAdmin *RemoveAdminChange `protobuf:"bytes,9,opt,name=remove_admin,json=removeAdmin,proto3,oneof"`
+}
+
+func (*AdminChange_SetDeclaredLevel) isAdminChange_Change() {}
+
+func (*AdminChange_SetOrganizationStatus) isAdminChange_Change() {}
+
+func (*AdminChange_OverrideOnboarding) isAdminChange_Change() {}
+
+func (*AdminChange_AccreditIssuer) isAdminChange_Change() {}
+
+func (*AdminChange_WithdrawIssuer) isAdminChange_Change() {}
+
+func (*AdminChange_RevokePassport) isAdminChange_Change() {}
+
+func (*AdminChange_UpdateFederationPolicy) isAdminChange_Change() {}
+
+func (*AdminChange_AddAdmin) isAdminChange_Change() {}
+
+func (*AdminChange_RemoveAdmin) isAdminChange_Change() {}
+
+// SetDeclaredLevelChange sets an organisation's declared level (its
+// effective level stays capped by its passport and onboarding).
+type SetDeclaredLevelChange struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Level          uint32                 `protobuf:"varint,2,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SetDeclaredLevelChange) Reset() {
+	*x = SetDeclaredLevelChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDeclaredLevelChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDeclaredLevelChange) ProtoMessage() {}
+
+func (x *SetDeclaredLevelChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDeclaredLevelChange.ProtoReflect.Descriptor instead.
+func (*SetDeclaredLevelChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetDeclaredLevelChange) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *SetDeclaredLevelChange) GetLevel() uint32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+// SetOrganizationStatusChange suspends, reactivates or revokes an
+// organisation. Revocation is permanent.
+type SetOrganizationStatusChange struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Status         OrganizationStatus     `protobuf:"varint,2,opt,name=status,proto3,enum=trustfed.v1.OrganizationStatus" json:"status,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SetOrganizationStatusChange) Reset() {
+	*x = SetOrganizationStatusChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetOrganizationStatusChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetOrganizationStatusChange) ProtoMessage() {}
+
+func (x *SetOrganizationStatusChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetOrganizationStatusChange.ProtoReflect.Descriptor instead.
+func (*SetOrganizationStatusChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SetOrganizationStatusChange) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *SetOrganizationStatusChange) GetStatus() OrganizationStatus {
+	if x != nil {
+		return x.Status
+	}
+	return OrganizationStatus_ORGANIZATION_STATUS_UNSPECIFIED
+}
+
+// OverrideOnboardingChange lifts an organisation's onboarding cap early.
+type OverrideOnboardingChange struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *OverrideOnboardingChange) Reset() {
+	*x = OverrideOnboardingChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OverrideOnboardingChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OverrideOnboardingChange) ProtoMessage() {}
+
+func (x *OverrideOnboardingChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OverrideOnboardingChange.ProtoReflect.Descriptor instead.
+func (*OverrideOnboardingChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *OverrideOnboardingChange) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+// AccreditIssuerChange accredits a passport issuer.
+type AccreditIssuerChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ^[a-z][a-z0-9-]{1,62}$
+	IssuerId string `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
+	Name     string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Raw 32-byte ed25519 public key.
+	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// Highest level the issuer may attest, 0..4.
+	MaxLevel      uint32 `protobuf:"varint,4,opt,name=max_level,json=maxLevel,proto3" json:"max_level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccreditIssuerChange) Reset() {
+	*x = AccreditIssuerChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccreditIssuerChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccreditIssuerChange) ProtoMessage() {}
+
+func (x *AccreditIssuerChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccreditIssuerChange.ProtoReflect.Descriptor instead.
+func (*AccreditIssuerChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AccreditIssuerChange) GetIssuerId() string {
+	if x != nil {
+		return x.IssuerId
+	}
+	return ""
+}
+
+func (x *AccreditIssuerChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AccreditIssuerChange) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *AccreditIssuerChange) GetMaxLevel() uint32 {
+	if x != nil {
+		return x.MaxLevel
+	}
+	return 0
+}
+
+// WithdrawIssuerChange withdraws an issuer's accreditation: its passports
+// attest nothing from then on.
+type WithdrawIssuerChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IssuerId      string                 `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawIssuerChange) Reset() {
+	*x = WithdrawIssuerChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawIssuerChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawIssuerChange) ProtoMessage() {}
+
+func (x *WithdrawIssuerChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawIssuerChange.ProtoReflect.Descriptor instead.
+func (*WithdrawIssuerChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WithdrawIssuerChange) GetIssuerId() string {
+	if x != nil {
+		return x.IssuerId
+	}
+	return ""
+}
+
+// RevokePassportChange stops a passport serial from counting anywhere.
+type RevokePassportChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokePassportChange) Reset() {
+	*x = RevokePassportChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokePassportChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokePassportChange) ProtoMessage() {}
+
+func (x *RevokePassportChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokePassportChange.ProtoReflect.Descriptor instead.
+func (*RevokePassportChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RevokePassportChange) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+// FederationPolicyChange changes the fields it sets.
+type FederationPolicyChange struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	OnboardingCapLevel *uint32                `protobuf:"varint,1,opt,name=onboarding_cap_level,json=onboardingCapLevel,proto3,oneof" json:"onboarding_cap_level,omitempty"`
+	OnboardingPeriod   *durationpb.Duration   `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
+	FreshnessWindow    *durationpb.Duration   `protobuf:"bytes,3,opt,name=freshness_window,json=freshnessWindow,proto3" json:"freshness_window,omitempty"`
+	// 1..10; at most the number of active admins.
+	AdminApprovalsRequired *uint32 `protobuf:"varint,4,opt,name=admin_approvals_required,json=adminApprovalsRequired,proto3,oneof" json:"admin_approvals_required,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *FederationPolicyChange) Reset() {
+	*x = FederationPolicyChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FederationPolicyChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FederationPolicyChange) ProtoMessage() {}
+
+func (x *FederationPolicyChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FederationPolicyChange.ProtoReflect.Descriptor instead.
+func (*FederationPolicyChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FederationPolicyChange) GetOnboardingCapLevel() uint32 {
+	if x != nil && x.OnboardingCapLevel != nil {
+		return *x.OnboardingCapLevel
+	}
+	return 0
+}
+
+func (x *FederationPolicyChange) GetOnboardingPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.OnboardingPeriod
+	}
+	return nil
+}
+
+func (x *FederationPolicyChange) GetFreshnessWindow() *durationpb.Duration {
+	if x != nil {
+		return x.FreshnessWindow
+	}
+	return nil
+}
+
+func (x *FederationPolicyChange) GetAdminApprovalsRequired() uint32 {
+	if x != nil && x.AdminApprovalsRequired != nil {
+		return *x.AdminApprovalsRequired
+	}
+	return 0
+}
+
+// AddAdminChange enrols a federation admin's approval key.
+type AddAdminChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ^[a-z][a-z0-9-]{1,62}$
+	AdminId string `protobuf:"bytes,1,opt,name=admin_id,json=adminId,proto3" json:"admin_id,omitempty"`
+	Name    string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Raw 32-byte ed25519 public key.
+	PublicKey     []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddAdminChange) Reset() {
+	*x = AddAdminChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddAdminChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddAdminChange) ProtoMessage() {}
+
+func (x *AddAdminChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddAdminChange.ProtoReflect.Descriptor instead.
+func (*AddAdminChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AddAdminChange) GetAdminId() string {
+	if x != nil {
+		return x.AdminId
+	}
+	return ""
+}
+
+func (x *AddAdminChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AddAdminChange) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+// RemoveAdminChange removes an admin: their approvals stop counting,
+// including on changes still pending.
+type RemoveAdminChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AdminId       string                 `protobuf:"bytes,1,opt,name=admin_id,json=adminId,proto3" json:"admin_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveAdminChange) Reset() {
+	*x = RemoveAdminChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveAdminChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveAdminChange) ProtoMessage() {}
+
+func (x *RemoveAdminChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveAdminChange.ProtoReflect.Descriptor instead.
+func (*RemoveAdminChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RemoveAdminChange) GetAdminId() string {
+	if x != nil {
+		return x.AdminId
+	}
+	return ""
+}
+
+// Admin is a federation admin whose key approves admin changes.
+type Admin struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Id                   string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name                 string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PublicKey            []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKeyFingerprint string                 `protobuf:"bytes,4,opt,name=public_key_fingerprint,json=publicKeyFingerprint,proto3" json:"public_key_fingerprint,omitempty"`
+	Status               AdminStatus            `protobuf:"varint,5,opt,name=status,proto3,enum=trustfed.v1.AdminStatus" json:"status,omitempty"`
+	AddTime              *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=add_time,json=addTime,proto3" json:"add_time,omitempty"`
+	RemoveTime           *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=remove_time,json=removeTime,proto3" json:"remove_time,omitempty"`
+	// The change that enrolled the admin ("bootstrap" for the dev admin).
+	AddedByChange string `protobuf:"bytes,8,opt,name=added_by_change,json=addedByChange,proto3" json:"added_by_change,omitempty"`
+	CreateIndex   uint64 `protobuf:"varint,9,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex   uint64 `protobuf:"varint,10,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Admin) Reset() {
+	*x = Admin{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Admin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Admin) ProtoMessage() {}
+
+func (x *Admin) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Admin.ProtoReflect.Descriptor instead.
+func (*Admin) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Admin) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Admin) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Admin) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *Admin) GetPublicKeyFingerprint() string {
+	if x != nil {
+		return x.PublicKeyFingerprint
+	}
+	return ""
+}
+
+func (x *Admin) GetStatus() AdminStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AdminStatus_ADMIN_STATUS_UNSPECIFIED
+}
+
+func (x *Admin) GetAddTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AddTime
+	}
+	return nil
+}
+
+func (x *Admin) GetRemoveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RemoveTime
+	}
+	return nil
+}
+
+func (x *Admin) GetAddedByChange() string {
+	if x != nil {
+		return x.AddedByChange
+	}
+	return ""
+}
+
+func (x *Admin) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *Admin) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+// AdminSignature is an admin's ed25519 signature over an AdminChange's bytes
+// (purpose "admin-change"); the admin is found by the public key.
+type AdminSignature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Raw 32-byte ed25519 public key of an active admin.
+	PublicKey     []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminSignature) Reset() {
+	*x = AdminSignature{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminSignature) ProtoMessage() {}
+
+func (x *AdminSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminSignature.ProtoReflect.Descriptor instead.
+func (*AdminSignature) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AdminSignature) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *AdminSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// AdminApproval is one recorded, verified approval.
+type AdminApproval struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	AdminId              string                 `protobuf:"bytes,1,opt,name=admin_id,json=adminId,proto3" json:"admin_id,omitempty"`
+	PublicKeyFingerprint string                 `protobuf:"bytes,2,opt,name=public_key_fingerprint,json=publicKeyFingerprint,proto3" json:"public_key_fingerprint,omitempty"`
+	Signature            []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	ApproveTime          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=approve_time,json=approveTime,proto3" json:"approve_time,omitempty"`
+	// Who submitted the approval (a token or node principal).
+	Principal     string `protobuf:"bytes,5,opt,name=principal,proto3" json:"principal,omitempty"`
+	Index         uint64 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminApproval) Reset() {
+	*x = AdminApproval{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminApproval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminApproval) ProtoMessage() {}
+
+func (x *AdminApproval) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminApproval.ProtoReflect.Descriptor instead.
+func (*AdminApproval) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AdminApproval) GetAdminId() string {
+	if x != nil {
+		return x.AdminId
+	}
+	return ""
+}
+
+func (x *AdminApproval) GetPublicKeyFingerprint() string {
+	if x != nil {
+		return x.PublicKeyFingerprint
+	}
+	return ""
+}
+
+func (x *AdminApproval) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *AdminApproval) GetApproveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApproveTime
+	}
+	return nil
+}
+
+func (x *AdminApproval) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AdminApproval) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// AdminChangeRecord is a proposed admin change and its approvals.
+type AdminChangeRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "chg-" + the first 16 hex digits of SHA-256(change).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The exact serialized AdminChange the admins sign.
+	Change []byte `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	// The same change, decoded (filled in answers, not stored).
+	Content   *AdminChange      `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	Status    AdminChangeStatus `protobuf:"varint,4,opt,name=status,proto3,enum=trustfed.v1.AdminChangeStatus" json:"status,omitempty"`
+	Approvals []*AdminApproval  `protobuf:"bytes,5,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// Approvals needed when the change was last evaluated.
+	ApprovalsRequired uint32                 `protobuf:"varint,6,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	Proposer          string                 `protobuf:"bytes,7,opt,name=proposer,proto3" json:"proposer,omitempty"`
+	ProposeTime       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=propose_time,json=proposeTime,proto3" json:"propose_time,omitempty"`
+	ApplyTime         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=apply_time,json=applyTime,proto3" json:"apply_time,omitempty"`
+	CreateIndex       uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ApplyIndex        uint64                 `protobuf:"varint,11,opt,name=apply_index,json=applyIndex,proto3" json:"apply_index,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AdminChangeRecord) Reset() {
+	*x = AdminChangeRecord{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminChangeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminChangeRecord) ProtoMessage() {}
+
+func (x *AdminChangeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminChangeRecord.ProtoReflect.Descriptor instead.
+func (*AdminChangeRecord) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AdminChangeRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AdminChangeRecord) GetChange() []byte {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *AdminChangeRecord) GetContent() *AdminChange {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *AdminChangeRecord) GetStatus() AdminChangeStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AdminChangeStatus_ADMIN_CHANGE_STATUS_UNSPECIFIED
+}
+
+func (x *AdminChangeRecord) GetApprovals() []*AdminApproval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *AdminChangeRecord) GetApprovalsRequired() uint32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+func (x *AdminChangeRecord) GetProposer() string {
+	if x != nil {
+		return x.Proposer
+	}
+	return ""
+}
+
+func (x *AdminChangeRecord) GetProposeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProposeTime
+	}
+	return nil
+}
+
+func (x *AdminChangeRecord) GetApplyTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApplyTime
+	}
+	return nil
+}
+
+func (x *AdminChangeRecord) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *AdminChangeRecord) GetApplyIndex() uint64 {
+	if x != nil {
+		return x.ApplyIndex
+	}
+	return 0
 }
 
 var File_trustfed_v1_types_proto protoreflect.FileDescriptor
@@ -1448,16 +2673,104 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x12OnboardingOverride\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xf5\x01\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xaf\x02\n" +
 	"\x10FederationPolicy\x120\n" +
 	"\x14onboarding_cap_level\x18\x01 \x01(\rR\x12onboardingCapLevel\x12F\n" +
 	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12!\n" +
 	"\fmodify_index\x18\x03 \x01(\x04R\vmodifyIndex\x12D\n" +
-	"\x10freshness_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindow\"P\n" +
+	"\x10freshness_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindow\x128\n" +
+	"\x18admin_approvals_required\x18\x05 \x01(\rR\x16adminApprovalsRequired\"P\n" +
 	"\bLevelCap\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\rR\x05level\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail*\xbe\x01\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xe1\x06\n" +
+	"\vAdminChange\x12S\n" +
+	"\x12set_declared_level\x18\x01 \x01(\v2#.trustfed.v1.SetDeclaredLevelChangeH\x00R\x10setDeclaredLevel\x12b\n" +
+	"\x17set_organization_status\x18\x02 \x01(\v2(.trustfed.v1.SetOrganizationStatusChangeH\x00R\x15setOrganizationStatus\x12X\n" +
+	"\x13override_onboarding\x18\x03 \x01(\v2%.trustfed.v1.OverrideOnboardingChangeH\x00R\x12overrideOnboarding\x12L\n" +
+	"\x0faccredit_issuer\x18\x04 \x01(\v2!.trustfed.v1.AccreditIssuerChangeH\x00R\x0eaccreditIssuer\x12L\n" +
+	"\x0fwithdraw_issuer\x18\x05 \x01(\v2!.trustfed.v1.WithdrawIssuerChangeH\x00R\x0ewithdrawIssuer\x12L\n" +
+	"\x0frevoke_passport\x18\x06 \x01(\v2!.trustfed.v1.RevokePassportChangeH\x00R\x0erevokePassport\x12_\n" +
+	"\x18update_federation_policy\x18\a \x01(\v2#.trustfed.v1.FederationPolicyChangeH\x00R\x16updateFederationPolicy\x12:\n" +
+	"\tadd_admin\x18\b \x01(\v2\x1b.trustfed.v1.AddAdminChangeH\x00R\baddAdmin\x12C\n" +
+	"\fremove_admin\x18\t \x01(\v2\x1e.trustfed.v1.RemoveAdminChangeH\x00R\vremoveAdmin\x12\x16\n" +
+	"\x06reason\x18\x14 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05nonce\x18\x15 \x01(\tR\x05nonce\x12;\n" +
+	"\vexpire_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTimeB\b\n" +
+	"\x06change\"W\n" +
+	"\x16SetDeclaredLevelChange\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\rR\x05level\"\x7f\n" +
+	"\x1bSetOrganizationStatusChange\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x127\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1f.trustfed.v1.OrganizationStatusR\x06status\"C\n" +
+	"\x18OverrideOnboardingChange\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\"\x83\x01\n" +
+	"\x14AccreditIssuerChange\x12\x1b\n" +
+	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\x1b\n" +
+	"\tmax_level\x18\x04 \x01(\rR\bmaxLevel\"3\n" +
+	"\x14WithdrawIssuerChange\x12\x1b\n" +
+	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\".\n" +
+	"\x14RevokePassportChange\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\"\xd2\x02\n" +
+	"\x16FederationPolicyChange\x125\n" +
+	"\x14onboarding_cap_level\x18\x01 \x01(\rH\x00R\x12onboardingCapLevel\x88\x01\x01\x12F\n" +
+	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12D\n" +
+	"\x10freshness_window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindow\x12=\n" +
+	"\x18admin_approvals_required\x18\x04 \x01(\rH\x01R\x16adminApprovalsRequired\x88\x01\x01B\x17\n" +
+	"\x15_onboarding_cap_levelB\x1b\n" +
+	"\x19_admin_approvals_required\"^\n" +
+	"\x0eAddAdminChange\x12\x19\n" +
+	"\badmin_id\x18\x01 \x01(\tR\aadminId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\".\n" +
+	"\x11RemoveAdminChange\x12\x19\n" +
+	"\badmin_id\x18\x01 \x01(\tR\aadminId\"\x94\x03\n" +
+	"\x05Admin\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x124\n" +
+	"\x16public_key_fingerprint\x18\x04 \x01(\tR\x14publicKeyFingerprint\x120\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x18.trustfed.v1.AdminStatusR\x06status\x125\n" +
+	"\badd_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aaddTime\x12;\n" +
+	"\vremove_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"removeTime\x12&\n" +
+	"\x0fadded_by_change\x18\b \x01(\tR\raddedByChange\x12!\n" +
+	"\fcreate_index\x18\t \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\n" +
+	" \x01(\x04R\vmodifyIndex\"M\n" +
+	"\x0eAdminSignature\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xf1\x01\n" +
+	"\rAdminApproval\x12\x19\n" +
+	"\badmin_id\x18\x01 \x01(\tR\aadminId\x124\n" +
+	"\x16public_key_fingerprint\x18\x02 \x01(\tR\x14publicKeyFingerprint\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12=\n" +
+	"\fapprove_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vapproveTime\x12\x1c\n" +
+	"\tprincipal\x18\x05 \x01(\tR\tprincipal\x12\x14\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\"\xea\x03\n" +
+	"\x11AdminChangeRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06change\x18\x02 \x01(\fR\x06change\x122\n" +
+	"\acontent\x18\x03 \x01(\v2\x18.trustfed.v1.AdminChangeR\acontent\x126\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x1e.trustfed.v1.AdminChangeStatusR\x06status\x128\n" +
+	"\tapprovals\x18\x05 \x03(\v2\x1a.trustfed.v1.AdminApprovalR\tapprovals\x12-\n" +
+	"\x12approvals_required\x18\x06 \x01(\rR\x11approvalsRequired\x12\x1a\n" +
+	"\bproposer\x18\a \x01(\tR\bproposer\x12=\n" +
+	"\fpropose_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x129\n" +
+	"\n" +
+	"apply_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tapplyTime\x12!\n" +
+	"\fcreate_index\x18\n" +
+	" \x01(\x04R\vcreateIndex\x12\x1f\n" +
+	"\vapply_index\x18\v \x01(\x04R\n" +
+	"applyIndex*\xbe\x01\n" +
 	"\x12OrganizationStatus\x12#\n" +
 	"\x1fORGANIZATION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aORGANIZATION_STATUS_ACTIVE\x10\x01\x12!\n" +
@@ -1476,7 +2789,16 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\fIssuerStatus\x12\x1d\n" +
 	"\x19ISSUER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ISSUER_STATUS_ACCREDITED\x10\x01\x12\x1b\n" +
-	"\x17ISSUER_STATUS_WITHDRAWN\x10\x02B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\x17ISSUER_STATUS_WITHDRAWN\x10\x02*^\n" +
+	"\vAdminStatus\x12\x1c\n" +
+	"\x18ADMIN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13ADMIN_STATUS_ACTIVE\x10\x01\x12\x18\n" +
+	"\x14ADMIN_STATUS_REMOVED\x10\x02*\x9b\x01\n" +
+	"\x11AdminChangeStatus\x12#\n" +
+	"\x1fADMIN_CHANGE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bADMIN_CHANGE_STATUS_PENDING\x10\x01\x12\x1f\n" +
+	"\x1bADMIN_CHANGE_STATUS_APPLIED\x10\x02\x12\x1f\n" +
+	"\x1bADMIN_CHANGE_STATUS_EXPIRED\x10\x03B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_types_proto_rawDescOnce sync.Once
@@ -1490,64 +2812,102 @@ func file_trustfed_v1_types_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_types_proto_rawDescData
 }
 
-var file_trustfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_trustfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_trustfed_v1_types_proto_goTypes = []any{
-	(OrganizationStatus)(0),       // 0: trustfed.v1.OrganizationStatus
-	(AgreementStatus)(0),          // 1: trustfed.v1.AgreementStatus
-	(Consistency)(0),              // 2: trustfed.v1.Consistency
-	(IssuerStatus)(0),             // 3: trustfed.v1.IssuerStatus
-	(*Organization)(nil),          // 4: trustfed.v1.Organization
-	(*Agreement)(nil),             // 5: trustfed.v1.Agreement
-	(*ReadMeta)(nil),              // 6: trustfed.v1.ReadMeta
-	(*AgreementScope)(nil),        // 7: trustfed.v1.AgreementScope
-	(*TerminationConditions)(nil), // 8: trustfed.v1.TerminationConditions
-	(*AgreementTerms)(nil),        // 9: trustfed.v1.AgreementTerms
-	(*Issuer)(nil),                // 10: trustfed.v1.Issuer
-	(*Passport)(nil),              // 11: trustfed.v1.Passport
-	(*OnboardingOverride)(nil),    // 12: trustfed.v1.OnboardingOverride
-	(*FederationPolicy)(nil),      // 13: trustfed.v1.FederationPolicy
-	(*LevelCap)(nil),              // 14: trustfed.v1.LevelCap
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*ControlProfile)(nil),        // 16: trustfed.v1.ControlProfile
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(OrganizationStatus)(0),             // 0: trustfed.v1.OrganizationStatus
+	(AgreementStatus)(0),                // 1: trustfed.v1.AgreementStatus
+	(Consistency)(0),                    // 2: trustfed.v1.Consistency
+	(IssuerStatus)(0),                   // 3: trustfed.v1.IssuerStatus
+	(AdminStatus)(0),                    // 4: trustfed.v1.AdminStatus
+	(AdminChangeStatus)(0),              // 5: trustfed.v1.AdminChangeStatus
+	(*Organization)(nil),                // 6: trustfed.v1.Organization
+	(*Agreement)(nil),                   // 7: trustfed.v1.Agreement
+	(*ReadMeta)(nil),                    // 8: trustfed.v1.ReadMeta
+	(*AgreementScope)(nil),              // 9: trustfed.v1.AgreementScope
+	(*TerminationConditions)(nil),       // 10: trustfed.v1.TerminationConditions
+	(*AgreementTerms)(nil),              // 11: trustfed.v1.AgreementTerms
+	(*Issuer)(nil),                      // 12: trustfed.v1.Issuer
+	(*Passport)(nil),                    // 13: trustfed.v1.Passport
+	(*OnboardingOverride)(nil),          // 14: trustfed.v1.OnboardingOverride
+	(*FederationPolicy)(nil),            // 15: trustfed.v1.FederationPolicy
+	(*LevelCap)(nil),                    // 16: trustfed.v1.LevelCap
+	(*AdminChange)(nil),                 // 17: trustfed.v1.AdminChange
+	(*SetDeclaredLevelChange)(nil),      // 18: trustfed.v1.SetDeclaredLevelChange
+	(*SetOrganizationStatusChange)(nil), // 19: trustfed.v1.SetOrganizationStatusChange
+	(*OverrideOnboardingChange)(nil),    // 20: trustfed.v1.OverrideOnboardingChange
+	(*AccreditIssuerChange)(nil),        // 21: trustfed.v1.AccreditIssuerChange
+	(*WithdrawIssuerChange)(nil),        // 22: trustfed.v1.WithdrawIssuerChange
+	(*RevokePassportChange)(nil),        // 23: trustfed.v1.RevokePassportChange
+	(*FederationPolicyChange)(nil),      // 24: trustfed.v1.FederationPolicyChange
+	(*AddAdminChange)(nil),              // 25: trustfed.v1.AddAdminChange
+	(*RemoveAdminChange)(nil),           // 26: trustfed.v1.RemoveAdminChange
+	(*Admin)(nil),                       // 27: trustfed.v1.Admin
+	(*AdminSignature)(nil),              // 28: trustfed.v1.AdminSignature
+	(*AdminApproval)(nil),               // 29: trustfed.v1.AdminApproval
+	(*AdminChangeRecord)(nil),           // 30: trustfed.v1.AdminChangeRecord
+	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
+	(*ControlProfile)(nil),              // 32: trustfed.v1.ControlProfile
+	(*durationpb.Duration)(nil),         // 33: google.protobuf.Duration
 }
 var file_trustfed_v1_types_proto_depIdxs = []int32{
 	0,  // 0: trustfed.v1.Organization.status:type_name -> trustfed.v1.OrganizationStatus
-	15, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	15, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	16, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
-	11, // 4: trustfed.v1.Organization.passport:type_name -> trustfed.v1.Passport
-	15, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
-	15, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
-	12, // 7: trustfed.v1.Organization.onboarding_override:type_name -> trustfed.v1.OnboardingOverride
+	31, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	31, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	32, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
+	13, // 4: trustfed.v1.Organization.passport:type_name -> trustfed.v1.Passport
+	31, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
+	31, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
+	14, // 7: trustfed.v1.Organization.onboarding_override:type_name -> trustfed.v1.OnboardingOverride
 	1,  // 8: trustfed.v1.Agreement.status:type_name -> trustfed.v1.AgreementStatus
-	15, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
-	15, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
-	9,  // 11: trustfed.v1.Agreement.parsed_terms:type_name -> trustfed.v1.AgreementTerms
-	15, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
-	15, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
-	15, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
+	31, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
+	31, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
+	11, // 11: trustfed.v1.Agreement.parsed_terms:type_name -> trustfed.v1.AgreementTerms
+	31, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
+	31, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
+	31, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
 	2,  // 15: trustfed.v1.ReadMeta.consistency:type_name -> trustfed.v1.Consistency
-	17, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
-	7,  // 17: trustfed.v1.AgreementTerms.scope:type_name -> trustfed.v1.AgreementScope
-	15, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
-	15, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
-	8,  // 20: trustfed.v1.AgreementTerms.termination:type_name -> trustfed.v1.TerminationConditions
+	33, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
+	9,  // 17: trustfed.v1.AgreementTerms.scope:type_name -> trustfed.v1.AgreementScope
+	31, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
+	31, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
+	10, // 20: trustfed.v1.AgreementTerms.termination:type_name -> trustfed.v1.TerminationConditions
 	3,  // 21: trustfed.v1.Issuer.status:type_name -> trustfed.v1.IssuerStatus
-	15, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
-	15, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
-	15, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
-	15, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
-	15, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
-	15, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
-	17, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
-	17, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	31, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
+	31, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
+	31, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
+	31, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
+	31, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
+	31, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
+	33, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
+	33, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
+	18, // 30: trustfed.v1.AdminChange.set_declared_level:type_name -> trustfed.v1.SetDeclaredLevelChange
+	19, // 31: trustfed.v1.AdminChange.set_organization_status:type_name -> trustfed.v1.SetOrganizationStatusChange
+	20, // 32: trustfed.v1.AdminChange.override_onboarding:type_name -> trustfed.v1.OverrideOnboardingChange
+	21, // 33: trustfed.v1.AdminChange.accredit_issuer:type_name -> trustfed.v1.AccreditIssuerChange
+	22, // 34: trustfed.v1.AdminChange.withdraw_issuer:type_name -> trustfed.v1.WithdrawIssuerChange
+	23, // 35: trustfed.v1.AdminChange.revoke_passport:type_name -> trustfed.v1.RevokePassportChange
+	24, // 36: trustfed.v1.AdminChange.update_federation_policy:type_name -> trustfed.v1.FederationPolicyChange
+	25, // 37: trustfed.v1.AdminChange.add_admin:type_name -> trustfed.v1.AddAdminChange
+	26, // 38: trustfed.v1.AdminChange.remove_admin:type_name -> trustfed.v1.RemoveAdminChange
+	31, // 39: trustfed.v1.AdminChange.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 40: trustfed.v1.SetOrganizationStatusChange.status:type_name -> trustfed.v1.OrganizationStatus
+	33, // 41: trustfed.v1.FederationPolicyChange.onboarding_period:type_name -> google.protobuf.Duration
+	33, // 42: trustfed.v1.FederationPolicyChange.freshness_window:type_name -> google.protobuf.Duration
+	4,  // 43: trustfed.v1.Admin.status:type_name -> trustfed.v1.AdminStatus
+	31, // 44: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
+	31, // 45: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
+	31, // 46: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
+	17, // 47: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
+	5,  // 48: trustfed.v1.AdminChangeRecord.status:type_name -> trustfed.v1.AdminChangeStatus
+	29, // 49: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
+	31, // 50: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
+	31, // 51: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_types_proto_init() }
@@ -1556,13 +2916,25 @@ func file_trustfed_v1_types_proto_init() {
 		return
 	}
 	file_trustfed_v1_controls_proto_init()
+	file_trustfed_v1_types_proto_msgTypes[11].OneofWrappers = []any{
+		(*AdminChange_SetDeclaredLevel)(nil),
+		(*AdminChange_SetOrganizationStatus)(nil),
+		(*AdminChange_OverrideOnboarding)(nil),
+		(*AdminChange_AccreditIssuer)(nil),
+		(*AdminChange_WithdrawIssuer)(nil),
+		(*AdminChange_RevokePassport)(nil),
+		(*AdminChange_UpdateFederationPolicy)(nil),
+		(*AdminChange_AddAdmin)(nil),
+		(*AdminChange_RemoveAdmin)(nil),
+	}
+	file_trustfed_v1_types_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_types_proto_rawDesc), len(file_trustfed_v1_types_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   11,
+			NumEnums:      6,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -14,7 +14,7 @@ import (
 	v1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	_ "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -37,15 +37,20 @@ const (
 	CommandType_COMMAND_TYPE_CREATE_ORGANIZATION CommandType = 1
 	CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION CommandType = 2
 	// Retired before any release: agreements are now proposed and signed.
-	CommandType_COMMAND_TYPE_CREATE_AGREEMENT         CommandType = 3
-	CommandType_COMMAND_TYPE_PUT_TOKEN                CommandType = 4
-	CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION    CommandType = 5
-	CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION     CommandType = 6
-	CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING      CommandType = 7
-	CommandType_COMMAND_TYPE_SUBMIT_PASSPORT          CommandType = 8
-	CommandType_COMMAND_TYPE_ACCREDIT_ISSUER          CommandType = 9
-	CommandType_COMMAND_TYPE_WITHDRAW_ISSUER          CommandType = 10
-	CommandType_COMMAND_TYPE_REVOKE_PASSPORT          CommandType = 11
+	CommandType_COMMAND_TYPE_CREATE_AGREEMENT      CommandType = 3
+	CommandType_COMMAND_TYPE_PUT_TOKEN             CommandType = 4
+	CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION CommandType = 5
+	CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION  CommandType = 6
+	// Retired before any release: now an admin change (19, 20).
+	CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING CommandType = 7
+	CommandType_COMMAND_TYPE_SUBMIT_PASSPORT     CommandType = 8
+	// Retired before any release: now an admin change (19, 20).
+	CommandType_COMMAND_TYPE_ACCREDIT_ISSUER CommandType = 9
+	// Retired before any release: now an admin change (19, 20).
+	CommandType_COMMAND_TYPE_WITHDRAW_ISSUER CommandType = 10
+	// Retired before any release: now an admin change (19, 20).
+	CommandType_COMMAND_TYPE_REVOKE_PASSPORT CommandType = 11
+	// Retired before any release: now an admin change (19, 20).
 	CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY CommandType = 12
 	CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT        CommandType = 13
 	CommandType_COMMAND_TYPE_SIGN_AGREEMENT           CommandType = 14
@@ -53,6 +58,9 @@ const (
 	CommandType_COMMAND_TYPE_PUT_SIGNING_KEY          CommandType = 16
 	CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION     CommandType = 17
 	CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION    CommandType = 18
+	CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE     CommandType = 19
+	CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE     CommandType = 20
+	CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN          CommandType = 21
 )
 
 // Enum value maps for CommandType.
@@ -77,6 +85,9 @@ var (
 		16: "COMMAND_TYPE_PUT_SIGNING_KEY",
 		17: "COMMAND_TYPE_CREATE_AUTHORIZATION",
 		18: "COMMAND_TYPE_APPROVE_AUTHORIZATION",
+		19: "COMMAND_TYPE_PROPOSE_ADMIN_CHANGE",
+		20: "COMMAND_TYPE_APPROVE_ADMIN_CHANGE",
+		21: "COMMAND_TYPE_BOOTSTRAP_ADMIN",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -98,6 +109,9 @@ var (
 		"COMMAND_TYPE_PUT_SIGNING_KEY":          16,
 		"COMMAND_TYPE_CREATE_AUTHORIZATION":     17,
 		"COMMAND_TYPE_APPROVE_AUTHORIZATION":    18,
+		"COMMAND_TYPE_PROPOSE_ADMIN_CHANGE":     19,
+		"COMMAND_TYPE_APPROVE_ADMIN_CHANGE":     20,
+		"COMMAND_TYPE_BOOTSTRAP_ADMIN":          21,
 	}
 )
 
@@ -355,58 +369,6 @@ func (x *ApproveOrganization) GetOrganizationId() string {
 	return ""
 }
 
-type OverrideOnboarding struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
-	Reason         string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
-}
-
-func (x *OverrideOnboarding) Reset() {
-	*x = OverrideOnboarding{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *OverrideOnboarding) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*OverrideOnboarding) ProtoMessage() {}
-
-func (x *OverrideOnboarding) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use OverrideOnboarding.ProtoReflect.Descriptor instead.
-func (*OverrideOnboarding) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *OverrideOnboarding) GetOrganizationId() string {
-	if x != nil {
-		return x.OrganizationId
-	}
-	return ""
-}
-
-func (x *OverrideOnboarding) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
 type SubmitPassport struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
@@ -418,7 +380,7 @@ type SubmitPassport struct {
 
 func (x *SubmitPassport) Reset() {
 	*x = SubmitPassport{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[4]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +392,7 @@ func (x *SubmitPassport) String() string {
 func (*SubmitPassport) ProtoMessage() {}
 
 func (x *SubmitPassport) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[4]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +405,7 @@ func (x *SubmitPassport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPassport.ProtoReflect.Descriptor instead.
 func (*SubmitPassport) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubmitPassport) GetOrganizationId() string {
@@ -467,154 +429,6 @@ func (x *SubmitPassport) GetSignature() []byte {
 	return nil
 }
 
-type AccreditIssuer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Issuer        *v1.Issuer             `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *AccreditIssuer) Reset() {
-	*x = AccreditIssuer{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *AccreditIssuer) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*AccreditIssuer) ProtoMessage() {}
-
-func (x *AccreditIssuer) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use AccreditIssuer.ProtoReflect.Descriptor instead.
-func (*AccreditIssuer) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *AccreditIssuer) GetIssuer() *v1.Issuer {
-	if x != nil {
-		return x.Issuer
-	}
-	return nil
-}
-
-type WithdrawIssuer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	IssuerId      string                 `protobuf:"bytes,1,opt,name=issuer_id,json=issuerId,proto3" json:"issuer_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *WithdrawIssuer) Reset() {
-	*x = WithdrawIssuer{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *WithdrawIssuer) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WithdrawIssuer) ProtoMessage() {}
-
-func (x *WithdrawIssuer) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WithdrawIssuer.ProtoReflect.Descriptor instead.
-func (*WithdrawIssuer) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *WithdrawIssuer) GetIssuerId() string {
-	if x != nil {
-		return x.IssuerId
-	}
-	return ""
-}
-
-func (x *WithdrawIssuer) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-type RevokePassport struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RevokePassport) Reset() {
-	*x = RevokePassport{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RevokePassport) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RevokePassport) ProtoMessage() {}
-
-func (x *RevokePassport) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RevokePassport.ProtoReflect.Descriptor instead.
-func (*RevokePassport) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *RevokePassport) GetSerial() string {
-	if x != nil {
-		return x.Serial
-	}
-	return ""
-}
-
-func (x *RevokePassport) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
 // RevokedPassport records a revoked passport serial.
 type RevokedPassport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -628,7 +442,7 @@ type RevokedPassport struct {
 
 func (x *RevokedPassport) Reset() {
 	*x = RevokedPassport{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +454,7 @@ func (x *RevokedPassport) String() string {
 func (*RevokedPassport) ProtoMessage() {}
 
 func (x *RevokedPassport) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +467,7 @@ func (x *RevokedPassport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedPassport.ProtoReflect.Descriptor instead.
 func (*RevokedPassport) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RevokedPassport) GetSerial() string {
@@ -684,66 +498,6 @@ func (x *RevokedPassport) GetIndex() uint64 {
 	return 0
 }
 
-type UpdateFederationPolicy struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	OnboardingCapLevel *uint32                `protobuf:"varint,1,opt,name=onboarding_cap_level,json=onboardingCapLevel,proto3,oneof" json:"onboarding_cap_level,omitempty"`
-	OnboardingPeriod   *durationpb.Duration   `protobuf:"bytes,2,opt,name=onboarding_period,json=onboardingPeriod,proto3" json:"onboarding_period,omitempty"`
-	FreshnessWindow    *durationpb.Duration   `protobuf:"bytes,3,opt,name=freshness_window,json=freshnessWindow,proto3" json:"freshness_window,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
-}
-
-func (x *UpdateFederationPolicy) Reset() {
-	*x = UpdateFederationPolicy{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *UpdateFederationPolicy) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*UpdateFederationPolicy) ProtoMessage() {}
-
-func (x *UpdateFederationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use UpdateFederationPolicy.ProtoReflect.Descriptor instead.
-func (*UpdateFederationPolicy) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{9}
-}
-
-func (x *UpdateFederationPolicy) GetOnboardingCapLevel() uint32 {
-	if x != nil && x.OnboardingCapLevel != nil {
-		return *x.OnboardingCapLevel
-	}
-	return 0
-}
-
-func (x *UpdateFederationPolicy) GetOnboardingPeriod() *durationpb.Duration {
-	if x != nil {
-		return x.OnboardingPeriod
-	}
-	return nil
-}
-
-func (x *UpdateFederationPolicy) GetFreshnessWindow() *durationpb.Duration {
-	if x != nil {
-		return x.FreshnessWindow
-	}
-	return nil
-}
-
 // SigningKey is the registry's decision-signing key. It lives in the
 // replicated state so every node signs with it (see docs/decisions.md).
 type SigningKey struct {
@@ -759,7 +513,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +525,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +538,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SigningKey) GetKeyId() string {
@@ -825,7 +579,7 @@ type CreateAuthorization struct {
 
 func (x *CreateAuthorization) Reset() {
 	*x = CreateAuthorization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +591,7 @@ func (x *CreateAuthorization) String() string {
 func (*CreateAuthorization) ProtoMessage() {}
 
 func (x *CreateAuthorization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +604,7 @@ func (x *CreateAuthorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAuthorization.ProtoReflect.Descriptor instead.
 func (*CreateAuthorization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateAuthorization) GetStatement() []byte {
@@ -871,7 +625,7 @@ type ApproveAuthorization struct {
 
 func (x *ApproveAuthorization) Reset() {
 	*x = ApproveAuthorization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +637,7 @@ func (x *ApproveAuthorization) String() string {
 func (*ApproveAuthorization) ProtoMessage() {}
 
 func (x *ApproveAuthorization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +650,7 @@ func (x *ApproveAuthorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAuthorization.ProtoReflect.Descriptor instead.
 func (*ApproveAuthorization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ApproveAuthorization) GetAuthorizationId() string {
@@ -930,7 +684,7 @@ type PutSigningKey struct {
 
 func (x *PutSigningKey) Reset() {
 	*x = PutSigningKey{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +696,7 @@ func (x *PutSigningKey) String() string {
 func (*PutSigningKey) ProtoMessage() {}
 
 func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +709,7 @@ func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSigningKey.ProtoReflect.Descriptor instead.
 func (*PutSigningKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutSigningKey) GetKey() *SigningKey {
@@ -975,7 +729,7 @@ type ProposeAgreement struct {
 
 func (x *ProposeAgreement) Reset() {
 	*x = ProposeAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +741,7 @@ func (x *ProposeAgreement) String() string {
 func (*ProposeAgreement) ProtoMessage() {}
 
 func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +754,7 @@ func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreement.ProtoReflect.Descriptor instead.
 func (*ProposeAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProposeAgreement) GetTerms() []byte {
@@ -1021,7 +775,7 @@ type SignAgreement struct {
 
 func (x *SignAgreement) Reset() {
 	*x = SignAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +787,7 @@ func (x *SignAgreement) String() string {
 func (*SignAgreement) ProtoMessage() {}
 
 func (x *SignAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +800,7 @@ func (x *SignAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreement.ProtoReflect.Descriptor instead.
 func (*SignAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignAgreement) GetAgreementId() string {
@@ -1081,7 +835,7 @@ type TerminateAgreement struct {
 
 func (x *TerminateAgreement) Reset() {
 	*x = TerminateAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +847,7 @@ func (x *TerminateAgreement) String() string {
 func (*TerminateAgreement) ProtoMessage() {}
 
 func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +860,7 @@ func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreement.ProtoReflect.Descriptor instead.
 func (*TerminateAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TerminateAgreement) GetTermination() []byte {
@@ -1123,19 +877,19 @@ func (x *TerminateAgreement) GetSignature() []byte {
 	return nil
 }
 
+// UpdateOrganization renames an organisation; level and status changes are
+// admin changes (fields 3 and 4 retired with commands 7, 9-12).
 type UpdateOrganization struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
-	Name           *string                `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
-	DeclaredLevel  *uint32                `protobuf:"varint,3,opt,name=declared_level,json=declaredLevel,proto3,oneof" json:"declared_level,omitempty"`
-	Status         *v1.OrganizationStatus `protobuf:"varint,4,opt,name=status,proto3,enum=trustfed.v1.OrganizationStatus,oneof" json:"status,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UpdateOrganization) Reset() {
 	*x = UpdateOrganization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +901,7 @@ func (x *UpdateOrganization) String() string {
 func (*UpdateOrganization) ProtoMessage() {}
 
 func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +914,7 @@ func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganization.ProtoReflect.Descriptor instead.
 func (*UpdateOrganization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateOrganization) GetOrganizationId() string {
@@ -1171,24 +925,171 @@ func (x *UpdateOrganization) GetOrganizationId() string {
 }
 
 func (x *UpdateOrganization) GetName() string {
-	if x != nil && x.Name != nil {
-		return *x.Name
+	if x != nil {
+		return x.Name
 	}
 	return ""
 }
 
-func (x *UpdateOrganization) GetDeclaredLevel() uint32 {
-	if x != nil && x.DeclaredLevel != nil {
-		return *x.DeclaredLevel
-	}
-	return 0
+// ProposeAdminChange carries a serialized trustfed.v1.AdminChange and the
+// proposer's approval.
+type ProposeAdminChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Change        []byte                 `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	Approval      *v1.AdminSignature     `protobuf:"bytes,2,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
-func (x *UpdateOrganization) GetStatus() v1.OrganizationStatus {
-	if x != nil && x.Status != nil {
-		return *x.Status
+func (x *ProposeAdminChange) Reset() {
+	*x = ProposeAdminChange{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeAdminChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeAdminChange) ProtoMessage() {}
+
+func (x *ProposeAdminChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
 	}
-	return v1.OrganizationStatus(0)
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeAdminChange.ProtoReflect.Descriptor instead.
+func (*ProposeAdminChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ProposeAdminChange) GetChange() []byte {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *ProposeAdminChange) GetApproval() *v1.AdminSignature {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+type ApproveAdminChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChangeId      string                 `protobuf:"bytes,1,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	Approval      *v1.AdminSignature     `protobuf:"bytes,2,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveAdminChange) Reset() {
+	*x = ApproveAdminChange{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveAdminChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveAdminChange) ProtoMessage() {}
+
+func (x *ApproveAdminChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveAdminChange.ProtoReflect.Descriptor instead.
+func (*ApproveAdminChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ApproveAdminChange) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
+func (x *ApproveAdminChange) GetApproval() *v1.AdminSignature {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+// BootstrapAdmin enrols the first admin of a federation that has never had
+// one, with the approvals the policy requires (the dev server: 1). Leader
+// tasks propose it; no API reaches it.
+type BootstrapAdmin struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Admin             *v1.Admin              `protobuf:"bytes,1,opt,name=admin,proto3" json:"admin,omitempty"`
+	ApprovalsRequired uint32                 `protobuf:"varint,2,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BootstrapAdmin) Reset() {
+	*x = BootstrapAdmin{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootstrapAdmin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootstrapAdmin) ProtoMessage() {}
+
+func (x *BootstrapAdmin) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootstrapAdmin.ProtoReflect.Descriptor instead.
+func (*BootstrapAdmin) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BootstrapAdmin) GetAdmin() *v1.Admin {
+	if x != nil {
+		return x.Admin
+	}
+	return nil
+}
+
+func (x *BootstrapAdmin) GetApprovalsRequired() uint32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
 }
 
 // Token is a bearer credential, stored only as the SHA-256 of its secret.
@@ -1207,7 +1108,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1120,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1133,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Token) GetId() string {
@@ -1289,7 +1190,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1202,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1215,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -1351,7 +1252,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1264,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1277,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -1439,7 +1340,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1352,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1365,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1495,6 +1396,8 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_FederationPolicy
 	//	*SnapshotRecord_SigningKey
 	//	*SnapshotRecord_Authorization
+	//	*SnapshotRecord_Admin
+	//	*SnapshotRecord_AdminChange
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1502,7 +1405,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1417,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1430,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1618,6 +1521,24 @@ func (x *SnapshotRecord) GetAuthorization() *v1.Authorization {
 	return nil
 }
 
+func (x *SnapshotRecord) GetAdmin() *v1.Admin {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Admin); ok {
+			return x.Admin
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetAdminChange() *v1.AdminChangeRecord {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_AdminChange); ok {
+			return x.AdminChange
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1658,6 +1579,14 @@ type SnapshotRecord_Authorization struct {
 	Authorization *v1.Authorization `protobuf:"bytes,9,opt,name=authorization,proto3,oneof"`
 }
 
+type SnapshotRecord_Admin struct {
+	Admin *v1.Admin `protobuf:"bytes,10,opt,name=admin,proto3,oneof"`
+}
+
+type SnapshotRecord_AdminChange struct {
+	AdminChange *v1.AdminChangeRecord `protobuf:"bytes,11,opt,name=admin_change,json=adminChange,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -1676,6 +1605,10 @@ func (*SnapshotRecord_SigningKey) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Authorization) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_Admin) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_AdminChange) isSnapshotRecord_Record() {}
+
 var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
 const file_trustfed_command_v1_command_proto_rawDesc = "" +
@@ -1692,33 +1625,17 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\fregistration\x18\x01 \x01(\fR\fregistration\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\">\n" +
 	"\x13ApproveOrganization\x12'\n" +
-	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\"U\n" +
-	"\x12OverrideOnboarding\x12'\n" +
-	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"s\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\"s\n" +
 	"\x0eSubmitPassport\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1a\n" +
 	"\bpassport\x18\x02 \x01(\tR\bpassport\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"=\n" +
-	"\x0eAccreditIssuer\x12+\n" +
-	"\x06issuer\x18\x01 \x01(\v2\x13.trustfed.v1.IssuerR\x06issuer\"E\n" +
-	"\x0eWithdrawIssuer\x12\x1b\n" +
-	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"@\n" +
-	"\x0eRevokePassport\x12\x16\n" +
-	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x94\x01\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x94\x01\n" +
 	"\x0fRevokedPassport\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12;\n" +
 	"\vrevoke_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"revokeTime\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"\xf6\x01\n" +
-	"\x16UpdateFederationPolicy\x125\n" +
-	"\x14onboarding_cap_level\x18\x01 \x01(\rH\x00R\x12onboardingCapLevel\x88\x01\x01\x12F\n" +
-	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12D\n" +
-	"\x10freshness_window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindowB\x17\n" +
-	"\x15_onboarding_cap_level\"\xa6\x01\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"\xa6\x01\n" +
 	"\n" +
 	"SigningKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12!\n" +
@@ -1742,15 +1659,19 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\tsignature\x18\x03 \x01(\fR\tsignature\"T\n" +
 	"\x12TerminateAgreement\x12 \n" +
 	"\vtermination\x18\x01 \x01(\fR\vtermination\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe7\x01\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"]\n" +
 	"\x12UpdateOrganization\x12'\n" +
-	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
-	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12*\n" +
-	"\x0edeclared_level\x18\x03 \x01(\rH\x01R\rdeclaredLevel\x88\x01\x01\x12<\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x1f.trustfed.v1.OrganizationStatusH\x02R\x06status\x88\x01\x01B\a\n" +
-	"\x05_nameB\x11\n" +
-	"\x0f_declared_levelB\t\n" +
-	"\a_status\"\xed\x01\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04nameJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\"e\n" +
+	"\x12ProposeAdminChange\x12\x16\n" +
+	"\x06change\x18\x01 \x01(\fR\x06change\x127\n" +
+	"\bapproval\x18\x02 \x01(\v2\x1b.trustfed.v1.AdminSignatureR\bapproval\"j\n" +
+	"\x12ApproveAdminChange\x12\x1b\n" +
+	"\tchange_id\x18\x01 \x01(\tR\bchangeId\x127\n" +
+	"\bapproval\x18\x02 \x01(\v2\x1b.trustfed.v1.AdminSignatureR\bapproval\"i\n" +
+	"\x0eBootstrapAdmin\x12(\n" +
+	"\x05admin\x18\x01 \x01(\v2\x12.trustfed.v1.AdminR\x05admin\x12-\n" +
+	"\x12approvals_required\x18\x02 \x01(\rR\x11approvalsRequired\"\xed\x01\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\x12-\n" +
@@ -1775,7 +1696,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xef\x04\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe0\x05\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
 	"\tagreement\x18\x02 \x01(\v2\x16.trustfed.v1.AgreementH\x00R\tagreement\x122\n" +
@@ -1786,8 +1707,11 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x11federation_policy\x18\a \x01(\v2\x1d.trustfed.v1.FederationPolicyH\x00R\x10federationPolicy\x12B\n" +
 	"\vsigning_key\x18\b \x01(\v2\x1f.trustfed.command.v1.SigningKeyH\x00R\n" +
 	"signingKey\x12B\n" +
-	"\rauthorization\x18\t \x01(\v2\x1a.trustfed.v1.AuthorizationH\x00R\rauthorizationB\b\n" +
-	"\x06record*\xba\x05\n" +
+	"\rauthorization\x18\t \x01(\v2\x1a.trustfed.v1.AuthorizationH\x00R\rauthorization\x12*\n" +
+	"\x05admin\x18\n" +
+	" \x01(\v2\x12.trustfed.v1.AdminH\x00R\x05admin\x12C\n" +
+	"\fadmin_change\x18\v \x01(\v2\x1e.trustfed.v1.AdminChangeRecordH\x00R\vadminChangeB\b\n" +
+	"\x06record*\xaa\x06\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -1808,7 +1732,10 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	" COMMAND_TYPE_TERMINATE_AGREEMENT\x10\x0f\x12 \n" +
 	"\x1cCOMMAND_TYPE_PUT_SIGNING_KEY\x10\x10\x12%\n" +
 	"!COMMAND_TYPE_CREATE_AUTHORIZATION\x10\x11\x12&\n" +
-	"\"COMMAND_TYPE_APPROVE_AUTHORIZATION\x10\x12*,\n" +
+	"\"COMMAND_TYPE_APPROVE_AUTHORIZATION\x10\x12\x12%\n" +
+	"!COMMAND_TYPE_PROPOSE_ADMIN_CHANGE\x10\x13\x12%\n" +
+	"!COMMAND_TYPE_APPROVE_ADMIN_CHANGE\x10\x14\x12 \n" +
+	"\x1cCOMMAND_TYPE_BOOTSTRAP_ADMIN\x10\x15*,\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1827,70 +1754,70 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
-	(CommandType)(0),               // 0: trustfed.command.v1.CommandType
-	(Role)(0),                      // 1: trustfed.command.v1.Role
-	(*Envelope)(nil),               // 2: trustfed.command.v1.Envelope
-	(*RegisterOrganization)(nil),   // 3: trustfed.command.v1.RegisterOrganization
-	(*ApproveOrganization)(nil),    // 4: trustfed.command.v1.ApproveOrganization
-	(*OverrideOnboarding)(nil),     // 5: trustfed.command.v1.OverrideOnboarding
-	(*SubmitPassport)(nil),         // 6: trustfed.command.v1.SubmitPassport
-	(*AccreditIssuer)(nil),         // 7: trustfed.command.v1.AccreditIssuer
-	(*WithdrawIssuer)(nil),         // 8: trustfed.command.v1.WithdrawIssuer
-	(*RevokePassport)(nil),         // 9: trustfed.command.v1.RevokePassport
-	(*RevokedPassport)(nil),        // 10: trustfed.command.v1.RevokedPassport
-	(*UpdateFederationPolicy)(nil), // 11: trustfed.command.v1.UpdateFederationPolicy
-	(*SigningKey)(nil),             // 12: trustfed.command.v1.SigningKey
-	(*CreateAuthorization)(nil),    // 13: trustfed.command.v1.CreateAuthorization
-	(*ApproveAuthorization)(nil),   // 14: trustfed.command.v1.ApproveAuthorization
-	(*PutSigningKey)(nil),          // 15: trustfed.command.v1.PutSigningKey
-	(*ProposeAgreement)(nil),       // 16: trustfed.command.v1.ProposeAgreement
-	(*SignAgreement)(nil),          // 17: trustfed.command.v1.SignAgreement
-	(*TerminateAgreement)(nil),     // 18: trustfed.command.v1.TerminateAgreement
-	(*UpdateOrganization)(nil),     // 19: trustfed.command.v1.UpdateOrganization
-	(*Token)(nil),                  // 20: trustfed.command.v1.Token
-	(*PutToken)(nil),               // 21: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),         // 22: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),         // 23: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),         // 24: trustfed.command.v1.SnapshotRecord
-	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
-	(*v1.Issuer)(nil),              // 26: trustfed.v1.Issuer
-	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
-	(v1.OrganizationStatus)(0),     // 28: trustfed.v1.OrganizationStatus
-	(*v1.Organization)(nil),        // 29: trustfed.v1.Organization
-	(*v1.Agreement)(nil),           // 30: trustfed.v1.Agreement
-	(*v1.FederationPolicy)(nil),    // 31: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),       // 32: trustfed.v1.Authorization
+	(CommandType)(0),              // 0: trustfed.command.v1.CommandType
+	(Role)(0),                     // 1: trustfed.command.v1.Role
+	(*Envelope)(nil),              // 2: trustfed.command.v1.Envelope
+	(*RegisterOrganization)(nil),  // 3: trustfed.command.v1.RegisterOrganization
+	(*ApproveOrganization)(nil),   // 4: trustfed.command.v1.ApproveOrganization
+	(*SubmitPassport)(nil),        // 5: trustfed.command.v1.SubmitPassport
+	(*RevokedPassport)(nil),       // 6: trustfed.command.v1.RevokedPassport
+	(*SigningKey)(nil),            // 7: trustfed.command.v1.SigningKey
+	(*CreateAuthorization)(nil),   // 8: trustfed.command.v1.CreateAuthorization
+	(*ApproveAuthorization)(nil),  // 9: trustfed.command.v1.ApproveAuthorization
+	(*PutSigningKey)(nil),         // 10: trustfed.command.v1.PutSigningKey
+	(*ProposeAgreement)(nil),      // 11: trustfed.command.v1.ProposeAgreement
+	(*SignAgreement)(nil),         // 12: trustfed.command.v1.SignAgreement
+	(*TerminateAgreement)(nil),    // 13: trustfed.command.v1.TerminateAgreement
+	(*UpdateOrganization)(nil),    // 14: trustfed.command.v1.UpdateOrganization
+	(*ProposeAdminChange)(nil),    // 15: trustfed.command.v1.ProposeAdminChange
+	(*ApproveAdminChange)(nil),    // 16: trustfed.command.v1.ApproveAdminChange
+	(*BootstrapAdmin)(nil),        // 17: trustfed.command.v1.BootstrapAdmin
+	(*Token)(nil),                 // 18: trustfed.command.v1.Token
+	(*PutToken)(nil),              // 19: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),        // 20: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),        // 21: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),        // 22: trustfed.command.v1.SnapshotRecord
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*v1.AdminSignature)(nil),     // 24: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),              // 25: trustfed.v1.Admin
+	(*v1.Organization)(nil),       // 26: trustfed.v1.Organization
+	(*v1.Agreement)(nil),          // 27: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),             // 28: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),   // 29: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),      // 30: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),  // 31: trustfed.v1.AdminChangeRecord
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	25, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	26, // 2: trustfed.command.v1.AccreditIssuer.issuer:type_name -> trustfed.v1.Issuer
-	25, // 3: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	27, // 4: trustfed.command.v1.UpdateFederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
-	27, // 5: trustfed.command.v1.UpdateFederationPolicy.freshness_window:type_name -> google.protobuf.Duration
-	25, // 6: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	12, // 7: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	28, // 8: trustfed.command.v1.UpdateOrganization.status:type_name -> trustfed.v1.OrganizationStatus
-	1,  // 9: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	25, // 10: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	20, // 11: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	25, // 12: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	29, // 13: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	30, // 14: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
-	20, // 15: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	22, // 16: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	26, // 17: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
-	10, // 18: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	31, // 19: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
-	12, // 20: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	32, // 21: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	23, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	23, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	23, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 4: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
+	24, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	24, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	25, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	1,  // 8: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
+	23, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	18, // 10: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
+	23, // 11: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	26, // 12: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	27, // 13: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	18, // 14: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
+	20, // 15: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	28, // 16: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	6,  // 17: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
+	29, // 18: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	7,  // 19: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
+	30, // 20: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	25, // 21: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	31, // 22: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -1898,9 +1825,7 @@ func file_trustfed_command_v1_command_proto_init() {
 	if File_trustfed_command_v1_command_proto != nil {
 		return
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[9].OneofWrappers = []any{}
-	file_trustfed_command_v1_command_proto_msgTypes[17].OneofWrappers = []any{}
-	file_trustfed_command_v1_command_proto_msgTypes[22].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[20].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
@@ -1910,6 +1835,8 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_FederationPolicy)(nil),
 		(*SnapshotRecord_SigningKey)(nil),
 		(*SnapshotRecord_Authorization)(nil),
+		(*SnapshotRecord_Admin)(nil),
+		(*SnapshotRecord_AdminChange)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1917,7 +1844,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
