@@ -1,0 +1,115 @@
+package revocation
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestWebhookSenderRefusals(t *testing.T) {
+	_, priv := testKey(t)
+	var (
+		mu    sync.Mutex
+		paths []string
+	)
+	srv, pool := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/redirect":
+			http.Redirect(w, r, "/ok", http.StatusFound)
+		case "/slow":
+			<-r.Context().Done()
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	s, err := NewWebhookSender(WebhookConfig{Key: priv, KeyID: "k", TLS: &tls.Config{RootCAs: pool}, Timeout: 100 * time.Millisecond})
+	require.NoError(t, err)
+	defer s.Close()
+	n := Notification{EventID: "e"}
+	send := func(endpoints ...string) error {
+		_, err := s.Send(t.Context(), Target{Partner: "p", Endpoints: endpoints}, n)
+		return err
+	}
+
+	require.ErrorIs(t, send(), ErrNoEndpoints)
+	require.ErrorIs(t, send("http://"+srv.Listener.Addr().String()+"/ok"), ErrEndpoint, "plain http is refused")
+	require.ErrorIs(t, send("/ok"), ErrEndpoint)
+	require.ErrorIs(t, send(srv.URL+"/redirect"), ErrNotAcknowledged, "a redirect is not followed")
+	err = send(srv.URL + "/slow")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "each request is bounded by the timeout")
+	mu.Lock()
+	require.Equal(t, []string{"/redirect", "/slow"}, paths)
+	mu.Unlock()
+
+	require.NoError(t, send(srv.URL+"/slow", srv.URL+"/ok"), "the next endpoint is tried")
+
+	_, err = NewWebhookSender(WebhookConfig{Key: priv[:3], KeyID: "k"})
+	require.Error(t, err)
+	_, err = NewWebhookSender(WebhookConfig{Key: priv})
+	require.Error(t, err, "a key id is required")
+}
+
+func TestWebhookSenderReusesRecentSignature(t *testing.T) {
+	pub, priv := testKey(t)
+	headers := make(chan http.Header, 10)
+	srv, pool := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		headers <- r.Header.Clone()
+	}))
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	s, err := NewWebhookSender(WebhookConfig{Key: priv, KeyID: "k", TLS: &tls.Config{RootCAs: pool}, Now: clock})
+	require.NoError(t, err)
+	defer s.Close()
+	send := func(n Notification) http.Header {
+		_, err := s.Send(t.Context(), Target{Partner: "p", Endpoints: []string{srv.URL}}, n)
+		require.NoError(t, err)
+		h := <-headers
+		_, err = VerifyWebhook(pub, h, n.Body, now, time.Minute)
+		require.NoError(t, err)
+		return h
+	}
+
+	body := []byte("one")
+	first := send(Notification{EventID: "e1", Body: body})
+	now = now.Add(5 * time.Second)
+	require.Equal(t, first.Get(HeaderSignature), send(Notification{EventID: "e1", Body: body}).Get(HeaderSignature))
+	body[0] = 'O' // the caller's bytes changed: signed again
+	require.NotEqual(t, first.Get(HeaderSignature), send(Notification{EventID: "e1", Body: body}).Get(HeaderSignature))
+	require.NotEqual(t, first.Get(HeaderEventID), send(Notification{EventID: "e2", Body: body}).Get(HeaderEventID))
+	now = now.Add(signatureReuse)
+	require.Equal(t, formatTimestamp(now), send(Notification{EventID: "e2", Body: body}).Get(HeaderTimestamp), "stale signature renewed")
+}
+
+func TestFirstOf(t *testing.T) {
+	fail := func(msg string) Sender {
+		return SenderFunc(func(context.Context, Target, Notification) (Channel, error) { return "", errors.New(msg) })
+	}
+	ack := func(ch Channel) Sender {
+		return SenderFunc(func(context.Context, Target, Notification) (Channel, error) { return ch, nil })
+	}
+	tg, n := Target{Partner: "p"}, Notification{EventID: "e"}
+
+	ch, err := FirstOf(ack(ChannelStream), ack(ChannelWebhook)).Send(t.Context(), tg, n)
+	require.NoError(t, err)
+	require.Equal(t, ChannelStream, ch)
+
+	ch, err = FirstOf(fail("no stream open"), ack(ChannelWebhook)).Send(t.Context(), tg, n)
+	require.NoError(t, err)
+	require.Equal(t, ChannelWebhook, ch)
+
+	_, err = FirstOf(fail("no stream open"), fail("503")).Send(t.Context(), tg, n)
+	require.ErrorContains(t, err, "no stream open")
+	require.ErrorContains(t, err, "503")
+
+	_, err = FirstOf().Send(t.Context(), tg, n)
+	require.ErrorIs(t, err, ErrNoEndpoints)
+}
