@@ -26,7 +26,10 @@ func TestPartners(t *testing.T) {
 		idx++
 		require.NoError(t, fsm.Apply(idx, b).(state.Result).Err)
 	}
-	apply(&commandv1.AccreditIssuer{Issuer: fed.Issuer()})
+	admin := testutil.NewAdmin("alice")
+	apply(&commandv1.BootstrapAdmin{Admin: &trustfedv1.Admin{Id: admin.ID, Name: "Alice", PublicKey: admin.Public()}, ApprovalsRequired: 1})
+	accredit := testutil.ChangeBytes(t, testutil.Accredit(fed.Issuer()), now)
+	apply(&commandv1.ProposeAdminChange{Change: accredit, Approval: admin.Approve(accredit)})
 	for _, id := range []string{"hub", "p-one", "p-two", "p-three", "loner"} {
 		reg, sig := fed.Registration(id, 2, 2, now)
 		apply(&commandv1.RegisterOrganization{Registration: reg, Signature: sig})
