@@ -11,13 +11,12 @@ import (
 	"github.com/trustfed/trustfed/registry/state"
 )
 
-// UpdateOrganization changes an organisation's name, declared level or status.
+// UpdateOrganization renames an organisation. Level and status changes are
+// admin changes (ProposeAdminChange).
 func (s *Server) UpdateOrganization(ctx context.Context, req *trustfedv1.UpdateOrganizationRequest) (*trustfedv1.UpdateOrganizationResponse, error) {
 	cmd := &commandv1.UpdateOrganization{
 		OrganizationId: req.GetOrganizationId(),
-		Name:           req.Name,
-		DeclaredLevel:  req.DeclaredLevel,
-		Status:         req.Status,
+		Name:           req.GetName(),
 	}
 	if err := state.ValidateOrganizationUpdate(cmd); err != nil {
 		return nil, err

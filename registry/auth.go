@@ -61,20 +61,20 @@ func withPrincipal(ctx context.Context, p Principal) context.Context {
 // method. A method missing here is denied to everyone (default deny); a test
 // checks every registered method has an entry.
 var methodRoles = map[string][]Role{
-	trustfedv1.RegistryService_CheckInteraction_FullMethodName:    {RoleAdmin},
-	trustfedv1.RegistryService_GetOrganization_FullMethodName:     {RoleAdmin},
-	trustfedv1.RegistryService_ListOrganizations_FullMethodName:   {RoleAdmin},
-	trustfedv1.RegistryService_GetKeys_FullMethodName:             {RoleNone, RoleAdmin, RoleNode}, // public: see publicMethods
-	trustfedv1.AdminService_ApproveOrganization_FullMethodName:    {RoleAdmin},
-	trustfedv1.AdminService_UpdateOrganization_FullMethodName:     {RoleAdmin},
-	trustfedv1.AdminService_OverrideOnboarding_FullMethodName:     {RoleAdmin},
-	trustfedv1.AdminService_AccreditIssuer_FullMethodName:         {RoleAdmin},
-	trustfedv1.AdminService_WithdrawIssuer_FullMethodName:         {RoleAdmin},
-	trustfedv1.AdminService_GetIssuer_FullMethodName:              {RoleAdmin},
-	trustfedv1.AdminService_ListIssuers_FullMethodName:            {RoleAdmin},
-	trustfedv1.AdminService_RevokePassport_FullMethodName:         {RoleAdmin},
-	trustfedv1.AdminService_GetFederationPolicy_FullMethodName:    {RoleAdmin},
-	trustfedv1.AdminService_UpdateFederationPolicy_FullMethodName: {RoleAdmin},
+	trustfedv1.RegistryService_CheckInteraction_FullMethodName:  {RoleAdmin},
+	trustfedv1.RegistryService_GetOrganization_FullMethodName:   {RoleAdmin},
+	trustfedv1.RegistryService_ListOrganizations_FullMethodName: {RoleAdmin},
+	trustfedv1.RegistryService_GetKeys_FullMethodName:           {RoleNone, RoleAdmin, RoleNode}, // public: see publicMethods
+	trustfedv1.AdminService_ApproveOrganization_FullMethodName:  {RoleAdmin},
+	trustfedv1.AdminService_UpdateOrganization_FullMethodName:   {RoleAdmin},
+	trustfedv1.AdminService_ProposeAdminChange_FullMethodName:   {RoleAdmin},
+	trustfedv1.AdminService_ApproveAdminChange_FullMethodName:   {RoleAdmin},
+	trustfedv1.AdminService_GetAdminChange_FullMethodName:       {RoleAdmin},
+	trustfedv1.AdminService_ListAdminChanges_FullMethodName:     {RoleAdmin},
+	trustfedv1.AdminService_ListAdmins_FullMethodName:           {RoleAdmin},
+	trustfedv1.AdminService_GetIssuer_FullMethodName:            {RoleAdmin},
+	trustfedv1.AdminService_ListIssuers_FullMethodName:          {RoleAdmin},
+	trustfedv1.AdminService_GetFederationPolicy_FullMethodName:  {RoleAdmin},
 	// Membership requests are authenticated by the organisation's signature
 	// over what they submit; until organisations get governance tokens
 	// (zero-trust issue) an admin token submits them.

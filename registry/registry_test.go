@@ -48,11 +48,8 @@ func TestWriteMethods(t *testing.T) {
 	want := map[string]bool{
 		trustfedv1.AdminService_ApproveOrganization_FullMethodName:       true,
 		trustfedv1.AdminService_UpdateOrganization_FullMethodName:        true,
-		trustfedv1.AdminService_OverrideOnboarding_FullMethodName:        true,
-		trustfedv1.AdminService_AccreditIssuer_FullMethodName:            true,
-		trustfedv1.AdminService_WithdrawIssuer_FullMethodName:            true,
-		trustfedv1.AdminService_RevokePassport_FullMethodName:            true,
-		trustfedv1.AdminService_UpdateFederationPolicy_FullMethodName:    true,
+		trustfedv1.AdminService_ProposeAdminChange_FullMethodName:        true,
+		trustfedv1.AdminService_ApproveAdminChange_FullMethodName:        true,
 		trustfedv1.MembershipService_RegisterOrganization_FullMethodName: true,
 		trustfedv1.MembershipService_SubmitPassport_FullMethodName:       true,
 		trustfedv1.MembershipService_ProposeAgreement_FullMethodName:     true,

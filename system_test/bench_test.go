@@ -17,7 +17,7 @@ func BenchmarkCheckInteraction(b *testing.B) {
 	c := dial(b, d.srv, d.caFile, d.token)
 	waitServing(b, c)
 	fed := testutil.NewFederation(b)
-	accredit(b, c, fed)
+	accredit(b, c, fed, d.admins)
 	enrol(b, c, fed, "bench-a", 4)
 	enrol(b, c, fed, "bench-b", 3)
 	agree(b, c, fed, "bench-a", "bench-b", "task_send")
@@ -47,7 +47,7 @@ func BenchmarkUpdateOrganization(b *testing.B) {
 	c := dial(b, d.srv, d.caFile, d.token)
 	waitServing(b, c)
 	fed := testutil.NewFederation(b)
-	accredit(b, c, fed)
+	accredit(b, c, fed, d.admins)
 	for i := 0; i < 16; i++ {
 		enrol(b, c, fed, fmt.Sprintf("org-%d", i), 4)
 	}
@@ -57,8 +57,7 @@ func BenchmarkUpdateOrganization(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := nextID(&n)
-			level := uint32(i % 5)
-			_, err := c.Admin().UpdateOrganization(context.Background(), &trustfedv1.UpdateOrganizationRequest{OrganizationId: fmt.Sprintf("org-%d", i%16), DeclaredLevel: &level})
+			_, err := c.Admin().UpdateOrganization(context.Background(), &trustfedv1.UpdateOrganizationRequest{OrganizationId: fmt.Sprintf("org-%d", i%16), Name: fmt.Sprintf("Org %d", i)})
 			if err != nil {
 				b.Errorf("update: %v", err)
 				return
@@ -77,7 +76,7 @@ func BenchmarkClusterCheckInteraction(b *testing.B) {
 	if leader == "n1" {
 		follower = "n2"
 	}
-	accredit(b, c.clients[leader], c.fed)
+	accredit(b, c.clients[leader], c.fed, c.admins)
 	enrol(b, c.clients[leader], c.fed, "bench-a", 4)
 	enrol(b, c.clients[leader], c.fed, "bench-b", 3)
 	agree(b, c.clients[leader], c.fed, "bench-a", "bench-b", "task_send")

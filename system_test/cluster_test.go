@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -18,6 +20,7 @@ type cluster struct {
 	servers map[string]*testutil.Server
 	clients map[string]*client.Client
 	token   string
+	admins  admins
 }
 
 // startCluster starts n1 (bootstrap) and joins n2, n3 through it, each a
@@ -40,6 +43,7 @@ func startCluster(t testing.TB) *cluster {
 		c.servers[id] = s
 		c.clients[id] = dial(t, s, c.pki.CAFile, c.token)
 	}
+	c.admins = enrolAdmins(t, c.clients["n1"])
 	testutil.Eventually(t, 30*time.Second, "3 voters, all nodes serving", func() error {
 		st, err := c.clients["n1"].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
 		if err != nil {
@@ -90,7 +94,7 @@ func TestThreeNodeCluster(t *testing.T) {
 
 	t.Run("write through a follower, read linearizably everywhere", func(t *testing.T) {
 		f := c.clients[followers[0]]
-		accredit(t, f, c.fed)
+		accredit(t, f, c.fed, c.admins)
 		enrol(t, f, c.fed, "acme-bank", 3)
 		enrol(t, c.clients[followers[1]], c.fed, "st-mary", 2)
 		agree(t, f, c.fed, "acme-bank", "st-mary", "task_send")
@@ -109,12 +113,35 @@ func TestThreeNodeCluster(t *testing.T) {
 		for i := 0; i < 30; i++ {
 			writer := c.clients[all[i%3]]
 			reader := c.clients[all[(i+1)%3]]
-			level := uint32(i % 5)
-			_, err := writer.Admin().UpdateOrganization(ctxT(t), &trustfedv1.UpdateOrganizationRequest{OrganizationId: "acme-bank", DeclaredLevel: &level})
+			name := fmt.Sprintf("Acme Bank %d", i)
+			_, err := writer.Admin().UpdateOrganization(ctxT(t), &trustfedv1.UpdateOrganizationRequest{OrganizationId: "acme-bank", Name: name})
 			require.NoError(t, err)
 			got, err := reader.Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "acme-bank"})
 			require.NoError(t, err)
-			require.Equal(t, level, got.Organization.DeclaredLevel, "round %d: read on %s after write on %s", i, all[(i+1)%3], all[i%3])
+			require.Equal(t, name, got.Organization.Name, "round %d: read on %s after write on %s", i, all[(i+1)%3], all[i%3])
+		}
+	})
+
+	t.Run("a level change needs two admins; each replica checks their signatures", func(t *testing.T) {
+		for i := 0; i < 6; i++ {
+			proposer, approver, reader := c.clients[all[i%3]], c.clients[all[(i+1)%3]], c.clients[all[(i+2)%3]]
+			level := uint32(i%4) + 1
+			change := testutil.SetLevel("acme-bank", level)
+			change.Reason = fmt.Sprintf("round %d", i)
+			rec, err := proposer.ProposeAdminChange(ctxT(t), c.admins[0], change, time.Hour)
+			require.NoError(t, err)
+			require.Equal(t, trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_PENDING, rec.Status)
+			_, err = approver.ApproveAdminChange(ctxT(t), c.admins[0], rec.Id)
+			require.Equal(t, codes.AlreadyExists, status.Code(err), "the same admin cannot approve twice: %v", err)
+			got, err := reader.Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "acme-bank"})
+			require.NoError(t, err)
+			require.NotEqual(t, level, got.Organization.DeclaredLevel, "round %d: one approval changed nothing", i)
+			rec, err = approver.ApproveAdminChange(ctxT(t), c.admins[1], rec.Id)
+			require.NoError(t, err)
+			require.Equal(t, trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED, rec.Status)
+			got, err = reader.Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "acme-bank"})
+			require.NoError(t, err)
+			require.Equal(t, level, got.Organization.DeclaredLevel, "round %d: read on %s after approval on %s", i, all[(i+2)%3], all[(i+1)%3])
 		}
 	})
 

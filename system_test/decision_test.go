@@ -28,7 +28,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 	c := dial(t, d.srv, d.caFile, d.token)
 	waitServing(t, c)
 	fed := testutil.NewFederation(t)
-	accredit(t, c, fed)
+	accredit(t, c, fed, d.admins)
 	enrol(t, c, fed, "bank-a", 4)
 	enrol(t, c, fed, "bank-b", 2)
 	agree(t, c, fed, "bank-a", "bank-b", "task_send", "ping")
@@ -70,10 +70,9 @@ func TestSignedFreshDecisions(t *testing.T) {
 	require.ErrorIs(t, err, attestation.ErrSignature)
 
 	// The window is federation policy, at most 10 minutes.
-	_, err = c.Admin().UpdateFederationPolicy(ctxT(t), &trustfedv1.UpdateFederationPolicyRequest{FreshnessWindow: durationpb.New(11 * time.Minute)})
-	require.Error(t, err)
-	_, err = c.Admin().UpdateFederationPolicy(ctxT(t), &trustfedv1.UpdateFederationPolicyRequest{FreshnessWindow: durationpb.New(time.Minute)})
-	require.NoError(t, err)
+	_, err = d.admins.try(t, testutil.Policy(&trustfedv1.FederationPolicyChange{FreshnessWindow: durationpb.New(11 * time.Minute)}), c)
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	d.admins.apply(t, testutil.Policy(&trustfedv1.FederationPolicyChange{FreshnessWindow: durationpb.New(time.Minute)}), c)
 	resp, err = c.Registry().CheckInteraction(ctxT(t), req)
 	require.NoError(t, err)
 	require.Equal(t, time.Minute, resp.ValidUntil.AsTime().Sub(resp.DecidedAt.AsTime()))
@@ -89,7 +88,7 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 	c := dial(t, d.srv, d.caFile, d.token)
 	waitServing(t, c)
 	fed := testutil.NewFederation(t)
-	accredit(t, c, fed)
+	accredit(t, c, fed, d.admins)
 	enrol(t, c, fed, "bank-a", 4, func(r *trustfedv1.Registration) {
 		r.ControlProfile.ActionAuthorization = &trustfedv1.ActionAuthorization{DualAuthorizationAboveValue: 500_000}
 	})

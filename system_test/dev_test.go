@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -28,6 +29,7 @@ type devServer struct {
 	caFile string
 	http   *http.Client
 	base   string
+	admins admins
 }
 
 func startDev(t testing.TB) *devServer {
@@ -47,6 +49,7 @@ func startDev(t testing.TB) *devServer {
 		}
 		return nil
 	})
+	d.admins = devAdmins(t, dir)
 	return d
 }
 
@@ -81,7 +84,8 @@ func (d *devServer) do(t *testing.T, method, path, token string, body any) (int,
 func (d *devServer) cli(t *testing.T, token string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "TRUSTFED_ADDR="+d.srv.Addrs.GRPCAddr, "TRUSTFED_TOKEN="+token, "TRUSTFED_CACERT="+d.caFile, "TRUSTFED_TOKEN_FILE=")
+	cmd.Env = append(os.Environ(), "TRUSTFED_ADDR="+d.srv.Addrs.GRPCAddr, "TRUSTFED_TOKEN="+token, "TRUSTFED_CACERT="+d.caFile, "TRUSTFED_TOKEN_FILE=",
+		"TRUSTFED_ADMIN_KEY="+filepath.Join(d.srv.DataDir, "admin.key"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -127,8 +131,19 @@ func TestDevServerEndToEnd(t *testing.T) {
 	fed := testutil.NewFederation(t)
 	b64 := base64.StdEncoding.EncodeToString
 
+	// postChange proposes an admin change over REST, signed by the dev admin.
+	postChange := func(t *testing.T, c *trustfedv1.AdminChange) (int, map[string]any) {
+		change := testutil.ChangeBytes(t, c, time.Now())
+		approval := client.ApproveAdminChange(d.admins[0], change)
+		return d.do(t, "POST", "/v1/admin/changes", d.token, map[string]any{"change": b64(change),
+			"approval": map[string]any{"public_key": b64(approval.PublicKey), "signature": b64(approval.Signature)}})
+	}
+
 	t.Run("REST walk-through", func(t *testing.T) {
-		code, body := d.do(t, "POST", "/v1/issuers", d.token, map[string]any{"issuer_id": fed.IssuerID, "name": "Acme Assessor", "public_key_pem": fed.IssuerPEM(), "max_level": 4})
+		code, body := postChange(t, testutil.Accredit(fed.Issuer()))
+		require.Equal(t, http.StatusOK, code, "%v", body)
+		require.Equal(t, "ADMIN_CHANGE_STATUS_APPLIED", body["change"].(map[string]any)["status"], "the dev quorum is one admin")
+		code, body = d.do(t, "GET", "/v1/issuers/"+fed.IssuerID, d.token, nil)
 		require.Equal(t, http.StatusOK, code, "%v", body)
 		require.Equal(t, "ISSUER_STATUS_ACCREDITED", body["issuer"].(map[string]any)["status"])
 
@@ -187,10 +202,11 @@ func TestDevServerEndToEnd(t *testing.T) {
 		body = check("context_share")
 		require.Equal(t, "DECISION_DENY", body["decision"], "context_share needs level 3; onboarding caps at 2")
 
-		code, body = d.do(t, "POST", "/v1/organizations/acme-bank:overrideOnboarding", d.token, map[string]any{"reason": "pilot"})
-		require.Equal(t, http.StatusOK, code, "%v", body)
-		code, body = d.do(t, "POST", "/v1/organizations/st-mary:overrideOnboarding", d.token, map[string]any{"reason": "pilot"})
-		require.Equal(t, http.StatusOK, code, "%v", body)
+		for _, org := range []string{"acme-bank", "st-mary"} {
+			code, body = postChange(t, testutil.OverrideOnboarding(org, "pilot"))
+			require.Equal(t, http.StatusOK, code, "%v", body)
+			require.Equal(t, "ADMIN_CHANGE_STATUS_APPLIED", body["change"].(map[string]any)["status"])
+		}
 		require.EqualValues(t, 2, check("context_share")["effectiveLevel"], "st-mary is attested 2")
 
 		term, sig := fed.Termination("st-mary", id, "pilot over")
@@ -210,6 +226,10 @@ func TestDevServerEndToEnd(t *testing.T) {
 		expired, expiredSig := fed.Registration("x-org", 1, 1, time.Now(), func(r *trustfedv1.Registration) {
 			r.Passport = fed.Passport("x-org", 1, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
 		})
+		badLevel := testutil.ChangeBytes(t, testutil.SetLevel("acme-bank", 7), time.Now())
+		badLevelSig := client.ApproveAdminChange(d.admins[0], badLevel)
+		raise := testutil.ChangeBytes(t, testutil.SetLevel("acme-bank", 4), time.Now())
+		strangerSig := testutil.NewAdmin("stranger").Approve(raise)
 		cases := []struct {
 			method, path string
 			body         any
@@ -220,8 +240,14 @@ func TestDevServerEndToEnd(t *testing.T) {
 			{"POST", "/v1/organizations:register", map[string]any{"registration": b64(expired), "signature": b64(expiredSig[1:])}, 400, "signature"},
 			{"POST", "/v1/organizations:register", map[string]any{"registration": "!!", "signature": ""}, 400, "registration"},
 			{"POST", "/v1/organizations:register", map[string]any{"registration": b64(expired), "bogus": 1}, 400, "bogus"},
-			{"PATCH", "/v1/organizations/acme-bank", map[string]any{"declared_level": 7}, 400, "declared_level"},
-			{"POST", "/v1/issuers", map[string]any{"issuer_id": "x", "name": "X", "public_key_pem": "nope", "max_level": 1}, 400, "public_key_pem"},
+			{"PATCH", "/v1/organizations/acme-bank", map[string]any{"declared_level": 2}, 400, "declared_level"},
+			{"POST", "/v1/admin/changes", map[string]any{"change": b64([]byte("nope"))}, 400, "change"},
+			{"POST", "/v1/admin/changes", map[string]any{"change": b64(badLevel), "approval": map[string]any{"public_key": b64(badLevelSig.PublicKey), "signature": b64(badLevelSig.Signature)}},
+				400, "change.set_declared_level.level"},
+			{"POST", "/v1/admin/changes", map[string]any{"change": b64(raise), "approval": map[string]any{"public_key": b64(strangerSig.PublicKey), "signature": b64(strangerSig.Signature)}},
+				403, "approval.public_key"},
+			{"POST", "/v1/admin/changes/chg-0000000000000000:approve", map[string]any{"approval": map[string]any{"public_key": b64(strangerSig.PublicKey), "signature": b64(strangerSig.Signature)}},
+				404, "change_id"},
 			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "nobody", "action": "ping"}, 404, "to_organization_id"},
 			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "acme-bank", "action": "ping"}, 400, "to_organization_id"},
 			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": "fly"}, 400, "action"},
@@ -237,6 +263,9 @@ func TestDevServerEndToEnd(t *testing.T) {
 		}
 		code, body := d.do(t, "GET", "/v1/organizations/x-org", d.token, nil)
 		require.Equal(t, http.StatusNotFound, code, "refused registrations stored nothing: %v", body)
+		code, body = d.do(t, "GET", "/v1/organizations/acme-bank", d.token, nil)
+		require.Equal(t, http.StatusOK, code)
+		require.EqualValues(t, 3, body["organization"].(map[string]any)["declaredLevel"], "refused admin changes changed nothing")
 	})
 
 	t.Run("CLI: a federation from scratch", func(t *testing.T) {
@@ -286,7 +315,10 @@ func TestDevServerEndToEnd(t *testing.T) {
 		out = run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
 		require.Contains(t, out, "AGREEMENT_NOT_IN_FORCE")
 
-		run(0, "org", "set-level", "city-gov", "2")
+		out = run(0, "org", "set-level", "city-gov", "2", "--reason", "assessment downgraded")
+		require.Contains(t, out, "APPLIED")
+		require.Contains(t, run(0, "admin", "list"), "dev-admin")
+		require.Contains(t, run(0, "admin", "changes", "list"), "set declared level of city-gov to 2 (ATTESTED)")
 		require.Contains(t, run(0, "status"), "Leader")
 		out = run(0, "org", "list", "-o", "json")
 		var list struct {

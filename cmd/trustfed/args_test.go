@@ -58,13 +58,17 @@ func TestValidateOrgID(t *testing.T) {
 }
 
 func TestRequestBuilders(t *testing.T) {
-	upd, err := orgSetLevelRequest("acme", "0")
+	upd, err := orgSetLevelChange("acme", "0", "")
 	require.NoError(t, err)
-	require.NotNil(t, upd.DeclaredLevel, "level 0 is sent explicitly")
-	require.Equal(t, uint32(0), upd.GetDeclaredLevel())
-	require.Nil(t, upd.Name)
-	require.Nil(t, upd.Status)
-	_, err = orgSetLevelRequest("acme", "x")
+	require.Equal(t, "acme", upd.GetSetDeclaredLevel().GetOrganizationId())
+	require.Equal(t, uint32(0), upd.GetSetDeclaredLevel().GetLevel())
+	require.Equal(t, "set declared level of acme to 0 (UNTRUSTED)", upd.GetReason())
+	upd, err = orgSetLevelChange("acme", "4", "audit passed")
+	require.NoError(t, err)
+	require.Equal(t, "audit passed", upd.GetReason())
+	_, err = orgSetLevelChange("acme", "x", "")
+	requireUsageError(t, err)
+	_, err = orgSetLevelChange("acme", "1", " ")
 	requireUsageError(t, err)
 
 	chk, err := checkRequest("acme", "globex", "task_send", true)

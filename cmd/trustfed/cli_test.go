@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +61,10 @@ func (f *cliFake) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInt
 
 func (f *cliFake) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
 	f.record(ctx)
+	if _, err := f.key(req.GetOrganizationId()); err == nil {
+		return &trustfedv1.GetOrganizationResponse{Organization: &trustfedv1.Organization{
+			Id: req.GetOrganizationId(), Name: req.GetOrganizationId(), Status: trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE}}, nil
+	}
 	return nil, status.Errorf(codes.NotFound, "organization %q not found", req.GetOrganizationId())
 }
 
@@ -75,7 +81,7 @@ func (f *cliFake) UpdateOrganization(ctx context.Context, req *trustfedv1.Update
 	f.mu.Lock()
 	f.updates = append(f.updates, req)
 	f.mu.Unlock()
-	return &trustfedv1.UpdateOrganizationResponse{Organization: &trustfedv1.Organization{Id: req.GetOrganizationId(), DeclaredLevel: req.GetDeclaredLevel()}}, nil
+	return &trustfedv1.UpdateOrganizationResponse{Organization: &trustfedv1.Organization{Id: req.GetOrganizationId(), Name: req.GetName()}}, nil
 }
 
 func (f *cliFake) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trustfedv1.StatusResponse, error) {
@@ -198,15 +204,44 @@ func TestCLIAgainstServer(t *testing.T) {
 		require.Contains(t, stdout, "acme    Acme    3 (TRUSTED)")
 		require.Contains(t, stdout, "globex  Globex  1 (VERIFIED)")
 	})
-	t.Run("set-level", func(t *testing.T) {
-		code, stdout, stderr := runCLI(env, "org", "set-level", "acme", "attested")
-		require.Equal(t, exitOK, code, stderr)
-		require.Contains(t, stdout, "2 (ATTESTED)")
+	t.Run("set-level needs an admin key", func(t *testing.T) {
+		code, _, stderr := runCLI(env, "org", "set-level", "acme", "attested")
+		require.Equal(t, exitUsage, code)
+		require.Contains(t, stderr, "TRUSTFED_ADMIN_KEY")
+	})
+	t.Run("set-level approved by a second admin", func(t *testing.T) {
+		dir := t.TempDir()
+		keys := map[string]string{}
 		fake.mu.Lock()
-		defer fake.mu.Unlock()
-		last := fake.updates[len(fake.updates)-1]
-		require.Equal(t, uint32(2), last.GetDeclaredLevel())
-		require.Len(t, last.GetRequestId(), 32)
+		fake.member.quorum = 2
+		fake.member.admins = map[string]string{}
+		for _, id := range []string{"alice", "bob"} {
+			_, key, err := ed25519.GenerateKey(nil)
+			require.NoError(t, err)
+			keys[id] = filepath.Join(dir, id+".key")
+			require.NoError(t, attestation.SavePrivateKey(keys[id], key))
+			fake.member.admins[attestation.Fingerprint(key.Public().(ed25519.PublicKey))] = id
+		}
+		fake.mu.Unlock()
+
+		code, stdout, stderr := runCLI(env, "org", "set-level", "acme", "attested", "--admin-key", keys["alice"])
+		require.Equal(t, exitOK, code, stderr)
+		require.Contains(t, squeeze(stdout), "Status: PENDING\n")
+		require.Contains(t, squeeze(stdout), "What: set declared level of acme to 2 (ATTESTED)\n")
+		require.Contains(t, squeeze(stdout), "Approvals: 1 of 2 (alice)\n")
+		fake.mu.Lock()
+		last := fake.member.changes[len(fake.member.changes)-1]
+		fake.mu.Unlock()
+		require.Equal(t, uint32(2), last.GetSetDeclaredLevel().GetLevel())
+		require.Len(t, last.GetNonce(), 32)
+		require.WithinDuration(t, time.Now().Add(24*time.Hour), last.GetExpireTime().AsTime(), time.Minute)
+		id := regexp.MustCompile(`trustfed admin approve (chg-[0-9a-f]{16})`).FindStringSubmatch(stdout)
+		require.Len(t, id, 2, stdout)
+
+		code, stdout, stderr = runCLI(env, "admin", "approve", id[1], "--admin-key", keys["bob"])
+		require.Equal(t, exitOK, code, stderr)
+		require.Contains(t, squeeze(stdout), "Status: APPLIED\n")
+		require.Contains(t, squeeze(stdout), "Approvals: 2 of 2 (alice, bob)\n")
 	})
 	t.Run("status json", func(t *testing.T) {
 		code, stdout, stderr := runCLI(env, "status", "-o", "json")

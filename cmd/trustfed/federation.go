@@ -25,7 +25,7 @@ const maxSerialLen = 128
 
 func newFederationCmd(a *app) *cobra.Command {
 	cmd := newGroupCmd("federation", "Federation-wide settings")
-	policy := newGroupCmd("policy", "Read and change the federation policy (onboarding cap and period)")
+	policy := newGroupCmd("policy", "Read and change the federation policy (onboarding, freshness, admin quorum)")
 	policy.AddCommand(newFederationPolicyGetCmd(a), newFederationPolicySetCmd(a))
 	cmd.AddCommand(policy)
 	return cmd
@@ -53,62 +53,86 @@ func newFederationPolicyGetCmd(a *app) *cobra.Command {
 }
 
 func newFederationPolicySetCmd(a *app) *cobra.Command {
-	var capLevel, period string
+	var capLevel, period, freshness, reason string
+	var approvals uint32
 	cmd := &cobra.Command{
-		Use:   "set [--onboarding-cap N] [--onboarding-period 30d]",
-		Short: "Change the onboarding cap level or period",
+		Use:   "set [--onboarding-cap N] [--onboarding-period 30d] [--freshness-window 5m] [--admin-approvals N]",
+		Short: "Change the federation policy (an admin change)",
 		Long: `Change the federation policy. A member's level is capped at the onboarding
 cap level (0..4 or its name) for the onboarding period after its approval
 (a Go duration such as 720h, or a number of days such as 30d; 0 ends
 onboarding at approval). Changing the period applies to members approved
-afterwards; changing the cap applies at the next decision.`,
-		Example: "  trustfed federation policy set --onboarding-cap 4\n  trustfed federation policy set --onboarding-period 14d",
+afterwards; changing the cap applies at the next decision. Decisions stay
+valid for the freshness window (1s..10m). --admin-approvals is how many
+distinct admins must approve an admin change (1..10, at most the number of
+active admins).
+
+` + adminChangesLong,
+		Example: "  trustfed federation policy set --onboarding-cap 4\n  trustfed federation policy set --onboarding-period 14d --admin-approvals 2",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, err := federationPolicySetRequest(cmd.Flags().Changed("onboarding-cap"), capLevel, cmd.Flags().Changed("onboarding-period"), period)
+			changed := cmd.Flags().Changed
+			pc, err := federationPolicyChange(changed("onboarding-cap"), capLevel, changed("onboarding-period"), period)
 			if err != nil {
 				return err
 			}
-			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.UpdateFederationPolicyResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().UpdateFederationPolicy(ctx, req)
-					return err
-				})
+			if changed("freshness-window") {
+				d, err := time.ParseDuration(freshness)
+				if err != nil || d < time.Second || d > 10*time.Minute {
+					return usageErrorf("--freshness-window %q: want a Go duration within 1s..10m", freshness)
+				}
+				pc.FreshnessWindow = durationpb.New(d)
+			}
+			if changed("admin-approvals") {
+				if approvals < 1 || approvals > 10 {
+					return usageErrorf("--admin-approvals must be 1..10")
+				}
+				pc.AdminApprovalsRequired = proto.Uint32(approvals)
+			}
+			if pc.OnboardingCapLevel == nil && pc.OnboardingPeriod == nil && pc.FreshnessWindow == nil && pc.AdminApprovalsRequired == nil {
+				return usageErrorf("nothing to change: give --onboarding-cap, --onboarding-period, --freshness-window or --admin-approvals")
+			}
+			why, err := changeReason(reason, "change the federation policy: "+describePolicyChange(pc))
+			if err != nil {
+				return err
+			}
+			change := &trustfedv1.AdminChange{Reason: why, Change: &trustfedv1.AdminChange_UpdateFederationPolicy{UpdateFederationPolicy: pc}}
+			return a.proposeChange(cmd, change, func(ctx context.Context, c *client.Client, w io.Writer) error {
+				resp, err := c.Admin().GetFederationPolicy(ctx, &trustfedv1.GetFederationPolicyRequest{})
 				if err != nil {
 					return err
 				}
-				return a.print(resp, func(w io.Writer) error { return writeFederationPolicy(w, resp.GetPolicy(), nil) })
+				return writeFederationPolicy(w, resp.GetPolicy(), nil)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&capLevel, "onboarding-cap", "", "level cap of members during onboarding, 0..4 or its name")
 	cmd.Flags().StringVar(&period, "onboarding-period", "", "length of onboarding after approval, e.g. 30d or 720h")
+	cmd.Flags().StringVar(&freshness, "freshness-window", "", "how long a decision stays valid, 1s..10m")
+	cmd.Flags().Uint32Var(&approvals, "admin-approvals", 0, "distinct admin approvals an admin change needs, 1..10")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded; default: a description of the change)")
 	return cmd
 }
 
-// federationPolicySetRequest validates the arguments of "federation policy
-// set": at least one of the two settings.
-func federationPolicySetRequest(capSet bool, capLevel string, periodSet bool, period string) (*trustfedv1.UpdateFederationPolicyRequest, error) {
-	if !capSet && !periodSet {
-		return nil, usageErrorf("nothing to change: give --onboarding-cap or --onboarding-period")
-	}
-	req := &trustfedv1.UpdateFederationPolicyRequest{}
+// federationPolicyChange validates the onboarding arguments of
+// "federation policy set".
+func federationPolicyChange(capSet bool, capLevel string, periodSet bool, period string) (*trustfedv1.FederationPolicyChange, error) {
+	pc := &trustfedv1.FederationPolicyChange{}
 	if capSet {
 		l, err := parseLevel(capLevel)
 		if err != nil {
 			return nil, usageErrorf("--onboarding-cap: %w", err)
 		}
-		req.OnboardingCapLevel = proto.Uint32(l)
+		pc.OnboardingCapLevel = proto.Uint32(l)
 	}
 	if periodSet {
 		d, err := parseDays("--onboarding-period", period)
 		if err != nil {
 			return nil, err
 		}
-		req.OnboardingPeriod = durationpb.New(d)
+		pc.OnboardingPeriod = durationpb.New(d)
 	}
-	return req, nil
+	return pc, nil
 }
 
 // passportRevokeCmd is "passport revoke SERIAL --reason R". It is built
@@ -118,14 +142,14 @@ func passportRevokeCmd() *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "revoke SERIAL --reason REASON",
-		Short: "Revoke a passport serial everywhere (its holder's attested level drops to 0)",
+		Short: "Revoke a passport serial everywhere (its holder's attested level drops to 0; an admin change)",
 		Long: `Revoke a governance passport by its serial. From the next decision on, the
 passport attests nothing, wherever it was submitted; the organisation holding
 it needs a new passport ("trustfed org passport") to get its level back.`,
 		Example: `  trustfed passport revoke 3f9c2a7b1d0e4f65 --reason "assessment withdrawn"`,
 		Args:    exactArgs("SERIAL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req, err := passportRevokeRequest(args[0], reason)
+			change, err := passportRevokeChange(args[0], reason)
 			if err != nil {
 				return err
 			}
@@ -133,22 +157,7 @@ it needs a new passport ("trustfed org passport") to get its level back.`,
 			if err != nil {
 				return err
 			}
-			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.RevokePassportResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().RevokePassport(ctx, req)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				return a.print(resp, func(w io.Writer) error {
-					t := newTable(w)
-					t.row("Revoked passport:", req.GetSerial())
-					t.row("Reason:", req.GetReason())
-					return t.flush()
-				})
-			})
+			return a.proposeChange(cmd, change, nil)
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why the passport is revoked (required, recorded)")
@@ -156,15 +165,15 @@ it needs a new passport ("trustfed org passport") to get its level back.`,
 	return cmd
 }
 
-// passportRevokeRequest validates the arguments of "passport revoke".
-func passportRevokeRequest(serial, reason string) (*trustfedv1.RevokePassportRequest, error) {
+// passportRevokeChange validates the arguments of "passport revoke".
+func passportRevokeChange(serial, reason string) (*trustfedv1.AdminChange, error) {
 	if err := validateSerial(serial); err != nil {
 		return nil, err
 	}
 	if err := validateReason(reason); err != nil {
 		return nil, err
 	}
-	return &trustfedv1.RevokePassportRequest{Serial: serial, Reason: reason}, nil
+	return &trustfedv1.AdminChange{Reason: reason, Change: &trustfedv1.AdminChange_RevokePassport{RevokePassport: &trustfedv1.RevokePassportChange{Serial: serial}}}, nil
 }
 
 // validateSerial checks a passport serial: 1..128 printable ASCII
@@ -228,6 +237,8 @@ func writeFederationPolicy(w io.Writer, p *trustfedv1.FederationPolicy, m *trust
 	t := newTable(w)
 	t.row("Onboarding cap level:", formatLevel(p.GetOnboardingCapLevel()))
 	t.row("Onboarding period:", formatDays(p.GetOnboardingPeriod()))
+	t.row("Freshness window:", formatDuration(p.GetFreshnessWindow()))
+	t.row("Admin approvals required:", fmt.Sprint(p.GetAdminApprovalsRequired()))
 	t.row("Modify index:", fmt.Sprint(p.GetModifyIndex()))
 	writeMetaRows(t, m)
 	return t.flush()
@@ -241,7 +252,7 @@ func appFromFlags(cmd *cobra.Command) (*app, error) {
 	f := cmd.Flags()
 	var err error
 	for name, dst := range map[string]*string{
-		"addr": &a.addr, "token": &a.token, "token-file": &a.tokenFile, "cacert": &a.cacert, "output": &a.output,
+		"addr": &a.addr, "token": &a.token, "token-file": &a.tokenFile, "cacert": &a.cacert, "output": &a.output, "admin-key": &a.adminKey,
 	} {
 		if *dst, err = f.GetString(name); err != nil {
 			return nil, fmt.Errorf("global flag --%s: %w", name, err)
@@ -249,6 +260,9 @@ func appFromFlags(cmd *cobra.Command) (*app, error) {
 	}
 	if a.timeout, err = f.GetDuration("timeout"); err != nil {
 		return nil, fmt.Errorf("global flag --timeout: %w", err)
+	}
+	if a.changeTTL, err = f.GetDuration("change-ttl"); err != nil {
+		return nil, fmt.Errorf("global flag --change-ttl: %w", err)
 	}
 	return a, nil
 }

@@ -31,41 +31,38 @@ func TestFormatDays(t *testing.T) {
 	require.Equal(t, "-", formatDays(nil))
 }
 
-func TestFederationPolicySetRequest(t *testing.T) {
-	_, err := federationPolicySetRequest(false, "", false, "")
-	requireUsageError(t, err)
-
-	req, err := federationPolicySetRequest(true, "4", false, "")
+func TestFederationPolicyChange(t *testing.T) {
+	req, err := federationPolicyChange(true, "4", false, "")
 	require.NoError(t, err)
 	require.NotNil(t, req.OnboardingCapLevel)
 	require.Equal(t, uint32(4), req.GetOnboardingCapLevel())
 	require.Nil(t, req.OnboardingPeriod)
 
-	req, err = federationPolicySetRequest(true, "0", true, "0d")
+	req, err = federationPolicyChange(true, "0", true, "0d")
 	require.NoError(t, err)
 	require.NotNil(t, req.OnboardingCapLevel, "cap 0 is sent explicitly")
 	require.Equal(t, uint32(0), req.GetOnboardingCapLevel())
 	require.NotNil(t, req.OnboardingPeriod, "period 0 is sent explicitly")
 	require.Equal(t, time.Duration(0), req.GetOnboardingPeriod().AsDuration())
 
-	req, err = federationPolicySetRequest(false, "", true, "14d")
+	req, err = federationPolicyChange(false, "", true, "14d")
 	require.NoError(t, err)
 	require.Nil(t, req.OnboardingCapLevel)
 	require.Equal(t, 14*day, req.GetOnboardingPeriod().AsDuration())
 
-	_, err = federationPolicySetRequest(true, "5", false, "")
+	_, err = federationPolicyChange(true, "5", false, "")
 	requireUsageError(t, err)
-	_, err = federationPolicySetRequest(false, "", true, "-1d")
+	_, err = federationPolicyChange(false, "", true, "-1d")
 	requireUsageError(t, err)
 }
 
-func TestPassportRevokeRequest(t *testing.T) {
-	req, err := passportRevokeRequest("3f9c2a7b1d0e4f65", "assessment withdrawn")
+func TestPassportRevokeChange(t *testing.T) {
+	req, err := passportRevokeChange("3f9c2a7b1d0e4f65", "assessment withdrawn")
 	require.NoError(t, err)
-	require.Equal(t, "3f9c2a7b1d0e4f65", req.GetSerial())
+	require.Equal(t, "3f9c2a7b1d0e4f65", req.GetRevokePassport().GetSerial())
 	require.Equal(t, "assessment withdrawn", req.GetReason())
 	for _, tt := range [][2]string{{"", "r"}, {"has space", "r"}, {"tab\t", "r"}, {string(make([]byte, 129)), "r"}, {"s1", ""}, {"s1", "  "}} {
-		_, err := passportRevokeRequest(tt[0], tt[1])
+		_, err := passportRevokeChange(tt[0], tt[1])
 		requireUsageError(t, err)
 	}
 }

@@ -29,52 +29,65 @@ func issuerAdminCommands() []*cobra.Command {
 }
 
 func newIssuerAccreditCmd() *cobra.Command {
-	var name, pubkey, maxLevel string
+	var name, pubkey, maxLevel, reason string
 	cmd := &cobra.Command{
 		Use:   "accredit ID --name NAME --pubkey issuer.key.pub --max-level L",
-		Short: "Accredit a passport issuer up to a maximum level",
+		Short: "Accredit a passport issuer up to a maximum level (an admin change)",
 		Long: `Accredit a passport issuer (an assessor): passports signed with the private
 half of --pubkey (PKIX PEM, e.g. FILE.pub from "trustfed keygen --out FILE")
-and naming issuer ID count, up to level --max-level (0..4 or its name).`,
+and naming issuer ID count, up to level --max-level (0..4 or its name).
+
+` + adminChangesLong,
 		Example: `  trustfed issuer accredit eu-assessors --name "EU Assessors" --pubkey eu-assessors.key.pub --max-level 4`,
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req, err := issuerAccreditRequest(args[0], name, maxLevel)
+			ch, err := issuerAccreditChange(args[0], name, maxLevel)
 			if err != nil {
 				return err
 			}
-			if req.PublicKeyPem, err = readPublicKeyPEM(pubkey); err != nil {
+			pemText, err := readPublicKeyPEM(pubkey)
+			if err != nil {
+				return err
+			}
+			if ch.PublicKey, err = attestation.ParsePublicKeyPEM([]byte(pemText)); err != nil {
+				return err
+			}
+			why, err := changeReason(reason, fmt.Sprintf("accredit issuer %s up to level %d", ch.IssuerId, ch.MaxLevel))
+			if err != nil {
 				return err
 			}
 			a, err := appFromFlags(cmd)
 			if err != nil {
 				return err
 			}
-			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.AccreditIssuerResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().AccreditIssuer(ctx, req)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				return a.print(resp, func(w io.Writer) error { return writeIssuer(w, resp.GetIssuer(), nil) })
-			})
+			change := &trustfedv1.AdminChange{Reason: why, Change: &trustfedv1.AdminChange_AccreditIssuer{AccreditIssuer: ch}}
+			return a.proposeChange(cmd, change, showIssuer(ch.IssuerId))
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "human-readable name (required)")
 	cmd.Flags().StringVar(&pubkey, "pubkey", "", "the issuer's ed25519 public key, PKIX PEM (required)")
 	cmd.Flags().StringVar(&maxLevel, "max-level", "", "highest level the issuer may attest, 0..4 or its name (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded; default: a description of the change)")
 	for _, f := range []string{"name", "pubkey", "max-level"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
 	return cmd
 }
 
-// issuerAccreditRequest validates the arguments of "issuer accredit" that
+// showIssuer prints an issuer after a change applied to it.
+func showIssuer(id string) func(ctx context.Context, c *client.Client, w io.Writer) error {
+	return func(ctx context.Context, c *client.Client, w io.Writer) error {
+		resp, err := c.Admin().GetIssuer(ctx, &trustfedv1.GetIssuerRequest{IssuerId: id})
+		if err != nil {
+			return err
+		}
+		return writeIssuer(w, resp.GetIssuer(), nil)
+	}
+}
+
+// issuerAccreditChange validates the arguments of "issuer accredit" that
 // need no file.
-func issuerAccreditRequest(id, name, maxLevel string) (*trustfedv1.AccreditIssuerRequest, error) {
+func issuerAccreditChange(id, name, maxLevel string) (*trustfedv1.AccreditIssuerChange, error) {
 	if err := validateIssuerID(id); err != nil {
 		return nil, err
 	}
@@ -85,7 +98,7 @@ func issuerAccreditRequest(id, name, maxLevel string) (*trustfedv1.AccreditIssue
 	if err != nil {
 		return nil, usageErrorf("--max-level: %w", err)
 	}
-	return &trustfedv1.AccreditIssuerRequest{IssuerId: id, Name: name, MaxLevel: l, RequestId: client.NewRequestID()}, nil
+	return &trustfedv1.AccreditIssuerChange{IssuerId: id, Name: name, MaxLevel: l}, nil
 }
 
 // validateIssuerID checks an issuer id (same format as organisation ids).
@@ -117,7 +130,7 @@ func newIssuerWithdrawCmd() *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "withdraw ID --reason REASON",
-		Short: "Withdraw an issuer's accreditation (its passports stop counting at the next decision)",
+		Short: "Withdraw an issuer's accreditation (its passports stop counting at the next decision; an admin change)",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := validateIssuerID(args[0]); err != nil {
@@ -126,22 +139,12 @@ func newIssuerWithdrawCmd() *cobra.Command {
 			if err := validateReason(reason); err != nil {
 				return err
 			}
-			req := &trustfedv1.WithdrawIssuerRequest{IssuerId: args[0], Reason: reason, RequestId: client.NewRequestID()}
 			a, err := appFromFlags(cmd)
 			if err != nil {
 				return err
 			}
-			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.WithdrawIssuerResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().WithdrawIssuer(ctx, req)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				return a.print(resp, func(w io.Writer) error { return writeIssuer(w, resp.GetIssuer(), nil) })
-			})
+			change := &trustfedv1.AdminChange{Reason: reason, Change: &trustfedv1.AdminChange_WithdrawIssuer{WithdrawIssuer: &trustfedv1.WithdrawIssuerChange{IssuerId: args[0]}}}
+			return a.proposeChange(cmd, change, showIssuer(args[0]))
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why the accreditation is withdrawn (required, recorded)")

@@ -8,15 +8,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestIssuerAccreditRequest(t *testing.T) {
-	req, err := issuerAccreditRequest("eu-assessors", "EU Assessors", "privileged")
+func TestIssuerAccreditChange(t *testing.T) {
+	req, err := issuerAccreditChange("eu-assessors", "EU Assessors", "privileged")
 	require.NoError(t, err)
 	require.Equal(t, "eu-assessors", req.GetIssuerId())
 	require.Equal(t, "EU Assessors", req.GetName())
 	require.Equal(t, uint32(4), req.GetMaxLevel())
-	require.Len(t, req.GetRequestId(), 32)
 	for _, args := range [][3]string{{"EU", "EU Assessors", "4"}, {"eu-assessors", "", "4"}, {"eu-assessors", "EU", "9"}, {"eu-assessors", "EU", ""}} {
-		_, err := issuerAccreditRequest(args[0], args[1], args[2])
+		_, err := issuerAccreditChange(args[0], args[1], args[2])
 		requireUsageError(t, err)
 	}
 }

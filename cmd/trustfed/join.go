@@ -68,7 +68,7 @@ func retry(ctx context.Context, logger *slog.Logger, what string, fn func() erro
 	}
 }
 
-func printDevBanner(out io.Writer, f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile, token string) {
+func printDevBanner(out io.Writer, f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile, token, adminKey string) {
 	fmt.Fprintf(out, `
 trustfed dev server is ready.
   DEV MODE: single node, loopback only, self-signed TLS. Not for production.
@@ -81,12 +81,14 @@ trustfed dev server is ready.
   CA cert    %s
   admin token (also in %s):
     %s
+  admin key  %s   (approves admin changes; dev quorum: 1 admin)
 
 Use it from another terminal:
   export TRUSTFED_ADDR=%s
   export TRUSTFED_TOKEN=%s
   export TRUSTFED_CACERT=%s
+  export TRUSTFED_ADMIN_KEY=%s
   trustfed status
 
-`, f.nodeID, f.dataDir, grpcAddr, httpAddr, httpAddr, raftAddr, caFile, f.tokenFile, token, grpcAddr, token, caFile)
+`, f.nodeID, f.dataDir, grpcAddr, httpAddr, httpAddr, raftAddr, caFile, f.tokenFile, token, adminKey, grpcAddr, token, caFile, adminKey)
 }

@@ -42,6 +42,8 @@ type app struct {
 	cacert    string
 	output    string
 	timeout   time.Duration
+	adminKey  string
+	changeTTL time.Duration
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
@@ -61,7 +63,9 @@ different organisations. "trustfed server" runs a registry node; the other
 commands talk to a node over gRPC and TLS.
 
 Global flags default to the environment: TRUSTFED_ADDR, TRUSTFED_TOKEN,
-TRUSTFED_TOKEN_FILE and TRUSTFED_CACERT.
+TRUSTFED_TOKEN_FILE, TRUSTFED_CACERT and TRUSTFED_ADMIN_KEY.
+
+` + adminChangesLong + `
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 DENY (trustfed check).`
 
@@ -97,6 +101,8 @@ func newRootCmd(a *app) *cobra.Command {
 	pf.StringVar(&a.cacert, "cacert", a.getenv(client.EnvCACert), "PEM file of the CA that signed the server certificate; empty = system roots (env "+client.EnvCACert+")")
 	pf.StringVarP(&a.output, "output", "o", outputTable, "output format: table or json")
 	pf.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "timeout of each call to the server")
+	pf.StringVar(&a.adminKey, "admin-key", a.getenv(envAdminKey), "your admin approval key (ed25519 PEM) for admin changes (env "+envAdminKey+")")
+	pf.DurationVar(&a.changeTTL, "change-ttl", client.DefaultAdminChangeTTL, "how long an admin change you propose waits for the other admins' approvals (at most 168h)")
 
 	root.AddCommand(
 		newServerCmd(),
@@ -105,6 +111,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newAgreementCmd(a),
 		newCheckCmd(a),
 		newFederationCmd(a),
+		newAdminCmd(a),
 		newAuthorizationCmd(a),
 		newCACmd(a),
 		newKeygenCmd(),

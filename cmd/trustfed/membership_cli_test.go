@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -38,7 +39,7 @@ func TestCLIMembershipUsageErrors(t *testing.T) {
 		{"approve without id", []string{"org", "approve"}, "expects 1 argument"},
 		{"override without reason", []string{"org", "override-onboarding", "acme"}, `"reason" not set`},
 		{"override blank reason", []string{"org", "override-onboarding", "acme", "--reason", " "}, "--reason is empty"},
-		{"suspend bad id", []string{"org", "suspend", "A"}, "not a valid organisation id"},
+		{"suspend bad id", []string{"org", "suspend", "A", "--reason", "x"}, "not a valid organisation id"},
 		{"passport without key", []string{"org", "passport", "acme", "--passport", passport}, `"key" not set`},
 		{"propose without actions", []string{"agreement", "propose", "acme", "globex", "--valid", "1d"}, `"actions" not set`},
 		{"propose without end", []string{"agreement", "propose", "acme", "globex", "--actions", "ping"}, "not-after"},
@@ -76,6 +77,7 @@ func TestCLIMembershipAgainstServer(t *testing.T) {
 	acmeKey, acmeKeyFile := testKey(t, dir, "acme.key")
 	globexKey, globexKeyFile := testKey(t, dir, "globex.key")
 	_, issuerKeyFile := testKey(t, dir, "issuer.key")
+	_, adminKeyFile := testKey(t, dir, "admin.key")
 	passport := filepath.Join(dir, "p.jwt")
 	require.NoError(t, os.WriteFile(passport, []byte("h.p.s\n"), 0o644))
 
@@ -119,11 +121,20 @@ func TestCLIMembershipAgainstServer(t *testing.T) {
 		code, stdout, stderr := runCLI(env, "org", "approve", "acme")
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, stdout, "ACTIVE")
+		env := maps.Clone(env)
+		env["TRUSTFED_ADMIN_KEY"] = adminKeyFile
 		code, stdout, stderr = runCLI(env, "org", "override-onboarding", "acme", "--reason", "known partner")
 		require.Equal(t, exitOK, code, stderr)
-		require.Contains(t, stdout, "known partner (by admin")
+		require.Contains(t, squeeze(stdout), "What: lift the onboarding cap of acme\n")
+		require.Contains(t, squeeze(stdout), "Reason: known partner\n")
+		require.Contains(t, squeeze(stdout), "Status: APPLIED\n")
+		require.Contains(t, squeeze(stdout), "ID: acme\n", "the changed organisation follows the change")
 		code, _, stderr = runCLI(env, "org", "suspend", "globex")
+		require.Equal(t, exitUsage, code, "suspension needs a reason")
+		require.Contains(t, stderr, "reason")
+		code, stdout, stderr = runCLI(env, "org", "suspend", "globex", "--reason", "key compromised")
 		require.Equal(t, exitOK, code, stderr)
+		require.Contains(t, squeeze(stdout), "What: set status of globex to SUSPENDED\n")
 		code, stdout, stderr = runCLI(env, "org", "passport", "acme", "--key", acmeKeyFile, "--passport", passport)
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, squeeze(stdout), "Passport history: p-1")
@@ -135,11 +146,10 @@ func TestCLIMembershipAgainstServer(t *testing.T) {
 		defer fake.mu.Unlock()
 		require.Equal(t, "acme", fake.member.approvals[0].GetOrganizationId())
 		require.Len(t, fake.member.approvals[0].GetRequestId(), 32)
-		require.Equal(t, "known partner", fake.member.overrides[0].GetReason())
-		last := fake.updates[len(fake.updates)-1]
-		require.Equal(t, "globex", last.GetOrganizationId())
-		require.Equal(t, trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED, last.GetStatus())
-		require.Nil(t, last.DeclaredLevel)
+		n := len(fake.member.changes)
+		require.Equal(t, "acme", fake.member.changes[n-2].GetOverrideOnboarding().GetOrganizationId())
+		require.Equal(t, "known partner", fake.member.changes[n-2].GetReason())
+		require.Equal(t, trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED, fake.member.changes[n-1].GetSetOrganizationStatus().GetStatus())
 		require.Len(t, fake.member.passports, 1)
 	})
 
@@ -212,24 +222,27 @@ func TestCLIMembershipAgainstServer(t *testing.T) {
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, squeeze(stdout), "Onboarding cap level: 2 (ATTESTED)\n")
 		require.Contains(t, squeeze(stdout), "Onboarding period: 720h0m0s (30d)\n")
-		code, stdout, stderr = runCLI(env, "federation", "policy", "set", "--onboarding-cap", "4")
+		code, stdout, stderr = runCLI(env, "--admin-key", adminKeyFile, "federation", "policy", "set", "--onboarding-cap", "4")
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, squeeze(stdout), "Onboarding cap level: 4 (PRIVILEGED)\n")
-		code, stdout, stderr = runCLI(env, "-o", "json", "federation", "policy", "set", "--onboarding-period", "0d")
+		code, stdout, stderr = runCLI(env, "--admin-key", adminKeyFile, "-o", "json", "federation", "policy", "set", "--onboarding-period", "0d")
 		require.Equal(t, exitOK, code, stderr)
-		var got map[string]map[string]any
+		var got map[string]any
 		require.NoError(t, json.Unmarshal([]byte(stdout), &got))
-		require.Equal(t, "0s", got["policy"]["onboardingPeriod"])
+		require.Equal(t, "ADMIN_CHANGE_STATUS_APPLIED", got["status"])
+		require.Equal(t, "0s", got["content"].(map[string]any)["updateFederationPolicy"].(map[string]any)["onboardingPeriod"])
 		fake.mu.Lock()
 		defer fake.mu.Unlock()
-		sets := fake.member.policySets
-		require.Len(t, sets, 2)
+		n := len(fake.member.changes)
+		sets := []*trustfedv1.FederationPolicyChange{fake.member.changes[n-2].GetUpdateFederationPolicy(), fake.member.changes[n-1].GetUpdateFederationPolicy()}
 		require.Nil(t, sets[0].OnboardingPeriod)
 		require.Nil(t, sets[1].OnboardingCapLevel)
 		require.NotNil(t, sets[1].OnboardingPeriod)
 	})
 
 	t.Run("issuers and passport revocation", func(t *testing.T) {
+		env := maps.Clone(env)
+		env["TRUSTFED_ADMIN_KEY"] = adminKeyFile
 		code, stdout, stderr := runFullCLI(env, "issuer", "accredit", "eu-assessors", "--name", "EU Assessors", "--pubkey", issuerKeyFile+".pub", "--max-level", "4")
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, squeeze(stdout), "Status: ACCREDITED\n")
@@ -252,21 +265,32 @@ func TestCLIMembershipAgainstServer(t *testing.T) {
 
 		code, stdout, stderr = runFullCLI(env, "issuer", "withdraw", "eu-assessors", "--reason", "lost accreditation")
 		require.Equal(t, exitOK, code, stderr)
-		require.Contains(t, squeeze(stdout), "Withdraw reason: lost accreditation\n")
+		require.Contains(t, squeeze(stdout), "What: withdraw issuer eu-assessors\n")
 
 		code, stdout, stderr = runFullCLI(env, "passport", "revoke", "p-1", "--reason", "assessment withdrawn")
 		require.Equal(t, exitOK, code, stderr)
-		require.Contains(t, squeeze(stdout), "Revoked passport: p-1\n")
+		require.Contains(t, squeeze(stdout), "What: revoke passport p-1\n")
 		code, stdout, stderr = runFullCLI(env, "-o", "json", "passport", "revoke", "p-2", "--reason", "assessment withdrawn")
 		require.Equal(t, exitOK, code, stderr)
-		require.JSONEq(t, "{}", stdout)
+		require.Contains(t, squeeze(stdout), `"serial": "p-2"`)
 
 		fake.mu.Lock()
 		defer fake.mu.Unlock()
-		require.Equal(t, uint32(4), fake.member.accredits[0].GetMaxLevel())
-		require.Contains(t, fake.member.accredits[0].GetPublicKeyPem(), "BEGIN PUBLIC KEY")
-		require.Equal(t, "lost accreditation", fake.member.withdrawals[0].GetReason())
-		require.Len(t, fake.member.revocations, 2)
+		var accredits, withdrawals, revocations []*trustfedv1.AdminChange
+		for _, c := range fake.member.changes {
+			switch {
+			case c.GetAccreditIssuer() != nil:
+				accredits = append(accredits, c)
+			case c.GetWithdrawIssuer() != nil:
+				withdrawals = append(withdrawals, c)
+			case c.GetRevokePassport() != nil:
+				revocations = append(revocations, c)
+			}
+		}
+		require.Equal(t, uint32(4), accredits[0].GetAccreditIssuer().GetMaxLevel())
+		require.Len(t, accredits[0].GetAccreditIssuer().GetPublicKey(), ed25519.PublicKeySize)
+		require.Equal(t, "lost accreditation", withdrawals[0].GetReason())
+		require.Len(t, revocations, 2)
 		require.Contains(t, fake.auth, "Bearer tf_flag_token", "global flags reach the commands built without the app")
 	})
 }

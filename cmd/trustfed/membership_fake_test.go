@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -30,12 +32,11 @@ type memberFake struct {
 	terminations []*trustfedv1.AgreementTermination
 	passports    []*trustfedv1.SubmitPassportRequest
 	approvals    []*trustfedv1.ApproveOrganizationRequest
-	overrides    []*trustfedv1.OverrideOnboardingRequest
-	accredits    []*trustfedv1.AccreditIssuerRequest
-	withdrawals  []*trustfedv1.WithdrawIssuerRequest
-	revocations  []*trustfedv1.RevokePassportRequest
+	changes      []*trustfedv1.AdminChange // admin changes, signature checked
+	records      map[string]*trustfedv1.AdminChangeRecord
+	admins       map[string]string // public key fingerprint -> admin id
+	quorum       uint32            // approvals an admin change needs (0 = 1)
 	policy       *trustfedv1.FederationPolicy
-	policySets   []*trustfedv1.UpdateFederationPolicyRequest
 }
 
 func badSignature(err error) error {
@@ -195,43 +196,11 @@ func (f *cliFake) ApproveOrganization(ctx context.Context, req *trustfedv1.Appro
 	}}, nil
 }
 
-func (f *cliFake) OverrideOnboarding(ctx context.Context, req *trustfedv1.OverrideOnboardingRequest) (*trustfedv1.OverrideOnboardingResponse, error) {
-	f.record(ctx)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.member.overrides = append(f.member.overrides, req)
-	return &trustfedv1.OverrideOnboardingResponse{Organization: &trustfedv1.Organization{
-		Id: req.GetOrganizationId(), OnboardingOverride: &trustfedv1.OnboardingOverride{Reason: req.GetReason(), Principal: "admin"},
-	}}, nil
-}
-
-func (f *cliFake) AccreditIssuer(ctx context.Context, req *trustfedv1.AccreditIssuerRequest) (*trustfedv1.AccreditIssuerResponse, error) {
-	f.record(ctx)
-	pub, err := attestation.ParsePublicKeyPEM([]byte(req.GetPublicKeyPem()))
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "public_key_pem: %v", err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.member.accredits = append(f.member.accredits, req)
-	return &trustfedv1.AccreditIssuerResponse{Issuer: fakeIssuer(req.GetIssuerId(), req.GetName(), pub, req.GetMaxLevel())}, nil
-}
-
 func fakeIssuer(id, name string, pub ed25519.PublicKey, maxLevel uint32) *trustfedv1.Issuer {
 	return &trustfedv1.Issuer{
 		Id: id, Name: name, PublicKey: pub, PublicKeyFingerprint: attestation.Fingerprint(pub),
 		MaxLevel: maxLevel, Status: trustfedv1.IssuerStatus_ISSUER_STATUS_ACCREDITED,
 	}
-}
-
-func (f *cliFake) WithdrawIssuer(ctx context.Context, req *trustfedv1.WithdrawIssuerRequest) (*trustfedv1.WithdrawIssuerResponse, error) {
-	f.record(ctx)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.member.withdrawals = append(f.member.withdrawals, req)
-	return &trustfedv1.WithdrawIssuerResponse{Issuer: &trustfedv1.Issuer{
-		Id: req.GetIssuerId(), Status: trustfedv1.IssuerStatus_ISSUER_STATUS_WITHDRAWN, WithdrawReason: req.GetReason(),
-	}}, nil
 }
 
 func (f *cliFake) GetIssuer(ctx context.Context, req *trustfedv1.GetIssuerRequest) (*trustfedv1.GetIssuerResponse, error) {
@@ -250,12 +219,85 @@ func (f *cliFake) ListIssuers(ctx context.Context, _ *trustfedv1.ListIssuersRequ
 	}}, nil
 }
 
-func (f *cliFake) RevokePassport(ctx context.Context, req *trustfedv1.RevokePassportRequest) (*trustfedv1.RevokePassportResponse, error) {
+// ProposeAdminChange checks the approval signature the way the registry
+// does, records the change and applies it when the fake's quorum is met.
+func (f *cliFake) ProposeAdminChange(ctx context.Context, req *trustfedv1.ProposeAdminChangeRequest) (*trustfedv1.ProposeAdminChangeResponse, error) {
+	f.record(ctx)
+	var c trustfedv1.AdminChange
+	if err := proto.Unmarshal(req.GetChange(), &c); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "change: %v", err)
+	}
+	if err := attestation.Verify(req.GetApproval().GetPublicKey(), attestation.PurposeAdminChange, req.GetChange(), req.GetApproval().GetSignature()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "approval.signature: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := &f.member
+	m.changes = append(m.changes, &c)
+	if m.records == nil {
+		m.records = map[string]*trustfedv1.AdminChangeRecord{}
+	}
+	sum := sha256.Sum256(req.GetChange())
+	rec := &trustfedv1.AdminChangeRecord{
+		Id: "chg-" + hex.EncodeToString(sum[:8]), Change: req.GetChange(), Content: &c,
+		Status: trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_PENDING, ApprovalsRequired: max(m.quorum, 1),
+		Approvals: []*trustfedv1.AdminApproval{{AdminId: m.adminID(req.GetApproval().GetPublicKey())}},
+	}
+	m.settle(rec)
+	m.records[rec.Id] = rec
+	return &trustfedv1.ProposeAdminChangeResponse{Change: proto.CloneOf(rec)}, nil
+}
+
+func (m *memberFake) adminID(pub []byte) string {
+	if id, ok := m.admins[attestation.Fingerprint(pub)]; ok {
+		return id
+	}
+	return attestation.Fingerprint(pub)
+}
+
+// settle applies a change whose approvals reach the quorum.
+func (m *memberFake) settle(rec *trustfedv1.AdminChangeRecord) {
+	if uint32(len(rec.Approvals)) < rec.ApprovalsRequired {
+		return
+	}
+	rec.Status = trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED
+	if pc := rec.Content.GetUpdateFederationPolicy(); pc != nil {
+		p := &trustfedv1.FederationPolicy{OnboardingCapLevel: 2, OnboardingPeriod: durationpb.New(30 * day)}
+		if pc.OnboardingCapLevel != nil {
+			p.OnboardingCapLevel = pc.GetOnboardingCapLevel()
+		}
+		if pc.OnboardingPeriod != nil {
+			p.OnboardingPeriod = pc.GetOnboardingPeriod()
+		}
+		m.policy = p
+	}
+}
+
+func (f *cliFake) GetAdminChange(ctx context.Context, req *trustfedv1.GetAdminChangeRequest) (*trustfedv1.GetAdminChangeResponse, error) {
 	f.record(ctx)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.member.revocations = append(f.member.revocations, req)
-	return &trustfedv1.RevokePassportResponse{}, nil
+	rec, ok := f.member.records[req.GetChangeId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "change %s does not exist", req.GetChangeId())
+	}
+	return &trustfedv1.GetAdminChangeResponse{Change: proto.CloneOf(rec), Meta: &trustfedv1.ReadMeta{Index: 9}}, nil
+}
+
+func (f *cliFake) ApproveAdminChange(ctx context.Context, req *trustfedv1.ApproveAdminChangeRequest) (*trustfedv1.ApproveAdminChangeResponse, error) {
+	f.record(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rec, ok := f.member.records[req.GetChangeId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "change %s does not exist", req.GetChangeId())
+	}
+	if err := attestation.Verify(req.GetApproval().GetPublicKey(), attestation.PurposeAdminChange, rec.Change, req.GetApproval().GetSignature()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "approval.signature: %v", err)
+	}
+	rec.Approvals = append(rec.Approvals, &trustfedv1.AdminApproval{AdminId: f.member.adminID(req.GetApproval().GetPublicKey())})
+	f.member.settle(rec)
+	return &trustfedv1.ApproveAdminChangeResponse{Change: proto.CloneOf(rec)}, nil
 }
 
 func (f *cliFake) GetFederationPolicy(ctx context.Context, _ *trustfedv1.GetFederationPolicyRequest) (*trustfedv1.GetFederationPolicyResponse, error) {
@@ -267,22 +309,6 @@ func (f *cliFake) GetFederationPolicy(ctx context.Context, _ *trustfedv1.GetFede
 		p = &trustfedv1.FederationPolicy{OnboardingCapLevel: 2, OnboardingPeriod: durationpb.New(30 * day)}
 	}
 	return &trustfedv1.GetFederationPolicyResponse{Policy: proto.CloneOf(p), Meta: &trustfedv1.ReadMeta{Index: 3}}, nil
-}
-
-func (f *cliFake) UpdateFederationPolicy(ctx context.Context, req *trustfedv1.UpdateFederationPolicyRequest) (*trustfedv1.UpdateFederationPolicyResponse, error) {
-	f.record(ctx)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.member.policySets = append(f.member.policySets, req)
-	p := &trustfedv1.FederationPolicy{OnboardingCapLevel: 2, OnboardingPeriod: durationpb.New(30 * day)}
-	if req.OnboardingCapLevel != nil {
-		p.OnboardingCapLevel = req.GetOnboardingCapLevel()
-	}
-	if req.OnboardingPeriod != nil {
-		p.OnboardingPeriod = req.GetOnboardingPeriod()
-	}
-	f.member.policy = p
-	return &trustfedv1.UpdateFederationPolicyResponse{Policy: proto.CloneOf(p)}, nil
 }
 
 // runFullCLI runs the CLI like runCLI, with the commands another part of

@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -22,7 +21,9 @@ func newOrgCmd(a *app) *cobra.Command {
 		newOrgRegisterCmd(a),
 		newOrgApproveCmd(a),
 		newOrgOverrideOnboardingCmd(a),
-		newOrgSuspendCmd(a),
+		newOrgStatusCmd(a, "suspend", "Suspend an organisation: every check involving it is denied and its agreements end", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED),
+		newOrgStatusCmd(a, "reactivate", "Reactivate a suspended organisation (its ended agreements stay ended)", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE),
+		newOrgStatusCmd(a, "revoke", "Revoke an organisation for good: every check involving it is denied and its agreements end", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED),
 		newOrgSetLevelCmd(a),
 		newOrgPassportCmd(a),
 		newOrgGetCmd(a),
@@ -60,25 +61,15 @@ func newOrgOverrideOnboardingCmd(a *app) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:     "override-onboarding ID --reason REASON",
-		Short:   "End an organisation's onboarding cap early (the reason is recorded)",
+		Short:   "End an organisation's onboarding cap early (an admin change; the reason is recorded)",
 		Example: `  trustfed org override-onboarding acme-bank --reason "long-standing partner, assessed on site"`,
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req, err := orgOverrideRequest(args[0], reason)
+			change, err := orgOverrideChange(args[0], reason)
 			if err != nil {
 				return err
 			}
-			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.OverrideOnboardingResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().OverrideOnboarding(ctx, req)
-					return err
-				})
-				if err != nil {
-					return err
-				}
-				return a.print(resp, func(w io.Writer) error { return writeOrganization(w, resp.GetOrganization(), nil) })
-			})
+			return a.proposeChange(cmd, change, showOrganization(args[0]))
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why the cap is lifted early (required, recorded)")
@@ -86,48 +77,39 @@ func newOrgOverrideOnboardingCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// orgOverrideRequest validates the arguments of "org override-onboarding".
-func orgOverrideRequest(id, reason string) (*trustfedv1.OverrideOnboardingRequest, error) {
+// orgOverrideChange validates the arguments of "org override-onboarding".
+func orgOverrideChange(id, reason string) (*trustfedv1.AdminChange, error) {
 	if err := validateOrgID("organisation id", id); err != nil {
 		return nil, err
 	}
 	if err := validateReason(reason); err != nil {
 		return nil, err
 	}
-	return &trustfedv1.OverrideOnboardingRequest{OrganizationId: id, Reason: reason}, nil
+	return &trustfedv1.AdminChange{Reason: reason, Change: &trustfedv1.AdminChange_OverrideOnboarding{OverrideOnboarding: &trustfedv1.OverrideOnboardingChange{OrganizationId: id}}}, nil
 }
 
-func newOrgSuspendCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "suspend ID",
-		Short: "Suspend an organisation: every check involving it is denied and its agreements end",
+// newOrgStatusCmd builds "org suspend", "org reactivate" and "org revoke".
+func newOrgStatusCmd(a *app, verb, short string, status trustfedv1.OrganizationStatus) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   verb + " ID --reason REASON",
+		Short: short + " (an admin change)",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := validateOrgID("organisation id", args[0]); err != nil {
 				return err
 			}
-			req := &trustfedv1.UpdateOrganizationRequest{
-				OrganizationId: args[0],
-				Status:         trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED.Enum(),
+			if err := validateReason(reason); err != nil {
+				return err
 			}
-			return a.updateOrganization(cmd, req)
+			change := &trustfedv1.AdminChange{Reason: reason, Change: &trustfedv1.AdminChange_SetOrganizationStatus{
+				SetOrganizationStatus: &trustfedv1.SetOrganizationStatusChange{OrganizationId: args[0], Status: status}}}
+			return a.proposeChange(cmd, change, showOrganization(args[0]))
 		},
 	}
-}
-
-// updateOrganization sends an UpdateOrganization and prints the result.
-func (a *app) updateOrganization(cmd *cobra.Command, req *trustfedv1.UpdateOrganizationRequest) error {
-	return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-		var resp *trustfedv1.UpdateOrganizationResponse
-		err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-			resp, err = c.Admin().UpdateOrganization(ctx, req)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		return a.print(resp, func(w io.Writer) error { return writeOrganization(w, resp.GetOrganization(), nil) })
-	})
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required, recorded)")
+	_ = cmd.MarkFlagRequired("reason")
+	return cmd
 }
 
 func newOrgGetCmd(a *app) *cobra.Command {
@@ -213,22 +195,29 @@ func collectPages(fetch func(token string) (next string, err error)) error {
 }
 
 func newOrgSetLevelCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var reason string
+	cmd := &cobra.Command{
 		Use:   "set-level ID N",
-		Short: "Change an organisation's declared trust level (0..4 or its name)",
-		Args:  exactArgs("ID", "N"),
+		Short: "Change an organisation's declared trust level, 0..4 or its name (an admin change)",
+		Long: `Change an organisation's declared trust level (0..4 or its name). Its
+effective level stays capped by its passport and onboarding.
+
+` + adminChangesLong,
+		Args: exactArgs("ID", "N"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req, err := orgSetLevelRequest(args[0], args[1])
+			change, err := orgSetLevelChange(args[0], args[1], reason)
 			if err != nil {
 				return err
 			}
-			return a.updateOrganization(cmd, req)
+			return a.proposeChange(cmd, change, showOrganization(args[0]))
 		},
 	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded; default: a description of the change)")
+	return cmd
 }
 
-// orgSetLevelRequest validates the arguments of "org set-level".
-func orgSetLevelRequest(id, level string) (*trustfedv1.UpdateOrganizationRequest, error) {
+// orgSetLevelChange validates the arguments of "org set-level".
+func orgSetLevelChange(id, level, reason string) (*trustfedv1.AdminChange, error) {
 	if err := validateOrgID("organisation id", id); err != nil {
 		return nil, err
 	}
@@ -236,8 +225,10 @@ func orgSetLevelRequest(id, level string) (*trustfedv1.UpdateOrganizationRequest
 	if err != nil {
 		return nil, err
 	}
-	return &trustfedv1.UpdateOrganizationRequest{
-		OrganizationId: id,
-		DeclaredLevel:  proto.Uint32(l),
-	}, nil
+	why, err := changeReason(reason, fmt.Sprintf("set declared level of %s to %s", id, formatLevel(l)))
+	if err != nil {
+		return nil, err
+	}
+	return &trustfedv1.AdminChange{Reason: why, Change: &trustfedv1.AdminChange_SetDeclaredLevel{
+		SetDeclaredLevel: &trustfedv1.SetDeclaredLevelChange{OrganizationId: id, Level: l}}}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry"
 	"github.com/trustfed/trustfed/registry/state"
 	"golang.org/x/sync/errgroup"
@@ -150,17 +151,22 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		}
 		node.RegisterLeaderTask("bootstrap-token", bootstrapTokenTask(node, store, secret, tokenReady, logger))
 		if f.dev {
+			adminKey := filepath.Join(f.dataDir, "admin.key")
+			key, err := ensureDevAdminKey(adminKey)
+			if err != nil {
+				return err
+			}
+			adminReady := make(chan struct{})
+			node.RegisterLeaderTask("dev-admin", devAdminTask(node, store, key, adminReady, logger))
 			go func() {
-				select {
-				case <-keyReady:
-				case <-ctx.Done():
-					return
+				for _, ready := range []chan struct{}{keyReady, tokenReady, adminReady} {
+					select {
+					case <-ready:
+					case <-ctx.Done():
+						return
+					}
 				}
-				select {
-				case <-tokenReady:
-					printDevBanner(out, f, grpcLis.Addr(), httpLis.Addr(), node.RaftAddr(), files.CAFile, secret)
-				case <-ctx.Done():
-				}
+				printDevBanner(out, f, grpcLis.Addr(), httpLis.Addr(), node.RaftAddr(), files.CAFile, secret, adminKey)
 			}()
 		}
 	}
@@ -373,6 +379,49 @@ func bootstrapTokenTask(node *consensus.Node, store *state.Store, secret string,
 				return err
 			}
 			logger.Info("bootstrap admin token stored", "token_id", id)
+			markReady()
+			return nil
+		})
+	}
+}
+
+// ensureDevAdminKey returns the dev server's admin approval key kept in
+// path, creating it (mode 0600) on first start.
+func ensureDevAdminKey(path string) (ed25519.PrivateKey, error) {
+	if key, err := attestation.LoadPrivateKey(path); err == nil {
+		return key, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("dev admin key %s: %w", path, err)
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := attestation.SavePrivateKey(path, key); err != nil {
+		return nil, fmt.Errorf("write dev admin key: %w", err)
+	}
+	return key, nil
+}
+
+// devAdminTask enrols the dev server's admin key as the federation's only
+// admin with a quorum of one (the only place a single admin may approve a
+// sensitive change alone). It closes ready when the registry has an admin.
+func devAdminTask(node *consensus.Node, store *state.Store, key ed25519.PrivateKey, ready chan struct{}, logger *slog.Logger) func(context.Context) error {
+	var once sync.Once
+	markReady := func() { once.Do(func() { close(ready) }) }
+	return func(ctx context.Context) error {
+		return retry(ctx, logger, "enrol dev admin", func() error {
+			if len(store.Read().Admins()) > 0 {
+				markReady()
+				return nil
+			}
+			admin := &trustfedv1.Admin{Id: "dev-admin", Name: "Dev admin", PublicKey: key.Public().(ed25519.PublicKey)}
+			err := proposeFirst(ctx, node, &commandv1.BootstrapAdmin{Admin: admin, ApprovalsRequired: 1},
+				state.EnvelopeMeta{RequestID: "bootstrap-dev-admin", Time: time.Now().UTC(), Principal: "system:bootstrap"})
+			if err != nil {
+				return err
+			}
+			logger.Info("dev admin enrolled; admin changes need 1 approval (dev mode only)", "admin", admin.Id)
 			markReady()
 			return nil
 		})
