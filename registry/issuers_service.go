@@ -56,4 +56,3 @@ func (s *Server) GetFederationPolicy(ctx context.Context, req *trustfedv1.GetFed
 	}
 	return &trustfedv1.GetFederationPolicyResponse{Policy: r.FederationPolicy(), Meta: meta}, nil
 }
-
