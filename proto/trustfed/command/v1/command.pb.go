@@ -14,7 +14,6 @@ import (
 	v1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	_ "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1613,7 +1612,7 @@ var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
 const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
+	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
 	"\bEnvelope\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .trustfed.command.v1.CommandTypeR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
