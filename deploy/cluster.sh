@@ -310,6 +310,22 @@ ORGS=()
 KEYS=""
 ISSUER=smoke-assessors
 
+# admin_change NODE ARGS...: an admin change (issuer accredit, federation
+# policy set, ...) proposed via NODE with alice's key, then approved by bob
+# via the next node: the cluster's quorum is two admins.
+admin_change() {
+	local node=$1 out id other
+	shift
+	out=$(cli_try "$node" "$@" --admin-key "$KEYS/alice.key" -o json) || return 1
+	id=$(grep -o '"chg-[0-9a-f]\{16\}"' <<<"$out" | head -1 | tr -d '"')
+	[ -n "$id" ] || { log "no change id in: $(head -c 300 <<<"$out")"; return 1; }
+	grep -q ADMIN_CHANGE_STATUS_PENDING <<<"$out" || { log "change $id is not PENDING after one approval of two"; return 1; }
+	case $node in n1) other=n2 ;; n2) other=n3 ;; *) other=n1 ;; esac
+	out=$(cli_try "$other" admin approve "$id" --admin-key "$KEYS/bob.key" -o json) || return 1
+	grep -q ADMIN_CHANGE_STATUS_APPLIED <<<"$out" || { log "change $id not APPLIED after bob's approval via $other"; return 1; }
+	log "admin change $id: proposed by alice via $node, approved by bob via $other, APPLIED"
+}
+
 # cli_try NODE ARGS...: cli, retrying a transient error (gRPC Unavailable or
 # DeadlineExceeded: no leader right now, an election under way) every 0.5s
 # for up to $WAIT seconds; any other error fails at once. Each retry is
@@ -492,7 +508,7 @@ cmd_test() {
 	step "check the CLI has the verbs this test uses"
 	local verb
 	for verb in "keygen" "issuer accredit" "issuer passport issue" "org register" "org approve" "org get" "org list" \
-		"federation policy set" "agreement propose" "agreement sign" "check"; do
+		"federation policy set" "agreement propose" "agreement sign" "check" "admin add" "admin approve"; do
 		# shellcheck disable=SC2086
 		"$BIN" $verb --help >/dev/null 2>&1 && "$BIN" $verb --help 2>/dev/null | grep -q "trustfed $verb" ||
 			die "this build's CLI has no '$verb' (the smoke test uses the membership CLI of 9b7a883: org register/approve, agreement propose/sign, issuer accredit). Run with TRUSTFED_REF=<a commit with those verbs> or update cmd_test in $0"
@@ -503,7 +519,12 @@ cmd_test() {
 	KEYS=$(mktemp -d "${TMPDIR:-/tmp}/trustfed-smoke.XXXXXX") || die "mktemp"
 	log "keys and passports in $KEYS (removed at exit)"
 	"$BIN" keygen --out "$KEYS/$ISSUER.key" >/dev/null || die "keygen $ISSUER"
-	cli_try n1 issuer accredit "$ISSUER" --name "Smoke Test Assessors" --pubkey "$KEYS/$ISSUER.key.pub" --max-level 4 >/dev/null ||
+	# Two federation admins: alice enrols herself (the first admin), then bob
+	# (while there are fewer admins than the quorum of 2, alice alone may).
+	"$BIN" keygen --out "$KEYS/alice.key" >/dev/null && "$BIN" keygen --out "$KEYS/bob.key" >/dev/null || die "keygen admins"
+	cli_try n1 admin add alice --name Alice --pubkey "$KEYS/alice.key.pub" --admin-key "$KEYS/alice.key" >/dev/null || die "admin add alice via n1"
+	cli_try n1 admin add bob --name Bob --pubkey "$KEYS/bob.key.pub" --admin-key "$KEYS/alice.key" >/dev/null || die "admin add bob via n1"
+	admin_change n1 issuer accredit "$ISSUER" --name "Smoke Test Assessors" --pubkey "$KEYS/$ISSUER.key.pub" --max-level 4 ||
 		die "issuer accredit $ISSUER via n1"
 	register_member n1 acme-bank "Acme Bank" 3
 	register_member n1 st-mary "St Mary Hospital" 3
@@ -511,7 +532,7 @@ cmd_test() {
 	decision cli_try n1 DENY --from acme-bank --to st-mary --action task_send ||
 		die "check acme-bank -> st-mary before any agreement is not DENY via n1"
 	# New members are capped at level 2 for 30 days; lift the cap for everyone.
-	cli_try n1 federation policy set --onboarding-cap 4 >/dev/null || die "federation policy set --onboarding-cap 4 via n1"
+	admin_change n1 federation policy set --onboarding-cap 4 || die "federation policy set --onboarding-cap 4 via n1"
 	out=$(cli_try n1 agreement propose acme-bank st-mary --actions task_send,context_share,ping --valid 30d -o json) ||
 		die "agreement propose acme-bank st-mary via n1"
 	agr=$(sed -n 's/^    "id": "\(agr-[^"]*\)",$/\1/p' <<<"$out") # .agreement.id
@@ -557,7 +578,7 @@ cmd_test() {
 	t_down=$(elapsed_since "$start")
 
 	echo
-	echo "PASS: 3-node cluster up; via n1: issuer accredited, 2 organisations registered (own key + passport) and approved,"
+	echo "PASS: 3-node cluster up; via n1: 2 admins enrolled, issuer accredited (2 admin approvals), 2 organisations registered (own key + passport) and approved,"
 	echo "      onboarding cap lifted, agreement proposed and signed by both (DENY before, ALLOW after);"
 	echo "      $rounds fail-over round(s) (stopped>new leader: ${ROUNDS[*]}), each: data and ALLOW read back and one"
 	echo "      organisation registered + approved with one node down via a survivor, stopped node restarted and caught up;"
