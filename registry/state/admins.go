@@ -411,9 +411,9 @@ func settleAdminChange(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v V
 func executeAdminChange(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier, changeID, by string, c *trustfedv1.AdminChange) error {
 	switch ch := c.Change.(type) {
 	case *trustfedv1.AdminChange_SetDeclaredLevel:
-		return setDeclaredLevel(tx, env, index, ch.SetDeclaredLevel)
+		return setDeclaredLevel(tx, env, index, ch.SetDeclaredLevel, c.Reason)
 	case *trustfedv1.AdminChange_SetOrganizationStatus:
-		return setOrganizationStatus(tx, env, index, ch.SetOrganizationStatus)
+		return setOrganizationStatus(tx, env, index, ch.SetOrganizationStatus, c.Reason)
 	case *trustfedv1.AdminChange_OverrideOnboarding:
 		return overrideOnboarding(tx, env, index, ch.OverrideOnboarding.OrganizationId, c.Reason, by)
 	case *trustfedv1.AdminChange_AccreditIssuer:
@@ -466,7 +466,7 @@ func removeAdmin(tx *memdb.Txn, env *commandv1.Envelope, index uint64, id string
 	return tx.Insert(tableAdmins, a)
 }
 
-func setDeclaredLevel(tx *memdb.Txn, env *commandv1.Envelope, index uint64, c *trustfedv1.SetDeclaredLevelChange) error {
+func setDeclaredLevel(tx *memdb.Txn, env *commandv1.Envelope, index uint64, c *trustfedv1.SetDeclaredLevelChange, reason string) error {
 	const field = "change.set_declared_level.organization_id"
 	cur, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", c.OrganizationId)
 	if !ok {
@@ -478,16 +478,22 @@ func setDeclaredLevel(tx *memdb.Txn, env *commandv1.Envelope, index uint64, c *t
 	if cur.DeclaredLevel == c.Level {
 		return FailedPrecondition("change.set_declared_level.level", "organization %q is already declared at level %d", c.OrganizationId, c.Level)
 	}
+	partners := partnerIDs((&Reader{txn: tx}).Graph(cur.Id))
 	org := proto.CloneOf(cur)
 	org.DeclaredLevel = c.Level
 	org.UpdateTime, org.ModifyIndex = stamp(env), index
 	if err := tx.Insert(tableOrganizations, org); err != nil {
 		return err
 	}
-	return terminateBrokenAgreements(tx, env, index, org.Id)
+	if err := endBrokenAgreements(tx, env, index, org.Id); err != nil {
+		return err
+	}
+	ev := &trustfedv1.Event{Kind: trustfedv1.EventKind_EVENT_KIND_LEVEL_CHANGE, OrganizationId: org.Id,
+		Reason: fmt.Sprintf("declared level %d -> %d: %s", cur.DeclaredLevel, c.Level, reason)}
+	return newCascade(tx, env, index, ev, partners)
 }
 
-func setOrganizationStatus(tx *memdb.Txn, env *commandv1.Envelope, index uint64, c *trustfedv1.SetOrganizationStatusChange) error {
+func setOrganizationStatus(tx *memdb.Txn, env *commandv1.Envelope, index uint64, c *trustfedv1.SetOrganizationStatusChange, reason string) error {
 	const field = "change.set_organization_status.organization_id"
 	cur, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", c.OrganizationId)
 	if !ok {
@@ -507,7 +513,10 @@ func setOrganizationStatus(tx *memdb.Txn, env *commandv1.Envelope, index uint64,
 	if err := tx.Insert(tableOrganizations, org); err != nil {
 		return err
 	}
-	return terminateBrokenAgreements(tx, env, index, org.Id)
+	if c.Status == trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE {
+		return nil // reactivated: its ended agreements stay ended
+	}
+	return cutOff(tx, env, index, org.Id, c.Status, reason)
 }
 
 func applyBootstrapAdmin(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier) error {

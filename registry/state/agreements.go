@@ -143,7 +143,13 @@ func applySignAgreement(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v 
 		ag.SignBTime = stamp(env)
 	}
 	ag.UpdateTime, ag.ModifyIndex = stamp(env), index
-	return tx.Insert(tableAgreements, ag)
+	if err := tx.Insert(tableAgreements, ag); err != nil {
+		return err
+	}
+	if ag.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+		return addEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id)
+	}
+	return nil
 }
 
 // CheckTermination verifies a party's signed termination.
@@ -184,7 +190,10 @@ func applyTerminateAgreement(tx *memdb.Txn, env *commandv1.Envelope, index uint6
 	if err != nil {
 		return err
 	}
-	return terminate(tx, env, index, cur, t.OrganizationId, t.Reason)
+	if err := terminate(tx, env, index, cur, t.OrganizationId, t.Reason); err != nil {
+		return err
+	}
+	return agreementTerminated(tx, env, index, cur, t.OrganizationId, t.Reason)
 }
 
 func terminate(tx *memdb.Txn, env *commandv1.Envelope, index uint64, cur *trustfedv1.Agreement, by, reason string) error {
@@ -192,17 +201,27 @@ func terminate(tx *memdb.Txn, env *commandv1.Envelope, index uint64, cur *trustf
 	ag.Status = trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED
 	ag.TerminateTime, ag.TerminationReason, ag.TerminatedBy = stamp(env), reason, by
 	ag.UpdateTime, ag.ModifyIndex = stamp(env), index
-	return tx.Insert(tableAgreements, ag)
+	if err := tx.Insert(tableAgreements, ag); err != nil {
+		return err
+	}
+	if cur.Status != trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+		return nil
+	}
+	if err := removeEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id); err != nil {
+		return err
+	}
+	return endSessions(tx, env, index, ag.OrganizationAId, ag.Id, trustfedv1.SessionStatus_SESSION_STATUS_TERMINATED, "agreement "+ag.Id+" ended: "+reason)
 }
 
 // terminateBrokenAgreements ends, at the command's time, every active
 // agreement of org whose termination conditions now hold. It runs when an
-// event that can break them is applied (status, level, passport, issuer).
-func terminateBrokenAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uint64, org string) error {
+// event that can break them is applied (status, level, passport, issuer),
+// and returns them.
+func terminateBrokenAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uint64, org string) ([]*trustfedv1.Agreement, error) {
 	r := &Reader{txn: tx}
 	it, err := tx.Get(tableAgreements, "party", org)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var active []*trustfedv1.Agreement
 	for raw := it.Next(); raw != nil; raw = it.Next() {
@@ -210,11 +229,31 @@ func terminateBrokenAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uin
 			active = append(active, ag)
 		}
 	}
+	var ended []*trustfedv1.Agreement
 	for _, ag := range active {
-		if reason, ended := r.AgreementEnded(ag, env.Time.AsTime()); ended {
+		if reason, broken := r.agreementBroken(ag, env.Time.AsTime()); broken {
 			if err := terminate(tx, env, index, ag, "condition", reason); err != nil {
-				return err
+				return nil, err
 			}
+			ended = append(ended, ag)
+		}
+	}
+	return ended, nil
+}
+
+// endBrokenAgreements terminates org's broken agreements and tells both
+// parties of each (the automatic triggers: level drop, passport renewal
+// or revocation, issuer withdrawal).
+func endBrokenAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uint64, org string) error {
+	ended, err := terminateBrokenAgreements(tx, env, index, org)
+	if err != nil {
+		return err
+	}
+	r := &Reader{txn: tx}
+	for _, ag := range ended {
+		reason, _ := r.AgreementEnded(ag, env.Time.AsTime())
+		if err := agreementTerminated(tx, env, index, ag, org, reason); err != nil {
+			return err
 		}
 	}
 	return nil

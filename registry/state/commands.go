@@ -24,6 +24,11 @@ func init() {
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE, applyProposeAdminChange)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE, applyApproveAdminChange)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN, applyBootstrapAdmin)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_OPEN_SESSION, applyOpenSession)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_HEARTBEAT_SESSION, applyHeartbeatSession)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_CLOSE_SESSION, applyCloseSession)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_SWEEP, applySweep)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_RECORD_DELIVERIES, applyRecordDeliveries)
 }
 
 func decode(env *commandv1.Envelope, m proto.Message) error {

@@ -71,6 +71,16 @@ func commandType(cmd proto.Message) (commandv1.CommandType, error) {
 		return commandv1.CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE, nil
 	case *commandv1.BootstrapAdmin:
 		return commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN, nil
+	case *commandv1.OpenSession:
+		return commandv1.CommandType_COMMAND_TYPE_OPEN_SESSION, nil
+	case *commandv1.HeartbeatSession:
+		return commandv1.CommandType_COMMAND_TYPE_HEARTBEAT_SESSION, nil
+	case *commandv1.CloseSession:
+		return commandv1.CommandType_COMMAND_TYPE_CLOSE_SESSION, nil
+	case *commandv1.Sweep:
+		return commandv1.CommandType_COMMAND_TYPE_SWEEP, nil
+	case *commandv1.RecordDeliveries:
+		return commandv1.CommandType_COMMAND_TYPE_RECORD_DELIVERIES, nil
 	default:
 		return 0, fmt.Errorf("%T is not a registry command", cmd)
 	}

@@ -216,6 +216,8 @@ func TestSnapshotRestoreIdentical(t *testing.T) {
 	h.member("org-a", 3, 3)
 	h.member("org-b", 2, 2)
 	h.agreement("agr-00000000000000aa", "org-a", "org-b", 0)
+	h.openSession("org-a", "org-b", "req-session", time.Minute)
+	h.mustChange(testutil.SetLevel("org-a", 2)) // a cascade (level change) to org-b
 	h.mustChange(testutil.Policy(&trustfedv1.FederationPolicyChange{OnboardingCapLevel: u32(1)}))
 	h.mustChange(testutil.RevokePassport("pp-x", "lost"))
 	h.mustChange(bob.Enrol())
@@ -230,6 +232,8 @@ func TestSnapshotRestoreIdentical(t *testing.T) {
 	require.Equal(t, snap, restored.snapshotBytes(), "restored state must persist to identical bytes")
 	require.Equal(t, h.read().Index(), restored.read().Index())
 	require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE, restored.agreementStatus("agr-00000000000000aa"))
+	require.Equal(t, h.read().Graph("org-a"), restored.read().Graph("org-a"))
+	require.Len(t, restored.read().IncompleteCascades(), 1)
 
 	// The de-duplication table survives a restore.
 	restored.index = h.index

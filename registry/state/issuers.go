@@ -52,7 +52,7 @@ func withdrawIssuer(tx *memdb.Txn, env *commandv1.Envelope, index uint64, issuer
 		ids = append(ids, raw.(*trustfedv1.Organization).Id)
 	}
 	for _, id := range ids {
-		if err := terminateBrokenAgreements(tx, env, index, id); err != nil {
+		if err := endBrokenAgreements(tx, env, index, id); err != nil {
 			return err
 		}
 	}
@@ -77,7 +77,7 @@ func revokePassport(tx *memdb.Txn, env *commandv1.Envelope, index uint64, serial
 		}
 	}
 	for _, id := range holders {
-		if err := terminateBrokenAgreements(tx, env, index, id); err != nil {
+		if err := endBrokenAgreements(tx, env, index, id); err != nil {
 			return err
 		}
 	}

@@ -119,3 +119,13 @@ func (r *Reader) partyBreaksTerms(orgID string, terms *trustfedv1.AgreementTerms
 	}
 	return "", false
 }
+
+// agreementBroken reports whether an active agreement's conditions are
+// broken at now. Unlike AgreementEnded, an agreement that has not started
+// yet is not broken: it waits for its not_before.
+func (r *Reader) agreementBroken(ag *trustfedv1.Agreement, now time.Time) (string, bool) {
+	if nb := ag.GetParsedTerms().GetNotBefore(); nb != nil && now.Before(nb.AsTime()) {
+		return "", false
+	}
+	return r.AgreementEnded(ag, now)
+}

@@ -258,5 +258,5 @@ func applySubmitPassport(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v
 	if err := tx.Insert(tableOrganizations, org); err != nil {
 		return err
 	}
-	return terminateBrokenAgreements(tx, env, index, org.Id)
+	return endBrokenAgreements(tx, env, index, org.Id)
 }

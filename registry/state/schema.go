@@ -23,6 +23,9 @@ const (
 	tableAuthorizations = "authorizations"
 	tableAdmins         = "admins"
 	tableAdminChanges   = "admin_changes"
+	tableEdges          = "edges"
+	tableSessions       = "sessions"
+	tableCascades       = "cascades"
 )
 
 // metaRow holds the Raft index the state reflects, updated in the same
@@ -74,6 +77,32 @@ func schema() *memdb.DBSchema {
 			Name: tableAdminChanges,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		},
+		tableEdges: {
+			Name: tableEdges,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: edgeIndex{}},
+			},
+		},
+		tableSessions: {
+			Name: tableSessions,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"party": {Name: "party", Indexer: sessionPartyIndex{}},
+				"open": {Name: "open", Indexer: &memdb.ConditionalIndex{Conditional: func(o any) (bool, error) {
+					return o.(*trustfedv1.Session).Status == trustfedv1.SessionStatus_SESSION_STATUS_OPEN, nil
+				}}},
+			},
+		},
+		tableCascades: {
+			Name: tableCascades,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":     {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"target": {Name: "target", AllowMissing: true, Indexer: cascadeTargetIndex{}},
+				"incomplete": {Name: "incomplete", Indexer: &memdb.ConditionalIndex{Conditional: func(o any) (bool, error) {
+					return o.(*trustfedv1.Cascade).CompleteTime == nil, nil
+				}}},
 			},
 		},
 		tableSigningKeys: {

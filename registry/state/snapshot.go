@@ -74,6 +74,15 @@ func (s *Snapshot) Persist(w io.Writer) error {
 		{tableAdminChanges, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_AdminChange{AdminChange: o.(*trustfedv1.AdminChangeRecord)}}
 		}},
+		{tableEdges, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Edge{Edge: o.(*commandv1.GraphEdge)}}
+		}},
+		{tableSessions, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Session{Session: o.(*trustfedv1.Session)}}
+		}},
+		{tableCascades, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Cascade{Cascade: o.(*trustfedv1.Cascade)}}
+		}},
 		{tablePolicy, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_FederationPolicy{FederationPolicy: o.(*trustfedv1.FederationPolicy)}}
 		}},
@@ -158,6 +167,12 @@ func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
 		return tx.Insert(tableAdmins, r.Admin)
 	case *commandv1.SnapshotRecord_AdminChange:
 		return tx.Insert(tableAdminChanges, r.AdminChange)
+	case *commandv1.SnapshotRecord_Edge:
+		return tx.Insert(tableEdges, r.Edge)
+	case *commandv1.SnapshotRecord_Session:
+		return tx.Insert(tableSessions, r.Session)
+	case *commandv1.SnapshotRecord_Cascade:
+		return tx.Insert(tableCascades, r.Cascade)
 	default:
 		return fmt.Errorf("unknown snapshot record %T", rec.Record)
 	}

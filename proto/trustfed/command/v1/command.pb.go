@@ -14,6 +14,7 @@ import (
 	v1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -60,6 +61,11 @@ const (
 	CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE     CommandType = 19
 	CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE     CommandType = 20
 	CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN          CommandType = 21
+	CommandType_COMMAND_TYPE_OPEN_SESSION             CommandType = 22
+	CommandType_COMMAND_TYPE_HEARTBEAT_SESSION        CommandType = 23
+	CommandType_COMMAND_TYPE_CLOSE_SESSION            CommandType = 24
+	CommandType_COMMAND_TYPE_SWEEP                    CommandType = 25
+	CommandType_COMMAND_TYPE_RECORD_DELIVERIES        CommandType = 26
 )
 
 // Enum value maps for CommandType.
@@ -87,6 +93,11 @@ var (
 		19: "COMMAND_TYPE_PROPOSE_ADMIN_CHANGE",
 		20: "COMMAND_TYPE_APPROVE_ADMIN_CHANGE",
 		21: "COMMAND_TYPE_BOOTSTRAP_ADMIN",
+		22: "COMMAND_TYPE_OPEN_SESSION",
+		23: "COMMAND_TYPE_HEARTBEAT_SESSION",
+		24: "COMMAND_TYPE_CLOSE_SESSION",
+		25: "COMMAND_TYPE_SWEEP",
+		26: "COMMAND_TYPE_RECORD_DELIVERIES",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -111,6 +122,11 @@ var (
 		"COMMAND_TYPE_PROPOSE_ADMIN_CHANGE":     19,
 		"COMMAND_TYPE_APPROVE_ADMIN_CHANGE":     20,
 		"COMMAND_TYPE_BOOTSTRAP_ADMIN":          21,
+		"COMMAND_TYPE_OPEN_SESSION":             22,
+		"COMMAND_TYPE_HEARTBEAT_SESSION":        23,
+		"COMMAND_TYPE_CLOSE_SESSION":            24,
+		"COMMAND_TYPE_SWEEP":                    25,
+		"COMMAND_TYPE_RECORD_DELIVERIES":        26,
 	}
 )
 
@@ -1397,6 +1413,9 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Authorization
 	//	*SnapshotRecord_Admin
 	//	*SnapshotRecord_AdminChange
+	//	*SnapshotRecord_Edge
+	//	*SnapshotRecord_Session
+	//	*SnapshotRecord_Cascade
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1538,6 +1557,33 @@ func (x *SnapshotRecord) GetAdminChange() *v1.AdminChangeRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetEdge() *GraphEdge {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Edge); ok {
+			return x.Edge
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetSession() *v1.Session {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Session); ok {
+			return x.Session
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetCascade() *v1.Cascade {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Cascade); ok {
+			return x.Cascade
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1586,6 +1632,18 @@ type SnapshotRecord_AdminChange struct {
 	AdminChange *v1.AdminChangeRecord `protobuf:"bytes,11,opt,name=admin_change,json=adminChange,proto3,oneof"`
 }
 
+type SnapshotRecord_Edge struct {
+	Edge *GraphEdge `protobuf:"bytes,12,opt,name=edge,proto3,oneof"`
+}
+
+type SnapshotRecord_Session struct {
+	Session *v1.Session `protobuf:"bytes,13,opt,name=session,proto3,oneof"`
+}
+
+type SnapshotRecord_Cascade struct {
+	Cascade *v1.Cascade `protobuf:"bytes,14,opt,name=cascade,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -1608,11 +1666,403 @@ func (*SnapshotRecord_Admin) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_AdminChange) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_Edge) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Cascade) isSnapshotRecord_Record() {}
+
+// GraphEdge is one directed edge of the notification graph: organization_id
+// is linked to partner_id by an active agreement or an open session (ref_id).
+type GraphEdge struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	PartnerId      string                 `protobuf:"bytes,2,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	RefId          string                 `protobuf:"bytes,3,opt,name=ref_id,json=refId,proto3" json:"ref_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GraphEdge) Reset() {
+	*x = GraphEdge{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphEdge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphEdge) ProtoMessage() {}
+
+func (x *GraphEdge) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
+func (*GraphEdge) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GraphEdge) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GraphEdge) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *GraphEdge) GetRefId() string {
+	if x != nil {
+		return x.RefId
+	}
+	return ""
+}
+
+type OpenSession struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	SessionId          string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	FromOrganizationId string                 `protobuf:"bytes,2,opt,name=from_organization_id,json=fromOrganizationId,proto3" json:"from_organization_id,omitempty"`
+	ToOrganizationId   string                 `protobuf:"bytes,3,opt,name=to_organization_id,json=toOrganizationId,proto3" json:"to_organization_id,omitempty"`
+	Action             string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	Ttl                *durationpb.Duration   `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *OpenSession) Reset() {
+	*x = OpenSession{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenSession) ProtoMessage() {}
+
+func (x *OpenSession) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
+func (*OpenSession) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *OpenSession) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *OpenSession) GetFromOrganizationId() string {
+	if x != nil {
+		return x.FromOrganizationId
+	}
+	return ""
+}
+
+func (x *OpenSession) GetToOrganizationId() string {
+	if x != nil {
+		return x.ToOrganizationId
+	}
+	return ""
+}
+
+func (x *OpenSession) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *OpenSession) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+type HeartbeatSession struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SessionId      string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HeartbeatSession) Reset() {
+	*x = HeartbeatSession{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatSession) ProtoMessage() {}
+
+func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
+func (*HeartbeatSession) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *HeartbeatSession) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *HeartbeatSession) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+type CloseSession struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SessionId      string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CloseSession) Reset() {
+	*x = CloseSession{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseSession) ProtoMessage() {}
+
+func (x *CloseSession) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
+func (*CloseSession) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CloseSession) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CloseSession) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *CloseSession) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Sweep ends what time has ended by the command's time: sessions past their
+// expiry, agreements past their end date or whose party's passport expired.
+type Sweep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sweep) Reset() {
+	*x = Sweep{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sweep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sweep) ProtoMessage() {}
+
+func (x *Sweep) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
+func (*Sweep) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
+}
+
+// RecordDeliveries merges the leader dispatcher's progress into cascades.
+// Merging is monotonic: attempts only grow, times once set stay.
+type RecordDeliveries struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*DeliveryUpdate      `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDeliveries) Reset() {
+	*x = RecordDeliveries{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDeliveries) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDeliveries) ProtoMessage() {}
+
+func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
+func (*RecordDeliveries) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+type DeliveryUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CascadeId     string                 `protobuf:"bytes,1,opt,name=cascade_id,json=cascadeId,proto3" json:"cascade_id,omitempty"`
+	Delivery      *v1.Delivery           `protobuf:"bytes,2,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryUpdate) Reset() {
+	*x = DeliveryUpdate{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryUpdate) ProtoMessage() {}
+
+func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
+func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeliveryUpdate) GetCascadeId() string {
+	if x != nil {
+		return x.CascadeId
+	}
+	return ""
+}
+
+func (x *DeliveryUpdate) GetDelivery() *v1.Delivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
 var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
 const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
+	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x19trustfed/v1/cascade.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
 	"\bEnvelope\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .trustfed.command.v1.CommandTypeR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
@@ -1695,7 +2145,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe0\x05\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xfa\x06\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
 	"\tagreement\x18\x02 \x01(\v2\x16.trustfed.v1.AgreementH\x00R\tagreement\x122\n" +
@@ -1709,8 +2159,39 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\rauthorization\x18\t \x01(\v2\x1a.trustfed.v1.AuthorizationH\x00R\rauthorization\x12*\n" +
 	"\x05admin\x18\n" +
 	" \x01(\v2\x12.trustfed.v1.AdminH\x00R\x05admin\x12C\n" +
-	"\fadmin_change\x18\v \x01(\v2\x1e.trustfed.v1.AdminChangeRecordH\x00R\vadminChangeB\b\n" +
-	"\x06record*\xaa\x06\n" +
+	"\fadmin_change\x18\v \x01(\v2\x1e.trustfed.v1.AdminChangeRecordH\x00R\vadminChange\x124\n" +
+	"\x04edge\x18\f \x01(\v2\x1e.trustfed.command.v1.GraphEdgeH\x00R\x04edge\x120\n" +
+	"\asession\x18\r \x01(\v2\x14.trustfed.v1.SessionH\x00R\asession\x120\n" +
+	"\acascade\x18\x0e \x01(\v2\x14.trustfed.v1.CascadeH\x00R\acascadeB\b\n" +
+	"\x06record\"j\n" +
+	"\tGraphEdge\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x02 \x01(\tR\tpartnerId\x12\x15\n" +
+	"\x06ref_id\x18\x03 \x01(\tR\x05refId\"\xd1\x01\n" +
+	"\vOpenSession\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x120\n" +
+	"\x14from_organization_id\x18\x02 \x01(\tR\x12fromOrganizationId\x12,\n" +
+	"\x12to_organization_id\x18\x03 \x01(\tR\x10toOrganizationId\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12+\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"Z\n" +
+	"\x10HeartbeatSession\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\"n\n" +
+	"\fCloseSession\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\a\n" +
+	"\x05Sweep\"Q\n" +
+	"\x10RecordDeliveries\x12=\n" +
+	"\aupdates\x18\x01 \x03(\v2#.trustfed.command.v1.DeliveryUpdateR\aupdates\"b\n" +
+	"\x0eDeliveryUpdate\x12\x1d\n" +
+	"\n" +
+	"cascade_id\x18\x01 \x01(\tR\tcascadeId\x121\n" +
+	"\bdelivery\x18\x02 \x01(\v2\x15.trustfed.v1.DeliveryR\bdelivery*\xc9\a\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -1734,7 +2215,12 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\"COMMAND_TYPE_APPROVE_AUTHORIZATION\x10\x12\x12%\n" +
 	"!COMMAND_TYPE_PROPOSE_ADMIN_CHANGE\x10\x13\x12%\n" +
 	"!COMMAND_TYPE_APPROVE_ADMIN_CHANGE\x10\x14\x12 \n" +
-	"\x1cCOMMAND_TYPE_BOOTSTRAP_ADMIN\x10\x15*,\n" +
+	"\x1cCOMMAND_TYPE_BOOTSTRAP_ADMIN\x10\x15\x12\x1d\n" +
+	"\x19COMMAND_TYPE_OPEN_SESSION\x10\x16\x12\"\n" +
+	"\x1eCOMMAND_TYPE_HEARTBEAT_SESSION\x10\x17\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_CLOSE_SESSION\x10\x18\x12\x16\n" +
+	"\x12COMMAND_TYPE_SWEEP\x10\x19\x12\"\n" +
+	"\x1eCOMMAND_TYPE_RECORD_DELIVERIES\x10\x1a*,\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1753,7 +2239,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),              // 0: trustfed.command.v1.CommandType
 	(Role)(0),                     // 1: trustfed.command.v1.Role
@@ -1778,45 +2264,62 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*AppliedRequest)(nil),        // 20: trustfed.command.v1.AppliedRequest
 	(*SnapshotHeader)(nil),        // 21: trustfed.command.v1.SnapshotHeader
 	(*SnapshotRecord)(nil),        // 22: trustfed.command.v1.SnapshotRecord
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*v1.AdminSignature)(nil),     // 24: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),              // 25: trustfed.v1.Admin
-	(*v1.Organization)(nil),       // 26: trustfed.v1.Organization
-	(*v1.Agreement)(nil),          // 27: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),             // 28: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),   // 29: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),      // 30: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),  // 31: trustfed.v1.AdminChangeRecord
+	(*GraphEdge)(nil),             // 23: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),           // 24: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),      // 25: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),          // 26: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                 // 27: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),      // 28: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),        // 29: trustfed.command.v1.DeliveryUpdate
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*v1.AdminSignature)(nil),     // 31: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),              // 32: trustfed.v1.Admin
+	(*v1.Organization)(nil),       // 33: trustfed.v1.Organization
+	(*v1.Agreement)(nil),          // 34: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),             // 35: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),   // 36: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),      // 37: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),  // 38: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),            // 39: trustfed.v1.Session
+	(*v1.Cascade)(nil),            // 40: trustfed.v1.Cascade
+	(*durationpb.Duration)(nil),   // 41: google.protobuf.Duration
+	(*v1.Delivery)(nil),           // 42: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	23, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	23, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	23, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	30, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	30, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	30, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 4: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	24, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	24, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	25, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	31, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	31, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	32, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
 	1,  // 8: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	23, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	30, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
 	18, // 10: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	23, // 11: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	26, // 12: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	27, // 13: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	30, // 11: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	33, // 12: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	34, // 13: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
 	18, // 14: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
 	20, // 15: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	28, // 16: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	35, // 16: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
 	6,  // 17: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	29, // 18: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	36, // 18: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
 	7,  // 19: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	30, // 20: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	25, // 21: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	31, // 22: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	37, // 20: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	32, // 21: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	38, // 22: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	23, // 23: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	39, // 24: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	40, // 25: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	41, // 26: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	29, // 27: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	42, // 28: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -1836,6 +2339,9 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_Authorization)(nil),
 		(*SnapshotRecord_Admin)(nil),
 		(*SnapshotRecord_AdminChange)(nil),
+		(*SnapshotRecord_Edge)(nil),
+		(*SnapshotRecord_Session)(nil),
+		(*SnapshotRecord_Cascade)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1843,7 +2349,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
