@@ -88,10 +88,21 @@ var methodRoles = map[string][]Role{
 	trustfedv1.RegistryService_GetAuthorization_FullMethodName:       {RoleAdmin},
 	trustfedv1.AdminService_GetAgreement_FullMethodName:              {RoleAdmin},
 	trustfedv1.AdminService_ListAgreements_FullMethodName:            {RoleAdmin},
-	trustfedv1.ClusterService_Status_FullMethodName:                  {RoleAdmin, RoleNode},
-	trustfedv1.ClusterService_Join_FullMethodName:                    {RoleAdmin, RoleNode},
-	trustfedv1.ClusterService_Leave_FullMethodName:                   {RoleAdmin},
-	peerv1.PeerService_ReadIndex_FullMethodName:                      {RoleNode},
+	// Member calls; organisations get their own credentials with the
+	// zero-trust issue, until then an admin token carries them.
+	trustfedv1.CascadeService_OpenSession_FullMethodName:          {RoleAdmin},
+	trustfedv1.CascadeService_HeartbeatSession_FullMethodName:     {RoleAdmin},
+	trustfedv1.CascadeService_CloseSession_FullMethodName:         {RoleAdmin},
+	trustfedv1.CascadeService_GetSession_FullMethodName:           {RoleAdmin},
+	trustfedv1.CascadeService_GetOrganizationGraph_FullMethodName: {RoleAdmin},
+	trustfedv1.CascadeService_WatchEvents_FullMethodName:          {RoleAdmin},
+	trustfedv1.CascadeService_AckEvent_FullMethodName:             {RoleAdmin},
+	trustfedv1.CascadeService_GetCascade_FullMethodName:           {RoleAdmin},
+	trustfedv1.CascadeService_ListCascades_FullMethodName:         {RoleAdmin},
+	trustfedv1.ClusterService_Status_FullMethodName:               {RoleAdmin, RoleNode},
+	trustfedv1.ClusterService_Join_FullMethodName:                 {RoleAdmin, RoleNode},
+	trustfedv1.ClusterService_Leave_FullMethodName:                {RoleAdmin},
+	peerv1.PeerService_ReadIndex_FullMethodName:                   {RoleNode},
 }
 
 // publicMethods need no credentials: publishing public keys so anyone can

@@ -44,6 +44,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config) (*G
 		trustfedv1.RegisterAdminServiceHandler,
 		trustfedv1.RegisterClusterServiceHandler,
 		trustfedv1.RegisterMembershipServiceHandler,
+		trustfedv1.RegisterCascadeServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			_ = conn.Close()

@@ -58,6 +58,10 @@ func TestWriteMethods(t *testing.T) {
 		trustfedv1.MembershipService_ApproveAuthorization_FullMethodName: true,
 		trustfedv1.RegistryService_RequestAuthorization_FullMethodName:   true,
 		trustfedv1.ClusterService_Join_FullMethodName:                    true,
+		trustfedv1.CascadeService_OpenSession_FullMethodName:             true,
+		trustfedv1.CascadeService_HeartbeatSession_FullMethodName:        true,
+		trustfedv1.CascadeService_CloseSession_FullMethodName:            true,
+		trustfedv1.CascadeService_AckEvent_FullMethodName:                true,
 		trustfedv1.ClusterService_Leave_FullMethodName:                   true,
 	}
 	require.Equal(t, want, writeMethods)

@@ -48,6 +48,9 @@ type Config struct {
 	Clock   func() time.Time
 	Logger  *slog.Logger
 	Version string
+	// Acks takes members' event acknowledgements on the leader (the
+	// revocation dispatcher); nil refuses AckEvent.
+	Acks AckSink
 }
 
 // MaxMessageSize bounds every gRPC message received.
@@ -59,6 +62,7 @@ type Server struct {
 	trustfedv1.UnimplementedAdminServiceServer
 	trustfedv1.UnimplementedClusterServiceServer
 	trustfedv1.UnimplementedMembershipServiceServer
+	trustfedv1.UnimplementedCascadeServiceServer
 	peerv1.UnimplementedPeerServiceServer
 
 	cfg   Config
@@ -124,6 +128,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	trustfedv1.RegisterAdminServiceServer(gs, s)
 	trustfedv1.RegisterClusterServiceServer(gs, s)
 	trustfedv1.RegisterMembershipServiceServer(gs, s)
+	trustfedv1.RegisterCascadeServiceServer(gs, s)
 	peerv1.RegisterPeerServiceServer(gs, s)
 }
 

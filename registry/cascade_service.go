@@ -1,0 +1,243 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// AckSink takes a member's acknowledgement of an event on the leader; the
+// revocation dispatcher commits acks through Raft in batches.
+type AckSink interface {
+	Ack(eventID, org string, at time.Time)
+}
+
+// watchRecheck bounds how long WatchEvents waits without looking at the
+// state again (a snapshot restore swaps the store under the watch).
+const watchRecheck = time.Second
+
+// OpenSession opens a session after deciding the interaction is allowed.
+func (s *Server) OpenSession(ctx context.Context, req *trustfedv1.OpenSessionRequest) (*trustfedv1.OpenSessionResponse, error) {
+	ttl, err := state.ValidateSessionTTL("ttl", req.GetTtl())
+	if err != nil {
+		return nil, err
+	}
+	check := &trustfedv1.CheckInteractionRequest{FromOrganizationId: req.GetFromOrganizationId(), ToOrganizationId: req.GetToOrganizationId(), Action: req.GetAction()}
+	d, _, _, err := s.decide(ctx, check)
+	if err != nil {
+		return nil, err
+	}
+	if d.Decision != trustfedv1.Decision_DECISION_ALLOW {
+		codes := make([]string, len(d.Reasons))
+		for i, r := range d.Reasons {
+			codes[i] = r.Code + ": " + r.Message
+		}
+		return nil, state.FailedPrecondition("action", "the interaction is not allowed: %s", strings.Join(codes, "; "))
+	}
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	cmd := &commandv1.OpenSession{SessionId: state.SessionID(rid), FromOrganizationId: req.FromOrganizationId, ToOrganizationId: req.ToOrganizationId,
+		Action: req.Action, Ttl: durationpb.New(ttl)}
+	if _, err := s.propose(ctx, cmd, rid); err != nil {
+		return nil, err
+	}
+	got, err := s.appliedSession(cmd.SessionId)
+	if err != nil {
+		return nil, err
+	}
+	return &trustfedv1.OpenSessionResponse{Session: got}, nil
+}
+
+func (s *Server) appliedSession(id string) (*trustfedv1.Session, error) {
+	got, ok := s.store.Read().Session(id)
+	if !ok {
+		return nil, fmt.Errorf("session %s missing right after it was applied", id)
+	}
+	return got, nil
+}
+
+// HeartbeatSession extends an open session by its TTL.
+func (s *Server) HeartbeatSession(ctx context.Context, req *trustfedv1.HeartbeatSessionRequest) (*trustfedv1.HeartbeatSessionResponse, error) {
+	if err := validateSessionParty(req.GetSessionId(), req.GetOrganizationId()); err != nil {
+		return nil, err
+	}
+	if err := s.proposeWithID(ctx, &commandv1.HeartbeatSession{SessionId: req.SessionId, OrganizationId: req.OrganizationId}, req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	got, err := s.appliedSession(req.SessionId)
+	if err != nil {
+		return nil, err
+	}
+	return &trustfedv1.HeartbeatSessionResponse{Session: got}, nil
+}
+
+// CloseSession ends a session; the other party is notified.
+func (s *Server) CloseSession(ctx context.Context, req *trustfedv1.CloseSessionRequest) (*trustfedv1.CloseSessionResponse, error) {
+	if err := validateSessionParty(req.GetSessionId(), req.GetOrganizationId()); err != nil {
+		return nil, err
+	}
+	if err := state.ValidateReason("reason", req.GetReason()); err != nil {
+		return nil, err
+	}
+	cmd := &commandv1.CloseSession{SessionId: req.SessionId, OrganizationId: req.OrganizationId, Reason: req.Reason}
+	if err := s.proposeWithID(ctx, cmd, req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	got, err := s.appliedSession(req.SessionId)
+	if err != nil {
+		return nil, err
+	}
+	return &trustfedv1.CloseSessionResponse{Session: got}, nil
+}
+
+func validateSessionParty(session, org string) error {
+	if err := state.ValidateSessionID("session_id", session); err != nil {
+		return err
+	}
+	return state.ValidateOrganizationID("organization_id", org)
+}
+
+// GetSession returns a session.
+func (s *Server) GetSession(ctx context.Context, req *trustfedv1.GetSessionRequest) (*trustfedv1.GetSessionResponse, error) {
+	if err := state.ValidateSessionID("session_id", req.GetSessionId()); err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	got, ok := r.Session(req.SessionId)
+	if !ok {
+		return nil, state.NotFound("session_id", "session %s does not exist", req.SessionId)
+	}
+	return &trustfedv1.GetSessionResponse{Session: got, Meta: meta}, nil
+}
+
+// GetOrganizationGraph returns an organisation's partners.
+func (s *Server) GetOrganizationGraph(ctx context.Context, req *trustfedv1.GetOrganizationGraphRequest) (*trustfedv1.GetOrganizationGraphResponse, error) {
+	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := r.Organization(req.OrganizationId); !ok {
+		return nil, state.NotFound("organization_id", "organization %q does not exist", req.OrganizationId)
+	}
+	return &trustfedv1.GetOrganizationGraphResponse{OrganizationId: req.OrganizationId, Partners: r.Graph(req.OrganizationId), Meta: meta}, nil
+}
+
+// WatchEvents streams the events addressed to an organisation as this node
+// applies them. It starts from a linearizable read, so a watcher that
+// connects after an event was committed anywhere sees it.
+func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.ServerStreamingServer[trustfedv1.Event]) error {
+	ctx := stream.Context()
+	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
+		return err
+	}
+	r, _, err := s.read(ctx, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE)
+	if err != nil {
+		return err
+	}
+	if _, ok := r.Organization(req.OrganizationId); !ok {
+		return state.NotFound("organization_id", "organization %q does not exist", req.OrganizationId)
+	}
+	after := req.GetAfterIndex()
+	tick := time.NewTicker(watchRecheck)
+	defer tick.Stop()
+	for {
+		cascades, changed := s.store.Read().CascadesFor(req.OrganizationId, after)
+		for _, c := range cascades {
+			if err := stream.Send(c.Event); err != nil {
+				return fmt.Errorf("send event %s: %w", c.Id, err)
+			}
+			after = c.CreateIndex
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// AckEvent takes an organisation's acknowledgement of an event. It runs on
+// the leader (it is a write, forwarded there) and hands the ack to the
+// dispatcher, which commits it with others in one Raft command.
+func (s *Server) AckEvent(ctx context.Context, req *trustfedv1.AckEventRequest) (*trustfedv1.AckEventResponse, error) {
+	if err := state.ValidateEventID("event_id", req.GetEventId()); err != nil {
+		return nil, err
+	}
+	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
+		return nil, err
+	}
+	r, _, err := s.read(ctx, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := r.Cascade(req.EventId)
+	if !ok {
+		return nil, state.NotFound("event_id", "event %s does not exist", req.EventId)
+	}
+	notified := false
+	for _, d := range c.Deliveries {
+		if d.OrganizationId == req.OrganizationId {
+			notified = true
+			break
+		}
+	}
+	if !notified {
+		return nil, state.Invalid("organization_id", "event %s is not addressed to %q", req.EventId, req.OrganizationId)
+	}
+	if s.cfg.Acks == nil {
+		return nil, fmt.Errorf("this node has no dispatcher to take acknowledgements")
+	}
+	s.cfg.Acks.Ack(req.EventId, req.OrganizationId, s.clock())
+	return &trustfedv1.AckEventResponse{}, nil
+}
+
+// GetCascade shows a cascade with every partner's delivery.
+func (s *Server) GetCascade(ctx context.Context, req *trustfedv1.GetCascadeRequest) (*trustfedv1.GetCascadeResponse, error) {
+	if err := state.ValidateEventID("cascade_id", req.GetCascadeId()); err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	c, ok := r.Cascade(req.CascadeId)
+	if !ok {
+		return nil, state.NotFound("cascade_id", "cascade %s does not exist", req.CascadeId)
+	}
+	return &trustfedv1.GetCascadeResponse{Cascade: c, Meta: meta}, nil
+}
+
+// ListCascades lists cascades in id order, optionally about one organisation.
+func (s *Server) ListCascades(ctx context.Context, req *trustfedv1.ListCascadesRequest) (*trustfedv1.ListCascadesResponse, error) {
+	if req.GetOrganizationId() != "" {
+		if err := state.ValidateOrganizationID("organization_id", req.OrganizationId); err != nil {
+			return nil, err
+		}
+	}
+	after, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	cs, next := r.Cascades(req.GetOrganizationId(), after, pageSize(req.GetPageSize()))
+	return &trustfedv1.ListCascadesResponse{Cascades: cs, NextPageToken: encodePageToken(next), Meta: meta}, nil
+}
