@@ -55,6 +55,7 @@ type Client struct {
 	admin    trustfedv1.AdminServiceClient
 	cluster  trustfedv1.ClusterServiceClient
 	member   trustfedv1.MembershipServiceClient
+	cascade  trustfedv1.CascadeServiceClient
 }
 
 // New opens one gRPC connection described by cfg. The connection is
@@ -93,6 +94,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		admin:    trustfedv1.NewAdminServiceClient(conn),
 		cluster:  trustfedv1.NewClusterServiceClient(conn),
 		member:   trustfedv1.NewMembershipServiceClient(conn),
+		cascade:  trustfedv1.NewCascadeServiceClient(conn),
 	}, nil
 }
 
@@ -136,3 +138,7 @@ func (c *Client) Cluster() trustfedv1.ClusterServiceClient { return c.cluster }
 
 // Membership is the client of the organisations' signed requests.
 func (c *Client) Membership() trustfedv1.MembershipServiceClient { return c.member }
+
+// Cascades is the CascadeService: sessions, the notification graph, event
+// streams and acknowledgements, revocation cascades.
+func (c *Client) Cascades() trustfedv1.CascadeServiceClient { return c.cascade }

@@ -32,6 +32,7 @@ type cliFake struct {
 	trustfedv1.UnimplementedAdminServiceServer
 	trustfedv1.UnimplementedClusterServiceServer
 	trustfedv1.UnimplementedMembershipServiceServer
+	trustfedv1.UnimplementedCascadeServiceServer
 
 	mu      sync.Mutex
 	auth    []string
@@ -103,6 +104,7 @@ func startCLIFake(t *testing.T) (*cliFake, string, string) {
 	trustfedv1.RegisterAdminServiceServer(srv, fake)
 	trustfedv1.RegisterClusterServiceServer(srv, fake)
 	trustfedv1.RegisterMembershipServiceServer(srv, fake)
+	trustfedv1.RegisterCascadeServiceServer(srv, fake)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()
@@ -308,4 +310,10 @@ func TestCLICA(t *testing.T) {
 	require.Equal(t, exitUsage, code, stderr)
 	code, _, _ = runCLI(nil, "ca", "issue-node", "--dir", t.TempDir(), "--node-id", "node-1", "--host", "h")
 	require.Equal(t, exitError, code, "no CA in dir")
+}
+
+func (f *cliFake) ListCascades(ctx context.Context, req *trustfedv1.ListCascadesRequest) (*trustfedv1.ListCascadesResponse, error) {
+	f.record(ctx)
+	return &trustfedv1.ListCascadesResponse{Cascades: []*trustfedv1.Cascade{{Id: "evt-00000000000000aa", CreateIndex: 7,
+		Event: &trustfedv1.Event{OrganizationId: req.GetOrganizationId()}, Deliveries: []*trustfedv1.Delivery{{OrganizationId: "acme"}}}}}, nil
 }

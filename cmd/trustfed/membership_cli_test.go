@@ -135,6 +135,7 @@ func TestCLIMembershipAgainstServer(t *testing.T) {
 		code, stdout, stderr = runCLI(env, "org", "suspend", "globex", "--reason", "key compromised")
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, squeeze(stdout), "What: set status of globex to SUSPENDED\n")
+		require.Contains(t, stdout, "Cascade evt-00000000000000aa notifies 1 partner(s): trustfed revocation status evt-00000000000000aa")
 		code, stdout, stderr = runCLI(env, "org", "passport", "acme", "--key", acmeKeyFile, "--passport", passport)
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, squeeze(stdout), "Passport history: p-1")

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry"
 	"github.com/trustfed/trustfed/registry/state"
+	"github.com/trustfed/trustfed/revocation"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -116,9 +118,15 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	}
 	defer node.Close()
 
+	cascades, err := newCascadeRunner(f, node, store, logger.With("component", "revocation"))
+	if err != nil {
+		return err
+	}
+	node.RegisterLeaderTask("cascades", cascades.Run)
+	node.RegisterLeaderTask("sweeper", cascades.RunSweeper)
 	srv, err := registry.New(registry.Config{
 		NodeID: f.nodeID, Store: store, Raft: node, Peers: peers, Verifier: attestation.Verifier{},
-		Logger: logger.With("component", "registry"), Version: version,
+		Logger: logger.With("component", "registry"), Version: version, Acks: cascades,
 	})
 	if err != nil {
 		return err
@@ -426,4 +434,43 @@ func devAdminTask(node *consensus.Node, store *state.Store, key ed25519.PrivateK
 			return nil
 		})
 	}
+}
+
+// newCascadeRunner builds the leader's revocation cascade runner.
+func newCascadeRunner(f serverFlags, node *consensus.Node, store *state.Store, logger *slog.Logger) (*revocation.Runner, error) {
+	var webhookTLS *tls.Config
+	if f.webhookCA != "" {
+		pem, err := os.ReadFile(f.webhookCA)
+		if err != nil {
+			return nil, fmt.Errorf("-webhook-ca: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-webhook-ca %s: no PEM certificate in it", f.webhookCA)
+		}
+		webhookTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if f.cascadeDeadline <= 0 || f.cascadeEscalateAt <= 0 || f.cascadeEscalateAt > 1 || f.cascadeWorkers <= 0 {
+		return nil, errors.New("-cascade-deadline and -cascade-workers must be positive, -cascade-escalate-at within (0,1]")
+	}
+	return revocation.NewRunner(revocation.RunnerConfig{
+		Store: store,
+		Propose: func(ctx context.Context, cmd proto.Message) error {
+			b, err := state.Encode(cmd, state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "system:revocation"})
+			if err != nil {
+				return err
+			}
+			res, err := node.Apply(ctx, b)
+			if err != nil {
+				return err
+			}
+			return res.Response.(state.Result).Err
+		},
+		Dispatch:   revocation.Config{Workers: f.cascadeWorkers, Deadline: f.cascadeDeadline, EscalateAt: f.cascadeEscalateAt},
+		WebhookTLS: webhookTLS,
+		Logger:     logger,
+	})
 }

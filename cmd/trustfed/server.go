@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -34,6 +35,11 @@ type serverFlags struct {
 	logLevel  string
 	logFormat string
 	raftFast  bool
+
+	cascadeDeadline   time.Duration
+	cascadeEscalateAt float64
+	cascadeWorkers    int
+	webhookCA         string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -54,6 +60,10 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&f.raftFast, "raft-fast-timeouts", false, "short Raft timeouts (tests and loopback clusters only)")
+	fs.DurationVar(&f.cascadeDeadline, "cascade-deadline", 300*time.Second, "time partners have to acknowledge a revocation cascade (AG-783: 300s)")
+	fs.Float64Var(&f.cascadeEscalateAt, "cascade-escalate-at", 0.8, "fraction of -cascade-deadline at which partners still unacknowledged are escalated, (0,1]")
+	fs.IntVar(&f.cascadeWorkers, "cascade-workers", 256, "notifications in flight per cascade (raise for very large federations on slow networks)")
+	fs.StringVar(&f.webhookCA, "webhook-ca", "", "PEM file of extra CAs trusted for members' webhook endpoints (default: system roots)")
 }
 
 func newServerCmd() *cobra.Command {

@@ -193,15 +193,22 @@ func (r *Reader) Cascade(id string) (*trustfedv1.Cascade, bool) {
 
 // IncompleteCascades lists the cascades some partner has not acknowledged.
 func (r *Reader) IncompleteCascades() []*trustfedv1.Cascade {
+	out, _ := r.IncompleteCascadesWatch()
+	return out
+}
+
+// IncompleteCascadesWatch is IncompleteCascades and a channel closed when
+// the set may have changed.
+func (r *Reader) IncompleteCascadesWatch() ([]*trustfedv1.Cascade, <-chan struct{}) {
 	it, err := r.txn.Get(tableCascades, "incomplete", true)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	var out []*trustfedv1.Cascade
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*trustfedv1.Cascade))
 	}
-	return out
+	return out, it.WatchCh()
 }
 
 // CascadesFor lists the cascades that notify org with an event index after

@@ -1,0 +1,357 @@
+package revocation
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Runner is the leader's side of the cascade: it runs the Dispatcher on
+// every cascade of the replicated state that some partner has not
+// acknowledged, takes members' stream acknowledgements (AckEvent) and
+// commits the progress through Raft in batches. It reads the state and
+// proposes commands; it discovers nothing: the partners are the cascade's
+// deliveries, fixed by the state machine when the event committed.
+type Runner struct {
+	cfg RunnerConfig
+	hub *ackHub
+}
+
+// RunnerConfig configures a Runner.
+type RunnerConfig struct {
+	Store *state.Store
+	// Propose replicates a command through Raft (on the leader).
+	Propose func(ctx context.Context, cmd proto.Message) error
+	// Dispatch configures the dispatcher (workers, backoff, deadline,
+	// escalation point).
+	Dispatch Config
+	// WebhookTLS is the client TLS for webhooks (nil: system roots).
+	WebhookTLS *tls.Config
+	// WebhookTimeout bounds each webhook request (default 5 s).
+	WebhookTimeout time.Duration
+	// AckWait is how long one attempt waits for a stream acknowledgement
+	// from a partner without webhook endpoints (default 5 s).
+	AckWait time.Duration
+	// BatchSize and BatchInterval group progress records into Raft
+	// commands (default 512 and 20 ms).
+	BatchSize     int
+	BatchInterval time.Duration
+	// SweepEvery is how often the leader looks for sessions and agreements
+	// that time has ended (default 1 s).
+	SweepEvery time.Duration
+	Logger     *slog.Logger
+}
+
+// rerunAfter is how long a cascade whose dispatch finished is left alone
+// while its last acknowledgements are being committed.
+const rerunAfter = 10 * time.Second
+
+// NewRunner checks cfg and returns a Runner.
+func NewRunner(cfg RunnerConfig) (*Runner, error) {
+	if cfg.Store == nil || cfg.Propose == nil {
+		return nil, errors.New("revocation runner: Store and Propose are required")
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 5 * time.Second
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 512
+	}
+	if cfg.BatchInterval <= 0 {
+		cfg.BatchInterval = 20 * time.Millisecond
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Dispatch.Logger == nil {
+		cfg.Dispatch.Logger = cfg.Logger
+	}
+	return &Runner{cfg: cfg, hub: newAckHub()}, nil
+}
+
+// Ack takes a member's acknowledgement of an event (registry.AckSink).
+func (r *Runner) Ack(eventID, org string, at time.Time) { r.hub.ack(eventID, org, at) }
+
+// Run dispatches cascades until ctx ends (leadership lost). It is a leader
+// task: a new leader's Run resumes every unfinished cascade from its record.
+func (r *Runner) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batcher, err := NewBatcher(r.cfg.BatchSize, r.cfg.BatchInterval, r.flush)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := batcher.Run(ctx); err != nil {
+			r.cfg.Logger.Error("cascade progress batcher stopped", "error", err)
+			cancel()
+		}
+	}()
+	running := map[string]bool{}
+	finished := map[string]time.Time{}
+	done := make(chan string)
+	for {
+		cascades, changed := r.cfg.Store.Read().IncompleteCascadesWatch()
+		now := time.Now()
+		for _, c := range cascades {
+			if running[c.Id] || now.Sub(finished[c.Id]) < rerunAfter {
+				continue
+			}
+			running[c.Id] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := r.dispatch(ctx, c, batcher); err != nil && ctx.Err() == nil {
+					r.cfg.Logger.Error("cascade dispatch failed", "cascade", c.Id, "error", err)
+				}
+				select {
+				case done <- c.Id:
+				case <-ctx.Done():
+				}
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-done:
+			delete(running, id)
+			finished[id] = time.Now()
+		case <-changed:
+		case <-time.After(rerunAfter):
+		}
+	}
+}
+
+// RunSweeper proposes a Sweep whenever the state holds a session or an
+// agreement that time has ended, until ctx ends. A leader task.
+func (r *Runner) RunSweeper(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !r.cfg.Store.Read().SweepDue(time.Now()) {
+			continue
+		}
+		if err := r.cfg.Propose(ctx, &commandv1.Sweep{}); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("sweep failed", "error", err)
+		}
+	}
+}
+
+func (r *Runner) flush(ctx context.Context, updates []*commandv1.DeliveryUpdate) error {
+	if err := r.cfg.Propose(ctx, &commandv1.RecordDeliveries{Updates: updates}); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		// Dropped: the partners concerned are notified again later and
+		// receivers de-duplicate by event id.
+		r.cfg.Logger.Warn("cascade progress not recorded", "updates", len(updates), "error", err)
+	}
+	return nil
+}
+
+// dispatch runs the Dispatcher on one cascade.
+func (r *Runner) dispatch(ctx context.Context, c *trustfedv1.Cascade, batcher *Batcher[*commandv1.DeliveryUpdate]) error {
+	sender, err := r.sender()
+	if err != nil {
+		return err
+	}
+	defer sender.Close()
+	d, err := NewDispatcher(r.cfg.Dispatch, sender)
+	if err != nil {
+		return err
+	}
+	body, err := protojson.Marshal(c.Event)
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", c.Id, err)
+	}
+	rd := r.cfg.Store.Read()
+	cas := Cascade{ID: c.Id, Start: c.StartTime.AsTime(), Notification: Notification{EventID: c.Id, Body: body, ContentType: "application/json"},
+		Progress: map[string]Progress{}}
+	for _, del := range c.Deliveries {
+		cas.Progress[del.OrganizationId] = Progress{Attempts: int(del.Attempts), Acked: del.AckTime != nil, Escalated: del.EscalateTime != nil}
+		t := Target{Partner: del.OrganizationId}
+		if o, ok := rd.Organization(del.OrganizationId); ok {
+			t.Endpoints = o.NotificationEndpoints
+		}
+		cas.Targets = append(cas.Targets, t)
+	}
+	rec := &recorder{cascade: c.Id, dispatched: time.Now(), batcher: batcher, log: r.cfg.Logger}
+	r.cfg.Logger.Info("cascade dispatch", "cascade", c.Id, "kind", c.Event.Kind, "organization", c.Event.OrganizationId, "partners", len(c.Deliveries), "acked", c.Acked)
+	defer r.hub.forget(c.Id)
+	return d.Run(ctx, cas, rec)
+}
+
+// sender delivers through a member's event stream (its AckEvent) or its
+// webhooks, whichever acknowledges first.
+func (r *Runner) sender() (*ackOrWebhook, error) {
+	key, ok := r.cfg.Store.Read().NewestSigningKey()
+	if !ok {
+		return nil, errors.New("the registry has no signing key yet")
+	}
+	wh, err := NewWebhookSender(WebhookConfig{Key: ed25519.NewKeyFromSeed(key.PrivateSeed), KeyID: key.KeyId, TLS: r.cfg.WebhookTLS, Timeout: r.cfg.WebhookTimeout})
+	if err != nil {
+		return nil, err
+	}
+	return &ackOrWebhook{hub: r.hub, webhook: wh, wait: r.cfg.AckWait}, nil
+}
+
+// ackOrWebhook is the Sender of the runner.
+type ackOrWebhook struct {
+	hub     *ackHub
+	webhook *WebhookSender
+	wait    time.Duration
+}
+
+func (s *ackOrWebhook) Close() { s.webhook.Close() }
+
+func (s *ackOrWebhook) Send(ctx context.Context, t Target, n Notification) (Channel, error) {
+	acked := s.hub.wait(n.EventID, t.Partner)
+	select {
+	case <-acked:
+		return ChannelStream, nil
+	default:
+	}
+	if len(t.Endpoints) == 0 {
+		timer := time.NewTimer(s.wait)
+		defer timer.Stop()
+		select {
+		case <-acked:
+			return ChannelStream, nil
+		case <-timer.C:
+			return "", fmt.Errorf("%w: no stream acknowledgement within %s and no webhook endpoint", ErrNotAcknowledged, s.wait)
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		ch  Channel
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ch, err := s.webhook.Send(wctx, t, n)
+		res <- result{ch, err}
+	}()
+	select {
+	case <-acked:
+		cancel()
+		<-res
+		return ChannelStream, nil
+	case out := <-res:
+		return out.ch, out.err
+	}
+}
+
+// recorder turns the dispatcher's progress into delivery updates for the
+// batcher.
+type recorder struct {
+	cascade    string
+	dispatched time.Time
+	batcher    *Batcher[*commandv1.DeliveryUpdate]
+	log        *slog.Logger
+}
+
+func (r *recorder) add(d *trustfedv1.Delivery) {
+	d.DispatchTime = timestamppb.New(r.dispatched)
+	r.batcher.Add(&commandv1.DeliveryUpdate{CascadeId: r.cascade, Delivery: d})
+}
+
+func (r *recorder) Attempt(partner string, at time.Time, attempt int, err error) {
+	d := &trustfedv1.Delivery{OrganizationId: partner, FirstAttemptTime: timestamppb.New(at), LastAttemptTime: timestamppb.New(at), Attempts: uint32(attempt)}
+	if err != nil {
+		d.LastError = err.Error()
+	}
+	r.add(d)
+}
+
+func (r *recorder) Acked(partner string, ch Channel, at time.Time) {
+	c := trustfedv1.DeliveryChannel_DELIVERY_CHANNEL_WEBHOOK
+	if ch == ChannelStream {
+		c = trustfedv1.DeliveryChannel_DELIVERY_CHANNEL_STREAM
+	}
+	r.add(&trustfedv1.Delivery{OrganizationId: partner, AckTime: timestamppb.New(at), Channel: c})
+}
+
+// Escalate is the escalation event: the partner is recorded as escalated
+// in the cascade and an error is logged for the operators' alerting.
+func (r *recorder) Escalate(partner string, at time.Time) {
+	r.log.Error("cascade escalation: partner still unacknowledged at the escalation point", "cascade", r.cascade, "partner", partner)
+	r.add(&trustfedv1.Delivery{OrganizationId: partner, EscalateTime: timestamppb.New(at)})
+}
+
+// ackHub holds the stream acknowledgements the leader received, for the
+// sends waiting on them (or to come).
+type ackHub struct {
+	mu    sync.Mutex
+	chans map[string]chan struct{} // event id + "\x00" + partner -> closed when acked
+	acked map[string]bool
+}
+
+func newAckHub() *ackHub {
+	return &ackHub{chans: map[string]chan struct{}{}, acked: map[string]bool{}}
+}
+
+func (h *ackHub) ch(key string) chan struct{} {
+	c, ok := h.chans[key]
+	if !ok {
+		c = make(chan struct{})
+		h.chans[key] = c
+	}
+	return c
+}
+
+func (h *ackHub) ack(eventID, partner string, _ time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	key := eventID + "\x00" + partner
+	if !h.acked[key] {
+		h.acked[key] = true
+		close(h.ch(key))
+	}
+}
+
+// wait returns a channel closed once the partner acknowledged the event.
+func (h *ackHub) wait(eventID, partner string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ch(eventID + "\x00" + partner)
+}
+
+// forget drops what the hub holds about an event.
+func (h *ackHub) forget(eventID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prefix := eventID + "\x00"
+	for k := range h.chans {
+		if len(k) > len(prefix) && k[:len(prefix)] == prefix {
+			delete(h.chans, k)
+			delete(h.acked, k)
+		}
+	}
+}
