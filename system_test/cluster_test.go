@@ -25,12 +25,13 @@ type cluster struct {
 
 // startCluster starts n1 (bootstrap) and joins n2, n3 through it, each a
 // real process with its own data dir, over loopback with mutual TLS.
-func startCluster(t testing.TB) *cluster {
+func startCluster(t testing.TB, extra ...string) *cluster {
 	root := t.TempDir()
 	c := &cluster{fed: testutil.NewFederation(t), pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
-	args := func(id string, extra ...string) []string {
+	args := func(id string, more ...string) []string {
 		a := append([]string{"-node-id", id, "-raft-fast-timeouts"}, loopbackPorts...)
 		a = append(a, c.pki.NodeFiles(t, id)...)
+		a = append(a, more...)
 		return append(a, extra...)
 	}
 	n1 := testutil.StartServer(t, bin, filepath.Join(root, "n1"), args("n1", "-bootstrap")...)

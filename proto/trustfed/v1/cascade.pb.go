@@ -633,8 +633,6 @@ type Cascade struct {
 	// Sorted by organisation id.
 	Deliveries []*Delivery            `protobuf:"bytes,3,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
 	StartTime  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	// start_time + the dispatcher's deadline (300 s by default).
-	Deadline *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// When the last partner acknowledged.
 	CompleteTime  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=complete_time,json=completeTime,proto3" json:"complete_time,omitempty"`
 	Acked         uint32                 `protobuf:"varint,7,opt,name=acked,proto3" json:"acked,omitempty"`
@@ -698,13 +696,6 @@ func (x *Cascade) GetDeliveries() []*Delivery {
 func (x *Cascade) GetStartTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StartTime
-	}
-	return nil
-}
-
-func (x *Cascade) GetDeadline() *timestamppb.Timestamp {
-	if x != nil {
-		return x.Deadline
 	}
 	return nil
 }
@@ -1723,7 +1714,7 @@ const file_trustfed_v1_cascade_proto_rawDesc = "" +
 	"\achannel\x18\a \x01(\x0e2\x1c.trustfed.v1.DeliveryChannelR\achannel\x12?\n" +
 	"\rescalate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fescalateTime\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\t \x01(\tR\tlastError\"\x8a\x03\n" +
+	"last_error\x18\t \x01(\tR\tlastError\"\xd8\x02\n" +
 	"\aCascade\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x05event\x18\x02 \x01(\v2\x12.trustfed.v1.EventR\x05event\x125\n" +
@@ -1731,12 +1722,11 @@ const file_trustfed_v1_cascade_proto_rawDesc = "" +
 	"deliveries\x18\x03 \x03(\v2\x15.trustfed.v1.DeliveryR\n" +
 	"deliveries\x129\n" +
 	"\n" +
-	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x126\n" +
-	"\bdeadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12?\n" +
 	"\rcomplete_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fcompleteTime\x12\x14\n" +
 	"\x05acked\x18\a \x01(\rR\x05acked\x12!\n" +
 	"\fcreate_index\x18\b \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\t \x01(\x04R\vmodifyIndex\"\xd8\x01\n" +
+	"\fmodify_index\x18\t \x01(\x04R\vmodifyIndexJ\x04\b\x05\x10\x06\"\xd8\x01\n" +
 	"\x12OpenSessionRequest\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
@@ -1898,47 +1888,46 @@ var file_trustfed_v1_cascade_proto_depIdxs = []int32{
 	5,  // 14: trustfed.v1.Cascade.event:type_name -> trustfed.v1.Event
 	6,  // 15: trustfed.v1.Cascade.deliveries:type_name -> trustfed.v1.Delivery
 	26, // 16: trustfed.v1.Cascade.start_time:type_name -> google.protobuf.Timestamp
-	26, // 17: trustfed.v1.Cascade.deadline:type_name -> google.protobuf.Timestamp
-	26, // 18: trustfed.v1.Cascade.complete_time:type_name -> google.protobuf.Timestamp
-	25, // 19: trustfed.v1.OpenSessionRequest.ttl:type_name -> google.protobuf.Duration
-	3,  // 20: trustfed.v1.OpenSessionResponse.session:type_name -> trustfed.v1.Session
-	3,  // 21: trustfed.v1.HeartbeatSessionResponse.session:type_name -> trustfed.v1.Session
-	3,  // 22: trustfed.v1.CloseSessionResponse.session:type_name -> trustfed.v1.Session
-	28, // 23: trustfed.v1.GetSessionRequest.consistency:type_name -> trustfed.v1.Consistency
-	3,  // 24: trustfed.v1.GetSessionResponse.session:type_name -> trustfed.v1.Session
-	29, // 25: trustfed.v1.GetSessionResponse.meta:type_name -> trustfed.v1.ReadMeta
-	28, // 26: trustfed.v1.GetOrganizationGraphRequest.consistency:type_name -> trustfed.v1.Consistency
-	4,  // 27: trustfed.v1.GetOrganizationGraphResponse.partners:type_name -> trustfed.v1.GraphPartner
-	29, // 28: trustfed.v1.GetOrganizationGraphResponse.meta:type_name -> trustfed.v1.ReadMeta
-	28, // 29: trustfed.v1.GetCascadeRequest.consistency:type_name -> trustfed.v1.Consistency
-	7,  // 30: trustfed.v1.GetCascadeResponse.cascade:type_name -> trustfed.v1.Cascade
-	29, // 31: trustfed.v1.GetCascadeResponse.meta:type_name -> trustfed.v1.ReadMeta
-	28, // 32: trustfed.v1.ListCascadesRequest.consistency:type_name -> trustfed.v1.Consistency
-	7,  // 33: trustfed.v1.ListCascadesResponse.cascades:type_name -> trustfed.v1.Cascade
-	29, // 34: trustfed.v1.ListCascadesResponse.meta:type_name -> trustfed.v1.ReadMeta
-	8,  // 35: trustfed.v1.CascadeService.OpenSession:input_type -> trustfed.v1.OpenSessionRequest
-	10, // 36: trustfed.v1.CascadeService.HeartbeatSession:input_type -> trustfed.v1.HeartbeatSessionRequest
-	12, // 37: trustfed.v1.CascadeService.CloseSession:input_type -> trustfed.v1.CloseSessionRequest
-	14, // 38: trustfed.v1.CascadeService.GetSession:input_type -> trustfed.v1.GetSessionRequest
-	16, // 39: trustfed.v1.CascadeService.GetOrganizationGraph:input_type -> trustfed.v1.GetOrganizationGraphRequest
-	18, // 40: trustfed.v1.CascadeService.WatchEvents:input_type -> trustfed.v1.WatchEventsRequest
-	19, // 41: trustfed.v1.CascadeService.AckEvent:input_type -> trustfed.v1.AckEventRequest
-	21, // 42: trustfed.v1.CascadeService.GetCascade:input_type -> trustfed.v1.GetCascadeRequest
-	23, // 43: trustfed.v1.CascadeService.ListCascades:input_type -> trustfed.v1.ListCascadesRequest
-	9,  // 44: trustfed.v1.CascadeService.OpenSession:output_type -> trustfed.v1.OpenSessionResponse
-	11, // 45: trustfed.v1.CascadeService.HeartbeatSession:output_type -> trustfed.v1.HeartbeatSessionResponse
-	13, // 46: trustfed.v1.CascadeService.CloseSession:output_type -> trustfed.v1.CloseSessionResponse
-	15, // 47: trustfed.v1.CascadeService.GetSession:output_type -> trustfed.v1.GetSessionResponse
-	17, // 48: trustfed.v1.CascadeService.GetOrganizationGraph:output_type -> trustfed.v1.GetOrganizationGraphResponse
-	5,  // 49: trustfed.v1.CascadeService.WatchEvents:output_type -> trustfed.v1.Event
-	20, // 50: trustfed.v1.CascadeService.AckEvent:output_type -> trustfed.v1.AckEventResponse
-	22, // 51: trustfed.v1.CascadeService.GetCascade:output_type -> trustfed.v1.GetCascadeResponse
-	24, // 52: trustfed.v1.CascadeService.ListCascades:output_type -> trustfed.v1.ListCascadesResponse
-	44, // [44:53] is the sub-list for method output_type
-	35, // [35:44] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	26, // 17: trustfed.v1.Cascade.complete_time:type_name -> google.protobuf.Timestamp
+	25, // 18: trustfed.v1.OpenSessionRequest.ttl:type_name -> google.protobuf.Duration
+	3,  // 19: trustfed.v1.OpenSessionResponse.session:type_name -> trustfed.v1.Session
+	3,  // 20: trustfed.v1.HeartbeatSessionResponse.session:type_name -> trustfed.v1.Session
+	3,  // 21: trustfed.v1.CloseSessionResponse.session:type_name -> trustfed.v1.Session
+	28, // 22: trustfed.v1.GetSessionRequest.consistency:type_name -> trustfed.v1.Consistency
+	3,  // 23: trustfed.v1.GetSessionResponse.session:type_name -> trustfed.v1.Session
+	29, // 24: trustfed.v1.GetSessionResponse.meta:type_name -> trustfed.v1.ReadMeta
+	28, // 25: trustfed.v1.GetOrganizationGraphRequest.consistency:type_name -> trustfed.v1.Consistency
+	4,  // 26: trustfed.v1.GetOrganizationGraphResponse.partners:type_name -> trustfed.v1.GraphPartner
+	29, // 27: trustfed.v1.GetOrganizationGraphResponse.meta:type_name -> trustfed.v1.ReadMeta
+	28, // 28: trustfed.v1.GetCascadeRequest.consistency:type_name -> trustfed.v1.Consistency
+	7,  // 29: trustfed.v1.GetCascadeResponse.cascade:type_name -> trustfed.v1.Cascade
+	29, // 30: trustfed.v1.GetCascadeResponse.meta:type_name -> trustfed.v1.ReadMeta
+	28, // 31: trustfed.v1.ListCascadesRequest.consistency:type_name -> trustfed.v1.Consistency
+	7,  // 32: trustfed.v1.ListCascadesResponse.cascades:type_name -> trustfed.v1.Cascade
+	29, // 33: trustfed.v1.ListCascadesResponse.meta:type_name -> trustfed.v1.ReadMeta
+	8,  // 34: trustfed.v1.CascadeService.OpenSession:input_type -> trustfed.v1.OpenSessionRequest
+	10, // 35: trustfed.v1.CascadeService.HeartbeatSession:input_type -> trustfed.v1.HeartbeatSessionRequest
+	12, // 36: trustfed.v1.CascadeService.CloseSession:input_type -> trustfed.v1.CloseSessionRequest
+	14, // 37: trustfed.v1.CascadeService.GetSession:input_type -> trustfed.v1.GetSessionRequest
+	16, // 38: trustfed.v1.CascadeService.GetOrganizationGraph:input_type -> trustfed.v1.GetOrganizationGraphRequest
+	18, // 39: trustfed.v1.CascadeService.WatchEvents:input_type -> trustfed.v1.WatchEventsRequest
+	19, // 40: trustfed.v1.CascadeService.AckEvent:input_type -> trustfed.v1.AckEventRequest
+	21, // 41: trustfed.v1.CascadeService.GetCascade:input_type -> trustfed.v1.GetCascadeRequest
+	23, // 42: trustfed.v1.CascadeService.ListCascades:input_type -> trustfed.v1.ListCascadesRequest
+	9,  // 43: trustfed.v1.CascadeService.OpenSession:output_type -> trustfed.v1.OpenSessionResponse
+	11, // 44: trustfed.v1.CascadeService.HeartbeatSession:output_type -> trustfed.v1.HeartbeatSessionResponse
+	13, // 45: trustfed.v1.CascadeService.CloseSession:output_type -> trustfed.v1.CloseSessionResponse
+	15, // 46: trustfed.v1.CascadeService.GetSession:output_type -> trustfed.v1.GetSessionResponse
+	17, // 47: trustfed.v1.CascadeService.GetOrganizationGraph:output_type -> trustfed.v1.GetOrganizationGraphResponse
+	5,  // 48: trustfed.v1.CascadeService.WatchEvents:output_type -> trustfed.v1.Event
+	20, // 49: trustfed.v1.CascadeService.AckEvent:output_type -> trustfed.v1.AckEventResponse
+	22, // 50: trustfed.v1.CascadeService.GetCascade:output_type -> trustfed.v1.GetCascadeResponse
+	24, // 51: trustfed.v1.CascadeService.ListCascades:output_type -> trustfed.v1.ListCascadesResponse
+	43, // [43:52] is the sub-list for method output_type
+	34, // [34:43] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_cascade_proto_init() }
