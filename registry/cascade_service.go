@@ -140,7 +140,7 @@ func (s *Server) GetOrganizationGraph(ctx context.Context, req *trustfedv1.GetOr
 // WatchEvents streams the events addressed to an organisation as this node
 // applies them. It starts from a linearizable read, so a watcher that
 // connects after an event was committed anywhere sees it.
-func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.ServerStreamingServer[trustfedv1.Event]) error {
+func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.ServerStreamingServer[trustfedv1.WatchEventsResponse]) error {
 	ctx := stream.Context()
 	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
 		return err
@@ -158,7 +158,7 @@ func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.Ser
 	for {
 		cascades, changed := s.store.Read().CascadesFor(req.OrganizationId, after)
 		for _, c := range cascades {
-			if err := stream.Send(c.Event); err != nil {
+			if err := stream.Send(&trustfedv1.WatchEventsResponse{Event: c.Event}); err != nil {
 				return fmt.Errorf("send event %s: %w", c.Id, err)
 			}
 			after = c.CreateIndex

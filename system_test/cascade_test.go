@@ -321,10 +321,11 @@ func watchAndAck(ctx context.Context, cl *client.Client, org string, seen func(i
 		stream, err := cl.Cascades().WatchEvents(ctx, &trustfedv1.WatchEventsRequest{OrganizationId: org})
 		if err == nil {
 			for {
-				ev, err := stream.Recv()
+				msg, err := stream.Recv()
 				if err != nil {
 					break
 				}
+				ev := msg.GetEvent()
 				seen(ev.Id)
 				for ctx.Err() == nil {
 					if _, err := cl.Cascades().AckEvent(ctx, &trustfedv1.AckEventRequest{EventId: ev.Id, OrganizationId: org}); err == nil {

@@ -211,13 +211,14 @@ func newEventsCmd(a *app) *cobra.Command {
 					return err
 				}
 				for {
-					ev, err := stream.Recv()
+					msg, err := stream.Recv()
 					if err != nil {
 						if ctx.Err() != nil {
 							return nil
 						}
 						return err
 					}
+					ev := msg.GetEvent()
 					if err := a.print(ev, func(w io.Writer) error {
 						_, err := fmt.Fprintf(w, "%s  %s  %s of %s at index %d: %s\n", formatTime(ev.GetTime()), ev.GetId(), eventKind(ev.GetKind()), ev.GetOrganizationId(), ev.GetIndex(), ev.GetReason())
 						return err

@@ -1335,6 +1335,50 @@ func (x *WatchEventsRequest) GetAfterIndex() uint64 {
 	return 0
 }
 
+type WatchEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsResponse) Reset() {
+	*x = WatchEventsResponse{}
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsResponse) ProtoMessage() {}
+
+func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
+func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WatchEventsResponse) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 type AckEventRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	EventId        string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
@@ -1346,7 +1390,7 @@ type AckEventRequest struct {
 
 func (x *AckEventRequest) Reset() {
 	*x = AckEventRequest{}
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[16]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1402,7 @@ func (x *AckEventRequest) String() string {
 func (*AckEventRequest) ProtoMessage() {}
 
 func (x *AckEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[16]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1415,7 @@ func (x *AckEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEventRequest.ProtoReflect.Descriptor instead.
 func (*AckEventRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AckEventRequest) GetEventId() string {
@@ -1403,7 +1447,7 @@ type AckEventResponse struct {
 
 func (x *AckEventResponse) Reset() {
 	*x = AckEventResponse{}
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[17]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1459,7 @@ func (x *AckEventResponse) String() string {
 func (*AckEventResponse) ProtoMessage() {}
 
 func (x *AckEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[17]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1472,7 @@ func (x *AckEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEventResponse.ProtoReflect.Descriptor instead.
 func (*AckEventResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{18}
 }
 
 type GetCascadeRequest struct {
@@ -1441,7 +1485,7 @@ type GetCascadeRequest struct {
 
 func (x *GetCascadeRequest) Reset() {
 	*x = GetCascadeRequest{}
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[18]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1497,7 @@ func (x *GetCascadeRequest) String() string {
 func (*GetCascadeRequest) ProtoMessage() {}
 
 func (x *GetCascadeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[18]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1510,7 @@ func (x *GetCascadeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCascadeRequest.ProtoReflect.Descriptor instead.
 func (*GetCascadeRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetCascadeRequest) GetCascadeId() string {
@@ -1493,7 +1537,7 @@ type GetCascadeResponse struct {
 
 func (x *GetCascadeResponse) Reset() {
 	*x = GetCascadeResponse{}
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[19]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1549,7 @@ func (x *GetCascadeResponse) String() string {
 func (*GetCascadeResponse) ProtoMessage() {}
 
 func (x *GetCascadeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[19]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1562,7 @@ func (x *GetCascadeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCascadeResponse.ProtoReflect.Descriptor instead.
 func (*GetCascadeResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetCascadeResponse) GetCascade() *Cascade {
@@ -1548,7 +1592,7 @@ type ListCascadesRequest struct {
 
 func (x *ListCascadesRequest) Reset() {
 	*x = ListCascadesRequest{}
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[20]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1604,7 @@ func (x *ListCascadesRequest) String() string {
 func (*ListCascadesRequest) ProtoMessage() {}
 
 func (x *ListCascadesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[20]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1617,7 @@ func (x *ListCascadesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCascadesRequest.ProtoReflect.Descriptor instead.
 func (*ListCascadesRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListCascadesRequest) GetOrganizationId() string {
@@ -1615,7 +1659,7 @@ type ListCascadesResponse struct {
 
 func (x *ListCascadesResponse) Reset() {
 	*x = ListCascadesResponse{}
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[21]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1671,7 @@ func (x *ListCascadesResponse) String() string {
 func (*ListCascadesResponse) ProtoMessage() {}
 
 func (x *ListCascadesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_cascade_proto_msgTypes[21]
+	mi := &file_trustfed_v1_cascade_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1684,7 @@ func (x *ListCascadesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCascadesResponse.ProtoReflect.Descriptor instead.
 func (*ListCascadesResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_v1_cascade_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListCascadesResponse) GetCascades() []*Cascade {
@@ -1770,7 +1814,9 @@ const file_trustfed_v1_cascade_proto_rawDesc = "" +
 	"\x12WatchEventsRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1f\n" +
 	"\vafter_index\x18\x02 \x01(\x04R\n" +
-	"afterIndex\"t\n" +
+	"afterIndex\"?\n" +
+	"\x13WatchEventsResponse\x12(\n" +
+	"\x05event\x18\x01 \x01(\v2\x12.trustfed.v1.EventR\x05event\"t\n" +
 	"\x0fAckEventRequest\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1d\n" +
@@ -1810,15 +1856,15 @@ const file_trustfed_v1_cascade_proto_rawDesc = "" +
 	"\x0fDeliveryChannel\x12 \n" +
 	"\x1cDELIVERY_CHANNEL_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DELIVERY_CHANNEL_STREAM\x10\x01\x12\x1c\n" +
-	"\x18DELIVERY_CHANNEL_WEBHOOK\x10\x022\xa0\x06\n" +
+	"\x18DELIVERY_CHANNEL_WEBHOOK\x10\x022\xae\x06\n" +
 	"\x0eCascadeService\x12P\n" +
 	"\vOpenSession\x12\x1f.trustfed.v1.OpenSessionRequest\x1a .trustfed.v1.OpenSessionResponse\x12_\n" +
 	"\x10HeartbeatSession\x12$.trustfed.v1.HeartbeatSessionRequest\x1a%.trustfed.v1.HeartbeatSessionResponse\x12S\n" +
 	"\fCloseSession\x12 .trustfed.v1.CloseSessionRequest\x1a!.trustfed.v1.CloseSessionResponse\x12R\n" +
 	"\n" +
 	"GetSession\x12\x1e.trustfed.v1.GetSessionRequest\x1a\x1f.trustfed.v1.GetSessionResponse\"\x03\x90\x02\x01\x12p\n" +
-	"\x14GetOrganizationGraph\x12(.trustfed.v1.GetOrganizationGraphRequest\x1a).trustfed.v1.GetOrganizationGraphResponse\"\x03\x90\x02\x01\x12I\n" +
-	"\vWatchEvents\x12\x1f.trustfed.v1.WatchEventsRequest\x1a\x12.trustfed.v1.Event\"\x03\x90\x02\x010\x01\x12G\n" +
+	"\x14GetOrganizationGraph\x12(.trustfed.v1.GetOrganizationGraphRequest\x1a).trustfed.v1.GetOrganizationGraphResponse\"\x03\x90\x02\x01\x12W\n" +
+	"\vWatchEvents\x12\x1f.trustfed.v1.WatchEventsRequest\x1a .trustfed.v1.WatchEventsResponse\"\x03\x90\x02\x010\x01\x12G\n" +
 	"\bAckEvent\x12\x1c.trustfed.v1.AckEventRequest\x1a\x1d.trustfed.v1.AckEventResponse\x12R\n" +
 	"\n" +
 	"GetCascade\x12\x1e.trustfed.v1.GetCascadeRequest\x1a\x1f.trustfed.v1.GetCascadeResponse\"\x03\x90\x02\x01\x12X\n" +
@@ -1837,7 +1883,7 @@ func file_trustfed_v1_cascade_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_v1_cascade_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_trustfed_v1_cascade_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_trustfed_v1_cascade_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_trustfed_v1_cascade_proto_goTypes = []any{
 	(SessionStatus)(0),                   // 0: trustfed.v1.SessionStatus
 	(EventKind)(0),                       // 1: trustfed.v1.EventKind
@@ -1858,76 +1904,78 @@ var file_trustfed_v1_cascade_proto_goTypes = []any{
 	(*GetOrganizationGraphRequest)(nil),  // 16: trustfed.v1.GetOrganizationGraphRequest
 	(*GetOrganizationGraphResponse)(nil), // 17: trustfed.v1.GetOrganizationGraphResponse
 	(*WatchEventsRequest)(nil),           // 18: trustfed.v1.WatchEventsRequest
-	(*AckEventRequest)(nil),              // 19: trustfed.v1.AckEventRequest
-	(*AckEventResponse)(nil),             // 20: trustfed.v1.AckEventResponse
-	(*GetCascadeRequest)(nil),            // 21: trustfed.v1.GetCascadeRequest
-	(*GetCascadeResponse)(nil),           // 22: trustfed.v1.GetCascadeResponse
-	(*ListCascadesRequest)(nil),          // 23: trustfed.v1.ListCascadesRequest
-	(*ListCascadesResponse)(nil),         // 24: trustfed.v1.ListCascadesResponse
-	(*durationpb.Duration)(nil),          // 25: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
-	(OrganizationStatus)(0),              // 27: trustfed.v1.OrganizationStatus
-	(Consistency)(0),                     // 28: trustfed.v1.Consistency
-	(*ReadMeta)(nil),                     // 29: trustfed.v1.ReadMeta
+	(*WatchEventsResponse)(nil),          // 19: trustfed.v1.WatchEventsResponse
+	(*AckEventRequest)(nil),              // 20: trustfed.v1.AckEventRequest
+	(*AckEventResponse)(nil),             // 21: trustfed.v1.AckEventResponse
+	(*GetCascadeRequest)(nil),            // 22: trustfed.v1.GetCascadeRequest
+	(*GetCascadeResponse)(nil),           // 23: trustfed.v1.GetCascadeResponse
+	(*ListCascadesRequest)(nil),          // 24: trustfed.v1.ListCascadesRequest
+	(*ListCascadesResponse)(nil),         // 25: trustfed.v1.ListCascadesResponse
+	(*durationpb.Duration)(nil),          // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
+	(OrganizationStatus)(0),              // 28: trustfed.v1.OrganizationStatus
+	(Consistency)(0),                     // 29: trustfed.v1.Consistency
+	(*ReadMeta)(nil),                     // 30: trustfed.v1.ReadMeta
 }
 var file_trustfed_v1_cascade_proto_depIdxs = []int32{
 	0,  // 0: trustfed.v1.Session.status:type_name -> trustfed.v1.SessionStatus
-	25, // 1: trustfed.v1.Session.ttl:type_name -> google.protobuf.Duration
-	26, // 2: trustfed.v1.Session.open_time:type_name -> google.protobuf.Timestamp
-	26, // 3: trustfed.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
-	26, // 4: trustfed.v1.Session.end_time:type_name -> google.protobuf.Timestamp
+	26, // 1: trustfed.v1.Session.ttl:type_name -> google.protobuf.Duration
+	27, // 2: trustfed.v1.Session.open_time:type_name -> google.protobuf.Timestamp
+	27, // 3: trustfed.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 4: trustfed.v1.Session.end_time:type_name -> google.protobuf.Timestamp
 	1,  // 5: trustfed.v1.Event.kind:type_name -> trustfed.v1.EventKind
-	26, // 6: trustfed.v1.Event.time:type_name -> google.protobuf.Timestamp
-	27, // 7: trustfed.v1.Event.status:type_name -> trustfed.v1.OrganizationStatus
-	26, // 8: trustfed.v1.Delivery.dispatch_time:type_name -> google.protobuf.Timestamp
-	26, // 9: trustfed.v1.Delivery.first_attempt_time:type_name -> google.protobuf.Timestamp
-	26, // 10: trustfed.v1.Delivery.last_attempt_time:type_name -> google.protobuf.Timestamp
-	26, // 11: trustfed.v1.Delivery.ack_time:type_name -> google.protobuf.Timestamp
+	27, // 6: trustfed.v1.Event.time:type_name -> google.protobuf.Timestamp
+	28, // 7: trustfed.v1.Event.status:type_name -> trustfed.v1.OrganizationStatus
+	27, // 8: trustfed.v1.Delivery.dispatch_time:type_name -> google.protobuf.Timestamp
+	27, // 9: trustfed.v1.Delivery.first_attempt_time:type_name -> google.protobuf.Timestamp
+	27, // 10: trustfed.v1.Delivery.last_attempt_time:type_name -> google.protobuf.Timestamp
+	27, // 11: trustfed.v1.Delivery.ack_time:type_name -> google.protobuf.Timestamp
 	2,  // 12: trustfed.v1.Delivery.channel:type_name -> trustfed.v1.DeliveryChannel
-	26, // 13: trustfed.v1.Delivery.escalate_time:type_name -> google.protobuf.Timestamp
+	27, // 13: trustfed.v1.Delivery.escalate_time:type_name -> google.protobuf.Timestamp
 	5,  // 14: trustfed.v1.Cascade.event:type_name -> trustfed.v1.Event
 	6,  // 15: trustfed.v1.Cascade.deliveries:type_name -> trustfed.v1.Delivery
-	26, // 16: trustfed.v1.Cascade.start_time:type_name -> google.protobuf.Timestamp
-	26, // 17: trustfed.v1.Cascade.complete_time:type_name -> google.protobuf.Timestamp
-	25, // 18: trustfed.v1.OpenSessionRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 16: trustfed.v1.Cascade.start_time:type_name -> google.protobuf.Timestamp
+	27, // 17: trustfed.v1.Cascade.complete_time:type_name -> google.protobuf.Timestamp
+	26, // 18: trustfed.v1.OpenSessionRequest.ttl:type_name -> google.protobuf.Duration
 	3,  // 19: trustfed.v1.OpenSessionResponse.session:type_name -> trustfed.v1.Session
 	3,  // 20: trustfed.v1.HeartbeatSessionResponse.session:type_name -> trustfed.v1.Session
 	3,  // 21: trustfed.v1.CloseSessionResponse.session:type_name -> trustfed.v1.Session
-	28, // 22: trustfed.v1.GetSessionRequest.consistency:type_name -> trustfed.v1.Consistency
+	29, // 22: trustfed.v1.GetSessionRequest.consistency:type_name -> trustfed.v1.Consistency
 	3,  // 23: trustfed.v1.GetSessionResponse.session:type_name -> trustfed.v1.Session
-	29, // 24: trustfed.v1.GetSessionResponse.meta:type_name -> trustfed.v1.ReadMeta
-	28, // 25: trustfed.v1.GetOrganizationGraphRequest.consistency:type_name -> trustfed.v1.Consistency
+	30, // 24: trustfed.v1.GetSessionResponse.meta:type_name -> trustfed.v1.ReadMeta
+	29, // 25: trustfed.v1.GetOrganizationGraphRequest.consistency:type_name -> trustfed.v1.Consistency
 	4,  // 26: trustfed.v1.GetOrganizationGraphResponse.partners:type_name -> trustfed.v1.GraphPartner
-	29, // 27: trustfed.v1.GetOrganizationGraphResponse.meta:type_name -> trustfed.v1.ReadMeta
-	28, // 28: trustfed.v1.GetCascadeRequest.consistency:type_name -> trustfed.v1.Consistency
-	7,  // 29: trustfed.v1.GetCascadeResponse.cascade:type_name -> trustfed.v1.Cascade
-	29, // 30: trustfed.v1.GetCascadeResponse.meta:type_name -> trustfed.v1.ReadMeta
-	28, // 31: trustfed.v1.ListCascadesRequest.consistency:type_name -> trustfed.v1.Consistency
-	7,  // 32: trustfed.v1.ListCascadesResponse.cascades:type_name -> trustfed.v1.Cascade
-	29, // 33: trustfed.v1.ListCascadesResponse.meta:type_name -> trustfed.v1.ReadMeta
-	8,  // 34: trustfed.v1.CascadeService.OpenSession:input_type -> trustfed.v1.OpenSessionRequest
-	10, // 35: trustfed.v1.CascadeService.HeartbeatSession:input_type -> trustfed.v1.HeartbeatSessionRequest
-	12, // 36: trustfed.v1.CascadeService.CloseSession:input_type -> trustfed.v1.CloseSessionRequest
-	14, // 37: trustfed.v1.CascadeService.GetSession:input_type -> trustfed.v1.GetSessionRequest
-	16, // 38: trustfed.v1.CascadeService.GetOrganizationGraph:input_type -> trustfed.v1.GetOrganizationGraphRequest
-	18, // 39: trustfed.v1.CascadeService.WatchEvents:input_type -> trustfed.v1.WatchEventsRequest
-	19, // 40: trustfed.v1.CascadeService.AckEvent:input_type -> trustfed.v1.AckEventRequest
-	21, // 41: trustfed.v1.CascadeService.GetCascade:input_type -> trustfed.v1.GetCascadeRequest
-	23, // 42: trustfed.v1.CascadeService.ListCascades:input_type -> trustfed.v1.ListCascadesRequest
-	9,  // 43: trustfed.v1.CascadeService.OpenSession:output_type -> trustfed.v1.OpenSessionResponse
-	11, // 44: trustfed.v1.CascadeService.HeartbeatSession:output_type -> trustfed.v1.HeartbeatSessionResponse
-	13, // 45: trustfed.v1.CascadeService.CloseSession:output_type -> trustfed.v1.CloseSessionResponse
-	15, // 46: trustfed.v1.CascadeService.GetSession:output_type -> trustfed.v1.GetSessionResponse
-	17, // 47: trustfed.v1.CascadeService.GetOrganizationGraph:output_type -> trustfed.v1.GetOrganizationGraphResponse
-	5,  // 48: trustfed.v1.CascadeService.WatchEvents:output_type -> trustfed.v1.Event
-	20, // 49: trustfed.v1.CascadeService.AckEvent:output_type -> trustfed.v1.AckEventResponse
-	22, // 50: trustfed.v1.CascadeService.GetCascade:output_type -> trustfed.v1.GetCascadeResponse
-	24, // 51: trustfed.v1.CascadeService.ListCascades:output_type -> trustfed.v1.ListCascadesResponse
-	43, // [43:52] is the sub-list for method output_type
-	34, // [34:43] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	30, // 27: trustfed.v1.GetOrganizationGraphResponse.meta:type_name -> trustfed.v1.ReadMeta
+	5,  // 28: trustfed.v1.WatchEventsResponse.event:type_name -> trustfed.v1.Event
+	29, // 29: trustfed.v1.GetCascadeRequest.consistency:type_name -> trustfed.v1.Consistency
+	7,  // 30: trustfed.v1.GetCascadeResponse.cascade:type_name -> trustfed.v1.Cascade
+	30, // 31: trustfed.v1.GetCascadeResponse.meta:type_name -> trustfed.v1.ReadMeta
+	29, // 32: trustfed.v1.ListCascadesRequest.consistency:type_name -> trustfed.v1.Consistency
+	7,  // 33: trustfed.v1.ListCascadesResponse.cascades:type_name -> trustfed.v1.Cascade
+	30, // 34: trustfed.v1.ListCascadesResponse.meta:type_name -> trustfed.v1.ReadMeta
+	8,  // 35: trustfed.v1.CascadeService.OpenSession:input_type -> trustfed.v1.OpenSessionRequest
+	10, // 36: trustfed.v1.CascadeService.HeartbeatSession:input_type -> trustfed.v1.HeartbeatSessionRequest
+	12, // 37: trustfed.v1.CascadeService.CloseSession:input_type -> trustfed.v1.CloseSessionRequest
+	14, // 38: trustfed.v1.CascadeService.GetSession:input_type -> trustfed.v1.GetSessionRequest
+	16, // 39: trustfed.v1.CascadeService.GetOrganizationGraph:input_type -> trustfed.v1.GetOrganizationGraphRequest
+	18, // 40: trustfed.v1.CascadeService.WatchEvents:input_type -> trustfed.v1.WatchEventsRequest
+	20, // 41: trustfed.v1.CascadeService.AckEvent:input_type -> trustfed.v1.AckEventRequest
+	22, // 42: trustfed.v1.CascadeService.GetCascade:input_type -> trustfed.v1.GetCascadeRequest
+	24, // 43: trustfed.v1.CascadeService.ListCascades:input_type -> trustfed.v1.ListCascadesRequest
+	9,  // 44: trustfed.v1.CascadeService.OpenSession:output_type -> trustfed.v1.OpenSessionResponse
+	11, // 45: trustfed.v1.CascadeService.HeartbeatSession:output_type -> trustfed.v1.HeartbeatSessionResponse
+	13, // 46: trustfed.v1.CascadeService.CloseSession:output_type -> trustfed.v1.CloseSessionResponse
+	15, // 47: trustfed.v1.CascadeService.GetSession:output_type -> trustfed.v1.GetSessionResponse
+	17, // 48: trustfed.v1.CascadeService.GetOrganizationGraph:output_type -> trustfed.v1.GetOrganizationGraphResponse
+	19, // 49: trustfed.v1.CascadeService.WatchEvents:output_type -> trustfed.v1.WatchEventsResponse
+	21, // 50: trustfed.v1.CascadeService.AckEvent:output_type -> trustfed.v1.AckEventResponse
+	23, // 51: trustfed.v1.CascadeService.GetCascade:output_type -> trustfed.v1.GetCascadeResponse
+	25, // 52: trustfed.v1.CascadeService.ListCascades:output_type -> trustfed.v1.ListCascadesResponse
+	44, // [44:53] is the sub-list for method output_type
+	35, // [35:44] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_cascade_proto_init() }
@@ -1942,7 +1990,7 @@ func file_trustfed_v1_cascade_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_cascade_proto_rawDesc), len(file_trustfed_v1_cascade_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -53,7 +53,7 @@ type CascadeServiceClient interface {
 	// WatchEvents streams the events addressed to an organisation from
 	// after_index on, as the node answering applies them, and then waits for
 	// more. Acknowledge each with AckEvent.
-	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
 	// AckEvent acknowledges an event for an organisation. Acks are committed
 	// through Raft in batches by the leader's dispatcher.
 	AckEvent(ctx context.Context, in *AckEventRequest, opts ...grpc.CallOption) (*AckEventResponse, error)
@@ -121,13 +121,13 @@ func (c *cascadeServiceClient) GetOrganizationGraph(ctx context.Context, in *Get
 	return out, nil
 }
 
-func (c *cascadeServiceClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
+func (c *cascadeServiceClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &CascadeService_ServiceDesc.Streams[0], CascadeService_WatchEvents_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[WatchEventsRequest, Event]{ClientStream: stream}
+	x := &grpc.GenericClientStream[WatchEventsRequest, WatchEventsResponse]{ClientStream: stream}
 	if err := x.ClientStream.SendMsg(in); err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func (c *cascadeServiceClient) WatchEvents(ctx context.Context, in *WatchEventsR
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type CascadeService_WatchEventsClient = grpc.ServerStreamingClient[Event]
+type CascadeService_WatchEventsClient = grpc.ServerStreamingClient[WatchEventsResponse]
 
 func (c *cascadeServiceClient) AckEvent(ctx context.Context, in *AckEventRequest, opts ...grpc.CallOption) (*AckEventResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -193,7 +193,7 @@ type CascadeServiceServer interface {
 	// WatchEvents streams the events addressed to an organisation from
 	// after_index on, as the node answering applies them, and then waits for
 	// more. Acknowledge each with AckEvent.
-	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error
+	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
 	// AckEvent acknowledges an event for an organisation. Acks are committed
 	// through Raft in batches by the leader's dispatcher.
 	AckEvent(context.Context, *AckEventRequest) (*AckEventResponse, error)
@@ -226,7 +226,7 @@ func (UnimplementedCascadeServiceServer) GetSession(context.Context, *GetSession
 func (UnimplementedCascadeServiceServer) GetOrganizationGraph(context.Context, *GetOrganizationGraphRequest) (*GetOrganizationGraphResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetOrganizationGraph not implemented")
 }
-func (UnimplementedCascadeServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error {
+func (UnimplementedCascadeServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
 }
 func (UnimplementedCascadeServiceServer) AckEvent(context.Context, *AckEventRequest) (*AckEventResponse, error) {
@@ -354,11 +354,11 @@ func _CascadeService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStre
 	if err := stream.RecvMsg(m); err != nil {
 		return err
 	}
-	return srv.(CascadeServiceServer).WatchEvents(m, &grpc.GenericServerStream[WatchEventsRequest, Event]{ServerStream: stream})
+	return srv.(CascadeServiceServer).WatchEvents(m, &grpc.GenericServerStream[WatchEventsRequest, WatchEventsResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type CascadeService_WatchEventsServer = grpc.ServerStreamingServer[Event]
+type CascadeService_WatchEventsServer = grpc.ServerStreamingServer[WatchEventsResponse]
 
 func _CascadeService_AckEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AckEventRequest)
