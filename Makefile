@@ -57,7 +57,8 @@ proto-check: proto
 
 ## bench: Go benchmarks (numbers go to BENCHMARKS.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) test -run '^$$' -bench . -skip CascadeEndToEnd -benchmem -count=1 ./...
+	$(GO) test -run '^$$' -bench CascadeEndToEnd -benchtime 1x -count=1 ./system_test/
 
 ## soak: long-running tests (none yet)
 soak:

@@ -3,7 +3,11 @@ package system_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -95,5 +99,69 @@ func BenchmarkClusterCheckInteraction(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkCascadeEndToEnd measures a revocation cascade through the whole
+// system: an organisation with 1,000 partners, each a signed-webhook
+// receiver on loopback (one HTTPS server hosting every endpoint), is
+// revoked on a dev server; the time is from the commit of the revocation
+// to the record of the last acknowledgement committed through Raft. Run it
+// once: go test -run '^$' -bench CascadeEndToEnd -benchtime 1x ./system_test/
+// (TRUSTFED_BENCH_PARTNERS=10000 for ten times as many; setting them up
+// takes most of the run).
+func BenchmarkCascadeEndToEnd(b *testing.B) {
+	partners := 1000
+	if v := os.Getenv("TRUSTFED_BENCH_PARTNERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("TRUSTFED_BENCH_PARTNERS=%q: want a positive number", v)
+		}
+		partners = n
+	}
+	b.ReportMetric(float64(partners), "partners")
+	b.StopTimer()
+	rc := newReceivers(b)
+	d := startDev(b, "-webhook-ca", rc.caFile(b))
+	c := dial(b, d.srv, d.caFile, d.token)
+	waitServing(b, c)
+	keys, err := c.Keys(ctxT(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, k := range keys {
+		rc.set(func(rc *receivers) { rc.key = k })
+	}
+	fed := testutil.NewFederation(b)
+	accredit(b, c, fed, d.admins)
+	for i := 0; i < b.N; i++ {
+		hub := fmt.Sprintf("hub-%d", i)
+		enrol(b, c, fed, hub, 3)
+		for p := range partners {
+			org := fmt.Sprintf("p%d-%04d", i, p)
+			enrol(b, c, fed, org, 3, func(r *trustfedv1.Registration) { r.NotificationEndpoints = []string{rc.endpoint(org)} })
+			agree(b, c, fed, hub, org, "ping")
+		}
+		cpu0, err := d.srv.CPUTime()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		d.admins.apply(b, testutil.SetStatus(hub, trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED), c)
+		cas := cascadeOf(b, c, hub)
+		cas = waitCascade(b, c, cas.Id, "every partner acked", complete)
+		b.StopTimer()
+		cpu1, _ := d.srv.CPUTime()
+		lat := make([]time.Duration, 0, len(cas.Deliveries))
+		for _, del := range cas.Deliveries {
+			lat = append(lat, del.AckTime.AsTime().Sub(cas.StartTime.AsTime()))
+		}
+		slices.Sort(lat)
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		b.ReportMetric(ms(cas.CompleteTime.AsTime().Sub(cas.StartTime.AsTime())), "ms-to-complete")
+		b.ReportMetric(ms(lat[len(lat)/2]), "ms-ack-p50")
+		b.ReportMetric(ms(lat[len(lat)*99/100]), "ms-ack-p99")
+		b.ReportMetric(ms(lat[len(lat)-1]), "ms-ack-max")
+		b.ReportMetric(ms(cpu1-cpu0), "ms-server-cpu")
 	}
 }

@@ -36,7 +36,7 @@ type receivers struct {
 	bad  []string
 }
 
-func newReceivers(t *testing.T) *receivers {
+func newReceivers(t testing.TB) *receivers {
 	rc := &receivers{down: map[string]int{}, got: map[string][]string{}}
 	rc.srv = httptest.NewTLSServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
@@ -44,7 +44,7 @@ func newReceivers(t *testing.T) *receivers {
 }
 
 // caFile writes the receivers' certificate for the servers' -webhook-ca.
-func (rc *receivers) caFile(t *testing.T) string {
+func (rc *receivers) caFile(t testing.TB) string {
 	path := filepath.Join(t.TempDir(), "webhook-ca.pem")
 	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rc.srv.Certificate().Raw}), 0o600))
 	return path
@@ -85,7 +85,7 @@ func (rc *receivers) set(f func(rc *receivers)) {
 }
 
 // cascadeOf waits for and returns the newest cascade about org.
-func cascadeOf(t *testing.T, c *client.Client, org string) *trustfedv1.Cascade {
+func cascadeOf(t testing.TB, c *client.Client, org string) *trustfedv1.Cascade {
 	t.Helper()
 	resp, err := c.Cascades().ListCascades(ctxT(t), &trustfedv1.ListCascadesRequest{OrganizationId: org})
 	require.NoError(t, err)
@@ -99,7 +99,7 @@ func cascadeOf(t *testing.T, c *client.Client, org string) *trustfedv1.Cascade {
 	return last
 }
 
-func waitCascade(t *testing.T, c *client.Client, id, what string, done func(*trustfedv1.Cascade) error) *trustfedv1.Cascade {
+func waitCascade(t testing.TB, c *client.Client, id, what string, done func(*trustfedv1.Cascade) error) *trustfedv1.Cascade {
 	t.Helper()
 	var got *trustfedv1.Cascade
 	testutil.Eventually(t, 90*time.Second, what, func() error {

@@ -32,10 +32,10 @@ type devServer struct {
 	admins admins
 }
 
-func startDev(t testing.TB) *devServer {
+func startDev(t testing.TB, extra ...string) *devServer {
 	t.Helper()
 	dir := t.TempDir()
-	srv := testutil.StartServer(t, bin, dir, append([]string{"-dev"}, loopbackPorts...)...)
+	srv := testutil.StartServer(t, bin, dir, append(append([]string{"-dev"}, loopbackPorts...), extra...)...)
 	d := &devServer{srv: srv, token: adminToken(t, dir), caFile: srv.Addrs.CACert, base: "https://" + srv.Addrs.HTTPAddr}
 	pem, err := os.ReadFile(d.caFile)
 	require.NoError(t, err)
