@@ -290,7 +290,27 @@ func newSessionCmd(a *app) *cobra.Command {
 	}
 	closeCmd.Flags().StringVar(&org, "org", "", "the party closing it")
 	closeCmd.Flags().StringVar(&reason, "reason", "", "why (recorded)")
-	cmd.AddCommand(open, closeCmd)
+	heartbeat := &cobra.Command{
+		Use:   "heartbeat ID --org O",
+		Short: "Extend an open session by its TTL",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &trustfedv1.HeartbeatSessionRequest{SessionId: args[0], OrganizationId: org, RequestId: client.NewRequestID()}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				var resp *trustfedv1.HeartbeatSessionResponse
+				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
+					resp, err = c.Cascades().HeartbeatSession(ctx, req)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error { return writeSession(w, resp.GetSession()) })
+			})
+		},
+	}
+	heartbeat.Flags().StringVar(&org, "org", "", "the party heartbeating")
+	cmd.AddCommand(open, heartbeat, closeCmd)
 	return cmd
 }
 
