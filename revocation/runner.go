@@ -269,12 +269,22 @@ func (s *ackOrWebhook) Send(ctx context.Context, t Target, n Notification) (Chan
 }
 
 // recorder turns the dispatcher's progress into delivery updates for the
-// batcher.
+// batcher. A successful attempt is not recorded on its own: the ack that
+// follows it carries the attempt count and first attempt time, so a partner
+// that answers at once costs one update, not two.
 type recorder struct {
 	cascade    string
 	dispatched time.Time
 	batcher    *Batcher[*commandv1.DeliveryUpdate]
 	log        *slog.Logger
+
+	mu    sync.Mutex
+	tried map[string]attemptInfo
+}
+
+type attemptInfo struct {
+	first, last time.Time
+	n           int
 }
 
 func (r *recorder) add(d *trustfedv1.Delivery) {
@@ -283,11 +293,22 @@ func (r *recorder) add(d *trustfedv1.Delivery) {
 }
 
 func (r *recorder) Attempt(partner string, at time.Time, attempt int, err error) {
-	d := &trustfedv1.Delivery{OrganizationId: partner, FirstAttemptTime: timestamppb.New(at), LastAttemptTime: timestamppb.New(at), Attempts: uint32(attempt)}
-	if err != nil {
-		d.LastError = err.Error()
+	r.mu.Lock()
+	if r.tried == nil {
+		r.tried = map[string]attemptInfo{}
 	}
-	r.add(d)
+	info, ok := r.tried[partner]
+	if !ok {
+		info.first = at
+	}
+	info.last, info.n = at, attempt
+	r.tried[partner] = info
+	r.mu.Unlock()
+	if err == nil {
+		return // recorded with the ack
+	}
+	r.add(&trustfedv1.Delivery{OrganizationId: partner, FirstAttemptTime: timestamppb.New(info.first), LastAttemptTime: timestamppb.New(at),
+		Attempts: uint32(attempt), LastError: err.Error()})
 }
 
 func (r *recorder) Acked(partner string, ch Channel, at time.Time) {
@@ -295,7 +316,13 @@ func (r *recorder) Acked(partner string, ch Channel, at time.Time) {
 	if ch == ChannelStream {
 		c = trustfedv1.DeliveryChannel_DELIVERY_CHANNEL_STREAM
 	}
-	r.add(&trustfedv1.Delivery{OrganizationId: partner, AckTime: timestamppb.New(at), Channel: c})
+	d := &trustfedv1.Delivery{OrganizationId: partner, AckTime: timestamppb.New(at), Channel: c}
+	r.mu.Lock()
+	if info, ok := r.tried[partner]; ok {
+		d.FirstAttemptTime, d.LastAttemptTime, d.Attempts = timestamppb.New(info.first), timestamppb.New(info.last), uint32(info.n)
+	}
+	r.mu.Unlock()
+	r.add(d)
 }
 
 // Escalate is the escalation event: the partner is recorded as escalated

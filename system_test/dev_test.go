@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -328,6 +329,21 @@ func TestDevServerEndToEnd(t *testing.T) {
 		}
 		require.NoError(t, json.Unmarshal([]byte(out), &list), out)
 		require.Len(t, list.Organizations, 4)
+
+		// A fresh agreement, then revoke one side: the cascade names its partner.
+		out = run(0, "agreement", "propose", "city-gov", "port-auth", "--actions", "ping", "--valid", "30d", "-o", "json")
+		require.NoError(t, json.Unmarshal([]byte(out), &proposed), out)
+		run(0, "agreement", "sign", proposed.Agreement.ID, "--org", "city-gov", "--key", p("city-gov.key"))
+		run(0, "agreement", "sign", proposed.Agreement.ID, "--org", "port-auth", "--key", p("port-auth.key"))
+		require.Contains(t, run(0, "org", "graph", "port-auth"), "city-gov")
+		out = run(0, "org", "revoke", "port-auth", "--reason", "key compromised")
+		m := regexp.MustCompile(`Cascade (evt-[0-9a-f]{16}) notifies 1 partner`).FindStringSubmatch(out)
+		require.Len(t, m, 2, out)
+		out = run(0, "revocation", "status", m[1], "--no-wait")
+		require.Contains(t, out, "REVOCATION of port-auth")
+		require.Contains(t, out, "city-gov")
+		require.Contains(t, run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "ping"), "NOT_ACTIVE")
+		require.Contains(t, run(0, "revocation", "list", "--org", "port-auth"), m[1])
 
 		_, errOut, code := d.cli(t, "", "org", "list")
 		require.Equal(t, 1, code)
