@@ -2,6 +2,7 @@ package state
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -113,23 +114,34 @@ func (sessionPartyIndex) FromArgs(args ...any) ([]byte, error) {
 	return stringArg("session party", args)
 }
 
-// cascadeTargetIndex indexes a cascade under every organisation it notifies.
-type cascadeTargetIndex struct{}
+// targetIndex orders event targets by organisation, index, cascade id.
+type targetIndex struct{}
 
-func (cascadeTargetIndex) FromObject(raw any) (bool, [][]byte, error) {
-	c, ok := raw.(*trustfedv1.Cascade)
-	if !ok {
-		return false, nil, fmt.Errorf("cascade target index: unexpected %T", raw)
-	}
-	out := make([][]byte, 0, len(c.Deliveries))
-	for _, d := range c.Deliveries {
-		out = append(out, []byte(d.OrganizationId+"\x00"))
-	}
-	return len(out) > 0, out, nil
+func targetKey(org string, index uint64, cascade string) []byte {
+	b := append([]byte(org), 0)
+	b = binary.BigEndian.AppendUint64(b, index)
+	return append(append(b, cascade...), 0)
 }
 
-func (cascadeTargetIndex) FromArgs(args ...any) ([]byte, error) {
-	return stringArg("cascade target", args)
+func (targetIndex) FromObject(raw any) (bool, []byte, error) {
+	t, ok := raw.(*commandv1.EventTarget)
+	if !ok {
+		return false, nil, fmt.Errorf("event target index: unexpected %T", raw)
+	}
+	return true, targetKey(t.OrganizationId, t.Index, t.CascadeId), nil
+}
+
+func (targetIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 3 {
+		return nil, fmt.Errorf("event target index: want 3 args, got %d", len(args))
+	}
+	org, ok1 := args[0].(string)
+	idx, ok2 := args[1].(uint64)
+	cas, ok3 := args[2].(string)
+	if !ok1 || !ok2 || !ok3 {
+		return nil, fmt.Errorf("event target index: want (string, uint64, string)")
+	}
+	return targetKey(org, idx, cas), nil
 }
 
 func addEdges(tx *memdb.Txn, a, b, ref string) error {
@@ -212,26 +224,28 @@ func (r *Reader) IncompleteCascadesWatch() ([]*trustfedv1.Cascade, <-chan struct
 }
 
 // CascadesFor lists the cascades that notify org with an event index after
-// after, in index order, and a channel closed when the cascades table next
-// changes.
+// after, in index order, and a channel closed when the events addressed to
+// anyone next change.
 func (r *Reader) CascadesFor(org string, after uint64) ([]*trustfedv1.Cascade, <-chan struct{}) {
-	it, err := r.txn.Get(tableCascades, "target", org)
+	it, err := r.txn.LowerBound(tableTargets, "id", org, after+1, "")
 	if err != nil {
 		return nil, nil
 	}
 	var out []*trustfedv1.Cascade
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if c := raw.(*trustfedv1.Cascade); c.CreateIndex > after {
+		t := raw.(*commandv1.EventTarget)
+		if t.OrganizationId != org {
+			break
+		}
+		if c, ok := r.Cascade(t.CascadeId); ok {
 			out = append(out, c)
 		}
 	}
-	slices.SortFunc(out, func(a, b *trustfedv1.Cascade) int {
-		if a.CreateIndex != b.CreateIndex {
-			return int(a.CreateIndex - b.CreateIndex)
-		}
-		return strings.Compare(a.Id, b.Id)
-	})
-	return out, it.WatchCh()
+	watch, err := r.txn.Get(tableTargets, "id")
+	if err != nil {
+		return out, nil
+	}
+	return out, watch.WatchCh()
 }
 
 // Cascades lists cascades in id order after the id after, at most limit,
@@ -274,6 +288,11 @@ func newCascade(tx *memdb.Txn, env *commandv1.Envelope, index uint64, ev *trustf
 	}
 	if len(c.Deliveries) == 0 {
 		c.CompleteTime = stamp(env)
+	}
+	for _, d := range c.Deliveries {
+		if err := tx.Insert(tableTargets, &commandv1.EventTarget{OrganizationId: d.OrganizationId, Index: index, CascadeId: c.Id}); err != nil {
+			return err
+		}
 	}
 	return tx.Insert(tableCascades, c)
 }

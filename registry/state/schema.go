@@ -26,6 +26,7 @@ const (
 	tableEdges          = "edges"
 	tableSessions       = "sessions"
 	tableCascades       = "cascades"
+	tableTargets        = "event_targets"
 )
 
 // metaRow holds the Raft index the state reflects, updated in the same
@@ -98,11 +99,16 @@ func schema() *memdb.DBSchema {
 		tableCascades: {
 			Name: tableCascades,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id":     {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-				"target": {Name: "target", AllowMissing: true, Indexer: cascadeTargetIndex{}},
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 				"incomplete": {Name: "incomplete", Indexer: &memdb.ConditionalIndex{Conditional: func(o any) (bool, error) {
 					return o.(*trustfedv1.Cascade).CompleteTime == nil, nil
 				}}},
+			},
+		},
+		tableTargets: {
+			Name: tableTargets,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: targetIndex{}},
 			},
 		},
 		tableSigningKeys: {

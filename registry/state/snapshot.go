@@ -83,6 +83,9 @@ func (s *Snapshot) Persist(w io.Writer) error {
 		{tableCascades, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Cascade{Cascade: o.(*trustfedv1.Cascade)}}
 		}},
+		{tableTargets, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_EventTarget{EventTarget: o.(*commandv1.EventTarget)}}
+		}},
 		{tablePolicy, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_FederationPolicy{FederationPolicy: o.(*trustfedv1.FederationPolicy)}}
 		}},
@@ -173,6 +176,8 @@ func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
 		return tx.Insert(tableSessions, r.Session)
 	case *commandv1.SnapshotRecord_Cascade:
 		return tx.Insert(tableCascades, r.Cascade)
+	case *commandv1.SnapshotRecord_EventTarget:
+		return tx.Insert(tableTargets, r.EventTarget)
 	default:
 		return fmt.Errorf("unknown snapshot record %T", rec.Record)
 	}

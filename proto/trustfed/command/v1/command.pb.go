@@ -1416,6 +1416,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Edge
 	//	*SnapshotRecord_Session
 	//	*SnapshotRecord_Cascade
+	//	*SnapshotRecord_EventTarget
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1584,6 +1585,15 @@ func (x *SnapshotRecord) GetCascade() *v1.Cascade {
 	return nil
 }
 
+func (x *SnapshotRecord) GetEventTarget() *EventTarget {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_EventTarget); ok {
+			return x.EventTarget
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1644,6 +1654,10 @@ type SnapshotRecord_Cascade struct {
 	Cascade *v1.Cascade `protobuf:"bytes,14,opt,name=cascade,proto3,oneof"`
 }
 
+type SnapshotRecord_EventTarget struct {
+	EventTarget *EventTarget `protobuf:"bytes,15,opt,name=event_target,json=eventTarget,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -1671,6 +1685,8 @@ func (*SnapshotRecord_Edge) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Cascade) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_EventTarget) isSnapshotRecord_Record() {}
 
 // GraphEdge is one directed edge of the notification graph: organization_id
 // is linked to partner_id by an active agreement or an open session (ref_id).
@@ -2058,6 +2074,69 @@ func (x *DeliveryUpdate) GetDelivery() *v1.Delivery {
 	return nil
 }
 
+// EventTarget indexes an event by an organisation it is addressed to
+// (written once when the cascade is recorded, so that progress updates to
+// a cascade of thousands of partners never re-index them).
+type EventTarget struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Index          uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	CascadeId      string                 `protobuf:"bytes,3,opt,name=cascade_id,json=cascadeId,proto3" json:"cascade_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EventTarget) Reset() {
+	*x = EventTarget{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventTarget) ProtoMessage() {}
+
+func (x *EventTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
+func (*EventTarget) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *EventTarget) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *EventTarget) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *EventTarget) GetCascadeId() string {
+	if x != nil {
+		return x.CascadeId
+	}
+	return ""
+}
+
 var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
 const file_trustfed_command_v1_command_proto_rawDesc = "" +
@@ -2145,7 +2224,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xfa\x06\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xc1\a\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
 	"\tagreement\x18\x02 \x01(\v2\x16.trustfed.v1.AgreementH\x00R\tagreement\x122\n" +
@@ -2162,7 +2241,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\fadmin_change\x18\v \x01(\v2\x1e.trustfed.v1.AdminChangeRecordH\x00R\vadminChange\x124\n" +
 	"\x04edge\x18\f \x01(\v2\x1e.trustfed.command.v1.GraphEdgeH\x00R\x04edge\x120\n" +
 	"\asession\x18\r \x01(\v2\x14.trustfed.v1.SessionH\x00R\asession\x120\n" +
-	"\acascade\x18\x0e \x01(\v2\x14.trustfed.v1.CascadeH\x00R\acascadeB\b\n" +
+	"\acascade\x18\x0e \x01(\v2\x14.trustfed.v1.CascadeH\x00R\acascade\x12E\n" +
+	"\fevent_target\x18\x0f \x01(\v2 .trustfed.command.v1.EventTargetH\x00R\veventTargetB\b\n" +
 	"\x06record\"j\n" +
 	"\tGraphEdge\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
@@ -2191,7 +2271,12 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0eDeliveryUpdate\x12\x1d\n" +
 	"\n" +
 	"cascade_id\x18\x01 \x01(\tR\tcascadeId\x121\n" +
-	"\bdelivery\x18\x02 \x01(\v2\x15.trustfed.v1.DeliveryR\bdelivery*\xc9\a\n" +
+	"\bdelivery\x18\x02 \x01(\v2\x15.trustfed.v1.DeliveryR\bdelivery\"k\n" +
+	"\vEventTarget\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
+	"\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xc9\a\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -2239,7 +2324,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),              // 0: trustfed.command.v1.CommandType
 	(Role)(0),                     // 1: trustfed.command.v1.Role
@@ -2271,55 +2356,57 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*Sweep)(nil),                 // 27: trustfed.command.v1.Sweep
 	(*RecordDeliveries)(nil),      // 28: trustfed.command.v1.RecordDeliveries
 	(*DeliveryUpdate)(nil),        // 29: trustfed.command.v1.DeliveryUpdate
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
-	(*v1.AdminSignature)(nil),     // 31: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),              // 32: trustfed.v1.Admin
-	(*v1.Organization)(nil),       // 33: trustfed.v1.Organization
-	(*v1.Agreement)(nil),          // 34: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),             // 35: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),   // 36: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),      // 37: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),  // 38: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),            // 39: trustfed.v1.Session
-	(*v1.Cascade)(nil),            // 40: trustfed.v1.Cascade
-	(*durationpb.Duration)(nil),   // 41: google.protobuf.Duration
-	(*v1.Delivery)(nil),           // 42: trustfed.v1.Delivery
+	(*EventTarget)(nil),           // 30: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*v1.AdminSignature)(nil),     // 32: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),              // 33: trustfed.v1.Admin
+	(*v1.Organization)(nil),       // 34: trustfed.v1.Organization
+	(*v1.Agreement)(nil),          // 35: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),             // 36: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),   // 37: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),      // 38: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),  // 39: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),            // 40: trustfed.v1.Session
+	(*v1.Cascade)(nil),            // 41: trustfed.v1.Cascade
+	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
+	(*v1.Delivery)(nil),           // 43: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	30, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	30, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	30, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	31, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	31, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	31, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 4: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	31, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	31, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	32, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	32, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	32, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	33, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
 	1,  // 8: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	30, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	31, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
 	18, // 10: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	30, // 11: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	33, // 12: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	34, // 13: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	31, // 11: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	34, // 12: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	35, // 13: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
 	18, // 14: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
 	20, // 15: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	35, // 16: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	36, // 16: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
 	6,  // 17: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	36, // 18: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	37, // 18: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
 	7,  // 19: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	37, // 20: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	32, // 21: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	38, // 22: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	38, // 20: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	33, // 21: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	39, // 22: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
 	23, // 23: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	39, // 24: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	40, // 25: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	41, // 26: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	29, // 27: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	42, // 28: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	40, // 24: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	41, // 25: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	30, // 26: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	42, // 27: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	29, // 28: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	43, // 29: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -2342,6 +2429,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_Edge)(nil),
 		(*SnapshotRecord_Session)(nil),
 		(*SnapshotRecord_Cascade)(nil),
+		(*SnapshotRecord_EventTarget)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2349,7 +2437,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
