@@ -228,24 +228,13 @@ func (r *Reader) AdminChange(id string) (*trustfedv1.AdminChangeRecord, bool) {
 // AdminChanges lists change records in id order after the id after, at most
 // limit; pendingOnly keeps those still waiting for approvals at now.
 func (r *Reader) AdminChanges(after string, limit int, pendingOnly bool, now time.Time) (out []*trustfedv1.AdminChangeRecord, next string) {
-	it, err := r.txn.LowerBound(tableAdminChanges, "id", after)
-	if err != nil {
-		return nil, ""
+	var keep func(*trustfedv1.AdminChangeRecord) bool
+	if pendingOnly {
+		keep = func(rec *trustfedv1.AdminChangeRecord) bool {
+			return ChangeStatus(rec, now) == trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_PENDING
+		}
 	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		rec := raw.(*trustfedv1.AdminChangeRecord)
-		if rec.Id == after {
-			continue
-		}
-		if pendingOnly && ChangeStatus(rec, now) != trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_PENDING {
-			continue
-		}
-		if len(out) == limit {
-			return out, out[len(out)-1].Id
-		}
-		out = append(out, rec)
-	}
-	return out, ""
+	return page(r.txn, tableAdminChanges, after, limit, (*trustfedv1.AdminChangeRecord).GetId, keep)
 }
 
 // ChangeStatus is a record's status at now: a pending change past its

@@ -251,21 +251,11 @@ func (r *Reader) CascadesFor(org string, after uint64) ([]*trustfedv1.Cascade, <
 // Cascades lists cascades in id order after the id after, at most limit,
 // optionally only those about org.
 func (r *Reader) Cascades(org, after string, limit int) (out []*trustfedv1.Cascade, next string) {
-	it, err := r.txn.LowerBound(tableCascades, "id", after)
-	if err != nil {
-		return nil, ""
+	var keep func(*trustfedv1.Cascade) bool
+	if org != "" {
+		keep = func(c *trustfedv1.Cascade) bool { return c.GetEvent().GetOrganizationId() == org }
 	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		c := raw.(*trustfedv1.Cascade)
-		if c.Id == after || (org != "" && c.GetEvent().GetOrganizationId() != org) {
-			continue
-		}
-		if len(out) == limit {
-			return out, out[len(out)-1].Id
-		}
-		out = append(out, c)
-	}
-	return out, ""
+	return page(r.txn, tableCascades, after, limit, (*trustfedv1.Cascade).GetId, keep)
 }
 
 // newCascade records an event and a delivery for each target (the subject

@@ -69,21 +69,28 @@ func (r *Reader) OrganizationByName(name string) (*trustfedv1.Organization, bool
 // Organizations lists organisations in id order, starting after the id
 // `after`, at most limit of them; next is the last id returned when more follow.
 func (r *Reader) Organizations(after string, limit int) (orgs []*trustfedv1.Organization, next string) {
-	it, err := r.txn.LowerBound(tableOrganizations, "id", after)
+	return page(r.txn, tableOrganizations, after, limit, (*trustfedv1.Organization).GetId, nil)
+}
+
+// page lists the rows of table in id order after the id after that keep
+// accepts (nil: all), at most limit; next is the last id returned when more
+// follow.
+func page[T any](txn *memdb.Txn, table, after string, limit int, id func(T) string, keep func(T) bool) (out []T, next string) {
+	it, err := txn.LowerBound(table, "id", after)
 	if err != nil {
 		return nil, ""
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		o := raw.(*trustfedv1.Organization)
-		if o.Id == after {
+		row := raw.(T)
+		if id(row) == after || (keep != nil && !keep(row)) {
 			continue
 		}
-		if len(orgs) == limit {
-			return orgs, orgs[len(orgs)-1].Id
+		if len(out) == limit {
+			return out, id(out[len(out)-1])
 		}
-		orgs = append(orgs, o)
+		out = append(out, row)
 	}
-	return orgs, ""
+	return out, ""
 }
 
 // Agreement returns the agreement with the given id.
