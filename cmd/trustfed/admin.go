@@ -61,11 +61,7 @@ func (a *app) proposeChange(cmd *cobra.Command, change *trustfedv1.AdminChange, 
 	}
 	req := &trustfedv1.ProposeAdminChangeRequest{Change: raw, Approval: client.ApproveAdminChange(key, raw), RequestId: client.NewRequestID()}
 	return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-		var resp *trustfedv1.ProposeAdminChangeResponse
-		err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-			resp, err = c.Admin().ProposeAdminChange(ctx, req)
-			return err
-		})
+		resp, err := call(ctx, c.Admin().ProposeAdminChange, req)
 		if err != nil {
 			return err
 		}
@@ -241,11 +237,7 @@ quorum applies the change.`,
 					return err
 				}
 				req := &trustfedv1.ApproveAdminChangeRequest{ChangeId: args[0], Approval: client.ApproveAdminChange(key, got.GetChange().GetChange()), RequestId: client.NewRequestID()}
-				var resp *trustfedv1.ApproveAdminChangeResponse
-				err = client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().ApproveAdminChange(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Admin().ApproveAdminChange, req)
 				if err != nil {
 					return err
 				}

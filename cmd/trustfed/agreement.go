@@ -80,11 +80,7 @@ func newAgreementProposeCmd(a *app) *cobra.Command {
 				return err
 			}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.ProposeAgreementResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Membership().ProposeAgreement(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Membership().ProposeAgreement, req)
 				if err != nil {
 					return err
 				}
@@ -218,11 +214,7 @@ func newAgreementSignCmd(a *app) *cobra.Command {
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "signing as %s: %s\n", org, summarizeTerms(terms))
 				req := agreementSignature(got.GetAgreement(), org, key)
-				var resp *trustfedv1.SignAgreementResponse
-				err = client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Membership().SignAgreement(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Membership().SignAgreement, req)
 				if err != nil {
 					return err
 				}
@@ -298,11 +290,7 @@ denied from then on.`,
 				return err
 			}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.TerminateAgreementResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Membership().TerminateAgreement(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Membership().TerminateAgreement, req)
 				if err != nil {
 					return err
 				}

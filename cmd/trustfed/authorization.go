@@ -44,11 +44,7 @@ func newAuthorizationRequestCmd(a *app) *cobra.Command {
 			}
 			req := &trustfedv1.RequestAuthorizationRequest{Check: check, RequestId: client.NewRequestID()}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.RequestAuthorizationResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Registry().RequestAuthorization(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Registry().RequestAuthorization, req)
 				if err != nil {
 					return err
 				}
@@ -100,11 +96,7 @@ func newAuthorizationApproveCmd(a *app) *cobra.Command {
 					org, st.FromOrganizationId, st.ToOrganizationId, st.Action, st.Value, st.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
 				req := &trustfedv1.ApproveAuthorizationRequest{AuthorizationId: id, OrganizationId: org,
 					Signature: attestation.Sign(key, attestation.PurposeAuthorization, got.GetAuthorization().GetStatement()), RequestId: client.NewRequestID()}
-				var resp *trustfedv1.ApproveAuthorizationResponse
-				err = client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Membership().ApproveAuthorization(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Membership().ApproveAuthorization, req)
 				if err != nil {
 					return err
 				}

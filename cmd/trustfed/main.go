@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trustfed/trustfed/client"
@@ -219,4 +220,15 @@ func (a *app) print(msg proto.Message, table func(io.Writer) error) error {
 		return writeJSON(a.stdout, msg)
 	}
 	return table(a.stdout)
+}
+
+// call makes a write call, retrying it when its outcome is unknown (same
+// request, same request id: the registry applies it once).
+func call[Req, Resp any](ctx context.Context, method func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	var out Resp
+	err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
+		out, err = method(ctx, req)
+		return err
+	})
+	return out, err
 }

@@ -44,11 +44,7 @@ func newOrgApproveCmd(a *app) *cobra.Command {
 			}
 			req := &trustfedv1.ApproveOrganizationRequest{OrganizationId: args[0]}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.ApproveOrganizationResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Admin().ApproveOrganization(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Admin().ApproveOrganization, req)
 				if err != nil {
 					return err
 				}

@@ -91,11 +91,7 @@ func newOrgRegisterCmd(a *app) *cobra.Command {
 				return err
 			}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.RegisterOrganizationResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Membership().RegisterOrganization(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Membership().RegisterOrganization, req)
 				if err != nil {
 					return err
 				}
@@ -298,11 +294,7 @@ organisation's private key; the old passport's serial stays in its history.`,
 			}
 			req := passportSubmission(args[0], tok, key)
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.SubmitPassportResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Membership().SubmitPassport(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Membership().SubmitPassport, req)
 				if err != nil {
 					return err
 				}

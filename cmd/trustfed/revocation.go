@@ -253,11 +253,7 @@ func newSessionCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &trustfedv1.OpenSessionRequest{FromOrganizationId: from, ToOrganizationId: to, Action: action, Ttl: durationpb.New(ttl), RequestId: client.NewRequestID()}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.OpenSessionResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Cascades().OpenSession(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Cascades().OpenSession, req)
 				if err != nil {
 					return err
 				}
@@ -276,11 +272,7 @@ func newSessionCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &trustfedv1.CloseSessionRequest{SessionId: args[0], OrganizationId: org, Reason: reason, RequestId: client.NewRequestID()}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.CloseSessionResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Cascades().CloseSession(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Cascades().CloseSession, req)
 				if err != nil {
 					return err
 				}
@@ -297,11 +289,7 @@ func newSessionCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &trustfedv1.HeartbeatSessionRequest{SessionId: args[0], OrganizationId: org, RequestId: client.NewRequestID()}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				var resp *trustfedv1.HeartbeatSessionResponse
-				err := client.RetryUnknown(ctx, func(ctx context.Context) (err error) {
-					resp, err = c.Cascades().HeartbeatSession(ctx, req)
-					return err
-				})
+				resp, err := call(ctx, c.Cascades().HeartbeatSession, req)
 				if err != nil {
 					return err
 				}
