@@ -96,8 +96,16 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// One sender per leadership term: its connections are reused by every
+	// cascade of the term. Closed once every dispatch has returned.
+	var sender *ackOrWebhook
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		if sender != nil {
+			sender.Close()
+		}
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -112,6 +120,20 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		cascades, changed := r.cfg.Store.Read().IncompleteCascadesWatch()
 		now := time.Now()
+		for id, at := range finished {
+			if now.Sub(at) >= rerunAfter {
+				delete(finished, id)
+			}
+		}
+		wait := rerunAfter
+		if sender == nil && len(cascades) > 0 {
+			if s, err := r.sender(); err != nil {
+				r.cfg.Logger.Warn("cascades wait for the registry's signing key", "error", err)
+				cascades, wait = nil, time.Second
+			} else {
+				sender = s
+			}
+		}
 		for _, c := range cascades {
 			if running[c.Id] || now.Sub(finished[c.Id]) < rerunAfter {
 				continue
@@ -120,7 +142,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := r.dispatch(ctx, c, batcher); err != nil && ctx.Err() == nil {
+				if err := r.dispatch(ctx, c, sender, batcher); err != nil && ctx.Err() == nil {
 					r.cfg.Logger.Error("cascade dispatch failed", "cascade", c.Id, "error", err)
 				}
 				select {
@@ -136,7 +158,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			delete(running, id)
 			finished[id] = time.Now()
 		case <-changed:
-		case <-time.After(rerunAfter):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -174,12 +196,7 @@ func (r *Runner) flush(ctx context.Context, updates []*commandv1.DeliveryUpdate)
 }
 
 // dispatch runs the Dispatcher on one cascade.
-func (r *Runner) dispatch(ctx context.Context, c *trustfedv1.Cascade, batcher *Batcher[*commandv1.DeliveryUpdate]) error {
-	sender, err := r.sender()
-	if err != nil {
-		return err
-	}
-	defer sender.Close()
+func (r *Runner) dispatch(ctx context.Context, c *trustfedv1.Cascade, sender Sender, batcher *Batcher[*commandv1.DeliveryUpdate]) error {
 	d, err := NewDispatcher(r.cfg.Dispatch, sender)
 	if err != nil {
 		return err

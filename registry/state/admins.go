@@ -299,11 +299,12 @@ func verifyApproval(r *Reader, v Verifier, env *commandv1.Envelope, index uint64
 // countingApprovals returns the ids of the approvers whose approvals count
 // now: admins still active (or the first admin approving their enrolment).
 func countingApprovals(r *Reader, c *trustfedv1.AdminChange, rec *trustfedv1.AdminChangeRecord) []string {
+	bootstrap := c.GetAddAdmin() != nil && r.ActiveAdmins() == 0
 	var ids []string
 	for _, a := range rec.Approvals {
 		if adm, ok := r.Admin(a.AdminId); ok && adm.Status == trustfedv1.AdminStatus_ADMIN_STATUS_ACTIVE && adm.PublicKeyFingerprint == a.PublicKeyFingerprint {
 			ids = append(ids, a.AdminId)
-		} else if add := c.GetAddAdmin(); add != nil && r.ActiveAdmins() == 0 && a.AdminId == add.AdminId {
+		} else if bootstrap && a.AdminId == c.GetAddAdmin().AdminId {
 			ids = append(ids, a.AdminId)
 		}
 	}
