@@ -1,0 +1,206 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// mth is RFC 6962's Merkle Tree Hash, straight from its definition: the
+// reference the stored tree is checked against.
+func mth(entries [][]byte) []byte {
+	switch n := len(entries); n {
+	case 0:
+		s := sha256.Sum256(nil)
+		return s[:]
+	case 1:
+		return Hasher.HashLeaf(entries[0])
+	default:
+		k := 1
+		for k*2 < n {
+			k *= 2
+		}
+		return Hasher.HashChildren(mth(entries[:k]), mth(entries[k:]))
+	}
+}
+
+func openLog(t *testing.T, path string) *Log {
+	t.Helper()
+	l, err := Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func entry(i int) []byte { return fmt.Appendf(nil, `{"seq":%d,"event":"test"}`, i) }
+
+// fill appends n entries in random batches to a log holding prior and
+// returns all its entries.
+func fill(t *testing.T, l *Log, rng *rand.Rand, prior [][]byte, n int) [][]byte {
+	t.Helper()
+	all := append([][]byte(nil), prior...)
+	for want := len(prior) + n; len(all) < want; {
+		batch := make([][]byte, 0, 16)
+		for range min(1+rng.IntN(16), want-len(all)) {
+			batch = append(batch, entry(len(all)+len(batch)))
+		}
+		size, root, err := l.Append(batch)
+		require.NoError(t, err)
+		all = append(all, batch...)
+		require.EqualValues(t, len(all), size)
+		require.Equal(t, mth(all), root, "root after %d entries", len(all))
+	}
+	return all
+}
+
+func TestProofsForRandomSizes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	require.Equal(t, mth(nil), l.Root(), "the empty tree")
+	all := fill(t, l, rng, nil, 300)
+	for range 400 {
+		size := 1 + rng.Uint64N(uint64(len(all)))
+		index := rng.Uint64N(size)
+		root, err := l.RootAt(size)
+		require.NoError(t, err)
+		require.Equal(t, mth(all[:size]), root, "root at %d", size)
+		p, err := l.InclusionProof(index, size)
+		require.NoError(t, err)
+		require.NoError(t, VerifyInclusion(all[index], index, size, p, root), "inclusion of %d in %d", index, size)
+
+		size1 := rng.Uint64N(size + 1)
+		root1, err := l.RootAt(size1)
+		require.NoError(t, err)
+		c, err := l.ConsistencyProof(size1, size)
+		require.NoError(t, err)
+		if size1 > 0 {
+			require.NoError(t, VerifyConsistency(size1, size, c, root1, root), "consistency %d -> %d", size1, size)
+		}
+	}
+	_, err := l.InclusionProof(0, l.Size()+1)
+	require.ErrorIs(t, err, ErrNotFound)
+}
+
+// A modified, removed or reordered entry fails verification.
+func TestTamperingFailsProofs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"))
+	all := fill(t, l, rng, nil, 100)
+	size, root := l.Size(), l.Root()
+	p, err := l.InclusionProof(41, size)
+	require.NoError(t, err)
+	require.NoError(t, VerifyInclusion(all[41], 41, size, p, root))
+
+	modified := bytes.Clone(all[41])
+	modified[len(modified)-2] ^= 1
+	require.Error(t, VerifyInclusion(modified, 41, size, p, root), "modified entry")
+	require.Error(t, VerifyInclusion(all[42], 41, size, p, root), "reordered: entry 42 shown at 41")
+
+	// A history without entry 41 (or with 41 and 42 swapped) has another
+	// root: no consistency proof links the signed head to it.
+	removed := append(append([][]byte{}, all[:41]...), all[42:]...)
+	require.NotEqual(t, root, mth(removed))
+	swapped := append([][]byte{}, all...)
+	swapped[41], swapped[42] = swapped[42], swapped[41]
+	require.NotEqual(t, root, mth(swapped))
+	other := openLog(t, filepath.Join(t.TempDir(), "other.db"))
+	_, _, err = other.Append(removed)
+	require.NoError(t, err)
+	c, err := other.ConsistencyProof(40, other.Size())
+	require.NoError(t, err)
+	root40, err := l.RootAt(40)
+	require.NoError(t, err)
+	require.Error(t, VerifyConsistency(40, size, c, root40, root), "the shortened history is not an extension of the signed one")
+}
+
+func TestReopenKeepsTheTree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l, err := Open(path)
+	require.NoError(t, err)
+	all := fill(t, l, rng, nil, 77)
+	root := l.Root()
+	require.NoError(t, l.Close())
+
+	l = openLog(t, path)
+	require.EqualValues(t, 77, l.Size())
+	require.Equal(t, root, l.Root())
+	require.NoError(t, l.Verify())
+	all = fill(t, l, rng, all, 23)
+	require.Equal(t, mth(all), l.Root())
+	got, err := l.Entry(76)
+	require.NoError(t, err)
+	require.Equal(t, all[76], got)
+}
+
+// A log edited on disk is caught: its entries no longer hash to its tree,
+// and its tree head no longer matches the one signed before.
+func TestTamperedOnDiskIsDetected(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l, err := Open(path)
+	require.NoError(t, err)
+	fill(t, l, rng, nil, 50)
+	_, key, _ := ed25519.GenerateKey(nil)
+	s, vkey, err := NewSigner("trustfed.test/audit", key)
+	require.NoError(t, err)
+	signed, err := SignCheckpoint(Checkpoint{Origin: "trustfed.test/audit", Size: l.Size(), Root: l.Root()}, s)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEntries).Put(binary.BigEndian.AppendUint64(nil, 17), []byte(`{"seq":17,"event":"rewritten"}`))
+	}))
+	require.NoError(t, db.Close())
+
+	l = openLog(t, path)
+	require.Error(t, l.Verify(), "entries no longer hash to the stored tree")
+	cp, err := OpenCheckpoint(signed, "trustfed.test/audit", vkey)
+	require.NoError(t, err)
+	e17, err := l.Entry(17)
+	require.NoError(t, err)
+	p, err := l.InclusionProof(17, cp.Size)
+	require.NoError(t, err)
+	require.Error(t, VerifyInclusion(e17, 17, cp.Size, p, cp.Root), "the rewritten entry is not in the signed tree")
+}
+
+func TestCheckpoints(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	s, vkey, err := NewSigner("trustfed.example/audit", key)
+	require.NoError(t, err)
+	cp := Checkpoint{Origin: "trustfed.example/audit", Size: 42, Root: bytes.Repeat([]byte{7}, 32)}
+	signed, err := SignCheckpoint(cp, s)
+	require.NoError(t, err)
+	got, err := OpenCheckpoint(signed, cp.Origin, vkey)
+	require.NoError(t, err)
+	require.True(t, got.Equal(cp))
+
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	_, otherVkey, err := NewSigner("trustfed.example/audit", otherKey)
+	require.NoError(t, err)
+	_, err = OpenCheckpoint(signed, cp.Origin, otherVkey)
+	require.Error(t, err, "another key")
+	_, err = OpenCheckpoint(signed, "other.example/log", vkey)
+	require.Error(t, err, "another log")
+	edited := bytes.Replace(signed, []byte("\n42\n"), []byte("\n43\n"), 1)
+	_, err = OpenCheckpoint(edited, cp.Origin, vkey)
+	require.Error(t, err, "an edited size")
+
+	for _, bad := range []string{"", "o\n", "o\nx\nAAAA\n", "o\n01\n" + "AAAA\n", "\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"} {
+		_, err := ParseCheckpoint([]byte(bad))
+		require.Error(t, err, "%q", bad)
+	}
+	withExt, err := ParseCheckpoint(append(cp.Marshal(), "extension line\n"...))
+	require.NoError(t, err)
+	require.True(t, withExt.Equal(cp))
+}
