@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 
@@ -14,12 +13,11 @@ import (
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
 )
 
 // envAdminKey names the admin approval key file.
 const envAdminKey = "TRUSTFED_ADMIN_KEY"
-
-var changeIDPattern = regexp.MustCompile(`^chg-[0-9a-f]{16}$`)
 
 // maxChangeTTL mirrors the registry's bound on how long a change may wait.
 const maxChangeTTL = 7 * 24 * time.Hour
@@ -224,8 +222,8 @@ TRUSTFED_ADMIN_KEY) and submits the approval. The approval that completes the
 quorum applies the change.`,
 		Args: exactArgs("CHANGE_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !changeIDPattern.MatchString(args[0]) {
-				return usageErrorf("change id %q is not valid (chg- and 16 hex digits)", args[0])
+			if err := state.ValidateAdminChangeID("change id", args[0]); err != nil {
+				return usageErrorf("%v", err)
 			}
 			key, err := a.loadAdminKey()
 			if err != nil {
@@ -291,8 +289,8 @@ func newAdminChangesGetCmd(a *app) *cobra.Command {
 		Short: "Show an admin change and its approvals",
 		Args:  exactArgs("CHANGE_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !changeIDPattern.MatchString(args[0]) {
-				return usageErrorf("change id %q is not valid (chg- and 16 hex digits)", args[0])
+			if err := state.ValidateAdminChangeID("change id", args[0]); err != nil {
+				return usageErrorf("%v", err)
 			}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.Admin().GetAdminChange(ctx, &trustfedv1.GetAdminChangeRequest{ChangeId: args[0], Consistency: readConsistency(stale)})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
 )
 
 func newRevocationCmd(a *app) *cobra.Command {
@@ -29,8 +30,8 @@ func newRevocationStatusCmd(a *app) *cobra.Command {
 		Short: "Show a cascade; while partners are still unacknowledged, a progress bar until they all are",
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !strings.HasPrefix(args[0], "evt-") || len(args[0]) != 20 {
-				return usageErrorf("cascade id %q is not valid (evt- and 16 hex digits)", args[0])
+			if err := state.ValidateEventID("cascade id", args[0]); err != nil {
+				return usageErrorf("%v", err)
 			}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				get := func() (*trustfedv1.GetCascadeResponse, error) {
