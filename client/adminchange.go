@@ -48,8 +48,10 @@ func ApproveAdminChange(key ed25519.PrivateKey, change []byte) *trustfedv1.Admin
 }
 
 // ProposeAdminChange encodes c, signs it with the proposer's admin key and
-// proposes it. The answer says whether it was applied at once (the policy
-// needs one approval) or waits for other admins (ApproveAdminChange).
+// proposes it, retrying with the same request (and request id) when the
+// outcome is unknown. The answer says whether it was applied at once (the
+// policy needs one approval) or waits for other admins
+// (ApproveAdminChange). Registry refusals come back as gRPC statuses.
 func (c *Client) ProposeAdminChange(ctx context.Context, key ed25519.PrivateKey, change *trustfedv1.AdminChange, ttl time.Duration) (*trustfedv1.AdminChangeRecord, error) {
 	if key == nil {
 		return nil, errors.New("propose admin change: no admin key (set TRUSTFED_ADMIN_KEY or --admin-key)")
@@ -58,26 +60,30 @@ func (c *Client) ProposeAdminChange(ctx context.Context, key ed25519.PrivateKey,
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.admin.ProposeAdminChange(ctx, &trustfedv1.ProposeAdminChangeRequest{Change: raw, Approval: ApproveAdminChange(key, raw)})
-	if err != nil {
-		return nil, fmt.Errorf("propose admin change: %w", err)
-	}
-	return resp.Change, nil
+	req := &trustfedv1.ProposeAdminChangeRequest{Change: raw, Approval: ApproveAdminChange(key, raw), RequestId: NewRequestID()}
+	var resp *trustfedv1.ProposeAdminChangeResponse
+	err = RetryUnknown(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.admin.ProposeAdminChange(ctx, req)
+		return err
+	})
+	return resp.GetChange(), err
 }
 
 // ApproveAdminChange fetches a pending change, signs its exact bytes with
-// key and submits the approval.
+// key and submits the approval (retried like ProposeAdminChange).
 func (c *Client) ApproveAdminChange(ctx context.Context, key ed25519.PrivateKey, changeID string) (*trustfedv1.AdminChangeRecord, error) {
 	if key == nil {
 		return nil, errors.New("approve admin change: no admin key (set TRUSTFED_ADMIN_KEY or --admin-key)")
 	}
 	got, err := c.admin.GetAdminChange(ctx, &trustfedv1.GetAdminChangeRequest{ChangeId: changeID})
 	if err != nil {
-		return nil, fmt.Errorf("get admin change %s: %w", changeID, err)
+		return nil, err
 	}
-	resp, err := c.admin.ApproveAdminChange(ctx, &trustfedv1.ApproveAdminChangeRequest{ChangeId: changeID, Approval: ApproveAdminChange(key, got.Change.Change)})
-	if err != nil {
-		return nil, fmt.Errorf("approve admin change %s: %w", changeID, err)
-	}
-	return resp.Change, nil
+	req := &trustfedv1.ApproveAdminChangeRequest{ChangeId: changeID, Approval: ApproveAdminChange(key, got.GetChange().GetChange()), RequestId: NewRequestID()}
+	var resp *trustfedv1.ApproveAdminChangeResponse
+	err = RetryUnknown(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.admin.ApproveAdminChange(ctx, req)
+		return err
+	})
+	return resp.GetChange(), err
 }

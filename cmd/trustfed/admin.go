@@ -53,17 +53,12 @@ func (a *app) proposeChange(cmd *cobra.Command, change *trustfedv1.AdminChange, 
 	if a.changeTTL <= 0 || a.changeTTL > maxChangeTTL {
 		return usageErrorf("--change-ttl must be within (0, %s]", maxChangeTTL)
 	}
-	raw, err := client.EncodeAdminChange(change, time.Now(), a.changeTTL)
-	if err != nil {
-		return err
-	}
-	req := &trustfedv1.ProposeAdminChangeRequest{Change: raw, Approval: client.ApproveAdminChange(key, raw), RequestId: client.NewRequestID()}
 	return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-		resp, err := call(ctx, c.Admin().ProposeAdminChange, req)
+		rec, err := c.ProposeAdminChange(ctx, key, change, a.changeTTL)
 		if err != nil {
 			return err
 		}
-		return a.printChange(ctx, c, resp.GetChange(), show)
+		return a.printChange(ctx, c, rec, show)
 	})
 }
 
@@ -230,16 +225,11 @@ quorum applies the change.`,
 				return err
 			}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				got, err := c.Admin().GetAdminChange(ctx, &trustfedv1.GetAdminChangeRequest{ChangeId: args[0]})
+				rec, err := c.ApproveAdminChange(ctx, key, args[0])
 				if err != nil {
 					return err
 				}
-				req := &trustfedv1.ApproveAdminChangeRequest{ChangeId: args[0], Approval: client.ApproveAdminChange(key, got.GetChange().GetChange()), RequestId: client.NewRequestID()}
-				resp, err := call(ctx, c.Admin().ApproveAdminChange, req)
-				if err != nil {
-					return err
-				}
-				return a.printChange(ctx, c, resp.GetChange(), nil)
+				return a.printChange(ctx, c, rec, nil)
 			})
 		},
 	}
