@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"fmt"
 
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -66,9 +65,9 @@ func validateAdminSignature(a *trustfedv1.AdminSignature) error {
 // appliedAdminChange reads a change record on the leader right after a
 // command about it was applied here.
 func (s *Server) appliedAdminChange(id string) (*trustfedv1.AdminChangeRecord, error) {
-	rec, ok := s.store.Read().AdminChange(id)
-	if !ok {
-		return nil, fmt.Errorf("admin change %s missing right after it was applied", id)
+	rec, err := applied(s.store, "admin change", id, (*state.Reader).AdminChange)
+	if err != nil {
+		return nil, err
 	}
 	return s.presentChange(rec), nil
 }

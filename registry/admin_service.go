@@ -38,11 +38,17 @@ func (s *Server) UpdateOrganization(ctx context.Context, req *trustfedv1.UpdateO
 // appliedOrganization reads an organisation on the leader right after a
 // command about it was applied here.
 func (s *Server) appliedOrganization(id string) (*trustfedv1.Organization, error) {
-	o, ok := s.store.Read().Organization(id)
+	return applied(s.store, "organization", id, (*state.Reader).Organization)
+}
+
+// applied reads what a command just applied on this node (the leader)
+// wrote; its absence is a bug, not a client error.
+func applied[T any](store *state.Store, what, id string, get func(*state.Reader, string) (T, bool)) (T, error) {
+	v, ok := get(store.Read(), id)
 	if !ok {
-		return nil, fmt.Errorf("organization %q missing right after it was applied", id)
+		return v, fmt.Errorf("%s %q missing right after it was applied", what, id)
 	}
-	return o, nil
+	return v, nil
 }
 
 func agreementID(requestID string) string {

@@ -58,11 +58,7 @@ func (s *Server) OpenSession(ctx context.Context, req *trustfedv1.OpenSessionReq
 }
 
 func (s *Server) appliedSession(id string) (*trustfedv1.Session, error) {
-	got, ok := s.store.Read().Session(id)
-	if !ok {
-		return nil, fmt.Errorf("session %s missing right after it was applied", id)
-	}
-	return got, nil
+	return applied(s.store, "session", id, (*state.Reader).Session)
 }
 
 // HeartbeatSession extends an open session by its TTL.
