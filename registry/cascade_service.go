@@ -186,14 +186,7 @@ func (s *Server) AckEvent(ctx context.Context, req *trustfedv1.AckEventRequest) 
 	if !ok {
 		return nil, state.NotFound("event_id", "event %s does not exist", req.EventId)
 	}
-	notified := false
-	for _, d := range c.Deliveries {
-		if d.OrganizationId == req.OrganizationId {
-			notified = true
-			break
-		}
-	}
-	if !notified {
+	if _, notified := state.FindDelivery(c, req.OrganizationId); !notified {
 		return nil, state.Invalid("organization_id", "event %s is not addressed to %q", req.EventId, req.OrganizationId)
 	}
 	if s.cfg.Acks == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
 	"github.com/trustfed/trustfed/revocation"
 )
 
@@ -228,7 +229,7 @@ func TestTC2RevocationCascade(t *testing.T) {
 		require.Equal(t, want, d.Channel, d.OrganizationId)
 		require.Nil(t, d.EscalateTime, d.OrganizationId)
 	}
-	p03, _ := findDelivery(cas, "p-03")
+	p03, _ := state.FindDelivery(cas, "p-03")
 	require.GreaterOrEqual(t, p03.Attempts, uint32(4), "p-03 was down for 3 deliveries and retried")
 	rc.set(func(rc *receivers) {
 		require.Empty(t, rc.bad, "every webhook verified with the registry key")
@@ -303,15 +304,6 @@ func TestTC2RevocationCascade(t *testing.T) {
 			}
 		})
 	})
-}
-
-func findDelivery(c *trustfedv1.Cascade, org string) (*trustfedv1.Delivery, bool) {
-	for _, d := range c.Deliveries {
-		if d.OrganizationId == org {
-			return d, true
-		}
-	}
-	return nil, false
 }
 
 // watchAndAck watches org's events through cl (reconnecting after errors)

@@ -543,7 +543,7 @@ func applyRecordDeliveries(tx *memdb.Txn, env *commandv1.Envelope, index uint64,
 			cas = proto.CloneOf(cur)
 			changed[u.CascadeId] = cas
 		}
-		d, ok := findDelivery(cas, u.GetDelivery().GetOrganizationId())
+		d, ok := FindDelivery(cas, u.GetDelivery().GetOrganizationId())
 		if !ok {
 			return Invalid(field+".delivery.organization_id", "%q is not notified by cascade %s", u.GetDelivery().GetOrganizationId(), u.CascadeId)
 		}
@@ -573,7 +573,9 @@ func applyRecordDeliveries(tx *memdb.Txn, env *commandv1.Envelope, index uint64,
 	return nil
 }
 
-func findDelivery(c *trustfedv1.Cascade, org string) (*trustfedv1.Delivery, bool) {
+// FindDelivery returns org's delivery in a cascade (deliveries are sorted by
+// organisation id).
+func FindDelivery(c *trustfedv1.Cascade, org string) (*trustfedv1.Delivery, bool) {
 	i, ok := slices.BinarySearchFunc(c.Deliveries, org, func(d *trustfedv1.Delivery, id string) int { return strings.Compare(d.OrganizationId, id) })
 	if !ok {
 		return nil, false
