@@ -216,8 +216,8 @@ func terminate(tx *memdb.Txn, env *commandv1.Envelope, index uint64, cur *trustf
 // terminateBrokenAgreements ends, at the command's time, every active
 // agreement of org whose termination conditions now hold. It runs when an
 // event that can break them is applied (status, level, passport, issuer),
-// and returns them.
-func terminateBrokenAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uint64, org string) ([]*trustfedv1.Agreement, error) {
+// and returns them with the reason each ended.
+func terminateBrokenAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uint64, org string) ([]brokenAgreement, error) {
 	r := &Reader{txn: tx}
 	it, err := tx.Get(tableAgreements, "party", org)
 	if err != nil {
@@ -229,16 +229,23 @@ func terminateBrokenAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uin
 			active = append(active, ag)
 		}
 	}
-	var ended []*trustfedv1.Agreement
+	var ended []brokenAgreement
 	for _, ag := range active {
 		if reason, broken := r.agreementBroken(ag, env.Time.AsTime()); broken {
 			if err := terminate(tx, env, index, ag, "condition", reason); err != nil {
 				return nil, err
 			}
-			ended = append(ended, ag)
+			ended = append(ended, brokenAgreement{ag, reason})
 		}
 	}
 	return ended, nil
+}
+
+// brokenAgreement is an active agreement whose conditions no longer hold,
+// and why.
+type brokenAgreement struct {
+	ag     *trustfedv1.Agreement
+	reason string
 }
 
 // endBrokenAgreements terminates org's broken agreements and tells both
@@ -249,10 +256,8 @@ func endBrokenAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uint64, o
 	if err != nil {
 		return err
 	}
-	r := &Reader{txn: tx}
-	for _, ag := range ended {
-		reason, _ := r.AgreementEnded(ag, env.Time.AsTime())
-		if err := agreementTerminated(tx, env, index, ag, org, reason); err != nil {
+	for _, b := range ended {
+		if err := agreementTerminated(tx, env, index, b.ag, org, b.reason); err != nil {
 			return err
 		}
 	}

@@ -470,25 +470,31 @@ func applyCloseSession(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ V
 }
 
 // SweepDue reports whether a Sweep at now would change anything: an open
-// session past its expiry or an active agreement that time has broken.
+// session past its expiry or an active agreement that time has broken. It
+// stops at the first it finds (the leader asks every second).
 func (r *Reader) SweepDue(now time.Time) bool {
-	sessions, agreements := r.sweepable(now)
+	sessions, agreements := r.sweepable(now, true)
 	return len(sessions) > 0 || len(agreements) > 0
 }
 
-func (r *Reader) sweepable(now time.Time) (sessions []*trustfedv1.Session, agreements []*trustfedv1.Agreement) {
+// sweepable lists what a Sweep at now ends; only the first found if first.
+func (r *Reader) sweepable(now time.Time, first bool) (sessions []*trustfedv1.Session, agreements []brokenAgreement) {
 	if it, err := r.txn.Get(tableSessions, "open", true); err == nil {
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			if s := raw.(*trustfedv1.Session); !now.Before(s.ExpireTime.AsTime()) {
-				sessions = append(sessions, s)
+				if sessions = append(sessions, s); first {
+					return sessions, nil
+				}
 			}
 		}
 	}
 	if it, err := r.txn.Get(tableAgreements, "id"); err == nil {
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			if ag := raw.(*trustfedv1.Agreement); ag.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
-				if _, broken := r.agreementBroken(ag, now); broken {
-					agreements = append(agreements, ag)
+				if reason, broken := r.agreementBroken(ag, now); broken {
+					if agreements = append(agreements, brokenAgreement{ag, reason}); first {
+						return nil, agreements
+					}
 				}
 			}
 		}
@@ -501,20 +507,17 @@ func applySweep(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier
 	if err := decode(env, &c); err != nil {
 		return err
 	}
-	r := &Reader{txn: tx}
-	now := env.Time.AsTime()
-	sessions, agreements := r.sweepable(now)
+	sessions, agreements := (&Reader{txn: tx}).sweepable(env.Time.AsTime(), false)
 	for _, s := range sessions {
 		if err := endSession(tx, env, index, s, trustfedv1.SessionStatus_SESSION_STATUS_EXPIRED, "not heartbeated within its TTL"); err != nil {
 			return err
 		}
 	}
-	for _, ag := range agreements {
-		reason, _ := r.agreementBroken(ag, now)
-		if err := terminate(tx, env, index, ag, "condition", reason); err != nil {
+	for _, b := range agreements {
+		if err := terminate(tx, env, index, b.ag, "condition", b.reason); err != nil {
 			return err
 		}
-		if err := agreementTerminated(tx, env, index, ag, "", reason); err != nil {
+		if err := agreementTerminated(tx, env, index, b.ag, "", b.reason); err != nil {
 			return err
 		}
 	}
