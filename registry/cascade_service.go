@@ -16,7 +16,7 @@ import (
 // AckSink takes a member's acknowledgement of an event on the leader; the
 // revocation dispatcher commits acks through Raft in batches.
 type AckSink interface {
-	Ack(eventID, org string, at time.Time)
+	Ack(eventID, org string)
 }
 
 // watchRecheck bounds how long WatchEvents waits without looking at the
@@ -192,7 +192,7 @@ func (s *Server) AckEvent(ctx context.Context, req *trustfedv1.AckEventRequest) 
 	if s.cfg.Acks == nil {
 		return nil, fmt.Errorf("this node has no dispatcher to take acknowledgements")
 	}
-	s.cfg.Acks.Ack(req.EventId, req.OrganizationId, s.clock())
+	s.cfg.Acks.Ack(req.EventId, req.OrganizationId)
 	return &trustfedv1.AckEventResponse{}, nil
 }
 

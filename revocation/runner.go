@@ -85,7 +85,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 }
 
 // Ack takes a member's acknowledgement of an event (registry.AckSink).
-func (r *Runner) Ack(eventID, org string, at time.Time) { r.hub.ack(eventID, org, at) }
+func (r *Runner) Ack(eventID, org string) { r.hub.ack(eventID, org) }
 
 // Run dispatches cascades until ctx ends (leadership lost). It is a leader
 // task: a new leader's Run resumes every unfinished cascade from its record.
@@ -350,33 +350,37 @@ func (r *recorder) Escalate(partner string, at time.Time) {
 }
 
 // ackHub holds the stream acknowledgements the leader received, for the
-// sends waiting on them (or to come).
+// sends waiting on them (or to come), by event then partner.
 type ackHub struct {
-	mu    sync.Mutex
-	chans map[string]chan struct{} // event id + "\x00" + partner -> closed when acked
-	acked map[string]bool
+	mu     sync.Mutex
+	events map[string]map[string]chan struct{} // closed when the partner acked
 }
 
-func newAckHub() *ackHub {
-	return &ackHub{chans: map[string]chan struct{}{}, acked: map[string]bool{}}
-}
+func newAckHub() *ackHub { return &ackHub{events: map[string]map[string]chan struct{}{}} }
 
-func (h *ackHub) ch(key string) chan struct{} {
-	c, ok := h.chans[key]
+// ch returns the channel of (event, partner); h.mu is held.
+func (h *ackHub) ch(eventID, partner string) chan struct{} {
+	partners, ok := h.events[eventID]
+	if !ok {
+		partners = map[string]chan struct{}{}
+		h.events[eventID] = partners
+	}
+	c, ok := partners[partner]
 	if !ok {
 		c = make(chan struct{})
-		h.chans[key] = c
+		partners[partner] = c
 	}
 	return c
 }
 
-func (h *ackHub) ack(eventID, partner string, _ time.Time) {
+func (h *ackHub) ack(eventID, partner string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	key := eventID + "\x00" + partner
-	if !h.acked[key] {
-		h.acked[key] = true
-		close(h.ch(key))
+	c := h.ch(eventID, partner)
+	select {
+	case <-c: // already acknowledged
+	default:
+		close(c)
 	}
 }
 
@@ -384,18 +388,12 @@ func (h *ackHub) ack(eventID, partner string, _ time.Time) {
 func (h *ackHub) wait(eventID, partner string) <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.ch(eventID + "\x00" + partner)
+	return h.ch(eventID, partner)
 }
 
 // forget drops what the hub holds about an event.
 func (h *ackHub) forget(eventID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	prefix := eventID + "\x00"
-	for k := range h.chans {
-		if len(k) > len(prefix) && k[:len(prefix)] == prefix {
-			delete(h.chans, k)
-			delete(h.acked, k)
-		}
-	}
+	delete(h.events, eventID)
 }
