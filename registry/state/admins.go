@@ -325,9 +325,6 @@ func applyProposeAdminChange(tx *memdb.Txn, env *commandv1.Envelope, index uint6
 	if _, ok := r.AdminChange(id); ok {
 		return AlreadyExists("change", "change %s was already proposed", id)
 	}
-	if _, err := approvalsRequired(r, c); err != nil {
-		return err
-	}
 	appr, err := verifyApproval(r, v, env, index, cmd.Change, c, cmd.Approval)
 	if err != nil {
 		return err
