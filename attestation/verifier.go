@@ -67,3 +67,40 @@ func (Verifier) Fingerprint(pub []byte) (string, bool) {
 	}
 	return Fingerprint(ed25519.PublicKey(pub)), true
 }
+
+// OpenCheckpoint implements state.Verifier: it verifies a checkpoint signed
+// by the registry key pub under the name of the origin it states.
+func (Verifier) OpenCheckpoint(signed []byte, pub ed25519.PublicKey) (origin string, size uint64, root []byte, err error) {
+	c, err := parseSignedCheckpoint(signed)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	vkey, err := CheckpointVerifierKey(c.Origin, pub)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	if _, err := OpenCheckpoint(signed, c.Origin, vkey); err != nil {
+		return "", 0, nil, err
+	}
+	return c.Origin, c.Size, c.Root, nil
+}
+
+// ParseCheckpoint implements state.Verifier.
+func (Verifier) ParseCheckpoint(signed []byte) (origin string, size uint64, root []byte, err error) {
+	c, err := parseSignedCheckpoint(signed)
+	return c.Origin, c.Size, c.Root, err
+}
+
+// VerifyCosignature implements state.Verifier.
+func (Verifier) VerifyCosignature(signed []byte, line, name string, pub ed25519.PublicKey) (time.Time, error) {
+	return VerifyCosignature(signed, line, name, pub)
+}
+
+// parseSignedCheckpoint reads the checkpoint in a signed note, unverified.
+func parseSignedCheckpoint(signed []byte) (Checkpoint, error) {
+	text, _, err := splitNote(signed)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return ParseCheckpoint([]byte(text))
+}

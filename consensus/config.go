@@ -27,6 +27,14 @@ type StateMachine interface {
 	Restore(r io.Reader) error
 }
 
+// BatchEnder is an optional StateMachine interface: EndBatch is called
+// after every batch of entries Raft applies in one go, before their results
+// are handed back and before the applied index moves, so a state machine can
+// write what the batch produced in one transaction (group commit).
+type BatchEnder interface {
+	EndBatch()
+}
+
 // Snapshot is a point-in-time copy of a StateMachine. Persist may run
 // concurrently with Apply. Release is always called, persisted or not.
 type Snapshot interface {

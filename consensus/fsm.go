@@ -81,6 +81,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		last = l.Index
 	}
+	if e, ok := f.sm.(BatchEnder); ok {
+		e.EndBatch()
+	}
 	f.advance(last)
 	return out
 }

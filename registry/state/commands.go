@@ -19,6 +19,10 @@ func init() {
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, applySignAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, applyTerminateAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY, applyPutSigningKey)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT, applyAppendAudit)
+	// Applied by the FSM itself (they need its audit log): see FSM.dispatch.
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT, nil)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE, nil)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION, applyCreateAuthorization)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION, applyApproveAuthorization)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE, applyProposeAdminChange)

@@ -6,6 +6,7 @@ import (
 
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -41,47 +42,54 @@ func Encode(cmd proto.Message, meta EnvelopeMeta) ([]byte, error) {
 	return b, nil
 }
 
-func commandType(cmd proto.Message) (commandv1.CommandType, error) {
-	switch cmd.(type) {
-	case *commandv1.UpdateOrganization:
-		return commandv1.CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION, nil
-	case *commandv1.PutToken:
-		return commandv1.CommandType_COMMAND_TYPE_PUT_TOKEN, nil
-	case *commandv1.RegisterOrganization:
-		return commandv1.CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION, nil
-	case *commandv1.ApproveOrganization:
-		return commandv1.CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION, nil
-	case *commandv1.SubmitPassport:
-		return commandv1.CommandType_COMMAND_TYPE_SUBMIT_PASSPORT, nil
-	case *commandv1.ProposeAgreement:
-		return commandv1.CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT, nil
-	case *commandv1.SignAgreement:
-		return commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, nil
-	case *commandv1.TerminateAgreement:
-		return commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, nil
-	case *commandv1.CreateAuthorization:
-		return commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION, nil
-	case *commandv1.ApproveAuthorization:
-		return commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION, nil
-	case *commandv1.PutSigningKey:
-		return commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY, nil
-	case *commandv1.ProposeAdminChange:
-		return commandv1.CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE, nil
-	case *commandv1.ApproveAdminChange:
-		return commandv1.CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE, nil
-	case *commandv1.BootstrapAdmin:
-		return commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN, nil
-	case *commandv1.OpenSession:
-		return commandv1.CommandType_COMMAND_TYPE_OPEN_SESSION, nil
-	case *commandv1.HeartbeatSession:
-		return commandv1.CommandType_COMMAND_TYPE_HEARTBEAT_SESSION, nil
-	case *commandv1.CloseSession:
-		return commandv1.CommandType_COMMAND_TYPE_CLOSE_SESSION, nil
-	case *commandv1.Sweep:
-		return commandv1.CommandType_COMMAND_TYPE_SWEEP, nil
-	case *commandv1.RecordDeliveries:
-		return commandv1.CommandType_COMMAND_TYPE_RECORD_DELIVERIES, nil
-	default:
-		return 0, fmt.Errorf("%T is not a registry command", cmd)
+// payloadTypes maps every command type to its payload message. Append
+// only, like CommandType itself.
+var payloadTypes = map[commandv1.CommandType]proto.Message{
+	commandv1.CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION:   (*commandv1.UpdateOrganization)(nil),
+	commandv1.CommandType_COMMAND_TYPE_PUT_TOKEN:             (*commandv1.PutToken)(nil),
+	commandv1.CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION: (*commandv1.RegisterOrganization)(nil),
+	commandv1.CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION:  (*commandv1.ApproveOrganization)(nil),
+	commandv1.CommandType_COMMAND_TYPE_SUBMIT_PASSPORT:       (*commandv1.SubmitPassport)(nil),
+	commandv1.CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT:     (*commandv1.ProposeAgreement)(nil),
+	commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT:        (*commandv1.SignAgreement)(nil),
+	commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT:   (*commandv1.TerminateAgreement)(nil),
+	commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION:  (*commandv1.CreateAuthorization)(nil),
+	commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION: (*commandv1.ApproveAuthorization)(nil),
+	commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY:       (*commandv1.PutSigningKey)(nil),
+	commandv1.CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE:  (*commandv1.ProposeAdminChange)(nil),
+	commandv1.CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE:  (*commandv1.ApproveAdminChange)(nil),
+	commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN:       (*commandv1.BootstrapAdmin)(nil),
+	commandv1.CommandType_COMMAND_TYPE_OPEN_SESSION:          (*commandv1.OpenSession)(nil),
+	commandv1.CommandType_COMMAND_TYPE_HEARTBEAT_SESSION:     (*commandv1.HeartbeatSession)(nil),
+	commandv1.CommandType_COMMAND_TYPE_CLOSE_SESSION:         (*commandv1.CloseSession)(nil),
+	commandv1.CommandType_COMMAND_TYPE_SWEEP:                 (*commandv1.Sweep)(nil),
+	commandv1.CommandType_COMMAND_TYPE_RECORD_DELIVERIES:     (*commandv1.RecordDeliveries)(nil),
+	commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:          (*commandv1.AppendAudit)(nil),
+	commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT:        (*commandv1.PutCheckpoint)(nil),
+	commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:       (*commandv1.AddCosignature)(nil),
+}
+
+// commandTypes is payloadTypes inverted, by message name.
+var commandTypes = func() map[protoreflect.FullName]commandv1.CommandType {
+	m := make(map[protoreflect.FullName]commandv1.CommandType, len(payloadTypes))
+	for t, msg := range payloadTypes {
+		m[msg.ProtoReflect().Descriptor().FullName()] = t
 	}
+	return m
+}()
+
+// newPayload returns an empty payload message of type t (nil if unknown).
+func newPayload(t commandv1.CommandType) proto.Message {
+	msg, ok := payloadTypes[t]
+	if !ok {
+		return nil
+	}
+	return msg.ProtoReflect().New().Interface()
+}
+
+func commandType(cmd proto.Message) (commandv1.CommandType, error) {
+	if t, ok := commandTypes[cmd.ProtoReflect().Descriptor().FullName()]; ok {
+		return t, nil
+	}
+	return 0, fmt.Errorf("%T is not a registry command", cmd)
 }

@@ -9,6 +9,7 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -30,6 +31,9 @@ type Result struct {
 	Err error
 	// Duplicate is true when the request id had already been applied.
 	Duplicate bool
+	// AuditSequence is the sequence number of the first audit entry the
+	// command wrote (its entries are consecutive).
+	AuditSequence uint64
 }
 
 // handler applies one decoded command inside a write transaction. It returns
@@ -53,6 +57,7 @@ type FSM struct {
 	store    *Store
 	verifier Verifier
 	logger   *slog.Logger
+	audit    *auditor // nil: auditing off
 }
 
 // NewFSM returns an FSM over store that re-verifies signatures with v.
@@ -74,11 +79,22 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	if err := proto.Unmarshal(cmd, env); err != nil {
 		f.logger.Error("corrupt registry command: not applied", "index", index, "error", err)
 		f.setIndex(index)
-		return Result{Index: index, Err: fmt.Errorf("%w at index %d: %v", ErrCorruptCommand, index, err)}
+		res := Result{Index: index, Err: fmt.Errorf("%w at index %d: %v", ErrCorruptCommand, index, err)}
+		if f.auditing(index) {
+			sum := sha256.Sum256(cmd)
+			res.AuditSequence = f.audit.add(index, f.audit.lastTime, &trustfedv1.AuditEntry{Type: AuditCorrupt, Error: err.Error(), CommandSha256: sum[:]})
+		}
+		return res
 	}
 	db := f.store.db.Load()
 	tx := db.Txn(true)
 	defer tx.Abort()
+	auditing := f.auditing(index)
+	var before *memdb.Txn
+	if auditing {
+		before = db.Txn(false)
+		tx.TrackChanges()
+	}
 
 	sum := sha256.Sum256(env.Payload)
 	if env.RequestId != "" {
@@ -107,8 +123,12 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	}
 	mustDo(pruneRequests(tx, env.GetTime().AsTime().Add(-RequestTTL)))
 	mustDo(setIndex(tx, index))
+	res := Result{Index: index, Err: err}
+	if auditing {
+		res.AuditSequence = f.auditCommand(before, tx, env, cmd, index, err)
+	}
 	tx.Commit()
-	return Result{Index: index, Err: err}
+	return res
 }
 
 func (f *FSM) dispatch(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
@@ -118,6 +138,12 @@ func (f *FSM) dispatch(tx *memdb.Txn, env *commandv1.Envelope, index uint64) err
 	}
 	if env.Time == nil {
 		return Invalid("time", "command carries no leader-stamped time")
+	}
+	switch env.Type {
+	case commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT:
+		return f.applyCheckpoint(tx, env, index)
+	case commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:
+		return f.applyAddCosignature(tx, env, index)
 	}
 	return h(tx, env, index, f.verifier)
 }

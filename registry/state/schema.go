@@ -27,6 +27,7 @@ const (
 	tableSessions       = "sessions"
 	tableCascades       = "cascades"
 	tableTargets        = "event_targets"
+	tableCheckpoints    = "checkpoints"
 )
 
 // metaRow holds the Raft index the state reflects, updated in the same
@@ -109,6 +110,12 @@ func schema() *memdb.DBSchema {
 			Name: tableTargets,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: targetIndex{}},
+			},
+		},
+		tableCheckpoints: {
+			Name: tableCheckpoints,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: "TreeSize"}},
 			},
 		},
 		tableSigningKeys: {

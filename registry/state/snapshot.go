@@ -2,15 +2,18 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // snapshotVersion is written in every snapshot header; Restore refuses others.
@@ -25,11 +28,27 @@ var marshalRecord = protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptio
 // written out later, concurrently with new commands.
 type Snapshot struct {
 	txn *memdb.Txn
+	// The audit log up to auditSize: append-only, so its first auditSize
+	// entries never change while Persist streams them.
+	audit     AuditLog
+	auditHead *commandv1.AuditHead
 }
 
-// Snapshot captures the current state.
+// Snapshot captures the current state. It runs between Raft batches, so
+// every audit entry of the state it captures is already written.
 func (f *FSM) Snapshot() (*Snapshot, error) {
-	return &Snapshot{txn: f.store.db.Load().Snapshot().Txn(false)}, nil
+	s := &Snapshot{txn: f.store.db.Load().Snapshot().Txn(false)}
+	if f.audit != nil {
+		f.EndBatch()
+		l := f.audit.log
+		size := l.Size()
+		root, err := l.RootAt(size)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot the audit log: %w", err)
+		}
+		s.audit, s.auditHead = l, &commandv1.AuditHead{Size: size, Root: root, LastIndex: l.LastIndex()}
+	}
+	return s, nil
 }
 
 // Persist streams the snapshot as a header followed by one length-delimited
@@ -89,6 +108,9 @@ func (s *Snapshot) Persist(w io.Writer) error {
 		{tablePolicy, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_FederationPolicy{FederationPolicy: o.(*trustfedv1.FederationPolicy)}}
 		}},
+		{tableCheckpoints, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Checkpoint{Checkpoint: o.(*commandv1.StoredCheckpoint)}}
+		}},
 	}
 	for _, t := range tables {
 		it, err := s.txn.Get(t.name, "id")
@@ -101,10 +123,33 @@ func (s *Snapshot) Persist(w io.Writer) error {
 			}
 		}
 	}
+	if s.auditHead != nil {
+		if err := s.persistAudit(bw); err != nil {
+			return err
+		}
+	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("flush snapshot: %w", err)
 	}
 	return nil
+}
+
+// persistAudit streams the audit log last: its head, then every entry, read
+// from disk in one read transaction (never all of it in memory).
+func (s *Snapshot) persistAudit(w io.Writer) error {
+	if _, err := marshalRecord.MarshalTo(w, &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_AuditHead{AuditHead: s.auditHead}}); err != nil {
+		return fmt.Errorf("write snapshot audit head: %w", err)
+	}
+	rec := &commandv1.SnapshotRecord{}
+	leaf := &commandv1.AuditLeaf{}
+	return s.audit.Range(0, s.auditHead.Size, func(seq uint64, l AuditLeaf) error {
+		leaf.Data, leaf.Time, leaf.Labels = l.Data, timestamppb.New(l.Time), l.Labels
+		rec.Record = &commandv1.SnapshotRecord_AuditLeaf{AuditLeaf: leaf}
+		if _, err := marshalRecord.MarshalTo(w, rec); err != nil {
+			return fmt.Errorf("write snapshot audit entry %d: %w", seq, err)
+		}
+		return nil
+	})
 }
 
 // Release frees the snapshot.
@@ -133,6 +178,12 @@ func (f *FSM) Restore(r io.Reader) error {
 		}
 		if err != nil {
 			return fmt.Errorf("read snapshot record %d: %w", n, err)
+		}
+		if h, ok := rec.Record.(*commandv1.SnapshotRecord_AuditHead); ok {
+			if err := f.restoreAudit(h.AuditHead, br, opts); err != nil {
+				return err
+			}
+			break
 		}
 		if err := insertRecord(tx, &rec); err != nil {
 			return fmt.Errorf("restore snapshot record %d: %w", n, err)
@@ -178,7 +229,62 @@ func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
 		return tx.Insert(tableCascades, r.Cascade)
 	case *commandv1.SnapshotRecord_EventTarget:
 		return tx.Insert(tableTargets, r.EventTarget)
+	case *commandv1.SnapshotRecord_Checkpoint:
+		return tx.Insert(tableCheckpoints, r.Checkpoint)
 	default:
 		return fmt.Errorf("unknown snapshot record %T", rec.Record)
 	}
+}
+
+// restoreAudit brings the local audit log to the snapshot's. When the
+// local log already holds the snapshot's entries (a restart: the log is on
+// disk and at least as long) it is kept and the entries in the stream are
+// not read; otherwise (a new or lagging replica, or a local log that does
+// not match) the log is rebuilt from the stream, aside, and swapped in only
+// when its root equals the snapshot's.
+func (f *FSM) restoreAudit(head *commandv1.AuditHead, r io.Reader, opts protodelim.UnmarshalOptions) error {
+	if f.audit == nil {
+		return nil // auditing off here: skip the entries
+	}
+	l := f.audit.log
+	if l.Size() >= head.Size {
+		if root, err := l.RootAt(head.Size); err == nil && bytes.Equal(root, head.Root) {
+			return nil
+		}
+		f.logger.Warn("local audit log does not match the snapshot: rebuilding it from the snapshot", "local_size", l.Size(), "snapshot_size", head.Size)
+	}
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReader(r)
+	}
+	var n uint64
+	next := func() (AuditLeaf, bool, error) {
+		if n == head.Size {
+			return AuditLeaf{}, false, nil
+		}
+		var rec commandv1.SnapshotRecord
+		if err := opts.UnmarshalFrom(br, &rec); err != nil {
+			return AuditLeaf{}, false, fmt.Errorf("read snapshot audit entry %d: %w", n, err)
+		}
+		leaf := rec.GetAuditLeaf()
+		if leaf == nil {
+			return AuditLeaf{}, false, fmt.Errorf("snapshot audit entry %d: unexpected %T", n, rec.Record)
+		}
+		n++
+		return AuditLeaf{Data: leaf.Data, Time: leaf.Time.AsTime(), Labels: leaf.Labels}, true, nil
+	}
+	if err := l.Replace(head.LastIndex, head.Root, next); err != nil {
+		return fmt.Errorf("restore the audit log: %w", err)
+	}
+	if n != head.Size {
+		return fmt.Errorf("restore the audit log: snapshot holds %d of its %d entries", n, head.Size)
+	}
+	f.audit.lastTime = time.Time{}
+	if head.Size > 0 {
+		return l.Range(head.Size-1, head.Size, func(_ uint64, leaf AuditLeaf) error {
+			f.audit.lastTime = leaf.Time
+			return nil
+		})
+	}
+	return nil
 }

@@ -316,8 +316,12 @@ type CheckInteractionResponse struct {
 	RequiresDualAuthorization bool `protobuf:"varint,17,opt,name=requires_dual_authorization,json=requiresDualAuthorization,proto3" json:"requires_dual_authorization,omitempty"`
 	// The granted authorisation the decision relied on.
 	AuthorizationId string `protobuf:"bytes,18,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Sequence number of the decision's entry in the audit log; it is
+	// committed before the decision is returned. Prove it with
+	// AuditService.GetInclusionProof.
+	AuditSequence uint64 `protobuf:"varint,19,opt,name=audit_sequence,json=auditSequence,proto3" json:"audit_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckInteractionResponse) Reset() {
@@ -474,6 +478,13 @@ func (x *CheckInteractionResponse) GetAuthorizationId() string {
 		return x.AuthorizationId
 	}
 	return ""
+}
+
+func (x *CheckInteractionResponse) GetAuditSequence() uint64 {
+	if x != nil {
+		return x.AuditSequence
+	}
+	return 0
 }
 
 // DecisionStatement is what the registry signs for every decision.
@@ -1525,7 +1536,7 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x10authorization_id\x18\b \x01(\tR\x0fauthorizationId\"6\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xbd\x06\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xe4\x06\n" +
 	"\x18CheckInteractionResponse\x121\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x15.trustfed.v1.DecisionR\bdecision\x12-\n" +
 	"\areasons\x18\x02 \x03(\v2\x13.trustfed.v1.ReasonR\areasons\x12'\n" +
@@ -1548,7 +1559,8 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\tsignature\x18\x0f \x01(\fR\tsignature\x12\x15\n" +
 	"\x06key_id\x18\x10 \x01(\tR\x05keyId\x12>\n" +
 	"\x1brequires_dual_authorization\x18\x11 \x01(\bR\x19requiresDualAuthorization\x12)\n" +
-	"\x10authorization_id\x18\x12 \x01(\tR\x0fauthorizationId\"\x8d\x06\n" +
+	"\x10authorization_id\x18\x12 \x01(\tR\x0fauthorizationId\x12%\n" +
+	"\x0eaudit_sequence\x18\x13 \x01(\x04R\rauditSequence\"\x8d\x06\n" +
 	"\x11DecisionStatement\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +

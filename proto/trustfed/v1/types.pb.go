@@ -241,6 +241,60 @@ func (IssuerStatus) EnumDescriptor() ([]byte, []int) {
 	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
+// ComplianceMode selects a regulatory view of the audit log; see
+// docs/audit.md for the events each mode selects and how it handles them.
+type ComplianceMode int32
+
+const (
+	ComplianceMode_COMPLIANCE_MODE_UNSPECIFIED ComplianceMode = 0
+	ComplianceMode_COMPLIANCE_MODE_HIPAA       ComplianceMode = 1
+	ComplianceMode_COMPLIANCE_MODE_SOC2        ComplianceMode = 2
+	ComplianceMode_COMPLIANCE_MODE_GDPR        ComplianceMode = 3
+)
+
+// Enum value maps for ComplianceMode.
+var (
+	ComplianceMode_name = map[int32]string{
+		0: "COMPLIANCE_MODE_UNSPECIFIED",
+		1: "COMPLIANCE_MODE_HIPAA",
+		2: "COMPLIANCE_MODE_SOC2",
+		3: "COMPLIANCE_MODE_GDPR",
+	}
+	ComplianceMode_value = map[string]int32{
+		"COMPLIANCE_MODE_UNSPECIFIED": 0,
+		"COMPLIANCE_MODE_HIPAA":       1,
+		"COMPLIANCE_MODE_SOC2":        2,
+		"COMPLIANCE_MODE_GDPR":        3,
+	}
+)
+
+func (x ComplianceMode) Enum() *ComplianceMode {
+	p := new(ComplianceMode)
+	*p = x
+	return p
+}
+
+func (x ComplianceMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ComplianceMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_trustfed_v1_types_proto_enumTypes[4].Descriptor()
+}
+
+func (ComplianceMode) Type() protoreflect.EnumType {
+	return &file_trustfed_v1_types_proto_enumTypes[4]
+}
+
+func (x ComplianceMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ComplianceMode.Descriptor instead.
+func (ComplianceMode) EnumDescriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
 type AdminStatus int32
 
 const (
@@ -274,11 +328,11 @@ func (x AdminStatus) String() string {
 }
 
 func (AdminStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_trustfed_v1_types_proto_enumTypes[4].Descriptor()
+	return file_trustfed_v1_types_proto_enumTypes[5].Descriptor()
 }
 
 func (AdminStatus) Type() protoreflect.EnumType {
-	return &file_trustfed_v1_types_proto_enumTypes[4]
+	return &file_trustfed_v1_types_proto_enumTypes[5]
 }
 
 func (x AdminStatus) Number() protoreflect.EnumNumber {
@@ -287,7 +341,7 @@ func (x AdminStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AdminStatus.Descriptor instead.
 func (AdminStatus) EnumDescriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 type AdminChangeStatus int32
@@ -329,11 +383,11 @@ func (x AdminChangeStatus) String() string {
 }
 
 func (AdminChangeStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_trustfed_v1_types_proto_enumTypes[5].Descriptor()
+	return file_trustfed_v1_types_proto_enumTypes[6].Descriptor()
 }
 
 func (AdminChangeStatus) Type() protoreflect.EnumType {
-	return &file_trustfed_v1_types_proto_enumTypes[5]
+	return &file_trustfed_v1_types_proto_enumTypes[6]
 }
 
 func (x AdminChangeStatus) Number() protoreflect.EnumNumber {
@@ -342,7 +396,7 @@ func (x AdminChangeStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AdminChangeStatus.Descriptor instead.
 func (AdminChangeStatus) EnumDescriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 // Organization is a member of the federation.
@@ -1327,8 +1381,11 @@ type FederationPolicy struct {
 	// Distinct admin approvals a sensitive admin change needs (default 2;
 	// dev mode 1).
 	AdminApprovalsRequired uint32 `protobuf:"varint,5,opt,name=admin_approvals_required,json=adminApprovalsRequired,proto3" json:"admin_approvals_required,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Compliance modes the audit log runs in (docs/audit.md); GDPR minimises
+	// personal data in entries as they are written.
+	ComplianceModes []ComplianceMode `protobuf:"varint,6,rep,packed,name=compliance_modes,json=complianceModes,proto3,enum=trustfed.v1.ComplianceMode" json:"compliance_modes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FederationPolicy) Reset() {
@@ -1394,6 +1451,13 @@ func (x *FederationPolicy) GetAdminApprovalsRequired() uint32 {
 		return x.AdminApprovalsRequired
 	}
 	return 0
+}
+
+func (x *FederationPolicy) GetComplianceModes() []ComplianceMode {
+	if x != nil {
+		return x.ComplianceModes
+	}
+	return nil
 }
 
 // LevelCap is one bound on an organisation's level and where it comes from.
@@ -2010,8 +2074,10 @@ type FederationPolicyChange struct {
 	FreshnessWindow    *durationpb.Duration   `protobuf:"bytes,3,opt,name=freshness_window,json=freshnessWindow,proto3" json:"freshness_window,omitempty"`
 	// 1..10; at most the number of active admins.
 	AdminApprovalsRequired *uint32 `protobuf:"varint,4,opt,name=admin_approvals_required,json=adminApprovalsRequired,proto3,oneof" json:"admin_approvals_required,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Replaces the audit compliance modes when set.
+	ComplianceModes *ComplianceModes `protobuf:"bytes,5,opt,name=compliance_modes,json=complianceModes,proto3" json:"compliance_modes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FederationPolicyChange) Reset() {
@@ -2072,6 +2138,57 @@ func (x *FederationPolicyChange) GetAdminApprovalsRequired() uint32 {
 	return 0
 }
 
+func (x *FederationPolicyChange) GetComplianceModes() *ComplianceModes {
+	if x != nil {
+		return x.ComplianceModes
+	}
+	return nil
+}
+
+type ComplianceModes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Modes         []ComplianceMode       `protobuf:"varint,1,rep,packed,name=modes,proto3,enum=trustfed.v1.ComplianceMode" json:"modes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ComplianceModes) Reset() {
+	*x = ComplianceModes{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComplianceModes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComplianceModes) ProtoMessage() {}
+
+func (x *ComplianceModes) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComplianceModes.ProtoReflect.Descriptor instead.
+func (*ComplianceModes) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ComplianceModes) GetModes() []ComplianceMode {
+	if x != nil {
+		return x.Modes
+	}
+	return nil
+}
+
 // AddAdminChange enrols a federation admin's approval key.
 type AddAdminChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2086,7 +2203,7 @@ type AddAdminChange struct {
 
 func (x *AddAdminChange) Reset() {
 	*x = AddAdminChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[19]
+	mi := &file_trustfed_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2215,7 @@ func (x *AddAdminChange) String() string {
 func (*AddAdminChange) ProtoMessage() {}
 
 func (x *AddAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[19]
+	mi := &file_trustfed_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2228,7 @@ func (x *AddAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddAdminChange.ProtoReflect.Descriptor instead.
 func (*AddAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddAdminChange) GetAdminId() string {
@@ -2146,7 +2263,7 @@ type RemoveAdminChange struct {
 
 func (x *RemoveAdminChange) Reset() {
 	*x = RemoveAdminChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[20]
+	mi := &file_trustfed_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2275,7 @@ func (x *RemoveAdminChange) String() string {
 func (*RemoveAdminChange) ProtoMessage() {}
 
 func (x *RemoveAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[20]
+	mi := &file_trustfed_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2288,7 @@ func (x *RemoveAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveAdminChange.ProtoReflect.Descriptor instead.
 func (*RemoveAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RemoveAdminChange) GetAdminId() string {
@@ -2201,7 +2318,7 @@ type Admin struct {
 
 func (x *Admin) Reset() {
 	*x = Admin{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[21]
+	mi := &file_trustfed_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2330,7 @@ func (x *Admin) String() string {
 func (*Admin) ProtoMessage() {}
 
 func (x *Admin) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[21]
+	mi := &file_trustfed_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2343,7 @@ func (x *Admin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Admin.ProtoReflect.Descriptor instead.
 func (*Admin) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Admin) GetId() string {
@@ -2312,7 +2429,7 @@ type AdminSignature struct {
 
 func (x *AdminSignature) Reset() {
 	*x = AdminSignature{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	mi := &file_trustfed_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2441,7 @@ func (x *AdminSignature) String() string {
 func (*AdminSignature) ProtoMessage() {}
 
 func (x *AdminSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	mi := &file_trustfed_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2454,7 @@ func (x *AdminSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSignature.ProtoReflect.Descriptor instead.
 func (*AdminSignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AdminSignature) GetPublicKey() []byte {
@@ -2370,7 +2487,7 @@ type AdminApproval struct {
 
 func (x *AdminApproval) Reset() {
 	*x = AdminApproval{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	mi := &file_trustfed_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2499,7 @@ func (x *AdminApproval) String() string {
 func (*AdminApproval) ProtoMessage() {}
 
 func (x *AdminApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	mi := &file_trustfed_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2512,7 @@ func (x *AdminApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminApproval.ProtoReflect.Descriptor instead.
 func (*AdminApproval) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AdminApproval) GetAdminId() string {
@@ -2464,7 +2581,7 @@ type AdminChangeRecord struct {
 
 func (x *AdminChangeRecord) Reset() {
 	*x = AdminChangeRecord{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	mi := &file_trustfed_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2593,7 @@ func (x *AdminChangeRecord) String() string {
 func (*AdminChangeRecord) ProtoMessage() {}
 
 func (x *AdminChangeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	mi := &file_trustfed_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2606,7 @@ func (x *AdminChangeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminChangeRecord.ProtoReflect.Descriptor instead.
 func (*AdminChangeRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AdminChangeRecord) GetId() string {
@@ -2673,13 +2790,14 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x12OnboardingOverride\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xaf\x02\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xf7\x02\n" +
 	"\x10FederationPolicy\x120\n" +
 	"\x14onboarding_cap_level\x18\x01 \x01(\rR\x12onboardingCapLevel\x12F\n" +
 	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12!\n" +
 	"\fmodify_index\x18\x03 \x01(\x04R\vmodifyIndex\x12D\n" +
 	"\x10freshness_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindow\x128\n" +
-	"\x18admin_approvals_required\x18\x05 \x01(\rR\x16adminApprovalsRequired\"P\n" +
+	"\x18admin_approvals_required\x18\x05 \x01(\rR\x16adminApprovalsRequired\x12F\n" +
+	"\x10compliance_modes\x18\x06 \x03(\x0e2\x1b.trustfed.v1.ComplianceModeR\x0fcomplianceModes\"P\n" +
 	"\bLevelCap\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\rR\x05level\x12\x16\n" +
@@ -2716,14 +2834,17 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x14WithdrawIssuerChange\x12\x1b\n" +
 	"\tissuer_id\x18\x01 \x01(\tR\bissuerId\".\n" +
 	"\x14RevokePassportChange\x12\x16\n" +
-	"\x06serial\x18\x01 \x01(\tR\x06serial\"\xd2\x02\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\"\x9b\x03\n" +
 	"\x16FederationPolicyChange\x125\n" +
 	"\x14onboarding_cap_level\x18\x01 \x01(\rH\x00R\x12onboardingCapLevel\x88\x01\x01\x12F\n" +
 	"\x11onboarding_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10onboardingPeriod\x12D\n" +
 	"\x10freshness_window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0ffreshnessWindow\x12=\n" +
-	"\x18admin_approvals_required\x18\x04 \x01(\rH\x01R\x16adminApprovalsRequired\x88\x01\x01B\x17\n" +
+	"\x18admin_approvals_required\x18\x04 \x01(\rH\x01R\x16adminApprovalsRequired\x88\x01\x01\x12G\n" +
+	"\x10compliance_modes\x18\x05 \x01(\v2\x1c.trustfed.v1.ComplianceModesR\x0fcomplianceModesB\x17\n" +
 	"\x15_onboarding_cap_levelB\x1b\n" +
-	"\x19_admin_approvals_required\"^\n" +
+	"\x19_admin_approvals_required\"D\n" +
+	"\x0fComplianceModes\x121\n" +
+	"\x05modes\x18\x01 \x03(\x0e2\x1b.trustfed.v1.ComplianceModeR\x05modes\"^\n" +
 	"\x0eAddAdminChange\x12\x19\n" +
 	"\badmin_id\x18\x01 \x01(\tR\aadminId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -2789,7 +2910,12 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\fIssuerStatus\x12\x1d\n" +
 	"\x19ISSUER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ISSUER_STATUS_ACCREDITED\x10\x01\x12\x1b\n" +
-	"\x17ISSUER_STATUS_WITHDRAWN\x10\x02*^\n" +
+	"\x17ISSUER_STATUS_WITHDRAWN\x10\x02*\x80\x01\n" +
+	"\x0eComplianceMode\x12\x1f\n" +
+	"\x1bCOMPLIANCE_MODE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15COMPLIANCE_MODE_HIPAA\x10\x01\x12\x18\n" +
+	"\x14COMPLIANCE_MODE_SOC2\x10\x02\x12\x18\n" +
+	"\x14COMPLIANCE_MODE_GDPR\x10\x03*^\n" +
 	"\vAdminStatus\x12\x1c\n" +
 	"\x18ADMIN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ADMIN_STATUS_ACTIVE\x10\x01\x12\x18\n" +
@@ -2812,102 +2938,107 @@ func file_trustfed_v1_types_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_types_proto_rawDescData
 }
 
-var file_trustfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_trustfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_trustfed_v1_types_proto_goTypes = []any{
 	(OrganizationStatus)(0),             // 0: trustfed.v1.OrganizationStatus
 	(AgreementStatus)(0),                // 1: trustfed.v1.AgreementStatus
 	(Consistency)(0),                    // 2: trustfed.v1.Consistency
 	(IssuerStatus)(0),                   // 3: trustfed.v1.IssuerStatus
-	(AdminStatus)(0),                    // 4: trustfed.v1.AdminStatus
-	(AdminChangeStatus)(0),              // 5: trustfed.v1.AdminChangeStatus
-	(*Organization)(nil),                // 6: trustfed.v1.Organization
-	(*Agreement)(nil),                   // 7: trustfed.v1.Agreement
-	(*ReadMeta)(nil),                    // 8: trustfed.v1.ReadMeta
-	(*AgreementScope)(nil),              // 9: trustfed.v1.AgreementScope
-	(*TerminationConditions)(nil),       // 10: trustfed.v1.TerminationConditions
-	(*AgreementTerms)(nil),              // 11: trustfed.v1.AgreementTerms
-	(*Issuer)(nil),                      // 12: trustfed.v1.Issuer
-	(*Passport)(nil),                    // 13: trustfed.v1.Passport
-	(*OnboardingOverride)(nil),          // 14: trustfed.v1.OnboardingOverride
-	(*FederationPolicy)(nil),            // 15: trustfed.v1.FederationPolicy
-	(*LevelCap)(nil),                    // 16: trustfed.v1.LevelCap
-	(*AdminChange)(nil),                 // 17: trustfed.v1.AdminChange
-	(*SetDeclaredLevelChange)(nil),      // 18: trustfed.v1.SetDeclaredLevelChange
-	(*SetOrganizationStatusChange)(nil), // 19: trustfed.v1.SetOrganizationStatusChange
-	(*OverrideOnboardingChange)(nil),    // 20: trustfed.v1.OverrideOnboardingChange
-	(*AccreditIssuerChange)(nil),        // 21: trustfed.v1.AccreditIssuerChange
-	(*WithdrawIssuerChange)(nil),        // 22: trustfed.v1.WithdrawIssuerChange
-	(*RevokePassportChange)(nil),        // 23: trustfed.v1.RevokePassportChange
-	(*FederationPolicyChange)(nil),      // 24: trustfed.v1.FederationPolicyChange
-	(*AddAdminChange)(nil),              // 25: trustfed.v1.AddAdminChange
-	(*RemoveAdminChange)(nil),           // 26: trustfed.v1.RemoveAdminChange
-	(*Admin)(nil),                       // 27: trustfed.v1.Admin
-	(*AdminSignature)(nil),              // 28: trustfed.v1.AdminSignature
-	(*AdminApproval)(nil),               // 29: trustfed.v1.AdminApproval
-	(*AdminChangeRecord)(nil),           // 30: trustfed.v1.AdminChangeRecord
-	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
-	(*ControlProfile)(nil),              // 32: trustfed.v1.ControlProfile
-	(*durationpb.Duration)(nil),         // 33: google.protobuf.Duration
+	(ComplianceMode)(0),                 // 4: trustfed.v1.ComplianceMode
+	(AdminStatus)(0),                    // 5: trustfed.v1.AdminStatus
+	(AdminChangeStatus)(0),              // 6: trustfed.v1.AdminChangeStatus
+	(*Organization)(nil),                // 7: trustfed.v1.Organization
+	(*Agreement)(nil),                   // 8: trustfed.v1.Agreement
+	(*ReadMeta)(nil),                    // 9: trustfed.v1.ReadMeta
+	(*AgreementScope)(nil),              // 10: trustfed.v1.AgreementScope
+	(*TerminationConditions)(nil),       // 11: trustfed.v1.TerminationConditions
+	(*AgreementTerms)(nil),              // 12: trustfed.v1.AgreementTerms
+	(*Issuer)(nil),                      // 13: trustfed.v1.Issuer
+	(*Passport)(nil),                    // 14: trustfed.v1.Passport
+	(*OnboardingOverride)(nil),          // 15: trustfed.v1.OnboardingOverride
+	(*FederationPolicy)(nil),            // 16: trustfed.v1.FederationPolicy
+	(*LevelCap)(nil),                    // 17: trustfed.v1.LevelCap
+	(*AdminChange)(nil),                 // 18: trustfed.v1.AdminChange
+	(*SetDeclaredLevelChange)(nil),      // 19: trustfed.v1.SetDeclaredLevelChange
+	(*SetOrganizationStatusChange)(nil), // 20: trustfed.v1.SetOrganizationStatusChange
+	(*OverrideOnboardingChange)(nil),    // 21: trustfed.v1.OverrideOnboardingChange
+	(*AccreditIssuerChange)(nil),        // 22: trustfed.v1.AccreditIssuerChange
+	(*WithdrawIssuerChange)(nil),        // 23: trustfed.v1.WithdrawIssuerChange
+	(*RevokePassportChange)(nil),        // 24: trustfed.v1.RevokePassportChange
+	(*FederationPolicyChange)(nil),      // 25: trustfed.v1.FederationPolicyChange
+	(*ComplianceModes)(nil),             // 26: trustfed.v1.ComplianceModes
+	(*AddAdminChange)(nil),              // 27: trustfed.v1.AddAdminChange
+	(*RemoveAdminChange)(nil),           // 28: trustfed.v1.RemoveAdminChange
+	(*Admin)(nil),                       // 29: trustfed.v1.Admin
+	(*AdminSignature)(nil),              // 30: trustfed.v1.AdminSignature
+	(*AdminApproval)(nil),               // 31: trustfed.v1.AdminApproval
+	(*AdminChangeRecord)(nil),           // 32: trustfed.v1.AdminChangeRecord
+	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
+	(*ControlProfile)(nil),              // 34: trustfed.v1.ControlProfile
+	(*durationpb.Duration)(nil),         // 35: google.protobuf.Duration
 }
 var file_trustfed_v1_types_proto_depIdxs = []int32{
 	0,  // 0: trustfed.v1.Organization.status:type_name -> trustfed.v1.OrganizationStatus
-	31, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	31, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	32, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
-	13, // 4: trustfed.v1.Organization.passport:type_name -> trustfed.v1.Passport
-	31, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
-	31, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
-	14, // 7: trustfed.v1.Organization.onboarding_override:type_name -> trustfed.v1.OnboardingOverride
+	33, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	33, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	34, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
+	14, // 4: trustfed.v1.Organization.passport:type_name -> trustfed.v1.Passport
+	33, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
+	33, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
+	15, // 7: trustfed.v1.Organization.onboarding_override:type_name -> trustfed.v1.OnboardingOverride
 	1,  // 8: trustfed.v1.Agreement.status:type_name -> trustfed.v1.AgreementStatus
-	31, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
-	31, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
-	11, // 11: trustfed.v1.Agreement.parsed_terms:type_name -> trustfed.v1.AgreementTerms
-	31, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
-	31, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
-	31, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
+	33, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
+	33, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
+	12, // 11: trustfed.v1.Agreement.parsed_terms:type_name -> trustfed.v1.AgreementTerms
+	33, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
+	33, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
+	33, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
 	2,  // 15: trustfed.v1.ReadMeta.consistency:type_name -> trustfed.v1.Consistency
-	33, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
-	9,  // 17: trustfed.v1.AgreementTerms.scope:type_name -> trustfed.v1.AgreementScope
-	31, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
-	31, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
-	10, // 20: trustfed.v1.AgreementTerms.termination:type_name -> trustfed.v1.TerminationConditions
+	35, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
+	10, // 17: trustfed.v1.AgreementTerms.scope:type_name -> trustfed.v1.AgreementScope
+	33, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
+	33, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
+	11, // 20: trustfed.v1.AgreementTerms.termination:type_name -> trustfed.v1.TerminationConditions
 	3,  // 21: trustfed.v1.Issuer.status:type_name -> trustfed.v1.IssuerStatus
-	31, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
-	31, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
-	31, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
-	31, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
-	31, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
-	31, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
-	33, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
-	33, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
-	18, // 30: trustfed.v1.AdminChange.set_declared_level:type_name -> trustfed.v1.SetDeclaredLevelChange
-	19, // 31: trustfed.v1.AdminChange.set_organization_status:type_name -> trustfed.v1.SetOrganizationStatusChange
-	20, // 32: trustfed.v1.AdminChange.override_onboarding:type_name -> trustfed.v1.OverrideOnboardingChange
-	21, // 33: trustfed.v1.AdminChange.accredit_issuer:type_name -> trustfed.v1.AccreditIssuerChange
-	22, // 34: trustfed.v1.AdminChange.withdraw_issuer:type_name -> trustfed.v1.WithdrawIssuerChange
-	23, // 35: trustfed.v1.AdminChange.revoke_passport:type_name -> trustfed.v1.RevokePassportChange
-	24, // 36: trustfed.v1.AdminChange.update_federation_policy:type_name -> trustfed.v1.FederationPolicyChange
-	25, // 37: trustfed.v1.AdminChange.add_admin:type_name -> trustfed.v1.AddAdminChange
-	26, // 38: trustfed.v1.AdminChange.remove_admin:type_name -> trustfed.v1.RemoveAdminChange
-	31, // 39: trustfed.v1.AdminChange.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 40: trustfed.v1.SetOrganizationStatusChange.status:type_name -> trustfed.v1.OrganizationStatus
-	33, // 41: trustfed.v1.FederationPolicyChange.onboarding_period:type_name -> google.protobuf.Duration
-	33, // 42: trustfed.v1.FederationPolicyChange.freshness_window:type_name -> google.protobuf.Duration
-	4,  // 43: trustfed.v1.Admin.status:type_name -> trustfed.v1.AdminStatus
-	31, // 44: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
-	31, // 45: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
-	31, // 46: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
-	17, // 47: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
-	5,  // 48: trustfed.v1.AdminChangeRecord.status:type_name -> trustfed.v1.AdminChangeStatus
-	29, // 49: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
-	31, // 50: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
-	31, // 51: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	33, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
+	33, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
+	33, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
+	33, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
+	33, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
+	33, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
+	35, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
+	35, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
+	4,  // 30: trustfed.v1.FederationPolicy.compliance_modes:type_name -> trustfed.v1.ComplianceMode
+	19, // 31: trustfed.v1.AdminChange.set_declared_level:type_name -> trustfed.v1.SetDeclaredLevelChange
+	20, // 32: trustfed.v1.AdminChange.set_organization_status:type_name -> trustfed.v1.SetOrganizationStatusChange
+	21, // 33: trustfed.v1.AdminChange.override_onboarding:type_name -> trustfed.v1.OverrideOnboardingChange
+	22, // 34: trustfed.v1.AdminChange.accredit_issuer:type_name -> trustfed.v1.AccreditIssuerChange
+	23, // 35: trustfed.v1.AdminChange.withdraw_issuer:type_name -> trustfed.v1.WithdrawIssuerChange
+	24, // 36: trustfed.v1.AdminChange.revoke_passport:type_name -> trustfed.v1.RevokePassportChange
+	25, // 37: trustfed.v1.AdminChange.update_federation_policy:type_name -> trustfed.v1.FederationPolicyChange
+	27, // 38: trustfed.v1.AdminChange.add_admin:type_name -> trustfed.v1.AddAdminChange
+	28, // 39: trustfed.v1.AdminChange.remove_admin:type_name -> trustfed.v1.RemoveAdminChange
+	33, // 40: trustfed.v1.AdminChange.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 41: trustfed.v1.SetOrganizationStatusChange.status:type_name -> trustfed.v1.OrganizationStatus
+	35, // 42: trustfed.v1.FederationPolicyChange.onboarding_period:type_name -> google.protobuf.Duration
+	35, // 43: trustfed.v1.FederationPolicyChange.freshness_window:type_name -> google.protobuf.Duration
+	26, // 44: trustfed.v1.FederationPolicyChange.compliance_modes:type_name -> trustfed.v1.ComplianceModes
+	4,  // 45: trustfed.v1.ComplianceModes.modes:type_name -> trustfed.v1.ComplianceMode
+	5,  // 46: trustfed.v1.Admin.status:type_name -> trustfed.v1.AdminStatus
+	33, // 47: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
+	33, // 48: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
+	33, // 49: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
+	18, // 50: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
+	6,  // 51: trustfed.v1.AdminChangeRecord.status:type_name -> trustfed.v1.AdminChangeStatus
+	31, // 52: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
+	33, // 53: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
+	33, // 54: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_types_proto_init() }
@@ -2933,8 +3064,8 @@ func file_trustfed_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_types_proto_rawDesc), len(file_trustfed_v1_types_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   25,
+			NumEnums:      7,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -66,6 +66,12 @@ const (
 	CommandType_COMMAND_TYPE_CLOSE_SESSION            CommandType = 24
 	CommandType_COMMAND_TYPE_SWEEP                    CommandType = 25
 	CommandType_COMMAND_TYPE_RECORD_DELIVERIES        CommandType = 26
+	// Audit entries that are not commands: decisions, authentication failures.
+	CommandType_COMMAND_TYPE_APPEND_AUDIT CommandType = 27
+	// A signed checkpoint of the audit log (not itself audited).
+	CommandType_COMMAND_TYPE_PUT_CHECKPOINT CommandType = 28
+	// A witness cosignature of a checkpoint (not itself audited).
+	CommandType_COMMAND_TYPE_ADD_COSIGNATURE CommandType = 29
 )
 
 // Enum value maps for CommandType.
@@ -98,6 +104,9 @@ var (
 		24: "COMMAND_TYPE_CLOSE_SESSION",
 		25: "COMMAND_TYPE_SWEEP",
 		26: "COMMAND_TYPE_RECORD_DELIVERIES",
+		27: "COMMAND_TYPE_APPEND_AUDIT",
+		28: "COMMAND_TYPE_PUT_CHECKPOINT",
+		29: "COMMAND_TYPE_ADD_COSIGNATURE",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -127,6 +136,9 @@ var (
 		"COMMAND_TYPE_CLOSE_SESSION":            24,
 		"COMMAND_TYPE_SWEEP":                    25,
 		"COMMAND_TYPE_RECORD_DELIVERIES":        26,
+		"COMMAND_TYPE_APPEND_AUDIT":             27,
+		"COMMAND_TYPE_PUT_CHECKPOINT":           28,
+		"COMMAND_TYPE_ADD_COSIGNATURE":          29,
 	}
 )
 
@@ -1417,6 +1429,9 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Session
 	//	*SnapshotRecord_Cascade
 	//	*SnapshotRecord_EventTarget
+	//	*SnapshotRecord_AuditHead
+	//	*SnapshotRecord_AuditLeaf
+	//	*SnapshotRecord_Checkpoint
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1594,6 +1609,33 @@ func (x *SnapshotRecord) GetEventTarget() *EventTarget {
 	return nil
 }
 
+func (x *SnapshotRecord) GetAuditHead() *AuditHead {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_AuditHead); ok {
+			return x.AuditHead
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetAuditLeaf() *AuditLeaf {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_AuditLeaf); ok {
+			return x.AuditLeaf
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetCheckpoint() *StoredCheckpoint {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Checkpoint); ok {
+			return x.Checkpoint
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1658,6 +1700,19 @@ type SnapshotRecord_EventTarget struct {
 	EventTarget *EventTarget `protobuf:"bytes,15,opt,name=event_target,json=eventTarget,proto3,oneof"`
 }
 
+type SnapshotRecord_AuditHead struct {
+	// The audit log comes last: its head, then every leaf in order.
+	AuditHead *AuditHead `protobuf:"bytes,16,opt,name=audit_head,json=auditHead,proto3,oneof"`
+}
+
+type SnapshotRecord_AuditLeaf struct {
+	AuditLeaf *AuditLeaf `protobuf:"bytes,17,opt,name=audit_leaf,json=auditLeaf,proto3,oneof"`
+}
+
+type SnapshotRecord_Checkpoint struct {
+	Checkpoint *StoredCheckpoint `protobuf:"bytes,18,opt,name=checkpoint,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -1688,6 +1743,517 @@ func (*SnapshotRecord_Cascade) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_EventTarget) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_AuditHead) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_AuditLeaf) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Checkpoint) isSnapshotRecord_Record() {}
+
+// AppendAudit carries audit events that are not commands.
+type AppendAudit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAudit) Reset() {
+	*x = AppendAudit{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAudit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAudit) ProtoMessage() {}
+
+func (x *AppendAudit) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
+func (*AppendAudit) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AppendAudit) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*AuditEvent_Decision
+	//	*AuditEvent_AuthFailure
+	Event isAuditEvent_Event `protobuf_oneof:"event"`
+	// The authenticated principal (decisions) or the presented identity.
+	Principal     string `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AuditEvent) GetEvent() isAuditEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetDecision() *v1.AuditDecision {
+	if x != nil {
+		if x, ok := x.Event.(*AuditEvent_Decision); ok {
+			return x.Decision
+		}
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetAuthFailure() *v1.AuditAuthFailure {
+	if x != nil {
+		if x, ok := x.Event.(*AuditEvent_AuthFailure); ok {
+			return x.AuthFailure
+		}
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+type isAuditEvent_Event interface {
+	isAuditEvent_Event()
+}
+
+type AuditEvent_Decision struct {
+	Decision *v1.AuditDecision `protobuf:"bytes,2,opt,name=decision,proto3,oneof"`
+}
+
+type AuditEvent_AuthFailure struct {
+	AuthFailure *v1.AuditAuthFailure `protobuf:"bytes,3,opt,name=auth_failure,json=authFailure,proto3,oneof"`
+}
+
+func (*AuditEvent_Decision) isAuditEvent_Event() {}
+
+func (*AuditEvent_AuthFailure) isAuditEvent_Event() {}
+
+// PutCheckpoint publishes a checkpoint signed by the registry key; every
+// replica checks it against its own log.
+type PutCheckpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Note          []byte                 `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutCheckpoint) Reset() {
+	*x = PutCheckpoint{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutCheckpoint) ProtoMessage() {}
+
+func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutCheckpoint.ProtoReflect.Descriptor instead.
+func (*PutCheckpoint) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PutCheckpoint) GetNote() []byte {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+// AddCosignature adds a witness cosignature line to a stored checkpoint.
+type AddCosignature struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TreeSize       uint64                 `protobuf:"varint,1,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	OrganizationId string                 `protobuf:"bytes,2,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// The note signature line ("— <name> <base64>") the witness produced.
+	SignatureLine string `protobuf:"bytes,3,opt,name=signature_line,json=signatureLine,proto3" json:"signature_line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddCosignature) Reset() {
+	*x = AddCosignature{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddCosignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddCosignature) ProtoMessage() {}
+
+func (x *AddCosignature) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
+func (*AddCosignature) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AddCosignature) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *AddCosignature) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *AddCosignature) GetSignatureLine() string {
+	if x != nil {
+		return x.SignatureLine
+	}
+	return ""
+}
+
+// StoredCheckpoint is a published checkpoint with its cosignatures.
+type StoredCheckpoint struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TreeSize uint64                 `protobuf:"varint,1,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	// The registry-signed note.
+	Note          []byte                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Index         uint64                 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	Cosignatures  []*Cosignature         `protobuf:"bytes,5,rep,name=cosignatures,proto3" json:"cosignatures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredCheckpoint) Reset() {
+	*x = StoredCheckpoint{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredCheckpoint) ProtoMessage() {}
+
+func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
+func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StoredCheckpoint) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *StoredCheckpoint) GetNote() []byte {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+func (x *StoredCheckpoint) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *StoredCheckpoint) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *StoredCheckpoint) GetCosignatures() []*Cosignature {
+	if x != nil {
+		return x.Cosignatures
+	}
+	return nil
+}
+
+type Cosignature struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	SignatureLine  string                 `protobuf:"bytes,2,opt,name=signature_line,json=signatureLine,proto3" json:"signature_line,omitempty"`
+	Time           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Cosignature) Reset() {
+	*x = Cosignature{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cosignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cosignature) ProtoMessage() {}
+
+func (x *Cosignature) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
+func (*Cosignature) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Cosignature) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *Cosignature) GetSignatureLine() string {
+	if x != nil {
+		return x.SignatureLine
+	}
+	return ""
+}
+
+func (x *Cosignature) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// AuditHead describes the audit log a snapshot carries.
+type AuditHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Size  uint64                 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	Root  []byte                 `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	// Raft index of the last command that appended to it.
+	LastIndex     uint64 `protobuf:"varint,3,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditHead) Reset() {
+	*x = AuditHead{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditHead) ProtoMessage() {}
+
+func (x *AuditHead) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
+func (*AuditHead) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AuditHead) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *AuditHead) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *AuditHead) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
+// AuditLeaf is one audit log entry in a snapshot.
+type AuditLeaf struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Labels        []string               `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditLeaf) Reset() {
+	*x = AuditLeaf{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditLeaf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditLeaf) ProtoMessage() {}
+
+func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
+func (*AuditLeaf) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *AuditLeaf) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *AuditLeaf) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditLeaf) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 // GraphEdge is one directed edge of the notification graph: organization_id
 // is linked to partner_id by an active agreement or an open session (ref_id).
 type GraphEdge struct {
@@ -1701,7 +2267,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +2279,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +2292,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -1763,7 +2329,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +2341,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +2354,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -1836,7 +2402,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2414,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2427,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -1889,7 +2455,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2467,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2480,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -1948,7 +2514,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2526,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2539,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 // RecordDeliveries merges the leader dispatcher's progress into cascades.
@@ -1987,7 +2553,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2565,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2578,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -2032,7 +2598,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2610,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2623,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -2088,7 +2654,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2666,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2679,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -2141,7 +2707,7 @@ var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
 const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x19trustfed/v1/cascade.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
+	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/audit.proto\x1a\x19trustfed/v1/cascade.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
 	"\bEnvelope\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .trustfed.command.v1.CommandTypeR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
@@ -2224,7 +2790,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xc1\a\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8c\t\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
 	"\tagreement\x18\x02 \x01(\v2\x16.trustfed.v1.AgreementH\x00R\tagreement\x122\n" +
@@ -2242,8 +2808,48 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x04edge\x18\f \x01(\v2\x1e.trustfed.command.v1.GraphEdgeH\x00R\x04edge\x120\n" +
 	"\asession\x18\r \x01(\v2\x14.trustfed.v1.SessionH\x00R\asession\x120\n" +
 	"\acascade\x18\x0e \x01(\v2\x14.trustfed.v1.CascadeH\x00R\acascade\x12E\n" +
-	"\fevent_target\x18\x0f \x01(\v2 .trustfed.command.v1.EventTargetH\x00R\veventTargetB\b\n" +
-	"\x06record\"j\n" +
+	"\fevent_target\x18\x0f \x01(\v2 .trustfed.command.v1.EventTargetH\x00R\veventTarget\x12?\n" +
+	"\n" +
+	"audit_head\x18\x10 \x01(\v2\x1e.trustfed.command.v1.AuditHeadH\x00R\tauditHead\x12?\n" +
+	"\n" +
+	"audit_leaf\x18\x11 \x01(\v2\x1e.trustfed.command.v1.AuditLeafH\x00R\tauditLeaf\x12G\n" +
+	"\n" +
+	"checkpoint\x18\x12 \x01(\v2%.trustfed.command.v1.StoredCheckpointH\x00R\n" +
+	"checkpointB\b\n" +
+	"\x06record\"F\n" +
+	"\vAppendAudit\x127\n" +
+	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\"\xb7\x01\n" +
+	"\n" +
+	"AuditEvent\x128\n" +
+	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
+	"\fauth_failure\x18\x03 \x01(\v2\x1d.trustfed.v1.AuditAuthFailureH\x00R\vauthFailure\x12\x1c\n" +
+	"\tprincipal\x18\x04 \x01(\tR\tprincipalB\a\n" +
+	"\x05eventJ\x04\b\x01\x10\x02\"#\n" +
+	"\rPutCheckpoint\x12\x12\n" +
+	"\x04note\x18\x01 \x01(\fR\x04note\"}\n" +
+	"\x0eAddCosignature\x12\x1b\n" +
+	"\ttree_size\x18\x01 \x01(\x04R\btreeSize\x12'\n" +
+	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12%\n" +
+	"\x0esignature_line\x18\x03 \x01(\tR\rsignatureLine\"\xcf\x01\n" +
+	"\x10StoredCheckpoint\x12\x1b\n" +
+	"\ttree_size\x18\x01 \x01(\x04R\btreeSize\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\fR\x04note\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\x12D\n" +
+	"\fcosignatures\x18\x05 \x03(\v2 .trustfed.command.v1.CosignatureR\fcosignatures\"\x8d\x01\n" +
+	"\vCosignature\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12%\n" +
+	"\x0esignature_line\x18\x02 \x01(\tR\rsignatureLine\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"R\n" +
+	"\tAuditHead\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x03 \x01(\x04R\tlastIndex\"g\n" +
+	"\tAuditLeaf\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06labels\x18\x03 \x03(\tR\x06labels\"j\n" +
 	"\tGraphEdge\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
 	"\n" +
@@ -2276,7 +2882,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xc9\a\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xab\b\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -2305,7 +2911,10 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x1eCOMMAND_TYPE_HEARTBEAT_SESSION\x10\x17\x12\x1e\n" +
 	"\x1aCOMMAND_TYPE_CLOSE_SESSION\x10\x18\x12\x16\n" +
 	"\x12COMMAND_TYPE_SWEEP\x10\x19\x12\"\n" +
-	"\x1eCOMMAND_TYPE_RECORD_DELIVERIES\x10\x1a*,\n" +
+	"\x1eCOMMAND_TYPE_RECORD_DELIVERIES\x10\x1a\x12\x1d\n" +
+	"\x19COMMAND_TYPE_APPEND_AUDIT\x10\x1b\x12\x1f\n" +
+	"\x1bCOMMAND_TYPE_PUT_CHECKPOINT\x10\x1c\x12 \n" +
+	"\x1cCOMMAND_TYPE_ADD_COSIGNATURE\x10\x1d*,\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2324,7 +2933,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),              // 0: trustfed.command.v1.CommandType
 	(Role)(0),                     // 1: trustfed.command.v1.Role
@@ -2349,64 +2958,84 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*AppliedRequest)(nil),        // 20: trustfed.command.v1.AppliedRequest
 	(*SnapshotHeader)(nil),        // 21: trustfed.command.v1.SnapshotHeader
 	(*SnapshotRecord)(nil),        // 22: trustfed.command.v1.SnapshotRecord
-	(*GraphEdge)(nil),             // 23: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),           // 24: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),      // 25: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),          // 26: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                 // 27: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),      // 28: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),        // 29: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),           // 30: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
-	(*v1.AdminSignature)(nil),     // 32: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),              // 33: trustfed.v1.Admin
-	(*v1.Organization)(nil),       // 34: trustfed.v1.Organization
-	(*v1.Agreement)(nil),          // 35: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),             // 36: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),   // 37: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),      // 38: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),  // 39: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),            // 40: trustfed.v1.Session
-	(*v1.Cascade)(nil),            // 41: trustfed.v1.Cascade
-	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
-	(*v1.Delivery)(nil),           // 43: trustfed.v1.Delivery
+	(*AppendAudit)(nil),           // 23: trustfed.command.v1.AppendAudit
+	(*AuditEvent)(nil),            // 24: trustfed.command.v1.AuditEvent
+	(*PutCheckpoint)(nil),         // 25: trustfed.command.v1.PutCheckpoint
+	(*AddCosignature)(nil),        // 26: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),      // 27: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),           // 28: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),             // 29: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),             // 30: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),             // 31: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),           // 32: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),      // 33: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),          // 34: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                 // 35: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),      // 36: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),        // 37: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),           // 38: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*v1.AdminSignature)(nil),     // 40: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),              // 41: trustfed.v1.Admin
+	(*v1.Organization)(nil),       // 42: trustfed.v1.Organization
+	(*v1.Agreement)(nil),          // 43: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),             // 44: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),   // 45: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),      // 46: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),  // 47: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),            // 48: trustfed.v1.Session
+	(*v1.Cascade)(nil),            // 49: trustfed.v1.Cascade
+	(*v1.AuditDecision)(nil),      // 50: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),   // 51: trustfed.v1.AuditAuthFailure
+	(*durationpb.Duration)(nil),   // 52: google.protobuf.Duration
+	(*v1.Delivery)(nil),           // 53: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	31, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	31, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	31, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	39, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	39, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	39, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 4: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	32, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	32, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	33, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	40, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	40, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	41, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
 	1,  // 8: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	31, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	39, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
 	18, // 10: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	31, // 11: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	34, // 12: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	35, // 13: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	39, // 11: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	42, // 12: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	43, // 13: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
 	18, // 14: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
 	20, // 15: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	36, // 16: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	44, // 16: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
 	6,  // 17: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	37, // 18: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	45, // 18: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
 	7,  // 19: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	38, // 20: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	33, // 21: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	39, // 22: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	23, // 23: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	40, // 24: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	41, // 25: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	30, // 26: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	42, // 27: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	29, // 28: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	43, // 29: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	46, // 20: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	41, // 21: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	47, // 22: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	31, // 23: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	48, // 24: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	49, // 25: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	38, // 26: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	29, // 27: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	30, // 28: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	27, // 29: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	24, // 30: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	50, // 31: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	51, // 32: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	39, // 33: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	28, // 34: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	39, // 35: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	39, // 36: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	52, // 37: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	37, // 38: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	53, // 39: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -2430,6 +3059,13 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_Session)(nil),
 		(*SnapshotRecord_Cascade)(nil),
 		(*SnapshotRecord_EventTarget)(nil),
+		(*SnapshotRecord_AuditHead)(nil),
+		(*SnapshotRecord_AuditLeaf)(nil),
+		(*SnapshotRecord_Checkpoint)(nil),
+	}
+	file_trustfed_command_v1_command_proto_msgTypes[22].OneofWrappers = []any{
+		(*AuditEvent_Decision)(nil),
+		(*AuditEvent_AuthFailure)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2437,7 +3073,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   29,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,134 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxLabelLen is the longest label: its length is stored in one byte.
+const maxLabelLen = 255
+
+// attrsFixed is the size of an attrs value without labels: Unix seconds
+// and nanoseconds.
+const attrsFixed = 8 + 4
+
+var errCorrupt = errors.New("audit log corrupt")
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
+
+func nodeKey(id compact.NodeID) []byte {
+	var k [9]byte
+	k[0] = byte(id.Level)
+	binary.BigEndian.PutUint64(k[1:], id.Index)
+	return k[:]
+}
+
+// labelPrefix is the label index's key prefix for label: its length, then
+// its bytes (so that no label's keys are a prefix of another's).
+func labelPrefix(label string) []byte {
+	k := make([]byte, 0, 1+len(label)+8)
+	k = append(k, byte(len(label)))
+	return append(k, label...)
+}
+
+func labelKey(label string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(labelPrefix(label), seq)
+}
+
+// labelSeq returns the seq of a label index key with prefix, false if k is
+// not one.
+func labelSeq(k, prefix []byte) (uint64, bool) {
+	if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[len(prefix):]), true
+}
+
+func encodeAttrs(t time.Time, labels []string) []byte {
+	n := attrsFixed
+	for _, s := range labels {
+		n += 1 + len(s)
+	}
+	v := make([]byte, 0, n)
+	v = binary.BigEndian.AppendUint64(v, uint64(t.Unix()))
+	v = binary.BigEndian.AppendUint32(v, uint32(t.Nanosecond()))
+	for _, s := range labels {
+		v = append(v, byte(len(s)))
+		v = append(v, s...)
+	}
+	return v
+}
+
+func decodeTime(v []byte) (time.Time, error) {
+	if len(v) < attrsFixed {
+		return time.Time{}, fmt.Errorf("%w: attributes of %d bytes", errCorrupt, len(v))
+	}
+	sec := int64(binary.BigEndian.Uint64(v))
+	nsec := int64(binary.BigEndian.Uint32(v[8:]))
+	return time.Unix(sec, nsec).UTC(), nil
+}
+
+func decodeAttrs(v []byte) (time.Time, []string, error) {
+	t, err := decodeTime(v)
+	if err != nil {
+		return t, nil, err
+	}
+	var labels []string
+	for rest := v[attrsFixed:]; len(rest) > 0; {
+		n := int(rest[0])
+		if len(rest) < 1+n {
+			return t, nil, fmt.Errorf("%w: truncated label", errCorrupt)
+		}
+		labels = append(labels, string(rest[1:1+n]))
+		rest = rest[1+n:]
+	}
+	return t, labels, nil
+}
+
+// checkLabels refuses empty, over-long and repeated labels.
+func checkLabels(labels []string) error {
+	for i, s := range labels {
+		if s == "" || len(s) > maxLabelLen {
+			return fmt.Errorf("%w: label %q: want 1 to %d bytes", ErrInvalid, s, maxLabelLen)
+		}
+		for _, o := range labels[:i] {
+			if o == s {
+				return fmt.Errorf("%w: label %q given twice", ErrInvalid, s)
+			}
+		}
+	}
+	return nil
+}
+
+func metaUint(tx *bolt.Tx, key []byte) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(key); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// subtreeHashes returns the hashes of the perfect subtrees covering
+// [begin, end), left to right, from the stored nodes.
+func subtreeHashes(tx *bolt.Tx, begin, end uint64) ([][]byte, error) {
+	return nodeHashes(tx, compact.RangeNodes(begin, end, nil))
+}
+
+func nodeHashes(tx *bolt.Tx, ids []compact.NodeID) ([][]byte, error) {
+	nb := tx.Bucket(bucketNodes)
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		v := nb.Get(nodeKey(id))
+		if len(v) != sha256.Size {
+			return nil, fmt.Errorf("audit log node (level %d, index %d) is missing", id.Level, id.Index)
+		}
+		out[i] = bytes.Clone(v)
+	}
+	return out, nil
+}

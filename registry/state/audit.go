@@ -1,0 +1,695 @@
+package state
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Audit entry types that are not command names (commands are audited under
+// their CommandType name without the COMMAND_TYPE_ prefix).
+const (
+	AuditDecision    = "DECISION"
+	AuditAuthFailure = "AUTH_FAILURE"
+	AuditLevelChange = "LEVEL_CHANGE"
+	AuditCascade     = "CASCADE"
+	AuditCorrupt     = "CORRUPT_COMMAND"
+)
+
+// Index labels of audit entries (see AuditLog).
+const (
+	LabelOrg  = "org:"
+	LabelType = "type:"
+	LabelMode = "mode:"
+)
+
+// AuditLeaf is one audit log entry as the log stores it.
+type AuditLeaf struct {
+	Data   []byte
+	Time   time.Time
+	Labels []string
+}
+
+// AuditBatch is the entries one Raft log entry produced.
+type AuditBatch struct {
+	LogIndex uint64
+	Leaves   []AuditLeaf
+}
+
+// AuditLog is the on-disk Merkle log the state machine appends to
+// (registry/audit implements it). Appends come from the apply goroutine
+// only; AppendBatches must skip batches at or below LastIndex, which makes
+// re-applying the Raft log after a restart idempotent.
+type AuditLog interface {
+	Size() uint64
+	LastIndex() uint64
+	AppendBatches(batches []AuditBatch) (uint64, error)
+	RootAt(size uint64) ([]byte, error)
+	Range(from, to uint64, fn func(seq uint64, leaf AuditLeaf) error) error
+	Replace(lastIndex uint64, wantRoot []byte, next func() (AuditLeaf, bool, error)) error
+}
+
+// auditor is the FSM's audit side: entries built while a Raft batch is
+// applied wait in pending and are written in one transaction at its end.
+type auditor struct {
+	log      AuditLog
+	pending  []AuditBatch
+	npending uint64
+	lastTime time.Time
+	fault    atomic.Pointer[string]
+}
+
+// AttachAudit makes the FSM write an audit entry for every command it
+// applies from now on. Call it before the FSM applies anything.
+func (f *FSM) AttachAudit(l AuditLog) error {
+	a := &auditor{log: l}
+	if n := l.Size(); n > 0 {
+		if err := l.Range(n-1, n, func(_ uint64, leaf AuditLeaf) error {
+			a.lastTime = leaf.Time
+			return nil
+		}); err != nil {
+			return fmt.Errorf("read the last audit entry: %w", err)
+		}
+	}
+	f.audit = a
+	return nil
+}
+
+// AuditLog returns the attached audit log (nil when auditing is off).
+func (f *FSM) AuditLog() AuditLog {
+	if f.audit == nil {
+		return nil
+	}
+	return f.audit.log
+}
+
+// AuditFault is non-empty when this replica found its audit log disagreeing
+// with a signed checkpoint the cluster committed: its log was changed on
+// disk (or its disk lies). The node keeps serving its state but must not be
+// trusted for audit answers until its log is rebuilt from a healthy peer.
+func (f *FSM) AuditFault() string {
+	if f.audit == nil {
+		return ""
+	}
+	if p := f.audit.fault.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// EndBatch writes the audit entries of the Raft batch just applied, in one
+// transaction, before the batch's results are handed back: an answer is
+// never given for a command whose audit entry is not on disk. A write
+// failure is fatal: a replica that cannot keep its log must stop rather
+// than go on without it (restarting replays the Raft log into it).
+func (f *FSM) EndBatch() {
+	a := f.audit
+	if a == nil || len(a.pending) == 0 {
+		return
+	}
+	if _, err := a.log.AppendBatches(a.pending); err != nil {
+		panic(fmt.Sprintf("state: cannot write the audit log: %v", err))
+	}
+	clear(a.pending)
+	a.pending = a.pending[:0]
+	a.npending = 0
+}
+
+// auditing reports whether the command at index still has to be audited
+// (false when auditing is off, and for entries the log already holds:
+// Raft replays entries after the last snapshot on restart).
+func (f *FSM) auditing(index uint64) bool {
+	return f.audit != nil && index > f.audit.log.LastIndex()
+}
+
+// size is the number of audit entries so far, written or pending.
+func (a *auditor) size() uint64 { return a.log.Size() + a.npending }
+
+// add appends e (stamped with its sequence number, log time and compliance
+// views) to the pending batch of Raft index `index`.
+func (a *auditor) add(index uint64, t time.Time, e *trustfedv1.AuditEntry) uint64 {
+	if t.Before(a.lastTime) {
+		t = a.lastTime
+	}
+	a.lastTime = t
+	e.Sequence = a.size()
+	e.LogIndex = index
+	e.Time = timestamppb.New(t)
+	e.Compliance = complianceOf(e)
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
+	mustDo(err)
+	labels := make([]string, 0, len(e.OrganizationIds)+1+len(e.Compliance))
+	for _, o := range e.OrganizationIds {
+		labels = append(labels, LabelOrg+o)
+	}
+	labels = append(labels, LabelType+e.Type)
+	for _, m := range e.Compliance {
+		labels = append(labels, LabelMode+ModeName(m))
+	}
+	if n := len(a.pending); n == 0 || a.pending[n-1].LogIndex != index {
+		a.pending = append(a.pending, AuditBatch{LogIndex: index})
+	}
+	b := &a.pending[len(a.pending)-1]
+	b.Leaves = append(b.Leaves, AuditLeaf{Data: data, Time: t, Labels: labels})
+	a.npending++
+	return e.Sequence
+}
+
+// ModeName is a compliance mode's short name ("HIPAA", "SOC2", "GDPR").
+func ModeName(m trustfedv1.ComplianceMode) string {
+	return strings.TrimPrefix(m.String(), "COMPLIANCE_MODE_")
+}
+
+// CommandName is the audit type of a command ("REGISTER_ORGANIZATION").
+func CommandName(t commandv1.CommandType) string {
+	return strings.TrimPrefix(t.String(), "COMMAND_TYPE_")
+}
+
+// auditCommand records one applied (or refused) command, and what it set
+// off: level changes and cascades. before is the state before the command,
+// tx the state after it (tracking its changes).
+func (f *FSM) auditCommand(before, tx *memdb.Txn, env *commandv1.Envelope, raw []byte, index uint64, applyErr error) (first uint64) {
+	a := f.audit
+	first = a.size()
+	t := env.GetTime().AsTime()
+	switch env.Type {
+	case commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT, commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:
+		// The log's own metadata: auditing it would grow the log forever.
+		return first
+	case commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:
+		if applyErr == nil {
+			f.auditEvents(tx, env, index)
+			return first
+		}
+	}
+	ps := newPseudonymizer(tx)
+	orgs := map[string]struct{}{}
+	if msg := newPayload(env.Type); msg != nil && proto.Unmarshal(env.Payload, msg) == nil {
+		collectOrgs(msg.ProtoReflect(), orgs)
+	}
+	changes := tx.Changes()
+	for _, ch := range changes {
+		orgsOfChange(ch, orgs)
+	}
+	sum := sha256.Sum256(raw)
+	e := &trustfedv1.AuditEntry{
+		Type:            CommandName(env.Type),
+		OrganizationIds: sortedKeys(orgs),
+		Principal:       ps.name(env.Principal),
+		CommandSha256:   sum[:],
+	}
+	if applyErr != nil {
+		e.Error = applyErr.Error()
+	}
+	e.Command, e.Redacted = redactCommand(env, ps)
+	a.add(index, t, e)
+	if applyErr != nil {
+		return first
+	}
+	f.auditLevelChanges(before, tx, changes, orgs, index, t)
+	for _, ch := range changes {
+		c, ok := ch.After.(*trustfedv1.Cascade)
+		if ch.Table != tableCascades || !ok || ch.Before != nil {
+			continue
+		}
+		named := map[string]struct{}{c.GetEvent().GetOrganizationId(): {}}
+		for _, d := range c.Deliveries {
+			named[d.OrganizationId] = struct{}{}
+		}
+		a.add(index, t, &trustfedv1.AuditEntry{
+			Type:            AuditCascade,
+			OrganizationIds: sortedKeys(named),
+			Principal:       ps.name(env.Principal),
+			CascadeId:       c.Id,
+		})
+	}
+	return first
+}
+
+// auditEvents records the decisions and authentication failures an
+// APPEND_AUDIT command carries, one entry each, in order.
+func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, index uint64) {
+	var c commandv1.AppendAudit
+	mustDo(proto.Unmarshal(env.Payload, &c)) // the handler decoded it already
+	ps := newPseudonymizer(tx)
+	t := env.GetTime().AsTime()
+	for _, ev := range c.Events {
+		e := &trustfedv1.AuditEntry{Principal: ps.name(ev.Principal)}
+		switch x := ev.Event.(type) {
+		case *commandv1.AuditEvent_Decision:
+			e.Type = AuditDecision
+			e.Decision = x.Decision
+			var st trustfedv1.DecisionStatement
+			if proto.Unmarshal(x.Decision.GetStatement(), &st) == nil {
+				e.OrganizationIds = sortedKeys(map[string]struct{}{st.FromOrganizationId: {}, st.ToOrganizationId: {}})
+			}
+		case *commandv1.AuditEvent_AuthFailure:
+			e.Type = AuditAuthFailure
+			af := proto.Clone(x.AuthFailure).(*trustfedv1.AuditAuthFailure)
+			af.Identity, af.Peer = ps.name(af.Identity), ps.name(af.Peer)
+			e.AuthFailure = af
+		}
+		f.audit.add(index, t, e)
+	}
+}
+
+// auditLevelChanges records every organisation whose level the command
+// moved (at the command's time), with the caps that bound the new level.
+// Candidates are the organisations the command named or changed, and those
+// holding a passport of an issuer, or with a serial, the command changed.
+func (f *FSM) auditLevelChanges(before, tx *memdb.Txn, changes memdb.Changes, named map[string]struct{}, index uint64, t time.Time) {
+	cands := map[string]struct{}{}
+	for o := range named {
+		cands[o] = struct{}{}
+	}
+	after := &Reader{txn: tx}
+	for _, ch := range changes {
+		var issuer string
+		switch ch.Table {
+		case tableIssuers:
+			if is, ok := ch.After.(*trustfedv1.Issuer); ok {
+				issuer = is.Id
+			}
+		case tableRevoked:
+			if rp, ok := ch.After.(*commandv1.RevokedPassport); ok {
+				for _, o := range after.organizationsWithSerial(rp.Serial) {
+					cands[o] = struct{}{}
+				}
+			}
+		case tablePolicy:
+			// The onboarding cap applies to every onboarding member.
+			for _, o := range after.onboarding(t) {
+				cands[o] = struct{}{}
+			}
+		}
+		if issuer != "" {
+			for _, o := range after.organizationsOfIssuer(issuer) {
+				cands[o] = struct{}{}
+			}
+		}
+	}
+	prev := &Reader{txn: before}
+	for _, id := range sortedKeys(cands) {
+		o, ok := after.Organization(id)
+		if !ok {
+			continue
+		}
+		now := after.OrganizationLevel(o, t)
+		was := uint32(0)
+		if po, ok := prev.Organization(id); ok {
+			was = prev.OrganizationLevel(po, t).Level
+		}
+		if was == now.Level {
+			continue
+		}
+		f.audit.add(index, t, &trustfedv1.AuditEntry{
+			Type:            AuditLevelChange,
+			OrganizationIds: []string{id},
+			LevelChange:     &trustfedv1.AuditLevelChange{OrganizationId: id, FromLevel: was, ToLevel: now.Level, Caps: now.Caps},
+		})
+	}
+}
+
+func (r *Reader) organizationsOfIssuer(issuer string) []string {
+	it, err := r.txn.Get(tableOrganizations, "issuer", issuer)
+	mustDo(err)
+	var out []string
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*trustfedv1.Organization).Id)
+	}
+	return out
+}
+
+func (r *Reader) organizationsWithSerial(serial string) []string {
+	it, err := r.txn.Get(tableOrganizations, "id")
+	mustDo(err)
+	var out []string
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if o := raw.(*trustfedv1.Organization); o.GetPassport().GetSerial() == serial {
+			out = append(out, o.Id)
+		}
+	}
+	return out
+}
+
+func (r *Reader) onboarding(now time.Time) []string {
+	it, err := r.txn.Get(tableOrganizations, "id")
+	mustDo(err)
+	var out []string
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if u := raw.(*trustfedv1.Organization).GetOnboardingUntil(); u != nil && now.Before(u.AsTime()) {
+			out = append(out, raw.(*trustfedv1.Organization).Id)
+		}
+	}
+	return out
+}
+
+// orgsOfChange adds the organisations a changed object concerns. Cascades
+// are left out on purpose: their own CASCADE entry names every partner once,
+// and a progress update must not name thousands of them again.
+func orgsOfChange(ch memdb.Change, into map[string]struct{}) {
+	obj := ch.After
+	if obj == nil {
+		obj = ch.Before
+	}
+	switch o := obj.(type) {
+	case *trustfedv1.Organization:
+		into[o.Id] = struct{}{}
+	case *trustfedv1.Agreement, *trustfedv1.Session, *trustfedv1.Authorization, *trustfedv1.AdminChangeRecord:
+		collectOrgs(o.(proto.Message).ProtoReflect(), into)
+	}
+}
+
+// collectOrgs walks m for organisation ids: string fields named
+// organization_id, *_organization_id, organization_a_id/_b_id or
+// partner_id, and repeated strings named organization_ids.
+func collectOrgs(m protoreflect.Message, into map[string]struct{}) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		name := string(fd.Name())
+		switch {
+		case fd.Kind() == protoreflect.StringKind && fd.IsList() && name == "organization_ids":
+			l := v.List()
+			for i := range l.Len() {
+				if s := l.Get(i).String(); s != "" {
+					into[s] = struct{}{}
+				}
+			}
+		case fd.Kind() == protoreflect.StringKind && !fd.IsList() && !fd.IsMap() && isOrgField(name):
+			if s := v.String(); s != "" {
+				into[s] = struct{}{}
+			}
+		case fd.Kind() == protoreflect.MessageKind && fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				collectOrgs(l.Get(i).Message(), into)
+			}
+		case fd.Kind() == protoreflect.MessageKind && !fd.IsMap():
+			collectOrgs(v.Message(), into)
+		}
+		return true
+	})
+}
+
+func isOrgField(name string) bool {
+	return name == "organization_id" || strings.HasSuffix(name, "_organization_id") ||
+		name == "organization_a_id" || name == "organization_b_id" || name == "partner_id"
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// redactCommand returns the envelope to log: secrets removed (token hashes,
+// the registry's private key: redacted is then true) and, in GDPR mode, the
+// principal pseudonymised.
+func redactCommand(env *commandv1.Envelope, ps pseudonymizer) ([]byte, bool) {
+	out := proto.Clone(env).(*commandv1.Envelope)
+	out.Principal = ps.name(env.Principal)
+	redacted := false
+	switch env.Type {
+	case commandv1.CommandType_COMMAND_TYPE_PUT_TOKEN:
+		var c commandv1.PutToken
+		if proto.Unmarshal(env.Payload, &c) == nil && c.Token != nil {
+			c.Token.SecretSha256 = nil
+			out.Payload, _ = proto.MarshalOptions{Deterministic: true}.Marshal(&c)
+		} else {
+			out.Payload = nil
+		}
+		redacted = true
+	case commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY:
+		var c commandv1.PutSigningKey
+		if proto.Unmarshal(env.Payload, &c) == nil && c.Key != nil {
+			c.Key.PrivateSeed = nil
+			out.Payload, _ = proto.MarshalOptions{Deterministic: true}.Marshal(&c)
+		} else {
+			out.Payload = nil
+		}
+		redacted = true
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(out)
+	mustDo(err)
+	return b, redacted
+}
+
+// pseudonymizer replaces personal identifiers (principals, presented
+// identities, addresses) by keyed hashes when the federation runs the audit
+// log in GDPR mode. The key is derived from the registry's first signing
+// key, which only registry nodes hold: the same person gets the same
+// pseudonym in every entry (so a regulator can follow one), and nobody
+// without the key can recover or confirm a name by hashing guesses.
+type pseudonymizer struct {
+	key []byte // nil: not in GDPR mode
+}
+
+func newPseudonymizer(tx *memdb.Txn) pseudonymizer {
+	r := &Reader{txn: tx}
+	if !slices.Contains(r.FederationPolicy().GetComplianceModes(), trustfedv1.ComplianceMode_COMPLIANCE_MODE_GDPR) {
+		return pseudonymizer{}
+	}
+	var seed []byte
+	if keys := r.SigningKeys(); len(keys) > 0 {
+		seed = keys[0].PrivateSeed
+	}
+	h := sha256.New()
+	h.Write([]byte("trustfed/audit-pseudonym/v1\x00"))
+	h.Write(seed)
+	return pseudonymizer{key: h.Sum(nil)}
+}
+
+func (p pseudonymizer) name(s string) string {
+	if p.key == nil || s == "" {
+		return s
+	}
+	m := hmac.New(sha256.New, p.key)
+	m.Write([]byte(s))
+	return "pseudonym:" + hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// personalTypes are the PII types that are personal data (GDPR) and HIPAA
+// identifiers; the others are secrets (API keys, tokens, passwords).
+var personalTypes = map[trustfedv1.PiiType]bool{
+	trustfedv1.PiiType_PII_TYPE_EMAIL:          true,
+	trustfedv1.PiiType_PII_TYPE_SSN:            true,
+	trustfedv1.PiiType_PII_TYPE_CREDIT_CARD:    true,
+	trustfedv1.PiiType_PII_TYPE_PHONE:          true,
+	trustfedv1.PiiType_PII_TYPE_PERSON_NAME:    true,
+	trustfedv1.PiiType_PII_TYPE_IP_ADDRESS:     true,
+	trustfedv1.PiiType_PII_TYPE_POSTAL_ADDRESS: true,
+}
+
+func hasPersonalData(types []trustfedv1.PiiType) bool {
+	return slices.ContainsFunc(types, func(t trustfedv1.PiiType) bool { return personalTypes[t] })
+}
+
+var (
+	hipaa = trustfedv1.ComplianceMode_COMPLIANCE_MODE_HIPAA
+	soc2  = trustfedv1.ComplianceMode_COMPLIANCE_MODE_SOC2
+	gdpr  = trustfedv1.ComplianceMode_COMPLIANCE_MODE_GDPR
+)
+
+// complianceViews says which views each entry type belongs to (besides
+// SOC2, which takes every entry; decisions are placed by their data).
+// docs/audit.md explains the choice.
+var complianceViews = map[string][]trustfedv1.ComplianceMode{
+	AuditAuthFailure:        {hipaa, gdpr},
+	AuditLevelChange:        {hipaa, gdpr},
+	AuditCascade:            {hipaa, gdpr},
+	"RECORD_DELIVERIES":     {hipaa, gdpr},
+	"REGISTER_ORGANIZATION": {hipaa, gdpr},
+	"APPROVE_ORGANIZATION":  {hipaa, gdpr},
+	"SUBMIT_PASSPORT":       {hipaa},
+	"PROPOSE_AGREEMENT":     {hipaa, gdpr},
+	"SIGN_AGREEMENT":        {hipaa, gdpr},
+	"TERMINATE_AGREEMENT":   {hipaa, gdpr},
+	"CREATE_AUTHORIZATION":  {hipaa, gdpr},
+	"APPROVE_AUTHORIZATION": {hipaa, gdpr},
+	"PROPOSE_ADMIN_CHANGE":  {hipaa, gdpr},
+	"APPROVE_ADMIN_CHANGE":  {hipaa, gdpr},
+	"BOOTSTRAP_ADMIN":       {hipaa, gdpr},
+	"PUT_TOKEN":             {hipaa},
+	"OPEN_SESSION":          {hipaa, gdpr},
+	"CLOSE_SESSION":         {hipaa, gdpr},
+}
+
+func complianceOf(e *trustfedv1.AuditEntry) []trustfedv1.ComplianceMode {
+	modes := []trustfedv1.ComplianceMode{soc2}
+	if e.Type == AuditDecision {
+		var st trustfedv1.DecisionStatement
+		if proto.Unmarshal(e.GetDecision().GetStatement(), &st) == nil && hasPersonalData(st.DataTypes) {
+			modes = append(modes, hipaa, gdpr)
+		}
+	} else {
+		modes = append(modes, complianceViews[e.Type]...)
+	}
+	slices.Sort(modes)
+	return modes
+}
+
+// applyCheckpoint stores a checkpoint the leader signed with the registry
+// key. Every replica checks the signature and that the tree is no smaller
+// than the last one; then it compares the root with its own log: a replica
+// whose log disagrees records an audit fault (its log was altered) but
+// applies the command like everyone else, so the replicated state stays
+// identical.
+func (f *FSM) applyCheckpoint(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
+	var c commandv1.PutCheckpoint
+	if err := proto.Unmarshal(env.Payload, &c); err != nil {
+		return Invalid("payload", "not a PutCheckpoint: %v", err)
+	}
+	r := &Reader{txn: tx}
+	key, ok := r.NewestSigningKey()
+	if !ok {
+		return FailedPrecondition("note", "the registry has no signing key yet")
+	}
+	origin, size, root, err := f.verifier.OpenCheckpoint(c.Note, ed25519.NewKeyFromSeed(key.PrivateSeed).Public().(ed25519.PublicKey))
+	if err != nil {
+		return Invalid("note", "%v", err)
+	}
+	if latest, ok := r.LatestCheckpoint(); ok {
+		prevOrigin, prevSize, _, err := f.verifier.ParseCheckpoint(latest.Note)
+		mustDo(err)
+		if prevOrigin != origin {
+			return Invalid("note", "checkpoint of log %q, the log is %q", origin, prevOrigin)
+		}
+		if size <= prevSize {
+			return Invalid("note", "checkpoint of %d entries does not grow the last one (%d)", size, prevSize)
+		}
+	}
+	if f.audit == nil {
+		return FailedPrecondition("note", "this registry keeps no audit log")
+	}
+	if have := f.audit.size(); size > have {
+		return Invalid("note", "checkpoint of %d entries, the log has %d", size, have)
+	}
+	f.EndBatch() // the tree must include every entry before this command
+	local, err := f.audit.log.RootAt(size)
+	if err != nil || !bytes.Equal(local, root) {
+		msg := fmt.Sprintf("audit log disagrees with the checkpoint of %d entries committed at index %d: local root %x, signed root %x (err %v)", size, index, local, root, err)
+		f.audit.fault.Store(&msg)
+		f.logger.Error("audit log altered: this replica's log does not match the signed checkpoint", "size", size, "index", index, "error", err)
+	}
+	mustDo(tx.Insert(tableCheckpoints, &commandv1.StoredCheckpoint{TreeSize: size, Note: c.Note, Time: stamp(env), Index: index}))
+	return pruneCheckpoints(tx)
+}
+
+// keepCheckpoints bounds the checkpoints kept (with their cosignatures).
+const keepCheckpoints = 256
+
+func pruneCheckpoints(tx *memdb.Txn) error {
+	n := count(tx, tableCheckpoints)
+	if n <= keepCheckpoints {
+		return nil
+	}
+	it, err := tx.Get(tableCheckpoints, "id")
+	if err != nil {
+		return err
+	}
+	var old []any
+	for raw := it.Next(); raw != nil && len(old) < n-keepCheckpoints; raw = it.Next() {
+		old = append(old, raw)
+	}
+	for _, raw := range old {
+		if err := tx.Delete(tableCheckpoints, raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyAddCosignature adds a member organisation's witness cosignature to a
+// stored checkpoint, after checking it with the organisation's key.
+func (f *FSM) applyAddCosignature(tx *memdb.Txn, env *commandv1.Envelope, _ uint64) error {
+	var c commandv1.AddCosignature
+	if err := proto.Unmarshal(env.Payload, &c); err != nil {
+		return Invalid("payload", "not an AddCosignature: %v", err)
+	}
+	r := &Reader{txn: tx}
+	org, ok := r.Organization(c.OrganizationId)
+	if !ok {
+		return NotFound("organization_id", "organization %q does not exist", c.OrganizationId)
+	}
+	if org.Status != trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE {
+		return FailedPrecondition("organization_id", "organization %q is not active", c.OrganizationId)
+	}
+	cp, ok := first[*commandv1.StoredCheckpoint](tx, tableCheckpoints, "id", c.TreeSize)
+	if !ok {
+		return NotFound("checkpoint", "no checkpoint of %d entries is kept (the newest %d are)", c.TreeSize, keepCheckpoints)
+	}
+	ts, err := f.verifier.VerifyCosignature(cp.Note, c.SignatureLine, c.OrganizationId, org.PublicKey)
+	if err != nil {
+		return Invalid("checkpoint", "%v", err)
+	}
+	if ts.After(env.GetTime().AsTime().Add(5 * time.Minute)) {
+		return Invalid("checkpoint", "cosignature time %s is in the future", ts.UTC().Format(time.RFC3339))
+	}
+	cp = proto.Clone(cp).(*commandv1.StoredCheckpoint)
+	cp.Cosignatures = slices.DeleteFunc(cp.Cosignatures, func(x *commandv1.Cosignature) bool { return x.OrganizationId == c.OrganizationId })
+	cp.Cosignatures = append(cp.Cosignatures, &commandv1.Cosignature{OrganizationId: c.OrganizationId, SignatureLine: c.SignatureLine, Time: stamp(env)})
+	slices.SortFunc(cp.Cosignatures, func(a, b *commandv1.Cosignature) int { return strings.Compare(a.OrganizationId, b.OrganizationId) })
+	return tx.Insert(tableCheckpoints, cp)
+}
+
+// applyAppendAudit checks an APPEND_AUDIT command; its entries are written
+// by the auditor (auditEvents).
+func applyAppendAudit(_ *memdb.Txn, env *commandv1.Envelope, _ uint64, _ Verifier) error {
+	var c commandv1.AppendAudit
+	if err := proto.Unmarshal(env.Payload, &c); err != nil {
+		return Invalid("payload", "not an AppendAudit: %v", err)
+	}
+	for i, ev := range c.Events {
+		if ev.Event == nil {
+			return Invalid(fmt.Sprintf("events[%d]", i), "carries no event")
+		}
+	}
+	return nil
+}
+
+// LatestCheckpoint is the newest published checkpoint.
+func (r *Reader) LatestCheckpoint() (*commandv1.StoredCheckpoint, bool) {
+	raw, err := r.txn.Last(tableCheckpoints, "id")
+	if err != nil || raw == nil {
+		return nil, false
+	}
+	return raw.(*commandv1.StoredCheckpoint), true
+}
+
+// LatestCosignedCheckpoint is the newest checkpoint with at least n
+// cosignatures.
+func (r *Reader) LatestCosignedCheckpoint(n int) (*commandv1.StoredCheckpoint, bool) {
+	it, err := r.txn.GetReverse(tableCheckpoints, "id")
+	if err != nil {
+		return nil, false
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if cp := raw.(*commandv1.StoredCheckpoint); len(cp.Cosignatures) >= n {
+			return cp, true
+		}
+	}
+	return nil, false
+}
+
+// Checkpoint is the stored checkpoint of a tree size.
+func (r *Reader) Checkpoint(size uint64) (*commandv1.StoredCheckpoint, bool) {
+	return first[*commandv1.StoredCheckpoint](r.txn, tableCheckpoints, "id", size)
+}
