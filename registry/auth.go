@@ -43,6 +43,9 @@ type Principal struct {
 	// ID names the caller in the audit trail: "token:<id>" or "node:<id>".
 	ID   string
 	Role Role
+	// Organization is the member organisation the principal acts for
+	// ("" for federation admins and nodes).
+	Organization string
 }
 
 type principalKey struct{}
@@ -103,12 +106,24 @@ var methodRoles = map[string][]Role{
 	trustfedv1.ClusterService_Join_FullMethodName:                 {RoleAdmin, RoleNode},
 	trustfedv1.ClusterService_Leave_FullMethodName:                {RoleAdmin},
 	peerv1.PeerService_ReadIndex_FullMethodName:                   {RoleNode},
+	peerv1.PeerService_AppendAudit_FullMethodName:                 {RoleNode},
+	// Checkpoints and consistency proofs are public: hashes and
+	// signatures, what witnesses need. Entries and inclusion proofs (which
+	// carry an entry) are for admins (and, with their own roles, regulators
+	// and the members they name).
+	trustfedv1.AuditService_GetSignedTreeHead_FullMethodName:   {RoleNone, RoleAdmin, RoleNode},
+	trustfedv1.AuditService_GetConsistencyProof_FullMethodName: {RoleNone, RoleAdmin, RoleNode},
+	trustfedv1.AuditService_ListAuditEntries_FullMethodName:    {RoleAdmin},
+	trustfedv1.AuditService_GetInclusionProof_FullMethodName:   {RoleAdmin},
+	trustfedv1.AuditService_AddCosignature_FullMethodName:      {RoleAdmin},
 }
 
 // publicMethods need no credentials: publishing public keys so anyone can
 // verify a decision offline.
 var publicMethods = map[string]bool{
-	trustfedv1.RegistryService_GetKeys_FullMethodName: true,
+	trustfedv1.RegistryService_GetKeys_FullMethodName:          true,
+	trustfedv1.AuditService_GetSignedTreeHead_FullMethodName:   true,
+	trustfedv1.AuditService_GetConsistencyProof_FullMethodName: true,
 }
 
 func authorize(method string, p Principal) error {

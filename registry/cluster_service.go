@@ -25,6 +25,8 @@ func (s *Server) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trus
 		LastLogIndex: st.LastLogIndex,
 		LastContact:  durationpb.New(st.LastContact),
 		Version:      s.cfg.Version,
+		AuditFault:   s.cfg.AuditFault(),
+		AuditSize:    s.auditSize(),
 	}
 	if st.HasLeader {
 		resp.Leader = member(st.Leader)
@@ -94,4 +96,11 @@ func validateHostPort(field, addr string) error {
 		return state.Invalid(field, "%q is not a host:port address", addr)
 	}
 	return nil
+}
+
+func (s *Server) auditSize() uint64 {
+	if s.audit == nil {
+		return 0
+	}
+	return s.audit.Size()
 }

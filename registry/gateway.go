@@ -28,7 +28,8 @@ type Gateway struct {
 
 // NewGateway returns the REST handler for the gRPC server at grpcAddr.
 // tlsConfig must trust the server's certificate and carry no client certificate.
-func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config) (*Gateway, error) {
+// /healthz answers 503 while fault returns a non-empty audit fault (nil: never).
+func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fault func() string) (*Gateway, error) {
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: connect to %s: %w", grpcAddr, err)
@@ -45,6 +46,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config) (*G
 		trustfedv1.RegisterClusterServiceHandler,
 		trustfedv1.RegisterMembershipServiceHandler,
 		trustfedv1.RegisterCascadeServiceHandler,
+		trustfedv1.RegisterAuditServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			_ = conn.Close()
@@ -58,6 +60,13 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config) (*G
 	})
 	top.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
+		if fault != nil {
+			if f := fault(); f != "" {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("audit log fault: " + f + "\n"))
+				return
+			}
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	top.Handle("/", http.MaxBytesHandler(mux, maxRESTBody))

@@ -3,10 +3,12 @@ package registry
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"time"
 
 	"github.com/trustfed/trustfed/attestation"
 
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/policy"
 	"github.com/trustfed/trustfed/registry/state"
@@ -20,6 +22,19 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 	}
 	if err := s.signDecision(r, req, resp, now); err != nil {
 		return nil, err
+	}
+	if s.audit != nil && !s.cfg.UnauditedDecisions {
+		p, _ := PrincipalFrom(ctx)
+		seq, err := s.batcher.Append(ctx, &commandv1.AuditEvent{
+			Event: &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{
+				Statement: resp.Statement, Signature: resp.Signature, KeyId: resp.KeyId, NodeId: s.cfg.NodeID,
+			}},
+			Principal: p.ID,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("audit the decision: %w", err)
+		}
+		resp.AuditSequence = seq
 	}
 	return resp, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/trustfed/trustfed/consensus"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/audit"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -51,6 +52,16 @@ type Config struct {
 	// Acks takes members' event acknowledgements on the leader (the
 	// revocation dispatcher); nil refuses AckEvent.
 	Acks AckSink
+	// Audit is this node's copy of the audit log (the FSM appends to it);
+	// nil turns the audit API and decision auditing off (tests only).
+	Audit *audit.Log
+	// AuditOrigin names the log in its checkpoints (C2SP origin).
+	AuditOrigin string
+	// UnauditedDecisions answers checks without committing their audit
+	// entries first: only for measuring what auditing costs (dev mode).
+	UnauditedDecisions bool
+	// AuditFault reports this replica's audit log fault ("" = none).
+	AuditFault func() string
 }
 
 // MaxMessageSize bounds every gRPC message received.
@@ -63,6 +74,7 @@ type Server struct {
 	trustfedv1.UnimplementedClusterServiceServer
 	trustfedv1.UnimplementedMembershipServiceServer
 	trustfedv1.UnimplementedCascadeServiceServer
+	trustfedv1.UnimplementedAuditServiceServer
 	peerv1.UnimplementedPeerServiceServer
 
 	cfg   Config
@@ -73,6 +85,9 @@ type Server struct {
 	clock func() time.Time
 	// key caches the parsed decision-signing key.
 	key atomic.Pointer[cachedKey]
+	// audit is nil when the server keeps no audit log.
+	audit   *audit.Log
+	batcher *auditBatcher
 }
 
 // New checks cfg and returns a Server.
@@ -102,14 +117,30 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{
+	if cfg.AuditFault == nil {
+		cfg.AuditFault = func() string { return "" }
+	}
+	if cfg.Audit != nil && cfg.AuditOrigin == "" {
+		return nil, errors.New("registry config: AuditOrigin is required with Audit")
+	}
+	s := &Server{
 		cfg:   cfg,
 		store: cfg.Store,
 		raft:  cfg.Raft,
 		auth:  authenticator{store: cfg.Store},
 		log:   cfg.Logger,
 		clock: cfg.Clock,
-	}, nil
+		audit: cfg.Audit,
+	}
+	s.batcher = newAuditBatcher(s.commitAudit, cfg.Logger.With("component", "audit"))
+	return s, nil
+}
+
+// Run runs the server's background work (the audit batcher) until ctx
+// ends. Start it before serving.
+func (s *Server) Run(ctx context.Context) error {
+	s.batcher.Run(ctx)
+	return nil
 }
 
 // ServerOptions are the options every gRPC server of ours needs: the
@@ -129,6 +160,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	trustfedv1.RegisterClusterServiceServer(gs, s)
 	trustfedv1.RegisterMembershipServiceServer(gs, s)
 	trustfedv1.RegisterCascadeServiceServer(gs, s)
+	trustfedv1.RegisterAuditServiceServer(gs, s)
 	peerv1.RegisterPeerServiceServer(gs, s)
 }
 
@@ -145,7 +177,9 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	}
 	if err != nil {
 		s.log.Warn("request refused", "method", info.FullMethod, "principal", p.ID, "error", err)
-		return nil, toStatus(s.log, info.FullMethod, err)
+		st := toStatus(s.log, info.FullMethod, err)
+		s.auditAuthFailure(ctx, info.FullMethod, p, st)
+		return nil, st
 	}
 	ctx = withPrincipal(ctx, p)
 	resp, forwarded, err := s.forward(ctx, info.FullMethod, req)
@@ -169,7 +203,9 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	}
 	if err != nil {
 		s.log.Warn("stream refused", "method", info.FullMethod, "error", err)
-		return toStatus(s.log, info.FullMethod, err)
+		st := toStatus(s.log, info.FullMethod, err)
+		s.auditAuthFailure(ss.Context(), info.FullMethod, p, st)
+		return st
 	}
 	return toStatus(s.log, info.FullMethod, handler(srv, &principalStream{ServerStream: ss, ctx: withPrincipal(ss.Context(), p)}))
 }
@@ -184,23 +220,29 @@ func (p *principalStream) Context() context.Context { return p.ctx }
 // propose stamps a command with the leader's time, the request id and the
 // principal, replicates it and returns the index it was applied at.
 func (s *Server) propose(ctx context.Context, cmd proto.Message, requestID string) (uint64, error) {
+	r, err := s.proposeResult(ctx, cmd, requestID)
+	return r.Index, err
+}
+
+// proposeResult is propose returning the state machine's whole result.
+func (s *Server) proposeResult(ctx context.Context, cmd proto.Message, requestID string) (state.Result, error) {
 	p, _ := PrincipalFrom(ctx)
 	b, err := state.Encode(cmd, state.EnvelopeMeta{RequestID: requestID, Time: s.clock().UTC(), Principal: p.ID})
 	if err != nil {
-		return 0, fmt.Errorf("encode command: %w", err)
+		return state.Result{}, fmt.Errorf("encode command: %w", err)
 	}
 	res, err := s.raft.Apply(ctx, b)
 	if err != nil {
-		return 0, fmt.Errorf("propose %T: %w", cmd, err)
+		return state.Result{}, fmt.Errorf("propose %T: %w", cmd, err)
 	}
 	r, ok := res.Response.(state.Result)
 	if !ok {
-		return 0, fmt.Errorf("propose %T: unexpected apply response %T", cmd, res.Response)
+		return state.Result{}, fmt.Errorf("propose %T: unexpected apply response %T", cmd, res.Response)
 	}
 	if r.Err != nil {
-		return 0, r.Err
+		return state.Result{}, r.Err
 	}
-	return r.Index, nil
+	return r, nil
 }
 
 // proposeWithID proposes cmd under the caller's request id (or a new one).

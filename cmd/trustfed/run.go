@@ -24,6 +24,7 @@ import (
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry"
+	"github.com/trustfed/trustfed/registry/audit"
 	"github.com/trustfed/trustfed/registry/state"
 	"github.com/trustfed/trustfed/revocation"
 	"golang.org/x/sync/errgroup"
@@ -94,6 +95,14 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 
 	store := state.NewStore()
 	fsm := state.NewFSM(store, attestation.Verifier{}, logger.With("component", "fsm"))
+	auditLog, err := openAuditLog(f.dataDir)
+	if err != nil {
+		return err
+	}
+	defer auditLog.Close()
+	if err := fsm.AttachAudit(registry.AuditLog{Log: auditLog}); err != nil {
+		return err
+	}
 	peers := registry.NewPeers(peerTLS)
 	defer peers.Close()
 	ncfg := consensus.Config{
@@ -127,13 +136,14 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	srv, err := registry.New(registry.Config{
 		NodeID: f.nodeID, Store: store, Raft: node, Peers: peers, Verifier: attestation.Verifier{},
 		Logger: logger.With("component", "registry"), Version: version, Acks: cascades,
+		Audit: auditLog, AuditOrigin: f.auditOrigin, UnauditedDecisions: f.unauditedDecisions, AuditFault: fsm.AuditFault,
 	})
 	if err != nil {
 		return err
 	}
 	gs := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(credentials.NewTLS(serverTLS)))...)
 	srv.Register(gs)
-	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS)
+	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS, fsm.AuditFault)
 	if err != nil {
 		return err
 	}
@@ -185,7 +195,13 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	logger.Info("trustfed server listening", "node", f.nodeID, "grpc", grpcLis.Addr().String(), "http", "https://"+httpLis.Addr().String(),
 		"raft", node.RaftAddr(), "data_dir", f.dataDir, "dev", f.dev, "version", version)
 
+	node.RegisterLeaderTask("audit-checkpoints", srv.RunCheckpoints)
+	if f.unauditedDecisions {
+		logger.Warn("-unaudited-decisions: checks are answered WITHOUT audit entries (measurement only)")
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { verifyAuditLog(gctx, auditLog, fsm, logger); return nil })
 	g.Go(func() error { return node.Run(gctx) })
 	g.Go(func() error {
 		if err := gs.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -473,4 +489,36 @@ func newCascadeRunner(f serverFlags, node *consensus.Node, store *state.Store, l
 		WebhookTLS: webhookTLS,
 		Logger:     logger,
 	})
+}
+
+// openAuditLog opens this node's copy of the audit log.
+func openAuditLog(dataDir string) (*audit.Log, error) {
+	dir := filepath.Join(dataDir, "audit")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create audit dir: %w", err)
+	}
+	l, err := audit.Open(filepath.Join(dir, "audit.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open the audit log: %w", err)
+	}
+	return l, nil
+}
+
+// verifyAuditLog re-hashes the whole local audit log once after start, in
+// the background (it does not delay serving): entries rewritten on disk
+// while the node was down no longer hash to the stored tree. A failure is
+// logged as an error and reported by /healthz and cluster status.
+func verifyAuditLog(ctx context.Context, l *audit.Log, fsm *state.FSM, logger *slog.Logger) {
+	start := time.Now()
+	size := l.Size()
+	err := l.VerifyPrefix(ctx, size)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		fsm.ReportAuditFault(fmt.Sprintf("the audit log does not verify: %v", err))
+		logger.Error("audit log altered: its entries do not hash to its tree", "error", err)
+		return
+	}
+	logger.Info("audit log verified", "entries", size, "duration", time.Since(start).Round(time.Millisecond))
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +41,9 @@ type serverFlags struct {
 	cascadeEscalateAt float64
 	cascadeWorkers    int
 	webhookCA         string
+
+	auditOrigin        string
+	unauditedDecisions bool
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -64,6 +68,8 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.cascadeEscalateAt, "cascade-escalate-at", 0.8, "fraction of -cascade-deadline at which partners still unacknowledged are escalated, (0,1]")
 	fs.IntVar(&f.cascadeWorkers, "cascade-workers", 256, "notifications in flight per cascade (raise for very large federations on slow networks)")
 	fs.StringVar(&f.webhookCA, "webhook-ca", "", "PEM file of extra CAs trusted for members' webhook endpoints (default: system roots)")
+	fs.StringVar(&f.auditOrigin, "audit-origin", "trustfed.local/audit", "name of the audit log in its signed checkpoints (C2SP origin): make it unique to your federation, e.g. registry.example.org/audit; fixed by the first checkpoint")
+	fs.BoolVar(&f.unauditedDecisions, "unaudited-decisions", false, "answer checks without committing their audit entries (-dev only: to measure what auditing costs)")
 }
 
 func newServerCmd() *cobra.Command {
@@ -148,6 +154,12 @@ func (f *serverFlags) resolve() error {
 	}
 	if f.tokenFile == "" {
 		f.tokenFile = filepath.Join(f.dataDir, "admin.token")
+	}
+	if f.unauditedDecisions && !f.dev {
+		return usageError{errors.New("-unaudited-decisions is only for measurements in -dev mode: every decision is audited otherwise")}
+	}
+	if f.auditOrigin == "" || strings.ContainsAny(f.auditOrigin, " +\n") {
+		return usageError{fmt.Errorf("-audit-origin %q must be a non-empty name without spaces or '+'", f.auditOrigin)}
 	}
 	return nil
 }

@@ -111,6 +111,14 @@ func (f *FSM) AuditFault() string {
 	return ""
 }
 
+// ReportAuditFault records a fault found outside the state machine (the
+// node's start-up verification of its log).
+func (f *FSM) ReportAuditFault(msg string) {
+	if f.audit != nil {
+		f.audit.fault.Store(&msg)
+	}
+}
+
 // EndBatch writes the audit entries of the Raft batch just applied, in one
 // transaction, before the batch's results are handed back: an answer is
 // never given for a command whose audit entry is not on disk. A write

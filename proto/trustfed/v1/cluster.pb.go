@@ -141,15 +141,20 @@ type StatusResponse struct {
 	// Raft state of this node: Leader, Follower, Candidate, Shutdown.
 	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	// True on a leader that completed its term barrier and serves reads.
-	Ready         bool                 `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
-	Leader        *ClusterMember       `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
-	Members       []*ClusterMember     `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
-	Term          uint64               `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
-	CommitIndex   uint64               `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	AppliedIndex  uint64               `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	LastLogIndex  uint64               `protobuf:"varint,9,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
-	LastContact   *durationpb.Duration `protobuf:"bytes,10,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
-	Version       string               `protobuf:"bytes,11,opt,name=version,proto3" json:"version,omitempty"`
+	Ready        bool                 `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	Leader       *ClusterMember       `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Members      []*ClusterMember     `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
+	Term         uint64               `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex  uint64               `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex uint64               `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	LastLogIndex uint64               `protobuf:"varint,9,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	LastContact  *durationpb.Duration `protobuf:"bytes,10,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
+	Version      string               `protobuf:"bytes,11,opt,name=version,proto3" json:"version,omitempty"`
+	// Entries in this node's copy of the audit log.
+	AuditSize uint64 `protobuf:"varint,12,opt,name=audit_size,json=auditSize,proto3" json:"audit_size,omitempty"`
+	// Non-empty when this node's audit log disagrees with what was signed
+	// (altered on disk): rebuild the node's data from a healthy peer.
+	AuditFault    string `protobuf:"bytes,13,opt,name=audit_fault,json=auditFault,proto3" json:"audit_fault,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -257,6 +262,20 @@ func (x *StatusResponse) GetLastContact() *durationpb.Duration {
 func (x *StatusResponse) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetAuditSize() uint64 {
+	if x != nil {
+		return x.AuditSize
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetAuditFault() string {
+	if x != nil {
+		return x.AuditFault
 	}
 	return ""
 }
@@ -449,7 +468,7 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\vapi_address\x18\x03 \x01(\tR\n" +
 	"apiAddress\x12\x14\n" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x99\x03\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"\xd9\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -462,7 +481,11 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\x0elast_log_index\x18\t \x01(\x04R\flastLogIndex\x12<\n" +
 	"\flast_contact\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12\x18\n" +
-	"\aversion\x18\v \x01(\tR\aversion\"j\n" +
+	"\aversion\x18\v \x01(\tR\aversion\x12\x1d\n" +
+	"\n" +
+	"audit_size\x18\f \x01(\x04R\tauditSize\x12\x1f\n" +
+	"\vaudit_fault\x18\r \x01(\tR\n" +
+	"auditFault\"j\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +

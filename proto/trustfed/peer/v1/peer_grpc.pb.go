@@ -21,7 +21,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PeerService_ReadIndex_FullMethodName = "/trustfed.peer.v1.PeerService/ReadIndex"
+	PeerService_ReadIndex_FullMethodName   = "/trustfed.peer.v1.PeerService/ReadIndex"
+	PeerService_AppendAudit_FullMethodName = "/trustfed.peer.v1.PeerService/AppendAudit"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -33,6 +34,9 @@ type PeerServiceClient interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
 	// write acknowledged before the call began (Raft read-index protocol).
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	// AppendAudit commits audit events a follower collected (its decisions,
+	// group-committed) and returns the sequence number of the first.
+	AppendAudit(ctx context.Context, in *AppendAuditRequest, opts ...grpc.CallOption) (*AppendAuditResponse, error)
 }
 
 type peerServiceClient struct {
@@ -53,6 +57,16 @@ func (c *peerServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequest,
 	return out, nil
 }
 
+func (c *peerServiceClient) AppendAudit(ctx context.Context, in *AppendAuditRequest, opts ...grpc.CallOption) (*AppendAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppendAuditResponse)
+	err := c.cc.Invoke(ctx, PeerService_AppendAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -62,6 +76,9 @@ type PeerServiceServer interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
 	// write acknowledged before the call began (Raft read-index protocol).
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	// AppendAudit commits audit events a follower collected (its decisions,
+	// group-committed) and returns the sequence number of the first.
+	AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -74,6 +91,9 @@ type UnimplementedPeerServiceServer struct{}
 
 func (UnimplementedPeerServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
+}
+func (UnimplementedPeerServiceServer) AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AppendAudit not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -114,6 +134,24 @@ func _PeerService_ReadIndex_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_AppendAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppendAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).AppendAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_AppendAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).AppendAudit(ctx, req.(*AppendAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +162,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadIndex",
 			Handler:    _PeerService_ReadIndex_Handler,
+		},
+		{
+			MethodName: "AppendAudit",
+			Handler:    _PeerService_AppendAudit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

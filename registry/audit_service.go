@@ -1,0 +1,453 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trustfed/trustfed/attestation"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/audit"
+	"github.com/trustfed/trustfed/registry/state"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	defaultAuditPage = 100
+	maxAuditPage     = 1000
+	// auditScanBudget bounds the entries one page examines, so a filter
+	// matching nothing answers quickly with a token to go on from.
+	auditScanBudget = 20000
+	// CheckpointInterval is how often the leader publishes a checkpoint
+	// while the log grows.
+	CheckpointInterval = time.Second
+)
+
+// errNoAudit: this server keeps no audit log (tests only).
+var errNoAudit = status.Error(codes.Unimplemented, "this registry server keeps no audit log")
+
+// errNoCheckpoint: no checkpoint was committed yet.
+var errNoCheckpoint = status.Error(codes.Unavailable, "no audit checkpoint is published yet (the leader publishes one every second while the log grows): retry shortly")
+
+// GetSignedTreeHead returns the newest checkpoint with its cosignatures.
+func (s *Server) GetSignedTreeHead(ctx context.Context, req *trustfedv1.GetSignedTreeHeadRequest) (*trustfedv1.GetSignedTreeHeadResponse, error) {
+	if s.audit == nil {
+		return nil, errNoAudit
+	}
+	if req.MinCosignatures > 100 {
+		return nil, state.Invalid("min_cosignatures", "at most 100")
+	}
+	r, meta, err := s.read(ctx, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	cp, ok := r.LatestCosignedCheckpoint(int(req.MinCosignatures))
+	if !ok {
+		if req.MinCosignatures > 0 {
+			return nil, state.NotFound("min_cosignatures", "no kept checkpoint has %d cosignatures", req.MinCosignatures)
+		}
+		return nil, errNoCheckpoint
+	}
+	return s.treeHead(r, cp, meta)
+}
+
+func (s *Server) treeHead(r *state.Reader, cp *commandv1.StoredCheckpoint, meta *trustfedv1.ReadMeta) (*trustfedv1.GetSignedTreeHeadResponse, error) {
+	c, err := checkpointOf(cp.Note)
+	if err != nil {
+		return nil, err
+	}
+	note := bytes.Clone(cp.Note)
+	witnesses := make([]string, 0, len(cp.Cosignatures))
+	for _, co := range cp.Cosignatures {
+		note = append(note, co.SignatureLine...)
+		note = append(note, '\n')
+		witnesses = append(witnesses, co.OrganizationId)
+	}
+	resp := &trustfedv1.GetSignedTreeHeadResponse{
+		Checkpoint: note, Origin: c.Origin, TreeSize: c.Size, RootHash: c.Root,
+		Witnesses: witnesses, Time: cp.Time, LogSize: s.audit.Size(), Meta: meta,
+	}
+	if pub, ok := s.registryPublicKey(r); ok {
+		resp.VerifierKey, _ = attestation.CheckpointVerifierKey(c.Origin, pub)
+	}
+	return resp, nil
+}
+
+func checkpointOf(note []byte) (attestation.Checkpoint, error) {
+	origin, size, root, err := attestation.Verifier{}.ParseCheckpoint(note)
+	if err != nil {
+		return attestation.Checkpoint{}, fmt.Errorf("stored checkpoint: %w", err)
+	}
+	return attestation.Checkpoint{Origin: origin, Size: size, Root: root}, nil
+}
+
+func (s *Server) registryPublicKey(r *state.Reader) (ed25519.PublicKey, bool) {
+	k, ok := r.NewestSigningKey()
+	if !ok {
+		return nil, false
+	}
+	return ed25519.NewKeyFromSeed(k.PrivateSeed).Public().(ed25519.PublicKey), true
+}
+
+// auditTreeSize is the tree size proofs are given in: the one asked for
+// (it must have a kept checkpoint) or the newest checkpoint's.
+func (s *Server) auditTreeSize(r *state.Reader, asked uint64, field string) (uint64, error) {
+	if asked != 0 {
+		if asked > s.audit.Size() {
+			return 0, state.Invalid(field, "the log has %d entries, not %d", s.audit.Size(), asked)
+		}
+		return asked, nil
+	}
+	cp, ok := r.LatestCheckpoint()
+	if !ok {
+		return 0, errNoCheckpoint
+	}
+	return cp.TreeSize, nil
+}
+
+// ListAuditEntries pages through the log in order with filters.
+func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAuditEntriesRequest) (*trustfedv1.ListAuditEntriesResponse, error) {
+	if s.audit == nil {
+		return nil, errNoAudit
+	}
+	org, err := s.auditScope(ctx, req.OrganizationId)
+	if err != nil {
+		return nil, err
+	}
+	size := req.PageSize
+	switch {
+	case size < 0 || size > maxAuditPage:
+		return nil, state.Invalid("page_size", "must be 1..%d", maxAuditPage)
+	case size == 0:
+		size = defaultAuditPage
+	}
+	if len(req.Type) > 64 {
+		return nil, state.Invalid("type", "is longer than 64 characters")
+	}
+	if _, ok := trustfedv1.ComplianceMode_name[int32(req.Compliance)]; !ok {
+		return nil, state.Invalid("compliance", "unknown compliance mode %d", int32(req.Compliance))
+	}
+	if req.Since != nil && req.Until != nil && !req.Since.AsTime().Before(req.Until.AsTime()) {
+		return nil, state.Invalid("until", "must be after since")
+	}
+	r, meta, err := s.read(ctx, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	treeSize := s.audit.Size()
+	if req.WithProofs || req.TreeSize != 0 {
+		if treeSize, err = s.auditTreeSize(r, req.TreeSize, "tree_size"); err != nil {
+			return nil, err
+		}
+	}
+	from, to := uint64(0), treeSize
+	if req.Since != nil {
+		if from, err = s.audit.SeqAtTime(req.Since.AsTime()); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+	}
+	if req.Until != nil {
+		if to, err = s.audit.SeqAtTime(req.Until.AsTime()); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		to = min(to, treeSize)
+	}
+	if req.PageToken != "" {
+		start, err := strconv.ParseUint(req.PageToken, 10, 64)
+		if err != nil {
+			return nil, state.Invalid("page_token", "is not a token this API returned")
+		}
+		from = max(from, start)
+	}
+	resp := &trustfedv1.ListAuditEntriesResponse{TreeSize: treeSize, Meta: meta}
+	if from >= to {
+		return resp, nil
+	}
+	// Scan the most selective label; check the other filters on each entry.
+	var labels []string
+	if org != "" {
+		labels = append(labels, state.LabelOrg+org)
+	}
+	if req.Type != "" {
+		labels = append(labels, state.LabelType+req.Type)
+	}
+	if req.Compliance != trustfedv1.ComplianceMode_COMPLIANCE_MODE_UNSPECIFIED {
+		labels = append(labels, state.LabelMode+state.ModeName(req.Compliance))
+	}
+	primary := ""
+	if len(labels) > 0 {
+		primary = labels[0]
+	}
+	var proofErr error
+	resume, err := s.audit.Scan(primary, from, to, auditScanBudget, func(seq uint64, leaf audit.Leaf) (bool, error) {
+		if !hasLabels(leaf.Labels, labels) {
+			return true, nil
+		}
+		rec := &trustfedv1.AuditRecord{Sequence: seq, Leaf: bytes.Clone(leaf.Data), Entry: &trustfedv1.AuditEntry{}}
+		if err := proto.Unmarshal(rec.Leaf, rec.Entry); err != nil {
+			return false, fmt.Errorf("audit entry %d does not decode: %w", seq, err)
+		}
+		resp.Records = append(resp.Records, rec)
+		return len(resp.Records) < int(size), nil // Scan resumes after the last entry taken
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if req.WithProofs {
+		for _, rec := range resp.Records {
+			if rec.InclusionProof, proofErr = s.audit.InclusionProof(rec.Sequence, treeSize); proofErr != nil {
+				return nil, fmt.Errorf("audit proof of %d: %w", rec.Sequence, proofErr)
+			}
+		}
+	}
+	if resume < to {
+		resp.NextPageToken = strconv.FormatUint(resume, 10)
+	}
+	return resp, nil
+}
+
+func hasLabels(have, want []string) bool {
+	for _, w := range want {
+		found := false
+		for _, h := range have {
+			if h == w {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// auditScope is the organisation filter a caller's role imposes: admins
+// and regulators read every entry; a member reads only the entries that
+// name it (members get their own identities with the zero-trust issue).
+func (s *Server) auditScope(ctx context.Context, asked string) (string, error) {
+	if asked != "" {
+		if err := state.ValidateOrganizationID("organization_id", asked); err != nil {
+			return "", err
+		}
+	}
+	p, _ := PrincipalFrom(ctx)
+	if p.Organization != "" {
+		if asked != "" && asked != p.Organization {
+			return "", state.PermissionDenied("organization_id", "members read only the entries that name them (%s)", p.Organization)
+		}
+		return p.Organization, nil
+	}
+	return asked, nil
+}
+
+// GetInclusionProof proves one entry.
+func (s *Server) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclusionProofRequest) (*trustfedv1.GetInclusionProofResponse, error) {
+	if s.audit == nil {
+		return nil, errNoAudit
+	}
+	r, meta, err := s.read(ctx, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	size, err := s.auditTreeSize(r, req.TreeSize, "tree_size")
+	if err != nil {
+		return nil, err
+	}
+	if req.Sequence >= size {
+		return nil, state.Invalid("sequence", "entry %d is not in the tree of %d entries", req.Sequence, size)
+	}
+	leaf, err := s.audit.Entry(req.Sequence)
+	if err != nil {
+		return nil, fmt.Errorf("audit entry %d: %w", req.Sequence, err)
+	}
+	if org, err := s.auditScope(ctx, ""); err != nil {
+		return nil, err
+	} else if org != "" {
+		var e trustfedv1.AuditEntry
+		if proto.Unmarshal(leaf, &e) != nil || !containsString(e.OrganizationIds, org) {
+			return nil, state.PermissionDenied("sequence", "entry %d does not name %s", req.Sequence, org)
+		}
+	}
+	hashes, err := s.audit.InclusionProof(req.Sequence, size)
+	if err != nil {
+		return nil, fmt.Errorf("audit proof: %w", err)
+	}
+	return &trustfedv1.GetInclusionProofResponse{Sequence: req.Sequence, TreeSize: size, Hashes: hashes, Leaf: leaf, Meta: meta}, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// GetConsistencyProof proves a tree is a prefix of a later one.
+func (s *Server) GetConsistencyProof(ctx context.Context, req *trustfedv1.GetConsistencyProofRequest) (*trustfedv1.GetConsistencyProofResponse, error) {
+	if s.audit == nil {
+		return nil, errNoAudit
+	}
+	r, meta, err := s.read(ctx, req.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	second, err := s.auditTreeSize(r, req.Second, "second")
+	if err != nil {
+		return nil, err
+	}
+	if req.First > second {
+		return nil, state.Invalid("first", "%d is larger than second (%d)", req.First, second)
+	}
+	var hashes [][]byte
+	if req.First > 0 {
+		if hashes, err = s.audit.ConsistencyProof(req.First, second); err != nil {
+			return nil, fmt.Errorf("audit proof: %w", err)
+		}
+	}
+	return &trustfedv1.GetConsistencyProofResponse{First: req.First, Second: second, Hashes: hashes, Meta: meta}, nil
+}
+
+// AddCosignature records a witness cosignature on a kept checkpoint.
+func (s *Server) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignatureRequest) (*trustfedv1.AddCosignatureResponse, error) {
+	if s.audit == nil {
+		return nil, errNoAudit
+	}
+	if err := state.ValidateOrganizationID("organization_id", req.OrganizationId); err != nil {
+		return nil, err
+	}
+	if len(req.Checkpoint) == 0 || len(req.Checkpoint) > 64<<10 {
+		return nil, state.Invalid("checkpoint", "must be a signed checkpoint of at most 64 KiB")
+	}
+	c, err := checkpointOf(req.Checkpoint)
+	if err != nil {
+		return nil, state.Invalid("checkpoint", "%v", err)
+	}
+	line, err := cosignatureLine(req.Checkpoint, req.OrganizationId)
+	if err != nil {
+		return nil, err
+	}
+	r := s.store.Read()
+	cp, ok := r.Checkpoint(c.Size)
+	if !ok {
+		return nil, state.NotFound("checkpoint", "no kept checkpoint of %d entries", c.Size)
+	}
+	if text, _, _ := strings.Cut(string(cp.Note), "\n\n"); !strings.HasPrefix(string(req.Checkpoint), text+"\n\n") {
+		return nil, state.Invalid("checkpoint", "is not the checkpoint the registry published for %d entries", c.Size)
+	}
+	if _, err := s.proposeResult(ctx, &commandv1.AddCosignature{TreeSize: c.Size, OrganizationId: req.OrganizationId, SignatureLine: line}, ""); err != nil {
+		return nil, err
+	}
+	cp, _ = s.store.Read().Checkpoint(c.Size)
+	resp := &trustfedv1.AddCosignatureResponse{TreeSize: c.Size}
+	for _, co := range cp.GetCosignatures() {
+		resp.Witnesses = append(resp.Witnesses, co.OrganizationId)
+	}
+	return resp, nil
+}
+
+// cosignatureLine finds the signature line of witness name in a note.
+func cosignatureLine(note []byte, name string) (string, error) {
+	i := bytes.LastIndex(note, []byte("\n\n"))
+	if i < 0 {
+		return "", state.Invalid("checkpoint", "is not a signed note")
+	}
+	var found string
+	for _, line := range strings.Split(strings.TrimSuffix(string(note[i+2:]), "\n"), "\n") {
+		rest, ok := strings.CutPrefix(line, "— "+name+" ")
+		if !ok {
+			continue
+		}
+		if _, err := base64.StdEncoding.DecodeString(rest); err != nil {
+			return "", state.Invalid("checkpoint", "cosignature of %s is not base64", name)
+		}
+		if found != "" {
+			return "", state.Invalid("checkpoint", "carries two signatures named %s", name)
+		}
+		found = line
+	}
+	if found == "" {
+		return "", state.Invalid("checkpoint", "carries no signature named %s (the witness name is the organization id)", name)
+	}
+	return found, nil
+}
+
+// RunCheckpoints is a leader task: every CheckpointInterval, if the log
+// grew, sign a checkpoint of it with the registry key and commit it. It
+// first checks that its own log still has the root it signed last; if not,
+// the log was altered on disk and it stops signing.
+func (s *Server) RunCheckpoints(ctx context.Context) error {
+	if s.audit == nil {
+		return nil
+	}
+	t := time.NewTicker(CheckpointInterval)
+	defer t.Stop()
+	for {
+		if err := s.publishCheckpoint(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("audit checkpoint not published", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) publishCheckpoint(ctx context.Context) error {
+	if f := s.cfg.AuditFault(); f != "" {
+		return fmt.Errorf("this node's audit log is faulty, not signing: %s", f)
+	}
+	if _, err := s.raft.LinearizableRead(ctx); err != nil {
+		return err
+	}
+	r := s.store.Read()
+	size := s.audit.Size()
+	if latest, ok := r.LatestCheckpoint(); ok {
+		prev, err := checkpointOf(latest.Note)
+		if err != nil {
+			return err
+		}
+		root, err := s.audit.RootAt(prev.Size)
+		if err != nil || !bytes.Equal(root, prev.Root) {
+			return fmt.Errorf("%w: the local log's root at %d is %x, the last signed checkpoint says %x", errAuditAltered, prev.Size, root, prev.Root)
+		}
+		if size <= prev.Size {
+			return nil
+		}
+	} else if size == 0 {
+		return nil
+	}
+	k, err := s.currentKey(r)
+	if err != nil {
+		return err
+	}
+	signer, _, err := attestation.NewCheckpointSigner(s.cfg.AuditOrigin, k.key)
+	if err != nil {
+		return err
+	}
+	root, err := s.audit.RootAt(size)
+	if err != nil {
+		return err
+	}
+	note, err := attestation.SignCheckpoint(attestation.Checkpoint{Origin: s.cfg.AuditOrigin, Size: size, Root: root}, signer)
+	if err != nil {
+		return err
+	}
+	_, err = s.proposeResult(ctx, &commandv1.PutCheckpoint{Note: note}, "")
+	return err
+}
+
+// errAuditAltered: the local audit log no longer matches what was signed.
+var errAuditAltered = errors.New("audit log altered")
