@@ -56,6 +56,7 @@ type Client struct {
 	cluster  trustfedv1.ClusterServiceClient
 	member   trustfedv1.MembershipServiceClient
 	cascade  trustfedv1.CascadeServiceClient
+	audit    trustfedv1.AuditServiceClient
 }
 
 // New opens one gRPC connection described by cfg. The connection is
@@ -95,6 +96,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cluster:  trustfedv1.NewClusterServiceClient(conn),
 		member:   trustfedv1.NewMembershipServiceClient(conn),
 		cascade:  trustfedv1.NewCascadeServiceClient(conn),
+		audit:    trustfedv1.NewAuditServiceClient(conn),
 	}, nil
 }
 
@@ -142,3 +144,7 @@ func (c *Client) Membership() trustfedv1.MembershipServiceClient { return c.memb
 // Cascades is the CascadeService: sessions, the notification graph, event
 // streams and acknowledgements, revocation cascades.
 func (c *Client) Cascades() trustfedv1.CascadeServiceClient { return c.cascade }
+
+// Audit is the AuditService client: signed tree heads, entries, proofs,
+// witness cosignatures.
+func (c *Client) Audit() trustfedv1.AuditServiceClient { return c.audit }

@@ -65,15 +65,28 @@ func (s *Server) decide(ctx context.Context, req *trustfedv1.CheckInteractionReq
 	if err != nil {
 		return nil, nil, now, err
 	}
+	now = s.clock()
+	resp, err := Evaluate(r, req, now)
+	if err != nil {
+		return nil, nil, now, err
+	}
+	resp.Meta = meta
+	return resp, r, now, nil
+}
+
+// Evaluate computes the (unsigned) decision on a validated check from the
+// state r at time now. It is pure: the same state, request and time give
+// the same decision, which is what `trustfed audit replay` relies on to
+// re-derive every logged decision.
+func Evaluate(r *state.Reader, req *trustfedv1.CheckInteractionRequest, now time.Time) (*trustfedv1.CheckInteractionResponse, error) {
 	from, ok := r.Organization(req.FromOrganizationId)
 	if !ok {
-		return nil, nil, now, state.NotFound("from_organization_id", "organization %q does not exist", req.FromOrganizationId)
+		return nil, state.NotFound("from_organization_id", "organization %q does not exist", req.FromOrganizationId)
 	}
 	to, ok := r.Organization(req.ToOrganizationId)
 	if !ok {
-		return nil, nil, now, state.NotFound("to_organization_id", "organization %q does not exist", req.ToOrganizationId)
+		return nil, state.NotFound("to_organization_id", "organization %q does not exist", req.ToOrganizationId)
 	}
-	now = s.clock()
 	fromLevel, toLevel := r.OrganizationLevel(from, now), r.OrganizationLevel(to, now)
 	in := policy.Input{From: from, To: to, FromLevel: fromLevel.Level, ToLevel: toLevel.Level, Action: req.Action,
 		DataTypes: req.DataTypes, Value: req.Value}
@@ -98,7 +111,6 @@ func (s *Server) decide(ctx context.Context, req *trustfedv1.CheckInteractionReq
 		ToLevel:        d.ToLevel,
 		RequiredLevel:  d.Required,
 		AgreementId:    d.AgreementID,
-		Meta:           meta,
 		FromLevelCaps:  fromLevel.Caps,
 		ToLevelCaps:    toLevel.Caps,
 		Controls:       d.Controls,
@@ -109,7 +121,7 @@ func (s *Server) decide(ctx context.Context, req *trustfedv1.CheckInteractionReq
 	if d.Allow {
 		resp.Decision = trustfedv1.Decision_DECISION_ALLOW
 	}
-	return resp, r, now, nil
+	return resp, nil
 }
 
 // GetKeys publishes the decision-signing public keys.
