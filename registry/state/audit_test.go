@@ -1,0 +1,333 @@
+package state_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/internal/testutil"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry"
+	"github.com/trustfed/trustfed/registry/audit"
+	"github.com/trustfed/trustfed/registry/state"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+var auditT0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// auditedFSM is a real FSM writing a real on-disk audit log.
+type auditedFSM struct {
+	t   *testing.T
+	fsm *state.FSM
+	log *audit.Log
+}
+
+func newAuditedFSM(t *testing.T, path string) *auditedFSM {
+	t.Helper()
+	l, err := audit.Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	fsm := state.NewFSM(state.NewStore(), attestation.Verifier{}, nil)
+	require.NoError(t, fsm.AttachAudit(registry.AuditLog{Log: l}))
+	return &auditedFSM{t: t, fsm: fsm, log: l}
+}
+
+// apply applies one raw command at index as its own Raft batch.
+func (a *auditedFSM) apply(index uint64, raw []byte) state.Result {
+	res := a.fsm.Apply(index, raw).(state.Result)
+	a.fsm.EndBatch()
+	return res
+}
+
+func (a *auditedFSM) entries() []*trustfedv1.AuditEntry {
+	a.t.Helper()
+	var out []*trustfedv1.AuditEntry
+	require.NoError(a.t, a.log.Range(0, a.log.Size(), func(seq uint64, l audit.Leaf) error {
+		e := &trustfedv1.AuditEntry{}
+		require.NoError(a.t, proto.Unmarshal(l.Data, e))
+		require.Equal(a.t, seq, e.Sequence)
+		out = append(out, e)
+		return nil
+	}))
+	return out
+}
+
+// script is a small federation's history as raw commands: an admin, an
+// accredited issuer, two members with passports, an agreement, a refused
+// command and a decision.
+func script(t *testing.T, fed *testutil.Federation) [][]byte {
+	admin := testutil.NewAdmin("alice")
+	now := auditT0
+	var out [][]byte
+	add := func(cmd proto.Message) {
+		b, err := state.Encode(cmd, state.EnvelopeMeta{Time: now, Principal: "token:alice"})
+		require.NoError(t, err)
+		out = append(out, b)
+		now = now.Add(time.Second)
+	}
+	change := func(c *trustfedv1.AdminChange) {
+		raw := testutil.ChangeBytes(t, c, now)
+		add(&commandv1.ProposeAdminChange{Change: raw, Approval: admin.Approve(raw)})
+	}
+	seed := bytes.Repeat([]byte{9}, ed25519.SeedSize)
+	add(&commandv1.PutSigningKey{Key: &commandv1.SigningKey{KeyId: "k1", PrivateSeed: seed, CreateTime: timestamppb.New(now)}})
+	add(&commandv1.BootstrapAdmin{Admin: &trustfedv1.Admin{Id: admin.ID, Name: "Alice", PublicKey: admin.Public()}, ApprovalsRequired: 1})
+	change(testutil.Accredit(fed.Issuer()))
+	for _, org := range []string{"acme", "bank"} {
+		reg, sig := fed.Registration(org, 3, 3, now)
+		add(&commandv1.RegisterOrganization{Registration: reg, Signature: sig})
+		add(&commandv1.ApproveOrganization{OrganizationId: org})
+		change(testutil.OverrideOnboarding(org, "pilot"))
+	}
+	add(&commandv1.ApproveOrganization{OrganizationId: "nobody"}) // refused
+	terms := termsFor(now, "agr-0000000000000001", "acme", "bank")
+	add(&commandv1.ProposeAgreement{Terms: terms})
+	add(&commandv1.SignAgreement{AgreementId: "agr-0000000000000001", OrganizationId: "acme", Signature: fed.SignTerms("acme", terms)})
+	add(&commandv1.SignAgreement{AgreementId: "agr-0000000000000001", OrganizationId: "bank", Signature: fed.SignTerms("bank", terms)})
+	st, err := proto.Marshal(&trustfedv1.DecisionStatement{FromOrganizationId: "acme", ToOrganizationId: "bank", Action: "ping",
+		Decision: trustfedv1.Decision_DECISION_ALLOW, DataTypes: []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_EMAIL}})
+	require.NoError(t, err)
+	add(&commandv1.AppendAudit{Events: []*commandv1.AuditEvent{
+		{Event: &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{Statement: st, NodeId: "n1"}}, Principal: "token:alice"},
+		{Event: &commandv1.AuditEvent_AuthFailure{AuthFailure: &trustfedv1.AuditAuthFailure{Method: "/x", Code: "Unauthenticated", Peer: "10.0.0.9:4000"}}},
+	}})
+	change(testutil.SetStatus("bank", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED))
+	return out
+}
+
+func termsFor(now time.Time, id, a, b string) []byte {
+	terms := &trustfedv1.AgreementTerms{
+		AgreementId: id, OrganizationAId: a, OrganizationBId: b,
+		Scope:     &trustfedv1.AgreementScope{AllowedActions: []string{"ping", "task_send"}},
+		NotBefore: timestamppb.New(now), NotAfter: timestamppb.New(now.Add(365 * 24 * time.Hour)),
+		Termination: &trustfedv1.TerminationConditions{OnPartyRevokedOrSuspended: true},
+	}
+	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(terms)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+func TestAuditEntryForEveryCommand(t *testing.T) {
+	a := newAuditedFSM(t, filepath.Join(t.TempDir(), "audit.db"))
+	cmds := script(t, testutil.NewFederation(t))
+	for i, raw := range cmds {
+		a.apply(uint64(i+1), raw)
+	}
+	entries := a.entries()
+	byType := map[string][]*trustfedv1.AuditEntry{}
+	for _, e := range entries {
+		byType[e.Type] = append(byType[e.Type], e)
+	}
+	// One entry per command (APPEND_AUDIT writes its events instead).
+	commands := 0
+	for _, e := range entries {
+		if len(e.Command) > 0 {
+			commands++
+		}
+	}
+	require.Equal(t, len(cmds)-1, commands)
+
+	reg := byType["REGISTER_ORGANIZATION"]
+	require.Len(t, reg, 2)
+	require.Equal(t, []string{"acme"}, reg[0].OrganizationIds, "a registration names its organisation (from the changed row: the id is inside signed bytes)")
+
+	refused := byType["APPROVE_ORGANIZATION"][2]
+	require.Contains(t, refused.Error, "nobody")
+
+	signed := byType["SIGN_AGREEMENT"]
+	require.Empty(t, signed[1].Error)
+	require.Equal(t, []string{"acme", "bank"}, signed[1].OrganizationIds)
+
+	d := byType[state.AuditDecision]
+	require.Len(t, d, 1)
+	require.Equal(t, []string{"acme", "bank"}, d[0].OrganizationIds)
+	require.Equal(t, []trustfedv1.ComplianceMode{trustfedv1.ComplianceMode_COMPLIANCE_MODE_HIPAA, trustfedv1.ComplianceMode_COMPLIANCE_MODE_SOC2, trustfedv1.ComplianceMode_COMPLIANCE_MODE_GDPR}, d[0].Compliance,
+		"a decision carrying personal data belongs to every view")
+	require.Len(t, byType[state.AuditAuthFailure], 1)
+
+	// The registry's private key never reaches the log.
+	key := byType["PUT_SIGNING_KEY"][0]
+	require.True(t, key.Redacted)
+	require.False(t, bytes.Contains(key.Command, bytes.Repeat([]byte{9}, ed25519.SeedSize)))
+
+	// Level changes name what capped them; the revocation starts a cascade
+	// naming the revoked member and its partner.
+	var acmeUp bool
+	for _, e := range byType[state.AuditLevelChange] {
+		if e.LevelChange.OrganizationId == "acme" && e.LevelChange.ToLevel == 3 {
+			acmeUp = true
+			require.NotEmpty(t, e.LevelChange.Caps)
+		}
+	}
+	require.True(t, acmeUp, "the onboarding override lifts acme to its attested level 3: %v", byType[state.AuditLevelChange])
+	c := byType[state.AuditCascade]
+	require.Len(t, c, 1)
+	require.Equal(t, []string{"acme", "bank"}, c[0].OrganizationIds)
+	require.NotEmpty(t, c[0].CascadeId)
+
+	// Entry times never go back, and sequence numbers have no gaps.
+	for i := 1; i < len(entries); i++ {
+		require.False(t, entries[i].Time.AsTime().Before(entries[i-1].Time.AsTime()))
+	}
+	require.NoError(t, a.log.Verify())
+}
+
+// Every replica writes the same log; re-applying the Raft log after a
+// restart appends nothing twice.
+func TestAuditLogIsDeterministicAndReplaySafe(t *testing.T) {
+	cmds := script(t, testutil.NewFederation(t))
+	dir := t.TempDir()
+	a := newAuditedFSM(t, filepath.Join(dir, "a.db"))
+	b := newAuditedFSM(t, filepath.Join(dir, "b.db"))
+	for i, raw := range cmds {
+		a.apply(uint64(i+1), raw)
+		b.apply(uint64(i+1), raw)
+	}
+	require.Equal(t, a.log.Size(), b.log.Size())
+	require.Equal(t, a.log.Root(), b.log.Root())
+
+	size, root := a.log.Size(), a.log.Root()
+	require.NoError(t, a.log.Close())
+	restarted := newAuditedFSM(t, filepath.Join(dir, "a.db"))
+	for i, raw := range cmds { // Raft replays from the start (no snapshot)
+		restarted.apply(uint64(i+1), raw)
+	}
+	require.Equal(t, size, restarted.log.Size())
+	require.Equal(t, root, restarted.log.Root())
+}
+
+// A snapshot carries the log: a new replica gets it whole; a restarted one
+// keeps its own when it matches.
+func TestSnapshotStreamsTheAuditLog(t *testing.T) {
+	cmds := script(t, testutil.NewFederation(t))
+	dir := t.TempDir()
+	a := newAuditedFSM(t, filepath.Join(dir, "a.db"))
+	for i, raw := range cmds {
+		a.apply(uint64(i+1), raw)
+	}
+	snap, err := a.fsm.Snapshot()
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, snap.Persist(&buf))
+	snap.Release()
+
+	fresh := newAuditedFSM(t, filepath.Join(dir, "fresh.db"))
+	require.NoError(t, fresh.fsm.Restore(bytes.NewReader(buf.Bytes())))
+	require.Equal(t, a.log.Size(), fresh.log.Size())
+	require.Equal(t, a.log.Root(), fresh.log.Root())
+	require.Equal(t, a.log.LastIndex(), fresh.log.LastIndex())
+	// The restored replica goes on appending exactly like the others.
+	more, err := state.Encode(&commandv1.ApproveOrganization{OrganizationId: "acme"}, state.EnvelopeMeta{Time: auditT0.Add(time.Hour)})
+	require.NoError(t, err)
+	next := uint64(len(cmds) + 1)
+	a.apply(next, more)
+	fresh.apply(next, more)
+	require.Equal(t, a.log.Root(), fresh.log.Root())
+
+	// A replica whose log does not match the snapshot rebuilds it.
+	other := newAuditedFSM(t, filepath.Join(dir, "other.db"))
+	junk, err := state.Encode(&commandv1.ApproveOrganization{OrganizationId: "junk"}, state.EnvelopeMeta{Time: auditT0})
+	require.NoError(t, err)
+	for i := range 50 {
+		other.apply(uint64(i+1), junk)
+	}
+	require.NoError(t, other.fsm.Restore(bytes.NewReader(buf.Bytes())))
+	root, err := a.log.RootAt(other.log.Size())
+	require.NoError(t, err)
+	require.Equal(t, root, other.log.Root())
+	require.NoError(t, other.log.Verify())
+}
+
+// Checkpoints are checked by every replica: signature, growth, and its own
+// log's root (a replica whose log differs reports an audit fault).
+func TestCheckpointsAndCosignatures(t *testing.T) {
+	fed := testutil.NewFederation(t)
+	cmds := script(t, fed)
+	dir := t.TempDir()
+	a := newAuditedFSM(t, filepath.Join(dir, "a.db"))
+	for i, raw := range cmds {
+		a.apply(uint64(i+1), raw)
+	}
+	index := uint64(len(cmds))
+	registryKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	sign := func(key ed25519.PrivateKey, size uint64, root []byte) []byte {
+		s, _, err := attestation.NewCheckpointSigner("trustfed.test/audit", key)
+		require.NoError(t, err)
+		note, err := attestation.SignCheckpoint(attestation.Checkpoint{Origin: "trustfed.test/audit", Size: size, Root: root}, s)
+		require.NoError(t, err)
+		return note
+	}
+	put := func(f *auditedFSM, note []byte) state.Result {
+		index++
+		raw, err := state.Encode(&commandv1.PutCheckpoint{Note: note}, state.EnvelopeMeta{Time: auditT0.Add(time.Hour)})
+		require.NoError(t, err)
+		return f.apply(index, raw)
+	}
+	size := a.log.Size()
+	good := sign(registryKey, size, a.log.Root())
+
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+	require.ErrorContains(t, put(a, sign(otherKey, size, a.log.Root())).Err, "note")
+	require.ErrorContains(t, put(a, sign(registryKey, size+5, a.log.Root())).Err, "the log has")
+	require.NoError(t, put(a, good).Err)
+	require.Empty(t, a.fsm.AuditFault())
+	require.ErrorContains(t, put(a, good).Err, "does not grow", "a checkpoint must grow the log")
+	require.Equal(t, size, a.log.Size(), "checkpoints are not themselves audited")
+
+	// A replica whose log was altered flags itself when the signed
+	// checkpoint arrives, and still applies it like everyone else.
+	b := newAuditedFSM(t, filepath.Join(dir, "b.db"))
+	for i, raw := range cmds {
+		if i == 3 { // same command, another principal: same state, another entry
+			env := &commandv1.Envelope{}
+			require.NoError(t, proto.Unmarshal(raw, env))
+			env.Principal = "token:mallory"
+			raw, _ = proto.MarshalOptions{Deterministic: true}.Marshal(env)
+		}
+		b.apply(uint64(i+1), raw)
+	}
+	index = uint64(len(cmds))
+	require.NoError(t, put(b, good).Err)
+	require.Contains(t, b.fsm.AuditFault(), "disagrees with the checkpoint")
+
+	// Witnesses cosign a kept checkpoint with their organisation key.
+	index = uint64(len(cmds)) + 10
+	cosign := func(org string, key ed25519.PrivateKey) state.Result {
+		_, line, err := attestation.Cosign(good, org, key)
+		require.NoError(t, err)
+		index++
+		// Cosignatures carry the witness's clock: the leader stamps its own.
+		raw, err := state.Encode(&commandv1.AddCosignature{TreeSize: size, OrganizationId: org, SignatureLine: line}, state.EnvelopeMeta{Time: time.Now()})
+		require.NoError(t, err)
+		return a.apply(index, raw)
+	}
+	require.ErrorContains(t, cosign("acme", otherKey).Err, "cosignature", "a cosignature by another key is refused")
+	require.ErrorContains(t, cosign("bank", fed.Key("bank")).Err, "not active", "a revoked member no longer witnesses")
+	require.NoError(t, cosign("acme", fed.Key("acme")).Err)
+	require.NoError(t, cosign("acme", fed.Key("acme")).Err, "cosigning again replaces the member's cosignature")
+	cp, ok := a.fsm.Store().Read().LatestCheckpoint()
+	require.True(t, ok)
+	require.Equal(t, size, cp.TreeSize)
+	require.True(t, slices.Equal(cp.Note, good))
+	require.True(t, strings.HasPrefix(string(cp.Note), "trustfed.test/audit\n"))
+	require.Len(t, cp.Cosignatures, 1)
+	require.Equal(t, "acme", cp.Cosignatures[0].OrganizationId)
+	withCosig := append(bytes.Clone(cp.Note), cp.Cosignatures[0].SignatureLine+"\n"...)
+	vkey, err := attestation.CheckpointVerifierKey("trustfed.test/audit", registryKey.Public().(ed25519.PublicKey))
+	require.NoError(t, err)
+	_, names, err := attestation.OpenWitnessedCheckpoint(withCosig, "trustfed.test/audit", vkey,
+		[]attestation.Witness{{Name: "acme", Key: fed.Key("acme").Public().(ed25519.PublicKey)}}, 1)
+	require.NoError(t, err)
+	require.Equal(t, []string{"acme"}, names)
+}
