@@ -24,7 +24,7 @@ import (
 // the next batch, so batches grow exactly as fast as load does.
 const (
 	maxAuditBatch       = 1024
-	maxAuditInFlight    = 4
+	maxAuditInFlight    = 16
 	auditQueueSize      = 16384
 	authFailureQueueCap = 1024 // queued auth failures beyond this are counted and dropped
 )

@@ -497,9 +497,23 @@ func openAuditLog(dataDir string) (*audit.Log, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create audit dir: %w", err)
 	}
-	l, err := audit.Open(filepath.Join(dir, "audit.db"))
+	path := filepath.Join(dir, "audit.db")
+	// Appends are not fsynced one by one: every entry is derived from a
+	// committed Raft entry, which is durable, and re-derived after a crash
+	// (Raft replays its log since the last snapshot; the snapshot carries
+	// the log and is taken after syncing it).
+	l, err := audit.OpenWith(path, audit.Options{NoSync: true})
 	if err != nil {
-		return nil, fmt.Errorf("open the audit log: %w", err)
+		// A file a power loss left unreadable is rebuilt the same way:
+		// from the snapshot and the Raft log. Keep it for inspection.
+		aside := fmt.Sprintf("%s.unreadable-%d", path, time.Now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("open the audit log: %w (and could not move it aside: %v)", err, rerr)
+		}
+		slog.Error("audit log unreadable: moved aside, rebuilding it from the Raft log and snapshot", "path", aside, "error", err)
+		if l, err = audit.OpenWith(path, audit.Options{NoSync: true}); err != nil {
+			return nil, fmt.Errorf("open the audit log: %w", err)
+		}
 	}
 	return l, nil
 }

@@ -108,6 +108,9 @@ type writer struct {
 	entries, nodes, attrs, labels, meta *bolt.Bucket
 	tree                                *compact.Range
 	err                                 error
+	// bitmaps are the label index rows this transaction changes, written
+	// once each by finish.
+	bitmaps map[string][]byte
 }
 
 func newWriter(tx *bolt.Tx, tree *compact.Range) *writer {
@@ -118,6 +121,7 @@ func newWriter(tx *bolt.Tx, tree *compact.Range) *writer {
 		labels:  tx.Bucket(bucketLabels),
 		meta:    tx.Bucket(bucketMeta),
 		tree:    tree,
+		bitmaps: map[string][]byte{},
 	}
 	// Sequence keys only ever grow: fill pages completely.
 	w.entries.FillPercent, w.attrs.FillPercent = 1, 1
@@ -140,9 +144,15 @@ func (w *writer) append(lf Leaf) error {
 		return err
 	}
 	for _, s := range lf.Labels {
-		if err := w.labels.Put(labelKey(s, seq), nil); err != nil {
-			return err
+		k := string(labelKey(s, seq))
+		bm, ok := w.bitmaps[k]
+		if !ok {
+			bm = make([]byte, labelBlock/8)
+			copy(bm, w.labels.Get([]byte(k)))
+			w.bitmaps[k] = bm
 		}
+		i := seq % labelBlock
+		bm[i/8] |= 1 << (i % 8)
 	}
 	if err := w.tree.Append(Hasher.HashLeaf(lf.Data), w.visit); err != nil {
 		return err
@@ -150,8 +160,14 @@ func (w *writer) append(lf Leaf) error {
 	return w.err
 }
 
-// finish records the size and the Raft index.
+// finish writes the label index rows and records the size and the Raft
+// index.
 func (w *writer) finish(lastIndex uint64) error {
+	for k, bm := range w.bitmaps {
+		if err := w.labels.Put([]byte(k), bm); err != nil {
+			return err
+		}
+	}
 	if err := w.meta.Put(keySize, seqKey(w.tree.End())); err != nil {
 		return err
 	}

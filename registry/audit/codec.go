@@ -38,17 +38,32 @@ func labelPrefix(label string) []byte {
 	return append(k, label...)
 }
 
+// The label index keeps, per label, one row per block of labelBlock
+// consecutive entries: a bitmap of the entries in the block that carry the
+// label. Appending a batch then rewrites one row per label it touches, not
+// one row per entry and label (decisions come in thousands per second, all
+// with the same few labels), and a scan still reads only the blocks where
+// the label occurs.
+const labelBlock = 256
+
+// labelKey is the index row of label for the block holding seq.
 func labelKey(label string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(labelPrefix(label), seq)
+	return binary.BigEndian.AppendUint64(labelPrefix(label), seq/labelBlock)
 }
 
-// labelSeq returns the seq of a label index key with prefix, false if k is
-// not one.
-func labelSeq(k, prefix []byte) (uint64, bool) {
+// labelBlockOf returns the first seq of the block of a label index key with
+// prefix, false if k is not one.
+func labelBlockOf(k, prefix []byte) (uint64, bool) {
 	if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
 		return 0, false
 	}
-	return binary.BigEndian.Uint64(k[len(prefix):]), true
+	return binary.BigEndian.Uint64(k[len(prefix):]) * labelBlock, true
+}
+
+// bitSet reports whether seq's bit is set in its block's bitmap.
+func bitSet(bitmap []byte, seq uint64) bool {
+	i := seq % labelBlock
+	return len(bitmap) == labelBlock/8 && bitmap[i/8]&(1<<(i%8)) != 0
 }
 
 func encodeAttrs(t time.Time, labels []string) []byte {

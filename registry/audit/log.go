@@ -66,6 +66,18 @@ type Log struct {
 	// head is what readers see of the tree without a lock; it is replaced,
 	// never modified, after each write.
 	head atomic.Pointer[head]
+	// noSync: appends are not fsynced (see Options).
+	noSync bool
+}
+
+// Sync flushes every append to disk (a no-op unless opened with NoSync).
+func (l *Log) Sync() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.db.Sync(); err != nil {
+		return fmt.Errorf("sync audit log: %w", err)
+	}
+	return nil
 }
 
 // head is the published state of the log.
@@ -75,11 +87,23 @@ type head struct {
 	root      []byte
 }
 
+// Options tune how a log is kept.
+type Options struct {
+	// NoSync skips the fsync of every append: for a log that is derived
+	// from another durable log (trustfed's is rebuilt from the Raft log and
+	// snapshots after a crash), with Sync called before that source is
+	// compacted.
+	NoSync bool
+}
+
 // Open opens (or creates) the log at path and rebuilds its tree from the
-// stored subtree hashes.
-func Open(path string) (*Log, error) {
-	l := &Log{path: path, factory: &compact.RangeFactory{Hash: Hasher.HashChildren}}
-	db, st, err := l.openDB(path, false)
+// stored subtree hashes. Every append is synced to disk.
+func Open(path string) (*Log, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, opts Options) (*Log, error) {
+	l := &Log{path: path, factory: &compact.RangeFactory{Hash: Hasher.HashChildren}, noSync: opts.NoSync}
+	db, st, err := l.openDB(path, opts.NoSync)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log %s: %w", path, err)
 	}
@@ -124,7 +148,9 @@ type state struct {
 // openDB opens the bbolt file at path, creates the buckets and reads the
 // writer state from it.
 func (l *Log) openDB(path string, noSync bool) (*bolt.DB, state, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: noSync})
+	// The freelist is rebuilt at open rather than written at every commit
+	// (as etcd runs bbolt): appends commit many times a second.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: noSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, state{}, err
 	}

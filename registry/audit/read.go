@@ -193,23 +193,28 @@ func scanLabel(tx *bolt.Tx, label string, from, to uint64, budget int, fn func(s
 	prefix := labelPrefix(label)
 	c := tx.Bucket(bucketLabels).Cursor()
 	n, stop := 0, false
-	for k, _ := c.Seek(labelKey(label, from)); ; k, _ = c.Next() {
-		seq, ok := labelSeq(k, prefix)
-		if !ok || seq >= to {
+	for k, bm := c.Seek(labelKey(label, from)); ; k, bm = c.Next() {
+		start, ok := labelBlockOf(k, prefix)
+		if !ok || start >= to {
 			return to, nil
 		}
-		if stop || (budget > 0 && n >= budget) {
-			return seq, nil
+		for seq := max(start, from); seq < min(start+labelBlock, to); seq++ {
+			if !bitSet(bm, seq) {
+				continue
+			}
+			if stop || (budget > 0 && n >= budget) {
+				return seq, nil
+			}
+			n++
+			lf, err := leafAt(tx, seq)
+			if err != nil {
+				return seq, err
+			}
+			cont, err := fn(seq, lf)
+			if err != nil {
+				return seq, err
+			}
+			stop = !cont
 		}
-		n++
-		lf, err := leafAt(tx, seq)
-		if err != nil {
-			return seq, err
-		}
-		cont, err := fn(seq, lf)
-		if err != nil {
-			return seq, err
-		}
-		stop = !cont
 	}
 }

@@ -104,7 +104,7 @@ func (l *Log) build(lastIndex uint64, wantRoot []byte, next func() (Leaf, bool, 
 	if root := rootOf(st.tree); wantRoot != nil && !bytes.Equal(root, wantRoot) {
 		return nil, state{}, fmt.Errorf("%w: rebuilt %d entries with root %x, want %x", ErrRootMismatch, st.tree.End(), root, wantRoot)
 	}
-	db.NoSync = false
+	db.NoSync = l.noSync
 	if err := db.Sync(); err != nil {
 		return nil, state{}, err
 	}

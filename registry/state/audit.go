@@ -61,6 +61,10 @@ type AuditLog interface {
 	RootAt(size uint64) ([]byte, error)
 	Range(from, to uint64, fn func(seq uint64, leaf AuditLeaf) error) error
 	Replace(lastIndex uint64, wantRoot []byte, next func() (AuditLeaf, bool, error)) error
+	// Sync makes every append durable. The log may skip fsync on appends
+	// (they are re-derived from the Raft log after a crash); Snapshot syncs
+	// it before Raft compacts the entries it was derived from.
+	Sync() error
 }
 
 // auditor is the FSM's audit side: entries built while a Raft batch is

@@ -41,6 +41,11 @@ func (f *FSM) Snapshot() (*Snapshot, error) {
 	if f.audit != nil {
 		f.EndBatch()
 		l := f.audit.log
+		// Raft compacts its log up to this snapshot once it is persisted:
+		// from then on the audit entries exist only here and in the file.
+		if err := l.Sync(); err != nil {
+			return nil, fmt.Errorf("snapshot the audit log: %w", err)
+		}
 		size := l.Size()
 		root, err := l.RootAt(size)
 		if err != nil {
