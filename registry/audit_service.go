@@ -169,6 +169,9 @@ func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAudit
 		from = max(from, start)
 	}
 	resp := &trustfedv1.ListAuditEntriesResponse{TreeSize: treeSize, Meta: meta}
+	if m, ok := complianceModes[req.Compliance]; ok {
+		resp.Retention, resp.Handling = m.retention, m.handling
+	}
 	if from >= to {
 		return resp, nil
 	}
@@ -451,3 +454,20 @@ func (s *Server) publishCheckpoint(ctx context.Context) error {
 
 // errAuditAltered: the local audit log no longer matches what was signed.
 var errAuditAltered = errors.New("audit log altered")
+
+// complianceModes is the retention and handling each view reports (see
+// docs/audit.md; AG-783 asks 7 years for E01, E03–E06).
+var complianceModes = map[trustfedv1.ComplianceMode]struct{ retention, handling string }{
+	trustfedv1.ComplianceMode_COMPLIANCE_MODE_HIPAA: {
+		"6 years from creation (45 CFR 164.316(b)(2)); AG-783 evidence 7 years",
+		"access decisions on interactions carrying identifiers, authentication failures, agreements, sessions, admin and revocation events",
+	},
+	trustfedv1.ComplianceMode_COMPLIANCE_MODE_SOC2: {
+		"the audit period plus 1 year (AICPA practice); AG-783 evidence 7 years",
+		"every entry: change management, access control, monitoring",
+	},
+	trustfedv1.ComplianceMode_COMPLIANCE_MODE_GDPR: {
+		"no longer than needed for the purpose (Art. 5(1)(e)); AG-783 evidence 7 years, kept pseudonymised",
+		"principals, presented identities and caller addresses are stored as keyed pseudonyms while the federation runs in GDPR mode (Art. 4(5), 32)",
+	},
+}

@@ -354,6 +354,9 @@ func describePolicyChange(p *trustfedv1.FederationPolicyChange) string {
 	if p.AdminApprovalsRequired != nil {
 		parts = append(parts, fmt.Sprintf("admin approvals required %d", p.GetAdminApprovalsRequired()))
 	}
+	if p.ComplianceModes != nil {
+		parts = append(parts, "audit compliance modes "+complianceNames(p.ComplianceModes.Modes))
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -380,4 +383,16 @@ func writeAdminChange(w io.Writer, rec *trustfedv1.AdminChangeRecord) error {
 		return err
 	}
 	return nil
+}
+
+// complianceNames is "hipaa,gdpr" ("none" for no mode).
+func complianceNames(modes []trustfedv1.ComplianceMode) string {
+	if len(modes) == 0 {
+		return "none"
+	}
+	names := make([]string, len(modes))
+	for i, m := range modes {
+		names[i] = strings.ToLower(strings.TrimPrefix(m.String(), "COMPLIANCE_MODE_"))
+	}
+	return strings.Join(names, ",")
 }

@@ -54,10 +54,10 @@ func newFederationPolicyGetCmd(a *app) *cobra.Command {
 }
 
 func newFederationPolicySetCmd(a *app) *cobra.Command {
-	var capLevel, period, freshness, reason string
+	var capLevel, period, freshness, reason, compliance string
 	var approvals uint32
 	cmd := &cobra.Command{
-		Use:   "set [--onboarding-cap N] [--onboarding-period 30d] [--freshness-window 5m] [--admin-approvals N]",
+		Use:   "set [--onboarding-cap N] [--onboarding-period 30d] [--freshness-window 5m] [--admin-approvals N] [--compliance hipaa,soc2,gdpr]",
 		Short: "Change the federation policy (an admin change)",
 		Long: `Change the federation policy. A member's level is capped at the onboarding
 cap level (0..4 or its name) for the onboarding period after its approval
@@ -66,7 +66,9 @@ onboarding at approval). Changing the period applies to members approved
 afterwards; changing the cap applies at the next decision. Decisions stay
 valid for the freshness window (1s..10m). --admin-approvals is how many
 distinct admins must approve an admin change (1..10, at most the number of
-active admins).
+active admins). --compliance sets the audit log's compliance modes (a
+comma-separated list, "" for none); in GDPR mode personal identifiers are
+written to the log as keyed pseudonyms from then on (docs/audit.md).
 
 ` + adminChangesLong,
 		Example: "  trustfed federation policy set --onboarding-cap 4\n  trustfed federation policy set --onboarding-period 14d --admin-approvals 2",
@@ -87,8 +89,21 @@ active admins).
 			if changed("admin-approvals") {
 				pc.AdminApprovalsRequired = proto.Uint32(approvals)
 			}
-			if pc.OnboardingCapLevel == nil && pc.OnboardingPeriod == nil && pc.FreshnessWindow == nil && pc.AdminApprovalsRequired == nil {
-				return usageErrorf("nothing to change: give --onboarding-cap, --onboarding-period, --freshness-window or --admin-approvals")
+			if changed("compliance") {
+				pc.ComplianceModes = &trustfedv1.ComplianceModes{}
+				for _, name := range strings.Split(compliance, ",") {
+					if name = strings.TrimSpace(name); name == "" {
+						continue
+					}
+					m, ok := trustfedv1.ComplianceMode_value["COMPLIANCE_MODE_"+strings.ToUpper(name)]
+					if !ok {
+						return usageErrorf("--compliance %q: want hipaa, soc2 or gdpr", name)
+					}
+					pc.ComplianceModes.Modes = append(pc.ComplianceModes.Modes, trustfedv1.ComplianceMode(m))
+				}
+			}
+			if pc.OnboardingCapLevel == nil && pc.OnboardingPeriod == nil && pc.FreshnessWindow == nil && pc.AdminApprovalsRequired == nil && pc.ComplianceModes == nil {
+				return usageErrorf("nothing to change: give --onboarding-cap, --onboarding-period, --freshness-window, --admin-approvals or --compliance")
 			}
 			if err := state.ValidatePolicyChange("", pc); err != nil {
 				return usageErrorf("%v", err) // the registry's own bounds, checked before anything is signed
@@ -111,6 +126,7 @@ active admins).
 	cmd.Flags().StringVar(&period, "onboarding-period", "", "length of onboarding after approval, e.g. 30d or 720h")
 	cmd.Flags().StringVar(&freshness, "freshness-window", "", "how long a decision stays valid, 1s..10m")
 	cmd.Flags().Uint32Var(&approvals, "admin-approvals", 0, "distinct admin approvals an admin change needs, 1..10")
+	cmd.Flags().StringVar(&compliance, "compliance", "", "audit compliance modes, e.g. hipaa,gdpr (\"\" for none)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded; default: a description of the change)")
 	return cmd
 }
@@ -240,6 +256,7 @@ func writeFederationPolicy(w io.Writer, p *trustfedv1.FederationPolicy, m *trust
 	t.row("Onboarding period:", formatDays(p.GetOnboardingPeriod()))
 	t.row("Freshness window:", formatDuration(p.GetFreshnessWindow()))
 	t.row("Admin approvals required:", fmt.Sprint(p.GetAdminApprovalsRequired()))
+	t.row("Audit compliance modes:", complianceNames(p.GetComplianceModes()))
 	t.row("Modify index:", fmt.Sprint(p.GetModifyIndex()))
 	writeMetaRows(t, m)
 	return t.flush()

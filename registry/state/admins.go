@@ -147,8 +147,20 @@ func validateChangeBody(v Verifier, c *trustfedv1.AdminChange) error {
 // ValidatePolicyChange checks a federation policy change; field names are
 // prefixed with prefix.
 func ValidatePolicyChange(prefix string, c *trustfedv1.FederationPolicyChange) error {
-	if c.OnboardingCapLevel == nil && c.OnboardingPeriod == nil && c.FreshnessWindow == nil && c.AdminApprovalsRequired == nil {
-		return Invalid(prefix+"onboarding_cap_level", "change sets nothing: set onboarding_cap_level, onboarding_period, freshness_window or admin_approvals_required")
+	if c.OnboardingCapLevel == nil && c.OnboardingPeriod == nil && c.FreshnessWindow == nil && c.AdminApprovalsRequired == nil && c.ComplianceModes == nil {
+		return Invalid(prefix+"onboarding_cap_level", "change sets nothing: set onboarding_cap_level, onboarding_period, freshness_window, admin_approvals_required or compliance_modes")
+	}
+	if c.ComplianceModes != nil {
+		seen := map[trustfedv1.ComplianceMode]bool{}
+		for i, m := range c.ComplianceModes.Modes {
+			if _, ok := trustfedv1.ComplianceMode_name[int32(m)]; !ok || m == trustfedv1.ComplianceMode_COMPLIANCE_MODE_UNSPECIFIED {
+				return Invalid(fmt.Sprintf("%scompliance_modes.modes[%d]", prefix, i), "unknown compliance mode %d", int32(m))
+			}
+			if seen[m] {
+				return Invalid(fmt.Sprintf("%scompliance_modes.modes[%d]", prefix, i), "%s given twice", m)
+			}
+			seen[m] = true
+		}
 	}
 	if c.FreshnessWindow != nil {
 		if err := c.FreshnessWindow.CheckValid(); err != nil {

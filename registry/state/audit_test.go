@@ -331,3 +331,49 @@ func TestCheckpointsAndCosignatures(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"acme"}, names)
 }
+
+// In GDPR mode the log keeps keyed pseudonyms of the people it names,
+// stable across entries, never the names.
+func TestGDPRModePseudonymises(t *testing.T) {
+	fed := testutil.NewFederation(t)
+	cmds := script(t, fed)
+	a := newAuditedFSM(t, filepath.Join(t.TempDir(), "audit.db"))
+	for i, raw := range cmds[:3] { // signing key, admin, accreditation
+		a.apply(uint64(i+1), raw)
+	}
+	admin := testutil.NewAdmin("alice")
+	now := auditT0.Add(time.Hour)
+	raw := testutil.ChangeBytes(t, testutil.Policy(&trustfedv1.FederationPolicyChange{
+		ComplianceModes: &trustfedv1.ComplianceModes{Modes: []trustfedv1.ComplianceMode{trustfedv1.ComplianceMode_COMPLIANCE_MODE_GDPR}},
+	}), now)
+	b, err := state.Encode(&commandv1.ProposeAdminChange{Change: raw, Approval: admin.Approve(raw)}, state.EnvelopeMeta{Time: now, Principal: "token:alice"})
+	require.NoError(t, err)
+	require.NoError(t, a.apply(4, b).Err)
+	require.Equal(t, []trustfedv1.ComplianceMode{trustfedv1.ComplianceMode_COMPLIANCE_MODE_GDPR}, a.fsm.Store().Read().FederationPolicy().ComplianceModes)
+	for i, p := range []string{"token:alice", "token:alice"} {
+		b, err := state.Encode(&commandv1.AppendAudit{Events: []*commandv1.AuditEvent{
+			{Event: &commandv1.AuditEvent_AuthFailure{AuthFailure: &trustfedv1.AuditAuthFailure{Method: "/x", Identity: "mallory@example.org", Peer: "203.0.113.7:5000"}}, Principal: p},
+		}}, state.EnvelopeMeta{Time: now, Principal: p})
+		require.NoError(t, err)
+		require.NoError(t, a.apply(uint64(5+i), b).Err)
+	}
+	entries := a.entries()
+	last, prev := entries[len(entries)-1], entries[len(entries)-2]
+	require.True(t, strings.HasPrefix(last.Principal, "pseudonym:"), last.Principal)
+	require.Equal(t, last.Principal, prev.Principal, "one person, one pseudonym")
+	require.True(t, strings.HasPrefix(last.AuthFailure.Identity, "pseudonym:"))
+	require.True(t, strings.HasPrefix(last.AuthFailure.Peer, "pseudonym:"))
+	for _, e := range entries[len(entries)-2:] {
+		leaf, err := proto.Marshal(e)
+		require.NoError(t, err)
+		for _, name := range []string{"alice", "mallory", "203.0.113.7"} {
+			require.NotContains(t, string(leaf), name)
+		}
+	}
+	bad := testutil.ChangeBytes(t, testutil.Policy(&trustfedv1.FederationPolicyChange{
+		ComplianceModes: &trustfedv1.ComplianceModes{Modes: []trustfedv1.ComplianceMode{7}},
+	}), now)
+	b, err = state.Encode(&commandv1.ProposeAdminChange{Change: bad, Approval: admin.Approve(bad)}, state.EnvelopeMeta{Time: now})
+	require.NoError(t, err)
+	require.ErrorContains(t, a.apply(7, b).Err, "compliance_modes.modes[0]")
+}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"slices"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -95,6 +96,9 @@ func updateFederationPolicy(tx *memdb.Txn, index uint64, c *trustfedv1.Federatio
 	}
 	if c.OnboardingCapLevel != nil {
 		p.OnboardingCapLevel = *c.OnboardingCapLevel
+	}
+	if c.ComplianceModes != nil {
+		p.ComplianceModes = slices.Sorted(slices.Values(c.ComplianceModes.Modes))
 	}
 	if c.OnboardingPeriod != nil {
 		p.OnboardingPeriod = durationpb.New(c.OnboardingPeriod.AsDuration())

@@ -804,8 +804,12 @@ type ListAuditEntriesResponse struct {
 	// Empty when the whole range was read.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// Entries are read from the tree of this size; with_proofs proofs are in it.
-	TreeSize      uint64    `protobuf:"varint,3,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
-	Meta          *ReadMeta `protobuf:"bytes,4,opt,name=meta,proto3" json:"meta,omitempty"`
+	TreeSize uint64    `protobuf:"varint,3,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	Meta     *ReadMeta `protobuf:"bytes,4,opt,name=meta,proto3" json:"meta,omitempty"`
+	// With a compliance mode: how long the mode requires these entries to be
+	// kept, and the handling it applies (docs/audit.md).
+	Retention     string `protobuf:"bytes,5,opt,name=retention,proto3" json:"retention,omitempty"`
+	Handling      string `protobuf:"bytes,6,opt,name=handling,proto3" json:"handling,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,6 +870,20 @@ func (x *ListAuditEntriesResponse) GetMeta() *ReadMeta {
 		return x.Meta
 	}
 	return nil
+}
+
+func (x *ListAuditEntriesResponse) GetRetention() string {
+	if x != nil {
+		return x.Retention
+	}
+	return ""
+}
+
+func (x *ListAuditEntriesResponse) GetHandling() string {
+	if x != nil {
+		return x.Handling
+	}
+	return ""
 }
 
 type GetInclusionProofRequest struct {
@@ -1322,12 +1340,14 @@ const file_trustfed_v1_audit_proto_rawDesc = "" +
 	"withProofs\x12\x1b\n" +
 	"\ttree_size\x18\t \x01(\x04R\btreeSize\x12:\n" +
 	"\vconsistency\x18\n" +
-	" \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\xbe\x01\n" +
+	" \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"\xf8\x01\n" +
 	"\x18ListAuditEntriesResponse\x122\n" +
 	"\arecords\x18\x01 \x03(\v2\x18.trustfed.v1.AuditRecordR\arecords\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1b\n" +
 	"\ttree_size\x18\x03 \x01(\x04R\btreeSize\x12)\n" +
-	"\x04meta\x18\x04 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\x8f\x01\n" +
+	"\x04meta\x18\x04 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\x12\x1c\n" +
+	"\tretention\x18\x05 \x01(\tR\tretention\x12\x1a\n" +
+	"\bhandling\x18\x06 \x01(\tR\bhandling\"\x8f\x01\n" +
 	"\x18GetInclusionProofRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
 	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\x12:\n" +
