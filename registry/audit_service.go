@@ -99,7 +99,8 @@ func (s *Server) registryPublicKey(r *state.Reader) (ed25519.PublicKey, bool) {
 }
 
 // auditTreeSize is the tree size proofs are given in: the one asked for
-// (it must have a kept checkpoint) or the newest checkpoint's.
+// (any size up to the log's: the client checks the proofs against a signed
+// head it holds) or the newest checkpoint's.
 func (s *Server) auditTreeSize(r *state.Reader, asked uint64, field string) (uint64, error) {
 	if asked != 0 {
 		if asked > s.audit.Size() {
@@ -341,7 +342,10 @@ func (s *Server) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignat
 	if err != nil {
 		return nil, err
 	}
-	r := s.store.Read()
+	r, _, err := s.read(ctx, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE)
+	if err != nil {
+		return nil, err
+	}
 	cp, ok := r.Checkpoint(c.Size)
 	if !ok {
 		return nil, state.NotFound("checkpoint", "no kept checkpoint of %d entries", c.Size)
@@ -375,9 +379,8 @@ func cosignatureLine(note []byte, name string) (string, error) {
 		if _, err := base64.StdEncoding.DecodeString(rest); err != nil {
 			return "", state.Invalid("checkpoint", "cosignature of %s is not base64", name)
 		}
-		if found != "" {
-			return "", state.Invalid("checkpoint", "carries two signatures named %s", name)
-		}
+		// The served note may carry the witness's earlier cosignature: the
+		// new one is appended after it.
 		found = line
 	}
 	if found == "" {

@@ -114,6 +114,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newFederationCmd(a),
 		newAdminCmd(a),
 		newRevocationCmd(a),
+		newAuditCmd(a),
 		newEventsCmd(a),
 		newSessionCmd(a),
 		newAuthorizationCmd(a),
