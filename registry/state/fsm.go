@@ -98,7 +98,11 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 
 	sum := sha256.Sum256(env.Payload)
 	if env.RequestId != "" {
-		if prev, ok := first[*commandv1.AppliedRequest](tx, tableRequests, "id", env.RequestId); ok {
+		// A request id older than RequestTTL counts as unseen whether or not
+		// the clean-up (bounded per command) has removed it yet, so the
+		// outcome never depends on how many commands ran in between (audit
+		// replay applies only the audited ones).
+		if prev, ok := first[*commandv1.AppliedRequest](tx, tableRequests, "id", env.RequestId); ok && !prev.GetTime().AsTime().Before(env.GetTime().AsTime().Add(-RequestTTL)) {
 			res := Result{Index: prev.Index, Duplicate: true}
 			if !bytes.Equal(prev.PayloadSha256, sum[:]) {
 				res.Err = Invalid("request_id", "%q was already used for a different request", env.RequestId)
