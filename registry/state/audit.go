@@ -161,7 +161,9 @@ func (a *auditor) add(index uint64, t time.Time, e *trustfedv1.AuditEntry) uint6
 	e.Sequence = a.size()
 	e.LogIndex = index
 	e.Time = timestamppb.New(t)
-	e.Compliance = complianceOf(e)
+	if e.Compliance == nil {
+		e.Compliance = complianceOf(e)
+	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
 	mustDo(err)
 	labels := make([]string, 0, len(e.OrganizationIds)+1+len(e.Compliance))
@@ -269,6 +271,7 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, index uint64) 
 			if proto.Unmarshal(x.Decision.GetStatement(), &st) == nil {
 				e.OrganizationIds = sortedKeys(map[string]struct{}{st.FromOrganizationId: {}, st.ToOrganizationId: {}})
 			}
+			e.Compliance = decisionViews(st.DataTypes) // decoded once, here
 		case *commandv1.AuditEvent_AuthFailure:
 			e.Type = AuditAuthFailure
 			af := proto.Clone(x.AuthFailure).(*trustfedv1.AuditAuthFailure)
@@ -544,18 +547,20 @@ var complianceViews = map[string][]trustfedv1.ComplianceMode{
 	"CLOSE_SESSION":         {hipaa, gdpr},
 }
 
+// complianceOf is the views of an entry other than a decision.
 func complianceOf(e *trustfedv1.AuditEntry) []trustfedv1.ComplianceMode {
-	modes := []trustfedv1.ComplianceMode{soc2}
-	if e.Type == AuditDecision {
-		var st trustfedv1.DecisionStatement
-		if proto.Unmarshal(e.GetDecision().GetStatement(), &st) == nil && hasPersonalData(st.DataTypes) {
-			modes = append(modes, hipaa, gdpr)
-		}
-	} else {
-		modes = append(modes, complianceViews[e.Type]...)
-	}
+	modes := append([]trustfedv1.ComplianceMode{soc2}, complianceViews[e.Type]...)
 	slices.Sort(modes)
 	return modes
+}
+
+// decisionViews is the views of a decision: every decision is SOC2; one on
+// an interaction carrying personal data is HIPAA and GDPR too.
+func decisionViews(types []trustfedv1.PiiType) []trustfedv1.ComplianceMode {
+	if hasPersonalData(types) {
+		return []trustfedv1.ComplianceMode{hipaa, soc2, gdpr}
+	}
+	return []trustfedv1.ComplianceMode{soc2}
 }
 
 // applyCheckpoint stores a checkpoint the leader signed with the registry
