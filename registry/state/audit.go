@@ -75,6 +75,9 @@ type auditor struct {
 	npending uint64
 	lastTime time.Time
 	fault    atomic.Pointer[string]
+	// events are the APPEND_AUDIT command being applied, decoded once by
+	// applyAppendAudit.
+	events []*commandv1.AuditEvent
 }
 
 // AttachAudit makes the FSM write an audit entry for every command it
@@ -205,8 +208,9 @@ func (f *FSM) auditCommand(before, tx *memdb.Txn, env *commandv1.Envelope, raw [
 		// The log's own metadata: auditing it would grow the log forever.
 		return first
 	case commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:
-		if applyErr == nil {
-			f.auditEvents(tx, env, index)
+		if events := a.events; applyErr == nil {
+			a.events = nil
+			f.auditEvents(tx, env, events, index)
 			return first
 		}
 	}
@@ -256,12 +260,10 @@ func (f *FSM) auditCommand(before, tx *memdb.Txn, env *commandv1.Envelope, raw [
 
 // auditEvents records the decisions and authentication failures an
 // APPEND_AUDIT command carries, one entry each, in order.
-func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, index uint64) {
-	var c commandv1.AppendAudit
-	mustDo(proto.Unmarshal(env.Payload, &c)) // the handler decoded it already
+func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*commandv1.AuditEvent, index uint64) {
 	ps := newPseudonymizer(tx)
 	t := env.GetTime().AsTime()
-	for _, ev := range c.Events {
+	for _, ev := range events {
 		e := &trustfedv1.AuditEntry{Principal: ps.name(ev.Principal)}
 		switch x := ev.Event.(type) {
 		case *commandv1.AuditEvent_Decision:
@@ -274,7 +276,7 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, index uint64) 
 			e.Compliance = decisionViews(st.DataTypes) // decoded once, here
 		case *commandv1.AuditEvent_AuthFailure:
 			e.Type = AuditAuthFailure
-			af := proto.Clone(x.AuthFailure).(*trustfedv1.AuditAuthFailure)
+			af := x.AuthFailure // decoded for this command alone: ours to change
 			af.Identity, af.Peer = ps.name(af.Identity), ps.name(af.Peer)
 			e.AuthFailure = af
 		}
@@ -667,9 +669,10 @@ func (f *FSM) applyAddCosignature(tx *memdb.Txn, env *commandv1.Envelope, _ uint
 	return tx.Insert(tableCheckpoints, cp)
 }
 
-// applyAppendAudit checks an APPEND_AUDIT command; its entries are written
-// by the auditor (auditEvents).
-func applyAppendAudit(_ *memdb.Txn, env *commandv1.Envelope, _ uint64, _ Verifier) error {
+// applyAppendAudit checks an APPEND_AUDIT command and hands its events,
+// decoded once, to the auditor (auditEvents writes their entries). It
+// changes no state.
+func (f *FSM) applyAppendAudit(env *commandv1.Envelope, index uint64) error {
 	var c commandv1.AppendAudit
 	if err := proto.Unmarshal(env.Payload, &c); err != nil {
 		return Invalid("payload", "not an AppendAudit: %v", err)
@@ -678,6 +681,9 @@ func applyAppendAudit(_ *memdb.Txn, env *commandv1.Envelope, _ uint64, _ Verifie
 		if ev.Event == nil {
 			return Invalid(fmt.Sprintf("events[%d]", i), "carries no event")
 		}
+	}
+	if f.auditing(index) {
+		f.audit.events = c.Events
 	}
 	return nil
 }

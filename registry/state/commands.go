@@ -19,8 +19,8 @@ func init() {
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT, applySignAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT, applyTerminateAgreement)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY, applyPutSigningKey)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT, applyAppendAudit)
 	// Applied by the FSM itself (they need its audit log): see FSM.dispatch.
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT, nil)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT, nil)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE, nil)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION, applyCreateAuthorization)

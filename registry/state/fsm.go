@@ -148,6 +148,8 @@ func (f *FSM) dispatch(tx *memdb.Txn, env *commandv1.Envelope, index uint64) err
 		return f.applyCheckpoint(tx, env, index)
 	case commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:
 		return f.applyAddCosignature(tx, env, index)
+	case commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:
+		return f.applyAppendAudit(env, index)
 	}
 	return h(tx, env, index, f.verifier)
 }
