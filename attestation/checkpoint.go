@@ -168,7 +168,7 @@ func Cosign(signed []byte, name string, key ed25519.PrivateKey) ([]byte, string,
 	if err != nil {
 		return nil, "", fmt.Errorf("cosign as %s: %w", name, err)
 	}
-	text, _, err := splitNote(signed)
+	text, _, err := SplitNote(signed)
 	if err != nil {
 		return nil, "", err
 	}
@@ -176,7 +176,7 @@ func Cosign(signed []byte, name string, key ed25519.PrivateKey) ([]byte, string,
 	if err != nil {
 		return nil, "", fmt.Errorf("cosign as %s: %w", name, err)
 	}
-	_, lines, err := splitNote(alone)
+	_, lines, err := SplitNote(alone)
 	if err != nil || len(lines) != 1 {
 		return nil, "", fmt.Errorf("cosign as %s: unexpected note", name)
 	}
@@ -188,7 +188,7 @@ func Cosign(signed []byte, name string, key ed25519.PrivateKey) ([]byte, string,
 // VerifyCosignature checks one cosignature line by the witness name
 // (holding pub) over the checkpoint in signed, and returns its timestamp.
 func VerifyCosignature(signed []byte, line, name string, pub ed25519.PublicKey) (time.Time, error) {
-	text, _, err := splitNote(signed)
+	text, _, err := SplitNote(signed)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -259,9 +259,9 @@ func OpenWitnessedCheckpoint(signed []byte, origin, vkey string, witnesses []Wit
 	return c, cosigners, nil
 }
 
-// splitNote splits a signed note into its text (with its final newline)
-// and its signature lines.
-func splitNote(signed []byte) (string, []string, error) {
+// SplitNote splits a signed note into its text (with its final newline)
+// and its signature lines ("— <name> <base64>").
+func SplitNote(signed []byte) (string, []string, error) {
 	i := bytes.LastIndex(signed, []byte("\n\n"))
 	if i < 0 {
 		return "", nil, errors.New("signed note: no signature block")
@@ -269,3 +269,6 @@ func splitNote(signed []byte) (string, []string, error) {
 	sigs := strings.Split(strings.TrimSuffix(string(signed[i+2:]), "\n"), "\n")
 	return string(signed[:i+1]), sigs, nil
 }
+
+// SignedBy reports whether a note signature line is by the key named name.
+func SignedBy(line, name string) bool { return strings.HasPrefix(line, "— "+name+" ") }

@@ -98,7 +98,7 @@ func (Verifier) VerifyCosignature(signed []byte, line, name string, pub ed25519.
 
 // parseSignedCheckpoint reads the checkpoint in a signed note, unverified.
 func parseSignedCheckpoint(signed []byte) (Checkpoint, error) {
-	text, _, err := splitNote(signed)
+	text, _, err := SplitNote(signed)
 	if err != nil {
 		return Checkpoint{}, err
 	}

@@ -1,12 +1,10 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/trustfed/trustfed/attestation"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -100,14 +98,14 @@ func (c *Client) checkConsistent(ctx context.Context, old, cur attestation.Check
 // withoutCosignatures returns the signed note without the signature lines
 // named name, and those lines.
 func withoutCosignatures(signed []byte, name string) ([]byte, []string) {
-	i := bytes.LastIndex(signed, []byte("\n\n"))
-	if i < 0 {
+	text, sigs, err := attestation.SplitNote(signed)
+	if err != nil {
 		return signed, nil
 	}
-	out := bytes.Clone(signed[:i+2])
+	out := []byte(text + "\n")
 	var mine []string
-	for _, line := range strings.Split(strings.TrimSuffix(string(signed[i+2:]), "\n"), "\n") {
-		if strings.HasPrefix(line, "— "+name+" ") {
+	for _, line := range sigs {
+		if attestation.SignedBy(line, name) {
 			mine = append(mine, line)
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -193,7 +194,7 @@ func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAudit
 	}
 	var proofErr error
 	resume, err := s.audit.Scan(primary, from, to, auditScanBudget, func(seq uint64, leaf audit.Leaf) (bool, error) {
-		if !hasLabels(leaf.Labels, labels) {
+		if !hasAll(leaf.Labels, labels) {
 			return true, nil
 		}
 		rec := &trustfedv1.AuditRecord{Sequence: seq, Leaf: bytes.Clone(leaf.Data), Entry: &trustfedv1.AuditEntry{}}
@@ -219,16 +220,10 @@ func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAudit
 	return resp, nil
 }
 
-func hasLabels(have, want []string) bool {
+// hasAll reports whether have holds every label of want.
+func hasAll(have, want []string) bool {
 	for _, w := range want {
-		found := false
-		for _, h := range have {
-			if h == w {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !slices.Contains(have, w) {
 			return false
 		}
 	}
@@ -278,7 +273,7 @@ func (s *Server) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclu
 		return nil, err
 	} else if org != "" {
 		var e trustfedv1.AuditEntry
-		if proto.Unmarshal(leaf, &e) != nil || !containsString(e.OrganizationIds, org) {
+		if proto.Unmarshal(leaf, &e) != nil || !slices.Contains(e.OrganizationIds, org) {
 			return nil, state.PermissionDenied("sequence", "entry %d does not name %s", req.Sequence, org)
 		}
 	}
@@ -287,15 +282,6 @@ func (s *Server) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclu
 		return nil, fmt.Errorf("audit proof: %w", err)
 	}
 	return &trustfedv1.GetInclusionProofResponse{Sequence: req.Sequence, TreeSize: size, Hashes: hashes, Leaf: leaf, Meta: meta}, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // GetConsistencyProof proves a tree is a prefix of a later one.
@@ -350,7 +336,11 @@ func (s *Server) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignat
 	if !ok {
 		return nil, state.NotFound("checkpoint", "no kept checkpoint of %d entries", c.Size)
 	}
-	if text, _, _ := strings.Cut(string(cp.Note), "\n\n"); !strings.HasPrefix(string(req.Checkpoint), text+"\n\n") {
+	published, _, err := attestation.SplitNote(cp.Note)
+	if err != nil {
+		return nil, fmt.Errorf("stored checkpoint: %w", err)
+	}
+	if text, _, _ := attestation.SplitNote(req.Checkpoint); text != published {
 		return nil, state.Invalid("checkpoint", "is not the checkpoint the registry published for %d entries", c.Size)
 	}
 	if _, err := s.proposeResult(ctx, &commandv1.AddCosignature{TreeSize: c.Size, OrganizationId: req.OrganizationId, SignatureLine: line}, ""); err != nil {
@@ -366,17 +356,16 @@ func (s *Server) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignat
 
 // cosignatureLine finds the signature line of witness name in a note.
 func cosignatureLine(note []byte, name string) (string, error) {
-	i := bytes.LastIndex(note, []byte("\n\n"))
-	if i < 0 {
+	_, sigs, err := attestation.SplitNote(note)
+	if err != nil {
 		return "", state.Invalid("checkpoint", "is not a signed note")
 	}
 	var found string
-	for _, line := range strings.Split(strings.TrimSuffix(string(note[i+2:]), "\n"), "\n") {
-		rest, ok := strings.CutPrefix(line, "— "+name+" ")
-		if !ok {
+	for _, line := range sigs {
+		if !attestation.SignedBy(line, name) {
 			continue
 		}
-		if _, err := base64.StdEncoding.DecodeString(rest); err != nil {
+		if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "— "+name+" ")); err != nil {
 			return "", state.Invalid("checkpoint", "cosignature of %s is not base64", name)
 		}
 		// The served note may carry the witness's earlier cosignature: the
