@@ -253,12 +253,11 @@ func renderEntryLine(seq uint64, leaf []byte, hashes [][]byte, e *trustfedv1.Aud
 // (origin), in order: the witnesses whose cosignature lines it carries.
 func cosigners(note []byte, origin string) []string {
 	out := []string{}
-	text := string(note)
-	i := strings.LastIndex(text, "\n\n")
-	if i < 0 {
+	_, sigs, err := attestation.SplitNote(note)
+	if err != nil {
 		return out
 	}
-	for _, line := range strings.Split(strings.TrimSuffix(text[i+2:], "\n"), "\n") {
+	for _, line := range sigs {
 		rest, ok := strings.CutPrefix(line, "— ")
 		if !ok {
 			continue
