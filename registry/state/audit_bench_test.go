@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func BenchmarkApplyAuditedDecisions(b *testing.B) {
 	require.NoError(b, err)
 	sig := make([]byte, 64)
 	for _, batch := range []int{16, 64, 256} {
-		b.Run("batch="+itoa(batch), func(b *testing.B) {
+		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) {
 			l, err := audit.OpenWith(filepath.Join(b.TempDir(), "audit.db"), audit.Options{NoSync: true})
 			require.NoError(b, err)
 			defer l.Close()
@@ -51,6 +52,3 @@ func BenchmarkApplyAuditedDecisions(b *testing.B) {
 	}
 }
 
-func itoa(n int) string {
-	return string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10))
-}
