@@ -51,4 +51,3 @@ func BenchmarkApplyAuditedDecisions(b *testing.B) {
 		})
 	}
 }
-
