@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,7 +125,7 @@ func (f *auditCmdFake) ListAuditEntries(_ context.Context, req *trustfedv1.ListA
 	resp := &trustfedv1.ListAuditEntriesResponse{TreeSize: size}
 	for seq := from; seq < size; seq++ {
 		e := f.entries[seq]
-		if (req.Type != "" && e.Type != req.Type) || (req.OrganizationId != "" && !auditCmdContains(e.OrganizationIds, req.OrganizationId)) {
+		if (req.Type != "" && e.Type != req.Type) || (req.OrganizationId != "" && !slices.Contains(e.OrganizationIds, req.OrganizationId)) {
 			continue
 		}
 		if len(resp.Records) == int(req.PageSize) {
@@ -138,15 +139,6 @@ func (f *auditCmdFake) ListAuditEntries(_ context.Context, req *trustfedv1.ListA
 		resp.Records = append(resp.Records, rec)
 	}
 	return resp, nil
-}
-
-func auditCmdContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (f *auditCmdFake) GetInclusionProof(_ context.Context, req *trustfedv1.GetInclusionProofRequest) (*trustfedv1.GetInclusionProofResponse, error) {
