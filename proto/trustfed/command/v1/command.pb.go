@@ -72,6 +72,11 @@ const (
 	CommandType_COMMAND_TYPE_PUT_CHECKPOINT CommandType = 28
 	// A witness cosignature of a checkpoint (not itself audited).
 	CommandType_COMMAND_TYPE_ADD_COSIGNATURE CommandType = 29
+	// Access: bearer tokens and member nodes (issue 7).
+	CommandType_COMMAND_TYPE_REVOKE_TOKEN             CommandType = 30
+	CommandType_COMMAND_TYPE_ENROL_MEMBER_NODE        CommandType = 31
+	CommandType_COMMAND_TYPE_REMOVE_MEMBER_NODE       CommandType = 32
+	CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE CommandType = 33
 )
 
 // Enum value maps for CommandType.
@@ -107,6 +112,10 @@ var (
 		27: "COMMAND_TYPE_APPEND_AUDIT",
 		28: "COMMAND_TYPE_PUT_CHECKPOINT",
 		29: "COMMAND_TYPE_ADD_COSIGNATURE",
+		30: "COMMAND_TYPE_REVOKE_TOKEN",
+		31: "COMMAND_TYPE_ENROL_MEMBER_NODE",
+		32: "COMMAND_TYPE_REMOVE_MEMBER_NODE",
+		33: "COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -139,6 +148,10 @@ var (
 		"COMMAND_TYPE_APPEND_AUDIT":             27,
 		"COMMAND_TYPE_PUT_CHECKPOINT":           28,
 		"COMMAND_TYPE_ADD_COSIGNATURE":          29,
+		"COMMAND_TYPE_REVOKE_TOKEN":             30,
+		"COMMAND_TYPE_ENROL_MEMBER_NODE":        31,
+		"COMMAND_TYPE_REMOVE_MEMBER_NODE":       32,
+		"COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE": 33,
 	}
 )
 
@@ -175,6 +188,8 @@ type Role int32
 const (
 	Role_ROLE_UNSPECIFIED Role = 0
 	Role_ROLE_ADMIN       Role = 1
+	Role_ROLE_GOVERNANCE  Role = 2
+	Role_ROLE_REGULATOR   Role = 3
 )
 
 // Enum value maps for Role.
@@ -182,10 +197,14 @@ var (
 	Role_name = map[int32]string{
 		0: "ROLE_UNSPECIFIED",
 		1: "ROLE_ADMIN",
+		2: "ROLE_GOVERNANCE",
+		3: "ROLE_REGULATOR",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED": 0,
 		"ROLE_ADMIN":       1,
+		"ROLE_GOVERNANCE":  2,
+		"ROLE_REGULATOR":   3,
 	}
 )
 
@@ -1123,12 +1142,21 @@ func (x *BootstrapAdmin) GetApprovalsRequired() uint32 {
 type Token struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Public identifier (shown in lists; not secret).
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	SecretSha256  []byte                 `protobuf:"bytes,2,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
-	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=trustfed.command.v1.Role" json:"role,omitempty"`
-	Description   string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	CreateIndex   uint64                 `protobuf:"varint,6,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	SecretSha256 []byte                 `protobuf:"bytes,2,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
+	Role         Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=trustfed.command.v1.Role" json:"role,omitempty"`
+	Description  string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateIndex  uint64                 `protobuf:"varint,6,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	// Governance tokens act for this organisation only; regulator tokens read
+	// only its entries when set.
+	OrganizationId string `protobuf:"bytes,7,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// The token stops working at expire_time (unset: never, bootstrap tokens).
+	ExpireTime   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	RevokeTime   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	RevokeReason string                 `protobuf:"bytes,10,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	// The principal that created it.
+	CreatedBy     string `protobuf:"bytes,11,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1205,6 +1233,347 @@ func (x *Token) GetCreateIndex() uint64 {
 	return 0
 }
 
+func (x *Token) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *Token) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Token) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
+func (x *Token) GetRevokeReason() string {
+	if x != nil {
+		return x.RevokeReason
+	}
+	return ""
+}
+
+func (x *Token) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+// UsedNonce is a member challenge nonce already answered; forgotten once
+// the challenge has expired.
+type UsedNonce struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nonce         []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsedNonce) Reset() {
+	*x = UsedNonce{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsedNonce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsedNonce) ProtoMessage() {}
+
+func (x *UsedNonce) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsedNonce.ProtoReflect.Descriptor instead.
+func (*UsedNonce) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UsedNonce) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *UsedNonce) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+type RevokeToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TokenId       string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeToken) Reset() {
+	*x = RevokeToken{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeToken) ProtoMessage() {}
+
+func (x *RevokeToken) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeToken.ProtoReflect.Descriptor instead.
+func (*RevokeToken) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RevokeToken) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *RevokeToken) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// EnrolMemberNode carries the organisation's signed enrolment as submitted;
+// every replica verifies the signature again with the organisation's key.
+type EnrolMemberNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enrolment     []byte                 `protobuf:"bytes,1,opt,name=enrolment,proto3" json:"enrolment,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrolMemberNode) Reset() {
+	*x = EnrolMemberNode{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrolMemberNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrolMemberNode) ProtoMessage() {}
+
+func (x *EnrolMemberNode) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrolMemberNode.ProtoReflect.Descriptor instead.
+func (*EnrolMemberNode) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *EnrolMemberNode) GetEnrolment() []byte {
+	if x != nil {
+		return x.Enrolment
+	}
+	return nil
+}
+
+func (x *EnrolMemberNode) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type RemoveMemberNode struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	NodeId         string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RemoveMemberNode) Reset() {
+	*x = RemoveMemberNode{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberNode) ProtoMessage() {}
+
+func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberNode.ProtoReflect.Descriptor instead.
+func (*RemoveMemberNode) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RemoveMemberNode) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *RemoveMemberNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RemoveMemberNode) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// IssueMemberCertificate records that a challenge was answered and a
+// certificate issued: each nonce is accepted once (until it expires).
+type IssueMemberCertificate struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId  string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	NodeId          string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Nonce           []byte                 `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	NonceExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=nonce_expire_time,json=nonceExpireTime,proto3" json:"nonce_expire_time,omitempty"`
+	Serial          string                 `protobuf:"bytes,5,opt,name=serial,proto3" json:"serial,omitempty"`
+	NotAfter        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *IssueMemberCertificate) Reset() {
+	*x = IssueMemberCertificate{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueMemberCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueMemberCertificate) ProtoMessage() {}
+
+func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueMemberCertificate.ProtoReflect.Descriptor instead.
+func (*IssueMemberCertificate) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *IssueMemberCertificate) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *IssueMemberCertificate) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *IssueMemberCertificate) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *IssueMemberCertificate) GetNonceExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NonceExpireTime
+	}
+	return nil
+}
+
+func (x *IssueMemberCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *IssueMemberCertificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 // PutToken stores a token. With bootstrap set, it is applied only if the
 // registry holds no token yet (the first admin token of a cluster).
 type PutToken struct {
@@ -1217,7 +1586,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1598,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1611,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -1279,7 +1648,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1660,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1673,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -1367,7 +1736,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1748,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1761,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1432,6 +1801,8 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_AuditHead
 	//	*SnapshotRecord_AuditLeaf
 	//	*SnapshotRecord_Checkpoint
+	//	*SnapshotRecord_MemberNode
+	//	*SnapshotRecord_UsedNonce
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1439,7 +1810,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1822,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1835,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1636,6 +2007,24 @@ func (x *SnapshotRecord) GetCheckpoint() *StoredCheckpoint {
 	return nil
 }
 
+func (x *SnapshotRecord) GetMemberNode() *v1.MemberNode {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_MemberNode); ok {
+			return x.MemberNode
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetUsedNonce() *UsedNonce {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_UsedNonce); ok {
+			return x.UsedNonce
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1713,6 +2102,15 @@ type SnapshotRecord_Checkpoint struct {
 	Checkpoint *StoredCheckpoint `protobuf:"bytes,18,opt,name=checkpoint,proto3,oneof"`
 }
 
+type SnapshotRecord_MemberNode struct {
+	// Written before the audit log like every other table.
+	MemberNode *v1.MemberNode `protobuf:"bytes,19,opt,name=member_node,json=memberNode,proto3,oneof"`
+}
+
+type SnapshotRecord_UsedNonce struct {
+	UsedNonce *UsedNonce `protobuf:"bytes,20,opt,name=used_nonce,json=usedNonce,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -1749,6 +2147,10 @@ func (*SnapshotRecord_AuditLeaf) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Checkpoint) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_MemberNode) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_UsedNonce) isSnapshotRecord_Record() {}
+
 // AppendAudit carries audit events that are not commands.
 type AppendAudit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1759,7 +2161,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +2173,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +2186,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AppendAudit) GetEvents() []*AuditEvent {
@@ -1809,7 +2211,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +2223,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +2236,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AuditEvent) GetEvent() isAuditEvent_Event {
@@ -1896,7 +2298,7 @@ type PutCheckpoint struct {
 
 func (x *PutCheckpoint) Reset() {
 	*x = PutCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2310,7 @@ func (x *PutCheckpoint) String() string {
 func (*PutCheckpoint) ProtoMessage() {}
 
 func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2323,7 @@ func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpoint.ProtoReflect.Descriptor instead.
 func (*PutCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PutCheckpoint) GetNote() []byte {
@@ -1944,7 +2346,7 @@ type AddCosignature struct {
 
 func (x *AddCosignature) Reset() {
 	*x = AddCosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2358,7 @@ func (x *AddCosignature) String() string {
 func (*AddCosignature) ProtoMessage() {}
 
 func (x *AddCosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2371,7 @@ func (x *AddCosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
 func (*AddCosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AddCosignature) GetTreeSize() uint64 {
@@ -2008,7 +2410,7 @@ type StoredCheckpoint struct {
 
 func (x *StoredCheckpoint) Reset() {
 	*x = StoredCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2422,7 @@ func (x *StoredCheckpoint) String() string {
 func (*StoredCheckpoint) ProtoMessage() {}
 
 func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2435,7 @@ func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StoredCheckpoint) GetTreeSize() uint64 {
@@ -2082,7 +2484,7 @@ type Cosignature struct {
 
 func (x *Cosignature) Reset() {
 	*x = Cosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2496,7 @@ func (x *Cosignature) String() string {
 func (*Cosignature) ProtoMessage() {}
 
 func (x *Cosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2509,7 @@ func (x *Cosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
 func (*Cosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Cosignature) GetOrganizationId() string {
@@ -2144,7 +2546,7 @@ type AuditHead struct {
 
 func (x *AuditHead) Reset() {
 	*x = AuditHead{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2558,7 @@ func (x *AuditHead) String() string {
 func (*AuditHead) ProtoMessage() {}
 
 func (x *AuditHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2571,7 @@ func (x *AuditHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
 func (*AuditHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditHead) GetSize() uint64 {
@@ -2205,7 +2607,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2619,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2632,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AuditLeaf) GetData() []byte {
@@ -2267,7 +2669,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2681,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2694,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -2329,7 +2731,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2743,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2756,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -2402,7 +2804,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2816,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2829,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -2455,7 +2857,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2869,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2882,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -2514,7 +2916,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2526,7 +2928,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2539,7 +2941,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
 }
 
 // RecordDeliveries merges the leader dispatcher's progress into cascades.
@@ -2553,7 +2955,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +2967,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +2980,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -2598,7 +3000,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +3012,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +3025,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -2654,7 +3056,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +3068,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +3081,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -2707,7 +3109,7 @@ var File_trustfed_command_v1_command_proto protoreflect.FileDescriptor
 
 const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/audit.proto\x1a\x19trustfed/v1/cascade.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
+	"!trustfed/command/v1/command.proto\x12\x13trustfed.command.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x18trustfed/v1/access.proto\x1a\x17trustfed/v1/audit.proto\x1a\x19trustfed/v1/cascade.proto\x1a\x17trustfed/v1/types.proto\"\xc7\x01\n" +
 	"\bEnvelope\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .trustfed.command.v1.CommandTypeR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
@@ -2765,7 +3167,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\bapproval\x18\x02 \x01(\v2\x1b.trustfed.v1.AdminSignatureR\bapproval\"i\n" +
 	"\x0eBootstrapAdmin\x12(\n" +
 	"\x05admin\x18\x01 \x01(\v2\x12.trustfed.v1.AdminR\x05admin\x12-\n" +
-	"\x12approvals_required\x18\x02 \x01(\rR\x11approvalsRequired\"\xed\x01\n" +
+	"\x12approvals_required\x18\x02 \x01(\rR\x11approvalsRequired\"\xd4\x03\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\x12-\n" +
@@ -2773,7 +3175,37 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12!\n" +
-	"\fcreate_index\x18\x06 \x01(\x04R\vcreateIndex\"Z\n" +
+	"\fcreate_index\x18\x06 \x01(\x04R\vcreateIndex\x12'\n" +
+	"\x0forganization_id\x18\a \x01(\tR\x0eorganizationId\x12;\n" +
+	"\vexpire_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12;\n" +
+	"\vrevoke_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\x12#\n" +
+	"\rrevoke_reason\x18\n" +
+	" \x01(\tR\frevokeReason\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\v \x01(\tR\tcreatedBy\"^\n" +
+	"\tUsedNonce\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"@\n" +
+	"\vRevokeToken\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
+	"\x0fEnrolMemberNode\x12\x1c\n" +
+	"\tenrolment\x18\x01 \x01(\fR\tenrolment\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"l\n" +
+	"\x10RemoveMemberNode\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x89\x02\n" +
+	"\x16IssueMemberCertificate\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12F\n" +
+	"\x11nonce_expire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnonceExpireTime\x12\x16\n" +
+	"\x06serial\x18\x05 \x01(\tR\x06serial\x127\n" +
+	"\tnot_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"Z\n" +
 	"\bPutToken\x120\n" +
 	"\x05token\x18\x01 \x01(\v2\x1a.trustfed.command.v1.TokenR\x05token\x12\x1c\n" +
 	"\tbootstrap\x18\x02 \x01(\bR\tbootstrap\"\xf2\x01\n" +
@@ -2790,7 +3222,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8c\t\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x89\n" +
+	"\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
 	"\tagreement\x18\x02 \x01(\v2\x16.trustfed.v1.AgreementH\x00R\tagreement\x122\n" +
@@ -2815,7 +3248,11 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"audit_leaf\x18\x11 \x01(\v2\x1e.trustfed.command.v1.AuditLeafH\x00R\tauditLeaf\x12G\n" +
 	"\n" +
 	"checkpoint\x18\x12 \x01(\v2%.trustfed.command.v1.StoredCheckpointH\x00R\n" +
-	"checkpointB\b\n" +
+	"checkpoint\x12:\n" +
+	"\vmember_node\x18\x13 \x01(\v2\x17.trustfed.v1.MemberNodeH\x00R\n" +
+	"memberNode\x12?\n" +
+	"\n" +
+	"used_nonce\x18\x14 \x01(\v2\x1e.trustfed.command.v1.UsedNonceH\x00R\tusedNonceB\b\n" +
 	"\x06record\"F\n" +
 	"\vAppendAudit\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\"\xb7\x01\n" +
@@ -2882,7 +3319,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xab\b\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xbe\t\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -2914,11 +3351,17 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x1eCOMMAND_TYPE_RECORD_DELIVERIES\x10\x1a\x12\x1d\n" +
 	"\x19COMMAND_TYPE_APPEND_AUDIT\x10\x1b\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_PUT_CHECKPOINT\x10\x1c\x12 \n" +
-	"\x1cCOMMAND_TYPE_ADD_COSIGNATURE\x10\x1d*,\n" +
+	"\x1cCOMMAND_TYPE_ADD_COSIGNATURE\x10\x1d\x12\x1d\n" +
+	"\x19COMMAND_TYPE_REVOKE_TOKEN\x10\x1e\x12\"\n" +
+	"\x1eCOMMAND_TYPE_ENROL_MEMBER_NODE\x10\x1f\x12#\n" +
+	"\x1fCOMMAND_TYPE_REMOVE_MEMBER_NODE\x10 \x12)\n" +
+	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!*U\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x01BBZ@github.com/trustfed/trustfed/proto/trustfed/command/v1;commandv1b\x06proto3"
+	"ROLE_ADMIN\x10\x01\x12\x13\n" +
+	"\x0fROLE_GOVERNANCE\x10\x02\x12\x12\n" +
+	"\x0eROLE_REGULATOR\x10\x03BBZ@github.com/trustfed/trustfed/proto/trustfed/command/v1;commandv1b\x06proto3"
 
 var (
 	file_trustfed_command_v1_command_proto_rawDescOnce sync.Once
@@ -2933,109 +3376,122 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
-	(CommandType)(0),              // 0: trustfed.command.v1.CommandType
-	(Role)(0),                     // 1: trustfed.command.v1.Role
-	(*Envelope)(nil),              // 2: trustfed.command.v1.Envelope
-	(*RegisterOrganization)(nil),  // 3: trustfed.command.v1.RegisterOrganization
-	(*ApproveOrganization)(nil),   // 4: trustfed.command.v1.ApproveOrganization
-	(*SubmitPassport)(nil),        // 5: trustfed.command.v1.SubmitPassport
-	(*RevokedPassport)(nil),       // 6: trustfed.command.v1.RevokedPassport
-	(*SigningKey)(nil),            // 7: trustfed.command.v1.SigningKey
-	(*CreateAuthorization)(nil),   // 8: trustfed.command.v1.CreateAuthorization
-	(*ApproveAuthorization)(nil),  // 9: trustfed.command.v1.ApproveAuthorization
-	(*PutSigningKey)(nil),         // 10: trustfed.command.v1.PutSigningKey
-	(*ProposeAgreement)(nil),      // 11: trustfed.command.v1.ProposeAgreement
-	(*SignAgreement)(nil),         // 12: trustfed.command.v1.SignAgreement
-	(*TerminateAgreement)(nil),    // 13: trustfed.command.v1.TerminateAgreement
-	(*UpdateOrganization)(nil),    // 14: trustfed.command.v1.UpdateOrganization
-	(*ProposeAdminChange)(nil),    // 15: trustfed.command.v1.ProposeAdminChange
-	(*ApproveAdminChange)(nil),    // 16: trustfed.command.v1.ApproveAdminChange
-	(*BootstrapAdmin)(nil),        // 17: trustfed.command.v1.BootstrapAdmin
-	(*Token)(nil),                 // 18: trustfed.command.v1.Token
-	(*PutToken)(nil),              // 19: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),        // 20: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),        // 21: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),        // 22: trustfed.command.v1.SnapshotRecord
-	(*AppendAudit)(nil),           // 23: trustfed.command.v1.AppendAudit
-	(*AuditEvent)(nil),            // 24: trustfed.command.v1.AuditEvent
-	(*PutCheckpoint)(nil),         // 25: trustfed.command.v1.PutCheckpoint
-	(*AddCosignature)(nil),        // 26: trustfed.command.v1.AddCosignature
-	(*StoredCheckpoint)(nil),      // 27: trustfed.command.v1.StoredCheckpoint
-	(*Cosignature)(nil),           // 28: trustfed.command.v1.Cosignature
-	(*AuditHead)(nil),             // 29: trustfed.command.v1.AuditHead
-	(*AuditLeaf)(nil),             // 30: trustfed.command.v1.AuditLeaf
-	(*GraphEdge)(nil),             // 31: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),           // 32: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),      // 33: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),          // 34: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                 // 35: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),      // 36: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),        // 37: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),           // 38: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
-	(*v1.AdminSignature)(nil),     // 40: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),              // 41: trustfed.v1.Admin
-	(*v1.Organization)(nil),       // 42: trustfed.v1.Organization
-	(*v1.Agreement)(nil),          // 43: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),             // 44: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),   // 45: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),      // 46: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),  // 47: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),            // 48: trustfed.v1.Session
-	(*v1.Cascade)(nil),            // 49: trustfed.v1.Cascade
-	(*v1.AuditDecision)(nil),      // 50: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),   // 51: trustfed.v1.AuditAuthFailure
-	(*durationpb.Duration)(nil),   // 52: google.protobuf.Duration
-	(*v1.Delivery)(nil),           // 53: trustfed.v1.Delivery
+	(CommandType)(0),               // 0: trustfed.command.v1.CommandType
+	(Role)(0),                      // 1: trustfed.command.v1.Role
+	(*Envelope)(nil),               // 2: trustfed.command.v1.Envelope
+	(*RegisterOrganization)(nil),   // 3: trustfed.command.v1.RegisterOrganization
+	(*ApproveOrganization)(nil),    // 4: trustfed.command.v1.ApproveOrganization
+	(*SubmitPassport)(nil),         // 5: trustfed.command.v1.SubmitPassport
+	(*RevokedPassport)(nil),        // 6: trustfed.command.v1.RevokedPassport
+	(*SigningKey)(nil),             // 7: trustfed.command.v1.SigningKey
+	(*CreateAuthorization)(nil),    // 8: trustfed.command.v1.CreateAuthorization
+	(*ApproveAuthorization)(nil),   // 9: trustfed.command.v1.ApproveAuthorization
+	(*PutSigningKey)(nil),          // 10: trustfed.command.v1.PutSigningKey
+	(*ProposeAgreement)(nil),       // 11: trustfed.command.v1.ProposeAgreement
+	(*SignAgreement)(nil),          // 12: trustfed.command.v1.SignAgreement
+	(*TerminateAgreement)(nil),     // 13: trustfed.command.v1.TerminateAgreement
+	(*UpdateOrganization)(nil),     // 14: trustfed.command.v1.UpdateOrganization
+	(*ProposeAdminChange)(nil),     // 15: trustfed.command.v1.ProposeAdminChange
+	(*ApproveAdminChange)(nil),     // 16: trustfed.command.v1.ApproveAdminChange
+	(*BootstrapAdmin)(nil),         // 17: trustfed.command.v1.BootstrapAdmin
+	(*Token)(nil),                  // 18: trustfed.command.v1.Token
+	(*UsedNonce)(nil),              // 19: trustfed.command.v1.UsedNonce
+	(*RevokeToken)(nil),            // 20: trustfed.command.v1.RevokeToken
+	(*EnrolMemberNode)(nil),        // 21: trustfed.command.v1.EnrolMemberNode
+	(*RemoveMemberNode)(nil),       // 22: trustfed.command.v1.RemoveMemberNode
+	(*IssueMemberCertificate)(nil), // 23: trustfed.command.v1.IssueMemberCertificate
+	(*PutToken)(nil),               // 24: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),         // 25: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),         // 26: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),         // 27: trustfed.command.v1.SnapshotRecord
+	(*AppendAudit)(nil),            // 28: trustfed.command.v1.AppendAudit
+	(*AuditEvent)(nil),             // 29: trustfed.command.v1.AuditEvent
+	(*PutCheckpoint)(nil),          // 30: trustfed.command.v1.PutCheckpoint
+	(*AddCosignature)(nil),         // 31: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),       // 32: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),            // 33: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),              // 34: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),              // 35: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),              // 36: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),            // 37: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),       // 38: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),           // 39: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                  // 40: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),       // 41: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),         // 42: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),            // 43: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil),  // 44: google.protobuf.Timestamp
+	(*v1.AdminSignature)(nil),      // 45: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),               // 46: trustfed.v1.Admin
+	(*v1.Organization)(nil),        // 47: trustfed.v1.Organization
+	(*v1.Agreement)(nil),           // 48: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),              // 49: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),    // 50: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),       // 51: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),   // 52: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),             // 53: trustfed.v1.Session
+	(*v1.Cascade)(nil),             // 54: trustfed.v1.Cascade
+	(*v1.MemberNode)(nil),          // 55: trustfed.v1.MemberNode
+	(*v1.AuditDecision)(nil),       // 56: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),    // 57: trustfed.v1.AuditAuthFailure
+	(*durationpb.Duration)(nil),    // 58: google.protobuf.Duration
+	(*v1.Delivery)(nil),            // 59: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	39, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	39, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	39, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	44, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	44, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	44, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 4: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	40, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	40, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	41, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	45, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	45, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	46, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
 	1,  // 8: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	39, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	18, // 10: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	39, // 11: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	42, // 12: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	43, // 13: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
-	18, // 14: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	20, // 15: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	44, // 16: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
-	6,  // 17: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	45, // 18: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
-	7,  // 19: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	46, // 20: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	41, // 21: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	47, // 22: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	31, // 23: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	48, // 24: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	49, // 25: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	38, // 26: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	29, // 27: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
-	30, // 28: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
-	27, // 29: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
-	24, // 30: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	50, // 31: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	51, // 32: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	39, // 33: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	28, // 34: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	39, // 35: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	39, // 36: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	52, // 37: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	37, // 38: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	53, // 39: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	44, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	44, // 10: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	44, // 11: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	44, // 12: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
+	44, // 13: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
+	44, // 14: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
+	18, // 15: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
+	44, // 16: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	47, // 17: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	48, // 18: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	18, // 19: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
+	25, // 20: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	49, // 21: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	6,  // 22: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
+	50, // 23: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	7,  // 24: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
+	51, // 25: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	46, // 26: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	52, // 27: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	36, // 28: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	53, // 29: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	54, // 30: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	43, // 31: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	34, // 32: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	35, // 33: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	32, // 34: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	55, // 35: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
+	19, // 36: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
+	29, // 37: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	56, // 38: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	57, // 39: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	44, // 40: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	33, // 41: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	44, // 42: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	44, // 43: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	58, // 44: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	42, // 45: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	59, // 46: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -3043,7 +3499,7 @@ func file_trustfed_command_v1_command_proto_init() {
 	if File_trustfed_command_v1_command_proto != nil {
 		return
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[20].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[25].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
@@ -3062,8 +3518,10 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_AuditHead)(nil),
 		(*SnapshotRecord_AuditLeaf)(nil),
 		(*SnapshotRecord_Checkpoint)(nil),
+		(*SnapshotRecord_MemberNode)(nil),
+		(*SnapshotRecord_UsedNonce)(nil),
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[22].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[27].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
 		(*AuditEvent_AuthFailure)(nil),
 	}
@@ -3073,7 +3531,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
