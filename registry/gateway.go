@@ -47,6 +47,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 		trustfedv1.RegisterMembershipServiceHandler,
 		trustfedv1.RegisterCascadeServiceHandler,
 		trustfedv1.RegisterAuditServiceHandler,
+		trustfedv1.RegisterAccessServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			_ = conn.Close()
