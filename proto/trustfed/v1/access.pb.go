@@ -1619,16 +1619,16 @@ const file_trustfed_v1_access_proto_rawDesc = "" +
 	"\x10MemberNodeStatus\x12\"\n" +
 	"\x1eMEMBER_NODE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19MEMBER_NODE_STATUS_ACTIVE\x10\x01\x12\x1e\n" +
-	"\x1aMEMBER_NODE_STATUS_REMOVED\x10\x022\xf9\x05\n" +
+	"\x1aMEMBER_NODE_STATUS_REMOVED\x10\x022\x88\x06\n" +
 	"\rAccessService\x12P\n" +
-	"\vCreateToken\x12\x1f.trustfed.v1.CreateTokenRequest\x1a .trustfed.v1.CreateTokenResponse\x12M\n" +
+	"\vCreateToken\x12\x1f.trustfed.v1.CreateTokenRequest\x1a .trustfed.v1.CreateTokenResponse\x12R\n" +
 	"\n" +
-	"ListTokens\x12\x1e.trustfed.v1.ListTokensRequest\x1a\x1f.trustfed.v1.ListTokensResponse\x12P\n" +
+	"ListTokens\x12\x1e.trustfed.v1.ListTokensRequest\x1a\x1f.trustfed.v1.ListTokensResponse\"\x03\x90\x02\x01\x12P\n" +
 	"\vRevokeToken\x12\x1f.trustfed.v1.RevokeTokenRequest\x1a .trustfed.v1.RevokeTokenResponse\x12\\\n" +
-	"\x0fEnrolMemberNode\x12#.trustfed.v1.EnrolMemberNodeRequest\x1a$.trustfed.v1.EnrolMemberNodeResponse\x12\\\n" +
-	"\x0fListMemberNodes\x12#.trustfed.v1.ListMemberNodesRequest\x1a$.trustfed.v1.ListMemberNodesResponse\x12_\n" +
-	"\x10RemoveMemberNode\x12$.trustfed.v1.RemoveMemberNodeRequest\x1a%.trustfed.v1.RemoveMemberNodeResponse\x12e\n" +
-	"\x12GetMemberChallenge\x12&.trustfed.v1.GetMemberChallengeRequest\x1a'.trustfed.v1.GetMemberChallengeResponse\x12q\n" +
+	"\x0fEnrolMemberNode\x12#.trustfed.v1.EnrolMemberNodeRequest\x1a$.trustfed.v1.EnrolMemberNodeResponse\x12a\n" +
+	"\x0fListMemberNodes\x12#.trustfed.v1.ListMemberNodesRequest\x1a$.trustfed.v1.ListMemberNodesResponse\"\x03\x90\x02\x01\x12_\n" +
+	"\x10RemoveMemberNode\x12$.trustfed.v1.RemoveMemberNodeRequest\x1a%.trustfed.v1.RemoveMemberNodeResponse\x12j\n" +
+	"\x12GetMemberChallenge\x12&.trustfed.v1.GetMemberChallengeRequest\x1a'.trustfed.v1.GetMemberChallengeResponse\"\x03\x90\x02\x01\x12q\n" +
 	"\x16IssueMemberCertificate\x12*.trustfed.v1.IssueMemberCertificateRequest\x1a+.trustfed.v1.IssueMemberCertificateResponseB;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
