@@ -69,6 +69,9 @@ func (s *Server) GetAgreement(ctx context.Context, req *trustfedv1.GetAgreementR
 	if !ok {
 		return nil, state.NotFound("agreement_id", "agreement %q does not exist", req.AgreementId)
 	}
+	if err := scopeCheck(ctx, "agreement_id", ag.OrganizationAId, ag.OrganizationBId); err != nil {
+		return nil, err
+	}
 	return &trustfedv1.GetAgreementResponse{Agreement: ag, Meta: meta}, nil
 }
 

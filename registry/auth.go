@@ -2,8 +2,11 @@ package registry
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/trustfed/trustfed/attestation"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
@@ -13,19 +16,34 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Role is what a principal may do.
 type Role int
 
-// Roles. Later issues add organisation governance, member node and regulator.
+// Roles. docs/security.md has what each may call.
 const (
+	// RoleNone is an unauthenticated caller: public methods only.
 	RoleNone Role = iota
 	// RoleAdmin is a federation authority admin (bearer token).
 	RoleAdmin
 	// RoleNode is another registry server (certificate from the cluster CA).
 	RoleNode
+	// RoleGovernance is an organisation's governance authority (bearer
+	// token scoped to its organisation).
+	RoleGovernance
+	// RoleRegulator reads the audit trail and the registry, changes
+	// nothing (bearer token; federation-wide or scoped to one organisation).
+	RoleRegulator
+	// RoleMember is a member node of an organisation (client certificate
+	// from the federation CA naming organisation and node).
+	RoleMember
 )
+
+// Roles lists every role, for tables and tests.
+var Roles = []Role{RoleNone, RoleAdmin, RoleNode, RoleGovernance, RoleRegulator, RoleMember}
 
 func (r Role) String() string {
 	switch r {
@@ -33,6 +51,12 @@ func (r Role) String() string {
 		return "admin"
 	case RoleNode:
 		return "node"
+	case RoleGovernance:
+		return "governance"
+	case RoleRegulator:
+		return "regulator"
+	case RoleMember:
+		return "member"
 	default:
 		return "none"
 	}
@@ -40,12 +64,16 @@ func (r Role) String() string {
 
 // Principal is the authenticated caller of a request.
 type Principal struct {
-	// ID names the caller in the audit trail: "token:<id>" or "node:<id>".
+	// ID names the caller in the audit trail: "token:<id>", "node:<id>",
+	// "member:<org>/<node>" or "anonymous".
 	ID   string
 	Role Role
-	// Organization is the member organisation the principal acts for
-	// ("" for federation admins and nodes).
+	// Organization is the one organisation the principal acts for or may
+	// read; "" for federation admins, registry nodes and federation-wide
+	// regulators. Every organisation-scoped principal is confined to it.
 	Organization string
+	// MemberNode is the member node's id (RoleMember).
+	MemberNode string
 }
 
 type principalKey struct{}
@@ -60,87 +88,230 @@ func withPrincipal(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
-// methodRoles is the authorisation table: the roles allowed to call each
-// method. A method missing here is denied to everyone (default deny); a test
-// checks every registered method has an entry.
-var methodRoles = map[string][]Role{
-	trustfedv1.RegistryService_CheckInteraction_FullMethodName:  {RoleAdmin},
-	trustfedv1.RegistryService_GetOrganization_FullMethodName:   {RoleAdmin},
-	trustfedv1.RegistryService_ListOrganizations_FullMethodName: {RoleAdmin},
-	trustfedv1.RegistryService_GetKeys_FullMethodName:           {RoleNone, RoleAdmin, RoleNode}, // public: see publicMethods
-	trustfedv1.AdminService_ApproveOrganization_FullMethodName:  {RoleAdmin},
-	trustfedv1.AdminService_UpdateOrganization_FullMethodName:   {RoleAdmin},
-	trustfedv1.AdminService_ProposeAdminChange_FullMethodName:   {RoleAdmin},
-	trustfedv1.AdminService_ApproveAdminChange_FullMethodName:   {RoleAdmin},
-	trustfedv1.AdminService_GetAdminChange_FullMethodName:       {RoleAdmin},
-	trustfedv1.AdminService_ListAdminChanges_FullMethodName:     {RoleAdmin},
-	trustfedv1.AdminService_ListAdmins_FullMethodName:           {RoleAdmin},
-	trustfedv1.AdminService_GetIssuer_FullMethodName:            {RoleAdmin},
-	trustfedv1.AdminService_ListIssuers_FullMethodName:          {RoleAdmin},
-	trustfedv1.AdminService_GetFederationPolicy_FullMethodName:  {RoleAdmin},
-	// Membership requests are authenticated by the organisation's signature
-	// over what they submit; until organisations get governance tokens
-	// (zero-trust issue) an admin token submits them.
-	trustfedv1.MembershipService_RegisterOrganization_FullMethodName: {RoleAdmin},
-	trustfedv1.MembershipService_SubmitPassport_FullMethodName:       {RoleAdmin},
-	trustfedv1.MembershipService_ProposeAgreement_FullMethodName:     {RoleAdmin},
-	trustfedv1.MembershipService_SignAgreement_FullMethodName:        {RoleAdmin},
-	trustfedv1.MembershipService_TerminateAgreement_FullMethodName:   {RoleAdmin},
-	trustfedv1.MembershipService_ApproveAuthorization_FullMethodName: {RoleAdmin},
-	trustfedv1.RegistryService_RequestAuthorization_FullMethodName:   {RoleAdmin},
-	trustfedv1.RegistryService_GetAuthorization_FullMethodName:       {RoleAdmin},
-	trustfedv1.AdminService_GetAgreement_FullMethodName:              {RoleAdmin},
-	trustfedv1.AdminService_ListAgreements_FullMethodName:            {RoleAdmin},
-	// Member calls; organisations get their own credentials with the
-	// zero-trust issue, until then an admin token carries them.
-	trustfedv1.CascadeService_OpenSession_FullMethodName:          {RoleAdmin},
-	trustfedv1.CascadeService_HeartbeatSession_FullMethodName:     {RoleAdmin},
-	trustfedv1.CascadeService_CloseSession_FullMethodName:         {RoleAdmin},
-	trustfedv1.CascadeService_GetSession_FullMethodName:           {RoleAdmin},
-	trustfedv1.CascadeService_GetOrganizationGraph_FullMethodName: {RoleAdmin},
-	trustfedv1.CascadeService_WatchEvents_FullMethodName:          {RoleAdmin},
-	trustfedv1.CascadeService_AckEvent_FullMethodName:             {RoleAdmin},
-	trustfedv1.CascadeService_GetCascade_FullMethodName:           {RoleAdmin},
-	trustfedv1.CascadeService_ListCascades_FullMethodName:         {RoleAdmin},
-	trustfedv1.ClusterService_Status_FullMethodName:               {RoleAdmin, RoleNode},
-	trustfedv1.ClusterService_Join_FullMethodName:                 {RoleAdmin, RoleNode},
-	trustfedv1.ClusterService_Leave_FullMethodName:                {RoleAdmin},
-	peerv1.PeerService_ReadIndex_FullMethodName:                   {RoleNode},
-	peerv1.PeerService_AppendAudit_FullMethodName:                 {RoleNode},
-	// Checkpoints and consistency proofs are public: hashes and
-	// signatures, what witnesses need. Entries and inclusion proofs (which
-	// carry an entry) are for admins (and, with their own roles, regulators
-	// and the members they name).
-	trustfedv1.AuditService_GetSignedTreeHead_FullMethodName:   {RoleNone, RoleAdmin, RoleNode},
-	trustfedv1.AuditService_GetConsistencyProof_FullMethodName: {RoleNone, RoleAdmin, RoleNode},
-	trustfedv1.AuditService_ListAuditEntries_FullMethodName:    {RoleAdmin},
-	trustfedv1.AuditService_GetInclusionProof_FullMethodName:   {RoleAdmin},
-	trustfedv1.AuditService_AddCosignature_FullMethodName:      {RoleAdmin},
+// rule is the authorisation of one method.
+type rule struct {
+	// roles may call the method; RoleNone makes it public (no credentials).
+	roles []Role
+	// orgFields are the request fields (dot paths) naming the organisations
+	// a call acts for. An organisation-scoped principal must name its own
+	// organisation in one of them; with a single field left empty, the
+	// principal's organisation is filled in (a member never says who it is:
+	// its certificate does).
+	orgFields []string
+	// orgOf reads the organisation from signed bytes the request carries.
+	orgOf func(req proto.Message) (field, org string)
+	// inHandler: the request names its object by id; the handler checks
+	// that an organisation-scoped principal may see it (scopeCheck).
+	inHandler bool
 }
 
-// publicMethods need no credentials: publishing public keys so anyone can
-// verify a decision offline.
-var publicMethods = map[string]bool{
-	trustfedv1.RegistryService_GetKeys_FullMethodName:          true,
-	trustfedv1.AuditService_GetSignedTreeHead_FullMethodName:   true,
-	trustfedv1.AuditService_GetConsistencyProof_FullMethodName: true,
+// Role groups of the table below.
+var (
+	public      = []Role{RoleNone}
+	adminOnly   = []Role{RoleAdmin}
+	nodeOnly    = []Role{RoleNode}
+	memberOnly  = []Role{RoleMember, RoleAdmin} // admin: until the tests present member certificates
+	governance  = []Role{RoleAdmin, RoleGovernance}
+	readers     = []Role{RoleAdmin, RoleGovernance, RoleRegulator, RoleMember}
+	auditors    = []Role{RoleAdmin, RoleRegulator}
+	orgWriters  = []Role{RoleAdmin, RoleGovernance, RoleMember}
+	partyRead   = []Role{RoleAdmin, RoleGovernance, RoleMember}
+	clusterRead = []Role{RoleAdmin, RoleNode}
+)
+
+// policy is the authorisation table: every method of every registered
+// service. A method missing here is denied to everyone (default deny); a
+// test walks the registered services and fails on a missing entry, and
+// docs/security.md is generated from this table (TestSecurityDoc).
+var accessPolicy = map[string]rule{
+	trustfedv1.RegistryService_CheckInteraction_FullMethodName:     {roles: memberOnly, orgFields: []string{"from_organization_id"}},
+	trustfedv1.RegistryService_GetOrganization_FullMethodName:      {roles: readers, orgFields: []string{"organization_id"}},
+	trustfedv1.RegistryService_ListOrganizations_FullMethodName:    {roles: readers, inHandler: true},
+	trustfedv1.RegistryService_GetKeys_FullMethodName:              {roles: public},
+	trustfedv1.RegistryService_RequestAuthorization_FullMethodName: {roles: memberOnly, orgFields: []string{"check.from_organization_id"}},
+	trustfedv1.RegistryService_GetAuthorization_FullMethodName:     {roles: partyRead, inHandler: true},
+
+	trustfedv1.MembershipService_RegisterOrganization_FullMethodName: {roles: governance, orgOf: registrationOrg},
+	trustfedv1.MembershipService_SubmitPassport_FullMethodName:       {roles: governance, orgFields: []string{"organization_id"}},
+	trustfedv1.MembershipService_ProposeAgreement_FullMethodName:     {roles: governance, orgFields: []string{"organization_a_id", "organization_b_id"}},
+	trustfedv1.MembershipService_SignAgreement_FullMethodName:        {roles: governance, orgFields: []string{"organization_id"}},
+	trustfedv1.MembershipService_TerminateAgreement_FullMethodName:   {roles: governance, orgOf: terminationOrg},
+	trustfedv1.MembershipService_ApproveAuthorization_FullMethodName: {roles: orgWriters, orgFields: []string{"organization_id"}},
+
+	trustfedv1.AdminService_ApproveOrganization_FullMethodName: {roles: adminOnly},
+	trustfedv1.AdminService_UpdateOrganization_FullMethodName:  {roles: adminOnly},
+	trustfedv1.AdminService_ProposeAdminChange_FullMethodName:  {roles: adminOnly},
+	trustfedv1.AdminService_ApproveAdminChange_FullMethodName:  {roles: adminOnly},
+	trustfedv1.AdminService_GetAdminChange_FullMethodName:      {roles: auditors},
+	trustfedv1.AdminService_ListAdminChanges_FullMethodName:    {roles: auditors},
+	trustfedv1.AdminService_ListAdmins_FullMethodName:          {roles: auditors},
+	trustfedv1.AdminService_GetIssuer_FullMethodName:           {roles: readers},
+	trustfedv1.AdminService_ListIssuers_FullMethodName:         {roles: readers},
+	trustfedv1.AdminService_GetFederationPolicy_FullMethodName: {roles: readers},
+	trustfedv1.AdminService_GetAgreement_FullMethodName:        {roles: readers, inHandler: true},
+	trustfedv1.AdminService_ListAgreements_FullMethodName:      {roles: readers, orgFields: []string{"organization_id"}},
+
+	trustfedv1.CascadeService_OpenSession_FullMethodName:          {roles: memberOnly, orgFields: []string{"from_organization_id"}},
+	trustfedv1.CascadeService_HeartbeatSession_FullMethodName:     {roles: memberOnly, orgFields: []string{"organization_id"}},
+	trustfedv1.CascadeService_CloseSession_FullMethodName:         {roles: memberOnly, orgFields: []string{"organization_id"}},
+	trustfedv1.CascadeService_GetSession_FullMethodName:           {roles: partyRead, inHandler: true},
+	trustfedv1.CascadeService_GetOrganizationGraph_FullMethodName: {roles: readers, orgFields: []string{"organization_id"}},
+	trustfedv1.CascadeService_WatchEvents_FullMethodName:          {roles: []Role{RoleAdmin, RoleMember}, orgFields: []string{"organization_id"}},
+	trustfedv1.CascadeService_AckEvent_FullMethodName:             {roles: memberOnly, orgFields: []string{"organization_id"}},
+	trustfedv1.CascadeService_GetCascade_FullMethodName:           {roles: readers, inHandler: true},
+	trustfedv1.CascadeService_ListCascades_FullMethodName:         {roles: readers, orgFields: []string{"organization_id"}},
+
+	trustfedv1.ClusterService_Status_FullMethodName: {roles: clusterRead},
+	trustfedv1.ClusterService_Join_FullMethodName:   {roles: clusterRead},
+	trustfedv1.ClusterService_Leave_FullMethodName:  {roles: adminOnly},
+	peerv1.PeerService_ReadIndex_FullMethodName:     {roles: nodeOnly},
+	peerv1.PeerService_AppendAudit_FullMethodName:   {roles: nodeOnly},
+
+	// Checkpoints and consistency proofs are hashes and signatures: public,
+	// what witnesses need. Entries and inclusion proofs are read by role
+	// (the audit service confines organisation-scoped callers to the
+	// entries that name their organisation).
+	trustfedv1.AuditService_GetSignedTreeHead_FullMethodName:   {roles: public},
+	trustfedv1.AuditService_GetConsistencyProof_FullMethodName: {roles: public},
+	trustfedv1.AuditService_ListAuditEntries_FullMethodName:    {roles: readers, inHandler: true},
+	trustfedv1.AuditService_GetInclusionProof_FullMethodName:   {roles: readers, inHandler: true},
+	trustfedv1.AuditService_AddCosignature_FullMethodName:      {roles: orgWriters, orgFields: []string{"organization_id"}},
+
+	trustfedv1.AccessService_CreateToken_FullMethodName:            {roles: adminOnly},
+	trustfedv1.AccessService_ListTokens_FullMethodName:             {roles: adminOnly},
+	trustfedv1.AccessService_RevokeToken_FullMethodName:            {roles: adminOnly},
+	trustfedv1.AccessService_EnrolMemberNode_FullMethodName:        {roles: governance, orgFields: []string{"enrolment.organization_id"}},
+	trustfedv1.AccessService_ListMemberNodes_FullMethodName:        {roles: governance, orgFields: []string{"organization_id"}},
+	trustfedv1.AccessService_RemoveMemberNode_FullMethodName:       {roles: governance, orgFields: []string{"organization_id"}},
+	trustfedv1.AccessService_GetMemberChallenge_FullMethodName:     {roles: public},
+	trustfedv1.AccessService_IssueMemberCertificate_FullMethodName: {roles: public},
 }
 
+// isPublic reports whether method needs no credentials.
+func isPublic(method string) bool {
+	return slices.Contains(accessPolicy[method].roles, RoleNone)
+}
+
+// authorize checks that p may call method at all (the role part of the
+// table; streams check their request in the handler with authorizeRequest).
 func authorize(method string, p Principal) error {
-	for _, r := range methodRoles[method] {
-		if r == p.Role {
+	r, ok := accessPolicy[method]
+	if !ok || !slices.Contains(r.roles, p.Role) {
+		return fmt.Errorf("%w: role %s may not call %s", ErrPermissionDenied, p.Role, method)
+	}
+	return nil
+}
+
+// authorizeRequest checks (and completes) the organisation fields of req
+// for an organisation-scoped principal: it must act for its own
+// organisation only.
+func authorizeRequest(method string, p Principal, req any) error {
+	if p.Organization == "" {
+		return nil
+	}
+	r := accessPolicy[method]
+	m, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	if r.orgOf != nil {
+		field, org := r.orgOf(m)
+		if org != p.Organization {
+			return state.PermissionDenied(field, "%s acts only for organization %q, not %q", p.ID, p.Organization, org)
+		}
+		return nil
+	}
+	if len(r.orgFields) == 0 {
+		return nil
+	}
+	var named []string
+	for _, path := range r.orgFields {
+		v, ok := stringField(m.ProtoReflect(), path, "")
+		if !ok {
+			return fmt.Errorf("authorisation table: %s has no string field %s", method, path)
+		}
+		if v == p.Organization {
 			return nil
 		}
+		if v != "" {
+			named = append(named, v)
+		}
 	}
-	return fmt.Errorf("%w: role %s may not call %s", ErrPermissionDenied, p.Role, method)
+	if len(named) == 0 && len(r.orgFields) == 1 {
+		stringField(m.ProtoReflect(), r.orgFields[0], p.Organization)
+		return nil
+	}
+	return state.PermissionDenied(strings.Join(r.orgFields, " or "), "%s acts only for organization %q", p.ID, p.Organization)
+}
+
+// stringField reads the string field at a dot path of m; with set != "" it
+// writes set there (creating messages on the way).
+func stringField(m protoreflect.Message, path, set string) (string, bool) {
+	names := strings.Split(path, ".")
+	for i, name := range names {
+		fd := m.Descriptor().Fields().ByName(protoreflect.Name(name))
+		if fd == nil {
+			return "", false
+		}
+		if i == len(names)-1 {
+			if fd.Kind() != protoreflect.StringKind || fd.IsList() {
+				return "", false
+			}
+			if set != "" {
+				m.Set(fd, protoreflect.ValueOfString(set))
+			}
+			return m.Get(fd).String(), true
+		}
+		if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
+			return "", false
+		}
+		if set != "" {
+			m = m.Mutable(fd).Message()
+		} else {
+			m = m.Get(fd).Message()
+		}
+	}
+	return "", false
+}
+
+// scopeCheck is the handler half of the table (inHandler methods): an
+// organisation-scoped caller may see an object only if one of orgs is its
+// organisation.
+func scopeCheck(ctx context.Context, field string, orgs ...string) error {
+	p, _ := PrincipalFrom(ctx)
+	if p.Organization == "" || slices.Contains(orgs, p.Organization) {
+		return nil
+	}
+	return state.PermissionDenied(field, "%s reads only what concerns organization %q", p.ID, p.Organization)
+}
+
+// registrationOrg is the organisation a RegisterOrganization request
+// registers (inside its signed bytes).
+func registrationOrg(m proto.Message) (string, string) {
+	var reg trustfedv1.Registration
+	if req, ok := m.(*trustfedv1.RegisterOrganizationRequest); ok {
+		_ = proto.Unmarshal(req.Registration, &reg)
+	}
+	return "registration.organization_id", reg.OrganizationId
+}
+
+// terminationOrg is the party that signed a TerminateAgreement request.
+func terminationOrg(m proto.Message) (string, string) {
+	var t trustfedv1.AgreementTermination
+	if req, ok := m.(*trustfedv1.TerminateAgreementRequest); ok {
+		_ = proto.Unmarshal(req.Termination, &t)
+	}
+	return "termination.organization_id", t.OrganizationId
 }
 
 // authenticator identifies the caller of a request: a bearer token in the
-// "authorization" metadata, or else a node certificate from the cluster CA.
-// A token wins over a certificate, so a request a follower forwards for a
-// user is authorised as that user, not as the follower.
+// "authorization" metadata, or else a client certificate from the
+// federation CA — a registry server's or a member node's. A token wins over
+// a certificate, so a request a follower forwards for a person is
+// authorised as that person, not as the follower.
 type authenticator struct {
 	store *state.Store
+	clock func() time.Time
 }
 
 func (a authenticator) authenticate(ctx context.Context) (Principal, error) {
@@ -148,15 +319,35 @@ func (a authenticator) authenticate(ctx context.Context) (Principal, error) {
 	if vals := md.Get("authorization"); len(vals) > 0 {
 		return a.fromToken(vals[0])
 	}
-	if id, ok := nodeIdentity(ctx); ok {
-		// A peer forwarding a node's own request (Join) names that node;
-		// peers are mutually authenticated servers of the same cluster.
-		if fwd := md.Get(forwardedForHeader); len(fwd) == 1 && strings.HasPrefix(fwd[0], "node:") {
-			return Principal{ID: fwd[0], Role: RoleNode}, nil
+	cert, ok := verifiedCert(ctx)
+	if !ok {
+		return Principal{}, fmt.Errorf("%w: send \"Authorization: Bearer <token>\" or a client certificate", ErrUnauthenticated)
+	}
+	if id, ok := attestation.NodeIDFromCert(cert); ok {
+		// A peer forwarding a request names who made it; peers are
+		// mutually authenticated servers of the same cluster, and the
+		// leader checks a forwarded member against its own state again.
+		if fwd := md.Get(forwardedForHeader); len(fwd) == 1 {
+			return a.fromForwarded(fwd[0])
 		}
 		return Principal{ID: "node:" + id, Role: RoleNode}, nil
 	}
-	return Principal{}, fmt.Errorf("%w: send \"Authorization: Bearer <token>\"", ErrUnauthenticated)
+	return a.fromMemberCert(a.store.Read(), cert)
+}
+
+func (a authenticator) fromForwarded(id string) (Principal, error) {
+	switch {
+	case strings.HasPrefix(id, "node:"):
+		return Principal{ID: id, Role: RoleNode}, nil
+	case strings.HasPrefix(id, "member:"):
+		org, node, ok := strings.Cut(strings.TrimPrefix(id, "member:"), "/")
+		if !ok {
+			return Principal{}, fmt.Errorf("%w: malformed forwarded principal %q", ErrUnauthenticated, id)
+		}
+		return a.fromMember(a.store.Read(), org, node, nil)
+	default:
+		return Principal{}, fmt.Errorf("%w: unknown forwarded principal %q", ErrUnauthenticated, id)
+	}
 }
 
 func (a authenticator) fromToken(header string) (Principal, error) {
@@ -172,23 +363,38 @@ func (a authenticator) fromToken(header string) (Principal, error) {
 	if !ok {
 		return Principal{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
 	}
+	id := "token:" + tok.Id
+	if rt := tok.GetRevokeTime(); rt != nil {
+		return Principal{ID: id}, fmt.Errorf("%w: token %s was revoked at %s", ErrUnauthenticated, tok.Id, rt.AsTime().UTC().Format(time.RFC3339))
+	}
+	if et := tok.GetExpireTime(); et != nil && !a.clock().Before(et.AsTime()) {
+		return Principal{ID: id}, fmt.Errorf("%w: token %s expired at %s", ErrUnauthenticated, tok.Id, et.AsTime().UTC().Format(time.RFC3339))
+	}
 	switch tok.Role {
 	case commandv1.Role_ROLE_ADMIN:
-		return Principal{ID: "token:" + tok.Id, Role: RoleAdmin}, nil
+		return Principal{ID: id, Role: RoleAdmin}, nil
+	case commandv1.Role_ROLE_GOVERNANCE:
+		if tok.OrganizationId == "" {
+			return Principal{ID: id}, fmt.Errorf("%w: governance token %s names no organization", ErrUnauthenticated, tok.Id)
+		}
+		return Principal{ID: id, Role: RoleGovernance, Organization: tok.OrganizationId}, nil
+	case commandv1.Role_ROLE_REGULATOR:
+		return Principal{ID: id, Role: RoleRegulator, Organization: tok.OrganizationId}, nil
 	default:
-		return Principal{}, fmt.Errorf("%w: token has no usable role", ErrUnauthenticated)
+		return Principal{ID: id}, fmt.Errorf("%w: token has no usable role", ErrUnauthenticated)
 	}
 }
 
-// nodeIdentity returns the node id of a verified client certificate.
-func nodeIdentity(ctx context.Context) (string, bool) {
+// verifiedCert returns the client certificate the TLS handshake verified
+// against the federation CA.
+func verifiedCert(ctx context.Context) (*x509.Certificate, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", false
+		return nil, false
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return "", false
+		return nil, false
 	}
-	return attestation.NodeIDFromCert(info.State.VerifiedChains[0][0])
+	return info.State.VerifiedChains[0][0], true
 }

@@ -15,3 +15,10 @@ func (a authenticator) fromMemberCert(r *state.Reader, cert *x509.Certificate) (
 	_, _ = r, cert
 	return Principal{}, fmt.Errorf("%w: member certificates are not accepted yet", ErrUnauthenticated)
 }
+
+// fromMember checks that org's member node is allowed in the state r (cert,
+// if not nil, must carry the node's enrolled key) and returns its principal.
+func (a authenticator) fromMember(r *state.Reader, org, node string, cert *x509.Certificate) (Principal, error) {
+	_, _ = r, cert
+	return Principal{}, fmt.Errorf("%w: member %s/%s: member certificates are not accepted yet", ErrUnauthenticated, org, node)
+}

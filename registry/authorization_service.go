@@ -74,6 +74,9 @@ func (s *Server) GetAuthorization(ctx context.Context, req *trustfedv1.GetAuthor
 	if !ok {
 		return nil, state.NotFound("authorization_id", "authorization %q does not exist", req.AuthorizationId)
 	}
+	if err := scopeCheck(ctx, "authorization_id", a.GetParsedStatement().GetFromOrganizationId(), a.GetParsedStatement().GetToOrganizationId()); err != nil {
+		return nil, err
+	}
 	return &trustfedv1.GetAuthorizationResponse{Authorization: a, Meta: meta}, nil
 }
 

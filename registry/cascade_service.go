@@ -115,6 +115,9 @@ func (s *Server) GetSession(ctx context.Context, req *trustfedv1.GetSessionReque
 	if !ok {
 		return nil, state.NotFound("session_id", "session %s does not exist", req.SessionId)
 	}
+	if err := scopeCheck(ctx, "session_id", got.FromOrganizationId, got.ToOrganizationId); err != nil {
+		return nil, err
+	}
 	return &trustfedv1.GetSessionResponse{Session: got, Meta: meta}, nil
 }
 
@@ -209,6 +212,9 @@ func (s *Server) GetCascade(ctx context.Context, req *trustfedv1.GetCascadeReque
 	if !ok {
 		return nil, state.NotFound("cascade_id", "cascade %s does not exist", req.CascadeId)
 	}
+	if err := scopeCheck(ctx, "cascade_id", cascadeOrgs(c)...); err != nil {
+		return nil, err
+	}
 	return &trustfedv1.GetCascadeResponse{Cascade: c, Meta: meta}, nil
 }
 
@@ -229,4 +235,14 @@ func (s *Server) ListCascades(ctx context.Context, req *trustfedv1.ListCascadesR
 	}
 	cs, next := r.Cascades(req.GetOrganizationId(), after, pageSize(req.GetPageSize()))
 	return &trustfedv1.ListCascadesResponse{Cascades: cs, NextPageToken: encodePageToken(next), Meta: meta}, nil
+}
+
+// cascadeOrgs are the organisations a cascade concerns: the one the event
+// is about and every partner notified.
+func cascadeOrgs(c *trustfedv1.Cascade) []string {
+	orgs := []string{c.GetEvent().GetOrganizationId()}
+	for _, d := range c.GetDeliveries() {
+		orgs = append(orgs, d.GetOrganizationId())
+	}
+	return orgs
 }

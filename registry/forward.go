@@ -23,9 +23,11 @@ import (
 // forwarded request is never forwarded again (no loops during elections).
 const forwardedHeader = "x-trustfed-forwarded-by"
 
-// forwardedForHeader carries the node principal a forwarded request was
-// made by (only node principals are forwarded this way; users are forwarded
-// with their own bearer token).
+// forwardedForHeader carries the principal a forwarded request was made by
+// when it authenticated with a certificate: "node:<id>" or
+// "member:<org>/<node>" (people are forwarded with their own bearer token).
+// The leader accepts it only from a registry server's certificate and
+// checks a member against its own state again.
 const forwardedForHeader = "x-trustfed-forwarded-for"
 
 // Peers holds connections to other registry servers (mutual TLS with this
@@ -131,7 +133,7 @@ func (s *Server) forward(ctx context.Context, method string, req any) (any, bool
 	out := metadata.MD{forwardedHeader: []string{s.cfg.NodeID}}
 	if auth := md.Get("authorization"); len(auth) > 0 {
 		out.Set("authorization", auth...)
-	} else if p, ok := PrincipalFrom(ctx); ok && p.Role == RoleNode {
+	} else if p, ok := PrincipalFrom(ctx); ok && (p.Role == RoleNode || p.Role == RoleMember) {
 		out.Set(forwardedForHeader, p.ID)
 	}
 	conn, err := s.cfg.Peers.conn(leader.APIAddr)

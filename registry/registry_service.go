@@ -169,5 +169,12 @@ func (s *Server) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrga
 		return nil, err
 	}
 	orgs, next := r.Organizations(after, pageSize(req.GetPageSize()))
+	if p, _ := PrincipalFrom(ctx); p.Organization != "" {
+		// An organisation-scoped caller sees its own organisation only.
+		orgs, next = nil, ""
+		if o, ok := r.Organization(p.Organization); ok && after == "" {
+			orgs = append(orgs, o)
+		}
+	}
 	return &trustfedv1.ListOrganizationsResponse{Organizations: orgs, NextPageToken: encodePageToken(next), Meta: meta}, nil
 }

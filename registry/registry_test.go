@@ -28,11 +28,11 @@ func TestEveryMethodHasAPolicy(t *testing.T) {
 	for svc, info := range gs.GetServiceInfo() {
 		for _, m := range info.Methods {
 			full := fmt.Sprintf("/%s/%s", svc, m.Name)
-			require.NotEmpty(t, methodRoles[full], "%s has no entry in methodRoles", full)
+			require.NotEmpty(t, accessPolicy[full].roles, "%s has no entry in accessPolicy", full)
 			n++
 		}
 	}
-	require.Equal(t, len(methodRoles), n, "methodRoles names a method that is not registered")
+	require.Equal(t, len(accessPolicy), n, "accessPolicy names a method that is not registered")
 }
 
 func TestAuthorizeDefaultDeny(t *testing.T) {
@@ -65,9 +65,14 @@ func TestWriteMethods(t *testing.T) {
 		trustfedv1.CascadeService_CloseSession_FullMethodName:            true,
 		trustfedv1.CascadeService_AckEvent_FullMethodName:                true,
 		trustfedv1.ClusterService_Leave_FullMethodName:                   true,
+		trustfedv1.AccessService_CreateToken_FullMethodName:              true,
+		trustfedv1.AccessService_RevokeToken_FullMethodName:              true,
+		trustfedv1.AccessService_EnrolMemberNode_FullMethodName:          true,
+		trustfedv1.AccessService_RemoveMemberNode_FullMethodName:         true,
+		trustfedv1.AccessService_IssueMemberCertificate_FullMethodName:   true,
 	}
 	require.Equal(t, want, writeMethods)
-	for m := range methodRoles {
+	for m := range accessPolicy {
 		_, err := newResponse(m)
 		require.NoError(t, err, m)
 	}

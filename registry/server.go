@@ -127,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:   cfg,
 		store: cfg.Store,
 		raft:  cfg.Raft,
-		auth:  authenticator{store: cfg.Store},
+		auth:  authenticator{store: cfg.Store, clock: cfg.Clock},
 		log:   cfg.Logger,
 		clock: cfg.Clock,
 		audit: cfg.Audit,
@@ -165,21 +165,28 @@ func (s *Server) Register(gs *grpc.Server) {
 }
 
 // unaryInterceptor is the one place every unary call passes: authenticate,
-// authorise, forward writes to the leader, handle, map errors.
+// authorise (role, then the organisations the request acts for), limit,
+// forward writes to the leader, handle, map errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	if publicMethods[info.FullMethod] {
+	if isPublic(info.FullMethod) {
 		return s.handlePublic(ctx, req, info, handler)
 	}
 	p, err := s.auth.authenticate(ctx)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
+	if err == nil {
+		err = authorizeRequest(info.FullMethod, p, req)
+	}
 	if err != nil {
 		s.log.Warn("request refused", "method", info.FullMethod, "principal", p.ID, "error", err)
 		st := toStatus(s.log, info.FullMethod, err)
 		s.auditAuthFailure(ctx, info.FullMethod, p, st)
 		return nil, st
+	}
+	if err := s.limit(ctx, info.FullMethod, p); err != nil {
+		return nil, toStatus(s.log, info.FullMethod, err)
 	}
 	ctx = withPrincipal(ctx, p)
 	resp, forwarded, err := s.forward(ctx, info.FullMethod, req)
@@ -190,12 +197,25 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	return resp, toStatus(s.log, info.FullMethod, err)
 }
 
-// handlePublic serves a method that needs no credentials (public keys).
+// handlePublic serves a method that needs no credentials (public keys,
+// signed tree heads, member challenges); writes among them go to the leader
+// like any other.
 func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(withPrincipal(ctx, Principal{ID: "anonymous", Role: RoleNone}), req)
+	p := Principal{ID: "anonymous", Role: RoleNone}
+	if err := s.limit(ctx, info.FullMethod, p); err != nil {
+		return nil, toStatus(s.log, info.FullMethod, err)
+	}
+	ctx = withPrincipal(ctx, p)
+	resp, forwarded, err := s.forward(ctx, info.FullMethod, req)
+	if !forwarded {
+		resp, err = handler(ctx, req)
+	}
 	return resp, toStatus(s.log, info.FullMethod, err)
 }
 
+// streamInterceptor authenticates and authorises a stream by role; the
+// handler checks the organisations its first message acts for
+// (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	p, err := s.auth.authenticate(ss.Context())
 	if err == nil {
@@ -207,12 +227,37 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		s.auditAuthFailure(ss.Context(), info.FullMethod, p, st)
 		return st
 	}
-	return toStatus(s.log, info.FullMethod, handler(srv, &principalStream{ServerStream: ss, ctx: withPrincipal(ss.Context(), p)}))
+	if err := s.limit(ss.Context(), info.FullMethod, p); err != nil {
+		return toStatus(s.log, info.FullMethod, err)
+	}
+	return toStatus(s.log, info.FullMethod, handler(srv, &principalStream{ServerStream: ss, ctx: withPrincipal(ss.Context(), p), method: info.FullMethod, server: s}))
 }
 
 type principalStream struct {
 	grpc.ServerStream
-	ctx context.Context
+	ctx    context.Context
+	method string
+	server *Server
+	// checked: the first request message passed authorizeRequest.
+	checked bool
+}
+
+// RecvMsg receives a request and, for the first one, checks the
+// organisations it acts for like the unary interceptor does.
+func (p *principalStream) RecvMsg(m any) error {
+	if err := p.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if !p.checked {
+		p.checked = true
+		pr, _ := PrincipalFrom(p.ctx)
+		if err := authorizeRequest(p.method, pr, m); err != nil {
+			st := toStatus(p.server.log, p.method, err)
+			p.server.auditAuthFailure(p.ctx, p.method, pr, st)
+			return st
+		}
+	}
+	return nil
 }
 
 func (p *principalStream) Context() context.Context { return p.ctx }
