@@ -15,9 +15,17 @@ const (
 	TrustDomain = "trustfed"
 	// nodePathPrefix is the path prefix of node identities within TrustDomain.
 	nodePathPrefix = "/node/"
+	// orgPathPrefix and memberPathInfix frame member node identities:
+	// /org/<org>/member/<node>.
+	orgPathPrefix   = "/org/"
+	memberPathInfix = "/member/"
 )
 
-var nodeIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+var (
+	nodeIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	// orgIDPattern is registry/state's organisation id pattern.
+	orgIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
+)
 
 // ValidateNodeID reports whether id is a valid node ID: ^[a-z0-9][a-z0-9-]{0,62}$.
 func ValidateNodeID(id string) error {
@@ -35,10 +43,16 @@ func NodeSPIFFEID(nodeID string) string {
 
 // NodeIDFromCert returns the node ID carried by cert's
 // spiffe://trustfed/node/<id> URI SAN, and false if it carries none (or a
-// malformed one).
+// malformed one). A certificate that also names a member node is not a
+// server node's: it is refused.
 func NodeIDFromCert(cert *x509.Certificate) (string, bool) {
 	if cert == nil {
 		return "", false
+	}
+	for _, u := range cert.URIs {
+		if _, _, member := memberFromURI(u); member {
+			return "", false
+		}
 	}
 	for _, u := range cert.URIs {
 		if id, ok := nodeIDFromURI(u); ok {
@@ -58,6 +72,58 @@ func nodeIDFromURI(u *url.URL) (string, bool) {
 		return "", false
 	}
 	return id, true
+}
+
+// MemberSPIFFEID returns the URI SAN of a member node's client certificate:
+// spiffe://trustfed/org/<org>/member/<node>.
+func MemberSPIFFEID(org, node string) string {
+	return "spiffe://" + TrustDomain + orgPathPrefix + org + memberPathInfix + node
+}
+
+// MemberFromCert returns the organisation and member node named by cert's
+// spiffe://trustfed/org/<org>/member/<node> URI SAN. ok is false when cert
+// names no member, names more than one, also names a server node
+// (spiffe://trustfed/node/<id>), or may serve as a TLS server certificate:
+// a server node's certificate is never a member's, nor the reverse.
+func MemberFromCert(cert *x509.Certificate) (org, node string, ok bool) {
+	if cert == nil {
+		return "", "", false
+	}
+	for _, u := range cert.ExtKeyUsage {
+		if u == x509.ExtKeyUsageServerAuth || u == x509.ExtKeyUsageAny {
+			return "", "", false
+		}
+	}
+	found := 0
+	for _, u := range cert.URIs {
+		if _, isNode := nodeIDFromURI(u); isNode {
+			return "", "", false
+		}
+		if o, n, isMember := memberFromURI(u); isMember {
+			org, node = o, n
+			found++
+		}
+	}
+	if found != 1 {
+		return "", "", false
+	}
+	return org, node, true
+}
+
+func memberFromURI(u *url.URL) (org, node string, ok bool) {
+	if u == nil || u.Scheme != "spiffe" || u.Host != TrustDomain || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || u.RawPath != "" {
+		return "", "", false
+	}
+	rest, ok := strings.CutPrefix(u.Path, orgPathPrefix)
+	if !ok {
+		return "", "", false
+	}
+	org, node, ok = strings.Cut(rest, memberPathInfix)
+	if !ok || !orgIDPattern.MatchString(org) || ValidateNodeID(node) != nil {
+		return "", "", false
+	}
+	return org, node, true
 }
 
 // ValidateHost reports whether host is an IP address or a DNS name (letters,

@@ -3,6 +3,7 @@ package attestation
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -211,6 +212,65 @@ func (ca *CA) IssueNode(nodeID string, hosts []string, now time.Time, validity t
 		return nil, nil, fmt.Errorf("issue node certificate: marshal key: %w", err)
 	}
 	return encodeCert(der), pem.EncodeToMemory(&pem.Block{Type: pemTypePrivateKey, Bytes: keyDER}), nil
+}
+
+// IssueMember issues a member node's client certificate: its public key is
+// the node's enrolled ed25519 key pub (the private key never leaves the
+// node), its only URI SAN spiffe://trustfed/org/<org>/member/<node>, its
+// only extended key usage TLS client authentication. It is valid from
+// now-5m until now+validity, capped at the CA's own expiry. serial is the
+// certificate's serial number in lower-case hex.
+func (ca *CA) IssueMember(org, node string, pub ed25519.PublicKey, now time.Time, validity time.Duration) (certPEM []byte, serial string, notAfter time.Time, err error) {
+	fail := func(err error) ([]byte, string, time.Time, error) {
+		return nil, "", time.Time{}, fmt.Errorf("issue member certificate: %w", err)
+	}
+	switch {
+	case ca == nil || ca.Cert == nil || ca.Key == nil:
+		return fail(errors.New("ca has no certificate or key"))
+	case !orgIDPattern.MatchString(org):
+		return fail(fmt.Errorf("organization id %q must match %s", org, orgIDPattern))
+	case len(pub) != ed25519.PublicKeySize:
+		return fail(fmt.Errorf("%w: ed25519 public key of %d bytes", ErrInvalidKey, len(pub)))
+	case validity <= 0:
+		return fail(fmt.Errorf("validity must be positive, got %s", validity))
+	case now.After(ca.Cert.NotAfter):
+		return fail(fmt.Errorf("%w: ca expired at %s", ErrInvalidCertificate, ca.Cert.NotAfter.UTC().Format(time.RFC3339)))
+	}
+	if err := ValidateNodeID(node); err != nil {
+		return fail(err)
+	}
+	notAfter = now.Add(validity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	uri, err := url.Parse(MemberSPIFFEID(org, node))
+	if err != nil {
+		return fail(err)
+	}
+	sn, err := randomSerial()
+	if err != nil {
+		return fail(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          sn,
+		Subject:               pkix.Name{CommonName: node, OrganizationalUnit: []string{org}, Organization: []string{organization}},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		URIs:                  []*url.URL{uri},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		return fail(err)
+	}
+	// The notAfter the certificate holds (second precision).
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return fail(err)
+	}
+	return encodeCert(der), sn.Text(16), cert.NotAfter, nil
 }
 
 func parseSignerPEM(data []byte) (crypto.Signer, error) {

@@ -31,6 +31,13 @@ const (
 	// PurposeWebhook signs a notification the registry delivers to a
 	// member's webhook endpoint.
 	PurposeWebhook Purpose = "webhook"
+	// PurposeMemberNode signs an organisation's enrolment of a member node
+	// (the serialized trustfed.v1.MemberNodeEnrolment).
+	PurposeMemberNode Purpose = "member-node"
+	// PurposeMemberChallenge signs a member challenge (the serialized
+	// trustfed.v1.MemberChallenge): first the registry, then the member node
+	// to prove it holds its enrolled key.
+	PurposeMemberChallenge Purpose = "member-challenge"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.
