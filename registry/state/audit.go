@@ -386,6 +386,9 @@ func orgsOfChange(ch memdb.Change, into map[string]struct{}) {
 	switch o := obj.(type) {
 	case *trustfedv1.Organization:
 		into[o.Id] = struct{}{}
+	case *commandv1.Token:
+		// A revocation names only the token id; the row names its organisation.
+		into[o.OrganizationId] = struct{}{}
 	case *trustfedv1.Agreement, *trustfedv1.Session, *trustfedv1.Authorization, *trustfedv1.AdminChangeRecord:
 		collectOrgs(o.(proto.Message).ProtoReflect(), into)
 	}

@@ -1,8 +1,6 @@
 package state
 
 import (
-	"crypto/sha256"
-
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -33,6 +31,7 @@ func init() {
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_CLOSE_SESSION, applyCloseSession)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_SWEEP, applySweep)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_RECORD_DELIVERIES, applyRecordDeliveries)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_REVOKE_TOKEN, applyRevokeToken)
 }
 
 func decode(env *commandv1.Envelope, m proto.Message) error {
@@ -72,30 +71,4 @@ func ValidateOrganizationUpdate(c *commandv1.UpdateOrganization) error {
 		return err
 	}
 	return ValidateName("name", c.GetName())
-}
-
-func applyPutToken(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
-	var c commandv1.PutToken
-	if err := decode(env, &c); err != nil {
-		return err
-	}
-	t := c.GetToken()
-	switch {
-	case t.GetId() == "":
-		return Invalid("token.id", "is required")
-	case len(t.GetSecretSha256()) != sha256.Size:
-		return Invalid("token.secret_sha256", "must be %d bytes", sha256.Size)
-	case t.GetRole() != commandv1.Role_ROLE_ADMIN:
-		return Invalid("token.role", "unsupported role %v", t.GetRole())
-	}
-	if c.Bootstrap && count(tx, tableTokens) > 0 {
-		return FailedPrecondition("token", "the registry is already bootstrapped")
-	}
-	if _, ok := first[*commandv1.Token](tx, tableTokens, "id", t.Id); ok {
-		return AlreadyExists("token.id", "token %q already exists", t.Id)
-	}
-	tok := proto.CloneOf(t)
-	tok.CreateTime = stamp(env)
-	tok.CreateIndex = index
-	return tx.Insert(tableTokens, tok)
 }

@@ -67,6 +67,7 @@ var payloadTypes = map[commandv1.CommandType]proto.Message{
 	commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:          (*commandv1.AppendAudit)(nil),
 	commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT:        (*commandv1.PutCheckpoint)(nil),
 	commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:       (*commandv1.AddCosignature)(nil),
+	commandv1.CommandType_COMMAND_TYPE_REVOKE_TOKEN:          (*commandv1.RevokeToken)(nil),
 }
 
 // commandTypes is payloadTypes inverted, by message name.

@@ -143,6 +143,7 @@ func schema() *memdb.DBSchema {
 			Indexes: map[string]*memdb.IndexSchema{
 				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 				"hash": {Name: "hash", Unique: true, Indexer: tokenHashIndex{}},
+				"org":  {Name: "org", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "OrganizationId"}},
 			},
 		},
 		tableRequests: {
