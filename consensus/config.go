@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -69,10 +70,24 @@ type Config struct {
 	// LeaderClient may be nil: then follower reads return ErrNotLeader.
 	LeaderClient LeaderClient
 	// TLS, if set, makes raft traffic use mutual TLS: the config serves as
-	// server config (ClientAuth forced to RequireAndVerifyClientCert when
-	// left at NoClientCert; ClientCAs defaults to RootCAs) and as client
-	// config. nil = plain TCP.
+	// server config (ClientAuth always RequireAndVerifyClientCert; ClientCAs
+	// defaults to RootCAs) and as client config. MinVersion 0 means TLS 1.3;
+	// below TLS 1.2 is refused. nil = plain TCP.
 	TLS *tls.Config
+	// VerifyPeer, if set (TLS only), checks the leaf certificate of every
+	// raft peer once its chain verified, on accepted and dialed connections
+	// alike; an error refuses the connection before raft sees it. The
+	// consensus layer knows no identities: the caller decides which
+	// certificates name a server node.
+	VerifyPeer func(*x509.Certificate) error
+	// OnRejectedConn, if set (TLS only), is told of every connection refused
+	// at the TLS layer: accepted connections whose handshake failed or did
+	// not complete in time (a client that connects and closes without
+	// sending anything is not reported), connections refused because too
+	// many handshakes are in progress, and dialed peers whose certificate
+	// this node refused. It runs on the handshake's goroutine: it must not
+	// block.
+	OnRejectedConn func(remoteAddr string, err error)
 	// Logger receives raft's and our logs; nil = slog.Default().
 	Logger *slog.Logger
 
@@ -83,6 +98,8 @@ type Config struct {
 	// trailingLogs overrides raft's TrailingLogs; tests use it to force
 	// followers to catch up through InstallSnapshot.
 	trailingLogs uint64
+	// handshakeTimeout overrides defaultHandshakeTimeout (tests).
+	handshakeTimeout time.Duration
 }
 
 const (
@@ -121,6 +138,15 @@ func (c *Config) validate() error {
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
 		errs = append(errs, errors.New("TLS has no certificate (Certificates or GetCertificate)"))
+	}
+	if c.TLS != nil && c.TLS.MinVersion != 0 && c.TLS.MinVersion < tls.VersionTLS12 {
+		errs = append(errs, fmt.Errorf("TLS.MinVersion %s is below the floor, TLS 1.2", tls.VersionName(c.TLS.MinVersion)))
+	}
+	if c.TLS != nil && c.TLS.MaxVersion != 0 && c.TLS.MaxVersion < tls.VersionTLS12 {
+		errs = append(errs, fmt.Errorf("TLS.MaxVersion %s is below the floor, TLS 1.2", tls.VersionName(c.TLS.MaxVersion)))
+	}
+	if c.TLS == nil && (c.VerifyPeer != nil || c.OnRejectedConn != nil) {
+		errs = append(errs, errors.New("VerifyPeer and OnRejectedConn need TLS"))
 	}
 	for _, d := range []struct {
 		name string
