@@ -386,6 +386,8 @@ func orgsOfChange(ch memdb.Change, into map[string]struct{}) {
 	switch o := obj.(type) {
 	case *trustfedv1.Organization:
 		into[o.Id] = struct{}{}
+	case *trustfedv1.MemberNode:
+		into[o.OrganizationId] = struct{}{}
 	case *commandv1.Token:
 		// A revocation names only the token id; the row names its organisation.
 		into[o.OrganizationId] = struct{}{}

@@ -68,6 +68,11 @@ var payloadTypes = map[commandv1.CommandType]proto.Message{
 	commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT:        (*commandv1.PutCheckpoint)(nil),
 	commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:       (*commandv1.AddCosignature)(nil),
 	commandv1.CommandType_COMMAND_TYPE_REVOKE_TOKEN:          (*commandv1.RevokeToken)(nil),
+
+	// Member nodes.
+	commandv1.CommandType_COMMAND_TYPE_ENROL_MEMBER_NODE:        (*commandv1.EnrolMemberNode)(nil),
+	commandv1.CommandType_COMMAND_TYPE_REMOVE_MEMBER_NODE:       (*commandv1.RemoveMemberNode)(nil),
+	commandv1.CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE: (*commandv1.IssueMemberCertificate)(nil),
 }
 
 // commandTypes is payloadTypes inverted, by message name.

@@ -153,6 +153,8 @@ func schema() *memdb.DBSchema {
 				"time": {Name: "time", Indexer: requestTimeIndex{}},
 			},
 		},
+		tableMemberNodes: memberNodesTable(),
+		tableUsedNonces:  usedNoncesTable(),
 		tableMeta: {
 			Name: tableMeta,
 			Indexes: map[string]*memdb.IndexSchema{

@@ -116,6 +116,12 @@ func (s *Snapshot) Persist(w io.Writer) error {
 		{tableCheckpoints, func(o any) *commandv1.SnapshotRecord {
 			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Checkpoint{Checkpoint: o.(*commandv1.StoredCheckpoint)}}
 		}},
+		{tableMemberNodes, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_MemberNode{MemberNode: o.(*trustfedv1.MemberNode)}}
+		}},
+		{tableUsedNonces, func(o any) *commandv1.SnapshotRecord {
+			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_UsedNonce{UsedNonce: o.(*commandv1.UsedNonce)}}
+		}},
 	}
 	for _, t := range tables {
 		it, err := s.txn.Get(t.name, "id")
@@ -236,6 +242,10 @@ func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
 		return tx.Insert(tableTargets, r.EventTarget)
 	case *commandv1.SnapshotRecord_Checkpoint:
 		return tx.Insert(tableCheckpoints, r.Checkpoint)
+	case *commandv1.SnapshotRecord_MemberNode:
+		return tx.Insert(tableMemberNodes, r.MemberNode)
+	case *commandv1.SnapshotRecord_UsedNonce:
+		return tx.Insert(tableUsedNonces, r.UsedNonce)
 	default:
 		return fmt.Errorf("unknown snapshot record %T", rec.Record)
 	}
