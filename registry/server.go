@@ -75,6 +75,7 @@ type Server struct {
 	trustfedv1.UnimplementedMembershipServiceServer
 	trustfedv1.UnimplementedCascadeServiceServer
 	trustfedv1.UnimplementedAuditServiceServer
+	trustfedv1.UnimplementedAccessServiceServer
 	peerv1.UnimplementedPeerServiceServer
 
 	cfg   Config
@@ -161,6 +162,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	trustfedv1.RegisterMembershipServiceServer(gs, s)
 	trustfedv1.RegisterCascadeServiceServer(gs, s)
 	trustfedv1.RegisterAuditServiceServer(gs, s)
+	trustfedv1.RegisterAccessServiceServer(gs, s)
 	peerv1.RegisterPeerServiceServer(gs, s)
 }
 
