@@ -27,6 +27,9 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePassport$$' -fuzztime $(FUZZTIME) ./attestation/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyPassport$$' -fuzztime $(FUZZTIME) ./attestation/
 	$(GO) test -run '^$$' -fuzz '^FuzzAgreementVerification$$' -fuzztime $(FUZZTIME) ./registry/state/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenCheckpoint$$' -fuzztime $(FUZZTIME) ./attestation/
+	$(GO) test -run '^$$' -fuzz '^FuzzBearerHeader$$' -fuzztime $(FUZZTIME) ./registry/
+	$(GO) test -run '^$$' -fuzz '^FuzzRequestDecoding$$' -fuzztime $(FUZZTIME) ./registry/
 
 ## test-short: the fast tests only
 test-short:

@@ -1,9 +1,13 @@
 package registry
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/x509"
 	"fmt"
 
+	"github.com/trustfed/trustfed/attestation"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/state"
 )
 
@@ -12,13 +16,39 @@ import (
 // r: the organisation must be ACTIVE, the node enrolled and not removed, and
 // the certificate's key the node's enrolled key.
 func (a authenticator) fromMemberCert(r *state.Reader, cert *x509.Certificate) (Principal, error) {
-	_, _ = r, cert
-	return Principal{}, fmt.Errorf("%w: member certificates are not accepted yet", ErrUnauthenticated)
+	org, node, ok := attestation.MemberFromCert(cert)
+	if !ok {
+		return Principal{}, fmt.Errorf("%w: the client certificate names neither a registry node nor a member node", ErrUnauthenticated)
+	}
+	return a.fromMember(r, org, node, cert)
 }
 
 // fromMember checks that org's member node is allowed in the state r (cert,
 // if not nil, must carry the node's enrolled key) and returns its principal.
+// Every check reads the current state, so a suspended or revoked
+// organisation, a removed node or a re-enrolled key stops working on the
+// next call, on every server.
 func (a authenticator) fromMember(r *state.Reader, org, node string, cert *x509.Certificate) (Principal, error) {
-	_, _ = r, cert
-	return Principal{}, fmt.Errorf("%w: member %s/%s: member certificates are not accepted yet", ErrUnauthenticated, org, node)
+	id := memberPrincipalID(org, node)
+	o, ok := r.Organization(org)
+	if !ok {
+		return Principal{ID: id}, fmt.Errorf("%w: organization %s is not registered", ErrUnauthenticated, org)
+	}
+	if o.Status != trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE {
+		return Principal{ID: id}, fmt.Errorf("%w: organization %s is %s", ErrUnauthenticated, org, state.OrganizationStatusName(o.Status))
+	}
+	n, ok := r.MemberNode(org, node)
+	if !ok {
+		return Principal{ID: id}, fmt.Errorf("%w: member node %s of %s is not enrolled", ErrUnauthenticated, node, org)
+	}
+	if n.Status != trustfedv1.MemberNodeStatus_MEMBER_NODE_STATUS_ACTIVE {
+		return Principal{ID: id}, fmt.Errorf("%w: member node %s of %s was removed", ErrUnauthenticated, node, org)
+	}
+	if cert != nil {
+		pub, ok := cert.PublicKey.(ed25519.PublicKey)
+		if !ok || !bytes.Equal(pub, n.PublicKey) {
+			return Principal{ID: id}, fmt.Errorf("%w: the certificate's key is not the key enrolled for member node %s of %s", ErrUnauthenticated, node, org)
+		}
+	}
+	return Principal{ID: id, Role: RoleMember, Organization: org, MemberNode: node}, nil
 }

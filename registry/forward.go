@@ -148,6 +148,15 @@ func (s *Server) forward(ctx context.Context, method string, req any) (any, bool
 
 // newResponse makes an empty response message for a full method name.
 func newResponse(method string) (proto.Message, error) {
+	md, err := methodDescriptor(method)
+	if err != nil {
+		return nil, err
+	}
+	return newMessage(md.Output().FullName())
+}
+
+// methodDescriptor finds a full method name ("/pkg.Service/Method").
+func methodDescriptor(method string) (protoreflect.MethodDescriptor, error) {
 	svc, name, ok := splitMethod(method)
 	if !ok {
 		return nil, fmt.Errorf("bad method name %q", method)
@@ -164,9 +173,13 @@ func newResponse(method string) (proto.Message, error) {
 	if md == nil {
 		return nil, fmt.Errorf("no method %s in %s", name, svc)
 	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName())
+	return md, nil
+}
+
+func newMessage(name protoreflect.FullName) (proto.Message, error) {
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("find %s: %w", md.Output().FullName(), err)
+		return nil, fmt.Errorf("find %s: %w", name, err)
 	}
 	return mt.New().Interface(), nil
 }

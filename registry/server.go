@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -62,6 +63,13 @@ type Config struct {
 	UnauditedDecisions bool
 	// AuditFault reports this replica's audit log fault ("" = none).
 	AuditFault func() string
+	// CA is the federation CA, with its key, that issues member node
+	// certificates (kept on each server's disk: -tls-ca-key). nil: this
+	// server refuses IssueMemberCertificate.
+	CA *attestation.CA
+	// MemberCertTTL is the longest lifetime of a member certificate
+	// (0 = DefaultMemberCertTTL).
+	MemberCertTTL time.Duration
 }
 
 // MaxMessageSize bounds every gRPC message received.
