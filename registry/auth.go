@@ -364,11 +364,8 @@ func (a authenticator) fromToken(header string) (Principal, error) {
 		return Principal{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
 	}
 	id := "token:" + tok.Id
-	if rt := tok.GetRevokeTime(); rt != nil {
-		return Principal{ID: id}, fmt.Errorf("%w: token %s was revoked at %s", ErrUnauthenticated, tok.Id, rt.AsTime().UTC().Format(time.RFC3339))
-	}
-	if et := tok.GetExpireTime(); et != nil && !a.clock().Before(et.AsTime()) {
-		return Principal{ID: id}, fmt.Errorf("%w: token %s expired at %s", ErrUnauthenticated, tok.Id, et.AsTime().UTC().Format(time.RFC3339))
+	if err := state.TokenUsable(tok, a.clock()); err != nil {
+		return Principal{ID: id}, fmt.Errorf("%w: token %s: %v", ErrUnauthenticated, tok.Id, err)
 	}
 	switch tok.Role {
 	case commandv1.Role_ROLE_ADMIN:
