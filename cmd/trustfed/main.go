@@ -118,6 +118,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newEventsCmd(a),
 		newSessionCmd(a),
 		newAuthorizationCmd(a),
+		newTokenCmd(a),
 		newCACmd(a),
 		newKeygenCmd(),
 		newIssuerCmd(),
