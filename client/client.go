@@ -38,6 +38,10 @@ type Config struct {
 	KeyFile  string
 	// TLS, if set, is used as is instead of CACertFile/CertFile/KeyFile.
 	TLS *tls.Config
+	// GetClientCertificate, if set, supplies the client certificate at
+	// each TLS handshake (MemberCredentials.GetClientCertificate: a member
+	// node's renewed certificate). Not with CertFile/KeyFile.
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	// Insecure uses plaintext. For tests only: the token then travels in
 	// the clear.
 	Insecure bool
@@ -102,17 +106,23 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 
 func transportCredentials(cfg Config) (credentials.TransportCredentials, error) {
 	if cfg.Insecure {
-		if cfg.TLS != nil || cfg.CACertFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
+		if cfg.TLS != nil || cfg.CACertFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" || cfg.GetClientCertificate != nil {
 			return nil, errors.New("insecure cannot be combined with tls settings")
 		}
 		return insecure.NewCredentials(), nil
 	}
-	if cfg.TLS != nil {
-		return credentials.NewTLS(cfg.TLS.Clone()), nil
+	if cfg.GetClientCertificate != nil && (cfg.CertFile != "" || cfg.KeyFile != "") {
+		return nil, errors.New("a client certificate callback cannot be combined with certificate files")
 	}
-	tlsCfg, err := attestation.ClientTLSConfig(cfg.CACertFile, cfg.CertFile, cfg.KeyFile)
-	if err != nil {
-		return nil, err
+	tlsCfg := cfg.TLS.Clone()
+	if tlsCfg == nil {
+		var err error
+		if tlsCfg, err = attestation.ClientTLSConfig(cfg.CACertFile, cfg.CertFile, cfg.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.GetClientCertificate != nil {
+		tlsCfg.GetClientCertificate = cfg.GetClientCertificate
 	}
 	return credentials.NewTLS(tlsCfg), nil
 }

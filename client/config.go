@@ -14,6 +14,10 @@ const (
 	EnvToken     = "TRUSTFED_TOKEN"
 	EnvTokenFile = "TRUSTFED_TOKEN_FILE"
 	EnvCACert    = "TRUSTFED_CACERT"
+	// EnvCert and EnvKey name a member node's client certificate and its
+	// key (PEM files).
+	EnvCert = "TRUSTFED_CERT"
+	EnvKey  = "TRUSTFED_KEY"
 )
 
 // maxTokenFileSize bounds what ReadTokenFile reads.
@@ -21,12 +25,15 @@ const maxTokenFileSize = 4096
 
 // ConfigFromEnv returns a Config from the environment: TRUSTFED_ADDR
 // (default DefaultAddr), TRUSTFED_TOKEN, or else the token read from
-// TRUSTFED_TOKEN_FILE, and TRUSTFED_CACERT. Timeout is DefaultTimeout.
+// TRUSTFED_TOKEN_FILE, TRUSTFED_CACERT, and TRUSTFED_CERT/TRUSTFED_KEY (a
+// member node's client certificate). Timeout is DefaultTimeout.
 func ConfigFromEnv() (Config, error) {
 	cfg := Config{
 		Addr:       os.Getenv(EnvAddr),
 		Token:      os.Getenv(EnvToken),
 		CACertFile: os.Getenv(EnvCACert),
+		CertFile:   os.Getenv(EnvCert),
+		KeyFile:    os.Getenv(EnvKey),
 		Timeout:    DefaultTimeout,
 	}
 	if cfg.Addr == "" {

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"fmt"
+	"time"
 
 	"github.com/trustfed/trustfed/attestation"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -19,6 +20,14 @@ func (a authenticator) fromMemberCert(r *state.Reader, cert *x509.Certificate) (
 	org, node, ok := attestation.MemberFromCert(cert)
 	if !ok {
 		return Principal{}, fmt.Errorf("%w: the client certificate names neither a registry node nor a member node", ErrUnauthenticated)
+	}
+	// The handshake checked the validity period once; a connection lives
+	// on, so every call checks it again.
+	if a.clock != nil {
+		if now := a.clock(); now.After(cert.NotAfter) {
+			return Principal{ID: memberPrincipalID(org, node)}, fmt.Errorf("%w: member certificate %s expired at %s: reconnect with a renewed one",
+				ErrUnauthenticated, cert.SerialNumber.Text(16), cert.NotAfter.UTC().Format(time.RFC3339))
+		}
 	}
 	return a.fromMember(r, org, node, cert)
 }
