@@ -144,6 +144,11 @@ func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.Ser
 	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
 		return err
 	}
+	release, err := s.watchSlot(req.OrganizationId) // bounded streams per organisation (ratelimit.go)
+	if err != nil {
+		return err
+	}
+	defer release()
 	r, _, err := s.read(ctx, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE)
 	if err != nil {
 		return err

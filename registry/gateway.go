@@ -39,6 +39,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
+		runtime.WithErrorHandler(gatewayErrorHandler), // Retry-After on 429 (ratelimit.go)
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		trustfedv1.RegisterRegistryServiceHandler,
@@ -70,7 +71,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	top.Handle("/", http.MaxBytesHandler(mux, maxRESTBody))
+	top.Handle("/", http.MaxBytesHandler(withCallDeadline(mux, restCallTimeout), maxRESTBody))
 	return &Gateway{conn: conn, handler: top}, nil
 }
 

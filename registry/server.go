@@ -63,6 +63,9 @@ type Config struct {
 	UnauditedDecisions bool
 	// AuditFault reports this replica's audit log fault ("" = none).
 	AuditFault func() string
+	// Limits are the per-principal rate limits and stream caps of this
+	// node (ratelimit.go); the zero value limits nothing.
+	Limits Limits
 	// CA is the federation CA, with its key, that issues member node
 	// certificates (kept on each server's disk: -tls-ca-key). nil: this
 	// server refuses IssueMemberCertificate.
@@ -97,6 +100,9 @@ type Server struct {
 	// audit is nil when the server keeps no audit log.
 	audit   *audit.Log
 	batcher *auditBatcher
+	// limiter holds rate-limit buckets, stream slots and the bound on
+	// audited transport refusals (ratelimit.go, tls_audit.go).
+	limiter *limiter
 }
 
 // New checks cfg and returns a Server.
@@ -132,6 +138,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Audit != nil && cfg.AuditOrigin == "" {
 		return nil, errors.New("registry config: AuditOrigin is required with Audit")
 	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("registry config: %w", err)
+	}
 	s := &Server{
 		cfg:   cfg,
 		store: cfg.Store,
@@ -142,6 +151,7 @@ func New(cfg Config) (*Server, error) {
 		audit: cfg.Audit,
 	}
 	s.batcher = newAuditBatcher(s.commitAudit, cfg.Logger.With("component", "audit"))
+	s.limiter = newLimiter(cfg.Limits, time.Now)
 	return s, nil
 }
 
