@@ -41,6 +41,8 @@ type app struct {
 	token     string
 	tokenFile string
 	cacert    string
+	cert      string
+	key       string
 	output    string
 	timeout   time.Duration
 	adminKey  string
@@ -64,7 +66,8 @@ different organisations. "trustfed server" runs a registry node; the other
 commands talk to a node over gRPC and TLS.
 
 Global flags default to the environment: TRUSTFED_ADDR, TRUSTFED_TOKEN,
-TRUSTFED_TOKEN_FILE, TRUSTFED_CACERT and TRUSTFED_ADMIN_KEY.
+TRUSTFED_TOKEN_FILE, TRUSTFED_CACERT, TRUSTFED_CERT, TRUSTFED_KEY and
+TRUSTFED_ADMIN_KEY.
 
 ` + adminChangesLong + `
 
@@ -100,6 +103,8 @@ func newRootCmd(a *app) *cobra.Command {
 	pf.StringVar(&a.token, "token", a.getenv(client.EnvToken), "bearer token (env "+client.EnvToken+")")
 	pf.StringVar(&a.tokenFile, "token-file", a.getenv(client.EnvTokenFile), "file holding the bearer token (env "+client.EnvTokenFile+")")
 	pf.StringVar(&a.cacert, "cacert", a.getenv(client.EnvCACert), "PEM file of the CA that signed the server certificate; empty = system roots (env "+client.EnvCACert+")")
+	pf.StringVar(&a.cert, "cert", a.getenv(client.EnvCert), "a member node's client certificate (PEM), e.g. from \"trustfed member cert\" (env "+client.EnvCert+")")
+	pf.StringVar(&a.key, "key", a.getenv(client.EnvKey), "the member node's private key (PEM) for --cert (env "+client.EnvKey+")")
 	pf.StringVarP(&a.output, "output", "o", outputTable, "output format: table or json")
 	pf.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "timeout of each call to the server")
 	pf.StringVar(&a.adminKey, "admin-key", a.getenv(envAdminKey), "your admin approval key (ed25519 PEM) for admin changes (env "+envAdminKey+")")
@@ -119,6 +124,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newSessionCmd(a),
 		newAuthorizationCmd(a),
 		newTokenCmd(a),
+		newMemberCmd(a),
 		newCACmd(a),
 		newKeygenCmd(),
 		newIssuerCmd(),
@@ -171,6 +177,8 @@ func (a *app) dial(ctx context.Context, cmd *cobra.Command) (*client.Client, err
 		Addr:       a.addr,
 		Token:      token,
 		CACertFile: a.cacert,
+		CertFile:   a.cert,
+		KeyFile:    a.key,
 		Timeout:    a.timeout,
 	}
 	c, err := client.New(ctx, cfg)

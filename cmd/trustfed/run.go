@@ -133,10 +133,15 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	}
 	node.RegisterLeaderTask("cascades", cascades.Run)
 	node.RegisterLeaderTask("sweeper", cascades.RunSweeper)
+	memberCA, err := loadMemberCA(f, files, logger)
+	if err != nil {
+		return err
+	}
 	srv, err := registry.New(registry.Config{
 		NodeID: f.nodeID, Store: store, Raft: node, Peers: peers, Verifier: attestation.Verifier{},
 		Logger: logger.With("component", "registry"), Version: version, Acks: cascades,
 		Audit: auditLog, AuditOrigin: f.auditOrigin, UnauditedDecisions: f.unauditedDecisions, AuditFault: fsm.AuditFault,
+		CA: memberCA, MemberCertTTL: f.memberCertTTL,
 	})
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ type serverFlags struct {
 	tlsCA     string
 	tlsCert   string
 	tlsKey    string
+	tlsCAKey  string
 	tokenFile string
 	logLevel  string
 	logFormat string
@@ -44,6 +45,8 @@ type serverFlags struct {
 
 	auditOrigin        string
 	unauditedDecisions bool
+
+	memberCertTTL time.Duration
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -60,6 +63,8 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "cluster CA certificate (PEM); default in dev mode: generated under <data-dir>/tls")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate (PEM), issued by the cluster CA (see: trustfed ca issue-node)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "this node's private key (PEM)")
+	fs.StringVar(&f.tlsCAKey, "tls-ca-key", "", "the cluster CA's private key (PEM), to issue member node certificates; without it this server refuses IssueMemberCertificate (default in dev mode: generated under <data-dir>/tls)")
+	fs.DurationVar(&f.memberCertTTL, "member-cert-ttl", 24*time.Hour, "longest lifetime of a member node certificate (1m..168h)")
 	fs.StringVar(&f.tokenFile, "admin-token-file", "", "where -bootstrap writes the first admin token (default <data-dir>/admin.token)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -151,6 +156,12 @@ func (f *serverFlags) resolve() error {
 	}
 	if !f.dev && (f.tlsCA == "" || f.tlsCert == "" || f.tlsKey == "") {
 		return usageError{errors.New("-tls-ca, -tls-cert and -tls-key are required outside -dev (create them with: trustfed ca init, trustfed ca issue-node)")}
+	}
+	if f.memberCertTTL < time.Minute || f.memberCertTTL > 7*24*time.Hour {
+		return usageError{fmt.Errorf("-member-cert-ttl %s is out of range 1m..168h", f.memberCertTTL)}
+	}
+	if f.tlsCAKey != "" && f.tlsCA == "" {
+		return usageError{errors.New("-tls-ca-key needs -tls-ca (the certificate of that key)")}
 	}
 	if f.tokenFile == "" {
 		f.tokenFile = filepath.Join(f.dataDir, "admin.token")
