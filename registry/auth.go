@@ -365,7 +365,7 @@ func (a authenticator) fromToken(header string) (Principal, error) {
 	}
 	id := "token:" + tok.Id
 	if err := state.TokenUsable(tok, a.clock()); err != nil {
-		return Principal{ID: id}, fmt.Errorf("%w: token %s: %v", ErrUnauthenticated, tok.Id, err)
+		return Principal{ID: id}, fmt.Errorf("%w: token %s: %w", ErrUnauthenticated, tok.Id, err)
 	}
 	switch tok.Role {
 	case commandv1.Role_ROLE_ADMIN:
