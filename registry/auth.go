@@ -103,6 +103,16 @@ type rule struct {
 	// inHandler: the request names its object by id; the handler checks
 	// that an organisation-scoped principal may see it (scopeCheck).
 	inHandler bool
+	// listsOwn: a list whose handler shows an organisation-scoped principal
+	// its own organisation only.
+	listsOwn bool
+}
+
+// orgScoped reports whether the method acts for or reads some
+// organisation's data (so organisation-scoped principals are confined);
+// the others serve federation-wide data (policy, issuers, admins).
+func (r rule) orgScoped() bool {
+	return len(r.orgFields) > 0 || r.orgOf != nil || r.inHandler
 }
 
 // Role groups of the table below.
@@ -126,7 +136,7 @@ var (
 var accessPolicy = map[string]rule{
 	trustfedv1.RegistryService_CheckInteraction_FullMethodName:     {roles: memberOnly, orgFields: []string{"from_organization_id"}},
 	trustfedv1.RegistryService_GetOrganization_FullMethodName:      {roles: readers, orgFields: []string{"organization_id"}},
-	trustfedv1.RegistryService_ListOrganizations_FullMethodName:    {roles: readers, inHandler: true},
+	trustfedv1.RegistryService_ListOrganizations_FullMethodName:    {roles: readers, listsOwn: true},
 	trustfedv1.RegistryService_GetKeys_FullMethodName:              {roles: public},
 	trustfedv1.RegistryService_RequestAuthorization_FullMethodName: {roles: memberOnly, orgFields: []string{"check.from_organization_id"}},
 	trustfedv1.RegistryService_GetAuthorization_FullMethodName:     {roles: partyRead, inHandler: true},

@@ -139,6 +139,8 @@ func policyTable() string {
 			case public:
 				cell = "✓"
 			case !slices.Contains(r.roles, role):
+			case !r.orgScoped():
+				cell = "✓"
 			case role == RoleGovernance || role == RoleMember:
 				cell = "own"
 			case role == RoleRegulator:
@@ -158,6 +160,8 @@ func policyTable() string {
 			scope = "`" + strings.Join(r.orgFields, "` or `") + "`"
 		case r.inHandler:
 			scope = "handler (the object's organisations)"
+		case r.listsOwn:
+			scope = "handler (lists the caller's own organisation only)"
 		}
 		fmt.Fprintf(&b, " %s |\n", scope)
 	}
