@@ -57,7 +57,7 @@ func (d *directRaft) Status() consensus.Status { return consensus.Status{} }
 // memberRig is a registry server over a real state machine, with a clock
 // the test moves, a federation CA and two ACTIVE organisations.
 type memberRig struct {
-	t     *testing.T
+	t     testing.TB
 	s     *Server
 	raft  *directRaft
 	fed   *testutil.Federation
@@ -79,7 +79,7 @@ func (r *memberRig) advance(d time.Duration) {
 	r.now = r.now.Add(d)
 }
 
-func newMemberRig(t *testing.T, withCA bool) *memberRig {
+func newMemberRig(t testing.TB, withCA bool) *memberRig {
 	t.Helper()
 	r := &memberRig{t: t, fed: testutil.NewFederation(t), now: time.Now().UTC()}
 	fsm := state.NewFSM(state.NewStore(), attestation.Verifier{}, nil)
