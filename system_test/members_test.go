@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net/url"
 	"os"
@@ -222,4 +223,71 @@ func TestMemberNodesCLI(t *testing.T) {
 	out, errOut, code = d.cli(t, d.token, "-o", "json", "member", "list", "acme", "--all")
 	require.Equal(t, 0, code, "%s%s", out, errOut)
 	require.Contains(t, out, "MEMBER_NODE_STATUS_REMOVED")
+}
+
+// Member nodes on a three-server cluster, every server holding the CA key:
+// enrolled and certified through a follower (the certificate's single use
+// is decided on the leader), authenticated by every server, refused by every
+// server once their organisation is suspended.
+func TestMemberNodesOnEveryServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	root := t.TempDir()
+	pki := testutil.NewClusterPKI(t, root)
+	fed := testutil.NewFederation(t)
+	args := func(id string, more ...string) []string {
+		a := append([]string{"-node-id", id, "-raft-fast-timeouts", "-tls-ca-key", filepath.Join(root, "ca-key.pem")}, loopbackPorts...)
+		return append(append(a, pki.NodeFiles(t, id)...), more...)
+	}
+	servers := map[string]*testutil.Server{}
+	clients := map[string]*client.Client{}
+	servers["n1"] = testutil.StartServer(t, bin, filepath.Join(root, "n1"), args("n1", "-bootstrap")...)
+	token := adminToken(t, servers["n1"].DataDir)
+	clients["n1"] = dial(t, servers["n1"], pki.CAFile, token)
+	waitServing(t, clients["n1"])
+	for _, id := range []string{"n2", "n3"} {
+		servers[id] = testutil.StartServer(t, bin, filepath.Join(root, id), args(id, "-join", servers["n1"].Addrs.GRPCAddr)...)
+		clients[id] = dial(t, servers[id], pki.CAFile, token)
+	}
+	adm := enrolAdmins(t, clients["n1"])
+	all := []string{"n1", "n2", "n3"}
+	testutil.Eventually(t, 60*time.Second, "3 voters, all serving", func() error {
+		for _, id := range all {
+			if _, err := clients[id].Registry().ListOrganizations(ctxT(t), &trustfedv1.ListOrganizationsRequest{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	leader := (&cluster{clients: clients}).leader(t, all...)
+	follower := "n2"
+	if leader == follower {
+		follower = "n3"
+	}
+	accredit(t, clients[leader], fed, adm)
+	enrol(t, clients[leader], fed, "acme", 3)
+	enrol(t, clients[leader], fed, "globex", 3)
+
+	m := testutil.EnrolMember(t, clients[follower], fed, "acme", "gw-1")
+	members := map[string]*client.Client{}
+	for _, id := range all {
+		members[id] = m.Dial(t, client.Config{Addr: servers[id].Addrs.GRPCAddr, CACertFile: pki.CAFile, Timeout: 20 * time.Second})
+		_, err := members[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{ToOrganizationId: "globex", Action: "ping"})
+		require.NoError(t, err, id)
+	}
+	require.Equal(t, m.Leaf.SerialNumber.Text(16), testutil.MemberNode(t, clients[leader], "acme", "gw-1").LastCertificateSerial)
+
+	adm.apply(t, testutil.SetStatus("acme", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED), clients[leader])
+	for _, id := range all {
+		// Each server authenticates against its own copy of the state: a
+		// follower refuses once it has applied the suspension.
+		testutil.Eventually(t, 10*time.Second, "suspension refused by "+id, func() error {
+			_, err := members[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{ToOrganizationId: "globex", Action: "ping"})
+			if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "organization acme is SUSPENDED") {
+				return fmt.Errorf("%s: %v", id, err)
+			}
+			return nil
+		})
+	}
 }
