@@ -32,6 +32,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 	enrol(t, c, fed, "bank-a", 4)
 	enrol(t, c, fed, "bank-b", 2)
 	agree(t, c, fed, "bank-a", "bank-b", "task_send", "ping")
+	member := memberOf(t, c, d.srv, d.caFile, fed, "bank-a")
 
 	// Public keys need no token.
 	code, body := d.do(t, "GET", "/v1/keys", "", nil)
@@ -46,7 +47,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 
 	req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bank-a", ToOrganizationId: "bank-b", Action: "task_send",
 		DataTypes: []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_EMAIL}, Value: 100}
-	resp, err := c.Registry().CheckInteraction(ctxT(t), req)
+	resp, err := member.Registry().CheckInteraction(ctxT(t), req)
 	require.NoError(t, err)
 	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, resp.Decision, "%v", resp.Reasons)
 	decided, valid := resp.DecidedAt.AsTime(), resp.ValidUntil.AsTime()
@@ -73,7 +74,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 	_, err = d.admins.try(t, testutil.Policy(&trustfedv1.FederationPolicyChange{FreshnessWindow: durationpb.New(11 * time.Minute)}), c)
 	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 	d.admins.apply(t, testutil.Policy(&trustfedv1.FederationPolicyChange{FreshnessWindow: durationpb.New(time.Minute)}), c)
-	resp, err = c.Registry().CheckInteraction(ctxT(t), req)
+	resp, err = member.Registry().CheckInteraction(ctxT(t), req)
 	require.NoError(t, err)
 	require.Equal(t, time.Minute, resp.ValidUntil.AsTime().Sub(resp.DecidedAt.AsTime()))
 }
@@ -95,19 +96,20 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 	enrol(t, c, fed, "bank-b", 2)
 	enrol(t, c, fed, "bank-c", 2)
 	agree(t, c, fed, "bank-a", "bank-b", "task_send")
+	member := memberOf(t, c, d.srv, d.caFile, fed, "bank-a")
 
 	check := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bank-a", ToOrganizationId: "bank-b", Action: "task_send", Value: 600_000}
-	resp, err := c.Registry().CheckInteraction(ctxT(t), check)
+	resp, err := member.Registry().CheckInteraction(ctxT(t), check)
 	require.NoError(t, err)
 	require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision)
 	require.True(t, resp.RequiresDualAuthorization)
 
 	small := proto.CloneOf(check)
 	small.Value = 100_000
-	_, err = c.Registry().RequestAuthorization(ctxT(t), &trustfedv1.RequestAuthorizationRequest{Check: small})
+	_, err = member.Registry().RequestAuthorization(ctxT(t), &trustfedv1.RequestAuthorizationRequest{Check: small})
 	require.Equal(t, codes.FailedPrecondition, status.Code(err), "below the threshold nothing needs authorising")
 
-	ar, err := c.Registry().RequestAuthorization(ctxT(t), &trustfedv1.RequestAuthorizationRequest{Check: check})
+	ar, err := member.Registry().RequestAuthorization(ctxT(t), &trustfedv1.RequestAuthorizationRequest{Check: check})
 	require.NoError(t, err)
 	a := ar.Authorization
 	approve := func(org string) error {
@@ -120,12 +122,12 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 
 	withID := proto.CloneOf(check)
 	withID.AuthorizationId = a.Id
-	resp, err = c.Registry().CheckInteraction(ctxT(t), withID)
+	resp, err = member.Registry().CheckInteraction(ctxT(t), withID)
 	require.NoError(t, err)
 	require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision, "one approval is not enough")
 
 	require.NoError(t, approve("bank-b"))
-	resp, err = c.Registry().CheckInteraction(ctxT(t), withID)
+	resp, err = member.Registry().CheckInteraction(ctxT(t), withID)
 	require.NoError(t, err)
 	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, resp.Decision, "%v", resp.Reasons)
 	require.Equal(t, a.Id, resp.AuthorizationId)
@@ -137,16 +139,17 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 
 	other := proto.CloneOf(withID)
 	other.Value = 900_000
-	resp, err = c.Registry().CheckInteraction(ctxT(t), other)
+	resp, err = member.Registry().CheckInteraction(ctxT(t), other)
 	require.NoError(t, err)
 	require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision, "the grant covers exactly one interaction")
 
-	// The same flow with the CLI and key files.
+	// The same flow with the CLI and key files; bank-a's member node asks.
 	dir := t.TempDir()
+	asMember := memberFiles(t, dir, testutil.EnrolMember(t, c, fed, "bank-a", ""))
 	for _, org := range []string{"bank-a", "bank-b"} {
 		require.NoError(t, attestation.SavePrivateKey(filepath.Join(dir, org+".key"), fed.Key(org)))
 	}
-	out, errOut, code := d.cli(t, d.token, "authorization", "request", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "-o", "json")
+	out, errOut, code := d.cli(t, "", append(asMember, "authorization", "request", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "-o", "json")...)
 	require.Equal(t, 0, code, errOut)
 	var opened struct {
 		Authorization struct {
@@ -159,7 +162,7 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 		require.Equal(t, 0, code, "%s %s", out, errOut)
 	}
 	require.Contains(t, out, "GRANTED")
-	out, errOut, code = d.cli(t, d.token, "check", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "--authorization", opened.Authorization.ID, "--verify")
+	out, errOut, code = d.cli(t, "", append(asMember, "check", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "--authorization", opened.Authorization.ID, "--verify")...)
 	require.Equal(t, 0, code, "%s %s", out, errOut)
 	require.Contains(t, out, "ALLOW")
 }
