@@ -192,7 +192,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if isPublic(info.FullMethod) {
 		return s.handlePublic(ctx, req, info, handler)
 	}
-	p, err := s.auth.authenticate(ctx)
+	ctx, p, err := s.authenticateFresh(ctx)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
@@ -237,7 +237,7 @@ func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServ
 // handler checks the organisations its first message acts for
 // (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	p, err := s.auth.authenticate(ss.Context())
+	_, p, err := s.authenticateFresh(ss.Context())
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
@@ -252,6 +252,28 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	}
 	return toStatus(s.log, info.FullMethod, handler(srv, &principalStream{ServerStream: ss, ctx: withPrincipal(ss.Context(), p), method: info.FullMethod, server: s}))
 }
+
+// authenticateFresh authenticates the caller against state that includes
+// every write committed before the call arrived: a token revoked, a node
+// removed or an organisation suspended a moment ago on another server is
+// refused here too. The leader's state already holds every acknowledged
+// write; a follower first waits for the leader's commit index (a read
+// index), and the handler's first linearizable read reuses that barrier.
+func (s *Server) authenticateFresh(ctx context.Context) (context.Context, Principal, error) {
+	p, err := s.auth.authenticate(ctx)
+	if err != nil || p.Role == RoleNode || s.raft.IsLeader() {
+		return ctx, p, err
+	}
+	if _, err := s.raft.LinearizableRead(ctx); err != nil {
+		return ctx, p, fmt.Errorf("authenticate against the committed state: %w", err)
+	}
+	p, err = s.auth.authenticate(ctx)
+	return context.WithValue(ctx, freshReadKey{}, &atomic.Bool{}), p, err
+}
+
+// freshReadKey marks a request whose authentication already waited for a
+// read index; the first linearizable read of its handler needs no other.
+type freshReadKey struct{}
 
 type principalStream struct {
 	grpc.ServerStream
@@ -325,6 +347,9 @@ func (s *Server) read(ctx context.Context, c trustfedv1.Consistency) (*state.Rea
 	provided := trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE
 	switch c {
 	case trustfedv1.Consistency_CONSISTENCY_UNSPECIFIED, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE:
+		if fresh, ok := ctx.Value(freshReadKey{}).(*atomic.Bool); ok && fresh.CompareAndSwap(false, true) {
+			break // the barrier the interceptor waited for, after the call arrived
+		}
 		if _, err := s.raft.LinearizableRead(ctx); err != nil {
 			return nil, nil, fmt.Errorf("linearizable read: %w", err)
 		}
