@@ -550,8 +550,13 @@ var complianceViews = map[string][]trustfedv1.ComplianceMode{
 	"APPROVE_ADMIN_CHANGE":  {hipaa, gdpr},
 	"BOOTSTRAP_ADMIN":       {hipaa, gdpr},
 	"PUT_TOKEN":             {hipaa},
-	"OPEN_SESSION":          {hipaa, gdpr},
-	"CLOSE_SESSION":         {hipaa, gdpr},
+	"REVOKE_TOKEN":          {hipaa},
+	// Access control of member nodes (HIPAA §164.312(a), (d)).
+	"ENROL_MEMBER_NODE":        {hipaa},
+	"REMOVE_MEMBER_NODE":       {hipaa},
+	"ISSUE_MEMBER_CERTIFICATE": {hipaa},
+	"OPEN_SESSION":             {hipaa, gdpr},
+	"CLOSE_SESSION":            {hipaa, gdpr},
 }
 
 // complianceOf is the views of an entry other than a decision.
