@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
-		grpc.WithChainUnaryInterceptor(timeoutInterceptor(cfg.Timeout), requestIDInterceptor),
+		grpc.WithChainUnaryInterceptor(timeoutInterceptor(cfg.Timeout), requestIDInterceptor, rateLimitInterceptor),
 	}
 	if cfg.Token != "" {
 		if err := validateToken(cfg.Token); err != nil {

@@ -10,6 +10,7 @@ import (
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -155,6 +156,10 @@ func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.Ser
 	}
 	if _, ok := r.Organization(req.OrganizationId); !ok {
 		return state.NotFound("organization_id", "organization %q does not exist", req.OrganizationId)
+	}
+	// Headers now: the watcher knows its stream was admitted (Header returns).
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return fmt.Errorf("send headers: %w", err)
 	}
 	after := req.GetAfterIndex()
 	tick := time.NewTicker(watchRecheck)

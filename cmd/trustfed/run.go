@@ -50,6 +50,10 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	if err := f.resolve(); err != nil {
 		return err
 	}
+	limits, err := f.limits.resolve()
+	if err != nil {
+		return err
+	}
 	logger, err := newLogger(f.logLevel, f.logFormat)
 	if err != nil {
 		return usageError{err}
@@ -65,6 +69,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	serverTLS.VerifyConnection = registry.RequireTrustfedIdentity
 	peerTLS, err := attestation.ClientTLSConfig(files.CAFile, files.CertFile, files.KeyFile)
 	if err != nil {
 		return err
@@ -72,7 +77,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	raftTLS := peerTLS.Clone()
 	raftTLS.ClientCAs = peerTLS.RootCAs
 	raftTLS.ClientAuth = tls.RequireAndVerifyClientCert
-	raftTLS.VerifyConnection = requireNodeCert
+	var refused transportAudit
 	gatewayTLS, err := attestation.ClientTLSConfig(files.CAFile, "", "")
 	if err != nil {
 		return err
@@ -106,16 +111,18 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	peers := registry.NewPeers(peerTLS)
 	defer peers.Close()
 	ncfg := consensus.Config{
-		NodeID:        f.nodeID,
-		DataDir:       filepath.Join(f.dataDir, "raft"),
-		BindAddr:      f.raftAddr,
-		AdvertiseAddr: f.advRaft,
-		APIAddr:       apiAddr,
-		Bootstrap:     f.bootstrap,
-		StateMachine:  stateMachine{fsm},
-		LeaderClient:  peers,
-		TLS:           raftTLS,
-		Logger:        logger.With("component", "raft"),
+		NodeID:         f.nodeID,
+		DataDir:        filepath.Join(f.dataDir, "raft"),
+		BindAddr:       f.raftAddr,
+		AdvertiseAddr:  f.advRaft,
+		APIAddr:        apiAddr,
+		Bootstrap:      f.bootstrap,
+		StateMachine:   stateMachine{fsm},
+		LeaderClient:   peers,
+		TLS:            raftTLS,
+		VerifyPeer:     raftPeerIdentity,
+		OnRejectedConn: refused.raftRefused,
+		Logger:         logger.With("component", "raft"),
 	}
 	if f.raftFast {
 		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
@@ -141,12 +148,13 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		NodeID: f.nodeID, Store: store, Raft: node, Peers: peers, Verifier: attestation.Verifier{},
 		Logger: logger.With("component", "registry"), Version: version, Acks: cascades,
 		Audit: auditLog, AuditOrigin: f.auditOrigin, UnauditedDecisions: f.unauditedDecisions, AuditFault: fsm.AuditFault,
-		CA: memberCA, MemberCertTTL: f.memberCertTTL,
+		CA: memberCA, MemberCertTTL: f.memberCertTTL, Limits: limits,
 	})
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(credentials.NewTLS(serverTLS)))...)
+	refused.srv.Store(srv)
+	gs := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(srv.AuditedCredentials(credentials.NewTLS(serverTLS))))...)
 	srv.Register(gs)
 	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS, fsm.AuditFault)
 	if err != nil {
@@ -161,7 +169,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          srv.HTTPErrorLog(logger), // TLS handshake failures are audited
 	}
 
 	keyReady := make(chan struct{})
@@ -250,17 +258,6 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 type stateMachine struct{ *state.FSM }
 
 func (s stateMachine) Snapshot() (consensus.Snapshot, error) { return s.FSM.Snapshot() }
-
-// requireNodeCert refuses a Raft peer whose certificate does not name a node.
-func requireNodeCert(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("raft peer presented no certificate")
-	}
-	if _, ok := attestation.NodeIDFromCert(cs.PeerCertificates[0]); !ok {
-		return errors.New("raft peer certificate does not name a trustfed node")
-	}
-	return nil
-}
 
 func tlsFiles(f serverFlags) (attestation.TLSFiles, error) {
 	if f.tlsCA != "" {

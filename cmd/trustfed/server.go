@@ -37,6 +37,7 @@ type serverFlags struct {
 	logLevel  string
 	logFormat string
 	raftFast  bool
+	limits    limitFlags
 
 	cascadeDeadline   time.Duration
 	cascadeEscalateAt float64
@@ -69,6 +70,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&f.raftFast, "raft-fast-timeouts", false, "short Raft timeouts (tests and loopback clusters only)")
+	f.limits.register(fs)
 	fs.DurationVar(&f.cascadeDeadline, "cascade-deadline", 300*time.Second, "time partners have to acknowledge a revocation cascade (AG-783: 300s)")
 	fs.Float64Var(&f.cascadeEscalateAt, "cascade-escalate-at", 0.8, "fraction of -cascade-deadline at which partners still unacknowledged are escalated, (0,1]")
 	fs.IntVar(&f.cascadeWorkers, "cascade-workers", 256, "notifications in flight per cascade (raise for very large federations on slow networks)")
