@@ -184,7 +184,7 @@ func TestTC2RevocationCascade(t *testing.T) {
 	var streamMu sync.Mutex
 	streamed := map[string][]string{}
 	for i, org := range streamPartners {
-		cl := c.clients[all[i%3]]
+		cl := testutil.EnrolMember(t, lc, c.fed, org, "").Dial(t, baseConfig(c.servers[all[i%3]], c.pki.CAFile))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -195,6 +195,8 @@ func TestTC2RevocationCascade(t *testing.T) {
 			})
 		}()
 	}
+	p07 := c.memberClients(t, lc, "p-07")
+
 	// p-03 is down for its first 3 deliveries.
 	rc.set(func(rc *receivers) { rc.down["p-03"] = 3; rc.down["p-never"] = -1 })
 
@@ -204,7 +206,7 @@ func TestTC2RevocationCascade(t *testing.T) {
 	rec := c.admins.apply(t, revoke, c.clients[all[0]], c.clients[all[1]])
 	require.Equal(t, trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED, rec.Status)
 	for _, id := range all {
-		resp, err := c.clients[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
+		resp, err := p07[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
 			FromOrganizationId: "p-07", ToOrganizationId: "hub", Action: "task_send"})
 		require.NoError(t, err, id)
 		require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision, "%s answers with the revocation at once", id)

@@ -30,7 +30,7 @@ func startCluster(t testing.TB, extra ...string) *cluster {
 	c := &cluster{fed: testutil.NewFederation(t), pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
 	args := func(id string, more ...string) []string {
 		a := append([]string{"-node-id", id, "-raft-fast-timeouts"}, loopbackPorts...)
-		a = append(a, c.pki.NodeFiles(t, id)...)
+		a = append(a, c.nodeFiles(t, id)...)
 		a = append(a, more...)
 		return append(a, extra...)
 	}
@@ -61,6 +61,13 @@ func startCluster(t testing.TB, extra ...string) *cluster {
 		return nil
 	})
 	return c
+}
+
+// nodeFiles are the -tls-* flags of server id: its node certificate, the
+// cluster CA and the CA's key (every server issues member certificates).
+func (c *cluster) nodeFiles(t testing.TB, id string) []string {
+	t.Helper()
+	return append(c.pki.NodeFiles(t, id), "-tls-ca-key", filepath.Join(c.pki.Dir, "ca-key.pem"))
 }
 
 func (c *cluster) leader(t testing.TB, among ...string) string {
@@ -99,8 +106,9 @@ func TestThreeNodeCluster(t *testing.T) {
 		enrol(t, f, c.fed, "acme-bank", 3)
 		enrol(t, c.clients[followers[1]], c.fed, "st-mary", 2)
 		agree(t, f, c.fed, "acme-bank", "st-mary", "task_send")
+		members := c.memberClients(t, f, "acme-bank")
 		for _, id := range all {
-			resp, err := c.clients[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
+			resp, err := members[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
 				FromOrganizationId: "acme-bank", ToOrganizationId: "st-mary", Action: "task_send"})
 			require.NoError(t, err, id)
 			require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, resp.Decision, id)
@@ -108,6 +116,44 @@ func TestThreeNodeCluster(t *testing.T) {
 			require.Equal(t, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE, resp.Meta.Consistency)
 			require.Equal(t, id, resp.Meta.NodeId)
 		}
+	})
+
+	t.Run("a member's writes through followers are forwarded and authorised as the member", func(t *testing.T) {
+		acme := testutil.EnrolMember(t, c.clients[leader], c.fed, "acme-bank", "")
+		stMary := testutil.EnrolMember(t, c.clients[leader], c.fed, "st-mary", "")
+		onFollower := func(m *testutil.Member, i int) *client.Client {
+			return m.Dial(t, baseConfig(c.servers[followers[i]], c.pki.CAFile))
+		}
+		opened, err := onFollower(acme, 0).Cascades().OpenSession(ctxT(t), &trustfedv1.OpenSessionRequest{ToOrganizationId: "st-mary", Action: "task_send"})
+		require.NoError(t, err)
+		require.Equal(t, "acme-bank", opened.Session.FromOrganizationId, "the organisation comes from the certificate")
+		_, err = onFollower(stMary, 1).Cascades().HeartbeatSession(ctxT(t), &trustfedv1.HeartbeatSessionRequest{SessionId: opened.Session.Id})
+		require.NoError(t, err)
+		_, err = onFollower(stMary, 0).Cascades().OpenSession(ctxT(t), &trustfedv1.OpenSessionRequest{FromOrganizationId: "acme-bank", ToOrganizationId: "st-mary", Action: "task_send"})
+		require.Equal(t, codes.PermissionDenied, status.Code(err), "st-mary's node cannot open a session as acme-bank: %v", err)
+		closed, err := onFollower(acme, 1).Cascades().CloseSession(ctxT(t), &trustfedv1.CloseSessionRequest{SessionId: opened.Session.Id, Reason: "done"})
+		require.NoError(t, err)
+		require.Equal(t, trustfedv1.SessionStatus_SESSION_STATUS_CLOSED, closed.Session.Status)
+
+		// The leader applied them as the member nodes, not as the followers.
+		principal := func(org, typ string) func() error {
+			want := "member:" + org + "/" + map[string]string{"acme-bank": acme.Node, "st-mary": stMary.Node}[org]
+			return func() error {
+				resp, err := c.clients[leader].Audit().ListAuditEntries(ctxT(t), &trustfedv1.ListAuditEntriesRequest{OrganizationId: org, Type: typ})
+				if err != nil {
+					return err
+				}
+				for _, r := range resp.Records {
+					if r.Entry.Principal == want {
+						return nil
+					}
+				}
+				return fmt.Errorf("no %s entry by %s among %d yet", typ, want, len(resp.Records))
+			}
+		}
+		testutil.Eventually(t, 30*time.Second, "OPEN_SESSION audited as acme-bank's node", principal("acme-bank", "OPEN_SESSION"))
+		testutil.Eventually(t, 30*time.Second, "HEARTBEAT_SESSION audited as st-mary's node", principal("st-mary", "HEARTBEAT_SESSION"))
+		testutil.Eventually(t, 30*time.Second, "CLOSE_SESSION audited as acme-bank's node", principal("acme-bank", "CLOSE_SESSION"))
 	})
 
 	t.Run("every acknowledged write is visible to the next read on any node", func(t *testing.T) {
@@ -163,7 +209,7 @@ func TestThreeNodeCluster(t *testing.T) {
 		a := old.Addrs
 		args := append([]string{"-node-id", leader, "-raft-fast-timeouts",
 			"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
-			c.pki.NodeFiles(t, leader)...)
+			c.nodeFiles(t, leader)...)
 		old.Restart(args...)
 		testutil.Eventually(t, 30*time.Second, "restarted node has the write made while it was down", func() error {
 			_, err := c.clients[leader].Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "after-failover"})

@@ -68,3 +68,15 @@ func (d *devServer) asMember(t testing.TB, m *testutil.Member) *devServer {
 	t.Cleanup(dm.http.CloseIdleConnections)
 	return &dm
 }
+
+// memberClients enrols a new member node of org through admin and returns
+// a client calling as it on each of the cluster's servers (by node id).
+func (c *cluster) memberClients(t testing.TB, admin *client.Client, org string) map[string]*client.Client {
+	t.Helper()
+	m := testutil.EnrolMember(t, admin, c.fed, org, "")
+	out := map[string]*client.Client{}
+	for id, s := range c.servers {
+		out[id] = m.Dial(t, baseConfig(s, c.pki.CAFile))
+	}
+	return out
+}
