@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -228,7 +229,9 @@ func rateLimited(b *buckets, retry time.Duration) error {
 }
 
 // clientHost is the host an anonymous call came from: the TCP peer, or, for
-// calls the REST gateway makes over loopback, the address it forwards.
+// calls the REST gateway makes over loopback, the address it forwards — the
+// last one of X-Forwarded-For, the one the gateway appended itself (the
+// ones before it are whatever the REST client claimed).
 func clientHost(ctx context.Context) string {
 	pr, ok := peer.FromContext(ctx)
 	if !ok || pr.Addr == nil {
@@ -240,8 +243,14 @@ func clientHost(ctx context.Context) string {
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if fwd := md.Get("x-forwarded-for"); len(fwd) > 0 && fwd[0] != "" {
-				return "fwd:" + fwd[0]
+			if fwd := md.Get("x-forwarded-for"); len(fwd) > 0 {
+				last := fwd[len(fwd)-1]
+				if i := strings.LastIndexByte(last, ','); i >= 0 {
+					last = last[i+1:]
+				}
+				if last = strings.TrimSpace(last); last != "" {
+					return "fwd:" + last
+				}
 			}
 		}
 	}

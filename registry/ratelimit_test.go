@@ -137,6 +137,10 @@ func TestLimitBudgetsByKindAndPrincipal(t *testing.T) {
 	require.NoError(t, s.limit(from("127.0.0.1", "198.51.100.7"), read, anon))
 	require.NoError(t, s.limit(from("127.0.0.1", "198.51.100.8"), read, anon))
 	retryInfo(t, s.limit(from("127.0.0.1", "198.51.100.8"), read, anon))
+	// What the REST client claims comes first; the gateway appends the
+	// real address last.
+	retryInfo(t, s.limit(from("127.0.0.1", "203.0.113.1, 198.51.100.8"), read, anon))
+	retryInfo(t, s.limit(from("127.0.0.1", "203.0.113.2,198.51.100.8"), read, anon))
 
 	c.advance(time.Second)
 	require.NoError(t, s.limit(ctx, check, admin), "refilled")
