@@ -58,6 +58,7 @@ func TestAuditedDecisionsInACluster(t *testing.T) {
 	enrol(t, n1, c.fed, "clinic", 3)
 	enrol(t, n1, c.fed, "lab", 3)
 	agree(t, n1, c.fed, "clinic", "lab", "task_send")
+	clinic := c.memberClients(t, n1, "clinic")
 
 	type got struct {
 		resp *trustfedv1.CheckInteractionResponse
@@ -66,7 +67,7 @@ func TestAuditedDecisionsInACluster(t *testing.T) {
 	var decisions []got
 	for round := range 6 {
 		for _, id := range []string{"n1", "n2", "n3"} {
-			resp, err := c.clients[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
+			resp, err := clinic[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
 				FromOrganizationId: "clinic", ToOrganizationId: "lab", Action: "task_send",
 				DataTypes: []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_PERSON_NAME}, Value: int64(round),
 			})
@@ -222,13 +223,14 @@ func BenchmarkAuditedCheck(b *testing.B) {
 			enrol(b, c, fed, "bench-a", 4)
 			enrol(b, c, fed, "bench-b", 3)
 			agree(b, c, fed, "bench-a", "bench-b", "task_send")
+			member := memberOf(b, c, d.srv, d.caFile, fed, "bench-a")
 			req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bench-a", ToOrganizationId: "bench-b", Action: "task_send"}
 			b.SetParallelism(32)
 			b.ResetTimer()
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					resp, err := c.Registry().CheckInteraction(context.Background(), req)
+					resp, err := member.Registry().CheckInteraction(context.Background(), req)
 					if err != nil || resp.Decision != trustfedv1.Decision_DECISION_ALLOW {
 						b.Errorf("check: %v %v", resp.GetDecision(), err)
 						return
@@ -253,11 +255,12 @@ func TestEvidenceBundleEndToEnd(t *testing.T) {
 	enrol(t, c, fed, "clinic", 3)
 	enrol(t, c, fed, "lab", 3)
 	agree(t, c, fed, "clinic", "lab", "task_send", "context_share")
+	clinic := memberOf(t, c, d.srv, d.caFile, fed, "clinic")
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	var last uint64
 	for i := range 20 {
 		action := []string{"task_send", "context_share", "agent_spawn"}[i%3] // agent_spawn is denied (level 4)
-		resp, err := c.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
+		resp, err := clinic.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
 			FromOrganizationId: "clinic", ToOrganizationId: "lab", Action: action,
 			DataTypes: []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_PERSON_NAME},
 		})
@@ -272,7 +275,7 @@ func TestEvidenceBundleEndToEnd(t *testing.T) {
 
 	// Some more history, then the export.
 	d.admins.apply(t, testutil.SetStatus("lab", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED), c)
-	resp, err := c.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "clinic", ToOrganizationId: "lab", Action: "ping"})
+	resp, err := clinic.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "clinic", ToOrganizationId: "lab", Action: "ping"})
 	require.NoError(t, err)
 	verifiedHead(t, c, resp.AuditSequence+1)
 	until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
