@@ -25,6 +25,7 @@ func BenchmarkCheckInteraction(b *testing.B) {
 	enrol(b, c, fed, "bench-a", 4)
 	enrol(b, c, fed, "bench-b", 3)
 	agree(b, c, fed, "bench-a", "bench-b", "task_send")
+	member := memberOf(b, c, d.srv, d.caFile, fed, "bench-a")
 
 	for _, mode := range []trustfedv1.Consistency{trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE, trustfedv1.Consistency_CONSISTENCY_STALE} {
 		b.Run(mode.String(), func(b *testing.B) {
@@ -33,7 +34,7 @@ func BenchmarkCheckInteraction(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					resp, err := c.Registry().CheckInteraction(context.Background(), req)
+					resp, err := member.Registry().CheckInteraction(context.Background(), req)
 					if err != nil || resp.Decision != trustfedv1.Decision_DECISION_ALLOW {
 						b.Errorf("check: %v %v", resp.GetDecision(), err)
 						return
@@ -84,9 +85,10 @@ func BenchmarkClusterCheckInteraction(b *testing.B) {
 	enrol(b, c.clients[leader], c.fed, "bench-a", 4)
 	enrol(b, c.clients[leader], c.fed, "bench-b", 3)
 	agree(b, c.clients[leader], c.fed, "bench-a", "bench-b", "task_send")
+	members := c.memberClients(b, c.clients[leader], "bench-a")
 	for _, role := range []struct{ name, node string }{{"leader", leader}, {"follower", follower}} {
 		b.Run(role.name, func(b *testing.B) {
-			cl := c.clients[role.node]
+			cl := members[role.node]
 			req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bench-a", ToOrganizationId: "bench-b", Action: "task_send"}
 			b.SetParallelism(16)
 			b.ResetTimer()
