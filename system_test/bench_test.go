@@ -17,7 +17,7 @@ import (
 // process over gRPC/TLS on loopback, from parallel clients sharing one
 // connection (as a member gateway does).
 func BenchmarkCheckInteraction(b *testing.B) {
-	d := startDev(b)
+	d := startDev(b, noRateLimits...)
 	c := dial(b, d.srv, d.caFile, d.token)
 	waitServing(b, c)
 	fed := testutil.NewFederation(b)
@@ -48,7 +48,7 @@ func BenchmarkCheckInteraction(b *testing.B) {
 // BenchmarkUpdateOrganization measures the write path: validate, propose,
 // commit (fsync) and apply on a single node, from parallel clients.
 func BenchmarkUpdateOrganization(b *testing.B) {
-	d := startDev(b)
+	d := startDev(b, noRateLimits...)
 	c := dial(b, d.srv, d.caFile, d.token)
 	waitServing(b, c)
 	fed := testutil.NewFederation(b)
@@ -75,7 +75,7 @@ func BenchmarkUpdateOrganization(b *testing.B) {
 // three-node cluster (processes on one machine), answered by the leader and
 // by a follower (read index from the leader, then local state).
 func BenchmarkClusterCheckInteraction(b *testing.B) {
-	c := startCluster(b)
+	c := startCluster(b, noRateLimits...)
 	leader := c.leader(b, "n1", "n2", "n3")
 	follower := "n1"
 	if leader == "n1" {
@@ -124,7 +124,7 @@ func BenchmarkCascadeEndToEnd(b *testing.B) {
 	b.ReportMetric(float64(partners), "partners")
 	b.StopTimer()
 	rc := newReceivers(b)
-	d := startDev(b, "-webhook-ca", rc.caFile(b))
+	d := startDev(b, slices.Concat(noRateLimits, []string{"-webhook-ca", rc.caFile(b)})...)
 	c := dial(b, d.srv, d.caFile, d.token)
 	waitServing(b, c)
 	keys, err := c.Keys(ctxT(b))

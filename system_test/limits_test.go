@@ -22,6 +22,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// noRateLimits turns the per-principal rate limits off: benchmarks measure
+// the server's capacity from one principal, not the limiter.
+var noRateLimits = []string{"-rate-checks", "0", "-rate-writes", "0", "-rate-reads", "0"}
+
 // A caller over its read budget gets ResourceExhausted naming the limit,
 // with a RetryInfo saying when to retry; over REST, 429 with Retry-After.
 // Other budgets are separate, and the SDK waits the delay out by itself.
