@@ -92,12 +92,21 @@ token() {
 	tr -d '[:space:]' <"$f"
 }
 
-# cli NODE ARGS...: the trustfed CLI against NODE's published gRPC port.
+# cli NODE ARGS...: the trustfed CLI against NODE's published gRPC port, with
+# the admin token; with MEMBER=ORG set, as ORG's member node gw-1 instead (its
+# client certificate and key from $KEYS, no token: member calls such as
+# `check` come only from member nodes, see register_member).
 cli() {
 	local node=$1
 	shift
-	TRUSTFED_ADDR=127.0.0.1:$(grpc_port "$node") TRUSTFED_TOKEN=${TOKEN:-$(token)} \
-		TRUSTFED_CACERT=$CERTS/ca.pem "$BIN" --timeout 5s "$@"
+	if [ -n "${MEMBER:-}" ]; then
+		TRUSTFED_ADDR=127.0.0.1:$(grpc_port "$node") TRUSTFED_TOKEN= TRUSTFED_TOKEN_FILE= \
+			TRUSTFED_CERT=$KEYS/$MEMBER-gw.crt TRUSTFED_KEY=$KEYS/$MEMBER-gw.key \
+			TRUSTFED_CACERT=$CERTS/ca.pem "$BIN" --timeout 5s "$@"
+	else
+		TRUSTFED_ADDR=127.0.0.1:$(grpc_port "$node") TRUSTFED_TOKEN=${TOKEN:-$(token)} \
+			TRUSTFED_CACERT=$CERTS/ca.pem "$BIN" --timeout 5s "$@"
+	fi
 }
 
 # cluster_view NODE: "node state ready leader members voters" as NODE sees
@@ -229,7 +238,10 @@ certs() {
 		chown "$TRUSTFED_UID:$TRUSTFED_GID" "$CERTS/$n-key.pem"
 	done
 	chmod 0644 "$CERTS/ca.pem"
+	# Every node issues member node certificates, so each reads the CA key
+	# (docs/access.md: the CA key lives on each server's disk).
 	chmod 0600 "$CERTS/ca-key.pem"
+	chown "$TRUSTFED_UID:$TRUSTFED_GID" "$CERTS/ca-key.pem"
 }
 
 data_dirs() {
@@ -377,17 +389,23 @@ has_orgs() {
 	shift 2
 	for org in "${ORGS[@]}"; do
 		out=$("$fn" "$node" org get "$org" "$@" -o json) || return 1
-		grep -q "\"id\": \"$org\"" <<<"$out" && grep -q '"status": "ORGANIZATION_STATUS_ACTIVE"' <<<"$out" &&
-			grep -q "\"nodeId\": \"$node\"" <<<"$out" || return 1
+		grep -qE "\"id\": +\"$org\"" <<<"$out" && grep -qE '"status": +"ORGANIZATION_STATUS_ACTIVE"' <<<"$out" &&
+			grep -qE "\"nodeId\": +\"$node\"" <<<"$out" || return 1
 	done
 }
 
-# decision CLIFN NODE WANT ARGS...: `check ARGS` answered by NODE is WANT
-# (ALLOW: exit 0, DENY: exit 3). Prints the decision if it is not.
+# decision CLIFN NODE WANT ARGS...: `check ARGS` asked by the --from
+# organisation's member node and answered by NODE is WANT (ALLOW: exit 0,
+# DENY: exit 3). Prints the decision if it is not.
 decision() {
-	local fn=$1 node=$2 want=$3 rc=0 out
+	local fn=$1 node=$2 want=$3 rc=0 out from="" prev="" a
 	shift 3
-	out=$("$fn" "$node" check "$@") || rc=$?
+	for a in "$@"; do
+		[ "$prev" != --from ] || from=$a
+		prev=$a
+	done
+	[ -n "$from" ] || { printf 'decision: no --from in: check %s\n' "$*" >&2; return 1; }
+	out=$(MEMBER=$from "$fn" "$node" check "$@") || rc=$?
 	case $want:$rc in ALLOW:0 | DENY:3) return 0 ;; esac
 	printf 'check %s via %s: exit %s, want %s\n%s\n' "$*" "$node" "$rc" "$want" "$out" >&2
 	return 1
@@ -404,13 +422,20 @@ new_member() {
 
 # register_member NODE ORG NAME LEVEL: key and passport for ORG, then via
 # NODE: ORG registers itself (signed with its key; PENDING), the admin
-# approves it (ACTIVE). Appends ORG to ORGS.
+# approves it (ACTIVE), ORG enrols its member node gw-1 (the node's key,
+# signed with ORG's key) and gw-1 gets its client certificate by
+# challenge-response (MEMBER=ORG cli uses it). Appends ORG to ORGS.
 register_member() {
 	local node=$1 org=$2 name=$3 level=$4
 	new_member "$org" "$level"
 	cli_try "$node" org register --id "$org" --name "$name" --jurisdiction EU --level "$level" \
 		--key "$KEYS/$org.key" --passport "$KEYS/$org.jwt" >/dev/null || die "org register $org via $node"
 	cli_try "$node" org approve "$org" >/dev/null || die "org approve $org via $node"
+	"$BIN" keygen --out "$KEYS/$org-gw.key" >/dev/null || die "keygen $org-gw"
+	cli_try "$node" member enrol "$org" gw-1 --org-key "$KEYS/$org.key" --node-pubkey "$KEYS/$org-gw.key.pub" >/dev/null ||
+		die "member enrol $org gw-1 via $node"
+	cli_try "$node" member cert "$org" gw-1 --node-key "$KEYS/$org-gw.key" --out-cert "$KEYS/$org-gw.crt" >/dev/null ||
+		die "member cert $org gw-1 via $node"
 	ORGS+=("$org")
 }
 
@@ -506,15 +531,17 @@ cmd_test() {
 	TOKEN=$(token)
 
 	step "check the CLI has the verbs this test uses"
-	local verb
+	local verb help
 	for verb in "keygen" "issuer accredit" "issuer passport issue" "org register" "org approve" "org get" "org list" \
-		"federation policy set" "agreement propose" "agreement sign" "check" "admin add" "admin approve"; do
+		"federation policy set" "agreement propose" "agreement sign" "check" "admin add" "admin approve" \
+		"member enrol" "member cert"; do
 		# shellcheck disable=SC2086
-		"$BIN" $verb --help >/dev/null 2>&1 && "$BIN" $verb --help 2>/dev/null | grep -q "trustfed $verb" ||
-			die "this build's CLI has no '$verb' (the smoke test uses the membership CLI of 9b7a883: org register/approve, agreement propose/sign, issuer accredit). Run with TRUSTFED_REF=<a commit with those verbs> or update cmd_test in $0"
+		# (the help in a variable first: grep -q quitting early would SIGPIPE the CLI under pipefail)
+		help=$("$BIN" $verb --help 2>/dev/null) && grep -q "trustfed $verb" <<<"$help" ||
+			die "this build's CLI has no '$verb' (the smoke test uses the membership CLI of 9b7a883: org register/approve, agreement propose/sign, issuer accredit; and member enrol/cert of 5788ab5). Run with TRUSTFED_REF=<a commit with those verbs> or update cmd_test in $0"
 	done
 
-	step "set up a federation via n1 (127.0.0.1:$TRUSTFED_N1_GRPC_PORT): issuer, 2 members, an agreement"
+	step "set up a federation via n1 (127.0.0.1:$TRUSTFED_N1_GRPC_PORT): issuer, 2 members with a member node each, an agreement"
 	start=$(now)
 	KEYS=$(mktemp -d "${TMPDIR:-/tmp}/trustfed-smoke.XXXXXX") || die "mktemp"
 	log "keys and passports in $KEYS (removed at exit)"
@@ -535,14 +562,14 @@ cmd_test() {
 	admin_change n1 federation policy set --onboarding-cap 4 || die "federation policy set --onboarding-cap 4 via n1"
 	out=$(cli_try n1 agreement propose acme-bank st-mary --actions task_send,context_share,ping --valid 30d -o json) ||
 		die "agreement propose acme-bank st-mary via n1"
-	agr=$(sed -n 's/^    "id": "\(agr-[^"]*\)",$/\1/p' <<<"$out") # .agreement.id
+	agr=$(sed -n 's/^    "id": \{1,\}"\(agr-[^"]*\)",$/\1/p' <<<"$out") # .agreement.id
 	[ -n "$agr" ] || die "agreement propose: no .agreement.id in: $(head -c 300 <<<"$out")"
 	log "agreement $agr proposed (PENDING)"
 	cli_try n1 agreement sign "$agr" --org acme-bank --key "$KEYS/acme-bank.key" >/dev/null ||
 		die "agreement sign $agr --org acme-bank via n1"
 	cli_try n1 agreement sign "$agr" --org st-mary --key "$KEYS/st-mary.key" >/dev/null ||
 		die "agreement sign $agr --org st-mary via n1"
-	out=$(cli_try n1 agreement get "$agr" -o json) && grep -q '"status": "AGREEMENT_STATUS_ACTIVE"' <<<"$out" ||
+	out=$(cli_try n1 agreement get "$agr" -o json) && grep -qE '"status": +"AGREEMENT_STATUS_ACTIVE"' <<<"$out" ||
 		die "agreement $agr is not ACTIVE after both signatures"
 	decision cli_try n1 ALLOW --from acme-bank --to st-mary --action context_share ||
 		die "check acme-bank -> st-mary context_share is not ALLOW via n1"
@@ -579,9 +606,10 @@ cmd_test() {
 
 	echo
 	echo "PASS: 3-node cluster up; via n1: 2 admins enrolled, issuer accredited (2 admin approvals), 2 organisations registered (own key + passport) and approved,"
+	echo "      each with a member node enrolled (signed by the organisation) and certified by challenge-response; every check asked by a member node;"
 	echo "      onboarding cap lifted, agreement proposed and signed by both (DENY before, ALLOW after);"
 	echo "      $rounds fail-over round(s) (stopped>new leader: ${ROUNDS[*]}), each: data and ALLOW read back and one"
-	echo "      organisation registered + approved with one node down via a survivor, stopped node restarted and caught up;"
+	echo "      organisation registered + approved + its member node enrolled with one node down via a survivor, stopped node restarted and caught up;"
 	echo "      finally every node's own replica has all ${#ORGS[@]} organisations ACTIVE and ALLOWs acme-bank -> st-mary."
 	echo "timings: up ${t_up}s, federation setup ${t_writes}s, down ${t_down}s, total $(elapsed_since "$t_all")s"
 	printf '  %s\n' "${TOOK[@]}"
