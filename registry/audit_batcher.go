@@ -186,6 +186,10 @@ func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (
 	if err != nil {
 		return 0, err
 	}
+	// Bounded: a hung connection to the leader must not hold a batch slot
+	// (and the decisions waiting in it) for ever.
+	ctx, cancel := context.WithTimeout(ctx, peerCallTimeout)
+	defer cancel()
 	resp, err := peerv1.NewPeerServiceClient(c).AppendAudit(ctx, &peerv1.AppendAuditRequest{Audit: &commandv1.AppendAudit{Events: evs}})
 	if err != nil {
 		return 0, fmt.Errorf("audit through leader %s: %w", l.ID, err)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,6 +30,13 @@ const forwardedHeader = "x-trustfed-forwarded-by"
 // The leader accepts it only from a registry server's certificate and
 // checks a member against its own state again.
 const forwardedForHeader = "x-trustfed-forwarded-for"
+
+// Bounds of calls to other servers: a write forwarded to the leader for a
+// caller that set no deadline, and a follower's audit batch.
+const (
+	forwardTimeout  = 30 * time.Second
+	peerCallTimeout = 10 * time.Second
+)
 
 // Peers holds connections to other registry servers (mutual TLS with this
 // node's certificate). It is how a follower forwards writes to the leader
@@ -139,6 +147,11 @@ func (s *Server) forward(ctx context.Context, method string, req any) (any, bool
 	conn, err := s.cfg.Peers.conn(leader.APIAddr)
 	if err != nil {
 		return nil, true, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, forwardTimeout)
+		defer cancel()
 	}
 	if err := conn.Invoke(metadata.NewOutgoingContext(ctx, out), method, req, resp); err != nil {
 		return nil, true, err // already a status from the leader
