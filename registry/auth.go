@@ -120,7 +120,7 @@ var (
 	public      = []Role{RoleNone}
 	adminOnly   = []Role{RoleAdmin}
 	nodeOnly    = []Role{RoleNode}
-	memberOnly  = []Role{RoleMember, RoleAdmin} // admin: until the tests present member certificates
+	memberOnly  = []Role{RoleMember}
 	governance  = []Role{RoleAdmin, RoleGovernance}
 	readers     = []Role{RoleAdmin, RoleGovernance, RoleRegulator, RoleMember}
 	auditors    = []Role{RoleAdmin, RoleRegulator}

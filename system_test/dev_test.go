@@ -2,6 +2,7 @@ package system_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -22,6 +23,9 @@ import (
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 type devServer struct {
@@ -131,6 +135,13 @@ func TestDevServerEndToEnd(t *testing.T) {
 
 	fed := testutil.NewFederation(t)
 	b64 := base64.StdEncoding.EncodeToString
+	admin := dial(t, d.srv, d.caFile, d.token)
+	// acme-bank's member node asks for decisions (over gRPC with its client
+	// certificate: the REST gateway never presents one, so REST callers are
+	// who their token says and no token may ask for a decision). It lives
+	// as long as the test: the subtests after the walk-through use it too.
+	var acme *client.Client
+	outer := t
 
 	// postChange proposes an admin change over REST, signed by the dev admin.
 	postChange := func(t *testing.T, c *trustfedv1.AdminChange) (int, map[string]any) {
@@ -161,9 +172,21 @@ func TestDevServerEndToEnd(t *testing.T) {
 			require.Equal(t, "ORGANIZATION_STATUS_ACTIVE", body["organization"].(map[string]any)["status"])
 		}
 
+		m := testutil.EnrolMember(t, admin, fed, "acme-bank", "")
+		var err error
+		acme, err = client.New(context.Background(), m.Config(baseConfig(d.srv, d.caFile)))
+		require.NoError(t, err)
+		outer.Cleanup(func() { _ = acme.Close() })
+		code, body = d.do(t, "POST", "/v1/interactions:check", d.token, map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": "ping"})
+		require.Equal(t, http.StatusForbidden, code, "only member nodes ask for decisions: %v", body)
+		// check renders the decision as the REST gateway does.
 		check := func(action string) map[string]any {
-			code, body := d.do(t, "POST", "/v1/interactions:check", d.token, map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": action})
-			require.Equal(t, http.StatusOK, code, "%v", body)
+			resp, err := acme.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme-bank", ToOrganizationId: "st-mary", Action: action})
+			require.NoError(t, err)
+			b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(resp)
+			require.NoError(t, err)
+			var body map[string]any
+			require.NoError(t, json.Unmarshal(b, &body))
 			return body
 		}
 		body = check("task_send")
@@ -224,6 +247,7 @@ func TestDevServerEndToEnd(t *testing.T) {
 	})
 
 	t.Run("bad input: precise status naming the field, nothing stored", func(t *testing.T) {
+		require.NotNil(t, acme, "the REST walk-through enrolled acme-bank's member node")
 		expired, expiredSig := fed.Registration("x-org", 1, 1, time.Now(), func(r *trustfedv1.Registration) {
 			r.Passport = fed.Passport("x-org", 1, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
 		})
@@ -249,9 +273,6 @@ func TestDevServerEndToEnd(t *testing.T) {
 				403, "approval.public_key"},
 			{"POST", "/v1/admin/changes/chg-0000000000000000:approve", map[string]any{"approval": map[string]any{"public_key": b64(strangerSig.PublicKey), "signature": b64(strangerSig.Signature)}},
 				404, "change_id"},
-			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "nobody", "action": "ping"}, 404, "to_organization_id"},
-			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "acme-bank", "action": "ping"}, 400, "to_organization_id"},
-			{"POST", "/v1/interactions:check", map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": "fly"}, 400, "action"},
 			{"POST", "/v1/agreements", map[string]any{"organization_a_id": "acme-bank", "organization_b_id": "ghost", "scope": map[string]any{"allowed_actions": []string{"ping"}}, "not_after": "2030-01-01T00:00:00Z"}, 404, "organization_b_id"},
 			{"POST", "/v1/agreements", map[string]any{"organization_a_id": "acme-bank", "organization_b_id": "st-mary", "scope": map[string]any{"allowed_actions": []string{"fly"}}, "not_after": "2030-01-01T00:00:00Z"}, 400, "scope.allowed_actions[0]"},
 			{"GET", "/v1/organizations/ghost", nil, 404, "organization_id"},
@@ -261,6 +282,19 @@ func TestDevServerEndToEnd(t *testing.T) {
 			code, body := d.do(t, tc.method, tc.path, d.token, tc.body)
 			require.Equal(t, tc.code, code, "%s %s %v: %v", tc.method, tc.path, tc.body, body)
 			require.Contains(t, fmt.Sprint(body["message"]), tc.field, "%s %s", tc.method, tc.path)
+		}
+		for _, tc := range []struct {
+			to, action string
+			code       codes.Code
+			field      string
+		}{
+			{"nobody", "ping", codes.NotFound, "to_organization_id"},
+			{"acme-bank", "ping", codes.InvalidArgument, "to_organization_id"},
+			{"st-mary", "fly", codes.InvalidArgument, "action"},
+		} {
+			_, err := acme.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme-bank", ToOrganizationId: tc.to, Action: tc.action})
+			require.Equal(t, tc.code, status.Code(err), "check to %s %s: %v", tc.to, tc.action, err)
+			require.Contains(t, status.Convert(err).Message(), tc.field, "check to %s %s", tc.to, tc.action)
 		}
 		code, body := d.do(t, "GET", "/v1/organizations/x-org", d.token, nil)
 		require.Equal(t, http.StatusNotFound, code, "refused registrations stored nothing: %v", body)
@@ -291,7 +325,23 @@ func TestDevServerEndToEnd(t *testing.T) {
 			run(0, "org", "override-onboarding", org, "--reason", "assessed on site")
 		}
 		require.Contains(t, run(0, "passport", "decode", p("city-gov.jwt")), "cli-assessor")
-		out := run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
+
+		// city-gov's member node: its key made on the node, enrolled with
+		// the organisation's signature, its certificate by challenge-response;
+		// it asks for decisions with --cert/--key and no token.
+		run(0, "keygen", "--out", p("gw-1.key"))
+		run(0, "member", "enrol", "city-gov", "gw-1", "--org-key", p("city-gov.key"), "--node-pubkey", p("gw-1.key.pub"))
+		node := func(want int, args ...string) string {
+			t.Helper()
+			args = append([]string{"--cert", p("gw-1.crt"), "--key", p("gw-1.key")}, args...)
+			out, errOut, code := d.cli(t, "", args...)
+			require.Equal(t, want, code, "trustfed %v\nstdout: %s\nstderr: %s", args, out, errOut)
+			return out
+		}
+		out, errOut, code := d.cli(t, "", "member", "cert", "city-gov", "gw-1", "--node-key", p("gw-1.key"), "--out-cert", p("gw-1.crt"))
+		require.Equal(t, 0, code, "member cert: %s%s", out, errOut)
+
+		out = node(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
 		require.Contains(t, out, "NO_AGREEMENT")
 
 		out = run(0, "agreement", "propose", "city-gov", "port-auth", "--actions", "context_share,ping", "--valid", "30d", "-o", "json")
@@ -306,14 +356,14 @@ func TestDevServerEndToEnd(t *testing.T) {
 		run(1, "agreement", "sign", agr, "--org", "port-auth", "--key", p("city-gov.key")) // the wrong key
 		require.Contains(t, run(0, "agreement", "sign", agr, "--org", "port-auth", "--key", p("port-auth.key")), "ACTIVE")
 
-		out = run(0, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share", "--verify", "--data-types", "email")
+		out = node(0, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share", "--verify", "--data-types", "email")
 		require.Contains(t, out, "ALLOW")
 		require.Contains(t, out, "Valid until:")
-		out = run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "agent_spawn")
+		out = node(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "agent_spawn")
 		require.Contains(t, out, "ACTION_OUT_OF_AGREEMENT_SCOPE")
 
 		run(0, "agreement", "terminate", agr, "--org", "port-auth", "--key", p("port-auth.key"), "--reason", "pilot over")
-		out = run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
+		out = node(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
 		require.Contains(t, out, "AGREEMENT_NOT_IN_FORCE")
 
 		out = run(0, "org", "set-level", "city-gov", "2", "--reason", "assessment downgraded")
@@ -342,10 +392,10 @@ func TestDevServerEndToEnd(t *testing.T) {
 		out = run(0, "revocation", "status", m[1], "--no-wait")
 		require.Contains(t, out, "REVOCATION of port-auth")
 		require.Contains(t, out, "city-gov")
-		require.Contains(t, run(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "ping"), "NOT_ACTIVE")
+		require.Contains(t, node(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "ping"), "NOT_ACTIVE")
 		require.Contains(t, run(0, "revocation", "list", "--org", "port-auth"), m[1])
 
-		_, errOut, code := d.cli(t, "", "org", "list")
+		_, errOut, code = d.cli(t, "", "org", "list")
 		require.Equal(t, 1, code)
 		require.Contains(t, errOut, "Unauthenticated")
 	})
