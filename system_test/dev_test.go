@@ -129,8 +129,9 @@ func TestDevServerEndToEnd(t *testing.T) {
 		require.Equal(t, http.StatusOK, code)
 		paths, ok := body["paths"].(map[string]any)
 		require.True(t, ok)
-		require.Contains(t, paths, "/v1/interactions:check")
 		require.Contains(t, paths, "/v1/organizations")
+		require.Contains(t, paths, "/v1/tokens")
+		require.NotContains(t, paths, "/v1/interactions:check", "member calls are gRPC only (client certificate)")
 	})
 
 	fed := testutil.NewFederation(t)
@@ -178,7 +179,7 @@ func TestDevServerEndToEnd(t *testing.T) {
 		require.NoError(t, err)
 		outer.Cleanup(func() { _ = acme.Close() })
 		code, body = d.do(t, "POST", "/v1/interactions:check", d.token, map[string]any{"from_organization_id": "acme-bank", "to_organization_id": "st-mary", "action": "ping"})
-		require.Equal(t, http.StatusForbidden, code, "only member nodes ask for decisions: %v", body)
+		require.Equal(t, http.StatusNotFound, code, "only member nodes ask for decisions, over gRPC: %v", body)
 		// check renders the decision as the REST gateway does.
 		check := func(action string) map[string]any {
 			resp, err := acme.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme-bank", ToOrganizationId: "st-mary", Action: action})

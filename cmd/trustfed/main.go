@@ -173,6 +173,11 @@ func (a *app) dial(ctx context.Context, cmd *cobra.Command) (*client.Client, err
 	if err != nil {
 		return nil, err
 	}
+	if cmd.Flags().Changed("cert") && !cmd.Flags().Changed("token") && !cmd.Flags().Changed("token-file") {
+		// An explicit --cert calls as the member node, not as whoever
+		// TRUSTFED_TOKEN in the environment names (a token would win).
+		token = ""
+	}
 	cfg := client.Config{
 		Addr:       a.addr,
 		Token:      token,
