@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,7 +216,7 @@ func BenchmarkAuditedCheck(b *testing.B) {
 		extra []string
 	}{{"audited", nil}, {"unaudited", []string{"-unaudited-decisions"}}} {
 		b.Run(mode.name, func(b *testing.B) {
-			d := startDev(b, mode.extra...)
+			d := startDev(b, slices.Concat(noRateLimits, mode.extra)...)
 			c := dial(b, d.srv, d.caFile, d.token)
 			waitServing(b, c)
 			fed := testutil.NewFederation(b)
