@@ -72,15 +72,7 @@ func (s *Server) EnrolMemberNode(ctx context.Context, req *trustfedv1.EnrolMembe
 // (one organisation's if organization_id is set), active ones unless
 // include_removed.
 func (s *Server) ListMemberNodes(ctx context.Context, req *trustfedv1.ListMemberNodesRequest) (*trustfedv1.ListMemberNodesResponse, error) {
-	if org := req.GetOrganizationId(); org != "" {
-		if err := state.ValidateOrganizationID("organization_id", org); err != nil {
-			return nil, err
-		}
-	}
-	if req.GetPageSize() < 0 {
-		return nil, state.Invalid("page_size", "must not be negative")
-	}
-	after, err := decodePageToken(req.GetPageToken())
+	after, limit, err := listArgs(req.GetOrganizationId(), req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +80,7 @@ func (s *Server) ListMemberNodes(ctx context.Context, req *trustfedv1.ListMember
 	if err != nil {
 		return nil, err
 	}
-	nodes, next := r.ListMemberNodes(req.GetOrganizationId(), req.GetIncludeRemoved(), after, pageSize(uint32(req.GetPageSize())))
+	nodes, next := r.ListMemberNodes(req.GetOrganizationId(), req.GetIncludeRemoved(), after, limit)
 	return &trustfedv1.ListMemberNodesResponse{Nodes: nodes, NextPageToken: encodePageToken(next), Index: meta.Index}, nil
 }
 

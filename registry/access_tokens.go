@@ -83,15 +83,7 @@ func (s *Server) CreateToken(ctx context.Context, req *trustfedv1.CreateTokenReq
 // ListTokens lists tokens in id order, without their secrets: those usable
 // now, or every one with include_inactive; optionally one organisation's.
 func (s *Server) ListTokens(ctx context.Context, req *trustfedv1.ListTokensRequest) (*trustfedv1.ListTokensResponse, error) {
-	if org := req.GetOrganizationId(); org != "" {
-		if err := state.ValidateOrganizationID("organization_id", org); err != nil {
-			return nil, err
-		}
-	}
-	if req.GetPageSize() < 0 {
-		return nil, state.Invalid("page_size", "must not be negative")
-	}
-	after, err := decodePageToken(req.GetPageToken())
+	after, limit, err := listArgs(req.GetOrganizationId(), req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +91,7 @@ func (s *Server) ListTokens(ctx context.Context, req *trustfedv1.ListTokensReque
 	if err != nil {
 		return nil, err
 	}
-	toks, next := r.ListTokens(req.GetOrganizationId(), req.GetIncludeInactive(), s.clock(), after, pageSize(uint32(req.GetPageSize())))
+	toks, next := r.ListTokens(req.GetOrganizationId(), req.GetIncludeInactive(), s.clock(), after, limit)
 	out := make([]*trustfedv1.TokenInfo, len(toks))
 	for i, t := range toks {
 		out[i] = tokenInfo(t)

@@ -41,3 +41,22 @@ func decodePageToken(tok string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// listArgs checks the arguments of a list call with a signed page size and
+// an optional organisation filter, and returns where the page starts and
+// how long it is.
+func listArgs(org string, size int32, token string) (after string, limit int, err error) {
+	if org != "" {
+		if err := state.ValidateOrganizationID("organization_id", org); err != nil {
+			return "", 0, err
+		}
+	}
+	if size < 0 {
+		return "", 0, state.Invalid("page_size", "must not be negative")
+	}
+	after, err = decodePageToken(token)
+	if err != nil {
+		return "", 0, err
+	}
+	return after, pageSize(uint32(size)), nil
+}

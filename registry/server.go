@@ -205,32 +205,31 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		s.auditAuthFailure(ctx, info.FullMethod, p, st)
 		return nil, st
 	}
+	resp, forwarded, err := s.serve(ctx, req, info, handler, p)
+	s.log.Debug("request", "method", info.FullMethod, "principal", p.ID, "forwarded", forwarded, "duration", time.Since(start), "error", err)
+	return resp, err
+}
+
+// serve runs an admitted call: rate limit, then the leader (writes reaching
+// a follower) or the handler; errors become statuses.
+func (s *Server) serve(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler, p Principal) (any, bool, error) {
 	if err := s.limit(ctx, info.FullMethod, p); err != nil {
-		return nil, toStatus(s.log, info.FullMethod, err)
+		return nil, false, toStatus(s.log, info.FullMethod, err)
 	}
 	ctx = withPrincipal(ctx, p)
 	resp, forwarded, err := s.forward(ctx, info.FullMethod, req)
 	if !forwarded {
 		resp, err = handler(ctx, req)
 	}
-	s.log.Debug("request", "method", info.FullMethod, "principal", p.ID, "forwarded", forwarded, "duration", time.Since(start), "error", err)
-	return resp, toStatus(s.log, info.FullMethod, err)
+	return resp, forwarded, toStatus(s.log, info.FullMethod, err)
 }
 
 // handlePublic serves a method that needs no credentials (public keys,
 // signed tree heads, member challenges); writes among them go to the leader
 // like any other.
 func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	p := Principal{ID: "anonymous", Role: RoleNone}
-	if err := s.limit(ctx, info.FullMethod, p); err != nil {
-		return nil, toStatus(s.log, info.FullMethod, err)
-	}
-	ctx = withPrincipal(ctx, p)
-	resp, forwarded, err := s.forward(ctx, info.FullMethod, req)
-	if !forwarded {
-		resp, err = handler(ctx, req)
-	}
-	return resp, toStatus(s.log, info.FullMethod, err)
+	resp, _, err := s.serve(ctx, req, info, handler, Principal{ID: "anonymous", Role: RoleNone})
+	return resp, err
 }
 
 // streamInterceptor authenticates and authorises a stream by role; the
