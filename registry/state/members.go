@@ -6,8 +6,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
@@ -174,22 +172,7 @@ func ValidateMemberRemoval(c *commandv1.RemoveMemberNode) error {
 	if err := ValidateMemberNodeID("node_id", c.GetNodeId()); err != nil {
 		return err
 	}
-	return validateReason("reason", c.GetReason(), maxMemberRemoveReason)
-}
-
-// validateReason checks free text: 1..max characters of printable UTF-8.
-func validateReason(field, s string, max int) error {
-	switch {
-	case s == "":
-		return Invalid(field, "is required")
-	case !utf8.ValidString(s):
-		return Invalid(field, "is not valid UTF-8")
-	case utf8.RuneCountInString(s) > max:
-		return Invalid(field, "is longer than %d characters", max)
-	case strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
-		return Invalid(field, "holds a control character")
-	}
-	return nil
+	return validateText("reason", c.GetReason(), maxMemberRemoveReason)
 }
 
 // ActiveOrganization returns the organisation id if it exists and is

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"regexp"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
@@ -118,24 +116,6 @@ func ValidateTokenExpiry(field string, expire *timestamppb.Timestamp, now time.T
 		return Invalid(field, "%s is not after the creation time %s", at.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case at.Sub(now) > MaxTokenTTL:
 		return Invalid(field, "%s is more than %v after the creation time %s", at.Format(time.RFC3339), MaxTokenTTL, now.UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-// validateText checks free text: 1..max characters of valid, printable UTF-8.
-func validateText(field, s string, max int) error {
-	switch {
-	case s == "":
-		return Invalid(field, "is required")
-	case !utf8.ValidString(s):
-		return Invalid(field, "is not valid UTF-8")
-	case utf8.RuneCountInString(s) > max:
-		return Invalid(field, "is longer than %d characters", max)
-	}
-	for i, r := range s {
-		if !unicode.IsPrint(r) {
-			return Invalid(field, "contains a non-printable character at byte %d", i)
-		}
 	}
 	return nil
 }

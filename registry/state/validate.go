@@ -41,23 +41,31 @@ func ValidateAgreementID(field, id string) error {
 // ValidateName checks an organisation name: 1..200 printable characters, no
 // leading or trailing space.
 func ValidateName(field, name string) error {
-	switch {
-	case name == "":
-		return Invalid(field, "is required")
-	case !utf8.ValidString(name):
-		return Invalid(field, "is not valid UTF-8")
-	case utf8.RuneCountInString(name) > 200:
-		return Invalid(field, "is longer than 200 characters")
-	}
-	for i, r := range name {
-		if !unicode.IsPrint(r) {
-			return Invalid(field, "contains a non-printable character at byte %d", i)
-		}
+	if err := validateText(field, name, 200); err != nil {
+		return err
 	}
 	first, _ := utf8.DecodeRuneInString(name)
 	last, _ := utf8.DecodeLastRuneInString(name)
 	if unicode.IsSpace(first) || unicode.IsSpace(last) {
 		return Invalid(field, "has leading or trailing space")
+	}
+	return nil
+}
+
+// validateText checks free text: 1..max characters of valid, printable UTF-8.
+func validateText(field, s string, max int) error {
+	switch {
+	case s == "":
+		return Invalid(field, "is required")
+	case !utf8.ValidString(s):
+		return Invalid(field, "is not valid UTF-8")
+	case utf8.RuneCountInString(s) > max:
+		return Invalid(field, "is longer than %d characters", max)
+	}
+	for i, r := range s {
+		if !unicode.IsPrint(r) {
+			return Invalid(field, "contains a non-printable character at byte %d", i)
+		}
 	}
 	return nil
 }
