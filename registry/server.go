@@ -192,7 +192,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if isPublic(info.FullMethod) {
 		return s.handlePublic(ctx, req, info, handler)
 	}
-	ctx, p, err := s.authenticateFresh(ctx)
+	ctx, p, err := s.authenticateFresh(ctx, info.FullMethod)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
@@ -236,7 +236,7 @@ func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServ
 // handler checks the organisations its first message acts for
 // (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	_, p, err := s.authenticateFresh(ss.Context())
+	_, p, err := s.authenticateFresh(ss.Context(), info.FullMethod)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
@@ -258,9 +258,11 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 // refused here too. The leader's state already holds every acknowledged
 // write; a follower first waits for the leader's commit index (a read
 // index), and the handler's first linearizable read reuses that barrier.
-func (s *Server) authenticateFresh(ctx context.Context) (context.Context, Principal, error) {
+// A write needs no barrier here: a follower forwards it, and the leader
+// authenticates the caller again.
+func (s *Server) authenticateFresh(ctx context.Context, method string) (context.Context, Principal, error) {
 	p, err := s.auth.authenticate(ctx)
-	if err != nil || p.Role == RoleNode || s.raft.IsLeader() {
+	if err != nil || p.Role == RoleNode || writeMethods[method] || s.raft.IsLeader() {
 		return ctx, p, err
 	}
 	if _, err := s.raft.LinearizableRead(ctx); err != nil {
