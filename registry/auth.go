@@ -117,15 +117,15 @@ func (r rule) orgScoped() bool {
 
 // Role groups of the table below.
 var (
-	public      = []Role{RoleNone}
-	adminOnly   = []Role{RoleAdmin}
-	nodeOnly    = []Role{RoleNode}
-	memberOnly  = []Role{RoleMember}
-	governance  = []Role{RoleAdmin, RoleGovernance}
-	readers     = []Role{RoleAdmin, RoleGovernance, RoleRegulator, RoleMember}
-	auditors    = []Role{RoleAdmin, RoleRegulator}
-	orgWriters  = []Role{RoleAdmin, RoleGovernance, RoleMember}
-	partyRead   = []Role{RoleAdmin, RoleGovernance, RoleMember}
+	public     = []Role{RoleNone}
+	adminOnly  = []Role{RoleAdmin}
+	nodeOnly   = []Role{RoleNode}
+	memberOnly = []Role{RoleMember}
+	governance = []Role{RoleAdmin, RoleGovernance}
+	readers    = []Role{RoleAdmin, RoleGovernance, RoleRegulator, RoleMember}
+	auditors   = []Role{RoleAdmin, RoleRegulator}
+	// parties: an organisation's people and nodes, and admins.
+	parties     = []Role{RoleAdmin, RoleGovernance, RoleMember}
 	clusterRead = []Role{RoleAdmin, RoleNode}
 )
 
@@ -139,14 +139,14 @@ var accessPolicy = map[string]rule{
 	trustfedv1.RegistryService_ListOrganizations_FullMethodName:    {roles: readers, listsOwn: true},
 	trustfedv1.RegistryService_GetKeys_FullMethodName:              {roles: public},
 	trustfedv1.RegistryService_RequestAuthorization_FullMethodName: {roles: memberOnly, orgFields: []string{"check.from_organization_id"}},
-	trustfedv1.RegistryService_GetAuthorization_FullMethodName:     {roles: partyRead, inHandler: true},
+	trustfedv1.RegistryService_GetAuthorization_FullMethodName:     {roles: parties, inHandler: true},
 
 	trustfedv1.MembershipService_RegisterOrganization_FullMethodName: {roles: governance, orgOf: registrationOrg},
 	trustfedv1.MembershipService_SubmitPassport_FullMethodName:       {roles: governance, orgFields: []string{"organization_id"}},
 	trustfedv1.MembershipService_ProposeAgreement_FullMethodName:     {roles: governance, orgFields: []string{"organization_a_id", "organization_b_id"}},
 	trustfedv1.MembershipService_SignAgreement_FullMethodName:        {roles: governance, orgFields: []string{"organization_id"}},
 	trustfedv1.MembershipService_TerminateAgreement_FullMethodName:   {roles: governance, orgOf: terminationOrg},
-	trustfedv1.MembershipService_ApproveAuthorization_FullMethodName: {roles: orgWriters, orgFields: []string{"organization_id"}},
+	trustfedv1.MembershipService_ApproveAuthorization_FullMethodName: {roles: parties, orgFields: []string{"organization_id"}},
 
 	trustfedv1.AdminService_ApproveOrganization_FullMethodName: {roles: adminOnly},
 	trustfedv1.AdminService_UpdateOrganization_FullMethodName:  {roles: adminOnly},
@@ -164,7 +164,7 @@ var accessPolicy = map[string]rule{
 	trustfedv1.CascadeService_OpenSession_FullMethodName:          {roles: memberOnly, orgFields: []string{"from_organization_id"}},
 	trustfedv1.CascadeService_HeartbeatSession_FullMethodName:     {roles: memberOnly, orgFields: []string{"organization_id"}},
 	trustfedv1.CascadeService_CloseSession_FullMethodName:         {roles: memberOnly, orgFields: []string{"organization_id"}},
-	trustfedv1.CascadeService_GetSession_FullMethodName:           {roles: partyRead, inHandler: true},
+	trustfedv1.CascadeService_GetSession_FullMethodName:           {roles: parties, inHandler: true},
 	trustfedv1.CascadeService_GetOrganizationGraph_FullMethodName: {roles: readers, orgFields: []string{"organization_id"}},
 	trustfedv1.CascadeService_WatchEvents_FullMethodName:          {roles: []Role{RoleAdmin, RoleMember}, orgFields: []string{"organization_id"}},
 	trustfedv1.CascadeService_AckEvent_FullMethodName:             {roles: memberOnly, orgFields: []string{"organization_id"}},
@@ -185,7 +185,7 @@ var accessPolicy = map[string]rule{
 	trustfedv1.AuditService_GetConsistencyProof_FullMethodName: {roles: public},
 	trustfedv1.AuditService_ListAuditEntries_FullMethodName:    {roles: readers, inHandler: true},
 	trustfedv1.AuditService_GetInclusionProof_FullMethodName:   {roles: readers, inHandler: true},
-	trustfedv1.AuditService_AddCosignature_FullMethodName:      {roles: orgWriters, orgFields: []string{"organization_id"}},
+	trustfedv1.AuditService_AddCosignature_FullMethodName:      {roles: parties, orgFields: []string{"organization_id"}},
 
 	trustfedv1.AccessService_CreateToken_FullMethodName:            {roles: adminOnly},
 	trustfedv1.AccessService_ListTokens_FullMethodName:             {roles: adminOnly},
