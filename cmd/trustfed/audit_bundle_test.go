@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -155,18 +153,11 @@ func (f *bundleFake) GetConsistencyProof(_ context.Context, req *trustfedv1.GetC
 
 func startBundleFake(t *testing.T, f *bundleFake) map[string]string {
 	t.Helper()
-	files, err := attestation.EnsureDevTLS(t.TempDir(), "n1", []string{"127.0.0.1"}, time.Now())
-	require.NoError(t, err)
-	cfg, err := attestation.ServerTLSConfig(files)
-	require.NoError(t, err)
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
-	trustfedv1.RegisterAuditServiceServer(srv, f)
-	trustfedv1.RegisterRegistryServiceServer(srv, f)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return map[string]string{"TRUSTFED_ADDR": ln.Addr().String(), "TRUSTFED_CACERT": files.CAFile}
+	addr, ca := serveFake(t, func(srv *grpc.Server) {
+		trustfedv1.RegisterAuditServiceServer(srv, f)
+		trustfedv1.RegisterRegistryServiceServer(srv, f)
+	})
+	return map[string]string{"TRUSTFED_ADDR": addr, "TRUSTFED_CACERT": ca}
 }
 
 func TestAuditBundleUsageErrors(t *testing.T) {

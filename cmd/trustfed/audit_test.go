@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,7 +20,6 @@ import (
 	"github.com/transparency-dev/merkle/testonly"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -185,18 +183,11 @@ func (f *auditCmdFake) AddCosignature(_ context.Context, req *trustfedv1.AddCosi
 // startAuditCmdFake serves f over TLS; it returns the CLI's environment.
 func startAuditCmdFake(t *testing.T, f *auditCmdFake) map[string]string {
 	t.Helper()
-	files, err := attestation.EnsureDevTLS(t.TempDir(), "n1", []string{"127.0.0.1"}, time.Now())
-	require.NoError(t, err)
-	cfg, err := attestation.ServerTLSConfig(files)
-	require.NoError(t, err)
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
-	trustfedv1.RegisterAuditServiceServer(srv, f)
-	trustfedv1.RegisterRegistryServiceServer(srv, f)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return map[string]string{"TRUSTFED_ADDR": ln.Addr().String(), "TRUSTFED_CACERT": files.CAFile}
+	addr, ca := serveFake(t, func(srv *grpc.Server) {
+		trustfedv1.RegisterAuditServiceServer(srv, f)
+		trustfedv1.RegisterRegistryServiceServer(srv, f)
+	})
+	return map[string]string{"TRUSTFED_ADDR": addr, "TRUSTFED_CACERT": ca}
 }
 
 // auditCmdKey writes an organisation key pair and returns the files.

@@ -91,25 +91,35 @@ func (f *cliFake) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*tru
 		Members: []*trustfedv1.ClusterMember{{NodeId: "n1", Voter: true, Leader: true}}}, nil
 }
 
-// startCLIFake serves a cliFake over TLS and returns its address and CA file.
-func startCLIFake(t *testing.T) (*cliFake, string, string) {
+// serveFake serves the fake services register adds over TLS on loopback
+// until the test ends; it returns the address and the CA file.
+func serveFake(t *testing.T, register func(*grpc.Server)) (addr, caFile string) {
 	t.Helper()
 	files, err := attestation.EnsureDevTLS(t.TempDir(), "n1", []string{"127.0.0.1"}, time.Now())
 	require.NoError(t, err)
 	cfg, err := attestation.ServerTLSConfig(files)
 	require.NoError(t, err)
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
-	fake := &cliFake{}
-	trustfedv1.RegisterRegistryServiceServer(srv, fake)
-	trustfedv1.RegisterAdminServiceServer(srv, fake)
-	trustfedv1.RegisterClusterServiceServer(srv, fake)
-	trustfedv1.RegisterMembershipServiceServer(srv, fake)
-	trustfedv1.RegisterCascadeServiceServer(srv, fake)
+	register(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
-	return fake, ln.Addr().String(), files.CAFile
+	return ln.Addr().String(), files.CAFile
+}
+
+// startCLIFake serves a cliFake over TLS and returns its address and CA file.
+func startCLIFake(t *testing.T) (*cliFake, string, string) {
+	t.Helper()
+	fake := &cliFake{}
+	addr, ca := serveFake(t, func(srv *grpc.Server) {
+		trustfedv1.RegisterRegistryServiceServer(srv, fake)
+		trustfedv1.RegisterAdminServiceServer(srv, fake)
+		trustfedv1.RegisterClusterServiceServer(srv, fake)
+		trustfedv1.RegisterMembershipServiceServer(srv, fake)
+		trustfedv1.RegisterCascadeServiceServer(srv, fake)
+	})
+	return fake, addr, ca
 }
 
 // runCLI runs the CLI with args and env and returns exit code and output.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,13 +12,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/trustfed/trustfed/attestation"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -84,18 +81,9 @@ func (f *tokenFake) RevokeToken(_ context.Context, req *trustfedv1.RevokeTokenRe
 
 func startTokenFake(t *testing.T) (*tokenFake, map[string]string) {
 	t.Helper()
-	files, err := attestation.EnsureDevTLS(t.TempDir(), "n1", []string{"127.0.0.1"}, time.Now())
-	require.NoError(t, err)
-	cfg, err := attestation.ServerTLSConfig(files)
-	require.NoError(t, err)
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
 	f := &tokenFake{now: time.Now().UTC().Truncate(time.Second)}
-	trustfedv1.RegisterAccessServiceServer(srv, f)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return f, map[string]string{"TRUSTFED_ADDR": ln.Addr().String(), "TRUSTFED_CACERT": files.CAFile, "TRUSTFED_TOKEN": "tf_env_token"}
+	addr, ca := serveFake(t, func(srv *grpc.Server) { trustfedv1.RegisterAccessServiceServer(srv, f) })
+	return f, map[string]string{"TRUSTFED_ADDR": addr, "TRUSTFED_CACERT": ca, "TRUSTFED_TOKEN": "tf_env_token"}
 }
 
 func TestTokenCmdUsageErrors(t *testing.T) {
