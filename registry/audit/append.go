@@ -103,52 +103,68 @@ func checkLeaf(lf Leaf, prev time.Time) error {
 }
 
 // writer appends checked leaves to a compact range and the buckets of one
-// write transaction. The leaves' bytes must stay valid until it commits.
+// write transaction. It holds each leaf (its bytes and labels) until it
+// writes the leaf's chunk: at the latest, in finish.
 type writer struct {
-	entries, nodes, attrs, labels, meta *bolt.Bucket
-	tree                                *compact.Range
-	err                                 error
+	entries, nodes, labels, meta *bolt.Bucket
+	tree                         *compact.Range
+	err                          error
 	// bitmaps are the label index rows this transaction changes, written
 	// once each by finish.
-	bitmaps map[string][]byte
+	bitmaps map[labelRow][]byte
+	// chunk is the entries appended since the last chunk was written
+	// (chunkBytes their records' size), the end of the tree: written as
+	// one chunk when full and by finish.
+	chunk      []Leaf
+	chunkBytes int
+}
+
+// labelRow names a row of the label index (without building its key for
+// every entry and label).
+type labelRow struct {
+	label string
+	block uint64 // seq / labelBlock
 }
 
 func newWriter(tx *bolt.Tx, tree *compact.Range) *writer {
 	w := &writer{
 		entries: tx.Bucket(bucketEntries),
 		nodes:   tx.Bucket(bucketNodes),
-		attrs:   tx.Bucket(bucketAttrs),
 		labels:  tx.Bucket(bucketLabels),
 		meta:    tx.Bucket(bucketMeta),
 		tree:    tree,
-		bitmaps: map[string][]byte{},
+		bitmaps: map[labelRow][]byte{},
 	}
 	// Sequence keys only ever grow: fill pages completely.
-	w.entries.FillPercent, w.attrs.FillPercent = 1, 1
+	w.entries.FillPercent = 1
 	return w
 }
 
+// visit stores the hash of a complete subtree of at least 2^minStoredLevel
+// leaves; smaller ones are computed from their entries when needed
+// (nodeHashes).
 func (w *writer) visit(id compact.NodeID, hash []byte) {
-	if w.err == nil {
+	if w.err == nil && id.Level >= minStoredLevel {
 		w.err = w.nodes.Put(nodeKey(id), hash)
 	}
 }
 
 func (w *writer) append(lf Leaf) error {
+	n := recordLen(lf)
+	if len(w.chunk) == chunkMaxEntries || (len(w.chunk) > 0 && w.chunkBytes+n > chunkMaxBytes) {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	w.chunk = append(w.chunk, lf)
+	w.chunkBytes += n
 	seq := w.tree.End()
-	key := seqKey(seq)
-	if err := w.entries.Put(key, lf.Data); err != nil {
-		return err
-	}
-	if err := w.attrs.Put(key, encodeAttrs(lf.Time, lf.Labels)); err != nil {
-		return err
-	}
 	for _, s := range lf.Labels {
-		k := string(labelKey(s, seq))
+		k := labelRow{label: s, block: seq / labelBlock}
 		bm, ok := w.bitmaps[k]
 		if !ok {
 			bm = make([]byte, labelBlock/8)
-			copy(bm, w.labels.Get([]byte(k)))
+			copy(bm, w.labels.Get(labelKey(s, seq)))
 			w.bitmaps[k] = bm
 		}
 		i := seq % labelBlock
@@ -160,11 +176,26 @@ func (w *writer) append(lf Leaf) error {
 	return w.err
 }
 
-// finish writes the label index rows and records the size and the Raft
-// index.
+// flush writes the pending entries as a new chunk.
+func (w *writer) flush() error {
+	if len(w.chunk) == 0 {
+		return nil
+	}
+	first := w.tree.End() - uint64(len(w.chunk))
+	err := w.entries.Put(seqKey(first), encodeChunk(w.chunk))
+	clear(w.chunk) // do not keep the caller's leaves
+	w.chunk, w.chunkBytes = w.chunk[:0], 0
+	return err
+}
+
+// finish writes the pending entries, the label index rows and records the
+// size and the Raft index.
 func (w *writer) finish(lastIndex uint64) error {
+	if err := w.flush(); err != nil {
+		return err
+	}
 	for k, bm := range w.bitmaps {
-		if err := w.labels.Put([]byte(k), bm); err != nil {
+		if err := w.labels.Put(labelKey(k.label, k.block*labelBlock), bm); err != nil {
 			return err
 		}
 	}

@@ -15,8 +15,8 @@ import (
 // maxLabelLen is the longest label: its length is stored in one byte.
 const maxLabelLen = 255
 
-// attrsFixed is the size of an attrs value without labels: Unix seconds
-// and nanoseconds.
+// attrsFixed is the size of an entry's attributes without labels: Unix
+// seconds and nanoseconds.
 const attrsFixed = 8 + 4
 
 var errCorrupt = errors.New("audit log corrupt")
@@ -66,12 +66,9 @@ func bitSet(bitmap []byte, seq uint64) bool {
 	return len(bitmap) == labelBlock/8 && bitmap[i/8]&(1<<(i%8)) != 0
 }
 
-func encodeAttrs(t time.Time, labels []string) []byte {
-	n := attrsFixed
-	for _, s := range labels {
-		n += 1 + len(s)
-	}
-	v := make([]byte, 0, n)
+// appendAttrs appends an entry's attributes to v: its time, then its
+// labels.
+func appendAttrs(v []byte, t time.Time, labels []string) []byte {
 	v = binary.BigEndian.AppendUint64(v, uint64(t.Unix()))
 	v = binary.BigEndian.AppendUint32(v, uint32(t.Nanosecond()))
 	for _, s := range labels {
@@ -135,10 +132,26 @@ func subtreeHashes(tx *bolt.Tx, begin, end uint64) ([][]byte, error) {
 	return nodeHashes(tx, compact.RangeNodes(begin, end, nil))
 }
 
+// minStoredLevel is the lowest tree level whose subtree hashes are stored:
+// a subtree of fewer than 2^minStoredLevel = 16 leaves is hashed from its
+// entries when a proof or a root needs it (at most 31 hashes each), which
+// saves a put per appended entry: 1/16 of the nodes are stored.
+const minStoredLevel = 4
+
+// nodeHashes returns the hashes of the given complete subtrees: read from
+// the nodes bucket from minStoredLevel up, hashed from the entries below.
 func nodeHashes(tx *bolt.Tx, ids []compact.NodeID) ([][]byte, error) {
-	nb := tx.Bucket(bucketNodes)
+	nb, er := tx.Bucket(bucketNodes), newEntryReader(tx)
 	out := make([][]byte, len(ids))
 	for i, id := range ids {
+		if id.Level < minStoredLevel {
+			h, err := hashEntries(er, id.Index<<id.Level, (id.Index+1)<<id.Level)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = h
+			continue
+		}
 		v := nb.Get(nodeKey(id))
 		if len(v) != sha256.Size {
 			return nil, fmt.Errorf("audit log node (level %d, index %d) is missing", id.Level, id.Index)
@@ -146,4 +159,26 @@ func nodeHashes(tx *bolt.Tx, ids []compact.NodeID) ([][]byte, error) {
 		out[i] = bytes.Clone(v)
 	}
 	return out, nil
+}
+
+// hashEntries is the RFC 6962 hash of the perfect subtree of entries
+// [begin, end) (end-begin a power of two), read in order.
+func hashEntries(er *entryReader, begin, end uint64) ([]byte, error) {
+	if end-begin == 1 {
+		_, data, err := er.record(begin)
+		if err != nil {
+			return nil, err
+		}
+		return Hasher.HashLeaf(data), nil
+	}
+	mid := begin + (end-begin)/2
+	l, err := hashEntries(er, begin, mid)
+	if err != nil {
+		return nil, err
+	}
+	r, err := hashEntries(er, mid, end)
+	if err != nil {
+		return nil, err
+	}
+	return Hasher.HashChildren(l, r), nil
 }

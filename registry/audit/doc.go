@@ -8,7 +8,7 @@
 // The tree arithmetic (compact ranges, proof shapes, verification) is
 // github.com/transparency-dev/merkle; signed notes are
 // golang.org/x/mod/sumdb/note. This package stores the leaves and every
-// complete subtree hash in a bbolt file, so a proof costs O(log n) reads
+// complete subtree hash of 16 leaves or more in a bbolt file, so a proof costs O(log n) reads
 // however large the log grows.
 //
 // The replicated state machine is the only writer: every Raft apply batch
@@ -23,12 +23,31 @@
 //
 // One bbolt file, sequence numbers as 8-byte big-endian keys:
 //
-//	entries  seq -> leaf bytes (what the tree hashes)
-//	nodes    level (1 byte) ‖ index (8 bytes) -> hash of a complete subtree
-//	attrs    seq -> time (8-byte Unix seconds ‖ 4-byte nanoseconds) ‖ labels (1-byte length ‖ label)*
-//	labels   label length (1 byte) ‖ label ‖ seq -> empty: the label index
-//	meta     "size" -> entry count, "last_index" -> Raft index of the last batch
+//	entries  seq of a chunk's first entry -> chunk: the entries [seq, seq+count),
+//	         at most 256, their records at most 32 KiB unless one entry is larger
+//	         (chunk.go):
+//	           count (2 bytes) ‖ count × (attrs end (4 bytes) ‖ record end (4 bytes)) ‖ records
+//	         the ends relative to the first record, each record
+//	           time (8-byte Unix seconds ‖ 4-byte nanoseconds) ‖ labels (1-byte length ‖ label)* ‖ leaf bytes
+//	         where the leaf bytes are what the tree hashes. Each AppendBatches call
+//	         (each transaction of Replace) writes its entries as new chunks, and a
+//	         chunk is never rewritten; entry seq is in the chunk at the greatest key
+//	         <= seq.
+//	nodes    level (1 byte) ‖ index (8 bytes) -> hash of a complete subtree of 16
+//	         leaves or more (smaller ones are hashed from their entries when needed)
+//	labels   label length (1 byte) ‖ label ‖ seq/256 (8 bytes) -> 32-byte bitmap of the
+//	         entries of that block of 256 carrying the label: the label index
+//	meta     "size" -> entry count, "last_index" -> Raft index of the last batch,
+//	         "format" -> 2, the layout above (8 bytes each)
 //
-// Only entries and nodes are authenticated by the tree; attrs and labels are
-// a local index, checked by Verify.
+// Only the leaf bytes and nodes are authenticated by the tree; entry times,
+// labels and the label index are a local index, checked by Verify.
+//
+// Files written before format 2 (one entry per key in entries, times and
+// labels in a bucket attrs, no "format") are refused by Open with
+// ErrFormat, as is an unknown format; a file of that layout holding no
+// entries is upgraded in place. There is no migration: the server moves a
+// file it cannot open aside and rebuilds the log from the Raft snapshot
+// (Replace) and the Raft log (cmd/trustfed openAuditLog), as after a crash
+// that left it unreadable.
 package audit

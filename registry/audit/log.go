@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -18,16 +19,25 @@ import (
 var Hasher = rfc6962.DefaultHasher
 
 var (
-	bucketEntries = []byte("entries") // seq -> leaf bytes
-	bucketNodes   = []byte("nodes")   // level, index -> hash of a complete subtree
-	bucketAttrs   = []byte("attrs")   // seq -> time and labels
-	bucketLabels  = []byte("labels")  // label, seq -> empty
+	bucketEntries = []byte("entries") // seq of a chunk's first entry -> chunk (chunk.go)
+	bucketNodes   = []byte("nodes")   // level >= minStoredLevel, index -> hash of a complete subtree
+	bucketLabels  = []byte("labels")  // label, block of 256 -> bitmap
 	bucketMeta    = []byte("meta")
 	keySize       = []byte("size")
 	keyLastIndex  = []byte("last_index")
+	keyFormat     = []byte("format")
 
-	allBuckets = [][]byte{bucketEntries, bucketNodes, bucketAttrs, bucketLabels, bucketMeta}
+	allBuckets = [][]byte{bucketEntries, bucketNodes, bucketLabels, bucketMeta}
+
+	// bucketAttrs held the entries' times and labels before format 2; a
+	// file without entries still having it is upgraded by dropping it.
+	bucketAttrs = []byte("attrs")
 )
+
+// format is the on-disk layout this package reads and writes, recorded
+// in meta "format" when a file is created: 2 is entries in chunks (1, never
+// recorded, was one entry per key with an attrs bucket).
+const format = 2
 
 var (
 	// ErrNotFound is returned for an index or size beyond the log.
@@ -38,6 +48,10 @@ var (
 	// ErrRootMismatch is returned by Replace when the rebuilt log does not
 	// have the expected root hash.
 	ErrRootMismatch = errors.New("audit log root mismatch")
+	// ErrFormat is returned by Open for a file holding entries in a layout
+	// this package does not read. There is no migration: a log is derived
+	// from the Raft log and snapshots and is rebuilt from them instead.
+	ErrFormat = errors.New("audit log written in an older format")
 )
 
 // Log is an append-only Merkle log on disk. Writes (AppendBatches, Replace)
@@ -155,21 +169,24 @@ func (l *Log) openDB(path string, noSync bool) (*bolt.DB, state, error) {
 		return nil, state{}, err
 	}
 	// Create the buckets of a new file; do not write to an existing one.
-	missing := false
-	err = db.View(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			missing = missing || tx.Bucket(b) == nil
-		}
-		return nil
+	var create bool
+	err = db.View(func(tx *bolt.Tx) (err error) {
+		create, err = checkFormat(tx)
+		return err
 	})
-	if err == nil && missing {
+	if err == nil && create {
 		err = db.Update(func(tx *bolt.Tx) error {
 			for _, b := range allBuckets {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
 			}
-			return nil
+			if tx.Bucket(bucketAttrs) != nil {
+				if err := tx.DeleteBucket(bucketAttrs); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(keyFormat, seqKey(format))
 		})
 	}
 	var st state
@@ -181,6 +198,35 @@ func (l *Log) openDB(path string, noSync bool) (*bolt.DB, state, error) {
 		return nil, state{}, err
 	}
 	return db, st, nil
+}
+
+// checkFormat checks that the file of tx is in this package's format and
+// reports whether it lacks buckets or the format marker: a new file, or
+// one holding no entries.
+func checkFormat(tx *bolt.Tx) (create bool, err error) {
+	for _, b := range allBuckets {
+		create = create || tx.Bucket(b) == nil
+	}
+	var marker []byte
+	mb := tx.Bucket(bucketMeta)
+	if mb != nil {
+		marker = mb.Get(keyFormat)
+	}
+	switch {
+	case marker == nil:
+		empty := mb == nil || metaUint(tx, keySize) == 0
+		if eb := tx.Bucket(bucketEntries); eb != nil {
+			k, _ := eb.Cursor().First()
+			empty = empty && k == nil
+		}
+		if !empty {
+			return false, fmt.Errorf("%w: entries without a format marker, this build reads format %d", ErrFormat, format)
+		}
+		return true, nil
+	case len(marker) != 8 || binary.BigEndian.Uint64(marker) != format:
+		return false, fmt.Errorf("%w: format %x, this build reads format %d", ErrFormat, marker, format)
+	}
+	return create, nil
 }
 
 // readState reads the writer state of an open file.
@@ -195,9 +241,8 @@ func (l *Log) readState(tx *bolt.Tx, st *state) error {
 		return err
 	}
 	if size > 0 {
-		v := tx.Bucket(bucketAttrs).Get(seqKey(size - 1))
-		if st.lastTime, err = decodeTime(v); err != nil {
-			return fmt.Errorf("entry %d: %w", size-1, err)
+		if st.lastTime, err = newEntryReader(tx).time(size - 1); err != nil {
+			return err
 		}
 	}
 	return nil

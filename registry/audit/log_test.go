@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
-	"github.com/trustfed/trustfed/attestation"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/attestation"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -172,12 +171,7 @@ func TestTamperedOnDiskIsDetected(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
 
-	db, err := bolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEntries).Put(binary.BigEndian.AppendUint64(nil, 17), []byte(`{"seq":17,"event":"rewritten"}`))
-	}))
-	require.NoError(t, db.Close())
+	rewriteEntry(t, path, 17, func(lf *Leaf) { lf.Data = []byte(`{"seq":17,"event":"rewritten"}`) })
 
 	l = openLog(t, path)
 	require.Error(t, l.Verify(), "entries no longer hash to the stored tree")
@@ -188,4 +182,37 @@ func TestTamperedOnDiskIsDetected(t *testing.T) {
 	p, err := l.InclusionProof(17, cp.Size)
 	require.NoError(t, err)
 	require.Error(t, VerifyInclusion(e17, 17, cp.Size, p, cp.Root), "the rewritten entry is not in the signed tree")
+}
+
+// Hashes of subtrees under 16 leaves are not stored (they are computed from
+// the entries when a proof needs them), yet every proof of a reopened log
+// verifies.
+func TestLeafHashesAreComputed(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	path := filepath.Join(t.TempDir(), "audit.db")
+	l, err := Open(path)
+	require.NoError(t, err)
+	all := fill(t, l, rng, nil, 37)
+	require.NoError(t, l.Close())
+
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	var nodes int
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNodes).ForEach(func(k, _ []byte) error {
+			require.GreaterOrEqual(t, k[0], byte(minStoredLevel), "a small subtree's hash was stored (node key %x)", k)
+			nodes++
+			return nil
+		})
+	}))
+	require.NoError(t, db.Close())
+	require.Equal(t, 37/16+37/32, nodes, "one stored node per complete subtree of 16 or more leaves")
+
+	l = openLog(t, path)
+	require.Equal(t, mth(all), l.Root())
+	for _, i := range []uint64{0, 17, 36} {
+		p, err := l.InclusionProof(i, 37)
+		require.NoError(t, err)
+		require.NoError(t, VerifyInclusion(all[i], i, 37, p, l.Root()), "entry %d", i)
+	}
 }

@@ -113,7 +113,11 @@ func (l *Log) Verify() error {
 		if indexed != labels {
 			return fmt.Errorf("%w: the label index holds %d entries, the entries %d labels", errCorrupt, indexed, labels)
 		}
-		if n := tx.Bucket(bucketEntries).Stats().KeyN; uint64(n) != size {
+		n, err := countEntries(tx)
+		if err != nil {
+			return err
+		}
+		if n != size {
 			return fmt.Errorf("%w: audit log holds %d entries, its tree %d", errCorrupt, n, size)
 		}
 		stored, err := l.rootAt(tx, size)

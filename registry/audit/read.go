@@ -2,7 +2,6 @@ package audit
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -22,7 +21,7 @@ func (l *Log) Leaf(seq uint64) (Leaf, error) {
 		if seq >= metaUint(tx, keySize) {
 			return fmt.Errorf("entry %d: %w", seq, ErrNotFound)
 		}
-		lf, err := leafAt(tx, seq)
+		lf, err := newEntryReader(tx).leaf(seq)
 		out = lf
 		out.Data = bytes.Clone(lf.Data)
 		return err
@@ -30,28 +29,18 @@ func (l *Log) Leaf(seq uint64) (Leaf, error) {
 	return out, err
 }
 
-// leafAt reads entry seq, which must exist; its Data is only valid in tx.
-func leafAt(tx *bolt.Tx, seq uint64) (Leaf, error) {
-	key := seqKey(seq)
-	k, data := tx.Bucket(bucketEntries).Cursor().Seek(key)
-	if !bytes.Equal(k, key) {
-		return Leaf{}, fmt.Errorf("%w: entry %d is missing", errCorrupt, seq)
-	}
-	t, labels, err := decodeAttrs(tx.Bucket(bucketAttrs).Get(key))
-	if err != nil {
-		return Leaf{}, fmt.Errorf("entry %d: %w", seq, err)
-	}
-	return Leaf{Data: data, Time: t, Labels: labels}, nil
-}
-
 // Entries calls fn with each entry's bytes from seq from on, in order, until
 // fn returns false or the log ends. entry is only valid during the call,
 // and fn must not call methods of l other than Size, Root and LastIndex.
 func (l *Log) Entries(from uint64, fn func(seq uint64, entry []byte) bool) error {
 	return l.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEntries).Cursor()
-		for k, v := c.Seek(seqKey(from)); k != nil; k, v = c.Next() {
-			if !fn(binary.BigEndian.Uint64(k), v) {
+		er := newEntryReader(tx)
+		for seq, size := from, metaUint(tx, keySize); seq < size; seq++ {
+			_, data, err := er.record(seq)
+			if err != nil {
+				return err
+			}
+			if !fn(seq, data) {
 				return nil
 			}
 		}
@@ -66,11 +55,12 @@ func (l *Log) Entries(from uint64, fn func(seq uint64, entry []byte) bool) error
 // ErrNotFound if to is beyond the log and returns fn's error as is.
 func (l *Log) Range(from, to uint64, fn func(seq uint64, leaf Leaf) error) error {
 	// Entries never change once written, so a long range (a Raft snapshot
-	// streaming tens of millions of entries to a slow follower) is read in
-	// chunks, one short read transaction each: a long-lived bbolt reader
+	// streaming tens of millions of entries to a slow follower) is read
+	// rangeTxEntries at a time, one short read transaction each (each
+	// seeks once, then steps from chunk to chunk): a long-lived bbolt reader
 	// would stop appends from growing the file's memory map until it ends.
 	for start := from; ; {
-		end := min(to, start+rangeChunk)
+		end := min(to, start+rangeTxEntries)
 		err := l.view(func(tx *bolt.Tx) error {
 			if err := checkRange(tx, start, to); err != nil {
 				return err
@@ -87,8 +77,8 @@ func (l *Log) Range(from, to uint64, fn func(seq uint64, leaf Leaf) error) error
 	}
 }
 
-// rangeChunk is how many entries Range reads per read transaction.
-const rangeChunk = 4096
+// rangeTxEntries is how many entries Range reads per read transaction.
+const rangeTxEntries = 4096
 
 func checkRange(tx *bolt.Tx, from, to uint64) error {
 	if from > to {
@@ -104,31 +94,22 @@ func checkRange(tx *bolt.Tx, from, to uint64) error {
 // and returns the seq after the last entry visited (the failing entry's if
 // fn fails).
 func walk(tx *bolt.Tx, from, to uint64, fn func(seq uint64, lf Leaf) (bool, error)) (uint64, error) {
-	ec, ac := tx.Bucket(bucketEntries).Cursor(), tx.Bucket(bucketAttrs).Cursor()
-	ek, ev := ec.Seek(seqKey(from))
-	ak, av := ac.Seek(seqKey(from))
+	er := newEntryReader(tx)
 	for seq := from; seq < to; seq++ {
-		if !isSeq(ek, seq) || !isSeq(ak, seq) {
-			return seq, fmt.Errorf("%w: entry %d is missing", errCorrupt, seq)
-		}
-		t, labels, err := decodeAttrs(av)
+		lf, err := er.leaf(seq)
 		if err != nil {
-			return seq, fmt.Errorf("entry %d: %w", seq, err)
+			return seq, err
 		}
-		ok, err := fn(seq, Leaf{Data: ev, Time: t, Labels: labels})
+		ok, err := fn(seq, lf)
 		if err != nil {
 			return seq, err
 		}
 		if !ok {
 			return seq + 1, nil
 		}
-		ek, ev = ec.Next()
-		ak, av = ac.Next()
 	}
 	return to, nil
 }
-
-func isSeq(k []byte, seq uint64) bool { return len(k) == 8 && binary.BigEndian.Uint64(k) == seq }
 
 // SeqAtTime is the first sequence number whose entry time is >= t (Size()
 // if none), by binary search over the entry times, which never decrease:
@@ -136,13 +117,13 @@ func isSeq(k []byte, seq uint64) bool { return len(k) == 8 && binary.BigEndian.U
 func (l *Log) SeqAtTime(t time.Time) (uint64, error) {
 	var seq uint64
 	err := l.view(func(tx *bolt.Tx) error {
-		ab := tx.Bucket(bucketAttrs)
+		er := newEntryReader(tx)
 		lo, hi := uint64(0), metaUint(tx, keySize)
 		for lo < hi { // invariant: entries before lo are before t, entries from hi on are not
 			mid := lo + (hi-lo)/2
-			et, err := decodeTime(ab.Get(seqKey(mid)))
+			et, err := er.time(mid)
 			if err != nil {
-				return fmt.Errorf("entry %d: %w", mid, err)
+				return err
 			}
 			if et.Before(t) {
 				lo = mid + 1
@@ -191,7 +172,7 @@ func (l *Log) Scan(label string, from, to uint64, budget int, fn func(seq uint64
 
 func scanLabel(tx *bolt.Tx, label string, from, to uint64, budget int, fn func(seq uint64, leaf Leaf) (bool, error)) (uint64, error) {
 	prefix := labelPrefix(label)
-	c := tx.Bucket(bucketLabels).Cursor()
+	c, er := tx.Bucket(bucketLabels).Cursor(), newEntryReader(tx)
 	n, stop := 0, false
 	for k, bm := c.Seek(labelKey(label, from)); ; k, bm = c.Next() {
 		start, ok := labelBlockOf(k, prefix)
@@ -206,7 +187,7 @@ func scanLabel(tx *bolt.Tx, label string, from, to uint64, budget int, fn func(s
 				return seq, nil
 			}
 			n++
-			lf, err := leafAt(tx, seq)
+			lf, err := er.leaf(seq)
 			if err != nil {
 				return seq, err
 			}

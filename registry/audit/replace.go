@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -87,8 +88,9 @@ func (l *Log) build(lastIndex uint64, wantRoot []byte, next func() (Leaf, bool, 
 				if err := checkLeaf(lf, prev); err != nil {
 					return fmt.Errorf("entry %d: %w", st.tree.End(), err)
 				}
-				// bbolt keeps the value until the transaction commits.
-				lf.Data = bytes.Clone(lf.Data)
+				// The writer holds the leaf until it writes its chunk,
+				// and next may reuse its buffers.
+				lf.Data, lf.Labels = bytes.Clone(lf.Data), slices.Clone(lf.Labels)
 				if err := w.append(lf); err != nil {
 					return err
 				}

@@ -14,7 +14,7 @@ import (
 func (l *Log) VerifyPrefix(ctx context.Context, size uint64) error {
 	r := l.factory.NewEmptyRange(0)
 	err := l.Range(0, size, func(seq uint64, lf Leaf) error {
-		if seq%rangeChunk == 0 && ctx.Err() != nil {
+		if seq%rangeTxEntries == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return r.Append(Hasher.HashLeaf(lf.Data), nil)
