@@ -12,6 +12,11 @@ import (
 type ApplyResult struct {
 	Index    uint64 // log index of the command
 	Response any    // what StateMachine.Apply returned on this leader
+	// Term is this node's Raft term read once the entry was committed and
+	// applied. A node leads a term at most once and terms never go back, so
+	// if LeaderTerm() returned Term before the proposal, the entry was
+	// appended and committed in that term, by this node as its leader.
+	Term uint64
 }
 
 // Apply proposes cmd and returns once it is committed and applied on this
@@ -40,7 +45,7 @@ func (n *Node) propose(ctx context.Context, op string, data []byte) (ApplyResult
 	if err := n.waitProposal(ctx, op, f); err != nil {
 		return ApplyResult{}, err
 	}
-	return ApplyResult{Index: f.Index(), Response: f.Response()}, nil
+	return ApplyResult{Index: f.Index(), Response: f.Response(), Term: n.raft.CurrentTerm()}, nil
 }
 
 // waitProposal waits for a proposal's future and maps its error. An entry

@@ -105,6 +105,16 @@ func TestLeaderFailoverAndRestart(t *testing.T) {
 		apply(t, fmt.Sprintf("set before%d x", i), nodes...)
 	}
 	old := waitLeader(t, nodes...)
+	oldTerm := old.LeaderTerm()
+	require.NotZero(t, oldTerm, "the ready leader names its term")
+	for _, n := range nodes {
+		if n != old {
+			require.Zero(t, n.LeaderTerm(), "a follower leads no term: %s", n.id)
+		}
+	}
+	res, err := old.Apply(ctx, []byte("set term old"))
+	require.NoError(t, err)
+	require.Equal(t, oldTerm, res.Term, "an entry committed by the leader of a term reports that term")
 	oldAddr := old.RaftAddr()
 	old.stop()
 
@@ -131,8 +141,9 @@ func TestLeaderFailoverAndRestart(t *testing.T) {
 		require.Equal(t, leader.api, l.APIAddr, n.id)
 	}
 
-	// New writes work with one node down.
-	res := apply(t, "set after failover", rest...)
+	// New writes work with one node down, in the new leader's later term.
+	res = apply(t, "set after failover", rest...)
+	require.Greater(t, res.Term, oldTerm)
 
 	// The stopped node comes back from its data dir at its old address
 	// and catches up.

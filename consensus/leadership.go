@@ -32,9 +32,18 @@ func (n *Node) RegisterLeaderTask(name string, fn func(ctx context.Context) erro
 // IsLeader reports whether this node is the leader AND ready: the barrier
 // of its current term has completed, so its state holds every committed
 // entry.
-func (n *Node) IsLeader() bool {
+func (n *Node) IsLeader() bool { return n.LeaderTerm() != 0 }
+
+// LeaderTerm is the term in which this node is the ready leader, or 0 when
+// it is not (see IsLeader). With ApplyResult.Term it lets a caller read
+// local state and have the commit of a later entry prove the read fresh
+// (see DESIGN.md, "Reads through the log").
+func (n *Node) LeaderTerm() uint64 {
 	t := n.readyTerm.Load()
-	return t != 0 && n.raft.State() == raft.Leader && n.raft.CurrentTerm() == t
+	if t != 0 && n.raft.State() == raft.Leader && n.raft.CurrentTerm() == t {
+		return t
+	}
+	return 0
 }
 
 // watch drains raft's NotifyCh for the whole life of the node. Raft blocks
