@@ -77,12 +77,7 @@ func (s *Server) GetAgreement(ctx context.Context, req *trustfedv1.GetAgreementR
 
 // ListAgreements lists agreements in id order, optionally those of one organisation.
 func (s *Server) ListAgreements(ctx context.Context, req *trustfedv1.ListAgreementsRequest) (*trustfedv1.ListAgreementsResponse, error) {
-	if req.GetOrganizationId() != "" {
-		if err := state.ValidateOrganizationID("organization_id", req.OrganizationId); err != nil {
-			return nil, err
-		}
-	}
-	after, err := decodePageToken(req.GetPageToken())
+	after, err := pageStart(req.GetOrganizationId(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}

@@ -230,12 +230,7 @@ func (s *Server) GetCascade(ctx context.Context, req *trustfedv1.GetCascadeReque
 
 // ListCascades lists cascades in id order, optionally about one organisation.
 func (s *Server) ListCascades(ctx context.Context, req *trustfedv1.ListCascadesRequest) (*trustfedv1.ListCascadesResponse, error) {
-	if req.GetOrganizationId() != "" {
-		if err := state.ValidateOrganizationID("organization_id", req.OrganizationId); err != nil {
-			return nil, err
-		}
-	}
-	after, err := decodePageToken(req.GetPageToken())
+	after, err := pageStart(req.GetOrganizationId(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}

@@ -42,20 +42,24 @@ func decodePageToken(tok string) (string, error) {
 	return string(b), nil
 }
 
-// listArgs checks the arguments of a list call with a signed page size and
-// an optional organisation filter, and returns where the page starts and
-// how long it is.
-func listArgs(org string, size int32, token string) (after string, limit int, err error) {
+// pageStart checks a list call's optional organisation filter and its page
+// token, and returns where the page starts.
+func pageStart(org, token string) (string, error) {
 	if org != "" {
 		if err := state.ValidateOrganizationID("organization_id", org); err != nil {
-			return "", 0, err
+			return "", err
 		}
 	}
+	return decodePageToken(token)
+}
+
+// listArgs is pageStart for a list call with a signed page size; it also
+// returns how long the page is.
+func listArgs(org string, size int32, token string) (after string, limit int, err error) {
 	if size < 0 {
 		return "", 0, state.Invalid("page_size", "must not be negative")
 	}
-	after, err = decodePageToken(token)
-	if err != nil {
+	if after, err = pageStart(org, token); err != nil {
 		return "", 0, err
 	}
 	return after, pageSize(uint32(size)), nil
