@@ -18,7 +18,7 @@ import (
 // de-duplication, measured in command (leader-stamped) time.
 const RequestTTL = 15 * time.Minute
 
-// maxPrunePerApply bounds the de-duplication clean-up work done per command.
+// maxPrunePerApply bounds the clean-up (request ids, used nonces) done per command.
 const maxPrunePerApply = 64
 
 // Result is what Apply returns to the proposer on the leader.
@@ -183,19 +183,25 @@ func recordRequest(tx *memdb.Txn, env *commandv1.Envelope, index uint64, sum []b
 
 // pruneRequests forgets request ids applied before cutoff, a bounded number per call.
 func pruneRequests(tx *memdb.Txn, cutoff time.Time) error {
-	it, err := tx.Get(tableRequests, "time")
+	return pruneOldest(tx, tableRequests, "time", func(raw any) bool {
+		return raw.(*commandv1.AppliedRequest).GetTime().AsTime().Before(cutoff)
+	})
+}
+
+// pruneOldest deletes, in the order of index (a time), the first rows of
+// table for which expired holds, at most maxPrunePerApply of them: the
+// clean-up each command does is bounded, and identical on every replica.
+func pruneOldest(tx *memdb.Txn, table, index string, expired func(raw any) bool) error {
+	it, err := tx.Get(table, index)
 	if err != nil {
 		return err
 	}
 	var old []any
-	for raw := it.Next(); raw != nil && len(old) < maxPrunePerApply; raw = it.Next() {
-		if !raw.(*commandv1.AppliedRequest).GetTime().AsTime().Before(cutoff) {
-			break
-		}
+	for raw := it.Next(); raw != nil && len(old) < maxPrunePerApply && expired(raw); raw = it.Next() {
 		old = append(old, raw)
 	}
 	for _, raw := range old {
-		if err := tx.Delete(tableRequests, raw); err != nil {
+		if err := tx.Delete(table, raw); err != nil {
 			return err
 		}
 	}

@@ -41,8 +41,6 @@ const (
 	MaxMemberChallengeTTL = 10 * time.Minute
 	maxMemberRemoveReason = 500
 	maxCertificateSerial  = 64
-	// maxNoncePrunePerApply bounds the expired nonces forgotten per command.
-	maxNoncePrunePerApply = 64
 )
 
 const (
@@ -394,23 +392,9 @@ func applyIssueMemberCertificate(tx *memdb.Txn, env *commandv1.Envelope, _ uint6
 // changes an outcome: an expired challenge is refused before its nonce is
 // looked up.
 func pruneNonces(tx *memdb.Txn, now time.Time) error {
-	it, err := tx.Get(tableUsedNonces, "expire")
-	if err != nil {
-		return err
-	}
-	var old []any
-	for raw := it.Next(); raw != nil && len(old) < maxNoncePrunePerApply; raw = it.Next() {
-		if raw.(*commandv1.UsedNonce).GetExpireTime().AsTime().After(now) {
-			break
-		}
-		old = append(old, raw)
-	}
-	for _, raw := range old {
-		if err := tx.Delete(tableUsedNonces, raw); err != nil {
-			return err
-		}
-	}
-	return nil
+	return pruneOldest(tx, tableUsedNonces, "expire", func(raw any) bool {
+		return !raw.(*commandv1.UsedNonce).GetExpireTime().AsTime().After(now)
+	})
 }
 
 // MemberNode returns an organisation's member node (active or removed).

@@ -237,7 +237,7 @@ func TestUsedNoncesArePruned(t *testing.T) {
 	h.member("acme-bank", 3, 3)
 	h.must(h.enrolment("acme-bank", "gw-1", newNodeKey(t)))
 	var nonces [][]byte
-	for range maxNoncePrunePerApply + 10 {
+	for range maxPrunePerApply + 10 {
 		nonces = append(nonces, h.nonce())
 		h.must(h.issue("acme-bank", "gw-1", nonces[len(nonces)-1]))
 	}
@@ -248,10 +248,10 @@ func TestUsedNoncesArePruned(t *testing.T) {
 	h.must(h.issue("acme-bank", "gw-1", h.nonce()))
 	require.Equal(t, len(nonces)+1, count(h.read().txn, tableUsedNonces))
 
-	// After they expired, each certificate forgets at most maxNoncePrunePerApply.
+	// After they expired, each certificate forgets at most maxPrunePerApply.
 	h.now = h.now.Add(2 * time.Minute)
 	h.must(h.issue("acme-bank", "gw-1", h.nonce()))
-	require.Equal(t, len(nonces)+2-maxNoncePrunePerApply, count(h.read().txn, tableUsedNonces))
+	require.Equal(t, len(nonces)+2-maxPrunePerApply, count(h.read().txn, tableUsedNonces))
 	h.must(h.issue("acme-bank", "gw-1", h.nonce()))
 	require.Equal(t, 2, count(h.read().txn, tableUsedNonces), "only the two unexpired nonces remain")
 	require.False(t, h.read().NonceUsed(nonces[0]))
