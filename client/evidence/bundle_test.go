@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -355,7 +356,7 @@ func TestBundleForgeries(t *testing.T) {
 		e := proto.CloneOf(recs[1].Entry)
 		e.Error = "refused after all"
 		recs[1] = &trustfedv1.AuditRecord{Sequence: 1, Leaf: marshal(t, e), InclusionProof: recs[1].InclusionProof}
-		err := Build(io.Discard, Input{TreeHead: sth, Keys: l.keys(), Next: iterate(recs)}, nil)
+		err := Build(io.Discard, Input{TreeHead: sth, Keys: l.keys(), Next: testutil.Records(recs)}, nil)
 		require.ErrorIs(t, err, ErrBundle)
 	})
 	t.Run("entries outside the filters", func(t *testing.T) {

@@ -41,6 +41,10 @@ type testLog struct {
 	tree    *testonly.Tree
 	index   uint64
 	now     time.Time
+	// heads holds the signed tree head of each size: a witness's
+	// cosignature carries the second it was made, so signing again would
+	// give another checkpoint for the same tree.
+	heads map[uint64]*trustfedv1.GetSignedTreeHeadResponse
 }
 
 func newTestLog(t *testing.T) *testLog {
@@ -49,7 +53,7 @@ func newTestLog(t *testing.T) *testLog {
 	vkey, err := attestation.CheckpointVerifierKey(testOrigin, pub)
 	require.NoError(t, err)
 	return &testLog{t: t, fed: testutil.NewFederation(t), key: key, keyID: attestation.Fingerprint(pub), vkey: vkey,
-		tree: testonly.New(rfc6962.DefaultHasher), now: t0}
+		tree: testonly.New(rfc6962.DefaultHasher), now: t0, heads: map[uint64]*trustfedv1.GetSignedTreeHeadResponse{}}
 }
 
 func marshal(t *testing.T, m proto.Message) []byte {
@@ -148,6 +152,9 @@ func (l *testLog) populate() {
 
 // treeHead signs the current tree, cosigned by the witness acme.
 func (l *testLog) treeHead() *trustfedv1.GetSignedTreeHeadResponse {
+	if sth, ok := l.heads[l.tree.Size()]; ok {
+		return proto.CloneOf(sth)
+	}
 	signer, vkey, err := attestation.NewCheckpointSigner(testOrigin, l.key)
 	require.NoError(l.t, err)
 	cp := attestation.Checkpoint{Origin: testOrigin, Size: l.tree.Size(), Root: l.tree.Hash()}
@@ -155,8 +162,10 @@ func (l *testLog) treeHead() *trustfedv1.GetSignedTreeHeadResponse {
 	require.NoError(l.t, err)
 	note, _, err = attestation.Cosign(note, "acme", l.fed.Key("acme"))
 	require.NoError(l.t, err)
-	return &trustfedv1.GetSignedTreeHeadResponse{Checkpoint: note, Origin: testOrigin, TreeSize: cp.Size, RootHash: cp.Root,
+	sth := &trustfedv1.GetSignedTreeHeadResponse{Checkpoint: note, Origin: testOrigin, TreeSize: cp.Size, RootHash: cp.Root,
 		Witnesses: []string{"acme"}, Time: timestamppb.New(l.now), VerifierKey: vkey, LogSize: cp.Size}
+	l.heads[cp.Size] = sth
+	return proto.CloneOf(sth)
 }
 
 func (l *testLog) keys() *trustfedv1.GetKeysResponse {
@@ -181,19 +190,8 @@ func (l *testLog) records(f Filters, size uint64) []*trustfedv1.AuditRecord {
 	return out
 }
 
-func iterate(recs []*trustfedv1.AuditRecord) func() (*trustfedv1.AuditRecord, bool, error) {
-	i := 0
-	return func() (*trustfedv1.AuditRecord, bool, error) {
-		if i == len(recs) {
-			return nil, false, nil
-		}
-		i++
-		return recs[i-1], true, nil
-	}
-}
-
 // input is the Build input of the whole log under filters f.
 func (l *testLog) input(f Filters) Input {
 	sth := l.treeHead()
-	return Input{TreeHead: sth, Keys: l.keys(), Filters: f, Created: t0.Add(48 * time.Hour), Next: iterate(l.records(f, sth.TreeSize))}
+	return Input{TreeHead: sth, Keys: l.keys(), Filters: f, Created: t0.Add(48 * time.Hour), Next: testutil.Records(l.records(f, sth.TreeSize))}
 }
