@@ -50,6 +50,8 @@ func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys map[string]e
 		st.ToLevel != resp.ToLevel,
 		st.RequiredLevel != resp.RequiredLevel,
 		st.AgreementId != resp.AgreementId,
+		st.AuthorizationId != resp.AuthorizationId,
+		st.RequiresDualAuthorization != resp.RequiresDualAuthorization,
 		st.Index != resp.GetMeta().GetIndex(),
 		!proto.Equal(st.DecidedAt, resp.DecidedAt),
 		!proto.Equal(st.ValidUntil, resp.ValidUntil),

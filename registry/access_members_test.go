@@ -38,11 +38,12 @@ func (d *directRaft) Apply(_ context.Context, cmd []byte) (consensus.ApplyResult
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.index++
-	return consensus.ApplyResult{Index: d.index, Response: d.fsm.Apply(d.index, cmd)}, nil
+	return consensus.ApplyResult{Index: d.index, Response: d.fsm.Apply(d.index, cmd), Term: 1}, nil
 }
 func (d *directRaft) LinearizableRead(context.Context) (uint64, error) { return d.index, nil }
 func (d *directRaft) ReadIndex(context.Context) (uint64, error)        { return d.index, nil }
 func (d *directRaft) IsLeader() bool                                   { return true }
+func (d *directRaft) LeaderTerm() uint64                               { return 1 }
 func (d *directRaft) Leader() (consensus.Server, bool)                 { return consensus.Server{ID: "n1"}, true }
 func (d *directRaft) LastContact() time.Duration                       { return 0 }
 func (d *directRaft) AddVoter(context.Context, string, string, string) error {

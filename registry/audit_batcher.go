@@ -20,11 +20,13 @@ import (
 // Group commit of audit events (decisions, authentication failures): each
 // check waits for its entry to be committed, but many checks share one Raft
 // entry. There is no timer: the first event goes out at once, and whatever
-// arrives while up to maxInFlight batches are being committed goes out in
-// the next batch, so batches grow exactly as fast as load does.
+// arrives while a batch is being committed goes out in the next batch, so
+// batches grow exactly as fast as load does. One batch is in flight at a
+// time: more only made more, smaller Raft entries, each with its own apply
+// overhead, and fewer checks per second (BENCHMARKS.md, 1 vs 2 vs 16).
 const (
 	maxAuditBatch       = 1024
-	maxAuditInFlight    = 16
+	maxAuditInFlight    = 1
 	auditQueueSize      = 16384
 	authFailureQueueCap = 1024 // queued auth failures beyond this are counted and dropped
 )
@@ -38,13 +40,25 @@ type auditResult struct {
 }
 
 type auditItem struct {
-	ev   *commandv1.AuditEvent
+	ev *commandv1.AuditEvent
+	// term, when not 0, is the term in which this node led when the
+	// decision read its state without a read-index round: the entry only
+	// proves that read fresh if this node commits it in that term.
+	term uint64
 	done chan auditResult // nil: fire and forget (auth failures)
 }
 
+// errLeadershipMoved: a decision read as leader of a term whose audit entry
+// was not committed in that term by this node (leadership changed in
+// between): the read proves nothing, so the decision is not answered.
+var errLeadershipMoved = status.Error(codes.Unavailable, "leadership changed while the decision was made: retry")
+
 // auditBatcher owns the goroutine that batches audit events; Run stops it.
 type auditBatcher struct {
-	commit func(ctx context.Context, evs []*commandv1.AuditEvent) (first uint64, err error)
+	// commit commits events and returns the sequence of the first and the
+	// Raft term this node committed them in (0 if it did not commit them
+	// as leader).
+	commit func(ctx context.Context, evs []*commandv1.AuditEvent) (first, term uint64, err error)
 	log    *slog.Logger
 	queue  chan auditItem
 
@@ -52,16 +66,18 @@ type auditBatcher struct {
 	dropped       atomic.Uint64
 }
 
-func newAuditBatcher(commit func(context.Context, []*commandv1.AuditEvent) (uint64, error), log *slog.Logger) *auditBatcher {
+func newAuditBatcher(commit func(context.Context, []*commandv1.AuditEvent) (uint64, uint64, error), log *slog.Logger) *auditBatcher {
 	return &auditBatcher{commit: commit, log: log, queue: make(chan auditItem, auditQueueSize)}
 }
 
 // Append queues ev and waits until it is committed; it returns the entry's
-// sequence number in the audit log.
-func (b *auditBatcher) Append(ctx context.Context, ev *commandv1.AuditEvent) (uint64, error) {
+// sequence number in the audit log. With term not 0, it succeeds only if
+// this node committed the entry as leader of that term (errLeadershipMoved
+// otherwise).
+func (b *auditBatcher) Append(ctx context.Context, term uint64, ev *commandv1.AuditEvent) (uint64, error) {
 	done := make(chan auditResult, 1)
 	select {
-	case b.queue <- auditItem{ev: ev, done: done}:
+	case b.queue <- auditItem{ev: ev, term: term, done: done}:
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	default:
@@ -112,7 +128,7 @@ func (b *auditBatcher) Run(ctx context.Context) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			b.finish([]auditItem{first}, 0, ctx.Err())
+			b.finish([]auditItem{first}, 0, 0, ctx.Err())
 			b.drain(ctx.Err())
 			return
 		}
@@ -134,24 +150,25 @@ func (b *auditBatcher) Run(ctx context.Context) {
 			for i, it := range batch {
 				evs[i] = it.ev
 			}
-			seq, err := b.commit(ctx, evs)
+			seq, term, err := b.commit(ctx, evs)
 			if err != nil {
 				b.log.Warn("audit: batch not committed", "events", len(evs), "error", err)
 			}
-			b.finish(batch, seq, err)
+			b.finish(batch, seq, term, err)
 		}()
 	}
 }
 
-func (b *auditBatcher) finish(batch []auditItem, first uint64, err error) {
+func (b *auditBatcher) finish(batch []auditItem, first, term uint64, err error) {
 	for i, it := range batch {
-		if it.done == nil {
+		switch {
+		case it.done == nil:
 			b.fireAndForget.Add(-1)
-			continue
-		}
-		if err != nil {
+		case err != nil:
 			it.done <- auditResult{err: err}
-		} else {
+		case it.term != 0 && it.term != term:
+			it.done <- auditResult{err: errLeadershipMoved}
+		default:
 			it.done <- auditResult{seq: first + uint64(i)}
 		}
 	}
@@ -161,7 +178,7 @@ func (b *auditBatcher) drain(err error) {
 	for {
 		select {
 		case it := <-b.queue:
-			b.finish([]auditItem{it}, 0, err)
+			b.finish([]auditItem{it}, 0, 0, err)
 		default:
 			return
 		}
@@ -170,21 +187,21 @@ func (b *auditBatcher) drain(err error) {
 
 // commitAudit commits audit events: through Raft on the leader, through the
 // leader's PeerService.AppendAudit on a follower.
-func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (uint64, error) {
+func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (first, term uint64, err error) {
 	if s.raft.IsLeader() {
-		res, err := s.proposeResult(ctx, &commandv1.AppendAudit{Events: evs}, "")
+		res, term, err := s.proposeInTerm(ctx, &commandv1.AppendAudit{Events: evs}, "")
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return res.AuditSequence, nil
+		return res.AuditSequence, term, nil
 	}
 	l, ok := s.raft.Leader()
 	if !ok || l.APIAddr == "" {
-		return 0, fmt.Errorf("audit: %w", consensus.ErrNoLeader)
+		return 0, 0, fmt.Errorf("audit: %w", consensus.ErrNoLeader)
 	}
 	c, err := s.cfg.Peers.conn(l.APIAddr)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Bounded: a hung connection to the leader must not hold a batch slot
 	// (and the decisions waiting in it) for ever.
@@ -192,9 +209,9 @@ func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (
 	defer cancel()
 	resp, err := peerv1.NewPeerServiceClient(c).AppendAudit(ctx, &peerv1.AppendAuditRequest{Audit: &commandv1.AppendAudit{Events: evs}})
 	if err != nil {
-		return 0, fmt.Errorf("audit through leader %s: %w", l.ID, err)
+		return 0, 0, fmt.Errorf("audit through leader %s: %w", l.ID, err)
 	}
-	return resp.FirstSequence, nil
+	return resp.FirstSequence, 0, nil
 }
 
 // AppendAudit serves followers' audit batches on the leader.
@@ -213,12 +230,17 @@ func (s *Server) AppendAudit(ctx context.Context, req *peerv1.AppendAuditRequest
 }
 
 // auditAuthFailure records a refused call in the audit log (best effort,
-// never waited on).
-func (s *Server) auditAuthFailure(ctx context.Context, method string, p Principal, st error) {
+// never waited on), under the caller's organisation (from its verified
+// credential) and the organisations the request named (about).
+func (s *Server) auditAuthFailure(ctx context.Context, method string, p Principal, st error, about ...string) {
 	if s.audit == nil {
 		return
 	}
-	af := &trustfedv1.AuditAuthFailure{Method: method, NodeId: s.cfg.NodeID, Identity: p.ID}
+	// The state machine keeps the well-formed ids, once each.
+	af := &trustfedv1.AuditAuthFailure{Method: method, NodeId: s.cfg.NodeID, Identity: p.ID, OrganizationIds: about}
+	if p.Organization != "" {
+		af.OrganizationIds = append([]string{p.Organization}, about...)
+	}
 	if gs, ok := status.FromError(st); ok {
 		af.Code, af.Reason = gs.Code().String(), gs.Message()
 	}

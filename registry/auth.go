@@ -254,6 +254,28 @@ func authorizeRequest(method string, p Principal, req any) error {
 	return state.PermissionDenied(strings.Join(r.orgFields, " or "), "%s acts only for organization %q", p.ID, p.Organization)
 }
 
+// requestedOrgs is every organisation a request of method names in the
+// fields authorizeRequest checks (to audit a refused call under them too).
+func requestedOrgs(method string, req any) []string {
+	r := accessPolicy[method]
+	m, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	var out []string
+	if r.orgOf != nil {
+		if _, org := r.orgOf(m); org != "" {
+			out = append(out, org)
+		}
+	}
+	for _, path := range r.orgFields {
+		if v, ok := stringField(m.ProtoReflect(), path, ""); ok && v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // stringField reads the string field at a dot path of m; with set != "" it
 // writes set there (creating messages on the way).
 func stringField(m protoreflect.Message, path, set string) (string, bool) {

@@ -58,7 +58,17 @@ func (s *Server) signDecision(r *state.Reader, req *trustfedv1.CheckInteractionR
 	resp.DecidedAt = timestamppb.New(now)
 	resp.ValidUntil = timestamppb.New(now.Add(r.FreshnessWindow()))
 	resp.KeyId = k.id
-	st := &trustfedv1.DecisionStatement{
+	st := NewDecisionStatement(req, resp)
+	resp.Statement, resp.Signature, err = attestation.SignDecision(k.key, st)
+	return err
+}
+
+// NewDecisionStatement is what the registry signs about a decision: every
+// input of the check (the request, the authorisation it presented) and
+// every output of resp, which must carry its read meta (index), decided_at,
+// valid_until and key_id.
+func NewDecisionStatement(req *trustfedv1.CheckInteractionRequest, resp *trustfedv1.CheckInteractionResponse) *trustfedv1.DecisionStatement {
+	return &trustfedv1.DecisionStatement{
 		FromOrganizationId: req.FromOrganizationId,
 		ToOrganizationId:   req.ToOrganizationId,
 		Action:             req.Action,
@@ -76,11 +86,13 @@ func (s *Server) signDecision(r *state.Reader, req *trustfedv1.CheckInteractionR
 		Index:              resp.GetMeta().GetIndex(),
 		DecidedAt:          resp.DecidedAt,
 		ValidUntil:         resp.ValidUntil,
-		KeyId:              k.id,
+		KeyId:              resp.KeyId,
 		AuthorizationId:    resp.AuthorizationId,
+		// What the request presented, even when it was refused, so that
+		// replay re-derives the decision from the statement alone.
+		PresentedAuthorizationId:  req.AuthorizationId,
+		RequiresDualAuthorization: resp.RequiresDualAuthorization,
 	}
-	resp.Statement, resp.Signature, err = attestation.SignDecision(k.key, st)
-	return err
 }
 
 func (s *Server) currentKey(r *state.Reader) (*cachedKey, error) {

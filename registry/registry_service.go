@@ -16,16 +16,16 @@ import (
 
 // CheckInteraction decides whether from may perform action with to.
 func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
-	resp, r, now, err := s.decide(ctx, req)
+	resp, r, now, term, err := s.decideThroughLog(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.signDecision(r, req, resp, now); err != nil {
 		return nil, err
 	}
-	if s.audit != nil && !s.cfg.UnauditedDecisions {
+	if s.auditsDecisions() {
 		p, _ := PrincipalFrom(ctx)
-		seq, err := s.batcher.Append(ctx, &commandv1.AuditEvent{
+		seq, err := s.batcher.Append(ctx, term, &commandv1.AuditEvent{
 			Event: &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{
 				Statement: resp.Statement, Signature: resp.Signature, KeyId: resp.KeyId, NodeId: s.cfg.NodeID,
 			}},
@@ -42,36 +42,57 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 // decide validates a check, reads the state it asks for and computes the
 // (unsigned) decision at the answering node's time.
 func (s *Server) decide(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, *state.Reader, time.Time, error) {
+	resp, r, now, _, err := s.decideWith(ctx, req, func(ctx context.Context, c trustfedv1.Consistency) (*state.Reader, *trustfedv1.ReadMeta, uint64, error) {
+		r, meta, err := s.read(ctx, c)
+		return r, meta, 0, err
+	})
+	return resp, r, now, err
+}
+
+// decideThroughLog is decide for a decision whose audit entry is committed
+// before it is answered: on the leader it reads without a read-index round
+// and returns the term its audit entry must commit in (readForDecision).
+func (s *Server) decideThroughLog(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, *state.Reader, time.Time, uint64, error) {
+	return s.decideWith(ctx, req, s.readForDecision)
+}
+
+type decisionRead func(context.Context, trustfedv1.Consistency) (*state.Reader, *trustfedv1.ReadMeta, uint64, error)
+
+func (s *Server) decideWith(ctx context.Context, req *trustfedv1.CheckInteractionRequest, read decisionRead) (*trustfedv1.CheckInteractionResponse, *state.Reader, time.Time, uint64, error) {
 	var now time.Time
-	if err := state.ValidateOrganizationID("from_organization_id", req.GetFromOrganizationId()); err != nil {
-		return nil, nil, now, err
+	if err := validateCheck(req); err != nil {
+		return nil, nil, now, 0, err
 	}
-	if err := state.ValidateOrganizationID("to_organization_id", req.GetToOrganizationId()); err != nil {
-		return nil, nil, now, err
-	}
-	if req.FromOrganizationId == req.ToOrganizationId {
-		return nil, nil, now, state.Invalid("to_organization_id", "an organization cannot interact with itself")
-	}
-	if req.GetAction() == "" {
-		return nil, nil, now, state.Invalid("action", "is required (one of %v)", policy.Actions())
-	}
-	if _, ok := policy.RequiredLevel(req.Action); !ok {
-		return nil, nil, now, state.Invalid("action", "unknown action %q (one of %v)", req.Action, policy.Actions())
-	}
-	if err := validateCheckDetails(req); err != nil {
-		return nil, nil, now, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	r, meta, term, err := read(ctx, req.GetConsistency())
 	if err != nil {
-		return nil, nil, now, err
+		return nil, nil, now, 0, err
 	}
 	now = s.clock()
 	resp, err := Evaluate(r, req, now)
 	if err != nil {
-		return nil, nil, now, err
+		return nil, nil, now, 0, err
 	}
 	resp.Meta = meta
-	return resp, r, now, nil
+	return resp, r, now, term, nil
+}
+
+func validateCheck(req *trustfedv1.CheckInteractionRequest) error {
+	if err := state.ValidateOrganizationID("from_organization_id", req.GetFromOrganizationId()); err != nil {
+		return err
+	}
+	if err := state.ValidateOrganizationID("to_organization_id", req.GetToOrganizationId()); err != nil {
+		return err
+	}
+	if req.FromOrganizationId == req.ToOrganizationId {
+		return state.Invalid("to_organization_id", "an organization cannot interact with itself")
+	}
+	if req.GetAction() == "" {
+		return state.Invalid("action", "is required (one of %v)", policy.Actions())
+	}
+	if _, ok := policy.RequiredLevel(req.Action); !ok {
+		return state.Invalid("action", "unknown action %q (one of %v)", req.Action, policy.Actions())
+	}
+	return validateCheckDetails(req)
 }
 
 // Evaluate computes the (unsigned) decision on a validated check from the

@@ -254,10 +254,14 @@ func (p *replayer) decision(e *trustfedv1.AuditEntry) {
 // dual-authorisation reason that refused it (see state.AuthorizationCovers).
 var authorizationInReason = regexp.MustCompile(`require dual authorisation: authorization (\S+) (?:is not granted|has expired|covers another interaction|does not exist)`)
 
-// presentedAuthorization is the authorisation id the request carried. The
-// statement records it only when the decision relied on it; when it was
-// refused, the reason names it.
+// presentedAuthorization is the authorisation id the request carried:
+// recorded as such since presented_authorization_id exists; statements
+// signed before recorded it only when the decision relied on it, and when it
+// was refused, the reason names it.
 func presentedAuthorization(st *trustfedv1.DecisionStatement) string {
+	if st.PresentedAuthorizationId != "" {
+		return st.PresentedAuthorizationId
+	}
 	if st.AuthorizationId != "" {
 		return st.AuthorizationId
 	}
@@ -295,6 +299,9 @@ func diffDecision(st *trustfedv1.DecisionStatement, got *trustfedv1.CheckInterac
 		if l.want != l.got {
 			out = append(out, fmt.Sprintf("%s %d, replayed %d", l.name, l.want, l.got))
 		}
+	}
+	if st.RequiresDualAuthorization != got.RequiresDualAuthorization {
+		out = append(out, fmt.Sprintf("requires dual authorisation %t, replayed %t", st.RequiresDualAuthorization, got.RequiresDualAuthorization))
 	}
 	if st.AgreementId != got.AgreementId {
 		out = append(out, fmt.Sprintf("agreement %q, replayed %q", st.AgreementId, got.AgreementId))

@@ -97,16 +97,10 @@ func (h *replayHarness) decide(r *state.Reader, req *trustfedv1.CheckInteraction
 	h.t.Helper()
 	resp, err := registry.Evaluate(r, req, h.now)
 	require.NoError(h.t, err)
-	st := &trustfedv1.DecisionStatement{
-		FromOrganizationId: req.FromOrganizationId, ToOrganizationId: req.ToOrganizationId, Action: req.Action,
-		DataTypes: req.DataTypes, Value: req.Value, SessionId: req.SessionId,
-		Decision: resp.Decision, Reasons: resp.Reasons, EffectiveLevel: resp.EffectiveLevel,
-		FromLevel: resp.FromLevel, ToLevel: resp.ToLevel, RequiredLevel: resp.RequiredLevel,
-		AgreementId: resp.AgreementId, Controls: resp.Controls, Index: r.Index(),
-		DecidedAt: timestamppb.New(h.now), ValidUntil: timestamppb.New(h.now.Add(r.FreshnessWindow())),
-		KeyId: h.keyID, AuthorizationId: resp.AuthorizationId,
-	}
-	statement, sig, err := attestation.SignDecision(h.key, st)
+	resp.Meta = &trustfedv1.ReadMeta{Index: r.Index()}
+	resp.DecidedAt, resp.ValidUntil = timestamppb.New(h.now), timestamppb.New(h.now.Add(r.FreshnessWindow()))
+	resp.KeyId = h.keyID
+	statement, sig, err := attestation.SignDecision(h.key, registry.NewDecisionStatement(req, resp))
 	require.NoError(h.t, err)
 	h.must(&commandv1.AppendAudit{Events: []*commandv1.AuditEvent{{
 		Event:     &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{Statement: statement, Signature: sig, KeyId: h.keyID, NodeId: "n1"}},
@@ -137,17 +131,6 @@ func (h *replayHarness) records() []*trustfedv1.AuditRecord {
 		return nil
 	}))
 	return out
-}
-
-func iterate(recs []*trustfedv1.AuditRecord) func() (*trustfedv1.AuditRecord, bool, error) {
-	i := 0
-	return func() (*trustfedv1.AuditRecord, bool, error) {
-		if i == len(recs) {
-			return nil, false, nil
-		}
-		i++
-		return recs[i-1], true, nil
-	}
 }
 
 // buildFederation makes a small federation's history: admins, an issuer,
@@ -190,7 +173,7 @@ func TestReplayRebuildsEveryDecision(t *testing.T) {
 	h := buildFederation(t)
 	recs := h.records()
 	var seen uint64
-	rep, err := registry.Replay(iterate(recs), func(n uint64) { seen = n })
+	rep, err := registry.Replay(testutil.Records(recs), func(n uint64) { seen = n })
 	require.NoError(t, err)
 	require.Empty(t, rep.Mismatches)
 	require.Equal(t, uint64(len(recs)), rep.Entries)
@@ -202,17 +185,44 @@ func TestReplayRebuildsEveryDecision(t *testing.T) {
 	require.NotZero(t, rep.Commands)
 
 	// The refused authorisation was replayed with the id the request
-	// presented (found in the reason: the statement does not record it).
+	// presented, which the statement records (as it does that the decision
+	// needs a granted dual authorisation).
 	found := false
 	for _, rec := range recs {
 		var st trustfedv1.DecisionStatement
 		if rec.Entry.Type == state.AuditDecision && proto.Unmarshal(rec.Entry.Decision.Statement, &st) == nil {
 			for _, r := range st.Reasons {
-				found = found || strings.Contains(r.Message, "authorization auth-0000000000000001 does not exist")
+				if strings.Contains(r.Message, "authorization auth-0000000000000001 does not exist") {
+					found = true
+					require.Equal(t, "auth-0000000000000001", st.PresentedAuthorizationId)
+					require.Empty(t, st.AuthorizationId, "not granted: the decision did not rely on it")
+					require.True(t, st.RequiresDualAuthorization)
+				}
 			}
 		}
 	}
 	require.True(t, found)
+}
+
+// A statement that claims another requires_dual_authorization than the
+// state gives is a mismatch.
+func TestReplayChecksDualAuthorizationClaim(t *testing.T) {
+	h := buildFederation(t)
+	recs := h.records()
+	for i, rec := range recs {
+		var st trustfedv1.DecisionStatement
+		if rec.Entry.Type != state.AuditDecision || proto.Unmarshal(rec.Entry.Decision.Statement, &st) != nil || !st.RequiresDualAuthorization {
+			continue
+		}
+		st.RequiresDualAuthorization = false
+		recs[i] = withStatement(t, rec, &st)
+		rep, err := registry.Replay(testutil.Records(recs), nil)
+		require.NoError(t, err)
+		require.Len(t, rep.Mismatches, 1)
+		require.Contains(t, rep.Mismatches[0].Problem, "requires dual authorisation false, replayed true")
+		return
+	}
+	t.Fatal("no decision needing dual authorisation in the log")
 }
 
 func TestReplayFindsAForgedDecision(t *testing.T) {
@@ -230,18 +240,12 @@ func TestReplayFindsAForgedDecision(t *testing.T) {
 			continue
 		}
 		st.Decision, st.Reasons = trustfedv1.Decision_DECISION_ALLOW, nil
-		e := proto.CloneOf(rec.Entry)
-		var err error
-		e.Decision.Statement, err = proto.MarshalOptions{Deterministic: true}.Marshal(&st)
-		require.NoError(t, err)
-		leaf, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
-		require.NoError(t, err)
-		recs[i] = &trustfedv1.AuditRecord{Sequence: rec.Sequence, Leaf: leaf, Entry: e}
+		recs[i] = withStatement(t, rec, &st)
 		forged = i
 		break
 	}
 	require.GreaterOrEqual(t, forged, 0)
-	rep, err := registry.Replay(iterate(recs), nil)
+	rep, err := registry.Replay(testutil.Records(recs), nil)
 	require.NoError(t, err)
 	require.Len(t, rep.Mismatches, 1)
 	m := rep.Mismatches[0]
@@ -260,7 +264,7 @@ func TestReplayFindsAChangedOutcome(t *testing.T) {
 		e := proto.CloneOf(rec.Entry)
 		e.Error = ""
 		recs[i] = &trustfedv1.AuditRecord{Sequence: rec.Sequence, Entry: e}
-		rep, err := registry.Replay(iterate(recs), nil)
+		rep, err := registry.Replay(testutil.Records(recs), nil)
 		require.NoError(t, err)
 		require.Len(t, rep.Mismatches, 1)
 		require.Contains(t, rep.Mismatches[0].Problem, "the log says the command applied")
@@ -272,8 +276,21 @@ func TestReplayFindsAChangedOutcome(t *testing.T) {
 func TestReplayNeedsTheWholeLog(t *testing.T) {
 	h := buildFederation(t)
 	recs := h.records()
-	_, err := registry.Replay(iterate(append(recs[:3:3], recs[4:]...)), nil)
+	_, err := registry.Replay(testutil.Records(append(recs[:3:3], recs[4:]...)), nil)
 	require.ErrorIs(t, err, registry.ErrReplay)
-	_, err = registry.Replay(iterate(recs[1:]), nil)
+	_, err = registry.Replay(testutil.Records(recs[1:]), nil)
 	require.ErrorIs(t, err, registry.ErrReplay)
+}
+
+// withStatement is rec with its decision statement replaced by st (as a
+// tampered log would hold it).
+func withStatement(t *testing.T, rec *trustfedv1.AuditRecord, st *trustfedv1.DecisionStatement) *trustfedv1.AuditRecord {
+	t.Helper()
+	e := proto.CloneOf(rec.Entry)
+	var err error
+	e.Decision.Statement, err = proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	require.NoError(t, err)
+	leaf, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
+	require.NoError(t, err)
+	return &trustfedv1.AuditRecord{Sequence: rec.Sequence, Leaf: leaf, Entry: e}
 }

@@ -28,6 +28,7 @@ type Raft interface {
 	LinearizableRead(ctx context.Context) (uint64, error)
 	ReadIndex(ctx context.Context) (uint64, error)
 	IsLeader() bool
+	LeaderTerm() uint64
 	Leader() (consensus.Server, bool)
 	LastContact() time.Duration
 	AddVoter(ctx context.Context, id, raftAddr, apiAddr string) error
@@ -196,13 +197,16 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
+	var about []string
 	if err == nil {
-		err = authorizeRequest(info.FullMethod, p, req)
+		if err = authorizeRequest(info.FullMethod, p, req); err != nil {
+			about = requestedOrgs(info.FullMethod, req)
+		}
 	}
 	if err != nil {
 		s.log.Warn("request refused", "method", info.FullMethod, "principal", p.ID, "error", err)
 		st := toStatus(s.log, info.FullMethod, err)
-		s.auditAuthFailure(ctx, info.FullMethod, p, st)
+		s.auditAuthFailure(ctx, info.FullMethod, p, st, about...)
 		return nil, st
 	}
 	resp, forwarded, err := s.serve(ctx, req, info, handler, p)
@@ -296,7 +300,7 @@ func (p *principalStream) RecvMsg(m any) error {
 		pr, _ := PrincipalFrom(p.ctx)
 		if err := authorizeRequest(p.method, pr, m); err != nil {
 			st := toStatus(p.server.log, p.method, err)
-			p.server.auditAuthFailure(p.ctx, p.method, pr, st)
+			p.server.auditAuthFailure(p.ctx, p.method, pr, st, requestedOrgs(p.method, m)...)
 			return st
 		}
 	}
@@ -314,23 +318,30 @@ func (s *Server) propose(ctx context.Context, cmd proto.Message, requestID strin
 
 // proposeResult is propose returning the state machine's whole result.
 func (s *Server) proposeResult(ctx context.Context, cmd proto.Message, requestID string) (state.Result, error) {
+	r, _, err := s.proposeInTerm(ctx, cmd, requestID)
+	return r, err
+}
+
+// proposeInTerm is proposeResult that also returns the Raft term the entry
+// was committed in (see consensus.ApplyResult.Term).
+func (s *Server) proposeInTerm(ctx context.Context, cmd proto.Message, requestID string) (state.Result, uint64, error) {
 	p, _ := PrincipalFrom(ctx)
 	b, err := state.Encode(cmd, state.EnvelopeMeta{RequestID: requestID, Time: s.clock().UTC(), Principal: p.ID})
 	if err != nil {
-		return state.Result{}, fmt.Errorf("encode command: %w", err)
+		return state.Result{}, 0, fmt.Errorf("encode command: %w", err)
 	}
 	res, err := s.raft.Apply(ctx, b)
 	if err != nil {
-		return state.Result{}, fmt.Errorf("propose %T: %w", cmd, err)
+		return state.Result{}, 0, fmt.Errorf("propose %T: %w", cmd, err)
 	}
 	r, ok := res.Response.(state.Result)
 	if !ok {
-		return state.Result{}, fmt.Errorf("propose %T: unexpected apply response %T", cmd, res.Response)
+		return state.Result{}, 0, fmt.Errorf("propose %T: unexpected apply response %T", cmd, res.Response)
 	}
 	if r.Err != nil {
-		return state.Result{}, r.Err
+		return state.Result{}, 0, r.Err
 	}
-	return r, nil
+	return r, res.Term, nil
 }
 
 // proposeWithID proposes cmd under the caller's request id (or a new one).
@@ -360,6 +371,10 @@ func (s *Server) read(ctx context.Context, c trustfedv1.Consistency) (*state.Rea
 		return nil, nil, state.Invalid("consistency", "unknown consistency %d", int32(c))
 	}
 	r := s.store.Read()
+	return r, s.readMeta(r, provided), nil
+}
+
+func (s *Server) readMeta(r *state.Reader, provided trustfedv1.Consistency) *trustfedv1.ReadMeta {
 	meta := &trustfedv1.ReadMeta{
 		Index:       r.Index(),
 		Consistency: provided,
@@ -369,7 +384,29 @@ func (s *Server) read(ctx context.Context, c trustfedv1.Consistency) (*state.Rea
 	if l, ok := s.raft.Leader(); ok {
 		meta.LeaderId, meta.KnownLeader = l.ID, true
 	}
-	return r, meta, nil
+	return meta
+}
+
+// auditsDecisions: every decision this server answers is committed to the
+// audit log first.
+func (s *Server) auditsDecisions() bool { return s.audit != nil && !s.cfg.UnauditedDecisions }
+
+// readForDecision is read for a decision. On the ready leader of term T, a
+// linearizable decision that will be audited reads local state without a
+// read-index round: its audit entry must then be committed by this node in
+// term T before it is answered (auditBatcher.Append with T), which proves
+// the read was fresh (consensus/DESIGN.md, "Reads through the log"). It
+// returns T, or 0 when the decision took the ordinary read.
+func (s *Server) readForDecision(ctx context.Context, c trustfedv1.Consistency) (*state.Reader, *trustfedv1.ReadMeta, uint64, error) {
+	linearizable := c == trustfedv1.Consistency_CONSISTENCY_UNSPECIFIED || c == trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE
+	if linearizable && s.auditsDecisions() {
+		if term := s.raft.LeaderTerm(); term != 0 {
+			r := s.store.Read()
+			return r, s.readMeta(r, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE), term, nil
+		}
+	}
+	r, meta, err := s.read(ctx, c)
+	return r, meta, 0, err
 }
 
 // requestID returns the caller's idempotency key, or a fresh one.

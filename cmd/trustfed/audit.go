@@ -440,6 +440,12 @@ func auditSummary(e *trustfedv1.AuditEntry) string {
 		s = fmt.Sprintf("%s: %s -> %s", lc.GetOrganizationId(), formatLevel(lc.GetFromLevel()), formatLevel(lc.GetToLevel()))
 	case e.GetType() == "CASCADE":
 		s = "cascade " + orDash(e.GetCascadeId())
+		if ev := e.GetCascadeEvent(); ev != nil {
+			s += fmt.Sprintf(": %s of %s", strings.TrimPrefix(ev.Kind.String(), "EVENT_KIND_"), ev.OrganizationId)
+			if ev.Reason != "" {
+				s += " (" + ev.Reason + ")"
+			}
+		}
 	case e.GetType() == "AUTH_FAILURE":
 		af := e.GetAuthFailure()
 		s = fmt.Sprintf("%s %s", orDash(af.GetCode()), orDash(af.GetMethod()))

@@ -1,24 +1,17 @@
 package main
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/transparency-dev/merkle/rfc6962"
-	"github.com/transparency-dev/merkle/testonly"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -33,162 +26,6 @@ import (
 const auditCmdOrigin = "trustfed.test/audit"
 
 var auditCmdT0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-
-// auditCmdFake serves an audit log of real leaves with real proofs, signed
-// by its registry key, and checks cosignatures the way the registry does.
-type auditCmdFake struct {
-	trustfedv1.UnimplementedAuditServiceServer
-	trustfedv1.UnimplementedRegistryServiceServer
-
-	regKey  ed25519.PrivateKey
-	members map[string]ed25519.PublicKey
-
-	mu        sync.Mutex
-	entries   []*trustfedv1.AuditEntry
-	tree      *testonly.Tree
-	leaves    [][]byte
-	note      []byte
-	cosigs    []string
-	submitted int
-}
-
-// serve publishes a log of the given entries (sequences and times filled in).
-func (f *auditCmdFake) serve(t *testing.T, entries ...*trustfedv1.AuditEntry) {
-	t.Helper()
-	tree := testonly.New(rfc6962.DefaultHasher)
-	var leaves [][]byte
-	for i, e := range entries {
-		e.Sequence = uint64(i)
-		e.Time = timestamppb.New(auditCmdT0.Add(time.Duration(i) * time.Minute))
-		leaf, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
-		require.NoError(t, err)
-		tree.AppendData(leaf)
-		leaves = append(leaves, leaf)
-	}
-	signer, _, err := attestation.NewCheckpointSigner(auditCmdOrigin, f.regKey)
-	require.NoError(t, err)
-	note, err := attestation.SignCheckpoint(attestation.Checkpoint{Origin: auditCmdOrigin, Size: tree.Size(), Root: tree.Hash()}, signer)
-	require.NoError(t, err)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.entries, f.tree, f.leaves, f.note, f.cosigs = entries, tree, leaves, note, nil
-}
-
-func (f *auditCmdFake) vkey(t *testing.T) string {
-	t.Helper()
-	vkey, err := attestation.CheckpointVerifierKey(auditCmdOrigin, f.regKey.Public().(ed25519.PublicKey))
-	require.NoError(t, err)
-	return vkey
-}
-
-func (f *auditCmdFake) GetKeys(context.Context, *trustfedv1.GetKeysRequest) (*trustfedv1.GetKeysResponse, error) {
-	return &trustfedv1.GetKeysResponse{Keys: []*trustfedv1.RegistryKey{
-		{KeyId: "k1", PublicKey: f.regKey.Public().(ed25519.PublicKey), CreateTime: timestamppb.New(auditCmdT0)},
-	}}, nil
-}
-
-func (f *auditCmdFake) GetSignedTreeHead(_ context.Context, req *trustfedv1.GetSignedTreeHeadRequest) (*trustfedv1.GetSignedTreeHeadResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if int(req.MinCosignatures) > len(f.cosigs) {
-		return nil, status.Errorf(codes.NotFound, "no kept checkpoint has %d cosignatures", req.MinCosignatures)
-	}
-	note := append([]byte(nil), f.note...)
-	var witnesses []string
-	for _, line := range f.cosigs {
-		note = append(note, line+"\n"...)
-		witnesses = append(witnesses, strings.Fields(line)[1])
-	}
-	vkey, _ := attestation.CheckpointVerifierKey(auditCmdOrigin, f.regKey.Public().(ed25519.PublicKey))
-	return &trustfedv1.GetSignedTreeHeadResponse{
-		Checkpoint: note, Origin: auditCmdOrigin, TreeSize: f.tree.Size(), RootHash: f.tree.Hash(), Witnesses: witnesses,
-		Time: timestamppb.New(auditCmdT0), VerifierKey: vkey, LogSize: f.tree.Size(), Meta: &trustfedv1.ReadMeta{Index: 77},
-	}, nil
-}
-
-func (f *auditCmdFake) ListAuditEntries(_ context.Context, req *trustfedv1.ListAuditEntriesRequest) (*trustfedv1.ListAuditEntriesResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	size := f.tree.Size()
-	if req.TreeSize != 0 {
-		size = req.TreeSize
-	}
-	from := uint64(0)
-	if req.PageToken != "" {
-		var err error
-		if from, err = strconv.ParseUint(req.PageToken, 10, 64); err != nil {
-			return nil, status.Error(codes.InvalidArgument, "page_token")
-		}
-	}
-	resp := &trustfedv1.ListAuditEntriesResponse{TreeSize: size}
-	for seq := from; seq < size; seq++ {
-		e := f.entries[seq]
-		if (req.Type != "" && e.Type != req.Type) || (req.OrganizationId != "" && !slices.Contains(e.OrganizationIds, req.OrganizationId)) {
-			continue
-		}
-		if len(resp.Records) == int(req.PageSize) {
-			resp.NextPageToken = strconv.FormatUint(seq, 10)
-			break
-		}
-		rec := &trustfedv1.AuditRecord{Sequence: seq, Leaf: f.leaves[seq], Entry: proto.CloneOf(e)}
-		if req.WithProofs {
-			rec.InclusionProof, _ = f.tree.InclusionProof(seq, size)
-		}
-		resp.Records = append(resp.Records, rec)
-	}
-	return resp, nil
-}
-
-func (f *auditCmdFake) GetInclusionProof(_ context.Context, req *trustfedv1.GetInclusionProofRequest) (*trustfedv1.GetInclusionProofResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	size := req.TreeSize
-	if size == 0 {
-		size = f.tree.Size()
-	}
-	hashes, err := f.tree.InclusionProof(req.Sequence, size)
-	if err != nil || req.Sequence >= size {
-		return nil, status.Error(codes.InvalidArgument, "sequence")
-	}
-	return &trustfedv1.GetInclusionProofResponse{Sequence: req.Sequence, TreeSize: size, Hashes: hashes, Leaf: f.leaves[req.Sequence]}, nil
-}
-
-func (f *auditCmdFake) GetConsistencyProof(_ context.Context, req *trustfedv1.GetConsistencyProofRequest) (*trustfedv1.GetConsistencyProofResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	hashes, err := f.tree.ConsistencyProof(req.First, req.Second)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	return &trustfedv1.GetConsistencyProofResponse{First: req.First, Second: req.Second, Hashes: hashes}, nil
-}
-
-func (f *auditCmdFake) AddCosignature(_ context.Context, req *trustfedv1.AddCosignatureRequest) (*trustfedv1.AddCosignatureResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.submitted++
-	var line string
-	for _, l := range strings.Split(string(req.Checkpoint), "\n") {
-		if strings.HasPrefix(l, "— "+req.OrganizationId+" ") {
-			line = l
-		}
-	}
-	if _, err := attestation.VerifyCosignature(f.note, line, req.OrganizationId, f.members[req.OrganizationId]); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	f.cosigs = append(f.cosigs, line)
-	return &trustfedv1.AddCosignatureResponse{TreeSize: f.tree.Size()}, nil
-}
-
-// startAuditCmdFake serves f over TLS; it returns the CLI's environment.
-func startAuditCmdFake(t *testing.T, f *auditCmdFake) map[string]string {
-	t.Helper()
-	addr, ca := serveFake(t, func(srv *grpc.Server) {
-		trustfedv1.RegisterAuditServiceServer(srv, f)
-		trustfedv1.RegisterRegistryServiceServer(srv, f)
-	})
-	return map[string]string{"TRUSTFED_ADDR": addr, "TRUSTFED_CACERT": ca}
-}
 
 // auditCmdKey writes an organisation key pair and returns the files.
 func auditCmdKey(t *testing.T, dir, org string) (keyFile, pubFile string, pub ed25519.PublicKey) {
@@ -282,7 +119,8 @@ func TestAuditCmdEntriesTable(t *testing.T) {
 		{Sequence: 1, Entry: denied},
 		{Sequence: 2, Entry: &trustfedv1.AuditEntry{Type: "APPROVE_ORGANIZATION", Principal: "admin", OrganizationIds: []string{"acme"}, Error: "organization \"acme\" is not pending\n"}},
 		{Sequence: 3, Entry: &trustfedv1.AuditEntry{Type: "LEVEL_CHANGE", OrganizationIds: []string{"acme"}, LevelChange: &trustfedv1.AuditLevelChange{OrganizationId: "acme", FromLevel: 3, ToLevel: 1}}},
-		{Sequence: 4, Entry: &trustfedv1.AuditEntry{Type: "CASCADE", OrganizationIds: []string{"acme", "globex"}, CascadeId: "evt-00000000000000aa"}},
+		{Sequence: 4, Entry: &trustfedv1.AuditEntry{Type: "CASCADE", OrganizationIds: []string{"acme", "globex"}, CascadeId: "evt-00000000000000aa",
+			CascadeEvent: &trustfedv1.Event{Id: "evt-00000000000000aa", Kind: trustfedv1.EventKind_EVENT_KIND_REVOCATION, OrganizationId: "acme", Reason: "key compromised"}}},
 		{Sequence: 5, Entry: &trustfedv1.AuditEntry{Type: "AUTH_FAILURE", AuthFailure: &trustfedv1.AuditAuthFailure{Method: "/trustfed.v1.AdminService/ApproveOrganization", Code: "PermissionDenied"}}},
 		{Sequence: 6, Entry: &trustfedv1.AuditEntry{Type: "UPDATE_ORGANIZATION", Time: timestamppb.New(auditCmdT0), OrganizationIds: []string{"globex"}, Principal: "admin"}},
 		{Sequence: 7, Entry: &trustfedv1.AuditEntry{Type: "DECISION", Decision: &trustfedv1.AuditDecision{Statement: []byte{0xff}}}},
@@ -295,7 +133,7 @@ func TestAuditCmdEntriesTable(t *testing.T) {
 	require.Equal(t, "1 - DECISION acme,globex acme/agent-1 deny data_share acme->globex", lines[2])
 	require.Equal(t, `2 - APPROVE_ORGANIZATION acme admin refused: organization "acme" is not pending `, lines[3], "control characters cleaned")
 	require.Equal(t, "3 - LEVEL_CHANGE acme - acme: 3 (TRUSTED) -> 1 (VERIFIED)", lines[4])
-	require.Equal(t, "4 - CASCADE acme,globex - cascade evt-00000000000000aa", lines[5])
+	require.Equal(t, "4 - CASCADE acme,globex - cascade evt-00000000000000aa: REVOCATION of acme (key compromised)", lines[5])
 	require.Equal(t, "5 - AUTH_FAILURE - - PermissionDenied /trustfed.v1.AdminService/ApproveOrganization", lines[6])
 	require.Equal(t, "6 2026-11-23T12:00:00Z UPDATE_ORGANIZATION globex admin -", lines[7])
 	require.Equal(t, "7 - DECISION - - decision (statement does not decode)", lines[8])
@@ -308,10 +146,9 @@ func TestAuditCmdEntriesTable(t *testing.T) {
 func TestAuditCmdAgainstServer(t *testing.T) {
 	dir := t.TempDir()
 	acmeKey, acmePub, pub := auditCmdKey(t, dir, "acme")
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	f := &auditCmdFake{regKey: key, members: map[string]ed25519.PublicKey{"acme": pub}}
-	env := startAuditCmdFake(t, f)
+	f := newAuditFake(t, auditCmdOrigin, auditCmdT0)
+	f.members = map[string]ed25519.PublicKey{"acme": pub}
+	env := startAuditFake(t, f)
 	f.serve(t, auditCmdLog(t, 5)...)
 	state := filepath.Join(dir, "witness.json")
 

@@ -506,8 +506,9 @@ func openAuditLog(dataDir string) (*audit.Log, error) {
 	// the log and is taken after syncing it).
 	l, err := audit.OpenWith(path, audit.Options{NoSync: true})
 	if err != nil {
-		// A file a power loss left unreadable is rebuilt the same way:
-		// from the snapshot and the Raft log. Keep it for inspection.
+		// A file a power loss left unreadable, or one written in an older
+		// layout (audit.ErrFormat), is rebuilt the same way: from the
+		// snapshot and the Raft log. Keep it for inspection.
 		aside := fmt.Sprintf("%s.unreadable-%d", path, time.Now().Unix())
 		if rerr := os.Rename(path, aside); rerr != nil {
 			return nil, fmt.Errorf("open the audit log: %w (and could not move it aside: %v)", err, rerr)
@@ -536,5 +537,13 @@ func verifyAuditLog(ctx context.Context, l *audit.Log, fsm *state.FSM, logger *s
 		logger.Error("audit log altered: its entries do not hash to its tree", "error", err)
 		return
 	}
-	logger.Info("audit log verified", "entries", size, "duration", time.Since(start).Round(time.Millisecond))
+	// The file's own hashes can be rewritten with its entries; the newest
+	// signed checkpoint cannot.
+	signed, err := fsm.CheckLatestCheckpoint()
+	if err != nil {
+		fsm.ReportAuditFault(fmt.Sprintf("the audit log does not verify against the signed checkpoint: %v", err))
+		logger.Error("audit log altered: it disagrees with the newest signed checkpoint", "error", err)
+		return
+	}
+	logger.Info("audit log verified", "entries", size, "signed_checkpoint_size", signed, "duration", time.Since(start).Round(time.Millisecond))
 }

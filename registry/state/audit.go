@@ -253,6 +253,7 @@ func (f *FSM) auditCommand(before, tx *memdb.Txn, env *commandv1.Envelope, raw [
 			OrganizationIds: sortedKeys(named),
 			Principal:       ps.name(env.Principal),
 			CascadeId:       c.Id,
+			CascadeEvent:    c.Event, // only read: add encodes the entry at once
 		})
 	}
 	return first
@@ -278,10 +279,30 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*comm
 			e.Type = AuditAuthFailure
 			af := x.AuthFailure // decoded for this command alone: ours to change
 			af.Identity, af.Peer = ps.name(af.Identity), ps.name(af.Peer)
+			af.OrganizationIds = validOrganizationIDs(af.OrganizationIds)
+			e.OrganizationIds = af.OrganizationIds
 			e.AuthFailure = af
 		}
 		f.audit.add(index, t, e)
 	}
+}
+
+// maxAuthFailureOrgs bounds the organisations one refused call is filed
+// under.
+const maxAuthFailureOrgs = 4
+
+// validOrganizationIDs keeps, sorted and once each, the well-formed
+// organisation ids of a refused call (a caller controls what its request
+// names: nothing else becomes an index label).
+func validOrganizationIDs(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if ValidateOrganizationID("organization_id", id) == nil && !slices.Contains(out, id) && len(out) < maxAuthFailureOrgs {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // auditLevelChanges records every organisation whose level the command
@@ -573,6 +594,33 @@ func decisionViews(types []trustfedv1.PiiType) []trustfedv1.ComplianceMode {
 		return []trustfedv1.ComplianceMode{hipaa, soc2, gdpr}
 	}
 	return []trustfedv1.ComplianceMode{soc2}
+}
+
+// CheckLatestCheckpoint compares this replica's log with the newest
+// checkpoint in its state (signature checked when it was committed): the
+// start-up check that the entries the registry signed are still the ones on
+// disk, whatever the file's own hashes say. It returns the checkpoint's
+// size (0 when there is none or no audit log).
+func (f *FSM) CheckLatestCheckpoint() (uint64, error) {
+	if f.audit == nil {
+		return 0, nil
+	}
+	cp, ok := f.store.Read().LatestCheckpoint()
+	if !ok {
+		return 0, nil
+	}
+	_, size, root, err := f.verifier.ParseCheckpoint(cp.Note)
+	if err != nil {
+		return 0, fmt.Errorf("parse the checkpoint of index %d: %w", cp.Index, err)
+	}
+	local, err := f.audit.log.RootAt(size)
+	if err != nil {
+		return size, fmt.Errorf("root of the first %d entries: %w", size, err)
+	}
+	if !bytes.Equal(local, root) {
+		return size, fmt.Errorf("the first %d entries hash to %x, the checkpoint signed at index %d says %x", size, local, cp.Index, root)
+	}
+	return size, nil
 }
 
 // applyCheckpoint stores a checkpoint the leader signed with the registry

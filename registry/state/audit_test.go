@@ -175,6 +175,12 @@ func TestAuditEntryForEveryCommand(t *testing.T) {
 	require.Len(t, c, 1)
 	require.Equal(t, []string{"acme", "bank"}, c[0].OrganizationIds)
 	require.NotEmpty(t, c[0].CascadeId)
+	ev := c[0].CascadeEvent
+	require.NotNil(t, ev, "the entry says what started the cascade")
+	require.Equal(t, c[0].CascadeId, ev.Id)
+	require.Equal(t, trustfedv1.EventKind_EVENT_KIND_REVOCATION, ev.Kind, "%v", ev)
+	require.Equal(t, "bank", ev.OrganizationId)
+	require.Equal(t, trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED, ev.Status)
 
 	// Entry times never go back, and sequence numbers have no gaps.
 	for i := 1; i < len(entries); i++ {
@@ -280,8 +286,14 @@ func TestCheckpointsAndCosignatures(t *testing.T) {
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
 	require.ErrorContains(t, put(a, sign(otherKey, size, a.log.Root())).Err, "note")
 	require.ErrorContains(t, put(a, sign(registryKey, size+5, a.log.Root())).Err, "the log has")
+	n, err := a.fsm.CheckLatestCheckpoint()
+	require.NoError(t, err)
+	require.Zero(t, n, "no checkpoint yet")
 	require.NoError(t, put(a, good).Err)
 	require.Empty(t, a.fsm.AuditFault())
+	n, err = a.fsm.CheckLatestCheckpoint()
+	require.NoError(t, err, "the start-up check agrees with the newest checkpoint")
+	require.Equal(t, size, n)
 	require.ErrorContains(t, put(a, good).Err, "does not grow", "a checkpoint must grow the log")
 	require.Equal(t, size, a.log.Size(), "checkpoints are not themselves audited")
 
@@ -300,6 +312,8 @@ func TestCheckpointsAndCosignatures(t *testing.T) {
 	index = uint64(len(cmds))
 	require.NoError(t, put(b, good).Err)
 	require.Contains(t, b.fsm.AuditFault(), "disagrees with the checkpoint")
+	_, err = b.fsm.CheckLatestCheckpoint()
+	require.ErrorContains(t, err, "the checkpoint signed at index", "the start-up check finds the altered log too")
 
 	// Witnesses cosign a kept checkpoint with their organisation key.
 	index = uint64(len(cmds)) + 10
@@ -376,4 +390,27 @@ func TestGDPRModePseudonymises(t *testing.T) {
 	b, err = state.Encode(&commandv1.ProposeAdminChange{Change: bad, Approval: admin.Approve(bad)}, state.EnvelopeMeta{Time: now})
 	require.NoError(t, err)
 	require.ErrorContains(t, a.apply(7, b).Err, "compliance_modes.modes[0]")
+}
+
+// A refused call is filed under the well-formed organisation ids it names,
+// once each; what else a caller put in its request never becomes a label.
+func TestAuthFailureFiledUnderItsOrganisations(t *testing.T) {
+	a := newAuditedFSM(t, filepath.Join(t.TempDir(), "audit.db"))
+	raw, err := state.Encode(&commandv1.AppendAudit{Events: []*commandv1.AuditEvent{{
+		Event: &commandv1.AuditEvent_AuthFailure{AuthFailure: &trustfedv1.AuditAuthFailure{
+			Method: "/trustfed.v1.RegistryService/CheckInteraction", Code: "PermissionDenied", Identity: "member:acme/gw-1",
+			OrganizationIds: []string{"globex", "acme", "Not Valid!", "acme", strings.Repeat("x", 300)},
+		}},
+		Principal: "member:acme/gw-1",
+	}}}, state.EnvelopeMeta{Time: auditT0})
+	require.NoError(t, err)
+	require.NoError(t, a.apply(1, raw).Err)
+	entries := a.entries()
+	require.Len(t, entries, 1)
+	require.Equal(t, []string{"acme", "globex"}, entries[0].OrganizationIds)
+	require.Equal(t, []string{"acme", "globex"}, entries[0].AuthFailure.OrganizationIds)
+	lf, err := a.log.Leaf(0)
+	require.NoError(t, err)
+	require.Contains(t, lf.Labels, state.LabelOrg+"globex")
+	require.NotContains(t, strings.Join(lf.Labels, ","), "Not Valid!")
 }

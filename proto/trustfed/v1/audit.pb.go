@@ -63,7 +63,11 @@ type AuditEntry struct {
 	// the organisations named).
 	CascadeId string `protobuf:"bytes,14,opt,name=cascade_id,json=cascadeId,proto3" json:"cascade_id,omitempty"`
 	// The compliance views the entry belongs to.
-	Compliance    []ComplianceMode `protobuf:"varint,15,rep,packed,name=compliance,proto3,enum=trustfed.v1.ComplianceMode" json:"compliance,omitempty"`
+	Compliance []ComplianceMode `protobuf:"varint,15,rep,packed,name=compliance,proto3,enum=trustfed.v1.ComplianceMode" json:"compliance,omitempty"`
+	// For CASCADE entries: the event that started the cascade (kind,
+	// organisation, reason, agreement or session, the organisation's status
+	// and level after it), so the entry reads on its own.
+	CascadeEvent  *Event `protobuf:"bytes,16,opt,name=cascade_event,json=cascadeEvent,proto3" json:"cascade_event,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +203,13 @@ func (x *AuditEntry) GetCascadeId() string {
 func (x *AuditEntry) GetCompliance() []ComplianceMode {
 	if x != nil {
 		return x.Compliance
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetCascadeEvent() *Event {
+	if x != nil {
+		return x.CascadeEvent
 	}
 	return nil
 }
@@ -357,10 +368,14 @@ type AuditAuthFailure struct {
 	// The identity presented, if any (hashed in GDPR mode).
 	Identity string `protobuf:"bytes,4,opt,name=identity,proto3" json:"identity,omitempty"`
 	// The caller's address (hashed in GDPR mode).
-	Peer          string `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
-	NodeId        string `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Peer   string `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
+	NodeId string `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The organisations the refused call concerns: the caller's (from its
+	// verified credential) and any other one the request asked to act for or
+	// about. The entry is listed under each (AuditEntry.organization_ids).
+	OrganizationIds []string `protobuf:"bytes,7,rep,name=organization_ids,json=organizationIds,proto3" json:"organization_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AuditAuthFailure) Reset() {
@@ -433,6 +448,13 @@ func (x *AuditAuthFailure) GetNodeId() string {
 		return x.NodeId
 	}
 	return ""
+}
+
+func (x *AuditAuthFailure) GetOrganizationIds() []string {
+	if x != nil {
+		return x.OrganizationIds
+	}
+	return nil
 }
 
 // AuditRecord is one entry of the audit log with the exact bytes hashed.
@@ -1265,7 +1287,7 @@ var File_trustfed_v1_audit_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x17trustfed/v1/audit.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17trustfed/v1/types.proto\"\xdd\x04\n" +
+	"\x17trustfed/v1/audit.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19trustfed/v1/cascade.proto\x1a\x17trustfed/v1/types.proto\"\x96\x05\n" +
 	"\n" +
 	"AuditEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
@@ -1286,7 +1308,8 @@ const file_trustfed_v1_audit_proto_rawDesc = "" +
 	"cascade_id\x18\x0e \x01(\tR\tcascadeId\x12;\n" +
 	"\n" +
 	"compliance\x18\x0f \x03(\x0e2\x1b.trustfed.v1.ComplianceModeR\n" +
-	"compliance\"{\n" +
+	"compliance\x127\n" +
+	"\rcascade_event\x18\x10 \x01(\v2\x12.trustfed.v1.EventR\fcascadeEvent\"{\n" +
 	"\rAuditDecision\x12\x1c\n" +
 	"\tstatement\x18\x01 \x01(\fR\tstatement\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
@@ -1297,14 +1320,15 @@ const file_trustfed_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"from_level\x18\x02 \x01(\rR\tfromLevel\x12\x19\n" +
 	"\bto_level\x18\x03 \x01(\rR\atoLevel\x12)\n" +
-	"\x04caps\x18\x04 \x03(\v2\x15.trustfed.v1.LevelCapR\x04caps\"\x9f\x01\n" +
+	"\x04caps\x18\x04 \x03(\v2\x15.trustfed.v1.LevelCapR\x04caps\"\xca\x01\n" +
 	"\x10AuditAuthFailure\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n" +
 	"\bidentity\x18\x04 \x01(\tR\bidentity\x12\x12\n" +
 	"\x04peer\x18\x05 \x01(\tR\x04peer\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId\"\x95\x01\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x12)\n" +
+	"\x10organization_ids\x18\a \x03(\tR\x0forganizationIds\"\x95\x01\n" +
 	"\vAuditRecord\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x12\n" +
 	"\x04leaf\x18\x02 \x01(\fR\x04leaf\x12-\n" +
@@ -1413,9 +1437,10 @@ var file_trustfed_v1_audit_proto_goTypes = []any{
 	(*AddCosignatureResponse)(nil),      // 14: trustfed.v1.AddCosignatureResponse
 	(*timestamppb.Timestamp)(nil),       // 15: google.protobuf.Timestamp
 	(ComplianceMode)(0),                 // 16: trustfed.v1.ComplianceMode
-	(*LevelCap)(nil),                    // 17: trustfed.v1.LevelCap
-	(Consistency)(0),                    // 18: trustfed.v1.Consistency
-	(*ReadMeta)(nil),                    // 19: trustfed.v1.ReadMeta
+	(*Event)(nil),                       // 17: trustfed.v1.Event
+	(*LevelCap)(nil),                    // 18: trustfed.v1.LevelCap
+	(Consistency)(0),                    // 19: trustfed.v1.Consistency
+	(*ReadMeta)(nil),                    // 20: trustfed.v1.ReadMeta
 }
 var file_trustfed_v1_audit_proto_depIdxs = []int32{
 	15, // 0: trustfed.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
@@ -1423,36 +1448,37 @@ var file_trustfed_v1_audit_proto_depIdxs = []int32{
 	2,  // 2: trustfed.v1.AuditEntry.level_change:type_name -> trustfed.v1.AuditLevelChange
 	3,  // 3: trustfed.v1.AuditEntry.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
 	16, // 4: trustfed.v1.AuditEntry.compliance:type_name -> trustfed.v1.ComplianceMode
-	17, // 5: trustfed.v1.AuditLevelChange.caps:type_name -> trustfed.v1.LevelCap
-	0,  // 6: trustfed.v1.AuditRecord.entry:type_name -> trustfed.v1.AuditEntry
-	18, // 7: trustfed.v1.GetSignedTreeHeadRequest.consistency:type_name -> trustfed.v1.Consistency
-	15, // 8: trustfed.v1.GetSignedTreeHeadResponse.time:type_name -> google.protobuf.Timestamp
-	19, // 9: trustfed.v1.GetSignedTreeHeadResponse.meta:type_name -> trustfed.v1.ReadMeta
-	15, // 10: trustfed.v1.ListAuditEntriesRequest.since:type_name -> google.protobuf.Timestamp
-	15, // 11: trustfed.v1.ListAuditEntriesRequest.until:type_name -> google.protobuf.Timestamp
-	16, // 12: trustfed.v1.ListAuditEntriesRequest.compliance:type_name -> trustfed.v1.ComplianceMode
-	18, // 13: trustfed.v1.ListAuditEntriesRequest.consistency:type_name -> trustfed.v1.Consistency
-	4,  // 14: trustfed.v1.ListAuditEntriesResponse.records:type_name -> trustfed.v1.AuditRecord
-	19, // 15: trustfed.v1.ListAuditEntriesResponse.meta:type_name -> trustfed.v1.ReadMeta
-	18, // 16: trustfed.v1.GetInclusionProofRequest.consistency:type_name -> trustfed.v1.Consistency
-	19, // 17: trustfed.v1.GetInclusionProofResponse.meta:type_name -> trustfed.v1.ReadMeta
-	18, // 18: trustfed.v1.GetConsistencyProofRequest.consistency:type_name -> trustfed.v1.Consistency
-	19, // 19: trustfed.v1.GetConsistencyProofResponse.meta:type_name -> trustfed.v1.ReadMeta
-	5,  // 20: trustfed.v1.AuditService.GetSignedTreeHead:input_type -> trustfed.v1.GetSignedTreeHeadRequest
-	7,  // 21: trustfed.v1.AuditService.ListAuditEntries:input_type -> trustfed.v1.ListAuditEntriesRequest
-	9,  // 22: trustfed.v1.AuditService.GetInclusionProof:input_type -> trustfed.v1.GetInclusionProofRequest
-	11, // 23: trustfed.v1.AuditService.GetConsistencyProof:input_type -> trustfed.v1.GetConsistencyProofRequest
-	13, // 24: trustfed.v1.AuditService.AddCosignature:input_type -> trustfed.v1.AddCosignatureRequest
-	6,  // 25: trustfed.v1.AuditService.GetSignedTreeHead:output_type -> trustfed.v1.GetSignedTreeHeadResponse
-	8,  // 26: trustfed.v1.AuditService.ListAuditEntries:output_type -> trustfed.v1.ListAuditEntriesResponse
-	10, // 27: trustfed.v1.AuditService.GetInclusionProof:output_type -> trustfed.v1.GetInclusionProofResponse
-	12, // 28: trustfed.v1.AuditService.GetConsistencyProof:output_type -> trustfed.v1.GetConsistencyProofResponse
-	14, // 29: trustfed.v1.AuditService.AddCosignature:output_type -> trustfed.v1.AddCosignatureResponse
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	17, // 5: trustfed.v1.AuditEntry.cascade_event:type_name -> trustfed.v1.Event
+	18, // 6: trustfed.v1.AuditLevelChange.caps:type_name -> trustfed.v1.LevelCap
+	0,  // 7: trustfed.v1.AuditRecord.entry:type_name -> trustfed.v1.AuditEntry
+	19, // 8: trustfed.v1.GetSignedTreeHeadRequest.consistency:type_name -> trustfed.v1.Consistency
+	15, // 9: trustfed.v1.GetSignedTreeHeadResponse.time:type_name -> google.protobuf.Timestamp
+	20, // 10: trustfed.v1.GetSignedTreeHeadResponse.meta:type_name -> trustfed.v1.ReadMeta
+	15, // 11: trustfed.v1.ListAuditEntriesRequest.since:type_name -> google.protobuf.Timestamp
+	15, // 12: trustfed.v1.ListAuditEntriesRequest.until:type_name -> google.protobuf.Timestamp
+	16, // 13: trustfed.v1.ListAuditEntriesRequest.compliance:type_name -> trustfed.v1.ComplianceMode
+	19, // 14: trustfed.v1.ListAuditEntriesRequest.consistency:type_name -> trustfed.v1.Consistency
+	4,  // 15: trustfed.v1.ListAuditEntriesResponse.records:type_name -> trustfed.v1.AuditRecord
+	20, // 16: trustfed.v1.ListAuditEntriesResponse.meta:type_name -> trustfed.v1.ReadMeta
+	19, // 17: trustfed.v1.GetInclusionProofRequest.consistency:type_name -> trustfed.v1.Consistency
+	20, // 18: trustfed.v1.GetInclusionProofResponse.meta:type_name -> trustfed.v1.ReadMeta
+	19, // 19: trustfed.v1.GetConsistencyProofRequest.consistency:type_name -> trustfed.v1.Consistency
+	20, // 20: trustfed.v1.GetConsistencyProofResponse.meta:type_name -> trustfed.v1.ReadMeta
+	5,  // 21: trustfed.v1.AuditService.GetSignedTreeHead:input_type -> trustfed.v1.GetSignedTreeHeadRequest
+	7,  // 22: trustfed.v1.AuditService.ListAuditEntries:input_type -> trustfed.v1.ListAuditEntriesRequest
+	9,  // 23: trustfed.v1.AuditService.GetInclusionProof:input_type -> trustfed.v1.GetInclusionProofRequest
+	11, // 24: trustfed.v1.AuditService.GetConsistencyProof:input_type -> trustfed.v1.GetConsistencyProofRequest
+	13, // 25: trustfed.v1.AuditService.AddCosignature:input_type -> trustfed.v1.AddCosignatureRequest
+	6,  // 26: trustfed.v1.AuditService.GetSignedTreeHead:output_type -> trustfed.v1.GetSignedTreeHeadResponse
+	8,  // 27: trustfed.v1.AuditService.ListAuditEntries:output_type -> trustfed.v1.ListAuditEntriesResponse
+	10, // 28: trustfed.v1.AuditService.GetInclusionProof:output_type -> trustfed.v1.GetInclusionProofResponse
+	12, // 29: trustfed.v1.AuditService.GetConsistencyProof:output_type -> trustfed.v1.GetConsistencyProofResponse
+	14, // 30: trustfed.v1.AuditService.AddCosignature:output_type -> trustfed.v1.AddCosignatureResponse
+	26, // [26:31] is the sub-list for method output_type
+	21, // [21:26] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_audit_proto_init() }
@@ -1460,6 +1486,7 @@ func file_trustfed_v1_audit_proto_init() {
 	if File_trustfed_v1_audit_proto != nil {
 		return
 	}
+	file_trustfed_v1_cascade_proto_init()
 	file_trustfed_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

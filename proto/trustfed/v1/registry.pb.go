@@ -508,9 +508,17 @@ type DecisionStatement struct {
 	DecidedAt          *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
 	ValidUntil         *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
 	KeyId              string                 `protobuf:"bytes,18,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	AuthorizationId    string                 `protobuf:"bytes,19,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The granted dual authorisation the decision relied on (empty if none).
+	AuthorizationId string `protobuf:"bytes,19,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
+	// The authorisation id the request presented, granted or not: with the
+	// fields above, every input of the check (audit replay re-derives the
+	// decision from them and the state at index).
+	PresentedAuthorizationId string `protobuf:"bytes,20,opt,name=presented_authorization_id,json=presentedAuthorizationId,proto3" json:"presented_authorization_id,omitempty"`
+	// The decision needs a granted dual authorisation (CheckInteractionResponse
+	// field of the same name).
+	RequiresDualAuthorization bool `protobuf:"varint,21,opt,name=requires_dual_authorization,json=requiresDualAuthorization,proto3" json:"requires_dual_authorization,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *DecisionStatement) Reset() {
@@ -674,6 +682,20 @@ func (x *DecisionStatement) GetAuthorizationId() string {
 		return x.AuthorizationId
 	}
 	return ""
+}
+
+func (x *DecisionStatement) GetPresentedAuthorizationId() string {
+	if x != nil {
+		return x.PresentedAuthorizationId
+	}
+	return ""
+}
+
+func (x *DecisionStatement) GetRequiresDualAuthorization() bool {
+	if x != nil {
+		return x.RequiresDualAuthorization
+	}
+	return false
 }
 
 type GetKeysRequest struct {
@@ -1560,7 +1582,7 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x06key_id\x18\x10 \x01(\tR\x05keyId\x12>\n" +
 	"\x1brequires_dual_authorization\x18\x11 \x01(\bR\x19requiresDualAuthorization\x12)\n" +
 	"\x10authorization_id\x18\x12 \x01(\tR\x0fauthorizationId\x12%\n" +
-	"\x0eaudit_sequence\x18\x13 \x01(\x04R\rauditSequence\"\x8d\x06\n" +
+	"\x0eaudit_sequence\x18\x13 \x01(\x04R\rauditSequence\"\x8b\a\n" +
 	"\x11DecisionStatement\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
@@ -1586,7 +1608,9 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\vvalid_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"validUntil\x12\x15\n" +
 	"\x06key_id\x18\x12 \x01(\tR\x05keyId\x12)\n" +
-	"\x10authorization_id\x18\x13 \x01(\tR\x0fauthorizationId\"\x10\n" +
+	"\x10authorization_id\x18\x13 \x01(\tR\x0fauthorizationId\x12<\n" +
+	"\x1apresented_authorization_id\x18\x14 \x01(\tR\x18presentedAuthorizationId\x12>\n" +
+	"\x1brequires_dual_authorization\x18\x15 \x01(\bR\x19requiresDualAuthorization\"\x10\n" +
 	"\x0eGetKeysRequest\"\xc4\x01\n" +
 	"\vRegistryKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
