@@ -93,6 +93,13 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		return fmt.Errorf("listen -http-addr %s: %w", f.httpAddr, err)
 	}
 	defer httpLis.Close()
+	var debugLis net.Listener
+	if f.debugAddr != "" {
+		if debugLis, err = net.Listen("tcp", f.debugAddr); err != nil {
+			return fmt.Errorf("listen -debug-addr %s: %w", f.debugAddr, err)
+		}
+		defer debugLis.Close()
+	}
 	apiAddr := f.advertise
 	if apiAddr == "" {
 		apiAddr = grpcLis.Addr().String()
@@ -216,6 +223,9 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { verifyAuditLog(gctx, auditLog, fsm, logger); return nil })
 	g.Go(func() error { return node.Run(gctx) })
+	if debugLis != nil {
+		g.Go(func() error { return serveDebug(gctx, debugLis, logger) })
+	}
 	g.Go(func() error {
 		if err := gs.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("grpc server: %w", err)

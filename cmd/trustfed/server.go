@@ -46,6 +46,7 @@ type serverFlags struct {
 
 	auditOrigin        string
 	unauditedDecisions bool
+	debugAddr          string
 
 	memberCertTTL time.Duration
 }
@@ -76,6 +77,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.cascadeWorkers, "cascade-workers", 256, "notifications in flight per cascade (raise for very large federations on slow networks)")
 	fs.StringVar(&f.webhookCA, "webhook-ca", "", "PEM file of extra CAs trusted for members' webhook endpoints (default: system roots)")
 	fs.StringVar(&f.auditOrigin, "audit-origin", "trustfed.local/audit", "name of the audit log in its signed checkpoints (C2SP origin): make it unique to your federation, e.g. registry.example.org/audit; fixed by the first checkpoint")
+	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (off by default; no authentication, so loopback only)")
 	fs.BoolVar(&f.unauditedDecisions, "unaudited-decisions", false, "answer checks without committing their audit entries (-dev only: to measure what auditing costs)")
 }
 
@@ -170,6 +172,9 @@ func (f *serverFlags) resolve() error {
 	}
 	if f.unauditedDecisions && !f.dev {
 		return usageError{errors.New("-unaudited-decisions is only for measurements in -dev mode: every decision is audited otherwise")}
+	}
+	if f.debugAddr != "" && !isLoopback(f.debugAddr) {
+		return usageError{fmt.Errorf("-debug-addr %q is not a loopback address: the profiles have no authentication", f.debugAddr)}
 	}
 	if f.auditOrigin == "" || strings.ContainsAny(f.auditOrigin, " +\n") {
 		return usageError{fmt.Errorf("-audit-origin %q must be a non-empty name without spaces or '+'", f.auditOrigin)}
