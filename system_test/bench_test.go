@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -17,30 +18,12 @@ import (
 // process over gRPC/TLS on loopback, from parallel clients sharing one
 // connection (as a member gateway does).
 func BenchmarkCheckInteraction(b *testing.B) {
-	d := startDev(b, noRateLimits...)
-	c := dial(b, d.srv, d.caFile, d.token)
-	waitServing(b, c)
-	fed := testutil.NewFederation(b)
-	accredit(b, c, fed, d.admins)
-	enrol(b, c, fed, "bench-a", 4)
-	enrol(b, c, fed, "bench-b", 3)
-	agree(b, c, fed, "bench-a", "bench-b", "task_send")
-	member := memberOf(b, c, d.srv, d.caFile, fed, "bench-a")
+	member := benchMember(b)
 
 	for _, mode := range []trustfedv1.Consistency{trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE, trustfedv1.Consistency_CONSISTENCY_STALE} {
 		b.Run(mode.String(), func(b *testing.B) {
 			req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bench-a", ToOrganizationId: "bench-b", Action: "task_send", Consistency: mode}
-			b.SetParallelism(16)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := member.Registry().CheckInteraction(context.Background(), req)
-					if err != nil || resp.Decision != trustfedv1.Decision_DECISION_ALLOW {
-						b.Errorf("check: %v %v", resp.GetDecision(), err)
-						return
-					}
-				}
-			})
+			runChecks(b, member, req, 16)
 		})
 	}
 }
@@ -166,4 +149,36 @@ func BenchmarkCascadeEndToEnd(b *testing.B) {
 		b.ReportMetric(ms(lat[len(lat)-1]), "ms-ack-max")
 		b.ReportMetric(ms(cpu1-cpu0), "ms-server-cpu")
 	}
+}
+
+// benchMember starts a dev server (rate limits off, extra flags), enrols
+// bench-a (level 4) and bench-b (level 3) with an agreement covering
+// task_send, and returns a member node of bench-a: the callers of the check
+// benchmarks.
+func benchMember(b *testing.B, extra ...string) *client.Client {
+	d := startDev(b, slices.Concat(noRateLimits, extra)...)
+	c := dial(b, d.srv, d.caFile, d.token)
+	waitServing(b, c)
+	fed := testutil.NewFederation(b)
+	accredit(b, c, fed, d.admins)
+	enrol(b, c, fed, "bench-a", 4)
+	enrol(b, c, fed, "bench-b", 3)
+	agree(b, c, fed, "bench-a", "bench-b", "task_send")
+	return memberOf(b, c, d.srv, d.caFile, fed, "bench-a")
+}
+
+// runChecks times b.N checks req (each must be allowed) from parallelism ×
+// GOMAXPROCS goroutines of member.
+func runChecks(b *testing.B, member *client.Client, req *trustfedv1.CheckInteractionRequest, parallelism int) {
+	b.SetParallelism(parallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := member.Registry().CheckInteraction(context.Background(), req)
+			if err != nil || resp.Decision != trustfedv1.Decision_DECISION_ALLOW {
+				b.Errorf("check: %v %v", resp.GetDecision(), err)
+				return
+			}
+		}
+	})
 }

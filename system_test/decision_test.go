@@ -61,10 +61,16 @@ func TestSignedFreshDecisions(t *testing.T) {
 	_, err = client.VerifyDecision(resp, keys, valid)
 	require.ErrorIs(t, err, attestation.ErrDecisionExpired, "never used at or past valid_until")
 
-	forged := proto.CloneOf(resp)
-	forged.EffectiveLevel = 4
-	_, err = client.VerifyDecision(forged, keys, decided)
-	require.ErrorIs(t, err, attestation.ErrDecisionMismatch, "an answer that differs from the signed statement")
+	for name, forge := range map[string]func(*trustfedv1.CheckInteractionResponse){
+		"effective level":             func(r *trustfedv1.CheckInteractionResponse) { r.EffectiveLevel = 4 },
+		"requires dual authorisation": func(r *trustfedv1.CheckInteractionResponse) { r.RequiresDualAuthorization = true },
+		"authorisation relied on":     func(r *trustfedv1.CheckInteractionResponse) { r.AuthorizationId = "auth-0000000000000001" },
+	} {
+		forged := proto.CloneOf(resp)
+		forge(forged)
+		_, err = client.VerifyDecision(forged, keys, decided)
+		require.ErrorIs(t, err, attestation.ErrDecisionMismatch, "an answer whose %s differs from the signed statement", name)
+	}
 	tampered := proto.CloneOf(resp)
 	tampered.Statement[len(tampered.Statement)-1] ^= 1
 	_, err = client.VerifyDecision(tampered, keys, decided)

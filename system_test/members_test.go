@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +67,24 @@ func TestMemberNodes(t *testing.T) {
 		require.NoError(t, check(mc, ""), "the organisation comes from the certificate")
 		require.NoError(t, check(mc, "acme"))
 		requireCode(t, check(mc, "globex"), codes.PermissionDenied, "acme")
+		// The refusal is audited under both organisations: acme sees what
+		// its node tried, globex that someone tried to act as it.
+		testutil.Eventually(t, 30*time.Second, "the refusal is in globex's audit view", func() error {
+			resp, err := admin.Audit().ListAuditEntries(ctxT(t), &trustfedv1.ListAuditEntriesRequest{OrganizationId: "globex", Type: "AUTH_FAILURE", PageSize: 100})
+			if err != nil {
+				return err
+			}
+			for _, r := range resp.Records {
+				af := r.Entry.GetAuthFailure()
+				if af.GetCode() == codes.PermissionDenied.String() && strings.Contains(af.Identity, "acme/gw-1") {
+					if !slices.Equal(r.Entry.OrganizationIds, []string{"acme", "globex"}) {
+						return testutil.Permanent(fmt.Errorf("refusal filed under %v, want acme and globex", r.Entry.OrganizationIds))
+					}
+					return nil
+				}
+			}
+			return errors.New("no PermissionDenied entry of acme/gw-1 yet")
+		})
 		n := testutil.MemberNode(t, admin, "acme", "gw-1")
 		require.Equal(t, m.Leaf.SerialNumber.Text(16), n.LastCertificateSerial)
 		require.Equal(t, trustfedv1.MemberNodeStatus_MEMBER_NODE_STATUS_ACTIVE, n.Status)
