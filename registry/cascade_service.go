@@ -174,7 +174,10 @@ func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.Ser
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			// DEADLINE_EXCEEDED or CANCELLED, not OK: a watcher whose
+			// deadline passed must not read the end as a clean close (its
+			// own deadline and the server's race).
+			return ctx.Err()
 		case <-changed:
 		case <-tick.C:
 		}
