@@ -141,12 +141,13 @@ var tokenRoles = map[trustfedv1.TokenRole]commandv1.Role{
 	trustfedv1.TokenRole_TOKEN_ROLE_ADMIN:      commandv1.Role_ROLE_ADMIN,
 	trustfedv1.TokenRole_TOKEN_ROLE_GOVERNANCE: commandv1.Role_ROLE_GOVERNANCE,
 	trustfedv1.TokenRole_TOKEN_ROLE_REGULATOR:  commandv1.Role_ROLE_REGULATOR,
+	trustfedv1.TokenRole_TOKEN_ROLE_MONITOR:    commandv1.Role_ROLE_MONITOR,
 }
 
 // stateRole is the stored role of an API role.
 func stateRole(r trustfedv1.TokenRole) (commandv1.Role, error) {
 	if r == trustfedv1.TokenRole_TOKEN_ROLE_UNSPECIFIED {
-		return 0, state.Invalid("role", "is required (admin, governance or regulator)")
+		return 0, state.Invalid("role", "is required (admin, governance, regulator or monitor)")
 	}
 	role, ok := tokenRoles[r]
 	if !ok {

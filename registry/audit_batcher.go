@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/trustfed/trustfed/consensus"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
@@ -59,8 +60,11 @@ type auditBatcher struct {
 	// Raft term this node committed them in (0 if it did not commit them
 	// as leader).
 	commit func(ctx context.Context, evs []*commandv1.AuditEvent) (first, term uint64, err error)
-	log    *slog.Logger
-	queue  chan auditItem
+	// observe, if set, is told each batch's size, commit time and outcome
+	// (metrics).
+	observe func(events int, took time.Duration, err error)
+	log     *slog.Logger
+	queue   chan auditItem
 
 	fireAndForget atomic.Int64 // auth failures queued
 	dropped       atomic.Uint64
@@ -150,7 +154,11 @@ func (b *auditBatcher) Run(ctx context.Context) {
 			for i, it := range batch {
 				evs[i] = it.ev
 			}
+			start := time.Now()
 			seq, term, err := b.commit(ctx, evs)
+			if b.observe != nil {
+				b.observe(len(evs), time.Since(start), err)
+			}
 			if err != nil {
 				b.log.Warn("audit: batch not committed", "events", len(evs), "error", err)
 			}
@@ -233,6 +241,7 @@ func (s *Server) AppendAudit(ctx context.Context, req *peerv1.AppendAuditRequest
 // never waited on), under the caller's organisation (from its verified
 // credential) and the organisations the request named (about).
 func (s *Server) auditAuthFailure(ctx context.Context, method string, p Principal, st error, about ...string) {
+	s.metrics.refused(st)
 	if s.audit == nil {
 		return
 	}

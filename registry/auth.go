@@ -40,10 +40,13 @@ const (
 	// RoleMember is a member node of an organisation (client certificate
 	// from the federation CA naming organisation and node).
 	RoleMember
+	// RoleMonitor is a monitoring system (bearer token): it reads GET
+	// /metrics and calls public methods only.
+	RoleMonitor
 )
 
 // Roles lists every role, for tables and tests.
-var Roles = []Role{RoleNone, RoleAdmin, RoleNode, RoleGovernance, RoleRegulator, RoleMember}
+var Roles = []Role{RoleNone, RoleAdmin, RoleNode, RoleGovernance, RoleRegulator, RoleMember, RoleMonitor}
 
 func (r Role) String() string {
 	switch r {
@@ -57,6 +60,8 @@ func (r Role) String() string {
 		return "regulator"
 	case RoleMember:
 		return "member"
+	case RoleMonitor:
+		return "monitor"
 	default:
 		return "none"
 	}
@@ -409,6 +414,8 @@ func (a authenticator) fromToken(header string) (Principal, error) {
 		return Principal{ID: id, Role: RoleGovernance, Organization: tok.OrganizationId}, nil
 	case commandv1.Role_ROLE_REGULATOR:
 		return Principal{ID: id, Role: RoleRegulator, Organization: tok.OrganizationId}, nil
+	case commandv1.Role_ROLE_MONITOR:
+		return Principal{ID: id, Role: RoleMonitor}, nil
 	default:
 		return Principal{ID: id}, fmt.Errorf("%w: token has no usable role", ErrUnauthenticated)
 	}

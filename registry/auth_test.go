@@ -107,7 +107,7 @@ func TestSecurityDoc(t *testing.T) {
 }
 
 // tableRoles are the table's columns.
-var tableRoles = []Role{RoleNone, RoleAdmin, RoleGovernance, RoleRegulator, RoleMember, RoleNode}
+var tableRoles = []Role{RoleNone, RoleAdmin, RoleGovernance, RoleRegulator, RoleMember, RoleNode, RoleMonitor}
 
 func policyTable() string {
 	var b strings.Builder

@@ -46,6 +46,7 @@ func TestTokenAuthentication(t *testing.T) {
 	put("g", commandv1.Role_ROLE_GOVERNANCE, "acme", false)
 	put("r", commandv1.Role_ROLE_REGULATOR, "", false)
 	put("s", commandv1.Role_ROLE_REGULATOR, "acme", false)
+	put("m", commandv1.Role_ROLE_MONITOR, "", false)
 
 	now := t0.Add(time.Minute)
 	a := authenticator{store: store, clock: func() time.Time { return now }}
@@ -55,6 +56,7 @@ func TestTokenAuthentication(t *testing.T) {
 		"g": {Role: RoleGovernance, Organization: "acme"},
 		"r": {Role: RoleRegulator},
 		"s": {Role: RoleRegulator, Organization: "acme"},
+		"m": {Role: RoleMonitor},
 	} {
 		p, err := auth(name)
 		require.NoError(t, err, name)

@@ -36,6 +36,7 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 		}
 		resp.AuditSequence = seq
 	}
+	s.metrics.decided(resp)
 	return resp, nil
 }
 

@@ -104,6 +104,8 @@ type Server struct {
 	// limiter holds rate-limit buckets, stream slots and the bound on
 	// audited transport refusals (ratelimit.go, tls_audit.go).
 	limiter *limiter
+	// metrics are served at GET /metrics (metrics.go).
+	metrics *metrics
 }
 
 // New checks cfg and returns a Server.
@@ -153,6 +155,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.batcher = newAuditBatcher(s.commitAudit, cfg.Logger.With("component", "audit"))
 	s.limiter = newLimiter(cfg.Limits, time.Now)
+	s.metrics = newMetrics(s)
+	s.batcher.observe = s.metrics.batchCommitted
 	return s, nil
 }
 
@@ -164,11 +168,12 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // ServerOptions are the options every gRPC server of ours needs: the
-// interceptor chain and message limits. Add transport credentials to them.
+// interceptor chain (call metrics first, so refused calls count too) and
+// message limits. Add transport credentials to them.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor(), s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor(), s.streamInterceptor),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 	}
 }
@@ -183,6 +188,9 @@ func (s *Server) Register(gs *grpc.Server) {
 	trustfedv1.RegisterAuditServiceServer(gs, s)
 	trustfedv1.RegisterAccessServiceServer(gs, s)
 	peerv1.RegisterPeerServiceServer(gs, s)
+	if s.metrics != nil {
+		s.metrics.grpc.InitializeMetrics(gs) // every method's series from zero
+	}
 }
 
 // unaryInterceptor is the one place every unary call passes: authenticate,

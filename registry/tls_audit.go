@@ -70,6 +70,7 @@ func (s *Server) AuditTransportRefusal(listener, remoteAddr string, err error) {
 	if s == nil || err == nil {
 		return
 	}
+	s.metrics.tlsRefusal(listener)
 	reason := truncateReason(err.Error())
 	rf := s.limiter.refusals
 	if !rf.lim.Allow() {

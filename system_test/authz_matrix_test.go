@@ -35,7 +35,7 @@ type matrixRow struct {
 	cells  map[string]string // column -> "✓", "own", "✓ / own", "—"
 }
 
-var matrixColumns = []string{"public", "admin", "governance", "regulator", "member", "node"}
+var matrixColumns = []string{"public", "admin", "governance", "regulator", "member", "node", "monitor"}
 
 // readMatrix parses the authorisation table of docs/security.md (generated
 // from the registry's policy and checked against it by TestSecurityDoc).
@@ -314,6 +314,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{name: "regulator", scoped: true, conn: dial(t, d.srv, d.caFile, tokenFor(trustfedv1.TokenRole_TOKEN_ROLE_REGULATOR, "acme")).Conn()},
 		{name: "member", conn: members["acme"].Conn()},
 		{name: "node", conn: nodeConn(t, d)},
+		{name: "monitor", conn: dial(t, d.srv, d.caFile, tokenFor(trustfedv1.TokenRole_TOKEN_ROLE_MONITOR, "")).Conn()},
 	}
 
 	mismatches, calls := 0, 0

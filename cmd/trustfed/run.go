@@ -168,8 +168,11 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		return err
 	}
 	defer gw.Close()
+	httpMux := http.NewServeMux()
+	httpMux.Handle("GET /metrics", srv.MetricsHandler()) // Prometheus, monitor or admin token
+	httpMux.Handle("/", gw)
 	hs := &http.Server{
-		Handler:           gw,
+		Handler:           httpMux,
 		TLSConfig:         serverTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

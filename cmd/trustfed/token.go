@@ -17,8 +17,9 @@ import (
 )
 
 const tokenLong = `Bearer tokens for people: federation admins, an organisation's governance
-authority (acts for its organisation only) and regulators (read the audit
-trail; federation-wide, or one organisation's with --org). Admins create,
+authority (acts for its organisation only), regulators (read the audit
+trail; federation-wide, or one organisation's with --org) and monitoring
+systems (read GET /metrics only, e.g. a Prometheus scraper). Admins create,
 list and revoke them. A token's secret is shown once, when it is created: the
 registry keeps only its SHA-256. Every token expires (1 minute to 366 days,
 default 30 days) and a revoked token stops working on the next call, on every
@@ -29,6 +30,7 @@ var tokenRoleNames = map[string]trustfedv1.TokenRole{
 	"admin":      trustfedv1.TokenRole_TOKEN_ROLE_ADMIN,
 	"governance": trustfedv1.TokenRole_TOKEN_ROLE_GOVERNANCE,
 	"regulator":  trustfedv1.TokenRole_TOKEN_ROLE_REGULATOR,
+	"monitor":    trustfedv1.TokenRole_TOKEN_ROLE_MONITOR,
 }
 
 // tokenIDPattern is the format of token ids (attestation.NewToken).
@@ -51,13 +53,15 @@ type tokenCreateOptions struct {
 func (o *tokenCreateOptions) request() (*trustfedv1.CreateTokenRequest, error) {
 	role, ok := tokenRoleNames[strings.ToLower(strings.TrimSpace(o.role))]
 	if !ok {
-		return nil, usageErrorf("--role %q: want admin, governance or regulator", o.role)
+		return nil, usageErrorf("--role %q: want admin, governance, regulator or monitor", o.role)
 	}
 	switch {
 	case role == trustfedv1.TokenRole_TOKEN_ROLE_GOVERNANCE && o.org == "":
 		return nil, usageErrorf("--org is required for a governance token")
 	case role == trustfedv1.TokenRole_TOKEN_ROLE_ADMIN && o.org != "":
 		return nil, usageErrorf("--org must not be set for an admin token (admins act for the whole federation)")
+	case role == trustfedv1.TokenRole_TOKEN_ROLE_MONITOR && o.org != "":
+		return nil, usageErrorf("--org must not be set for a monitor token (metrics are the node's, not an organisation's)")
 	case o.org != "":
 		if err := validateOrgID("--org", o.org); err != nil {
 			return nil, err
@@ -80,10 +84,11 @@ func (o *tokenCreateOptions) request() (*trustfedv1.CreateTokenRequest, error) {
 func newTokenCreateCmd(a *app) *cobra.Command {
 	var o tokenCreateOptions
 	cmd := &cobra.Command{
-		Use:   "create --role admin|governance|regulator [--org ORG] --description TEXT [--ttl 720h]",
+		Use:   "create --role admin|governance|regulator|monitor [--org ORG] --description TEXT [--ttl 720h]",
 		Short: "Create a token and print its secret (shown only this once)",
 		Example: `  trustfed token create --role governance --org acme-bank --description "Acme Bank governance desk" --ttl 90d
   trustfed token create --role regulator --description "EU supervisory authority" --ttl 30d
+  trustfed token create --role monitor --description "Prometheus, ops cluster" --ttl 366d
   trustfed -o json token create --role admin --description "Jane Doe, federation operations"`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -102,7 +107,7 @@ func newTokenCreateCmd(a *app) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.role, "role", "", "admin, governance or regulator (required)")
+	f.StringVar(&o.role, "role", "", "admin, governance, regulator or monitor (required)")
 	f.StringVar(&o.org, "org", "", "the organisation a governance token acts for (required) or a regulator token may read (optional)")
 	f.StringVar(&o.description, "description", "", "whose token it is and why, 1..200 characters (required)")
 	f.StringVar(&o.ttl, "ttl", "720h", "how long the token works: 1m..366d, e.g. 90d or 720h")

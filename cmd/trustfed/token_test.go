@@ -95,9 +95,10 @@ func TestTokenCmdUsageErrors(t *testing.T) {
 	}{
 		{"no role", []string{"token", "create", "--description", "d"}, `"role" not set`},
 		{"no description", []string{"token", "create", "--role", "admin"}, `"description" not set`},
-		{"unknown role", []string{"token", "create", "--role", "root", "--description", "d"}, "want admin, governance or regulator"},
+		{"unknown role", []string{"token", "create", "--role", "root", "--description", "d"}, "want admin, governance, regulator or monitor"},
 		{"governance without org", []string{"token", "create", "--role", "governance", "--description", "d"}, "--org is required"},
 		{"admin with org", []string{"token", "create", "--role", "admin", "--org", "acme", "--description", "d"}, "must not be set for an admin token"},
+		{"monitor with org", []string{"token", "create", "--role", "monitor", "--org", "acme", "--description", "d"}, "must not be set for a monitor token"},
 		{"bad org", []string{"token", "create", "--role", "regulator", "--org", "Acme", "--description", "d"}, "not a valid organisation id"},
 		{"blank description", []string{"token", "create", "--role", "admin", "--description", "  "}, "--description"},
 		{"bad ttl", []string{"token", "create", "--role", "admin", "--description", "d", "--ttl", "soon"}, "want a number of days"},

@@ -69,12 +69,17 @@ func ValidateTokenID(field, id string) error {
 // ValidateTokenScope checks a role and the organisation it is scoped to:
 // governance tokens need an organisation (which need not be registered yet:
 // a prospective member registers with its governance token), regulator
-// tokens may have one, admin tokens have none.
+// tokens may have one, admin and monitor tokens have none.
 func ValidateTokenScope(roleField, orgField string, role commandv1.Role, org string) error {
 	switch role {
 	case commandv1.Role_ROLE_ADMIN:
 		if org != "" {
 			return Invalid(orgField, "must be empty for an admin token (admins act for the whole federation)")
+		}
+		return nil
+	case commandv1.Role_ROLE_MONITOR:
+		if org != "" {
+			return Invalid(orgField, "must be empty for a monitor token (metrics are the node's, not an organisation's)")
 		}
 		return nil
 	case commandv1.Role_ROLE_GOVERNANCE:

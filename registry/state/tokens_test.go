@@ -197,6 +197,9 @@ func TestPutTokenValidation(t *testing.T) {
 			tok.Role, tok.OrganizationId = commandv1.Role_ROLE_REGULATOR, "-x"
 		}, false, state.ErrInvalidArgument, "token.organization_id"},
 		{"admin with an organisation", func(_ *tokens, tok *commandv1.Token) { tok.OrganizationId = "acme-bank" }, false, state.ErrInvalidArgument, "token.organization_id"},
+		{"monitor with an organisation", func(_ *tokens, tok *commandv1.Token) {
+			tok.Role, tok.OrganizationId = commandv1.Role_ROLE_MONITOR, "acme-bank"
+		}, false, state.ErrInvalidArgument, "token.organization_id"},
 		{"no description", func(_ *tokens, tok *commandv1.Token) { tok.Description = "" }, false, state.ErrInvalidArgument, "token.description"},
 		{"long description", func(_ *tokens, tok *commandv1.Token) { tok.Description = long }, false, state.ErrInvalidArgument, "token.description"},
 		{"control character in description", func(_ *tokens, tok *commandv1.Token) { tok.Description = "a\nb" }, false, state.ErrInvalidArgument, "token.description"},

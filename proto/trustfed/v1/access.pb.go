@@ -36,6 +36,9 @@ const (
 	// A regulator or auditor: reads the audit trail, changes nothing. Scoped to
 	// one organisation if organization_id is set, else federation-wide.
 	TokenRole_TOKEN_ROLE_REGULATOR TokenRole = 3
+	// A monitoring system (e.g. Prometheus): reads the operational metrics at
+	// GET /metrics and nothing else; calls no API method but the public ones.
+	TokenRole_TOKEN_ROLE_MONITOR TokenRole = 4
 )
 
 // Enum value maps for TokenRole.
@@ -45,12 +48,14 @@ var (
 		1: "TOKEN_ROLE_ADMIN",
 		2: "TOKEN_ROLE_GOVERNANCE",
 		3: "TOKEN_ROLE_REGULATOR",
+		4: "TOKEN_ROLE_MONITOR",
 	}
 	TokenRole_value = map[string]int32{
 		"TOKEN_ROLE_UNSPECIFIED": 0,
 		"TOKEN_ROLE_ADMIN":       1,
 		"TOKEN_ROLE_GOVERNANCE":  2,
 		"TOKEN_ROLE_REGULATOR":   3,
+		"TOKEN_ROLE_MONITOR":     4,
 	}
 )
 
@@ -1610,12 +1615,13 @@ const file_trustfed_v1_access_proto_rawDesc = "" +
 	"\x0fcertificate_pem\x18\x01 \x01(\tR\x0ecertificatePem\x12\x15\n" +
 	"\x06ca_pem\x18\x02 \x01(\tR\x05caPem\x127\n" +
 	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x16\n" +
-	"\x06serial\x18\x04 \x01(\tR\x06serial*r\n" +
+	"\x06serial\x18\x04 \x01(\tR\x06serial*\x8a\x01\n" +
 	"\tTokenRole\x12\x1a\n" +
 	"\x16TOKEN_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TOKEN_ROLE_ADMIN\x10\x01\x12\x19\n" +
 	"\x15TOKEN_ROLE_GOVERNANCE\x10\x02\x12\x18\n" +
-	"\x14TOKEN_ROLE_REGULATOR\x10\x03*u\n" +
+	"\x14TOKEN_ROLE_REGULATOR\x10\x03\x12\x16\n" +
+	"\x12TOKEN_ROLE_MONITOR\x10\x04*u\n" +
 	"\x10MemberNodeStatus\x12\"\n" +
 	"\x1eMEMBER_NODE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19MEMBER_NODE_STATUS_ACTIVE\x10\x01\x12\x1e\n" +

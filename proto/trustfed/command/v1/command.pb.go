@@ -190,6 +190,7 @@ const (
 	Role_ROLE_ADMIN       Role = 1
 	Role_ROLE_GOVERNANCE  Role = 2
 	Role_ROLE_REGULATOR   Role = 3
+	Role_ROLE_MONITOR     Role = 4
 )
 
 // Enum value maps for Role.
@@ -199,12 +200,14 @@ var (
 		1: "ROLE_ADMIN",
 		2: "ROLE_GOVERNANCE",
 		3: "ROLE_REGULATOR",
+		4: "ROLE_MONITOR",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED": 0,
 		"ROLE_ADMIN":       1,
 		"ROLE_GOVERNANCE":  2,
 		"ROLE_REGULATOR":   3,
+		"ROLE_MONITOR":     4,
 	}
 )
 
@@ -3355,13 +3358,14 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x19COMMAND_TYPE_REVOKE_TOKEN\x10\x1e\x12\"\n" +
 	"\x1eCOMMAND_TYPE_ENROL_MEMBER_NODE\x10\x1f\x12#\n" +
 	"\x1fCOMMAND_TYPE_REMOVE_MEMBER_NODE\x10 \x12)\n" +
-	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!*U\n" +
+	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!*g\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x01\x12\x13\n" +
 	"\x0fROLE_GOVERNANCE\x10\x02\x12\x12\n" +
-	"\x0eROLE_REGULATOR\x10\x03BBZ@github.com/trustfed/trustfed/proto/trustfed/command/v1;commandv1b\x06proto3"
+	"\x0eROLE_REGULATOR\x10\x03\x12\x10\n" +
+	"\fROLE_MONITOR\x10\x04BBZ@github.com/trustfed/trustfed/proto/trustfed/command/v1;commandv1b\x06proto3"
 
 var (
 	file_trustfed_command_v1_command_proto_rawDescOnce sync.Once
