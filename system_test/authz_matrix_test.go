@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -369,11 +368,7 @@ func nodeConn(t *testing.T, d *devServer) *grpc.ClientConn {
 	dir := filepath.Join(d.srv.DataDir, "tls")
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, attestation.DevCertFileName), filepath.Join(dir, attestation.DevKeyFileName))
 	require.NoError(t, err)
-	pem, err := os.ReadFile(d.caFile)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(pem))
-	conn, err := grpc.NewClient(d.srv.Addrs.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})))
+	conn, err := grpc.NewClient(d.srv.Addrs.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: caPool(t, d.caFile), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn

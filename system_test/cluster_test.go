@@ -2,6 +2,7 @@ package system_test
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -154,6 +155,25 @@ func TestThreeNodeCluster(t *testing.T) {
 		testutil.Eventually(t, 30*time.Second, "OPEN_SESSION audited as acme-bank's node", principal("acme-bank", "OPEN_SESSION"))
 		testutil.Eventually(t, 30*time.Second, "HEARTBEAT_SESSION audited as st-mary's node", principal("st-mary", "HEARTBEAT_SESSION"))
 		testutil.Eventually(t, 30*time.Second, "CLOSE_SESSION audited as acme-bank's node", principal("acme-bank", "CLOSE_SESSION"))
+	})
+
+	t.Run("each node's metrics report its own Raft role and its own checks", func(t *testing.T) {
+		hc := httpsClient(t, c.pki.CAFile)
+		for _, id := range all {
+			code, m, body := scrape(t, hc, "https://"+c.servers[id].Addrs.HTTPAddr, c.token)
+			require.Equal(t, http.StatusOK, code, "%s: %s", id, body)
+			role := "Follower"
+			if id == leader {
+				role = "Leader"
+			}
+			require.Equal(t, 1.0, metricValue(m, "trustfed_raft_state", map[string]string{"state": role}), "%s is a %s", id, role)
+			require.Equal(t, metricValue(m, "trustfed_raft_state", map[string]string{"state": "Leader"}), metricValue(m, "trustfed_raft_ready_leader", nil), id)
+			require.Equal(t, 1.0, metricValue(m, "trustfed_raft_has_leader", nil), id)
+			// The previous subtest sent one check to each node.
+			require.Equal(t, 1.0, metricValue(m, "grpc_server_handled_total",
+				map[string]string{"grpc_method": "CheckInteraction", "grpc_code": "OK"}), "%s answered one check", id)
+			require.Equal(t, 1.0, metricValue(m, "trustfed_decisions_total", map[string]string{"decision": "allow"}), id)
+		}
 	})
 
 	t.Run("every acknowledged write is visible to the next read on any node", func(t *testing.T) {

@@ -3,8 +3,6 @@ package system_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -42,12 +40,7 @@ func startDev(t testing.TB, extra ...string) *devServer {
 	dir := t.TempDir()
 	srv := testutil.StartServer(t, bin, dir, append(append([]string{"-dev"}, loopbackPorts...), extra...)...)
 	d := &devServer{srv: srv, token: adminToken(t, dir), caFile: srv.Addrs.CACert, base: "https://" + srv.Addrs.HTTPAddr}
-	pem, err := os.ReadFile(d.caFile)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(pem))
-	d.http = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
-	t.Cleanup(d.http.CloseIdleConnections)
+	d.http = httpsClient(t, d.caFile)
 	testutil.Eventually(t, 30*time.Second, "dev server prints its banner", func() error {
 		if !strings.Contains(srv.Stdout.String(), "admin token") {
 			return errors.New("no banner yet")

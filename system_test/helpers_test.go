@@ -2,7 +2,10 @@ package system_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,3 +70,22 @@ func logContains(srv *testutil.Server, s string) error {
 }
 
 func nextID(n *int64) int64 { return atomic.AddInt64(n, 1) }
+
+// caPool trusts the CA certificate in caFile alone.
+func caPool(t testing.TB, caFile string) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(pem), "no certificate in %s", caFile)
+	return pool
+}
+
+// httpsClient speaks TLS 1.3 to servers whose certificates caFile's CA
+// issued; its idle connections close when the test ends.
+func httpsClient(t testing.TB, caFile string) *http.Client {
+	t.Helper()
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool(t, caFile), MinVersion: tls.VersionTLS13}}}
+	t.Cleanup(hc.CloseIdleConnections)
+	return hc
+}

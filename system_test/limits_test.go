@@ -3,10 +3,8 @@ package system_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -35,11 +33,7 @@ func TestRateLimitsOverARealServer(t *testing.T) {
 	}
 	d := startDev(t, "-rate-reads", "1", "-rate-reads-burst", "5")
 	// A bare gRPC connection: the SDK would wait the limit out.
-	pool := x509.NewCertPool()
-	pem, err := os.ReadFile(d.caFile)
-	require.NoError(t, err)
-	require.True(t, pool.AppendCertsFromPEM(pem))
-	conn, err := grpc.NewClient(d.srv.Addrs.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13})))
+	conn, err := grpc.NewClient(d.srv.Addrs.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: caPool(t, d.caFile), MinVersion: tls.VersionTLS13})))
 	require.NoError(t, err)
 	defer conn.Close()
 	ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+d.token)

@@ -16,16 +16,21 @@ import (
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
-// scrape GETs /metrics over HTTPS with token; it returns the status and,
-// on 200, the parsed exposition (the body otherwise).
+// scrape GETs /metrics over HTTPS with token; it returns the status, on
+// 200 the parsed exposition, and the body.
 func (d *devServer) scrape(t *testing.T, token string) (int, testutil.Metrics, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, d.base+"/metrics", nil)
+	return scrape(t, d.http, d.base, token)
+}
+
+func scrape(t *testing.T, hc *http.Client, base, token string) (int, testutil.Metrics, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, base+"/metrics", nil)
 	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := d.http.Do(req)
+	resp, err := hc.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
@@ -34,6 +39,13 @@ func (d *devServer) scrape(t *testing.T, token string) (int, testutil.Metrics, s
 		return resp.StatusCode, nil, string(body)
 	}
 	return resp.StatusCode, testutil.ParseMetrics(t, strings.NewReader(string(body))), string(body)
+}
+
+// metricValue is the value of a sample (0 when absent: a counter not yet
+// incremented has no series).
+func metricValue(m testutil.Metrics, name string, labels map[string]string) float64 {
+	v, _ := m.Value(name, labels)
+	return v
 }
 
 // A running server's GET /metrics, over HTTPS: a monitor token reads it
@@ -106,10 +118,7 @@ func TestMetricsOverHTTPS(t *testing.T) {
 	t.Run("numbers follow the node's work", func(t *testing.T) {
 		code, before, text := d.scrape(t, monitor)
 		require.Equal(t, http.StatusOK, code, text)
-		at := func(m testutil.Metrics, name string, labels map[string]string) float64 {
-			v, _ := m.Value(name, labels) // absent = 0
-			return v
-		}
+		at := metricValue
 		const allowed, denied = 5, 3
 		var denyReason string
 		for i := range allowed + denied {
