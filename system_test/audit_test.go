@@ -307,15 +307,8 @@ func benchChecks(b *testing.B, callers int, extra []string) {
 // fails verification; replaying the whole log re-derives every decision
 // with no mismatch; a tree head kept earlier is proven a prefix of today's.
 func TestEvidenceBundleEndToEnd(t *testing.T) {
-	d := startDev(t)
-	c := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, c)
-	fed := testutil.NewFederation(t)
-	accredit(t, c, fed, d.admins)
-	enrol(t, c, fed, "clinic", 3)
-	enrol(t, c, fed, "lab", 3)
-	agree(t, c, fed, "clinic", "lab", "task_send", "context_share")
-	clinic := memberOf(t, c, d.srv, d.caFile, fed, "clinic")
+	p := startPair(t, "clinic", 3, "lab", 3, []string{"task_send", "context_share"})
+	d, c, clinic := p.d, p.admin, p.member
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	var last uint64
 	for i := range 20 {

@@ -156,15 +156,7 @@ func BenchmarkCascadeEndToEnd(b *testing.B) {
 // task_send, and returns a member node of bench-a: the callers of the check
 // benchmarks.
 func benchMember(b *testing.B, extra ...string) *client.Client {
-	d := startDev(b, slices.Concat(noRateLimits, extra)...)
-	c := dial(b, d.srv, d.caFile, d.token)
-	waitServing(b, c)
-	fed := testutil.NewFederation(b)
-	accredit(b, c, fed, d.admins)
-	enrol(b, c, fed, "bench-a", 4)
-	enrol(b, c, fed, "bench-b", 3)
-	agree(b, c, fed, "bench-a", "bench-b", "task_send")
-	return memberOf(b, c, d.srv, d.caFile, fed, "bench-a")
+	return startPair(b, "bench-a", 4, "bench-b", 3, []string{"task_send"}, slices.Concat(noRateLimits, extra)...).member
 }
 
 // runChecks times b.N checks req (each must be allowed) from parallelism ×

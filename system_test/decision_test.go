@@ -24,15 +24,8 @@ func TestSignedFreshDecisions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	d := startDev(t)
-	c := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, c)
-	fed := testutil.NewFederation(t)
-	accredit(t, c, fed, d.admins)
-	enrol(t, c, fed, "bank-a", 4)
-	enrol(t, c, fed, "bank-b", 2)
-	agree(t, c, fed, "bank-a", "bank-b", "task_send", "ping")
-	member := memberOf(t, c, d.srv, d.caFile, fed, "bank-a")
+	p := startPair(t, "bank-a", 4, "bank-b", 2, []string{"task_send", "ping"})
+	d, c, member := p.d, p.admin, p.member
 
 	// Public keys need no token.
 	code, body := d.do(t, "GET", "/v1/keys", "", nil)

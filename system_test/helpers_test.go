@@ -89,3 +89,27 @@ func httpsClient(t testing.TB, caFile string) *http.Client {
 	t.Cleanup(hc.CloseIdleConnections)
 	return hc
 }
+
+// pair is a dev server with two ACTIVE organisations, an agreement between
+// them, and a member node of the first: the set-up of most decision tests.
+type pair struct {
+	d      *devServer
+	admin  *client.Client // the dev admin token's
+	fed    *testutil.Federation
+	member *client.Client // a member node of the first organisation
+}
+
+// startPair starts a dev server (extra flags) and enrols a at level la and
+// b at level lb, with an agreement covering actions.
+func startPair(tb testing.TB, a string, la uint32, b string, lb uint32, actions []string, extra ...string) pair {
+	tb.Helper()
+	p := pair{d: startDev(tb, extra...), fed: testutil.NewFederation(tb)}
+	p.admin = dial(tb, p.d.srv, p.d.caFile, p.d.token)
+	waitServing(tb, p.admin)
+	accredit(tb, p.admin, p.fed, p.d.admins)
+	enrol(tb, p.admin, p.fed, a, la)
+	enrol(tb, p.admin, p.fed, b, lb)
+	agree(tb, p.admin, p.fed, a, b, actions...)
+	p.member = memberOf(tb, p.admin, p.d.srv, p.d.caFile, p.fed, a)
+	return p
+}

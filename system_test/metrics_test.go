@@ -57,15 +57,8 @@ func TestMetricsOverHTTPS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	d := startDev(t)
-	c := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, c)
-	fed := testutil.NewFederation(t)
-	accredit(t, c, fed, d.admins)
-	enrol(t, c, fed, "bank-a", 4)
-	enrol(t, c, fed, "bank-b", 2)
-	agree(t, c, fed, "bank-a", "bank-b", "task_send")
-	member := memberOf(t, c, d.srv, d.caFile, fed, "bank-a")
+	p := startPair(t, "bank-a", 4, "bank-b", 2, []string{"task_send"})
+	d, c, member := p.d, p.admin, p.member
 
 	tokenOf := func(role string) string {
 		code, body := d.do(t, "POST", "/v1/tokens", d.token, map[string]any{"role": role, "description": "metrics test " + role, "ttl": "3600s"})
