@@ -117,6 +117,14 @@ func TestDevServerEndToEnd(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, code)
 	})
 
+	t.Run("the banner names the metrics URL; the admin token reads it", func(t *testing.T) {
+		url := d.base + "/metrics"
+		require.Contains(t, d.srv.Stdout.String(), url)
+		code, m, body := d.scrape(t, d.token)
+		require.Equal(t, http.StatusOK, code, body)
+		require.Equal(t, 1.0, metricValue(m, "trustfed_raft_ready_leader", nil))
+	})
+
 	t.Run("OpenAPI document is served", func(t *testing.T) {
 		code, body := d.do(t, "GET", "/v1/openapi.json", "", nil)
 		require.Equal(t, http.StatusOK, code)

@@ -77,6 +77,7 @@ trustfed dev server is ready.
   data dir   %s
   gRPC       %s
   REST       https://%s   (OpenAPI: https://%s/v1/openapi.json)
+  metrics    https://%s/metrics   (Prometheus; admin or monitor token)
   raft       %s
   CA cert    %s
   admin token (also in %s):
@@ -90,5 +91,5 @@ Use it from another terminal:
   export TRUSTFED_ADMIN_KEY=%s
   trustfed status
 
-`, f.nodeID, f.dataDir, grpcAddr, httpAddr, httpAddr, raftAddr, caFile, f.tokenFile, token, adminKey, grpcAddr, token, caFile, adminKey)
+`, f.nodeID, f.dataDir, grpcAddr, httpAddr, httpAddr, httpAddr, raftAddr, caFile, f.tokenFile, token, adminKey, grpcAddr, token, caFile, adminKey)
 }
