@@ -239,9 +239,9 @@ const metricsAuthWait = 2 * time.Second
 // token of the monitor or admin role; anything else gets 401 (no or a bad
 // token) or 403 (another role), audited like a refused API call.
 //
-// Like an API call, a follower checks the token against state that holds
-// every committed write (a read index first), so a token revoked anywhere
-// is refused here too. Unlike an API call, when no leader answers within
+// Like an API call, a follower that accepts the token checks it again
+// against state that holds every committed write (after a read index), so
+// a token revoked anywhere is refused here too. Unlike an API call, when no leader answers within
 // metricsAuthWait it checks the token against its own state and serves:
 // metrics must stay readable when the cluster has no leader, which is
 // when they are needed most (docs/operations.md says so).
@@ -249,14 +249,19 @@ func (s *Server) MetricsHandler() http.Handler {
 	serve := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}, Timeout: 10 * time.Second})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		const method = "GET /metrics"
-		if !s.raft.IsLeader() {
+		header := r.Header.Get("Authorization")
+		p, err := s.auth.fromToken(header)
+		// As authenticateFresh: a token this node does not accept is
+		// refused at once (no leader round for a stranger's request); one
+		// it accepts is checked again after a read index on a follower.
+		if err == nil && !s.raft.IsLeader() {
 			ctx, cancel := context.WithTimeout(r.Context(), metricsAuthWait)
-			if _, err := s.raft.LinearizableRead(ctx); err != nil {
-				s.log.Info("metrics: no read index, checking the token against this node's state", "error", err)
+			if _, rerr := s.raft.LinearizableRead(ctx); rerr != nil {
+				s.log.Info("metrics: no read index, checking the token against this node's state", "error", rerr)
 			}
 			cancel()
+			p, err = s.auth.fromToken(header)
 		}
-		p, err := s.auth.fromToken(r.Header.Get("Authorization"))
 		if err == nil && p.Role != RoleMonitor && p.Role != RoleAdmin {
 			err = fmt.Errorf("%w: role %s may not read metrics (a monitor or admin token may)", ErrPermissionDenied, p.Role)
 		}
