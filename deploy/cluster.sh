@@ -86,6 +86,32 @@ grpc_port() { # node -> published gRPC port
 	esac
 }
 
+http_port() { # node -> published REST port
+	case $1 in
+	n1) echo "$TRUSTFED_N1_HTTP_PORT" ;;
+	n2) echo "$TRUSTFED_N2_HTTP_PORT" ;;
+	n3) echo "$TRUSTFED_N3_HTTP_PORT" ;;
+	*) die "unknown node $1" ;;
+	esac
+}
+
+# scrape NODE TOKEN: NODE's GET /metrics over HTTPS (fails on any non-200).
+scrape() {
+	curl -fsS --max-time 5 --cacert "$CERTS/ca.pem" -H "Authorization: Bearer $2" "https://127.0.0.1:$(http_port "$1")/metrics"
+}
+
+# metrics_agree TOKEN: every node's metrics answer and know a leader, and
+# exactly one node says it is the ready leader.
+metrics_agree() {
+	local n body leaders=0
+	for n in "${NODES[@]}"; do
+		body=$(scrape "$n" "$1") || return 1
+		grep -qx 'trustfed_raft_has_leader 1' <<<"$body" || return 1
+		! grep -qx 'trustfed_raft_ready_leader 1' <<<"$body" || leaders=$((leaders + 1))
+	done
+	[ "$leaders" -eq 1 ]
+}
+
 token() {
 	local f=$DATA/n1/admin.token
 	[ -s "$f" ] || die "no admin token in $f (is the cluster up?)"
@@ -581,6 +607,17 @@ cmd_test() {
 	# node started with -join, whose restart joins again through n1.
 	for ((r = 1; r <= rounds; r++)); do failover_round "$r"; done
 
+	step "metrics: a monitor token reads every node's /metrics; exactly one node is the ready leader"
+	out=$(cli_try n1 -o json token create --role monitor --description "cluster smoke test scraper" --ttl 1h) ||
+		die "token create --role monitor via n1"
+	local monitor
+	monitor=$(grep -o '"tf_[A-Za-z0-9_-]*"' <<<"$out" | tr -d '"' | head -1) # .secret, the only tf_ string
+	[ -n "$monitor" ] || die "token create: no .secret in: $(head -c 300 <<<"$out")"
+	[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CERTS/ca.pem" "https://127.0.0.1:$(http_port n2)/metrics")" = 401 ] ||
+		die "n2's /metrics without a token is not 401"
+	wait_for "every node's metrics know a leader; one is the ready leader" metrics_agree "$monitor" >/dev/null ||
+		die "the nodes' metrics do not agree on one ready leader"
+
 	step "final check: every node's replica has every organisation ACTIVE and the agreement"
 	for n in "${NODES[@]}"; do
 		wait_for "$n's replica has all ${#ORGS[@]} organisations ACTIVE" has_orgs cli "$n" --stale >/dev/null ||
@@ -610,7 +647,8 @@ cmd_test() {
 	echo "      onboarding cap lifted, agreement proposed and signed by both (DENY before, ALLOW after);"
 	echo "      $rounds fail-over round(s) (stopped>new leader: ${ROUNDS[*]}), each: data and ALLOW read back and one"
 	echo "      organisation registered + approved + its member node enrolled with one node down via a survivor, stopped node restarted and caught up;"
-	echo "      finally every node's own replica has all ${#ORGS[@]} organisations ACTIVE and ALLOWs acme-bank -> st-mary."
+	echo "      a monitor token reads every node's /metrics and exactly one reports itself the ready leader;
+      finally every node's own replica has all ${#ORGS[@]} organisations ACTIVE and ALLOWs acme-bank -> st-mary."
 	echo "timings: up ${t_up}s, federation setup ${t_writes}s, down ${t_down}s, total $(elapsed_since "$t_all")s"
 	printf '  %s\n' "${TOOK[@]}"
 }
