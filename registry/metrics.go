@@ -91,6 +91,10 @@ func newMetrics(s *Server) *metrics {
 	return m
 }
 
+// MetricsRegisterer registers more collectors on the registry GET /metrics
+// serves (the Raft library's own measurements: cmd/trustfed).
+func (s *Server) MetricsRegisterer() prometheus.Registerer { return s.metrics.reg }
+
 // The recording methods do nothing on a nil *metrics (servers some unit
 // tests build by hand).
 

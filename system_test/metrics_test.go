@@ -146,5 +146,9 @@ func TestMetricsOverHTTPS(t *testing.T) {
 		require.Equal(t, at(after, "trustfed_raft_commit_index", nil), at(after, "trustfed_raft_applied_index", nil), "an idle node has applied all it committed")
 		require.Equal(t, 0.0, at(after, "trustfed_audit_fault", nil))
 		require.Greater(t, at(after, "process_resident_memory_bytes", nil), 0.0)
+		// Raft's own measurements: each audit batch was a Raft commit,
+		// written to the log store.
+		require.GreaterOrEqual(t, delta("hashicorp_raft_commitTime", nil), 1.0)
+		require.GreaterOrEqual(t, delta("hashicorp_raft_boltdb_storeLogs", nil), 1.0)
 	})
 }

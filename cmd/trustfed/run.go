@@ -161,6 +161,9 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		return err
 	}
 	refused.srv.Store(srv)
+	if err := exportRaftMetrics(srv.MetricsRegisterer()); err != nil {
+		return err
+	}
 	gs := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(srv.AuditedCredentials(credentials.NewTLS(serverTLS))))...)
 	srv.Register(gs)
 	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS, fsm.AuditFault)

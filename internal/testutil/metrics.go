@@ -23,8 +23,8 @@ func ParseMetrics(t testing.TB, body io.Reader) Metrics {
 }
 
 // Value is the value of the sample of name whose labels include labels
-// (a counter's or gauge's value, a histogram's count); ok is false when no
-// such sample exists.
+// (a counter's or gauge's value, a histogram's or summary's count); ok is
+// false when no such sample exists.
 func (m Metrics) Value(name string, labels map[string]string) (v float64, ok bool) {
 	fam, found := m[name]
 	if !found {
@@ -41,6 +41,8 @@ func (m Metrics) Value(name string, labels map[string]string) (v float64, ok boo
 			return s.GetGauge().GetValue(), true
 		case s.GetHistogram() != nil:
 			return float64(s.GetHistogram().GetSampleCount()), true
+		case s.GetSummary() != nil:
+			return float64(s.GetSummary().GetSampleCount()), true
 		case s.GetUntyped() != nil:
 			return s.GetUntyped().GetValue(), true
 		}
