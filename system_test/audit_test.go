@@ -194,11 +194,7 @@ func flipAuditEntryBit(tx *bolt.Tx, seq uint64) error {
 // restarts the server.
 func stoppedAuditedDev(t *testing.T) (*devServer, attestation.Checkpoint, string) {
 	t.Helper()
-	d := startDev(t)
-	c := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, c)
-	fed := testutil.NewFederation(t)
-	accredit(t, c, fed, d.admins)
+	d, c, fed := startFederation(t)
 	enrol(t, c, fed, "clinic", 3)
 	_, before, vkey := verifiedHead(t, c, 5)
 	require.NoError(t, d.srv.Stop())

@@ -241,11 +241,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	rows := readMatrix(t)
-	d := startDev(t)
-	admin := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, admin)
-	fed := testutil.NewFederation(t)
-	accredit(t, admin, fed, d.admins)
+	d, admin, fed := startFederation(t)
 	dual := func(r *trustfedv1.Registration) {
 		r.ControlProfile.ActionAuthorization = &trustfedv1.ActionAuthorization{DualAuthorizationAboveValue: 1000}
 	}

@@ -31,11 +31,7 @@ func BenchmarkCheckInteraction(b *testing.B) {
 // BenchmarkUpdateOrganization measures the write path: validate, propose,
 // commit (fsync) and apply on a single node, from parallel clients.
 func BenchmarkUpdateOrganization(b *testing.B) {
-	d := startDev(b, noRateLimits...)
-	c := dial(b, d.srv, d.caFile, d.token)
-	waitServing(b, c)
-	fed := testutil.NewFederation(b)
-	accredit(b, c, fed, d.admins)
+	_, c, fed := startFederation(b, noRateLimits...)
 	for i := 0; i < 16; i++ {
 		enrol(b, c, fed, fmt.Sprintf("org-%d", i), 4)
 	}

@@ -84,11 +84,7 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	d := startDev(t)
-	c := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, c)
-	fed := testutil.NewFederation(t)
-	accredit(t, c, fed, d.admins)
+	d, c, fed := startFederation(t)
 	enrol(t, c, fed, "bank-a", 4, func(r *trustfedv1.Registration) {
 		r.ControlProfile.ActionAuthorization = &trustfedv1.ActionAuthorization{DualAuthorizationAboveValue: 500_000}
 	})

@@ -99,14 +99,24 @@ type pair struct {
 	member *client.Client // a member node of the first organisation
 }
 
+// startFederation starts a dev server (extra flags), dials it with the dev
+// admin token and accredits the federation's passport issuer: where every
+// test that enrols organisations begins.
+func startFederation(tb testing.TB, extra ...string) (*devServer, *client.Client, *testutil.Federation) {
+	tb.Helper()
+	d, fed := startDev(tb, extra...), testutil.NewFederation(tb)
+	admin := dial(tb, d.srv, d.caFile, d.token)
+	waitServing(tb, admin)
+	accredit(tb, admin, fed, d.admins)
+	return d, admin, fed
+}
+
 // startPair starts a dev server (extra flags) and enrols a at level la and
 // b at level lb, with an agreement covering actions.
 func startPair(tb testing.TB, a string, la uint32, b string, lb uint32, actions []string, extra ...string) pair {
 	tb.Helper()
-	p := pair{d: startDev(tb, extra...), fed: testutil.NewFederation(tb)}
-	p.admin = dial(tb, p.d.srv, p.d.caFile, p.d.token)
-	waitServing(tb, p.admin)
-	accredit(tb, p.admin, p.fed, p.d.admins)
+	var p pair
+	p.d, p.admin, p.fed = startFederation(tb, extra...)
 	enrol(tb, p.admin, p.fed, a, la)
 	enrol(tb, p.admin, p.fed, b, lb)
 	agree(tb, p.admin, p.fed, a, b, actions...)

@@ -90,10 +90,7 @@ func TestWatchStreamsPerOrganizationAreCapped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server")
 	}
-	d := startDev(t, "-watch-streams-per-org", "2")
-	c := dial(t, d.srv, d.caFile, d.token)
-	fed := testutil.NewFederation(t)
-	accredit(t, c, fed, d.admins)
+	_, c, fed := startFederation(t, "-watch-streams-per-org", "2")
 	enrol(t, c, fed, "acme-bank", 2)
 	enrol(t, c, fed, "st-mary", 2)
 

@@ -43,11 +43,7 @@ func TestMemberNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	d := startDev(t)
-	admin := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, admin)
-	fed := testutil.NewFederation(t)
-	accredit(t, admin, fed, d.admins)
+	d, admin, fed := startFederation(t)
 	for _, org := range []string{"acme", "globex", "initech"} {
 		enrol(t, admin, fed, org, 3)
 	}
@@ -198,11 +194,7 @@ func TestMemberNodesCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	d := startDev(t)
-	admin := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, admin)
-	fed := testutil.NewFederation(t)
-	accredit(t, admin, fed, d.admins)
+	d, admin, fed := startFederation(t)
 	enrol(t, admin, fed, "acme", 3)
 	enrol(t, admin, fed, "globex", 3)
 	dir := t.TempDir()
