@@ -154,6 +154,17 @@ func authFailures(t *testing.T, c *client.Client) ([]*trustfedv1.AuditAuthFailur
 	}
 }
 
+// requireNotAudited fails t if an AUTH_FAILURE entry came from one of the
+// control connections' local addresses (they carried good credentials).
+func requireNotAudited(t *testing.T, c *client.Client, local []string) {
+	t.Helper()
+	afs, err := authFailures(t, c)
+	require.NoError(t, err)
+	for _, af := range afs {
+		require.NotContains(t, local, af.Peer, "the control connection was audited as a refusal: %v", af)
+	}
+}
+
 // waitAudited waits until the audit log holds an AUTH_FAILURE of method
 // from one of peers whose reason holds want.
 func waitAudited(t *testing.T, c *client.Client, method string, peers []string, want string) *trustfedv1.AuditAuthFailure {
@@ -238,11 +249,7 @@ func TestMTLSRejectionMatrix(t *testing.T) {
 				require.Equal(t, "n1", af.NodeId)
 			})
 		}
-		afs, err := authFailures(t, admin)
-		require.NoError(t, err)
-		for _, af := range afs {
-			require.NotContains(t, local, af.Peer, "the control connection was audited as a refusal: %v", af)
-		}
+		requireNotAudited(t, admin, local)
 	})
 
 	t.Run("grpc", func(t *testing.T) {
@@ -266,11 +273,7 @@ func TestMTLSRejectionMatrix(t *testing.T) {
 				require.Equal(t, "Unauthenticated", af.Code)
 			})
 		}
-		afs, err := authFailures(t, admin)
-		require.NoError(t, err)
-		for _, af := range afs {
-			require.NotContains(t, local, af.Peer, "the control connection was audited as a refusal: %v", af)
-		}
+		requireNotAudited(t, admin, local)
 	})
 
 	t.Run("rest", func(t *testing.T) {
@@ -290,11 +293,7 @@ func TestMTLSRejectionMatrix(t *testing.T) {
 				require.Equal(t, "Unauthenticated", af.Code)
 			})
 		}
-		afs, err := authFailures(t, admin)
-		require.NoError(t, err)
-		for _, af := range afs {
-			require.NotContains(t, local, af.Peer, "the control connection was audited as a refusal: %v", af)
-		}
+		requireNotAudited(t, admin, local)
 	})
 
 	require.NoError(t, srv.Stop(), "clean shutdown on SIGTERM")
