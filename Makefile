@@ -2,9 +2,18 @@
 GO        ?= go
 BIN       := $(abspath bin)
 BUF_VERSION := v1.75.0
+# govulncheck and the Go vulnerability database it reads, both pinned: `make vulncheck` builds the
+# database from the golang.org/x/vulndb module (fetched through the module proxy) and scans offline.
+GOVULNCHECK_VERSION := v1.10.0
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR := $(BIN)/vulndb-$(VULNDB_VERSION)
 export PATH := $(BIN):$(PATH)
+# go.mod pins the toolchain (a release with the standard library's security fixes); `auto` lets
+# the go command fetch and use it where the machine's default says `local`. An explicit
+# GOTOOLCHAIN in the environment still wins.
+export GOTOOLCHAIN ?= auto
 
-.PHONY: run build test fuzz-smoke test-short lint fmt-check proto proto-check tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: run build test fuzz-smoke test-short lint vulncheck fmt-check proto proto-check tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## run: build and start a single-node dev server on loopback (prints the admin token)
 run: build
@@ -37,10 +46,24 @@ fuzz-smoke:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## lint: go vet, gofmt and buf lint
+## lint: go vet, gofmt, buf lint and govulncheck
 lint: tools fmt-check
 	$(GO) vet ./...
 	$(BIN)/buf lint
+	$(MAKE) vulncheck
+
+## vulncheck: govulncheck against the pinned vulnerability database, built locally (offline scan)
+vulncheck: $(BIN)/govulncheck $(VULNDB_DIR)/index/db.json
+	$(BIN)/govulncheck -db file://$(VULNDB_DIR) ./...
+
+$(BIN)/govulncheck:
+	GOBIN=$(BIN) $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+$(VULNDB_DIR)/index/db.json:
+	@dir=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	if [ -z "$$dir" ]; then echo "cannot download golang.org/x/vulndb@$(VULNDB_VERSION)"; exit 1; fi; \
+	rm -rf $(VULNDB_DIR).tmp && cd "$$dir" && $(GO) run ./cmd/indexdb -vulns data/osv -out $(VULNDB_DIR).tmp
+	mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$\|\.pb\.gw\.go$$')); \
