@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -326,4 +329,33 @@ func (f *cliFake) ListCascades(ctx context.Context, req *trustfedv1.ListCascades
 	f.record(ctx)
 	return &trustfedv1.ListCascadesResponse{Cascades: []*trustfedv1.Cascade{{Id: "evt-00000000000000aa", CreateIndex: 7,
 		Event: &trustfedv1.Event{OrganizationId: req.GetOrganizationId()}, Deliveries: []*trustfedv1.Delivery{{OrganizationId: "acme"}}}}}, nil
+}
+
+// TestCLIHelpNeverPrintsSecretsFromTheEnvironment walks the whole command tree
+// and asks each command for --help with every environment variable the CLI
+// reads set to a marker: no value from the environment (a bearer token, the
+// path of a key or token file) is ever printed as a flag default.
+func TestCLIHelpNeverPrintsSecretsFromTheEnvironment(t *testing.T) {
+	const marker = "SECRET-MARKER-c0ffee"
+	env := map[string]string{}
+	for _, name := range []string{client.EnvAddr, client.EnvToken, client.EnvTokenFile, client.EnvCACert, client.EnvCert, client.EnvKey, envAdminKey} {
+		env[name] = marker + "-" + name
+	}
+	var paths [][]string
+	var walk func(cmd *cobra.Command, path []string)
+	walk = func(cmd *cobra.Command, path []string) {
+		paths = append(paths, path)
+		for _, sub := range cmd.Commands() {
+			walk(sub, append(append([]string(nil), path...), sub.Name()))
+		}
+	}
+	walk(newRootCmd(newApp(io.Discard, io.Discard, nil)), nil)
+	require.Greater(t, len(paths), 50, "the walk found the command tree")
+	for _, path := range paths {
+		code, stdout, stderr := runCLI(env, append(path, "--help")...)
+		require.Equal(t, exitOK, code, "%v --help: %s", path, stderr)
+		require.NotContains(t, stdout+stderr, marker, "%v --help prints a value from the environment", path)
+	}
+	_, stdout, _ := runCLI(env, "--help")
+	require.Contains(t, stdout, "(env "+client.EnvToken+")", "the help names the variable instead")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
@@ -94,20 +95,16 @@ func newRootCmd(a *app) *cobra.Command {
 	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
-	defAddr := a.getenv(client.EnvAddr)
-	if defAddr == "" {
-		defAddr = client.DefaultAddr
-	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.addr, "addr", defAddr, "gRPC address of a registry node (env "+client.EnvAddr+")")
-	pf.StringVar(&a.token, "token", a.getenv(client.EnvToken), "bearer token (env "+client.EnvToken+")")
-	pf.StringVar(&a.tokenFile, "token-file", a.getenv(client.EnvTokenFile), "file holding the bearer token (env "+client.EnvTokenFile+")")
-	pf.StringVar(&a.cacert, "cacert", a.getenv(client.EnvCACert), "PEM file of the CA that signed the server certificate; empty = system roots (env "+client.EnvCACert+")")
-	pf.StringVar(&a.cert, "cert", a.getenv(client.EnvCert), "a member node's client certificate (PEM), e.g. from \"trustfed member cert\" (env "+client.EnvCert+")")
-	pf.StringVar(&a.key, "key", a.getenv(client.EnvKey), "the member node's private key (PEM) for --cert (env "+client.EnvKey+")")
+	a.envStringVar(pf, &a.addr, "addr", client.EnvAddr, client.DefaultAddr, "gRPC address of a registry node")
+	a.envStringVar(pf, &a.token, "token", client.EnvToken, "", "bearer token")
+	a.envStringVar(pf, &a.tokenFile, "token-file", client.EnvTokenFile, "", "file holding the bearer token")
+	a.envStringVar(pf, &a.cacert, "cacert", client.EnvCACert, "", "PEM file of the CA that signed the server certificate; empty = system roots")
+	a.envStringVar(pf, &a.cert, "cert", client.EnvCert, "", "a member node's client certificate (PEM), e.g. from \"trustfed member cert\"")
+	a.envStringVar(pf, &a.key, "key", client.EnvKey, "", "the member node's private key (PEM) for --cert")
 	pf.StringVarP(&a.output, "output", "o", outputTable, "output format: table or json")
 	pf.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "timeout of each call to the server")
-	pf.StringVar(&a.adminKey, "admin-key", a.getenv(envAdminKey), "your admin approval key (ed25519 PEM) for admin changes (env "+envAdminKey+")")
+	a.envStringVar(pf, &a.adminKey, "admin-key", envAdminKey, "", "your admin approval key (ed25519 PEM) for admin changes")
 	pf.DurationVar(&a.changeTTL, "change-ttl", client.DefaultAdminChangeTTL, "how long an admin change you propose waits for the other admins' approvals (at most 168h)")
 
 	root.AddCommand(
@@ -132,6 +129,19 @@ func newRootCmd(a *app) *cobra.Command {
 	)
 	prepareTree(root)
 	return root
+}
+
+// envStringVar defines a string flag that defaults to the environment
+// variable env, or to def when env is unset. The help names the variable,
+// never its value: a bearer token (or the path of a key) from the
+// environment must not end up in scrollback, CI logs or bug reports.
+func (a *app) envStringVar(fs *pflag.FlagSet, p *string, name, env, def, usage string) {
+	value := a.getenv(env)
+	if value == "" {
+		value = def
+	}
+	fs.StringVar(p, name, value, usage+" (env "+env+")")
+	fs.Lookup(name).DefValue = def
 }
 
 // prepareTree silences cobra's own error printing on every command (errors
