@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -65,22 +66,27 @@ func validateAdminSignature(a *trustfedv1.AdminSignature) error {
 // appliedAdminChange reads a change record on the leader right after a
 // command about it was applied here.
 func (s *Server) appliedAdminChange(id string) (*trustfedv1.AdminChangeRecord, error) {
-	rec, err := applied(s.store, "admin change", id, (*state.Reader).AdminChange)
-	if err != nil {
-		return nil, err
+	r := s.store.Read()
+	rec, ok := r.AdminChange(id)
+	if !ok {
+		return nil, fmt.Errorf("admin change %q missing right after it was applied", id)
 	}
-	return s.presentChange(rec), nil
+	return s.presentChange(r, rec), nil
 }
 
-// presentChange is a record as answered: decoded content and the status
-// at the current time (a pending change past its expiry is EXPIRED).
-func (s *Server) presentChange(rec *trustfedv1.AdminChangeRecord) *trustfedv1.AdminChangeRecord {
+// presentChange is a record as answered: decoded content, the status at
+// the current time (a pending change past its expiry is EXPIRED) and, once
+// applied, the cascades it started (read from r).
+func (s *Server) presentChange(r *state.Reader, rec *trustfedv1.AdminChangeRecord) *trustfedv1.AdminChangeRecord {
 	out := proto.CloneOf(rec)
 	var c trustfedv1.AdminChange
 	if err := proto.Unmarshal(rec.Change, &c); err == nil {
 		out.Content = &c
 	}
 	out.Status = state.ChangeStatus(rec, s.clock())
+	if out.Status == trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED {
+		out.CascadeIds = r.CascadeIDsAt(rec.ApplyIndex)
+	}
 	return out
 }
 
@@ -97,7 +103,7 @@ func (s *Server) GetAdminChange(ctx context.Context, req *trustfedv1.GetAdminCha
 	if !ok {
 		return nil, state.NotFound("change_id", "change %s does not exist", req.ChangeId)
 	}
-	return &trustfedv1.GetAdminChangeResponse{Change: s.presentChange(rec), Meta: meta}, nil
+	return &trustfedv1.GetAdminChangeResponse{Change: s.presentChange(r, rec), Meta: meta}, nil
 }
 
 // ListAdminChanges lists changes in id order, optionally only pending ones.
@@ -113,7 +119,7 @@ func (s *Server) ListAdminChanges(ctx context.Context, req *trustfedv1.ListAdmin
 	recs, next := r.AdminChanges(after, pageSize(req.GetPageSize()), req.GetPendingOnly(), s.clock())
 	out := make([]*trustfedv1.AdminChangeRecord, len(recs))
 	for i, rec := range recs {
-		out[i] = s.presentChange(rec)
+		out[i] = s.presentChange(r, rec)
 	}
 	return &trustfedv1.ListAdminChangesResponse{Changes: out, NextPageToken: encodePageToken(next), Meta: meta}, nil
 }

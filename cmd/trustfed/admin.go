@@ -68,12 +68,37 @@ func (a *app) printChange(ctx context.Context, c *client.Client, rec *trustfedv1
 		if err := writeAdminChange(w, rec); err != nil {
 			return err
 		}
-		if rec.GetStatus() != trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED || show == nil {
+		if rec.GetStatus() != trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED {
 			return nil
 		}
-		fmt.Fprintln(w)
-		return show(ctx, c, w)
+		if show != nil {
+			fmt.Fprintln(w)
+			if err := show(ctx, c, w); err != nil {
+				return err
+			}
+		}
+		return showCascades(ctx, c, w, rec.GetCascadeIds())
 	})
+}
+
+// showCascades names the cascades an applied change started (a revocation's,
+// say) and how to follow each: whoever applies the change, the proposer on
+// a quorum of one or the admin whose approval completes the quorum, learns
+// the id there and then.
+func showCascades(ctx context.Context, c *client.Client, w io.Writer, ids []string) error {
+	for i, id := range ids {
+		resp, err := c.Cascades().GetCascade(ctx, &trustfedv1.GetCascadeRequest{CascadeId: id})
+		if err != nil {
+			return fmt.Errorf("cascade %s: %w", id, err)
+		}
+		if i == 0 {
+			fmt.Fprintln(w)
+		}
+		if _, err := fmt.Fprintf(w, "Cascade %s notifies %d partner(s): trustfed revocation status %s\n", id, len(resp.GetCascade().GetDeliveries()), id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // showOrganization prints an organisation after a change applied to it.

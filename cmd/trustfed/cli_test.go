@@ -325,10 +325,25 @@ func TestCLICA(t *testing.T) {
 	require.Equal(t, exitError, code, "no CA in dir")
 }
 
+// fakeCascadeID is the cascade the fake's status changes start.
+const fakeCascadeID = "evt-00000000000000aa"
+
+func fakeCascade(org string) *trustfedv1.Cascade {
+	return &trustfedv1.Cascade{Id: fakeCascadeID, CreateIndex: 7,
+		Event: &trustfedv1.Event{OrganizationId: org}, Deliveries: []*trustfedv1.Delivery{{OrganizationId: "acme"}}}
+}
+
 func (f *cliFake) ListCascades(ctx context.Context, req *trustfedv1.ListCascadesRequest) (*trustfedv1.ListCascadesResponse, error) {
 	f.record(ctx)
-	return &trustfedv1.ListCascadesResponse{Cascades: []*trustfedv1.Cascade{{Id: "evt-00000000000000aa", CreateIndex: 7,
-		Event: &trustfedv1.Event{OrganizationId: req.GetOrganizationId()}, Deliveries: []*trustfedv1.Delivery{{OrganizationId: "acme"}}}}}, nil
+	return &trustfedv1.ListCascadesResponse{Cascades: []*trustfedv1.Cascade{fakeCascade(req.GetOrganizationId())}}, nil
+}
+
+func (f *cliFake) GetCascade(ctx context.Context, req *trustfedv1.GetCascadeRequest) (*trustfedv1.GetCascadeResponse, error) {
+	f.record(ctx)
+	if req.GetCascadeId() != fakeCascadeID {
+		return nil, status.Errorf(codes.NotFound, "cascade %q does not exist", req.GetCascadeId())
+	}
+	return &trustfedv1.GetCascadeResponse{Cascade: fakeCascade("globex")}, nil
 }
 
 // TestCLIHelpNeverPrintsSecretsFromTheEnvironment walks the whole command tree

@@ -261,6 +261,9 @@ func (m *memberFake) settle(rec *trustfedv1.AdminChangeRecord) {
 		return
 	}
 	rec.Status = trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED
+	if rec.Content.GetSetOrganizationStatus() != nil {
+		rec.CascadeIds = []string{fakeCascadeID} // the registry names the cascades a change started
+	}
 	if pc := rec.Content.GetUpdateFederationPolicy(); pc != nil {
 		p := &trustfedv1.FederationPolicy{OnboardingCapLevel: 2, OnboardingPeriod: durationpb.New(30 * day)}
 		if pc.OnboardingCapLevel != nil {

@@ -101,12 +101,7 @@ func newOrgStatusCmd(a *app, verb, short string, status trustfedv1.OrganizationS
 			}
 			change := &trustfedv1.AdminChange{Reason: reason, Change: &trustfedv1.AdminChange_SetOrganizationStatus{
 				SetOrganizationStatus: &trustfedv1.SetOrganizationStatusChange{OrganizationId: args[0], Status: status}}}
-			return a.proposeChange(cmd, change, func(ctx context.Context, c *client.Client, w io.Writer) error {
-				if err := showOrganization(args[0])(ctx, c, w); err != nil {
-					return err
-				}
-				return showLatestCascade(ctx, c, w, args[0])
-			})
+			return a.proposeChange(cmd, change, showOrganization(args[0]))
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required, recorded)")
@@ -233,27 +228,4 @@ func orgSetLevelChange(id, level, reason string) (*trustfedv1.AdminChange, error
 	}
 	return &trustfedv1.AdminChange{Reason: why, Change: &trustfedv1.AdminChange_SetDeclaredLevel{
 		SetDeclaredLevel: &trustfedv1.SetDeclaredLevelChange{OrganizationId: id, Level: l}}}, nil
-}
-
-// showLatestCascade names the newest cascade about org (the one a status
-// change just started) and how to follow it.
-func showLatestCascade(ctx context.Context, c *client.Client, w io.Writer, org string) error {
-	var last *trustfedv1.Cascade
-	err := collectPages(func(token string) (string, error) {
-		resp, err := c.Cascades().ListCascades(ctx, &trustfedv1.ListCascadesRequest{OrganizationId: org, PageToken: token})
-		if err != nil {
-			return "", err
-		}
-		for _, cs := range resp.GetCascades() {
-			if last == nil || cs.GetCreateIndex() > last.GetCreateIndex() {
-				last = cs
-			}
-		}
-		return resp.GetNextPageToken(), nil
-	})
-	if err != nil || last == nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "\nCascade %s notifies %d partner(s): trustfed revocation status %s\n", last.GetId(), len(last.GetDeliveries()), last.GetId())
-	return err
 }

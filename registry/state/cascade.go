@@ -203,6 +203,24 @@ func (r *Reader) Cascade(id string) (*trustfedv1.Cascade, bool) {
 	return first[*trustfedv1.Cascade](r.txn, tableCascades, "id", id)
 }
 
+// CascadeIDsAt lists the ids of the cascades the command applied at index
+// started (an admin change that revoked an organisation, say), in id order.
+func (r *Reader) CascadeIDsAt(index uint64) []string {
+	if index == 0 {
+		return nil
+	}
+	it, err := r.txn.Get(tableCascades, "create", index)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*trustfedv1.Cascade).Id)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // IncompleteCascades lists the cascades some partner has not acknowledged.
 func (r *Reader) IncompleteCascades() []*trustfedv1.Cascade {
 	out, _ := r.IncompleteCascadesWatch()

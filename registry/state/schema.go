@@ -100,7 +100,8 @@ func schema() *memdb.DBSchema {
 		tableCascades: {
 			Name: tableCascades,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"id":     {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				"create": {Name: "create", Indexer: &memdb.UintFieldIndex{Field: "CreateIndex"}},
 				"incomplete": {Name: "incomplete", Indexer: &memdb.ConditionalIndex{Conditional: func(o any) (bool, error) {
 					return o.(*trustfedv1.Cascade).CompleteTime == nil, nil
 				}}},

@@ -2575,8 +2575,13 @@ type AdminChangeRecord struct {
 	ApplyTime         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=apply_time,json=applyTime,proto3" json:"apply_time,omitempty"`
 	CreateIndex       uint64                 `protobuf:"varint,10,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ApplyIndex        uint64                 `protobuf:"varint,11,opt,name=apply_index,json=applyIndex,proto3" json:"apply_index,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The revocation cascades the change started when it applied (at
+	// apply_index), e.g. the REVOCATION of an organisation: follow one with
+	// CascadeService.GetCascade ("trustfed revocation status ID"). Filled in
+	// answers, not stored.
+	CascadeIds    []string `protobuf:"bytes,12,rep,name=cascade_ids,json=cascadeIds,proto3" json:"cascade_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AdminChangeRecord) Reset() {
@@ -2684,6 +2689,13 @@ func (x *AdminChangeRecord) GetApplyIndex() uint64 {
 		return x.ApplyIndex
 	}
 	return 0
+}
+
+func (x *AdminChangeRecord) GetCascadeIds() []string {
+	if x != nil {
+		return x.CascadeIds
+	}
+	return nil
 }
 
 var File_trustfed_v1_types_proto protoreflect.FileDescriptor
@@ -2876,7 +2888,7 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\tsignature\x18\x03 \x01(\fR\tsignature\x12=\n" +
 	"\fapprove_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vapproveTime\x12\x1c\n" +
 	"\tprincipal\x18\x05 \x01(\tR\tprincipal\x12\x14\n" +
-	"\x05index\x18\x06 \x01(\x04R\x05index\"\xea\x03\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\"\x8b\x04\n" +
 	"\x11AdminChangeRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06change\x18\x02 \x01(\fR\x06change\x122\n" +
@@ -2891,7 +2903,9 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\fcreate_index\x18\n" +
 	" \x01(\x04R\vcreateIndex\x12\x1f\n" +
 	"\vapply_index\x18\v \x01(\x04R\n" +
-	"applyIndex*\xbe\x01\n" +
+	"applyIndex\x12\x1f\n" +
+	"\vcascade_ids\x18\f \x03(\tR\n" +
+	"cascadeIds*\xbe\x01\n" +
 	"\x12OrganizationStatus\x12#\n" +
 	"\x1fORGANIZATION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aORGANIZATION_STATUS_ACTIVE\x10\x01\x12!\n" +
