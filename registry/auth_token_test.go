@@ -35,9 +35,10 @@ func TestTokenAuthentication(t *testing.T) {
 		id, secret, err := attestation.NewToken(strings.NewReader(strings.Repeat(name, 64)))
 		require.NoError(t, err)
 		hash := attestation.TokenHash(secret)
-		tok := &commandv1.Token{Id: id, SecretSha256: hash[:], Role: role, OrganizationId: org, Description: name}
-		if !bootstrap {
-			tok.ExpireTime = timestamppb.New(t0.Add(time.Hour))
+		tok := &commandv1.Token{Id: id, SecretSha256: hash[:], Role: role, OrganizationId: org, Description: name,
+			ExpireTime: timestamppb.New(t0.Add(time.Hour))}
+		if bootstrap {
+			tok.ExpireTime = timestamppb.New(t0.Add(2 * time.Hour)) // the server's -bootstrap-token-ttl
 		}
 		apply(&commandv1.PutToken{Token: tok, Bootstrap: bootstrap})
 		secrets[name] = secret
@@ -65,14 +66,18 @@ func TestTokenAuthentication(t *testing.T) {
 		require.True(t, strings.HasPrefix(p.ID, "token:"), p.ID)
 	}
 
-	// An hour later the non-bootstrap tokens have expired; the bootstrap
-	// admin token has no expiry.
+	// An hour later the other tokens have expired; the bootstrap admin
+	// token lives two hours, then fails like any expired token.
 	now = t0.Add(time.Hour)
 	_, err := auth("g")
 	require.ErrorIs(t, err, ErrUnauthenticated)
 	require.ErrorIs(t, err, state.ErrTokenExpired)
 	_, err = auth("a")
 	require.NoError(t, err)
+	now = t0.Add(2 * time.Hour)
+	_, err = auth("a")
+	require.ErrorIs(t, err, ErrUnauthenticated)
+	require.ErrorIs(t, err, state.ErrTokenExpired, "the bootstrap token expires")
 
 	// Revoked: refused on the next call.
 	now = t0.Add(time.Minute)

@@ -138,3 +138,25 @@ func TestTokensOverREST(t *testing.T) {
 		require.Contains(t, stdout, "mandate ended")
 	})
 }
+
+// The bootstrap admin token has the lifetime -bootstrap-token-ttl gives it
+// (the registry refuses it from then on: registry's TestTokenAuthentication),
+// and the dev banner says when it expires.
+func TestBootstrapTokenExpires(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	d := startDev(t, "-bootstrap-token-ttl", "90m")
+	code, body := d.do(t, "GET", "/v1/tokens", d.token, nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	toks := body["tokens"].([]any)
+	require.Len(t, toks, 1, "%v", body)
+	boot := toks[0].(map[string]any)
+	require.Equal(t, "bootstrap admin token", boot["description"])
+	created, err := time.Parse(time.RFC3339, boot["createTime"].(string))
+	require.NoError(t, err)
+	expire, err := time.Parse(time.RFC3339, fmt.Sprint(boot["expireTime"]))
+	require.NoError(t, err, "the bootstrap token has an expiry: %v", boot)
+	require.Equal(t, 90*time.Minute, expire.Sub(created))
+	require.Contains(t, d.srv.Stdout.String(), "expires "+expire.UTC().Format(time.RFC3339), "the banner says when the token expires")
+}

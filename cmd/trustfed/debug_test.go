@@ -17,7 +17,7 @@ import (
 // on loopback: the profiles have no authentication.
 func TestDebugProfiles(t *testing.T) {
 	f := serverFlags{dev: true, debugAddr: "0.0.0.0:6060", raftAddr: "127.0.0.1:0", grpcAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
-		dataDir: t.TempDir(), memberCertTTL: time.Hour, auditOrigin: "test/audit"}
+		dataDir: t.TempDir(), memberCertTTL: time.Hour, tokenTTL: time.Hour, auditOrigin: "test/audit"}
 	err := f.resolve()
 	require.ErrorContains(t, err, `-debug-addr "0.0.0.0:6060" is not a loopback address`)
 

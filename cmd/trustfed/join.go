@@ -68,7 +68,7 @@ func retry(ctx context.Context, logger *slog.Logger, what string, fn func() erro
 	}
 }
 
-func printDevBanner(out io.Writer, f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile, token, adminKey string) {
+func printDevBanner(out io.Writer, f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile, token, tokenExpiry, adminKey string) {
 	fmt.Fprintf(out, `
 trustfed dev server is ready.
   DEV MODE: single node, loopback only, self-signed TLS. Not for production.
@@ -80,7 +80,7 @@ trustfed dev server is ready.
   metrics    https://%s/metrics   (Prometheus; admin or monitor token)
   raft       %s
   CA cert    %s
-  admin token (also in %s):
+  admin token (also in %s; expires %s, -bootstrap-token-ttl):
     %s
   admin key  %s   (approves admin changes; dev quorum: 1 admin)
 
@@ -91,5 +91,5 @@ Use it from another terminal:
   export TRUSTFED_ADMIN_KEY=%s
   trustfed status
 
-`, f.nodeID, f.dataDir, grpcAddr, httpAddr, httpAddr, httpAddr, raftAddr, caFile, f.tokenFile, token, adminKey, grpcAddr, token, caFile, adminKey)
+`, f.nodeID, f.dataDir, grpcAddr, httpAddr, httpAddr, httpAddr, raftAddr, caFile, f.tokenFile, tokenExpiry, token, adminKey, grpcAddr, token, caFile, adminKey)
 }

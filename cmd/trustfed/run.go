@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -193,7 +194,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		node.RegisterLeaderTask("bootstrap-token", bootstrapTokenTask(node, store, secret, tokenReady, logger))
+		node.RegisterLeaderTask("bootstrap-token", bootstrapTokenTask(node, store, secret, f.tokenTTL, tokenReady, logger))
 		if f.dev {
 			adminKey := filepath.Join(f.dataDir, "admin.key")
 			key, err := ensureDevAdminKey(adminKey)
@@ -210,7 +211,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 						return
 					}
 				}
-				printDevBanner(out, f, grpcLis.Addr(), httpLis.Addr(), node.RaftAddr(), files.CAFile, secret, adminKey)
+				printDevBanner(out, f, grpcLis.Addr(), httpLis.Addr(), node.RaftAddr(), files.CAFile, secret, bootstrapTokenExpiry(store, secret), adminKey)
 			}()
 		}
 	}
@@ -393,9 +394,10 @@ func ensureBootstrapToken(path string) (string, error) {
 	return secret, nil
 }
 
-// bootstrapTokenTask stores the first admin token (hashed) once this node
-// leads a cluster that has none. It closes ready when the registry holds a token.
-func bootstrapTokenTask(node *consensus.Node, store *state.Store, secret string, ready chan struct{}, logger *slog.Logger) func(context.Context) error {
+// bootstrapTokenTask stores the first admin token (hashed), valid for ttl,
+// once this node leads a cluster that has none. It closes ready when the
+// registry holds a token.
+func bootstrapTokenTask(node *consensus.Node, store *state.Store, secret string, ttl time.Duration, ready chan struct{}, logger *slog.Logger) func(context.Context) error {
 	var closed bool
 	markReady := func() {
 		if !closed {
@@ -414,17 +416,34 @@ func bootstrapTokenTask(node *consensus.Node, store *state.Store, secret string,
 				markReady()
 				return nil
 			}
+			now := time.Now().UTC().Truncate(time.Second)
+			expire := now.Add(ttl)
 			err := proposeFirst(ctx, node, &commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{
 				Id: id, SecretSha256: hash[:], Role: commandv1.Role_ROLE_ADMIN, Description: "bootstrap admin token",
-			}}, state.EnvelopeMeta{RequestID: "bootstrap-token-" + id, Time: time.Now().UTC(), Principal: "system:bootstrap"})
+				ExpireTime: timestamppb.New(expire),
+			}}, state.EnvelopeMeta{RequestID: "bootstrap-token-" + id, Time: now, Principal: "system:bootstrap"})
 			if err != nil {
 				return err
 			}
-			logger.Info("bootstrap admin token stored", "token_id", id)
+			logger.Info("bootstrap admin token stored; create named admin tokens before it expires", "token_id", id, "expire_time", expire)
 			markReady()
 			return nil
 		})
 	}
+}
+
+// bootstrapTokenExpiry says when the stored bootstrap token (secret)
+// expires, for the dev banner.
+func bootstrapTokenExpiry(store *state.Store, secret string) string {
+	hash := attestation.TokenHash(secret)
+	tok, ok := store.Read().TokenByHash(hash[:])
+	switch {
+	case !ok:
+		return "not stored"
+	case tok.GetExpireTime() == nil:
+		return "never (stored by an older server)"
+	}
+	return tok.GetExpireTime().AsTime().UTC().Format(time.RFC3339)
 }
 
 // ensureDevAdminKey returns the dev server's admin approval key kept in

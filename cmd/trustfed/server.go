@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/trustfed/trustfed/registry/state"
 )
 
 // serverFlags are the flags of `trustfed server`. They are parsed with the
@@ -34,6 +36,7 @@ type serverFlags struct {
 	tlsKey    string
 	tlsCAKey  string
 	tokenFile string
+	tokenTTL  time.Duration
 	logLevel  string
 	logFormat string
 	raftFast  bool
@@ -68,6 +71,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsCAKey, "tls-ca-key", "", "the cluster CA's private key (PEM), to issue member node certificates; without it this server refuses IssueMemberCertificate (default in dev mode: generated under <data-dir>/tls)")
 	fs.DurationVar(&f.memberCertTTL, "member-cert-ttl", 24*time.Hour, "longest lifetime of a member node certificate (1m..168h)")
 	fs.StringVar(&f.tokenFile, "admin-token-file", "", "where -bootstrap writes the first admin token (default <data-dir>/admin.token)")
+	fs.DurationVar(&f.tokenTTL, "bootstrap-token-ttl", 24*time.Hour, "lifetime of the first admin token, the one -bootstrap (and -dev) creates (1m..8784h): create named admin tokens before it expires")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&f.raftFast, "raft-fast-timeouts", false, "short Raft timeouts (tests and loopback clusters only)")
@@ -169,6 +173,9 @@ func (f *serverFlags) resolve() error {
 	}
 	if f.tokenFile == "" {
 		f.tokenFile = filepath.Join(f.dataDir, "admin.token")
+	}
+	if f.tokenTTL < state.MinTokenTTL || f.tokenTTL > state.MaxTokenTTL {
+		return usageError{fmt.Errorf("-bootstrap-token-ttl %s is out of range %s..%s", f.tokenTTL, state.MinTokenTTL, state.MaxTokenTTL)}
 	}
 	if f.unauditedDecisions && !f.dev {
 		return usageError{errors.New("-unaudited-decisions is only for measurements in -dev mode: every decision is audited otherwise")}

@@ -151,9 +151,11 @@ func applyPutToken(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verif
 }
 
 // checkPutToken checks a token to store at now. The bootstrap token (the
-// cluster's first, stored by the server itself) is an admin token that never
-// expires; every other token has an expiry, a description and an id of the
-// token format.
+// cluster's first, stored by the server itself) is an admin token; it
+// expires like any other (the server's -bootstrap-token-ttl), except one
+// stored by a server from before bootstrap tokens expired, which is
+// replayed as it was: without an expiry. Every other token has an expiry,
+// a description and an id of the token format.
 func checkPutToken(t *commandv1.Token, bootstrap bool, now time.Time) error {
 	switch {
 	case t == nil:
@@ -172,8 +174,11 @@ func checkPutToken(t *commandv1.Token, bootstrap bool, now time.Time) error {
 		case t.OrganizationId != "":
 			return Invalid("token.organization_id", "must be empty for the bootstrap token")
 		case t.ExpireTime != nil:
-			return Invalid("token.expire_time", "must be empty for the bootstrap token")
-		case t.Description != "":
+			if err := ValidateTokenExpiry("token.expire_time", t.ExpireTime, now); err != nil {
+				return err
+			}
+		}
+		if t.Description != "" {
 			return ValidateTokenDescription("token.description", t.Description)
 		}
 		return nil

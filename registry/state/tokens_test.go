@@ -40,14 +40,25 @@ func (h *tokens) apply(cmd proto.Message, principal string) state.Result {
 
 func (h *tokens) read() *state.Reader { return h.a.fsm.Store().Read() }
 
-// bootstrap stores the cluster's first admin token, as the server does.
+// bootstrap stores the cluster's first admin token, as the server does:
+// valid for a day.
 func (h *tokens) bootstrap() *commandv1.Token {
+	h.t.Helper()
+	tok := h.bootstrapToken(24 * time.Hour)
+	require.NoError(h.t, h.apply(&commandv1.PutToken{Bootstrap: true, Token: tok}, "system:bootstrap").Err)
+	return tok
+}
+
+// bootstrapToken is a bootstrap token valid for ttl from now (none: 0).
+func (h *tokens) bootstrapToken(ttl time.Duration) *commandv1.Token {
 	h.t.Helper()
 	id, secret, err := attestation.NewToken(rand.Reader)
 	require.NoError(h.t, err)
 	hash := attestation.TokenHash(secret)
 	tok := &commandv1.Token{Id: id, SecretSha256: hash[:], Role: commandv1.Role_ROLE_ADMIN, Description: "bootstrap admin token"}
-	require.NoError(h.t, h.apply(&commandv1.PutToken{Bootstrap: true, Token: tok}, "system:bootstrap").Err)
+	if ttl != 0 {
+		tok.ExpireTime = timestamppb.New(h.now.Add(ttl))
+	}
 	return tok
 }
 
@@ -85,8 +96,9 @@ func TestTokenLifecycle(t *testing.T) {
 	stored, ok := h.read().Token(boot.Id)
 	require.True(t, ok)
 	require.Equal(t, "system:bootstrap", stored.CreatedBy)
-	require.Nil(t, stored.ExpireTime, "the bootstrap token never expires")
-	require.NoError(t, state.TokenUsable(stored, h.now.Add(100*365*24*time.Hour)))
+	require.Equal(t, h.now.Add(24*time.Hour), stored.ExpireTime.AsTime(), "the bootstrap token expires like any other")
+	require.NoError(t, state.TokenUsable(stored, h.now.Add(24*time.Hour-time.Second)))
+	require.ErrorIs(t, state.TokenUsable(stored, h.now.Add(24*time.Hour)), state.ErrTokenExpired)
 
 	// A governance token for an organisation that is not registered yet:
 	// it is how a prospective member registers.
@@ -160,7 +172,7 @@ func TestTokenLifecycle(t *testing.T) {
 	require.ErrorIs(t, err, state.ErrTokenExpired)
 	require.Equal(t, "token expired at "+exp.Format(time.RFC3339), err.Error())
 	later, _ := h.read().ListTokens("", false, exp, "", 100)
-	require.ElementsMatch(t, []string{boot.Id, regAcme.Id, admin.Id}, ids(later))
+	require.ElementsMatch(t, []string{regAcme.Id, admin.Id}, ids(later), "the bootstrap token, a day old, has expired too")
 	// An expired token can still be revoked (on the record).
 	h.now = exp.Add(time.Hour)
 	require.NoError(t, h.apply(&commandv1.RevokeToken{TokenId: reg.Id, Reason: "left the authority"}, "token:admin").Err)
@@ -221,16 +233,12 @@ func TestPutTokenValidation(t *testing.T) {
 		{"bootstrap governance token", func(_ *tokens, tok *commandv1.Token) {
 			tok.Role, tok.OrganizationId = commandv1.Role_ROLE_GOVERNANCE, "acme-bank"
 		}, true, state.ErrInvalidArgument, "token.role"},
-		{"bootstrap with expiry", func(*tokens, *commandv1.Token) {}, true, state.ErrInvalidArgument, "token.expire_time"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newTokens(t)
 			h.bootstrap()
 			tok := h.newToken(commandv1.Role_ROLE_ADMIN, "", time.Hour)
-			if tc.boot && tc.field != "token.expire_time" {
-				tok.ExpireTime = nil
-			}
 			tc.mutate(h, tok)
 			before := h.read().TokenCount()
 			res := h.apply(&commandv1.PutToken{Token: tok, Bootstrap: tc.boot}, "token:admin")
@@ -341,4 +349,43 @@ func TestTokensSnapshotAndAudit(t *testing.T) {
 	for _, e := range puts {
 		require.True(t, e.Redacted)
 	}
+}
+
+// The bootstrap token's lifetime is checked like any token's; one without
+// an expiry is still applied as it was (a Raft log written before bootstrap
+// tokens expired replays unchanged), and never expires.
+func TestBootstrapTokenLifetime(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		ttl   time.Duration
+		field string
+	}{
+		{"expiry at creation", -time.Second, "token.expire_time"},
+		{"beyond the longest lifetime", state.MaxTokenTTL + time.Second, "token.expire_time"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTokens(t)
+			res := h.apply(&commandv1.PutToken{Bootstrap: true, Token: h.bootstrapToken(tt.ttl)}, "system:bootstrap")
+			require.ErrorIs(t, res.Err, state.ErrInvalidArgument)
+			require.Contains(t, res.Err.Error(), tt.field)
+			require.Zero(t, h.read().TokenCount(), "nothing stored")
+		})
+	}
+	t.Run("an hour", func(t *testing.T) {
+		h := newTokens(t)
+		tok := h.bootstrapToken(time.Hour)
+		require.NoError(t, h.apply(&commandv1.PutToken{Bootstrap: true, Token: tok}, "system:bootstrap").Err)
+		stored, ok := h.read().Token(tok.Id)
+		require.True(t, ok)
+		require.NoError(t, state.TokenUsable(stored, h.now.Add(59*time.Minute)))
+		require.ErrorIs(t, state.TokenUsable(stored, h.now.Add(time.Hour)), state.ErrTokenExpired)
+	})
+	t.Run("no expiry, from an older log", func(t *testing.T) {
+		h := newTokens(t)
+		tok := h.bootstrapToken(0)
+		require.NoError(t, h.apply(&commandv1.PutToken{Bootstrap: true, Token: tok}, "system:bootstrap").Err)
+		stored, ok := h.read().Token(tok.Id)
+		require.True(t, ok)
+		require.NoError(t, state.TokenUsable(stored, h.now.Add(100*365*24*time.Hour)))
+	})
 }

@@ -1154,7 +1154,8 @@ type Token struct {
 	// Governance tokens act for this organisation only; regulator tokens read
 	// only its entries when set.
 	OrganizationId string `protobuf:"bytes,7,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
-	// The token stops working at expire_time (unset: never, bootstrap tokens).
+	// The token stops working at expire_time (unset: never; only a bootstrap
+	// token stored by a server from before bootstrap tokens expired).
 	ExpireTime   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	RevokeTime   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
 	RevokeReason string                 `protobuf:"bytes,10,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
