@@ -38,6 +38,9 @@ const (
 	// trustfed.v1.MemberChallenge): first the registry, then the member node
 	// to prove it holds its enrolled key.
 	PurposeMemberChallenge Purpose = "member-challenge"
+	// PurposeWebhookSettings signs an organisation's webhook settings (the
+	// serialized trustfed.v1.WebhookSettings: endpoints and CA certificates).
+	PurposeWebhookSettings Purpose = "org-webhook"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.

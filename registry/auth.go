@@ -152,6 +152,7 @@ var accessPolicy = map[string]rule{
 	trustfedv1.MembershipService_SignAgreement_FullMethodName:        {roles: governance, orgFields: []string{"organization_id"}},
 	trustfedv1.MembershipService_TerminateAgreement_FullMethodName:   {roles: governance, orgOf: terminationOrg},
 	trustfedv1.MembershipService_ApproveAuthorization_FullMethodName: {roles: parties, orgFields: []string{"organization_id"}},
+	trustfedv1.MembershipService_SetWebhook_FullMethodName:           {roles: governance, orgFields: []string{"settings.organization_id"}},
 
 	trustfedv1.AdminService_ApproveOrganization_FullMethodName: {roles: adminOnly},
 	trustfedv1.AdminService_UpdateOrganization_FullMethodName:  {roles: adminOnly},

@@ -65,6 +65,37 @@ func (s *Server) SubmitPassport(ctx context.Context, req *trustfedv1.SubmitPassp
 	return &trustfedv1.SubmitPassportResponse{Organization: got}, nil
 }
 
+// SetWebhook checks an organisation's signed webhook settings on the leader
+// with the same code every replica runs again when applying, then
+// proposes them: the next notification to that organisation uses them.
+func (s *Server) SetWebhook(ctx context.Context, req *trustfedv1.SetWebhookRequest) (*trustfedv1.SetWebhookResponse, error) {
+	if req.GetSettings() == nil {
+		return nil, state.Invalid("settings", "is required")
+	}
+	// The bytes the organisation signed: the settings' deterministic
+	// serialization (client.NewWebhookSettings makes the same).
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req.GetSettings())
+	if err != nil {
+		return nil, state.Invalid("settings", "cannot be serialized: %v", err)
+	}
+	if len(b) > maxSignedBytes {
+		return nil, state.Invalid("settings", "is larger than %d bytes", maxSignedBytes)
+	}
+	org, err := state.CheckWebhookSettings(s.store.Read(), s.cfg.Verifier, b, req.GetSignature(), s.clock())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.proposeWithID(ctx, &commandv1.SetWebhook{Settings: b, Signature: req.GetSignature()}, req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	got, err := s.appliedOrganization(org.Id)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("webhook settings changed", "organization_id", got.Id, "endpoints", len(got.NotificationEndpoints), "ca_pem_bytes", len(got.WebhookCaCertificatesPem))
+	return &trustfedv1.SetWebhookResponse{Organization: got}, nil
+}
+
 // ProposeAgreement records agreement terms (PENDING until both parties sign).
 // The terms are serialized here, once: those exact bytes are what both
 // parties sign and what every signature is checked against.

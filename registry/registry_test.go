@@ -56,6 +56,7 @@ func TestWriteMethods(t *testing.T) {
 		trustfedv1.MembershipService_SignAgreement_FullMethodName:        true,
 		trustfedv1.MembershipService_TerminateAgreement_FullMethodName:   true,
 		trustfedv1.MembershipService_ApproveAuthorization_FullMethodName: true,
+		trustfedv1.MembershipService_SetWebhook_FullMethodName:           true,
 		trustfedv1.RegistryService_RequestAuthorization_FullMethodName:   true,
 		trustfedv1.AuditService_AddCosignature_FullMethodName:            true,
 		peerv1.PeerService_AppendAudit_FullMethodName:                    true,

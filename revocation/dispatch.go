@@ -28,6 +28,10 @@ type Target struct {
 	// Endpoints are the partner's registered webhook URLs (https), tried in
 	// order.
 	Endpoints []string
+	// CAPEM holds the PEM CA certificates the partner registered for its
+	// endpoints (signed webhook settings), trusted for them in addition to
+	// the sender's own roots. Empty: the sender's roots only.
+	CAPEM string
 }
 
 // Notification is what every partner of a cascade receives.

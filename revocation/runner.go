@@ -212,7 +212,7 @@ func (r *Runner) dispatch(ctx context.Context, c *trustfedv1.Cascade, sender Sen
 		cas.Progress[del.OrganizationId] = Progress{Attempts: int(del.Attempts), Acked: del.AckTime != nil, Escalated: del.EscalateTime != nil}
 		t := Target{Partner: del.OrganizationId}
 		if o, ok := rd.Organization(del.OrganizationId); ok {
-			t.Endpoints = o.NotificationEndpoints
+			t.Endpoints, t.CAPEM = o.NotificationEndpoints, o.WebhookCaCertificatesPem
 		}
 		cas.Targets = append(cas.Targets, t)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -95,7 +96,14 @@ type WebhookSender struct {
 
 	mu     sync.Mutex
 	signed signedHeaders // the last signature made
+	// byCA are the clients for partners that registered their own CA
+	// certificates, by that PEM text: the sender's roots plus those CAs.
+	byCA map[string]*http.Client
 }
+
+// maxCAClients bounds byCA; past it the cache starts afresh (a partner
+// changing its CAs leaves an unused entry behind).
+const maxCAClients = 1024
 
 // signedHeaders caches the headers signed for one notification.
 type signedHeaders struct {
@@ -144,22 +152,71 @@ func NewWebhookSender(cfg WebhookConfig) (*WebhookSender, error) {
 		DisableCompression:    true,
 	}
 	return &WebhookSender{
-		key:     cfg.Key,
-		keyID:   cfg.KeyID,
-		timeout: cfg.Timeout,
-		now:     cfg.Now,
-		client: &http.Client{
-			Transport: tr,
-			// A redirect is not an acknowledgement, and must not send the
-			// notification elsewhere.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		key:       cfg.Key,
+		keyID:     cfg.KeyID,
+		timeout:   cfg.Timeout,
+		now:       cfg.Now,
+		client:    newWebhookClient(tr),
 		transport: tr,
+		byCA:      map[string]*http.Client{},
 	}, nil
 }
 
+func newWebhookClient(tr *http.Transport) *http.Client {
+	return &http.Client{
+		Transport: tr,
+		// A redirect is not an acknowledgement, and must not send the
+		// notification elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// clientFor is the client for a partner's endpoints: the shared one, or
+// for a partner with its own CA certificates one that trusts the sender's
+// roots (the system's, or the configured RootCAs) and those CAs.
+func (s *WebhookSender) clientFor(caPEM string) (*http.Client, error) {
+	if caPEM == "" {
+		return s.client, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.byCA[caPEM]; ok {
+		return c, nil
+	}
+	base := s.transport.TLSClientConfig
+	var pool *x509.CertPool
+	if base.RootCAs != nil {
+		pool = base.RootCAs.Clone()
+	} else if sys, err := x509.SystemCertPool(); err == nil {
+		pool = sys
+	} else {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		return nil, fmt.Errorf("%w: the partner's CA certificates hold no certificate", ErrEndpoint)
+	}
+	tr := s.transport.Clone()
+	tr.TLSClientConfig.RootCAs = pool
+	if len(s.byCA) >= maxCAClients {
+		for k, c := range s.byCA {
+			c.CloseIdleConnections()
+			delete(s.byCA, k)
+		}
+	}
+	c := newWebhookClient(tr)
+	s.byCA[caPEM] = c
+	return c, nil
+}
+
 // Close closes the idle connections.
-func (s *WebhookSender) Close() { s.transport.CloseIdleConnections() }
+func (s *WebhookSender) Close() {
+	s.transport.CloseIdleConnections()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.byCA {
+		c.CloseIdleConnections()
+	}
+}
 
 // Send posts n to t's endpoints in order until one answers 2xx.
 func (s *WebhookSender) Send(ctx context.Context, t Target, n Notification) (Channel, error) {
@@ -170,9 +227,13 @@ func (s *WebhookSender) Send(ctx context.Context, t Target, n Notification) (Cha
 	if err != nil {
 		return ChannelWebhook, fmt.Errorf("webhook to %s: %w", t.Partner, err)
 	}
+	client, err := s.clientFor(t.CAPEM)
+	if err != nil {
+		return ChannelWebhook, fmt.Errorf("webhook to %s: %w", t.Partner, err)
+	}
 	errs := make([]error, 0, len(t.Endpoints))
 	for _, ep := range t.Endpoints {
-		err := s.post(ctx, ep, h, n.Body)
+		err := s.post(ctx, client, ep, h, n.Body)
 		if err == nil {
 			return ChannelWebhook, nil
 		}
@@ -209,7 +270,7 @@ func (s *WebhookSender) headers(n Notification) (http.Header, error) {
 }
 
 // post makes one request to endpoint.
-func (s *WebhookSender) post(ctx context.Context, endpoint string, h http.Header, body []byte) error {
+func (s *WebhookSender) post(ctx context.Context, client *http.Client, endpoint string, h http.Header, body []byte) error {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return fmt.Errorf("%w: %q is not an absolute https URL", ErrEndpoint, endpoint)
@@ -221,7 +282,7 @@ func (s *WebhookSender) post(ctx context.Context, endpoint string, h http.Header
 		return fmt.Errorf("webhook request: %w", err)
 	}
 	req.Header = h.Clone() // the transport may add to it
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err // *url.Error names the method and URL
 	}

@@ -3,13 +3,16 @@ package revocation
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/attestation"
 )
 
 func TestWebhookSenderRefusals(t *testing.T) {
@@ -112,4 +115,39 @@ func TestFirstOf(t *testing.T) {
 
 	_, err = FirstOf().Send(t.Context(), tg, n)
 	require.ErrorIs(t, err, ErrNoEndpoints)
+}
+
+// A partner's own CA certificates (its signed webhook settings) are trusted
+// for its endpoints only, on top of the sender's roots: another partner's
+// endpoint under the same CA is refused, and the configured roots still work.
+func TestWebhookSenderTrustsThePartnersCA(t *testing.T) {
+	_, priv := testKey(t)
+	ack := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	configured, pool := tlsServer(t, ack)
+	// The partner's endpoint, under a CA of its own.
+	ca, err := attestation.NewCA("partner webhooks", time.Now(), time.Hour)
+	require.NoError(t, err)
+	certPEM, keyPEM, err := ca.IssueNode("hooks", []string{"127.0.0.1"}, time.Now(), time.Hour)
+	require.NoError(t, err)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	require.NoError(t, err)
+	private := httptest.NewUnstartedServer(ack)
+	private.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	private.StartTLS()
+	t.Cleanup(private.Close)
+	caPEM := string(ca.CertPEM)
+	s, err := NewWebhookSender(WebhookConfig{Key: priv, KeyID: "k", TLS: &tls.Config{RootCAs: pool}, Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer s.Close()
+	n := Notification{EventID: "e"}
+
+	_, err = s.Send(t.Context(), Target{Partner: "other", Endpoints: []string{private.URL}}, n)
+	var unknown x509.UnknownAuthorityError
+	require.ErrorAs(t, err, &unknown, "without the partner's CA its endpoint is not trusted")
+	_, err = s.Send(t.Context(), Target{Partner: "p", Endpoints: []string{private.URL}, CAPEM: caPEM}, n)
+	require.NoError(t, err, "with it, it is")
+	_, err = s.Send(t.Context(), Target{Partner: "p", Endpoints: []string{configured.URL}, CAPEM: caPEM}, n)
+	require.NoError(t, err, "the sender's own roots still count for that partner")
+	_, err = s.Send(t.Context(), Target{Partner: "p", Endpoints: []string{private.URL}, CAPEM: "not PEM"}, n)
+	require.ErrorIs(t, err, ErrEndpoint)
 }

@@ -135,6 +135,8 @@ func requestFor(t *testing.T, method string, fx matrixFixtures, own bool) proto.
 		return &trustfedv1.TerminateAgreementRequest{Termination: term}
 	case trustfedv1.MembershipService_ApproveAuthorization_FullMethodName:
 		return &trustfedv1.ApproveAuthorizationRequest{AuthorizationId: pick(fx.ownAuthorization, fx.otherAuthorization), OrganizationId: org}
+	case trustfedv1.MembershipService_SetWebhook_FullMethodName:
+		return &trustfedv1.SetWebhookRequest{Settings: &trustfedv1.WebhookSettings{OrganizationId: org}}
 	case trustfedv1.AdminService_GetAgreement_FullMethodName:
 		return &trustfedv1.GetAgreementRequest{AgreementId: pick(fx.ownAgreement, fx.otherAgreement)}
 	case trustfedv1.AdminService_ListAgreements_FullMethodName:

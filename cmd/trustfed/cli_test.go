@@ -150,6 +150,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"token and file", []string{"status", "--token", "a", "--token-file", "b"}, "mutually exclusive"},
 		{"bad timeout", []string{"status", "--timeout", "soon"}, "invalid argument"},
 		{"ca without host", []string{"ca", "issue-node", "--dir", "d", "--node-id", "n1"}, `"host" not set`},
+		{"webhook over plain http", []string{"org", "set-webhook", "acme", "--key", "k", "--endpoint", "http://hooks.example"}, "--endpoint[0]"},
+		{"webhook without key", []string{"org", "set-webhook", "acme", "--endpoint", "https://hooks.example"}, `"key" not set`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ func newOrgCmd(a *app) *cobra.Command {
 		newOrgStatusCmd(a, "revoke", "Revoke an organisation for good: every check involving it is denied and its agreements end", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED),
 		newOrgSetLevelCmd(a),
 		newOrgPassportCmd(a),
+		newOrgSetWebhookCmd(a),
 		newOrgGraphCmd(a),
 		newOrgGetCmd(a),
 		newOrgListCmd(a),

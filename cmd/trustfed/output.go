@@ -178,6 +178,9 @@ func writeOrganization(w io.Writer, o *trustfedv1.Organization, m *trustfedv1.Re
 		t.row("Passport history:", strings.Join(h, ", "))
 	}
 	t.row("Endpoints:", orDash(strings.Join(o.GetNotificationEndpoints(), ", ")))
+	if n := strings.Count(o.GetWebhookCaCertificatesPem(), "-----BEGIN CERTIFICATE-----"); n > 0 {
+		t.row("Webhook CAs:", fmt.Sprintf("%d certificate(s), trusted for its endpoints", n))
+	}
 	t.row("Approved:", formatTime(o.GetApproveTime()))
 	t.row("Onboarding until:", formatTime(o.GetOnboardingUntil()))
 	if ov := o.GetOnboardingOverride(); ov != nil {

@@ -578,6 +578,8 @@ var complianceViews = map[string][]trustfedv1.ComplianceMode{
 	"ISSUE_MEMBER_CERTIFICATE": {hipaa},
 	"OPEN_SESSION":             {hipaa, gdpr},
 	"CLOSE_SESSION":            {hipaa, gdpr},
+	// Where an organisation receives revocation notifications.
+	"SET_WEBHOOK": {hipaa, gdpr},
 }
 
 // complianceOf is the views of an entry other than a decision.

@@ -22,6 +22,191 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WebhookSettings is what an organisation signs to change where, and over
+// which TLS trust, it receives revocation notifications: "my webhook
+// endpoints are these, trust these CA certificates for them".
+type WebhookSettings struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Absolute https URLs, tried in order (at most 16); they replace the
+	// organisation's notification_endpoints. Empty: notifications only on the
+	// event stream.
+	Endpoints []string `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// PEM "CERTIFICATE" blocks of the CAs that issue the endpoints' server
+	// certificates (a private PKI), trusted for this organisation's endpoints
+	// only, in addition to the registry's own webhook trust roots. At most 8
+	// certificates, 32 KiB in all; no private keys.
+	CaCertificatesPem string `protobuf:"bytes,3,opt,name=ca_certificates_pem,json=caCertificatesPem,proto3" json:"ca_certificates_pem,omitempty"`
+	// When the organisation signed it; refused if more than 10 minutes off.
+	SignTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=sign_time,json=signTime,proto3" json:"sign_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookSettings) Reset() {
+	*x = WebhookSettings{}
+	mi := &file_trustfed_v1_membership_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookSettings) ProtoMessage() {}
+
+func (x *WebhookSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_membership_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookSettings.ProtoReflect.Descriptor instead.
+func (*WebhookSettings) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WebhookSettings) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *WebhookSettings) GetEndpoints() []string {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *WebhookSettings) GetCaCertificatesPem() string {
+	if x != nil {
+		return x.CaCertificatesPem
+	}
+	return ""
+}
+
+func (x *WebhookSettings) GetSignTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SignTime
+	}
+	return nil
+}
+
+type SetWebhookRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Settings *WebhookSettings       `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	// The organisation's ed25519 signature over the settings' deterministic
+	// serialization (client.NewWebhookSettings), purpose "org-webhook".
+	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetWebhookRequest) Reset() {
+	*x = SetWebhookRequest{}
+	mi := &file_trustfed_v1_membership_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetWebhookRequest) ProtoMessage() {}
+
+func (x *SetWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_membership_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetWebhookRequest.ProtoReflect.Descriptor instead.
+func (*SetWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SetWebhookRequest) GetSettings() *WebhookSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *SetWebhookRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SetWebhookRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type SetWebhookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Organization  *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetWebhookResponse) Reset() {
+	*x = SetWebhookResponse{}
+	mi := &file_trustfed_v1_membership_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetWebhookResponse) ProtoMessage() {}
+
+func (x *SetWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_membership_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetWebhookResponse.ProtoReflect.Descriptor instead.
+func (*SetWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SetWebhookResponse) GetOrganization() *Organization {
+	if x != nil {
+		return x.Organization
+	}
+	return nil
+}
+
 type ApproveAuthorizationRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	AuthorizationId string                 `protobuf:"bytes,1,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
@@ -35,7 +220,7 @@ type ApproveAuthorizationRequest struct {
 
 func (x *ApproveAuthorizationRequest) Reset() {
 	*x = ApproveAuthorizationRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[0]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +232,7 @@ func (x *ApproveAuthorizationRequest) String() string {
 func (*ApproveAuthorizationRequest) ProtoMessage() {}
 
 func (x *ApproveAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[0]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +245,7 @@ func (x *ApproveAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*ApproveAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{0}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ApproveAuthorizationRequest) GetAuthorizationId() string {
@@ -100,7 +285,7 @@ type ApproveAuthorizationResponse struct {
 
 func (x *ApproveAuthorizationResponse) Reset() {
 	*x = ApproveAuthorizationResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[1]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +297,7 @@ func (x *ApproveAuthorizationResponse) String() string {
 func (*ApproveAuthorizationResponse) ProtoMessage() {}
 
 func (x *ApproveAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[1]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +310,7 @@ func (x *ApproveAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*ApproveAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{1}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ApproveAuthorizationResponse) GetAuthorization() *Authorization {
@@ -158,7 +343,7 @@ type Registration struct {
 
 func (x *Registration) Reset() {
 	*x = Registration{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[2]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -170,7 +355,7 @@ func (x *Registration) String() string {
 func (*Registration) ProtoMessage() {}
 
 func (x *Registration) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[2]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -183,7 +368,7 @@ func (x *Registration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registration.ProtoReflect.Descriptor instead.
 func (*Registration) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{2}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Registration) GetOrganizationId() string {
@@ -262,7 +447,7 @@ type RegisterOrganizationRequest struct {
 
 func (x *RegisterOrganizationRequest) Reset() {
 	*x = RegisterOrganizationRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[3]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +459,7 @@ func (x *RegisterOrganizationRequest) String() string {
 func (*RegisterOrganizationRequest) ProtoMessage() {}
 
 func (x *RegisterOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[3]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +472,7 @@ func (x *RegisterOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*RegisterOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{3}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterOrganizationRequest) GetRegistration() []byte {
@@ -320,7 +505,7 @@ type RegisterOrganizationResponse struct {
 
 func (x *RegisterOrganizationResponse) Reset() {
 	*x = RegisterOrganizationResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[4]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +517,7 @@ func (x *RegisterOrganizationResponse) String() string {
 func (*RegisterOrganizationResponse) ProtoMessage() {}
 
 func (x *RegisterOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[4]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +530,7 @@ func (x *RegisterOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*RegisterOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterOrganizationResponse) GetOrganization() *Organization {
@@ -368,7 +553,7 @@ type SubmitPassportRequest struct {
 
 func (x *SubmitPassportRequest) Reset() {
 	*x = SubmitPassportRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[5]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +565,7 @@ func (x *SubmitPassportRequest) String() string {
 func (*SubmitPassportRequest) ProtoMessage() {}
 
 func (x *SubmitPassportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[5]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +578,7 @@ func (x *SubmitPassportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPassportRequest.ProtoReflect.Descriptor instead.
 func (*SubmitPassportRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubmitPassportRequest) GetOrganizationId() string {
@@ -433,7 +618,7 @@ type SubmitPassportResponse struct {
 
 func (x *SubmitPassportResponse) Reset() {
 	*x = SubmitPassportResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[6]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +630,7 @@ func (x *SubmitPassportResponse) String() string {
 func (*SubmitPassportResponse) ProtoMessage() {}
 
 func (x *SubmitPassportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[6]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +643,7 @@ func (x *SubmitPassportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPassportResponse.ProtoReflect.Descriptor instead.
 func (*SubmitPassportResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubmitPassportResponse) GetOrganization() *Organization {
@@ -485,7 +670,7 @@ type ProposeAgreementRequest struct {
 
 func (x *ProposeAgreementRequest) Reset() {
 	*x = ProposeAgreementRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[7]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +682,7 @@ func (x *ProposeAgreementRequest) String() string {
 func (*ProposeAgreementRequest) ProtoMessage() {}
 
 func (x *ProposeAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[7]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +695,7 @@ func (x *ProposeAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreementRequest.ProtoReflect.Descriptor instead.
 func (*ProposeAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ProposeAgreementRequest) GetOrganizationAId() string {
@@ -571,7 +756,7 @@ type ProposeAgreementResponse struct {
 
 func (x *ProposeAgreementResponse) Reset() {
 	*x = ProposeAgreementResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[8]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +768,7 @@ func (x *ProposeAgreementResponse) String() string {
 func (*ProposeAgreementResponse) ProtoMessage() {}
 
 func (x *ProposeAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[8]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +781,7 @@ func (x *ProposeAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreementResponse.ProtoReflect.Descriptor instead.
 func (*ProposeAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ProposeAgreementResponse) GetAgreement() *Agreement {
@@ -620,7 +805,7 @@ type SignAgreementRequest struct {
 
 func (x *SignAgreementRequest) Reset() {
 	*x = SignAgreementRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[9]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +817,7 @@ func (x *SignAgreementRequest) String() string {
 func (*SignAgreementRequest) ProtoMessage() {}
 
 func (x *SignAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[9]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +830,7 @@ func (x *SignAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreementRequest.ProtoReflect.Descriptor instead.
 func (*SignAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignAgreementRequest) GetAgreementId() string {
@@ -685,7 +870,7 @@ type SignAgreementResponse struct {
 
 func (x *SignAgreementResponse) Reset() {
 	*x = SignAgreementResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[10]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +882,7 @@ func (x *SignAgreementResponse) String() string {
 func (*SignAgreementResponse) ProtoMessage() {}
 
 func (x *SignAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[10]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +895,7 @@ func (x *SignAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreementResponse.ProtoReflect.Descriptor instead.
 func (*SignAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignAgreementResponse) GetAgreement() *Agreement {
@@ -732,7 +917,7 @@ type AgreementTermination struct {
 
 func (x *AgreementTermination) Reset() {
 	*x = AgreementTermination{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[11]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +929,7 @@ func (x *AgreementTermination) String() string {
 func (*AgreementTermination) ProtoMessage() {}
 
 func (x *AgreementTermination) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[11]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +942,7 @@ func (x *AgreementTermination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementTermination.ProtoReflect.Descriptor instead.
 func (*AgreementTermination) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AgreementTermination) GetAgreementId() string {
@@ -794,7 +979,7 @@ type TerminateAgreementRequest struct {
 
 func (x *TerminateAgreementRequest) Reset() {
 	*x = TerminateAgreementRequest{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[12]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +991,7 @@ func (x *TerminateAgreementRequest) String() string {
 func (*TerminateAgreementRequest) ProtoMessage() {}
 
 func (x *TerminateAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[12]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +1004,7 @@ func (x *TerminateAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreementRequest.ProtoReflect.Descriptor instead.
 func (*TerminateAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TerminateAgreementRequest) GetTermination() []byte {
@@ -852,7 +1037,7 @@ type TerminateAgreementResponse struct {
 
 func (x *TerminateAgreementResponse) Reset() {
 	*x = TerminateAgreementResponse{}
-	mi := &file_trustfed_v1_membership_proto_msgTypes[13]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1049,7 @@ func (x *TerminateAgreementResponse) String() string {
 func (*TerminateAgreementResponse) ProtoMessage() {}
 
 func (x *TerminateAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_membership_proto_msgTypes[13]
+	mi := &file_trustfed_v1_membership_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1062,7 @@ func (x *TerminateAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreementResponse.ProtoReflect.Descriptor instead.
 func (*TerminateAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_v1_membership_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TerminateAgreementResponse) GetAgreement() *Agreement {
@@ -891,7 +1076,19 @@ var File_trustfed_v1_membership_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_membership_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctrustfed/v1/membership.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/types.proto\"\xae\x01\n" +
+	"\x1ctrustfed/v1/membership.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x1atrustfed/v1/registry.proto\x1a\x17trustfed/v1/types.proto\"\xc1\x01\n" +
+	"\x0fWebhookSettings\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\tendpoints\x18\x02 \x03(\tR\tendpoints\x12.\n" +
+	"\x13ca_certificates_pem\x18\x03 \x01(\tR\x11caCertificatesPem\x127\n" +
+	"\tsign_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bsignTime\"\x8a\x01\n" +
+	"\x11SetWebhookRequest\x128\n" +
+	"\bsettings\x18\x01 \x01(\v2\x1c.trustfed.v1.WebhookSettingsR\bsettings\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"S\n" +
+	"\x12SetWebhookResponse\x12=\n" +
+	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationR\forganization\"\xae\x01\n" +
 	"\x1bApproveAuthorizationRequest\x12)\n" +
 	"\x10authorization_id\x18\x01 \x01(\tR\x0fauthorizationId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1c\n" +
@@ -956,14 +1153,16 @@ const file_trustfed_v1_membership_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\"R\n" +
 	"\x1aTerminateAgreementResponse\x124\n" +
-	"\tagreement\x18\x01 \x01(\v2\x16.trustfed.v1.AgreementR\tagreement2\xe8\x04\n" +
+	"\tagreement\x18\x01 \x01(\v2\x16.trustfed.v1.AgreementR\tagreement2\xb7\x05\n" +
 	"\x11MembershipService\x12k\n" +
 	"\x14RegisterOrganization\x12(.trustfed.v1.RegisterOrganizationRequest\x1a).trustfed.v1.RegisterOrganizationResponse\x12Y\n" +
 	"\x0eSubmitPassport\x12\".trustfed.v1.SubmitPassportRequest\x1a#.trustfed.v1.SubmitPassportResponse\x12_\n" +
 	"\x10ProposeAgreement\x12$.trustfed.v1.ProposeAgreementRequest\x1a%.trustfed.v1.ProposeAgreementResponse\x12V\n" +
 	"\rSignAgreement\x12!.trustfed.v1.SignAgreementRequest\x1a\".trustfed.v1.SignAgreementResponse\x12e\n" +
 	"\x12TerminateAgreement\x12&.trustfed.v1.TerminateAgreementRequest\x1a'.trustfed.v1.TerminateAgreementResponse\x12k\n" +
-	"\x14ApproveAuthorization\x12(.trustfed.v1.ApproveAuthorizationRequest\x1a).trustfed.v1.ApproveAuthorizationResponseB;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\x14ApproveAuthorization\x12(.trustfed.v1.ApproveAuthorizationRequest\x1a).trustfed.v1.ApproveAuthorizationResponse\x12M\n" +
+	"\n" +
+	"SetWebhook\x12\x1e.trustfed.v1.SetWebhookRequest\x1a\x1f.trustfed.v1.SetWebhookResponseB;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_membership_proto_rawDescOnce sync.Once
@@ -977,59 +1176,67 @@ func file_trustfed_v1_membership_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_membership_proto_rawDescData
 }
 
-var file_trustfed_v1_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_trustfed_v1_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_trustfed_v1_membership_proto_goTypes = []any{
-	(*ApproveAuthorizationRequest)(nil),  // 0: trustfed.v1.ApproveAuthorizationRequest
-	(*ApproveAuthorizationResponse)(nil), // 1: trustfed.v1.ApproveAuthorizationResponse
-	(*Registration)(nil),                 // 2: trustfed.v1.Registration
-	(*RegisterOrganizationRequest)(nil),  // 3: trustfed.v1.RegisterOrganizationRequest
-	(*RegisterOrganizationResponse)(nil), // 4: trustfed.v1.RegisterOrganizationResponse
-	(*SubmitPassportRequest)(nil),        // 5: trustfed.v1.SubmitPassportRequest
-	(*SubmitPassportResponse)(nil),       // 6: trustfed.v1.SubmitPassportResponse
-	(*ProposeAgreementRequest)(nil),      // 7: trustfed.v1.ProposeAgreementRequest
-	(*ProposeAgreementResponse)(nil),     // 8: trustfed.v1.ProposeAgreementResponse
-	(*SignAgreementRequest)(nil),         // 9: trustfed.v1.SignAgreementRequest
-	(*SignAgreementResponse)(nil),        // 10: trustfed.v1.SignAgreementResponse
-	(*AgreementTermination)(nil),         // 11: trustfed.v1.AgreementTermination
-	(*TerminateAgreementRequest)(nil),    // 12: trustfed.v1.TerminateAgreementRequest
-	(*TerminateAgreementResponse)(nil),   // 13: trustfed.v1.TerminateAgreementResponse
-	(*Authorization)(nil),                // 14: trustfed.v1.Authorization
-	(*ControlProfile)(nil),               // 15: trustfed.v1.ControlProfile
-	(*Organization)(nil),                 // 16: trustfed.v1.Organization
-	(*AgreementScope)(nil),               // 17: trustfed.v1.AgreementScope
-	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
-	(*TerminationConditions)(nil),        // 19: trustfed.v1.TerminationConditions
-	(*Agreement)(nil),                    // 20: trustfed.v1.Agreement
+	(*WebhookSettings)(nil),              // 0: trustfed.v1.WebhookSettings
+	(*SetWebhookRequest)(nil),            // 1: trustfed.v1.SetWebhookRequest
+	(*SetWebhookResponse)(nil),           // 2: trustfed.v1.SetWebhookResponse
+	(*ApproveAuthorizationRequest)(nil),  // 3: trustfed.v1.ApproveAuthorizationRequest
+	(*ApproveAuthorizationResponse)(nil), // 4: trustfed.v1.ApproveAuthorizationResponse
+	(*Registration)(nil),                 // 5: trustfed.v1.Registration
+	(*RegisterOrganizationRequest)(nil),  // 6: trustfed.v1.RegisterOrganizationRequest
+	(*RegisterOrganizationResponse)(nil), // 7: trustfed.v1.RegisterOrganizationResponse
+	(*SubmitPassportRequest)(nil),        // 8: trustfed.v1.SubmitPassportRequest
+	(*SubmitPassportResponse)(nil),       // 9: trustfed.v1.SubmitPassportResponse
+	(*ProposeAgreementRequest)(nil),      // 10: trustfed.v1.ProposeAgreementRequest
+	(*ProposeAgreementResponse)(nil),     // 11: trustfed.v1.ProposeAgreementResponse
+	(*SignAgreementRequest)(nil),         // 12: trustfed.v1.SignAgreementRequest
+	(*SignAgreementResponse)(nil),        // 13: trustfed.v1.SignAgreementResponse
+	(*AgreementTermination)(nil),         // 14: trustfed.v1.AgreementTermination
+	(*TerminateAgreementRequest)(nil),    // 15: trustfed.v1.TerminateAgreementRequest
+	(*TerminateAgreementResponse)(nil),   // 16: trustfed.v1.TerminateAgreementResponse
+	(*timestamppb.Timestamp)(nil),        // 17: google.protobuf.Timestamp
+	(*Organization)(nil),                 // 18: trustfed.v1.Organization
+	(*Authorization)(nil),                // 19: trustfed.v1.Authorization
+	(*ControlProfile)(nil),               // 20: trustfed.v1.ControlProfile
+	(*AgreementScope)(nil),               // 21: trustfed.v1.AgreementScope
+	(*TerminationConditions)(nil),        // 22: trustfed.v1.TerminationConditions
+	(*Agreement)(nil),                    // 23: trustfed.v1.Agreement
 }
 var file_trustfed_v1_membership_proto_depIdxs = []int32{
-	14, // 0: trustfed.v1.ApproveAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	15, // 1: trustfed.v1.Registration.control_profile:type_name -> trustfed.v1.ControlProfile
-	16, // 2: trustfed.v1.RegisterOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	16, // 3: trustfed.v1.SubmitPassportResponse.organization:type_name -> trustfed.v1.Organization
-	17, // 4: trustfed.v1.ProposeAgreementRequest.scope:type_name -> trustfed.v1.AgreementScope
-	18, // 5: trustfed.v1.ProposeAgreementRequest.not_before:type_name -> google.protobuf.Timestamp
-	18, // 6: trustfed.v1.ProposeAgreementRequest.not_after:type_name -> google.protobuf.Timestamp
-	19, // 7: trustfed.v1.ProposeAgreementRequest.termination:type_name -> trustfed.v1.TerminationConditions
-	20, // 8: trustfed.v1.ProposeAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	20, // 9: trustfed.v1.SignAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	20, // 10: trustfed.v1.TerminateAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	3,  // 11: trustfed.v1.MembershipService.RegisterOrganization:input_type -> trustfed.v1.RegisterOrganizationRequest
-	5,  // 12: trustfed.v1.MembershipService.SubmitPassport:input_type -> trustfed.v1.SubmitPassportRequest
-	7,  // 13: trustfed.v1.MembershipService.ProposeAgreement:input_type -> trustfed.v1.ProposeAgreementRequest
-	9,  // 14: trustfed.v1.MembershipService.SignAgreement:input_type -> trustfed.v1.SignAgreementRequest
-	12, // 15: trustfed.v1.MembershipService.TerminateAgreement:input_type -> trustfed.v1.TerminateAgreementRequest
-	0,  // 16: trustfed.v1.MembershipService.ApproveAuthorization:input_type -> trustfed.v1.ApproveAuthorizationRequest
-	4,  // 17: trustfed.v1.MembershipService.RegisterOrganization:output_type -> trustfed.v1.RegisterOrganizationResponse
-	6,  // 18: trustfed.v1.MembershipService.SubmitPassport:output_type -> trustfed.v1.SubmitPassportResponse
-	8,  // 19: trustfed.v1.MembershipService.ProposeAgreement:output_type -> trustfed.v1.ProposeAgreementResponse
-	10, // 20: trustfed.v1.MembershipService.SignAgreement:output_type -> trustfed.v1.SignAgreementResponse
-	13, // 21: trustfed.v1.MembershipService.TerminateAgreement:output_type -> trustfed.v1.TerminateAgreementResponse
-	1,  // 22: trustfed.v1.MembershipService.ApproveAuthorization:output_type -> trustfed.v1.ApproveAuthorizationResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	17, // 0: trustfed.v1.WebhookSettings.sign_time:type_name -> google.protobuf.Timestamp
+	0,  // 1: trustfed.v1.SetWebhookRequest.settings:type_name -> trustfed.v1.WebhookSettings
+	18, // 2: trustfed.v1.SetWebhookResponse.organization:type_name -> trustfed.v1.Organization
+	19, // 3: trustfed.v1.ApproveAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	20, // 4: trustfed.v1.Registration.control_profile:type_name -> trustfed.v1.ControlProfile
+	18, // 5: trustfed.v1.RegisterOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	18, // 6: trustfed.v1.SubmitPassportResponse.organization:type_name -> trustfed.v1.Organization
+	21, // 7: trustfed.v1.ProposeAgreementRequest.scope:type_name -> trustfed.v1.AgreementScope
+	17, // 8: trustfed.v1.ProposeAgreementRequest.not_before:type_name -> google.protobuf.Timestamp
+	17, // 9: trustfed.v1.ProposeAgreementRequest.not_after:type_name -> google.protobuf.Timestamp
+	22, // 10: trustfed.v1.ProposeAgreementRequest.termination:type_name -> trustfed.v1.TerminationConditions
+	23, // 11: trustfed.v1.ProposeAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	23, // 12: trustfed.v1.SignAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	23, // 13: trustfed.v1.TerminateAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	6,  // 14: trustfed.v1.MembershipService.RegisterOrganization:input_type -> trustfed.v1.RegisterOrganizationRequest
+	8,  // 15: trustfed.v1.MembershipService.SubmitPassport:input_type -> trustfed.v1.SubmitPassportRequest
+	10, // 16: trustfed.v1.MembershipService.ProposeAgreement:input_type -> trustfed.v1.ProposeAgreementRequest
+	12, // 17: trustfed.v1.MembershipService.SignAgreement:input_type -> trustfed.v1.SignAgreementRequest
+	15, // 18: trustfed.v1.MembershipService.TerminateAgreement:input_type -> trustfed.v1.TerminateAgreementRequest
+	3,  // 19: trustfed.v1.MembershipService.ApproveAuthorization:input_type -> trustfed.v1.ApproveAuthorizationRequest
+	1,  // 20: trustfed.v1.MembershipService.SetWebhook:input_type -> trustfed.v1.SetWebhookRequest
+	7,  // 21: trustfed.v1.MembershipService.RegisterOrganization:output_type -> trustfed.v1.RegisterOrganizationResponse
+	9,  // 22: trustfed.v1.MembershipService.SubmitPassport:output_type -> trustfed.v1.SubmitPassportResponse
+	11, // 23: trustfed.v1.MembershipService.ProposeAgreement:output_type -> trustfed.v1.ProposeAgreementResponse
+	13, // 24: trustfed.v1.MembershipService.SignAgreement:output_type -> trustfed.v1.SignAgreementResponse
+	16, // 25: trustfed.v1.MembershipService.TerminateAgreement:output_type -> trustfed.v1.TerminateAgreementResponse
+	4,  // 26: trustfed.v1.MembershipService.ApproveAuthorization:output_type -> trustfed.v1.ApproveAuthorizationResponse
+	2,  // 27: trustfed.v1.MembershipService.SetWebhook:output_type -> trustfed.v1.SetWebhookResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_membership_proto_init() }
@@ -1046,7 +1253,7 @@ func file_trustfed_v1_membership_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_membership_proto_rawDesc), len(file_trustfed_v1_membership_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

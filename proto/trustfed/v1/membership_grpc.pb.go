@@ -25,6 +25,7 @@ const (
 	MembershipService_SignAgreement_FullMethodName        = "/trustfed.v1.MembershipService/SignAgreement"
 	MembershipService_TerminateAgreement_FullMethodName   = "/trustfed.v1.MembershipService/TerminateAgreement"
 	MembershipService_ApproveAuthorization_FullMethodName = "/trustfed.v1.MembershipService/ApproveAuthorization"
+	MembershipService_SetWebhook_FullMethodName           = "/trustfed.v1.MembershipService/SetWebhook"
 )
 
 // MembershipServiceClient is the client API for MembershipService service.
@@ -50,6 +51,11 @@ type MembershipServiceClient interface {
 	// ApproveAuthorization adds one party's signed approval to a
 	// dual-authorisation request; it is granted once both parties approved.
 	ApproveAuthorization(ctx context.Context, in *ApproveAuthorizationRequest, opts ...grpc.CallOption) (*ApproveAuthorizationResponse, error)
+	// SetWebhook replaces an organisation's webhook settings (its notification
+	// endpoints and the CA certificates its endpoints are verified with),
+	// signed with the organisation's key; every replica verifies the
+	// signature again. The next revocation notification uses them, no restart.
+	SetWebhook(ctx context.Context, in *SetWebhookRequest, opts ...grpc.CallOption) (*SetWebhookResponse, error)
 }
 
 type membershipServiceClient struct {
@@ -120,6 +126,16 @@ func (c *membershipServiceClient) ApproveAuthorization(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *membershipServiceClient) SetWebhook(ctx context.Context, in *SetWebhookRequest, opts ...grpc.CallOption) (*SetWebhookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetWebhookResponse)
+	err := c.cc.Invoke(ctx, MembershipService_SetWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MembershipServiceServer is the server API for MembershipService service.
 // All implementations must embed UnimplementedMembershipServiceServer
 // for forward compatibility.
@@ -143,6 +159,11 @@ type MembershipServiceServer interface {
 	// ApproveAuthorization adds one party's signed approval to a
 	// dual-authorisation request; it is granted once both parties approved.
 	ApproveAuthorization(context.Context, *ApproveAuthorizationRequest) (*ApproveAuthorizationResponse, error)
+	// SetWebhook replaces an organisation's webhook settings (its notification
+	// endpoints and the CA certificates its endpoints are verified with),
+	// signed with the organisation's key; every replica verifies the
+	// signature again. The next revocation notification uses them, no restart.
+	SetWebhook(context.Context, *SetWebhookRequest) (*SetWebhookResponse, error)
 	mustEmbedUnimplementedMembershipServiceServer()
 }
 
@@ -170,6 +191,9 @@ func (UnimplementedMembershipServiceServer) TerminateAgreement(context.Context, 
 }
 func (UnimplementedMembershipServiceServer) ApproveAuthorization(context.Context, *ApproveAuthorizationRequest) (*ApproveAuthorizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApproveAuthorization not implemented")
+}
+func (UnimplementedMembershipServiceServer) SetWebhook(context.Context, *SetWebhookRequest) (*SetWebhookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetWebhook not implemented")
 }
 func (UnimplementedMembershipServiceServer) mustEmbedUnimplementedMembershipServiceServer() {}
 func (UnimplementedMembershipServiceServer) testEmbeddedByValue()                           {}
@@ -300,6 +324,24 @@ func _MembershipService_ApproveAuthorization_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MembershipService_SetWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MembershipServiceServer).SetWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MembershipService_SetWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MembershipServiceServer).SetWebhook(ctx, req.(*SetWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MembershipService_ServiceDesc is the grpc.ServiceDesc for MembershipService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -330,6 +372,10 @@ var MembershipService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ApproveAuthorization",
 			Handler:    _MembershipService_ApproveAuthorization_Handler,
+		},
+		{
+			MethodName: "SetWebhook",
+			Handler:    _MembershipService_SetWebhook_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -429,8 +429,12 @@ type Organization struct {
 	// The onboarding cap applies until this time.
 	OnboardingUntil    *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=onboarding_until,json=onboardingUntil,proto3" json:"onboarding_until,omitempty"`
 	OnboardingOverride *OnboardingOverride    `protobuf:"bytes,18,opt,name=onboarding_override,json=onboardingOverride,proto3" json:"onboarding_override,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// PEM CA certificates trusted for this organisation's notification
+	// endpoints (set with MembershipService.SetWebhook), in addition to the
+	// registry's own webhook trust roots.
+	WebhookCaCertificatesPem string `protobuf:"bytes,19,opt,name=webhook_ca_certificates_pem,json=webhookCaCertificatesPem,proto3" json:"webhook_ca_certificates_pem,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Organization) Reset() {
@@ -587,6 +591,13 @@ func (x *Organization) GetOnboardingOverride() *OnboardingOverride {
 		return x.OnboardingOverride
 	}
 	return nil
+}
+
+func (x *Organization) GetWebhookCaCertificatesPem() string {
+	if x != nil {
+		return x.WebhookCaCertificatesPem
+	}
+	return ""
 }
 
 // Agreement is a bilateral agreement between two organisations.
@@ -2702,7 +2713,7 @@ var File_trustfed_v1_types_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x17trustfed/v1/types.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\"\xfe\x06\n" +
+	"\x17trustfed/v1/types.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\"\xbd\a\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
@@ -2725,7 +2736,8 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x10passport_history\x18\x0f \x03(\tR\x0fpassportHistory\x12=\n" +
 	"\fapprove_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vapproveTime\x12E\n" +
 	"\x10onboarding_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x0fonboardingUntil\x12P\n" +
-	"\x13onboarding_override\x18\x12 \x01(\v2\x1f.trustfed.v1.OnboardingOverrideR\x12onboardingOverride\"\x90\x06\n" +
+	"\x13onboarding_override\x18\x12 \x01(\v2\x1f.trustfed.v1.OnboardingOverrideR\x12onboardingOverride\x12=\n" +
+	"\x1bwebhook_ca_certificates_pem\x18\x13 \x01(\tR\x18webhookCaCertificatesPem\"\x90\x06\n" +
 	"\tAgreement\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x11organization_a_id\x18\x02 \x01(\tR\x0forganizationAId\x12*\n" +

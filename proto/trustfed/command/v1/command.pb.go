@@ -77,6 +77,8 @@ const (
 	CommandType_COMMAND_TYPE_ENROL_MEMBER_NODE        CommandType = 31
 	CommandType_COMMAND_TYPE_REMOVE_MEMBER_NODE       CommandType = 32
 	CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE CommandType = 33
+	// An organisation's signed webhook settings (endpoints and CA certificates).
+	CommandType_COMMAND_TYPE_SET_WEBHOOK CommandType = 35
 )
 
 // Enum value maps for CommandType.
@@ -116,6 +118,7 @@ var (
 		31: "COMMAND_TYPE_ENROL_MEMBER_NODE",
 		32: "COMMAND_TYPE_REMOVE_MEMBER_NODE",
 		33: "COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE",
+		35: "COMMAND_TYPE_SET_WEBHOOK",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -152,6 +155,7 @@ var (
 		"COMMAND_TYPE_ENROL_MEMBER_NODE":        31,
 		"COMMAND_TYPE_REMOVE_MEMBER_NODE":       32,
 		"COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE": 33,
+		"COMMAND_TYPE_SET_WEBHOOK":              35,
 	}
 )
 
@@ -1432,6 +1436,61 @@ func (x *EnrolMemberNode) GetSignature() []byte {
 	return nil
 }
 
+// SetWebhook carries an organisation's signed webhook settings (a
+// serialized trustfed.v1.WebhookSettings) as submitted; every replica
+// verifies the signature again with the organisation's key.
+type SetWebhook struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Settings      []byte                 `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetWebhook) Reset() {
+	*x = SetWebhook{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetWebhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetWebhook) ProtoMessage() {}
+
+func (x *SetWebhook) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetWebhook.ProtoReflect.Descriptor instead.
+func (*SetWebhook) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SetWebhook) GetSettings() []byte {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *SetWebhook) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 type RemoveMemberNode struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
@@ -1443,7 +1502,7 @@ type RemoveMemberNode struct {
 
 func (x *RemoveMemberNode) Reset() {
 	*x = RemoveMemberNode{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1514,7 @@ func (x *RemoveMemberNode) String() string {
 func (*RemoveMemberNode) ProtoMessage() {}
 
 func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1527,7 @@ func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberNode.ProtoReflect.Descriptor instead.
 func (*RemoveMemberNode) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RemoveMemberNode) GetOrganizationId() string {
@@ -1508,7 +1567,7 @@ type IssueMemberCertificate struct {
 
 func (x *IssueMemberCertificate) Reset() {
 	*x = IssueMemberCertificate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1579,7 @@ func (x *IssueMemberCertificate) String() string {
 func (*IssueMemberCertificate) ProtoMessage() {}
 
 func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1592,7 @@ func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMemberCertificate.ProtoReflect.Descriptor instead.
 func (*IssueMemberCertificate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IssueMemberCertificate) GetOrganizationId() string {
@@ -1590,7 +1649,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1661,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1674,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -1652,7 +1711,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1723,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1736,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -1740,7 +1799,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1811,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1824,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1814,7 +1873,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1885,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +1898,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2165,7 +2224,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2236,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2249,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AppendAudit) GetEvents() []*AuditEvent {
@@ -2215,7 +2274,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2286,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2299,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AuditEvent) GetEvent() isAuditEvent_Event {
@@ -2302,7 +2361,7 @@ type PutCheckpoint struct {
 
 func (x *PutCheckpoint) Reset() {
 	*x = PutCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2373,7 @@ func (x *PutCheckpoint) String() string {
 func (*PutCheckpoint) ProtoMessage() {}
 
 func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2386,7 @@ func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpoint.ProtoReflect.Descriptor instead.
 func (*PutCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PutCheckpoint) GetNote() []byte {
@@ -2350,7 +2409,7 @@ type AddCosignature struct {
 
 func (x *AddCosignature) Reset() {
 	*x = AddCosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2421,7 @@ func (x *AddCosignature) String() string {
 func (*AddCosignature) ProtoMessage() {}
 
 func (x *AddCosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2434,7 @@ func (x *AddCosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
 func (*AddCosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AddCosignature) GetTreeSize() uint64 {
@@ -2414,7 +2473,7 @@ type StoredCheckpoint struct {
 
 func (x *StoredCheckpoint) Reset() {
 	*x = StoredCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2485,7 @@ func (x *StoredCheckpoint) String() string {
 func (*StoredCheckpoint) ProtoMessage() {}
 
 func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2498,7 @@ func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StoredCheckpoint) GetTreeSize() uint64 {
@@ -2488,7 +2547,7 @@ type Cosignature struct {
 
 func (x *Cosignature) Reset() {
 	*x = Cosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2500,7 +2559,7 @@ func (x *Cosignature) String() string {
 func (*Cosignature) ProtoMessage() {}
 
 func (x *Cosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2513,7 +2572,7 @@ func (x *Cosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
 func (*Cosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Cosignature) GetOrganizationId() string {
@@ -2550,7 +2609,7 @@ type AuditHead struct {
 
 func (x *AuditHead) Reset() {
 	*x = AuditHead{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2621,7 @@ func (x *AuditHead) String() string {
 func (*AuditHead) ProtoMessage() {}
 
 func (x *AuditHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2634,7 @@ func (x *AuditHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
 func (*AuditHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AuditHead) GetSize() uint64 {
@@ -2611,7 +2670,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2682,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2695,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuditLeaf) GetData() []byte {
@@ -2673,7 +2732,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +2744,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +2757,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -2735,7 +2794,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +2806,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +2819,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -2808,7 +2867,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +2879,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +2892,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -2861,7 +2920,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2873,7 +2932,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2886,7 +2945,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -2920,7 +2979,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2932,7 +2991,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2945,7 +3004,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
 }
 
 // RecordDeliveries merges the leader dispatcher's progress into cascades.
@@ -2959,7 +3018,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3030,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3043,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -3004,7 +3063,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3075,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3088,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -3060,7 +3119,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3131,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3144,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -3198,6 +3257,10 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
 	"\x0fEnrolMemberNode\x12\x1c\n" +
 	"\tenrolment\x18\x01 \x01(\fR\tenrolment\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"F\n" +
+	"\n" +
+	"SetWebhook\x12\x1a\n" +
+	"\bsettings\x18\x01 \x01(\fR\bsettings\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"l\n" +
 	"\x10RemoveMemberNode\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
@@ -3323,7 +3386,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xbe\t\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xdc\t\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -3359,7 +3422,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x19COMMAND_TYPE_REVOKE_TOKEN\x10\x1e\x12\"\n" +
 	"\x1eCOMMAND_TYPE_ENROL_MEMBER_NODE\x10\x1f\x12#\n" +
 	"\x1fCOMMAND_TYPE_REMOVE_MEMBER_NODE\x10 \x12)\n" +
-	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!*g\n" +
+	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!\x12\x1c\n" +
+	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#*g\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3381,7 +3445,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),               // 0: trustfed.command.v1.CommandType
 	(Role)(0),                      // 1: trustfed.command.v1.Role
@@ -3405,93 +3469,94 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*UsedNonce)(nil),              // 19: trustfed.command.v1.UsedNonce
 	(*RevokeToken)(nil),            // 20: trustfed.command.v1.RevokeToken
 	(*EnrolMemberNode)(nil),        // 21: trustfed.command.v1.EnrolMemberNode
-	(*RemoveMemberNode)(nil),       // 22: trustfed.command.v1.RemoveMemberNode
-	(*IssueMemberCertificate)(nil), // 23: trustfed.command.v1.IssueMemberCertificate
-	(*PutToken)(nil),               // 24: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),         // 25: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),         // 26: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),         // 27: trustfed.command.v1.SnapshotRecord
-	(*AppendAudit)(nil),            // 28: trustfed.command.v1.AppendAudit
-	(*AuditEvent)(nil),             // 29: trustfed.command.v1.AuditEvent
-	(*PutCheckpoint)(nil),          // 30: trustfed.command.v1.PutCheckpoint
-	(*AddCosignature)(nil),         // 31: trustfed.command.v1.AddCosignature
-	(*StoredCheckpoint)(nil),       // 32: trustfed.command.v1.StoredCheckpoint
-	(*Cosignature)(nil),            // 33: trustfed.command.v1.Cosignature
-	(*AuditHead)(nil),              // 34: trustfed.command.v1.AuditHead
-	(*AuditLeaf)(nil),              // 35: trustfed.command.v1.AuditLeaf
-	(*GraphEdge)(nil),              // 36: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),            // 37: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),       // 38: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),           // 39: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                  // 40: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),       // 41: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),         // 42: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),            // 43: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil),  // 44: google.protobuf.Timestamp
-	(*v1.AdminSignature)(nil),      // 45: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),               // 46: trustfed.v1.Admin
-	(*v1.Organization)(nil),        // 47: trustfed.v1.Organization
-	(*v1.Agreement)(nil),           // 48: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),              // 49: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),    // 50: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),       // 51: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),   // 52: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),             // 53: trustfed.v1.Session
-	(*v1.Cascade)(nil),             // 54: trustfed.v1.Cascade
-	(*v1.MemberNode)(nil),          // 55: trustfed.v1.MemberNode
-	(*v1.AuditDecision)(nil),       // 56: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),    // 57: trustfed.v1.AuditAuthFailure
-	(*durationpb.Duration)(nil),    // 58: google.protobuf.Duration
-	(*v1.Delivery)(nil),            // 59: trustfed.v1.Delivery
+	(*SetWebhook)(nil),             // 22: trustfed.command.v1.SetWebhook
+	(*RemoveMemberNode)(nil),       // 23: trustfed.command.v1.RemoveMemberNode
+	(*IssueMemberCertificate)(nil), // 24: trustfed.command.v1.IssueMemberCertificate
+	(*PutToken)(nil),               // 25: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),         // 26: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),         // 27: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),         // 28: trustfed.command.v1.SnapshotRecord
+	(*AppendAudit)(nil),            // 29: trustfed.command.v1.AppendAudit
+	(*AuditEvent)(nil),             // 30: trustfed.command.v1.AuditEvent
+	(*PutCheckpoint)(nil),          // 31: trustfed.command.v1.PutCheckpoint
+	(*AddCosignature)(nil),         // 32: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),       // 33: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),            // 34: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),              // 35: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),              // 36: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),              // 37: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),            // 38: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),       // 39: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),           // 40: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                  // 41: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),       // 42: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),         // 43: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),            // 44: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil),  // 45: google.protobuf.Timestamp
+	(*v1.AdminSignature)(nil),      // 46: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),               // 47: trustfed.v1.Admin
+	(*v1.Organization)(nil),        // 48: trustfed.v1.Organization
+	(*v1.Agreement)(nil),           // 49: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),              // 50: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),    // 51: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),       // 52: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),   // 53: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),             // 54: trustfed.v1.Session
+	(*v1.Cascade)(nil),             // 55: trustfed.v1.Cascade
+	(*v1.MemberNode)(nil),          // 56: trustfed.v1.MemberNode
+	(*v1.AuditDecision)(nil),       // 57: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),    // 58: trustfed.v1.AuditAuthFailure
+	(*durationpb.Duration)(nil),    // 59: google.protobuf.Duration
+	(*v1.Delivery)(nil),            // 60: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	44, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	44, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	44, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	45, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	45, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	45, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 4: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	45, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	45, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	46, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	46, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	46, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	47, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
 	1,  // 8: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	44, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	44, // 10: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	44, // 11: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	44, // 12: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
-	44, // 13: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
-	44, // 14: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
+	45, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	45, // 10: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	45, // 11: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	45, // 12: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
+	45, // 13: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
+	45, // 14: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
 	18, // 15: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	44, // 16: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	47, // 17: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	48, // 18: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	45, // 16: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	48, // 17: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	49, // 18: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
 	18, // 19: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	25, // 20: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	49, // 21: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	26, // 20: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	50, // 21: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
 	6,  // 22: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	50, // 23: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	51, // 23: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
 	7,  // 24: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	51, // 25: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	46, // 26: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	52, // 27: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	36, // 28: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	53, // 29: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	54, // 30: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	43, // 31: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	34, // 32: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
-	35, // 33: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
-	32, // 34: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
-	55, // 35: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
+	52, // 25: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	47, // 26: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	53, // 27: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	37, // 28: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	54, // 29: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	55, // 30: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	44, // 31: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	35, // 32: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	36, // 33: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	33, // 34: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	56, // 35: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
 	19, // 36: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
-	29, // 37: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	56, // 38: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	57, // 39: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	44, // 40: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	33, // 41: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	44, // 42: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	44, // 43: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	58, // 44: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	42, // 45: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	59, // 46: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	30, // 37: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	57, // 38: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	58, // 39: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	45, // 40: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	34, // 41: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	45, // 42: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	45, // 43: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	59, // 44: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	43, // 45: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	60, // 46: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
 	47, // [47:47] is the sub-list for method output_type
 	47, // [47:47] is the sub-list for method input_type
 	47, // [47:47] is the sub-list for extension type_name
@@ -3504,7 +3569,7 @@ func file_trustfed_command_v1_command_proto_init() {
 	if File_trustfed_command_v1_command_proto != nil {
 		return
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[25].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[26].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
@@ -3526,7 +3591,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_MemberNode)(nil),
 		(*SnapshotRecord_UsedNonce)(nil),
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[27].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[28].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
 		(*AuditEvent_AuthFailure)(nil),
 	}
@@ -3536,7 +3601,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
