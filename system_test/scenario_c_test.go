@@ -164,7 +164,8 @@ func sameOnEveryReplica(t *testing.T, rs []*replica) [32]byte {
 // Scenario C (AG-783): a compromised registry server writes commands
 // straight into the Raft log. Without valid signatures of a quorum of
 // admins no replica changes a level, a status, an issuer, an admin or the
-// policy; with them (the control case) every replica does.
+// policy, nor without the organisation's own signature where its
+// notifications go; with them (the control case) every replica does.
 func TestScenarioCForgedCommandsAreRefusedByEveryReplica(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a Raft cluster")
@@ -253,6 +254,9 @@ func TestScenarioCForgedCommandsAreRefusedByEveryReplica(t *testing.T) {
 		{"bytes that are no envelope", func() error {
 			return rawBytes(t, leader, []byte("\xff\xff\xff not a command"))
 		}},
+		{"acme's webhook settings signed by another key", func() error {
+			return raw(t, leader, webhookSettings(t, mallory.Key, "acme", "https://mallory.example/hook", now))
+		}},
 	}
 	for _, a := range attacks {
 		err := a.cmd()
@@ -275,6 +279,22 @@ func TestScenarioCForgedCommandsAreRefusedByEveryReplica(t *testing.T) {
 		org, _ := r.fsm.Store().Read().Organization("acme")
 		require.Equal(t, uint32(4), org.DeclaredLevel, r.id)
 	}
+	// And acme's own signature over its webhook settings is applied by every
+	// replica.
+	require.NoError(t, raw(t, leader, webhookSettings(t, fed.Key("acme"), "acme", "https://hooks.acme.example/trustfed", now)))
+	sameOnEveryReplica(t, rs)
+	for _, r := range rs {
+		org, _ := r.fsm.Store().Read().Organization("acme")
+		require.Equal(t, []string{"https://hooks.acme.example/trustfed"}, org.NotificationEndpoints, r.id)
+	}
+}
+
+// webhookSettings is org's webhook settings (one endpoint) signed by key.
+func webhookSettings(t *testing.T, key ed25519.PrivateKey, org, endpoint string, now time.Time) *commandv1.SetWebhook {
+	t.Helper()
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&trustfedv1.WebhookSettings{OrganizationId: org, Endpoints: []string{endpoint}, SignTime: timestamppb.New(now)})
+	require.NoError(t, err)
+	return &commandv1.SetWebhook{Settings: b, Signature: attestation.Sign(key, attestation.PurposeWebhookSettings, b)}
 }
 
 // envelopeOfType is an envelope of a raw command type with any payload.
