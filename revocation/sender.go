@@ -105,6 +105,9 @@ type WebhookSender struct {
 // changing its CAs leaves an unused entry behind).
 const maxCAClients = 1024
 
+// caClientSessions is the TLS session cache size of a partner's client.
+const caClientSessions = 64
+
 // signedHeaders caches the headers signed for one notification.
 type signedHeaders struct {
 	eventID string
@@ -197,6 +200,9 @@ func (s *WebhookSender) clientFor(caPEM string) (*http.Client, error) {
 	}
 	tr := s.transport.Clone()
 	tr.TLSClientConfig.RootCAs = pool
+	// Sessions made under this partner's CAs stay with this client (crypto/tls
+	// also checks a resumed session's roots; this keeps the caches apart).
+	tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(caClientSessions)
 	if len(s.byCA) >= maxCAClients {
 		for k, c := range s.byCA {
 			c.CloseIdleConnections()

@@ -148,6 +148,9 @@ func TestWebhookSenderTrustsThePartnersCA(t *testing.T) {
 	require.NoError(t, err, "with it, it is")
 	_, err = s.Send(t.Context(), Target{Partner: "p", Endpoints: []string{configured.URL}, CAPEM: caPEM}, n)
 	require.NoError(t, err, "the sender's own roots still count for that partner")
+	s.Close() // no idle connection to reuse: the next request makes a new TLS handshake
+	_, err = s.Send(t.Context(), Target{Partner: "other", Endpoints: []string{private.URL}}, n)
+	require.ErrorAs(t, err, &unknown, "a TLS session made under the partner's CA is not resumed for another partner")
 	_, err = s.Send(t.Context(), Target{Partner: "p", Endpoints: []string{private.URL}, CAPEM: "not PEM"}, n)
 	require.ErrorIs(t, err, ErrEndpoint)
 }
