@@ -306,6 +306,16 @@ func diffDecision(st *trustfedv1.DecisionStatement, got *trustfedv1.CheckInterac
 	if st.AgreementId != got.AgreementId {
 		out = append(out, fmt.Sprintf("agreement %q, replayed %q", st.AgreementId, got.AgreementId))
 	}
+	if attestation.CapsSigned(st) {
+		for _, c := range []struct {
+			org       string
+			want, got []*trustfedv1.LevelCap
+		}{{st.FromOrganizationId, st.FromLevelCaps, got.FromLevelCaps}, {st.ToOrganizationId, st.ToLevelCaps, got.ToLevelCaps}} {
+			if !slices.EqualFunc(c.want, c.got, func(a, b *trustfedv1.LevelCap) bool { return proto.Equal(a, b) }) {
+				out = append(out, fmt.Sprintf("the caps on %s's level %s, replayed %s", c.org, capsString(c.want), capsString(c.got)))
+			}
+		}
+	}
 	if !proto.Equal(st.Controls, got.Controls) {
 		out = append(out, "the resolved controls differ")
 	}
@@ -316,6 +326,14 @@ func diffDecision(st *trustfedv1.DecisionStatement, got *trustfedv1.CheckInterac
 		out = append(out, fmt.Sprintf("valid until %s, the freshness window gives %s", formatTS(st.ValidUntil), formatTS(validUntil)))
 	}
 	return out
+}
+
+func capsString(caps []*trustfedv1.LevelCap) string {
+	parts := make([]string, len(caps))
+	for i, c := range caps {
+		parts[i] = fmt.Sprintf("%s=%d %q", c.GetSource(), c.GetLevel(), c.GetDetail())
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 func decisionName(d trustfedv1.Decision) string {

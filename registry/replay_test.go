@@ -95,18 +95,26 @@ func (h *replayHarness) agreement(id, a, b string) {
 // signed decision with an APPEND_AUDIT command, as CheckInteraction does.
 func (h *replayHarness) decide(r *state.Reader, req *trustfedv1.CheckInteractionRequest) trustfedv1.Decision {
 	h.t.Helper()
+	resp := h.signed(r, req)
+	h.must(&commandv1.AppendAudit{Events: []*commandv1.AuditEvent{{
+		Event:     &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{Statement: resp.Statement, Signature: resp.Signature, KeyId: h.keyID, NodeId: "n1"}},
+		Principal: "org:" + req.FromOrganizationId,
+	}}})
+	return resp.Decision
+}
+
+// signed is the answer CheckInteraction gives for req on r: evaluated and
+// signed with the harness's registry key.
+func (h *replayHarness) signed(r *state.Reader, req *trustfedv1.CheckInteractionRequest) *trustfedv1.CheckInteractionResponse {
+	h.t.Helper()
 	resp, err := registry.Evaluate(r, req, h.now)
 	require.NoError(h.t, err)
 	resp.Meta = &trustfedv1.ReadMeta{Index: r.Index()}
 	resp.DecidedAt, resp.ValidUntil = timestamppb.New(h.now), timestamppb.New(h.now.Add(r.FreshnessWindow()))
 	resp.KeyId = h.keyID
-	statement, sig, err := attestation.SignDecision(h.key, registry.NewDecisionStatement(req, resp))
+	resp.Statement, resp.Signature, err = attestation.SignDecision(h.key, registry.NewDecisionStatement(req, resp))
 	require.NoError(h.t, err)
-	h.must(&commandv1.AppendAudit{Events: []*commandv1.AuditEvent{{
-		Event:     &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{Statement: statement, Signature: sig, KeyId: h.keyID, NodeId: "n1"}},
-		Principal: "org:" + req.FromOrganizationId,
-	}}})
-	return resp.Decision
+	return resp
 }
 
 func (h *replayHarness) check(from, to, action string, opts ...func(*trustfedv1.CheckInteractionRequest)) trustfedv1.Decision {

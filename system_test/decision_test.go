@@ -58,6 +58,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 		"effective level":             func(r *trustfedv1.CheckInteractionResponse) { r.EffectiveLevel = 4 },
 		"requires dual authorisation": func(r *trustfedv1.CheckInteractionResponse) { r.RequiresDualAuthorization = true },
 		"authorisation relied on":     func(r *trustfedv1.CheckInteractionResponse) { r.AuthorizationId = "auth-0000000000000001" },
+		"level caps":                  func(r *trustfedv1.CheckInteractionResponse) { r.FromLevelCaps[0].Level++ },
 	} {
 		forged := proto.CloneOf(resp)
 		forge(forged)
