@@ -2,13 +2,17 @@ package registry_test
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/internal/testutil"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry"
 	"github.com/trustfed/trustfed/registry/state"
@@ -19,7 +23,7 @@ import (
 func TestDecisionStatementSignsLevelCaps(t *testing.T) {
 	h := buildFederation(t)
 	req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "ping"}
-	resp := h.signed(h.fsm.Store().Read(), req)
+	resp := h.signed(h.fsm.Store().Read(), req, 0)
 	require.NotEmpty(t, resp.FromLevelCaps)
 	require.NotEmpty(t, resp.ToLevelCaps)
 	keys := map[string]ed25519.PublicKey{h.keyID: h.key.Public().(ed25519.PublicKey)}
@@ -87,4 +91,103 @@ func TestReplayFindsAForgedLevelCap(t *testing.T) {
 	rep, err = registry.Replay(testutil.Records(clean), nil)
 	require.NoError(t, err)
 	require.Empty(t, rep.Mismatches, "statements signed without caps")
+}
+
+// grant opens an authorisation of acme's task_send of value 5000 to globex
+// for maxUses uses and has both approve it; it returns the check
+// presenting it.
+func (h *replayHarness) grant(id string, maxUses uint32) *trustfedv1.CheckInteractionRequest {
+	h.t.Helper()
+	st := &trustfedv1.AuthorizationStatement{AuthorizationId: id, FromOrganizationId: "acme", ToOrganizationId: "globex",
+		Action: "task_send", Value: 5000, ExpireTime: timestamppb.New(h.now.Add(5 * time.Minute)), MaxUses: maxUses}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	require.NoError(h.t, err)
+	h.must(&commandv1.CreateAuthorization{Statement: b})
+	for _, org := range []string{"acme", "globex"} {
+		h.must(&commandv1.ApproveAuthorization{AuthorizationId: id, OrganizationId: org, Signature: h.fed.SignAuthorization(org, b)})
+	}
+	return &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "task_send", Value: 5000, AuthorizationId: id}
+}
+
+// consume takes a use of the authorisation req presents, as CheckInteraction
+// does before it answers ALLOW; it returns the use's index.
+func (h *replayHarness) consume(req *trustfedv1.CheckInteractionRequest) uint64 {
+	h.t.Helper()
+	check := proto.CloneOf(req)
+	check.AuthorizationId = ""
+	h.must(&commandv1.ConsumeAuthorization{AuthorizationId: req.AuthorizationId, Check: check})
+	return h.index
+}
+
+// A single-use authorisation backs one ALLOW; replay re-derives both
+// decisions, and flags an ALLOW that took no use or claims a use another
+// decision held.
+func TestReplayChecksAuthorizationUses(t *testing.T) {
+	h := federationHarness(t)
+	req := h.grant("auth-00000000000000a1", 1)
+	a, _ := h.fsm.Store().Read().Authorization(req.AuthorizationId)
+	require.EqualValues(t, 1, a.UsesRemaining)
+
+	use := h.consume(req)
+	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, h.decideUse(h.fsm.Store().Read(), req, use))
+	a, _ = h.fsm.Store().Read().Authorization(req.AuthorizationId)
+	require.Zero(t, a.UsesRemaining)
+	require.Equal(t, []uint64{use}, a.UseIndexes)
+	second := h.signed(h.fsm.Store().Read(), req, 0)
+	require.Equal(t, trustfedv1.Decision_DECISION_DENY, second.Decision)
+	require.Contains(t, second.Reasons[0].Message, "dual authorisation: authorization auth-00000000000000a1 has already been used (1 of 1 uses)")
+	require.Equal(t, trustfedv1.Decision_DECISION_DENY, h.check("acme", "globex", "task_send", func(r *trustfedv1.CheckInteractionRequest) { proto.Merge(r, req) }))
+	res := h.apply(&commandv1.ConsumeAuthorization{AuthorizationId: req.AuthorizationId, Check: &trustfedv1.CheckInteractionRequest{
+		FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "task_send", Value: 5000}})
+	require.ErrorIs(t, res.Err, state.ErrFailedPrecondition, "no use left")
+	require.Contains(t, res.Err.Error(), "has already been used")
+
+	// A grant of two uses, the first taken by a server that took none (as
+	// before uses were counted).
+	twice := h.grant("auth-00000000000000a2", 2)
+	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, h.decide(h.fsm.Store().Read(), twice))
+
+	recs := h.records()
+	var denied, unused int
+	for i, rec := range recs {
+		var st trustfedv1.DecisionStatement
+		if rec.Entry.Type == state.AuditDecision && proto.Unmarshal(rec.Entry.Decision.Statement, &st) == nil {
+			switch {
+			case st.PresentedAuthorizationId == req.AuthorizationId && st.Decision == trustfedv1.Decision_DECISION_DENY:
+				denied = i
+			case st.PresentedAuthorizationId == twice.AuthorizationId:
+				unused = i
+			}
+		}
+	}
+	require.NotZero(t, denied)
+	require.NotZero(t, unused)
+	rep, err := registry.Replay(testutil.Records(recs), nil)
+	require.NoError(t, err)
+	require.Len(t, rep.Mismatches, 1)
+	require.Equal(t, recs[unused].Sequence, rep.Mismatches[0].Sequence)
+	require.Contains(t, rep.Mismatches[0].Problem, "relied on authorization auth-00000000000000a2, whose uses are counted, without taking one")
+
+	recs = recs[:unused]
+	rep, err = registry.Replay(testutil.Records(recs), nil)
+	require.NoError(t, err)
+	require.Empty(t, rep.Mismatches, "the single use, its ALLOW and the DENY after it")
+
+	// The DENY turned into a second ALLOW holding the same use.
+	var st trustfedv1.DecisionStatement
+	require.NoError(t, proto.Unmarshal(recs[denied].Entry.Decision.Statement, &st))
+	st.Decision, st.Reasons, st.AuthorizationId, st.AuthorizationUseIndex = trustfedv1.Decision_DECISION_ALLOW, nil, req.AuthorizationId, use
+	recs[denied] = withStatement(t, recs[denied], &st)
+	rep, err = registry.Replay(testutil.Records(recs), nil)
+	require.NoError(t, err)
+	require.Len(t, rep.Mismatches, 1)
+	require.Contains(t, rep.Mismatches[0].Problem, fmt.Sprintf("the use of authorization %s taken at index %d was already held by the decision in entry", req.AuthorizationId, use))
+
+	// Or holding none.
+	st.AuthorizationUseIndex = 0
+	recs[denied] = withStatement(t, recs[denied], &st)
+	rep, err = registry.Replay(testutil.Records(recs), nil)
+	require.NoError(t, err)
+	require.Len(t, rep.Mismatches, 1)
+	require.Contains(t, rep.Mismatches[0].Problem, "decision ALLOW, replayed DENY")
 }
