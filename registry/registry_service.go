@@ -90,13 +90,13 @@ func (s *Server) decideWithUse(ctx context.Context, req *trustfedv1.CheckInterac
 		FromOrganizationId: req.FromOrganizationId, ToOrganizationId: req.ToOrganizationId, Action: req.Action,
 		DataTypes: req.DataTypes, Value: req.Value,
 	}}
-	use, err := s.propose(ctx, consume, rid)
+	use, consumeErr := s.propose(ctx, consume, rid)
 	var refused *state.Error
 	switch {
-	case errors.As(err, &refused):
+	case errors.As(consumeErr, &refused):
 		use = 0 // decided again without a use: the refusal is the decision's reason
-	case err != nil:
-		return nil, nil, time.Time{}, 0, fmt.Errorf("take a use of authorization %s: %w", req.AuthorizationId, err)
+	case consumeErr != nil:
+		return nil, nil, time.Time{}, 0, fmt.Errorf("take a use of authorization %s: %w", req.AuthorizationId, consumeErr)
 	}
 	resp, r, now, term, err := s.decideWith(ctx, req, s.readForDecision, use)
 	if err != nil {
@@ -104,7 +104,7 @@ func (s *Server) decideWithUse(ctx context.Context, req *trustfedv1.CheckInterac
 	}
 	if use == 0 && takesAuthorizationUse(r, resp) {
 		// The use was refused on a state this read does not include yet.
-		return nil, nil, now, 0, status.Errorf(codes.Aborted, "authorization %s: no use could be taken (%v): retry", req.AuthorizationId, err)
+		return nil, nil, now, 0, status.Errorf(codes.Aborted, "authorization %s: no use could be taken (%v): retry", req.AuthorizationId, consumeErr)
 	}
 	resp.AuthorizationUseIndex = use
 	return resp, r, now, term, nil
