@@ -164,6 +164,7 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 		out, errOut, code = d.cli(t, "", checkCLI...)
 		require.Equal(t, 0, code, "%s %s", out, errOut)
 		require.Contains(t, out, "ALLOW")
+		require.Regexp(t, `Dual authorisation: +required; granted authorisation: `+opened.Authorization.ID+` \(the use taken at index \d+\)\n`, out)
 	}
 	out, errOut, code = d.cli(t, "", checkCLI...)
 	require.Equal(t, 3, code, "%s %s", out, errOut)
