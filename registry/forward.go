@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // forwardedHeader marks a request a follower forwarded to the leader; a
@@ -115,6 +116,14 @@ var writeMethods = func() map[string]bool {
 	return out
 }()
 
+// consumesAuthorization: a check that presents a dual authorisation may
+// take one of its uses (a write only the leader can propose), so it is
+// answered by the leader, like a write.
+func consumesAuthorization(method string, req any) bool {
+	check, ok := req.(*trustfedv1.CheckInteractionRequest)
+	return ok && method == trustfedv1.RegistryService_CheckInteraction_FullMethodName && check.GetAuthorizationId() != ""
+}
+
 func isNoSideEffects(md protoreflect.MethodDescriptor) bool {
 	opts, ok := md.Options().(*descriptorpb.MethodOptions)
 	return ok && opts.GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS
@@ -123,7 +132,7 @@ func isNoSideEffects(md protoreflect.MethodDescriptor) bool {
 // forward sends a write that reached a follower to the leader, with the
 // caller's credentials, and returns the leader's answer.
 func (s *Server) forward(ctx context.Context, method string, req any) (any, bool, error) {
-	if !writeMethods[method] || s.raft.IsLeader() {
+	if !(writeMethods[method] || consumesAuthorization(method, req)) || s.raft.IsLeader() {
 		return nil, false, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)

@@ -116,6 +116,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newOrgCmd(a),
 		newAgreementCmd(a),
 		newCheckCmd(a),
+		newDecisionCmd(a),
 		newFederationCmd(a),
 		newAdminCmd(a),
 		newRevocationCmd(a),

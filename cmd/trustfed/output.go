@@ -307,7 +307,11 @@ func writeCheck(w io.Writer, r *trustfedv1.CheckInteractionResponse) error {
 	t.row("Required level:", formatLevel(r.GetRequiredLevel()))
 	t.row("Agreement:", orDash(r.GetAgreementId()))
 	if r.GetRequiresDualAuthorization() {
-		t.row("Dual authorisation:", "required; granted authorisation: "+orDash(r.GetAuthorizationId()))
+		granted := orDash(r.GetAuthorizationId())
+		if r.GetAuthorizationUseIndex() != 0 {
+			granted += fmt.Sprintf(" (the use taken at index %d)", r.GetAuthorizationUseIndex())
+		}
+		t.row("Dual authorisation:", "required; granted authorisation: "+granted)
 	}
 	writeMetaRows(t, r.GetMeta())
 	if r.GetDecidedAt() != nil {

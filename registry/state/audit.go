@@ -567,6 +567,7 @@ var complianceViews = map[string][]trustfedv1.ComplianceMode{
 	"TERMINATE_AGREEMENT":   {hipaa, gdpr},
 	"CREATE_AUTHORIZATION":  {hipaa, gdpr},
 	"APPROVE_AUTHORIZATION": {hipaa, gdpr},
+	"CONSUME_AUTHORIZATION": {hipaa, gdpr},
 	"PROPOSE_ADMIN_CHANGE":  {hipaa, gdpr},
 	"APPROVE_ADMIN_CHANGE":  {hipaa, gdpr},
 	"BOOTSTRAP_ADMIN":       {hipaa, gdpr},
