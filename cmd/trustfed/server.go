@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/trustfed/trustfed/consensus"
 )
 
 // serverFlags are the flags of `trustfed server`. They are parsed with the
@@ -149,6 +151,9 @@ func (f *serverFlags) resolve() error {
 		f.bootstrap = true
 		f.raftFast = true
 	}
+	if err := f.checkAddrs(); err != nil {
+		return err
+	}
 	if f.dataDir == "" {
 		return usageError{errors.New("-data-dir is required (or use -dev)")}
 	}
@@ -178,6 +183,30 @@ func (f *serverFlags) resolve() error {
 	}
 	if f.auditOrigin == "" || strings.ContainsAny(f.auditOrigin, " +\n") {
 		return usageError{fmt.Errorf("-audit-origin %q must be a non-empty name without spaces or '+'", f.auditOrigin)}
+	}
+	return nil
+}
+
+// checkAddrs refuses a malformed address flag at start: listen addresses
+// need a port in 0..65535 (the host may be empty), addresses other servers
+// dial a host and a port in 1..65535; none takes a scheme or a path.
+func (f *serverFlags) checkAddrs() error {
+	listen, dial := consensus.CheckListenAddress, consensus.CheckAddress
+	for _, a := range []struct {
+		name, addr string
+		optional   bool
+		check      func(string) error
+	}{
+		{"-raft-addr", f.raftAddr, false, listen}, {"-grpc-addr", f.grpcAddr, false, listen}, {"-http-addr", f.httpAddr, false, listen},
+		{"-debug-addr", f.debugAddr, true, listen}, {"-advertise-api", f.advertise, true, dial}, {"-advertise-raft", f.advRaft, true, dial},
+		{"-join", f.join, true, dial},
+	} {
+		if a.optional && a.addr == "" {
+			continue
+		}
+		if err := a.check(a.addr); err != nil {
+			return usageError{fmt.Errorf("%s %w", a.name, err)}
+		}
 	}
 	return nil
 }
