@@ -63,7 +63,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.advertise, "advertise-api", "", "gRPC address other servers use to reach this one (default: -grpc-addr as bound)")
 	fs.StringVar(&f.advRaft, "advertise-raft", "", "Raft address other servers use to reach this one (default: -raft-addr as bound; required when it is 0.0.0.0)")
 	fs.BoolVar(&f.bootstrap, "bootstrap", false, "bootstrap a new single-voter cluster if the data dir holds no Raft state, and create the first admin token")
-	fs.StringVar(&f.join, "join", "", "gRPC address of a cluster member to join through (as a voter)")
+	fs.StringVar(&f.join, "join", "", "gRPC address of a cluster member to join through (as a non-voter, promoted to voter once caught up)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "cluster CA certificate (PEM); default in dev mode: generated under <data-dir>/tls")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate (PEM), issued by the cluster CA (see: trustfed ca issue-node)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "this node's private key (PEM)")
@@ -207,6 +207,9 @@ func (f *serverFlags) checkAddrs() error {
 		if err := a.check(a.addr); err != nil {
 			return usageError{fmt.Errorf("%s %w", a.name, err)}
 		}
+	}
+	if host, _, _ := net.SplitHostPort(f.grpcAddr); f.advertise == "" && (host == "" || net.ParseIP(host).IsUnspecified()) {
+		return usageError{fmt.Errorf("-grpc-addr %q listens on every interface: set -advertise-api to the address other servers dial", f.grpcAddr)}
 	}
 	return nil
 }

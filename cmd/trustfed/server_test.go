@@ -19,7 +19,7 @@ func TestServerAddressFlags(t *testing.T) {
 	f.join, f.advertise, f.advRaft = "10.0.0.1:7443", "n2.example.org:7443", "n2.example.org:7000"
 	require.NoError(t, f.resolve())
 	f = base()
-	f.raftAddr = ":7000"
+	f.raftAddr, f.grpcAddr, f.advertise = ":7000", "0.0.0.0:7443", "n2.example.org:7443"
 	require.NoError(t, f.resolve(), "a listen address may leave the host out")
 
 	for _, tc := range []struct {
@@ -33,6 +33,8 @@ func TestServerAddressFlags(t *testing.T) {
 		{func(f *serverFlags) { f.join = "10.0.0.1:7443/v1" }, `-join "10.0.0.1:7443/v1" must be host:port, without a path`},
 		{func(f *serverFlags) { f.advertise = ":7443" }, `-advertise-api ":7443" has no host`},
 		{func(f *serverFlags) { f.advRaft = "n2.example.org:70000" }, `-advertise-raft "n2.example.org:70000": port "70000" is not in 1..65535`},
+		{func(f *serverFlags) { f.grpcAddr = "0.0.0.0:7443" }, `-grpc-addr "0.0.0.0:7443" listens on every interface: set -advertise-api`},
+		{func(f *serverFlags) { f.grpcAddr = ":7443" }, `-grpc-addr ":7443" listens on every interface: set -advertise-api`},
 	} {
 		f := base()
 		tc.set(&f)
