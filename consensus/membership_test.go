@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -140,4 +141,42 @@ func TestRemoveTheLastVoterIsRefused(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnsafeChange)
 	require.ErrorContains(t, err, "no voter left")
 	apply(t, "set still leading", n1)
+}
+
+func TestRecoverFromPeersFile(t *testing.T) {
+	c := newCluster(t)
+	n1, n2, n3 := c.threeNodes()
+	nodes := []*testNode{n1, n2, n3}
+	res := apply(t, "set before loss", nodes...)
+	for _, n := range nodes {
+		require.NoError(t, n.WaitApplied(ctxT(t), res.Index), n.id)
+	}
+	addr := n1.RaftAddr()
+
+	require.ErrorContains(t, PrepareRecovery(n1.dataDir, []RecoveryServer{{ID: "n1", RaftAddr: addr}}), "stop the server first")
+	for _, n := range nodes {
+		n.stop()
+	}
+	// n2 and n3 are lost for good; n1 alone cannot elect itself.
+	require.ErrorContains(t, PrepareRecovery(n1.dataDir, nil), "no server listed")
+	require.ErrorContains(t, PrepareRecovery(n1.dataDir, []RecoveryServer{{ID: "n1", RaftAddr: "127.0.0.1:99999"}}), "not in 1..65535")
+	require.ErrorContains(t, PrepareRecovery(t.TempDir(), []RecoveryServer{{ID: "n1", RaftAddr: addr}}), "no Raft state")
+	require.NoError(t, PrepareRecovery(n1.dataDir, []RecoveryServer{{ID: "n1", RaftAddr: addr}}))
+
+	back := c.startAt("n1", addr, false, nil)
+	waitLeader(t, back)
+	require.Equal(t, "loss", back.kv.get("before"), "the committed state survived")
+	servers, err := back.Servers(ctxT(t))
+	require.NoError(t, err)
+	require.Len(t, servers, 1)
+	require.True(t, servers[0].Voter)
+	res = apply(t, "set after recovery", back)
+	require.Equal(t, "recovery", back.kv.get("after"))
+
+	// The file was consumed: a plain restart keeps the recovered cluster.
+	back = c.restart(back)
+	waitLeader(t, back)
+	require.NoError(t, back.WaitApplied(ctxT(t), res.Index))
+	require.Equal(t, "recovery", back.kv.get("after"))
+	require.NoFileExists(t, fmt.Sprintf("%s/%s", back.dataDir, PeersFile))
 }

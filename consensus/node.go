@@ -160,6 +160,9 @@ func New(cfg Config) (_ *Node, err error) {
 	go n.watch()
 	cleanup = append(cleanup, func() error { close(n.stopWatch); <-n.watchDone; return nil })
 
+	if err := recoverFromPeersFile(cfg.DataDir, rc, n.fsm, logs, store, snaps, trans, logger); err != nil {
+		return nil, err
+	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)

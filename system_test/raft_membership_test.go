@@ -1,9 +1,11 @@
 package system_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // requireSoleLeader waits until c's node is the ready leader of a cluster
@@ -102,4 +106,85 @@ func TestJoinCannotTakeTheLeaderDown(t *testing.T) {
 		require.NoError(t, err)
 		requireSoleLeader(t, admin, 1)
 	})
+}
+
+// A three-server cluster: joiners are promoted once caught up; the leader
+// refuses to remove a live voter while another is dead (quorum lost), but
+// removes the dead one; when the cluster then loses its quorum for good, the
+// operator recovers the survivor offline and it leads again with every
+// committed write.
+func TestQuorumLossAndRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	c := startCluster(t) // waits until n2 and n3 are promoted voters
+	all := []string{"n1", "n2", "n3"}
+	leader := c.leader(t, all...)
+	var followers []string
+	for _, id := range all {
+		if id != leader {
+			followers = append(followers, id)
+		}
+	}
+	live, dead := followers[0], followers[1]
+	admin := c.clients[leader]
+	st, err := admin.Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+	require.NoError(t, err)
+	for _, m := range st.Members {
+		require.Equal(t, trustfedv1.Suffrage_SUFFRAGE_VOTER, m.Suffrage, m.NodeId)
+		require.True(t, m.CaughtUp, "%s is caught up", m.NodeId)
+	}
+	accredit(t, admin, c.fed, c.admins)
+	enrol(t, admin, c.fed, "acme-bank", 3)
+
+	c.servers[dead].Kill()
+	testutil.Eventually(t, 30*time.Second, "the leader sees "+dead+" unreachable", func() error {
+		st, err := admin.Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		for _, m := range st.Members {
+			if m.NodeId == dead && m.CaughtUp {
+				return fmt.Errorf("%s still caught up", dead)
+			}
+		}
+		return nil
+	})
+	_, err = admin.Cluster().Leave(ctxT(t), &trustfedv1.LeaveRequest{NodeId: live})
+	require.Equal(t, codes.FailedPrecondition, status.Code(err), "removing %s would leave {%s, %s} without a quorum: %v", live, leader, dead, err)
+	require.ErrorContains(t, err, "a quorum needs 2")
+	_, err = admin.Cluster().Leave(ctxT(t), &trustfedv1.LeaveRequest{NodeId: dead})
+	require.NoError(t, err, "removing the dead server is how it is replaced")
+	enrol(t, admin, c.fed, "st-mary", 2)
+
+	// Now the last follower goes too: one voter of two, no quorum, for good.
+	c.servers[live].Kill()
+	testutil.Eventually(t, 30*time.Second, leader+" steps down without a quorum", func() error {
+		st, err := admin.Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		switch {
+		case status.Code(err) == codes.Unavailable:
+			return nil // no leader left to check the token against
+		case err != nil:
+			return err
+		case st.Ready:
+			return errors.New("still the ready leader")
+		}
+		return nil
+	})
+	require.NoError(t, c.servers[leader].Stop())
+	dataDir := c.servers[leader].DataDir
+	out, err := exec.Command(bin, "cluster", "recover", "--data-dir", dataDir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), leader+" at "+c.servers[leader].Addrs.RaftAddr)
+
+	c.restart(t, leader)
+	require.Equal(t, leader, c.leader(t, leader), "the survivor elects itself")
+	st = requireSoleLeader(t, admin, 1)
+	require.Equal(t, leader, st.Members[0].NodeId)
+	for _, org := range []string{"acme-bank", "st-mary"} {
+		_, err := admin.Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: org})
+		require.NoError(t, err, "%s, committed before the loss, is there", org)
+	}
+	enrol(t, admin, c.fed, "after-recovery", 1)
+	require.NoError(t, logContains(c.servers[leader], "recovered the cluster configuration"))
 }
