@@ -25,6 +25,10 @@ var (
 	ErrUnknownOutcome = errors.New("outcome unknown: leadership lost or timed out before the command was acknowledged")
 	// ErrClosed: the node has been closed.
 	ErrClosed = errors.New("node closed")
+	// ErrUnsafeChange: a membership change was refused because it could
+	// leave the cluster without a reachable quorum (or would add a voter
+	// that has not caught up). Nothing was changed.
+	ErrUnsafeChange = errors.New("membership change refused")
 )
 
 // errWaitClosed is returned by wait when the node closed while a raft future

@@ -53,6 +53,8 @@ func toStatus(logger *slog.Logger, method string, err error) error {
 		return status.Error(codes.Unauthenticated, err.Error())
 	case errors.Is(err, ErrPermissionDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, consensus.ErrUnsafeChange):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, consensus.ErrUnknownOutcome):
 		return status.Error(codes.Unavailable, "outcome unknown (leadership changed or timed out): retry with the same request_id; it will not be applied twice")
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrNotReady):

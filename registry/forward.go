@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/trustfed/trustfed/consensus"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -81,6 +82,20 @@ func (p *Peers) ReadIndex(ctx context.Context, leaderAPIAddr string) (uint64, er
 		return 0, fmt.Errorf("read index from leader %s: %w", leaderAPIAddr, err)
 	}
 	return resp.Index, nil
+}
+
+// Progress asks the server at apiAddr how far it has applied the log
+// (consensus.ProgressClient: the leader, before promoting a non-voter).
+func (p *Peers) Progress(ctx context.Context, apiAddr string) (consensus.Progress, error) {
+	c, err := p.conn(apiAddr)
+	if err != nil {
+		return consensus.Progress{}, err
+	}
+	resp, err := peerv1.NewPeerServiceClient(c).Progress(ctx, &peerv1.ProgressRequest{})
+	if err != nil {
+		return consensus.Progress{}, fmt.Errorf("progress of %s: %w", apiAddr, err)
+	}
+	return consensus.Progress{NodeID: resp.NodeId, Term: resp.Term, AppliedIndex: resp.AppliedIndex}, nil
 }
 
 // Close closes every peer connection.

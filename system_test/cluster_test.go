@@ -51,8 +51,9 @@ func startCluster(t testing.TB, extra ...string) *cluster {
 		if err != nil {
 			return err
 		}
-		if len(st.Members) != 3 {
-			return fmt.Errorf("%d members", len(st.Members))
+		// n2 and n3 join as non-voters; the leader promotes them once caught up.
+		if voters := countVoters(st); len(st.Members) != 3 || voters != 3 {
+			return fmt.Errorf("%d members, %d voters", len(st.Members), voters)
 		}
 		for id, cl := range c.clients {
 			if _, err := cl.Registry().ListOrganizations(ctxT(t), &trustfedv1.ListOrganizationsRequest{}); err != nil {
@@ -64,11 +65,31 @@ func startCluster(t testing.TB, extra ...string) *cluster {
 	return c
 }
 
+func countVoters(st *trustfedv1.StatusResponse) int {
+	n := 0
+	for _, m := range st.Members {
+		if m.Suffrage == trustfedv1.Suffrage_SUFFRAGE_VOTER {
+			n++
+		}
+	}
+	return n
+}
+
 // nodeFiles are the -tls-* flags of server id: its node certificate, the
 // cluster CA and the CA's key (every server issues member certificates).
 func (c *cluster) nodeFiles(t testing.TB, id string) []string {
 	t.Helper()
 	return append(c.pki.NodeFiles(t, id), "-tls-ca-key", filepath.Join(c.pki.Dir, "ca-key.pem"))
+}
+
+// restart starts stopped server id again from its data dir, at its old
+// addresses, without -bootstrap or -join.
+func (c *cluster) restart(t testing.TB, id string) {
+	t.Helper()
+	a := c.servers[id].Addrs
+	c.servers[id].Restart(append([]string{"-node-id", id, "-raft-fast-timeouts",
+		"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
+		c.nodeFiles(t, id)...)...)
 }
 
 func (c *cluster) leader(t testing.TB, among ...string) string {
@@ -225,12 +246,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	})
 
 	t.Run("restart the stopped node from its data dir: it catches up", func(t *testing.T) {
-		old := c.servers[leader]
-		a := old.Addrs
-		args := append([]string{"-node-id", leader, "-raft-fast-timeouts",
-			"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
-			c.nodeFiles(t, leader)...)
-		old.Restart(args...)
+		c.restart(t, leader)
 		testutil.Eventually(t, 30*time.Second, "restarted node has the write made while it was down", func() error {
 			_, err := c.clients[leader].Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "after-failover"})
 			return err

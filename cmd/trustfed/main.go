@@ -113,6 +113,7 @@ func newRootCmd(a *app) *cobra.Command {
 	root.AddCommand(
 		newServerCmd(),
 		newStatusCmd(a),
+		newClusterCmd(a),
 		newOrgCmd(a),
 		newAgreementCmd(a),
 		newCheckCmd(a),

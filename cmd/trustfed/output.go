@@ -330,6 +330,15 @@ func writeCheck(w io.Writer, r *trustfedv1.CheckInteractionResponse) error {
 	return t.flush()
 }
 
+// formatSuffrage is "voter" or "nonvoter" (servers older than the suffrage
+// field only say whether a member votes).
+func formatSuffrage(m *trustfedv1.ClusterMember) string {
+	if m.GetSuffrage() == trustfedv1.Suffrage_SUFFRAGE_NONVOTER || (m.GetSuffrage() == trustfedv1.Suffrage_SUFFRAGE_UNSPECIFIED && !m.GetVoter()) {
+		return "nonvoter"
+	}
+	return "voter"
+}
+
 // writeStatus prints a node's view of the cluster, then its members.
 func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 	t := newTable(w)
@@ -357,9 +366,13 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	t = newTable(w)
-	t.row("NODE", "RAFT ADDRESS", "API ADDRESS", "VOTER", "LEADER")
+	t.row("NODE", "RAFT ADDRESS", "API ADDRESS", "SUFFRAGE", "CAUGHT UP", "LEADER")
 	for _, m := range s.GetMembers() {
-		t.row(m.GetNodeId(), orDash(m.GetRaftAddress()), orDash(m.GetApiAddress()), formatBool(m.GetVoter()), formatBool(m.GetLeader()))
+		caughtUp := "-" // only the leader knows
+		if s.GetState() == "Leader" {
+			caughtUp = formatBool(m.GetCaughtUp())
+		}
+		t.row(m.GetNodeId(), orDash(m.GetRaftAddress()), orDash(m.GetApiAddress()), formatSuffrage(m), caughtUp, formatBool(m.GetLeader()))
 	}
 	return t.flush()
 }
