@@ -123,28 +123,32 @@ func syntaxErrorPath(md protoreflect.MessageDescriptor, data []byte) string {
 			valueDone()
 		}
 	}
-	// Name the path with proto names while the descriptors know them.
+	// Name the path with proto names, down to the first field that holds no
+	// message (deeper keys are inside its value, not fields).
 	var parts []string
 	m := md
 	for _, f := range stack {
-		if f.array {
+		switch {
+		case f.array:
 			if len(parts) > 0 {
 				parts[len(parts)-1] += "[" + strconv.Itoa(f.index) + "]"
 			}
 			continue
+		case f.atKey || m == nil:
+		default:
+			fd := fieldByJSONKey(m, f.key)
+			if fd == nil {
+				parts = append(parts, f.key) // unknown: the key as sent
+				m = nil
+				continue
+			}
+			parts = append(parts, string(fd.Name()))
+			if m = fd.Message(); m != nil && strings.HasPrefix(string(m.FullName()), "google.protobuf.") {
+				m = nil
+			}
+			continue
 		}
-		if f.atKey {
-			break
-		}
-		fd := fieldByJSONKey(m, f.key)
-		if fd == nil {
-			parts = append(parts, f.key) // unknown: the key as sent
-			break
-		}
-		parts = append(parts, string(fd.Name()))
-		if m = fd.Message(); m == nil || strings.HasPrefix(string(m.FullName()), "google.protobuf.") {
-			break // deeper keys are inside a value, not fields
-		}
+		break
 	}
 	return strings.Join(parts, ".")
 }
