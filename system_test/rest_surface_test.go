@@ -101,11 +101,20 @@ type restAnswer struct {
 	fields  []string // the BadRequest detail's field paths
 }
 
+// raw sends a REST request with the dev admin token.
 func (d *devServer) raw(t *testing.T, method, path, contentType, body string) restAnswer {
+	t.Helper()
+	return d.rawAs(t, d.token, method, path, contentType, body)
+}
+
+// rawAs sends a REST request with token ("": none).
+func (d *devServer) rawAs(t *testing.T, token, method, path, contentType, body string) restAnswer {
 	t.Helper()
 	req, err := http.NewRequest(method, d.base+path, strings.NewReader(body))
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+d.token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -263,6 +272,26 @@ func TestRESTSurface(t *testing.T) {
 		require.NotEqual(t, "Hijacked", org["organization"].(map[string]any)["name"], "nothing changed")
 		status, _ = d.do(t, http.MethodGet, "/v1/organizations/bank-b", d.token, nil)
 		require.Equal(t, http.StatusNotFound, status)
+	})
+
+	t.Run("what comes before authentication", func(t *testing.T) {
+		for _, c := range []struct {
+			method, path, body string
+			status             int
+		}{
+			{http.MethodPut, "/v1/organizations/bank-a", "", http.StatusMethodNotAllowed},
+			{http.MethodGet, "/v1/organizations/a%ffb", "", http.StatusBadRequest},
+			{http.MethodGet, "/v1/organizations?consistency=NOT_A_VALUE", "", http.StatusBadRequest},
+			{http.MethodPatch, "/v1/organizations/bank-a", `{"name": NaN}`, http.StatusBadRequest},
+			{http.MethodPatch, "/v1/organizations/bank-a", `{"organizationId": "bank-b"}`, http.StatusBadRequest},
+			{http.MethodGet, "/v1/organizations?page_token=garbage", "", http.StatusUnauthorized},
+			{http.MethodGet, "/v1/audit/entries?type=NO_SUCH_EVENT", "", http.StatusUnauthorized},
+			{http.MethodPatch, "/v1/organizations/bank-a", `{"name": "n"}`, http.StatusUnauthorized},
+		} {
+			a := d.rawAs(t, "", c.method, c.path, "application/json", c.body)
+			require.Equal(t, c.status, a.status, "%s %s %s without a token: %s", c.method, c.path, c.body, a.raw)
+			t.Logf("%s %s %s → %d %s", c.method, c.path, c.body, a.status, a.message)
+		}
 	})
 
 	t.Run("JSON syntax errors name the field", func(t *testing.T) {
