@@ -55,7 +55,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 		// id (which then fails its check) instead of reaching another path.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
 	)
-	checks.mux, checks.next = mux, mux
+	checks.mux = mux
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		trustfedv1.RegisterRegistryServiceHandler,
 		trustfedv1.RegisterAdminServiceHandler,

@@ -29,14 +29,13 @@ import (
 // grpc-gateway's own decoding, this runs before authentication.
 type restChecks struct {
 	routes restRoutes
-	mux    *runtime.ServeMux
-	next   http.Handler
+	mux    *runtime.ServeMux // serves what passes
 }
 
 func (c *restChecks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	routes := c.routes.lookup(r.URL.EscapedPath())
 	if len(routes) == 0 {
-		c.next.ServeHTTP(w, r) // grpc-gateway answers 404
+		c.mux.ServeHTTP(w, r) // grpc-gateway answers 404
 		return
 	}
 	i := slices.IndexFunc(routes, func(rt restRoute) bool { return rt.method == r.Method })
@@ -50,7 +49,7 @@ func (c *restChecks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		gatewayErrorHandler(r.Context(), c.mux, m, w, r, err)
 		return
 	}
-	c.next.ServeHTTP(w, r)
+	c.mux.ServeHTTP(w, r)
 }
 
 // routingError is the mux's routing error handler: a 405 lists the methods
@@ -63,7 +62,8 @@ func (c *restChecks) routingError(ctx context.Context, mux *runtime.ServeMux, m 
 	}
 	allow := strings.Join(allowed(c.routes.lookup(r.URL.EscapedPath())), ", ")
 	w.Header().Set("Allow", allow)
-	err := status.Errorf(codes.Unimplemented, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)
+	// The escaped path: a status message must be UTF-8, and the path may not be.
+	err := status.Errorf(codes.Unimplemented, "method %q is not allowed on %s (allowed: %s)", r.Method, r.URL.EscapedPath(), allow)
 	gatewayErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: http.StatusMethodNotAllowed, Err: err})
 }
 

@@ -181,12 +181,14 @@ func TestRESTSurface(t *testing.T) {
 				if slices.Contains(methods, m) {
 					continue
 				}
-				url := strings.ReplaceAll(path, "{}", "x")
-				a := d.raw(t, m, url, "application/json", "{}")
-				require.Equal(t, http.StatusMethodNotAllowed, a.status, "%s %s: %s", m, url, a.raw)
-				allow := strings.Split(a.header.Get("Allow"), ", ")
-				require.ElementsMatch(t, methods, allow, "%s %s: Allow", m, url)
-				require.NotEmpty(t, a.message, "%s %s: the error body has the usual shape", m, url)
+				for _, id := range []string{"x", "a%ffb"} {
+					url := strings.ReplaceAll(path, "{}", id)
+					a := d.raw(t, m, url, "application/json", "{}")
+					require.Equal(t, http.StatusMethodNotAllowed, a.status, "%s %s: %s", m, url, a.raw)
+					allow := strings.Split(a.header.Get("Allow"), ", ")
+					require.ElementsMatch(t, methods, allow, "%s %s: Allow", m, url)
+					require.NotEmpty(t, a.message, "%s %s: the error body has the usual shape", m, url)
+				}
 			}
 		}
 	})
