@@ -105,10 +105,11 @@ func checkRESTRequest(route restRoute, r *http.Request) error {
 	return nil
 }
 
-// checkQuery refuses a query that is not UTF-8, and a value its field
-// cannot take, naming the parameter: grpc-gateway's own error names none.
-// Parameters are parsed one at a time with grpc-gateway's parser, into a
-// scratch message, to learn which one fails.
+// checkQuery refuses a query that is not UTF-8, a parameter that names no
+// field or contradicts the path, and a value its field cannot take, naming
+// the parameter: grpc-gateway's own error names none. Parameters are parsed
+// one at a time with grpc-gateway's parser, into a scratch message, to learn
+// which one fails.
 func checkQuery(route restRoute, params []pathParam, rawQuery string) error {
 	values, err := url.ParseQuery(rawQuery)
 	if err != nil {
@@ -129,19 +130,36 @@ func checkQuery(route restRoute, params []pathParam, rawQuery string) error {
 			}
 		}
 	}
-	if route.body {
-		return nil // grpc-gateway reads no query when the body is the whole request
-	}
-	var bound [][]string
-	for _, p := range params {
-		bound = append(bound, strings.Split(p.field, "."))
-	}
-	filter := utilities.NewDoubleArray(bound)
 	for _, k := range keys {
-		msg := route.input.New().Interface()
-		if err := runtime.PopulateQueryParameters(msg, url.Values{k: values[k]}, filter); err != nil {
-			return invalidField(k, "%v", err)
+		if err := checkQueryParam(route, params, k, values[k]); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// checkQueryParam checks one query parameter: grpc-gateway would ignore it
+// silently if it named no field, was bound by the path (the path wins) or
+// came with a body that is the whole request.
+func checkQueryParam(route restRoute, params []pathParam, key string, values []string) error {
+	if route.body {
+		return invalidField(key, "is not read on this path: the body is the whole request")
+	}
+	field, ok := protoFieldPath(route.input.Descriptor(), key)
+	if !ok {
+		return invalidField(key, "is not a parameter of this path")
+	}
+	if i := slices.IndexFunc(params, func(p pathParam) bool { return p.field == field }); i >= 0 {
+		for _, v := range values {
+			if v != params[i].value {
+				return invalidField(key, "is %q in the query but %q in the path", v, params[i].value)
+			}
+		}
+		return nil
+	}
+	msg := route.input.New().Interface()
+	if err := runtime.PopulateQueryParameters(msg, url.Values{key: values}, utilities.NewDoubleArray(nil)); err != nil {
+		return invalidField(key, "%v", err)
 	}
 	return nil
 }

@@ -87,25 +87,32 @@ func parseTemplate(path string, md protoreflect.MessageDescriptor) ([]string, st
 		if !strings.HasPrefix(s, "{") {
 			continue
 		}
-		var names []string
-		m := md
-		for _, part := range strings.Split(strings.Trim(s, "{}"), ".") {
-			if m == nil {
-				return nil, "", fmt.Errorf("parameter %s is not a field path", s)
-			}
-			fd := m.Fields().ByJSONName(part)
-			if fd == nil {
-				fd = m.Fields().ByName(protoreflect.Name(part))
-			}
-			if fd == nil {
-				return nil, "", fmt.Errorf("parameter %s names no field of %s", s, m.FullName())
-			}
-			names = append(names, string(fd.Name()))
-			m = fd.Message()
+		field, ok := protoFieldPath(md, strings.Trim(s, "{}"))
+		if !ok {
+			return nil, "", fmt.Errorf("parameter %s names no field of %s", s, md.FullName())
 		}
-		segs[i] = "{" + strings.Join(names, ".") + "}"
+		segs[i] = "{" + field + "}"
 	}
 	return segs, verb, nil
+}
+
+// protoFieldPath resolves a parameter name ("enrolment.organizationId",
+// "page_token") to the proto field path it names, the way grpc-gateway does
+// (each part a JSON or proto name of a message field).
+func protoFieldPath(md protoreflect.MessageDescriptor, name string) (string, bool) {
+	var names []string
+	for _, part := range strings.Split(name, ".") {
+		if md == nil {
+			return "", false
+		}
+		fd := fieldByJSONKey(md, part)
+		if fd == nil {
+			return "", false
+		}
+		names = append(names, string(fd.Name()))
+		md = fd.Message()
+	}
+	return strings.Join(names, "."), true
 }
 
 // match reports whether the escaped request path matches r's template, and

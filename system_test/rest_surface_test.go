@@ -276,6 +276,24 @@ func TestRESTSurface(t *testing.T) {
 		require.Equal(t, http.StatusNotFound, status)
 	})
 
+	t.Run("query parameter contradicts the path or names no field", func(t *testing.T) {
+		for _, r := range routes {
+			// With a body, grpc-gateway reads no query: every parameter is refused.
+			path := r.fill(orgs, "x")
+			for _, p := range r.in("path") {
+				for _, key := range []string{snake(p.Name), p.Name} {
+					url := path + "?" + key + "=bank-b"
+					requireField(t, d.raw(t, r.method, url, "", ""), key, r.method+" "+url)
+				}
+			}
+			url := path + "?no_such_parameter=1"
+			requireField(t, d.raw(t, r.method, url, "", ""), "no_such_parameter", r.method+" "+url)
+		}
+		// The path's own value, in either spelling, is no contradiction.
+		a := d.raw(t, http.MethodGet, "/v1/organizations/bank-a?organizationId=bank-a&consistency=CONSISTENCY_STALE", "", "")
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+	})
+
 	t.Run("what comes before authentication", func(t *testing.T) {
 		for _, c := range []struct {
 			method, path, body string
