@@ -2,6 +2,7 @@ package registry
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,4 +75,28 @@ func FuzzRESTChecks(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkRESTChecks is what the checks add to a REST request (route
+// lookup, query parse, body decode and compare).
+func BenchmarkRESTChecks(b *testing.B) {
+	routes, err := loadRESTRoutes(openapi.JSON)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, method, url, body string }{
+		{"get", http.MethodGet, "https://x/v1/organizations/acme-bank?consistency=CONSISTENCY_STALE", ""},
+		{"patch", http.MethodPatch, "https://x/v1/organizations/acme-bank", `{"organizationId":"acme-bank","name":"Acme Bank","requestId":"r-1"}`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				r, _ := http.NewRequest(c.method, c.url, strings.NewReader(c.body))
+				rs := routes.lookup(r.URL.EscapedPath())
+				i := slices.IndexFunc(rs, func(rt restRoute) bool { return rt.method == c.method })
+				if err := checkRESTRequest(rs[i], r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
