@@ -2,7 +2,6 @@ package system_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -90,57 +89,6 @@ func snake(name string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
-}
-
-// restAnswer is a REST response: status, headers and the decoded error body.
-type restAnswer struct {
-	status  int
-	header  http.Header
-	raw     string
-	message string
-	fields  []string // the BadRequest detail's field paths
-}
-
-// raw sends a REST request with the dev admin token.
-func (d *devServer) raw(t *testing.T, method, path, contentType, body string) restAnswer {
-	t.Helper()
-	return d.rawAs(t, d.token, method, path, contentType, body)
-}
-
-// rawAs sends a REST request with token ("": none).
-func (d *devServer) rawAs(t *testing.T, token, method, path, contentType, body string) restAnswer {
-	t.Helper()
-	req, err := http.NewRequest(method, d.base+path, strings.NewReader(body))
-	require.NoError(t, err)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := d.http.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	a := restAnswer{status: resp.StatusCode, header: resp.Header, raw: string(b)}
-	var e struct {
-		Message string `json:"message"`
-		Details []struct {
-			FieldViolations []struct {
-				Field string `json:"field"`
-			} `json:"fieldViolations"`
-		} `json:"details"`
-	}
-	if json.Unmarshal(b, &e) == nil {
-		a.message = e.Message
-		for _, d := range e.Details {
-			for _, v := range d.FieldViolations {
-				a.fields = append(a.fields, v.Field)
-			}
-		}
-	}
-	return a
 }
 
 // requireField asserts a 400 whose message and BadRequest detail name field.
