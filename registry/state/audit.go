@@ -191,6 +191,17 @@ func ModeName(m trustfedv1.ComplianceMode) string {
 	return strings.TrimPrefix(m.String(), "COMPLIANCE_MODE_")
 }
 
+// IsAuditType reports whether t is a type an audit entry can have: a
+// command's name or one of the Audit* types.
+func IsAuditType(t string) bool {
+	switch t {
+	case AuditDecision, AuditAuthFailure, AuditLevelChange, AuditCascade, AuditCorrupt:
+		return true
+	}
+	v, ok := commandv1.CommandType_value["COMMAND_TYPE_"+t]
+	return ok && v != int32(commandv1.CommandType_COMMAND_TYPE_UNSPECIFIED)
+}
+
 // CommandName is the audit type of a command ("REGISTER_ORGANIZATION").
 func CommandName(t commandv1.CommandType) string {
 	return strings.TrimPrefix(t.String(), "COMMAND_TYPE_")
