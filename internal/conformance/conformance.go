@@ -73,7 +73,7 @@ var testRefRE = regexp.MustCompile("`([a-z0-9_]+(?:/[a-z0-9_]+)*)\\.((?:Test|Ben
 // Parse returns the rows of every matrix table in md.
 func Parse(md []byte) ([]Row, error) {
 	var rows []Row
-	inTable, inMatrix := false, false
+	inTable, inMatrix, width := false, false, 0
 	sc := bufio.NewScanner(bytes.NewReader(md))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -83,14 +83,17 @@ func Parse(md []byte) ([]Row, error) {
 		}
 		cells := splitRow(line)
 		if !inTable { // a table's first line is its header
-			inTable, inMatrix = true, strings.EqualFold(cells[0], "id")
+			inTable, inMatrix, width = true, strings.EqualFold(cells[0], "id"), len(cells)
+			if inMatrix && width <= statusColumn {
+				return nil, fmt.Errorf("%w: line %d: the header has %d cells, want at least %d", ErrMatrix, n, width, statusColumn+1)
+			}
 			continue
 		}
 		if !inMatrix || isSeparator(cells) {
 			continue
 		}
-		if len(cells) <= statusColumn {
-			return nil, fmt.Errorf("%w: line %d: %d cells, want at least %d", ErrMatrix, n, len(cells), statusColumn+1)
+		if len(cells) != width {
+			return nil, fmt.Errorf("%w: line %d: %d cells, the header has %d", ErrMatrix, n, len(cells), width)
 		}
 		row := Row{Line: n, ID: strings.Trim(cells[0], "*`"), Status: cells[statusColumn]}
 		for _, m := range testRefRE.FindAllStringSubmatch(line, -1) {

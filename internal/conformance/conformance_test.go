@@ -122,4 +122,6 @@ func TestParse(t *testing.T) {
 
 	_, err = Parse([]byte("| id | requires |\n|---|---|\n| R1 | short |\n"))
 	require.ErrorIs(t, err, ErrMatrix)
+	_, err = Parse([]byte("| id | requires | status |\n|---|---|---|\n| R1 | a | b | met |\n"))
+	require.ErrorContains(t, err, "line 3: 4 cells, the header has 3")
 }
