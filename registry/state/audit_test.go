@@ -118,7 +118,7 @@ func termsFor(now time.Time, id, a, b string) []byte {
 	return out
 }
 
-func TestAuditEntryForEveryCommand(t *testing.T) {
+func TestE06AuditEntryForEveryCommand(t *testing.T) {
 	a := newAuditedFSM(t, filepath.Join(t.TempDir(), "audit.db"))
 	cmds := script(t, testutil.NewFederation(t))
 	for i, raw := range cmds {
@@ -191,7 +191,7 @@ func TestAuditEntryForEveryCommand(t *testing.T) {
 
 // Every replica writes the same log; re-applying the Raft log after a
 // restart appends nothing twice.
-func TestAuditLogIsDeterministicAndReplaySafe(t *testing.T) {
+func TestR8AuditLogIsDeterministicAndReplaySafe(t *testing.T) {
 	cmds := script(t, testutil.NewFederation(t))
 	dir := t.TempDir()
 	a := newAuditedFSM(t, filepath.Join(dir, "a.db"))
@@ -257,7 +257,7 @@ func TestSnapshotStreamsTheAuditLog(t *testing.T) {
 
 // Checkpoints are checked by every replica: signature, growth, and its own
 // log's root (a replica whose log differs reports an audit fault).
-func TestCheckpointsAndCosignatures(t *testing.T) {
+func TestR8CheckpointsAndCosignatures(t *testing.T) {
 	fed := testutil.NewFederation(t)
 	cmds := script(t, fed)
 	dir := t.TempDir()

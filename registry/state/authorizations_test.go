@@ -14,7 +14,7 @@ import (
 // TC5: an authorisation is granted only by one approval from each party;
 // the same party twice, a third organisation, another purpose's signature
 // and an approval after expiry are refused.
-func TestDualAuthorizationTC5(t *testing.T) {
+func TestTC5DualAuthorization(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.member("bank-a", 4, 4)
