@@ -50,7 +50,6 @@ func (n *Node) LeaderTerm() uint64 {
 // its leader loop on that channel, so it must never stop being read, even
 // when Run is not running. Step-downs take effect here immediately.
 func (n *Node) watch() {
-	defer close(n.watchDone)
 	for {
 		select {
 		case v := <-n.notifyCh:
@@ -119,6 +118,12 @@ func (n *Node) Run(ctx context.Context) error {
 		n.mu.Unlock()
 	}()
 
+	var catching sync.WaitGroup
+	cctx, stopCatching := context.WithCancel(ctx)
+	catching.Go(func() { n.catchUp(cctx) })
+	defer catching.Wait()
+	defer stopCatching()
+
 	var handled uint64 // last epoch led by this Run
 	for {
 		if ctx.Err() != nil {
@@ -184,6 +189,7 @@ func (n *Node) leadTerm(ctx context.Context, epoch uint64) {
 		return
 	}
 	n.readyTerm.Store(term)
+	n.caughtUp.Store(true) // the barrier applied every committed entry
 	n.mu.Unlock()
 	n.logger.Info("leader ready", "term", term, "barrier", time.Since(start), "applied_index", n.fsm.appliedIndex())
 

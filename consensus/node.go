@@ -31,7 +31,17 @@ type Node struct {
 	// in New, stopped in Close) drains it for the node's whole life.
 	notifyCh  chan bool
 	stopWatch chan struct{}
-	watchDone chan struct{}
+	bg        sync.WaitGroup // watch and observeLeaders; stopped by stopWatch
+
+	// leaders follows the leader this node knows (leaderwatch.go);
+	// electionTimeout bounds calls to it.
+	leaders         leaderWatch
+	observer        *raft.Observer
+	electionTimeout time.Duration
+
+	// caughtUp: the state machine applied what the leader had committed
+	// when this node started (catchup.go).
+	caughtUp atomic.Bool
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -70,7 +80,8 @@ type Status struct {
 	Leader                                        Server
 	HasLeader                                     bool
 	LastContact                                   time.Duration
-	Ready                                         bool
+	// Ready: ready leader (IsLeader). CaughtUp: see CaughtUp.
+	Ready, CaughtUp bool
 }
 
 // New opens the stores in cfg.DataDir, creates the transport and raft, and
@@ -145,12 +156,13 @@ func New(cfg Config) (_ *Node, err error) {
 		store:     store,
 		notifyCh:  notifyCh,
 		stopWatch: make(chan struct{}),
-		watchDone: make(chan struct{}),
 		closed:    make(chan struct{}),
 		changed:   make(chan struct{}, 1),
+
+		electionTimeout: rc.ElectionTimeout,
 	}
-	go n.watch()
-	cleanup = append(cleanup, func() error { close(n.stopWatch); <-n.watchDone; return nil })
+	n.bg.Go(n.watch)
+	cleanup = append(cleanup, func() error { close(n.stopWatch); n.bg.Wait(); return nil })
 
 	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
 	if err != nil {
@@ -158,6 +170,13 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.raft = r
 	cleanup = append(cleanup, func() error { return r.Shutdown().Error() })
+	obs := make(chan raft.Observation, observationBuffer)
+	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(n.observer)
+	n.bg.Go(func() { n.observeLeaders(obs, n.stopWatch) })
 
 	if cfg.Bootstrap && !hasState {
 		boot := raft.Configuration{Servers: []raft.Server{{
@@ -185,8 +204,9 @@ func (n *Node) Close() error {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
 		}
+		n.raft.DeregisterObserver(n.observer)
 		close(n.stopWatch)
-		<-n.watchDone
+		n.bg.Wait()
 		n.trans.CloseStreams()
 		if err := n.trans.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))
@@ -261,5 +281,6 @@ func (n *Node) Status() Status {
 		HasLeader:    ok,
 		LastContact:  n.LastContact(),
 		Ready:        n.IsLeader(),
+		CaughtUp:     n.CaughtUp(),
 	}
 }
