@@ -54,6 +54,13 @@ func (d *directRaft) Servers(context.Context) ([]consensus.Server, error) {
 	return nil, errors.New("not a cluster")
 }
 func (d *directRaft) Status() consensus.Status { return consensus.Status{} }
+func (d *directRaft) CaughtUp() bool           { return true }
+func (d *directRaft) LeaderChanged(string) <-chan struct{} {
+	return nil // the one leader never changes
+}
+func (d *directRaft) LeaderCall(ctx context.Context, _ string) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
+}
 
 // memberRig is a registry server over a real state machine, with a clock
 // the test moves, a federation CA and two ACTIVE organisations.

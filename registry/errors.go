@@ -53,6 +53,10 @@ func toStatus(logger *slog.Logger, method string, err error) error {
 		return status.Error(codes.Unauthenticated, err.Error())
 	case errors.Is(err, ErrPermissionDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, consensus.ErrCatchingUp):
+		return status.Error(codes.Unavailable, "this node is catching up with the leader's log and cannot answer yet: retry shortly or ask another node ("+err.Error()+")")
+	case errors.Is(err, consensus.ErrLeaderChanged), errors.Is(err, consensus.ErrLeaderUnreachable):
+		return status.Error(codes.Unavailable, "the leader changed or did not answer: retry shortly ("+err.Error()+")")
 	case errors.Is(err, consensus.ErrUnknownOutcome):
 		return status.Error(codes.Unavailable, "outcome unknown (leadership changed or timed out): retry with the same request_id; it will not be applied twice")
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrNotReady):

@@ -31,6 +31,7 @@ type metrics struct {
 
 	decisions      *prometheus.CounterVec
 	authFailures   *prometheus.CounterVec
+	unavail        *prometheus.CounterVec
 	tlsRefused     *prometheus.CounterVec
 	auditBatches   prometheus.Histogram
 	auditCommit    prometheus.Histogram
@@ -55,6 +56,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "trustfed_auth_failures_total",
 			Help: "Calls this node refused authentication or authorisation (each is also an AUTH_FAILURE audit entry), by gRPC code.",
 		}, []string{"code"}),
+		unavail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustfed_unavailable_total",
+			Help: "Calls this node did not serve because it was unavailable (catching up with the log, no ready leader reachable, leader changed), by reason. Not authentication failures.",
+		}, []string{"reason"}),
 		tlsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trustfed_tls_refusals_total",
 			Help: "Connections this node refused at the TLS handshake (untrusted or missing client certificate), by listener.",
@@ -78,10 +83,13 @@ func newMetrics(s *Server) *metrics {
 			Help: "GET /metrics requests refused for a missing, unknown or unauthorised token.",
 		}),
 	}
+	for _, r := range unavailableReasons {
+		m.unavail.WithLabelValues(r) // every reason's series from zero
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.decisions, m.authFailures, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused,
+		m.grpc, m.decisions, m.authFailures, m.unavail, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused,
 		nodeCollector{s},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trustfed_audit_auth_failures_dropped_total",
@@ -127,6 +135,14 @@ func (m *metrics) refused(st error) {
 		return
 	}
 	m.authFailures.WithLabelValues(status.Code(st).String()).Inc()
+}
+
+// unavailable counts a call not served for an availability reason.
+func (m *metrics) unavailable(reason string) {
+	if m == nil {
+		return
+	}
+	m.unavail.WithLabelValues(reason).Inc()
 }
 
 // tlsRefusal counts a connection refused at a listener's TLS handshake.
