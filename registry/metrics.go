@@ -282,6 +282,13 @@ func (s *Server) MetricsHandler() http.Handler {
 			cancel()
 			p, err = s.auth.fromToken(header)
 		}
+		if cerr := s.caughtUp(); err != nil && cerr != nil {
+			// Unknown here may only mean not applied yet: no 401 for it.
+			s.metrics.unavailable(unavailCatchingUp)
+			w.Header().Set("Retry-After", readinessRetryAfter)
+			http.Error(w, status.Convert(toStatus(s.log, method, cerr)).Message(), http.StatusServiceUnavailable)
+			return
+		}
 		if err == nil && p.Role != RoleMonitor && p.Role != RoleAdmin {
 			err = fmt.Errorf("%w: role %s may not read metrics (a monitor or admin token may)", ErrPermissionDenied, p.Role)
 		}

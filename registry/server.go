@@ -287,6 +287,9 @@ func (s *Server) authenticateFresh(ctx context.Context, method string) (context.
 		return ctx, p, nil
 	}
 	if cerr := s.caughtUp(); cerr != nil {
+		if err == nil && method == trustfedv1.ClusterService_Status_FullMethodName {
+			return ctx, p, nil // how an operator sees the catching up: node-local, read-only
+		}
 		return ctx, p, cerr
 	}
 	if err != nil || writeMethods[method] || s.raft.IsLeader() {
