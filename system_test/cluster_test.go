@@ -27,23 +27,43 @@ type cluster struct {
 // startCluster starts n1 (bootstrap) and joins n2, n3 through it, each a
 // real process with its own data dir, over loopback with mutual TLS.
 func startCluster(t testing.TB, extra ...string) *cluster {
+	return startClusterWith(t, clusterHooks{}, extra...)
+}
+
+// clusterHooks adapt startClusterWith to a test: flags per node, and a
+// call as each server process has started (before the next one does).
+type clusterHooks struct {
+	args    func(id string) []string
+	started func(id string, s *testutil.Server)
+}
+
+// startClusterWith is startCluster with hooks.
+func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluster {
 	root := t.TempDir()
 	c := &cluster{fed: testutil.NewFederation(t), pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
 	args := func(id string, more ...string) []string {
 		a := append([]string{"-node-id", id, "-raft-fast-timeouts"}, loopbackPorts...)
 		a = append(a, c.nodeFiles(t, id)...)
 		a = append(a, more...)
+		if hooks.args != nil {
+			a = append(a, hooks.args(id)...)
+		}
 		return append(a, extra...)
 	}
-	n1 := testutil.StartServer(t, bin, filepath.Join(root, "n1"), args("n1", "-bootstrap")...)
-	c.servers["n1"] = n1
+	start := func(id string, more ...string) *testutil.Server {
+		s := testutil.StartServer(t, bin, filepath.Join(root, id), args(id, more...)...)
+		if hooks.started != nil {
+			hooks.started(id, s)
+		}
+		c.servers[id] = s
+		return s
+	}
+	n1 := start("n1", "-bootstrap")
 	c.token = adminToken(t, n1.DataDir)
 	c.clients["n1"] = dial(t, n1, c.pki.CAFile, c.token)
 	waitServing(t, c.clients["n1"])
 	for _, id := range []string{"n2", "n3"} {
-		s := testutil.StartServer(t, bin, filepath.Join(root, id), args(id, "-join", n1.Addrs.GRPCAddr)...)
-		c.servers[id] = s
-		c.clients[id] = dial(t, s, c.pki.CAFile, c.token)
+		c.clients[id] = dial(t, start(id, "-join", n1.Addrs.GRPCAddr), c.pki.CAFile, c.token)
 	}
 	c.admins = enrolAdmins(t, c.clients["n1"])
 	testutil.Eventually(t, 30*time.Second, "3 voters, all nodes serving", func() error {
@@ -69,6 +89,18 @@ func startCluster(t testing.TB, extra ...string) *cluster {
 func (c *cluster) nodeFiles(t testing.TB, id string) []string {
 	t.Helper()
 	return append(c.pki.NodeFiles(t, id), "-tls-ca-key", filepath.Join(c.pki.Dir, "ca-key.pem"))
+}
+
+// restart starts a stopped server again from its data dir, on the
+// addresses it had.
+func (c *cluster) restart(t testing.TB, id string) {
+	t.Helper()
+	s := c.servers[id]
+	a := s.Addrs
+	args := append([]string{"-node-id", id, "-raft-fast-timeouts",
+		"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
+		c.nodeFiles(t, id)...)
+	s.Restart(args...)
 }
 
 func (c *cluster) leader(t testing.TB, among ...string) string {
@@ -225,12 +257,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	})
 
 	t.Run("restart the stopped node from its data dir: it catches up", func(t *testing.T) {
-		old := c.servers[leader]
-		a := old.Addrs
-		args := append([]string{"-node-id", leader, "-raft-fast-timeouts",
-			"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
-			c.nodeFiles(t, leader)...)
-		old.Restart(args...)
+		c.restart(t, leader)
 		testutil.Eventually(t, 30*time.Second, "restarted node has the write made while it was down", func() error {
 			_, err := c.clients[leader].Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "after-failover"})
 			return err
