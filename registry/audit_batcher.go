@@ -204,7 +204,7 @@ func (b *auditBatcher) drain(err error) {
 // to change (or for the backoff), for at most auditRetryWindow in all.
 const (
 	auditRetryMinBackoff = 25 * time.Millisecond
-	auditRetryMaxBackoff = 500 * time.Millisecond
+	auditRetryMaxBackoff = 200 * time.Millisecond
 	auditRetryWindow     = 30 * time.Second
 )
 

@@ -177,6 +177,8 @@ var (
 		"1 if this node is the leader and has applied every entry of its term (it answers reads and writes).", nil, nil)
 	descRaftHasLeader = prometheus.NewDesc("trustfed_raft_has_leader",
 		"1 if this node knows a leader.", nil, nil)
+	descRaftCaughtUp = prometheus.NewDesc("trustfed_raft_caught_up",
+		"1 once this node has applied the log as far as the leader had committed it when the node started (before that it answers UNAVAILABLE).", nil, nil)
 	descRaftTerm = prometheus.NewDesc("trustfed_raft_term",
 		"This node's current Raft term.", nil, nil)
 	descRaftCommit = prometheus.NewDesc("trustfed_raft_commit_index",
@@ -202,7 +204,7 @@ var (
 var raftStates = []string{"Leader", "Follower", "Candidate", "Shutdown"}
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftReady, descRaftHasLeader, descRaftTerm, descRaftCommit,
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftReady, descRaftHasLeader, descRaftCaughtUp, descRaftTerm, descRaftCommit,
 		descRaftApplied, descRaftLast, descRaftContact, descAuditEntries, descAuditFault, descCascadesOpen, descCascadePending, descCascadeAge} {
 		ch <- d
 	}
@@ -218,6 +220,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descRaftReady, boolValue(st.Ready))
 	gauge(descRaftHasLeader, boolValue(st.HasLeader))
+	gauge(descRaftCaughtUp, boolValue(st.CaughtUp))
 	gauge(descRaftTerm, float64(st.Term))
 	gauge(descRaftCommit, float64(st.CommitIndex))
 	gauge(descRaftApplied, float64(st.AppliedIndex))
@@ -282,12 +285,14 @@ func (s *Server) MetricsHandler() http.Handler {
 			cancel()
 			p, err = s.auth.fromToken(header)
 		}
-		if cerr := s.caughtUp(); err != nil && cerr != nil {
-			// Unknown here may only mean not applied yet: no 401 for it.
-			s.metrics.unavailable(unavailCatchingUp)
-			w.Header().Set("Retry-After", readinessRetryAfter)
-			http.Error(w, status.Convert(toStatus(s.log, method, cerr)).Message(), http.StatusServiceUnavailable)
-			return
+		if err != nil {
+			if cerr := s.caughtUp(); cerr != nil {
+				// Unknown here may only mean not applied yet: no 401 for it.
+				s.metrics.unavailable(unavailCatchingUp)
+				w.Header().Set("Retry-After", readinessRetryAfter)
+				http.Error(w, status.Convert(toStatus(s.log, method, cerr)).Message(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		if err == nil && p.Role != RoleMonitor && p.Role != RoleAdmin {
 			err = fmt.Errorf("%w: role %s may not read metrics (a monitor or admin token may)", ErrPermissionDenied, p.Role)
