@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/trustfed/trustfed/consensus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Availability events. A call this node cannot serve because it has no
@@ -63,7 +65,18 @@ func (s *Server) caughtUp() error {
 // under the caller's and the request's organisations).
 func (s *Server) refuse(ctx context.Context, method string, p Principal, err error, about ...string) error {
 	st := toStatus(s.log, method, err)
-	if reason, ok := unavailableReason(err); ok {
+	reason, ok := unavailableReason(err)
+	if !ok {
+		// An answer relayed from the leader (its read index, say) says
+		// only its code.
+		switch status.Code(st) {
+		case codes.Unavailable:
+			reason, ok = unavailNoLeader, true
+		case codes.DeadlineExceeded, codes.Canceled:
+			reason, ok = unavailDeadline, true
+		}
+	}
+	if ok {
 		s.log.Warn("request not served: node unavailable", "method", method, "principal", p.ID, "reason", reason, "error", err)
 		s.metrics.unavailable(reason)
 		return st
