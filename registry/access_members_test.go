@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,8 @@ type directRaft struct {
 	mu    sync.Mutex
 	fsm   *state.FSM
 	index uint64
+	// behind: the node has not caught up (CaughtUp false).
+	behind atomic.Bool
 }
 
 func (d *directRaft) Apply(_ context.Context, cmd []byte) (consensus.ApplyResult, error) {
@@ -54,7 +57,7 @@ func (d *directRaft) Servers(context.Context) ([]consensus.Server, error) {
 	return nil, errors.New("not a cluster")
 }
 func (d *directRaft) Status() consensus.Status { return consensus.Status{} }
-func (d *directRaft) CaughtUp() bool           { return true }
+func (d *directRaft) CaughtUp() bool           { return !d.behind.Load() }
 func (d *directRaft) LeaderChanged(string) <-chan struct{} {
 	return nil // the one leader never changes
 }
