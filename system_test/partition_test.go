@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // partitionedCluster is a three-node cluster whose servers reach each
@@ -98,6 +100,21 @@ func TestPartitionedLeaderDoesNotStallChecks(t *testing.T) {
 	network.Isolate(c.servers[old].PID())
 	cut := time.Now()
 
+	// A write a follower forwards to the old leader (it still believes in
+	// it for a heartbeat timeout) is abandoned at the leader change, not
+	// after the forward timeout; the client's retry reaches the new leader.
+	type outcome struct {
+		took time.Duration
+		err  error
+	}
+	written := make(chan outcome, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_, err := c.clients[followers[0]].Admin().UpdateOrganization(ctx, &trustfedv1.UpdateOrganizationRequest{OrganizationId: "acme-bank", Name: "Acme Bank (partitioned)"})
+		written <- outcome{time.Since(cut), err}
+	}()
+
 	// Load on the majority while it elects: checks, and calls with an
 	// unknown token (each an audit event for the followers' batches).
 	stop := make(chan struct{})
@@ -139,6 +156,11 @@ func TestPartitionedLeaderDoesNotStallChecks(t *testing.T) {
 		t.Logf("%s answers checks %s after the new leader was ready", id, took.Round(time.Millisecond))
 		require.Less(t, took, 2*time.Second, "%s: checks must resume right after the new leader is ready", id)
 	}
+
+	w := <-written
+	t.Logf("write through %s answered %v after %s", followers[0], status.Code(w.err), w.took.Round(time.Millisecond))
+	require.Contains(t, []codes.Code{codes.OK, codes.Unavailable}, status.Code(w.err), "%v", w.err)
+	require.Less(t, w.took, 5*time.Second, "a forwarded write does not wait for a leader that never answers")
 
 	// No call refused for want of a leader counts as an authentication
 	// failure.
