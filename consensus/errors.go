@@ -36,6 +36,10 @@ var (
 	// committed when the node started (CaughtUp); its state may miss
 	// committed entries, so it must not answer from it.
 	ErrCatchingUp = errors.New("node is catching up with the leader's log")
+	// ErrUnsafeChange: a membership change was refused because it could
+	// leave the cluster without a reachable quorum (or would add a voter
+	// that has not caught up). Nothing was changed.
+	ErrUnsafeChange = errors.New("membership change refused")
 )
 
 // errWaitClosed is returned by wait when the node closed while a raft future

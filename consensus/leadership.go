@@ -48,12 +48,19 @@ func (n *Node) LeaderTerm() uint64 {
 
 // watch drains raft's NotifyCh for the whole life of the node. Raft blocks
 // its leader loop on that channel, so it must never stop being read, even
-// when Run is not running. Step-downs take effect here immediately.
+// when Run is not running. Step-downs take effect here immediately. It
+// also records raft's heartbeat observations (a non-blocking observer: a
+// full channel drops them, never stalls raft).
 func (n *Node) watch() {
+	defer close(n.watchDone)
 	for {
 		select {
 		case v := <-n.notifyCh:
 			n.onLeadership(v)
+		case o := <-n.observeCh:
+			n.peers.observe(o)
+		case <-n.leaderObs:
+			n.refreshLeader()
 		case <-n.stopWatch:
 			return
 		}
@@ -65,6 +72,7 @@ func (n *Node) onLeadership(leader bool) {
 	n.raftLeader = leader
 	if leader {
 		n.epoch++
+		n.peers.reset() // raft starts new heartbeats to every peer
 	} else {
 		n.clearReadyLocked()
 	}

@@ -44,22 +44,21 @@ func (w *leaderWatch) updateLocked(id string) {
 	w.changed = make(chan struct{})
 }
 
-// observeLeaders follows raft's leader observations until stop closes. An
-// observation only says "look again": the current leader is read from raft,
-// so a dropped observation (buffer full) is healed by the next one and by
+// isLeaderChange selects raft's leader observations (for leaderObs).
+func isLeaderChange(o *raft.Observation) bool {
+	_, ok := o.Data.(raft.LeaderObservation)
+	return ok
+}
+
+// refreshLeader is watch's answer to a leader observation. The observation
+// only says "look again": the current leader is read from raft, so a
+// dropped observation (buffer full) is healed by the next one and by
 // LeaderChanged's own look.
-func (n *Node) observeLeaders(obs <-chan raft.Observation, stop <-chan struct{}) {
-	for {
-		select {
-		case <-obs:
-			_, id := n.raft.LeaderWithID()
-			n.leaders.mu.Lock()
-			n.leaders.updateLocked(string(id))
-			n.leaders.mu.Unlock()
-		case <-stop:
-			return
-		}
-	}
+func (n *Node) refreshLeader() {
+	_, id := n.raft.LeaderWithID()
+	n.leaders.mu.Lock()
+	n.leaders.updateLocked(string(id))
+	n.leaders.mu.Unlock()
 }
 
 // LeaderChanged returns a channel that is closed once the leader this node

@@ -31,12 +31,15 @@ type Node struct {
 	// in New, stopped in Close) drains it for the node's whole life.
 	notifyCh  chan bool
 	stopWatch chan struct{}
-	bg        sync.WaitGroup // watch and observeLeaders; stopped by stopWatch
-
-	// leaders follows the leader this node knows (leaderwatch.go);
-	// electionTimeout bounds calls to it.
+	watchDone chan struct{}
+	// Heartbeat observations from raft, drained by watch into peers.
+	observeCh chan raft.Observation
+	peers     *peerHealth
+	// Leader observations from raft, drained by watch into leaders, which
+	// follows the leader this node knows (leaderwatch.go); electionTimeout
+	// bounds calls to it.
+	leaderObs       chan raft.Observation
 	leaders         leaderWatch
-	observer        *raft.Observer
 	electionTimeout time.Duration
 
 	// caughtUp: the state machine applied what the leader had committed
@@ -66,10 +69,12 @@ type Node struct {
 	changed    chan struct{} // capacity 1: leadership changed, wakes Run
 }
 
-// Server describes a cluster member.
+// Server describes a cluster member. CaughtUp is the leader's view (false
+// on other nodes): a voter its heartbeats reach, or a non-voter the
+// promoter last found caught up.
 type Server struct {
-	ID, RaftAddr, APIAddr string
-	Voter, Leader         bool
+	ID, RaftAddr, APIAddr   string
+	Voter, Leader, CaughtUp bool
 }
 
 // Status is a point-in-time summary of the node for health and admin
@@ -156,27 +161,30 @@ func New(cfg Config) (_ *Node, err error) {
 		store:     store,
 		notifyCh:  notifyCh,
 		stopWatch: make(chan struct{}),
+		watchDone: make(chan struct{}),
 		closed:    make(chan struct{}),
 		changed:   make(chan struct{}, 1),
+		observeCh: make(chan raft.Observation, observeBuffer),
+		peers:     newPeerHealth(),
+		leaderObs: make(chan raft.Observation, observationBuffer),
 
 		electionTimeout: rc.ElectionTimeout,
 	}
-	n.bg.Go(n.watch)
-	cleanup = append(cleanup, func() error { close(n.stopWatch); n.bg.Wait(); return nil })
+	n.tasks = []leaderTask{{name: "promoter", fn: n.runPromoter}}
+	go n.watch()
+	cleanup = append(cleanup, func() error { close(n.stopWatch); <-n.watchDone; return nil })
 
+	if err := recoverFromPeersFile(cfg.DataDir, rc, n.fsm, logs, store, snaps, trans, logger); err != nil {
+		return nil, err
+	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	r.RegisterObserver(raft.NewObserver(n.observeCh, false, isHeartbeat))
 	cleanup = append(cleanup, func() error { return r.Shutdown().Error() })
-	obs := make(chan raft.Observation, observationBuffer)
-	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
-	})
-	r.RegisterObserver(n.observer)
-	n.bg.Go(func() { n.observeLeaders(obs, n.stopWatch) })
+	r.RegisterObserver(raft.NewObserver(n.leaderObs, false, isLeaderChange))
 
 	if cfg.Bootstrap && !hasState {
 		boot := raft.Configuration{Servers: []raft.Server{{
@@ -204,9 +212,8 @@ func (n *Node) Close() error {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
 		}
-		n.raft.DeregisterObserver(n.observer)
 		close(n.stopWatch)
-		n.bg.Wait()
+		<-n.watchDone
 		n.trans.CloseStreams()
 		if err := n.trans.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))

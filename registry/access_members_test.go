@@ -49,9 +49,10 @@ func (d *directRaft) IsLeader() bool                                   { return 
 func (d *directRaft) LeaderTerm() uint64                               { return 1 }
 func (d *directRaft) Leader() (consensus.Server, bool)                 { return consensus.Server{ID: "n1"}, true }
 func (d *directRaft) LastContact() time.Duration                       { return 0 }
-func (d *directRaft) AddVoter(context.Context, string, string, string) error {
-	return errors.New("not a cluster")
+func (d *directRaft) AddNonvoter(context.Context, string, string, string) (consensus.Server, error) {
+	return consensus.Server{}, errors.New("not a cluster")
 }
+func (d *directRaft) Progress() consensus.Progress { return consensus.Progress{NodeID: "n1"} }
 func (d *directRaft) RemoveServer(context.Context, string) error { return errors.New("not a cluster") }
 func (d *directRaft) Servers(context.Context) ([]consensus.Server, error) {
 	return nil, errors.New("not a cluster")

@@ -59,6 +59,8 @@ func toStatus(logger *slog.Logger, method string, err error) error {
 		return retryable("this node is catching up with the leader's log and cannot answer yet: retry shortly or ask another node (" + err.Error() + ")")
 	case errors.Is(err, consensus.ErrLeaderChanged), errors.Is(err, consensus.ErrLeaderUnreachable):
 		return retryable("the leader changed or did not answer: retry shortly (" + err.Error() + ")")
+	case errors.Is(err, consensus.ErrUnsafeChange):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, consensus.ErrUnknownOutcome):
 		return status.Error(codes.Unavailable, "outcome unknown (leadership changed or timed out): retry with the same request_id; it will not be applied twice")
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrNotReady):

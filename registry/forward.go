@@ -20,6 +20,7 @@ import (
 
 	"github.com/trustfed/trustfed/consensus"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // forwardedHeader marks a request a follower forwarded to the leader; a
@@ -82,6 +83,20 @@ func (p *Peers) ReadIndex(ctx context.Context, leaderAPIAddr string) (uint64, er
 	return resp.Index, nil
 }
 
+// Progress asks the server at apiAddr how far it has applied the log
+// (consensus.ProgressClient: the leader, before promoting a non-voter).
+func (p *Peers) Progress(ctx context.Context, apiAddr string) (consensus.Progress, error) {
+	c, err := p.conn(apiAddr)
+	if err != nil {
+		return consensus.Progress{}, err
+	}
+	resp, err := peerv1.NewPeerServiceClient(c).Progress(ctx, &peerv1.ProgressRequest{})
+	if err != nil {
+		return consensus.Progress{}, fmt.Errorf("progress of %s: %w", apiAddr, err)
+	}
+	return consensus.Progress{NodeID: resp.NodeId, Term: resp.Term, AppliedIndex: resp.AppliedIndex}, nil
+}
+
 // Close closes every peer connection.
 func (p *Peers) Close() error {
 	p.mu.Lock()
@@ -115,6 +130,14 @@ var writeMethods = func() map[string]bool {
 	return out
 }()
 
+// consumesAuthorization: a check that presents a dual authorisation may
+// take one of its uses (a write only the leader can propose), so it is
+// answered by the leader, like a write.
+func consumesAuthorization(method string, req any) bool {
+	check, ok := req.(*trustfedv1.CheckInteractionRequest)
+	return ok && method == trustfedv1.RegistryService_CheckInteraction_FullMethodName && check.GetAuthorizationId() != ""
+}
+
 func isNoSideEffects(md protoreflect.MethodDescriptor) bool {
 	opts, ok := md.Options().(*descriptorpb.MethodOptions)
 	return ok && opts.GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS
@@ -123,7 +146,7 @@ func isNoSideEffects(md protoreflect.MethodDescriptor) bool {
 // forward sends a write that reached a follower to the leader, with the
 // caller's credentials, and returns the leader's answer.
 func (s *Server) forward(ctx context.Context, method string, req any) (any, bool, error) {
-	if !writeMethods[method] || s.raft.IsLeader() {
+	if !(writeMethods[method] || consumesAuthorization(method, req)) || s.raft.IsLeader() {
 		return nil, false, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)

@@ -35,13 +35,28 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 	if err != nil {
 		return nil, fmt.Errorf("gateway: connect to %s: %w", grpcAddr, err)
 	}
+	routes, err := loadRESTRoutes(openapi.JSON)
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	checks := &restChecks{routes: routes}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		runtime.WithErrorHandler(gatewayErrorHandler), // Retry-After on 429 (ratelimit.go)
+		runtime.WithRoutingErrorHandler(checks.routingError),
+		// A form-encoded POST is a POST: never served as the GET of the
+		// same path, nor turned into another method by X-HTTP-Method-Override.
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithDisableHTTPMethodOverride(),
+		// Route on the escaped path: an encoded slash in an id stays in the
+		// id (which then fails its check) instead of reaching another path.
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
 	)
+	checks.mux = mux
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		trustfedv1.RegisterRegistryServiceHandler,
 		trustfedv1.RegisterAdminServiceHandler,
@@ -79,7 +94,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 		}
 		serveReadiness(w, r)
 	})
-	top.Handle("/", http.MaxBytesHandler(withCallDeadline(mux, restCallTimeout), maxRESTBody))
+	top.Handle("/", http.MaxBytesHandler(withCallDeadline(checks, restCallTimeout), maxRESTBody))
 	return &Gateway{conn: conn, handler: top}, nil
 }
 

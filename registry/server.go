@@ -31,8 +31,9 @@ type Raft interface {
 	LeaderTerm() uint64
 	Leader() (consensus.Server, bool)
 	LastContact() time.Duration
-	AddVoter(ctx context.Context, id, raftAddr, apiAddr string) error
+	AddNonvoter(ctx context.Context, id, raftAddr, apiAddr string) (consensus.Server, error)
 	RemoveServer(ctx context.Context, id string) error
+	Progress() consensus.Progress
 	Servers(ctx context.Context) ([]consensus.Server, error)
 	Status() consensus.Status
 	// CaughtUp: the local state holds what the leader had committed when

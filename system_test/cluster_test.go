@@ -71,8 +71,9 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 		if err != nil {
 			return err
 		}
-		if len(st.Members) != 3 {
-			return fmt.Errorf("%d members", len(st.Members))
+		// n2 and n3 join as non-voters; the leader promotes them once caught up.
+		if voters := countVoters(st); len(st.Members) != 3 || voters != 3 {
+			return fmt.Errorf("%d members, %d voters", len(st.Members), voters)
 		}
 		for id, cl := range c.clients {
 			if _, err := cl.Registry().ListOrganizations(ctxT(t), &trustfedv1.ListOrganizationsRequest{}); err != nil {
@@ -84,6 +85,16 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 	return c
 }
 
+func countVoters(st *trustfedv1.StatusResponse) int {
+	n := 0
+	for _, m := range st.Members {
+		if m.Suffrage == trustfedv1.Suffrage_SUFFRAGE_VOTER {
+			n++
+		}
+	}
+	return n
+}
+
 // nodeFiles are the -tls-* flags of server id: its node certificate, the
 // cluster CA and the CA's key (every server issues member certificates).
 func (c *cluster) nodeFiles(t testing.TB, id string) []string {
@@ -91,16 +102,14 @@ func (c *cluster) nodeFiles(t testing.TB, id string) []string {
 	return append(c.pki.NodeFiles(t, id), "-tls-ca-key", filepath.Join(c.pki.Dir, "ca-key.pem"))
 }
 
-// restart starts a stopped server again from its data dir, on the
-// addresses it had.
+// restart starts stopped server id again from its data dir, at its old
+// addresses, without -bootstrap or -join.
 func (c *cluster) restart(t testing.TB, id string) {
 	t.Helper()
-	s := c.servers[id]
-	a := s.Addrs
-	args := append([]string{"-node-id", id, "-raft-fast-timeouts",
+	a := c.servers[id].Addrs
+	c.servers[id].Restart(append([]string{"-node-id", id, "-raft-fast-timeouts",
 		"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
-		c.nodeFiles(t, id)...)
-	s.Restart(args...)
+		c.nodeFiles(t, id)...)...)
 }
 
 func (c *cluster) leader(t testing.TB, among ...string) string {

@@ -147,6 +147,9 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"token and file", []string{"status", "--token", "a", "--token-file", "b"}, "mutually exclusive"},
 		{"bad timeout", []string{"status", "--timeout", "soon"}, "invalid argument"},
 		{"ca without host", []string{"ca", "issue-node", "--dir", "d", "--node-id", "n1"}, `"host" not set`},
+		{"decision without keys", []string{"decision", "verify", "d.json"}, `"keys" not set`},
+		{"decision without file", []string{"decision", "verify", "--keys", "k.json"}, "expects 1 argument"},
+		{"decision bad time", []string{"decision", "verify", "d.json", "--keys", "k.json", "--at", "yesterday"}, "--at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -326,4 +329,30 @@ func (f *cliFake) ListCascades(ctx context.Context, req *trustfedv1.ListCascades
 	f.record(ctx)
 	return &trustfedv1.ListCascadesResponse{Cascades: []*trustfedv1.Cascade{{Id: "evt-00000000000000aa", CreateIndex: 7,
 		Event: &trustfedv1.Event{OrganizationId: req.GetOrganizationId()}, Deliveries: []*trustfedv1.Delivery{{OrganizationId: "acme"}}}}}, nil
+}
+
+// Files that are not a decision or a keys answer are refused with the file
+// named (exit 1).
+func TestDecisionVerifyBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	notJSON := filepath.Join(dir, "notes.txt")
+	require.NoError(t, os.WriteFile(notJSON, []byte("ALLOW, trust me"), 0o600))
+	empty := filepath.Join(dir, "keys.json")
+	require.NoError(t, os.WriteFile(empty, []byte(`{"keys":[]}`), 0o600))
+	claim := filepath.Join(dir, "decision.json")
+	require.NoError(t, os.WriteFile(claim, []byte(`{"decision":"DECISION_ALLOW"}`), 0o600))
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"decision", "verify", filepath.Join(dir, "missing.json"), "--keys", empty}, "missing.json: no such file"},
+		{[]string{"decision", "verify", notJSON, "--keys", empty}, "notes.txt is not the JSON of a trustfed.v1.CheckInteractionResponse"},
+		{[]string{"decision", "verify", claim, "--keys", notJSON}, "--keys: " + notJSON + " is not the JSON of a trustfed.v1.GetKeysResponse"},
+		{[]string{"decision", "verify", claim, "--keys", empty}, "holds no registry key"},
+	} {
+		code, stdout, stderr := runCLI(nil, tt.args...)
+		require.Equal(t, exitError, code, "%v: %s", tt.args, stderr)
+		require.Empty(t, stdout)
+		require.Contains(t, stderr, tt.want, tt.args)
+	}
 }

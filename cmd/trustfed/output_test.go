@@ -119,8 +119,10 @@ func TestWriteStatus(t *testing.T) {
 		LastContact: durationpb.New(0), Version: "v1",
 		Leader: &trustfedv1.ClusterMember{NodeId: "n1", ApiAddress: "127.0.0.1:7443"},
 		Members: []*trustfedv1.ClusterMember{
-			{NodeId: "n1", RaftAddress: "127.0.0.1:7000", ApiAddress: "127.0.0.1:7443", Voter: true, Leader: true},
-			{NodeId: "n2", RaftAddress: "127.0.0.1:7001", Voter: true},
+			{NodeId: "n1", RaftAddress: "127.0.0.1:7000", ApiAddress: "127.0.0.1:7443", Voter: true, Leader: true,
+				Suffrage: trustfedv1.Suffrage_SUFFRAGE_VOTER, CaughtUp: true},
+			{NodeId: "n2", RaftAddress: "127.0.0.1:7001", Voter: true, Suffrage: trustfedv1.Suffrage_SUFFRAGE_VOTER},
+			{NodeId: "n3", RaftAddress: "127.0.0.1:7002", ApiAddress: "127.0.0.1:7445", Suffrage: trustfedv1.Suffrage_SUFFRAGE_NONVOTER},
 		},
 	}
 	var buf bytes.Buffer
@@ -138,9 +140,10 @@ Last log index:  10
 Last contact:    0s
 Version:         v1
 
-NODE  RAFT ADDRESS    API ADDRESS     VOTER  LEADER
-n1    127.0.0.1:7000  127.0.0.1:7443  yes    yes
-n2    127.0.0.1:7001  -               yes    no
+NODE  RAFT ADDRESS    API ADDRESS     SUFFRAGE  CAUGHT UP  LEADER
+n1    127.0.0.1:7000  127.0.0.1:7443  voter     yes        yes
+n2    127.0.0.1:7001  -               voter     no         no
+n3    127.0.0.1:7002  127.0.0.1:7445  nonvoter  no         no
 `, buf.String())
 
 	buf.Reset()

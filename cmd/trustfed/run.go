@@ -126,6 +126,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		Bootstrap:      f.bootstrap,
 		StateMachine:   stateMachine{fsm},
 		LeaderClient:   peers,
+		Progress:       peers,
 		TLS:            raftTLS,
 		VerifyPeer:     raftPeerIdentity,
 		OnRejectedConn: refused.raftRefused,
@@ -134,6 +135,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	if f.raftFast {
 		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
 		ncfg.LeaderLeaseTimeout, ncfg.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
+		ncfg.PromotionStabilization = time.Second
 	}
 	node, err := consensus.New(ncfg)
 	if err != nil {

@@ -192,6 +192,17 @@ func ModeName(m trustfedv1.ComplianceMode) string {
 	return strings.TrimPrefix(m.String(), "COMPLIANCE_MODE_")
 }
 
+// IsAuditType reports whether t is a type an audit entry can have: a
+// command's name or one of the Audit* types.
+func IsAuditType(t string) bool {
+	switch t {
+	case AuditDecision, AuditAuthFailure, AuditLevelChange, AuditCascade, AuditCorrupt:
+		return true
+	}
+	v, ok := commandv1.CommandType_value["COMMAND_TYPE_"+t]
+	return ok && v != int32(commandv1.CommandType_COMMAND_TYPE_UNSPECIFIED)
+}
+
 // CommandName is the audit type of a command ("REGISTER_ORGANIZATION").
 func CommandName(t commandv1.CommandType) string {
 	return strings.TrimPrefix(t.String(), "COMMAND_TYPE_")
@@ -568,6 +579,7 @@ var complianceViews = map[string][]trustfedv1.ComplianceMode{
 	"TERMINATE_AGREEMENT":   {hipaa, gdpr},
 	"CREATE_AUTHORIZATION":  {hipaa, gdpr},
 	"APPROVE_AUTHORIZATION": {hipaa, gdpr},
+	"CONSUME_AUTHORIZATION": {hipaa, gdpr},
 	"PROPOSE_ADMIN_CHANGE":  {hipaa, gdpr},
 	"APPROVE_ADMIN_CHANGE":  {hipaa, gdpr},
 	"BOOTSTRAP_ADMIN":       {hipaa, gdpr},
