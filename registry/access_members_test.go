@@ -52,7 +52,7 @@ func (d *directRaft) LastContact() time.Duration                       { return 
 func (d *directRaft) AddNonvoter(context.Context, string, string, string) (consensus.Server, error) {
 	return consensus.Server{}, errors.New("not a cluster")
 }
-func (d *directRaft) Progress() consensus.Progress { return consensus.Progress{NodeID: "n1"} }
+func (d *directRaft) Progress() consensus.Progress               { return consensus.Progress{NodeID: "n1"} }
 func (d *directRaft) RemoveServer(context.Context, string) error { return errors.New("not a cluster") }
 func (d *directRaft) Servers(context.Context) ([]consensus.Server, error) {
 	return nil, errors.New("not a cluster")
