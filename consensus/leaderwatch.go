@@ -30,7 +30,7 @@ type leaderWatch struct {
 	changed chan struct{} // closed (and replaced) when id changes
 }
 
-// update sets the current leader id; it closes the change channel if the
+// updateLocked sets the current leader id; it closes the change channel if the
 // id differs. Callers hold w.mu.
 func (w *leaderWatch) updateLocked(id string) {
 	if w.changed == nil {
