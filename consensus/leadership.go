@@ -59,6 +59,8 @@ func (n *Node) watch() {
 			n.onLeadership(v)
 		case o := <-n.observeCh:
 			n.peers.observe(o)
+		case <-n.leaderObs:
+			n.refreshLeader()
 		case <-n.stopWatch:
 			return
 		}
@@ -123,6 +125,12 @@ func (n *Node) Run(ctx context.Context) error {
 		n.running = false
 		n.mu.Unlock()
 	}()
+
+	var catching sync.WaitGroup
+	cctx, stopCatching := context.WithCancel(ctx)
+	catching.Go(func() { n.catchUp(cctx) })
+	defer catching.Wait()
+	defer stopCatching()
 
 	var handled uint64 // last epoch led by this Run
 	for {
@@ -189,6 +197,7 @@ func (n *Node) leadTerm(ctx context.Context, epoch uint64) {
 		return
 	}
 	n.readyTerm.Store(term)
+	n.caughtUp.Store(true) // the barrier applied every committed entry
 	n.mu.Unlock()
 	n.logger.Info("leader ready", "term", term, "barrier", time.Since(start), "applied_index", n.fsm.appliedIndex())
 

@@ -35,6 +35,16 @@ type Node struct {
 	// Heartbeat observations from raft, drained by watch into peers.
 	observeCh chan raft.Observation
 	peers     *peerHealth
+	// Leader observations from raft, drained by watch into leaders, which
+	// follows the leader this node knows (leaderwatch.go); electionTimeout
+	// bounds calls to it.
+	leaderObs       chan raft.Observation
+	leaders         leaderWatch
+	electionTimeout time.Duration
+
+	// caughtUp: the state machine applied what the leader had committed
+	// when this node started (catchup.go).
+	caughtUp atomic.Bool
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -75,7 +85,8 @@ type Status struct {
 	Leader                                        Server
 	HasLeader                                     bool
 	LastContact                                   time.Duration
-	Ready                                         bool
+	// Ready: ready leader (IsLeader). CaughtUp: see CaughtUp.
+	Ready, CaughtUp bool
 }
 
 // New opens the stores in cfg.DataDir, creates the transport and raft, and
@@ -155,6 +166,9 @@ func New(cfg Config) (_ *Node, err error) {
 		changed:   make(chan struct{}, 1),
 		observeCh: make(chan raft.Observation, observeBuffer),
 		peers:     newPeerHealth(),
+		leaderObs: make(chan raft.Observation, observationBuffer),
+
+		electionTimeout: rc.ElectionTimeout,
 	}
 	n.tasks = []leaderTask{{name: "promoter", fn: n.runPromoter}}
 	go n.watch()
@@ -170,6 +184,7 @@ func New(cfg Config) (_ *Node, err error) {
 	n.raft = r
 	r.RegisterObserver(raft.NewObserver(n.observeCh, false, isHeartbeat))
 	cleanup = append(cleanup, func() error { return r.Shutdown().Error() })
+	r.RegisterObserver(raft.NewObserver(n.leaderObs, false, isLeaderChange))
 
 	if cfg.Bootstrap && !hasState {
 		boot := raft.Configuration{Servers: []raft.Server{{
@@ -273,5 +288,6 @@ func (n *Node) Status() Status {
 		HasLeader:    ok,
 		LastContact:  n.LastContact(),
 		Ready:        n.IsLeader(),
+		CaughtUp:     n.CaughtUp(),
 	}
 }

@@ -26,6 +26,8 @@ func (s *Server) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trus
 		Version:      s.cfg.Version,
 		AuditFault:   s.cfg.AuditFault(),
 		AuditSize:    s.auditSize(),
+		CaughtUp:     st.CaughtUp,
+		NotReady:     s.Readiness().Reason,
 	}
 	if st.HasLeader {
 		resp.Leader = member(st.Leader)

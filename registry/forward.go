@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -33,12 +34,10 @@ const forwardedHeader = "x-trustfed-forwarded-by"
 // checks a member against its own state again.
 const forwardedForHeader = "x-trustfed-forwarded-for"
 
-// Bounds of calls to other servers: a write forwarded to the leader for a
-// caller that set no deadline, and a follower's audit batch.
-const (
-	forwardTimeout  = 30 * time.Second
-	peerCallTimeout = 10 * time.Second
-)
+// forwardTimeout bounds a write forwarded to the leader for a caller that
+// set no deadline. (A follower's audit batches and read-index calls are
+// bounded by consensus.Node.LeaderCall instead.)
+const forwardTimeout = 30 * time.Second
 
 // Peers holds connections to other registry servers (mutual TLS with this
 // node's certificate). It is how a follower forwards writes to the leader
@@ -177,7 +176,22 @@ func (s *Server) forward(ctx context.Context, method string, req any) (any, bool
 		ctx, cancel = context.WithTimeout(ctx, forwardTimeout)
 		defer cancel()
 	}
-	if err := conn.Invoke(metadata.NewOutgoingContext(ctx, out), method, req, resp); err != nil {
+	// Abandoned as soon as the leader changes: a leader cut off by a
+	// partition never answers, and the caller can retry with the new one.
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	changed := s.raft.LeaderChanged(leader.ID)
+	go func() { // ends with cctx
+		select {
+		case <-changed:
+			cancel(fmt.Errorf("%w while forwarding to %s", consensus.ErrLeaderChanged, leader.ID))
+		case <-cctx.Done():
+		}
+	}()
+	if err := conn.Invoke(metadata.NewOutgoingContext(cctx, out), method, req, resp); err != nil {
+		if errors.Is(context.Cause(cctx), consensus.ErrLeaderChanged) && ctx.Err() == nil {
+			return nil, true, status.Error(codes.Unavailable, "the leader changed while the write was forwarded to it: it may or may not have been applied; retry (with the same request_id where the method takes one)")
+		}
 		return nil, true, err // already a status from the leader
 	}
 	return resp, true, nil

@@ -28,8 +28,9 @@ type Gateway struct {
 
 // NewGateway returns the REST handler for the gRPC server at grpcAddr.
 // tlsConfig must trust the server's certificate and carry no client certificate.
-// /healthz answers 503 while fault returns a non-empty audit fault (nil: never).
-func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fault func() string) (*Gateway, error) {
+// /healthz answers 503 while fault returns a non-empty audit fault (nil: never);
+// /readyz answers what ready reports (nil: always ready).
+func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fault func() string, ready func() Readiness) (*Gateway, error) {
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: connect to %s: %w", grpcAddr, err)
@@ -85,6 +86,13 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
+	})
+	top.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		r := Readiness{Ready: true}
+		if ready != nil {
+			r = ready()
+		}
+		serveReadiness(w, r)
 	})
 	top.Handle("/", http.MaxBytesHandler(withCallDeadline(checks, restCallTimeout), maxRESTBody))
 	return &Gateway{conn: conn, handler: top}, nil

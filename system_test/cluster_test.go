@@ -27,23 +27,43 @@ type cluster struct {
 // startCluster starts n1 (bootstrap) and joins n2, n3 through it, each a
 // real process with its own data dir, over loopback with mutual TLS.
 func startCluster(t testing.TB, extra ...string) *cluster {
+	return startClusterWith(t, clusterHooks{}, extra...)
+}
+
+// clusterHooks adapt startClusterWith to a test: flags per node, and a
+// call as each server process has started (before the next one does).
+type clusterHooks struct {
+	args    func(id string) []string
+	started func(id string, s *testutil.Server)
+}
+
+// startClusterWith is startCluster with hooks.
+func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluster {
 	root := t.TempDir()
 	c := &cluster{fed: testutil.NewFederation(t), pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
 	args := func(id string, more ...string) []string {
 		a := append([]string{"-node-id", id, "-raft-fast-timeouts"}, loopbackPorts...)
 		a = append(a, c.nodeFiles(t, id)...)
 		a = append(a, more...)
+		if hooks.args != nil {
+			a = append(a, hooks.args(id)...)
+		}
 		return append(a, extra...)
 	}
-	n1 := testutil.StartServer(t, bin, filepath.Join(root, "n1"), args("n1", "-bootstrap")...)
-	c.servers["n1"] = n1
+	start := func(id string, more ...string) *testutil.Server {
+		s := testutil.StartServer(t, bin, filepath.Join(root, id), args(id, more...)...)
+		if hooks.started != nil {
+			hooks.started(id, s)
+		}
+		c.servers[id] = s
+		return s
+	}
+	n1 := start("n1", "-bootstrap")
 	c.token = adminToken(t, n1.DataDir)
 	c.clients["n1"] = dial(t, n1, c.pki.CAFile, c.token)
 	waitServing(t, c.clients["n1"])
 	for _, id := range []string{"n2", "n3"} {
-		s := testutil.StartServer(t, bin, filepath.Join(root, id), args(id, "-join", n1.Addrs.GRPCAddr)...)
-		c.servers[id] = s
-		c.clients[id] = dial(t, s, c.pki.CAFile, c.token)
+		c.clients[id] = dial(t, start(id, "-join", n1.Addrs.GRPCAddr), c.pki.CAFile, c.token)
 	}
 	c.admins = enrolAdmins(t, c.clients["n1"])
 	testutil.Eventually(t, 30*time.Second, "3 voters, all nodes serving", func() error {

@@ -345,6 +345,12 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 	t.row("Node:", orDash(s.GetNodeId()))
 	t.row("State:", orDash(s.GetState()))
 	t.row("Ready:", formatBool(s.GetReady()))
+	t.row("Caught up:", formatBool(s.GetCaughtUp()))
+	serving := "yes"
+	if r := s.GetNotReady(); r != "" {
+		serving = "no: " + r
+	}
+	t.row("Serving:", serving)
 	leader := "-"
 	if l := s.GetLeader(); l != nil && l.GetNodeId() != "" {
 		leader = l.GetNodeId()

@@ -115,7 +115,7 @@ Reasons:
 
 func TestWriteStatus(t *testing.T) {
 	resp := &trustfedv1.StatusResponse{
-		NodeId: "n1", State: "Leader", Ready: true, Term: 3, CommitIndex: 10, AppliedIndex: 9, LastLogIndex: 10,
+		NodeId: "n1", State: "Leader", Ready: true, CaughtUp: true, Term: 3, CommitIndex: 10, AppliedIndex: 9, LastLogIndex: 10,
 		LastContact: durationpb.New(0), Version: "v1",
 		Leader: &trustfedv1.ClusterMember{NodeId: "n1", ApiAddress: "127.0.0.1:7443"},
 		Members: []*trustfedv1.ClusterMember{
@@ -130,6 +130,8 @@ func TestWriteStatus(t *testing.T) {
 	require.Equal(t, `Node:            n1
 State:           Leader
 Ready:           yes
+Caught up:       yes
+Serving:         yes
 Leader:          n1 (127.0.0.1:7443)
 Term:            3
 Commit index:    10
@@ -147,6 +149,13 @@ n3    127.0.0.1:7002  127.0.0.1:7445  nonvoter  no         no
 	buf.Reset()
 	require.NoError(t, writeStatus(&buf, &trustfedv1.StatusResponse{NodeId: "n3", State: "Candidate"}))
 	require.Contains(t, buf.String(), "Leader:          -\n")
+
+	// A node still catching up says so, and why it does not serve.
+	resp.State, resp.Ready, resp.CaughtUp = "Follower", false, false
+	resp.NotReady = "catching up with the leader's log (applied index 9, commit index 10)"
+	buf.Reset()
+	require.NoError(t, writeStatus(&buf, resp))
+	require.Contains(t, buf.String(), "Caught up:       no\nServing:         no: catching up with the leader's log (applied index 9, commit index 10)\n")
 }
 
 func TestWriteOrganizationsAndAgreements(t *testing.T) {

@@ -168,7 +168,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	}
 	gs := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(srv.AuditedCredentials(credentials.NewTLS(serverTLS))))...)
 	srv.Register(gs)
-	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS, fsm.AuditFault)
+	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS, fsm.AuditFault, srv.Readiness)
 	if err != nil {
 		return err
 	}

@@ -227,7 +227,14 @@ type StatusResponse struct {
 	AuditSize uint64 `protobuf:"varint,12,opt,name=audit_size,json=auditSize,proto3" json:"audit_size,omitempty"`
 	// Non-empty when this node's audit log disagrees with what was signed
 	// (altered on disk): rebuild the node's data from a healthy peer.
-	AuditFault    string `protobuf:"bytes,13,opt,name=audit_fault,json=auditFault,proto3" json:"audit_fault,omitempty"`
+	AuditFault string `protobuf:"bytes,13,opt,name=audit_fault,json=auditFault,proto3" json:"audit_fault,omitempty"`
+	// True once this node applied the log as far as the leader had committed
+	// it when the node started. Until then it answers UNAVAILABLE to every
+	// call but this one (its state may lack committed tokens and objects).
+	CaughtUp bool `protobuf:"varint,14,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// Why GET /readyz answers 503 on this node ("" when it answers 200): no
+	// leader known, catching up, or an audit fault.
+	NotReady      string `protobuf:"bytes,15,opt,name=not_ready,json=notReady,proto3" json:"not_ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +356,20 @@ func (x *StatusResponse) GetAuditSize() uint64 {
 func (x *StatusResponse) GetAuditFault() string {
 	if x != nil {
 		return x.AuditFault
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *StatusResponse) GetNotReady() string {
+	if x != nil {
+		return x.NotReady
 	}
 	return ""
 }
@@ -553,7 +574,7 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
 	"\x06leader\x18\x05 \x01(\bR\x06leader\x121\n" +
 	"\bsuffrage\x18\x06 \x01(\x0e2\x15.trustfed.v1.SuffrageR\bsuffrage\x12\x1b\n" +
-	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\xd9\x03\n" +
+	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\x93\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -570,7 +591,9 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"audit_size\x18\f \x01(\x04R\tauditSize\x12\x1f\n" +
 	"\vaudit_fault\x18\r \x01(\tR\n" +
-	"auditFault\"j\n" +
+	"auditFault\x12\x1b\n" +
+	"\tcaught_up\x18\x0e \x01(\bR\bcaughtUp\x12\x1b\n" +
+	"\tnot_ready\x18\x0f \x01(\tR\bnotReady\"j\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +

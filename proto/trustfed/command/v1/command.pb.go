@@ -2216,8 +2216,14 @@ func (*SnapshotRecord_UsedNonce) isSnapshotRecord_Record() {}
 
 // AppendAudit carries audit events that are not commands.
 type AppendAudit struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The server that collected the events and its id for this batch. A
+	// server has one batch in flight at a time and sends it again, with the
+	// same batch_id, when a call to the leader was abandoned; the state
+	// machine remembers each server's last batch and appends it only once.
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	BatchId       string `protobuf:"bytes,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2257,6 +2263,20 @@ func (x *AppendAudit) GetEvents() []*AuditEvent {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *AppendAudit) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AppendAudit) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
 }
 
 type AuditEvent struct {
@@ -3319,9 +3339,11 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"memberNode\x12?\n" +
 	"\n" +
 	"used_nonce\x18\x14 \x01(\v2\x1e.trustfed.command.v1.UsedNonceH\x00R\tusedNonceB\b\n" +
-	"\x06record\"F\n" +
+	"\x06record\"z\n" +
 	"\vAppendAudit\x127\n" +
-	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\"\xb7\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x19\n" +
+	"\bbatch_id\x18\x03 \x01(\tR\abatchId\"\xb7\x01\n" +
 	"\n" +
 	"AuditEvent\x128\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
