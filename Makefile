@@ -41,6 +41,8 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestDecoding$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzGetMemberChallenge$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzIssueMemberCertificate$$' -fuzztime $(FUZZTIME) ./registry/
+	$(GO) test -run '^$$' -fuzz '^FuzzRESTChecks$$' -fuzztime $(FUZZTIME) ./registry/
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONErrorField$$' -fuzztime $(FUZZTIME) ./registry/
 
 ## test-short: the fast tests only
 test-short:

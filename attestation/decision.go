@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -17,6 +18,18 @@ var (
 	ErrDecisionMismatch = errors.New("decision answer does not match its signed statement")
 )
 
+// CapsSigned reports whether st carries the caps on the parties' levels.
+// Every level has at least its declared cap, so a statement without any
+// was signed before the caps were part of it: its answer's caps are not
+// covered by the signature.
+func CapsSigned(st *trustfedv1.DecisionStatement) bool {
+	return len(st.GetFromLevelCaps()) > 0 || len(st.GetToLevelCaps()) > 0
+}
+
+func equalCaps(a, b []*trustfedv1.LevelCap) bool {
+	return slices.EqualFunc(a, b, func(x, y *trustfedv1.LevelCap) bool { return proto.Equal(x, y) })
+}
+
 // SignDecision serializes st and signs it with the registry key.
 func SignDecision(key ed25519.PrivateKey, st *trustfedv1.DecisionStatement) (statement, sig []byte, err error) {
 	statement, err = proto.MarshalOptions{Deterministic: true}.Marshal(st)
@@ -28,7 +41,8 @@ func SignDecision(key ed25519.PrivateKey, st *trustfedv1.DecisionStatement) (sta
 
 // VerifyDecision checks a CheckInteraction answer offline: the signature by
 // one of the registry's published keys (keyed by key id) over the statement,
-// that the answer's fields are the statement's, and that now is before
+// that the answer's fields are the statement's (the caps on each party's
+// level included, when the statement carries them), and that now is before
 // valid_until (AG-783 TC4). It returns the verified statement.
 func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys map[string]ed25519.PublicKey, now time.Time) (*trustfedv1.DecisionStatement, error) {
 	pub, ok := keys[resp.GetKeyId()]
@@ -52,6 +66,7 @@ func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys map[string]e
 		st.AgreementId != resp.AgreementId,
 		st.AuthorizationId != resp.AuthorizationId,
 		st.RequiresDualAuthorization != resp.RequiresDualAuthorization,
+		st.AuthorizationUseIndex != resp.AuthorizationUseIndex,
 		st.Index != resp.GetMeta().GetIndex(),
 		!proto.Equal(st.DecidedAt, resp.DecidedAt),
 		!proto.Equal(st.ValidUntil, resp.ValidUntil),
@@ -63,6 +78,9 @@ func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys map[string]e
 		if !proto.Equal(st.Reasons[i], resp.Reasons[i]) {
 			return nil, ErrDecisionMismatch
 		}
+	}
+	if CapsSigned(&st) && (!equalCaps(st.FromLevelCaps, resp.FromLevelCaps) || !equalCaps(st.ToLevelCaps, resp.ToLevelCaps)) {
+		return nil, fmt.Errorf("%w: the caps on the parties' levels differ from the signed ones", ErrDecisionMismatch)
 	}
 	if st.ValidUntil == nil || !now.Before(st.ValidUntil.AsTime()) {
 		return nil, fmt.Errorf("%w (%s)", ErrDecisionExpired, st.GetValidUntil().AsTime().UTC().Format(time.RFC3339))

@@ -172,7 +172,7 @@ func TestPassportClaimsRoundTrip(t *testing.T) {
 	}
 }
 
-func TestVerifyPassportFailures(t *testing.T) {
+func TestTC6VerifyPassportFailures(t *testing.T) {
 	good := issueTest(t, testClaims())
 	claims := testClaims()
 	wire := payloadOf(t, good)
@@ -273,7 +273,7 @@ func TestVerifyPassportFailures(t *testing.T) {
 	}
 }
 
-func TestVerifyPassportBoundaries(t *testing.T) {
+func TestTC4VerifyPassportBoundaries(t *testing.T) {
 	tok := issueTest(t, testClaims())
 	for _, now := range []time.Time{
 		testNow, // at nbf

@@ -17,8 +17,15 @@ func (c *Client) Keys(ctx context.Context) (map[string]ed25519.PublicKey, error)
 	if err != nil {
 		return nil, fmt.Errorf("get registry keys: %w", err)
 	}
+	return DecisionKeys(resp)
+}
+
+// DecisionKeys are the keys of a GetKeys answer (GET /v1/keys), by key id,
+// as VerifyDecision takes them: keep the answer to verify decisions
+// offline.
+func DecisionKeys(resp *trustfedv1.GetKeysResponse) (map[string]ed25519.PublicKey, error) {
 	keys := map[string]ed25519.PublicKey{}
-	for _, k := range resp.Keys {
+	for _, k := range resp.GetKeys() {
 		if len(k.PublicKey) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("registry key %q is not an ed25519 key", k.KeyId)
 		}

@@ -69,6 +69,12 @@ type Config struct {
 	StateMachine StateMachine
 	// LeaderClient may be nil: then follower reads return ErrNotLeader.
 	LeaderClient LeaderClient
+	// Progress is how the leader asks a non-voter how far it has applied
+	// the log before promoting it. nil: non-voters are never promoted.
+	Progress ProgressClient
+	// PromotionStabilization is how long a non-voter must stay caught up
+	// before the leader promotes it to voter; 0 means 10s.
+	PromotionStabilization time.Duration
 	// TLS, if set, makes raft traffic use mutual TLS: the config serves as
 	// server config (ClientAuth always RequireAndVerifyClientCert; ClientCAs
 	// defaults to RootCAs) and as client config. MinVersion 0 means TLS 1.3;
@@ -113,6 +119,8 @@ const (
 	logCacheSize = 512
 	// notifyBuffer is the capacity of raft's leadership NotifyCh.
 	notifyBuffer = 16
+	// observeBuffer is the capacity of the heartbeat observation channel.
+	observeBuffer = 256
 	// transportMaxPool and transportTimeout tune the network transport.
 	transportMaxPool = 3
 	transportTimeout = 10 * time.Second
@@ -127,11 +135,16 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("DataDir is required"))
 	}
-	if c.BindAddr == "" {
-		errs = append(errs, errors.New("BindAddr is required"))
+	if err := CheckListenAddress(c.BindAddr); err != nil {
+		errs = append(errs, fmt.Errorf("BindAddr %w", err))
 	}
-	if c.APIAddr == "" {
-		errs = append(errs, errors.New("APIAddr is required"))
+	if c.AdvertiseAddr != "" {
+		if err := CheckAddress(c.AdvertiseAddr); err != nil {
+			errs = append(errs, fmt.Errorf("AdvertiseAddr %w", err))
+		}
+	}
+	if err := CheckAddress(c.APIAddr); err != nil {
+		errs = append(errs, fmt.Errorf("APIAddr %w", err))
 	}
 	if c.StateMachine == nil {
 		errs = append(errs, errors.New("StateMachine is required"))
@@ -157,6 +170,7 @@ func (c *Config) validate() error {
 		{"LeaderLeaseTimeout", c.LeaderLeaseTimeout},
 		{"CommitTimeout", c.CommitTimeout},
 		{"SnapshotInterval", c.SnapshotInterval},
+		{"PromotionStabilization", c.PromotionStabilization},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", d.name))

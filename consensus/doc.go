@@ -24,6 +24,11 @@
 // Every node's API address is replicated in the log, so any node can tell
 // clients where the leader's API lives (Leader, Servers).
 //
+// Servers join as non-voters (AddNonvoter); the leader promotes each to
+// voter once it has caught up. Changes that would leave the cluster without
+// a reachable quorum are refused (ErrUnsafeChange). A cluster that lost its
+// quorum for good is recovered offline with PrepareRecovery.
+//
 // The invariants behind this, and the hashicorp/raft behaviour they guard
 // against, are listed in DESIGN.md in this directory.
 package consensus

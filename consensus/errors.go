@@ -25,6 +25,21 @@ var (
 	ErrUnknownOutcome = errors.New("outcome unknown: leadership lost or timed out before the command was acknowledged")
 	// ErrClosed: the node has been closed.
 	ErrClosed = errors.New("node closed")
+	// ErrLeaderChanged: a call to the leader was abandoned because this
+	// node saw the leader change (or lost it) while the call was out. A
+	// write it carried may or may not have been applied.
+	ErrLeaderChanged = errors.New("leader changed during the call")
+	// ErrLeaderUnreachable: the leader did not answer a call within
+	// LeaderCallTimeout.
+	ErrLeaderUnreachable = errors.New("leader unreachable")
+	// ErrCatchingUp: this node has not yet applied the log the leader had
+	// committed when the node started (CaughtUp); its state may miss
+	// committed entries, so it must not answer from it.
+	ErrCatchingUp = errors.New("node is catching up with the leader's log")
+	// ErrUnsafeChange: a membership change was refused because it could
+	// leave the cluster without a reachable quorum (or would add a voter
+	// that has not caught up). Nothing was changed.
+	ErrUnsafeChange = errors.New("membership change refused")
 )
 
 // errWaitClosed is returned by wait when the node closed while a raft future

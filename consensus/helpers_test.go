@@ -23,6 +23,9 @@ import (
 // waitTimeout bounds every condition a test waits for.
 const waitTimeout = 15 * time.Second
 
+// promoteAfter is the tests' promotion stabilisation period.
+const promoteAfter = 200 * time.Millisecond
+
 // ---- test state machine ---------------------------------------------------
 
 // kvSM is a tiny deterministic key/value state machine: "set k v".
@@ -108,13 +111,30 @@ func (d *directory) set(apiAddr string, n *Node) {
 }
 
 func (d *directory) ReadIndex(ctx context.Context, apiAddr string) (uint64, error) {
-	d.mu.Lock()
-	n := d.nodes[apiAddr]
-	d.mu.Unlock()
-	if n == nil {
-		return 0, fmt.Errorf("no node at %s", apiAddr)
+	n, err := d.node(apiAddr)
+	if err != nil {
+		return 0, err
 	}
 	return n.ReadIndex(ctx)
+}
+
+// Progress implements ProgressClient.
+func (d *directory) Progress(_ context.Context, apiAddr string) (Progress, error) {
+	n, err := d.node(apiAddr)
+	if err != nil {
+		return Progress{}, err
+	}
+	return n.Progress(), nil
+}
+
+func (d *directory) node(apiAddr string) (*Node, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := d.nodes[apiAddr]
+	if n == nil || n.isClosed() {
+		return nil, fmt.Errorf("no node at %s", apiAddr)
+	}
+	return n, nil
 }
 
 // ---- logs -----------------------------------------------------------------
@@ -189,12 +209,15 @@ func (c *cluster) config(id, bind string, bootstrap bool, kv *kvSM) Config {
 		Bootstrap:          bootstrap,
 		StateMachine:       kv,
 		LeaderClient:       c.dir,
+		Progress:           c.dir,
 		TLS:                c.tls[id],
 		Logger:             c.logger,
 		HeartbeatTimeout:   250 * time.Millisecond,
 		ElectionTimeout:    250 * time.Millisecond,
 		LeaderLeaseTimeout: 200 * time.Millisecond,
 		CommitTimeout:      10 * time.Millisecond,
+		// promoteAfter, short: joined nodes become voters quickly.
+		PromotionStabilization: promoteAfter,
 	}
 	if c.tweak != nil {
 		c.tweak(&cfg)
@@ -301,12 +324,40 @@ func apply(t *testing.T, cmd string, nodes ...*testNode) ApplyResult {
 	return res
 }
 
-// join adds n as a voter through the ready leader.
+// join adds n as a non-voter through the ready leader and waits until the
+// leader has promoted it to voter.
 func join(t *testing.T, n *testNode, nodes ...*testNode) {
 	t.Helper()
 	retryOnLeader(t, "join "+n.id, nodes, func(ctx context.Context, l *testNode) error {
-		return l.AddVoter(ctx, n.id, n.RaftAddr(), n.api)
+		_, err := l.AddNonvoter(ctx, n.id, n.RaftAddr(), n.api)
+		return err
 	})
+	waitSuffrage(t, n.id, true, nodes...)
+}
+
+// waitSuffrage waits until the ready leader among nodes lists id as a
+// voter (or a non-voter).
+func waitSuffrage(t *testing.T, id string, voter bool, nodes ...*testNode) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		s, ok := serverOn(t, waitLeader(t, nodes...), id)
+		return ok && s.Voter == voter
+	}, waitTimeout, 10*time.Millisecond, "%s never became voter=%v", id, voter)
+}
+
+// serverOn is the member id as node n's configuration lists it.
+func serverOn(t *testing.T, n *testNode, id string) (Server, bool) {
+	t.Helper()
+	servers, err := n.Servers(ctxT(t))
+	if err != nil {
+		return Server{}, false
+	}
+	for _, s := range servers {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Server{}, false
 }
 
 // threeNodes starts n1 (bootstrap) and joins n2 and n3.

@@ -48,13 +48,19 @@ func (n *Node) LeaderTerm() uint64 {
 
 // watch drains raft's NotifyCh for the whole life of the node. Raft blocks
 // its leader loop on that channel, so it must never stop being read, even
-// when Run is not running. Step-downs take effect here immediately.
+// when Run is not running. Step-downs take effect here immediately. It
+// also records raft's heartbeat observations (a non-blocking observer: a
+// full channel drops them, never stalls raft).
 func (n *Node) watch() {
 	defer close(n.watchDone)
 	for {
 		select {
 		case v := <-n.notifyCh:
 			n.onLeadership(v)
+		case o := <-n.observeCh:
+			n.peers.observe(o)
+		case <-n.leaderObs:
+			n.refreshLeader()
 		case <-n.stopWatch:
 			return
 		}
@@ -66,6 +72,7 @@ func (n *Node) onLeadership(leader bool) {
 	n.raftLeader = leader
 	if leader {
 		n.epoch++
+		n.peers.reset() // raft starts new heartbeats to every peer
 	} else {
 		n.clearReadyLocked()
 	}
@@ -118,6 +125,12 @@ func (n *Node) Run(ctx context.Context) error {
 		n.running = false
 		n.mu.Unlock()
 	}()
+
+	var catching sync.WaitGroup
+	cctx, stopCatching := context.WithCancel(ctx)
+	catching.Go(func() { n.catchUp(cctx) })
+	defer catching.Wait()
+	defer stopCatching()
 
 	var handled uint64 // last epoch led by this Run
 	for {
@@ -184,6 +197,7 @@ func (n *Node) leadTerm(ctx context.Context, epoch uint64) {
 		return
 	}
 	n.readyTerm.Store(term)
+	n.caughtUp.Store(true) // the barrier applied every committed entry
 	n.mu.Unlock()
 	n.logger.Info("leader ready", "term", term, "barrier", time.Since(start), "applied_index", n.fsm.appliedIndex())
 

@@ -32,6 +32,19 @@ type Node struct {
 	notifyCh  chan bool
 	stopWatch chan struct{}
 	watchDone chan struct{}
+	// Heartbeat observations from raft, drained by watch into peers.
+	observeCh chan raft.Observation
+	peers     *peerHealth
+	// Leader observations from raft, drained by watch into leaders, which
+	// follows the leader this node knows (leaderwatch.go); electionTimeout
+	// bounds calls to it.
+	leaderObs       chan raft.Observation
+	leaders         leaderWatch
+	electionTimeout time.Duration
+
+	// caughtUp: the state machine applied what the leader had committed
+	// when this node started (catchup.go).
+	caughtUp atomic.Bool
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -56,10 +69,12 @@ type Node struct {
 	changed    chan struct{} // capacity 1: leadership changed, wakes Run
 }
 
-// Server describes a cluster member.
+// Server describes a cluster member. CaughtUp is the leader's view (false
+// on other nodes): a voter its heartbeats reach, or a non-voter the
+// promoter last found caught up.
 type Server struct {
-	ID, RaftAddr, APIAddr string
-	Voter, Leader         bool
+	ID, RaftAddr, APIAddr   string
+	Voter, Leader, CaughtUp bool
 }
 
 // Status is a point-in-time summary of the node for health and admin
@@ -70,7 +85,8 @@ type Status struct {
 	Leader                                        Server
 	HasLeader                                     bool
 	LastContact                                   time.Duration
-	Ready                                         bool
+	// Ready: ready leader (IsLeader). CaughtUp: see CaughtUp.
+	Ready, CaughtUp bool
 }
 
 // New opens the stores in cfg.DataDir, creates the transport and raft, and
@@ -148,16 +164,27 @@ func New(cfg Config) (_ *Node, err error) {
 		watchDone: make(chan struct{}),
 		closed:    make(chan struct{}),
 		changed:   make(chan struct{}, 1),
+		observeCh: make(chan raft.Observation, observeBuffer),
+		peers:     newPeerHealth(),
+		leaderObs: make(chan raft.Observation, observationBuffer),
+
+		electionTimeout: rc.ElectionTimeout,
 	}
+	n.tasks = []leaderTask{{name: "promoter", fn: n.runPromoter}}
 	go n.watch()
 	cleanup = append(cleanup, func() error { close(n.stopWatch); <-n.watchDone; return nil })
 
+	if err := recoverFromPeersFile(cfg.DataDir, rc, n.fsm, logs, store, snaps, trans, logger); err != nil {
+		return nil, err
+	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	r.RegisterObserver(raft.NewObserver(n.observeCh, false, isHeartbeat))
 	cleanup = append(cleanup, func() error { return r.Shutdown().Error() })
+	r.RegisterObserver(raft.NewObserver(n.leaderObs, false, isLeaderChange))
 
 	if cfg.Bootstrap && !hasState {
 		boot := raft.Configuration{Servers: []raft.Server{{
@@ -261,5 +288,6 @@ func (n *Node) Status() Status {
 		HasLeader:    ok,
 		LastContact:  n.LastContact(),
 		Ready:        n.IsLeader(),
+		CaughtUp:     n.CaughtUp(),
 	}
 }

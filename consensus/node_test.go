@@ -102,7 +102,7 @@ func TestSingleNodeBootstrap(t *testing.T) {
 
 	servers, err := n.Servers(ctx)
 	require.NoError(t, err)
-	require.Equal(t, []Server{{ID: "n1", RaftAddr: n.RaftAddr(), APIAddr: n.api, Voter: true, Leader: true}}, servers)
+	require.Equal(t, []Server{{ID: "n1", RaftAddr: n.RaftAddr(), APIAddr: n.api, Voter: true, Leader: true, CaughtUp: true}}, servers)
 }
 
 func TestReadIndexRequiresReadyLeader(t *testing.T) {
@@ -155,7 +155,9 @@ func TestFollowerErrors(t *testing.T) {
 		require.ErrorIs(t, err, ErrNotLeader)
 		_, err = f.ReadIndex(ctx)
 		require.ErrorIs(t, err, ErrNotLeader)
-		require.ErrorIs(t, f.AddVoter(ctx, "x", "127.0.0.1:1", "api-x"), ErrNotLeader)
+		require.ErrorIs(t, f.AddVoter(ctx, "x", "127.0.0.1:1", "api-x.test:443"), ErrNotLeader)
+		_, err = f.AddNonvoter(ctx, "x", "127.0.0.1:1", "api-x.test:443")
+		require.ErrorIs(t, err, ErrNotLeader)
 		require.ErrorIs(t, f.RemoveServer(ctx, "n1"), ErrNotLeader)
 		require.False(t, f.IsLeader())
 	}
@@ -205,7 +207,9 @@ func TestCloseUnblocksCallers(t *testing.T) {
 	require.ErrorIs(t, err, ErrClosed)
 	_, err = n.LinearizableRead(ctx)
 	require.Error(t, err)
-	require.ErrorIs(t, n.AddVoter(ctx, "n2", "127.0.0.1:1", "api"), ErrClosed)
+	require.ErrorIs(t, n.AddVoter(ctx, "n2", "127.0.0.1:1", "api-n2.test:443"), ErrClosed)
+	_, err = n.AddNonvoter(ctx, "n2", "127.0.0.1:1", "api-n2.test:443")
+	require.ErrorIs(t, err, ErrClosed)
 	require.ErrorIs(t, n.Snapshot(ctx), ErrClosed)
 	_, err = n.Servers(ctx)
 	require.ErrorIs(t, err, ErrClosed)

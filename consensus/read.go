@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/hashicorp/raft"
 )
-
-// leaderReadTimeout bounds one read-index RPC to the leader.
-const leaderReadTimeout = 5 * time.Second
 
 // errCallerGone: the caller's context ended before its shared round did.
 var errCallerGone = errors.New("caller gone")
@@ -125,7 +121,10 @@ func (n *Node) readIndexFromLeader() (uint64, error) {
 	if leader.ID == n.cfg.NodeID {
 		return 0, ErrNotLeader // leadership moved here mid-round: the caller retries
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), leaderReadTimeout)
+	// Bounded, and abandoned as soon as the leader changes: a leader cut
+	// off by a partition never answers (LeaderCall).
+	rctx, cancel := n.LeaderCall(context.Background(), leader.ID)
 	defer cancel()
-	return n.cfg.LeaderClient.ReadIndex(rctx, leader.APIAddr)
+	idx, err := n.cfg.LeaderClient.ReadIndex(rctx, leader.APIAddr)
+	return idx, CallErr(context.Background(), rctx, err)
 }

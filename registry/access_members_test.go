@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,8 @@ type directRaft struct {
 	mu    sync.Mutex
 	fsm   *state.FSM
 	index uint64
+	// behind: the node has not caught up (CaughtUp false).
+	behind atomic.Bool
 }
 
 func (d *directRaft) Apply(_ context.Context, cmd []byte) (consensus.ApplyResult, error) {
@@ -46,14 +49,22 @@ func (d *directRaft) IsLeader() bool                                   { return 
 func (d *directRaft) LeaderTerm() uint64                               { return 1 }
 func (d *directRaft) Leader() (consensus.Server, bool)                 { return consensus.Server{ID: "n1"}, true }
 func (d *directRaft) LastContact() time.Duration                       { return 0 }
-func (d *directRaft) AddVoter(context.Context, string, string, string) error {
-	return errors.New("not a cluster")
+func (d *directRaft) AddNonvoter(context.Context, string, string, string) (consensus.Server, error) {
+	return consensus.Server{}, errors.New("not a cluster")
 }
+func (d *directRaft) Progress() consensus.Progress               { return consensus.Progress{NodeID: "n1"} }
 func (d *directRaft) RemoveServer(context.Context, string) error { return errors.New("not a cluster") }
 func (d *directRaft) Servers(context.Context) ([]consensus.Server, error) {
 	return nil, errors.New("not a cluster")
 }
 func (d *directRaft) Status() consensus.Status { return consensus.Status{} }
+func (d *directRaft) CaughtUp() bool           { return !d.behind.Load() }
+func (d *directRaft) LeaderChanged(string) <-chan struct{} {
+	return nil // the one leader never changes
+}
+func (d *directRaft) LeaderCall(ctx context.Context, _ string) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
+}
 
 // memberRig is a registry server over a real state machine, with a clock
 // the test moves, a federation CA and two ACTIVE organisations.

@@ -13,6 +13,7 @@ import (
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -53,6 +54,12 @@ type auditItem struct {
 // was not committed in that term by this node (leadership changed in
 // between): the read proves nothing, so the decision is not answered.
 var errLeadershipMoved = status.Error(codes.Unavailable, "leadership changed while the decision was made: retry")
+
+// errAuditBatchApplied: an attempt to commit an audit batch found it
+// already appended by an earlier attempt whose answer was lost (the leader
+// changed under it). The entries are in the log once; their sequence
+// numbers are not known here, so the calls waiting for them retry.
+var errAuditBatchApplied = status.Error(codes.Unavailable, "the audit entry of this call was committed by an earlier attempt whose answer was lost when the leader changed: retry")
 
 // auditBatcher owns the goroutine that batches audit events; Run stops it.
 type auditBatcher struct {
@@ -193,33 +200,82 @@ func (b *auditBatcher) drain(err error) {
 	}
 }
 
+// Retrying an audit batch: between attempts the batch waits for the leader
+// to change (or for the backoff), for at most auditRetryWindow in all.
+const (
+	auditRetryMinBackoff = 25 * time.Millisecond
+	auditRetryMaxBackoff = 200 * time.Millisecond
+	auditRetryWindow     = 30 * time.Second
+)
+
 // commitAudit commits audit events: through Raft on the leader, through the
-// leader's PeerService.AppendAudit on a follower.
+// leader's PeerService.AppendAudit on a follower. A call to the leader is
+// abandoned as soon as the leader changes, or after the leader-call bound
+// (consensus.Node.LeaderCall); the batch is then sent again, under the same
+// batch id, to whoever leads now (this node included), so a leader cut off
+// by a partition never holds the audit pipeline, and the state machine
+// appends the batch once however many attempts reach it.
 func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (first, term uint64, err error) {
-	if s.raft.IsLeader() {
-		res, term, err := s.proposeInTerm(ctx, &commandv1.AppendAudit{Events: evs}, "")
-		if err != nil {
-			return 0, 0, err
-		}
-		return res.AuditSequence, term, nil
-	}
-	l, ok := s.raft.Leader()
-	if !ok || l.APIAddr == "" {
-		return 0, 0, fmt.Errorf("audit: %w", consensus.ErrNoLeader)
-	}
-	c, err := s.cfg.Peers.conn(l.APIAddr)
+	batchID, err := requestID("")
 	if err != nil {
 		return 0, 0, err
 	}
-	// Bounded: a hung connection to the leader must not hold a batch slot
-	// (and the decisions waiting in it) for ever.
-	ctx, cancel := context.WithTimeout(ctx, peerCallTimeout)
-	defer cancel()
-	resp, err := peerv1.NewPeerServiceClient(c).AppendAudit(ctx, &peerv1.AppendAuditRequest{Audit: &commandv1.AppendAudit{Events: evs}})
-	if err != nil {
-		return 0, 0, fmt.Errorf("audit through leader %s: %w", l.ID, err)
+	batch := &commandv1.AppendAudit{Events: evs, NodeId: s.cfg.NodeID, BatchId: batchID}
+	deadline := time.Now().Add(auditRetryWindow)
+	backoff := auditRetryMinBackoff
+	for {
+		leader, first, term, err := s.commitAuditOnce(ctx, batch)
+		reason, retry := unavailableReason(err)
+		if err == nil || !retry || ctx.Err() != nil || time.Now().After(deadline) {
+			return first, term, err
+		}
+		s.log.Info("audit: batch not committed; sending it again to the current leader", "events", len(evs), "batch", batchID, "reason", reason, "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-s.raft.LeaderChanged(leader):
+			backoff = auditRetryMinBackoff
+		case <-t.C:
+			backoff = min(2*backoff, auditRetryMaxBackoff)
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
-	return resp.FirstSequence, 0, nil
+}
+
+// commitAuditOnce is one attempt of commitAudit; it returns the leader it
+// tried ("" if none was known).
+func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAudit) (leader string, first, term uint64, err error) {
+	if s.raft.IsLeader() {
+		res, term, err := s.proposeInTerm(ctx, batch, "")
+		switch {
+		case err != nil:
+			return s.cfg.NodeID, 0, 0, err
+		case res.Duplicate:
+			return s.cfg.NodeID, 0, 0, errAuditBatchApplied
+		}
+		return s.cfg.NodeID, res.AuditSequence, term, nil
+	}
+	l, ok := s.raft.Leader()
+	if !ok || l.APIAddr == "" || l.ID == s.cfg.NodeID { // none, or this node before its barrier
+		return l.ID, 0, 0, fmt.Errorf("audit: %w", consensus.ErrNoLeader)
+	}
+	c, err := s.cfg.Peers.conn(l.APIAddr)
+	if err != nil {
+		return l.ID, 0, 0, err
+	}
+	cctx, cancel := s.raft.LeaderCall(ctx, l.ID)
+	defer cancel()
+	resp, err := peerv1.NewPeerServiceClient(c).AppendAudit(cctx, &peerv1.AppendAuditRequest{Audit: batch})
+	if err = consensus.CallErr(ctx, cctx, err); err != nil {
+		switch status.Code(err) {
+		case codes.Unavailable: // the leader's own "no ready leader", or no connection
+			err = fmt.Errorf("%w: %w", consensus.ErrNoLeader, err)
+		case codes.AlreadyExists:
+			return l.ID, 0, 0, errAuditBatchApplied
+		}
+		return l.ID, 0, 0, fmt.Errorf("audit through leader %s: %w", l.ID, err)
+	}
+	return l.ID, resp.FirstSequence, 0, nil
 }
 
 // AppendAudit serves followers' audit batches on the leader.
@@ -230,9 +286,15 @@ func (s *Server) AppendAudit(ctx context.Context, req *peerv1.AppendAuditRequest
 	if len(req.Audit.Events) > maxAuditBatch {
 		return nil, fmt.Errorf("audit: %d events in one batch, at most %d", len(req.Audit.Events), maxAuditBatch)
 	}
+	if p, _ := PrincipalFrom(ctx); req.Audit.NodeId != "" && p.ID != "node:"+req.Audit.NodeId {
+		return nil, state.Invalid("audit.node_id", "a server sends only its own batches (certificate names %s)", p.ID)
+	}
 	res, err := s.proposeResult(ctx, req.Audit, "")
 	if err != nil {
 		return nil, err
+	}
+	if res.Duplicate {
+		return nil, status.Errorf(codes.AlreadyExists, "audit batch %s of %s was already appended", req.Audit.BatchId, req.Audit.NodeId)
 	}
 	return &peerv1.AppendAuditResponse{FirstSequence: res.AuditSequence, Index: res.Index}, nil
 }

@@ -135,6 +135,9 @@ func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAudit
 	if len(req.Type) > 64 {
 		return nil, state.Invalid("type", "is longer than 64 characters")
 	}
+	if req.Type != "" && !state.IsAuditType(req.Type) {
+		return nil, state.Invalid("type", "%q is not an audit entry type", req.Type)
+	}
 	if _, ok := trustfedv1.ComplianceMode_name[int32(req.Compliance)]; !ok {
 		return nil, state.Invalid("compliance", "unknown compliance mode %d", int32(req.Compliance))
 	}

@@ -182,6 +182,7 @@ var accessPolicy = map[string]rule{
 	trustfedv1.ClusterService_Leave_FullMethodName:  {roles: adminOnly},
 	peerv1.PeerService_ReadIndex_FullMethodName:     {roles: nodeOnly},
 	peerv1.PeerService_AppendAudit_FullMethodName:   {roles: nodeOnly},
+	peerv1.PeerService_Progress_FullMethodName:      {roles: nodeOnly},
 
 	// Checkpoints and consistency proofs are hashes and signatures: public,
 	// what witnesses need. Entries and inclusion proofs are read by role

@@ -17,7 +17,9 @@ import (
 
 // RequestAuthorization opens a dual-authorisation request for an
 // interaction that is denied only because its controls require two
-// approvals. It expires after the federation's freshness window.
+// approvals. It expires after the federation's freshness window and, once
+// granted, backs max_uses ALLOW decisions (one unless the request asks for
+// more, at most state.MaxAuthorizationUses).
 func (s *Server) RequestAuthorization(ctx context.Context, req *trustfedv1.RequestAuthorizationRequest) (*trustfedv1.RequestAuthorizationResponse, error) {
 	check := req.GetCheck()
 	if check == nil {
@@ -25,6 +27,9 @@ func (s *Server) RequestAuthorization(ctx context.Context, req *trustfedv1.Reque
 	}
 	if check.AuthorizationId != "" {
 		return nil, state.Invalid("check.authorization_id", "must be empty when requesting an authorization")
+	}
+	if err := state.ValidateMaxUses("max_uses", req.GetMaxUses()); err != nil {
+		return nil, err
 	}
 	rid, err := requestID(req.GetRequestId())
 	if err != nil {
@@ -49,6 +54,7 @@ func (s *Server) RequestAuthorization(ctx context.Context, req *trustfedv1.Reque
 		DataTypes:          check.DataTypes,
 		Value:              check.Value,
 		ExpireTime:         timestamppb.New(now.Add(r.FreshnessWindow()).Truncate(1e9)),
+		MaxUses:            max(req.GetMaxUses(), 1),
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(st)
 	if err != nil {

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"net"
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
@@ -27,6 +26,8 @@ func (s *Server) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trus
 		Version:      s.cfg.Version,
 		AuditFault:   s.cfg.AuditFault(),
 		AuditSize:    s.auditSize(),
+		CaughtUp:     st.CaughtUp,
+		NotReady:     s.Readiness().Reason,
 	}
 	if st.HasLeader {
 		resp.Leader = member(st.Leader)
@@ -42,10 +43,17 @@ func (s *Server) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trus
 }
 
 func member(sv consensus.Server) *trustfedv1.ClusterMember {
-	return &trustfedv1.ClusterMember{NodeId: sv.ID, RaftAddress: sv.RaftAddr, ApiAddress: sv.APIAddr, Voter: sv.Voter, Leader: sv.Leader}
+	suffrage := trustfedv1.Suffrage_SUFFRAGE_NONVOTER
+	if sv.Voter {
+		suffrage = trustfedv1.Suffrage_SUFFRAGE_VOTER
+	}
+	return &trustfedv1.ClusterMember{NodeId: sv.ID, RaftAddress: sv.RaftAddr, ApiAddress: sv.APIAddr, Voter: sv.Voter, Leader: sv.Leader,
+		Suffrage: suffrage, CaughtUp: sv.CaughtUp}
 }
 
-// Join adds a voter. It runs on the leader (followers forward it).
+// Join adds a server as a non-voter and answers at once with its suffrage;
+// the leader promotes it to voter once it has caught up. It runs on the
+// leader (followers forward it).
 func (s *Server) Join(ctx context.Context, req *trustfedv1.JoinRequest) (*trustfedv1.JoinResponse, error) {
 	if err := attestation.ValidateNodeID(req.GetNodeId()); err != nil {
 		return nil, state.Invalid("node_id", "%v", err)
@@ -59,14 +67,17 @@ func (s *Server) Join(ctx context.Context, req *trustfedv1.JoinRequest) (*trustf
 	if p, _ := PrincipalFrom(ctx); p.Role == RoleNode && p.ID != "node:"+req.NodeId {
 		return nil, state.Invalid("node_id", "a node may only join as itself (certificate names %s)", p.ID)
 	}
-	if err := s.raft.AddVoter(ctx, req.NodeId, req.RaftAddress, req.ApiAddress); err != nil {
+	sv, err := s.raft.AddNonvoter(ctx, req.NodeId, req.RaftAddress, req.ApiAddress)
+	if err != nil {
 		return nil, err
 	}
-	s.log.Info("voter joined", "node", req.NodeId, "raft", req.RaftAddress, "api", req.ApiAddress)
-	return &trustfedv1.JoinResponse{}, nil
+	s.log.Info("server joined", "node", req.NodeId, "raft", req.RaftAddress, "api", req.ApiAddress, "voter", sv.Voter)
+	return &trustfedv1.JoinResponse{Member: member(sv)}, nil
 }
 
-// Leave removes a server. It runs on the leader (followers forward it).
+// Leave removes a server. It runs on the leader (followers forward it). A
+// removal that would leave the cluster without a reachable quorum is
+// refused (FAILED_PRECONDITION).
 func (s *Server) Leave(ctx context.Context, req *trustfedv1.LeaveRequest) (*trustfedv1.LeaveResponse, error) {
 	if err := attestation.ValidateNodeID(req.GetNodeId()); err != nil {
 		return nil, state.Invalid("node_id", "%v", err)
@@ -87,13 +98,18 @@ func (s *Server) ReadIndex(ctx context.Context, _ *peerv1.ReadIndexRequest) (*pe
 	return &peerv1.ReadIndexResponse{Index: idx}, nil
 }
 
+// Progress tells the leader how far this node has applied the log (asked
+// before promoting a non-voter). Answered locally, never forwarded.
+func (s *Server) Progress(context.Context, *peerv1.ProgressRequest) (*peerv1.ProgressResponse, error) {
+	p := s.raft.Progress()
+	return &peerv1.ProgressResponse{NodeId: p.NodeID, Term: p.Term, AppliedIndex: p.AppliedIndex}, nil
+}
+
+// validateHostPort checks an address another server dials: host non-empty,
+// port 1..65535, no scheme, no path.
 func validateHostPort(field, addr string) error {
-	if addr == "" {
-		return state.Invalid(field, "is required")
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host == "" || port == "" || port == "0" {
-		return state.Invalid(field, "%q is not a host:port address", addr)
+	if err := consensus.CheckAddress(addr); err != nil {
+		return state.Invalid(field, "%v", err)
 	}
 	return nil
 }

@@ -65,8 +65,8 @@ func (s *Server) signDecision(r *state.Reader, req *trustfedv1.CheckInteractionR
 
 // NewDecisionStatement is what the registry signs about a decision: every
 // input of the check (the request, the authorisation it presented) and
-// every output of resp, which must carry its read meta (index), decided_at,
-// valid_until and key_id.
+// every output of resp (the caps on each party's level included), which
+// must carry its read meta (index), decided_at, valid_until and key_id.
 func NewDecisionStatement(req *trustfedv1.CheckInteractionRequest, resp *trustfedv1.CheckInteractionResponse) *trustfedv1.DecisionStatement {
 	return &trustfedv1.DecisionStatement{
 		FromOrganizationId: req.FromOrganizationId,
@@ -80,6 +80,8 @@ func NewDecisionStatement(req *trustfedv1.CheckInteractionRequest, resp *trustfe
 		EffectiveLevel:     resp.EffectiveLevel,
 		FromLevel:          resp.FromLevel,
 		ToLevel:            resp.ToLevel,
+		FromLevelCaps:      resp.FromLevelCaps,
+		ToLevelCaps:        resp.ToLevelCaps,
 		RequiredLevel:      resp.RequiredLevel,
 		AgreementId:        resp.AgreementId,
 		Controls:           resp.Controls,
@@ -92,6 +94,7 @@ func NewDecisionStatement(req *trustfedv1.CheckInteractionRequest, resp *trustfe
 		// replay re-derives the decision from the statement alone.
 		PresentedAuthorizationId:  req.AuthorizationId,
 		RequiresDualAuthorization: resp.RequiresDualAuthorization,
+		AuthorizationUseIndex:     resp.AuthorizationUseIndex,
 	}
 }
 

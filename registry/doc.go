@@ -10,5 +10,7 @@
 // Every request goes through the same chain: authenticate (bearer token or
 // node certificate), authorise (the method table in auth.go; a method not in
 // the table is denied), forward writes to the leader when this node is not
-// it, then the handler; errors become gRPC statuses in toStatus only.
+// it (and checks presenting a dual authorisation, whose ALLOW takes one of
+// its uses through Raft), then the handler; errors become gRPC statuses in
+// toStatus only.
 package registry

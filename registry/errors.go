@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/trustfed/trustfed/consensus"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Sentinel errors of the service layer.
@@ -53,6 +55,12 @@ func toStatus(logger *slog.Logger, method string, err error) error {
 		return status.Error(codes.Unauthenticated, err.Error())
 	case errors.Is(err, ErrPermissionDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, consensus.ErrCatchingUp):
+		return retryable("this node is catching up with the leader's log and cannot answer yet: retry shortly or ask another node (" + err.Error() + ")")
+	case errors.Is(err, consensus.ErrLeaderChanged), errors.Is(err, consensus.ErrLeaderUnreachable):
+		return retryable("the leader changed or did not answer: retry shortly (" + err.Error() + ")")
+	case errors.Is(err, consensus.ErrUnsafeChange):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, consensus.ErrUnknownOutcome):
 		return status.Error(codes.Unavailable, "outcome unknown (leadership changed or timed out): retry with the same request_id; it will not be applied twice")
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrNotReady):
@@ -70,4 +78,17 @@ func toStatus(logger *slog.Logger, method string, err error) error {
 		logger.Error("internal error", "method", method, "error", err)
 		return status.Error(codes.Internal, "internal error")
 	}
+}
+
+// retryAfterUnavailable is the retry delay an UNAVAILABLE answer suggests
+// (REST: Retry-After).
+const retryAfterUnavailable = time.Second
+
+// retryable is an UNAVAILABLE status with a RetryInfo detail.
+func retryable(msg string) error {
+	st := status.New(codes.Unavailable, msg)
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfterUnavailable)}); err == nil {
+		st = d
+	}
+	return st.Err()
 }

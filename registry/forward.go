@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -17,7 +18,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/trustfed/trustfed/consensus"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // forwardedHeader marks a request a follower forwarded to the leader; a
@@ -31,12 +34,10 @@ const forwardedHeader = "x-trustfed-forwarded-by"
 // checks a member against its own state again.
 const forwardedForHeader = "x-trustfed-forwarded-for"
 
-// Bounds of calls to other servers: a write forwarded to the leader for a
-// caller that set no deadline, and a follower's audit batch.
-const (
-	forwardTimeout  = 30 * time.Second
-	peerCallTimeout = 10 * time.Second
-)
+// forwardTimeout bounds a write forwarded to the leader for a caller that
+// set no deadline. (A follower's audit batches and read-index calls are
+// bounded by consensus.Node.LeaderCall instead.)
+const forwardTimeout = 30 * time.Second
 
 // Peers holds connections to other registry servers (mutual TLS with this
 // node's certificate). It is how a follower forwards writes to the leader
@@ -82,6 +83,20 @@ func (p *Peers) ReadIndex(ctx context.Context, leaderAPIAddr string) (uint64, er
 	return resp.Index, nil
 }
 
+// Progress asks the server at apiAddr how far it has applied the log
+// (consensus.ProgressClient: the leader, before promoting a non-voter).
+func (p *Peers) Progress(ctx context.Context, apiAddr string) (consensus.Progress, error) {
+	c, err := p.conn(apiAddr)
+	if err != nil {
+		return consensus.Progress{}, err
+	}
+	resp, err := peerv1.NewPeerServiceClient(c).Progress(ctx, &peerv1.ProgressRequest{})
+	if err != nil {
+		return consensus.Progress{}, fmt.Errorf("progress of %s: %w", apiAddr, err)
+	}
+	return consensus.Progress{NodeID: resp.NodeId, Term: resp.Term, AppliedIndex: resp.AppliedIndex}, nil
+}
+
 // Close closes every peer connection.
 func (p *Peers) Close() error {
 	p.mu.Lock()
@@ -115,6 +130,14 @@ var writeMethods = func() map[string]bool {
 	return out
 }()
 
+// consumesAuthorization: a check that presents a dual authorisation may
+// take one of its uses (a write only the leader can propose), so it is
+// answered by the leader, like a write.
+func consumesAuthorization(method string, req any) bool {
+	check, ok := req.(*trustfedv1.CheckInteractionRequest)
+	return ok && method == trustfedv1.RegistryService_CheckInteraction_FullMethodName && check.GetAuthorizationId() != ""
+}
+
 func isNoSideEffects(md protoreflect.MethodDescriptor) bool {
 	opts, ok := md.Options().(*descriptorpb.MethodOptions)
 	return ok && opts.GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS
@@ -123,7 +146,7 @@ func isNoSideEffects(md protoreflect.MethodDescriptor) bool {
 // forward sends a write that reached a follower to the leader, with the
 // caller's credentials, and returns the leader's answer.
 func (s *Server) forward(ctx context.Context, method string, req any) (any, bool, error) {
-	if !writeMethods[method] || s.raft.IsLeader() {
+	if !(writeMethods[method] || consumesAuthorization(method, req)) || s.raft.IsLeader() {
 		return nil, false, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -153,7 +176,22 @@ func (s *Server) forward(ctx context.Context, method string, req any) (any, bool
 		ctx, cancel = context.WithTimeout(ctx, forwardTimeout)
 		defer cancel()
 	}
-	if err := conn.Invoke(metadata.NewOutgoingContext(ctx, out), method, req, resp); err != nil {
+	// Abandoned as soon as the leader changes: a leader cut off by a
+	// partition never answers, and the caller can retry with the new one.
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	changed := s.raft.LeaderChanged(leader.ID)
+	go func() { // ends with cctx
+		select {
+		case <-changed:
+			cancel(fmt.Errorf("%w while forwarding to %s", consensus.ErrLeaderChanged, leader.ID))
+		case <-cctx.Done():
+		}
+	}()
+	if err := conn.Invoke(metadata.NewOutgoingContext(cctx, out), method, req, resp); err != nil {
+		if errors.Is(context.Cause(cctx), consensus.ErrLeaderChanged) && ctx.Err() == nil {
+			return nil, true, status.Error(codes.Unavailable, "the leader changed while the write was forwarded to it: it may or may not have been applied; retry (with the same request_id where the method takes one)")
+		}
 		return nil, true, err // already a status from the leader
 	}
 	return resp, true, nil

@@ -16,7 +16,9 @@ import (
 // has not authenticated yet: the bearer header, and the request decoders
 // (gRPC decodes a message, and the REST gateway its JSON, before the
 // interceptor runs), plus the organisation checks of the authorisation
-// table on whatever decoded.
+// table on whatever decoded. The REST gateway's own checks, which also run
+// before authentication, have theirs beside them (FuzzRESTChecks,
+// FuzzJSONErrorField).
 
 func FuzzBearerHeader(f *testing.F) {
 	_, secret, err := attestation.NewToken(strings.NewReader(strings.Repeat("k", 64)))

@@ -28,19 +28,35 @@ type Gateway struct {
 
 // NewGateway returns the REST handler for the gRPC server at grpcAddr.
 // tlsConfig must trust the server's certificate and carry no client certificate.
-// /healthz answers 503 while fault returns a non-empty audit fault (nil: never).
-func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fault func() string) (*Gateway, error) {
+// /healthz answers 503 while fault returns a non-empty audit fault (nil: never);
+// /readyz answers what ready reports (nil: always ready).
+func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fault func() string, ready func() Readiness) (*Gateway, error) {
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: connect to %s: %w", grpcAddr, err)
 	}
+	routes, err := loadRESTRoutes(openapi.JSON)
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	checks := &restChecks{routes: routes}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		runtime.WithErrorHandler(gatewayErrorHandler), // Retry-After on 429 (ratelimit.go)
+		runtime.WithRoutingErrorHandler(checks.routingError),
+		// A form-encoded POST is a POST: never served as the GET of the
+		// same path, nor turned into another method by X-HTTP-Method-Override.
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithDisableHTTPMethodOverride(),
+		// Route on the escaped path: an encoded slash in an id stays in the
+		// id (which then fails its check) instead of reaching another path.
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
 	)
+	checks.mux = mux
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		trustfedv1.RegisterRegistryServiceHandler,
 		trustfedv1.RegisterAdminServiceHandler,
@@ -71,7 +87,14 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	top.Handle("/", http.MaxBytesHandler(withCallDeadline(mux, restCallTimeout), maxRESTBody))
+	top.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		r := Readiness{Ready: true}
+		if ready != nil {
+			r = ready()
+		}
+		serveReadiness(w, r)
+	})
+	top.Handle("/", http.MaxBytesHandler(withCallDeadline(checks, restCallTimeout), maxRESTBody))
 	return &Gateway{conn: conn, handler: top}, nil
 }
 

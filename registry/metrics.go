@@ -31,6 +31,7 @@ type metrics struct {
 
 	decisions      *prometheus.CounterVec
 	authFailures   *prometheus.CounterVec
+	unavail        *prometheus.CounterVec
 	tlsRefused     *prometheus.CounterVec
 	auditBatches   prometheus.Histogram
 	auditCommit    prometheus.Histogram
@@ -55,6 +56,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "trustfed_auth_failures_total",
 			Help: "Calls this node refused authentication or authorisation (each is also an AUTH_FAILURE audit entry), by gRPC code.",
 		}, []string{"code"}),
+		unavail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustfed_unavailable_total",
+			Help: "Calls this node did not serve because it was unavailable (catching up with the log, no ready leader reachable, leader changed), by reason. Not authentication failures.",
+		}, []string{"reason"}),
 		tlsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trustfed_tls_refusals_total",
 			Help: "Connections this node refused at the TLS handshake (untrusted or missing client certificate), by listener.",
@@ -78,10 +83,13 @@ func newMetrics(s *Server) *metrics {
 			Help: "GET /metrics requests refused for a missing, unknown or unauthorised token.",
 		}),
 	}
+	for _, r := range unavailableReasons {
+		m.unavail.WithLabelValues(r) // every reason's series from zero
+	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.decisions, m.authFailures, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused,
+		m.grpc, m.decisions, m.authFailures, m.unavail, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused,
 		nodeCollector{s},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trustfed_audit_auth_failures_dropped_total",
@@ -129,6 +137,14 @@ func (m *metrics) refused(st error) {
 	m.authFailures.WithLabelValues(status.Code(st).String()).Inc()
 }
 
+// unavailable counts a call not served for an availability reason.
+func (m *metrics) unavailable(reason string) {
+	if m == nil {
+		return
+	}
+	m.unavail.WithLabelValues(reason).Inc()
+}
+
 // tlsRefusal counts a connection refused at a listener's TLS handshake.
 func (m *metrics) tlsRefusal(listener string) {
 	if m == nil {
@@ -161,6 +177,8 @@ var (
 		"1 if this node is the leader and has applied every entry of its term (it answers reads and writes).", nil, nil)
 	descRaftHasLeader = prometheus.NewDesc("trustfed_raft_has_leader",
 		"1 if this node knows a leader.", nil, nil)
+	descRaftCaughtUp = prometheus.NewDesc("trustfed_raft_caught_up",
+		"1 once this node has applied the log as far as the leader had committed it when the node started (before that it answers UNAVAILABLE).", nil, nil)
 	descRaftTerm = prometheus.NewDesc("trustfed_raft_term",
 		"This node's current Raft term.", nil, nil)
 	descRaftCommit = prometheus.NewDesc("trustfed_raft_commit_index",
@@ -186,7 +204,7 @@ var (
 var raftStates = []string{"Leader", "Follower", "Candidate", "Shutdown"}
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftReady, descRaftHasLeader, descRaftTerm, descRaftCommit,
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftReady, descRaftHasLeader, descRaftCaughtUp, descRaftTerm, descRaftCommit,
 		descRaftApplied, descRaftLast, descRaftContact, descAuditEntries, descAuditFault, descCascadesOpen, descCascadePending, descCascadeAge} {
 		ch <- d
 	}
@@ -202,6 +220,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descRaftReady, boolValue(st.Ready))
 	gauge(descRaftHasLeader, boolValue(st.HasLeader))
+	gauge(descRaftCaughtUp, boolValue(st.CaughtUp))
 	gauge(descRaftTerm, float64(st.Term))
 	gauge(descRaftCommit, float64(st.CommitIndex))
 	gauge(descRaftApplied, float64(st.AppliedIndex))
@@ -265,6 +284,15 @@ func (s *Server) MetricsHandler() http.Handler {
 			}
 			cancel()
 			p, err = s.auth.fromToken(header)
+		}
+		if err != nil {
+			if cerr := s.caughtUp(); cerr != nil {
+				// Unknown here may only mean not applied yet: no 401 for it.
+				s.metrics.unavailable(unavailCatchingUp)
+				w.Header().Set("Retry-After", readinessRetryAfter)
+				http.Error(w, status.Convert(toStatus(s.log, method, cerr)).Message(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		if err == nil && p.Role != RoleMonitor && p.Role != RoleAdmin {
 			err = fmt.Errorf("%w: role %s may not read metrics (a monitor or admin token may)", ErrPermissionDenied, p.Role)

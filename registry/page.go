@@ -2,6 +2,8 @@ package registry
 
 import (
 	"encoding/base64"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/trustfed/trustfed/registry/state"
 )
@@ -23,12 +25,16 @@ func pageSize(n uint32) int {
 	}
 }
 
-// Page tokens are the opaque, URL-safe form of the last id returned.
+// Page tokens are the opaque, URL-safe form of the last id returned, behind
+// a tag: any base64 string decodes to something, and without the tag a
+// garbage token would be taken for an id and answer an empty page.
+const pageTokenTag = "tf1:"
+
 func encodePageToken(lastID string) string {
 	if lastID == "" {
 		return ""
 	}
-	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenTag + lastID))
 }
 
 func decodePageToken(tok string) (string, error) {
@@ -36,10 +42,11 @@ func decodePageToken(tok string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) == 0 || len(b) > 128 {
+	id, tagged := strings.CutPrefix(string(b), pageTokenTag)
+	if err != nil || !tagged || id == "" || len(id) > 128 || !utf8.ValidString(id) {
 		return "", state.Invalid("page_token", "is not a token this server returned")
 	}
-	return string(b), nil
+	return id, nil
 }
 
 // pageStart checks a list call's optional organisation filter and its page

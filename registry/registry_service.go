@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/policy"
 	"github.com/trustfed/trustfed/registry/state"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // CheckInteraction decides whether from may perform action with to.
@@ -19,6 +22,11 @@ func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInte
 	resp, r, now, term, err := s.decideThroughLog(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if takesAuthorizationUse(r, resp) {
+		if resp, r, now, term, err = s.decideWithUse(ctx, req); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.signDecision(r, req, resp, now); err != nil {
 		return nil, err
@@ -46,7 +54,7 @@ func (s *Server) decide(ctx context.Context, req *trustfedv1.CheckInteractionReq
 	resp, r, now, _, err := s.decideWith(ctx, req, func(ctx context.Context, c trustfedv1.Consistency) (*state.Reader, *trustfedv1.ReadMeta, uint64, error) {
 		r, meta, err := s.read(ctx, c)
 		return r, meta, 0, err
-	})
+	}, 0)
 	return resp, r, now, err
 }
 
@@ -54,12 +62,59 @@ func (s *Server) decide(ctx context.Context, req *trustfedv1.CheckInteractionReq
 // before it is answered: on the leader it reads without a read-index round
 // and returns the term its audit entry must commit in (readForDecision).
 func (s *Server) decideThroughLog(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, *state.Reader, time.Time, uint64, error) {
-	return s.decideWith(ctx, req, s.readForDecision)
+	return s.decideWith(ctx, req, s.readForDecision, 0)
+}
+
+// takesAuthorizationUse: resp would ALLOW on a granted authorisation whose
+// uses are counted, so one must be taken before it is answered.
+func takesAuthorizationUse(r *state.Reader, resp *trustfedv1.CheckInteractionResponse) bool {
+	if resp.Decision != trustfedv1.Decision_DECISION_ALLOW || resp.AuthorizationId == "" {
+		return false
+	}
+	a, ok := r.Authorization(resp.AuthorizationId)
+	return ok && state.Limited(a)
+}
+
+// decideWithUse takes one use of the authorisation req presents through
+// the log (CONSUME_AUTHORIZATION; only the leader proposes, and a follower
+// forwards such checks to it: see consumesAuthorization), then decides
+// again on a state that includes it, holding that use. When no use is left
+// (another check took the last one, here or on another node), the decision
+// is made again without one and is a DENY: a use is never shared.
+func (s *Server) decideWithUse(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, *state.Reader, time.Time, uint64, error) {
+	rid, err := requestID("")
+	if err != nil {
+		return nil, nil, time.Time{}, 0, err
+	}
+	consume := &commandv1.ConsumeAuthorization{AuthorizationId: req.AuthorizationId, Check: &trustfedv1.CheckInteractionRequest{
+		FromOrganizationId: req.FromOrganizationId, ToOrganizationId: req.ToOrganizationId, Action: req.Action,
+		DataTypes: req.DataTypes, Value: req.Value,
+	}}
+	use, consumeErr := s.propose(ctx, consume, rid)
+	var refused *state.Error
+	switch {
+	case errors.As(consumeErr, &refused):
+		use = 0 // decided again without a use: the refusal is the decision's reason
+	case consumeErr != nil:
+		return nil, nil, time.Time{}, 0, fmt.Errorf("take a use of authorization %s: %w", req.AuthorizationId, consumeErr)
+	}
+	resp, r, now, term, err := s.decideWith(ctx, req, s.readForDecision, use)
+	if err != nil {
+		return nil, nil, now, 0, err
+	}
+	if use == 0 && takesAuthorizationUse(r, resp) {
+		// The use was refused on a state this read does not include yet.
+		return nil, nil, now, 0, status.Errorf(codes.Aborted, "authorization %s: no use could be taken (%v): retry", req.AuthorizationId, consumeErr)
+	}
+	resp.AuthorizationUseIndex = use
+	return resp, r, now, term, nil
 }
 
 type decisionRead func(context.Context, trustfedv1.Consistency) (*state.Reader, *trustfedv1.ReadMeta, uint64, error)
 
-func (s *Server) decideWith(ctx context.Context, req *trustfedv1.CheckInteractionRequest, read decisionRead) (*trustfedv1.CheckInteractionResponse, *state.Reader, time.Time, uint64, error) {
+// decideWith decides req on the state read gives, holding the use of its
+// authorisation taken at index use (0: none taken; see Evaluate).
+func (s *Server) decideWith(ctx context.Context, req *trustfedv1.CheckInteractionRequest, read decisionRead, use uint64) (*trustfedv1.CheckInteractionResponse, *state.Reader, time.Time, uint64, error) {
 	var now time.Time
 	if err := validateCheck(req); err != nil {
 		return nil, nil, now, 0, err
@@ -69,7 +124,7 @@ func (s *Server) decideWith(ctx context.Context, req *trustfedv1.CheckInteractio
 		return nil, nil, now, 0, err
 	}
 	now = s.clock()
-	resp, err := Evaluate(r, req, now)
+	resp, err := Evaluate(r, req, now, use)
 	if err != nil {
 		return nil, nil, now, 0, err
 	}
@@ -97,10 +152,14 @@ func validateCheck(req *trustfedv1.CheckInteractionRequest) error {
 }
 
 // Evaluate computes the (unsigned) decision on a validated check from the
-// state r at time now. It is pure: the same state, request and time give
-// the same decision, which is what `trustfed audit replay` relies on to
-// re-derive every logged decision.
-func Evaluate(r *state.Reader, req *trustfedv1.CheckInteractionRequest, now time.Time) (*trustfedv1.CheckInteractionResponse, error) {
+// state r at time now. It is pure: the same state, request, time and use
+// give the same decision, which is what `trustfed audit replay` relies on
+// to re-derive every logged decision. use is the Raft index of the use of
+// the presented authorisation taken for this check (0 when none was): an
+// authorisation whose uses are counted backs the check only with a use
+// left (use 0: the caller must then take one before it answers ALLOW) or
+// with the use taken at index use.
+func Evaluate(r *state.Reader, req *trustfedv1.CheckInteractionRequest, now time.Time, use uint64) (*trustfedv1.CheckInteractionResponse, error) {
 	from, ok := r.Organization(req.FromOrganizationId)
 	if !ok {
 		return nil, state.NotFound("from_organization_id", "organization %q does not exist", req.FromOrganizationId)
@@ -120,6 +179,9 @@ func Evaluate(r *state.Reader, req *trustfedv1.CheckInteractionRequest, now time
 		in.Authorization = id
 		if a, ok := r.Authorization(id); ok {
 			in.AuthorizationProblem = state.AuthorizationCovers(a, req, now)
+			if in.AuthorizationProblem == "" {
+				in.AuthorizationProblem = state.AuthorizationUse(a, use)
+			}
 		} else {
 			in.AuthorizationProblem = "authorization " + id + " does not exist"
 		}

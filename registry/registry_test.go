@@ -115,8 +115,10 @@ func TestPageTokens(t *testing.T) {
 	after, err := decodePageToken(encodePageToken("acme-bank"))
 	require.NoError(t, err)
 	require.Equal(t, "acme-bank", after)
-	_, err = decodePageToken("!!not-base64")
-	require.ErrorIs(t, err, state.ErrInvalidArgument)
+	for _, tok := range []string{"!!not-base64", "garbage", "YWNtZS1iYW5r" /* "acme-bank", no tag */} {
+		_, err = decodePageToken(tok)
+		require.ErrorIs(t, err, state.ErrInvalidArgument, tok)
+	}
 	require.Equal(t, defaultPageSize, pageSize(0))
 	require.Equal(t, maxPageSize, pageSize(1_000_000))
 }

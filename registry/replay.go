@@ -68,6 +68,9 @@ type replayer struct {
 	report  ReplayReport
 	last    uint64 // log index of the last command applied
 	lastEnv *commandv1.Envelope
+	// uses: the entry of the decision that held each use of an
+	// authorisation (by authorisation id, then the use's index).
+	uses map[string]map[uint64]uint64
 }
 
 // Replay rebuilds the registry state from the audit log's command entries,
@@ -81,7 +84,7 @@ type replayer struct {
 // error); disagreements are the report's Mismatches.
 func Replay(next func() (*trustfedv1.AuditRecord, bool, error), progress func(n uint64)) (ReplayReport, error) {
 	store := state.NewStore()
-	p := &replayer{fsm: state.NewFSM(store, attestation.Verifier{}, nil), report: ReplayReport{Mismatches: []ReplayMismatch{}}}
+	p := &replayer{fsm: state.NewFSM(store, attestation.Verifier{}, nil), report: ReplayReport{Mismatches: []ReplayMismatch{}}, uses: map[string]map[uint64]uint64{}}
 	p.keep(0, store.Read())
 	for {
 		rec, ok, err := next()
@@ -240,14 +243,43 @@ func (p *replayer) decision(e *trustfedv1.AuditEntry) {
 		return
 	}
 	now := st.DecidedAt.AsTime()
-	got, err := Evaluate(r, req, now)
+	got, err := Evaluate(r, req, now, st.AuthorizationUseIndex)
 	if err != nil {
 		p.mismatch(e, "on the state at index %d the check fails: %v", st.Index, err)
 		return
 	}
 	if diffs := diffDecision(&st, got, timestamppb.New(now.Add(r.FreshnessWindow()))); len(diffs) > 0 {
 		p.mismatch(e, "on the state at index %d: %s", st.Index, strings.Join(diffs, "; "))
+		return
 	}
+	p.authorizationUse(e, r, &st)
+}
+
+// authorizationUse checks that an ALLOW relying on an authorisation whose
+// uses are counted held a use of its own: one taken (Evaluate checked the
+// state records it) and held by no other decision.
+func (p *replayer) authorizationUse(e *trustfedv1.AuditEntry, r *state.Reader, st *trustfedv1.DecisionStatement) {
+	if st.Decision != trustfedv1.Decision_DECISION_ALLOW || st.AuthorizationId == "" {
+		return
+	}
+	if a, ok := r.Authorization(st.AuthorizationId); !ok || !state.Limited(a) {
+		return
+	}
+	use := st.AuthorizationUseIndex
+	if use == 0 {
+		p.mismatch(e, "relied on authorization %s, whose uses are counted, without taking one", st.AuthorizationId)
+		return
+	}
+	held := p.uses[st.AuthorizationId]
+	if held == nil {
+		held = map[uint64]uint64{}
+		p.uses[st.AuthorizationId] = held
+	}
+	if prev, ok := held[use]; ok {
+		p.mismatch(e, "the use of authorization %s taken at index %d was already held by the decision in entry %d", st.AuthorizationId, use, prev)
+		return
+	}
+	held[use] = e.Sequence
 }
 
 // authorizationInReason finds the authorisation a request presented in the
@@ -306,6 +338,16 @@ func diffDecision(st *trustfedv1.DecisionStatement, got *trustfedv1.CheckInterac
 	if st.AgreementId != got.AgreementId {
 		out = append(out, fmt.Sprintf("agreement %q, replayed %q", st.AgreementId, got.AgreementId))
 	}
+	if attestation.CapsSigned(st) {
+		for _, c := range []struct {
+			org       string
+			want, got []*trustfedv1.LevelCap
+		}{{st.FromOrganizationId, st.FromLevelCaps, got.FromLevelCaps}, {st.ToOrganizationId, st.ToLevelCaps, got.ToLevelCaps}} {
+			if !slices.EqualFunc(c.want, c.got, func(a, b *trustfedv1.LevelCap) bool { return proto.Equal(a, b) }) {
+				out = append(out, fmt.Sprintf("the caps on %s's level %s, replayed %s", c.org, capsString(c.want), capsString(c.got)))
+			}
+		}
+	}
 	if !proto.Equal(st.Controls, got.Controls) {
 		out = append(out, "the resolved controls differ")
 	}
@@ -316,6 +358,14 @@ func diffDecision(st *trustfedv1.DecisionStatement, got *trustfedv1.CheckInterac
 		out = append(out, fmt.Sprintf("valid until %s, the freshness window gives %s", formatTS(st.ValidUntil), formatTS(validUntil)))
 	}
 	return out
+}
+
+func capsString(caps []*trustfedv1.LevelCap) string {
+	parts := make([]string, len(caps))
+	for i, c := range caps {
+		parts[i] = fmt.Sprintf("%s=%d %q", c.GetSource(), c.GetLevel(), c.GetDetail())
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 func decisionName(d trustfedv1.Decision) string {

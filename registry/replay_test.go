@@ -95,18 +95,34 @@ func (h *replayHarness) agreement(id, a, b string) {
 // signed decision with an APPEND_AUDIT command, as CheckInteraction does.
 func (h *replayHarness) decide(r *state.Reader, req *trustfedv1.CheckInteractionRequest) trustfedv1.Decision {
 	h.t.Helper()
-	resp, err := registry.Evaluate(r, req, h.now)
-	require.NoError(h.t, err)
-	resp.Meta = &trustfedv1.ReadMeta{Index: r.Index()}
-	resp.DecidedAt, resp.ValidUntil = timestamppb.New(h.now), timestamppb.New(h.now.Add(r.FreshnessWindow()))
-	resp.KeyId = h.keyID
-	statement, sig, err := attestation.SignDecision(h.key, registry.NewDecisionStatement(req, resp))
-	require.NoError(h.t, err)
+	return h.decideUse(r, req, 0)
+}
+
+// decideUse is decide for a check holding the use of its authorisation
+// taken at index use.
+func (h *replayHarness) decideUse(r *state.Reader, req *trustfedv1.CheckInteractionRequest, use uint64) trustfedv1.Decision {
+	h.t.Helper()
+	resp := h.signed(r, req, use)
 	h.must(&commandv1.AppendAudit{Events: []*commandv1.AuditEvent{{
-		Event:     &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{Statement: statement, Signature: sig, KeyId: h.keyID, NodeId: "n1"}},
+		Event:     &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{Statement: resp.Statement, Signature: resp.Signature, KeyId: h.keyID, NodeId: "n1"}},
 		Principal: "org:" + req.FromOrganizationId,
 	}}})
 	return resp.Decision
+}
+
+// signed is the answer CheckInteraction gives for req on r: evaluated and
+// signed with the harness's registry key.
+func (h *replayHarness) signed(r *state.Reader, req *trustfedv1.CheckInteractionRequest, use uint64) *trustfedv1.CheckInteractionResponse {
+	h.t.Helper()
+	resp, err := registry.Evaluate(r, req, h.now, use)
+	require.NoError(h.t, err)
+	resp.AuthorizationUseIndex = use
+	resp.Meta = &trustfedv1.ReadMeta{Index: r.Index()}
+	resp.DecidedAt, resp.ValidUntil = timestamppb.New(h.now), timestamppb.New(h.now.Add(r.FreshnessWindow()))
+	resp.KeyId = h.keyID
+	resp.Statement, resp.Signature, err = attestation.SignDecision(h.key, registry.NewDecisionStatement(req, resp))
+	require.NoError(h.t, err)
+	return resp
 }
 
 func (h *replayHarness) check(from, to, action string, opts ...func(*trustfedv1.CheckInteractionRequest)) trustfedv1.Decision {
@@ -138,6 +154,24 @@ func (h *replayHarness) records() []*trustfedv1.AuditRecord {
 // and status changes, a refused command, a decision computed on an older
 // state than the newest.
 func buildFederation(t *testing.T) *replayHarness {
+	h := federationHarness(t)
+	// Refused for the authorisation it presents, which the statement does
+	// not record.
+	require.Equal(t, trustfedv1.Decision_DECISION_DENY, h.check("acme", "globex", "task_send", func(r *trustfedv1.CheckInteractionRequest) {
+		r.Value, r.AuthorizationId = 5000, "auth-0000000000000001"
+	}))
+	before := h.fsm.Store().Read()
+	h.change(testutil.SetStatus("globex", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED))
+	// Decided on the state a node read before the suspension, logged after it.
+	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, h.decide(before, &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "ping"}))
+	require.Equal(t, trustfedv1.Decision_DECISION_DENY, h.check("acme", "globex", "ping"))
+	return h
+}
+
+// federationHarness is the start of buildFederation: acme and globex
+// (whose controls require dual authorisation above a value of 1000),
+// assessed, with an agreement covering ping, task_send and context_share.
+func federationHarness(t *testing.T) *replayHarness {
 	h := newReplayHarness(t)
 	h.must(&commandv1.BootstrapAdmin{Admin: &trustfedv1.Admin{Id: alice.ID, Name: "Alice", PublicKey: alice.Public()}, ApprovalsRequired: 1})
 	h.must(&commandv1.PutSigningKey{Key: &commandv1.SigningKey{KeyId: h.keyID, PrivateSeed: h.key.Seed(), CreateTime: timestamppb.New(h.now)}})
@@ -156,16 +190,6 @@ func buildFederation(t *testing.T) *replayHarness {
 		r.DataTypes = []trustfedv1.PiiType{trustfedv1.PiiType_PII_TYPE_EMAIL}
 	}))
 	require.Error(t, h.apply(&commandv1.ApproveOrganization{OrganizationId: "nobody"}).Err)
-	// Refused for the authorisation it presents, which the statement does
-	// not record.
-	require.Equal(t, trustfedv1.Decision_DECISION_DENY, h.check("acme", "globex", "task_send", func(r *trustfedv1.CheckInteractionRequest) {
-		r.Value, r.AuthorizationId = 5000, "auth-0000000000000001"
-	}))
-	before := h.fsm.Store().Read()
-	h.change(testutil.SetStatus("globex", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED))
-	// Decided on the state a node read before the suspension, logged after it.
-	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, h.decide(before, &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "ping"}))
-	require.Equal(t, trustfedv1.Decision_DECISION_DENY, h.check("acme", "globex", "ping"))
 	return h
 }
 

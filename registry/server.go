@@ -31,10 +31,18 @@ type Raft interface {
 	LeaderTerm() uint64
 	Leader() (consensus.Server, bool)
 	LastContact() time.Duration
-	AddVoter(ctx context.Context, id, raftAddr, apiAddr string) error
+	AddNonvoter(ctx context.Context, id, raftAddr, apiAddr string) (consensus.Server, error)
 	RemoveServer(ctx context.Context, id string) error
+	Progress() consensus.Progress
 	Servers(ctx context.Context) ([]consensus.Server, error)
 	Status() consensus.Status
+	// CaughtUp: the local state holds what the leader had committed when
+	// this node started (consensus.Node.CaughtUp).
+	CaughtUp() bool
+	// LeaderChanged and LeaderCall bound calls to the leader: abandoned as
+	// soon as the leader changes (consensus.Node.LeaderCall).
+	LeaderChanged(leaderID string) <-chan struct{}
+	LeaderCall(ctx context.Context, leaderID string) (context.Context, context.CancelFunc)
 }
 
 // Config configures a Server.
@@ -212,10 +220,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		}
 	}
 	if err != nil {
-		s.log.Warn("request refused", "method", info.FullMethod, "principal", p.ID, "error", err)
-		st := toStatus(s.log, info.FullMethod, err)
-		s.auditAuthFailure(ctx, info.FullMethod, p, st, about...)
-		return nil, st
+		return nil, s.refuse(ctx, info.FullMethod, p, err, about...)
 	}
 	resp, forwarded, err := s.serve(ctx, req, info, handler, p)
 	s.log.Debug("request", "method", info.FullMethod, "principal", p.ID, "forwarded", forwarded, "duration", time.Since(start), "error", err)
@@ -240,6 +245,9 @@ func (s *Server) serve(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 // signed tree heads, member challenges); writes among them go to the leader
 // like any other.
 func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.caughtUp(); err != nil {
+		return nil, s.refuse(ctx, info.FullMethod, Principal{ID: "anonymous"}, err)
+	}
 	resp, _, err := s.serve(ctx, req, info, handler, Principal{ID: "anonymous", Role: RoleNone})
 	return resp, err
 }
@@ -253,10 +261,7 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		err = authorize(info.FullMethod, p)
 	}
 	if err != nil {
-		s.log.Warn("stream refused", "method", info.FullMethod, "error", err)
-		st := toStatus(s.log, info.FullMethod, err)
-		s.auditAuthFailure(ss.Context(), info.FullMethod, p, st)
-		return st
+		return s.refuse(ss.Context(), info.FullMethod, p, err)
 	}
 	if err := s.limit(ss.Context(), info.FullMethod, p); err != nil {
 		return toStatus(s.log, info.FullMethod, err)
@@ -272,9 +277,23 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 // index), and the handler's first linearizable read reuses that barrier.
 // A write needs no barrier here: a follower forwards it, and the leader
 // authenticates the caller again.
+//
+// A node that has not caught up with the leader's log since it started
+// answers no one but its peers (ErrCatchingUp, UNAVAILABLE): its state may
+// lack the very token or member node the caller presents, and "unknown
+// token" would be a lie, not a refusal.
 func (s *Server) authenticateFresh(ctx context.Context, method string) (context.Context, Principal, error) {
 	p, err := s.auth.authenticate(ctx)
-	if err != nil || p.Role == RoleNode || writeMethods[method] || s.raft.IsLeader() {
+	if err == nil && p.Role == RoleNode {
+		return ctx, p, nil
+	}
+	if cerr := s.caughtUp(); cerr != nil {
+		if err == nil && method == trustfedv1.ClusterService_Status_FullMethodName {
+			return ctx, p, nil // how an operator sees the catching up: node-local, read-only
+		}
+		return ctx, p, cerr
+	}
+	if err != nil || writeMethods[method] || s.raft.IsLeader() {
 		return ctx, p, err
 	}
 	if _, err := s.raft.LinearizableRead(ctx); err != nil {
@@ -307,9 +326,7 @@ func (p *principalStream) RecvMsg(m any) error {
 		p.checked = true
 		pr, _ := PrincipalFrom(p.ctx)
 		if err := authorizeRequest(p.method, pr, m); err != nil {
-			st := toStatus(p.server.log, p.method, err)
-			p.server.auditAuthFailure(p.ctx, p.method, pr, st, requestedOrgs(p.method, m)...)
-			return st
+			return p.server.refuse(p.ctx, p.method, pr, err, requestedOrgs(p.method, m)...)
 		}
 	}
 	return nil
@@ -364,6 +381,9 @@ func (s *Server) proposeWithID(ctx context.Context, cmd proto.Message, given str
 
 // read returns a view of the state as fresh as the consistency asks for.
 func (s *Server) read(ctx context.Context, c trustfedv1.Consistency) (*state.Reader, *trustfedv1.ReadMeta, error) {
+	if err := s.caughtUp(); err != nil {
+		return nil, nil, err // even a stale read would answer "not found" for what exists
+	}
 	provided := trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE
 	switch c {
 	case trustfedv1.Consistency_CONSISTENCY_UNSPECIFIED, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE:

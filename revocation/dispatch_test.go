@@ -88,7 +88,7 @@ func TestDispatchWebhooks(t *testing.T) {
 	require.True(t, dedup.Seen("evt-revoke-1"), "a redelivery is recognised")
 }
 
-func TestDispatchRetriesUntilUp(t *testing.T) {
+func TestTC2DispatchRetriesUntilUp(t *testing.T) {
 	_, priv := testKey(t)
 	const downFor = 3
 	var hits atomic.Int64
@@ -119,7 +119,7 @@ func TestDispatchRetriesUntilUp(t *testing.T) {
 	require.Equal(t, []Channel{ChannelWebhook}, rec.acked["flaky"])
 }
 
-func TestDispatchEscalatesOnceKeepsRetryingAndStops(t *testing.T) {
+func TestTC2DispatchEscalatesOnceKeepsRetryingAndStops(t *testing.T) {
 	before := runtime.NumGoroutine()
 	_, priv := testKey(t)
 	srv, pool := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +172,7 @@ func TestDispatchEscalatesOnceKeepsRetryingAndStops(t *testing.T) {
 	})
 }
 
-func TestDispatchResumeSkipsAcked(t *testing.T) {
+func TestTC2DispatchResumeSkipsAcked(t *testing.T) {
 	release := make(chan struct{})
 	var (
 		mu   sync.Mutex
@@ -222,7 +222,7 @@ func TestDispatchResumeSkipsAcked(t *testing.T) {
 	})).Run(t.Context(), c, rec))
 }
 
-func TestDispatchRunsInParallel(t *testing.T) {
+func TestScenarioBDispatchRunsInParallel(t *testing.T) {
 	for _, tc := range []struct{ workers, targets, want int }{
 		{workers: 8, targets: 40, want: 8},
 		{workers: 64, targets: 20, want: 20},

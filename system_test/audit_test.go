@@ -51,7 +51,7 @@ func verifiedHead(t testing.TB, c *client.Client, size uint64) (*trustfedv1.GetS
 // Every decision a member receives is in the audit log before it is
 // returned, on the leader and on followers, and provably so: its entry is
 // the signed decision, included in a signed checkpoint every node serves.
-func TestAuditedDecisionsInACluster(t *testing.T) {
+func TestE03AuditedDecisionsInACluster(t *testing.T) {
 	c := startCluster(t)
 	n1 := c.clients["n1"]
 	accredit(t, n1, c.fed, c.admins)
@@ -206,7 +206,7 @@ func stoppedAuditedDev(t *testing.T) (*devServer, attestation.Checkpoint, string
 // are not kept on disk, or were rewritten with it) no longer to the root the
 // registry signed; /healthz and cluster status say so; a checkpoint it
 // signed earlier no longer matches what it serves.
-func TestTamperedAuditLogIsDetected(t *testing.T) {
+func TestR8TamperedAuditLogIsDetected(t *testing.T) {
 	d, before, _ := stoppedAuditedDev(t)
 	db, err := bolt.Open(filepath.Join(d.srv.DataDir, "audit", "audit.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	require.NoError(t, err)
@@ -302,7 +302,7 @@ func benchChecks(b *testing.B, callers int, extra []string) {
 // verifies offline with public keys only; one byte changed anywhere in it
 // fails verification; replaying the whole log re-derives every decision
 // with no mismatch; a tree head kept earlier is proven a prefix of today's.
-func TestEvidenceBundleEndToEnd(t *testing.T) {
+func TestE01ToE07EvidenceBundleEndToEnd(t *testing.T) {
 	p := startPair(t, "clinic", 3, "lab", 3, []string{"task_send", "context_share"})
 	d, c, clinic := p.d, p.admin, p.member
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)

@@ -27,23 +27,43 @@ type cluster struct {
 // startCluster starts n1 (bootstrap) and joins n2, n3 through it, each a
 // real process with its own data dir, over loopback with mutual TLS.
 func startCluster(t testing.TB, extra ...string) *cluster {
+	return startClusterWith(t, clusterHooks{}, extra...)
+}
+
+// clusterHooks adapt startClusterWith to a test: flags per node, and a
+// call as each server process has started (before the next one does).
+type clusterHooks struct {
+	args    func(id string) []string
+	started func(id string, s *testutil.Server)
+}
+
+// startClusterWith is startCluster with hooks.
+func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluster {
 	root := t.TempDir()
 	c := &cluster{fed: testutil.NewFederation(t), pki: testutil.NewClusterPKI(t, root), servers: map[string]*testutil.Server{}, clients: map[string]*client.Client{}}
 	args := func(id string, more ...string) []string {
 		a := append([]string{"-node-id", id, "-raft-fast-timeouts"}, loopbackPorts...)
 		a = append(a, c.nodeFiles(t, id)...)
 		a = append(a, more...)
+		if hooks.args != nil {
+			a = append(a, hooks.args(id)...)
+		}
 		return append(a, extra...)
 	}
-	n1 := testutil.StartServer(t, bin, filepath.Join(root, "n1"), args("n1", "-bootstrap")...)
-	c.servers["n1"] = n1
+	start := func(id string, more ...string) *testutil.Server {
+		s := testutil.StartServer(t, bin, filepath.Join(root, id), args(id, more...)...)
+		if hooks.started != nil {
+			hooks.started(id, s)
+		}
+		c.servers[id] = s
+		return s
+	}
+	n1 := start("n1", "-bootstrap")
 	c.token = adminToken(t, n1.DataDir)
 	c.clients["n1"] = dial(t, n1, c.pki.CAFile, c.token)
 	waitServing(t, c.clients["n1"])
 	for _, id := range []string{"n2", "n3"} {
-		s := testutil.StartServer(t, bin, filepath.Join(root, id), args(id, "-join", n1.Addrs.GRPCAddr)...)
-		c.servers[id] = s
-		c.clients[id] = dial(t, s, c.pki.CAFile, c.token)
+		c.clients[id] = dial(t, start(id, "-join", n1.Addrs.GRPCAddr), c.pki.CAFile, c.token)
 	}
 	c.admins = enrolAdmins(t, c.clients["n1"])
 	testutil.Eventually(t, 30*time.Second, "3 voters, all nodes serving", func() error {
@@ -51,8 +71,9 @@ func startCluster(t testing.TB, extra ...string) *cluster {
 		if err != nil {
 			return err
 		}
-		if len(st.Members) != 3 {
-			return fmt.Errorf("%d members", len(st.Members))
+		// n2 and n3 join as non-voters; the leader promotes them once caught up.
+		if voters := countVoters(st); len(st.Members) != 3 || voters != 3 {
+			return fmt.Errorf("%d members, %d voters", len(st.Members), voters)
 		}
 		for id, cl := range c.clients {
 			if _, err := cl.Registry().ListOrganizations(ctxT(t), &trustfedv1.ListOrganizationsRequest{}); err != nil {
@@ -64,11 +85,31 @@ func startCluster(t testing.TB, extra ...string) *cluster {
 	return c
 }
 
+func countVoters(st *trustfedv1.StatusResponse) int {
+	n := 0
+	for _, m := range st.Members {
+		if m.Suffrage == trustfedv1.Suffrage_SUFFRAGE_VOTER {
+			n++
+		}
+	}
+	return n
+}
+
 // nodeFiles are the -tls-* flags of server id: its node certificate, the
 // cluster CA and the CA's key (every server issues member certificates).
 func (c *cluster) nodeFiles(t testing.TB, id string) []string {
 	t.Helper()
 	return append(c.pki.NodeFiles(t, id), "-tls-ca-key", filepath.Join(c.pki.Dir, "ca-key.pem"))
+}
+
+// restart starts stopped server id again from its data dir, at its old
+// addresses, without -bootstrap or -join.
+func (c *cluster) restart(t testing.TB, id string) {
+	t.Helper()
+	a := c.servers[id].Addrs
+	c.servers[id].Restart(append([]string{"-node-id", id, "-raft-fast-timeouts",
+		"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
+		c.nodeFiles(t, id)...)...)
 }
 
 func (c *cluster) leader(t testing.TB, among ...string) string {
@@ -225,12 +266,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	})
 
 	t.Run("restart the stopped node from its data dir: it catches up", func(t *testing.T) {
-		old := c.servers[leader]
-		a := old.Addrs
-		args := append([]string{"-node-id", leader, "-raft-fast-timeouts",
-			"-raft-addr", a.RaftAddr, "-grpc-addr", a.GRPCAddr, "-http-addr", a.HTTPAddr},
-			c.nodeFiles(t, leader)...)
-		old.Restart(args...)
+		c.restart(t, leader)
 		testutil.Eventually(t, 30*time.Second, "restarted node has the write made while it was down", func() error {
 			_, err := c.clients[leader].Registry().GetOrganization(ctxT(t), &trustfedv1.GetOrganizationRequest{OrganizationId: "after-failover"})
 			return err

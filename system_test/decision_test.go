@@ -58,6 +58,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 		"effective level":             func(r *trustfedv1.CheckInteractionResponse) { r.EffectiveLevel = 4 },
 		"requires dual authorisation": func(r *trustfedv1.CheckInteractionResponse) { r.RequiresDualAuthorization = true },
 		"authorisation relied on":     func(r *trustfedv1.CheckInteractionResponse) { r.AuthorizationId = "auth-0000000000000001" },
+		"level caps":                  func(r *trustfedv1.CheckInteractionResponse) { r.FromLevelCaps[0].Level++ },
 	} {
 		forged := proto.CloneOf(resp)
 		forge(forged)
@@ -144,7 +145,7 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 	for _, org := range []string{"bank-a", "bank-b"} {
 		require.NoError(t, attestation.SavePrivateKey(filepath.Join(dir, org+".key"), fed.Key(org)))
 	}
-	out, errOut, code := d.cli(t, "", append(asMember, "authorization", "request", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "-o", "json")...)
+	out, errOut, code := d.cli(t, "", append(asMember, "authorization", "request", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "--max-uses", "2", "-o", "json")...)
 	require.Equal(t, 0, code, errOut)
 	var opened struct {
 		Authorization struct {
@@ -157,7 +158,18 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 		require.Equal(t, 0, code, "%s %s", out, errOut)
 	}
 	require.Contains(t, out, "GRANTED")
-	out, errOut, code = d.cli(t, "", append(asMember, "check", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "--authorization", opened.Authorization.ID, "--verify")...)
-	require.Equal(t, 0, code, "%s %s", out, errOut)
-	require.Contains(t, out, "ALLOW")
+	require.Regexp(t, `Uses left: +2 of 2\n`, out)
+	checkCLI := append(asMember, "check", "--from", "bank-a", "--to", "bank-b", "--action", "task_send", "--value", "700000", "--authorization", opened.Authorization.ID, "--verify")
+	for range 2 {
+		out, errOut, code = d.cli(t, "", checkCLI...)
+		require.Equal(t, 0, code, "%s %s", out, errOut)
+		require.Contains(t, out, "ALLOW")
+		require.Regexp(t, `Dual authorisation: +required; granted authorisation: `+opened.Authorization.ID+` \(the use taken at index \d+\)\n`, out)
+	}
+	out, errOut, code = d.cli(t, "", checkCLI...)
+	require.Equal(t, 3, code, "%s %s", out, errOut)
+	require.Contains(t, out, "has already been used (2 of 2 uses)")
+	out, errOut, code = d.cli(t, d.token, "authorization", "get", opened.Authorization.ID)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `Uses left: +0 of 2\n`, out)
 }

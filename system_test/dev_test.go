@@ -51,30 +51,72 @@ func startDev(t testing.TB, extra ...string) *devServer {
 	return d
 }
 
-// do sends a REST request and returns the status and the decoded JSON body.
-func (d *devServer) do(t *testing.T, method, path, token string, body any) (int, map[string]any) {
+// restAnswer is a REST response: status, headers and the decoded error body.
+type restAnswer struct {
+	status  int
+	header  http.Header
+	raw     string
+	message string
+	fields  []string // the BadRequest detail's field paths
+}
+
+// raw sends a REST request with the dev admin token.
+func (d *devServer) raw(t *testing.T, method, path, contentType, body string) restAnswer {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		require.NoError(t, err)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, d.base+path, rd)
+	return d.rawAs(t, d.token, method, path, contentType, body)
+}
+
+// rawAs sends a REST request with token ("": none).
+func (d *devServer) rawAs(t *testing.T, token, method, path, contentType, body string) restAnswer {
+	t.Helper()
+	req, err := http.NewRequest(method, d.base+path, strings.NewReader(body))
 	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := d.http.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var out map[string]any
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	if len(b) > 0 {
-		require.NoError(t, json.Unmarshal(b, &out), "body: %s", b)
+	a := restAnswer{status: resp.StatusCode, header: resp.Header, raw: string(b)}
+	var e struct {
+		Message string `json:"message"`
+		Details []struct {
+			FieldViolations []struct {
+				Field string `json:"field"`
+			} `json:"fieldViolations"`
+		} `json:"details"`
 	}
-	return resp.StatusCode, out
+	if json.Unmarshal(b, &e) == nil {
+		a.message = e.Message
+		for _, d := range e.Details {
+			for _, v := range d.FieldViolations {
+				a.fields = append(a.fields, v.Field)
+			}
+		}
+	}
+	return a
+}
+
+// do sends a REST request and returns the status and the decoded JSON body.
+func (d *devServer) do(t *testing.T, method, path, token string, body any) (int, map[string]any) {
+	t.Helper()
+	var b []byte
+	if body != nil {
+		var err error
+		b, err = json.Marshal(body)
+		require.NoError(t, err)
+	}
+	a := d.rawAs(t, token, method, path, "", string(b))
+	var out map[string]any
+	if a.raw != "" {
+		require.NoError(t, json.Unmarshal([]byte(a.raw), &out), "body: %s", a.raw)
+	}
+	return a.status, out
 }
 
 // cli runs the trustfed CLI against the dev server and returns stdout,

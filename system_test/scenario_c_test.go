@@ -45,6 +45,15 @@ func (d readIndexer) ReadIndex(ctx context.Context, api string) (uint64, error) 
 	return n.ReadIndex(ctx)
 }
 
+// Progress answers the leader's question before it promotes a joiner.
+func (d readIndexer) Progress(_ context.Context, api string) (consensus.Progress, error) {
+	n, ok := d[api]
+	if !ok {
+		return consensus.Progress{}, fmt.Errorf("no node at %s", api)
+	}
+	return n.Progress(), nil
+}
+
 // startReplicas starts a 3-voter Raft cluster of registry state machines in
 // this process.
 func startReplicas(t *testing.T) []*replica {
@@ -55,9 +64,10 @@ func startReplicas(t *testing.T) []*replica {
 	for i, id := range []string{"r1", "r2", "r3"} {
 		fsm := state.NewFSM(state.NewStore(), attestation.Verifier{}, logger)
 		cfg := consensus.Config{
-			NodeID: id, DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", APIAddr: "api-" + id,
-			Bootstrap: i == 0, StateMachine: replicaSM{fsm}, LeaderClient: dir, Logger: logger,
-			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+			NodeID: id, DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", APIAddr: "api-" + id + ":443",
+			Bootstrap: i == 0, StateMachine: replicaSM{fsm}, LeaderClient: dir, Progress: dir, Logger: logger,
+			PromotionStabilization: 100 * time.Millisecond,
+			HeartbeatTimeout:       300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		}
 		n, err := consensus.New(cfg)
@@ -83,9 +93,22 @@ func startReplicas(t *testing.T) []*replica {
 	})
 	for _, r := range out[1:] {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		require.NoError(t, out[0].node.AddVoter(ctx, r.id, r.node.RaftAddr(), "api-"+r.id))
+		_, err := out[0].node.AddNonvoter(ctx, r.id, r.node.RaftAddr(), "api-"+r.id+":443")
+		require.NoError(t, err)
 		cancel()
 	}
+	testutil.Eventually(t, 20*time.Second, "r2 and r3 promoted to voters", func() error {
+		servers, err := out[0].node.Servers(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, s := range servers {
+			if !s.Voter {
+				return fmt.Errorf("%s is not a voter yet", s.ID)
+			}
+		}
+		return nil
+	})
 	return out
 }
 

@@ -113,11 +113,18 @@ func TestBundleBuildAndVerify(t *testing.T) {
 	require.Equal(t, archive, build(t, l.input(Filters{})))
 }
 
-func TestBundleArtefacts(t *testing.T) {
+// artefactBundle is the archive of the test log's populated entries, the
+// input of the per-artefact tests below.
+func artefactBundle(t *testing.T) []byte {
+	t.Helper()
 	l := newTestLog(t)
 	l.populate()
-	archive := build(t, l.input(Filters{}))
+	return build(t, l.input(Filters{}))
+}
 
+// E01: registrations, approvals and passport submissions, each with its
+// outcome and the check of its signature; the passport's attested level.
+func TestE01RegistrationRecords(t *testing.T) {
 	var e01 struct {
 		EvidenceID string `json:"evidence_id"`
 		Records    []struct {
@@ -130,7 +137,7 @@ func TestBundleArtefacts(t *testing.T) {
 		} `json:"records"`
 		Count int `json:"count"`
 	}
-	require.NoError(t, json.Unmarshal(fileOf(t, archive, "E01-registrations.json"), &e01))
+	require.NoError(t, json.Unmarshal(fileOf(t, artefactBundle(t), "E01-registrations.json"), &e01))
 	require.Equal(t, "AG783-E01", e01.EvidenceID)
 	require.Equal(t, 6, e01.Count) // 2 registrations, 3 approvals (one refused), 1 passport
 	require.Equal(t, "REGISTER_ORGANIZATION", e01.Records[0].Type)
@@ -140,25 +147,52 @@ func TestBundleArtefacts(t *testing.T) {
 	require.Equal(t, "SUBMIT_PASSPORT", e01.Records[4].Type)
 	require.Equal(t, "valid", e01.Records[4].SignatureCheck)
 	require.Equal(t, "refused", e01.Records[5].Outcome)
+}
 
+// E02: each agreement with its parties, both signatures and its
+// termination.
+func TestE02AgreementDocuments(t *testing.T) {
 	var e02 struct {
 		Summary struct {
 			Agreements map[string]agreementSummary `json:"agreements"`
 		} `json:"summary"`
 	}
-	require.NoError(t, json.Unmarshal(fileOf(t, archive, "E02-agreements.json"), &e02))
+	require.NoError(t, json.Unmarshal(fileOf(t, artefactBundle(t), "E02-agreements.json"), &e02))
 	ag := e02.Summary.Agreements["agr-0000000000000001"]
 	require.Equal(t, "acme", ag.OrganizationAID)
 	require.Len(t, ag.Signatures, 2)
 	require.Equal(t, "partnership ended", ag.Terminated.Reason)
+}
 
+// E03: every decision and level change is a trust level computation
+// record.
+func TestE03TrustLevelLogs(t *testing.T) {
+	var e03 struct {
+		Count int `json:"count"`
+	}
+	require.NoError(t, json.Unmarshal(fileOf(t, artefactBundle(t), "E03-trust-levels.json"), &e03))
+	require.Equal(t, 3, e03.Count) // 2 decisions, 1 level change
+}
+
+// E05: every decision is a control resolution record.
+func TestE05ControlResolutionLogs(t *testing.T) {
+	var e05 struct {
+		Count int `json:"count"`
+	}
+	require.NoError(t, json.Unmarshal(fileOf(t, artefactBundle(t), "E05-control-resolution.json"), &e05))
+	require.Equal(t, 2, e05.Count)
+}
+
+// E04: each cascade with what started it and, per partner, the attempts
+// and the first, last and acknowledgement times.
+func TestE04CascadePerPartnerTimestamps(t *testing.T) {
 	var e04 struct {
 		Records []cascadeRecord `json:"records"`
 		Summary struct {
 			Cascades map[string]cascadeSummary `json:"cascades"`
 		} `json:"summary"`
 	}
-	require.NoError(t, json.Unmarshal(fileOf(t, archive, "E04-revocation-cascades.json"), &e04))
+	require.NoError(t, json.Unmarshal(fileOf(t, artefactBundle(t), "E04-revocation-cascades.json"), &e04))
 	require.Equal(t, "TERMINATE_AGREEMENT", e04.Records[0].Cascade.StartedByType)
 	require.NotEmpty(t, e04.Records[0].Cascade.StartedBy)
 	c := e04.Summary.Cascades["evt-0000000000000001"]
@@ -167,34 +201,37 @@ func TestBundleArtefacts(t *testing.T) {
 	require.Equal(t, uint32(2), acme.Attempts)
 	require.NotEmpty(t, acme.AckTime)
 	require.NotEqual(t, acme.FirstAttemptTime, acme.LastAttemptTime)
+}
 
+// E06: the summary of the whole trail (every entry counted) and how to
+// verify it.
+func TestE06AuditTrailSummary(t *testing.T) {
+	l := newTestLog(t)
+	l.populate()
 	var e06 struct {
 		Summary trailSummary `json:"summary"`
 	}
-	require.NoError(t, json.Unmarshal(fileOf(t, archive, "E06-audit-trail.json"), &e06))
+	require.NoError(t, json.Unmarshal(fileOf(t, build(t, l.input(Filters{})), "E06-audit-trail.json"), &e06))
 	require.Equal(t, len(l.entries), e06.Summary.EntryCount)
 	require.Equal(t, 1, e06.Summary.Decisions["ALLOW"])
 	require.Equal(t, 1, e06.Summary.RefusedCommands)
 	require.NotEmpty(t, e06.Summary.HowToVerify)
+}
 
+// E07: the refused attempts the registry saw (authentication failures,
+// refused commands, corrupt commands, denials by cause); the note says the
+// adversarial test reports themselves come from continuous integration.
+func TestE07RefusedAttempts(t *testing.T) {
 	var e07 struct {
 		Note    string         `json:"note"`
 		Count   int            `json:"count"`
 		Summary refusedSummary `json:"summary"`
 	}
-	require.NoError(t, json.Unmarshal(fileOf(t, archive, "E07-refused-attempts.json"), &e07))
+	require.NoError(t, json.Unmarshal(fileOf(t, artefactBundle(t), "E07-refused-attempts.json"), &e07))
 	require.Contains(t, e07.Note, "continuous integration")
 	require.Equal(t, 3, e07.Count) // the auth failure, the refused approval, the corrupt command
 	require.Equal(t, 1, e07.Summary.AuthFailuresByCode["PermissionDenied"])
 	require.Equal(t, 1, e07.Summary.DeniedDecisionsByCause["LEVEL_TOO_LOW"])
-
-	var e03, e05 struct {
-		Count int `json:"count"`
-	}
-	require.NoError(t, json.Unmarshal(fileOf(t, archive, "E03-trust-levels.json"), &e03))
-	require.Equal(t, 3, e03.Count) // 2 decisions, 1 level change
-	require.NoError(t, json.Unmarshal(fileOf(t, archive, "E05-control-resolution.json"), &e05))
-	require.Equal(t, 2, e05.Count)
 }
 
 // Any one-byte change of any file of the archive makes Verify fail.

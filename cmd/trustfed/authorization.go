@@ -32,8 +32,9 @@ keys, then run the check again with --authorization ID.`,
 func newAuthorizationRequestCmd(a *app) *cobra.Command {
 	var from, to, action, dataTypes string
 	var value int64
+	var maxUses uint32
 	cmd := &cobra.Command{
-		Use:     "request --from ORG --to ORG --action ACTION [--value N] [--data-types T,...]",
+		Use:     "request --from ORG --to ORG --action ACTION [--value N] [--data-types T,...] [--max-uses N]",
 		Short:   "Open a dual-authorisation request for one interaction",
 		Example: "  trustfed authorization request --from bank-a --to bank-b --action task_send --value 600000",
 		Args:    exactArgs(),
@@ -42,7 +43,7 @@ func newAuthorizationRequestCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := &trustfedv1.RequestAuthorizationRequest{Check: check, RequestId: client.NewRequestID()}
+			req := &trustfedv1.RequestAuthorizationRequest{Check: check, RequestId: client.NewRequestID(), MaxUses: maxUses}
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := call(ctx, c.Registry().RequestAuthorization, req)
 				if err != nil {
@@ -57,6 +58,7 @@ func newAuthorizationRequestCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&action, "action", "", "action (required)")
 	cmd.Flags().StringVar(&dataTypes, "data-types", "", "comma-separated PII types the interaction carries")
 	cmd.Flags().Int64Var(&value, "value", 0, "value of the action in minor currency units")
+	cmd.Flags().Uint32Var(&maxUses, "max-uses", 0, "how many ALLOW decisions the grant may back (default 1: one interaction; at most 1000)")
 	for _, f := range []string{"from", "to", "action"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
@@ -92,8 +94,8 @@ func newAuthorizationApproveCmd(a *app) *cobra.Command {
 				if err := proto.Unmarshal(got.GetAuthorization().GetStatement(), &st); err != nil || st.AuthorizationId != id {
 					return fmt.Errorf("authorization %s: statement does not parse or names another id", id)
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "approving as %s: %s -> %s %s value %d, expires %s\n",
-					org, st.FromOrganizationId, st.ToOrganizationId, st.Action, st.Value, st.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
+				fmt.Fprintf(cmd.ErrOrStderr(), "approving as %s: %s -> %s %s value %d, %s, expires %s\n",
+					org, st.FromOrganizationId, st.ToOrganizationId, st.Action, st.Value, usesText(st.MaxUses), st.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
 				req := &trustfedv1.ApproveAuthorizationRequest{AuthorizationId: id, OrganizationId: org,
 					Signature: attestation.Sign(key, attestation.PurposeAuthorization, got.GetAuthorization().GetStatement()), RequestId: client.NewRequestID()}
 				resp, err := call(ctx, c.Membership().ApproveAuthorization, req)
@@ -136,6 +138,11 @@ func writeAuthorization(w io.Writer, au *trustfedv1.Authorization) error {
 	t.row("Interaction:", fmt.Sprintf("%s -> %s %s", st.GetFromOrganizationId(), st.GetToOrganizationId(), st.GetAction()))
 	t.row("Value:", fmt.Sprint(st.GetValue()))
 	t.row("Expires:", st.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
+	if st.GetMaxUses() > 0 {
+		t.row("Uses left:", fmt.Sprintf("%d of %d", au.GetUsesRemaining(), st.GetMaxUses()))
+	} else {
+		t.row("Uses left:", usesText(0))
+	}
 	if len(au.GetApprovals()) == 0 {
 		t.row("Approvals:", "-")
 	}
@@ -147,4 +154,15 @@ func writeAuthorization(w io.Writer, au *trustfedv1.Authorization) error {
 		t.row(label, ap.GetOrganizationId()+" at "+ap.GetTime().AsTime().UTC().Format(time.RFC3339))
 	}
 	return t.flush()
+}
+
+// usesText says how many ALLOW decisions a grant of n uses backs.
+func usesText(n uint32) string {
+	switch n {
+	case 0:
+		return "uses not counted (created before max_uses)"
+	case 1:
+		return "single use"
+	}
+	return fmt.Sprintf("%d uses", n)
 }

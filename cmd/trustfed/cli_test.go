@@ -150,6 +150,9 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"token and file", []string{"status", "--token", "a", "--token-file", "b"}, "mutually exclusive"},
 		{"bad timeout", []string{"status", "--timeout", "soon"}, "invalid argument"},
 		{"ca without host", []string{"ca", "issue-node", "--dir", "d", "--node-id", "n1"}, `"host" not set`},
+		{"decision without keys", []string{"decision", "verify", "d.json"}, `"keys" not set`},
+		{"decision without file", []string{"decision", "verify", "--keys", "k.json"}, "expects 1 argument"},
+		{"decision bad time", []string{"decision", "verify", "d.json", "--keys", "k.json", "--at", "yesterday"}, "--at"},
 		{"webhook over plain http", []string{"org", "set-webhook", "acme", "--key", "k", "--endpoint", "http://hooks.example"}, "--endpoint[0]"},
 		{"webhook without key", []string{"org", "set-webhook", "acme", "--endpoint", "https://hooks.example"}, `"key" not set`},
 	}
@@ -375,4 +378,30 @@ func TestCLIHelpNeverPrintsSecretsFromTheEnvironment(t *testing.T) {
 	}
 	_, stdout, _ := runCLI(env, "--help")
 	require.Contains(t, stdout, "(env "+client.EnvToken+")", "the help names the variable instead")
+}
+
+// Files that are not a decision or a keys answer are refused with the file
+// named (exit 1).
+func TestDecisionVerifyBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	notJSON := filepath.Join(dir, "notes.txt")
+	require.NoError(t, os.WriteFile(notJSON, []byte("ALLOW, trust me"), 0o600))
+	empty := filepath.Join(dir, "keys.json")
+	require.NoError(t, os.WriteFile(empty, []byte(`{"keys":[]}`), 0o600))
+	claim := filepath.Join(dir, "decision.json")
+	require.NoError(t, os.WriteFile(claim, []byte(`{"decision":"DECISION_ALLOW"}`), 0o600))
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"decision", "verify", filepath.Join(dir, "missing.json"), "--keys", empty}, "missing.json: no such file"},
+		{[]string{"decision", "verify", notJSON, "--keys", empty}, "notes.txt is not the JSON of a trustfed.v1.CheckInteractionResponse"},
+		{[]string{"decision", "verify", claim, "--keys", notJSON}, "--keys: " + notJSON + " is not the JSON of a trustfed.v1.GetKeysResponse"},
+		{[]string{"decision", "verify", claim, "--keys", empty}, "holds no registry key"},
+	} {
+		code, stdout, stderr := runCLI(nil, tt.args...)
+		require.Equal(t, exitError, code, "%v: %s", tt.args, stderr)
+		require.Empty(t, stdout)
+		require.Contains(t, stderr, tt.want, tt.args)
+	}
 }

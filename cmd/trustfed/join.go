@@ -16,8 +16,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// joinCluster asks the member at target to add this node as a voter,
-// authenticating with this node's certificate, until it succeeds.
+// joinCluster asks the member at target to add this node, authenticating
+// with this node's certificate, until it succeeds. The node joins as a
+// non-voter; the leader promotes it to voter once it has caught up.
 func joinCluster(ctx context.Context, target string, tlsConfig *tls.Config, nodeID, raftAddr, apiAddr string, logger *slog.Logger) error {
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
 	if err != nil {
@@ -28,9 +29,10 @@ func joinCluster(ctx context.Context, target string, tlsConfig *tls.Config, node
 	return retry(ctx, logger, "join cluster via "+target, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		_, err := client.Join(cctx, &trustfedv1.JoinRequest{NodeId: nodeID, RaftAddress: raftAddr, ApiAddress: apiAddr})
+		resp, err := client.Join(cctx, &trustfedv1.JoinRequest{NodeId: nodeID, RaftAddress: raftAddr, ApiAddress: apiAddr})
 		if err == nil {
-			logger.Info("joined cluster", "via", target)
+			logger.Info("joined cluster; the leader promotes a non-voter to voter once it has caught up", "via", target,
+				"suffrage", resp.GetMember().GetSuffrage().String())
 			return nil
 		}
 		switch status.Code(err) {

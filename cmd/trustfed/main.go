@@ -110,9 +110,11 @@ func newRootCmd(a *app) *cobra.Command {
 	root.AddCommand(
 		newServerCmd(),
 		newStatusCmd(a),
+		newClusterCmd(a),
 		newOrgCmd(a),
 		newAgreementCmd(a),
 		newCheckCmd(a),
+		newDecisionCmd(a),
 		newFederationCmd(a),
 		newAdminCmd(a),
 		newRevocationCmd(a),

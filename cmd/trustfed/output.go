@@ -310,7 +310,11 @@ func writeCheck(w io.Writer, r *trustfedv1.CheckInteractionResponse) error {
 	t.row("Required level:", formatLevel(r.GetRequiredLevel()))
 	t.row("Agreement:", orDash(r.GetAgreementId()))
 	if r.GetRequiresDualAuthorization() {
-		t.row("Dual authorisation:", "required; granted authorisation: "+orDash(r.GetAuthorizationId()))
+		granted := orDash(r.GetAuthorizationId())
+		if r.GetAuthorizationUseIndex() != 0 {
+			granted += fmt.Sprintf(" (the use taken at index %d)", r.GetAuthorizationUseIndex())
+		}
+		t.row("Dual authorisation:", "required; granted authorisation: "+granted)
 	}
 	writeMetaRows(t, r.GetMeta())
 	if r.GetDecidedAt() != nil {
@@ -329,12 +333,27 @@ func writeCheck(w io.Writer, r *trustfedv1.CheckInteractionResponse) error {
 	return t.flush()
 }
 
+// formatSuffrage is "voter" or "nonvoter" (servers older than the suffrage
+// field only say whether a member votes).
+func formatSuffrage(m *trustfedv1.ClusterMember) string {
+	if m.GetSuffrage() == trustfedv1.Suffrage_SUFFRAGE_NONVOTER || (m.GetSuffrage() == trustfedv1.Suffrage_SUFFRAGE_UNSPECIFIED && !m.GetVoter()) {
+		return "nonvoter"
+	}
+	return "voter"
+}
+
 // writeStatus prints a node's view of the cluster, then its members.
 func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 	t := newTable(w)
 	t.row("Node:", orDash(s.GetNodeId()))
 	t.row("State:", orDash(s.GetState()))
 	t.row("Ready:", formatBool(s.GetReady()))
+	t.row("Caught up:", formatBool(s.GetCaughtUp()))
+	serving := "yes"
+	if r := s.GetNotReady(); r != "" {
+		serving = "no: " + r
+	}
+	t.row("Serving:", serving)
 	leader := "-"
 	if l := s.GetLeader(); l != nil && l.GetNodeId() != "" {
 		leader = l.GetNodeId()
@@ -356,9 +375,13 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	t = newTable(w)
-	t.row("NODE", "RAFT ADDRESS", "API ADDRESS", "VOTER", "LEADER")
+	t.row("NODE", "RAFT ADDRESS", "API ADDRESS", "SUFFRAGE", "CAUGHT UP", "LEADER")
 	for _, m := range s.GetMembers() {
-		t.row(m.GetNodeId(), orDash(m.GetRaftAddress()), orDash(m.GetApiAddress()), formatBool(m.GetVoter()), formatBool(m.GetLeader()))
+		caughtUp := "-" // only the leader knows
+		if s.GetState() == "Leader" {
+			caughtUp = formatBool(m.GetCaughtUp())
+		}
+		t.row(m.GetNodeId(), orDash(m.GetRaftAddress()), orDash(m.GetApiAddress()), formatSuffrage(m), caughtUp, formatBool(m.GetLeader()))
 	}
 	return t.flush()
 }

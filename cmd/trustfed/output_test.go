@@ -115,12 +115,14 @@ Reasons:
 
 func TestWriteStatus(t *testing.T) {
 	resp := &trustfedv1.StatusResponse{
-		NodeId: "n1", State: "Leader", Ready: true, Term: 3, CommitIndex: 10, AppliedIndex: 9, LastLogIndex: 10,
+		NodeId: "n1", State: "Leader", Ready: true, CaughtUp: true, Term: 3, CommitIndex: 10, AppliedIndex: 9, LastLogIndex: 10,
 		LastContact: durationpb.New(0), Version: "v1",
 		Leader: &trustfedv1.ClusterMember{NodeId: "n1", ApiAddress: "127.0.0.1:7443"},
 		Members: []*trustfedv1.ClusterMember{
-			{NodeId: "n1", RaftAddress: "127.0.0.1:7000", ApiAddress: "127.0.0.1:7443", Voter: true, Leader: true},
-			{NodeId: "n2", RaftAddress: "127.0.0.1:7001", Voter: true},
+			{NodeId: "n1", RaftAddress: "127.0.0.1:7000", ApiAddress: "127.0.0.1:7443", Voter: true, Leader: true,
+				Suffrage: trustfedv1.Suffrage_SUFFRAGE_VOTER, CaughtUp: true},
+			{NodeId: "n2", RaftAddress: "127.0.0.1:7001", Voter: true, Suffrage: trustfedv1.Suffrage_SUFFRAGE_VOTER},
+			{NodeId: "n3", RaftAddress: "127.0.0.1:7002", ApiAddress: "127.0.0.1:7445", Suffrage: trustfedv1.Suffrage_SUFFRAGE_NONVOTER},
 		},
 	}
 	var buf bytes.Buffer
@@ -128,6 +130,8 @@ func TestWriteStatus(t *testing.T) {
 	require.Equal(t, `Node:            n1
 State:           Leader
 Ready:           yes
+Caught up:       yes
+Serving:         yes
 Leader:          n1 (127.0.0.1:7443)
 Term:            3
 Commit index:    10
@@ -136,14 +140,22 @@ Last log index:  10
 Last contact:    0s
 Version:         v1
 
-NODE  RAFT ADDRESS    API ADDRESS     VOTER  LEADER
-n1    127.0.0.1:7000  127.0.0.1:7443  yes    yes
-n2    127.0.0.1:7001  -               yes    no
+NODE  RAFT ADDRESS    API ADDRESS     SUFFRAGE  CAUGHT UP  LEADER
+n1    127.0.0.1:7000  127.0.0.1:7443  voter     yes        yes
+n2    127.0.0.1:7001  -               voter     no         no
+n3    127.0.0.1:7002  127.0.0.1:7445  nonvoter  no         no
 `, buf.String())
 
 	buf.Reset()
 	require.NoError(t, writeStatus(&buf, &trustfedv1.StatusResponse{NodeId: "n3", State: "Candidate"}))
 	require.Contains(t, buf.String(), "Leader:          -\n")
+
+	// A node still catching up says so, and why it does not serve.
+	resp.State, resp.Ready, resp.CaughtUp = "Follower", false, false
+	resp.NotReady = "catching up with the leader's log (applied index 9, commit index 10)"
+	buf.Reset()
+	require.NoError(t, writeStatus(&buf, resp))
+	require.Contains(t, buf.String(), "Caught up:       no\nServing:         no: catching up with the leader's log (applied index 9, commit index 10)\n")
 }
 
 func TestWriteOrganizationsAndAgreements(t *testing.T) {

@@ -127,6 +127,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 		Bootstrap:      f.bootstrap,
 		StateMachine:   stateMachine{fsm},
 		LeaderClient:   peers,
+		Progress:       peers,
 		TLS:            raftTLS,
 		VerifyPeer:     raftPeerIdentity,
 		OnRejectedConn: refused.raftRefused,
@@ -135,6 +136,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	if f.raftFast {
 		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
 		ncfg.LeaderLeaseTimeout, ncfg.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
+		ncfg.PromotionStabilization = time.Second
 	}
 	node, err := consensus.New(ncfg)
 	if err != nil {
@@ -167,7 +169,7 @@ func runServer(ctx context.Context, f serverFlags, out io.Writer) error {
 	}
 	gs := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(srv.AuditedCredentials(credentials.NewTLS(serverTLS))))...)
 	srv.Register(gs)
-	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS, fsm.AuditFault)
+	gw, err := registry.NewGateway(ctx, dialable(grpcLis.Addr()), gatewayTLS, fsm.AuditFault, srv.Readiness)
 	if err != nil {
 		return err
 	}

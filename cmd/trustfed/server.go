@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustfed/trustfed/consensus"
 	"github.com/trustfed/trustfed/registry/state"
 )
 
@@ -64,7 +65,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.advertise, "advertise-api", "", "gRPC address other servers use to reach this one (default: -grpc-addr as bound)")
 	fs.StringVar(&f.advRaft, "advertise-raft", "", "Raft address other servers use to reach this one (default: -raft-addr as bound; required when it is 0.0.0.0)")
 	fs.BoolVar(&f.bootstrap, "bootstrap", false, "bootstrap a new single-voter cluster if the data dir holds no Raft state, and create the first admin token")
-	fs.StringVar(&f.join, "join", "", "gRPC address of a cluster member to join through (as a voter)")
+	fs.StringVar(&f.join, "join", "", "gRPC address of a cluster member to join through (as a non-voter, promoted to voter once caught up)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "cluster CA certificate (PEM); default in dev mode: generated under <data-dir>/tls")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate (PEM), issued by the cluster CA (see: trustfed ca issue-node)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "this node's private key (PEM)")
@@ -153,6 +154,9 @@ func (f *serverFlags) resolve() error {
 		f.bootstrap = true
 		f.raftFast = true
 	}
+	if err := f.checkAddrs(); err != nil {
+		return err
+	}
 	if f.dataDir == "" {
 		return usageError{errors.New("-data-dir is required (or use -dev)")}
 	}
@@ -185,6 +189,33 @@ func (f *serverFlags) resolve() error {
 	}
 	if f.auditOrigin == "" || strings.ContainsAny(f.auditOrigin, " +\n") {
 		return usageError{fmt.Errorf("-audit-origin %q must be a non-empty name without spaces or '+'", f.auditOrigin)}
+	}
+	return nil
+}
+
+// checkAddrs refuses a malformed address flag at start: listen addresses
+// need a port in 0..65535 (the host may be empty), addresses other servers
+// dial a host and a port in 1..65535; none takes a scheme or a path.
+func (f *serverFlags) checkAddrs() error {
+	listen, dial := consensus.CheckListenAddress, consensus.CheckAddress
+	for _, a := range []struct {
+		name, addr string
+		optional   bool
+		check      func(string) error
+	}{
+		{"-raft-addr", f.raftAddr, false, listen}, {"-grpc-addr", f.grpcAddr, false, listen}, {"-http-addr", f.httpAddr, false, listen},
+		{"-debug-addr", f.debugAddr, true, listen}, {"-advertise-api", f.advertise, true, dial}, {"-advertise-raft", f.advRaft, true, dial},
+		{"-join", f.join, true, dial},
+	} {
+		if a.optional && a.addr == "" {
+			continue
+		}
+		if err := a.check(a.addr); err != nil {
+			return usageError{fmt.Errorf("%s %w", a.name, err)}
+		}
+	}
+	if host, _, _ := net.SplitHostPort(f.grpcAddr); f.advertise == "" && (host == "" || net.ParseIP(host).IsUnspecified()) {
+		return usageError{fmt.Errorf("-grpc-addr %q listens on every interface: set -advertise-api to the address other servers dial", f.grpcAddr)}
 	}
 	return nil
 }

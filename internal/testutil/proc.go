@@ -143,6 +143,14 @@ func (s *Server) Restart(args ...string) {
 	s.start()
 }
 
+// PID is the process id of the running server (0 before it started).
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Running reports whether the process is still running.
 // CPUTime is the user+system CPU time the running server process has used
 // (Linux /proc), for benchmarks.

@@ -106,7 +106,7 @@ func TestProofsForRandomSizes(t *testing.T) {
 }
 
 // A modified, removed or reordered entry fails verification.
-func TestTamperingFailsProofs(t *testing.T) {
+func TestR8TamperingFailsProofs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	l := openLog(t, filepath.Join(t.TempDir(), "audit.db"))
 	all := fill(t, l, rng, nil, 100)
@@ -158,7 +158,7 @@ func TestReopenKeepsTheTree(t *testing.T) {
 
 // A log edited on disk is caught: its entries no longer hash to its tree,
 // and its tree head no longer matches the one signed before.
-func TestTamperedOnDiskIsDetected(t *testing.T) {
+func TestR8TamperedOnDiskIsDetected(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	path := filepath.Join(t.TempDir(), "audit.db")
 	l, err := Open(path)

@@ -20,7 +20,7 @@ func input(from, to *trustfedv1.Organization, action string, ag *trustfedv1.Agre
 
 // TC1: the effective level is min(level(A), level(B)) for every pair of levels,
 // and an action is allowed exactly when that minimum reaches its tier.
-func TestEffectiveLevelIsMinimum(t *testing.T) {
+func TestTC1EffectiveLevelIsMinimum(t *testing.T) {
 	for a := uint32(0); a <= 4; a++ {
 		for b := uint32(0); b <= 4; b++ {
 			for _, action := range Actions() {
@@ -39,7 +39,7 @@ func TestEffectiveLevelIsMinimum(t *testing.T) {
 	}
 }
 
-func TestAgreementRequiredAboveDiscovery(t *testing.T) {
+func TestR4AgreementRequiredAboveDiscovery(t *testing.T) {
 	d := Decide(input(active("a", 4), active("b", 4), "discovery", nil))
 	require.True(t, d.Allow, "discovery needs no agreement")
 
@@ -61,7 +61,7 @@ func TestEveryReasonIsReported(t *testing.T) {
 	require.Equal(t, []string{ReasonNotActive, ReasonLevelTooLow, ReasonNoAgreement}, codes)
 }
 
-func TestTierTable(t *testing.T) {
+func TestTC1TierTable(t *testing.T) {
 	for action, want := range map[string]uint32{"discovery": 0, "status": 1, "ping": 1, "task_send": 2, "memory_query": 2, "context_share": 3, "collaborative_execution": 3, "memory_share_full": 4, "agent_spawn": 4} {
 		got, ok := RequiredLevel(action)
 		require.True(t, ok, action)
@@ -71,7 +71,7 @@ func TestTierTable(t *testing.T) {
 	require.False(t, ok)
 }
 
-func TestAgreementMustBeInForceAndCoverTheAction(t *testing.T) {
+func TestR4AgreementMustBeInForceAndCoverTheAction(t *testing.T) {
 	narrow := &trustfedv1.Agreement{Id: "agr-0000000000000002", ParsedTerms: &trustfedv1.AgreementTerms{Scope: &trustfedv1.AgreementScope{AllowedActions: []string{"ping"}}}}
 	require.True(t, Decide(input(active("a", 4), active("b", 4), "ping", narrow)).Allow)
 	d := Decide(input(active("a", 4), active("b", 4), "task_send", narrow))
@@ -105,7 +105,7 @@ func withProfile(o *trustfedv1.Organization, p *trustfedv1.ControlProfile) *trus
 // Scenario A (AG-783): a level-4 bank and a level-2 bank. The effective
 // level is 2, the level-2 controls apply, and a settlement above the value
 // limit is refused while one needing dual authorisation is held back.
-func TestScenarioA(t *testing.T) {
+func TestScenarioAEffectiveLevelIsTheWeakerBanks(t *testing.T) {
 	bankA := withProfile(active("bank-a", 4), profile(func(p *trustfedv1.ControlProfile) {
 		p.ActionAuthorization.Limits = []*trustfedv1.ActionLimit{{Action: "task_send", MaxValue: 1_000_000}}
 		p.ActionAuthorization.DualAuthorizationAboveValue = 500_000
@@ -136,7 +136,7 @@ func TestScenarioA(t *testing.T) {
 	require.Equal(t, ReasonDualAuthorization, d.Reasons[0].Code, "above the dual-authorisation threshold: held until two approvals exist")
 }
 
-func TestControlsDeny(t *testing.T) {
+func TestTC3ControlsDeny(t *testing.T) {
 	a := withProfile(active("a", 4), profile(func(p *trustfedv1.ControlProfile) {
 		p.DataHandling.ResidencyRegions = []string{"EU"}
 		p.ActionAuthorization.AllowedActions = []string{"ping", "task_send"}

@@ -72,9 +72,9 @@ func requireProtoEqual(t testing.TB, want, got proto.Message, msgAndArgs ...any)
 	}
 }
 
-// TestResolveRules has at least one case per row of the precedence table.
+// TestTC3ResolveRules has at least one case per row of the precedence table.
 // Every case is also checked with the arguments swapped.
-func TestResolveRules(t *testing.T) {
+func TestTC3ResolveRules(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		a, b      *trustfedv1.ControlProfile
@@ -248,7 +248,7 @@ func TestResolveRules(t *testing.T) {
 	}
 }
 
-func TestResolveConflictReasons(t *testing.T) {
+func TestTC3ResolveConflictReasons(t *testing.T) {
 	a := &trustfedv1.ControlProfile{
 		DataHandling:        &trustfedv1.DataHandling{ResidencyRegions: []string{"EU", "CH"}},
 		ActionAuthorization: &trustfedv1.ActionAuthorization{AllowedActions: []string{"ping"}},
@@ -355,7 +355,7 @@ func bankProfiles() (a, b *trustfedv1.ControlProfile) {
 	return a, b
 }
 
-func TestResolveBanks(t *testing.T) {
+func TestTC3ResolveBanks(t *testing.T) {
 	a, b := bankProfiles()
 	got, conflicts := Resolve(a, b)
 	require.Empty(t, conflicts)
@@ -387,11 +387,11 @@ func TestResolveBanks(t *testing.T) {
 
 const propertyCases = 3000
 
-// TestResolveProperties checks, over random pairs of profiles (seeded), that
+// TestTC3ResolveProperties checks, over random pairs of profiles (seeded), that
 // Resolve is commutative, idempotent, never looser than either input, no
 // stricter than the stricter input, and reports only genuine conflicts.
 // Associativity is not required.
-func TestResolveProperties(t *testing.T) {
+func TestTC3ResolveProperties(t *testing.T) {
 	rng := rand.New(rand.NewPCG(20261124, 783))
 	conflicted := 0
 	for i := range propertyCases {

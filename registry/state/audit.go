@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -189,6 +190,17 @@ func (a *auditor) add(index uint64, t time.Time, e *trustfedv1.AuditEntry) uint6
 // ModeName is a compliance mode's short name ("HIPAA", "SOC2", "GDPR").
 func ModeName(m trustfedv1.ComplianceMode) string {
 	return strings.TrimPrefix(m.String(), "COMPLIANCE_MODE_")
+}
+
+// IsAuditType reports whether t is a type an audit entry can have: a
+// command's name or one of the Audit* types.
+func IsAuditType(t string) bool {
+	switch t {
+	case AuditDecision, AuditAuthFailure, AuditLevelChange, AuditCascade, AuditCorrupt:
+		return true
+	}
+	v, ok := commandv1.CommandType_value["COMMAND_TYPE_"+t]
+	return ok && v != int32(commandv1.CommandType_COMMAND_TYPE_UNSPECIFIED)
 }
 
 // CommandName is the audit type of a command ("REGISTER_ORGANIZATION").
@@ -567,6 +579,7 @@ var complianceViews = map[string][]trustfedv1.ComplianceMode{
 	"TERMINATE_AGREEMENT":   {hipaa, gdpr},
 	"CREATE_AUTHORIZATION":  {hipaa, gdpr},
 	"APPROVE_AUTHORIZATION": {hipaa, gdpr},
+	"CONSUME_AUTHORIZATION": {hipaa, gdpr},
 	"PROPOSE_ADMIN_CHANGE":  {hipaa, gdpr},
 	"APPROVE_ADMIN_CHANGE":  {hipaa, gdpr},
 	"BOOTSTRAP_ADMIN":       {hipaa, gdpr},
@@ -730,9 +743,11 @@ func (f *FSM) applyAddCosignature(tx *memdb.Txn, env *commandv1.Envelope, _ uint
 }
 
 // applyAppendAudit checks an APPEND_AUDIT command and hands its events,
-// decoded once, to the auditor (auditEvents writes their entries). It
-// changes no state.
-func (f *FSM) applyAppendAudit(env *commandv1.Envelope, index uint64) error {
+// decoded once, to the auditor (auditEvents writes their entries). The only
+// state it changes is the sending server's last batch id: a batch sent
+// again (its first call to the leader was abandoned) is refused with
+// errAuditBatchApplied if it was applied already.
+func (f *FSM) applyAppendAudit(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
 	var c commandv1.AppendAudit
 	if err := proto.Unmarshal(env.Payload, &c); err != nil {
 		return Invalid("payload", "not an AppendAudit: %v", err)
@@ -740,6 +755,11 @@ func (f *FSM) applyAppendAudit(env *commandv1.Envelope, index uint64) error {
 	for i, ev := range c.Events {
 		if ev.Event == nil {
 			return Invalid(fmt.Sprintf("events[%d]", i), "carries no event")
+		}
+	}
+	if c.BatchId != "" {
+		if err := lastAuditBatch(tx, env, &c, index); err != nil {
+			return err
 		}
 	}
 	if f.auditing(index) {
@@ -775,4 +795,25 @@ func (r *Reader) LatestCosignedCheckpoint(n int) (*commandv1.StoredCheckpoint, b
 // Checkpoint is the stored checkpoint of a tree size.
 func (r *Reader) Checkpoint(size uint64) (*commandv1.StoredCheckpoint, bool) {
 	return first[*commandv1.StoredCheckpoint](r.txn, tableCheckpoints, "id", size)
+}
+
+// errAuditBatchApplied: an APPEND_AUDIT whose server already had this batch
+// applied (Result.Duplicate; no entry is written).
+var errAuditBatchApplied = errors.New("audit batch already applied")
+
+// lastAuditBatch remembers the last batch each server sent, as a row of the
+// request-id table under a key no client can send (it holds a space), so it
+// travels in snapshots and is forgotten after RequestTTL like a request id.
+// A server has one batch in flight and resends only that one, so its last
+// batch is the only one that can come twice.
+func lastAuditBatch(tx *memdb.Txn, env *commandv1.Envelope, c *commandv1.AppendAudit, index uint64) error {
+	key := "audit batch " + c.NodeId
+	sum := sha256.Sum256([]byte(c.BatchId))
+	// Like a request id, a row older than RequestTTL counts as unseen
+	// whether or not the clean-up removed it yet.
+	if prev, ok := first[*commandv1.AppliedRequest](tx, tableRequests, "id", key); ok && bytes.Equal(prev.PayloadSha256, sum[:]) &&
+		!prev.GetTime().AsTime().Before(env.GetTime().AsTime().Add(-RequestTTL)) {
+		return errAuditBatchApplied
+	}
+	return tx.Insert(tableRequests, &commandv1.AppliedRequest{RequestId: key, Index: index, Time: env.Time, PayloadSha256: sum[:]})
 }

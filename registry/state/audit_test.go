@@ -118,7 +118,7 @@ func termsFor(now time.Time, id, a, b string) []byte {
 	return out
 }
 
-func TestAuditEntryForEveryCommand(t *testing.T) {
+func TestE06AuditEntryForEveryCommand(t *testing.T) {
 	a := newAuditedFSM(t, filepath.Join(t.TempDir(), "audit.db"))
 	cmds := script(t, testutil.NewFederation(t))
 	for i, raw := range cmds {
@@ -191,7 +191,7 @@ func TestAuditEntryForEveryCommand(t *testing.T) {
 
 // Every replica writes the same log; re-applying the Raft log after a
 // restart appends nothing twice.
-func TestAuditLogIsDeterministicAndReplaySafe(t *testing.T) {
+func TestR8AuditLogIsDeterministicAndReplaySafe(t *testing.T) {
 	cmds := script(t, testutil.NewFederation(t))
 	dir := t.TempDir()
 	a := newAuditedFSM(t, filepath.Join(dir, "a.db"))
@@ -257,7 +257,7 @@ func TestSnapshotStreamsTheAuditLog(t *testing.T) {
 
 // Checkpoints are checked by every replica: signature, growth, and its own
 // log's root (a replica whose log differs reports an audit fault).
-func TestCheckpointsAndCosignatures(t *testing.T) {
+func TestR8CheckpointsAndCosignatures(t *testing.T) {
 	fed := testutil.NewFederation(t)
 	cmds := script(t, fed)
 	dir := t.TempDir()
@@ -413,4 +413,40 @@ func TestAuthFailureFiledUnderItsOrganisations(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, lf.Labels, state.LabelOrg+"globex")
 	require.NotContains(t, strings.Join(lf.Labels, ","), "Not Valid!")
+}
+
+// A server sends a batch again, under the same batch id, when its call to
+// the leader was abandoned; if the first attempt was committed after all,
+// the second appends nothing (Duplicate) — on every replica alike, and
+// after a snapshot too. Its next batch, and another server's batch with
+// the same id, are appended.
+func TestAuditBatchSentAgainIsAppendedOnce(t *testing.T) {
+	a := newAuditedFSM(t, filepath.Join(t.TempDir(), "audit.db"))
+	batch := func(node, id string, at time.Time) []byte {
+		raw, err := state.Encode(&commandv1.AppendAudit{NodeId: node, BatchId: id, Events: []*commandv1.AuditEvent{{
+			Event: &commandv1.AuditEvent_AuthFailure{AuthFailure: &trustfedv1.AuditAuthFailure{Method: "/x", Code: "Unauthenticated"}},
+		}}}, state.EnvelopeMeta{Time: at, Principal: "node:" + node})
+		require.NoError(t, err)
+		return raw
+	}
+	first := a.apply(1, batch("n2", "b1", auditT0))
+	require.NoError(t, first.Err)
+	require.False(t, first.Duplicate)
+	again := a.apply(2, batch("n2", "b1", auditT0.Add(time.Second)))
+	require.NoError(t, again.Err)
+	require.True(t, again.Duplicate, "the same batch from the same server is appended once")
+	require.Len(t, a.entries(), 1)
+
+	require.False(t, a.apply(3, batch("n3", "b1", auditT0)).Duplicate, "another server's batch")
+	require.False(t, a.apply(4, batch("n2", "b2", auditT0)).Duplicate, "the server's next batch")
+	require.Len(t, a.entries(), 3)
+
+	// A replica restored from a snapshot refuses the resent batch too.
+	snap, err := a.fsm.Snapshot()
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, snap.Persist(&buf))
+	b := newAuditedFSM(t, filepath.Join(t.TempDir(), "audit.db"))
+	require.NoError(t, b.fsm.Restore(&buf))
+	require.True(t, b.fsm.Apply(5, batch("n2", "b2", auditT0.Add(time.Second))).(state.Result).Duplicate)
 }

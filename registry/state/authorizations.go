@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"time"
@@ -17,6 +18,23 @@ import (
 // by its registered key over the stored statement bytes. The same
 // organisation approving twice, an organisation that is not a party, and an
 // approval at or after the expiry are refused.
+//
+// A granted authorisation backs at most max_uses ALLOW decisions (one by
+// default): each takes one use with a CONSUME_AUTHORIZATION command before
+// it is answered, so every replica agrees on the uses left and two checks
+// can never both take the last one. Authorisations created before uses were
+// counted have max_uses 0 and are not limited.
+
+// MaxAuthorizationUses bounds max_uses.
+const MaxAuthorizationUses = 1000
+
+// ValidateMaxUses checks a requested number of uses (0 means 1).
+func ValidateMaxUses(field string, n uint32) error {
+	if n > MaxAuthorizationUses {
+		return Invalid(field, "%d is more than %d uses", n, MaxAuthorizationUses)
+	}
+	return nil
+}
 
 var authorizationIDPattern = regexp.MustCompile(`^auth-[0-9a-f]{16}$`)
 
@@ -53,6 +71,9 @@ func CheckAuthorizationStatement(r *Reader, b []byte, now time.Time) (*trustfedv
 	if st.ExpireTime == nil || !now.Before(st.ExpireTime.AsTime()) {
 		return nil, Invalid("expire_time", "must be after the request time")
 	}
+	if err := ValidateMaxUses("max_uses", st.MaxUses); err != nil {
+		return nil, err
+	}
 	return &st, nil
 }
 
@@ -69,6 +90,7 @@ func applyCreateAuthorization(tx *memdb.Txn, env *commandv1.Envelope, index uint
 		Id: st.AuthorizationId, Statement: c.Statement, ParsedStatement: st,
 		Status:     trustfedv1.AuthorizationStatus_AUTHORIZATION_STATUS_PENDING,
 		CreateTime: stamp(env), CreateIndex: index, ModifyIndex: index,
+		UsesRemaining: st.MaxUses,
 	})
 }
 
@@ -132,4 +154,67 @@ func AuthorizationCovers(a *trustfedv1.Authorization, req *trustfedv1.CheckInter
 		return "authorization " + a.GetId() + " covers another interaction"
 	}
 	return ""
+}
+
+// Limited reports whether a's uses are counted (every authorisation but
+// those created before max_uses existed).
+func Limited(a *trustfedv1.Authorization) bool {
+	return a.GetParsedStatement().GetMaxUses() > 0
+}
+
+// AuthorizationUse reports why a check cannot rely on a, which covers it,
+// for the use it holds ("" when it can). use is the Raft index of the
+// CONSUME_AUTHORIZATION that took a use for the check, or 0 before one was
+// taken: then a use must be left.
+func AuthorizationUse(a *trustfedv1.Authorization, use uint64) string {
+	switch {
+	case !Limited(a):
+		return ""
+	case use == 0 && a.GetUsesRemaining() == 0:
+		return fmt.Sprintf("authorization %s has already been used (%d of %d uses)", a.GetId(), len(a.GetUseIndexes()), a.GetParsedStatement().GetMaxUses())
+	case use != 0 && !slices.Contains(a.GetUseIndexes(), use):
+		return fmt.Sprintf("authorization %s has no use taken at index %d", a.GetId(), use)
+	}
+	return ""
+}
+
+// CheckConsume checks that a use of authorization id can be taken for
+// check at now, and returns the authorisation with the use at index taken.
+func CheckConsume(r *Reader, id string, check *trustfedv1.CheckInteractionRequest, now time.Time, index uint64) (*trustfedv1.Authorization, error) {
+	cur, ok := r.Authorization(id)
+	if !ok {
+		return nil, NotFound("authorization_id", "authorization %q does not exist", id)
+	}
+	if problem := AuthorizationCovers(cur, check, now); problem != "" {
+		return nil, FailedPrecondition("authorization_id", "%s", problem)
+	}
+	if !Limited(cur) {
+		return nil, FailedPrecondition("authorization_id", "authorization %q does not count its uses (created before max_uses)", id)
+	}
+	if problem := AuthorizationUse(cur, 0); problem != "" {
+		return nil, FailedPrecondition("authorization_id", "%s", problem)
+	}
+	a := proto.CloneOf(cur)
+	a.UsesRemaining--
+	a.UseIndexes = append(a.UseIndexes, index)
+	a.ModifyIndex = index
+	return a, nil
+}
+
+func applyConsumeAuthorization(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
+	var c commandv1.ConsumeAuthorization
+	if err := decode(env, &c); err != nil {
+		return err
+	}
+	if err := ValidateAuthorizationID("authorization_id", c.AuthorizationId); err != nil {
+		return err
+	}
+	if c.Check == nil {
+		return Invalid("check", "is required")
+	}
+	a, err := CheckConsume(&Reader{txn: tx}, c.AuthorizationId, c.Check, env.Time.AsTime(), index)
+	if err != nil {
+		return err
+	}
+	return tx.Insert(tableAuthorizations, a)
 }

@@ -14,7 +14,7 @@ import (
 // TC5: an authorisation is granted only by one approval from each party;
 // the same party twice, a third organisation, another purpose's signature
 // and an approval after expiry are refused.
-func TestDualAuthorizationTC5(t *testing.T) {
+func TestTC5DualAuthorization(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.member("bank-a", 4, 4)
@@ -57,4 +57,25 @@ func TestDualAuthorizationTC5(t *testing.T) {
 	other := proto.CloneOf(req)
 	other.Value = 700_000
 	require.Contains(t, AuthorizationCovers(a, other, h.now), "another interaction")
+}
+
+// Every replica refuses an authorisation for more uses than the bound.
+func TestAuthorizationMaxUsesBound(t *testing.T) {
+	h := newHarness(t)
+	h.accredit()
+	h.member("bank-a", 4, 4)
+	h.member("bank-b", 2, 2)
+	st := &trustfedv1.AuthorizationStatement{AuthorizationId: "auth-0000000000000002", FromOrganizationId: "bank-a", ToOrganizationId: "bank-b",
+		Action: "task_send", Value: 600_000, ExpireTime: timestamppb.New(h.now.Add(5 * time.Minute)), MaxUses: MaxAuthorizationUses + 1}
+	b, err := proto.Marshal(st)
+	require.NoError(t, err)
+	res := h.apply(&commandv1.CreateAuthorization{Statement: b}, "")
+	require.ErrorIs(t, res.Err, ErrInvalidArgument)
+	require.Contains(t, res.Err.Error(), "max_uses: 1001 is more than 1000 uses")
+	st.MaxUses = MaxAuthorizationUses
+	b, err = proto.Marshal(st)
+	require.NoError(t, err)
+	h.must(&commandv1.CreateAuthorization{Statement: b})
+	a, _ := h.read().Authorization(st.AuthorizationId)
+	require.EqualValues(t, MaxAuthorizationUses, a.UsesRemaining)
 }

@@ -29,7 +29,7 @@ func (h *harness) cascadesAbout(org string) []*trustfedv1.Cascade {
 
 // The graph is kept by the state machine: agreements and sessions add and
 // remove edges in the transaction that changes them.
-func TestGraphFollowsAgreementsAndSessions(t *testing.T) {
+func TestTC2GraphFollowsAgreementsAndSessions(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.mustChange(testutil.Policy(&trustfedv1.FederationPolicyChange{OnboardingCapLevel: u32(4)}))
@@ -71,7 +71,7 @@ func TestGraphFollowsAgreementsAndSessions(t *testing.T) {
 // TC2 in the state machine: revoking an organisation with 50 partners
 // records one cascade with the 50 partners taken from the graph, ends its
 // agreements and sessions, and deliveries merge monotonically.
-func TestRevocationCascadeRecord(t *testing.T) {
+func TestTC2RevocationCascadeRecord(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.mustChange(testutil.Policy(&trustfedv1.FederationPolicyChange{OnboardingCapLevel: u32(4)}))

@@ -23,6 +23,7 @@ func init() {
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE, nil)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION, applyCreateAuthorization)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION, applyApproveAuthorization)
+	registerCommand(commandv1.CommandType_COMMAND_TYPE_CONSUME_AUTHORIZATION, applyConsumeAuthorization)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE, applyProposeAdminChange)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE, applyApproveAdminChange)
 	registerCommand(commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN, applyBootstrapAdmin)

@@ -74,6 +74,8 @@ var payloadTypes = map[commandv1.CommandType]proto.Message{
 	commandv1.CommandType_COMMAND_TYPE_REMOVE_MEMBER_NODE:       (*commandv1.RemoveMemberNode)(nil),
 	commandv1.CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE: (*commandv1.IssueMemberCertificate)(nil),
 
+	// Dual authorisation uses.
+	commandv1.CommandType_COMMAND_TYPE_CONSUME_AUTHORIZATION: (*commandv1.ConsumeAuthorization)(nil),
 	// Organisations' webhook settings.
 	commandv1.CommandType_COMMAND_TYPE_SET_WEBHOOK: (*commandv1.SetWebhook)(nil),
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -116,6 +117,11 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	}
 
 	err := f.dispatch(tx, env, index)
+	if errors.Is(err, errAuditBatchApplied) {
+		mustDo(setIndex(tx, index))
+		tx.Commit()
+		return Result{Index: index, Duplicate: true}
+	}
 	if err != nil {
 		// Discard every write of the refused command.
 		tx.Abort()
@@ -149,7 +155,7 @@ func (f *FSM) dispatch(tx *memdb.Txn, env *commandv1.Envelope, index uint64) err
 	case commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:
 		return f.applyAddCosignature(tx, env, index)
 	case commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:
-		return f.applyAppendAudit(env, index)
+		return f.applyAppendAudit(tx, env, index)
 	}
 	return h(tx, env, index, f.verifier)
 }

@@ -15,7 +15,7 @@ import (
 
 // TC6: each bad registration is rejected with its own reason and nothing is
 // stored; the good one is accepted.
-func TestRegistrationTC6(t *testing.T) {
+func TestTC6Registration(t *testing.T) {
 	type regFn func(h *harness) (reg, sig []byte)
 	good := func(mutate ...func(*harness, *trustfedv1.Registration)) regFn {
 		return func(h *harness) ([]byte, []byte) {
@@ -134,7 +134,7 @@ func otherKey() []byte {
 // TC7: a new member declared 4 and attested 4 is treated as level 2 until
 // the onboarding period has passed, then 4; an override lifts the cap early
 // and is recorded. Time moves through commands.
-func TestOnboardingCapTC7(t *testing.T) {
+func TestTC7OnboardingCap(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.member("new-bank", 4, 4)
@@ -160,7 +160,7 @@ func TestOnboardingCapTC7(t *testing.T) {
 
 // Passport expiry and issuer withdrawal lower levels at the next decision,
 // with no admin action.
-func TestPassportExpiryAndIssuerWithdrawal(t *testing.T) {
+func TestTC4PassportExpiryAndIssuerWithdrawal(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.mustChange(testutil.Policy(&trustfedv1.FederationPolicyChange{OnboardingCapLevel: u32(4)}))
@@ -193,7 +193,7 @@ func TestPassportExpiryAndIssuerWithdrawal(t *testing.T) {
 	require.ErrorIs(t, res.Err, ErrInvalidArgument, "a passport submission signed by another key is refused")
 }
 
-func TestAgreementSignatures(t *testing.T) {
+func TestR4AgreementSignatures(t *testing.T) {
 	h := newHarness(t)
 	h.accredit()
 	h.member("acme-bank", 3, 3)
@@ -219,7 +219,7 @@ func TestAgreementSignatures(t *testing.T) {
 
 // Each termination condition ends the agreement (and a check then denies:
 // see the registry tests for the decision).
-func TestTerminationConditions(t *testing.T) {
+func TestR4TerminationConditions(t *testing.T) {
 	setup := func(t *testing.T, minLevel uint32) *harness {
 		h := newHarness(t)
 		h.accredit()

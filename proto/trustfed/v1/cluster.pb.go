@@ -22,6 +22,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Suffrage is a server's role in Raft elections and commits.
+type Suffrage int32
+
+const (
+	Suffrage_SUFFRAGE_UNSPECIFIED Suffrage = 0
+	// Votes and counts towards the commit quorum.
+	Suffrage_SUFFRAGE_VOTER Suffrage = 1
+	// Receives the log but neither votes nor counts towards the quorum: a
+	// joining server until it has caught up.
+	Suffrage_SUFFRAGE_NONVOTER Suffrage = 2
+)
+
+// Enum value maps for Suffrage.
+var (
+	Suffrage_name = map[int32]string{
+		0: "SUFFRAGE_UNSPECIFIED",
+		1: "SUFFRAGE_VOTER",
+		2: "SUFFRAGE_NONVOTER",
+	}
+	Suffrage_value = map[string]int32{
+		"SUFFRAGE_UNSPECIFIED": 0,
+		"SUFFRAGE_VOTER":       1,
+		"SUFFRAGE_NONVOTER":    2,
+	}
+)
+
+func (x Suffrage) Enum() *Suffrage {
+	p := new(Suffrage)
+	*p = x
+	return p
+}
+
+func (x Suffrage) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Suffrage) Descriptor() protoreflect.EnumDescriptor {
+	return file_trustfed_v1_cluster_proto_enumTypes[0].Descriptor()
+}
+
+func (Suffrage) Type() protoreflect.EnumType {
+	return &file_trustfed_v1_cluster_proto_enumTypes[0]
+}
+
+func (x Suffrage) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Suffrage.Descriptor instead.
+func (Suffrage) EnumDescriptor() ([]byte, []int) {
+	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -60,12 +113,18 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 
 // ClusterMember is one server of the Raft configuration.
 type ClusterMember struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	ApiAddress    string                 `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
-	Voter         bool                   `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`
-	Leader        bool                   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NodeId      string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	ApiAddress  string                 `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
+	// Same as suffrage == SUFFRAGE_VOTER.
+	Voter    bool     `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`
+	Leader   bool     `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	Suffrage Suffrage `protobuf:"varint,6,opt,name=suffrage,proto3,enum=trustfed.v1.Suffrage" json:"suffrage,omitempty"`
+	// The leader's view (false when another node answers): a voter is caught
+	// up while the leader's heartbeats reach it; a non-voter once its applied
+	// index is within a small bound of the leader's (it is then promoted).
+	CaughtUp      bool `protobuf:"varint,7,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,6 +194,20 @@ func (x *ClusterMember) GetLeader() bool {
 	return false
 }
 
+func (x *ClusterMember) GetSuffrage() Suffrage {
+	if x != nil {
+		return x.Suffrage
+	}
+	return Suffrage_SUFFRAGE_UNSPECIFIED
+}
+
+func (x *ClusterMember) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
 type StatusResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -154,7 +227,14 @@ type StatusResponse struct {
 	AuditSize uint64 `protobuf:"varint,12,opt,name=audit_size,json=auditSize,proto3" json:"audit_size,omitempty"`
 	// Non-empty when this node's audit log disagrees with what was signed
 	// (altered on disk): rebuild the node's data from a healthy peer.
-	AuditFault    string `protobuf:"bytes,13,opt,name=audit_fault,json=auditFault,proto3" json:"audit_fault,omitempty"`
+	AuditFault string `protobuf:"bytes,13,opt,name=audit_fault,json=auditFault,proto3" json:"audit_fault,omitempty"`
+	// True once this node applied the log as far as the leader had committed
+	// it when the node started. Until then it answers UNAVAILABLE to every
+	// call but this one (its state may lack committed tokens and objects).
+	CaughtUp bool `protobuf:"varint,14,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// Why GET /readyz answers 503 on this node ("" when it answers 200): no
+	// leader known, catching up, or an audit fault.
+	NotReady      string `protobuf:"bytes,15,opt,name=not_ready,json=notReady,proto3" json:"not_ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +360,20 @@ func (x *StatusResponse) GetAuditFault() string {
 	return ""
 }
 
+func (x *StatusResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *StatusResponse) GetNotReady() string {
+	if x != nil {
+		return x.NotReady
+	}
+	return ""
+}
+
 type JoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -341,7 +435,10 @@ func (x *JoinRequest) GetApiAddress() string {
 }
 
 type JoinResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The joining server as now configured: a non-voter until promoted (an
+	// already known voter stays a voter).
+	Member        *ClusterMember `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +471,13 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
 	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *JoinResponse) GetMember() *ClusterMember {
+	if x != nil {
+		return x.Member
+	}
+	return nil
 }
 
 type LeaveRequest struct {
@@ -461,14 +565,16 @@ var File_trustfed_v1_cluster_proto protoreflect.FileDescriptor
 const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x19trustfed/v1/cluster.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\"\x0f\n" +
-	"\rStatusRequest\"\x9a\x01\n" +
+	"\rStatusRequest\"\xea\x01\n" +
 	"\rClusterMember\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
 	"\vapi_address\x18\x03 \x01(\tR\n" +
 	"apiAddress\x12\x14\n" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\xd9\x03\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\x121\n" +
+	"\bsuffrage\x18\x06 \x01(\x0e2\x15.trustfed.v1.SuffrageR\bsuffrage\x12\x1b\n" +
+	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\x93\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -485,16 +591,23 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"audit_size\x18\f \x01(\x04R\tauditSize\x12\x1f\n" +
 	"\vaudit_fault\x18\r \x01(\tR\n" +
-	"auditFault\"j\n" +
+	"auditFault\x12\x1b\n" +
+	"\tcaught_up\x18\x0e \x01(\bR\bcaughtUp\x12\x1b\n" +
+	"\tnot_ready\x18\x0f \x01(\tR\bnotReady\"j\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
 	"\vapi_address\x18\x03 \x01(\tR\n" +
-	"apiAddress\"\x0e\n" +
-	"\fJoinResponse\"'\n" +
+	"apiAddress\"B\n" +
+	"\fJoinResponse\x122\n" +
+	"\x06member\x18\x01 \x01(\v2\x1a.trustfed.v1.ClusterMemberR\x06member\"'\n" +
 	"\fLeaveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x0f\n" +
-	"\rLeaveResponse2\xd5\x01\n" +
+	"\rLeaveResponse*O\n" +
+	"\bSuffrage\x12\x18\n" +
+	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
+	"\x11SUFFRAGE_NONVOTER\x10\x022\xd5\x01\n" +
 	"\x0eClusterService\x12F\n" +
 	"\x06Status\x12\x1a.trustfed.v1.StatusRequest\x1a\x1b.trustfed.v1.StatusResponse\"\x03\x90\x02\x01\x12;\n" +
 	"\x04Join\x12\x18.trustfed.v1.JoinRequest\x1a\x19.trustfed.v1.JoinResponse\x12>\n" +
@@ -512,32 +625,36 @@ func file_trustfed_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_cluster_proto_rawDescData
 }
 
+var file_trustfed_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_trustfed_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_trustfed_v1_cluster_proto_goTypes = []any{
-	(*StatusRequest)(nil),       // 0: trustfed.v1.StatusRequest
-	(*ClusterMember)(nil),       // 1: trustfed.v1.ClusterMember
-	(*StatusResponse)(nil),      // 2: trustfed.v1.StatusResponse
-	(*JoinRequest)(nil),         // 3: trustfed.v1.JoinRequest
-	(*JoinResponse)(nil),        // 4: trustfed.v1.JoinResponse
-	(*LeaveRequest)(nil),        // 5: trustfed.v1.LeaveRequest
-	(*LeaveResponse)(nil),       // 6: trustfed.v1.LeaveResponse
-	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(Suffrage)(0),               // 0: trustfed.v1.Suffrage
+	(*StatusRequest)(nil),       // 1: trustfed.v1.StatusRequest
+	(*ClusterMember)(nil),       // 2: trustfed.v1.ClusterMember
+	(*StatusResponse)(nil),      // 3: trustfed.v1.StatusResponse
+	(*JoinRequest)(nil),         // 4: trustfed.v1.JoinRequest
+	(*JoinResponse)(nil),        // 5: trustfed.v1.JoinResponse
+	(*LeaveRequest)(nil),        // 6: trustfed.v1.LeaveRequest
+	(*LeaveResponse)(nil),       // 7: trustfed.v1.LeaveResponse
+	(*durationpb.Duration)(nil), // 8: google.protobuf.Duration
 }
 var file_trustfed_v1_cluster_proto_depIdxs = []int32{
-	1, // 0: trustfed.v1.StatusResponse.leader:type_name -> trustfed.v1.ClusterMember
-	1, // 1: trustfed.v1.StatusResponse.members:type_name -> trustfed.v1.ClusterMember
-	7, // 2: trustfed.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
-	0, // 3: trustfed.v1.ClusterService.Status:input_type -> trustfed.v1.StatusRequest
-	3, // 4: trustfed.v1.ClusterService.Join:input_type -> trustfed.v1.JoinRequest
-	5, // 5: trustfed.v1.ClusterService.Leave:input_type -> trustfed.v1.LeaveRequest
-	2, // 6: trustfed.v1.ClusterService.Status:output_type -> trustfed.v1.StatusResponse
-	4, // 7: trustfed.v1.ClusterService.Join:output_type -> trustfed.v1.JoinResponse
-	6, // 8: trustfed.v1.ClusterService.Leave:output_type -> trustfed.v1.LeaveResponse
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0, // 0: trustfed.v1.ClusterMember.suffrage:type_name -> trustfed.v1.Suffrage
+	2, // 1: trustfed.v1.StatusResponse.leader:type_name -> trustfed.v1.ClusterMember
+	2, // 2: trustfed.v1.StatusResponse.members:type_name -> trustfed.v1.ClusterMember
+	8, // 3: trustfed.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	2, // 4: trustfed.v1.JoinResponse.member:type_name -> trustfed.v1.ClusterMember
+	1, // 5: trustfed.v1.ClusterService.Status:input_type -> trustfed.v1.StatusRequest
+	4, // 6: trustfed.v1.ClusterService.Join:input_type -> trustfed.v1.JoinRequest
+	6, // 7: trustfed.v1.ClusterService.Leave:input_type -> trustfed.v1.LeaveRequest
+	3, // 8: trustfed.v1.ClusterService.Status:output_type -> trustfed.v1.StatusResponse
+	5, // 9: trustfed.v1.ClusterService.Join:output_type -> trustfed.v1.JoinResponse
+	7, // 10: trustfed.v1.ClusterService.Leave:output_type -> trustfed.v1.LeaveResponse
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_cluster_proto_init() }
@@ -550,13 +667,14 @@ func file_trustfed_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_cluster_proto_rawDesc), len(file_trustfed_v1_cluster_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_trustfed_v1_cluster_proto_goTypes,
 		DependencyIndexes: file_trustfed_v1_cluster_proto_depIdxs,
+		EnumInfos:         file_trustfed_v1_cluster_proto_enumTypes,
 		MessageInfos:      file_trustfed_v1_cluster_proto_msgTypes,
 	}.Build()
 	File_trustfed_v1_cluster_proto = out.File

@@ -32,9 +32,12 @@ const (
 type ClusterServiceClient interface {
 	// Status of the node that answers, and the cluster as it sees it.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
-	// Join adds a voter (through the leader).
+	// Join adds a server as a non-voter (through the leader); the leader
+	// promotes it to voter once it has caught up with the log.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
-	// Leave removes a server (through the leader).
+	// Leave removes a server (through the leader). A removal that would leave
+	// the voters still reachable from the leader short of a quorum of the new
+	// configuration is refused with FAILED_PRECONDITION.
 	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 }
 
@@ -84,9 +87,12 @@ func (c *clusterServiceClient) Leave(ctx context.Context, in *LeaveRequest, opts
 type ClusterServiceServer interface {
 	// Status of the node that answers, and the cluster as it sees it.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
-	// Join adds a voter (through the leader).
+	// Join adds a server as a non-voter (through the leader); the leader
+	// promotes it to voter once it has caught up with the log.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
-	// Leave removes a server (through the leader).
+	// Leave removes a server (through the leader). A removal that would leave
+	// the voters still reachable from the leader short of a quorum of the new
+	// configuration is refused with FAILED_PRECONDITION.
 	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }

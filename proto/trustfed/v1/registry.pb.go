@@ -320,8 +320,11 @@ type CheckInteractionResponse struct {
 	// committed before the decision is returned. Prove it with
 	// AuditService.GetInclusionProof.
 	AuditSequence uint64 `protobuf:"varint,19,opt,name=audit_sequence,json=auditSequence,proto3" json:"audit_sequence,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The Raft index of the CONSUME_AUTHORIZATION command that took one use
+	// of authorization_id for this decision (0 when none was taken).
+	AuthorizationUseIndex uint64 `protobuf:"varint,20,opt,name=authorization_use_index,json=authorizationUseIndex,proto3" json:"authorization_use_index,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *CheckInteractionResponse) Reset() {
@@ -487,6 +490,13 @@ func (x *CheckInteractionResponse) GetAuditSequence() uint64 {
 	return 0
 }
 
+func (x *CheckInteractionResponse) GetAuthorizationUseIndex() uint64 {
+	if x != nil {
+		return x.AuthorizationUseIndex
+	}
+	return 0
+}
+
 // DecisionStatement is what the registry signs for every decision.
 type DecisionStatement struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
@@ -517,8 +527,16 @@ type DecisionStatement struct {
 	// The decision needs a granted dual authorisation (CheckInteractionResponse
 	// field of the same name).
 	RequiresDualAuthorization bool `protobuf:"varint,21,opt,name=requires_dual_authorization,json=requiresDualAuthorization,proto3" json:"requires_dual_authorization,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// What bounds each party's level (CheckInteractionResponse fields of the
+	// same names). Statements signed before these fields existed have
+	// neither: every level has at least its declared cap.
+	FromLevelCaps []*LevelCap `protobuf:"bytes,22,rep,name=from_level_caps,json=fromLevelCaps,proto3" json:"from_level_caps,omitempty"`
+	ToLevelCaps   []*LevelCap `protobuf:"bytes,23,rep,name=to_level_caps,json=toLevelCaps,proto3" json:"to_level_caps,omitempty"`
+	// The use of authorization_id this decision took
+	// (CheckInteractionResponse field of the same name).
+	AuthorizationUseIndex uint64 `protobuf:"varint,24,opt,name=authorization_use_index,json=authorizationUseIndex,proto3" json:"authorization_use_index,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *DecisionStatement) Reset() {
@@ -696,6 +714,27 @@ func (x *DecisionStatement) GetRequiresDualAuthorization() bool {
 		return x.RequiresDualAuthorization
 	}
 	return false
+}
+
+func (x *DecisionStatement) GetFromLevelCaps() []*LevelCap {
+	if x != nil {
+		return x.FromLevelCaps
+	}
+	return nil
+}
+
+func (x *DecisionStatement) GetToLevelCaps() []*LevelCap {
+	if x != nil {
+		return x.ToLevelCaps
+	}
+	return nil
+}
+
+func (x *DecisionStatement) GetAuthorizationUseIndex() uint64 {
+	if x != nil {
+		return x.AuthorizationUseIndex
+	}
+	return 0
 }
 
 type GetKeysRequest struct {
@@ -1093,8 +1132,12 @@ type AuthorizationStatement struct {
 	DataTypes          []PiiType              `protobuf:"varint,5,rep,packed,name=data_types,json=dataTypes,proto3,enum=trustfed.v1.PiiType" json:"data_types,omitempty"`
 	Value              int64                  `protobuf:"varint,6,opt,name=value,proto3" json:"value,omitempty"`
 	ExpireTime         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// How many ALLOW decisions the authorisation may back (1 to 1000); each
+	// consumes one use through the log. 0 only in authorisations created
+	// before uses were counted: those are not limited.
+	MaxUses       uint32 `protobuf:"varint,8,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuthorizationStatement) Reset() {
@@ -1176,6 +1219,13 @@ func (x *AuthorizationStatement) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AuthorizationStatement) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
 // Approval is one organisation's signed approval.
 type Approval struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1249,8 +1299,13 @@ type Authorization struct {
 	CreateTime      *timestamppb.Timestamp  `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	CreateIndex     uint64                  `protobuf:"varint,7,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ModifyIndex     uint64                  `protobuf:"varint,8,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Uses left (parsed_statement.max_uses minus the uses taken).
+	UsesRemaining uint32 `protobuf:"varint,9,opt,name=uses_remaining,json=usesRemaining,proto3" json:"uses_remaining,omitempty"`
+	// The Raft index of each use taken, oldest first: the
+	// authorization_use_index of the decision that took it.
+	UseIndexes    []uint64 `protobuf:"varint,10,rep,packed,name=use_indexes,json=useIndexes,proto3" json:"use_indexes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Authorization) Reset() {
@@ -1339,11 +1394,28 @@ func (x *Authorization) GetModifyIndex() uint64 {
 	return 0
 }
 
+func (x *Authorization) GetUsesRemaining() uint32 {
+	if x != nil {
+		return x.UsesRemaining
+	}
+	return 0
+}
+
+func (x *Authorization) GetUseIndexes() []uint64 {
+	if x != nil {
+		return x.UseIndexes
+	}
+	return nil
+}
+
 type RequestAuthorizationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The interaction, as it will be checked.
-	Check         *CheckInteractionRequest `protobuf:"bytes,1,opt,name=check,proto3" json:"check,omitempty"`
-	RequestId     string                   `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Check     *CheckInteractionRequest `protobuf:"bytes,1,opt,name=check,proto3" json:"check,omitempty"`
+	RequestId string                   `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// How many ALLOW decisions the authorisation may back once granted
+	// (0 means 1: dual authorisation is for one interaction; at most 1000).
+	MaxUses       uint32 `protobuf:"varint,3,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1390,6 +1462,13 @@ func (x *RequestAuthorizationRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *RequestAuthorizationRequest) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
 }
 
 type RequestAuthorizationResponse struct {
@@ -1558,7 +1637,7 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x10authorization_id\x18\b \x01(\tR\x0fauthorizationId\"6\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xe4\x06\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x9c\a\n" +
 	"\x18CheckInteractionResponse\x121\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x15.trustfed.v1.DecisionR\bdecision\x12-\n" +
 	"\areasons\x18\x02 \x03(\v2\x13.trustfed.v1.ReasonR\areasons\x12'\n" +
@@ -1582,7 +1661,8 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x06key_id\x18\x10 \x01(\tR\x05keyId\x12>\n" +
 	"\x1brequires_dual_authorization\x18\x11 \x01(\bR\x19requiresDualAuthorization\x12)\n" +
 	"\x10authorization_id\x18\x12 \x01(\tR\x0fauthorizationId\x12%\n" +
-	"\x0eaudit_sequence\x18\x13 \x01(\x04R\rauditSequence\"\x8b\a\n" +
+	"\x0eaudit_sequence\x18\x13 \x01(\x04R\rauditSequence\x126\n" +
+	"\x17authorization_use_index\x18\x14 \x01(\x04R\x15authorizationUseIndex\"\xbd\b\n" +
 	"\x11DecisionStatement\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
@@ -1610,7 +1690,10 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x06key_id\x18\x12 \x01(\tR\x05keyId\x12)\n" +
 	"\x10authorization_id\x18\x13 \x01(\tR\x0fauthorizationId\x12<\n" +
 	"\x1apresented_authorization_id\x18\x14 \x01(\tR\x18presentedAuthorizationId\x12>\n" +
-	"\x1brequires_dual_authorization\x18\x15 \x01(\bR\x19requiresDualAuthorization\"\x10\n" +
+	"\x1brequires_dual_authorization\x18\x15 \x01(\bR\x19requiresDualAuthorization\x12=\n" +
+	"\x0ffrom_level_caps\x18\x16 \x03(\v2\x15.trustfed.v1.LevelCapR\rfromLevelCaps\x129\n" +
+	"\rto_level_caps\x18\x17 \x03(\v2\x15.trustfed.v1.LevelCapR\vtoLevelCaps\x126\n" +
+	"\x17authorization_use_index\x18\x18 \x01(\x04R\x15authorizationUseIndex\"\x10\n" +
 	"\x0eGetKeysRequest\"\xc4\x01\n" +
 	"\vRegistryKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
@@ -1636,7 +1719,7 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x19ListOrganizationsResponse\x12?\n" +
 	"\rorganizations\x18\x01 \x03(\v2\x19.trustfed.v1.OrganizationR\rorganizations\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12)\n" +
-	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\xc3\x02\n" +
+	"\x04meta\x18\x03 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta\"\xde\x02\n" +
 	"\x16AuthorizationStatement\x12)\n" +
 	"\x10authorization_id\x18\x01 \x01(\tR\x0fauthorizationId\x120\n" +
 	"\x14from_organization_id\x18\x02 \x01(\tR\x12fromOrganizationId\x12,\n" +
@@ -1646,11 +1729,12 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"data_types\x18\x05 \x03(\x0e2\x14.trustfed.v1.PiiTypeR\tdataTypes\x12\x14\n" +
 	"\x05value\x18\x06 \x01(\x03R\x05value\x12;\n" +
 	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\x81\x01\n" +
+	"expireTime\x12\x19\n" +
+	"\bmax_uses\x18\b \x01(\rR\amaxUses\"\x81\x01\n" +
 	"\bApproval\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xff\x02\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xc7\x03\n" +
 	"\rAuthorization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tstatement\x18\x02 \x01(\fR\tstatement\x12N\n" +
@@ -1660,11 +1744,16 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12!\n" +
 	"\fcreate_index\x18\a \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\b \x01(\x04R\vmodifyIndex\"x\n" +
+	"\fmodify_index\x18\b \x01(\x04R\vmodifyIndex\x12%\n" +
+	"\x0euses_remaining\x18\t \x01(\rR\rusesRemaining\x12\x1f\n" +
+	"\vuse_indexes\x18\n" +
+	" \x03(\x04R\n" +
+	"useIndexes\"\x93\x01\n" +
 	"\x1bRequestAuthorizationRequest\x12:\n" +
 	"\x05check\x18\x01 \x01(\v2$.trustfed.v1.CheckInteractionRequestR\x05check\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"`\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x19\n" +
+	"\bmax_uses\x18\x03 \x01(\rR\amaxUses\"`\n" +
 	"\x1cRequestAuthorizationResponse\x12@\n" +
 	"\rauthorization\x18\x01 \x01(\v2\x1a.trustfed.v1.AuthorizationR\rauthorization\"\x80\x01\n" +
 	"\x17GetAuthorizationRequest\x12)\n" +
@@ -1749,43 +1838,45 @@ var file_trustfed_v1_registry_proto_depIdxs = []int32{
 	24, // 13: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
 	25, // 14: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
 	25, // 15: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
-	25, // 16: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 17: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
-	20, // 18: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	26, // 19: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	22, // 20: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	20, // 21: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
-	26, // 22: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
-	22, // 23: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	21, // 24: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
-	25, // 25: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 26: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
-	13, // 27: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
-	1,  // 28: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
-	14, // 29: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
-	25, // 30: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 31: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
-	15, // 32: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	20, // 33: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	15, // 34: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	22, // 35: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	2,  // 36: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
-	9,  // 37: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
-	11, // 38: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
-	6,  // 39: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
-	16, // 40: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
-	18, // 41: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
-	4,  // 42: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
-	10, // 43: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
-	12, // 44: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
-	8,  // 45: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
-	17, // 46: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
-	19, // 47: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
-	42, // [42:48] is the sub-list for method output_type
-	36, // [36:42] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	23, // 16: trustfed.v1.DecisionStatement.from_level_caps:type_name -> trustfed.v1.LevelCap
+	23, // 17: trustfed.v1.DecisionStatement.to_level_caps:type_name -> trustfed.v1.LevelCap
+	25, // 18: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 19: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
+	20, // 20: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	26, // 21: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	22, // 22: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	20, // 23: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
+	26, // 24: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
+	22, // 25: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	21, // 26: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
+	25, // 27: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 28: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	13, // 29: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
+	1,  // 30: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
+	14, // 31: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
+	25, // 32: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 33: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
+	15, // 34: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	20, // 35: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	15, // 36: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	22, // 37: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	2,  // 38: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
+	9,  // 39: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
+	11, // 40: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
+	6,  // 41: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
+	16, // 42: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
+	18, // 43: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
+	4,  // 44: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
+	10, // 45: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
+	12, // 46: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
+	8,  // 47: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
+	17, // 48: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
+	19, // 49: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
+	44, // [44:50] is the sub-list for method output_type
+	38, // [38:44] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_registry_proto_init() }

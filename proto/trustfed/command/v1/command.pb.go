@@ -72,11 +72,13 @@ const (
 	CommandType_COMMAND_TYPE_PUT_CHECKPOINT CommandType = 28
 	// A witness cosignature of a checkpoint (not itself audited).
 	CommandType_COMMAND_TYPE_ADD_COSIGNATURE CommandType = 29
-	// Access: bearer tokens and member nodes (issue 7).
+	// Access: bearer tokens and member nodes.
 	CommandType_COMMAND_TYPE_REVOKE_TOKEN             CommandType = 30
 	CommandType_COMMAND_TYPE_ENROL_MEMBER_NODE        CommandType = 31
 	CommandType_COMMAND_TYPE_REMOVE_MEMBER_NODE       CommandType = 32
 	CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE CommandType = 33
+	// Dual authorisation uses.
+	CommandType_COMMAND_TYPE_CONSUME_AUTHORIZATION CommandType = 34
 	// An organisation's signed webhook settings (endpoints and CA certificates).
 	CommandType_COMMAND_TYPE_SET_WEBHOOK CommandType = 35
 )
@@ -118,6 +120,7 @@ var (
 		31: "COMMAND_TYPE_ENROL_MEMBER_NODE",
 		32: "COMMAND_TYPE_REMOVE_MEMBER_NODE",
 		33: "COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE",
+		34: "COMMAND_TYPE_CONSUME_AUTHORIZATION",
 		35: "COMMAND_TYPE_SET_WEBHOOK",
 	}
 	CommandType_value = map[string]int32{
@@ -155,6 +158,7 @@ var (
 		"COMMAND_TYPE_ENROL_MEMBER_NODE":        31,
 		"COMMAND_TYPE_REMOVE_MEMBER_NODE":       32,
 		"COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE": 33,
+		"COMMAND_TYPE_CONSUME_AUTHORIZATION":    34,
 		"COMMAND_TYPE_SET_WEBHOOK":              35,
 	}
 )
@@ -727,6 +731,62 @@ func (x *ApproveAuthorization) GetSignature() []byte {
 	return nil
 }
 
+// ConsumeAuthorization takes one use of a granted dual authorisation for a
+// check about to be answered ALLOW. It is refused when no use is left, when
+// the authorisation is not granted or has expired, and when it does not
+// cover the check's interaction.
+type ConsumeAuthorization struct {
+	state           protoimpl.MessageState      `protogen:"open.v1"`
+	AuthorizationId string                      `protobuf:"bytes,1,opt,name=authorization_id,json=authorizationId,proto3" json:"authorization_id,omitempty"`
+	Check           *v1.CheckInteractionRequest `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ConsumeAuthorization) Reset() {
+	*x = ConsumeAuthorization{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeAuthorization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeAuthorization) ProtoMessage() {}
+
+func (x *ConsumeAuthorization) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeAuthorization.ProtoReflect.Descriptor instead.
+func (*ConsumeAuthorization) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ConsumeAuthorization) GetAuthorizationId() string {
+	if x != nil {
+		return x.AuthorizationId
+	}
+	return ""
+}
+
+func (x *ConsumeAuthorization) GetCheck() *v1.CheckInteractionRequest {
+	if x != nil {
+		return x.Check
+	}
+	return nil
+}
+
 // PutSigningKey stores the first signing key (applied only if none exists).
 type PutSigningKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -737,7 +797,7 @@ type PutSigningKey struct {
 
 func (x *PutSigningKey) Reset() {
 	*x = PutSigningKey{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +809,7 @@ func (x *PutSigningKey) String() string {
 func (*PutSigningKey) ProtoMessage() {}
 
 func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +822,7 @@ func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSigningKey.ProtoReflect.Descriptor instead.
 func (*PutSigningKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutSigningKey) GetKey() *SigningKey {
@@ -782,7 +842,7 @@ type ProposeAgreement struct {
 
 func (x *ProposeAgreement) Reset() {
 	*x = ProposeAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +854,7 @@ func (x *ProposeAgreement) String() string {
 func (*ProposeAgreement) ProtoMessage() {}
 
 func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +867,7 @@ func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreement.ProtoReflect.Descriptor instead.
 func (*ProposeAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ProposeAgreement) GetTerms() []byte {
@@ -828,7 +888,7 @@ type SignAgreement struct {
 
 func (x *SignAgreement) Reset() {
 	*x = SignAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +900,7 @@ func (x *SignAgreement) String() string {
 func (*SignAgreement) ProtoMessage() {}
 
 func (x *SignAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +913,7 @@ func (x *SignAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreement.ProtoReflect.Descriptor instead.
 func (*SignAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignAgreement) GetAgreementId() string {
@@ -888,7 +948,7 @@ type TerminateAgreement struct {
 
 func (x *TerminateAgreement) Reset() {
 	*x = TerminateAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +960,7 @@ func (x *TerminateAgreement) String() string {
 func (*TerminateAgreement) ProtoMessage() {}
 
 func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +973,7 @@ func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreement.ProtoReflect.Descriptor instead.
 func (*TerminateAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TerminateAgreement) GetTermination() []byte {
@@ -942,7 +1002,7 @@ type UpdateOrganization struct {
 
 func (x *UpdateOrganization) Reset() {
 	*x = UpdateOrganization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1014,7 @@ func (x *UpdateOrganization) String() string {
 func (*UpdateOrganization) ProtoMessage() {}
 
 func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1027,7 @@ func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganization.ProtoReflect.Descriptor instead.
 func (*UpdateOrganization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateOrganization) GetOrganizationId() string {
@@ -996,7 +1056,7 @@ type ProposeAdminChange struct {
 
 func (x *ProposeAdminChange) Reset() {
 	*x = ProposeAdminChange{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1068,7 @@ func (x *ProposeAdminChange) String() string {
 func (*ProposeAdminChange) ProtoMessage() {}
 
 func (x *ProposeAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1081,7 @@ func (x *ProposeAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAdminChange.ProtoReflect.Descriptor instead.
 func (*ProposeAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProposeAdminChange) GetChange() []byte {
@@ -1048,7 +1108,7 @@ type ApproveAdminChange struct {
 
 func (x *ApproveAdminChange) Reset() {
 	*x = ApproveAdminChange{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1120,7 @@ func (x *ApproveAdminChange) String() string {
 func (*ApproveAdminChange) ProtoMessage() {}
 
 func (x *ApproveAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1133,7 @@ func (x *ApproveAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAdminChange.ProtoReflect.Descriptor instead.
 func (*ApproveAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApproveAdminChange) GetChangeId() string {
@@ -1103,7 +1163,7 @@ type BootstrapAdmin struct {
 
 func (x *BootstrapAdmin) Reset() {
 	*x = BootstrapAdmin{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1175,7 @@ func (x *BootstrapAdmin) String() string {
 func (*BootstrapAdmin) ProtoMessage() {}
 
 func (x *BootstrapAdmin) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1188,7 @@ func (x *BootstrapAdmin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapAdmin.ProtoReflect.Descriptor instead.
 func (*BootstrapAdmin) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BootstrapAdmin) GetAdmin() *v1.Admin {
@@ -1171,7 +1231,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1243,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1256,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Token) GetId() string {
@@ -1288,7 +1348,7 @@ type UsedNonce struct {
 
 func (x *UsedNonce) Reset() {
 	*x = UsedNonce{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1360,7 @@ func (x *UsedNonce) String() string {
 func (*UsedNonce) ProtoMessage() {}
 
 func (x *UsedNonce) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1373,7 @@ func (x *UsedNonce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsedNonce.ProtoReflect.Descriptor instead.
 func (*UsedNonce) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UsedNonce) GetNonce() []byte {
@@ -1340,7 +1400,7 @@ type RevokeToken struct {
 
 func (x *RevokeToken) Reset() {
 	*x = RevokeToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1412,7 @@ func (x *RevokeToken) String() string {
 func (*RevokeToken) ProtoMessage() {}
 
 func (x *RevokeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1425,7 @@ func (x *RevokeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeToken.ProtoReflect.Descriptor instead.
 func (*RevokeToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeToken) GetTokenId() string {
@@ -1394,7 +1454,7 @@ type EnrolMemberNode struct {
 
 func (x *EnrolMemberNode) Reset() {
 	*x = EnrolMemberNode{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1466,7 @@ func (x *EnrolMemberNode) String() string {
 func (*EnrolMemberNode) ProtoMessage() {}
 
 func (x *EnrolMemberNode) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1479,7 @@ func (x *EnrolMemberNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrolMemberNode.ProtoReflect.Descriptor instead.
 func (*EnrolMemberNode) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EnrolMemberNode) GetEnrolment() []byte {
@@ -1449,7 +1509,7 @@ type SetWebhook struct {
 
 func (x *SetWebhook) Reset() {
 	*x = SetWebhook{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1521,7 @@ func (x *SetWebhook) String() string {
 func (*SetWebhook) ProtoMessage() {}
 
 func (x *SetWebhook) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1534,7 @@ func (x *SetWebhook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWebhook.ProtoReflect.Descriptor instead.
 func (*SetWebhook) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetWebhook) GetSettings() []byte {
@@ -1502,7 +1562,7 @@ type RemoveMemberNode struct {
 
 func (x *RemoveMemberNode) Reset() {
 	*x = RemoveMemberNode{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1574,7 @@ func (x *RemoveMemberNode) String() string {
 func (*RemoveMemberNode) ProtoMessage() {}
 
 func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1587,7 @@ func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberNode.ProtoReflect.Descriptor instead.
 func (*RemoveMemberNode) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RemoveMemberNode) GetOrganizationId() string {
@@ -1567,7 +1627,7 @@ type IssueMemberCertificate struct {
 
 func (x *IssueMemberCertificate) Reset() {
 	*x = IssueMemberCertificate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1639,7 @@ func (x *IssueMemberCertificate) String() string {
 func (*IssueMemberCertificate) ProtoMessage() {}
 
 func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1652,7 @@ func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMemberCertificate.ProtoReflect.Descriptor instead.
 func (*IssueMemberCertificate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IssueMemberCertificate) GetOrganizationId() string {
@@ -1649,7 +1709,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1721,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1734,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -1711,7 +1771,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1723,7 +1783,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +1796,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -1799,7 +1859,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1871,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1884,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1873,7 +1933,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1945,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1958,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2216,15 +2276,21 @@ func (*SnapshotRecord_UsedNonce) isSnapshotRecord_Record() {}
 
 // AppendAudit carries audit events that are not commands.
 type AppendAudit struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The server that collected the events and its id for this batch. A
+	// server has one batch in flight at a time and sends it again, with the
+	// same batch_id, when a call to the leader was abandoned; the state
+	// machine remembers each server's last batch and appends it only once.
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	BatchId       string `protobuf:"bytes,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2302,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2315,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AppendAudit) GetEvents() []*AuditEvent {
@@ -2257,6 +2323,20 @@ func (x *AppendAudit) GetEvents() []*AuditEvent {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *AppendAudit) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AppendAudit) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
 }
 
 type AuditEvent struct {
@@ -2274,7 +2354,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2366,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2379,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AuditEvent) GetEvent() isAuditEvent_Event {
@@ -2361,7 +2441,7 @@ type PutCheckpoint struct {
 
 func (x *PutCheckpoint) Reset() {
 	*x = PutCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2453,7 @@ func (x *PutCheckpoint) String() string {
 func (*PutCheckpoint) ProtoMessage() {}
 
 func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2466,7 @@ func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpoint.ProtoReflect.Descriptor instead.
 func (*PutCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PutCheckpoint) GetNote() []byte {
@@ -2409,7 +2489,7 @@ type AddCosignature struct {
 
 func (x *AddCosignature) Reset() {
 	*x = AddCosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2501,7 @@ func (x *AddCosignature) String() string {
 func (*AddCosignature) ProtoMessage() {}
 
 func (x *AddCosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2514,7 @@ func (x *AddCosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
 func (*AddCosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AddCosignature) GetTreeSize() uint64 {
@@ -2473,7 +2553,7 @@ type StoredCheckpoint struct {
 
 func (x *StoredCheckpoint) Reset() {
 	*x = StoredCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2565,7 @@ func (x *StoredCheckpoint) String() string {
 func (*StoredCheckpoint) ProtoMessage() {}
 
 func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2578,7 @@ func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StoredCheckpoint) GetTreeSize() uint64 {
@@ -2547,7 +2627,7 @@ type Cosignature struct {
 
 func (x *Cosignature) Reset() {
 	*x = Cosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2639,7 @@ func (x *Cosignature) String() string {
 func (*Cosignature) ProtoMessage() {}
 
 func (x *Cosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +2652,7 @@ func (x *Cosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
 func (*Cosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Cosignature) GetOrganizationId() string {
@@ -2609,7 +2689,7 @@ type AuditHead struct {
 
 func (x *AuditHead) Reset() {
 	*x = AuditHead{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2621,7 +2701,7 @@ func (x *AuditHead) String() string {
 func (*AuditHead) ProtoMessage() {}
 
 func (x *AuditHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2634,7 +2714,7 @@ func (x *AuditHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
 func (*AuditHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuditHead) GetSize() uint64 {
@@ -2670,7 +2750,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2762,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2775,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuditLeaf) GetData() []byte {
@@ -2732,7 +2812,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2824,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2837,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -2794,7 +2874,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +2886,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +2899,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -2867,7 +2947,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +2959,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +2972,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -2920,7 +3000,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2932,7 +3012,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2945,7 +3025,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -2979,7 +3059,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3071,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3084,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
 }
 
 // RecordDeliveries merges the leader dispatcher's progress into cascades.
@@ -3018,7 +3098,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3110,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3123,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -3063,7 +3143,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3155,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3168,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -3119,7 +3199,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3211,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3224,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -3207,7 +3287,10 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x14ApproveAuthorization\x12)\n" +
 	"\x10authorization_id\x18\x01 \x01(\tR\x0fauthorizationId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"B\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"}\n" +
+	"\x14ConsumeAuthorization\x12)\n" +
+	"\x10authorization_id\x18\x01 \x01(\tR\x0fauthorizationId\x12:\n" +
+	"\x05check\x18\x02 \x01(\v2$.trustfed.v1.CheckInteractionRequestR\x05check\"B\n" +
 	"\rPutSigningKey\x121\n" +
 	"\x03key\x18\x01 \x01(\v2\x1f.trustfed.command.v1.SigningKeyR\x03key\"(\n" +
 	"\x10ProposeAgreement\x12\x14\n" +
@@ -3320,9 +3403,11 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"memberNode\x12?\n" +
 	"\n" +
 	"used_nonce\x18\x14 \x01(\v2\x1e.trustfed.command.v1.UsedNonceH\x00R\tusedNonceB\b\n" +
-	"\x06record\"F\n" +
+	"\x06record\"z\n" +
 	"\vAppendAudit\x127\n" +
-	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\"\xb7\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x19\n" +
+	"\bbatch_id\x18\x03 \x01(\tR\abatchId\"\xb7\x01\n" +
 	"\n" +
 	"AuditEvent\x128\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
@@ -3386,7 +3471,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xdc\t\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\x84\n" +
+	"\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
@@ -3422,7 +3508,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x19COMMAND_TYPE_REVOKE_TOKEN\x10\x1e\x12\"\n" +
 	"\x1eCOMMAND_TYPE_ENROL_MEMBER_NODE\x10\x1f\x12#\n" +
 	"\x1fCOMMAND_TYPE_REMOVE_MEMBER_NODE\x10 \x12)\n" +
-	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!\x12\x1c\n" +
+	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!\x12&\n" +
+	"\"COMMAND_TYPE_CONSUME_AUTHORIZATION\x10\"\x12\x1c\n" +
 	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#*g\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -3445,123 +3532,126 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
-	(CommandType)(0),               // 0: trustfed.command.v1.CommandType
-	(Role)(0),                      // 1: trustfed.command.v1.Role
-	(*Envelope)(nil),               // 2: trustfed.command.v1.Envelope
-	(*RegisterOrganization)(nil),   // 3: trustfed.command.v1.RegisterOrganization
-	(*ApproveOrganization)(nil),    // 4: trustfed.command.v1.ApproveOrganization
-	(*SubmitPassport)(nil),         // 5: trustfed.command.v1.SubmitPassport
-	(*RevokedPassport)(nil),        // 6: trustfed.command.v1.RevokedPassport
-	(*SigningKey)(nil),             // 7: trustfed.command.v1.SigningKey
-	(*CreateAuthorization)(nil),    // 8: trustfed.command.v1.CreateAuthorization
-	(*ApproveAuthorization)(nil),   // 9: trustfed.command.v1.ApproveAuthorization
-	(*PutSigningKey)(nil),          // 10: trustfed.command.v1.PutSigningKey
-	(*ProposeAgreement)(nil),       // 11: trustfed.command.v1.ProposeAgreement
-	(*SignAgreement)(nil),          // 12: trustfed.command.v1.SignAgreement
-	(*TerminateAgreement)(nil),     // 13: trustfed.command.v1.TerminateAgreement
-	(*UpdateOrganization)(nil),     // 14: trustfed.command.v1.UpdateOrganization
-	(*ProposeAdminChange)(nil),     // 15: trustfed.command.v1.ProposeAdminChange
-	(*ApproveAdminChange)(nil),     // 16: trustfed.command.v1.ApproveAdminChange
-	(*BootstrapAdmin)(nil),         // 17: trustfed.command.v1.BootstrapAdmin
-	(*Token)(nil),                  // 18: trustfed.command.v1.Token
-	(*UsedNonce)(nil),              // 19: trustfed.command.v1.UsedNonce
-	(*RevokeToken)(nil),            // 20: trustfed.command.v1.RevokeToken
-	(*EnrolMemberNode)(nil),        // 21: trustfed.command.v1.EnrolMemberNode
-	(*SetWebhook)(nil),             // 22: trustfed.command.v1.SetWebhook
-	(*RemoveMemberNode)(nil),       // 23: trustfed.command.v1.RemoveMemberNode
-	(*IssueMemberCertificate)(nil), // 24: trustfed.command.v1.IssueMemberCertificate
-	(*PutToken)(nil),               // 25: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),         // 26: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),         // 27: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),         // 28: trustfed.command.v1.SnapshotRecord
-	(*AppendAudit)(nil),            // 29: trustfed.command.v1.AppendAudit
-	(*AuditEvent)(nil),             // 30: trustfed.command.v1.AuditEvent
-	(*PutCheckpoint)(nil),          // 31: trustfed.command.v1.PutCheckpoint
-	(*AddCosignature)(nil),         // 32: trustfed.command.v1.AddCosignature
-	(*StoredCheckpoint)(nil),       // 33: trustfed.command.v1.StoredCheckpoint
-	(*Cosignature)(nil),            // 34: trustfed.command.v1.Cosignature
-	(*AuditHead)(nil),              // 35: trustfed.command.v1.AuditHead
-	(*AuditLeaf)(nil),              // 36: trustfed.command.v1.AuditLeaf
-	(*GraphEdge)(nil),              // 37: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),            // 38: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),       // 39: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),           // 40: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                  // 41: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),       // 42: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),         // 43: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),            // 44: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil),  // 45: google.protobuf.Timestamp
-	(*v1.AdminSignature)(nil),      // 46: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),               // 47: trustfed.v1.Admin
-	(*v1.Organization)(nil),        // 48: trustfed.v1.Organization
-	(*v1.Agreement)(nil),           // 49: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),              // 50: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),    // 51: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),       // 52: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),   // 53: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),             // 54: trustfed.v1.Session
-	(*v1.Cascade)(nil),             // 55: trustfed.v1.Cascade
-	(*v1.MemberNode)(nil),          // 56: trustfed.v1.MemberNode
-	(*v1.AuditDecision)(nil),       // 57: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),    // 58: trustfed.v1.AuditAuthFailure
-	(*durationpb.Duration)(nil),    // 59: google.protobuf.Duration
-	(*v1.Delivery)(nil),            // 60: trustfed.v1.Delivery
+	(CommandType)(0),                   // 0: trustfed.command.v1.CommandType
+	(Role)(0),                          // 1: trustfed.command.v1.Role
+	(*Envelope)(nil),                   // 2: trustfed.command.v1.Envelope
+	(*RegisterOrganization)(nil),       // 3: trustfed.command.v1.RegisterOrganization
+	(*ApproveOrganization)(nil),        // 4: trustfed.command.v1.ApproveOrganization
+	(*SubmitPassport)(nil),             // 5: trustfed.command.v1.SubmitPassport
+	(*RevokedPassport)(nil),            // 6: trustfed.command.v1.RevokedPassport
+	(*SigningKey)(nil),                 // 7: trustfed.command.v1.SigningKey
+	(*CreateAuthorization)(nil),        // 8: trustfed.command.v1.CreateAuthorization
+	(*ApproveAuthorization)(nil),       // 9: trustfed.command.v1.ApproveAuthorization
+	(*ConsumeAuthorization)(nil),       // 10: trustfed.command.v1.ConsumeAuthorization
+	(*PutSigningKey)(nil),              // 11: trustfed.command.v1.PutSigningKey
+	(*ProposeAgreement)(nil),           // 12: trustfed.command.v1.ProposeAgreement
+	(*SignAgreement)(nil),              // 13: trustfed.command.v1.SignAgreement
+	(*TerminateAgreement)(nil),         // 14: trustfed.command.v1.TerminateAgreement
+	(*UpdateOrganization)(nil),         // 15: trustfed.command.v1.UpdateOrganization
+	(*ProposeAdminChange)(nil),         // 16: trustfed.command.v1.ProposeAdminChange
+	(*ApproveAdminChange)(nil),         // 17: trustfed.command.v1.ApproveAdminChange
+	(*BootstrapAdmin)(nil),             // 18: trustfed.command.v1.BootstrapAdmin
+	(*Token)(nil),                      // 19: trustfed.command.v1.Token
+	(*UsedNonce)(nil),                  // 20: trustfed.command.v1.UsedNonce
+	(*RevokeToken)(nil),                // 21: trustfed.command.v1.RevokeToken
+	(*EnrolMemberNode)(nil),            // 22: trustfed.command.v1.EnrolMemberNode
+	(*SetWebhook)(nil),                 // 23: trustfed.command.v1.SetWebhook
+	(*RemoveMemberNode)(nil),           // 24: trustfed.command.v1.RemoveMemberNode
+	(*IssueMemberCertificate)(nil),     // 25: trustfed.command.v1.IssueMemberCertificate
+	(*PutToken)(nil),                   // 26: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),             // 27: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),             // 28: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),             // 29: trustfed.command.v1.SnapshotRecord
+	(*AppendAudit)(nil),                // 30: trustfed.command.v1.AppendAudit
+	(*AuditEvent)(nil),                 // 31: trustfed.command.v1.AuditEvent
+	(*PutCheckpoint)(nil),              // 32: trustfed.command.v1.PutCheckpoint
+	(*AddCosignature)(nil),             // 33: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),           // 34: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),                // 35: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),                  // 36: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),                  // 37: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),                  // 38: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),                // 39: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),           // 40: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),               // 41: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                      // 42: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),           // 43: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),             // 44: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),                // 45: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
+	(*v1.CheckInteractionRequest)(nil), // 47: trustfed.v1.CheckInteractionRequest
+	(*v1.AdminSignature)(nil),          // 48: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),                   // 49: trustfed.v1.Admin
+	(*v1.Organization)(nil),            // 50: trustfed.v1.Organization
+	(*v1.Agreement)(nil),               // 51: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),                  // 52: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),        // 53: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),           // 54: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),       // 55: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),                 // 56: trustfed.v1.Session
+	(*v1.Cascade)(nil),                 // 57: trustfed.v1.Cascade
+	(*v1.MemberNode)(nil),              // 58: trustfed.v1.MemberNode
+	(*v1.AuditDecision)(nil),           // 59: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),        // 60: trustfed.v1.AuditAuthFailure
+	(*durationpb.Duration)(nil),        // 61: google.protobuf.Duration
+	(*v1.Delivery)(nil),                // 62: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	45, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	45, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	45, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 4: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	46, // 5: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	46, // 6: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	47, // 7: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
-	1,  // 8: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	45, // 9: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	45, // 10: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	45, // 11: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	45, // 12: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
-	45, // 13: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
-	45, // 14: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
-	18, // 15: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	45, // 16: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	48, // 17: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	49, // 18: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
-	18, // 19: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	26, // 20: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	50, // 21: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
-	6,  // 22: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	51, // 23: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
-	7,  // 24: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	52, // 25: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	47, // 26: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	53, // 27: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	37, // 28: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	54, // 29: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	55, // 30: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	44, // 31: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	35, // 32: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
-	36, // 33: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
-	33, // 34: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
-	56, // 35: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
-	19, // 36: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
-	30, // 37: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	57, // 38: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	58, // 39: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	45, // 40: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	34, // 41: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	45, // 42: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	45, // 43: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	59, // 44: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	43, // 45: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	60, // 46: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	46, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	46, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	46, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	47, // 4: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
+	7,  // 5: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
+	48, // 6: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	48, // 7: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	49, // 8: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	1,  // 9: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
+	46, // 10: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	46, // 11: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	46, // 12: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	46, // 13: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
+	46, // 14: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
+	46, // 15: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
+	19, // 16: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
+	46, // 17: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	50, // 18: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	51, // 19: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	19, // 20: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
+	27, // 21: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	52, // 22: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	6,  // 23: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
+	53, // 24: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	7,  // 25: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
+	54, // 26: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	49, // 27: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	55, // 28: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	38, // 29: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	56, // 30: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	57, // 31: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	45, // 32: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	36, // 33: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	37, // 34: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	34, // 35: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	58, // 36: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
+	20, // 37: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
+	31, // 38: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	59, // 39: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	60, // 40: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	46, // 41: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	35, // 42: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	46, // 43: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	46, // 44: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	61, // 45: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	44, // 46: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	62, // 47: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -3569,7 +3659,7 @@ func file_trustfed_command_v1_command_proto_init() {
 	if File_trustfed_command_v1_command_proto != nil {
 		return
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[26].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[27].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
@@ -3591,7 +3681,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_MemberNode)(nil),
 		(*SnapshotRecord_UsedNonce)(nil),
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[28].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[29].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
 		(*AuditEvent_AuthFailure)(nil),
 	}
@@ -3601,7 +3691,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

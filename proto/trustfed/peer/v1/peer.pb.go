@@ -200,6 +200,103 @@ func (x *AppendAuditResponse) GetIndex() uint64 {
 	return 0
 }
 
+type ProgressRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressRequest) Reset() {
+	*x = ProgressRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressRequest) ProtoMessage() {}
+
+func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressRequest.ProtoReflect.Descriptor instead.
+func (*ProgressRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+type ProgressResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering server's node id (the leader checks it is the server it asked).
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Term          uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressResponse) Reset() {
+	*x = ProgressResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressResponse) ProtoMessage() {}
+
+func (x *ProgressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressResponse.ProtoReflect.Descriptor instead.
+func (*ProgressResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ProgressResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ProgressResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 var File_trustfed_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
@@ -212,10 +309,16 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\"R\n" +
 	"\x13AppendAuditResponse\x12%\n" +
 	"\x0efirst_sequence\x18\x01 \x01(\x04R\rfirstSequence\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index2\xc4\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x11\n" +
+	"\x0fProgressRequest\"d\n" +
+	"\x10ProgressResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex2\x9c\x02\n" +
 	"\vPeerService\x12Y\n" +
 	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponseB<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
+	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12V\n" +
+	"\bProgress\x12!.trustfed.peer.v1.ProgressRequest\x1a\".trustfed.peer.v1.ProgressResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
 
 var (
 	file_trustfed_peer_v1_peer_proto_rawDescOnce sync.Once
@@ -229,22 +332,26 @@ func file_trustfed_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_trustfed_peer_v1_peer_proto_rawDescData
 }
 
-var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_trustfed_peer_v1_peer_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),    // 0: trustfed.peer.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),   // 1: trustfed.peer.v1.ReadIndexResponse
 	(*AppendAuditRequest)(nil),  // 2: trustfed.peer.v1.AppendAuditRequest
 	(*AppendAuditResponse)(nil), // 3: trustfed.peer.v1.AppendAuditResponse
-	(*v1.AppendAudit)(nil),      // 4: trustfed.command.v1.AppendAudit
+	(*ProgressRequest)(nil),     // 4: trustfed.peer.v1.ProgressRequest
+	(*ProgressResponse)(nil),    // 5: trustfed.peer.v1.ProgressResponse
+	(*v1.AppendAudit)(nil),      // 6: trustfed.command.v1.AppendAudit
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
-	4, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
+	6, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
 	0, // 1: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
 	2, // 2: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
-	1, // 3: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3, // 4: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
+	4, // 3: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
+	1, // 4: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3, // 5: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5, // 6: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -261,7 +368,7 @@ func file_trustfed_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_peer_v1_peer_proto_rawDesc), len(file_trustfed_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

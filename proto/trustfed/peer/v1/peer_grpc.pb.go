@@ -23,13 +23,16 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	PeerService_ReadIndex_FullMethodName   = "/trustfed.peer.v1.PeerService/ReadIndex"
 	PeerService_AppendAudit_FullMethodName = "/trustfed.peer.v1.PeerService/AppendAudit"
+	PeerService_Progress_FullMethodName    = "/trustfed.peer.v1.PeerService/Progress"
 )
 
 // PeerServiceClient is the client API for PeerService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// PeerService is called by a follower on the leader.
+// PeerService is spoken between registry servers: a follower calls the
+// leader (ReadIndex, AppendAudit), the leader calls a joining server
+// (Progress).
 type PeerServiceClient interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
 	// write acknowledged before the call began (Raft read-index protocol).
@@ -37,6 +40,9 @@ type PeerServiceClient interface {
 	// AppendAudit commits audit events a follower collected (its decisions,
 	// group-committed) and returns the sequence number of the first.
 	AppendAudit(ctx context.Context, in *AppendAuditRequest, opts ...grpc.CallOption) (*AppendAuditResponse, error)
+	// Progress reports how far the answering server has applied the log: the
+	// leader asks a non-voter before promoting it to voter.
+	Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error)
 }
 
 type peerServiceClient struct {
@@ -67,11 +73,23 @@ func (c *peerServiceClient) AppendAudit(ctx context.Context, in *AppendAuditRequ
 	return out, nil
 }
 
+func (c *peerServiceClient) Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProgressResponse)
+	err := c.cc.Invoke(ctx, PeerService_Progress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
 //
-// PeerService is called by a follower on the leader.
+// PeerService is spoken between registry servers: a follower calls the
+// leader (ReadIndex, AppendAudit), the leader calls a joining server
+// (Progress).
 type PeerServiceServer interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
 	// write acknowledged before the call began (Raft read-index protocol).
@@ -79,6 +97,9 @@ type PeerServiceServer interface {
 	// AppendAudit commits audit events a follower collected (its decisions,
 	// group-committed) and returns the sequence number of the first.
 	AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error)
+	// Progress reports how far the answering server has applied the log: the
+	// leader asks a non-voter before promoting it to voter.
+	Progress(context.Context, *ProgressRequest) (*ProgressResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -94,6 +115,9 @@ func (UnimplementedPeerServiceServer) ReadIndex(context.Context, *ReadIndexReque
 }
 func (UnimplementedPeerServiceServer) AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AppendAudit not implemented")
+}
+func (UnimplementedPeerServiceServer) Progress(context.Context, *ProgressRequest) (*ProgressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Progress not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -152,6 +176,24 @@ func _PeerService_AppendAudit_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_Progress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).Progress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_Progress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).Progress(ctx, req.(*ProgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +208,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AppendAudit",
 			Handler:    _PeerService_AppendAudit_Handler,
+		},
+		{
+			MethodName: "Progress",
+			Handler:    _PeerService_Progress_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,251 @@
+package testutil
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Network is a set of TCP proxies a test puts in front of its servers'
+// ports (the servers advertise the proxies' addresses to each other), so it
+// can partition them. A connection through a proxy belongs to a link from
+// the process that opened it to the process behind the proxy; Isolate cuts
+// every link between the isolated processes and the others. A cut link is
+// a blackhole, as in a real partition, not a reset: connections stay open
+// (new ones are accepted), and whatever is sent is read and dropped, so
+// callers hang until their own timeouts.
+type Network struct {
+	t testing.TB
+
+	mu       sync.Mutex
+	isolated map[int]bool // by pid
+}
+
+// NewNetwork returns a network with no link cut. Its proxies close at test
+// cleanup.
+func NewNetwork(t testing.TB) *Network {
+	return &Network{t: t, isolated: map[int]bool{}}
+}
+
+// Isolate cuts the process pid off from every other process (existing
+// connections included).
+func (n *Network) Isolate(pid int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.isolated[pid] = true
+}
+
+func (n *Network) cut(from, to int) bool {
+	if from == 0 || to == 0 {
+		return false // not between two known processes (e.g. the test itself)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.isolated[from] != n.isolated[to]
+}
+
+// Proxy forwards TCP connections from its loopback address to a target.
+type Proxy struct {
+	net    *Network
+	ln     net.Listener
+	target chan struct{} // closed once SetTarget was called
+	once   sync.Once
+	addr   string
+	pid    atomic.Int64 // process behind the proxy
+	// candidates are the pids a connection may come from.
+	candidates func() []int
+
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// Proxy listens on a new loopback port. Connections wait until SetTarget
+// names where they go. candidates lists the processes connections may come
+// from (to tell whose they are).
+func (n *Network) Proxy(candidates func() []int) *Proxy {
+	n.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		n.t.Fatalf("proxy listen: %v", err)
+	}
+	p := &Proxy{net: n, ln: ln, target: make(chan struct{}), candidates: candidates}
+	p.wg.Add(1)
+	go p.accept()
+	n.t.Cleanup(p.close)
+	return p
+}
+
+// Addr is the proxy's address (what servers advertise).
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetTarget sets the address the proxy forwards to and the pid of the
+// process listening there. Call it once per process (again after a
+// restart).
+func (p *Proxy) SetTarget(addr string, pid int) {
+	p.mu.Lock()
+	p.addr = addr
+	p.mu.Unlock()
+	p.pid.Store(int64(pid))
+	p.once.Do(func() { close(p.target) })
+}
+
+func (p *Proxy) close() {
+	_ = p.ln.Close()
+	p.once.Do(func() { close(p.target) })
+	p.mu.Lock()
+	p.closed = true
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// track keeps c to close it with the proxy; false (and c closed) if the
+// proxy is closed already.
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		_ = c.Close()
+		return false
+	}
+	p.conns = append(p.conns, c)
+	return true
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		if !p.track(in) {
+			return
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.serve(in)
+		}()
+	}
+}
+
+func (p *Proxy) serve(in net.Conn) {
+	from := ownerOf(in.RemoteAddr(), p.candidates())
+	<-p.target
+	p.mu.Lock()
+	addr := p.addr
+	p.mu.Unlock()
+	if addr == "" {
+		_ = in.Close()
+		return // closed before a target was set
+	}
+	out, err := net.Dial("tcp", addr)
+	if err != nil {
+		_ = in.Close()
+		return
+	}
+	if !p.track(out) {
+		return
+	}
+	to := func() int { return int(p.pid.Load()) }
+	var wg sync.WaitGroup
+	wg.Go(func() { p.pipe(out, in, func() bool { return p.net.cut(from, to()) }) })
+	wg.Go(func() { p.pipe(in, out, func() bool { return p.net.cut(from, to()) }) })
+	wg.Wait()
+}
+
+// pipe copies src to dst while the link is up, and drops what it reads
+// while it is cut. It ends when either side closes.
+func (p *Proxy) pipe(dst, src net.Conn, cut func() bool) {
+	defer func() { _ = dst.Close(); _ = src.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !cut() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// ownerOf finds which of pids holds the client end of a loopback
+// connection whose remote address (seen by the proxy) is addr, through
+// /proc: the socket with that local port, then the process with an open
+// descriptor for it. 0 if none.
+func ownerOf(addr net.Addr, pids []int) int {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return 0
+	}
+	inode, err := socketInode(tcp.Port)
+	if err != nil {
+		return 0
+	}
+	want := "socket:[" + inode + "]"
+	for _, pid := range pids {
+		dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && l == want {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// socketInode is the inode of the IPv4 TCP socket bound to local port port
+// on 127.0.0.1 (/proc/net/tcp).
+func socketInode(port int) (string, error) {
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		return "", fmt.Errorf("open /proc/net/tcp: %w", err)
+	}
+	defer f.Close()
+	local := fmt.Sprintf("0100007F:%04X", port)
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 9 && fields[1] == local {
+			return fields[9], nil
+		}
+	}
+	if err := s.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read /proc/net/tcp: %w", err)
+	}
+	return "", fmt.Errorf("no socket on local port %d", port)
+}
+
+// FreeAddr returns a loopback address with a port free right now, for a
+// server whose bound address a test must know before it starts (one behind
+// a Proxy that advertises another).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
