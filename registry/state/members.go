@@ -55,12 +55,6 @@ var (
 	serialPattern       = regexp.MustCompile(`^[0-9a-f]+$`)
 )
 
-func init() {
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_ENROL_MEMBER_NODE, applyEnrolMemberNode)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_REMOVE_MEMBER_NODE, applyRemoveMemberNode)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE, applyIssueMemberCertificate)
-}
-
 func memberNodesTable() *memdb.TableSchema {
 	return &memdb.TableSchema{
 		Name: tableMemberNodes,
