@@ -13,7 +13,7 @@ export PATH := $(BIN):$(PATH)
 # GOTOOLCHAIN in the environment still wins.
 export GOTOOLCHAIN ?= auto
 
-.PHONY: run build test fuzz-smoke test-short lint vulncheck fmt-check proto proto-check tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: run build test fuzz-smoke test-short lint vulncheck fmt-check proto proto-check proto-breaking tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## run: build and start a single-node dev server on loopback (prints the admin token)
 run: build
@@ -86,6 +86,15 @@ proto: tools
 proto-check: proto
 	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
 		echo "generated code in proto/ is stale: run 'make proto' and commit"; git status --porcelain -- proto; exit 1; fi
+
+BREAKING_AGAINST ?= HEAD~1
+## proto-breaking: fail if proto/ changed incompatibly since BREAKING_AGAINST (default: the previous
+## commit; buf.yaml's WIRE_JSON rules). command.proto is the Raft log format: it must never break.
+proto-breaking: tools
+	@if ! git rev-parse --verify --quiet '$(BREAKING_AGAINST)^{commit}' >/dev/null; then \
+		echo "proto-breaking: skipped: no commit $(BREAKING_AGAINST) to compare with"; exit 0; fi; \
+	echo "buf breaking against $(BREAKING_AGAINST)"; \
+	$(BIN)/buf breaking --against '.git#ref=$(BREAKING_AGAINST)'
 
 ## bench: Go benchmarks (numbers go to BENCHMARKS.md)
 bench:
