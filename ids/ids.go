@@ -41,6 +41,8 @@ var (
 	Event = newFormat("event id", `^evt-[0-9a-f]{16}$`)
 	// AdminChange is an admin change id.
 	AdminChange = newFormat("admin change id", `^chg-[0-9a-f]{16}$`)
+	// DataCategory names a category of data in an agreement's scope.
+	DataCategory = newFormat("data category", `^[a-z][a-z0-9-]{1,62}$`)
 	// Serial is a certificate serial in lowercase hex (callers bound its length).
 	Serial = newFormat("serial", `^[0-9a-f]+$`)
 	// Digest is a SHA-256 digest: "sha256:" and 64 lowercase hex digits.
@@ -49,7 +51,7 @@ var (
 
 // All lists every format (for tests and documentation).
 func All() []*Format {
-	return []*Format{Organization, Jurisdiction, Agreement, Token, Node, Authorization, Session, Event, AdminChange, Serial, Digest}
+	return []*Format{Organization, Jurisdiction, Agreement, Token, Node, Authorization, Session, Event, AdminChange, DataCategory, Serial, Digest}
 }
 
 // Name is the format's name for messages ("organization id").

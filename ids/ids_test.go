@@ -35,6 +35,8 @@ func TestFormats(t *testing.T) {
 			[]string{"", "evt-0123456789abcde", "ses-0123456789abcdef"}},
 		{ids.AdminChange, []string{"chg-0123456789abcdef"},
 			[]string{"", "chg-0123456789abcdefa", "chg_0123456789abcdef"}},
+		{ids.DataCategory, []string{"health", "pii-basic"},
+			[]string{"", "Health", "h", "health data"}},
 		{ids.Serial, []string{"1f", "0", "deadbeef"},
 			[]string{"", "1F", "0x1f", "1f "}},
 		{ids.Digest, []string{"sha256:" + strings.Repeat("0f", 32)},
