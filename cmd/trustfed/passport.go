@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/ids"
 )
 
 // Defaults and limits of the passport commands.
@@ -75,8 +76,8 @@ type passportIssueOptions struct {
 // organisation key, read from a file later) issued at now.
 func (o *passportIssueOptions) claims(now time.Time) (attestation.PassportClaims, error) {
 	var c attestation.PassportClaims
-	if !orgIDPattern.MatchString(o.issuerID) {
-		return c, usageErrorf("--issuer-id %q is not a valid issuer id (%s)", o.issuerID, orgIDPattern)
+	if !ids.Organization.Match(o.issuerID) {
+		return c, usageErrorf("--issuer-id %q is not a valid issuer id (%s)", o.issuerID, ids.Organization)
 	}
 	if err := validateOrgID("--org-id", o.orgID); err != nil {
 		return c, err
