@@ -49,7 +49,8 @@ type command struct {
 	// audit is how the audit log records the command.
 	audit auditClass
 	// redact, if set, removes secrets from the decoded payload before the
-	// command is written to the audit log.
+	// command is written to the audit log (marked redacted); when it
+	// returns false the payload is left out altogether.
 	redact func(proto.Message) bool
 }
 
