@@ -28,7 +28,11 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// CommandType names the payload of an Envelope. Append only.
+// CommandType names the payload of an Envelope. Append only: a new command
+// is a new value here and one entry in registry/state's command table
+// (commands.go); a retired value leaves the enum and its number and name are
+// reserved, never reused. `make proto-breaking` checks this file against the
+// previous commit.
 type CommandType int32
 
 const (
