@@ -1,7 +1,9 @@
 package state
 
 import (
+	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/require"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
@@ -29,6 +31,8 @@ func TestCommandTableCoversEveryCommandType(t *testing.T) {
 			require.Truef(t, c.payload != nil, "%s registers no payload message", v.Name())
 			require.NotNil(t, c.apply, "%s registers no handler", v.Name())
 			require.Contains(t, []auditClass{auditAsCommand, auditAsEvents, auditNot}, c.audit, "%s has no audit classification", v.Name())
+			require.Equal(t, "COMMAND_TYPE_"+upperSnake(string(c.payload.ProtoReflect().Descriptor().Name())), string(v.Name()),
+				"a command type carries the payload message of its name")
 			got, err := commandType(c.payload)
 			require.NoError(t, err)
 			require.Equal(t, ct, got, "%s's payload %s maps back to another type", v.Name(), c.payload.ProtoReflect().Descriptor().Name())
@@ -38,6 +42,18 @@ func TestCommandTableCoversEveryCommandType(t *testing.T) {
 		require.NotNil(t, values.ByNumber(protoreflect.EnumNumber(ct)), "command %d is registered but not a CommandType value", ct)
 		require.False(t, reserved(enum, protoreflect.EnumNumber(ct)), "command %d is registered and reserved", ct)
 	}
+}
+
+// upperSnake turns a message name into an enum value name: PutToken, PUT_TOKEN.
+func upperSnake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && unicode.IsUpper(r) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
 }
 
 func reserved(enum protoreflect.EnumDescriptor, n protoreflect.EnumNumber) bool {
