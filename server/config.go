@@ -49,6 +49,7 @@ type Config struct {
 	UnauditedDecisions bool          // -unaudited-decisions (dev only)
 	DebugAddr          string        // -debug-addr
 	Version            string        // reported by status and /metrics; no flag
+	Revision           string        // VCS commit on /metrics ("" = what Go recorded); no flag
 
 	// DevReady, when set in dev mode, is called once the dev server holds
 	// its signing key, bootstrap token and admin (the CLI prints its banner).

@@ -1,18 +1,22 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trustfed/trustfed/internal/testutil"
 	"github.com/trustfed/trustfed/internal/testutil/testserver"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/server"
 )
 
@@ -76,4 +80,25 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	_, err := server.New(cfg)
 	require.ErrorContains(t, err, "-node-id is required")
 	require.NoDirExists(t, cfg.DataDir)
+}
+
+// /metrics reports the running build as trustfed_build_info{version,
+// goversion,revision} 1, with the version the server was given.
+func TestBuildInfoMetric(t *testing.T) {
+	d := testserver.StartDev(t, func(c *server.Config) { c.Version = "v9.9.9-test" })
+	code, body := d.Get(t, "/metrics")
+	require.Equal(t, http.StatusOK, code, string(body))
+	m := testutil.ParseMetrics(t, bytes.NewReader(body))
+	b := server.ReadBuildInfo("v9.9.9-test", "")
+	v, ok := m.Value("trustfed_build_info", map[string]string{"version": "v9.9.9-test", "goversion": runtime.Version(), "revision": b.Revision})
+	require.True(t, ok, "trustfed_build_info with the build's labels")
+	require.Equal(t, 1.0, v)
+}
+
+// Status reports the version the server was given.
+func TestStatusReportsVersion(t *testing.T) {
+	d := testserver.StartDev(t, func(c *server.Config) { c.Version = "v9.9.9-test" })
+	st, err := d.Client(t).Cluster().Status(t.Context(), &trustfedv1.StatusRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "v9.9.9-test", st.GetVersion())
 }

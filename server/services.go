@@ -44,6 +44,9 @@ func (s *Server) startServices() error {
 	if err := exportRaftMetrics(s.reg.MetricsRegisterer()); err != nil {
 		return err
 	}
+	if err := exportBuildInfo(s.reg.MetricsRegisterer(), s.cfg.Version, s.cfg.Revision); err != nil {
+		return fmt.Errorf("build info metric: %w", err)
+	}
 	s.grpc = grpc.NewServer(append(s.reg.ServerOptions(), grpc.Creds(s.reg.AuditedCredentials(credentials.NewTLS(s.tls.server))))...)
 	s.reg.Register(s.grpc)
 	return nil

@@ -93,6 +93,8 @@ func newRootCmd(a *app) *cobra.Command {
 	}
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
+	root.Version = buildVersion() // --version prints the same line as `trustfed version`
+	root.SetVersionTemplate(versionLine())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	pf := root.PersistentFlags()
@@ -109,6 +111,7 @@ func newRootCmd(a *app) *cobra.Command {
 
 	root.AddCommand(
 		newServerCmd(),
+		newVersionCmd(),
 		newStatusCmd(a),
 		newClusterCmd(a),
 		newOrgCmd(a),

@@ -113,7 +113,8 @@ func parseServerFlags(args []string, stderr, out io.Writer) (server.Config, erro
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageError{err}
 	}
-	cfg.Version = buildVersion()
+	b := server.ReadBuildInfo(version, commit)
+	cfg.Version, cfg.Revision = b.Version, b.Revision
 	if cfg.Dev {
 		cfg.DevReady = func(d server.DevInfo) { printDevBanner(out, d) }
 	}

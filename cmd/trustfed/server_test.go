@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -33,4 +34,18 @@ func TestServerFlagDefaults(t *testing.T) {
 	require.Equal(t, 256, cfg.CascadeWorkers)
 	require.NotNil(t, cfg.DevReady, "-dev prints its banner")
 	require.Equal(t, buildVersion(), cfg.Version)
+}
+
+// `trustfed version` and `trustfed --version` print the version, the Go
+// version and the commit; an injected version wins.
+func TestVersion(t *testing.T) {
+	defer func(v, c string) { version, commit = v, c }(version, commit)
+	version, commit = "v1.2.3-test", "0123abcd"
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, stdout, stderr := runCLI(nil, args...)
+		require.Equal(t, 0, code, stderr)
+		require.Equal(t, "trustfed v1.2.3-test ("+runtime.Version()+", commit 0123abcd)\n", stdout, args)
+	}
+	version, commit = "", ""
+	require.NotEmpty(t, buildVersion(), "without -ldflags: the VCS revision or dev")
 }

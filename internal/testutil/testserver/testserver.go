@@ -6,7 +6,10 @@ package testserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -76,4 +79,45 @@ func (d *Dev) Env() map[string]string {
 		client.EnvCACert:     d.CAFile(),
 		"TRUSTFED_ADMIN_KEY": d.Info.AdminKeyFile,
 	}
+}
+
+// Client dials the server's gRPC API as its bootstrap admin; the connection
+// is closed in t.Cleanup.
+func (d *Dev) Client(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.New(t.Context(), client.Config{Addr: d.GRPCAddr(), Token: d.Info.AdminToken, CACertFile: d.CAFile(), Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("dial the dev server: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Get GETs path over HTTPS as the bootstrap admin and returns the status
+// code and the body.
+func (d *Dev) Get(t testing.TB, path string) (int, []byte) {
+	t.Helper()
+	pem, err := os.ReadFile(d.CAFile())
+	if err != nil {
+		t.Fatalf("read the CA: %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://"+d.HTTPAddr()+path, nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.Info.AdminToken)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read the body: %v", path, err)
+	}
+	return resp.StatusCode, body
 }
