@@ -1,14 +1,20 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/internal/testutil"
 	"github.com/trustfed/trustfed/internal/testutil/testserver"
 )
 
@@ -54,17 +60,24 @@ func (s *realServer) onboard(t *testing.T, org string) {
 	require.Contains(t, out, "ACTIVE")
 }
 
+// federation accredits the issuer "assessor" and onboards orgs.
+func (s *realServer) federation(t *testing.T, orgs ...string) {
+	t.Helper()
+	s.run(t, exitOK, "keygen", "--out", s.path("assessor.key"))
+	out, _ := s.run(t, exitOK, "issuer", "accredit", "assessor", "--name", "Assessor", "--pubkey", s.path("assessor.key.pub"), "--max-level", "4")
+	require.Contains(t, squeeze(out), "Status: ACCREDITED\n")
+	require.Contains(t, squeeze(out), "Max level: 4 (PRIVILEGED)\n")
+	for _, org := range orgs {
+		s.onboard(t, org)
+	}
+}
+
 // The membership verbs against a real server: every signature the CLI
 // makes (registration, passport, agreement terms, termination, admin
 // changes) is checked by the registry itself, and a wrong key is refused.
 func TestCLIMembershipAgainstRealServer(t *testing.T) {
 	s := startRealServer(t)
-	s.run(t, exitOK, "keygen", "--out", s.path("assessor.key"))
-	out, _ := s.run(t, exitOK, "issuer", "accredit", "assessor", "--name", "Assessor", "--pubkey", s.path("assessor.key.pub"), "--max-level", "4")
-	require.Contains(t, squeeze(out), "Status: ACCREDITED\n")
-	require.Contains(t, squeeze(out), "Max level: 4 (PRIVILEGED)\n")
-	s.onboard(t, "acme")
-	s.onboard(t, "globex")
+	s.federation(t, "acme", "globex")
 
 	t.Run("register with a missing key is refused before the server", func(t *testing.T) {
 		_, stderr := s.run(t, exitError, "org", "register", "--id", "initech", "--name", "Initech", "--jurisdiction", "EU",
@@ -201,4 +214,55 @@ func TestCLIMembershipAgainstRealServer(t *testing.T) {
 		require.Equal(t, "dev", got["nodeId"])
 		require.Equal(t, "test", got["version"])
 	})
+}
+
+// The audit verbs against a real server: an organisation cosigns the
+// registry's signed checkpoint (the registry verifies the cosignature), the
+// tree head verifies with that witness, and entries and proofs verify
+// against the signed tree.
+func TestAuditCmdAgainstRealServer(t *testing.T) {
+	s := startRealServer(t)
+	s.federation(t, "acme")
+	state := s.path("witness.json")
+	var out string
+	testutil.Eventually(t, 30*time.Second, "acme cosigns a signed checkpoint", func() error {
+		code, stdout, stderr := runCLI(s.env, "audit", "witness", "--org", "acme", "--key", s.path("acme.key"), "--state", state)
+		if code != exitOK {
+			return fmt.Errorf("exit %d: %s", code, stderr)
+		}
+		out = stdout
+		return nil
+	})
+	require.Contains(t, out, "acme cosigned test.trustfed.local/audit at ")
+
+	out, _ = s.run(t, exitOK, "audit", "sth", "--witness", "acme="+s.path("acme.key.pub"))
+	require.Contains(t, squeeze(out), "Origin: test.trustfed.local/audit\n")
+	require.Contains(t, squeeze(out), "Verified: registry signature; cosigned by 1 of 1 trusted witnesses (need 1): acme\n")
+	vkey := regexp.MustCompile(`Verifier key: +(\S+) \(from GetKeys\)`).FindStringSubmatch(out)
+	require.Len(t, vkey, 2, out)
+
+	_, stderr := s.run(t, exitError, "audit", "sth", "--registry-key", otherVerifierKey(t, "test.trustfed.local/audit"))
+	require.Contains(t, stderr, "does not verify", "a pinned key that is not the registry's")
+
+	out, _ = s.run(t, exitOK, "audit", "entries", "--proofs", "--limit", "3", "--registry-key", vkey[1])
+	require.Contains(t, out, "(more entries: raise --limit, now 3)")
+	require.Regexp(t, `Inclusion proofs: all 3 entries verified in the signed tree of [0-9]+ entries`, out)
+
+	out, _ = s.run(t, exitOK, "audit", "proof", "2")
+	require.Regexp(t, `Verified: in the signed tree of [0-9]+ entries`, squeeze(out))
+	out, _ = s.run(t, exitOK, "audit", "proof", "2", "--tree-size", "4")
+	require.Regexp(t, `Verified: in the tree of 4 entries, a prefix of the signed tree of [0-9]+ entries`, squeeze(out))
+	_, stderr = s.run(t, exitError, "audit", "proof", "1000000")
+	require.Contains(t, stderr, "not in the signed tree")
+}
+
+// otherVerifierKey is a checkpoint verifier key for origin that is not the
+// registry's.
+func otherVerifierKey(t *testing.T, origin string) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	vkey, err := attestation.CheckpointVerifierKey(origin, pub)
+	require.NoError(t, err)
+	return vkey
 }
