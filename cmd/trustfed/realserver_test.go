@@ -207,6 +207,16 @@ func TestCLIMembershipAgainstRealServer(t *testing.T) {
 		require.Contains(t, squeeze(out), "Status: APPLIED\n")
 		require.Contains(t, squeeze(out), "Approvals: 2 of 2 (dev-admin, bob)\n")
 	})
+	t.Run("server error", func(t *testing.T) {
+		stdout, stderr := s.run(t, exitError, "org", "get", "nobody")
+		require.Empty(t, stdout)
+		require.Regexp(t, `^error: .*"nobody".* \(code NotFound\)\n$`, stderr)
+	})
+	t.Run("untrusted server", func(t *testing.T) {
+		code, _, stderr := runCLI(map[string]string{"TRUSTFED_ADDR": s.GRPCAddr()}, "status", "--timeout", "5s")
+		require.Equal(t, exitError, code, "the server's certificate is not under the system roots")
+		require.Contains(t, stderr, "code Unavailable")
+	})
 	t.Run("status reports the server's version", func(t *testing.T) {
 		out, _ := s.run(t, exitOK, "-o", "json", "status")
 		var got map[string]any
