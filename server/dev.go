@@ -12,11 +12,10 @@ import (
 	"sync"
 	"time"
 
-	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
-	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
-
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/state"
 )
 

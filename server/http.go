@@ -10,9 +10,10 @@ import (
 	"net/http/pprof"
 	"time"
 
-	"github.com/trustfed/trustfed/registry"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+
+	"github.com/trustfed/trustfed/registry"
 )
 
 // startHTTP builds the REST gateway (a gRPC client of this node) and the

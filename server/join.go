@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"time"
 
-	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // joinCluster asks the member at target to add this node, authenticating

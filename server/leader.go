@@ -12,13 +12,13 @@ import (
 	"sync"
 	"time"
 
-	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	"github.com/trustfed/trustfed/registry/state"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // registerLeaderTasks registers what only the leader runs: revocation

@@ -10,14 +10,15 @@ import (
 	"path/filepath"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/registry"
 	"github.com/trustfed/trustfed/registry/audit"
 	"github.com/trustfed/trustfed/registry/state"
 	"github.com/trustfed/trustfed/revocation"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/protobuf/proto"
 )
 
 // startServices builds the revocation cascade runner and the registry's
