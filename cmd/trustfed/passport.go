@@ -204,8 +204,8 @@ Works on local files only; FILE is never replaced unless --force is given.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.issuerKey, "issuer-key", "", "issuer's private key file, PKCS#8 PEM (required)")
-	f.StringVar(&o.issuerID, "issuer-id", "", "issuer id, ^[a-z][a-z0-9-]{1,62}$ (required)")
-	f.StringVar(&o.orgID, "org-id", "", "organisation id, ^[a-z][a-z0-9-]{1,62}$ (required)")
+	f.StringVar(&o.issuerID, "issuer-id", "", "issuer id, "+ids.Organization.String()+" (required)")
+	f.StringVar(&o.orgID, "org-id", "", "organisation id, "+ids.Organization.String()+" (required)")
 	f.StringVar(&o.orgPubKey, "org-pubkey", "", "organisation's public key file, PKIX PEM (required)")
 	f.StringVar(&o.level, "level", "", "attested level, 0..4 or its name (required)")
 	f.StringVar(&o.jurisdiction, "jurisdiction", "", "jurisdiction, 1..64 of [A-Za-z0-9-], e.g. EU or US-NY (required)")

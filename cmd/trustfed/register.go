@@ -97,7 +97,7 @@ func newOrgRegisterCmd(a *app) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.id, "id", "", "organisation id, ^[a-z][a-z0-9-]{1,62}$ (required)")
+	f.StringVar(&o.id, "id", "", "organisation id, "+ids.Organization.String()+" (required)")
 	f.StringVar(&o.name, "name", "", "human-readable, unique name (required)")
 	f.StringVar(&o.jurisdiction, "jurisdiction", "", `jurisdiction code, e.g. "EU" or "US-NY" (required)`)
 	f.StringVar(&o.level, "level", "", "declared trust level, 0..4 or its name; at most what the passport attests (required)")
