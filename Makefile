@@ -18,7 +18,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: run build test fuzz-smoke test-short lint vulncheck fmt-check proto proto-check tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: run build test fuzz-smoke test-short lint vulncheck fmt-check proto proto-check proto-breaking tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## run: build and start a single-node dev server on loopback (prints the admin token)
 run: build
@@ -48,6 +48,7 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzIssueMemberCertificate$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzRESTChecks$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONErrorField$$' -fuzztime $(FUZZTIME) ./registry/
+	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./ids/
 
 ## test-short: the fast tests only
 test-short:
@@ -91,6 +92,15 @@ proto: tools
 proto-check: proto
 	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
 		echo "generated code in proto/ is stale: run 'make proto' and commit"; git status --porcelain -- proto; exit 1; fi
+
+BREAKING_AGAINST ?= HEAD~1
+## proto-breaking: fail if proto/ changed incompatibly since BREAKING_AGAINST (default: the previous
+## commit; buf.yaml's WIRE_JSON rules). command.proto is the Raft log format: it must never break.
+proto-breaking: tools
+	@if ! git rev-parse --verify --quiet '$(BREAKING_AGAINST)^{commit}' >/dev/null; then \
+		echo "proto-breaking: skipped: no commit $(BREAKING_AGAINST) to compare with"; exit 0; fi; \
+	echo "buf breaking against $(BREAKING_AGAINST)"; \
+	$(BIN)/buf breaking --against '.git#ref=$(BREAKING_AGAINST)'
 
 ## bench: Go benchmarks (numbers go to BENCHMARKS.md)
 bench:

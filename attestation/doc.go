@@ -4,7 +4,7 @@
 // for servers and clients, and bearer-token secrets.
 //
 // The package is pure in the sense of the design card: it imports nothing of
-// ours, never reads the clock (every function that depends on time takes it
+// ours but the identifier formats of ids, never reads the clock (every function that depends on time takes it
 // as an argument) and takes its randomness from an io.Reader where the
 // caller may want to control it. File helpers (SavePrivateKey, EnsureDevTLS,
 // ...) only touch the paths they are given.

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
 	"strings"
+
+	"github.com/trustfed/trustfed/ids"
 )
 
 // SPIFFE names of trustfed identities.
@@ -21,16 +22,10 @@ const (
 	memberPathInfix = "/member/"
 )
 
-var (
-	nodeIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	// orgIDPattern is registry/state's organisation id pattern.
-	orgIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
-)
-
 // ValidateNodeID reports whether id is a valid node ID: ^[a-z0-9][a-z0-9-]{0,62}$.
 func ValidateNodeID(id string) error {
-	if !nodeIDPattern.MatchString(id) {
-		return fmt.Errorf("%w: %q must match %s", ErrInvalidNodeID, id, nodeIDPattern)
+	if !ids.Node.Match(id) {
+		return fmt.Errorf("%w: %q must match %s", ErrInvalidNodeID, id, ids.Node)
 	}
 	return nil
 }
@@ -120,7 +115,7 @@ func memberFromURI(u *url.URL) (org, node string, ok bool) {
 		return "", "", false
 	}
 	org, node, ok = strings.Cut(rest, memberPathInfix)
-	if !ok || !orgIDPattern.MatchString(org) || ValidateNodeID(node) != nil {
+	if !ok || !ids.Organization.Match(org) || ValidateNodeID(node) != nil {
 		return "", "", false
 	}
 	return org, node, true

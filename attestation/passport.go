@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/trustfed/trustfed/ids"
 )
 
 // A governance passport is a JWT (RFC 7519) in JWS compact serialisation,
@@ -88,10 +88,6 @@ var (
 	}
 	passportTimeClaims  = map[string]bool{claimIssuedAt: true, claimNotBefore: true, claimExpiresAt: true}
 	passportHeaderNames = map[string]bool{headerAlg: true, headerTyp: true, headerKid: true}
-
-	passportIDPattern   = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
-	jurisdictionPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
-	digestPattern       = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 )
 
 // Bounds of passport times, in seconds since the Unix epoch: after the
@@ -143,11 +139,11 @@ func (c PassportClaims) Validate() error {
 			return bad(claimSerial, "serial holds a character that is not printable ascii at offset %d", i)
 		}
 	}
-	if !passportIDPattern.MatchString(c.IssuerID) {
-		return bad(claimIssuer, "issuer id %q does not match %s", c.IssuerID, passportIDPattern)
+	if !ids.Organization.Match(c.IssuerID) {
+		return bad(claimIssuer, "issuer id %q does not match %s", c.IssuerID, ids.Organization)
 	}
-	if !passportIDPattern.MatchString(c.OrganizationID) {
-		return bad(claimSubject, "organisation id %q does not match %s", c.OrganizationID, passportIDPattern)
+	if !ids.Organization.Match(c.OrganizationID) {
+		return bad(claimSubject, "organisation id %q does not match %s", c.OrganizationID, ids.Organization)
 	}
 	if len(c.OrganizationKey) != ed25519.PublicKeySize {
 		return bad(claimOrgKey, "organisation key of %d bytes, want %d", len(c.OrganizationKey), ed25519.PublicKeySize)
@@ -155,11 +151,11 @@ func (c PassportClaims) Validate() error {
 	if c.Level > MaxPassportLevel {
 		return bad(claimLevel, "level %d is above %d", c.Level, MaxPassportLevel)
 	}
-	if !jurisdictionPattern.MatchString(c.Jurisdiction) {
-		return bad(claimJurisdiction, "jurisdiction %q does not match %s", c.Jurisdiction, jurisdictionPattern)
+	if !ids.Jurisdiction.Match(c.Jurisdiction) {
+		return bad(claimJurisdiction, "jurisdiction %q does not match %s", c.Jurisdiction, ids.Jurisdiction)
 	}
-	if c.ControlProfileDigest != "" && !digestPattern.MatchString(c.ControlProfileDigest) {
-		return bad(claimDigest, "digest %q does not match %s", c.ControlProfileDigest, digestPattern)
+	if c.ControlProfileDigest != "" && !ids.Digest.Match(c.ControlProfileDigest) {
+		return bad(claimDigest, "digest %q does not match %s", c.ControlProfileDigest, ids.Digest)
 	}
 	for _, tc := range []struct {
 		claim string

@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/trustfed/trustfed/ids"
 )
 
 // clockSkew is how far before "now" certificates become valid, so that a
@@ -227,8 +229,8 @@ func (ca *CA) IssueMember(org, node string, pub ed25519.PublicKey, now time.Time
 	switch {
 	case ca == nil || ca.Cert == nil || ca.Key == nil:
 		return fail(errors.New("ca has no certificate or key"))
-	case !orgIDPattern.MatchString(org):
-		return fail(fmt.Errorf("organization id %q must match %s", org, orgIDPattern))
+	case !ids.Organization.Match(org):
+		return fail(fmt.Errorf("organization id %q must match %s", org, ids.Organization))
 	case len(pub) != ed25519.PublicKeySize:
 		return fail(fmt.Errorf("%w: ed25519 public key of %d bytes", ErrInvalidKey, len(pub)))
 	case validity <= 0:

@@ -10,6 +10,6 @@
 // timeout or a lost connection) can never apply twice: the registry
 // deduplicates by request_id.
 //
-// The package depends only on the API in proto/, attestation and gRPC; it
-// never pulls in Raft.
+// The package depends only on the API in proto/, attestation, the identifier
+// formats of ids and gRPC; it never pulls in Raft.
 package client

@@ -12,6 +12,7 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/ids"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/state"
 )
@@ -199,8 +200,8 @@ func newAdminRemoveCmd(a *app) *cobra.Command {
 }
 
 func validateAdminID(id string) error {
-	if !orgIDPattern.MatchString(id) {
-		return usageErrorf("admin id %q is not valid (%s)", id, orgIDPattern)
+	if !ids.Organization.Match(id) {
+		return usageErrorf("admin id %q is not valid (%s)", id, ids.Organization)
 	}
 	return nil
 }

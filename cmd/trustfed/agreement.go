@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 
@@ -15,15 +14,13 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/ids"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
-// agreementIDPattern is the format of agreement ids (server-assigned).
-var agreementIDPattern = regexp.MustCompile(`^agr-[0-9a-f]{16}$`)
-
 // validateAgreementID checks an agreement id given on the command line.
 func validateAgreementID(id string) error {
-	if !agreementIDPattern.MatchString(id) {
+	if !ids.Agreement.Match(id) {
 		return usageErrorf("agreement id %q is not valid (agr- and 16 hex digits)", id)
 	}
 	return nil

@@ -1,22 +1,19 @@
 package main
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustfed/trustfed/ids"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
-// orgIDPattern is the format of organisation IDs (types.proto).
-var orgIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
-
 // validateOrgID checks an organisation ID given on the command line.
 func validateOrgID(what, id string) error {
-	if !orgIDPattern.MatchString(id) {
-		return usageErrorf("%s %q is not a valid organisation id (%s)", what, id, orgIDPattern)
+	if !ids.Organization.Match(id) {
+		return usageErrorf("%s %q is not a valid organisation id (%s)", what, id, ids.Organization)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/ids"
 )
 
 // Defaults of the ca commands.
@@ -164,7 +165,7 @@ and DIR/<node-id>-key.pem; the key file is written with mode 0600.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dir, "dir", "", "directory holding ca.pem and ca-key.pem (required)")
-	f.StringVar(&o.nodeID, "node-id", "", "node ID, ^[a-z0-9][a-z0-9-]{0,62}$ (required)")
+	f.StringVar(&o.nodeID, "node-id", "", "node ID, "+ids.Node.String()+" (required)")
 	f.StringArrayVar(&o.hosts, "host", nil, "IP address or DNS name of the node (repeatable, at least one)")
 	f.StringVar(&o.outCert, "out-cert", "", "certificate output file (default DIR/<node-id>.pem)")
 	f.StringVar(&o.outKey, "out-key", "", "key output file (default DIR/<node-id>-key.pem)")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/ids"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -103,8 +104,8 @@ func issuerAccreditChange(id, name, maxLevel string) (*trustfedv1.AccreditIssuer
 
 // validateIssuerID checks an issuer id (same format as organisation ids).
 func validateIssuerID(id string) error {
-	if !orgIDPattern.MatchString(id) {
-		return usageErrorf("issuer id %q is not valid (%s)", id, orgIDPattern)
+	if !ids.Organization.Match(id) {
+		return usageErrorf("issuer id %q is not valid (%s)", id, ids.Organization)
 	}
 	return nil
 }

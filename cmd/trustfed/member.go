@@ -14,6 +14,7 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/ids"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -38,8 +39,8 @@ func newMemberCmd(a *app) *cobra.Command {
 
 // validateNodeID checks a member node id given on the command line.
 func validateNodeID(id string) error {
-	if err := attestation.ValidateNodeID(id); err != nil {
-		return usageErrorf("node id %q is not valid (^[a-z0-9][a-z0-9-]{0,62}$)", id)
+	if !ids.Node.Match(id) {
+		return usageErrorf("node id %q is not valid (%s)", id, ids.Node)
 	}
 	return nil
 }

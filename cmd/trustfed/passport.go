@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/ids"
 )
 
 // Defaults and limits of the passport commands.
@@ -75,8 +76,8 @@ type passportIssueOptions struct {
 // organisation key, read from a file later) issued at now.
 func (o *passportIssueOptions) claims(now time.Time) (attestation.PassportClaims, error) {
 	var c attestation.PassportClaims
-	if !orgIDPattern.MatchString(o.issuerID) {
-		return c, usageErrorf("--issuer-id %q is not a valid issuer id (%s)", o.issuerID, orgIDPattern)
+	if !ids.Organization.Match(o.issuerID) {
+		return c, usageErrorf("--issuer-id %q is not a valid issuer id (%s)", o.issuerID, ids.Organization)
 	}
 	if err := validateOrgID("--org-id", o.orgID); err != nil {
 		return c, err
@@ -203,8 +204,8 @@ Works on local files only; FILE is never replaced unless --force is given.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.issuerKey, "issuer-key", "", "issuer's private key file, PKCS#8 PEM (required)")
-	f.StringVar(&o.issuerID, "issuer-id", "", "issuer id, ^[a-z][a-z0-9-]{1,62}$ (required)")
-	f.StringVar(&o.orgID, "org-id", "", "organisation id, ^[a-z][a-z0-9-]{1,62}$ (required)")
+	f.StringVar(&o.issuerID, "issuer-id", "", "issuer id, "+ids.Organization.String()+" (required)")
+	f.StringVar(&o.orgID, "org-id", "", "organisation id, "+ids.Organization.String()+" (required)")
 	f.StringVar(&o.orgPubKey, "org-pubkey", "", "organisation's public key file, PKIX PEM (required)")
 	f.StringVar(&o.level, "level", "", "attested level, 0..4 or its name (required)")
 	f.StringVar(&o.jurisdiction, "jurisdiction", "", "jurisdiction, 1..64 of [A-Za-z0-9-], e.g. EU or US-NY (required)")

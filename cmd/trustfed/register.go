@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"regexp"
 	"unicode"
 	"unicode/utf8"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/ids"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -32,9 +32,6 @@ const (
 	nonceBytes       = 16
 	maxPassportToken = attestation.MaxPassportSize
 )
-
-// jurisdictionPattern is the format of jurisdiction codes, e.g. "EU", "US-NY".
-var jurisdictionPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 // registerOptions are the flags of "org register".
 type registerOptions struct {
@@ -100,7 +97,7 @@ func newOrgRegisterCmd(a *app) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.id, "id", "", "organisation id, ^[a-z][a-z0-9-]{1,62}$ (required)")
+	f.StringVar(&o.id, "id", "", "organisation id, "+ids.Organization.String()+" (required)")
 	f.StringVar(&o.name, "name", "", "human-readable, unique name (required)")
 	f.StringVar(&o.jurisdiction, "jurisdiction", "", `jurisdiction code, e.g. "EU" or "US-NY" (required)`)
 	f.StringVar(&o.level, "level", "", "declared trust level, 0..4 or its name; at most what the passport attests (required)")
@@ -123,7 +120,7 @@ func (o *registerOptions) registration() (*trustfedv1.Registration, error) {
 	if err := validateName(o.name); err != nil {
 		return nil, err
 	}
-	if !jurisdictionPattern.MatchString(o.jurisdiction) {
+	if !ids.Jurisdiction.Match(o.jurisdiction) {
 		return nil, usageErrorf("--jurisdiction %q is not a jurisdiction code (1..64 of A-Z a-z 0-9 -)", o.jurisdiction)
 	}
 	level, err := parseLevel(o.level)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/ids"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -32,9 +32,6 @@ var tokenRoleNames = map[string]trustfedv1.TokenRole{
 	"regulator":  trustfedv1.TokenRole_TOKEN_ROLE_REGULATOR,
 	"monitor":    trustfedv1.TokenRole_TOKEN_ROLE_MONITOR,
 }
-
-// tokenIDPattern is the format of token ids (attestation.NewToken).
-var tokenIDPattern = regexp.MustCompile(`^[0-9a-f]{12}$`)
 
 func newTokenCmd(a *app) *cobra.Command {
 	cmd := newGroupCmd("token", "Create, list and revoke bearer tokens for people (admins only)")
@@ -169,7 +166,7 @@ func newTokenRevokeCmd(a *app) *cobra.Command {
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			if !tokenIDPattern.MatchString(id) {
+			if !ids.Token.Match(id) {
 				return usageErrorf("%q is not a token id (12 lowercase hex digits, as token list shows)", id)
 			}
 			if strings.TrimSpace(reason) == "" {

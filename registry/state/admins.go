@@ -5,11 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/trustfed/trustfed/ids"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
@@ -32,8 +32,6 @@ const (
 	maxAdminChangeSize = 64 << 10
 )
 
-var changeIDPattern = regexp.MustCompile(`^chg-[0-9a-f]{16}$`)
-
 // AdminChangeID names a change by its serialized bytes.
 func AdminChangeID(change []byte) string {
 	sum := sha256.Sum256(change)
@@ -42,7 +40,7 @@ func AdminChangeID(change []byte) string {
 
 // ValidateAdminChangeID checks the shape of a change id.
 func ValidateAdminChangeID(field, id string) error {
-	if !changeIDPattern.MatchString(id) {
+	if !ids.AdminChange.Match(id) {
 		return Invalid(field, "%q is not a change id (chg- and 16 hex digits)", truncate(id))
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/trustfed/trustfed/ids"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
@@ -35,7 +36,7 @@ func CheckTerms(r *Reader, termsBytes []byte) (*trustfedv1.AgreementTerms, error
 		return nil, Invalid("scope.allowed_actions", "must name at least one action")
 	}
 	for i, c := range t.GetScope().GetDataCategories() {
-		if !orgIDPattern.MatchString(c) {
+		if !ids.DataCategory.Match(c) {
 			return nil, Invalid(fmt.Sprintf("scope.data_categories[%d]", i), "%q is not a category name (^[a-z][a-z0-9-]{1,62}$)", truncate(c))
 		}
 	}

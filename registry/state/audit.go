@@ -215,11 +215,11 @@ func (f *FSM) auditCommand(before, tx *memdb.Txn, env *commandv1.Envelope, raw [
 	a := f.audit
 	first = a.size()
 	t := env.GetTime().AsTime()
-	switch env.Type {
-	case commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT, commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:
+	switch commands[env.Type].audit {
+	case auditNot:
 		// The log's own metadata: auditing it would grow the log forever.
 		return first
-	case commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:
+	case auditAsEvents:
 		if events := a.events; applyErr == nil {
 			a.events = nil
 			f.auditEvents(tx, env, events, index)
@@ -482,29 +482,38 @@ func redactCommand(env *commandv1.Envelope, ps pseudonymizer) ([]byte, bool) {
 	out := proto.Clone(env).(*commandv1.Envelope)
 	out.Principal = ps.name(env.Principal)
 	redacted := false
-	switch env.Type {
-	case commandv1.CommandType_COMMAND_TYPE_PUT_TOKEN:
-		var c commandv1.PutToken
-		if proto.Unmarshal(env.Payload, &c) == nil && c.Token != nil {
-			c.Token.SecretSha256 = nil
-			out.Payload, _ = proto.MarshalOptions{Deterministic: true}.Marshal(&c)
-		} else {
-			out.Payload = nil
-		}
+	if c := commands[env.Type]; c.redact != nil {
 		redacted = true
-	case commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY:
-		var c commandv1.PutSigningKey
-		if proto.Unmarshal(env.Payload, &c) == nil && c.Key != nil {
-			c.Key.PrivateSeed = nil
-			out.Payload, _ = proto.MarshalOptions{Deterministic: true}.Marshal(&c)
-		} else {
-			out.Payload = nil
+		msg := newPayload(env.Type)
+		out.Payload = nil
+		if proto.Unmarshal(env.Payload, msg) == nil && c.redact(msg) {
+			out.Payload, _ = proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 		}
-		redacted = true
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(out)
 	mustDo(err)
 	return b, redacted
+}
+
+// redactPutToken removes the token's secret hash. It reports false, and the
+// payload is then left out altogether, when there is no token.
+func redactPutToken(m proto.Message) bool {
+	c, ok := m.(*commandv1.PutToken)
+	if !ok || c.Token == nil {
+		return false
+	}
+	c.Token.SecretSha256 = nil
+	return true
+}
+
+// redactPutSigningKey removes the registry's private key, like redactPutToken.
+func redactPutSigningKey(m proto.Message) bool {
+	c, ok := m.(*commandv1.PutSigningKey)
+	if !ok || c.Key == nil {
+		return false
+	}
+	c.Key.PrivateSeed = nil
+	return true
 }
 
 // pseudonymizer replaces personal identifiers (principals, presented

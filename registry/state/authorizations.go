@@ -2,11 +2,11 @@ package state
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/trustfed/trustfed/ids"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
@@ -36,11 +36,9 @@ func ValidateMaxUses(field string, n uint32) error {
 	return nil
 }
 
-var authorizationIDPattern = regexp.MustCompile(`^auth-[0-9a-f]{16}$`)
-
 // ValidateAuthorizationID checks an authorisation id.
 func ValidateAuthorizationID(field, id string) error {
-	if !authorizationIDPattern.MatchString(id) {
+	if !ids.Authorization.Match(id) {
 		return Invalid(field, "%q is not an authorization id (auth- and 16 hex digits)", truncate(id))
 	}
 	return nil

@@ -5,12 +5,12 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/trustfed/trustfed/ids"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
@@ -38,14 +38,9 @@ const (
 // DefaultCascadeDeadline is AG-783's bound for notifying every partner.
 const DefaultCascadeDeadline = 300 * time.Second
 
-var (
-	sessionIDPattern = regexp.MustCompile(`^ses-[0-9a-f]{16}$`)
-	eventIDPattern   = regexp.MustCompile(`^evt-[0-9a-f]{16}$`)
-)
-
 // ValidateSessionID checks the shape of a session id.
 func ValidateSessionID(field, id string) error {
-	if !sessionIDPattern.MatchString(id) {
+	if !ids.Session.Match(id) {
 		return Invalid(field, "%q is not a session id (ses- and 16 hex digits)", truncate(id))
 	}
 	return nil
@@ -53,7 +48,7 @@ func ValidateSessionID(field, id string) error {
 
 // ValidateEventID checks the shape of an event (cascade) id.
 func ValidateEventID(field, id string) error {
-	if !eventIDPattern.MatchString(id) {
+	if !ids.Event.Match(id) {
 		return Invalid(field, "%q is not an event id (evt- and 16 hex digits)", truncate(id))
 	}
 	return nil

@@ -42,60 +42,26 @@ func Encode(cmd proto.Message, meta EnvelopeMeta) ([]byte, error) {
 	return b, nil
 }
 
-// payloadTypes maps every command type to its payload message. Append
-// only, like CommandType itself.
-var payloadTypes = map[commandv1.CommandType]proto.Message{
-	commandv1.CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION:   (*commandv1.UpdateOrganization)(nil),
-	commandv1.CommandType_COMMAND_TYPE_PUT_TOKEN:             (*commandv1.PutToken)(nil),
-	commandv1.CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION: (*commandv1.RegisterOrganization)(nil),
-	commandv1.CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION:  (*commandv1.ApproveOrganization)(nil),
-	commandv1.CommandType_COMMAND_TYPE_SUBMIT_PASSPORT:       (*commandv1.SubmitPassport)(nil),
-	commandv1.CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT:     (*commandv1.ProposeAgreement)(nil),
-	commandv1.CommandType_COMMAND_TYPE_SIGN_AGREEMENT:        (*commandv1.SignAgreement)(nil),
-	commandv1.CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT:   (*commandv1.TerminateAgreement)(nil),
-	commandv1.CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION:  (*commandv1.CreateAuthorization)(nil),
-	commandv1.CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION: (*commandv1.ApproveAuthorization)(nil),
-	commandv1.CommandType_COMMAND_TYPE_PUT_SIGNING_KEY:       (*commandv1.PutSigningKey)(nil),
-	commandv1.CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE:  (*commandv1.ProposeAdminChange)(nil),
-	commandv1.CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE:  (*commandv1.ApproveAdminChange)(nil),
-	commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN:       (*commandv1.BootstrapAdmin)(nil),
-	commandv1.CommandType_COMMAND_TYPE_OPEN_SESSION:          (*commandv1.OpenSession)(nil),
-	commandv1.CommandType_COMMAND_TYPE_HEARTBEAT_SESSION:     (*commandv1.HeartbeatSession)(nil),
-	commandv1.CommandType_COMMAND_TYPE_CLOSE_SESSION:         (*commandv1.CloseSession)(nil),
-	commandv1.CommandType_COMMAND_TYPE_SWEEP:                 (*commandv1.Sweep)(nil),
-	commandv1.CommandType_COMMAND_TYPE_RECORD_DELIVERIES:     (*commandv1.RecordDeliveries)(nil),
-	commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:          (*commandv1.AppendAudit)(nil),
-	commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT:        (*commandv1.PutCheckpoint)(nil),
-	commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:       (*commandv1.AddCosignature)(nil),
-	commandv1.CommandType_COMMAND_TYPE_REVOKE_TOKEN:          (*commandv1.RevokeToken)(nil),
-
-	// Member nodes.
-	commandv1.CommandType_COMMAND_TYPE_ENROL_MEMBER_NODE:        (*commandv1.EnrolMemberNode)(nil),
-	commandv1.CommandType_COMMAND_TYPE_REMOVE_MEMBER_NODE:       (*commandv1.RemoveMemberNode)(nil),
-	commandv1.CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE: (*commandv1.IssueMemberCertificate)(nil),
-
-	// Dual authorisation uses.
-	commandv1.CommandType_COMMAND_TYPE_CONSUME_AUTHORIZATION: (*commandv1.ConsumeAuthorization)(nil),
-	// Organisations' webhook settings.
-	commandv1.CommandType_COMMAND_TYPE_SET_WEBHOOK: (*commandv1.SetWebhook)(nil),
-}
-
-// commandTypes is payloadTypes inverted, by message name.
+// commandTypes is the command table inverted: type by payload message name.
 var commandTypes = func() map[protoreflect.FullName]commandv1.CommandType {
-	m := make(map[protoreflect.FullName]commandv1.CommandType, len(payloadTypes))
-	for t, msg := range payloadTypes {
-		m[msg.ProtoReflect().Descriptor().FullName()] = t
+	m := make(map[protoreflect.FullName]commandv1.CommandType, len(commands))
+	for t, c := range commands {
+		name := c.payload.ProtoReflect().Descriptor().FullName()
+		if _, dup := m[name]; dup {
+			panic(fmt.Sprintf("state: payload %s registered for two command types", name))
+		}
+		m[name] = t
 	}
 	return m
 }()
 
 // newPayload returns an empty payload message of type t (nil if unknown).
 func newPayload(t commandv1.CommandType) proto.Message {
-	msg, ok := payloadTypes[t]
+	c, ok := commands[t]
 	if !ok {
 		return nil
 	}
-	return msg.ProtoReflect().New().Interface()
+	return c.payload.ProtoReflect().New().Interface()
 }
 
 func commandType(cmd proto.Message) (commandv1.CommandType, error) {

@@ -37,20 +37,49 @@ type Result struct {
 	AuditSequence uint64
 }
 
-// handler applies one decoded command inside a write transaction. It returns
-// a business error (an *Error) to refuse the command; the transaction is then
-// discarded, so a refused command never changes state.
-type handler func(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier) error
-
-// commands is the dispatch table: one small function per command type.
-var commands = map[commandv1.CommandType]handler{}
-
-func registerCommand(t commandv1.CommandType, h handler) {
-	if _, dup := commands[t]; dup {
-		panic(fmt.Sprintf("state: command %v registered twice", t))
-	}
-	commands[t] = h
+// command is one entry of the command table (see commands).
+type command struct {
+	// payload is the command's message (a typed nil): Encode finds the
+	// type of a message by it, the audit log decodes the payload with it.
+	payload proto.Message
+	// apply applies the command inside a write transaction. It returns a
+	// business error (an *Error) to refuse the command; the transaction is
+	// then discarded, so a refused command never changes state.
+	apply handler
+	// audit is how the audit log records the command.
+	audit auditClass
+	// redact, if set, removes secrets from the decoded payload before the
+	// command is written to the audit log (marked redacted); when it
+	// returns false the payload is left out altogether.
+	redact func(proto.Message) bool
 }
+
+// handler applies one command (see command.apply).
+type handler func(f *FSM, tx *memdb.Txn, env *commandv1.Envelope, index uint64) error
+
+// pure adapts a handler that needs only the transaction and the verifier,
+// which is all but the audit log's own commands.
+func pure(h func(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier) error) handler {
+	return func(f *FSM, tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
+		return h(tx, env, index, f.verifier)
+	}
+}
+
+// auditClass is how the audit log records a command.
+type auditClass int
+
+const (
+	// auditAsCommand: one entry for the command (applied or refused), plus
+	// the level changes and cascades it set off.
+	auditAsCommand auditClass = iota + 1
+	// auditAsEvents: once applied, the entries are the events the command
+	// carries (decisions, authentication failures); refused, it is audited
+	// as a command.
+	auditAsEvents
+	// auditNot: the audit log's own metadata (checkpoints, cosignatures),
+	// never audited: auditing it would grow the log forever.
+	auditNot
+)
 
 // FSM applies registry commands to a Store. It is driven by one goroutine
 // (the Raft apply loop); reads go through Store.Read concurrently.
@@ -142,22 +171,14 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 }
 
 func (f *FSM) dispatch(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
-	h, ok := commands[env.Type]
+	c, ok := commands[env.Type]
 	if !ok {
 		return Invalid("type", "unknown command type %d", int32(env.Type))
 	}
 	if env.Time == nil {
 		return Invalid("time", "command carries no leader-stamped time")
 	}
-	switch env.Type {
-	case commandv1.CommandType_COMMAND_TYPE_PUT_CHECKPOINT:
-		return f.applyCheckpoint(tx, env, index)
-	case commandv1.CommandType_COMMAND_TYPE_ADD_COSIGNATURE:
-		return f.applyAddCosignature(tx, env, index)
-	case commandv1.CommandType_COMMAND_TYPE_APPEND_AUDIT:
-		return f.applyAppendAudit(tx, env, index)
-	}
-	return h(tx, env, index, f.verifier)
+	return c.apply(f, tx, env, index)
 }
 
 func (f *FSM) setIndex(index uint64) {

@@ -78,9 +78,9 @@ func TestBadCommandsChangeNothing(t *testing.T) {
 	}{
 		{name: "corrupt bytes", raw: []byte{0xff, 0xff, 0xff}, is: ErrCorruptCommand},
 		{name: "unknown type", raw: mustMarshal(t, &commandv1.Envelope{Type: 999}), is: ErrInvalidArgument, field: "type"},
-		{name: "retired create organization", raw: mustMarshal(t, &commandv1.Envelope{Type: commandv1.CommandType_COMMAND_TYPE_CREATE_ORGANIZATION}), is: ErrInvalidArgument, field: "type"},
-		{name: "retired override command", raw: mustMarshal(t, &commandv1.Envelope{Type: commandv1.CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING}), is: ErrInvalidArgument, field: "type"},
-		{name: "retired policy command", raw: mustMarshal(t, &commandv1.Envelope{Type: commandv1.CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY}), is: ErrInvalidArgument, field: "type"},
+		{name: "retired create organization", raw: mustMarshal(t, &commandv1.Envelope{Type: 1}), is: ErrInvalidArgument, field: "type"},
+		{name: "retired override command", raw: mustMarshal(t, &commandv1.Envelope{Type: 7}), is: ErrInvalidArgument, field: "type"},
+		{name: "retired policy command", raw: mustMarshal(t, &commandv1.Envelope{Type: 12}), is: ErrInvalidArgument, field: "type"},
 		{name: "rename unknown", cmd: func(*harness) proto.Message {
 			return &commandv1.UpdateOrganization{OrganizationId: "nobody", Name: "Nobody"}
 		}, is: ErrNotFound, field: "organization_id"},

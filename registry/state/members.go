@@ -3,11 +3,11 @@ package state
 import (
 	"bytes"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/trustfed/trustfed/ids"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
@@ -47,19 +47,6 @@ const (
 	tableMemberNodes = "member_nodes"
 	tableUsedNonces  = "used_nonces"
 )
-
-// memberNodeIDPattern is attestation.ValidateNodeID's pattern (the state
-// package imports nothing of ours but proto).
-var (
-	memberNodeIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	serialPattern       = regexp.MustCompile(`^[0-9a-f]+$`)
-)
-
-func init() {
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_ENROL_MEMBER_NODE, applyEnrolMemberNode)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_REMOVE_MEMBER_NODE, applyRemoveMemberNode)
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE, applyIssueMemberCertificate)
-}
 
 func memberNodesTable() *memdb.TableSchema {
 	return &memdb.TableSchema{
@@ -156,8 +143,8 @@ func ValidateMemberNodeID(field, id string) error {
 	if id == "" {
 		return Invalid(field, "is required")
 	}
-	if !memberNodeIDPattern.MatchString(id) {
-		return Invalid(field, "%q is not a node id (want %s)", truncate(id), memberNodeIDPattern)
+	if !ids.Node.Match(id) {
+		return Invalid(field, "%q is not a node id (want %s)", truncate(id), ids.Node)
 	}
 	return nil
 }
@@ -313,7 +300,7 @@ func ValidateMemberCertificate(c *commandv1.IssueMemberCertificate, now time.Tim
 	if exp.Sub(now) > MaxMemberChallengeTTL {
 		return Invalid("nonce_expire_time", "%s is more than %v ahead", exp.UTC().Format(time.RFC3339), MaxMemberChallengeTTL)
 	}
-	if s := c.GetSerial(); s == "" || len(s) > maxCertificateSerial || !serialPattern.MatchString(s) {
+	if s := c.GetSerial(); s == "" || len(s) > maxCertificateSerial || !ids.Serial.Match(s) {
 		return Invalid("serial", "must be 1..%d lower-case hex digits", maxCertificateSerial)
 	}
 	if err := validTime("not_after", c.GetNotAfter()); err != nil {

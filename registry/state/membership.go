@@ -3,18 +3,16 @@ package state
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/trustfed/trustfed/ids"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-var jurisdictionPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 const maxEndpoints = 16
 
@@ -36,7 +34,7 @@ func CheckRegistration(r *Reader, v Verifier, regBytes, sig []byte, now time.Tim
 	if err := ValidateName("registration.name", reg.Name); err != nil {
 		return nil, err
 	}
-	if !jurisdictionPattern.MatchString(reg.Jurisdiction) {
+	if !ids.Jurisdiction.Match(reg.Jurisdiction) {
 		return nil, Invalid("registration.jurisdiction", "%q is not a jurisdiction code (1..64 of A-Z a-z 0-9 -)", truncate(reg.Jurisdiction))
 	}
 	if err := ValidateLevel("registration.declared_level", reg.DeclaredLevel); err != nil {
@@ -128,7 +126,7 @@ func ValidateControlProfile(field string, cp *trustfedv1.ControlProfile) error {
 		}
 	}
 	for i, region := range cp.GetDataHandling().GetResidencyRegions() {
-		if !jurisdictionPattern.MatchString(region) {
+		if !ids.Jurisdiction.Match(region) {
 			return Invalid(fmt.Sprintf("%s.data_handling.residency_regions[%d]", field, i), "%q is not a region code", truncate(region))
 		}
 	}

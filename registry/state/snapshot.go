@@ -10,9 +10,9 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
-	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -23,6 +23,59 @@ const snapshotVersion = 1
 const maxRecordSize = 64 << 20
 
 var marshalRecord = protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
+
+// snapshotTables are the tables a snapshot carries, in the order it writes
+// them, each with the SnapshotRecord field its rows travel in: adding a table
+// to the snapshot is one entry here (TestSnapshotHoldsEveryTable fails for a
+// table of the schema left out).
+var snapshotTables = func() []snapshotTable {
+	rec := (&commandv1.SnapshotRecord{}).ProtoReflect().Descriptor().Fields()
+	var out []snapshotTable
+	for _, t := range []struct {
+		table string
+		field protoreflect.Name
+	}{
+		{tableOrganizations, "organization"},
+		{tableAgreements, "agreement"},
+		{tableTokens, "token"},
+		{tableRequests, "applied_request"},
+		{tableIssuers, "issuer"},
+		{tableRevoked, "revoked_passport"},
+		{tableAuthorizations, "authorization"},
+		{tableSigningKeys, "signing_key"},
+		{tableAdmins, "admin"},
+		{tableAdminChanges, "admin_change"},
+		{tableEdges, "edge"},
+		{tableSessions, "session"},
+		{tableCascades, "cascade"},
+		{tableTargets, "event_target"},
+		{tablePolicy, "federation_policy"},
+		{tableCheckpoints, "checkpoint"},
+		{tableMemberNodes, "member_node"},
+		{tableUsedNonces, "used_nonce"},
+	} {
+		fd := rec.ByName(t.field)
+		if fd == nil || fd.Message() == nil {
+			panic(fmt.Sprintf("state: SnapshotRecord has no message field %s", t.field))
+		}
+		out = append(out, snapshotTable{table: t.table, field: fd})
+	}
+	return out
+}()
+
+// snapshotTableOf is the table of each SnapshotRecord field number.
+var snapshotTableOf = func() map[protoreflect.FieldNumber]string {
+	m := make(map[protoreflect.FieldNumber]string, len(snapshotTables))
+	for _, t := range snapshotTables {
+		m[t.field.Number()] = t.table
+	}
+	return m
+}()
+
+type snapshotTable struct {
+	table string
+	field protoreflect.FieldDescriptor
+}
 
 // Snapshot is a point-in-time view of the state, cheap to take (MVCC) and
 // written out later, concurrently with new commands.
@@ -64,73 +117,20 @@ func (s *Snapshot) Persist(w io.Writer) error {
 	if _, err := marshalRecord.MarshalTo(bw, &commandv1.SnapshotHeader{Version: snapshotVersion, Index: indexOf(s.txn)}); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
-	tables := []struct {
-		name string
-		wrap func(any) *commandv1.SnapshotRecord
-	}{
-		{tableOrganizations, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Organization{Organization: o.(*trustfedv1.Organization)}}
-		}},
-		{tableAgreements, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Agreement{Agreement: o.(*trustfedv1.Agreement)}}
-		}},
-		{tableTokens, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Token{Token: o.(*commandv1.Token)}}
-		}},
-		{tableRequests, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_AppliedRequest{AppliedRequest: o.(*commandv1.AppliedRequest)}}
-		}},
-		{tableIssuers, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Issuer{Issuer: o.(*trustfedv1.Issuer)}}
-		}},
-		{tableRevoked, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_RevokedPassport{RevokedPassport: o.(*commandv1.RevokedPassport)}}
-		}},
-		{tableAuthorizations, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Authorization{Authorization: o.(*trustfedv1.Authorization)}}
-		}},
-		{tableSigningKeys, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_SigningKey{SigningKey: o.(*commandv1.SigningKey)}}
-		}},
-		{tableAdmins, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Admin{Admin: o.(*trustfedv1.Admin)}}
-		}},
-		{tableAdminChanges, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_AdminChange{AdminChange: o.(*trustfedv1.AdminChangeRecord)}}
-		}},
-		{tableEdges, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Edge{Edge: o.(*commandv1.GraphEdge)}}
-		}},
-		{tableSessions, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Session{Session: o.(*trustfedv1.Session)}}
-		}},
-		{tableCascades, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Cascade{Cascade: o.(*trustfedv1.Cascade)}}
-		}},
-		{tableTargets, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_EventTarget{EventTarget: o.(*commandv1.EventTarget)}}
-		}},
-		{tablePolicy, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_FederationPolicy{FederationPolicy: o.(*trustfedv1.FederationPolicy)}}
-		}},
-		{tableCheckpoints, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_Checkpoint{Checkpoint: o.(*commandv1.StoredCheckpoint)}}
-		}},
-		{tableMemberNodes, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_MemberNode{MemberNode: o.(*trustfedv1.MemberNode)}}
-		}},
-		{tableUsedNonces, func(o any) *commandv1.SnapshotRecord {
-			return &commandv1.SnapshotRecord{Record: &commandv1.SnapshotRecord_UsedNonce{UsedNonce: o.(*commandv1.UsedNonce)}}
-		}},
-	}
-	for _, t := range tables {
-		it, err := s.txn.Get(t.name, "id")
+	rec := &commandv1.SnapshotRecord{}
+	for _, t := range snapshotTables {
+		it, err := s.txn.Get(t.table, "id")
 		if err != nil {
-			return fmt.Errorf("snapshot %s: %w", t.name, err)
+			return fmt.Errorf("snapshot %s: %w", t.table, err)
 		}
 		for raw := it.Next(); raw != nil; raw = it.Next() {
-			if _, err := marshalRecord.MarshalTo(bw, t.wrap(raw)); err != nil {
-				return fmt.Errorf("write snapshot %s record: %w", t.name, err)
+			row, ok := raw.(proto.Message)
+			if !ok || row.ProtoReflect().Descriptor() != t.field.Message() {
+				return fmt.Errorf("snapshot %s: a row of type %T does not go in record field %s", t.table, raw, t.field.Name())
+			}
+			rec.ProtoReflect().Set(t.field, protoreflect.ValueOfMessage(row.ProtoReflect()))
+			if _, err := marshalRecord.MarshalTo(bw, rec); err != nil {
+				return fmt.Errorf("write snapshot %s record: %w", t.table, err)
 			}
 		}
 	}
@@ -209,46 +209,16 @@ func (f *FSM) Restore(r io.Reader) error {
 }
 
 func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
-	switch r := rec.Record.(type) {
-	case *commandv1.SnapshotRecord_Organization:
-		return tx.Insert(tableOrganizations, r.Organization)
-	case *commandv1.SnapshotRecord_Agreement:
-		return tx.Insert(tableAgreements, r.Agreement)
-	case *commandv1.SnapshotRecord_Token:
-		return tx.Insert(tableTokens, r.Token)
-	case *commandv1.SnapshotRecord_AppliedRequest:
-		return tx.Insert(tableRequests, r.AppliedRequest)
-	case *commandv1.SnapshotRecord_Issuer:
-		return tx.Insert(tableIssuers, r.Issuer)
-	case *commandv1.SnapshotRecord_RevokedPassport:
-		return tx.Insert(tableRevoked, r.RevokedPassport)
-	case *commandv1.SnapshotRecord_Authorization:
-		return tx.Insert(tableAuthorizations, r.Authorization)
-	case *commandv1.SnapshotRecord_SigningKey:
-		return tx.Insert(tableSigningKeys, r.SigningKey)
-	case *commandv1.SnapshotRecord_FederationPolicy:
-		return tx.Insert(tablePolicy, r.FederationPolicy)
-	case *commandv1.SnapshotRecord_Admin:
-		return tx.Insert(tableAdmins, r.Admin)
-	case *commandv1.SnapshotRecord_AdminChange:
-		return tx.Insert(tableAdminChanges, r.AdminChange)
-	case *commandv1.SnapshotRecord_Edge:
-		return tx.Insert(tableEdges, r.Edge)
-	case *commandv1.SnapshotRecord_Session:
-		return tx.Insert(tableSessions, r.Session)
-	case *commandv1.SnapshotRecord_Cascade:
-		return tx.Insert(tableCascades, r.Cascade)
-	case *commandv1.SnapshotRecord_EventTarget:
-		return tx.Insert(tableTargets, r.EventTarget)
-	case *commandv1.SnapshotRecord_Checkpoint:
-		return tx.Insert(tableCheckpoints, r.Checkpoint)
-	case *commandv1.SnapshotRecord_MemberNode:
-		return tx.Insert(tableMemberNodes, r.MemberNode)
-	case *commandv1.SnapshotRecord_UsedNonce:
-		return tx.Insert(tableUsedNonces, r.UsedNonce)
-	default:
-		return fmt.Errorf("unknown snapshot record %T", rec.Record)
+	m := rec.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("record"))
+	if fd == nil {
+		return errors.New("empty snapshot record")
 	}
+	table, ok := snapshotTableOf[fd.Number()]
+	if !ok {
+		return fmt.Errorf("unknown snapshot record %s", fd.Name())
+	}
+	return tx.Insert(table, m.Get(fd).Message().Interface())
 }
 
 // restoreAudit brings the local audit log to the snapshot's. When the

@@ -4,10 +4,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/trustfed/trustfed/ids"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -32,10 +32,6 @@ const (
 	maxRevokeReason     = 500
 )
 
-// tokenIDPattern is the id attestation.NewToken makes (12 lowercase hex
-// digits); the bootstrap token is exempt (it predates the check).
-var tokenIDPattern = regexp.MustCompile(`^[0-9a-f]{12}$`)
-
 // Why a token cannot be used (TokenUsable wraps them).
 var (
 	ErrTokenRevoked = errors.New("token was revoked")
@@ -55,12 +51,13 @@ func TokenUsable(t *commandv1.Token, now time.Time) error {
 	return nil
 }
 
-// ValidateTokenID checks the id of a token made by attestation.NewToken.
+// ValidateTokenID checks the id of a token made by attestation.NewToken (12
+// lowercase hex digits); the bootstrap token is exempt (it predates the check).
 func ValidateTokenID(field, id string) error {
 	if id == "" {
 		return Invalid(field, "is required")
 	}
-	if !tokenIDPattern.MatchString(id) {
+	if !ids.Token.Match(id) {
 		return Invalid(field, "%q is not a token id (want 12 lowercase hex digits)", truncate(id))
 	}
 	return nil

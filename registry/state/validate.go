@@ -1,27 +1,22 @@
 package state
 
 import (
-	"regexp"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/trustfed/trustfed/ids"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // MaxLevel is the highest trust level (PRIVILEGED).
 const MaxLevel = 4
 
-var (
-	orgIDPattern       = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
-	agreementIDPattern = regexp.MustCompile(`^agr-[0-9a-f]{16}$`)
-)
-
 // ValidateOrganizationID checks an organisation id; field names the request field.
 func ValidateOrganizationID(field, id string) error {
 	if id == "" {
 		return Invalid(field, "is required")
 	}
-	if !orgIDPattern.MatchString(id) {
+	if !ids.Organization.Match(id) {
 		return Invalid(field, "%q is not a valid organization id (want ^[a-z][a-z0-9-]{1,62}$)", truncate(id))
 	}
 	return nil
@@ -32,7 +27,7 @@ func ValidateAgreementID(field, id string) error {
 	if id == "" {
 		return Invalid(field, "is required")
 	}
-	if !agreementIDPattern.MatchString(id) {
+	if !ids.Agreement.Match(id) {
 		return Invalid(field, "%q is not a valid agreement id (want agr- and 16 hex digits)", truncate(id))
 	}
 	return nil

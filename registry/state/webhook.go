@@ -30,10 +30,6 @@ const (
 	MaxWebhookCABytes = 32 << 10
 )
 
-func init() {
-	registerCommand(commandv1.CommandType_COMMAND_TYPE_SET_WEBHOOK, applySetWebhook)
-}
-
 // ValidateWebhookCAs checks the PEM text of an organisation's webhook CA
 // certificates: only CERTIFICATE blocks (never a private key), each a
 // parsable X.509 CA certificate, nothing else in the text.

@@ -28,44 +28,34 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// CommandType names the payload of an Envelope. Append only.
+// CommandType names the payload of an Envelope. Append only: a new command
+// is a new value here and one entry in registry/state's command table
+// (commands.go); a retired value leaves the enum and its number and name are
+// reserved, never reused. `make proto-breaking` checks this file against the
+// previous commit.
 type CommandType int32
 
 const (
-	CommandType_COMMAND_TYPE_UNSPECIFIED CommandType = 0
-	// Retired before any release: organisations now register with a passport.
-	CommandType_COMMAND_TYPE_CREATE_ORGANIZATION CommandType = 1
-	CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION CommandType = 2
-	// Retired before any release: agreements are now proposed and signed.
-	CommandType_COMMAND_TYPE_CREATE_AGREEMENT      CommandType = 3
+	CommandType_COMMAND_TYPE_UNSPECIFIED           CommandType = 0
+	CommandType_COMMAND_TYPE_UPDATE_ORGANIZATION   CommandType = 2
 	CommandType_COMMAND_TYPE_PUT_TOKEN             CommandType = 4
 	CommandType_COMMAND_TYPE_REGISTER_ORGANIZATION CommandType = 5
 	CommandType_COMMAND_TYPE_APPROVE_ORGANIZATION  CommandType = 6
-	// Retired before any release: now an admin change (19, 20).
-	CommandType_COMMAND_TYPE_OVERRIDE_ONBOARDING CommandType = 7
-	CommandType_COMMAND_TYPE_SUBMIT_PASSPORT     CommandType = 8
-	// Retired before any release: now an admin change (19, 20).
-	CommandType_COMMAND_TYPE_ACCREDIT_ISSUER CommandType = 9
-	// Retired before any release: now an admin change (19, 20).
-	CommandType_COMMAND_TYPE_WITHDRAW_ISSUER CommandType = 10
-	// Retired before any release: now an admin change (19, 20).
-	CommandType_COMMAND_TYPE_REVOKE_PASSPORT CommandType = 11
-	// Retired before any release: now an admin change (19, 20).
-	CommandType_COMMAND_TYPE_UPDATE_FEDERATION_POLICY CommandType = 12
-	CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT        CommandType = 13
-	CommandType_COMMAND_TYPE_SIGN_AGREEMENT           CommandType = 14
-	CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT      CommandType = 15
-	CommandType_COMMAND_TYPE_PUT_SIGNING_KEY          CommandType = 16
-	CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION     CommandType = 17
-	CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION    CommandType = 18
-	CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE     CommandType = 19
-	CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE     CommandType = 20
-	CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN          CommandType = 21
-	CommandType_COMMAND_TYPE_OPEN_SESSION             CommandType = 22
-	CommandType_COMMAND_TYPE_HEARTBEAT_SESSION        CommandType = 23
-	CommandType_COMMAND_TYPE_CLOSE_SESSION            CommandType = 24
-	CommandType_COMMAND_TYPE_SWEEP                    CommandType = 25
-	CommandType_COMMAND_TYPE_RECORD_DELIVERIES        CommandType = 26
+	CommandType_COMMAND_TYPE_SUBMIT_PASSPORT       CommandType = 8
+	CommandType_COMMAND_TYPE_PROPOSE_AGREEMENT     CommandType = 13
+	CommandType_COMMAND_TYPE_SIGN_AGREEMENT        CommandType = 14
+	CommandType_COMMAND_TYPE_TERMINATE_AGREEMENT   CommandType = 15
+	CommandType_COMMAND_TYPE_PUT_SIGNING_KEY       CommandType = 16
+	CommandType_COMMAND_TYPE_CREATE_AUTHORIZATION  CommandType = 17
+	CommandType_COMMAND_TYPE_APPROVE_AUTHORIZATION CommandType = 18
+	CommandType_COMMAND_TYPE_PROPOSE_ADMIN_CHANGE  CommandType = 19
+	CommandType_COMMAND_TYPE_APPROVE_ADMIN_CHANGE  CommandType = 20
+	CommandType_COMMAND_TYPE_BOOTSTRAP_ADMIN       CommandType = 21
+	CommandType_COMMAND_TYPE_OPEN_SESSION          CommandType = 22
+	CommandType_COMMAND_TYPE_HEARTBEAT_SESSION     CommandType = 23
+	CommandType_COMMAND_TYPE_CLOSE_SESSION         CommandType = 24
+	CommandType_COMMAND_TYPE_SWEEP                 CommandType = 25
+	CommandType_COMMAND_TYPE_RECORD_DELIVERIES     CommandType = 26
 	// Audit entries that are not commands: decisions, authentication failures.
 	CommandType_COMMAND_TYPE_APPEND_AUDIT CommandType = 27
 	// A signed checkpoint of the audit log (not itself audited).
@@ -87,18 +77,11 @@ const (
 var (
 	CommandType_name = map[int32]string{
 		0:  "COMMAND_TYPE_UNSPECIFIED",
-		1:  "COMMAND_TYPE_CREATE_ORGANIZATION",
 		2:  "COMMAND_TYPE_UPDATE_ORGANIZATION",
-		3:  "COMMAND_TYPE_CREATE_AGREEMENT",
 		4:  "COMMAND_TYPE_PUT_TOKEN",
 		5:  "COMMAND_TYPE_REGISTER_ORGANIZATION",
 		6:  "COMMAND_TYPE_APPROVE_ORGANIZATION",
-		7:  "COMMAND_TYPE_OVERRIDE_ONBOARDING",
 		8:  "COMMAND_TYPE_SUBMIT_PASSPORT",
-		9:  "COMMAND_TYPE_ACCREDIT_ISSUER",
-		10: "COMMAND_TYPE_WITHDRAW_ISSUER",
-		11: "COMMAND_TYPE_REVOKE_PASSPORT",
-		12: "COMMAND_TYPE_UPDATE_FEDERATION_POLICY",
 		13: "COMMAND_TYPE_PROPOSE_AGREEMENT",
 		14: "COMMAND_TYPE_SIGN_AGREEMENT",
 		15: "COMMAND_TYPE_TERMINATE_AGREEMENT",
@@ -125,18 +108,11 @@ var (
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
-		"COMMAND_TYPE_CREATE_ORGANIZATION":      1,
 		"COMMAND_TYPE_UPDATE_ORGANIZATION":      2,
-		"COMMAND_TYPE_CREATE_AGREEMENT":         3,
 		"COMMAND_TYPE_PUT_TOKEN":                4,
 		"COMMAND_TYPE_REGISTER_ORGANIZATION":    5,
 		"COMMAND_TYPE_APPROVE_ORGANIZATION":     6,
-		"COMMAND_TYPE_OVERRIDE_ONBOARDING":      7,
 		"COMMAND_TYPE_SUBMIT_PASSPORT":          8,
-		"COMMAND_TYPE_ACCREDIT_ISSUER":          9,
-		"COMMAND_TYPE_WITHDRAW_ISSUER":          10,
-		"COMMAND_TYPE_REVOKE_PASSPORT":          11,
-		"COMMAND_TYPE_UPDATE_FEDERATION_POLICY": 12,
 		"COMMAND_TYPE_PROPOSE_AGREEMENT":        13,
 		"COMMAND_TYPE_SIGN_AGREEMENT":           14,
 		"COMMAND_TYPE_TERMINATE_AGREEMENT":      15,
@@ -3471,23 +3447,15 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\x84\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\x80\n" +
 	"\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
-	" COMMAND_TYPE_CREATE_ORGANIZATION\x10\x01\x12$\n" +
-	" COMMAND_TYPE_UPDATE_ORGANIZATION\x10\x02\x12!\n" +
-	"\x1dCOMMAND_TYPE_CREATE_AGREEMENT\x10\x03\x12\x1a\n" +
+	" COMMAND_TYPE_UPDATE_ORGANIZATION\x10\x02\x12\x1a\n" +
 	"\x16COMMAND_TYPE_PUT_TOKEN\x10\x04\x12&\n" +
 	"\"COMMAND_TYPE_REGISTER_ORGANIZATION\x10\x05\x12%\n" +
-	"!COMMAND_TYPE_APPROVE_ORGANIZATION\x10\x06\x12$\n" +
-	" COMMAND_TYPE_OVERRIDE_ONBOARDING\x10\a\x12 \n" +
-	"\x1cCOMMAND_TYPE_SUBMIT_PASSPORT\x10\b\x12 \n" +
-	"\x1cCOMMAND_TYPE_ACCREDIT_ISSUER\x10\t\x12 \n" +
-	"\x1cCOMMAND_TYPE_WITHDRAW_ISSUER\x10\n" +
-	"\x12 \n" +
-	"\x1cCOMMAND_TYPE_REVOKE_PASSPORT\x10\v\x12)\n" +
-	"%COMMAND_TYPE_UPDATE_FEDERATION_POLICY\x10\f\x12\"\n" +
+	"!COMMAND_TYPE_APPROVE_ORGANIZATION\x10\x06\x12 \n" +
+	"\x1cCOMMAND_TYPE_SUBMIT_PASSPORT\x10\b\x12\"\n" +
 	"\x1eCOMMAND_TYPE_PROPOSE_AGREEMENT\x10\r\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_SIGN_AGREEMENT\x10\x0e\x12$\n" +
 	" COMMAND_TYPE_TERMINATE_AGREEMENT\x10\x0f\x12 \n" +
@@ -3510,7 +3478,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x1fCOMMAND_TYPE_REMOVE_MEMBER_NODE\x10 \x12)\n" +
 	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!\x12&\n" +
 	"\"COMMAND_TYPE_CONSUME_AUTHORIZATION\x10\"\x12\x1c\n" +
-	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#*g\n" +
+	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#\"\x04\b\x01\x10\x01\"\x04\b\x03\x10\x03\"\x04\b\a\x10\a\"\x04\b\t\x10\f* COMMAND_TYPE_CREATE_ORGANIZATION*\x1dCOMMAND_TYPE_CREATE_AGREEMENT* COMMAND_TYPE_OVERRIDE_ONBOARDING*\x1cCOMMAND_TYPE_ACCREDIT_ISSUER*\x1cCOMMAND_TYPE_WITHDRAW_ISSUER*\x1cCOMMAND_TYPE_REVOKE_PASSPORT*%COMMAND_TYPE_UPDATE_FEDERATION_POLICY*g\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
