@@ -22,6 +22,12 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// auditService implements trustfedv1.AuditService on the shared core.
+type auditService struct {
+	trustfedv1.UnsafeAuditServiceServer
+	*Server
+}
+
 const (
 	defaultAuditPage = 100
 	maxAuditPage     = 1000
@@ -40,7 +46,7 @@ var errNoAudit = status.Error(codes.Unimplemented, "this registry server keeps n
 var errNoCheckpoint = status.Error(codes.Unavailable, "no audit checkpoint is published yet (the leader publishes one every second while the log grows): retry shortly")
 
 // GetSignedTreeHead returns the newest checkpoint with its cosignatures.
-func (s *Server) GetSignedTreeHead(ctx context.Context, req *trustfedv1.GetSignedTreeHeadRequest) (*trustfedv1.GetSignedTreeHeadResponse, error) {
+func (s *auditService) GetSignedTreeHead(ctx context.Context, req *trustfedv1.GetSignedTreeHeadRequest) (*trustfedv1.GetSignedTreeHeadResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
@@ -117,7 +123,7 @@ func (s *Server) auditTreeSize(r *state.Reader, asked uint64, field string) (uin
 }
 
 // ListAuditEntries pages through the log in order with filters.
-func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAuditEntriesRequest) (*trustfedv1.ListAuditEntriesResponse, error) {
+func (s *auditService) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAuditEntriesRequest) (*trustfedv1.ListAuditEntriesResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
@@ -253,7 +259,7 @@ func (s *Server) auditScope(ctx context.Context, asked string) (string, error) {
 }
 
 // GetInclusionProof proves one entry.
-func (s *Server) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclusionProofRequest) (*trustfedv1.GetInclusionProofResponse, error) {
+func (s *auditService) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclusionProofRequest) (*trustfedv1.GetInclusionProofResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
@@ -288,7 +294,7 @@ func (s *Server) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclu
 }
 
 // GetConsistencyProof proves a tree is a prefix of a later one.
-func (s *Server) GetConsistencyProof(ctx context.Context, req *trustfedv1.GetConsistencyProofRequest) (*trustfedv1.GetConsistencyProofResponse, error) {
+func (s *auditService) GetConsistencyProof(ctx context.Context, req *trustfedv1.GetConsistencyProofRequest) (*trustfedv1.GetConsistencyProofResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
@@ -313,7 +319,7 @@ func (s *Server) GetConsistencyProof(ctx context.Context, req *trustfedv1.GetCon
 }
 
 // AddCosignature records a witness cosignature on a kept checkpoint.
-func (s *Server) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignatureRequest) (*trustfedv1.AddCosignatureResponse, error) {
+func (s *auditService) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignatureRequest) (*trustfedv1.AddCosignatureResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}

@@ -3,8 +3,11 @@ package registry
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/trustfed/trustfed/attestation"
@@ -16,10 +19,18 @@ import (
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// registryService implements trustfedv1.RegistryService on the shared core.
+type registryService struct {
+	trustfedv1.UnsafeRegistryServiceServer
+	*Server
+}
+
 // CheckInteraction decides whether from may perform action with to.
-func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
+func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
 	resp, r, now, term, err := s.decideThroughLog(ctx, req)
 	if err != nil {
 		return nil, err
@@ -153,7 +164,7 @@ func validateCheck(req *trustfedv1.CheckInteractionRequest) error {
 }
 
 // GetKeys publishes the decision-signing public keys.
-func (s *Server) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequest) (*trustfedv1.GetKeysResponse, error) {
+func (s *registryService) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequest) (*trustfedv1.GetKeysResponse, error) {
 	r, _, err := s.read(ctx, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE)
 	if err != nil {
 		return nil, err
@@ -171,7 +182,7 @@ func (s *Server) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequest) (*tr
 }
 
 // GetOrganization returns one organisation.
-func (s *Server) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
+func (s *registryService) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
 	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
 		return nil, err
 	}
@@ -187,7 +198,7 @@ func (s *Server) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganiz
 }
 
 // ListOrganizations lists organisations in id order, a page at a time.
-func (s *Server) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrganizationsRequest) (*trustfedv1.ListOrganizationsResponse, error) {
+func (s *registryService) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrganizationsRequest) (*trustfedv1.ListOrganizationsResponse, error) {
 	after, err := decodePageToken(req.GetPageToken())
 	if err != nil {
 		return nil, err
@@ -205,4 +216,75 @@ func (s *Server) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrga
 		}
 	}
 	return &trustfedv1.ListOrganizationsResponse{Organizations: orgs, NextPageToken: encodePageToken(next), Meta: meta}, nil
+}
+
+// RequestAuthorization opens a dual-authorisation request for an
+// interaction that is denied only because its controls require two
+// approvals. It expires after the federation's freshness window and, once
+// granted, backs max_uses ALLOW decisions (one unless the request asks for
+// more, at most state.MaxAuthorizationUses).
+func (s *registryService) RequestAuthorization(ctx context.Context, req *trustfedv1.RequestAuthorizationRequest) (*trustfedv1.RequestAuthorizationResponse, error) {
+	check := req.GetCheck()
+	if check == nil {
+		return nil, state.Invalid("check", "is required")
+	}
+	if check.AuthorizationId != "" {
+		return nil, state.Invalid("check.authorization_id", "must be empty when requesting an authorization")
+	}
+	if err := state.ValidateMaxUses("max_uses", req.GetMaxUses()); err != nil {
+		return nil, err
+	}
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	resp, r, now, err := s.decide(ctx, check)
+	if err != nil {
+		return nil, err
+	}
+	if !resp.RequiresDualAuthorization {
+		return nil, state.FailedPrecondition("check", "this interaction does not require dual authorisation (decision: %v)", resp.Decision)
+	}
+	if i := slices.IndexFunc(resp.Reasons, func(r *trustfedv1.Reason) bool { return r.Code != policy.ReasonDualAuthorization }); i >= 0 {
+		return nil, state.FailedPrecondition("check", "the interaction is denied for another reason too: %s: %s", resp.Reasons[i].Code, resp.Reasons[i].Message)
+	}
+	sum := sha256.Sum256([]byte("authorization\x00" + rid))
+	st := &trustfedv1.AuthorizationStatement{
+		AuthorizationId:    "auth-" + hex.EncodeToString(sum[:8]),
+		FromOrganizationId: check.FromOrganizationId,
+		ToOrganizationId:   check.ToOrganizationId,
+		Action:             check.Action,
+		DataTypes:          check.DataTypes,
+		Value:              check.Value,
+		ExpireTime:         timestamppb.New(now.Add(r.FreshnessWindow()).Truncate(1e9)),
+		MaxUses:            max(req.GetMaxUses(), 1),
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("marshal authorization statement: %w", err)
+	}
+	if _, err := s.propose(ctx, &commandv1.CreateAuthorization{Statement: b}, rid); err != nil {
+		return nil, err
+	}
+	a, _ := s.store.Read().Authorization(st.AuthorizationId)
+	return &trustfedv1.RequestAuthorizationResponse{Authorization: a}, nil
+}
+
+// GetAuthorization returns a dual-authorisation request.
+func (s *registryService) GetAuthorization(ctx context.Context, req *trustfedv1.GetAuthorizationRequest) (*trustfedv1.GetAuthorizationResponse, error) {
+	if err := state.ValidateAuthorizationID("authorization_id", req.GetAuthorizationId()); err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	a, ok := r.Authorization(req.AuthorizationId)
+	if !ok {
+		return nil, state.NotFound("authorization_id", "authorization %q does not exist", req.AuthorizationId)
+	}
+	if err := scopeCheck(ctx, "authorization_id", a.GetParsedStatement().GetFromOrganizationId(), a.GetParsedStatement().GetToOrganizationId()); err != nil {
+		return nil, err
+	}
+	return &trustfedv1.GetAuthorizationResponse{Authorization: a, Meta: meta}, nil
 }

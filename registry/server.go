@@ -87,17 +87,11 @@ type Config struct {
 // MaxMessageSize bounds every gRPC message received.
 const MaxMessageSize = 1 << 20
 
-// Server implements the trustfed gRPC services.
+// Server is the core the trustfed gRPC services share: the state, Raft,
+// the authenticator, the audit batcher, the limits and the metrics. Each
+// service is its own struct holding it (registry_service.go,
+// admin_service.go, …); Register registers them all.
 type Server struct {
-	trustfedv1.UnimplementedRegistryServiceServer
-	trustfedv1.UnimplementedAdminServiceServer
-	trustfedv1.UnimplementedClusterServiceServer
-	trustfedv1.UnimplementedMembershipServiceServer
-	trustfedv1.UnimplementedCascadeServiceServer
-	trustfedv1.UnimplementedAuditServiceServer
-	trustfedv1.UnimplementedAccessServiceServer
-	peerv1.UnimplementedPeerServiceServer
-
 	cfg   Config
 	store *state.Store
 	raft  Raft
@@ -188,14 +182,14 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 
 // Register registers every service on gs.
 func (s *Server) Register(gs *grpc.Server) {
-	trustfedv1.RegisterRegistryServiceServer(gs, s)
-	trustfedv1.RegisterAdminServiceServer(gs, s)
-	trustfedv1.RegisterClusterServiceServer(gs, s)
-	trustfedv1.RegisterMembershipServiceServer(gs, s)
-	trustfedv1.RegisterCascadeServiceServer(gs, s)
-	trustfedv1.RegisterAuditServiceServer(gs, s)
-	trustfedv1.RegisterAccessServiceServer(gs, s)
-	peerv1.RegisterPeerServiceServer(gs, s)
+	trustfedv1.RegisterRegistryServiceServer(gs, &registryService{Server: s})
+	trustfedv1.RegisterAdminServiceServer(gs, &adminService{Server: s})
+	trustfedv1.RegisterClusterServiceServer(gs, &clusterService{Server: s})
+	trustfedv1.RegisterMembershipServiceServer(gs, &membershipService{Server: s})
+	trustfedv1.RegisterCascadeServiceServer(gs, &cascadeService{Server: s})
+	trustfedv1.RegisterAuditServiceServer(gs, &auditService{Server: s})
+	trustfedv1.RegisterAccessServiceServer(gs, &accessService{Server: s})
+	peerv1.RegisterPeerServiceServer(gs, &peerService{Server: s})
 	if s.metrics != nil {
 		s.metrics.grpc.InitializeMetrics(gs) // every method's series from zero
 	}
