@@ -122,7 +122,9 @@ func (s *Server) auditTreeSize(r *state.Reader, asked uint64, field string) (uin
 	return cp.TreeSize, nil
 }
 
-// ListAuditEntries pages through the log in order with filters.
+// ListAuditEntries pages through the log in order with filters: check the
+// request, fix the range of sequence numbers it asks for, scan it for the
+// entries that carry every label asked for, prove them if asked.
 func (s *auditService) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAuditEntriesRequest) (*trustfedv1.ListAuditEntriesResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
@@ -131,62 +133,105 @@ func (s *auditService) ListAuditEntries(ctx context.Context, req *trustfedv1.Lis
 	if err != nil {
 		return nil, err
 	}
-	size := req.PageSize
-	switch {
-	case size < 0 || size > maxAuditPage:
-		return nil, state.Invalid("page_size", "must be 1..%d", maxAuditPage)
-	case size == 0:
-		size = defaultAuditPage
-	}
-	if len(req.Type) > 64 {
-		return nil, state.Invalid("type", "is longer than 64 characters")
-	}
-	if req.Type != "" && !state.IsAuditType(req.Type) {
-		return nil, state.Invalid("type", "%q is not an audit entry type", req.Type)
-	}
-	if _, ok := trustfedv1.ComplianceMode_name[int32(req.Compliance)]; !ok {
-		return nil, state.Invalid("compliance", "unknown compliance mode %d", int32(req.Compliance))
-	}
-	if req.Since != nil && req.Until != nil && !req.Since.AsTime().Before(req.Until.AsTime()) {
-		return nil, state.Invalid("until", "must be after since")
+	size, err := auditPageSize(req)
+	if err != nil {
+		return nil, err
 	}
 	r, meta, err := s.read(ctx, req.Consistency)
 	if err != nil {
 		return nil, err
 	}
-	treeSize := s.audit.Size()
-	if req.WithProofs || req.TreeSize != 0 {
-		if treeSize, err = s.auditTreeSize(r, req.TreeSize, "tree_size"); err != nil {
+	rg, err := s.listRange(r, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &trustfedv1.ListAuditEntriesResponse{TreeSize: rg.treeSize, Meta: meta}
+	if m, ok := complianceModes[req.Compliance]; ok {
+		resp.Retention, resp.Handling = m.retention, m.handling
+	}
+	if rg.from >= rg.to {
+		return resp, nil
+	}
+	var resume uint64
+	if resp.Records, resume, err = s.scanAudit(auditLabels(org, req), rg, size); err != nil {
+		return nil, err
+	}
+	if req.WithProofs {
+		if err := s.proveInclusion(resp.Records, rg.treeSize); err != nil {
 			return nil, err
 		}
 	}
-	from, to := uint64(0), treeSize
+	if resume < rg.to {
+		resp.NextPageToken = strconv.FormatUint(resume, 10)
+	}
+	return resp, nil
+}
+
+// auditPageSize checks a listing's filters and returns its page size.
+func auditPageSize(req *trustfedv1.ListAuditEntriesRequest) (int32, error) {
+	size := req.PageSize
+	switch {
+	case size < 0 || size > maxAuditPage:
+		return 0, state.Invalid("page_size", "must be 1..%d", maxAuditPage)
+	case size == 0:
+		size = defaultAuditPage
+	}
+	if len(req.Type) > 64 {
+		return 0, state.Invalid("type", "is longer than 64 characters")
+	}
+	if req.Type != "" && !state.IsAuditType(req.Type) {
+		return 0, state.Invalid("type", "%q is not an audit entry type", req.Type)
+	}
+	if _, ok := trustfedv1.ComplianceMode_name[int32(req.Compliance)]; !ok {
+		return 0, state.Invalid("compliance", "unknown compliance mode %d", int32(req.Compliance))
+	}
+	if req.Since != nil && req.Until != nil && !req.Since.AsTime().Before(req.Until.AsTime()) {
+		return 0, state.Invalid("until", "must be after since")
+	}
+	return size, nil
+}
+
+// auditRange is the sequence numbers [from, to) a listing reads, in a tree
+// of treeSize entries.
+type auditRange struct {
+	treeSize, from, to uint64
+}
+
+// listRange turns a listing's tree size, times and page token into the
+// sequence numbers it reads.
+func (s *auditService) listRange(r *state.Reader, req *trustfedv1.ListAuditEntriesRequest) (auditRange, error) {
+	rg := auditRange{treeSize: s.audit.Size()}
+	var err error
+	if req.WithProofs || req.TreeSize != 0 {
+		if rg.treeSize, err = s.auditTreeSize(r, req.TreeSize, "tree_size"); err != nil {
+			return rg, err
+		}
+	}
+	rg.to = rg.treeSize
 	if req.Since != nil {
-		if from, err = s.audit.SeqAtTime(req.Since.AsTime()); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
+		if rg.from, err = s.audit.SeqAtTime(req.Since.AsTime()); err != nil {
+			return rg, fmt.Errorf("audit: %w", err)
 		}
 	}
 	if req.Until != nil {
-		if to, err = s.audit.SeqAtTime(req.Until.AsTime()); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
+		if rg.to, err = s.audit.SeqAtTime(req.Until.AsTime()); err != nil {
+			return rg, fmt.Errorf("audit: %w", err)
 		}
-		to = min(to, treeSize)
+		rg.to = min(rg.to, rg.treeSize)
 	}
 	if req.PageToken != "" {
 		start, err := strconv.ParseUint(req.PageToken, 10, 64)
 		if err != nil {
-			return nil, state.Invalid("page_token", "is not a token this API returned")
+			return rg, state.Invalid("page_token", "is not a token this API returned")
 		}
-		from = max(from, start)
+		rg.from = max(rg.from, start)
 	}
-	resp := &trustfedv1.ListAuditEntriesResponse{TreeSize: treeSize, Meta: meta}
-	if m, ok := complianceModes[req.Compliance]; ok {
-		resp.Retention, resp.Handling = m.retention, m.handling
-	}
-	if from >= to {
-		return resp, nil
-	}
-	// Scan the most selective label; check the other filters on each entry.
+	return rg, nil
+}
+
+// auditLabels are the labels every entry listed must carry, the most
+// selective first (the one the scan walks).
+func auditLabels(org string, req *trustfedv1.ListAuditEntriesRequest) []string {
 	var labels []string
 	if org != "" {
 		labels = append(labels, state.LabelOrg+org)
@@ -197,12 +242,19 @@ func (s *auditService) ListAuditEntries(ctx context.Context, req *trustfedv1.Lis
 	if req.Compliance != trustfedv1.ComplianceMode_COMPLIANCE_MODE_UNSPECIFIED {
 		labels = append(labels, state.LabelMode+state.ModeName(req.Compliance))
 	}
+	return labels
+}
+
+// scanAudit takes up to size entries of rg that carry every label, walking
+// the first label's index, and returns them with where the next page
+// resumes.
+func (s *auditService) scanAudit(labels []string, rg auditRange, size int32) ([]*trustfedv1.AuditRecord, uint64, error) {
 	primary := ""
 	if len(labels) > 0 {
 		primary = labels[0]
 	}
-	var proofErr error
-	resume, err := s.audit.Scan(primary, from, to, auditScanBudget, func(seq uint64, leaf audit.Leaf) (bool, error) {
+	var records []*trustfedv1.AuditRecord
+	resume, err := s.audit.Scan(primary, rg.from, rg.to, auditScanBudget, func(seq uint64, leaf audit.Leaf) (bool, error) {
 		if !hasAll(leaf.Labels, labels) {
 			return true, nil
 		}
@@ -210,23 +262,25 @@ func (s *auditService) ListAuditEntries(ctx context.Context, req *trustfedv1.Lis
 		if err := proto.Unmarshal(rec.Leaf, rec.Entry); err != nil {
 			return false, fmt.Errorf("audit entry %d does not decode: %w", seq, err)
 		}
-		resp.Records = append(resp.Records, rec)
-		return len(resp.Records) < int(size), nil // Scan resumes after the last entry taken
+		records = append(records, rec)
+		return len(records) < int(size), nil // Scan resumes after the last entry taken
 	})
 	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return nil, 0, fmt.Errorf("audit: %w", err)
 	}
-	if req.WithProofs {
-		for _, rec := range resp.Records {
-			if rec.InclusionProof, proofErr = s.audit.InclusionProof(rec.Sequence, treeSize); proofErr != nil {
-				return nil, fmt.Errorf("audit proof of %d: %w", rec.Sequence, proofErr)
-			}
+	return records, resume, nil
+}
+
+// proveInclusion adds to each record its inclusion proof in the tree of
+// treeSize entries.
+func (s *auditService) proveInclusion(records []*trustfedv1.AuditRecord, treeSize uint64) error {
+	for _, rec := range records {
+		var err error
+		if rec.InclusionProof, err = s.audit.InclusionProof(rec.Sequence, treeSize); err != nil {
+			return fmt.Errorf("audit proof of %d: %w", rec.Sequence, err)
 		}
 	}
-	if resume < to {
-		resp.NextPageToken = strconv.FormatUint(resume, 10)
-	}
-	return resp, nil
+	return nil
 }
 
 // hasAll reports whether have holds every label of want.
