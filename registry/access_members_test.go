@@ -35,11 +35,16 @@ type directRaft struct {
 	index uint64
 	// behind: the node has not caught up (CaughtUp false).
 	behind atomic.Bool
+	// onApply, if set, sees every proposal before it is applied.
+	onApply func(ctx context.Context, cmd []byte)
 }
 
-func (d *directRaft) Apply(_ context.Context, cmd []byte) (consensus.ApplyResult, error) {
+func (d *directRaft) Apply(ctx context.Context, cmd []byte) (consensus.ApplyResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.onApply != nil {
+		d.onApply(ctx, cmd)
+	}
 	d.index++
 	return consensus.ApplyResult{Index: d.index, Response: d.fsm.Apply(d.index, cmd), Term: 1}, nil
 }

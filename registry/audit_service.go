@@ -406,7 +406,7 @@ func (s *auditService) AddCosignature(ctx context.Context, req *trustfedv1.AddCo
 	if text, _, _ := attestation.SplitNote(req.Checkpoint); text != published {
 		return nil, state.Invalid("checkpoint", "is not the checkpoint the registry published for %d entries", c.Size)
 	}
-	if _, err := s.proposeResult(ctx, &commandv1.AddCosignature{TreeSize: c.Size, OrganizationId: req.OrganizationId, SignatureLine: line}, ""); err != nil {
+	if _, _, err := s.proposeInTerm(ctx, &commandv1.AddCosignature{TreeSize: c.Size, OrganizationId: req.OrganizationId, SignatureLine: line}, ""); err != nil {
 		return nil, err
 	}
 	cp, _ = s.store.Read().Checkpoint(c.Size)
@@ -503,7 +503,7 @@ func (s *Server) publishCheckpoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.proposeResult(ctx, &commandv1.PutCheckpoint{Note: note}, "")
+	_, _, err = s.proposeInTerm(ctx, &commandv1.PutCheckpoint{Note: note}, "")
 	return err
 }
 

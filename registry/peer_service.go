@@ -28,7 +28,7 @@ func (s *peerService) AppendAudit(ctx context.Context, req *peerv1.AppendAuditRe
 	if p, _ := PrincipalFrom(ctx); req.Audit.NodeId != "" && p.ID != "node:"+req.Audit.NodeId {
 		return nil, state.Invalid("audit.node_id", "a server sends only its own batches (certificate names %s)", p.ID)
 	}
-	res, err := s.proposeResult(ctx, req.Audit, "")
+	res, _, err := s.proposeInTerm(ctx, req.Audit, "")
 	if err != nil {
 		return nil, err
 	}
