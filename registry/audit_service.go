@@ -129,7 +129,7 @@ func (s *auditService) ListAuditEntries(ctx context.Context, req *trustfedv1.Lis
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
-	org, err := s.auditScope(ctx, req.OrganizationId)
+	org, err := auditFilter(req.OrganizationId)
 	if err != nil {
 		return nil, err
 	}
@@ -293,21 +293,15 @@ func hasAll(have, want []string) bool {
 	return true
 }
 
-// auditScope is the organisation filter a caller's role imposes: admins
-// and regulators read every entry; a member reads only the entries that
-// name it (members get their own identities with the zero-trust issue).
-func (s *Server) auditScope(ctx context.Context, asked string) (string, error) {
+// auditFilter is the organisation a listing asks for ("" = every one). An
+// organisation-scoped caller has already been confined to its own by the
+// authorisation table (auth.go), which fills it in when the caller left it
+// empty.
+func auditFilter(asked string) (string, error) {
 	if asked != "" {
 		if err := state.ValidateOrganizationID("organization_id", asked); err != nil {
 			return "", err
 		}
-	}
-	p, _ := PrincipalFrom(ctx)
-	if p.Organization != "" {
-		if asked != "" && asked != p.Organization {
-			return "", state.PermissionDenied("organization_id", "members read only the entries that name them (%s)", p.Organization)
-		}
-		return p.Organization, nil
 	}
 	return asked, nil
 }
@@ -332,9 +326,7 @@ func (s *auditService) GetInclusionProof(ctx context.Context, req *trustfedv1.Ge
 	if err != nil {
 		return nil, fmt.Errorf("audit entry %d: %w", req.Sequence, err)
 	}
-	if org, err := s.auditScope(ctx, ""); err != nil {
-		return nil, err
-	} else if org != "" {
+	if org := principalOrg(ctx); org != "" {
 		var e trustfedv1.AuditEntry
 		if proto.Unmarshal(leaf, &e) != nil || !slices.Contains(e.OrganizationIds, org) {
 			return nil, state.PermissionDenied("sequence", "entry %d does not name %s", req.Sequence, org)
