@@ -331,16 +331,8 @@ func writeAddrs(f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile str
 // once (signing key, bootstrap token); FailedPrecondition means another
 // leader already stored it, which is success.
 func proposeFirst(ctx context.Context, node *consensus.Node, msg proto.Message, meta state.EnvelopeMeta) error {
-	cmd, err := state.Encode(msg, meta)
-	if err != nil {
+	if _, err := registry.Propose(ctx, node, msg, meta); err != nil && !errors.Is(err, state.ErrFailedPrecondition) {
 		return err
-	}
-	res, err := node.Apply(ctx, cmd)
-	if err != nil {
-		return err
-	}
-	if r := res.Response.(state.Result); r.Err != nil && !errors.Is(r.Err, state.ErrFailedPrecondition) {
-		return r.Err
 	}
 	return nil
 }
@@ -514,15 +506,8 @@ func newCascadeRunner(f serverFlags, node *consensus.Node, store *state.Store, l
 	return revocation.NewRunner(revocation.RunnerConfig{
 		Store: store,
 		Propose: func(ctx context.Context, cmd proto.Message) error {
-			b, err := state.Encode(cmd, state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "system:revocation"})
-			if err != nil {
-				return err
-			}
-			res, err := node.Apply(ctx, b)
-			if err != nil {
-				return err
-			}
-			return res.Response.(state.Result).Err
+			_, err := registry.Propose(ctx, node, cmd, state.EnvelopeMeta{Time: time.Now(), Principal: "system:revocation"})
+			return err
 		},
 		Dispatch:   revocation.Config{Workers: f.cascadeWorkers, Deadline: f.cascadeDeadline, EscalateAt: f.cascadeEscalateAt},
 		WebhookTLS: webhookTLS,
