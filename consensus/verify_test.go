@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -25,14 +26,30 @@ func TestConcurrentReadsAreLinearizable(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
+	var reads, failed atomic.Int64 // linearizable reads answered, and refused
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(stop)
+		// A leader that loses its lease on a loaded machine is not a
+		// violation: the write is retried on the next ready leader ("set"
+		// is idempotent, so an unknown outcome applied twice is harmless).
+		deadline := time.Now().Add(waitTimeout)
 		for i := int64(1); i <= 200; i++ {
-			if _, err := leader.Apply(ctx, []byte(fmt.Sprintf("set counter %d", i))); err != nil {
-				errs <- err
-				return
+			for {
+				_, err := leader.Apply(ctx, []byte(fmt.Sprintf("set counter %d", i)))
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					errs <- fmt.Errorf("write %d: %w", i, err)
+					return
+				}
+				if l := readyLeader(nodes); l != nil {
+					leader = l
+				}
+				<-time.After(10 * time.Millisecond) // poll for the next leader, as require.Eventually does
+
 			}
 			acked.Store(i)
 		}
@@ -50,9 +67,13 @@ func TestConcurrentReadsAreLinearizable(t *testing.T) {
 					}
 					before := acked.Load()
 					if _, err := n.LinearizableRead(ctx); err != nil {
-						errs <- fmt.Errorf("%s: %w", n.id, err)
-						return
+						// Unavailable while leadership moves: not an
+						// answer, so nothing to check.
+						failed.Add(1)
+						<-time.After(10 * time.Millisecond)
+						continue
 					}
+					reads.Add(1)
 					got, _ := strconv.ParseInt(n.kv.get("counter"), 10, 64)
 					if got < before {
 						errs <- fmt.Errorf("%s read counter %d after write %d was acknowledged", n.id, got, before)
@@ -68,4 +89,15 @@ func TestConcurrentReadsAreLinearizable(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.EqualValues(t, 200, acked.Load())
+	require.Positive(t, reads.Load(), "no linearizable read succeeded (%d failed)", failed.Load())
+}
+
+// readyLeader returns the ready leader among nodes, or nil while there is none.
+func readyLeader(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if n.IsLeader() {
+			return n
+		}
+	}
+	return nil
 }

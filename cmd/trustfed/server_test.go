@@ -13,7 +13,7 @@ import (
 func TestServerAddressFlags(t *testing.T) {
 	base := func() serverFlags {
 		return serverFlags{nodeID: "n2", dataDir: t.TempDir(), tlsCA: "ca.pem", tlsCert: "n2.pem", tlsKey: "n2-key.pem",
-			raftAddr: "127.0.0.1:0", grpcAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", memberCertTTL: time.Hour, auditOrigin: "test/audit"}
+			raftAddr: "127.0.0.1:0", grpcAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", memberCertTTL: time.Hour, auditOrigin: "test/audit", tokenTTL: 24 * time.Hour}
 	}
 	f := base()
 	f.join, f.advertise, f.advRaft = "10.0.0.1:7443", "n2.example.org:7443", "n2.example.org:7000"
