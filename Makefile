@@ -12,6 +12,11 @@ export PATH := $(BIN):$(PATH)
 # the go command fetch and use it where the machine's default says `local`. An explicit
 # GOTOOLCHAIN in the environment still wins.
 export GOTOOLCHAIN ?= auto
+# The version `trustfed version`, `status` and /metrics report: the nearest tag and the commit
+# (with -dirty for uncommitted changes); "dev" outside a git checkout.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: run build test fuzz-smoke test-short lint vulncheck fmt-check proto proto-check tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
 
@@ -21,7 +26,7 @@ run: build
 
 ## build: the trustfed binary in bin/
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/trustfed ./cmd/trustfed
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/trustfed ./cmd/trustfed
 
 ## test: every unit, cluster and end-to-end test (race detector on), then a short fuzzing run
 test:
@@ -98,7 +103,7 @@ soak:
 
 ## docker: the FROM-scratch image of deploy/Dockerfile (context: the Dockerfile and the binary only)
 docker:
-	CGO_ENABLED=0 $(GO) build -trimpath -o deploy/trustfed ./cmd/trustfed
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o deploy/trustfed ./cmd/trustfed
 	tar -cf - deploy/Dockerfile deploy/trustfed | docker build -f deploy/Dockerfile -t trustfed:dev -
 
 ## docker-cluster: 3-node compose cluster on loopback (prints the exports)

@@ -145,9 +145,8 @@ func TestAuditCmdEntriesTable(t *testing.T) {
 
 func TestAuditCmdAgainstServer(t *testing.T) {
 	dir := t.TempDir()
-	acmeKey, acmePub, pub := auditCmdKey(t, dir, "acme")
+	acmeKey, acmePub, _ := auditCmdKey(t, dir, "acme")
 	f := newAuditFake(t, auditCmdOrigin, auditCmdT0)
-	f.members = map[string]ed25519.PublicKey{"acme": pub}
 	env := startAuditFake(t, f)
 	f.serve(t, auditCmdLog(t, 5)...)
 	state := filepath.Join(dir, "witness.json")

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/consensus"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/server"
 )
 
 func newClusterCmd(a *app) *cobra.Command {
@@ -121,16 +121,12 @@ again with their old data dir. See docs/operations.md.`,
 // wrote to addrs.json when it last listened.
 func recoverySelf(dataDir, nodeID, raftAddr string) (consensus.RecoveryServer, error) {
 	if nodeID == "" || raftAddr == "" {
-		b, err := os.ReadFile(filepath.Join(dataDir, "addrs.json"))
+		addrs, err := server.ReadAddrs(dataDir)
 		if errors.Is(err, os.ErrNotExist) {
 			return consensus.RecoveryServer{}, usageErrorf("%s has no addrs.json: give --node-id and --raft-addr", dataDir)
 		}
 		if err != nil {
-			return consensus.RecoveryServer{}, fmt.Errorf("read addrs.json: %w", err)
-		}
-		var addrs addrsFile
-		if err := json.Unmarshal(b, &addrs); err != nil {
-			return consensus.RecoveryServer{}, fmt.Errorf("read %s: %w", filepath.Join(dataDir, "addrs.json"), err)
+			return consensus.RecoveryServer{}, err
 		}
 		nodeID = cmp.Or(nodeID, addrs.NodeID)
 		raftAddr = cmp.Or(raftAddr, addrs.RaftAddr)

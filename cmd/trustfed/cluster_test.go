@@ -26,7 +26,7 @@ func TestCLIClusterRecoverUsageErrors(t *testing.T) {
 		{"remove without id", []string{"cluster", "remove"}, "expects 1 argument"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			code, stdout, stderr := runFullCLI(nil, tt.args...)
+			code, stdout, stderr := runCLI(nil, tt.args...)
 			require.Equal(t, exitUsage, code, stderr)
 			require.Empty(t, stdout)
 			require.True(t, strings.HasPrefix(stderr, "error: "), stderr)
@@ -34,7 +34,7 @@ func TestCLIClusterRecoverUsageErrors(t *testing.T) {
 		})
 	}
 	// A data dir without Raft state is refused (exit 1): nothing to recover.
-	code, _, stderr := runFullCLI(nil, "cluster", "recover", "--data-dir", withAddrs)
+	code, _, stderr := runCLI(nil, "cluster", "recover", "--data-dir", withAddrs)
 	require.Equal(t, 1, code, stderr)
 	require.Contains(t, stderr, "holds no Raft state")
 	require.NoFileExists(t, filepath.Join(withAddrs, "raft", "peers.json"))

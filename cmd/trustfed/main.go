@@ -93,6 +93,9 @@ func newRootCmd(a *app) *cobra.Command {
 	}
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
+	root.Version = buildVersion() // --version prints the same line as `trustfed version`
+	root.SetVersionTemplate(versionLine())
+	root.Flags().Bool("version", false, "print the version, Go version and commit of this binary (as \"trustfed version\")")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	pf := root.PersistentFlags()
@@ -109,6 +112,7 @@ func newRootCmd(a *app) *cobra.Command {
 
 	root.AddCommand(
 		newServerCmd(),
+		newVersionCmd(),
 		newStatusCmd(a),
 		newClusterCmd(a),
 		newOrgCmd(a),

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -306,23 +305,4 @@ func writeMemberNodes(w io.Writer, nodes []*trustfedv1.MemberNode) error {
 		t.row(n.GetOrganizationId(), n.GetNodeId(), formatMemberStatus(n.GetStatus()), key, formatTime(n.GetEnrolTime()), formatTime(n.GetLastCertificateTime()))
 	}
 	return t.flush()
-}
-
-// loadMemberCA loads the CA that issues member certificates: -tls-ca with
-// -tls-ca-key, or in dev mode the generated CA. Without a key the server
-// runs but refuses IssueMemberCertificate (nil CA).
-func loadMemberCA(f serverFlags, files attestation.TLSFiles, logger *slog.Logger) (*attestation.CA, error) {
-	keyFile := f.tlsCAKey
-	if keyFile == "" {
-		keyFile = files.CAKeyFile
-	}
-	if keyFile == "" {
-		logger.Info("no -tls-ca-key: this server cannot issue member node certificates")
-		return nil, nil
-	}
-	ca, err := attestation.LoadCA(files.CAFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("-tls-ca-key: %w", err)
-	}
-	return ca, nil
 }

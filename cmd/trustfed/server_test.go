@@ -1,45 +1,51 @@
 package main
 
 import (
-	"errors"
+	"runtime"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-// A bad address flag fails at start, naming the flag, with a usage error:
-// never a server that runs with, or advertises, an address nobody can dial.
-func TestServerAddressFlags(t *testing.T) {
-	base := func() serverFlags {
-		return serverFlags{nodeID: "n2", dataDir: t.TempDir(), tlsCA: "ca.pem", tlsCert: "n2.pem", tlsKey: "n2-key.pem",
-			raftAddr: "127.0.0.1:0", grpcAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", memberCertTTL: time.Hour, auditOrigin: "test/audit", tokenTTL: 24 * time.Hour}
-	}
-	f := base()
-	f.join, f.advertise, f.advRaft = "10.0.0.1:7443", "n2.example.org:7443", "n2.example.org:7000"
-	require.NoError(t, f.resolve())
-	f = base()
-	f.raftAddr, f.grpcAddr, f.advertise = ":7000", "0.0.0.0:7443", "n2.example.org:7443"
-	require.NoError(t, f.resolve(), "a listen address may leave the host out")
+// A bad server flag is a usage error (exit 2) naming the flag, and every
+// bad flag is reported at once; nothing starts.
+func TestServerFlagErrors(t *testing.T) {
+	code, _, stderr := runCLI(nil, "server", "-dev", "-data-dir", t.TempDir(), "-raft-addr", "127.0.0.1:99999", "-http-addr", "0.0.0.0:8443", "-rate-reads", "-1")
+	require.Equal(t, 2, code, stderr)
+	require.Contains(t, stderr, `-raft-addr "127.0.0.1:99999": port "99999" is not in 0..65535`)
+	require.Contains(t, stderr, `-dev binds to loopback only: -http-addr "0.0.0.0:8443" is not a loopback address`)
+	require.Contains(t, stderr, `-rate-reads -1: want a number of calls per second >= 0`)
 
-	for _, tc := range []struct {
-		set  func(*serverFlags)
-		want string
-	}{
-		{func(f *serverFlags) { f.raftAddr = "127.0.0.1:99999" }, `-raft-addr "127.0.0.1:99999": port "99999" is not in 0..65535`},
-		{func(f *serverFlags) { f.grpcAddr = "127.0.0.1" }, `-grpc-addr "127.0.0.1" is not host:port`},
-		{func(f *serverFlags) { f.httpAddr = "https://127.0.0.1:8443" }, `-http-addr "https://127.0.0.1:8443" must be host:port, without a scheme`},
-		{func(f *serverFlags) { f.join = "127.0.0.1:0" }, `-join "127.0.0.1:0": port "0" is not in 1..65535`},
-		{func(f *serverFlags) { f.join = "10.0.0.1:7443/v1" }, `-join "10.0.0.1:7443/v1" must be host:port, without a path`},
-		{func(f *serverFlags) { f.advertise = ":7443" }, `-advertise-api ":7443" has no host`},
-		{func(f *serverFlags) { f.advRaft = "n2.example.org:70000" }, `-advertise-raft "n2.example.org:70000": port "70000" is not in 1..65535`},
-		{func(f *serverFlags) { f.grpcAddr = "0.0.0.0:7443" }, `-grpc-addr "0.0.0.0:7443" listens on every interface: set -advertise-api`},
-		{func(f *serverFlags) { f.grpcAddr = ":7443" }, `-grpc-addr ":7443" listens on every interface: set -advertise-api`},
-	} {
-		f := base()
-		tc.set(&f)
-		err := f.resolve()
-		require.ErrorContains(t, err, tc.want)
-		require.True(t, errors.As(err, new(usageError)), "%v is a usage error", err)
+	code, _, stderr = runCLI(nil, "server", "-dev", "extra")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `unexpected argument "extra"`)
+}
+
+// The flags keep their defaults: the server a bare `trustfed server -dev`
+// starts is the one it started before the flags became a server.Config.
+func TestServerFlagDefaults(t *testing.T) {
+	cfg, err := parseServerFlags([]string{"--dev"}, nil, nil)
+	require.NoError(t, err)
+	require.True(t, cfg.Dev)
+	require.Equal(t, "127.0.0.1:7000", cfg.RaftAddr)
+	require.Equal(t, "127.0.0.1:7443", cfg.GRPCAddr)
+	require.Equal(t, "127.0.0.1:8443", cfg.HTTPAddr)
+	require.Equal(t, "trustfed.local/audit", cfg.AuditOrigin)
+	require.Equal(t, 256, cfg.CascadeWorkers)
+	require.NotNil(t, cfg.DevReady, "-dev prints its banner")
+	require.Equal(t, buildVersion(), cfg.Version)
+}
+
+// `trustfed version` and `trustfed --version` print the version, the Go
+// version and the commit; an injected version wins.
+func TestVersion(t *testing.T) {
+	defer func(v, c string) { version, commit = v, c }(version, commit)
+	version, commit = "v1.2.3-test", "0123abcd"
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, stdout, stderr := runCLI(nil, args...)
+		require.Equal(t, 0, code, stderr)
+		require.Equal(t, "trustfed v1.2.3-test ("+runtime.Version()+", commit 0123abcd)\n", stdout, args)
 	}
+	version, commit = "", ""
+	require.NotEmpty(t, buildVersion(), "without -ldflags: the VCS revision or dev")
 }

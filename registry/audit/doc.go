@@ -48,6 +48,6 @@
 // ErrFormat, as is an unknown format; a file of that layout holding no
 // entries is upgraded in place. There is no migration: the server moves a
 // file it cannot open aside and rebuilds the log from the Raft snapshot
-// (Replace) and the Raft log (cmd/trustfed openAuditLog), as after a crash
+// (Replace) and the Raft log (server openAuditLog), as after a crash
 // that left it unreadable.
 package audit

@@ -1,19 +1,18 @@
-package main
+package server
 
 import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"time"
 
-	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // joinCluster asks the member at target to add this node, authenticating
@@ -68,30 +67,4 @@ func retry(ctx context.Context, logger *slog.Logger, what string, fn func() erro
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-}
-
-func printDevBanner(out io.Writer, f serverFlags, grpcAddr, httpAddr net.Addr, raftAddr, caFile, token, tokenExpiry, adminKey string) {
-	fmt.Fprintf(out, `
-trustfed dev server is ready.
-  DEV MODE: single node, loopback only, self-signed TLS. Not for production.
-
-  node       %s
-  data dir   %s
-  gRPC       %s
-  REST       https://%s   (OpenAPI: https://%s/v1/openapi.json)
-  metrics    https://%s/metrics   (Prometheus; admin or monitor token)
-  raft       %s
-  CA cert    %s
-  admin token (also in %s; expires %s, -bootstrap-token-ttl):
-    %s
-  admin key  %s   (approves admin changes; dev quorum: 1 admin)
-
-Use it from another terminal:
-  export TRUSTFED_ADDR=%s
-  export TRUSTFED_TOKEN=%s
-  export TRUSTFED_CACERT=%s
-  export TRUSTFED_ADMIN_KEY=%s
-  trustfed status
-
-`, f.nodeID, f.dataDir, grpcAddr, httpAddr, httpAddr, httpAddr, raftAddr, caFile, f.tokenFile, tokenExpiry, token, adminKey, grpcAddr, token, caFile, adminKey)
 }

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/trustfed/trustfed/server"
+)
+
+// printDevBanner tells the user of `trustfed server -dev` how to reach it.
+func printDevBanner(out io.Writer, d server.DevInfo) {
+	fmt.Fprintf(out, `
+trustfed dev server is ready.
+  DEV MODE: single node, loopback only, self-signed TLS. Not for production.
+
+  node       %s
+  data dir   %s
+  gRPC       %s
+  REST       https://%s   (OpenAPI: https://%s/v1/openapi.json)
+  metrics    https://%s/metrics   (Prometheus; admin or monitor token)
+  raft       %s
+  CA cert    %s
+  admin token (also in %s; expires %s, -bootstrap-token-ttl):
+    %s
+  admin key  %s   (approves admin changes; dev quorum: 1 admin)
+
+Use it from another terminal:
+  export TRUSTFED_ADDR=%s
+  export TRUSTFED_TOKEN=%s
+  export TRUSTFED_CACERT=%s
+  export TRUSTFED_ADMIN_KEY=%s
+  trustfed status
+
+`, d.NodeID, d.DataDir, d.GRPCAddr, d.HTTPAddr, d.HTTPAddr, d.HTTPAddr, d.RaftAddr, d.CAFile, d.AdminTokenFile, d.AdminTokenExpiry, d.AdminToken,
+		d.AdminKeyFile, d.GRPCAddr, d.AdminToken, d.CAFile, d.AdminKeyFile)
+}

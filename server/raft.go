@@ -1,0 +1,98 @@
+package server
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	gometrics "github.com/armon/go-metrics"
+	gmprom "github.com/armon/go-metrics/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/consensus"
+	"github.com/trustfed/trustfed/registry"
+	"github.com/trustfed/trustfed/registry/state"
+)
+
+// newNode starts this server's Raft node on the data dir.
+func (s *Server) newNode(apiAddr string) (*consensus.Node, error) {
+	ncfg := consensus.Config{
+		NodeID:         s.cfg.NodeID,
+		DataDir:        filepath.Join(s.cfg.DataDir, "raft"),
+		BindAddr:       s.cfg.RaftAddr,
+		AdvertiseAddr:  s.cfg.AdvertiseRaft,
+		APIAddr:        apiAddr,
+		Bootstrap:      s.cfg.Bootstrap,
+		StateMachine:   stateMachine{s.fsm},
+		LeaderClient:   s.peers,
+		Progress:       s.peers,
+		TLS:            s.tls.raft,
+		VerifyPeer:     raftPeerIdentity,
+		OnRejectedConn: s.refused.raftRefused,
+		Logger:         s.logger.With("component", "raft"),
+	}
+	if s.cfg.RaftFastTimeouts {
+		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
+		ncfg.LeaderLeaseTimeout, ncfg.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
+		ncfg.PromotionStabilization = time.Second
+	}
+	node, err := consensus.New(ncfg)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	return node, nil
+}
+
+// stateMachine adapts the registry FSM to consensus.StateMachine.
+type stateMachine struct{ *state.FSM }
+
+func (s stateMachine) Snapshot() (consensus.Snapshot, error) { return s.FSM.Snapshot() }
+
+// raftPeerIdentity is the Raft transport's VerifyPeer: a peer's certificate
+// (already verified against the cluster CA) must name a registry server,
+// spiffe://trustfed/node/<id>. A member node's client certificate, or any
+// other certificate the CA signed, cannot join or feed the cluster.
+func raftPeerIdentity(cert *x509.Certificate) error {
+	if _, ok := attestation.NodeIDFromCert(cert); !ok {
+		return errors.New("certificate does not name a trustfed server node (spiffe://trustfed/node/<id>)")
+	}
+	return nil
+}
+
+// transportAudit hands the Raft transport's refused connections to the
+// registry server for auditing once it exists (the node is created first);
+// refusals before that are only logged by the transport.
+type transportAudit struct {
+	srv atomic.Pointer[registry.Server]
+}
+
+func (a *transportAudit) raftRefused(remoteAddr string, err error) {
+	a.srv.Load().AuditTransportRefusal(registry.ListenerRaft, remoteAddr, err)
+}
+
+// exportRaftMetrics publishes what hashicorp/raft and raft-boltdb measure
+// themselves — commit time, FSM apply, log store writes (the fsync-bound
+// part of every commit), replication, snapshots — on this server's
+// /metrics, named hashicorp_raft_* (summaries in milliseconds). They report
+// through go-metrics' process-wide sink (hashicorp/go-metrics/compat maps to
+// armon/go-metrics), so this is set once per server process (the newest
+// server of a process that runs several gets them); a series not updated
+// for a minute (a leader-only timing after the node lost leadership) is
+// dropped.
+func exportRaftMetrics(reg prometheus.Registerer) error {
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Expiration: time.Minute, Name: "hashicorp_raft_sink"})
+	if err != nil {
+		return fmt.Errorf("raft metrics: %w", err)
+	}
+	conf := gometrics.DefaultConfig("hashicorp")
+	conf.EnableHostname = false       // one node per process: no host in the names
+	conf.EnableRuntimeMetrics = false // the Go collector already reports the runtime
+	if _, err := gometrics.NewGlobal(conf, sink); err != nil {
+		return fmt.Errorf("raft metrics: %w", err)
+	}
+	return nil
+}
