@@ -1,8 +1,11 @@
 // Package client is the Go SDK of trustfed, for member nodes and admin
 // tools. It opens one gRPC connection to a registry node (TLS 1.3 against
 // the federation CA, optionally with a node certificate), attaches a bearer
-// token to every call, and exposes the generated RegistryService,
-// AdminService and ClusterService clients over that connection.
+// token to every call, and exposes the generated clients of the public
+// services over that connection: RegistryService (Registry), AdminService
+// (Admin), ClusterService (Cluster), MembershipService (Membership),
+// CascadeService (Cascades), AuditService (Audit) and AccessService
+// (Access).
 //
 // Write requests that carry a request_id field get a random one when the
 // caller left it empty. The id is written into the request message itself,

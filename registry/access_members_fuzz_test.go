@@ -30,7 +30,7 @@ func FuzzIssueMemberCertificate(f *testing.F) {
 		if validity != 0 {
 			req.Validity = durationpb.New(durationFrom(validity))
 		}
-		resp, err := r.s.IssueMemberCertificate(context.Background(), req)
+		resp, err := r.access.IssueMemberCertificate(context.Background(), req)
 		if err != nil {
 			return
 		}
@@ -60,7 +60,7 @@ func FuzzGetMemberChallenge(f *testing.F) {
 	f.Add("", "")
 	f.Add("acme", "GW\x00")
 	f.Fuzz(func(t *testing.T, org, node string) {
-		resp, err := r.s.GetMemberChallenge(context.Background(), &trustfedv1.GetMemberChallengeRequest{OrganizationId: org, NodeId: node})
+		resp, err := r.access.GetMemberChallenge(context.Background(), &trustfedv1.GetMemberChallengeRequest{OrganizationId: org, NodeId: node})
 		if err != nil {
 			return
 		}

@@ -35,11 +35,16 @@ type directRaft struct {
 	index uint64
 	// behind: the node has not caught up (CaughtUp false).
 	behind atomic.Bool
+	// onApply, if set, sees every proposal before it is applied.
+	onApply func(ctx context.Context, cmd []byte)
 }
 
-func (d *directRaft) Apply(_ context.Context, cmd []byte) (consensus.ApplyResult, error) {
+func (d *directRaft) Apply(ctx context.Context, cmd []byte) (consensus.ApplyResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.onApply != nil {
+		d.onApply(ctx, cmd)
+	}
 	d.index++
 	return consensus.ApplyResult{Index: d.index, Response: d.fsm.Apply(d.index, cmd), Term: 1}, nil
 }
@@ -69,14 +74,17 @@ func (d *directRaft) LeaderCall(ctx context.Context, _ string) (context.Context,
 // memberRig is a registry server over a real state machine, with a clock
 // the test moves, a federation CA and two ACTIVE organisations.
 type memberRig struct {
-	t     testing.TB
-	s     *Server
-	raft  *directRaft
-	fed   *testutil.Federation
-	ca    *attestation.CA
-	admin testutil.Admin
-	now   time.Time
-	clock sync.Mutex
+	t testing.TB
+	s *Server
+	// access and registry are the services under test, on s.
+	access   *accessService
+	registry *registryService
+	raft     *directRaft
+	fed      *testutil.Federation
+	ca       *attestation.CA
+	admin    testutil.Admin
+	now      time.Time
+	clock    sync.Mutex
 }
 
 func (r *memberRig) time() time.Time {
@@ -104,7 +112,7 @@ func newMemberRig(t testing.TB, withCA bool) *memberRig {
 	}
 	s, err := New(cfg)
 	require.NoError(t, err)
-	r.s = s
+	r.s, r.access, r.registry = s, &accessService{Server: s}, &registryService{Server: s}
 
 	_, seed, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
@@ -143,7 +151,7 @@ func (r *memberRig) enrol(org, node string) ed25519.PrivateKey {
 	require.NoError(r.t, err)
 	req, err := client.NewMemberEnrolment(r.fed.Key(org), org, node, pub, r.time())
 	require.NoError(r.t, err)
-	resp, err := r.s.EnrolMemberNode(context.Background(), req)
+	resp, err := r.access.EnrolMemberNode(context.Background(), req)
 	require.NoError(r.t, err)
 	require.Equal(r.t, trustfedv1.MemberNodeStatus_MEMBER_NODE_STATUS_ACTIVE, resp.Node.Status)
 	return key
@@ -152,7 +160,7 @@ func (r *memberRig) enrol(org, node string) ed25519.PrivateKey {
 // answer gets a challenge for org's node and signs it with key.
 func (r *memberRig) answer(org, node string, key ed25519.PrivateKey) *trustfedv1.IssueMemberCertificateRequest {
 	r.t.Helper()
-	ch, err := r.s.GetMemberChallenge(context.Background(), &trustfedv1.GetMemberChallengeRequest{OrganizationId: org, NodeId: node})
+	ch, err := r.access.GetMemberChallenge(context.Background(), &trustfedv1.GetMemberChallengeRequest{OrganizationId: org, NodeId: node})
 	require.NoError(r.t, err)
 	return &trustfedv1.IssueMemberCertificateRequest{
 		Challenge: ch.Challenge, RegistrySignature: ch.RegistrySignature,
@@ -163,7 +171,7 @@ func (r *memberRig) answer(org, node string, key ed25519.PrivateKey) *trustfedv1
 // certify runs the challenge-response and returns the certificate.
 func (r *memberRig) certify(org, node string, key ed25519.PrivateKey) *x509.Certificate {
 	r.t.Helper()
-	resp, err := r.s.IssueMemberCertificate(context.Background(), r.answer(org, node, key))
+	resp, err := r.access.IssueMemberCertificate(context.Background(), r.answer(org, node, key))
 	require.NoError(r.t, err)
 	cert, err := attestation.ParseCertificatePEM([]byte(resp.CertificatePem))
 	require.NoError(r.t, err)
@@ -182,7 +190,7 @@ func TestMemberChallengeResponse(t *testing.T) {
 	r := newMemberRig(t, true)
 	key := r.enrol("acme", "gw-1")
 
-	resp, err := r.s.IssueMemberCertificate(context.Background(), r.answer("acme", "gw-1", key))
+	resp, err := r.access.IssueMemberCertificate(context.Background(), r.answer("acme", "gw-1", key))
 	require.NoError(t, err)
 	cert, err := attestation.ParseCertificatePEM([]byte(resp.CertificatePem))
 	require.NoError(t, err)
@@ -205,13 +213,13 @@ func TestMemberChallengeResponse(t *testing.T) {
 	// A requested lifetime, within the server's maximum (48 h here).
 	req := r.answer("acme", "gw-1", key)
 	req.Validity = durationpb.New(time.Hour)
-	resp, err = r.s.IssueMemberCertificate(context.Background(), req)
+	resp, err = r.access.IssueMemberCertificate(context.Background(), req)
 	require.NoError(t, err)
 	require.Equal(t, r.time().Add(time.Hour).Truncate(time.Second), resp.NotAfter.AsTime())
 	for _, v := range []time.Duration{49 * time.Hour, 30 * time.Second, -time.Hour} {
 		req := r.answer("acme", "gw-1", key)
 		req.Validity = durationpb.New(v)
-		_, err := r.s.IssueMemberCertificate(context.Background(), req)
+		_, err := r.access.IssueMemberCertificate(context.Background(), req)
 		requireField(t, err, state.ErrInvalidArgument, "validity")
 	}
 }
@@ -223,16 +231,16 @@ func TestMemberChallengeRefusals(t *testing.T) {
 
 	t.Run("replayed", func(t *testing.T) {
 		req := r.answer("acme", "gw-1", key)
-		_, err := r.s.IssueMemberCertificate(ctx, req)
+		_, err := r.access.IssueMemberCertificate(ctx, req)
 		require.NoError(t, err)
-		_, err = r.s.IssueMemberCertificate(ctx, req)
+		_, err = r.access.IssueMemberCertificate(ctx, req)
 		requireField(t, err, state.ErrFailedPrecondition, "challenge.nonce")
 		require.Contains(t, err.Error(), "challenge was already used")
 	})
 	t.Run("expired", func(t *testing.T) {
 		req := r.answer("acme", "gw-1", key)
 		r.advance(MemberChallengeTTL)
-		_, err := r.s.IssueMemberCertificate(ctx, req)
+		_, err := r.access.IssueMemberCertificate(ctx, req)
 		requireField(t, err, state.ErrFailedPrecondition, "challenge.expire_time")
 	})
 	t.Run("forged registry signature", func(t *testing.T) {
@@ -240,7 +248,7 @@ func TestMemberChallengeRefusals(t *testing.T) {
 		_, forger, err := ed25519.GenerateKey(rand.Reader)
 		require.NoError(t, err)
 		req.RegistrySignature = attestation.Sign(forger, attestation.PurposeMemberChallenge, req.Challenge)
-		_, err = r.s.IssueMemberCertificate(ctx, req)
+		_, err = r.access.IssueMemberCertificate(ctx, req)
 		requireField(t, err, state.ErrPermissionDenied, "registry_signature")
 	})
 	t.Run("challenge made by the node itself", func(t *testing.T) {
@@ -250,7 +258,7 @@ func TestMemberChallengeRefusals(t *testing.T) {
 			IssueTime: timestamppb.New(r.time()), ExpireTime: timestamppb.New(r.time().Add(time.Hour)), RegistryKeyId: "k1"})
 		require.NoError(t, err)
 		sig := attestation.Sign(key, attestation.PurposeMemberChallenge, b)
-		_, err = r.s.IssueMemberCertificate(ctx, &trustfedv1.IssueMemberCertificateRequest{Challenge: b, RegistrySignature: sig, NodeSignature: sig})
+		_, err = r.access.IssueMemberCertificate(ctx, &trustfedv1.IssueMemberCertificateRequest{Challenge: b, RegistrySignature: sig, NodeSignature: sig})
 		requireField(t, err, state.ErrPermissionDenied, "registry_signature")
 	})
 	t.Run("tampered challenge", func(t *testing.T) {
@@ -261,7 +269,7 @@ func TestMemberChallengeRefusals(t *testing.T) {
 		b, err := proto.Marshal(&ch)
 		require.NoError(t, err)
 		req.Challenge, req.NodeSignature = b, attestation.Sign(key, attestation.PurposeMemberChallenge, b)
-		_, err = r.s.IssueMemberCertificate(ctx, req)
+		_, err = r.access.IssueMemberCertificate(ctx, req)
 		requireField(t, err, state.ErrPermissionDenied, "registry_signature")
 	})
 	t.Run("unknown registry key", func(t *testing.T) {
@@ -270,19 +278,19 @@ func TestMemberChallengeRefusals(t *testing.T) {
 		require.NoError(t, proto.Unmarshal(req.Challenge, &ch))
 		ch.RegistryKeyId = "k2"
 		req.Challenge, _ = proto.Marshal(&ch)
-		_, err := r.s.IssueMemberCertificate(ctx, req)
+		_, err := r.access.IssueMemberCertificate(ctx, req)
 		requireField(t, err, state.ErrPermissionDenied, "challenge.registry_key_id")
 	})
 	t.Run("signed by another key than the node's", func(t *testing.T) {
 		_, other, err := ed25519.GenerateKey(rand.Reader)
 		require.NoError(t, err)
-		_, err = r.s.IssueMemberCertificate(ctx, r.answer("acme", "gw-1", other))
+		_, err = r.access.IssueMemberCertificate(ctx, r.answer("acme", "gw-1", other))
 		requireField(t, err, state.ErrPermissionDenied, "node_signature")
 	})
 	t.Run("signed for another purpose", func(t *testing.T) {
 		req := r.answer("acme", "gw-1", key)
 		req.NodeSignature = attestation.Sign(key, attestation.PurposeMemberNode, req.Challenge)
-		_, err := r.s.IssueMemberCertificate(ctx, req)
+		_, err := r.access.IssueMemberCertificate(ctx, req)
 		requireField(t, err, state.ErrPermissionDenied, "node_signature")
 	})
 	t.Run("malformed", func(t *testing.T) {
@@ -292,16 +300,16 @@ func TestMemberChallengeRefusals(t *testing.T) {
 			"challenge.node_id":         {Challenge: mustMarshal(t, &trustfedv1.MemberChallenge{OrganizationId: "acme"})},
 			"challenge.nonce":           {Challenge: mustMarshal(t, &trustfedv1.MemberChallenge{OrganizationId: "acme", NodeId: "gw-1", Nonce: []byte{1}})},
 		} {
-			_, err := r.s.IssueMemberCertificate(ctx, req)
+			_, err := r.access.IssueMemberCertificate(ctx, req)
 			requireField(t, err, state.ErrInvalidArgument, field)
 		}
-		_, err := r.s.IssueMemberCertificate(ctx, &trustfedv1.IssueMemberCertificateRequest{Challenge: []byte{0xff, 0xff, 0xff}})
+		_, err := r.access.IssueMemberCertificate(ctx, &trustfedv1.IssueMemberCertificateRequest{Challenge: []byte{0xff, 0xff, 0xff}})
 		requireField(t, err, state.ErrInvalidArgument, "challenge")
 	})
 	t.Run("no challenge for an unknown node", func(t *testing.T) {
-		_, err := r.s.GetMemberChallenge(ctx, &trustfedv1.GetMemberChallengeRequest{OrganizationId: "acme", NodeId: "gw-9"})
+		_, err := r.access.GetMemberChallenge(ctx, &trustfedv1.GetMemberChallengeRequest{OrganizationId: "acme", NodeId: "gw-9"})
 		requireField(t, err, state.ErrNotFound, "node_id")
-		_, err = r.s.GetMemberChallenge(ctx, &trustfedv1.GetMemberChallengeRequest{OrganizationId: "acme", NodeId: "GW"})
+		_, err = r.access.GetMemberChallenge(ctx, &trustfedv1.GetMemberChallengeRequest{OrganizationId: "acme", NodeId: "GW"})
 		requireField(t, err, state.ErrInvalidArgument, "node_id")
 	})
 }
@@ -316,7 +324,7 @@ func mustMarshal(t *testing.T, m proto.Message) []byte {
 func TestIssueMemberCertificateWithoutCA(t *testing.T) {
 	r := newMemberRig(t, false)
 	key := r.enrol("acme", "gw-1")
-	_, err := r.s.IssueMemberCertificate(context.Background(), r.answer("acme", "gw-1", key))
+	_, err := r.access.IssueMemberCertificate(context.Background(), r.answer("acme", "gw-1", key))
 	require.ErrorIs(t, err, state.ErrFailedPrecondition)
 	require.Contains(t, err.Error(), "-tls-ca-key")
 }
@@ -328,11 +336,11 @@ func TestEnrolmentSignedByAnotherOrganization(t *testing.T) {
 	// globex signs an enrolment of a node for acme.
 	req, err := client.NewMemberEnrolment(r.fed.Key("globex"), "acme", "gw-1", pub, r.time())
 	require.NoError(t, err)
-	_, err = r.s.EnrolMemberNode(context.Background(), req)
+	_, err = r.access.EnrolMemberNode(context.Background(), req)
 	requireField(t, err, state.ErrInvalidArgument, "signature")
 	_, ok := r.s.store.Read().MemberNode("acme", "gw-1")
 	require.False(t, ok)
-	_, err = r.s.EnrolMemberNode(context.Background(), &trustfedv1.EnrolMemberNodeRequest{})
+	_, err = r.access.EnrolMemberNode(context.Background(), &trustfedv1.EnrolMemberNodeRequest{})
 	requireField(t, err, state.ErrInvalidArgument, "enrolment")
 }
 
@@ -353,12 +361,12 @@ func TestMemberCertificateAuthentication(t *testing.T) {
 	require.NoError(t, auth(cert))
 
 	// Removed, then re-enrolled with a new key: the old certificate stays refused.
-	_, err := r.s.RemoveMemberNode(ctx, &trustfedv1.RemoveMemberNodeRequest{OrganizationId: "acme", NodeId: "gw-1", Reason: "host lost"})
+	_, err := r.access.RemoveMemberNode(ctx, &trustfedv1.RemoveMemberNodeRequest{OrganizationId: "acme", NodeId: "gw-1", Reason: "host lost"})
 	require.NoError(t, err)
 	err = auth(cert)
 	require.ErrorIs(t, err, ErrUnauthenticated)
 	require.Contains(t, err.Error(), "removed")
-	_, err = r.s.GetMemberChallenge(ctx, &trustfedv1.GetMemberChallengeRequest{OrganizationId: "acme", NodeId: "gw-1"})
+	_, err = r.access.GetMemberChallenge(ctx, &trustfedv1.GetMemberChallengeRequest{OrganizationId: "acme", NodeId: "gw-1"})
 	requireField(t, err, state.ErrFailedPrecondition, "node_id")
 	key2 := r.enrol("acme", "gw-1")
 	err = auth(cert)
@@ -381,7 +389,7 @@ func TestMemberCertificateAuthentication(t *testing.T) {
 		err = auth(cert3)
 		require.ErrorIs(t, err, ErrUnauthenticated)
 		require.Contains(t, err.Error(), "organization acme is "+state.OrganizationStatusName(st))
-		_, err = r.s.GetMemberChallenge(ctx, &trustfedv1.GetMemberChallengeRequest{OrganizationId: "acme", NodeId: "gw-1"})
+		_, err = r.access.GetMemberChallenge(ctx, &trustfedv1.GetMemberChallengeRequest{OrganizationId: "acme", NodeId: "gw-1"})
 		requireField(t, err, state.ErrFailedPrecondition, "organization_id")
 	}
 
@@ -413,13 +421,13 @@ func TestListMemberNodesService(t *testing.T) {
 		r.enrol("acme", n)
 	}
 	r.enrol("globex", "g1")
-	_, err := r.s.RemoveMemberNode(ctx, &trustfedv1.RemoveMemberNodeRequest{OrganizationId: "acme", NodeId: "a2", Reason: "gone"})
+	_, err := r.access.RemoveMemberNode(ctx, &trustfedv1.RemoveMemberNodeRequest{OrganizationId: "acme", NodeId: "a2", Reason: "gone"})
 	require.NoError(t, err)
 
 	var got []string
 	tok := ""
 	for {
-		resp, err := r.s.ListMemberNodes(ctx, &trustfedv1.ListMemberNodesRequest{OrganizationId: "acme", IncludeRemoved: true, PageSize: 1, PageToken: tok})
+		resp, err := r.access.ListMemberNodes(ctx, &trustfedv1.ListMemberNodesRequest{OrganizationId: "acme", IncludeRemoved: true, PageSize: 1, PageToken: tok})
 		require.NoError(t, err)
 		for _, n := range resp.Nodes {
 			got = append(got, n.NodeId)
@@ -429,14 +437,14 @@ func TestListMemberNodesService(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"a1", "a2", "a3"}, got)
-	resp, err := r.s.ListMemberNodes(ctx, &trustfedv1.ListMemberNodesRequest{})
+	resp, err := r.access.ListMemberNodes(ctx, &trustfedv1.ListMemberNodesRequest{})
 	require.NoError(t, err)
 	require.Len(t, resp.Nodes, 3, "active nodes of every organisation")
 
-	_, err = r.s.ListMemberNodes(ctx, &trustfedv1.ListMemberNodesRequest{PageSize: -1})
+	_, err = r.access.ListMemberNodes(ctx, &trustfedv1.ListMemberNodesRequest{PageSize: -1})
 	requireField(t, err, state.ErrInvalidArgument, "page_size")
-	_, err = r.s.ListMemberNodes(ctx, &trustfedv1.ListMemberNodesRequest{OrganizationId: "ACME"})
+	_, err = r.access.ListMemberNodes(ctx, &trustfedv1.ListMemberNodesRequest{OrganizationId: "ACME"})
 	requireField(t, err, state.ErrInvalidArgument, "organization_id")
-	_, err = r.s.RemoveMemberNode(ctx, &trustfedv1.RemoveMemberNodeRequest{OrganizationId: "acme", NodeId: "a1"})
+	_, err = r.access.RemoveMemberNode(ctx, &trustfedv1.RemoveMemberNodeRequest{OrganizationId: "acme", NodeId: "a1"})
 	requireField(t, err, state.ErrInvalidArgument, "reason")
 }

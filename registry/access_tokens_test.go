@@ -38,7 +38,7 @@ func TestTokenRequestValidation(t *testing.T) {
 		{"negative ttl", func(r *trustfedv1.CreateTokenRequest) { r.Ttl = durationpb.New(-time.Hour) }, "ttl"},
 		{"bad request id", func(r *trustfedv1.CreateTokenRequest) { r.RequestId = "has space" }, "request_id"},
 	}
-	s := &Server{} // nothing is proposed: a nil Raft would panic
+	s := &accessService{Server: &Server{}} // nothing is proposed: a nil Raft would panic
 	for _, tc := range creates {
 		req := ok()
 		tc.mutate(req)

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
-	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -276,27 +274,6 @@ func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAud
 		return l.ID, 0, 0, fmt.Errorf("audit through leader %s: %w", l.ID, err)
 	}
 	return l.ID, resp.FirstSequence, 0, nil
-}
-
-// AppendAudit serves followers' audit batches on the leader.
-func (s *Server) AppendAudit(ctx context.Context, req *peerv1.AppendAuditRequest) (*peerv1.AppendAuditResponse, error) {
-	if len(req.GetAudit().GetEvents()) == 0 {
-		return nil, errors.New("audit: no events") // a peer bug, never user input
-	}
-	if len(req.Audit.Events) > maxAuditBatch {
-		return nil, fmt.Errorf("audit: %d events in one batch, at most %d", len(req.Audit.Events), maxAuditBatch)
-	}
-	if p, _ := PrincipalFrom(ctx); req.Audit.NodeId != "" && p.ID != "node:"+req.Audit.NodeId {
-		return nil, state.Invalid("audit.node_id", "a server sends only its own batches (certificate names %s)", p.ID)
-	}
-	res, err := s.proposeResult(ctx, req.Audit, "")
-	if err != nil {
-		return nil, err
-	}
-	if res.Duplicate {
-		return nil, status.Errorf(codes.AlreadyExists, "audit batch %s of %s was already appended", req.Audit.BatchId, req.Audit.NodeId)
-	}
-	return &peerv1.AppendAuditResponse{FirstSequence: res.AuditSequence, Index: res.Index}, nil
 }
 
 // auditAuthFailure records a refused call in the audit log (best effort,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -21,6 +20,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
+
+// auditService implements trustfedv1.AuditService on the shared core.
+type auditService struct {
+	trustfedv1.UnsafeAuditServiceServer
+	*Server
+}
 
 const (
 	defaultAuditPage = 100
@@ -40,7 +45,7 @@ var errNoAudit = status.Error(codes.Unimplemented, "this registry server keeps n
 var errNoCheckpoint = status.Error(codes.Unavailable, "no audit checkpoint is published yet (the leader publishes one every second while the log grows): retry shortly")
 
 // GetSignedTreeHead returns the newest checkpoint with its cosignatures.
-func (s *Server) GetSignedTreeHead(ctx context.Context, req *trustfedv1.GetSignedTreeHeadRequest) (*trustfedv1.GetSignedTreeHeadResponse, error) {
+func (s *auditService) GetSignedTreeHead(ctx context.Context, req *trustfedv1.GetSignedTreeHeadRequest) (*trustfedv1.GetSignedTreeHeadResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
@@ -116,71 +121,116 @@ func (s *Server) auditTreeSize(r *state.Reader, asked uint64, field string) (uin
 	return cp.TreeSize, nil
 }
 
-// ListAuditEntries pages through the log in order with filters.
-func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAuditEntriesRequest) (*trustfedv1.ListAuditEntriesResponse, error) {
+// ListAuditEntries pages through the log in order with filters: check the
+// request, fix the range of sequence numbers it asks for, scan it for the
+// entries that carry every label asked for, prove them if asked.
+func (s *auditService) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAuditEntriesRequest) (*trustfedv1.ListAuditEntriesResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
-	org, err := s.auditScope(ctx, req.OrganizationId)
+	org, err := auditFilter(req.OrganizationId)
 	if err != nil {
 		return nil, err
 	}
-	size := req.PageSize
-	switch {
-	case size < 0 || size > maxAuditPage:
-		return nil, state.Invalid("page_size", "must be 1..%d", maxAuditPage)
-	case size == 0:
-		size = defaultAuditPage
-	}
-	if len(req.Type) > 64 {
-		return nil, state.Invalid("type", "is longer than 64 characters")
-	}
-	if req.Type != "" && !state.IsAuditType(req.Type) {
-		return nil, state.Invalid("type", "%q is not an audit entry type", req.Type)
-	}
-	if _, ok := trustfedv1.ComplianceMode_name[int32(req.Compliance)]; !ok {
-		return nil, state.Invalid("compliance", "unknown compliance mode %d", int32(req.Compliance))
-	}
-	if req.Since != nil && req.Until != nil && !req.Since.AsTime().Before(req.Until.AsTime()) {
-		return nil, state.Invalid("until", "must be after since")
+	size, err := auditPageSize(req)
+	if err != nil {
+		return nil, err
 	}
 	r, meta, err := s.read(ctx, req.Consistency)
 	if err != nil {
 		return nil, err
 	}
-	treeSize := s.audit.Size()
-	if req.WithProofs || req.TreeSize != 0 {
-		if treeSize, err = s.auditTreeSize(r, req.TreeSize, "tree_size"); err != nil {
+	rg, err := s.listRange(r, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &trustfedv1.ListAuditEntriesResponse{TreeSize: rg.treeSize, Meta: meta}
+	if m, ok := complianceModes[req.Compliance]; ok {
+		resp.Retention, resp.Handling = m.retention, m.handling
+	}
+	if rg.from >= rg.to {
+		return resp, nil
+	}
+	var resume uint64
+	if resp.Records, resume, err = s.scanAudit(auditLabels(org, req), rg, size); err != nil {
+		return nil, err
+	}
+	if req.WithProofs {
+		if err := s.proveInclusion(resp.Records, rg.treeSize); err != nil {
 			return nil, err
 		}
 	}
-	from, to := uint64(0), treeSize
+	if resume < rg.to {
+		resp.NextPageToken = strconv.FormatUint(resume, 10)
+	}
+	return resp, nil
+}
+
+// auditPageSize checks a listing's filters and returns its page size.
+func auditPageSize(req *trustfedv1.ListAuditEntriesRequest) (int32, error) {
+	size := req.PageSize
+	switch {
+	case size < 0 || size > maxAuditPage:
+		return 0, state.Invalid("page_size", "must be 1..%d", maxAuditPage)
+	case size == 0:
+		size = defaultAuditPage
+	}
+	if len(req.Type) > 64 {
+		return 0, state.Invalid("type", "is longer than 64 characters")
+	}
+	if req.Type != "" && !state.IsAuditType(req.Type) {
+		return 0, state.Invalid("type", "%q is not an audit entry type", req.Type)
+	}
+	if _, ok := trustfedv1.ComplianceMode_name[int32(req.Compliance)]; !ok {
+		return 0, state.Invalid("compliance", "unknown compliance mode %d", int32(req.Compliance))
+	}
+	if req.Since != nil && req.Until != nil && !req.Since.AsTime().Before(req.Until.AsTime()) {
+		return 0, state.Invalid("until", "must be after since")
+	}
+	return size, nil
+}
+
+// auditRange is the sequence numbers [from, to) a listing reads, in a tree
+// of treeSize entries.
+type auditRange struct {
+	treeSize, from, to uint64
+}
+
+// listRange turns a listing's tree size, times and page token into the
+// sequence numbers it reads.
+func (s *auditService) listRange(r *state.Reader, req *trustfedv1.ListAuditEntriesRequest) (auditRange, error) {
+	rg := auditRange{treeSize: s.audit.Size()}
+	var err error
+	if req.WithProofs || req.TreeSize != 0 {
+		if rg.treeSize, err = s.auditTreeSize(r, req.TreeSize, "tree_size"); err != nil {
+			return rg, err
+		}
+	}
+	rg.to = rg.treeSize
 	if req.Since != nil {
-		if from, err = s.audit.SeqAtTime(req.Since.AsTime()); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
+		if rg.from, err = s.audit.SeqAtTime(req.Since.AsTime()); err != nil {
+			return rg, fmt.Errorf("audit: %w", err)
 		}
 	}
 	if req.Until != nil {
-		if to, err = s.audit.SeqAtTime(req.Until.AsTime()); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
+		if rg.to, err = s.audit.SeqAtTime(req.Until.AsTime()); err != nil {
+			return rg, fmt.Errorf("audit: %w", err)
 		}
-		to = min(to, treeSize)
+		rg.to = min(rg.to, rg.treeSize)
 	}
 	if req.PageToken != "" {
 		start, err := strconv.ParseUint(req.PageToken, 10, 64)
 		if err != nil {
-			return nil, state.Invalid("page_token", "is not a token this API returned")
+			return rg, state.Invalid("page_token", "is not a token this API returned")
 		}
-		from = max(from, start)
+		rg.from = max(rg.from, start)
 	}
-	resp := &trustfedv1.ListAuditEntriesResponse{TreeSize: treeSize, Meta: meta}
-	if m, ok := complianceModes[req.Compliance]; ok {
-		resp.Retention, resp.Handling = m.retention, m.handling
-	}
-	if from >= to {
-		return resp, nil
-	}
-	// Scan the most selective label; check the other filters on each entry.
+	return rg, nil
+}
+
+// auditLabels are the labels every entry listed must carry, the most
+// selective first (the one the scan walks).
+func auditLabels(org string, req *trustfedv1.ListAuditEntriesRequest) []string {
 	var labels []string
 	if org != "" {
 		labels = append(labels, state.LabelOrg+org)
@@ -191,12 +241,19 @@ func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAudit
 	if req.Compliance != trustfedv1.ComplianceMode_COMPLIANCE_MODE_UNSPECIFIED {
 		labels = append(labels, state.LabelMode+state.ModeName(req.Compliance))
 	}
+	return labels
+}
+
+// scanAudit takes up to size entries of rg that carry every label, walking
+// the first label's index, and returns them with where the next page
+// resumes.
+func (s *auditService) scanAudit(labels []string, rg auditRange, size int32) ([]*trustfedv1.AuditRecord, uint64, error) {
 	primary := ""
 	if len(labels) > 0 {
 		primary = labels[0]
 	}
-	var proofErr error
-	resume, err := s.audit.Scan(primary, from, to, auditScanBudget, func(seq uint64, leaf audit.Leaf) (bool, error) {
+	var records []*trustfedv1.AuditRecord
+	resume, err := s.audit.Scan(primary, rg.from, rg.to, auditScanBudget, func(seq uint64, leaf audit.Leaf) (bool, error) {
 		if !hasAll(leaf.Labels, labels) {
 			return true, nil
 		}
@@ -204,23 +261,25 @@ func (s *Server) ListAuditEntries(ctx context.Context, req *trustfedv1.ListAudit
 		if err := proto.Unmarshal(rec.Leaf, rec.Entry); err != nil {
 			return false, fmt.Errorf("audit entry %d does not decode: %w", seq, err)
 		}
-		resp.Records = append(resp.Records, rec)
-		return len(resp.Records) < int(size), nil // Scan resumes after the last entry taken
+		records = append(records, rec)
+		return len(records) < int(size), nil // Scan resumes after the last entry taken
 	})
 	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return nil, 0, fmt.Errorf("audit: %w", err)
 	}
-	if req.WithProofs {
-		for _, rec := range resp.Records {
-			if rec.InclusionProof, proofErr = s.audit.InclusionProof(rec.Sequence, treeSize); proofErr != nil {
-				return nil, fmt.Errorf("audit proof of %d: %w", rec.Sequence, proofErr)
-			}
+	return records, resume, nil
+}
+
+// proveInclusion adds to each record its inclusion proof in the tree of
+// treeSize entries.
+func (s *auditService) proveInclusion(records []*trustfedv1.AuditRecord, treeSize uint64) error {
+	for _, rec := range records {
+		var err error
+		if rec.InclusionProof, err = s.audit.InclusionProof(rec.Sequence, treeSize); err != nil {
+			return fmt.Errorf("audit proof of %d: %w", rec.Sequence, err)
 		}
 	}
-	if resume < to {
-		resp.NextPageToken = strconv.FormatUint(resume, 10)
-	}
-	return resp, nil
+	return nil
 }
 
 // hasAll reports whether have holds every label of want.
@@ -233,27 +292,21 @@ func hasAll(have, want []string) bool {
 	return true
 }
 
-// auditScope is the organisation filter a caller's role imposes: admins
-// and regulators read every entry; a member reads only the entries that
-// name it (members get their own identities with the zero-trust issue).
-func (s *Server) auditScope(ctx context.Context, asked string) (string, error) {
+// auditFilter is the organisation a listing asks for ("" = every one). An
+// organisation-scoped caller has already been confined to its own by the
+// authorisation table (auth.go), which fills it in when the caller left it
+// empty.
+func auditFilter(asked string) (string, error) {
 	if asked != "" {
 		if err := state.ValidateOrganizationID("organization_id", asked); err != nil {
 			return "", err
 		}
 	}
-	p, _ := PrincipalFrom(ctx)
-	if p.Organization != "" {
-		if asked != "" && asked != p.Organization {
-			return "", state.PermissionDenied("organization_id", "members read only the entries that name them (%s)", p.Organization)
-		}
-		return p.Organization, nil
-	}
 	return asked, nil
 }
 
 // GetInclusionProof proves one entry.
-func (s *Server) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclusionProofRequest) (*trustfedv1.GetInclusionProofResponse, error) {
+func (s *auditService) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclusionProofRequest) (*trustfedv1.GetInclusionProofResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
@@ -272,9 +325,7 @@ func (s *Server) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclu
 	if err != nil {
 		return nil, fmt.Errorf("audit entry %d: %w", req.Sequence, err)
 	}
-	if org, err := s.auditScope(ctx, ""); err != nil {
-		return nil, err
-	} else if org != "" {
+	if org := principalOrg(ctx); org != "" {
 		var e trustfedv1.AuditEntry
 		if proto.Unmarshal(leaf, &e) != nil || !slices.Contains(e.OrganizationIds, org) {
 			return nil, state.PermissionDenied("sequence", "entry %d does not name %s", req.Sequence, org)
@@ -288,7 +339,7 @@ func (s *Server) GetInclusionProof(ctx context.Context, req *trustfedv1.GetInclu
 }
 
 // GetConsistencyProof proves a tree is a prefix of a later one.
-func (s *Server) GetConsistencyProof(ctx context.Context, req *trustfedv1.GetConsistencyProofRequest) (*trustfedv1.GetConsistencyProofResponse, error) {
+func (s *auditService) GetConsistencyProof(ctx context.Context, req *trustfedv1.GetConsistencyProofRequest) (*trustfedv1.GetConsistencyProofResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
@@ -313,7 +364,7 @@ func (s *Server) GetConsistencyProof(ctx context.Context, req *trustfedv1.GetCon
 }
 
 // AddCosignature records a witness cosignature on a kept checkpoint.
-func (s *Server) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignatureRequest) (*trustfedv1.AddCosignatureResponse, error) {
+func (s *auditService) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignatureRequest) (*trustfedv1.AddCosignatureResponse, error) {
 	if s.audit == nil {
 		return nil, errNoAudit
 	}
@@ -346,7 +397,7 @@ func (s *Server) AddCosignature(ctx context.Context, req *trustfedv1.AddCosignat
 	if text, _, _ := attestation.SplitNote(req.Checkpoint); text != published {
 		return nil, state.Invalid("checkpoint", "is not the checkpoint the registry published for %d entries", c.Size)
 	}
-	if _, err := s.proposeResult(ctx, &commandv1.AddCosignature{TreeSize: c.Size, OrganizationId: req.OrganizationId, SignatureLine: line}, ""); err != nil {
+	if _, _, err := s.proposeInTerm(ctx, &commandv1.AddCosignature{TreeSize: c.Size, OrganizationId: req.OrganizationId, SignatureLine: line}, ""); err != nil {
 		return nil, err
 	}
 	cp, _ = s.store.Read().Checkpoint(c.Size)
@@ -380,75 +431,6 @@ func cosignatureLine(note []byte, name string) (string, error) {
 	}
 	return found, nil
 }
-
-// RunCheckpoints is a leader task: every CheckpointInterval, if the log
-// grew, sign a checkpoint of it with the registry key and commit it. It
-// first checks that its own log still has the root it signed last; if not,
-// the log was altered on disk and it stops signing.
-func (s *Server) RunCheckpoints(ctx context.Context) error {
-	if s.audit == nil {
-		return nil
-	}
-	t := time.NewTicker(CheckpointInterval)
-	defer t.Stop()
-	for {
-		if err := s.publishCheckpoint(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("audit checkpoint not published", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-func (s *Server) publishCheckpoint(ctx context.Context) error {
-	if f := s.cfg.AuditFault(); f != "" {
-		return fmt.Errorf("this node's audit log is faulty, not signing: %s", f)
-	}
-	if _, err := s.raft.LinearizableRead(ctx); err != nil {
-		return err
-	}
-	r := s.store.Read()
-	size := s.audit.Size()
-	if latest, ok := r.LatestCheckpoint(); ok {
-		prev, err := checkpointOf(latest.Note)
-		if err != nil {
-			return err
-		}
-		root, err := s.audit.RootAt(prev.Size)
-		if err != nil || !bytes.Equal(root, prev.Root) {
-			return fmt.Errorf("%w: the local log's root at %d is %x, the last signed checkpoint says %x", errAuditAltered, prev.Size, root, prev.Root)
-		}
-		if size <= prev.Size {
-			return nil
-		}
-	} else if size == 0 {
-		return nil
-	}
-	k, err := s.currentKey(r)
-	if err != nil {
-		return err
-	}
-	signer, _, err := attestation.NewCheckpointSigner(s.cfg.AuditOrigin, k.key)
-	if err != nil {
-		return err
-	}
-	root, err := s.audit.RootAt(size)
-	if err != nil {
-		return err
-	}
-	note, err := attestation.SignCheckpoint(attestation.Checkpoint{Origin: s.cfg.AuditOrigin, Size: size, Root: root}, signer)
-	if err != nil {
-		return err
-	}
-	_, err = s.proposeResult(ctx, &commandv1.PutCheckpoint{Note: note}, "")
-	return err
-}
-
-// errAuditAltered: the local audit log no longer matches what was signed.
-var errAuditAltered = errors.New("audit log altered")
 
 // complianceModes is the retention and handling each view reports (see
 // docs/audit.md; AG-783 asks 7 years for E01, E03–E06).

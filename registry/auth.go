@@ -185,12 +185,13 @@ var accessPolicy = map[string]rule{
 	peerv1.PeerService_Progress_FullMethodName:      {roles: nodeOnly},
 
 	// Checkpoints and consistency proofs are hashes and signatures: public,
-	// what witnesses need. Entries and inclusion proofs are read by role
-	// (the audit service confines organisation-scoped callers to the
-	// entries that name their organisation).
+	// what witnesses need. Entries and inclusion proofs are read by role;
+	// an organisation-scoped caller lists only the entries that name its
+	// organisation (organization_id, filled in when empty), and proves only
+	// such an entry (the handler reads it).
 	trustfedv1.AuditService_GetSignedTreeHead_FullMethodName:   {roles: public},
 	trustfedv1.AuditService_GetConsistencyProof_FullMethodName: {roles: public},
-	trustfedv1.AuditService_ListAuditEntries_FullMethodName:    {roles: readers, inHandler: true},
+	trustfedv1.AuditService_ListAuditEntries_FullMethodName:    {roles: readers, orgFields: []string{"organization_id"}},
 	trustfedv1.AuditService_GetInclusionProof_FullMethodName:   {roles: readers, inHandler: true},
 	trustfedv1.AuditService_AddCosignature_FullMethodName:      {roles: parties, orgFields: []string{"organization_id"}},
 
@@ -322,6 +323,13 @@ func scopeCheck(ctx context.Context, field string, orgs ...string) error {
 		return nil
 	}
 	return state.PermissionDenied(field, "%s reads only what concerns organization %q", p.ID, p.Organization)
+}
+
+// principalOrg is the organisation an organisation-scoped caller is
+// confined to ("" for the others).
+func principalOrg(ctx context.Context) string {
+	p, _ := PrincipalFrom(ctx)
+	return p.Organization
 }
 
 // registrationOrg is the organisation a RegisterOrganization request

@@ -71,6 +71,17 @@ func TestAuthorizeRequestConfinesScopedPrincipals(t *testing.T) {
 	scoped := Principal{ID: "token:r2", Role: RoleRegulator, Organization: "acme"}
 	requireDenied(t, authorizeRequest(trustfedv1.CascadeService_ListCascades_FullMethodName, scoped,
 		&trustfedv1.ListCascadesRequest{OrganizationId: "globex"}), "organization_id")
+
+	// The audit listing: the table confines a scoped reader to the entries
+	// that name its organisation, asked for or not.
+	list := &trustfedv1.ListAuditEntriesRequest{}
+	require.NoError(t, authorizeRequest(trustfedv1.AuditService_ListAuditEntries_FullMethodName, scoped, list))
+	require.Equal(t, "acme", list.OrganizationId)
+	requireDenied(t, authorizeRequest(trustfedv1.AuditService_ListAuditEntries_FullMethodName, member,
+		&trustfedv1.ListAuditEntriesRequest{OrganizationId: "globex"}), "organization_id")
+	list = &trustfedv1.ListAuditEntriesRequest{}
+	require.NoError(t, authorizeRequest(trustfedv1.AuditService_ListAuditEntries_FullMethodName, regulator, list))
+	require.Empty(t, list.OrganizationId, "a federation-wide regulator reads every entry")
 }
 
 // Every organisation field the table names exists in its request message.

@@ -14,6 +14,12 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
+// cascadeService implements trustfedv1.CascadeService on the shared core.
+type cascadeService struct {
+	trustfedv1.UnsafeCascadeServiceServer
+	*Server
+}
+
 // AckSink takes a member's acknowledgement of an event on the leader; the
 // revocation dispatcher commits acks through Raft in batches.
 type AckSink interface {
@@ -25,7 +31,7 @@ type AckSink interface {
 const watchRecheck = time.Second
 
 // OpenSession opens a session after deciding the interaction is allowed.
-func (s *Server) OpenSession(ctx context.Context, req *trustfedv1.OpenSessionRequest) (*trustfedv1.OpenSessionResponse, error) {
+func (s *cascadeService) OpenSession(ctx context.Context, req *trustfedv1.OpenSessionRequest) (*trustfedv1.OpenSessionResponse, error) {
 	ttl, err := state.ValidateSessionTTL("ttl", req.GetTtl())
 	if err != nil {
 		return nil, err
@@ -63,7 +69,7 @@ func (s *Server) appliedSession(id string) (*trustfedv1.Session, error) {
 }
 
 // HeartbeatSession extends an open session by its TTL.
-func (s *Server) HeartbeatSession(ctx context.Context, req *trustfedv1.HeartbeatSessionRequest) (*trustfedv1.HeartbeatSessionResponse, error) {
+func (s *cascadeService) HeartbeatSession(ctx context.Context, req *trustfedv1.HeartbeatSessionRequest) (*trustfedv1.HeartbeatSessionResponse, error) {
 	if err := validateSessionParty(req.GetSessionId(), req.GetOrganizationId()); err != nil {
 		return nil, err
 	}
@@ -78,7 +84,7 @@ func (s *Server) HeartbeatSession(ctx context.Context, req *trustfedv1.Heartbeat
 }
 
 // CloseSession ends a session; the other party is notified.
-func (s *Server) CloseSession(ctx context.Context, req *trustfedv1.CloseSessionRequest) (*trustfedv1.CloseSessionResponse, error) {
+func (s *cascadeService) CloseSession(ctx context.Context, req *trustfedv1.CloseSessionRequest) (*trustfedv1.CloseSessionResponse, error) {
 	if err := validateSessionParty(req.GetSessionId(), req.GetOrganizationId()); err != nil {
 		return nil, err
 	}
@@ -104,7 +110,7 @@ func validateSessionParty(session, org string) error {
 }
 
 // GetSession returns a session.
-func (s *Server) GetSession(ctx context.Context, req *trustfedv1.GetSessionRequest) (*trustfedv1.GetSessionResponse, error) {
+func (s *cascadeService) GetSession(ctx context.Context, req *trustfedv1.GetSessionRequest) (*trustfedv1.GetSessionResponse, error) {
 	if err := state.ValidateSessionID("session_id", req.GetSessionId()); err != nil {
 		return nil, err
 	}
@@ -123,7 +129,7 @@ func (s *Server) GetSession(ctx context.Context, req *trustfedv1.GetSessionReque
 }
 
 // GetOrganizationGraph returns an organisation's partners.
-func (s *Server) GetOrganizationGraph(ctx context.Context, req *trustfedv1.GetOrganizationGraphRequest) (*trustfedv1.GetOrganizationGraphResponse, error) {
+func (s *cascadeService) GetOrganizationGraph(ctx context.Context, req *trustfedv1.GetOrganizationGraphRequest) (*trustfedv1.GetOrganizationGraphResponse, error) {
 	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
 		return nil, err
 	}
@@ -140,7 +146,7 @@ func (s *Server) GetOrganizationGraph(ctx context.Context, req *trustfedv1.GetOr
 // WatchEvents streams the events addressed to an organisation as this node
 // applies them. It starts from a linearizable read, so a watcher that
 // connects after an event was committed anywhere sees it.
-func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.ServerStreamingServer[trustfedv1.WatchEventsResponse]) error {
+func (s *cascadeService) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.ServerStreamingServer[trustfedv1.WatchEventsResponse]) error {
 	ctx := stream.Context()
 	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
 		return err
@@ -187,7 +193,7 @@ func (s *Server) WatchEvents(req *trustfedv1.WatchEventsRequest, stream grpc.Ser
 // AckEvent takes an organisation's acknowledgement of an event. It runs on
 // the leader (it is a write, forwarded there) and hands the ack to the
 // dispatcher, which commits it with others in one Raft command.
-func (s *Server) AckEvent(ctx context.Context, req *trustfedv1.AckEventRequest) (*trustfedv1.AckEventResponse, error) {
+func (s *cascadeService) AckEvent(ctx context.Context, req *trustfedv1.AckEventRequest) (*trustfedv1.AckEventResponse, error) {
 	if err := state.ValidateEventID("event_id", req.GetEventId()); err != nil {
 		return nil, err
 	}
@@ -213,7 +219,7 @@ func (s *Server) AckEvent(ctx context.Context, req *trustfedv1.AckEventRequest) 
 }
 
 // GetCascade shows a cascade with every partner's delivery.
-func (s *Server) GetCascade(ctx context.Context, req *trustfedv1.GetCascadeRequest) (*trustfedv1.GetCascadeResponse, error) {
+func (s *cascadeService) GetCascade(ctx context.Context, req *trustfedv1.GetCascadeRequest) (*trustfedv1.GetCascadeResponse, error) {
 	if err := state.ValidateEventID("cascade_id", req.GetCascadeId()); err != nil {
 		return nil, err
 	}
@@ -232,7 +238,7 @@ func (s *Server) GetCascade(ctx context.Context, req *trustfedv1.GetCascadeReque
 }
 
 // ListCascades lists cascades in id order, optionally about one organisation.
-func (s *Server) ListCascades(ctx context.Context, req *trustfedv1.ListCascadesRequest) (*trustfedv1.ListCascadesResponse, error) {
+func (s *cascadeService) ListCascades(ctx context.Context, req *trustfedv1.ListCascadesRequest) (*trustfedv1.ListCascadesResponse, error) {
 	after, err := pageStart(req.GetOrganizationId(), req.GetPageToken())
 	if err != nil {
 		return nil, err

@@ -5,14 +5,19 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
-	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
+// clusterService implements trustfedv1.ClusterService on the shared core.
+type clusterService struct {
+	trustfedv1.UnsafeClusterServiceServer
+	*Server
+}
+
 // Status reports this node and the cluster as it sees it.
-func (s *Server) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trustfedv1.StatusResponse, error) {
+func (s *clusterService) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trustfedv1.StatusResponse, error) {
 	st := s.raft.Status()
 	resp := &trustfedv1.StatusResponse{
 		NodeId:       st.NodeID,
@@ -54,7 +59,7 @@ func member(sv consensus.Server) *trustfedv1.ClusterMember {
 // Join adds a server as a non-voter and answers at once with its suffrage;
 // the leader promotes it to voter once it has caught up. It runs on the
 // leader (followers forward it).
-func (s *Server) Join(ctx context.Context, req *trustfedv1.JoinRequest) (*trustfedv1.JoinResponse, error) {
+func (s *clusterService) Join(ctx context.Context, req *trustfedv1.JoinRequest) (*trustfedv1.JoinResponse, error) {
 	if err := attestation.ValidateNodeID(req.GetNodeId()); err != nil {
 		return nil, state.Invalid("node_id", "%v", err)
 	}
@@ -78,7 +83,7 @@ func (s *Server) Join(ctx context.Context, req *trustfedv1.JoinRequest) (*trustf
 // Leave removes a server. It runs on the leader (followers forward it). A
 // removal that would leave the cluster without a reachable quorum is
 // refused (FAILED_PRECONDITION).
-func (s *Server) Leave(ctx context.Context, req *trustfedv1.LeaveRequest) (*trustfedv1.LeaveResponse, error) {
+func (s *clusterService) Leave(ctx context.Context, req *trustfedv1.LeaveRequest) (*trustfedv1.LeaveResponse, error) {
 	if err := attestation.ValidateNodeID(req.GetNodeId()); err != nil {
 		return nil, state.Invalid("node_id", "%v", err)
 	}
@@ -87,22 +92,6 @@ func (s *Server) Leave(ctx context.Context, req *trustfedv1.LeaveRequest) (*trus
 	}
 	s.log.Info("server left", "node", req.NodeId)
 	return &trustfedv1.LeaveResponse{}, nil
-}
-
-// ReadIndex serves the read-index protocol to followers.
-func (s *Server) ReadIndex(ctx context.Context, _ *peerv1.ReadIndexRequest) (*peerv1.ReadIndexResponse, error) {
-	idx, err := s.raft.ReadIndex(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &peerv1.ReadIndexResponse{Index: idx}, nil
-}
-
-// Progress tells the leader how far this node has applied the log (asked
-// before promoting a non-voter). Answered locally, never forwarded.
-func (s *Server) Progress(context.Context, *peerv1.ProgressRequest) (*peerv1.ProgressResponse, error) {
-	p := s.raft.Progress()
-	return &peerv1.ProgressResponse{NodeId: p.NodeID, Term: p.Term, AppliedIndex: p.AppliedIndex}, nil
 }
 
 // validateHostPort checks an address another server dials: host non-empty,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/decision"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -58,44 +59,9 @@ func (s *Server) signDecision(r *state.Reader, req *trustfedv1.CheckInteractionR
 	resp.DecidedAt = timestamppb.New(now)
 	resp.ValidUntil = timestamppb.New(now.Add(r.FreshnessWindow()))
 	resp.KeyId = k.id
-	st := NewDecisionStatement(req, resp)
+	st := decision.NewStatement(req, resp)
 	resp.Statement, resp.Signature, err = attestation.SignDecision(k.key, st)
 	return err
-}
-
-// NewDecisionStatement is what the registry signs about a decision: every
-// input of the check (the request, the authorisation it presented) and
-// every output of resp (the caps on each party's level included), which
-// must carry its read meta (index), decided_at, valid_until and key_id.
-func NewDecisionStatement(req *trustfedv1.CheckInteractionRequest, resp *trustfedv1.CheckInteractionResponse) *trustfedv1.DecisionStatement {
-	return &trustfedv1.DecisionStatement{
-		FromOrganizationId: req.FromOrganizationId,
-		ToOrganizationId:   req.ToOrganizationId,
-		Action:             req.Action,
-		DataTypes:          req.DataTypes,
-		Value:              req.Value,
-		SessionId:          req.SessionId,
-		Decision:           resp.Decision,
-		Reasons:            resp.Reasons,
-		EffectiveLevel:     resp.EffectiveLevel,
-		FromLevel:          resp.FromLevel,
-		ToLevel:            resp.ToLevel,
-		FromLevelCaps:      resp.FromLevelCaps,
-		ToLevelCaps:        resp.ToLevelCaps,
-		RequiredLevel:      resp.RequiredLevel,
-		AgreementId:        resp.AgreementId,
-		Controls:           resp.Controls,
-		Index:              resp.GetMeta().GetIndex(),
-		DecidedAt:          resp.DecidedAt,
-		ValidUntil:         resp.ValidUntil,
-		KeyId:              resp.KeyId,
-		AuthorizationId:    resp.AuthorizationId,
-		// What the request presented, even when it was refused, so that
-		// replay re-derives the decision from the statement alone.
-		PresentedAuthorizationId:  req.AuthorizationId,
-		RequiresDualAuthorization: resp.RequiresDualAuthorization,
-		AuthorizationUseIndex:     resp.AuthorizationUseIndex,
-	}
 }
 
 func (s *Server) currentKey(r *state.Reader) (*cachedKey, error) {

@@ -1,7 +1,25 @@
-// Package registry implements the trustfed API: the gRPC services
-// (RegistryService, AdminService, ClusterService and the server-to-server
-// PeerService), the one interceptor chain that authenticates, authorises and
-// forwards every call, and the REST/JSON gateway in front of them.
+// Package registry implements the trustfed API: the gRPC services, the one
+// interceptor chain that authenticates, authorises and forwards every call,
+// and the REST/JSON gateway in front of them.
+//
+// Each service is its own struct in the file named after it, holding the
+// shared core (*Server); Register registers them all:
+//
+//   - RegistryService (registry_service.go): interaction checks, dual
+//     authorisation requests, organisations, the decision-signing keys.
+//   - MembershipService (membership_service.go): an organisation's signed
+//     registration, passports, agreements, approvals and webhooks.
+//   - AdminService (admin_service.go): approvals, issuers, the federation
+//     policy and the admin changes that need several admins.
+//   - CascadeService (cascade_service.go): sessions, the organisation graph,
+//     revocation cascades and their events.
+//   - AuditService (audit_service.go): the audit log, its signed tree heads,
+//     proofs and cosignatures.
+//   - AccessService (access_service.go): bearer tokens and member nodes
+//     (enrolment, challenge-response certificates).
+//   - ClusterService (cluster_service.go): status, join and leave.
+//   - PeerService (peer_service.go): the registry servers' own calls to
+//     each other (read index, audit batches, progress).
 //
 // The services read the replicated state through the state package and reach
 // Raft only through the narrow Raft interface declared here, which

@@ -12,13 +12,19 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// membershipService implements trustfedv1.MembershipService on the shared core.
+type membershipService struct {
+	trustfedv1.UnsafeMembershipServiceServer
+	*Server
+}
+
 // maxSignedBytes bounds a signed document (registration, termination).
 const maxSignedBytes = 64 << 10
 
 // RegisterOrganization checks a signed registration on the leader at its
 // time, proposes it, and returns the PENDING organisation. Every replica
 // checks it again when applying.
-func (s *Server) RegisterOrganization(ctx context.Context, req *trustfedv1.RegisterOrganizationRequest) (*trustfedv1.RegisterOrganizationResponse, error) {
+func (s *membershipService) RegisterOrganization(ctx context.Context, req *trustfedv1.RegisterOrganizationRequest) (*trustfedv1.RegisterOrganizationResponse, error) {
 	if len(req.GetRegistration()) > maxSignedBytes {
 		return nil, state.Invalid("registration", "is larger than %d bytes", maxSignedBytes)
 	}
@@ -41,7 +47,7 @@ func (s *Server) RegisterOrganization(ctx context.Context, req *trustfedv1.Regis
 }
 
 // SubmitPassport replaces an organisation's passport (renewal).
-func (s *Server) SubmitPassport(ctx context.Context, req *trustfedv1.SubmitPassportRequest) (*trustfedv1.SubmitPassportResponse, error) {
+func (s *membershipService) SubmitPassport(ctx context.Context, req *trustfedv1.SubmitPassportRequest) (*trustfedv1.SubmitPassportResponse, error) {
 	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
 		return nil, err
 	}
@@ -68,7 +74,7 @@ func (s *Server) SubmitPassport(ctx context.Context, req *trustfedv1.SubmitPassp
 // SetWebhook checks an organisation's signed webhook settings on the leader
 // with the same code every replica runs again when applying, then
 // proposes them: the next notification to that organisation uses them.
-func (s *Server) SetWebhook(ctx context.Context, req *trustfedv1.SetWebhookRequest) (*trustfedv1.SetWebhookResponse, error) {
+func (s *membershipService) SetWebhook(ctx context.Context, req *trustfedv1.SetWebhookRequest) (*trustfedv1.SetWebhookResponse, error) {
 	if req.GetSettings() == nil {
 		return nil, state.Invalid("settings", "is required")
 	}
@@ -99,7 +105,7 @@ func (s *Server) SetWebhook(ctx context.Context, req *trustfedv1.SetWebhookReque
 // ProposeAgreement records agreement terms (PENDING until both parties sign).
 // The terms are serialized here, once: those exact bytes are what both
 // parties sign and what every signature is checked against.
-func (s *Server) ProposeAgreement(ctx context.Context, req *trustfedv1.ProposeAgreementRequest) (*trustfedv1.ProposeAgreementResponse, error) {
+func (s *membershipService) ProposeAgreement(ctx context.Context, req *trustfedv1.ProposeAgreementRequest) (*trustfedv1.ProposeAgreementResponse, error) {
 	rid, err := requestID(req.GetRequestId())
 	if err != nil {
 		return nil, err
@@ -143,7 +149,7 @@ func (s *Server) ProposeAgreement(ctx context.Context, req *trustfedv1.ProposeAg
 }
 
 // SignAgreement adds one party's signature over the agreement's terms.
-func (s *Server) SignAgreement(ctx context.Context, req *trustfedv1.SignAgreementRequest) (*trustfedv1.SignAgreementResponse, error) {
+func (s *membershipService) SignAgreement(ctx context.Context, req *trustfedv1.SignAgreementRequest) (*trustfedv1.SignAgreementResponse, error) {
 	if err := state.ValidateAgreementID("agreement_id", req.GetAgreementId()); err != nil {
 		return nil, err
 	}
@@ -164,7 +170,7 @@ func (s *Server) SignAgreement(ctx context.Context, req *trustfedv1.SignAgreemen
 }
 
 // TerminateAgreement ends an agreement at the signed request of a party.
-func (s *Server) TerminateAgreement(ctx context.Context, req *trustfedv1.TerminateAgreementRequest) (*trustfedv1.TerminateAgreementResponse, error) {
+func (s *membershipService) TerminateAgreement(ctx context.Context, req *trustfedv1.TerminateAgreementRequest) (*trustfedv1.TerminateAgreementResponse, error) {
 	if len(req.GetTermination()) > maxSignedBytes {
 		return nil, state.Invalid("termination", "is larger than %d bytes", maxSignedBytes)
 	}
@@ -187,4 +193,23 @@ func (s *Server) TerminateAgreement(ctx context.Context, req *trustfedv1.Termina
 func (s *Server) appliedAgreement(id string) *trustfedv1.Agreement {
 	ag, _ := s.store.Read().Agreement(id)
 	return ag
+}
+
+// ApproveAuthorization adds one party's signed approval.
+func (s *membershipService) ApproveAuthorization(ctx context.Context, req *trustfedv1.ApproveAuthorizationRequest) (*trustfedv1.ApproveAuthorizationResponse, error) {
+	if err := state.ValidateAuthorizationID("authorization_id", req.GetAuthorizationId()); err != nil {
+		return nil, err
+	}
+	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
+		return nil, err
+	}
+	if _, err := state.CheckApproval(s.store.Read(), s.cfg.Verifier, req.AuthorizationId, req.OrganizationId, req.Signature, s.clock()); err != nil {
+		return nil, err
+	}
+	cmd := &commandv1.ApproveAuthorization{AuthorizationId: req.AuthorizationId, OrganizationId: req.OrganizationId, Signature: req.Signature}
+	if err := s.proposeWithID(ctx, cmd, req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	a, _ := s.store.Read().Authorization(req.AuthorizationId)
+	return &trustfedv1.ApproveAuthorizationResponse{Authorization: a}, nil
 }

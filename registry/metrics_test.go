@@ -66,10 +66,10 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	// Two checks, one denied for want of an agreement, one refused input.
 	ctx := context.Background()
-	dec, err := r.s.CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "task_send"})
+	dec, err := r.registry.CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "task_send"})
 	require.NoError(t, err)
 	require.Equal(t, trustfedv1.Decision_DECISION_DENY, dec.Decision)
-	_, err = r.s.CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "acme", Action: "task_send"})
+	_, err = r.registry.CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "acme", Action: "task_send"})
 	require.Error(t, err)
 
 	for _, tok := range []string{monitor, admin} {

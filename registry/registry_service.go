@@ -3,22 +3,34 @@ package registry
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/trustfed/trustfed/attestation"
 
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/decision"
 	"github.com/trustfed/trustfed/registry/policy"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// registryService implements trustfedv1.RegistryService on the shared core.
+type registryService struct {
+	trustfedv1.UnsafeRegistryServiceServer
+	*Server
+}
+
 // CheckInteraction decides whether from may perform action with to.
-func (s *Server) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
+func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
 	resp, r, now, term, err := s.decideThroughLog(ctx, req)
 	if err != nil {
 		return nil, err
@@ -124,7 +136,7 @@ func (s *Server) decideWith(ctx context.Context, req *trustfedv1.CheckInteractio
 		return nil, nil, now, 0, err
 	}
 	now = s.clock()
-	resp, err := Evaluate(r, req, now, use)
+	resp, err := decision.Evaluate(r, req, now, use)
 	if err != nil {
 		return nil, nil, now, 0, err
 	}
@@ -151,65 +163,8 @@ func validateCheck(req *trustfedv1.CheckInteractionRequest) error {
 	return validateCheckDetails(req)
 }
 
-// Evaluate computes the (unsigned) decision on a validated check from the
-// state r at time now. It is pure: the same state, request, time and use
-// give the same decision, which is what `trustfed audit replay` relies on
-// to re-derive every logged decision. use is the Raft index of the use of
-// the presented authorisation taken for this check (0 when none was): an
-// authorisation whose uses are counted backs the check only with a use
-// left (use 0: the caller must then take one before it answers ALLOW) or
-// with the use taken at index use.
-func Evaluate(r *state.Reader, req *trustfedv1.CheckInteractionRequest, now time.Time, use uint64) (*trustfedv1.CheckInteractionResponse, error) {
-	from, ok := r.Organization(req.FromOrganizationId)
-	if !ok {
-		return nil, state.NotFound("from_organization_id", "organization %q does not exist", req.FromOrganizationId)
-	}
-	to, ok := r.Organization(req.ToOrganizationId)
-	if !ok {
-		return nil, state.NotFound("to_organization_id", "organization %q does not exist", req.ToOrganizationId)
-	}
-	fromLevel, toLevel := r.OrganizationLevel(from, now), r.OrganizationLevel(to, now)
-	in := policy.Input{From: from, To: to, FromLevel: fromLevel.Level, ToLevel: toLevel.Level, Action: req.Action,
-		DataTypes: req.DataTypes, Value: req.Value}
-	if ag, ok := r.LatestAgreement(from.Id, to.Id); ok {
-		in.Agreement = ag
-		in.AgreementEnded, _ = r.AgreementEnded(ag, now)
-	}
-	if id := req.GetAuthorizationId(); id != "" {
-		in.Authorization = id
-		if a, ok := r.Authorization(id); ok {
-			in.AuthorizationProblem = state.AuthorizationCovers(a, req, now)
-			if in.AuthorizationProblem == "" {
-				in.AuthorizationProblem = state.AuthorizationUse(a, use)
-			}
-		} else {
-			in.AuthorizationProblem = "authorization " + id + " does not exist"
-		}
-	}
-	d := policy.Decide(in)
-	resp := &trustfedv1.CheckInteractionResponse{
-		Decision:       trustfedv1.Decision_DECISION_DENY,
-		Reasons:        d.Reasons,
-		EffectiveLevel: d.Effective,
-		FromLevel:      d.FromLevel,
-		ToLevel:        d.ToLevel,
-		RequiredLevel:  d.Required,
-		AgreementId:    d.AgreementID,
-		FromLevelCaps:  fromLevel.Caps,
-		ToLevelCaps:    toLevel.Caps,
-		Controls:       d.Controls,
-
-		RequiresDualAuthorization: d.RequiresDualAuthorization,
-		AuthorizationId:           d.Authorization,
-	}
-	if d.Allow {
-		resp.Decision = trustfedv1.Decision_DECISION_ALLOW
-	}
-	return resp, nil
-}
-
 // GetKeys publishes the decision-signing public keys.
-func (s *Server) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequest) (*trustfedv1.GetKeysResponse, error) {
+func (s *registryService) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequest) (*trustfedv1.GetKeysResponse, error) {
 	r, _, err := s.read(ctx, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE)
 	if err != nil {
 		return nil, err
@@ -227,7 +182,7 @@ func (s *Server) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequest) (*tr
 }
 
 // GetOrganization returns one organisation.
-func (s *Server) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
+func (s *registryService) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
 	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
 		return nil, err
 	}
@@ -243,7 +198,7 @@ func (s *Server) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganiz
 }
 
 // ListOrganizations lists organisations in id order, a page at a time.
-func (s *Server) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrganizationsRequest) (*trustfedv1.ListOrganizationsResponse, error) {
+func (s *registryService) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrganizationsRequest) (*trustfedv1.ListOrganizationsResponse, error) {
 	after, err := decodePageToken(req.GetPageToken())
 	if err != nil {
 		return nil, err
@@ -261,4 +216,75 @@ func (s *Server) ListOrganizations(ctx context.Context, req *trustfedv1.ListOrga
 		}
 	}
 	return &trustfedv1.ListOrganizationsResponse{Organizations: orgs, NextPageToken: encodePageToken(next), Meta: meta}, nil
+}
+
+// RequestAuthorization opens a dual-authorisation request for an
+// interaction that is denied only because its controls require two
+// approvals. It expires after the federation's freshness window and, once
+// granted, backs max_uses ALLOW decisions (one unless the request asks for
+// more, at most state.MaxAuthorizationUses).
+func (s *registryService) RequestAuthorization(ctx context.Context, req *trustfedv1.RequestAuthorizationRequest) (*trustfedv1.RequestAuthorizationResponse, error) {
+	check := req.GetCheck()
+	if check == nil {
+		return nil, state.Invalid("check", "is required")
+	}
+	if check.AuthorizationId != "" {
+		return nil, state.Invalid("check.authorization_id", "must be empty when requesting an authorization")
+	}
+	if err := state.ValidateMaxUses("max_uses", req.GetMaxUses()); err != nil {
+		return nil, err
+	}
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	resp, r, now, err := s.decide(ctx, check)
+	if err != nil {
+		return nil, err
+	}
+	if !resp.RequiresDualAuthorization {
+		return nil, state.FailedPrecondition("check", "this interaction does not require dual authorisation (decision: %v)", resp.Decision)
+	}
+	if i := slices.IndexFunc(resp.Reasons, func(r *trustfedv1.Reason) bool { return r.Code != policy.ReasonDualAuthorization }); i >= 0 {
+		return nil, state.FailedPrecondition("check", "the interaction is denied for another reason too: %s: %s", resp.Reasons[i].Code, resp.Reasons[i].Message)
+	}
+	sum := sha256.Sum256([]byte("authorization\x00" + rid))
+	st := &trustfedv1.AuthorizationStatement{
+		AuthorizationId:    "auth-" + hex.EncodeToString(sum[:8]),
+		FromOrganizationId: check.FromOrganizationId,
+		ToOrganizationId:   check.ToOrganizationId,
+		Action:             check.Action,
+		DataTypes:          check.DataTypes,
+		Value:              check.Value,
+		ExpireTime:         timestamppb.New(now.Add(r.FreshnessWindow()).Truncate(1e9)),
+		MaxUses:            max(req.GetMaxUses(), 1),
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("marshal authorization statement: %w", err)
+	}
+	if _, err := s.propose(ctx, &commandv1.CreateAuthorization{Statement: b}, rid); err != nil {
+		return nil, err
+	}
+	a, _ := s.store.Read().Authorization(st.AuthorizationId)
+	return &trustfedv1.RequestAuthorizationResponse{Authorization: a}, nil
+}
+
+// GetAuthorization returns a dual-authorisation request.
+func (s *registryService) GetAuthorization(ctx context.Context, req *trustfedv1.GetAuthorizationRequest) (*trustfedv1.GetAuthorizationResponse, error) {
+	if err := state.ValidateAuthorizationID("authorization_id", req.GetAuthorizationId()); err != nil {
+		return nil, err
+	}
+	r, meta, err := s.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	a, ok := r.Authorization(req.AuthorizationId)
+	if !ok {
+		return nil, state.NotFound("authorization_id", "authorization %q does not exist", req.AuthorizationId)
+	}
+	if err := scopeCheck(ctx, "authorization_id", a.GetParsedStatement().GetFromOrganizationId(), a.GetParsedStatement().GetToOrganizationId()); err != nil {
+		return nil, err
+	}
+	return &trustfedv1.GetAuthorizationResponse{Authorization: a, Meta: meta}, nil
 }

@@ -87,17 +87,11 @@ type Config struct {
 // MaxMessageSize bounds every gRPC message received.
 const MaxMessageSize = 1 << 20
 
-// Server implements the trustfed gRPC services.
+// Server is the core the trustfed gRPC services share: the state, Raft,
+// the authenticator, the audit batcher, the limits and the metrics. Each
+// service is its own struct holding it (registry_service.go,
+// admin_service.go, …); Register registers them all.
 type Server struct {
-	trustfedv1.UnimplementedRegistryServiceServer
-	trustfedv1.UnimplementedAdminServiceServer
-	trustfedv1.UnimplementedClusterServiceServer
-	trustfedv1.UnimplementedMembershipServiceServer
-	trustfedv1.UnimplementedCascadeServiceServer
-	trustfedv1.UnimplementedAuditServiceServer
-	trustfedv1.UnimplementedAccessServiceServer
-	peerv1.UnimplementedPeerServiceServer
-
 	cfg   Config
 	store *state.Store
 	raft  Raft
@@ -188,14 +182,14 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 
 // Register registers every service on gs.
 func (s *Server) Register(gs *grpc.Server) {
-	trustfedv1.RegisterRegistryServiceServer(gs, s)
-	trustfedv1.RegisterAdminServiceServer(gs, s)
-	trustfedv1.RegisterClusterServiceServer(gs, s)
-	trustfedv1.RegisterMembershipServiceServer(gs, s)
-	trustfedv1.RegisterCascadeServiceServer(gs, s)
-	trustfedv1.RegisterAuditServiceServer(gs, s)
-	trustfedv1.RegisterAccessServiceServer(gs, s)
-	peerv1.RegisterPeerServiceServer(gs, s)
+	trustfedv1.RegisterRegistryServiceServer(gs, &registryService{Server: s})
+	trustfedv1.RegisterAdminServiceServer(gs, &adminService{Server: s})
+	trustfedv1.RegisterClusterServiceServer(gs, &clusterService{Server: s})
+	trustfedv1.RegisterMembershipServiceServer(gs, &membershipService{Server: s})
+	trustfedv1.RegisterCascadeServiceServer(gs, &cascadeService{Server: s})
+	trustfedv1.RegisterAuditServiceServer(gs, &auditService{Server: s})
+	trustfedv1.RegisterAccessServiceServer(gs, &accessService{Server: s})
+	peerv1.RegisterPeerServiceServer(gs, &peerService{Server: s})
 	if s.metrics != nil {
 		s.metrics.grpc.InitializeMetrics(gs) // every method's series from zero
 	}
@@ -335,38 +329,17 @@ func (p *principalStream) RecvMsg(m any) error {
 func (p *principalStream) Context() context.Context { return p.ctx }
 
 // propose stamps a command with the leader's time, the request id and the
-// principal, replicates it and returns the index it was applied at.
+// principal, replicates it (Propose) and returns the index it was applied at.
 func (s *Server) propose(ctx context.Context, cmd proto.Message, requestID string) (uint64, error) {
-	r, err := s.proposeResult(ctx, cmd, requestID)
+	r, _, err := s.proposeInTerm(ctx, cmd, requestID)
 	return r.Index, err
 }
 
-// proposeResult is propose returning the state machine's whole result.
-func (s *Server) proposeResult(ctx context.Context, cmd proto.Message, requestID string) (state.Result, error) {
-	r, _, err := s.proposeInTerm(ctx, cmd, requestID)
-	return r, err
-}
-
-// proposeInTerm is proposeResult that also returns the Raft term the entry
-// was committed in (see consensus.ApplyResult.Term).
+// proposeInTerm is propose returning the state machine's whole result and
+// the Raft term the entry was committed in (see consensus.ApplyResult.Term).
 func (s *Server) proposeInTerm(ctx context.Context, cmd proto.Message, requestID string) (state.Result, uint64, error) {
 	p, _ := PrincipalFrom(ctx)
-	b, err := state.Encode(cmd, state.EnvelopeMeta{RequestID: requestID, Time: s.clock().UTC(), Principal: p.ID})
-	if err != nil {
-		return state.Result{}, 0, fmt.Errorf("encode command: %w", err)
-	}
-	res, err := s.raft.Apply(ctx, b)
-	if err != nil {
-		return state.Result{}, 0, fmt.Errorf("propose %T: %w", cmd, err)
-	}
-	r, ok := res.Response.(state.Result)
-	if !ok {
-		return state.Result{}, 0, fmt.Errorf("propose %T: unexpected apply response %T", cmd, res.Response)
-	}
-	if r.Err != nil {
-		return state.Result{}, 0, r.Err
-	}
-	return r, res.Term, nil
+	return proposeCommitted(ctx, s.raft, cmd, state.EnvelopeMeta{RequestID: requestID, Time: s.clock(), Principal: p.ID})
 }
 
 // proposeWithID proposes cmd under the caller's request id (or a new one).

@@ -18,6 +18,7 @@ import (
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	"github.com/trustfed/trustfed/registry"
 	"github.com/trustfed/trustfed/registry/state"
 )
 
@@ -46,21 +47,11 @@ func (s *Server) registerLeaderTasks() error {
 	return nil
 }
 
-// propose applies msg through Raft and returns the command's own error.
+// propose applies msg through Raft (registry.Propose, the one proposal
+// path) and returns the command's own error.
 func propose(ctx context.Context, node *consensus.Node, msg proto.Message, meta state.EnvelopeMeta) error {
-	cmd, err := state.Encode(msg, meta)
-	if err != nil {
-		return err
-	}
-	res, err := node.Apply(ctx, cmd)
-	if err != nil {
-		return err
-	}
-	r, ok := res.Response.(state.Result)
-	if !ok {
-		return fmt.Errorf("apply %T: unexpected result %T", msg, res.Response)
-	}
-	return r.Err
+	_, err := registry.Propose(ctx, node, msg, meta)
+	return err
 }
 
 // proposeFirst proposes a command that stores something a cluster holds

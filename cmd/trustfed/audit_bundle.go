@@ -26,7 +26,7 @@ import (
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/client/evidence"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
-	"github.com/trustfed/trustfed/registry"
+	"github.com/trustfed/trustfed/registry/decision"
 )
 
 func init() {
@@ -469,9 +469,9 @@ func replayLog(ctx context.Context, a *app, c *client.Client, vkey string) error
 		return rec, true, nil
 	}
 	bar := newProgressBar(a.stderr, "entries replayed")
-	rep, err := registry.Replay(next, func(n uint64) { bar.draw(int(n), int(cp.Size)) })
+	rep, err := decision.Replay(next, func(n uint64) { bar.draw(int(n), int(cp.Size)) })
 	bar.end()
-	if errors.Is(err, registry.ErrReplay) {
+	if errors.Is(err, decision.ErrReplay) {
 		return fmt.Errorf("%w (a member sees only its own entries: replay with an admin or regulator token)", err)
 	}
 	if err != nil {
@@ -502,7 +502,7 @@ func replayLog(ctx context.Context, a *app, c *client.Client, vkey string) error
 	return nil
 }
 
-func writeReplayReport(w io.Writer, r registry.ReplayReport, cp attestation.Checkpoint) error {
+func writeReplayReport(w io.Writer, r decision.ReplayReport, cp attestation.Checkpoint) error {
 	t := newTable(w)
 	t.row("Log:", fmt.Sprintf("%s, %d entries, root %s (signature and root verified)", cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(cp.Root)))
 	t.row("Commands applied:", fmt.Sprintf("%d (%d redacted, skipped: their secrets are not logged)", r.Commands, r.Redacted))

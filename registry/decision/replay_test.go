@@ -1,4 +1,4 @@
-package registry_test
+package decision_test
 
 import (
 	"crypto/ed25519"
@@ -18,6 +18,7 @@ import (
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry"
 	"github.com/trustfed/trustfed/registry/audit"
+	"github.com/trustfed/trustfed/registry/decision"
 	"github.com/trustfed/trustfed/registry/state"
 )
 
@@ -114,13 +115,13 @@ func (h *replayHarness) decideUse(r *state.Reader, req *trustfedv1.CheckInteract
 // signed with the harness's registry key.
 func (h *replayHarness) signed(r *state.Reader, req *trustfedv1.CheckInteractionRequest, use uint64) *trustfedv1.CheckInteractionResponse {
 	h.t.Helper()
-	resp, err := registry.Evaluate(r, req, h.now, use)
+	resp, err := decision.Evaluate(r, req, h.now, use)
 	require.NoError(h.t, err)
 	resp.AuthorizationUseIndex = use
 	resp.Meta = &trustfedv1.ReadMeta{Index: r.Index()}
 	resp.DecidedAt, resp.ValidUntil = timestamppb.New(h.now), timestamppb.New(h.now.Add(r.FreshnessWindow()))
 	resp.KeyId = h.keyID
-	resp.Statement, resp.Signature, err = attestation.SignDecision(h.key, registry.NewDecisionStatement(req, resp))
+	resp.Statement, resp.Signature, err = attestation.SignDecision(h.key, decision.NewStatement(req, resp))
 	require.NoError(h.t, err)
 	return resp
 }
@@ -197,7 +198,7 @@ func TestReplayRebuildsEveryDecision(t *testing.T) {
 	h := buildFederation(t)
 	recs := h.records()
 	var seen uint64
-	rep, err := registry.Replay(testutil.Records(recs), func(n uint64) { seen = n })
+	rep, err := decision.Replay(testutil.Records(recs), func(n uint64) { seen = n })
 	require.NoError(t, err)
 	require.Empty(t, rep.Mismatches)
 	require.Equal(t, uint64(len(recs)), rep.Entries)
@@ -240,7 +241,7 @@ func TestReplayChecksDualAuthorizationClaim(t *testing.T) {
 		}
 		st.RequiresDualAuthorization = false
 		recs[i] = withStatement(t, rec, &st)
-		rep, err := registry.Replay(testutil.Records(recs), nil)
+		rep, err := decision.Replay(testutil.Records(recs), nil)
 		require.NoError(t, err)
 		require.Len(t, rep.Mismatches, 1)
 		require.Contains(t, rep.Mismatches[0].Problem, "requires dual authorisation false, replayed true")
@@ -269,7 +270,7 @@ func TestReplayFindsAForgedDecision(t *testing.T) {
 		break
 	}
 	require.GreaterOrEqual(t, forged, 0)
-	rep, err := registry.Replay(testutil.Records(recs), nil)
+	rep, err := decision.Replay(testutil.Records(recs), nil)
 	require.NoError(t, err)
 	require.Len(t, rep.Mismatches, 1)
 	m := rep.Mismatches[0]
@@ -288,7 +289,7 @@ func TestReplayFindsAChangedOutcome(t *testing.T) {
 		e := proto.CloneOf(rec.Entry)
 		e.Error = ""
 		recs[i] = &trustfedv1.AuditRecord{Sequence: rec.Sequence, Entry: e}
-		rep, err := registry.Replay(testutil.Records(recs), nil)
+		rep, err := decision.Replay(testutil.Records(recs), nil)
 		require.NoError(t, err)
 		require.Len(t, rep.Mismatches, 1)
 		require.Contains(t, rep.Mismatches[0].Problem, "the log says the command applied")
@@ -300,10 +301,10 @@ func TestReplayFindsAChangedOutcome(t *testing.T) {
 func TestReplayNeedsTheWholeLog(t *testing.T) {
 	h := buildFederation(t)
 	recs := h.records()
-	_, err := registry.Replay(testutil.Records(append(recs[:3:3], recs[4:]...)), nil)
-	require.ErrorIs(t, err, registry.ErrReplay)
-	_, err = registry.Replay(testutil.Records(recs[1:]), nil)
-	require.ErrorIs(t, err, registry.ErrReplay)
+	_, err := decision.Replay(testutil.Records(append(recs[:3:3], recs[4:]...)), nil)
+	require.ErrorIs(t, err, decision.ErrReplay)
+	_, err = decision.Replay(testutil.Records(recs[1:]), nil)
+	require.ErrorIs(t, err, decision.ErrReplay)
 }
 
 // withStatement is rec with its decision statement replaced by st (as a

@@ -1,4 +1,4 @@
-package registry_test
+package decision_test
 
 import (
 	"crypto/ed25519"
@@ -14,7 +14,7 @@ import (
 	"github.com/trustfed/trustfed/internal/testutil"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
-	"github.com/trustfed/trustfed/registry"
+	"github.com/trustfed/trustfed/registry/decision"
 	"github.com/trustfed/trustfed/registry/state"
 )
 
@@ -82,13 +82,13 @@ func TestReplayFindsAForgedLevelCap(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, forged, 0)
-	rep, err := registry.Replay(testutil.Records(recs), nil)
+	rep, err := decision.Replay(testutil.Records(recs), nil)
 	require.NoError(t, err)
 	require.Len(t, rep.Mismatches, 1)
 	require.Equal(t, recs[forged].Sequence, rep.Mismatches[0].Sequence)
 	require.Contains(t, rep.Mismatches[0].Problem, "caps on globex's level")
 
-	rep, err = registry.Replay(testutil.Records(clean), nil)
+	rep, err = decision.Replay(testutil.Records(clean), nil)
 	require.NoError(t, err)
 	require.Empty(t, rep.Mismatches, "statements signed without caps")
 }
@@ -162,14 +162,14 @@ func TestReplayChecksAuthorizationUses(t *testing.T) {
 	}
 	require.NotZero(t, denied)
 	require.NotZero(t, unused)
-	rep, err := registry.Replay(testutil.Records(recs), nil)
+	rep, err := decision.Replay(testutil.Records(recs), nil)
 	require.NoError(t, err)
 	require.Len(t, rep.Mismatches, 1)
 	require.Equal(t, recs[unused].Sequence, rep.Mismatches[0].Sequence)
 	require.Contains(t, rep.Mismatches[0].Problem, "relied on authorization auth-00000000000000a2, whose uses are counted, without taking one")
 
 	recs = recs[:unused]
-	rep, err = registry.Replay(testutil.Records(recs), nil)
+	rep, err = decision.Replay(testutil.Records(recs), nil)
 	require.NoError(t, err)
 	require.Empty(t, rep.Mismatches, "the single use, its ALLOW and the DENY after it")
 
@@ -178,7 +178,7 @@ func TestReplayChecksAuthorizationUses(t *testing.T) {
 	require.NoError(t, proto.Unmarshal(recs[denied].Entry.Decision.Statement, &st))
 	st.Decision, st.Reasons, st.AuthorizationId, st.AuthorizationUseIndex = trustfedv1.Decision_DECISION_ALLOW, nil, req.AuthorizationId, use
 	recs[denied] = withStatement(t, recs[denied], &st)
-	rep, err = registry.Replay(testutil.Records(recs), nil)
+	rep, err = decision.Replay(testutil.Records(recs), nil)
 	require.NoError(t, err)
 	require.Len(t, rep.Mismatches, 1)
 	require.Contains(t, rep.Mismatches[0].Problem, fmt.Sprintf("the use of authorization %s taken at index %d was already held by the decision in entry", req.AuthorizationId, use))
@@ -186,7 +186,7 @@ func TestReplayChecksAuthorizationUses(t *testing.T) {
 	// Or holding none.
 	st.AuthorizationUseIndex = 0
 	recs[denied] = withStatement(t, recs[denied], &st)
-	rep, err = registry.Replay(testutil.Records(recs), nil)
+	rep, err = decision.Replay(testutil.Records(recs), nil)
 	require.NoError(t, err)
 	require.Len(t, rep.Mismatches, 1)
 	require.Contains(t, rep.Mismatches[0].Problem, "decision ALLOW, replayed DENY")

@@ -1,4 +1,4 @@
-package registry
+package decision
 
 import (
 	"errors"
@@ -76,7 +76,7 @@ type replayer struct {
 // Replay rebuilds the registry state from the audit log's command entries,
 // in order from entry 0 (next yields them; it must not skip one), and
 // checks the log against it: every command must be refused or accepted as
-// the log says, every decision must be the one registry.Evaluate gives on
+// the log says, every decision must be the one Evaluate gives on
 // the state it was computed at (the statement's index) and at its time,
 // every level change and cascade must be in the rebuilt state. progress,
 // if not nil, is called with the number of entries read so far. It fails
