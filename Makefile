@@ -5,6 +5,8 @@ BUF_VERSION := v1.75.0
 # govulncheck and the Go vulnerability database it reads, both pinned: `make vulncheck` builds the
 # database from the golang.org/x/vulndb module (fetched through the module proxy) and scans offline.
 GOVULNCHECK_VERSION := v1.10.0
+# staticcheck, pinned like the other tools.
+STATICCHECK_VERSION := v0.8.2
 VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
 VULNDB_DIR := $(BIN)/vulndb-$(VULNDB_VERSION)
 export PATH := $(BIN):$(PATH)
@@ -18,7 +20,11 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: run build test fuzz-smoke test-short lint vulncheck fmt-check proto proto-check proto-breaking tools bench soak docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: help run build test fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench docker docker-cluster docker-cluster-down docker-cluster-test clean
+
+## help: list the targets and what each does
+help:
+	@sed -n 's/^## \([a-z-]*\): /\1\t/p' $(MAKEFILE_LIST) | awk -F '\t' '{printf "  %-22s %s\n", $$1, $$2}'
 
 ## run: build and start a single-node dev server on loopback (prints the admin token)
 run: build
@@ -54,11 +60,23 @@ fuzz-smoke:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## lint: go vet, gofmt, buf lint and govulncheck
-lint: tools fmt-check
+## lint: gofmt, go vet, staticcheck, go.mod tidy, buf lint and govulncheck
+lint: tools fmt-check tidy-check
 	$(GO) vet ./...
+	$(MAKE) staticcheck
 	$(BIN)/buf lint
 	$(MAKE) vulncheck
+
+## staticcheck: the staticcheck analyzers (pinned version)
+staticcheck: $(BIN)/staticcheck
+	$(BIN)/staticcheck ./...
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+## tidy-check: fail if go.mod or go.sum is not what `go mod tidy` makes
+tidy-check:
+	$(GO) mod tidy -diff
 
 ## vulncheck: govulncheck against the pinned vulnerability database, built locally (offline scan)
 vulncheck: $(BIN)/govulncheck $(VULNDB_DIR)/index/db.json
@@ -94,8 +112,8 @@ proto-check: proto
 		echo "generated code in proto/ is stale: run 'make proto' and commit"; git status --porcelain -- proto; exit 1; fi
 
 BREAKING_AGAINST ?= HEAD~1
-## proto-breaking: fail if proto/ changed incompatibly since BREAKING_AGAINST (default: the previous
-## commit; buf.yaml's WIRE_JSON rules). command.proto is the Raft log format: it must never break.
+## proto-breaking: fail if proto/ changed incompatibly since BREAKING_AGAINST (default: the previous commit)
+## (buf.yaml's WIRE_JSON rules). command.proto is the Raft log format: it must never break.
 proto-breaking: tools
 	@if ! git rev-parse --verify --quiet '$(BREAKING_AGAINST)^{commit}' >/dev/null; then \
 		echo "proto-breaking: skipped: no commit $(BREAKING_AGAINST) to compare with"; exit 0; fi; \
@@ -107,10 +125,6 @@ bench:
 	$(GO) test -run '^$$' -bench . -skip CascadeEndToEnd -benchmem -count=1 ./...
 	$(GO) test -run '^$$' -bench CascadeEndToEnd -benchtime 1x -count=1 ./system_test/
 
-## soak: long-running tests (none yet)
-soak:
-	@echo "no soak tests yet"
-
 ## docker: the FROM-scratch image of deploy/Dockerfile (context: the Dockerfile and the binary only)
 docker:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o deploy/trustfed ./cmd/trustfed
@@ -120,6 +134,7 @@ docker:
 docker-cluster:
 	deploy/cluster.sh up
 
+## docker-cluster-down: stop the compose cluster, remove its containers and data (keeps the certs)
 docker-cluster-down:
 	deploy/cluster.sh down
 
@@ -127,5 +142,6 @@ docker-cluster-down:
 docker-cluster-test:
 	deploy/cluster.sh test
 
+## clean: remove bin/ and the image's binary
 clean:
 	rm -rf bin deploy/trustfed

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // PeersFile is the name, in a node's DataDir, of the recovery
@@ -58,7 +59,7 @@ func PrepareRecovery(dataDir string, servers []RecoveryServer) error {
 	boltOpts := *bbolt.DefaultOptions
 	boltOpts.Timeout = time.Second
 	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &boltOpts})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("prepare recovery: the Raft store in %s is locked: stop the server first: %w", dataDir, err)
 	}
 	if err != nil {

@@ -117,16 +117,16 @@ func New(cfg Config) (*Server, error) {
 		errs = append(errs, errors.New("NodeID is required"))
 	}
 	if cfg.Store == nil {
-		errs = append(errs, errors.New("Store is required"))
+		errs = append(errs, errors.New("registry config: Store is required"))
 	}
 	if cfg.Raft == nil {
-		errs = append(errs, errors.New("Raft is required"))
+		errs = append(errs, errors.New("registry config: Raft is required"))
 	}
 	if cfg.Peers == nil {
-		errs = append(errs, errors.New("Peers is required"))
+		errs = append(errs, errors.New("registry config: Peers is required"))
 	}
 	if cfg.Verifier == nil {
-		errs = append(errs, errors.New("Verifier is required"))
+		errs = append(errs, errors.New("registry config: Verifier is required"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("registry config: %w", err)

@@ -85,7 +85,7 @@ func (l *Log) pending(batches []Batch, lastIndex uint64) ([]Batch, error) {
 	for _, b := range todo {
 		for j, lf := range b.Leaves {
 			if err := checkLeaf(lf, prev); err != nil {
-				return nil, fmt.Errorf("Raft index %d, leaf %d: %w", b.LogIndex, j, err)
+				return nil, fmt.Errorf("raft index %d, leaf %d: %w", b.LogIndex, j, err)
 			}
 			prev = lf.Time
 		}
