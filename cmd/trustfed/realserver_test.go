@@ -8,6 +8,7 @@ import (
 	"maps"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -254,6 +255,19 @@ func TestAuditCmdAgainstRealServer(t *testing.T) {
 	_, stderr := s.run(t, exitError, "audit", "sth", "--registry-key", otherVerifierKey(t, "test.trustfed.local/audit"))
 	require.Contains(t, stderr, "does not verify", "a pinned key that is not the registry's")
 
+	// A checkpoint is signed every second: wait until one covers more than
+	// the 3 entries listed (and the 4 of the prefix proof below).
+	testutil.Eventually(t, 30*time.Second, "a signed checkpoint covers more than 4 entries", func() error {
+		out, _ = s.run(t, exitOK, "audit", "sth")
+		m := regexp.MustCompile(`Tree size: +([0-9]+)`).FindStringSubmatch(out)
+		if len(m) != 2 {
+			return fmt.Errorf("no tree size in %q", out)
+		}
+		if n, _ := strconv.Atoi(m[1]); n <= 4 {
+			return fmt.Errorf("the signed tree has %d entries", n)
+		}
+		return nil
+	})
 	out, _ = s.run(t, exitOK, "audit", "entries", "--proofs", "--limit", "3", "--registry-key", vkey[1])
 	require.Contains(t, out, "(more entries: raise --limit, now 3)")
 	require.Regexp(t, `Inclusion proofs: all 3 entries verified in the signed tree of [0-9]+ entries`, out)
