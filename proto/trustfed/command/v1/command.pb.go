@@ -2409,10 +2409,16 @@ func (*AuditEvent_AuthFailure) isAuditEvent_Event() {}
 // PutCheckpoint publishes a checkpoint signed by the registry key; every
 // replica checks it against its own log.
 type PutCheckpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Note          []byte                 `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Note  []byte                 `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
+	// The leader's commitment to the trust state (state.Commitment) as it
+	// was after applying the entry at state_index; every replica computes its
+	// own at that index and compares. Empty in checkpoints written before
+	// the commitment existed.
+	StateCommitment []byte `protobuf:"bytes,2,opt,name=state_commitment,json=stateCommitment,proto3" json:"state_commitment,omitempty"`
+	StateIndex      uint64 `protobuf:"varint,3,opt,name=state_index,json=stateIndex,proto3" json:"state_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PutCheckpoint) Reset() {
@@ -2450,6 +2456,20 @@ func (x *PutCheckpoint) GetNote() []byte {
 		return x.Note
 	}
 	return nil
+}
+
+func (x *PutCheckpoint) GetStateCommitment() []byte {
+	if x != nil {
+		return x.StateCommitment
+	}
+	return nil
+}
+
+func (x *PutCheckpoint) GetStateIndex() uint64 {
+	if x != nil {
+		return x.StateIndex
+	}
+	return 0
 }
 
 // AddCosignature adds a witness cosignature line to a stored checkpoint.
@@ -3389,9 +3409,12 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
 	"\fauth_failure\x18\x03 \x01(\v2\x1d.trustfed.v1.AuditAuthFailureH\x00R\vauthFailure\x12\x1c\n" +
 	"\tprincipal\x18\x04 \x01(\tR\tprincipalB\a\n" +
-	"\x05eventJ\x04\b\x01\x10\x02\"#\n" +
+	"\x05eventJ\x04\b\x01\x10\x02\"o\n" +
 	"\rPutCheckpoint\x12\x12\n" +
-	"\x04note\x18\x01 \x01(\fR\x04note\"}\n" +
+	"\x04note\x18\x01 \x01(\fR\x04note\x12)\n" +
+	"\x10state_commitment\x18\x02 \x01(\fR\x0fstateCommitment\x12\x1f\n" +
+	"\vstate_index\x18\x03 \x01(\x04R\n" +
+	"stateIndex\"}\n" +
 	"\x0eAddCosignature\x12\x1b\n" +
 	"\ttree_size\x18\x01 \x01(\x04R\btreeSize\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12%\n" +
