@@ -1,0 +1,58 @@
+package state_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/internal/testutil"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	"github.com/trustfed/trustfed/registry/state"
+)
+
+// TestCheckpointCommitmentDivergence: a replica that applies a checkpoint
+// carrying the leader's commitment at an index compares it with its own at
+// that index. The same history agrees; a replica whose state differs (here
+// one command never took effect) reports divergence at that index, and
+// still applies the checkpoint like everyone else.
+func TestCheckpointCommitmentDivergence(t *testing.T) {
+	cmds := script(t, testutil.NewFederation(t))
+	dir := t.TempDir()
+	leader, healthy, forged := newAuditedFSM(t, filepath.Join(dir, "l.db")), newAuditedFSM(t, filepath.Join(dir, "h.db")), newAuditedFSM(t, filepath.Join(dir, "f.db"))
+	type divergence struct {
+		index  uint64
+		reason string
+	}
+	var got []divergence
+	forged.fsm.OnDivergence(func(index uint64, reason string) { got = append(got, divergence{index, reason}) })
+	healthy.fsm.OnDivergence(func(index uint64, reason string) { t.Errorf("healthy replica diverged at %d: %s", index, reason) })
+	for i, raw := range cmds {
+		leader.apply(uint64(i+1), raw)
+		healthy.apply(uint64(i+1), raw)
+		if i == 3 {
+			raw = []byte("not a command") // this replica's copy of entry 4 no longer says what was committed
+		}
+		forged.apply(uint64(i+1), raw)
+	}
+	at := uint64(len(cmds))
+	commitment, err := leader.fsm.Store().Read().Commitment()
+	require.NoError(t, err)
+
+	registryKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize)) // script's signing key
+	signer, _, err := attestation.NewCheckpointSigner("trustfed.test/audit", registryKey)
+	require.NoError(t, err)
+	for _, r := range []*auditedFSM{healthy, forged} {
+		note, err := attestation.SignCheckpoint(attestation.Checkpoint{Origin: "trustfed.test/audit", Size: r.log.Size(), Root: r.log.Root()}, signer)
+		require.NoError(t, err)
+		raw, err := state.Encode(&commandv1.PutCheckpoint{Note: note, StateCommitment: commitment, StateIndex: at}, state.EnvelopeMeta{Time: auditT0.Add(time.Hour)})
+		require.NoError(t, err)
+		require.NoError(t, r.apply(at+2, raw).Err, "the checkpoint applies on every replica")
+	}
+	require.Len(t, got, 1)
+	require.Equal(t, at, got[0].index)
+	require.Contains(t, got[0].reason, "the cluster's checkpoint")
+}
