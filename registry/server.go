@@ -82,6 +82,9 @@ type Config struct {
 	// MemberCertTTL is the longest lifetime of a member certificate
 	// (0 = DefaultMemberCertTTL).
 	MemberCertTTL time.Duration
+	// Divergence is whether this node's state diverged from the cluster's
+	// (divergence.go); while it did, every call is refused. nil: never.
+	Divergence *Divergence
 }
 
 // MaxMessageSize bounds every gRPC message received.
@@ -200,6 +203,9 @@ func (s *Server) Register(gs *grpc.Server) {
 // forward writes to the leader, handle, map errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
+	if err := s.refuseDiverged(); err != nil {
+		return nil, err
+	}
 	if isPublic(info.FullMethod) {
 		return s.handlePublic(ctx, req, info, handler)
 	}
@@ -250,6 +256,9 @@ func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServ
 // handler checks the organisations its first message acts for
 // (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.refuseDiverged(); err != nil {
+		return err
+	}
 	_, p, err := s.authenticateFresh(ss.Context(), info.FullMethod)
 	if err == nil {
 		err = authorize(info.FullMethod, p)

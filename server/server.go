@@ -28,18 +28,21 @@ type Server struct {
 	tls    tlsSet
 	lis    listeners
 
-	store    *state.Store
-	fsm      *state.FSM
-	auditLog *audit.Log
-	peers    *registry.Peers
-	refused  transportAudit
-	node     *consensus.Node
-	cascades *revocation.Runner
-	reg      *registry.Server
-	grpc     *grpc.Server
-	gateway  *registry.Gateway
-	http     *http.Server
-	apiAddr  string
+	store *state.Store
+	fsm   *state.FSM
+	// divergence: whether this node's state diverged from the cluster's
+	// (registry/divergence.go); the FSM marks it.
+	divergence *registry.Divergence
+	auditLog   *audit.Log
+	peers      *registry.Peers
+	refused    transportAudit
+	node       *consensus.Node
+	cascades   *revocation.Runner
+	reg        *registry.Server
+	grpc       *grpc.Server
+	gateway    *registry.Gateway
+	http       *http.Server
+	apiAddr    string
 
 	dev *devState // nil unless cfg.Dev
 
@@ -104,6 +107,10 @@ func (s *Server) openState() error {
 	s.store = state.NewStore()
 	s.fsm = state.NewFSM(s.store, attestation.Verifier{}, s.logger.With("component", "fsm"))
 	var err error
+	if s.divergence, err = registry.OpenDivergence(s.cfg.DataDir, s.logger.With("component", "divergence")); err != nil {
+		return err
+	}
+	s.fsm.OnDivergence(s.divergence.Mark)
 	if s.auditLog, err = openAuditLog(s.cfg.DataDir, s.logger); err != nil {
 		return err
 	}
