@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,7 +17,7 @@ import (
 // repairParts are what a repair moves aside, relative to the data dir: the
 // Raft log and snapshots, the audit log and the divergence marker. The
 // node's keys, certificates and addrs.json stay.
-var repairParts = []string{"raft", "audit.db", registry.DivergenceMarker}
+var repairParts = []string{"raft", "audit", registry.DivergenceMarker}
 
 // repaired is what cluster repair did, for -o json.
 type repaired struct {
@@ -83,7 +84,7 @@ func repairDataDir(dataDir string, now time.Time) (repaired, error) {
 		return repaired{}, fmt.Errorf("close %s: %w", raftDB, err)
 	}
 	out := repaired{Aside: filepath.Join(dataDir, "repair-"+now.UTC().Format("20060102T150405Z"))}
-	d, err := registry.OpenDivergence(dataDir, nil)
+	d, err := registry.OpenDivergence(dataDir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return repaired{}, err
 	}
