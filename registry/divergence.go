@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trustfed/trustfed/consensus"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
+	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -43,6 +49,8 @@ type Divergence struct {
 	logger *slog.Logger
 	mu     sync.Mutex // serialises Mark
 	cur    atomic.Pointer[Diverged]
+	once   sync.Once
+	ch     chan struct{} // closed once diverged (marked)
 }
 
 // OpenDivergence loads the marker of dataDir, if any. A marker that cannot
@@ -78,7 +86,9 @@ func (d *Divergence) Mark(index uint64, reason string) {
 		return
 	}
 	m := &Diverged{Index: index, Reason: reason, Time: time.Now().UTC()}
+	d.marked() // made open, as nothing was marked yet
 	d.cur.Store(m)
+	close(d.ch)
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err == nil {
 		err = os.WriteFile(d.path, append(b, '\n'), 0o600)
@@ -107,4 +117,97 @@ func (s *Server) refuseDiverged() error {
 		return status.Error(codes.Unavailable, m.Message())
 	}
 	return nil
+}
+
+// marked is closed by the first Mark (or at open, for a persisted marker).
+func (d *Divergence) marked() <-chan struct{} {
+	d.once.Do(func() {
+		d.ch = make(chan struct{})
+		if d.cur.Load() != nil {
+			close(d.ch)
+		}
+	})
+	return d.ch
+}
+
+// ReportDivergence serves, on the leader, a server's report that its state
+// diverged: committed as a command, so every healthy replica records it in
+// its audit log. A server reports only itself.
+func (s *peerService) ReportDivergence(ctx context.Context, req *peerv1.ReportDivergenceRequest) (*peerv1.ReportDivergenceResponse, error) {
+	d := req.GetDivergence()
+	if err := state.ValidateReportDivergence(d); err != nil {
+		return nil, err
+	}
+	if p, _ := PrincipalFrom(ctx); p.ID != "node:"+d.NodeId {
+		return nil, state.Invalid("divergence.node_id", "a server reports only its own divergence (certificate names %s)", p.ID)
+	}
+	res, _, err := s.proposeInTerm(ctx, d, fmt.Sprintf("divergence:%s:%d", d.NodeId, d.Index))
+	if err != nil {
+		return nil, err
+	}
+	return &peerv1.ReportDivergenceResponse{Index: res.Index}, nil
+}
+
+// divergenceRetry is how long the report waits between attempts.
+const divergenceRetry = time.Second
+
+// reportDivergence waits until this node diverges, then tells the leader
+// (once per run, retrying until it is committed or ctx ends), so the
+// healthy majority audits the fault.
+func (s *Server) reportDivergence(ctx context.Context) {
+	d := s.cfg.Divergence
+	if d == nil {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-d.marked():
+	}
+	m, _ := d.Status()
+	reason := m.Reason
+	if r := []rune(reason); len(r) > state.MaxDivergenceReason {
+		reason = string(r[:state.MaxDivergenceReason])
+	}
+	report := &commandv1.ReportDivergence{NodeId: s.cfg.NodeID, Index: max(m.Index, 1), Reason: cmp.Or(reason, "unknown")}
+	t := time.NewTicker(divergenceRetry)
+	defer t.Stop()
+	for {
+		index, err := s.reportDivergenceOnce(ctx, report)
+		if err == nil {
+			s.log.Info("divergence reported to the leader: the cluster's audit log records it", "index", index)
+			return
+		}
+		s.log.Warn("divergence not reported to the leader yet", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// reportDivergenceOnce is one attempt: proposed directly on the leader, or
+// sent to it.
+func (s *Server) reportDivergenceOnce(ctx context.Context, report *commandv1.ReportDivergence) (uint64, error) {
+	requestID := fmt.Sprintf("divergence:%s:%d", report.NodeId, report.Index)
+	if s.raft.IsLeader() {
+		res, _, err := s.proposeInTerm(withPrincipal(ctx, Principal{ID: "node:" + s.cfg.NodeID}), report, requestID)
+		return res.Index, err
+	}
+	l, ok := s.raft.Leader()
+	if !ok || l.APIAddr == "" || l.ID == s.cfg.NodeID {
+		return 0, consensus.ErrNoLeader
+	}
+	c, err := s.cfg.Peers.conn(l.APIAddr)
+	if err != nil {
+		return 0, err
+	}
+	cctx, cancel := s.raft.LeaderCall(ctx, l.ID)
+	defer cancel()
+	resp, err := peerv1.NewPeerServiceClient(c).ReportDivergence(cctx, &peerv1.ReportDivergenceRequest{Divergence: report})
+	if err = consensus.CallErr(ctx, cctx, err); err != nil {
+		return 0, fmt.Errorf("report divergence to leader %s: %w", l.ID, err)
+	}
+	return resp.Index, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -168,7 +169,10 @@ func New(cfg Config) (*Server, error) {
 // Run runs the server's background work (the audit batcher) until ctx
 // ends. Start it before serving.
 func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.reportDivergence(ctx) })
 	s.batcher.Run(ctx)
+	wg.Wait()
 	return nil
 }
 

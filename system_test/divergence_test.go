@@ -130,6 +130,26 @@ func TestTamperedRaftLogDivergesAndIsRepaired(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	// The healthy majority's audit log records the fault, reported by the
+	// diverged node itself under its node certificate.
+	for _, id := range all {
+		if id == follower {
+			continue
+		}
+		testutil.Eventually(t, 30*time.Second, id+"'s audit log records the divergence", func() error {
+			list, err := c.clients[id].Audit().ListAuditEntries(ctxT(t), &trustfedv1.ListAuditEntriesRequest{Type: "REPORT_DIVERGENCE"})
+			if err != nil {
+				return err
+			}
+			for _, r := range list.Records {
+				env, report := &commandv1.Envelope{}, &commandv1.ReportDivergence{}
+				if r.Entry.Principal == "node:"+follower && proto.Unmarshal(r.Entry.Command, env) == nil && proto.Unmarshal(env.Payload, report) == nil && report.NodeId == follower && report.Index > 0 {
+					return nil
+				}
+			}
+			return fmt.Errorf("%d REPORT_DIVERGENCE entries, none from %s", len(list.Records), follower)
+		})
+	}
 	// A check answered by it is refused too: it never signs a decision.
 	_, err = c.clients[follower].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "globex", ToOrganizationId: "initech", Action: "task_send"})
 	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)

@@ -8,6 +8,7 @@ import (
 	"hash"
 
 	memdb "github.com/hashicorp/go-memdb"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -138,4 +139,28 @@ func (f *FSM) checkCommitment(want []byte, at, index uint64) {
 	case !bytes.Equal(got, want):
 		f.diverged(at, fmt.Sprintf("the state at index %d commits to %x, the cluster's checkpoint at index %d says %x", at, got, index, want))
 	}
+}
+
+// MaxDivergenceReason bounds the reason a ReportDivergence carries.
+const MaxDivergenceReason = 1024
+
+// ValidateReportDivergence checks a divergence report.
+func ValidateReportDivergence(c *commandv1.ReportDivergence) error {
+	if err := validateText("divergence.node_id", c.GetNodeId(), 128); err != nil {
+		return err
+	}
+	if c.GetIndex() == 0 {
+		return Invalid("divergence.index", "is required")
+	}
+	return validateText("divergence.reason", c.GetReason(), MaxDivergenceReason)
+}
+
+// applyReportDivergence changes no state: the command exists so every
+// replica's audit log records, as a command entry, that a server diverged.
+func applyReportDivergence(_ *memdb.Txn, env *commandv1.Envelope, _ uint64, _ Verifier) error {
+	var c commandv1.ReportDivergence
+	if err := proto.Unmarshal(env.Payload, &c); err != nil {
+		return Invalid("payload", "not a ReportDivergence: %v", err)
+	}
+	return ValidateReportDivergence(&c)
 }

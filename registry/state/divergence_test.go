@@ -56,3 +56,33 @@ func TestCheckpointCommitmentDivergence(t *testing.T) {
 	require.Equal(t, at, got[0].index)
 	require.Contains(t, got[0].reason, "the cluster's checkpoint")
 }
+
+// TestReportDivergenceIsAudited: a server's report of its own divergence
+// changes no state and is audited as a command; a malformed one is refused
+// naming the field.
+func TestReportDivergenceIsAudited(t *testing.T) {
+	a := newAuditedFSM(t, filepath.Join(t.TempDir(), "a.db"))
+	apply := func(index uint64, c *commandv1.ReportDivergence) state.Result {
+		raw, err := state.Encode(c, state.EnvelopeMeta{Time: auditT0, Principal: "node:n2"})
+		require.NoError(t, err)
+		return a.apply(index, raw)
+	}
+	for _, tc := range []struct {
+		c     *commandv1.ReportDivergence
+		field string
+	}{
+		{&commandv1.ReportDivergence{Index: 3, Reason: "x"}, "divergence.node_id"},
+		{&commandv1.ReportDivergence{NodeId: "n2", Reason: "x"}, "divergence.index"},
+		{&commandv1.ReportDivergence{NodeId: "n2", Index: 3, Reason: string(bytes.Repeat([]byte("x"), state.MaxDivergenceReason+1))}, "divergence.reason"},
+	} {
+		var e *state.Error
+		require.ErrorAs(t, apply(1, tc.c).Err, &e)
+		require.Equal(t, tc.field, e.Field)
+	}
+	require.NoError(t, apply(2, &commandv1.ReportDivergence{NodeId: "n2", Index: 3, Reason: "the state at index 3 commits to aa"}).Err)
+	entries := a.entries()
+	last := entries[len(entries)-1]
+	require.Equal(t, "REPORT_DIVERGENCE", last.Type)
+	require.Equal(t, "node:n2", last.Principal)
+	require.Empty(t, last.Error)
+}
