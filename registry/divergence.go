@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,10 +113,15 @@ func (d *Divergence) Status() (Diverged, bool) {
 	return Diverged{}, false
 }
 
-// refuseDiverged is the status every call gets while the node is diverged.
-func (s *Server) refuseDiverged() error {
+// refuseDiverged is the status every call gets while the node is diverged,
+// and every call but its peers' while it has not verified its state since
+// it started (verifyAtStart).
+func (s *Server) refuseDiverged(method string) error {
 	if m, ok := s.cfg.Divergence.Status(); ok {
 		return status.Error(codes.Unavailable, m.Message())
+	}
+	if !s.verified.Load() && !strings.HasPrefix(method, "/"+peerv1.PeerService_ServiceDesc.ServiceName+"/") {
+		return status.Error(codes.Unavailable, errVerifying.Error())
 	}
 	return nil
 }
@@ -210,4 +217,97 @@ func (s *Server) reportDivergenceOnce(ctx context.Context, report *commandv1.Rep
 		return 0, fmt.Errorf("report divergence to leader %s: %w", l.ID, err)
 	}
 	return resp.Index, nil
+}
+
+// GetCommitment serves, on the leader, its commitment to the trust state at
+// its applied index after a linearizable read (every write acknowledged
+// before the call is in it).
+func (s *peerService) GetCommitment(ctx context.Context, _ *peerv1.GetCommitmentRequest) (*peerv1.GetCommitmentResponse, error) {
+	if !s.raft.IsLeader() {
+		return nil, status.Error(codes.FailedPrecondition, "not the leader: ask the leader for its commitment")
+	}
+	if _, err := s.raft.LinearizableRead(ctx); err != nil {
+		return nil, err
+	}
+	r := s.store.Read()
+	c, err := r.Commitment()
+	if err != nil {
+		return nil, fmt.Errorf("state commitment: %w", err)
+	}
+	return &peerv1.GetCommitmentResponse{NodeId: s.cfg.NodeID, Index: r.Index(), Commitment: c}, nil
+}
+
+// errVerifying: this node has not yet compared its state with the
+// cluster's since it started.
+var errVerifying = errors.New("this node is verifying its state against the cluster's before it serves")
+
+// verifyAtStart compares, once after start, this node's state with the
+// leader's: it asks the leader for its commitment at the leader's applied
+// index, waits until it has applied that index itself and compares its own
+// commitment there. Until then the node serves nothing but its peers
+// (errVerifying); a mismatch marks it diverged. A leader is the reference
+// and skips the check.
+func (s *Server) verifyAtStart(ctx context.Context) {
+	t := time.NewTicker(verifyPoll)
+	defer t.Stop()
+	for !s.verified.Load() {
+		err := s.verifyOnce(ctx)
+		if err == nil {
+			s.verified.Store(true)
+			return
+		}
+		s.log.Debug("start-up state verification not done yet", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// verifyPoll is how often the start-up verification retries and polls
+// the applied index.
+const verifyPoll = 50 * time.Millisecond
+
+func (s *Server) verifyOnce(ctx context.Context) error {
+	if _, diverged := s.cfg.Divergence.Status(); diverged {
+		return nil // nothing to verify: it serves nothing anyway
+	}
+	if s.raft.IsLeader() {
+		s.log.Info("start-up state verification: this node leads, its state is the reference")
+		return nil
+	}
+	l, ok := s.raft.Leader()
+	if !ok || l.APIAddr == "" || l.ID == s.cfg.NodeID {
+		return consensus.ErrNoLeader
+	}
+	c, err := s.cfg.Peers.conn(l.APIAddr)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := s.raft.LeaderCall(ctx, l.ID)
+	defer cancel()
+	resp, err := peerv1.NewPeerServiceClient(c).GetCommitment(cctx, &peerv1.GetCommitmentRequest{})
+	if err = consensus.CallErr(ctx, cctx, err); err != nil {
+		return fmt.Errorf("commitment from leader %s: %w", l.ID, err)
+	}
+	for s.store.Read().Index() < resp.Index {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(verifyPoll):
+		}
+	}
+	mine, kept, err := s.cfg.CommitmentAt(resp.Index)
+	switch {
+	case err != nil:
+		return fmt.Errorf("own commitment at %d: %w", resp.Index, err)
+	case !kept:
+		return fmt.Errorf("own state at index %d is no longer kept: asking again", resp.Index)
+	case !bytes.Equal(mine, resp.Commitment):
+		s.cfg.Divergence.Mark(resp.Index, fmt.Sprintf("at start-up, the state at index %d commits to %x, the leader %s's to %x", resp.Index, mine, l.ID, resp.Commitment))
+		return nil
+	}
+	s.log.Info("start-up state verification: this node's state matches the leader's", "index", resp.Index, "leader", l.ID)
+	return nil
 }

@@ -32,6 +32,8 @@ func (s *Server) Readiness() Readiness {
 	switch fault := s.cfg.AuditFault(); {
 	case isDiverged:
 		r.Reason = diverged.Message() + ": " + diverged.Reason
+	case !s.verified.Load():
+		r.Reason = errVerifying.Error()
 	case !st.HasLeader:
 		r.Reason = "no leader known"
 	case !st.CaughtUp:

@@ -86,6 +86,10 @@ type Config struct {
 	// Divergence is whether this node's state diverged from the cluster's
 	// (divergence.go); while it did, every call is refused. nil: never.
 	Divergence *Divergence
+	// CommitmentAt is this replica's commitment to the trust state at an
+	// index (state.FSM.CommitmentAt) for the start-up verification; nil
+	// skips it.
+	CommitmentAt func(index uint64) ([]byte, bool, error)
 }
 
 // MaxMessageSize bounds every gRPC message received.
@@ -112,6 +116,9 @@ type Server struct {
 	limiter *limiter
 	// metrics are served at GET /metrics (metrics.go).
 	metrics *metrics
+	// verified: the start-up verification of the state is done
+	// (divergence.go).
+	verified atomic.Bool
 }
 
 // New checks cfg and returns a Server.
@@ -159,6 +166,8 @@ func New(cfg Config) (*Server, error) {
 		clock: cfg.Clock,
 		audit: cfg.Audit,
 	}
+	// Without a commitment to compare there is no start-up verification.
+	s.verified.Store(cfg.CommitmentAt == nil)
 	s.batcher = newAuditBatcher(s.commitAudit, cfg.Logger.With("component", "audit"))
 	s.limiter = newLimiter(cfg.Limits, time.Now)
 	s.metrics = newMetrics(s)
@@ -171,6 +180,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.reportDivergence(ctx) })
+	wg.Go(func() { s.verifyAtStart(ctx) })
 	s.batcher.Run(ctx)
 	wg.Wait()
 	return nil
@@ -207,7 +217,7 @@ func (s *Server) Register(gs *grpc.Server) {
 // forward writes to the leader, handle, map errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	if err := s.refuseDiverged(); err != nil {
+	if err := s.refuseDiverged(info.FullMethod); err != nil {
 		return nil, err
 	}
 	if isPublic(info.FullMethod) {
@@ -260,7 +270,7 @@ func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServ
 // handler checks the organisations its first message acts for
 // (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := s.refuseDiverged(); err != nil {
+	if err := s.refuseDiverged(info.FullMethod); err != nil {
 		return err
 	}
 	_, p, err := s.authenticateFresh(ss.Context(), info.FullMethod)

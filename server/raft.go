@@ -40,6 +40,9 @@ func (s *Server) newNode(apiAddr string) (*consensus.Node, error) {
 		ncfg.LeaderLeaseTimeout, ncfg.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
 		ncfg.PromotionStabilization = time.Second
 	}
+	if s.cfg.RaftSnapshotThreshold > 0 {
+		ncfg.SnapshotThreshold, ncfg.SnapshotInterval = s.cfg.RaftSnapshotThreshold, time.Second
+	}
 	node, err := consensus.New(ncfg)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"sync"
 
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
@@ -81,21 +82,26 @@ func writeField(h hash.Hash, buf []byte, b []byte) {
 // (memdb is an immutable radix tree), so keeping them costs little.
 const keepViews = 1024
 
-// viewRing holds the last keepViews views by the index they reflect. Only
-// the apply goroutine touches it.
+// viewRing holds the last keepViews views by the index they reflect.
 type viewRing struct {
+	mu   sync.Mutex
 	txns [keepViews]*memdb.Txn
 	next int
 }
 
 // retainView keeps the view the last Apply left.
 func (f *FSM) retainView() {
-	f.views.txns[f.views.next] = f.store.db.Load().Txn(false)
+	txn := f.store.db.Load().Txn(false)
+	f.views.mu.Lock()
+	defer f.views.mu.Unlock()
+	f.views.txns[f.views.next] = txn
 	f.views.next = (f.views.next + 1) % keepViews
 }
 
 // viewAt is the retained view of index, if it is still kept.
 func (f *FSM) viewAt(index uint64) (*memdb.Txn, bool) {
+	f.views.mu.Lock()
+	defer f.views.mu.Unlock()
 	for _, txn := range f.views.txns {
 		if txn != nil && indexOf(txn) == index {
 			return txn, true
@@ -105,8 +111,8 @@ func (f *FSM) viewAt(index uint64) (*memdb.Txn, bool) {
 }
 
 // CommitmentAt is this replica's commitment at index (the state right after
-// the registry command at index applied), if the view is still kept. It
-// must be called from the apply goroutine (or with it stopped).
+// the registry command at index applied), if the view is still kept (the
+// last keepViews commands). Safe to call from any goroutine.
 func (f *FSM) CommitmentAt(index uint64) ([]byte, bool, error) {
 	txn, ok := f.viewAt(index)
 	if !ok {

@@ -205,6 +205,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	tx.Commit()
 	f.store.db.Store(db)
+	f.retainView() // the restored state is a view a commitment can be computed at (commitment.go)
 	return nil
 }
 
