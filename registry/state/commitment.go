@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"sort"
 	"sync"
 
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -169,4 +171,62 @@ func applyReportDivergence(_ *memdb.Txn, env *commandv1.Envelope, _ uint64, _ Ve
 		return Invalid("payload", "not a ReportDivergence: %v", err)
 	}
 	return ValidateReportDivergence(&c)
+}
+
+// replayCursor walks the audit log alongside the Raft entries a restarted
+// replica re-applies (those its audit log already holds): next is the
+// sequence number of the first entry not yet compared.
+type replayCursor struct {
+	started bool
+	next    uint64
+}
+
+// entryAt decodes audit entry seq.
+func (f *FSM) entryAt(seq uint64) (*trustfedv1.AuditEntry, error) {
+	e := &trustfedv1.AuditEntry{}
+	var found bool
+	err := f.audit.log.Range(seq, seq+1, func(_ uint64, l AuditLeaf) error {
+		found = true
+		return proto.Unmarshal(l.Data, e)
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("no audit entry %d", seq)
+	}
+	return e, err
+}
+
+// compareReplayed compares a command this replica re-applies (its audit
+// log already covers index) with what the audit log recorded for it: the
+// SHA-256 of the command each command entry carries. A command that hashes
+// otherwise was altered in the Raft log since it was first applied: the
+// replica diverged. Entries without a command hash (decisions, level
+// changes) and commands never audited (checkpoints) are not compared.
+func (f *FSM) compareReplayed(index uint64, cmd []byte) {
+	if f.diverged == nil {
+		return
+	}
+	size := f.audit.log.Size()
+	c := &f.replay
+	if !c.started {
+		// The first entry of index or after: entries are in Raft index order.
+		c.started = true
+		c.next = uint64(sort.Search(int(size), func(i int) bool {
+			e, err := f.entryAt(uint64(i))
+			return err != nil || e.LogIndex >= index
+		}))
+	}
+	sum := sha256.Sum256(cmd)
+	for ; c.next < size; c.next++ {
+		e, err := f.entryAt(c.next)
+		if err != nil {
+			f.diverged(index, fmt.Sprintf("the audit log cannot be read at entry %d while re-applying index %d: %v", c.next, index, err))
+			return
+		}
+		if e.LogIndex > index {
+			return
+		}
+		if e.LogIndex == index && len(e.CommandSha256) > 0 && !bytes.Equal(e.CommandSha256, sum[:]) {
+			f.diverged(index, fmt.Sprintf("the command re-applied at index %d hashes to %x, the audit log recorded %x (entry %d): the Raft log was altered", index, sum[:], e.CommandSha256, c.next))
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/trustfed/trustfed/internal/testutil"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	"github.com/trustfed/trustfed/registry/state"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestCheckpointCommitmentDivergence: a replica that applies a checkpoint
@@ -85,4 +86,38 @@ func TestReportDivergenceIsAudited(t *testing.T) {
 	require.Equal(t, "REPORT_DIVERGENCE", last.Type)
 	require.Equal(t, "node:n2", last.Principal)
 	require.Empty(t, last.Error)
+}
+
+// TestReplayedCommandsAreComparedWithTheAuditLog: a restarted replica
+// re-applies Raft entries its audit log already records; each command must
+// hash to what the log recorded. The same log re-applied agrees; one entry
+// altered in the Raft log (still a valid command) is divergence at its index.
+func TestReplayedCommandsAreComparedWithTheAuditLog(t *testing.T) {
+	cmds := script(t, testutil.NewFederation(t))
+	path := filepath.Join(t.TempDir(), "a.db")
+	first := newAuditedFSM(t, path)
+	for i, raw := range cmds {
+		first.apply(uint64(i+1), raw)
+	}
+	require.NoError(t, first.log.Close())
+
+	replay := func(alter int) []uint64 {
+		t.Helper()
+		r := newAuditedFSM(t, path)
+		defer func() { require.NoError(t, r.log.Close()) }()
+		var got []uint64
+		r.fsm.OnDivergence(func(index uint64, _ string) { got = append(got, index) })
+		for i, raw := range cmds {
+			if i == alter {
+				env := &commandv1.Envelope{}
+				require.NoError(t, proto.Unmarshal(raw, env))
+				env.Principal = "token:mallory" // parses, applies, says something else
+				raw, _ = proto.MarshalOptions{Deterministic: true}.Marshal(env)
+			}
+			r.apply(uint64(i+1), raw)
+		}
+		return got
+	}
+	require.Empty(t, replay(-1), "the unaltered log re-applies without divergence")
+	require.Equal(t, []uint64{4}, replay(3))
 }

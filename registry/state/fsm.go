@@ -91,6 +91,7 @@ type FSM struct {
 	// views and diverged: see commitment.go.
 	views    viewRing
 	diverged func(index uint64, reason string)
+	replay   replayCursor
 }
 
 // NewFSM returns an FSM over store that re-verifies signatures with v.
@@ -109,6 +110,9 @@ func (f *FSM) Store() *Store { return f.store }
 // a duplicate, and otherwise dispatches it. It returns a Result.
 func (f *FSM) Apply(index uint64, cmd []byte) any {
 	defer f.retainView()
+	if f.audit != nil && !f.auditing(index) {
+		f.compareReplayed(index, cmd)
+	}
 	env := &commandv1.Envelope{}
 	if err := proto.Unmarshal(cmd, env); err != nil {
 		f.logger.Error("corrupt registry command: not applied", "index", index, "error", err)
