@@ -111,7 +111,7 @@ func endorseNodeKey(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Veri
 	}
 	return tx.Insert(tableNodeKeys, &trustfedv1.NodeKey{
 		KeyId: fp, NodeId: c.NodeId, PublicKey: c.PublicKey, ValidFrom: c.ValidFrom, ValidUntil: c.ValidUntil,
-		EndorsedByChange: changeID, CreateIndex: index, ModifyIndex: index,
+		EndorsedByChange: changeID, CreateIndex: index, ModifyIndex: index, EndorseTime: stamp(env),
 	})
 }
 

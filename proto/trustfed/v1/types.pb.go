@@ -2495,8 +2495,10 @@ type NodeKey struct {
 	RevokedByChange  string `protobuf:"bytes,8,opt,name=revoked_by_change,json=revokedByChange,proto3" json:"revoked_by_change,omitempty"`
 	CreateIndex      uint64 `protobuf:"varint,9,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ModifyIndex      uint64 `protobuf:"varint,10,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// When the endorsement took effect (the quorum's last approval).
+	EndorseTime   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=endorse_time,json=endorseTime,proto3" json:"endorse_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeKey) Reset() {
@@ -2597,6 +2599,13 @@ func (x *NodeKey) GetModifyIndex() uint64 {
 		return x.ModifyIndex
 	}
 	return 0
+}
+
+func (x *NodeKey) GetEndorseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndorseTime
+	}
+	return nil
 }
 
 // Admin is a federation admin whose key approves admin changes.
@@ -3180,7 +3189,7 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x13RevokeNodeKeyChange\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x120\n" +
-	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xad\x03\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xec\x03\n" +
 	"\aNodeKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1d\n" +
@@ -3196,7 +3205,8 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x11revoked_by_change\x18\b \x01(\tR\x0frevokedByChange\x12!\n" +
 	"\fcreate_index\x18\t \x01(\x04R\vcreateIndex\x12!\n" +
 	"\fmodify_index\x18\n" +
-	" \x01(\x04R\vmodifyIndex\"\x94\x03\n" +
+	" \x01(\x04R\vmodifyIndex\x12=\n" +
+	"\fendorse_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vendorseTime\"\x94\x03\n" +
 	"\x05Admin\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -3383,20 +3393,21 @@ var file_trustfed_v1_types_proto_depIdxs = []int32{
 	36, // 51: trustfed.v1.NodeKey.valid_from:type_name -> google.protobuf.Timestamp
 	36, // 52: trustfed.v1.NodeKey.valid_until:type_name -> google.protobuf.Timestamp
 	36, // 53: trustfed.v1.NodeKey.revoke_time:type_name -> google.protobuf.Timestamp
-	5,  // 54: trustfed.v1.Admin.status:type_name -> trustfed.v1.AdminStatus
-	36, // 55: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
-	36, // 56: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
-	36, // 57: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
-	18, // 58: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
-	6,  // 59: trustfed.v1.AdminChangeRecord.status:type_name -> trustfed.v1.AdminChangeStatus
-	34, // 60: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
-	36, // 61: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
-	36, // 62: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	36, // 54: trustfed.v1.NodeKey.endorse_time:type_name -> google.protobuf.Timestamp
+	5,  // 55: trustfed.v1.Admin.status:type_name -> trustfed.v1.AdminStatus
+	36, // 56: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
+	36, // 57: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
+	36, // 58: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
+	18, // 59: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
+	6,  // 60: trustfed.v1.AdminChangeRecord.status:type_name -> trustfed.v1.AdminChangeStatus
+	34, // 61: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
+	36, // 62: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
+	36, // 63: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_types_proto_init() }
