@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/trustfed/trustfed/attestation"
@@ -33,6 +34,11 @@ func (s *clusterService) Status(ctx context.Context, _ *trustfedv1.StatusRequest
 		AuditSize:    s.auditSize(),
 		CaughtUp:     st.CaughtUp,
 		NotReady:     s.Readiness().Reason,
+	}
+	if own := s.cfg.NodeSigner; own != nil {
+		resp.NodeKeyId, resp.NodePublicKey = attestation.Fingerprint(own.Public()), own.Public()
+		k, err := s.store.Read().NodeSigningKey(s.cfg.NodeID, s.clock())
+		resp.NodeKeyEndorsed = err == nil && bytes.Equal(k.PublicKey, own.Public())
 	}
 	if st.HasLeader {
 		resp.Leader = member(st.Leader)

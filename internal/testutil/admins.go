@@ -8,7 +8,6 @@ import (
 
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Admin is a federation admin of a test: an id and an approval key derived
@@ -97,12 +96,10 @@ func RemoveAdmin(id string) *trustfedv1.AdminChange {
 // EndorseNodeKey endorses registry node nodeID's public key pub for
 // [from, until).
 func EndorseNodeKey(nodeID string, pub []byte, from, until time.Time) *trustfedv1.AdminChange {
-	return &trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_EndorseNodeKey{EndorseNodeKey: &trustfedv1.EndorseNodeKeyChange{
-		NodeId: nodeID, PublicKey: pub, ValidFrom: timestamppb.New(from), ValidUntil: timestamppb.New(until)}}}
+	return client.EndorseNodeKey(nodeID, pub, from, until)
 }
 
 // RevokeNodeKey revokes node nodeID's key keyID for signatures at or after since.
 func RevokeNodeKey(nodeID, keyID string, since time.Time) *trustfedv1.AdminChange {
-	return &trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_RevokeNodeKey{RevokeNodeKey: &trustfedv1.RevokeNodeKeyChange{
-		NodeId: nodeID, KeyId: keyID, Since: timestamppb.New(since)}}}
+	return client.RevokeNodeKey(nodeID, keyID, since)
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"time"
@@ -202,4 +203,56 @@ func sortNodeKeys(ks []*trustfedv1.NodeKey) {
 		}
 		return cmp.Compare(a.KeyId, b.KeyId)
 	})
+}
+
+// NodeKeysInForce reports whether the cluster signs with node keys: from
+// the first endorsement on, the registry key no longer signs decisions
+// (its published validity ends at that endorsement).
+func (r *Reader) NodeKeysInForce() bool { return len(r.NodeKeys("")) > 0 }
+
+// registryKeyRetireTime is when the first node key was endorsed (nil: the
+// registry key still signs decisions).
+func (r *Reader) registryKeyRetireTime() *timestamppb.Timestamp {
+	var first *timestamppb.Timestamp
+	for _, k := range r.NodeKeys("") {
+		if k.EndorseTime != nil && (first == nil || k.EndorseTime.AsTime().Before(first.AsTime())) {
+			first = k.EndorseTime
+		}
+	}
+	return first
+}
+
+// PublishedKeys are the keys GET /v1/keys lists, the history verifiers
+// check signatures against: the cluster's registry keys (public halves;
+// no node id; bounded by the first node key's endorsement once there is
+// one), then every endorsed node key with its validity and revocation.
+func (r *Reader) PublishedKeys() ([]*trustfedv1.RegistryKey, error) {
+	retire := r.registryKeyRetireTime()
+	var out []*trustfedv1.RegistryKey
+	for _, k := range r.SigningKeys() {
+		pub := ed25519.NewKeyFromSeed(k.PrivateSeed).Public().(ed25519.PublicKey)
+		rk, err := publishedKey(k.KeyId, pub, k.CreateTime)
+		if err != nil {
+			return nil, err
+		}
+		rk.ValidUntil = retire
+		out = append(out, rk)
+	}
+	for _, k := range r.NodeKeys("") {
+		rk, err := publishedKey(k.KeyId, k.PublicKey, k.EndorseTime)
+		if err != nil {
+			return nil, err
+		}
+		rk.NodeId, rk.ValidFrom, rk.ValidUntil, rk.RevokeTime = k.NodeId, k.ValidFrom, k.ValidUntil, k.RevokeTime
+		out = append(out, rk)
+	}
+	return out, nil
+}
+
+func publishedKey(id string, pub ed25519.PublicKey, created *timestamppb.Timestamp) (*trustfedv1.RegistryKey, error) {
+	pemBytes, err := attestation.MarshalPublicKeyPEM(pub)
+	if err != nil {
+		return nil, fmt.Errorf("publish key %s: %w", id, err)
+	}
+	return &trustfedv1.RegistryKey{KeyId: id, PublicKey: pub, PublicKeyPem: string(pemBytes), Algorithm: "Ed25519", CreateTime: created}, nil
 }

@@ -1,0 +1,38 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/trustfed/trustfed/attestation"
+)
+
+// openNodeKey opens this node's own signing key in its data directory,
+// generating it (mode 0600) on first start. Its public half is published
+// by the Status RPC (node_key_id, node_public_key) for an admin quorum to
+// endorse (`trustfed key endorse NODE --from-node ADDR`); the private half
+// never leaves the node: it is not in the Raft log, snapshots or backups.
+func (s *Server) openNodeKey() error {
+	path := filepath.Join(s.cfg.DataDir, attestation.NodeKeyFile)
+	k, created, err := attestation.LoadOrCreateFileSigner(path)
+	if err != nil {
+		return err
+	}
+	if created {
+		s.logger.Info("node signing key generated", "key_id", k.KeyID(), "path", path)
+	}
+	s.nodeKey = k
+	return nil
+}
+
+// NodeKey is this node's own signing key.
+func (s *Server) NodeKey() attestation.Signer { return s.nodeKey }
+
+// TakeSnapshot forces a Raft snapshot of this node now.
+func (s *Server) TakeSnapshot(ctx context.Context) error {
+	if err := s.node.Snapshot(ctx); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
+}
