@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/decision"
