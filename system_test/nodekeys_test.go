@@ -1,8 +1,14 @@
 package system_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +20,7 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
@@ -62,4 +69,73 @@ func TestNodeKeyRevokedSinceT(t *testing.T) {
 	require.NoError(t, err)
 	_, err = client.VerifyDecision(forged, keys, since.Add(2*time.Second))
 	require.True(t, errors.Is(err, attestation.ErrDecisionKey), "signed with the revoked key after T: %v", err)
+}
+
+// TestNoPrivateNodeKeyInClusterData: in a 3-node cluster whose node keys
+// the admin quorum endorsed, each node signs its decisions with its own
+// key (verified against GET /v1/keys), and no Raft log entry (raft.db),
+// snapshot, audit log entry (audit.db) or other file of any node's data
+// directory holds any node's private key, seed or expanded, or its PEM —
+// only each node's own node-signing.key does.
+func TestNoPrivateNodeKeyInClusterData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	c := startCluster(t, "-raft-snapshot-threshold", "8")
+	n1 := c.clients["n1"]
+	accredit(t, n1, c.fed, c.admins)
+	enrol(t, n1, c.fed, "clinic", 3)
+	enrol(t, n1, c.fed, "lab", 3)
+	agree(t, n1, c.fed, "clinic", "lab", "task_send")
+	clinic := c.memberClients(t, n1, "clinic")
+	keys, err := n1.Keys(ctxT(t))
+	require.NoError(t, err)
+	ids := []string{"n1", "n2", "n3"}
+	for _, id := range ids {
+		resp, err := clinic[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
+			FromOrganizationId: "clinic", ToOrganizationId: "lab", Action: "task_send"})
+		require.NoError(t, err)
+		require.Equal(t, id, keys[resp.KeyId].GetNodeId(), "%s signs with its own key", id)
+		_, err = client.VerifyDecision(resp, keys, resp.DecidedAt.AsTime())
+		require.NoError(t, err)
+	}
+
+	secrets := map[string][]byte{}
+	for _, id := range ids {
+		priv, err := attestation.LoadPrivateKey(filepath.Join(c.servers[id].DataDir, attestation.NodeKeyFile))
+		require.NoError(t, err)
+		keyPEM, err := attestation.MarshalPrivateKeyPEM(priv)
+		require.NoError(t, err)
+		secrets[id+" seed"], secrets[id+" expanded key"], secrets[id+" PEM"] = priv.Seed(), priv, keyPEM
+	}
+	testutil.Eventually(t, 30*time.Second, "every node wrote a snapshot", func() error {
+		for _, id := range ids {
+			m, _ := filepath.Glob(filepath.Join(c.servers[id].DataDir, "raft", "snapshots", "*", "state.bin"))
+			if len(m) == 0 {
+				return fmt.Errorf("%s: no snapshot yet", id)
+			}
+		}
+		return nil
+	})
+	for _, id := range ids {
+		var seen []string
+		err := filepath.WalkDir(c.servers[id].DataDir, func(p string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() || e.Name() == attestation.NodeKeyFile {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			seen = append(seen, p)
+			for what, secret := range secrets {
+				require.False(t, bytes.Contains(b, secret), "%s holds %s's private key", p, what)
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		for _, want := range []string{"raft.db", "state.bin", "audit.db"} {
+			require.True(t, slices.ContainsFunc(seen, func(p string) bool { return strings.HasSuffix(p, want) }), "%s: the scan read no %s: %v", id, want, seen)
+		}
+	}
 }
