@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"sync"
+	"time"
 )
 
 // NodeKeyFile is the name of a registry node's signing key in its data
@@ -56,8 +59,7 @@ func NewFileSigner(key ed25519.PrivateKey) (*FileSigner, error) {
 // when no file exists yet. created reports a new key. A file that exists
 // but does not parse is an error: a node never replaces its key silently.
 func LoadOrCreateFileSigner(path string) (s *FileSigner, created bool, err error) {
-	key, err := LoadPrivateKey(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		_, priv, gerr := GenerateKey(rand.Reader)
 		if gerr != nil {
 			return nil, false, fmt.Errorf("node key %s: %w", path, gerr)
@@ -65,20 +67,31 @@ func LoadOrCreateFileSigner(path string) (s *FileSigner, created bool, err error
 		if serr := SavePrivateKey(path, priv); serr != nil {
 			return nil, false, fmt.Errorf("node key %s: %w", path, serr)
 		}
-		key, created = priv, true
-	} else if err != nil {
+		created = true
+	}
+	s, _, err = loadFileSigner(path)
+	return s, created, err
+}
+
+// loadFileSigner loads an existing key file, refusing one that group or
+// others may read.
+func loadFileSigner(path string) (*FileSigner, bool, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
 		return nil, false, fmt.Errorf("node key: %w", err)
 	}
-	if fi, err := os.Stat(path); err != nil {
-		return nil, false, fmt.Errorf("node key: %w", err)
-	} else if fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, false, fmt.Errorf("node key %s: %w: mode %v lets others read it; chmod 600", path, ErrInvalidKey, fi.Mode().Perm())
 	}
-	s, err = NewFileSigner(key)
+	key, err := LoadPrivateKey(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("node key: %w", err)
+	}
+	s, err := NewFileSigner(key)
 	if err != nil {
 		return nil, false, fmt.Errorf("node key %s: %w", path, err)
 	}
-	return s, created, nil
+	return s, false, nil
 }
 
 // Public returns the signer's public key.
@@ -96,4 +109,91 @@ func (s *FileSigner) Sign(ctx context.Context, p Purpose, msg []byte) ([]byte, e
 		return nil, fmt.Errorf("sign: %w: invalid purpose %q", ErrSignature, string(p))
 	}
 	return Sign(s.key, p, msg), nil
+}
+
+// Keyring is a node's signing keys by key id: its primary key (the one it
+// publishes for endorsement) and any others it holds, such as the next key
+// of a scheduled rotation.
+type Keyring interface {
+	// Primary is the key the node publishes (Status) for endorsement.
+	Primary() Signer
+	// Lookup returns the held key with this key id.
+	Lookup(keyID string) (Signer, bool)
+}
+
+// FileKeyring is the keys of a data directory: NodeKeyFile (the primary,
+// generated on first start) and every other "node-signing*.key" file, e.g.
+// the next key written by "trustfed keygen --out DIR/node-signing-next.key"
+// ahead of a rotation. A lookup of a key it does not hold re-reads the
+// directory, at most once per rescanEvery, so a key file added while the
+// node runs is picked up without a restart.
+type FileKeyring struct {
+	dir     string
+	primary *FileSigner
+
+	mu       sync.Mutex
+	keys     map[string]*FileSigner
+	lastScan time.Time
+}
+
+// rescanEvery bounds how often a lookup miss re-reads the directory.
+const rescanEvery = time.Second
+
+// OpenFileKeyring opens (creating the primary key on first start) the keys
+// of dir. created reports a new primary key.
+func OpenFileKeyring(dir string) (k *FileKeyring, created bool, err error) {
+	primary, created, err := LoadOrCreateFileSigner(filepath.Join(dir, NodeKeyFile))
+	if err != nil {
+		return nil, false, err
+	}
+	k = &FileKeyring{dir: dir, primary: primary, keys: map[string]*FileSigner{primary.KeyID(): primary}}
+	if err := k.scan(); err != nil {
+		return nil, false, err
+	}
+	return k, created, nil
+}
+
+// Primary returns the key in NodeKeyFile.
+func (k *FileKeyring) Primary() Signer { return k.primary }
+
+// Lookup returns the key with id keyID, re-reading the directory on a miss.
+func (k *FileKeyring) Lookup(keyID string) (Signer, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if s, ok := k.keys[keyID]; ok {
+		return s, true
+	}
+	if time.Since(k.lastScan) < rescanEvery {
+		return nil, false
+	}
+	if err := k.scanLocked(); err != nil {
+		return nil, false
+	}
+	s, ok := k.keys[keyID]
+	return s, ok
+}
+
+func (k *FileKeyring) scan() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.scanLocked()
+}
+
+// scanLocked loads every node-signing*.key file of the directory; a file
+// that does not load (unreadable, not a key, readable by others) is an
+// error and adds nothing.
+func (k *FileKeyring) scanLocked() error {
+	k.lastScan = time.Now()
+	paths, err := filepath.Glob(filepath.Join(k.dir, "node-signing*.key"))
+	if err != nil {
+		return fmt.Errorf("node keys in %s: %w", k.dir, err)
+	}
+	for _, p := range paths {
+		s, _, err := loadFileSigner(p)
+		if err != nil {
+			return err
+		}
+		k.keys[s.KeyID()] = s
+	}
+	return nil
 }

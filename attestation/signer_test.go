@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestLoadOrCreateFileSignerGeneratesOnceWith0600(t *testing.T) {
@@ -84,5 +85,54 @@ func TestFileSignerHonoursContextAndPurpose(t *testing.T) {
 	}
 	if _, err := NewFileSigner(priv[:10]); !errors.Is(err, ErrInvalidKey) {
 		t.Fatalf("short key: err=%v", err)
+	}
+}
+
+// TestFileKeyringPicksUpANextKey: the keyring holds the primary key and
+// finds a rotation's next key written into the directory while it runs;
+// a key it does not hold is not found.
+func TestFileKeyringPicksUpANextKey(t *testing.T) {
+	dir := t.TempDir()
+	ring, created, err := OpenFileKeyring(dir)
+	if err != nil || !created {
+		t.Fatalf("created=%v err=%v", created, err)
+	}
+	primary := Fingerprint(ring.Primary().Public())
+	if _, ok := ring.Lookup(primary); !ok {
+		t.Fatal("the primary key is not found")
+	}
+	pub, priv, err := GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SavePrivateKey(filepath.Join(dir, "node-signing-next.key"), priv); err != nil {
+		t.Fatal(err)
+	}
+	next := Fingerprint(pub)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s, ok := ring.Lookup(next); ok {
+			if !s.Public().Equal(pub) {
+				t.Fatal("the next key's signer has another public key")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the next key written into the directory was never found")
+		}
+		<-time.After(10 * time.Millisecond) // poll the condition until the deadline
+	}
+	if _, ok := ring.Lookup("SHA256:not-held"); ok {
+		t.Fatal("a key the node does not hold was found")
+	}
+	reopened, created, err := OpenFileKeyring(dir)
+	if err != nil || created {
+		t.Fatalf("reopen: created=%v err=%v", created, err)
+	}
+	if Fingerprint(reopened.Primary().Public()) != primary {
+		t.Fatal("reopening changed the primary key")
+	}
+	if _, ok := reopened.Lookup(next); !ok {
+		t.Fatal("reopening lost the next key")
 	}
 }

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/trustfed/trustfed/attestation"
@@ -35,10 +34,11 @@ func (s *clusterService) Status(ctx context.Context, _ *trustfedv1.StatusRequest
 		CaughtUp:     st.CaughtUp,
 		NotReady:     s.Readiness().Reason,
 	}
-	if own := s.cfg.NodeSigner; own != nil {
-		resp.NodeKeyId, resp.NodePublicKey = attestation.Fingerprint(own.Public()), own.Public()
-		k, err := s.store.Read().NodeSigningKey(s.cfg.NodeID, s.clock())
-		resp.NodeKeyEndorsed = err == nil && bytes.Equal(k.PublicKey, own.Public())
+	if ring := s.cfg.NodeKeys; ring != nil {
+		own := ring.Primary().Public()
+		resp.NodeKeyId, resp.NodePublicKey = attestation.Fingerprint(own), own
+		_, _, err := s.nodeSigner(s.store.Read(), s.clock())
+		resp.NodeKeyEndorsed = err == nil
 	}
 	if st.HasLeader {
 		resp.Leader = member(st.Leader)

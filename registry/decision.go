@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -81,16 +80,24 @@ func (s *Server) decisionSigner(r *state.Reader, now time.Time) (attestation.Sig
 		}
 		return k.signer, k.id, nil
 	}
-	own := s.cfg.NodeSigner
-	if own == nil {
+	return s.nodeSigner(r, now)
+}
+
+// nodeSigner is this node's held key that is endorsed and valid at now,
+// the most recently valid first (a rotation's successor as soon as it is
+// valid). UNAVAILABLE when the node holds none.
+func (s *Server) nodeSigner(r *state.Reader, now time.Time) (attestation.Signer, string, error) {
+	ring := s.cfg.NodeKeys
+	if ring == nil {
 		return nil, "", status.Errorf(codes.Unavailable, "this node (%s) has no signing key of its own", s.cfg.NodeID)
 	}
-	k, err := r.NodeSigningKey(s.cfg.NodeID, now)
-	if err != nil || !bytes.Equal(k.PublicKey, own.Public()) {
-		return nil, "", status.Errorf(codes.Unavailable, "this node's signing key is not endorsed: trustfed key endorse %s --from-node ADDR (node %s holds key %s)",
-			s.cfg.NodeID, s.cfg.NodeID, attestation.Fingerprint(own.Public()))
+	for _, k := range r.NodeSigningKeys(s.cfg.NodeID, now) {
+		if own, ok := ring.Lookup(k.KeyId); ok {
+			return own, k.KeyId, nil
+		}
 	}
-	return own, k.KeyId, nil
+	return nil, "", status.Errorf(codes.Unavailable, "this node's signing key is not endorsed: trustfed key endorse %s --from-node ADDR (node %s holds key %s)",
+		s.cfg.NodeID, s.cfg.NodeID, attestation.Fingerprint(ring.Primary().Public()))
 }
 
 func (s *Server) currentKey(r *state.Reader) (*cachedKey, error) {

@@ -130,7 +130,7 @@ func (s *Server) registerDevAdmin(secret string, keyReady, tokenReady chan struc
 	}
 	adminReady, nodeKeyReady := make(chan struct{}), make(chan struct{})
 	s.node.RegisterLeaderTask("dev-admin", devAdminTask(s.node, s.store, key, adminReady, s.logger))
-	s.node.RegisterLeaderTask("dev-node-key", devNodeKeyTask(s.node, s.store, s.cfg.NodeID, s.nodeKey, key, nodeKeyReady, s.logger))
+	s.node.RegisterLeaderTask("dev-node-key", devNodeKeyTask(s.node, s.store, s.cfg.NodeID, s.nodeKeys.Primary(), key, nodeKeyReady, s.logger))
 	s.dev = &devState{ready: []chan struct{}{keyReady, tokenReady, adminReady, nodeKeyReady}, secret: secret, key: adminKey}
 	return nil
 }

@@ -14,20 +14,17 @@ import (
 // endorse (`trustfed key endorse NODE --from-node ADDR`); the private half
 // never leaves the node: it is not in the Raft log, snapshots or backups.
 func (s *Server) openNodeKey() error {
-	path := filepath.Join(s.cfg.DataDir, attestation.NodeKeyFile)
-	k, created, err := attestation.LoadOrCreateFileSigner(path)
+	ring, created, err := attestation.OpenFileKeyring(s.cfg.DataDir)
 	if err != nil {
 		return err
 	}
+	id := attestation.Fingerprint(ring.Primary().Public())
 	if created {
-		s.logger.Info("node signing key generated", "key_id", k.KeyID(), "path", path)
+		s.logger.Info("node signing key generated", "key_id", id, "path", filepath.Join(s.cfg.DataDir, attestation.NodeKeyFile))
 	}
-	s.nodeKey = k
+	s.nodeKeys = ring
 	return nil
 }
-
-// NodeKey is this node's own signing key.
-func (s *Server) NodeKey() attestation.Signer { return s.nodeKey }
 
 // TakeSnapshot forces a Raft snapshot of this node now.
 func (s *Server) TakeSnapshot(ctx context.Context) error {

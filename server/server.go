@@ -43,8 +43,8 @@ type Server struct {
 
 	dev *devState // nil unless cfg.Dev
 
-	// nodeKey is this node's own signing key (nodekey.go).
-	nodeKey attestation.Signer
+	// nodeKeys are this node's own signing keys (nodekey.go).
+	nodeKeys attestation.Keyring
 
 	closeOnce sync.Once
 	closeErr  error

@@ -2,6 +2,8 @@ package system_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -138,4 +140,65 @@ func TestNoPrivateNodeKeyInClusterData(t *testing.T) {
 			require.True(t, slices.ContainsFunc(seen, func(p string) bool { return strings.HasSuffix(p, want) }), "%s: the scan read no %s: %v", id, want, seen)
 		}
 	}
+}
+
+// TestNodeKeyRotationUnderLoad: a rotation as docs/keys.md describes it —
+// the node's next key is written into its data directory, the admin quorum
+// endorses it valid from a moment later — while a member checks in a loop:
+// no check fails, the node switches to the next key once it is valid, and
+// every decision, by the old key or the new one, verifies against the key
+// history.
+func TestNodeKeyRotationUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	p := startPair(t, "bank-a", 4, "bank-b", 2, []string{"ping"})
+	st, err := p.admin.Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+	require.NoError(t, err)
+	_, next, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	require.NoError(t, attestation.SavePrivateKey(filepath.Join(p.d.srv.DataDir, "node-signing-next.key"), next))
+	nextID := attestation.Fingerprint(next.Public().(ed25519.PublicKey))
+
+	req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bank-a", ToOrganizationId: "bank-b", Action: "ping"}
+	var decisions []*trustfedv1.CheckInteractionResponse
+	check := func() error {
+		resp, err := p.member.Registry().CheckInteraction(ctxT(t), req)
+		if err != nil {
+			return err
+		}
+		decisions = append(decisions, resp)
+		return nil
+	}
+	for range 5 {
+		require.NoError(t, check())
+	}
+	from := time.Now().Add(2 * time.Second)
+	p.d.admins.apply(t, client.EndorseNodeKey(st.NodeId, next.Public().(ed25519.PublicKey), from, from.Add(24*time.Hour)), p.admin)
+	testutil.Eventually(t, 30*time.Second, "the node signs with its next key", func() error {
+		if err := check(); err != nil {
+			t.Fatalf("a check failed during the rotation: %v", err)
+		}
+		if last := decisions[len(decisions)-1]; last.KeyId != nextID {
+			return fmt.Errorf("still signing with %s", last.KeyId)
+		}
+		return nil
+	})
+	keys, err := p.admin.Keys(ctxT(t))
+	require.NoError(t, err)
+	var old, rotated int
+	for _, d := range decisions {
+		_, err := client.VerifyDecision(d, keys, d.DecidedAt.AsTime())
+		require.NoError(t, err, "decision by %s", d.KeyId)
+		switch d.KeyId {
+		case st.NodeKeyId:
+			old++
+		case nextID:
+			rotated++
+		}
+	}
+	require.Equal(t, len(decisions), old+rotated)
+	require.GreaterOrEqual(t, old, 5)
+	require.GreaterOrEqual(t, rotated, 1)
+	t.Logf("rotation under load: %d checks, 0 failed; %d by the old key, %d by the next", len(decisions), old, rotated)
 }

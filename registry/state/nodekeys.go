@@ -159,21 +159,28 @@ func (r *Reader) NodeKeys(nodeID string) []*trustfedv1.NodeKey {
 	return out
 }
 
-// NodeSigningKey returns the key node should sign with at now: of its keys
-// usable at now, the one endorsed most recently valid_from (so an endorsed
-// successor takes over as soon as it is valid). The error says why there
-// is none and how to endorse one.
-func (r *Reader) NodeSigningKey(nodeID string, now time.Time) (*trustfedv1.NodeKey, error) {
-	var best *trustfedv1.NodeKey
+// NodeSigningKeys are node's keys usable at now, the most recently valid
+// first (so an endorsed successor takes over as soon as it is valid). The
+// node signs with the first of them it holds.
+func (r *Reader) NodeSigningKeys(nodeID string, now time.Time) []*trustfedv1.NodeKey {
+	var out []*trustfedv1.NodeKey
 	for _, k := range r.NodeKeys(nodeID) {
-		if attestation.CheckNodeKeyAt(k, now) == nil && (best == nil || !k.ValidFrom.AsTime().Before(best.ValidFrom.AsTime())) {
-			best = k
+		if attestation.CheckNodeKeyAt(k, now) == nil {
+			out = append(out, k)
 		}
 	}
-	if best == nil {
-		return nil, FailedPrecondition("node_id", "node %q has no endorsed signing key valid at %s: trustfed key endorse %s --from-node ADDR", nodeID, now.UTC().Format(time.RFC3339), nodeID)
+	slices.Reverse(out) // NodeKeys orders by valid_from
+	return out
+}
+
+// NodeSigningKey returns the key node should sign with at now: the first
+// of NodeSigningKeys. The error says why there is none and how to endorse
+// one.
+func (r *Reader) NodeSigningKey(nodeID string, now time.Time) (*trustfedv1.NodeKey, error) {
+	if ks := r.NodeSigningKeys(nodeID, now); len(ks) > 0 {
+		return ks[0], nil
 	}
-	return best, nil
+	return nil, FailedPrecondition("node_id", "node %q has no endorsed signing key valid at %s: trustfed key endorse %s --from-node ADDR", nodeID, now.UTC().Format(time.RFC3339), nodeID)
 }
 
 // VerifyNodeSignature checks that sig is node key keyID's signature of msg
