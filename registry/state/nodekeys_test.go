@@ -10,7 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/internal/testutil"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func newRegistryNodeKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
@@ -150,4 +152,39 @@ func TestNodeKeysSurviveSnapshotAndHoldNoPrivateKey(t *testing.T) {
 	require.Equal(t, len(h.read().NodeKeys("")), len(restored.read().NodeKeys("")))
 	_, err = restored.read().NodeSigningKey("node-1", h.now)
 	require.NoError(t, err)
+}
+
+// TestMigrationFromTheRegistryKey: a log of the old format (the cluster's
+// registry key stored by PUT_SIGNING_KEY) replays unchanged, and its key is
+// published without a bound; from the first node key endorsement on, the
+// registry key's published validity ends at that endorsement, so a
+// decision it signs dated later is refused while older ones verify.
+func TestMigrationFromTheRegistryKey(t *testing.T) {
+	h := newHarness(t)
+	_, legacy := newRegistryNodeKey(t)
+	legacyID := attestation.Fingerprint(legacy.Public().(ed25519.PublicKey))
+	h.must(&commandv1.PutSigningKey{Key: &commandv1.SigningKey{KeyId: legacyID, PrivateSeed: legacy.Seed(), CreateTime: timestamppb.New(h.now)}})
+	require.False(t, h.read().NodeKeysInForce())
+	keys, err := h.read().PublishedKeys()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	require.Nil(t, keys[0].ValidUntil, "before node keys the registry key is unbounded")
+
+	h.now = h.now.Add(time.Hour)
+	retired := h.now
+	pub, _ := newRegistryNodeKey(t)
+	h.mustChange(testutil.EndorseNodeKey("node-1", pub, h.now, h.now.Add(24*time.Hour)))
+	require.True(t, h.read().NodeKeysInForce())
+	keys, err = h.read().PublishedKeys()
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+	published := attestation.DecisionKeys{}
+	for _, k := range keys {
+		published[k.KeyId] = k
+	}
+	require.Empty(t, published[legacyID].NodeId)
+	require.True(t, published[legacyID].ValidUntil.AsTime().Equal(retired), "the registry key's validity ends at the first endorsement")
+	require.Equal(t, "node-1", published[attestation.Fingerprint(pub)].NodeId)
+	require.NoError(t, attestation.CheckRegistryKeyAt(published[legacyID], retired.Add(-time.Second)))
+	require.ErrorIs(t, attestation.CheckRegistryKeyAt(published[legacyID], retired), attestation.ErrNodeKey)
 }
