@@ -82,6 +82,11 @@ type Config struct {
 	// MemberCertTTL is the longest lifetime of a member certificate
 	// (0 = DefaultMemberCertTTL).
 	MemberCertTTL time.Duration
+	// NodeKeys are this node's own signing keys (its data directory's
+	// node-signing*.key files, or an HSM): one signs decisions once an
+	// admin quorum endorsed its public key. nil: this node signs nothing
+	// of its own (tests).
+	NodeKeys attestation.Keyring
 }
 
 // MaxMessageSize bounds every gRPC message received.

@@ -40,6 +40,7 @@ type Config struct {
 	LogFormat          string        // -log-format: text or json
 	LogOutput          io.Writer     // where logs go (default os.Stderr); no flag
 	RaftFastTimeouts   bool          // -raft-fast-timeouts (always on in dev mode)
+	SnapshotThreshold  uint64        // -raft-snapshot-threshold (0 = Raft's default)
 	Limits             registry.Limits
 	CascadeDeadline    time.Duration // -cascade-deadline
 	CascadeEscalateAt  float64       // -cascade-escalate-at
