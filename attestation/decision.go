@@ -1,6 +1,7 @@
 package attestation
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -30,7 +31,7 @@ func equalCaps(a, b []*trustfedv1.LevelCap) bool {
 	return slices.EqualFunc(a, b, func(x, y *trustfedv1.LevelCap) bool { return proto.Equal(x, y) })
 }
 
-// SignDecision serializes st and signs it with the registry key.
+// SignDecision serializes st and signs it with key.
 func SignDecision(key ed25519.PrivateKey, st *trustfedv1.DecisionStatement) (statement, sig []byte, err error) {
 	statement, err = proto.MarshalOptions{Deterministic: true}.Marshal(st)
 	if err != nil {
@@ -39,22 +40,48 @@ func SignDecision(key ed25519.PrivateKey, st *trustfedv1.DecisionStatement) (sta
 	return statement, Sign(key, PurposeDecision, statement), nil
 }
 
+// SignDecisionWith serializes st and signs it with a node's Signer.
+func SignDecisionWith(ctx context.Context, s Signer, st *trustfedv1.DecisionStatement) (statement, sig []byte, err error) {
+	statement, err = proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	if err != nil {
+		return nil, nil, fmt.Errorf("marshal decision statement: %w", err)
+	}
+	sig, err = s.Sign(ctx, PurposeDecision, statement)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign decision: %w", err)
+	}
+	return statement, sig, nil
+}
+
+// DecisionKeys are the published registry keys (GET /v1/keys) by key id,
+// with their node and validity: the key history VerifyDecision checks
+// signatures against.
+type DecisionKeys map[string]*trustfedv1.RegistryKey
+
 // VerifyDecision checks a CheckInteraction answer offline: the signature by
 // one of the registry's published keys (keyed by key id) over the statement,
-// that the answer's fields are the statement's (the caps on each party's
-// level included, when the statement carries them), and that now is before
-// valid_until (AG-783 TC4). It returns the verified statement.
-func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys map[string]ed25519.PublicKey, now time.Time) (*trustfedv1.DecisionStatement, error) {
-	pub, ok := keys[resp.GetKeyId()]
-	if !ok {
+// that the key was valid (endorsed, not expired, not revoked) at the
+// statement's decided_at, that the answer's fields are the statement's (the
+// caps on each party's level included, when the statement carries them),
+// and that now is before valid_until (AG-783 TC4). It returns the verified
+// statement.
+func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys DecisionKeys, now time.Time) (*trustfedv1.DecisionStatement, error) {
+	k, ok := keys[resp.GetKeyId()]
+	if !ok || k == nil {
 		return nil, fmt.Errorf("%w: %q", ErrDecisionKey, resp.GetKeyId())
 	}
-	if err := Verify(pub, PurposeDecision, resp.GetStatement(), resp.GetSignature()); err != nil {
+	if err := Verify(k.PublicKey, PurposeDecision, resp.GetStatement(), resp.GetSignature()); err != nil {
 		return nil, err
 	}
 	var st trustfedv1.DecisionStatement
 	if err := proto.Unmarshal(resp.GetStatement(), &st); err != nil {
 		return nil, fmt.Errorf("%w: statement does not parse: %v", ErrDecisionMismatch, err)
+	}
+	if st.DecidedAt == nil {
+		return nil, fmt.Errorf("%w: the statement has no decided_at", ErrDecisionMismatch)
+	}
+	if err := CheckRegistryKeyAt(k, st.DecidedAt.AsTime()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDecisionKey, err)
 	}
 	switch {
 	case st.KeyId != resp.KeyId,

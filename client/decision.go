@@ -12,7 +12,7 @@ import (
 
 // Keys fetches the registry's decision-signing public keys, by key id.
 // Fetch them once and keep them: verifying a decision needs no network.
-func (c *Client) Keys(ctx context.Context) (map[string]ed25519.PublicKey, error) {
+func (c *Client) Keys(ctx context.Context) (attestation.DecisionKeys, error) {
 	resp, err := c.registry.GetKeys(ctx, &trustfedv1.GetKeysRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("get registry keys: %w", err)
@@ -21,15 +21,15 @@ func (c *Client) Keys(ctx context.Context) (map[string]ed25519.PublicKey, error)
 }
 
 // DecisionKeys are the keys of a GetKeys answer (GET /v1/keys), by key id,
-// as VerifyDecision takes them: keep the answer to verify decisions
-// offline.
-func DecisionKeys(resp *trustfedv1.GetKeysResponse) (map[string]ed25519.PublicKey, error) {
-	keys := map[string]ed25519.PublicKey{}
+// with each key's node and validity (the key history), as VerifyDecision
+// takes them: keep the answer to verify decisions offline.
+func DecisionKeys(resp *trustfedv1.GetKeysResponse) (attestation.DecisionKeys, error) {
+	keys := attestation.DecisionKeys{}
 	for _, k := range resp.GetKeys() {
 		if len(k.PublicKey) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("registry key %q is not an ed25519 key", k.KeyId)
 		}
-		keys[k.KeyId] = ed25519.PublicKey(k.PublicKey)
+		keys[k.KeyId] = k
 	}
 	return keys, nil
 }
@@ -37,6 +37,6 @@ func DecisionKeys(resp *trustfedv1.GetKeysResponse) (map[string]ed25519.PublicKe
 // VerifyDecision checks a decision offline: the registry's signature over
 // its statement, that the answer matches the statement, and that it is
 // still fresh at now. Never act on a decision it refuses (AG-783 TC4).
-func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys map[string]ed25519.PublicKey, now time.Time) (*trustfedv1.DecisionStatement, error) {
+func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys attestation.DecisionKeys, now time.Time) (*trustfedv1.DecisionStatement, error) {
 	return attestation.VerifyDecision(resp, keys, now)
 }

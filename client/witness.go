@@ -133,6 +133,9 @@ func (c *Client) RegistryVerifierKey(ctx context.Context, origin string) (string
 	}
 	var newest *trustfedv1.RegistryKey
 	for _, k := range resp.Keys {
+		if k.NodeId != "" {
+			continue // a node's own key signs decisions, not checkpoints
+		}
 		// The newest by creation time; the later in the list on a tie (the
 		// registry lists its keys oldest first).
 		if newest == nil || !k.GetCreateTime().AsTime().Before(newest.GetCreateTime().AsTime()) {

@@ -106,7 +106,8 @@ func (s *accessService) GetMemberChallenge(ctx context.Context, req *trustfedv1.
 	if _, err := activeMember(r, "", req.OrganizationId, req.NodeId); err != nil {
 		return nil, err
 	}
-	k, err := s.currentKey(r)
+	now := s.clock().UTC()
+	signer, keyID, err := s.decisionSigner(r, now)
 	if err != nil {
 		return nil, err
 	}
@@ -114,22 +115,22 @@ func (s *accessService) GetMemberChallenge(ctx context.Context, req *trustfedv1.
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("challenge nonce: %w", err)
 	}
-	now := s.clock().UTC()
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&trustfedv1.MemberChallenge{
 		OrganizationId: req.OrganizationId,
 		NodeId:         req.NodeId,
 		Nonce:          nonce,
 		IssueTime:      timestamppb.New(now),
 		ExpireTime:     timestamppb.New(now.Add(MemberChallengeTTL)),
-		RegistryKeyId:  k.id,
+		RegistryKeyId:  keyID,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("marshal challenge: %w", err)
 	}
-	return &trustfedv1.GetMemberChallengeResponse{
-		Challenge:         b,
-		RegistrySignature: attestation.Sign(k.key, attestation.PurposeMemberChallenge, b),
-	}, nil
+	sig, err := signer.Sign(ctx, attestation.PurposeMemberChallenge, b)
+	if err != nil {
+		return nil, fmt.Errorf("sign challenge: %w", err)
+	}
+	return &trustfedv1.GetMemberChallengeResponse{Challenge: b, RegistrySignature: sig}, nil
 }
 
 // IssueMemberCertificate exchanges a registry challenge signed by a member
@@ -159,13 +160,8 @@ func (s *accessService) IssueMemberCertificate(ctx context.Context, req *trustfe
 	if err != nil {
 		return nil, err
 	}
-	rk, ok := r.SigningKeyByID(ch.RegistryKeyId)
-	if !ok {
-		return nil, state.PermissionDenied("challenge.registry_key_id", "%q is not a registry signing key", ch.RegistryKeyId)
-	}
-	rpub := ed25519.NewKeyFromSeed(rk.PrivateSeed).Public().(ed25519.PublicKey)
-	if err := attestation.Verify(rpub, attestation.PurposeMemberChallenge, req.Challenge, req.GetRegistrySignature()); err != nil {
-		return nil, state.PermissionDenied("registry_signature", "the challenge was not issued by this registry: %v", err)
+	if err := verifyChallengeSignature(r, ch, req.Challenge, req.GetRegistrySignature()); err != nil {
+		return nil, err
 	}
 	now := s.clock().UTC()
 	if exp := ch.ExpireTime.AsTime(); !now.Before(exp) {
@@ -414,6 +410,28 @@ func parseChallenge(b []byte) (*trustfedv1.MemberChallenge, error) {
 		return nil, state.Invalid("challenge.registry_key_id", "is required")
 	}
 	return &ch, nil
+}
+
+// verifyChallengeSignature checks the registry's signature on a member
+// challenge: by the endorsed key of the node that issued it (valid and
+// unrevoked at its issue time) or, in a cluster without node keys, by the
+// registry key.
+func verifyChallengeSignature(r *state.Reader, ch *trustfedv1.MemberChallenge, raw, sig []byte) error {
+	if _, ok := r.NodeKey(ch.RegistryKeyId); ok {
+		if _, err := r.VerifyNodeSignature(ch.RegistryKeyId, attestation.PurposeMemberChallenge, raw, sig, ch.IssueTime.AsTime()); err != nil {
+			return state.PermissionDenied("registry_signature", "the challenge was not issued by this registry: %v", err)
+		}
+		return nil
+	}
+	rk, ok := r.SigningKeyByID(ch.RegistryKeyId)
+	if !ok {
+		return state.PermissionDenied("challenge.registry_key_id", "%q is not a registry signing key", ch.RegistryKeyId)
+	}
+	rpub := ed25519.NewKeyFromSeed(rk.PrivateSeed).Public().(ed25519.PublicKey)
+	if err := attestation.Verify(rpub, attestation.PurposeMemberChallenge, raw, sig); err != nil {
+		return state.PermissionDenied("registry_signature", "the challenge was not issued by this registry: %v", err)
+	}
+	return nil
 }
 
 // activeMember returns an enrolled, active member node of an ACTIVE

@@ -34,6 +34,12 @@ func (s *clusterService) Status(ctx context.Context, _ *trustfedv1.StatusRequest
 		CaughtUp:     st.CaughtUp,
 		NotReady:     s.Readiness().Reason,
 	}
+	if ring := s.cfg.NodeKeys; ring != nil {
+		own := ring.Primary().Public()
+		resp.NodeKeyId, resp.NodePublicKey = attestation.Fingerprint(own), own
+		_, _, err := s.nodeSigner(s.store.Read(), s.clock())
+		resp.NodeKeyEndorsed = err == nil
+	}
 	if st.HasLeader {
 		resp.Leader = member(st.Leader)
 	}

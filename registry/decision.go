@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -41,8 +42,9 @@ func validateCheckDetails(req *trustfedv1.CheckInteractionRequest) error {
 
 // cachedKey is the parsed signing key of the newest key id.
 type cachedKey struct {
-	id  string
-	key ed25519.PrivateKey
+	id     string
+	key    ed25519.PrivateKey
+	signer *attestation.FileSigner
 }
 
 // errNoSigningKey: the cluster has not stored its signing key yet (the
@@ -50,18 +52,52 @@ type cachedKey struct {
 var errNoSigningKey = errors.New("the registry signing key is not available yet")
 
 // signDecision stamps decided_at/valid_until (the federation's freshness
-// window, AG-783 TC4) and signs the decision statement with the registry key.
-func (s *Server) signDecision(r *state.Reader, req *trustfedv1.CheckInteractionRequest, resp *trustfedv1.CheckInteractionResponse, now time.Time) error {
-	k, err := s.currentKey(r)
+// window, AG-783 TC4) and signs the decision statement with this node's
+// endorsed key (or, in a cluster that has endorsed no node key yet, the
+// registry key).
+func (s *Server) signDecision(ctx context.Context, r *state.Reader, req *trustfedv1.CheckInteractionRequest, resp *trustfedv1.CheckInteractionResponse, now time.Time) error {
+	signer, keyID, err := s.decisionSigner(r, now)
 	if err != nil {
 		return err
 	}
 	resp.DecidedAt = timestamppb.New(now)
 	resp.ValidUntil = timestamppb.New(now.Add(r.FreshnessWindow()))
-	resp.KeyId = k.id
+	resp.KeyId = keyID
 	st := decision.NewStatement(req, resp)
-	resp.Statement, resp.Signature, err = attestation.SignDecision(k.key, st)
+	resp.Statement, resp.Signature, err = attestation.SignDecisionWith(ctx, signer, st)
 	return err
+}
+
+// decisionSigner is the key this node signs decisions with at now. Once
+// the cluster has endorsed node keys, only this node's own key, endorsed
+// and valid at now, signs: a node without one answers UNAVAILABLE and never
+// signs with an unendorsed key or with the registry key.
+func (s *Server) decisionSigner(r *state.Reader, now time.Time) (attestation.Signer, string, error) {
+	if !r.NodeKeysInForce() {
+		k, err := s.currentKey(r)
+		if err != nil {
+			return nil, "", err
+		}
+		return k.signer, k.id, nil
+	}
+	return s.nodeSigner(r, now)
+}
+
+// nodeSigner is this node's held key that is endorsed and valid at now,
+// the most recently valid first (a rotation's successor as soon as it is
+// valid). UNAVAILABLE when the node holds none.
+func (s *Server) nodeSigner(r *state.Reader, now time.Time) (attestation.Signer, string, error) {
+	ring := s.cfg.NodeKeys
+	if ring == nil {
+		return nil, "", status.Errorf(codes.Unavailable, "this node (%s) has no signing key of its own", s.cfg.NodeID)
+	}
+	for _, k := range r.NodeSigningKeys(s.cfg.NodeID, now) {
+		if own, ok := ring.Lookup(k.KeyId); ok {
+			return own, k.KeyId, nil
+		}
+	}
+	return nil, "", status.Errorf(codes.Unavailable, "this node's signing key is not endorsed: trustfed key endorse %s --from-node ADDR (node %s holds key %s)",
+		s.cfg.NodeID, s.cfg.NodeID, attestation.Fingerprint(ring.Primary().Public()))
 }
 
 func (s *Server) currentKey(r *state.Reader) (*cachedKey, error) {
@@ -72,7 +108,12 @@ func (s *Server) currentKey(r *state.Reader) (*cachedKey, error) {
 	if c := s.key.Load(); c != nil && c.id == newest.KeyId {
 		return c, nil
 	}
-	c := &cachedKey{id: newest.KeyId, key: ed25519.NewKeyFromSeed(newest.PrivateSeed)}
+	key := ed25519.NewKeyFromSeed(newest.PrivateSeed)
+	signer, err := attestation.NewFileSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("registry key %s: %w", newest.KeyId, err)
+	}
+	c := &cachedKey{id: newest.KeyId, key: key, signer: signer}
 	s.key.Store(c)
 	return c, nil
 }

@@ -2,15 +2,12 @@ package registry
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/trustfed/trustfed/attestation"
 
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -40,7 +37,7 @@ func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.
 			return nil, err
 		}
 	}
-	if err := s.signDecision(r, req, resp, now); err != nil {
+	if err := s.signDecision(ctx, r, req, resp, now); err != nil {
 		return nil, err
 	}
 	if s.auditsDecisions() {
@@ -163,22 +160,19 @@ func validateCheck(req *trustfedv1.CheckInteractionRequest) error {
 	return validateCheckDetails(req)
 }
 
-// GetKeys publishes the decision-signing public keys.
+// GetKeys publishes the signing public keys with their history: the
+// cluster's registry key and every endorsed node key, with validity and
+// revocation, so that older signatures keep verifying.
 func (s *registryService) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequest) (*trustfedv1.GetKeysResponse, error) {
 	r, _, err := s.read(ctx, trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE)
 	if err != nil {
 		return nil, err
 	}
-	resp := &trustfedv1.GetKeysResponse{}
-	for _, k := range r.SigningKeys() {
-		pub := ed25519.NewKeyFromSeed(k.PrivateSeed).Public().(ed25519.PublicKey)
-		pemBytes, err := attestation.MarshalPublicKeyPEM(pub)
-		if err != nil {
-			return nil, err
-		}
-		resp.Keys = append(resp.Keys, &trustfedv1.RegistryKey{KeyId: k.KeyId, PublicKey: pub, PublicKeyPem: string(pemBytes), Algorithm: "Ed25519", CreateTime: k.CreateTime})
+	keys, err := r.PublishedKeys()
+	if err != nil {
+		return nil, err
 	}
-	return resp, nil
+	return &trustfedv1.GetKeysResponse{Keys: keys}, nil
 }
 
 // GetOrganization returns one organisation.

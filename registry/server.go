@@ -90,6 +90,11 @@ type Config struct {
 	// index (state.FSM.CommitmentAt) for the start-up verification; nil
 	// skips it.
 	CommitmentAt func(index uint64) ([]byte, bool, error)
+	// NodeKeys are this node's own signing keys (its data directory's
+	// node-signing*.key files, or an HSM): one signs decisions once an
+	// admin quorum endorsed its public key. nil: this node signs nothing
+	// of its own (tests).
+	NodeKeys attestation.Keyring
 }
 
 // MaxMessageSize bounds every gRPC message received.

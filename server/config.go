@@ -19,39 +19,38 @@ import (
 // the `trustfed server` flag that sets it; errors from [Config.Validate]
 // name a setting by that flag, the name an operator knows.
 type Config struct {
-	Dev               bool          // -dev: one node, loopback only, self-signed TLS, bootstraps itself
-	DataDir           string        // -data-dir (in dev mode, empty means a new temporary directory)
-	NodeID            string        // -node-id (default "dev" in dev mode)
-	RaftAddr          string        // -raft-addr
-	GRPCAddr          string        // -grpc-addr
-	HTTPAddr          string        // -http-addr
-	AdvertiseAPI      string        // -advertise-api (default: GRPCAddr as bound)
-	AdvertiseRaft     string        // -advertise-raft (default: RaftAddr as bound)
-	Bootstrap         bool          // -bootstrap
-	Join              string        // -join
-	TLSCA             string        // -tls-ca
-	TLSCert           string        // -tls-cert
-	TLSKey            string        // -tls-key
-	TLSCAKey          string        // -tls-ca-key
-	MemberCertTTL     time.Duration // -member-cert-ttl
-	AdminTokenFile    string        // -admin-token-file (default <DataDir>/admin.token)
-	BootstrapTokenTTL time.Duration // -bootstrap-token-ttl
-	LogLevel          string        // -log-level: debug, info, warn or error
-	LogFormat         string        // -log-format: text or json
-	LogOutput         io.Writer     // where logs go (default os.Stderr); no flag
-	RaftFastTimeouts  bool          // -raft-fast-timeouts (always on in dev mode)
-	// -raft-snapshot-threshold (0: Raft's defaults)
-	RaftSnapshotThreshold uint64
-	Limits                registry.Limits
-	CascadeDeadline       time.Duration // -cascade-deadline
-	CascadeEscalateAt     float64       // -cascade-escalate-at
-	CascadeWorkers        int           // -cascade-workers
-	WebhookCA             string        // -webhook-ca
-	AuditOrigin           string        // -audit-origin
-	UnauditedDecisions    bool          // -unaudited-decisions (dev only)
-	DebugAddr             string        // -debug-addr
-	Version               string        // reported by status and /metrics; no flag
-	Revision              string        // VCS commit on /metrics ("" = what Go recorded); no flag
+	Dev                bool          // -dev: one node, loopback only, self-signed TLS, bootstraps itself
+	DataDir            string        // -data-dir (in dev mode, empty means a new temporary directory)
+	NodeID             string        // -node-id (default "dev" in dev mode)
+	RaftAddr           string        // -raft-addr
+	GRPCAddr           string        // -grpc-addr
+	HTTPAddr           string        // -http-addr
+	AdvertiseAPI       string        // -advertise-api (default: GRPCAddr as bound)
+	AdvertiseRaft      string        // -advertise-raft (default: RaftAddr as bound)
+	Bootstrap          bool          // -bootstrap
+	Join               string        // -join
+	TLSCA              string        // -tls-ca
+	TLSCert            string        // -tls-cert
+	TLSKey             string        // -tls-key
+	TLSCAKey           string        // -tls-ca-key
+	MemberCertTTL      time.Duration // -member-cert-ttl
+	AdminTokenFile     string        // -admin-token-file (default <DataDir>/admin.token)
+	BootstrapTokenTTL  time.Duration // -bootstrap-token-ttl
+	LogLevel           string        // -log-level: debug, info, warn or error
+	LogFormat          string        // -log-format: text or json
+	LogOutput          io.Writer     // where logs go (default os.Stderr); no flag
+	RaftFastTimeouts   bool          // -raft-fast-timeouts (always on in dev mode)
+	SnapshotThreshold  uint64        // -raft-snapshot-threshold (0 = Raft's default)
+	Limits             registry.Limits
+	CascadeDeadline    time.Duration // -cascade-deadline
+	CascadeEscalateAt  float64       // -cascade-escalate-at
+	CascadeWorkers     int           // -cascade-workers
+	WebhookCA          string        // -webhook-ca
+	AuditOrigin        string        // -audit-origin
+	UnauditedDecisions bool          // -unaudited-decisions (dev only)
+	DebugAddr          string        // -debug-addr
+	Version            string        // reported by status and /metrics; no flag
+	Revision           string        // VCS commit on /metrics ("" = what Go recorded); no flag
 
 	// DevReady, when set in dev mode, is called once the dev server holds
 	// its signing key, bootstrap token and admin (the CLI prints its banner).

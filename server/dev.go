@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/consensus"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -62,6 +64,44 @@ func devAdminTask(node *consensus.Node, store *state.Store, key ed25519.PrivateK
 	}
 }
 
+// devNodeKeyValidity is how long the dev server endorses its own key.
+const devNodeKeyValidity = 365 * 24 * time.Hour
+
+// devNodeKeyTask endorses the dev server's own signing key with the dev
+// admin (quorum of one), as an admin quorum does for a real cluster's
+// nodes. It closes ready when the state holds a valid endorsement of it.
+func devNodeKeyTask(node *consensus.Node, store *state.Store, nodeID string, own attestation.Signer, admin ed25519.PrivateKey, ready chan struct{}, logger *slog.Logger) func(context.Context) error {
+	var once sync.Once
+	markReady := func() { once.Do(func() { close(ready) }) }
+	return func(ctx context.Context) error {
+		return retry(ctx, logger, "endorse dev node key", func() error {
+			now := time.Now().UTC()
+			r := store.Read()
+			if k, err := r.NodeSigningKey(nodeID, now); err == nil && bytes.Equal(k.PublicKey, own.Public()) {
+				markReady()
+				return nil
+			}
+			if len(r.Admins()) == 0 {
+				return errors.New("the dev admin is not enrolled yet")
+			}
+			change := client.EndorseNodeKey(nodeID, own.Public(), now, now.Add(devNodeKeyValidity))
+			change.Reason = "dev server endorses its own signing key"
+			raw, err := client.EncodeAdminChange(change, now, time.Hour)
+			if err != nil {
+				return err
+			}
+			err = propose(ctx, node, &commandv1.ProposeAdminChange{Change: raw, Approval: client.ApproveAdminChange(admin, raw)},
+				state.EnvelopeMeta{Time: now, Principal: "system:bootstrap"})
+			if err != nil {
+				return fmt.Errorf("endorse dev node key: %w", err)
+			}
+			logger.Info("dev node signing key endorsed by the dev admin", "node", nodeID, "key_id", attestation.Fingerprint(own.Public()))
+			markReady()
+			return nil
+		})
+	}
+}
+
 // DevInfo is what the dev banner shows, reported once the dev server holds
 // its signing key, bootstrap token and admin.
 type DevInfo struct {
@@ -88,9 +128,10 @@ func (s *Server) registerDevAdmin(secret string, keyReady, tokenReady chan struc
 	if err != nil {
 		return err
 	}
-	adminReady := make(chan struct{})
+	adminReady, nodeKeyReady := make(chan struct{}), make(chan struct{})
 	s.node.RegisterLeaderTask("dev-admin", devAdminTask(s.node, s.store, key, adminReady, s.logger))
-	s.dev = &devState{ready: []chan struct{}{keyReady, tokenReady, adminReady}, secret: secret, key: adminKey}
+	s.node.RegisterLeaderTask("dev-node-key", devNodeKeyTask(s.node, s.store, s.cfg.NodeID, s.nodeKeys.Primary(), key, nodeKeyReady, s.logger))
+	s.dev = &devState{ready: []chan struct{}{keyReady, tokenReady, adminReady, nodeKeyReady}, secret: secret, key: adminKey}
 	return nil
 }
 

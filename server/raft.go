@@ -35,13 +35,12 @@ func (s *Server) newNode(apiAddr string) (*consensus.Node, error) {
 		OnRejectedConn: s.refused.raftRefused,
 		Logger:         s.logger.With("component", "raft"),
 	}
+	ncfg.SnapshotThreshold = s.cfg.SnapshotThreshold
 	if s.cfg.RaftFastTimeouts {
 		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
 		ncfg.LeaderLeaseTimeout, ncfg.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
 		ncfg.PromotionStabilization = time.Second
-	}
-	if s.cfg.RaftSnapshotThreshold > 0 {
-		ncfg.SnapshotThreshold, ncfg.SnapshotInterval = s.cfg.RaftSnapshotThreshold, time.Second
+		ncfg.SnapshotInterval = time.Second // how often the threshold is checked
 	}
 	node, err := consensus.New(ncfg)
 	if err != nil {

@@ -46,6 +46,9 @@ type Server struct {
 
 	dev *devState // nil unless cfg.Dev
 
+	// nodeKeys are this node's own signing keys (nodekey.go).
+	nodeKeys attestation.Keyring
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -79,6 +82,9 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	if s.tls, err = loadTLS(cfg); err != nil {
+		return nil, err
+	}
+	if err := s.openNodeKey(); err != nil {
 		return nil, err
 	}
 	if s.lis, err = listen(cfg); err != nil {

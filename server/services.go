@@ -36,8 +36,8 @@ func (s *Server) startServices() error {
 		NodeID: s.cfg.NodeID, Store: s.store, Raft: s.node, Peers: s.peers, Verifier: attestation.Verifier{},
 		Logger: s.logger.With("component", "registry"), Version: s.cfg.Version, Acks: s.cascades,
 		Audit: s.auditLog, AuditOrigin: s.cfg.AuditOrigin, UnauditedDecisions: s.cfg.UnauditedDecisions, AuditFault: s.fsm.AuditFault,
-		CA: memberCA, MemberCertTTL: s.cfg.MemberCertTTL, Limits: s.cfg.Limits, Divergence: s.divergence,
-		CommitmentAt: s.fsm.CommitmentAt,
+		CA: memberCA, MemberCertTTL: s.cfg.MemberCertTTL, Limits: s.cfg.Limits, NodeKeys: s.nodeKeys,
+		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAt,
 	})
 	if err != nil {
 		return err

@@ -39,9 +39,7 @@ func verifiedHead(t testing.TB, c *client.Client, size uint64) (*trustfedv1.GetS
 		}
 		return nil
 	})
-	keys, err := c.Registry().GetKeys(ctxT(t), &trustfedv1.GetKeysRequest{})
-	require.NoError(t, err)
-	vkey, err := attestation.CheckpointVerifierKey(sth.Origin, keys.Keys[len(keys.Keys)-1].PublicKey)
+	vkey, err := c.RegistryVerifierKey(ctxT(t), sth.Origin)
 	require.NoError(t, err)
 	cp, err := client.VerifyTreeHead(sth, vkey, nil, 0)
 	require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -139,9 +140,7 @@ func TestTC2RevocationCascade(t *testing.T) {
 	lc := c.clients[leader]
 	keys, err := lc.Keys(ctxT(t))
 	require.NoError(t, err)
-	for _, k := range keys {
-		rc.set(func(rc *receivers) { rc.key = k })
-	}
+	rc.set(func(rc *receivers) { rc.key = webhookKey(t, keys) })
 	accredit(t, lc, c.fed, c.admins)
 
 	// The federation: hub with 50 partners; hub-two with one partner that
@@ -337,4 +336,17 @@ func watchAndAck(ctx context.Context, cl *client.Client, org string, seen func(i
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// webhookKey is the key webhooks are signed with: the cluster's registry
+// key (the published key without a node id), not a node's own key.
+func webhookKey(t testing.TB, keys attestation.DecisionKeys) ed25519.PublicKey {
+	t.Helper()
+	for _, k := range keys {
+		if k.NodeId == "" {
+			return k.PublicKey
+		}
+	}
+	t.Fatal("GET /v1/keys lists no registry key")
+	return nil
 }

@@ -82,7 +82,35 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 		}
 		return nil
 	})
+	c.endorseNodeKeys(t)
 	return c
+}
+
+// endorseNodeKeys has the admin quorum endorse every node's own signing
+// key, asked from the node itself (the operator's steps in docs/keys.md),
+// and waits until every node sees every endorsement.
+func (c *cluster) endorseNodeKeys(t testing.TB) {
+	t.Helper()
+	ids := []string{"n1", "n2", "n3"}
+	now := time.Now()
+	for _, id := range ids {
+		st, err := c.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		require.NoError(t, err)
+		require.Equal(t, id, st.NodeId)
+		c.admins.apply(t, client.EndorseNodeKey(id, st.NodePublicKey, now.Add(-time.Minute), now.Add(24*time.Hour)), c.clients["n1"])
+	}
+	testutil.Eventually(t, 30*time.Second, "every node's signing key endorsed", func() error {
+		for _, id := range ids {
+			st, err := c.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+			if err != nil {
+				return err
+			}
+			if !st.NodeKeyEndorsed {
+				return fmt.Errorf("%s: key %s not endorsed yet", id, st.NodeKeyId)
+			}
+		}
+		return nil
+	})
 }
 
 func countVoters(st *trustfedv1.StatusResponse) int {

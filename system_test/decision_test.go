@@ -30,7 +30,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 	// Public keys need no token.
 	code, body := d.do(t, "GET", "/v1/keys", "", nil)
 	require.Equal(t, 200, code, "%v", body)
-	require.Len(t, body["keys"], 1)
+	require.Len(t, body["keys"], 2, "the registry key and the dev node's own key")
 
 	anon, err := client.New(ctxT(t), client.Config{Addr: d.srv.Addrs.GRPCAddr, CACertFile: d.caFile})
 	require.NoError(t, err)
@@ -47,6 +47,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 	require.Equal(t, 5*time.Minute, valid.Sub(decided), "default freshness window")
 	require.NotZero(t, resp.Meta.Index)
 
+	require.Equal(t, "dev", keys[resp.KeyId].GetNodeId(), "the answering node signs with its own endorsed key")
 	st, err := client.VerifyDecision(resp, keys, decided)
 	require.NoError(t, err)
 	require.Equal(t, "bank-a", st.FromOrganizationId)

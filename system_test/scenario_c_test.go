@@ -151,6 +151,9 @@ func trustDigest(t *testing.T, r *state.Reader) [32]byte {
 		msgs = append(msgs, a)
 	}
 	msgs = append(msgs, r.FederationPolicy())
+	for _, k := range r.NodeKeys("") {
+		msgs = append(msgs, k)
+	}
 	for _, m := range msgs {
 		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 		require.NoError(t, err)
@@ -239,10 +242,21 @@ func TestScenarioCForgedCommandsAreRefusedByEveryReplica(t *testing.T) {
 	liftID := state.AdminChangeID(liftBytes)
 	revoke := testutil.ChangeBytes(t, testutil.SetStatus("acme", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_REVOKED), now)
 
+	endorse := testutil.ChangeBytes(t, testutil.EndorseNodeKey("r2", mpub, now, now.Add(time.Hour)), now)
+	endorseID := state.AdminChangeID(endorse)
 	attacks := []struct {
 		name string
 		cmd  func() error
 	}{
+		{"a node key endorsement signed by a key that is no admin's", func() error {
+			return raw(t, leader, &commandv1.ProposeAdminChange{Change: endorse, Approval: mallory.Approve(endorse)})
+		}},
+		{"a node key endorsement approved by one admin of two, then by mallory", func() error {
+			if err := raw(t, leader, &commandv1.ProposeAdminChange{Change: endorse, Approval: alice.Approve(endorse)}); err != nil {
+				return fmt.Errorf("the proposal itself is legitimate and stays pending: %w", err)
+			}
+			return raw(t, leader, &commandv1.ApproveAdminChange{ChangeId: endorseID, Approval: mallory.Approve(endorse)})
+		}},
 		{"a change signed by a key that is no admin's", func() error {
 			return raw(t, leader, &commandv1.ProposeAdminChange{Change: liftBytes, Approval: mallory.Approve(liftBytes)})
 		}},
@@ -301,6 +315,15 @@ func TestScenarioCForgedCommandsAreRefusedByEveryReplica(t *testing.T) {
 	for _, r := range rs {
 		org, _ := r.fsm.Store().Read().Organization("acme")
 		require.Equal(t, uint32(4), org.DeclaredLevel, r.id)
+		require.Empty(t, r.fsm.Store().Read().NodeKeys(""), "%s: no node key endorsed by the forgeries", r.id)
+	}
+	// bob's real approval of the pending node key endorsement endorses it
+	// on every replica.
+	require.NoError(t, approve(bob, endorseID, endorse))
+	sameOnEveryReplica(t, rs)
+	for _, r := range rs {
+		_, err := r.fsm.Store().Read().NodeSigningKey("r2", time.Now())
+		require.NoError(t, err, r.id)
 	}
 	// And acme's own signature over its webhook settings is applied by every
 	// replica.

@@ -121,6 +121,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newDecisionCmd(a),
 		newFederationCmd(a),
 		newAdminCmd(a),
+		newKeyCmd(a),
 		newRevocationCmd(a),
 		newAuditCmd(a),
 		newEventsCmd(a),

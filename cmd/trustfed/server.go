@@ -35,7 +35,7 @@ func registerServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.BoolVar(&c.RaftFastTimeouts, "raft-fast-timeouts", c.RaftFastTimeouts, "short Raft timeouts (tests and loopback clusters only)")
-	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", c.RaftSnapshotThreshold, "take a Raft snapshot once this many entries were appended since the last, checked every second (0: Raft's defaults, 8192 entries checked every 2 minutes; small values are for tests)")
+	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", c.SnapshotThreshold, "Raft log entries after which a node snapshots its state (0 = Raft's default, 8192)")
 	registerLimitFlags(fs, c)
 	fs.DurationVar(&c.CascadeDeadline, "cascade-deadline", c.CascadeDeadline, "time partners have to acknowledge a revocation cascade (AG-783: 300s)")
 	fs.Float64Var(&c.CascadeEscalateAt, "cascade-escalate-at", c.CascadeEscalateAt, "fraction of -cascade-deadline at which partners still unacknowledged are escalated, (0,1]")

@@ -92,3 +92,14 @@ func Policy(p *trustfedv1.FederationPolicyChange) *trustfedv1.AdminChange {
 func RemoveAdmin(id string) *trustfedv1.AdminChange {
 	return &trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_RemoveAdmin{RemoveAdmin: &trustfedv1.RemoveAdminChange{AdminId: id}}}
 }
+
+// EndorseNodeKey endorses registry node nodeID's public key pub for
+// [from, until).
+func EndorseNodeKey(nodeID string, pub []byte, from, until time.Time) *trustfedv1.AdminChange {
+	return client.EndorseNodeKey(nodeID, pub, from, until)
+}
+
+// RevokeNodeKey revokes node nodeID's key keyID for signatures at or after since.
+func RevokeNodeKey(nodeID, keyID string, since time.Time) *trustfedv1.AdminChange {
+	return client.RevokeNodeKey(nodeID, keyID, since)
+}

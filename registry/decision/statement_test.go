@@ -26,7 +26,7 @@ func TestDecisionStatementSignsLevelCaps(t *testing.T) {
 	resp := h.signed(h.fsm.Store().Read(), req, 0)
 	require.NotEmpty(t, resp.FromLevelCaps)
 	require.NotEmpty(t, resp.ToLevelCaps)
-	keys := map[string]ed25519.PublicKey{h.keyID: h.key.Public().(ed25519.PublicKey)}
+	keys := attestation.DecisionKeys{h.keyID: {KeyId: h.keyID, PublicKey: h.key.Public().(ed25519.PublicKey)}}
 	st, err := attestation.VerifyDecision(resp, keys, h.now)
 	require.NoError(t, err)
 	require.Len(t, st.FromLevelCaps, len(resp.FromLevelCaps))

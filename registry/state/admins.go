@@ -137,8 +137,12 @@ func validateChangeBody(v Verifier, c *trustfedv1.AdminChange) error {
 		return nil
 	case *trustfedv1.AdminChange_RemoveAdmin:
 		return ValidateOrganizationID("change.remove_admin.admin_id", ch.RemoveAdmin.AdminId)
+	case *trustfedv1.AdminChange_EndorseNodeKey:
+		return validateEndorseNodeKey(v, ch.EndorseNodeKey)
+	case *trustfedv1.AdminChange_RevokeNodeKey:
+		return validateRevokeNodeKey(ch.RevokeNodeKey)
 	default:
-		return Invalid("change", "sets no change (one of set_declared_level, set_organization_status, override_onboarding, accredit_issuer, withdraw_issuer, revoke_passport, update_federation_policy, add_admin, remove_admin)")
+		return Invalid("change", "sets no change (one of set_declared_level, set_organization_status, override_onboarding, accredit_issuer, withdraw_issuer, revoke_passport, update_federation_policy, add_admin, remove_admin, endorse_node_key, revoke_node_key)")
 	}
 }
 
@@ -427,6 +431,10 @@ func executeAdminChange(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v 
 		return insertAdmin(tx, env, index, &trustfedv1.Admin{Id: a.AdminId, Name: a.Name, PublicKey: a.PublicKey, PublicKeyFingerprint: fp, AddedByChange: changeID})
 	case *trustfedv1.AdminChange_RemoveAdmin:
 		return removeAdmin(tx, env, index, ch.RemoveAdmin.AdminId)
+	case *trustfedv1.AdminChange_EndorseNodeKey:
+		return endorseNodeKey(tx, env, index, v, changeID, ch.EndorseNodeKey)
+	case *trustfedv1.AdminChange_RevokeNodeKey:
+		return revokeNodeKey(tx, index, changeID, ch.RevokeNodeKey)
 	default:
 		return Invalid("change", "sets no change")
 	}

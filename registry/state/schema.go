@@ -155,6 +155,7 @@ func schema() *memdb.DBSchema {
 			},
 		},
 		tableMemberNodes: memberNodesTable(),
+		tableNodeKeys:    nodeKeysTable(),
 		tableUsedNonces:  usedNoncesTable(),
 		tableMeta: {
 			Name: tableMeta,

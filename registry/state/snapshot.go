@@ -53,6 +53,7 @@ var snapshotTables = func() []snapshotTable {
 		{tableCheckpoints, "checkpoint"},
 		{tableMemberNodes, "member_node"},
 		{tableUsedNonces, "used_nonce"},
+		{tableNodeKeys, "node_key"},
 	} {
 		fd := rec.ByName(t.field)
 		if fd == nil || fd.Message() == nil {

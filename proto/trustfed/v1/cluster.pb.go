@@ -234,9 +234,16 @@ type StatusResponse struct {
 	CaughtUp bool `protobuf:"varint,14,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	// Why GET /readyz answers 503 on this node ("" when it answers 200): no
 	// leader known, catching up, or an audit fault.
-	NotReady      string `protobuf:"bytes,15,opt,name=not_ready,json=notReady,proto3" json:"not_ready,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NotReady string `protobuf:"bytes,15,opt,name=not_ready,json=notReady,proto3" json:"not_ready,omitempty"`
+	// This node's own signing key (its private half never leaves the node):
+	// what an admin endorses with `trustfed key endorse NODE --from-node`.
+	NodeKeyId     string `protobuf:"bytes,30,opt,name=node_key_id,json=nodeKeyId,proto3" json:"node_key_id,omitempty"`
+	NodePublicKey []byte `protobuf:"bytes,31,opt,name=node_public_key,json=nodePublicKey,proto3" json:"node_public_key,omitempty"`
+	// True when the replicated state holds an endorsement of that key valid
+	// now; false: the node answers UNAVAILABLE for signed answers.
+	NodeKeyEndorsed bool `protobuf:"varint,32,opt,name=node_key_endorsed,json=nodeKeyEndorsed,proto3" json:"node_key_endorsed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -372,6 +379,27 @@ func (x *StatusResponse) GetNotReady() string {
 		return x.NotReady
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetNodeKeyId() string {
+	if x != nil {
+		return x.NodeKeyId
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetNodePublicKey() []byte {
+	if x != nil {
+		return x.NodePublicKey
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetNodeKeyEndorsed() bool {
+	if x != nil {
+		return x.NodeKeyEndorsed
+	}
+	return false
 }
 
 type JoinRequest struct {
@@ -574,7 +602,7 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
 	"\x06leader\x18\x05 \x01(\bR\x06leader\x121\n" +
 	"\bsuffrage\x18\x06 \x01(\x0e2\x15.trustfed.v1.SuffrageR\bsuffrage\x12\x1b\n" +
-	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\x93\x04\n" +
+	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\x87\x05\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -593,7 +621,10 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\vaudit_fault\x18\r \x01(\tR\n" +
 	"auditFault\x12\x1b\n" +
 	"\tcaught_up\x18\x0e \x01(\bR\bcaughtUp\x12\x1b\n" +
-	"\tnot_ready\x18\x0f \x01(\tR\bnotReady\"j\n" +
+	"\tnot_ready\x18\x0f \x01(\tR\bnotReady\x12\x1e\n" +
+	"\vnode_key_id\x18\x1e \x01(\tR\tnodeKeyId\x12&\n" +
+	"\x0fnode_public_key\x18\x1f \x01(\fR\rnodePublicKey\x12*\n" +
+	"\x11node_key_endorsed\x18  \x01(\bR\x0fnodeKeyEndorsed\"j\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +

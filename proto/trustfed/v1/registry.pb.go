@@ -779,10 +779,18 @@ type RegistryKey struct {
 	// Fingerprint of the key ("SHA256:...").
 	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	// Raw 32-byte ed25519 public key.
-	PublicKey     []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	PublicKeyPem  string                 `protobuf:"bytes,3,opt,name=public_key_pem,json=publicKeyPem,proto3" json:"public_key_pem,omitempty"`
-	Algorithm     string                 `protobuf:"bytes,4,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	PublicKey    []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKeyPem string                 `protobuf:"bytes,3,opt,name=public_key_pem,json=publicKeyPem,proto3" json:"public_key_pem,omitempty"`
+	Algorithm    string                 `protobuf:"bytes,4,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The registry node that holds the key; "" for the cluster-wide registry
+	// key of clusters created before per-node keys (verify-only history).
+	NodeId string `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Signatures count when made (decided_at) in [valid_from, valid_until)
+	// and before revoke_time. Unset valid_from / valid_until: unbounded.
+	ValidFrom     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=valid_from,json=validFrom,proto3" json:"valid_from,omitempty"`
+	ValidUntil    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -848,6 +856,34 @@ func (x *RegistryKey) GetAlgorithm() string {
 func (x *RegistryKey) GetCreateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *RegistryKey) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RegistryKey) GetValidFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidFrom
+	}
+	return nil
+}
+
+func (x *RegistryKey) GetValidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidUntil
+	}
+	return nil
+}
+
+func (x *RegistryKey) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
 	}
 	return nil
 }
@@ -1694,7 +1730,7 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x0ffrom_level_caps\x18\x16 \x03(\v2\x15.trustfed.v1.LevelCapR\rfromLevelCaps\x129\n" +
 	"\rto_level_caps\x18\x17 \x03(\v2\x15.trustfed.v1.LevelCapR\vtoLevelCaps\x126\n" +
 	"\x17authorization_use_index\x18\x18 \x01(\x04R\x15authorizationUseIndex\"\x10\n" +
-	"\x0eGetKeysRequest\"\xc4\x01\n" +
+	"\x0eGetKeysRequest\"\x92\x03\n" +
 	"\vRegistryKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
@@ -1702,7 +1738,14 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x0epublic_key_pem\x18\x03 \x01(\tR\fpublicKeyPem\x12\x1c\n" +
 	"\talgorithm\x18\x04 \x01(\tR\talgorithm\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"?\n" +
+	"createTime\x12\x17\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\x129\n" +
+	"\n" +
+	"valid_from\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tvalidFrom\x12;\n" +
+	"\vvalid_until\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"validUntil\x12;\n" +
+	"\vrevoke_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\"?\n" +
 	"\x0fGetKeysResponse\x12,\n" +
 	"\x04keys\x18\x01 \x03(\v2\x18.trustfed.v1.RegistryKeyR\x04keys\"}\n" +
 	"\x16GetOrganizationRequest\x12'\n" +
@@ -1841,42 +1884,45 @@ var file_trustfed_v1_registry_proto_depIdxs = []int32{
 	23, // 16: trustfed.v1.DecisionStatement.from_level_caps:type_name -> trustfed.v1.LevelCap
 	23, // 17: trustfed.v1.DecisionStatement.to_level_caps:type_name -> trustfed.v1.LevelCap
 	25, // 18: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 19: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
-	20, // 20: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	26, // 21: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	22, // 22: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	20, // 23: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
-	26, // 24: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
-	22, // 25: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	21, // 26: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
-	25, // 27: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 28: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
-	13, // 29: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
-	1,  // 30: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
-	14, // 31: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
-	25, // 32: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 33: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
-	15, // 34: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	20, // 35: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	15, // 36: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	22, // 37: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	2,  // 38: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
-	9,  // 39: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
-	11, // 40: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
-	6,  // 41: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
-	16, // 42: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
-	18, // 43: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
-	4,  // 44: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
-	10, // 45: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
-	12, // 46: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
-	8,  // 47: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
-	17, // 48: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
-	19, // 49: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
-	44, // [44:50] is the sub-list for method output_type
-	38, // [38:44] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	25, // 19: trustfed.v1.RegistryKey.valid_from:type_name -> google.protobuf.Timestamp
+	25, // 20: trustfed.v1.RegistryKey.valid_until:type_name -> google.protobuf.Timestamp
+	25, // 21: trustfed.v1.RegistryKey.revoke_time:type_name -> google.protobuf.Timestamp
+	7,  // 22: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
+	20, // 23: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	26, // 24: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	22, // 25: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	20, // 26: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
+	26, // 27: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
+	22, // 28: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	21, // 29: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
+	25, // 30: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 31: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	13, // 32: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
+	1,  // 33: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
+	14, // 34: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
+	25, // 35: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 36: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
+	15, // 37: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	20, // 38: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	15, // 39: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	22, // 40: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	2,  // 41: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
+	9,  // 42: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
+	11, // 43: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
+	6,  // 44: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
+	16, // 45: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
+	18, // 46: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
+	4,  // 47: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
+	10, // 48: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
+	12, // 49: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
+	8,  // 50: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
+	17, // 51: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
+	19, // 52: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
+	47, // [47:53] is the sub-list for method output_type
+	41, // [41:47] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_registry_proto_init() }

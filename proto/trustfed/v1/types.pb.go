@@ -1551,6 +1551,8 @@ type AdminChange struct {
 	//	*AdminChange_UpdateFederationPolicy
 	//	*AdminChange_AddAdmin
 	//	*AdminChange_RemoveAdmin
+	//	*AdminChange_EndorseNodeKey
+	//	*AdminChange_RevokeNodeKey
 	Change isAdminChange_Change `protobuf_oneof:"change"`
 	// Why the change is made (required, recorded).
 	Reason string `protobuf:"bytes,20,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -1682,6 +1684,24 @@ func (x *AdminChange) GetRemoveAdmin() *RemoveAdminChange {
 	return nil
 }
 
+func (x *AdminChange) GetEndorseNodeKey() *EndorseNodeKeyChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_EndorseNodeKey); ok {
+			return x.EndorseNodeKey
+		}
+	}
+	return nil
+}
+
+func (x *AdminChange) GetRevokeNodeKey() *RevokeNodeKeyChange {
+	if x != nil {
+		if x, ok := x.Change.(*AdminChange_RevokeNodeKey); ok {
+			return x.RevokeNodeKey
+		}
+	}
+	return nil
+}
+
 func (x *AdminChange) GetReason() string {
 	if x != nil {
 		return x.Reason
@@ -1743,6 +1763,14 @@ type AdminChange_RemoveAdmin struct {
 	RemoveAdmin *RemoveAdminChange `protobuf:"bytes,9,opt,name=remove_admin,json=removeAdmin,proto3,oneof"`
 }
 
+type AdminChange_EndorseNodeKey struct {
+	EndorseNodeKey *EndorseNodeKeyChange `protobuf:"bytes,10,opt,name=endorse_node_key,json=endorseNodeKey,proto3,oneof"`
+}
+
+type AdminChange_RevokeNodeKey struct {
+	RevokeNodeKey *RevokeNodeKeyChange `protobuf:"bytes,11,opt,name=revoke_node_key,json=revokeNodeKey,proto3,oneof"`
+}
+
 func (*AdminChange_SetDeclaredLevel) isAdminChange_Change() {}
 
 func (*AdminChange_SetOrganizationStatus) isAdminChange_Change() {}
@@ -1760,6 +1788,10 @@ func (*AdminChange_UpdateFederationPolicy) isAdminChange_Change() {}
 func (*AdminChange_AddAdmin) isAdminChange_Change() {}
 
 func (*AdminChange_RemoveAdmin) isAdminChange_Change() {}
+
+func (*AdminChange_EndorseNodeKey) isAdminChange_Change() {}
+
+func (*AdminChange_RevokeNodeKey) isAdminChange_Change() {}
 
 // SetDeclaredLevelChange sets an organisation's declared level (its
 // effective level stays capped by its passport and onboarding).
@@ -2309,6 +2341,273 @@ func (x *RemoveAdminChange) GetAdminId() string {
 	return ""
 }
 
+// EndorseNodeKeyChange endorses a registry node's own signing key: the
+// node's signatures by that key count from valid_from until valid_until.
+// Only the public key ever enters the replicated state.
+type EndorseNodeKeyChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's Raft server id, ^[a-z][a-z0-9-]{1,62}$.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Raw 32-byte ed25519 public key.
+	PublicKey []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	ValidFrom *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=valid_from,json=validFrom,proto3" json:"valid_from,omitempty"`
+	// After valid_from, at most 2 years later.
+	ValidUntil    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndorseNodeKeyChange) Reset() {
+	*x = EndorseNodeKeyChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndorseNodeKeyChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndorseNodeKeyChange) ProtoMessage() {}
+
+func (x *EndorseNodeKeyChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndorseNodeKeyChange.ProtoReflect.Descriptor instead.
+func (*EndorseNodeKeyChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *EndorseNodeKeyChange) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *EndorseNodeKeyChange) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *EndorseNodeKeyChange) GetValidFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidFrom
+	}
+	return nil
+}
+
+func (x *EndorseNodeKeyChange) GetValidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidUntil
+	}
+	return nil
+}
+
+// RevokeNodeKeyChange revokes an endorsed node key: its signatures made at
+// or after since stop verifying (emergency revocation after a compromise).
+type RevokeNodeKeyChange struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The key id ("SHA256:..." fingerprint) of the key to revoke.
+	KeyId         string                 `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeNodeKeyChange) Reset() {
+	*x = RevokeNodeKeyChange{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeNodeKeyChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeNodeKeyChange) ProtoMessage() {}
+
+func (x *RevokeNodeKeyChange) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeNodeKeyChange.ProtoReflect.Descriptor instead.
+func (*RevokeNodeKeyChange) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RevokeNodeKeyChange) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RevokeNodeKeyChange) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RevokeNodeKeyChange) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+// NodeKey is one endorsed registry node key, kept after it expires or is
+// revoked so that older signatures keep verifying (the key history).
+type NodeKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's fingerprint ("SHA256:...").
+	KeyId      string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	NodeId     string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	PublicKey  []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	ValidFrom  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=valid_from,json=validFrom,proto3" json:"valid_from,omitempty"`
+	ValidUntil *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
+	// Set once revoked: signatures at or after this time do not verify.
+	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	// The admin change that endorsed the key and the one that revoked it.
+	EndorsedByChange string `protobuf:"bytes,7,opt,name=endorsed_by_change,json=endorsedByChange,proto3" json:"endorsed_by_change,omitempty"`
+	RevokedByChange  string `protobuf:"bytes,8,opt,name=revoked_by_change,json=revokedByChange,proto3" json:"revoked_by_change,omitempty"`
+	CreateIndex      uint64 `protobuf:"varint,9,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex      uint64 `protobuf:"varint,10,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	// When the endorsement took effect (the quorum's last approval).
+	EndorseTime   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=endorse_time,json=endorseTime,proto3" json:"endorse_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeKey) Reset() {
+	*x = NodeKey{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeKey) ProtoMessage() {}
+
+func (x *NodeKey) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeKey.ProtoReflect.Descriptor instead.
+func (*NodeKey) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodeKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *NodeKey) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *NodeKey) GetValidFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidFrom
+	}
+	return nil
+}
+
+func (x *NodeKey) GetValidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidUntil
+	}
+	return nil
+}
+
+func (x *NodeKey) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
+func (x *NodeKey) GetEndorsedByChange() string {
+	if x != nil {
+		return x.EndorsedByChange
+	}
+	return ""
+}
+
+func (x *NodeKey) GetRevokedByChange() string {
+	if x != nil {
+		return x.RevokedByChange
+	}
+	return ""
+}
+
+func (x *NodeKey) GetCreateIndex() uint64 {
+	if x != nil {
+		return x.CreateIndex
+	}
+	return 0
+}
+
+func (x *NodeKey) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
+}
+
+func (x *NodeKey) GetEndorseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndorseTime
+	}
+	return nil
+}
+
 // Admin is a federation admin whose key approves admin changes.
 type Admin struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
@@ -2329,7 +2628,7 @@ type Admin struct {
 
 func (x *Admin) Reset() {
 	*x = Admin{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	mi := &file_trustfed_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2640,7 @@ func (x *Admin) String() string {
 func (*Admin) ProtoMessage() {}
 
 func (x *Admin) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	mi := &file_trustfed_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2653,7 @@ func (x *Admin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Admin.ProtoReflect.Descriptor instead.
 func (*Admin) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Admin) GetId() string {
@@ -2440,7 +2739,7 @@ type AdminSignature struct {
 
 func (x *AdminSignature) Reset() {
 	*x = AdminSignature{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	mi := &file_trustfed_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +2751,7 @@ func (x *AdminSignature) String() string {
 func (*AdminSignature) ProtoMessage() {}
 
 func (x *AdminSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	mi := &file_trustfed_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +2764,7 @@ func (x *AdminSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSignature.ProtoReflect.Descriptor instead.
 func (*AdminSignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AdminSignature) GetPublicKey() []byte {
@@ -2498,7 +2797,7 @@ type AdminApproval struct {
 
 func (x *AdminApproval) Reset() {
 	*x = AdminApproval{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	mi := &file_trustfed_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2809,7 @@ func (x *AdminApproval) String() string {
 func (*AdminApproval) ProtoMessage() {}
 
 func (x *AdminApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	mi := &file_trustfed_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2822,7 @@ func (x *AdminApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminApproval.ProtoReflect.Descriptor instead.
 func (*AdminApproval) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AdminApproval) GetAdminId() string {
@@ -2597,7 +2896,7 @@ type AdminChangeRecord struct {
 
 func (x *AdminChangeRecord) Reset() {
 	*x = AdminChangeRecord{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[25]
+	mi := &file_trustfed_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2908,7 @@ func (x *AdminChangeRecord) String() string {
 func (*AdminChangeRecord) ProtoMessage() {}
 
 func (x *AdminChangeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[25]
+	mi := &file_trustfed_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2921,7 @@ func (x *AdminChangeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminChangeRecord.ProtoReflect.Descriptor instead.
 func (*AdminChangeRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{25}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AdminChangeRecord) GetId() string {
@@ -2825,7 +3124,7 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\bLevelCap\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\rR\x05level\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xe1\x06\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xfc\a\n" +
 	"\vAdminChange\x12S\n" +
 	"\x12set_declared_level\x18\x01 \x01(\v2#.trustfed.v1.SetDeclaredLevelChangeH\x00R\x10setDeclaredLevel\x12b\n" +
 	"\x17set_organization_status\x18\x02 \x01(\v2(.trustfed.v1.SetOrganizationStatusChangeH\x00R\x15setOrganizationStatus\x12X\n" +
@@ -2835,7 +3134,10 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x0frevoke_passport\x18\x06 \x01(\v2!.trustfed.v1.RevokePassportChangeH\x00R\x0erevokePassport\x12_\n" +
 	"\x18update_federation_policy\x18\a \x01(\v2#.trustfed.v1.FederationPolicyChangeH\x00R\x16updateFederationPolicy\x12:\n" +
 	"\tadd_admin\x18\b \x01(\v2\x1b.trustfed.v1.AddAdminChangeH\x00R\baddAdmin\x12C\n" +
-	"\fremove_admin\x18\t \x01(\v2\x1e.trustfed.v1.RemoveAdminChangeH\x00R\vremoveAdmin\x12\x16\n" +
+	"\fremove_admin\x18\t \x01(\v2\x1e.trustfed.v1.RemoveAdminChangeH\x00R\vremoveAdmin\x12M\n" +
+	"\x10endorse_node_key\x18\n" +
+	" \x01(\v2!.trustfed.v1.EndorseNodeKeyChangeH\x00R\x0eendorseNodeKey\x12J\n" +
+	"\x0frevoke_node_key\x18\v \x01(\v2 .trustfed.v1.RevokeNodeKeyChangeH\x00R\rrevokeNodeKey\x12\x16\n" +
 	"\x06reason\x18\x14 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05nonce\x18\x15 \x01(\tR\x05nonce\x12;\n" +
 	"\vexpire_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2875,7 +3177,36 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\".\n" +
 	"\x11RemoveAdminChange\x12\x19\n" +
-	"\badmin_id\x18\x01 \x01(\tR\aadminId\"\x94\x03\n" +
+	"\badmin_id\x18\x01 \x01(\tR\aadminId\"\xc6\x01\n" +
+	"\x14EndorseNodeKeyChange\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x129\n" +
+	"\n" +
+	"valid_from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tvalidFrom\x12;\n" +
+	"\vvalid_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"validUntil\"w\n" +
+	"\x13RevokeNodeKeyChange\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xec\x03\n" +
+	"\aNodeKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x129\n" +
+	"\n" +
+	"valid_from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tvalidFrom\x12;\n" +
+	"\vvalid_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"validUntil\x12;\n" +
+	"\vrevoke_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\x12,\n" +
+	"\x12endorsed_by_change\x18\a \x01(\tR\x10endorsedByChange\x12*\n" +
+	"\x11revoked_by_change\x18\b \x01(\tR\x0frevokedByChange\x12!\n" +
+	"\fcreate_index\x18\t \x01(\x04R\vcreateIndex\x12!\n" +
+	"\fmodify_index\x18\n" +
+	" \x01(\x04R\vmodifyIndex\x12=\n" +
+	"\fendorse_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vendorseTime\"\x94\x03\n" +
 	"\x05Admin\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -2965,7 +3296,7 @@ func file_trustfed_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_trustfed_v1_types_proto_goTypes = []any{
 	(OrganizationStatus)(0),             // 0: trustfed.v1.OrganizationStatus
 	(AgreementStatus)(0),                // 1: trustfed.v1.AgreementStatus
@@ -2996,45 +3327,48 @@ var file_trustfed_v1_types_proto_goTypes = []any{
 	(*ComplianceModes)(nil),             // 26: trustfed.v1.ComplianceModes
 	(*AddAdminChange)(nil),              // 27: trustfed.v1.AddAdminChange
 	(*RemoveAdminChange)(nil),           // 28: trustfed.v1.RemoveAdminChange
-	(*Admin)(nil),                       // 29: trustfed.v1.Admin
-	(*AdminSignature)(nil),              // 30: trustfed.v1.AdminSignature
-	(*AdminApproval)(nil),               // 31: trustfed.v1.AdminApproval
-	(*AdminChangeRecord)(nil),           // 32: trustfed.v1.AdminChangeRecord
-	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
-	(*ControlProfile)(nil),              // 34: trustfed.v1.ControlProfile
-	(*durationpb.Duration)(nil),         // 35: google.protobuf.Duration
+	(*EndorseNodeKeyChange)(nil),        // 29: trustfed.v1.EndorseNodeKeyChange
+	(*RevokeNodeKeyChange)(nil),         // 30: trustfed.v1.RevokeNodeKeyChange
+	(*NodeKey)(nil),                     // 31: trustfed.v1.NodeKey
+	(*Admin)(nil),                       // 32: trustfed.v1.Admin
+	(*AdminSignature)(nil),              // 33: trustfed.v1.AdminSignature
+	(*AdminApproval)(nil),               // 34: trustfed.v1.AdminApproval
+	(*AdminChangeRecord)(nil),           // 35: trustfed.v1.AdminChangeRecord
+	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
+	(*ControlProfile)(nil),              // 37: trustfed.v1.ControlProfile
+	(*durationpb.Duration)(nil),         // 38: google.protobuf.Duration
 }
 var file_trustfed_v1_types_proto_depIdxs = []int32{
 	0,  // 0: trustfed.v1.Organization.status:type_name -> trustfed.v1.OrganizationStatus
-	33, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	33, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	34, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
+	36, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	36, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	37, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
 	14, // 4: trustfed.v1.Organization.passport:type_name -> trustfed.v1.Passport
-	33, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
-	33, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
+	36, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
+	36, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
 	15, // 7: trustfed.v1.Organization.onboarding_override:type_name -> trustfed.v1.OnboardingOverride
 	1,  // 8: trustfed.v1.Agreement.status:type_name -> trustfed.v1.AgreementStatus
-	33, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
-	33, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
+	36, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
+	36, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
 	12, // 11: trustfed.v1.Agreement.parsed_terms:type_name -> trustfed.v1.AgreementTerms
-	33, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
-	33, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
-	33, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
+	36, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
+	36, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
+	36, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
 	2,  // 15: trustfed.v1.ReadMeta.consistency:type_name -> trustfed.v1.Consistency
-	35, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
+	38, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
 	10, // 17: trustfed.v1.AgreementTerms.scope:type_name -> trustfed.v1.AgreementScope
-	33, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
-	33, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
+	36, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
+	36, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
 	11, // 20: trustfed.v1.AgreementTerms.termination:type_name -> trustfed.v1.TerminationConditions
 	3,  // 21: trustfed.v1.Issuer.status:type_name -> trustfed.v1.IssuerStatus
-	33, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
-	33, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
-	33, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
-	33, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
-	33, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
-	33, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
-	35, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
-	35, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
+	36, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
+	36, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
+	36, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
+	36, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
+	36, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
+	36, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
+	38, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
+	38, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
 	4,  // 30: trustfed.v1.FederationPolicy.compliance_modes:type_name -> trustfed.v1.ComplianceMode
 	19, // 31: trustfed.v1.AdminChange.set_declared_level:type_name -> trustfed.v1.SetDeclaredLevelChange
 	20, // 32: trustfed.v1.AdminChange.set_organization_status:type_name -> trustfed.v1.SetOrganizationStatusChange
@@ -3045,26 +3379,35 @@ var file_trustfed_v1_types_proto_depIdxs = []int32{
 	25, // 37: trustfed.v1.AdminChange.update_federation_policy:type_name -> trustfed.v1.FederationPolicyChange
 	27, // 38: trustfed.v1.AdminChange.add_admin:type_name -> trustfed.v1.AddAdminChange
 	28, // 39: trustfed.v1.AdminChange.remove_admin:type_name -> trustfed.v1.RemoveAdminChange
-	33, // 40: trustfed.v1.AdminChange.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 41: trustfed.v1.SetOrganizationStatusChange.status:type_name -> trustfed.v1.OrganizationStatus
-	35, // 42: trustfed.v1.FederationPolicyChange.onboarding_period:type_name -> google.protobuf.Duration
-	35, // 43: trustfed.v1.FederationPolicyChange.freshness_window:type_name -> google.protobuf.Duration
-	26, // 44: trustfed.v1.FederationPolicyChange.compliance_modes:type_name -> trustfed.v1.ComplianceModes
-	4,  // 45: trustfed.v1.ComplianceModes.modes:type_name -> trustfed.v1.ComplianceMode
-	5,  // 46: trustfed.v1.Admin.status:type_name -> trustfed.v1.AdminStatus
-	33, // 47: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
-	33, // 48: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
-	33, // 49: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
-	18, // 50: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
-	6,  // 51: trustfed.v1.AdminChangeRecord.status:type_name -> trustfed.v1.AdminChangeStatus
-	31, // 52: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
-	33, // 53: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
-	33, // 54: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
-	55, // [55:55] is the sub-list for method output_type
-	55, // [55:55] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	29, // 40: trustfed.v1.AdminChange.endorse_node_key:type_name -> trustfed.v1.EndorseNodeKeyChange
+	30, // 41: trustfed.v1.AdminChange.revoke_node_key:type_name -> trustfed.v1.RevokeNodeKeyChange
+	36, // 42: trustfed.v1.AdminChange.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 43: trustfed.v1.SetOrganizationStatusChange.status:type_name -> trustfed.v1.OrganizationStatus
+	38, // 44: trustfed.v1.FederationPolicyChange.onboarding_period:type_name -> google.protobuf.Duration
+	38, // 45: trustfed.v1.FederationPolicyChange.freshness_window:type_name -> google.protobuf.Duration
+	26, // 46: trustfed.v1.FederationPolicyChange.compliance_modes:type_name -> trustfed.v1.ComplianceModes
+	4,  // 47: trustfed.v1.ComplianceModes.modes:type_name -> trustfed.v1.ComplianceMode
+	36, // 48: trustfed.v1.EndorseNodeKeyChange.valid_from:type_name -> google.protobuf.Timestamp
+	36, // 49: trustfed.v1.EndorseNodeKeyChange.valid_until:type_name -> google.protobuf.Timestamp
+	36, // 50: trustfed.v1.RevokeNodeKeyChange.since:type_name -> google.protobuf.Timestamp
+	36, // 51: trustfed.v1.NodeKey.valid_from:type_name -> google.protobuf.Timestamp
+	36, // 52: trustfed.v1.NodeKey.valid_until:type_name -> google.protobuf.Timestamp
+	36, // 53: trustfed.v1.NodeKey.revoke_time:type_name -> google.protobuf.Timestamp
+	36, // 54: trustfed.v1.NodeKey.endorse_time:type_name -> google.protobuf.Timestamp
+	5,  // 55: trustfed.v1.Admin.status:type_name -> trustfed.v1.AdminStatus
+	36, // 56: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
+	36, // 57: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
+	36, // 58: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
+	18, // 59: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
+	6,  // 60: trustfed.v1.AdminChangeRecord.status:type_name -> trustfed.v1.AdminChangeStatus
+	34, // 61: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
+	36, // 62: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
+	36, // 63: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_types_proto_init() }
@@ -3083,6 +3426,8 @@ func file_trustfed_v1_types_proto_init() {
 		(*AdminChange_UpdateFederationPolicy)(nil),
 		(*AdminChange_AddAdmin)(nil),
 		(*AdminChange_RemoveAdmin)(nil),
+		(*AdminChange_EndorseNodeKey)(nil),
+		(*AdminChange_RevokeNodeKey)(nil),
 	}
 	file_trustfed_v1_types_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
@@ -3091,7 +3436,7 @@ func file_trustfed_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_types_proto_rawDesc), len(file_trustfed_v1_types_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

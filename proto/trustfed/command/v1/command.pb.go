@@ -1906,6 +1906,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Checkpoint
 	//	*SnapshotRecord_MemberNode
 	//	*SnapshotRecord_UsedNonce
+	//	*SnapshotRecord_NodeKey
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2128,6 +2129,15 @@ func (x *SnapshotRecord) GetUsedNonce() *UsedNonce {
 	return nil
 }
 
+func (x *SnapshotRecord) GetNodeKey() *v1.NodeKey {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_NodeKey); ok {
+			return x.NodeKey
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -2214,6 +2224,11 @@ type SnapshotRecord_UsedNonce struct {
 	UsedNonce *UsedNonce `protobuf:"bytes,20,opt,name=used_nonce,json=usedNonce,proto3,oneof"`
 }
 
+type SnapshotRecord_NodeKey struct {
+	// Endorsed registry node keys (public keys only).
+	NodeKey *v1.NodeKey `protobuf:"bytes,24,opt,name=node_key,json=nodeKey,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Organization) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Agreement) isSnapshotRecord_Record() {}
@@ -2253,6 +2268,8 @@ func (*SnapshotRecord_Checkpoint) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_MemberNode) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_UsedNonce) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_NodeKey) isSnapshotRecord_Record() {}
 
 // AppendAudit carries audit events that are not commands.
 type AppendAudit struct {
@@ -3435,7 +3452,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"errorField\"@\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x89\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xbc\n" +
 	"\n" +
 	"\x0eSnapshotRecord\x12?\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.trustfed.v1.OrganizationH\x00R\forganization\x126\n" +
@@ -3465,7 +3482,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\vmember_node\x18\x13 \x01(\v2\x17.trustfed.v1.MemberNodeH\x00R\n" +
 	"memberNode\x12?\n" +
 	"\n" +
-	"used_nonce\x18\x14 \x01(\v2\x1e.trustfed.command.v1.UsedNonceH\x00R\tusedNonceB\b\n" +
+	"used_nonce\x18\x14 \x01(\v2\x1e.trustfed.command.v1.UsedNonceH\x00R\tusedNonce\x121\n" +
+	"\bnode_key\x18\x18 \x01(\v2\x14.trustfed.v1.NodeKeyH\x00R\anodeKeyB\b\n" +
 	"\x06record\"z\n" +
 	"\vAppendAudit\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\x12\x17\n" +
@@ -3657,10 +3675,11 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*v1.Session)(nil),                 // 57: trustfed.v1.Session
 	(*v1.Cascade)(nil),                 // 58: trustfed.v1.Cascade
 	(*v1.MemberNode)(nil),              // 59: trustfed.v1.MemberNode
-	(*v1.AuditDecision)(nil),           // 60: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),        // 61: trustfed.v1.AuditAuthFailure
-	(*durationpb.Duration)(nil),        // 62: google.protobuf.Duration
-	(*v1.Delivery)(nil),                // 63: trustfed.v1.Delivery
+	(*v1.NodeKey)(nil),                 // 60: trustfed.v1.NodeKey
+	(*v1.AuditDecision)(nil),           // 61: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),        // 62: trustfed.v1.AuditAuthFailure
+	(*durationpb.Duration)(nil),        // 63: google.protobuf.Duration
+	(*v1.Delivery)(nil),                // 64: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
@@ -3701,21 +3720,22 @@ var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	35, // 35: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
 	59, // 36: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
 	20, // 37: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
-	31, // 38: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	60, // 39: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	61, // 40: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	47, // 41: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	36, // 42: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	47, // 43: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	47, // 44: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	62, // 45: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	45, // 46: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	63, // 47: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	60, // 38: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
+	31, // 39: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	61, // 40: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	62, // 41: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	47, // 42: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	36, // 43: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	47, // 44: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	47, // 45: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	63, // 46: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	45, // 47: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	64, // 48: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -3744,6 +3764,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_Checkpoint)(nil),
 		(*SnapshotRecord_MemberNode)(nil),
 		(*SnapshotRecord_UsedNonce)(nil),
+		(*SnapshotRecord_NodeKey)(nil),
 	}
 	file_trustfed_command_v1_command_proto_msgTypes[29].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
