@@ -180,8 +180,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Run runs the server's background work (the audit batcher) until ctx
-// ends. Start it before serving.
+// Run runs the server's background work (the audit batcher, the start-up
+// verification of the state and the divergence report, divergence.go)
+// until ctx ends. Start it before serving.
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.reportDivergence(ctx) })

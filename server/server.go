@@ -28,21 +28,22 @@ type Server struct {
 	tls    tlsSet
 	lis    listeners
 
-	store *state.Store
-	fsm   *state.FSM
+	store    *state.Store
+	fsm      *state.FSM
+	auditLog *audit.Log
+	peers    *registry.Peers
+	refused  transportAudit
+	node     *consensus.Node
+	cascades *revocation.Runner
+	reg      *registry.Server
+	grpc     *grpc.Server
+	gateway  *registry.Gateway
+	http     *http.Server
+	apiAddr  string
+
 	// divergence: whether this node's state diverged from the cluster's
 	// (registry/divergence.go); the FSM marks it.
 	divergence *registry.Divergence
-	auditLog   *audit.Log
-	peers      *registry.Peers
-	refused    transportAudit
-	node       *consensus.Node
-	cascades   *revocation.Runner
-	reg        *registry.Server
-	grpc       *grpc.Server
-	gateway    *registry.Gateway
-	http       *http.Server
-	apiAddr    string
 
 	dev *devState // nil unless cfg.Dev
 
