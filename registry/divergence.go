@@ -194,11 +194,18 @@ func (s *Server) reportDivergence(ctx context.Context) {
 	}
 }
 
-// reportDivergenceOnce is one attempt: proposed directly on the leader, or
-// sent to it.
+// reportDivergenceOnce is one attempt: sent to the leader. A diverged
+// leader first steps down (it must not lead: it serves nothing, not even
+// its followers' read indexes); if no other voter can take over (a single
+// node), it records the report itself.
 func (s *Server) reportDivergenceOnce(ctx context.Context, report *commandv1.ReportDivergence) (uint64, error) {
 	requestID := fmt.Sprintf("divergence:%s:%d", report.NodeId, report.Index)
 	if s.raft.IsLeader() {
+		err := s.raft.TransferLeadership(ctx)
+		if err == nil {
+			return 0, errors.New("stepped down as leader: reporting to the next one")
+		}
+		s.log.Error("a diverged leader could not step down: recording the divergence itself", "error", err)
 		res, _, err := s.proposeInTerm(withPrincipal(ctx, Principal{ID: "node:" + s.cfg.NodeID}), report, requestID)
 		return res.Index, err
 	}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // A diverged node refuses every call, unary, public and streaming, with
@@ -66,4 +69,40 @@ func TestDivergedNodeRefusesEverything(t *testing.T) {
 	m, ok := again.Status()
 	require.True(t, ok, "a restart does not clear the divergence")
 	require.Equal(t, uint64(42), m.Index)
+}
+
+// A diverged leader steps down (asks Raft to transfer leadership); when it
+// cannot (here a single node), it commits the divergence report itself, so
+// the audit log records it, and the reporter ends.
+func TestDivergedLeaderStepsDownOrReportsItself(t *testing.T) {
+	r := newMemberRig(t, false)
+	d, err := OpenDivergence(t.TempDir(), nil)
+	require.NoError(t, err)
+	r.s.cfg.Divergence = d
+	reported := make(chan *commandv1.ReportDivergence, 1)
+	r.raft.onApply = func(_ context.Context, cmd []byte) {
+		env := &commandv1.Envelope{}
+		if proto.Unmarshal(cmd, env) == nil && env.Type == commandv1.CommandType_COMMAND_TYPE_REPORT_DIVERGENCE {
+			c := &commandv1.ReportDivergence{}
+			require.NoError(t, proto.Unmarshal(env.Payload, c))
+			require.Equal(t, "node:n1", env.Principal)
+			reported <- c
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); r.s.reportDivergence(ctx) }()
+
+	d.Mark(42, "the state at index 42 commits to aa")
+	select {
+	case c := <-reported:
+		require.Equal(t, "n1", c.NodeId)
+		require.Equal(t, uint64(42), c.Index)
+		require.Equal(t, "the state at index 42 commits to aa", c.Reason)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the divergence was never reported")
+	}
+	<-done // reported once, the reporter ends
+	require.Equal(t, int32(1), r.raft.transfers.Load(), "the leader tried to step down first")
 }

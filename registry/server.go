@@ -44,6 +44,9 @@ type Raft interface {
 	// soon as the leader changes (consensus.Node.LeaderCall).
 	LeaderChanged(leaderID string) <-chan struct{}
 	LeaderCall(ctx context.Context, leaderID string) (context.Context, context.CancelFunc)
+	// TransferLeadership makes this leader step down in favour of another
+	// voter (a diverged leader must not lead).
+	TransferLeadership(ctx context.Context) error
 }
 
 // Config configures a Server.
