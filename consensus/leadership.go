@@ -282,3 +282,14 @@ func (n *Node) publishMeta(ctx context.Context, id, apiAddr string) error {
 	}
 	return nil
 }
+
+// TransferLeadership asks this leader to hand leadership to the most
+// up-to-date voter and step down (a node that must stop serving, e.g. its
+// state diverged). It fails on a follower or when no other voter can take
+// over.
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	if err := n.wait(ctx, n.raft.LeadershipTransfer()); err != nil {
+		return fmt.Errorf("transfer leadership: %w", err)
+	}
+	return nil
+}

@@ -37,6 +37,8 @@ type directRaft struct {
 	behind atomic.Bool
 	// onApply, if set, sees every proposal before it is applied.
 	onApply func(ctx context.Context, cmd []byte)
+	// transfers counts TransferLeadership calls.
+	transfers atomic.Int32
 }
 
 func (d *directRaft) Apply(ctx context.Context, cmd []byte) (consensus.ApplyResult, error) {
@@ -69,6 +71,10 @@ func (d *directRaft) LeaderChanged(string) <-chan struct{} {
 }
 func (d *directRaft) LeaderCall(ctx context.Context, _ string) (context.Context, context.CancelFunc) {
 	return context.WithCancel(ctx)
+}
+func (d *directRaft) TransferLeadership(context.Context) error {
+	d.transfers.Add(1)
+	return errors.New("not a cluster")
 }
 
 // memberRig is a registry server over a real state machine, with a clock

@@ -37,6 +37,9 @@ func (s *Server) publishCheckpoint(ctx context.Context) error {
 	if f := s.cfg.AuditFault(); f != "" {
 		return fmt.Errorf("this node's audit log is faulty, not signing: %s", f)
 	}
+	if m, ok := s.cfg.Divergence.Status(); ok {
+		return fmt.Errorf("not signing: %s", m.Message())
+	}
 	if _, err := s.raft.LinearizableRead(ctx); err != nil {
 		return err
 	}
@@ -73,7 +76,13 @@ func (s *Server) publishCheckpoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, _, err = s.proposeInTerm(ctx, &commandv1.PutCheckpoint{Note: note}, "")
+	// The commitment to the trust state of the same view: every replica
+	// compares it with its own at r.Index() when it applies the checkpoint.
+	commitment, err := r.Commitment()
+	if err != nil {
+		return fmt.Errorf("state commitment: %w", err)
+	}
+	_, _, err = s.proposeInTerm(ctx, &commandv1.PutCheckpoint{Note: note, StateCommitment: commitment, StateIndex: r.Index()}, "")
 	return err
 }
 

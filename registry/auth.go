@@ -177,12 +177,14 @@ var accessPolicy = map[string]rule{
 	trustfedv1.CascadeService_GetCascade_FullMethodName:           {roles: readers, inHandler: true},
 	trustfedv1.CascadeService_ListCascades_FullMethodName:         {roles: readers, orgFields: []string{"organization_id"}},
 
-	trustfedv1.ClusterService_Status_FullMethodName: {roles: clusterRead},
-	trustfedv1.ClusterService_Join_FullMethodName:   {roles: clusterRead},
-	trustfedv1.ClusterService_Leave_FullMethodName:  {roles: adminOnly},
-	peerv1.PeerService_ReadIndex_FullMethodName:     {roles: nodeOnly},
-	peerv1.PeerService_AppendAudit_FullMethodName:   {roles: nodeOnly},
-	peerv1.PeerService_Progress_FullMethodName:      {roles: nodeOnly},
+	trustfedv1.ClusterService_Status_FullMethodName:    {roles: clusterRead},
+	trustfedv1.ClusterService_Join_FullMethodName:      {roles: clusterRead},
+	trustfedv1.ClusterService_Leave_FullMethodName:     {roles: adminOnly},
+	peerv1.PeerService_ReadIndex_FullMethodName:        {roles: nodeOnly},
+	peerv1.PeerService_AppendAudit_FullMethodName:      {roles: nodeOnly},
+	peerv1.PeerService_Progress_FullMethodName:         {roles: nodeOnly},
+	peerv1.PeerService_ReportDivergence_FullMethodName: {roles: nodeOnly},
+	peerv1.PeerService_GetCommitment_FullMethodName:    {roles: nodeOnly},
 
 	// Checkpoints and consistency proofs are hashes and signatures: public,
 	// what witnesses need. Entries and inclusion proofs are read by role;

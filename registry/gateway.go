@@ -28,7 +28,8 @@ type Gateway struct {
 
 // NewGateway returns the REST handler for the gRPC server at grpcAddr.
 // tlsConfig must trust the server's certificate and carry no client certificate.
-// /healthz answers 503 while fault returns a non-empty audit fault (nil: never);
+// /healthz answers 503 with what fault returns while it is not empty
+// (Server.Fault: a diverged state or an audit fault; nil: never);
 // /readyz answers what ready reports (nil: always ready).
 func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fault func() string, ready func() Readiness) (*Gateway, error) {
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
@@ -81,7 +82,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 		if fault != nil {
 			if f := fault(); f != "" {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = w.Write([]byte("audit log fault: " + f + "\n"))
+				_, _ = w.Write([]byte(f + "\n"))
 				return
 			}
 		}

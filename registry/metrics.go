@@ -193,6 +193,8 @@ var (
 		"Entries in this node's copy of the audit log.", nil, nil)
 	descAuditFault = prometheus.NewDesc("trustfed_audit_fault",
 		"1 if this node's audit log disagrees with its signed checkpoints or hashes (see trustfed status).", nil, nil)
+	descDiverged = prometheus.NewDesc("trustfed_diverged",
+		"1 if this node's state diverged from the cluster's: it answers nothing until repaired (docs/operations.md).", nil, nil)
 	descCascadesOpen = prometheus.NewDesc("trustfed_cascades_incomplete",
 		"Revocation cascades some partner has not acknowledged yet.", nil, nil)
 	descCascadePending = prometheus.NewDesc("trustfed_cascade_deliveries_unacknowledged",
@@ -205,7 +207,7 @@ var raftStates = []string{"Leader", "Follower", "Candidate", "Shutdown"}
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descRaftReady, descRaftHasLeader, descRaftCaughtUp, descRaftTerm, descRaftCommit,
-		descRaftApplied, descRaftLast, descRaftContact, descAuditEntries, descAuditFault, descCascadesOpen, descCascadePending, descCascadeAge} {
+		descRaftApplied, descRaftLast, descRaftContact, descAuditEntries, descAuditFault, descDiverged, descCascadesOpen, descCascadePending, descCascadeAge} {
 		ch <- d
 	}
 }
@@ -228,6 +230,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRaftContact, st.LastContact.Seconds())
 	gauge(descAuditEntries, float64(c.s.auditSize()))
 	gauge(descAuditFault, boolValue(c.s.cfg.AuditFault() != ""))
+	_, diverged := c.s.cfg.Divergence.Status()
+	gauge(descDiverged, boolValue(diverged))
 
 	var pending uint64
 	var oldest time.Time

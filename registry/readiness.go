@@ -20,15 +20,20 @@ type Readiness struct {
 }
 
 // Readiness reports whether this node is ready to serve: it knows a
-// leader, has caught up with the leader's log since it started, and its
-// audit log has no fault.
+// leader, has caught up with the leader's log since it started, its
+// state has not diverged from the cluster's and its audit log has no fault.
 func (s *Server) Readiness() Readiness {
 	st := s.raft.Status()
 	r := Readiness{NodeID: s.cfg.NodeID, State: st.State, CaughtUp: st.CaughtUp, AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex}
 	if st.HasLeader {
 		r.Leader = st.Leader.ID
 	}
+	diverged, isDiverged := s.cfg.Divergence.Status()
 	switch fault := s.cfg.AuditFault(); {
+	case isDiverged:
+		r.Reason = diverged.Message() + ": " + diverged.Reason
+	case !s.verified.Load():
+		r.Reason = errVerifying.Error()
 	case !st.HasLeader:
 		r.Reason = "no leader known"
 	case !st.CaughtUp:
@@ -39,6 +44,18 @@ func (s *Server) Readiness() Readiness {
 		r.Ready = true
 	}
 	return r
+}
+
+// Fault is what /healthz reports as wrong with this node ("" = healthy):
+// a diverged state first, then an audit log fault.
+func (s *Server) Fault() string {
+	if m, ok := s.cfg.Divergence.Status(); ok {
+		return m.Message() + ": " + m.Reason
+	}
+	if f := s.cfg.AuditFault(); f != "" {
+		return "audit log fault: " + f
+	}
+	return ""
 }
 
 // readinessRetryAfter is the Retry-After (seconds) of a 503 from /readyz.

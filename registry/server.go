@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,9 @@ type Raft interface {
 	// soon as the leader changes (consensus.Node.LeaderCall).
 	LeaderChanged(leaderID string) <-chan struct{}
 	LeaderCall(ctx context.Context, leaderID string) (context.Context, context.CancelFunc)
+	// TransferLeadership makes this leader step down in favour of another
+	// voter (a diverged leader must not lead).
+	TransferLeadership(ctx context.Context) error
 }
 
 // Config configures a Server.
@@ -82,6 +86,13 @@ type Config struct {
 	// MemberCertTTL is the longest lifetime of a member certificate
 	// (0 = DefaultMemberCertTTL).
 	MemberCertTTL time.Duration
+	// Divergence is whether this node's state diverged from the cluster's
+	// (divergence.go); while it did, every call is refused. nil: never.
+	Divergence *Divergence
+	// CommitmentAt is this replica's commitment to the trust state at an
+	// index (state.FSM.CommitmentAt) for the start-up verification; nil
+	// skips it.
+	CommitmentAt func(index uint64) ([]byte, bool, error)
 	// NodeKeys are this node's own signing keys (its data directory's
 	// node-signing*.key files, or an HSM): one signs decisions once an
 	// admin quorum endorsed its public key. nil: this node signs nothing
@@ -113,6 +124,9 @@ type Server struct {
 	limiter *limiter
 	// metrics are served at GET /metrics (metrics.go).
 	metrics *metrics
+	// verified: the start-up verification of the state is done
+	// (divergence.go).
+	verified atomic.Bool
 }
 
 // New checks cfg and returns a Server.
@@ -160,6 +174,8 @@ func New(cfg Config) (*Server, error) {
 		clock: cfg.Clock,
 		audit: cfg.Audit,
 	}
+	// Without a commitment to compare there is no start-up verification.
+	s.verified.Store(cfg.CommitmentAt == nil)
 	s.batcher = newAuditBatcher(s.commitAudit, cfg.Logger.With("component", "audit"))
 	s.limiter = newLimiter(cfg.Limits, time.Now)
 	s.metrics = newMetrics(s)
@@ -167,10 +183,15 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Run runs the server's background work (the audit batcher) until ctx
-// ends. Start it before serving.
+// Run runs the server's background work (the audit batcher, the start-up
+// verification of the state and the divergence report, divergence.go)
+// until ctx ends. Start it before serving.
 func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.reportDivergence(ctx) })
+	wg.Go(func() { s.verifyAtStart(ctx) })
 	s.batcher.Run(ctx)
+	wg.Wait()
 	return nil
 }
 
@@ -205,6 +226,9 @@ func (s *Server) Register(gs *grpc.Server) {
 // forward writes to the leader, handle, map errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
+	if err := s.refuseDiverged(info.FullMethod); err != nil {
+		return nil, err
+	}
 	if isPublic(info.FullMethod) {
 		return s.handlePublic(ctx, req, info, handler)
 	}
@@ -255,6 +279,9 @@ func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServ
 // handler checks the organisations its first message acts for
 // (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.refuseDiverged(info.FullMethod); err != nil {
+		return err
+	}
 	_, p, err := s.authenticateFresh(ss.Context(), info.FullMethod)
 	if err == nil {
 		err = authorize(info.FullMethod, p)

@@ -20,7 +20,7 @@ import (
 // HTTPS server for it and /metrics.
 func (s *Server) startHTTP() error {
 	var err error
-	s.gateway, err = registry.NewGateway(context.Background(), dialable(s.lis.grpc.Addr()), s.tls.gateway, s.fsm.AuditFault, s.reg.Readiness)
+	s.gateway, err = registry.NewGateway(context.Background(), dialable(s.lis.grpc.Addr()), s.tls.gateway, s.reg.Fault, s.reg.Readiness)
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,10 @@ type Server struct {
 	http     *http.Server
 	apiAddr  string
 
+	// divergence: whether this node's state diverged from the cluster's
+	// (registry/divergence.go); the FSM marks it.
+	divergence *registry.Divergence
+
 	dev *devState // nil unless cfg.Dev
 
 	// nodeKeys are this node's own signing keys (nodekey.go).
@@ -110,6 +114,10 @@ func (s *Server) openState() error {
 	s.store = state.NewStore()
 	s.fsm = state.NewFSM(s.store, attestation.Verifier{}, s.logger.With("component", "fsm"))
 	var err error
+	if s.divergence, err = registry.OpenDivergence(s.cfg.DataDir, s.logger.With("component", "divergence")); err != nil {
+		return err
+	}
+	s.fsm.OnDivergence(s.divergence.Mark)
 	if s.auditLog, err = openAuditLog(s.cfg.DataDir, s.logger); err != nil {
 		return err
 	}

@@ -25,8 +25,10 @@ non-voter until the leader has seen it caught up, then a voter
 ("trustfed status" lists each member's suffrage). "cluster remove" takes a
 server out; the leader refuses a removal that would leave the voters it
 can reach short of a quorum. "cluster recover" is the offline last resort
-for a cluster that lost its quorum for good (see docs/operations.md).`
-	cmd.AddCommand(newClusterRemoveCmd(a), newClusterRecoverCmd(a))
+for a cluster that lost its quorum for good; "cluster repair" discards the
+state of a server that diverged from the cluster's so it rejoins from the
+leader's snapshot (see docs/operations.md).`
+	cmd.AddCommand(newClusterRemoveCmd(a), newClusterRecoverCmd(a), newClusterRepairCmd(a))
 	return cmd
 }
 

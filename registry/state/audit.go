@@ -690,6 +690,7 @@ func (f *FSM) applyCheckpoint(tx *memdb.Txn, env *commandv1.Envelope, index uint
 		f.audit.fault.Store(&msg)
 		f.logger.Error("audit log altered: this replica's log does not match the signed checkpoint", "size", size, "index", index, "error", err)
 	}
+	f.checkCommitment(c.StateCommitment, c.StateIndex, index)
 	mustDo(tx.Insert(tableCheckpoints, &commandv1.StoredCheckpoint{TreeSize: size, Note: c.Note, Time: stamp(env), Index: index}))
 	return pruneCheckpoints(tx)
 }

@@ -42,6 +42,7 @@ var commands = map[commandv1.CommandType]command{
 	commandv1.CommandType_COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE: {payload: (*commandv1.IssueMemberCertificate)(nil), apply: pure(applyIssueMemberCertificate), audit: auditAsCommand},
 	commandv1.CommandType_COMMAND_TYPE_CONSUME_AUTHORIZATION:    {payload: (*commandv1.ConsumeAuthorization)(nil), apply: pure(applyConsumeAuthorization), audit: auditAsCommand},
 	commandv1.CommandType_COMMAND_TYPE_SET_WEBHOOK:              {payload: (*commandv1.SetWebhook)(nil), apply: pure(applySetWebhook), audit: auditAsCommand},
+	commandv1.CommandType_COMMAND_TYPE_REPORT_DIVERGENCE:        {payload: (*commandv1.ReportDivergence)(nil), apply: pure(applyReportDivergence), audit: auditAsCommand},
 }
 
 func decode(env *commandv1.Envelope, m proto.Message) error {

@@ -88,6 +88,10 @@ type FSM struct {
 	verifier Verifier
 	logger   *slog.Logger
 	audit    *auditor // nil: auditing off
+	// views and diverged: see commitment.go.
+	views    viewRing
+	diverged func(index uint64, reason string)
+	replay   replayCursor
 }
 
 // NewFSM returns an FSM over store that re-verifies signatures with v.
@@ -105,6 +109,10 @@ func (f *FSM) Store() *Store { return f.store }
 // Apply decodes the envelope in cmd, refuses it if it is malformed, unknown or
 // a duplicate, and otherwise dispatches it. It returns a Result.
 func (f *FSM) Apply(index uint64, cmd []byte) any {
+	defer f.retainView()
+	if f.audit != nil && !f.auditing(index) {
+		f.compareReplayed(index, cmd)
+	}
 	env := &commandv1.Envelope{}
 	if err := proto.Unmarshal(cmd, env); err != nil {
 		f.logger.Error("corrupt registry command: not applied", "index", index, "error", err)

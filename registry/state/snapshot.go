@@ -206,6 +206,8 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	tx.Commit()
 	f.store.db.Store(db)
+	f.retainView() // the restored state is a view a commitment can be computed at (commitment.go)
+	f.replay = replayCursor{}
 	return nil
 }
 

@@ -71,6 +71,8 @@ const (
 	CommandType_COMMAND_TYPE_CONSUME_AUTHORIZATION CommandType = 34
 	// An organisation's signed webhook settings (endpoints and CA certificates).
 	CommandType_COMMAND_TYPE_SET_WEBHOOK CommandType = 35
+	// A replica reports that its state diverged from the cluster's.
+	CommandType_COMMAND_TYPE_REPORT_DIVERGENCE CommandType = 39
 )
 
 // Enum value maps for CommandType.
@@ -105,6 +107,7 @@ var (
 		33: "COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE",
 		34: "COMMAND_TYPE_CONSUME_AUTHORIZATION",
 		35: "COMMAND_TYPE_SET_WEBHOOK",
+		39: "COMMAND_TYPE_REPORT_DIVERGENCE",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -136,6 +139,7 @@ var (
 		"COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE": 33,
 		"COMMAND_TYPE_CONSUME_AUTHORIZATION":    34,
 		"COMMAND_TYPE_SET_WEBHOOK":              35,
+		"COMMAND_TYPE_REPORT_DIVERGENCE":        39,
 	}
 )
 
@@ -2426,10 +2430,16 @@ func (*AuditEvent_AuthFailure) isAuditEvent_Event() {}
 // PutCheckpoint publishes a checkpoint signed by the registry key; every
 // replica checks it against its own log.
 type PutCheckpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Note          []byte                 `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Note  []byte                 `protobuf:"bytes,1,opt,name=note,proto3" json:"note,omitempty"`
+	// The leader's commitment to the trust state (state.Commitment) as it
+	// was after applying the entry at state_index; every replica computes its
+	// own at that index and compares. Empty in checkpoints written before
+	// the commitment existed.
+	StateCommitment []byte `protobuf:"bytes,2,opt,name=state_commitment,json=stateCommitment,proto3" json:"state_commitment,omitempty"`
+	StateIndex      uint64 `protobuf:"varint,3,opt,name=state_index,json=stateIndex,proto3" json:"state_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PutCheckpoint) Reset() {
@@ -2469,6 +2479,83 @@ func (x *PutCheckpoint) GetNote() []byte {
 	return nil
 }
 
+func (x *PutCheckpoint) GetStateCommitment() []byte {
+	if x != nil {
+		return x.StateCommitment
+	}
+	return nil
+}
+
+func (x *PutCheckpoint) GetStateIndex() uint64 {
+	if x != nil {
+		return x.StateIndex
+	}
+	return 0
+}
+
+// ReportDivergence records, in the audit log of every healthy replica, that
+// the server node_id found its state differs from the cluster's at index
+// (it stopped answering). It changes no state.
+type ReportDivergence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDivergence) Reset() {
+	*x = ReportDivergence{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDivergence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDivergence) ProtoMessage() {}
+
+func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDivergence.ProtoReflect.Descriptor instead.
+func (*ReportDivergence) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ReportDivergence) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReportDivergence) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ReportDivergence) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // AddCosignature adds a witness cosignature line to a stored checkpoint.
 type AddCosignature struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2482,7 +2569,7 @@ type AddCosignature struct {
 
 func (x *AddCosignature) Reset() {
 	*x = AddCosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2581,7 @@ func (x *AddCosignature) String() string {
 func (*AddCosignature) ProtoMessage() {}
 
 func (x *AddCosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2594,7 @@ func (x *AddCosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
 func (*AddCosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AddCosignature) GetTreeSize() uint64 {
@@ -2546,7 +2633,7 @@ type StoredCheckpoint struct {
 
 func (x *StoredCheckpoint) Reset() {
 	*x = StoredCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2645,7 @@ func (x *StoredCheckpoint) String() string {
 func (*StoredCheckpoint) ProtoMessage() {}
 
 func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2658,7 @@ func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StoredCheckpoint) GetTreeSize() uint64 {
@@ -2620,7 +2707,7 @@ type Cosignature struct {
 
 func (x *Cosignature) Reset() {
 	*x = Cosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2719,7 @@ func (x *Cosignature) String() string {
 func (*Cosignature) ProtoMessage() {}
 
 func (x *Cosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2732,7 @@ func (x *Cosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
 func (*Cosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Cosignature) GetOrganizationId() string {
@@ -2682,7 +2769,7 @@ type AuditHead struct {
 
 func (x *AuditHead) Reset() {
 	*x = AuditHead{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +2781,7 @@ func (x *AuditHead) String() string {
 func (*AuditHead) ProtoMessage() {}
 
 func (x *AuditHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +2794,7 @@ func (x *AuditHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
 func (*AuditHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuditHead) GetSize() uint64 {
@@ -2743,7 +2830,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2842,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2855,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuditLeaf) GetData() []byte {
@@ -2805,7 +2892,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2817,7 +2904,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2830,7 +2917,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -2867,7 +2954,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +2966,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +2979,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -2940,7 +3027,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3039,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3052,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -2993,7 +3080,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3092,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3105,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -3052,7 +3139,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3151,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3164,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
 }
 
 // RecordDeliveries merges the leader dispatcher's progress into cascades.
@@ -3091,7 +3178,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3190,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3203,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -3136,7 +3223,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3235,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3248,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -3192,7 +3279,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3204,7 +3291,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3217,7 +3304,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -3407,9 +3494,16 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
 	"\fauth_failure\x18\x03 \x01(\v2\x1d.trustfed.v1.AuditAuthFailureH\x00R\vauthFailure\x12\x1c\n" +
 	"\tprincipal\x18\x04 \x01(\tR\tprincipalB\a\n" +
-	"\x05eventJ\x04\b\x01\x10\x02\"#\n" +
+	"\x05eventJ\x04\b\x01\x10\x02\"o\n" +
 	"\rPutCheckpoint\x12\x12\n" +
-	"\x04note\x18\x01 \x01(\fR\x04note\"}\n" +
+	"\x04note\x18\x01 \x01(\fR\x04note\x12)\n" +
+	"\x10state_commitment\x18\x02 \x01(\fR\x0fstateCommitment\x12\x1f\n" +
+	"\vstate_index\x18\x03 \x01(\x04R\n" +
+	"stateIndex\"Y\n" +
+	"\x10ReportDivergence\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"}\n" +
 	"\x0eAddCosignature\x12\x1b\n" +
 	"\ttree_size\x18\x01 \x01(\x04R\btreeSize\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12%\n" +
@@ -3465,7 +3559,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\x80\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xa4\n" +
 	"\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
@@ -3496,7 +3590,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x1fCOMMAND_TYPE_REMOVE_MEMBER_NODE\x10 \x12)\n" +
 	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!\x12&\n" +
 	"\"COMMAND_TYPE_CONSUME_AUTHORIZATION\x10\"\x12\x1c\n" +
-	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#\"\x04\b\x01\x10\x01\"\x04\b\x03\x10\x03\"\x04\b\a\x10\a\"\x04\b\t\x10\f* COMMAND_TYPE_CREATE_ORGANIZATION*\x1dCOMMAND_TYPE_CREATE_AGREEMENT* COMMAND_TYPE_OVERRIDE_ONBOARDING*\x1cCOMMAND_TYPE_ACCREDIT_ISSUER*\x1cCOMMAND_TYPE_WITHDRAW_ISSUER*\x1cCOMMAND_TYPE_REVOKE_PASSPORT*%COMMAND_TYPE_UPDATE_FEDERATION_POLICY*g\n" +
+	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#\x12\"\n" +
+	"\x1eCOMMAND_TYPE_REPORT_DIVERGENCE\x10'\"\x04\b\x01\x10\x01\"\x04\b\x03\x10\x03\"\x04\b\a\x10\a\"\x04\b\t\x10\f* COMMAND_TYPE_CREATE_ORGANIZATION*\x1dCOMMAND_TYPE_CREATE_AGREEMENT* COMMAND_TYPE_OVERRIDE_ONBOARDING*\x1cCOMMAND_TYPE_ACCREDIT_ISSUER*\x1cCOMMAND_TYPE_WITHDRAW_ISSUER*\x1cCOMMAND_TYPE_REVOKE_PASSPORT*%COMMAND_TYPE_UPDATE_FEDERATION_POLICY*g\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3518,7 +3613,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),                   // 0: trustfed.command.v1.CommandType
 	(Role)(0),                          // 1: trustfed.command.v1.Role
@@ -3553,88 +3648,89 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*AppendAudit)(nil),                // 30: trustfed.command.v1.AppendAudit
 	(*AuditEvent)(nil),                 // 31: trustfed.command.v1.AuditEvent
 	(*PutCheckpoint)(nil),              // 32: trustfed.command.v1.PutCheckpoint
-	(*AddCosignature)(nil),             // 33: trustfed.command.v1.AddCosignature
-	(*StoredCheckpoint)(nil),           // 34: trustfed.command.v1.StoredCheckpoint
-	(*Cosignature)(nil),                // 35: trustfed.command.v1.Cosignature
-	(*AuditHead)(nil),                  // 36: trustfed.command.v1.AuditHead
-	(*AuditLeaf)(nil),                  // 37: trustfed.command.v1.AuditLeaf
-	(*GraphEdge)(nil),                  // 38: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),                // 39: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),           // 40: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),               // 41: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                      // 42: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),           // 43: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),             // 44: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),                // 45: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
-	(*v1.CheckInteractionRequest)(nil), // 47: trustfed.v1.CheckInteractionRequest
-	(*v1.AdminSignature)(nil),          // 48: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),                   // 49: trustfed.v1.Admin
-	(*v1.Organization)(nil),            // 50: trustfed.v1.Organization
-	(*v1.Agreement)(nil),               // 51: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),                  // 52: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),        // 53: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),           // 54: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),       // 55: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),                 // 56: trustfed.v1.Session
-	(*v1.Cascade)(nil),                 // 57: trustfed.v1.Cascade
-	(*v1.MemberNode)(nil),              // 58: trustfed.v1.MemberNode
-	(*v1.NodeKey)(nil),                 // 59: trustfed.v1.NodeKey
-	(*v1.AuditDecision)(nil),           // 60: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),        // 61: trustfed.v1.AuditAuthFailure
-	(*durationpb.Duration)(nil),        // 62: google.protobuf.Duration
-	(*v1.Delivery)(nil),                // 63: trustfed.v1.Delivery
+	(*ReportDivergence)(nil),           // 33: trustfed.command.v1.ReportDivergence
+	(*AddCosignature)(nil),             // 34: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),           // 35: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),                // 36: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),                  // 37: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),                  // 38: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),                  // 39: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),                // 40: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),           // 41: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),               // 42: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                      // 43: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),           // 44: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),             // 45: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),                // 46: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil),      // 47: google.protobuf.Timestamp
+	(*v1.CheckInteractionRequest)(nil), // 48: trustfed.v1.CheckInteractionRequest
+	(*v1.AdminSignature)(nil),          // 49: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),                   // 50: trustfed.v1.Admin
+	(*v1.Organization)(nil),            // 51: trustfed.v1.Organization
+	(*v1.Agreement)(nil),               // 52: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),                  // 53: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),        // 54: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),           // 55: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),       // 56: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),                 // 57: trustfed.v1.Session
+	(*v1.Cascade)(nil),                 // 58: trustfed.v1.Cascade
+	(*v1.MemberNode)(nil),              // 59: trustfed.v1.MemberNode
+	(*v1.NodeKey)(nil),                 // 60: trustfed.v1.NodeKey
+	(*v1.AuditDecision)(nil),           // 61: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),        // 62: trustfed.v1.AuditAuthFailure
+	(*durationpb.Duration)(nil),        // 63: google.protobuf.Duration
+	(*v1.Delivery)(nil),                // 64: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	46, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	46, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	46, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	47, // 4: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
+	47, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	47, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	47, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	48, // 4: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
 	7,  // 5: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	48, // 6: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	48, // 7: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	49, // 8: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	49, // 6: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	49, // 7: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	50, // 8: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
 	1,  // 9: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	46, // 10: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	46, // 11: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	46, // 12: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	46, // 13: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
-	46, // 14: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
-	46, // 15: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
+	47, // 10: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	47, // 11: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	47, // 12: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	47, // 13: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
+	47, // 14: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
+	47, // 15: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
 	19, // 16: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	46, // 17: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	50, // 18: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	51, // 19: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	47, // 17: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	51, // 18: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	52, // 19: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
 	19, // 20: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
 	27, // 21: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	52, // 22: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	53, // 22: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
 	6,  // 23: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	53, // 24: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	54, // 24: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
 	7,  // 25: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	54, // 26: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	49, // 27: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	55, // 28: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	38, // 29: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	56, // 30: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	57, // 31: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	45, // 32: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	36, // 33: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
-	37, // 34: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
-	34, // 35: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
-	58, // 36: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
+	55, // 26: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	50, // 27: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	56, // 28: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	39, // 29: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	57, // 30: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	58, // 31: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	46, // 32: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	37, // 33: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	38, // 34: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	35, // 35: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	59, // 36: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
 	20, // 37: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
-	59, // 38: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
+	60, // 38: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
 	31, // 39: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	60, // 40: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	61, // 41: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	46, // 42: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	35, // 43: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	46, // 44: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	46, // 45: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	62, // 46: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	44, // 47: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	63, // 48: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	61, // 40: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	62, // 41: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	47, // 42: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	36, // 43: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	47, // 44: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	47, // 45: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	63, // 46: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	45, // 47: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	64, // 48: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
 	49, // [49:49] is the sub-list for method output_type
 	49, // [49:49] is the sub-list for method input_type
 	49, // [49:49] is the sub-list for extension type_name
@@ -3680,7 +3776,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -297,6 +297,192 @@ func (x *ProgressResponse) GetAppliedIndex() uint64 {
 	return 0
 }
 
+type ReportDivergenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Divergence    *v1.ReportDivergence   `protobuf:"bytes,1,opt,name=divergence,proto3" json:"divergence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDivergenceRequest) Reset() {
+	*x = ReportDivergenceRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDivergenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDivergenceRequest) ProtoMessage() {}
+
+func (x *ReportDivergenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDivergenceRequest.ProtoReflect.Descriptor instead.
+func (*ReportDivergenceRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReportDivergenceRequest) GetDivergence() *v1.ReportDivergence {
+	if x != nil {
+		return x.Divergence
+	}
+	return nil
+}
+
+type ReportDivergenceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Raft index at which the report was committed.
+	Index         uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDivergenceResponse) Reset() {
+	*x = ReportDivergenceResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDivergenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDivergenceResponse) ProtoMessage() {}
+
+func (x *ReportDivergenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDivergenceResponse.ProtoReflect.Descriptor instead.
+func (*ReportDivergenceResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReportDivergenceResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type GetCommitmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCommitmentRequest) Reset() {
+	*x = GetCommitmentRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCommitmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCommitmentRequest) ProtoMessage() {}
+
+func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCommitmentRequest.ProtoReflect.Descriptor instead.
+func (*GetCommitmentRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{8}
+}
+
+type GetCommitmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering leader's node id.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Index         uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Commitment    []byte `protobuf:"bytes,3,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCommitmentResponse) Reset() {
+	*x = GetCommitmentResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCommitmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCommitmentResponse) ProtoMessage() {}
+
+func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCommitmentResponse.ProtoReflect.Descriptor instead.
+func (*GetCommitmentResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetCommitmentResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetCommitmentResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GetCommitmentResponse) GetCommitment() []byte {
+	if x != nil {
+		return x.Commitment
+	}
+	return nil
+}
+
 var File_trustfed_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
@@ -314,11 +500,26 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x10ProgressResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12#\n" +
-	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex2\x9c\x02\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"`\n" +
+	"\x17ReportDivergenceRequest\x12E\n" +
+	"\n" +
+	"divergence\x18\x01 \x01(\v2%.trustfed.command.v1.ReportDivergenceR\n" +
+	"divergence\"0\n" +
+	"\x18ReportDivergenceResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x16\n" +
+	"\x14GetCommitmentRequest\"f\n" +
+	"\x15GetCommitmentResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1e\n" +
+	"\n" +
+	"commitment\x18\x03 \x01(\fR\n" +
+	"commitment2\xee\x03\n" +
 	"\vPeerService\x12Y\n" +
 	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01\x12Z\n" +
 	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12V\n" +
-	"\bProgress\x12!.trustfed.peer.v1.ProgressRequest\x1a\".trustfed.peer.v1.ProgressResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
+	"\bProgress\x12!.trustfed.peer.v1.ProgressRequest\x1a\".trustfed.peer.v1.ProgressResponse\"\x03\x90\x02\x01\x12i\n" +
+	"\x10ReportDivergence\x12).trustfed.peer.v1.ReportDivergenceRequest\x1a*.trustfed.peer.v1.ReportDivergenceResponse\x12e\n" +
+	"\rGetCommitment\x12&.trustfed.peer.v1.GetCommitmentRequest\x1a'.trustfed.peer.v1.GetCommitmentResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
 
 var (
 	file_trustfed_peer_v1_peer_proto_rawDescOnce sync.Once
@@ -332,29 +533,39 @@ func file_trustfed_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_trustfed_peer_v1_peer_proto_rawDescData
 }
 
-var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_trustfed_peer_v1_peer_proto_goTypes = []any{
-	(*ReadIndexRequest)(nil),    // 0: trustfed.peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),   // 1: trustfed.peer.v1.ReadIndexResponse
-	(*AppendAuditRequest)(nil),  // 2: trustfed.peer.v1.AppendAuditRequest
-	(*AppendAuditResponse)(nil), // 3: trustfed.peer.v1.AppendAuditResponse
-	(*ProgressRequest)(nil),     // 4: trustfed.peer.v1.ProgressRequest
-	(*ProgressResponse)(nil),    // 5: trustfed.peer.v1.ProgressResponse
-	(*v1.AppendAudit)(nil),      // 6: trustfed.command.v1.AppendAudit
+	(*ReadIndexRequest)(nil),         // 0: trustfed.peer.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 1: trustfed.peer.v1.ReadIndexResponse
+	(*AppendAuditRequest)(nil),       // 2: trustfed.peer.v1.AppendAuditRequest
+	(*AppendAuditResponse)(nil),      // 3: trustfed.peer.v1.AppendAuditResponse
+	(*ProgressRequest)(nil),          // 4: trustfed.peer.v1.ProgressRequest
+	(*ProgressResponse)(nil),         // 5: trustfed.peer.v1.ProgressResponse
+	(*ReportDivergenceRequest)(nil),  // 6: trustfed.peer.v1.ReportDivergenceRequest
+	(*ReportDivergenceResponse)(nil), // 7: trustfed.peer.v1.ReportDivergenceResponse
+	(*GetCommitmentRequest)(nil),     // 8: trustfed.peer.v1.GetCommitmentRequest
+	(*GetCommitmentResponse)(nil),    // 9: trustfed.peer.v1.GetCommitmentResponse
+	(*v1.AppendAudit)(nil),           // 10: trustfed.command.v1.AppendAudit
+	(*v1.ReportDivergence)(nil),      // 11: trustfed.command.v1.ReportDivergence
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
-	6, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	0, // 1: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
-	2, // 2: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
-	4, // 3: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
-	1, // 4: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3, // 5: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	5, // 6: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	10, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
+	11, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	0,  // 2: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
+	2,  // 3: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
+	4,  // 4: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
+	6,  // 5: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
+	8,  // 6: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
+	1,  // 7: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 8: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5,  // 9: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	7,  // 10: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	9,  // 11: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_peer_v1_peer_proto_init() }
@@ -368,7 +579,7 @@ func file_trustfed_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_peer_v1_peer_proto_rawDesc), len(file_trustfed_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,9 +21,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PeerService_ReadIndex_FullMethodName   = "/trustfed.peer.v1.PeerService/ReadIndex"
-	PeerService_AppendAudit_FullMethodName = "/trustfed.peer.v1.PeerService/AppendAudit"
-	PeerService_Progress_FullMethodName    = "/trustfed.peer.v1.PeerService/Progress"
+	PeerService_ReadIndex_FullMethodName        = "/trustfed.peer.v1.PeerService/ReadIndex"
+	PeerService_AppendAudit_FullMethodName      = "/trustfed.peer.v1.PeerService/AppendAudit"
+	PeerService_Progress_FullMethodName         = "/trustfed.peer.v1.PeerService/Progress"
+	PeerService_ReportDivergence_FullMethodName = "/trustfed.peer.v1.PeerService/ReportDivergence"
+	PeerService_GetCommitment_FullMethodName    = "/trustfed.peer.v1.PeerService/GetCommitment"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -43,6 +45,13 @@ type PeerServiceClient interface {
 	// Progress reports how far the answering server has applied the log: the
 	// leader asks a non-voter before promoting it to voter.
 	Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error)
+	// ReportDivergence: a server whose state diverged from the cluster's
+	// tells the leader, which commits it so every healthy replica audits it.
+	ReportDivergence(ctx context.Context, in *ReportDivergenceRequest, opts ...grpc.CallOption) (*ReportDivergenceResponse, error)
+	// GetCommitment returns the leader's commitment to the trust state at
+	// its applied index (after a linearizable read): a restarted server
+	// compares its own at that index before it serves.
+	GetCommitment(ctx context.Context, in *GetCommitmentRequest, opts ...grpc.CallOption) (*GetCommitmentResponse, error)
 }
 
 type peerServiceClient struct {
@@ -83,6 +92,26 @@ func (c *peerServiceClient) Progress(ctx context.Context, in *ProgressRequest, o
 	return out, nil
 }
 
+func (c *peerServiceClient) ReportDivergence(ctx context.Context, in *ReportDivergenceRequest, opts ...grpc.CallOption) (*ReportDivergenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportDivergenceResponse)
+	err := c.cc.Invoke(ctx, PeerService_ReportDivergence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerServiceClient) GetCommitment(ctx context.Context, in *GetCommitmentRequest, opts ...grpc.CallOption) (*GetCommitmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCommitmentResponse)
+	err := c.cc.Invoke(ctx, PeerService_GetCommitment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -100,6 +129,13 @@ type PeerServiceServer interface {
 	// Progress reports how far the answering server has applied the log: the
 	// leader asks a non-voter before promoting it to voter.
 	Progress(context.Context, *ProgressRequest) (*ProgressResponse, error)
+	// ReportDivergence: a server whose state diverged from the cluster's
+	// tells the leader, which commits it so every healthy replica audits it.
+	ReportDivergence(context.Context, *ReportDivergenceRequest) (*ReportDivergenceResponse, error)
+	// GetCommitment returns the leader's commitment to the trust state at
+	// its applied index (after a linearizable read): a restarted server
+	// compares its own at that index before it serves.
+	GetCommitment(context.Context, *GetCommitmentRequest) (*GetCommitmentResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -118,6 +154,12 @@ func (UnimplementedPeerServiceServer) AppendAudit(context.Context, *AppendAuditR
 }
 func (UnimplementedPeerServiceServer) Progress(context.Context, *ProgressRequest) (*ProgressResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Progress not implemented")
+}
+func (UnimplementedPeerServiceServer) ReportDivergence(context.Context, *ReportDivergenceRequest) (*ReportDivergenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportDivergence not implemented")
+}
+func (UnimplementedPeerServiceServer) GetCommitment(context.Context, *GetCommitmentRequest) (*GetCommitmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCommitment not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -194,6 +236,42 @@ func _PeerService_Progress_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_ReportDivergence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportDivergenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).ReportDivergence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_ReportDivergence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).ReportDivergence(ctx, req.(*ReportDivergenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PeerService_GetCommitment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCommitmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).GetCommitment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_GetCommitment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).GetCommitment(ctx, req.(*GetCommitmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -212,6 +290,14 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Progress",
 			Handler:    _PeerService_Progress_Handler,
+		},
+		{
+			MethodName: "ReportDivergence",
+			Handler:    _PeerService_ReportDivergence_Handler,
+		},
+		{
+			MethodName: "GetCommitment",
+			Handler:    _PeerService_GetCommitment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
