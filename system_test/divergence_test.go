@@ -317,10 +317,21 @@ func TestTamperedSnapshotDiverges(t *testing.T) {
 	}
 	c, follower, hc := divergenceCluster(t, "-raft-snapshot-threshold", "8")
 	srv := c.servers[follower]
+	admin := c.clients[c.leader(t, "n1", "n2", "n3")]
+	filler := 0
 	testutil.Eventually(t, 30*time.Second, "the follower snapshotted globex's registration", func() error {
 		file, index := newestSnapshot(srv.DataDir)
 		raw, err := os.ReadFile(file)
 		if err != nil || !bytes.Contains(raw, []byte("globex")) {
+			// A follower snapshots once 8 entries arrived since its last
+			// snapshot; an idle cluster would never get there.
+			for range 8 {
+				filler++
+				if _, err := admin.Access().CreateToken(ctxT(t), &trustfedv1.CreateTokenRequest{
+					Role: trustfedv1.TokenRole_TOKEN_ROLE_REGULATOR, Description: fmt.Sprintf("filler %d", filler)}); err != nil {
+					return err
+				}
+			}
 			return fmt.Errorf("no snapshot holds globex yet (newest: index %d, %v)", index, err)
 		}
 		return nil
