@@ -65,16 +65,11 @@ func agreementID(requestID string) string {
 
 // GetAgreement returns one agreement.
 func (s *adminService) GetAgreement(ctx context.Context, req *trustfedv1.GetAgreementRequest) (*trustfedv1.GetAgreementResponse, error) {
-	if err := state.ValidateAgreementID("agreement_id", req.GetAgreementId()); err != nil {
-		return nil, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	ag, _, meta, err := readOne(ctx, s.Server, req.GetConsistency(), byID[*trustfedv1.Agreement]{
+		field: "agreement_id", id: req.GetAgreementId(), notFound: "agreement %q does not exist",
+		validate: state.ValidateAgreementID, lookup: (*state.Reader).Agreement})
 	if err != nil {
 		return nil, err
-	}
-	ag, ok := r.Agreement(req.AgreementId)
-	if !ok {
-		return nil, state.NotFound("agreement_id", "agreement %q does not exist", req.AgreementId)
 	}
 	if err := scopeCheck(ctx, "agreement_id", ag.OrganizationAId, ag.OrganizationBId); err != nil {
 		return nil, err
@@ -139,16 +134,11 @@ func (s *adminService) ApproveAdminChange(ctx context.Context, req *trustfedv1.A
 
 // GetAdminChange returns one change with its approvals.
 func (s *adminService) GetAdminChange(ctx context.Context, req *trustfedv1.GetAdminChangeRequest) (*trustfedv1.GetAdminChangeResponse, error) {
-	if err := state.ValidateAdminChangeID("change_id", req.GetChangeId()); err != nil {
-		return nil, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	rec, r, meta, err := readOne(ctx, s.Server, req.GetConsistency(), byID[*trustfedv1.AdminChangeRecord]{
+		field: "change_id", id: req.GetChangeId(), notFound: "change %s does not exist",
+		validate: state.ValidateAdminChangeID, lookup: (*state.Reader).AdminChange})
 	if err != nil {
 		return nil, err
-	}
-	rec, ok := r.AdminChange(req.ChangeId)
-	if !ok {
-		return nil, state.NotFound("change_id", "change %s does not exist", req.ChangeId)
 	}
 	return &trustfedv1.GetAdminChangeResponse{Change: s.presentChange(r, rec), Meta: meta}, nil
 }
@@ -197,16 +187,11 @@ func (s *adminService) ApproveOrganization(ctx context.Context, req *trustfedv1.
 
 // GetIssuer returns one issuer.
 func (s *adminService) GetIssuer(ctx context.Context, req *trustfedv1.GetIssuerRequest) (*trustfedv1.GetIssuerResponse, error) {
-	if err := state.ValidateOrganizationID("issuer_id", req.GetIssuerId()); err != nil {
-		return nil, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	is, _, meta, err := readOne(ctx, s.Server, req.GetConsistency(), byID[*trustfedv1.Issuer]{
+		field: "issuer_id", id: req.GetIssuerId(), notFound: "issuer %q does not exist",
+		validate: state.ValidateOrganizationID, lookup: (*state.Reader).Issuer})
 	if err != nil {
 		return nil, err
-	}
-	is, ok := r.Issuer(req.IssuerId)
-	if !ok {
-		return nil, state.NotFound("issuer_id", "issuer %q does not exist", req.IssuerId)
 	}
 	return &trustfedv1.GetIssuerResponse{Issuer: is, Meta: meta}, nil
 }

@@ -111,16 +111,11 @@ func validateSessionParty(session, org string) error {
 
 // GetSession returns a session.
 func (s *cascadeService) GetSession(ctx context.Context, req *trustfedv1.GetSessionRequest) (*trustfedv1.GetSessionResponse, error) {
-	if err := state.ValidateSessionID("session_id", req.GetSessionId()); err != nil {
-		return nil, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	got, _, meta, err := readOne(ctx, s.Server, req.GetConsistency(), byID[*trustfedv1.Session]{
+		field: "session_id", id: req.GetSessionId(), notFound: "session %s does not exist",
+		validate: state.ValidateSessionID, lookup: (*state.Reader).Session})
 	if err != nil {
 		return nil, err
-	}
-	got, ok := r.Session(req.SessionId)
-	if !ok {
-		return nil, state.NotFound("session_id", "session %s does not exist", req.SessionId)
 	}
 	if err := scopeCheck(ctx, "session_id", got.FromOrganizationId, got.ToOrganizationId); err != nil {
 		return nil, err
@@ -220,16 +215,11 @@ func (s *cascadeService) AckEvent(ctx context.Context, req *trustfedv1.AckEventR
 
 // GetCascade shows a cascade with every partner's delivery.
 func (s *cascadeService) GetCascade(ctx context.Context, req *trustfedv1.GetCascadeRequest) (*trustfedv1.GetCascadeResponse, error) {
-	if err := state.ValidateEventID("cascade_id", req.GetCascadeId()); err != nil {
-		return nil, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	c, _, meta, err := readOne(ctx, s.Server, req.GetConsistency(), byID[*trustfedv1.Cascade]{
+		field: "cascade_id", id: req.GetCascadeId(), notFound: "cascade %s does not exist",
+		validate: state.ValidateEventID, lookup: (*state.Reader).Cascade})
 	if err != nil {
 		return nil, err
-	}
-	c, ok := r.Cascade(req.CascadeId)
-	if !ok {
-		return nil, state.NotFound("cascade_id", "cascade %s does not exist", req.CascadeId)
 	}
 	if err := scopeCheck(ctx, "cascade_id", cascadeOrgs(c)...); err != nil {
 		return nil, err

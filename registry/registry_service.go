@@ -177,16 +177,11 @@ func (s *registryService) GetKeys(ctx context.Context, _ *trustfedv1.GetKeysRequ
 
 // GetOrganization returns one organisation.
 func (s *registryService) GetOrganization(ctx context.Context, req *trustfedv1.GetOrganizationRequest) (*trustfedv1.GetOrganizationResponse, error) {
-	if err := state.ValidateOrganizationID("organization_id", req.GetOrganizationId()); err != nil {
-		return nil, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	o, _, meta, err := readOne(ctx, s.Server, req.GetConsistency(), byID[*trustfedv1.Organization]{
+		field: "organization_id", id: req.GetOrganizationId(), notFound: "organization %q does not exist",
+		validate: state.ValidateOrganizationID, lookup: (*state.Reader).Organization})
 	if err != nil {
 		return nil, err
-	}
-	o, ok := r.Organization(req.OrganizationId)
-	if !ok {
-		return nil, state.NotFound("organization_id", "organization %q does not exist", req.OrganizationId)
 	}
 	return &trustfedv1.GetOrganizationResponse{Organization: o, Meta: meta}, nil
 }
@@ -266,16 +261,11 @@ func (s *registryService) RequestAuthorization(ctx context.Context, req *trustfe
 
 // GetAuthorization returns a dual-authorisation request.
 func (s *registryService) GetAuthorization(ctx context.Context, req *trustfedv1.GetAuthorizationRequest) (*trustfedv1.GetAuthorizationResponse, error) {
-	if err := state.ValidateAuthorizationID("authorization_id", req.GetAuthorizationId()); err != nil {
-		return nil, err
-	}
-	r, meta, err := s.read(ctx, req.GetConsistency())
+	a, _, meta, err := readOne(ctx, s.Server, req.GetConsistency(), byID[*trustfedv1.Authorization]{
+		field: "authorization_id", id: req.GetAuthorizationId(), notFound: "authorization %q does not exist",
+		validate: state.ValidateAuthorizationID, lookup: (*state.Reader).Authorization})
 	if err != nil {
 		return nil, err
-	}
-	a, ok := r.Authorization(req.AuthorizationId)
-	if !ok {
-		return nil, state.NotFound("authorization_id", "authorization %q does not exist", req.AuthorizationId)
 	}
 	if err := scopeCheck(ctx, "authorization_id", a.GetParsedStatement().GetFromOrganizationId(), a.GetParsedStatement().GetToOrganizationId()); err != nil {
 		return nil, err

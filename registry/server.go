@@ -384,6 +384,33 @@ func (s *Server) proposeWithID(ctx context.Context, cmd proto.Message, given str
 	return err
 }
 
+// byID is one object read by its id: the id's field name and value, how
+// the id is checked, how it is looked up, and the NotFound message (a format
+// with one verb for the id).
+type byID[T any] struct {
+	field, id, notFound string
+	validate            func(field, id string) error
+	lookup              func(r *state.Reader, id string) (T, bool)
+}
+
+// readOne is the start of every Get-by-id handler: validate the id, read the
+// state at consistency c, look the object up (NOT_FOUND naming the field).
+func readOne[T any](ctx context.Context, s *Server, c trustfedv1.Consistency, q byID[T]) (T, *state.Reader, *trustfedv1.ReadMeta, error) {
+	var zero T
+	if err := q.validate(q.field, q.id); err != nil {
+		return zero, nil, nil, err
+	}
+	r, meta, err := s.read(ctx, c)
+	if err != nil {
+		return zero, nil, nil, err
+	}
+	v, ok := q.lookup(r, q.id)
+	if !ok {
+		return zero, nil, nil, state.NotFound(q.field, q.notFound, q.id)
+	}
+	return v, r, meta, nil
+}
+
 // read returns a view of the state as fresh as the consistency asks for.
 func (s *Server) read(ctx context.Context, c trustfedv1.Consistency) (*state.Reader, *trustfedv1.ReadMeta, error) {
 	if err := s.caughtUp(); err != nil {
