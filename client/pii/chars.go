@@ -1,0 +1,137 @@
+package pii
+
+import (
+	"math"
+	"strings"
+)
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
+func isUpper(b byte) bool { return 'A' <= b && b <= 'Z' }
+func isLower(b byte) bool { return 'a' <= b && b <= 'z' }
+func isAlpha(b byte) bool { return isUpper(b) || isLower(b) }
+func isAlnum(b byte) bool { return isAlpha(b) || isDigit(b) }
+func isHex(b byte) bool   { return isDigit(b) || ('a' <= b && b <= 'f') || ('A' <= b && b <= 'F') }
+
+// isB64URL is the base64url alphabet (JWT segments, most API tokens).
+func isB64URL(b byte) bool { return isAlnum(b) || b == '-' || b == '_' }
+
+// isB64 is the standard base64 alphabet without padding.
+func isB64(b byte) bool { return isAlnum(b) || b == '+' || b == '/' }
+
+// isTokenByte is what a secret value may be made of ('=' only as base64
+// padding at its end, see tokenAfter).
+func isTokenByte(b byte) bool {
+	return isAlnum(b) || b == '-' || b == '_' || b == '.' || b == '+' || b == '/'
+}
+
+// wordBoundaryBefore reports whether text[i] starts a token: nothing
+// alphanumeric (or in extra) right before it.
+func boundaryBefore(text string, i int, in func(byte) bool) bool {
+	return i == 0 || !in(text[i-1])
+}
+
+func boundaryAfter(text string, j int, in func(byte) bool) bool {
+	return j >= len(text) || !in(text[j])
+}
+
+// runEnd is the end of the run of bytes in class starting at i.
+func runEnd(text string, i int, in func(byte) bool) int {
+	for i < len(text) && in(text[i]) {
+		i++
+	}
+	return i
+}
+
+// entropy is the Shannon entropy of s in bits per byte.
+func entropy(s string) float64 {
+	if s == "" {
+		return 0
+	}
+	var counts [256]uint16
+	for i := 0; i < len(s); i++ {
+		counts[s[i]]++
+	}
+	n := float64(len(s))
+	var h float64
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / n
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
+}
+
+// classes counts the character classes in s: lower, upper, digit, other.
+func classes(s string) int {
+	var lo, up, di, ot int
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case isLower(b):
+			lo = 1
+		case isUpper(b):
+			up = 1
+		case isDigit(b):
+			di = 1
+		default:
+			ot = 1
+		}
+	}
+	return lo + up + di + ot
+}
+
+// allIn reports whether every byte of s is in class.
+func allIn(s string, in func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !in(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// contextBefore reports whether any of words occurs in the lowercased text
+// within window bytes before i.
+func (c *scanCtx) contextBefore(i, window int, words ...string) bool {
+	w := c.lower[max(0, i-window):i]
+	for _, k := range words {
+		if strings.Contains(w, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// indexAll calls fn with every index of sub in s.
+func indexAll(s, sub string, fn func(i int)) {
+	for off := 0; ; {
+		j := strings.Index(s[off:], sub)
+		if j < 0 {
+			return
+		}
+		fn(off + j)
+		off += j + len(sub)
+	}
+}
+
+// tokenAfter finds the first run of class bytes with a length in
+// [minLen, maxLen] that starts within window bytes after pos. It returns
+// -1, -1 if there is none.
+func tokenAfter(text string, pos, window, minLen, maxLen int, in func(byte) bool) (int, int) {
+	limit := min(len(text), pos+window)
+	for i := pos; i < limit; {
+		if !in(text[i]) {
+			i++
+			continue
+		}
+		j := runEnd(text, i, in)
+		for k := 0; k < 2 && j < len(text) && text[j] == '='; k++ {
+			j++ // base64 padding
+		}
+		if n := j - i; n >= minLen && n <= maxLen && boundaryBefore(text, i, in) {
+			return i, j
+		}
+		i = j
+	}
+	return -1, -1
+}

@@ -1,0 +1,313 @@
+package pii
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/url"
+	"strings"
+)
+
+// detectPrivateKeys finds PEM private-key blocks, from "-----BEGIN ...
+// PRIVATE KEY-----" to the matching END line (or, without one, to the end
+// of the base64 body).
+func detectPrivateKeys(c *scanCtx) {
+	const begin = "-----BEGIN "
+	indexAll(c.text, begin, func(i int) {
+		h := i + len(begin)
+		k := strings.Index(c.text[h:min(len(c.text), h+64)], "-----")
+		if k < 0 {
+			return
+		}
+		label := c.text[h : h+k]
+		if !strings.HasSuffix(label, "PRIVATE KEY") && label != "PGP PRIVATE KEY BLOCK" {
+			return
+		}
+		bodyStart := h + k + 5
+		end := "-----END " + label + "-----"
+		if e := strings.Index(c.text[bodyStart:], end); e >= 0 {
+			c.add(PrivateKey, i, bodyStart+e+len(end), 0.99)
+			return
+		}
+		j := runEnd(c.text, bodyStart, func(b byte) bool {
+			return isB64(b) || b == '=' || b == '\n' || b == '\r' || b == ' ' || b == '\\' || b == ':' || b == '-' || b == ','
+		})
+		if j-bodyStart >= 64 {
+			c.add(PrivateKey, i, j, 0.9)
+		}
+	})
+}
+
+// detectJWTs finds three base64url segments whose first decodes to a JSON
+// object naming an "alg".
+func detectJWTs(c *scanCtx) {
+	indexAll(c.text, "eyJ", func(i int) {
+		if !boundaryBefore(c.text, i, isB64URL) {
+			return
+		}
+		hEnd := runEnd(c.text, i, isB64URL)
+		if hEnd >= len(c.text) || c.text[hEnd] != '.' {
+			return
+		}
+		pEnd := runEnd(c.text, hEnd+1, isB64URL)
+		if pEnd-hEnd-1 < 2 || pEnd >= len(c.text) || c.text[pEnd] != '.' {
+			return
+		}
+		sEnd := runEnd(c.text, pEnd+1, isB64URL)
+		var hdr struct {
+			Alg *string `json:"alg"`
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(c.text[i:hEnd])
+		if err != nil || json.Unmarshal(raw, &hdr) != nil || hdr.Alg == nil {
+			return
+		}
+		conf := 0.9
+		if p, err := base64.RawURLEncoding.DecodeString(c.text[hEnd+1 : pEnd]); err == nil && json.Valid(p) {
+			conf = 0.99
+		}
+		c.add(JWT, i, sEnd, conf)
+	})
+}
+
+// detectGitHubTokens finds GitHub tokens by their documented prefixes.
+func detectGitHubTokens(c *scanCtx) {
+	isTok := func(b byte) bool { return isAlnum(b) || b == '_' }
+	indexAll(c.text, "gh", func(i int) {
+		if i+4 > len(c.text) || c.text[i+3] != '_' || !strings.ContainsRune("pousr", rune(c.text[i+2])) ||
+			!boundaryBefore(c.text, i, isTok) {
+			return
+		}
+		j := runEnd(c.text, i+4, isAlnum)
+		if !boundaryAfter(c.text, j, isTok) {
+			return
+		}
+		switch n := j - i - 4; {
+		case n == 36:
+			c.add(GitHubToken, i, j, 0.99)
+		case n >= 30 && n <= 251:
+			c.add(GitHubToken, i, j, 0.85)
+		}
+	})
+	indexAll(c.text, "github_pat_", func(i int) {
+		if !boundaryBefore(c.text, i, isTok) {
+			return
+		}
+		j := runEnd(c.text, i+11, isTok)
+		switch n := j - i - 11; {
+		case n == 82:
+			c.add(GitHubToken, i, j, 0.99)
+		case n >= 22:
+			c.add(GitHubToken, i, j, 0.85)
+		}
+	})
+}
+
+// awsKeyIDPrefixes are the four-letter prefixes of AWS access key ids.
+var awsKeyIDPrefixes = []string{"AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "ASCA", "ABIA", "ACCA"}
+
+// detectAWSKeys finds access key ids (a prefix and 16 upper-case letters or
+// digits) and secret access keys (40 base64 characters after a keyword
+// naming one).
+func detectAWSKeys(c *scanCtx) {
+	isID := func(b byte) bool { return isUpper(b) || isDigit(b) }
+	for _, p := range awsKeyIDPrefixes {
+		indexAll(c.text, p, func(i int) {
+			j := runEnd(c.text, i, isID)
+			if j-i == 20 && boundaryBefore(c.text, i, isAlnum) && boundaryAfter(c.text, j, isAlnum) {
+				c.add(AWSKey, i, j, 0.98)
+			}
+		})
+	}
+	for _, k := range []string{"aws_secret", "secret_access_key", "secretaccesskey", "aws secret"} {
+		indexAll(c.lower, k, func(i int) {
+			s, e := tokenAfter(c.text, i+len(k), 48, 40, 40, isB64)
+			if s >= 0 && boundaryAfter(c.text, e, func(b byte) bool { return isB64(b) || b == '=' }) && classes(c.text[s:e]) >= 3 {
+				c.add(AWSKey, s, e, 0.95)
+			}
+		})
+	}
+}
+
+// dbSchemes are the URL schemes of databases and brokers.
+var dbSchemes = map[string]bool{
+	"postgres": true, "postgresql": true, "mysql": true, "mariadb": true, "mongodb": true,
+	"mongodb+srv": true, "redis": true, "rediss": true, "amqp": true, "amqps": true, "mssql": true,
+	"sqlserver": true, "oracle": true, "cockroachdb": true, "clickhouse": true, "cassandra": true,
+	"couchdb": true, "neo4j": true, "memcached": true, "snowflake": true, "db2": true,
+}
+
+func isURLByte(b byte) bool {
+	return b > ' ' && b < 0x7f && b != '"' && b != '\'' && b != '<' && b != '>' && b != '`' && b != '\\'
+}
+
+// detectDatabaseURLs finds URLs whose scheme is a database's, with or
+// without a "jdbc:" prefix. Credentials in the URL raise the confidence.
+func detectDatabaseURLs(c *scanCtx) {
+	isScheme := func(b byte) bool { return isAlnum(b) || b == '+' || b == ':' || b == '.' || b == '-' }
+	indexAll(c.text, "://", func(i int) {
+		s := i
+		for s > 0 && isScheme(c.text[s-1]) {
+			s--
+		}
+		scheme := strings.TrimPrefix(c.lower[s:i], "jdbc:")
+		if !dbSchemes[scheme] {
+			return
+		}
+		e := runEnd(c.text, i+3, isURLByte)
+		for e > i+3 && strings.IndexByte(".,;:)]}!?", c.text[e-1]) >= 0 {
+			e--
+		}
+		if e-i-3 < 3 {
+			return
+		}
+		conf := 0.85
+		if u, err := url.Parse(c.text[i-len(scheme) : e]); err == nil && u.Host != "" {
+			conf = 0.92
+			if _, ok := u.User.Password(); ok {
+				conf = 0.99
+			} else if u.User != nil {
+				conf = 0.96
+			}
+		} else if strings.IndexByte(c.text[i+3:e], '@') > 0 {
+			conf = 0.97
+		}
+		c.add(DatabaseURL, s, e, conf)
+	})
+}
+
+// apiKeyPrefixes are documented prefixes of well-known services' keys, with
+// the shortest body that follows them.
+var apiKeyPrefixes = []struct {
+	p    string
+	body int
+}{
+	{"sk_live_", 16}, {"sk_test_", 16}, {"rk_live_", 16}, {"pk_live_", 16}, {"sk-proj-", 32}, {"sk-ant-", 32},
+	{"sk-", 32}, {"xoxb-", 20}, {"xoxp-", 20}, {"xoxa-", 20}, {"AIza", 35}, {"glpat-", 20}, {"npm_", 36},
+	{"SG.", 60}, {"hf_", 30},
+}
+
+// apiKeyWords name a secret token that follows them.
+var apiKeyWords = []string{"api_key", "apikey", "api-key", "api key", "access_token", "auth_token",
+	"client_secret", "secret_key", "x-api-key", "bearer ", "token"}
+
+// detectAPIKeys finds keys by a known prefix, keys named by a keyword before
+// them, and (at low confidence) any long high-entropy token.
+func detectAPIKeys(c *scanCtx) {
+	for _, k := range apiKeyPrefixes {
+		indexAll(c.text, k.p, func(i int) {
+			if !boundaryBefore(c.text, i, isB64URL) {
+				return
+			}
+			j := runEnd(c.text, i+len(k.p), func(b byte) bool { return isB64URL(b) || b == '.' })
+			if j-i-len(k.p) >= k.body {
+				c.add(APIKey, i, j, 0.95)
+			}
+		})
+	}
+	for _, k := range apiKeyWords {
+		indexAll(c.lower, k, func(i int) {
+			s, e := tokenAfter(c.text, i+len(k), 40, 16, 256, isTokenByte)
+			if s < 0 {
+				return
+			}
+			for e > s && (c.text[e-1] == '.' || c.text[e-1] == ',') {
+				e--
+			}
+			if k == "token" && !boundaryBefore(c.lower, i, isAlpha) {
+				return // "access_token" has its own entry; "mytoken" is not a cue
+			}
+			v := c.text[s:e]
+			if len(v) >= 16 && entropy(v) >= 3.0 && classes(v) >= 2 && !isUUID(v) {
+				c.add(APIKey, s, e, 0.9)
+			}
+		})
+	}
+	// Context-free: long tokens that look random and are not a hex digest or a UUID.
+	for i := 0; i < len(c.text); {
+		if !isB64URL(c.text[i]) {
+			i++
+			continue
+		}
+		j := runEnd(c.text, i, isB64URL)
+		if v := c.text[i:j]; len(v) >= 32 && !allIn(v, isHex) && !isUUID(v) && classes(v) >= 3 && entropy(v) >= 4.0 {
+			c.add(APIKey, i, j, 0.55)
+		}
+		i = j
+	}
+}
+
+// isUUID reports the 8-4-4-4-12 hex shape.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if s[i] != '-' {
+				return false
+			}
+		} else if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// passwordWords name a password that follows them.
+var passwordWords = []string{"password", "passwd", "passphrase", "pwd"}
+
+// notPasswords are words that follow "password is" without being one.
+var notPasswords = map[string]bool{
+	"required": true, "incorrect": true, "invalid": true, "null": true, "none": true, "n/a": true,
+	"hidden": true, "correct": true, "wrong": true, "expired": true, "missing": true, "empty": true,
+	"weak": true, "strong": true, "valid": true, "reset": true, "changed": true, "set": true, "unset": true,
+	"redacted": true, "[redacted]": true, "<redacted>": true, "too": true, "not": true, "the": true,
+	"still": true, "being": true, "case-sensitive": true, "stored": true, "protected": true,
+}
+
+// detectPasswords finds the value after "password:", "password=" or
+// "password is".
+func detectPasswords(c *scanCtx) {
+	for _, k := range passwordWords {
+		indexAll(c.lower, k, func(i int) {
+			if !boundaryBefore(c.lower, i, isAlpha) {
+				return
+			}
+			p := runEnd(c.lower, i+len(k), func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
+			p = runEnd(c.lower, p, func(b byte) bool { return b == ' ' || b == '"' || b == '\'' })
+			conf := 0.85
+			switch {
+			case p < len(c.lower) && (c.lower[p] == ':' || c.lower[p] == '='):
+				p++
+			case strings.HasPrefix(c.lower[p:], "is "), strings.HasPrefix(c.lower[p:], "was "):
+				p += strings.IndexByte(c.lower[p:], ' ') + 1
+				conf = 0.7
+			default:
+				return
+			}
+			p = runEnd(c.text, p, func(b byte) bool { return b == ' ' || b == '\t' })
+			s, e := p, 0
+			if p < len(c.text) && (c.text[p] == '"' || c.text[p] == '\'') {
+				q := strings.IndexByte(c.text[p+1:min(len(c.text), p+130)], c.text[p])
+				if q < 0 {
+					return
+				}
+				s, e = p+1, p+1+q
+			} else {
+				e = runEnd(c.text, p, func(b byte) bool { return b > ' ' && b < 0x7f && b != '"' && b != '\'' })
+				for e > s && strings.IndexByte(".,;)", c.text[e-1]) >= 0 {
+					e--
+				}
+			}
+			v := c.text[s:e]
+			if len(v) < 4 || len(v) > 128 || notPasswords[strings.ToLower(v)] || allIn(v, func(b byte) bool { return b == '*' || b == 'x' || b == 'X' }) {
+				return
+			}
+			if classes(v) >= 3 {
+				conf += 0.1
+			} else if classes(v) == 1 && conf < 0.8 {
+				conf = 0.5 // "password is banana": a word, not clearly a password
+			}
+			c.add(Password, s, e, conf)
+		})
+	}
+}

@@ -1,0 +1,104 @@
+package pii
+
+import (
+	"cmp"
+	"slices"
+)
+
+// Scanner detects PII with a fixed set of per-type thresholds. It is safe
+// for concurrent use.
+type Scanner struct {
+	th Thresholds
+}
+
+// NewScanner returns a scanner that reports findings at or above th's
+// threshold for their type.
+func NewScanner(th Thresholds) *Scanner { return &Scanner{th: th} }
+
+var defaultScanner = NewScanner(DefaultThresholds())
+
+// Scan reports the findings in text at the default thresholds, sorted by
+// position and never overlapping.
+func Scan(text string) []Finding { return defaultScanner.Scan(text) }
+
+// Thresholds are the scanner's thresholds.
+func (s *Scanner) Thresholds() Thresholds { return s.th }
+
+// Scan reports the findings in text at s's thresholds, sorted by position
+// and never overlapping.
+func (s *Scanner) Scan(text string) []Finding {
+	c := newScanCtx(text)
+	for _, d := range detectors {
+		d(c)
+	}
+	kept := c.out[:0]
+	for _, f := range c.out {
+		if f.Confidence >= s.th.Get(f.Type) {
+			kept = append(kept, f)
+		}
+	}
+	return resolve(kept)
+}
+
+// detectors run in this order; the order does not matter for the result,
+// which resolve makes deterministic.
+var detectors = []func(*scanCtx){
+	detectPrivateKeys, detectJWTs, detectGitHubTokens, detectAWSKeys, detectDatabaseURLs,
+	detectAPIKeys, detectPasswords, detectEmails, detectSSNs, detectCards, detectPhones,
+	detectIPs, detectNames, detectAddresses,
+}
+
+// resolve drops overlapping findings: the more confident one wins, then the
+// longer one, then the earlier one, then the lower type number. The result
+// is sorted by start.
+func resolve(fs []Finding) []Finding {
+	if len(fs) < 2 {
+		return fs
+	}
+	slices.SortFunc(fs, func(a, b Finding) int {
+		return cmp.Or(
+			cmp.Compare(b.Confidence, a.Confidence),
+			cmp.Compare(b.End-b.Start, a.End-a.Start),
+			cmp.Compare(a.Start, b.Start),
+			cmp.Compare(a.Type, b.Type))
+	})
+	out := make([]Finding, 0, len(fs))
+	for _, f := range fs {
+		i, _ := slices.BinarySearchFunc(out, f.Start, func(g Finding, start int) int { return cmp.Compare(g.Start, start) })
+		if i > 0 && out[i-1].End > f.Start {
+			continue // overlaps the kept finding before it
+		}
+		if i < len(out) && out[i].Start < f.End {
+			continue // overlaps the kept finding after it
+		}
+		out = slices.Insert(out, i, f)
+	}
+	return out
+}
+
+// scanCtx is one scan: the text, its ASCII-lowercased copy for keyword
+// search, and the candidate findings so far.
+type scanCtx struct {
+	text  string
+	lower string
+	out   []Finding
+}
+
+func newScanCtx(text string) *scanCtx {
+	b := make([]byte, len(text))
+	for i := 0; i < len(text); i++ {
+		ch := text[i]
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		b[i] = ch
+	}
+	return &scanCtx{text: text, lower: string(b), out: make([]Finding, 0, 16)}
+}
+
+func (c *scanCtx) add(t Type, start, end int, conf float64) {
+	if start < 0 || end > len(c.text) || start >= end {
+		return
+	}
+	c.out = append(c.out, Finding{Type: t, Start: start, End: end, Confidence: min(max(conf, 0), 1)})
+}
