@@ -135,3 +135,21 @@ func tokenAfter(text string, pos, window, minLen, maxLen int, in func(byte) bool
 	}
 	return -1, -1
 }
+
+// valueAfter is where the value named by a keyword ending at pos starts:
+// past the rest of the key's identifier ("api_key_prod"), separators
+// (": ", "=", quotes) and an optional "is". It returns -1 when something
+// else follows.
+func (c *scanCtx) valueAfter(pos int) int {
+	t := c.lower
+	p := runEnd(t, pos, func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
+	sep := func(b byte) bool { return b == ' ' || b == '\t' || b == ':' || b == '=' || b == '"' || b == '\'' }
+	q := runEnd(t, p, sep)
+	if strings.HasPrefix(t[q:], "is ") {
+		q = runEnd(t, q+3, sep)
+	}
+	if q == p && q > pos || q-p > 8 || q >= len(t) {
+		return -1
+	}
+	return q
+}

@@ -145,7 +145,7 @@ func detectCards(c *scanCtx) {
 			if len(d) < 13 || len(d) > 19 || !numEnd(t, cuts[k].end) && k == nc-1 || !luhn(d) {
 				continue
 			}
-			conf := 0.6
+			conf := 0.5 // a random number passes Luhn one time in ten
 			if cardBrand(d) {
 				conf = 0.95
 			}
@@ -282,8 +282,12 @@ func detectIPs(c *scanCtx) {
 		if tok := t[i:j]; strings.Count(tok, ":") >= 2 && len(tok) >= 3 && boundaryAfter(t, j, isAlnum) {
 			if a, err := netip.ParseAddr(tok); err == nil && a.Is6() {
 				conf := 0.9
-				if strings.Count(tok, ":") < 4 {
-					conf = 0.65
+				if groups := len(strings.FieldsFunc(tok, func(r rune) bool { return r == ':' })); tok == "::1" {
+					conf = 0.7
+				} else if groups < 3 {
+					conf = 0.45 // "a::b", "fe::1": as likely code as an address
+				} else if groups < 5 && !strings.Contains(tok, "::") {
+					conf = 0 // not parsed anyway; kept for clarity
 				}
 				c.add(IPAddress, i, j, conf)
 			}

@@ -157,6 +157,9 @@ func detectAddresses(c *scanCtx) {
 			continue
 		}
 		j := runEnd(t, i, isDigit)
+		if j < len(t) && isUpper(t[j]) && j+1 < len(t) && t[j+1] == ' ' {
+			j++ // 221B
+		}
 		if j-i > 6 || j >= len(t) || t[j] != ' ' {
 			i = j
 			continue

@@ -119,8 +119,12 @@ func detectAWSKeys(c *scanCtx) {
 	}
 	for _, k := range []string{"aws_secret", "secret_access_key", "secretaccesskey", "aws secret"} {
 		indexAll(c.lower, k, func(i int) {
-			s, e := tokenAfter(c.text, i+len(k), 48, 40, 40, isB64)
-			if s >= 0 && boundaryAfter(c.text, e, func(b byte) bool { return isB64(b) || b == '=' }) && classes(c.text[s:e]) >= 3 {
+			s := c.valueAfter(i + len(k))
+			if s < 0 {
+				return
+			}
+			e := runEnd(c.text, s, isB64)
+			if e-s == 40 && boundaryAfter(c.text, e, func(b byte) bool { return isB64(b) || b == '=' }) && classes(c.text[s:e]) >= 3 {
 				c.add(AWSKey, s, e, 0.95)
 			}
 		})
@@ -205,9 +209,13 @@ func detectAPIKeys(c *scanCtx) {
 	}
 	for _, k := range apiKeyWords {
 		indexAll(c.lower, k, func(i int) {
-			s, e := tokenAfter(c.text, i+len(k), 40, 16, 256, isTokenByte)
-			if s < 0 {
+			s := c.valueAfter(i + len(k))
+			if s < 0 || !boundaryBefore(c.text, s, isTokenByte) {
 				return
+			}
+			e := runEnd(c.text, s, isTokenByte)
+			for n := 0; n < 2 && e < len(c.text) && c.text[e] == '='; n++ {
+				e++ // base64 padding
 			}
 			for e > s && (c.text[e-1] == '.' || c.text[e-1] == ',') {
 				e--
@@ -253,7 +261,7 @@ func isUUID(s string) bool {
 }
 
 // passwordWords name a password that follows them.
-var passwordWords = []string{"password", "passwd", "passphrase", "pwd"}
+var passwordWords = []string{"password", "passwd", "passphrase", "pwd", "pass"}
 
 // notPasswords are words that follow "password is" without being one.
 var notPasswords = map[string]bool{

@@ -38,6 +38,8 @@ Saturday Sunday January February March April June July August September October 
 University College School Hospital Department Office Service Services Support Please Thanks Thank
 Hello Hi Dear Regards Best Ticket Order Invoice Account Meeting Update Report Server Cluster API
 Federation Agent Agents Registry North South East West New Old Great Saint San Los Las El
+Airport Center Centre Valley Services Park Hall Bridge River Mountain Lake Island Station Hotel
+Museum Church Institute Foundation Systems Labs Solutions Partners Holdings Capital Street Square
 `)
 
 func set(s string) map[string]bool {
