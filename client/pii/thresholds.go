@@ -61,8 +61,8 @@ const thresholdsFileVersion = 1
 // thresholdsFile is the JSON form: {"version": 1, "thresholds": {"EMAIL": 0.8}}.
 // Types not listed keep the default.
 type thresholdsFile struct {
-	Version    int                 `json:"version"`
-	Thresholds map[string]*float64 `json:"thresholds"`
+	Version    int                        `json:"version"`
+	Thresholds map[string]json.RawMessage `json:"thresholds"`
 }
 
 // Overrides are the types whose threshold differs from the default.
@@ -79,9 +79,13 @@ func (t Thresholds) Overrides() map[Type]float64 {
 
 // MarshalJSON writes the file form with every override, in type order.
 func (t Thresholds) MarshalJSON() ([]byte, error) {
-	f := thresholdsFile{Version: thresholdsFileVersion, Thresholds: map[string]*float64{}}
+	f := thresholdsFile{Version: thresholdsFileVersion, Thresholds: map[string]json.RawMessage{}}
 	for ty, v := range t.Overrides() {
-		f.Thresholds[TypeName(ty)] = &v
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("thresholds[%q]: %w", TypeName(ty), err)
+		}
+		f.Thresholds[TypeName(ty)] = b
 	}
 	return json.MarshalIndent(f, "", "  ")
 }
@@ -109,9 +113,9 @@ func (t *Thresholds) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("%w: thresholds[%q]: %w", ErrThresholds, name, err)
 		}
-		v := f.Thresholds[name]
-		if v == nil {
-			return fmt.Errorf("%w: thresholds[%q]: null is not a number", ErrThresholds, name)
+		var v *float64
+		if err := json.Unmarshal(f.Thresholds[name], &v); err != nil || v == nil {
+			return fmt.Errorf("%w: thresholds[%q]: %s is not a number", ErrThresholds, name, f.Thresholds[name])
 		}
 		if err := out.Set(ty, *v); err != nil {
 			return err
