@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -132,7 +133,10 @@ func (s *Scanner) Apply(text string, p Policy, key []byte) (Result, error) {
 	var b strings.Builder
 	b.Grow(len(text) + 16*len(fs))
 	last := 0
-	var mac []byte
+	var (
+		tok []byte
+		mac hash.Hash
+	)
 	for _, a := range applied {
 		switch a.Action {
 		case ActionRedact:
@@ -143,8 +147,11 @@ func (s *Scanner) Apply(text string, p Policy, key []byte) (Result, error) {
 			last = a.End
 		case ActionHash:
 			b.WriteString(text[last:a.Start])
-			mac = hashToken(mac[:0], key, a.Type, a.Value(text))
-			b.Write(mac)
+			if mac == nil {
+				mac = hmac.New(sha256.New, key)
+			}
+			tok = hashToken(tok[:0], mac, a.Type, a.Value(text))
+			b.Write(tok)
 			last = a.End
 		}
 	}
@@ -154,11 +161,12 @@ func (s *Scanner) Apply(text string, p Policy, key []byte) (Result, error) {
 
 // HashToken is the token HASH puts in place of a value of type t under key.
 func HashToken(key []byte, t Type, value string) string {
-	return string(hashToken(nil, key, t, value))
+	return string(hashToken(nil, hmac.New(sha256.New, key), t, value))
 }
 
-func hashToken(dst, key []byte, t Type, value string) []byte {
-	m := hmac.New(sha256.New, key)
+// hashToken appends the token of value to dst, resetting m (an HMAC) first.
+func hashToken(dst []byte, m hash.Hash, t Type, value string) []byte {
+	m.Reset()
 	m.Write([]byte(TypeName(t)))
 	m.Write([]byte{0})
 	m.Write([]byte(value))

@@ -102,15 +102,43 @@ func (c *scanCtx) contextBefore(i, window int, words ...string) bool {
 	return false
 }
 
-// indexAll calls fn with every index of sub in s.
-func indexAll(s, sub string, fn func(i int)) {
-	for off := 0; ; {
-		j := strings.Index(s[off:], sub)
-		if j < 0 {
-			return
+// prefixSet is a list of prefixes indexed by their first byte.
+type prefixSet struct {
+	list    []string
+	byFirst [256][]uint8
+}
+
+func newPrefixSet(list ...string) *prefixSet {
+	ps := &prefixSet{list: list}
+	for k, p := range list {
+		ps.byFirst[p[0]] = append(ps.byFirst[p[0]], uint8(k))
+	}
+	return ps
+}
+
+// atRuns calls fn(i, k) for every run start i where s (the text or its
+// lowercased copy) continues with ps.list[k]. Prefixes are looked for only
+// where a token starts, which is one pass over the runs instead of one
+// search of the text per prefix.
+func (c *scanCtx) atRuns(s string, ps *prefixSet, fn func(i, k int)) {
+	for _, r := range c.runs {
+		for _, k := range ps.byFirst[s[r.s]] {
+			if p := ps.list[k]; strings.HasPrefix(s[r.s:], p) {
+				fn(r.s, int(k))
+			}
 		}
-		fn(off + j)
-		off += j + len(sub)
+	}
+}
+
+// atWords calls fn(i, k) for every run whose lowercased text is words[k].
+func (c *scanCtx) atWords(words []string, fn func(i, k int)) {
+	for _, r := range c.runs {
+		w := c.lower[r.s:r.e]
+		for k, p := range words {
+			if w == p {
+				fn(r.s, k)
+			}
+		}
 	}
 }
 

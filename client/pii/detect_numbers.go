@@ -49,27 +49,23 @@ var ssnWords = []string{"ssn", "social security", "ss#", "taxpayer"}
 // nine bare digits right after a word naming an SSN.
 func detectSSNs(c *scanCtx) {
 	t := c.text
-	for i := 0; i+9 <= len(t); i++ {
-		if !numStart(t, i) {
-			continue
-		}
-		ctx := c.contextBefore(i, 32, ssnWords...)
+	c.numRuns(func(i int) int {
 		if i+11 <= len(t) && (t[i+3] == '-' || t[i+3] == ' ') && t[i+6] == t[i+3] &&
 			allDigits(t[i:i+3]) && allDigits(t[i+4:i+6]) && allDigits(t[i+7:i+11]) && numEnd(t, i+11) {
 			if validSSN(t[i:i+3], t[i+4:i+6], t[i+7:i+11]) {
 				conf := pick(t[i+3] == '-', 0.9, 0.65)
-				if ctx {
+				if c.contextBefore(i, 32, ssnWords...) {
 					conf += 0.09
 				}
 				c.add(SSN, i, i+11, conf)
 			}
-			i += 10
-			continue
+			return i + 11
 		}
 		if j := runEnd(t, i, isDigit); j-i == 9 && numEnd(t, j) && validSSN(t[i:i+3], t[i+3:i+5], t[i+5:i+9]) {
-			c.add(SSN, i, j, pick(ctx, 0.85, 0.3))
+			c.add(SSN, i, j, pick(c.contextBefore(i, 32, ssnWords...), 0.85, 0.3))
 		}
-	}
+		return i + 1
+	})
 }
 
 // luhn reports whether the digits pass the Luhn checksum.
@@ -112,9 +108,9 @@ func cardBrand(d []byte) bool {
 func detectCards(c *scanCtx) {
 	t := c.text
 	var buf [24]byte
-	for i := 0; i < len(t); i++ {
-		if !numStart(t, i) || (i > 0 && t[i-1] == '+') {
-			continue
+	c.numRuns(func(i int) int {
+		if i > 0 && t[i-1] == '+' {
+			return i + 1
 		}
 		n, sep, j := 0, byte(0), i
 		type cut struct{ end, n int }
@@ -150,10 +146,10 @@ func detectCards(c *scanCtx) {
 				conf = 0.95
 			}
 			c.add(CreditCard, i, cuts[k].end, conf)
-			break
+			return cuts[k].end
 		}
-		i = j
-	}
+		return i + 1
+	})
 }
 
 var phoneWords = []string{"phone", "tel", "call", "mobile", "cell", "fax", "whatsapp", "sms", "text me", "reach me"}
@@ -163,18 +159,15 @@ var phoneWords = []string{"phone", "tel", "call", "mobile", "cell", "fax", "what
 // bare digits after a word naming a phone.
 func detectPhones(c *scanCtx) {
 	t := c.text
-	for i := 0; i < len(t); i++ {
-		b := t[i]
-		plus := b == '+' && i+1 < len(t) && isDigit(t[i+1]) && boundaryBefore(t, i, isAlnum)
-		paren := b == '(' && i+1 < len(t) && isDigit(t[i+1]) && boundaryBefore(t, i, isAlnum)
-		if !plus && !paren && !numStart(t, i) {
-			continue
+	c.numRuns(func(i int) int {
+		plus := i > 0 && t[i-1] == '+' && boundaryBefore(t, i-1, isAlnum)
+		paren := i > 0 && t[i-1] == '(' && boundaryBefore(t, i-1, isAlnum)
+		start := i
+		if plus || paren {
+			start = i - 1
 		}
-		var groups [8]int
-		ng, digits, j := 0, 0, i
-		if plus {
-			j++
-		}
+		var groups, ends [8]int
+		ng, j := 0, i
 		for j < len(t) && ng < len(groups) {
 			if t[j] == '(' && j+1 < len(t) && isDigit(t[j+1]) {
 				j++
@@ -183,7 +176,7 @@ func detectPhones(c *scanCtx) {
 			if k == j {
 				break
 			}
-			groups[ng], ng, digits, j = k-j, ng+1, digits+k-j, k
+			groups[ng], ends[ng], ng, j = k-j, k, ng+1, k
 			if j < len(t) && t[j] == ')' {
 				j++
 			}
@@ -193,39 +186,51 @@ func detectPhones(c *scanCtx) {
 			}
 			break
 		}
-		end := j
-		for end > i && !isDigit(t[end-1]) {
-			end--
-		}
-		if !numEnd(t, end) || digits == 0 {
-			i = max(i, end-1)
-			continue
-		}
-		g := groups[:ng]
-		ctx := c.contextBefore(i, 30, phoneWords...)
-		conf := 0.0
-		switch {
-		case plus && digits >= 8 && digits <= 15 && (ng == 1 || g[0] <= 3):
-			conf = 0.9
-		case plus:
-		case eq(g, 3, 3, 4), eq(g, 1, 3, 3, 4) && t[i] == '1':
-			conf = 0.85
-			if t[i] != '(' && strings.IndexByte(t[i:end], '.') >= 0 && ng == 3 && !ctx {
-				conf = 0.7 // 555.123.4567 is also a dotted identifier
+		// The longest prefix of the groups that makes a phone number wins:
+		// "+44 20 5921 7466 10.2.3.4" is a number followed by an address.
+		ctx := -1
+		for n := ng; n >= 1; n-- {
+			end := ends[n-1]
+			if !numEnd(t, end) {
+				continue
 			}
-		case t[i] == '0' && (eq(g, 3, 4, 4) || eq(g, 4, 3, 4) || eq(g, 5, 6) || eq(g, 2, 4, 4) || eq(g, 2, 2, 2, 2, 2)):
-			conf = 0.75
-		case eq(g, 10):
-			conf = 0.4
-		}
-		if conf > 0 {
-			if ctx {
+			conf := phoneConf(t, start, end, groups[:n], plus)
+			if conf == 0 {
+				continue
+			}
+			if ctx < 0 {
+				ctx = int(pick(c.contextBefore(start, 30, phoneWords...), 1, 0))
+			}
+			if ctx == 1 {
 				conf += 0.08
+			} else if t[start] != '(' && ng == 3 && n == 3 && strings.IndexByte(t[start:end], '.') >= 0 {
+				conf = min(conf, 0.7) // 555.123.4567 is also a dotted identifier
 			}
-			c.add(Phone, i, end, conf)
+			c.add(Phone, start, end, conf)
+			return end
 		}
-		i = max(i, end-1)
+		return i + 1
+	})
+}
+
+// phoneConf is the confidence that groups of digits make a phone number.
+func phoneConf(t string, start, end int, g []int, plus bool) float64 {
+	digits := 0
+	for _, n := range g {
+		digits += n
 	}
+	switch {
+	case plus && digits >= 8 && digits <= 15 && (len(g) == 1 || g[0] <= 3) && len(g) >= 2 || plus && len(g) == 1 && digits >= 10 && digits <= 15:
+		return 0.9
+	case plus:
+	case eq(g, 3, 3, 4), eq(g, 1, 3, 3, 4) && t[start] == '1':
+		return 0.85
+	case t[start] == '0' && (eq(g, 3, 4, 4) || eq(g, 4, 3, 4) || eq(g, 5, 6) || eq(g, 2, 4, 4) || eq(g, 2, 2, 2, 2, 2)):
+		return 0.75
+	case eq(g, 10):
+		return 0.4
+	}
+	return 0
 }
 
 func eq(g []int, want ...int) bool {
@@ -249,9 +254,9 @@ func isV6Byte(b byte) bool { return isHex(b) || b == ':' || b == '.' }
 // likely to be an address.
 func detectIPs(c *scanCtx) {
 	t := c.text
-	for i := 0; i < len(t); i++ {
-		if !isDigit(t[i]) || !boundaryBefore(t, i, func(b byte) bool { return isAlnum(b) || b == '.' }) {
-			continue
+	c.numRuns(func(i int) int {
+		if i > 0 && t[i-1] == '.' {
+			return i + 1
 		}
 		j := runEnd(t, i, func(b byte) bool { return isDigit(b) || b == '.' })
 		for j > i && t[j-1] == '.' {
@@ -269,13 +274,22 @@ func detectIPs(c *scanCtx) {
 				c.add(IPAddress, i, j, conf)
 			}
 		}
-		i = j
-	}
-	for i := 0; i < len(t); i++ {
-		if !isV6Byte(t[i]) || !boundaryBefore(t, i, func(b byte) bool { return isAlnum(b) || b == ':' || b == '.' }) {
-			continue
+		return j
+	})
+	for off := 0; off < len(t); {
+		p := strings.IndexByte(t[off:], ':')
+		if p < 0 {
+			return
+		}
+		i := off + p
+		for i > 0 && isV6Byte(t[i-1]) {
+			i--
 		}
 		j := runEnd(t, i, isV6Byte)
+		off = j + 1
+		if !boundaryBefore(t, i, isAlnum) {
+			continue
+		}
 		for j > i && (t[j-1] == '.' || (t[j-1] == ':' && !strings.HasSuffix(t[i:j], "::"))) {
 			j--
 		}
@@ -292,7 +306,6 @@ func detectIPs(c *scanCtx) {
 				c.add(IPAddress, i, j, conf)
 			}
 		}
-		i = j
 	}
 }
 

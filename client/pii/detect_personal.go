@@ -44,22 +44,17 @@ func detectEmails(c *scanCtx) {
 // word is one ASCII word of the text.
 type word struct{ s, e int }
 
-// words splits the text into ASCII words (letters, apostrophes, inner
-// hyphens).
+// words are the text's runs of letters and digits, joined across a single
+// apostrophe or hyphen between letters (O'Brien, Jean-Luc).
 func (c *scanCtx) words() []word {
 	t := c.text
-	ws := make([]word, 0, len(t)/6)
-	for i := 0; i < len(t); {
-		if !isAlpha(t[i]) {
-			i++
+	ws := make([]word, 0, len(c.runs))
+	for _, r := range c.runs {
+		if n := len(ws); n > 0 && ws[n-1].e+1 == r.s && (t[r.s-1] == '\'' || t[r.s-1] == '-') && isAlpha(t[r.s]) && isAlpha(t[r.s-2]) {
+			ws[n-1].e = r.e
 			continue
 		}
-		j := runEnd(t, i, func(b byte) bool { return isAlpha(b) || b == '\'' || b == '-' })
-		for j > i && !isAlpha(t[j-1]) {
-			j--
-		}
-		ws = append(ws, word{i, j})
-		i = j + 1
+		ws = append(ws, word{r.s, r.e})
 	}
 	return ws
 }
@@ -108,6 +103,9 @@ func detectNames(c *scanCtx) {
 		return n, k + n - 1
 	}
 	for k := 0; k < len(ws); k++ {
+		if !isUpper(t[ws[k].s]) {
+			continue // every name starts with a capital
+		}
 		w := t[ws[k].s:ws[k].e]
 		switch {
 		case titles[w] && k+1 < len(ws):
@@ -152,17 +150,13 @@ var unitWords = map[string]bool{"Apt": true, "Suite": true, "Unit": true, "Floor
 // ", City, ST 12345" (or a UK postcode) when they follow; and PO boxes.
 func detectAddresses(c *scanCtx) {
 	t := c.text
-	for i := 0; i < len(t); i++ {
-		if !numStart(t, i) {
-			continue
-		}
+	c.numRuns(func(i int) int {
 		j := runEnd(t, i, isDigit)
 		if j < len(t) && isUpper(t[j]) && j+1 < len(t) && t[j+1] == ' ' {
 			j++ // 221B
 		}
 		if j-i > 6 || j >= len(t) || t[j] != ' ' {
-			i = j
-			continue
+			return j
 		}
 		p, n, end := j+1, 0, -1
 		for n < 6 && p < len(t) {
@@ -188,8 +182,7 @@ func detectAddresses(c *scanCtx) {
 			p = we + 1
 		}
 		if end < 0 {
-			i = j
-			continue
+			return j
 		}
 		conf := 0.85
 		for _, d := range []string{" NW", " NE", " SW", " SE", " N", " S", " E", " W"} {
@@ -203,16 +196,17 @@ func detectAddresses(c *scanCtx) {
 			end, conf = e, 0.95
 		}
 		c.add(PostalAddress, i, end, conf)
-		i = end
-	}
-	for _, k := range []string{"po box ", "p.o. box "} {
-		indexAll(c.lower, k, func(i int) {
-			if j := runEnd(t, i+len(k), isDigit); j > i+len(k) && boundaryBefore(t, i, isAlnum) {
-				c.add(PostalAddress, i, addressTail(t, j), 0.8)
-			}
-		})
-	}
+		return end
+	})
+	c.atRuns(c.lower, poBoxSet, func(i, k int) {
+		if n := len(poBoxSet.list[k]); runEnd(t, i+n, isDigit) > i+n {
+			j := runEnd(t, i+n, isDigit)
+			c.add(PostalAddress, i, addressTail(t, j), 0.8)
+		}
+	})
 }
+
+var poBoxSet = newPrefixSet("po box ", "p.o. box ")
 
 func ordinal(w string) bool {
 	n := len(w)

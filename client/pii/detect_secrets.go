@@ -12,7 +12,20 @@ import (
 // of the base64 body).
 func detectPrivateKeys(c *scanCtx) {
 	const begin = "-----BEGIN "
-	indexAll(c.text, begin, func(i int) {
+	for off := 0; ; {
+		k := strings.Index(c.text[off:], begin)
+		if k < 0 {
+			return
+		}
+		i := off + k
+		off = i + len(begin)
+		detectPrivateKeyAt(c, i)
+	}
+}
+
+func detectPrivateKeyAt(c *scanCtx, i int) {
+	const begin = "-----BEGIN "
+	{
 		h := i + len(begin)
 		k := strings.Index(c.text[h:min(len(c.text), h+64)], "-----")
 		if k < 0 {
@@ -34,13 +47,13 @@ func detectPrivateKeys(c *scanCtx) {
 		if j-bodyStart >= 64 {
 			c.add(PrivateKey, i, j, 0.9)
 		}
-	})
+	}
 }
 
 // detectJWTs finds three base64url segments whose first decodes to a JSON
 // object naming an "alg".
 func detectJWTs(c *scanCtx) {
-	indexAll(c.text, "eyJ", func(i int) {
+	c.atRuns(c.text, jwtPrefix, func(i, _ int) {
 		if !boundaryBefore(c.text, i, isB64URL) {
 			return
 		}
@@ -71,9 +84,8 @@ func detectJWTs(c *scanCtx) {
 // detectGitHubTokens finds GitHub tokens by their documented prefixes.
 func detectGitHubTokens(c *scanCtx) {
 	isTok := func(b byte) bool { return isAlnum(b) || b == '_' }
-	indexAll(c.text, "gh", func(i int) {
-		if i+4 > len(c.text) || c.text[i+3] != '_' || !strings.ContainsRune("pousr", rune(c.text[i+2])) ||
-			!boundaryBefore(c.text, i, isTok) {
+	c.atRuns(c.text, ghPrefixes, func(i, _ int) {
+		if !boundaryBefore(c.text, i, isTok) {
 			return
 		}
 		j := runEnd(c.text, i+4, isAlnum)
@@ -87,7 +99,7 @@ func detectGitHubTokens(c *scanCtx) {
 			c.add(GitHubToken, i, j, 0.85)
 		}
 	})
-	indexAll(c.text, "github_pat_", func(i int) {
+	c.atRuns(c.text, ghPATPrefix, func(i, _ int) {
 		if !boundaryBefore(c.text, i, isTok) {
 			return
 		}
@@ -109,17 +121,15 @@ var awsKeyIDPrefixes = []string{"AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", 
 // naming one).
 func detectAWSKeys(c *scanCtx) {
 	isID := func(b byte) bool { return isUpper(b) || isDigit(b) }
-	for _, p := range awsKeyIDPrefixes {
-		indexAll(c.text, p, func(i int) {
-			j := runEnd(c.text, i, isID)
-			if j-i == 20 && boundaryBefore(c.text, i, isAlnum) && boundaryAfter(c.text, j, isAlnum) {
-				c.add(AWSKey, i, j, 0.98)
-			}
-		})
-	}
-	for _, k := range []string{"aws_secret", "secret_access_key", "secretaccesskey", "aws secret"} {
-		indexAll(c.lower, k, func(i int) {
-			s := c.valueAfter(i + len(k))
+	c.atRuns(c.text, awsKeyIDSet, func(i, _ int) {
+		j := runEnd(c.text, i, isID)
+		if j-i == 20 && boundaryAfter(c.text, j, isAlnum) {
+			c.add(AWSKey, i, j, 0.98)
+		}
+	})
+	c.atRuns(c.lower, awsSecretSet, func(i, k int) {
+		{
+			s := c.valueAfter(i + len(awsSecretWords[k]))
 			if s < 0 {
 				return
 			}
@@ -127,9 +137,11 @@ func detectAWSKeys(c *scanCtx) {
 			if e-s == 40 && boundaryAfter(c.text, e, func(b byte) bool { return isB64(b) || b == '=' }) && classes(c.text[s:e]) >= 3 {
 				c.add(AWSKey, s, e, 0.95)
 			}
-		})
-	}
+		}
+	})
 }
+
+var awsSecretWords = []string{"aws_secret", "secret_access_key", "secretaccesskey", "aws secret"}
 
 // dbSchemes are the URL schemes of databases and brokers.
 var dbSchemes = map[string]bool{
@@ -146,8 +158,19 @@ func isURLByte(b byte) bool {
 // detectDatabaseURLs finds URLs whose scheme is a database's, with or
 // without a "jdbc:" prefix. Credentials in the URL raise the confidence.
 func detectDatabaseURLs(c *scanCtx) {
+	for off := 0; ; {
+		k := strings.Index(c.text[off:], "://")
+		if k < 0 {
+			return
+		}
+		off += k + 3
+		detectDatabaseURLAt(c, off-3)
+	}
+}
+
+func detectDatabaseURLAt(c *scanCtx, i int) {
 	isScheme := func(b byte) bool { return isAlnum(b) || b == '+' || b == ':' || b == '.' || b == '-' }
-	indexAll(c.text, "://", func(i int) {
+	{
 		s := i
 		for s > 0 && isScheme(c.text[s-1]) {
 			s--
@@ -175,7 +198,7 @@ func detectDatabaseURLs(c *scanCtx) {
 			conf = 0.97
 		}
 		c.add(DatabaseURL, s, e, conf)
-	})
+	}
 }
 
 // apiKeyPrefixes are documented prefixes of well-known services' keys, with
@@ -189,6 +212,14 @@ var apiKeyPrefixes = []struct {
 	{"SG.", 60}, {"hf_", 30},
 }
 
+var apiKeyPrefixNames = func() []string {
+	n := make([]string, len(apiKeyPrefixes))
+	for i, k := range apiKeyPrefixes {
+		n[i] = k.p
+	}
+	return n
+}()
+
 // apiKeyWords name a secret token that follows them.
 var apiKeyWords = []string{"api_key", "apikey", "api-key", "api key", "access_token", "auth_token",
 	"client_secret", "secret_key", "x-api-key", "bearer ", "token"}
@@ -196,19 +227,19 @@ var apiKeyWords = []string{"api_key", "apikey", "api-key", "api key", "access_to
 // detectAPIKeys finds keys by a known prefix, keys named by a keyword before
 // them, and (at low confidence) any long high-entropy token.
 func detectAPIKeys(c *scanCtx) {
-	for _, k := range apiKeyPrefixes {
-		indexAll(c.text, k.p, func(i int) {
-			if !boundaryBefore(c.text, i, isB64URL) {
-				return
-			}
-			j := runEnd(c.text, i+len(k.p), func(b byte) bool { return isB64URL(b) || b == '.' })
-			if j-i-len(k.p) >= k.body {
-				c.add(APIKey, i, j, 0.95)
-			}
-		})
-	}
-	for _, k := range apiKeyWords {
-		indexAll(c.lower, k, func(i int) {
+	c.atRuns(c.text, apiKeyPrefixSet, func(i, n int) {
+		k := apiKeyPrefixes[n]
+		if !boundaryBefore(c.text, i, isB64URL) {
+			return
+		}
+		j := runEnd(c.text, i+len(k.p), func(b byte) bool { return isB64URL(b) || b == '.' })
+		if j-i-len(k.p) >= k.body {
+			c.add(APIKey, i, j, 0.95)
+		}
+	})
+	c.atRuns(c.lower, apiKeyWordSet, func(i, n int) {
+		k := apiKeyWords[n]
+		{
 			s := c.valueAfter(i + len(k))
 			if s < 0 || !boundaryBefore(c.text, s, isTokenByte) {
 				return
@@ -220,26 +251,25 @@ func detectAPIKeys(c *scanCtx) {
 			for e > s && (c.text[e-1] == '.' || c.text[e-1] == ',') {
 				e--
 			}
-			if k == "token" && !boundaryBefore(c.lower, i, isAlpha) {
-				return // "access_token" has its own entry; "mytoken" is not a cue
-			}
 			v := c.text[s:e]
 			if len(v) >= 16 && entropy(v) >= 3.0 && classes(v) >= 2 && !isUUID(v) {
 				c.add(APIKey, s, e, 0.9)
 			}
-		})
-	}
+		}
+	})
 	// Context-free: long tokens that look random and are not a hex digest or a UUID.
-	for i := 0; i < len(c.text); {
-		if !isB64URL(c.text[i]) {
-			i++
+	for k := 0; k < len(c.runs); k++ {
+		i, j := c.runs[k].s, c.runs[k].e
+		for k+1 < len(c.runs) && c.runs[k+1].s == j+1 && (c.text[j] == '-' || c.text[j] == '_') {
+			k++
+			j = c.runs[k].e
+		}
+		if !boundaryBefore(c.text, i, isB64URL) || !boundaryAfter(c.text, j, isB64URL) {
 			continue
 		}
-		j := runEnd(c.text, i, isB64URL)
 		if v := c.text[i:j]; len(v) >= 32 && !allIn(v, isHex) && !isUUID(v) && classes(v) >= 3 && entropy(v) >= 4.0 {
 			c.add(APIKey, i, j, 0.55)
 		}
-		i = j
 	}
 }
 
@@ -275,11 +305,9 @@ var notPasswords = map[string]bool{
 // detectPasswords finds the value after "password:", "password=" or
 // "password is".
 func detectPasswords(c *scanCtx) {
-	for _, k := range passwordWords {
-		indexAll(c.lower, k, func(i int) {
-			if !boundaryBefore(c.lower, i, isAlpha) {
-				return
-			}
+	c.atWords(passwordWords, func(i, n int) {
+		k := passwordWords[n]
+		{
 			p := runEnd(c.lower, i+len(k), func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
 			p = runEnd(c.lower, p, func(b byte) bool { return b == ' ' || b == '"' || b == '\'' })
 			conf := 0.85
@@ -316,6 +344,16 @@ func detectPasswords(c *scanCtx) {
 				conf = 0.5 // "password is banana": a word, not clearly a password
 			}
 			c.add(Password, s, e, conf)
-		})
-	}
+		}
+	})
 }
+
+var (
+	jwtPrefix       = newPrefixSet("eyJ")
+	ghPrefixes      = newPrefixSet("ghp_", "gho_", "ghs_", "ghu_", "ghr_")
+	ghPATPrefix     = newPrefixSet("github_pat_")
+	awsKeyIDSet     = newPrefixSet(awsKeyIDPrefixes...)
+	awsSecretSet    = newPrefixSet(awsSecretWords...)
+	apiKeyPrefixSet = newPrefixSet(apiKeyPrefixNames...)
+	apiKeyWordSet   = newPrefixSet(apiKeyWords...)
+)

@@ -77,23 +77,75 @@ func resolve(fs []Finding) []Finding {
 }
 
 // scanCtx is one scan: the text, its ASCII-lowercased copy for keyword
-// search, and the candidate findings so far.
+// search, its runs of letters and digits, and the candidate findings so far.
+// The lowercased copy and the runs come from one pass over the text, so
+// that the detectors visit candidates instead of every byte.
 type scanCtx struct {
 	text  string
 	lower string
+	runs  []span // maximal runs of ASCII letters and digits, in order
 	out   []Finding
 }
 
+// span is [s, e) in the text.
+type span struct{ s, e int }
+
 func newScanCtx(text string) *scanCtx {
 	b := make([]byte, len(text))
+	runs := make([]span, 0, len(text)/5)
+	in := false
 	for i := 0; i < len(text); i++ {
 		ch := text[i]
-		if 'A' <= ch && ch <= 'Z' {
+		k := asciiClass[ch]
+		if k == clUpper {
 			ch += 'a' - 'A'
 		}
 		b[i] = ch
+		switch {
+		case k != clOther && !in:
+			runs = append(runs, span{i, 0})
+			in = true
+		case k == clOther && in:
+			runs[len(runs)-1].e = i
+			in = false
+		}
 	}
-	return &scanCtx{text: text, lower: string(b), out: make([]Finding, 0, 16)}
+	if in {
+		runs[len(runs)-1].e = len(text)
+	}
+	return &scanCtx{text: text, lower: string(b), runs: runs, out: make([]Finding, 0, 16)}
+}
+
+const (
+	clOther = iota
+	clUpper
+	clLower
+	clDigit
+)
+
+var asciiClass = func() (t [256]uint8) {
+	for ch := 'A'; ch <= 'Z'; ch++ {
+		t[ch] = clUpper
+		t[ch+'a'-'A'] = clLower
+	}
+	for ch := '0'; ch <= '9'; ch++ {
+		t[ch] = clDigit
+	}
+	return t
+}()
+
+// numRuns calls fn with the start of every run that begins with a digit and
+// does not continue a dotted, dashed or slashed number ("1.2", "12-34").
+// fn returns where the scan may resume; runs starting before it are
+// skipped.
+func (c *scanCtx) numRuns(fn func(i int) int) {
+	next := 0
+	for _, r := range c.runs {
+		if r.s < next || !isDigit(c.text[r.s]) || !numStart(c.text, r.s) {
+			continue
+		}
+		next = fn(r.s)
+	}
 }
 
 func (c *scanCtx) add(t Type, start, end int, conf float64) {
