@@ -135,7 +135,7 @@ func (s *Scanner) Apply(text string, p Policy, key []byte) (Result, error) {
 	last := 0
 	var (
 		tok []byte
-		mac hash.Hash
+		h   *hasher
 	)
 	for _, a := range applied {
 		switch a.Action {
@@ -147,10 +147,10 @@ func (s *Scanner) Apply(text string, p Policy, key []byte) (Result, error) {
 			last = a.End
 		case ActionHash:
 			b.WriteString(text[last:a.Start])
-			if mac == nil {
-				mac = hmac.New(sha256.New, key)
+			if h == nil {
+				h = newHasher(key)
 			}
-			tok = hashToken(tok[:0], mac, a.Type, a.Value(text))
+			tok = h.token(tok[:0], a.Type, a.Value(text))
 			b.Write(tok)
 			last = a.End
 		}
@@ -161,20 +161,30 @@ func (s *Scanner) Apply(text string, p Policy, key []byte) (Result, error) {
 
 // HashToken is the token HASH puts in place of a value of type t under key.
 func HashToken(key []byte, t Type, value string) string {
-	return string(hashToken(nil, hmac.New(sha256.New, key), t, value))
+	return string(newHasher(key).token(nil, t, value))
 }
 
-// hashToken appends the token of value to dst, resetting m (an HMAC) first.
-func hashToken(dst []byte, m hash.Hash, t Type, value string) []byte {
-	m.Reset()
-	m.Write([]byte(TypeName(t)))
-	m.Write([]byte{0})
-	m.Write([]byte(value))
-	var sum [sha256.Size]byte
-	d := m.Sum(sum[:0])
+// hasher makes HASH tokens under one key, reusing its buffers.
+type hasher struct {
+	m       hash.Hash
+	in, sum []byte
+}
+
+func newHasher(key []byte) *hasher {
+	return &hasher{m: hmac.New(sha256.New, key), in: make([]byte, 0, 128), sum: make([]byte, 0, sha256.Size)}
+}
+
+// token appends the token of value to dst: "[HASH:<TYPE>:" and the hex of
+// the first 16 bytes of HMAC-SHA-256(key, TYPE || 0x00 || value), then "]".
+func (h *hasher) token(dst []byte, t Type, value string) []byte {
+	name := TypeName(t)
+	h.in = append(append(append(h.in[:0], name...), 0), value...)
+	h.m.Reset()
+	h.m.Write(h.in)
+	h.sum = h.m.Sum(h.sum[:0])
 	dst = append(dst, "[HASH:"...)
-	dst = append(dst, TypeName(t)...)
+	dst = append(dst, name...)
 	dst = append(dst, ':')
-	dst = hex.AppendEncode(dst, d[:16])
+	dst = hex.AppendEncode(dst, h.sum[:16])
 	return append(dst, ']')
 }

@@ -90,21 +90,45 @@ func allIn(s string, in func(byte) bool) bool {
 	return true
 }
 
-// contextBefore reports whether any of words occurs in the lowercased text
-// within window bytes before i.
+// contextBefore reports whether any of words (lower-case ASCII) occurs, in
+// any case, within window bytes before i.
 func (c *scanCtx) contextBefore(i, window int, words ...string) bool {
-	w := c.lower[max(0, i-window):i]
+	w := c.text[max(0, i-window):i]
 	for _, k := range words {
-		if strings.Contains(w, k) {
-			return true
+		for j := 0; j+len(k) <= len(w); j++ {
+			if lowerByte(w[j]) == k[0] && hasPrefixFold(w[j:], k) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// prefixSet is a list of prefixes indexed by their first byte.
+func lowerByte(b byte) byte {
+	if isUpper(b) {
+		return b + 'a' - 'A'
+	}
+	return b
+}
+
+// hasPrefixFold reports whether s starts with p (lower-case ASCII) in any case.
+func hasPrefixFold(s, p string) bool {
+	if len(s) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if lowerByte(s[i]) != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// prefixSet is a list of prefixes indexed by their first byte; a folding
+// set's prefixes are lower-case ASCII and match in any case.
 type prefixSet struct {
 	list    []string
+	fold    bool
 	byFirst [256][]uint8
 }
 
@@ -116,26 +140,40 @@ func newPrefixSet(list ...string) *prefixSet {
 	return ps
 }
 
-// atRuns calls fn(i, k) for every run start i where s (the text or its
-// lowercased copy) continues with ps.list[k]. Prefixes are looked for only
-// where a token starts, which is one pass over the runs instead of one
-// search of the text per prefix.
-func (c *scanCtx) atRuns(s string, ps *prefixSet, fn func(i, k int)) {
+// newFoldSet is a prefix set that matches in any case.
+func newFoldSet(list ...string) *prefixSet {
+	ps := newPrefixSet(list...)
+	ps.fold = true
+	for k, p := range list {
+		if isLower(p[0]) {
+			u := p[0] - ('a' - 'A')
+			ps.byFirst[u] = append(ps.byFirst[u], uint8(k))
+		}
+	}
+	return ps
+}
+
+// atRuns calls fn(i, k) for every run start i where the text continues
+// with ps.list[k]. Prefixes are looked for only where a token starts, which
+// is one pass over the runs instead of one search of the text per prefix.
+func (c *scanCtx) atRuns(ps *prefixSet, fn func(i, k int)) {
+	s := c.text
 	for _, r := range c.runs {
 		for _, k := range ps.byFirst[s[r.s]] {
-			if p := ps.list[k]; strings.HasPrefix(s[r.s:], p) {
+			if p := ps.list[k]; ps.fold && hasPrefixFold(s[r.s:], p) || !ps.fold && strings.HasPrefix(s[r.s:], p) {
 				fn(r.s, int(k))
 			}
 		}
 	}
 }
 
-// atWords calls fn(i, k) for every run whose lowercased text is words[k].
+// atWords calls fn(i, k) for every run that is words[k] (lower-case
+// ASCII) in any case.
 func (c *scanCtx) atWords(words []string, fn func(i, k int)) {
 	for _, r := range c.runs {
-		w := c.lower[r.s:r.e]
+		w := c.text[r.s:r.e]
 		for k, p := range words {
-			if w == p {
+			if len(w) == len(p) && hasPrefixFold(w, p) {
 				fn(r.s, k)
 			}
 		}
@@ -169,11 +207,11 @@ func tokenAfter(text string, pos, window, minLen, maxLen int, in func(byte) bool
 // (": ", "=", quotes) and an optional "is". It returns -1 when something
 // else follows.
 func (c *scanCtx) valueAfter(pos int) int {
-	t := c.lower
+	t := c.text
 	p := runEnd(t, pos, func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
 	sep := func(b byte) bool { return b == ' ' || b == '\t' || b == ':' || b == '=' || b == '"' || b == '\'' }
 	q := runEnd(t, p, sep)
-	if strings.HasPrefix(t[q:], "is ") {
+	if hasPrefixFold(t[q:], "is ") {
 		q = runEnd(t, q+3, sep)
 	}
 	if q == p && q > pos || q-p > 8 || q >= len(t) {

@@ -48,7 +48,7 @@ type word struct{ s, e int }
 // apostrophe or hyphen between letters (O'Brien, Jean-Luc).
 func (c *scanCtx) words() []word {
 	t := c.text
-	ws := make([]word, 0, len(c.runs))
+	ws := c.wordBuf[:0]
 	for _, r := range c.runs {
 		if n := len(ws); n > 0 && ws[n-1].e+1 == r.s && (t[r.s-1] == '\'' || t[r.s-1] == '-') && isAlpha(t[r.s]) && isAlpha(t[r.s-2]) {
 			ws[n-1].e = r.e
@@ -56,6 +56,7 @@ func (c *scanCtx) words() []word {
 		}
 		ws = append(ws, word{r.s, r.e})
 	}
+	c.wordBuf = ws
 	return ws
 }
 
@@ -198,7 +199,7 @@ func detectAddresses(c *scanCtx) {
 		c.add(PostalAddress, i, end, conf)
 		return end
 	})
-	c.atRuns(c.lower, poBoxSet, func(i, k int) {
+	c.atRuns(poBoxSet, func(i, k int) {
 		if n := len(poBoxSet.list[k]); runEnd(t, i+n, isDigit) > i+n {
 			j := runEnd(t, i+n, isDigit)
 			c.add(PostalAddress, i, addressTail(t, j), 0.8)
@@ -206,7 +207,7 @@ func detectAddresses(c *scanCtx) {
 	})
 }
 
-var poBoxSet = newPrefixSet("po box ", "p.o. box ")
+var poBoxSet = newFoldSet("po box ", "p.o. box ")
 
 func ordinal(w string) bool {
 	n := len(w)

@@ -53,7 +53,7 @@ func detectPrivateKeyAt(c *scanCtx, i int) {
 // detectJWTs finds three base64url segments whose first decodes to a JSON
 // object naming an "alg".
 func detectJWTs(c *scanCtx) {
-	c.atRuns(c.text, jwtPrefix, func(i, _ int) {
+	c.atRuns(jwtPrefix, func(i, _ int) {
 		if !boundaryBefore(c.text, i, isB64URL) {
 			return
 		}
@@ -84,7 +84,7 @@ func detectJWTs(c *scanCtx) {
 // detectGitHubTokens finds GitHub tokens by their documented prefixes.
 func detectGitHubTokens(c *scanCtx) {
 	isTok := func(b byte) bool { return isAlnum(b) || b == '_' }
-	c.atRuns(c.text, ghPrefixes, func(i, _ int) {
+	c.atRuns(ghPrefixes, func(i, _ int) {
 		if !boundaryBefore(c.text, i, isTok) {
 			return
 		}
@@ -99,7 +99,7 @@ func detectGitHubTokens(c *scanCtx) {
 			c.add(GitHubToken, i, j, 0.85)
 		}
 	})
-	c.atRuns(c.text, ghPATPrefix, func(i, _ int) {
+	c.atRuns(ghPATPrefix, func(i, _ int) {
 		if !boundaryBefore(c.text, i, isTok) {
 			return
 		}
@@ -121,13 +121,13 @@ var awsKeyIDPrefixes = []string{"AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", 
 // naming one).
 func detectAWSKeys(c *scanCtx) {
 	isID := func(b byte) bool { return isUpper(b) || isDigit(b) }
-	c.atRuns(c.text, awsKeyIDSet, func(i, _ int) {
+	c.atRuns(awsKeyIDSet, func(i, _ int) {
 		j := runEnd(c.text, i, isID)
 		if j-i == 20 && boundaryAfter(c.text, j, isAlnum) {
 			c.add(AWSKey, i, j, 0.98)
 		}
 	})
-	c.atRuns(c.lower, awsSecretSet, func(i, k int) {
+	c.atRuns(awsSecretSet, func(i, k int) {
 		{
 			s := c.valueAfter(i + len(awsSecretWords[k]))
 			if s < 0 {
@@ -175,7 +175,7 @@ func detectDatabaseURLAt(c *scanCtx, i int) {
 		for s > 0 && isScheme(c.text[s-1]) {
 			s--
 		}
-		scheme := strings.TrimPrefix(c.lower[s:i], "jdbc:")
+		scheme := strings.TrimPrefix(strings.ToLower(c.text[s:i]), "jdbc:")
 		if !dbSchemes[scheme] {
 			return
 		}
@@ -227,7 +227,7 @@ var apiKeyWords = []string{"api_key", "apikey", "api-key", "api key", "access_to
 // detectAPIKeys finds keys by a known prefix, keys named by a keyword before
 // them, and (at low confidence) any long high-entropy token.
 func detectAPIKeys(c *scanCtx) {
-	c.atRuns(c.text, apiKeyPrefixSet, func(i, n int) {
+	c.atRuns(apiKeyPrefixSet, func(i, n int) {
 		k := apiKeyPrefixes[n]
 		if !boundaryBefore(c.text, i, isB64URL) {
 			return
@@ -237,7 +237,7 @@ func detectAPIKeys(c *scanCtx) {
 			c.add(APIKey, i, j, 0.95)
 		}
 	})
-	c.atRuns(c.lower, apiKeyWordSet, func(i, n int) {
+	c.atRuns(apiKeyWordSet, func(i, n int) {
 		k := apiKeyWords[n]
 		{
 			s := c.valueAfter(i + len(k))
@@ -308,14 +308,15 @@ func detectPasswords(c *scanCtx) {
 	c.atWords(passwordWords, func(i, n int) {
 		k := passwordWords[n]
 		{
-			p := runEnd(c.lower, i+len(k), func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
-			p = runEnd(c.lower, p, func(b byte) bool { return b == ' ' || b == '"' || b == '\'' })
+			t := c.text
+			p := runEnd(t, i+len(k), func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
+			p = runEnd(t, p, func(b byte) bool { return b == ' ' || b == '"' || b == '\'' })
 			conf := 0.85
 			switch {
-			case p < len(c.lower) && (c.lower[p] == ':' || c.lower[p] == '='):
+			case p < len(t) && (t[p] == ':' || t[p] == '='):
 				p++
-			case strings.HasPrefix(c.lower[p:], "is "), strings.HasPrefix(c.lower[p:], "was "):
-				p += strings.IndexByte(c.lower[p:], ' ') + 1
+			case hasPrefixFold(t[p:], "is "), hasPrefixFold(t[p:], "was "):
+				p += strings.IndexByte(t[p:], ' ') + 1
 				conf = 0.7
 			default:
 				return
@@ -353,7 +354,7 @@ var (
 	ghPrefixes      = newPrefixSet("ghp_", "gho_", "ghs_", "ghu_", "ghr_")
 	ghPATPrefix     = newPrefixSet("github_pat_")
 	awsKeyIDSet     = newPrefixSet(awsKeyIDPrefixes...)
-	awsSecretSet    = newPrefixSet(awsSecretWords...)
+	awsSecretSet    = newFoldSet(awsSecretWords...)
 	apiKeyPrefixSet = newPrefixSet(apiKeyPrefixNames...)
-	apiKeyWordSet   = newPrefixSet(apiKeyWords...)
+	apiKeyWordSet   = newFoldSet(apiKeyWords...)
 )

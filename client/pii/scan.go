@@ -3,6 +3,7 @@ package pii
 import (
 	"cmp"
 	"slices"
+	"sync"
 )
 
 // Scanner detects PII with a fixed set of per-type thresholds. It is safe
@@ -28,6 +29,7 @@ func (s *Scanner) Thresholds() Thresholds { return s.th }
 // and never overlapping.
 func (s *Scanner) Scan(text string) []Finding {
 	c := newScanCtx(text)
+	defer ctxPool.Put(c)
 	for _, d := range detectors {
 		d(c)
 	}
@@ -40,6 +42,10 @@ func (s *Scanner) Scan(text string) []Finding {
 	return resolve(kept)
 }
 
+// ctxPool reuses the buffers of a scan (runs, words, candidates); nothing
+// in them outlives the scan.
+var ctxPool = sync.Pool{New: func() any { return new(scanCtx) }}
+
 // detectors run in this order; the order does not matter for the result,
 // which resolve makes deterministic.
 var detectors = []func(*scanCtx){
@@ -50,10 +56,10 @@ var detectors = []func(*scanCtx){
 
 // resolve drops overlapping findings: the more confident one wins, then the
 // longer one, then the earlier one, then the lower type number. The result
-// is sorted by start.
+// is sorted by start, in a new slice.
 func resolve(fs []Finding) []Finding {
 	if len(fs) < 2 {
-		return fs
+		return slices.Clone(fs)
 	}
 	slices.SortFunc(fs, func(a, b Finding) int {
 		return cmp.Or(
@@ -76,36 +82,31 @@ func resolve(fs []Finding) []Finding {
 	return out
 }
 
-// scanCtx is one scan: the text, its ASCII-lowercased copy for keyword
-// search, its runs of letters and digits, and the candidate findings so far.
-// The lowercased copy and the runs come from one pass over the text, so
+// scanCtx is one scan: the text, its runs of letters and digits, and the
+// candidate findings so far. The runs come from one pass over the text, so
 // that the detectors visit candidates instead of every byte.
 type scanCtx struct {
-	text  string
-	lower string
-	runs  []span // maximal runs of ASCII letters and digits, in order
-	out   []Finding
+	text    string
+	runs    []span // maximal runs of ASCII letters and digits, in order
+	wordBuf []word
+	out     []Finding
 }
 
 // span is [s, e) in the text.
 type span struct{ s, e int }
 
 func newScanCtx(text string) *scanCtx {
-	b := make([]byte, len(text))
-	runs := make([]span, 0, len(text)/5)
+	c := ctxPool.Get().(*scanCtx)
+	c.text, c.out = text, c.out[:0]
+	runs := c.runs[:0]
 	in := false
 	for i := 0; i < len(text); i++ {
-		ch := text[i]
-		k := asciiClass[ch]
-		if k == clUpper {
-			ch += 'a' - 'A'
-		}
-		b[i] = ch
+		alnum := asciiClass[text[i]] != clOther
 		switch {
-		case k != clOther && !in:
+		case alnum && !in:
 			runs = append(runs, span{i, 0})
 			in = true
-		case k == clOther && in:
+		case !alnum && in:
 			runs[len(runs)-1].e = i
 			in = false
 		}
@@ -113,7 +114,8 @@ func newScanCtx(text string) *scanCtx {
 	if in {
 		runs[len(runs)-1].e = len(text)
 	}
-	return &scanCtx{text: text, lower: string(b), runs: runs, out: make([]Finding, 0, 16)}
+	c.runs = runs
+	return c
 }
 
 const (
