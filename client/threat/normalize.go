@@ -1,6 +1,7 @@
 package threat
 
 import (
+	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -47,10 +48,40 @@ func normalize(s string) string {
 			}
 			continue
 		}
-		b.WriteRune(unicode.ToLower(r))
+		r = unicode.ToLower(r)
+		if l, ok := confusables[r]; ok {
+			r = l
+		}
+		b.WriteRune(r)
 		space = false
 	}
-	return strings.TrimRight(b.String(), " ")
+	out := strings.TrimRight(b.String(), " ")
+	for _, re := range spelledOut {
+		out = re.ReplaceAllStringFunc(out, func(m string) string {
+			return strings.Map(func(r rune) rune {
+				if r == '-' || r == '.' || r == ' ' {
+					return -1
+				}
+				return r
+			}, m)
+		})
+	}
+	return out
+}
+
+// spelledOut finds words spelled one letter at a time ("i-g-n-o-r-e",
+// "i.g.n.o.r.e"), one pattern per separator so that two such words stay two.
+var spelledOut = []*regexp.Regexp{
+	regexp.MustCompile(`\b(\pL-){3,}\pL\b`),
+	regexp.MustCompile(`\b(\pL\.){3,}\pL\b`),
+}
+
+// confusables maps Cyrillic and Greek letters that look like Latin ones
+// (lower case, after folding) to those Latin letters.
+var confusables = map[rune]rune{
+	'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'e', 'к': 'k', 'м': 'm', 'н': 'h', 'о': 'o', 'р': 'p', 'с': 'c', 'т': 't',
+	'у': 'y', 'х': 'x', 'і': 'i', 'ї': 'i', 'ј': 'j', 'ѕ': 's', 'ԁ': 'd', 'ԛ': 'q', 'ԝ': 'w', 'ɡ': 'g',
+	'α': 'a', 'β': 'b', 'ε': 'e', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't', 'υ': 'u', 'χ': 'x',
 }
 
 // tagText decodes text hidden in Unicode tag characters (U+E0020–U+E007E

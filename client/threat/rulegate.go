@@ -99,7 +99,7 @@ func (g *RuleGate) phrases(m Message) []Reason {
 // Unicode tag characters.
 func (g *RuleGate) invisibles(m Message) []Reason {
 	var rs []Reason
-	bidi, zw, tags, first := 0, 0, 0, -1
+	bidi, zw, tags, first, firstEnd := 0, 0, 0, -1, -1
 	prev := rune(0)
 	for i, r := range m.Body {
 		switch {
@@ -108,7 +108,8 @@ func (g *RuleGate) invisibles(m Message) []Reason {
 		case r >= 0xE0000 && r <= 0xE007F:
 			tags++
 		case r == 0x200D && (prev >= 0x2000 || prev == 0xFE0F):
-			// emoji ZWJ sequence
+			prev = r // an emoji ZWJ sequence
+			continue
 		case invisible(r) && r != 0x200E && r != 0x200F && !(r == 0xFEFF && i == 0):
 			zw++
 		default:
@@ -116,19 +117,19 @@ func (g *RuleGate) invisibles(m Message) []Reason {
 			continue
 		}
 		if first < 0 {
-			first = i
+			first, firstEnd = i, i+utf8.RuneLen(r)
 		}
 		prev = r
 	}
 	if bidi > 0 {
-		rs = append(rs, Reason{Code: ReasonInvisibleCharacters, Detail: fmt.Sprintf("%d bidirectional controls", bidi), Start: first, End: first + 3, Weight: 0.6})
+		rs = append(rs, Reason{Code: ReasonInvisibleCharacters, Detail: fmt.Sprintf("%d bidirectional controls", bidi), Start: first, End: firstEnd, Weight: 0.6})
 	}
 	if zw > 0 {
 		w := 0.2
 		if zw >= 3 {
 			w = 0.5
 		}
-		rs = append(rs, Reason{Code: ReasonInvisibleCharacters, Detail: fmt.Sprintf("%d zero-width characters", zw), Start: first, End: first + 3, Weight: w})
+		rs = append(rs, Reason{Code: ReasonInvisibleCharacters, Detail: fmt.Sprintf("%d zero-width characters", zw), Start: first, End: firstEnd, Weight: w})
 	}
 	if tags > 0 {
 		hidden := tagText(m.Body)
@@ -168,7 +169,9 @@ func (g *RuleGate) encoded(m Message) []Reason {
 		if len(run) < 24 {
 			continue
 		}
-		if dec, ok := decodeB64(run); ok && printable(dec) {
+		if dec, err := hex.DecodeString(run); err == nil && printable(string(dec)) {
+			rs = append(rs, matchPhrases(normalize(string(dec)), ReasonEncodedInjection, 0.85, "hex")...)
+		} else if dec, ok := decodeB64(run); ok && printable(dec) {
 			rs = append(rs, matchPhrases(normalize(dec), ReasonEncodedInjection, 0.85, "base64")...)
 		}
 		if len(run) >= g.cfg.BlobBytes && !strings.Contains(t[max(0, i-len(run)-64):i-len(run)], "PRIVATE KEY") {
@@ -261,6 +264,11 @@ func (g *RuleGate) urls(m Message) []Reason {
 }
 
 func urlCarriesData(u *url.URL, raw string, image bool) (Reason, bool) {
+	for _, label := range strings.Split(u.Hostname(), ".") {
+		if len(label) >= 24 && looksEncoded(label) {
+			return Reason{Code: ReasonURLExfiltration, Detail: fmt.Sprintf("%d-byte encoded label in host name %s", len(label), u.Hostname()), Weight: 0.7}, true
+		}
+	}
 	parts := strings.Split(strings.Trim(u.EscapedPath(), "/"), "/")
 	for _, vs := range u.Query() {
 		parts = append(parts, vs...)
