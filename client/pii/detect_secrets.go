@@ -25,28 +25,26 @@ func detectPrivateKeys(c *scanCtx) {
 
 func detectPrivateKeyAt(c *scanCtx, i int) {
 	const begin = "-----BEGIN "
-	{
-		h := i + len(begin)
-		k := strings.Index(c.text[h:min(len(c.text), h+64)], "-----")
-		if k < 0 {
-			return
-		}
-		label := c.text[h : h+k]
-		if !strings.HasSuffix(label, "PRIVATE KEY") && label != "PGP PRIVATE KEY BLOCK" {
-			return
-		}
-		bodyStart := h + k + 5
-		end := "-----END " + label + "-----"
-		if e := strings.Index(c.text[bodyStart:], end); e >= 0 {
-			c.add(PrivateKey, i, bodyStart+e+len(end), 0.99)
-			return
-		}
-		j := runEnd(c.text, bodyStart, func(b byte) bool {
-			return isB64(b) || b == '=' || b == '\n' || b == '\r' || b == ' ' || b == '\\' || b == ':' || b == '-' || b == ','
-		})
-		if j-bodyStart >= 64 {
-			c.add(PrivateKey, i, j, 0.9)
-		}
+	h := i + len(begin)
+	k := strings.Index(c.text[h:min(len(c.text), h+64)], "-----")
+	if k < 0 {
+		return
+	}
+	label := c.text[h : h+k]
+	if !strings.HasSuffix(label, "PRIVATE KEY") && label != "PGP PRIVATE KEY BLOCK" {
+		return
+	}
+	bodyStart := h + k + 5
+	end := "-----END " + label + "-----"
+	if e := strings.Index(c.text[bodyStart:], end); e >= 0 {
+		c.add(PrivateKey, i, bodyStart+e+len(end), 0.99)
+		return
+	}
+	j := runEnd(c.text, bodyStart, func(b byte) bool {
+		return isB64(b) || b == '=' || b == '\n' || b == '\r' || b == ' ' || b == '\\' || b == ':' || b == '-' || b == ','
+	})
+	if j-bodyStart >= 64 {
+		c.add(PrivateKey, i, j, 0.9)
 	}
 }
 
@@ -128,15 +126,13 @@ func detectAWSKeys(c *scanCtx) {
 		}
 	})
 	c.atRuns(awsSecretSet, func(i, k int) {
-		{
-			s := c.valueAfter(i + len(awsSecretWords[k]))
-			if s < 0 {
-				return
-			}
-			e := runEnd(c.text, s, isB64)
-			if e-s == 40 && boundaryAfter(c.text, e, func(b byte) bool { return isB64(b) || b == '=' }) && classes(c.text[s:e]) >= 3 {
-				c.add(AWSKey, s, e, 0.95)
-			}
+		s := c.valueAfter(i + len(awsSecretWords[k]))
+		if s < 0 {
+			return
+		}
+		e := runEnd(c.text, s, isB64)
+		if e-s == 40 && boundaryAfter(c.text, e, func(b byte) bool { return isB64(b) || b == '=' }) && classes(c.text[s:e]) >= 3 {
+			c.add(AWSKey, s, e, 0.95)
 		}
 	})
 }
@@ -170,35 +166,33 @@ func detectDatabaseURLs(c *scanCtx) {
 
 func detectDatabaseURLAt(c *scanCtx, i int) {
 	isScheme := func(b byte) bool { return isAlnum(b) || b == '+' || b == ':' || b == '.' || b == '-' }
-	{
-		s := i
-		for s > 0 && isScheme(c.text[s-1]) {
-			s--
-		}
-		scheme := strings.TrimPrefix(strings.ToLower(c.text[s:i]), "jdbc:")
-		if !dbSchemes[scheme] {
-			return
-		}
-		e := runEnd(c.text, i+3, isURLByte)
-		for e > i+3 && strings.IndexByte(".,;:)]}!?", c.text[e-1]) >= 0 {
-			e--
-		}
-		if e-i-3 < 3 {
-			return
-		}
-		conf := 0.85
-		if u, err := url.Parse(c.text[i-len(scheme) : e]); err == nil && u.Host != "" {
-			conf = 0.92
-			if _, ok := u.User.Password(); ok {
-				conf = 0.99
-			} else if u.User != nil {
-				conf = 0.96
-			}
-		} else if strings.IndexByte(c.text[i+3:e], '@') > 0 {
-			conf = 0.97
-		}
-		c.add(DatabaseURL, s, e, conf)
+	s := i
+	for s > 0 && isScheme(c.text[s-1]) {
+		s--
 	}
+	scheme := strings.TrimPrefix(strings.ToLower(c.text[s:i]), "jdbc:")
+	if !dbSchemes[scheme] {
+		return
+	}
+	e := runEnd(c.text, i+3, isURLByte)
+	for e > i+3 && strings.IndexByte(".,;:)]}!?", c.text[e-1]) >= 0 {
+		e--
+	}
+	if e-i-3 < 3 {
+		return
+	}
+	conf := 0.85
+	if u, err := url.Parse(c.text[i-len(scheme) : e]); err == nil && u.Host != "" {
+		conf = 0.92
+		if _, ok := u.User.Password(); ok {
+			conf = 0.99
+		} else if u.User != nil {
+			conf = 0.96
+		}
+	} else if strings.IndexByte(c.text[i+3:e], '@') > 0 {
+		conf = 0.97
+	}
+	c.add(DatabaseURL, s, e, conf)
 }
 
 // apiKeyPrefixes are documented prefixes of well-known services' keys, with
@@ -239,22 +233,20 @@ func detectAPIKeys(c *scanCtx) {
 	})
 	c.atRuns(apiKeyWordSet, func(i, n int) {
 		k := apiKeyWords[n]
-		{
-			s := c.valueAfter(i + len(k))
-			if s < 0 || !boundaryBefore(c.text, s, isTokenByte) {
-				return
-			}
-			e := runEnd(c.text, s, isTokenByte)
-			for n := 0; n < 2 && e < len(c.text) && c.text[e] == '='; n++ {
-				e++ // base64 padding
-			}
-			for e > s && (c.text[e-1] == '.' || c.text[e-1] == ',') {
-				e--
-			}
-			v := c.text[s:e]
-			if len(v) >= 16 && entropy(v) >= 3.0 && classes(v) >= 2 && !isUUID(v) {
-				c.add(APIKey, s, e, 0.9)
-			}
+		s := c.valueAfter(i + len(k))
+		if s < 0 || !boundaryBefore(c.text, s, isTokenByte) {
+			return
+		}
+		e := runEnd(c.text, s, isTokenByte)
+		for n := 0; n < 2 && e < len(c.text) && c.text[e] == '='; n++ {
+			e++ // base64 padding
+		}
+		for e > s && (c.text[e-1] == '.' || c.text[e-1] == ',') {
+			e--
+		}
+		v := c.text[s:e]
+		if len(v) >= 16 && entropy(v) >= 3.0 && classes(v) >= 2 && !isUUID(v) {
+			c.add(APIKey, s, e, 0.9)
 		}
 	})
 	// Context-free: long tokens that look random and are not a hex digest or a UUID.
@@ -307,45 +299,43 @@ var notPasswords = map[string]bool{
 func detectPasswords(c *scanCtx) {
 	c.atWords(passwordWords, func(i, n int) {
 		k := passwordWords[n]
-		{
-			t := c.text
-			p := runEnd(t, i+len(k), func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
-			p = runEnd(t, p, func(b byte) bool { return b == ' ' || b == '"' || b == '\'' })
-			conf := 0.85
-			switch {
-			case p < len(t) && (t[p] == ':' || t[p] == '='):
-				p++
-			case hasPrefixFold(t[p:], "is "), hasPrefixFold(t[p:], "was "):
-				p += strings.IndexByte(t[p:], ' ') + 1
-				conf = 0.7
-			default:
-				return
-			}
-			p = runEnd(c.text, p, func(b byte) bool { return b == ' ' || b == '\t' })
-			s, e := p, 0
-			if p < len(c.text) && (c.text[p] == '"' || c.text[p] == '\'') {
-				q := strings.IndexByte(c.text[p+1:min(len(c.text), p+130)], c.text[p])
-				if q < 0 {
-					return
-				}
-				s, e = p+1, p+1+q
-			} else {
-				e = runEnd(c.text, p, func(b byte) bool { return b > ' ' && b < 0x7f && b != '"' && b != '\'' })
-				for e > s && strings.IndexByte(".,;)", c.text[e-1]) >= 0 {
-					e--
-				}
-			}
-			v := c.text[s:e]
-			if len(v) < 4 || len(v) > 128 || notPasswords[strings.ToLower(v)] || allIn(v, func(b byte) bool { return b == '*' || b == 'x' || b == 'X' }) {
-				return
-			}
-			if classes(v) >= 3 {
-				conf += 0.1
-			} else if classes(v) == 1 && conf < 0.8 {
-				conf = 0.5 // "password is banana": a word, not clearly a password
-			}
-			c.add(Password, s, e, conf)
+		t := c.text
+		p := runEnd(t, i+len(k), func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
+		p = runEnd(t, p, func(b byte) bool { return b == ' ' || b == '"' || b == '\'' })
+		conf := 0.85
+		switch {
+		case p < len(t) && (t[p] == ':' || t[p] == '='):
+			p++
+		case hasPrefixFold(t[p:], "is "), hasPrefixFold(t[p:], "was "):
+			p += strings.IndexByte(t[p:], ' ') + 1
+			conf = 0.7
+		default:
+			return
 		}
+		p = runEnd(c.text, p, func(b byte) bool { return b == ' ' || b == '\t' })
+		s, e := p, 0
+		if p < len(c.text) && (c.text[p] == '"' || c.text[p] == '\'') {
+			q := strings.IndexByte(c.text[p+1:min(len(c.text), p+130)], c.text[p])
+			if q < 0 {
+				return
+			}
+			s, e = p+1, p+1+q
+		} else {
+			e = runEnd(c.text, p, func(b byte) bool { return b > ' ' && b < 0x7f && b != '"' && b != '\'' })
+			for e > s && strings.IndexByte(".,;)", c.text[e-1]) >= 0 {
+				e--
+			}
+		}
+		v := c.text[s:e]
+		if len(v) < 4 || len(v) > 128 || notPasswords[strings.ToLower(v)] || allIn(v, func(b byte) bool { return b == '*' || b == 'x' || b == 'X' }) {
+			return
+		}
+		if classes(v) >= 3 {
+			conf += 0.1
+		} else if classes(v) == 1 && conf < 0.8 {
+			conf = 0.5 // "password is banana": a word, not clearly a password
+		}
+		c.add(Password, s, e, conf)
 	})
 }
 
