@@ -129,7 +129,7 @@ func detectCards(c *scanCtx) {
 				}
 				continue
 			}
-			if (t[j] == ' ' || t[j] == '-') && (sep == 0 || sep == t[j]) && j+1 < len(t) && isDigit(t[j+1]) {
+			if (t[j] == ' ' || t[j] == '-' || t[j] == '.') && (sep == 0 || sep == t[j]) && j+1 < len(t) && isDigit(t[j+1]) {
 				sep = t[j]
 				j++
 				continue
@@ -268,7 +268,7 @@ func detectIPs(c *scanCtx) {
 				if b := a.As4(); b[0] < 10 && b[1] < 10 && b[2] < 10 && b[3] < 10 {
 					conf = 0.5
 				}
-				if c.contextBefore(i, 16, versionWords...) {
+				if w := clauseStart(t, i, 16); c.contextBefore(i, i-w, versionWords...) {
 					conf = 0.3
 				}
 				c.add(IPAddress, i, j, conf)
@@ -298,6 +298,8 @@ func detectIPs(c *scanCtx) {
 				conf := 0.9
 				if groups := len(strings.FieldsFunc(tok, func(r rune) bool { return r == ':' })); tok == "::1" {
 					conf = 0.7
+				} else if a.Is4In6() {
+					conf = 0.9 // ::ffff:192.0.2.1
 				} else if groups < 3 {
 					conf = 0.45 // "a::b", "fe::1": as likely code as an address
 				} else if groups < 5 && !strings.Contains(tok, "::") {
@@ -314,4 +316,17 @@ func pick(cond bool, yes, no float64) float64 {
 		return yes
 	}
 	return no
+}
+
+// clauseStart is where the clause holding i starts, at most window bytes
+// back: a cue in the sentence before ("…the release. host 10.1.2.3") is not
+// about this value.
+func clauseStart(t string, i, window int) int {
+	w := max(0, i-window)
+	for k := i - 1; k > w; k-- {
+		if (t[k] == ' ' || t[k] == '\n') && (t[k-1] == '.' || t[k-1] == ';' || t[k-1] == '!' || t[k-1] == '?') || t[k] == '\n' {
+			return k
+		}
+	}
+	return w
 }

@@ -41,6 +41,37 @@ func detectEmails(c *scanCtx) {
 	}
 }
 
+// spelledTLDs are the top-level domains accepted in "name at example dot com".
+var spelledTLDs = map[string]bool{"com": true, "org": true, "net": true, "io": true, "edu": true, "gov": true,
+	"de": true, "fr": true, "uk": true, "eu": true, "nl": true, "ch": true, "co": true, "ai": true, "dev": true}
+
+// detectSpelledEmails finds addresses written out to dodge scrapers:
+// "jane.doe at example dot com".
+func detectSpelledEmails(c *scanCtx) {
+	t, rs := c.text, c.runs
+	for k := 1; k+3 < len(rs); k++ {
+		at := rs[k]
+		if at.e-at.s != 2 || !hasPrefixFold(t[at.s:], "at") || t[rs[k-1].e:at.s] != " " || t[at.e:rs[k+1].s] != " " {
+			continue
+		}
+		// the domain: runs joined by "." or "-" up to " dot "
+		d := k + 1
+		for d+1 < len(rs) && rs[d+1].s == rs[d].e+1 && (t[rs[d].e] == '.' || t[rs[d].e] == '-') {
+			d++
+		}
+		if d+2 >= len(rs) || t[rs[d].e:rs[d+1].s] != " " || !hasPrefixFold(t[rs[d+1].s:], "dot") || rs[d+1].e-rs[d+1].s != 3 ||
+			t[rs[d+1].e:rs[d+2].s] != " " || !spelledTLDs[strings.ToLower(t[rs[d+2].s:rs[d+2].e])] {
+			continue
+		}
+		s := rs[k-1].s
+		for s > 0 && (t[s-1] == '.' || t[s-1] == '_' || t[s-1] == '-' || isAlnum(t[s-1])) {
+			s--
+		}
+		c.add(Email, s, rs[d+2].e, 0.75)
+		k = d + 2
+	}
+}
+
 // word is one ASCII word of the text.
 type word struct{ s, e int }
 

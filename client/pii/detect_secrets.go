@@ -137,7 +137,7 @@ func detectAWSKeys(c *scanCtx) {
 	})
 }
 
-var awsSecretWords = []string{"aws_secret", "secret_access_key", "secretaccesskey", "aws secret"}
+var awsSecretWords = []string{"aws_secret", "secret_access_key", "secretaccesskey", "aws secret", "secret"}
 
 // dbSchemes are the URL schemes of databases and brokers.
 var dbSchemes = map[string]bool{

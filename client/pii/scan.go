@@ -50,7 +50,7 @@ var ctxPool = sync.Pool{New: func() any { return new(scanCtx) }}
 // which resolve makes deterministic.
 var detectors = []func(*scanCtx){
 	detectPrivateKeys, detectJWTs, detectGitHubTokens, detectAWSKeys, detectDatabaseURLs,
-	detectAPIKeys, detectPasswords, detectEmails, detectSSNs, detectCards, detectPhones,
+	detectAPIKeys, detectPasswords, detectEmails, detectSpelledEmails, detectSSNs, detectCards, detectPhones,
 	detectIPs, detectNames, detectAddresses,
 }
 

@@ -183,6 +183,12 @@ func (g gen) card() string {
 	}
 }
 
+// imei is a 15-digit device number: it passes Luhn like a card, and is not one.
+func (g gen) imei() string {
+	body := "35" + g.digits(12)
+	return body + string(luhnDigit(body))
+}
+
 // notLuhn is a 16-digit order number that fails the Luhn check.
 func (g gen) notLuhn() string {
 	body := g.digits(15)
@@ -294,7 +300,20 @@ func (g gen) apiKey() string {
 // or only partly cover, so the measured recall is not only that of the
 // formats they were written for.
 func (g gen) hard(m *msg) {
-	switch g.r.IntN(8) {
+	switch g.r.IntN(14) {
+	case 8:
+		f, l := strings.ToLower(g.pick(firstKnown...)), strings.ToLower(g.pick(surnames[:5]...))
+		m.tmpl("write to %s. ", "EMAIL", f+" at "+l+" dot com")
+	case 9:
+		m.tmpl("Card %s on file. ", "CREDIT_CARD", strings.ReplaceAll(g.card(), "-", "."))
+	case 10:
+		m.tmpl("secret: %s\n", "AWS_KEY", g.from(b64, 40))
+	case 11:
+		m.tmpl("Mapped host %s replied. ", "IP_ADDRESS", "::ffff:"+g.ipv4())
+	case 12:
+		m.tmpl("SSN %s (spaces). ", "SSN", strings.ReplaceAll(g.ssn(), "-", " "))
+	case 13:
+		m.text("IMEI " + g.imei() + " registered. ")
 	case 0:
 		m.tmpl("Local line %s, ask for the desk. ", "PHONE", g.pick("555-0134", "0049 30 "+g.digits(7), "+1-415-555-"+g.digits(4), "415 555 "+g.digits(4)))
 	case 1:
