@@ -42,25 +42,41 @@ func runEnd(text string, i int, in func(byte) bool) int {
 	return i
 }
 
-// entropy is the Shannon entropy of s in bits per byte.
+// entropy is the Shannon entropy of s in bits per byte:
+// log2(n) − Σ c·log2(c) / n over the byte counts c.
 func entropy(s string) float64 {
 	if s == "" {
 		return 0
 	}
-	var counts [256]uint16
+	var counts [256]uint32
 	for i := 0; i < len(s); i++ {
 		counts[s[i]]++
 	}
-	n := float64(len(s))
-	var h float64
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / n
-			h -= p * math.Log2(p)
+	var sum float64
+	for i := 0; i < len(s); i++ {
+		if c := counts[s[i]]; c > 0 {
+			sum += cLog2c(c)
+			counts[s[i]] = 0 // each distinct byte once
 		}
 	}
-	return h
+	n := uint32(len(s))
+	return (cLog2c(n) - sum) / float64(n)
 }
+
+// cLog2c is c·log2(c), from a table for small c.
+func cLog2c(c uint32) float64 {
+	if int(c) < len(cLog2cTable) {
+		return cLog2cTable[c]
+	}
+	return float64(c) * math.Log2(float64(c))
+}
+
+var cLog2cTable = func() (t [257]float64) {
+	for c := 1; c < len(t); c++ {
+		t[c] = float64(c) * math.Log2(float64(c))
+	}
+	return t
+}()
 
 // classes counts the character classes in s: lower, upper, digit, other.
 func classes(s string) int {
@@ -124,45 +140,71 @@ func hasPrefixFold(s, p string) bool {
 	return true
 }
 
-// prefixSet is a list of prefixes indexed by their first byte; a folding
-// set's prefixes are lower-case ASCII and match in any case.
+// prefixSet is a list of prefixes some detector looks for where a token
+// starts; a folding set's prefixes are lower-case ASCII and match in any
+// case. Every set is registered in one table indexed by first byte, so a
+// scan matches all of them in one pass over the runs (see hits).
 type prefixSet struct {
-	list    []string
-	fold    bool
-	byFirst [256][]uint8
+	id   int
+	list []string
+	fold bool
 }
 
-func newPrefixSet(list ...string) *prefixSet {
-	ps := &prefixSet{list: list}
-	for k, p := range list {
-		ps.byFirst[p[0]] = append(ps.byFirst[p[0]], uint8(k))
-	}
-	return ps
-}
+// prefixRef is one prefix of one set.
+type prefixRef struct{ set, k int }
+
+var (
+	prefixSets []*prefixSet
+	byFirst    [256][]prefixRef
+)
+
+func newPrefixSet(list ...string) *prefixSet { return registerSet(list, false) }
 
 // newFoldSet is a prefix set that matches in any case.
-func newFoldSet(list ...string) *prefixSet {
-	ps := newPrefixSet(list...)
-	ps.fold = true
+func newFoldSet(list ...string) *prefixSet { return registerSet(list, true) }
+
+func registerSet(list []string, fold bool) *prefixSet {
+	ps := &prefixSet{id: len(prefixSets), list: list, fold: fold}
+	prefixSets = append(prefixSets, ps)
 	for k, p := range list {
-		if isLower(p[0]) {
+		byFirst[p[0]] = append(byFirst[p[0]], prefixRef{ps.id, k})
+		if fold && isLower(p[0]) {
 			u := p[0] - ('a' - 'A')
-			ps.byFirst[u] = append(ps.byFirst[u], uint8(k))
+			byFirst[u] = append(byFirst[u], prefixRef{ps.id, k})
 		}
 	}
 	return ps
 }
 
-// atRuns calls fn(i, k) for every run start i where the text continues
-// with ps.list[k]. Prefixes are looked for only where a token starts, which
-// is one pass over the runs instead of one search of the text per prefix.
-func (c *scanCtx) atRuns(ps *prefixSet, fn func(i, k int)) {
-	s := c.text
+// hit is a run start where prefix k of set begins.
+type hit struct{ i, set, k int }
+
+// computeHits matches every registered prefix at every run start, once per
+// scan.
+func (c *scanCtx) computeHits() {
+	c.hits = c.hits[:0]
 	for _, r := range c.runs {
-		for _, k := range ps.byFirst[s[r.s]] {
-			if p := ps.list[k]; ps.fold && hasPrefixFold(s[r.s:], p) || !ps.fold && strings.HasPrefix(s[r.s:], p) {
-				fn(r.s, int(k))
+		rest := c.text[r.s:]
+		for _, ref := range byFirst[rest[0]] {
+			ps := prefixSets[ref.set]
+			p := ps.list[ref.k]
+			if ps.fold && hasPrefixFold(rest, p) || !ps.fold && strings.HasPrefix(rest, p) {
+				c.hits = append(c.hits, hit{r.s, ref.set, ref.k})
 			}
+		}
+	}
+	c.hitsDone = true
+}
+
+// atRuns calls fn(i, k) for every run start i where the text continues
+// with ps.list[k].
+func (c *scanCtx) atRuns(ps *prefixSet, fn func(i, k int)) {
+	if !c.hitsDone {
+		c.computeHits()
+	}
+	for _, h := range c.hits {
+		if h.set == ps.id {
+			fn(h.i, h.k)
 		}
 	}
 }

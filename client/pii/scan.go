@@ -89,7 +89,10 @@ type scanCtx struct {
 	text    string
 	runs    []span // maximal runs of ASCII letters and digits, in order
 	wordBuf []word
+	hits    []hit // prefix matches at run starts, computed on first use
 	out     []Finding
+
+	hitsDone bool
 }
 
 // span is [s, e) in the text.
@@ -97,7 +100,7 @@ type span struct{ s, e int }
 
 func newScanCtx(text string) *scanCtx {
 	c := ctxPool.Get().(*scanCtx)
-	c.text, c.out = text, c.out[:0]
+	c.text, c.out, c.hitsDone = text, c.out[:0], false
 	runs := c.runs[:0]
 	in := false
 	for i := 0; i < len(text); i++ {
