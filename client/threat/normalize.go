@@ -1,7 +1,6 @@
 package threat
 
 import (
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -49,31 +48,55 @@ func normalize(s string) string {
 			continue
 		}
 		r = unicode.ToLower(r)
-		if l, ok := confusables[r]; ok {
-			r = l
+		if r >= 0x250 {
+			if l, ok := confusables[r]; ok {
+				r = l
+			}
 		}
 		b.WriteRune(r)
 		space = false
 	}
-	out := strings.TrimRight(b.String(), " ")
-	for _, re := range spelledOut {
-		out = re.ReplaceAllStringFunc(out, func(m string) string {
-			return strings.Map(func(r rune) rune {
-				if r == '-' || r == '.' || r == ' ' {
-					return -1
-				}
-				return r
-			}, m)
-		})
-	}
-	return out
+	return joinSpelledOut(strings.TrimRight(b.String(), " "))
 }
 
-// spelledOut finds words spelled one letter at a time ("i-g-n-o-r-e",
-// "i.g.n.o.r.e"), one pattern per separator so that two such words stay two.
-var spelledOut = []*regexp.Regexp{
-	regexp.MustCompile(`\b(\pL-){3,}\pL\b`),
-	regexp.MustCompile(`\b(\pL\.){3,}\pL\b`),
+// joinSpelledOut joins words spelled one letter at a time ("i-g-n-o-r-e",
+// "i.g.n.o.r.e": at least four letters, one separator kind per word) so
+// that phrase rules see "ignore".
+func joinSpelledOut(s string) string {
+	isLetter := func(b byte) bool { return 'a' <= b && b <= 'z' }
+	var out []byte // nil until something is joined
+	for i := 0; i < len(s); {
+		if !isLetter(s[i]) || (i > 0 && isLetter(s[i-1])) || i+1 >= len(s) || (s[i+1] != '-' && s[i+1] != '.') {
+			if out != nil {
+				out = append(out, s[i])
+			}
+			i++
+			continue
+		}
+		sep, j, n := s[i+1], i, 1
+		for j+2 < len(s) && s[j+1] == sep && isLetter(s[j+2]) && (j+3 >= len(s) || !isLetter(s[j+3])) {
+			j += 2
+			n++
+		}
+		if n < 4 {
+			if out != nil {
+				out = append(out, s[i])
+			}
+			i++
+			continue
+		}
+		if out == nil {
+			out = append(make([]byte, 0, len(s)), s[:i]...)
+		}
+		for k := i; k <= j; k += 2 {
+			out = append(out, s[k])
+		}
+		i = j + 1
+	}
+	if out == nil {
+		return s
+	}
+	return string(out)
 }
 
 // confusables maps Cyrillic and Greek letters that look like Latin ones
