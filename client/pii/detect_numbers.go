@@ -202,7 +202,7 @@ func detectPhones(c *scanCtx) {
 				ctx = int(pick(c.contextBefore(start, 30, phoneWords...), 1, 0))
 			}
 			if ctx == 1 {
-				conf += 0.08
+				conf = max(conf+0.08, 0.8) // ten bare digits after "phone:" are a number
 			} else if t[start] != '(' && ng == 3 && n == 3 && strings.IndexByte(t[start:end], '.') >= 0 {
 				conf = min(conf, 0.7) // 555.123.4567 is also a dotted identifier
 			}

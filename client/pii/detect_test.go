@@ -52,6 +52,8 @@ func TestDetectors(t *testing.T) {
 		{"not ipv6", "at 12:30:45 with std::vector and MAC 00:1a:2b:3c:4d:5e", nil},
 		{"phone e164", "call +44 20 7946 0958.", []hit{{pii.Phone, "+44 20 7946 0958"}}},
 		{"phone us", "Phone: (415) 555-0134", []hit{{pii.Phone, "(415) 555-0134"}}},
+		{"ten digits after a cue", "mobile: 4155550134", []hit{{pii.Phone, "4155550134"}}},
+		{"ten digits alone", "ref 4155550134", nil},
 		{"date is not a phone", "due 2026-12-07 at noon", nil},
 		{"name after title", "Dr. Jane Smith signed", []hit{{pii.PersonName, "Jane Smith"}}},
 		{"first name and surname", "I spoke with Priya Kowalski today", []hit{{pii.PersonName, "Priya Kowalski"}}},
