@@ -222,28 +222,6 @@ func (c *scanCtx) atWords(words []string, fn func(i, k int)) {
 	}
 }
 
-// tokenAfter finds the first run of class bytes with a length in
-// [minLen, maxLen] that starts within window bytes after pos. It returns
-// -1, -1 if there is none.
-func tokenAfter(text string, pos, window, minLen, maxLen int, in func(byte) bool) (int, int) {
-	limit := min(len(text), pos+window)
-	for i := pos; i < limit; {
-		if !in(text[i]) {
-			i++
-			continue
-		}
-		j := runEnd(text, i, in)
-		for k := 0; k < 2 && j < len(text) && text[j] == '='; k++ {
-			j++ // base64 padding
-		}
-		if n := j - i; n >= minLen && n <= maxLen && boundaryBefore(text, i, in) {
-			return i, j
-		}
-		i = j
-	}
-	return -1, -1
-}
-
 // valueAfter is where the value named by a keyword ending at pos starts:
 // past the rest of the key's identifier ("api_key_prod"), separators
 // (": ", "=", quotes) and an optional "is". It returns -1 when something

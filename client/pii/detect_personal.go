@@ -85,7 +85,7 @@ func (c *scanCtx) words() []word {
 			ws[n-1].e = r.e
 			continue
 		}
-		ws = append(ws, word{r.s, r.e})
+		ws = append(ws, word(r))
 	}
 	c.wordBuf = ws
 	return ws
