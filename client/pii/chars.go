@@ -19,7 +19,7 @@ func isB64URL(b byte) bool { return isAlnum(b) || b == '-' || b == '_' }
 func isB64(b byte) bool { return isAlnum(b) || b == '+' || b == '/' }
 
 // isTokenByte is what a secret value may be made of ('=' only as base64
-// padding at its end, see tokenAfter).
+// padding at its end, which callers add).
 func isTokenByte(b byte) bool {
 	return isAlnum(b) || b == '-' || b == '_' || b == '.' || b == '+' || b == '/'
 }

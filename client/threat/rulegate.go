@@ -255,7 +255,7 @@ func (g *RuleGate) urls(m Message) []Reason {
 			continue
 		}
 		image := s >= 2 && t[s-1] == '(' && strings.LastIndex(t[max(0, s-80):s], "![") >= 0
-		if r, ok := urlCarriesData(u, raw, image); ok {
+		if r, ok := g.urlCarriesData(u, image); ok {
 			r.Start, r.End = s, s+len(raw)
 			rs = append(rs, r)
 		}
@@ -263,7 +263,7 @@ func (g *RuleGate) urls(m Message) []Reason {
 	return rs
 }
 
-func urlCarriesData(u *url.URL, raw string, image bool) (Reason, bool) {
+func (g *RuleGate) urlCarriesData(u *url.URL, image bool) (Reason, bool) {
 	for _, label := range strings.Split(u.Hostname(), ".") {
 		if len(label) >= 24 && looksEncoded(label) {
 			return Reason{Code: ReasonURLExfiltration, Detail: fmt.Sprintf("%d-byte encoded label in host name %s", len(label), u.Hostname()), Weight: 0.7}, true
@@ -278,7 +278,7 @@ func urlCarriesData(u *url.URL, raw string, image bool) (Reason, bool) {
 			return Reason{Code: ReasonURLExfiltration, Detail: fmt.Sprintf("%d-byte encoded value in URL to %s", len(p), u.Host), Weight: 0.7}, true
 		}
 	}
-	if fs := pii.Scan(u.RawQuery); len(fs) > 0 {
+	if fs := g.cfg.Scanner.Scan(u.RawQuery); len(fs) > 0 {
 		return Reason{Code: ReasonURLExfiltration, Detail: pii.TypeName(fs[0].Type) + " in URL query to " + u.Host, Weight: 0.75}, true
 	}
 	if image && len(u.RawQuery) >= 16 {

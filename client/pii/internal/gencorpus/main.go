@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/rand/v2"
 	"os"
@@ -442,14 +443,27 @@ func main() {
 	n := flag.Int("n", 1400, "messages")
 	seed := flag.Uint64("seed", 17, "random seed")
 	flag.Parse()
-	g := gen{rand.New(rand.NewPCG(*seed, 0x7f1ed))}
 	f, err := os.Create(*out)
 	if err != nil {
 		log.Fatal(err)
 	}
 	w := bufio.NewWriter(f)
+	if err := write(w, *n, *seed); err != nil {
+		log.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		log.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// write writes n messages generated from seed, one JSON object a line.
+func write(w io.Writer, n int, seed uint64) error {
+	g := gen{rand.New(rand.NewPCG(seed, 0x7f1ed))}
 	enc := json.NewEncoder(w)
-	for id := 1; id <= *n; id++ {
+	for id := 1; id <= n; id++ {
 		var m msg
 		m.text(g.pick(filler...) + " ")
 		positives := 1 + g.r.IntN(3)
@@ -457,10 +471,15 @@ func main() {
 			positives = 0 // a quarter of the messages carry only hard negatives
 		}
 		for k := 0; k < positives+2; k++ {
-			if k < positives && (k > 0 || g.r.IntN(3) > 0) || k < positives && g.r.IntN(2) == 0 {
-				g.positive(&m)
-			} else {
+			switch {
+			case k >= positives:
 				g.negative(&m)
+			case k > 0 || g.r.IntN(3) > 0:
+				g.positive(&m)
+			case g.r.IntN(2) == 0:
+				g.positive(&m)
+			default:
+				g.negative(&m) // one first value in six is a hard negative instead
 			}
 			if g.r.IntN(2) == 0 {
 				m.text(g.pick(filler...) + " ")
@@ -470,13 +489,8 @@ func main() {
 			m.labels = []label{}
 		}
 		if err := enc.Encode(record{id, strings.TrimSpace(m.b.String()), m.labels}); err != nil {
-			log.Fatal(err)
+			return err
 		}
 	}
-	if err := w.Flush(); err != nil {
-		log.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		log.Fatal(err)
-	}
+	return nil
 }

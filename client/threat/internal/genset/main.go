@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	mrand "math/rand/v2"
 	"os"
@@ -212,14 +213,28 @@ func main() {
 	n := flag.Int("n", 900, "messages")
 	seed := flag.Uint64("seed", 17, "random seed")
 	flag.Parse()
-	g := gen{mrand.New(mrand.NewPCG(*seed, 0x7f1ed))}
 	f, err := os.Create(*out)
 	if err != nil {
 		log.Fatal(err)
 	}
 	w := bufio.NewWriter(f)
+	if err := write(w, *n, *seed); err != nil {
+		log.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		log.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %d messages to %s\n", *n, *out)
+}
+
+// write writes n messages generated from seed, one JSON object a line.
+func write(w io.Writer, n int, seed uint64) error {
+	g := gen{mrand.New(mrand.NewPCG(seed, 0x7f1ed))}
 	enc := json.NewEncoder(w)
-	for id := 1; id <= *n; id++ {
+	for id := 1; id <= n; id++ {
 		rec := record{ID: id, Direction: g.pick("inbound", "outbound")}
 		switch g.r.IntN(3) {
 		case 0:
@@ -233,14 +248,8 @@ func main() {
 			rec.Category, rec.Body = g.benign()
 		}
 		if err := enc.Encode(rec); err != nil {
-			log.Fatal(err)
+			return err
 		}
 	}
-	if err := w.Flush(); err != nil {
-		log.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		log.Fatal(err)
-	}
-	fmt.Fprintf(os.Stderr, "wrote %d messages to %s\n", *n, *out)
+	return nil
 }
