@@ -55,6 +55,8 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzRESTChecks$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONErrorField$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./ids/
+	$(GO) test -run '^$$' -fuzz '^FuzzScanApply$$' -fuzztime $(FUZZTIME) ./client/pii/
+	$(GO) test -run '^$$' -fuzz '^FuzzInspect$$' -fuzztime $(FUZZTIME) ./client/threat/
 
 ## test-short: the fast tests only
 test-short:
