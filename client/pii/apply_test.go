@@ -4,6 +4,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -113,4 +114,27 @@ func TestTypeNamesRoundTrip(t *testing.T) {
 	_, err := pii.ParseType("SHOE_SIZE")
 	require.Error(t, err)
 	require.False(t, errors.Is(err, pii.ErrBlocked))
+}
+
+// TestConcurrentScansAgree: scans share pooled buffers; concurrent ones
+// give the same findings as sequential ones (run with -race).
+func TestConcurrentScansAgree(t *testing.T) {
+	recs := loadCorpus(t)[:200]
+	want := make([][]pii.Finding, len(recs))
+	for i, r := range recs {
+		want[i] = pii.Scan(r.Text)
+	}
+	got := make([][]pii.Finding, len(recs))
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(recs); i += 4 {
+				got[i] = pii.Scan(recs[i].Text)
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, want, got)
 }
