@@ -58,8 +58,11 @@ var detectors = []func(*scanCtx){
 // longer one, then the earlier one, then the lower type number. The result
 // is sorted by start, in a new slice.
 func resolve(fs []Finding) []Finding {
-	if len(fs) < 2 {
-		return slices.Clone(fs)
+	switch len(fs) {
+	case 0:
+		return nil // the same whether the pooled buffer was new or reused
+	case 1:
+		return []Finding{fs[0]}
 	}
 	slices.SortFunc(fs, func(a, b Finding) int {
 		return cmp.Or(
