@@ -116,7 +116,7 @@ var structured = map[pii.Type]bool{pii.Email: true, pii.SSN: true, pii.CreditCar
 // floors are what the heuristic types reach today (see docs/pii.md); a
 // change that lowers them fails here.
 var floors = map[pii.Type]struct{ precision, recall float64 }{
-	pii.PersonName:    {0.80, 0.77},
+	pii.PersonName:    {0.98, 0.77},
 	pii.PostalAddress: {0.82, 0.95},
 	pii.Password:      {0.98, 0.92},
 	pii.Phone:         {0.98, 0.97},

@@ -154,6 +154,10 @@ func detectNames(c *scanCtx) {
 			if lw := t[ws[last].s:ws[last].e]; len(lw) == 1 {
 				last-- // a trailing initial is a sentence's next word
 			}
+			if gap(last) && notNames[t[ws[last+1].s:ws[last+1].e]] {
+				k = last + 1 // "Austin Convention Center": a place named after someone
+				continue
+			}
 			c.add(PersonName, ws[k].s, ws[last].e, 0.85)
 			k = last
 		case capitalized(w) && !notNames[w] && c.contextBefore(ws[k].s, 12, nameCues...):

@@ -58,6 +58,7 @@ func TestDetectors(t *testing.T) {
 		{"name after title", "Dr. Jane Smith signed", []hit{{pii.PersonName, "Jane Smith"}}},
 		{"first name and surname", "I spoke with Priya Kowalski today", []hit{{pii.PersonName, "Priya Kowalski"}}},
 		{"place is not a name", "The Bank of Springfield replied", nil},
+		{"place named after someone", "Meet at the Austin Convention Center at noon", nil},
 		{"address", "ship to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", []hit{{pii.PostalAddress, "1600 Pennsylvania Avenue NW, Washington, DC 20500"}}},
 		{"uk address", "221B Baker Street, London NW1 6XE", []hit{{pii.PostalAddress, "221B Baker Street, London NW1 6XE"}}},
 	}
