@@ -296,7 +296,7 @@ func detectIPs(c *scanCtx) {
 		if tok := t[i:j]; strings.Count(tok, ":") >= 2 && len(tok) >= 3 && boundaryAfter(t, j, isAlnum) {
 			if a, err := netip.ParseAddr(tok); err == nil && a.Is6() {
 				conf := 0.9
-				if groups := len(strings.FieldsFunc(tok, func(r rune) bool { return r == ':' })); tok == "::1" {
+				if groups := v6Groups(tok); tok == "::1" {
 					conf = 0.7
 				} else if a.Is4In6() {
 					conf = 0.9 // ::ffff:192.0.2.1
@@ -329,4 +329,18 @@ func clauseStart(t string, i, window int) int {
 		}
 	}
 	return w
+}
+
+// v6Groups counts the non-empty colon-separated groups of an IPv6 address.
+func v6Groups(tok string) int {
+	n, in := 0, false
+	for i := 0; i < len(tok); i++ {
+		switch {
+		case tok[i] == ':':
+			in = false
+		case !in:
+			n, in = n+1, true
+		}
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package pii
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
@@ -64,19 +65,50 @@ func detectJWTs(c *scanCtx) {
 			return
 		}
 		sEnd := runEnd(c.text, pEnd+1, isB64URL)
-		var hdr struct {
-			Alg *string `json:"alg"`
-		}
-		raw, err := base64.RawURLEncoding.DecodeString(c.text[i:hEnd])
-		if err != nil || json.Unmarshal(raw, &hdr) != nil || hdr.Alg == nil {
+		var buf [512]byte
+		hdr, ok := decodeJSONSegment(buf[:], c.text[i:hEnd])
+		if !ok || !hasAlg(hdr) {
 			return
 		}
 		conf := 0.9
-		if p, err := base64.RawURLEncoding.DecodeString(c.text[hEnd+1 : pEnd]); err == nil && json.Valid(p) {
+		if _, ok := decodeJSONSegment(buf[:], c.text[hEnd+1:pEnd]); ok {
 			conf = 0.99
 		}
 		c.add(JWT, i, sEnd, conf)
 	})
+}
+
+// decodeJSONSegment decodes a base64url JWT segment into buf and reports
+// whether it is a JSON object (a segment too long for buf is not one we
+// need: headers are short, and a long payload only lowers the confidence).
+func decodeJSONSegment(buf []byte, seg string) ([]byte, bool) {
+	if base64.RawURLEncoding.DecodedLen(len(seg)) > len(buf) {
+		return nil, false
+	}
+	n, err := base64.RawURLEncoding.Decode(buf, []byte(seg))
+	if err != nil || n == 0 || buf[0] != '{' || !json.Valid(buf[:n]) {
+		return nil, false
+	}
+	return buf[:n], true
+}
+
+// hasAlg reports whether a JSON object (valid, from decodeJSONSegment) has a
+// top-level-looking "alg" member: the key followed by a colon.
+func hasAlg(obj []byte) bool {
+	for off := 0; ; {
+		k := bytes.Index(obj[off:], []byte(`"alg"`))
+		if k < 0 {
+			return false
+		}
+		off += k + 5
+		j := off
+		for j < len(obj) && (obj[j] == ' ' || obj[j] == '\t' || obj[j] == '\n' || obj[j] == '\r') {
+			j++
+		}
+		if j < len(obj) && obj[j] == ':' {
+			return true
+		}
+	}
 }
 
 // detectGitHubTokens finds GitHub tokens by their documented prefixes.

@@ -50,6 +50,7 @@ func TestDetectors(t *testing.T) {
 		{"ipv6", "peer 2001:db8::8a2e:370:7334 up", []hit{{pii.IPAddress, "2001:db8::8a2e:370:7334"}}},
 		{"ipv4 in ipv6", "mapped ::ffff:192.0.2.1 replied", []hit{{pii.IPAddress, "::ffff:192.0.2.1"}}},
 		{"not ipv6", "at 12:30:45 with std::vector and MAC 00:1a:2b:3c:4d:5e", nil},
+		{"two-group ipv6 is too likely code", "use a::b or fe::1", nil},
 		{"phone e164", "call +44 20 7946 0958.", []hit{{pii.Phone, "+44 20 7946 0958"}}},
 		{"phone us", "Phone: (415) 555-0134", []hit{{pii.Phone, "(415) 555-0134"}}},
 		{"ten digits after a cue", "mobile: 4155550134", []hit{{pii.Phone, "4155550134"}}},
