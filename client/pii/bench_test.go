@@ -65,3 +65,27 @@ func BenchmarkScanApplyLatency(b *testing.B) {
 	b.ReportMetric(float64(d[len(d)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds()), "p99-ns")
 }
+
+// adversarial are 256 KiB texts built to make a detector rescan the rest of
+// the text at every match if it could; their cost must stay proportional
+// to their length.
+var adversarial = map[string]string{
+	"findings":  strings.Repeat("a@b.co 10.1.2.3 ", 16<<10),
+	"pem":       strings.Repeat("-----BEGIN PRIVATE KEY-----", 10<<10),
+	"db urls":   strings.Repeat("postgres://", 24<<10),
+	"passwords": strings.Repeat("password:", 29<<10),
+	"jwt":       strings.Repeat("eyJ.", 64<<10),
+	"digits":    strings.Repeat("1 ", 128<<10),
+}
+
+// BenchmarkScanAdversarial: go test -run '^$' -bench Adversarial ./client/pii/
+func BenchmarkScanAdversarial(b *testing.B) {
+	for name, text := range adversarial {
+		b.Run(strings.ReplaceAll(name, " ", "_"), func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				pii.Scan(text)
+			}
+		})
+	}
+}

@@ -222,13 +222,17 @@ func (c *scanCtx) atWords(words []string, fn func(i, k int)) {
 	}
 }
 
+// maxKeyTail bounds the rest of a key's identifier after its cue word
+// ("_access_key_id"), so that "token-token-token…" costs this much per cue.
+const maxKeyTail = 32
+
 // valueAfter is where the value named by a keyword ending at pos starts:
 // past the rest of the key's identifier ("api_key_prod"), separators
 // (": ", "=", quotes) and an optional "is". It returns -1 when something
 // else follows.
 func (c *scanCtx) valueAfter(pos int) int {
 	t := c.text
-	p := runEnd(t, pos, func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
+	p := runEnd(t[:min(len(t), pos+maxKeyTail)], pos, func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
 	sep := func(b byte) bool { return b == ' ' || b == '\t' || b == ':' || b == '=' || b == '"' || b == '\'' }
 	q := runEnd(t, p, sep)
 	if hasPrefixFold(t[q:], "is ") {

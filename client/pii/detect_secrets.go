@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -12,7 +13,16 @@ import (
 // PRIVATE KEY-----" to the matching END line (or, without one, to the end
 // of the base64 body).
 func detectPrivateKeys(c *scanCtx) {
-	const begin = "-----BEGIN "
+	const begin, endLine = "-----BEGIN ", "-----END "
+	var ends []int // every END line, found once
+	for off := 0; ; {
+		k := strings.Index(c.text[off:], endLine)
+		if k < 0 {
+			break
+		}
+		ends = append(ends, off+k)
+		off += k + len(endLine)
+	}
 	for off := 0; ; {
 		k := strings.Index(c.text[off:], begin)
 		if k < 0 {
@@ -20,30 +30,50 @@ func detectPrivateKeys(c *scanCtx) {
 		}
 		i := off + k
 		off = i + len(begin)
-		detectPrivateKeyAt(c, i)
+		detectPrivateKeyAt(c, i, ends)
 	}
 }
 
-func detectPrivateKeyAt(c *scanCtx, i int) {
+// maxPEM bounds a block without an END line: the longest private keys
+// (RSA 16384, armored PGP) fit.
+const maxPEM = 32 << 10
+
+// detectPrivateKeyAt looks at the BEGIN line at i; ends are the positions
+// of every END line. The block ends at the first END line after it, which
+// must carry the same label.
+func detectPrivateKeyAt(c *scanCtx, i int, ends []int) {
 	const begin = "-----BEGIN "
+	t := c.text
 	h := i + len(begin)
-	k := strings.Index(c.text[h:min(len(c.text), h+64)], "-----")
+	k := strings.Index(t[h:min(len(t), h+64)], "-----")
 	if k < 0 {
 		return
 	}
-	label := c.text[h : h+k]
+	label := t[h : h+k]
 	if !strings.HasSuffix(label, "PRIVATE KEY") && label != "PGP PRIVATE KEY BLOCK" {
 		return
 	}
 	bodyStart := h + k + 5
-	end := "-----END " + label + "-----"
-	if e := strings.Index(c.text[bodyStart:], end); e >= 0 {
-		c.add(PrivateKey, i, bodyStart+e+len(end), 0.99)
-		return
+	if n, _ := slices.BinarySearch(ends, bodyStart); n < len(ends) {
+		e := ends[n]
+		if end := "-----END " + label + "-----"; strings.HasPrefix(t[e:], end) {
+			c.add(PrivateKey, i, e+len(end), 0.99)
+			return
+		}
 	}
-	j := runEnd(c.text, bodyStart, func(b byte) bool {
-		return isB64(b) || b == '=' || b == '\n' || b == '\r' || b == ' ' || b == '\\' || b == ':' || b == '-' || b == ','
-	})
+	// No END line: the base64 body (with legacy "Proc-Type:"/"DEK-Info:"
+	// headers and JSON-escaped line breaks), up to the next "-----".
+	j, limit := bodyStart, min(len(t), bodyStart+maxPEM)
+	for j < limit {
+		b := t[j]
+		if b == '-' && strings.HasPrefix(t[j:], "-----") {
+			break
+		}
+		if !(isB64(b) || b == '=' || b == '\n' || b == '\r' || b == ' ' || b == '\\' || b == ':' || b == '-' || b == ',') {
+			break
+		}
+		j++
+	}
 	if j-bodyStart >= 64 {
 		c.add(PrivateKey, i, j, 0.9)
 	}
@@ -191,12 +221,18 @@ func detectDatabaseURLs(c *scanCtx) {
 		if k < 0 {
 			return
 		}
-		off += k + 3
-		detectDatabaseURLAt(c, off-3)
+		off = max(off+k+3, detectDatabaseURLAt(c, off+k))
 	}
 }
 
-func detectDatabaseURLAt(c *scanCtx, i int) {
+// maxURL bounds a database URL, so that "postgres://postgres://…" costs
+// this much per scheme, not the rest of the text.
+const maxURL = 4096
+
+// detectDatabaseURLAt looks at the "://" at i and returns where the URL
+// it scanned ends (i+3 when it scanned none): a "://" before that is part
+// of the same URL.
+func detectDatabaseURLAt(c *scanCtx, i int) int {
 	isScheme := func(b byte) bool { return isAlnum(b) || b == '+' || b == ':' || b == '.' || b == '-' }
 	s := i
 	for s > 0 && isScheme(c.text[s-1]) {
@@ -204,14 +240,14 @@ func detectDatabaseURLAt(c *scanCtx, i int) {
 	}
 	scheme := strings.TrimPrefix(strings.ToLower(c.text[s:i]), "jdbc:")
 	if !dbSchemes[scheme] {
-		return
+		return i + 3
 	}
-	e := runEnd(c.text, i+3, isURLByte)
+	e := runEnd(c.text[:min(len(c.text), i+maxURL)], i+3, isURLByte)
 	for e > i+3 && strings.IndexByte(".,;:)]}!?", c.text[e-1]) >= 0 {
 		e--
 	}
 	if e-i-3 < 3 {
-		return
+		return e
 	}
 	conf := 0.85
 	if u, err := url.Parse(c.text[i-len(scheme) : e]); err == nil && u.Host != "" {
@@ -225,6 +261,7 @@ func detectDatabaseURLAt(c *scanCtx, i int) {
 		conf = 0.97
 	}
 	c.add(DatabaseURL, s, e, conf)
+	return e
 }
 
 // apiKeyPrefixes are documented prefixes of well-known services' keys, with
@@ -329,10 +366,14 @@ var notPasswords = map[string]bool{
 // detectPasswords finds the value after "password:", "password=" or
 // "password is".
 func detectPasswords(c *scanCtx) {
+	next := 0 // a cue inside the previous value ("password:password:…") is part of it
 	c.atWords(passwordWords, func(i, n int) {
+		if i < next {
+			return
+		}
 		k := passwordWords[n]
 		t := c.text
-		p := runEnd(t, i+len(k), func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
+		p := runEnd(t[:min(len(t), i+len(k)+maxKeyTail)], i+len(k), func(b byte) bool { return isAlnum(b) || b == '_' || b == '-' })
 		p = runEnd(t, p, func(b byte) bool { return b == ' ' || b == '"' || b == '\'' })
 		conf := 0.85
 		switch {
@@ -353,7 +394,8 @@ func detectPasswords(c *scanCtx) {
 			}
 			s, e = p+1, p+1+q
 		} else {
-			e = runEnd(c.text, p, func(b byte) bool { return b > ' ' && b < 0x7f && b != '"' && b != '\'' })
+			e = runEnd(c.text[:min(len(c.text), p+129)], p, func(b byte) bool { return b > ' ' && b < 0x7f && b != '"' && b != '\'' })
+			next = e
 			for e > s && strings.IndexByte(".,;)", c.text[e-1]) >= 0 {
 				e--
 			}

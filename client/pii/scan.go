@@ -29,7 +29,7 @@ func (s *Scanner) Thresholds() Thresholds { return s.th }
 // and never overlapping.
 func (s *Scanner) Scan(text string) []Finding {
 	c := newScanCtx(text)
-	defer ctxPool.Put(c)
+	defer c.release()
 	for _, d := range detectors {
 		d(c)
 	}
@@ -39,12 +39,25 @@ func (s *Scanner) Scan(text string) []Finding {
 			kept = append(kept, f)
 		}
 	}
-	return resolve(kept)
+	return c.resolve(kept)
 }
 
 // ctxPool reuses the buffers of a scan (runs, words, candidates); nothing
 // in them outlives the scan.
 var ctxPool = sync.Pool{New: func() any { return new(scanCtx) }}
+
+// maxPooledRuns bounds what a pooled scan keeps: the buffers of a huge
+// message are left to the garbage collector.
+const maxPooledRuns = 1 << 14
+
+// release returns c to the pool without the text it scanned.
+func (c *scanCtx) release() {
+	c.text = ""
+	if cap(c.runs) > maxPooledRuns {
+		return
+	}
+	ctxPool.Put(c)
+}
 
 // detectors run in this order; the order does not matter for the result,
 // which resolve makes deterministic.
@@ -56,8 +69,10 @@ var detectors = []func(*scanCtx){
 
 // resolve drops overlapping findings: the more confident one wins, then the
 // longer one, then the earlier one, then the lower type number. The result
-// is sorted by start, in a new slice.
-func resolve(fs []Finding) []Finding {
+// is sorted by start, in a new slice. Taken bytes are marked in a bitset,
+// so the cost grows with the text and the findings, never with their
+// product.
+func (c *scanCtx) resolve(fs []Finding) []Finding {
 	switch len(fs) {
 	case 0:
 		return nil // the same whether the pooled buffer was new or reused
@@ -71,18 +86,52 @@ func resolve(fs []Finding) []Finding {
 			cmp.Compare(a.Start, b.Start),
 			cmp.Compare(a.Type, b.Type))
 	})
+	taken := c.taken[:0]
+	for range (len(c.text) + 63) / 64 {
+		taken = append(taken, 0)
+	}
+	c.taken = taken
 	out := make([]Finding, 0, len(fs))
 	for _, f := range fs {
-		i, _ := slices.BinarySearchFunc(out, f.Start, func(g Finding, start int) int { return cmp.Compare(g.Start, start) })
-		if i > 0 && out[i-1].End > f.Start {
-			continue // overlaps the kept finding before it
+		if anySet(taken, f.Start, f.End) {
+			continue
 		}
-		if i < len(out) && out[i].Start < f.End {
-			continue // overlaps the kept finding after it
-		}
-		out = slices.Insert(out, i, f)
+		setRange(taken, f.Start, f.End)
+		out = append(out, f)
 	}
+	slices.SortFunc(out, func(a, b Finding) int { return cmp.Compare(a.Start, b.Start) })
 	return out
+}
+
+// anySet reports whether a bit in [s, e) is set.
+func anySet(bits []uint64, s, e int) bool {
+	for i := s; i < e; {
+		if i%64 == 0 && e-i >= 64 {
+			if bits[i/64] != 0 {
+				return true
+			}
+			i += 64
+			continue
+		}
+		if bits[i/64]&(1<<(i%64)) != 0 {
+			return true
+		}
+		i++
+	}
+	return false
+}
+
+// setRange sets the bits in [s, e).
+func setRange(bits []uint64, s, e int) {
+	for i := s; i < e; {
+		if i%64 == 0 && e-i >= 64 {
+			bits[i/64] = ^uint64(0)
+			i += 64
+			continue
+		}
+		bits[i/64] |= 1 << (i % 64)
+		i++
+	}
 }
 
 // scanCtx is one scan: the text, its runs of letters and digits, and the
@@ -94,6 +143,7 @@ type scanCtx struct {
 	wordBuf []word
 	hits    []hit // prefix matches at run starts, computed on first use
 	out     []Finding
+	taken   []uint64 // resolve's bitset of bytes already in a finding
 
 	hitsDone bool
 }
