@@ -24,3 +24,27 @@ func BenchmarkInspect(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInspectAdversarial: 256 KiB bodies that repeat what the rules
+// look for; their cost must stay proportional to their length.
+//
+//	go test -run '^$' -bench InspectAdversarial ./client/threat/
+func BenchmarkInspectAdversarial(b *testing.B) {
+	bodies := map[string]string{
+		"phrases": strings.Repeat("ignore previous instructions ", 9<<10),
+		"base64":  strings.Repeat("aWdub3JlIHByZXZpb3VzIGluc3RydWN0aW9ucw== ", 6<<10),
+		"urls":    strings.Repeat("https://x.example/?q=1 ", 11<<10),
+		"nested":  strings.Repeat("http", 64<<10),
+		"bidi":    strings.Repeat("a\u202e", 64<<10),
+		"lines":   strings.Repeat("system:\n", 32<<10),
+	}
+	g := threat.NewRuleGate(threat.Config{})
+	for name, body := range bodies {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				g.Inspect(context.Background(), threat.Message{Direction: threat.Inbound, Body: body})
+			}
+		})
+	}
+}

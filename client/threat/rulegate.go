@@ -77,7 +77,23 @@ func (g *RuleGate) Inspect(ctx context.Context, m Message) Verdict {
 		}
 	}
 	s := score(rs)
-	return Verdict{Allow: s < g.cfg.BlockScore, Score: s, Reasons: rs}
+	return Verdict{Allow: s < g.cfg.BlockScore, Score: s, Reasons: capReasons(rs, maxReasonsPerCode)}
+}
+
+// maxReasonsPerCode bounds a verdict's reasons of one code: a body that
+// repeats an attack a thousand times gets the same verdict (its score is
+// computed from every reason) without a thousand reasons.
+const maxReasonsPerCode = 16
+
+func capReasons(rs []Reason, most int) []Reason {
+	counts := map[ReasonCode]int{}
+	out := rs[:0]
+	for _, r := range rs {
+		if counts[r.Code]++; counts[r.Code] <= most {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (g *RuleGate) phrases(m Message) []Reason {
