@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
 )
 
