@@ -81,13 +81,13 @@ func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv
 	root := tree.Root()
 	head, err := attestation.MarshalBatchHead(&trustfedv1.DecisionBatchHead{Origin: s.cfg.AuditOrigin, LogIndex: index, Size: tree.Size(), Root: root})
 	if err != nil {
-		return nil, err
+		return nil, status.Errorf(codes.Internal, "%v: %v", errNotCertified, err)
 	}
 	r := s.store.Read()
 	decidedFirst = s.clock()
 	need := quorumAt(r, decidedFirst)
 	if need == 0 {
-		return nil, fmt.Errorf("%w: no node holds an endorsed key", errNotCertified)
+		return nil, status.Errorf(codes.Unavailable, "%v: no node holds an endorsed key valid now: trustfed key endorse %s --from-node ADDR", errNotCertified, s.cfg.NodeID)
 	}
 	sigs, err := s.gatherSignatures(ctx, r, index, root, head, need)
 	if err != nil {

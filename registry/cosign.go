@@ -235,7 +235,7 @@ func (c *Cosigner) signer(from, to time.Time) (attestation.Signer, string, error
 			return s, k.KeyId, nil
 		}
 	}
-	return nil, "", fmt.Errorf("node %s holds no key endorsed and valid from %s to %s", c.nodeID, fmtTime(from), fmtTime(to))
+	return nil, "", fmt.Errorf("node %s holds no key endorsed and valid from %s to %s: trustfed key endorse %s --from-node ADDR", c.nodeID, fmtTime(from), fmtTime(to), c.nodeID)
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
