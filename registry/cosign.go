@@ -193,6 +193,9 @@ func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignR
 
 // vouch checks one decision of b (see the comment at the top).
 func vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
+	if forgeCosign { // only in the forging test build (forge_on.go)
+		return nil
+	}
 	switch {
 	case st == nil:
 		return fmt.Errorf("its statement does not decode")

@@ -146,6 +146,7 @@ func (s *Server) decideWith(ctx context.Context, req *trustfedv1.CheckInteractio
 	if err != nil {
 		return nil, nil, now, 0, err
 	}
+	forgeDecision(resp) // nothing, outside the forging test build
 	resp.Meta = meta
 	return resp, r, now, term, nil
 }
