@@ -95,3 +95,25 @@ func TestForgingLeaderCannotGetADecisionCertified(t *testing.T) {
 	_, err = client.VerifyDecision(forged, keys, time.Now())
 	require.ErrorContains(t, err, "1 valid node signatures, 2 needed")
 }
+
+// A server run with -unaudited-decisions answers decisions one node signs
+// alone, and says so (CERTIFICATION_SINGLE_NODE); members refuse them by
+// default and accept them only when configured to.
+func TestUnauditedDecisionsAreSingleNodeAndRefusedByDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	p := startPair(t, "bank-a", 3, "bank-b", 3, []string{"ping"}, "-unaudited-decisions")
+	resp, err := p.member.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "bank-a", ToOrganizationId: "bank-b", Action: "ping"})
+	require.NoError(t, err)
+	require.Equal(t, trustfedv1.Certification_CERTIFICATION_SINGLE_NODE, resp.Certification)
+	require.Nil(t, resp.Certificate)
+	require.NotEmpty(t, resp.Signature)
+	keys, err := p.admin.Keys(ctxT(t))
+	require.NoError(t, err)
+	_, err = client.VerifyDecision(resp, keys, resp.DecidedAt.AsTime())
+	require.ErrorIs(t, err, attestation.ErrNotCertified)
+	st, err := client.VerifyDecisionWith(resp, keys, resp.DecidedAt.AsTime(), attestation.VerifyOptions{AllowSingleNode: true})
+	require.NoError(t, err, "accepted when the member allows single-node decisions")
+	require.Equal(t, "dev", keys[st.KeyId].GetNodeId())
+}
