@@ -23,21 +23,9 @@ import (
 // one signature per node per batch. The answering node collects the
 // signatures (certify.go).
 //
-// A replica vouches for a decision only if:
-//   - its statement decodes and was decided at a Raft index before the
-//     batch, at a time within [logged − maxDecisionAge, logged +
-//     maxDecisionLead] of the batch's leader-stamped time;
-//   - re-evaluated on this replica's state at that index, at that time, it
-//     gives the same outputs (decision, reasons, levels, caps, agreement,
-//     controls, authorisation, valid_until: decision.Recheck);
-//   - and it still holds on the state just before the batch (a decision
-//     made on a state that a later write changed is not vouched for: the
-//     caller retries and gets one made on the new state). When no command
-//     changed the trust state since the decision's index the two states
-//     are the same for decisions, and it is evaluated once.
+// What a replica checks before it vouches for a decision is
+// decision.Vouch.
 const (
-	maxDecisionAge  = 10 * time.Second
-	maxDecisionLead = 2 * time.Second
 	// cosignKeep is how many batch results a node keeps for its peers to
 	// ask for.
 	cosignKeep = 4096
@@ -191,36 +179,12 @@ func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignR
 	return res
 }
 
-// vouch checks one decision of b (see the comment at the top).
+// vouch checks one decision of b (decision.Vouch).
 func vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
 	if forgeCosign { // only in the forging test build (forge_on.go)
 		return nil
 	}
-	switch {
-	case st == nil:
-		return fmt.Errorf("its statement does not decode")
-	case st.DecidedAt == nil:
-		return fmt.Errorf("its statement has no decided_at")
-	case st.Index >= b.Index:
-		return fmt.Errorf("decided at index %d, not before the batch", st.Index)
-	}
-	t := st.DecidedAt.AsTime()
-	if t.Before(b.Time.Add(-maxDecisionAge)) || t.After(b.Time.Add(maxDecisionLead)) {
-		return fmt.Errorf("decided at %s, logged at %s: outside [-%s, +%s]", fmtTime(t), fmtTime(b.Time), maxDecisionAge, maxDecisionLead)
-	}
-	r := b.States[st.Index]
-	if r == nil {
-		return fmt.Errorf("the state at index %d is no longer kept here", st.Index)
-	}
-	if err := decision.Recheck(r, st); err != nil {
-		return fmt.Errorf("on this node's state at index %d: %w", st.Index, err)
-	}
-	if b.LastWrite == 0 || b.LastWrite > st.Index {
-		if err := decision.Recheck(b.Before, st); err != nil {
-			return fmt.Errorf("no longer holds on the state before the batch (index %d): %w", b.Index-1, err)
-		}
-	}
-	return nil
+	return decision.Vouch(b, st)
 }
 
 // signer is this node's key endorsed and valid over [from, to] (the

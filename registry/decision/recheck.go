@@ -3,6 +3,7 @@ package decision
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/policy"
@@ -39,6 +40,55 @@ func Recheck(r *state.Reader, st *trustfedv1.DecisionStatement) error {
 	}
 	if diffs := diffDecision(st, got, timestamppb.New(now.Add(r.FreshnessWindow()))); len(diffs) > 0 {
 		return fmt.Errorf("%s", strings.Join(diffs, "; "))
+	}
+	return nil
+}
+
+// Bounds on a decision's decided_at against the leader-stamped time of the
+// audit batch that logs it (Vouch): a node cannot back-date a decision by
+// more than MaxDecisionAge (e.g. to before a passport expired) and have it
+// vouched for.
+const (
+	MaxDecisionAge  = 10 * time.Second
+	MaxDecisionLead = 2 * time.Second
+)
+
+// Vouch reports whether a replica may vouch for decision st of the audit
+// batch b it applied (registry/cosign.go): nil only if
+//   - the statement decodes and was decided at a Raft index before the
+//     batch, at a time within [logged − MaxDecisionAge, logged +
+//     MaxDecisionLead] of the batch's leader-stamped time;
+//   - re-evaluated on this replica's own state at that index, at that time,
+//     it gives the same outputs (Recheck);
+//   - and it still holds on the state just before the batch: a decision
+//     made on a state that a later write changed is not vouched for (the
+//     caller retries and gets one made on the new state). When no command
+//     changed the trust state since the decision's index the two states
+//     are the same for decisions, and it is evaluated once.
+func Vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
+	switch {
+	case st == nil:
+		return fmt.Errorf("its statement does not decode")
+	case st.DecidedAt == nil:
+		return fmt.Errorf("its statement has no decided_at")
+	case st.Index >= b.Index:
+		return fmt.Errorf("decided at index %d, not before the batch (index %d)", st.Index, b.Index)
+	}
+	t := st.DecidedAt.AsTime()
+	if t.Before(b.Time.Add(-MaxDecisionAge)) || t.After(b.Time.Add(MaxDecisionLead)) {
+		return fmt.Errorf("decided at %s, logged at %s: outside [-%s, +%s]", t.UTC().Format(time.RFC3339Nano), b.Time.UTC().Format(time.RFC3339Nano), MaxDecisionAge, MaxDecisionLead)
+	}
+	r := b.States[st.Index]
+	if r == nil {
+		return fmt.Errorf("the state at index %d is no longer kept here", st.Index)
+	}
+	if err := Recheck(r, st); err != nil {
+		return fmt.Errorf("on this node's state at index %d: %w", st.Index, err)
+	}
+	if b.LastWrite == 0 || b.LastWrite > st.Index {
+		if err := Recheck(b.Before, st); err != nil {
+			return fmt.Errorf("no longer holds on the state before the batch (index %d): %w", b.Index-1, err)
+		}
 	}
 	return nil
 }

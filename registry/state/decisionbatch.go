@@ -108,11 +108,11 @@ func (f *FSM) viewAtOrBefore(index uint64) (*memdb.Txn, bool) {
 	var best *memdb.Txn
 	var bestIdx uint64
 	oldest := ^uint64(0)
-	for _, txn := range f.views.txns {
+	for k, txn := range f.views.txns {
 		if txn == nil {
 			continue
 		}
-		i := indexOf(txn)
+		i := f.views.idx[k]
 		oldest = min(oldest, i)
 		if i <= index && (best == nil || i > bestIdx) {
 			best, bestIdx = txn, i
