@@ -81,7 +81,9 @@ func TestVouchRederivesEachDecisionOnTheReplicasState(t *testing.T) {
 			st.DecidedAt = timestamppb.New(st.DecidedAt.AsTime().Add(-time.Minute))
 			st.ValidUntil = timestamppb.New(st.ValidUntil.AsTime().Add(-time.Minute))
 		}, "outside"},
-		"from the future":       {func(st *trustfedv1.DecisionStatement) { st.DecidedAt = timestamppb.New(st.DecidedAt.AsTime().Add(time.Minute)) }, "outside"},
+		"from the future": {func(st *trustfedv1.DecisionStatement) {
+			st.DecidedAt = timestamppb.New(st.DecidedAt.AsTime().Add(time.Minute))
+		}, "outside"},
 		"an index not yet seen": {func(st *trustfedv1.DecisionStatement) { st.Index = 1 << 40 }, "not before the batch"},
 	} {
 		st := proto.CloneOf(now)
