@@ -203,6 +203,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.verifyAtStart(ctx) })
 	if s.cfg.Cosigner != nil {
 		wg.Go(func() { s.cfg.Cosigner.Run(ctx) })
+		if s.cfg.Divergence != nil {
+			wg.Go(func() { s.checkDissents(ctx) })
+		}
 	}
 	s.batcher.Run(ctx)
 	wg.Wait()
