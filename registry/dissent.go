@@ -89,4 +89,3 @@ func (s *Server) outvoted(ctx context.Context, index uint64) (string, bool) {
 	}
 	return "", false
 }
-
