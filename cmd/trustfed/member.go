@@ -195,9 +195,9 @@ func newMemberRemoveCmd(a *app) *cobra.Command {
 
 // memberCertResult is what "member cert" wrote, for -o json.
 type memberCertResult struct {
-	CertificateFile string    `json:"certificate_file"`
+	CertificateFile string    `json:"certificateFile"`
 	Serial          string    `json:"serial"`
-	NotAfter        time.Time `json:"not_after"`
+	NotAfter        time.Time `json:"notAfter"`
 	Identity        string    `json:"identity"`
 }
 

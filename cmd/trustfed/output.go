@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry"
 )
 
 // levelNames are the names of trust levels 0..4.
@@ -97,9 +98,16 @@ func clean(s string) string {
 	}, s)
 }
 
-// writeJSON prints msg as multi-line protojson.
+// jsonOptions is REST's JSON encoding, indented.
+func jsonOptions() protojson.MarshalOptions {
+	o := registry.JSONMarshalOptions
+	o.Multiline, o.Indent = true, "  "
+	return o
+}
+
+// writeJSON prints msg as REST does (registry.JSONMarshalOptions), indented.
 func writeJSON(w io.Writer, msg proto.Message) error {
-	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(msg)
+	data, err := jsonOptions().Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encode json: %w", err)
 	}
@@ -109,7 +117,8 @@ func writeJSON(w io.Writer, msg proto.Message) error {
 	return nil
 }
 
-// writePlainJSON prints a non-protobuf value as indented JSON.
+// writePlainJSON prints a non-protobuf value as indented JSON; its types
+// name their fields in lowerCamelCase, as protojson does.
 func writePlainJSON(w io.Writer, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
