@@ -34,6 +34,7 @@ import (
 type cliFake struct {
 	trustfedv1.UnimplementedRegistryServiceServer
 	trustfedv1.UnimplementedClusterServiceServer
+	trustfedv1.UnimplementedCascadeServiceServer
 
 	mu   sync.Mutex
 	auth []string

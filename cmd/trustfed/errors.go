@@ -15,6 +15,9 @@ const (
 	exitError = 1
 	exitUsage = 2
 	exitDeny  = 3
+	// exitTimeout: a command that waits for something (revocation status)
+	// gave up at its deadline before it happened.
+	exitTimeout = 4
 )
 
 // usageErrorf returns a usageError (declared in server.go: a mistake in how

@@ -72,7 +72,8 @@ TRUSTFED_ADMIN_KEY.
 
 ` + adminChangesLong + `
 
-Exit codes: 0 success, 1 error, 2 usage error, 3 DENY (trustfed check).`
+Exit codes: 0 success, 1 error, 2 usage error, 3 DENY (trustfed check),
+4 gave up waiting (revocation status --wait-timeout, status --wait-ready).`
 
 func newRootCmd(a *app) *cobra.Command {
 	root := &cobra.Command{

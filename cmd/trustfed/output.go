@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/term"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -393,4 +394,11 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 		t.row(m.GetNodeId(), orDash(m.GetRaftAddress()), orDash(m.GetApiAddress()), formatSuffrage(m), caughtUp, formatBool(m.GetLeader()))
 	}
 	return t.flush()
+}
+
+// isTerminal reports whether w is a terminal: progress bars and other
+// redrawn lines are only for people watching, never for logs and pipes.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
 }
