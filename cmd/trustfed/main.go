@@ -72,6 +72,8 @@ TRUSTFED_ADMIN_KEY.
 
 ` + adminChangesLong + `
 
+` + credentialsLong + `
+
 Exit codes: 0 success, 1 error, 2 usage error, 3 DENY (trustfed check),
 4 gave up waiting (revocation status --wait-timeout, status --wait-ready).`
 
@@ -185,30 +187,32 @@ func newGroupCmd(use, short string) *cobra.Command {
 	}
 }
 
-// dial opens a client from the global options.
-func (a *app) dial(ctx context.Context, cmd *cobra.Command) (*client.Client, error) {
+// dial opens a client from the global options, with one credential
+// (credentialsLong); usedCert says which.
+func (a *app) dial(ctx context.Context, cmd *cobra.Command) (_ *client.Client, usedCert bool, err error) {
 	token, err := a.resolveToken(cmd)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if cmd.Flags().Changed("cert") && !cmd.Flags().Changed("token") && !cmd.Flags().Changed("token-file") {
-		// An explicit --cert calls as the member node, not as whoever
-		// TRUSTFED_TOKEN in the environment names (a token would win).
+	certFile, keyFile := a.cert, a.key
+	if usedCert = a.useCertificate(cmd); usedCert {
 		token = ""
+	} else {
+		certFile, keyFile = "", ""
 	}
 	cfg := client.Config{
 		Addr:       a.addr,
 		Token:      token,
 		CACertFile: a.cacert,
-		CertFile:   a.cert,
-		KeyFile:    a.key,
+		CertFile:   certFile,
+		KeyFile:    keyFile,
 		Timeout:    a.timeout,
 	}
 	c, err := client.New(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return c, nil
+	return c, usedCert, nil
 }
 
 // resolveToken picks the token: an explicit --token or --token-file flag
@@ -239,12 +243,12 @@ func (a *app) resolveToken(cmd *cobra.Command) (string, error) {
 // withClient dials, runs fn with the command's context, and closes.
 func (a *app) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
 	ctx := cmd.Context()
-	c, err := a.dial(ctx, cmd)
+	c, usedCert, err := a.dial(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = c.Close() }()
-	return fn(ctx, c)
+	return memberCallHint(cmd, fn(ctx, c), usedCert)
 }
 
 // print writes msg as JSON with -o json, or else runs table.

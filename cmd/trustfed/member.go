@@ -214,7 +214,7 @@ this machine) and exchange it for a certificate for that key, written to
 certificate expires to renew it. Use the certificate with --cert node.crt
 --key node.key (or TRUSTFED_CERT/TRUSTFED_KEY).`,
 		Example: `  trustfed member cert acme-bank gw-1 --node-key gw-1.key --out-cert gw-1.crt
-  trustfed --cert gw-1.crt --key gw-1.key check acme-bank globex ping`,
+  trustfed --cert gw-1.crt --key gw-1.key check --from acme-bank --to globex --action ping`,
 		Args: exactArgs("ORG", "NODE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			org, node := args[0], args[1]

@@ -271,7 +271,7 @@ func newEventsCmd(a *app) *cobra.Command {
 	watch.Flags().Uint64Var(&after, "after-index", 0, "only events committed after this Raft index")
 	watch.Flags().BoolVar(&ack, "ack", false, "acknowledge each event as it arrives")
 	_ = watch.MarkFlagRequired("org")
-	cmd.AddCommand(watch)
+	cmd.AddCommand(memberCall(watch))
 	return cmd
 }
 
@@ -331,7 +331,7 @@ func newSessionCmd(a *app) *cobra.Command {
 		},
 	}
 	heartbeat.Flags().StringVar(&org, "org", "", "the party heartbeating")
-	cmd.AddCommand(open, heartbeat, closeCmd)
+	cmd.AddCommand(memberCall(open), memberCall(heartbeat), memberCall(closeCmd))
 	return cmd
 }
 
