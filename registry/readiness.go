@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Readiness is what GET /readyz reports: whether this node serves calls
@@ -32,6 +34,8 @@ func (s *Server) Readiness() Readiness {
 	switch fault := s.cfg.AuditFault(); {
 	case isDiverged:
 		r.Reason = diverged.Message() + ": " + diverged.Reason
+	case !st.HasLeader && !s.hasPeers(): // before verifying: that needs a cluster
+		r.Reason = NoPeersHint
 	case !s.verified.Load():
 		r.Reason = errVerifying.Error()
 	case !st.HasLeader:
@@ -44,6 +48,21 @@ func (s *Server) Readiness() Readiness {
 		r.Ready = true
 	}
 	return r
+}
+
+// NoPeersHint is the readiness reason (and start-up warning) of a node
+// that is in no cluster: it was neither bootstrapped nor added to one.
+const NoPeersHint = "no known peers: this node is in no cluster. Start the first node of a new cluster with -bootstrap; " +
+	"start this one with -join HOST:PORT (the gRPC address of a running node) to join a cluster; " +
+	"a node that was in a cluster and lost its data must be removed (trustfed cluster remove NODE_ID) and joined again"
+
+// hasPeers reports whether this node's Raft configuration lists any server
+// (itself included); an error counts as yes (nothing to suggest).
+func (s *Server) hasPeers() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	servers, err := s.raft.Servers(ctx)
+	return err != nil || len(servers) > 0
 }
 
 // Fault is what /healthz reports as wrong with this node ("" = healthy):

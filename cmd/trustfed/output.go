@@ -357,13 +357,12 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 	t := newTable(w)
 	t.row("Node:", orDash(s.GetNodeId()))
 	t.row("State:", orDash(s.GetState()))
-	t.row("Ready:", formatBool(s.GetReady()))
-	t.row("Caught up:", formatBool(s.GetCaughtUp()))
-	serving := "yes"
-	if r := s.GetNotReady(); r != "" {
-		serving = "no: " + r
+	ready := "yes (knows the leader, caught up with its log; GET /readyz answers 200)"
+	if r := s.GetNotReady(); r != "" { // not_ready: older servers set ready only on a leader
+		ready = "no: " + r
 	}
-	t.row("Serving:", serving)
+	t.row("Ready:", ready)
+	t.row("Caught up:", formatBool(s.GetCaughtUp()))
 	leader := "-"
 	if l := s.GetLeader(); l != nil && l.GetNodeId() != "" {
 		leader = l.GetNodeId()

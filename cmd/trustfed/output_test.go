@@ -129,9 +129,8 @@ func TestWriteStatus(t *testing.T) {
 	require.NoError(t, writeStatus(&buf, resp))
 	require.Equal(t, `Node:            n1
 State:           Leader
-Ready:           yes
+Ready:           yes (knows the leader, caught up with its log; GET /readyz answers 200)
 Caught up:       yes
-Serving:         yes
 Leader:          n1 (127.0.0.1:7443)
 Term:            3
 Commit index:    10
@@ -155,7 +154,13 @@ n3    127.0.0.1:7002  127.0.0.1:7445  nonvoter  no         no
 	resp.NotReady = "catching up with the leader's log (applied index 9, commit index 10)"
 	buf.Reset()
 	require.NoError(t, writeStatus(&buf, resp))
-	require.Contains(t, buf.String(), "Caught up:       no\nServing:         no: catching up with the leader's log (applied index 9, commit index 10)\n")
+	require.Contains(t, buf.String(), "Ready:           no: catching up with the leader's log (applied index 9, commit index 10)\nCaught up:       no\n")
+
+	// A healthy follower is ready.
+	resp.State, resp.Ready, resp.CaughtUp, resp.NotReady = "Follower", true, true, ""
+	buf.Reset()
+	require.NoError(t, writeStatus(&buf, resp))
+	require.Contains(t, buf.String(), "State:           Follower\nReady:           yes (knows the leader")
 }
 
 func TestWriteOrganizationsAndAgreements(t *testing.T) {
