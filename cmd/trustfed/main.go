@@ -190,6 +190,9 @@ func newGroupCmd(use, short string) *cobra.Command {
 // dial opens a client from the global options, with one credential
 // (credentialsLong); usedCert says which.
 func (a *app) dial(ctx context.Context, cmd *cobra.Command) (_ *client.Client, usedCert bool, err error) {
+	if err := checkAddr(a.addr); err != nil {
+		return nil, false, err
+	}
 	token, err := a.resolveToken(cmd)
 	if err != nil {
 		return nil, false, err
@@ -248,7 +251,7 @@ func (a *app) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *cli
 		return err
 	}
 	defer func() { _ = c.Close() }()
-	return memberCallHint(cmd, fn(ctx, c), usedCert)
+	return connectionHint(memberCallHint(cmd, fn(ctx, c), usedCert), a.addr, a.cacert, a.timeout)
 }
 
 // print writes msg as JSON with -o json, or else runs table.

@@ -234,6 +234,9 @@ certificate expires to renew it. Use the certificate with --cert node.crt
 			// No client certificate: the current one may have expired, and
 			// the challenge needs none.
 			ctx := cmd.Context()
+			if err := checkAddr(a.addr); err != nil {
+				return err
+			}
 			token, err := a.resolveToken(cmd)
 			if err != nil {
 				return err
@@ -245,7 +248,7 @@ certificate expires to renew it. Use the certificate with --cert node.crt
 			defer func() { _ = c.Close() }()
 			_, leaf, err := client.RequestMemberCertificate(ctx, c, org, node, key, validity)
 			if err != nil {
-				return err
+				return connectionHint(err, a.addr, a.cacert, a.timeout)
 			}
 			certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})
 			if err := attestation.WriteFile(outCert, certPEM, 0o644, true); err != nil {
