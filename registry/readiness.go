@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -44,11 +45,29 @@ func (s *Server) Readiness() Readiness {
 		r.Reason = fmt.Sprintf("catching up with the leader's log (applied index %d, commit index %d)", st.AppliedIndex, st.CommitIndex)
 	case fault != "":
 		r.Reason = "audit log fault: " + fault
+	case s.starting() != "":
+		r.Reason = s.starting()
 	default:
 		r.Ready = true
 	}
 	return r
 }
+
+// starting is Config.Starting, "" when unset.
+func (s *Server) starting() string {
+	if s.cfg.Starting == nil {
+		return ""
+	}
+	return s.cfg.Starting()
+}
+
+// healthService is the standard gRPC health service (grpc.health.v1). It
+// answers what GET /readyz answers, to anyone, in every state of the node:
+// the interceptors pass its calls through untouched (it is not in the
+// authorisation table, which lists this API's methods).
+const healthService = "/grpc.health.v1.Health/"
+
+func isHealth(method string) bool { return strings.HasPrefix(method, healthService) }
 
 // NoPeersHint is the readiness reason (and start-up warning) of a node
 // that is in no cluster: it was neither bootstrapped nor added to one.

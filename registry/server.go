@@ -76,6 +76,9 @@ type Config struct {
 	UnauditedDecisions bool
 	// AuditFault reports this replica's audit log fault ("" = none).
 	AuditFault func() string
+	// Starting reports start-up work this node is not ready without
+	// ("storing the bootstrap admin token"; "" = none). nil: none.
+	Starting func() string
 	// Limits are the per-principal rate limits and stream caps of this
 	// node (ratelimit.go); the zero value limits nothing.
 	Limits Limits
@@ -225,6 +228,9 @@ func (s *Server) Register(gs *grpc.Server) {
 // authorise (role, then the organisations the request acts for), limit,
 // forward writes to the leader, handle, map errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if isHealth(info.FullMethod) {
+		return handler(ctx, req) // readiness, like GET /readyz: public, unaudited, answered in every state
+	}
 	start := time.Now()
 	if err := s.refuseDiverged(info.FullMethod); err != nil {
 		return nil, err
@@ -279,6 +285,9 @@ func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServ
 // handler checks the organisations its first message acts for
 // (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if isHealth(info.FullMethod) {
+		return handler(srv, ss)
+	}
 	if err := s.refuseDiverged(info.FullMethod); err != nil {
 		return err
 	}

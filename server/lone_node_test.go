@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,9 +16,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/server"
 )
 
@@ -81,4 +88,53 @@ func TestLoneNodeSaysWhatToDo(t *testing.T) {
 		return nil
 	})
 	require.Contains(t, logs.String(), "no known peers: this node is in no cluster. Start the first node of a new cluster with -bootstrap")
+}
+
+// A -bootstrap node reports SERVING on the standard gRPC health service (no
+// credentials needed) only once its bootstrap admin token is stored: the
+// token file read right after works at once.
+func TestBootstrapNodeHealthMeansTokenWorks(t *testing.T) {
+	pki := testutil.NewClusterPKI(t, t.TempDir())
+	files := pki.NodeFiles(t, "n1")
+	cfg := server.DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.Bootstrap = "n1", t.TempDir(), true
+	cfg.RaftAddr, cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.TLSCA, cfg.TLSCert, cfg.TLSKey = files[1], files[3], files[5]
+	cfg.RaftFastTimeouts = true
+	cfg.LogOutput = io.Discard
+	srv, err := server.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+
+	anon, err := client.New(t.Context(), client.Config{Addr: srv.GRPCAddr(), CACertFile: pki.CAFile, Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = anon.Close() })
+	health := healthpb.NewHealthClient(anon.Conn())
+	testutil.Eventually(t, 30*time.Second, "SERVING", func() error {
+		resp, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.Status != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("%s", resp.Status)
+		}
+		return nil
+	})
+	tok, err := os.ReadFile(srv.AdminTokenFile())
+	require.NoError(t, err)
+	admin, err := client.New(t.Context(), client.Config{Addr: srv.GRPCAddr(), CACertFile: pki.CAFile, Token: strings.TrimSpace(string(tok)), Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = admin.Close() })
+	st, err := admin.Cluster().Status(t.Context(), &trustfedv1.StatusRequest{})
+	require.NoError(t, err)
+	require.True(t, st.Ready)
+
+	_, err = health.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "other"})
+	require.Equal(t, codes.NotFound, status.Code(err))
 }

@@ -84,3 +84,24 @@ func TestCLIConnectionErrorsHaveHints(t *testing.T) {
 		require.Contains(t, stderr, "no answer from "+addr+" within 700ms")
 	})
 }
+
+// wait-ready: exit 0 once a real node is ready (no token needed), exit 4
+// naming the address when --wait-timeout passes first.
+func TestWaitReady(t *testing.T) {
+	d := testserver.StartDev(t)
+	env := map[string]string{client.EnvAddr: d.GRPCAddr(), client.EnvCACert: d.CAFile()} // no token
+	code, stdout, stderr := runCLI(env, "wait-ready", "--wait-timeout", "30s")
+	require.Equal(t, exitOK, code, stderr)
+	require.Equal(t, d.GRPCAddr()+" is ready\n", stdout)
+
+	addr := silentListener(t)
+	start := time.Now()
+	code, _, stderr = runCLI(map[string]string{client.EnvAddr: addr}, "--timeout", "300ms", "wait-ready", "--wait-timeout", "1s")
+	require.Equal(t, exitTimeout, code, stderr)
+	require.Contains(t, stderr, addr+" is not ready after --wait-timeout 1s")
+	require.Less(t, time.Since(start), 15*time.Second)
+
+	code, _, stderr = runCLI(map[string]string{client.EnvAddr: "127.0.0.1:1"}, "wait-ready", "--wait-timeout", "500ms")
+	require.Equal(t, exitTimeout, code, stderr)
+	require.Contains(t, stderr, "nothing listens on 127.0.0.1:1")
+}

@@ -121,3 +121,73 @@ func TestCheckWithAdminTokenNamesTheNextStep(t *testing.T) {
 	require.Contains(t, help, "check is a member call")
 	require.Contains(t, help, "--cert/--key")
 }
+
+// readmeSection returns the text of README.md from heading to the next
+// heading of the same level.
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	s := string(b)
+	i := strings.Index(s, "\n"+heading+"\n")
+	require.GreaterOrEqual(t, i, 0, "README.md has no %q", heading)
+	s = s[i+len(heading)+2:]
+	if j := strings.Index(s, "\n## "); j >= 0 {
+		s = s[:j]
+	}
+	return s
+}
+
+// The README's three-node block: every trustfed command in it parses, it
+// waits for readiness before it reads d1/admin.token, says to stop make run,
+// and writes the servers' logs to files in the ignored scratch dir.
+func TestREADMEClusterBlock(t *testing.T) {
+	sec := readmeSection(t, "## A three-node cluster")
+	require.Contains(t, sec, "Stop `make run` first")
+	require.Contains(t, sec, "mkdir -p scratch && cd scratch")
+	gitignore, err := os.ReadFile("../../.gitignore")
+	require.NoError(t, err)
+	require.Contains(t, string(gitignore), "/scratch/\n")
+
+	var code strings.Builder // the fenced shell blocks only
+	in := false
+	for _, line := range strings.Split(sec, "\n") {
+		switch {
+		case strings.HasPrefix(line, "```"):
+			in = !in
+		case in:
+			code.WriteString(line + "\n")
+		}
+	}
+	block := strings.ReplaceAll(code.String(), "\\\n", " ")
+	wait, token := strings.Index(block, "trustfed wait-ready --addr 127.0.0.1:7441"), strings.Index(block, "cat d1/admin.token")
+	require.True(t, wait >= 0 && token > wait, "wait-ready comes before the token is read")
+	n := 0
+	for _, line := range strings.Split(block, "\n") {
+		line, _, _ = strings.Cut(line, "#") // comments
+		i := strings.Index(line, "trustfed ")
+		if i < 0 || strings.HasPrefix(strings.TrimSpace(line), "for ") && !strings.Contains(line, "do trustfed") {
+			continue
+		}
+		if j := strings.Index(line, "do trustfed"); j >= 0 {
+			i = j + len("do ")
+		}
+		line = line[i:]
+		for _, sep := range []string{" > ", " && ", "; done", " &"} {
+			line, _, _ = strings.Cut(line, sep)
+		}
+		words := shellWords(t, strings.ReplaceAll(line, "$n", "n1"))
+		if len(words) > 1 && words[1] == "server" {
+			require.Contains(t, sec, words[len(words)-1]+" > "+"n", "server output goes to a log file")
+			n++
+			continue // server flags are Go flags, checked by the server's own tests
+		}
+		root := newRootCmd(&app{getenv: func(string) string { return "" }, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}})
+		cmd, rest, err := root.Find(words[1:])
+		require.NoError(t, err, line)
+		require.NoError(t, cmd.ParseFlags(rest), line)
+		require.NoError(t, cmd.ValidateArgs(cmd.Flags().Args()), line)
+		n++
+	}
+	require.GreaterOrEqual(t, n, 9)
+}

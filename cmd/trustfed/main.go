@@ -75,7 +75,7 @@ TRUSTFED_ADMIN_KEY.
 ` + credentialsLong + `
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 DENY (trustfed check),
-4 gave up waiting (revocation status --wait-timeout, status --wait-ready).`
+4 gave up waiting (revocation status --wait-timeout, wait-ready).`
 
 func newRootCmd(a *app) *cobra.Command {
 	root := &cobra.Command{
@@ -117,6 +117,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newServerCmd(),
 		newVersionCmd(),
 		newStatusCmd(a),
+		newWaitReadyCmd(a),
 		newClusterCmd(a),
 		newOrgCmd(a),
 		newAgreementCmd(a),
