@@ -40,8 +40,9 @@ type cliFake struct {
 	trustfedv1.UnimplementedClusterServiceServer
 	trustfedv1.UnimplementedCascadeServiceServer
 
-	mu   sync.Mutex
-	auth []string
+	mu        sync.Mutex
+	auth      []string
+	staleness []string // trustfed-max-staleness metadata received
 }
 
 // record notes the credential of a call: "Bearer <token>", or else
@@ -60,6 +61,7 @@ func (f *cliFake) record(ctx context.Context) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.auth = append(f.auth, got...)
+	f.staleness = append(f.staleness, md.Get("trustfed-max-staleness")...)
 }
 
 // takeAuth returns and forgets the credentials recorded so far.
@@ -415,4 +417,18 @@ func certCN(t *testing.T, file string) string {
 	c, err := x509.ParseCertificate(block.Bytes)
 	require.NoError(t, err)
 	return c.Subject.CommonName
+}
+
+// --max-staleness travels as the trustfed-max-staleness metadata the
+// server bounds stale reads with; without it nothing is sent.
+func TestCLIMaxStaleness(t *testing.T) {
+	fake, addr, caFile := startCLIFake(t)
+	env := map[string]string{"TRUSTFED_ADDR": addr, "TRUSTFED_CACERT": caFile, "TRUSTFED_TOKEN": "t"}
+	code, _, stderr := runCLI(env, "org", "list", "--stale", "--max-staleness", "5s")
+	require.Equal(t, exitOK, code, stderr)
+	code, _, stderr = runCLI(env, "org", "list", "--stale")
+	require.Equal(t, exitOK, code, stderr)
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	require.Equal(t, []string{"5s", "5s"}, fake.staleness, "two pages with the bound, then none without it")
 }

@@ -12,9 +12,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/registry"
 )
 
 func main() {
@@ -48,6 +50,8 @@ type app struct {
 	timeout   time.Duration
 	adminKey  string
 	changeTTL time.Duration
+	// maxStaleness bounds --stale reads (0: the server's default).
+	maxStaleness time.Duration
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
@@ -110,6 +114,7 @@ func newRootCmd(a *app) *cobra.Command {
 	a.envStringVar(pf, &a.key, "key", client.EnvKey, "", "the member node's private key (PEM) for --cert")
 	pf.StringVarP(&a.output, "output", "o", outputTable, "output format: table or json")
 	pf.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "timeout of each call to the server")
+	pf.DurationVar(&a.maxStaleness, "max-staleness", 0, "with --stale: refuse an answer from a node that last heard from the leader longer ago than this (0 = the server's default, 1m)")
 	a.envStringVar(pf, &a.adminKey, "admin-key", envAdminKey, "", "your admin approval key (ed25519 PEM) for admin changes")
 	pf.DurationVar(&a.changeTTL, "change-ttl", client.DefaultAdminChangeTTL, "how long an admin change you propose waits for the other admins' approvals (at most 168h)")
 
@@ -212,11 +217,23 @@ func (a *app) dial(ctx context.Context, cmd *cobra.Command) (_ *client.Client, u
 		KeyFile:    keyFile,
 		Timeout:    a.timeout,
 	}
+	if a.maxStaleness > 0 {
+		cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(maxStalenessInterceptor(a.maxStaleness)))
+	}
 	c, err := client.New(ctx, cfg)
 	if err != nil {
 		return nil, false, err
 	}
 	return c, usedCert, nil
+}
+
+// maxStalenessInterceptor sends the bound of stale reads with every call
+// (the server reads it only for CONSISTENCY_STALE reads).
+func maxStalenessInterceptor(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx = metadata.AppendToOutgoingContext(ctx, registry.MaxStalenessHeader, d.String())
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
 }
 
 // resolveToken picks the token: an explicit --token or --token-file flag
