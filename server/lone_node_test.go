@@ -22,7 +22,9 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/internal/logging"
 	"github.com/trustfed/trustfed/internal/testutil"
+	"github.com/trustfed/trustfed/internal/testutil/testserver"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/server"
 )
@@ -137,4 +139,17 @@ func TestBootstrapNodeHealthMeansTokenWorks(t *testing.T) {
 
 	_, err = health.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "other"})
 	require.Equal(t, codes.NotFound, status.Code(err))
+}
+
+// The server's JSON logs, Raft's lines included, carry each key once with
+// printable values.
+func TestServerJSONLogsHaveUniqueKeys(t *testing.T) {
+	var logs lockedBuffer
+	d := testserver.StartDev(t, func(c *server.Config) {
+		c.LogFormat, c.LogLevel, c.LogOutput = "json", "debug", &logs
+	})
+	d.Get(t, "/v1/organizations") // a request: registry and audit lines
+	out := logs.String()
+	require.Contains(t, out, `"logger":"raft"`)
+	require.NoError(t, logging.CheckJSONLines(strings.NewReader(out)))
 }
