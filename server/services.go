@@ -35,10 +35,10 @@ func (s *Server) startServices() error {
 	}
 	s.reg, err = registry.New(registry.Config{
 		NodeID: s.cfg.NodeID, Store: s.store, Raft: s.node, Peers: s.peers, Verifier: attestation.Verifier{},
-		Logger: s.logger.With("component", "registry"), Version: s.cfg.Version, Acks: s.cascades,
+		Logger: s.logger.With("component", "registry"), Version: s.cfg.Version, Acks: s.cascades, Starting: s.bootstrapPending,
 		Audit: s.auditLog, AuditOrigin: s.cfg.AuditOrigin, UnauditedDecisions: s.cfg.UnauditedDecisions, AuditFault: s.fsm.AuditFault,
 		CA: memberCA, MemberCertTTL: s.cfg.MemberCertTTL, Limits: s.cfg.Limits, NodeKeys: s.nodeKeys,
-		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAt, Starting: s.bootstrapPending,
+		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAt,
 	})
 	if err != nil {
 		return err
