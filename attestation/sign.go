@@ -41,6 +41,10 @@ const (
 	// PurposeWebhookSettings signs an organisation's webhook settings (the
 	// serialized trustfed.v1.WebhookSettings: endpoints and CA certificates).
 	PurposeWebhookSettings Purpose = "org-webhook"
+	// PurposeDecisionBatch signs the head of an audit batch of decisions
+	// (the serialized trustfed.v1.DecisionBatchHead): each registry node
+	// that re-derived every decision of the batch from its own state.
+	PurposeDecisionBatch Purpose = "decision-batch"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -20,6 +21,11 @@ cap), the effective level (the lower of the two), the level the action
 requires, the agreement that covers the interaction, the reasons for a
 denial, and the Raft index the decision was computed at.
 
+check is a member call: it is made by a member node of --from with its member
+certificate (--cert/--key or TRUSTFED_CERT/TRUSTFED_KEY), never with an admin
+or governance token. To get one: "trustfed member enrol" (as the
+organisation), then "trustfed member cert" (as the node).
+
 Exit codes, so that scripts can branch on the decision:
   0  ALLOW
   3  DENY
@@ -29,12 +35,12 @@ Exit codes, so that scripts can branch on the decision:
 func newCheckCmd(a *app) *cobra.Command {
 	var from, to, action, dataTypes, authorization string
 	var value int64
-	var stale, verify bool
+	var stale, verify, allowSingle bool
 	cmd := &cobra.Command{
 		Use:     "check --from ORG --to ORG --action ACTION",
 		Short:   "Decide whether an interaction between two organisations is allowed (exit 0 ALLOW, 3 DENY)",
 		Long:    checkLong,
-		Example: "  trustfed check --from acme --to globex --action task_send && echo allowed",
+		Example: "  trustfed --cert gw-1.crt --key gw-1.key check --from acme-bank --to globex --action task_send && echo allowed",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req, err := interactionRequest(from, to, action, dataTypes, value, stale)
@@ -52,10 +58,10 @@ func newCheckCmd(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					if _, err := client.VerifyDecision(resp, keys, time.Now()); err != nil {
+					if _, err := client.VerifyDecisionWith(resp, keys, time.Now(), attestation.VerifyOptions{AllowSingleNode: allowSingle}); err != nil {
 						return fmt.Errorf("decision does not verify: %w", err)
 					}
-					fmt.Fprintln(cmd.ErrOrStderr(), "signature verified with registry key", resp.GetKeyId())
+					fmt.Fprintln(cmd.ErrOrStderr(), "decision verified:", vouchedBy(resp, keys))
 				}
 				if err := a.print(resp, func(w io.Writer) error { return writeCheck(w, resp) }); err != nil {
 					return err
@@ -70,12 +76,13 @@ func newCheckCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&dataTypes, "data-types", "", "comma-separated PII types the interaction carries, e.g. email,person_name")
 	cmd.Flags().Int64Var(&value, "value", 0, "value of the action in minor currency units")
 	cmd.Flags().StringVar(&authorization, "authorization", "", "id of a granted dual authorisation for exactly this interaction")
-	cmd.Flags().BoolVar(&verify, "verify", false, "verify the decision's signature with the registry's published key")
+	cmd.Flags().BoolVar(&verify, "verify", false, "verify the decision's quorum certificate with the registry's published node keys")
+	cmd.Flags().BoolVar(&allowSingle, "allow-single-node", false, "with --verify: accept a decision signed by one registry node alone (unaudited registries)")
 	addStaleFlag(cmd, &stale)
 	for _, f := range []string{"from", "to", "action"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
-	return cmd
+	return memberCall(cmd)
 }
 
 // checkRequest validates the arguments of "check".

@@ -26,6 +26,7 @@ const (
 	PeerService_Progress_FullMethodName         = "/trustfed.peer.v1.PeerService/Progress"
 	PeerService_ReportDivergence_FullMethodName = "/trustfed.peer.v1.PeerService/ReportDivergence"
 	PeerService_GetCommitment_FullMethodName    = "/trustfed.peer.v1.PeerService/GetCommitment"
+	PeerService_CosignBatch_FullMethodName      = "/trustfed.peer.v1.PeerService/CosignBatch"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -52,6 +53,12 @@ type PeerServiceClient interface {
 	// its applied index (after a linearizable read): a restarted server
 	// compares its own at that index before it serves.
 	GetCommitment(ctx context.Context, in *GetCommitmentRequest, opts ...grpc.CallOption) (*GetCommitmentResponse, error)
+	// CosignBatch asks a server for its signature over the head of the
+	// decision batch logged at log_index: it answers once it has applied that
+	// entry and re-evaluated every decision in it on its own state, with its
+	// signature if they all match and its own root is the one asked for,
+	// FAILED_PRECONDITION naming the first difference otherwise.
+	CosignBatch(ctx context.Context, in *CosignBatchRequest, opts ...grpc.CallOption) (*CosignBatchResponse, error)
 }
 
 type peerServiceClient struct {
@@ -112,6 +119,16 @@ func (c *peerServiceClient) GetCommitment(ctx context.Context, in *GetCommitment
 	return out, nil
 }
 
+func (c *peerServiceClient) CosignBatch(ctx context.Context, in *CosignBatchRequest, opts ...grpc.CallOption) (*CosignBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CosignBatchResponse)
+	err := c.cc.Invoke(ctx, PeerService_CosignBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -136,6 +153,12 @@ type PeerServiceServer interface {
 	// its applied index (after a linearizable read): a restarted server
 	// compares its own at that index before it serves.
 	GetCommitment(context.Context, *GetCommitmentRequest) (*GetCommitmentResponse, error)
+	// CosignBatch asks a server for its signature over the head of the
+	// decision batch logged at log_index: it answers once it has applied that
+	// entry and re-evaluated every decision in it on its own state, with its
+	// signature if they all match and its own root is the one asked for,
+	// FAILED_PRECONDITION naming the first difference otherwise.
+	CosignBatch(context.Context, *CosignBatchRequest) (*CosignBatchResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -160,6 +183,9 @@ func (UnimplementedPeerServiceServer) ReportDivergence(context.Context, *ReportD
 }
 func (UnimplementedPeerServiceServer) GetCommitment(context.Context, *GetCommitmentRequest) (*GetCommitmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCommitment not implemented")
+}
+func (UnimplementedPeerServiceServer) CosignBatch(context.Context, *CosignBatchRequest) (*CosignBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CosignBatch not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -272,6 +298,24 @@ func _PeerService_GetCommitment_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_CosignBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CosignBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).CosignBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_CosignBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).CosignBatch(ctx, req.(*CosignBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -298,6 +342,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCommitment",
 			Handler:    _PeerService_GetCommitment_Handler,
+		},
+		{
+			MethodName: "CosignBatch",
+			Handler:    _PeerService_CosignBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
