@@ -41,6 +41,9 @@ const (
 	// PurposeWebhookSettings signs an organisation's webhook settings (the
 	// serialized trustfed.v1.WebhookSettings: endpoints and CA certificates).
 	PurposeWebhookSettings Purpose = "org-webhook"
+	// PurposeCheckpoint signs a registry node's certification of an audit
+	// checkpoint (its note text: tree head and trust-state commitment).
+	PurposeCheckpoint Purpose = "checkpoint"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.
