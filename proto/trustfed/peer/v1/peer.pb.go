@@ -483,6 +483,206 @@ func (x *GetCommitmentResponse) GetCommitment() []byte {
 	return nil
 }
 
+type CosignCheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint's note text (origin, size, root, trust-state line),
+	// ending in a newline, without signatures.
+	Text          []byte `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignCheckpointRequest) Reset() {
+	*x = CosignCheckpointRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignCheckpointRequest) ProtoMessage() {}
+
+func (x *CosignCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CosignCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CosignCheckpointRequest) GetText() []byte {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
+type CosignCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering server's node id and its note signature line
+	// ("— trustfed-node/<node id> <base64>").
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	SignatureLine string `protobuf:"bytes,2,opt,name=signature_line,json=signatureLine,proto3" json:"signature_line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignCheckpointResponse) Reset() {
+	*x = CosignCheckpointResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignCheckpointResponse) ProtoMessage() {}
+
+func (x *CosignCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CosignCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CosignCheckpointResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CosignCheckpointResponse) GetSignatureLine() string {
+	if x != nil {
+		return x.SignatureLine
+	}
+	return ""
+}
+
+type GetCertifiedCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCertifiedCheckpointRequest) Reset() {
+	*x = GetCertifiedCheckpointRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCertifiedCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCertifiedCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCertifiedCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCertifiedCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCertifiedCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{12}
+}
+
+type GetCertifiedCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering server's node id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The certified note (without witness cosignatures); empty when the
+	// server holds none.
+	Note []byte `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	// The Raft index at which the checkpoint was committed.
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCertifiedCheckpointResponse) Reset() {
+	*x = GetCertifiedCheckpointResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCertifiedCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCertifiedCheckpointResponse) ProtoMessage() {}
+
+func (x *GetCertifiedCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCertifiedCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetCertifiedCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetCertifiedCheckpointResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetCertifiedCheckpointResponse) GetNote() []byte {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+func (x *GetCertifiedCheckpointResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_trustfed_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
@@ -513,13 +713,25 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1e\n" +
 	"\n" +
 	"commitment\x18\x03 \x01(\fR\n" +
-	"commitment2\xee\x03\n" +
+	"commitment\"-\n" +
+	"\x17CosignCheckpointRequest\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\fR\x04text\"Z\n" +
+	"\x18CosignCheckpointResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12%\n" +
+	"\x0esignature_line\x18\x02 \x01(\tR\rsignatureLine\"\x1f\n" +
+	"\x1dGetCertifiedCheckpointRequest\"c\n" +
+	"\x1eGetCertifiedCheckpointResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\fR\x04note\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index2\xe1\x05\n" +
 	"\vPeerService\x12Y\n" +
 	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01\x12Z\n" +
 	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12V\n" +
 	"\bProgress\x12!.trustfed.peer.v1.ProgressRequest\x1a\".trustfed.peer.v1.ProgressResponse\"\x03\x90\x02\x01\x12i\n" +
 	"\x10ReportDivergence\x12).trustfed.peer.v1.ReportDivergenceRequest\x1a*.trustfed.peer.v1.ReportDivergenceResponse\x12e\n" +
-	"\rGetCommitment\x12&.trustfed.peer.v1.GetCommitmentRequest\x1a'.trustfed.peer.v1.GetCommitmentResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
+	"\rGetCommitment\x12&.trustfed.peer.v1.GetCommitmentRequest\x1a'.trustfed.peer.v1.GetCommitmentResponse\"\x03\x90\x02\x01\x12n\n" +
+	"\x10CosignCheckpoint\x12).trustfed.peer.v1.CosignCheckpointRequest\x1a*.trustfed.peer.v1.CosignCheckpointResponse\"\x03\x90\x02\x01\x12\x80\x01\n" +
+	"\x16GetCertifiedCheckpoint\x12/.trustfed.peer.v1.GetCertifiedCheckpointRequest\x1a0.trustfed.peer.v1.GetCertifiedCheckpointResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
 
 var (
 	file_trustfed_peer_v1_peer_proto_rawDescOnce sync.Once
@@ -533,36 +745,44 @@ func file_trustfed_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_trustfed_peer_v1_peer_proto_rawDescData
 }
 
-var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_trustfed_peer_v1_peer_proto_goTypes = []any{
-	(*ReadIndexRequest)(nil),         // 0: trustfed.peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 1: trustfed.peer.v1.ReadIndexResponse
-	(*AppendAuditRequest)(nil),       // 2: trustfed.peer.v1.AppendAuditRequest
-	(*AppendAuditResponse)(nil),      // 3: trustfed.peer.v1.AppendAuditResponse
-	(*ProgressRequest)(nil),          // 4: trustfed.peer.v1.ProgressRequest
-	(*ProgressResponse)(nil),         // 5: trustfed.peer.v1.ProgressResponse
-	(*ReportDivergenceRequest)(nil),  // 6: trustfed.peer.v1.ReportDivergenceRequest
-	(*ReportDivergenceResponse)(nil), // 7: trustfed.peer.v1.ReportDivergenceResponse
-	(*GetCommitmentRequest)(nil),     // 8: trustfed.peer.v1.GetCommitmentRequest
-	(*GetCommitmentResponse)(nil),    // 9: trustfed.peer.v1.GetCommitmentResponse
-	(*v1.AppendAudit)(nil),           // 10: trustfed.command.v1.AppendAudit
-	(*v1.ReportDivergence)(nil),      // 11: trustfed.command.v1.ReportDivergence
+	(*ReadIndexRequest)(nil),               // 0: trustfed.peer.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),              // 1: trustfed.peer.v1.ReadIndexResponse
+	(*AppendAuditRequest)(nil),             // 2: trustfed.peer.v1.AppendAuditRequest
+	(*AppendAuditResponse)(nil),            // 3: trustfed.peer.v1.AppendAuditResponse
+	(*ProgressRequest)(nil),                // 4: trustfed.peer.v1.ProgressRequest
+	(*ProgressResponse)(nil),               // 5: trustfed.peer.v1.ProgressResponse
+	(*ReportDivergenceRequest)(nil),        // 6: trustfed.peer.v1.ReportDivergenceRequest
+	(*ReportDivergenceResponse)(nil),       // 7: trustfed.peer.v1.ReportDivergenceResponse
+	(*GetCommitmentRequest)(nil),           // 8: trustfed.peer.v1.GetCommitmentRequest
+	(*GetCommitmentResponse)(nil),          // 9: trustfed.peer.v1.GetCommitmentResponse
+	(*CosignCheckpointRequest)(nil),        // 10: trustfed.peer.v1.CosignCheckpointRequest
+	(*CosignCheckpointResponse)(nil),       // 11: trustfed.peer.v1.CosignCheckpointResponse
+	(*GetCertifiedCheckpointRequest)(nil),  // 12: trustfed.peer.v1.GetCertifiedCheckpointRequest
+	(*GetCertifiedCheckpointResponse)(nil), // 13: trustfed.peer.v1.GetCertifiedCheckpointResponse
+	(*v1.AppendAudit)(nil),                 // 14: trustfed.command.v1.AppendAudit
+	(*v1.ReportDivergence)(nil),            // 15: trustfed.command.v1.ReportDivergence
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
-	10, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	11, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	14, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
+	15, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
 	0,  // 2: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
 	2,  // 3: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
 	4,  // 4: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
 	6,  // 5: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
 	8,  // 6: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
-	1,  // 7: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3,  // 8: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	5,  // 9: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	7,  // 10: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
-	9,  // 11: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
+	10, // 7: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
+	12, // 8: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
+	1,  // 9: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 10: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5,  // 11: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	7,  // 12: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	9,  // 13: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	11, // 14: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
+	13, // 15: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
+	9,  // [9:16] is the sub-list for method output_type
+	2,  // [2:9] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -579,7 +799,7 @@ func file_trustfed_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_peer_v1_peer_proto_rawDesc), len(file_trustfed_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
