@@ -221,3 +221,80 @@ func VerifyCertifiedCheckpoint(signed []byte, origin string, keys []*trustfedv1.
 	}
 	return c, nodes, nil
 }
+
+// OpenRegistryCheckpoint verifies a signed checkpoint of the log origin as
+// a member, regulator or witness should, given the registry's published
+// keys (GET /v1/keys): when they hold endorsed node keys, the checkpoint
+// must be certified by a quorum of the nodes (VerifyCertifiedCheckpoint);
+// a cluster that never endorsed a node key signs with its registry key (the
+// newest key without a node id). Then at least need of the trusted
+// witnesses must have cosigned it. It returns the checkpoint, the nodes
+// that certified it (none for a registry-key checkpoint) and the witnesses
+// whose cosignatures verified.
+func OpenRegistryCheckpoint(signed []byte, origin string, keys []*trustfedv1.RegistryKey, witnesses []Witness, need int) (cp Checkpoint, nodes, cosigners []string, err error) {
+	if NodeKeysPublished(keys) {
+		if cp, nodes, err = VerifyCertifiedCheckpoint(signed, origin, keys); err != nil {
+			return Checkpoint{}, nil, nil, err
+		}
+		cosigners, err = witnessCosigners(signed, witnesses)
+		if err != nil {
+			return Checkpoint{}, nil, nil, err
+		}
+	} else {
+		var newest *trustfedv1.RegistryKey
+		for _, k := range keys {
+			if k.GetNodeId() == "" && (newest == nil || !k.GetCreateTime().AsTime().Before(newest.GetCreateTime().AsTime())) {
+				newest = k
+			}
+		}
+		if newest == nil || len(newest.PublicKey) != ed25519.PublicKeySize {
+			return Checkpoint{}, nil, nil, errors.New("signed checkpoint: the registry published no key")
+		}
+		vkey, err := CheckpointVerifierKey(origin, newest.PublicKey)
+		if err != nil {
+			return Checkpoint{}, nil, nil, err
+		}
+		if cp, cosigners, err = OpenWitnessedCheckpoint(signed, origin, vkey, witnesses, 0); err != nil {
+			return Checkpoint{}, nil, nil, err
+		}
+	}
+	if len(cosigners) < need {
+		return Checkpoint{}, nodes, cosigners, fmt.Errorf("checkpoint cosigned by %d of the trusted witnesses %v, need %d", len(cosigners), cosigners, need)
+	}
+	return cp, nodes, cosigners, nil
+}
+
+// NodeKeysPublished reports whether keys (GET /v1/keys) hold an endorsed
+// node key: the cluster then certifies its checkpoints by a node quorum.
+func NodeKeysPublished(keys []*trustfedv1.RegistryKey) bool {
+	return slices.ContainsFunc(keys, func(k *trustfedv1.RegistryKey) bool { return k.GetNodeId() != "" })
+}
+
+// witnessCosigners are the trusted witnesses with a valid cosignature on
+// signed; a cosignature by a listed witness that does not verify is an
+// error.
+func witnessCosigners(signed []byte, witnesses []Witness) ([]string, error) {
+	if len(witnesses) == 0 {
+		return nil, nil
+	}
+	verifiers := make([]note.Verifier, 0, len(witnesses))
+	for _, w := range witnesses {
+		v, err := witnessVerifier(w.Name, w.Key)
+		if err != nil {
+			return nil, err
+		}
+		verifiers = append(verifiers, v)
+	}
+	n, err := note.Open(signed, note.VerifierList(verifiers...))
+	if unverified := (*note.UnverifiedNoteError)(nil); errors.As(err, &unverified) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("witness cosignatures: %w", err)
+	}
+	var out []string
+	for _, s := range n.Sigs {
+		out = append(out, s.Name)
+	}
+	return out, nil
+}

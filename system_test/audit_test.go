@@ -39,11 +39,11 @@ func verifiedHead(t testing.TB, c *client.Client, size uint64) (*trustfedv1.GetS
 		}
 		return nil
 	})
-	vkey, err := c.RegistryVerifierKey(ctxT(t), sth.Origin)
+	keys, err := c.Keys(ctxT(t))
 	require.NoError(t, err)
-	cp, err := client.VerifyTreeHead(sth, vkey, nil, 0)
+	cp, err := client.VerifyTreeHeadWithKeys(sth, keys, nil, 0)
 	require.NoError(t, err)
-	return sth, cp, vkey
+	return sth, cp, sth.VerifierKey
 }
 
 // Every decision a member receives is in the audit log before it is
@@ -110,7 +110,9 @@ func TestE03AuditedDecisionsInACluster(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, list.Records, 5)
 	require.NotEmpty(t, list.NextPageToken)
-	lcp, err := client.VerifyTreeHead(mustHead(t, n1, list.TreeSize), headKey(t, n1), nil, 0)
+	keys, err := n1.Keys(ctxT(t))
+	require.NoError(t, err)
+	lcp, err := client.VerifyTreeHeadWithKeys(mustHead(t, n1, list.TreeSize), keys, nil, 0)
 	require.NoError(t, err)
 	for _, r := range list.Records {
 		require.NoError(t, client.VerifyInclusion(r.Leaf, r.Sequence, r.InclusionProof, lcp))
@@ -142,12 +144,6 @@ func mustHead(t testing.TB, c *client.Client, size uint64) *trustfedv1.GetSigned
 	require.NoError(t, err)
 	require.Equal(t, size, sth.TreeSize, "the list was read in the newest checkpoint's tree")
 	return sth
-}
-
-func headKey(t testing.TB, c *client.Client) string {
-	t.Helper()
-	_, _, vkey := verifiedHead(t, c, 0)
-	return vkey
 }
 
 // flipAuditEntryBit flips one bit in the middle of entry seq's leaf bytes
