@@ -64,7 +64,7 @@ func (s *Server) certify(ctx context.Context, text []byte) (string, error) {
 		return "", state.Invalid("text", "checkpoint of log %q, this server keeps %q", cp.Origin, s.cfg.AuditOrigin)
 	}
 	if d := s.clock().Sub(cp.State.Time); d > maxCosignSkew || d < -maxCosignSkew {
-		return "", state.FailedPrecondition("text", "checkpoint time %s is %s from this server's clock (at most %s)", cp.State.Time.Format(time.RFC3339), d.Round(time.Second), maxCosignSkew)
+		return "", state.Invalid("text", "checkpoint time %s is %s from this server's clock (at most %s)", cp.State.Time.Format(time.RFC3339), d.Round(time.Second), maxCosignSkew)
 	}
 	if f := s.cfg.AuditFault(); f != "" {
 		return "", status.Errorf(codes.Unavailable, "this node's audit log is faulty, not certifying: %s", f)

@@ -9,6 +9,7 @@ import (
 	"github.com/trustfed/trustfed/attestation"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -124,10 +125,10 @@ func (s *Server) compareAtStart(ctx context.Context, cp attestation.Checkpoint, 
 		return false, nil
 	}
 	if err := s.compareCheckpoint(cp); err != nil {
-		if status.Code(err) != codes.FailedPrecondition {
+		if !errors.Is(err, state.ErrFailedPrecondition) {
 			return false, err
 		}
-		s.cfg.Divergence.Mark(cp.State.Index, fmt.Sprintf("at start-up, compared with the certified checkpoint of index %d (from %s): %v", cp.State.Index, from, status.Convert(err).Message()))
+		s.cfg.Divergence.Mark(cp.State.Index, fmt.Sprintf("at start-up, compared with the certified checkpoint of index %d (from %s): %v", cp.State.Index, from, err))
 		return true, nil
 	}
 	s.log.Info("start-up state verification: this node's state matches a certified checkpoint", "state_index", cp.State.Index, "size", cp.Size, "from", from)
