@@ -534,12 +534,22 @@ func newPseudonymizer(tx *memdb.Txn) pseudonymizer {
 	}
 	var seed []byte
 	if keys := r.SigningKeys(); len(keys) > 0 {
+		if len(keys[0].PseudonymKey) > 0 {
+			// Kept when the seed was retired, or random at bootstrap.
+			return pseudonymizer{key: keys[0].PseudonymKey}
+		}
 		seed = keys[0].PrivateSeed
 	}
+	return pseudonymizer{key: pseudonymKeyOf(seed)}
+}
+
+// pseudonymKeyOf derives the pseudonym key from the registry key's seed
+// (RETIRE_REGISTRY_SEED keeps it, so pseudonyms stay the same).
+func pseudonymKeyOf(seed []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte("trustfed/audit-pseudonym/v1\x00"))
 	h.Write(seed)
-	return pseudonymizer{key: h.Sum(nil)}
+	return h.Sum(nil)
 }
 
 func (p pseudonymizer) name(s string) string {

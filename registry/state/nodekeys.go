@@ -253,7 +253,10 @@ func (r *Reader) PublishedKeys() ([]*trustfedv1.RegistryKey, error) {
 	retire := r.registryKeyRetireTime()
 	var out []*trustfedv1.RegistryKey
 	for _, k := range r.SigningKeys() {
-		pub := ed25519.NewKeyFromSeed(k.PrivateSeed).Public().(ed25519.PublicKey)
+		pub, ok := SigningKeyPublic(k)
+		if !ok {
+			continue // a pseudonym key only: not a signing key
+		}
 		rk, err := publishedKey(k.KeyId, pub, k.CreateTime)
 		if err != nil {
 			return nil, err
