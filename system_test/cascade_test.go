@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,8 +31,8 @@ import (
 // verified with the registry's published key; a partner can be held down
 // (503) for a while.
 type receivers struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
+	srv *httptest.Server
+	mu  sync.Mutex
 	// keys are the registry's published keys (GET /v1/keys): a webhook is
 	// verified with the key its Trustfed-Key-Id names, valid at its time.
 	keys attestation.DecisionKeys
@@ -40,8 +40,8 @@ type receivers struct {
 	// ("" for the registry key).
 	signedBy map[string]int
 	down     map[string]int      // partner -> deliveries still refused (-1: until released)
-	got  map[string][]string // partner -> event ids accepted (in order)
-	bad  []string
+	got      map[string][]string // partner -> event ids accepted (in order)
+	bad      []string
 }
 
 func newReceivers(t testing.TB) *receivers {

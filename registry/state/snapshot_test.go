@@ -1,8 +1,8 @@
 package state_test
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"path/filepath"

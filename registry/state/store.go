@@ -1,8 +1,8 @@
 package state
 
 import (
-	"crypto/ed25519"
 	"cmp"
+	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"sync/atomic"
