@@ -166,8 +166,14 @@ func (s *Server) certifications(ctx context.Context, text []byte, quorum int) ([
 		}
 		select {
 		case a := <-answers:
-			if a.err != nil {
-				s.log.Warn("a server did not certify the checkpoint", "node", a.node, "error", a.err)
+			switch {
+			case status.Code(a.err) == codes.FailedPrecondition:
+				// Its log or state differs from this leader's: if a quorum
+				// certifies the checkpoint, that server marks itself diverged.
+				s.log.Warn("a server refused to certify the checkpoint: its log or state differs", "node", a.node, "error", a.err)
+				continue
+			case a.err != nil:
+				s.log.Debug("a server did not certify the checkpoint", "node", a.node, "error", a.err)
 				continue
 			}
 			lines = append(lines, a.line)
