@@ -283,7 +283,11 @@ func (s *Server) verifyOnce(ctx context.Context) error {
 		return nil // nothing to verify: it serves nothing anyway
 	}
 	if s.audit != nil && s.store.Read().NodeKeysInForce() {
-		return s.verifyCertifiedAtStart(ctx) // verify_start.go: no single server is the reference
+		// verify_start.go: no single server is the reference.
+		if err := s.verifyCertifiedAtStart(ctx); !errors.Is(err, errNoCertifiers) {
+			return err
+		}
+		s.log.Warn("start-up state verification: no server of the configuration can certify this node's state; comparing with the leader's")
 	}
 	if s.raft.IsLeader() {
 		s.log.Info("start-up state verification: this node leads, its state is the reference")

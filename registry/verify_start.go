@@ -52,7 +52,9 @@ func (s *Server) verifyCertifiedAtStart(ctx context.Context) error {
 		return fmt.Errorf("cluster servers: %w", err)
 	}
 	var peers []peerAddr
+	members := map[string]bool{s.cfg.NodeID: true}
 	for _, srv := range servers {
+		members[srv.ID] = true
 		if srv.ID != s.cfg.NodeID && srv.APIAddr != "" {
 			peers = append(peers, peerAddr{srv.ID, srv.APIAddr})
 		}
@@ -68,8 +70,25 @@ func (s *Server) verifyCertifiedAtStart(ctx context.Context) error {
 	case !errors.Is(err, errNoCertified):
 		return err
 	}
-	return s.certifyOwnView(ctx, peers, keys)
+	// This node's own view is certified by the nodes of the current
+	// configuration that hold an endorsed key (after a quorum-loss
+	// recovery, the survivors: the lost servers' keys cannot sign).
+	var current []*trustfedv1.RegistryKey
+	for _, k := range keys {
+		if members[k.NodeId] {
+			current = append(current, k)
+		}
+	}
+	return s.certifyOwnView(ctx, peers, current)
 }
+
+// errNoCertifiers: no server of the current configuration holds an
+// endorsed key, so none can certify this node's view (the caller compares
+// with the leader's commitment instead).
+var errNoCertifiers = errors.New("no server of the cluster's configuration holds an endorsed node key")
+
+// startCallTimeout bounds each call of the start-up check to a peer.
+const startCallTimeout = 2 * time.Second
 
 type peerAddr struct{ id, addr string }
 
@@ -86,7 +105,7 @@ func (s *Server) newestCertified(ctx context.Context, peers []peerAddr, keys []*
 			errs = append(errs, err)
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, cosignTimeout)
+		cctx, cancel := context.WithTimeout(ctx, startCallTimeout)
 		resp, err := peerv1.NewPeerServiceClient(c).GetCertifiedCheckpoint(cctx, &peerv1.GetCertifiedCheckpointRequest{})
 		cancel()
 		if err != nil {
@@ -108,8 +127,8 @@ func (s *Server) newestCertified(ctx context.Context, peers []peerAddr, keys []*
 	if best.State != nil {
 		return best, from, nil
 	}
-	if len(errs) == len(peers) && len(peers) > 0 {
-		return attestation.Checkpoint{}, "", errors.Join(errs...)
+	if len(errs) > 0 {
+		s.log.Debug("start-up state verification: peers did not answer with their certified checkpoint", "error", errors.Join(errs...))
 	}
 	return attestation.Checkpoint{}, "", errNoCertified
 }
@@ -147,7 +166,7 @@ func (s *Server) certifyOwnView(ctx context.Context, peers []peerAddr, keys []*t
 	now := s.clock().UTC().Truncate(time.Second)
 	quorum, _ := attestation.CheckpointQuorum(keys, now)
 	if quorum == 0 {
-		return errors.New("no endorsed node key is valid now")
+		return errNoCertifiers
 	}
 	size := s.audit.Size()
 	root, err := s.audit.RootAt(size)
@@ -166,7 +185,7 @@ func (s *Server) certifyOwnView(ctx context.Context, peers []peerAddr, keys []*t
 		lines = append(lines, line)
 	}
 	for _, p := range peers {
-		cctx, cancel := context.WithTimeout(ctx, cosignTimeout)
+		cctx, cancel := context.WithTimeout(ctx, startCallTimeout)
 		line, err := s.askCertification(cctx, p.id, p.addr, text)
 		cancel()
 		switch {
