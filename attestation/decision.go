@@ -58,21 +58,39 @@ func SignDecisionWith(ctx context.Context, s Signer, st *trustfedv1.DecisionStat
 // signatures against.
 type DecisionKeys map[string]*trustfedv1.RegistryKey
 
-// VerifyDecision checks a CheckInteraction answer offline: the signature by
-// one of the registry's published keys (keyed by key id) over the statement,
-// that the key was valid (endorsed, not expired, not revoked) at the
-// statement's decided_at, that the answer's fields are the statement's (the
-// caps on each party's level included, when the statement carries them),
-// and that now is before valid_until (AG-783 TC4). It returns the verified
-// statement.
+// VerifyOptions relax or tighten VerifyDecisionWith.
+type VerifyOptions struct {
+	// AllowSingleNode accepts a decision one registry node vouches for
+	// alone (CERTIFICATION_SINGLE_NODE: a server run with
+	// -unaudited-decisions, or a cluster whose nodes have no endorsed keys
+	// yet). Off by default: a single node, compromised or with a tampered
+	// disk, could forge such a decision (AG-783 Scenario C).
+	AllowSingleNode bool
+	// MinSignatures raises the number of distinct node signatures a
+	// certificate needs above the majority of the nodes keys lists (pin it
+	// to your cluster's majority if you do not want to rely on the key list
+	// alone).
+	MinSignatures int
+}
+
+// VerifyDecision is VerifyDecisionWith with the default options: only a
+// decision certified by a quorum of registry nodes passes.
 func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys DecisionKeys, now time.Time) (*trustfedv1.DecisionStatement, error) {
-	k, ok := keys[resp.GetKeyId()]
-	if !ok || k == nil {
-		return nil, fmt.Errorf("%w: %q", ErrDecisionKey, resp.GetKeyId())
-	}
-	if err := Verify(k.PublicKey, PurposeDecision, resp.GetStatement(), resp.GetSignature()); err != nil {
-		return nil, err
-	}
+	return VerifyDecisionWith(resp, keys, now, VerifyOptions{})
+}
+
+// VerifyDecisionWith checks a CheckInteraction answer offline and returns
+// its verified statement. A certified decision (the default kind) needs its
+// statement in the batch the certificate's head commits to and signatures
+// over that head by a quorum of distinct registry nodes (a majority of the
+// nodes with a key in keys valid at decided_at, or opts.MinSignatures if
+// more), each with its own endorsed key valid (not expired, not revoked) at
+// decided_at. A single-node decision is refused unless
+// opts.AllowSingleNode; its signature must then be by a published key
+// valid at decided_at. Either way the answer's fields must be the
+// statement's (the caps on each party's level included, when the statement
+// carries them), and now must be before valid_until (AG-783 TC4).
+func VerifyDecisionWith(resp *trustfedv1.CheckInteractionResponse, keys DecisionKeys, now time.Time, opts VerifyOptions) (*trustfedv1.DecisionStatement, error) {
 	var st trustfedv1.DecisionStatement
 	if err := proto.Unmarshal(resp.GetStatement(), &st); err != nil {
 		return nil, fmt.Errorf("%w: statement does not parse: %v", ErrDecisionMismatch, err)
@@ -80,8 +98,30 @@ func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys DecisionKeys
 	if st.DecidedAt == nil {
 		return nil, fmt.Errorf("%w: the statement has no decided_at", ErrDecisionMismatch)
 	}
-	if err := CheckRegistryKeyAt(k, st.DecidedAt.AsTime()); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDecisionKey, err)
+	decidedAt := st.DecidedAt.AsTime()
+	if cert := resp.GetCertificate(); cert != nil {
+		need := max(Quorum(keys, decidedAt), opts.MinSignatures)
+		head, err := VerifyCertificate(resp.GetStatement(), cert, keys, decidedAt, need)
+		if err != nil {
+			return nil, err
+		}
+		if st.Index >= head.LogIndex {
+			return nil, fmt.Errorf("%w: decided at index %d, logged at %d", ErrDecisionMismatch, st.Index, head.LogIndex)
+		}
+	} else {
+		if !opts.AllowSingleNode {
+			return nil, fmt.Errorf("%w: only node %q vouches for it (single-node decision: unaudited, or the cluster's nodes have no endorsed keys)", ErrNotCertified, keys[resp.GetKeyId()].GetNodeId())
+		}
+		k, ok := keys[resp.GetKeyId()]
+		if !ok || k == nil {
+			return nil, fmt.Errorf("%w: %q", ErrDecisionKey, resp.GetKeyId())
+		}
+		if err := Verify(k.PublicKey, PurposeDecision, resp.GetStatement(), resp.GetSignature()); err != nil {
+			return nil, err
+		}
+		if err := CheckRegistryKeyAt(k, decidedAt); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrDecisionKey, err)
+		}
 	}
 	switch {
 	case st.KeyId != resp.KeyId,

@@ -60,12 +60,33 @@ func TestVerifyDecisionChecksTheKeyAtDecidedAt(t *testing.T) {
 		"legacy key, retired": {DecisionKeys{id: {KeyId: id, PublicKey: pub, ValidUntil: timestamppb.New(t0)}},
 			t0.Add(time.Second), false},
 	} {
-		_, err := VerifyDecision(decision(tc.decided), tc.keys, tc.decided)
+		_, err := VerifyDecisionWith(decision(tc.decided), tc.keys, tc.decided, VerifyOptions{AllowSingleNode: true})
 		switch {
 		case tc.ok && err != nil:
 			t.Errorf("%s: refused: %v", name, err)
 		case !tc.ok && !errors.Is(err, ErrDecisionKey):
 			t.Errorf("%s: err = %v, want ErrDecisionKey", name, err)
 		}
+	}
+}
+
+// By default a decision one node signed alone is refused, even with a
+// valid key: only a quorum certificate counts (AG-783 Scenario C).
+func TestVerifyDecisionRefusesSingleNodeDecisionsByDefault(t *testing.T) {
+	now := time.Now()
+	nodes, keys := newTestNodes(t, 1, now.Add(-time.Hour), now.Add(time.Hour))
+	st := &trustfedv1.DecisionStatement{FromOrganizationId: "a", ToOrganizationId: "b", Action: "ping", Decision: trustfedv1.Decision_DECISION_ALLOW,
+		DecidedAt: timestamppb.New(now), ValidUntil: timestamppb.New(now.Add(time.Minute)), KeyId: nodes[0].rk.KeyId}
+	raw, sig, err := SignDecision(nodes[0].key, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &trustfedv1.CheckInteractionResponse{Decision: st.Decision, DecidedAt: st.DecidedAt, ValidUntil: st.ValidUntil, KeyId: st.KeyId,
+		Statement: raw, Signature: sig, Certification: trustfedv1.Certification_CERTIFICATION_SINGLE_NODE}
+	if _, err := VerifyDecision(resp, keys, now); !errors.Is(err, ErrNotCertified) {
+		t.Fatalf("default options: err = %v, want ErrNotCertified", err)
+	}
+	if _, err := VerifyDecisionWith(resp, keys, now, VerifyOptions{AllowSingleNode: true}); err != nil {
+		t.Fatalf("AllowSingleNode: %v", err)
 	}
 }

@@ -44,6 +44,10 @@ const (
 	// PurposeCheckpoint signs a registry node's certification of an audit
 	// checkpoint (its note text: tree head and trust-state commitment).
 	PurposeCheckpoint Purpose = "checkpoint"
+	// PurposeDecisionBatch signs the head of an audit batch of decisions
+	// (the serialized trustfed.v1.DecisionBatchHead): each registry node
+	// that re-derived every decision of the batch from its own state.
+	PurposeDecisionBatch Purpose = "decision-batch"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.

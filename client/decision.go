@@ -34,9 +34,19 @@ func DecisionKeys(resp *trustfedv1.GetKeysResponse) (attestation.DecisionKeys, e
 	return keys, nil
 }
 
-// VerifyDecision checks a decision offline: the registry's signature over
-// its statement, that the answer matches the statement, and that it is
-// still fresh at now. Never act on a decision it refuses (AG-783 TC4).
+// VerifyDecision checks a decision offline: that a quorum of registry
+// nodes, each with its own endorsed key, vouches for its statement (the
+// quorum certificate), that the answer matches the statement, and that it
+// is still fresh at now. Never act on a decision it refuses (AG-783 TC4,
+// Scenario C). A decision signed by one node alone is refused: see
+// VerifyDecisionWith to accept it.
 func VerifyDecision(resp *trustfedv1.CheckInteractionResponse, keys attestation.DecisionKeys, now time.Time) (*trustfedv1.DecisionStatement, error) {
 	return attestation.VerifyDecision(resp, keys, now)
+}
+
+// VerifyDecisionWith is VerifyDecision with options: accept single-node
+// decisions (a registry run with -unaudited-decisions), or require more
+// signatures than a majority of the published node keys.
+func VerifyDecisionWith(resp *trustfedv1.CheckInteractionResponse, keys attestation.DecisionKeys, now time.Time, opts attestation.VerifyOptions) (*trustfedv1.DecisionStatement, error) {
+	return attestation.VerifyDecisionWith(resp, keys, now, opts)
 }

@@ -37,6 +37,17 @@ var errAuditQueueFull = status.Error(codes.ResourceExhausted, "the audit log is 
 type auditResult struct {
 	seq uint64
 	err error
+	// cert is the decision's quorum certificate; certErr why there is
+	// none (a decision signed by its node alone needs none).
+	cert    *trustfedv1.DecisionCertificate
+	certErr error
+}
+
+// auditCommit is where a batch was committed: the sequence of its first
+// entry, the Raft index of its APPEND_AUDIT entry, and the term this node
+// committed it in as leader (0 if it did not).
+type auditCommit struct {
+	first, index, term uint64
 }
 
 type auditItem struct {
@@ -64,7 +75,10 @@ type auditBatcher struct {
 	// commit commits events and returns the sequence of the first and the
 	// Raft term this node committed them in (0 if it did not commit them
 	// as leader).
-	commit func(ctx context.Context, evs []*commandv1.AuditEvent) (first, term uint64, err error)
+	commit func(ctx context.Context, evs []*commandv1.AuditEvent) (auditCommit, error)
+	// certify, if set, gathers the quorum certificates of a committed
+	// batch's decisions (certify.go), one per event (nil for others).
+	certify func(ctx context.Context, index uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error)
 	// observe, if set, is told each batch's size, commit time and outcome
 	// (metrics).
 	observe func(events int, took time.Duration, err error)
@@ -75,30 +89,30 @@ type auditBatcher struct {
 	dropped       atomic.Uint64
 }
 
-func newAuditBatcher(commit func(context.Context, []*commandv1.AuditEvent) (uint64, uint64, error), log *slog.Logger) *auditBatcher {
+func newAuditBatcher(commit func(context.Context, []*commandv1.AuditEvent) (auditCommit, error), log *slog.Logger) *auditBatcher {
 	return &auditBatcher{commit: commit, log: log, queue: make(chan auditItem, auditQueueSize)}
 }
 
-// Append queues ev and waits until it is committed; it returns the entry's
-// sequence number in the audit log. With term not 0, it succeeds only if
-// this node committed the entry as leader of that term (errLeadershipMoved
-// otherwise).
-func (b *auditBatcher) Append(ctx context.Context, term uint64, ev *commandv1.AuditEvent) (uint64, error) {
+// Append queues ev and waits until it is committed (and, for a decision,
+// certified: see auditResult); it returns the entry's sequence number in
+// the audit log. With term not 0, it succeeds only if this node committed
+// the entry as leader of that term (errLeadershipMoved otherwise).
+func (b *auditBatcher) Append(ctx context.Context, term uint64, ev *commandv1.AuditEvent) (auditResult, error) {
 	done := make(chan auditResult, 1)
 	select {
 	case b.queue <- auditItem{ev: ev, term: term, done: done}:
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return auditResult{}, ctx.Err()
 	default:
-		return 0, errAuditQueueFull
+		return auditResult{}, errAuditQueueFull
 	}
 	select {
 	case r := <-done:
-		return r.seq, r.err
+		return r, r.err
 	case <-ctx.Done():
 		// The entry may still be committed: the decision is not returned,
 		// so the log holds at most a decision nobody acted on.
-		return 0, ctx.Err()
+		return auditResult{}, ctx.Err()
 	}
 }
 
@@ -137,7 +151,7 @@ func (b *auditBatcher) Run(ctx context.Context) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			b.finish([]auditItem{first}, 0, 0, ctx.Err())
+			b.finish([]auditItem{first}, auditCommit{}, nil, nil, ctx.Err())
 			b.drain(ctx.Err())
 			return
 		}
@@ -154,44 +168,66 @@ func (b *auditBatcher) Run(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
 			evs := make([]*commandv1.AuditEvent, len(batch))
 			for i, it := range batch {
 				evs[i] = it.ev
 			}
 			start := time.Now()
-			seq, term, err := b.commit(ctx, evs)
+			c, err := b.commit(ctx, evs)
+			<-sem // the next batch may commit while this one is certified
 			if b.observe != nil {
 				b.observe(len(evs), time.Since(start), err)
 			}
 			if err != nil {
 				b.log.Warn("audit: batch not committed", "events", len(evs), "error", err)
 			}
-			b.finish(batch, seq, term, err)
+			var certs []*trustfedv1.DecisionCertificate
+			var certErr error
+			if err == nil && b.certify != nil && needsCertificates(evs) {
+				if certs, certErr = b.certify(ctx, c.index, evs); certErr != nil {
+					b.log.Warn("audit: decision batch not certified", "index", c.index, "events", len(evs), "error", certErr)
+				}
+			}
+			b.finish(batch, c, certs, certErr, err)
 		}()
 	}
 }
 
-func (b *auditBatcher) finish(batch []auditItem, first, term uint64, err error) {
+func (b *auditBatcher) finish(batch []auditItem, c auditCommit, certs []*trustfedv1.DecisionCertificate, certErr, err error) {
 	for i, it := range batch {
 		switch {
 		case it.done == nil:
 			b.fireAndForget.Add(-1)
 		case err != nil:
 			it.done <- auditResult{err: err}
-		case it.term != 0 && it.term != term:
+		case it.term != 0 && it.term != c.term:
 			it.done <- auditResult{err: errLeadershipMoved}
 		default:
-			it.done <- auditResult{seq: first + uint64(i)}
+			r := auditResult{seq: c.first + uint64(i), certErr: certErr}
+			if i < len(certs) {
+				r.cert = certs[i]
+			}
+			it.done <- r
 		}
 	}
+}
+
+// needsCertificates: evs hold a decision signed by no node on its own
+// (made to be quorum-certified).
+func needsCertificates(evs []*commandv1.AuditEvent) bool {
+	for _, ev := range evs {
+		if d := ev.GetDecision(); d != nil && len(d.Signature) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *auditBatcher) drain(err error) {
 	for {
 		select {
 		case it := <-b.queue:
-			b.finish([]auditItem{it}, 0, 0, err)
+			b.finish([]auditItem{it}, auditCommit{}, nil, nil, err)
 		default:
 			return
 		}
@@ -213,19 +249,19 @@ const (
 // batch id, to whoever leads now (this node included), so a leader cut off
 // by a partition never holds the audit pipeline, and the state machine
 // appends the batch once however many attempts reach it.
-func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (first, term uint64, err error) {
+func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (auditCommit, error) {
 	batchID, err := requestID("")
 	if err != nil {
-		return 0, 0, err
+		return auditCommit{}, err
 	}
 	batch := &commandv1.AppendAudit{Events: evs, NodeId: s.cfg.NodeID, BatchId: batchID}
 	deadline := time.Now().Add(auditRetryWindow)
 	backoff := auditRetryMinBackoff
 	for {
-		leader, first, term, err := s.commitAuditOnce(ctx, batch)
+		leader, c, err := s.commitAuditOnce(ctx, batch)
 		reason, retry := unavailableReason(err)
 		if err == nil || !retry || ctx.Err() != nil || time.Now().After(deadline) {
-			return first, term, err
+			return c, err
 		}
 		s.log.Info("audit: batch not committed; sending it again to the current leader", "events", len(evs), "batch", batchID, "reason", reason, "error", err)
 		t := time.NewTimer(backoff)
@@ -242,24 +278,24 @@ func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (
 
 // commitAuditOnce is one attempt of commitAudit; it returns the leader it
 // tried ("" if none was known).
-func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAudit) (leader string, first, term uint64, err error) {
+func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAudit) (leader string, _ auditCommit, err error) {
 	if s.raft.IsLeader() {
 		res, term, err := s.proposeInTerm(ctx, batch, "")
 		switch {
 		case err != nil:
-			return s.cfg.NodeID, 0, 0, err
+			return s.cfg.NodeID, auditCommit{}, err
 		case res.Duplicate:
-			return s.cfg.NodeID, 0, 0, errAuditBatchApplied
+			return s.cfg.NodeID, auditCommit{}, errAuditBatchApplied
 		}
-		return s.cfg.NodeID, res.AuditSequence, term, nil
+		return s.cfg.NodeID, auditCommit{first: res.AuditSequence, index: res.Index, term: term}, nil
 	}
 	l, ok := s.raft.Leader()
 	if !ok || l.APIAddr == "" || l.ID == s.cfg.NodeID { // none, or this node before its barrier
-		return l.ID, 0, 0, fmt.Errorf("audit: %w", consensus.ErrNoLeader)
+		return l.ID, auditCommit{}, fmt.Errorf("audit: %w", consensus.ErrNoLeader)
 	}
 	c, err := s.cfg.Peers.conn(l.APIAddr)
 	if err != nil {
-		return l.ID, 0, 0, err
+		return l.ID, auditCommit{}, err
 	}
 	cctx, cancel := s.raft.LeaderCall(ctx, l.ID)
 	defer cancel()
@@ -269,11 +305,11 @@ func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAud
 		case codes.Unavailable: // the leader's own "no ready leader", or no connection
 			err = fmt.Errorf("%w: %w", consensus.ErrNoLeader, err)
 		case codes.AlreadyExists:
-			return l.ID, 0, 0, errAuditBatchApplied
+			return l.ID, auditCommit{}, errAuditBatchApplied
 		}
-		return l.ID, 0, 0, fmt.Errorf("audit through leader %s: %w", l.ID, err)
+		return l.ID, auditCommit{}, fmt.Errorf("audit through leader %s: %w", l.ID, err)
 	}
-	return l.ID, resp.FirstSequence, 0, nil
+	return l.ID, auditCommit{first: resp.FirstSequence, index: resp.Index}, nil
 }
 
 // auditAuthFailure records a refused call in the audit log (best effort,

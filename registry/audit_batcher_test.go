@@ -29,8 +29,8 @@ func TestAuditBatcherTermPinnedDecisions(t *testing.T) {
 		{"ordinary read, committed here", 9, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newAuditBatcher(func(_ context.Context, evs []*commandv1.AuditEvent) (uint64, uint64, error) {
-				return 40, tc.commitTerm, nil
+			b := newAuditBatcher(func(_ context.Context, evs []*commandv1.AuditEvent) (auditCommit, error) {
+				return auditCommit{first: 40, index: 7, term: tc.commitTerm}, nil
 			}, slog.New(slog.DiscardHandler))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -39,7 +39,7 @@ func TestAuditBatcherTermPinnedDecisions(t *testing.T) {
 			go func() { b.Run(runCtx); close(done) }()
 			defer func() { stop(); <-done }()
 
-			seq, err := b.Append(ctx, tc.itemTerm, &commandv1.AuditEvent{Principal: "member:acme/n1"})
+			res, err := b.Append(ctx, tc.itemTerm, &commandv1.AuditEvent{Principal: "member:acme/n1"})
 			if tc.wantErr {
 				require.Error(t, err)
 				require.Equal(t, codes.Unavailable, status.Code(err), "the caller may retry: %v", err)
@@ -47,7 +47,7 @@ func TestAuditBatcherTermPinnedDecisions(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			require.Equal(t, uint64(40), seq)
+			require.Equal(t, uint64(40), res.seq)
 		})
 	}
 }

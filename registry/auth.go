@@ -187,6 +187,7 @@ var accessPolicy = map[string]rule{
 	peerv1.PeerService_GetCommitment_FullMethodName:          {roles: nodeOnly},
 	peerv1.PeerService_CosignCheckpoint_FullMethodName:       {roles: nodeOnly},
 	peerv1.PeerService_GetCertifiedCheckpoint_FullMethodName: {roles: nodeOnly},
+	peerv1.PeerService_CosignBatch_FullMethodName:            {roles: nodeOnly},
 
 	// Checkpoints and consistency proofs are hashes and signatures: public,
 	// what witnesses need. Entries and inclusion proofs are read by role;

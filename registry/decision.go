@@ -13,6 +13,7 @@ import (
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -52,17 +53,30 @@ type cachedKey struct {
 var errNoSigningKey = errors.New("the registry signing key is not available yet")
 
 // signDecision stamps decided_at/valid_until (the federation's freshness
-// window, AG-783 TC4) and signs the decision statement with this node's
-// endorsed key (or, in a cluster that has endorsed no node key yet, the
-// registry key).
+// window, AG-783 TC4) and the statement. A decision that will be
+// quorum-certified (audited, in a cluster with endorsed node keys:
+// certifies) is signed by no node on its own: its certificate, gathered
+// once its audit batch commits, is what vouches for it (certify.go).
+// Otherwise this node signs it alone with its endorsed key (or, in a
+// cluster that has endorsed no node key yet, the registry key).
 func (s *Server) signDecision(ctx context.Context, r *state.Reader, req *trustfedv1.CheckInteractionRequest, resp *trustfedv1.CheckInteractionResponse, now time.Time) error {
+	resp.DecidedAt = timestamppb.New(now)
+	resp.ValidUntil = timestamppb.New(now.Add(r.FreshnessWindow()))
+	if s.certifies(r) {
+		resp.Certification = trustfedv1.Certification_CERTIFICATION_QUORUM
+		var err error
+		resp.Statement, err = proto.MarshalOptions{Deterministic: true}.Marshal(decision.NewStatement(req, resp))
+		if err != nil {
+			return fmt.Errorf("marshal decision statement: %w", err)
+		}
+		return nil
+	}
 	signer, keyID, err := s.decisionSigner(r, now)
 	if err != nil {
 		return err
 	}
-	resp.DecidedAt = timestamppb.New(now)
-	resp.ValidUntil = timestamppb.New(now.Add(r.FreshnessWindow()))
 	resp.KeyId = keyID
+	resp.Certification = trustfedv1.Certification_CERTIFICATION_SINGLE_NODE
 	st := decision.NewStatement(req, resp)
 	resp.Statement, resp.Signature, err = attestation.SignDecisionWith(ctx, signer, st)
 	return err

@@ -37,6 +37,7 @@ type metrics struct {
 	auditCommit    prometheus.Histogram
 	auditFailed    prometheus.Counter
 	metricsRefused prometheus.Counter
+	certBatches    *prometheus.CounterVec
 }
 
 // latencyBuckets span a fast local call (100 µs) to a slow cluster round
@@ -78,10 +79,25 @@ func newMetrics(s *Server) *metrics {
 			Name: "trustfed_audit_batch_failures_total",
 			Help: "Audit batches that were not committed (their checks were not answered).",
 		}),
+		certBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustfed_decision_batches_total",
+			Help: "Decision batches this node collected a quorum certificate for (outcome=certified), or could not (outcome=not_certified: their checks were not answered).",
+		}, []string{"outcome"}),
 		metricsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trustfed_metrics_scrapes_refused_total",
 			Help: "GET /metrics requests refused for a missing, unknown or unauthorised token.",
 		}),
+	}
+	m.certBatches.WithLabelValues("certified")
+	m.certBatches.WithLabelValues("not_certified")
+	if c := s.cfg.Cosigner; c != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "trustfed_cosign_batches_signed_total",
+			Help: "Decision batches (of any node) this node re-evaluated and signed.",
+		}, func() float64 { return float64(c.signed.Load()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "trustfed_cosign_batches_refused_total",
+			Help: "Decision batches this node did not vouch for: a decision that does not re-derive on its state, a state no longer kept, no endorsed key (WARN log with the reason).",
+		}, func() float64 { return float64(c.refused.Load()) }))
 	}
 	for _, r := range unavailableReasons {
 		m.unavail.WithLabelValues(r) // every reason's series from zero
@@ -89,7 +105,7 @@ func newMetrics(s *Server) *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.decisions, m.authFailures, m.unavail, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused,
+		m.grpc, m.decisions, m.authFailures, m.unavail, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused, m.certBatches,
 		nodeCollector{s},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trustfed_audit_auth_failures_dropped_total",
@@ -105,6 +121,18 @@ func (s *Server) MetricsRegisterer() prometheus.Registerer { return s.metrics.re
 
 // The recording methods do nothing on a nil *metrics (servers some unit
 // tests build by hand).
+
+// certified counts a decision batch's certification outcome.
+func (m *metrics) certified(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.certBatches.WithLabelValues("certified").Inc()
+	} else {
+		m.certBatches.WithLabelValues("not_certified").Inc()
+	}
+}
 
 // decided counts an answered check.
 func (m *metrics) decided(resp *trustfedv1.CheckInteractionResponse) {

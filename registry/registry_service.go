@@ -42,7 +42,7 @@ func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.
 	}
 	if s.auditsDecisions() {
 		p, _ := PrincipalFrom(ctx)
-		seq, err := s.batcher.Append(ctx, term, &commandv1.AuditEvent{
+		res, err := s.batcher.Append(ctx, term, &commandv1.AuditEvent{
 			Event: &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{
 				Statement: resp.Statement, Signature: resp.Signature, KeyId: resp.KeyId, NodeId: s.cfg.NodeID,
 			}},
@@ -51,7 +51,16 @@ func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.
 		if err != nil {
 			return nil, fmt.Errorf("audit the decision: %w", err)
 		}
-		resp.AuditSequence = seq
+		resp.AuditSequence = res.seq
+		if resp.Certification == trustfedv1.Certification_CERTIFICATION_QUORUM {
+			if res.cert == nil {
+				if res.certErr == nil {
+					res.certErr = status.Error(codes.Unavailable, errNotCertified.Error()+": retry")
+				}
+				return nil, fmt.Errorf("certify the decision: %w", res.certErr)
+			}
+			resp.Certificate = res.cert
+		}
 	}
 	s.metrics.decided(resp)
 	return resp, nil
@@ -137,6 +146,7 @@ func (s *Server) decideWith(ctx context.Context, req *trustfedv1.CheckInteractio
 	if err != nil {
 		return nil, nil, now, 0, err
 	}
+	forgeDecision(resp) // nothing, outside the forging test build
 	resp.Meta = meta
 	return resp, r, now, term, nil
 }

@@ -101,6 +101,10 @@ type Config struct {
 	// admin quorum endorsed its public key. nil: this node signs nothing
 	// of its own (tests).
 	NodeKeys attestation.Keyring
+	// Cosigner evaluates and signs the decision batches this replica
+	// applies (cosign.go; wire it as the FSM's OnDecisionBatch before Raft
+	// starts). nil: decisions are signed by the answering node alone.
+	Cosigner *Cosigner
 }
 
 // MaxMessageSize bounds every gRPC message received.
@@ -130,6 +134,10 @@ type Server struct {
 	// verified: the start-up verification of the state is done
 	// (divergence.go).
 	verified atomic.Bool
+	// servers caches the configuration cosigning asks (certify.go).
+	serversMu sync.Mutex
+	servers   []consensus.Server
+	serversAt time.Time
 }
 
 // New checks cfg and returns a Server.
@@ -180,6 +188,9 @@ func New(cfg Config) (*Server, error) {
 	// Without a commitment to compare there is no start-up verification.
 	s.verified.Store(cfg.CommitmentAt == nil)
 	s.batcher = newAuditBatcher(s.commitAudit, cfg.Logger.With("component", "audit"))
+	if cfg.Cosigner != nil {
+		s.batcher.certify = s.certifyBatch
+	}
 	s.limiter = newLimiter(cfg.Limits, time.Now)
 	s.metrics = newMetrics(s)
 	s.batcher.observe = s.metrics.batchCommitted
@@ -193,6 +204,9 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.reportDivergence(ctx) })
 	wg.Go(func() { s.verifyAtStart(ctx) })
+	if s.cfg.Cosigner != nil {
+		wg.Go(func() { s.cfg.Cosigner.Run(ctx) })
+	}
 	s.batcher.Run(ctx)
 	wg.Wait()
 	return nil

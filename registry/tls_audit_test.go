@@ -31,14 +31,14 @@ type capturedAudit struct {
 	evs []*trustfedv1.AuditAuthFailure
 }
 
-func (c *capturedAudit) commit(_ context.Context, evs []*commandv1.AuditEvent) (uint64, uint64, error) {
+func (c *capturedAudit) commit(_ context.Context, evs []*commandv1.AuditEvent) (auditCommit, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	first := uint64(len(c.evs))
 	for _, ev := range evs {
 		c.evs = append(c.evs, ev.GetAuthFailure())
 	}
-	return first, 1, nil
+	return auditCommit{first: first, index: 1, term: 1}, nil
 }
 
 func (c *capturedAudit) all() []*trustfedv1.AuditAuthFailure {

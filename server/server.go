@@ -49,6 +49,8 @@ type Server struct {
 
 	// nodeKeys are this node's own signing keys (nodekey.go).
 	nodeKeys attestation.Keyring
+	// cosigner vouches for the decision batches this replica applies.
+	cosigner *registry.Cosigner
 
 	closeOnce sync.Once
 	closeErr  error
@@ -118,6 +120,8 @@ func (s *Server) openState() error {
 		return err
 	}
 	s.fsm.OnDivergence(s.divergence.Mark)
+	s.cosigner = registry.NewCosigner(s.cfg.NodeID, s.cfg.AuditOrigin, s.nodeKeys, s.store, s.logger.With("component", "cosign"))
+	s.fsm.OnDecisionBatch(s.cosigner.Enqueue)
 	if s.auditLog, err = openAuditLog(s.cfg.DataDir, s.logger); err != nil {
 		return err
 	}

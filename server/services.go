@@ -37,7 +37,7 @@ func (s *Server) startServices() error {
 		Logger: s.logger.With("component", "registry"), Version: s.cfg.Version, Acks: s.cascades,
 		Audit: s.auditLog, AuditOrigin: s.cfg.AuditOrigin, UnauditedDecisions: s.cfg.UnauditedDecisions, AuditFault: s.fsm.AuditFault,
 		CA: memberCA, MemberCertTTL: s.cfg.MemberCertTTL, Limits: s.cfg.Limits, NodeKeys: s.nodeKeys,
-		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAt,
+		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAt, Cosigner: s.cosigner,
 	})
 	if err != nil {
 		return err

@@ -35,6 +35,8 @@ func startCluster(t testing.TB, extra ...string) *cluster {
 type clusterHooks struct {
 	args    func(id string) []string
 	started func(id string, s *testutil.Server)
+	// binary, if set, is the binary node id runs (default: bin).
+	binary func(id string) string
 }
 
 // startClusterWith is startCluster with hooks.
@@ -51,7 +53,11 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 		return append(a, extra...)
 	}
 	start := func(id string, more ...string) *testutil.Server {
-		s := testutil.StartServer(t, bin, filepath.Join(root, id), args(id, more...)...)
+		b := bin
+		if hooks.binary != nil {
+			b = hooks.binary(id)
+		}
+		s := testutil.StartServer(t, b, filepath.Join(root, id), args(id, more...)...)
 		if hooks.started != nil {
 			hooks.started(id, s)
 		}

@@ -47,7 +47,12 @@ func TestSignedFreshDecisions(t *testing.T) {
 	require.Equal(t, 5*time.Minute, valid.Sub(decided), "default freshness window")
 	require.NotZero(t, resp.Meta.Index)
 
-	require.Equal(t, "dev", keys[resp.KeyId].GetNodeId(), "the answering node signs with its own endorsed key")
+	require.Equal(t, trustfedv1.Certification_CERTIFICATION_QUORUM, resp.Certification)
+	require.Empty(t, resp.Signature, "no node signs a certified decision on its own")
+	require.Len(t, resp.Certificate.GetSignatures(), 1, "a single node is its own quorum")
+	sig := resp.Certificate.Signatures[0]
+	require.Equal(t, "dev", sig.NodeId)
+	require.Equal(t, "dev", keys[sig.KeyId].GetNodeId(), "the node vouches with its own endorsed key")
 	st, err := client.VerifyDecision(resp, keys, decided)
 	require.NoError(t, err)
 	require.Equal(t, "bank-a", st.FromOrganizationId)
@@ -69,7 +74,7 @@ func TestSignedFreshDecisions(t *testing.T) {
 	tampered := proto.CloneOf(resp)
 	tampered.Statement[len(tampered.Statement)-1] ^= 1
 	_, err = client.VerifyDecision(tampered, keys, decided)
-	require.ErrorIs(t, err, attestation.ErrSignature)
+	require.ErrorIs(t, err, attestation.ErrNotCertified, "a statement not in the certified batch")
 
 	// The window is federation policy, at most 10 minutes.
 	_, err = d.admins.try(t, testutil.Policy(&trustfedv1.FederationPolicyChange{FreshnessWindow: durationpb.New(11 * time.Minute)}), c)

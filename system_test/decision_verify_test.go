@@ -56,7 +56,7 @@ func TestDecisionVerifyCLI(t *testing.T) {
 	allowed, fields := decision("ping", 0)
 	out, errOut, code := verify(allowed)
 	require.Equal(t, 0, code, "%s %s", out, errOut)
-	require.Regexp(t, `^VERIFIED ALLOW acme -> globex ping \(effective level \d, required \d\) at index \d+, decided \S+, valid until \S+, signed by registry key SHA256:\S+\n$`, out)
+	require.Regexp(t, `^VERIFIED ALLOW acme -> globex ping \(effective level \d, required \d\) at index \d+, decided \S+, valid until \S+, certified by 1 registry nodes \(dev; quorum 1\)\n$`, out)
 
 	denied, _ := decision("task_send", 3)
 	out, errOut, code = verify(denied)
@@ -100,8 +100,12 @@ func TestDecisionVerifyCLI(t *testing.T) {
 		"a level cap": {func(f map[string]any) {
 			f["toLevelCaps"].([]any)[0].(map[string]any)["level"] = 4
 		}, "caps on the parties' levels differ"},
-		"statement": {func(f map[string]any) { f["statement"] = base64.StdEncoding.EncodeToString(statement) }, "signature"},
-		"key id":    {func(f map[string]any) { f["keyId"] = "SHA256:another" }, "unknown key"},
+		"statement":           {func(f map[string]any) { f["statement"] = base64.StdEncoding.EncodeToString(statement) }, "not in the signed batch"},
+		"certificate removed": {func(f map[string]any) { delete(f, "certificate") }, "not certified by a quorum"},
+		"certificate signature": {func(f map[string]any) {
+			sig := f["certificate"].(map[string]any)["signatures"].([]any)[0].(map[string]any)
+			sig["signature"] = base64.StdEncoding.EncodeToString(make([]byte, 64))
+		}, "0 valid node signatures, 1 needed"},
 	} {
 		var copied map[string]any
 		require.NoError(t, json.Unmarshal(raw, &copied))

@@ -6,13 +6,32 @@ package system_test
 import (
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/trustfed/trustfed/internal/testutil"
 )
 
-// bin is the trustfed binary built for this test run.
-var bin string
+// bin is the trustfed binary built for this test run, in binDir.
+var bin, binDir string
+
+// forgeBin is a trustfed binary built with the trustfed_forge tag: a
+// compromised node that forges decisions (registry/forge_on.go). Built on
+// first use, once per run.
+func forgeBin(t testing.TB) string {
+	t.Helper()
+	forge.once.Do(func() { forge.path, forge.err = testutil.BuildBinaryTags(binDir, "trustfed-forge", "trustfed_forge") })
+	if forge.err != nil {
+		t.Fatal(forge.err)
+	}
+	return forge.path
+}
+
+var forge struct {
+	once sync.Once
+	path string
+	err  error
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "trustfed-system-test-")
@@ -20,6 +39,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binDir = dir
 	bin, err = testutil.BuildBinary(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -43,7 +43,7 @@ func TestNodeKeyRevokedSinceT(t *testing.T) {
 	st, err := p.admin.Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
 	require.NoError(t, err)
 	require.True(t, st.NodeKeyEndorsed)
-	require.Equal(t, st.NodeKeyId, before.KeyId, "the decision names the node's own key")
+	require.Equal(t, []string{st.NodeKeyId}, vouchingKeys(before), "the node vouches with its own key")
 
 	since := time.Now()
 	require.True(t, before.DecidedAt.AsTime().Before(since))
@@ -59,7 +59,7 @@ func TestNodeKeyRevokedSinceT(t *testing.T) {
 	_, err = client.VerifyDecision(before, keys, before.DecidedAt.AsTime())
 	require.NoError(t, err, "a decision signed before T keeps verifying")
 
-	// A thief with the node's key file signs a statement dated after T.
+	// A thief with the node's key file certifies a statement dated after T.
 	stolen, err := attestation.LoadPrivateKey(filepath.Join(p.d.srv.DataDir, attestation.NodeKeyFile))
 	require.NoError(t, err)
 	var stmt trustfedv1.DecisionStatement
@@ -67,10 +67,12 @@ func TestNodeKeyRevokedSinceT(t *testing.T) {
 	stmt.DecidedAt, stmt.ValidUntil = timestamppb.New(since.Add(time.Second)), timestamppb.New(since.Add(time.Minute))
 	forged := proto.CloneOf(before)
 	forged.DecidedAt, forged.ValidUntil = stmt.DecidedAt, stmt.ValidUntil
-	forged.Statement, forged.Signature, err = attestation.SignDecision(stolen, &stmt)
+	forged.Statement, err = proto.MarshalOptions{Deterministic: true}.Marshal(&stmt)
 	require.NoError(t, err)
+	forged.Certificate = forgeCertificate(t, forged.Statement, before.Certificate, map[string]ed25519.PrivateKey{st.NodeId: stolen})
 	_, err = client.VerifyDecision(forged, keys, since.Add(2*time.Second))
-	require.True(t, errors.Is(err, attestation.ErrDecisionKey), "signed with the revoked key after T: %v", err)
+	require.True(t, errors.Is(err, attestation.ErrNotCertified), "certified with the revoked key after T: %v", err)
+	require.ErrorContains(t, err, "no registry node held a key valid at", "the only node key is revoked at that time")
 }
 
 // TestNoPrivateNodeKeyInClusterData: in a 3-node cluster whose node keys
@@ -101,7 +103,11 @@ func TestNoPrivateNodeKeyInClusterData(t *testing.T) {
 		resp, err := clinic[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{
 			FromOrganizationId: "clinic", ToOrganizationId: "lab", Action: "task_send"})
 		require.NoError(t, err)
-		require.Equal(t, id, keys[resp.KeyId].GetNodeId(), "%s signs with its own key", id)
+		sigs := resp.GetCertificate().GetSignatures()
+		require.GreaterOrEqual(t, len(sigs), 2, "a decision answered by %s is vouched for by a quorum of the three nodes", id)
+		for _, s := range sigs {
+			require.Equal(t, s.NodeId, keys[s.KeyId].GetNodeId(), "each node vouches with its own key")
+		}
 		_, err = client.VerifyDecision(resp, keys, resp.DecidedAt.AsTime())
 		require.NoError(t, err)
 	}
@@ -183,8 +189,8 @@ func TestNodeKeyRotationUnderLoad(t *testing.T) {
 		if err := check(); err != nil {
 			t.Fatalf("a check failed during the rotation: %v", err)
 		}
-		if last := decisions[len(decisions)-1]; last.KeyId != nextID {
-			return fmt.Errorf("still signing with %s", last.KeyId)
+		if last := vouchingKeys(decisions[len(decisions)-1]); !slices.Equal(last, []string{nextID}) {
+			return fmt.Errorf("still signing with %s", last)
 		}
 		return nil
 	})
@@ -193,8 +199,8 @@ func TestNodeKeyRotationUnderLoad(t *testing.T) {
 	var old, rotated int
 	for _, d := range decisions {
 		_, err := client.VerifyDecision(d, keys, d.DecidedAt.AsTime())
-		require.NoError(t, err, "decision by %s", d.KeyId)
-		switch d.KeyId {
+		require.NoError(t, err, "decision by %s", vouchingKeys(d))
+		switch vouchingKeys(d)[0] {
 		case st.NodeKeyId:
 			old++
 		case nextID:
@@ -205,4 +211,31 @@ func TestNodeKeyRotationUnderLoad(t *testing.T) {
 	require.GreaterOrEqual(t, old, 5)
 	require.GreaterOrEqual(t, rotated, 1)
 	t.Logf("rotation under load: %d checks, 0 failed; %d by the old key, %d by the next", len(decisions), old, rotated)
+}
+
+// vouchingKeys are the key ids of a certified decision's signatures.
+func vouchingKeys(resp *trustfedv1.CheckInteractionResponse) []string {
+	var out []string
+	for _, s := range resp.GetCertificate().GetSignatures() {
+		out = append(out, s.KeyId)
+	}
+	return out
+}
+
+// forgeCertificate is what someone holding node keys can make: a
+// certificate over a one-decision batch holding statement, with like's
+// origin and index, signed by the given nodes' keys.
+func forgeCertificate(t *testing.T, statement []byte, like *trustfedv1.DecisionCertificate, signers map[string]ed25519.PrivateKey) *trustfedv1.DecisionCertificate {
+	t.Helper()
+	var h trustfedv1.DecisionBatchHead
+	require.NoError(t, proto.Unmarshal(like.GetBatchHead(), &h))
+	tree := attestation.NewBatchTree([][]byte{statement})
+	h.Size, h.Root = tree.Size(), tree.Root()
+	head, err := attestation.MarshalBatchHead(&h)
+	require.NoError(t, err)
+	c := &trustfedv1.DecisionCertificate{BatchHead: head, LeafIndex: 0, InclusionProof: tree.Proof(0)}
+	for node, key := range signers {
+		c.Signatures = append(c.Signatures, &trustfedv1.BatchSignature{NodeId: node, KeyId: attestation.Fingerprint(key.Public().(ed25519.PublicKey)), Signature: attestation.Sign(key, attestation.PurposeDecisionBatch, head)})
+	}
+	return c
 }

@@ -154,4 +154,3 @@ func legacyDecision(t *testing.T, key ed25519.PrivateKey, keyID string, decidedA
 	return &trustfedv1.CheckInteractionResponse{Decision: st.Decision, KeyId: keyID, DecidedAt: st.DecidedAt, ValidUntil: st.ValidUntil,
 		Statement: raw, Signature: sig}
 }
-

@@ -462,11 +462,25 @@ func (v *verifier) entry(line []byte, cp attestation.Checkpoint, keys map[string
 	return e, nil
 }
 
-// checkDecision verifies a decision's registry signature.
+// checkDecision verifies a decision's registry signature. A
+// quorum-certified decision (certified at the registry by a quorum of
+// nodes' signatures over its audit batch, which the member received with
+// it) carries no signature of its own node: its entry is proven, like
+// every entry, by the signed checkpoint it is included in.
 func checkDecision(e *trustfedv1.AuditEntry, keys map[string]ed25519.PublicKey) error {
 	d := e.GetDecision()
 	if d == nil {
 		return errors.New("a DECISION entry without its decision")
+	}
+	if len(d.Signature) == 0 && d.KeyId == "" {
+		st, err := decisionOf(e)
+		if err != nil {
+			return err
+		}
+		if st.KeyId != "" {
+			return fmt.Errorf("the statement names key %q, but the entry carries no signature", st.KeyId)
+		}
+		return nil
 	}
 	pub, ok := keys[d.KeyId]
 	if !ok {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -29,7 +30,7 @@ Exit codes, so that scripts can branch on the decision:
 func newCheckCmd(a *app) *cobra.Command {
 	var from, to, action, dataTypes, authorization string
 	var value int64
-	var stale, verify bool
+	var stale, verify, allowSingle bool
 	cmd := &cobra.Command{
 		Use:     "check --from ORG --to ORG --action ACTION",
 		Short:   "Decide whether an interaction between two organisations is allowed (exit 0 ALLOW, 3 DENY)",
@@ -52,10 +53,10 @@ func newCheckCmd(a *app) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					if _, err := client.VerifyDecision(resp, keys, time.Now()); err != nil {
+					if _, err := client.VerifyDecisionWith(resp, keys, time.Now(), attestation.VerifyOptions{AllowSingleNode: allowSingle}); err != nil {
 						return fmt.Errorf("decision does not verify: %w", err)
 					}
-					fmt.Fprintln(cmd.ErrOrStderr(), "signature verified with registry key", resp.GetKeyId())
+					fmt.Fprintln(cmd.ErrOrStderr(), "decision verified:", vouchedBy(resp, keys))
 				}
 				if err := a.print(resp, func(w io.Writer) error { return writeCheck(w, resp) }); err != nil {
 					return err
@@ -70,7 +71,8 @@ func newCheckCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&dataTypes, "data-types", "", "comma-separated PII types the interaction carries, e.g. email,person_name")
 	cmd.Flags().Int64Var(&value, "value", 0, "value of the action in minor currency units")
 	cmd.Flags().StringVar(&authorization, "authorization", "", "id of a granted dual authorisation for exactly this interaction")
-	cmd.Flags().BoolVar(&verify, "verify", false, "verify the decision's signature with the registry's published key")
+	cmd.Flags().BoolVar(&verify, "verify", false, "verify the decision's quorum certificate with the registry's published node keys")
+	cmd.Flags().BoolVar(&allowSingle, "allow-single-node", false, "with --verify: accept a decision signed by one registry node alone (unaudited registries)")
 	addStaleFlag(cmd, &stale)
 	for _, f := range []string{"from", "to", "action"} {
 		_ = cmd.MarkFlagRequired(f)

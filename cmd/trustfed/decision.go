@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -33,15 +34,20 @@ prints, or any protobuf JSON of a CheckInteractionResponse (field names in
 lowerCamelCase or snake_case). --keys is the answer of GET /v1/keys (no
 credentials needed to fetch it), saved beforehand.
 
-The checks are client.VerifyDecision's: the registry's signature over the
-decision statement, that every field of the answer (decision, reasons,
-levels and the caps on each, agreement, controls, authorisation, index,
-times) is the signed one, and that the decision is still fresh at --at
-(default: now). Exit 0 with a one-line summary when it verifies; exit 1 with
-the reason when it does not.`
+The checks are client.VerifyDecision's: the decision's quorum certificate
+(signatures over its audit batch by a majority of the registry nodes whose
+keys --keys lists, each key endorsed for its node and valid at decided_at,
+and the statement's inclusion proof in that batch), that every field of the
+answer (decision, reasons, levels and the caps on each, agreement, controls,
+authorisation, index, times) is the certified one, and that the decision is
+still fresh at --at (default: now). A decision one node signed alone (a
+registry run with -unaudited-decisions) is refused unless
+--allow-single-node. Exit 0 with a one-line summary when it verifies; exit 1
+with the reason when it does not.`
 
 func newDecisionVerifyCmd(a *app) *cobra.Command {
 	var keysFile, at string
+	var opts attestation.VerifyOptions
 	cmd := &cobra.Command{
 		Use:     "verify FILE --keys KEYS.json [--at RFC3339]",
 		Short:   "Verify a signed decision offline with the registry's public keys",
@@ -72,18 +78,20 @@ func newDecisionVerifyCmd(a *app) *cobra.Command {
 			if len(keys) == 0 {
 				return fmt.Errorf("--keys %s holds no registry key", keysFile)
 			}
-			st, err := client.VerifyDecision(&resp, keys, now)
+			st, err := client.VerifyDecisionWith(&resp, keys, now, opts)
 			if err != nil {
 				return fmt.Errorf("%s does not verify: %w", args[0], err)
 			}
 			return a.print(st, func(w io.Writer) error {
-				_, err := fmt.Fprintln(w, decisionSummary(st))
+				_, err := fmt.Fprintln(w, decisionSummary(st, &resp, keys))
 				return err
 			})
 		},
 	}
 	cmd.Flags().StringVar(&keysFile, "keys", "", "the registry's public keys: a saved GET /v1/keys answer (required)")
 	cmd.Flags().StringVar(&at, "at", "", "check freshness at this time instead of now (RFC 3339)")
+	cmd.Flags().BoolVar(&opts.AllowSingleNode, "allow-single-node", false, "accept a decision signed by one registry node alone (unaudited registries)")
+	cmd.Flags().IntVar(&opts.MinSignatures, "min-signatures", 0, "require at least this many distinct node signatures (default: a majority of the nodes --keys lists)")
 	_ = cmd.MarkFlagRequired("keys")
 	return cmd
 }
@@ -109,7 +117,7 @@ func readProtoJSON(path string, m proto.Message) error {
 }
 
 // decisionSummary is the one line `decision verify` prints.
-func decisionSummary(st *trustfedv1.DecisionStatement) string {
+func decisionSummary(st *trustfedv1.DecisionStatement, resp *trustfedv1.CheckInteractionResponse, keys attestation.DecisionKeys) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "VERIFIED %s %s -> %s %s", strings.TrimPrefix(st.GetDecision().String(), "DECISION_"),
 		st.GetFromOrganizationId(), st.GetToOrganizationId(), st.GetAction())
@@ -124,7 +132,25 @@ func decisionSummary(st *trustfedv1.DecisionStatement) string {
 	if st.GetAuthorizationId() != "" {
 		fmt.Fprintf(&b, " authorization %s", st.GetAuthorizationId())
 	}
-	fmt.Fprintf(&b, " at index %d, decided %s, valid until %s, signed by registry key %s",
-		st.GetIndex(), st.GetDecidedAt().AsTime().UTC().Format(time.RFC3339), st.GetValidUntil().AsTime().UTC().Format(time.RFC3339), st.GetKeyId())
+	fmt.Fprintf(&b, " at index %d, decided %s, valid until %s, %s",
+		st.GetIndex(), st.GetDecidedAt().AsTime().UTC().Format(time.RFC3339), st.GetValidUntil().AsTime().UTC().Format(time.RFC3339), vouchedBy(resp, keys))
 	return b.String()
+}
+
+// vouchedBy says who vouches for a verified decision: the nodes of its
+// quorum certificate, or the one node that signed it.
+func vouchedBy(resp *trustfedv1.CheckInteractionResponse, keys attestation.DecisionKeys) string {
+	cert := resp.GetCertificate()
+	if cert == nil {
+		if node := keys[resp.GetKeyId()].GetNodeId(); node != "" {
+			return fmt.Sprintf("signed by node %s alone (key %s)", node, resp.GetKeyId())
+		}
+		return "signed by registry key " + resp.GetKeyId()
+	}
+	var nodes []string
+	for _, s := range cert.GetSignatures() {
+		nodes = append(nodes, s.GetNodeId())
+	}
+	return fmt.Sprintf("certified by %d registry nodes (%s; quorum %d)", len(nodes), strings.Join(nodes, ", "),
+		attestation.Quorum(keys, resp.GetDecidedAt().AsTime()))
 }

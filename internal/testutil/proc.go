@@ -20,12 +20,21 @@ import (
 // tests run with -race, so is the binary, so that races in the server show
 // up in the end-to-end tests too.
 func BuildBinary(dir string) (string, error) {
+	return BuildBinaryTags(dir, "trustfed")
+}
+
+// BuildBinaryTags builds ./cmd/trustfed as dir/name with build tags (a test
+// variant, e.g. "trustfed_forge": a node that forges decisions).
+func BuildBinaryTags(dir, name string, tags ...string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "trustfed")
+	out := filepath.Join(dir, name)
 	args := []string{"build", "-o", out}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -93,6 +102,12 @@ func StartServer(t testing.TB, bin, dataDir string, args ...string) *Server {
 }
 
 func (s *Server) logPath() string { return filepath.Join(s.DataDir, "server.log") }
+
+// Log is what the server logged so far (all its runs).
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logPath())
+	return string(b)
+}
 
 func (s *Server) start() {
 	s.t.Helper()

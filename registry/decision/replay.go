@@ -225,31 +225,8 @@ func (p *replayer) decision(e *trustfedv1.AuditEntry) {
 		p.mismatch(e, "%v", err)
 		return
 	}
-	req := &trustfedv1.CheckInteractionRequest{
-		FromOrganizationId: st.FromOrganizationId,
-		ToOrganizationId:   st.ToOrganizationId,
-		Action:             st.Action,
-		DataTypes:          st.DataTypes,
-		Value:              st.Value,
-		SessionId:          st.SessionId,
-		AuthorizationId:    presentedAuthorization(&st),
-	}
-	if _, ok := policy.RequiredLevel(req.Action); !ok {
-		p.mismatch(e, "unknown action %q", req.Action)
-		return
-	}
-	if st.DecidedAt == nil {
-		p.mismatch(e, "the statement has no decided_at")
-		return
-	}
-	now := st.DecidedAt.AsTime()
-	got, err := Evaluate(r, req, now, st.AuthorizationUseIndex)
-	if err != nil {
-		p.mismatch(e, "on the state at index %d the check fails: %v", st.Index, err)
-		return
-	}
-	if diffs := diffDecision(&st, got, timestamppb.New(now.Add(r.FreshnessWindow()))); len(diffs) > 0 {
-		p.mismatch(e, "on the state at index %d: %s", st.Index, strings.Join(diffs, "; "))
+	if err := Recheck(r, &st); err != nil {
+		p.mismatch(e, "on the state at index %d: %v", st.Index, err)
 		return
 	}
 	p.authorizationUse(e, r, &st)

@@ -78,8 +78,13 @@ type auditor struct {
 	lastTime time.Time
 	fault    atomic.Pointer[string]
 	// events are the APPEND_AUDIT command being applied, decoded once by
-	// applyAppendAudit.
-	events []*commandv1.AuditEvent
+	// applyAppendAudit; batchNode the server that sent it.
+	events    []*commandv1.AuditEvent
+	batchNode string
+	// batchRaw and batchSt: its decision statements (see
+	// handOverDecisions).
+	batchRaw [][]byte
+	batchSt  []*trustfedv1.DecisionStatement
 }
 
 // AttachAudit makes the FSM write an audit entry for every command it
@@ -283,9 +288,12 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*comm
 		case *commandv1.AuditEvent_Decision:
 			e.Type = AuditDecision
 			e.Decision = x.Decision
-			var st trustfedv1.DecisionStatement
-			if proto.Unmarshal(x.Decision.GetStatement(), &st) == nil {
+			st := &trustfedv1.DecisionStatement{}
+			if proto.Unmarshal(x.Decision.GetStatement(), st) == nil {
 				e.OrganizationIds = sortedKeys(map[string]struct{}{st.FromOrganizationId: {}, st.ToOrganizationId: {}})
+				f.audit.collectDecision(x.Decision.GetStatement(), st)
+			} else {
+				f.audit.collectDecision(x.Decision.GetStatement(), nil)
 			}
 			e.Compliance = decisionViews(st.DataTypes) // decoded once, here
 		case *commandv1.AuditEvent_AuthFailure:
@@ -834,7 +842,7 @@ func (f *FSM) applyAppendAudit(tx *memdb.Txn, env *commandv1.Envelope, index uin
 		}
 	}
 	if f.auditing(index) {
-		f.audit.events = c.Events
+		f.audit.events, f.audit.batchNode = c.Events, c.NodeId
 	}
 	return nil
 }

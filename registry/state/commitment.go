@@ -88,15 +88,18 @@ const keepViews = 1024
 type viewRing struct {
 	mu   sync.Mutex
 	txns [keepViews]*memdb.Txn
+	idx  [keepViews]uint64 // the index each view reflects
 	next int
 }
 
 // retainView keeps the view the last Apply left.
 func (f *FSM) retainView() {
 	txn := f.store.db.Load().Txn(false)
+	index := indexOf(txn)
 	f.views.mu.Lock()
 	defer f.views.mu.Unlock()
 	f.views.txns[f.views.next] = txn
+	f.views.idx[f.views.next] = index
 	f.views.next = (f.views.next + 1) % keepViews
 }
 
@@ -104,8 +107,8 @@ func (f *FSM) retainView() {
 func (f *FSM) viewAt(index uint64) (*memdb.Txn, bool) {
 	f.views.mu.Lock()
 	defer f.views.mu.Unlock()
-	for _, txn := range f.views.txns {
-		if txn != nil && indexOf(txn) == index {
+	for i, txn := range f.views.txns {
+		if txn != nil && f.views.idx[i] == index {
 			return txn, true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -92,6 +93,9 @@ type FSM struct {
 	views    viewRing
 	diverged func(index uint64, reason string)
 	replay   replayCursor
+	// onBatch and lastWrite: see decisionbatch.go.
+	onBatch   func(DecisionBatch)
+	lastWrite atomic.Uint64
 }
 
 // NewFSM returns an FSM over store that re-verifies signatures with v.
@@ -175,6 +179,12 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		res.AuditSequence = f.auditCommand(before, tx, env, cmd, index, err)
 	}
 	tx.Commit()
+	if err == nil {
+		f.noteWrite(env.Type, index)
+		if auditing {
+			f.handOverDecisions(env, index, &Reader{txn: before})
+		}
+	}
 	return res
 }
 

@@ -170,6 +170,7 @@ func (s *Snapshot) Release() {}
 // Restore replaces the whole state with the snapshot read from r. The new
 // state is built aside and swapped in only when the stream was read whole.
 func (f *FSM) Restore(r io.Reader) error {
+	f.lastWrite.Store(0) // the commands before the snapshot are not known
 	br := bufio.NewReaderSize(r, 64<<10)
 	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
 	var hdr commandv1.SnapshotHeader

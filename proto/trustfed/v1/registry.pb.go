@@ -72,6 +72,59 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{0}
 }
 
+// Certification says who vouches for a decision.
+type Certification int32
+
+const (
+	Certification_CERTIFICATION_UNSPECIFIED Certification = 0
+	// A quorum of registry nodes, each re-deriving the decision from its own
+	// replicated state, signed the audit batch that holds it.
+	Certification_CERTIFICATION_QUORUM Certification = 1
+	// Only the answering node signed it.
+	Certification_CERTIFICATION_SINGLE_NODE Certification = 2
+)
+
+// Enum value maps for Certification.
+var (
+	Certification_name = map[int32]string{
+		0: "CERTIFICATION_UNSPECIFIED",
+		1: "CERTIFICATION_QUORUM",
+		2: "CERTIFICATION_SINGLE_NODE",
+	}
+	Certification_value = map[string]int32{
+		"CERTIFICATION_UNSPECIFIED": 0,
+		"CERTIFICATION_QUORUM":      1,
+		"CERTIFICATION_SINGLE_NODE": 2,
+	}
+)
+
+func (x Certification) Enum() *Certification {
+	p := new(Certification)
+	*p = x
+	return p
+}
+
+func (x Certification) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Certification) Descriptor() protoreflect.EnumDescriptor {
+	return file_trustfed_v1_registry_proto_enumTypes[1].Descriptor()
+}
+
+func (Certification) Type() protoreflect.EnumType {
+	return &file_trustfed_v1_registry_proto_enumTypes[1]
+}
+
+func (x Certification) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Certification.Descriptor instead.
+func (Certification) EnumDescriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{1}
+}
+
 // AuthorizationStatus is the state of a dual-authorisation request.
 type AuthorizationStatus int32
 
@@ -106,11 +159,11 @@ func (x AuthorizationStatus) String() string {
 }
 
 func (AuthorizationStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_trustfed_v1_registry_proto_enumTypes[1].Descriptor()
+	return file_trustfed_v1_registry_proto_enumTypes[2].Descriptor()
 }
 
 func (AuthorizationStatus) Type() protoreflect.EnumType {
-	return &file_trustfed_v1_registry_proto_enumTypes[1]
+	return &file_trustfed_v1_registry_proto_enumTypes[2]
 }
 
 func (x AuthorizationStatus) Number() protoreflect.EnumNumber {
@@ -119,7 +172,7 @@ func (x AuthorizationStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AuthorizationStatus.Descriptor instead.
 func (AuthorizationStatus) EnumDescriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{1}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{2}
 }
 
 type CheckInteractionRequest struct {
@@ -323,8 +376,16 @@ type CheckInteractionResponse struct {
 	// The Raft index of the CONSUME_AUTHORIZATION command that took one use
 	// of authorization_id for this decision (0 when none was taken).
 	AuthorizationUseIndex uint64 `protobuf:"varint,20,opt,name=authorization_use_index,json=authorizationUseIndex,proto3" json:"authorization_use_index,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Who vouches for the decision: a quorum of registry nodes (certificate
+	// set; statement not signed on its own) or one node (signature and
+	// key_id set: unaudited decisions, or a cluster whose nodes have no
+	// endorsed keys yet). Members that require quorum certificates refuse
+	// the second kind.
+	Certification Certification `protobuf:"varint,21,opt,name=certification,proto3,enum=trustfed.v1.Certification" json:"certification,omitempty"`
+	// The quorum certificate over the audit batch that holds the statement.
+	Certificate   *DecisionCertificate `protobuf:"bytes,22,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckInteractionResponse) Reset() {
@@ -497,6 +558,236 @@ func (x *CheckInteractionResponse) GetAuthorizationUseIndex() uint64 {
 	return 0
 }
 
+func (x *CheckInteractionResponse) GetCertification() Certification {
+	if x != nil {
+		return x.Certification
+	}
+	return Certification_CERTIFICATION_UNSPECIFIED
+}
+
+func (x *CheckInteractionResponse) GetCertificate() *DecisionCertificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+// DecisionCertificate proves that a quorum of registry nodes vouches for a
+// decision: each signed the head of the audit batch holding it (one
+// signature per node per batch, not per decision) after re-evaluating
+// every decision of the batch on its own state; the inclusion proof ties
+// the statement to the head's root.
+type DecisionCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The serialized DecisionBatchHead the signatures cover (ed25519 over
+	// "trustfed/decision-batch/v1\0" + batch_head).
+	BatchHead []byte `protobuf:"bytes,1,opt,name=batch_head,json=batchHead,proto3" json:"batch_head,omitempty"`
+	// The statement's position among the batch's decisions.
+	LeafIndex uint64 `protobuf:"varint,2,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// RFC 6962 inclusion proof of the statement (leaf hash SHA-256(0x00 ||
+	// statement)) in the tree of the batch's size, whose root the head holds.
+	InclusionProof [][]byte `protobuf:"bytes,3,rep,name=inclusion_proof,json=inclusionProof,proto3" json:"inclusion_proof,omitempty"`
+	// One signature per node, each by a distinct node's endorsed key.
+	Signatures    []*BatchSignature `protobuf:"bytes,4,rep,name=signatures,proto3" json:"signatures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionCertificate) Reset() {
+	*x = DecisionCertificate{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionCertificate) ProtoMessage() {}
+
+func (x *DecisionCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionCertificate.ProtoReflect.Descriptor instead.
+func (*DecisionCertificate) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DecisionCertificate) GetBatchHead() []byte {
+	if x != nil {
+		return x.BatchHead
+	}
+	return nil
+}
+
+func (x *DecisionCertificate) GetLeafIndex() uint64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *DecisionCertificate) GetInclusionProof() [][]byte {
+	if x != nil {
+		return x.InclusionProof
+	}
+	return nil
+}
+
+func (x *DecisionCertificate) GetSignatures() []*BatchSignature {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
+}
+
+// DecisionBatchHead is what each node signs for an audit batch.
+type DecisionBatchHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster's audit origin (its log's name): a head of another cluster
+	// never verifies here.
+	Origin string `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	// The Raft index of the APPEND_AUDIT entry that logged the batch.
+	LogIndex uint64 `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	// The number of decisions in the batch.
+	Size uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// RFC 6962 Merkle root over the batch's decision statements, in order.
+	Root          []byte `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionBatchHead) Reset() {
+	*x = DecisionBatchHead{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionBatchHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionBatchHead) ProtoMessage() {}
+
+func (x *DecisionBatchHead) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionBatchHead.ProtoReflect.Descriptor instead.
+func (*DecisionBatchHead) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DecisionBatchHead) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *DecisionBatchHead) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *DecisionBatchHead) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *DecisionBatchHead) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+// BatchSignature is one node's signature over a DecisionBatchHead.
+type BatchSignature struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The node's endorsed key (GET /v1/keys), valid at the statement's
+	// decided_at.
+	KeyId         string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchSignature) Reset() {
+	*x = BatchSignature{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchSignature) ProtoMessage() {}
+
+func (x *BatchSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchSignature.ProtoReflect.Descriptor instead.
+func (*BatchSignature) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BatchSignature) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *BatchSignature) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *BatchSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // DecisionStatement is what the registry signs for every decision.
 type DecisionStatement struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
@@ -541,7 +832,7 @@ type DecisionStatement struct {
 
 func (x *DecisionStatement) Reset() {
 	*x = DecisionStatement{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +844,7 @@ func (x *DecisionStatement) String() string {
 func (*DecisionStatement) ProtoMessage() {}
 
 func (x *DecisionStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +857,7 @@ func (x *DecisionStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionStatement.ProtoReflect.Descriptor instead.
 func (*DecisionStatement) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DecisionStatement) GetFromOrganizationId() string {
@@ -745,7 +1036,7 @@ type GetKeysRequest struct {
 
 func (x *GetKeysRequest) Reset() {
 	*x = GetKeysRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +1048,7 @@ func (x *GetKeysRequest) String() string {
 func (*GetKeysRequest) ProtoMessage() {}
 
 func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +1061,7 @@ func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetKeysRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 // RegistryKey is a decision-signing public key.
@@ -797,7 +1088,7 @@ type RegistryKey struct {
 
 func (x *RegistryKey) Reset() {
 	*x = RegistryKey{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +1100,7 @@ func (x *RegistryKey) String() string {
 func (*RegistryKey) ProtoMessage() {}
 
 func (x *RegistryKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +1113,7 @@ func (x *RegistryKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryKey.ProtoReflect.Descriptor instead.
 func (*RegistryKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RegistryKey) GetKeyId() string {
@@ -897,7 +1188,7 @@ type GetKeysResponse struct {
 
 func (x *GetKeysResponse) Reset() {
 	*x = GetKeysResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1200,7 @@ func (x *GetKeysResponse) String() string {
 func (*GetKeysResponse) ProtoMessage() {}
 
 func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1213,7 @@ func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetKeysResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetKeysResponse) GetKeys() []*RegistryKey {
@@ -942,7 +1233,7 @@ type GetOrganizationRequest struct {
 
 func (x *GetOrganizationRequest) Reset() {
 	*x = GetOrganizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1245,7 @@ func (x *GetOrganizationRequest) String() string {
 func (*GetOrganizationRequest) ProtoMessage() {}
 
 func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1258,7 @@ func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*GetOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetOrganizationRequest) GetOrganizationId() string {
@@ -994,7 +1285,7 @@ type GetOrganizationResponse struct {
 
 func (x *GetOrganizationResponse) Reset() {
 	*x = GetOrganizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1297,7 @@ func (x *GetOrganizationResponse) String() string {
 func (*GetOrganizationResponse) ProtoMessage() {}
 
 func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1310,7 @@ func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*GetOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetOrganizationResponse) GetOrganization() *Organization {
@@ -1049,7 +1340,7 @@ type ListOrganizationsRequest struct {
 
 func (x *ListOrganizationsRequest) Reset() {
 	*x = ListOrganizationsRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1352,7 @@ func (x *ListOrganizationsRequest) String() string {
 func (*ListOrganizationsRequest) ProtoMessage() {}
 
 func (x *ListOrganizationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1365,7 @@ func (x *ListOrganizationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganizationsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrganizationsRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListOrganizationsRequest) GetPageSize() uint32 {
@@ -1109,7 +1400,7 @@ type ListOrganizationsResponse struct {
 
 func (x *ListOrganizationsResponse) Reset() {
 	*x = ListOrganizationsResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1412,7 @@ func (x *ListOrganizationsResponse) String() string {
 func (*ListOrganizationsResponse) ProtoMessage() {}
 
 func (x *ListOrganizationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1425,7 @@ func (x *ListOrganizationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganizationsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrganizationsResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListOrganizationsResponse) GetOrganizations() []*Organization {
@@ -1178,7 +1469,7 @@ type AuthorizationStatement struct {
 
 func (x *AuthorizationStatement) Reset() {
 	*x = AuthorizationStatement{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1481,7 @@ func (x *AuthorizationStatement) String() string {
 func (*AuthorizationStatement) ProtoMessage() {}
 
 func (x *AuthorizationStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1494,7 @@ func (x *AuthorizationStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationStatement.ProtoReflect.Descriptor instead.
 func (*AuthorizationStatement) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuthorizationStatement) GetAuthorizationId() string {
@@ -1274,7 +1565,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1577,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1590,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Approval) GetOrganizationId() string {
@@ -1346,7 +1637,7 @@ type Authorization struct {
 
 func (x *Authorization) Reset() {
 	*x = Authorization{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1649,7 @@ func (x *Authorization) String() string {
 func (*Authorization) ProtoMessage() {}
 
 func (x *Authorization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1662,7 @@ func (x *Authorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
 func (*Authorization) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Authorization) GetId() string {
@@ -1458,7 +1749,7 @@ type RequestAuthorizationRequest struct {
 
 func (x *RequestAuthorizationRequest) Reset() {
 	*x = RequestAuthorizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1761,7 @@ func (x *RequestAuthorizationRequest) String() string {
 func (*RequestAuthorizationRequest) ProtoMessage() {}
 
 func (x *RequestAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1774,7 @@ func (x *RequestAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*RequestAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RequestAuthorizationRequest) GetCheck() *CheckInteractionRequest {
@@ -1516,7 +1807,7 @@ type RequestAuthorizationResponse struct {
 
 func (x *RequestAuthorizationResponse) Reset() {
 	*x = RequestAuthorizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1819,7 @@ func (x *RequestAuthorizationResponse) String() string {
 func (*RequestAuthorizationResponse) ProtoMessage() {}
 
 func (x *RequestAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1832,7 @@ func (x *RequestAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*RequestAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RequestAuthorizationResponse) GetAuthorization() *Authorization {
@@ -1561,7 +1852,7 @@ type GetAuthorizationRequest struct {
 
 func (x *GetAuthorizationRequest) Reset() {
 	*x = GetAuthorizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1864,7 @@ func (x *GetAuthorizationRequest) String() string {
 func (*GetAuthorizationRequest) ProtoMessage() {}
 
 func (x *GetAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1877,7 @@ func (x *GetAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*GetAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetAuthorizationRequest) GetAuthorizationId() string {
@@ -1613,7 +1904,7 @@ type GetAuthorizationResponse struct {
 
 func (x *GetAuthorizationResponse) Reset() {
 	*x = GetAuthorizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1916,7 @@ func (x *GetAuthorizationResponse) String() string {
 func (*GetAuthorizationResponse) ProtoMessage() {}
 
 func (x *GetAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1929,7 @@ func (x *GetAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*GetAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetAuthorizationResponse) GetAuthorization() *Authorization {
@@ -1673,7 +1964,7 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x10authorization_id\x18\b \x01(\tR\x0fauthorizationId\"6\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x9c\a\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xa2\b\n" +
 	"\x18CheckInteractionResponse\x121\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x15.trustfed.v1.DecisionR\bdecision\x12-\n" +
 	"\areasons\x18\x02 \x03(\v2\x13.trustfed.v1.ReasonR\areasons\x12'\n" +
@@ -1698,7 +1989,27 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x1brequires_dual_authorization\x18\x11 \x01(\bR\x19requiresDualAuthorization\x12)\n" +
 	"\x10authorization_id\x18\x12 \x01(\tR\x0fauthorizationId\x12%\n" +
 	"\x0eaudit_sequence\x18\x13 \x01(\x04R\rauditSequence\x126\n" +
-	"\x17authorization_use_index\x18\x14 \x01(\x04R\x15authorizationUseIndex\"\xbd\b\n" +
+	"\x17authorization_use_index\x18\x14 \x01(\x04R\x15authorizationUseIndex\x12@\n" +
+	"\rcertification\x18\x15 \x01(\x0e2\x1a.trustfed.v1.CertificationR\rcertification\x12B\n" +
+	"\vcertificate\x18\x16 \x01(\v2 .trustfed.v1.DecisionCertificateR\vcertificate\"\xb9\x01\n" +
+	"\x13DecisionCertificate\x12\x1d\n" +
+	"\n" +
+	"batch_head\x18\x01 \x01(\fR\tbatchHead\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x02 \x01(\x04R\tleafIndex\x12'\n" +
+	"\x0finclusion_proof\x18\x03 \x03(\fR\x0einclusionProof\x12;\n" +
+	"\n" +
+	"signatures\x18\x04 \x03(\v2\x1b.trustfed.v1.BatchSignatureR\n" +
+	"signatures\"p\n" +
+	"\x11DecisionBatchHead\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x1b\n" +
+	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04root\x18\x04 \x01(\fR\x04root\"^\n" +
+	"\x0eBatchSignature\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xbd\b\n" +
 	"\x11DecisionStatement\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
@@ -1808,7 +2119,11 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
-	"\rDECISION_DENY\x10\x02*\x7f\n" +
+	"\rDECISION_DENY\x10\x02*g\n" +
+	"\rCertification\x12\x1d\n" +
+	"\x19CERTIFICATION_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14CERTIFICATION_QUORUM\x10\x01\x12\x1d\n" +
+	"\x19CERTIFICATION_SINGLE_NODE\x10\x02*\x7f\n" +
 	"\x13AuthorizationStatus\x12$\n" +
 	" AUTHORIZATION_STATUS_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cAUTHORIZATION_STATUS_PENDING\x10\x01\x12 \n" +
@@ -1833,96 +2148,103 @@ func file_trustfed_v1_registry_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_registry_proto_rawDescData
 }
 
-var file_trustfed_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_trustfed_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_trustfed_v1_registry_proto_goTypes = []any{
 	(Decision)(0),                        // 0: trustfed.v1.Decision
-	(AuthorizationStatus)(0),             // 1: trustfed.v1.AuthorizationStatus
-	(*CheckInteractionRequest)(nil),      // 2: trustfed.v1.CheckInteractionRequest
-	(*Reason)(nil),                       // 3: trustfed.v1.Reason
-	(*CheckInteractionResponse)(nil),     // 4: trustfed.v1.CheckInteractionResponse
-	(*DecisionStatement)(nil),            // 5: trustfed.v1.DecisionStatement
-	(*GetKeysRequest)(nil),               // 6: trustfed.v1.GetKeysRequest
-	(*RegistryKey)(nil),                  // 7: trustfed.v1.RegistryKey
-	(*GetKeysResponse)(nil),              // 8: trustfed.v1.GetKeysResponse
-	(*GetOrganizationRequest)(nil),       // 9: trustfed.v1.GetOrganizationRequest
-	(*GetOrganizationResponse)(nil),      // 10: trustfed.v1.GetOrganizationResponse
-	(*ListOrganizationsRequest)(nil),     // 11: trustfed.v1.ListOrganizationsRequest
-	(*ListOrganizationsResponse)(nil),    // 12: trustfed.v1.ListOrganizationsResponse
-	(*AuthorizationStatement)(nil),       // 13: trustfed.v1.AuthorizationStatement
-	(*Approval)(nil),                     // 14: trustfed.v1.Approval
-	(*Authorization)(nil),                // 15: trustfed.v1.Authorization
-	(*RequestAuthorizationRequest)(nil),  // 16: trustfed.v1.RequestAuthorizationRequest
-	(*RequestAuthorizationResponse)(nil), // 17: trustfed.v1.RequestAuthorizationResponse
-	(*GetAuthorizationRequest)(nil),      // 18: trustfed.v1.GetAuthorizationRequest
-	(*GetAuthorizationResponse)(nil),     // 19: trustfed.v1.GetAuthorizationResponse
-	(Consistency)(0),                     // 20: trustfed.v1.Consistency
-	(PiiType)(0),                         // 21: trustfed.v1.PiiType
-	(*ReadMeta)(nil),                     // 22: trustfed.v1.ReadMeta
-	(*LevelCap)(nil),                     // 23: trustfed.v1.LevelCap
-	(*ControlProfile)(nil),               // 24: trustfed.v1.ControlProfile
-	(*timestamppb.Timestamp)(nil),        // 25: google.protobuf.Timestamp
-	(*Organization)(nil),                 // 26: trustfed.v1.Organization
+	(Certification)(0),                   // 1: trustfed.v1.Certification
+	(AuthorizationStatus)(0),             // 2: trustfed.v1.AuthorizationStatus
+	(*CheckInteractionRequest)(nil),      // 3: trustfed.v1.CheckInteractionRequest
+	(*Reason)(nil),                       // 4: trustfed.v1.Reason
+	(*CheckInteractionResponse)(nil),     // 5: trustfed.v1.CheckInteractionResponse
+	(*DecisionCertificate)(nil),          // 6: trustfed.v1.DecisionCertificate
+	(*DecisionBatchHead)(nil),            // 7: trustfed.v1.DecisionBatchHead
+	(*BatchSignature)(nil),               // 8: trustfed.v1.BatchSignature
+	(*DecisionStatement)(nil),            // 9: trustfed.v1.DecisionStatement
+	(*GetKeysRequest)(nil),               // 10: trustfed.v1.GetKeysRequest
+	(*RegistryKey)(nil),                  // 11: trustfed.v1.RegistryKey
+	(*GetKeysResponse)(nil),              // 12: trustfed.v1.GetKeysResponse
+	(*GetOrganizationRequest)(nil),       // 13: trustfed.v1.GetOrganizationRequest
+	(*GetOrganizationResponse)(nil),      // 14: trustfed.v1.GetOrganizationResponse
+	(*ListOrganizationsRequest)(nil),     // 15: trustfed.v1.ListOrganizationsRequest
+	(*ListOrganizationsResponse)(nil),    // 16: trustfed.v1.ListOrganizationsResponse
+	(*AuthorizationStatement)(nil),       // 17: trustfed.v1.AuthorizationStatement
+	(*Approval)(nil),                     // 18: trustfed.v1.Approval
+	(*Authorization)(nil),                // 19: trustfed.v1.Authorization
+	(*RequestAuthorizationRequest)(nil),  // 20: trustfed.v1.RequestAuthorizationRequest
+	(*RequestAuthorizationResponse)(nil), // 21: trustfed.v1.RequestAuthorizationResponse
+	(*GetAuthorizationRequest)(nil),      // 22: trustfed.v1.GetAuthorizationRequest
+	(*GetAuthorizationResponse)(nil),     // 23: trustfed.v1.GetAuthorizationResponse
+	(Consistency)(0),                     // 24: trustfed.v1.Consistency
+	(PiiType)(0),                         // 25: trustfed.v1.PiiType
+	(*ReadMeta)(nil),                     // 26: trustfed.v1.ReadMeta
+	(*LevelCap)(nil),                     // 27: trustfed.v1.LevelCap
+	(*ControlProfile)(nil),               // 28: trustfed.v1.ControlProfile
+	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
+	(*Organization)(nil),                 // 30: trustfed.v1.Organization
 }
 var file_trustfed_v1_registry_proto_depIdxs = []int32{
-	20, // 0: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
-	21, // 1: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
+	24, // 0: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
+	25, // 1: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
 	0,  // 2: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
-	3,  // 3: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
-	22, // 4: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
-	23, // 5: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
-	23, // 6: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
-	24, // 7: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
-	25, // 8: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
-	25, // 9: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
-	21, // 10: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
-	0,  // 11: trustfed.v1.DecisionStatement.decision:type_name -> trustfed.v1.Decision
-	3,  // 12: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
-	24, // 13: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
-	25, // 14: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
-	25, // 15: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
-	23, // 16: trustfed.v1.DecisionStatement.from_level_caps:type_name -> trustfed.v1.LevelCap
-	23, // 17: trustfed.v1.DecisionStatement.to_level_caps:type_name -> trustfed.v1.LevelCap
-	25, // 18: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
-	25, // 19: trustfed.v1.RegistryKey.valid_from:type_name -> google.protobuf.Timestamp
-	25, // 20: trustfed.v1.RegistryKey.valid_until:type_name -> google.protobuf.Timestamp
-	25, // 21: trustfed.v1.RegistryKey.revoke_time:type_name -> google.protobuf.Timestamp
-	7,  // 22: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
-	20, // 23: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	26, // 24: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	22, // 25: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	20, // 26: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
-	26, // 27: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
-	22, // 28: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	21, // 29: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
-	25, // 30: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 31: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
-	13, // 32: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
-	1,  // 33: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
-	14, // 34: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
-	25, // 35: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 36: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
-	15, // 37: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	20, // 38: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	15, // 39: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	22, // 40: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	2,  // 41: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
-	9,  // 42: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
-	11, // 43: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
-	6,  // 44: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
-	16, // 45: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
-	18, // 46: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
-	4,  // 47: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
-	10, // 48: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
-	12, // 49: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
-	8,  // 50: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
-	17, // 51: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
-	19, // 52: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
-	47, // [47:53] is the sub-list for method output_type
-	41, // [41:47] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	4,  // 3: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
+	26, // 4: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
+	27, // 5: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
+	27, // 6: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
+	28, // 7: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
+	29, // 8: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
+	29, // 9: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
+	1,  // 10: trustfed.v1.CheckInteractionResponse.certification:type_name -> trustfed.v1.Certification
+	6,  // 11: trustfed.v1.CheckInteractionResponse.certificate:type_name -> trustfed.v1.DecisionCertificate
+	8,  // 12: trustfed.v1.DecisionCertificate.signatures:type_name -> trustfed.v1.BatchSignature
+	25, // 13: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
+	0,  // 14: trustfed.v1.DecisionStatement.decision:type_name -> trustfed.v1.Decision
+	4,  // 15: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
+	28, // 16: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
+	29, // 17: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
+	29, // 18: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
+	27, // 19: trustfed.v1.DecisionStatement.from_level_caps:type_name -> trustfed.v1.LevelCap
+	27, // 20: trustfed.v1.DecisionStatement.to_level_caps:type_name -> trustfed.v1.LevelCap
+	29, // 21: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
+	29, // 22: trustfed.v1.RegistryKey.valid_from:type_name -> google.protobuf.Timestamp
+	29, // 23: trustfed.v1.RegistryKey.valid_until:type_name -> google.protobuf.Timestamp
+	29, // 24: trustfed.v1.RegistryKey.revoke_time:type_name -> google.protobuf.Timestamp
+	11, // 25: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
+	24, // 26: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	30, // 27: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	26, // 28: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	24, // 29: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
+	30, // 30: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
+	26, // 31: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	25, // 32: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
+	29, // 33: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
+	29, // 34: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	17, // 35: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
+	2,  // 36: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
+	18, // 37: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
+	29, // 38: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 39: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
+	19, // 40: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	24, // 41: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	19, // 42: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	26, // 43: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	3,  // 44: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
+	13, // 45: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
+	15, // 46: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
+	10, // 47: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
+	20, // 48: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
+	22, // 49: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
+	5,  // 50: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
+	14, // 51: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
+	16, // 52: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
+	12, // 53: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
+	21, // 54: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
+	23, // 55: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
+	50, // [50:56] is the sub-list for method output_type
+	44, // [44:50] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_registry_proto_init() }
@@ -1937,8 +2259,8 @@ func file_trustfed_v1_registry_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_registry_proto_rawDesc), len(file_trustfed_v1_registry_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   18,
+			NumEnums:      3,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -10,6 +10,7 @@ package peerv1
 
 import (
 	v1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	v11 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -683,11 +684,117 @@ func (x *GetCertifiedCheckpointResponse) GetIndex() uint64 {
 	return 0
 }
 
+type CosignBatchRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	LogIndex uint64                 `protobuf:"varint,1,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	// The root the asking server computed over the batch's statements.
+	Root          []byte `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignBatchRequest) Reset() {
+	*x = CosignBatchRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignBatchRequest) ProtoMessage() {}
+
+func (x *CosignBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignBatchRequest.ProtoReflect.Descriptor instead.
+func (*CosignBatchRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CosignBatchRequest) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *CosignBatchRequest) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+type CosignBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The serialized DecisionBatchHead the answering server signed.
+	BatchHead     []byte              `protobuf:"bytes,1,opt,name=batch_head,json=batchHead,proto3" json:"batch_head,omitempty"`
+	Signature     *v11.BatchSignature `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignBatchResponse) Reset() {
+	*x = CosignBatchResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignBatchResponse) ProtoMessage() {}
+
+func (x *CosignBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignBatchResponse.ProtoReflect.Descriptor instead.
+func (*CosignBatchResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CosignBatchResponse) GetBatchHead() []byte {
+	if x != nil {
+		return x.BatchHead
+	}
+	return nil
+}
+
+func (x *CosignBatchResponse) GetSignature() *v11.BatchSignature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 var File_trustfed_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x1btrustfed/peer/v1/peer.proto\x12\x10trustfed.peer.v1\x1a!trustfed/command/v1/command.proto\"\x12\n" +
+	"\x1btrustfed/peer/v1/peer.proto\x12\x10trustfed.peer.v1\x1a!trustfed/command/v1/command.proto\x1a\x1atrustfed/v1/registry.proto\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"L\n" +
@@ -723,7 +830,14 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x1eGetCertifiedCheckpointResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04note\x18\x02 \x01(\fR\x04note\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index2\xe1\x05\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"E\n" +
+	"\x12CosignBatchRequest\x12\x1b\n" +
+	"\tlog_index\x18\x01 \x01(\x04R\blogIndex\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\"o\n" +
+	"\x13CosignBatchResponse\x12\x1d\n" +
+	"\n" +
+	"batch_head\x18\x01 \x01(\fR\tbatchHead\x129\n" +
+	"\tsignature\x18\x02 \x01(\v2\x1b.trustfed.v1.BatchSignatureR\tsignature2\xc2\x06\n" +
 	"\vPeerService\x12Y\n" +
 	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01\x12Z\n" +
 	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12V\n" +
@@ -731,7 +845,8 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x10ReportDivergence\x12).trustfed.peer.v1.ReportDivergenceRequest\x1a*.trustfed.peer.v1.ReportDivergenceResponse\x12e\n" +
 	"\rGetCommitment\x12&.trustfed.peer.v1.GetCommitmentRequest\x1a'.trustfed.peer.v1.GetCommitmentResponse\"\x03\x90\x02\x01\x12n\n" +
 	"\x10CosignCheckpoint\x12).trustfed.peer.v1.CosignCheckpointRequest\x1a*.trustfed.peer.v1.CosignCheckpointResponse\"\x03\x90\x02\x01\x12\x80\x01\n" +
-	"\x16GetCertifiedCheckpoint\x12/.trustfed.peer.v1.GetCertifiedCheckpointRequest\x1a0.trustfed.peer.v1.GetCertifiedCheckpointResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
+	"\x16GetCertifiedCheckpoint\x12/.trustfed.peer.v1.GetCertifiedCheckpointRequest\x1a0.trustfed.peer.v1.GetCertifiedCheckpointResponse\"\x03\x90\x02\x01\x12_\n" +
+	"\vCosignBatch\x12$.trustfed.peer.v1.CosignBatchRequest\x1a%.trustfed.peer.v1.CosignBatchResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
 
 var (
 	file_trustfed_peer_v1_peer_proto_rawDescOnce sync.Once
@@ -745,7 +860,7 @@ func file_trustfed_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_trustfed_peer_v1_peer_proto_rawDescData
 }
 
-var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_trustfed_peer_v1_peer_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),               // 0: trustfed.peer.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),              // 1: trustfed.peer.v1.ReadIndexResponse
@@ -761,31 +876,37 @@ var file_trustfed_peer_v1_peer_proto_goTypes = []any{
 	(*CosignCheckpointResponse)(nil),       // 11: trustfed.peer.v1.CosignCheckpointResponse
 	(*GetCertifiedCheckpointRequest)(nil),  // 12: trustfed.peer.v1.GetCertifiedCheckpointRequest
 	(*GetCertifiedCheckpointResponse)(nil), // 13: trustfed.peer.v1.GetCertifiedCheckpointResponse
-	(*v1.AppendAudit)(nil),                 // 14: trustfed.command.v1.AppendAudit
-	(*v1.ReportDivergence)(nil),            // 15: trustfed.command.v1.ReportDivergence
+	(*CosignBatchRequest)(nil),             // 14: trustfed.peer.v1.CosignBatchRequest
+	(*CosignBatchResponse)(nil),            // 15: trustfed.peer.v1.CosignBatchResponse
+	(*v1.AppendAudit)(nil),                 // 16: trustfed.command.v1.AppendAudit
+	(*v1.ReportDivergence)(nil),            // 17: trustfed.command.v1.ReportDivergence
+	(*v11.BatchSignature)(nil),             // 18: trustfed.v1.BatchSignature
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
-	14, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	15, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
-	0,  // 2: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
-	2,  // 3: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
-	4,  // 4: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
-	6,  // 5: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
-	8,  // 6: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
-	10, // 7: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
-	12, // 8: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
-	1,  // 9: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3,  // 10: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	5,  // 11: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	7,  // 12: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
-	9,  // 13: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
-	11, // 14: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
-	13, // 15: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
-	9,  // [9:16] is the sub-list for method output_type
-	2,  // [2:9] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	16, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
+	17, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	18, // 2: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
+	0,  // 3: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
+	2,  // 4: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
+	4,  // 5: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
+	6,  // 6: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
+	8,  // 7: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
+	10, // 8: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
+	12, // 9: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
+	14, // 10: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
+	1,  // 11: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 12: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5,  // 13: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	7,  // 14: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	9,  // 15: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	11, // 16: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
+	13, // 17: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
+	15, // 18: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
+	11, // [11:19] is the sub-list for method output_type
+	3,  // [3:11] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_peer_v1_peer_proto_init() }
@@ -799,7 +920,7 @@ func file_trustfed_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_peer_v1_peer_proto_rawDesc), len(file_trustfed_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	PeerService_GetCommitment_FullMethodName          = "/trustfed.peer.v1.PeerService/GetCommitment"
 	PeerService_CosignCheckpoint_FullMethodName       = "/trustfed.peer.v1.PeerService/CosignCheckpoint"
 	PeerService_GetCertifiedCheckpoint_FullMethodName = "/trustfed.peer.v1.PeerService/GetCertifiedCheckpoint"
+	PeerService_CosignBatch_FullMethodName            = "/trustfed.peer.v1.PeerService/CosignBatch"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -65,6 +66,12 @@ type PeerServiceClient interface {
 	// server holds (any server: the certificate proves itself), for a
 	// restarting server's start-up check.
 	GetCertifiedCheckpoint(ctx context.Context, in *GetCertifiedCheckpointRequest, opts ...grpc.CallOption) (*GetCertifiedCheckpointResponse, error)
+	// CosignBatch asks a server for its signature over the head of the
+	// decision batch logged at log_index: it answers once it has applied that
+	// entry and re-evaluated every decision in it on its own state, with its
+	// signature if they all match and its own root is the one asked for,
+	// FAILED_PRECONDITION naming the first difference otherwise.
+	CosignBatch(ctx context.Context, in *CosignBatchRequest, opts ...grpc.CallOption) (*CosignBatchResponse, error)
 }
 
 type peerServiceClient struct {
@@ -145,6 +152,16 @@ func (c *peerServiceClient) GetCertifiedCheckpoint(ctx context.Context, in *GetC
 	return out, nil
 }
 
+func (c *peerServiceClient) CosignBatch(ctx context.Context, in *CosignBatchRequest, opts ...grpc.CallOption) (*CosignBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CosignBatchResponse)
+	err := c.cc.Invoke(ctx, PeerService_CosignBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -180,6 +197,12 @@ type PeerServiceServer interface {
 	// server holds (any server: the certificate proves itself), for a
 	// restarting server's start-up check.
 	GetCertifiedCheckpoint(context.Context, *GetCertifiedCheckpointRequest) (*GetCertifiedCheckpointResponse, error)
+	// CosignBatch asks a server for its signature over the head of the
+	// decision batch logged at log_index: it answers once it has applied that
+	// entry and re-evaluated every decision in it on its own state, with its
+	// signature if they all match and its own root is the one asked for,
+	// FAILED_PRECONDITION naming the first difference otherwise.
+	CosignBatch(context.Context, *CosignBatchRequest) (*CosignBatchResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -210,6 +233,9 @@ func (UnimplementedPeerServiceServer) CosignCheckpoint(context.Context, *CosignC
 }
 func (UnimplementedPeerServiceServer) GetCertifiedCheckpoint(context.Context, *GetCertifiedCheckpointRequest) (*GetCertifiedCheckpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCertifiedCheckpoint not implemented")
+}
+func (UnimplementedPeerServiceServer) CosignBatch(context.Context, *CosignBatchRequest) (*CosignBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CosignBatch not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -358,6 +384,24 @@ func _PeerService_GetCertifiedCheckpoint_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_CosignBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CosignBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).CosignBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_CosignBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).CosignBatch(ctx, req.(*CosignBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -392,6 +436,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCertifiedCheckpoint",
 			Handler:    _PeerService_GetCertifiedCheckpoint_Handler,
+		},
+		{
+			MethodName: "CosignBatch",
+			Handler:    _PeerService_CosignBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

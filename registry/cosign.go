@@ -1,0 +1,208 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trustfed/trustfed/attestation"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/decision"
+	"github.com/trustfed/trustfed/registry/state"
+)
+
+// Quorum-certified decisions (AG-783 Scenario C): a decision is answered
+// only once a quorum of registry nodes vouches for the audit batch that
+// logs it. Every replica hands each decision batch it applies to its
+// Cosigner, which re-evaluates every decision on the replica's own state
+// and, if each one matches, signs the batch's head (origin, Raft index,
+// size, Merkle root over the statements) with the node's own endorsed key:
+// one signature per node per batch. The answering node collects the
+// signatures (certify.go).
+//
+// What a replica checks before it vouches for a decision is
+// decision.Vouch.
+const (
+	// cosignKeep is how many batch results a node keeps for its peers to
+	// ask for.
+	cosignKeep = 4096
+	// cosignQueue bounds batches waiting to be evaluated; a batch that
+	// finds it full is not vouched for (its checks are retried).
+	cosignQueue = 4096
+	// staleBatch: batches older than this when applied (a node catching
+	// up) are not evaluated: nobody waits for them any more.
+	staleBatch = time.Minute
+)
+
+// Cosigner evaluates and signs this replica's decision batches; Run owns
+// its goroutine.
+type Cosigner struct {
+	nodeID, origin string
+	keys           attestation.Keyring // nil: this node signs nothing
+	state          *state.Store
+	log            *slog.Logger
+	clock          func() time.Time
+	queue          chan state.DecisionBatch
+
+	mu      sync.Mutex
+	results map[uint64]*cosignResult
+	order   []uint64 // FIFO of results' indexes, for eviction
+	notify  chan struct{}
+
+	refused atomic.Uint64 // batches this node did not vouch for
+	signed  atomic.Uint64
+}
+
+// cosignResult is what this node concluded about one batch.
+type cosignResult struct {
+	head []byte // the serialized DecisionBatchHead
+	root []byte
+	sig  *trustfedv1.BatchSignature // nil when it does not vouch
+	err  error                      // why it does not
+}
+
+// NewCosigner returns the cosigner of node nodeID for the audit log named
+// origin. keys may be nil (the node then vouches for nothing).
+func NewCosigner(nodeID, origin string, keys attestation.Keyring, store *state.Store, log *slog.Logger) *Cosigner {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Cosigner{
+		nodeID: nodeID, origin: origin, keys: keys, state: store, log: log, clock: time.Now,
+		queue: make(chan state.DecisionBatch, cosignQueue), results: map[uint64]*cosignResult{}, notify: make(chan struct{}),
+	}
+}
+
+// Enqueue is the FSM's OnDecisionBatch: it must not block.
+func (c *Cosigner) Enqueue(b state.DecisionBatch) {
+	if c.clock().Sub(b.Time) > staleBatch {
+		return
+	}
+	select {
+	case c.queue <- b:
+	default:
+		c.record(b.Index, &cosignResult{err: fmt.Errorf("node %s did not evaluate the batch at index %d: its cosigning queue is full", c.nodeID, b.Index)})
+	}
+}
+
+// Run evaluates queued batches until ctx ends.
+func (c *Cosigner) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-c.queue:
+			c.record(b.Index, c.evaluate(ctx, b))
+		}
+	}
+}
+
+// record records the result of the batch at index and wakes the waiters.
+func (c *Cosigner) record(index uint64, r *cosignResult) {
+	if r.sig != nil {
+		c.signed.Add(1)
+	} else {
+		c.refused.Add(1)
+		c.log.Warn("decision batch not vouched for", "index", index, "reason", r.err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.results[index]; !ok {
+		c.order = append(c.order, index)
+	}
+	c.results[index] = r
+	for len(c.order) > cosignKeep {
+		delete(c.results, c.order[0])
+		c.order = c.order[1:]
+	}
+	close(c.notify)
+	c.notify = make(chan struct{})
+}
+
+// Result waits until this node has evaluated the batch at index, or ctx
+// ends.
+func (c *Cosigner) Result(ctx context.Context, index uint64) (*cosignResult, error) {
+	for {
+		c.mu.Lock()
+		r, ok := c.results[index]
+		wake := c.notify
+		c.mu.Unlock()
+		if ok {
+			return r, nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("node %s has not evaluated a decision batch at index %d: %w", c.nodeID, index, ctx.Err())
+		}
+	}
+}
+
+// evaluate re-derives every decision of b and signs its head if all match.
+func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignResult {
+	tree := attestation.NewBatchTree(b.Raw)
+	res := &cosignResult{root: tree.Root()}
+	head, err := attestation.MarshalBatchHead(&trustfedv1.DecisionBatchHead{Origin: c.origin, LogIndex: b.Index, Size: tree.Size(), Root: res.root})
+	if err != nil {
+		res.err = err
+		return res
+	}
+	res.head = head
+	var first, last time.Time
+	for i, st := range b.Statements {
+		if err := vouch(b, st); err != nil {
+			res.err = fmt.Errorf("node %s does not vouch for decision %d of the batch at index %d: %w", c.nodeID, i, b.Index, err)
+			return res
+		}
+		t := st.DecidedAt.AsTime()
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	signer, keyID, err := c.signer(first, last)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	sig, err := signer.Sign(ctx, attestation.PurposeDecisionBatch, head)
+	if err != nil {
+		res.err = fmt.Errorf("node %s: sign the batch at index %d: %w", c.nodeID, b.Index, err)
+		return res
+	}
+	res.sig = &trustfedv1.BatchSignature{NodeId: c.nodeID, KeyId: keyID, Signature: sig}
+	return res
+}
+
+// vouch checks one decision of b (decision.Vouch).
+func vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
+	if forgeCosign { // only in the forging test build (forge_on.go)
+		return nil
+	}
+	return decision.Vouch(b, st)
+}
+
+// signer is this node's key endorsed and valid over [from, to] (the
+// batch's decisions' times), as the latest state says.
+func (c *Cosigner) signer(from, to time.Time) (attestation.Signer, string, error) {
+	if c.keys == nil {
+		return nil, "", fmt.Errorf("node %s holds no signing key", c.nodeID)
+	}
+	r := c.state.Read()
+	for _, k := range r.NodeSigningKeys(c.nodeID, from) {
+		if attestation.CheckNodeKeyAt(k, to) != nil {
+			continue
+		}
+		if s, ok := c.keys.Lookup(k.KeyId); ok {
+			return s, k.KeyId, nil
+		}
+	}
+	return nil, "", fmt.Errorf("node %s holds no key endorsed and valid from %s to %s: trustfed key endorse %s --from-node ADDR", c.nodeID, fmtTime(from), fmtTime(to), c.nodeID)
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
