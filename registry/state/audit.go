@@ -716,7 +716,7 @@ func (f *FSM) applyCheckpoint(tx *memdb.Txn, env *commandv1.Envelope, index uint
 			f.diverged(index, fmt.Sprintf("a quorum of the registry nodes certified the audit tree of %d entries with root %x (checkpoint at index %d); this replica's root is %x (err %v)", size, root, index, local, err))
 		}
 	}
-	f.checkCommitment(c.StateCommitment, c.StateIndex, index)
+	f.checkCommitment(c.StateCommitment, c.StateIndex, index, certified)
 	mustDo(tx.Insert(tableCheckpoints, &commandv1.StoredCheckpoint{TreeSize: size, Note: c.Note, Time: stamp(env), Index: index}))
 	return pruneCheckpoints(tx)
 }

@@ -128,6 +128,6 @@ func TestCertifiedCheckpointMarksTheDifferingReplicaDiverged(t *testing.T) {
 	require.NoError(t, c.put(t, forged, index, note).Err, "the checkpoint applies on every replica")
 	require.Len(t, got, 2, "its audit root and its state commitment both differ")
 	require.Contains(t, got[0], "a quorum of the registry nodes certified the audit tree")
-	require.Contains(t, got[1], "the cluster's checkpoint")
+	require.Contains(t, got[1], "the checkpoint certified by a quorum of the registry nodes")
 	require.NotEmpty(t, forged.fsm.AuditFault())
 }
