@@ -132,14 +132,17 @@ func TestRegistrySeedRetiredFromDisk(t *testing.T) {
 		keys[k.KeyId] = k
 	}
 	require.Contains(t, keys, registryID)
-	_, err = attestation.VerifyDecision(oldDecision, keys, before)
+	// A decision of that era is signed by one key: a verifier accepts it
+	// only when it allows single-node decisions.
+	legacyOK := attestation.VerifyOptions{AllowSingleNode: true}
+	_, err = attestation.VerifyDecisionWith(oldDecision, keys, before, legacyOK)
 	require.NoError(t, err, "a decision the registry key signed before node keys keeps verifying")
 	vkey, err := attestation.CheckpointVerifierKey(migrationOrigin, keys[registryID].PublicKey)
 	require.NoError(t, err)
 	_, err = attestation.OpenCheckpoint(oldNote, migrationOrigin, vkey)
 	require.NoError(t, err, "a checkpoint the registry key signed keeps verifying with its public key")
 	forged := legacyDecision(t, seedKey, registryID, time.Now().UTC())
-	_, err = attestation.VerifyDecision(forged, keys, time.Now())
+	_, err = attestation.VerifyDecisionWith(forged, keys, time.Now(), legacyOK)
 	require.True(t, errors.Is(err, attestation.ErrDecisionKey), "a copy of the retired seed signs nothing new: %v", err)
 }
 
