@@ -189,7 +189,7 @@ func (c *Config) raftConfig(logger *slog.Logger, notify chan<- bool) (*raft.Conf
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(c.NodeID)
 	rc.NotifyCh = notify
-	rc.Logger = newHCLogger(logger.With("component", "raft"), "raft")
+	rc.Logger = newHCLogger(logger, "raft")
 	if c.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = c.HeartbeatTimeout
 	}

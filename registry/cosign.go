@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -54,6 +55,9 @@ type Cosigner struct {
 
 	refused atomic.Uint64 // batches this node did not vouch for
 	signed  atomic.Uint64
+	// dissents are the indexes of batches this node refused because a
+	// decision did not re-derive on its state (see Server.checkDissent).
+	dissents chan uint64
 }
 
 // cosignResult is what this node concluded about one batch.
@@ -62,6 +66,9 @@ type cosignResult struct {
 	root []byte
 	sig  *trustfedv1.BatchSignature // nil when it does not vouch
 	err  error                      // why it does not
+	// rederive: it does not because a decision does not re-derive on this
+	// node's state (decision.ErrRederive), not for a node-local reason.
+	rederive bool
 }
 
 // NewCosigner returns the cosigner of node nodeID for the audit log named
@@ -73,6 +80,7 @@ func NewCosigner(nodeID, origin string, keys attestation.Keyring, store *state.S
 	return &Cosigner{
 		nodeID: nodeID, origin: origin, keys: keys, state: store, log: log, clock: time.Now,
 		queue: make(chan state.DecisionBatch, cosignQueue), results: map[uint64]*cosignResult{}, notify: make(chan struct{}),
+		dissents: make(chan uint64, 64),
 	}
 }
 
@@ -107,6 +115,12 @@ func (c *Cosigner) record(index uint64, r *cosignResult) {
 	} else {
 		c.refused.Add(1)
 		c.log.Warn("decision batch not vouched for", "index", index, "reason", r.err)
+		if r.rederive {
+			select {
+			case c.dissents <- index:
+			default: // enough to look into already
+			}
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -155,6 +169,7 @@ func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignR
 	for i, st := range b.Statements {
 		if err := vouch(b, st); err != nil {
 			res.err = fmt.Errorf("node %s does not vouch for decision %d of the batch at index %d: %w", c.nodeID, i, b.Index, err)
+			res.rederive = errors.Is(err, decision.ErrRederive)
 			return res
 		}
 		t := st.DecidedAt.AsTime()
@@ -181,8 +196,8 @@ func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignR
 
 // vouch checks one decision of b (decision.Vouch).
 func vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
-	if forgeCosign { // only in the forging test build (forge_on.go)
-		return nil
+	if override, err := forgedVouch(); override { // only in the forging test build (forge_on.go)
+		return err
 	}
 	return decision.Vouch(b, st)
 }

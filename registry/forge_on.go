@@ -2,19 +2,38 @@
 
 package registry
 
-import trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+import (
+	"fmt"
+	"os"
 
-// A compromised node, for the system tests only (build tag
-// trustfed_forge; never in a release): it turns every denial it decides
-// into an ALLOW at the required level, and vouches for every decision
-// batch without re-evaluating it. The quorum of honest replicas must keep
-// it from answering a forged decision (system_test/scenario_c_test.go).
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/decision"
+)
+
+// A misbehaving node, for the system tests only (build tag trustfed_forge;
+// never in a release). TRUSTFED_FORGE_MODE picks how:
+//   - "lie" (the default): a compromised node. It turns every denial it
+//     decides into an ALLOW at the required level, and vouches for every
+//     decision batch without re-evaluating it. The quorum of honest
+//     replicas must keep it from answering a forged decision.
+//   - "dissent": a node whose state diverged. It decides honestly but no
+//     decision re-derives on its state, so it vouches for no batch; once a
+//     quorum of the others vouched for one, it must find itself diverged.
+var forgeMode = os.Getenv("TRUSTFED_FORGE_MODE")
 
 func forgeDecision(resp *trustfedv1.CheckInteractionResponse) {
+	if forgeMode == "dissent" {
+		return
+	}
 	if resp.Decision == trustfedv1.Decision_DECISION_DENY {
 		resp.Decision, resp.Reasons = trustfedv1.Decision_DECISION_ALLOW, nil
 		resp.EffectiveLevel, resp.FromLevel, resp.ToLevel = resp.RequiredLevel, resp.RequiredLevel, resp.RequiredLevel
 	}
 }
 
-const forgeCosign = true
+func forgedVouch() (override bool, err error) {
+	if forgeMode == "dissent" {
+		return true, fmt.Errorf("%w: every decision differs on this node's state (TRUSTFED_FORGE_MODE=dissent test build)", decision.ErrRederive)
+	}
+	return true, nil
+}

@@ -40,6 +40,7 @@ type Config struct {
 	LogFormat          string        // -log-format: text or json
 	LogOutput          io.Writer     // where logs go (default os.Stderr); no flag
 	RaftFastTimeouts   bool          // -raft-fast-timeouts (always on in dev mode)
+	RaftCommitTimeout  time.Duration // -raft-commit-timeout
 	SnapshotThreshold  uint64        // -raft-snapshot-threshold (0 = Raft's default)
 	Limits             registry.Limits
 	CascadeDeadline    time.Duration // -cascade-deadline
@@ -64,6 +65,7 @@ func DefaultConfig() Config {
 		GRPCAddr:          "127.0.0.1:7443",
 		HTTPAddr:          "127.0.0.1:8443",
 		MemberCertTTL:     24 * time.Hour,
+		RaftCommitTimeout: 5 * time.Millisecond,
 		BootstrapTokenTTL: 24 * time.Hour,
 		LogLevel:          "info",
 		LogFormat:         "text",
@@ -87,6 +89,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AdminTokenFile == "" && c.DataDir != "" {
 		c.AdminTokenFile = filepath.Join(c.DataDir, "admin.token")
+	}
+	if c.RaftCommitTimeout == 0 {
+		c.RaftCommitTimeout = DefaultConfig().RaftCommitTimeout
 	}
 	return c
 }
@@ -195,6 +200,9 @@ func (c Config) checkDurations() error {
 	}
 	if c.BootstrapTokenTTL < state.MinTokenTTL || c.BootstrapTokenTTL > state.MaxTokenTTL {
 		errs = append(errs, fmt.Errorf("-bootstrap-token-ttl %s is out of range %s..%s", c.BootstrapTokenTTL, state.MinTokenTTL, state.MaxTokenTTL))
+	}
+	if c.RaftCommitTimeout < time.Millisecond || c.RaftCommitTimeout > time.Second {
+		errs = append(errs, fmt.Errorf("-raft-commit-timeout %s is out of range 1ms..1s", c.RaftCommitTimeout))
 	}
 	if _, err := newLogger(c.LogLevel, c.LogFormat, io.Discard); err != nil {
 		errs = append(errs, err)

@@ -62,12 +62,14 @@ func TestConfigValidateReportsEveryField(t *testing.T) {
 	c.CascadeWorkers = 0
 	c.AuditOrigin = "a b"
 	c.UnauditedDecisions = true
+	c.RaftCommitTimeout = 2 * time.Second
 	err := c.Validate()
 	for _, want := range []string{
 		"-data-dir is required", "-node-id is required", "-tls-ca, -tls-cert and -tls-key are required",
 		"-member-cert-ttl 1s is out of range", "-bootstrap-token-ttl 0s is out of range",
 		`-log-level "loud"`, `-log-format "xml"`, "-rate-checks NaN", "-rate-writes-burst 0", "-watch-streams-per-org -1",
 		"-cascade-workers must be positive", `-audit-origin "a b"`, "-unaudited-decisions is only for measurements in -dev mode",
+		"-raft-commit-timeout 2s is out of range",
 	} {
 		require.ErrorContains(t, err, want)
 	}

@@ -37,15 +37,16 @@ func (s *Server) newNode(apiAddr string) (*consensus.Node, error) {
 	}
 	ncfg.SnapshotThreshold = s.cfg.SnapshotThreshold
 	// Followers learn the commit index with the next AppendEntries; when
-	// no new entry is coming, raft sends one after CommitTimeout (default
-	// 50 ms). A decision is answered once a quorum of replicas applied its
-	// audit batch and vouched for it (registry/cosign.go), so an idle
-	// cluster would add that wait to every check: 5 ms keeps it small, for
-	// 100-200 empty AppendEntries a second per follower when idle.
-	ncfg.CommitTimeout = 5 * time.Millisecond
+	// no new entry is coming, raft sends one after CommitTimeout (raft's
+	// default 50 ms). A decision is answered once a quorum of replicas
+	// applied its audit batch and vouched for it (registry/cosign.go), so
+	// that wait adds to every check a quiet cluster answers: 5 ms by
+	// default (-raft-commit-timeout), for 100-200 empty AppendEntries a
+	// second per follower when idle.
+	ncfg.CommitTimeout = s.cfg.RaftCommitTimeout
 	if s.cfg.RaftFastTimeouts {
 		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
-		ncfg.LeaderLeaseTimeout, ncfg.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
+		ncfg.LeaderLeaseTimeout = 150 * time.Millisecond
 		ncfg.PromotionStabilization = time.Second
 		ncfg.SnapshotInterval = time.Second // how often the threshold is checked
 	}

@@ -117,3 +117,46 @@ func TestUnauditedDecisionsAreSingleNodeAndRefusedByDefault(t *testing.T) {
 	require.NoError(t, err, "accepted when the member allows single-node decisions")
 	require.Equal(t, "dev", keys[st.KeyId].GetNodeId())
 }
+
+// A replica that re-derives decision batches differently from the quorum
+// is the one whose state diverged, and takes itself out: n3 runs a build
+// whose evaluation of every decision disagrees (TRUSTFED_FORGE_MODE=dissent,
+// as if its state had been altered in memory, past every start-up check).
+// n1 and n2 keep certifying checks; n3, refusing batches that n1 and n2
+// both vouched for, marks itself diverged: /readyz 503, every call
+// UNAVAILABLE, trustfed_diverged 1, and the healthy majority's audit log
+// records its REPORT_DIVERGENCE.
+func TestReplicaOutvotedOnADecisionBatchDiverges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv("TRUSTFED_FORGE_MODE", "dissent") // read by the forge build only
+	dissenter := forgeBin(t)
+	c := startClusterWith(t, clusterHooks{binary: func(id string) string {
+		if id == "n3" {
+			return dissenter
+		}
+		return bin
+	}})
+	leader := c.leader(t, "n1", "n2", "n3")
+	admin := c.clients[leader]
+	accredit(t, admin, c.fed, c.admins)
+	enrol(t, admin, c.fed, "globex", 2)
+	enrol(t, admin, c.fed, "initech", 3)
+	members := c.memberClients(t, admin, "globex")
+	keys, err := admin.Keys(ctxT(t))
+	require.NoError(t, err)
+	for _, id := range []string{"n1", "n2"} {
+		resp, err := members[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "globex", ToOrganizationId: "initech", Action: "ping"})
+		require.NoError(t, err, "%s: n1 and n2 are a quorum", id)
+		_, err = client.VerifyDecision(resp, keys, resp.DecidedAt.AsTime())
+		require.NoError(t, err)
+		for _, s := range resp.Certificate.Signatures {
+			require.NotEqual(t, "n3", s.NodeId, "the dissenter vouches for nothing")
+		}
+	}
+	hc := httpsClient(t, c.pki.CAFile)
+	requireDiverged(t, c, "n3", hc)
+	require.Contains(t, c.servers["n3"].Log(), "re-derives a decision batch differently from a quorum")
+	requireAuditedDivergence(t, c, "n3")
+}

@@ -23,7 +23,6 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -179,7 +178,7 @@ head (protojson) for a later "trustfed audit verify --sth FILE".`,
 					return err
 				}
 				if save != "" {
-					data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(head.sth)
+					data, err := jsonOptions().Marshal(head.sth)
 					if err != nil {
 						return fmt.Errorf("encode tree head: %w", err)
 					}

@@ -381,8 +381,8 @@ func verifyGrowth(ctx context.Context, a *app, c *client.Client, file, vkey stri
 	if err := client.VerifyConsistency(oldCP, curCP, hashes); err != nil {
 		return err
 	}
-	result := map[string]any{"origin": curCP.Origin, "old_size": oldCP.Size, "old_root": oldCP.Root, "size": curCP.Size, "root": curCP.Root,
-		"verifier_key": vkey, "key_source": source, "consistent": true}
+	result := map[string]any{"origin": curCP.Origin, "oldSize": oldCP.Size, "oldRoot": oldCP.Root, "size": curCP.Size, "root": curCP.Root,
+		"verifierKey": vkey, "keySource": source, "consistent": true}
 	if a.output == outputJSON {
 		return writePlainJSON(a.stdout, result)
 	}

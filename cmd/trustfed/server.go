@@ -35,6 +35,7 @@ func registerServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.BoolVar(&c.RaftFastTimeouts, "raft-fast-timeouts", c.RaftFastTimeouts, "short Raft timeouts (tests and loopback clusters only)")
+	fs.DurationVar(&c.RaftCommitTimeout, "raft-commit-timeout", c.RaftCommitTimeout, "longest a quiet leader waits before telling followers the commit index (1ms..1s): a check waits for a quorum of replicas to apply its audit batch, so this bounds the extra latency of a quiet cluster; each follower gets up to 1/timeout empty AppendEntries a second")
 	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", c.SnapshotThreshold, "Raft log entries after which a node snapshots its state (0 = Raft's default, 8192)")
 	registerLimitFlags(fs, c)
 	fs.DurationVar(&c.CascadeDeadline, "cascade-deadline", c.CascadeDeadline, "time partners have to acknowledge a revocation cascade (AG-783: 300s)")

@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -44,6 +45,12 @@ func Recheck(r *state.Reader, st *trustfedv1.DecisionStatement) error {
 	return nil
 }
 
+// ErrRederive: a decision does not re-derive on a replica's state (Vouch).
+// Replicas that applied the same log re-derive the same way, so a replica
+// that gets it while a quorum of others vouched for the same batch is the
+// one whose state differs.
+var ErrRederive = errors.New("the decision does not re-derive on this state")
+
 // Bounds on a decision's decided_at against the leader-stamped time of the
 // audit batch that logs it (Vouch): a node cannot back-date a decision by
 // more than MaxDecisionAge (e.g. to before a passport expired) and have it
@@ -83,11 +90,11 @@ func Vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
 		return fmt.Errorf("the state at index %d is no longer kept here", st.Index)
 	}
 	if err := Recheck(r, st); err != nil {
-		return fmt.Errorf("on this node's state at index %d: %w", st.Index, err)
+		return fmt.Errorf("%w: on this node's state at index %d: %w", ErrRederive, st.Index, err)
 	}
 	if b.LastWrite == 0 || b.LastWrite > st.Index {
 		if err := Recheck(b.Before, st); err != nil {
-			return fmt.Errorf("no longer holds on the state before the batch (index %d): %w", b.Index-1, err)
+			return fmt.Errorf("%w: no longer holds on the state before the batch (index %d): %w", ErrRederive, b.Index-1, err)
 		}
 	}
 	return nil

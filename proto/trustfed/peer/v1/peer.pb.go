@@ -687,7 +687,9 @@ func (x *GetCertifiedCheckpointResponse) GetIndex() uint64 {
 type CosignBatchRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	LogIndex uint64                 `protobuf:"varint,1,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
-	// The root the asking server computed over the batch's statements.
+	// The root the asking server computed over the batch's statements
+	// (empty: whatever the answering server computed; a server that refused a
+	// batch asks the others for their verdicts that way).
 	Root          []byte `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
