@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/trustfed/trustfed/attestation"
@@ -81,7 +82,7 @@ func TestRegistrySeedRetiredFromDisk(t *testing.T) {
 	require.NoError(t, raw(t, leader, &commandv1.ProposeAdminChange{Change: change, Approval: admin.Approve(change)}))
 	require.NoError(t, raw(t, leader, &commandv1.RetireRegistrySeed{}))
 	for i := range 6 { // entries after the retirement, so compaction reaches past the seed's entry
-		require.NoError(t, raw(t, leader, &commandv1.ReportDivergence{NodeId: "r1", Index: uint64(i + 1), Reason: "before the snapshot"}))
+		fillerOnLeader(t, rs, &commandv1.ReportDivergence{NodeId: "r1", Index: uint64(i + 1), Reason: "before the snapshot"})
 	}
 	testutil.Eventually(t, 20*time.Second, "every replica retired the seed", func() error {
 		for _, r := range rs {
@@ -99,7 +100,7 @@ func TestRegistrySeedRetiredFromDisk(t *testing.T) {
 	// Compaction deleted the PUT_SIGNING_KEY entry, but bbolt keeps a freed
 	// page's bytes until it reuses the page (docs/keys.md): later writes do.
 	for i := range 200 {
-		require.NoError(t, raw(t, leader, &commandv1.ReportDivergence{NodeId: "r1", Index: uint64(i + 1), Reason: "filler"}))
+		fillerOnLeader(t, rs, &commandv1.ReportDivergence{NodeId: "r1", Index: uint64(i + 1), Reason: "filler"})
 	}
 
 	secrets := map[string][]byte{"seed": seedKey.Seed(), "expanded key": seedKey}
@@ -156,4 +157,26 @@ func legacyDecision(t *testing.T, key ed25519.PrivateKey, keyID string, decidedA
 	require.NoError(t, err)
 	return &trustfedv1.CheckInteractionResponse{Decision: st.Decision, KeyId: keyID, DecidedAt: st.DecidedAt, ValidUntil: st.ValidUntil,
 		Statement: raw, Signature: sig}
+}
+
+// fillerOnLeader commits cmd (a filler entry: committing it twice changes
+// nothing) through whichever replica leads now, again after a leadership
+// change: a loaded machine can move the leadership of in-process replicas
+// with fast timeouts, and a filler must not fail the test for it.
+func fillerOnLeader(t *testing.T, rs []*replica, cmd proto.Message) {
+	t.Helper()
+	b, err := state.Encode(cmd, state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "node:compromised"})
+	require.NoError(t, err)
+	testutil.Eventually(t, 30*time.Second, "a filler entry committed", func() error {
+		for _, r := range rs {
+			if !r.node.IsLeader() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := r.node.Apply(ctx, b)
+			return err
+		}
+		return errors.New("no leader")
+	})
 }
