@@ -21,7 +21,7 @@ type cacheKey struct {
 type decided struct {
 	st         *trustfedv1.DecisionStatement
 	wire       *gatewayv1.Decision // what envelopes carry
-	validUntil int64              // st.valid_until, Unix nanoseconds
+	validUntil int64               // st.valid_until, Unix nanoseconds
 }
 
 // decisionCache holds verified ALLOW decisions of this gateway's outbound

@@ -90,7 +90,9 @@ func (refuseAll) Inspect(context.Context, GateMessage) error            { return
 type PassThrough struct{}
 
 // Outbound returns the payload unchanged.
-func (PassThrough) Outbound(_ context.Context, in PolicyInput) ([]byte, error) { return in.Payload, nil }
+func (PassThrough) Outbound(_ context.Context, in PolicyInput) ([]byte, error) {
+	return in.Payload, nil
+}
 
 // Inbound accepts every payload.
 func (PassThrough) Inbound(context.Context, PolicyInput) error { return nil }

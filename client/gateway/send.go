@@ -207,4 +207,3 @@ func flightKey(k cacheKey) string {
 	return k.to + "\x00" + k.action + "\x00" + k.session + "\x00" + k.authorization + "\x00" +
 		strconv.FormatUint(uint64(k.types), 16) + "\x00" + strconv.FormatInt(k.value, 10)
 }
-
