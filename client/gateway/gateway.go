@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -104,6 +105,8 @@ type Gateway struct {
 	replay    *replayStore
 	verified  *verifiedStatements
 	transport Transport
+
+	stats     counters
 
 	ready     chan struct{} // closed once the stream first resynchronised
 	readyOnce sync.Once
@@ -267,4 +270,24 @@ func (g *Gateway) Close() error {
 		c.close()
 	}
 	return errors.Join(errs...)
+}
+
+// Stats are counters of a gateway since New.
+type Stats struct {
+	// CacheHits are decisions served from the cache; RegistryChecks the
+	// CheckInteraction calls made (concurrent misses share one).
+	CacheHits, RegistryChecks uint64
+	// Events are the registry events applied; Refused the inbound
+	// envelopes refused.
+	Events, Refused uint64
+}
+
+type counters struct {
+	cacheHits, registryChecks, events, refused atomic.Uint64
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	return Stats{CacheHits: g.stats.cacheHits.Load(), RegistryChecks: g.stats.registryChecks.Load(),
+		Events: g.stats.events.Load(), Refused: g.stats.refused.Load()}
 }

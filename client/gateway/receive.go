@@ -129,6 +129,7 @@ func (g *Gateway) verifyDecision(ctx context.Context, d *gatewayv1.Decision, now
 // refused logs an inbound refusal. No registry RPC takes member-reported
 // refusals yet: they are logged here, with the envelope's parties.
 func (g *Gateway) refused(err error, b *gatewayv1.EnvelopeBody) error {
+	g.stats.refused.Add(1)
 	g.log.Warn("inbound envelope refused", "code", string(CodeOf(err)), "from", b.GetSenderOrganizationId(), "node", b.GetSenderNodeId(), "action", b.GetAction(), "error", err)
 	return err
 }

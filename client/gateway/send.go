@@ -135,6 +135,7 @@ func (g *Gateway) Decide(ctx context.Context, to, action string, opts SendOption
 func (g *Gateway) decide(ctx context.Context, key cacheKey, opts SendOptions, fresh bool) (*decided, error) {
 	if !fresh {
 		if d := g.cache.get(key, g.now().UnixNano()); d != nil {
+			g.stats.cacheHits.Add(1)
 			return d, nil
 		}
 	}
@@ -158,6 +159,7 @@ func (g *Gateway) fetch(ctx context.Context, key cacheKey, opts SendOptions) (*d
 	var resp *trustfedv1.CheckInteractionResponse
 	err := g.regs.do(ctx, func(ctx context.Context, c *client.Client) error {
 		var err error
+		g.stats.registryChecks.Add(1)
 		resp, err = c.Registry().CheckInteraction(ctx, req)
 		return err
 	})

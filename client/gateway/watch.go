@@ -98,6 +98,7 @@ func (g *Gateway) registryIndex(ctx context.Context, c *client.Client) (uint64, 
 // organisation (or session), and sessions it ends.
 func (g *Gateway) apply(ev *trustfedv1.Event) {
 	g.cache.invalidate(ev)
+	g.stats.events.Add(1)
 	g.sessions.event(ev)
 	g.log.Info("registry event: decisions invalidated", "event_id", ev.GetId(), "kind", ev.GetKind().String(), "about", ev.GetOrganizationId(), "index", ev.GetIndex())
 }
