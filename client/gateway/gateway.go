@@ -66,6 +66,11 @@ type Config struct {
 	// accepts and drops messages.
 	Deliver func(ctx context.Context, m *Message) ([]byte, error)
 
+	// OnEvent, if set, is called with each registry event after the
+	// gateway applied it (decisions invalidated, sessions ended): for logs
+	// and metrics. It must not block.
+	OnEvent func(*trustfedv1.Event)
+
 	// Window bounds the clock difference accepted on envelopes
 	// (DefaultWindow if 0).
 	Window time.Duration
@@ -106,7 +111,7 @@ type Gateway struct {
 	verified  *verifiedStatements
 	transport Transport
 
-	stats     counters
+	stats counters
 
 	ready     chan struct{} // closed once the stream first resynchronised
 	readyOnce sync.Once

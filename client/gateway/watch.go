@@ -99,6 +99,9 @@ func (g *Gateway) registryIndex(ctx context.Context, c *client.Client) (uint64, 
 func (g *Gateway) apply(ev *trustfedv1.Event) {
 	g.cache.invalidate(ev)
 	g.stats.events.Add(1)
+	if g.cfg.OnEvent != nil {
+		g.cfg.OnEvent(ev)
+	}
 	g.sessions.event(ev)
 	g.log.Info("registry event: decisions invalidated", "event_id", ev.GetId(), "kind", ev.GetKind().String(), "about", ev.GetOrganizationId(), "index", ev.GetIndex())
 }
