@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -61,6 +63,12 @@ type Opened struct {
 // over the body bytes verifies with the certificate's key. The decision
 // and the rest are the Gateway's to check (Receive).
 func OpenEnvelope(env *gatewayv1.Envelope, roots *x509.CertPool, now time.Time) (*Opened, error) {
+	return openEnvelope(env, roots, now, nil)
+}
+
+// openEnvelope is OpenEnvelope remembering verified sender certificates
+// in certs (nil: none).
+func openEnvelope(env *gatewayv1.Envelope, roots *x509.CertPool, now time.Time, certs *certCache) (*Opened, error) {
 	if env == nil || len(env.Body) == 0 {
 		return nil, refuse(CodeMalformed, "envelope: body is empty")
 	}
@@ -74,28 +82,18 @@ func OpenEnvelope(env *gatewayv1.Envelope, roots *x509.CertPool, now time.Time) 
 	if err := checkFields(&body); err != nil {
 		return nil, err
 	}
-	leaf, err := x509.ParseCertificate(body.SenderCertificate)
+	sender, err := certs.check(body.SenderCertificate, roots, now)
 	if err != nil {
-		return nil, refuseErr(CodeBadSender, err, "envelope: sender_certificate does not parse")
+		return nil, err
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, refuseErr(CodeBadSender, err, "envelope: sender_certificate is not a valid member certificate of the federation")
+	if sender.org != body.SenderOrganizationId || sender.node != body.SenderNodeId {
+		return nil, refuse(CodeBadSender, "envelope: sender_certificate is for %s/%s, the body names %s/%s", sender.org, sender.node, body.SenderOrganizationId, body.SenderNodeId)
 	}
-	org, node, ok := attestation.MemberFromCert(leaf)
-	if !ok {
-		return nil, refuse(CodeBadSender, "envelope: sender_certificate names no member node")
-	}
-	if org != body.SenderOrganizationId || node != body.SenderNodeId {
-		return nil, refuse(CodeBadSender, "envelope: sender_certificate is for %s/%s, the body names %s/%s", org, node, body.SenderOrganizationId, body.SenderNodeId)
-	}
-	pub, ok := leaf.PublicKey.(ed25519.PublicKey)
-	if !ok {
-		return nil, refuse(CodeBadSender, "envelope: sender_certificate key is not ed25519")
-	}
+	pub := sender.pub
 	if err := attestation.Verify(pub, PurposeEnvelope, env.Body, env.Signature); err != nil {
 		return nil, refuseErr(CodeBadSignature, err, "envelope: signature")
 	}
-	return &Opened{Body: &body, Sender: leaf}, nil
+	return &Opened{Body: &body, Sender: sender.leaf}, nil
 }
 
 // checkFields refuses a body with a missing or oversized field.
@@ -151,4 +149,61 @@ func answerOf(d *gatewayv1.Decision, st *trustfedv1.DecisionStatement) *trustfed
 
 func unmarshalStatement(b []byte, st *trustfedv1.DecisionStatement) error {
 	return proto.Unmarshal(b, st)
+}
+
+// certCache remembers member certificates whose chain verified, by
+// SHA-256 of their DER, so that each message costs one signature check,
+// not a chain verification. An entry is used only within the
+// certificate's validity; the cache is emptied when full.
+type certCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]*memberCert
+}
+
+type memberCert struct {
+	leaf      *x509.Certificate
+	org, node string
+	pub       ed25519.PublicKey
+}
+
+const certCacheSize = 4096
+
+// check returns the verified member certificate der (from the cache when
+// c is not nil and holds it).
+func (c *certCache) check(der []byte, roots *x509.CertPool, now time.Time) (*memberCert, error) {
+	var h [32]byte
+	if c != nil {
+		h = sha256.Sum256(der)
+		c.mu.Lock()
+		mc := c.m[h]
+		c.mu.Unlock()
+		if mc != nil && !now.Before(mc.leaf.NotBefore) && !now.After(mc.leaf.NotAfter) {
+			return mc, nil
+		}
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, refuseErr(CodeBadSender, err, "envelope: sender_certificate does not parse")
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, refuseErr(CodeBadSender, err, "envelope: sender_certificate is not a valid member certificate of the federation")
+	}
+	org, node, ok := attestation.MemberFromCert(leaf)
+	if !ok {
+		return nil, refuse(CodeBadSender, "envelope: sender_certificate names no member node")
+	}
+	pub, ok := leaf.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return nil, refuse(CodeBadSender, "envelope: sender_certificate key is not ed25519")
+	}
+	mc := &memberCert{leaf: leaf, org: org, node: node, pub: pub}
+	if c != nil {
+		c.mu.Lock()
+		if c.m == nil || len(c.m) >= certCacheSize {
+			c.m = map[[32]byte]*memberCert{}
+		}
+		c.m[h] = mc
+		c.mu.Unlock()
+	}
+	return mc, nil
 }

@@ -109,6 +109,7 @@ type Gateway struct {
 	flight    singleflight.Group
 	replay    *replayStore
 	verified  *verifiedStatements
+	certs     certCache
 	transport Transport
 
 	stats counters

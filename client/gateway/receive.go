@@ -53,7 +53,7 @@ func refusal(err error) *gatewayv1.Reply {
 // envelopes must name.
 func (g *Gateway) verify(ctx context.Context, env *gatewayv1.Envelope, from string, inReplyTo []byte) (*Message, error) {
 	now := g.now()
-	o, err := OpenEnvelope(env, g.cfg.FederationCA, now)
+	o, err := openEnvelope(env, g.cfg.FederationCA, now, &g.certs)
 	if err != nil {
 		return nil, g.refused(err, nil)
 	}
