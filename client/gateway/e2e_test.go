@@ -45,7 +45,7 @@ func TestEndToEndRevocationStopsBothSides(t *testing.T) {
 	// learns nothing from its partners' stream); bank-a refuses it.
 	_, err = b.Send(ctxT(t), "bank-a", "task_send", []byte("after"), gateway.SendOptions{})
 	require.Error(t, err)
-	require.Contains(t, []gateway.Code{gateway.CodeRefusedByPartner, gateway.CodeRegistry, gateway.CodeDecisionDenied}, gateway.CodeOf(err), "%v", err)
+	require.Contains(t, []gateway.Code{gateway.CodeRefusedByPartner, gateway.CodeNotAuthorized, gateway.CodeDecisionDenied}, gateway.CodeOf(err), "%v", err)
 	var r *gateway.RefusedError
 	if gateway.CodeOf(err) == gateway.CodeRefusedByPartner {
 		require.ErrorAs(t, err, &r)

@@ -55,6 +55,9 @@ const (
 	CodeNoPartner Code = "NO_PARTNER"
 	// CodeRegistry: the registry could not be asked (every address failed).
 	CodeRegistry Code = "REGISTRY_UNAVAILABLE"
+	// CodeNotAuthorized: the registry refused this node's credentials (its
+	// organisation is suspended or revoked, or the node was removed).
+	CodeNotAuthorized Code = "NOT_AUTHORIZED"
 	// CodeTransport: the message could not be delivered.
 	CodeTransport Code = "TRANSPORT"
 	// CodeRefusedByPartner: the partner's gateway refused the envelope;

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/trustfed/trustfed/client"
@@ -164,7 +166,11 @@ func (g *Gateway) fetch(ctx context.Context, key cacheKey, opts SendOptions) (*d
 		return err
 	})
 	if err != nil {
-		return nil, refuseErr(CodeRegistry, err, "check %s → %s %q", g.cfg.Organization, key.to, key.action)
+		code := CodeRegistry
+		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
+			code = CodeNotAuthorized
+		}
+		return nil, refuseErr(code, err, "check %s → %s %q", g.cfg.Organization, key.to, key.action)
 	}
 	st, err := g.keys.verify(ctx, resp, g.now(), g.opts)
 	if err != nil {
