@@ -51,4 +51,15 @@ func TestEndToEndRevocationStopsBothSides(t *testing.T) {
 		require.ErrorAs(t, err, &r)
 		require.Equal(t, gateway.CodeDecisionStale, r.PartnerCode, "%v", err)
 	}
+	// Once the registry refuses bank-b's credentials, its gateway drops its
+	// stream: it serves no decision and accepts no envelope any more.
+	eventually(t, "bank-b's gateway stops", func() error {
+		if _, err := b.Send(ctxT(t), "bank-a", "task_send", []byte("again"), gateway.SendOptions{}); gateway.CodeOf(err) != gateway.CodeNotAuthorized {
+			return fmt.Errorf("send: %v", err)
+		}
+		if b.Healthy() {
+			return errNotYet
+		}
+		return nil
+	})
 }

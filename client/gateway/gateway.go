@@ -114,6 +114,9 @@ type Gateway struct {
 
 	stats counters
 
+	streamMu     sync.Mutex
+	streamCancel context.CancelFunc // of the current stream
+
 	ready     chan struct{} // closed once the stream first resynchronised
 	readyOnce sync.Once
 	sessions  sessionSet

@@ -169,6 +169,7 @@ func (g *Gateway) fetch(ctx context.Context, key cacheKey, opts SendOptions) (*d
 		code := CodeRegistry
 		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
 			code = CodeNotAuthorized
+			g.resync()
 		}
 		return nil, refuseErr(code, err, "check %s → %s %q", g.cfg.Organization, key.to, key.action)
 	}

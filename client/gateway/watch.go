@@ -48,6 +48,9 @@ func (g *Gateway) watch(ctx context.Context, acks chan<- *trustfedv1.Event) {
 func (g *Gateway) watchOnce(ctx context.Context, last *uint64, acks chan<- *trustfedv1.Event) (connected bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	g.streamMu.Lock()
+	g.streamCancel = cancel
+	g.streamMu.Unlock()
 	c := g.regs.current()
 	stream, err := c.Cascades().WatchEvents(sctx, &trustfedv1.WatchEventsRequest{OrganizationId: g.cfg.Organization, AfterIndex: *last})
 	if err != nil {
@@ -125,5 +128,18 @@ func (g *Gateway) ackLoop(ctx context.Context, acks <-chan *trustfedv1.Event) {
 				g.log.Warn("acknowledging an event failed", "event_id", ev.GetId(), "error", err)
 			}
 		}
+	}
+}
+
+// resync drops the stream and reconnects it: the registry refused this
+// node's credentials on another call (its organisation suspended or
+// revoked, the node removed), and an admitted stream is not cut by the
+// registry. The new stream is refused too, so the gateway stops serving
+// decisions and accepting envelopes until its credentials work again.
+func (g *Gateway) resync() {
+	g.streamMu.Lock()
+	defer g.streamMu.Unlock()
+	if g.streamCancel != nil {
+		g.streamCancel()
 	}
 }

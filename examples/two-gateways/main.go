@@ -97,7 +97,13 @@ func run(ctx context.Context, verbose bool, tasks int) error {
 		return err
 	}
 	urlA, urlB := "https://"+la.Addr().String()+"/trustfed/envelope", "https://"+lb.Addr().String()+"/trustfed/envelope"
-	ga, err := startGateway(ctx, fed, dev.GRPCAddr, ca, a, "gw-1", la, map[string]string{b: urlB}, nil)
+	revoked := make(chan struct{})
+	var once sync.Once
+	ga, err := startGateway(ctx, fed, dev.GRPCAddr, ca, a, "gw-1", la, map[string]string{b: urlB}, nil, func(ev *trustfedv1.Event) {
+		if ev.GetKind() == trustfedv1.EventKind_EVENT_KIND_REVOCATION && ev.GetOrganizationId() == b {
+			once.Do(func() { close(revoked) })
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -106,7 +112,7 @@ func run(ctx context.Context, verbose bool, tasks int) error {
 		func(_ context.Context, m *gateway.Message) ([]byte, error) {
 			say(b, "received %q from %s/%s (decision at index %d, level %d)", m.Payload, m.From, m.FromNode, m.Decision.Index, m.Decision.EffectiveLevel)
 			return []byte("done: " + string(m.Payload)), nil
-		})
+		}, nil)
 	if err != nil {
 		return err
 	}
@@ -116,8 +122,18 @@ func run(ctx context.Context, verbose bool, tasks int) error {
 	for i := 1; i <= tasks; i++ {
 		if i == tasks/2+1 {
 			say("registry", "the federation authority revokes %s", b)
+			start := time.Now()
 			if err := fed.revoke(ctx, b); err != nil {
 				return err
+			}
+			// The revocation reaches acme-bank's gateway through its event
+			// stream within milliseconds; the demo waits for it so that the
+			// next message shows the steady state.
+			select {
+			case <-revoked:
+				say("registry", "the revocation reached %s's gateway %s after it was proposed", a, time.Since(start).Round(time.Millisecond))
+			case <-time.After(10 * time.Second):
+				return errors.New("the revocation did not reach acme-bank's gateway within 10s")
 			}
 		}
 		task := fmt.Sprintf("task %d: reconcile ledger batch %d", i, 1000+i)
@@ -139,10 +155,16 @@ func run(ctx context.Context, verbose bool, tasks int) error {
 	return nil
 }
 
-// out is where the demo tells its story.
-var out io.Writer = os.Stdout
+// out is where the demo tells its story (gateways' goroutines too, hence
+// outMu).
+var (
+	out   io.Writer = os.Stdout
+	outMu sync.Mutex
+)
 
 func say(who, format string, args ...any) {
+	outMu.Lock()
+	defer outMu.Unlock()
 	fmt.Fprintf(out, "%-11s %s\n", who, fmt.Sprintf(format, args...))
 }
 
@@ -201,7 +223,7 @@ type runningGateway struct {
 // gates pass everything: the PII pipeline and threat gates plug in through
 // gateway.PayloadPolicy and gateway.Gate.
 func startGateway(ctx context.Context, fed *federation, registry string, ca *x509.CertPool, org, node string, ln net.Listener, partners map[string]string,
-	deliver func(context.Context, *gateway.Message) ([]byte, error)) (*runningGateway, error) {
+	deliver func(context.Context, *gateway.Message) ([]byte, error), onEvent func(*trustfedv1.Event)) (*runningGateway, error) {
 	key, err := fed.enrol(ctx, org, node)
 	if err != nil {
 		return nil, err
@@ -211,6 +233,9 @@ func startGateway(ctx context.Context, fed *federation, registry string, ca *x50
 		Policy: gateway.PassThrough{}, OutboundGate: gateway.PassThrough{}, InboundGate: gateway.PassThrough{}, Deliver: deliver,
 		OnEvent: func(ev *trustfedv1.Event) {
 			say(org, "registry event %s about %s: cached decisions naming it dropped", ev.GetKind(), ev.GetOrganizationId())
+			if onEvent != nil {
+				onEvent(ev)
+			}
 		},
 	})
 	if err != nil {
