@@ -116,7 +116,7 @@ func BenchmarkSendToHandler(b *testing.B) {
 func BenchmarkInvalidationLatency(b *testing.B) {
 	f := startFed(b, []string{"bank-x", "bank-a", "bank-y"}, "task_send")
 	type seen struct {
-		mu sync.Mutex
+		mu    sync.Mutex
 		at    map[uint64][]time.Time // event index → when each gateway applied it
 		stamp map[uint64]time.Time   // event index → its commit stamp
 	}

@@ -22,8 +22,8 @@ func vectorBody() *gatewayv1.EnvelopeBody {
 	return &gatewayv1.EnvelopeBody{
 		Version: 1, SenderOrganizationId: "bank-a", SenderNodeId: "gw-1", RecipientOrganizationId: "bank-b",
 		Action: "task_send", Payload: []byte("hello"), Nonce: bytes.Repeat([]byte{0x07}, gateway.NonceSize),
-		SendTime: timestamppb.New(time.Unix(1796601600, 0)),
-		Decision: &gatewayv1.Decision{Statement: []byte{0x0a, 0x06, 'b', 'a', 'n', 'k', '-', 'a'}, Certification: trustfedv1.Certification_CERTIFICATION_QUORUM},
+		SendTime:          timestamppb.New(time.Unix(1796601600, 0)),
+		Decision:          &gatewayv1.Decision{Statement: []byte{0x0a, 0x06, 'b', 'a', 'n', 'k', '-', 'a'}, Certification: trustfedv1.Certification_CERTIFICATION_QUORUM},
 		SenderCertificate: []byte{0x30, 0x00},
 	}
 }
