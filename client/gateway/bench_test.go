@@ -163,7 +163,7 @@ func BenchmarkInvalidationLatency(b *testing.B) {
 	b.StopTimer()
 	reportLatency(b, lat, "")
 	reportLatency(b, fromStamp, "commit-")
-	b.Log(fmt.Sprintf("%d events, 3 gateways each", len(lat)))
+	b.Logf("%d events, 3 gateways each", len(lat))
 }
 
 // reportLatency reports p50, p99 and max of lat in milliseconds.
