@@ -242,9 +242,31 @@ func (g *Gateway) Run(ctx context.Context) error {
 	acks := make(chan *trustfedv1.Event, 1024)
 	var wg sync.WaitGroup
 	wg.Go(func() { g.ackLoop(ctx, acks) })
+	wg.Go(func() { g.refreshKeys(ctx) })
 	g.watch(ctx, acks)
 	wg.Wait()
 	return nil
+}
+
+// KeyRefreshInterval is how often Run fetches the registry's keys again,
+// so that a node key revoked since is no longer trusted (no event
+// announces key changes; a decision that does not verify also triggers a
+// fetch).
+const KeyRefreshInterval = time.Minute
+
+func (g *Gateway) refreshKeys(ctx context.Context) {
+	t := time.NewTicker(KeyRefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := g.keys.refresh(ctx, true); err != nil && ctx.Err() == nil {
+				g.log.Warn("refreshing the registry's keys failed; keeping the ones held", "error", err)
+			}
+		}
+	}
 }
 
 // Ready waits until the invalidation stream has resynchronised once (the
