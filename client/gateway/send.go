@@ -141,14 +141,21 @@ func (g *Gateway) decide(ctx context.Context, key cacheKey, opts SendOptions, fr
 			return d, nil
 		}
 	}
-	fk := flightKey(key)
-	v, err, _ := g.flight.Do(fk, func() (any, error) {
-		return g.fetch(ctx, key, opts)
+	// The shared call must not fail because the caller that started it
+	// gave up: it runs without the caller's cancellation (bounded by the
+	// registry timeout), and each caller waits on its own context.
+	ch := g.flight.DoChan(flightKey(key), func() (any, error) {
+		return g.fetch(context.WithoutCancel(ctx), key, opts)
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*decided), nil
+	case <-ctx.Done():
+		return nil, refuseErr(CodeRegistry, ctx.Err(), "waiting for the registry's decision")
 	}
-	return v.(*decided), nil
 }
 
 // fetch asks the registry, verifies the answer and caches an ALLOW.
