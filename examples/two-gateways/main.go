@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/client/gateway"
+	"github.com/trustfed/trustfed/client/threat"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/server"
 )
@@ -212,6 +214,18 @@ func listen2() (net.Listener, net.Listener, error) {
 	return la, lb, nil
 }
 
+// threats is the default rule-based threat gate, shared (it is safe for
+// concurrent use).
+var threats = threat.NewRuleGate(threat.Config{})
+
+// demoAgreementKey is the HMAC key both organisations use for values their
+// agreement's controls HASH. A real deployment derives it per agreement
+// from a secret the two organisations share (docs/gateway.md).
+func demoAgreementKey(_ context.Context, agreementID string) ([]byte, error) {
+	sum := sha256.Sum256([]byte("two-gateways demo key for " + agreementID))
+	return sum[:], nil
+}
+
 // runningGateway is a gateway with its event stream and HTTPS listener.
 type runningGateway struct {
 	*gateway.Gateway
@@ -219,9 +233,9 @@ type runningGateway struct {
 }
 
 // startGateway enrols node of org and runs its gateway: the event stream
-// (Run) and the inbound HTTPS listener on ln. The demo's payload policy and
-// gates pass everything: the PII pipeline and threat gates plug in through
-// gateway.PayloadPolicy and gateway.Gate.
+// (Run) and the inbound HTTPS listener on ln, with the PII pipeline
+// (client/pii: the decision's controls applied on the way out, checked on
+// the way in) and the default threat gate (client/threat) both ways.
 func startGateway(ctx context.Context, fed *federation, registry string, ca *x509.CertPool, org, node string, ln net.Listener, partners map[string]string,
 	deliver func(context.Context, *gateway.Message) ([]byte, error), onEvent func(*trustfedv1.Event)) (*runningGateway, error) {
 	key, err := fed.enrol(ctx, org, node)
@@ -230,7 +244,7 @@ func startGateway(ctx context.Context, fed *federation, registry string, ca *x50
 	}
 	g, err := gateway.New(ctx, gateway.Config{
 		Organization: org, Node: node, Key: key, Registries: []string{registry}, FederationCA: ca, Partners: partners,
-		Policy: gateway.PassThrough{}, OutboundGate: gateway.PassThrough{}, InboundGate: gateway.PassThrough{}, Deliver: deliver,
+		Policy: gateway.PIIPolicy{HashKey: demoAgreementKey}, OutboundGate: gateway.ThreatGate{Gate: threats}, InboundGate: gateway.ThreatGate{Gate: threats}, Deliver: deliver,
 		OnEvent: func(ev *trustfedv1.Event) {
 			say(org, "registry event %s about %s: cached decisions naming it dropped", ev.GetKind(), ev.GetOrganizationId())
 			if onEvent != nil {
