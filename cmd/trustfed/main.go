@@ -124,6 +124,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newStatusCmd(a),
 		newWaitReadyCmd(a),
 		newClusterCmd(a),
+		newSnapshotCmd(a),
 		newOrgCmd(a),
 		newAgreementCmd(a),
 		newCheckCmd(a),
