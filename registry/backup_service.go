@@ -123,10 +123,18 @@ func (s *clusterService) TransferLeadership(ctx context.Context, req *trustfedv1
 	} else if err := s.raft.TransferLeadership(ctx); err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
+	resp := s.transferred()
+	s.log.Info("leadership transferred", "to", req.GetNodeId(), "leader", resp.LeaderId)
+	return resp, nil
+}
+
+// transferred is the answer to a TransferLeadership that completed (or
+// that was forwarded to a leader which then stepped down): the leader this
+// node knows now.
+func (s *Server) transferred() *trustfedv1.TransferLeadershipResponse {
 	resp := &trustfedv1.TransferLeadershipResponse{}
 	if l, ok := s.raft.Leader(); ok {
 		resp.LeaderId = l.ID
 	}
-	s.log.Info("leadership transferred", "to", req.GetNodeId(), "leader", resp.LeaderId)
-	return resp, nil
+	return resp
 }
