@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,4 +117,19 @@ func TestServerConfigExample(t *testing.T) {
 	require.NoError(t, s.err())
 	require.Equal(t, "/var/lib/trustfed", cfg.DataDir)
 	require.Equal(t, "registry.example.org/audit", cfg.AuditOrigin)
+}
+
+// `make run` says where the dev server's data is and keeps it in DEV_DATA
+// (same federation and token next time); DEV_DATA= runs on a temporary dir.
+func TestMakeRunKeepsDevData(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make here")
+	}
+	out, err := exec.Command("make", "-s", "-n", "-C", "../..", "run").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "dev data in")
+	require.Regexp(t, `trustfed server -dev -data-dir \S+/\.dev-data`, string(out))
+	out, err = exec.Command("make", "-s", "-n", "-C", "../..", "run", "DEV_DATA=").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Regexp(t, `trustfed server -dev\s*$`, strings.TrimSpace(string(out)))
 }
