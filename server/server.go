@@ -24,12 +24,12 @@ import (
 // Server is one registry node. New binds it and starts Raft; Run serves;
 // Close releases what New acquired.
 type Server struct {
-	cfg    Config
+	cfg Config
 	// tempDataDir: dev mode made DataDir (no -data-dir); Close removes it.
 	tempDataDir bool
-	logger *slog.Logger
-	tls    tlsSet
-	lis    listeners
+	logger      *slog.Logger
+	tls         tlsSet
+	lis         listeners
 
 	store    *state.Store
 	fsm      *state.FSM
