@@ -123,6 +123,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newVersionCmd(),
 		newStatusCmd(a),
 		newWaitReadyCmd(a),
+		newHealthCmd(a),
 		newClusterCmd(a),
 		newSnapshotCmd(a),
 		newOrgCmd(a),
