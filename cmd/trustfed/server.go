@@ -24,6 +24,7 @@ func registerServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.StringVar(&c.AdvertiseAPI, "advertise-api", c.AdvertiseAPI, "gRPC address other servers use to reach this one (default: -grpc-addr as bound)")
 	fs.StringVar(&c.AdvertiseRaft, "advertise-raft", c.AdvertiseRaft, "Raft address other servers use to reach this one (default: -raft-addr as bound; required when it is 0.0.0.0)")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "bootstrap a new single-voter cluster if the data dir holds no Raft state, and create the first admin token")
+	fs.StringVar(&c.BootstrapNode, "bootstrap-node", c.BootstrapNode, "the node id that bootstraps the cluster: that node acts as with -bootstrap (and ignores -join), every other one joins with -join (one configuration for every server, e.g. a Kubernetes StatefulSet)")
 	fs.StringVar(&c.Join, "join", c.Join, "gRPC address of a cluster member to join through (as a non-voter, promoted to voter once caught up)")
 	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "cluster CA certificate (PEM); default in dev mode: generated under <data-dir>/tls")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "this node's certificate (PEM), issued by the cluster CA (see: trustfed ca issue-node)")
