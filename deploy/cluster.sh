@@ -147,7 +147,7 @@ cluster_view() {
 		/^Ready:/  { ready = $2 }
 		/^Leader:/ { leader = $2 }
 		/^NODE[ \t]/ { table = 1; next }
-		table && NF >= 5 { members++; if ($4 == "yes") voters++ }
+		table && NF >= 5 { members++; if ($4 == "voter") voters++ }
 		END { if (node == "") exit 1; printf "%s %s %s %s %d %d\n", node, state, ready, leader, members, voters }'
 }
 
