@@ -435,7 +435,10 @@ func verifyChallengeSignature(r *state.Reader, ch *trustfedv1.MemberChallenge, r
 	if !ok {
 		return state.PermissionDenied("challenge.registry_key_id", "%q is not a registry signing key", ch.RegistryKeyId)
 	}
-	rpub := ed25519.NewKeyFromSeed(rk.PrivateSeed).Public().(ed25519.PublicKey)
+	rpub, ok := state.SigningKeyPublic(rk)
+	if !ok {
+		return state.PermissionDenied("challenge.registry_key_id", "%q is not a registry signing key", ch.RegistryKeyId)
+	}
 	if err := attestation.Verify(rpub, attestation.PurposeMemberChallenge, raw, sig); err != nil {
 		return state.PermissionDenied("registry_signature", "the challenge was not issued by this registry: %v", err)
 	}

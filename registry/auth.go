@@ -187,6 +187,8 @@ var accessPolicy = map[string]rule{
 	peerv1.PeerService_Progress_FullMethodName:                  {roles: nodeOnly},
 	peerv1.PeerService_ReportDivergence_FullMethodName:          {roles: nodeOnly},
 	peerv1.PeerService_GetCommitment_FullMethodName:             {roles: nodeOnly},
+	peerv1.PeerService_CosignCheckpoint_FullMethodName:          {roles: nodeOnly},
+	peerv1.PeerService_GetCertifiedCheckpoint_FullMethodName:    {roles: nodeOnly},
 	peerv1.PeerService_CosignBatch_FullMethodName:               {roles: nodeOnly},
 
 	// Checkpoints and consistency proofs are hashes and signatures: public,

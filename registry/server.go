@@ -48,6 +48,9 @@ type Raft interface {
 	// TransferLeadership makes this leader step down in favour of another
 	// voter (a diverged leader must not lead).
 	TransferLeadership(ctx context.Context) error
+	// WaitApplied blocks until the local state machine applied index (a
+	// server certifying a checkpoint waits for the state it names).
+	WaitApplied(ctx context.Context, index uint64) error
 }
 
 // Config configures a Server.

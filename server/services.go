@@ -70,7 +70,10 @@ func (s *Server) newCascadeRunner() (*revocation.Runner, error) {
 		},
 		Dispatch:   revocation.Config{Workers: s.cfg.CascadeWorkers, Deadline: s.cfg.CascadeDeadline, EscalateAt: s.cfg.CascadeEscalateAt},
 		WebhookTLS: webhookTLS,
-		Logger:     s.logger.With("component", "revocation"),
+		// The sending node's own endorsed key (s.reg exists by the time a
+		// leader dispatches).
+		WebhookSigner: func(now time.Time) (attestation.Signer, string, error) { return s.reg.WebhookSigner(now) },
+		Logger:        s.logger.With("component", "revocation"),
 	})
 }
 
