@@ -170,4 +170,11 @@ func TestDisasterRecoveryFromSnapshot(t *testing.T) {
 	for _, id := range all {
 		requireLevels(id)
 	}
+
+	// The new cluster takes writes, and its log still extends the old head.
+	enrol(t, c.clients["n1"], c.fed, "hooli", 1)
+	_, later, _ := verifiedHead(t, c.clients["n2"], after.Size+1)
+	cons, err = c.clients["n3"].Audit().GetConsistencyProof(ctxT(t), &trustfedv1.GetConsistencyProofRequest{First: before.Size, Second: later.Size})
+	require.NoError(t, err)
+	require.NoError(t, client.VerifyConsistency(before, later, cons.Hashes))
 }
