@@ -26,9 +26,15 @@ LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 help:
 	@sed -n 's/^## \([a-z-]*\): /\1\t/p' $(MAKEFILE_LIST) | awk -F '\t' '{printf "  %-22s %s\n", $$1, $$2}'
 
-## run: build and start a single-node dev server on loopback (prints the admin token)
+# Where `make run` keeps the dev server's data: the same federation and admin token on every run.
+# `make run DEV_DATA=` starts from scratch in a temporary dir that is removed on exit.
+DEV_DATA  ?= $(abspath .dev-data)
+
+## run: build and start a single-node dev server on loopback (prints the admin token); its data stays in DEV_DATA (.dev-data)
 run: build
-	$(BIN)/trustfed server -dev
+	@if [ -n "$(DEV_DATA)" ]; then echo "dev data in $(DEV_DATA): kept across runs (same federation and admin token); rm -rf it to start over, or make run DEV_DATA= for a temporary one"; \
+	else echo "dev data in a temporary dir, removed when the server stops"; fi
+	$(BIN)/trustfed server -dev $(if $(DEV_DATA),-data-dir $(DEV_DATA))
 
 ## build: the trustfed binary in bin/
 build:

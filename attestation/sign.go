@@ -48,6 +48,9 @@ const (
 	// (the serialized trustfed.v1.DecisionBatchHead): each registry node
 	// that re-derived every decision of the batch from its own state.
 	PurposeDecisionBatch Purpose = "decision-batch"
+	// PurposeSnapshot signs a backup snapshot (the serialized
+	// trustfed.v1.SnapshotStatement: where it was taken and its SHA-256).
+	PurposeSnapshot Purpose = "snapshot"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.

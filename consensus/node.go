@@ -27,6 +27,7 @@ type Node struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	store  *raftboltdb.BoltStore
+	snaps  raft.SnapshotStore
 
 	// Leadership notifications: raft blocks on notifyCh, so watch (started
 	// in New, stopped in Close) drains it for the node's whole life.
@@ -162,6 +163,7 @@ func New(cfg Config) (_ *Node, err error) {
 		fsm:       newFSM(cfg.StateMachine, logger),
 		trans:     trans,
 		store:     store,
+		snaps:     snaps,
 		notifyCh:  notifyCh,
 		stopWatch: make(chan struct{}),
 		watchDone: make(chan struct{}),

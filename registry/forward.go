@@ -190,6 +190,10 @@ func (s *Server) forward(ctx context.Context, method string, req any) (any, bool
 	}()
 	if err := conn.Invoke(metadata.NewOutgoingContext(cctx, out), method, req, resp); err != nil {
 		if errors.Is(context.Cause(cctx), consensus.ErrLeaderChanged) && ctx.Err() == nil {
+			if method == trustfedv1.ClusterService_TransferLeadership_FullMethodName {
+				// What was asked: the leader stepped down.
+				return s.transferred(), true, nil
+			}
 			return nil, true, status.Error(codes.Unavailable, "the leader changed while the write was forwarded to it: it may or may not have been applied; retry (with the same request_id where the method takes one)")
 		}
 		return nil, true, err // already a status from the leader

@@ -73,7 +73,7 @@ func isHealth(method string) bool { return strings.HasPrefix(method, healthServi
 // that is in no cluster: it was neither bootstrapped nor added to one.
 const NoPeersHint = "no known peers: this node is in no cluster. Start the first node of a new cluster with -bootstrap; " +
 	"start this one with -join HOST:PORT (the gRPC address of a running node) to join a cluster; " +
-	"a node that was in a cluster and lost its data must be removed (trustfed cluster remove NODE_ID) and joined again"
+	"a node that was in a cluster and lost its data must be removed (trustfed cluster remove-peer NODE_ID) and joined again"
 
 // hasPeers reports whether this node's Raft configuration lists any server
 // (itself included); an error counts as yes (nothing to suggest).

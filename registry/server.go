@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -108,6 +109,17 @@ type Config struct {
 	// applies (cosign.go; wire it as the FSM's OnDecisionBatch before Raft
 	// starts). nil: decisions are signed by the answering node alone.
 	Cosigner *Cosigner
+	// Operator takes backups and hands leadership over (consensus.Node);
+	// nil: SaveSnapshot and TransferLeadership answer UNIMPLEMENTED.
+	Operator Operator
+}
+
+// Operator is what the operators' cluster calls need of the Raft node
+// beyond Raft: a snapshot to back up, and a leadership transfer to a
+// chosen voter.
+type Operator interface {
+	OpenSnapshot(ctx context.Context) (consensus.SnapshotInfo, io.ReadCloser, error)
+	TransferLeadershipTo(ctx context.Context, id, raftAddr string) error
 }
 
 // MaxMessageSize bounds every gRPC message received.

@@ -24,10 +24,12 @@ import (
 // Server is one registry node. New binds it and starts Raft; Run serves;
 // Close releases what New acquired.
 type Server struct {
-	cfg    Config
-	logger *slog.Logger
-	tls    tlsSet
-	lis    listeners
+	cfg Config
+	// tempDataDir: dev mode made DataDir (no -data-dir); Close removes it.
+	tempDataDir bool
+	logger      *slog.Logger
+	tls         tlsSet
+	lis         listeners
 
 	store    *state.Store
 	fsm      *state.FSM
@@ -64,7 +66,8 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Dev && cfg.DataDir == "" {
+	temp := cfg.Dev && cfg.DataDir == ""
+	if temp {
 		if cfg.DataDir, err = os.MkdirTemp("", "trustfed-dev-"); err != nil {
 			return nil, fmt.Errorf("create dev data dir: %w", err)
 		}
@@ -73,7 +76,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr
 	}
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, tempDataDir: temp}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.Close())
@@ -205,6 +208,15 @@ func (s *Server) Close() error {
 		}
 		if s.auditLog != nil {
 			errs = append(errs, s.auditLog.Close())
+		}
+		if s.tempDataDir {
+			// Nothing of a temporary dev server outlives it: -dev -data-dir
+			// DIR keeps the federation and the admin token instead.
+			if err := os.RemoveAll(s.cfg.DataDir); err != nil {
+				errs = append(errs, fmt.Errorf("remove the temporary dev data dir: %w", err))
+			} else if s.logger != nil {
+				s.logger.Info("removed the temporary dev data dir", "data_dir", s.cfg.DataDir)
+			}
 		}
 		s.closeErr = errors.Join(errs...)
 	})

@@ -39,6 +39,7 @@ func (s *Server) startServices() error {
 		Audit: s.auditLog, AuditOrigin: s.cfg.AuditOrigin, UnauditedDecisions: s.cfg.UnauditedDecisions, AuditFault: s.fsm.AuditFault,
 		CA: memberCA, MemberCertTTL: s.cfg.MemberCertTTL, Limits: s.cfg.Limits, NodeKeys: s.nodeKeys,
 		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAt, Cosigner: s.cosigner,
+		Operator: s.node,
 	})
 	if err != nil {
 		return err

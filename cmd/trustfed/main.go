@@ -119,11 +119,13 @@ func newRootCmd(a *app) *cobra.Command {
 	pf.DurationVar(&a.changeTTL, "change-ttl", client.DefaultAdminChangeTTL, "how long an admin change you propose waits for the other admins' approvals (at most 168h)")
 
 	root.AddCommand(
-		newServerCmd(),
+		newServerCmd(a.getenv),
 		newVersionCmd(),
 		newStatusCmd(a),
 		newWaitReadyCmd(a),
+		newHealthCmd(a),
 		newClusterCmd(a),
+		newSnapshotCmd(a),
 		newOrgCmd(a),
 		newAgreementCmd(a),
 		newCheckCmd(a),

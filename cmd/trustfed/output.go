@@ -383,7 +383,12 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 	if _, err := fmt.Fprintln(w); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
-	t = newTable(w)
+	return writeMembers(w, s)
+}
+
+// writeMembers is the members table of a status answer.
+func writeMembers(w io.Writer, s *trustfedv1.StatusResponse) error {
+	t := newTable(w)
 	t.row("NODE", "RAFT ADDRESS", "API ADDRESS", "SUFFRAGE", "CAUGHT UP", "LEADER")
 	for _, m := range s.GetMembers() {
 		caughtUp := "-" // only the leader knows
