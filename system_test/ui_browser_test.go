@@ -184,7 +184,7 @@ func evalAs[T any](b *browser, tab context.Context, expr string) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(tab, 60*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	require.NoError(b.t, err, "evaluate %s", expr)
 	return v
 }

@@ -25,7 +25,8 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	chromium := chromiumPath(t)
 	rc := newReceivers(t)
-	d := startDev(t, "-webhook-ca", rc.caFile(t))
+	// A short cascade deadline: a partner held down is escalated after 2 s.
+	d := startDev(t, "-webhook-ca", rc.caFile(t), "-cascade-deadline", "8s", "-cascade-escalate-at", "0.25")
 	admin := dial(t, d.srv, d.caFile, d.token)
 	waitServing(t, admin)
 	keys, err := admin.Keys(ctxT(t))
@@ -95,6 +96,7 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS(tab, "the cascade appears, running, alpha not acknowledged",
 		`!!document.querySelector('article[data-state="running"] [data-partner="alpha"][data-acked="no"]')`)
 	b.waitJS(tab, "beta acknowledges", `!!document.querySelector('article [data-partner="beta"][data-acked="yes"]')`)
+	b.waitJS(tab, "alpha's silence is escalated", `!!document.querySelector('article[data-state="running"] [data-partner="alpha"].row-escalated')`)
 	b.screenshot(tab, "revocations-running")
 	rc.set(func(rc *receivers) { rc.down["alpha"] = 0 })
 	b.waitJS(tab, "the cascade completes", `!!document.querySelector('article[data-state="complete"] [data-partner="alpha"][data-acked="yes"]')`)
@@ -107,13 +109,28 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS(tab, "the inclusion proof is verified in the page", `!!document.querySelector('[data-verified="yes"]')`)
 	require.False(t, b.evalBool(tab, `!!document.querySelector('[data-verified="no"]')`))
 	b.screenshot(tab, "audit")
+	// The page's own verifier refuses a proof of another leaf.
+	require.Equal(t, "refused", b.evalString(tab, `(async () => {
+		const m = await import('/ui/js/merkle.js');
+		const leaf = new TextEncoder().encode('entry');
+		const root = await m.leafHash(leaf);
+		await m.verifyInclusion(leaf, 0, 1, [], root);
+		try { await m.verifyInclusion(new TextEncoder().encode('forged'), 0, 1, [], root); return 'accepted'; } catch { return 'refused'; }
+	})()`))
 
 	for _, id := range []string{"changes", "access"} {
 		b.page(tab, id)
 		b.screenshot(tab, id)
 	}
+	// Checks by a member node of alpha: denied (no agreement with beta; hub revoked).
+	member := memberClient(t, d, admin, fed, "alpha")
+	for _, to := range []string{"beta", "hub", "beta"} {
+		resp, err := member.Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{FromOrganizationId: "alpha", ToOrganizationId: to, Action: "ping"})
+		require.NoError(t, err)
+		require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision)
+	}
 	b.page(tab, "interactions")
-	b.waitJS(tab, "metrics samples arrive", `document.getElementById('page').textContent.includes('Checks per second')`)
+	b.waitJS(tab, "the checks are counted", `Number((document.querySelector('[data-field="checks"]') || {}).textContent) >= 3 && document.querySelectorAll('[data-reason]').length > 0`)
 	b.screenshot(tab, "interactions")
 
 	// A phone's width: the pages reflow, nothing scrolls sideways.

@@ -52,10 +52,10 @@ export function interactions() {
           [`p50, last ${minutes} min`, ms(quantile(0.5, lb.bounds || [], win))],
           [`p90, last ${minutes} min`, ms(quantile(0.9, lb.bounds || [], win))],
           [`p99, last ${minutes} min`, ms(quantile(0.99, lb.bounds || [], win))],
-          ['checks since start', String(lb.count || 0)],
+          ['checks since start', h('span', {'data-field': 'checks'}, String(lb.count || 0))],
         ])),
         card('Denials by reason', table(`Denials by first reason code, last ${minutes} min`, ['Reason', 'In window', 'Since start'],
-          reasons.map(([r, n, all]) => h('tr', null, h('th', {scope: 'row'}, h('code', null, r || '(none)')), h('td', null, String(n)), h('td', null, String(all))))))),
+          reasons.map(([r, n, all]) => h('tr', {'data-reason': r}, h('th', {scope: 'row'}, h('code', null, r || '(none)')), h('td', null, String(n)), h('td', null, String(all))))))),
       h('p', {class: 'muted'}, 'From this node\'s metrics (the same as GET /metrics), pushed each second by the live feed.'));
   };
   return {
@@ -83,7 +83,8 @@ function timeline(c) {
     const cls = esc !== null ? 'row-escalated' : '';
     return [h('div', {class: cls, 'data-partner': d.organizationId, 'data-acked': ack !== null ? 'yes' : 'no'}, d.organizationId), track, h('div', {class: cls}, note)];
   });
-  return h('div', {class: 'timeline', role: 'group', 'aria-label': 'Partner deliveries against the 300 s bound'}, rows);
+  const scale = [h('div', {class: 'muted'}, 'Partner'), h('div', {class: 'scale muted'}, h('span', null, '0 s'), h('span', null, '300 s bound')), h('div', {class: 'muted'}, 'Delivery')];
+  return h('div', {class: 'timeline', role: 'group', 'aria-label': 'Partner deliveries against the 300 s bound'}, scale, rows);
 }
 
 export function revocations() {
