@@ -20,7 +20,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help run build test fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: help run build test ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## help: list the targets and what each does
 help:
@@ -55,6 +55,13 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzRESTChecks$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONErrorField$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./ids/
+
+UI_SCREENSHOTS ?= $(CURDIR)/ui-screenshots
+## ui-screenshots: drive the web dashboard in headless Chromium and save a PNG of each page in UI_SCREENSHOTS
+ui-screenshots:
+	mkdir -p $(UI_SCREENSHOTS)
+	TRUSTFED_UI_SCREENSHOTS=$(UI_SCREENSHOTS) $(GO) test -count=1 -run '^TestDashboardInChromium$$' -v ./system_test/
+	@echo "screenshots in $(UI_SCREENSHOTS)"
 
 ## test-short: the fast tests only
 test-short:

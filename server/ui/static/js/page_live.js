@@ -78,7 +78,7 @@ function timeline(c) {
     const track = h('div', {class: 'track', role: 'img', 'aria-label': `${d.organizationId}: ${ack !== null ? 'acknowledged after ' + (ack / 1000).toFixed(2) + ' s' : 'not acknowledged yet'} of the 300 s bound`},
       span, h('div', {class: 'bound'}));
     const state = ack !== null ? `acked after ${(ack / 1000).toFixed(2)} s` : 'waiting';
-    const note = [state, `${d.attempts || 0} attempt${d.attempts === 1 ? '' : 's'}`, enumName(d.channel, 'DELIVERY_CHANNEL_'),
+    const note = [state, `${d.attempts || 0} attempt${d.attempts === 1 ? '' : 's'}`, d.channel && d.channel !== 'DELIVERY_CHANNEL_UNSPECIFIED' ? enumName(d.channel, 'DELIVERY_CHANNEL_') : '',
       esc !== null ? `escalated at ${(esc / 1000).toFixed(1)} s` : '', d.lastError && ack === null ? 'last error: ' + d.lastError : ''].filter(Boolean).join(' · ');
     const cls = esc !== null ? 'row-escalated' : '';
     return [h('div', {class: cls, 'data-partner': d.organizationId, 'data-acked': ack !== null ? 'yes' : 'no'}, d.organizationId), track, h('div', {class: cls}, note)];
