@@ -6,6 +6,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/device"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -83,6 +84,12 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS(tab, "both agreements are listed", `document.querySelectorAll('#agreements-table tr[data-agreement]').length === 2`)
 	b.do(tab, chromedp.Click(chromedp.CSS(`.graph-node[data-org="hub"]`)))
 	b.waitJS(tab, "hub's partners show", `!!document.querySelector('[data-partner="alpha"]') && !!document.querySelector('[data-partner="beta"]')`)
+	// Keyboard: focus an organisation of the graph and press Enter.
+	b.eval(tab, `document.querySelector('.graph-node[data-org="beta"]').focus()`)
+	b.do(tab, chromedp.KeyEvent(kb.Enter))
+	b.waitJS(tab, "beta's partners show after Enter", `document.getElementById('page').textContent.includes('Partners of beta') && !!document.querySelector('[data-partner="hub"]')`)
+	b.do(tab, chromedp.Click(chromedp.CSS(`.graph-node[data-org="hub"]`)))
+	b.waitJS(tab, "hub's partners show again", `document.getElementById('page').textContent.includes('Partners of hub')`)
 	b.screenshot(tab, "agreements")
 
 	// Revoke hub through the API while the Revocations page is open; alpha's
