@@ -32,7 +32,7 @@ func TestDashboardInChromium(t *testing.T) {
 	waitServing(t, admin)
 	keys, err := admin.Keys(ctxT(t))
 	require.NoError(t, err)
-	rc.set(func(rc *receivers) { rc.key = webhookKey(t, keys) })
+	rc.set(func(rc *receivers) { rc.keys = webhookKey(t, keys) })
 
 	fed := testutil.NewFederation(t)
 	accredit(t, admin, fed, d.admins)
