@@ -114,6 +114,12 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS(tab, "audit entries are listed", `!!document.querySelector('#audit-table button:not([disabled])')`)
 	b.do(tab, chromedp.Click(chromedp.CSS(`#audit-table button:not([disabled])`)))
 	b.waitJS(tab, "the inclusion proof is verified in the page", `!!document.querySelector('[data-verified="yes"]')`)
+	// Every entry in the checkpoint: proofs of every shape (left and right
+	// children, the last leaf of an unbalanced tree) verify.
+	b.eval(tab, `document.querySelectorAll('#audit-table button:not([disabled])').forEach((b) => b.click())`)
+	b.waitJS(tab, "every listed entry's proof is verified", `(() => {
+		const n = document.querySelectorAll('#audit-table button:not([disabled])').length;
+		return n > 10 && document.querySelectorAll('[data-verified="yes"]').length === n; })()`)
 	require.False(t, b.evalBool(tab, `!!document.querySelector('[data-verified="no"]')`))
 	b.screenshot(tab, "audit")
 	// The page's own verifier refuses a proof of another leaf.

@@ -13,7 +13,7 @@ async function plain(path) {
 export function federation() {
   let el;
   return {
-    mount(root) { el = h('div', {class: 'grid'}); root.append(el); },
+    mount(root) { el = h('div'); root.append(el); },
     error(err) { el.replaceChildren(h('p', {class: 'error', role: 'alert'}, 'Could not load: ' + err.message)); },
     async refresh(ctx) {
       const [health, ready, sth, status] = await Promise.all([
@@ -42,24 +42,24 @@ export function federation() {
             ['Witnesses', sth.witnesses && sth.witnesses.length ? h('ul', null, sth.witnesses.map((w) => h('li', null, w))) : 'none yet'],
           ])),
       ];
+      let members = null;
       if (!status) {
         cards.unshift(card('Cluster', notPermitted(h, ctx.hello.role, M.Status)));
       } else {
-        cards.unshift(card('Cluster',
-          kv([
-            ['Leader', status.leader ? status.leader.nodeId : 'none'],
-            ['Term', String(status.term)],
-            ['Commit / applied / last log', `${status.commitIndex} / ${status.appliedIndex} / ${status.lastLogIndex}`],
-            ['Audit entries', String(status.auditSize)],
-            ['Version', status.version],
-          ]),
-          table('Cluster members', ['Node', 'Raft address', 'API address', 'Suffrage', 'State'],
-            (status.members || []).map((m) => h('tr', null,
-              h('td', null, m.nodeId), h('td', null, h('code', null, m.raftAddress)), h('td', null, h('code', null, m.apiAddress)),
-              h('td', null, enumName(m.suffrage, 'SUFFRAGE_')),
-              h('td', null, m.leader ? badge('leader', 'ok') : (m.caughtUp ? badge('caught up', 'ok') : badge('catching up', 'warn'))))))));
+        cards.unshift(card('Cluster', kv([
+          ['Leader', status.leader ? status.leader.nodeId : 'none'],
+          ['Term', String(status.term)],
+          ['Commit / applied / last log', `${status.commitIndex} / ${status.appliedIndex} / ${status.lastLogIndex}`],
+          ['Audit entries', String(status.auditSize)],
+          ['Version', status.version],
+        ])));
+        members = card('Cluster members', table(`${(status.members || []).length} servers`, ['Node', 'Raft address', 'API address', 'Suffrage', 'State'],
+          (status.members || []).map((m) => h('tr', null,
+            h('th', {scope: 'row'}, m.nodeId), h('td', null, h('code', null, m.raftAddress)), h('td', null, h('code', null, m.apiAddress)),
+            h('td', null, enumName(m.suffrage, 'SUFFRAGE_')),
+            h('td', null, m.leader ? badge('leader', 'ok') : (m.caughtUp ? badge('caught up', 'ok') : badge('catching up', 'warn')))))));
       }
-      el.replaceChildren(...cards);
+      el.replaceChildren(h('div', {class: 'grid'}, cards), members || '');
     },
   };
 }
