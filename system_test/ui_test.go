@@ -3,6 +3,7 @@ package system_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/device"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestDashboardInChromium drives the web dashboard (/ui/) of a dev server in
@@ -131,10 +133,21 @@ func TestDashboardInChromium(t *testing.T) {
 		try { await m.verifyInclusion(new TextEncoder().encode('forged'), 0, 1, [], root); return 'accepted'; } catch { return 'refused'; }
 	})()`))
 
-	for _, id := range []string{"changes", "access"} {
-		b.page(tab, id)
-		b.screenshot(tab, id)
-	}
+	// A change waiting for a second admin: the page shows the command that approves it.
+	bob := testutil.NewAdmin("bob")
+	d.admins.apply(t, bob.Enrol(), admin)
+	d.admins.apply(t, testutil.Policy(&trustfedv1.FederationPolicyChange{AdminApprovalsRequired: proto.Uint32(2)}), admin)
+	lower := testutil.SetLevel("beta", 1)
+	lower.Reason = "dashboard test"
+	pending, err := admin.ProposeAdminChange(ctxT(t), d.admins[0], lower, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_PENDING, pending.Status)
+	b.page(tab, "changes")
+	b.waitJS(tab, "the pending change shows its approve command",
+		fmt.Sprintf(`(document.querySelector('[data-command=%q]') || {}).textContent === %q`, pending.Id, "trustfed admin approve "+pending.Id))
+	b.screenshot(tab, "changes")
+	b.page(tab, "access")
+	b.screenshot(tab, "access")
 	// Checks by a member node of alpha: denied (no agreement with beta; hub revoked).
 	member := memberClient(t, d, admin, fed, "alpha")
 	for _, to := range []string{"beta", "hub", "beta"} {
