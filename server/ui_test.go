@@ -179,3 +179,22 @@ func TestDashboardFeed(t *testing.T) {
 	_, ok = nextEvent(t, events, "never")
 	require.False(t, ok, "the feed of a revoked token ends")
 }
+
+// A server that shuts down ends its dashboard feeds at once: an open feed
+// neither holds the shutdown for its 5 s grace nor outlives the server.
+func TestDashboardFeedEndsOnShutdown(t *testing.T) {
+	var events <-chan sseEvent
+	var stopping time.Time
+	t.Run("server", func(st *testing.T) {
+		d := testserver.StartDev(st)
+		hc := uiClient(t, d)
+		_, events = openFeed(t, hc, d, d.Info.AdminToken) // closed by the parent test, after the server
+		_, ok := nextEvent(st, events, "hello")
+		require.True(st, ok)
+		st.Cleanup(func() { stopping = time.Now() }) // runs first: then the server stops
+	})
+	took := time.Since(stopping)
+	_, ok := nextEvent(t, events, "never")
+	require.False(t, ok, "the feed ends with the server")
+	require.Less(t, took, 4*time.Second, "an open feed does not hold the shutdown")
+}
