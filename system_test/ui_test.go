@@ -54,6 +54,7 @@ func TestDashboardInChromium(t *testing.T) {
 	_, regulator := token(trustfedv1.TokenRole_TOKEN_ROLE_REGULATOR, "")
 	_, governance := token(trustfedv1.TokenRole_TOKEN_ROLE_GOVERNANCE, "alpha")
 	tempID, temp := token(trustfedv1.TokenRole_TOKEN_ROLE_ADMIN, "")
+	_, monitor := token(trustfedv1.TokenRole_TOKEN_ROLE_MONITOR, "")
 
 	b := newBrowser(t, chromium, "https://"+d.srv.Addrs.HTTPAddr)
 
@@ -190,6 +191,13 @@ func TestDashboardInChromium(t *testing.T) {
 	b.waitJS(gov, "alpha's agreement is listed", `document.querySelectorAll('#agreements-table tr[data-agreement]').length === 1`)
 	require.False(t, b.evalBool(gov, `!!document.querySelector('#nav a[data-page="changes"]')`), "governance reads no admin changes")
 	b.screenshot(gov, "governance-agreements")
+
+	// A monitor: the public Federation views and the metrics, nothing else.
+	mon := b.tab("monitor")
+	b.login(mon, monitor)
+	require.Equal(t, "federation interactions", b.evalString(mon, `[...document.querySelectorAll('#nav a')].map((a) => a.dataset.page).join(' ')`))
+	b.page(mon, "federation")
+	b.waitJS(mon, "the monitor sees the signed checkpoint", `!!document.querySelector('[data-field="tree-size"]')`)
 
 	// A token revoked mid-session: the tab goes back to sign-in.
 	tmp := b.tab("revoked")
