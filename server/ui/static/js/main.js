@@ -14,6 +14,7 @@ const st = {
   abort: null,       // ends the feed
   current: null,     // the mounted page
   loading: false, dirty: false,
+  timer: null,       // a load deferred by MIN_GAP
 };
 
 // ctx is what pages read.
@@ -138,11 +139,22 @@ function route() {
 // short names a method or need for people: "AccessService.ListTokens".
 function short(m) { return m === 'metrics' ? 'GET /metrics' : m.replace(/^\/trustfed\.v1\./, '').replace('/', '.'); }
 
-// refresh reloads the mounted page's data, one load at a time.
+// MIN_GAP is the least time between two loads of a page: a busy registry
+// applies commands all the time, a page needs to follow, not to reload for each.
+const MIN_GAP = 1000;
+
+// refresh reloads the mounted page's data, one load at a time and at most
+// once per MIN_GAP (a change notice in between is kept for the next load).
 async function refresh() {
   const page = st.current;
   if (!page || !page.refresh) return;
   if (st.loading) { st.dirty = true; return; }
+  const wait = (page.lastLoad || 0) + MIN_GAP - Date.now();
+  if (wait > 0) {
+    if (!st.timer) st.timer = setTimeout(() => { st.timer = null; refresh(); }, wait);
+    return;
+  }
+  page.lastLoad = Date.now();
   st.loading = true;
   try {
     await page.refresh(ctx);

@@ -9,7 +9,7 @@ import {verifyInclusion} from './merkle.js';
 const SHOWN = 100;
 
 export function audit() {
-  let sthEl, listEl, typeIn, orgIn, sinceIn, sth = null, ctxRef;
+  let sthEl, listEl, typeIn, orgIn, sinceIn, sth = null;
   const verify = async (seq, out, btn) => {
     btn.disabled = true;
     out.replaceChildren(badge('verifying…', 'muted'));
@@ -35,15 +35,23 @@ export function audit() {
     a.click();
     a.remove();
   };
+  const showHead = (head) => {
+    sthEl.replaceChildren(kv([
+      ['Tree size', h('span', {'data-field': 'tree-size'}, String(head.treeSize))],
+      ['Root hash', h('code', null, b64hex(head.rootHash))],
+      ['Signed at', when(head.time)],
+      ['Cosigned by', (head.witnesses || []).join(', ') || 'no witness yet'],
+      ['Verifier key', h('code', null, head.verifierKey || '')],
+    ]));
+  };
+  // load reads the tree head and the entries: on opening the page, Filter
+  // and Reload. The entries and the head their proofs are checked against
+  // stay put until then, so a verification on screen is not wiped by the
+  // next change; a change only updates the newest head and says so.
   const load = async () => {
     sth = await api('/v1/audit/sth');
-    sthEl.replaceChildren(kv([
-      ['Tree size', h('span', {'data-field': 'tree-size'}, String(sth.treeSize))],
-      ['Root hash', h('code', null, b64hex(sth.rootHash))],
-      ['Signed at', when(sth.time)],
-      ['Cosigned by', (sth.witnesses || []).join(', ') || 'no witness yet'],
-      ['Verifier key', h('code', null, sth.verifierKey || '')],
-    ]));
+    showHead(sth);
+    newer.textContent = '';
     const recs = await listAll('/v1/audit/entries', 'records', filters(), 10);
     const shown = recs.slice(-SHOWN).reverse();
     listEl.replaceChildren(table(`Newest ${shown.length} of ${recs.length} entries`, ['#', 'Time', 'Type', 'Organisations', 'Principal', 'Inclusion proof'],
@@ -58,9 +66,9 @@ export function audit() {
           h('td', null, btn, ' ', out));
       }), {id: 'audit-table'}));
   };
+  const newer = h('span', {class: 'muted', role: 'status'});
   return {
     mount(root, ctx) {
-      ctxRef = ctx;
       typeIn = h('input', {id: 'audit-type', placeholder: 'e.g. DECISION'});
       orgIn = ctx.hello.organization ? null : h('input', {id: 'audit-org'});
       sinceIn = h('input', {id: 'audit-since', type: 'datetime-local'});
@@ -77,12 +85,19 @@ export function audit() {
         h('label', {for: 'audit-type'}, 'Type', typeIn),
         orgIn ? h('label', {for: 'audit-org'}, 'Organisation', orgIn) : '',
         h('label', {for: 'audit-since'}, 'Since', sinceIn),
-        h('button', {type: 'submit'}, 'Filter')),
+        h('button', {type: 'submit'}, 'Filter / reload'), newer),
       listEl,
       h('p', {class: 'muted'}, 'Proofs are checked in this page (RFC 6962 hashing with WebCrypto SHA-256) against the signed tree head\'s root.'));
     },
     error(err) { listEl.replaceChildren(h('p', {class: 'error', role: 'alert'}, 'Could not load: ' + err.message)); },
-    refresh: () => load(),
+    loaded: false,
+    async refresh() {
+      if (!this.loaded) { this.loaded = true; return load(); }
+      const head = await api('/v1/audit/sth');
+      if (sth && head.treeSize !== sth.treeSize) {
+        newer.textContent = `The log has grown to ${head.treeSize} entries: reload to see them.`;
+      }
+    },
   };
 }
 
