@@ -46,9 +46,9 @@ const (
 //     only what the token may read;
 //   - "change": the registry applied commands (its Raft index), driven by the
 //     state store's own change notification, at most one per uiMinGap;
-//   - "metrics": checks answered by decision and deny reason and the
-//     CheckInteraction latency histogram, each second, to the roles that may
-//     read GET /metrics (monitor, admin);
+//   - "metrics": checks answered by decision and deny reason and by
+//     effective level, and the CheckInteraction latency histogram, each
+//     second, to the roles that may read GET /metrics (monitor, admin);
 //   - "unauthenticated": the token was revoked or expired; the feed ends.
 //
 // The browser sends the token in the Authorization header (fetch), never in
@@ -65,7 +65,7 @@ type UIEvents struct {
 // every feed it serves (an http.Server's Shutdown waits for none).
 func (s *Server) UIEvents() *UIEvents {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(s.metrics.decisions, s.metrics.grpc)
+	reg.MustRegister(s.metrics.decisions, s.metrics.decisionLevels, s.metrics.grpc)
 	return &UIEvents{s: s, gather: reg, done: make(chan struct{})}
 }
 
@@ -250,6 +250,8 @@ type uiSample struct {
 	TimeMillis int64 `json:"time"`
 	// Decisions counts checks by "decision" or "decision/reason".
 	Decisions map[string]float64 `json:"decisions"`
+	// Levels counts checks by the interaction's effective level ("0".."4").
+	Levels map[string]float64 `json:"levels"`
 	// Latency is CheckInteraction's handling time histogram: cumulative
 	// counts by upper bound in seconds.
 	Latency uiHistogram `json:"latency"`
@@ -264,7 +266,7 @@ type uiHistogram struct {
 
 // sample reads the metrics the Interactions page charts.
 func (u *UIEvents) sample() uiSample {
-	out := uiSample{TimeMillis: time.Now().UnixMilli(), Decisions: map[string]float64{}}
+	out := uiSample{TimeMillis: time.Now().UnixMilli(), Decisions: map[string]float64{}, Levels: map[string]float64{}}
 	fams, err := u.gather.Gather()
 	if err != nil {
 		u.s.log.Warn("dashboard feed: gather metrics", "error", err)
@@ -278,6 +280,10 @@ func (u *UIEvents) sample() uiSample {
 					key += "/" + r
 				}
 				out.Decisions[key] += m.GetCounter().GetValue()
+			}
+		case "trustfed_decisions_by_level_total":
+			for _, m := range f.GetMetric() {
+				out.Levels[label(m, "level")] += m.GetCounter().GetValue()
 			}
 		case "grpc_server_handling_seconds":
 			for _, m := range f.GetMetric() {

@@ -157,7 +157,8 @@ func TestDashboardInChromium(t *testing.T) {
 		require.Equal(t, trustfedv1.Decision_DECISION_DENY, resp.Decision)
 	}
 	b.page(tab, "interactions")
-	b.waitJS(tab, "the checks are counted", `Number((document.querySelector('[data-field="checks"]') || {}).textContent) >= 3 && document.querySelectorAll('[data-reason]').length > 0`)
+	b.waitJS(tab, "the checks are counted", `Number((document.querySelector('[data-field="checks"]') || {}).textContent) >= 3 && document.querySelectorAll('[data-reason]').length > 0 &&
+		Number((document.querySelector('[data-field="levels-total"]') || {}).textContent) >= 3`)
 	b.screenshot(tab, "interactions")
 
 	// A phone's width: the pages reflow, nothing scrolls sideways.

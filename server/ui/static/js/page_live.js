@@ -3,7 +3,7 @@
 // by the feed's change notices).
 import {h, card, kv, table, badge, enumName, when} from './dom.js';
 import {listAll} from './api.js';
-import {lines} from './charts.js';
+import {lines, bars, levelNames, levelColor} from './charts.js';
 
 const BOUND_MS = 300 * 1000; // AG-783: every partner acknowledges within 300 s
 
@@ -54,6 +54,11 @@ export function interactions() {
           [`p99, last ${minutes} min`, ms(quantile(0.99, lb.bounds || [], win))],
           ['checks since start', h('span', {'data-field': 'checks'}, String(lb.count || 0))],
         ])),
+        card('Effective level of checks', (() => {
+          const counts = [0, 1, 2, 3, 4].map((l) => ((last.levels || {})[l] || 0) - ((first.levels || {})[l] || 0));
+          return [bars(`Checks by effective level, last ${minutes} min`, counts.map((n, l) => [levelNames[l], n, levelColor(l)])),
+            h('p', {class: 'muted'}, 'In the window: ', h('span', {'data-field': 'levels-total'}, String(counts.reduce((a, b) => a + b, 0))), ' checks.')];
+        })()),
         card('Denials by reason', table(`Denials by first reason code, last ${minutes} min`, ['Reason', 'In window', 'Since start'],
           reasons.map(([r, n, all]) => h('tr', {'data-reason': r}, h('th', {scope: 'row'}, h('code', null, r || '(none)')), h('td', null, String(n)), h('td', null, String(all))))))),
       h('p', {class: 'muted'}, 'From this node\'s metrics (the same as GET /metrics), pushed each second by the live feed.'));
