@@ -145,6 +145,7 @@ var accessPolicy = map[string]rule{
 	trustfedv1.RegistryService_GetKeys_FullMethodName:              {roles: public},
 	trustfedv1.RegistryService_RequestAuthorization_FullMethodName: {roles: memberOnly, orgFields: []string{"check.from_organization_id"}},
 	trustfedv1.RegistryService_GetAuthorization_FullMethodName:     {roles: parties, inHandler: true},
+	trustfedv1.RegistryService_ReportRefusals_FullMethodName:       {roles: memberOnly, orgFields: []string{"organization_id"}},
 
 	trustfedv1.MembershipService_RegisterOrganization_FullMethodName: {roles: governance, orgOf: registrationOrg},
 	trustfedv1.MembershipService_SubmitPassport_FullMethodName:       {roles: governance, orgFields: []string{"organization_id"}},

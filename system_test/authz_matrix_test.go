@@ -119,6 +119,9 @@ func requestFor(t *testing.T, method string, fx matrixFixtures, own bool) proto.
 		return &trustfedv1.RequestAuthorizationRequest{Check: &trustfedv1.CheckInteractionRequest{FromOrganizationId: org}}
 	case trustfedv1.RegistryService_GetAuthorization_FullMethodName:
 		return &trustfedv1.GetAuthorizationRequest{AuthorizationId: pick(fx.ownAuthorization, fx.otherAuthorization)}
+	case trustfedv1.RegistryService_ReportRefusals_FullMethodName:
+		return &trustfedv1.ReportRefusalsRequest{OrganizationId: org} // no refusals: invalid
+
 	case trustfedv1.MembershipService_RegisterOrganization_FullMethodName:
 		reg, err := proto.Marshal(&trustfedv1.Registration{OrganizationId: org})
 		require.NoError(t, err)

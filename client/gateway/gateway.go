@@ -93,13 +93,15 @@ type Config struct {
 // Run it (Run) to keep the invalidation stream open: without it the cache
 // never serves and inbound envelopes are refused (UNCONFIRMED).
 type Gateway struct {
-	cfg    Config
-	now    func() time.Time
-	log    *slog.Logger
-	policy PayloadPolicy
-	outG   Gate
-	inG    Gate
-	opts   attestation.VerifyOptions
+	// refusals waits for reportLoop (report.go).
+	refusals chan *trustfedv1.AuditGatewayRefusal
+	cfg      Config
+	now      func() time.Time
+	log      *slog.Logger
+	policy   PayloadPolicy
+	outG     Gate
+	inG      Gate
+	opts     attestation.VerifyOptions
 
 	creds     *client.MemberCredentials
 	bootstrap *client.Client
@@ -130,7 +132,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
 	g := &Gateway{cfg: cfg, now: cfg.Now, log: cfg.Logger, policy: cfg.Policy, outG: cfg.OutboundGate, inG: cfg.InboundGate,
-		opts: attestation.VerifyOptions{AllowSingleNode: cfg.AllowSingleNodeDecisions}, ready: make(chan struct{})}
+		opts: attestation.VerifyOptions{AllowSingleNode: cfg.AllowSingleNodeDecisions}, ready: make(chan struct{}),
+		refusals: make(chan *trustfedv1.AuditGatewayRefusal, refusalQueue)}
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -243,6 +246,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.ackLoop(ctx, acks) })
 	wg.Go(func() { g.refreshKeys(ctx) })
+	wg.Go(func() { g.reportLoop(ctx) })
 	g.watch(ctx, acks)
 	wg.Wait()
 	return nil
@@ -311,14 +315,20 @@ type Stats struct {
 	// Events are the registry events applied; Refused the inbound
 	// envelopes refused.
 	Events, Refused uint64
+	// RefusalsReported are refusals written to the registry's audit log;
+	// RefusalsDropped those that could not be (queue full, registry
+	// unreachable).
+	RefusalsReported, RefusalsDropped uint64
 }
 
 type counters struct {
 	cacheHits, registryChecks, events, refused atomic.Uint64
+	refusalsReported, refusalsDropped          atomic.Uint64
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
 	return Stats{CacheHits: g.stats.cacheHits.Load(), RegistryChecks: g.stats.registryChecks.Load(),
-		Events: g.stats.events.Load(), Refused: g.stats.refused.Load()}
+		Events: g.stats.events.Load(), Refused: g.stats.refused.Load(),
+		RefusalsReported: g.stats.refusalsReported.Load(), RefusalsDropped: g.stats.refusalsDropped.Load()}
 }

@@ -126,10 +126,11 @@ func (g *Gateway) verifyDecision(ctx context.Context, d *gatewayv1.Decision, now
 	return st, nil
 }
 
-// refused logs an inbound refusal. No registry RPC takes member-reported
-// refusals yet: they are logged here, with the envelope's parties.
+// refused logs an inbound refusal and reports it to the registry's audit
+// log (report.go), with the envelope's parties.
 func (g *Gateway) refused(err error, b *gatewayv1.EnvelopeBody) error {
 	g.stats.refused.Add(1)
 	g.log.Warn("inbound envelope refused", "code", string(CodeOf(err)), "from", b.GetSenderOrganizationId(), "node", b.GetSenderNodeId(), "action", b.GetAction(), "error", err)
+	g.report(Inbound, b.GetSenderOrganizationId(), b.GetAction(), err)
 	return err
 }

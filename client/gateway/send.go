@@ -98,10 +98,14 @@ func (g *Gateway) seal(ctx context.Context, to, action string, payload []byte, o
 	}
 	out, err := g.policy.Outbound(ctx, g.policyInput(st, payload))
 	if err != nil {
-		return nil, nil, key, refuseErr(CodeControls, err, "payload policy (level %d)", st.EffectiveLevel)
+		rerr := refuseErr(CodeControls, err, "payload policy (level %d)", st.EffectiveLevel)
+		g.report(Outbound, to, action, rerr)
+		return nil, nil, key, rerr
 	}
 	if err := g.outG.Inspect(ctx, GateMessage{Direction: Outbound, From: g.cfg.Organization, To: to, Action: action, Payload: out}); err != nil {
-		return nil, nil, key, refuseErr(CodeGate, err, "outbound gate")
+		rerr := refuseErr(CodeGate, err, "outbound gate")
+		g.report(Outbound, to, action, rerr)
+		return nil, nil, key, rerr
 	}
 	nonce := make([]byte, NonceSize)
 	if _, err := rand.Read(nonce); err != nil {

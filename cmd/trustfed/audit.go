@@ -470,6 +470,12 @@ func auditSummary(e *trustfedv1.AuditEntry) string {
 				s += " (" + ev.Reason + ")"
 			}
 		}
+	case e.GetType() == "GATEWAY_REFUSAL":
+		g := e.GetGatewayRefusal()
+		s = fmt.Sprintf("%s %s %s %s", orDash(g.GetCode()), orDash(g.GetDirection()), orDash(g.GetPartnerOrganizationId()), orDash(g.GetAction()))
+		if g.GetDetail() != "" {
+			s += ": " + g.GetDetail()
+		}
 	case e.GetType() == "AUTH_FAILURE":
 		af := e.GetAuthFailure()
 		s = fmt.Sprintf("%s %s", orDash(af.GetCode()), orDash(af.GetMethod()))

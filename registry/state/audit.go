@@ -27,9 +27,12 @@ import (
 const (
 	AuditDecision    = "DECISION"
 	AuditAuthFailure = "AUTH_FAILURE"
-	AuditLevelChange = "LEVEL_CHANGE"
-	AuditCascade     = "CASCADE"
-	AuditCorrupt     = "CORRUPT_COMMAND"
+	// AuditGatewayRefusal: a member gateway refused a message (reported
+	// by the member, ReportRefusals).
+	AuditGatewayRefusal = "GATEWAY_REFUSAL"
+	AuditLevelChange    = "LEVEL_CHANGE"
+	AuditCascade        = "CASCADE"
+	AuditCorrupt        = "CORRUPT_COMMAND"
 )
 
 // Index labels of audit entries (see AuditLog).
@@ -202,7 +205,7 @@ func ModeName(m trustfedv1.ComplianceMode) string {
 // command's name or one of the Audit* types.
 func IsAuditType(t string) bool {
 	switch t {
-	case AuditDecision, AuditAuthFailure, AuditLevelChange, AuditCascade, AuditCorrupt:
+	case AuditDecision, AuditAuthFailure, AuditLevelChange, AuditCascade, AuditCorrupt, AuditGatewayRefusal:
 		return true
 	}
 	v, ok := commandv1.CommandType_value["COMMAND_TYPE_"+t]
@@ -296,6 +299,11 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*comm
 				f.audit.collectDecision(x.Decision.GetStatement(), nil)
 			}
 			e.Compliance = decisionViews(st.DataTypes) // decoded once, here
+		case *commandv1.AuditEvent_GatewayRefusal:
+			e.Type = AuditGatewayRefusal
+			g := x.GatewayRefusal
+			e.OrganizationIds = validOrganizationIDs([]string{g.OrganizationId, g.PartnerOrganizationId})
+			e.GatewayRefusal = g
 		case *commandv1.AuditEvent_AuthFailure:
 			e.Type = AuditAuthFailure
 			af := x.AuthFailure // decoded for this command alone: ours to change
@@ -596,6 +604,7 @@ var (
 // docs/audit.md explains the choice.
 var complianceViews = map[string][]trustfedv1.ComplianceMode{
 	AuditAuthFailure:        {hipaa, gdpr},
+	AuditGatewayRefusal:     {hipaa, gdpr},
 	AuditLevelChange:        {hipaa, gdpr},
 	AuditCascade:            {hipaa, gdpr},
 	"RECORD_DELIVERIES":     {hipaa, gdpr},

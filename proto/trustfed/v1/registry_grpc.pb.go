@@ -25,6 +25,7 @@ const (
 	RegistryService_GetKeys_FullMethodName              = "/trustfed.v1.RegistryService/GetKeys"
 	RegistryService_RequestAuthorization_FullMethodName = "/trustfed.v1.RegistryService/RequestAuthorization"
 	RegistryService_GetAuthorization_FullMethodName     = "/trustfed.v1.RegistryService/GetAuthorization"
+	RegistryService_ReportRefusals_FullMethodName       = "/trustfed.v1.RegistryService/ReportRefusals"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -45,6 +46,13 @@ type RegistryServiceClient interface {
 	// interaction whose resolved controls require it (AG-783 TC5).
 	RequestAuthorization(ctx context.Context, in *RequestAuthorizationRequest, opts ...grpc.CallOption) (*RequestAuthorizationResponse, error)
 	GetAuthorization(ctx context.Context, in *GetAuthorizationRequest, opts ...grpc.CallOption) (*GetAuthorizationResponse, error)
+	// ReportRefusals records in the audit log what a member gateway refused
+	// to send or accept (GATEWAY_REFUSAL entries), for the member's own
+	// organisation; answered once the entries are committed. Like
+	// CheckInteraction its only effect is audit entries, which any server's
+	// audit batcher commits through the leader: it is served where it
+	// arrives, not forwarded.
+	ReportRefusals(ctx context.Context, in *ReportRefusalsRequest, opts ...grpc.CallOption) (*ReportRefusalsResponse, error)
 }
 
 type registryServiceClient struct {
@@ -115,6 +123,16 @@ func (c *registryServiceClient) GetAuthorization(ctx context.Context, in *GetAut
 	return out, nil
 }
 
+func (c *registryServiceClient) ReportRefusals(ctx context.Context, in *ReportRefusalsRequest, opts ...grpc.CallOption) (*ReportRefusalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportRefusalsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ReportRefusals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
@@ -133,6 +151,13 @@ type RegistryServiceServer interface {
 	// interaction whose resolved controls require it (AG-783 TC5).
 	RequestAuthorization(context.Context, *RequestAuthorizationRequest) (*RequestAuthorizationResponse, error)
 	GetAuthorization(context.Context, *GetAuthorizationRequest) (*GetAuthorizationResponse, error)
+	// ReportRefusals records in the audit log what a member gateway refused
+	// to send or accept (GATEWAY_REFUSAL entries), for the member's own
+	// organisation; answered once the entries are committed. Like
+	// CheckInteraction its only effect is audit entries, which any server's
+	// audit batcher commits through the leader: it is served where it
+	// arrives, not forwarded.
+	ReportRefusals(context.Context, *ReportRefusalsRequest) (*ReportRefusalsResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -160,6 +185,9 @@ func (UnimplementedRegistryServiceServer) RequestAuthorization(context.Context, 
 }
 func (UnimplementedRegistryServiceServer) GetAuthorization(context.Context, *GetAuthorizationRequest) (*GetAuthorizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAuthorization not implemented")
+}
+func (UnimplementedRegistryServiceServer) ReportRefusals(context.Context, *ReportRefusalsRequest) (*ReportRefusalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportRefusals not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -290,6 +318,24 @@ func _RegistryService_GetAuthorization_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_ReportRefusals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportRefusalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ReportRefusals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ReportRefusals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ReportRefusals(ctx, req.(*ReportRefusalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -320,6 +366,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAuthorization",
 			Handler:    _RegistryService_GetAuthorization_Handler,
+		},
+		{
+			MethodName: "ReportRefusals",
+			Handler:    _RegistryService_ReportRefusals_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

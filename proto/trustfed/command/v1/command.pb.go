@@ -2493,6 +2493,7 @@ type AuditEvent struct {
 	//
 	//	*AuditEvent_Decision
 	//	*AuditEvent_AuthFailure
+	//	*AuditEvent_GatewayRefusal
 	Event isAuditEvent_Event `protobuf_oneof:"event"`
 	// The authenticated principal (decisions) or the presented identity.
 	Principal     string `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
@@ -2555,6 +2556,15 @@ func (x *AuditEvent) GetAuthFailure() *v1.AuditAuthFailure {
 	return nil
 }
 
+func (x *AuditEvent) GetGatewayRefusal() *v1.AuditGatewayRefusal {
+	if x != nil {
+		if x, ok := x.Event.(*AuditEvent_GatewayRefusal); ok {
+			return x.GatewayRefusal
+		}
+	}
+	return nil
+}
+
 func (x *AuditEvent) GetPrincipal() string {
 	if x != nil {
 		return x.Principal
@@ -2574,9 +2584,15 @@ type AuditEvent_AuthFailure struct {
 	AuthFailure *v1.AuditAuthFailure `protobuf:"bytes,3,opt,name=auth_failure,json=authFailure,proto3,oneof"`
 }
 
+type AuditEvent_GatewayRefusal struct {
+	GatewayRefusal *v1.AuditGatewayRefusal `protobuf:"bytes,5,opt,name=gateway_refusal,json=gatewayRefusal,proto3,oneof"`
+}
+
 func (*AuditEvent_Decision) isAuditEvent_Event() {}
 
 func (*AuditEvent_AuthFailure) isAuditEvent_Event() {}
+
+func (*AuditEvent_GatewayRefusal) isAuditEvent_Event() {}
 
 // PutCheckpoint publishes a checkpoint signed by the registry key; every
 // replica checks it against its own log.
@@ -3652,11 +3668,12 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\vAppendAudit\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x19\n" +
-	"\bbatch_id\x18\x03 \x01(\tR\abatchId\"\xb7\x01\n" +
+	"\bbatch_id\x18\x03 \x01(\tR\abatchId\"\x84\x02\n" +
 	"\n" +
 	"AuditEvent\x128\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
-	"\fauth_failure\x18\x03 \x01(\v2\x1d.trustfed.v1.AuditAuthFailureH\x00R\vauthFailure\x12\x1c\n" +
+	"\fauth_failure\x18\x03 \x01(\v2\x1d.trustfed.v1.AuditAuthFailureH\x00R\vauthFailure\x12K\n" +
+	"\x0fgateway_refusal\x18\x05 \x01(\v2 .trustfed.v1.AuditGatewayRefusalH\x00R\x0egatewayRefusal\x12\x1c\n" +
 	"\tprincipal\x18\x04 \x01(\tR\tprincipalB\a\n" +
 	"\x05eventJ\x04\b\x01\x10\x02\"o\n" +
 	"\rPutCheckpoint\x12\x12\n" +
@@ -3846,8 +3863,9 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*v1.NodeKey)(nil),                 // 62: trustfed.v1.NodeKey
 	(*v1.AuditDecision)(nil),           // 63: trustfed.v1.AuditDecision
 	(*v1.AuditAuthFailure)(nil),        // 64: trustfed.v1.AuditAuthFailure
-	(*durationpb.Duration)(nil),        // 65: google.protobuf.Duration
-	(*v1.Delivery)(nil),                // 66: trustfed.v1.Delivery
+	(*v1.AuditGatewayRefusal)(nil),     // 65: trustfed.v1.AuditGatewayRefusal
+	(*durationpb.Duration)(nil),        // 66: google.protobuf.Duration
+	(*v1.Delivery)(nil),                // 67: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
@@ -3894,18 +3912,19 @@ var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	33, // 41: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
 	63, // 42: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
 	64, // 43: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	49, // 44: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	38, // 45: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	49, // 46: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	49, // 47: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	65, // 48: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	47, // 49: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	66, // 50: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	65, // 44: trustfed.command.v1.AuditEvent.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
+	49, // 45: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	38, // 46: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	49, // 47: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	49, // 48: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	66, // 49: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	47, // 50: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	67, // 51: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -3939,6 +3958,7 @@ func file_trustfed_command_v1_command_proto_init() {
 	file_trustfed_command_v1_command_proto_msgTypes[31].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
 		(*AuditEvent_AuthFailure)(nil),
+		(*AuditEvent_GatewayRefusal)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
