@@ -20,7 +20,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help run build test demo fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: help run build test demo ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## help: list the targets and what each does
 help:
@@ -68,6 +68,13 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzScanApply$$' -fuzztime $(FUZZTIME) ./client/pii/
 	$(GO) test -run '^$$' -fuzz '^FuzzInspect$$' -fuzztime $(FUZZTIME) ./client/threat/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME) ./client/gateway/
+
+UI_SCREENSHOTS ?= $(CURDIR)/ui-screenshots
+## ui-screenshots: drive the web dashboard in headless Chromium and save a PNG of each page in UI_SCREENSHOTS
+ui-screenshots:
+	mkdir -p $(UI_SCREENSHOTS)
+	TRUSTFED_UI_SCREENSHOTS=$(UI_SCREENSHOTS) $(GO) test -count=1 -run '^TestDashboardInChromium$$' -v ./system_test/
+	@echo "screenshots in $(UI_SCREENSHOTS)"
 
 ## test-short: the fast tests only
 test-short:

@@ -23,6 +23,7 @@ trustfed dev server is ready.
   gRPC       %s
   REST       https://%s   (OpenAPI: https://%s/v1/openapi.json)
   metrics    https://%s/metrics   (Prometheus; admin or monitor token)
+  console    https://%s/ui/   (web dashboard: sign in with the admin token; the CA is self-signed)
   raft       %s
   CA cert    %s
   admin token (also in %s; expires %s, -bootstrap-token-ttl):
@@ -36,6 +37,6 @@ Use it from another terminal:
   export TRUSTFED_ADMIN_KEY=%s
   trustfed status
 
-`, d.NodeID, d.DataDir, keep, d.GRPCAddr, d.HTTPAddr, d.HTTPAddr, d.HTTPAddr, d.RaftAddr, d.CAFile, d.AdminTokenFile, d.AdminTokenExpiry, d.AdminToken,
+`, d.NodeID, d.DataDir, keep, d.GRPCAddr, d.HTTPAddr, d.HTTPAddr, d.HTTPAddr, d.HTTPAddr, d.RaftAddr, d.CAFile, d.AdminTokenFile, d.AdminTokenExpiry, d.AdminToken,
 		d.AdminKeyFile, d.GRPCAddr, d.AdminToken, d.CAFile, d.AdminKeyFile)
 }
