@@ -133,6 +133,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newKeygenCmd(),
 		newIssuerCmd(),
 		newPassportCmd(),
+		newBenchCmd(a),
 	)
 	prepareTree(root)
 	return root
