@@ -68,14 +68,10 @@ func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKe
 		f.Orgs = append(f.Orgs, fmt.Sprintf("b%s-%05d", run, i))
 		f.keys = append(f.keys, key)
 	}
-	for d := 1; len(f.Pairs) < agreements; d++ {
-		for i := 0; i < orgs && len(f.Pairs) < agreements; i++ {
-			if j := (i + d) % orgs; d < orgs-d || (d == orgs-d && i < j) {
-				f.Pairs = append(f.Pairs, [2]int{i, j})
-				f.Partners[i] = append(f.Partners[i], j)
-				f.Partners[j] = append(f.Partners[j], i)
-			}
-		}
+	f.Pairs = pairs(orgs, agreements)
+	for _, p := range f.Pairs {
+		f.Partners[p[0]] = append(f.Partners[p[0]], p[1])
+		f.Partners[p[1]] = append(f.Partners[p[1]], p[0])
 	}
 	start := time.Now()
 	if err := each(ctx, orgs, func(ctx context.Context, i int) error {
@@ -90,6 +86,21 @@ func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKe
 	}
 	log.Info("preloaded", "organisations", orgs, "agreements", len(f.Pairs), "took", time.Since(start).Round(time.Millisecond))
 	return f, nil
+}
+
+// pairs are n distinct pairs of organisations out of orgs: i with i+1
+// (mod orgs) for every i, then i with i+2, and so on (n at most
+// orgs*(orgs-1)/2).
+func pairs(orgs, n int) [][2]int {
+	var out [][2]int
+	for d := 1; len(out) < n && d <= orgs/2; d++ {
+		for i := 0; i < orgs && len(out) < n; i++ {
+			if j := (i + d) % orgs; d < orgs-d || i < j {
+				out = append(out, [2]int{i, j})
+			}
+		}
+	}
+	return out
 }
 
 // each runs f(i) for i in [0, n) on preloadWorkers goroutines.
