@@ -81,43 +81,47 @@ type row struct {
 }
 
 func run(ctx context.Context, etcdBin, trustfed string, d time.Duration, callers, conns int, out string) error {
+	// Shape by shape, etcd then trustfed right after, so that both see the
+	// same machine (other jobs come and go on a shared one).
 	var rows []row
-	for _, nodes := range []int{1, 3} {
-		c, err := startEtcd(ctx, etcdBin, nodes)
+	for _, s := range shapes {
+		r := row{shape: s}
+		log.Printf("etcd: %s", s.name)
+		c, err := startEtcd(ctx, etcdBin, s.nodes)
 		if err != nil {
-			return fmt.Errorf("start etcd (%d nodes): %w", nodes, err)
+			return fmt.Errorf("start etcd (%d nodes): %w", s.nodes, err)
 		}
-		for _, s := range shapes {
-			if s.nodes != nodes {
-				continue
-			}
-			log.Printf("etcd: %s", s.name)
-			r, err := loadEtcd(ctx, c, s.etcdOp, s.pin, callers, conns, d)
-			if err != nil {
-				c.stop()
-				return fmt.Errorf("etcd %s: %w", s.name, err)
-			}
-			rows = append(rows, row{shape: s, etcd: r})
-		}
+		r.etcd, err = loadEtcd(ctx, c, s.etcdOp, s.pin, callers, conns, d)
 		c.stop()
-	}
-	for i, r := range rows {
-		log.Printf("trustfed: %s", r.name)
-		args := append([]string{"bench", "--nodes", fmt.Sprint(r.nodes), "--callers", fmt.Sprint(callers), "--conns", fmt.Sprint(conns),
-			"--duration", d.String()}, r.tfFlags...)
-		cmd := exec.CommandContext(ctx, trustfed, args...)
-		var stdout bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("trustfed %s: %w", strings.Join(args, " "), err)
+		if err != nil {
+			return fmt.Errorf("etcd %s: %w", s.name, err)
 		}
-		if err := json.Unmarshal(stdout.Bytes(), &rows[i].tf); err != nil {
-			return fmt.Errorf("trustfed bench output %q: %w", stdout.String(), err)
+		log.Printf("trustfed: %s", s.name)
+		if r.tf, err = benchTrustfed(ctx, trustfed, s, d, callers, conns); err != nil {
+			return err
 		}
+		rows = append(rows, r)
 	}
 	section := report(rows, etcdBin, trustfed, d, callers, conns)
 	fmt.Print(section)
 	return writeSection(out, section)
+}
+
+// benchTrustfed runs `trustfed bench` on shape s.
+func benchTrustfed(ctx context.Context, trustfed string, s shape, d time.Duration, callers, conns int) (result, error) {
+	var res result
+	args := append([]string{"bench", "--nodes", fmt.Sprint(s.nodes), "--callers", fmt.Sprint(callers), "--conns", fmt.Sprint(conns),
+		"--duration", d.String()}, s.tfFlags...)
+	cmd := exec.CommandContext(ctx, trustfed, args...)
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return res, fmt.Errorf("trustfed %s: %w", strings.Join(args, " "), err)
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		return res, fmt.Errorf("trustfed bench output %q: %w", stdout.String(), err)
+	}
+	return res, nil
 }
 
 const (
@@ -145,14 +149,16 @@ func writeSection(path, section string) error {
 func report(rows []row, etcdBin, trustfed string, d time.Duration, callers, conns int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %s — trustfed vs etcd, side by side (`make bench-etcd`)\n\n", time.Now().UTC().Format("2006-01-02"))
-	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s RAM; servers and load generators share the cores, and other\n", cpuModel(), runtime.NumCPU(), memTotal())
-	b.WriteString("people's jobs ran on the machine at the same time: absolute numbers are noisy and understated;\n")
-	b.WriteString("compare the ratios of one run. etcd: " + version(etcdBin, "--version") + " (Debian), default settings, 256-byte\n")
-	b.WriteString("values over 1,000 keys, loaded through the etcd v3 gRPC API's generated client\n")
-	b.WriteString("(`internal/bench/etcdbench`). trustfed: `" + version(trustfed, "version") + "`, `trustfed bench` (its own\n")
-	b.WriteString("loopback cluster: a dev node, or 3 bootstrapped nodes with endorsed keys; rate limits off).\n\n")
-	fmt.Fprintf(&b, "Commands: `make bench-etcd` = `go run ./internal/bench/etcdbench -duration %s -callers %d -conns %d`,\n", d, callers, conns)
-	fmt.Fprintf(&b, "which for each row runs the etcd load and `trustfed bench --nodes N --callers %d --conns %d --duration %s --mode … [--consistency …] [--pin]`.\n\n", callers, conns, d)
+	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s RAM, shared: servers and load generators use the same\n", cpuModel(), runtime.NumCPU(), memTotal())
+	b.WriteString("cores, and other people's jobs ran at the same time, so absolute numbers are noisy and\n")
+	b.WriteString("understated; compare ratios within this run (each row: etcd, then trustfed right after).\n\n")
+	fmt.Fprintf(&b, "- etcd: `%s` (Debian's etcd-server), default settings; 256-byte values over 1,000 keys,\n", version(etcdBin, "--version"))
+	b.WriteString("  loaded through the etcd v3 gRPC API's generated client (`internal/bench/etcdbench`).\n")
+	fmt.Fprintf(&b, "- trustfed: `%s`; `trustfed bench` starts its own loopback cluster per\n", version(trustfed, "version"))
+	b.WriteString("  row (a dev node, or 3 bootstrapped nodes with endorsed keys), rate limits off.\n")
+	fmt.Fprintf(&b, "- Commands: `make bench-etcd` (`BENCH_DURATION=%s BENCH_CALLERS=%d BENCH_CONNS=%d`), i.e.\n", d, callers, conns)
+	fmt.Fprintf(&b, "  `go run ./internal/bench/etcdbench -duration %s -callers %d -conns %d`; each trustfed row is\n", d, callers, conns)
+	fmt.Fprintf(&b, "  `trustfed bench --nodes N --callers %d --conns %d --duration %s --mode … [--consistency …] [--pin]`.\n\n", callers, conns, d)
 	b.WriteString("| shape | etcd ops/s | trustfed ops/s | ratio | etcd p50 / p99 ms | trustfed p50 / p99 ms | server CPU µs/op etcd / trustfed | errors etcd / trustfed |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range rows {
