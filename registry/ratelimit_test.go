@@ -146,6 +146,30 @@ func TestLimitBudgetsByKindAndPrincipal(t *testing.T) {
 	require.NoError(t, s.limit(ctx, check, admin, nil), "refilled")
 }
 
+// A batch of checks spends one check per item, at most the burst (so a
+// batch larger than the burst is not refused forever).
+func TestBatchChecksSpendOnePerItem(t *testing.T) {
+	c := newFakeClock()
+	s := limitedServer(Limits{Checks: Limit{10, 10}}, c)
+	ctx := context.Background()
+	member := Principal{ID: "member:acme/gw", Role: RoleMember, Organization: "acme"}
+	batch := trustfedv1.RegistryService_CheckInteractions_FullMethodName
+	single := trustfedv1.RegistryService_CheckInteraction_FullMethodName
+	items := func(n int) *trustfedv1.CheckInteractionsRequest {
+		return &trustfedv1.CheckInteractionsRequest{Checks: make([]*trustfedv1.CheckInteractionRequest, n)}
+	}
+
+	require.NoError(t, s.limit(ctx, batch, member, items(4)))
+	require.NoError(t, s.limit(ctx, batch, member, items(6)))
+	err := s.limit(ctx, single, member, nil)
+	require.Contains(t, status.Convert(err).Message(), "checks", "the batches spent the budget of single checks too")
+	require.Equal(t, 100*time.Millisecond, retryInfo(t, err))
+
+	c.advance(time.Second)
+	require.NoError(t, s.limit(ctx, batch, member, items(300)), "a batch beyond the burst takes the whole burst")
+	require.Equal(t, 100*time.Millisecond, retryInfo(t, s.limit(ctx, batch, member, items(1))))
+}
+
 func TestZeroLimitsLimitNothing(t *testing.T) {
 	s := limitedServer(Limits{}, newFakeClock())
 	for range 100 {
