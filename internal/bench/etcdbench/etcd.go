@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -148,7 +149,17 @@ func (c *etcdCluster) cpu(ctx context.Context) (float64, error) {
 	return sum, nil
 }
 
-func scrapeCPU(ctx context.Context, url string) (float64, error) {
+// scrapeCPU reads process_cpu_seconds_total from url, trying three times.
+func scrapeCPU(ctx context.Context, url string) (v float64, err error) {
+	for range 3 {
+		if v, err = scrapeCPUOnce(ctx, url); err == nil {
+			return v, nil
+		}
+	}
+	return 0, err
+}
+
+func scrapeCPUOnce(ctx context.Context, url string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
@@ -158,12 +169,18 @@ func scrapeCPU(ctx context.Context, url string) (float64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", url, resp.Status)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
 			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("%s: %w", url, err)
 	}
 	return 0, fmt.Errorf("%s: no process_cpu_seconds_total", url)
 }
@@ -222,10 +239,7 @@ func loadEtcd(ctx context.Context, c *etcdCluster, op string, pin bool, callers,
 			return res, fmt.Errorf("preload etcd: %w", err)
 		}
 	}
-	cpu0, err := c.cpu(ctx)
-	if err != nil {
-		return res, err
-	}
+	cpu0, cpuErr := c.cpu(ctx)
 	end := time.Now().Add(d)
 	start := time.Now()
 	var mu sync.Mutex
@@ -264,8 +278,11 @@ func loadEtcd(ctx context.Context, c *etcdCluster, op string, pin bool, callers,
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu1, err := c.cpu(ctx)
-	if err != nil {
-		return res, err
+	if cpuErr == nil {
+		cpuErr = err
+	}
+	if cpuErr != nil {
+		log.Printf("etcd CPU left out: %v", cpuErr)
 	}
 	res.Ops = len(lat)
 	res.DurationS = elapsed.Seconds()
@@ -274,8 +291,10 @@ func loadEtcd(ctx context.Context, c *etcdCluster, op string, pin bool, callers,
 	if len(lat) > 0 {
 		res.LatencyUS.P50 = us(lat[len(lat)/2])
 		res.LatencyUS.P99 = us(lat[min(len(lat)-1, len(lat)*99/100)])
-		cpu := (cpu1 - cpu0) * 1e6 / float64(res.Ops)
-		res.ServerCPUUSPerOp = &cpu
+		if cpuErr == nil {
+			cpu := (cpu1 - cpu0) * 1e6 / float64(res.Ops)
+			res.ServerCPUUSPerOp = &cpu
+		}
 	}
 	return res, nil
 }
