@@ -138,6 +138,9 @@ func Run(ctx context.Context, t Target, load Load, log *slog.Logger) (Result, er
 	start := time.Now()
 	stats := drive(ctx, load, fx, conns)
 	elapsed := time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("run interrupted after %s: %w", elapsed.Round(time.Millisecond), err)
+	}
 	if cpuErr == nil {
 		var cpu1 float64
 		if cpu1, cpuErr = ServerCPU(ctx, t); cpuErr == nil && stats.ops() > 0 {
