@@ -20,7 +20,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help run build test fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench bench-etcd docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: help run build test demo fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench bench-etcd docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## help: list the targets and what each does
 help:
@@ -33,6 +33,10 @@ run: build
 ## build: the trustfed binary in bin/
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/trustfed ./cmd/trustfed
+
+## demo: two organisations' gateways exchange tasks through an in-process dev registry; one is revoked halfway
+demo:
+	$(GO) run ./examples/two-gateways
 
 ## test: every unit, cluster and end-to-end test (race detector on), then a short fuzzing run
 test:
@@ -55,6 +59,9 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzRESTChecks$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONErrorField$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./ids/
+	$(GO) test -run '^$$' -fuzz '^FuzzScanApply$$' -fuzztime $(FUZZTIME) ./client/pii/
+	$(GO) test -run '^$$' -fuzz '^FuzzInspect$$' -fuzztime $(FUZZTIME) ./client/threat/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME) ./client/gateway/
 
 ## test-short: the fast tests only
 test-short:

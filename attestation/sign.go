@@ -41,6 +41,9 @@ const (
 	// PurposeWebhookSettings signs an organisation's webhook settings (the
 	// serialized trustfed.v1.WebhookSettings: endpoints and CA certificates).
 	PurposeWebhookSettings Purpose = "org-webhook"
+	// PurposeCheckpoint signs a registry node's certification of an audit
+	// checkpoint (its note text: tree head and trust-state commitment).
+	PurposeCheckpoint Purpose = "checkpoint"
 	// PurposeDecisionBatch signs the head of an audit batch of decisions
 	// (the serialized trustfed.v1.DecisionBatchHead): each registry node
 	// that re-derived every decision of the batch from its own state.

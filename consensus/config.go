@@ -101,9 +101,11 @@ type Config struct {
 	SnapshotThreshold                                                    uint64
 	SnapshotInterval                                                     time.Duration
 
-	// trailingLogs overrides raft's TrailingLogs; tests use it to force
-	// followers to catch up through InstallSnapshot.
-	trailingLogs uint64
+	// TrailingLogs is how many log entries a snapshot leaves behind (0 =
+	// Raft's default, 10240): fewer make compaction drop old entries (and
+	// what they held) from raft.db sooner, and make lagging followers catch
+	// up through InstallSnapshot.
+	TrailingLogs uint64
 	// handshakeTimeout overrides defaultHandshakeTimeout (tests).
 	handshakeTimeout time.Duration
 }
@@ -187,7 +189,7 @@ func (c *Config) raftConfig(logger *slog.Logger, notify chan<- bool) (*raft.Conf
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(c.NodeID)
 	rc.NotifyCh = notify
-	rc.Logger = newHCLogger(logger.With("component", "raft"), "raft")
+	rc.Logger = newHCLogger(logger, "raft")
 	if c.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = c.HeartbeatTimeout
 	}
@@ -206,8 +208,8 @@ func (c *Config) raftConfig(logger *slog.Logger, notify chan<- bool) (*raft.Conf
 	if c.SnapshotInterval > 0 {
 		rc.SnapshotInterval = c.SnapshotInterval
 	}
-	if c.trailingLogs > 0 {
-		rc.TrailingLogs = c.trailingLogs
+	if c.TrailingLogs > 0 {
+		rc.TrailingLogs = c.TrailingLogs
 	}
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("consensus config: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/trustfed/trustfed/internal/logging"
 	"go.etcd.io/bbolt"
 )
 
@@ -101,7 +102,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger = logger.With("node", cfg.NodeID)
+	// Raft passes its own "node" and struct values: write through the
+	// handler that keeps one key each and prints values as text.
+	logger = logging.UniqueLogger(logger).With("node", cfg.NodeID)
 
 	notifyCh := make(chan bool, notifyBuffer)
 	rc, err := cfg.raftConfig(logger, notifyCh)
@@ -138,7 +141,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained,
-		newHCLogger(logger.With("component", "raft-snapshot"), "raft-snapshot"))
+		newHCLogger(logger, "raft-snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store in DataDir: %w", err)
 	}

@@ -72,6 +72,7 @@ func (d *directRaft) LeaderChanged(string) <-chan struct{} {
 func (d *directRaft) LeaderCall(ctx context.Context, _ string) (context.Context, context.CancelFunc) {
 	return context.WithCancel(ctx)
 }
+func (d *directRaft) WaitApplied(context.Context, uint64) error { return nil }
 func (d *directRaft) TransferLeadership(context.Context) error {
 	d.transfers.Add(1)
 	return errors.New("not a cluster")

@@ -340,7 +340,7 @@ func (s *Server) MetricsHandler() http.Handler {
 			code := http.StatusForbidden
 			if status.Code(st) == codes.Unauthenticated {
 				code = http.StatusUnauthorized
-				w.Header().Set("WWW-Authenticate", `Bearer realm="trustfed"`)
+				w.Header().Set("WWW-Authenticate", restRealm)
 			}
 			http.Error(w, status.Convert(st).Message(), code)
 			return

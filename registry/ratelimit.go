@@ -318,6 +318,7 @@ func gatewayErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 			}
 		}
 	}
+	w, err = restUnauthenticated(w, r, err)
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 

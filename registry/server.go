@@ -47,6 +47,9 @@ type Raft interface {
 	// TransferLeadership makes this leader step down in favour of another
 	// voter (a diverged leader must not lead).
 	TransferLeadership(ctx context.Context) error
+	// WaitApplied blocks until the local state machine applied index (a
+	// server certifying a checkpoint waits for the state it names).
+	WaitApplied(ctx context.Context, index uint64) error
 }
 
 // Config configures a Server.
@@ -76,6 +79,9 @@ type Config struct {
 	UnauditedDecisions bool
 	// AuditFault reports this replica's audit log fault ("" = none).
 	AuditFault func() string
+	// Starting reports start-up work this node is not ready without
+	// ("storing the bootstrap admin token"; "" = none). nil: none.
+	Starting func() string
 	// Limits are the per-principal rate limits and stream caps of this
 	// node (ratelimit.go); the zero value limits nothing.
 	Limits Limits
@@ -242,6 +248,9 @@ func (s *Server) Register(gs *grpc.Server) {
 // authorise (role, then the organisations the request acts for), limit,
 // forward writes to the leader, handle, map errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if isHealth(info.FullMethod) {
+		return handler(ctx, req) // readiness, like GET /readyz: public, unaudited, answered in every state
+	}
 	start := time.Now()
 	if err := s.refuseDiverged(info.FullMethod); err != nil {
 		return nil, err
@@ -249,7 +258,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if isPublic(info.FullMethod) {
 		return s.handlePublic(ctx, req, info, handler)
 	}
-	ctx, p, err := s.authenticateFresh(ctx, info.FullMethod)
+	ctx, p, err := s.authenticateFresh(ctx, info.FullMethod, req)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
@@ -296,10 +305,13 @@ func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServ
 // handler checks the organisations its first message acts for
 // (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if isHealth(info.FullMethod) {
+		return handler(srv, ss)
+	}
 	if err := s.refuseDiverged(info.FullMethod); err != nil {
 		return err
 	}
-	_, p, err := s.authenticateFresh(ss.Context(), info.FullMethod)
+	_, p, err := s.authenticateFresh(ss.Context(), info.FullMethod, nil)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
@@ -325,7 +337,13 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 // answers no one but its peers (ErrCatchingUp, UNAVAILABLE): its state may
 // lack the very token or member node the caller presents, and "unknown
 // token" would be a lie, not a refusal.
-func (s *Server) authenticateFresh(ctx context.Context, method string) (context.Context, Principal, error) {
+//
+// Two calls authenticate against this node's local state instead, so they
+// work without a leader (an election, a minority partition): Status, which
+// describes this node only, and a CONSISTENCY_STALE read, whose caller
+// accepts state as old as its max staleness (withinStaleness; a credential
+// revoked within that window may still read).
+func (s *Server) authenticateFresh(ctx context.Context, method string, req any) (context.Context, Principal, error) {
 	p, err := s.auth.authenticate(ctx)
 	if err == nil && p.Role == RoleNode {
 		return ctx, p, nil
@@ -336,8 +354,11 @@ func (s *Server) authenticateFresh(ctx context.Context, method string) (context.
 		}
 		return ctx, p, cerr
 	}
-	if err != nil || writeMethods[method] || s.raft.IsLeader() {
+	if err != nil || writeMethods[method] || s.raft.IsLeader() || method == trustfedv1.ClusterService_Status_FullMethodName {
 		return ctx, p, err
+	}
+	if requestConsistency(req) == trustfedv1.Consistency_CONSISTENCY_STALE {
+		return ctx, p, s.withinStaleness(ctx)
 	}
 	if _, err := s.raft.LinearizableRead(ctx); err != nil {
 		return ctx, p, fmt.Errorf("authenticate against the committed state: %w", err)
@@ -443,6 +464,9 @@ func (s *Server) read(ctx context.Context, c trustfedv1.Consistency) (*state.Rea
 			return nil, nil, fmt.Errorf("linearizable read: %w", err)
 		}
 	case trustfedv1.Consistency_CONSISTENCY_STALE:
+		if err := s.withinStaleness(ctx); err != nil {
+			return nil, nil, err
+		}
 		provided = c
 	default:
 		return nil, nil, state.Invalid("consistency", "unknown consistency %d", int32(c))

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -137,6 +138,15 @@ func (s *Server) openState() error {
 	return err
 }
 
+// inCluster reports whether this node's Raft configuration lists any
+// server: false for a node that was never bootstrapped nor added.
+func (s *Server) inCluster(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	servers, err := s.node.Servers(ctx)
+	return err != nil || len(servers) > 0
+}
+
 // Run serves until ctx ends or a part fails, then stops every part it
 // started and closes the server. Every goroutine it starts ends before it
 // returns.
@@ -145,6 +155,9 @@ func (s *Server) Run(ctx context.Context) error {
 		"raft", s.RaftAddr(), "data_dir", s.cfg.DataDir, "dev", s.cfg.Dev, "version", s.cfg.Version)
 	if s.cfg.UnauditedDecisions {
 		s.logger.Warn("-unaudited-decisions: checks are answered WITHOUT audit entries (measurement only)")
+	}
+	if !s.cfg.Bootstrap && s.cfg.Join == "" && !s.inCluster(ctx) {
+		s.logger.Warn(registry.NoPeersHint, "node", s.cfg.NodeID, "data_dir", s.cfg.DataDir)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.reg.Run(gctx) })

@@ -586,8 +586,11 @@ func (x *GetSignedTreeHeadRequest) GetConsistency() Consistency {
 
 type GetSignedTreeHeadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The signed note: a C2SP tlog-checkpoint signed by the registry, followed
-	// by the witness cosignature lines collected for it.
+	// The signed note: a C2SP tlog-checkpoint with its trust-state line,
+	// certified by a quorum of the registry nodes (one "trustfed-node/<id>"
+	// signature line each, verified against GET /v1/keys) — or, in a cluster
+	// without node keys, signed by the registry key — followed by the witness
+	// cosignature lines collected for it.
 	Checkpoint []byte `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	Origin     string `protobuf:"bytes,2,opt,name=origin,proto3" json:"origin,omitempty"`
 	TreeSize   uint64 `protobuf:"varint,3,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
@@ -596,7 +599,8 @@ type GetSignedTreeHeadResponse struct {
 	Witnesses []string `protobuf:"bytes,5,rep,name=witnesses,proto3" json:"witnesses,omitempty"`
 	// When the checkpoint was committed.
 	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
-	// The registry's note verifier key ("<origin>+<hash>+<base64 key>").
+	// The registry key's note verifier key ("<origin>+<hash>+<base64 key>")
+	// of a checkpoint it signed; empty for a checkpoint certified by the nodes.
 	VerifierKey string `protobuf:"bytes,7,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
 	// Entries in the log at the answering node's read index (may be ahead of
 	// tree_size: checkpoints are published every second).

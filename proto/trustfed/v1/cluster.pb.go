@@ -213,7 +213,10 @@ type StatusResponse struct {
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// Raft state of this node: Leader, Follower, Candidate, Shutdown.
 	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	// True on a leader that completed its term barrier and serves reads.
+	// True when this node serves calls: what GET /readyz says (200). A
+	// leader or a follower is ready once it knows the leader, has caught up
+	// with its log, verified its state at start-up and has no audit fault;
+	// not_ready says why not.
 	Ready        bool                 `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
 	Leader       *ClusterMember       `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
 	Members      []*ClusterMember     `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
@@ -235,6 +238,9 @@ type StatusResponse struct {
 	// Why GET /readyz answers 503 on this node ("" when it answers 200): no
 	// leader known, catching up, or an audit fault.
 	NotReady string `protobuf:"bytes,15,opt,name=not_ready,json=notReady,proto3" json:"not_ready,omitempty"`
+	// True on a leader that completed its term barrier (what `ready` meant
+	// before it reported the node's readiness on every node).
+	LeaderReady bool `protobuf:"varint,16,opt,name=leader_ready,json=leaderReady,proto3" json:"leader_ready,omitempty"`
 	// This node's own signing key (its private half never leaves the node):
 	// what an admin endorses with `trustfed key endorse NODE --from-node`.
 	NodeKeyId     string `protobuf:"bytes,30,opt,name=node_key_id,json=nodeKeyId,proto3" json:"node_key_id,omitempty"`
@@ -379,6 +385,13 @@ func (x *StatusResponse) GetNotReady() string {
 		return x.NotReady
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetLeaderReady() bool {
+	if x != nil {
+		return x.LeaderReady
+	}
+	return false
 }
 
 func (x *StatusResponse) GetNodeKeyId() string {
@@ -602,7 +615,7 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
 	"\x06leader\x18\x05 \x01(\bR\x06leader\x121\n" +
 	"\bsuffrage\x18\x06 \x01(\x0e2\x15.trustfed.v1.SuffrageR\bsuffrage\x12\x1b\n" +
-	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\x87\x05\n" +
+	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\xaa\x05\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -621,7 +634,8 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\vaudit_fault\x18\r \x01(\tR\n" +
 	"auditFault\x12\x1b\n" +
 	"\tcaught_up\x18\x0e \x01(\bR\bcaughtUp\x12\x1b\n" +
-	"\tnot_ready\x18\x0f \x01(\tR\bnotReady\x12\x1e\n" +
+	"\tnot_ready\x18\x0f \x01(\tR\bnotReady\x12!\n" +
+	"\fleader_ready\x18\x10 \x01(\bR\vleaderReady\x12\x1e\n" +
 	"\vnode_key_id\x18\x1e \x01(\tR\tnodeKeyId\x12&\n" +
 	"\x0fnode_public_key\x18\x1f \x01(\fR\rnodePublicKey\x12*\n" +
 	"\x11node_key_endorsed\x18  \x01(\bR\x0fnodeKeyEndorsed\"j\n" +
