@@ -375,7 +375,8 @@ func waitVoters(ctx context.Context, c *client.Client, n int) error {
 }
 
 // endorseNodeKeys has the admins endorse each node's own signing key, as
-// the node reports it, and waits until every node sees its endorsement.
+// the node reports it (unless it is already endorsed: the bootstrapping
+// node's is), and waits until every node sees its endorsement.
 func endorseNodeKeys(ctx context.Context, t Target) error {
 	admin, err := dialAdmin(ctx, t, t.Nodes[0])
 	if err != nil {
@@ -389,7 +390,7 @@ func endorseNodeKeys(ctx context.Context, t Target) error {
 			return err
 		}
 		st, err := c.Cluster().Status(ctx, &trustfedv1.StatusRequest{})
-		if err == nil {
+		if err == nil && !st.NodeKeyEndorsed { // the bootstrapping node's key is endorsed at bootstrap
 			err = applyChange(ctx, admin, t.AdminKeys, client.EndorseNodeKey(st.NodeId, st.NodePublicKey, now.Add(-time.Minute), now.Add(24*time.Hour)))
 		}
 		if err == nil {
