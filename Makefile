@@ -20,7 +20,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help run build test demo ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: help run build test demo ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench bench-etcd docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## help: list the targets and what each does
 help:
@@ -144,6 +144,16 @@ proto-breaking: tools
 bench:
 	$(GO) test -run '^$$' -bench . -skip CascadeEndToEnd -benchmem -count=1 ./...
 	$(GO) test -run '^$$' -bench CascadeEndToEnd -benchtime 1x -count=1 ./system_test/
+
+BENCH_DURATION ?= 10s
+BENCH_CALLERS  ?= 64
+BENCH_CONNS    ?= 4
+## bench-etcd: etcd (Debian's etcd-server/etcd-client, apt-get installed if missing) and `trustfed bench` on the same shapes; writes the ratio table into BENCHMARKS.md
+## (docs/benchmarks.md; the etcd load generator is its own module, internal/bench/etcdbench)
+bench-etcd: build
+	@if ! command -v etcd >/dev/null; then 		echo "etcd not found: installing Debian's etcd-server and etcd-client with apt-get"; 		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); 		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends etcd-server etcd-client; 	fi
+	cd internal/bench/etcdbench && $(GO) run . -etcd "$$(command -v etcd)" -trustfed $(BIN)/trustfed \
+		-duration $(BENCH_DURATION) -callers $(BENCH_CALLERS) -conns $(BENCH_CONNS) -benchmarks $(abspath BENCHMARKS.md)
 
 ## docker: the FROM-scratch image of deploy/Dockerfile (context: the Dockerfile and the binary only)
 docker:

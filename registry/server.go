@@ -291,7 +291,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 // serve runs an admitted call: rate limit, then the leader (writes reaching
 // a follower) or the handler; errors become statuses.
 func (s *Server) serve(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler, p Principal) (any, bool, error) {
-	if err := s.limit(ctx, info.FullMethod, p); err != nil {
+	if err := s.limit(ctx, info.FullMethod, p, req); err != nil {
 		return nil, false, toStatus(s.log, info.FullMethod, err)
 	}
 	ctx = withPrincipal(ctx, p)
@@ -330,7 +330,7 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	if err != nil {
 		return s.refuse(ss.Context(), info.FullMethod, p, err)
 	}
-	if err := s.limit(ss.Context(), info.FullMethod, p); err != nil {
+	if err := s.limit(ss.Context(), info.FullMethod, p, nil); err != nil {
 		return toStatus(s.log, info.FullMethod, err)
 	}
 	return toStatus(s.log, info.FullMethod, handler(srv, &principalStream{ServerStream: ss, ctx: withPrincipal(ss.Context(), p), method: info.FullMethod, server: s}))

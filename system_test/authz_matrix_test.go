@@ -113,6 +113,8 @@ func requestFor(t *testing.T, method string, fx matrixFixtures, own bool) proto.
 	switch method {
 	case trustfedv1.RegistryService_CheckInteraction_FullMethodName:
 		return &trustfedv1.CheckInteractionRequest{FromOrganizationId: org, ToOrganizationId: pick("globex", "initech"), Action: "ping"}
+	case trustfedv1.RegistryService_CheckInteractions_FullMethodName:
+		return &trustfedv1.CheckInteractionsRequest{Checks: []*trustfedv1.CheckInteractionRequest{{FromOrganizationId: org, ToOrganizationId: pick("globex", "initech"), Action: "ping"}}}
 	case trustfedv1.RegistryService_GetOrganization_FullMethodName:
 		return &trustfedv1.GetOrganizationRequest{OrganizationId: org}
 	case trustfedv1.RegistryService_RequestAuthorization_FullMethodName:

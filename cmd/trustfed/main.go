@@ -144,6 +144,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newKeygenCmd(),
 		newIssuerCmd(),
 		newPassportCmd(),
+		newBenchCmd(a),
 	)
 	prepareTree(root)
 	return root

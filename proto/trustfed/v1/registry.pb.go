@@ -381,6 +381,98 @@ func (x *CheckInteractionRequest) GetAuthorizationId() string {
 	return ""
 }
 
+type CheckInteractionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checks, each as CheckInteraction takes it (an empty
+	// from_organization_id is the caller's organisation). 1 to 256 items.
+	Checks        []*CheckInteractionRequest `protobuf:"bytes,1,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckInteractionsRequest) Reset() {
+	*x = CheckInteractionsRequest{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckInteractionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckInteractionsRequest) ProtoMessage() {}
+
+func (x *CheckInteractionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckInteractionsRequest.ProtoReflect.Descriptor instead.
+func (*CheckInteractionsRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CheckInteractionsRequest) GetChecks() []*CheckInteractionRequest {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+type CheckInteractionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One decision per check, in the order of the request, each with its own
+	// audit sequence and quorum certificate as CheckInteraction returns it.
+	Results       []*CheckInteractionResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckInteractionsResponse) Reset() {
+	*x = CheckInteractionsResponse{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckInteractionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckInteractionsResponse) ProtoMessage() {}
+
+func (x *CheckInteractionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckInteractionsResponse.ProtoReflect.Descriptor instead.
+func (*CheckInteractionsResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CheckInteractionsResponse) GetResults() []*CheckInteractionResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // Reason explains one ground for a denial.
 type Reason struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -393,7 +485,7 @@ type Reason struct {
 
 func (x *Reason) Reset() {
 	*x = Reason{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +497,7 @@ func (x *Reason) String() string {
 func (*Reason) ProtoMessage() {}
 
 func (x *Reason) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +510,7 @@ func (x *Reason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reason.ProtoReflect.Descriptor instead.
 func (*Reason) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Reason) GetCode() string {
@@ -489,7 +581,7 @@ type CheckInteractionResponse struct {
 
 func (x *CheckInteractionResponse) Reset() {
 	*x = CheckInteractionResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +593,7 @@ func (x *CheckInteractionResponse) String() string {
 func (*CheckInteractionResponse) ProtoMessage() {}
 
 func (x *CheckInteractionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +606,7 @@ func (x *CheckInteractionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckInteractionResponse.ProtoReflect.Descriptor instead.
 func (*CheckInteractionResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckInteractionResponse) GetDecision() Decision {
@@ -694,7 +786,7 @@ type DecisionCertificate struct {
 
 func (x *DecisionCertificate) Reset() {
 	*x = DecisionCertificate{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +798,7 @@ func (x *DecisionCertificate) String() string {
 func (*DecisionCertificate) ProtoMessage() {}
 
 func (x *DecisionCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +811,7 @@ func (x *DecisionCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionCertificate.ProtoReflect.Descriptor instead.
 func (*DecisionCertificate) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DecisionCertificate) GetBatchHead() []byte {
@@ -768,7 +860,7 @@ type DecisionBatchHead struct {
 
 func (x *DecisionBatchHead) Reset() {
 	*x = DecisionBatchHead{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +872,7 @@ func (x *DecisionBatchHead) String() string {
 func (*DecisionBatchHead) ProtoMessage() {}
 
 func (x *DecisionBatchHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +885,7 @@ func (x *DecisionBatchHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionBatchHead.ProtoReflect.Descriptor instead.
 func (*DecisionBatchHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DecisionBatchHead) GetOrigin() string {
@@ -838,7 +930,7 @@ type BatchSignature struct {
 
 func (x *BatchSignature) Reset() {
 	*x = BatchSignature{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +942,7 @@ func (x *BatchSignature) String() string {
 func (*BatchSignature) ProtoMessage() {}
 
 func (x *BatchSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +955,7 @@ func (x *BatchSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchSignature.ProtoReflect.Descriptor instead.
 func (*BatchSignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchSignature) GetNodeId() string {
@@ -931,7 +1023,7 @@ type DecisionStatement struct {
 
 func (x *DecisionStatement) Reset() {
 	*x = DecisionStatement{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1035,7 @@ func (x *DecisionStatement) String() string {
 func (*DecisionStatement) ProtoMessage() {}
 
 func (x *DecisionStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1048,7 @@ func (x *DecisionStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionStatement.ProtoReflect.Descriptor instead.
 func (*DecisionStatement) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DecisionStatement) GetFromOrganizationId() string {
@@ -1135,7 +1227,7 @@ type GetKeysRequest struct {
 
 func (x *GetKeysRequest) Reset() {
 	*x = GetKeysRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1239,7 @@ func (x *GetKeysRequest) String() string {
 func (*GetKeysRequest) ProtoMessage() {}
 
 func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1252,7 @@ func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetKeysRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 // RegistryKey is a decision-signing public key.
@@ -1187,7 +1279,7 @@ type RegistryKey struct {
 
 func (x *RegistryKey) Reset() {
 	*x = RegistryKey{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1291,7 @@ func (x *RegistryKey) String() string {
 func (*RegistryKey) ProtoMessage() {}
 
 func (x *RegistryKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1304,7 @@ func (x *RegistryKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryKey.ProtoReflect.Descriptor instead.
 func (*RegistryKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegistryKey) GetKeyId() string {
@@ -1287,7 +1379,7 @@ type GetKeysResponse struct {
 
 func (x *GetKeysResponse) Reset() {
 	*x = GetKeysResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1391,7 @@ func (x *GetKeysResponse) String() string {
 func (*GetKeysResponse) ProtoMessage() {}
 
 func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1404,7 @@ func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetKeysResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetKeysResponse) GetKeys() []*RegistryKey {
@@ -1332,7 +1424,7 @@ type GetOrganizationRequest struct {
 
 func (x *GetOrganizationRequest) Reset() {
 	*x = GetOrganizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1436,7 @@ func (x *GetOrganizationRequest) String() string {
 func (*GetOrganizationRequest) ProtoMessage() {}
 
 func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1449,7 @@ func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*GetOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetOrganizationRequest) GetOrganizationId() string {
@@ -1384,7 +1476,7 @@ type GetOrganizationResponse struct {
 
 func (x *GetOrganizationResponse) Reset() {
 	*x = GetOrganizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1488,7 @@ func (x *GetOrganizationResponse) String() string {
 func (*GetOrganizationResponse) ProtoMessage() {}
 
 func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1501,7 @@ func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*GetOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetOrganizationResponse) GetOrganization() *Organization {
@@ -1439,7 +1531,7 @@ type ListOrganizationsRequest struct {
 
 func (x *ListOrganizationsRequest) Reset() {
 	*x = ListOrganizationsRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1543,7 @@ func (x *ListOrganizationsRequest) String() string {
 func (*ListOrganizationsRequest) ProtoMessage() {}
 
 func (x *ListOrganizationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1556,7 @@ func (x *ListOrganizationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganizationsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrganizationsRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListOrganizationsRequest) GetPageSize() uint32 {
@@ -1499,7 +1591,7 @@ type ListOrganizationsResponse struct {
 
 func (x *ListOrganizationsResponse) Reset() {
 	*x = ListOrganizationsResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1603,7 @@ func (x *ListOrganizationsResponse) String() string {
 func (*ListOrganizationsResponse) ProtoMessage() {}
 
 func (x *ListOrganizationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1616,7 @@ func (x *ListOrganizationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganizationsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrganizationsResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListOrganizationsResponse) GetOrganizations() []*Organization {
@@ -1568,7 +1660,7 @@ type AuthorizationStatement struct {
 
 func (x *AuthorizationStatement) Reset() {
 	*x = AuthorizationStatement{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1672,7 @@ func (x *AuthorizationStatement) String() string {
 func (*AuthorizationStatement) ProtoMessage() {}
 
 func (x *AuthorizationStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1685,7 @@ func (x *AuthorizationStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationStatement.ProtoReflect.Descriptor instead.
 func (*AuthorizationStatement) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AuthorizationStatement) GetAuthorizationId() string {
@@ -1664,7 +1756,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1768,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1781,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Approval) GetOrganizationId() string {
@@ -1736,7 +1828,7 @@ type Authorization struct {
 
 func (x *Authorization) Reset() {
 	*x = Authorization{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1840,7 @@ func (x *Authorization) String() string {
 func (*Authorization) ProtoMessage() {}
 
 func (x *Authorization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1853,7 @@ func (x *Authorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
 func (*Authorization) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Authorization) GetId() string {
@@ -1848,7 +1940,7 @@ type RequestAuthorizationRequest struct {
 
 func (x *RequestAuthorizationRequest) Reset() {
 	*x = RequestAuthorizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +1952,7 @@ func (x *RequestAuthorizationRequest) String() string {
 func (*RequestAuthorizationRequest) ProtoMessage() {}
 
 func (x *RequestAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +1965,7 @@ func (x *RequestAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*RequestAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RequestAuthorizationRequest) GetCheck() *CheckInteractionRequest {
@@ -1906,7 +1998,7 @@ type RequestAuthorizationResponse struct {
 
 func (x *RequestAuthorizationResponse) Reset() {
 	*x = RequestAuthorizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2010,7 @@ func (x *RequestAuthorizationResponse) String() string {
 func (*RequestAuthorizationResponse) ProtoMessage() {}
 
 func (x *RequestAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2023,7 @@ func (x *RequestAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*RequestAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RequestAuthorizationResponse) GetAuthorization() *Authorization {
@@ -1951,7 +2043,7 @@ type GetAuthorizationRequest struct {
 
 func (x *GetAuthorizationRequest) Reset() {
 	*x = GetAuthorizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[21]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2055,7 @@ func (x *GetAuthorizationRequest) String() string {
 func (*GetAuthorizationRequest) ProtoMessage() {}
 
 func (x *GetAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[21]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2068,7 @@ func (x *GetAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*GetAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetAuthorizationRequest) GetAuthorizationId() string {
@@ -2003,7 +2095,7 @@ type GetAuthorizationResponse struct {
 
 func (x *GetAuthorizationResponse) Reset() {
 	*x = GetAuthorizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[22]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2107,7 @@ func (x *GetAuthorizationResponse) String() string {
 func (*GetAuthorizationResponse) ProtoMessage() {}
 
 func (x *GetAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[22]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2120,7 @@ func (x *GetAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*GetAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetAuthorizationResponse) GetAuthorization() *Authorization {
@@ -2065,7 +2157,11 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x05value\x18\x06 \x01(\x03R\x05value\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\a \x01(\tR\tsessionId\x12)\n" +
-	"\x10authorization_id\x18\b \x01(\tR\x0fauthorizationId\"6\n" +
+	"\x10authorization_id\x18\b \x01(\tR\x0fauthorizationId\"X\n" +
+	"\x18CheckInteractionsRequest\x12<\n" +
+	"\x06checks\x18\x01 \x03(\v2$.trustfed.v1.CheckInteractionRequestR\x06checks\"\\\n" +
+	"\x19CheckInteractionsResponse\x12?\n" +
+	"\aresults\x18\x01 \x03(\v2%.trustfed.v1.CheckInteractionResponseR\aresults\"6\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xa2\b\n" +
@@ -2231,9 +2327,10 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x13AuthorizationStatus\x12$\n" +
 	" AUTHORIZATION_STATUS_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cAUTHORIZATION_STATUS_PENDING\x10\x01\x12 \n" +
-	"\x1cAUTHORIZATION_STATUS_GRANTED\x10\x022\xc1\x05\n" +
+	"\x1cAUTHORIZATION_STATUS_GRANTED\x10\x022\xaa\x06\n" +
 	"\x0fRegistryService\x12d\n" +
-	"\x10CheckInteraction\x12$.trustfed.v1.CheckInteractionRequest\x1a%.trustfed.v1.CheckInteractionResponse\"\x03\x90\x02\x01\x12a\n" +
+	"\x10CheckInteraction\x12$.trustfed.v1.CheckInteractionRequest\x1a%.trustfed.v1.CheckInteractionResponse\"\x03\x90\x02\x01\x12g\n" +
+	"\x11CheckInteractions\x12%.trustfed.v1.CheckInteractionsRequest\x1a&.trustfed.v1.CheckInteractionsResponse\"\x03\x90\x02\x01\x12a\n" +
 	"\x0fGetOrganization\x12#.trustfed.v1.GetOrganizationRequest\x1a$.trustfed.v1.GetOrganizationResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x11ListOrganizations\x12%.trustfed.v1.ListOrganizationsRequest\x1a&.trustfed.v1.ListOrganizationsResponse\"\x03\x90\x02\x01\x12I\n" +
 	"\aGetKeys\x12\x1b.trustfed.v1.GetKeysRequest\x1a\x1c.trustfed.v1.GetKeysResponse\"\x03\x90\x02\x01\x12k\n" +
@@ -2254,7 +2351,7 @@ func file_trustfed_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_trustfed_v1_registry_proto_goTypes = []any{
 	(Decision)(0),                        // 0: trustfed.v1.Decision
 	(Certification)(0),                   // 1: trustfed.v1.Certification
@@ -2262,100 +2359,106 @@ var file_trustfed_v1_registry_proto_goTypes = []any{
 	(*ReportRefusalsRequest)(nil),        // 3: trustfed.v1.ReportRefusalsRequest
 	(*ReportRefusalsResponse)(nil),       // 4: trustfed.v1.ReportRefusalsResponse
 	(*CheckInteractionRequest)(nil),      // 5: trustfed.v1.CheckInteractionRequest
-	(*Reason)(nil),                       // 6: trustfed.v1.Reason
-	(*CheckInteractionResponse)(nil),     // 7: trustfed.v1.CheckInteractionResponse
-	(*DecisionCertificate)(nil),          // 8: trustfed.v1.DecisionCertificate
-	(*DecisionBatchHead)(nil),            // 9: trustfed.v1.DecisionBatchHead
-	(*BatchSignature)(nil),               // 10: trustfed.v1.BatchSignature
-	(*DecisionStatement)(nil),            // 11: trustfed.v1.DecisionStatement
-	(*GetKeysRequest)(nil),               // 12: trustfed.v1.GetKeysRequest
-	(*RegistryKey)(nil),                  // 13: trustfed.v1.RegistryKey
-	(*GetKeysResponse)(nil),              // 14: trustfed.v1.GetKeysResponse
-	(*GetOrganizationRequest)(nil),       // 15: trustfed.v1.GetOrganizationRequest
-	(*GetOrganizationResponse)(nil),      // 16: trustfed.v1.GetOrganizationResponse
-	(*ListOrganizationsRequest)(nil),     // 17: trustfed.v1.ListOrganizationsRequest
-	(*ListOrganizationsResponse)(nil),    // 18: trustfed.v1.ListOrganizationsResponse
-	(*AuthorizationStatement)(nil),       // 19: trustfed.v1.AuthorizationStatement
-	(*Approval)(nil),                     // 20: trustfed.v1.Approval
-	(*Authorization)(nil),                // 21: trustfed.v1.Authorization
-	(*RequestAuthorizationRequest)(nil),  // 22: trustfed.v1.RequestAuthorizationRequest
-	(*RequestAuthorizationResponse)(nil), // 23: trustfed.v1.RequestAuthorizationResponse
-	(*GetAuthorizationRequest)(nil),      // 24: trustfed.v1.GetAuthorizationRequest
-	(*GetAuthorizationResponse)(nil),     // 25: trustfed.v1.GetAuthorizationResponse
-	(*AuditGatewayRefusal)(nil),          // 26: trustfed.v1.AuditGatewayRefusal
-	(Consistency)(0),                     // 27: trustfed.v1.Consistency
-	(PiiType)(0),                         // 28: trustfed.v1.PiiType
-	(*ReadMeta)(nil),                     // 29: trustfed.v1.ReadMeta
-	(*LevelCap)(nil),                     // 30: trustfed.v1.LevelCap
-	(*ControlProfile)(nil),               // 31: trustfed.v1.ControlProfile
-	(*timestamppb.Timestamp)(nil),        // 32: google.protobuf.Timestamp
-	(*Organization)(nil),                 // 33: trustfed.v1.Organization
+	(*CheckInteractionsRequest)(nil),     // 6: trustfed.v1.CheckInteractionsRequest
+	(*CheckInteractionsResponse)(nil),    // 7: trustfed.v1.CheckInteractionsResponse
+	(*Reason)(nil),                       // 8: trustfed.v1.Reason
+	(*CheckInteractionResponse)(nil),     // 9: trustfed.v1.CheckInteractionResponse
+	(*DecisionCertificate)(nil),          // 10: trustfed.v1.DecisionCertificate
+	(*DecisionBatchHead)(nil),            // 11: trustfed.v1.DecisionBatchHead
+	(*BatchSignature)(nil),               // 12: trustfed.v1.BatchSignature
+	(*DecisionStatement)(nil),            // 13: trustfed.v1.DecisionStatement
+	(*GetKeysRequest)(nil),               // 14: trustfed.v1.GetKeysRequest
+	(*RegistryKey)(nil),                  // 15: trustfed.v1.RegistryKey
+	(*GetKeysResponse)(nil),              // 16: trustfed.v1.GetKeysResponse
+	(*GetOrganizationRequest)(nil),       // 17: trustfed.v1.GetOrganizationRequest
+	(*GetOrganizationResponse)(nil),      // 18: trustfed.v1.GetOrganizationResponse
+	(*ListOrganizationsRequest)(nil),     // 19: trustfed.v1.ListOrganizationsRequest
+	(*ListOrganizationsResponse)(nil),    // 20: trustfed.v1.ListOrganizationsResponse
+	(*AuthorizationStatement)(nil),       // 21: trustfed.v1.AuthorizationStatement
+	(*Approval)(nil),                     // 22: trustfed.v1.Approval
+	(*Authorization)(nil),                // 23: trustfed.v1.Authorization
+	(*RequestAuthorizationRequest)(nil),  // 24: trustfed.v1.RequestAuthorizationRequest
+	(*RequestAuthorizationResponse)(nil), // 25: trustfed.v1.RequestAuthorizationResponse
+	(*GetAuthorizationRequest)(nil),      // 26: trustfed.v1.GetAuthorizationRequest
+	(*GetAuthorizationResponse)(nil),     // 27: trustfed.v1.GetAuthorizationResponse
+	(*AuditGatewayRefusal)(nil),          // 28: trustfed.v1.AuditGatewayRefusal
+	(Consistency)(0),                     // 29: trustfed.v1.Consistency
+	(PiiType)(0),                         // 30: trustfed.v1.PiiType
+	(*ReadMeta)(nil),                     // 31: trustfed.v1.ReadMeta
+	(*LevelCap)(nil),                     // 32: trustfed.v1.LevelCap
+	(*ControlProfile)(nil),               // 33: trustfed.v1.ControlProfile
+	(*timestamppb.Timestamp)(nil),        // 34: google.protobuf.Timestamp
+	(*Organization)(nil),                 // 35: trustfed.v1.Organization
 }
 var file_trustfed_v1_registry_proto_depIdxs = []int32{
-	26, // 0: trustfed.v1.ReportRefusalsRequest.refusals:type_name -> trustfed.v1.AuditGatewayRefusal
-	27, // 1: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
-	28, // 2: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
-	0,  // 3: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
-	6,  // 4: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
-	29, // 5: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
-	30, // 6: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
-	30, // 7: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
-	31, // 8: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
-	32, // 9: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
-	32, // 10: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
-	1,  // 11: trustfed.v1.CheckInteractionResponse.certification:type_name -> trustfed.v1.Certification
-	8,  // 12: trustfed.v1.CheckInteractionResponse.certificate:type_name -> trustfed.v1.DecisionCertificate
-	10, // 13: trustfed.v1.DecisionCertificate.signatures:type_name -> trustfed.v1.BatchSignature
-	28, // 14: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
-	0,  // 15: trustfed.v1.DecisionStatement.decision:type_name -> trustfed.v1.Decision
-	6,  // 16: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
-	31, // 17: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
-	32, // 18: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
-	32, // 19: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
-	30, // 20: trustfed.v1.DecisionStatement.from_level_caps:type_name -> trustfed.v1.LevelCap
-	30, // 21: trustfed.v1.DecisionStatement.to_level_caps:type_name -> trustfed.v1.LevelCap
-	32, // 22: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
-	32, // 23: trustfed.v1.RegistryKey.valid_from:type_name -> google.protobuf.Timestamp
-	32, // 24: trustfed.v1.RegistryKey.valid_until:type_name -> google.protobuf.Timestamp
-	32, // 25: trustfed.v1.RegistryKey.revoke_time:type_name -> google.protobuf.Timestamp
-	13, // 26: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
-	27, // 27: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	33, // 28: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	29, // 29: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	27, // 30: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
-	33, // 31: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
-	29, // 32: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	28, // 33: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
-	32, // 34: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
-	32, // 35: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
-	19, // 36: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
-	2,  // 37: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
-	20, // 38: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
-	32, // 39: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
-	5,  // 40: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
-	21, // 41: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	27, // 42: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	21, // 43: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	29, // 44: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	5,  // 45: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
-	15, // 46: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
-	17, // 47: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
-	12, // 48: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
-	22, // 49: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
-	24, // 50: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
-	3,  // 51: trustfed.v1.RegistryService.ReportRefusals:input_type -> trustfed.v1.ReportRefusalsRequest
-	7,  // 52: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
-	16, // 53: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
-	18, // 54: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
-	14, // 55: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
-	23, // 56: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
-	25, // 57: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
-	4,  // 58: trustfed.v1.RegistryService.ReportRefusals:output_type -> trustfed.v1.ReportRefusalsResponse
-	52, // [52:59] is the sub-list for method output_type
-	45, // [45:52] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	28, // 0: trustfed.v1.ReportRefusalsRequest.refusals:type_name -> trustfed.v1.AuditGatewayRefusal
+	29, // 1: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
+	30, // 2: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
+	5,  // 3: trustfed.v1.CheckInteractionsRequest.checks:type_name -> trustfed.v1.CheckInteractionRequest
+	9,  // 4: trustfed.v1.CheckInteractionsResponse.results:type_name -> trustfed.v1.CheckInteractionResponse
+	0,  // 5: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
+	8,  // 6: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
+	31, // 7: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
+	32, // 8: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
+	32, // 9: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
+	33, // 10: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
+	34, // 11: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
+	34, // 12: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
+	1,  // 13: trustfed.v1.CheckInteractionResponse.certification:type_name -> trustfed.v1.Certification
+	10, // 14: trustfed.v1.CheckInteractionResponse.certificate:type_name -> trustfed.v1.DecisionCertificate
+	12, // 15: trustfed.v1.DecisionCertificate.signatures:type_name -> trustfed.v1.BatchSignature
+	30, // 16: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
+	0,  // 17: trustfed.v1.DecisionStatement.decision:type_name -> trustfed.v1.Decision
+	8,  // 18: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
+	33, // 19: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
+	34, // 20: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
+	34, // 21: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
+	32, // 22: trustfed.v1.DecisionStatement.from_level_caps:type_name -> trustfed.v1.LevelCap
+	32, // 23: trustfed.v1.DecisionStatement.to_level_caps:type_name -> trustfed.v1.LevelCap
+	34, // 24: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
+	34, // 25: trustfed.v1.RegistryKey.valid_from:type_name -> google.protobuf.Timestamp
+	34, // 26: trustfed.v1.RegistryKey.valid_until:type_name -> google.protobuf.Timestamp
+	34, // 27: trustfed.v1.RegistryKey.revoke_time:type_name -> google.protobuf.Timestamp
+	15, // 28: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
+	29, // 29: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	35, // 30: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	31, // 31: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	29, // 32: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
+	35, // 33: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
+	31, // 34: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	30, // 35: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
+	34, // 36: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
+	34, // 37: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	21, // 38: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
+	2,  // 39: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
+	22, // 40: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
+	34, // 41: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 42: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
+	23, // 43: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	29, // 44: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	23, // 45: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	31, // 46: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	5,  // 47: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
+	6,  // 48: trustfed.v1.RegistryService.CheckInteractions:input_type -> trustfed.v1.CheckInteractionsRequest
+	17, // 49: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
+	19, // 50: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
+	14, // 51: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
+	24, // 52: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
+	26, // 53: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
+	3,  // 54: trustfed.v1.RegistryService.ReportRefusals:input_type -> trustfed.v1.ReportRefusalsRequest
+	9,  // 55: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
+	7,  // 56: trustfed.v1.RegistryService.CheckInteractions:output_type -> trustfed.v1.CheckInteractionsResponse
+	18, // 57: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
+	20, // 58: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
+	16, // 59: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
+	25, // 60: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
+	27, // 61: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
+	4,  // 62: trustfed.v1.RegistryService.ReportRefusals:output_type -> trustfed.v1.ReportRefusalsResponse
+	55, // [55:63] is the sub-list for method output_type
+	47, // [47:55] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_registry_proto_init() }
@@ -2372,7 +2475,7 @@ func file_trustfed_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_registry_proto_rawDesc), len(file_trustfed_v1_registry_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

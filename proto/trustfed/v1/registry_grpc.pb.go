@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	RegistryService_CheckInteraction_FullMethodName     = "/trustfed.v1.RegistryService/CheckInteraction"
+	RegistryService_CheckInteractions_FullMethodName    = "/trustfed.v1.RegistryService/CheckInteractions"
 	RegistryService_GetOrganization_FullMethodName      = "/trustfed.v1.RegistryService/GetOrganization"
 	RegistryService_ListOrganizations_FullMethodName    = "/trustfed.v1.RegistryService/ListOrganizations"
 	RegistryService_GetKeys_FullMethodName              = "/trustfed.v1.RegistryService/GetKeys"
@@ -37,6 +38,11 @@ type RegistryServiceClient interface {
 	// CheckInteraction decides whether an agent of one organisation may perform
 	// an action with an agent of another, and at which trust level.
 	CheckInteraction(ctx context.Context, in *CheckInteractionRequest, opts ...grpc.CallOption) (*CheckInteractionResponse, error)
+	// CheckInteractions decides many interactions in one call: each item is
+	// decided, audited and certified exactly as CheckInteraction would, all of
+	// them appended to the audit log together (they share audit batches). At
+	// most 256 items; every item's from_organization_id is the caller's own.
+	CheckInteractions(ctx context.Context, in *CheckInteractionsRequest, opts ...grpc.CallOption) (*CheckInteractionsResponse, error)
 	GetOrganization(ctx context.Context, in *GetOrganizationRequest, opts ...grpc.CallOption) (*GetOrganizationResponse, error)
 	ListOrganizations(ctx context.Context, in *ListOrganizationsRequest, opts ...grpc.CallOption) (*ListOrganizationsResponse, error)
 	// GetKeys publishes the registry's decision-signing public keys, so anyone
@@ -67,6 +73,16 @@ func (c *registryServiceClient) CheckInteraction(ctx context.Context, in *CheckI
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckInteractionResponse)
 	err := c.cc.Invoke(ctx, RegistryService_CheckInteraction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) CheckInteractions(ctx context.Context, in *CheckInteractionsRequest, opts ...grpc.CallOption) (*CheckInteractionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckInteractionsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_CheckInteractions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +158,11 @@ type RegistryServiceServer interface {
 	// CheckInteraction decides whether an agent of one organisation may perform
 	// an action with an agent of another, and at which trust level.
 	CheckInteraction(context.Context, *CheckInteractionRequest) (*CheckInteractionResponse, error)
+	// CheckInteractions decides many interactions in one call: each item is
+	// decided, audited and certified exactly as CheckInteraction would, all of
+	// them appended to the audit log together (they share audit batches). At
+	// most 256 items; every item's from_organization_id is the caller's own.
+	CheckInteractions(context.Context, *CheckInteractionsRequest) (*CheckInteractionsResponse, error)
 	GetOrganization(context.Context, *GetOrganizationRequest) (*GetOrganizationResponse, error)
 	ListOrganizations(context.Context, *ListOrganizationsRequest) (*ListOrganizationsResponse, error)
 	// GetKeys publishes the registry's decision-signing public keys, so anyone
@@ -170,6 +191,9 @@ type UnimplementedRegistryServiceServer struct{}
 
 func (UnimplementedRegistryServiceServer) CheckInteraction(context.Context, *CheckInteractionRequest) (*CheckInteractionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckInteraction not implemented")
+}
+func (UnimplementedRegistryServiceServer) CheckInteractions(context.Context, *CheckInteractionsRequest) (*CheckInteractionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckInteractions not implemented")
 }
 func (UnimplementedRegistryServiceServer) GetOrganization(context.Context, *GetOrganizationRequest) (*GetOrganizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetOrganization not implemented")
@@ -224,6 +248,24 @@ func _RegistryService_CheckInteraction_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RegistryServiceServer).CheckInteraction(ctx, req.(*CheckInteractionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_CheckInteractions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckInteractionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CheckInteractions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CheckInteractions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CheckInteractions(ctx, req.(*CheckInteractionsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -346,6 +388,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckInteraction",
 			Handler:    _RegistryService_CheckInteraction_Handler,
+		},
+		{
+			MethodName: "CheckInteractions",
+			Handler:    _RegistryService_CheckInteractions_Handler,
 		},
 		{
 			MethodName: "GetOrganization",
