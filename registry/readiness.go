@@ -41,6 +41,8 @@ func (s *Server) Readiness() Readiness {
 		r.Reason = errVerifying.Error()
 	case !st.HasLeader:
 		r.Reason = "no leader known"
+	case st.State == "Leader" && !st.Ready:
+		r.Reason = "elected leader, not ready yet: the barrier of its term is not committed (it cannot serve linearizable reads before)"
 	case !st.CaughtUp:
 		r.Reason = fmt.Sprintf("catching up with the leader's log (applied index %d, commit index %d)", st.AppliedIndex, st.CommitIndex)
 	case fault != "":

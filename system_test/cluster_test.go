@@ -157,7 +157,7 @@ func (c *cluster) leader(t testing.TB, among ...string) string {
 	testutil.Eventually(t, 30*time.Second, "a ready leader", func() error {
 		for _, id := range among {
 			st, err := c.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
-			if err == nil && st.Ready && st.State == "Leader" {
+			if err == nil && st.LeaderReady && st.State == "Leader" {
 				leader = id
 				return nil
 			}
