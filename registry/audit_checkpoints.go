@@ -103,16 +103,11 @@ func (s *Server) publishCertified(ctx context.Context, r *state.Reader, size uin
 	if quorum == 0 {
 		return fmt.Errorf("no endorsed node key is valid at %s: no checkpoint can be certified", now.Format(time.RFC3339))
 	}
-	root, err := s.audit.RootAt(size)
+	cp, err := s.checkpointOfView(r, size, now)
 	if err != nil {
 		return err
 	}
-	commitment, err := r.Commitment()
-	if err != nil {
-		return fmt.Errorf("state commitment: %w", err)
-	}
-	text := attestation.Checkpoint{Origin: s.cfg.AuditOrigin, Size: size, Root: root,
-		State: &attestation.CheckpointState{Index: r.Index(), Commitment: commitment, Time: now}}.Marshal()
+	text := cp.Marshal()
 	lines, err := s.certifications(ctx, text, quorum)
 	if err != nil {
 		return err
@@ -123,9 +118,24 @@ func (s *Server) publishCertified(ctx context.Context, r *state.Reader, size uin
 		return fmt.Errorf("checkpoint of %d entries at index %d (nodes with a key: %v): %w", size, r.Index(), eligible, err)
 	}
 	s.log.Debug("checkpoint certified", "size", size, "state_index", r.Index(), "nodes", nodes)
-	_, _, err = s.proposeInTerm(ctx, &commandv1.PutCheckpoint{Note: note, StateCommitment: commitment, StateIndex: r.Index()}, "")
+	_, _, err = s.proposeInTerm(ctx, &commandv1.PutCheckpoint{Note: note, StateCommitment: cp.State.Commitment, StateIndex: r.Index()}, "")
 	return err
 }
 
 // errAuditAltered: the local audit log no longer matches what was signed.
 var errAuditAltered = errors.New("audit log altered")
+
+// checkpointOfView is the checkpoint of this node's audit tree of size
+// entries and of the trust state of view r, stamped now (not yet signed).
+func (s *Server) checkpointOfView(r *state.Reader, size uint64, now time.Time) (attestation.Checkpoint, error) {
+	root, err := s.audit.RootAt(size)
+	if err != nil {
+		return attestation.Checkpoint{}, err
+	}
+	commitment, err := r.Commitment()
+	if err != nil {
+		return attestation.Checkpoint{}, fmt.Errorf("state commitment: %w", err)
+	}
+	return attestation.Checkpoint{Origin: s.cfg.AuditOrigin, Size: size, Root: root,
+		State: &attestation.CheckpointState{Index: r.Index(), Commitment: commitment, Time: now}}, nil
+}

@@ -168,17 +168,10 @@ func (s *Server) certifyOwnView(ctx context.Context, peers []peerAddr, keys []*t
 	if quorum == 0 {
 		return errNoCertifiers
 	}
-	size := s.audit.Size()
-	root, err := s.audit.RootAt(size)
+	cp, err := s.checkpointOfView(r, s.audit.Size(), now)
 	if err != nil {
 		return err
 	}
-	commitment, err := r.Commitment()
-	if err != nil {
-		return fmt.Errorf("state commitment: %w", err)
-	}
-	cp := attestation.Checkpoint{Origin: s.cfg.AuditOrigin, Size: size, Root: root,
-		State: &attestation.CheckpointState{Index: r.Index(), Commitment: commitment, Time: now}}
 	text := cp.Marshal()
 	var lines, differ []string
 	if line, err := s.certify(ctx, text); err == nil {
@@ -198,7 +191,7 @@ func (s *Server) certifyOwnView(ctx context.Context, peers []peerAddr, keys []*t
 		}
 	}
 	if _, nodes, err := attestation.VerifyCertifiedCheckpoint(attestation.AssembleNote(text, lines), s.cfg.AuditOrigin, keys); err == nil {
-		s.log.Info("start-up state verification: a quorum of the registry nodes certified this node's state", "state_index", r.Index(), "size", size, "nodes", nodes)
+		s.log.Info("start-up state verification: a quorum of the registry nodes certified this node's state", "state_index", r.Index(), "size", cp.Size, "nodes", nodes)
 		return nil
 	}
 	if len(differ) >= quorum {

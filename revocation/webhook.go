@@ -78,24 +78,14 @@ func formatTimestamp(ts time.Time) string { return ts.UTC().Format(time.RFC3339N
 // to receivers as keyID. The event id must be 1..256 visible ASCII
 // characters; key must be an ed25519 private key.
 func SignWebhook(key ed25519.PrivateKey, keyID, eventID string, ts time.Time, body []byte) (http.Header, error) {
-	switch {
-	case !validEventID(eventID):
-		return nil, fmt.Errorf("sign webhook: %w: %s %q is not 1..%d visible ASCII characters",
-			ErrWebhookHeader, HeaderEventID, eventID, maxEventIDLen)
-	case !validEventID(keyID):
-		return nil, fmt.Errorf("sign webhook: %w: %s %q is not 1..%d visible ASCII characters",
-			ErrWebhookHeader, HeaderKeyID, keyID, maxEventIDLen)
-	case len(key) != ed25519.PrivateKeySize:
+	if len(key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("sign webhook: %w: ed25519 private key of %d bytes", attestation.ErrInvalidKey, len(key))
 	}
-	stamp := formatTimestamp(ts)
-	sig := attestation.Sign(key, attestation.PurposeWebhook, webhookMessage(eventID, stamp, body))
-	h := make(http.Header, 4)
-	h.Set(HeaderEventID, eventID)
-	h.Set(HeaderTimestamp, stamp)
-	h.Set(HeaderKeyID, keyID)
-	h.Set(HeaderSignature, base64.StdEncoding.EncodeToString(sig))
-	return h, nil
+	s, err := attestation.NewFileSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("sign webhook: %w", err)
+	}
+	return SignWebhookWith(context.Background(), s, keyID, eventID, ts, body)
 }
 
 // WebhookSigner is the key a node signs notifications with at a time: its

@@ -107,11 +107,7 @@ func (g ThreatGate) Inspect(ctx context.Context, m GateMessage) error {
 	if g.Gate == nil {
 		return ErrNotConfigured
 	}
-	dir := threat.Outbound
-	if m.Direction == Inbound {
-		dir = threat.Inbound
-	}
-	v := g.Gate.Inspect(ctx, threat.Message{Direction: dir, From: m.From, To: m.To, Body: string(m.Payload)})
+	v := g.Gate.Inspect(ctx, threat.Message{Direction: m.Direction, From: m.From, To: m.To, Body: string(m.Payload)})
 	if !v.Allow {
 		return &ThreatError{Direction: m.Direction, Verdict: v}
 	}

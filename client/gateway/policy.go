@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"github.com/trustfed/trustfed/client/threat"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -39,24 +40,15 @@ type PayloadPolicy interface {
 	Inbound(ctx context.Context, in PolicyInput) error
 }
 
-// Direction is which way a message crosses the boundary.
-type Direction int
+// Direction is which way a message crosses the boundary (the threat
+// gates' type: client/threat).
+type Direction = threat.Direction
 
 // Directions.
 const (
-	Outbound Direction = iota + 1
-	Inbound
+	Outbound = threat.Outbound
+	Inbound  = threat.Inbound
 )
-
-func (d Direction) String() string {
-	switch d {
-	case Outbound:
-		return "outbound"
-	case Inbound:
-		return "inbound"
-	}
-	return "unknown"
-}
 
 // GateMessage is what a threat gate inspects.
 type GateMessage struct {
