@@ -147,6 +147,18 @@ func (d *devState) report(ctx context.Context, s *Server) {
 			return
 		}
 	}
+	// Ready to serve as well: a restarted dev server (-dev -data-dir)
+	// verifies its state before it answers, and the banner must not invite
+	// calls it would refuse.
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !s.reg.Readiness().Ready {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 	if s.cfg.DevReady == nil {
 		return
 	}
