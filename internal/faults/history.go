@@ -1,0 +1,81 @@
+package faults
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// History records the operations of concurrent clients with their invoke
+// and complete times (nanoseconds since the history began, on the
+// monotonic clock). It is safe for concurrent use.
+type History struct {
+	start time.Time
+
+	mu      sync.Mutex
+	ops     []porcupine.Operation
+	clients int
+	unknown int
+	failed  int
+}
+
+// NewHistory starts an empty history now.
+func NewHistory() *History { return &History{start: time.Now()} }
+
+// Client returns a new client id. A client whose operation ended with an
+// unknown outcome takes a new id for its next one: the unknown operation
+// stays open for ever, and one client's operations must not overlap.
+func (h *History) Client() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.clients++
+	return h.clients - 1
+}
+
+// Call is the invoke time of an operation starting now.
+func (h *History) Call() int64 { return int64(time.Since(h.start)) }
+
+// Ok records an operation that completed now with out.
+func (h *History) Ok(client int, in Input, call int64, out Output) {
+	h.add(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: int64(time.Since(h.start))})
+}
+
+// Unknown records a write whose outcome is unknown: it may take effect at
+// any time after its call, or never.
+func (h *History) Unknown(client int, in Input, call int64) {
+	h.mu.Lock()
+	h.unknown++
+	h.mu.Unlock()
+	h.add(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: Output{Unknown: true}, Return: math.MaxInt64})
+}
+
+// Failed counts an operation that certainly did not take effect (a read
+// or check refused, a write refused before it was proposed): it constrains
+// nothing and is not part of the history.
+func (h *History) Failed() {
+	h.mu.Lock()
+	h.failed++
+	h.mu.Unlock()
+}
+
+func (h *History) add(op porcupine.Operation) {
+	h.mu.Lock()
+	h.ops = append(h.ops, op)
+	h.mu.Unlock()
+}
+
+// Operations is a copy of the recorded operations.
+func (h *History) Operations() []porcupine.Operation {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]porcupine.Operation(nil), h.ops...)
+}
+
+// Counts is how many operations completed, ended unknown and failed.
+func (h *History) Counts() (ok, unknown, failed int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ops) - h.unknown, h.unknown, h.failed
+}
