@@ -103,3 +103,21 @@ func TestHistoryRecordsUnknownOutcomesOpen(t *testing.T) {
 		t.Fatalf("bad operations %+v", ops)
 	}
 }
+
+func TestSettleNarrowsUnknownOutcomes(t *testing.T) {
+	unseen := op(0, Input{Kind: OpRename, Org: 0, Name: "a1"}, 0, math.MaxInt64, Output{Unknown: true})
+	seen := op(1, Input{Kind: OpRename, Org: 0, Name: "a2"}, 1, math.MaxInt64, Output{Unknown: true})
+	unapproved := op(2, Input{Kind: OpSetLevel, Org: 1, Level: 1}, 2, math.MaxInt64, Output{Unknown: true})
+	unapproved.Metadata = "change-1"
+	read := op(3, Input{Kind: OpRead, Org: 0}, 20, 25, Output{Name: "a2", Level: 3})
+	got := Settle([]porcupine.Operation{unseen, seen, unapproved, read}, func(o porcupine.Operation) bool { return o.Metadata == "change-1" })
+	if len(got) != 2 || got[0].Input.(Input).Name != "a2" || got[0].Return != 25 || got[1].Input.(Input).Kind != OpRead {
+		t.Fatalf("settled to %+v", got)
+	}
+	// A settled history is checked like any other: a read of the old name
+	// invoked after the one that saw a2 returned is stale.
+	stale := append(got, op(3, Input{Kind: OpRead, Org: 0}, 30, 31, Output{Name: "a0", Level: 3}))
+	if err := Check("stale", 1, start, stale, 10*time.Second, t.TempDir()); !errors.Is(err, ErrNotLinearizable) {
+		t.Fatalf("want ErrNotLinearizable, got %v", err)
+	}
+}

@@ -44,12 +44,7 @@ func (h *History) Ok(client int, in Input, call int64, out Output) {
 
 // Unknown records a write whose outcome is unknown: it may take effect at
 // any time after its call, or never.
-func (h *History) Unknown(client int, in Input, call int64) {
-	h.mu.Lock()
-	h.unknown++
-	h.mu.Unlock()
-	h.add(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: Output{Unknown: true}, Return: math.MaxInt64})
-}
+func (h *History) Unknown(client int, in Input, call int64) { h.UnknownWith(client, in, call, nil) }
 
 // Failed counts an operation that certainly did not take effect (a read
 // or check refused, a write refused before it was proposed): it constrains
@@ -78,4 +73,54 @@ func (h *History) Counts() (ok, unknown, failed int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.ops) - h.unknown, h.unknown, h.failed
+}
+
+// Settle narrows the unknown outcomes of ops with what was learnt after
+// the run, as etcd's robustness tests do, so that the checker does not
+// have to try every place for every unknown write (its cost grows
+// exponentially with their number):
+//   - a rename whose outcome is unknown and whose name (unique to it) no
+//     read returned is dropped: had it taken effect, no read saw it, so the
+//     history is linearizable with it exactly when it is without it;
+//   - one whose name a read returned took effect before the first such
+//     read returned: its return time becomes that read's;
+//   - an unknown operation neverApplied says did not take effect (e.g. an
+//     admin change found unapproved after the run) is dropped.
+func Settle(ops []porcupine.Operation, neverApplied func(porcupine.Operation) bool) []porcupine.Operation {
+	seen := map[string]int64{} // name → earliest return of a read that saw it
+	for _, op := range ops {
+		in, out := op.Input.(Input), op.Output.(Output)
+		if in.Kind == OpRead && !out.Unknown {
+			if r, ok := seen[out.Name]; !ok || op.Return < r {
+				seen[out.Name] = op.Return
+			}
+		}
+	}
+	out := make([]porcupine.Operation, 0, len(ops))
+	for _, op := range ops {
+		in, o := op.Input.(Input), op.Output.(Output)
+		if o.Unknown {
+			if neverApplied != nil && neverApplied(op) {
+				continue
+			}
+			if in.Kind == OpRename {
+				r, ok := seen[in.Name]
+				if !ok {
+					continue
+				}
+				op.Return = max(r, op.Call)
+			}
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
+// UnknownWith records a write whose outcome is unknown, with metadata that
+// lets the run resolve it later (Settle's neverApplied).
+func (h *History) UnknownWith(client int, in Input, call int64, meta any) {
+	h.mu.Lock()
+	h.unknown++
+	h.mu.Unlock()
+	h.add(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: Output{Unknown: true}, Return: math.MaxInt64, Metadata: meta})
 }

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"fmt"
+	"hash/fnv"
 	"strings"
 
 	"github.com/anishathalye/porcupine"
@@ -94,7 +95,14 @@ func NewModel(init State) porcupine.Model {
 			}
 			return false, s
 		},
-		Equal:             func(a, b any) bool { return a.(State) == b.(State) },
+		Equal: func(a, b any) bool { return a.(State) == b.(State) },
+		Hash: func(st any) uint64 {
+			h := fnv.New64a()
+			for _, o := range st.(State) {
+				_, _ = fmt.Fprintf(h, "%s\x00%d\x00", o.Name, o.Level)
+			}
+			return h.Sum64()
+		},
 		DescribeOperation: describe,
 		DescribeState: func(st any) string {
 			s := st.(State)

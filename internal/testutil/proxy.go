@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Network is a set of TCP proxies a test puts in front of its servers'
@@ -22,18 +23,24 @@ import (
 // every link between the isolated processes and the others. A cut link is
 // a blackhole, as in a real partition, not a reset: connections stay open
 // (new ones are accepted), and whatever is sent is read and dropped, so
-// callers hang until their own timeouts.
+// callers hang until their own timeouts. Links can also be cut one way
+// (Drop) or slowed down (Delay); Heal restores every link.
 type Network struct {
 	t testing.TB
 
 	mu       sync.Mutex
 	isolated map[int]bool // by pid
+	dropped  map[link]bool
+	delayed  map[link]time.Duration
 }
+
+// link is the direction from one process to another (pids).
+type link struct{ from, to int }
 
 // NewNetwork returns a network with no link cut. Its proxies close at test
 // cleanup.
 func NewNetwork(t testing.TB) *Network {
-	return &Network{t: t, isolated: map[int]bool{}}
+	return &Network{t: t, isolated: map[int]bool{}, dropped: map[link]bool{}, delayed: map[link]time.Duration{}}
 }
 
 // Isolate cuts the process pid off from every other process (existing
@@ -44,13 +51,49 @@ func (n *Network) Isolate(pid int) {
 	n.isolated[pid] = true
 }
 
+// Drop blackholes what process from sends to process to (one way: to's
+// answers still flow, on connections either opened).
+func (n *Network) Drop(from, to int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.dropped[link{from, to}] = true
+}
+
+// Delay holds what process from sends to process to for d before passing
+// it on (one way; 0 removes the delay).
+func (n *Network) Delay(from, to int, d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.delayed[link{from, to}] = d
+}
+
+// Heal restores every link: nothing isolated, dropped or delayed.
+func (n *Network) Heal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.isolated)
+	clear(n.dropped)
+	clear(n.delayed)
+}
+
+// cut reports whether data sent by from to to is dropped.
 func (n *Network) cut(from, to int) bool {
 	if from == 0 || to == 0 {
 		return false // not between two known processes (e.g. the test itself)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.isolated[from] != n.isolated[to]
+	return n.isolated[from] != n.isolated[to] || n.dropped[link{from, to}]
+}
+
+// delay is how long data sent by from to to is held.
+func (n *Network) delay(from, to int) time.Duration {
+	if from == 0 || to == 0 {
+		return 0
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.delayed[link{from, to}]
 }
 
 // Proxy forwards TCP connections from its loopback address to a target.
@@ -163,19 +206,25 @@ func (p *Proxy) serve(in net.Conn) {
 	}
 	to := func() int { return int(p.pid.Load()) }
 	var wg sync.WaitGroup
-	wg.Go(func() { p.pipe(out, in, func() bool { return p.net.cut(from, to()) }) })
-	wg.Go(func() { p.pipe(in, out, func() bool { return p.net.cut(from, to()) }) })
+	wg.Go(func() { p.pipe(out, in, func() int { return from }, to) })
+	wg.Go(func() { p.pipe(in, out, to, func() int { return from }) })
 	wg.Wait()
 }
 
-// pipe copies src to dst while the link is up, and drops what it reads
-// while it is cut. It ends when either side closes.
-func (p *Proxy) pipe(dst, src net.Conn, cut func() bool) {
+// pipe copies src (data of process sender) to dst (of process receiver)
+// while the link is up, and drops what it reads while it is cut; a delayed
+// link holds each read for its delay. It ends when either side closes.
+func (p *Proxy) pipe(dst, src net.Conn, sender, receiver func() int) {
 	defer func() { _ = dst.Close(); _ = src.Close() }()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !cut() {
+		if n > 0 {
+			if d := p.net.delay(sender(), receiver()); d > 0 {
+				time.Sleep(d) // the fault itself: this link is slow
+			}
+		}
+		if n > 0 && !p.net.cut(sender(), receiver()) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
