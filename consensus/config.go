@@ -101,9 +101,10 @@ type Config struct {
 	SnapshotThreshold                                                    uint64
 	SnapshotInterval                                                     time.Duration
 
-	// trailingLogs overrides raft's TrailingLogs; tests use it to force
-	// followers to catch up through InstallSnapshot.
-	trailingLogs uint64
+	// TrailingLogs is how many log entries a snapshot leaves behind for
+	// followers to catch up from (0 = raft's default, 10240); a follower
+	// further behind catches up through InstallSnapshot.
+	TrailingLogs uint64
 	// handshakeTimeout overrides defaultHandshakeTimeout (tests).
 	handshakeTimeout time.Duration
 }
@@ -206,8 +207,8 @@ func (c *Config) raftConfig(logger *slog.Logger, notify chan<- bool) (*raft.Conf
 	if c.SnapshotInterval > 0 {
 		rc.SnapshotInterval = c.SnapshotInterval
 	}
-	if c.trailingLogs > 0 {
-		rc.TrailingLogs = c.trailingLogs
+	if c.TrailingLogs > 0 {
+		rc.TrailingLogs = c.TrailingLogs
 	}
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("consensus config: %w", err)

@@ -45,7 +45,7 @@ func TestSnapshotRestoreSingleNode(t *testing.T) {
 
 func TestSnapshotInstallOnFollower(t *testing.T) {
 	c := newCluster(t)
-	c.tweak = func(cfg *Config) { cfg.trailingLogs = 2 } // compact almost everything
+	c.tweak = func(cfg *Config) { cfg.TrailingLogs = 2 } // compact almost everything
 	n1, n2, n3 := c.threeNodes()
 	nodes := []*testNode{n1, n2, n3}
 	ctx := ctxT(t)

@@ -1,6 +1,7 @@
 package system_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/trustfed/trustfed/internal/faults"
+	"github.com/trustfed/trustfed/internal/testutil"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // skipFaults skips the fault scenarios in -short runs.
@@ -187,4 +190,68 @@ func TestFaultsFullClusterCrash(t *testing.T) {
 	w.waitProgress(t, 20, 30*time.Second)
 	w.finish(t, f.ids...)
 	t.Logf("%d operations acknowledged before the crash", okBefore)
+}
+
+// Scenario 6: a follower paused (SIGSTOP) while the others commit far more
+// than a snapshot threshold and trailing log: when it continues (SIGCONT)
+// the leader no longer has the entries it lacks and sends its snapshot; the
+// follower installs it, with the audit log, serves again, and its audit
+// tree matches the leader's; the history stays linearizable.
+func TestFaultsPausedFollowerCatchesUpBySnapshot(t *testing.T) {
+	skipFaults(t)
+	const threshold, trailing = 64, 16
+	f := startFaultCluster(t, faultOptions{extra: []string{"-raft-snapshot-threshold", fmt.Sprint(threshold), "-raft-trailing-logs", fmt.Sprint(trailing)}})
+	w := newWorkload(t, f, seedFor(t), "n1")
+	w.start(4)
+	w.waitProgress(t, 20, 30*time.Second)
+	leader := f.waitLeader(t, "", f.ids...)
+	paused := f.others(leader)[0]
+	st, err := f.cluster.clients[leader].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+	require.NoError(t, err)
+	from := st.CommitIndex
+	snapshots := logCount(t, f.cluster.servers[leader], "snapshot complete up to")
+
+	end := f.fault("SIGSTOP follower " + paused)
+	w.setTargets(f.others(paused)...)
+	f.pause(t, paused)
+	// Well past a snapshot and its trailing log on the leader.
+	testutil.Eventually(t, 60*time.Second, "the leader snapshots past the paused follower", func() error {
+		st, err := f.cluster.clients[leader].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		if n := logCount(t, f.cluster.servers[leader], "snapshot complete up to"); st.CommitIndex < from+2*threshold+trailing || n < snapshots+2 {
+			return fmt.Errorf("commit index %d (paused at %d), %d snapshots since", st.CommitIndex, from, n-snapshots)
+		}
+		return nil
+	})
+	f.resume(t, paused)
+	end()
+	testutil.Eventually(t, 60*time.Second, paused+" installs the leader's snapshot", func() error {
+		return logContains(f.cluster.servers[paused], "nstalled remote snapshot")
+	})
+	require.NoError(t, w.awaitCheck(t, paused), "%s answers checks after the snapshot", paused)
+	w.setTargets()
+	w.waitProgress(t, 20, 30*time.Second)
+	w.finish(t, f.ids...)
+
+	// The audit log came with the snapshot: once quiet, the follower's tree
+	// is the leader's (same size, same root).
+	head := func(id string) (*trustfedv1.GetSignedTreeHeadResponse, error) {
+		return f.cluster.clients[id].Audit().GetSignedTreeHead(ctxT(t), &trustfedv1.GetSignedTreeHeadRequest{})
+	}
+	testutil.Eventually(t, 30*time.Second, paused+"'s audit tree equals the leader's", func() error {
+		l, err := head(leader)
+		if err != nil {
+			return err
+		}
+		p, err := head(paused)
+		if err != nil {
+			return err
+		}
+		if l.TreeSize != p.TreeSize || !bytes.Equal(l.RootHash, p.RootHash) {
+			return fmt.Errorf("leader %d %x, %s %d %x", l.TreeSize, l.RootHash, paused, p.TreeSize, p.RootHash)
+		}
+		return nil
+	})
 }
