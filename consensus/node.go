@@ -25,7 +25,7 @@ type Node struct {
 	fsm    *fsm
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
-	store  *raftboltdb.BoltStore
+	store  *watchedStore
 
 	// Leadership notifications: raft blocks on notifyCh, so watch (started
 	// in New, stopped in Close) drains it for the node's whole life.
@@ -87,6 +87,8 @@ type Status struct {
 	LastContact                                   time.Duration
 	// Ready: ready leader (IsLeader). CaughtUp: see CaughtUp.
 	Ready, CaughtUp bool
+	// StorageFault: why the node cannot write its Raft log ("" if it can).
+	StorageFault string
 }
 
 // New opens the stores in cfg.DataDir, creates the transport and raft, and
@@ -123,7 +125,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	boltOpts := *bbolt.DefaultOptions
 	boltOpts.Timeout = time.Second // fail instead of hanging on another process's file lock
-	store, err := raftboltdb.New(raftboltdb.Options{
+	bolt, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(cfg.DataDir, "raft.db"),
 		BoltOptions: &boltOpts,
 		NoSync:      false, // every log append is fsynced: acknowledged means durable
@@ -131,6 +133,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft store in DataDir: %w", err)
 	}
+	store := &watchedStore{BoltStore: bolt, logger: logger.With("component", "raft-store")}
 	cleanup = append(cleanup, store.Close)
 
 	logs, err := raft.NewLogCache(logCacheSize, store)
@@ -289,5 +292,13 @@ func (n *Node) Status() Status {
 		LastContact:  n.LastContact(),
 		Ready:        n.IsLeader(),
 		CaughtUp:     n.CaughtUp(),
+		StorageFault: errString(n.StorageFault()),
 	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -50,6 +50,10 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 // through LeaderClient on a follower), waits until the local state machine
 // applied it, and returns the local applied index (>= the read index).
 func (n *Node) LinearizableRead(ctx context.Context) (uint64, error) {
+	if err := n.StorageFault(); err != nil {
+		// It could not store what it would have to apply first.
+		return 0, fmt.Errorf("linearizable read: %w: %v", ErrStorage, err)
+	}
 	idx, err := n.readIndexAnywhere(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("linearizable read: %w", err)

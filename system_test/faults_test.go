@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -254,4 +258,57 @@ func TestFaultsPausedFollowerCatchesUpBySnapshot(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Scenario 7: the disk under one node's Raft log fills up (a small tmpfs
+// mounted at <data-dir>/raft, filled with a file). The node fails loudly
+// (its log says why) and answers no linearizable read or check it cannot
+// back; the others keep serving; once the space is freed it catches up and
+// serves again; the history stays linearizable.
+func TestFaultsDiskFull(t *testing.T) {
+	skipFaults(t)
+	f := startFaultCluster(t, faultOptions{before: func(id, dataDir string) {
+		mountTmpfs(t, filepath.Join(dataDir, "raft"), 64<<20)
+	}})
+	w := newWorkload(t, f, seedFor(t), "n1")
+	w.start(4)
+	w.waitProgress(t, 20, 30*time.Second)
+	full := f.waitLeader(t, "", f.ids...)
+	rest := f.others(full)
+	end := f.fault("disk full on " + full)
+	filler := fillDisk(t, filepath.Join(f.dataDir(full), "raft"))
+	t.Logf("filled the Raft volume of %s (the leader)", full)
+
+	testutil.Eventually(t, 30*time.Second, full+" says its disk is full", func() error {
+		return logContains(f.cluster.servers[full], "no space left on device")
+	})
+	f.waitLeader(t, full, rest...)
+	for _, id := range rest {
+		require.NoError(t, w.awaitCheck(t, id), "%s keeps answering checks", id)
+	}
+	w.setTargets(rest...)
+	w.waitProgress(t, 30, 30*time.Second)
+	requireStopsServing(t, w, time.Now().Add(-cutOffBound), 2*time.Second, full)
+	hc := httpsClient(t, f.cluster.pki.CAFile)
+	code, reason := readyz(hc, f.cluster.servers[full].Addrs.HTTPAddr)
+	t.Logf("%s, disk full: /readyz %d %q; log: %s", full, code, reason, grepLog(f.cluster.servers[full], "no space left", 3))
+	require.Equal(t, http.StatusServiceUnavailable, code, "%s cannot persist its log: not ready", full)
+
+	require.NoError(t, os.Remove(filler))
+	end()
+	require.NoError(t, w.awaitCheck(t, full), "%s serves again once the space is back", full)
+	w.setTargets()
+	w.waitProgress(t, 20, 30*time.Second)
+	w.finish(t, f.ids...)
+}
+
+// grepLog is the first n lines of srv's log that contain s.
+func grepLog(srv *testutil.Server, s string, n int) []string {
+	var out []string
+	for _, l := range strings.Split(srv.Log(), "\n") {
+		if strings.Contains(l, s) && len(out) < n {
+			out = append(out, l)
+		}
+	}
+	return out
 }
