@@ -186,6 +186,17 @@ func (f *faultCluster) isolate(side ...string) {
 	}
 }
 
+// delayAll delays every link between two nodes by d, both ways.
+func (f *faultCluster) delayAll(d time.Duration) {
+	for _, a := range f.ids {
+		for _, b := range f.ids {
+			if a != b {
+				f.network.Delay(f.pid(a), f.pid(b), d)
+			}
+		}
+	}
+}
+
 // heal restores every link.
 func (f *faultCluster) heal() { f.network.Heal() }
 

@@ -194,6 +194,7 @@ func TestFaultsFullClusterCrash(t *testing.T) {
 	w.waitProgress(t, 20, 30*time.Second)
 	w.finish(t, f.ids...)
 	t.Logf("%d operations acknowledged before the crash", okBefore)
+	require.Zero(t, w.lostWrites(t, f.ids...), "acknowledged writes lost")
 }
 
 // Scenario 6: a follower paused (SIGSTOP) while the others commit far more
@@ -311,4 +312,40 @@ func grepLog(srv *testutil.Server, s string, n int) []string {
 		}
 	}
 	return out
+}
+
+// Slow and one-way links: every link between the nodes delayed by 50 ms
+// (the cluster keeps serving, slower), then the leader's outgoing traffic
+// dropped while it still hears the others (it must stop serving and a new
+// leader take over); the history stays linearizable.
+func TestFaultsSlowAndOneWayLinks(t *testing.T) {
+	skipFaults(t)
+	f := startFaultCluster(t, faultOptions{})
+	w := newWorkload(t, f, seedFor(t), "n1")
+	w.start(4)
+	w.waitProgress(t, 20, 30*time.Second)
+
+	end := f.fault("50 ms delay on every link")
+	f.delayAll(50 * time.Millisecond)
+	w.waitProgress(t, 30, 60*time.Second)
+	f.heal()
+	end()
+
+	leader := f.waitLeader(t, "", f.ids...)
+	rest := f.others(leader)
+	end = f.fault("drop everything " + leader + " sends")
+	cut := time.Now()
+	for _, id := range rest {
+		f.network.Drop(f.pid(leader), f.pid(id))
+	}
+	f.waitLeader(t, leader, rest...)
+	requireStopsServing(t, w, cut, 2*time.Second, leader)
+	w.setTargets(rest...)
+	w.waitProgress(t, 30, 30*time.Second)
+	f.heal()
+	end()
+	w.setTargets()
+	require.NoError(t, w.awaitCheck(t, leader), "%s serves again after the heal", leader)
+	w.waitProgress(t, 20, 30*time.Second)
+	w.finish(t, f.ids...)
 }

@@ -49,6 +49,7 @@ type workload struct {
 	probes  []probe
 	errs    map[string]int // failed operations by kind and code
 	sample  []string       // the first error of each kind and code
+	applied []string       // admin changes acknowledged as applied
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -160,6 +161,11 @@ func (w *workload) worker(ctx context.Context, rng *rand.Rand) {
 		switch {
 		case err == nil:
 			w.hist.Ok(client, in, call, out)
+			if in.Kind == faults.OpSetLevel {
+				w.mu.Lock()
+				w.applied = append(w.applied, change)
+				w.mu.Unlock()
+			}
 		case ctx.Err() != nil && (in.Kind == faults.OpRead || in.Kind == faults.OpCheck):
 			return // the run ended
 		case in.Kind == faults.OpRead || in.Kind == faults.OpCheck || refusedBeforeProposal(err):
@@ -437,4 +443,26 @@ func (w *workload) waitProgress(t *testing.T, n int, timeout time.Duration) {
 		}
 		return nil
 	})
+}
+
+// lostWrites counts the level changes acknowledged as applied that some
+// node in ids does not hold as applied after the run: acknowledged writes
+// lost (a check independent of the history's).
+func (w *workload) lostWrites(t *testing.T, ids ...string) int {
+	t.Helper()
+	w.mu.Lock()
+	applied := slices.Clone(w.applied)
+	w.mu.Unlock()
+	lost := 0
+	for _, id := range ids {
+		for _, change := range applied {
+			resp, err := w.f.cluster.clients[id].Admin().GetAdminChange(ctxT(t), &trustfedv1.GetAdminChangeRequest{ChangeId: change})
+			if err != nil || resp.Change.Status != trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED {
+				t.Errorf("%s: acknowledged change %s lost: %v %v", id, change, err, resp.GetChange().GetStatus())
+				lost++
+			}
+		}
+	}
+	t.Logf("%d acknowledged level changes, each present on %v", len(applied), ids)
+	return lost
 }
