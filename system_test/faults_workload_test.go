@@ -186,14 +186,14 @@ func (w *workload) worker(ctx context.Context, rng *rand.Rand) {
 // no effect: refused by validation or authorisation, never proposed.
 func refusedBeforeProposal(err error) bool {
 	switch status.Code(err) {
-	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.NotFound, codes.FailedPrecondition:
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.NotFound, codes.FailedPrecondition, codes.ResourceExhausted:
 		return true
 	}
 	return false
 }
 
 // tally counts a failed operation by kind and gRPC code.
-func (w *workload) tally(k faults.Kind, err error) {
+func (w *workload) tally(k fmt.Stringer, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.errs == nil {
@@ -283,6 +283,9 @@ func (w *workload) prober(ctx context.Context) {
 			}
 			id := w.f.ids[(good+i)%len(w.f.ids)]
 			resp, err := w.check(ctx, id, min(left, 400*time.Millisecond))
+			if err != nil && ctx.Err() == nil {
+				w.tally(probeKind{}, err)
+			}
 			if err == nil {
 				answered, good = true, (good+i)%len(w.f.ids)
 				w.hist.Ok(client, faults.Input{Kind: faults.OpCheck}, call, faults.Output{Level: resp.EffectiveLevel})
@@ -399,6 +402,12 @@ func (w *workload) summary() report {
 // test and names the saved history and visualisation.
 func (w *workload) checkHistory(t *testing.T) {
 	t.Helper()
+	require.NoError(t, w.checkHistoryErr(t))
+}
+
+// checkHistoryErr is checkHistory returning the checker's verdict.
+func (w *workload) checkHistoryErr(t *testing.T) error {
+	t.Helper()
 	all := w.hist.Operations()
 	ops := faults.Settle(all, func(op porcupine.Operation) bool {
 		id, _ := op.Metadata.(string)
@@ -416,7 +425,7 @@ func (w *workload) checkHistory(t *testing.T) {
 	start := time.Now()
 	err := faults.Check(t.Name(), w.seed, w.init, ops, 2*time.Minute, "")
 	t.Logf("porcupine checked %d operations in %s", len(ops), time.Since(start).Round(time.Millisecond))
-	require.NoError(t, err)
+	return err
 }
 
 func (w *workload) errCounts() map[string]int {
@@ -466,3 +475,8 @@ func (w *workload) lostWrites(t *testing.T, ids ...string) int {
 	t.Logf("%d acknowledged level changes, each present on %v", len(applied), ids)
 	return lost
 }
+
+// probeKind labels the prober's failed attempts in the error tally.
+type probeKind struct{}
+
+func (probeKind) String() string { return "probe" }
