@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
@@ -281,4 +283,75 @@ func fillDisk(t *testing.T, dir string) string {
 		}
 	}
 	return path
+}
+
+// addNode starts a new node id behind new proxies, joining through node
+// via, waits until it is a voter, and has the admins endorse its signing
+// key (a node signs cosignatures with it).
+func (f *faultCluster) addNode(t *testing.T, id, via string) {
+	t.Helper()
+	f.raftP[id], f.apiP[id] = f.network.Proxy(f.candidates), f.network.Proxy(f.candidates)
+	f.raftBind[id] = testutil.FreeAddr(t)
+	dir := filepath.Join(filepath.Dir(f.dataDir(f.ids[0])), id)
+	args := append([]string{"-node-id", id, "-raft-fast-timeouts"}, loopbackPorts...)
+	args = append(args, f.proxyArgs(id)...)
+	args = append(args, f.cluster.nodeFiles(t, id)...)
+	args = append(append(args, f.extra...), "-join", f.cluster.servers[via].Addrs.GRPCAddr)
+	s := testutil.StartServer(t, bin, dir, args...)
+	f.started(id, s)
+	f.cluster.servers[id] = s
+	f.cluster.clients[id] = dial(t, s, f.cluster.pki.CAFile, f.cluster.token)
+	f.ids = append(f.ids, id)
+	f.waitVoters(t, via, f.ids...)
+	st, err := f.cluster.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+	if err != nil {
+		t.Fatalf("status of %s: %v", id, err)
+	}
+	now := time.Now()
+	f.cluster.admins.apply(t, client.EndorseNodeKey(id, st.NodePublicKey, now.Add(-time.Minute), now.Add(24*time.Hour)), f.cluster.clients[via])
+	testutil.Eventually(t, 30*time.Second, id+"'s signing key endorsed", func() error {
+		st, err := f.cluster.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		if !st.NodeKeyEndorsed {
+			return fmt.Errorf("key %s not endorsed yet", st.NodeKeyId)
+		}
+		return nil
+	})
+}
+
+// removeNode has the cluster remove node id (asked through via) and then
+// stops its process.
+func (f *faultCluster) removeNode(t *testing.T, id, via string) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, "remove "+id, func() error {
+		_, err := f.cluster.clients[via].Cluster().Leave(ctxT(t), &trustfedv1.LeaveRequest{NodeId: id})
+		return err
+	})
+	f.ids = slices.DeleteFunc(f.ids, func(n string) bool { return n == id })
+	f.waitVoters(t, via, f.ids...)
+	f.cluster.servers[id].Kill()
+}
+
+// waitVoters waits until node via reports exactly ids as the voters.
+func (f *faultCluster) waitVoters(t *testing.T, via string, ids ...string) {
+	t.Helper()
+	want := slices.Sorted(slices.Values(ids))
+	testutil.Eventually(t, 60*time.Second, fmt.Sprintf("voters %v", want), func() error {
+		st, err := f.cluster.clients[via].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		var voters []string
+		for _, m := range st.Members {
+			if m.Suffrage == trustfedv1.Suffrage_SUFFRAGE_VOTER {
+				voters = append(voters, m.NodeId)
+			}
+		}
+		if slices.Sort(voters); !slices.Equal(voters, want) || len(st.Members) != len(want) {
+			return fmt.Errorf("voters %v of %d members", voters, len(st.Members))
+		}
+		return nil
+	})
 }

@@ -349,3 +349,45 @@ func TestFaultsSlowAndOneWayLinks(t *testing.T) {
 	w.waitProgress(t, 20, 30*time.Second)
 	w.finish(t, f.ids...)
 }
+
+// Membership changes under load: a fourth node joins (and is promoted, its
+// key endorsed), a follower is removed, then the leader's own node is
+// removed and replaced by a fifth, while the clients keep calling every
+// member; the history over all of it is linearizable and every
+// acknowledged level change is on every final member.
+func TestFaultsMembershipChangesUnderLoad(t *testing.T) {
+	skipFaults(t)
+	f := startFaultCluster(t, faultOptions{})
+	w := newWorkload(t, f, seedFor(t), "n1")
+	w.start(4)
+	w.waitProgress(t, 20, 30*time.Second)
+
+	end := f.fault("add n4")
+	f.addNode(t, "n4", "n1")
+	w.addNode(t, "n4")
+	require.NoError(t, w.awaitCheck(t, "n4"), "n4 answers checks")
+	end()
+	w.waitProgress(t, 20, 30*time.Second)
+
+	leader := f.waitLeader(t, "", f.ids...)
+	follower := f.others(leader, "n4")[0]
+	end = f.fault("remove follower " + follower)
+	w.removeNode(follower)
+	f.removeNode(t, follower, leader)
+	end()
+	w.waitProgress(t, 20, 30*time.Second)
+
+	leader = f.waitLeader(t, "", f.ids...)
+	via := f.others(leader)[0]
+	end = f.fault("replace the leader's node " + leader + " by n5")
+	w.removeNode(leader)
+	f.removeNode(t, leader, via)
+	f.waitLeader(t, leader, f.ids...)
+	f.addNode(t, "n5", via)
+	w.addNode(t, "n5")
+	require.NoError(t, w.awaitCheck(t, "n5"), "n5 answers checks")
+	end()
+	w.waitProgress(t, 20, 30*time.Second)
+	w.finish(t, f.ids...)
+	require.Zero(t, w.lostWrites(t, f.ids...), "acknowledged writes lost")
+}

@@ -40,16 +40,19 @@ type workload struct {
 	seed    int64
 	hist    *faults.History
 	init    faults.State
-	members map[string]*client.Client // a member node of org-a, per server
-	names   atomic.Int64
+	names atomic.Int64
 
-	// targets, if set, narrows the nodes the workers call (ids).
 	mu      sync.Mutex
-	targets []string
+	nodes   []string                  // the cluster's nodes, as the clients know them
+	admins  map[string]*client.Client // an admin client per node
+	members map[string]*client.Client // a member node of org-a, per node
+	targets []string                  // if set, narrows the nodes the workers call
 	probes  []probe
 	errs    map[string]int // failed operations by kind and code
 	sample  []string       // the first error of each kind and code
 	applied []string       // admin changes acknowledged as applied
+
+	member *testutil.Member // a member node of org-a, to dial new nodes as
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -81,13 +84,14 @@ func newWorkload(t *testing.T, f *faultCluster, seed int64, via string) *workloa
 	t.Helper()
 	admin := f.cluster.clients[via]
 	accredit(t, admin, f.cluster.fed, f.cluster.admins)
-	w := &workload{f: f, seed: seed, hist: faults.NewHistory()}
+	w := &workload{f: f, seed: seed, hist: faults.NewHistory(), nodes: slices.Clone(f.ids), admins: maps.Clone(f.cluster.clients)}
 	for i, org := range workloadOrgs {
 		o := enrol(t, admin, f.cluster.fed, org, 3)
 		w.init[i] = faults.Org{Name: o.Name, Level: o.DeclaredLevel}
 	}
 	agree(t, admin, f.cluster.fed, workloadOrgs[0], workloadOrgs[1], workloadAction)
 	w.members = f.cluster.memberClients(t, admin, workloadOrgs[0])
+	w.member = testutil.EnrolMember(t, admin, f.cluster.fed, workloadOrgs[0], "")
 	// The first check certifies through every replica: wait until it works
 	// everywhere, so the history starts on a settled cluster.
 	for _, id := range f.ids {
@@ -119,7 +123,38 @@ func (w *workload) pick(rng *rand.Rand) string {
 	if len(w.targets) > 0 {
 		return w.targets[rng.IntN(len(w.targets))]
 	}
-	return w.f.ids[rng.IntN(len(w.f.ids))]
+	return w.nodes[rng.IntN(len(w.nodes))]
+}
+
+// addNode lets the clients call node id too.
+func (w *workload) addNode(t *testing.T, id string) {
+	t.Helper()
+	member := w.member.Dial(t, baseConfig(w.f.cluster.servers[id], w.f.cluster.pki.CAFile))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.admins[id], w.members[id] = w.f.cluster.clients[id], member
+	w.nodes = append(w.nodes, id)
+}
+
+// removeNode stops the clients calling node id.
+func (w *workload) removeNode(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nodes = slices.DeleteFunc(w.nodes, func(n string) bool { return n == id })
+}
+
+// clients are node id's admin and member clients.
+func (w *workload) clients(id string) (admin, member *client.Client) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.admins[id], w.members[id]
+}
+
+// currentNodes are the nodes the clients know now.
+func (w *workload) currentNodes() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.nodes)
 }
 
 // start runs workers clients and the availability prober until stopAndCheck.
@@ -211,7 +246,7 @@ func (w *workload) tally(k fmt.Stringer, err error) {
 func (w *workload) do(ctx context.Context, id string, in faults.Input) (faults.Output, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	c := w.f.cluster.clients[id]
+	c, _ := w.clients(id)
 	org := workloadOrgs[in.Org]
 	switch in.Kind {
 	case faults.OpRename:
@@ -251,7 +286,8 @@ func (w *workload) do(ctx context.Context, id string, in faults.Input) (faults.O
 func (w *workload) check(ctx context.Context, id string, timeout time.Duration) (*trustfedv1.CheckInteractionResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return w.members[id].Registry().CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{
+	_, member := w.clients(id)
+	return member.Registry().CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{
 		FromOrganizationId: workloadOrgs[0], ToOrganizationId: workloadOrgs[1], Action: workloadAction})
 }
 
@@ -276,18 +312,19 @@ func (w *workload) prober(ctx context.Context) {
 		start := time.Now()
 		call := w.hist.Call()
 		answered := false
-		for i := 0; i < len(w.f.ids) && !answered; i++ {
+		nodes := w.currentNodes()
+		for i := 0; i < len(nodes) && !answered; i++ {
 			left := availabilityBudget - time.Since(start)
 			if left <= 0 {
 				break
 			}
-			id := w.f.ids[(good+i)%len(w.f.ids)]
+			id := nodes[(good+i)%len(nodes)]
 			resp, err := w.check(ctx, id, min(left, 400*time.Millisecond))
 			if err != nil && ctx.Err() == nil {
 				w.tally(probeKind{}, err)
 			}
 			if err == nil {
-				answered, good = true, (good+i)%len(w.f.ids)
+				answered, good = true, (good+i)%len(nodes)
 				w.hist.Ok(client, faults.Input{Kind: faults.OpCheck}, call, faults.Output{Level: resp.EffectiveLevel})
 			}
 		}
@@ -414,7 +451,8 @@ func (w *workload) checkHistoryErr(t *testing.T) error {
 		if id == "" {
 			return false
 		}
-		resp, err := w.f.cluster.clients[w.f.ids[0]].Admin().GetAdminChange(ctxT(t), &trustfedv1.GetAdminChangeRequest{ChangeId: id})
+		admin, _ := w.clients(w.currentNodes()[0])
+		resp, err := admin.Admin().GetAdminChange(ctxT(t), &trustfedv1.GetAdminChangeRequest{ChangeId: id})
 		require.NoError(t, err, "resolve admin change %s", id)
 		return resp.Change.Status != trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED
 	})
@@ -465,7 +503,8 @@ func (w *workload) lostWrites(t *testing.T, ids ...string) int {
 	lost := 0
 	for _, id := range ids {
 		for _, change := range applied {
-			resp, err := w.f.cluster.clients[id].Admin().GetAdminChange(ctxT(t), &trustfedv1.GetAdminChangeRequest{ChangeId: change})
+			admin, _ := w.clients(id)
+			resp, err := admin.Admin().GetAdminChange(ctxT(t), &trustfedv1.GetAdminChangeRequest{ChangeId: change})
 			if err != nil || resp.Change.Status != trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED {
 				t.Errorf("%s: acknowledged change %s lost: %v %v", id, change, err, resp.GetChange().GetStatus())
 				lost++
