@@ -27,16 +27,20 @@ var (
 	_ raft.StableStore = (*watchedStore)(nil)
 )
 
-// note records the outcome of a write and returns err.
-func (s *watchedStore) note(err error) error {
+// note records the outcome of a write and returns err. Only a log append
+// that succeeds clears a fault: a small write (a vote, a compaction) can
+// succeed in pages the store already has while appends still fail.
+func (s *watchedStore) note(err error, append bool) error {
 	if err != nil {
 		if s.fault.Swap(&err) == nil {
 			s.logger.Error("raft storage failing: this node answers no reads or checks until it can write its log again", "error", err)
 		}
 		return err
 	}
-	if old := s.fault.Swap(nil); old != nil {
-		s.logger.Info("raft storage writable again", "after", *old)
+	if append {
+		if old := s.fault.Swap(nil); old != nil {
+			s.logger.Info("raft storage writable again", "after", *old)
+		}
 	}
 	return nil
 }
@@ -49,18 +53,20 @@ func (s *watchedStore) Fault() error {
 	return nil
 }
 
-func (s *watchedStore) StoreLog(l *raft.Log) error { return s.note(s.BoltStore.StoreLog(l)) }
+func (s *watchedStore) StoreLog(l *raft.Log) error { return s.note(s.BoltStore.StoreLog(l), true) }
 
-func (s *watchedStore) StoreLogs(logs []*raft.Log) error { return s.note(s.BoltStore.StoreLogs(logs)) }
-
-func (s *watchedStore) DeleteRange(lo, hi uint64) error {
-	return s.note(s.BoltStore.DeleteRange(lo, hi))
+func (s *watchedStore) StoreLogs(logs []*raft.Log) error {
+	return s.note(s.BoltStore.StoreLogs(logs), true)
 }
 
-func (s *watchedStore) Set(k, v []byte) error { return s.note(s.BoltStore.Set(k, v)) }
+func (s *watchedStore) DeleteRange(lo, hi uint64) error {
+	return s.note(s.BoltStore.DeleteRange(lo, hi), false)
+}
+
+func (s *watchedStore) Set(k, v []byte) error { return s.note(s.BoltStore.Set(k, v), false) }
 
 func (s *watchedStore) SetUint64(k []byte, v uint64) error {
-	return s.note(s.BoltStore.SetUint64(k, v))
+	return s.note(s.BoltStore.SetUint64(k, v), false)
 }
 
 // StorageFault is why this node cannot write its Raft log right now (nil
