@@ -26,6 +26,7 @@ type Node struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	store  *watchedStore
+	logs   raft.LogStore // the store behind its cache, as raft reads it
 
 	// Leadership notifications: raft blocks on notifyCh, so watch (started
 	// in New, stopped in Close) drains it for the node's whole life.
@@ -162,6 +163,7 @@ func New(cfg Config) (_ *Node, err error) {
 		fsm:       newFSM(cfg.StateMachine, logger),
 		trans:     trans,
 		store:     store,
+		logs:      logs,
 		notifyCh:  notifyCh,
 		stopWatch: make(chan struct{}),
 		watchDone: make(chan struct{}),
