@@ -36,10 +36,10 @@ const workloadAction = "task_send"
 // history for the linearizability checker, and a prober that measures
 // availability as a member with every node's address sees it.
 type workload struct {
-	f       *faultCluster
-	seed    int64
-	hist    *faults.History
-	init    faults.State
+	f     *faultCluster
+	seed  int64
+	hist  *faults.History
+	init  faults.State
 	names atomic.Int64
 
 	mu      sync.Mutex
@@ -195,7 +195,7 @@ func (w *workload) worker(ctx context.Context, rng *rand.Rand) {
 		}
 		switch {
 		case err == nil:
-			w.hist.Ok(client, in, call, out)
+			w.hist.Ok(client, in, call, out, faults.Meta{Node: id, Change: change})
 			if in.Kind == faults.OpSetLevel {
 				w.mu.Lock()
 				w.applied = append(w.applied, change)
@@ -211,7 +211,7 @@ func (w *workload) worker(ctx context.Context, rng *rand.Rand) {
 			w.hist.Failed()
 		default:
 			// A write that timed out or lost its connection may still commit.
-			w.hist.UnknownWith(client, in, call, change)
+			w.hist.UnknownWith(client, in, call, faults.Meta{Node: id, Change: change})
 			client = w.hist.Client()
 		}
 	}
@@ -325,7 +325,7 @@ func (w *workload) prober(ctx context.Context) {
 			}
 			if err == nil {
 				answered, good = true, (good+i)%len(nodes)
-				w.hist.Ok(client, faults.Input{Kind: faults.OpCheck}, call, faults.Output{Level: resp.EffectiveLevel})
+				w.hist.Ok(client, faults.Input{Kind: faults.OpCheck}, call, faults.Output{Level: resp.EffectiveLevel}, faults.Meta{Node: id})
 			}
 		}
 		if ctx.Err() != nil {
@@ -364,7 +364,7 @@ func (w *workload) finalReads(t *testing.T, ids ...string) {
 				require.True(t, time.Now().Before(deadline), "final read of %s on %s: %v", workloadOrgs[org], id, err)
 				call = w.hist.Call()
 			}
-			w.hist.Ok(client, in, call, out)
+			w.hist.Ok(client, in, call, out, faults.Meta{Node: id})
 		}
 	}
 }
@@ -447,7 +447,8 @@ func (w *workload) checkHistoryErr(t *testing.T) error {
 	t.Helper()
 	all := w.hist.Operations()
 	ops := faults.Settle(all, func(op porcupine.Operation) bool {
-		id, _ := op.Metadata.(string)
+		meta, _ := op.Metadata.(faults.Meta)
+		id := meta.Change
 		if id == "" {
 			return false
 		}

@@ -91,7 +91,7 @@ func TestHistoryRecordsUnknownOutcomesOpen(t *testing.T) {
 	h := NewHistory()
 	c := h.Client()
 	call := h.Call()
-	h.Ok(c, Input{Kind: OpRead}, call, Output{Name: "a0", Level: 3})
+	h.Ok(c, Input{Kind: OpRead}, call, Output{Name: "a0", Level: 3}, Meta{Node: "n1"})
 	h.Unknown(h.Client(), Input{Kind: OpRename, Name: "x"}, h.Call())
 	h.Failed()
 	ok, unknown, failed := h.Counts()
@@ -108,9 +108,9 @@ func TestSettleNarrowsUnknownOutcomes(t *testing.T) {
 	unseen := op(0, Input{Kind: OpRename, Org: 0, Name: "a1"}, 0, math.MaxInt64, Output{Unknown: true})
 	seen := op(1, Input{Kind: OpRename, Org: 0, Name: "a2"}, 1, math.MaxInt64, Output{Unknown: true})
 	unapproved := op(2, Input{Kind: OpSetLevel, Org: 1, Level: 1}, 2, math.MaxInt64, Output{Unknown: true})
-	unapproved.Metadata = "change-1"
+	unapproved.Metadata = Meta{Change: "change-1"}
 	read := op(3, Input{Kind: OpRead, Org: 0}, 20, 25, Output{Name: "a2", Level: 3})
-	got := Settle([]porcupine.Operation{unseen, seen, unapproved, read}, func(o porcupine.Operation) bool { return o.Metadata == "change-1" })
+	got := Settle([]porcupine.Operation{unseen, seen, unapproved, read}, func(o porcupine.Operation) bool { m, _ := o.Metadata.(Meta); return m.Change == "change-1" })
 	if len(got) != 2 || got[0].Input.(Input).Name != "a2" || got[0].Return != 25 || got[1].Input.(Input).Kind != OpRead {
 		t.Fatalf("settled to %+v", got)
 	}

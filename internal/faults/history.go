@@ -37,14 +37,22 @@ func (h *History) Client() int {
 // Call is the invoke time of an operation starting now.
 func (h *History) Call() int64 { return int64(time.Since(h.start)) }
 
+// Meta is what the history keeps about an operation besides its input and
+// output: the node that answered (or was asked), and for a level change
+// the admin change's id (to resolve an unknown outcome after the run).
+type Meta struct {
+	Node   string `json:"node,omitempty"`
+	Change string `json:"change,omitempty"`
+}
+
 // Ok records an operation that completed now with out.
-func (h *History) Ok(client int, in Input, call int64, out Output) {
-	h.add(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: int64(time.Since(h.start))})
+func (h *History) Ok(client int, in Input, call int64, out Output, meta Meta) {
+	h.add(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: int64(time.Since(h.start)), Metadata: meta})
 }
 
 // Unknown records a write whose outcome is unknown: it may take effect at
 // any time after its call, or never.
-func (h *History) Unknown(client int, in Input, call int64) { h.UnknownWith(client, in, call, nil) }
+func (h *History) Unknown(client int, in Input, call int64) { h.UnknownWith(client, in, call, Meta{}) }
 
 // Failed counts an operation that certainly did not take effect (a read
 // or check refused, a write refused before it was proposed): it constrains
@@ -118,7 +126,7 @@ func Settle(ops []porcupine.Operation, neverApplied func(porcupine.Operation) bo
 
 // UnknownWith records a write whose outcome is unknown, with metadata that
 // lets the run resolve it later (Settle's neverApplied).
-func (h *History) UnknownWith(client int, in Input, call int64, meta any) {
+func (h *History) UnknownWith(client int, in Input, call int64, meta Meta) {
 	h.mu.Lock()
 	h.unknown++
 	h.mu.Unlock()

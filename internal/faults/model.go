@@ -104,6 +104,12 @@ func NewModel(init State) porcupine.Model {
 			return h.Sum64()
 		},
 		DescribeOperation: describe,
+		DescribeOperationMetadata: func(m any) string {
+			if m, ok := m.(Meta); ok && m.Node != "" {
+				return "on " + m.Node
+			}
+			return ""
+		},
 		DescribeState: func(st any) string {
 			s := st.(State)
 			parts := make([]string, len(s))

@@ -22,9 +22,12 @@ import (
 // the process that opened it to the process behind the proxy; Isolate cuts
 // every link between the isolated processes and the others. A cut link is
 // a blackhole, as in a real partition, not a reset: connections stay open
-// (new ones are accepted), and whatever is sent is read and dropped, so
-// callers hang until their own timeouts. Links can also be cut one way
-// (Drop) or slowed down (Delay); Heal restores every link.
+// (new ones are accepted) and nothing sent gets through, so callers hang
+// until their own timeouts. As TCP over a real partition, what was sent is
+// held, not lost: the proxy stops reading (the sender's buffers fill up)
+// and delivers it intact if the link is restored before either side gives
+// up on the connection. Links can also be cut one way (Drop) or slowed
+// down (Delay); Heal restores every link.
 type Network struct {
 	t testing.TB
 
@@ -32,6 +35,7 @@ type Network struct {
 	isolated map[int]bool // by pid
 	dropped  map[link]bool
 	delayed  map[link]time.Duration
+	changed  chan struct{} // closed (and replaced) when a link changes
 }
 
 // link is the direction from one process to another (pids).
@@ -40,7 +44,13 @@ type link struct{ from, to int }
 // NewNetwork returns a network with no link cut. Its proxies close at test
 // cleanup.
 func NewNetwork(t testing.TB) *Network {
-	return &Network{t: t, isolated: map[int]bool{}, dropped: map[link]bool{}, delayed: map[link]time.Duration{}}
+	return &Network{t: t, isolated: map[int]bool{}, dropped: map[link]bool{}, delayed: map[link]time.Duration{}, changed: make(chan struct{})}
+}
+
+// notifyLocked wakes the pipes waiting for a link to change.
+func (n *Network) notifyLocked() {
+	close(n.changed)
+	n.changed = make(chan struct{})
 }
 
 // Isolate cuts the process pid off from every other process (existing
@@ -49,6 +59,7 @@ func (n *Network) Isolate(pid int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.isolated[pid] = true
+	n.notifyLocked()
 }
 
 // Drop blackholes what process from sends to process to (one way: to's
@@ -57,6 +68,7 @@ func (n *Network) Drop(from, to int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.dropped[link{from, to}] = true
+	n.notifyLocked()
 }
 
 // Delay holds what process from sends to process to for d before passing
@@ -65,6 +77,7 @@ func (n *Network) Delay(from, to int, d time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.delayed[link{from, to}] = d
+	n.notifyLocked()
 }
 
 // Heal restores every link: nothing isolated, dropped or delayed.
@@ -74,16 +87,18 @@ func (n *Network) Heal() {
 	clear(n.isolated)
 	clear(n.dropped)
 	clear(n.delayed)
+	n.notifyLocked()
 }
 
-// cut reports whether data sent by from to to is dropped.
-func (n *Network) cut(from, to int) bool {
-	if from == 0 || to == 0 {
-		return false // not between two known processes (e.g. the test itself)
-	}
+// cut reports whether data sent by from to to is held back, and a channel
+// closed at the next change of any link.
+func (n *Network) cut(from, to int) (bool, <-chan struct{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.isolated[from] != n.isolated[to] || n.dropped[link{from, to}]
+	if from == 0 || to == 0 {
+		return false, n.changed // not between two known processes (e.g. the test itself)
+	}
+	return n.isolated[from] != n.isolated[to] || n.dropped[link{from, to}], n.changed
 }
 
 // delay is how long data sent by from to to is held.
@@ -110,6 +125,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	conns  []net.Conn
 	closed bool
+	done   chan struct{} // closed when the proxy closes
 	wg     sync.WaitGroup
 }
 
@@ -122,7 +138,7 @@ func (n *Network) Proxy(candidates func() []int) *Proxy {
 	if err != nil {
 		n.t.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{net: n, ln: ln, target: make(chan struct{}), candidates: candidates}
+	p := &Proxy{net: n, ln: ln, target: make(chan struct{}), candidates: candidates, done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	n.t.Cleanup(p.close)
@@ -147,6 +163,9 @@ func (p *Proxy) close() {
 	_ = p.ln.Close()
 	p.once.Do(func() { close(p.target) })
 	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
 	p.closed = true
 	for _, c := range p.conns {
 		_ = c.Close()
@@ -211,9 +230,10 @@ func (p *Proxy) serve(in net.Conn) {
 	wg.Wait()
 }
 
-// pipe copies src (data of process sender) to dst (of process receiver)
-// while the link is up, and drops what it reads while it is cut; a delayed
-// link holds each read for its delay. It ends when either side closes.
+// pipe copies src (data of process sender) to dst (of process receiver).
+// While the link is cut it holds what it read and stops reading, until the
+// link is restored or the proxy closes; a delayed link holds each read for
+// its delay. It ends when either side closes.
 func (p *Proxy) pipe(dst, src net.Conn, sender, receiver func() int) {
 	defer func() { _ = dst.Close(); _ = src.Close() }()
 	buf := make([]byte, 32<<10)
@@ -223,8 +243,17 @@ func (p *Proxy) pipe(dst, src net.Conn, sender, receiver func() int) {
 			if d := p.net.delay(sender(), receiver()); d > 0 {
 				time.Sleep(d) // the fault itself: this link is slow
 			}
-		}
-		if n > 0 && !p.net.cut(sender(), receiver()) {
+			for {
+				cut, changed := p.net.cut(sender(), receiver())
+				if !cut {
+					break
+				}
+				select {
+				case <-changed:
+				case <-p.done:
+					return
+				}
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
