@@ -503,9 +503,18 @@ func (w *workload) lostWrites(t *testing.T, ids ...string) int {
 	w.mu.Unlock()
 	lost := 0
 	for _, id := range ids {
+		admin, _ := w.clients(id)
 		for _, change := range applied {
-			admin, _ := w.clients(id)
-			resp, err := admin.Admin().GetAdminChange(ctxT(t), &trustfedv1.GetAdminChangeRequest{ChangeId: change})
+			var resp *trustfedv1.GetAdminChangeResponse
+			var err error
+			// A node may be briefly unavailable (an election): ask again.
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				resp, err = admin.Admin().GetAdminChange(ctxT(t), &trustfedv1.GetAdminChangeRequest{ChangeId: change})
+				if c := status.Code(err); (c != codes.Unavailable && c != codes.DeadlineExceeded && c != codes.ResourceExhausted) || time.Now().After(deadline) {
+					break
+				}
+				<-time.After(50 * time.Millisecond) // back off before asking again
+			}
 			if err != nil || resp.Change.Status != trustfedv1.AdminChangeStatus_ADMIN_CHANGE_STATUS_APPLIED {
 				t.Errorf("%s: acknowledged change %s lost: %v %v", id, change, err, resp.GetChange().GetStatus())
 				lost++
