@@ -94,7 +94,7 @@ var soakFaults = []soakFault{
 		end()
 	}},
 	{"kill -9 every node, restart them", 1, func(t *testing.T, f *faultCluster, w *workload, _ *rand.Rand, hold time.Duration) {
-		end := f.fault("kill -9 every node")
+		end := f.fault(fullCrash)
 		for _, id := range f.ids {
 			f.kill(id)
 		}
@@ -162,9 +162,11 @@ func TestFaultsSoak(t *testing.T) {
 	}
 	summary := fmt.Sprintf("soak: %d nodes, %s, seed %d, a fault every %s held %s, %d workers\n"+
 		"  operations %d (unknown outcome %d, refused %d)\n  faults %d: %v\n  linearizability violations %d\n  lost acknowledged writes %d\n"+
-		"  checks answered within %s: %.3f%% of %d overall, %.3f%% of %d during faults\n  longest unavailability %s",
+		"  checks answered within %s: %.3f%% of %d overall, %.3f%% of %d during faults\n  longest unavailability %s (during: %s)\n"+
+		"  without the full-cluster crashes: %.3f%% of %d checks answered within %s, longest unavailability %s",
 		nodes, duration, seed, every, hold, workers, r.ops, r.unknown, r.failed, r.faults, injected, violations, lost,
-		availabilityBudget, 100*r.availability(), r.probes, 100*r.availabilityDuringFaults(), r.duringFaults, r.longestGap.Round(time.Millisecond))
+		availabilityBudget, 100*r.availability(), r.probes, 100*r.availabilityDuringFaults(), r.duringFaults, r.longestGap.Round(time.Millisecond), r.longestGapDuring,
+		100*ratio(r.answeredNoCrash, r.probesNoCrash), r.probesNoCrash, availabilityBudget, r.longestGapNoCrash.Round(time.Millisecond))
 	t.Log(summary)
 	fmt.Println(summary)
 	require.NoError(t, checkErr)

@@ -178,7 +178,7 @@ func TestFaultsFullClusterCrash(t *testing.T) {
 	w := newWorkload(t, f, seedFor(t), "n1")
 	w.start(4)
 	w.waitProgress(t, 60, 60*time.Second)
-	end := f.fault("kill -9 every node")
+	end := f.fault(fullCrash)
 	for _, id := range f.ids {
 		f.kill(id)
 	}

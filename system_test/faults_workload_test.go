@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,9 @@ import (
 // level is its declared level and a check's effective level the lower of
 // the two (the model in internal/faults).
 var workloadOrgs = [faults.Orgs]string{"org-a", "org-b"}
+
+// probeOrgs are the organisations the availability prober checks.
+var probeOrgs = [2]string{"probe-a", "probe-b"}
 
 const workloadAction = "task_send"
 
@@ -52,7 +56,9 @@ type workload struct {
 	sample  []string       // the first error of each kind and code
 	applied []string       // admin changes acknowledged as applied
 
-	member *testutil.Member // a member node of org-a, to dial new nodes as
+	member      *testutil.Member          // a member node of org-a, to dial new nodes as
+	probeMember *testutil.Member          // a member node of probe-a, the prober's
+	probers     map[string]*client.Client // the prober's client per node (w.mu)
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -92,6 +98,19 @@ func newWorkload(t *testing.T, f *faultCluster, seed int64, via string) *workloa
 	agree(t, admin, f.cluster.fed, workloadOrgs[0], workloadOrgs[1], workloadAction)
 	w.members = f.cluster.memberClients(t, admin, workloadOrgs[0])
 	w.member = testutil.EnrolMember(t, admin, f.cluster.fed, workloadOrgs[0], "")
+	// The prober checks a pair nobody writes to: a check between
+	// organisations whose levels change is refused (retryably) when a
+	// change lands between its decision and its batch, which measures the
+	// workload, not the faults.
+	for _, org := range probeOrgs {
+		enrol(t, admin, f.cluster.fed, org, 3)
+	}
+	agree(t, admin, f.cluster.fed, probeOrgs[0], probeOrgs[1], workloadAction)
+	w.probeMember = testutil.EnrolMember(t, admin, f.cluster.fed, probeOrgs[0], "")
+	w.probers = map[string]*client.Client{}
+	for _, id := range f.ids {
+		w.probers[id] = w.probeMember.Dial(t, baseConfig(f.cluster.servers[id], f.cluster.pki.CAFile))
+	}
 	// The first check certifies through every replica: wait until it works
 	// everywhere, so the history starts on a settled cluster.
 	for _, id := range f.ids {
@@ -130,9 +149,10 @@ func (w *workload) pick(rng *rand.Rand) string {
 func (w *workload) addNode(t *testing.T, id string) {
 	t.Helper()
 	member := w.member.Dial(t, baseConfig(w.f.cluster.servers[id], w.f.cluster.pki.CAFile))
+	prober := w.probeMember.Dial(t, baseConfig(w.f.cluster.servers[id], w.f.cluster.pki.CAFile))
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.admins[id], w.members[id] = w.f.cluster.clients[id], member
+	w.admins[id], w.members[id], w.probers[id] = w.f.cluster.clients[id], member, prober
 	w.nodes = append(w.nodes, id)
 }
 
@@ -295,11 +315,22 @@ func (w *workload) check(ctx context.Context, id string, timeout time.Duration) 
 // available.
 const availabilityBudget = time.Second
 
+// probe is one check of the prober's pair on node id.
+func (w *workload) probeCheck(ctx context.Context, id string, timeout time.Duration) error {
+	w.mu.Lock()
+	c := w.probers[id]
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := c.Registry().CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{
+		FromOrganizationId: probeOrgs[0], ToOrganizationId: probeOrgs[1], Action: workloadAction})
+	return err
+}
+
 // prober sends a check every 50 ms as a member that knows every node: it
 // tries the node that answered last, then the others, each for a share of
-// the 1 s budget. Answered checks join the history too.
+// the 1 s budget.
 func (w *workload) prober(ctx context.Context) {
-	client := w.hist.Client()
 	good := 0
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -310,7 +341,6 @@ func (w *workload) prober(ctx context.Context) {
 		case <-tick.C:
 		}
 		start := time.Now()
-		call := w.hist.Call()
 		answered := false
 		nodes := w.currentNodes()
 		for i := 0; i < len(nodes) && !answered; i++ {
@@ -319,13 +349,12 @@ func (w *workload) prober(ctx context.Context) {
 				break
 			}
 			id := nodes[(good+i)%len(nodes)]
-			resp, err := w.check(ctx, id, min(left, 400*time.Millisecond))
+			err := w.probeCheck(ctx, id, min(left, 400*time.Millisecond))
 			if err != nil && ctx.Err() == nil {
 				w.tally(probeKind{}, err)
 			}
 			if err == nil {
 				answered, good = true, (good+i)%len(nodes)
-				w.hist.Ok(client, faults.Input{Kind: faults.OpCheck}, call, faults.Output{Level: resp.EffectiveLevel}, faults.Meta{Node: id})
 			}
 		}
 		if ctx.Err() != nil {
@@ -376,7 +405,15 @@ type report struct {
 	probes, answered        int
 	duringFaults, answeredF int
 	longestGap              time.Duration
+	longestGapDuring        string // the faults the longest gap overlapped
+	// The same, leaving out the probes during a full-cluster crash (no
+	// registry answers then, by definition).
+	probesNoCrash, answeredNoCrash int
+	longestGapNoCrash              time.Duration
 }
+
+// fullCrash names the fault that takes every node down.
+const fullCrash = "kill -9 every node"
 
 func (r report) availability() float64 { return ratio(r.answered, r.probes) }
 func (r report) availabilityDuringFaults() float64 {
@@ -391,9 +428,9 @@ func ratio(a, b int) float64 {
 }
 
 func (r report) String() string {
-	return fmt.Sprintf("operations %d (unknown outcome %d, refused %d); faults %d; checks answered within %s: %.2f%% of %d overall, %.2f%% of %d during faults; longest unavailability %s",
+	return fmt.Sprintf("operations %d (unknown outcome %d, refused %d); faults %d; checks answered within %s: %.2f%% of %d overall, %.2f%% of %d during faults; longest unavailability %s (%s)",
 		r.ops, r.unknown, r.failed, r.faults, availabilityBudget, 100*r.availability(), r.probes,
-		100*r.availabilityDuringFaults(), r.duringFaults, r.longestGap.Round(time.Millisecond))
+		100*r.availabilityDuringFaults(), r.duringFaults, r.longestGap.Round(time.Millisecond), r.longestGapDuring)
 }
 
 // summary measures the run: operations, faults and availability. The
@@ -408,26 +445,48 @@ func (w *workload) summary() report {
 	probes := append([]probe(nil), w.probes...)
 	w.mu.Unlock()
 	sort.Slice(probes, func(i, j int) bool { return probes[i].at.Before(probes[j].at) })
+	// overlapping names the faults on at some time in [from, to].
+	overlapping := func(from, to time.Time) (names []string, crash bool) {
+		for _, e := range log {
+			if !e.start.After(to) && (e.end.IsZero() || !e.end.Before(from)) {
+				names = append(names, e.what)
+				crash = crash || e.what == fullCrash
+			}
+		}
+		return names, crash
+	}
 	var lastOK time.Time
 	for _, p := range probes {
 		r.probes++
-		during := false
-		for _, e := range log {
-			if !p.at.Before(e.start) && (e.end.IsZero() || p.at.Before(e.end)) {
-				during = true
-			}
-		}
+		on, crash := overlapping(p.at, p.at)
+		during := len(on) > 0
 		if during {
 			r.duringFaults++
+		}
+		if !crash {
+			r.probesNoCrash++
 		}
 		if p.answered {
 			r.answered++
 			if during {
 				r.answeredF++
 			}
+			if !crash {
+				r.answeredNoCrash++
+			}
 			end := p.at.Add(p.took)
 			if !lastOK.IsZero() {
-				r.longestGap = max(r.longestGap, end.Sub(lastOK))
+				gap := end.Sub(lastOK)
+				names, crash := overlapping(lastOK, end)
+				if gap > r.longestGap {
+					r.longestGap, r.longestGapDuring = gap, strings.Join(names, ", ")
+					if r.longestGapDuring == "" {
+						r.longestGapDuring = "no fault"
+					}
+				}
+				if !crash {
+					r.longestGapNoCrash = max(r.longestGapNoCrash, gap)
+				}
 			}
 			lastOK = end
 		}
