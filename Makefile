@@ -20,19 +20,29 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help run build test soak fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: help run build test soak demo ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench bench-etcd docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## help: list the targets and what each does
 help:
 	@sed -n 's/^## \([a-z-]*\): /\1\t/p' $(MAKEFILE_LIST) | awk -F '\t' '{printf "  %-22s %s\n", $$1, $$2}'
 
-## run: build and start a single-node dev server on loopback (prints the admin token)
+# Where `make run` keeps the dev server's data: the same federation and admin token on every run.
+# `make run DEV_DATA=` starts from scratch in a temporary dir that is removed on exit.
+DEV_DATA  ?= $(abspath .dev-data)
+
+## run: build and start a single-node dev server on loopback (prints the admin token); its data stays in DEV_DATA (.dev-data)
 run: build
-	$(BIN)/trustfed server -dev
+	@if [ -n "$(DEV_DATA)" ]; then echo "dev data in $(DEV_DATA): kept across runs (same federation and admin token); rm -rf it to start over, or make run DEV_DATA= for a temporary one"; \
+	else echo "dev data in a temporary dir, removed when the server stops"; fi
+	$(BIN)/trustfed server -dev $(if $(DEV_DATA),-data-dir $(DEV_DATA))
 
 ## build: the trustfed binary in bin/
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/trustfed ./cmd/trustfed
+
+## demo: two organisations' gateways exchange tasks through an in-process dev registry; one is revoked halfway
+demo:
+	$(GO) run ./examples/two-gateways
 
 ## test: every unit, cluster and end-to-end test (race detector on), then a short fuzzing run
 test:
@@ -67,6 +77,16 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzRESTChecks$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONErrorField$$' -fuzztime $(FUZZTIME) ./registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./ids/
+	$(GO) test -run '^$$' -fuzz '^FuzzScanApply$$' -fuzztime $(FUZZTIME) ./client/pii/
+	$(GO) test -run '^$$' -fuzz '^FuzzInspect$$' -fuzztime $(FUZZTIME) ./client/threat/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME) ./client/gateway/
+
+UI_SCREENSHOTS ?= $(CURDIR)/ui-screenshots
+## ui-screenshots: drive the web dashboard in headless Chromium and save a PNG of each page in UI_SCREENSHOTS
+ui-screenshots:
+	mkdir -p $(UI_SCREENSHOTS)
+	TRUSTFED_UI_SCREENSHOTS=$(UI_SCREENSHOTS) $(GO) test -count=1 -run '^TestDashboardInChromium$$' -v ./system_test/
+	@echo "screenshots in $(UI_SCREENSHOTS)"
 
 ## test-short: the fast tests only
 test-short:
@@ -136,6 +156,16 @@ proto-breaking: tools
 bench:
 	$(GO) test -run '^$$' -bench . -skip CascadeEndToEnd -benchmem -count=1 ./...
 	$(GO) test -run '^$$' -bench CascadeEndToEnd -benchtime 1x -count=1 ./system_test/
+
+BENCH_DURATION ?= 10s
+BENCH_CALLERS  ?= 64
+BENCH_CONNS    ?= 4
+## bench-etcd: etcd (Debian's etcd-server/etcd-client, apt-get installed if missing) and `trustfed bench` on the same shapes; writes the ratio table into BENCHMARKS.md
+## (docs/benchmarks.md; the etcd load generator is its own module, internal/bench/etcdbench)
+bench-etcd: build
+	@if ! command -v etcd >/dev/null; then 		echo "etcd not found: installing Debian's etcd-server and etcd-client with apt-get"; 		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); 		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends etcd-server etcd-client; 	fi
+	cd internal/bench/etcdbench && $(GO) run . -etcd "$$(command -v etcd)" -trustfed $(BIN)/trustfed \
+		-duration $(BENCH_DURATION) -callers $(BENCH_CALLERS) -conns $(BENCH_CONNS) -benchmarks $(abspath BENCHMARKS.md)
 
 ## docker: the FROM-scratch image of deploy/Dockerfile (context: the Dockerfile and the binary only)
 docker:

@@ -22,11 +22,19 @@ type Checkpoint struct {
 	Origin string
 	Size   uint64
 	Root   []byte
+	// State is the trust-state extension line of a certified checkpoint
+	// (nil in a checkpoint signed by the cluster-wide registry key).
+	State *CheckpointState
 }
 
-// Marshal is the checkpoint's note text: "<origin>\n<size>\n<base64 root>\n".
+// Marshal is the checkpoint's note text: "<origin>\n<size>\n<base64 root>\n",
+// then the state extension line when c.State is set.
 func (c Checkpoint) Marshal() []byte {
-	return fmt.Appendf(nil, "%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Root))
+	b := fmt.Appendf(nil, "%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Root))
+	if c.State != nil {
+		b = c.State.appendLine(b)
+	}
+	return b
 }
 
 // Equal reports whether two checkpoints name the same tree.
@@ -34,9 +42,21 @@ func (c Checkpoint) Equal(o Checkpoint) bool {
 	return c.Origin == o.Origin && c.Size == o.Size && bytes.Equal(c.Root, o.Root)
 }
 
-// ParseCheckpoint reads a checkpoint's note text (extension lines after the
-// root are allowed and ignored, as C2SP says).
+// ParseCheckpoint reads a checkpoint's note text. Extension lines after the
+// root are allowed, as C2SP says; a trust-state line (CheckpointState) is
+// read into State, others are ignored.
 func ParseCheckpoint(text []byte) (Checkpoint, error) {
+	c, err := parseTreeHead(text)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if c.State, err = parseStateLine(text); err != nil {
+		return Checkpoint{}, err
+	}
+	return c, nil
+}
+
+func parseTreeHead(text []byte) (Checkpoint, error) {
 	lines := strings.SplitN(string(text), "\n", 4)
 	if len(lines) < 4 {
 		return Checkpoint{}, errors.New("checkpoint: want origin, size and root hash lines")

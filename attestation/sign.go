@@ -41,10 +41,16 @@ const (
 	// PurposeWebhookSettings signs an organisation's webhook settings (the
 	// serialized trustfed.v1.WebhookSettings: endpoints and CA certificates).
 	PurposeWebhookSettings Purpose = "org-webhook"
+	// PurposeCheckpoint signs a registry node's certification of an audit
+	// checkpoint (its note text: tree head and trust-state commitment).
+	PurposeCheckpoint Purpose = "checkpoint"
 	// PurposeDecisionBatch signs the head of an audit batch of decisions
 	// (the serialized trustfed.v1.DecisionBatchHead): each registry node
 	// that re-derived every decision of the batch from its own state.
 	PurposeDecisionBatch Purpose = "decision-batch"
+	// PurposeSnapshot signs a backup snapshot (the serialized
+	// trustfed.v1.SnapshotStatement: where it was taken and its SHA-256).
+	PurposeSnapshot Purpose = "snapshot"
 )
 
 // ErrSignature is returned by Verify when a signature does not verify.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -14,8 +16,10 @@ import (
 // ErrAuditProof: an audit proof or tree head does not verify.
 var ErrAuditProof = errors.New("audit proof does not verify")
 
-// VerifyTreeHead checks a signed tree head as a member or regulator should:
-// the checkpoint note must carry a valid signature by the registry key
+// VerifyTreeHead checks a signed tree head of a cluster that signs its
+// checkpoints with its registry key (no node key endorsed; see
+// VerifyTreeHeadWithKeys for a cluster whose nodes certify them): the
+// checkpoint note must carry a valid signature by the registry key
 // vkey (a note verifier key "<origin>+<hash>+<key>", obtained out of band or
 // pinned; the one in sth itself proves nothing), at least need valid
 // cosignatures by the trusted witnesses, and agree with the fields of sth.
@@ -32,6 +36,36 @@ func VerifyTreeHead(sth *trustfedv1.GetSignedTreeHeadResponse, vkey string, witn
 		return attestation.Checkpoint{}, fmt.Errorf("%w: the tree head's fields disagree with its signed checkpoint", ErrAuditProof)
 	}
 	return cp, nil
+}
+
+// VerifyTreeHeadWithKeys checks a signed tree head against the registry's
+// published keys (GET /v1/keys, Client.Keys): once the cluster endorsed
+// node keys, the checkpoint must be certified by a quorum of the registry
+// nodes, each with its own endorsed key valid at the checkpoint's time
+// (attestation.VerifyCertifiedCheckpoint); a cluster without node keys
+// signs with its registry key. Then at least need of the trusted witnesses
+// must have cosigned it, and the fields of sth must agree with it.
+func VerifyTreeHeadWithKeys(sth *trustfedv1.GetSignedTreeHeadResponse, keys attestation.DecisionKeys, witnesses []attestation.Witness, need int) (attestation.Checkpoint, error) {
+	if sth == nil {
+		return attestation.Checkpoint{}, fmt.Errorf("%w: no tree head", ErrAuditProof)
+	}
+	cp, _, _, err := attestation.OpenRegistryCheckpoint(sth.Checkpoint, sth.Origin, keyList(keys), witnesses, need)
+	if err != nil {
+		return attestation.Checkpoint{}, fmt.Errorf("%w: %v", ErrAuditProof, err)
+	}
+	if cp.Size != sth.TreeSize || !bytes.Equal(cp.Root, sth.RootHash) {
+		return attestation.Checkpoint{}, fmt.Errorf("%w: the tree head's fields disagree with its signed checkpoint", ErrAuditProof)
+	}
+	return cp, nil
+}
+
+// keyList is the published keys as a list, ordered by key id.
+func keyList(keys attestation.DecisionKeys) []*trustfedv1.RegistryKey {
+	out := make([]*trustfedv1.RegistryKey, 0, len(keys))
+	for _, id := range slices.Sorted(maps.Keys(keys)) {
+		out = append(out, keys[id])
+	}
+	return out
 }
 
 func cutName(vkey string) (name, rest string, ok bool) {

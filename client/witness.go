@@ -14,8 +14,11 @@ import (
 // (C2SP tlog-cosignature, witness name = orgID, key = the organisation's
 // registered ed25519 key):
 //
-//  1. fetch the newest signed tree head and verify the registry's signature
-//     with vkey (the registry's note verifier key, see RegistryVerifierKey);
+//  1. fetch the newest signed tree head and verify it: once the cluster
+//     endorsed node keys, it must be certified by a quorum of the registry
+//     nodes (keys from GetKeys, VerifyTreeHeadWithKeys); before, it must
+//     carry the registry key's signature, vkey (the registry's note
+//     verifier key, see RegistryVerifierKey);
 //  2. if last (the checkpoint this witness cosigned before) is not nil,
 //     fetch a consistency proof from last to the new tree and verify it: a
 //     registry showing a different history (a fork, a rewritten or shrunk
@@ -39,7 +42,7 @@ func (c *Client) Witness(ctx context.Context, orgID string, key ed25519.PrivateK
 	if err != nil {
 		return attestation.Checkpoint{}, fmt.Errorf("witness %s: get signed tree head: %w", orgID, err)
 	}
-	cp, err := VerifyTreeHead(sth, vkey, nil, 0)
+	cp, err := c.verifyHead(ctx, sth, vkey)
 	if err != nil {
 		return attestation.Checkpoint{}, fmt.Errorf("witness %s: %w", orgID, err)
 	}
@@ -72,6 +75,19 @@ func (c *Client) Witness(ctx context.Context, orgID string, key ed25519.PrivateK
 		return attestation.Checkpoint{}, fmt.Errorf("witness %s: add cosignature of the tree of %d entries: %w", orgID, cp.Size, err)
 	}
 	return cp, nil
+}
+
+// verifyHead verifies a tree head: certified by a node quorum when the
+// registry publishes node keys, else signed by the registry key vkey.
+func (c *Client) verifyHead(ctx context.Context, sth *trustfedv1.GetSignedTreeHeadResponse, vkey string) (attestation.Checkpoint, error) {
+	keys, err := c.Keys(ctx)
+	if err != nil {
+		return attestation.Checkpoint{}, fmt.Errorf("get registry keys: %w", err)
+	}
+	if attestation.NodeKeysPublished(keyList(keys)) {
+		return VerifyTreeHeadWithKeys(sth, keys, nil, 0)
+	}
+	return VerifyTreeHead(sth, vkey, nil, 0)
 }
 
 // checkConsistent verifies that cur extends old, fetching a consistency

@@ -101,9 +101,10 @@ type Config struct {
 	SnapshotThreshold                                                    uint64
 	SnapshotInterval                                                     time.Duration
 
-	// TrailingLogs is how many log entries a snapshot leaves behind for
-	// followers to catch up from (0 = raft's default, 10240); a follower
-	// further behind catches up through InstallSnapshot.
+	// TrailingLogs is how many log entries a snapshot leaves behind (0 =
+	// Raft's default, 10240): fewer make compaction drop old entries (and
+	// what they held) from raft.db sooner, and make lagging followers catch
+	// up through InstallSnapshot.
 	TrailingLogs uint64
 	// handshakeTimeout overrides defaultHandshakeTimeout (tests).
 	handshakeTimeout time.Duration
@@ -188,7 +189,7 @@ func (c *Config) raftConfig(logger *slog.Logger, notify chan<- bool) (*raft.Conf
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(c.NodeID)
 	rc.NotifyCh = notify
-	rc.Logger = newHCLogger(logger.With("component", "raft"), "raft")
+	rc.Logger = newHCLogger(logger, "raft")
 	if c.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = c.HeartbeatTimeout
 	}

@@ -3,10 +3,13 @@ package consensus
 import (
 	"bytes"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+
 	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/internal/logging"
 )
 
 func TestHCLogAdapter(t *testing.T) {
@@ -35,4 +38,23 @@ func TestHCLogAdapter(t *testing.T) {
 	l.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}).Print("[ERR] boom")
 	require.Contains(t, buf.String(), "level=ERROR")
 	require.Contains(t, buf.String(), "msg=boom")
+}
+
+// TestJSONLogsHaveUniqueKeys runs a real node logging through the server's
+// chain (a JSON handler, component=raft) and decodes every line it wrote:
+// raft's own arguments ("node", r) and the adapter's context must not repeat
+// a key, and no value may be an unprintable {}.
+func TestJSONLogsHaveUniqueKeys(t *testing.T) {
+	var sink logSink
+	c := newCluster(t)
+	c.logger = slog.New(slog.NewJSONHandler(&sink, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "raft")
+	n := c.start("n1", true)
+	waitLeader(t, n)
+	n.stop()
+
+	sink.mu.Lock()
+	out := sink.buf.String()
+	sink.mu.Unlock()
+	require.Contains(t, out, "entering candidate state") // the line that passes "node", r
+	require.NoError(t, logging.CheckJSONLines(strings.NewReader(out)))
 }

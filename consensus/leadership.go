@@ -293,3 +293,11 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	}
 	return nil
 }
+
+// TransferLeadershipTo is TransferLeadership to the voter id at raftAddr.
+func (n *Node) TransferLeadershipTo(ctx context.Context, id, raftAddr string) error {
+	if err := n.wait(ctx, n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(raftAddr))); err != nil {
+		return fmt.Errorf("transfer leadership to %s: %w", id, err)
+	}
+	return nil
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/trustfed/trustfed/internal/logging"
 	"go.etcd.io/bbolt"
 )
 
@@ -27,6 +28,7 @@ type Node struct {
 	trans  *raft.NetworkTransport
 	store  *watchedStore
 	logs   raft.LogStore // the store behind its cache, as raft reads it
+	snaps  raft.SnapshotStore
 
 	// Leadership notifications: raft blocks on notifyCh, so watch (started
 	// in New, stopped in Close) drains it for the node's whole life.
@@ -104,7 +106,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger = logger.With("node", cfg.NodeID)
+	// Raft passes its own "node" and struct values: write through the
+	// handler that keeps one key each and prints values as text.
+	logger = logging.UniqueLogger(logger).With("node", cfg.NodeID)
 
 	notifyCh := make(chan bool, notifyBuffer)
 	rc, err := cfg.raftConfig(logger, notifyCh)
@@ -142,7 +146,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained,
-		newHCLogger(logger.With("component", "raft-snapshot"), "raft-snapshot"))
+		newHCLogger(logger, "raft-snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store in DataDir: %w", err)
 	}
@@ -164,6 +168,7 @@ func New(cfg Config) (_ *Node, err error) {
 		trans:     trans,
 		store:     store,
 		logs:      logs,
+		snaps:     snaps,
 		notifyCh:  notifyCh,
 		stopWatch: make(chan struct{}),
 		watchDone: make(chan struct{}),

@@ -21,13 +21,13 @@ import (
 // newTransport creates raft's network transport over our stream layer:
 // plain TCP when cfg.TLS is nil, mutual TLS otherwise.
 func newTransport(cfg *Config, logger *slog.Logger) (*raft.NetworkTransport, error) {
-	layer, err := newStreamLayer(cfg, logger.With("component", "raft-tls"))
+	layer, err := newStreamLayer(cfg, logger.With("logger", "raft-tls"))
 	if err != nil {
 		return nil, err
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
-		Logger:  newHCLogger(logger.With("component", "raft-net"), "raft-net"),
+		Logger:  newHCLogger(logger, "raft-net"),
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
 	}), nil

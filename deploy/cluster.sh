@@ -30,6 +30,9 @@ IMAGE=trustfed:dev
 COMPOSE_FILE=$DEPLOY/docker-compose.yml
 CERTS=$DEPLOY/certs
 DATA=$DEPLOY/data
+# The federation admins' approval keys `up` enrols (alice, bob): with the
+# state that knows them, so `down` removes both.
+ADMINS=$DATA/admins
 BIN=$DEPLOY/trustfed # the static binary: put in the image and used as the CLI
 NODES=(n1 n2 n3)
 CONTAINER_UID=65532
@@ -144,7 +147,7 @@ cluster_view() {
 		/^Ready:/  { ready = $2 }
 		/^Leader:/ { leader = $2 }
 		/^NODE[ \t]/ { table = 1; next }
-		table && NF >= 5 { members++; if ($4 == "yes") voters++ }
+		table && NF >= 5 { members++; if ($4 == "voter") voters++ }
 		END { if (node == "") exit 1; printf "%s %s %s %s %d %d\n", node, state, ready, leader, members, voters }'
 }
 
@@ -193,7 +196,30 @@ print_exports() {
 export TRUSTFED_ADDR=127.0.0.1:$TRUSTFED_N1_GRPC_PORT
 export TRUSTFED_TOKEN=$(token)
 export TRUSTFED_CACERT=$CERTS/ca.pem
+export TRUSTFED_ADMIN_KEY=$ADMINS/alice.key
+# The federation has two admins, alice and bob; a sensitive change (issuer accredit,
+# federation policy set, org revoke, ...) needs both. alice's key above proposes it;
+# the command prints the change id (chg-...). bob approves it:
+#   $BIN admin approve CHG_ID --admin-key $ADMINS/bob.key
 EOF
+}
+
+# enrol_admins: alice and bob become the federation's two admins (quorum 2:
+# alice alone may add bob while there are fewer admins than that); their
+# approval keys go to $ADMINS. Harmless on a cluster that has them.
+enrol_admins() {
+	local a list
+	mkdir -p "$ADMINS" && chmod 0700 "$ADMINS" || die "mkdir $ADMINS"
+	for a in alice bob; do
+		[ -s "$ADMINS/$a.key" ] || "$BIN" keygen --out "$ADMINS/$a.key" >/dev/null || die "keygen $a"
+	done
+	list=$(cli_try n1 admin list -o json) || die "admin list via n1"
+	for a in alice bob; do
+		! grep -q "\"id\": *\"$a\"" <<<"$list" || continue
+		cli_try n1 admin add "$a" --name "$a" --pubkey "$ADMINS/$a.key.pub" --admin-key "$ADMINS/alice.key" >/dev/null ||
+			die "admin add $a via n1"
+		log "admin $a enrolled (approval key $ADMINS/$a.key)"
+	done
 }
 
 # ---------------------------------------------------------------- up
@@ -298,9 +324,10 @@ cmd_up() {
 		dump_logs
 		die "the cluster did not reach 3 voters with a ready leader within ${WAIT}s"
 	}
+	enrol_admins
 	cli n1 status
 	echo
-	log "cluster is up, leader $leader; use it with (CLI: $BIN, or bin/trustfed):"
+	log "cluster is up, leader $leader, admins alice and bob; use it with (CLI: $BIN, or bin/trustfed):"
 	print_exports
 }
 
@@ -354,12 +381,12 @@ ISSUER=smoke-assessors
 admin_change() {
 	local node=$1 out id other
 	shift
-	out=$(cli_try "$node" "$@" --admin-key "$KEYS/alice.key" -o json) || return 1
+	out=$(cli_try "$node" "$@" --admin-key "$ADMINS/alice.key" -o json) || return 1
 	id=$(grep -o '"chg-[0-9a-f]\{16\}"' <<<"$out" | head -1 | tr -d '"')
 	[ -n "$id" ] || { log "no change id in: $(head -c 300 <<<"$out")"; return 1; }
 	grep -q ADMIN_CHANGE_STATUS_PENDING <<<"$out" || { log "change $id is not PENDING after one approval of two"; return 1; }
 	case $node in n1) other=n2 ;; n2) other=n3 ;; *) other=n1 ;; esac
-	out=$(cli_try "$other" admin approve "$id" --admin-key "$KEYS/bob.key" -o json) || return 1
+	out=$(cli_try "$other" admin approve "$id" --admin-key "$ADMINS/bob.key" -o json) || return 1
 	grep -q ADMIN_CHANGE_STATUS_APPLIED <<<"$out" || { log "change $id not APPLIED after bob's approval via $other"; return 1; }
 	log "admin change $id: proposed by alice via $node, approved by bob via $other, APPLIED"
 }
@@ -572,11 +599,10 @@ cmd_test() {
 	KEYS=$(mktemp -d "${TMPDIR:-/tmp}/trustfed-smoke.XXXXXX") || die "mktemp"
 	log "keys and passports in $KEYS (removed at exit)"
 	"$BIN" keygen --out "$KEYS/$ISSUER.key" >/dev/null || die "keygen $ISSUER"
-	# Two federation admins: alice enrols herself (the first admin), then bob
-	# (while there are fewer admins than the quorum of 2, alice alone may).
-	"$BIN" keygen --out "$KEYS/alice.key" >/dev/null && "$BIN" keygen --out "$KEYS/bob.key" >/dev/null || die "keygen admins"
-	cli_try n1 admin add alice --name Alice --pubkey "$KEYS/alice.key.pub" --admin-key "$KEYS/alice.key" >/dev/null || die "admin add alice via n1"
-	cli_try n1 admin add bob --name Bob --pubkey "$KEYS/bob.key.pub" --admin-key "$KEYS/alice.key" >/dev/null || die "admin add bob via n1"
+	# The two federation admins `up` enrolled, as its exports tell a user.
+	out=$(cli_try n1 admin list -o json) || die "admin list via n1"
+	grep -q '"id": *"alice"' <<<"$out" && grep -q '"id": *"bob"' <<<"$out" || die "up did not enrol alice and bob: $(head -c 300 <<<"$out")"
+	grep -q "^export TRUSTFED_ADMIN_KEY=$ADMINS/alice.key$" <<<"$(print_exports)" || die "the exports name no admin key"
 	admin_change n1 issuer accredit "$ISSUER" --name "Smoke Test Assessors" --pubkey "$KEYS/$ISSUER.key.pub" --max-level 4 ||
 		die "issuer accredit $ISSUER via n1"
 	register_member n1 acme-bank "Acme Bank" 3

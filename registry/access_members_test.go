@@ -39,6 +39,8 @@ type directRaft struct {
 	onApply func(ctx context.Context, cmd []byte)
 	// transfers counts TransferLeadership calls.
 	transfers atomic.Int32
+	// status, if set, is what Status reports.
+	status atomic.Pointer[consensus.Status]
 }
 
 func (d *directRaft) Apply(ctx context.Context, cmd []byte) (consensus.ApplyResult, error) {
@@ -64,7 +66,12 @@ func (d *directRaft) RemoveServer(context.Context, string) error { return errors
 func (d *directRaft) Servers(context.Context) ([]consensus.Server, error) {
 	return nil, errors.New("not a cluster")
 }
-func (d *directRaft) Status() consensus.Status { return consensus.Status{} }
+func (d *directRaft) Status() consensus.Status {
+	if st := d.status.Load(); st != nil {
+		return *st
+	}
+	return consensus.Status{}
+}
 func (d *directRaft) CaughtUp() bool           { return !d.behind.Load() }
 func (d *directRaft) LeaderChanged(string) <-chan struct{} {
 	return nil // the one leader never changes
@@ -72,6 +79,7 @@ func (d *directRaft) LeaderChanged(string) <-chan struct{} {
 func (d *directRaft) LeaderCall(ctx context.Context, _ string) (context.Context, context.CancelFunc) {
 	return context.WithCancel(ctx)
 }
+func (d *directRaft) WaitApplied(context.Context, uint64) error { return nil }
 func (d *directRaft) TransferLeadership(context.Context) error {
 	d.transfers.Add(1)
 	return errors.New("not a cluster")

@@ -30,6 +30,14 @@ func (s *accessService) EnrolMemberNode(ctx context.Context, req *trustfedv1.Enr
 	if req.GetEnrolment() == nil {
 		return nil, state.Invalid("enrolment", "is required")
 	}
+	if org := req.GetOrganizationId(); org != "" {
+		if err := state.ValidateOrganizationID("organization_id", org); err != nil {
+			return nil, err
+		}
+		if want := req.GetEnrolment().GetOrganizationId(); org != want {
+			return nil, state.Invalid("organization_id", "%q is not the enrolment's organisation (enrolment.organization_id)", org)
+		}
+	}
 	// The bytes the organisation signed: the enrolment's deterministic
 	// serialization (client.SignMemberEnrolment makes the same).
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req.GetEnrolment())
@@ -427,7 +435,10 @@ func verifyChallengeSignature(r *state.Reader, ch *trustfedv1.MemberChallenge, r
 	if !ok {
 		return state.PermissionDenied("challenge.registry_key_id", "%q is not a registry signing key", ch.RegistryKeyId)
 	}
-	rpub := ed25519.NewKeyFromSeed(rk.PrivateSeed).Public().(ed25519.PublicKey)
+	rpub, ok := state.SigningKeyPublic(rk)
+	if !ok {
+		return state.PermissionDenied("challenge.registry_key_id", "%q is not a registry signing key", ch.RegistryKeyId)
+	}
 	if err := attestation.Verify(rpub, attestation.PurposeMemberChallenge, raw, sig); err != nil {
 		return state.PermissionDenied("registry_signature", "the challenge was not issued by this registry: %v", err)
 	}

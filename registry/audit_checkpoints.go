@@ -9,10 +9,13 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
+	"github.com/trustfed/trustfed/registry/state"
 )
 
 // RunCheckpoints is a leader task: every CheckpointInterval, if the log
-// grew, sign a checkpoint of it with the registry key and commit it. It
+// grew, make a checkpoint of it and commit it: certified by a quorum of the
+// registry nodes once node keys are in force (publishCertified), signed by
+// the registry key before. It
 // first checks that its own log still has the root it signed last; if not,
 // the log was altered on disk and it stops signing.
 func (s *Server) RunCheckpoints(ctx context.Context) error {
@@ -60,6 +63,9 @@ func (s *Server) publishCheckpoint(ctx context.Context) error {
 	} else if size == 0 {
 		return nil
 	}
+	if r.NodeKeysInForce() {
+		return s.publishCertified(ctx, r, size)
+	}
 	k, err := s.currentKey(r)
 	if err != nil {
 		return err
@@ -82,6 +88,41 @@ func (s *Server) publishCheckpoint(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state commitment: %w", err)
 	}
+	_, _, err = s.proposeInTerm(ctx, &commandv1.PutCheckpoint{Note: note, StateCommitment: commitment, StateIndex: r.Index()}, "")
+	return err
+}
+
+// publishCertified builds the checkpoint text of the tree of size entries
+// and of the trust state of view r, has it certified by a quorum of the
+// nodes holding an endorsed key (this one included when it holds one) and
+// proposes it.
+func (s *Server) publishCertified(ctx context.Context, r *state.Reader, size uint64) error {
+	now := s.clock().UTC().Truncate(time.Second)
+	keys := r.NodeKeysForVerify()
+	quorum, eligible := attestation.CheckpointQuorum(keys, now)
+	if quorum == 0 {
+		return fmt.Errorf("no endorsed node key is valid at %s: no checkpoint can be certified", now.Format(time.RFC3339))
+	}
+	root, err := s.audit.RootAt(size)
+	if err != nil {
+		return err
+	}
+	commitment, err := r.Commitment()
+	if err != nil {
+		return fmt.Errorf("state commitment: %w", err)
+	}
+	text := attestation.Checkpoint{Origin: s.cfg.AuditOrigin, Size: size, Root: root,
+		State: &attestation.CheckpointState{Index: r.Index(), Commitment: commitment, Time: now}}.Marshal()
+	lines, err := s.certifications(ctx, text, quorum)
+	if err != nil {
+		return err
+	}
+	note := attestation.AssembleNote(text, lines)
+	_, nodes, err := attestation.VerifyCertifiedCheckpoint(note, s.cfg.AuditOrigin, keys)
+	if err != nil {
+		return fmt.Errorf("checkpoint of %d entries at index %d (nodes with a key: %v): %w", size, r.Index(), eligible, err)
+	}
+	s.log.Debug("checkpoint certified", "size", size, "state_index", r.Index(), "nodes", nodes)
 	_, _, err = s.proposeInTerm(ctx, &commandv1.PutCheckpoint{Note: note, StateCommitment: commitment, StateIndex: r.Index()}, "")
 	return err
 }

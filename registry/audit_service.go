@@ -82,23 +82,30 @@ func (s *Server) treeHead(r *state.Reader, cp *commandv1.StoredCheckpoint, meta 
 		Checkpoint: note, Origin: c.Origin, TreeSize: c.Size, RootHash: c.Root,
 		Witnesses: witnesses, Time: cp.Time, LogSize: s.audit.Size(), Meta: meta,
 	}
-	if pub, ok := s.registryPublicKey(r); ok {
+	// A checkpoint signed by the registry key names its verifier key; a
+	// certified one (trust-state line, node signatures) has none: it is
+	// verified against the node keys of GET /v1/keys.
+	if pub, ok := s.registryPublicKey(r); ok && c.State == nil {
 		resp.VerifierKey, _ = attestation.CheckpointVerifierKey(c.Origin, pub)
 	}
 	return resp, nil
 }
 
 func checkpointOf(note []byte) (attestation.Checkpoint, error) {
-	origin, size, root, err := attestation.Verifier{}.ParseCheckpoint(note)
+	text, _, err := attestation.SplitNote(note)
 	if err != nil {
 		return attestation.Checkpoint{}, fmt.Errorf("stored checkpoint: %w", err)
 	}
-	return attestation.Checkpoint{Origin: origin, Size: size, Root: root}, nil
+	c, err := attestation.ParseCheckpoint([]byte(text))
+	if err != nil {
+		return attestation.Checkpoint{}, fmt.Errorf("stored checkpoint: %w", err)
+	}
+	return c, nil
 }
 
 func (s *Server) registryPublicKey(r *state.Reader) (ed25519.PublicKey, bool) {
 	k, ok := r.NewestSigningKey()
-	if !ok {
+	if !ok || len(k.PrivateSeed) != ed25519.SeedSize {
 		return nil, false
 	}
 	return ed25519.NewKeyFromSeed(k.PrivateSeed).Public().(ed25519.PublicKey), true

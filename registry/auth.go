@@ -103,6 +103,11 @@ type rule struct {
 	// principal's organisation is filled in (a member never says who it is:
 	// its certificate does).
 	orgFields []string
+	// items, if set, is a repeated message field of the request (a batch):
+	// orgFields are then paths inside each of its items, and every item
+	// must name the principal's organisation (an empty single field is
+	// filled in, item by item).
+	items string
 	// orgOf reads the organisation from signed bytes the request carries.
 	orgOf func(req proto.Message) (field, org string)
 	// inHandler: the request names its object by id; the handler checks
@@ -140,11 +145,13 @@ var (
 // docs/security.md is generated from this table (TestSecurityDoc).
 var accessPolicy = map[string]rule{
 	trustfedv1.RegistryService_CheckInteraction_FullMethodName:     {roles: memberOnly, orgFields: []string{"from_organization_id"}},
+	trustfedv1.RegistryService_CheckInteractions_FullMethodName:    {roles: memberOnly, items: "checks", orgFields: []string{"from_organization_id"}},
 	trustfedv1.RegistryService_GetOrganization_FullMethodName:      {roles: readers, orgFields: []string{"organization_id"}},
 	trustfedv1.RegistryService_ListOrganizations_FullMethodName:    {roles: readers, listsOwn: true},
 	trustfedv1.RegistryService_GetKeys_FullMethodName:              {roles: public},
 	trustfedv1.RegistryService_RequestAuthorization_FullMethodName: {roles: memberOnly, orgFields: []string{"check.from_organization_id"}},
 	trustfedv1.RegistryService_GetAuthorization_FullMethodName:     {roles: parties, inHandler: true},
+	trustfedv1.RegistryService_ReportRefusals_FullMethodName:       {roles: memberOnly, orgFields: []string{"organization_id"}},
 
 	trustfedv1.MembershipService_RegisterOrganization_FullMethodName: {roles: governance, orgOf: registrationOrg},
 	trustfedv1.MembershipService_SubmitPassport_FullMethodName:       {roles: governance, orgFields: []string{"organization_id"}},
@@ -177,15 +184,19 @@ var accessPolicy = map[string]rule{
 	trustfedv1.CascadeService_GetCascade_FullMethodName:           {roles: readers, inHandler: true},
 	trustfedv1.CascadeService_ListCascades_FullMethodName:         {roles: readers, orgFields: []string{"organization_id"}},
 
-	trustfedv1.ClusterService_Status_FullMethodName:    {roles: clusterRead},
-	trustfedv1.ClusterService_Join_FullMethodName:      {roles: clusterRead},
-	trustfedv1.ClusterService_Leave_FullMethodName:     {roles: adminOnly},
-	peerv1.PeerService_ReadIndex_FullMethodName:        {roles: nodeOnly},
-	peerv1.PeerService_AppendAudit_FullMethodName:      {roles: nodeOnly},
-	peerv1.PeerService_Progress_FullMethodName:         {roles: nodeOnly},
-	peerv1.PeerService_ReportDivergence_FullMethodName: {roles: nodeOnly},
-	peerv1.PeerService_GetCommitment_FullMethodName:    {roles: nodeOnly},
-	peerv1.PeerService_CosignBatch_FullMethodName:      {roles: nodeOnly},
+	trustfedv1.ClusterService_Status_FullMethodName:             {roles: clusterRead},
+	trustfedv1.ClusterService_Join_FullMethodName:               {roles: clusterRead},
+	trustfedv1.ClusterService_Leave_FullMethodName:              {roles: adminOnly},
+	trustfedv1.ClusterService_SaveSnapshot_FullMethodName:       {roles: adminOnly},
+	trustfedv1.ClusterService_TransferLeadership_FullMethodName: {roles: adminOnly},
+	peerv1.PeerService_ReadIndex_FullMethodName:                 {roles: nodeOnly},
+	peerv1.PeerService_AppendAudit_FullMethodName:               {roles: nodeOnly},
+	peerv1.PeerService_Progress_FullMethodName:                  {roles: nodeOnly},
+	peerv1.PeerService_ReportDivergence_FullMethodName:          {roles: nodeOnly},
+	peerv1.PeerService_GetCommitment_FullMethodName:             {roles: nodeOnly},
+	peerv1.PeerService_CosignCheckpoint_FullMethodName:          {roles: nodeOnly},
+	peerv1.PeerService_GetCertifiedCheckpoint_FullMethodName:    {roles: nodeOnly},
+	peerv1.PeerService_CosignBatch_FullMethodName:               {roles: nodeOnly},
 
 	// Checkpoints and consistency proofs are hashes and signatures: public,
 	// what witnesses need. Entries and inclusion proofs are read by role;
@@ -245,6 +256,46 @@ func authorizeRequest(method string, p Principal, req any) error {
 	if len(r.orgFields) == 0 {
 		return nil
 	}
+	if r.items != "" {
+		return authorizeItems(r, p, m)
+	}
+	return authorizeFields(r, p, m, "")
+}
+
+// authorizeItems applies the organisation fields of r to every item of the
+// batch field r.items; nothing is filled in unless every item is allowed.
+func authorizeItems(r rule, p Principal, m proto.Message) error {
+	list, ok := itemList(m, r.items)
+	if !ok {
+		return fmt.Errorf("authorisation table: %s has no repeated message field %s", m.ProtoReflect().Descriptor().FullName(), r.items)
+	}
+	for i := 0; i < list.Len(); i++ {
+		item := proto.Clone(list.Get(i).Message().Interface())
+		if err := authorizeFields(r, p, item, fmt.Sprintf("%s[%d].", r.items, i)); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < list.Len(); i++ {
+		if err := authorizeFields(r, p, list.Get(i).Message().Interface(), ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// itemList is the repeated message field name of m.
+func itemList(m proto.Message, name string) (protoreflect.List, bool) {
+	fd := m.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(name))
+	if fd == nil || !fd.IsList() || fd.Kind() != protoreflect.MessageKind {
+		return nil, false
+	}
+	return m.ProtoReflect().Get(fd).List(), true
+}
+
+// authorizeFields checks (and completes) r.orgFields of m for p; prefix
+// goes before the field names in errors (the item of a batch).
+func authorizeFields(r rule, p Principal, m proto.Message, prefix string) error {
+	method := string(m.ProtoReflect().Descriptor().FullName())
 	var named []string
 	for _, path := range r.orgFields {
 		v, ok := stringField(m.ProtoReflect(), path, "")
@@ -262,7 +313,7 @@ func authorizeRequest(method string, p Principal, req any) error {
 		stringField(m.ProtoReflect(), r.orgFields[0], p.Organization)
 		return nil
 	}
-	return state.PermissionDenied(strings.Join(r.orgFields, " or "), "%s acts only for organization %q", p.ID, p.Organization)
+	return state.PermissionDenied(prefix+strings.Join(r.orgFields, " or "+prefix), "%s acts only for organization %q", p.ID, p.Organization)
 }
 
 // requestedOrgs is every organisation a request of method names in the
@@ -279,9 +330,20 @@ func requestedOrgs(method string, req any) []string {
 			out = append(out, org)
 		}
 	}
-	for _, path := range r.orgFields {
-		if v, ok := stringField(m.ProtoReflect(), path, ""); ok && v != "" {
-			out = append(out, v)
+	msgs := []proto.Message{m}
+	if r.items != "" {
+		msgs = nil
+		if list, ok := itemList(m, r.items); ok {
+			for i := 0; i < list.Len(); i++ {
+				msgs = append(msgs, list.Get(i).Message().Interface())
+			}
+		}
+	}
+	for _, m := range msgs {
+		for _, path := range r.orgFields {
+			if v, ok := stringField(m.ProtoReflect(), path, ""); ok && v != "" && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
 		}
 	}
 	return out

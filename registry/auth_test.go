@@ -92,6 +92,11 @@ func TestPolicyFieldsExist(t *testing.T) {
 		}
 		req, err := newRequest(method)
 		require.NoError(t, err, method)
+		if r.items != "" {
+			list, ok := itemList(req, r.items)
+			require.True(t, ok, "%s: %s is not a repeated message field", method, r.items)
+			req = list.NewElement().Message().Interface()
+		}
 		for _, f := range r.orgFields {
 			_, ok := stringField(req.ProtoReflect(), f, "")
 			require.True(t, ok, "%s: %s is not a string field of %s", method, f, req.ProtoReflect().Descriptor().FullName())
@@ -167,6 +172,8 @@ func policyTable() string {
 		case r.orgOf != nil:
 			field, _ := r.orgOf(nil)
 			scope = "`" + field + "` (signed bytes)"
+		case len(r.orgFields) > 0 && r.items != "":
+			scope = "`" + r.items + "[i]." + strings.Join(r.orgFields, "` or `"+r.items+"[i].") + "` (every item)"
 		case len(r.orgFields) > 0:
 			scope = "`" + strings.Join(r.orgFields, "` or `") + "`"
 		case r.inHandler:

@@ -19,10 +19,12 @@ type clusterService struct {
 // Status reports this node and the cluster as it sees it.
 func (s *clusterService) Status(ctx context.Context, _ *trustfedv1.StatusRequest) (*trustfedv1.StatusResponse, error) {
 	st := s.raft.Status()
+	readiness := s.Readiness()
 	resp := &trustfedv1.StatusResponse{
 		NodeId:       st.NodeID,
 		State:        st.State,
-		Ready:        st.Ready,
+		Ready:        readiness.Ready,
+		LeaderReady:  st.Ready,
 		Term:         st.Term,
 		CommitIndex:  st.CommitIndex,
 		AppliedIndex: st.AppliedIndex,
@@ -32,7 +34,7 @@ func (s *clusterService) Status(ctx context.Context, _ *trustfedv1.StatusRequest
 		AuditFault:   s.cfg.AuditFault(),
 		AuditSize:    s.auditSize(),
 		CaughtUp:     st.CaughtUp,
-		NotReady:     s.Readiness().Reason,
+		NotReady:     readiness.Reason,
 	}
 	if ring := s.cfg.NodeKeys; ring != nil {
 		own := ring.Primary().Public()

@@ -249,7 +249,9 @@ func (s *peerService) GetCommitment(ctx context.Context, _ *peerv1.GetCommitment
 var errVerifying = errors.New("this node is verifying its state against the cluster's before it serves")
 
 // verifyAtStart compares, once after start, this node's state with the
-// leader's: it asks the leader for its commitment at the leader's applied
+// cluster's. With node keys in force it compares with a checkpoint certified
+// by a quorum of the registry nodes (verifyCertifiedAtStart); before, it
+// asks the leader for its commitment at the leader's applied
 // index, waits until it has applied that index itself and compares its own
 // commitment there. Until then the node serves nothing but its peers
 // (errVerifying); a mismatch marks it diverged. A leader is the reference
@@ -279,6 +281,13 @@ const verifyPoll = 50 * time.Millisecond
 func (s *Server) verifyOnce(ctx context.Context) error {
 	if _, diverged := s.cfg.Divergence.Status(); diverged {
 		return nil // nothing to verify: it serves nothing anyway
+	}
+	if s.audit != nil && s.store.Read().NodeKeysInForce() {
+		// verify_start.go: no single server is the reference.
+		if err := s.verifyCertifiedAtStart(ctx); !errors.Is(err, errNoCertifiers) {
+			return err
+		}
+		s.log.Warn("start-up state verification: no server of the configuration can certify this node's state; comparing with the leader's")
 	}
 	if s.raft.IsLeader() {
 		s.log.Info("start-up state verification: this node leads, its state is the reference")

@@ -17,7 +17,8 @@
 //     proofs and cosignatures.
 //   - AccessService (access_service.go): bearer tokens and member nodes
 //     (enrolment, challenge-response certificates).
-//   - ClusterService (cluster_service.go): status, join and leave.
+//   - ClusterService (cluster_service.go, backup_service.go): status, join,
+//     leave, backups (SaveSnapshot) and leadership transfer.
 //   - PeerService (peer_service.go): the registry servers' own calls to
 //     each other (read index, audit batches, progress).
 //

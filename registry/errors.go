@@ -55,6 +55,8 @@ func toStatus(logger *slog.Logger, method string, err error) error {
 		return status.Error(codes.Unauthenticated, err.Error())
 	case errors.Is(err, ErrPermissionDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrTooStale):
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, consensus.ErrCatchingUp):
 		return retryable("this node is catching up with the leader's log and cannot answer yet: retry shortly or ask another node (" + err.Error() + ")")
 	case errors.Is(err, consensus.ErrLeaderChanged), errors.Is(err, consensus.ErrLeaderUnreachable):

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -132,10 +133,16 @@ var writeMethods = func() map[string]bool {
 
 // consumesAuthorization: a check that presents a dual authorisation may
 // take one of its uses (a write only the leader can propose), so it is
-// answered by the leader, like a write.
+// answered by the leader, like a write; so is a batch with such a check.
 func consumesAuthorization(method string, req any) bool {
-	check, ok := req.(*trustfedv1.CheckInteractionRequest)
-	return ok && method == trustfedv1.RegistryService_CheckInteraction_FullMethodName && check.GetAuthorizationId() != ""
+	switch r := req.(type) {
+	case *trustfedv1.CheckInteractionRequest:
+		return method == trustfedv1.RegistryService_CheckInteraction_FullMethodName && r.GetAuthorizationId() != ""
+	case *trustfedv1.CheckInteractionsRequest:
+		return method == trustfedv1.RegistryService_CheckInteractions_FullMethodName &&
+			slices.ContainsFunc(r.GetChecks(), func(c *trustfedv1.CheckInteractionRequest) bool { return c.GetAuthorizationId() != "" })
+	}
+	return false
 }
 
 func isNoSideEffects(md protoreflect.MethodDescriptor) bool {
@@ -190,6 +197,10 @@ func (s *Server) forward(ctx context.Context, method string, req any) (any, bool
 	}()
 	if err := conn.Invoke(metadata.NewOutgoingContext(cctx, out), method, req, resp); err != nil {
 		if errors.Is(context.Cause(cctx), consensus.ErrLeaderChanged) && ctx.Err() == nil {
+			if method == trustfedv1.ClusterService_TransferLeadership_FullMethodName {
+				// What was asked: the leader stepped down.
+				return s.transferred(), true, nil
+			}
 			return nil, true, status.Error(codes.Unavailable, "the leader changed while the write was forwarded to it: it may or may not have been applied; retry (with the same request_id where the method takes one)")
 		}
 		return nil, true, err // already a status from the leader

@@ -78,7 +78,13 @@ func FuzzRequestDecoding(f *testing.F) {
 		// Allowed: every organisation field the table names is the caller's
 		// own, or the field is one of several and another is.
 		r := accessPolicy[method]
-		if len(r.orgFields) == 1 {
+		if list, ok := itemList(req, r.items); ok && len(r.orgFields) == 1 {
+			for i := 0; i < list.Len(); i++ {
+				if v, _ := stringField(list.Get(i).Message(), r.orgFields[0], ""); v != scoped.Organization {
+					t.Fatalf("%s: allowed with %s[%d].%s = %q for %s", method, r.items, i, r.orgFields[0], v, scoped.Organization)
+				}
+			}
+		} else if len(r.orgFields) == 1 {
 			if v, _ := stringField(req.ProtoReflect(), r.orgFields[0], ""); v != scoped.Organization {
 				t.Fatalf("%s: allowed with %s = %q for %s", method, r.orgFields[0], v, scoped.Organization)
 			}

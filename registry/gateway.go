@@ -26,6 +26,12 @@ type Gateway struct {
 	handler http.Handler
 }
 
+// JSONMarshalOptions is the one JSON encoding of API messages: REST answers
+// with it and the CLI's -o json prints with it (indented). Field names are
+// lowerCamelCase; empty lists, zero values and unset messages (null) are
+// written, so a client sees every field of the message.
+var JSONMarshalOptions = protojson.MarshalOptions{EmitUnpopulated: true}
+
 // NewGateway returns the REST handler for the gRPC server at grpcAddr.
 // tlsConfig must trust the server's certificate and carry no client certificate.
 // /healthz answers 503 with what fault returns while it is not empty
@@ -44,7 +50,7 @@ func NewGateway(ctx context.Context, grpcAddr string, tlsConfig *tls.Config, fau
 	checks := &restChecks{routes: routes}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+			MarshalOptions:   JSONMarshalOptions,
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		runtime.WithErrorHandler(gatewayErrorHandler), // Retry-After on 429 (ratelimit.go)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -30,6 +31,7 @@ type metrics struct {
 	grpc *grpcprom.ServerMetrics
 
 	decisions      *prometheus.CounterVec
+	decisionLevels *prometheus.CounterVec
 	authFailures   *prometheus.CounterVec
 	unavail        *prometheus.CounterVec
 	tlsRefused     *prometheus.CounterVec
@@ -53,6 +55,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "trustfed_decisions_total",
 			Help: "Interaction checks answered by this node, by decision and (for a denial) its first reason code.",
 		}, []string{"decision", "reason"}),
+		decisionLevels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustfed_decisions_by_level_total",
+			Help: "Interaction checks answered by this node, by the interaction's effective level (the lower of the two organisations' levels, 0-4).",
+		}, []string{"level"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trustfed_auth_failures_total",
 			Help: "Calls this node refused authentication or authorisation (each is also an AUTH_FAILURE audit entry), by gRPC code.",
@@ -99,13 +105,16 @@ func newMetrics(s *Server) *metrics {
 			Help: "Decision batches this node did not vouch for: a decision that does not re-derive on its state, a state no longer kept, no endorsed key (WARN log with the reason).",
 		}, func() float64 { return float64(c.refused.Load()) }))
 	}
+	for l := range 5 {
+		m.decisionLevels.WithLabelValues(strconv.Itoa(l)) // every level's series from zero
+	}
 	for _, r := range unavailableReasons {
 		m.unavail.WithLabelValues(r) // every reason's series from zero
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.decisions, m.authFailures, m.unavail, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused, m.certBatches,
+		m.grpc, m.decisions, m.decisionLevels, m.authFailures, m.unavail, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused, m.certBatches,
 		nodeCollector{s},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trustfed_audit_auth_failures_dropped_total",
@@ -144,6 +153,7 @@ func (m *metrics) decided(resp *trustfedv1.CheckInteractionResponse) {
 		reason = resp.Reasons[0].GetCode()
 	}
 	m.decisions.WithLabelValues(decisionLabel(resp.GetDecision()), reason).Inc()
+	m.decisionLevels.WithLabelValues(strconv.FormatUint(uint64(resp.GetEffectiveLevel()), 10)).Inc()
 }
 
 func decisionLabel(d trustfedv1.Decision) string {
@@ -340,7 +350,7 @@ func (s *Server) MetricsHandler() http.Handler {
 			code := http.StatusForbidden
 			if status.Code(st) == codes.Unauthenticated {
 				code = http.StatusUnauthorized
-				w.Header().Set("WWW-Authenticate", `Bearer realm="trustfed"`)
+				w.Header().Set("WWW-Authenticate", restRealm)
 			}
 			http.Error(w, status.Convert(st).Message(), code)
 			return

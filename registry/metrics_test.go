@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -88,6 +89,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	require.Equal(t, 2.0, value("trustfed_auth_failures_total", map[string]string{"code": "Unauthenticated"}))
 	require.Equal(t, 1.0, value("trustfed_auth_failures_total", map[string]string{"code": "PermissionDenied"}))
 	require.Equal(t, 1.0, value("trustfed_decisions_total", map[string]string{"decision": "deny", "reason": "NO_AGREEMENT"}))
+	for l := range uint32(5) {
+		want := 0.0
+		if l == dec.EffectiveLevel {
+			want = 1
+		}
+		require.Equal(t, want, value("trustfed_decisions_by_level_total", map[string]string{"level": fmt.Sprint(l)}), "level %d", l)
+	}
 	_, ok := m.Value("trustfed_decisions_total", map[string]string{"decision": "allow"})
 	require.False(t, ok, "no check was allowed")
 	// directRaft reports an empty status: a node in no Raft state.

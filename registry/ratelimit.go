@@ -35,7 +35,7 @@ type Limit struct {
 // address). Each node counts on its own: a principal spreading its calls
 // over n nodes gets up to n times the budget.
 type Limits struct {
-	// Checks budgets CheckInteraction.
+	// Checks budgets CheckInteraction, and CheckInteractions by its items.
 	Checks Limit
 	// Writes budgets every method that changes state (writeMethods).
 	Writes Limit
@@ -108,9 +108,12 @@ func newBuckets(name string, l Limit) *buckets {
 
 // take takes one token from key's bucket at now; when there is none it
 // returns how long until there will be one.
-func (b *buckets) take(key string, now time.Time) time.Duration {
+func (b *buckets) take(key string, now time.Time) time.Duration { return b.takeN(key, now, 1) }
+
+// takeN is take for n calls at once (the items of a batch).
+func (b *buckets) takeN(key string, now time.Time, n int) time.Duration {
 	lim := b.bucket(key, now)
-	r := lim.ReserveN(now, 1)
+	r := lim.ReserveN(now, n)
 	if !r.OK() {
 		return time.Second // not reached: Burst >= 1
 	}
@@ -184,7 +187,8 @@ func newLimiter(l Limits, clock func() time.Time) *limiter {
 
 func (l *limiter) budget(method string) *buckets {
 	switch {
-	case method == trustfedv1.RegistryService_CheckInteraction_FullMethodName:
+	case method == trustfedv1.RegistryService_CheckInteraction_FullMethodName,
+		method == trustfedv1.RegistryService_CheckInteractions_FullMethodName:
 		return l.checks
 	case writeMethods[method]:
 		return l.writes
@@ -197,7 +201,7 @@ func (l *limiter) budget(method string) *buckets {
 // ResourceExhausted, naming the limit and carrying a google.rpc.RetryInfo,
 // when p's budget for that kind of call is spent. Registry servers (RoleNode)
 // are not limited.
-func (s *Server) limit(ctx context.Context, method string, p Principal) error {
+func (s *Server) limit(ctx context.Context, method string, p Principal, req any) error {
 	if s.limiter == nil || p.Role == RoleNode {
 		return nil
 	}
@@ -209,7 +213,11 @@ func (s *Server) limit(ctx context.Context, method string, p Principal) error {
 	if p.Role == RoleNone {
 		key = "anonymous@" + clientHost(ctx)
 	}
-	d := b.take(key, s.limiter.clock())
+	n := 1
+	if batch, ok := req.(*trustfedv1.CheckInteractionsRequest); ok {
+		n = max(1, min(len(batch.GetChecks()), b.limit.Burst))
+	}
+	d := b.takeN(key, s.limiter.clock(), n)
 	if d <= 0 {
 		return nil
 	}
@@ -310,6 +318,7 @@ func gatewayErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 			}
 		}
 	}
+	w, err = restUnauthenticated(w, r, err)
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 

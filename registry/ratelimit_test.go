@@ -101,24 +101,24 @@ func TestLimitBudgetsByKindAndPrincipal(t *testing.T) {
 	write := trustfedv1.AdminService_UpdateOrganization_FullMethodName
 	read := trustfedv1.RegistryService_GetOrganization_FullMethodName
 
-	require.NoError(t, s.limit(ctx, check, admin))
-	err := s.limit(ctx, check, admin)
+	require.NoError(t, s.limit(ctx, check, admin, nil))
+	err := s.limit(ctx, check, admin, nil)
 	require.Equal(t, time.Second, retryInfo(t, err))
 	require.Contains(t, status.Convert(err).Message(), "at most 1 checks per second (burst 1)")
 
 	// The other budgets are untouched.
-	require.NoError(t, s.limit(ctx, write, admin))
-	err = s.limit(ctx, write, admin)
+	require.NoError(t, s.limit(ctx, write, admin, nil))
+	err = s.limit(ctx, write, admin, nil)
 	require.Equal(t, 500*time.Millisecond, retryInfo(t, err))
 	require.Contains(t, status.Convert(err).Message(), "writes")
-	require.NoError(t, s.limit(ctx, read, admin))
-	require.Contains(t, status.Convert(s.limit(ctx, read, admin)).Message(), "reads")
+	require.NoError(t, s.limit(ctx, read, admin, nil))
+	require.Contains(t, status.Convert(s.limit(ctx, read, admin, nil)).Message(), "reads")
 
 	// Another principal has its own budget; registry servers have none.
-	require.NoError(t, s.limit(ctx, check, Principal{ID: "token:t2", Role: RoleAdmin}))
+	require.NoError(t, s.limit(ctx, check, Principal{ID: "token:t2", Role: RoleAdmin}, nil))
 	node := Principal{ID: "node:n2", Role: RoleNode}
 	for range 10 {
-		require.NoError(t, s.limit(ctx, check, node))
+		require.NoError(t, s.limit(ctx, check, node, nil))
 	}
 
 	// Anonymous callers are counted per client address; behind the REST
@@ -131,30 +131,54 @@ func TestLimitBudgetsByKindAndPrincipal(t *testing.T) {
 		}
 		return ctx
 	}
-	require.NoError(t, s.limit(from("192.0.2.1", ""), read, anon))
-	retryInfo(t, s.limit(from("192.0.2.1", "198.51.100.7"), read, anon)) // not loopback: the header is ignored
-	require.NoError(t, s.limit(from("192.0.2.2", ""), read, anon))
-	require.NoError(t, s.limit(from("127.0.0.1", "198.51.100.7"), read, anon))
-	require.NoError(t, s.limit(from("127.0.0.1", "198.51.100.8"), read, anon))
-	retryInfo(t, s.limit(from("127.0.0.1", "198.51.100.8"), read, anon))
+	require.NoError(t, s.limit(from("192.0.2.1", ""), read, anon, nil))
+	retryInfo(t, s.limit(from("192.0.2.1", "198.51.100.7"), read, anon, nil)) // not loopback: the header is ignored
+	require.NoError(t, s.limit(from("192.0.2.2", ""), read, anon, nil))
+	require.NoError(t, s.limit(from("127.0.0.1", "198.51.100.7"), read, anon, nil))
+	require.NoError(t, s.limit(from("127.0.0.1", "198.51.100.8"), read, anon, nil))
+	retryInfo(t, s.limit(from("127.0.0.1", "198.51.100.8"), read, anon, nil))
 	// What the REST client claims comes first; the gateway appends the
 	// real address last.
-	retryInfo(t, s.limit(from("127.0.0.1", "203.0.113.1, 198.51.100.8"), read, anon))
-	retryInfo(t, s.limit(from("127.0.0.1", "203.0.113.2,198.51.100.8"), read, anon))
+	retryInfo(t, s.limit(from("127.0.0.1", "203.0.113.1, 198.51.100.8"), read, anon, nil))
+	retryInfo(t, s.limit(from("127.0.0.1", "203.0.113.2,198.51.100.8"), read, anon, nil))
 
 	c.advance(time.Second)
-	require.NoError(t, s.limit(ctx, check, admin), "refilled")
+	require.NoError(t, s.limit(ctx, check, admin, nil), "refilled")
+}
+
+// A batch of checks spends one check per item, at most the burst (so a
+// batch larger than the burst is not refused forever).
+func TestBatchChecksSpendOnePerItem(t *testing.T) {
+	c := newFakeClock()
+	s := limitedServer(Limits{Checks: Limit{10, 10}}, c)
+	ctx := context.Background()
+	member := Principal{ID: "member:acme/gw", Role: RoleMember, Organization: "acme"}
+	batch := trustfedv1.RegistryService_CheckInteractions_FullMethodName
+	single := trustfedv1.RegistryService_CheckInteraction_FullMethodName
+	items := func(n int) *trustfedv1.CheckInteractionsRequest {
+		return &trustfedv1.CheckInteractionsRequest{Checks: make([]*trustfedv1.CheckInteractionRequest, n)}
+	}
+
+	require.NoError(t, s.limit(ctx, batch, member, items(4)))
+	require.NoError(t, s.limit(ctx, batch, member, items(6)))
+	err := s.limit(ctx, single, member, nil)
+	require.Contains(t, status.Convert(err).Message(), "checks", "the batches spent the budget of single checks too")
+	require.Equal(t, 100*time.Millisecond, retryInfo(t, err))
+
+	c.advance(time.Second)
+	require.NoError(t, s.limit(ctx, batch, member, items(300)), "a batch beyond the burst takes the whole burst")
+	require.Equal(t, 100*time.Millisecond, retryInfo(t, s.limit(ctx, batch, member, items(1))))
 }
 
 func TestZeroLimitsLimitNothing(t *testing.T) {
 	s := limitedServer(Limits{}, newFakeClock())
 	for range 100 {
-		require.NoError(t, s.limit(context.Background(), trustfedv1.RegistryService_CheckInteraction_FullMethodName, Principal{ID: "token:t", Role: RoleAdmin}))
+		require.NoError(t, s.limit(context.Background(), trustfedv1.RegistryService_CheckInteraction_FullMethodName, Principal{ID: "token:t", Role: RoleAdmin}, nil))
 	}
 	release, err := s.watchSlot("acme")
 	require.NoError(t, err)
 	release()
-	require.NoError(t, (&Server{}).limit(context.Background(), "/x", Principal{}), "a server without a limiter")
+	require.NoError(t, (&Server{}).limit(context.Background(), "/x", Principal{}, nil), "a server without a limiter")
 }
 
 func TestLimitsValidate(t *testing.T) {
@@ -196,8 +220,8 @@ func TestGatewayErrorHandlerRetryAfter(t *testing.T) {
 	s := limitedServer(Limits{Writes: Limit{PerSecond: 0.5, Burst: 1}}, c)
 	p := Principal{ID: "token:t", Role: RoleAdmin}
 	write := trustfedv1.AdminService_UpdateOrganization_FullMethodName
-	require.NoError(t, s.limit(context.Background(), write, p))
-	err := s.limit(context.Background(), write, p)
+	require.NoError(t, s.limit(context.Background(), write, p, nil))
+	err := s.limit(context.Background(), write, p, nil)
 	require.Equal(t, 2*time.Second, retryInfo(t, err))
 
 	w := httptest.NewRecorder()

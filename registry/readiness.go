@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
+	"time"
 )
 
 // Readiness is what GET /readyz reports: whether this node serves calls
@@ -32,20 +35,57 @@ func (s *Server) Readiness() Readiness {
 	switch fault := s.cfg.AuditFault(); {
 	case isDiverged:
 		r.Reason = diverged.Message() + ": " + diverged.Reason
+	case !st.HasLeader && !s.hasPeers(): // before verifying: that needs a cluster
+		r.Reason = NoPeersHint
 	case !s.verified.Load():
 		r.Reason = errVerifying.Error()
 	case !st.HasLeader:
 		r.Reason = "no leader known"
+	case st.State == "Leader" && !st.Ready:
+		r.Reason = "elected leader, not ready yet: the barrier of its term is not committed (it cannot serve linearizable reads before)"
 	case !st.CaughtUp:
 		r.Reason = fmt.Sprintf("catching up with the leader's log (applied index %d, commit index %d)", st.AppliedIndex, st.CommitIndex)
 	case st.StorageFault != "":
 		r.Reason = "cannot write the raft log: " + st.StorageFault
 	case fault != "":
 		r.Reason = "audit log fault: " + fault
+	case s.starting() != "":
+		r.Reason = s.starting()
 	default:
 		r.Ready = true
 	}
 	return r
+}
+
+// starting is Config.Starting, "" when unset.
+func (s *Server) starting() string {
+	if s.cfg.Starting == nil {
+		return ""
+	}
+	return s.cfg.Starting()
+}
+
+// healthService is the standard gRPC health service (grpc.health.v1). It
+// answers what GET /readyz answers, to anyone, in every state of the node:
+// the interceptors pass its calls through untouched (it is not in the
+// authorisation table, which lists this API's methods).
+const healthService = "/grpc.health.v1.Health/"
+
+func isHealth(method string) bool { return strings.HasPrefix(method, healthService) }
+
+// NoPeersHint is the readiness reason (and start-up warning) of a node
+// that is in no cluster: it was neither bootstrapped nor added to one.
+const NoPeersHint = "no known peers: this node is in no cluster. Start the first node of a new cluster with -bootstrap; " +
+	"start this one with -join HOST:PORT (the gRPC address of a running node) to join a cluster; " +
+	"a node that was in a cluster and lost its data must be removed (trustfed cluster remove-peer NODE_ID) and joined again"
+
+// hasPeers reports whether this node's Raft configuration lists any server
+// (itself included); an error counts as yes (nothing to suggest).
+func (s *Server) hasPeers() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	servers, err := s.raft.Servers(ctx)
+	return err != nil || len(servers) > 0
 }
 
 // Fault is what /healthz reports as wrong with this node ("" = healthy):

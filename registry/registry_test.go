@@ -67,6 +67,7 @@ func TestWriteMethods(t *testing.T) {
 		trustfedv1.CascadeService_CloseSession_FullMethodName:            true,
 		trustfedv1.CascadeService_AckEvent_FullMethodName:                true,
 		trustfedv1.ClusterService_Leave_FullMethodName:                   true,
+		trustfedv1.ClusterService_TransferLeadership_FullMethodName:      true,
 		trustfedv1.AccessService_CreateToken_FullMethodName:              true,
 		trustfedv1.AccessService_RevokeToken_FullMethodName:              true,
 		trustfedv1.AccessService_EnrolMemberNode_FullMethodName:          true,

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,9 @@ type Raft interface {
 	// TransferLeadership makes this leader step down in favour of another
 	// voter (a diverged leader must not lead).
 	TransferLeadership(ctx context.Context) error
+	// WaitApplied blocks until the local state machine applied index (a
+	// server certifying a checkpoint waits for the state it names).
+	WaitApplied(ctx context.Context, index uint64) error
 }
 
 // Config configures a Server.
@@ -76,6 +80,9 @@ type Config struct {
 	UnauditedDecisions bool
 	// AuditFault reports this replica's audit log fault ("" = none).
 	AuditFault func() string
+	// Starting reports start-up work this node is not ready without
+	// ("storing the bootstrap admin token"; "" = none). nil: none.
+	Starting func() string
 	// Limits are the per-principal rate limits and stream caps of this
 	// node (ratelimit.go); the zero value limits nothing.
 	Limits Limits
@@ -102,6 +109,17 @@ type Config struct {
 	// applies (cosign.go; wire it as the FSM's OnDecisionBatch before Raft
 	// starts). nil: decisions are signed by the answering node alone.
 	Cosigner *Cosigner
+	// Operator takes backups and hands leadership over (consensus.Node);
+	// nil: SaveSnapshot and TransferLeadership answer UNIMPLEMENTED.
+	Operator Operator
+}
+
+// Operator is what the operators' cluster calls need of the Raft node
+// beyond Raft: a snapshot to back up, and a leadership transfer to a
+// chosen voter.
+type Operator interface {
+	OpenSnapshot(ctx context.Context) (consensus.SnapshotInfo, io.ReadCloser, error)
+	TransferLeadershipTo(ctx context.Context, id, raftAddr string) error
 }
 
 // MaxMessageSize bounds every gRPC message received.
@@ -242,6 +260,9 @@ func (s *Server) Register(gs *grpc.Server) {
 // authorise (role, then the organisations the request acts for), limit,
 // forward writes to the leader, handle, map errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if isHealth(info.FullMethod) {
+		return handler(ctx, req) // readiness, like GET /readyz: public, unaudited, answered in every state
+	}
 	start := time.Now()
 	if err := s.refuseDiverged(info.FullMethod); err != nil {
 		return nil, err
@@ -249,7 +270,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if isPublic(info.FullMethod) {
 		return s.handlePublic(ctx, req, info, handler)
 	}
-	ctx, p, err := s.authenticateFresh(ctx, info.FullMethod)
+	ctx, p, err := s.authenticateFresh(ctx, info.FullMethod, req)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
@@ -270,7 +291,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 // serve runs an admitted call: rate limit, then the leader (writes reaching
 // a follower) or the handler; errors become statuses.
 func (s *Server) serve(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler, p Principal) (any, bool, error) {
-	if err := s.limit(ctx, info.FullMethod, p); err != nil {
+	if err := s.limit(ctx, info.FullMethod, p, req); err != nil {
 		return nil, false, toStatus(s.log, info.FullMethod, err)
 	}
 	ctx = withPrincipal(ctx, p)
@@ -296,17 +317,20 @@ func (s *Server) handlePublic(ctx context.Context, req any, info *grpc.UnaryServ
 // handler checks the organisations its first message acts for
 // (authorizeRequest).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if isHealth(info.FullMethod) {
+		return handler(srv, ss)
+	}
 	if err := s.refuseDiverged(info.FullMethod); err != nil {
 		return err
 	}
-	_, p, err := s.authenticateFresh(ss.Context(), info.FullMethod)
+	_, p, err := s.authenticateFresh(ss.Context(), info.FullMethod, nil)
 	if err == nil {
 		err = authorize(info.FullMethod, p)
 	}
 	if err != nil {
 		return s.refuse(ss.Context(), info.FullMethod, p, err)
 	}
-	if err := s.limit(ss.Context(), info.FullMethod, p); err != nil {
+	if err := s.limit(ss.Context(), info.FullMethod, p, nil); err != nil {
 		return toStatus(s.log, info.FullMethod, err)
 	}
 	return toStatus(s.log, info.FullMethod, handler(srv, &principalStream{ServerStream: ss, ctx: withPrincipal(ss.Context(), p), method: info.FullMethod, server: s}))
@@ -325,7 +349,13 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 // answers no one but its peers (ErrCatchingUp, UNAVAILABLE): its state may
 // lack the very token or member node the caller presents, and "unknown
 // token" would be a lie, not a refusal.
-func (s *Server) authenticateFresh(ctx context.Context, method string) (context.Context, Principal, error) {
+//
+// Two calls authenticate against this node's local state instead, so they
+// work without a leader (an election, a minority partition): Status, which
+// describes this node only, and a CONSISTENCY_STALE read, whose caller
+// accepts state as old as its max staleness (withinStaleness; a credential
+// revoked within that window may still read).
+func (s *Server) authenticateFresh(ctx context.Context, method string, req any) (context.Context, Principal, error) {
 	p, err := s.auth.authenticate(ctx)
 	if err == nil && p.Role == RoleNode {
 		return ctx, p, nil
@@ -336,8 +366,11 @@ func (s *Server) authenticateFresh(ctx context.Context, method string) (context.
 		}
 		return ctx, p, cerr
 	}
-	if err != nil || writeMethods[method] || s.raft.IsLeader() {
+	if err != nil || writeMethods[method] || s.raft.IsLeader() || method == trustfedv1.ClusterService_Status_FullMethodName {
 		return ctx, p, err
+	}
+	if requestConsistency(req) == trustfedv1.Consistency_CONSISTENCY_STALE {
+		return ctx, p, s.withinStaleness(ctx)
 	}
 	if _, err := s.raft.LinearizableRead(ctx); err != nil {
 		return ctx, p, fmt.Errorf("authenticate against the committed state: %w", err)
@@ -443,6 +476,9 @@ func (s *Server) read(ctx context.Context, c trustfedv1.Consistency) (*state.Rea
 			return nil, nil, fmt.Errorf("linearizable read: %w", err)
 		}
 	case trustfedv1.Consistency_CONSISTENCY_STALE:
+		if err := s.withinStaleness(ctx); err != nil {
+			return nil, nil, err
+		}
 		provided = c
 	default:
 		return nil, nil, state.Invalid("consistency", "unknown consistency %d", int32(c))

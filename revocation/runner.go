@@ -39,6 +39,10 @@ type RunnerConfig struct {
 	Dispatch Config
 	// WebhookTLS is the client TLS for webhooks (nil: system roots).
 	WebhookTLS *tls.Config
+	// WebhookSigner is the key webhooks are signed with at a time: the
+	// sending node's endorsed key (registry.Server.WebhookSigner). nil: the
+	// registry key in the state (tests).
+	WebhookSigner WebhookSigner
 	// WebhookTimeout bounds each webhook request (default 5 s).
 	WebhookTimeout time.Duration
 	// AckWait is how long one attempt waits for a stream acknowledgement
@@ -225,11 +229,16 @@ func (r *Runner) dispatch(ctx context.Context, c *trustfedv1.Cascade, sender Sen
 // sender delivers through a member's event stream (its AckEvent) or its
 // webhooks, whichever acknowledges first.
 func (r *Runner) sender() (*ackOrWebhook, error) {
-	key, ok := r.cfg.Store.Read().NewestSigningKey()
-	if !ok {
-		return nil, errors.New("the registry has no signing key yet")
+	cfg := WebhookConfig{Signer: r.cfg.WebhookSigner, TLS: r.cfg.WebhookTLS, Timeout: r.cfg.WebhookTimeout}
+	if cfg.Signer == nil {
+		// A cluster without node keys signs with its registry key.
+		key, ok := r.cfg.Store.Read().NewestSigningKey()
+		if !ok {
+			return nil, errors.New("the registry has no signing key yet")
+		}
+		cfg.Key, cfg.KeyID = ed25519.NewKeyFromSeed(key.PrivateSeed), key.KeyId
 	}
-	wh, err := NewWebhookSender(WebhookConfig{Key: ed25519.NewKeyFromSeed(key.PrivateSeed), KeyID: key.KeyId, TLS: r.cfg.WebhookTLS, Timeout: r.cfg.WebhookTimeout})
+	wh, err := NewWebhookSender(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/trustfed/trustfed/attestation"
 )
 
 // Errors of the senders.
@@ -67,9 +69,12 @@ const (
 
 // WebhookConfig configures a WebhookSender.
 type WebhookConfig struct {
-	// Key is the registry's ed25519 signing key; KeyID names it to receivers.
-	Key   ed25519.PrivateKey
-	KeyID string
+	// Signer is the key the sending node signs with at a time (its endorsed
+	// node key). Without it, Key signs and KeyID names it to receivers (the
+	// registry key of a cluster without node keys, and tests).
+	Signer WebhookSigner
+	Key    ed25519.PrivateKey
+	KeyID  string
 	// TLS is the client TLS configuration (RootCAs for tests or a private
 	// PKI); nil means the system roots. It is cloned.
 	TLS *tls.Config
@@ -87,8 +92,7 @@ type WebhookConfig struct {
 // target's endpoints in order until one answers 2xx. It is safe for
 // concurrent use; connections are kept alive and reused.
 type WebhookSender struct {
-	key       ed25519.PrivateKey
-	keyID     string
+	signer    WebhookSigner
 	timeout   time.Duration
 	now       func() time.Time
 	client    *http.Client
@@ -118,11 +122,19 @@ type signedHeaders struct {
 
 // NewWebhookSender returns a WebhookSender.
 func NewWebhookSender(cfg WebhookConfig) (*WebhookSender, error) {
-	if len(cfg.Key) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("new webhook sender: ed25519 private key of %d bytes", len(cfg.Key))
-	}
-	if !validEventID(cfg.KeyID) {
-		return nil, fmt.Errorf("new webhook sender: key id %q is not 1..%d visible ASCII characters", cfg.KeyID, maxEventIDLen)
+	if cfg.Signer == nil {
+		if len(cfg.Key) != ed25519.PrivateKeySize {
+			return nil, fmt.Errorf("new webhook sender: ed25519 private key of %d bytes", len(cfg.Key))
+		}
+		if !validEventID(cfg.KeyID) {
+			return nil, fmt.Errorf("new webhook sender: key id %q is not 1..%d visible ASCII characters", cfg.KeyID, maxEventIDLen)
+		}
+		s, err := attestation.NewFileSigner(cfg.Key)
+		if err != nil {
+			return nil, fmt.Errorf("new webhook sender: %w", err)
+		}
+		id := cfg.KeyID
+		cfg.Signer = func(time.Time) (attestation.Signer, string, error) { return s, id, nil }
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultWebhookTimeout
@@ -155,8 +167,7 @@ func NewWebhookSender(cfg WebhookConfig) (*WebhookSender, error) {
 		DisableCompression:    true,
 	}
 	return &WebhookSender{
-		key:       cfg.Key,
-		keyID:     cfg.KeyID,
+		signer:    cfg.Signer,
 		timeout:   cfg.Timeout,
 		now:       cfg.Now,
 		client:    newWebhookClient(tr),
@@ -262,7 +273,11 @@ func (s *WebhookSender) headers(n Notification) (http.Header, error) {
 		!now.Before(c.at) && now.Sub(c.at) < signatureReuse {
 		return c.header, nil
 	}
-	h, err := SignWebhook(s.key, s.keyID, n.EventID, now, n.Body)
+	signer, keyID, err := s.signer(now)
+	if err != nil {
+		return nil, fmt.Errorf("webhook signing key: %w", err)
+	}
+	h, err := SignWebhookWith(context.Background(), signer, keyID, n.EventID, now, n.Body)
 	if err != nil {
 		return nil, err
 	}

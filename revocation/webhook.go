@@ -1,6 +1,7 @@
 package revocation
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trustfed/trustfed/attestation"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 )
 
 // Headers of a signed webhook notification.
@@ -18,8 +20,10 @@ const (
 	HeaderEventID = "Trustfed-Event-Id"
 	// HeaderTimestamp carries the signing time, RFC 3339 with nanoseconds, UTC.
 	HeaderTimestamp = "Trustfed-Timestamp"
-	// HeaderKeyID names the registry key that signed (receivers pick the
-	// public key by it; it is not itself signed).
+	// HeaderKeyID names the key that signed: the sending registry node's
+	// endorsed key (GET /v1/keys lists it with its node id and validity; a
+	// cluster without node keys signs with its registry key). Receivers pick
+	// the public key by it; it is not itself signed.
 	HeaderKeyID = "Trustfed-Key-Id"
 	// HeaderSignature is the standard base64 of the ed25519 signature, for
 	// attestation.PurposeWebhook, of webhookMessage(event id, timestamp, body).
@@ -92,6 +96,63 @@ func SignWebhook(key ed25519.PrivateKey, keyID, eventID string, ts time.Time, bo
 	h.Set(HeaderKeyID, keyID)
 	h.Set(HeaderSignature, base64.StdEncoding.EncodeToString(sig))
 	return h, nil
+}
+
+// WebhookSigner is the key a node signs notifications with at a time: its
+// endorsed node key valid then (attestation.Signer keeps the private half
+// on the node or in an HSM) and the key id receivers look it up by.
+type WebhookSigner func(now time.Time) (attestation.Signer, string, error)
+
+// SignWebhookWith is SignWebhook with a Signer (a node key, possibly in an
+// HSM) instead of a raw private key.
+func SignWebhookWith(ctx context.Context, s attestation.Signer, keyID, eventID string, ts time.Time, body []byte) (http.Header, error) {
+	switch {
+	case !validEventID(eventID):
+		return nil, fmt.Errorf("sign webhook: %w: %s %q is not 1..%d visible ASCII characters",
+			ErrWebhookHeader, HeaderEventID, eventID, maxEventIDLen)
+	case !validEventID(keyID):
+		return nil, fmt.Errorf("sign webhook: %w: %s %q is not 1..%d visible ASCII characters",
+			ErrWebhookHeader, HeaderKeyID, keyID, maxEventIDLen)
+	}
+	stamp := formatTimestamp(ts)
+	sig, err := s.Sign(ctx, attestation.PurposeWebhook, webhookMessage(eventID, stamp, body))
+	if err != nil {
+		return nil, fmt.Errorf("sign webhook %s: %w", eventID, err)
+	}
+	h := make(http.Header, 4)
+	h.Set(HeaderEventID, eventID)
+	h.Set(HeaderTimestamp, stamp)
+	h.Set(HeaderKeyID, keyID)
+	h.Set(HeaderSignature, base64.StdEncoding.EncodeToString(sig))
+	return h, nil
+}
+
+// VerifyWebhookWithKeys checks a notification as VerifyWebhook does, with
+// the public key the Trustfed-Key-Id header names in the registry's
+// published keys (GET /v1/keys, client.Keys): the key must be known and, if
+// it is a node key, valid (endorsed, not expired, not revoked) at the
+// notification's timestamp.
+func VerifyWebhookWithKeys(keys map[string]*trustfedv1.RegistryKey, h http.Header, body []byte, now time.Time, maxSkew time.Duration) (string, error) {
+	keyID, err := webhookHeader(h, HeaderKeyID)
+	if err != nil {
+		return "", err
+	}
+	k, ok := keys[keyID]
+	if !ok {
+		return "", fmt.Errorf("verify webhook: %w: %s %q is not a published registry key", attestation.ErrNodeKey, HeaderKeyID, keyID)
+	}
+	stamp, err := webhookHeader(h, HeaderTimestamp)
+	if err != nil {
+		return "", err
+	}
+	ts, err := time.Parse(time.RFC3339Nano, stamp)
+	if err != nil {
+		return "", fmt.Errorf("verify webhook: %w: %s: %w", ErrWebhookHeader, HeaderTimestamp, err)
+	}
+	if err := attestation.CheckRegistryKeyAt(k, ts); err != nil {
+		return "", fmt.Errorf("verify webhook: %w", err)
+	}
+	return VerifyWebhook(k.PublicKey, h, body, now, maxSkew)
 }
 
 // VerifyWebhook checks a notification received with headers h and body: the

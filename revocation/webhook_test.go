@@ -1,6 +1,7 @@
 package revocation
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/trustfed/trustfed/attestation"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // testKey is a deterministic registry key for tests.
@@ -163,4 +166,32 @@ func TestDeduperConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	require.EqualValues(t, 500, fresh.Load()) // each id fresh exactly once
+}
+
+// TestWebhookSignedByNodeKeyVerifiesWithPublishedKeys: a notification
+// signed by the sending node's endorsed key verifies against the key
+// history of GET /v1/keys; after the key's revocation time, or by a key the
+// registry does not publish, it does not.
+func TestWebhookSignedByNodeKeyVerifiesWithPublishedKeys(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	signer, err := attestation.NewFileSigner(priv)
+	require.NoError(t, err)
+	now := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	id := attestation.Fingerprint(pub)
+	keys := map[string]*trustfedv1.RegistryKey{id: {KeyId: id, NodeId: "n2", PublicKey: pub,
+		ValidFrom: timestamppb.New(now.Add(-time.Hour)), ValidUntil: timestamppb.New(now.Add(time.Hour))}}
+	body := []byte(`{"kind":"REVOKED"}`)
+	h, err := SignWebhookWith(context.Background(), signer, id, "cascade-1", now, body)
+	require.NoError(t, err)
+	got, err := VerifyWebhookWithKeys(keys, h, body, now, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "cascade-1", got)
+
+	keys[id].RevokeTime = timestamppb.New(now.Add(-time.Second))
+	_, err = VerifyWebhookWithKeys(keys, h, body, now, time.Minute)
+	require.ErrorIs(t, err, attestation.ErrNodeKey, "signed after the key's revocation time")
+
+	_, err = VerifyWebhookWithKeys(map[string]*trustfedv1.RegistryKey{}, h, body, now, time.Minute)
+	require.ErrorIs(t, err, attestation.ErrNodeKey, "a key the registry does not publish")
 }

@@ -19,16 +19,19 @@ import (
 // the `trustfed server` flag that sets it; errors from [Config.Validate]
 // name a setting by that flag, the name an operator knows.
 type Config struct {
-	Dev                bool          // -dev: one node, loopback only, self-signed TLS, bootstraps itself
-	DataDir            string        // -data-dir (in dev mode, empty means a new temporary directory)
-	NodeID             string        // -node-id (default "dev" in dev mode)
-	RaftAddr           string        // -raft-addr
-	GRPCAddr           string        // -grpc-addr
-	HTTPAddr           string        // -http-addr
-	AdvertiseAPI       string        // -advertise-api (default: GRPCAddr as bound)
-	AdvertiseRaft      string        // -advertise-raft (default: RaftAddr as bound)
-	Bootstrap          bool          // -bootstrap
-	Join               string        // -join
+	Dev           bool   // -dev: one node, loopback only, self-signed TLS, bootstraps itself
+	DataDir       string // -data-dir (in dev mode, empty means a new temporary directory)
+	NodeID        string // -node-id (default "dev" in dev mode)
+	RaftAddr      string // -raft-addr
+	GRPCAddr      string // -grpc-addr
+	HTTPAddr      string // -http-addr
+	AdvertiseAPI  string // -advertise-api (default: GRPCAddr as bound)
+	AdvertiseRaft string // -advertise-raft (default: RaftAddr as bound)
+	Bootstrap     bool   // -bootstrap
+	Join          string // -join
+	// -bootstrap-node: the node id that bootstraps; every other node joins
+	// (-join). One set of settings for every server (a StatefulSet).
+	BootstrapNode      string
 	TLSCA              string        // -tls-ca
 	TLSCert            string        // -tls-cert
 	TLSKey             string        // -tls-key
@@ -87,6 +90,9 @@ func (c Config) withDefaults() Config {
 		}
 		c.Bootstrap = true
 		c.RaftFastTimeouts = true
+	}
+	if c.BootstrapNode != "" && c.BootstrapNode == c.NodeID {
+		c.Bootstrap, c.Join = true, ""
 	}
 	if c.AdminTokenFile == "" && c.DataDir != "" {
 		c.AdminTokenFile = filepath.Join(c.DataDir, "admin.token")
@@ -175,6 +181,9 @@ func (c Config) checkIdentity() error {
 	}
 	if c.NodeID == "" {
 		errs = append(errs, errors.New("-node-id is required (or use -dev)"))
+	}
+	if c.BootstrapNode != "" && c.BootstrapNode != c.NodeID && c.Join == "" {
+		errs = append(errs, fmt.Errorf("-bootstrap-node %s names another node: this one (%s) needs -join", c.BootstrapNode, c.NodeID))
 	}
 	if c.Bootstrap && c.Join != "" && !c.Dev {
 		errs = append(errs, errors.New("-bootstrap and -join exclude each other: bootstrap one node, join the others to it"))

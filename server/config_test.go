@@ -89,3 +89,23 @@ func TestConfigDev(t *testing.T) {
 	require.ErrorContains(t, err, "-dev runs a single node: -join is not allowed")
 	require.ErrorContains(t, err, `-dev binds to loopback only: -http-addr "0.0.0.0:8443" is not a loopback address`)
 }
+
+// -bootstrap-node: the named node bootstraps (its -join is ignored), the
+// others must join.
+func TestBootstrapNode(t *testing.T) {
+	c := DefaultConfig()
+	c.DataDir, c.TLSCA, c.TLSCert, c.TLSKey = t.TempDir(), "ca.pem", "n.pem", "n-key.pem"
+	c.BootstrapNode, c.Join = "trustfed-0", "trustfed-0.trustfed:7443"
+	c.NodeID = "trustfed-0"
+	require.NoError(t, c.Validate())
+	d := c.withDefaults()
+	require.True(t, d.Bootstrap)
+	require.Empty(t, d.Join)
+	c.NodeID = "trustfed-1"
+	require.NoError(t, c.Validate())
+	d = c.withDefaults()
+	require.False(t, d.Bootstrap)
+	require.Equal(t, "trustfed-0.trustfed:7443", d.Join)
+	c.Join = ""
+	require.ErrorContains(t, c.Validate(), "-bootstrap-node trustfed-0 names another node: this one (trustfed-1) needs -join")
+}

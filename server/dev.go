@@ -111,6 +111,9 @@ type DevInfo struct {
 	AdminToken, AdminTokenFile string
 	AdminTokenExpiry           string // RFC 3339, or why it is unknown
 	AdminKeyFile               string
+	// TemporaryDataDir: DataDir was made for this run and is removed when
+	// the server stops (no -data-dir).
+	TemporaryDataDir bool
 }
 
 // devState is what dev mode waits for before it reports DevInfo.
@@ -150,6 +153,6 @@ func (d *devState) report(ctx context.Context, s *Server) {
 	s.cfg.DevReady(DevInfo{
 		NodeID: s.cfg.NodeID, DataDir: s.cfg.DataDir, GRPCAddr: s.GRPCAddr(), HTTPAddr: s.HTTPAddr(),
 		RaftAddr: s.RaftAddr(), CAFile: s.CAFile(), AdminToken: d.secret, AdminTokenFile: s.cfg.AdminTokenFile,
-		AdminTokenExpiry: bootstrapTokenExpiry(s.store, d.secret), AdminKeyFile: d.key,
+		AdminTokenExpiry: bootstrapTokenExpiry(s.store, d.secret), AdminKeyFile: d.key, TemporaryDataDir: s.tempDataDir,
 	})
 }

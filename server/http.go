@@ -27,6 +27,7 @@ func (s *Server) startHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.reg.MetricsHandler()) // Prometheus, monitor or admin token
 	mux.Handle("/", s.gateway)
+	stopUI := registerUI(mux, s.reg) // the web dashboard (ui.go)
 	s.http = &http.Server{
 		Handler:           mux,
 		TLSConfig:         s.tls.server,
@@ -37,6 +38,7 @@ func (s *Server) startHTTP() error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          s.reg.HTTPErrorLog(s.logger), // TLS handshake failures are audited
 	}
+	s.http.RegisterOnShutdown(stopUI)
 	return nil
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -29,7 +28,8 @@ func (s *Server) registerLeaderTasks() error {
 	s.node.RegisterLeaderTask("cascades", s.cascades.Run)
 	s.node.RegisterLeaderTask("sweeper", s.cascades.RunSweeper)
 	keyReady := make(chan struct{})
-	s.node.RegisterLeaderTask("signing-key", signingKeyTask(s.node, s.store, keyReady, s.logger))
+	s.node.RegisterLeaderTask("signing-key", signingKeyTask(s.node, s.store, s.cfg.NodeID, s.nodeKeys, keyReady, s.logger))
+	s.node.RegisterLeaderTask("retire-registry-seed", retireSeedTask(s.node, s.store, s.logger))
 	if s.cfg.Bootstrap {
 		secret, err := ensureBootstrapToken(s.cfg.AdminTokenFile)
 		if err != nil {
@@ -64,32 +64,72 @@ func proposeFirst(ctx context.Context, node *consensus.Node, msg proto.Message, 
 	return nil
 }
 
-// signingKeyTask makes sure the registry has a decision-signing key: a
-// leader of a registry without one generates it and proposes it. Closes
-// ready when the registry holds a key.
-func signingKeyTask(node *consensus.Node, store *state.Store, ready chan struct{}, logger *slog.Logger) func(context.Context) error {
+// bootstrapKeyValidity is how long a fresh cluster's first leader endorses
+// its own key for (the admins endorse its successor, docs/keys.md).
+const bootstrapKeyValidity = 365 * 24 * time.Hour
+
+// signingKeyTask makes sure the registry can sign: a fresh cluster (no node
+// key, no registry key) has its first leader endorse its own node key
+// (BOOTSTRAP_NODE_KEY, the same trust root as the bootstrap admin token);
+// no private key ever enters the replicated state. A cluster created
+// before node keys keeps its registry key until its admins endorse node
+// keys. Closes ready when the registry can sign.
+func signingKeyTask(node *consensus.Node, store *state.Store, nodeID string, ring attestation.Keyring, ready chan struct{}, logger *slog.Logger) func(context.Context) error {
 	var once sync.Once
 	markReady := func() { once.Do(func() { close(ready) }) }
 	return func(ctx context.Context) error {
-		return retry(ctx, logger, "store registry signing key", func() error {
-			if _, ok := store.Read().NewestSigningKey(); ok {
+		return retry(ctx, logger, "endorse the bootstrap node key", func() error {
+			if r := store.Read(); r.NodeKeysInForce() || r.RegistrySeedHeld() {
 				markReady()
 				return nil
 			}
-			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			if ring == nil {
+				return errors.New("this node has no signing key of its own")
+			}
+			pseudonym := make([]byte, 32)
+			if _, err := rand.Read(pseudonym); err != nil {
+				return err
+			}
+			now := time.Now().UTC()
+			pub := ring.Primary().Public()
+			err := proposeFirst(ctx, node, &commandv1.BootstrapNodeKey{NodeId: nodeID, PublicKey: pub,
+				ValidFrom: timestamppb.New(now.Add(-time.Minute)), ValidUntil: timestamppb.New(now.Add(bootstrapKeyValidity)), PseudonymKey: pseudonym},
+				state.EnvelopeMeta{Time: now, Principal: "system:bootstrap"})
 			if err != nil {
 				return err
 			}
-			id := attestation.Fingerprint(pub)
-			err = proposeFirst(ctx, node, &commandv1.PutSigningKey{Key: &commandv1.SigningKey{KeyId: id, PrivateSeed: priv.Seed()}},
-				state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "system:bootstrap"})
-			if err != nil {
-				return err
+			if store.Read().NodeKeysInForce() {
+				logger.Info("bootstrap node key endorsed: this cluster signs with node keys only", "node", nodeID, "key_id", attestation.Fingerprint(pub))
 			}
-			logger.Info("registry signing key stored", "key_id", id)
 			markReady()
 			return nil
 		})
+	}
+}
+
+// retireSeedTask migrates a cluster created before node keys: once node
+// keys are in force, the leader proposes RETIRE_REGISTRY_SEED, which removes
+// the registry key's private seed from the state (its public key stays in
+// GET /v1/keys). The next snapshot and log compaction drop it from disk.
+func retireSeedTask(node *consensus.Node, store *state.Store, logger *slog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			if r := store.Read(); r.NodeKeysInForce() && r.RegistrySeedHeld() {
+				err := proposeFirst(ctx, node, &commandv1.RetireRegistrySeed{}, state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "system:migration"})
+				if err != nil && ctx.Err() == nil {
+					logger.Warn("registry seed not retired yet", "error", err)
+				} else if err == nil {
+					logger.Info("node keys are in force: the registry key's private seed was removed from the replicated state")
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
 	}
 }
 

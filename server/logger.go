@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/trustfed/trustfed/internal/logging"
 )
 
 // newLogger builds the server's logger; a bad level or format is an error
@@ -28,5 +30,5 @@ func newLogger(level, format string, out io.Writer) (*slog.Logger, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return slog.New(h), nil
+	return slog.New(logging.Unique(h)), nil
 }

@@ -18,10 +18,10 @@ import (
 )
 
 // TestDevServerEndorsesItsOwnNodeKey: the dev server generates its signing
-// key into its data directory (0600), publishes it in Status, endorses it
-// with the dev admin, and GET /v1/keys lists it with its node and
-// validity, next to the registry key, which is retired for decisions from
-// the endorsement on.
+// key into its data directory (0600), publishes it in Status, has it
+// endorsed at bootstrap (as the first leader of a fresh cluster), and GET
+// /v1/keys lists it with its node and validity — and no cluster-wide
+// registry key: none was ever created.
 func TestDevServerEndorsesItsOwnNodeKey(t *testing.T) {
 	d := testserver.StartDev(t)
 	path := filepath.Join(d.DataDir(), attestation.NodeKeyFile)
@@ -47,14 +47,9 @@ func TestDevServerEndorsesItsOwnNodeKey(t *testing.T) {
 	require.NotNil(t, node.ValidFrom)
 	require.NotNil(t, node.ValidUntil)
 	require.Nil(t, node.RevokeTime)
-	var legacy int
 	for _, k := range keys {
-		if k.NodeId == "" {
-			legacy++
-			require.NotNil(t, k.ValidUntil, "the registry key's decision signatures end when node keys take over")
-		}
+		require.NotEmpty(t, k.NodeId, "a fresh server never had a cluster-wide registry key: %s", k.KeyId)
 	}
-	require.Equal(t, 1, legacy)
 }
 
 // TestNoPrivateNodeKeyOutsideItsFile: after a snapshot, no file of the data

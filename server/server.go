@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -23,10 +24,12 @@ import (
 // Server is one registry node. New binds it and starts Raft; Run serves;
 // Close releases what New acquired.
 type Server struct {
-	cfg    Config
-	logger *slog.Logger
-	tls    tlsSet
-	lis    listeners
+	cfg Config
+	// tempDataDir: dev mode made DataDir (no -data-dir); Close removes it.
+	tempDataDir bool
+	logger      *slog.Logger
+	tls         tlsSet
+	lis         listeners
 
 	store    *state.Store
 	fsm      *state.FSM
@@ -63,7 +66,8 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Dev && cfg.DataDir == "" {
+	temp := cfg.Dev && cfg.DataDir == ""
+	if temp {
 		if cfg.DataDir, err = os.MkdirTemp("", "trustfed-dev-"); err != nil {
 			return nil, fmt.Errorf("create dev data dir: %w", err)
 		}
@@ -72,7 +76,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr
 	}
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, tempDataDir: temp}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.Close())
@@ -137,6 +141,15 @@ func (s *Server) openState() error {
 	return err
 }
 
+// inCluster reports whether this node's Raft configuration lists any
+// server: false for a node that was never bootstrapped nor added.
+func (s *Server) inCluster(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	servers, err := s.node.Servers(ctx)
+	return err != nil || len(servers) > 0
+}
+
 // Run serves until ctx ends or a part fails, then stops every part it
 // started and closes the server. Every goroutine it starts ends before it
 // returns.
@@ -145,6 +158,9 @@ func (s *Server) Run(ctx context.Context) error {
 		"raft", s.RaftAddr(), "data_dir", s.cfg.DataDir, "dev", s.cfg.Dev, "version", s.cfg.Version)
 	if s.cfg.UnauditedDecisions {
 		s.logger.Warn("-unaudited-decisions: checks are answered WITHOUT audit entries (measurement only)")
+	}
+	if !s.cfg.Bootstrap && s.cfg.Join == "" && !s.inCluster(ctx) {
+		s.logger.Warn(registry.NoPeersHint, "node", s.cfg.NodeID, "data_dir", s.cfg.DataDir)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.reg.Run(gctx) })
@@ -192,6 +208,15 @@ func (s *Server) Close() error {
 		}
 		if s.auditLog != nil {
 			errs = append(errs, s.auditLog.Close())
+		}
+		if s.tempDataDir {
+			// Nothing of a temporary dev server outlives it: -dev -data-dir
+			// DIR keeps the federation and the admin token instead.
+			if err := os.RemoveAll(s.cfg.DataDir); err != nil {
+				errs = append(errs, fmt.Errorf("remove the temporary dev data dir: %w", err))
+			} else if s.logger != nil {
+				s.logger.Info("removed the temporary dev data dir", "data_dir", s.cfg.DataDir)
+			}
 		}
 		s.closeErr = errors.Join(errs...)
 	})

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trustfed/trustfed/attestation"
@@ -34,10 +35,11 @@ func (s *Server) startServices() error {
 	}
 	s.reg, err = registry.New(registry.Config{
 		NodeID: s.cfg.NodeID, Store: s.store, Raft: s.node, Peers: s.peers, Verifier: attestation.Verifier{},
-		Logger: s.logger.With("component", "registry"), Version: s.cfg.Version, Acks: s.cascades,
+		Logger: s.logger.With("component", "registry"), Version: s.cfg.Version, Acks: s.cascades, Starting: s.bootstrapPending,
 		Audit: s.auditLog, AuditOrigin: s.cfg.AuditOrigin, UnauditedDecisions: s.cfg.UnauditedDecisions, AuditFault: s.fsm.AuditFault,
 		CA: memberCA, MemberCertTTL: s.cfg.MemberCertTTL, Limits: s.cfg.Limits, NodeKeys: s.nodeKeys,
 		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAt, Cosigner: s.cosigner,
+		Operator: s.node,
 	})
 	if err != nil {
 		return err
@@ -51,6 +53,7 @@ func (s *Server) startServices() error {
 	}
 	s.grpc = grpc.NewServer(append(s.reg.ServerOptions(), grpc.Creds(s.reg.AuditedCredentials(credentials.NewTLS(s.tls.server))))...)
 	s.reg.Register(s.grpc)
+	healthpb.RegisterHealthServer(s.grpc, healthServer{ready: s.reg.Readiness})
 	return nil
 }
 
@@ -67,7 +70,10 @@ func (s *Server) newCascadeRunner() (*revocation.Runner, error) {
 		},
 		Dispatch:   revocation.Config{Workers: s.cfg.CascadeWorkers, Deadline: s.cfg.CascadeDeadline, EscalateAt: s.cfg.CascadeEscalateAt},
 		WebhookTLS: webhookTLS,
-		Logger:     s.logger.With("component", "revocation"),
+		// The sending node's own endorsed key (s.reg exists by the time a
+		// leader dispatches).
+		WebhookSigner: func(now time.Time) (attestation.Signer, string, error) { return s.reg.WebhookSigner(now) },
+		Logger:        s.logger.With("component", "revocation"),
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/trustfed/trustfed/client"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
@@ -39,11 +39,11 @@ func verifiedHead(t testing.TB, c *client.Client, size uint64) (*trustfedv1.GetS
 		}
 		return nil
 	})
-	vkey, err := c.RegistryVerifierKey(ctxT(t), sth.Origin)
+	keys, err := c.Keys(ctxT(t))
 	require.NoError(t, err)
-	cp, err := client.VerifyTreeHead(sth, vkey, nil, 0)
+	cp, err := client.VerifyTreeHeadWithKeys(sth, keys, nil, 0)
 	require.NoError(t, err)
-	return sth, cp, vkey
+	return sth, cp, sth.VerifierKey
 }
 
 // Every decision a member receives is in the audit log before it is
@@ -110,7 +110,9 @@ func TestE03AuditedDecisionsInACluster(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, list.Records, 5)
 	require.NotEmpty(t, list.NextPageToken)
-	lcp, err := client.VerifyTreeHead(mustHead(t, n1, list.TreeSize), headKey(t, n1), nil, 0)
+	keys, err := n1.Keys(ctxT(t))
+	require.NoError(t, err)
+	lcp, err := client.VerifyTreeHeadWithKeys(mustHead(t, n1, list.TreeSize), keys, nil, 0)
 	require.NoError(t, err)
 	for _, r := range list.Records {
 		require.NoError(t, client.VerifyInclusion(r.Leaf, r.Sequence, r.InclusionProof, lcp))
@@ -142,12 +144,6 @@ func mustHead(t testing.TB, c *client.Client, size uint64) *trustfedv1.GetSigned
 	require.NoError(t, err)
 	require.Equal(t, size, sth.TreeSize, "the list was read in the newest checkpoint's tree")
 	return sth
-}
-
-func headKey(t testing.TB, c *client.Client) string {
-	t.Helper()
-	_, _, vkey := verifiedHead(t, c, 0)
-	return vkey
 }
 
 // flipAuditEntryBit flips one bit in the middle of entry seq's leaf bytes
@@ -199,11 +195,9 @@ func stoppedAuditedDev(t *testing.T) (*devServer, attestation.Checkpoint, string
 	return d, before, vkey
 }
 
-// A node whose audit log was rewritten on disk is detected: at start its
-// entries no longer hash to its tree, or (when the changed entry's hashes
-// are not kept on disk, or were rewritten with it) no longer to the root the
-// registry signed; /healthz and cluster status say so; a checkpoint it
-// signed earlier no longer matches what it serves.
+// A node whose audit log was rewritten on disk is detected: re-applying the
+// checkpoint the cluster certified, its log no longer has the certified
+// root, so it marks itself diverged and fails closed (/healthz, /readyz).
 func TestR8TamperedAuditLogIsDetected(t *testing.T) {
 	d, before, _ := stoppedAuditedDev(t)
 	db, err := bolt.Open(filepath.Join(d.srv.DataDir, "audit", "audit.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
@@ -213,30 +207,25 @@ func TestR8TamperedAuditLogIsDetected(t *testing.T) {
 	}))
 	require.NoError(t, db.Close())
 	d.srv.Restart()
-	c := dial(t, d.srv, d.caFile, d.token)
-	waitServing(t, c)
 
-	testutil.Eventually(t, 30*time.Second, "the node reports its audit log altered", func() error {
-		st, err := c.Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(st.AuditFault, "does not verify") && !strings.Contains(st.AuditFault, "disagrees with the checkpoint") {
-			return fmt.Errorf("audit fault %q", st.AuditFault)
+	// Its checkpoints are certified by its node key (a quorum of one): a
+	// log that no longer has the certified root is a node that diverged
+	// from what the cluster certified. It fails closed: it answers
+	// nothing, /healthz and /readyz say so, and the marker names the root.
+	testutil.Eventually(t, 30*time.Second, "the node reports it diverged", func() error {
+		if code, reason := readyz(d.http, d.srv.Addrs.HTTPAddr); code != http.StatusServiceUnavailable || !strings.Contains(reason, "diverged") {
+			return fmt.Errorf("readyz %d: %s", code, reason)
 		}
 		return nil
 	})
 	resp, err := d.http.Get("https://" + d.srv.Addrs.HTTPAddr + "/healthz") // new ports after the restart
 	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-	require.Contains(t, string(body), "audit log fault")
-
-	// The altered entry no longer proves against the head signed before.
-	p, err := c.Audit().GetInclusionProof(ctxT(t), &trustfedv1.GetInclusionProofRequest{Sequence: 3, TreeSize: before.Size})
+	marker, err := os.ReadFile(filepath.Join(d.srv.DataDir, registry.DivergenceMarker))
 	require.NoError(t, err)
-	require.ErrorIs(t, client.VerifyInclusion(p.Leaf, 3, p.Hashes, before), client.ErrAuditProof)
+	require.Contains(t, string(marker), "certified the audit tree of")
+	require.NotEmpty(t, before.Root)
 }
 
 // A node whose audit file cannot be opened (damaged by a power loss, or
@@ -314,7 +303,11 @@ func TestE01ToE07EvidenceBundleEndToEnd(t *testing.T) {
 		require.NoError(t, err)
 		last = resp.AuditSequence
 	}
+	// The dev server certifies its checkpoints with its endorsed node key:
+	// there is no registry key to pin (vkey is ""), the verbs verify the
+	// certification against GET /v1/keys.
 	_, _, vkey := verifiedHead(t, c, last+1)
+	require.Empty(t, vkey)
 	dir := t.TempDir()
 	head := filepath.Join(dir, "head.json")
 	out, errOut, code := d.cli(t, d.token, "audit", "sth", "--save", head, "--registry-key", vkey)

@@ -113,12 +113,17 @@ func requestFor(t *testing.T, method string, fx matrixFixtures, own bool) proto.
 	switch method {
 	case trustfedv1.RegistryService_CheckInteraction_FullMethodName:
 		return &trustfedv1.CheckInteractionRequest{FromOrganizationId: org, ToOrganizationId: pick("globex", "initech"), Action: "ping"}
+	case trustfedv1.RegistryService_CheckInteractions_FullMethodName:
+		return &trustfedv1.CheckInteractionsRequest{Checks: []*trustfedv1.CheckInteractionRequest{{FromOrganizationId: org, ToOrganizationId: pick("globex", "initech"), Action: "ping"}}}
 	case trustfedv1.RegistryService_GetOrganization_FullMethodName:
 		return &trustfedv1.GetOrganizationRequest{OrganizationId: org}
 	case trustfedv1.RegistryService_RequestAuthorization_FullMethodName:
 		return &trustfedv1.RequestAuthorizationRequest{Check: &trustfedv1.CheckInteractionRequest{FromOrganizationId: org}}
 	case trustfedv1.RegistryService_GetAuthorization_FullMethodName:
 		return &trustfedv1.GetAuthorizationRequest{AuthorizationId: pick(fx.ownAuthorization, fx.otherAuthorization)}
+	case trustfedv1.RegistryService_ReportRefusals_FullMethodName:
+		return &trustfedv1.ReportRefusalsRequest{OrganizationId: org} // no refusals: invalid
+
 	case trustfedv1.MembershipService_RegisterOrganization_FullMethodName:
 		reg, err := proto.Marshal(&trustfedv1.Registration{OrganizationId: org})
 		require.NoError(t, err)

@@ -110,7 +110,7 @@ func BenchmarkCascadeEndToEnd(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rc.set(func(rc *receivers) { rc.key = webhookKey(b, keys) })
+	rc.set(func(rc *receivers) { rc.keys = webhookKey(b, keys) })
 	fed := testutil.NewFederation(b)
 	accredit(b, c, fed, d.admins)
 	for i := 0; i < b.N; i++ {

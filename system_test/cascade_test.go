@@ -2,15 +2,16 @@ package system_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,16 +31,21 @@ import (
 // verified with the registry's published key; a partner can be held down
 // (503) for a while.
 type receivers struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	key  ed25519.PublicKey
-	down map[string]int      // partner -> deliveries still refused (-1: until released)
-	got  map[string][]string // partner -> event ids accepted (in order)
-	bad  []string
+	srv *httptest.Server
+	mu  sync.Mutex
+	// keys are the registry's published keys (GET /v1/keys): a webhook is
+	// verified with the key its Trustfed-Key-Id names, valid at its time.
+	keys attestation.DecisionKeys
+	// signedBy counts accepted webhooks by the node id of the signing key
+	// ("" for the registry key).
+	signedBy map[string]int
+	down     map[string]int      // partner -> deliveries still refused (-1: until released)
+	got      map[string][]string // partner -> event ids accepted (in order)
+	bad      []string
 }
 
 func newReceivers(t testing.TB) *receivers {
-	rc := &receivers{down: map[string]int{}, got: map[string][]string{}}
+	rc := &receivers{down: map[string]int{}, got: map[string][]string{}, signedBy: map[string]int{}}
 	rc.srv = httptest.NewTLSServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
 	return rc
@@ -66,17 +72,18 @@ func (rc *receivers) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
-	if err != nil || rc.key == nil {
+	if err != nil || rc.keys == nil {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
-	id, err := revocation.VerifyWebhook(rc.key, r.Header, body, time.Now(), revocation.DefaultWebhookMaxSkew)
+	id, err := revocation.VerifyWebhookWithKeys(rc.keys, r.Header, body, time.Now(), revocation.DefaultWebhookMaxSkew)
 	if err != nil {
 		rc.bad = append(rc.bad, fmt.Sprintf("%s: %v", org, err))
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	rc.got[org] = append(rc.got[org], id)
+	rc.signedBy[rc.keys[r.Header.Get(revocation.HeaderKeyID)].GetNodeId()]++
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -140,7 +147,7 @@ func TestTC2RevocationCascade(t *testing.T) {
 	lc := c.clients[leader]
 	keys, err := lc.Keys(ctxT(t))
 	require.NoError(t, err)
-	rc.set(func(rc *receivers) { rc.key = webhookKey(t, keys) })
+	rc.set(func(rc *receivers) { rc.keys = webhookKey(t, keys) })
 	accredit(t, lc, c.fed, c.admins)
 
 	// The federation: hub with 50 partners; hub-two with one partner that
@@ -233,7 +240,9 @@ func TestTC2RevocationCascade(t *testing.T) {
 	p03, _ := state.FindDelivery(cas, "p-03")
 	require.GreaterOrEqual(t, p03.Attempts, uint32(4), "p-03 was down for 3 deliveries and retried")
 	rc.set(func(rc *receivers) {
-		require.Empty(t, rc.bad, "every webhook verified with the registry key")
+		require.Empty(t, rc.bad, "every webhook verified with the key its Trustfed-Key-Id names in GET /v1/keys")
+		require.Zero(t, rc.signedBy[""], "no webhook is signed with the registry key")
+		require.Positive(t, rc.signedBy[leader], "the leader signs with its own endorsed node key")
 		for _, org := range webhookPartners {
 			require.Contains(t, rc.got[org], cas.Id, org)
 		}
@@ -340,13 +349,10 @@ func watchAndAck(ctx context.Context, cl *client.Client, org string, seen func(i
 
 // webhookKey is the key webhooks are signed with: the cluster's registry
 // key (the published key without a node id), not a node's own key.
-func webhookKey(t testing.TB, keys attestation.DecisionKeys) ed25519.PublicKey {
+func webhookKey(t testing.TB, keys attestation.DecisionKeys) attestation.DecisionKeys {
 	t.Helper()
-	for _, k := range keys {
-		if k.NodeId == "" {
-			return k.PublicKey
-		}
+	if !attestation.NodeKeysPublished(slices.Collect(maps.Values(keys))) {
+		t.Fatal("GET /v1/keys lists no node key")
 	}
-	t.Fatal("GET /v1/keys lists no registry key")
-	return nil
+	return keys
 }

@@ -116,7 +116,8 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 
 // endorseNodeKeys has the admin quorum endorse every node's own signing
 // key, asked from the node itself (the operator's steps in docs/keys.md),
-// and waits until every node sees every endorsement.
+// and waits until every node sees every endorsement. The bootstrapping
+// node's key is endorsed at bootstrap already (BOOTSTRAP_NODE_KEY).
 func (c *cluster) endorseNodeKeys(t testing.TB) {
 	t.Helper()
 	ids := nodeIDs(len(c.servers))
@@ -125,6 +126,10 @@ func (c *cluster) endorseNodeKeys(t testing.TB) {
 		st, err := c.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
 		require.NoError(t, err)
 		require.Equal(t, id, st.NodeId)
+		if st.NodeKeyEndorsed {
+			require.Equal(t, "n1", id, "only the bootstrapping node's key is endorsed at bootstrap")
+			continue
+		}
 		c.admins.apply(t, client.EndorseNodeKey(id, st.NodePublicKey, now.Add(-time.Minute), now.Add(24*time.Hour)), c.clients["n1"])
 	}
 	testutil.Eventually(t, 30*time.Second, "every node's signing key endorsed", func() error {
@@ -174,7 +179,7 @@ func (c *cluster) leader(t testing.TB, among ...string) string {
 	testutil.Eventually(t, 30*time.Second, "a ready leader", func() error {
 		for _, id := range among {
 			st, err := c.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
-			if err == nil && st.Ready && st.State == "Leader" {
+			if err == nil && st.LeaderReady && st.State == "Leader" {
 				leader = id
 				return nil
 			}

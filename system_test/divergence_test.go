@@ -24,6 +24,7 @@ import (
 	"github.com/trustfed/trustfed/internal/testutil"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protodelim"
@@ -308,9 +309,11 @@ func forgeSnapshotLevel(t *testing.T, dataDir, org string, level uint32) uint64 
 
 // AG-783 Scenario C, snapshot variant: the follower's newest snapshot says
 // globex is level 4 (its checksum fixed, so it restores). At restart it
-// restores the forged state, but before serving it compares its commitment
-// with the leader's at the same index: it diverges, serves nothing, and no
-// node shows level 4. Repaired, it serves level 2.
+// restores the forged state, but before serving it compares its state with
+// a checkpoint certified by a quorum of the registry nodes (a peer's newest
+// one, or its own view certified by its peers), trusting no single server:
+// it diverges, serves nothing, and no node shows level 4. Repaired, it
+// serves level 2.
 func TestTamperedSnapshotDiverges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -342,6 +345,14 @@ func TestTamperedSnapshotDiverges(t *testing.T) {
 	c.restart(t, follower)
 
 	requireDiverged(t, c, follower, hc)
+	// Found against the registry nodes' certification — a certified
+	// checkpoint it re-applies after the snapshot, or the start-up check (a
+	// peer's certified checkpoint, or the peers certifying this node's own
+	// view), whichever comes first — never by taking the leader's word.
+	marker, err := os.ReadFile(filepath.Join(srv.DataDir, registry.DivergenceMarker))
+	require.NoError(t, err)
+	require.Regexp(t, `certified checkpoint|registry nodes \(a quorum\)|certified by a quorum of the registry nodes`, string(marker))
+	require.NotContains(t, string(marker), "the leader")
 	requireAuditedDivergence(t, c, follower)
 	repairAndServe(t, c, follower, hc)
 }

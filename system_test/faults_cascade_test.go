@@ -39,7 +39,7 @@ func TestFaultsRevocationCascadeWithLeaderKill(t *testing.T) {
 	lc := f.cluster.clients[leader]
 	keys, err := lc.Keys(ctxT(t))
 	require.NoError(t, err)
-	rc.set(func(rc *receivers) { rc.key = webhookKey(t, keys) })
+	rc.set(func(rc *receivers) { rc.keys = webhookKey(t, keys) })
 	accredit(t, lc, f.cluster.fed, f.cluster.admins)
 	enrol(t, lc, f.cluster.fed, "hub", 3)
 	var partners []string

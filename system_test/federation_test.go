@@ -1,6 +1,7 @@
 package system_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"fmt"
 	"path/filepath"
@@ -98,18 +99,31 @@ func enrol(t testing.TB, c *client.Client, fed *testutil.Federation, org string,
 func agree(t testing.TB, c *client.Client, fed *testutil.Federation, a, b string, actions ...string) *trustfedv1.Agreement {
 	t.Helper()
 	now := time.Now().UTC().Truncate(time.Second)
-	p, err := c.Membership().ProposeAgreement(ctxT(t), &trustfedv1.ProposeAgreementRequest{
+	// The same request (and request id) again after an unknown outcome: an
+	// election on a loaded machine must not fail the set-up.
+	req := &trustfedv1.ProposeAgreementRequest{
 		OrganizationAId: a, OrganizationBId: b,
 		Scope:     &trustfedv1.AgreementScope{AllowedActions: actions},
 		NotBefore: timestamppb.New(now.Add(-time.Minute)), NotAfter: timestamppb.New(now.Add(24 * time.Hour)),
-	})
-	require.NoError(t, err)
+		RequestId: fmt.Sprintf("agree-%s-%s-%d", a, b, now.UnixNano()),
+	}
+	var p *trustfedv1.ProposeAgreementResponse
+	require.NoError(t, client.RetryUnknown(ctxT(t), func(ctx context.Context) (err error) {
+		p, err = c.Membership().ProposeAgreement(ctx, req)
+		return err
+	}))
 	require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_PENDING, p.Agreement.Status)
 	var last *trustfedv1.Agreement
 	for _, org := range []string{a, b} {
-		s, err := c.Membership().SignAgreement(ctxT(t), &trustfedv1.SignAgreementRequest{AgreementId: p.Agreement.Id, OrganizationId: org, Signature: fed.SignTerms(org, p.Agreement.Terms)})
-		require.NoError(t, err)
-		last = s.Agreement
+		sreq := &trustfedv1.SignAgreementRequest{AgreementId: p.Agreement.Id, OrganizationId: org, Signature: fed.SignTerms(org, p.Agreement.Terms),
+			RequestId: fmt.Sprintf("sign-%s-%s", p.Agreement.Id, org)}
+		require.NoError(t, client.RetryUnknown(ctxT(t), func(ctx context.Context) error {
+			s, err := c.Membership().SignAgreement(ctx, sreq)
+			if err == nil {
+				last = s.Agreement
+			}
+			return err
+		}))
 	}
 	require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE, last.Status)
 	return last

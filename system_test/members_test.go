@@ -272,6 +272,9 @@ func TestMemberNodesOnEveryServer(t *testing.T) {
 		}
 		return nil
 	})
+	// n1's key was endorsed at bootstrap; the others sign member challenges
+	// once the admins endorse theirs.
+	(&cluster{clients: clients, admins: adm}).endorseNodeKeys(t)
 	leader := (&cluster{clients: clients}).leader(t, all...)
 	follower := "n2"
 	if leader == follower {

@@ -76,7 +76,8 @@ func TestNodeKeyRevokedSinceT(t *testing.T) {
 }
 
 // TestNoPrivateNodeKeyInClusterData: in a 3-node cluster whose node keys
-// the admin quorum endorsed, each node signs its decisions with its own
+// were endorsed (the bootstrapping node's at bootstrap, the others by the
+// admin quorum) and that never had a cluster-wide registry key, each node signs its decisions with its own
 // key (verified against GET /v1/keys), and no Raft log entry (raft.db),
 // snapshot, audit log entry (audit.db) or other file of any node's data
 // directory holds any node's private key, seed or expanded, or its PEM —
@@ -94,6 +95,9 @@ func TestNoPrivateNodeKeyInClusterData(t *testing.T) {
 	clinic := c.memberClients(t, n1, "clinic")
 	keys, err := n1.Keys(ctxT(t))
 	require.NoError(t, err)
+	for _, k := range keys {
+		require.NotEmpty(t, k.NodeId, "a fresh cluster never creates a cluster-wide registry key (%s): no private key enters its state", k.KeyId)
+	}
 	ids := []string{"n1", "n2", "n3"}
 	for _, id := range ids {
 		resp, err := clinic[id].Registry().CheckInteraction(ctxT(t), &trustfedv1.CheckInteractionRequest{

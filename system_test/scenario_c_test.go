@@ -28,6 +28,7 @@ type replica struct {
 	id   string
 	node *consensus.Node
 	fsm  *state.FSM
+	dir  string // its data directory
 }
 
 type replicaSM struct{ *state.FSM }
@@ -55,8 +56,9 @@ func (d readIndexer) Progress(_ context.Context, api string) (consensus.Progress
 }
 
 // startReplicas starts a 3-voter Raft cluster of registry state machines in
-// this process.
-func startReplicas(t *testing.T) []*replica {
+// this process; tweaks adjust each replica's configuration and state
+// machine before it starts.
+func startReplicas(t *testing.T, tweaks ...func(cfg *consensus.Config, fsm *state.FSM)) []*replica {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir := readIndexer{}
@@ -69,6 +71,9 @@ func startReplicas(t *testing.T) []*replica {
 			PromotionStabilization: 100 * time.Millisecond,
 			HeartbeatTimeout:       300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 			LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
+		}
+		for _, tweak := range tweaks {
+			tweak(&cfg, fsm)
 		}
 		n, err := consensus.New(cfg)
 		require.NoError(t, err)
@@ -83,7 +88,7 @@ func startReplicas(t *testing.T) []*replica {
 			}
 			require.NoError(t, n.Close())
 		})
-		out = append(out, &replica{id: id, node: n, fsm: fsm})
+		out = append(out, &replica{id: id, node: n, fsm: fsm, dir: cfg.DataDir})
 	}
 	testutil.Eventually(t, 20*time.Second, "r1 leads", func() error {
 		if !out[0].node.IsLeader() {

@@ -32,7 +32,7 @@ func TestWebhookSettingsAreSignedAndReplicated(t *testing.T) {
 	p := startPair(t, "city-gov", 3, "port-auth", 3, []string{"ping"})
 	keys, err := p.admin.Keys(ctxT(t))
 	require.NoError(t, err)
-	rc.set(func(rc *receivers) { rc.key = webhookKey(t, keys) })
+	rc.set(func(rc *receivers) { rc.keys = webhookKey(t, keys) })
 	dir := t.TempDir()
 	orgKey := filepath.Join(dir, "port-auth.key")
 	require.NoError(t, attestation.SavePrivateKey(orgKey, p.fed.Key("port-auth")))

@@ -27,13 +27,14 @@ const (
 	typeLevelChange = "LEVEL_CHANGE"
 	typeCascade     = "CASCADE"
 	typeCorrupt     = "CORRUPT_COMMAND"
+	typeRefusal     = "GATEWAY_REFUSAL"
 )
 
 // isCommand reports whether an entry records a command (its type is the
 // command's name).
 func isCommand(e *trustfedv1.AuditEntry) bool {
 	switch e.Type {
-	case typeDecision, typeAuthFailure, typeLevelChange, typeCascade, typeCorrupt:
+	case typeDecision, typeAuthFailure, typeLevelChange, typeCascade, typeCorrupt, typeRefusal:
 		return false
 	}
 	return true

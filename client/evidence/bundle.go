@@ -188,8 +188,15 @@ type keyJSON struct {
 	PublicKey    string `json:"public_key"`
 	PublicKeyPEM string `json:"public_key_pem"`
 	CreateTime   string `json:"create_time"`
-	// The note verifier key this key verifies the log's checkpoints with.
-	CheckpointVerifierKey string `json:"checkpoint_verifier_key"`
+	// The note verifier key this key verifies the log's checkpoints with
+	// (the registry key of a cluster without node keys).
+	CheckpointVerifierKey string `json:"checkpoint_verifier_key,omitempty"`
+	// An endorsed registry node key: its node and validity (the nodes
+	// certify checkpoints with these keys; see attestation.VerifyCertifiedCheckpoint).
+	NodeID     string `json:"node_id,omitempty"`
+	ValidFrom  string `json:"valid_from,omitempty"`
+	ValidUntil string `json:"valid_until,omitempty"`
+	RevokeTime string `json:"revoke_time,omitempty"`
 }
 
 type keysJSON struct {
@@ -214,13 +221,19 @@ func renderKeys(keys []*trustfedv1.RegistryKey, origin string) ([]byte, map[stri
 		if _, dup := byID[k.GetKeyId()]; dup {
 			return nil, nil, fmt.Errorf("registry key %q is listed twice", k.GetKeyId())
 		}
-		vkey, err := attestation.CheckpointVerifierKey(origin, pub)
-		if err != nil {
-			return nil, nil, err
+		kj := keyJSON{KeyID: k.GetKeyId(), Algorithm: k.GetAlgorithm(), PublicKey: b64(pub),
+			PublicKeyPEM: k.GetPublicKeyPem(), CreateTime: ts(k.GetCreateTime()), NodeID: k.GetNodeId()}
+		if kj.NodeID == "" {
+			vkey, err := attestation.CheckpointVerifierKey(origin, pub)
+			if err != nil {
+				return nil, nil, err
+			}
+			kj.CheckpointVerifierKey = vkey
+		} else {
+			kj.ValidFrom, kj.ValidUntil, kj.RevokeTime = ts(k.GetValidFrom()), ts(k.GetValidUntil()), ts(k.GetRevokeTime())
 		}
 		byID[k.GetKeyId()] = pub
-		doc.Keys = append(doc.Keys, keyJSON{KeyID: k.GetKeyId(), Algorithm: k.GetAlgorithm(), PublicKey: b64(pub),
-			PublicKeyPEM: k.GetPublicKeyPem(), CreateTime: ts(k.GetCreateTime()), CheckpointVerifierKey: vkey})
+		doc.Keys = append(doc.Keys, kj)
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -262,11 +275,21 @@ func cosigners(note []byte, origin string) []string {
 		if !ok {
 			continue
 		}
-		if name, _, ok := strings.Cut(rest, " "); ok && name != origin {
+		if name, _, ok := strings.Cut(rest, " "); ok && name != origin && !strings.HasPrefix(name, attestation.NodeSignerPrefix) {
 			out = append(out, name)
 		}
 	}
 	return out
+}
+
+// unverifiedCheckpoint reads a signed checkpoint (with its trust-state
+// line, if certified) without verifying it.
+func unverifiedCheckpoint(signed []byte) (attestation.Checkpoint, error) {
+	text, _, err := attestation.SplitNote(signed)
+	if err != nil {
+		return attestation.Checkpoint{}, err
+	}
+	return attestation.ParseCheckpoint([]byte(text))
 }
 
 // checkRecord checks one record against the tree and returns its entry,
@@ -300,16 +323,15 @@ func Build(w io.Writer, in Input, progress func(done, total int)) (err error) {
 	if in.TreeHead == nil || in.Keys == nil || in.Next == nil {
 		return fmt.Errorf("%w: build needs a tree head, the registry keys and records", ErrBundle)
 	}
-	origin, size, root, err := attestation.Verifier{}.ParseCheckpoint(in.TreeHead.Checkpoint)
+	cp, err := unverifiedCheckpoint(in.TreeHead.Checkpoint)
 	if err != nil {
 		return fmt.Errorf("%w: tree head: %v", ErrBundle, err)
 	}
-	cp := attestation.Checkpoint{Origin: origin, Size: size, Root: root}
 	if cp.Size != in.TreeHead.TreeSize || !slices.Equal(cp.Root, in.TreeHead.RootHash) || cp.Origin != in.TreeHead.Origin {
 		return fmt.Errorf("%w: the tree head's fields disagree with its checkpoint", ErrBundle)
 	}
-	if in.TreeHead.VerifierKey == "" {
-		return fmt.Errorf("%w: the tree head names no verifier key", ErrBundle)
+	if in.TreeHead.VerifierKey == "" && cp.State == nil {
+		return fmt.Errorf("%w: the tree head names no verifier key and is not certified by the registry nodes", ErrBundle)
 	}
 	created := in.Created
 	if created.IsZero() {

@@ -18,9 +18,10 @@ const exportPage = 1000
 
 // Export writes to w the evidence bundle of the entries of the registry c
 // talks to that match f. It fetches the newest signed tree head and checks
-// its signature with the registry key GetKeys publishes (which trusts the
-// node: check the bundle with a pinned key afterwards, Verify(bundle,
-// vkey)), then pages through ListAuditEntries with inclusion proofs in that
+// it with the keys GetKeys publishes (which trusts the node: a quorum of
+// the endorsed node keys must have certified it; a cluster without node
+// keys signs with its registry key, check the bundle with a pinned key
+// afterwards, Verify(bundle, vkey)), then pages through ListAuditEntries with inclusion proofs in that
 // one tree, which Build checks. progress, if not nil, is called after each
 // page with the log position reached and the tree's size.
 func Export(ctx context.Context, c *client.Client, f Filters, w io.Writer, progress func(done, total int)) error {
@@ -32,12 +33,23 @@ func Export(ctx context.Context, c *client.Client, f Filters, w io.Writer, progr
 	if err != nil {
 		return fmt.Errorf("get registry keys: %w", err)
 	}
-	if err := publishedKey(keys, sth); err != nil {
-		return err
-	}
-	cp, err := client.VerifyTreeHead(sth, sth.VerifierKey, nil, 0)
-	if err != nil {
-		return err
+	var cp attestation.Checkpoint
+	if attestation.NodeKeysPublished(keys.GetKeys()) {
+		// Certified by a quorum of the registry nodes.
+		byID := attestation.DecisionKeys{}
+		for _, k := range keys.GetKeys() {
+			byID[k.KeyId] = k
+		}
+		if cp, err = client.VerifyTreeHeadWithKeys(sth, byID, nil, 0); err != nil {
+			return err
+		}
+	} else {
+		if err := publishedKey(keys, sth); err != nil {
+			return err
+		}
+		if cp, err = client.VerifyTreeHead(sth, sth.VerifierKey, nil, 0); err != nil {
+			return err
+		}
 	}
 	req := &trustfedv1.ListAuditEntriesRequest{
 		OrganizationId: f.OrganizationID, Compliance: f.Compliance,

@@ -42,6 +42,12 @@ type Report struct {
 	// trust signed it.
 	VerifierKey string `json:"verifier_key"`
 	KeyPinned   bool   `json:"key_pinned"`
+	// CertifiedBy are the registry nodes whose signatures certified the
+	// checkpoint (a quorum of the node keys in keys.json; empty for a
+	// checkpoint signed by the registry key). Those keys come from the
+	// bundle itself: compare them with GET /v1/keys of the registry you
+	// trust.
+	CertifiedBy []string `json:"certified_by,omitempty"`
 	// Cosigners are the witnesses whose cosignature lines the checkpoint
 	// carries (not verified: their keys are not in the bundle).
 	Cosigners []string `json:"cosigners"`
@@ -84,6 +90,9 @@ type verifier struct {
 	created  time.Time
 	manifest manifest
 	files    []FileDigest // as found, in order
+	// checkpoint is checkpoint.txt when it is certified by the registry
+	// nodes (verified once keys.json is read).
+	checkpoint []byte
 }
 
 func (v *verifier) run(r io.Reader) error {
@@ -254,6 +263,8 @@ func (v *verifier) readManifest() ([]byte, error) {
 	}
 	v.rep.Format, v.rep.Created = m.Format, v.created
 	switch {
+	case m.VerifierKey == "" && v.vkey != "":
+		return nil, fmt.Errorf("the bundle's checkpoint is certified by the registry nodes, not signed by the registry key you trust (%q): verify it without a pinned key and compare its keys.json with GET /v1/keys", v.vkey)
 	case v.vkey == "":
 		v.rep.VerifierKey = m.VerifierKey
 	case v.vkey != m.VerifierKey:
@@ -268,6 +279,21 @@ func (v *verifier) readCheckpoint() (attestation.Checkpoint, error) {
 	data, err := v.readSmall(FileCheckpoint)
 	if err != nil {
 		return attestation.Checkpoint{}, err
+	}
+	if v.rep.VerifierKey == "" {
+		// Certified by the registry nodes: verified against keys.json's
+		// node keys once they are read (readKeys).
+		cp, err := unverifiedCheckpoint(data)
+		if err != nil {
+			return cp, fmt.Errorf("%s: %v", FileCheckpoint, err)
+		}
+		if cp.State == nil {
+			return cp, fmt.Errorf("%s: names no verifier key and is not certified by the registry nodes", FileCheckpoint)
+		}
+		v.checkpoint = data
+		v.rep.Origin, v.rep.TreeSize, v.rep.RootHash = cp.Origin, cp.Size, cp.Root
+		v.rep.Cosigners = cosigners(data, cp.Origin)
+		return cp, v.found(FileCheckpoint, data)
 	}
 	origin, _, _ := strings.Cut(v.rep.VerifierKey, "+")
 	cp, _, err := attestation.OpenWitnessedCheckpoint(data, origin, v.rep.VerifierKey, nil, 0)
@@ -295,13 +321,19 @@ func (v *verifier) readKeys(cp attestation.Checkpoint) (map[string]ed25519.Publi
 		if err != nil {
 			return nil, fmt.Errorf("%s: key %q: %v", FileKeys, k.KeyID, err)
 		}
-		keys[i] = &trustfedv1.RegistryKey{KeyId: k.KeyID, Algorithm: k.Algorithm, PublicKey: pub, PublicKeyPem: k.PublicKeyPEM}
-		if k.CreateTime != "" {
-			t, err := time.Parse(time.RFC3339Nano, k.CreateTime)
+		keys[i] = &trustfedv1.RegistryKey{KeyId: k.KeyID, Algorithm: k.Algorithm, PublicKey: pub, PublicKeyPem: k.PublicKeyPEM, NodeId: k.NodeID}
+		for _, f := range []struct {
+			text string
+			to   **timestamppb.Timestamp
+		}{{k.CreateTime, &keys[i].CreateTime}, {k.ValidFrom, &keys[i].ValidFrom}, {k.ValidUntil, &keys[i].ValidUntil}, {k.RevokeTime, &keys[i].RevokeTime}} {
+			if f.text == "" {
+				continue
+			}
+			t, err := time.Parse(time.RFC3339Nano, f.text)
 			if err != nil {
 				return nil, fmt.Errorf("%s: key %q: %v", FileKeys, k.KeyID, err)
 			}
-			keys[i].CreateTime = timestamppb.New(t)
+			*f.to = timestamppb.New(t)
 		}
 		bound = bound || k.CheckpointVerifierKey == v.rep.VerifierKey
 		v.rep.KeyIDs = append(v.rep.KeyIDs, k.KeyID)
@@ -313,7 +345,15 @@ func (v *verifier) readKeys(cp attestation.Checkpoint) (map[string]ed25519.Publi
 	if !bytes.Equal(want, data) {
 		return nil, fmt.Errorf("%s is not in the form Build writes (%s)", FileKeys, firstDifference(data, want))
 	}
-	if !bound {
+	if v.checkpoint != nil {
+		// A certified checkpoint: a quorum of the node keys of keys.json
+		// valid at its time must have signed it.
+		if _, nodes, err := attestation.VerifyCertifiedCheckpoint(v.checkpoint, cp.Origin, keys); err != nil {
+			return nil, fmt.Errorf("%s: %v", FileCheckpoint, err)
+		} else {
+			v.rep.CertifiedBy = nodes
+		}
+	} else if !bound {
 		return nil, fmt.Errorf("%s does not hold the key that signed the checkpoint", FileKeys)
 	}
 	return byID, v.found(FileKeys, data)

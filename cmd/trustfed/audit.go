@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +23,6 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -113,6 +114,9 @@ type trustedHead struct {
 	vkey      string
 	pinned    bool
 	cosigners []string // the trusted witnesses whose cosignatures verified
+	// certifiers are the registry nodes that certified the checkpoint
+	// (empty for one signed by the registry key).
+	certifiers []string
 }
 
 // verify fetches the newest tree head with enough cosignatures and checks it.
@@ -123,6 +127,21 @@ func (h *headTrust) verify(ctx context.Context, c *client.Client) (trustedHead, 
 	}
 	v := trustedHead{sth: sth, vkey: h.registryKey, pinned: h.registryKey != ""}
 	if !v.pinned {
+		keys, err := c.Keys(ctx)
+		if err != nil {
+			return trustedHead{}, err
+		}
+		if attestation.NodeKeysPublished(slices.Collect(maps.Values(keys))) {
+			// Certified by a quorum of the registry nodes (their keys from
+			// GetKeys); no single key, the registry's included, makes one.
+			if v.cp, err = client.VerifyTreeHeadWithKeys(sth, keys, h.witnesses, h.need); err != nil {
+				return trustedHead{}, err
+			}
+			if _, v.certifiers, v.cosigners, err = attestation.OpenRegistryCheckpoint(sth.GetCheckpoint(), v.cp.Origin, slices.Collect(maps.Values(keys)), h.witnesses, 0); err != nil {
+				return trustedHead{}, fmt.Errorf("%w: %v", client.ErrAuditProof, err)
+			}
+			return v, nil
+		}
 		if v.vkey, err = c.RegistryVerifierKey(ctx, sth.GetOrigin()); err != nil {
 			return trustedHead{}, err
 		}
@@ -159,7 +178,7 @@ head (protojson) for a later "trustfed audit verify --sth FILE".`,
 					return err
 				}
 				if save != "" {
-					data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(head.sth)
+					data, err := jsonOptions().Marshal(head.sth)
 					if err != nil {
 						return fmt.Errorf("encode tree head: %w", err)
 					}
@@ -185,16 +204,21 @@ func writeTreeHead(w io.Writer, h trustedHead, trusted, need int) error {
 	t.row("Time:", formatTime(h.sth.GetTime()))
 	t.row("Log size:", fmt.Sprint(h.sth.GetLogSize()))
 	t.row("Witnesses:", orDash(strings.Join(h.sth.GetWitnesses(), ", ")))
-	source := "from GetKeys"
-	if h.pinned {
-		source = "pinned"
+	signed := "registry signature"
+	if len(h.certifiers) > 0 {
+		signed = fmt.Sprintf("certified by a quorum of the registry nodes (%s; keys from GetKeys)", strings.Join(h.certifiers, ", "))
+	} else {
+		source := "from GetKeys"
+		if h.pinned {
+			source = "pinned"
+		}
+		t.row("Verifier key:", h.vkey+" ("+source+")")
+		if served := h.sth.GetVerifierKey(); served != "" && served != h.vkey {
+			t.row("Served key:", served+" (differs)")
+		}
 	}
-	t.row("Verifier key:", h.vkey+" ("+source+")")
-	if served := h.sth.GetVerifierKey(); served != "" && served != h.vkey {
-		t.row("Served key:", served+" (differs)")
-	}
-	t.row("Verified:", fmt.Sprintf("registry signature; cosigned by %d of %d trusted witnesses (need %d)%s",
-		len(h.cosigners), trusted, need, auditNamesSuffix(h.cosigners)))
+	t.row("Verified:", fmt.Sprintf("%s; cosigned by %d of %d trusted witnesses (need %d)%s",
+		signed, len(h.cosigners), trusted, need, auditNamesSuffix(h.cosigners)))
 	writeMetaRows(t, h.sth.GetMeta())
 	return t.flush()
 }
@@ -445,6 +469,12 @@ func auditSummary(e *trustfedv1.AuditEntry) string {
 			if ev.Reason != "" {
 				s += " (" + ev.Reason + ")"
 			}
+		}
+	case e.GetType() == "GATEWAY_REFUSAL":
+		g := e.GetGatewayRefusal()
+		s = fmt.Sprintf("%s %s %s %s", orDash(g.GetCode()), orDash(g.GetDirection()), orDash(g.GetPartnerOrganizationId()), orDash(g.GetAction()))
+		if g.GetDetail() != "" {
+			s += ": " + g.GetDetail()
 		}
 	case e.GetType() == "AUTH_FAILURE":
 		af := e.GetAuthFailure()
@@ -698,9 +728,9 @@ func (w witnessRound) run(ctx context.Context) error {
 			}
 			origin = sth.GetOrigin()
 		}
-		if vkey, err = w.c.RegistryVerifierKey(ctx, origin); err != nil {
-			return err
-		}
+		// A cluster whose nodes certify checkpoints needs no registry key
+		// (Witness then verifies with the node keys from GetKeys).
+		vkey, _ = w.c.RegistryVerifierKey(ctx, origin)
 	}
 	cp, err := w.c.Witness(ctx, w.org, w.key, vkey, last)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -239,6 +240,9 @@ func writeBundleReport(t *table, r evidence.Report) {
 	if !r.KeyPinned {
 		key = r.VerifierKey + " (TAKEN FROM THE BUNDLE: this shows the bundle is intact, not who signed it; pin the key with --registry-key)"
 	}
+	if r.VerifierKey == "" {
+		key = "none: certified by the registry nodes " + strings.Join(r.CertifiedBy, ", ") + " (their keys TAKEN FROM THE BUNDLE: compare keys.json with GET /v1/keys of the registry you trust)"
+	}
 	t.row("Registry key:", key)
 	if len(r.Cosigners) > 0 {
 		t.row("Cosigned by:", strings.Join(r.Cosigners, ", ")+" (not verified: the witnesses' keys are not in the bundle)")
@@ -331,13 +335,19 @@ func verifyGrowth(ctx context.Context, a *app, c *client.Client, file, vkey stri
 		return fmt.Errorf("%s is not a saved tree head (GetSignedTreeHeadResponse, protojson): %w", file, err)
 	}
 	source := "pinned"
+	oldKey := vkey
 	if vkey == "" {
-		vkey, source = old.GetVerifierKey(), "saved in "+file
-		if vkey == "" {
-			return fmt.Errorf("%s holds no verifier key: give --registry-key", file)
+		oldKey, source = old.GetVerifierKey(), "saved in "+file
+		if oldKey == "" {
+			source = "certified by the registry nodes (keys from GetKeys)"
 		}
 	}
-	oldCP, err := client.VerifyTreeHead(&old, vkey, nil, 0)
+	var oldCP attestation.Checkpoint
+	if oldKey != "" {
+		oldCP, err = client.VerifyTreeHead(&old, oldKey, nil, 0)
+	} else {
+		oldCP, err = verifyHead(ctx, c, &old, "")
+	}
 	if err != nil {
 		return fmt.Errorf("the saved tree head: %w", err)
 	}
@@ -345,10 +355,15 @@ func verifyGrowth(ctx context.Context, a *app, c *client.Client, file, vkey stri
 	if err != nil {
 		return err
 	}
-	curCP, err := client.VerifyTreeHead(cur, vkey, nil, 0)
+	curKey := vkey
+	if curKey == "" && cur.GetVerifierKey() != "" {
+		curKey = oldKey // a registry-key cluster: the same key signs both
+	}
+	curCP, err := verifyHead(ctx, c, cur, curKey)
 	if err != nil {
 		return fmt.Errorf("the current tree head: %w", err)
 	}
+	vkey = cmp.Or(oldKey, "the registry nodes' certification")
 	var hashes [][]byte
 	if oldCP.Size > 0 && oldCP.Size < curCP.Size {
 		proof, err := c.Audit().GetConsistencyProof(ctx, &trustfedv1.GetConsistencyProofRequest{First: oldCP.Size, Second: curCP.Size})
@@ -366,8 +381,8 @@ func verifyGrowth(ctx context.Context, a *app, c *client.Client, file, vkey stri
 	if err := client.VerifyConsistency(oldCP, curCP, hashes); err != nil {
 		return err
 	}
-	result := map[string]any{"origin": curCP.Origin, "old_size": oldCP.Size, "old_root": oldCP.Root, "size": curCP.Size, "root": curCP.Root,
-		"verifier_key": vkey, "key_source": source, "consistent": true}
+	result := map[string]any{"origin": curCP.Origin, "oldSize": oldCP.Size, "oldRoot": oldCP.Root, "size": curCP.Size, "root": curCP.Root,
+		"verifierKey": vkey, "keySource": source, "consistent": true}
 	if a.output == outputJSON {
 		return writePlainJSON(a.stdout, result)
 	}
@@ -407,29 +422,40 @@ regulator token) and exits non-zero on any mismatch.`,
 	return cmd
 }
 
-// verifiedTreeHead fetches the newest tree head and verifies it with vkey,
-// or with the registry's published key when vkey is "".
+// verifiedTreeHead fetches the newest tree head and verifies it
+// (verifyHead).
 func verifiedTreeHead(ctx context.Context, c *client.Client, vkey string) (*trustfedv1.GetSignedTreeHeadResponse, attestation.Checkpoint, error) {
 	sth, err := c.Audit().GetSignedTreeHead(ctx, &trustfedv1.GetSignedTreeHeadRequest{})
 	if err != nil {
 		return nil, attestation.Checkpoint{}, err
 	}
+	cp, err := verifyHead(ctx, c, sth, vkey)
+	return sth, cp, err
+}
+
+// verifyHead verifies a tree head with the pinned registry key vkey, or,
+// when vkey is "", against the keys the registry publishes: a checkpoint
+// certified by the registry nodes must carry a quorum of the endorsed node
+// keys' signatures; one signed by the registry key must name a published key.
+func verifyHead(ctx context.Context, c *client.Client, sth *trustfedv1.GetSignedTreeHeadResponse, vkey string) (attestation.Checkpoint, error) {
 	if vkey == "" {
-		keys, err := c.Registry().GetKeys(ctx, &trustfedv1.GetKeysRequest{})
+		keys, err := c.Keys(ctx)
 		if err != nil {
-			return nil, attestation.Checkpoint{}, err
+			return attestation.Checkpoint{}, err
 		}
-		for _, k := range keys.GetKeys() {
-			if v, err := attestation.CheckpointVerifierKey(sth.GetOrigin(), k.GetPublicKey()); err == nil && v == sth.GetVerifierKey() {
+		if sth.GetVerifierKey() == "" {
+			return client.VerifyTreeHeadWithKeys(sth, keys, nil, 0)
+		}
+		for _, k := range keys {
+			if v, err := attestation.CheckpointVerifierKey(sth.GetOrigin(), k.GetPublicKey()); err == nil && v == sth.GetVerifierKey() && k.GetNodeId() == "" {
 				vkey = v
 			}
 		}
 		if vkey == "" {
-			return nil, attestation.Checkpoint{}, fmt.Errorf("%w: the tree head's key is not one the registry publishes", client.ErrAuditProof)
+			return attestation.Checkpoint{}, fmt.Errorf("%w: the tree head's key is not one the registry publishes", client.ErrAuditProof)
 		}
 	}
-	cp, err := client.VerifyTreeHead(sth, vkey, nil, 0)
-	return sth, cp, err
+	return client.VerifyTreeHead(sth, vkey, nil, 0)
 }
 
 func replayLog(ctx context.Context, a *app, c *client.Client, vkey string) error {

@@ -62,7 +62,7 @@ func newAuthorizationRequestCmd(a *app) *cobra.Command {
 	for _, f := range []string{"from", "to", "action"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
-	return cmd
+	return memberCall(cmd)
 }
 
 func newAuthorizationApproveCmd(a *app) *cobra.Command {

@@ -36,10 +36,10 @@ spiffe://trustfed/node/<node-id>.`
 
 // caFiles is what the ca commands wrote, for -o json.
 type caFiles struct {
-	CertFile string `json:"cert_file"`
-	KeyFile  string `json:"key_file"`
-	NotAfter string `json:"not_after"`
-	NodeID   string `json:"node_id,omitempty"`
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+	NotAfter string `json:"notAfter"`
+	NodeID   string `json:"nodeId,omitempty"`
 }
 
 func newCAInitCmd(a *app) *cobra.Command {

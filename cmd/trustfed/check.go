@@ -21,6 +21,11 @@ cap), the effective level (the lower of the two), the level the action
 requires, the agreement that covers the interaction, the reasons for a
 denial, and the Raft index the decision was computed at.
 
+check is a member call: it is made by a member node of --from with its member
+certificate (--cert/--key or TRUSTFED_CERT/TRUSTFED_KEY), never with an admin
+or governance token. To get one: "trustfed member enrol" (as the
+organisation), then "trustfed member cert" (as the node).
+
 Exit codes, so that scripts can branch on the decision:
   0  ALLOW
   3  DENY
@@ -35,7 +40,7 @@ func newCheckCmd(a *app) *cobra.Command {
 		Use:     "check --from ORG --to ORG --action ACTION",
 		Short:   "Decide whether an interaction between two organisations is allowed (exit 0 ALLOW, 3 DENY)",
 		Long:    checkLong,
-		Example: "  trustfed check --from acme --to globex --action task_send && echo allowed",
+		Example: "  trustfed --cert gw-1.crt --key gw-1.key check --from acme-bank --to globex --action task_send && echo allowed",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req, err := interactionRequest(from, to, action, dataTypes, value, stale)
@@ -77,7 +82,7 @@ func newCheckCmd(a *app) *cobra.Command {
 	for _, f := range []string{"from", "to", "action"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
-	return cmd
+	return memberCall(cmd)
 }
 
 // checkRequest validates the arguments of "check".

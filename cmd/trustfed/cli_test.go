@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/trustfed/trustfed/attestation"
@@ -34,16 +38,39 @@ import (
 type cliFake struct {
 	trustfedv1.UnimplementedRegistryServiceServer
 	trustfedv1.UnimplementedClusterServiceServer
+	trustfedv1.UnimplementedCascadeServiceServer
 
-	mu   sync.Mutex
-	auth []string
+	mu        sync.Mutex
+	auth      []string
+	staleness []string // trustfed-max-staleness metadata received
 }
 
+// record notes the credential of a call: "Bearer <token>", or else
+// "cert:<subject CN>" for a client certificate, or else "none".
 func (f *cliFake) record(ctx context.Context) {
 	md, _ := metadata.FromIncomingContext(ctx)
+	got := md.Get("authorization")
+	if len(got) == 0 {
+		got = []string{"none"}
+		if p, ok := peer.FromContext(ctx); ok {
+			if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+				got = []string{"cert:" + ti.State.PeerCertificates[0].Subject.CommonName}
+			}
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.auth = append(f.auth, md.Get("authorization")...)
+	f.auth = append(f.auth, got...)
+	f.staleness = append(f.staleness, md.Get("trustfed-max-staleness")...)
+}
+
+// takeAuth returns and forgets the credentials recorded so far.
+func (f *cliFake) takeAuth() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.auth
+	f.auth = nil
+	return out
 }
 
 func (f *cliFake) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
@@ -329,4 +356,79 @@ func TestDecisionVerifyBadFiles(t *testing.T) {
 		require.Empty(t, stdout)
 		require.Contains(t, stderr, tt.want, tt.args)
 	}
+}
+
+// One credential is sent, by one precedence: a flag beats the environment;
+// from the same place, member calls (check) use the member certificate and
+// other calls (status) the token; with both set, stderr says which was used.
+func TestCLICredentialPrecedence(t *testing.T) {
+	fake, addr, caFile := startCLIFake(t)
+	// The fake's own certificate (from the CA it trusts) serves as the client's.
+	files, err := attestation.EnsureDevTLS(filepath.Dir(caFile), "n1", []string{"127.0.0.1"}, time.Now())
+	require.NoError(t, err)
+	base := map[string]string{"TRUSTFED_ADDR": addr, "TRUSTFED_CACERT": caFile}
+	with := func(kv ...string) map[string]string {
+		env := maps.Clone(base)
+		for i := 0; i < len(kv); i += 2 {
+			env[kv[i]] = kv[i+1]
+		}
+		return env
+	}
+	bothEnv := with("TRUSTFED_TOKEN", "tf_env", "TRUSTFED_CERT", files.CertFile, "TRUSTFED_KEY", files.KeyFile)
+	check := []string{"check", "--from", "acme", "--to", "globex", "--action", "discovery"}
+	cert := "cert:" + certCN(t, files.CertFile)
+
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // credential the server saw
+		note string // what stderr says, "" = nothing
+	}{
+		{"env token only", with("TRUSTFED_TOKEN", "tf_env"), check, "Bearer tf_env", ""},
+		{"env cert only", with("TRUSTFED_CERT", files.CertFile, "TRUSTFED_KEY", files.KeyFile), []string{"status"}, cert, ""},
+		{"both in env, member call", bothEnv, check, cert, "note: using the member certificate from TRUSTFED_CERT; the bearer token from TRUSTFED_TOKEN is not sent"},
+		{"both in env, other call", bothEnv, []string{"status"}, "Bearer tf_env", "note: using the bearer token from TRUSTFED_TOKEN; the member certificate from TRUSTFED_CERT is not sent"},
+		{"token flag beats env cert", bothEnv, append([]string{"--token", "tf_flag"}, check...), "Bearer tf_flag", "note: using the bearer token from --token; the member certificate from TRUSTFED_CERT is not sent"},
+		{"cert flag beats env token", with("TRUSTFED_TOKEN", "tf_env"), []string{"--cert", files.CertFile, "--key", files.KeyFile, "status"}, cert, "note: using the member certificate from --cert; the bearer token from TRUSTFED_TOKEN is not sent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake.takeAuth()
+			code, stdout, stderr := runCLI(tc.env, tc.args...)
+			require.Equal(t, exitOK, code, "stdout: %s\nstderr: %s", stdout, stderr)
+			require.Equal(t, []string{tc.want}, fake.takeAuth())
+			if tc.note == "" {
+				require.Empty(t, stderr)
+			} else {
+				require.Contains(t, stderr, tc.note)
+			}
+		})
+	}
+	_, help, _ := runCLI(nil, "--help")
+	require.Contains(t, help, "Credentials: a bearer token")
+}
+
+func certCN(t *testing.T, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	block, _ := pem.Decode(data)
+	require.NotNil(t, block)
+	c, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+	return c.Subject.CommonName
+}
+
+// --max-staleness travels as the trustfed-max-staleness metadata the
+// server bounds stale reads with; without it nothing is sent.
+func TestCLIMaxStaleness(t *testing.T) {
+	fake, addr, caFile := startCLIFake(t)
+	env := map[string]string{"TRUSTFED_ADDR": addr, "TRUSTFED_CACERT": caFile, "TRUSTFED_TOKEN": "t"}
+	code, _, stderr := runCLI(env, "org", "list", "--stale", "--max-staleness", "5s")
+	require.Equal(t, exitOK, code, stderr)
+	code, _, stderr = runCLI(env, "org", "list", "--stale")
+	require.Equal(t, exitOK, code, stderr)
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	require.Equal(t, []string{"5s", "5s"}, fake.staleness, "two pages with the bound, then none without it")
 }

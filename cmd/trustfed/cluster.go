@@ -22,21 +22,70 @@ func newClusterCmd(a *app) *cobra.Command {
 	cmd := newGroupCmd("cluster", "Change the set of registry servers, or recover a cluster that lost its quorum")
 	cmd.Long = `Registry servers join with "trustfed server -join": a new server is a
 non-voter until the leader has seen it caught up, then a voter
-("trustfed status" lists each member's suffrage). "cluster remove" takes a
-server out; the leader refuses a removal that would leave the voters it
-can reach short of a quorum. "cluster recover" is the offline last resort
+("cluster members" lists each member's suffrage). "cluster remove-peer"
+takes a server out; the leader refuses a removal that would leave the
+voters it can reach short of a quorum. "cluster transfer-leader" moves the
+leadership away before maintenance of the leader's machine. "cluster recover" is the offline last resort
 for a cluster that lost its quorum for good; "cluster repair" discards the
 state of a server that diverged from the cluster's so it rejoins from the
 leader's snapshot (see docs/operations.md).`
-	cmd.AddCommand(newClusterRemoveCmd(a), newClusterRecoverCmd(a), newClusterRepairCmd(a))
+	cmd.AddCommand(newClusterMembersCmd(a), newClusterRemoveCmd(a), newClusterTransferCmd(a), newClusterRecoverCmd(a), newClusterRepairCmd(a))
 	return cmd
+}
+
+func newClusterMembersCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "List the servers of the Raft configuration: suffrage, addresses, leader (admin token)",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Cluster().Status(ctx, &trustfedv1.StatusRequest{})
+				if err != nil {
+					return err
+				}
+				members := &trustfedv1.StatusResponse{NodeId: resp.NodeId, State: resp.State, Leader: resp.Leader, Members: resp.Members}
+				return a.print(members, func(w io.Writer) error { return writeMembers(w, resp) })
+			})
+		},
+	}
+}
+
+func newClusterTransferCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "transfer-leader [NODE_ID]",
+		Short: "Make the leader hand its leadership to NODE_ID (default: the most up-to-date voter) and step down (admin token)",
+		Long: `Ask the leader (through any server) to hand its leadership to another
+voter and step down: before stopping or upgrading the leader's machine, so
+the cluster does not wait for an election timeout. Without NODE_ID, Raft
+picks the most up-to-date voter. Refused (FAILED_PRECONDITION) when no
+other voter can take over.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &trustfedv1.TransferLeadershipRequest{}
+			if len(args) == 1 {
+				req.NodeId = args[0]
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Cluster().TransferLeadership(ctx, req)
+				if err != nil {
+					return err
+				}
+				return a.print(resp, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "Leadership transferred; leader now: %s\n", cmp.Or(resp.LeaderId, "(election running)"))
+					return err
+				})
+			})
+		},
+	}
 }
 
 func newClusterRemoveCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "remove NODE_ID",
-		Short: "Remove a server from the cluster (admin token; refused if the rest would lose their quorum)",
-		Args:  exactArgs("NODE_ID"),
+		Use:     "remove-peer NODE_ID",
+		Aliases: []string{"remove"},
+		Short:   "Remove a server from the cluster (admin token; refused if the rest would lose their quorum)",
+		Args:    exactArgs("NODE_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := call(ctx, c.Cluster().Leave, &trustfedv1.LeaveRequest{NodeId: args[0]})

@@ -24,7 +24,7 @@ type repaired struct {
 	Aside    string   `json:"aside"`
 	Moved    []string `json:"moved"`
 	Diverged bool     `json:"diverged"`
-	Index    uint64   `json:"diverged_index,omitempty"`
+	Index    uint64   `json:"divergedIndex,omitempty"`
 	Reason   string   `json:"reason,omitempty"`
 }
 

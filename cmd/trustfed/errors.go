@@ -15,6 +15,9 @@ const (
 	exitError = 1
 	exitUsage = 2
 	exitDeny  = 3
+	// exitTimeout: a command that waits for something (revocation status)
+	// gave up at its deadline before it happened.
+	exitTimeout = 4
 )
 
 // usageErrorf returns a usageError (declared in server.go: a mistake in how
@@ -77,6 +80,10 @@ func reportError(stderr io.Writer, cmd *cobra.Command, err error) int {
 // describeError renders a gRPC status as "<message> (code <Code>)" and any
 // other error as its text.
 func describeError(err error) string {
+	var he *hintError
+	if errors.As(err, &he) {
+		return describeError(he.err) + "\n" + he.hint
+	}
 	if st, ok := status.FromError(err); ok {
 		return fmt.Sprintf("%s (code %s)", st.Message(), st.Code())
 	}

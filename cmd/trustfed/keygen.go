@@ -10,8 +10,8 @@ import (
 
 // keyFiles is what keygen wrote, for -o json.
 type keyFiles struct {
-	PrivateKeyFile string `json:"private_key_file"`
-	PublicKeyFile  string `json:"public_key_file"`
+	PrivateKeyFile string `json:"privateKeyFile"`
+	PublicKeyFile  string `json:"publicKeyFile"`
 	Fingerprint    string `json:"fingerprint"`
 }
 

@@ -12,9 +12,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trustfed/trustfed/client"
+	"github.com/trustfed/trustfed/registry"
 )
 
 func main() {
@@ -48,6 +50,8 @@ type app struct {
 	timeout   time.Duration
 	adminKey  string
 	changeTTL time.Duration
+	// maxStaleness bounds --stale reads (0: the server's default).
+	maxStaleness time.Duration
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
@@ -72,7 +76,10 @@ TRUSTFED_ADMIN_KEY.
 
 ` + adminChangesLong + `
 
-Exit codes: 0 success, 1 error, 2 usage error, 3 DENY (trustfed check).`
+` + credentialsLong + `
+
+Exit codes: 0 success, 1 error, 2 usage error, 3 DENY (trustfed check),
+4 gave up waiting (revocation status --wait-timeout, wait-ready).`
 
 func newRootCmd(a *app) *cobra.Command {
 	root := &cobra.Command{
@@ -107,14 +114,18 @@ func newRootCmd(a *app) *cobra.Command {
 	a.envStringVar(pf, &a.key, "key", client.EnvKey, "", "the member node's private key (PEM) for --cert")
 	pf.StringVarP(&a.output, "output", "o", outputTable, "output format: table or json")
 	pf.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "timeout of each call to the server")
+	pf.DurationVar(&a.maxStaleness, "max-staleness", 0, "with --stale: refuse an answer from a node that last heard from the leader longer ago than this (0 = the server's default, 1m)")
 	a.envStringVar(pf, &a.adminKey, "admin-key", envAdminKey, "", "your admin approval key (ed25519 PEM) for admin changes")
 	pf.DurationVar(&a.changeTTL, "change-ttl", client.DefaultAdminChangeTTL, "how long an admin change you propose waits for the other admins' approvals (at most 168h)")
 
 	root.AddCommand(
-		newServerCmd(),
+		newServerCmd(a.getenv),
 		newVersionCmd(),
 		newStatusCmd(a),
+		newWaitReadyCmd(a),
+		newHealthCmd(a),
 		newClusterCmd(a),
+		newSnapshotCmd(a),
 		newOrgCmd(a),
 		newAgreementCmd(a),
 		newCheckCmd(a),
@@ -133,6 +144,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newKeygenCmd(),
 		newIssuerCmd(),
 		newPassportCmd(),
+		newBenchCmd(a),
 	)
 	prepareTree(root)
 	return root
@@ -184,30 +196,47 @@ func newGroupCmd(use, short string) *cobra.Command {
 	}
 }
 
-// dial opens a client from the global options.
-func (a *app) dial(ctx context.Context, cmd *cobra.Command) (*client.Client, error) {
+// dial opens a client from the global options, with one credential
+// (credentialsLong); usedCert says which.
+func (a *app) dial(ctx context.Context, cmd *cobra.Command) (_ *client.Client, usedCert bool, err error) {
+	if err := checkAddr(a.addr); err != nil {
+		return nil, false, err
+	}
 	token, err := a.resolveToken(cmd)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if cmd.Flags().Changed("cert") && !cmd.Flags().Changed("token") && !cmd.Flags().Changed("token-file") {
-		// An explicit --cert calls as the member node, not as whoever
-		// TRUSTFED_TOKEN in the environment names (a token would win).
+	certFile, keyFile := a.cert, a.key
+	if usedCert = a.useCertificate(cmd); usedCert {
 		token = ""
+	} else {
+		certFile, keyFile = "", ""
 	}
 	cfg := client.Config{
 		Addr:       a.addr,
 		Token:      token,
 		CACertFile: a.cacert,
-		CertFile:   a.cert,
-		KeyFile:    a.key,
+		CertFile:   certFile,
+		KeyFile:    keyFile,
 		Timeout:    a.timeout,
+	}
+	if a.maxStaleness > 0 {
+		cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(maxStalenessInterceptor(a.maxStaleness)))
 	}
 	c, err := client.New(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return c, nil
+	return c, usedCert, nil
+}
+
+// maxStalenessInterceptor sends the bound of stale reads with every call
+// (the server reads it only for CONSISTENCY_STALE reads).
+func maxStalenessInterceptor(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx = metadata.AppendToOutgoingContext(ctx, registry.MaxStalenessHeader, d.String())
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
 }
 
 // resolveToken picks the token: an explicit --token or --token-file flag
@@ -238,12 +267,12 @@ func (a *app) resolveToken(cmd *cobra.Command) (string, error) {
 // withClient dials, runs fn with the command's context, and closes.
 func (a *app) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
 	ctx := cmd.Context()
-	c, err := a.dial(ctx, cmd)
+	c, usedCert, err := a.dial(ctx, cmd)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = c.Close() }()
-	return fn(ctx, c)
+	return connectionHint(memberCallHint(cmd, fn(ctx, c), usedCert), a.addr, a.cacert, a.timeout)
 }
 
 // print writes msg as JSON with -o json, or else runs table.

@@ -195,9 +195,9 @@ func newMemberRemoveCmd(a *app) *cobra.Command {
 
 // memberCertResult is what "member cert" wrote, for -o json.
 type memberCertResult struct {
-	CertificateFile string    `json:"certificate_file"`
+	CertificateFile string    `json:"certificateFile"`
 	Serial          string    `json:"serial"`
-	NotAfter        time.Time `json:"not_after"`
+	NotAfter        time.Time `json:"notAfter"`
 	Identity        string    `json:"identity"`
 }
 
@@ -214,7 +214,7 @@ this machine) and exchange it for a certificate for that key, written to
 certificate expires to renew it. Use the certificate with --cert node.crt
 --key node.key (or TRUSTFED_CERT/TRUSTFED_KEY).`,
 		Example: `  trustfed member cert acme-bank gw-1 --node-key gw-1.key --out-cert gw-1.crt
-  trustfed --cert gw-1.crt --key gw-1.key check acme-bank globex ping`,
+  trustfed --cert gw-1.crt --key gw-1.key check --from acme-bank --to globex --action ping`,
 		Args: exactArgs("ORG", "NODE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			org, node := args[0], args[1]
@@ -234,6 +234,9 @@ certificate expires to renew it. Use the certificate with --cert node.crt
 			// No client certificate: the current one may have expired, and
 			// the challenge needs none.
 			ctx := cmd.Context()
+			if err := checkAddr(a.addr); err != nil {
+				return err
+			}
 			token, err := a.resolveToken(cmd)
 			if err != nil {
 				return err
@@ -245,7 +248,7 @@ certificate expires to renew it. Use the certificate with --cert node.crt
 			defer func() { _ = c.Close() }()
 			_, leaf, err := client.RequestMemberCertificate(ctx, c, org, node, key, validity)
 			if err != nil {
-				return err
+				return connectionHint(err, a.addr, a.cacert, a.timeout)
 			}
 			certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})
 			if err := attestation.WriteFile(outCert, certPEM, 0o644, true); err != nil {

@@ -8,12 +8,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/term"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry"
 )
 
 // levelNames are the names of trust levels 0..4.
@@ -97,9 +99,16 @@ func clean(s string) string {
 	}, s)
 }
 
-// writeJSON prints msg as multi-line protojson.
+// jsonOptions is REST's JSON encoding, indented.
+func jsonOptions() protojson.MarshalOptions {
+	o := registry.JSONMarshalOptions
+	o.Multiline, o.Indent = true, "  "
+	return o
+}
+
+// writeJSON prints msg as REST does (registry.JSONMarshalOptions), indented.
 func writeJSON(w io.Writer, msg proto.Message) error {
-	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(msg)
+	data, err := jsonOptions().Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encode json: %w", err)
 	}
@@ -109,7 +118,8 @@ func writeJSON(w io.Writer, msg proto.Message) error {
 	return nil
 }
 
-// writePlainJSON prints a non-protobuf value as indented JSON.
+// writePlainJSON prints a non-protobuf value as indented JSON; its types
+// name their fields in lowerCamelCase, as protojson does.
 func writePlainJSON(w io.Writer, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -347,13 +357,12 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 	t := newTable(w)
 	t.row("Node:", orDash(s.GetNodeId()))
 	t.row("State:", orDash(s.GetState()))
-	t.row("Ready:", formatBool(s.GetReady()))
-	t.row("Caught up:", formatBool(s.GetCaughtUp()))
-	serving := "yes"
-	if r := s.GetNotReady(); r != "" {
-		serving = "no: " + r
+	ready := "yes (knows the leader, caught up with its log; GET /readyz answers 200)"
+	if r := s.GetNotReady(); r != "" { // not_ready: older servers set ready only on a leader
+		ready = "no: " + r
 	}
-	t.row("Serving:", serving)
+	t.row("Ready:", ready)
+	t.row("Caught up:", formatBool(s.GetCaughtUp()))
 	leader := "-"
 	if l := s.GetLeader(); l != nil && l.GetNodeId() != "" {
 		leader = l.GetNodeId()
@@ -374,7 +383,12 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 	if _, err := fmt.Fprintln(w); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
-	t = newTable(w)
+	return writeMembers(w, s)
+}
+
+// writeMembers is the members table of a status answer.
+func writeMembers(w io.Writer, s *trustfedv1.StatusResponse) error {
+	t := newTable(w)
 	t.row("NODE", "RAFT ADDRESS", "API ADDRESS", "SUFFRAGE", "CAUGHT UP", "LEADER")
 	for _, m := range s.GetMembers() {
 		caughtUp := "-" // only the leader knows
@@ -384,4 +398,11 @@ func writeStatus(w io.Writer, s *trustfedv1.StatusResponse) error {
 		t.row(m.GetNodeId(), orDash(m.GetRaftAddress()), orDash(m.GetApiAddress()), formatSuffrage(m), caughtUp, formatBool(m.GetLeader()))
 	}
 	return t.flush()
+}
+
+// isTerminal reports whether w is a terminal: progress bars and other
+// redrawn lines are only for people watching, never for logs and pipes.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
 }

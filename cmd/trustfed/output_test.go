@@ -129,9 +129,8 @@ func TestWriteStatus(t *testing.T) {
 	require.NoError(t, writeStatus(&buf, resp))
 	require.Equal(t, `Node:            n1
 State:           Leader
-Ready:           yes
+Ready:           yes (knows the leader, caught up with its log; GET /readyz answers 200)
 Caught up:       yes
-Serving:         yes
 Leader:          n1 (127.0.0.1:7443)
 Term:            3
 Commit index:    10
@@ -155,7 +154,13 @@ n3    127.0.0.1:7002  127.0.0.1:7445  nonvoter  no         no
 	resp.NotReady = "catching up with the leader's log (applied index 9, commit index 10)"
 	buf.Reset()
 	require.NoError(t, writeStatus(&buf, resp))
-	require.Contains(t, buf.String(), "Caught up:       no\nServing:         no: catching up with the leader's log (applied index 9, commit index 10)\n")
+	require.Contains(t, buf.String(), "Ready:           no: catching up with the leader's log (applied index 9, commit index 10)\nCaught up:       no\n")
+
+	// A healthy follower is ready.
+	resp.State, resp.Ready, resp.CaughtUp, resp.NotReady = "Follower", true, true, ""
+	buf.Reset()
+	require.NoError(t, writeStatus(&buf, resp))
+	require.Contains(t, buf.String(), "State:           Follower\nReady:           yes (knows the leader")
 }
 
 func TestWriteOrganizationsAndAgreements(t *testing.T) {
@@ -287,6 +292,10 @@ func TestWriteJSON(t *testing.T) {
 	require.True(t, strings.Count(buf.String(), "\n") > 1, "multi-line")
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &got))
-	require.Equal(t, map[string]any{"organization": map[string]any{"id": "acme", "declaredLevel": float64(2)}}, got,
-		"unpopulated fields are left out")
+	org := got["organization"].(map[string]any)
+	require.Equal(t, "acme", org["id"])
+	require.Equal(t, float64(2), org["declaredLevel"])
+	require.Equal(t, []any{}, org["notificationEndpoints"], "empty lists are kept, as REST writes them")
+	require.Contains(t, got, "meta", "unset messages are written as null")
+	require.Nil(t, got["meta"])
 }

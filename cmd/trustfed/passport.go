@@ -128,12 +128,12 @@ func (o *passportIssueOptions) claims(now time.Time) (attestation.PassportClaims
 type issuedPassport struct {
 	File           string `json:"file"`
 	Serial         string `json:"serial"`
-	IssuerID       string `json:"issuer_id"`
-	KeyID          string `json:"key_id"`
-	OrganizationID string `json:"organization_id"`
+	IssuerID       string `json:"issuerId"`
+	KeyID          string `json:"keyId"`
+	OrganizationID string `json:"organizationId"`
 	Level          uint32 `json:"level"`
-	NotBefore      string `json:"not_before"`
-	ExpiresAt      string `json:"expires_at"`
+	NotBefore      string `json:"notBefore"`
+	ExpiresAt      string `json:"expiresAt"`
 }
 
 func newPassportIssueCmd() *cobra.Command {
@@ -225,19 +225,19 @@ Works on local files only; FILE is never replaced unless --force is given.`,
 type decodedPassport struct {
 	Verified                   bool   `json:"verified"`
 	Serial                     string `json:"serial"`
-	IssuerID                   string `json:"issuer_id"`
-	KeyID                      string `json:"key_id"`
-	OrganizationID             string `json:"organization_id"`
-	OrganizationKey            string `json:"organization_key"`
-	OrganizationKeyFingerprint string `json:"organization_key_fingerprint"`
+	IssuerID                   string `json:"issuerId"`
+	KeyID                      string `json:"keyId"`
+	OrganizationID             string `json:"organizationId"`
+	OrganizationKey            string `json:"organizationKey"`
+	OrganizationKeyFingerprint string `json:"organizationKeyFingerprint"`
 	Level                      uint32 `json:"level"`
-	LevelName                  string `json:"level_name"`
+	LevelName                  string `json:"levelName"`
 	Jurisdiction               string `json:"jurisdiction"`
-	ControlProfileDigest       string `json:"control_profile_digest,omitempty"`
-	IssuedAt                   string `json:"issued_at"`
-	NotBefore                  string `json:"not_before"`
-	ExpiresAt                  string `json:"expires_at"`
-	NotYetValid                bool   `json:"not_yet_valid"`
+	ControlProfileDigest       string `json:"controlProfileDigest,omitempty"`
+	IssuedAt                   string `json:"issuedAt"`
+	NotBefore                  string `json:"notBefore"`
+	ExpiresAt                  string `json:"expiresAt"`
+	NotYetValid                bool   `json:"notYetValid"`
 	Expired                    bool   `json:"expired"`
 }
 

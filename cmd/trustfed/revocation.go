@@ -42,30 +42,62 @@ func newRevocationStatusCmd(a *app) *cobra.Command {
 					return err
 				}
 				if !noWait && resp.GetCascade().GetCompleteTime() == nil {
-					deadline := time.Now().Add(waitFor)
-					tick := time.NewTicker(250 * time.Millisecond)
-					defer tick.Stop()
-					for resp.GetCascade().GetCompleteTime() == nil && time.Now().Before(deadline) {
-						drawProgress(a.stderr, resp.GetCascade())
-						select {
-						case <-ctx.Done():
-							return ctx.Err()
-						case <-tick.C:
-						}
-						if resp, err = get(); err != nil {
-							return err
-						}
+					if resp, err = waitCascade(ctx, a.stderr, resp, waitFor, get); err != nil {
+						return err
 					}
-					drawProgress(a.stderr, resp.GetCascade())
-					fmt.Fprintln(a.stderr)
 				}
-				return a.print(resp, func(w io.Writer) error { return writeCascade(w, resp.GetCascade(), resp.GetMeta()) })
+				if err := a.print(resp, func(w io.Writer) error { return writeCascade(w, resp.GetCascade(), resp.GetMeta()) }); err != nil {
+					return err
+				}
+				if cs := resp.GetCascade(); !noWait && cs.GetCompleteTime() == nil {
+					total := len(cs.GetDeliveries())
+					return &codeError{code: exitTimeout, err: fmt.Errorf("cascade %s: still %d of %d partner(s) unacknowledged after --wait-timeout %s",
+						args[0], total-int(cs.GetAcked()), total, waitFor)}
+				}
+				return nil
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "print the cascade as it is now, without waiting for the acknowledgements")
-	cmd.Flags().DurationVar(&waitFor, "wait-timeout", 10*time.Minute, "give up waiting after this long")
+	cmd.Flags().DurationVar(&waitFor, "wait-timeout", 10*time.Minute, "give up waiting after this long: the cascade is printed as it is and the command exits 4")
 	return cmd
+}
+
+// waitCascade polls until the cascade completes or waitFor passes, drawing a
+// progress bar on stderr when stderr is a terminal; it returns the last
+// answer either way.
+func waitCascade(ctx context.Context, stderr io.Writer, resp *trustfedv1.GetCascadeResponse, waitFor time.Duration,
+	get func() (*trustfedv1.GetCascadeResponse, error)) (*trustfedv1.GetCascadeResponse, error) {
+	tty := isTerminal(stderr)
+	deadline := time.NewTimer(waitFor)
+	defer deadline.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for resp.GetCascade().GetCompleteTime() == nil {
+		if tty {
+			drawProgress(stderr, resp.GetCascade())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			if tty {
+				fmt.Fprintln(stderr)
+			}
+			return resp, nil // the caller reports the timeout
+		case <-tick.C:
+		}
+		next, err := get()
+		if err != nil {
+			return nil, err
+		}
+		resp = next
+	}
+	if tty {
+		drawProgress(stderr, resp.GetCascade())
+		fmt.Fprintln(stderr)
+	}
+	return resp, nil
 }
 
 // drawProgress redraws one progress line: "[#####-----] 25/50 acked  3.2s".
@@ -239,7 +271,7 @@ func newEventsCmd(a *app) *cobra.Command {
 	watch.Flags().Uint64Var(&after, "after-index", 0, "only events committed after this Raft index")
 	watch.Flags().BoolVar(&ack, "ack", false, "acknowledge each event as it arrives")
 	_ = watch.MarkFlagRequired("org")
-	cmd.AddCommand(watch)
+	cmd.AddCommand(memberCall(watch))
 	return cmd
 }
 
@@ -299,7 +331,7 @@ func newSessionCmd(a *app) *cobra.Command {
 		},
 	}
 	heartbeat.Flags().StringVar(&org, "org", "", "the party heartbeating")
-	cmd.AddCommand(open, heartbeat, closeCmd)
+	cmd.AddCommand(memberCall(open), memberCall(heartbeat), memberCall(closeCmd))
 	return cmd
 }
 

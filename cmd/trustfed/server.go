@@ -24,6 +24,7 @@ func registerServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.StringVar(&c.AdvertiseAPI, "advertise-api", c.AdvertiseAPI, "gRPC address other servers use to reach this one (default: -grpc-addr as bound)")
 	fs.StringVar(&c.AdvertiseRaft, "advertise-raft", c.AdvertiseRaft, "Raft address other servers use to reach this one (default: -raft-addr as bound; required when it is 0.0.0.0)")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "bootstrap a new single-voter cluster if the data dir holds no Raft state, and create the first admin token")
+	fs.StringVar(&c.BootstrapNode, "bootstrap-node", c.BootstrapNode, "the node id that bootstraps the cluster: that node acts as with -bootstrap (and ignores -join), every other one joins with -join (one configuration for every server, e.g. a Kubernetes StatefulSet)")
 	fs.StringVar(&c.Join, "join", c.Join, "gRPC address of a cluster member to join through (as a non-voter, promoted to voter once caught up)")
 	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "cluster CA certificate (PEM); default in dev mode: generated under <data-dir>/tls")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "this node's certificate (PEM), issued by the cluster CA (see: trustfed ca issue-node)")
@@ -60,7 +61,7 @@ func registerLimitFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.IntVar(&l.WatchStreamsPerOrg, "watch-streams-per-org", l.WatchStreamsPerOrg, "WatchEvents streams one organisation may hold open at once on each node (0 = unlimited)")
 }
 
-func newServerCmd() *cobra.Command {
+func newServerCmd(getenv func(string) string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "server [flags]",
 		Short: "Run a trustfed registry server (-dev for a local single node)",
@@ -75,15 +76,24 @@ func newServerCmd() *cobra.Command {
       -raft-addr 10.0.0.1:7000 -grpc-addr 10.0.0.1:7443 -http-addr 10.0.0.1:8443
   trustfed server -node-id n2 ... -join 10.0.0.1:7443
 
-Flags take one or two dashes (-dev or --dev).`,
+  trustfed server -config /etc/trustfed/trustfed.yaml [-validate]
+
+Flags take one or two dashes (-dev or --dev). Every flag is also a key of
+the -config YAML file (data-dir: /var/lib/trustfed) and an environment
+variable (TRUSTFED_DATA_DIR); flags win over the environment, which wins
+over the file. -validate reports every bad setting at once and exits.`,
 		DisableFlagParsing: true,
 		SilenceUsage:       true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := parseServerFlags(args, cmd.ErrOrStderr(), cmd.OutOrStdout())
+			cfg, validate, err := parseServerConfig(args, getenv, cmd.ErrOrStderr(), cmd.OutOrStdout())
 			if errors.Is(err, flag.ErrHelp) {
 				return nil
 			}
 			if err != nil {
+				return err
+			}
+			if validate {
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), "configuration OK")
 				return err
 			}
 			srv, err := server.New(cfg)
@@ -100,28 +110,49 @@ Flags take one or two dashes (-dev or --dev).`,
 // server.Config; a mistake is a usage error. In dev mode the banner goes
 // to out once the server is ready.
 func parseServerFlags(args []string, stderr, out io.Writer) (server.Config, error) {
+	cfg, _, err := parseServerConfig(args, func(string) string { return "" }, stderr, out)
+	return cfg, err
+}
+
+// parseServerConfig is parseServerFlags with the configuration file
+// (-config) and the TRUSTFED_* environment variables under the flags:
+// flags > environment > file > defaults. Every bad setting, wherever it
+// came from, is reported at once. validate: -validate was given (check,
+// then exit without starting).
+func parseServerConfig(args []string, getenv func(string) string, stderr, out io.Writer) (cfg server.Config, validate bool, err error) {
 	fs := flag.NewFlagSet("trustfed server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := server.DefaultConfig()
+	cfg = server.DefaultConfig()
 	registerServerFlags(fs, &cfg)
+	configFile := fs.String("config", "", "YAML configuration file: flag names as keys (data-dir: /var/lib/trustfed); flags and TRUSTFED_* environment variables override it (env "+envName("config")+")")
+	fs.BoolVar(&validate, "validate", false, "check the configuration (file, environment, flags), report every bad setting and exit without starting")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return cfg, err
+			return cfg, false, err
 		}
-		return cfg, usageError{err}
+		return cfg, false, usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return cfg, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return cfg, false, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, usageError{err}
+	settings := &serverSettings{fs: fs, explicit: map[string]bool{}}
+	fs.Visit(func(f *flag.Flag) { settings.explicit[f.Name] = true })
+	if *configFile == "" {
+		*configFile = getenv(envName("config"))
+	}
+	if *configFile != "" {
+		settings.applyFile(*configFile)
+	}
+	settings.applyEnv(getenv)
+	if err := errors.Join(settings.err(), cfg.Validate()); err != nil {
+		return cfg, validate, usageError{err}
 	}
 	b := server.ReadBuildInfo(version, commit)
 	cfg.Version, cfg.Revision = b.Version, b.Revision
 	if cfg.Dev {
 		cfg.DevReady = func(d server.DevInfo) { printDevBanner(out, d) }
 	}
-	return cfg, nil
+	return cfg, validate, nil
 }
 
 // usageError marks a command-line mistake (exit code 2).

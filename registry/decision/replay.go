@@ -137,7 +137,7 @@ func (p *replayer) entry(e *trustfedv1.AuditEntry) {
 		p.levelChange(e)
 	case state.AuditCascade:
 		p.cascade(e)
-	case state.AuditAuthFailure, state.AuditCorrupt:
+	case state.AuditAuthFailure, state.AuditCorrupt, state.AuditGatewayRefusal:
 		// Nothing to rebuild: an authentication failure changes no state,
 		// and a corrupt command was applied as nothing.
 	default:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/trustfed/trustfed/attestation"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
@@ -26,9 +27,12 @@ import (
 const (
 	AuditDecision    = "DECISION"
 	AuditAuthFailure = "AUTH_FAILURE"
-	AuditLevelChange = "LEVEL_CHANGE"
-	AuditCascade     = "CASCADE"
-	AuditCorrupt     = "CORRUPT_COMMAND"
+	// AuditGatewayRefusal: a member gateway refused a message (reported
+	// by the member, ReportRefusals).
+	AuditGatewayRefusal = "GATEWAY_REFUSAL"
+	AuditLevelChange    = "LEVEL_CHANGE"
+	AuditCascade        = "CASCADE"
+	AuditCorrupt        = "CORRUPT_COMMAND"
 )
 
 // Index labels of audit entries (see AuditLog).
@@ -201,7 +205,7 @@ func ModeName(m trustfedv1.ComplianceMode) string {
 // command's name or one of the Audit* types.
 func IsAuditType(t string) bool {
 	switch t {
-	case AuditDecision, AuditAuthFailure, AuditLevelChange, AuditCascade, AuditCorrupt:
+	case AuditDecision, AuditAuthFailure, AuditLevelChange, AuditCascade, AuditCorrupt, AuditGatewayRefusal:
 		return true
 	}
 	v, ok := commandv1.CommandType_value["COMMAND_TYPE_"+t]
@@ -295,6 +299,11 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*comm
 				f.audit.collectDecision(x.Decision.GetStatement(), nil)
 			}
 			e.Compliance = decisionViews(st.DataTypes) // decoded once, here
+		case *commandv1.AuditEvent_GatewayRefusal:
+			e.Type = AuditGatewayRefusal
+			g := x.GatewayRefusal
+			e.OrganizationIds = validOrganizationIDs([]string{g.OrganizationId, g.PartnerOrganizationId})
+			e.GatewayRefusal = g
 		case *commandv1.AuditEvent_AuthFailure:
 			e.Type = AuditAuthFailure
 			af := x.AuthFailure // decoded for this command alone: ours to change
@@ -541,12 +550,22 @@ func newPseudonymizer(tx *memdb.Txn) pseudonymizer {
 	}
 	var seed []byte
 	if keys := r.SigningKeys(); len(keys) > 0 {
+		if len(keys[0].PseudonymKey) > 0 {
+			// Kept when the seed was retired, or random at bootstrap.
+			return pseudonymizer{key: keys[0].PseudonymKey}
+		}
 		seed = keys[0].PrivateSeed
 	}
+	return pseudonymizer{key: pseudonymKeyOf(seed)}
+}
+
+// pseudonymKeyOf derives the pseudonym key from the registry key's seed
+// (RETIRE_REGISTRY_SEED keeps it, so pseudonyms stay the same).
+func pseudonymKeyOf(seed []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte("trustfed/audit-pseudonym/v1\x00"))
 	h.Write(seed)
-	return pseudonymizer{key: h.Sum(nil)}
+	return h.Sum(nil)
 }
 
 func (p pseudonymizer) name(s string) string {
@@ -585,6 +604,7 @@ var (
 // docs/audit.md explains the choice.
 var complianceViews = map[string][]trustfedv1.ComplianceMode{
 	AuditAuthFailure:        {hipaa, gdpr},
+	AuditGatewayRefusal:     {hipaa, gdpr},
 	AuditLevelChange:        {hipaa, gdpr},
 	AuditCascade:            {hipaa, gdpr},
 	"RECORD_DELIVERIES":     {hipaa, gdpr},
@@ -655,26 +675,28 @@ func (f *FSM) CheckLatestCheckpoint() (uint64, error) {
 	return size, nil
 }
 
-// applyCheckpoint stores a checkpoint the leader signed with the registry
-// key. Every replica checks the signature and that the tree is no smaller
-// than the last one; then it compares the root with its own log: a replica
-// whose log disagrees records an audit fault (its log was altered) but
-// applies the command like everyone else, so the replicated state stays
-// identical.
+// applyCheckpoint stores a checkpoint of the audit log. Once node keys are
+// in force it must be certified: signed by a quorum of the registry nodes
+// holding an endorsed key valid at the checkpoint's time, each of which
+// compared the tree head and the trust-state commitment with its own
+// (attestation.VerifyCertifiedCheckpoint); before, it is signed by the
+// cluster's registry key. Every replica checks that, and that the tree is
+// no smaller than the last one; then it compares the root with its own log
+// and its commitment at the checkpoint's state index with the one signed.
+// A replica that differs applies the command like everyone else (the
+// replicated state stays identical) but records the fault: when a quorum
+// certified the checkpoint, this replica is the one that diverged.
 func (f *FSM) applyCheckpoint(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
 	var c commandv1.PutCheckpoint
 	if err := proto.Unmarshal(env.Payload, &c); err != nil {
 		return Invalid("payload", "not a PutCheckpoint: %v", err)
 	}
 	r := &Reader{txn: tx}
-	key, ok := r.NewestSigningKey()
-	if !ok {
-		return FailedPrecondition("note", "the registry has no signing key yet")
-	}
-	origin, size, root, err := f.verifier.OpenCheckpoint(c.Note, ed25519.NewKeyFromSeed(key.PrivateSeed).Public().(ed25519.PublicKey))
+	cp, certified, err := f.openCheckpoint(r, env, &c)
 	if err != nil {
-		return Invalid("note", "%v", err)
+		return err
 	}
+	origin, size, root := cp.Origin, cp.Size, cp.Root
 	if latest, ok := r.LatestCheckpoint(); ok {
 		prevOrigin, prevSize, _, err := f.verifier.ParseCheckpoint(latest.Note)
 		mustDo(err)
@@ -688,19 +710,67 @@ func (f *FSM) applyCheckpoint(tx *memdb.Txn, env *commandv1.Envelope, index uint
 	if f.audit == nil {
 		return FailedPrecondition("note", "this registry keeps no audit log")
 	}
-	if have := f.audit.size(); size > have {
+	if have := f.audit.size(); size > have && !certified {
 		return Invalid("note", "checkpoint of %d entries, the log has %d", size, have)
 	}
 	f.EndBatch() // the tree must include every entry before this command
+	// A certified tree this replica does not have (every healthy replica
+	// has the same log at the same index) is a root it cannot reproduce.
 	local, err := f.audit.log.RootAt(size)
 	if err != nil || !bytes.Equal(local, root) {
 		msg := fmt.Sprintf("audit log disagrees with the checkpoint of %d entries committed at index %d: local root %x, signed root %x (err %v)", size, index, local, root, err)
 		f.audit.fault.Store(&msg)
 		f.logger.Error("audit log altered: this replica's log does not match the signed checkpoint", "size", size, "index", index, "error", err)
+		if certified && f.diverged != nil {
+			f.diverged(index, fmt.Sprintf("a quorum of the registry nodes certified the audit tree of %d entries with root %x (checkpoint at index %d); this replica's root is %x (err %v)", size, root, index, local, err))
+		}
 	}
-	f.checkCommitment(c.StateCommitment, c.StateIndex, index)
+	f.checkCommitment(c.StateCommitment, c.StateIndex, index, certified)
 	mustDo(tx.Insert(tableCheckpoints, &commandv1.StoredCheckpoint{TreeSize: size, Note: c.Note, Time: stamp(env), Index: index}))
 	return pruneCheckpoints(tx)
+}
+
+// maxCheckpointAge bounds how long before the command's time a certified
+// checkpoint may have been made (its signatures are collected in seconds),
+// and maxCheckpointAhead how far after.
+const (
+	maxCheckpointAge   = 10 * time.Minute
+	maxCheckpointAhead = time.Minute
+)
+
+// openCheckpoint verifies a PutCheckpoint's note: certified by a quorum of
+// node keys once they are in force, else signed by the registry key. A
+// certified note's state line is the commitment compared: c's fields, if
+// set, must equal it (they are filled from it otherwise).
+func (f *FSM) openCheckpoint(r *Reader, env *commandv1.Envelope, c *commandv1.PutCheckpoint) (attestation.Checkpoint, bool, error) {
+	if !r.NodeKeysInForce() {
+		key, ok := r.NewestSigningKey()
+		if !ok || len(key.PrivateSeed) == 0 {
+			return attestation.Checkpoint{}, false, FailedPrecondition("note", "the registry has no signing key and no endorsed node key")
+		}
+		origin, size, root, err := f.verifier.OpenCheckpoint(c.Note, ed25519.NewKeyFromSeed(key.PrivateSeed).Public().(ed25519.PublicKey))
+		if err != nil {
+			return attestation.Checkpoint{}, false, Invalid("note", "%v", err)
+		}
+		return attestation.Checkpoint{Origin: origin, Size: size, Root: root}, false, nil
+	}
+	origin, _, _, err := f.verifier.ParseCheckpoint(c.Note)
+	if err != nil {
+		return attestation.Checkpoint{}, false, Invalid("note", "%v", err)
+	}
+	cp, _, err := attestation.VerifyCertifiedCheckpoint(c.Note, origin, r.nodeKeysForVerify())
+	if err != nil {
+		return attestation.Checkpoint{}, false, Invalid("note", "node keys are in force, the checkpoint must be certified by a quorum of the registry nodes: %v", err)
+	}
+	now := env.GetTime().AsTime()
+	if cp.State.Time.Before(now.Add(-maxCheckpointAge)) || cp.State.Time.After(now.Add(maxCheckpointAhead)) {
+		return attestation.Checkpoint{}, false, Invalid("note", "checkpoint made at %s, the command is stamped %s", cp.State.Time.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if (len(c.StateCommitment) > 0 && !bytes.Equal(c.StateCommitment, cp.State.Commitment)) || (c.StateIndex != 0 && c.StateIndex != cp.State.Index) {
+		return attestation.Checkpoint{}, false, Invalid("state_commitment", "differs from the commitment the nodes certified in the note")
+	}
+	c.StateCommitment, c.StateIndex = cp.State.Commitment, cp.State.Index
+	return cp, true, nil
 }
 
 // keepCheckpoints bounds the checkpoints kept (with their cosignatures).

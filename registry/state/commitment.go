@@ -146,7 +146,11 @@ func (f *FSM) OnDivergence(fn func(index uint64, reason string)) { f.diverged = 
 // by the leader at c.StateIndex) with this replica's own at that index. A
 // checkpoint without one (written before commitments existed) or an index
 // no longer kept (the replica restored a newer snapshot) is not compared.
-func (f *FSM) checkCommitment(want []byte, at, index uint64) {
+func (f *FSM) checkCommitment(want []byte, at, index uint64, certified bool) {
+	whose := "the cluster's checkpoint"
+	if certified {
+		whose = "the checkpoint certified by a quorum of the registry nodes"
+	}
 	if len(want) == 0 || f.diverged == nil {
 		return
 	}
@@ -157,7 +161,7 @@ func (f *FSM) checkCommitment(want []byte, at, index uint64) {
 	case !ok:
 		f.logger.Debug("state commitment not compared: the view is no longer kept", "state_index", at, "index", index)
 	case !bytes.Equal(got, want):
-		f.diverged(at, fmt.Sprintf("the state at index %d commits to %x, the cluster's checkpoint at index %d says %x", at, got, index, want))
+		f.diverged(at, fmt.Sprintf("the state at index %d commits to %x, %s at index %d says %x", at, got, whose, index, want))
 	}
 }
 

@@ -119,8 +119,8 @@ func applyPutSigningKey(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ 
 	if k.GetKeyId() == "" || len(k.GetPrivateSeed()) != 32 {
 		return Invalid("key", "needs a key_id and a 32-byte ed25519 seed")
 	}
-	if _, ok := (&Reader{txn: tx}).NewestSigningKey(); ok {
-		return FailedPrecondition("key", "the registry already has a signing key")
+	if r := (&Reader{txn: tx}); len(r.SigningKeys()) > 0 || r.NodeKeysInForce() {
+		return FailedPrecondition("key", "the registry already has a signing key or endorsed node keys (no private key enters the state any more)")
 	}
 	key := proto.CloneOf(k)
 	key.CreateTime, key.CreateIndex = stamp(env), index

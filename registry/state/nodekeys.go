@@ -200,6 +200,22 @@ func (r *Reader) VerifyNodeSignature(keyID string, p attestation.Purpose, msg, s
 	return k, nil
 }
 
+// nodeKeysForVerify is the node key history in the form verifiers of
+// signed statements take it (GET /v1/keys, without the PEM).
+func (r *Reader) nodeKeysForVerify() []*trustfedv1.RegistryKey {
+	ks := r.NodeKeys("")
+	out := make([]*trustfedv1.RegistryKey, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, &trustfedv1.RegistryKey{KeyId: k.KeyId, NodeId: k.NodeId, PublicKey: k.PublicKey,
+			ValidFrom: k.ValidFrom, ValidUntil: k.ValidUntil, RevokeTime: k.RevokeTime, CreateTime: k.EndorseTime})
+	}
+	return out
+}
+
+// NodeKeysForVerify is the node key history as verifiers take it
+// (attestation.VerifyCertifiedCheckpoint).
+func (r *Reader) NodeKeysForVerify() []*trustfedv1.RegistryKey { return r.nodeKeysForVerify() }
+
 func sortNodeKeys(ks []*trustfedv1.NodeKey) {
 	slices.SortFunc(ks, func(a, b *trustfedv1.NodeKey) int {
 		if c := cmp.Compare(a.NodeId, b.NodeId); c != 0 {
@@ -237,7 +253,10 @@ func (r *Reader) PublishedKeys() ([]*trustfedv1.RegistryKey, error) {
 	retire := r.registryKeyRetireTime()
 	var out []*trustfedv1.RegistryKey
 	for _, k := range r.SigningKeys() {
-		pub := ed25519.NewKeyFromSeed(k.PrivateSeed).Public().(ed25519.PublicKey)
+		pub, ok := SigningKeyPublic(k)
+		if !ok {
+			continue // a pseudonym key only: not a signing key
+		}
 		rk, err := publishedKey(k.KeyId, pub, k.CreateTime)
 		if err != nil {
 			return nil, err

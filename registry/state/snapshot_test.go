@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"path/filepath"
@@ -40,12 +41,19 @@ func TestSnapshotHoldsEveryTable(t *testing.T) {
 	for _, raw := range moreHistory(t, fed) {
 		apply(raw)
 	}
-	registryKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize)) // script's signing key
-	signer, _, err := attestation.NewCheckpointSigner("trustfed.test/audit", registryKey)
+	// moreHistory endorsed node-1's key: the checkpoint is certified by it
+	// (a quorum of one).
+	nodeSigner, err := attestation.NewFileSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)))
 	require.NoError(t, err)
-	note, err := attestation.SignCheckpoint(attestation.Checkpoint{Origin: "trustfed.test/audit", Size: a.log.Size(), Root: a.log.Root()}, signer)
+	at := auditT0.Add(time.Hour + time.Minute)
+	r := a.fsm.Store().Read()
+	commitment, err := r.Commitment()
 	require.NoError(t, err)
-	apply(encodeAt(t, &commandv1.PutCheckpoint{Note: note}, auditT0.Add(time.Hour+time.Minute), ""))
+	text := attestation.Checkpoint{Origin: "trustfed.test/audit", Size: a.log.Size(), Root: a.log.Root(),
+		State: &attestation.CheckpointState{Index: r.Index(), Commitment: commitment, Time: at}}.Marshal()
+	line, err := attestation.CertifyCheckpoint(context.Background(), text, "node-1", nodeSigner)
+	require.NoError(t, err)
+	apply(encodeAt(t, &commandv1.PutCheckpoint{Note: attestation.AssembleNote(text, []string{line})}, at, ""))
 
 	for _, table := range state.Tables() {
 		require.NotEmptyf(t, state.TableRows(a.fsm.Store(), table), "table %q is empty: extend the history of this test so it fills the new table", table)

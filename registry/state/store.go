@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -250,7 +251,9 @@ func (r *Reader) FreshnessWindow() time.Duration {
 
 // NewestSigningKey returns the most recently stored decision-signing key
 // (the one new decisions are signed with) without allocating: it is on the
-// check path.
+// check path. Only a key whose seed the state still holds can sign: none
+// once the seed was retired (RETIRE_REGISTRY_SEED) or in a cluster
+// bootstrapped with a node key.
 func (r *Reader) NewestSigningKey() (*commandv1.SigningKey, bool) {
 	it, err := r.txn.Get(tableSigningKeys, "id")
 	if err != nil {
@@ -258,7 +261,7 @@ func (r *Reader) NewestSigningKey() (*commandv1.SigningKey, bool) {
 	}
 	var newest *commandv1.SigningKey
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if k := raw.(*commandv1.SigningKey); newest == nil || k.CreateIndex > newest.CreateIndex {
+		if k := raw.(*commandv1.SigningKey); len(k.PrivateSeed) == ed25519.SeedSize && (newest == nil || k.CreateIndex > newest.CreateIndex) {
 			newest = k
 		}
 	}

@@ -817,10 +817,14 @@ type EnrolMemberNodeRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Enrolment *MemberNodeEnrolment   `protobuf:"bytes,1,opt,name=enrolment,proto3" json:"enrolment,omitempty"`
 	// The organisation's signature over the enrolment.
-	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Signature []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The organisation the node is enrolled in, as the REST path names it
+	// (POST /v1/organizations/{organization_id}/member-nodes); optional over
+	// gRPC. When set it must equal enrolment.organization_id.
+	OrganizationId string `protobuf:"bytes,4,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *EnrolMemberNodeRequest) Reset() {
@@ -870,6 +874,13 @@ func (x *EnrolMemberNodeRequest) GetSignature() []byte {
 func (x *EnrolMemberNodeRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *EnrolMemberNodeRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
 	}
 	return ""
 }
@@ -1565,12 +1576,13 @@ const file_trustfed_v1_access_proto_rawDesc = "" +
 	"\rremove_reason\x18\b \x01(\tR\fremoveReason\x126\n" +
 	"\x17last_certificate_serial\x18\t \x01(\tR\x15lastCertificateSerial\x12N\n" +
 	"\x15last_certificate_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x13lastCertificateTime\"\x95\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x13lastCertificateTime\"\xbe\x01\n" +
 	"\x16EnrolMemberNodeRequest\x12>\n" +
 	"\tenrolment\x18\x01 \x01(\v2 .trustfed.v1.MemberNodeEnrolmentR\tenrolment\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"F\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12'\n" +
+	"\x0forganization_id\x18\x04 \x01(\tR\x0eorganizationId\"F\n" +
 	"\x17EnrolMemberNodeResponse\x12+\n" +
 	"\x04node\x18\x01 \x01(\v2\x17.trustfed.v1.MemberNodeR\x04node\"\xa6\x01\n" +
 	"\x16ListMemberNodesRequest\x12'\n" +

@@ -67,9 +67,11 @@ type AuditEntry struct {
 	// For CASCADE entries: the event that started the cascade (kind,
 	// organisation, reason, agreement or session, the organisation's status
 	// and level after it), so the entry reads on its own.
-	CascadeEvent  *Event `protobuf:"bytes,16,opt,name=cascade_event,json=cascadeEvent,proto3" json:"cascade_event,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CascadeEvent *Event `protobuf:"bytes,16,opt,name=cascade_event,json=cascadeEvent,proto3" json:"cascade_event,omitempty"`
+	// For GATEWAY_REFUSAL entries: what a member gateway refused.
+	GatewayRefusal *AuditGatewayRefusal `protobuf:"bytes,17,opt,name=gateway_refusal,json=gatewayRefusal,proto3" json:"gateway_refusal,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AuditEntry) Reset() {
@@ -210,6 +212,13 @@ func (x *AuditEntry) GetCompliance() []ComplianceMode {
 func (x *AuditEntry) GetCascadeEvent() *Event {
 	if x != nil {
 		return x.CascadeEvent
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetGatewayRefusal() *AuditGatewayRefusal {
+	if x != nil {
+		return x.GatewayRefusal
 	}
 	return nil
 }
@@ -586,8 +595,11 @@ func (x *GetSignedTreeHeadRequest) GetConsistency() Consistency {
 
 type GetSignedTreeHeadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The signed note: a C2SP tlog-checkpoint signed by the registry, followed
-	// by the witness cosignature lines collected for it.
+	// The signed note: a C2SP tlog-checkpoint with its trust-state line,
+	// certified by a quorum of the registry nodes (one "trustfed-node/<id>"
+	// signature line each, verified against GET /v1/keys) — or, in a cluster
+	// without node keys, signed by the registry key — followed by the witness
+	// cosignature lines collected for it.
 	Checkpoint []byte `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	Origin     string `protobuf:"bytes,2,opt,name=origin,proto3" json:"origin,omitempty"`
 	TreeSize   uint64 `protobuf:"varint,3,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
@@ -596,7 +608,8 @@ type GetSignedTreeHeadResponse struct {
 	Witnesses []string `protobuf:"bytes,5,rep,name=witnesses,proto3" json:"witnesses,omitempty"`
 	// When the checkpoint was committed.
 	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
-	// The registry's note verifier key ("<origin>+<hash>+<base64 key>").
+	// The registry key's note verifier key ("<origin>+<hash>+<base64 key>")
+	// of a checkpoint it signed; empty for a checkpoint certified by the nodes.
 	VerifierKey string `protobuf:"bytes,7,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
 	// Entries in the log at the answering node's read index (may be ahead of
 	// tree_size: checkpoints are published every second).
@@ -1283,11 +1296,118 @@ func (x *AddCosignatureResponse) GetWitnesses() []string {
 	return nil
 }
 
+// AuditGatewayRefusal records that a member gateway (client/gateway)
+// refused to send or to accept a cross-organisation message: its
+// organisation and node, the partner, the action, which way, the typed
+// reason code and a short detail (never the payload).
+type AuditGatewayRefusal struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId        string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	NodeId                string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	PartnerOrganizationId string                 `protobuf:"bytes,3,opt,name=partner_organization_id,json=partnerOrganizationId,proto3" json:"partner_organization_id,omitempty"`
+	Action                string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// "outbound" or "inbound".
+	Direction string `protobuf:"bytes,5,opt,name=direction,proto3" json:"direction,omitempty"`
+	// The gateway's refusal code, e.g. "CONTROLS", "GATE", "REPLAY".
+	Code   string `protobuf:"bytes,6,opt,name=code,proto3" json:"code,omitempty"`
+	Detail string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	// When the gateway refused it (its clock).
+	Time          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditGatewayRefusal) Reset() {
+	*x = AuditGatewayRefusal{}
+	mi := &file_trustfed_v1_audit_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditGatewayRefusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditGatewayRefusal) ProtoMessage() {}
+
+func (x *AuditGatewayRefusal) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_audit_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditGatewayRefusal.ProtoReflect.Descriptor instead.
+func (*AuditGatewayRefusal) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_audit_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AuditGatewayRefusal) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *AuditGatewayRefusal) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AuditGatewayRefusal) GetPartnerOrganizationId() string {
+	if x != nil {
+		return x.PartnerOrganizationId
+	}
+	return ""
+}
+
+func (x *AuditGatewayRefusal) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditGatewayRefusal) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *AuditGatewayRefusal) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AuditGatewayRefusal) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AuditGatewayRefusal) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 var File_trustfed_v1_audit_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x17trustfed/v1/audit.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19trustfed/v1/cascade.proto\x1a\x17trustfed/v1/types.proto\"\x96\x05\n" +
+	"\x17trustfed/v1/audit.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19trustfed/v1/cascade.proto\x1a\x17trustfed/v1/types.proto\"\xe1\x05\n" +
 	"\n" +
 	"AuditEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
@@ -1309,7 +1429,8 @@ const file_trustfed_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"compliance\x18\x0f \x03(\x0e2\x1b.trustfed.v1.ComplianceModeR\n" +
 	"compliance\x127\n" +
-	"\rcascade_event\x18\x10 \x01(\v2\x12.trustfed.v1.EventR\fcascadeEvent\"{\n" +
+	"\rcascade_event\x18\x10 \x01(\v2\x12.trustfed.v1.EventR\fcascadeEvent\x12I\n" +
+	"\x0fgateway_refusal\x18\x11 \x01(\v2 .trustfed.v1.AuditGatewayRefusalR\x0egatewayRefusal\"{\n" +
 	"\rAuditDecision\x12\x1c\n" +
 	"\tstatement\x18\x01 \x01(\fR\tstatement\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
@@ -1398,7 +1519,16 @@ const file_trustfed_v1_audit_proto_rawDesc = "" +
 	"checkpoint\"S\n" +
 	"\x16AddCosignatureResponse\x12\x1b\n" +
 	"\ttree_size\x18\x01 \x01(\x04R\btreeSize\x12\x1c\n" +
-	"\twitnesses\x18\x02 \x03(\tR\twitnesses2\x90\x04\n" +
+	"\twitnesses\x18\x02 \x03(\tR\twitnesses\"\xa1\x02\n" +
+	"\x13AuditGatewayRefusal\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x126\n" +
+	"\x17partner_organization_id\x18\x03 \x01(\tR\x15partnerOrganizationId\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x1c\n" +
+	"\tdirection\x18\x05 \x01(\tR\tdirection\x12\x12\n" +
+	"\x04code\x18\x06 \x01(\tR\x04code\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\x12.\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time2\x90\x04\n" +
 	"\fAuditService\x12g\n" +
 	"\x11GetSignedTreeHead\x12%.trustfed.v1.GetSignedTreeHeadRequest\x1a&.trustfed.v1.GetSignedTreeHeadResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\x10ListAuditEntries\x12$.trustfed.v1.ListAuditEntriesRequest\x1a%.trustfed.v1.ListAuditEntriesResponse\"\x03\x90\x02\x01\x12g\n" +
@@ -1418,7 +1548,7 @@ func file_trustfed_v1_audit_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_audit_proto_rawDescData
 }
 
-var file_trustfed_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_trustfed_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_trustfed_v1_audit_proto_goTypes = []any{
 	(*AuditEntry)(nil),                  // 0: trustfed.v1.AuditEntry
 	(*AuditDecision)(nil),               // 1: trustfed.v1.AuditDecision
@@ -1435,50 +1565,53 @@ var file_trustfed_v1_audit_proto_goTypes = []any{
 	(*GetConsistencyProofResponse)(nil), // 12: trustfed.v1.GetConsistencyProofResponse
 	(*AddCosignatureRequest)(nil),       // 13: trustfed.v1.AddCosignatureRequest
 	(*AddCosignatureResponse)(nil),      // 14: trustfed.v1.AddCosignatureResponse
-	(*timestamppb.Timestamp)(nil),       // 15: google.protobuf.Timestamp
-	(ComplianceMode)(0),                 // 16: trustfed.v1.ComplianceMode
-	(*Event)(nil),                       // 17: trustfed.v1.Event
-	(*LevelCap)(nil),                    // 18: trustfed.v1.LevelCap
-	(Consistency)(0),                    // 19: trustfed.v1.Consistency
-	(*ReadMeta)(nil),                    // 20: trustfed.v1.ReadMeta
+	(*AuditGatewayRefusal)(nil),         // 15: trustfed.v1.AuditGatewayRefusal
+	(*timestamppb.Timestamp)(nil),       // 16: google.protobuf.Timestamp
+	(ComplianceMode)(0),                 // 17: trustfed.v1.ComplianceMode
+	(*Event)(nil),                       // 18: trustfed.v1.Event
+	(*LevelCap)(nil),                    // 19: trustfed.v1.LevelCap
+	(Consistency)(0),                    // 20: trustfed.v1.Consistency
+	(*ReadMeta)(nil),                    // 21: trustfed.v1.ReadMeta
 }
 var file_trustfed_v1_audit_proto_depIdxs = []int32{
-	15, // 0: trustfed.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	16, // 0: trustfed.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
 	1,  // 1: trustfed.v1.AuditEntry.decision:type_name -> trustfed.v1.AuditDecision
 	2,  // 2: trustfed.v1.AuditEntry.level_change:type_name -> trustfed.v1.AuditLevelChange
 	3,  // 3: trustfed.v1.AuditEntry.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	16, // 4: trustfed.v1.AuditEntry.compliance:type_name -> trustfed.v1.ComplianceMode
-	17, // 5: trustfed.v1.AuditEntry.cascade_event:type_name -> trustfed.v1.Event
-	18, // 6: trustfed.v1.AuditLevelChange.caps:type_name -> trustfed.v1.LevelCap
-	0,  // 7: trustfed.v1.AuditRecord.entry:type_name -> trustfed.v1.AuditEntry
-	19, // 8: trustfed.v1.GetSignedTreeHeadRequest.consistency:type_name -> trustfed.v1.Consistency
-	15, // 9: trustfed.v1.GetSignedTreeHeadResponse.time:type_name -> google.protobuf.Timestamp
-	20, // 10: trustfed.v1.GetSignedTreeHeadResponse.meta:type_name -> trustfed.v1.ReadMeta
-	15, // 11: trustfed.v1.ListAuditEntriesRequest.since:type_name -> google.protobuf.Timestamp
-	15, // 12: trustfed.v1.ListAuditEntriesRequest.until:type_name -> google.protobuf.Timestamp
-	16, // 13: trustfed.v1.ListAuditEntriesRequest.compliance:type_name -> trustfed.v1.ComplianceMode
-	19, // 14: trustfed.v1.ListAuditEntriesRequest.consistency:type_name -> trustfed.v1.Consistency
-	4,  // 15: trustfed.v1.ListAuditEntriesResponse.records:type_name -> trustfed.v1.AuditRecord
-	20, // 16: trustfed.v1.ListAuditEntriesResponse.meta:type_name -> trustfed.v1.ReadMeta
-	19, // 17: trustfed.v1.GetInclusionProofRequest.consistency:type_name -> trustfed.v1.Consistency
-	20, // 18: trustfed.v1.GetInclusionProofResponse.meta:type_name -> trustfed.v1.ReadMeta
-	19, // 19: trustfed.v1.GetConsistencyProofRequest.consistency:type_name -> trustfed.v1.Consistency
-	20, // 20: trustfed.v1.GetConsistencyProofResponse.meta:type_name -> trustfed.v1.ReadMeta
-	5,  // 21: trustfed.v1.AuditService.GetSignedTreeHead:input_type -> trustfed.v1.GetSignedTreeHeadRequest
-	7,  // 22: trustfed.v1.AuditService.ListAuditEntries:input_type -> trustfed.v1.ListAuditEntriesRequest
-	9,  // 23: trustfed.v1.AuditService.GetInclusionProof:input_type -> trustfed.v1.GetInclusionProofRequest
-	11, // 24: trustfed.v1.AuditService.GetConsistencyProof:input_type -> trustfed.v1.GetConsistencyProofRequest
-	13, // 25: trustfed.v1.AuditService.AddCosignature:input_type -> trustfed.v1.AddCosignatureRequest
-	6,  // 26: trustfed.v1.AuditService.GetSignedTreeHead:output_type -> trustfed.v1.GetSignedTreeHeadResponse
-	8,  // 27: trustfed.v1.AuditService.ListAuditEntries:output_type -> trustfed.v1.ListAuditEntriesResponse
-	10, // 28: trustfed.v1.AuditService.GetInclusionProof:output_type -> trustfed.v1.GetInclusionProofResponse
-	12, // 29: trustfed.v1.AuditService.GetConsistencyProof:output_type -> trustfed.v1.GetConsistencyProofResponse
-	14, // 30: trustfed.v1.AuditService.AddCosignature:output_type -> trustfed.v1.AddCosignatureResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	17, // 4: trustfed.v1.AuditEntry.compliance:type_name -> trustfed.v1.ComplianceMode
+	18, // 5: trustfed.v1.AuditEntry.cascade_event:type_name -> trustfed.v1.Event
+	15, // 6: trustfed.v1.AuditEntry.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
+	19, // 7: trustfed.v1.AuditLevelChange.caps:type_name -> trustfed.v1.LevelCap
+	0,  // 8: trustfed.v1.AuditRecord.entry:type_name -> trustfed.v1.AuditEntry
+	20, // 9: trustfed.v1.GetSignedTreeHeadRequest.consistency:type_name -> trustfed.v1.Consistency
+	16, // 10: trustfed.v1.GetSignedTreeHeadResponse.time:type_name -> google.protobuf.Timestamp
+	21, // 11: trustfed.v1.GetSignedTreeHeadResponse.meta:type_name -> trustfed.v1.ReadMeta
+	16, // 12: trustfed.v1.ListAuditEntriesRequest.since:type_name -> google.protobuf.Timestamp
+	16, // 13: trustfed.v1.ListAuditEntriesRequest.until:type_name -> google.protobuf.Timestamp
+	17, // 14: trustfed.v1.ListAuditEntriesRequest.compliance:type_name -> trustfed.v1.ComplianceMode
+	20, // 15: trustfed.v1.ListAuditEntriesRequest.consistency:type_name -> trustfed.v1.Consistency
+	4,  // 16: trustfed.v1.ListAuditEntriesResponse.records:type_name -> trustfed.v1.AuditRecord
+	21, // 17: trustfed.v1.ListAuditEntriesResponse.meta:type_name -> trustfed.v1.ReadMeta
+	20, // 18: trustfed.v1.GetInclusionProofRequest.consistency:type_name -> trustfed.v1.Consistency
+	21, // 19: trustfed.v1.GetInclusionProofResponse.meta:type_name -> trustfed.v1.ReadMeta
+	20, // 20: trustfed.v1.GetConsistencyProofRequest.consistency:type_name -> trustfed.v1.Consistency
+	21, // 21: trustfed.v1.GetConsistencyProofResponse.meta:type_name -> trustfed.v1.ReadMeta
+	16, // 22: trustfed.v1.AuditGatewayRefusal.time:type_name -> google.protobuf.Timestamp
+	5,  // 23: trustfed.v1.AuditService.GetSignedTreeHead:input_type -> trustfed.v1.GetSignedTreeHeadRequest
+	7,  // 24: trustfed.v1.AuditService.ListAuditEntries:input_type -> trustfed.v1.ListAuditEntriesRequest
+	9,  // 25: trustfed.v1.AuditService.GetInclusionProof:input_type -> trustfed.v1.GetInclusionProofRequest
+	11, // 26: trustfed.v1.AuditService.GetConsistencyProof:input_type -> trustfed.v1.GetConsistencyProofRequest
+	13, // 27: trustfed.v1.AuditService.AddCosignature:input_type -> trustfed.v1.AddCosignatureRequest
+	6,  // 28: trustfed.v1.AuditService.GetSignedTreeHead:output_type -> trustfed.v1.GetSignedTreeHeadResponse
+	8,  // 29: trustfed.v1.AuditService.ListAuditEntries:output_type -> trustfed.v1.ListAuditEntriesResponse
+	10, // 30: trustfed.v1.AuditService.GetInclusionProof:output_type -> trustfed.v1.GetInclusionProofResponse
+	12, // 31: trustfed.v1.AuditService.GetConsistencyProof:output_type -> trustfed.v1.GetConsistencyProofResponse
+	14, // 32: trustfed.v1.AuditService.AddCosignature:output_type -> trustfed.v1.AddCosignatureResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_audit_proto_init() }
@@ -1494,7 +1627,7 @@ func file_trustfed_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_audit_proto_rawDesc), len(file_trustfed_v1_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -213,7 +214,10 @@ type StatusResponse struct {
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// Raft state of this node: Leader, Follower, Candidate, Shutdown.
 	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	// True on a leader that completed its term barrier and serves reads.
+	// True when this node serves calls: what GET /readyz says (200). A
+	// leader or a follower is ready once it knows the leader, has caught up
+	// with its log, verified its state at start-up and has no audit fault;
+	// not_ready says why not.
 	Ready        bool                 `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
 	Leader       *ClusterMember       `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"`
 	Members      []*ClusterMember     `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
@@ -235,6 +239,9 @@ type StatusResponse struct {
 	// Why GET /readyz answers 503 on this node ("" when it answers 200): no
 	// leader known, catching up, or an audit fault.
 	NotReady string `protobuf:"bytes,15,opt,name=not_ready,json=notReady,proto3" json:"not_ready,omitempty"`
+	// True on a leader that completed its term barrier (what `ready` meant
+	// before it reported the node's readiness on every node).
+	LeaderReady bool `protobuf:"varint,16,opt,name=leader_ready,json=leaderReady,proto3" json:"leader_ready,omitempty"`
 	// This node's own signing key (its private half never leaves the node):
 	// what an admin endorses with `trustfed key endorse NODE --from-node`.
 	NodeKeyId     string `protobuf:"bytes,30,opt,name=node_key_id,json=nodeKeyId,proto3" json:"node_key_id,omitempty"`
@@ -379,6 +386,13 @@ func (x *StatusResponse) GetNotReady() string {
 		return x.NotReady
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetLeaderReady() bool {
+	if x != nil {
+		return x.LeaderReady
+	}
+	return false
 }
 
 func (x *StatusResponse) GetNodeKeyId() string {
@@ -588,11 +602,464 @@ func (*LeaveResponse) Descriptor() ([]byte, []int) {
 	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
+type SaveSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotRequest) Reset() {
+	*x = SaveSnapshotRequest{}
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotRequest) ProtoMessage() {}
+
+func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+// SaveSnapshotResponse is one message of a snapshot stream, and of a
+// snapshot file: info first, then chunks, then the seal.
+type SaveSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*SaveSnapshotResponse_Info
+	//	*SaveSnapshotResponse_Chunk
+	//	*SaveSnapshotResponse_Seal
+	Part          isSaveSnapshotResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotResponse) Reset() {
+	*x = SaveSnapshotResponse{}
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotResponse) ProtoMessage() {}
+
+func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SaveSnapshotResponse) GetPart() isSaveSnapshotResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *SaveSnapshotResponse) GetInfo() *SnapshotInfo {
+	if x != nil {
+		if x, ok := x.Part.(*SaveSnapshotResponse_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *SaveSnapshotResponse) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*SaveSnapshotResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+func (x *SaveSnapshotResponse) GetSeal() *SnapshotSeal {
+	if x != nil {
+		if x, ok := x.Part.(*SaveSnapshotResponse_Seal); ok {
+			return x.Seal
+		}
+	}
+	return nil
+}
+
+type isSaveSnapshotResponse_Part interface {
+	isSaveSnapshotResponse_Part()
+}
+
+type SaveSnapshotResponse_Info struct {
+	Info *SnapshotInfo `protobuf:"bytes,1,opt,name=info,proto3,oneof"`
+}
+
+type SaveSnapshotResponse_Chunk struct {
+	// The next bytes of the snapshot (at most 1 MiB each).
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+type SaveSnapshotResponse_Seal struct {
+	Seal *SnapshotSeal `protobuf:"bytes,3,opt,name=seal,proto3,oneof"`
+}
+
+func (*SaveSnapshotResponse_Info) isSaveSnapshotResponse_Part() {}
+
+func (*SaveSnapshotResponse_Chunk) isSaveSnapshotResponse_Part() {}
+
+func (*SaveSnapshotResponse_Seal) isSaveSnapshotResponse_Part() {}
+
+// SnapshotInfo describes a backup snapshot.
+type SnapshotInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Format of the snapshot file (1).
+	Format uint32 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`
+	// The node that took and signed the snapshot.
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Raft index and term of the last entry the snapshot includes.
+	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Term  uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	// The linearizable read index the snapshot was taken after: it holds
+	// every write acknowledged before the call.
+	ReadIndex  uint64                 `protobuf:"varint,5,opt,name=read_index,json=readIndex,proto3" json:"read_index,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Version of the server that took it.
+	Version       string `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SnapshotInfo) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetReadIndex() uint64 {
+	if x != nil {
+		return x.ReadIndex
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *SnapshotInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+// SnapshotStatement is what the answering node signs
+// (purpose "snapshot"): the info and the digest of the chunks.
+type SnapshotStatement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Info  *SnapshotInfo          `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	// Bytes in the chunks, and their SHA-256.
+	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotStatement) Reset() {
+	*x = SnapshotStatement{}
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotStatement) ProtoMessage() {}
+
+func (x *SnapshotStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotStatement.ProtoReflect.Descriptor instead.
+func (*SnapshotStatement) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SnapshotStatement) GetInfo() *SnapshotInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *SnapshotStatement) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotStatement) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+// SnapshotSeal closes a snapshot stream.
+type SnapshotSeal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The serialized SnapshotStatement, signed as is.
+	Statement []byte `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"`
+	// The signing node key (GET /v1/keys lists it) and its signature.
+	KeyId         string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotSeal) Reset() {
+	*x = SnapshotSeal{}
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotSeal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotSeal) ProtoMessage() {}
+
+func (x *SnapshotSeal) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotSeal.ProtoReflect.Descriptor instead.
+func (*SnapshotSeal) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SnapshotSeal) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+func (x *SnapshotSeal) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SnapshotSeal) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type TransferLeadershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The voter to hand leadership to; empty: the most up-to-date one.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TransferLeadershipRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type TransferLeadershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leader this node knows once the transfer completed ("" if none
+	// yet: an election is running).
+	LeaderId      string `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TransferLeadershipResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 var File_trustfed_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x19trustfed/v1/cluster.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\"\x0f\n" +
+	"\x19trustfed/v1/cluster.proto\x12\vtrustfed.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
 	"\rStatusRequest\"\xea\x01\n" +
 	"\rClusterMember\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
@@ -602,7 +1069,7 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
 	"\x06leader\x18\x05 \x01(\bR\x06leader\x121\n" +
 	"\bsuffrage\x18\x06 \x01(\x0e2\x15.trustfed.v1.SuffrageR\bsuffrage\x12\x1b\n" +
-	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\x87\x05\n" +
+	"\tcaught_up\x18\a \x01(\bR\bcaughtUp\"\xaa\x05\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -621,7 +1088,8 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\vaudit_fault\x18\r \x01(\tR\n" +
 	"auditFault\x12\x1b\n" +
 	"\tcaught_up\x18\x0e \x01(\bR\bcaughtUp\x12\x1b\n" +
-	"\tnot_ready\x18\x0f \x01(\tR\bnotReady\x12\x1e\n" +
+	"\tnot_ready\x18\x0f \x01(\tR\bnotReady\x12!\n" +
+	"\fleader_ready\x18\x10 \x01(\bR\vleaderReady\x12\x1e\n" +
 	"\vnode_key_id\x18\x1e \x01(\tR\tnodeKeyId\x12&\n" +
 	"\x0fnode_public_key\x18\x1f \x01(\fR\rnodePublicKey\x12*\n" +
 	"\x11node_key_endorsed\x18  \x01(\bR\x0fnodeKeyEndorsed\"j\n" +
@@ -634,15 +1102,45 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\x06member\x18\x01 \x01(\v2\x1a.trustfed.v1.ClusterMemberR\x06member\"'\n" +
 	"\fLeaveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x0f\n" +
-	"\rLeaveResponse*O\n" +
+	"\rLeaveResponse\"\x15\n" +
+	"\x13SaveSnapshotRequest\"\x98\x01\n" +
+	"\x14SaveSnapshotResponse\x12/\n" +
+	"\x04info\x18\x01 \x01(\v2\x19.trustfed.v1.SnapshotInfoH\x00R\x04info\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12/\n" +
+	"\x04seal\x18\x03 \x01(\v2\x19.trustfed.v1.SnapshotSealH\x00R\x04sealB\x06\n" +
+	"\x04part\"\xdf\x01\n" +
+	"\fSnapshotInfo\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\rR\x06format\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"read_index\x18\x05 \x01(\x04R\treadIndex\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\x18\n" +
+	"\aversion\x18\a \x01(\tR\aversion\"n\n" +
+	"\x11SnapshotStatement\x12-\n" +
+	"\x04info\x18\x01 \x01(\v2\x19.trustfed.v1.SnapshotInfoR\x04info\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"a\n" +
+	"\fSnapshotSeal\x12\x1c\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"4\n" +
+	"\x19TransferLeadershipRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"9\n" +
+	"\x1aTransferLeadershipResponse\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId*O\n" +
 	"\bSuffrage\x12\x18\n" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
-	"\x11SUFFRAGE_NONVOTER\x10\x022\xd5\x01\n" +
+	"\x11SUFFRAGE_NONVOTER\x10\x022\x98\x03\n" +
 	"\x0eClusterService\x12F\n" +
 	"\x06Status\x12\x1a.trustfed.v1.StatusRequest\x1a\x1b.trustfed.v1.StatusResponse\"\x03\x90\x02\x01\x12;\n" +
 	"\x04Join\x12\x18.trustfed.v1.JoinRequest\x1a\x19.trustfed.v1.JoinResponse\x12>\n" +
-	"\x05Leave\x12\x19.trustfed.v1.LeaveRequest\x1a\x1a.trustfed.v1.LeaveResponseB;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\x05Leave\x12\x19.trustfed.v1.LeaveRequest\x1a\x1a.trustfed.v1.LeaveResponse\x12Z\n" +
+	"\fSaveSnapshot\x12 .trustfed.v1.SaveSnapshotRequest\x1a!.trustfed.v1.SaveSnapshotResponse\"\x03\x90\x02\x010\x01\x12e\n" +
+	"\x12TransferLeadership\x12&.trustfed.v1.TransferLeadershipRequest\x1a'.trustfed.v1.TransferLeadershipResponseB;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_cluster_proto_rawDescOnce sync.Once
@@ -657,35 +1155,51 @@ func file_trustfed_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_trustfed_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_trustfed_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_trustfed_v1_cluster_proto_goTypes = []any{
-	(Suffrage)(0),               // 0: trustfed.v1.Suffrage
-	(*StatusRequest)(nil),       // 1: trustfed.v1.StatusRequest
-	(*ClusterMember)(nil),       // 2: trustfed.v1.ClusterMember
-	(*StatusResponse)(nil),      // 3: trustfed.v1.StatusResponse
-	(*JoinRequest)(nil),         // 4: trustfed.v1.JoinRequest
-	(*JoinResponse)(nil),        // 5: trustfed.v1.JoinResponse
-	(*LeaveRequest)(nil),        // 6: trustfed.v1.LeaveRequest
-	(*LeaveResponse)(nil),       // 7: trustfed.v1.LeaveResponse
-	(*durationpb.Duration)(nil), // 8: google.protobuf.Duration
+	(Suffrage)(0),                      // 0: trustfed.v1.Suffrage
+	(*StatusRequest)(nil),              // 1: trustfed.v1.StatusRequest
+	(*ClusterMember)(nil),              // 2: trustfed.v1.ClusterMember
+	(*StatusResponse)(nil),             // 3: trustfed.v1.StatusResponse
+	(*JoinRequest)(nil),                // 4: trustfed.v1.JoinRequest
+	(*JoinResponse)(nil),               // 5: trustfed.v1.JoinResponse
+	(*LeaveRequest)(nil),               // 6: trustfed.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 7: trustfed.v1.LeaveResponse
+	(*SaveSnapshotRequest)(nil),        // 8: trustfed.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 9: trustfed.v1.SaveSnapshotResponse
+	(*SnapshotInfo)(nil),               // 10: trustfed.v1.SnapshotInfo
+	(*SnapshotStatement)(nil),          // 11: trustfed.v1.SnapshotStatement
+	(*SnapshotSeal)(nil),               // 12: trustfed.v1.SnapshotSeal
+	(*TransferLeadershipRequest)(nil),  // 13: trustfed.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 14: trustfed.v1.TransferLeadershipResponse
+	(*durationpb.Duration)(nil),        // 15: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
 }
 var file_trustfed_v1_cluster_proto_depIdxs = []int32{
-	0, // 0: trustfed.v1.ClusterMember.suffrage:type_name -> trustfed.v1.Suffrage
-	2, // 1: trustfed.v1.StatusResponse.leader:type_name -> trustfed.v1.ClusterMember
-	2, // 2: trustfed.v1.StatusResponse.members:type_name -> trustfed.v1.ClusterMember
-	8, // 3: trustfed.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
-	2, // 4: trustfed.v1.JoinResponse.member:type_name -> trustfed.v1.ClusterMember
-	1, // 5: trustfed.v1.ClusterService.Status:input_type -> trustfed.v1.StatusRequest
-	4, // 6: trustfed.v1.ClusterService.Join:input_type -> trustfed.v1.JoinRequest
-	6, // 7: trustfed.v1.ClusterService.Leave:input_type -> trustfed.v1.LeaveRequest
-	3, // 8: trustfed.v1.ClusterService.Status:output_type -> trustfed.v1.StatusResponse
-	5, // 9: trustfed.v1.ClusterService.Join:output_type -> trustfed.v1.JoinResponse
-	7, // 10: trustfed.v1.ClusterService.Leave:output_type -> trustfed.v1.LeaveResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: trustfed.v1.ClusterMember.suffrage:type_name -> trustfed.v1.Suffrage
+	2,  // 1: trustfed.v1.StatusResponse.leader:type_name -> trustfed.v1.ClusterMember
+	2,  // 2: trustfed.v1.StatusResponse.members:type_name -> trustfed.v1.ClusterMember
+	15, // 3: trustfed.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	2,  // 4: trustfed.v1.JoinResponse.member:type_name -> trustfed.v1.ClusterMember
+	10, // 5: trustfed.v1.SaveSnapshotResponse.info:type_name -> trustfed.v1.SnapshotInfo
+	12, // 6: trustfed.v1.SaveSnapshotResponse.seal:type_name -> trustfed.v1.SnapshotSeal
+	16, // 7: trustfed.v1.SnapshotInfo.create_time:type_name -> google.protobuf.Timestamp
+	10, // 8: trustfed.v1.SnapshotStatement.info:type_name -> trustfed.v1.SnapshotInfo
+	1,  // 9: trustfed.v1.ClusterService.Status:input_type -> trustfed.v1.StatusRequest
+	4,  // 10: trustfed.v1.ClusterService.Join:input_type -> trustfed.v1.JoinRequest
+	6,  // 11: trustfed.v1.ClusterService.Leave:input_type -> trustfed.v1.LeaveRequest
+	8,  // 12: trustfed.v1.ClusterService.SaveSnapshot:input_type -> trustfed.v1.SaveSnapshotRequest
+	13, // 13: trustfed.v1.ClusterService.TransferLeadership:input_type -> trustfed.v1.TransferLeadershipRequest
+	3,  // 14: trustfed.v1.ClusterService.Status:output_type -> trustfed.v1.StatusResponse
+	5,  // 15: trustfed.v1.ClusterService.Join:output_type -> trustfed.v1.JoinResponse
+	7,  // 16: trustfed.v1.ClusterService.Leave:output_type -> trustfed.v1.LeaveResponse
+	9,  // 17: trustfed.v1.ClusterService.SaveSnapshot:output_type -> trustfed.v1.SaveSnapshotResponse
+	14, // 18: trustfed.v1.ClusterService.TransferLeadership:output_type -> trustfed.v1.TransferLeadershipResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_cluster_proto_init() }
@@ -693,13 +1207,18 @@ func file_trustfed_v1_cluster_proto_init() {
 	if File_trustfed_v1_cluster_proto != nil {
 		return
 	}
+	file_trustfed_v1_cluster_proto_msgTypes[8].OneofWrappers = []any{
+		(*SaveSnapshotResponse_Info)(nil),
+		(*SaveSnapshotResponse_Chunk)(nil),
+		(*SaveSnapshotResponse_Seal)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_cluster_proto_rawDesc), len(file_trustfed_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

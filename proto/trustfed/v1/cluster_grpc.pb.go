@@ -19,9 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterService_Status_FullMethodName = "/trustfed.v1.ClusterService/Status"
-	ClusterService_Join_FullMethodName   = "/trustfed.v1.ClusterService/Join"
-	ClusterService_Leave_FullMethodName  = "/trustfed.v1.ClusterService/Leave"
+	ClusterService_Status_FullMethodName             = "/trustfed.v1.ClusterService/Status"
+	ClusterService_Join_FullMethodName               = "/trustfed.v1.ClusterService/Join"
+	ClusterService_Leave_FullMethodName              = "/trustfed.v1.ClusterService/Leave"
+	ClusterService_SaveSnapshot_FullMethodName       = "/trustfed.v1.ClusterService/SaveSnapshot"
+	ClusterService_TransferLeadership_FullMethodName = "/trustfed.v1.ClusterService/TransferLeadership"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -39,6 +41,19 @@ type ClusterServiceClient interface {
 	// the voters still reachable from the leader short of a quorum of the new
 	// configuration is refused with FAILED_PRECONDITION.
 	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
+	// SaveSnapshot streams a backup: a consistent snapshot of the answering
+	// node's state, taken at or after a linearizable read index, audit log
+	// included. First an info message, then the snapshot in chunks, last a
+	// seal: the SHA-256 of the chunks, signed by the answering node's
+	// endorsed key. `trustfed snapshot save` writes the messages to a file
+	// as they come (length-delimited); `snapshot restore` starts a new
+	// cluster from it.
+	SaveSnapshot(ctx context.Context, in *SaveSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SaveSnapshotResponse], error)
+	// TransferLeadership makes the leader hand its leadership to another
+	// voter (node_id, or the most up-to-date one when empty) and step down:
+	// before maintenance of the leader's machine. It runs on the leader
+	// (followers forward it).
+	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -79,6 +94,35 @@ func (c *clusterServiceClient) Leave(ctx context.Context, in *LeaveRequest, opts
 	return out, nil
 }
 
+func (c *clusterServiceClient) SaveSnapshot(ctx context.Context, in *SaveSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SaveSnapshotResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ClusterService_ServiceDesc.Streams[0], ClusterService_SaveSnapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SaveSnapshotRequest, SaveSnapshotResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClusterService_SaveSnapshotClient = grpc.ServerStreamingClient[SaveSnapshotResponse]
+
+func (c *clusterServiceClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeadershipResponse)
+	err := c.cc.Invoke(ctx, ClusterService_TransferLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -94,6 +138,19 @@ type ClusterServiceServer interface {
 	// the voters still reachable from the leader short of a quorum of the new
 	// configuration is refused with FAILED_PRECONDITION.
 	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
+	// SaveSnapshot streams a backup: a consistent snapshot of the answering
+	// node's state, taken at or after a linearizable read index, audit log
+	// included. First an info message, then the snapshot in chunks, last a
+	// seal: the SHA-256 of the chunks, signed by the answering node's
+	// endorsed key. `trustfed snapshot save` writes the messages to a file
+	// as they come (length-delimited); `snapshot restore` starts a new
+	// cluster from it.
+	SaveSnapshot(*SaveSnapshotRequest, grpc.ServerStreamingServer[SaveSnapshotResponse]) error
+	// TransferLeadership makes the leader hand its leadership to another
+	// voter (node_id, or the most up-to-date one when empty) and step down:
+	// before maintenance of the leader's machine. It runs on the leader
+	// (followers forward it).
+	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -112,6 +169,12 @@ func (UnimplementedClusterServiceServer) Join(context.Context, *JoinRequest) (*J
 }
 func (UnimplementedClusterServiceServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
+}
+func (UnimplementedClusterServiceServer) SaveSnapshot(*SaveSnapshotRequest, grpc.ServerStreamingServer[SaveSnapshotResponse]) error {
+	return status.Error(codes.Unimplemented, "method SaveSnapshot not implemented")
+}
+func (UnimplementedClusterServiceServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -188,6 +251,35 @@ func _ClusterService_Leave_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_SaveSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SaveSnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClusterServiceServer).SaveSnapshot(m, &grpc.GenericServerStream[SaveSnapshotRequest, SaveSnapshotResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClusterService_SaveSnapshotServer = grpc.ServerStreamingServer[SaveSnapshotResponse]
+
+func _ClusterService_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).TransferLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_TransferLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -207,7 +299,17 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Leave",
 			Handler:    _ClusterService_Leave_Handler,
 		},
+		{
+			MethodName: "TransferLeadership",
+			Handler:    _ClusterService_TransferLeadership_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "SaveSnapshot",
+			Handler:       _ClusterService_SaveSnapshot_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "trustfed/v1/cluster.proto",
 }

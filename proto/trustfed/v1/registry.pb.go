@@ -175,6 +175,105 @@ func (AuthorizationStatus) EnumDescriptor() ([]byte, []int) {
 	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{2}
 }
 
+type ReportRefusalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reporting node's organisation.
+	OrganizationId string `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// At most 64. organization_id and node_id in each are the caller's.
+	Refusals      []*AuditGatewayRefusal `protobuf:"bytes,2,rep,name=refusals,proto3" json:"refusals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRefusalsRequest) Reset() {
+	*x = ReportRefusalsRequest{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRefusalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRefusalsRequest) ProtoMessage() {}
+
+func (x *ReportRefusalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRefusalsRequest.ProtoReflect.Descriptor instead.
+func (*ReportRefusalsRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReportRefusalsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ReportRefusalsRequest) GetRefusals() []*AuditGatewayRefusal {
+	if x != nil {
+		return x.Refusals
+	}
+	return nil
+}
+
+type ReportRefusalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The audit sequence number of the first entry written.
+	FirstSequence uint64 `protobuf:"varint,1,opt,name=first_sequence,json=firstSequence,proto3" json:"first_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRefusalsResponse) Reset() {
+	*x = ReportRefusalsResponse{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRefusalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRefusalsResponse) ProtoMessage() {}
+
+func (x *ReportRefusalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRefusalsResponse.ProtoReflect.Descriptor instead.
+func (*ReportRefusalsResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReportRefusalsResponse) GetFirstSequence() uint64 {
+	if x != nil {
+		return x.FirstSequence
+	}
+	return 0
+}
+
 type CheckInteractionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The organisation whose agent initiates the interaction.
@@ -198,7 +297,7 @@ type CheckInteractionRequest struct {
 
 func (x *CheckInteractionRequest) Reset() {
 	*x = CheckInteractionRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[0]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +309,7 @@ func (x *CheckInteractionRequest) String() string {
 func (*CheckInteractionRequest) ProtoMessage() {}
 
 func (x *CheckInteractionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[0]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +322,7 @@ func (x *CheckInteractionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckInteractionRequest.ProtoReflect.Descriptor instead.
 func (*CheckInteractionRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{0}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CheckInteractionRequest) GetFromOrganizationId() string {
@@ -282,6 +381,98 @@ func (x *CheckInteractionRequest) GetAuthorizationId() string {
 	return ""
 }
 
+type CheckInteractionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checks, each as CheckInteraction takes it (an empty
+	// from_organization_id is the caller's organisation). 1 to 256 items.
+	Checks        []*CheckInteractionRequest `protobuf:"bytes,1,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckInteractionsRequest) Reset() {
+	*x = CheckInteractionsRequest{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckInteractionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckInteractionsRequest) ProtoMessage() {}
+
+func (x *CheckInteractionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckInteractionsRequest.ProtoReflect.Descriptor instead.
+func (*CheckInteractionsRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CheckInteractionsRequest) GetChecks() []*CheckInteractionRequest {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+type CheckInteractionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One decision per check, in the order of the request, each with its own
+	// audit sequence and quorum certificate as CheckInteraction returns it.
+	Results       []*CheckInteractionResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckInteractionsResponse) Reset() {
+	*x = CheckInteractionsResponse{}
+	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckInteractionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckInteractionsResponse) ProtoMessage() {}
+
+func (x *CheckInteractionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckInteractionsResponse.ProtoReflect.Descriptor instead.
+func (*CheckInteractionsResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CheckInteractionsResponse) GetResults() []*CheckInteractionResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // Reason explains one ground for a denial.
 type Reason struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -294,7 +485,7 @@ type Reason struct {
 
 func (x *Reason) Reset() {
 	*x = Reason{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[1]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +497,7 @@ func (x *Reason) String() string {
 func (*Reason) ProtoMessage() {}
 
 func (x *Reason) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[1]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +510,7 @@ func (x *Reason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reason.ProtoReflect.Descriptor instead.
 func (*Reason) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{1}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Reason) GetCode() string {
@@ -390,7 +581,7 @@ type CheckInteractionResponse struct {
 
 func (x *CheckInteractionResponse) Reset() {
 	*x = CheckInteractionResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[2]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +593,7 @@ func (x *CheckInteractionResponse) String() string {
 func (*CheckInteractionResponse) ProtoMessage() {}
 
 func (x *CheckInteractionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[2]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +606,7 @@ func (x *CheckInteractionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckInteractionResponse.ProtoReflect.Descriptor instead.
 func (*CheckInteractionResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckInteractionResponse) GetDecision() Decision {
@@ -595,7 +786,7 @@ type DecisionCertificate struct {
 
 func (x *DecisionCertificate) Reset() {
 	*x = DecisionCertificate{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +798,7 @@ func (x *DecisionCertificate) String() string {
 func (*DecisionCertificate) ProtoMessage() {}
 
 func (x *DecisionCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[3]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +811,7 @@ func (x *DecisionCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionCertificate.ProtoReflect.Descriptor instead.
 func (*DecisionCertificate) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DecisionCertificate) GetBatchHead() []byte {
@@ -669,7 +860,7 @@ type DecisionBatchHead struct {
 
 func (x *DecisionBatchHead) Reset() {
 	*x = DecisionBatchHead{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +872,7 @@ func (x *DecisionBatchHead) String() string {
 func (*DecisionBatchHead) ProtoMessage() {}
 
 func (x *DecisionBatchHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[4]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +885,7 @@ func (x *DecisionBatchHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionBatchHead.ProtoReflect.Descriptor instead.
 func (*DecisionBatchHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DecisionBatchHead) GetOrigin() string {
@@ -739,7 +930,7 @@ type BatchSignature struct {
 
 func (x *BatchSignature) Reset() {
 	*x = BatchSignature{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +942,7 @@ func (x *BatchSignature) String() string {
 func (*BatchSignature) ProtoMessage() {}
 
 func (x *BatchSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[5]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +955,7 @@ func (x *BatchSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchSignature.ProtoReflect.Descriptor instead.
 func (*BatchSignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchSignature) GetNodeId() string {
@@ -832,7 +1023,7 @@ type DecisionStatement struct {
 
 func (x *DecisionStatement) Reset() {
 	*x = DecisionStatement{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +1035,7 @@ func (x *DecisionStatement) String() string {
 func (*DecisionStatement) ProtoMessage() {}
 
 func (x *DecisionStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[6]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +1048,7 @@ func (x *DecisionStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionStatement.ProtoReflect.Descriptor instead.
 func (*DecisionStatement) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DecisionStatement) GetFromOrganizationId() string {
@@ -1036,7 +1227,7 @@ type GetKeysRequest struct {
 
 func (x *GetKeysRequest) Reset() {
 	*x = GetKeysRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1239,7 @@ func (x *GetKeysRequest) String() string {
 func (*GetKeysRequest) ProtoMessage() {}
 
 func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[7]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1252,7 @@ func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetKeysRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 // RegistryKey is a decision-signing public key.
@@ -1088,7 +1279,7 @@ type RegistryKey struct {
 
 func (x *RegistryKey) Reset() {
 	*x = RegistryKey{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1291,7 @@ func (x *RegistryKey) String() string {
 func (*RegistryKey) ProtoMessage() {}
 
 func (x *RegistryKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[8]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1304,7 @@ func (x *RegistryKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryKey.ProtoReflect.Descriptor instead.
 func (*RegistryKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegistryKey) GetKeyId() string {
@@ -1188,7 +1379,7 @@ type GetKeysResponse struct {
 
 func (x *GetKeysResponse) Reset() {
 	*x = GetKeysResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1391,7 @@ func (x *GetKeysResponse) String() string {
 func (*GetKeysResponse) ProtoMessage() {}
 
 func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[9]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1404,7 @@ func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetKeysResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetKeysResponse) GetKeys() []*RegistryKey {
@@ -1233,7 +1424,7 @@ type GetOrganizationRequest struct {
 
 func (x *GetOrganizationRequest) Reset() {
 	*x = GetOrganizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1436,7 @@ func (x *GetOrganizationRequest) String() string {
 func (*GetOrganizationRequest) ProtoMessage() {}
 
 func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[10]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1449,7 @@ func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*GetOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetOrganizationRequest) GetOrganizationId() string {
@@ -1285,7 +1476,7 @@ type GetOrganizationResponse struct {
 
 func (x *GetOrganizationResponse) Reset() {
 	*x = GetOrganizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1488,7 @@ func (x *GetOrganizationResponse) String() string {
 func (*GetOrganizationResponse) ProtoMessage() {}
 
 func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[11]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1501,7 @@ func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*GetOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetOrganizationResponse) GetOrganization() *Organization {
@@ -1340,7 +1531,7 @@ type ListOrganizationsRequest struct {
 
 func (x *ListOrganizationsRequest) Reset() {
 	*x = ListOrganizationsRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1543,7 @@ func (x *ListOrganizationsRequest) String() string {
 func (*ListOrganizationsRequest) ProtoMessage() {}
 
 func (x *ListOrganizationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[12]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1556,7 @@ func (x *ListOrganizationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganizationsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrganizationsRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListOrganizationsRequest) GetPageSize() uint32 {
@@ -1400,7 +1591,7 @@ type ListOrganizationsResponse struct {
 
 func (x *ListOrganizationsResponse) Reset() {
 	*x = ListOrganizationsResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1603,7 @@ func (x *ListOrganizationsResponse) String() string {
 func (*ListOrganizationsResponse) ProtoMessage() {}
 
 func (x *ListOrganizationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[13]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1616,7 @@ func (x *ListOrganizationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrganizationsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrganizationsResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListOrganizationsResponse) GetOrganizations() []*Organization {
@@ -1469,7 +1660,7 @@ type AuthorizationStatement struct {
 
 func (x *AuthorizationStatement) Reset() {
 	*x = AuthorizationStatement{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1672,7 @@ func (x *AuthorizationStatement) String() string {
 func (*AuthorizationStatement) ProtoMessage() {}
 
 func (x *AuthorizationStatement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[14]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1685,7 @@ func (x *AuthorizationStatement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationStatement.ProtoReflect.Descriptor instead.
 func (*AuthorizationStatement) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AuthorizationStatement) GetAuthorizationId() string {
@@ -1565,7 +1756,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1768,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[15]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1781,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Approval) GetOrganizationId() string {
@@ -1637,7 +1828,7 @@ type Authorization struct {
 
 func (x *Authorization) Reset() {
 	*x = Authorization{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1840,7 @@ func (x *Authorization) String() string {
 func (*Authorization) ProtoMessage() {}
 
 func (x *Authorization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[16]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1853,7 @@ func (x *Authorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
 func (*Authorization) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Authorization) GetId() string {
@@ -1749,7 +1940,7 @@ type RequestAuthorizationRequest struct {
 
 func (x *RequestAuthorizationRequest) Reset() {
 	*x = RequestAuthorizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1952,7 @@ func (x *RequestAuthorizationRequest) String() string {
 func (*RequestAuthorizationRequest) ProtoMessage() {}
 
 func (x *RequestAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[17]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1965,7 @@ func (x *RequestAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*RequestAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RequestAuthorizationRequest) GetCheck() *CheckInteractionRequest {
@@ -1807,7 +1998,7 @@ type RequestAuthorizationResponse struct {
 
 func (x *RequestAuthorizationResponse) Reset() {
 	*x = RequestAuthorizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +2010,7 @@ func (x *RequestAuthorizationResponse) String() string {
 func (*RequestAuthorizationResponse) ProtoMessage() {}
 
 func (x *RequestAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[18]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +2023,7 @@ func (x *RequestAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*RequestAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RequestAuthorizationResponse) GetAuthorization() *Authorization {
@@ -1852,7 +2043,7 @@ type GetAuthorizationRequest struct {
 
 func (x *GetAuthorizationRequest) Reset() {
 	*x = GetAuthorizationRequest{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2055,7 @@ func (x *GetAuthorizationRequest) String() string {
 func (*GetAuthorizationRequest) ProtoMessage() {}
 
 func (x *GetAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[19]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2068,7 @@ func (x *GetAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*GetAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetAuthorizationRequest) GetAuthorizationId() string {
@@ -1904,7 +2095,7 @@ type GetAuthorizationResponse struct {
 
 func (x *GetAuthorizationResponse) Reset() {
 	*x = GetAuthorizationResponse{}
-	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2107,7 @@ func (x *GetAuthorizationResponse) String() string {
 func (*GetAuthorizationResponse) ProtoMessage() {}
 
 func (x *GetAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_registry_proto_msgTypes[20]
+	mi := &file_trustfed_v1_registry_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2120,7 @@ func (x *GetAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*GetAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_v1_registry_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetAuthorizationResponse) GetAuthorization() *Authorization {
@@ -1950,7 +2141,12 @@ var File_trustfed_v1_registry_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x1atrustfed/v1/registry.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x17trustfed/v1/types.proto\"\xe2\x02\n" +
+	"\x1atrustfed/v1/registry.proto\x12\vtrustfed.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17trustfed/v1/audit.proto\x1a\x1atrustfed/v1/controls.proto\x1a\x17trustfed/v1/types.proto\"~\n" +
+	"\x15ReportRefusalsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12<\n" +
+	"\brefusals\x18\x02 \x03(\v2 .trustfed.v1.AuditGatewayRefusalR\brefusals\"?\n" +
+	"\x16ReportRefusalsResponse\x12%\n" +
+	"\x0efirst_sequence\x18\x01 \x01(\x04R\rfirstSequence\"\xe2\x02\n" +
 	"\x17CheckInteractionRequest\x120\n" +
 	"\x14from_organization_id\x18\x01 \x01(\tR\x12fromOrganizationId\x12,\n" +
 	"\x12to_organization_id\x18\x02 \x01(\tR\x10toOrganizationId\x12\x16\n" +
@@ -1961,7 +2157,11 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x05value\x18\x06 \x01(\x03R\x05value\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\a \x01(\tR\tsessionId\x12)\n" +
-	"\x10authorization_id\x18\b \x01(\tR\x0fauthorizationId\"6\n" +
+	"\x10authorization_id\x18\b \x01(\tR\x0fauthorizationId\"X\n" +
+	"\x18CheckInteractionsRequest\x12<\n" +
+	"\x06checks\x18\x01 \x03(\v2$.trustfed.v1.CheckInteractionRequestR\x06checks\"\\\n" +
+	"\x19CheckInteractionsResponse\x12?\n" +
+	"\aresults\x18\x01 \x03(\v2%.trustfed.v1.CheckInteractionResponseR\aresults\"6\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xa2\b\n" +
@@ -2127,14 +2327,16 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x13AuthorizationStatus\x12$\n" +
 	" AUTHORIZATION_STATUS_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cAUTHORIZATION_STATUS_PENDING\x10\x01\x12 \n" +
-	"\x1cAUTHORIZATION_STATUS_GRANTED\x10\x022\xe1\x04\n" +
+	"\x1cAUTHORIZATION_STATUS_GRANTED\x10\x022\xaa\x06\n" +
 	"\x0fRegistryService\x12d\n" +
-	"\x10CheckInteraction\x12$.trustfed.v1.CheckInteractionRequest\x1a%.trustfed.v1.CheckInteractionResponse\"\x03\x90\x02\x01\x12a\n" +
+	"\x10CheckInteraction\x12$.trustfed.v1.CheckInteractionRequest\x1a%.trustfed.v1.CheckInteractionResponse\"\x03\x90\x02\x01\x12g\n" +
+	"\x11CheckInteractions\x12%.trustfed.v1.CheckInteractionsRequest\x1a&.trustfed.v1.CheckInteractionsResponse\"\x03\x90\x02\x01\x12a\n" +
 	"\x0fGetOrganization\x12#.trustfed.v1.GetOrganizationRequest\x1a$.trustfed.v1.GetOrganizationResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x11ListOrganizations\x12%.trustfed.v1.ListOrganizationsRequest\x1a&.trustfed.v1.ListOrganizationsResponse\"\x03\x90\x02\x01\x12I\n" +
 	"\aGetKeys\x12\x1b.trustfed.v1.GetKeysRequest\x1a\x1c.trustfed.v1.GetKeysResponse\"\x03\x90\x02\x01\x12k\n" +
 	"\x14RequestAuthorization\x12(.trustfed.v1.RequestAuthorizationRequest\x1a).trustfed.v1.RequestAuthorizationResponse\x12d\n" +
-	"\x10GetAuthorization\x12$.trustfed.v1.GetAuthorizationRequest\x1a%.trustfed.v1.GetAuthorizationResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\x10GetAuthorization\x12$.trustfed.v1.GetAuthorizationRequest\x1a%.trustfed.v1.GetAuthorizationResponse\"\x03\x90\x02\x01\x12^\n" +
+	"\x0eReportRefusals\x12\".trustfed.v1.ReportRefusalsRequest\x1a#.trustfed.v1.ReportRefusalsResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_registry_proto_rawDescOnce sync.Once
@@ -2149,102 +2351,114 @@ func file_trustfed_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_trustfed_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_trustfed_v1_registry_proto_goTypes = []any{
 	(Decision)(0),                        // 0: trustfed.v1.Decision
 	(Certification)(0),                   // 1: trustfed.v1.Certification
 	(AuthorizationStatus)(0),             // 2: trustfed.v1.AuthorizationStatus
-	(*CheckInteractionRequest)(nil),      // 3: trustfed.v1.CheckInteractionRequest
-	(*Reason)(nil),                       // 4: trustfed.v1.Reason
-	(*CheckInteractionResponse)(nil),     // 5: trustfed.v1.CheckInteractionResponse
-	(*DecisionCertificate)(nil),          // 6: trustfed.v1.DecisionCertificate
-	(*DecisionBatchHead)(nil),            // 7: trustfed.v1.DecisionBatchHead
-	(*BatchSignature)(nil),               // 8: trustfed.v1.BatchSignature
-	(*DecisionStatement)(nil),            // 9: trustfed.v1.DecisionStatement
-	(*GetKeysRequest)(nil),               // 10: trustfed.v1.GetKeysRequest
-	(*RegistryKey)(nil),                  // 11: trustfed.v1.RegistryKey
-	(*GetKeysResponse)(nil),              // 12: trustfed.v1.GetKeysResponse
-	(*GetOrganizationRequest)(nil),       // 13: trustfed.v1.GetOrganizationRequest
-	(*GetOrganizationResponse)(nil),      // 14: trustfed.v1.GetOrganizationResponse
-	(*ListOrganizationsRequest)(nil),     // 15: trustfed.v1.ListOrganizationsRequest
-	(*ListOrganizationsResponse)(nil),    // 16: trustfed.v1.ListOrganizationsResponse
-	(*AuthorizationStatement)(nil),       // 17: trustfed.v1.AuthorizationStatement
-	(*Approval)(nil),                     // 18: trustfed.v1.Approval
-	(*Authorization)(nil),                // 19: trustfed.v1.Authorization
-	(*RequestAuthorizationRequest)(nil),  // 20: trustfed.v1.RequestAuthorizationRequest
-	(*RequestAuthorizationResponse)(nil), // 21: trustfed.v1.RequestAuthorizationResponse
-	(*GetAuthorizationRequest)(nil),      // 22: trustfed.v1.GetAuthorizationRequest
-	(*GetAuthorizationResponse)(nil),     // 23: trustfed.v1.GetAuthorizationResponse
-	(Consistency)(0),                     // 24: trustfed.v1.Consistency
-	(PiiType)(0),                         // 25: trustfed.v1.PiiType
-	(*ReadMeta)(nil),                     // 26: trustfed.v1.ReadMeta
-	(*LevelCap)(nil),                     // 27: trustfed.v1.LevelCap
-	(*ControlProfile)(nil),               // 28: trustfed.v1.ControlProfile
-	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
-	(*Organization)(nil),                 // 30: trustfed.v1.Organization
+	(*ReportRefusalsRequest)(nil),        // 3: trustfed.v1.ReportRefusalsRequest
+	(*ReportRefusalsResponse)(nil),       // 4: trustfed.v1.ReportRefusalsResponse
+	(*CheckInteractionRequest)(nil),      // 5: trustfed.v1.CheckInteractionRequest
+	(*CheckInteractionsRequest)(nil),     // 6: trustfed.v1.CheckInteractionsRequest
+	(*CheckInteractionsResponse)(nil),    // 7: trustfed.v1.CheckInteractionsResponse
+	(*Reason)(nil),                       // 8: trustfed.v1.Reason
+	(*CheckInteractionResponse)(nil),     // 9: trustfed.v1.CheckInteractionResponse
+	(*DecisionCertificate)(nil),          // 10: trustfed.v1.DecisionCertificate
+	(*DecisionBatchHead)(nil),            // 11: trustfed.v1.DecisionBatchHead
+	(*BatchSignature)(nil),               // 12: trustfed.v1.BatchSignature
+	(*DecisionStatement)(nil),            // 13: trustfed.v1.DecisionStatement
+	(*GetKeysRequest)(nil),               // 14: trustfed.v1.GetKeysRequest
+	(*RegistryKey)(nil),                  // 15: trustfed.v1.RegistryKey
+	(*GetKeysResponse)(nil),              // 16: trustfed.v1.GetKeysResponse
+	(*GetOrganizationRequest)(nil),       // 17: trustfed.v1.GetOrganizationRequest
+	(*GetOrganizationResponse)(nil),      // 18: trustfed.v1.GetOrganizationResponse
+	(*ListOrganizationsRequest)(nil),     // 19: trustfed.v1.ListOrganizationsRequest
+	(*ListOrganizationsResponse)(nil),    // 20: trustfed.v1.ListOrganizationsResponse
+	(*AuthorizationStatement)(nil),       // 21: trustfed.v1.AuthorizationStatement
+	(*Approval)(nil),                     // 22: trustfed.v1.Approval
+	(*Authorization)(nil),                // 23: trustfed.v1.Authorization
+	(*RequestAuthorizationRequest)(nil),  // 24: trustfed.v1.RequestAuthorizationRequest
+	(*RequestAuthorizationResponse)(nil), // 25: trustfed.v1.RequestAuthorizationResponse
+	(*GetAuthorizationRequest)(nil),      // 26: trustfed.v1.GetAuthorizationRequest
+	(*GetAuthorizationResponse)(nil),     // 27: trustfed.v1.GetAuthorizationResponse
+	(*AuditGatewayRefusal)(nil),          // 28: trustfed.v1.AuditGatewayRefusal
+	(Consistency)(0),                     // 29: trustfed.v1.Consistency
+	(PiiType)(0),                         // 30: trustfed.v1.PiiType
+	(*ReadMeta)(nil),                     // 31: trustfed.v1.ReadMeta
+	(*LevelCap)(nil),                     // 32: trustfed.v1.LevelCap
+	(*ControlProfile)(nil),               // 33: trustfed.v1.ControlProfile
+	(*timestamppb.Timestamp)(nil),        // 34: google.protobuf.Timestamp
+	(*Organization)(nil),                 // 35: trustfed.v1.Organization
 }
 var file_trustfed_v1_registry_proto_depIdxs = []int32{
-	24, // 0: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
-	25, // 1: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
-	0,  // 2: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
-	4,  // 3: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
-	26, // 4: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
-	27, // 5: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
-	27, // 6: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
-	28, // 7: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
-	29, // 8: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
-	29, // 9: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
-	1,  // 10: trustfed.v1.CheckInteractionResponse.certification:type_name -> trustfed.v1.Certification
-	6,  // 11: trustfed.v1.CheckInteractionResponse.certificate:type_name -> trustfed.v1.DecisionCertificate
-	8,  // 12: trustfed.v1.DecisionCertificate.signatures:type_name -> trustfed.v1.BatchSignature
-	25, // 13: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
-	0,  // 14: trustfed.v1.DecisionStatement.decision:type_name -> trustfed.v1.Decision
-	4,  // 15: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
-	28, // 16: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
-	29, // 17: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
-	29, // 18: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
-	27, // 19: trustfed.v1.DecisionStatement.from_level_caps:type_name -> trustfed.v1.LevelCap
-	27, // 20: trustfed.v1.DecisionStatement.to_level_caps:type_name -> trustfed.v1.LevelCap
-	29, // 21: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
-	29, // 22: trustfed.v1.RegistryKey.valid_from:type_name -> google.protobuf.Timestamp
-	29, // 23: trustfed.v1.RegistryKey.valid_until:type_name -> google.protobuf.Timestamp
-	29, // 24: trustfed.v1.RegistryKey.revoke_time:type_name -> google.protobuf.Timestamp
-	11, // 25: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
-	24, // 26: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	30, // 27: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	26, // 28: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	24, // 29: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
-	30, // 30: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
-	26, // 31: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	25, // 32: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
-	29, // 33: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
-	29, // 34: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
-	17, // 35: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
-	2,  // 36: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
-	18, // 37: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
-	29, // 38: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 39: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
-	19, // 40: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	24, // 41: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
-	19, // 42: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
-	26, // 43: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
-	3,  // 44: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
-	13, // 45: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
-	15, // 46: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
-	10, // 47: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
-	20, // 48: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
-	22, // 49: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
-	5,  // 50: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
-	14, // 51: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
-	16, // 52: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
-	12, // 53: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
-	21, // 54: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
-	23, // 55: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
-	50, // [50:56] is the sub-list for method output_type
-	44, // [44:50] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	28, // 0: trustfed.v1.ReportRefusalsRequest.refusals:type_name -> trustfed.v1.AuditGatewayRefusal
+	29, // 1: trustfed.v1.CheckInteractionRequest.consistency:type_name -> trustfed.v1.Consistency
+	30, // 2: trustfed.v1.CheckInteractionRequest.data_types:type_name -> trustfed.v1.PiiType
+	5,  // 3: trustfed.v1.CheckInteractionsRequest.checks:type_name -> trustfed.v1.CheckInteractionRequest
+	9,  // 4: trustfed.v1.CheckInteractionsResponse.results:type_name -> trustfed.v1.CheckInteractionResponse
+	0,  // 5: trustfed.v1.CheckInteractionResponse.decision:type_name -> trustfed.v1.Decision
+	8,  // 6: trustfed.v1.CheckInteractionResponse.reasons:type_name -> trustfed.v1.Reason
+	31, // 7: trustfed.v1.CheckInteractionResponse.meta:type_name -> trustfed.v1.ReadMeta
+	32, // 8: trustfed.v1.CheckInteractionResponse.from_level_caps:type_name -> trustfed.v1.LevelCap
+	32, // 9: trustfed.v1.CheckInteractionResponse.to_level_caps:type_name -> trustfed.v1.LevelCap
+	33, // 10: trustfed.v1.CheckInteractionResponse.controls:type_name -> trustfed.v1.ControlProfile
+	34, // 11: trustfed.v1.CheckInteractionResponse.decided_at:type_name -> google.protobuf.Timestamp
+	34, // 12: trustfed.v1.CheckInteractionResponse.valid_until:type_name -> google.protobuf.Timestamp
+	1,  // 13: trustfed.v1.CheckInteractionResponse.certification:type_name -> trustfed.v1.Certification
+	10, // 14: trustfed.v1.CheckInteractionResponse.certificate:type_name -> trustfed.v1.DecisionCertificate
+	12, // 15: trustfed.v1.DecisionCertificate.signatures:type_name -> trustfed.v1.BatchSignature
+	30, // 16: trustfed.v1.DecisionStatement.data_types:type_name -> trustfed.v1.PiiType
+	0,  // 17: trustfed.v1.DecisionStatement.decision:type_name -> trustfed.v1.Decision
+	8,  // 18: trustfed.v1.DecisionStatement.reasons:type_name -> trustfed.v1.Reason
+	33, // 19: trustfed.v1.DecisionStatement.controls:type_name -> trustfed.v1.ControlProfile
+	34, // 20: trustfed.v1.DecisionStatement.decided_at:type_name -> google.protobuf.Timestamp
+	34, // 21: trustfed.v1.DecisionStatement.valid_until:type_name -> google.protobuf.Timestamp
+	32, // 22: trustfed.v1.DecisionStatement.from_level_caps:type_name -> trustfed.v1.LevelCap
+	32, // 23: trustfed.v1.DecisionStatement.to_level_caps:type_name -> trustfed.v1.LevelCap
+	34, // 24: trustfed.v1.RegistryKey.create_time:type_name -> google.protobuf.Timestamp
+	34, // 25: trustfed.v1.RegistryKey.valid_from:type_name -> google.protobuf.Timestamp
+	34, // 26: trustfed.v1.RegistryKey.valid_until:type_name -> google.protobuf.Timestamp
+	34, // 27: trustfed.v1.RegistryKey.revoke_time:type_name -> google.protobuf.Timestamp
+	15, // 28: trustfed.v1.GetKeysResponse.keys:type_name -> trustfed.v1.RegistryKey
+	29, // 29: trustfed.v1.GetOrganizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	35, // 30: trustfed.v1.GetOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	31, // 31: trustfed.v1.GetOrganizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	29, // 32: trustfed.v1.ListOrganizationsRequest.consistency:type_name -> trustfed.v1.Consistency
+	35, // 33: trustfed.v1.ListOrganizationsResponse.organizations:type_name -> trustfed.v1.Organization
+	31, // 34: trustfed.v1.ListOrganizationsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	30, // 35: trustfed.v1.AuthorizationStatement.data_types:type_name -> trustfed.v1.PiiType
+	34, // 36: trustfed.v1.AuthorizationStatement.expire_time:type_name -> google.protobuf.Timestamp
+	34, // 37: trustfed.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	21, // 38: trustfed.v1.Authorization.parsed_statement:type_name -> trustfed.v1.AuthorizationStatement
+	2,  // 39: trustfed.v1.Authorization.status:type_name -> trustfed.v1.AuthorizationStatus
+	22, // 40: trustfed.v1.Authorization.approvals:type_name -> trustfed.v1.Approval
+	34, // 41: trustfed.v1.Authorization.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 42: trustfed.v1.RequestAuthorizationRequest.check:type_name -> trustfed.v1.CheckInteractionRequest
+	23, // 43: trustfed.v1.RequestAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	29, // 44: trustfed.v1.GetAuthorizationRequest.consistency:type_name -> trustfed.v1.Consistency
+	23, // 45: trustfed.v1.GetAuthorizationResponse.authorization:type_name -> trustfed.v1.Authorization
+	31, // 46: trustfed.v1.GetAuthorizationResponse.meta:type_name -> trustfed.v1.ReadMeta
+	5,  // 47: trustfed.v1.RegistryService.CheckInteraction:input_type -> trustfed.v1.CheckInteractionRequest
+	6,  // 48: trustfed.v1.RegistryService.CheckInteractions:input_type -> trustfed.v1.CheckInteractionsRequest
+	17, // 49: trustfed.v1.RegistryService.GetOrganization:input_type -> trustfed.v1.GetOrganizationRequest
+	19, // 50: trustfed.v1.RegistryService.ListOrganizations:input_type -> trustfed.v1.ListOrganizationsRequest
+	14, // 51: trustfed.v1.RegistryService.GetKeys:input_type -> trustfed.v1.GetKeysRequest
+	24, // 52: trustfed.v1.RegistryService.RequestAuthorization:input_type -> trustfed.v1.RequestAuthorizationRequest
+	26, // 53: trustfed.v1.RegistryService.GetAuthorization:input_type -> trustfed.v1.GetAuthorizationRequest
+	3,  // 54: trustfed.v1.RegistryService.ReportRefusals:input_type -> trustfed.v1.ReportRefusalsRequest
+	9,  // 55: trustfed.v1.RegistryService.CheckInteraction:output_type -> trustfed.v1.CheckInteractionResponse
+	7,  // 56: trustfed.v1.RegistryService.CheckInteractions:output_type -> trustfed.v1.CheckInteractionsResponse
+	18, // 57: trustfed.v1.RegistryService.GetOrganization:output_type -> trustfed.v1.GetOrganizationResponse
+	20, // 58: trustfed.v1.RegistryService.ListOrganizations:output_type -> trustfed.v1.ListOrganizationsResponse
+	16, // 59: trustfed.v1.RegistryService.GetKeys:output_type -> trustfed.v1.GetKeysResponse
+	25, // 60: trustfed.v1.RegistryService.RequestAuthorization:output_type -> trustfed.v1.RequestAuthorizationResponse
+	27, // 61: trustfed.v1.RegistryService.GetAuthorization:output_type -> trustfed.v1.GetAuthorizationResponse
+	4,  // 62: trustfed.v1.RegistryService.ReportRefusals:output_type -> trustfed.v1.ReportRefusalsResponse
+	55, // [55:63] is the sub-list for method output_type
+	47, // [47:55] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_registry_proto_init() }
@@ -2252,6 +2466,7 @@ func file_trustfed_v1_registry_proto_init() {
 	if File_trustfed_v1_registry_proto != nil {
 		return
 	}
+	file_trustfed_v1_audit_proto_init()
 	file_trustfed_v1_controls_proto_init()
 	file_trustfed_v1_types_proto_init()
 	type x struct{}
@@ -2260,7 +2475,7 @@ func file_trustfed_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_registry_proto_rawDesc), len(file_trustfed_v1_registry_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,11 +20,13 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	RegistryService_CheckInteraction_FullMethodName     = "/trustfed.v1.RegistryService/CheckInteraction"
+	RegistryService_CheckInteractions_FullMethodName    = "/trustfed.v1.RegistryService/CheckInteractions"
 	RegistryService_GetOrganization_FullMethodName      = "/trustfed.v1.RegistryService/GetOrganization"
 	RegistryService_ListOrganizations_FullMethodName    = "/trustfed.v1.RegistryService/ListOrganizations"
 	RegistryService_GetKeys_FullMethodName              = "/trustfed.v1.RegistryService/GetKeys"
 	RegistryService_RequestAuthorization_FullMethodName = "/trustfed.v1.RegistryService/RequestAuthorization"
 	RegistryService_GetAuthorization_FullMethodName     = "/trustfed.v1.RegistryService/GetAuthorization"
+	RegistryService_ReportRefusals_FullMethodName       = "/trustfed.v1.RegistryService/ReportRefusals"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -36,6 +38,11 @@ type RegistryServiceClient interface {
 	// CheckInteraction decides whether an agent of one organisation may perform
 	// an action with an agent of another, and at which trust level.
 	CheckInteraction(ctx context.Context, in *CheckInteractionRequest, opts ...grpc.CallOption) (*CheckInteractionResponse, error)
+	// CheckInteractions decides many interactions in one call: each item is
+	// decided, audited and certified exactly as CheckInteraction would, all of
+	// them appended to the audit log together (they share audit batches). At
+	// most 256 items; every item's from_organization_id is the caller's own.
+	CheckInteractions(ctx context.Context, in *CheckInteractionsRequest, opts ...grpc.CallOption) (*CheckInteractionsResponse, error)
 	GetOrganization(ctx context.Context, in *GetOrganizationRequest, opts ...grpc.CallOption) (*GetOrganizationResponse, error)
 	ListOrganizations(ctx context.Context, in *ListOrganizationsRequest, opts ...grpc.CallOption) (*ListOrganizationsResponse, error)
 	// GetKeys publishes the registry's decision-signing public keys, so anyone
@@ -45,6 +52,13 @@ type RegistryServiceClient interface {
 	// interaction whose resolved controls require it (AG-783 TC5).
 	RequestAuthorization(ctx context.Context, in *RequestAuthorizationRequest, opts ...grpc.CallOption) (*RequestAuthorizationResponse, error)
 	GetAuthorization(ctx context.Context, in *GetAuthorizationRequest, opts ...grpc.CallOption) (*GetAuthorizationResponse, error)
+	// ReportRefusals records in the audit log what a member gateway refused
+	// to send or accept (GATEWAY_REFUSAL entries), for the member's own
+	// organisation; answered once the entries are committed. Like
+	// CheckInteraction its only effect is audit entries, which any server's
+	// audit batcher commits through the leader: it is served where it
+	// arrives, not forwarded.
+	ReportRefusals(ctx context.Context, in *ReportRefusalsRequest, opts ...grpc.CallOption) (*ReportRefusalsResponse, error)
 }
 
 type registryServiceClient struct {
@@ -59,6 +73,16 @@ func (c *registryServiceClient) CheckInteraction(ctx context.Context, in *CheckI
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckInteractionResponse)
 	err := c.cc.Invoke(ctx, RegistryService_CheckInteraction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) CheckInteractions(ctx context.Context, in *CheckInteractionsRequest, opts ...grpc.CallOption) (*CheckInteractionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckInteractionsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_CheckInteractions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +139,16 @@ func (c *registryServiceClient) GetAuthorization(ctx context.Context, in *GetAut
 	return out, nil
 }
 
+func (c *registryServiceClient) ReportRefusals(ctx context.Context, in *ReportRefusalsRequest, opts ...grpc.CallOption) (*ReportRefusalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportRefusalsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ReportRefusals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
@@ -124,6 +158,11 @@ type RegistryServiceServer interface {
 	// CheckInteraction decides whether an agent of one organisation may perform
 	// an action with an agent of another, and at which trust level.
 	CheckInteraction(context.Context, *CheckInteractionRequest) (*CheckInteractionResponse, error)
+	// CheckInteractions decides many interactions in one call: each item is
+	// decided, audited and certified exactly as CheckInteraction would, all of
+	// them appended to the audit log together (they share audit batches). At
+	// most 256 items; every item's from_organization_id is the caller's own.
+	CheckInteractions(context.Context, *CheckInteractionsRequest) (*CheckInteractionsResponse, error)
 	GetOrganization(context.Context, *GetOrganizationRequest) (*GetOrganizationResponse, error)
 	ListOrganizations(context.Context, *ListOrganizationsRequest) (*ListOrganizationsResponse, error)
 	// GetKeys publishes the registry's decision-signing public keys, so anyone
@@ -133,6 +172,13 @@ type RegistryServiceServer interface {
 	// interaction whose resolved controls require it (AG-783 TC5).
 	RequestAuthorization(context.Context, *RequestAuthorizationRequest) (*RequestAuthorizationResponse, error)
 	GetAuthorization(context.Context, *GetAuthorizationRequest) (*GetAuthorizationResponse, error)
+	// ReportRefusals records in the audit log what a member gateway refused
+	// to send or accept (GATEWAY_REFUSAL entries), for the member's own
+	// organisation; answered once the entries are committed. Like
+	// CheckInteraction its only effect is audit entries, which any server's
+	// audit batcher commits through the leader: it is served where it
+	// arrives, not forwarded.
+	ReportRefusals(context.Context, *ReportRefusalsRequest) (*ReportRefusalsResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -145,6 +191,9 @@ type UnimplementedRegistryServiceServer struct{}
 
 func (UnimplementedRegistryServiceServer) CheckInteraction(context.Context, *CheckInteractionRequest) (*CheckInteractionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckInteraction not implemented")
+}
+func (UnimplementedRegistryServiceServer) CheckInteractions(context.Context, *CheckInteractionsRequest) (*CheckInteractionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckInteractions not implemented")
 }
 func (UnimplementedRegistryServiceServer) GetOrganization(context.Context, *GetOrganizationRequest) (*GetOrganizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetOrganization not implemented")
@@ -160,6 +209,9 @@ func (UnimplementedRegistryServiceServer) RequestAuthorization(context.Context, 
 }
 func (UnimplementedRegistryServiceServer) GetAuthorization(context.Context, *GetAuthorizationRequest) (*GetAuthorizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAuthorization not implemented")
+}
+func (UnimplementedRegistryServiceServer) ReportRefusals(context.Context, *ReportRefusalsRequest) (*ReportRefusalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportRefusals not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -196,6 +248,24 @@ func _RegistryService_CheckInteraction_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RegistryServiceServer).CheckInteraction(ctx, req.(*CheckInteractionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_CheckInteractions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckInteractionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CheckInteractions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CheckInteractions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CheckInteractions(ctx, req.(*CheckInteractionsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -290,6 +360,24 @@ func _RegistryService_GetAuthorization_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_ReportRefusals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportRefusalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ReportRefusals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ReportRefusals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ReportRefusals(ctx, req.(*ReportRefusalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -300,6 +388,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckInteraction",
 			Handler:    _RegistryService_CheckInteraction_Handler,
+		},
+		{
+			MethodName: "CheckInteractions",
+			Handler:    _RegistryService_CheckInteractions_Handler,
 		},
 		{
 			MethodName: "GetOrganization",
@@ -320,6 +412,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAuthorization",
 			Handler:    _RegistryService_GetAuthorization_Handler,
+		},
+		{
+			MethodName: "ReportRefusals",
+			Handler:    _RegistryService_ReportRefusals_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -71,6 +71,13 @@ const (
 	CommandType_COMMAND_TYPE_CONSUME_AUTHORIZATION CommandType = 34
 	// An organisation's signed webhook settings (endpoints and CA certificates).
 	CommandType_COMMAND_TYPE_SET_WEBHOOK CommandType = 35
+	// Node keys are in force: the registry key's private seed leaves the
+	// state (its public key stays in the key history).
+	CommandType_COMMAND_TYPE_RETIRE_REGISTRY_SEED CommandType = 36
+	// A fresh cluster's first leader endorses its own node key (the same
+	// trust root as the bootstrap admin token): no private key ever enters
+	// the state.
+	CommandType_COMMAND_TYPE_BOOTSTRAP_NODE_KEY CommandType = 37
 	// A replica reports that its state diverged from the cluster's.
 	CommandType_COMMAND_TYPE_REPORT_DIVERGENCE CommandType = 39
 )
@@ -107,6 +114,8 @@ var (
 		33: "COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE",
 		34: "COMMAND_TYPE_CONSUME_AUTHORIZATION",
 		35: "COMMAND_TYPE_SET_WEBHOOK",
+		36: "COMMAND_TYPE_RETIRE_REGISTRY_SEED",
+		37: "COMMAND_TYPE_BOOTSTRAP_NODE_KEY",
 		39: "COMMAND_TYPE_REPORT_DIVERGENCE",
 	}
 	CommandType_value = map[string]int32{
@@ -139,6 +148,8 @@ var (
 		"COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE": 33,
 		"COMMAND_TYPE_CONSUME_AUTHORIZATION":    34,
 		"COMMAND_TYPE_SET_WEBHOOK":              35,
+		"COMMAND_TYPE_RETIRE_REGISTRY_SEED":     36,
+		"COMMAND_TYPE_BOOTSTRAP_NODE_KEY":       37,
 		"COMMAND_TYPE_REPORT_DIVERGENCE":        39,
 	}
 )
@@ -540,10 +551,19 @@ func (x *RevokedPassport) GetIndex() uint64 {
 type SigningKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	// ed25519 seed (32 bytes).
-	PrivateSeed   []byte                 `protobuf:"bytes,2,opt,name=private_seed,json=privateSeed,proto3" json:"private_seed,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	CreateIndex   uint64                 `protobuf:"varint,4,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	// ed25519 seed (32 bytes). Empty once RETIRE_REGISTRY_SEED applied, and
+	// in a cluster bootstrapped with a node key (which never had one).
+	PrivateSeed []byte                 `protobuf:"bytes,2,opt,name=private_seed,json=privateSeed,proto3" json:"private_seed,omitempty"`
+	CreateTime  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateIndex uint64                 `protobuf:"varint,4,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	// The public key (kept when the seed is retired, so GET /v1/keys and old
+	// signatures keep verifying).
+	PublicKey []byte `protobuf:"bytes,5,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The key that pseudonymises personal identifiers in GDPR mode: derived
+	// from the seed before it was retired (the same pseudonyms as before), or
+	// random for a cluster bootstrapped with a node key. A row with only a
+	// pseudonym key is not a signing key.
+	PseudonymKey  []byte `protobuf:"bytes,6,opt,name=pseudonym_key,json=pseudonymKey,proto3" json:"pseudonym_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -606,6 +626,137 @@ func (x *SigningKey) GetCreateIndex() uint64 {
 	return 0
 }
 
+func (x *SigningKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *SigningKey) GetPseudonymKey() []byte {
+	if x != nil {
+		return x.PseudonymKey
+	}
+	return nil
+}
+
+// RetireRegistrySeed removes the registry key's private seed from the
+// state once node keys are in force (refused before). It carries nothing.
+type RetireRegistrySeed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireRegistrySeed) Reset() {
+	*x = RetireRegistrySeed{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireRegistrySeed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireRegistrySeed) ProtoMessage() {}
+
+func (x *RetireRegistrySeed) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireRegistrySeed.ProtoReflect.Descriptor instead.
+func (*RetireRegistrySeed) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+// BootstrapNodeKey endorses the key of a fresh cluster's first leader, as
+// the bootstrap admin token is stored: applied only while the state holds
+// no node key and no registry key. It also stores the GDPR pseudonym key.
+type BootstrapNodeKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	PublicKey     []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	ValidFrom     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=valid_from,json=validFrom,proto3" json:"valid_from,omitempty"`
+	ValidUntil    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
+	PseudonymKey  []byte                 `protobuf:"bytes,5,opt,name=pseudonym_key,json=pseudonymKey,proto3" json:"pseudonym_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BootstrapNodeKey) Reset() {
+	*x = BootstrapNodeKey{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootstrapNodeKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootstrapNodeKey) ProtoMessage() {}
+
+func (x *BootstrapNodeKey) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootstrapNodeKey.ProtoReflect.Descriptor instead.
+func (*BootstrapNodeKey) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BootstrapNodeKey) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *BootstrapNodeKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *BootstrapNodeKey) GetValidFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidFrom
+	}
+	return nil
+}
+
+func (x *BootstrapNodeKey) GetValidUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidUntil
+	}
+	return nil
+}
+
+func (x *BootstrapNodeKey) GetPseudonymKey() []byte {
+	if x != nil {
+		return x.PseudonymKey
+	}
+	return nil
+}
+
 // CreateAuthorization carries the serialized trustfed.v1.AuthorizationStatement.
 type CreateAuthorization struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -616,7 +767,7 @@ type CreateAuthorization struct {
 
 func (x *CreateAuthorization) Reset() {
 	*x = CreateAuthorization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +779,7 @@ func (x *CreateAuthorization) String() string {
 func (*CreateAuthorization) ProtoMessage() {}
 
 func (x *CreateAuthorization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[6]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +792,7 @@ func (x *CreateAuthorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAuthorization.ProtoReflect.Descriptor instead.
 func (*CreateAuthorization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateAuthorization) GetStatement() []byte {
@@ -662,7 +813,7 @@ type ApproveAuthorization struct {
 
 func (x *ApproveAuthorization) Reset() {
 	*x = ApproveAuthorization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +825,7 @@ func (x *ApproveAuthorization) String() string {
 func (*ApproveAuthorization) ProtoMessage() {}
 
 func (x *ApproveAuthorization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[7]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +838,7 @@ func (x *ApproveAuthorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAuthorization.ProtoReflect.Descriptor instead.
 func (*ApproveAuthorization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApproveAuthorization) GetAuthorizationId() string {
@@ -725,7 +876,7 @@ type ConsumeAuthorization struct {
 
 func (x *ConsumeAuthorization) Reset() {
 	*x = ConsumeAuthorization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +888,7 @@ func (x *ConsumeAuthorization) String() string {
 func (*ConsumeAuthorization) ProtoMessage() {}
 
 func (x *ConsumeAuthorization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[8]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +901,7 @@ func (x *ConsumeAuthorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeAuthorization.ProtoReflect.Descriptor instead.
 func (*ConsumeAuthorization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConsumeAuthorization) GetAuthorizationId() string {
@@ -777,7 +928,7 @@ type PutSigningKey struct {
 
 func (x *PutSigningKey) Reset() {
 	*x = PutSigningKey{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +940,7 @@ func (x *PutSigningKey) String() string {
 func (*PutSigningKey) ProtoMessage() {}
 
 func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[9]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +953,7 @@ func (x *PutSigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSigningKey.ProtoReflect.Descriptor instead.
 func (*PutSigningKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutSigningKey) GetKey() *SigningKey {
@@ -822,7 +973,7 @@ type ProposeAgreement struct {
 
 func (x *ProposeAgreement) Reset() {
 	*x = ProposeAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +985,7 @@ func (x *ProposeAgreement) String() string {
 func (*ProposeAgreement) ProtoMessage() {}
 
 func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[10]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +998,7 @@ func (x *ProposeAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAgreement.ProtoReflect.Descriptor instead.
 func (*ProposeAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProposeAgreement) GetTerms() []byte {
@@ -868,7 +1019,7 @@ type SignAgreement struct {
 
 func (x *SignAgreement) Reset() {
 	*x = SignAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1031,7 @@ func (x *SignAgreement) String() string {
 func (*SignAgreement) ProtoMessage() {}
 
 func (x *SignAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[11]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1044,7 @@ func (x *SignAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreement.ProtoReflect.Descriptor instead.
 func (*SignAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignAgreement) GetAgreementId() string {
@@ -928,7 +1079,7 @@ type TerminateAgreement struct {
 
 func (x *TerminateAgreement) Reset() {
 	*x = TerminateAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1091,7 @@ func (x *TerminateAgreement) String() string {
 func (*TerminateAgreement) ProtoMessage() {}
 
 func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[12]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1104,7 @@ func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreement.ProtoReflect.Descriptor instead.
 func (*TerminateAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TerminateAgreement) GetTermination() []byte {
@@ -982,7 +1133,7 @@ type UpdateOrganization struct {
 
 func (x *UpdateOrganization) Reset() {
 	*x = UpdateOrganization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1145,7 @@ func (x *UpdateOrganization) String() string {
 func (*UpdateOrganization) ProtoMessage() {}
 
 func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1158,7 @@ func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganization.ProtoReflect.Descriptor instead.
 func (*UpdateOrganization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateOrganization) GetOrganizationId() string {
@@ -1036,7 +1187,7 @@ type ProposeAdminChange struct {
 
 func (x *ProposeAdminChange) Reset() {
 	*x = ProposeAdminChange{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1199,7 @@ func (x *ProposeAdminChange) String() string {
 func (*ProposeAdminChange) ProtoMessage() {}
 
 func (x *ProposeAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1212,7 @@ func (x *ProposeAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAdminChange.ProtoReflect.Descriptor instead.
 func (*ProposeAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ProposeAdminChange) GetChange() []byte {
@@ -1088,7 +1239,7 @@ type ApproveAdminChange struct {
 
 func (x *ApproveAdminChange) Reset() {
 	*x = ApproveAdminChange{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1251,7 @@ func (x *ApproveAdminChange) String() string {
 func (*ApproveAdminChange) ProtoMessage() {}
 
 func (x *ApproveAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1264,7 @@ func (x *ApproveAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAdminChange.ProtoReflect.Descriptor instead.
 func (*ApproveAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApproveAdminChange) GetChangeId() string {
@@ -1143,7 +1294,7 @@ type BootstrapAdmin struct {
 
 func (x *BootstrapAdmin) Reset() {
 	*x = BootstrapAdmin{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1306,7 @@ func (x *BootstrapAdmin) String() string {
 func (*BootstrapAdmin) ProtoMessage() {}
 
 func (x *BootstrapAdmin) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1319,7 @@ func (x *BootstrapAdmin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapAdmin.ProtoReflect.Descriptor instead.
 func (*BootstrapAdmin) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BootstrapAdmin) GetAdmin() *v1.Admin {
@@ -1211,7 +1362,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1374,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1387,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Token) GetId() string {
@@ -1328,7 +1479,7 @@ type UsedNonce struct {
 
 func (x *UsedNonce) Reset() {
 	*x = UsedNonce{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1491,7 @@ func (x *UsedNonce) String() string {
 func (*UsedNonce) ProtoMessage() {}
 
 func (x *UsedNonce) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1504,7 @@ func (x *UsedNonce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsedNonce.ProtoReflect.Descriptor instead.
 func (*UsedNonce) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UsedNonce) GetNonce() []byte {
@@ -1380,7 +1531,7 @@ type RevokeToken struct {
 
 func (x *RevokeToken) Reset() {
 	*x = RevokeToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1543,7 @@ func (x *RevokeToken) String() string {
 func (*RevokeToken) ProtoMessage() {}
 
 func (x *RevokeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1556,7 @@ func (x *RevokeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeToken.ProtoReflect.Descriptor instead.
 func (*RevokeToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeToken) GetTokenId() string {
@@ -1434,7 +1585,7 @@ type EnrolMemberNode struct {
 
 func (x *EnrolMemberNode) Reset() {
 	*x = EnrolMemberNode{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1597,7 @@ func (x *EnrolMemberNode) String() string {
 func (*EnrolMemberNode) ProtoMessage() {}
 
 func (x *EnrolMemberNode) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1610,7 @@ func (x *EnrolMemberNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrolMemberNode.ProtoReflect.Descriptor instead.
 func (*EnrolMemberNode) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EnrolMemberNode) GetEnrolment() []byte {
@@ -1489,7 +1640,7 @@ type SetWebhook struct {
 
 func (x *SetWebhook) Reset() {
 	*x = SetWebhook{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1652,7 @@ func (x *SetWebhook) String() string {
 func (*SetWebhook) ProtoMessage() {}
 
 func (x *SetWebhook) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1665,7 @@ func (x *SetWebhook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWebhook.ProtoReflect.Descriptor instead.
 func (*SetWebhook) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetWebhook) GetSettings() []byte {
@@ -1542,7 +1693,7 @@ type RemoveMemberNode struct {
 
 func (x *RemoveMemberNode) Reset() {
 	*x = RemoveMemberNode{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1705,7 @@ func (x *RemoveMemberNode) String() string {
 func (*RemoveMemberNode) ProtoMessage() {}
 
 func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1718,7 @@ func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberNode.ProtoReflect.Descriptor instead.
 func (*RemoveMemberNode) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveMemberNode) GetOrganizationId() string {
@@ -1607,7 +1758,7 @@ type IssueMemberCertificate struct {
 
 func (x *IssueMemberCertificate) Reset() {
 	*x = IssueMemberCertificate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1770,7 @@ func (x *IssueMemberCertificate) String() string {
 func (*IssueMemberCertificate) ProtoMessage() {}
 
 func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1783,7 @@ func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMemberCertificate.ProtoReflect.Descriptor instead.
 func (*IssueMemberCertificate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IssueMemberCertificate) GetOrganizationId() string {
@@ -1689,7 +1840,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1852,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1865,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -1751,7 +1902,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1914,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1927,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -1839,7 +1990,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2002,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2015,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1914,7 +2065,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2077,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2090,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2287,7 +2438,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2450,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2463,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AppendAudit) GetEvents() []*AuditEvent {
@@ -2342,6 +2493,7 @@ type AuditEvent struct {
 	//
 	//	*AuditEvent_Decision
 	//	*AuditEvent_AuthFailure
+	//	*AuditEvent_GatewayRefusal
 	Event isAuditEvent_Event `protobuf_oneof:"event"`
 	// The authenticated principal (decisions) or the presented identity.
 	Principal     string `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
@@ -2351,7 +2503,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +2515,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +2528,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditEvent) GetEvent() isAuditEvent_Event {
@@ -2404,6 +2556,15 @@ func (x *AuditEvent) GetAuthFailure() *v1.AuditAuthFailure {
 	return nil
 }
 
+func (x *AuditEvent) GetGatewayRefusal() *v1.AuditGatewayRefusal {
+	if x != nil {
+		if x, ok := x.Event.(*AuditEvent_GatewayRefusal); ok {
+			return x.GatewayRefusal
+		}
+	}
+	return nil
+}
+
 func (x *AuditEvent) GetPrincipal() string {
 	if x != nil {
 		return x.Principal
@@ -2423,9 +2584,15 @@ type AuditEvent_AuthFailure struct {
 	AuthFailure *v1.AuditAuthFailure `protobuf:"bytes,3,opt,name=auth_failure,json=authFailure,proto3,oneof"`
 }
 
+type AuditEvent_GatewayRefusal struct {
+	GatewayRefusal *v1.AuditGatewayRefusal `protobuf:"bytes,5,opt,name=gateway_refusal,json=gatewayRefusal,proto3,oneof"`
+}
+
 func (*AuditEvent_Decision) isAuditEvent_Event() {}
 
 func (*AuditEvent_AuthFailure) isAuditEvent_Event() {}
+
+func (*AuditEvent_GatewayRefusal) isAuditEvent_Event() {}
 
 // PutCheckpoint publishes a checkpoint signed by the registry key; every
 // replica checks it against its own log.
@@ -2444,7 +2611,7 @@ type PutCheckpoint struct {
 
 func (x *PutCheckpoint) Reset() {
 	*x = PutCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2623,7 @@ func (x *PutCheckpoint) String() string {
 func (*PutCheckpoint) ProtoMessage() {}
 
 func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2636,7 @@ func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpoint.ProtoReflect.Descriptor instead.
 func (*PutCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PutCheckpoint) GetNote() []byte {
@@ -2507,7 +2674,7 @@ type ReportDivergence struct {
 
 func (x *ReportDivergence) Reset() {
 	*x = ReportDivergence{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2686,7 @@ func (x *ReportDivergence) String() string {
 func (*ReportDivergence) ProtoMessage() {}
 
 func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2699,7 @@ func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDivergence.ProtoReflect.Descriptor instead.
 func (*ReportDivergence) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReportDivergence) GetNodeId() string {
@@ -2569,7 +2736,7 @@ type AddCosignature struct {
 
 func (x *AddCosignature) Reset() {
 	*x = AddCosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2748,7 @@ func (x *AddCosignature) String() string {
 func (*AddCosignature) ProtoMessage() {}
 
 func (x *AddCosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2761,7 @@ func (x *AddCosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
 func (*AddCosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AddCosignature) GetTreeSize() uint64 {
@@ -2633,7 +2800,7 @@ type StoredCheckpoint struct {
 
 func (x *StoredCheckpoint) Reset() {
 	*x = StoredCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +2812,7 @@ func (x *StoredCheckpoint) String() string {
 func (*StoredCheckpoint) ProtoMessage() {}
 
 func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +2825,7 @@ func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StoredCheckpoint) GetTreeSize() uint64 {
@@ -2707,7 +2874,7 @@ type Cosignature struct {
 
 func (x *Cosignature) Reset() {
 	*x = Cosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2886,7 @@ func (x *Cosignature) String() string {
 func (*Cosignature) ProtoMessage() {}
 
 func (x *Cosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2899,7 @@ func (x *Cosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
 func (*Cosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Cosignature) GetOrganizationId() string {
@@ -2769,7 +2936,7 @@ type AuditHead struct {
 
 func (x *AuditHead) Reset() {
 	*x = AuditHead{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +2948,7 @@ func (x *AuditHead) String() string {
 func (*AuditHead) ProtoMessage() {}
 
 func (x *AuditHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +2961,7 @@ func (x *AuditHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
 func (*AuditHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AuditHead) GetSize() uint64 {
@@ -2830,7 +2997,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +3009,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +3022,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditLeaf) GetData() []byte {
@@ -2892,7 +3059,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3071,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3084,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -2954,7 +3121,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3133,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3146,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -3027,7 +3194,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3039,7 +3206,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3052,7 +3219,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -3080,7 +3247,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3092,7 +3259,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3105,7 +3272,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -3139,7 +3306,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3151,7 +3318,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3164,7 +3331,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
 }
 
 // RecordDeliveries merges the leader dispatcher's progress into cascades.
@@ -3178,7 +3345,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3357,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3370,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -3223,7 +3390,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3402,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3415,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -3279,7 +3446,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3291,7 +3458,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3304,7 +3471,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -3354,14 +3521,27 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12;\n" +
 	"\vrevoke_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"revokeTime\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x04R\x05index\"\xa6\x01\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05index\"\xea\x01\n" +
 	"\n" +
 	"SigningKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12!\n" +
 	"\fprivate_seed\x18\x02 \x01(\fR\vprivateSeed\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12!\n" +
-	"\fcreate_index\x18\x04 \x01(\x04R\vcreateIndex\"3\n" +
+	"\fcreate_index\x18\x04 \x01(\x04R\vcreateIndex\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x05 \x01(\fR\tpublicKey\x12#\n" +
+	"\rpseudonym_key\x18\x06 \x01(\fR\fpseudonymKey\"\x14\n" +
+	"\x12RetireRegistrySeed\"\xe7\x01\n" +
+	"\x10BootstrapNodeKey\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x129\n" +
+	"\n" +
+	"valid_from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tvalidFrom\x12;\n" +
+	"\vvalid_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"validUntil\x12#\n" +
+	"\rpseudonym_key\x18\x05 \x01(\fR\fpseudonymKey\"3\n" +
 	"\x13CreateAuthorization\x12\x1c\n" +
 	"\tstatement\x18\x01 \x01(\fR\tstatement\"\x88\x01\n" +
 	"\x14ApproveAuthorization\x12)\n" +
@@ -3488,11 +3668,12 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\vAppendAudit\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x19\n" +
-	"\bbatch_id\x18\x03 \x01(\tR\abatchId\"\xb7\x01\n" +
+	"\bbatch_id\x18\x03 \x01(\tR\abatchId\"\x84\x02\n" +
 	"\n" +
 	"AuditEvent\x128\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
-	"\fauth_failure\x18\x03 \x01(\v2\x1d.trustfed.v1.AuditAuthFailureH\x00R\vauthFailure\x12\x1c\n" +
+	"\fauth_failure\x18\x03 \x01(\v2\x1d.trustfed.v1.AuditAuthFailureH\x00R\vauthFailure\x12K\n" +
+	"\x0fgateway_refusal\x18\x05 \x01(\v2 .trustfed.v1.AuditGatewayRefusalH\x00R\x0egatewayRefusal\x12\x1c\n" +
 	"\tprincipal\x18\x04 \x01(\tR\tprincipalB\a\n" +
 	"\x05eventJ\x04\b\x01\x10\x02\"o\n" +
 	"\rPutCheckpoint\x12\x12\n" +
@@ -3559,7 +3740,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xa4\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xf0\n" +
 	"\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
@@ -3590,7 +3771,9 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x1fCOMMAND_TYPE_REMOVE_MEMBER_NODE\x10 \x12)\n" +
 	"%COMMAND_TYPE_ISSUE_MEMBER_CERTIFICATE\x10!\x12&\n" +
 	"\"COMMAND_TYPE_CONSUME_AUTHORIZATION\x10\"\x12\x1c\n" +
-	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#\x12\"\n" +
+	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#\x12%\n" +
+	"!COMMAND_TYPE_RETIRE_REGISTRY_SEED\x10$\x12#\n" +
+	"\x1fCOMMAND_TYPE_BOOTSTRAP_NODE_KEY\x10%\x12\"\n" +
 	"\x1eCOMMAND_TYPE_REPORT_DIVERGENCE\x10'\"\x04\b\x01\x10\x01\"\x04\b\x03\x10\x03\"\x04\b\a\x10\a\"\x04\b\t\x10\f* COMMAND_TYPE_CREATE_ORGANIZATION*\x1dCOMMAND_TYPE_CREATE_AGREEMENT* COMMAND_TYPE_OVERRIDE_ONBOARDING*\x1cCOMMAND_TYPE_ACCREDIT_ISSUER*\x1cCOMMAND_TYPE_WITHDRAW_ISSUER*\x1cCOMMAND_TYPE_REVOKE_PASSPORT*%COMMAND_TYPE_UPDATE_FEDERATION_POLICY*g\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -3613,7 +3796,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),                   // 0: trustfed.command.v1.CommandType
 	(Role)(0),                          // 1: trustfed.command.v1.Role
@@ -3623,119 +3806,125 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*SubmitPassport)(nil),             // 5: trustfed.command.v1.SubmitPassport
 	(*RevokedPassport)(nil),            // 6: trustfed.command.v1.RevokedPassport
 	(*SigningKey)(nil),                 // 7: trustfed.command.v1.SigningKey
-	(*CreateAuthorization)(nil),        // 8: trustfed.command.v1.CreateAuthorization
-	(*ApproveAuthorization)(nil),       // 9: trustfed.command.v1.ApproveAuthorization
-	(*ConsumeAuthorization)(nil),       // 10: trustfed.command.v1.ConsumeAuthorization
-	(*PutSigningKey)(nil),              // 11: trustfed.command.v1.PutSigningKey
-	(*ProposeAgreement)(nil),           // 12: trustfed.command.v1.ProposeAgreement
-	(*SignAgreement)(nil),              // 13: trustfed.command.v1.SignAgreement
-	(*TerminateAgreement)(nil),         // 14: trustfed.command.v1.TerminateAgreement
-	(*UpdateOrganization)(nil),         // 15: trustfed.command.v1.UpdateOrganization
-	(*ProposeAdminChange)(nil),         // 16: trustfed.command.v1.ProposeAdminChange
-	(*ApproveAdminChange)(nil),         // 17: trustfed.command.v1.ApproveAdminChange
-	(*BootstrapAdmin)(nil),             // 18: trustfed.command.v1.BootstrapAdmin
-	(*Token)(nil),                      // 19: trustfed.command.v1.Token
-	(*UsedNonce)(nil),                  // 20: trustfed.command.v1.UsedNonce
-	(*RevokeToken)(nil),                // 21: trustfed.command.v1.RevokeToken
-	(*EnrolMemberNode)(nil),            // 22: trustfed.command.v1.EnrolMemberNode
-	(*SetWebhook)(nil),                 // 23: trustfed.command.v1.SetWebhook
-	(*RemoveMemberNode)(nil),           // 24: trustfed.command.v1.RemoveMemberNode
-	(*IssueMemberCertificate)(nil),     // 25: trustfed.command.v1.IssueMemberCertificate
-	(*PutToken)(nil),                   // 26: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),             // 27: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),             // 28: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),             // 29: trustfed.command.v1.SnapshotRecord
-	(*AppendAudit)(nil),                // 30: trustfed.command.v1.AppendAudit
-	(*AuditEvent)(nil),                 // 31: trustfed.command.v1.AuditEvent
-	(*PutCheckpoint)(nil),              // 32: trustfed.command.v1.PutCheckpoint
-	(*ReportDivergence)(nil),           // 33: trustfed.command.v1.ReportDivergence
-	(*AddCosignature)(nil),             // 34: trustfed.command.v1.AddCosignature
-	(*StoredCheckpoint)(nil),           // 35: trustfed.command.v1.StoredCheckpoint
-	(*Cosignature)(nil),                // 36: trustfed.command.v1.Cosignature
-	(*AuditHead)(nil),                  // 37: trustfed.command.v1.AuditHead
-	(*AuditLeaf)(nil),                  // 38: trustfed.command.v1.AuditLeaf
-	(*GraphEdge)(nil),                  // 39: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),                // 40: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),           // 41: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),               // 42: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                      // 43: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),           // 44: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),             // 45: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),                // 46: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil),      // 47: google.protobuf.Timestamp
-	(*v1.CheckInteractionRequest)(nil), // 48: trustfed.v1.CheckInteractionRequest
-	(*v1.AdminSignature)(nil),          // 49: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),                   // 50: trustfed.v1.Admin
-	(*v1.Organization)(nil),            // 51: trustfed.v1.Organization
-	(*v1.Agreement)(nil),               // 52: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),                  // 53: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),        // 54: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),           // 55: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),       // 56: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),                 // 57: trustfed.v1.Session
-	(*v1.Cascade)(nil),                 // 58: trustfed.v1.Cascade
-	(*v1.MemberNode)(nil),              // 59: trustfed.v1.MemberNode
-	(*v1.NodeKey)(nil),                 // 60: trustfed.v1.NodeKey
-	(*v1.AuditDecision)(nil),           // 61: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),        // 62: trustfed.v1.AuditAuthFailure
-	(*durationpb.Duration)(nil),        // 63: google.protobuf.Duration
-	(*v1.Delivery)(nil),                // 64: trustfed.v1.Delivery
+	(*RetireRegistrySeed)(nil),         // 8: trustfed.command.v1.RetireRegistrySeed
+	(*BootstrapNodeKey)(nil),           // 9: trustfed.command.v1.BootstrapNodeKey
+	(*CreateAuthorization)(nil),        // 10: trustfed.command.v1.CreateAuthorization
+	(*ApproveAuthorization)(nil),       // 11: trustfed.command.v1.ApproveAuthorization
+	(*ConsumeAuthorization)(nil),       // 12: trustfed.command.v1.ConsumeAuthorization
+	(*PutSigningKey)(nil),              // 13: trustfed.command.v1.PutSigningKey
+	(*ProposeAgreement)(nil),           // 14: trustfed.command.v1.ProposeAgreement
+	(*SignAgreement)(nil),              // 15: trustfed.command.v1.SignAgreement
+	(*TerminateAgreement)(nil),         // 16: trustfed.command.v1.TerminateAgreement
+	(*UpdateOrganization)(nil),         // 17: trustfed.command.v1.UpdateOrganization
+	(*ProposeAdminChange)(nil),         // 18: trustfed.command.v1.ProposeAdminChange
+	(*ApproveAdminChange)(nil),         // 19: trustfed.command.v1.ApproveAdminChange
+	(*BootstrapAdmin)(nil),             // 20: trustfed.command.v1.BootstrapAdmin
+	(*Token)(nil),                      // 21: trustfed.command.v1.Token
+	(*UsedNonce)(nil),                  // 22: trustfed.command.v1.UsedNonce
+	(*RevokeToken)(nil),                // 23: trustfed.command.v1.RevokeToken
+	(*EnrolMemberNode)(nil),            // 24: trustfed.command.v1.EnrolMemberNode
+	(*SetWebhook)(nil),                 // 25: trustfed.command.v1.SetWebhook
+	(*RemoveMemberNode)(nil),           // 26: trustfed.command.v1.RemoveMemberNode
+	(*IssueMemberCertificate)(nil),     // 27: trustfed.command.v1.IssueMemberCertificate
+	(*PutToken)(nil),                   // 28: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),             // 29: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),             // 30: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),             // 31: trustfed.command.v1.SnapshotRecord
+	(*AppendAudit)(nil),                // 32: trustfed.command.v1.AppendAudit
+	(*AuditEvent)(nil),                 // 33: trustfed.command.v1.AuditEvent
+	(*PutCheckpoint)(nil),              // 34: trustfed.command.v1.PutCheckpoint
+	(*ReportDivergence)(nil),           // 35: trustfed.command.v1.ReportDivergence
+	(*AddCosignature)(nil),             // 36: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),           // 37: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),                // 38: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),                  // 39: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),                  // 40: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),                  // 41: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),                // 42: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),           // 43: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),               // 44: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                      // 45: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),           // 46: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),             // 47: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),                // 48: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
+	(*v1.CheckInteractionRequest)(nil), // 50: trustfed.v1.CheckInteractionRequest
+	(*v1.AdminSignature)(nil),          // 51: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),                   // 52: trustfed.v1.Admin
+	(*v1.Organization)(nil),            // 53: trustfed.v1.Organization
+	(*v1.Agreement)(nil),               // 54: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),                  // 55: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),        // 56: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),           // 57: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),       // 58: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),                 // 59: trustfed.v1.Session
+	(*v1.Cascade)(nil),                 // 60: trustfed.v1.Cascade
+	(*v1.MemberNode)(nil),              // 61: trustfed.v1.MemberNode
+	(*v1.NodeKey)(nil),                 // 62: trustfed.v1.NodeKey
+	(*v1.AuditDecision)(nil),           // 63: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),        // 64: trustfed.v1.AuditAuthFailure
+	(*v1.AuditGatewayRefusal)(nil),     // 65: trustfed.v1.AuditGatewayRefusal
+	(*durationpb.Duration)(nil),        // 66: google.protobuf.Duration
+	(*v1.Delivery)(nil),                // 67: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	47, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	47, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	47, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	48, // 4: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
-	7,  // 5: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	49, // 6: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	49, // 7: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	50, // 8: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
-	1,  // 9: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	47, // 10: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	47, // 11: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	47, // 12: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	47, // 13: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
-	47, // 14: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
-	47, // 15: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
-	19, // 16: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	47, // 17: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	51, // 18: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	52, // 19: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
-	19, // 20: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	27, // 21: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	53, // 22: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
-	6,  // 23: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	54, // 24: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
-	7,  // 25: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	55, // 26: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	50, // 27: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	56, // 28: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	39, // 29: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	57, // 30: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	58, // 31: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	46, // 32: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	37, // 33: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
-	38, // 34: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
-	35, // 35: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
-	59, // 36: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
-	20, // 37: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
-	60, // 38: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
-	31, // 39: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	61, // 40: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	62, // 41: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	47, // 42: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	36, // 43: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	47, // 44: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	47, // 45: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	63, // 46: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	45, // 47: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	64, // 48: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	49, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	49, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	49, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	49, // 4: trustfed.command.v1.BootstrapNodeKey.valid_from:type_name -> google.protobuf.Timestamp
+	49, // 5: trustfed.command.v1.BootstrapNodeKey.valid_until:type_name -> google.protobuf.Timestamp
+	50, // 6: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
+	7,  // 7: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
+	51, // 8: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	51, // 9: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	52, // 10: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	1,  // 11: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
+	49, // 12: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	49, // 13: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	49, // 14: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	49, // 15: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
+	49, // 16: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
+	49, // 17: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
+	21, // 18: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
+	49, // 19: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	53, // 20: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	54, // 21: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	21, // 22: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
+	29, // 23: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	55, // 24: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	6,  // 25: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
+	56, // 26: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	7,  // 27: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
+	57, // 28: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	52, // 29: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	58, // 30: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	41, // 31: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	59, // 32: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	60, // 33: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	48, // 34: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	39, // 35: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	40, // 36: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	37, // 37: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	61, // 38: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
+	22, // 39: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
+	62, // 40: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
+	33, // 41: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	63, // 42: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	64, // 43: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	65, // 44: trustfed.command.v1.AuditEvent.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
+	49, // 45: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	38, // 46: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	49, // 47: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	49, // 48: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	66, // 49: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	47, // 50: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	67, // 51: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -3743,7 +3932,7 @@ func file_trustfed_command_v1_command_proto_init() {
 	if File_trustfed_command_v1_command_proto != nil {
 		return
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[27].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[29].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
@@ -3766,9 +3955,10 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_UsedNonce)(nil),
 		(*SnapshotRecord_NodeKey)(nil),
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[29].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[31].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
 		(*AuditEvent_AuthFailure)(nil),
+		(*AuditEvent_GatewayRefusal)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3776,7 +3966,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -484,6 +484,206 @@ func (x *GetCommitmentResponse) GetCommitment() []byte {
 	return nil
 }
 
+type CosignCheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint's note text (origin, size, root, trust-state line),
+	// ending in a newline, without signatures.
+	Text          []byte `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignCheckpointRequest) Reset() {
+	*x = CosignCheckpointRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignCheckpointRequest) ProtoMessage() {}
+
+func (x *CosignCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CosignCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CosignCheckpointRequest) GetText() []byte {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
+type CosignCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering server's node id and its note signature line
+	// ("— trustfed-node/<node id> <base64>").
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	SignatureLine string `protobuf:"bytes,2,opt,name=signature_line,json=signatureLine,proto3" json:"signature_line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CosignCheckpointResponse) Reset() {
+	*x = CosignCheckpointResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CosignCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CosignCheckpointResponse) ProtoMessage() {}
+
+func (x *CosignCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CosignCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CosignCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CosignCheckpointResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CosignCheckpointResponse) GetSignatureLine() string {
+	if x != nil {
+		return x.SignatureLine
+	}
+	return ""
+}
+
+type GetCertifiedCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCertifiedCheckpointRequest) Reset() {
+	*x = GetCertifiedCheckpointRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCertifiedCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCertifiedCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCertifiedCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCertifiedCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCertifiedCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{12}
+}
+
+type GetCertifiedCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering server's node id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The certified note (without witness cosignatures); empty when the
+	// server holds none.
+	Note []byte `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	// The Raft index at which the checkpoint was committed.
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCertifiedCheckpointResponse) Reset() {
+	*x = GetCertifiedCheckpointResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCertifiedCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCertifiedCheckpointResponse) ProtoMessage() {}
+
+func (x *GetCertifiedCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCertifiedCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetCertifiedCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetCertifiedCheckpointResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetCertifiedCheckpointResponse) GetNote() []byte {
+	if x != nil {
+		return x.Note
+	}
+	return nil
+}
+
+func (x *GetCertifiedCheckpointResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type CosignBatchRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	LogIndex uint64                 `protobuf:"varint,1,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
@@ -497,7 +697,7 @@ type CosignBatchRequest struct {
 
 func (x *CosignBatchRequest) Reset() {
 	*x = CosignBatchRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +709,7 @@ func (x *CosignBatchRequest) String() string {
 func (*CosignBatchRequest) ProtoMessage() {}
 
 func (x *CosignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +722,7 @@ func (x *CosignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignBatchRequest.ProtoReflect.Descriptor instead.
 func (*CosignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CosignBatchRequest) GetLogIndex() uint64 {
@@ -550,7 +750,7 @@ type CosignBatchResponse struct {
 
 func (x *CosignBatchResponse) Reset() {
 	*x = CosignBatchResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +762,7 @@ func (x *CosignBatchResponse) String() string {
 func (*CosignBatchResponse) ProtoMessage() {}
 
 func (x *CosignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +775,7 @@ func (x *CosignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignBatchResponse.ProtoReflect.Descriptor instead.
 func (*CosignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CosignBatchResponse) GetBatchHead() []byte {
@@ -622,20 +822,32 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1e\n" +
 	"\n" +
 	"commitment\x18\x03 \x01(\fR\n" +
-	"commitment\"E\n" +
+	"commitment\"-\n" +
+	"\x17CosignCheckpointRequest\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\fR\x04text\"Z\n" +
+	"\x18CosignCheckpointResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12%\n" +
+	"\x0esignature_line\x18\x02 \x01(\tR\rsignatureLine\"\x1f\n" +
+	"\x1dGetCertifiedCheckpointRequest\"c\n" +
+	"\x1eGetCertifiedCheckpointResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\fR\x04note\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"E\n" +
 	"\x12CosignBatchRequest\x12\x1b\n" +
 	"\tlog_index\x18\x01 \x01(\x04R\blogIndex\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\fR\x04root\"o\n" +
 	"\x13CosignBatchResponse\x12\x1d\n" +
 	"\n" +
 	"batch_head\x18\x01 \x01(\fR\tbatchHead\x129\n" +
-	"\tsignature\x18\x02 \x01(\v2\x1b.trustfed.v1.BatchSignatureR\tsignature2\xcf\x04\n" +
+	"\tsignature\x18\x02 \x01(\v2\x1b.trustfed.v1.BatchSignatureR\tsignature2\xc2\x06\n" +
 	"\vPeerService\x12Y\n" +
 	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01\x12Z\n" +
 	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12V\n" +
 	"\bProgress\x12!.trustfed.peer.v1.ProgressRequest\x1a\".trustfed.peer.v1.ProgressResponse\"\x03\x90\x02\x01\x12i\n" +
 	"\x10ReportDivergence\x12).trustfed.peer.v1.ReportDivergenceRequest\x1a*.trustfed.peer.v1.ReportDivergenceResponse\x12e\n" +
-	"\rGetCommitment\x12&.trustfed.peer.v1.GetCommitmentRequest\x1a'.trustfed.peer.v1.GetCommitmentResponse\"\x03\x90\x02\x01\x12_\n" +
+	"\rGetCommitment\x12&.trustfed.peer.v1.GetCommitmentRequest\x1a'.trustfed.peer.v1.GetCommitmentResponse\"\x03\x90\x02\x01\x12n\n" +
+	"\x10CosignCheckpoint\x12).trustfed.peer.v1.CosignCheckpointRequest\x1a*.trustfed.peer.v1.CosignCheckpointResponse\"\x03\x90\x02\x01\x12\x80\x01\n" +
+	"\x16GetCertifiedCheckpoint\x12/.trustfed.peer.v1.GetCertifiedCheckpointRequest\x1a0.trustfed.peer.v1.GetCertifiedCheckpointResponse\"\x03\x90\x02\x01\x12_\n" +
 	"\vCosignBatch\x12$.trustfed.peer.v1.CosignBatchRequest\x1a%.trustfed.peer.v1.CosignBatchResponse\"\x03\x90\x02\x01B<Z:github.com/trustfed/trustfed/proto/trustfed/peer/v1;peerv1b\x06proto3"
 
 var (
@@ -650,42 +862,50 @@ func file_trustfed_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_trustfed_peer_v1_peer_proto_rawDescData
 }
 
-var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_trustfed_peer_v1_peer_proto_goTypes = []any{
-	(*ReadIndexRequest)(nil),         // 0: trustfed.peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 1: trustfed.peer.v1.ReadIndexResponse
-	(*AppendAuditRequest)(nil),       // 2: trustfed.peer.v1.AppendAuditRequest
-	(*AppendAuditResponse)(nil),      // 3: trustfed.peer.v1.AppendAuditResponse
-	(*ProgressRequest)(nil),          // 4: trustfed.peer.v1.ProgressRequest
-	(*ProgressResponse)(nil),         // 5: trustfed.peer.v1.ProgressResponse
-	(*ReportDivergenceRequest)(nil),  // 6: trustfed.peer.v1.ReportDivergenceRequest
-	(*ReportDivergenceResponse)(nil), // 7: trustfed.peer.v1.ReportDivergenceResponse
-	(*GetCommitmentRequest)(nil),     // 8: trustfed.peer.v1.GetCommitmentRequest
-	(*GetCommitmentResponse)(nil),    // 9: trustfed.peer.v1.GetCommitmentResponse
-	(*CosignBatchRequest)(nil),       // 10: trustfed.peer.v1.CosignBatchRequest
-	(*CosignBatchResponse)(nil),      // 11: trustfed.peer.v1.CosignBatchResponse
-	(*v1.AppendAudit)(nil),           // 12: trustfed.command.v1.AppendAudit
-	(*v1.ReportDivergence)(nil),      // 13: trustfed.command.v1.ReportDivergence
-	(*v11.BatchSignature)(nil),       // 14: trustfed.v1.BatchSignature
+	(*ReadIndexRequest)(nil),               // 0: trustfed.peer.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),              // 1: trustfed.peer.v1.ReadIndexResponse
+	(*AppendAuditRequest)(nil),             // 2: trustfed.peer.v1.AppendAuditRequest
+	(*AppendAuditResponse)(nil),            // 3: trustfed.peer.v1.AppendAuditResponse
+	(*ProgressRequest)(nil),                // 4: trustfed.peer.v1.ProgressRequest
+	(*ProgressResponse)(nil),               // 5: trustfed.peer.v1.ProgressResponse
+	(*ReportDivergenceRequest)(nil),        // 6: trustfed.peer.v1.ReportDivergenceRequest
+	(*ReportDivergenceResponse)(nil),       // 7: trustfed.peer.v1.ReportDivergenceResponse
+	(*GetCommitmentRequest)(nil),           // 8: trustfed.peer.v1.GetCommitmentRequest
+	(*GetCommitmentResponse)(nil),          // 9: trustfed.peer.v1.GetCommitmentResponse
+	(*CosignCheckpointRequest)(nil),        // 10: trustfed.peer.v1.CosignCheckpointRequest
+	(*CosignCheckpointResponse)(nil),       // 11: trustfed.peer.v1.CosignCheckpointResponse
+	(*GetCertifiedCheckpointRequest)(nil),  // 12: trustfed.peer.v1.GetCertifiedCheckpointRequest
+	(*GetCertifiedCheckpointResponse)(nil), // 13: trustfed.peer.v1.GetCertifiedCheckpointResponse
+	(*CosignBatchRequest)(nil),             // 14: trustfed.peer.v1.CosignBatchRequest
+	(*CosignBatchResponse)(nil),            // 15: trustfed.peer.v1.CosignBatchResponse
+	(*v1.AppendAudit)(nil),                 // 16: trustfed.command.v1.AppendAudit
+	(*v1.ReportDivergence)(nil),            // 17: trustfed.command.v1.ReportDivergence
+	(*v11.BatchSignature)(nil),             // 18: trustfed.v1.BatchSignature
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
-	12, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	13, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
-	14, // 2: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
+	16, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
+	17, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	18, // 2: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
 	0,  // 3: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
 	2,  // 4: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
 	4,  // 5: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
 	6,  // 6: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
 	8,  // 7: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
-	10, // 8: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
-	1,  // 9: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3,  // 10: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	5,  // 11: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	7,  // 12: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
-	9,  // 13: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
-	11, // 14: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
+	10, // 8: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
+	12, // 9: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
+	14, // 10: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
+	1,  // 11: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 12: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5,  // 13: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	7,  // 14: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	9,  // 15: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	11, // 16: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
+	13, // 17: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
+	15, // 18: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
+	11, // [11:19] is the sub-list for method output_type
+	3,  // [3:11] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -702,7 +922,7 @@ func file_trustfed_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_peer_v1_peer_proto_rawDesc), len(file_trustfed_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,12 +21,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PeerService_ReadIndex_FullMethodName        = "/trustfed.peer.v1.PeerService/ReadIndex"
-	PeerService_AppendAudit_FullMethodName      = "/trustfed.peer.v1.PeerService/AppendAudit"
-	PeerService_Progress_FullMethodName         = "/trustfed.peer.v1.PeerService/Progress"
-	PeerService_ReportDivergence_FullMethodName = "/trustfed.peer.v1.PeerService/ReportDivergence"
-	PeerService_GetCommitment_FullMethodName    = "/trustfed.peer.v1.PeerService/GetCommitment"
-	PeerService_CosignBatch_FullMethodName      = "/trustfed.peer.v1.PeerService/CosignBatch"
+	PeerService_ReadIndex_FullMethodName              = "/trustfed.peer.v1.PeerService/ReadIndex"
+	PeerService_AppendAudit_FullMethodName            = "/trustfed.peer.v1.PeerService/AppendAudit"
+	PeerService_Progress_FullMethodName               = "/trustfed.peer.v1.PeerService/Progress"
+	PeerService_ReportDivergence_FullMethodName       = "/trustfed.peer.v1.PeerService/ReportDivergence"
+	PeerService_GetCommitment_FullMethodName          = "/trustfed.peer.v1.PeerService/GetCommitment"
+	PeerService_CosignCheckpoint_FullMethodName       = "/trustfed.peer.v1.PeerService/CosignCheckpoint"
+	PeerService_GetCertifiedCheckpoint_FullMethodName = "/trustfed.peer.v1.PeerService/GetCertifiedCheckpoint"
+	PeerService_CosignBatch_FullMethodName            = "/trustfed.peer.v1.PeerService/CosignBatch"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -53,6 +55,17 @@ type PeerServiceClient interface {
 	// its applied index (after a linearizable read): a restarted server
 	// compares its own at that index before it serves.
 	GetCommitment(ctx context.Context, in *GetCommitmentRequest, opts ...grpc.CallOption) (*GetCommitmentResponse, error)
+	// CosignCheckpoint asks a server to certify a checkpoint the leader
+	// built: it waits (bounded by the call's deadline) until it has applied
+	// the state index and holds the tree size, compares the root with its own
+	// audit log and the commitment with its own state, and signs the note
+	// text with its own endorsed node key. FAILED_PRECONDITION names what
+	// differs.
+	CosignCheckpoint(ctx context.Context, in *CosignCheckpointRequest, opts ...grpc.CallOption) (*CosignCheckpointResponse, error)
+	// GetCertifiedCheckpoint returns the newest certified checkpoint this
+	// server holds (any server: the certificate proves itself), for a
+	// restarting server's start-up check.
+	GetCertifiedCheckpoint(ctx context.Context, in *GetCertifiedCheckpointRequest, opts ...grpc.CallOption) (*GetCertifiedCheckpointResponse, error)
 	// CosignBatch asks a server for its signature over the head of the
 	// decision batch logged at log_index: it answers once it has applied that
 	// entry and re-evaluated every decision in it on its own state, with its
@@ -119,6 +132,26 @@ func (c *peerServiceClient) GetCommitment(ctx context.Context, in *GetCommitment
 	return out, nil
 }
 
+func (c *peerServiceClient) CosignCheckpoint(ctx context.Context, in *CosignCheckpointRequest, opts ...grpc.CallOption) (*CosignCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CosignCheckpointResponse)
+	err := c.cc.Invoke(ctx, PeerService_CosignCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerServiceClient) GetCertifiedCheckpoint(ctx context.Context, in *GetCertifiedCheckpointRequest, opts ...grpc.CallOption) (*GetCertifiedCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCertifiedCheckpointResponse)
+	err := c.cc.Invoke(ctx, PeerService_GetCertifiedCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *peerServiceClient) CosignBatch(ctx context.Context, in *CosignBatchRequest, opts ...grpc.CallOption) (*CosignBatchResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CosignBatchResponse)
@@ -153,6 +186,17 @@ type PeerServiceServer interface {
 	// its applied index (after a linearizable read): a restarted server
 	// compares its own at that index before it serves.
 	GetCommitment(context.Context, *GetCommitmentRequest) (*GetCommitmentResponse, error)
+	// CosignCheckpoint asks a server to certify a checkpoint the leader
+	// built: it waits (bounded by the call's deadline) until it has applied
+	// the state index and holds the tree size, compares the root with its own
+	// audit log and the commitment with its own state, and signs the note
+	// text with its own endorsed node key. FAILED_PRECONDITION names what
+	// differs.
+	CosignCheckpoint(context.Context, *CosignCheckpointRequest) (*CosignCheckpointResponse, error)
+	// GetCertifiedCheckpoint returns the newest certified checkpoint this
+	// server holds (any server: the certificate proves itself), for a
+	// restarting server's start-up check.
+	GetCertifiedCheckpoint(context.Context, *GetCertifiedCheckpointRequest) (*GetCertifiedCheckpointResponse, error)
 	// CosignBatch asks a server for its signature over the head of the
 	// decision batch logged at log_index: it answers once it has applied that
 	// entry and re-evaluated every decision in it on its own state, with its
@@ -183,6 +227,12 @@ func (UnimplementedPeerServiceServer) ReportDivergence(context.Context, *ReportD
 }
 func (UnimplementedPeerServiceServer) GetCommitment(context.Context, *GetCommitmentRequest) (*GetCommitmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCommitment not implemented")
+}
+func (UnimplementedPeerServiceServer) CosignCheckpoint(context.Context, *CosignCheckpointRequest) (*CosignCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CosignCheckpoint not implemented")
+}
+func (UnimplementedPeerServiceServer) GetCertifiedCheckpoint(context.Context, *GetCertifiedCheckpointRequest) (*GetCertifiedCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCertifiedCheckpoint not implemented")
 }
 func (UnimplementedPeerServiceServer) CosignBatch(context.Context, *CosignBatchRequest) (*CosignBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CosignBatch not implemented")
@@ -298,6 +348,42 @@ func _PeerService_GetCommitment_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_CosignCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CosignCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).CosignCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_CosignCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).CosignCheckpoint(ctx, req.(*CosignCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PeerService_GetCertifiedCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCertifiedCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).GetCertifiedCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_GetCertifiedCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).GetCertifiedCheckpoint(ctx, req.(*GetCertifiedCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PeerService_CosignBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CosignBatchRequest)
 	if err := dec(in); err != nil {
@@ -342,6 +428,14 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCommitment",
 			Handler:    _PeerService_GetCommitment_Handler,
+		},
+		{
+			MethodName: "CosignCheckpoint",
+			Handler:    _PeerService_CosignCheckpoint_Handler,
+		},
+		{
+			MethodName: "GetCertifiedCheckpoint",
+			Handler:    _PeerService_GetCertifiedCheckpoint_Handler,
 		},
 		{
 			MethodName: "CosignBatch",

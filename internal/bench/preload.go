@@ -1,0 +1,200 @@
+package bench
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/client"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Action is what every preloaded agreement covers and every check asks.
+const Action = "task_send"
+
+// Fixture is what Preload made: organisations (each with its own key) and
+// the agreements between them, as pairs of organisation indexes.
+type Fixture struct {
+	Orgs  []string
+	Pairs [][2]int
+	// Partners[i] are the organisations org i has an agreement with.
+	Partners [][]int
+	keys     []ed25519.PrivateKey
+}
+
+// preloadWorkers bounds the concurrent set-up calls.
+const preloadWorkers = 8
+
+// Preload accredits a fresh passport issuer (and lifts the onboarding cap
+// to 4) through the admin quorum keys, registers and approves orgs
+// organisations at level 4 and has agreements of them signed, org i with
+// org i+1, i+2, ... (mod orgs) until there are agreements of them. Names
+// carry a random run id, so a running cluster can be preloaded again.
+func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKey, orgs, agreements int, log *slog.Logger) (*Fixture, error) {
+	if orgs < 2 {
+		return nil, fmt.Errorf("orgs: %d: want at least 2", orgs)
+	}
+	if agreements < 1 || agreements > orgs*(orgs-1)/2 {
+		return nil, fmt.Errorf("agreements: %d: want 1 to %d for %d organisations", agreements, orgs*(orgs-1)/2, orgs)
+	}
+	run := randomID()
+	_, issuerKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	issuer := "bench-issuer-" + run
+	if err := applyChange(ctx, admin, keys, &trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_AccreditIssuer{AccreditIssuer: &trustfedv1.AccreditIssuerChange{
+		IssuerId: issuer, Name: "trustfed bench issuer", PublicKey: issuerKey.Public().(ed25519.PublicKey), MaxLevel: 4}}}); err != nil {
+		return nil, fmt.Errorf("accredit the bench issuer: %w", err)
+	}
+	if err := applyChange(ctx, admin, keys, &trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_UpdateFederationPolicy{UpdateFederationPolicy: &trustfedv1.FederationPolicyChange{OnboardingCapLevel: proto.Uint32(4)}}}); err != nil {
+		return nil, fmt.Errorf("lift the onboarding cap: %w", err)
+	}
+	f := &Fixture{Partners: make([][]int, orgs)}
+	for i := range orgs {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		f.Orgs = append(f.Orgs, fmt.Sprintf("b%s-%05d", run, i))
+		f.keys = append(f.keys, key)
+	}
+	f.Pairs = pairs(orgs, agreements)
+	for _, p := range f.Pairs {
+		f.Partners[p[0]] = append(f.Partners[p[0]], p[1])
+		f.Partners[p[1]] = append(f.Partners[p[1]], p[0])
+	}
+	start := time.Now()
+	if err := each(ctx, orgs, func(ctx context.Context, i int) error {
+		return f.enrol(ctx, admin, i, issuer, issuerKey)
+	}); err != nil {
+		return nil, err
+	}
+	if err := each(ctx, len(f.Pairs), func(ctx context.Context, i int) error {
+		return f.agree(ctx, admin, f.Pairs[i])
+	}); err != nil {
+		return nil, err
+	}
+	log.Info("preloaded", "organisations", orgs, "agreements", len(f.Pairs), "took", time.Since(start).Round(time.Millisecond))
+	return f, nil
+}
+
+// pairs are n distinct pairs of organisations out of orgs: i with i+1
+// (mod orgs) for every i, then i with i+2, and so on (n at most
+// orgs*(orgs-1)/2).
+func pairs(orgs, n int) [][2]int {
+	var out [][2]int
+	for d := 1; len(out) < n && d <= orgs/2; d++ {
+		for i := 0; i < orgs && len(out) < n; i++ {
+			if j := (i + d) % orgs; d < orgs-d || i < j {
+				out = append(out, [2]int{i, j})
+			}
+		}
+	}
+	return out
+}
+
+// each runs f(i) for i in [0, n) on preloadWorkers goroutines.
+func each(ctx context.Context, n int, f func(context.Context, int) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(preloadWorkers)
+	for i := range n {
+		g.Go(func() error { return f(ctx, i) })
+	}
+	return g.Wait()
+}
+
+// enrol registers organisation i (declared and attested level 4, passport
+// from the bench issuer) and approves it.
+func (f *Fixture) enrol(ctx context.Context, admin *client.Client, i int, issuer string, issuerKey ed25519.PrivateKey) error {
+	org, key := f.Orgs[i], f.keys[i]
+	now := time.Now()
+	passport, err := attestation.IssuePassport(attestation.PassportClaims{
+		Serial: "pp-" + org, IssuerID: issuer, OrganizationID: org,
+		OrganizationKey: key.Public().(ed25519.PublicKey), Level: 4, Jurisdiction: "EU",
+		IssuedAt: now.Add(-time.Hour), NotBefore: now.Add(-time.Hour), ExpiresAt: now.Add(365 * 24 * time.Hour),
+	}, issuerKey)
+	if err != nil {
+		return fmt.Errorf("passport of %s: %w", org, err)
+	}
+	reg, err := proto.MarshalOptions{Deterministic: true}.Marshal(&trustfedv1.Registration{
+		OrganizationId: org, Name: "Bench " + org, Jurisdiction: "EU", DeclaredLevel: 4,
+		PublicKey:             key.Public().(ed25519.PublicKey),
+		ControlProfile:        &trustfedv1.ControlProfile{Logging: &trustfedv1.Logging{Detail: trustfedv1.LogDetail_LOG_DETAIL_SUMMARY}},
+		NotificationEndpoints: []string{"https://" + org + ".example/trustfed"},
+		Passport:              passport,
+		Nonce:                 fmt.Sprintf("nonce-%s-%d", org, now.UnixNano()),
+	})
+	if err != nil {
+		return fmt.Errorf("registration of %s: %w", org, err)
+	}
+	if _, err := admin.Membership().RegisterOrganization(ctx, &trustfedv1.RegisterOrganizationRequest{
+		Registration: reg, Signature: attestation.Sign(key, attestation.PurposeRegistration, reg)}); err != nil {
+		return fmt.Errorf("register %s: %w", org, err)
+	}
+	if _, err := admin.Admin().ApproveOrganization(ctx, &trustfedv1.ApproveOrganizationRequest{OrganizationId: org}); err != nil {
+		return fmt.Errorf("approve %s: %w", org, err)
+	}
+	return nil
+}
+
+// agree proposes the agreement of a pair (covering Action, for a day) and
+// has both sign it.
+func (f *Fixture) agree(ctx context.Context, admin *client.Client, pair [2]int) error {
+	a, b := f.Orgs[pair[0]], f.Orgs[pair[1]]
+	now := time.Now().UTC().Truncate(time.Second)
+	p, err := admin.Membership().ProposeAgreement(ctx, &trustfedv1.ProposeAgreementRequest{
+		OrganizationAId: a, OrganizationBId: b,
+		Scope:     &trustfedv1.AgreementScope{AllowedActions: []string{Action}},
+		NotBefore: timestamppb.New(now.Add(-time.Minute)), NotAfter: timestamppb.New(now.Add(24 * time.Hour)),
+	})
+	if err != nil {
+		return fmt.Errorf("propose the agreement of %s and %s: %w", a, b, err)
+	}
+	for _, i := range pair {
+		if _, err := admin.Membership().SignAgreement(ctx, &trustfedv1.SignAgreementRequest{AgreementId: p.Agreement.Id, OrganizationId: f.Orgs[i],
+			Signature: attestation.Sign(f.keys[i], attestation.PurposeAgreement, p.Agreement.Terms)}); err != nil {
+			return fmt.Errorf("%s signs agreement %s: %w", f.Orgs[i], p.Agreement.Id, err)
+		}
+	}
+	return nil
+}
+
+// Member enrols a new member node of organisation i (signed with its key,
+// through admin) and returns its client certificate.
+func (f *Fixture) Member(ctx context.Context, admin *client.Client, i int) (tls.Certificate, error) {
+	org := f.Orgs[i]
+	node := "node-" + randomID()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	req, err := client.NewMemberEnrolment(f.keys[i], org, node, pub, time.Now())
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("enrol member %s/%s: %w", org, node, err)
+	}
+	if _, err := admin.Access().EnrolMemberNode(ctx, req); err != nil {
+		return tls.Certificate{}, fmt.Errorf("enrol member %s/%s: %w", org, node, err)
+	}
+	cert, _, err := client.RequestMemberCertificate(ctx, admin, org, node, key, 0)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate of member %s/%s: %w", org, node, err)
+	}
+	return cert, nil
+}
+
+// randomID is 8 lowercase hex digits.
+func randomID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
