@@ -72,7 +72,7 @@ func (d *directRaft) Status() consensus.Status {
 	}
 	return consensus.Status{}
 }
-func (d *directRaft) CaughtUp() bool           { return !d.behind.Load() }
+func (d *directRaft) CaughtUp() bool { return !d.behind.Load() }
 func (d *directRaft) LeaderChanged(string) <-chan struct{} {
 	return nil // the one leader never changes
 }
