@@ -20,7 +20,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help run build test demo ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench bench-etcd docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: help run build test soak demo ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench bench-etcd docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## help: list the targets and what each does
 help:
@@ -48,6 +48,18 @@ demo:
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz-smoke
+
+DURATION ?= 10m
+SOAK_NODES ?= 3
+SOAK_FAULT_EVERY ?= 1m
+SOAKFLAGS ?=
+## soak: DURATION (default 10m) of load on a SOAK_NODES-node cluster with a random fault (kill,
+## pause, partition, one-way cut, slow links, full crash) every SOAK_FAULT_EVERY; prints operations,
+## faults, linearizability violations, lost writes and availability (docs/reliability.md).
+## TRUSTFED_FAULTS_SEED repeats a run; SOAKFLAGS=-race builds the servers with the race detector.
+soak:
+	TRUSTFED_SOAK_DURATION=$(DURATION) TRUSTFED_SOAK_NODES=$(SOAK_NODES) TRUSTFED_SOAK_FAULT_EVERY=$(SOAK_FAULT_EVERY) \
+		$(GO) test $(SOAKFLAGS) -count=1 -timeout 24h -run '^TestFaultsSoak$$' -v ./system_test/
 
 FUZZTIME ?= 20000x
 ## fuzz-smoke: each fuzz target for FUZZTIME executions (seed corpora also run in every `go test`).

@@ -24,7 +24,11 @@ var (
 	// acknowledged. The command may or may not be committed.
 	ErrUnknownOutcome = errors.New("outcome unknown: leadership lost or timed out before the command was acknowledged")
 	// ErrClosed: the node has been closed.
-	ErrClosed = errors.New("node closed")
+	// ErrStorage: this node cannot write its Raft log or stable store (a
+	// full disk, a read-only data dir); it answers no linearizable read
+	// until it can (Node.StorageFault).
+	ErrStorage = errors.New("this node cannot write its raft log")
+	ErrClosed  = errors.New("node closed")
 	// ErrLeaderChanged: a call to the leader was abandoned because this
 	// node saw the leader change (or lost it) while the call was out. A
 	// write it carried may or may not have been applied.

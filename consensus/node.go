@@ -26,7 +26,8 @@ type Node struct {
 	fsm    *fsm
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
-	store  *raftboltdb.BoltStore
+	store  *watchedStore
+	logs   raft.LogStore // the store behind its cache, as raft reads it
 	snaps  raft.SnapshotStore
 
 	// Leadership notifications: raft blocks on notifyCh, so watch (started
@@ -89,6 +90,8 @@ type Status struct {
 	LastContact                                   time.Duration
 	// Ready: ready leader (IsLeader). CaughtUp: see CaughtUp.
 	Ready, CaughtUp bool
+	// StorageFault: why the node cannot write its Raft log ("" if it can).
+	StorageFault string
 }
 
 // New opens the stores in cfg.DataDir, creates the transport and raft, and
@@ -127,7 +130,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	boltOpts := *bbolt.DefaultOptions
 	boltOpts.Timeout = time.Second // fail instead of hanging on another process's file lock
-	store, err := raftboltdb.New(raftboltdb.Options{
+	bolt, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(cfg.DataDir, "raft.db"),
 		BoltOptions: &boltOpts,
 		NoSync:      false, // every log append is fsynced: acknowledged means durable
@@ -135,6 +138,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft store in DataDir: %w", err)
 	}
+	store := &watchedStore{BoltStore: bolt, logger: logger.With("component", "raft-store")}
 	cleanup = append(cleanup, store.Close)
 
 	logs, err := raft.NewLogCache(logCacheSize, store)
@@ -163,6 +167,7 @@ func New(cfg Config) (_ *Node, err error) {
 		fsm:       newFSM(cfg.StateMachine, logger),
 		trans:     trans,
 		store:     store,
+		logs:      logs,
 		snaps:     snaps,
 		notifyCh:  notifyCh,
 		stopWatch: make(chan struct{}),
@@ -294,5 +299,13 @@ func (n *Node) Status() Status {
 		LastContact:  n.LastContact(),
 		Ready:        n.IsLeader(),
 		CaughtUp:     n.CaughtUp(),
+		StorageFault: errString(n.StorageFault()),
 	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

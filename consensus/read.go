@@ -30,6 +30,7 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("read index: %w", ErrNotLeader)
 	}
 	idx := n.fsm.appliedIndex()
+	commit := n.raft.CommitIndex()
 	_, err := n.verify.do(ctx.Done(), func() (uint64, error) {
 		return 0, n.wait(context.Background(), n.raft.VerifyLeader())
 	})
@@ -42,7 +43,38 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if n.readyTerm.Load() != term || n.raft.CurrentTerm() != term {
 		return 0, fmt.Errorf("read index: leadership changed during read: %w", ErrNotLeader)
 	}
+	// A follower applies an entry as soon as it learns it is committed,
+	// which can be before this node's own state machine gets to it: a read
+	// there may already have returned it. Cover everything committed when
+	// the read began.
+	last, err := n.lastStateEntry(idx, commit)
+	if err != nil {
+		return 0, fmt.Errorf("read index: %w", err)
+	}
+	if last > idx {
+		if err := n.WaitApplied(ctx, last); err != nil {
+			return 0, fmt.Errorf("read index: %w", err)
+		}
+		idx = last
+	}
 	return idx, nil
+}
+
+// lastStateEntry is the highest index in (from, to] of an entry that
+// reaches the state machine (a command or a configuration), or from if
+// there is none: raft keeps no-op and barrier entries to itself, so the
+// applied index never names them.
+func (n *Node) lastStateEntry(from, to uint64) (uint64, error) {
+	var l raft.Log
+	for i := to; i > from; i-- {
+		if err := n.logs.GetLog(i, &l); err != nil {
+			return 0, fmt.Errorf("log entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i, nil
+		}
+	}
+	return from, nil
 }
 
 // LinearizableRead makes the local state fresh enough for a linearizable
@@ -50,6 +82,10 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 // through LeaderClient on a follower), waits until the local state machine
 // applied it, and returns the local applied index (>= the read index).
 func (n *Node) LinearizableRead(ctx context.Context) (uint64, error) {
+	if err := n.StorageFault(); err != nil {
+		// It could not store what it would have to apply first.
+		return 0, fmt.Errorf("linearizable read: %w: %v", ErrStorage, err)
+	}
 	idx, err := n.readIndexAnywhere(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("linearizable read: %w", err)

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -100,4 +101,56 @@ func readyLeader(nodes []*testNode) *testNode {
 		}
 	}
 	return nil
+}
+
+// A follower can apply a committed entry before the leader's own state
+// machine does (the leader hands entries to its FSM goroutine, which may
+// lag). A read index must then still cover the entry: a read elsewhere may
+// already have returned it, and a later read must not go back in time.
+func TestReadIndexCoversEntriesAFollowerApplied(t *testing.T) {
+	c := newCluster(t)
+	n1, n2, n3 := c.threeNodes()
+	nodes := []*testNode{n1, n2, n3}
+	leader := waitLeader(t, nodes...)
+	var follower *testNode
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	apply(t, "set k before", nodes...)
+
+	// Hold the leader's state machine: its FSM goroutine blocks on Apply.
+	leader.kv.mu.Lock()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			leader.kv.mu.Unlock()
+		}
+	}
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := leader.Apply(context.Background(), []byte("set k after"))
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return follower.kv.get("k") == "after" }, waitTimeout, 5*time.Millisecond,
+		"the follower applies the entry")
+	follower.kv.mu.Lock()
+	applied := follower.kv.last
+	follower.kv.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	idx, err := leader.ReadIndex(ctx)
+	cancel()
+	if err == nil {
+		require.GreaterOrEqual(t, idx, applied, "read index %d below entry %d a follower already applied", idx, applied)
+	}
+	release()
+	require.NoError(t, <-done)
+	idx, err = leader.ReadIndex(ctxT(t))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, idx, applied)
 }

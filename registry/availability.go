@@ -26,9 +26,10 @@ const (
 	unavailUnreachable   = "leader_unreachable"
 	unavailDeadline      = "deadline"
 	unavailClosed        = "shutting_down"
+	unavailStorage       = "storage_fault"
 )
 
-var unavailableReasons = []string{unavailCatchingUp, unavailNoLeader, unavailLeaderChanged, unavailUnreachable, unavailDeadline, unavailClosed}
+var unavailableReasons = []string{unavailCatchingUp, unavailNoLeader, unavailLeaderChanged, unavailUnreachable, unavailDeadline, unavailClosed, unavailStorage}
 
 // unavailableReason names the availability event err is, if it is one.
 func unavailableReason(err error) (string, bool) {
@@ -43,6 +44,8 @@ func unavailableReason(err error) (string, bool) {
 		return unavailNoLeader, true
 	case errors.Is(err, consensus.ErrClosed):
 		return unavailClosed, true
+	case errors.Is(err, consensus.ErrStorage):
+		return unavailStorage, true
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return unavailDeadline, true
 	}

@@ -69,6 +69,8 @@ func toStatus(logger *slog.Logger, method string, err error) error {
 		return status.Error(codes.Unavailable, "no ready leader right now: retry shortly ("+err.Error()+")")
 	case errors.Is(err, consensus.ErrClosed):
 		return status.Error(codes.Unavailable, "server is shutting down")
+	case errors.Is(err, consensus.ErrStorage):
+		return retryable("this node cannot write its raft log (" + err.Error() + "): ask another node")
 	case errors.Is(err, state.ErrCorruptCommand):
 		logger.Error("corrupt command", "method", method, "error", err)
 		return status.Error(codes.Internal, "internal error: corrupt command")

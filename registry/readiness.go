@@ -45,6 +45,8 @@ func (s *Server) Readiness() Readiness {
 		r.Reason = "elected leader, not ready yet: the barrier of its term is not committed (it cannot serve linearizable reads before)"
 	case !st.CaughtUp:
 		r.Reason = fmt.Sprintf("catching up with the leader's log (applied index %d, commit index %d)", st.AppliedIndex, st.CommitIndex)
+	case st.StorageFault != "":
+		r.Reason = "cannot write the raft log: " + st.StorageFault
 	case fault != "":
 		r.Reason = "audit log fault: " + fault
 	case s.starting() != "":

@@ -45,6 +45,7 @@ type Config struct {
 	RaftFastTimeouts   bool          // -raft-fast-timeouts (always on in dev mode)
 	RaftCommitTimeout  time.Duration // -raft-commit-timeout
 	SnapshotThreshold  uint64        // -raft-snapshot-threshold (0 = Raft's default)
+	TrailingLogs       uint64        // -raft-trailing-logs (0 = Raft's default)
 	Limits             registry.Limits
 	CascadeDeadline    time.Duration // -cascade-deadline
 	CascadeEscalateAt  float64       // -cascade-escalate-at

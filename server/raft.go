@@ -36,6 +36,7 @@ func (s *Server) newNode(apiAddr string) (*consensus.Node, error) {
 		Logger:         s.logger.With("component", "raft"),
 	}
 	ncfg.SnapshotThreshold = s.cfg.SnapshotThreshold
+	ncfg.TrailingLogs = s.cfg.TrailingLogs
 	// Followers learn the commit index with the next AppendEntries; when
 	// no new entry is coming, raft sends one after CommitTimeout (raft's
 	// default 50 ms). A decision is answered once a quorum of replicas

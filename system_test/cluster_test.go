@@ -37,6 +37,20 @@ type clusterHooks struct {
 	started func(id string, s *testutil.Server)
 	// binary, if set, is the binary node id runs (default: bin).
 	binary func(id string) string
+	// nodes is the cluster's size (default 3): n1 bootstraps, n2..nN join.
+	nodes int
+	// before, if set, is called with node id's data dir before the node
+	// first starts (e.g. to mount a file system there).
+	before func(id, dataDir string)
+}
+
+// nodeIDs are the ids of an n-node cluster: n1..nN.
+func nodeIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("n%d", i+1)
+	}
+	return ids
 }
 
 // startClusterWith is startCluster with hooks.
@@ -57,7 +71,11 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 		if hooks.binary != nil {
 			b = hooks.binary(id)
 		}
-		s := testutil.StartServer(t, b, filepath.Join(root, id), args(id, more...)...)
+		dir := filepath.Join(root, id)
+		if hooks.before != nil {
+			hooks.before(id, dir)
+		}
+		s := testutil.StartServer(t, b, dir, args(id, more...)...)
 		if hooks.started != nil {
 			hooks.started(id, s)
 		}
@@ -68,17 +86,21 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 	c.token = adminToken(t, n1.DataDir)
 	c.clients["n1"] = dial(t, n1, c.pki.CAFile, c.token)
 	waitServing(t, c.clients["n1"])
-	for _, id := range []string{"n2", "n3"} {
+	nodes := hooks.nodes
+	if nodes == 0 {
+		nodes = 3
+	}
+	for _, id := range nodeIDs(nodes)[1:] {
 		c.clients[id] = dial(t, start(id, "-join", n1.Addrs.GRPCAddr), c.pki.CAFile, c.token)
 	}
 	c.admins = enrolAdmins(t, c.clients["n1"])
-	testutil.Eventually(t, 30*time.Second, "3 voters, all nodes serving", func() error {
+	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%d voters, all nodes serving", nodes), func() error {
 		st, err := c.clients["n1"].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
 		if err != nil {
 			return err
 		}
-		// n2 and n3 join as non-voters; the leader promotes them once caught up.
-		if voters := countVoters(st); len(st.Members) != 3 || voters != 3 {
+		// n2.. join as non-voters; the leader promotes them once caught up.
+		if voters := countVoters(st); len(st.Members) != nodes || voters != nodes {
 			return fmt.Errorf("%d members, %d voters", len(st.Members), voters)
 		}
 		for id, cl := range c.clients {
@@ -98,7 +120,7 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 // node's key is endorsed at bootstrap already (BOOTSTRAP_NODE_KEY).
 func (c *cluster) endorseNodeKeys(t testing.TB) {
 	t.Helper()
-	ids := []string{"n1", "n2", "n3"}
+	ids := nodeIDs(len(c.servers))
 	now := time.Now()
 	for _, id := range ids {
 		st, err := c.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})

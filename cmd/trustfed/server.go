@@ -38,6 +38,7 @@ func registerServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.BoolVar(&c.RaftFastTimeouts, "raft-fast-timeouts", c.RaftFastTimeouts, "short Raft timeouts (tests and loopback clusters only)")
 	fs.DurationVar(&c.RaftCommitTimeout, "raft-commit-timeout", c.RaftCommitTimeout, "longest a quiet leader waits before telling followers the commit index (1ms..1s): a check waits for a quorum of replicas to apply its audit batch, so this bounds the extra latency of a quiet cluster; each follower gets up to 1/timeout empty AppendEntries a second")
 	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", c.SnapshotThreshold, "Raft log entries after which a node snapshots its state (0 = Raft's default, 8192)")
+	fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", c.TrailingLogs, "Raft log entries a snapshot keeps for lagging followers; one further behind gets the snapshot (0 = Raft's default, 10240)")
 	registerLimitFlags(fs, c)
 	fs.DurationVar(&c.CascadeDeadline, "cascade-deadline", c.CascadeDeadline, "time partners have to acknowledge a revocation cascade (AG-783: 300s)")
 	fs.Float64Var(&c.CascadeEscalateAt, "cascade-escalate-at", c.CascadeEscalateAt, "fraction of -cascade-deadline at which partners still unacknowledged are escalated, (0,1]")

@@ -124,7 +124,10 @@ func (s *Server) start() {
 	s.cmd = exec.Command(s.Bin, append([]string{"server", "-data-dir", s.DataDir}, s.Args...)...)
 	s.cmd.Stdout = s.Stdout
 	s.cmd.Stderr = logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary that dies without running its cleanups (a
+	// panic in a goroutine) takes its servers with it instead of leaving
+	// them running.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start server: %v", err)
 	}

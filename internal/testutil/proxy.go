@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Network is a set of TCP proxies a test puts in front of its servers'
@@ -21,19 +22,35 @@ import (
 // the process that opened it to the process behind the proxy; Isolate cuts
 // every link between the isolated processes and the others. A cut link is
 // a blackhole, as in a real partition, not a reset: connections stay open
-// (new ones are accepted), and whatever is sent is read and dropped, so
-// callers hang until their own timeouts.
+// (new ones are accepted) and nothing sent gets through, so callers hang
+// until their own timeouts. As TCP over a real partition, what was sent is
+// held, not lost: the proxy stops reading (the sender's buffers fill up)
+// and delivers it intact if the link is restored before either side gives
+// up on the connection. Links can also be cut one way (Drop) or slowed
+// down (Delay); Heal restores every link.
 type Network struct {
 	t testing.TB
 
 	mu       sync.Mutex
 	isolated map[int]bool // by pid
+	dropped  map[link]bool
+	delayed  map[link]time.Duration
+	changed  chan struct{} // closed (and replaced) when a link changes
 }
+
+// link is the direction from one process to another (pids).
+type link struct{ from, to int }
 
 // NewNetwork returns a network with no link cut. Its proxies close at test
 // cleanup.
 func NewNetwork(t testing.TB) *Network {
-	return &Network{t: t, isolated: map[int]bool{}}
+	return &Network{t: t, isolated: map[int]bool{}, dropped: map[link]bool{}, delayed: map[link]time.Duration{}, changed: make(chan struct{})}
+}
+
+// notifyLocked wakes the pipes waiting for a link to change.
+func (n *Network) notifyLocked() {
+	close(n.changed)
+	n.changed = make(chan struct{})
 }
 
 // Isolate cuts the process pid off from every other process (existing
@@ -42,15 +59,56 @@ func (n *Network) Isolate(pid int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.isolated[pid] = true
+	n.notifyLocked()
 }
 
-func (n *Network) cut(from, to int) bool {
+// Drop blackholes what process from sends to process to (one way: to's
+// answers still flow, on connections either opened).
+func (n *Network) Drop(from, to int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.dropped[link{from, to}] = true
+	n.notifyLocked()
+}
+
+// Delay holds what process from sends to process to for d before passing
+// it on (one way; 0 removes the delay).
+func (n *Network) Delay(from, to int, d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.delayed[link{from, to}] = d
+	n.notifyLocked()
+}
+
+// Heal restores every link: nothing isolated, dropped or delayed.
+func (n *Network) Heal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.isolated)
+	clear(n.dropped)
+	clear(n.delayed)
+	n.notifyLocked()
+}
+
+// cut reports whether data sent by from to to is held back, and a channel
+// closed at the next change of any link.
+func (n *Network) cut(from, to int) (bool, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if from == 0 || to == 0 {
-		return false // not between two known processes (e.g. the test itself)
+		return false, n.changed // not between two known processes (e.g. the test itself)
+	}
+	return n.isolated[from] != n.isolated[to] || n.dropped[link{from, to}], n.changed
+}
+
+// delay is how long data sent by from to to is held.
+func (n *Network) delay(from, to int) time.Duration {
+	if from == 0 || to == 0 {
+		return 0
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.isolated[from] != n.isolated[to]
+	return n.delayed[link{from, to}]
 }
 
 // Proxy forwards TCP connections from its loopback address to a target.
@@ -67,6 +125,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	conns  []net.Conn
 	closed bool
+	done   chan struct{} // closed when the proxy closes
 	wg     sync.WaitGroup
 }
 
@@ -79,7 +138,7 @@ func (n *Network) Proxy(candidates func() []int) *Proxy {
 	if err != nil {
 		n.t.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{net: n, ln: ln, target: make(chan struct{}), candidates: candidates}
+	p := &Proxy{net: n, ln: ln, target: make(chan struct{}), candidates: candidates, done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	n.t.Cleanup(p.close)
@@ -104,6 +163,9 @@ func (p *Proxy) close() {
 	_ = p.ln.Close()
 	p.once.Do(func() { close(p.target) })
 	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
 	p.closed = true
 	for _, c := range p.conns {
 		_ = c.Close()
@@ -163,19 +225,35 @@ func (p *Proxy) serve(in net.Conn) {
 	}
 	to := func() int { return int(p.pid.Load()) }
 	var wg sync.WaitGroup
-	wg.Go(func() { p.pipe(out, in, func() bool { return p.net.cut(from, to()) }) })
-	wg.Go(func() { p.pipe(in, out, func() bool { return p.net.cut(from, to()) }) })
+	wg.Go(func() { p.pipe(out, in, func() int { return from }, to) })
+	wg.Go(func() { p.pipe(in, out, to, func() int { return from }) })
 	wg.Wait()
 }
 
-// pipe copies src to dst while the link is up, and drops what it reads
-// while it is cut. It ends when either side closes.
-func (p *Proxy) pipe(dst, src net.Conn, cut func() bool) {
+// pipe copies src (data of process sender) to dst (of process receiver).
+// While the link is cut it holds what it read and stops reading, until the
+// link is restored or the proxy closes; a delayed link holds each read for
+// its delay. It ends when either side closes.
+func (p *Proxy) pipe(dst, src net.Conn, sender, receiver func() int) {
 	defer func() { _ = dst.Close(); _ = src.Close() }()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !cut() {
+		if n > 0 {
+			if d := p.net.delay(sender(), receiver()); d > 0 {
+				time.Sleep(d) // the fault itself: this link is slow
+			}
+			for {
+				cut, changed := p.net.cut(sender(), receiver())
+				if !cut {
+					break
+				}
+				select {
+				case <-changed:
+				case <-p.done:
+					return
+				}
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

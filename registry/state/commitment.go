@@ -103,6 +103,15 @@ func (f *FSM) retainView() {
 	f.views.next = (f.views.next + 1) % keepViews
 }
 
+// forgetViews drops every retained view (a snapshot restore).
+func (f *FSM) forgetViews() {
+	f.views.mu.Lock()
+	defer f.views.mu.Unlock()
+	f.views.txns = [keepViews]*memdb.Txn{}
+	f.views.idx = [keepViews]uint64{}
+	f.views.next = 0
+}
+
 // viewAt is the retained view of index, if it is still kept.
 func (f *FSM) viewAt(index uint64) (*memdb.Txn, bool) {
 	f.views.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -82,4 +83,30 @@ func BenchmarkCommitment(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A replica that installs a snapshot no longer knows the states between
+// what it had applied and the snapshot's index: the views it kept from
+// before must not stand in for them (a decision batch would be re-derived
+// on an old state, and the replica, outvoted, would think it diverged).
+func TestRestoreForgetsTheViewsBeforeIt(t *testing.T) {
+	lagging := newHarness(t)
+	lagging.accredit()
+	lagging.member("org-a", 3, 3)
+	old := lagging.read().Index()
+
+	leader := newHarness(t)
+	leader.accredit()
+	leader.member("org-a", 3, 3)
+	leader.mustChange(testutil.SetLevel("org-a", 2))
+	leader.mustChange(testutil.SetLevel("org-a", 1))
+	at := leader.read().Index()
+	require.Greater(t, at, old+1)
+
+	require.NoError(t, lagging.fsm.Restore(bytes.NewReader(leader.snapshotBytes())))
+	_, ok := lagging.fsm.viewAtOrBefore(at - 1)
+	require.False(t, ok, "the state at %d (between %d and the snapshot's %d) is not known here", at-1, old, at)
+	txn, ok := lagging.fsm.viewAtOrBefore(at)
+	require.True(t, ok, "the restored state is kept")
+	require.Equal(t, at, indexOf(txn))
 }

@@ -207,6 +207,12 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	tx.Commit()
 	f.store.db.Store(db)
+	// The views kept from before describe states up to what this replica
+	// had applied; those between that and the snapshot's index are not
+	// known here, and an older view must not stand in for them (a decision
+	// batch would be re-derived on it, and this replica, outvoted, would
+	// think it diverged).
+	f.forgetViews()
 	f.retainView() // the restored state is a view a commitment can be computed at (commitment.go)
 	f.replay = replayCursor{}
 	return nil
