@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -139,6 +140,11 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) error {
 		bin, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("find this binary to start servers: %w", err)
+		}
+		if strings.HasSuffix(filepath.Base(bin), ".test") {
+			// A Go test binary started as "server" would run its tests
+			// again, each starting servers: never.
+			return fmt.Errorf("bench starts its servers from the trustfed binary, and %s is a Go test binary: pass --target", filepath.Base(bin))
 		}
 		l, err := bench.StartLocal(ctx, bin, o.nodes, o.serverArgs, log)
 		if err != nil {
