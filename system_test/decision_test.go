@@ -160,7 +160,7 @@ func TestDualAuthorizationEndToEnd(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &opened), out)
 	for _, org := range []string{"bank-a", "bank-b"} {
-		out, errOut, code = d.cli(t, d.token, "authorization", "approve", opened.Authorization.ID, "--org", org, "--key", filepath.Join(dir, org+".key"))
+		out, errOut, code = d.cli(t, d.token, "authorization", "approve", opened.Authorization.ID, "--org", org, "--org-key", filepath.Join(dir, org+".key"))
 		require.Equal(t, 0, code, "%s %s", out, errOut)
 	}
 	require.Contains(t, out, "GRANTED")

@@ -363,7 +363,7 @@ func TestDevServerEndToEnd(t *testing.T) {
 		for _, org := range []string{"city-gov", "port-auth"} {
 			run(0, "issuer", "passport", "issue", "--issuer-key", p("assessor.key"), "--issuer-id", "cli-assessor", "--org-id", org,
 				"--org-pubkey", p(org+".key.pub"), "--level", "3", "--jurisdiction", "EU", "--out", p(org+".jwt"))
-			out := run(0, "org", "register", "--id", org, "--name", "Org "+org, "--jurisdiction", "EU", "--level", "3", "--key", p(org+".key"), "--passport", p(org+".jwt"))
+			out := run(0, "org", "register", "--id", org, "--name", "Org "+org, "--jurisdiction", "EU", "--level", "3", "--org-key", p(org+".key"), "--passport", p(org+".jwt"))
 			require.Contains(t, out, "PENDING")
 			run(0, "org", "approve", org)
 			run(0, "org", "override-onboarding", org, "--reason", "assessed on site")
@@ -396,9 +396,9 @@ func TestDevServerEndToEnd(t *testing.T) {
 		}
 		require.NoError(t, json.Unmarshal([]byte(out), &proposed), out)
 		agr := proposed.Agreement.ID
-		run(0, "agreement", "sign", agr, "--org", "city-gov", "--key", p("city-gov.key"))
-		run(1, "agreement", "sign", agr, "--org", "port-auth", "--key", p("city-gov.key")) // the wrong key
-		require.Contains(t, run(0, "agreement", "sign", agr, "--org", "port-auth", "--key", p("port-auth.key")), "ACTIVE")
+		run(0, "agreement", "sign", agr, "--org", "city-gov", "--org-key", p("city-gov.key"))
+		run(1, "agreement", "sign", agr, "--org", "port-auth", "--org-key", p("city-gov.key")) // the wrong key
+		require.Contains(t, run(0, "agreement", "sign", agr, "--org", "port-auth", "--org-key", p("port-auth.key")), "ACTIVE")
 
 		out = node(0, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share", "--verify", "--data-types", "email")
 		require.Contains(t, out, "ALLOW")
@@ -406,7 +406,7 @@ func TestDevServerEndToEnd(t *testing.T) {
 		out = node(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "agent_spawn")
 		require.Contains(t, out, "ACTION_OUT_OF_AGREEMENT_SCOPE")
 
-		run(0, "agreement", "terminate", agr, "--org", "port-auth", "--key", p("port-auth.key"), "--reason", "pilot over")
+		run(0, "agreement", "terminate", agr, "--org", "port-auth", "--org-key", p("port-auth.key"), "--reason", "pilot over")
 		out = node(3, "check", "--from", "city-gov", "--to", "port-auth", "--action", "context_share")
 		require.Contains(t, out, "AGREEMENT_NOT_IN_FORCE")
 
@@ -427,8 +427,8 @@ func TestDevServerEndToEnd(t *testing.T) {
 		// A fresh agreement, then revoke one side: the cascade names its partner.
 		out = run(0, "agreement", "propose", "city-gov", "port-auth", "--actions", "ping", "--valid", "30d", "-o", "json")
 		require.NoError(t, json.Unmarshal([]byte(out), &proposed), out)
-		run(0, "agreement", "sign", proposed.Agreement.ID, "--org", "city-gov", "--key", p("city-gov.key"))
-		run(0, "agreement", "sign", proposed.Agreement.ID, "--org", "port-auth", "--key", p("port-auth.key"))
+		run(0, "agreement", "sign", proposed.Agreement.ID, "--org", "city-gov", "--org-key", p("city-gov.key"))
+		run(0, "agreement", "sign", proposed.Agreement.ID, "--org", "port-auth", "--org-key", p("port-auth.key"))
 		require.Contains(t, run(0, "org", "graph", "port-auth"), "city-gov")
 		out = run(0, "org", "revoke", "port-auth", "--reason", "key compromised")
 		m := regexp.MustCompile(`Cascade (evt-[0-9a-f]{16}) notifies 1 partner`).FindStringSubmatch(out)

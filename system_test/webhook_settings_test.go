@@ -39,7 +39,7 @@ func TestWebhookSettingsAreSignedAndReplicated(t *testing.T) {
 	caFile := rc.caFile(t)
 	setWebhook := func(endpoint string) {
 		t.Helper()
-		out, errOut, code := p.d.cli(t, p.d.token, "org", "set-webhook", "port-auth", "--key", orgKey, "--endpoint", endpoint, "--ca-file", caFile)
+		out, errOut, code := p.d.cli(t, p.d.token, "org", "set-webhook", "port-auth", "--org-key", orgKey, "--endpoint", endpoint, "--ca-file", caFile)
 		require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
 		require.Contains(t, out, endpoint)
 		require.Contains(t, out, "1 certificate(s), trusted for its endpoints")

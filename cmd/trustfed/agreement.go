@@ -177,16 +177,16 @@ func (o *proposeOptions) request(orgA, orgB string, now time.Time) (*trustfedv1.
 const agreementSignLong = `Sign an agreement's terms on behalf of one of its parties. The command reads
 the agreement, parses the exact bytes of its terms and prints a one-line
 summary of them (on stderr), then signs those bytes with the party's private
-key (--key) and submits the signature. The agreement becomes ACTIVE once
+key (--org-key) and submits the signature. The agreement becomes ACTIVE once
 both parties have signed.`
 
 func newAgreementSignCmd(a *app) *cobra.Command {
 	var org, keyFile string
 	cmd := &cobra.Command{
-		Use:     "sign ID --org ORG --key org.key",
+		Use:     "sign ID --org ORG --org-key org.key",
 		Short:   "Sign an agreement's terms as one of its parties",
 		Long:    agreementSignLong,
-		Example: "  trustfed agreement sign agr-0123456789abcdef --org acme-bank --key acme-bank.key",
+		Example: "  trustfed agreement sign agr-0123456789abcdef --org acme-bank --org-key acme-bank.key",
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -220,9 +220,11 @@ func newAgreementSignCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&org, "org", "", "the signing party (required)")
-	cmd.Flags().StringVar(&keyFile, "key", "", "the party's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "org-key", "", "the organisation's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "")
+	_ = cmd.Flags().MarkDeprecated("key", "use --org-key")
 	_ = cmd.MarkFlagRequired("org")
-	_ = cmd.MarkFlagRequired("key")
+	cmd.MarkFlagsOneRequired("org-key", "key")
 	return cmd
 }
 
@@ -260,13 +262,13 @@ func agreementSignature(ag *trustfedv1.Agreement, org string, key ed25519.Privat
 func newAgreementTerminateCmd(a *app) *cobra.Command {
 	var org, keyFile, reason string
 	cmd := &cobra.Command{
-		Use:   "terminate ID --org ORG --key org.key --reason REASON",
+		Use:   "terminate ID --org ORG --org-key org.key --reason REASON",
 		Short: "Terminate an agreement as one of its parties (signed with the party's key)",
 		Long: `Terminate an agreement at the request of one of its parties. The command
 builds the termination (agreement, party, reason), signs it with the party's
-private key (--key) and submits it. Checks between the two organisations are
+private key (--org-key) and submits it. Checks between the two organisations are
 denied from then on.`,
-		Example: `  trustfed agreement terminate agr-0123456789abcdef --org st-mary --key st-mary.key --reason "project ended"`,
+		Example: `  trustfed agreement terminate agr-0123456789abcdef --org st-mary --org-key st-mary.key --reason "project ended"`,
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := validateAgreementID(args[0]); err != nil {
@@ -296,9 +298,12 @@ denied from then on.`,
 		},
 	}
 	cmd.Flags().StringVar(&org, "org", "", "the terminating party (required)")
-	cmd.Flags().StringVar(&keyFile, "key", "", "the party's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "org-key", "", "the organisation's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "")
+	_ = cmd.Flags().MarkDeprecated("key", "use --org-key")
 	cmd.Flags().StringVar(&reason, "reason", "", "why the agreement ends (required, recorded)")
-	for _, name := range []string{"org", "key", "reason"} {
+	cmd.MarkFlagsOneRequired("org-key", "key")
+	for _, name := range []string{"org", "reason"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd

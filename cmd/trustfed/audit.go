@@ -616,7 +616,7 @@ func newAuditWitnessCmd(a *app) *cobra.Command {
 	var org, keyFile, stateFile, registryKey string
 	var every time.Duration
 	cmd := &cobra.Command{
-		Use:   "witness --org ORG --key KEYFILE [--state FILE] [--every DURATION]",
+		Use:   "witness --org ORG --org-key KEYFILE [--state FILE] [--every DURATION]",
 		Short: "Witness the audit log: verify the newest tree head extends the last one you cosigned, then cosign it",
 		Long: `Witness the audit log as a member organisation: fetch the newest signed
 tree head, verify the registry's signature and that the log only grew since
@@ -625,7 +625,7 @@ the checkpoint you cosigned last (kept in --state, default
 and submit the cosignature. A registry showing a different history is
 refused and nothing is cosigned. --every repeats the round until
 interrupted; network errors are reported and retried at the next round.`,
-		Example: "  trustfed audit witness --org acme-bank --key acme-bank.key --every 1m",
+		Example: "  trustfed audit witness --org acme-bank --org-key acme-bank.key --every 1m",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := validateOrgID("--org", org); err != nil {
@@ -674,12 +674,14 @@ interrupted; network errors are reported and retried at the next round.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&org, "org", "", "the witnessing organisation (the witness name) (required)")
-	f.StringVar(&keyFile, "key", "", "the organisation's ed25519 private key (required)")
+	f.StringVar(&keyFile, "org-key", "", "the organisation's ed25519 private key (required)")
+	f.StringVar(&keyFile, "key", "", "")
+	_ = f.MarkDeprecated("key", "use --org-key")
 	f.StringVar(&stateFile, "state", "", "file keeping the last cosigned checkpoint (default ./trustfed-witness-ORG.json)")
 	f.StringVar(&registryKey, "registry-key", "", "pin the registry's checkpoint verifier key (ORIGIN+HASH+KEY); default: the newest key GetKeys publishes")
 	f.DurationVar(&every, "every", 0, "repeat every DURATION until interrupted (0 = one round)")
 	_ = cmd.MarkFlagRequired("org")
-	_ = cmd.MarkFlagRequired("key")
+	cmd.MarkFlagsOneRequired("org-key", "key")
 	return cmd
 }
 

@@ -84,8 +84,8 @@ func TestAuditCmdUsageErrors(t *testing.T) {
 		{"bad seq", []string{"audit", "proof", "x"}, "SEQ"},
 		{"tree size too small", []string{"audit", "proof", "5", "--tree-size", "5"}, "--tree-size"},
 		{"proof without seq", []string{"audit", "proof"}, "expects 1 argument"},
-		{"witness without org", []string{"audit", "witness", "--key", "k"}, `"org" not set`},
-		{"witness too often", []string{"audit", "witness", "--org", "acme", "--key", "k", "--every", "10ms"}, "--every"},
+		{"witness without org", []string{"audit", "witness", "--org-key", "k"}, `"org" not set`},
+		{"witness too often", []string{"audit", "witness", "--org", "acme", "--org-key", "k", "--every", "10ms"}, "--every"},
 		{"unknown audit command", []string{"audit", "frobnicate"}, "unknown command"},
 	}
 	for _, tt := range tests {
@@ -152,7 +152,7 @@ func TestAuditCmdAgainstServer(t *testing.T) {
 	state := filepath.Join(dir, "witness.json")
 
 	t.Run("witness", func(t *testing.T) {
-		code, stdout, stderr := runCLI(env, "audit", "witness", "--org", "acme", "--key", acmeKey, "--state", state)
+		code, stdout, stderr := runCLI(env, "audit", "witness", "--org", "acme", "--org-key", acmeKey, "--state", state)
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, stdout, "acme cosigned "+auditCmdOrigin+" at 5 entries")
 		var st witnessState
@@ -163,7 +163,7 @@ func TestAuditCmdAgainstServer(t *testing.T) {
 
 		// The log grows consistently: cosigned again.
 		f.serve(t, auditCmdLog(t, 9)...)
-		code, stdout, stderr = runCLI(env, "-o", "json", "audit", "witness", "--org", "acme", "--key", acmeKey, "--state", state, "--registry-key", f.vkey(t))
+		code, stdout, stderr = runCLI(env, "-o", "json", "audit", "witness", "--org", "acme", "--org-key", acmeKey, "--state", state, "--registry-key", f.vkey(t))
 		require.Equal(t, exitOK, code, stderr)
 		require.Contains(t, stdout, `"size": 9`)
 		require.Equal(t, 2, f.submitted)
@@ -230,7 +230,7 @@ func TestAuditCmdAgainstServer(t *testing.T) {
 		forked := auditCmdLog(t, 12)
 		forked[0].Principal = "someone else"
 		f.serve(t, forked...)
-		code, stdout, stderr := runCLI(env, "audit", "witness", "--org", "acme", "--key", acmeKey, "--state", state)
+		code, stdout, stderr := runCLI(env, "audit", "witness", "--org", "acme", "--org-key", acmeKey, "--state", state)
 		require.Equal(t, exitError, code)
 		require.Empty(t, stdout)
 		require.Contains(t, stderr, "does not verify")

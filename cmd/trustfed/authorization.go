@@ -68,9 +68,9 @@ func newAuthorizationRequestCmd(a *app) *cobra.Command {
 func newAuthorizationApproveCmd(a *app) *cobra.Command {
 	var org, keyFile string
 	cmd := &cobra.Command{
-		Use:     "approve ID --org ORG --key org.key",
+		Use:     "approve ID --org ORG --org-key org.key",
 		Short:   "Approve a dual-authorisation request as one of the parties",
-		Example: "  trustfed authorization approve auth-0123456789abcdef --org bank-a --key bank-a.key",
+		Example: "  trustfed authorization approve auth-0123456789abcdef --org bank-a --org-key bank-a.key",
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -107,9 +107,11 @@ func newAuthorizationApproveCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&org, "org", "", "the approving party (required)")
-	cmd.Flags().StringVar(&keyFile, "key", "", "the party's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "org-key", "", "the organisation's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "")
+	_ = cmd.Flags().MarkDeprecated("key", "use --org-key")
 	_ = cmd.MarkFlagRequired("org")
-	_ = cmd.MarkFlagRequired("key")
+	cmd.MarkFlagsOneRequired("org-key", "key")
 	return cmd
 }
 

@@ -155,8 +155,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"decision without keys", []string{"decision", "verify", "d.json"}, `"keys" not set`},
 		{"decision without file", []string{"decision", "verify", "--keys", "k.json"}, "expects 1 argument"},
 		{"decision bad time", []string{"decision", "verify", "d.json", "--keys", "k.json", "--at", "yesterday"}, "--at"},
-		{"webhook over plain http", []string{"org", "set-webhook", "acme", "--key", "k", "--endpoint", "http://hooks.example"}, "--endpoint[0]"},
-		{"webhook without key", []string{"org", "set-webhook", "acme", "--endpoint", "https://hooks.example"}, `"key" not set`},
+		{"webhook over plain http", []string{"org", "set-webhook", "acme", "--org-key", "k", "--endpoint", "http://hooks.example"}, "--endpoint[0]"},
+		{"webhook without key", []string{"org", "set-webhook", "acme", "--endpoint", "https://hooks.example"}, `[org-key key]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

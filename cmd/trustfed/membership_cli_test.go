@@ -24,7 +24,7 @@ func TestCLIMembershipUsageErrors(t *testing.T) {
 	_, key := testKey(t, dir, "acme.key")
 	passport := filepath.Join(dir, "acme.jwt")
 	require.NoError(t, os.WriteFile(passport, []byte("a.b.c\n"), 0o644))
-	reg := []string{"org", "register", "--id", "acme", "--name", "Acme", "--jurisdiction", "EU", "--key", key, "--passport", passport}
+	reg := []string{"org", "register", "--id", "acme", "--name", "Acme", "--jurisdiction", "EU", "--org-key", key, "--passport", passport}
 	tests := []struct {
 		name string
 		args []string
@@ -34,22 +34,22 @@ func TestCLIMembershipUsageErrors(t *testing.T) {
 		{"agreement create is gone", []string{"agreement", "create", "acme", "globex"}, "unknown command"},
 		{"register without level", reg, `"level" not set`},
 		{"register bad level", append(reg, "--level", "9"), "out of range"},
-		{"register bad jurisdiction", append(reg[:6:6], "--jurisdiction", "E U", "--level", "1", "--key", key, "--passport", passport), "jurisdiction"},
+		{"register bad jurisdiction", append(reg[:6:6], "--jurisdiction", "E U", "--level", "1", "--org-key", key, "--passport", passport), "jurisdiction"},
 		{"register http endpoint", append(reg, "--level", "1", "--endpoint", "http://acme.example"), "https"},
-		{"register bad id", []string{"org", "register", "--id", "Acme", "--name", "A", "--jurisdiction", "EU", "--level", "1", "--key", key, "--passport", passport}, "not a valid organisation id"},
+		{"register bad id", []string{"org", "register", "--id", "Acme", "--name", "A", "--jurisdiction", "EU", "--level", "1", "--org-key", key, "--passport", passport}, "not a valid organisation id"},
 		{"approve without id", []string{"org", "approve"}, "expects 1 argument"},
 		{"override without reason", []string{"org", "override-onboarding", "acme"}, `"reason" not set`},
 		{"override blank reason", []string{"org", "override-onboarding", "acme", "--reason", " "}, "--reason is empty"},
 		{"suspend bad id", []string{"org", "suspend", "A", "--reason", "x"}, "not a valid organisation id"},
-		{"passport without key", []string{"org", "passport", "acme", "--passport", passport}, `"key" not set`},
+		{"passport without key", []string{"org", "passport", "acme", "--passport", passport}, `[org-key key]`},
 		{"propose without actions", []string{"agreement", "propose", "acme", "globex", "--valid", "1d"}, `"actions" not set`},
 		{"propose without end", []string{"agreement", "propose", "acme", "globex", "--actions", "ping"}, "not-after"},
 		{"propose with both ends", []string{"agreement", "propose", "acme", "globex", "--actions", "ping", "--valid", "1d", "--not-after", "2030-01-01T00:00:00Z"}, "not-after"},
 		{"propose with self", []string{"agreement", "propose", "acme", "acme", "--actions", "ping", "--valid", "1d"}, "two different"},
 		{"propose bad valid", []string{"agreement", "propose", "acme", "globex", "--actions", "ping", "--valid", "1y"}, "--valid"},
-		{"sign bad id", []string{"agreement", "sign", "agr-1", "--org", "acme", "--key", key}, "not valid"},
-		{"sign without org", []string{"agreement", "sign", "agr-0123456789abcdef", "--key", key}, `"org" not set`},
-		{"terminate without reason", []string{"agreement", "terminate", "agr-0123456789abcdef", "--org", "acme", "--key", key}, `"reason" not set`},
+		{"sign bad id", []string{"agreement", "sign", "agr-1", "--org", "acme", "--org-key", key}, "not valid"},
+		{"sign without org", []string{"agreement", "sign", "agr-0123456789abcdef", "--org-key", key}, `"org" not set`},
+		{"terminate without reason", []string{"agreement", "terminate", "agr-0123456789abcdef", "--org", "acme", "--org-key", key}, `"reason" not set`},
 		{"get bad id", []string{"agreement", "get", "x"}, "not valid"},
 		{"policy set nothing", []string{"federation", "policy", "set"}, "nothing to change"},
 		{"policy set bad cap", []string{"federation", "policy", "set", "--onboarding-cap", "7"}, "out of range"},
@@ -127,3 +127,22 @@ func squeeze(s string) string {
 }
 
 var spaces = regexp.MustCompile(` {2,}`)
+
+// The organisation's key is --org-key on every verb that signs for an
+// organisation; --key still works there, deprecated, and says so.
+func TestOrgKeyFlagEverywhere(t *testing.T) {
+	root := newRootCmd(&app{getenv: func(string) string { return "" }})
+	for _, path := range [][]string{
+		{"org", "register"}, {"org", "passport"}, {"org", "set-webhook"},
+		{"agreement", "sign"}, {"agreement", "terminate"}, {"authorization", "approve"}, {"audit", "witness"},
+	} {
+		cmd, _, err := root.Find(path)
+		require.NoError(t, err, "%v", path)
+		require.NotNil(t, cmd.Flags().Lookup("org-key"), "%v has --org-key", path)
+		old := cmd.Flags().Lookup("key")
+		require.NotNil(t, old, "%v keeps --key as an alias", path)
+		require.NotEmpty(t, old.Deprecated, "%v: --key is deprecated", path)
+	}
+	_, _, err := root.Find([]string{"member", "enrol"})
+	require.NoError(t, err)
+}

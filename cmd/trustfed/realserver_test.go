@@ -54,7 +54,7 @@ func (s *realServer) onboard(t *testing.T, org string) {
 	s.run(t, exitOK, "issuer", "passport", "issue", "--issuer-key", s.path("assessor.key"), "--issuer-id", "assessor", "--org-id", org,
 		"--org-pubkey", s.path(org+".key.pub"), "--level", "3", "--jurisdiction", "EU", "--out", s.path(org+".jwt"))
 	out, _ := s.run(t, exitOK, "org", "register", "--id", org, "--name", "Org "+org, "--jurisdiction", "EU", "--level", "3",
-		"--key", s.path(org+".key"), "--passport", s.path(org+".jwt"), "--endpoint", "https://"+org+".example/notify")
+		"--org-key", s.path(org+".key"), "--passport", s.path(org+".jwt"), "--endpoint", "https://"+org+".example/notify")
 	require.Contains(t, squeeze(out), "Status: PENDING\n")
 	require.Contains(t, squeeze(out), "Key fingerprint: SHA256:")
 	out, _ = s.run(t, exitOK, "org", "approve", org)
@@ -82,13 +82,13 @@ func TestCLIMembershipAgainstRealServer(t *testing.T) {
 
 	t.Run("register with a missing key is refused before the server", func(t *testing.T) {
 		_, stderr := s.run(t, exitError, "org", "register", "--id", "initech", "--name", "Initech", "--jurisdiction", "EU",
-			"--level", "3", "--key", s.path("missing.key"), "--passport", s.path("acme.jwt"))
+			"--level", "3", "--org-key", s.path("missing.key"), "--passport", s.path("acme.jwt"))
 		require.Contains(t, stderr, "load private key")
 	})
 	t.Run("register with another organisation's passport is the server's error", func(t *testing.T) {
 		s.run(t, exitOK, "keygen", "--out", s.path("initech.key"))
 		_, stderr := s.run(t, exitError, "org", "register", "--id", "initech", "--name", "Initech", "--jurisdiction", "EU",
-			"--level", "3", "--key", s.path("initech.key"), "--passport", s.path("acme.jwt"))
+			"--level", "3", "--org-key", s.path("initech.key"), "--passport", s.path("acme.jwt"))
 		require.Contains(t, stderr, "code InvalidArgument")
 	})
 	t.Run("override, suspend, passport", func(t *testing.T) {
@@ -99,9 +99,9 @@ func TestCLIMembershipAgainstRealServer(t *testing.T) {
 		require.Contains(t, squeeze(out), "ID: acme\n", "the changed organisation follows the change")
 		s.run(t, exitOK, "issuer", "passport", "issue", "--issuer-key", s.path("assessor.key"), "--issuer-id", "assessor", "--org-id", "acme",
 			"--org-pubkey", s.path("acme.key.pub"), "--level", "3", "--jurisdiction", "EU", "--out", s.path("acme-renewed.jwt"))
-		out, _ = s.run(t, exitOK, "org", "passport", "acme", "--key", s.path("acme.key"), "--passport", s.path("acme-renewed.jwt"))
+		out, _ = s.run(t, exitOK, "org", "passport", "acme", "--org-key", s.path("acme.key"), "--passport", s.path("acme-renewed.jwt"))
 		require.Contains(t, squeeze(out), "Passport history:")
-		_, stderr := s.run(t, exitError, "org", "passport", "acme", "--key", s.path("globex.key"), "--passport", s.path("acme-renewed.jwt"))
+		_, stderr := s.run(t, exitError, "org", "passport", "acme", "--org-key", s.path("globex.key"), "--passport", s.path("acme-renewed.jwt"))
 		require.Contains(t, stderr, "code InvalidArgument", "signed with another organisation's key")
 	})
 	var agreementID string
@@ -118,14 +118,14 @@ func TestCLIMembershipAgainstRealServer(t *testing.T) {
 		require.Equal(t, "AGREEMENT_STATUS_PENDING", proposed.Agreement.Status)
 		agreementID = proposed.Agreement.ID
 
-		out, stderr := s.run(t, exitOK, "agreement", "sign", agreementID, "--org", "acme", "--key", s.path("acme.key"))
+		out, stderr := s.run(t, exitOK, "agreement", "sign", agreementID, "--org", "acme", "--org-key", s.path("acme.key"))
 		require.Contains(t, stderr, "signing as acme: "+agreementID+" between acme and globex: actions task_send,ping; data payments; valid ")
 		require.Contains(t, squeeze(out), "Signed by globex: not yet\n")
-		_, stderr = s.run(t, exitError, "agreement", "sign", agreementID, "--org", "globex", "--key", s.path("acme.key"))
+		_, stderr = s.run(t, exitError, "agreement", "sign", agreementID, "--org", "globex", "--org-key", s.path("acme.key"))
 		require.Contains(t, stderr, "signature", "the wrong key for the party")
-		_, stderr = s.run(t, exitUsage, "agreement", "sign", agreementID, "--org", "initech", "--key", s.path("acme.key"))
+		_, stderr = s.run(t, exitUsage, "agreement", "sign", agreementID, "--org", "initech", "--org-key", s.path("acme.key"))
 		require.Contains(t, stderr, "not a party")
-		out, _ = s.run(t, exitOK, "-o", "json", "agreement", "sign", agreementID, "--org", "globex", "--key", s.path("globex.key"))
+		out, _ = s.run(t, exitOK, "-o", "json", "agreement", "sign", agreementID, "--org", "globex", "--org-key", s.path("globex.key"))
 		var got map[string]any
 		require.NoError(t, json.Unmarshal([]byte(out), &got), "the terms summary is not on stdout")
 		require.Equal(t, "AGREEMENT_STATUS_ACTIVE", got["agreement"].(map[string]any)["status"])
@@ -134,7 +134,7 @@ func TestCLIMembershipAgainstRealServer(t *testing.T) {
 		require.Contains(t, squeeze(out), "Actions: task_send, ping\n")
 		require.Contains(t, out, "level below 2 (ATTESTED)")
 		require.Regexp(t, regexp.MustCompile(`Raft index: +[1-9]`), out)
-		out, _ = s.run(t, exitOK, "agreement", "terminate", agreementID, "--org", "globex", "--key", s.path("globex.key"), "--reason", "project ended")
+		out, _ = s.run(t, exitOK, "agreement", "terminate", agreementID, "--org", "globex", "--org-key", s.path("globex.key"), "--reason", "project ended")
 		require.Contains(t, squeeze(out), "Status: TERMINATED\n")
 		require.Contains(t, squeeze(out), "Termination reason: project ended\n")
 	})
@@ -142,8 +142,8 @@ func TestCLIMembershipAgainstRealServer(t *testing.T) {
 		out, _ := s.run(t, exitOK, "-o", "json", "agreement", "propose", "acme", "globex", "--actions", "ping", "--valid", "30d")
 		id := regexp.MustCompile(`"id": *"(agr-[0-9a-f]+)"`).FindStringSubmatch(out)
 		require.Len(t, id, 2, out)
-		s.run(t, exitOK, "agreement", "sign", id[1], "--org", "acme", "--key", s.path("acme.key"))
-		s.run(t, exitOK, "agreement", "sign", id[1], "--org", "globex", "--key", s.path("globex.key"))
+		s.run(t, exitOK, "agreement", "sign", id[1], "--org", "acme", "--org-key", s.path("acme.key"))
+		s.run(t, exitOK, "agreement", "sign", id[1], "--org", "globex", "--org-key", s.path("globex.key"))
 		_, stderr := s.run(t, exitUsage, "org", "suspend", "globex")
 		require.Contains(t, stderr, "reason", "suspension needs a reason")
 		out, _ = s.run(t, exitOK, "org", "suspend", "globex", "--reason", "key compromised")
@@ -237,7 +237,7 @@ func TestAuditCmdAgainstRealServer(t *testing.T) {
 	state := s.path("witness.json")
 	var out string
 	testutil.Eventually(t, 30*time.Second, "acme cosigns a signed checkpoint", func() error {
-		code, stdout, stderr := runCLI(s.env, "audit", "witness", "--org", "acme", "--key", s.path("acme.key"), "--state", state)
+		code, stdout, stderr := runCLI(s.env, "audit", "witness", "--org", "acme", "--org-key", s.path("acme.key"), "--state", state)
 		if code != exitOK {
 			return fmt.Errorf("exit %d: %s", code, stderr)
 		}

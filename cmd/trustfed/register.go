@@ -46,9 +46,9 @@ type registerOptions struct {
 }
 
 const orgRegisterLong = `Register an organisation. The command builds a registration (id, name,
-jurisdiction, declared level, the public key of --key, the control profile,
+jurisdiction, declared level, the public key of --org-key, the control profile,
 notification endpoints, the passport and a random nonce), signs it with the
-organisation's private key (--key, e.g. from "trustfed keygen") and submits
+organisation's private key (--org-key, e.g. from "trustfed keygen") and submits
 it. The registry checks the signature and the passport (issued for this
 organisation and key by an accredited issuer, at or above the declared
 level) and keeps the organisation PENDING until an admin approves it
@@ -61,10 +61,10 @@ data retained 30 days, SUMMARY logging, audit records kept 7 years.`
 func newOrgRegisterCmd(a *app) *cobra.Command {
 	var o registerOptions
 	cmd := &cobra.Command{
-		Use:     "register --id ID --name NAME --jurisdiction J --level N --key org.key --passport passport.jwt",
+		Use:     "register --id ID --name NAME --jurisdiction J --level N --org-key org.key --passport passport.jwt",
 		Short:   "Register an organisation with a signed registration and its passport (PENDING until approved)",
 		Long:    orgRegisterLong,
-		Example: `  trustfed org register --id acme-bank --name "Acme Bank" --jurisdiction EU --level 3 --key acme-bank.key --passport acme-bank.jwt`,
+		Example: `  trustfed org register --id acme-bank --name "Acme Bank" --jurisdiction EU --level 3 --org-key acme-bank.key --passport acme-bank.jwt`,
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			reg, err := o.registration()
@@ -101,11 +101,14 @@ func newOrgRegisterCmd(a *app) *cobra.Command {
 	f.StringVar(&o.name, "name", "", "human-readable, unique name (required)")
 	f.StringVar(&o.jurisdiction, "jurisdiction", "", `jurisdiction code, e.g. "EU" or "US-NY" (required)`)
 	f.StringVar(&o.level, "level", "", "declared trust level, 0..4 or its name; at most what the passport attests (required)")
-	f.StringVar(&o.keyFile, "key", "", "the organisation's ed25519 private key, PKCS#8 PEM (required)")
+	f.StringVar(&o.keyFile, "org-key", "", "the organisation's ed25519 private key, PKCS#8 PEM (required)")
+	f.StringVar(&o.keyFile, "key", "", "")
+	_ = f.MarkDeprecated("key", "use --org-key")
 	f.StringVar(&o.passportFile, "passport", "", "the governance passport (compact JWS) issued for this organisation (required)")
 	f.StringArrayVar(&o.endpoints, "endpoint", nil, "https URL that receives the registry's notifications (repeatable)")
 	f.StringVar(&o.profileFile, "profile", "", "control profile, a trustfed.v1.ControlProfile in protobuf JSON (default: permissive)")
-	for _, name := range []string{"id", "name", "jurisdiction", "level", "key", "passport"} {
+	cmd.MarkFlagsOneRequired("org-key", "key")
+	for _, name := range []string{"id", "name", "jurisdiction", "level", "passport"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd
@@ -233,10 +236,10 @@ func readBounded(path string, limit int64, what string) ([]byte, error) {
 	return data, nil
 }
 
-// loadOrgKey reads an organisation's ed25519 private key (--key).
+// loadOrgKey reads an organisation's ed25519 private key (--org-key).
 func loadOrgKey(path string) (ed25519.PrivateKey, error) {
 	if path == "" {
-		return nil, usageErrorf("--key is empty")
+		return nil, usageErrorf("--org-key is empty")
 	}
 	key, err := attestation.LoadPrivateKey(path)
 	if err != nil {
@@ -270,12 +273,12 @@ func signRegistration(reg *trustfedv1.Registration, key ed25519.PrivateKey, rand
 func newOrgPassportCmd(a *app) *cobra.Command {
 	var keyFile, passportFile string
 	cmd := &cobra.Command{
-		Use:   "passport ID --key org.key --passport new.jwt",
+		Use:   "passport ID --org-key org.key --passport new.jwt",
 		Short: "Submit a new passport for an organisation (renewal), signed with its key",
 		Long: `Replace an organisation's governance passport, e.g. before the current one
 expires or to attest a new level. The submission is signed with the
 organisation's private key; the old passport's serial stays in its history.`,
-		Example: "  trustfed org passport acme-bank --key acme-bank.key --passport acme-bank-2027.jwt",
+		Example: "  trustfed org passport acme-bank --org-key acme-bank.key --passport acme-bank-2027.jwt",
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := validateOrgID("organisation id", args[0]); err != nil {
@@ -299,9 +302,11 @@ organisation's private key; the old passport's serial stays in its history.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&keyFile, "key", "", "the organisation's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "org-key", "", "the organisation's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "")
+	_ = cmd.Flags().MarkDeprecated("key", "use --org-key")
 	cmd.Flags().StringVar(&passportFile, "passport", "", "the new passport (compact JWS) (required)")
-	_ = cmd.MarkFlagRequired("key")
+	cmd.MarkFlagsOneRequired("org-key", "key")
 	_ = cmd.MarkFlagRequired("passport")
 	return cmd
 }

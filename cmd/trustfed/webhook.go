@@ -18,7 +18,7 @@ func newOrgSetWebhookCmd(a *app) *cobra.Command {
 	var keyFile string
 	var endpoints, caFiles []string
 	cmd := &cobra.Command{
-		Use:   "set-webhook ID --key org.key [--endpoint URL]... [--ca-file ca.pem]...",
+		Use:   "set-webhook ID --org-key org.key [--endpoint URL]... [--ca-file ca.pem]...",
 		Short: "Replace an organisation's webhook endpoints and their CA certificates, signed with its key",
 		Long: `Replace where an organisation receives revocation notifications: its webhook
 endpoints (https URLs, tried in order) and the CA certificates (PEM) its
@@ -28,7 +28,7 @@ node verifies the signature. The next notification uses them: no server
 restart. The settings replace the previous ones as a whole: give every
 endpoint and every CA you want to keep; none at all means notifications only
 over the event stream.`,
-		Example: `  trustfed org set-webhook acme-bank --key acme-bank.key --endpoint https://hooks.acme-bank.example/trustfed --ca-file acme-bank-ca.pem`,
+		Example: `  trustfed org set-webhook acme-bank --org-key acme-bank.key --endpoint https://hooks.acme-bank.example/trustfed --ca-file acme-bank-ca.pem`,
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := validateOrgID("organisation id", args[0]); err != nil {
@@ -72,9 +72,11 @@ over the event stream.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&keyFile, "key", "", "the organisation's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "org-key", "", "the organisation's ed25519 private key (required)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "")
+	_ = cmd.Flags().MarkDeprecated("key", "use --org-key")
 	cmd.Flags().StringArrayVar(&endpoints, "endpoint", nil, "https URL that receives the registry's notifications (repeatable)")
 	cmd.Flags().StringArrayVar(&caFiles, "ca-file", nil, "PEM file of CA certificates for the endpoints' server certificates (repeatable)")
-	_ = cmd.MarkFlagRequired("key")
+	cmd.MarkFlagsOneRequired("org-key", "key")
 	return cmd
 }
