@@ -121,6 +121,7 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 func (c *cluster) endorseNodeKeys(t testing.TB) {
 	t.Helper()
 	ids := nodeIDs(len(c.servers))
+	require.NotEmpty(t, ids, "endorseNodeKeys needs the cluster's servers")
 	now := time.Now()
 	for _, id := range ids {
 		st, err := c.clients[id].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})

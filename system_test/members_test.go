@@ -274,7 +274,7 @@ func TestMemberNodesOnEveryServer(t *testing.T) {
 	})
 	// n1's key was endorsed at bootstrap; the others sign member challenges
 	// once the admins endorse theirs.
-	(&cluster{clients: clients, admins: adm}).endorseNodeKeys(t)
+	(&cluster{servers: servers, clients: clients, admins: adm}).endorseNodeKeys(t)
 	leader := (&cluster{clients: clients}).leader(t, all...)
 	follower := "n2"
 	if leader == follower {
