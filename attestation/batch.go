@@ -3,7 +3,9 @@ package attestation
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/bits"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,19 +96,11 @@ func MarshalBatchHead(h *trustfedv1.DecisionBatchHead) ([]byte, error) {
 }
 
 // Quorum is the number of distinct registry nodes whose signatures a
-// decision made at t needs: a majority of the nodes holding a node key
-// valid at t in keys (GET /v1/keys). 0 when no node key is valid at t.
+// decision made at t needs: CheckpointQuorum over the published keys (a
+// majority of the nodes holding a node key valid at t; 0 when none is).
 func Quorum(keys DecisionKeys, t time.Time) int {
-	nodes := map[string]bool{}
-	for _, k := range keys {
-		if k.GetNodeId() != "" && CheckRegistryKeyAt(k, t) == nil {
-			nodes[k.NodeId] = true
-		}
-	}
-	if len(nodes) == 0 {
-		return 0
-	}
-	return len(nodes)/2 + 1
+	q, _ := CheckpointQuorum(slices.Collect(maps.Values(keys)), t)
+	return q
 }
 
 // VerifyCertificate checks that cert proves statement (a serialized

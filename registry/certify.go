@@ -43,19 +43,11 @@ func (s *Server) certifies(r *state.Reader) bool {
 	return s.cfg.Cosigner != nil && s.auditsDecisions() && r.NodeKeysInForce()
 }
 
-// quorumAt is a majority of the nodes holding a node key valid at t (the
-// count verifiers derive from GET /v1/keys: attestation.Quorum).
+// quorumAt is a majority of the nodes holding a node key valid at t, the
+// count verifiers derive from GET /v1/keys (attestation.Quorum).
 func quorumAt(r *state.Reader, t time.Time) int {
-	nodes := map[string]bool{}
-	for _, k := range r.NodeKeys("") {
-		if attestation.CheckNodeKeyAt(k, t) == nil {
-			nodes[k.NodeId] = true
-		}
-	}
-	if len(nodes) == 0 {
-		return 0
-	}
-	return len(nodes)/2 + 1
+	q, _ := attestation.CheckpointQuorum(r.NodeKeysForVerify(), t)
+	return q
 }
 
 // certifyBatch gathers the certificates of the decisions among evs, which

@@ -758,7 +758,7 @@ func (f *FSM) openCheckpoint(r *Reader, env *commandv1.Envelope, c *commandv1.Pu
 	if err != nil {
 		return attestation.Checkpoint{}, false, Invalid("note", "%v", err)
 	}
-	cp, _, err := attestation.VerifyCertifiedCheckpoint(c.Note, origin, r.nodeKeysForVerify())
+	cp, _, err := attestation.VerifyCertifiedCheckpoint(c.Note, origin, r.NodeKeysForVerify())
 	if err != nil {
 		return attestation.Checkpoint{}, false, Invalid("note", "node keys are in force, the checkpoint must be certified by a quorum of the registry nodes: %v", err)
 	}

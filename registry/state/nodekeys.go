@@ -200,9 +200,10 @@ func (r *Reader) VerifyNodeSignature(keyID string, p attestation.Purpose, msg, s
 	return k, nil
 }
 
-// nodeKeysForVerify is the node key history in the form verifiers of
-// signed statements take it (GET /v1/keys, without the PEM).
-func (r *Reader) nodeKeysForVerify() []*trustfedv1.RegistryKey {
+// NodeKeysForVerify is the node key history in the form verifiers of
+// signed statements take it (GET /v1/keys, without the PEM:
+// attestation.VerifyCertifiedCheckpoint, attestation.CheckpointQuorum).
+func (r *Reader) NodeKeysForVerify() []*trustfedv1.RegistryKey {
 	ks := r.NodeKeys("")
 	out := make([]*trustfedv1.RegistryKey, 0, len(ks))
 	for _, k := range ks {
@@ -211,10 +212,6 @@ func (r *Reader) nodeKeysForVerify() []*trustfedv1.RegistryKey {
 	}
 	return out
 }
-
-// NodeKeysForVerify is the node key history as verifiers take it
-// (attestation.VerifyCertifiedCheckpoint).
-func (r *Reader) NodeKeysForVerify() []*trustfedv1.RegistryKey { return r.nodeKeysForVerify() }
 
 func sortNodeKeys(ks []*trustfedv1.NodeKey) {
 	slices.SortFunc(ks, func(a, b *trustfedv1.NodeKey) int {
@@ -231,7 +228,11 @@ func sortNodeKeys(ks []*trustfedv1.NodeKey) {
 // NodeKeysInForce reports whether the cluster signs with node keys: from
 // the first endorsement on, the registry key no longer signs decisions
 // (its published validity ends at that endorsement).
-func (r *Reader) NodeKeysInForce() bool { return len(r.NodeKeys("")) > 0 }
+// Every check asks: one index lookup, not the sorted history.
+func (r *Reader) NodeKeysInForce() bool {
+	raw, err := r.txn.First(tableNodeKeys, "id")
+	return err == nil && raw != nil
+}
 
 // registryKeyRetireTime is when the first node key was endorsed (nil: the
 // registry key still signs decisions).
