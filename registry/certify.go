@@ -55,7 +55,6 @@ func quorumAt(r *state.Reader, t time.Time) int {
 // event (nil for events that are not decisions).
 func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
 	var stmts [][]byte
-	var decidedFirst time.Time
 	pos := make([]int, len(evs))
 	for i, ev := range evs {
 		pos[i] = -1
@@ -76,8 +75,7 @@ func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv
 		return nil, status.Errorf(codes.Internal, "%v: %v", errNotCertified, err)
 	}
 	r := s.store.Read()
-	decidedFirst = s.clock()
-	need := quorumAt(r, decidedFirst)
+	need := quorumAt(r, s.clock())
 	if need == 0 {
 		return nil, status.Errorf(codes.Unavailable, "%v: no node holds an endorsed key valid now: trustfed key endorse %s --from-node ADDR", errNotCertified, s.cfg.NodeID)
 	}
@@ -109,7 +107,6 @@ type signatureAnswer struct {
 // distinct nodes signed it with an endorsed key.
 func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, index uint64, root, head []byte, need int) ([]*trustfedv1.BatchSignature, error) {
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
-	defer cancel()
 	servers := s.peerServers(ctx)
 	answers := make(chan signatureAnswer, len(servers)+1)
 	var wg sync.WaitGroup
@@ -148,7 +145,8 @@ func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, index ui
 }
 
 // checkAnswer keeps a node's signature only if it is over the head this
-// node computed, by a key endorsed for that node.
+// node computed, by a key endorsed for that node. This node's own
+// signature, made a moment ago by its own signer, is not verified again.
 func (s *Server) checkAnswer(r *state.Reader, node string, res *cosignResult, err error, root, head []byte) signatureAnswer {
 	a := signatureAnswer{node: node}
 	switch {
@@ -164,13 +162,21 @@ func (s *Server) checkAnswer(r *state.Reader, node string, res *cosignResult, er
 		k, ok := r.NodeKey(res.sig.KeyId)
 		if !ok || k.NodeId != node {
 			a.err = fmt.Errorf("node %s signed with key %s, which is not endorsed for it", node, res.sig.KeyId)
-		} else if verr := attestation.Verify(k.PublicKey, attestation.PurposeDecisionBatch, head, res.sig.Signature); verr != nil {
+		} else if verr := s.verifyPeer(node, k.PublicKey, head, res.sig.Signature); verr != nil {
 			a.err = fmt.Errorf("node %s: %w", node, verr)
 		} else {
 			a.sig = res.sig
 		}
 	}
 	return a
+}
+
+// verifyPeer checks another node's signature over a batch head.
+func (s *Server) verifyPeer(node string, pub, head, sig []byte) error {
+	if node == s.cfg.NodeID {
+		return nil
+	}
+	return attestation.Verify(pub, attestation.PurposeDecisionBatch, head, sig)
 }
 
 // askCosign is the CosignBatch call to one peer.

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/trustfed/trustfed/attestation"
 )
 
 // A replica whose evaluation of a decision batch differs from the quorum's
@@ -67,11 +65,12 @@ func (s *Server) outvoted(ctx context.Context, index uint64) (string, bool) {
 		}
 		wg.Go(func() {
 			res, err := s.askCosign(ctx, srv, index, nil)
-			if err != nil || res.sig == nil || res.sig.NodeId != srv.ID {
+			if err != nil {
 				return
 			}
-			k, ok := r.NodeKey(res.sig.KeyId)
-			if !ok || k.NodeId != srv.ID || attestation.Verify(k.PublicKey, attestation.PurposeDecisionBatch, res.head, res.sig.Signature) != nil {
+			// Its verdict on its own head: a signature by a key endorsed
+			// for it, or nothing.
+			if a := s.checkAnswer(r, srv.ID, res, nil, res.root, res.head); a.sig == nil {
 				return
 			}
 			mu.Lock()
