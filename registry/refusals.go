@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -52,15 +53,7 @@ func (s *registryService) ReportRefusals(ctx context.Context, req *trustfedv1.Re
 			return nil, fmt.Errorf("audit the refusals: %w", err)
 		}
 	}
-	return &trustfedv1.ReportRefusalsResponse{FirstSequence: minOf(first)}, nil
-}
-
-func minOf(xs []uint64) uint64 {
-	m := xs[0]
-	for _, x := range xs[1:] {
-		m = min(m, x)
-	}
-	return m
+	return &trustfedv1.ReportRefusalsResponse{FirstSequence: slices.Min(first)}, nil
 }
 
 func validateRefusals(req *trustfedv1.ReportRefusalsRequest) error {

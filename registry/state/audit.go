@@ -292,12 +292,13 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*comm
 			e.Type = AuditDecision
 			e.Decision = x.Decision
 			st := &trustfedv1.DecisionStatement{}
+			decoded := st
 			if proto.Unmarshal(x.Decision.GetStatement(), st) == nil {
 				e.OrganizationIds = sortedKeys(map[string]struct{}{st.FromOrganizationId: {}, st.ToOrganizationId: {}})
-				f.audit.collectDecision(x.Decision.GetStatement(), st)
 			} else {
-				f.audit.collectDecision(x.Decision.GetStatement(), nil)
+				decoded = nil // the cosigner refuses a statement that does not decode
 			}
+			f.audit.collectDecision(x.Decision.GetStatement(), decoded)
 			e.Compliance = decisionViews(st.DataTypes) // decoded once, here
 		case *commandv1.AuditEvent_GatewayRefusal:
 			e.Type = AuditGatewayRefusal
