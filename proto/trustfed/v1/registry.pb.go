@@ -767,7 +767,9 @@ func (x *CheckInteractionResponse) GetCertificate() *DecisionCertificate {
 // decision: each signed the head of the audit batch holding it (one
 // signature per node per batch, not per decision) after re-evaluating
 // every decision of the batch on its own state; the inclusion proof ties
-// the statement to the head's root.
+// the statement to the head's root. The head lists the decisions the
+// signers do not vouch for (refused); a certificate for one of them is
+// never valid.
 type DecisionCertificate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The serialized DecisionBatchHead the signatures cover (ed25519 over
@@ -842,7 +844,8 @@ func (x *DecisionCertificate) GetSignatures() []*BatchSignature {
 	return nil
 }
 
-// DecisionBatchHead is what each node signs for an audit batch.
+// DecisionBatchHead is what each node signs for an audit batch: which
+// batch it is and which of its decisions the node does not vouch for.
 type DecisionBatchHead struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cluster's audit origin (its log's name): a head of another cluster
@@ -853,7 +856,16 @@ type DecisionBatchHead struct {
 	// The number of decisions in the batch.
 	Size uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
 	// RFC 6962 Merkle root over the batch's decision statements, in order.
-	Root          []byte `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"`
+	Root []byte `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"`
+	// The leaf indexes (positions among the batch's decisions, strictly
+	// ascending, each below size) of the decisions the signer does not vouch
+	// for: each failed a check every honest replica makes the same way (it
+	// does not re-derive on the state at its index, no longer holds on the
+	// state before the batch, was decided outside the batch's time window,
+	// does not decode, or names an index not before the batch). A signature
+	// over the head vouches for every other decision of the batch; a
+	// certificate for a listed leaf is refused. Empty when it vouches for all.
+	Refused       []uint64 `protobuf:"varint,5,rep,packed,name=refused,proto3" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +924,13 @@ func (x *DecisionBatchHead) GetSize() uint64 {
 func (x *DecisionBatchHead) GetRoot() []byte {
 	if x != nil {
 		return x.Root
+	}
+	return nil
+}
+
+func (x *DecisionBatchHead) GetRefused() []uint64 {
+	if x != nil {
+		return x.Refused
 	}
 	return nil
 }
@@ -2200,12 +2219,13 @@ const file_trustfed_v1_registry_proto_rawDesc = "" +
 	"\x0finclusion_proof\x18\x03 \x03(\fR\x0einclusionProof\x12;\n" +
 	"\n" +
 	"signatures\x18\x04 \x03(\v2\x1b.trustfed.v1.BatchSignatureR\n" +
-	"signatures\"p\n" +
+	"signatures\"\x8a\x01\n" +
 	"\x11DecisionBatchHead\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x1b\n" +
 	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x12\n" +
-	"\x04root\x18\x04 \x01(\fR\x04root\"^\n" +
+	"\x04root\x18\x04 \x01(\fR\x04root\x12\x18\n" +
+	"\arefused\x18\x05 \x03(\x04R\arefused\"^\n" +
 	"\x0eBatchSignature\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1c\n" +
