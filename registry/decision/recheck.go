@@ -51,6 +51,32 @@ func Recheck(r *state.Reader, st *trustfedv1.DecisionStatement) error {
 // one whose state differs.
 var ErrRederive = errors.New("the decision does not re-derive on this state")
 
+// Why a replica does not vouch for a decision (Vouch). Every reason but
+// ErrStateNotKept is the same on every replica that applied the same log:
+// such a decision is listed refused in the batch head the replica signs
+// (registry/cosign.go), and the rest of the batch is still vouched for.
+var (
+	// ErrStale: the decision re-derives at its index but no longer holds
+	// on the state just before the batch (a later write changed it). It
+	// is an ErrRederive; decided again on the new state, it may be
+	// certified.
+	ErrStale = fmt.Errorf("%w: it no longer holds on the state before the batch", ErrRederive)
+	// ErrInvalid: the statement is not one any replica vouches for in this
+	// batch (it does not decode, has no decided_at, was decided outside
+	// the batch's time window or at an index not before the batch).
+	ErrInvalid = errors.New("the statement is not valid in this batch")
+	// ErrStateNotKept: this replica no longer keeps the state at the
+	// decision's index. It is node-local: the replica vouches for nothing
+	// in the batch.
+	ErrStateNotKept = errors.New("the state at the decision's index is no longer kept here")
+)
+
+// Deterministic reports whether err, from Vouch, is a reason every honest
+// replica that applied the same log gives for the same decision.
+func Deterministic(err error) bool {
+	return errors.Is(err, ErrRederive) || errors.Is(err, ErrInvalid)
+}
+
 // Bounds on a decision's decided_at against the leader-stamped time of the
 // audit batch that logs it (Vouch): a node cannot back-date a decision by
 // more than MaxDecisionAge (e.g. to before a passport expired) and have it
@@ -75,26 +101,26 @@ const (
 func Vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
 	switch {
 	case st == nil:
-		return fmt.Errorf("its statement does not decode")
+		return fmt.Errorf("%w: its statement does not decode", ErrInvalid)
 	case st.DecidedAt == nil:
-		return fmt.Errorf("its statement has no decided_at")
+		return fmt.Errorf("%w: its statement has no decided_at", ErrInvalid)
 	case st.Index >= b.Index:
-		return fmt.Errorf("decided at index %d, not before the batch (index %d)", st.Index, b.Index)
+		return fmt.Errorf("%w: decided at index %d, not before the batch (index %d)", ErrInvalid, st.Index, b.Index)
 	}
 	t := st.DecidedAt.AsTime()
 	if t.Before(b.Time.Add(-MaxDecisionAge)) || t.After(b.Time.Add(MaxDecisionLead)) {
-		return fmt.Errorf("decided at %s, logged at %s: outside [-%s, +%s]", t.UTC().Format(time.RFC3339Nano), b.Time.UTC().Format(time.RFC3339Nano), MaxDecisionAge, MaxDecisionLead)
+		return fmt.Errorf("%w: decided at %s, logged at %s: outside [-%s, +%s]", ErrInvalid, t.UTC().Format(time.RFC3339Nano), b.Time.UTC().Format(time.RFC3339Nano), MaxDecisionAge, MaxDecisionLead)
 	}
 	r := b.States[st.Index]
 	if r == nil {
-		return fmt.Errorf("the state at index %d is no longer kept here", st.Index)
+		return fmt.Errorf("%w (index %d)", ErrStateNotKept, st.Index)
 	}
 	if err := Recheck(r, st); err != nil {
 		return fmt.Errorf("%w: on this node's state at index %d: %w", ErrRederive, st.Index, err)
 	}
 	if b.LastWrite == 0 || b.LastWrite > st.Index {
 		if err := Recheck(b.Before, st); err != nil {
-			return fmt.Errorf("%w: no longer holds on the state before the batch (index %d): %w", ErrRederive, b.Index-1, err)
+			return fmt.Errorf("%w (index %d): %w", ErrStale, b.Index-1, err)
 		}
 	}
 	return nil

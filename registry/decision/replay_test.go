@@ -33,6 +33,8 @@ type replayHarness struct {
 	now   time.Time
 	key   ed25519.PrivateKey
 	keyID string
+	// entries are the commands applied, in order (entries[i] at index i+1).
+	entries [][]byte
 }
 
 var alice = testutil.NewAdmin("alice")
@@ -54,6 +56,7 @@ func (h *replayHarness) apply(cmd proto.Message) state.Result {
 	b, err := state.Encode(cmd, state.EnvelopeMeta{Time: h.now, Principal: "token:test"})
 	require.NoError(h.t, err)
 	h.index++
+	h.entries = append(h.entries, b)
 	res := h.fsm.Apply(h.index, b).(state.Result)
 	h.fsm.EndBatch()
 	h.now = h.now.Add(time.Second)

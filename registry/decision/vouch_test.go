@@ -1,6 +1,8 @@
 package decision_test
 
 import (
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -8,9 +10,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/internal/testutil"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry"
+	"github.com/trustfed/trustfed/registry/audit"
 	"github.com/trustfed/trustfed/registry/decision"
 	"github.com/trustfed/trustfed/registry/state"
 )
@@ -64,6 +69,7 @@ func TestVouchRederivesEachDecisionOnTheReplicasState(t *testing.T) {
 	forged.Decision, forged.Reasons, forged.EffectiveLevel = trustfedv1.Decision_DECISION_ALLOW, nil, 4
 	b = h.logStatements(forged)
 	require.ErrorContains(t, decision.Vouch(b, b.Statements[0]), "on this node's state at index")
+	require.ErrorIs(t, decision.Vouch(b, b.Statements[0]), decision.ErrRederive)
 
 	// Decided before globex's suspension, logged after it.
 	stale := h.statement(ping)
@@ -71,6 +77,7 @@ func TestVouchRederivesEachDecisionOnTheReplicasState(t *testing.T) {
 	h.change(testutil.SetStatus("globex", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED))
 	b = h.logStatements(stale)
 	require.ErrorContains(t, decision.Vouch(b, b.Statements[0]), "no longer holds on the state before the batch")
+	require.ErrorIs(t, decision.Vouch(b, b.Statements[0]), decision.ErrStale)
 
 	now := h.statement(ping)
 	for name, tc := range map[string]struct {
@@ -90,6 +97,87 @@ func TestVouchRederivesEachDecisionOnTheReplicasState(t *testing.T) {
 		tc.change(st)
 		b := h.logStatements(st)
 		require.ErrorContains(t, decision.Vouch(b, b.Statements[0]), tc.want, name)
+		require.ErrorIs(t, decision.Vouch(b, b.Statements[0]), decision.ErrInvalid, name)
 	}
-	require.Error(t, decision.Vouch(b, nil), "a statement that does not decode")
+	require.ErrorIs(t, decision.Vouch(b, nil), decision.ErrInvalid, "a statement that does not decode")
+	for _, err := range []error{decision.ErrRederive, decision.ErrStale, decision.ErrInvalid} {
+		require.True(t, decision.Deterministic(fmt.Errorf("wrapped: %w", err)), "%v", err)
+	}
+	require.False(t, decision.Deterministic(decision.ErrStateNotKept), "node-local")
+}
+
+// A batch in which a level change overtook one decision (Scenario C under
+// a write load): each honest replica refuses exactly that leaf and vouches
+// for the others, and replicas that applied the same log sign the same
+// head bytes, which list the refused leaf.
+func TestVouchBatchRefusesOnlyTheStaleDecision(t *testing.T) {
+	h := federationHarness(t)
+	ping := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "ping"}
+	stale := h.statement(ping)
+	require.Equal(t, trustfedv1.Decision_DECISION_ALLOW, stale.Decision)
+	h.change(testutil.SetStatus("globex", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED))
+	fresh := h.statement(ping)
+	require.Equal(t, trustfedv1.Decision_DECISION_DENY, fresh.Decision, "decided on the new state")
+	b := h.logStatements(fresh, stale, fresh)
+
+	v, err := decision.VouchBatch(b, nil)
+	require.NoError(t, err)
+	require.Equal(t, []uint64{1}, v.Refused)
+	require.ErrorIs(t, v.Reasons[1], decision.ErrStale)
+	require.True(t, v.Vouched(0))
+	require.False(t, v.Vouched(1))
+	require.True(t, v.Vouched(2))
+	head, root, err := v.Head("test", b)
+	require.NoError(t, err)
+	var hd trustfedv1.DecisionBatchHead
+	require.NoError(t, proto.Unmarshal(head, &hd))
+	require.Equal(t, []uint64{1}, hd.Refused)
+	require.Equal(t, uint64(3), hd.Size)
+	require.Equal(t, b.Index, hd.LogIndex)
+	require.Equal(t, root, hd.Root)
+
+	batches := h.replica()
+	require.NotEmpty(t, batches)
+	ob := batches[len(batches)-1]
+	require.Equal(t, b.Index, ob.Index)
+	ov, err := decision.VouchBatch(ob, nil)
+	require.NoError(t, err)
+	otherHead, _, err := ov.Head("test", ob)
+	require.NoError(t, err)
+	require.Equal(t, head, otherHead, "another honest replica signs the same head bytes")
+}
+
+// A decision refused for a node-local reason (the state it needs is no
+// longer kept here) is not a verdict other replicas share: the replica
+// vouches for nothing in the batch.
+func TestVouchBatchRefusesTheWholeBatchForANodeLocalReason(t *testing.T) {
+	h := federationHarness(t)
+	ping := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "ping"}
+	b := h.logStatements(h.statement(ping), h.statement(ping))
+	v, err := decision.VouchBatch(b, nil)
+	require.NoError(t, err)
+	require.Empty(t, v.Refused)
+	for idx := range b.States {
+		b.States[idx] = nil
+	}
+	_, err = decision.VouchBatch(b, nil)
+	require.ErrorIs(t, err, decision.ErrStateNotKept)
+}
+
+// replica applies every command h applied to a fresh replica (its own FSM
+// and audit log) and returns the decision batches it hands its cosigner.
+func (h *replayHarness) replica() []state.DecisionBatch {
+	h.t.Helper()
+	l, err := audit.Open(filepath.Join(h.t.TempDir(), "audit.db"))
+	require.NoError(h.t, err)
+	h.t.Cleanup(func() { _ = l.Close() })
+	fsm := state.NewFSM(state.NewStore(), attestation.Verifier{}, nil)
+	require.NoError(h.t, fsm.AttachAudit(registry.AuditLog{Log: l}))
+	var got []state.DecisionBatch
+	fsm.OnDecisionBatch(func(b state.DecisionBatch) { got = append(got, b) })
+	for i, e := range h.entries {
+		_ = fsm.Apply(uint64(i+1), e)
+		fsm.EndBatch()
+	}
+	return got
 }
