@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/decision"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,7 +54,9 @@ func quorumAt(r *state.Reader, t time.Time) int {
 
 // certifyBatch gathers the certificates of the decisions among evs, which
 // were committed at Raft index index. The result holds one certificate per
-// event (nil for events that are not decisions).
+// event (nil for events that are not decisions, and for decisions the
+// signers refused: the error is then a *decisionsRefused saying why, and
+// the other decisions' certificates are still returned).
 func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
 	var stmts [][]byte
 	pos := make([]int, len(evs))
@@ -69,52 +73,124 @@ func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv
 		return make([]*trustfedv1.DecisionCertificate, len(evs)), nil
 	}
 	tree := attestation.NewBatchTree(stmts)
-	root := tree.Root()
-	head, err := attestation.MarshalBatchHead(&trustfedv1.DecisionBatchHead{Origin: s.cfg.AuditOrigin, LogIndex: index, Size: tree.Size(), Root: root})
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "%v: %v", errNotCertified, err)
-	}
+	batch := &trustfedv1.DecisionBatchHead{Origin: s.cfg.AuditOrigin, LogIndex: index, Size: tree.Size(), Root: tree.Root()}
 	r := s.store.Read()
 	need := quorumAt(r, s.clock())
 	if need == 0 {
 		return nil, status.Errorf(codes.Unavailable, "%v: no node holds an endorsed key valid now: trustfed key endorse %s --from-node ADDR", errNotCertified, s.cfg.NodeID)
 	}
-	sigs, err := s.gatherSignatures(ctx, r, index, root, head, need)
+	q, err := s.gatherSignatures(ctx, r, batch, need)
 	if err != nil {
 		s.metrics.certified(false)
 		return nil, err
 	}
 	s.metrics.certified(true)
 	out := make([]*trustfedv1.DecisionCertificate, len(evs))
+	var refused *decisionsRefused
 	for i, p := range pos {
 		if p < 0 {
 			continue
 		}
-		out[i] = &trustfedv1.DecisionCertificate{BatchHead: head, LeafIndex: uint64(p), InclusionProof: tree.Proof(uint64(p)), Signatures: sigs}
+		leaf := uint64(p)
+		if _, no := slices.BinarySearch(q.refused, leaf); no {
+			if refused == nil {
+				refused = &decisionsRefused{index: index, leaves: map[string]uint64{}, why: q.why}
+			}
+			refused.leaves[string(stmts[p])] = leaf
+			continue
+		}
+		out[i] = &trustfedv1.DecisionCertificate{BatchHead: q.head, LeafIndex: leaf, InclusionProof: tree.Proof(leaf), Signatures: q.sigs}
+	}
+	if refused != nil {
+		return out, refused
 	}
 	return out, nil
+}
+
+// decisionsRefused: a quorum vouched for a batch but not for the decisions
+// its head lists refused; their callers are not answered (certifyBatch).
+type decisionsRefused struct {
+	index  uint64
+	leaves map[string]uint64 // refused statement → its leaf
+	why    map[uint64]error  // this node's reason per leaf (nil: not known)
+}
+
+func (e *decisionsRefused) Error() string {
+	return fmt.Sprintf("%v: %d decisions of the batch at index %d were refused by the signers", errNotCertified, len(e.leaves), e.index)
+}
+
+// reason is why the decision statement was not certified: UNAVAILABLE with
+// the signers' reason, wrapped in a *staleDecision when it is that a write
+// overtook it (decision.ErrStale).
+func (e *decisionsRefused) reason(statement []byte) error {
+	leaf, ok := e.leaves[string(statement)]
+	if !ok {
+		return status.Error(codes.Unavailable, errNotCertified.Error()+": retry")
+	}
+	why := e.why[leaf]
+	if why == nil {
+		why = errors.New("this node did not evaluate the batch")
+	}
+	err := status.Errorf(codes.Unavailable, "%v: decision %d of the batch at index %d was refused by the signers (%v): retry", errNotCertified, leaf, e.index, why)
+	if errors.Is(why, decision.ErrStale) {
+		return &staleDecision{err: err}
+	}
+	return err
+}
+
+// staleDecision: the decision was refused because a write between its read
+// and its batch changed it; decided again on the new state, it may be
+// certified (CheckInteraction does so once).
+type staleDecision struct{ err error }
+
+func (e *staleDecision) Error() string { return e.err.Error() }
+func (e *staleDecision) Unwrap() error { return e.err }
+
+// batchQuorum is a head of a batch that a quorum of nodes signed.
+type batchQuorum struct {
+	head    []byte
+	refused []uint64
+	why     map[uint64]error // this node's reasons (nil: not its own head)
+	sigs    []*trustfedv1.BatchSignature
 }
 
 // signatureAnswer is one node's answer to a cosigning request.
 type signatureAnswer struct {
 	node string
-	sig  *trustfedv1.BatchSignature
-	err  error
+	head []byte // the head it evaluated (nil: none, or another batch)
+	// refused is the head's refused leaves; why, this node's reasons (own
+	// answer only).
+	refused []uint64
+	why     map[uint64]error
+	sig     *trustfedv1.BatchSignature // nil: it did not sign head
+	err     error
+}
+
+// headVotes are the signatures over one head.
+type headVotes struct {
+	refused []uint64
+	nodes   []string
+	sigs    []*trustfedv1.BatchSignature
 }
 
 // gatherSignatures asks this node's cosigner and every other server of the
-// configuration for its signature over head, and returns as soon as need
-// distinct nodes signed it with an endorsed key.
-func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, index uint64, root, head []byte, need int) ([]*trustfedv1.BatchSignature, error) {
+// configuration for its signed verdict on the batch, and returns as soon
+// as need distinct nodes signed, with an endorsed key, the head this node
+// computed itself (its own refused leaves included): a node that signed
+// another head disagrees and does not count. Only when this node could not
+// evaluate the batch (a node-local reason) does it take a head of the same
+// batch that a quorum of the others signed.
+func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, batch *trustfedv1.DecisionBatchHead, need int) (*batchQuorum, error) {
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
 	servers := s.peerServers(ctx)
 	answers := make(chan signatureAnswer, len(servers)+1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel() // stop the calls still out before waiting for them
+	index := batch.LogIndex
 	wg.Go(func() {
 		res, err := s.cfg.Cosigner.Result(ctx, index)
-		answers <- s.checkAnswer(r, s.cfg.NodeID, res, err, root, head)
+		answers <- s.checkAnswer(r, s.cfg.NodeID, res, err, batch)
 	})
 	asked := 1
 	for _, srv := range servers {
@@ -123,46 +199,92 @@ func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, index ui
 		}
 		asked++
 		wg.Go(func() {
-			res, err := s.askCosign(ctx, srv, index, root)
-			answers <- s.checkAnswer(r, srv.ID, res, err, root, head)
+			res, err := s.askCosign(ctx, srv, index, batch.Root)
+			answers <- s.checkAnswer(r, srv.ID, res, err, batch)
 		})
 	}
-	var sigs []*trustfedv1.BatchSignature
+	var own *signatureAnswer
+	votes := map[string]*headVotes{}
 	var problems []string
 	for range asked {
 		a := <-answers
+		if a.node == s.cfg.NodeID {
+			own = &a
+		}
 		if a.err != nil {
 			problems = append(problems, a.err.Error())
-			continue
+		} else {
+			v := votes[string(a.head)]
+			if v == nil {
+				v = &headVotes{refused: a.refused}
+				votes[string(a.head)] = v
+			}
+			v.nodes, v.sigs = append(v.nodes, a.node), append(v.sigs, a.sig)
 		}
-		sigs = append(sigs, a.sig)
-		if len(sigs) >= need {
-			return sigs, nil
+		if own == nil {
+			continue // its own head decides which signatures count
+		}
+		for head, v := range votes {
+			if len(v.sigs) < need || (own.head != nil && head != string(own.head)) {
+				continue
+			}
+			q := &batchQuorum{head: []byte(head), refused: v.refused, sigs: v.sigs}
+			if own.head != nil {
+				q.why = own.why
+			}
+			return q, nil
 		}
 	}
+	if own != nil && own.head != nil {
+		for head, v := range votes {
+			if head != string(own.head) {
+				slices.Sort(v.nodes)
+				problems = append(problems, fmt.Sprintf("nodes %s vouch for other decisions of the batch (refused %v, this node %v)", strings.Join(v.nodes, ", "), v.refused, own.refused))
+			}
+		}
+	}
+	got := 0
+	if own != nil && own.head != nil && votes[string(own.head)] != nil {
+		got = len(votes[string(own.head)].sigs)
+	}
 	return nil, status.Errorf(codes.Unavailable, "%v: the batch at index %d has %d of the %d node signatures it needs (%s): retry",
-		errNotCertified, index, len(sigs), need, strings.Join(problems, "; "))
+		errNotCertified, index, got, need, strings.Join(problems, "; "))
 }
 
-// checkAnswer keeps a node's signature only if it is over the head this
-// node computed, by a key endorsed for that node. This node's own
-// signature, made a moment ago by its own signer, is not verified again.
-func (s *Server) checkAnswer(r *state.Reader, node string, res *cosignResult, err error, root, head []byte) signatureAnswer {
+// checkAnswer keeps a node's signature only if it is over its head of the
+// batch (origin, index, size and root those of batch; any batch when nil),
+// by a key endorsed for that node. This node's own signature, made a
+// moment ago by its own signer, is not verified again.
+func (s *Server) checkAnswer(r *state.Reader, node string, res *cosignResult, err error, batch *trustfedv1.DecisionBatchHead) signatureAnswer {
 	a := signatureAnswer{node: node}
-	switch {
-	case err != nil:
+	if err != nil {
 		a.err = fmt.Errorf("node %s: %w", node, err)
+		return a
+	}
+	if res.head == nil {
+		a.err = res.err
+		return a
+	}
+	var h trustfedv1.DecisionBatchHead
+	if perr := proto.Unmarshal(res.head, &h); perr != nil {
+		a.err = fmt.Errorf("node %s: its batch head does not parse: %w", node, perr)
+		return a
+	}
+	if batch != nil && (h.Origin != batch.Origin || h.LogIndex != batch.LogIndex || h.Size != batch.Size || !bytes.Equal(h.Root, batch.Root)) {
+		a.err = fmt.Errorf("node %s computed root %x for the batch, this node %x", node, h.Root, batch.Root)
+		return a
+	}
+	a.head, a.refused, a.why = res.head, h.Refused, res.why
+	switch {
 	case res.sig == nil:
 		a.err = res.err
-	case !bytes.Equal(res.root, root) || !bytes.Equal(res.head, head):
-		a.err = fmt.Errorf("node %s computed root %x for the batch, this node %x", node, res.root, root)
 	case res.sig.NodeId != node:
 		a.err = fmt.Errorf("node %s answered for node %q", node, res.sig.NodeId)
 	default:
 		k, ok := r.NodeKey(res.sig.KeyId)
 		if !ok || k.NodeId != node {
 			a.err = fmt.Errorf("node %s signed with key %s, which is not endorsed for it", node, res.sig.KeyId)
-		} else if verr := s.verifyPeer(node, k.PublicKey, head, res.sig.Signature); verr != nil {
+		} else if verr := s.verifyPeer(node, k.PublicKey, res.head, res.sig.Signature); verr != nil {
 			a.err = fmt.Errorf("node %s: %w", node, verr)
 		} else {
 			a.sig = res.sig
@@ -192,11 +314,10 @@ func (s *Server) askCosign(ctx context.Context, srv consensus.Server, index uint
 		}
 		return nil, err
 	}
-	var h trustfedv1.DecisionBatchHead
-	if err := proto.Unmarshal(resp.BatchHead, &h); err != nil {
-		return nil, fmt.Errorf("its batch head does not parse: %w", err)
+	if len(resp.BatchHead) == 0 {
+		return nil, errors.New("it sent no batch head")
 	}
-	return &cosignResult{head: resp.BatchHead, root: h.Root, sig: resp.Signature}, nil
+	return &cosignResult{head: resp.BatchHead, sig: resp.Signature}, nil
 }
 
 // peerServers is the configuration's servers, refreshed every serversTTL.

@@ -2,9 +2,10 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,16 +17,19 @@ import (
 )
 
 // Quorum-certified decisions (AG-783 Scenario C): a decision is answered
-// only once a quorum of registry nodes vouches for the audit batch that
-// logs it. Every replica hands each decision batch it applies to its
-// Cosigner, which re-evaluates every decision on the replica's own state
-// and, if each one matches, signs the batch's head (origin, Raft index,
-// size, Merkle root over the statements) with the node's own endorsed key:
-// one signature per node per batch. The answering node collects the
-// signatures (certify.go).
-//
-// What a replica checks before it vouches for a decision is
-// decision.Vouch.
+// only once a quorum of registry nodes vouches for it. Every replica hands
+// each decision batch it applies to its Cosigner, which re-evaluates every
+// decision on the replica's own state (decision.VouchBatch) and signs the
+// batch's head (origin, Raft index, size, Merkle root over the statements,
+// and the leaves it refuses) with the node's own endorsed key: one
+// signature per node per batch. A decision refused for a reason every
+// honest replica shares (it does not re-derive, a later write overtook it,
+// it is malformed) is listed in the head's refused leaves, and the rest of
+// the batch is still vouched for; a node-local reason (the state it needs
+// is no longer kept here, no signing key, a full queue) refuses the whole
+// batch. A head that lists every decision refused is signed too: it is
+// this node's verdict, which dissent.go compares with the quorum's. The
+// answering node collects the signatures (certify.go).
 const (
 	// cosignKeep is how many batch results a node keeps for its peers to
 	// ask for.
@@ -62,13 +66,13 @@ type Cosigner struct {
 
 // cosignResult is what this node concluded about one batch.
 type cosignResult struct {
-	head []byte // the serialized DecisionBatchHead
+	head []byte // the serialized DecisionBatchHead; nil when not evaluated
 	root []byte
-	sig  *trustfedv1.BatchSignature // nil when it does not vouch
-	err  error                      // why it does not
-	// rederive: it does not because a decision does not re-derive on this
-	// node's state (decision.ErrRederive), not for a node-local reason.
-	rederive bool
+	sig  *trustfedv1.BatchSignature // nil when it vouches for nothing
+	err  error                      // why it vouches for nothing
+	// why holds the reason for each leaf the head lists refused (set only
+	// on this node's own results).
+	why map[uint64]error
 }
 
 // NewCosigner returns the cosigner of node nodeID for the audit log named
@@ -110,16 +114,20 @@ func (c *Cosigner) Run(ctx context.Context) {
 
 // record records the result of the batch at index and wakes the waiters.
 func (c *Cosigner) record(index uint64, r *cosignResult) {
-	if r.sig != nil {
-		c.signed.Add(1)
-	} else {
+	switch {
+	case r.sig == nil:
 		c.refused.Add(1)
 		c.log.Warn("decision batch not vouched for", "index", index, "reason", r.err)
-		if r.rederive {
-			select {
-			case c.dissents <- index:
-			default: // enough to look into already
-			}
+	case len(r.why) > 0:
+		c.refused.Add(1)
+		c.log.Warn("decision batch not vouched for in full", "index", index, "refused", len(r.why), "reason", firstReason(r.why))
+	default:
+		c.signed.Add(1)
+	}
+	if len(r.why) > 0 && r.head != nil {
+		select {
+		case c.dissents <- index:
+		default: // enough to look into already
 		}
 	}
 	c.mu.Lock()
@@ -134,6 +142,12 @@ func (c *Cosigner) record(index uint64, r *cosignResult) {
 	}
 	close(c.notify)
 	c.notify = make(chan struct{})
+}
+
+// firstReason is the reason of the lowest refused leaf, for the log.
+func firstReason(why map[uint64]error) error {
+	first := slices.Min(slices.Collect(maps.Keys(why)))
+	return fmt.Errorf("decision %d: %w", first, why[first])
 }
 
 // Result waits until this node has evaluated the batch at index, or ctx
@@ -155,37 +169,41 @@ func (c *Cosigner) Result(ctx context.Context, index uint64) (*cosignResult, err
 	}
 }
 
-// evaluate re-derives every decision of b and signs its head if all match.
+// evaluate re-derives every decision of b and signs its head, which lists
+// the decisions it does not vouch for.
 func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignResult {
-	tree := attestation.NewBatchTree(b.Raw)
-	res := &cosignResult{root: tree.Root()}
-	head, err := attestation.MarshalBatchHead(&trustfedv1.DecisionBatchHead{Origin: c.origin, LogIndex: b.Index, Size: tree.Size(), Root: res.root})
+	res := &cosignResult{}
+	v, err := decision.VouchBatch(b, vouch)
 	if err != nil {
-		res.err = err
+		res.err = fmt.Errorf("node %s does not vouch for the batch: %w", c.nodeID, err)
 		return res
 	}
-	res.head = head
-	var first, last time.Time
+	if res.head, res.root, err = v.Head(c.origin, b); err != nil {
+		res.head, res.err = nil, err
+		return res
+	}
+	res.why = v.Reasons
+	first, last := b.Time, b.Time // a head refusing every decision certifies none
+	seen := false
 	for i, st := range b.Statements {
-		if err := vouch(b, st); err != nil {
-			res.err = fmt.Errorf("node %s does not vouch for decision %d of the batch at index %d: %w", c.nodeID, i, b.Index, err)
-			res.rederive = errors.Is(err, decision.ErrRederive)
-			return res
+		if !v.Vouched(uint64(i)) {
+			continue
 		}
 		t := st.DecidedAt.AsTime()
-		if first.IsZero() || t.Before(first) {
+		if !seen || t.Before(first) {
 			first = t
 		}
-		if t.After(last) {
+		if !seen || t.After(last) {
 			last = t
 		}
+		seen = true
 	}
 	signer, keyID, err := c.signer(first, last)
 	if err != nil {
 		res.err = err
 		return res
 	}
-	sig, err := signer.Sign(ctx, attestation.PurposeDecisionBatch, head)
+	sig, err := signer.Sign(ctx, attestation.PurposeDecisionBatch, res.head)
 	if err != nil {
 		res.err = fmt.Errorf("node %s: sign the batch at index %d: %w", c.nodeID, b.Index, err)
 		return res

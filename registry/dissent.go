@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -11,21 +12,24 @@ import (
 
 // A replica whose evaluation of a decision batch differs from the quorum's
 // is the one that diverged (AG-783 Scenario C): replicas that applied the
-// same log re-derive every decision the same way, so when this node finds
-// that a decision does not re-derive on its state (decision.ErrRederive)
-// while a quorum of the other nodes vouched for that very batch, its state
-// is not the cluster's. It then marks itself diverged (divergence.go): it
+// same log re-derive every decision the same way and so sign the same
+// head, refused leaves included (cosign.go). When this node refuses a
+// decision of a batch (it does not re-derive on its state, or another
+// reason every honest replica shares) while a quorum of the other nodes
+// signed a head of that batch that differs from this node's, its state is
+// not the cluster's. It then marks itself diverged (divergence.go): it
 // stops answering, raises the alert and reports it to the leader, which
-// records it in every healthy replica's audit log. When the others refuse
-// the batch too, the batch was forged by the node that decided it, and
-// nothing is wrong here.
+// records it in every healthy replica's audit log. When a quorum signed
+// this node's own head, the refusal is the cluster's (a decision a write
+// overtook, or one forged by the node that decided it), and nothing is
+// wrong here.
 
 // dissentTimeout bounds how long this node waits for the others' verdicts
 // on a batch it refused.
 const dissentTimeout = 10 * time.Second
 
-// checkDissents looks into every batch this node's cosigner refused for a
-// decision that did not re-derive, until ctx ends.
+// checkDissents looks into every batch in which this node's cosigner
+// refused a decision, until ctx ends.
 func (s *Server) checkDissents(ctx context.Context) {
 	c := s.cfg.Cosigner
 	for {
@@ -45,11 +49,12 @@ func (s *Server) checkDissents(ctx context.Context) {
 }
 
 // outvoted asks every other server for its verdict on the batch at index,
-// and reports whether a quorum of them vouched for one same head (with
-// their endorsed keys), which this node refused.
+// and reports whether a quorum of them signed (with their endorsed keys)
+// one same head that differs from the one this node computed, which
+// refuses a decision.
 func (s *Server) outvoted(ctx context.Context, index uint64) (string, bool) {
 	own, err := s.cfg.Cosigner.Result(ctx, index)
-	if err != nil || own.sig != nil {
+	if err != nil || own.head == nil || len(own.why) == 0 {
 		return "", false
 	}
 	ctx, cancel := context.WithTimeout(ctx, dissentTimeout)
@@ -65,12 +70,9 @@ func (s *Server) outvoted(ctx context.Context, index uint64) (string, bool) {
 		}
 		wg.Go(func() {
 			res, err := s.askCosign(ctx, srv, index, nil)
-			if err != nil {
-				return
-			}
 			// Its verdict on its own head: a signature by a key endorsed
 			// for it, or nothing.
-			if a := s.checkAnswer(r, srv.ID, res, nil, res.root, res.head); a.sig == nil {
+			if a := s.checkAnswer(r, srv.ID, res, err, nil); a.sig == nil {
 				return
 			}
 			mu.Lock()
@@ -79,11 +81,11 @@ func (s *Server) outvoted(ctx context.Context, index uint64) (string, bool) {
 		})
 	}
 	wg.Wait()
-	for _, nodes := range byHead {
-		if need > 0 && len(nodes) >= need {
+	for head, nodes := range byHead {
+		if need > 0 && len(nodes) >= need && head != string(own.head) {
 			slices.Sort(nodes)
-			return fmt.Sprintf("nodes %s vouched for the decision batch at index %d, which this node (%s) refused: %v",
-				strings.Join(nodes, ", "), index, s.cfg.NodeID, own.err), true
+			return fmt.Sprintf("nodes %s signed another verdict on the decision batch at index %d than this node (%s), which refused decisions %v (%v)",
+				strings.Join(nodes, ", "), index, s.cfg.NodeID, slices.Sorted(maps.Keys(own.why)), firstReason(own.why)), true
 		}
 	}
 	return "", false

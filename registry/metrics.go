@@ -40,6 +40,7 @@ type metrics struct {
 	auditFailed    prometheus.Counter
 	metricsRefused prometheus.Counter
 	certBatches    *prometheus.CounterVec
+	redecidedN     prometheus.Counter
 }
 
 // latencyBuckets span a fast local call (100 µs) to a slow cluster round
@@ -93,6 +94,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "trustfed_metrics_scrapes_refused_total",
 			Help: "GET /metrics requests refused for a missing, unknown or unauthorised token.",
 		}),
+		redecidedN: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trustfed_decisions_redecided_total",
+			Help: "Checks decided a second time on a newer state because a write overtook their first decision before its audit batch (the signers refused it as stale).",
+		}),
 	}
 	m.certBatches.WithLabelValues("certified")
 	m.certBatches.WithLabelValues("not_certified")
@@ -102,7 +107,7 @@ func newMetrics(s *Server) *metrics {
 			Help: "Decision batches (of any node) this node re-evaluated and signed.",
 		}, func() float64 { return float64(c.signed.Load()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trustfed_cosign_batches_refused_total",
-			Help: "Decision batches this node did not vouch for: a decision that does not re-derive on its state, a state no longer kept, no endorsed key (WARN log with the reason).",
+			Help: "Decision batches this node did not vouch for in full: it refused some of their decisions (one that does not re-derive on its state, that a write overtook, a malformed one) or all (a state no longer kept, no endorsed key) (WARN log with the reason).",
 		}, func() float64 { return float64(c.refused.Load()) }))
 	}
 	for l := range 5 {
@@ -114,7 +119,7 @@ func newMetrics(s *Server) *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.decisions, m.decisionLevels, m.authFailures, m.unavail, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused, m.certBatches,
+		m.grpc, m.decisions, m.decisionLevels, m.authFailures, m.unavail, m.tlsRefused, m.auditBatches, m.auditCommit, m.auditFailed, m.metricsRefused, m.certBatches, m.redecidedN,
 		nodeCollector{s},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trustfed_audit_auth_failures_dropped_total",
@@ -140,6 +145,14 @@ func (m *metrics) certified(ok bool) {
 		m.certBatches.WithLabelValues("certified").Inc()
 	} else {
 		m.certBatches.WithLabelValues("not_certified").Inc()
+	}
+}
+
+// redecided counts a check decided again after its first decision was
+// refused as stale.
+func (m *metrics) redecided() {
+	if m != nil {
+		m.redecidedN.Inc()
 	}
 }
 

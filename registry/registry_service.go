@@ -26,8 +26,30 @@ type registryService struct {
 	*Server
 }
 
-// CheckInteraction decides whether from may perform action with to.
+// CheckInteraction decides whether from may perform action with to. A
+// quorum-certified decision that a write overtook between its read and its
+// audit batch (the signers refused it: decision.ErrStale) is decided again
+// once, on the new state, as a new statement in a new batch certified on
+// its own, within the call's deadline: the caller gets an answer instead
+// of UNAVAILABLE. A decision that took a use of an authorisation is not
+// decided again (it would take a second use); its caller retries.
 func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
+	resp, err := s.checkInteraction(ctx, req)
+	var stale *staleDecision
+	if errors.As(err, &stale) && resp.GetAuthorizationUseIndex() == 0 {
+		s.log.Debug("a write overtook the decision before its batch: deciding again on the new state", "error", err)
+		s.metrics.redecided()
+		resp, err = s.checkInteraction(ctx, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// checkInteraction decides, logs and certifies one decision. When the
+// signers refused it, it returns the error with the refused response.
+func (s *registryService) checkInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
 	resp, r, now, term, err := s.decideThroughLog(ctx, req)
 	if err != nil {
 		return nil, err
@@ -54,10 +76,14 @@ func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.
 		resp.AuditSequence = res.seq
 		if resp.Certification == trustfedv1.Certification_CERTIFICATION_QUORUM {
 			if res.cert == nil {
-				if res.certErr == nil {
+				var refused *decisionsRefused
+				switch {
+				case errors.As(res.certErr, &refused):
+					res.certErr = refused.reason(resp.Statement)
+				case res.certErr == nil:
 					res.certErr = status.Error(codes.Unavailable, errNotCertified.Error()+": retry")
 				}
-				return nil, fmt.Errorf("certify the decision: %w", res.certErr)
+				return resp, fmt.Errorf("certify the decision: %w", res.certErr)
 			}
 			resp.Certificate = res.cert
 		}
