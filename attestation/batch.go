@@ -17,9 +17,10 @@ import (
 
 // Decision batches: every decision of an audit batch is a leaf of an RFC
 // 6962 Merkle tree (the leaf is the serialized DecisionStatement); each
-// registry node that re-derived them all signs the head (origin, Raft
-// index, size, root) once; a decision carries its inclusion proof and the
-// quorum's signatures. The tree is built here, in memory, because the
+// registry node that re-derived them signs the head (origin, Raft index,
+// size, root, and the leaves it does not vouch for) once; a decision
+// carries its inclusion proof and the quorum's signatures, and is
+// certified only if the head does not list it refused. The tree is built here, in memory, because the
 // merkle module offers proof verification and compact ranges but no
 // in-memory tree that yields inclusion proofs outside its testonly package;
 // proofs are verified with the module's proof.VerifyInclusion.
@@ -86,6 +87,20 @@ func (t *BatchTree) Proof(i uint64) [][]byte {
 	return out
 }
 
+// checkRefused refuses a head whose refused leaves are not strictly
+// ascending or not all within the batch.
+func checkRefused(h *trustfedv1.DecisionBatchHead) error {
+	for i, leaf := range h.Refused {
+		if leaf >= h.Size {
+			return fmt.Errorf("%w: the batch head refuses leaf %d of a batch of %d decisions", ErrNotCertified, leaf, h.Size)
+		}
+		if i > 0 && leaf <= h.Refused[i-1] {
+			return fmt.Errorf("%w: the batch head's refused leaves are not strictly ascending (%d after %d)", ErrNotCertified, leaf, h.Refused[i-1])
+		}
+	}
+	return nil
+}
+
 // MarshalBatchHead is the deterministic encoding of h that nodes sign.
 func MarshalBatchHead(h *trustfedv1.DecisionBatchHead) ([]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(h)
@@ -107,7 +122,9 @@ func Quorum(keys DecisionKeys, t time.Time) int {
 // DecisionStatement decided at decidedAt): the statement's inclusion in
 // the batch whose head the signatures cover, and valid signatures over that
 // head by at least need distinct nodes, each with a key of keys that
-// belongs to that node and was valid at decidedAt. It returns the head.
+// belongs to that node and was valid at decidedAt; the head must not list
+// the statement's leaf refused (its refused leaves strictly ascending and
+// within the batch). It returns the head.
 func VerifyCertificate(statement []byte, cert *trustfedv1.DecisionCertificate, keys DecisionKeys, decidedAt time.Time, need int) (*trustfedv1.DecisionBatchHead, error) {
 	if cert == nil {
 		return nil, fmt.Errorf("%w: no certificate", ErrNotCertified)
@@ -118,6 +135,12 @@ func VerifyCertificate(statement []byte, cert *trustfedv1.DecisionCertificate, k
 	}
 	if head.Size == 0 || cert.LeafIndex >= head.Size {
 		return nil, fmt.Errorf("%w: leaf %d is outside a batch of %d decisions", ErrNotCertified, cert.LeafIndex, head.Size)
+	}
+	if err := checkRefused(&head); err != nil {
+		return nil, err
+	}
+	if _, refused := slices.BinarySearch(head.Refused, cert.LeafIndex); refused {
+		return nil, fmt.Errorf("%w: decision %d of the batch was refused by the signers", ErrNotCertified, cert.LeafIndex)
 	}
 	if len(cert.InclusionProof) > bits.Len64(head.Size) {
 		return nil, fmt.Errorf("%w: an inclusion proof of %d hashes for a batch of %d", ErrNotCertified, len(cert.InclusionProof), head.Size)

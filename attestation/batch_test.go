@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,8 +63,14 @@ func newTestNodes(t *testing.T, n int, from, until time.Time) ([]testNode, Decis
 
 func certify(t *testing.T, stmts [][]byte, leaf int, signers []testNode) *trustfedv1.DecisionCertificate {
 	t.Helper()
+	return certifyRefusing(t, stmts, leaf, signers, nil)
+}
+
+// certifyRefusing is certify by signers whose head lists refused.
+func certifyRefusing(t *testing.T, stmts [][]byte, leaf int, signers []testNode, refused []uint64) *trustfedv1.DecisionCertificate {
+	t.Helper()
 	tree := NewBatchTree(stmts)
-	head, err := MarshalBatchHead(&trustfedv1.DecisionBatchHead{Origin: "test", LogIndex: 9, Size: tree.Size(), Root: tree.Root()})
+	head, err := MarshalBatchHead(&trustfedv1.DecisionBatchHead{Origin: "test", LogIndex: 9, Size: tree.Size(), Root: tree.Root(), Refused: refused})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +132,37 @@ func TestVerifyCertificateNeedsAQuorumOfDistinctNodes(t *testing.T) {
 			c, st, ks := mk()
 			if _, err := VerifyCertificate(st, c, ks, now, need); err == nil {
 				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// A head lists the decisions its signers do not vouch for: a certificate
+// for one of them is refused, the others of the batch verify; a head whose
+// refused leaves are not strictly ascending or fall outside the batch is
+// refused whatever the leaf.
+func TestVerifyCertificateRefusesALeafTheSignersRefused(t *testing.T) {
+	now := time.Now()
+	nodes, keys := newTestNodes(t, 3, now.Add(-time.Hour), now.Add(time.Hour))
+	stmts := [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d")}
+	need := Quorum(keys, now)
+	for _, leaf := range []int{0, 2, 3} {
+		if _, err := VerifyCertificate(stmts[leaf], certifyRefusing(t, stmts, leaf, nodes[:2], []uint64{1}), keys, now, need); err != nil {
+			t.Fatalf("leaf %d, not refused: %v", leaf, err)
+		}
+	}
+	_, err := VerifyCertificate(stmts[1], certifyRefusing(t, stmts, 1, nodes, []uint64{1}), keys, now, need)
+	if !errors.Is(err, ErrNotCertified) || !strings.Contains(err.Error(), "decision 1 of the batch was refused by the signers") {
+		t.Fatalf("a refused leaf: %v", err)
+	}
+	for name, refused := range map[string][]uint64{
+		"unsorted":     {3, 1},
+		"repeated":     {1, 1},
+		"out of range": {1, 4},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := VerifyCertificate(stmts[0], certifyRefusing(t, stmts, 0, nodes, refused), keys, now, need); !errors.Is(err, ErrNotCertified) {
+				t.Fatalf("accepted a head refusing %v: %v", refused, err)
 			}
 		})
 	}
