@@ -116,7 +116,7 @@ type decisionsRefused struct {
 }
 
 func (e *decisionsRefused) Error() string {
-	return fmt.Sprintf("%v: %d decisions of the batch at index %d were refused by the signers", errNotCertified, len(e.leaves), e.index)
+	return fmt.Sprintf("%v: %d of the decisions of the batch at index %d were refused by the signers", errNotCertified, len(e.leaves), e.index)
 }
 
 // reason is why the decision statement was not certified: UNAVAILABLE with

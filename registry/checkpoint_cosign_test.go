@@ -24,14 +24,23 @@ const certifyOrigin = "trustfed.test/audit"
 // certifyRig is one registry server over a real state machine with an
 // on-disk audit log and its own endorsed node key.
 type certifyRig struct {
-	s    *Server
-	fsm  *state.FSM
-	raft *directRaft
-	log  *audit.Log
-	now  time.Time
+	s     *Server
+	fsm   *state.FSM
+	raft  *directRaft
+	log   *audit.Log
+	now   time.Time
+	admin testutil.Admin
 }
 
 func newCertifyRig(t *testing.T) *certifyRig {
+	t.Helper()
+	return newCertifyRigWith(t, false)
+}
+
+// newCertifyRigWith is newCertifyRig; with cosign, the server certifies
+// its decisions through its own cosigner (a quorum of one node), which
+// runs until the test ends.
+func newCertifyRigWith(t *testing.T, cosign bool) *certifyRig {
 	t.Helper()
 	dir := t.TempDir()
 	l, err := audit.Open(filepath.Join(dir, "audit.db"))
@@ -42,11 +51,21 @@ func newCertifyRig(t *testing.T) *certifyRig {
 	ring, _, err := attestation.OpenFileKeyring(dir)
 	require.NoError(t, err)
 	r := &certifyRig{fsm: fsm, raft: &directRaft{fsm: fsm}, log: l, now: time.Now().UTC()}
+	var cosigner *Cosigner
+	if cosign {
+		cosigner = NewCosigner("n1", certifyOrigin, ring, fsm.Store(), nil)
+		fsm.OnDecisionBatch(cosigner.Enqueue)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); cosigner.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	r.s, err = New(Config{NodeID: "n1", Store: fsm.Store(), Raft: r.raft, Peers: NewPeers(nil), Verifier: attestation.Verifier{},
-		Clock: func() time.Time { return r.now }, Audit: l, AuditOrigin: certifyOrigin, CommitmentAt: fsm.CommitmentAt, NodeKeys: ring})
+		Clock: func() time.Time { return r.now }, Audit: l, AuditOrigin: certifyOrigin, CommitmentAt: fsm.CommitmentAt, NodeKeys: ring, Cosigner: cosigner})
 	require.NoError(t, err)
 
 	admin := testutil.NewAdmin("alice")
+	r.admin = admin
 	r.must(t, &commandv1.BootstrapAdmin{Admin: &trustfedv1.Admin{Id: admin.ID, Name: "Alice", PublicKey: admin.Public()}, ApprovalsRequired: 1})
 	raw := testutil.ChangeBytes(t, testutil.EndorseNodeKey("n1", ring.Primary().Public(), r.now.Add(-time.Minute), r.now.Add(time.Hour)), r.now)
 	r.must(t, &commandv1.ProposeAdminChange{Change: raw, Approval: admin.Approve(raw)})
