@@ -17,8 +17,9 @@ import (
 //     decision batch without re-evaluating it. The quorum of honest
 //     replicas must keep it from answering a forged decision.
 //   - "dissent": a node whose state diverged. It decides honestly but no
-//     decision re-derives on its state, so it vouches for no batch; once a
-//     quorum of the others vouched for one, it must find itself diverged.
+//     decision re-derives on its state, so every head it signs refuses
+//     every decision; once a quorum of the others signed another head of
+//     such a batch, it must find itself diverged.
 var forgeMode = os.Getenv("TRUSTFED_FORGE_MODE")
 
 func forgeDecision(resp *trustfedv1.CheckInteractionResponse) {

@@ -19,12 +19,14 @@ import (
 // AG-783 Scenario C with a compromised node that LEADS: n1 runs a build
 // that turns every denial it decides into an ALLOW and vouches for every
 // decision batch without re-evaluating it (registry/forge_on.go). The two
-// honest replicas re-derive each decision from their own state and refuse
-// to sign its batch, so n1 never gathers the 2 signatures a decision
-// needs: every check it decides is UNAVAILABLE, never a forged ALLOW. The
+// honest replicas re-derive each decision from their own state and sign a
+// head that lists the forged decisions refused; the head n1 computed
+// (refusing nothing) differs, so n1 never gathers the 2 signatures over
+// its head that a decision needs: every check it decides is UNAVAILABLE,
+// never a forged ALLOW. The
 // honest nodes keep answering certified decisions (the forger's signature
 // over an honest batch is one more, not a needed one), count the batches
-// they refused (metric) and log why. A certificate the forger makes with
+// they did not vouch for in full (metric) and log why. A certificate the forger makes with
 // its own key alone, for a forged statement, is refused by members: one
 // valid node signature where two are needed.
 func TestForgingLeaderCannotGetADecisionCertified(t *testing.T) {
@@ -122,8 +124,8 @@ func TestUnauditedDecisionsAreSingleNodeAndRefusedByDefault(t *testing.T) {
 // is the one whose state diverged, and takes itself out: n3 runs a build
 // whose evaluation of every decision disagrees (TRUSTFED_FORGE_MODE=dissent,
 // as if its state had been altered in memory, past every start-up check).
-// n1 and n2 keep certifying checks; n3, refusing batches that n1 and n2
-// both vouched for, marks itself diverged: /readyz 503, every call
+// n1 and n2 keep certifying checks; n3, signing heads that refuse the
+// decisions n1 and n2 both vouched for, marks itself diverged: /readyz 503, every call
 // UNAVAILABLE, trustfed_diverged 1, and the healthy majority's audit log
 // records its REPORT_DIVERGENCE.
 func TestReplicaOutvotedOnADecisionBatchDiverges(t *testing.T) {
@@ -152,7 +154,7 @@ func TestReplicaOutvotedOnADecisionBatchDiverges(t *testing.T) {
 		_, err = client.VerifyDecision(resp, keys, resp.DecidedAt.AsTime())
 		require.NoError(t, err)
 		for _, s := range resp.Certificate.Signatures {
-			require.NotEqual(t, "n3", s.NodeId, "the dissenter vouches for nothing")
+			require.NotEqual(t, "n3", s.NodeId, "the dissenter's head refuses every decision: another head")
 		}
 	}
 	hc := httpsClient(t, c.pki.CAFile)
