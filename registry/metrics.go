@@ -88,7 +88,7 @@ func newMetrics(s *Server) *metrics {
 		}),
 		certBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trustfed_decision_batches_total",
-			Help: "Decision batches this node collected a quorum certificate for (outcome=certified), or could not (outcome=not_certified: their checks were not answered).",
+			Help: "Decision batches this node collected a quorum certificate for (outcome=certified; decisions the head refuses are still not answered), or could not (outcome=not_certified: their checks were not answered).",
 		}, []string{"outcome"}),
 		metricsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trustfed_metrics_scrapes_refused_total",
@@ -104,7 +104,7 @@ func newMetrics(s *Server) *metrics {
 	if c := s.cfg.Cosigner; c != nil {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trustfed_cosign_batches_signed_total",
-			Help: "Decision batches (of any node) this node re-evaluated and signed.",
+			Help: "Decision batches (of any node) this node re-evaluated and signed, vouching for every decision.",
 		}, func() float64 { return float64(c.signed.Load()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "trustfed_cosign_batches_refused_total",
 			Help: "Decision batches this node did not vouch for in full: it refused some of their decisions (one that does not re-derive on its state, that a write overtook, a malformed one) or all (a state no longer kept, no endorsed key) (WARN log with the reason).",
