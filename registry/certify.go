@@ -221,17 +221,7 @@ func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, batch *t
 			}
 			v.nodes, v.sigs = append(v.nodes, a.node), append(v.sigs, a.sig)
 		}
-		if own == nil {
-			continue // its own head decides which signatures count
-		}
-		for head, v := range votes {
-			if len(v.sigs) < need || (own.head != nil && head != string(own.head)) {
-				continue
-			}
-			q := &batchQuorum{head: []byte(head), refused: v.refused, sigs: v.sigs}
-			if own.head != nil {
-				q.why = own.why
-			}
+		if q := quorumOver(own, votes, need); q != nil {
 			return q, nil
 		}
 	}
@@ -249,6 +239,27 @@ func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, batch *t
 	}
 	return nil, status.Errorf(codes.Unavailable, "%v: the batch at index %d has %d of the %d node signatures it needs (%s): retry",
 		errNotCertified, index, got, need, strings.Join(problems, "; "))
+}
+
+// quorumOver is the head of the batch that need nodes signed and that
+// counts: the one this node computed (own), or, when this node could not
+// evaluate the batch, any head of it; nil while there is none, or while
+// this node's own answer (nil) is not in.
+func quorumOver(own *signatureAnswer, votes map[string]*headVotes, need int) *batchQuorum {
+	if own == nil {
+		return nil // its own head decides which signatures count
+	}
+	for head, v := range votes {
+		if len(v.sigs) < need || (own.head != nil && head != string(own.head)) {
+			continue
+		}
+		q := &batchQuorum{head: []byte(head), refused: v.refused, sigs: v.sigs}
+		if own.head != nil {
+			q.why = own.why
+		}
+		return q
+	}
+	return nil
 }
 
 // checkAnswer keeps a node's signature only if it is over its head of the

@@ -143,3 +143,31 @@ func TestCheckInteractionDecidesAnOvertakenDecisionAgain(t *testing.T) {
 	require.GreaterOrEqual(t, st.Index, suspendedAt.Load(), "decided on the state after the write")
 	require.Equal(t, trustfedv1.Decision_DECISION_DENY, st.Decision)
 }
+
+// The collector counts only signatures over the head it computed itself:
+// a forging node whose head refuses nothing gets no quorum from honest
+// nodes that signed a head refusing its forged decision, however many
+// they are; an honest node gets one from nodes that signed its head; a
+// node that could not evaluate the batch takes a head a quorum signed.
+func TestQuorumCountsOnlyTheCollectorsOwnHead(t *testing.T) {
+	sig := func(node string) *trustfedv1.BatchSignature { return &trustfedv1.BatchSignature{NodeId: node} }
+	plain, refusing := "head refusing nothing", "head refusing leaf 1"
+	votes := map[string]*headVotes{
+		plain:    {nodes: []string{"n1"}, sigs: []*trustfedv1.BatchSignature{sig("n1")}},
+		refusing: {refused: []uint64{1}, nodes: []string{"n2", "n3"}, sigs: []*trustfedv1.BatchSignature{sig("n2"), sig("n3")}},
+	}
+	require.Nil(t, quorumOver(&signatureAnswer{node: "n1", head: []byte(plain)}, votes, 2), "the forger's own head")
+	require.Nil(t, quorumOver(nil, votes, 2), "before its own verdict is in")
+
+	q := quorumOver(&signatureAnswer{node: "n2", head: []byte(refusing), refused: []uint64{1}, why: map[uint64]error{1: errNotCertified}}, votes, 2)
+	require.NotNil(t, q)
+	require.Equal(t, []byte(refusing), q.head)
+	require.Equal(t, []uint64{1}, q.refused)
+	require.Len(t, q.sigs, 2)
+	require.NotNil(t, q.why, "its own reasons")
+
+	q = quorumOver(&signatureAnswer{node: "n4"}, votes, 2)
+	require.NotNil(t, q, "it could not evaluate the batch")
+	require.Equal(t, []byte(refusing), q.head)
+	require.Nil(t, q.why, "reasons not known here")
+}
