@@ -81,12 +81,22 @@ func (s *Server) outvoted(ctx context.Context, index uint64) (string, bool) {
 		})
 	}
 	wg.Wait()
+	nodes, ok := outvotedBy(own.head, byHead, need)
+	if !ok {
+		return "", false
+	}
+	return fmt.Sprintf("nodes %s signed another verdict on the decision batch at index %d than this node (%s), which refused decisions %v (%v)",
+		strings.Join(nodes, ", "), index, s.cfg.NodeID, slices.Sorted(maps.Keys(own.why)), firstReason(own.why)), true
+}
+
+// outvotedBy reports the nodes (sorted) that, need or more, signed one
+// same head of a batch other than own, this node's head: byHead maps each
+// head to the nodes whose valid signature it carries.
+func outvotedBy(own []byte, byHead map[string][]string, need int) ([]string, bool) {
 	for head, nodes := range byHead {
-		if need > 0 && len(nodes) >= need && head != string(own.head) {
-			slices.Sort(nodes)
-			return fmt.Sprintf("nodes %s signed another verdict on the decision batch at index %d than this node (%s), which refused decisions %v (%v)",
-				strings.Join(nodes, ", "), index, s.cfg.NodeID, slices.Sorted(maps.Keys(own.why)), firstReason(own.why)), true
+		if need > 0 && len(nodes) >= need && head != string(own) {
+			return slices.Sorted(slices.Values(nodes)), true
 		}
 	}
-	return "", false
+	return nil, false
 }

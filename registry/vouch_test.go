@@ -171,3 +171,21 @@ func TestQuorumCountsOnlyTheCollectorsOwnHead(t *testing.T) {
 	require.Equal(t, []byte(refusing), q.head)
 	require.Nil(t, q.why, "reasons not known here")
 }
+
+// A replica that refused a decision is outvoted (diverged) only when a
+// quorum of the others signed one same head that differs from its own:
+// not when they signed its head (the refusal is the cluster's: a
+// decision a write overtook, or a forged one), nor when no head has a
+// quorum.
+func TestOutvotedOnlyByAQuorumOnAnotherHead(t *testing.T) {
+	mine, theirs := "head refusing leaf 1", "head refusing nothing"
+	nodes, ok := outvotedBy([]byte(mine), map[string][]string{theirs: {"n3", "n2"}}, 2)
+	require.True(t, ok, "a quorum vouched for the decision this node refused")
+	require.Equal(t, []string{"n2", "n3"}, nodes)
+	_, ok = outvotedBy([]byte(mine), map[string][]string{mine: {"n2", "n3"}, theirs: {"n1"}}, 2)
+	require.False(t, ok, "a quorum refused it too; the forger's head alone is no quorum")
+	_, ok = outvotedBy([]byte(mine), map[string][]string{theirs: {"n2"}}, 2)
+	require.False(t, ok, "no quorum")
+	_, ok = outvotedBy([]byte(mine), map[string][]string{theirs: {"n2", "n3"}}, 0)
+	require.False(t, ok, "no node holds a key")
+}
