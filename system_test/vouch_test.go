@@ -42,6 +42,17 @@ func TestChecksRacingALevelChangeAreAllCertified(t *testing.T) {
 		"gamma": c.memberClients(t, admin, "gamma"), // its peer is suspended
 	}
 	pairs := map[string]string{"alpha": "beta", "gamma": "delta"}
+	// Every node knows the member nodes before the race starts (a follower
+	// may not have applied their enrolment yet).
+	for from, byNode := range callers {
+		for node, cl := range byNode {
+			req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: from, ToOrganizationId: pairs[from], Action: "ping"}
+			require.Eventually(t, func() bool {
+				_, err := cl.Registry().CheckInteraction(ctxT(t), req)
+				return err == nil
+			}, 30*time.Second, 10*time.Millisecond, "%s through %s", from, node)
+		}
+	}
 
 	var (
 		done     atomic.Int64 // checks answered
