@@ -47,10 +47,10 @@ func TestChecksRacingALevelChangeAreAllCertified(t *testing.T) {
 	for from, byNode := range callers {
 		for node, cl := range byNode {
 			req := &trustfedv1.CheckInteractionRequest{FromOrganizationId: from, ToOrganizationId: pairs[from], Action: "ping"}
-			require.Eventually(t, func() bool {
+			testutil.Eventually(t, 30*time.Second, from+" checks through "+node, func() error {
 				_, err := cl.Registry().CheckInteraction(ctxT(t), req)
-				return err == nil
-			}, 30*time.Second, 10*time.Millisecond, "%s through %s", from, node)
+				return err
+			})
 		}
 	}
 
