@@ -8,7 +8,7 @@ package system_test
 import (
 	"context"
 	"fmt"
-	"net/http"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -170,25 +170,34 @@ func TestFaultsSlowDisk(t *testing.T) {
 	slow := f.waitLeader(t, "", f.ids...)
 	end := f.fault("100 ms per Raft write on " + slow + " (the leader)")
 	f.setWriteDelay(t, slow, 100*time.Millisecond)
-	start := w.summary()
-	w.waitProgress(t, 30, 60*time.Second)
+	t0, start := time.Now(), w.summary()
+	w.waitProgress(t, 40, 60*time.Second)
 	for _, id := range f.ids {
 		require.NoError(t, w.awaitCheck(t, id), "%s answers checks while %s's disk is slow", id, slow)
 	}
-	during := w.summary()
+	during, d := w.summary(), time.Since(t0)
 	leaderNow := f.waitLeader(t, "", f.ids...)
 	f.setWriteDelay(t, slow, 0)
 	end()
-	t.Logf("slow disk on %s: leader during the fault %s; operations before %d, during %d; probes answered during the fault %d of %d",
-		slow, leaderNow, before.ops, during.ops-start.ops, during.answered-start.answered, during.probes-start.probes)
+	require.Positive(t, during.answered-start.answered, "the prober's checks are answered while %s's disk is slow", slow)
+	t1 := time.Now()
+	w.waitProgress(t, 60, 30*time.Second)
+	after, d2 := w.summary(), time.Since(t1)
+	t.Logf("slow disk on %s for %s: leader at the end %s; operations %.0f/s (before the fault %d in total), %.0f/s after; probes answered during the fault %d of %d",
+		slow, d.Round(time.Millisecond), leaderNow, float64(during.ops-start.ops)/d.Seconds(), before.ops, float64(after.ops-during.ops)/d2.Seconds(),
+		during.answered-start.answered, during.probes-start.probes)
 	w.waitProgress(t, 20, 30*time.Second)
 	w.finish(t, f.ids...)
 }
 
 // An unwritable data dir that is not full: the leader's Raft volume (a
-// tmpfs) remounted read-only. root ignores file modes, so chmod would
-// prove nothing. The node fails loudly, stops serving, the others serve;
-// once remounted read-write it catches up and serves again.
+// tmpfs) turned read-only. root ignores file modes, so chmod would prove
+// nothing; and Linux refuses to remount a file system read-only while a
+// process holds a file on it open for writing (EBUSY), which the running
+// node does (raft.db), so the volume turns read-only across a crash: the
+// leader is killed, its volume remounted read-only, and it is started
+// again. It must refuse to start, saying why; the others elect and serve;
+// once remounted read-write it starts, catches up and serves again.
 func TestFaultsReadOnlyDisk(t *testing.T) {
 	skipFaults(t)
 	f := startFaultCluster(t, faultOptions{before: func(id, dataDir string) {
@@ -200,29 +209,36 @@ func TestFaultsReadOnlyDisk(t *testing.T) {
 	ro := f.waitLeader(t, "", f.ids...)
 	rest := f.others(ro)
 	dir := filepath.Join(f.dataDir(ro), "raft")
-	end := f.fault("raft volume read-only on " + ro)
-	remount(t, dir, true)
-	t.Cleanup(func() { _ = syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_NOSUID|syscall.MS_NODEV, "") })
-	t.Logf("remounted the Raft volume of %s (the leader) read-only", ro)
 
-	testutil.Eventually(t, 30*time.Second, ro+" says its disk is read-only", func() error {
-		return logContains(f.cluster.servers[ro], "read-only file system")
-	})
-	require.NotEmpty(t, grepLog(f.cluster.servers[ro], "level=ERROR", 1), "%s logs the failing storage at ERROR", ro)
+	err := remountErr(dir, true)
+	require.ErrorIs(t, err, syscall.EBUSY, "a live read-only remount under the running node is refused by the kernel")
+
+	end := f.fault("raft volume read-only on " + ro)
+	w.setTargets(rest...)
+	f.kill(ro)
+	testutil.Eventually(t, 10*time.Second, "remount "+dir+" read-only once "+ro+" is gone", func() error { return remountErr(dir, true) })
+	t.Cleanup(func() { _ = remountErr(dir, false) }) // before the unmount (cleanups run last-in first-out)
+	t.Logf("killed %s (the leader) and remounted its Raft volume read-only", ro)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := f.cluster.servers[ro]
+	cmd := exec.CommandContext(ctx, srv.Bin, append([]string{"server", "-data-dir", srv.DataDir}, f.restartArgs(t, ro)...)...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s must refuse to start on a read-only Raft volume; output:\n%s", ro, out)
+	require.Contains(t, string(out), "read-only file system", "%s says why it cannot start", ro)
+	require.Contains(t, string(out), "error: start raft: open raft store in DataDir", "%s names what it could not do", ro)
+	t.Logf("%s on a read-only volume: %v; %s", ro, err, lastLine(out))
+
 	f.waitLeader(t, ro, rest...)
 	for _, id := range rest {
 		require.NoError(t, w.awaitCheck(t, id), "%s keeps answering checks", id)
 	}
-	w.setTargets(rest...)
 	w.waitProgress(t, 30, 30*time.Second)
-	requireStopsServing(t, w, time.Now().Add(-cutOffBound), 2*time.Second, ro)
-	hc := httpsClient(t, f.cluster.pki.CAFile)
-	code, reason := readyz(hc, f.cluster.servers[ro].Addrs.HTTPAddr)
-	t.Logf("%s, read-only disk: /readyz %d %q; log: %s", ro, code, reason, grepLog(f.cluster.servers[ro], "read-only file system", 2))
-	require.Equal(t, http.StatusServiceUnavailable, code, "%s cannot persist its log: not ready", ro)
-	require.Contains(t, reason, "read-only file system", "/readyz names the cause")
 
-	remount(t, dir, false)
+	require.NoError(t, remountErr(dir, false))
+	f.restart(t, ro)
 	end()
 	require.NoError(t, w.awaitCheck(t, ro), "%s serves again once its volume is writable", ro)
 	w.setTargets()
@@ -230,14 +246,20 @@ func TestFaultsReadOnlyDisk(t *testing.T) {
 	w.finish(t, f.ids...)
 }
 
-// remount remounts the tmpfs at dir read-only or read-write.
-func remount(t *testing.T, dir string, readOnly bool) {
-	t.Helper()
+// lastLine is the last non-empty line of b.
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// remountErr remounts the tmpfs at dir read-only or read-write.
+func remountErr(dir string, readOnly bool) error {
 	flags := uintptr(syscall.MS_REMOUNT | syscall.MS_NOSUID | syscall.MS_NODEV)
 	if readOnly {
 		flags |= syscall.MS_RDONLY
 	}
 	if err := syscall.Mount("", dir, "", flags, ""); err != nil {
-		t.Fatalf("remount %s (read-only %v): %v", dir, readOnly, err)
+		return fmt.Errorf("remount %s (read-only %v): %w", dir, readOnly, err)
 	}
+	return nil
 }

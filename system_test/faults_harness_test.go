@@ -186,11 +186,17 @@ func (f *faultCluster) kill(id string) {
 func (f *faultCluster) restart(t *testing.T, id string) {
 	t.Helper()
 	s := f.cluster.servers[id]
+	s.Restart(f.restartArgs(t, id)...)
+	f.started(id, s)
+}
+
+// restartArgs are node id's server flags for a restart from its data dir.
+func (f *faultCluster) restartArgs(t *testing.T, id string) []string {
+	t.Helper()
+	s := f.cluster.servers[id]
 	args := append([]string{"-node-id", id, "-raft-fast-timeouts", "-grpc-addr", s.Addrs.GRPCAddr, "-http-addr", s.Addrs.HTTPAddr},
 		f.proxyArgs(id)...)
-	args = append(append(args, f.cluster.nodeFiles(t, id)...), f.extra...)
-	s.Restart(args...)
-	f.started(id, s)
+	return append(append(args, f.cluster.nodeFiles(t, id)...), f.extra...)
 }
 
 // pause stops node id with SIGSTOP: it holds its sockets and its state but
