@@ -54,7 +54,8 @@ SOAK_NODES ?= 3
 SOAK_FAULT_EVERY ?= 1m
 SOAKFLAGS ?=
 ## soak: DURATION (default 10m) of load on a SOAK_NODES-node cluster with a random fault (kill,
-## pause, partition, one-way cut, slow links, full crash) every SOAK_FAULT_EVERY; prints operations,
+## pause, partition, one-way cut, slow links, full crash, node replaced, clock jump, slow disk)
+## every SOAK_FAULT_EVERY; prints operations,
 ## faults, linearizability violations, lost writes and availability (docs/reliability.md).
 ## TRUSTFED_FAULTS_SEED repeats a run; SOAKFLAGS=-race builds the servers with the race detector.
 soak:

@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/trustfed/trustfed/internal/faultinject"
 )
 
 // watchedStore is the Raft log and stable store that remembers whether its
@@ -53,9 +55,16 @@ func (s *watchedStore) Fault() error {
 	return nil
 }
 
-func (s *watchedStore) StoreLog(l *raft.Log) error { return s.note(s.BoltStore.StoreLog(l), true) }
+// Every write first calls faultinject.DelayWrite: nothing in the production
+// build, a slow fsync in the fault tests' build (tag trustfed_faults).
+
+func (s *watchedStore) StoreLog(l *raft.Log) error {
+	faultinject.DelayWrite()
+	return s.note(s.BoltStore.StoreLog(l), true)
+}
 
 func (s *watchedStore) StoreLogs(logs []*raft.Log) error {
+	faultinject.DelayWrite()
 	return s.note(s.BoltStore.StoreLogs(logs), true)
 }
 
@@ -63,9 +72,13 @@ func (s *watchedStore) DeleteRange(lo, hi uint64) error {
 	return s.note(s.BoltStore.DeleteRange(lo, hi), false)
 }
 
-func (s *watchedStore) Set(k, v []byte) error { return s.note(s.BoltStore.Set(k, v), false) }
+func (s *watchedStore) Set(k, v []byte) error {
+	faultinject.DelayWrite()
+	return s.note(s.BoltStore.Set(k, v), false)
+}
 
 func (s *watchedStore) SetUint64(k []byte, v uint64) error {
+	faultinject.DelayWrite()
 	return s.note(s.BoltStore.SetUint64(k, v), false)
 }
 

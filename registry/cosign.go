@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/internal/faultinject"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/decision"
 	"github.com/trustfed/trustfed/registry/state"
@@ -82,7 +83,7 @@ func NewCosigner(nodeID, origin string, keys attestation.Keyring, store *state.S
 		log = slog.Default()
 	}
 	return &Cosigner{
-		nodeID: nodeID, origin: origin, keys: keys, state: store, log: log, clock: time.Now,
+		nodeID: nodeID, origin: origin, keys: keys, state: store, log: log, clock: faultinject.Now,
 		queue: make(chan state.DecisionBatch, cosignQueue), results: map[uint64]*cosignResult{}, notify: make(chan struct{}),
 		dissents: make(chan uint64, 64),
 	}

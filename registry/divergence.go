@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trustfed/trustfed/consensus"
+	"github.com/trustfed/trustfed/internal/faultinject"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	"github.com/trustfed/trustfed/registry/state"
@@ -87,7 +88,7 @@ func (d *Divergence) Mark(index uint64, reason string) {
 	if d.cur.Load() != nil {
 		return
 	}
-	m := &Diverged{Index: index, Reason: reason, Time: time.Now().UTC()}
+	m := &Diverged{Index: index, Reason: reason, Time: faultinject.Now().UTC()}
 	d.marked() // made open, as nothing was marked yet
 	d.cur.Store(m)
 	close(d.ch)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
+	"github.com/trustfed/trustfed/internal/faultinject"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"github.com/trustfed/trustfed/registry/audit"
@@ -63,7 +64,8 @@ type Config struct {
 	// Verifier checks signatures and passports before proposing (the FSM
 	// checks them again with its own).
 	Verifier state.Verifier
-	// Clock stamps commands on the leader; nil = time.Now.
+	// Clock stamps commands on the leader; nil = faultinject.Now (time.Now
+	// outside the fault tests' build).
 	Clock   func() time.Time
 	Logger  *slog.Logger
 	Version string
@@ -177,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("registry config: %w", err)
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = time.Now
+		cfg.Clock = faultinject.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

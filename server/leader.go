@@ -16,6 +16,7 @@ import (
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/consensus"
+	"github.com/trustfed/trustfed/internal/faultinject"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	"github.com/trustfed/trustfed/registry"
 	"github.com/trustfed/trustfed/registry/state"
@@ -90,7 +91,7 @@ func signingKeyTask(node *consensus.Node, store *state.Store, nodeID string, rin
 			if _, err := rand.Read(pseudonym); err != nil {
 				return err
 			}
-			now := time.Now().UTC()
+			now := faultinject.Now().UTC()
 			pub := ring.Primary().Public()
 			err := proposeFirst(ctx, node, &commandv1.BootstrapNodeKey{NodeId: nodeID, PublicKey: pub,
 				ValidFrom: timestamppb.New(now.Add(-time.Minute)), ValidUntil: timestamppb.New(now.Add(bootstrapKeyValidity)), PseudonymKey: pseudonym},
@@ -117,7 +118,7 @@ func retireSeedTask(node *consensus.Node, store *state.Store, logger *slog.Logge
 		defer t.Stop()
 		for {
 			if r := store.Read(); r.NodeKeysInForce() && r.RegistrySeedHeld() {
-				err := proposeFirst(ctx, node, &commandv1.RetireRegistrySeed{}, state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "system:migration"})
+				err := proposeFirst(ctx, node, &commandv1.RetireRegistrySeed{}, state.EnvelopeMeta{Time: faultinject.Now().UTC(), Principal: "system:migration"})
 				if err != nil && ctx.Err() == nil {
 					logger.Warn("registry seed not retired yet", "error", err)
 				} else if err == nil {
@@ -177,7 +178,7 @@ func bootstrapTokenTask(node *consensus.Node, store *state.Store, secret string,
 				markReady()
 				return nil
 			}
-			now := time.Now().UTC().Truncate(time.Second)
+			now := faultinject.Now().UTC().Truncate(time.Second)
 			expire := now.Add(ttl)
 			err := proposeFirst(ctx, node, &commandv1.PutToken{Bootstrap: true, Token: &commandv1.Token{
 				Id: id, SecretSha256: hash[:], Role: commandv1.Role_ROLE_ADMIN, Description: "bootstrap admin token",

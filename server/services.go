@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trustfed/trustfed/attestation"
+	"github.com/trustfed/trustfed/internal/faultinject"
 	"github.com/trustfed/trustfed/registry"
 	"github.com/trustfed/trustfed/registry/audit"
 	"github.com/trustfed/trustfed/registry/state"
@@ -66,7 +67,7 @@ func (s *Server) newCascadeRunner() (*revocation.Runner, error) {
 	return revocation.NewRunner(revocation.RunnerConfig{
 		Store: s.store,
 		Propose: func(ctx context.Context, cmd proto.Message) error {
-			return propose(ctx, s.node, cmd, state.EnvelopeMeta{Time: time.Now().UTC(), Principal: "system:revocation"})
+			return propose(ctx, s.node, cmd, state.EnvelopeMeta{Time: faultinject.Now().UTC(), Principal: "system:revocation"})
 		},
 		Dispatch:   revocation.Config{Workers: s.cfg.CascadeWorkers, Deadline: s.cfg.CascadeDeadline, EscalateAt: s.cfg.CascadeEscalateAt},
 		WebhookTLS: webhookTLS,

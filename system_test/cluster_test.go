@@ -42,6 +42,8 @@ type clusterHooks struct {
 	// before, if set, is called with node id's data dir before the node
 	// first starts (e.g. to mount a file system there).
 	before func(id, dataDir string)
+	// env, if set, is added to node id's environment.
+	env func(id string) []string
 }
 
 // nodeIDs are the ids of an n-node cluster: n1..nN.
@@ -75,7 +77,11 @@ func startClusterWith(t testing.TB, hooks clusterHooks, extra ...string) *cluste
 		if hooks.before != nil {
 			hooks.before(id, dir)
 		}
-		s := testutil.StartServer(t, b, dir, args(id, more...)...)
+		var env []string
+		if hooks.env != nil {
+			env = hooks.env(id)
+		}
+		s := testutil.StartServerEnv(t, b, dir, env, args(id, more...)...)
 		if hooks.started != nil {
 			hooks.started(id, s)
 		}

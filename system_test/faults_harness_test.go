@@ -31,6 +31,10 @@ type faultCluster struct {
 	apiP     map[string]*testutil.Proxy
 	raftBind map[string]string
 	extra    []string
+	// inject: the nodes run faultsBin, their clock offset and Raft write
+	// delay in files under ctl (setClock, setWriteDelay).
+	inject bool
+	ctl    string
 
 	mu     sync.Mutex
 	pids   map[string]int
@@ -50,6 +54,9 @@ type faultOptions struct {
 	// (e.g. to mount a small tmpfs there).
 	before func(id, dataDir string)
 	extra  []string // server flags of every node, every start
+	// inject runs the nodes from the trustfed_faults build, so that the
+	// test can move a node's wall clock and slow its Raft log writes.
+	inject bool
 }
 
 // startFaultCluster starts an n-node cluster (3 by default) whose nodes
@@ -60,7 +67,8 @@ func startFaultCluster(t *testing.T, o faultOptions) *faultCluster {
 		o.nodes = 3
 	}
 	f := &faultCluster{ids: nodeIDs(o.nodes), network: testutil.NewNetwork(t), raftP: map[string]*testutil.Proxy{},
-		apiP: map[string]*testutil.Proxy{}, raftBind: map[string]string{}, extra: o.extra, pids: map[string]int{}, paused: map[string]bool{}}
+		apiP: map[string]*testutil.Proxy{}, raftBind: map[string]string{}, extra: o.extra, pids: map[string]int{}, paused: map[string]bool{},
+		inject: o.inject, ctl: t.TempDir()}
 	for _, id := range f.ids {
 		f.raftP[id], f.apiP[id] = f.network.Proxy(f.candidates), f.network.Proxy(f.candidates)
 		f.raftBind[id] = testutil.FreeAddr(t) // addrs.json names the advertised one
@@ -69,13 +77,53 @@ func startFaultCluster(t *testing.T, o faultOptions) *faultCluster {
 	// (cleanups run last-in first-out; SIGKILL works on a stopped process,
 	// this only keeps the logs complete).
 	t.Cleanup(f.resumeAll)
-	f.cluster = startClusterWith(t, clusterHooks{
+	hooks := clusterHooks{
 		nodes:   o.nodes,
 		before:  o.before,
 		args:    f.proxyArgs,
 		started: f.started,
-	}, o.extra...)
+	}
+	if o.inject {
+		hooks.binary = func(string) string { return faultsBin(t) }
+		hooks.env = f.env
+	}
+	f.cluster = startClusterWith(t, hooks, o.extra...)
 	return f
+}
+
+// env is node id's environment in the trustfed_faults build: the files
+// that set its clock offset and Raft write delay.
+func (f *faultCluster) env(id string) []string {
+	return []string{"TRUSTFED_FAULT_CLOCK_FILE=" + filepath.Join(f.ctl, id+".clock"),
+		"TRUSTFED_FAULT_FSYNC_DELAY_FILE=" + filepath.Join(f.ctl, id+".fsync")}
+}
+
+// setClock moves node id's wall clock to time.Now()+offset (0: back to
+// the real time). The node sees it within 50 ms.
+func (f *faultCluster) setClock(t *testing.T, id string, offset time.Duration) {
+	t.Helper()
+	f.writeCtl(t, id+".clock", offset.String())
+}
+
+// setWriteDelay makes every Raft log and stable store write of node id take
+// d longer (0: off).
+func (f *faultCluster) setWriteDelay(t *testing.T, id string, d time.Duration) {
+	t.Helper()
+	f.writeCtl(t, id+".fsync", d.String())
+}
+
+func (f *faultCluster) writeCtl(t *testing.T, name, value string) {
+	t.Helper()
+	if !f.inject {
+		t.Fatal("clock and disk-speed faults need faultOptions.inject")
+	}
+	tmp := filepath.Join(f.ctl, name+".tmp")
+	if err := os.WriteFile(tmp, []byte(value), 0o600); err != nil {
+		t.Fatalf("write %s: %v", name, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(f.ctl, name)); err != nil { // atomic: never read half-written
+		t.Fatalf("write %s: %v", name, err)
+	}
 }
 
 func (f *faultCluster) proxyArgs(id string) []string {
@@ -138,11 +186,17 @@ func (f *faultCluster) kill(id string) {
 func (f *faultCluster) restart(t *testing.T, id string) {
 	t.Helper()
 	s := f.cluster.servers[id]
+	s.Restart(f.restartArgs(t, id)...)
+	f.started(id, s)
+}
+
+// restartArgs are node id's server flags for a restart from its data dir.
+func (f *faultCluster) restartArgs(t *testing.T, id string) []string {
+	t.Helper()
+	s := f.cluster.servers[id]
 	args := append([]string{"-node-id", id, "-raft-fast-timeouts", "-grpc-addr", s.Addrs.GRPCAddr, "-http-addr", s.Addrs.HTTPAddr},
 		f.proxyArgs(id)...)
-	args = append(append(args, f.cluster.nodeFiles(t, id)...), f.extra...)
-	s.Restart(args...)
-	f.started(id, s)
+	return append(append(args, f.cluster.nodeFiles(t, id)...), f.extra...)
 }
 
 // pause stops node id with SIGSTOP: it holds its sockets and its state but
@@ -297,7 +351,11 @@ func (f *faultCluster) addNode(t *testing.T, id, via string) {
 	args = append(args, f.proxyArgs(id)...)
 	args = append(args, f.cluster.nodeFiles(t, id)...)
 	args = append(append(args, f.extra...), "-join", f.cluster.servers[via].Addrs.GRPCAddr)
-	s := testutil.StartServer(t, bin, dir, args...)
+	b, env := bin, []string(nil)
+	if f.inject {
+		b, env = faultsBin(t), f.env(id)
+	}
+	s := testutil.StartServerEnv(t, b, dir, env, args...)
 	f.started(id, s)
 	f.cluster.servers[id] = s
 	f.cluster.clients[id] = dial(t, s, f.cluster.pki.CAFile, f.cluster.token)

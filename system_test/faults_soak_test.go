@@ -93,6 +93,44 @@ var soakFaults = []soakFault{
 		f.heal()
 		end()
 	}},
+	{"replace a follower (add a node, remove a follower)", 1, func(t *testing.T, f *faultCluster, w *workload, rng *rand.Rand, hold time.Duration) {
+		// Back to the original size: the new node joins (a voter, its key
+		// endorsed), then an old follower is removed and stopped.
+		leader := f.waitLeader(t, "", f.ids...)
+		id := fmt.Sprintf("n%d", len(f.cluster.servers)+1)
+		end := f.fault("add " + id)
+		f.addNode(t, id, leader)
+		w.addNode(t, id)
+		end()
+		holdFor(hold)
+		leader = f.waitLeader(t, "", f.ids...)
+		others := f.others(leader, id)
+		gone := others[rng.IntN(len(others))]
+		end = f.fault("remove follower " + gone)
+		w.removeNode(gone)
+		f.removeNode(t, gone, leader)
+		end()
+	}},
+	{"jump a node's clock ±30 s", 2, func(t *testing.T, f *faultCluster, w *workload, rng *rand.Rand, hold time.Duration) {
+		id := f.ids[rng.IntN(len(f.ids))]
+		offset := 30 * time.Second
+		if rng.IntN(2) == 0 {
+			offset = -offset
+		}
+		end := f.fault(fmt.Sprintf("clock %+v on %s", offset, id))
+		f.setClock(t, id, offset)
+		holdFor(hold)
+		f.setClock(t, id, 0)
+		end()
+	}},
+	{"slow a node's disk (100 ms per Raft write)", 1, func(t *testing.T, f *faultCluster, w *workload, rng *rand.Rand, hold time.Duration) {
+		id := f.ids[rng.IntN(len(f.ids))]
+		end := f.fault("100 ms per Raft write on " + id)
+		f.setWriteDelay(t, id, 100*time.Millisecond)
+		holdFor(hold)
+		f.setWriteDelay(t, id, 0)
+		end()
+	}},
 	{"kill -9 every node, restart them", 1, func(t *testing.T, f *faultCluster, w *workload, _ *rand.Rand, hold time.Duration) {
 		end := f.fault(fullCrash)
 		for _, id := range f.ids {
@@ -128,7 +166,9 @@ func TestFaultsSoak(t *testing.T) {
 	seed := seedFor(t)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xfa17))
 
-	f := startFaultCluster(t, faultOptions{nodes: nodes})
+	// The trustfed_faults build, for the clock and slow-disk faults (with
+	// no fault set it behaves as the production build).
+	f := startFaultCluster(t, faultOptions{nodes: nodes, inject: true})
 	w := newWorkload(t, f, seed, "n1")
 	w.start(workers)
 	var menu []soakFault

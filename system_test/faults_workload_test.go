@@ -317,14 +317,19 @@ const availabilityBudget = time.Second
 
 // probe is one check of the prober's pair on node id.
 func (w *workload) probeCheck(ctx context.Context, id string, timeout time.Duration) error {
+	_, err := w.probeCheckResp(ctx, id, timeout)
+	return err
+}
+
+// probeCheckResp is probeCheck with the answer.
+func (w *workload) probeCheckResp(ctx context.Context, id string, timeout time.Duration) (*trustfedv1.CheckInteractionResponse, error) {
 	w.mu.Lock()
 	c := w.probers[id]
 	w.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, err := c.Registry().CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{
+	return c.Registry().CheckInteraction(ctx, &trustfedv1.CheckInteractionRequest{
 		FromOrganizationId: probeOrgs[0], ToOrganizationId: probeOrgs[1], Action: workloadAction})
-	return err
 }
 
 // prober sends a check every 50 ms as a member that knows every node: it

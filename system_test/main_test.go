@@ -27,6 +27,26 @@ func forgeBin(t testing.TB) string {
 	return forge.path
 }
 
+// faultsBin is a trustfed binary built with the trustfed_faults tag: its
+// wall clock and Raft store write latency follow files the test writes
+// (internal/faultinject). Built on first use, once per run.
+func faultsBin(t testing.TB) string {
+	t.Helper()
+	faultsBuild.once.Do(func() {
+		faultsBuild.path, faultsBuild.err = testutil.BuildBinaryTags(binDir, "trustfed-faults", "trustfed_faults")
+	})
+	if faultsBuild.err != nil {
+		t.Fatal(faultsBuild.err)
+	}
+	return faultsBuild.path
+}
+
+var faultsBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
 var forge struct {
 	once sync.Once
 	path string

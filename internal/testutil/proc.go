@@ -73,8 +73,10 @@ type Server struct {
 	Bin     string
 	DataDir string
 	Args    []string
-	Addrs   Addrs
-	Stdout  *syncBuffer
+	// Env is added to the test's environment for the process (every start).
+	Env    []string
+	Addrs  Addrs
+	Stdout *syncBuffer
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -86,7 +88,14 @@ type Server struct {
 // if still running, and its log is printed if the test failed.
 func StartServer(t testing.TB, bin, dataDir string, args ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, Bin: bin, DataDir: dataDir, Args: args}
+	return StartServerEnv(t, bin, dataDir, nil, args...)
+}
+
+// StartServerEnv is StartServer with env (KEY=value) added to the
+// process's environment, on every start.
+func StartServerEnv(t testing.TB, bin, dataDir string, env []string, args ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, Bin: bin, DataDir: dataDir, Args: args, Env: env}
 	s.start()
 	t.Cleanup(func() {
 		s.Kill()
@@ -123,6 +132,9 @@ func (s *Server) start() {
 	s.Stdout = &syncBuffer{}
 	s.cmd = exec.Command(s.Bin, append([]string{"server", "-data-dir", s.DataDir}, s.Args...)...)
 	s.cmd.Stdout = s.Stdout
+	if len(s.Env) > 0 {
+		s.cmd.Env = append(os.Environ(), s.Env...)
+	}
 	s.cmd.Stderr = logf
 	// Pdeathsig: a test binary that dies without running its cleanups (a
 	// panic in a goroutine) takes its servers with it instead of leaving
