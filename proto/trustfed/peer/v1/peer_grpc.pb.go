@@ -37,7 +37,7 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // PeerService is spoken between registry servers: a follower calls the
-// leader (ReadIndex, AppendAudit), the leader calls a joining server
+// leader (ReadIndex, AppendAuditStream), the leader calls a joining server
 // (Progress).
 type PeerServiceClient interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
@@ -188,7 +188,7 @@ func (c *peerServiceClient) CosignBatch(ctx context.Context, in *CosignBatchRequ
 // for forward compatibility.
 //
 // PeerService is spoken between registry servers: a follower calls the
-// leader (ReadIndex, AppendAudit), the leader calls a joining server
+// leader (ReadIndex, AppendAuditStream), the leader calls a joining server
 // (Progress).
 type PeerServiceServer interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
