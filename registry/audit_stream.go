@@ -67,9 +67,11 @@ func newAuditStreams(peers *Peers, raft Raft, log *slog.Logger) *auditStreams {
 
 // append sends batch to leader l over the stream and waits for its
 // answer, at most the leader-call bound and never past a leader change.
+// A stream it opens lives as long as ctx: the audit batcher's, which ends
+// when the server stops.
 // errAuditStreamUnsupported when the leader serves only AppendAudit.
 func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *commandv1.AppendAudit) (auditCommit, error) {
-	st, err := a.open(l)
+	st, err := a.open(ctx, l)
 	if err != nil {
 		return auditCommit{}, err
 	}
@@ -137,9 +139,9 @@ func (a *auditStreams) failed(l consensus.Server, st *auditStream, err error) er
 	return fmt.Errorf("audit stream to leader %s: %w: %w", l.ID, consensus.ErrNoLeader, err)
 }
 
-// open returns the live stream to l, opening one (and closing the stream
-// to a former leader) if needed.
-func (a *auditStreams) open(l consensus.Server) (*auditStream, error) {
+// open returns the live stream to l, opening one under ctx (and closing
+// the stream to a former leader) if needed.
+func (a *auditStreams) open(ctx context.Context, l consensus.Server) (*auditStream, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
@@ -162,14 +164,10 @@ func (a *auditStreams) open(l consensus.Server) (*auditStream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit stream: %w: %w", consensus.ErrNoLeader, err)
 	}
-	ctx, cancel := context.WithCancelCause(context.Background())
-	stream, err := peerv1.NewPeerServiceClient(conn).AppendAuditStream(ctx)
-	if err != nil {
-		cancel(err)
-		return nil, fmt.Errorf("open the audit stream to leader %s: %w: %w", l.ID, consensus.ErrNoLeader, err)
-	}
-	st := &auditStream{leader: l.ID, stream: stream, cancel: cancel,
-		pending: map[string]chan *peerv1.AppendAuditStreamResponse{}, done: make(chan struct{})}
+	// The stream lives as long as ctx (the audit batcher's: the server's
+	// life) and the leadership of l, whichever ends first; a leader change
+	// also abandons the opening itself.
+	ctx, cancel := context.WithCancelCause(ctx)
 	changed := a.raft.LeaderChanged(l.ID)
 	go func() { // ends with the stream's context
 		select {
@@ -178,6 +176,16 @@ func (a *auditStreams) open(l consensus.Server) (*auditStream, error) {
 		case <-ctx.Done():
 		}
 	}()
+	stream, err := peerv1.NewPeerServiceClient(conn).AppendAuditStream(ctx)
+	if err != nil {
+		cancel(err)
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, err) {
+			err = cause
+		}
+		return nil, fmt.Errorf("open the audit stream to leader %s: %w: %w", l.ID, consensus.ErrNoLeader, err)
+	}
+	st := &auditStream{leader: l.ID, stream: stream, cancel: cancel,
+		pending: map[string]chan *peerv1.AppendAuditStreamResponse{}, done: make(chan struct{})}
 	go st.receive(ctx, a.log) // ends with the stream
 	a.cur = st
 	a.log.Debug("audit stream opened", "leader", l.ID)
