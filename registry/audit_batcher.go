@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -242,8 +243,9 @@ const (
 	auditRetryWindow     = 30 * time.Second
 )
 
-// commitAudit commits audit events: through Raft on the leader, through the
-// leader's PeerService.AppendAudit on a follower. A call to the leader is
+// commitAudit commits audit events: through Raft on the leader, over this
+// follower's PeerService.AppendAuditStream to the leader on a follower
+// (audit_stream.go; one AppendAudit call per batch to a leader without it). A call to the leader is
 // abandoned as soon as the leader changes, or after the leader-call bound
 // (consensus.Node.LeaderCall); the batch is then sent again, under the same
 // batch id, to whoever leads now (this node included), so a leader cut off
@@ -293,9 +295,19 @@ func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAud
 	if !ok || l.APIAddr == "" || l.ID == s.cfg.NodeID { // none, or this node before its barrier
 		return l.ID, auditCommit{}, fmt.Errorf("audit: %w", consensus.ErrNoLeader)
 	}
+	c, err := s.auditStreams.append(ctx, l, batch)
+	if errors.Is(err, errAuditStreamUnsupported) {
+		c, err = s.appendAuditUnary(ctx, l, batch)
+	}
+	return l.ID, c, err
+}
+
+// appendAuditUnary sends batch to leader l with one AppendAudit call (a
+// leader that does not serve AppendAuditStream).
+func (s *Server) appendAuditUnary(ctx context.Context, l consensus.Server, batch *commandv1.AppendAudit) (auditCommit, error) {
 	c, err := s.cfg.Peers.conn(l.APIAddr)
 	if err != nil {
-		return l.ID, auditCommit{}, err
+		return auditCommit{}, err
 	}
 	cctx, cancel := s.raft.LeaderCall(ctx, l.ID)
 	defer cancel()
@@ -305,11 +317,11 @@ func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAud
 		case codes.Unavailable: // the leader's own "no ready leader", or no connection
 			err = fmt.Errorf("%w: %w", consensus.ErrNoLeader, err)
 		case codes.AlreadyExists:
-			return l.ID, auditCommit{}, errAuditBatchApplied
+			return auditCommit{}, errAuditBatchApplied
 		}
-		return l.ID, auditCommit{}, fmt.Errorf("audit through leader %s: %w", l.ID, err)
+		return auditCommit{}, fmt.Errorf("audit through leader %s: %w", l.ID, err)
 	}
-	return l.ID, auditCommit{first: resp.FirstSequence, index: resp.Index}, nil
+	return auditCommit{first: resp.FirstSequence, index: resp.Index}, nil
 }
 
 // auditAuthFailure records a refused call in the audit log (best effort,

@@ -191,6 +191,7 @@ var accessPolicy = map[string]rule{
 	trustfedv1.ClusterService_TransferLeadership_FullMethodName: {roles: adminOnly},
 	peerv1.PeerService_ReadIndex_FullMethodName:                 {roles: nodeOnly},
 	peerv1.PeerService_AppendAudit_FullMethodName:               {roles: nodeOnly},
+	peerv1.PeerService_AppendAuditStream_FullMethodName:         {roles: nodeOnly},
 	peerv1.PeerService_Progress_FullMethodName:                  {roles: nodeOnly},
 	peerv1.PeerService_ReportDivergence_FullMethodName:          {roles: nodeOnly},
 	peerv1.PeerService_GetCommitment_FullMethodName:             {roles: nodeOnly},

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
+
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	"github.com/trustfed/trustfed/registry/state"
@@ -17,23 +21,76 @@ type peerService struct {
 	*Server
 }
 
-// AppendAudit serves followers' audit batches on the leader.
+// AppendAudit serves followers' audit batches on the leader, one call each
+// (a follower uses AppendAuditStream; this serves older followers).
 func (s *peerService) AppendAudit(ctx context.Context, req *peerv1.AppendAuditRequest) (*peerv1.AppendAuditResponse, error) {
-	if len(req.GetAudit().GetEvents()) == 0 {
+	p, _ := PrincipalFrom(ctx)
+	return s.appendPeerAudit(ctx, p, req.GetAudit())
+}
+
+// AppendAuditStream serves a follower's stream of audit batches: each
+// batch is committed as it arrives (up to auditStreamInFlight at once) and
+// answered by batch id when it commits or fails. When the follower ends
+// the stream, the batches still committing are answered first.
+func (s *peerService) AppendAuditStream(stream peerv1.PeerService_AppendAuditStreamServer) error {
+	ctx := stream.Context()
+	p, _ := PrincipalFrom(ctx)
+	var (
+		wg     sync.WaitGroup
+		sendMu sync.Mutex
+	)
+	defer wg.Wait()
+	sem := make(chan struct{}, auditStreamInFlight)
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			batch := req.GetAudit()
+			out := &peerv1.AppendAuditStreamResponse{BatchId: batch.GetBatchId()}
+			res, err := s.appendPeerAudit(ctx, p, batch)
+			if err != nil {
+				st := status.Convert(toStatus(s.log, peerv1.PeerService_AppendAuditStream_FullMethodName, err))
+				out.Code, out.Message = int32(st.Code()), st.Message()
+			} else {
+				out.FirstSequence, out.Index = res.FirstSequence, res.Index
+			}
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			if err := stream.Send(out); err != nil {
+				s.log.Debug("audit stream: answer not sent", "node", p.ID, "batch", out.BatchId, "error", err)
+			}
+		})
+	}
+}
+
+// appendPeerAudit commits a batch a follower (principal p) sent.
+func (s *peerService) appendPeerAudit(ctx context.Context, p Principal, batch *commandv1.AppendAudit) (*peerv1.AppendAuditResponse, error) {
+	if len(batch.GetEvents()) == 0 {
 		return nil, errors.New("audit: no events") // a peer bug, never user input
 	}
-	if len(req.Audit.Events) > maxAuditBatch {
-		return nil, fmt.Errorf("audit: %d events in one batch, at most %d", len(req.Audit.Events), maxAuditBatch)
+	if len(batch.Events) > maxAuditBatch {
+		return nil, fmt.Errorf("audit: %d events in one batch, at most %d", len(batch.Events), maxAuditBatch)
 	}
-	if p, _ := PrincipalFrom(ctx); req.Audit.NodeId != "" && p.ID != "node:"+req.Audit.NodeId {
+	if batch.NodeId != "" && p.ID != "node:"+batch.NodeId {
 		return nil, state.Invalid("audit.node_id", "a server sends only its own batches (certificate names %s)", p.ID)
 	}
-	res, _, err := s.proposeInTerm(ctx, req.Audit, "")
+	res, _, err := s.proposeInTerm(ctx, batch, "")
 	if err != nil {
 		return nil, err
 	}
 	if res.Duplicate {
-		return nil, status.Errorf(codes.AlreadyExists, "audit batch %s of %s was already appended", req.Audit.BatchId, req.Audit.NodeId)
+		return nil, status.Errorf(codes.AlreadyExists, "audit batch %s of %s was already appended", batch.BatchId, batch.NodeId)
 	}
 	return &peerv1.AppendAuditResponse{FirstSequence: res.AuditSequence, Index: res.Index}, nil
 }

@@ -60,6 +60,7 @@ func TestWriteMethods(t *testing.T) {
 		trustfedv1.RegistryService_RequestAuthorization_FullMethodName:   true,
 		trustfedv1.AuditService_AddCosignature_FullMethodName:            true,
 		peerv1.PeerService_AppendAudit_FullMethodName:                    true,
+		peerv1.PeerService_AppendAuditStream_FullMethodName:              true,
 		peerv1.PeerService_ReportDivergence_FullMethodName:               true,
 		trustfedv1.ClusterService_Join_FullMethodName:                    true,
 		trustfedv1.CascadeService_OpenSession_FullMethodName:             true,

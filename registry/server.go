@@ -143,6 +143,9 @@ type Server struct {
 	// audit is nil when the server keeps no audit log.
 	audit   *audit.Log
 	batcher *auditBatcher
+	// auditStreams carries a follower's audit batches to the leader
+	// (audit_stream.go).
+	auditStreams *auditStreams
 	// limiter holds rate-limit buckets, stream slots and the bound on
 	// audited transport refusals (ratelimit.go, tls_audit.go).
 	limiter *limiter
@@ -205,6 +208,7 @@ func New(cfg Config) (*Server, error) {
 	// Without a commitment to compare there is no start-up verification.
 	s.verified.Store(cfg.CommitmentAt == nil)
 	s.batcher = newAuditBatcher(s.commitAudit, cfg.Logger.With("component", "audit"))
+	s.auditStreams = newAuditStreams(cfg.Peers, cfg.Raft, cfg.Logger.With("component", "audit"))
 	if cfg.Cosigner != nil {
 		s.batcher.certify = s.certifyBatch
 	}
@@ -228,6 +232,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	s.batcher.Run(ctx)
+	s.auditStreams.Close() // no batch is out any more
 	wg.Wait()
 	return nil
 }

@@ -201,6 +201,89 @@ func (x *AppendAuditResponse) GetIndex() uint64 {
 	return 0
 }
 
+// AppendAuditStreamResponse answers one batch of an AppendAuditStream.
+type AppendAuditStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch_id of the AppendAudit this answers.
+	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// Set when the batch was appended (code OK).
+	FirstSequence uint64 `protobuf:"varint,2,opt,name=first_sequence,json=firstSequence,proto3" json:"first_sequence,omitempty"`
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// The gRPC status code (google.golang.org/grpc/codes) of the batch: OK,
+	// ALREADY_EXISTS when an earlier attempt appended it, UNAVAILABLE when
+	// this server could not commit it (not the leader any more: send it
+	// again to the current leader), INVALID_ARGUMENT for a malformed batch.
+	Code          int32  `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAuditStreamResponse) Reset() {
+	*x = AppendAuditStreamResponse{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAuditStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAuditStreamResponse) ProtoMessage() {}
+
+func (x *AppendAuditStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAuditStreamResponse.ProtoReflect.Descriptor instead.
+func (*AppendAuditStreamResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AppendAuditStreamResponse) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *AppendAuditStreamResponse) GetFirstSequence() uint64 {
+	if x != nil {
+		return x.FirstSequence
+	}
+	return 0
+}
+
+func (x *AppendAuditStreamResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AppendAuditStreamResponse) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *AppendAuditStreamResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type ProgressRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -209,7 +292,7 @@ type ProgressRequest struct {
 
 func (x *ProgressRequest) Reset() {
 	*x = ProgressRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +304,7 @@ func (x *ProgressRequest) String() string {
 func (*ProgressRequest) ProtoMessage() {}
 
 func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +317,7 @@ func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressRequest.ProtoReflect.Descriptor instead.
 func (*ProgressRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 type ProgressResponse struct {
@@ -249,7 +332,7 @@ type ProgressResponse struct {
 
 func (x *ProgressResponse) Reset() {
 	*x = ProgressResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +344,7 @@ func (x *ProgressResponse) String() string {
 func (*ProgressResponse) ProtoMessage() {}
 
 func (x *ProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +357,7 @@ func (x *ProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressResponse.ProtoReflect.Descriptor instead.
 func (*ProgressResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProgressResponse) GetNodeId() string {
@@ -307,7 +390,7 @@ type ReportDivergenceRequest struct {
 
 func (x *ReportDivergenceRequest) Reset() {
 	*x = ReportDivergenceRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +402,7 @@ func (x *ReportDivergenceRequest) String() string {
 func (*ReportDivergenceRequest) ProtoMessage() {}
 
 func (x *ReportDivergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +415,7 @@ func (x *ReportDivergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDivergenceRequest.ProtoReflect.Descriptor instead.
 func (*ReportDivergenceRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReportDivergenceRequest) GetDivergence() *v1.ReportDivergence {
@@ -352,7 +435,7 @@ type ReportDivergenceResponse struct {
 
 func (x *ReportDivergenceResponse) Reset() {
 	*x = ReportDivergenceResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +447,7 @@ func (x *ReportDivergenceResponse) String() string {
 func (*ReportDivergenceResponse) ProtoMessage() {}
 
 func (x *ReportDivergenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +460,7 @@ func (x *ReportDivergenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDivergenceResponse.ProtoReflect.Descriptor instead.
 func (*ReportDivergenceResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportDivergenceResponse) GetIndex() uint64 {
@@ -395,7 +478,7 @@ type GetCommitmentRequest struct {
 
 func (x *GetCommitmentRequest) Reset() {
 	*x = GetCommitmentRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +490,7 @@ func (x *GetCommitmentRequest) String() string {
 func (*GetCommitmentRequest) ProtoMessage() {}
 
 func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +503,7 @@ func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitmentRequest.ProtoReflect.Descriptor instead.
 func (*GetCommitmentRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 type GetCommitmentResponse struct {
@@ -435,7 +518,7 @@ type GetCommitmentResponse struct {
 
 func (x *GetCommitmentResponse) Reset() {
 	*x = GetCommitmentResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +530,7 @@ func (x *GetCommitmentResponse) String() string {
 func (*GetCommitmentResponse) ProtoMessage() {}
 
 func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +543,7 @@ func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitmentResponse.ProtoReflect.Descriptor instead.
 func (*GetCommitmentResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetCommitmentResponse) GetNodeId() string {
@@ -495,7 +578,7 @@ type CosignCheckpointRequest struct {
 
 func (x *CosignCheckpointRequest) Reset() {
 	*x = CosignCheckpointRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +590,7 @@ func (x *CosignCheckpointRequest) String() string {
 func (*CosignCheckpointRequest) ProtoMessage() {}
 
 func (x *CosignCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +603,7 @@ func (x *CosignCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CosignCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CosignCheckpointRequest) GetText() []byte {
@@ -542,7 +625,7 @@ type CosignCheckpointResponse struct {
 
 func (x *CosignCheckpointResponse) Reset() {
 	*x = CosignCheckpointResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +637,7 @@ func (x *CosignCheckpointResponse) String() string {
 func (*CosignCheckpointResponse) ProtoMessage() {}
 
 func (x *CosignCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +650,7 @@ func (x *CosignCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CosignCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CosignCheckpointResponse) GetNodeId() string {
@@ -592,7 +675,7 @@ type GetCertifiedCheckpointRequest struct {
 
 func (x *GetCertifiedCheckpointRequest) Reset() {
 	*x = GetCertifiedCheckpointRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +687,7 @@ func (x *GetCertifiedCheckpointRequest) String() string {
 func (*GetCertifiedCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCertifiedCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +700,7 @@ func (x *GetCertifiedCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertifiedCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCertifiedCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 type GetCertifiedCheckpointResponse struct {
@@ -635,7 +718,7 @@ type GetCertifiedCheckpointResponse struct {
 
 func (x *GetCertifiedCheckpointResponse) Reset() {
 	*x = GetCertifiedCheckpointResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +730,7 @@ func (x *GetCertifiedCheckpointResponse) String() string {
 func (*GetCertifiedCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCertifiedCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +743,7 @@ func (x *GetCertifiedCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertifiedCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCertifiedCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetCertifiedCheckpointResponse) GetNodeId() string {
@@ -697,7 +780,7 @@ type CosignBatchRequest struct {
 
 func (x *CosignBatchRequest) Reset() {
 	*x = CosignBatchRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +792,7 @@ func (x *CosignBatchRequest) String() string {
 func (*CosignBatchRequest) ProtoMessage() {}
 
 func (x *CosignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +805,7 @@ func (x *CosignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignBatchRequest.ProtoReflect.Descriptor instead.
 func (*CosignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CosignBatchRequest) GetLogIndex() uint64 {
@@ -750,7 +833,7 @@ type CosignBatchResponse struct {
 
 func (x *CosignBatchResponse) Reset() {
 	*x = CosignBatchResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +845,7 @@ func (x *CosignBatchResponse) String() string {
 func (*CosignBatchResponse) ProtoMessage() {}
 
 func (x *CosignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +858,7 @@ func (x *CosignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignBatchResponse.ProtoReflect.Descriptor instead.
 func (*CosignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CosignBatchResponse) GetBatchHead() []byte {
@@ -804,7 +887,13 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\"R\n" +
 	"\x13AppendAuditResponse\x12%\n" +
 	"\x0efirst_sequence\x18\x01 \x01(\x04R\rfirstSequence\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x11\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xa1\x01\n" +
+	"\x19AppendAuditStreamResponse\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12%\n" +
+	"\x0efirst_sequence\x18\x02 \x01(\x04R\rfirstSequence\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\x11\n" +
 	"\x0fProgressRequest\"d\n" +
 	"\x10ProgressResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -839,10 +928,11 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x13CosignBatchResponse\x12\x1d\n" +
 	"\n" +
 	"batch_head\x18\x01 \x01(\fR\tbatchHead\x129\n" +
-	"\tsignature\x18\x02 \x01(\v2\x1b.trustfed.v1.BatchSignatureR\tsignature2\xc2\x06\n" +
+	"\tsignature\x18\x02 \x01(\v2\x1b.trustfed.v1.BatchSignatureR\tsignature2\xae\a\n" +
 	"\vPeerService\x12Y\n" +
 	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12V\n" +
+	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12j\n" +
+	"\x11AppendAuditStream\x12$.trustfed.peer.v1.AppendAuditRequest\x1a+.trustfed.peer.v1.AppendAuditStreamResponse(\x010\x01\x12V\n" +
 	"\bProgress\x12!.trustfed.peer.v1.ProgressRequest\x1a\".trustfed.peer.v1.ProgressResponse\"\x03\x90\x02\x01\x12i\n" +
 	"\x10ReportDivergence\x12).trustfed.peer.v1.ReportDivergenceRequest\x1a*.trustfed.peer.v1.ReportDivergenceResponse\x12e\n" +
 	"\rGetCommitment\x12&.trustfed.peer.v1.GetCommitmentRequest\x1a'.trustfed.peer.v1.GetCommitmentResponse\"\x03\x90\x02\x01\x12n\n" +
@@ -862,50 +952,53 @@ func file_trustfed_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_trustfed_peer_v1_peer_proto_rawDescData
 }
 
-var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_trustfed_peer_v1_peer_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),               // 0: trustfed.peer.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),              // 1: trustfed.peer.v1.ReadIndexResponse
 	(*AppendAuditRequest)(nil),             // 2: trustfed.peer.v1.AppendAuditRequest
 	(*AppendAuditResponse)(nil),            // 3: trustfed.peer.v1.AppendAuditResponse
-	(*ProgressRequest)(nil),                // 4: trustfed.peer.v1.ProgressRequest
-	(*ProgressResponse)(nil),               // 5: trustfed.peer.v1.ProgressResponse
-	(*ReportDivergenceRequest)(nil),        // 6: trustfed.peer.v1.ReportDivergenceRequest
-	(*ReportDivergenceResponse)(nil),       // 7: trustfed.peer.v1.ReportDivergenceResponse
-	(*GetCommitmentRequest)(nil),           // 8: trustfed.peer.v1.GetCommitmentRequest
-	(*GetCommitmentResponse)(nil),          // 9: trustfed.peer.v1.GetCommitmentResponse
-	(*CosignCheckpointRequest)(nil),        // 10: trustfed.peer.v1.CosignCheckpointRequest
-	(*CosignCheckpointResponse)(nil),       // 11: trustfed.peer.v1.CosignCheckpointResponse
-	(*GetCertifiedCheckpointRequest)(nil),  // 12: trustfed.peer.v1.GetCertifiedCheckpointRequest
-	(*GetCertifiedCheckpointResponse)(nil), // 13: trustfed.peer.v1.GetCertifiedCheckpointResponse
-	(*CosignBatchRequest)(nil),             // 14: trustfed.peer.v1.CosignBatchRequest
-	(*CosignBatchResponse)(nil),            // 15: trustfed.peer.v1.CosignBatchResponse
-	(*v1.AppendAudit)(nil),                 // 16: trustfed.command.v1.AppendAudit
-	(*v1.ReportDivergence)(nil),            // 17: trustfed.command.v1.ReportDivergence
-	(*v11.BatchSignature)(nil),             // 18: trustfed.v1.BatchSignature
+	(*AppendAuditStreamResponse)(nil),      // 4: trustfed.peer.v1.AppendAuditStreamResponse
+	(*ProgressRequest)(nil),                // 5: trustfed.peer.v1.ProgressRequest
+	(*ProgressResponse)(nil),               // 6: trustfed.peer.v1.ProgressResponse
+	(*ReportDivergenceRequest)(nil),        // 7: trustfed.peer.v1.ReportDivergenceRequest
+	(*ReportDivergenceResponse)(nil),       // 8: trustfed.peer.v1.ReportDivergenceResponse
+	(*GetCommitmentRequest)(nil),           // 9: trustfed.peer.v1.GetCommitmentRequest
+	(*GetCommitmentResponse)(nil),          // 10: trustfed.peer.v1.GetCommitmentResponse
+	(*CosignCheckpointRequest)(nil),        // 11: trustfed.peer.v1.CosignCheckpointRequest
+	(*CosignCheckpointResponse)(nil),       // 12: trustfed.peer.v1.CosignCheckpointResponse
+	(*GetCertifiedCheckpointRequest)(nil),  // 13: trustfed.peer.v1.GetCertifiedCheckpointRequest
+	(*GetCertifiedCheckpointResponse)(nil), // 14: trustfed.peer.v1.GetCertifiedCheckpointResponse
+	(*CosignBatchRequest)(nil),             // 15: trustfed.peer.v1.CosignBatchRequest
+	(*CosignBatchResponse)(nil),            // 16: trustfed.peer.v1.CosignBatchResponse
+	(*v1.AppendAudit)(nil),                 // 17: trustfed.command.v1.AppendAudit
+	(*v1.ReportDivergence)(nil),            // 18: trustfed.command.v1.ReportDivergence
+	(*v11.BatchSignature)(nil),             // 19: trustfed.v1.BatchSignature
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
-	16, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	17, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
-	18, // 2: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
+	17, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
+	18, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	19, // 2: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
 	0,  // 3: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
 	2,  // 4: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
-	4,  // 5: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
-	6,  // 6: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
-	8,  // 7: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
-	10, // 8: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
-	12, // 9: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
-	14, // 10: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
-	1,  // 11: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3,  // 12: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	5,  // 13: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	7,  // 14: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
-	9,  // 15: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
-	11, // 16: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
-	13, // 17: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
-	15, // 18: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
-	11, // [11:19] is the sub-list for method output_type
-	3,  // [3:11] is the sub-list for method input_type
+	2,  // 5: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditRequest
+	5,  // 6: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
+	7,  // 7: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
+	9,  // 8: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
+	11, // 9: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
+	13, // 10: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
+	15, // 11: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
+	1,  // 12: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 13: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	4,  // 14: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
+	6,  // 15: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	8,  // 16: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	10, // 17: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	12, // 18: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
+	14, // 19: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
+	16, // 20: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
+	12, // [12:21] is the sub-list for method output_type
+	3,  // [3:12] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -922,7 +1015,7 @@ func file_trustfed_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_peer_v1_peer_proto_rawDesc), len(file_trustfed_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	PeerService_ReadIndex_FullMethodName              = "/trustfed.peer.v1.PeerService/ReadIndex"
 	PeerService_AppendAudit_FullMethodName            = "/trustfed.peer.v1.PeerService/AppendAudit"
+	PeerService_AppendAuditStream_FullMethodName      = "/trustfed.peer.v1.PeerService/AppendAuditStream"
 	PeerService_Progress_FullMethodName               = "/trustfed.peer.v1.PeerService/Progress"
 	PeerService_ReportDivergence_FullMethodName       = "/trustfed.peer.v1.PeerService/ReportDivergence"
 	PeerService_GetCommitment_FullMethodName          = "/trustfed.peer.v1.PeerService/GetCommitment"
@@ -36,7 +37,7 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // PeerService is spoken between registry servers: a follower calls the
-// leader (ReadIndex, AppendAudit), the leader calls a joining server
+// leader (ReadIndex, AppendAuditStream), the leader calls a joining server
 // (Progress).
 type PeerServiceClient interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
@@ -45,6 +46,13 @@ type PeerServiceClient interface {
 	// AppendAudit commits audit events a follower collected (its decisions,
 	// group-committed) and returns the sequence number of the first.
 	AppendAudit(ctx context.Context, in *AppendAuditRequest, opts ...grpc.CallOption) (*AppendAuditResponse, error)
+	// AppendAuditStream carries a follower's audit batches to the leader over
+	// one long-lived stream instead of one AppendAudit call per batch: each
+	// request is one batch (one APPEND_AUDIT entry, under its batch_id), each
+	// response answers one batch, in the order the batches commit. A batch
+	// whose answer is lost (the stream or the leadership ended) is sent again
+	// under the same batch_id, and the state machine appends it once.
+	AppendAuditStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendAuditRequest, AppendAuditStreamResponse], error)
 	// Progress reports how far the answering server has applied the log: the
 	// leader asks a non-voter before promoting it to voter.
 	Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error)
@@ -101,6 +109,19 @@ func (c *peerServiceClient) AppendAudit(ctx context.Context, in *AppendAuditRequ
 	}
 	return out, nil
 }
+
+func (c *peerServiceClient) AppendAuditStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendAuditRequest, AppendAuditStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PeerService_ServiceDesc.Streams[0], PeerService_AppendAuditStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AppendAuditRequest, AppendAuditStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PeerService_AppendAuditStreamClient = grpc.BidiStreamingClient[AppendAuditRequest, AppendAuditStreamResponse]
 
 func (c *peerServiceClient) Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -167,7 +188,7 @@ func (c *peerServiceClient) CosignBatch(ctx context.Context, in *CosignBatchRequ
 // for forward compatibility.
 //
 // PeerService is spoken between registry servers: a follower calls the
-// leader (ReadIndex, AppendAudit), the leader calls a joining server
+// leader (ReadIndex, AppendAuditStream), the leader calls a joining server
 // (Progress).
 type PeerServiceServer interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
@@ -176,6 +197,13 @@ type PeerServiceServer interface {
 	// AppendAudit commits audit events a follower collected (its decisions,
 	// group-committed) and returns the sequence number of the first.
 	AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error)
+	// AppendAuditStream carries a follower's audit batches to the leader over
+	// one long-lived stream instead of one AppendAudit call per batch: each
+	// request is one batch (one APPEND_AUDIT entry, under its batch_id), each
+	// response answers one batch, in the order the batches commit. A batch
+	// whose answer is lost (the stream or the leadership ended) is sent again
+	// under the same batch_id, and the state machine appends it once.
+	AppendAuditStream(grpc.BidiStreamingServer[AppendAuditRequest, AppendAuditStreamResponse]) error
 	// Progress reports how far the answering server has applied the log: the
 	// leader asks a non-voter before promoting it to voter.
 	Progress(context.Context, *ProgressRequest) (*ProgressResponse, error)
@@ -218,6 +246,9 @@ func (UnimplementedPeerServiceServer) ReadIndex(context.Context, *ReadIndexReque
 }
 func (UnimplementedPeerServiceServer) AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AppendAudit not implemented")
+}
+func (UnimplementedPeerServiceServer) AppendAuditStream(grpc.BidiStreamingServer[AppendAuditRequest, AppendAuditStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method AppendAuditStream not implemented")
 }
 func (UnimplementedPeerServiceServer) Progress(context.Context, *ProgressRequest) (*ProgressResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Progress not implemented")
@@ -293,6 +324,13 @@ func _PeerService_AppendAudit_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _PeerService_AppendAuditStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServiceServer).AppendAuditStream(&grpc.GenericServerStream[AppendAuditRequest, AppendAuditStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PeerService_AppendAuditStreamServer = grpc.BidiStreamingServer[AppendAuditRequest, AppendAuditStreamResponse]
 
 func _PeerService_Progress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ProgressRequest)
@@ -442,6 +480,13 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PeerService_CosignBatch_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "AppendAuditStream",
+			Handler:       _PeerService_AppendAuditStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "trustfed/peer/v1/peer.proto",
 }
