@@ -16,6 +16,8 @@ import (
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -174,7 +176,7 @@ func each(ctx context.Context, what string, n, workers int, log *slog.Logger, f 
 	g.SetLimit(workers)
 	for i := range n {
 		g.Go(func() error {
-			err := f(ctx, i)
+			err := retryUnavailable(ctx, func() error { return f(ctx, i) })
 			done.Add(1)
 			return err
 		})
@@ -185,6 +187,31 @@ func each(ctx context.Context, what string, n, workers int, log *slog.Logger, f 
 	log.Info("preloaded", "what", what, "n", n, "took", time.Since(start).Round(time.Millisecond),
 		"per_s", int(float64(n)/time.Since(start).Seconds()))
 	return nil
+}
+
+// unavailableFor is how long a preload step is retried while the cluster
+// answers Unavailable (no leader during an election: a loaded 2-core
+// machine can miss a heartbeat).
+const unavailableFor = time.Minute
+
+// retryUnavailable calls f again, every 500 ms for up to unavailableFor,
+// while it fails with codes.Unavailable; a step that fails half way
+// starts over: an organisation's registration that was applied is taken
+// as done, an agreement is proposed again (the half-signed one stays
+// PENDING), a member node gets a fresh name.
+func retryUnavailable(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(unavailableFor)
+	for {
+		err := f()
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // enrol registers organisation i (declared and attested level 4, passport
@@ -211,8 +238,10 @@ func (f *Fixture) enrol(ctx context.Context, admin *client.Client, i int, issuer
 	if err != nil {
 		return fmt.Errorf("registration of %s: %w", org, err)
 	}
+	// AlreadyExists: a retry (retryUnavailable) of a registration that was
+	// applied; the name carries this run's random id, so it is ours.
 	if _, err := admin.Membership().RegisterOrganization(ctx, &trustfedv1.RegisterOrganizationRequest{
-		Registration: reg, Signature: attestation.Sign(key, attestation.PurposeRegistration, reg)}); err != nil {
+		Registration: reg, Signature: attestation.Sign(key, attestation.PurposeRegistration, reg)}); err != nil && status.Code(err) != codes.AlreadyExists {
 		return fmt.Errorf("register %s: %w", org, err)
 	}
 	if _, err := admin.Admin().ApproveOrganization(ctx, &trustfedv1.ApproveOrganizationRequest{OrganizationId: org}); err != nil {
