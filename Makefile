@@ -172,8 +172,8 @@ bench-etcd: build
 ## SCALE_ORGS / SCALE_AGREEMENTS / SCALE_MEMBERS and measured by internal/bench/scale/measure.sh
 SCALE_AUDIT      ?= 10000000
 SCALE_ORGS       ?= 10000
-SCALE_AGREEMENTS ?= 100000
-SCALE_MEMBERS    ?= 100000
+SCALE_AGREEMENTS ?= 20000
+SCALE_MEMBERS    ?= 20000
 bench-scale: build
 	TRUSTFED_AUDIT_SCALE_MAX=$(SCALE_AUDIT) $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 2000x -timeout 60m -v ./registry/audit/ | grep -E 'grew|entries='
 	internal/bench/scale/run.sh $(BIN)/trustfed $(SCALE_ORGS) $(SCALE_AGREEMENTS) $(SCALE_MEMBERS)

@@ -63,7 +63,9 @@ wait_caught_up() {
 
 p=$(pid_of n3); args=$(tr '\0' ' ' < "/proc/$p/cmdline")
 kill "$p"; while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
+rm -f "$DIR/n3/addrs.json" # written again, with new ports, once it listens
 t0=$(ms); $args >>"$DIR/n3/server.log" 2>&1 & started+=($!)
+until jq -e .grpc_addr "$DIR/n3/addrs.json" >/dev/null 2>&1; do sleep 0.05; done
 wait_caught_up "restart n3" "$(addr n3 grpc_addr)" "$t0"
 
 "$BIN" ca issue-node --dir "$DIR/pki" --node-id n4 --host 127.0.0.1 --host localhost --force >/dev/null
@@ -72,7 +74,7 @@ t0=$(ms)
 "$BIN" server -data-dir "$DIR/n4" -node-id n4 -tls-ca "$CA" -tls-cert "$DIR/pki/n4.pem" -tls-key "$DIR/pki/n4-key.pem" \
   -tls-ca-key "$DIR/pki/ca-key.pem" -join "$leader" -raft-addr 127.0.0.1:0 -grpc-addr 127.0.0.1:0 -http-addr 127.0.0.1:0 \
   -rate-checks 0 -rate-writes 0 -rate-reads 0 >"$DIR/n4/server.log" 2>&1 & started+=($!)
-while [ ! -s "$DIR/n4/addrs.json" ]; do sleep 0.05; done
+until jq -e .grpc_addr "$DIR/n4/addrs.json" >/dev/null 2>&1; do sleep 0.05; done
 wait_caught_up "join n4" "$(addr n4 grpc_addr)" "$t0"
 echo "rss n4: $(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/${started[-1]}/status")"
 
