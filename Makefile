@@ -20,7 +20,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help run build test soak demo ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench bench-etcd docker docker-cluster docker-cluster-down docker-cluster-test clean
+.PHONY: help run build test soak demo ui-screenshots fuzz-smoke test-short lint staticcheck tidy-check vulncheck fmt-check proto proto-check proto-breaking tools bench bench-etcd bench-scale docker docker-cluster docker-cluster-down docker-cluster-test clean
 
 ## help: list the targets and what each does
 help:
@@ -167,6 +167,17 @@ bench-etcd: build
 	@if ! command -v etcd >/dev/null; then 		echo "etcd not found: installing Debian's etcd-server and etcd-client with apt-get"; 		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); 		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends etcd-server etcd-client; 	fi
 	cd internal/bench/etcdbench && $(GO) run . -etcd "$$(command -v etcd)" -trustfed $(BIN)/trustfed \
 		-duration $(BENCH_DURATION) -callers $(BENCH_CALLERS) -conns $(BENCH_CONNS) -benchmarks $(abspath BENCHMARKS.md)
+
+## bench-scale: issue 19's scale run (NOT in make test; tens of minutes, ~5 GiB of temporary disk):
+## the audit log grown to SCALE_AUDIT entries, then a 3-node loopback cluster preloaded with
+## SCALE_ORGS / SCALE_AGREEMENTS / SCALE_MEMBERS and measured by internal/bench/scale/measure.sh
+SCALE_AUDIT      ?= 10000000
+SCALE_ORGS       ?= 10000
+SCALE_AGREEMENTS ?= 20000
+SCALE_MEMBERS    ?= 20000
+bench-scale: build
+	TRUSTFED_AUDIT_SCALE_MAX=$(SCALE_AUDIT) $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 2000x -timeout 60m -v ./registry/audit/ | grep -E 'grew|entries='
+	internal/bench/scale/run.sh $(BIN)/trustfed $(SCALE_ORGS) $(SCALE_AGREEMENTS) $(SCALE_MEMBERS)
 
 ## docker: the FROM-scratch image of deploy/Dockerfile (context: the Dockerfile and the binary only)
 docker:

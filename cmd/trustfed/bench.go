@@ -31,6 +31,9 @@ type benchOptions struct {
 	duration    time.Duration
 	orgs        int
 	agreements  int
+	memberNodes int
+	workers     int
+	keep        bool
 	serverArgs  []string
 	verbose     bool
 }
@@ -55,8 +58,9 @@ cluster's rate limits apply: lift them (-rate-checks 0 ...) for a benchmark.
 Set-up: an issuer is accredited through the admin quorum, --orgs
 organisations are registered and approved at level 4, --agreements bilateral
 agreements covering task_send are signed (organisation i with i+1, i+2, ...),
-and each of --conns connections is a fresh member node of an organisation
-with an agreement, opened to node k mod nodes (or all to the first node with
+--member-nodes member nodes are enrolled (round robin over the organisations,
+no certificates), --preload-workers calls at a time, and each of --conns
+connections is a fresh member node of an organisation with an agreement, opened to node k mod nodes (or all to the first node with
 --pin). Then --callers goroutines (caller i on connection i mod conns) call
 for --duration:
 
@@ -64,6 +68,11 @@ for --duration:
            partner (--consistency linearizable or stale); each must be ALLOW
   writes   UpdateOrganization with the admin token (propose, commit, apply)
   mixed    checks, and one write in every 10 operations
+
+Scale (make bench-scale): --orgs 10000 --agreements 1000000 --member-nodes
+100000 --preload-workers 64; with --keep the loopback cluster stays up after
+the result (its directory and addresses on stderr) until Ctrl-C, for
+snapshots, restarts and joins against the loaded state.
 
 docs/benchmarks.md explains the output and how to compare with etcd
 (make bench-etcd).`
@@ -96,6 +105,9 @@ func newBenchCmd(a *app) *cobra.Command {
 	f.DurationVar(&o.duration, "duration", o.duration, "how long the callers call")
 	f.IntVar(&o.orgs, "orgs", o.orgs, "organisations to preload")
 	f.IntVar(&o.agreements, "agreements", o.agreements, "agreements to preload (at most orgs*(orgs-1)/2)")
+	f.IntVar(&o.memberNodes, "member-nodes", 0, "member nodes to enrol in the preload, round robin over the organisations (beyond one per connection)")
+	f.IntVar(&o.workers, "preload-workers", bench.DefaultPreloadWorkers, "concurrent calls of the preload")
+	f.BoolVar(&o.keep, "keep", false, "keep the loopback cluster running after the result until interrupted (without --target)")
 	f.StringArrayVar(&o.serverArgs, "server-arg", nil, "extra flag for the servers bench starts (repeatable), e.g. --server-arg=-raft-commit-timeout=1ms")
 	f.BoolVar(&o.verbose, "verbose", false, "log the set-up steps to stderr")
 	return cmd
@@ -103,7 +115,8 @@ func newBenchCmd(a *app) *cobra.Command {
 
 // load turns the flags into the shape of the run.
 func (o benchOptions) load() (bench.Load, error) {
-	l := bench.Load{Mode: o.mode, Callers: o.callers, Conns: o.conns, Pin: o.pin, Duration: o.duration, Orgs: o.orgs, Agreements: o.agreements}
+	l := bench.Load{Mode: o.mode, Callers: o.callers, Conns: o.conns, Pin: o.pin, Duration: o.duration, Orgs: o.orgs, Agreements: o.agreements,
+		MemberNodes: o.memberNodes, PreloadWorkers: o.workers}
 	switch strings.ToLower(o.consistency) {
 	case "linearizable":
 		l.Consistency = trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE
@@ -117,6 +130,12 @@ func (o benchOptions) load() (bench.Load, error) {
 	}
 	if len(o.targets) == 0 && o.nodes != 1 && o.nodes != 3 {
 		return l, usageErrorf("--nodes: %d: want 1 or 3", o.nodes)
+	}
+	if o.workers < 1 {
+		return l, usageErrorf("--preload-workers: %d: want at least 1", o.workers)
+	}
+	if o.keep && len(o.targets) > 0 {
+		return l, usageErrorf("--keep: only for the cluster bench starts, not with --target")
 	}
 	if len(o.httpAddrs) > 0 && len(o.httpAddrs) != len(o.targets) {
 		return l, usageErrorf("--http-addr: %d given for %d --target: one per target", len(o.httpAddrs), len(o.targets))
@@ -136,6 +155,7 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) error {
 	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 	ctx := cmd.Context()
 	var target bench.Target
+	var local *bench.Local
 	if len(o.targets) == 0 {
 		bin, err := os.Executable()
 		if err != nil {
@@ -155,7 +175,7 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) error {
 				log.Warn("stop the cluster", "error", err)
 			}
 		}()
-		target = l.Target
+		target, local = l.Target, l
 	} else {
 		if target, err = a.benchTarget(cmd, o); err != nil {
 			return err
@@ -169,8 +189,14 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(a.stdout, string(b))
-	return err
+	if _, err := fmt.Fprintln(a.stdout, string(b)); err != nil {
+		return err
+	}
+	if o.keep && local != nil {
+		log.Warn("the cluster stays up until interrupted (Ctrl-C)", "dir", local.Dir(), "pids", local.PIDs(), "nodes", local.Nodes)
+		<-ctx.Done()
+	}
+	return nil
 }
 
 // benchTarget is the running cluster the flags name.

@@ -42,13 +42,15 @@ func TestLoadValidateNamesTheFlag(t *testing.T) {
 	ok := Load{Mode: ModeChecks, Consistency: 1, Callers: 4, Conns: 2, Duration: time.Second, Orgs: 2, Agreements: 1}
 	require.NoError(t, ok.Validate())
 	for field, mutate := range map[string]func(*Load){
-		"mode":        func(l *Load) { l.Mode = "reads" },
-		"consistency": func(l *Load) { l.Consistency = 0 },
-		"callers":     func(l *Load) { l.Callers = 0 },
-		"conns":       func(l *Load) { l.Conns = 5 },
-		"duration":    func(l *Load) { l.Duration = 0 },
-		"orgs":        func(l *Load) { l.Orgs = 1 },
-		"agreements":  func(l *Load) { l.Agreements = 2 },
+		"mode":            func(l *Load) { l.Mode = "reads" },
+		"consistency":     func(l *Load) { l.Consistency = 0 },
+		"callers":         func(l *Load) { l.Callers = 0 },
+		"conns":           func(l *Load) { l.Conns = 5 },
+		"duration":        func(l *Load) { l.Duration = 0 },
+		"orgs":            func(l *Load) { l.Orgs = 1 },
+		"agreements":      func(l *Load) { l.Agreements = 2 },
+		"member-nodes":    func(l *Load) { l.MemberNodes = -1 },
+		"preload-workers": func(l *Load) { l.PreloadWorkers = -1 },
 	} {
 		l := ok
 		mutate(&l)

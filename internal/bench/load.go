@@ -38,8 +38,9 @@ type Load struct {
 	// goes to node k mod len(nodes).
 	Pin      bool
 	Duration time.Duration
-	// Orgs and Agreements are preloaded (Preload).
-	Orgs, Agreements int
+	// Orgs and Agreements are preloaded (Preload), and MemberNodes
+	// enrolled, by PreloadWorkers concurrent calls (0: the default).
+	Orgs, Agreements, MemberNodes, PreloadWorkers int
 }
 
 // Validate checks the shape; errors name the flag.
@@ -59,26 +60,33 @@ func (l Load) Validate() error {
 		return fmt.Errorf("orgs: %d: want at least 2", l.Orgs)
 	case l.Agreements < 1 || l.Agreements > l.Orgs*(l.Orgs-1)/2:
 		return fmt.Errorf("agreements: %d: want 1 to %d for %d organisations", l.Agreements, l.Orgs*(l.Orgs-1)/2, l.Orgs)
+	case l.MemberNodes < 0:
+		return fmt.Errorf("member-nodes: %d: want 0 or more", l.MemberNodes)
+	case l.PreloadWorkers < 0:
+		return fmt.Errorf("preload-workers: %d: want at least 1 (0: %d)", l.PreloadWorkers, DefaultPreloadWorkers)
 	}
 	return nil
 }
 
 // Result is the one JSON line a run prints.
 type Result struct {
-	Mode        string    `json:"mode"`
-	Consistency string    `json:"consistency"`
-	Nodes       int       `json:"nodes"`
-	Pinned      bool      `json:"pinned"`
-	Callers     int       `json:"callers"`
-	Conns       int       `json:"conns"`
-	Orgs        int       `json:"orgs"`
-	Agreements  int       `json:"agreements"`
-	DurationS   float64   `json:"duration_s"`
-	Ops         int       `json:"ops"` // successful operations
-	OpsPerS     float64   `json:"ops_per_s"`
-	Checks      int       `json:"checks"`
-	Writes      int       `json:"writes"`
-	LatencyUS   Latencies `json:"latency_us"`
+	Mode        string `json:"mode"`
+	Consistency string `json:"consistency"`
+	Nodes       int    `json:"nodes"`
+	Pinned      bool   `json:"pinned"`
+	Callers     int    `json:"callers"`
+	Conns       int    `json:"conns"`
+	Orgs        int    `json:"orgs"`
+	Agreements  int    `json:"agreements"`
+	MemberNodes int    `json:"member_nodes"`
+	// PreloadS is how long the preload took.
+	PreloadS  float64   `json:"preload_s"`
+	DurationS float64   `json:"duration_s"`
+	Ops       int       `json:"ops"` // successful operations
+	OpsPerS   float64   `json:"ops_per_s"`
+	Checks    int       `json:"checks"`
+	Writes    int       `json:"writes"`
+	LatencyUS Latencies `json:"latency_us"`
 	// Errors counts failed operations by gRPC code name.
 	Errors map[string]int `json:"errors"`
 	// ServerCPUS is the CPU time of every node over the run, from their
@@ -87,6 +95,9 @@ type Result struct {
 	ServerCPUS       *float64 `json:"server_cpu_s,omitempty"`
 	ServerCPUUSPerOp *float64 `json:"server_cpu_us_per_op,omitempty"`
 	CPUError         string   `json:"cpu_error,omitempty"`
+	// ServerRSSMiB is every node's resident memory after the run (its
+	// process_resident_memory_bytes), absent with CPUError.
+	ServerRSSMiB []float64 `json:"server_rss_mib,omitempty"`
 }
 
 // Latencies are quantiles of the successful operations' latency, µs.
@@ -108,7 +119,7 @@ type conn struct {
 // Run preloads t, opens the connections and runs load for its duration.
 func Run(ctx context.Context, t Target, load Load, log *slog.Logger) (Result, error) {
 	res := Result{Mode: load.Mode, Consistency: consistencyName(load.Consistency), Nodes: len(t.Nodes), Pinned: load.Pin,
-		Callers: load.Callers, Conns: load.Conns, Orgs: load.Orgs, Agreements: load.Agreements, Errors: map[string]int{}}
+		Callers: load.Callers, Conns: load.Conns, Orgs: load.Orgs, Agreements: load.Agreements, MemberNodes: load.MemberNodes, Errors: map[string]int{}}
 	if err := load.Validate(); err != nil {
 		return res, err
 	}
@@ -120,10 +131,12 @@ func Run(ctx context.Context, t Target, load Load, log *slog.Logger) (Result, er
 		return res, err
 	}
 	defer admin.Close()
-	fx, err := Preload(ctx, admin, t.AdminKeys, load.Orgs, load.Agreements, log)
+	t0 := time.Now()
+	fx, err := Preload(ctx, admin, t.AdminKeys, load.Orgs, load.Agreements, PreloadOptions{MemberNodes: load.MemberNodes, Workers: load.PreloadWorkers}, log)
 	if err != nil {
 		return res, err
 	}
+	res.PreloadS = time.Since(t0).Seconds()
 	conns, err := openConns(ctx, t, load, fx, admin)
 	defer func() {
 		for _, c := range conns {
@@ -147,6 +160,9 @@ func Run(ctx context.Context, t Target, load Load, log *slog.Logger) (Result, er
 			s, us := cpu1-cpu0, (cpu1-cpu0)*1e6/float64(stats.ops())
 			res.ServerCPUS, res.ServerCPUUSPerOp = &s, &us
 		}
+	}
+	if cpuErr == nil {
+		res.ServerRSSMiB, cpuErr = ServerRSS(ctx, t)
 	}
 	if cpuErr != nil {
 		res.CPUError = cpuErr.Error()

@@ -170,6 +170,13 @@ func (l *Local) startCluster(ctx context.Context, bin string, flags []string, lo
 	if l.AdminKeys, err = enrolAdmins(ctx, admin); err != nil {
 		return err
 	}
+	// The admin keys go next to the CA, so that `bench --target` (and an
+	// operator) can make admin changes on a cluster kept with --keep.
+	for i, key := range l.AdminKeys {
+		if err := attestation.SavePrivateKey(filepath.Join(pki, fmt.Sprintf("admin-%d.key", i+1)), key); err != nil {
+			return fmt.Errorf("save admin key %d: %w", i+1, err)
+		}
+	}
 	if err := waitVoters(ctx, admin, len(l.Nodes)); err != nil {
 		return err
 	}
@@ -245,6 +252,10 @@ func (l *Local) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Dir is the directory of the servers' data (and, for 3 nodes, pki/
+// with the cluster CA and its key).
+func (l *Local) Dir() string { return l.dir }
 
 // PIDs are the server processes' ids.
 func (l *Local) PIDs() []int {

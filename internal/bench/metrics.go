@@ -16,32 +16,53 @@ import (
 // ServerCPU is the sum of every node's process_cpu_seconds_total, read from
 // its GET /metrics over HTTPS with the target's token.
 func ServerCPU(ctx context.Context, t Target) (float64, error) {
+	vs, err := nodeMetrics(ctx, t, "process_cpu_seconds_total")
+	var sum float64
+	for _, v := range vs {
+		sum += v
+	}
+	return sum, err
+}
+
+// ServerRSS is every node's resident memory in MiB (process_resident_memory_bytes
+// from its GET /metrics), in the order of t.Nodes.
+func ServerRSS(ctx context.Context, t Target) ([]float64, error) {
+	vs, err := nodeMetrics(ctx, t, "process_resident_memory_bytes")
+	for i := range vs {
+		vs[i] /= 1 << 20
+	}
+	return vs, err
+}
+
+// nodeMetrics reads metric from every node's GET /metrics over HTTPS with
+// the target's token.
+func nodeMetrics(ctx context.Context, t Target, metric string) ([]float64, error) {
 	pem, err := os.ReadFile(t.CAFile)
 	if err != nil {
-		return 0, fmt.Errorf("read the CA: %w", err)
+		return nil, fmt.Errorf("read the CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return 0, fmt.Errorf("no certificate in %s", t.CAFile)
+		return nil, fmt.Errorf("no certificate in %s", t.CAFile)
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: tr}
-	var sum float64
+	var out []float64
 	for _, n := range t.Nodes {
 		if n.HTTPAddr == "" {
-			return 0, fmt.Errorf("node %s: no HTTP address for /metrics", n.GRPCAddr)
+			return nil, fmt.Errorf("node %s: no HTTP address for /metrics", n.GRPCAddr)
 		}
-		v, err := nodeCPU(ctx, hc, "https://"+n.HTTPAddr+"/metrics", t.Token)
+		v, err := nodeMetric(ctx, hc, "https://"+n.HTTPAddr+"/metrics", t.Token, metric)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		sum += v
+		out = append(out, v)
 	}
-	return sum, nil
+	return out, nil
 }
 
-func nodeCPU(ctx context.Context, hc *http.Client, url, token string) (float64, error) {
+func nodeMetric(ctx context.Context, hc *http.Client, url, token, metric string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
@@ -58,10 +79,10 @@ func nodeCPU(ctx context.Context, hc *http.Client, url, token string) (float64, 
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), metric+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				return 0, fmt.Errorf("GET %s: process_cpu_seconds_total %q: %w", url, v, err)
+				return 0, fmt.Errorf("GET %s: %s %q: %w", url, metric, v, err)
 			}
 			return f, nil
 		}
@@ -69,5 +90,5 @@ func nodeCPU(ctx context.Context, hc *http.Client, url, token string) (float64, 
 	if err := sc.Err(); err != nil {
 		return 0, fmt.Errorf("GET %s: %w", url, err)
 	}
-	return 0, fmt.Errorf("GET %s: no process_cpu_seconds_total", url)
+	return 0, fmt.Errorf("GET %s: no %s", url, metric)
 }

@@ -8,12 +8,16 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trustfed/trustfed/attestation"
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -28,23 +32,53 @@ type Fixture struct {
 	Pairs [][2]int
 	// Partners[i] are the organisations org i has an agreement with.
 	Partners [][]int
-	keys     []ed25519.PrivateKey
+	// MemberNodes are how many member nodes were enrolled in the preload
+	// (spread round robin over the organisations).
+	MemberNodes int
+	keys        []ed25519.PrivateKey
 }
 
-// preloadWorkers bounds the concurrent set-up calls.
-const preloadWorkers = 8
+// DefaultPreloadWorkers bounds the concurrent set-up calls unless
+// PreloadOptions.Workers says otherwise.
+const DefaultPreloadWorkers = 8
+
+// PreloadOptions are the optional parts of a preload.
+type PreloadOptions struct {
+	// MemberNodes are enrolled (EnrolMemberNode, signed with their
+	// organisation's key) round robin over the organisations, beyond the
+	// connections' own member nodes; they get no certificate.
+	MemberNodes int
+	// Workers are the concurrent set-up calls (DefaultPreloadWorkers if 0):
+	// concurrent proposals are committed together (one Raft append and
+	// fsync for many), so more workers load faster until the cores are busy.
+	Workers int
+}
 
 // Preload accredits a fresh passport issuer (and lifts the onboarding cap
 // to 4) through the admin quorum keys, registers and approves orgs
 // organisations at level 4 and has agreements of them signed, org i with
 // org i+1, i+2, ... (mod orgs) until there are agreements of them. Names
 // carry a random run id, so a running cluster can be preloaded again.
-func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKey, orgs, agreements int, log *slog.Logger) (*Fixture, error) {
+//
+// The preload goes through the public API only, one call per write (no
+// batch write exists for agreements or member nodes), opts.Workers at a
+// time; progress is logged every 10 s.
+func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKey, orgs, agreements int, opts PreloadOptions, log *slog.Logger) (*Fixture, error) {
 	if orgs < 2 {
 		return nil, fmt.Errorf("orgs: %d: want at least 2", orgs)
 	}
 	if agreements < 1 || agreements > orgs*(orgs-1)/2 {
 		return nil, fmt.Errorf("agreements: %d: want 1 to %d for %d organisations", agreements, orgs*(orgs-1)/2, orgs)
+	}
+	if opts.MemberNodes < 0 {
+		return nil, fmt.Errorf("member-nodes: %d: want 0 or more", opts.MemberNodes)
+	}
+	workers := opts.Workers
+	if workers == 0 {
+		workers = DefaultPreloadWorkers
+	}
+	if workers < 1 {
+		return nil, fmt.Errorf("preload-workers: %d: want at least 1", workers)
 	}
 	run := randomID()
 	_, issuerKey, err := ed25519.GenerateKey(rand.Reader)
@@ -74,17 +108,25 @@ func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKe
 		f.Partners[p[1]] = append(f.Partners[p[1]], p[0])
 	}
 	start := time.Now()
-	if err := each(ctx, orgs, func(ctx context.Context, i int) error {
+	if err := each(ctx, "organisations", orgs, workers, log, func(ctx context.Context, i int) error {
 		return f.enrol(ctx, admin, i, issuer, issuerKey)
 	}); err != nil {
 		return nil, err
 	}
-	if err := each(ctx, len(f.Pairs), func(ctx context.Context, i int) error {
+	if err := each(ctx, "agreements", len(f.Pairs), workers, log, func(ctx context.Context, i int) error {
 		return f.agree(ctx, admin, f.Pairs[i])
 	}); err != nil {
 		return nil, err
 	}
-	log.Info("preloaded", "organisations", orgs, "agreements", len(f.Pairs), "took", time.Since(start).Round(time.Millisecond))
+	if err := each(ctx, "member nodes", opts.MemberNodes, workers, log, func(ctx context.Context, i int) error {
+		_, err := f.enrolMember(ctx, admin, i%orgs)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	f.MemberNodes = opts.MemberNodes
+	log.Info("preloaded", "organisations", orgs, "agreements", len(f.Pairs), "member_nodes", opts.MemberNodes,
+		"workers", workers, "took", time.Since(start).Round(time.Millisecond))
 	return f, nil
 }
 
@@ -103,14 +145,73 @@ func pairs(orgs, n int) [][2]int {
 	return out
 }
 
-// each runs f(i) for i in [0, n) on preloadWorkers goroutines.
-func each(ctx context.Context, n int, f func(context.Context, int) error) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(preloadWorkers)
-	for i := range n {
-		g.Go(func() error { return f(ctx, i) })
+// progressEvery is how often each logs how far it got.
+const progressEvery = 10 * time.Second
+
+// each runs f(i) for i in [0, n) on workers goroutines and logs the
+// progress of what (done, rate) every progressEvery.
+func each(ctx context.Context, what string, n, workers int, log *slog.Logger, f func(context.Context, int) error) error {
+	if n == 0 {
+		return nil
 	}
-	return g.Wait()
+	var done atomic.Int64
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				d := done.Load()
+				log.Info("preloading", "what", what, "done", d, "of", n, "per_s", int(float64(d)/time.Since(start).Seconds()))
+			}
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for i := range n {
+		g.Go(func() error {
+			err := retryUnavailable(ctx, func() error { return f(ctx, i) })
+			done.Add(1)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("preloaded", "what", what, "n", n, "took", time.Since(start).Round(time.Millisecond),
+		"per_s", int(float64(n)/time.Since(start).Seconds()))
+	return nil
+}
+
+// unavailableFor is how long a preload step is retried while the cluster
+// answers Unavailable (no leader during an election: a loaded 2-core
+// machine can miss a heartbeat).
+const unavailableFor = time.Minute
+
+// retryUnavailable calls f again, every 500 ms for up to unavailableFor,
+// while it fails with codes.Unavailable; a step that fails half way
+// starts over: an organisation's registration that was applied is taken
+// as done, an agreement is proposed again (the half-signed one stays
+// PENDING), a member node gets a fresh name.
+func retryUnavailable(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(unavailableFor)
+	for {
+		err := f()
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // enrol registers organisation i (declared and attested level 4, passport
@@ -137,8 +238,10 @@ func (f *Fixture) enrol(ctx context.Context, admin *client.Client, i int, issuer
 	if err != nil {
 		return fmt.Errorf("registration of %s: %w", org, err)
 	}
+	// AlreadyExists: a retry (retryUnavailable) of a registration that was
+	// applied; the name carries this run's random id, so it is ours.
 	if _, err := admin.Membership().RegisterOrganization(ctx, &trustfedv1.RegisterOrganizationRequest{
-		Registration: reg, Signature: attestation.Sign(key, attestation.PurposeRegistration, reg)}); err != nil {
+		Registration: reg, Signature: attestation.Sign(key, attestation.PurposeRegistration, reg)}); err != nil && status.Code(err) != codes.AlreadyExists {
 		return fmt.Errorf("register %s: %w", org, err)
 	}
 	if _, err := admin.Admin().ApproveOrganization(ctx, &trustfedv1.ApproveOrganizationRequest{OrganizationId: org}); err != nil {
@@ -169,22 +272,39 @@ func (f *Fixture) agree(ctx context.Context, admin *client.Client, pair [2]int) 
 	return nil
 }
 
-// Member enrols a new member node of organisation i (signed with its key,
-// through admin) and returns its client certificate.
-func (f *Fixture) Member(ctx context.Context, admin *client.Client, i int) (tls.Certificate, error) {
+// enrolMember enrols a new member node of organisation i (signed with its
+// key, through admin) and returns its id and private key.
+func (f *Fixture) enrolMember(ctx context.Context, admin *client.Client, i int) (member, error) {
 	org := f.Orgs[i]
-	node := "node-" + randomID()
+	node := "node-" + randomID() + randomID()
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, err
+		return member{}, err
 	}
 	req, err := client.NewMemberEnrolment(f.keys[i], org, node, pub, time.Now())
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("enrol member %s/%s: %w", org, node, err)
+		return member{}, fmt.Errorf("enrol member %s/%s: %w", org, node, err)
 	}
 	if _, err := admin.Access().EnrolMemberNode(ctx, req); err != nil {
-		return tls.Certificate{}, fmt.Errorf("enrol member %s/%s: %w", org, node, err)
+		return member{}, fmt.Errorf("enrol member %s/%s: %w", org, node, err)
 	}
+	return member{org: org, node: node, key: key}, nil
+}
+
+// member is an enrolled member node.
+type member struct {
+	org, node string
+	key       ed25519.PrivateKey
+}
+
+// Member enrols a new member node of organisation i (signed with its key,
+// through admin) and returns its client certificate.
+func (f *Fixture) Member(ctx context.Context, admin *client.Client, i int) (tls.Certificate, error) {
+	m, err := f.enrolMember(ctx, admin, i)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	org, node, key := m.org, m.node, m.key
 	cert, _, err := client.RequestMemberCertificate(ctx, admin, org, node, key, 0)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("certificate of member %s/%s: %w", org, node, err)

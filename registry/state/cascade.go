@@ -502,9 +502,10 @@ func (r *Reader) sweepable(now time.Time, first bool) (sessions []*trustfedv1.Se
 		}
 	}
 	if it, err := r.txn.Get(tableAgreements, "id"); err == nil {
+		memo := newPartyMemo(r)
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			if ag := raw.(*trustfedv1.Agreement); ag.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
-				if reason, broken := r.agreementBroken(ag, now); broken {
+				if reason, broken := r.agreementBrokenWith(ag, now, memo.breaks); broken {
 					if agreements = append(agreements, brokenAgreement{ag, reason}); first {
 						return nil, agreements
 					}

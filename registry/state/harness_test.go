@@ -19,14 +19,14 @@ var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 // harness drives a real FSM with real signatures; time moves only through
 // the commands it applies (h.now), never the clock.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	fsm   *FSM
 	fed   *testutil.Federation
 	index uint64
 	now   time.Time
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	return &harness{t: t, fsm: NewFSM(NewStore(), attestation.Verifier{}, nil), fed: testutil.NewFederation(t), now: t0}
 }
 

@@ -73,6 +73,13 @@ func (r *Reader) attestedLevel(o *trustfedv1.Organization, now time.Time) (uint3
 // validity window at now. It returns a reason when the agreement does not
 // hold (terminated, pending, outside its window, or a condition met).
 func (r *Reader) AgreementEnded(ag *trustfedv1.Agreement, now time.Time) (reason string, ended bool) {
+	return r.agreementEnded(ag, now, r.partyBreaksTerms)
+}
+
+// partyCheck is partyBreaksTerms or a memo of it (partyMemo).
+type partyCheck func(orgID string, terms *trustfedv1.AgreementTerms, now time.Time) (string, bool)
+
+func (r *Reader) agreementEnded(ag *trustfedv1.Agreement, now time.Time, partyBreaks partyCheck) (reason string, ended bool) {
 	switch ag.GetStatus() {
 	case trustfedv1.AgreementStatus_AGREEMENT_STATUS_PENDING:
 		return fmt.Sprintf("agreement %s is not signed by both parties", ag.Id), true
@@ -87,7 +94,7 @@ func (r *Reader) AgreementEnded(ag *trustfedv1.Agreement, now time.Time) (reason
 		return fmt.Sprintf("agreement %s ended at %s (end date)", ag.Id, na.AsTime().UTC().Format(time.RFC3339)), true
 	}
 	for _, id := range []string{ag.OrganizationAId, ag.OrganizationBId} {
-		if reason, ended := r.partyBreaksTerms(id, terms, now); ended {
+		if reason, ended := partyBreaks(id, terms, now); ended {
 			return fmt.Sprintf("agreement %s: %s", ag.Id, reason), true
 		}
 	}
@@ -124,8 +131,50 @@ func (r *Reader) partyBreaksTerms(orgID string, terms *trustfedv1.AgreementTerms
 // broken at now. Unlike AgreementEnded, an agreement that has not started
 // yet is not broken: it waits for its not_before.
 func (r *Reader) agreementBroken(ag *trustfedv1.Agreement, now time.Time) (string, bool) {
+	return r.agreementBrokenWith(ag, now, r.partyBreaksTerms)
+}
+
+func (r *Reader) agreementBrokenWith(ag *trustfedv1.Agreement, now time.Time, partyBreaks partyCheck) (string, bool) {
 	if nb := ag.GetParsedTerms().GetNotBefore(); nb != nil && now.Before(nb.AsTime()) {
 		return "", false
 	}
-	return r.AgreementEnded(ag, now)
+	return r.agreementEnded(ag, now, partyBreaks)
+}
+
+// partyMemo remembers partyBreaksTerms within one view and one now: its
+// answer depends only on the organisation and the two conditions it reads
+// (on_passport_expiry, min_level), so a scan of every agreement (the
+// sweeper's, every second on the leader) evaluates each organisation's
+// status, passport and level once per distinct condition instead of twice
+// per agreement.
+type partyMemo struct {
+	r    *Reader
+	seen map[partyKey]partyVerdict
+}
+
+type partyKey struct {
+	org      string
+	onExpiry bool
+	minLevel uint32
+}
+
+type partyVerdict struct {
+	reason string
+	broken bool
+}
+
+func newPartyMemo(r *Reader) *partyMemo {
+	return &partyMemo{r: r, seen: map[partyKey]partyVerdict{}}
+}
+
+// breaks is partyBreaksTerms, memoised; a memo serves one now only.
+func (m *partyMemo) breaks(orgID string, terms *trustfedv1.AgreementTerms, now time.Time) (string, bool) {
+	cond := terms.GetTermination()
+	k := partyKey{org: orgID, onExpiry: cond.GetOnPassportExpiry(), minLevel: cond.GetMinLevel()}
+	if v, ok := m.seen[k]; ok {
+		return v.reason, v.broken
+	}
+	reason, broken := m.r.partyBreaksTerms(orgID, terms, now)
+	m.seen[k] = partyVerdict{reason, broken}
+	return reason, broken
 }

@@ -1,0 +1,104 @@
+package state
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// BenchmarkScaleLeaderTasks measures the two leader tasks whose cost grows
+// with the whole state (BENCHMARKS.md, "Scale"), on 1,000 organisations
+// and 10k, 100k (and, with TRUSTFED_STATE_SCALE_MAX=1000000, 1M) active
+// agreements between them:
+//   - SweepDue: what the leader's sweeper asks every second (a scan of
+//     every agreement; nothing is due, so it scans them all);
+//   - Commitment: the trust-state commitment of every audit checkpoint.
+//
+// The agreements are copies of one agreement applied for real, inserted
+// into the store directly (a benchmark fixture, not a write path).
+func BenchmarkScaleLeaderTasks(b *testing.B) {
+	limit := 100_000
+	if s := os.Getenv("TRUSTFED_STATE_SCALE_MAX"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatalf("TRUSTFED_STATE_SCALE_MAX: %q: %v", s, err)
+		}
+		limit = n
+	}
+	h := newHarness(b)
+	h.accredit()
+	const orgs = 1000
+	for i := range orgs {
+		h.member(fmt.Sprintf("org-%04d", i), 3, 3)
+	}
+	h.agreement("agr-0000000000000000", "org-0000", "org-0001", 2)
+	template, ok := h.read().Agreement("agr-0000000000000000")
+	if !ok || template.Status != trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+		b.Fatal("the template agreement is not active")
+	}
+	have := 1
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		if n > limit {
+			break
+		}
+		tx := h.fsm.store.db.Load().Txn(true)
+		for ; have < n; have++ {
+			ag := proto.CloneOf(template)
+			ag.Id = fmt.Sprintf("agr-%016x", have)
+			ag.OrganizationAId, ag.OrganizationBId = fmt.Sprintf("org-%04d", have%orgs), fmt.Sprintf("org-%04d", (have/orgs+have+1)%orgs)
+			mustDo(tx.Insert(tableAgreements, ag))
+			mustDo(addEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id))
+		}
+		tx.Commit()
+		r := h.read()
+		b.Run(fmt.Sprintf("agreements=%d/SweepDue", n), func(b *testing.B) {
+			for b.Loop() {
+				if r.SweepDue(h.now) {
+					b.Fatal("nothing is due")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("agreements=%d/Commitment", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := r.Commitment(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// The sweeper's memo answers as partyBreaksTerms does, per organisation and
+// per condition: the same organisation (level 2) breaks an agreement with
+// minimum level 3 and keeps one with minimum level 2, whatever is asked first.
+func TestPartyMemoKeepsEachConditionApart(t *testing.T) {
+	h := newHarness(t)
+	h.accredit()
+	h.member("org-a", 2, 2)
+	h.member("org-b", 3, 3)
+	r := h.read()
+	strict := &trustfedv1.AgreementTerms{Termination: &trustfedv1.TerminationConditions{MinLevel: 3}}
+	loose := &trustfedv1.AgreementTerms{Termination: &trustfedv1.TerminationConditions{MinLevel: 2}}
+	for _, order := range [][]*trustfedv1.AgreementTerms{{strict, loose}, {loose, strict}} {
+		memo := newPartyMemo(r)
+		for range 2 { // the second round is answered from the memo
+			for _, terms := range order {
+				for _, org := range []string{"org-a", "org-b", "org-gone"} {
+					wantReason, want := r.partyBreaksTerms(org, terms, h.now)
+					gotReason, got := memo.breaks(org, terms, h.now)
+					require.Equal(t, want, got, "%s, min level %d", org, terms.Termination.MinLevel)
+					require.Equal(t, wantReason, gotReason)
+				}
+			}
+		}
+	}
+	_, broken := r.partyBreaksTerms("org-a", strict, h.now)
+	require.True(t, broken, "the fixture: org-a is below 3")
+	_, broken = r.partyBreaksTerms("org-a", loose, h.now)
+	require.False(t, broken, "the fixture: org-a meets 2")
+}
