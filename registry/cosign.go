@@ -174,6 +174,10 @@ func (c *Cosigner) Result(ctx context.Context, index uint64) (*cosignResult, err
 // the decisions it does not vouch for.
 func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignResult {
 	res := &cosignResult{}
+	if err := c.checkBatchTime(b); err != nil {
+		res.err = err
+		return res
+	}
 	v, err := decision.VouchBatch(b, vouch)
 	if err != nil {
 		res.err = fmt.Errorf("node %s does not vouch for the batch: %w", c.nodeID, err)
@@ -211,6 +215,25 @@ func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignR
 	}
 	res.sig = &trustfedv1.BatchSignature{NodeId: c.nodeID, KeyId: keyID, Signature: sig}
 	return res
+}
+
+// checkBatchTime refuses a batch whose leader-stamped time is off this
+// node's own clock: more than decision.MaxDecisionLead ahead of it or
+// decision.MaxDecisionAge behind. Decisions are vouched for against the
+// batch's time, so without this a leader whose clock jumped would get its
+// own decisions certified with decided_at as far off the real time (and
+// credentials checked at that time). It is node-local (each replica's own
+// clock), so it refuses the whole batch: a leader with a skewed clock gets
+// no decision certified, and its members fail over to another node.
+func (c *Cosigner) checkBatchTime(b state.DecisionBatch) error {
+	now := c.clock()
+	switch {
+	case b.Time.After(now.Add(decision.MaxDecisionLead)):
+		return fmt.Errorf("node %s does not vouch for the batch at index %d: stamped %s, %s ahead of this node's clock (the leader's clock is off, or this node's)", c.nodeID, b.Index, fmtTime(b.Time), b.Time.Sub(now).Round(time.Millisecond))
+	case b.Time.Before(now.Add(-decision.MaxDecisionAge)):
+		return fmt.Errorf("node %s does not vouch for the batch at index %d: stamped %s, %s behind this node's clock (the leader's clock is off, or this node's)", c.nodeID, b.Index, fmtTime(b.Time), now.Sub(b.Time).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // vouch checks one decision of b (decision.Vouch).

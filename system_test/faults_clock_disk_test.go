@@ -119,22 +119,19 @@ func TestFaultsClockJump(t *testing.T) {
 			for r, n := range s.refusals {
 				require.True(t, strings.HasPrefix(r, "Unavailable "), "%s: %s refused %d checks with %q: a skewed clock must give a clear, retryable refusal", what, id, n, r)
 			}
-			if id != step.id || step.role == "follower" {
-				require.Zero(t, s.outside, "%s: %s answered a decision stamped outside the window the replicas vouch for", what, id)
-			}
+			require.Zero(t, s.outside, "%s: %s answered a decision stamped outside the window the replicas vouch for", what, id)
 			if step.role == "follower" && id != step.id {
 				require.GreaterOrEqual(t, 2*s.answered, s.sent, "%s: the healthy node %s keeps answering checks", what, id)
 			}
 		}
 		if step.role == "leader" {
-			// Known defect (docs/reliability.md, "Clock jumps"): the audit
-			// batch carries the leader's time and the replicas vouch for a
-			// decision by comparing decided_at with it, not with their own
-			// clocks. A leader whose clock jumped certifies its own
-			// decisions stamped as far off, and no decision of another node
-			// is certified. Recorded here, not asserted away.
-			t.Logf("KNOWN DEFECT, %s: the leader answered %d of %d checks with decided_at up to %s off the real time; the followers answered %d and %d",
-				what, got[step.id].outside, got[step.id].sent, got[step.id].maxSkew.Round(time.Second), got[f.others(step.id)[0]].answered, got[f.others(step.id)[1]].answered)
+			// The replicas refuse batches stamped off their own clocks
+			// (Cosigner.checkBatchTime), so no decision is certified while
+			// the leader's clock is off: no wrong time is certified, but
+			// leadership does not move either (docs/reliability.md, "Clock
+			// jumps"). Logged, not asserted: what the nodes answer is.
+			t.Logf("%s: answered %d, %d and %d checks on the three nodes while the leader's clock was off",
+				what, got[f.ids[0]].answered, got[f.ids[1]].answered, got[f.ids[2]].answered)
 		}
 		f.setClock(t, step.id, 0)
 		end()
