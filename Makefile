@@ -53,13 +53,16 @@ DURATION ?= 10m
 SOAK_NODES ?= 3
 SOAK_FAULT_EVERY ?= 1m
 SOAKFLAGS ?=
+# SOAK_FAULTS: "|"-separated substrings of fault names to draw from (default: all), e.g.
+# SOAK_FAULTS='kill -9 the leader|kill -9 a follower|isolate the leader' for AG-783's availability target.
+SOAK_FAULTS ?=
 ## soak: DURATION (default 10m) of load on a SOAK_NODES-node cluster with a random fault (kill,
 ## pause, partition, one-way cut, slow links, full crash, node replaced, clock jump, slow disk)
 ## every SOAK_FAULT_EVERY; prints operations,
 ## faults, linearizability violations, lost writes and availability (docs/reliability.md).
 ## TRUSTFED_FAULTS_SEED repeats a run; SOAKFLAGS=-race builds the servers with the race detector.
 soak:
-	TRUSTFED_SOAK_DURATION=$(DURATION) TRUSTFED_SOAK_NODES=$(SOAK_NODES) TRUSTFED_SOAK_FAULT_EVERY=$(SOAK_FAULT_EVERY) \
+	TRUSTFED_SOAK_DURATION=$(DURATION) TRUSTFED_SOAK_NODES=$(SOAK_NODES) TRUSTFED_SOAK_FAULT_EVERY=$(SOAK_FAULT_EVERY) TRUSTFED_SOAK_FAULTS='$(SOAK_FAULTS)' \
 		$(GO) test $(SOAKFLAGS) -count=1 -timeout 24h -run '^TestFaultsSoak$$' -v ./system_test/
 
 FUZZTIME ?= 20000x
