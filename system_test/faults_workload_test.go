@@ -332,9 +332,11 @@ func (w *workload) probeCheckResp(ctx context.Context, id string, timeout time.D
 		FromOrganizationId: probeOrgs[0], ToOrganizationId: probeOrgs[1], Action: workloadAction})
 }
 
-// prober sends a check every 50 ms as a member that knows every node: it
-// tries the node that answered last, then the others, each for a share of
-// the 1 s budget.
+// prober sends a check every 50 ms as a member that knows every node, the
+// way the member gateway does (client/gateway, registries.do): it tries the
+// node that answered last, then the others, each for at most 400 ms of
+// the 1 s budget; when every node refused, it pauses (25 ms, doubling)
+// and goes round again until the budget is spent.
 func (w *workload) prober(ctx context.Context) {
 	good := 0
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -348,19 +350,33 @@ func (w *workload) prober(ctx context.Context) {
 		start := time.Now()
 		answered := false
 		nodes := w.currentNodes()
-		for i := 0; i < len(nodes) && !answered; i++ {
-			left := availabilityBudget - time.Since(start)
-			if left <= 0 {
+		pause := 25 * time.Millisecond
+	rounds:
+		for {
+			for i := 0; i < len(nodes); i++ {
+				left := availabilityBudget - time.Since(start)
+				if left <= 0 || ctx.Err() != nil {
+					break rounds
+				}
+				id := nodes[(good+i)%len(nodes)]
+				err := w.probeCheck(ctx, id, min(left, 400*time.Millisecond))
+				if err != nil && ctx.Err() == nil {
+					w.tally(probeKind{}, err)
+				}
+				if err == nil {
+					answered, good = true, (good+i)%len(nodes)
+					break rounds
+				}
+			}
+			if availabilityBudget-time.Since(start) <= pause {
 				break
 			}
-			id := nodes[(good+i)%len(nodes)]
-			err := w.probeCheck(ctx, id, min(left, 400*time.Millisecond))
-			if err != nil && ctx.Err() == nil {
-				w.tally(probeKind{}, err)
+			select {
+			case <-ctx.Done():
+				break rounds
+			case <-time.After(pause):
 			}
-			if err == nil {
-				answered, good = true, (good+i)%len(nodes)
-			}
+			pause = min(2*pause, 200*time.Millisecond)
 		}
 		if ctx.Err() != nil {
 			return

@@ -35,21 +35,49 @@ func failover(err error) bool {
 	return false
 }
 
+// Retry rounds over the registry nodes when every one answered with a
+// failover error (an election, a node catching up): the first round is at
+// once, then each after a pause that doubles from failoverPause up to
+// failoverMaxPause, until ctx ends. Without a deadline on ctx, at most
+// failoverRounds rounds.
+const (
+	failoverPause    = 25 * time.Millisecond
+	failoverMaxPause = 200 * time.Millisecond
+	failoverRounds   = 3
+)
+
 // do calls fn on the current registry, then on each other one while the
-// error says the node is unreachable. It returns fn's last error.
+// error says the node is unreachable or not serving right now; when every
+// node said so, it pauses and goes round again while ctx allows (a leader
+// election takes a second or so; a member with a deadline would rather
+// wait for it than fail). It returns fn's last error.
 func (r *registries) do(ctx context.Context, fn func(context.Context, *client.Client) error) error {
-	start := r.cur.Load()
+	_, hasDeadline := ctx.Deadline()
+	pause := failoverPause
 	var err error
-	for i := range uint32(len(r.clients)) {
-		n := (start + i) % uint32(len(r.clients))
-		if err = fn(ctx, r.clients[n]); err == nil || !failover(err) || ctx.Err() != nil {
-			if err == nil && n != start {
-				r.cur.Store(n)
+	for round := 0; ; round++ {
+		start := r.cur.Load()
+		for i := range uint32(len(r.clients)) {
+			n := (start + i) % uint32(len(r.clients))
+			if err = fn(ctx, r.clients[n]); err == nil || !failover(err) || ctx.Err() != nil {
+				if err == nil && n != start {
+					r.cur.Store(n)
+				}
+				return err
 			}
+		}
+		if !hasDeadline && round+1 >= failoverRounds {
 			return err
 		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, failoverMaxPause)
 	}
-	return err
 }
 
 // current is the client of the registry used last.
