@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -101,4 +102,54 @@ func TestPartyMemoKeepsEachConditionApart(t *testing.T) {
 	require.True(t, broken, "the fixture: org-a is below 3")
 	_, broken = r.partyBreaksTerms("org-a", loose, h.now)
 	require.False(t, broken, "the fixture: org-a meets 2")
+}
+
+// BenchmarkScaleHeapPerAgreement reports the Go heap one active agreement
+// (its record and its edges in the state's indexes) keeps live, at 100k
+// agreements (TRUSTFED_STATE_SCALE_MAX raises it): the in-memory part of
+// a node's RSS at scale. The rest is the Raft log and audit log's bbolt
+// files, mapped into memory (RssFile, not heap).
+func BenchmarkScaleHeapPerAgreement(b *testing.B) {
+	n := 100_000
+	if s := os.Getenv("TRUSTFED_STATE_SCALE_MAX"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatalf("TRUSTFED_STATE_SCALE_MAX: %q: %v", s, err)
+		}
+		n = v
+	}
+	h := newHarness(b)
+	h.accredit()
+	const orgs = 1000
+	for i := range orgs {
+		h.member(fmt.Sprintf("org-%04d", i), 3, 3)
+	}
+	h.agreement("agr-0000000000000000", "org-0000", "org-0001", 2)
+	template, ok := h.read().Agreement("agr-0000000000000000")
+	if !ok {
+		b.Fatal("no template agreement")
+	}
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	round := 0
+	for b.Loop() {
+		round++
+		before := heap()
+		tx := h.fsm.store.db.Load().Txn(true)
+		for i := 1; i < n; i++ {
+			ag := proto.CloneOf(template)
+			ag.Id = fmt.Sprintf("agr-%02d-%016x", round, i)
+			ag.OrganizationAId, ag.OrganizationBId = fmt.Sprintf("org-%04d", i%orgs), fmt.Sprintf("org-%04d", (i/orgs+i+1)%orgs)
+			mustDo(tx.Insert(tableAgreements, ag))
+			mustDo(addEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id))
+		}
+		tx.Commit()
+		after := heap()
+		b.ReportMetric(float64(after-before)/float64(n-1), "heap-B/agreement")
+		b.ReportMetric(float64(proto.Size(template)), "proto-B/agreement")
+	}
 }
