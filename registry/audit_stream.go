@@ -83,7 +83,7 @@ func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *co
 	cctx, cancel := a.raft.LeaderCall(ctx, l.ID)
 	defer cancel()
 	st.sendMu.Lock()
-	err = st.stream.Send(&peerv1.AppendAuditRequest{Audit: batch})
+	err = st.stream.Send(&peerv1.AppendAuditStreamRequest{Audit: batch})
 	st.sendMu.Unlock()
 	if err != nil {
 		a.close(st, fmt.Errorf("send: %w", err))

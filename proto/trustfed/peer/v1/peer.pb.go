@@ -201,6 +201,51 @@ func (x *AppendAuditResponse) GetIndex() uint64 {
 	return 0
 }
 
+// AppendAuditStreamRequest is one batch of an AppendAuditStream.
+type AppendAuditStreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Audit         *v1.AppendAudit        `protobuf:"bytes,1,opt,name=audit,proto3" json:"audit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAuditStreamRequest) Reset() {
+	*x = AppendAuditStreamRequest{}
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAuditStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAuditStreamRequest) ProtoMessage() {}
+
+func (x *AppendAuditStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAuditStreamRequest.ProtoReflect.Descriptor instead.
+func (*AppendAuditStreamRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AppendAuditStreamRequest) GetAudit() *v1.AppendAudit {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
 // AppendAuditStreamResponse answers one batch of an AppendAuditStream.
 type AppendAuditStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -221,7 +266,7 @@ type AppendAuditStreamResponse struct {
 
 func (x *AppendAuditStreamResponse) Reset() {
 	*x = AppendAuditStreamResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +278,7 @@ func (x *AppendAuditStreamResponse) String() string {
 func (*AppendAuditStreamResponse) ProtoMessage() {}
 
 func (x *AppendAuditStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[4]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +291,7 @@ func (x *AppendAuditStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAuditStreamResponse.ProtoReflect.Descriptor instead.
 func (*AppendAuditStreamResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AppendAuditStreamResponse) GetBatchId() string {
@@ -292,7 +337,7 @@ type ProgressRequest struct {
 
 func (x *ProgressRequest) Reset() {
 	*x = ProgressRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +349,7 @@ func (x *ProgressRequest) String() string {
 func (*ProgressRequest) ProtoMessage() {}
 
 func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[5]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +362,7 @@ func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressRequest.ProtoReflect.Descriptor instead.
 func (*ProgressRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 type ProgressResponse struct {
@@ -332,7 +377,7 @@ type ProgressResponse struct {
 
 func (x *ProgressResponse) Reset() {
 	*x = ProgressResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +389,7 @@ func (x *ProgressResponse) String() string {
 func (*ProgressResponse) ProtoMessage() {}
 
 func (x *ProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[6]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +402,7 @@ func (x *ProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressResponse.ProtoReflect.Descriptor instead.
 func (*ProgressResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProgressResponse) GetNodeId() string {
@@ -390,7 +435,7 @@ type ReportDivergenceRequest struct {
 
 func (x *ReportDivergenceRequest) Reset() {
 	*x = ReportDivergenceRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +447,7 @@ func (x *ReportDivergenceRequest) String() string {
 func (*ReportDivergenceRequest) ProtoMessage() {}
 
 func (x *ReportDivergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[7]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +460,7 @@ func (x *ReportDivergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDivergenceRequest.ProtoReflect.Descriptor instead.
 func (*ReportDivergenceRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportDivergenceRequest) GetDivergence() *v1.ReportDivergence {
@@ -435,7 +480,7 @@ type ReportDivergenceResponse struct {
 
 func (x *ReportDivergenceResponse) Reset() {
 	*x = ReportDivergenceResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +492,7 @@ func (x *ReportDivergenceResponse) String() string {
 func (*ReportDivergenceResponse) ProtoMessage() {}
 
 func (x *ReportDivergenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[8]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +505,7 @@ func (x *ReportDivergenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDivergenceResponse.ProtoReflect.Descriptor instead.
 func (*ReportDivergenceResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReportDivergenceResponse) GetIndex() uint64 {
@@ -478,7 +523,7 @@ type GetCommitmentRequest struct {
 
 func (x *GetCommitmentRequest) Reset() {
 	*x = GetCommitmentRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +535,7 @@ func (x *GetCommitmentRequest) String() string {
 func (*GetCommitmentRequest) ProtoMessage() {}
 
 func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[9]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +548,7 @@ func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitmentRequest.ProtoReflect.Descriptor instead.
 func (*GetCommitmentRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 type GetCommitmentResponse struct {
@@ -518,7 +563,7 @@ type GetCommitmentResponse struct {
 
 func (x *GetCommitmentResponse) Reset() {
 	*x = GetCommitmentResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +575,7 @@ func (x *GetCommitmentResponse) String() string {
 func (*GetCommitmentResponse) ProtoMessage() {}
 
 func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[10]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +588,7 @@ func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitmentResponse.ProtoReflect.Descriptor instead.
 func (*GetCommitmentResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCommitmentResponse) GetNodeId() string {
@@ -578,7 +623,7 @@ type CosignCheckpointRequest struct {
 
 func (x *CosignCheckpointRequest) Reset() {
 	*x = CosignCheckpointRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +635,7 @@ func (x *CosignCheckpointRequest) String() string {
 func (*CosignCheckpointRequest) ProtoMessage() {}
 
 func (x *CosignCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[11]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +648,7 @@ func (x *CosignCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CosignCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CosignCheckpointRequest) GetText() []byte {
@@ -625,7 +670,7 @@ type CosignCheckpointResponse struct {
 
 func (x *CosignCheckpointResponse) Reset() {
 	*x = CosignCheckpointResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +682,7 @@ func (x *CosignCheckpointResponse) String() string {
 func (*CosignCheckpointResponse) ProtoMessage() {}
 
 func (x *CosignCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[12]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +695,7 @@ func (x *CosignCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CosignCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CosignCheckpointResponse) GetNodeId() string {
@@ -675,7 +720,7 @@ type GetCertifiedCheckpointRequest struct {
 
 func (x *GetCertifiedCheckpointRequest) Reset() {
 	*x = GetCertifiedCheckpointRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +732,7 @@ func (x *GetCertifiedCheckpointRequest) String() string {
 func (*GetCertifiedCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCertifiedCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[13]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +745,7 @@ func (x *GetCertifiedCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertifiedCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCertifiedCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 type GetCertifiedCheckpointResponse struct {
@@ -718,7 +763,7 @@ type GetCertifiedCheckpointResponse struct {
 
 func (x *GetCertifiedCheckpointResponse) Reset() {
 	*x = GetCertifiedCheckpointResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +775,7 @@ func (x *GetCertifiedCheckpointResponse) String() string {
 func (*GetCertifiedCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCertifiedCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[14]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +788,7 @@ func (x *GetCertifiedCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertifiedCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCertifiedCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetCertifiedCheckpointResponse) GetNodeId() string {
@@ -780,7 +825,7 @@ type CosignBatchRequest struct {
 
 func (x *CosignBatchRequest) Reset() {
 	*x = CosignBatchRequest{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +837,7 @@ func (x *CosignBatchRequest) String() string {
 func (*CosignBatchRequest) ProtoMessage() {}
 
 func (x *CosignBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[15]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +850,7 @@ func (x *CosignBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignBatchRequest.ProtoReflect.Descriptor instead.
 func (*CosignBatchRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CosignBatchRequest) GetLogIndex() uint64 {
@@ -833,7 +878,7 @@ type CosignBatchResponse struct {
 
 func (x *CosignBatchResponse) Reset() {
 	*x = CosignBatchResponse{}
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[16]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +890,7 @@ func (x *CosignBatchResponse) String() string {
 func (*CosignBatchResponse) ProtoMessage() {}
 
 func (x *CosignBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[16]
+	mi := &file_trustfed_peer_v1_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +903,7 @@ func (x *CosignBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignBatchResponse.ProtoReflect.Descriptor instead.
 func (*CosignBatchResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_peer_v1_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CosignBatchResponse) GetBatchHead() []byte {
@@ -887,7 +932,9 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\"R\n" +
 	"\x13AppendAuditResponse\x12%\n" +
 	"\x0efirst_sequence\x18\x01 \x01(\x04R\rfirstSequence\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xa1\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"R\n" +
+	"\x18AppendAuditStreamRequest\x126\n" +
+	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\"\xa1\x01\n" +
 	"\x19AppendAuditStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12%\n" +
 	"\x0efirst_sequence\x18\x02 \x01(\x04R\rfirstSequence\x12\x14\n" +
@@ -928,11 +975,11 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x13CosignBatchResponse\x12\x1d\n" +
 	"\n" +
 	"batch_head\x18\x01 \x01(\fR\tbatchHead\x129\n" +
-	"\tsignature\x18\x02 \x01(\v2\x1b.trustfed.v1.BatchSignatureR\tsignature2\xae\a\n" +
+	"\tsignature\x18\x02 \x01(\v2\x1b.trustfed.v1.BatchSignatureR\tsignature2\xb4\a\n" +
 	"\vPeerService\x12Y\n" +
 	"\tReadIndex\x12\".trustfed.peer.v1.ReadIndexRequest\x1a#.trustfed.peer.v1.ReadIndexResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12j\n" +
-	"\x11AppendAuditStream\x12$.trustfed.peer.v1.AppendAuditRequest\x1a+.trustfed.peer.v1.AppendAuditStreamResponse(\x010\x01\x12V\n" +
+	"\vAppendAudit\x12$.trustfed.peer.v1.AppendAuditRequest\x1a%.trustfed.peer.v1.AppendAuditResponse\x12p\n" +
+	"\x11AppendAuditStream\x12*.trustfed.peer.v1.AppendAuditStreamRequest\x1a+.trustfed.peer.v1.AppendAuditStreamResponse(\x010\x01\x12V\n" +
 	"\bProgress\x12!.trustfed.peer.v1.ProgressRequest\x1a\".trustfed.peer.v1.ProgressResponse\"\x03\x90\x02\x01\x12i\n" +
 	"\x10ReportDivergence\x12).trustfed.peer.v1.ReportDivergenceRequest\x1a*.trustfed.peer.v1.ReportDivergenceResponse\x12e\n" +
 	"\rGetCommitment\x12&.trustfed.peer.v1.GetCommitmentRequest\x1a'.trustfed.peer.v1.GetCommitmentResponse\"\x03\x90\x02\x01\x12n\n" +
@@ -952,56 +999,58 @@ func file_trustfed_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_trustfed_peer_v1_peer_proto_rawDescData
 }
 
-var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_trustfed_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_trustfed_peer_v1_peer_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),               // 0: trustfed.peer.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),              // 1: trustfed.peer.v1.ReadIndexResponse
 	(*AppendAuditRequest)(nil),             // 2: trustfed.peer.v1.AppendAuditRequest
 	(*AppendAuditResponse)(nil),            // 3: trustfed.peer.v1.AppendAuditResponse
-	(*AppendAuditStreamResponse)(nil),      // 4: trustfed.peer.v1.AppendAuditStreamResponse
-	(*ProgressRequest)(nil),                // 5: trustfed.peer.v1.ProgressRequest
-	(*ProgressResponse)(nil),               // 6: trustfed.peer.v1.ProgressResponse
-	(*ReportDivergenceRequest)(nil),        // 7: trustfed.peer.v1.ReportDivergenceRequest
-	(*ReportDivergenceResponse)(nil),       // 8: trustfed.peer.v1.ReportDivergenceResponse
-	(*GetCommitmentRequest)(nil),           // 9: trustfed.peer.v1.GetCommitmentRequest
-	(*GetCommitmentResponse)(nil),          // 10: trustfed.peer.v1.GetCommitmentResponse
-	(*CosignCheckpointRequest)(nil),        // 11: trustfed.peer.v1.CosignCheckpointRequest
-	(*CosignCheckpointResponse)(nil),       // 12: trustfed.peer.v1.CosignCheckpointResponse
-	(*GetCertifiedCheckpointRequest)(nil),  // 13: trustfed.peer.v1.GetCertifiedCheckpointRequest
-	(*GetCertifiedCheckpointResponse)(nil), // 14: trustfed.peer.v1.GetCertifiedCheckpointResponse
-	(*CosignBatchRequest)(nil),             // 15: trustfed.peer.v1.CosignBatchRequest
-	(*CosignBatchResponse)(nil),            // 16: trustfed.peer.v1.CosignBatchResponse
-	(*v1.AppendAudit)(nil),                 // 17: trustfed.command.v1.AppendAudit
-	(*v1.ReportDivergence)(nil),            // 18: trustfed.command.v1.ReportDivergence
-	(*v11.BatchSignature)(nil),             // 19: trustfed.v1.BatchSignature
+	(*AppendAuditStreamRequest)(nil),       // 4: trustfed.peer.v1.AppendAuditStreamRequest
+	(*AppendAuditStreamResponse)(nil),      // 5: trustfed.peer.v1.AppendAuditStreamResponse
+	(*ProgressRequest)(nil),                // 6: trustfed.peer.v1.ProgressRequest
+	(*ProgressResponse)(nil),               // 7: trustfed.peer.v1.ProgressResponse
+	(*ReportDivergenceRequest)(nil),        // 8: trustfed.peer.v1.ReportDivergenceRequest
+	(*ReportDivergenceResponse)(nil),       // 9: trustfed.peer.v1.ReportDivergenceResponse
+	(*GetCommitmentRequest)(nil),           // 10: trustfed.peer.v1.GetCommitmentRequest
+	(*GetCommitmentResponse)(nil),          // 11: trustfed.peer.v1.GetCommitmentResponse
+	(*CosignCheckpointRequest)(nil),        // 12: trustfed.peer.v1.CosignCheckpointRequest
+	(*CosignCheckpointResponse)(nil),       // 13: trustfed.peer.v1.CosignCheckpointResponse
+	(*GetCertifiedCheckpointRequest)(nil),  // 14: trustfed.peer.v1.GetCertifiedCheckpointRequest
+	(*GetCertifiedCheckpointResponse)(nil), // 15: trustfed.peer.v1.GetCertifiedCheckpointResponse
+	(*CosignBatchRequest)(nil),             // 16: trustfed.peer.v1.CosignBatchRequest
+	(*CosignBatchResponse)(nil),            // 17: trustfed.peer.v1.CosignBatchResponse
+	(*v1.AppendAudit)(nil),                 // 18: trustfed.command.v1.AppendAudit
+	(*v1.ReportDivergence)(nil),            // 19: trustfed.command.v1.ReportDivergence
+	(*v11.BatchSignature)(nil),             // 20: trustfed.v1.BatchSignature
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
-	17, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	18, // 1: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
-	19, // 2: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
-	0,  // 3: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
-	2,  // 4: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
-	2,  // 5: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditRequest
-	5,  // 6: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
-	7,  // 7: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
-	9,  // 8: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
-	11, // 9: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
-	13, // 10: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
-	15, // 11: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
-	1,  // 12: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3,  // 13: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	4,  // 14: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
-	6,  // 15: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	8,  // 16: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
-	10, // 17: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
-	12, // 18: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
-	14, // 19: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
-	16, // 20: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
-	12, // [12:21] is the sub-list for method output_type
-	3,  // [3:12] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	18, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
+	18, // 1: trustfed.peer.v1.AppendAuditStreamRequest.audit:type_name -> trustfed.command.v1.AppendAudit
+	19, // 2: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	20, // 3: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
+	0,  // 4: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
+	2,  // 5: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
+	4,  // 6: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditStreamRequest
+	6,  // 7: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
+	8,  // 8: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
+	10, // 9: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
+	12, // 10: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
+	14, // 11: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
+	16, // 12: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
+	1,  // 13: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 14: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5,  // 15: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
+	7,  // 16: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	9,  // 17: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	11, // 18: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	13, // 19: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
+	15, // 20: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
+	17, // 21: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
+	13, // [13:22] is the sub-list for method output_type
+	4,  // [4:13] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_peer_v1_peer_proto_init() }
@@ -1015,7 +1064,7 @@ func file_trustfed_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_peer_v1_peer_proto_rawDesc), len(file_trustfed_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

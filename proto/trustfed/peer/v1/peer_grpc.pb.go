@@ -52,7 +52,7 @@ type PeerServiceClient interface {
 	// response answers one batch, in the order the batches commit. A batch
 	// whose answer is lost (the stream or the leadership ended) is sent again
 	// under the same batch_id, and the state machine appends it once.
-	AppendAuditStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendAuditRequest, AppendAuditStreamResponse], error)
+	AppendAuditStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendAuditStreamRequest, AppendAuditStreamResponse], error)
 	// Progress reports how far the answering server has applied the log: the
 	// leader asks a non-voter before promoting it to voter.
 	Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error)
@@ -110,18 +110,18 @@ func (c *peerServiceClient) AppendAudit(ctx context.Context, in *AppendAuditRequ
 	return out, nil
 }
 
-func (c *peerServiceClient) AppendAuditStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendAuditRequest, AppendAuditStreamResponse], error) {
+func (c *peerServiceClient) AppendAuditStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendAuditStreamRequest, AppendAuditStreamResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &PeerService_ServiceDesc.Streams[0], PeerService_AppendAuditStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[AppendAuditRequest, AppendAuditStreamResponse]{ClientStream: stream}
+	x := &grpc.GenericClientStream[AppendAuditStreamRequest, AppendAuditStreamResponse]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type PeerService_AppendAuditStreamClient = grpc.BidiStreamingClient[AppendAuditRequest, AppendAuditStreamResponse]
+type PeerService_AppendAuditStreamClient = grpc.BidiStreamingClient[AppendAuditStreamRequest, AppendAuditStreamResponse]
 
 func (c *peerServiceClient) Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -203,7 +203,7 @@ type PeerServiceServer interface {
 	// response answers one batch, in the order the batches commit. A batch
 	// whose answer is lost (the stream or the leadership ended) is sent again
 	// under the same batch_id, and the state machine appends it once.
-	AppendAuditStream(grpc.BidiStreamingServer[AppendAuditRequest, AppendAuditStreamResponse]) error
+	AppendAuditStream(grpc.BidiStreamingServer[AppendAuditStreamRequest, AppendAuditStreamResponse]) error
 	// Progress reports how far the answering server has applied the log: the
 	// leader asks a non-voter before promoting it to voter.
 	Progress(context.Context, *ProgressRequest) (*ProgressResponse, error)
@@ -247,7 +247,7 @@ func (UnimplementedPeerServiceServer) ReadIndex(context.Context, *ReadIndexReque
 func (UnimplementedPeerServiceServer) AppendAudit(context.Context, *AppendAuditRequest) (*AppendAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AppendAudit not implemented")
 }
-func (UnimplementedPeerServiceServer) AppendAuditStream(grpc.BidiStreamingServer[AppendAuditRequest, AppendAuditStreamResponse]) error {
+func (UnimplementedPeerServiceServer) AppendAuditStream(grpc.BidiStreamingServer[AppendAuditStreamRequest, AppendAuditStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method AppendAuditStream not implemented")
 }
 func (UnimplementedPeerServiceServer) Progress(context.Context, *ProgressRequest) (*ProgressResponse, error) {
@@ -326,11 +326,11 @@ func _PeerService_AppendAudit_Handler(srv interface{}, ctx context.Context, dec 
 }
 
 func _PeerService_AppendAuditStream_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(PeerServiceServer).AppendAuditStream(&grpc.GenericServerStream[AppendAuditRequest, AppendAuditStreamResponse]{ServerStream: stream})
+	return srv.(PeerServiceServer).AppendAuditStream(&grpc.GenericServerStream[AppendAuditStreamRequest, AppendAuditStreamResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type PeerService_AppendAuditStreamServer = grpc.BidiStreamingServer[AppendAuditRequest, AppendAuditStreamResponse]
+type PeerService_AppendAuditStreamServer = grpc.BidiStreamingServer[AppendAuditStreamRequest, AppendAuditStreamResponse]
 
 func _PeerService_Progress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ProgressRequest)
