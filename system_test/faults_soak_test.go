@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -219,6 +220,21 @@ func TestFaultsSoak(t *testing.T) {
 		100*ratio(r.answeredNoCrash, r.probesNoCrash), r.probesNoCrash, availabilityBudget, r.longestGapNoCrash.Round(time.Millisecond))
 	t.Log(summary)
 	fmt.Println(summary)
+	// TRUSTFED_SOAK_LOGS keeps every server's log and the fault log there
+	// (the data dirs are removed with the test), to look at a window.
+	if dir := os.Getenv("TRUSTFED_SOAK_LOGS"); dir != "" {
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		for id, srv := range f.cluster.servers {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, id+".log"), []byte(srv.Log()), 0o644))
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "longest unavailability %s: from %s to %s\n", r.longestGap, r.longestGapFrom.Format(time.RFC3339Nano), r.longestGapTo.Format(time.RFC3339Nano))
+		for _, e := range f.faultLog() {
+			fmt.Fprintf(&b, "%s .. %s  %s\n", e.start.Format(time.RFC3339Nano), e.end.Format(time.RFC3339Nano), e.what)
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "faults.txt"), []byte(b.String()), 0o644))
+		t.Logf("server logs and the fault log kept in %s", dir)
+	}
 	require.NoError(t, checkErr)
 	require.Zero(t, lost)
 }

@@ -426,7 +426,9 @@ type report struct {
 	probes, answered        int
 	duringFaults, answeredF int
 	longestGap              time.Duration
-	longestGapDuring        string // the faults the longest gap overlapped
+	longestGapDuring        string    // the faults the longest gap overlapped
+	longestGapFrom          time.Time // the answer before the longest gap
+	longestGapTo            time.Time // the answer that ended it
 	// The same, leaving out the probes during a full-cluster crash (no
 	// registry answers then, by definition).
 	probesNoCrash, answeredNoCrash int
@@ -501,6 +503,7 @@ func (w *workload) summary() report {
 				names, crash := overlapping(lastOK, end)
 				if gap > r.longestGap {
 					r.longestGap, r.longestGapDuring = gap, strings.Join(names, ", ")
+					r.longestGapFrom, r.longestGapTo = lastOK, end
 					if r.longestGapDuring == "" {
 						r.longestGapDuring = "no fault"
 					}
