@@ -313,15 +313,23 @@ func (s *Server) appendAuditUnary(ctx context.Context, l consensus.Server, batch
 	defer cancel()
 	resp, err := peerv1.NewPeerServiceClient(c).AppendAudit(cctx, &peerv1.AppendAuditRequest{Audit: batch})
 	if err = consensus.CallErr(ctx, cctx, err); err != nil {
-		switch status.Code(err) {
-		case codes.Unavailable: // the leader's own "no ready leader", or no connection
-			err = fmt.Errorf("%w: %w", consensus.ErrNoLeader, err)
-		case codes.AlreadyExists:
-			return auditCommit{}, errAuditBatchApplied
-		}
-		return auditCommit{}, fmt.Errorf("audit through leader %s: %w", l.ID, err)
+		return auditCommit{}, leaderAuditErr(l.ID, err)
 	}
 	return auditCommit{first: resp.FirstSequence, index: resp.Index}, nil
+}
+
+// leaderAuditErr is the error of a batch the leader did not append, from
+// its status (a unary call's or a stream answer's): already appended by an
+// earlier attempt (errAuditBatchApplied), no leader to take it (the
+// leader's own "not the leader any more", or no connection), or another.
+func leaderAuditErr(leader string, err error) error {
+	switch status.Code(err) {
+	case codes.AlreadyExists:
+		return errAuditBatchApplied
+	case codes.Unavailable:
+		err = fmt.Errorf("%w: %w", consensus.ErrNoLeader, err)
+	}
+	return fmt.Errorf("audit through leader %s: %w", leader, err)
 }
 
 // auditAuthFailure records a refused call in the audit log (best effort,

@@ -108,15 +108,10 @@ func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *co
 
 // streamAnswer turns the leader's answer to one batch into its commit.
 func streamAnswer(leader string, r *peerv1.AppendAuditStreamResponse) (auditCommit, error) {
-	switch codes.Code(r.Code) {
-	case codes.OK:
+	if codes.Code(r.Code) == codes.OK {
 		return auditCommit{first: r.FirstSequence, index: r.Index}, nil
-	case codes.AlreadyExists:
-		return auditCommit{}, errAuditBatchApplied
-	case codes.Unavailable: // the leader's own "not the leader any more"
-		return auditCommit{}, fmt.Errorf("audit through leader %s: %w: %w", leader, consensus.ErrNoLeader, status.Error(codes.Unavailable, r.Message))
 	}
-	return auditCommit{}, fmt.Errorf("audit through leader %s: %w", leader, status.Error(codes.Code(r.Code), r.Message))
+	return auditCommit{}, leaderAuditErr(leader, status.Error(codes.Code(r.Code), r.Message))
 }
 
 // failed is the error of a batch whose stream ended (err: the send's
