@@ -23,39 +23,15 @@ import (
 // The agreements are copies of one agreement applied for real, inserted
 // into the store directly (a benchmark fixture, not a write path).
 func BenchmarkScaleLeaderTasks(b *testing.B) {
-	limit := 100_000
-	if s := os.Getenv("TRUSTFED_STATE_SCALE_MAX"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatalf("TRUSTFED_STATE_SCALE_MAX: %q: %v", s, err)
-		}
-		limit = n
-	}
-	h := newHarness(b)
-	h.accredit()
-	const orgs = 1000
-	for i := range orgs {
-		h.member(fmt.Sprintf("org-%04d", i), 3, 3)
-	}
-	h.agreement("agr-0000000000000000", "org-0000", "org-0001", 2)
-	template, ok := h.read().Agreement("agr-0000000000000000")
-	if !ok || template.Status != trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
-		b.Fatal("the template agreement is not active")
-	}
+	limit := scaleMax(b, 100_000)
+	h, template := scaleFixture(b)
 	have := 1
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		if n > limit {
 			break
 		}
-		tx := h.fsm.store.db.Load().Txn(true)
-		for ; have < n; have++ {
-			ag := proto.CloneOf(template)
-			ag.Id = fmt.Sprintf("agr-%016x", have)
-			ag.OrganizationAId, ag.OrganizationBId = fmt.Sprintf("org-%04d", have%orgs), fmt.Sprintf("org-%04d", (have/orgs+have+1)%orgs)
-			mustDo(tx.Insert(tableAgreements, ag))
-			mustDo(addEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id))
-		}
-		tx.Commit()
+		insertAgreements(h, template, "agr", have, n)
+		have = n
 		r := h.read()
 		b.Run(fmt.Sprintf("agreements=%d/SweepDue", n), func(b *testing.B) {
 			for b.Loop() {
@@ -110,25 +86,8 @@ func TestPartyMemoKeepsEachConditionApart(t *testing.T) {
 // a node's RSS at scale. The rest is the Raft log and audit log's bbolt
 // files, mapped into memory (RssFile, not heap).
 func BenchmarkScaleHeapPerAgreement(b *testing.B) {
-	n := 100_000
-	if s := os.Getenv("TRUSTFED_STATE_SCALE_MAX"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatalf("TRUSTFED_STATE_SCALE_MAX: %q: %v", s, err)
-		}
-		n = v
-	}
-	h := newHarness(b)
-	h.accredit()
-	const orgs = 1000
-	for i := range orgs {
-		h.member(fmt.Sprintf("org-%04d", i), 3, 3)
-	}
-	h.agreement("agr-0000000000000000", "org-0000", "org-0001", 2)
-	template, ok := h.read().Agreement("agr-0000000000000000")
-	if !ok {
-		b.Fatal("no template agreement")
-	}
+	n := scaleMax(b, 100_000)
+	h, template := scaleFixture(b)
 	heap := func() uint64 {
 		var m runtime.MemStats
 		runtime.GC()
@@ -139,17 +98,57 @@ func BenchmarkScaleHeapPerAgreement(b *testing.B) {
 	for b.Loop() {
 		round++
 		before := heap()
-		tx := h.fsm.store.db.Load().Txn(true)
-		for i := 1; i < n; i++ {
-			ag := proto.CloneOf(template)
-			ag.Id = fmt.Sprintf("agr-%02d-%016x", round, i)
-			ag.OrganizationAId, ag.OrganizationBId = fmt.Sprintf("org-%04d", i%orgs), fmt.Sprintf("org-%04d", (i/orgs+i+1)%orgs)
-			mustDo(tx.Insert(tableAgreements, ag))
-			mustDo(addEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id))
-		}
-		tx.Commit()
+		insertAgreements(h, template, fmt.Sprintf("agr-%02d", round), 1, n)
 		after := heap()
 		b.ReportMetric(float64(after-before)/float64(n-1), "heap-B/agreement")
 		b.ReportMetric(float64(proto.Size(template)), "proto-B/agreement")
 	}
+}
+
+// scaleOrgs is how many organisations the scale fixture's agreements are
+// spread over.
+const scaleOrgs = 1000
+
+// scaleMax is TRUSTFED_STATE_SCALE_MAX, or def when unset.
+func scaleMax(b *testing.B, def int) int {
+	s := os.Getenv("TRUSTFED_STATE_SCALE_MAX")
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		b.Fatalf("TRUSTFED_STATE_SCALE_MAX: %q: %v", s, err)
+	}
+	return n
+}
+
+// scaleFixture is a state with scaleOrgs members and one agreement applied
+// for real, returned as the template the scale benchmarks copy.
+func scaleFixture(b *testing.B) (*harness, *trustfedv1.Agreement) {
+	h := newHarness(b)
+	h.accredit()
+	for i := range scaleOrgs {
+		h.member(fmt.Sprintf("org-%04d", i), 3, 3)
+	}
+	h.agreement("agr-0000000000000000", "org-0000", "org-0001", 2)
+	template, ok := h.read().Agreement("agr-0000000000000000")
+	if !ok || template.Status != trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+		b.Fatal("the template agreement is not active")
+	}
+	return h, template
+}
+
+// insertAgreements inserts copies of template numbered [from, to) (ids
+// prefix-%016x) between the fixture's organisations, into the store
+// directly, in one transaction (a benchmark fixture, not a write path).
+func insertAgreements(h *harness, template *trustfedv1.Agreement, prefix string, from, to int) {
+	tx := h.fsm.store.db.Load().Txn(true)
+	for i := from; i < to; i++ {
+		ag := proto.CloneOf(template)
+		ag.Id = fmt.Sprintf("%s-%016x", prefix, i)
+		ag.OrganizationAId, ag.OrganizationBId = fmt.Sprintf("org-%04d", i%scaleOrgs), fmt.Sprintf("org-%04d", (i/scaleOrgs+i+1)%scaleOrgs)
+		mustDo(tx.Insert(tableAgreements, ag))
+		mustDo(addEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id))
+	}
+	tx.Commit()
 }
