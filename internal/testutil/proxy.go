@@ -206,7 +206,7 @@ func (p *Proxy) accept() {
 }
 
 func (p *Proxy) serve(in net.Conn) {
-	from := ownerOf(in.RemoteAddr(), p.candidates())
+	from := ownerOf(in.RemoteAddr(), in.LocalAddr(), p.candidates())
 	<-p.target
 	p.mu.Lock()
 	addr := p.addr
@@ -265,15 +265,24 @@ func (p *Proxy) pipe(dst, src net.Conn, sender, receiver func() int) {
 }
 
 // ownerOf finds which of pids holds the client end of a loopback
-// connection whose remote address (seen by the proxy) is addr, through
-// /proc: the socket with that local port, then the process with an open
-// descriptor for it. 0 if none.
-func ownerOf(addr net.Addr, pids []int) int {
-	tcp, ok := addr.(*net.TCPAddr)
+// connection the proxy accepted (client: its remote address; proxy: its
+// local one), through /proc: the socket with that local and remote
+// address, then the process with an open descriptor for it. 0 if none.
+//
+// Both ends must match: Linux hands the same ephemeral port to
+// connections to different destinations, so a local port alone can name
+// another process's socket (one to another proxy), and the connection
+// would then be cut or kept by the wrong process's isolation.
+func ownerOf(client, proxy net.Addr, pids []int) int {
+	c, ok := client.(*net.TCPAddr)
 	if !ok {
 		return 0
 	}
-	inode, err := socketInode(tcp.Port)
+	p, ok := proxy.(*net.TCPAddr)
+	if !ok {
+		return 0
+	}
+	inode, err := socketInode(c.Port, p.Port)
 	if err != nil {
 		return 0
 	}
@@ -293,26 +302,26 @@ func ownerOf(addr net.Addr, pids []int) int {
 	return 0
 }
 
-// socketInode is the inode of the IPv4 TCP socket bound to local port port
-// on 127.0.0.1 (/proc/net/tcp).
-func socketInode(port int) (string, error) {
+// socketInode is the inode of the IPv4 TCP socket from 127.0.0.1:local to
+// 127.0.0.1:remote (/proc/net/tcp).
+func socketInode(local, remote int) (string, error) {
 	f, err := os.Open("/proc/net/tcp")
 	if err != nil {
 		return "", fmt.Errorf("open /proc/net/tcp: %w", err)
 	}
 	defer f.Close()
-	local := fmt.Sprintf("0100007F:%04X", port)
+	l, r := fmt.Sprintf("0100007F:%04X", local), fmt.Sprintf("0100007F:%04X", remote)
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		fields := strings.Fields(s.Text())
-		if len(fields) > 9 && fields[1] == local {
+		if len(fields) > 9 && fields[1] == l && fields[2] == r {
 			return fields[9], nil
 		}
 	}
 	if err := s.Err(); err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read /proc/net/tcp: %w", err)
 	}
-	return "", fmt.Errorf("no socket on local port %d", port)
+	return "", fmt.Errorf("no socket from port %d to port %d", local, remote)
 }
 
 // FreeAddr returns a loopback address with a port free right now, for a
