@@ -232,6 +232,9 @@ func TestFaultsSoak(t *testing.T) {
 		for _, e := range f.faultLog() {
 			fmt.Fprintf(&b, "%s .. %s  %s\n", e.start.Format(time.RFC3339Nano), e.end.Format(time.RFC3339Nano), e.what)
 		}
+		for _, p := range w.missedProbes() {
+			fmt.Fprintf(&b, "missed probe %s (gave up after %s): %v\n", p.at.Format(time.RFC3339Nano), p.took.Round(time.Millisecond), p.lastErr)
+		}
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "faults.txt"), []byte(b.String()), 0o644))
 		t.Logf("server logs and the fault log kept in %s", dir)
 	}

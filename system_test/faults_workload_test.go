@@ -70,6 +70,7 @@ type probe struct {
 	at       time.Time
 	took     time.Duration
 	answered bool
+	lastErr  error // of a probe not answered: the last node's refusal
 }
 
 // seedFor is the run's seed: $TRUSTFED_FAULTS_SEED or the clock, logged.
@@ -349,6 +350,7 @@ func (w *workload) prober(ctx context.Context) {
 		}
 		start := time.Now()
 		answered := false
+		var lastErr error
 		nodes := w.currentNodes()
 		pause := 25 * time.Millisecond
 	rounds:
@@ -362,6 +364,7 @@ func (w *workload) prober(ctx context.Context) {
 				err := w.probeCheck(ctx, id, min(left, 400*time.Millisecond))
 				if err != nil && ctx.Err() == nil {
 					w.tally(probeKind{}, err)
+					lastErr = fmt.Errorf("%s: %w", id, err)
 				}
 				if err == nil {
 					answered, good = true, (good+i)%len(nodes)
@@ -382,9 +385,23 @@ func (w *workload) prober(ctx context.Context) {
 			return
 		}
 		w.mu.Lock()
-		w.probes = append(w.probes, probe{at: start, took: time.Since(start), answered: answered})
+		w.probes = append(w.probes, probe{at: start, took: time.Since(start), answered: answered, lastErr: lastErr})
 		w.mu.Unlock()
 	}
+}
+
+// missedProbes are the probes not answered within the budget, in order.
+func (w *workload) missedProbes() []probe {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []probe
+	for _, p := range w.probes {
+		if !p.answered {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
 }
 
 // halt stops the clients and waits for them.
