@@ -26,6 +26,9 @@ type Progress struct {
 	NodeID       string
 	Term         uint64
 	AppliedIndex uint64
+	// Time is the node's wall clock when it answered (zero from a server
+	// that does not send it).
+	Time time.Time
 }
 
 // ProgressClient is how the leader asks a non-voter, at its replicated API

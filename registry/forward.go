@@ -95,7 +95,11 @@ func (p *Peers) Progress(ctx context.Context, apiAddr string) (consensus.Progres
 	if err != nil {
 		return consensus.Progress{}, fmt.Errorf("progress of %s: %w", apiAddr, err)
 	}
-	return consensus.Progress{NodeID: resp.NodeId, Term: resp.Term, AppliedIndex: resp.AppliedIndex}, nil
+	out := consensus.Progress{NodeID: resp.NodeId, Term: resp.Term, AppliedIndex: resp.AppliedIndex}
+	if resp.Time != nil {
+		out.Time = resp.Time.AsTime()
+	}
+	return out, nil
 }
 
 // Close closes every peer connection.

@@ -9,10 +9,12 @@ import (
 
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 
+	"github.com/trustfed/trustfed/internal/faultinject"
 	peerv1 "github.com/trustfed/trustfed/proto/trustfed/peer/v1"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // peerService implements peerv1.PeerService on the shared core.
@@ -105,8 +107,10 @@ func (s *peerService) ReadIndex(ctx context.Context, _ *peerv1.ReadIndexRequest)
 }
 
 // Progress tells the leader how far this node has applied the log (asked
-// before promoting a non-voter). Answered locally, never forwarded.
+// before promoting a non-voter) and what its wall clock says (asked of
+// every voter each second: server/clockcheck.go). Answered locally, never
+// forwarded.
 func (s *peerService) Progress(context.Context, *peerv1.ProgressRequest) (*peerv1.ProgressResponse, error) {
 	p := s.raft.Progress()
-	return &peerv1.ProgressResponse{NodeId: p.NodeID, Term: p.Term, AppliedIndex: p.AppliedIndex}, nil
+	return &peerv1.ProgressResponse{NodeId: p.NodeID, Term: p.Term, AppliedIndex: p.AppliedIndex, Time: timestamppb.New(faultinject.Now())}, nil
 }

@@ -24,7 +24,8 @@ import (
 
 // registerLeaderTasks registers what only the leader runs: revocation
 // cascades and their sweeper, the signing key, the bootstrap admin token
-// (-bootstrap), the dev admin (-dev) and signed audit checkpoints.
+// (-bootstrap), the dev admin (-dev), signed audit checkpoints and the
+// clock check (clockcheck.go).
 func (s *Server) registerLeaderTasks() error {
 	s.node.RegisterLeaderTask("cascades", s.cascades.Run)
 	s.node.RegisterLeaderTask("sweeper", s.cascades.RunSweeper)
@@ -45,6 +46,7 @@ func (s *Server) registerLeaderTasks() error {
 		}
 	}
 	s.node.RegisterLeaderTask("audit-checkpoints", s.reg.RunCheckpoints)
+	s.node.RegisterLeaderTask("clock-check", newClockChecker(s.node, s.peers, s.cfg.NodeID, s.logger.With("component", "clock")).run)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	v11 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -368,9 +369,14 @@ func (*ProgressRequest) Descriptor() ([]byte, []int) {
 type ProgressResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The answering server's node id (the leader checks it is the server it asked).
-	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Term          uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
-	AppliedIndex  uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	NodeId       string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Term         uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// The answering server's wall clock when it answered: the leader
+	// compares it with its own and hands leadership over when a majority's
+	// clocks would refuse the times it stamps on audit batches
+	// (docs/reliability.md, "Clock jumps").
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +430,13 @@ func (x *ProgressResponse) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *ProgressResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
 }
 
 type ReportDivergenceRequest struct {
@@ -924,7 +937,7 @@ var File_trustfed_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x1btrustfed/peer/v1/peer.proto\x12\x10trustfed.peer.v1\x1a!trustfed/command/v1/command.proto\x1a\x1atrustfed/v1/registry.proto\"\x12\n" +
+	"\x1btrustfed/peer/v1/peer.proto\x12\x10trustfed.peer.v1\x1a!trustfed/command/v1/command.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrustfed/v1/registry.proto\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"L\n" +
@@ -941,11 +954,12 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04code\x18\x04 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\"\x11\n" +
-	"\x0fProgressRequest\"d\n" +
+	"\x0fProgressRequest\"\x94\x01\n" +
 	"\x10ProgressResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12#\n" +
-	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"`\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"`\n" +
 	"\x17ReportDivergenceRequest\x12E\n" +
 	"\n" +
 	"divergence\x18\x01 \x01(\v2%.trustfed.command.v1.ReportDivergenceR\n" +
@@ -1020,37 +1034,39 @@ var file_trustfed_peer_v1_peer_proto_goTypes = []any{
 	(*CosignBatchRequest)(nil),             // 16: trustfed.peer.v1.CosignBatchRequest
 	(*CosignBatchResponse)(nil),            // 17: trustfed.peer.v1.CosignBatchResponse
 	(*v1.AppendAudit)(nil),                 // 18: trustfed.command.v1.AppendAudit
-	(*v1.ReportDivergence)(nil),            // 19: trustfed.command.v1.ReportDivergence
-	(*v11.BatchSignature)(nil),             // 20: trustfed.v1.BatchSignature
+	(*timestamppb.Timestamp)(nil),          // 19: google.protobuf.Timestamp
+	(*v1.ReportDivergence)(nil),            // 20: trustfed.command.v1.ReportDivergence
+	(*v11.BatchSignature)(nil),             // 21: trustfed.v1.BatchSignature
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
 	18, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
 	18, // 1: trustfed.peer.v1.AppendAuditStreamRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	19, // 2: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
-	20, // 3: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
-	0,  // 4: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
-	2,  // 5: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
-	4,  // 6: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditStreamRequest
-	6,  // 7: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
-	8,  // 8: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
-	10, // 9: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
-	12, // 10: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
-	14, // 11: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
-	16, // 12: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
-	1,  // 13: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3,  // 14: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	5,  // 15: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
-	7,  // 16: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	9,  // 17: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
-	11, // 18: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
-	13, // 19: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
-	15, // 20: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
-	17, // 21: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
-	13, // [13:22] is the sub-list for method output_type
-	4,  // [4:13] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	19, // 2: trustfed.peer.v1.ProgressResponse.time:type_name -> google.protobuf.Timestamp
+	20, // 3: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	21, // 4: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
+	0,  // 5: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
+	2,  // 6: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
+	4,  // 7: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditStreamRequest
+	6,  // 8: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
+	8,  // 9: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
+	10, // 10: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
+	12, // 11: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
+	14, // 12: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
+	16, // 13: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
+	1,  // 14: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 15: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5,  // 16: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
+	7,  // 17: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	9,  // 18: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	11, // 19: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	13, // 20: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
+	15, // 21: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
+	17, // 22: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
+	14, // [14:23] is the sub-list for method output_type
+	5,  // [5:14] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_peer_v1_peer_proto_init() }

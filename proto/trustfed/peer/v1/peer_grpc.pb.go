@@ -38,7 +38,8 @@ const (
 //
 // PeerService is spoken between registry servers: a follower calls the
 // leader (ReadIndex, AppendAuditStream), the leader calls a joining server
-// (Progress).
+// and, each second, every voter (Progress: how far it applied the log, and
+// its clock).
 type PeerServiceClient interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
 	// write acknowledged before the call began (Raft read-index protocol).
@@ -189,7 +190,8 @@ func (c *peerServiceClient) CosignBatch(ctx context.Context, in *CosignBatchRequ
 //
 // PeerService is spoken between registry servers: a follower calls the
 // leader (ReadIndex, AppendAuditStream), the leader calls a joining server
-// (Progress).
+// and, each second, every voter (Progress: how far it applied the log, and
+// its clock).
 type PeerServiceServer interface {
 	// ReadIndex returns an index such that state applied up to it reflects every
 	// write acknowledged before the call began (Raft read-index protocol).
