@@ -48,16 +48,21 @@ type shape struct {
 	etcdOp  string
 	pin     bool
 	tfFlags []string
+	// single: one caller over one connection (the latency rows), instead
+	// of -callers over -conns.
+	single bool
 }
 
 var shapes = []shape{
-	{"1 node: linearizable GET vs audited check", 1, opLinGet, false, []string{"--mode", "checks", "--consistency", "linearizable"}},
-	{"1 node: serializable GET vs stale check", 1, opSerGet, false, []string{"--mode", "checks", "--consistency", "stale"}},
-	{"1 node: PUT vs committed write", 1, opPut, false, []string{"--mode", "writes"}},
-	{"3 nodes, all calls to the leader: linearizable GET vs audited check", 3, opLinGet, true, []string{"--mode", "checks", "--consistency", "linearizable", "--pin"}},
-	{"3 nodes, spread: linearizable GET vs audited check", 3, opLinGet, false, []string{"--mode", "checks", "--consistency", "linearizable"}},
-	{"3 nodes, spread: serializable GET vs stale check", 3, opSerGet, false, []string{"--mode", "checks", "--consistency", "stale"}},
-	{"3 nodes, spread: PUT vs committed write", 3, opPut, false, []string{"--mode", "writes"}},
+	{"1 node: linearizable GET vs audited check", 1, opLinGet, false, []string{"--mode", "checks", "--consistency", "linearizable"}, false},
+	{"1 node: serializable GET vs stale check", 1, opSerGet, false, []string{"--mode", "checks", "--consistency", "stale"}, false},
+	{"1 node: PUT vs committed write", 1, opPut, false, []string{"--mode", "writes"}, false},
+	{"3 nodes, all calls to the leader: linearizable GET vs audited check", 3, opLinGet, true, []string{"--mode", "checks", "--consistency", "linearizable", "--pin"}, false},
+	{"3 nodes, spread: linearizable GET vs audited check", 3, opLinGet, false, []string{"--mode", "checks", "--consistency", "linearizable"}, false},
+	{"3 nodes, spread: serializable GET vs stale check", 3, opSerGet, false, []string{"--mode", "checks", "--consistency", "stale"}, false},
+	{"3 nodes, spread: PUT vs committed write", 3, opPut, false, []string{"--mode", "writes"}, false},
+	{"1 node, 1 caller: linearizable GET vs audited check", 1, opLinGet, false, []string{"--mode", "checks", "--consistency", "linearizable"}, true},
+	{"3 nodes, 1 caller (to the leader): linearizable GET vs audited check", 3, opLinGet, true, []string{"--mode", "checks", "--consistency", "linearizable", "--pin"}, true},
 }
 
 func main() {
@@ -84,8 +89,17 @@ func run(ctx context.Context, etcdBin, trustfed string, d time.Duration, callers
 	// Shape by shape, etcd then trustfed right after, so that both see the
 	// same machine (other jobs come and go on a shared one).
 	var rows []row
+	fl, err := measureFloor(os.TempDir(), 200, 2000)
+	if err != nil {
+		return err
+	}
+	log.Printf("floor: fsync %s + loopback round trip %s", fl.fsync, fl.rtt)
 	for _, s := range shapes {
 		r := row{shape: s}
+		callers, conns := callers, conns
+		if s.single {
+			callers, conns = 1, 1
+		}
 		log.Printf("etcd: %s", s.name)
 		c, err := startEtcd(ctx, etcdBin, s.nodes)
 		if err != nil {
@@ -102,7 +116,7 @@ func run(ctx context.Context, etcdBin, trustfed string, d time.Duration, callers
 		}
 		rows = append(rows, r)
 	}
-	section := report(rows, etcdBin, trustfed, d, callers, conns)
+	section := report(rows, fl, etcdBin, trustfed, d, callers, conns)
 	fmt.Print(section)
 	return writeSection(out, section)
 }
@@ -146,7 +160,7 @@ func writeSection(path, section string) error {
 	return os.WriteFile(path, []byte(doc), 0o644)
 }
 
-func report(rows []row, etcdBin, trustfed string, d time.Duration, callers, conns int) string {
+func report(rows []row, fl floor, etcdBin, trustfed string, d time.Duration, callers, conns int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %s — trustfed vs etcd, side by side (`make bench-etcd`)\n\n", time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s RAM, shared: servers and load generators use the same\n", cpuModel(), runtime.NumCPU(), memTotal())
@@ -172,8 +186,17 @@ func report(rows []row, etcdBin, trustfed string, d time.Duration, callers, conn
 			cpu(r.etcd.ServerCPUUSPerOp), cpu(r.tf.ServerCPUUSPerOp), errs(r.etcd.Errors), errs(r.tf.Errors))
 	}
 	b.WriteString("\n")
+	fmt.Fprintf(&b, "Floor of a single caller's audited check on this machine (issue 19's latency target is p50 ≤ 2× it): the median 4 KiB write + fsync in `%s` (%.2f ms) plus the median 64-byte loopback TCP round trip (%.3f ms) = **%.2f ms**; the \"1 caller\" rows use one caller over one connection.", os.TempDir(), ms(fl.fsync), ms(fl.rtt), ms(fl.sum()))
+	for _, r := range rows {
+		if r.single && r.tf.LatencyUS.P50 > 0 {
+			fmt.Fprintf(&b, " %s: trustfed p50 %.2f ms = **%.1f× the floor** (etcd %.1f×).", strings.SplitN(r.name, ":", 2)[0], r.tf.LatencyUS.P50/1e3, r.tf.LatencyUS.P50/1e3/ms(fl.sum()), r.etcd.LatencyUS.P50/1e3/ms(fl.sum()))
+		}
+	}
+	b.WriteString("\n\n")
 	return b.String()
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func cpu(v *float64) string {
 	if v == nil {
