@@ -45,6 +45,9 @@ type Node struct {
 	leaders         leaderWatch
 	electionTimeout time.Duration
 
+	// nudgeDone is closed when the commit nudge loop (nudge.go) ends.
+	nudgeDone chan struct{}
+
 	// caughtUp: the state machine applied what the leader had committed
 	// when this node started (catchup.go).
 	caughtUp atomic.Bool
@@ -173,6 +176,7 @@ func New(cfg Config) (_ *Node, err error) {
 		stopWatch: make(chan struct{}),
 		watchDone: make(chan struct{}),
 		closed:    make(chan struct{}),
+		nudgeDone: make(chan struct{}),
 		changed:   make(chan struct{}, 1),
 		observeCh: make(chan raft.Observation, observeBuffer),
 		peers:     newPeerHealth(),
@@ -195,6 +199,8 @@ func New(cfg Config) (_ *Node, err error) {
 	r.RegisterObserver(raft.NewObserver(n.observeCh, false, isHeartbeat))
 	cleanup = append(cleanup, func() error { return r.Shutdown().Error() })
 	r.RegisterObserver(raft.NewObserver(n.leaderObs, false, isLeaderChange))
+	go n.runNudger()
+	cleanup = append(cleanup, func() error { n.closeOnce.Do(func() { close(n.closed) }); <-n.nudgeDone; return nil })
 
 	if cfg.Bootstrap && !hasState {
 		boot := raft.Configuration{Servers: []raft.Server{{
@@ -224,6 +230,7 @@ func (n *Node) Close() error {
 		}
 		close(n.stopWatch)
 		<-n.watchDone
+		<-n.nudgeDone
 		n.trans.CloseStreams()
 		if err := n.trans.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))

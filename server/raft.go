@@ -40,10 +40,11 @@ func (s *Server) newNode(apiAddr string) (*consensus.Node, error) {
 	// Followers learn the commit index with the next AppendEntries; when
 	// no new entry is coming, raft sends one after CommitTimeout (raft's
 	// default 50 ms). A decision is answered once a quorum of replicas
-	// applied its audit batch and vouched for it (registry/cosign.go), so
-	// that wait adds to every check a quiet cluster answers: 5 ms by
-	// default (-raft-commit-timeout), for 100-200 empty AppendEntries a
-	// second per follower when idle.
+	// applied its audit batch and vouched for it (registry/cosign.go); the
+	// leader's commit nudge (consensus/nudge.go) tells them at once when
+	// it is idle, and CommitTimeout (5 ms by default, -raft-commit-timeout,
+	// for 100-200 empty AppendEntries a second per follower when idle) is
+	// the bound when a nudge does not get through.
 	ncfg.CommitTimeout = s.cfg.RaftCommitTimeout
 	if s.cfg.RaftFastTimeouts {
 		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
