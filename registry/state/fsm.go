@@ -131,11 +131,13 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	db := f.store.db.Load()
 	tx := db.Txn(true)
 	defer tx.Abort()
+	// Every write is tracked: the state hash (commitment.go) is brought up
+	// to date from the rows it changed, and the audit log reads them.
+	tx.TrackChanges()
 	auditing := f.auditing(index)
 	var before *memdb.Txn
 	if auditing {
 		before = db.Txn(false)
-		tx.TrackChanges()
 	}
 
 	sum := sha256.Sum256(env.Payload)
@@ -152,6 +154,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 				res.Err = &Error{Kind: ErrorKind(prev.ErrorKind), Field: prev.ErrorField, Msg: prev.Error}
 			}
 			mustDo(setIndex(tx, index))
+			mustDo(foldChanges(tx))
 			tx.Commit()
 			return res
 		}
@@ -160,6 +163,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	err := f.dispatch(tx, env, index)
 	if errors.Is(err, errAuditBatchApplied) {
 		mustDo(setIndex(tx, index))
+		mustDo(foldChanges(tx))
 		tx.Commit()
 		return Result{Index: index, Duplicate: true}
 	}
@@ -168,6 +172,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		tx.Abort()
 		tx = db.Txn(true)
 		defer tx.Abort()
+		tx.TrackChanges()
 	}
 	if env.RequestId != "" {
 		mustDo(recordRequest(tx, env, index, sum[:], err))
@@ -178,6 +183,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	if auditing {
 		res.AuditSequence = f.auditCommand(before, tx, env, cmd, index, err)
 	}
+	mustDo(foldChanges(tx))
 	tx.Commit()
 	if err == nil {
 		f.noteWrite(env.Type, index)
