@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -179,4 +180,48 @@ func TestFoldChangesRandomTransactions(t *testing.T) {
 		require.Equal(t, mustFullCommit(t, r), mustCommit(t, r), "round %d", round)
 	}
 	require.NotEqual(t, 0, count(f.store.Read().txn, tableOrganizations))
+}
+
+// TestCommitmentAtAsAcceptsVersion1: checkpoints written before the
+// version 2 commitment (in the audit and Raft logs a replica re-applies,
+// or proposed by a leader still on an older release) carry a version 1
+// commitment: a replica compares with its own version 1 commitment then,
+// and a forged one still diverges.
+func TestCommitmentAtAsAcceptsVersion1(t *testing.T) {
+	f := NewFSM(NewStore(), nil, nil)
+	fillOrgs(f, 50)
+	v1, err := commitmentV1Of(f.store.Read().txn)
+	require.NoError(t, err)
+	// Computed by the release before this one over the same state: the
+	// version 1 commitment is unchanged.
+	require.Equal(t, "da55683d792b992db63859847a13526efbdb9813f18e689fed4210c7d1ba6bc8", hex.EncodeToString(v1))
+
+	f.retainView()
+	v2 := mustCommit(t, f.store.Read())
+	require.NotEqual(t, v1, v2)
+	for _, tc := range []struct {
+		name       string
+		like, want []byte
+	}{
+		{"version 2", v2, v2},
+		{"version 1", v1, v1},
+		{"none", nil, v2},
+		{"another state", bytes.Repeat([]byte{1}, CommitmentSize), v2},
+	} {
+		got, kept, err := f.CommitmentAtAs(7, tc.like)
+		require.NoError(t, err, tc.name)
+		require.True(t, kept, tc.name)
+		require.Equal(t, tc.want, got, tc.name)
+	}
+
+	var diverged []string
+	f.OnDivergence(func(_ uint64, reason string) { diverged = append(diverged, reason) })
+	f.checkCommitment(v1, 7, 9, false)
+	f.checkCommitment(v2, 7, 9, false)
+	require.Empty(t, diverged, "a version 1 or 2 commitment of the same state is no divergence")
+	forged := bytes.Clone(v1)
+	forged[0] ^= 1
+	f.checkCommitment(forged, 7, 9, false)
+	require.Len(t, diverged, 1)
+	require.Contains(t, diverged[0], hex.EncodeToString(v2), "the divergence names this replica's version 2 commitment")
 }
