@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -51,9 +52,9 @@ func (r *Reader) Commitment() ([]byte, error) {
 
 // FullCommitment is the commitment of this view recomputed from every row
 // (what Commitment returns when the kept LtHash is right): it costs a
-// pass over the whole state.
+// pass over the whole state, on every core.
 func (r *Reader) FullCommitment() ([]byte, error) {
-	sum, err := fullStateHash(r.txn)
+	sum, err := fullStateHash(r.txn, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, err
 	}
@@ -129,22 +130,66 @@ func (rh *rowHasher) vector(table string, raw any) (*[ltHashSize]byte, error) {
 	return rh.e.expand(rh.buf[:n], []byte(table), rh.row), nil
 }
 
-// fullStateHash is the LtHash of every replicated row of txn's view.
-func fullStateHash(txn *memdb.Txn) (*ltHash, error) {
-	var sum ltHash
-	var rh rowHasher
-	for _, t := range snapshotTables {
-		it, err := txn.Get(t.table, "id")
-		if err != nil {
-			return nil, fmt.Errorf("state hash over %s: %w", t.table, err)
-		}
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			v, err := rh.vector(t.table, raw)
-			if err != nil {
-				return nil, err
+// fullStateHash is the LtHash of every replicated row of txn's view,
+// hashed by workers goroutines: the rows are immutable, so they marshal
+// them concurrently, and the sum is the same in any order. This goroutine
+// walks the tables and hands the rows over in batches.
+func fullStateHash(txn *memdb.Txn, workers int) (*ltHash, error) {
+	workers = max(workers, 1)
+	type batch struct {
+		table string
+		rows  []any
+	}
+	const batchRows = 512
+	batches := make(chan batch, workers)
+	sums := make([]ltHash, workers)
+	errs := make([]error, workers+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var rh rowHasher
+			for b := range batches {
+				for _, raw := range b.rows {
+					if errs[w] != nil {
+						break // drain the batches so the walk ends
+					}
+					v, err := rh.vector(b.table, raw)
+					if err != nil {
+						errs[w] = err
+						break
+					}
+					sums[w].add(v)
+				}
 			}
-			sum.add(v)
+		})
+	}
+	func() {
+		defer close(batches)
+		for _, t := range snapshotTables {
+			it, err := txn.Get(t.table, "id")
+			if err != nil {
+				errs[workers] = fmt.Errorf("state hash over %s: %w", t.table, err)
+				return
+			}
+			rows := make([]any, 0, batchRows)
+			for raw := it.Next(); raw != nil; raw = it.Next() {
+				if rows = append(rows, raw); len(rows) == batchRows {
+					batches <- batch{t.table, rows}
+					rows = make([]any, 0, batchRows)
+				}
+			}
+			if len(rows) > 0 {
+				batches <- batch{t.table, rows}
+			}
 		}
+	}()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var sum ltHash
+	for i := range sums {
+		sum.add((*[ltHashSize]byte)(&sums[i]))
 	}
 	return &sum, nil
 }
@@ -201,10 +246,11 @@ var ErrStateHashDrift = errors.New("the kept state hash differs from a full reco
 // compares it with the one kept incrementally: they differ only if a row
 // was changed outside the apply path (memory corruption, a bug that
 // mutated a stored object in place), which the commitment would otherwise
-// not show. It costs a pass over the whole state and reads only this
+// not show. It costs a pass over the whole state, on one core (it is
+// background work: serving keeps the others), and reads only this
 // immutable view: call it off the apply goroutine.
 func (r *Reader) VerifyStateHash() error {
-	full, err := fullStateHash(r.txn)
+	full, err := fullStateHash(r.txn, 1)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -209,7 +210,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	// from the snapshot (it carries none): a snapshot altered on disk
 	// commits to what it now holds, and the first checkpoint compared
 	// shows the difference (commitment.go).
-	sum, err := fullStateHash(tx)
+	sum, err := fullStateHash(tx, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return fmt.Errorf("restore state hash: %w", err)
 	}
