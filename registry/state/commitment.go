@@ -199,16 +199,15 @@ func setStateHash(tx *memdb.Txn, sum *ltHash) error {
 	return tx.Insert(tableMeta, &stateHashRow{Key: metaKeyStateHash, Sum: sum})
 }
 
-// foldChanges brings tx's LtHash up to date with the changes tx tracked
+// foldChanges brings tx's LtHash up to date, using rh, with the changes tx tracked
 // (TrackChanges must have been on from its start): each replicated row it
 // changed or deleted is subtracted as it was before, each one it wrote is
 // added as it is now. memdb collapses the changes of one row to the net
 // one. The kept value is copied, never changed in place: older views share
 // it. Its cost is O(rows changed).
-func foldChanges(tx *memdb.Txn) error {
+func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
 	changes := tx.Changes()
 	var next *ltHash
-	var rh rowHasher
 	for _, ch := range changes {
 		if !replicatedTable[ch.Table] {
 			continue

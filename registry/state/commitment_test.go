@@ -23,7 +23,7 @@ func fillOrgs(f *FSM, n int) {
 		mustDo(tx.Insert(tableOrganizations, &trustfedv1.Organization{Id: id, Name: "Organisation " + id, Jurisdiction: "EU", DeclaredLevel: 3}))
 	}
 	mustDo(setIndex(tx, 7))
-	mustDo(foldChanges(tx))
+	mustDo(foldChanges(tx, &rowHasher{}))
 	tx.Commit()
 }
 
@@ -65,7 +65,7 @@ func TestCommitmentCoversLevels(t *testing.T) {
 		o.DeclaredLevel = 4
 		mustDo(tx.Insert(tableOrganizations, o))
 		if tracked {
-			mustDo(foldChanges(tx))
+			mustDo(foldChanges(tx, &rowHasher{}))
 		}
 		tx.Commit()
 	}
@@ -174,7 +174,7 @@ func TestFoldChangesRandomTransactions(t *testing.T) {
 			}
 		}
 		mustDo(setIndex(tx, uint64(round+1)))
-		mustDo(foldChanges(tx))
+		mustDo(foldChanges(tx, &rowHasher{}))
 		tx.Commit()
 		r := f.store.Read()
 		require.Equal(t, mustFullCommit(t, r), mustCommit(t, r), "round %d", round)

@@ -89,8 +89,10 @@ type FSM struct {
 	verifier Verifier
 	logger   *slog.Logger
 	audit    *auditor // nil: auditing off
-	// views and diverged: see commitment.go.
+	// views, diverged and rows (the apply goroutine's row hasher): see
+	// commitment.go.
 	views    viewRing
+	rows     rowHasher
 	diverged func(index uint64, reason string)
 	replay   replayCursor
 	// onBatch and lastWrite: see decisionbatch.go.
@@ -154,7 +156,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 				res.Err = &Error{Kind: ErrorKind(prev.ErrorKind), Field: prev.ErrorField, Msg: prev.Error}
 			}
 			mustDo(setIndex(tx, index))
-			mustDo(foldChanges(tx))
+			mustDo(foldChanges(tx, &f.rows))
 			tx.Commit()
 			return res
 		}
@@ -163,7 +165,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	err := f.dispatch(tx, env, index)
 	if errors.Is(err, errAuditBatchApplied) {
 		mustDo(setIndex(tx, index))
-		mustDo(foldChanges(tx))
+		mustDo(foldChanges(tx, &f.rows))
 		tx.Commit()
 		return Result{Index: index, Duplicate: true}
 	}
@@ -183,7 +185,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	if auditing {
 		res.AuditSequence = f.auditCommand(before, tx, env, cmd, index, err)
 	}
-	mustDo(foldChanges(tx))
+	mustDo(foldChanges(tx, &f.rows))
 	tx.Commit()
 	if err == nil {
 		f.noteWrite(env.Type, index)

@@ -43,9 +43,11 @@ const ltExpandDomain = "trustfed lthash16 element v1\n"
 // bits), which is what the commitment built on it (a SHA-256) has anyway.
 // The zero value is ready; it is not safe for concurrent use.
 type ltExpander struct {
-	zero [ltHashSize]byte
-	vec  [ltHashSize]byte
+	vec [ltHashSize]byte
 }
+
+// ltZero is the plaintext the key stream is XORed into (never written).
+var ltZero [ltHashSize]byte
 
 // expand returns the vector of element (valid until the next call).
 func (e *ltExpander) expand(element ...[]byte) *[ltHashSize]byte {
@@ -61,7 +63,7 @@ func (e *ltExpander) expand(element ...[]byte) *[ltHashSize]byte {
 		panic(fmt.Sprintf("state: AES-256 with a 32-byte key: %v", err)) // cannot happen
 	}
 	var iv [aes.BlockSize]byte
-	cipher.NewCTR(block, iv[:]).XORKeyStream(e.vec[:], e.zero[:])
+	cipher.NewCTR(block, iv[:]).XORKeyStream(e.vec[:], ltZero[:])
 	return &e.vec
 }
 

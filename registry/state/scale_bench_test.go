@@ -170,6 +170,6 @@ func insertAgreements(h *harness, template *trustfedv1.Agreement, prefix string,
 		mustDo(tx.Insert(tableAgreements, ag))
 		mustDo(addEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id))
 	}
-	mustDo(foldChanges(tx))
+	mustDo(foldChanges(tx, &rowHasher{}))
 	tx.Commit()
 }
