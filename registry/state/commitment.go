@@ -383,7 +383,7 @@ func (f *FSM) CommitmentAtAs(index uint64, want []byte) ([]byte, bool, error) {
 		return nil, true, err
 	}
 	if bytes.Equal(v1, want) {
-		f.logger.Info("state commitment compared in version 1 (a checkpoint of an older release)", "state_index", index)
+		f.logger.Debug("state commitment compared in version 1 (a checkpoint of an older release)", "state_index", index)
 		return v1, true, nil
 	}
 	return mine, true, nil
@@ -396,9 +396,11 @@ func (f *FSM) CommitmentAtAs(index uint64, want []byte) ([]byte, bool, error) {
 func (f *FSM) OnDivergence(fn func(index uint64, reason string)) { f.diverged = fn }
 
 // checkCommitment compares the commitment a checkpoint carries (computed
-// by the leader at c.StateIndex) with this replica's own at that index. A
-// checkpoint without one (written before commitments existed) or an index
-// no longer kept (the replica restored a newer snapshot) is not compared.
+// by the leader at c.StateIndex) with this replica's own at that index, in
+// the checkpoint's version (CommitmentAtAs: a version 1 commitment, from
+// before the incremental one, is compared in version 1). A checkpoint
+// without one (written before commitments existed) or an index no longer
+// kept (the replica restored a newer snapshot) is not compared.
 func (f *FSM) checkCommitment(want []byte, at, index uint64, certified bool) {
 	whose := "the cluster's checkpoint"
 	if certified {
