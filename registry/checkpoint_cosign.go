@@ -111,7 +111,7 @@ func (s *Server) compareCheckpoint(cp attestation.Checkpoint) error {
 	if s.cfg.CommitmentAt == nil {
 		return status.Error(codes.Unavailable, "this node cannot compute its state commitment")
 	}
-	mine, kept, err := s.cfg.CommitmentAt(cp.State.Index)
+	mine, kept, err := s.cfg.CommitmentAt(cp.State.Index, cp.State.Commitment)
 	switch {
 	case err != nil:
 		return fmt.Errorf("own commitment at %d: %w", cp.State.Index, err)

@@ -61,7 +61,7 @@ func newCertifyRigWith(t *testing.T, cosign bool) *certifyRig {
 		t.Cleanup(func() { cancel(); <-done })
 	}
 	r.s, err = New(Config{NodeID: "n1", Store: fsm.Store(), Raft: r.raft, Peers: NewPeers(nil), Verifier: attestation.Verifier{},
-		Clock: func() time.Time { return r.now }, Audit: l, AuditOrigin: certifyOrigin, CommitmentAt: fsm.CommitmentAt, NodeKeys: ring, Cosigner: cosigner})
+		Clock: func() time.Time { return r.now }, Audit: l, AuditOrigin: certifyOrigin, CommitmentAt: fsm.CommitmentAtAs, NodeKeys: ring, Cosigner: cosigner})
 	require.NoError(t, err)
 
 	admin := testutil.NewAdmin("alice")

@@ -321,7 +321,7 @@ func (s *Server) verifyOnce(ctx context.Context) error {
 		case <-time.After(verifyPoll):
 		}
 	}
-	mine, kept, err := s.cfg.CommitmentAt(resp.Index)
+	mine, kept, err := s.cfg.CommitmentAt(resp.Index, resp.Commitment)
 	switch {
 	case err != nil:
 		return fmt.Errorf("own commitment at %d: %w", resp.Index, err)
@@ -333,4 +333,50 @@ func (s *Server) verifyOnce(ctx context.Context) error {
 	}
 	s.log.Info("start-up state verification: this node's state matches the leader's", "index", resp.Index, "leader", l.ID)
 	return nil
+}
+
+// stateHashCheckEvery is how often each node recomputes the hash of its
+// whole state (state.Reader.VerifyStateHash) to compare it with the one
+// every write keeps up to date, off the apply goroutine. The kept hash is
+// what the audit checkpoints' commitments are made of: it follows the
+// applied commands, so a row changed behind them (memory corruption, an
+// object mutated in place) shows only in a full recomputation. About
+// 0.4 s of one core at 100k agreements (BENCHMARKS.md, "Scale").
+const stateHashCheckEvery = 10 * time.Minute
+
+// checkStateHash runs the periodic full check of the state hash until ctx
+// ends; a difference marks this node diverged.
+func (s *Server) checkStateHash(ctx context.Context) {
+	if s.cfg.Divergence == nil {
+		return
+	}
+	watchStateHash(ctx, stateHashCheckEvery, func() (uint64, error) {
+		r := s.store.Read()
+		return r.Index(), r.VerifyStateHash()
+	}, s.cfg.Divergence.Mark, s.log)
+}
+
+// watchStateHash calls verify every interval until ctx ends or it reports
+// a drift (state.ErrStateHashDrift), which it marks at the view's index.
+func watchStateHash(ctx context.Context, every time.Duration, verify func() (uint64, error), mark func(index uint64, reason string), log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		index, err := verify()
+		switch {
+		case errors.Is(err, state.ErrStateHashDrift):
+			mark(index, fmt.Sprintf("the periodic full recomputation of the state hash: %v", err))
+			return
+		case err != nil:
+			log.Error("the periodic state hash check failed", "index", index, "error", err)
+		default:
+			log.Debug("state hash checked against a full recomputation", "index", index, "took", time.Since(start))
+		}
+	}
 }

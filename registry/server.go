@@ -99,9 +99,11 @@ type Config struct {
 	// (divergence.go); while it did, every call is refused. nil: never.
 	Divergence *Divergence
 	// CommitmentAt is this replica's commitment to the trust state at an
-	// index (state.FSM.CommitmentAt) for the start-up verification; nil
-	// skips it.
-	CommitmentAt func(index uint64) ([]byte, bool, error)
+	// index, in the version of like, a commitment another server computed
+	// there (state.FSM.CommitmentAtAs; nil like: the current version), for
+	// the start-up verification and the certification of checkpoints; nil
+	// skips them.
+	CommitmentAt func(index uint64, like []byte) ([]byte, bool, error)
 	// NodeKeys are this node's own signing keys (its data directory's
 	// node-signing*.key files, or an HSM): one signs decisions once an
 	// admin quorum endorsed its public key. nil: this node signs nothing
@@ -225,6 +227,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.reportDivergence(ctx) })
 	wg.Go(func() { s.verifyAtStart(ctx) })
+	wg.Go(func() { s.checkStateHash(ctx) })
 	if s.cfg.Cosigner != nil {
 		wg.Go(func() { s.cfg.Cosigner.Run(ctx) })
 		if s.cfg.Divergence != nil {

@@ -140,7 +140,7 @@ func (s *Server) compareAtStart(ctx context.Context, cp attestation.Checkpoint, 
 	if err := s.waitCheckpointed(ctx, cp); err != nil {
 		return false, err
 	}
-	if _, kept, _ := s.cfg.CommitmentAt(cp.State.Index); !kept {
+	if _, kept, _ := s.cfg.CommitmentAt(cp.State.Index, nil); !kept {
 		return false, nil
 	}
 	if err := s.compareCheckpoint(cp); err != nil {

@@ -39,7 +39,7 @@ func (s *Server) startServices() error {
 		Logger: s.logger.With("component", "registry"), Version: s.cfg.Version, Acks: s.cascades, Starting: s.bootstrapPending,
 		Audit: s.auditLog, AuditOrigin: s.cfg.AuditOrigin, UnauditedDecisions: s.cfg.UnauditedDecisions, AuditFault: s.fsm.AuditFault,
 		CA: memberCA, MemberCertTTL: s.cfg.MemberCertTTL, Limits: s.cfg.Limits, NodeKeys: s.nodeKeys,
-		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAt, Cosigner: s.cosigner,
+		Divergence: s.divergence, CommitmentAt: s.fsm.CommitmentAtAs, Cosigner: s.cosigner,
 		Operator: s.node,
 	})
 	if err != nil {

@@ -290,8 +290,8 @@ func newSnapshotInspectCmd(a *app) *cobra.Command {
 		Use:   "inspect FILE",
 		Short: "Check a snapshot file (checksum, audit root, signature with --keys) and show what it holds",
 		Long: `Read a snapshot file offline: check its SHA-256 against the signed seal,
-count the rows of every table, recompute the audit log's Merkle root from
-its entries and, with --keys (a saved GET /v1/keys answer, e.g.
+count the rows of every table, recompute the state commitment from them and
+the audit log's Merkle root from its entries and, with --keys (a saved GET /v1/keys answer, e.g.
 "curl https://HOST:8443/v1/keys > keys.json"), check the seal's signature
 by the node key that made it. Exits non-zero on any mismatch.`,
 		Args: exactArgs("FILE"),
@@ -325,6 +325,7 @@ by the node key that made it. Exits non-zero on any mismatch.`,
 				t.row("Signature:", "not checked (give --keys, a saved GET /v1/keys answer)")
 			}
 			t.row("State index:", fmt.Sprint(out.State.Index))
+			t.row("State commitment:", fmt.Sprintf("%x (recomputed from the rows: an audit checkpoint at that index carries it)", out.State.StateCommitment))
 			for _, tc := range out.State.Tables {
 				t.row("Table:", fmt.Sprintf("%s %d", tc.Table, tc.Rows))
 			}

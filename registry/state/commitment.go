@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -17,36 +19,261 @@ import (
 
 // commitmentDomain starts every commitment, so its hash is never mistaken
 // for another kind of digest.
-const commitmentDomain = "trustfed trust-state commitment v1\n"
+const commitmentDomain = "trustfed trust-state commitment v2\n"
 
 // CommitmentSize is the length of a commitment (SHA-256).
 const CommitmentSize = sha256.Size
 
-// Commitment is this view's commitment to the trust state: SHA-256 over
-// the domain string, the Raft index the view reflects and then every row of
-// every replicated table (snapshotTables: organisations and their levels and
+// Commitment is this view's commitment to the trust state (version 2):
+//
+//	SHA-256("trustfed trust-state commitment v2\n" || index || S)
+//
+// where index is the Raft index the view reflects (8 bytes, big-endian)
+// and S the LtHash16 (lthash.go) of the set of every row of every
+// replicated table (snapshotTables: organisations and their levels and
 // level inputs, agreements, tokens (hashes only), issuers, revoked
 // passports, authorisations, signing keys, admins, admin changes, edges,
 // sessions, cascades, event targets, policy, checkpoints, member nodes,
-// used nonces, applied request ids), table by table in snapshot order and
-// within a table in primary-key order, each row as its deterministic
-// protobuf encoding, length-prefixed. Two replicas that applied the same
-// commands up to the same index compute the same commitment; one whose
-// state was altered in any table does not.
+// used nonces, node keys, applied request ids), each row an element:
+// uvarint(len(table)) || table || the row's deterministic protobuf
+// encoding. Two replicas that applied the same commands up to the same
+// index compute the same commitment; one whose state was altered in any
+// table does not.
 //
-// It is a full hash: on a 10,000-organisation state it takes a few
-// milliseconds (BenchmarkCommitment), and it is computed once per audit
-// checkpoint, not per command.
+// S is kept up to date by every applied command (foldChanges: minus the
+// rows it changed or deleted, plus the rows it wrote) in the view itself,
+// so the commitment of any view costs one SHA-256 of 2 KiB, whatever the
+// size of the state. A restored snapshot's S is recomputed from its rows
+// (never read from the snapshot), and VerifyStateHash recomputes it in
+// full to catch an in-memory state that drifted from its rows.
 func (r *Reader) Commitment() ([]byte, error) {
-	return commitmentOf(r.txn)
+	return commitmentOf(r.txn), nil
 }
 
-func commitmentOf(txn *memdb.Txn) ([]byte, error) {
+// FullCommitment is the commitment of this view recomputed from every row
+// (what Commitment returns when the kept LtHash is right): it costs a
+// pass over the whole state, on every core.
+func (r *Reader) FullCommitment() ([]byte, error) {
+	sum, err := fullStateHash(r.txn, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err
+	}
+	return commitmentFrom(indexOf(r.txn), sum), nil
+}
+
+func commitmentOf(txn *memdb.Txn) []byte {
+	return commitmentFrom(indexOf(txn), stateHashOf(txn))
+}
+
+func commitmentFrom(index uint64, sum *ltHash) []byte {
 	h := sha256.New()
 	h.Write([]byte(commitmentDomain))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], index)
+	h.Write(b[:])
+	h.Write(sum[:])
+	return h.Sum(nil)
+}
+
+// stateHashRow is the meta table's row holding the LtHash of the view's
+// replicated rows. It is not itself replicated (the meta table is in no
+// snapshot): each replica derives it. Sum is never changed once stored.
+type stateHashRow struct {
+	Key string
+	Sum *ltHash
+}
+
+const metaKeyStateHash = "state-lthash"
+
+// emptyStateHash is the LtHash of the empty set (a new store's).
+var emptyStateHash ltHash
+
+// stateHashOf is the LtHash kept in txn's view (zero when none is: an
+// empty store).
+func stateHashOf(txn *memdb.Txn) *ltHash {
+	raw, err := txn.First(tableMeta, "id", metaKeyStateHash)
+	if err != nil || raw == nil {
+		return &emptyStateHash
+	}
+	return raw.(*stateHashRow).Sum
+}
+
+// replicatedTable is the set of snapshotTables' names.
+var replicatedTable = func() map[string]bool {
+	m := make(map[string]bool, len(snapshotTables))
+	for _, t := range snapshotTables {
+		m[t.table] = true
+	}
+	return m
+}()
+
+// rowHasher expands rows into LtHash elements.
+type rowHasher struct {
+	e   ltExpander
+	buf [binary.MaxVarintLen64]byte
+	row []byte
+}
+
+var rowOptions = proto.MarshalOptions{Deterministic: true}
+
+// vector is the LtHash vector of a row of table (valid until the next call).
+func (rh *rowHasher) vector(table string, raw any) (*[ltHashSize]byte, error) {
+	m, ok := raw.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("state hash over %s: a row of type %T is not a protobuf message", table, raw)
+	}
+	var err error
+	if rh.row, err = rowOptions.MarshalAppend(rh.row[:0], m); err != nil {
+		return nil, fmt.Errorf("state hash over %s: %w", table, err)
+	}
+	n := binary.PutUvarint(rh.buf[:], uint64(len(table)))
+	return rh.e.expand(rh.buf[:n], []byte(table), rh.row), nil
+}
+
+// fullStateHash is the LtHash of every replicated row of txn's view,
+// hashed by workers goroutines: the rows are immutable, so they marshal
+// them concurrently, and the sum is the same in any order. This goroutine
+// walks the tables and hands the rows over in batches.
+func fullStateHash(txn *memdb.Txn, workers int) (*ltHash, error) {
+	workers = max(workers, 1)
+	type batch struct {
+		table string
+		rows  []any
+	}
+	const batchRows = 512
+	batches := make(chan batch, workers)
+	sums := make([]ltHash, workers)
+	errs := make([]error, workers+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var rh rowHasher
+			for b := range batches {
+				for _, raw := range b.rows {
+					if errs[w] != nil {
+						break // drain the batches so the walk ends
+					}
+					v, err := rh.vector(b.table, raw)
+					if err != nil {
+						errs[w] = err
+						break
+					}
+					sums[w].add(v)
+				}
+			}
+		})
+	}
+	func() {
+		defer close(batches)
+		for _, t := range snapshotTables {
+			it, err := txn.Get(t.table, "id")
+			if err != nil {
+				errs[workers] = fmt.Errorf("state hash over %s: %w", t.table, err)
+				return
+			}
+			rows := make([]any, 0, batchRows)
+			for raw := it.Next(); raw != nil; raw = it.Next() {
+				if rows = append(rows, raw); len(rows) == batchRows {
+					batches <- batch{t.table, rows}
+					rows = make([]any, 0, batchRows)
+				}
+			}
+			if len(rows) > 0 {
+				batches <- batch{t.table, rows}
+			}
+		}
+	}()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var sum ltHash
+	for i := range sums {
+		sum.add((*[ltHashSize]byte)(&sums[i]))
+	}
+	return &sum, nil
+}
+
+// setStateHash stores sum as tx's LtHash.
+func setStateHash(tx *memdb.Txn, sum *ltHash) error {
+	return tx.Insert(tableMeta, &stateHashRow{Key: metaKeyStateHash, Sum: sum})
+}
+
+// foldChanges brings tx's LtHash up to date, using rh, with the changes tx tracked
+// (TrackChanges must have been on from its start): each replicated row it
+// changed or deleted is subtracted as it was before, each one it wrote is
+// added as it is now. memdb collapses the changes of one row to the net
+// one. The kept value is copied, never changed in place: older views share
+// it. Its cost is O(rows changed).
+func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
+	changes := tx.Changes()
+	var next *ltHash
+	for _, ch := range changes {
+		if !replicatedTable[ch.Table] {
+			continue
+		}
+		if next == nil {
+			cp := *stateHashOf(tx)
+			next = &cp
+		}
+		if ch.Before != nil {
+			v, err := rh.vector(ch.Table, ch.Before)
+			if err != nil {
+				return err
+			}
+			next.sub(v)
+		}
+		if ch.After != nil {
+			v, err := rh.vector(ch.Table, ch.After)
+			if err != nil {
+				return err
+			}
+			next.add(v)
+		}
+	}
+	if next == nil {
+		return nil
+	}
+	return setStateHash(tx, next)
+}
+
+// ErrStateHashDrift is what VerifyStateHash returns when the kept LtHash is
+// not that of the view's rows.
+var ErrStateHashDrift = errors.New("the kept state hash differs from a full recomputation")
+
+// VerifyStateHash recomputes the LtHash of every row of this view and
+// compares it with the one kept incrementally: they differ only if a row
+// was changed outside the apply path (memory corruption, a bug that
+// mutated a stored object in place), which the commitment would otherwise
+// not show. It costs a pass over the whole state, on one core (it is
+// background work: serving keeps the others), and reads only this
+// immutable view: call it off the apply goroutine.
+func (r *Reader) VerifyStateHash() error {
+	full, err := fullStateHash(r.txn, 1)
+	if err != nil {
+		return err
+	}
+	if kept := stateHashOf(r.txn); *kept != *full {
+		return fmt.Errorf("%w at index %d: kept %x…, recomputed %x… (commitments %x and %x)", ErrStateHashDrift, r.Index(),
+			kept[:8], full[:8], commitmentFrom(r.Index(), kept), commitmentFrom(r.Index(), full))
+	}
+	return nil
+}
+
+// commitmentDomainV1 started the version 1 commitment.
+const commitmentDomainV1 = "trustfed trust-state commitment v1\n"
+
+// commitmentV1Of is the version 1 commitment (until this release): one
+// SHA-256 over the domain, the index and every replicated row, table by
+// table in snapshot order and by primary key, length-prefixed. Checkpoints
+// in existing audit logs and Raft logs, and those an older leader still
+// proposes during a rolling upgrade, carry it: a replica compares with it
+// only when the version 2 commitment did not match (CommitmentAtAs).
+func commitmentV1Of(txn *memdb.Txn) ([]byte, error) {
+	h := sha256.New()
+	h.Write([]byte(commitmentDomainV1))
 	var buf [binary.MaxVarintLen64]byte
 	h.Write(buf[:binary.PutUvarint(buf[:], indexOf(txn))])
-	opts := proto.MarshalOptions{Deterministic: true}
 	var row []byte
 	for _, t := range snapshotTables {
 		writeField(h, buf[:], []byte(t.table))
@@ -59,7 +286,7 @@ func commitmentOf(txn *memdb.Txn) ([]byte, error) {
 			if !ok {
 				return nil, fmt.Errorf("commitment over %s: a row of type %T is not a protobuf message", t.table, raw)
 			}
-			if row, err = opts.MarshalAppend(row[:0], m); err != nil {
+			if row, err = rowOptions.MarshalAppend(row[:0], m); err != nil {
 				return nil, fmt.Errorf("commitment over %s: %w", t.table, err)
 			}
 			// 1 marks a row, 0 (below) the end of the table.
@@ -132,8 +359,34 @@ func (f *FSM) CommitmentAt(index uint64) ([]byte, bool, error) {
 	if !ok {
 		return nil, false, nil
 	}
-	c, err := commitmentOf(txn)
-	return c, err == nil, err
+	return commitmentOf(txn), true, nil
+}
+
+// CommitmentAtAs is CommitmentAt in the version of want, a commitment
+// another server computed at index: the version 1 commitment when want is
+// not this replica's version 2 one but is its version 1 one (a checkpoint
+// written before this release, or proposed by a leader that still runs an
+// older one), else the version 2 one. A caller compares the result with
+// want as it would CommitmentAt's. The version 1 fallback costs a pass over
+// the whole state, and is taken only on a mismatch.
+func (f *FSM) CommitmentAtAs(index uint64, want []byte) ([]byte, bool, error) {
+	txn, ok := f.viewAt(index)
+	if !ok {
+		return nil, false, nil
+	}
+	mine := commitmentOf(txn)
+	if len(want) != CommitmentSize || bytes.Equal(mine, want) {
+		return mine, true, nil
+	}
+	v1, err := commitmentV1Of(txn)
+	if err != nil {
+		return nil, true, err
+	}
+	if bytes.Equal(v1, want) {
+		f.logger.Debug("state commitment compared in version 1 (a checkpoint of an older release)", "state_index", index)
+		return v1, true, nil
+	}
+	return mine, true, nil
 }
 
 // OnDivergence sets what the FSM calls when this replica finds its state
@@ -143,9 +396,11 @@ func (f *FSM) CommitmentAt(index uint64) ([]byte, bool, error) {
 func (f *FSM) OnDivergence(fn func(index uint64, reason string)) { f.diverged = fn }
 
 // checkCommitment compares the commitment a checkpoint carries (computed
-// by the leader at c.StateIndex) with this replica's own at that index. A
-// checkpoint without one (written before commitments existed) or an index
-// no longer kept (the replica restored a newer snapshot) is not compared.
+// by the leader at c.StateIndex) with this replica's own at that index, in
+// the checkpoint's version (CommitmentAtAs: a version 1 commitment, from
+// before the incremental one, is compared in version 1). A checkpoint
+// without one (written before commitments existed) or an index no longer
+// kept (the replica restored a newer snapshot) is not compared.
 func (f *FSM) checkCommitment(want []byte, at, index uint64, certified bool) {
 	whose := "the cluster's checkpoint"
 	if certified {
@@ -154,7 +409,7 @@ func (f *FSM) checkCommitment(want []byte, at, index uint64, certified bool) {
 	if len(want) == 0 || f.diverged == nil {
 		return
 	}
-	got, ok, err := f.CommitmentAt(at)
+	got, ok, err := f.CommitmentAtAs(at, want)
 	switch {
 	case err != nil:
 		f.diverged(at, fmt.Sprintf("cannot compute the state commitment at index %d (checkpoint at index %d): %v", at, index, err))

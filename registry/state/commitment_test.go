@@ -2,7 +2,9 @@ package state
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,14 +13,17 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// fillOrgs inserts n organisations into f's store directly.
+// fillOrgs inserts n organisations into f's store directly, keeping its
+// state hash as Apply does.
 func fillOrgs(f *FSM, n int) {
 	tx := f.store.db.Load().Txn(true)
+	tx.TrackChanges()
 	for i := range n {
 		id := fmt.Sprintf("org-%06d", i)
 		mustDo(tx.Insert(tableOrganizations, &trustfedv1.Organization{Id: id, Name: "Organisation " + id, Jurisdiction: "EU", DeclaredLevel: 3}))
 	}
 	mustDo(setIndex(tx, 7))
+	mustDo(foldChanges(tx, &rowHasher{}))
 	tx.Commit()
 }
 
@@ -31,7 +36,9 @@ func mustCommit(t *testing.T, r *Reader) []byte {
 }
 
 // TestCommitmentCoversLevels: equal states commit to the same hash (also
-// after a snapshot round trip); a level changed in one row changes it.
+// after a snapshot round trip); a level changed in one row changes it —
+// through a write (the kept state hash follows), and behind the apply
+// path's back (the full recomputation, and so VerifyStateHash, sees it).
 func TestCommitmentCoversLevels(t *testing.T) {
 	a, b := NewFSM(NewStore(), nil, nil), NewFSM(NewStore(), nil, nil)
 	fillOrgs(a, 50)
@@ -44,14 +51,47 @@ func TestCommitmentCoversLevels(t *testing.T) {
 	require.NoError(t, restored.Restore(bytes.NewReader(h.snapshotBytes())))
 	require.Equal(t, ca, mustCommit(t, restored.store.Read()), "a restored snapshot commits to the same state")
 
-	tx := b.store.db.Load().Txn(true)
-	o, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", "org-000017")
-	require.True(t, ok)
-	o = proto.Clone(o).(*trustfedv1.Organization)
-	o.DeclaredLevel = 4
-	mustDo(tx.Insert(tableOrganizations, o))
-	tx.Commit()
+	require.Equal(t, ca, mustFullCommit(t, b.store.Read()), "the kept state hash is the full one")
+	require.NoError(t, b.store.Read().VerifyStateHash())
+
+	forge := func(f *FSM, tracked bool) {
+		tx := f.store.db.Load().Txn(true)
+		if tracked {
+			tx.TrackChanges()
+		}
+		o, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", "org-000017")
+		require.True(t, ok)
+		o = proto.Clone(o).(*trustfedv1.Organization)
+		o.DeclaredLevel = 4
+		mustDo(tx.Insert(tableOrganizations, o))
+		if tracked {
+			mustDo(foldChanges(tx, &rowHasher{}))
+		}
+		tx.Commit()
+	}
+	forge(b, true)
 	require.NotEqual(t, ca, mustCommit(t, b.store.Read()), "a forged level must change the commitment")
+	require.Equal(t, mustFullCommit(t, b.store.Read()), mustCommit(t, b.store.Read()))
+
+	// Changed in memory behind the apply path: the kept hash does not
+	// follow, a full recomputation does, and the check says so.
+	forge(a, false)
+	require.Equal(t, ca, mustCommit(t, a.store.Read()), "the kept hash only follows applied writes")
+	require.NotEqual(t, ca, mustFullCommit(t, a.store.Read()), "a forged level must change the full commitment")
+	require.ErrorIs(t, a.store.Read().VerifyStateHash(), ErrStateHashDrift)
+	// A snapshot of it restores to what its rows hold: the forged level
+	// shows in the restored replica's commitment.
+	forged := NewFSM(NewStore(), nil, nil)
+	require.NoError(t, forged.Restore(bytes.NewReader(h.snapshotBytes())))
+	require.NotEqual(t, ca, mustCommit(t, forged.store.Read()), "a restore recomputes the state hash from the rows")
+	require.Equal(t, mustFullCommit(t, a.store.Read()), mustCommit(t, forged.store.Read()))
+}
+
+func mustFullCommit(t *testing.T, r *Reader) []byte {
+	t.Helper()
+	c, err := r.FullCommitment()
+	require.NoError(t, err)
+	return c
 }
 
 // TestCommitmentAtRetainedIndex: the FSM keeps recent views, so a replica
@@ -109,4 +149,79 @@ func TestRestoreForgetsTheViewsBeforeIt(t *testing.T) {
 	txn, ok := lagging.fsm.viewAtOrBefore(at)
 	require.True(t, ok, "the restored state is kept")
 	require.Equal(t, at, indexOf(txn))
+}
+
+// TestFoldChangesRandomTransactions: transactions of random inserts,
+// updates and deletes, several to the same row in one transaction (memdb
+// reports the net change of each row), keep the state hash equal to the
+// full recomputation; rows of tables outside the commitment (meta) do not
+// count.
+func TestFoldChangesRandomTransactions(t *testing.T) {
+	f := NewFSM(NewStore(), nil, nil)
+	rng := rand.New(rand.NewPCG(7, 19))
+	for round := range 200 {
+		tx := f.store.db.Load().Txn(true)
+		tx.TrackChanges()
+		for range 1 + rng.IntN(8) {
+			id := fmt.Sprintf("org-%02d", rng.IntN(20))
+			switch rng.IntN(3) {
+			case 0, 1: // insert or update
+				mustDo(tx.Insert(tableOrganizations, &trustfedv1.Organization{Id: id, Name: "Organisation " + id, DeclaredLevel: uint32(rng.IntN(5))}))
+			default:
+				if o, ok := first[*trustfedv1.Organization](tx, tableOrganizations, "id", id); ok {
+					mustDo(tx.Delete(tableOrganizations, o))
+				}
+			}
+		}
+		mustDo(setIndex(tx, uint64(round+1)))
+		mustDo(foldChanges(tx, &rowHasher{}))
+		tx.Commit()
+		r := f.store.Read()
+		require.Equal(t, mustFullCommit(t, r), mustCommit(t, r), "round %d", round)
+	}
+	require.NotEqual(t, 0, count(f.store.Read().txn, tableOrganizations))
+}
+
+// TestCommitmentAtAsAcceptsVersion1: checkpoints written before the
+// version 2 commitment (in the audit and Raft logs a replica re-applies,
+// or proposed by a leader still on an older release) carry a version 1
+// commitment: a replica compares with its own version 1 commitment then,
+// and a forged one still diverges.
+func TestCommitmentAtAsAcceptsVersion1(t *testing.T) {
+	f := NewFSM(NewStore(), nil, nil)
+	fillOrgs(f, 50)
+	v1, err := commitmentV1Of(f.store.Read().txn)
+	require.NoError(t, err)
+	// Computed by the release before this one over the same state: the
+	// version 1 commitment is unchanged.
+	require.Equal(t, "da55683d792b992db63859847a13526efbdb9813f18e689fed4210c7d1ba6bc8", hex.EncodeToString(v1))
+
+	f.retainView()
+	v2 := mustCommit(t, f.store.Read())
+	require.NotEqual(t, v1, v2)
+	for _, tc := range []struct {
+		name       string
+		like, want []byte
+	}{
+		{"version 2", v2, v2},
+		{"version 1", v1, v1},
+		{"none", nil, v2},
+		{"another state", bytes.Repeat([]byte{1}, CommitmentSize), v2},
+	} {
+		got, kept, err := f.CommitmentAtAs(7, tc.like)
+		require.NoError(t, err, tc.name)
+		require.True(t, kept, tc.name)
+		require.Equal(t, tc.want, got, tc.name)
+	}
+
+	var diverged []string
+	f.OnDivergence(func(_ uint64, reason string) { diverged = append(diverged, reason) })
+	f.checkCommitment(v1, 7, 9, false)
+	f.checkCommitment(v2, 7, 9, false)
+	require.Empty(t, diverged, "a version 1 or 2 commitment of the same state is no divergence")
+	forged := bytes.Clone(v1)
+	forged[0] ^= 1
+	f.checkCommitment(forged, 7, 9, false)
+	require.Len(t, diverged, 1)
+	require.Contains(t, diverged[0], hex.EncodeToString(v2), "the divergence names this replica's version 2 commitment")
 }

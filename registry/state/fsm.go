@@ -89,8 +89,10 @@ type FSM struct {
 	verifier Verifier
 	logger   *slog.Logger
 	audit    *auditor // nil: auditing off
-	// views and diverged: see commitment.go.
+	// views, diverged and rows (the apply goroutine's row hasher): see
+	// commitment.go.
 	views    viewRing
+	rows     rowHasher
 	diverged func(index uint64, reason string)
 	replay   replayCursor
 	// onBatch and lastWrite: see decisionbatch.go.
@@ -131,11 +133,13 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	db := f.store.db.Load()
 	tx := db.Txn(true)
 	defer tx.Abort()
+	// Every write is tracked: the state hash (commitment.go) is brought up
+	// to date from the rows it changed, and the audit log reads them.
+	tx.TrackChanges()
 	auditing := f.auditing(index)
 	var before *memdb.Txn
 	if auditing {
 		before = db.Txn(false)
-		tx.TrackChanges()
 	}
 
 	sum := sha256.Sum256(env.Payload)
@@ -152,6 +156,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 				res.Err = &Error{Kind: ErrorKind(prev.ErrorKind), Field: prev.ErrorField, Msg: prev.Error}
 			}
 			mustDo(setIndex(tx, index))
+			mustDo(foldChanges(tx, &f.rows))
 			tx.Commit()
 			return res
 		}
@@ -160,6 +165,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	err := f.dispatch(tx, env, index)
 	if errors.Is(err, errAuditBatchApplied) {
 		mustDo(setIndex(tx, index))
+		mustDo(foldChanges(tx, &f.rows))
 		tx.Commit()
 		return Result{Index: index, Duplicate: true}
 	}
@@ -168,6 +174,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		tx.Abort()
 		tx = db.Txn(true)
 		defer tx.Abort()
+		tx.TrackChanges()
 	}
 	if env.RequestId != "" {
 		mustDo(recordRequest(tx, env, index, sum[:], err))
@@ -178,6 +185,7 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	if auditing {
 		res.AuditSequence = f.auditCommand(before, tx, env, cmd, index, err)
 	}
+	mustDo(foldChanges(tx, &f.rows))
 	tx.Commit()
 	if err == nil {
 		f.noteWrite(env.Type, index)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -204,6 +205,17 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	if err := setIndex(tx, hdr.Index); err != nil {
 		return fmt.Errorf("restore index: %w", err)
+	}
+	// The state hash is recomputed from the restored rows, never taken
+	// from the snapshot (it carries none): a snapshot altered on disk
+	// commits to what it now holds, and the first checkpoint compared
+	// shows the difference (commitment.go).
+	sum, err := fullStateHash(tx, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return fmt.Errorf("restore state hash: %w", err)
+	}
+	if err := setStateHash(tx, sum); err != nil {
+		return fmt.Errorf("restore state hash: %w", err)
 	}
 	tx.Commit()
 	f.store.db.Store(db)

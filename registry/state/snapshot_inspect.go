@@ -26,6 +26,10 @@ type SnapshotSummary struct {
 	Index uint64 `json:"index"`
 	// Every table a snapshot carries, in snapshot order.
 	Tables []TableCount `json:"tables"`
+	// StateCommitment is the commitment to the trust state the snapshot
+	// holds (Reader.Commitment), recomputed from its rows: the one an
+	// audit checkpoint at Index carries.
+	StateCommitment []byte `json:"stateCommitment"`
 	// The audit log: entries, RFC 6962 root (as the snapshot's head says)
 	// and the Raft index of its last entry; RootVerified: the entries in
 	// the snapshot hash to that root.
@@ -38,7 +42,7 @@ type SnapshotSummary struct {
 
 // InspectSnapshot reads a snapshot Persist wrote (after the consensus
 // header), counts the rows of each table and recomputes the audit log's
-// Merkle root from its entries. It fails on a record it cannot decode, a
+// Merkle root from its entries and the state commitment from its rows. It fails on a record it cannot decode, a
 // table it does not know, or an audit log that does not hash to the root
 // its head states.
 func InspectSnapshot(r io.Reader) (SnapshotSummary, error) {
@@ -53,6 +57,8 @@ func InspectSnapshot(r io.Reader) (SnapshotSummary, error) {
 	}
 	out := SnapshotSummary{Index: hdr.Index}
 	counts := map[string]uint64{}
+	var sum ltHash
+	var rh rowHasher
 	for n := 0; ; n++ {
 		var rec commandv1.SnapshotRecord
 		err := opts.UnmarshalFrom(br, &rec)
@@ -78,7 +84,13 @@ func InspectSnapshot(r io.Reader) (SnapshotSummary, error) {
 			return out, fmt.Errorf("snapshot record %d: unknown record %s", n, fd.Name())
 		}
 		counts[table]++
+		v, err := rh.vector(table, m.Get(fd).Message().Interface())
+		if err != nil {
+			return out, fmt.Errorf("snapshot record %d: %w", n, err)
+		}
+		sum.add(v)
 	}
+	out.StateCommitment = commitmentFrom(hdr.Index, &sum)
 	for _, t := range snapshotTables {
 		out.Tables = append(out.Tables, TableCount{Table: t.table, Rows: counts[t.table]})
 	}

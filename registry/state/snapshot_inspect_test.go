@@ -34,6 +34,9 @@ func TestInspectSnapshot(t *testing.T) {
 		require.EqualValues(t, len(state.TableRows(a.fsm.Store(), tc.Table)), tc.Rows, tc.Table)
 	}
 	require.NotEmpty(t, sum.Tables)
+	want, err := a.fsm.Store().Read().Commitment()
+	require.NoError(t, err)
+	require.Equal(t, want, sum.StateCommitment, "the commitment recomputed from the snapshot's rows is the state's")
 	require.True(t, sum.HasAudit)
 	require.True(t, sum.RootVerified)
 	require.Equal(t, a.log.Size(), sum.AuditSize)
