@@ -87,7 +87,7 @@ func (r *Reader) SweepDueSince(mark SweepMark, now time.Time) bool {
 	if mark.Time.IsZero() || now.Before(mark.Time) || r.Index() < mark.Index || r.FederationPolicy().GetModifyIndex() > mark.Index {
 		return r.SweepDue(now)
 	}
-	sessions, agreements := r.dueSince(mark.Time.Add(-SweepSkew), now, true)
+	sessions, agreements, _ := r.dueSince(mark.Time.Add(-SweepSkew), now, true)
 	return len(sessions) > 0 || len(agreements) > 0
 }
 
@@ -123,8 +123,8 @@ func (r *Reader) sweepable(now time.Time, first bool) (sessions []*trustfedv1.Se
 // now among those indexed as past their end date (T1), or as starting or
 // activated (T2, W1) or having a party whose passport expired (T3) at a
 // time in [from, now]. Each agreement is judged by the same test as
-// sweepable's (agreementBroken).
-func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfedv1.Session, agreements []brokenAgreement) {
+// sweepable's (agreementBroken); judged counts them (tests).
+func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfedv1.Session, agreements []brokenAgreement, judged int) {
 	// Open sessions past their expiry: every one read is due.
 	if it, err := r.txn.Get(tableSessions, "open_expire"); err == nil {
 		for raw := it.Next(); raw != nil; raw = it.Next() {
@@ -133,7 +133,7 @@ func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfed
 				break
 			}
 			if sessions = append(sessions, s); first {
-				return sessions, nil
+				return sessions, nil, 0
 			}
 		}
 	}
@@ -145,6 +145,7 @@ func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfed
 			return false
 		}
 		seen[ag.GetId()] = true
+		judged++
 		if reason, broken := r.agreementBrokenWith(ag, now, memo.breaks); broken {
 			agreements = append(agreements, brokenAgreement{ag, reason})
 			return first
@@ -161,7 +162,7 @@ func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfed
 				break
 			}
 			if judge(ag) {
-				return nil, agreements
+				return nil, agreements, judged
 			}
 		}
 	}
@@ -173,7 +174,7 @@ func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfed
 				break
 			}
 			if judge(ag) {
-				return nil, agreements
+				return nil, agreements, judged
 			}
 		}
 	}
@@ -195,13 +196,14 @@ func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfed
 			}
 			for raw := ags.Next(); raw != nil; raw = ags.Next() {
 				if judge(raw.(*trustfedv1.Agreement)) {
-					return nil, agreements
+					return nil, agreements, judged
 				}
 			}
 		}
 	}
+	slices.SortFunc(sessions, func(a, b *trustfedv1.Session) int { return cmp.Compare(a.GetId(), b.GetId()) })
 	slices.SortFunc(agreements, func(a, b brokenAgreement) int { return cmp.Compare(a.ag.GetId(), b.ag.GetId()) })
-	return sessions, agreements
+	return sessions, agreements, judged
 }
 
 // agreementStart is when an active agreement starts to be evaluated: the
