@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -283,4 +284,20 @@ func TestSweepDueSinceSkipsWhatStayedDue(t *testing.T) {
 	_, due, judged = r.dueSince(expiry.Add(time.Hour-SweepSkew), expiry.Add(time.Hour), false)
 	require.Empty(t, due)
 	require.Zero(t, judged, "a later look reads none of them")
+}
+
+// The sweeper's index keys order times as time does, before 1970 and after
+// 2262 (where UnixNano overflows) included.
+func TestSweepTimeKeyOrdersTimes(t *testing.T) {
+	times := []time.Time{
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Unix(0, 0), time.Unix(0, 1), t0, t0.Add(time.Nanosecond), time.Date(2262, 4, 12, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+	}
+	for i := 1; i < len(times); i++ {
+		prev, _ := sweepTimeArgs("test", []any{times[i-1]})
+		cur, _ := sweepTimeArgs("test", []any{times[i]})
+		require.Negative(t, bytes.Compare(prev, cur), "%s before %s", times[i-1], times[i])
+		require.Equal(t, cur, sweepTimestampKey(timestamppb.New(times[i])))
+	}
 }
