@@ -181,7 +181,9 @@ func (r *Runner) Run(ctx context.Context) error {
 // look of the term, and one every SweepFullEvery, scans every agreement;
 // the others read only what can have become due since the last look that
 // found nothing (state.Reader.SweepDueSince), so a look costs what is due,
-// not what the state holds.
+// not what the state holds. The Sweep names what the look found
+// (state.Reader.NextSweep), so applying it judges those again on every
+// node instead of scanning the state.
 func (r *Runner) RunSweeper(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.SweepEvery)
 	defer t.Stop()
@@ -192,10 +194,11 @@ func (r *Runner) RunSweeper(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if !s.due(r.cfg.Store.Read(), time.Now(), r.cfg.SweepFullEvery) {
+		sweep := s.next(r.cfg.Store.Read(), time.Now(), r.cfg.SweepFullEvery)
+		if sweep == nil {
 			continue
 		}
-		if err := r.cfg.Propose(ctx, &commandv1.Sweep{}); err != nil && ctx.Err() == nil {
+		if err := r.cfg.Propose(ctx, sweep); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Warn("sweep failed", "error", err)
 		}
 	}
@@ -209,19 +212,18 @@ type sweepLook struct {
 	fulls    int // full scans made (tests)
 }
 
-// due reports whether a Sweep at now would change anything in rd.
-func (s *sweepLook) due(rd *state.Reader, now time.Time, fullEvery time.Duration) bool {
-	var due bool
-	if s.mark.Time.IsZero() || now.Sub(s.lastFull) >= fullEvery || now.Before(s.lastFull) {
-		due, s.lastFull = rd.SweepDue(now), now
+// next is the Sweep to propose at now, naming what is due in rd, or nil.
+func (s *sweepLook) next(rd *state.Reader, now time.Time, fullEvery time.Duration) *commandv1.Sweep {
+	mark := s.mark
+	if mark.Time.IsZero() || now.Sub(s.lastFull) >= fullEvery || now.Before(s.lastFull) {
+		mark, s.lastFull = state.SweepMark{}, now // a zero mark: the full scan
 		s.fulls++
-	} else {
-		due = rd.SweepDueSince(s.mark, now)
 	}
-	if !due {
+	sweep := rd.NextSweep(mark, now)
+	if sweep == nil {
 		s.mark = state.SweepMark{Time: now, Index: rd.Index()}
 	}
-	return due
+	return sweep
 }
 
 func (r *Runner) flush(ctx context.Context, updates []*commandv1.DeliveryUpdate) error {

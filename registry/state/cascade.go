@@ -487,7 +487,10 @@ func applySweep(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier
 	if err := decode(env, &c); err != nil {
 		return err
 	}
-	sessions, agreements := (&Reader{txn: tx}).sweepable(env.Time.AsTime(), false)
+	sessions, agreements, err := sweepTargets(&Reader{txn: tx}, &c, env.Time.AsTime())
+	if err != nil {
+		return err
+	}
 	for _, s := range sessions {
 		if err := endSession(tx, env, index, s, trustfedv1.SessionStatus_SESSION_STATUS_EXPIRED, "not heartbeated within its TTL"); err != nil {
 			return err

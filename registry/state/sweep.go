@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -66,6 +67,76 @@ type SweepMark struct {
 	Index uint64
 }
 
+// MaxSweepIDs bounds each list of a Sweep command: a look that finds more
+// due proposes the first MaxSweepIDs, and the next look the rest.
+const MaxSweepIDs = 10_000
+
+// NextSweep is the Sweep the leader's sweeper proposes at now, given that
+// nothing was due at mark (SweepDueSince; a zero mark: a full scan, as
+// SweepDue), or nil when nothing is due. It names what it found due (at
+// most MaxSweepIDs of each), so the state machine judges those again
+// rather than scanning every agreement on every node.
+func (r *Reader) NextSweep(mark SweepMark, now time.Time) *commandv1.Sweep {
+	var sessions []*trustfedv1.Session
+	var agreements []brokenAgreement
+	if r.sweepNeedsFullScan(mark, now) {
+		sessions, agreements = r.sweepable(now, false)
+	} else {
+		sessions, agreements, _ = r.dueSince(mark.Time.Add(-SweepSkew), now, false)
+	}
+	if len(sessions) == 0 && len(agreements) == 0 {
+		return nil
+	}
+	c := &commandv1.Sweep{}
+	for _, s := range sessions[:min(len(sessions), MaxSweepIDs)] {
+		c.SessionIds = append(c.SessionIds, s.GetId())
+	}
+	for _, b := range agreements[:min(len(agreements), MaxSweepIDs)] {
+		c.AgreementIds = append(c.AgreementIds, b.ag.GetId())
+	}
+	return c
+}
+
+// sweepTargets is what the Sweep c ends at now, in id order: what it names
+// that is due at now (judged as sweepable judges), or, if it names
+// nothing (a Sweep from before it named what it ends), everything due.
+func sweepTargets(r *Reader, c *commandv1.Sweep, now time.Time) (sessions []*trustfedv1.Session, agreements []brokenAgreement, err error) {
+	if len(c.GetSessionIds()) == 0 && len(c.GetAgreementIds()) == 0 {
+		sessions, agreements = r.sweepable(now, false)
+		return sessions, agreements, nil
+	}
+	if n := len(c.GetSessionIds()); n > MaxSweepIDs {
+		return nil, nil, Invalid("session_ids", "names %d sessions, more than %d", n, MaxSweepIDs)
+	}
+	if n := len(c.GetAgreementIds()); n > MaxSweepIDs {
+		return nil, nil, Invalid("agreement_ids", "names %d agreements, more than %d", n, MaxSweepIDs)
+	}
+	for i, id := range c.GetSessionIds() {
+		if err := ValidateSessionID(fmt.Sprintf("session_ids[%d]", i), id); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, id := range c.GetAgreementIds() {
+		if err := ValidateAgreementID(fmt.Sprintf("agreement_ids[%d]", i), id); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, id := range slices.Compact(slices.Sorted(slices.Values(c.GetSessionIds()))) {
+		if s, ok := r.Session(id); ok && s.GetStatus() == trustfedv1.SessionStatus_SESSION_STATUS_OPEN && !now.Before(s.GetExpireTime().AsTime()) {
+			sessions = append(sessions, s)
+		}
+	}
+	memo := newPartyMemo(r)
+	for _, id := range slices.Compact(slices.Sorted(slices.Values(c.GetAgreementIds()))) {
+		if ag, ok := r.Agreement(id); ok && ag.GetStatus() == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+			if reason, broken := r.agreementBrokenWith(ag, now, memo.breaks); broken {
+				agreements = append(agreements, brokenAgreement{ag, reason})
+			}
+		}
+	}
+	return sessions, agreements, nil
+}
+
 // SweepDue reports whether a Sweep at now would change anything: an open
 // session past its expiry or an active agreement that time (or a write
 // that did not run the cascade) has broken. A scan of every agreement:
@@ -84,11 +155,18 @@ func (r *Reader) SweepDue(now time.Time) bool {
 // It falls back to the full scan when mark is zero, now is before it, the
 // view is older than it, or the federation policy changed since (W2).
 func (r *Reader) SweepDueSince(mark SweepMark, now time.Time) bool {
-	if mark.Time.IsZero() || now.Before(mark.Time) || r.Index() < mark.Index || r.FederationPolicy().GetModifyIndex() > mark.Index {
+	if r.sweepNeedsFullScan(mark, now) {
 		return r.SweepDue(now)
 	}
 	sessions, agreements, _ := r.dueSince(mark.Time.Add(-SweepSkew), now, true)
 	return len(sessions) > 0 || len(agreements) > 0
+}
+
+// sweepNeedsFullScan reports whether a look from mark at now must scan
+// everything: no mark, a clock that went back, an older view, or a policy
+// written since the mark (W2).
+func (r *Reader) sweepNeedsFullScan(mark SweepMark, now time.Time) bool {
+	return mark.Time.IsZero() || now.Before(mark.Time) || r.Index() < mark.Index || r.FederationPolicy().GetModifyIndex() > mark.Index
 }
 
 // sweepable lists what a Sweep at now ends, in id order; only the first

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -238,11 +239,25 @@ func TestSweepDueSinceMatchesFullScan(t *testing.T) {
 				mark = SweepMark{Time: s.now, Index: r.Index()}
 				continue
 			}
+			// The Sweep the sweeper proposes names what is due, and ends it.
+			sweep := r.NextSweep(mark, s.now)
+			require.NotNil(t, sweep)
+			var named []string
+			for _, x := range wantS {
+				named = append(named, x.Id)
+			}
+			for _, b := range wantA {
+				named = append(named, b.ag.Id)
+			}
+			require.Equal(t, named, append(slices.Clone(sweep.SessionIds), sweep.AgreementIds...))
+			payload, err := proto.Marshal(sweep)
+			require.NoError(t, err)
 			s.write(s.now, func(tx *memdb.Txn, env *commandv1.Envelope, index uint64) {
+				env.Payload = payload
 				mustDo(applySweep(tx, env, index, nil))
 			})
-			_, left := s.store.Read().sweepable(s.now, false)
-			require.Empty(t, left, "a Sweep ends everything due")
+			leftS, leftA := s.store.Read().sweepable(s.now, false)
+			require.Empty(t, sweptIDs(leftS, leftA), "the Sweep ends everything due")
 		}
 	}
 	t.Logf("looks: %d through the window (%d found something due), %d full scans", windowed, windowedDue, fulls)
@@ -300,4 +315,38 @@ func TestSweepTimeKeyOrdersTimes(t *testing.T) {
 		require.Negative(t, bytes.Compare(prev, cur), "%s before %s", times[i-1], times[i])
 		require.Equal(t, cur, sweepTimestampKey(timestamppb.New(times[i])))
 	}
+}
+
+// A Sweep that names what it ends judges each again at its time: what is
+// not due is left as it is, names that are not ids are refused with the
+// field, and a Sweep naming nothing (one from before it named them) scans
+// everything.
+func TestSweepNamingWhatItEnds(t *testing.T) {
+	h := newHarness(t)
+	h.accredit()
+	h.member("org-a", 3, 3)
+	h.member("org-b", 3, 3)
+	h.member("org-c", 3, 3)
+	h.agreement("agr-0000000000000001", "org-a", "org-b", 0)
+	h.agreement("agr-0000000000000002", "org-a", "org-c", 0)
+	ses := h.openSession("org-a", "org-b", "req-1", time.Minute)
+	ag, _ := h.read().Agreement("agr-0000000000000001")
+	h.now = ag.ParsedTerms.NotAfter.AsTime().Add(time.Second) // both agreements past their end, the session expired
+
+	res := h.apply(&commandv1.Sweep{AgreementIds: []string{"agr-0000000000000001", "not-an-id"}}, "")
+	require.ErrorIs(t, res.Err, ErrInvalidArgument)
+	require.Contains(t, res.Err.Error(), "agreement_ids[1]")
+	res = h.apply(&commandv1.Sweep{SessionIds: make([]string, MaxSweepIDs+1)}, "")
+	require.ErrorIs(t, res.Err, ErrInvalidArgument)
+	require.Contains(t, res.Err.Error(), "session_ids")
+
+	h.must(&commandv1.Sweep{AgreementIds: []string{"agr-0000000000000001", "agr-0000000000000001", "agr-00000000000000ff"}})
+	require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED, h.agreementStatus("agr-0000000000000001"))
+	require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE, h.agreementStatus("agr-0000000000000002"), "not named")
+	s, _ := h.read().Session(ses)
+	require.Equal(t, trustfedv1.SessionStatus_SESSION_STATUS_TERMINATED, s.Status, "cut with its agreement")
+
+	h.must(&commandv1.Sweep{})
+	require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED, h.agreementStatus("agr-0000000000000002"), "a Sweep naming nothing scans everything")
+	require.Nil(t, h.read().NextSweep(SweepMark{}, h.now))
 }
