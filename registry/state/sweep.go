@@ -41,8 +41,8 @@ import (
 //   - W1: an agreement's activation (applySignAgreement does not evaluate
 //     the conditions: an agreement signed after its end date, or by a party
 //     below its min_level, is active until the next sweep);
-//   - W2: a federation policy change of the onboarding cap (it lowers the
-//     level of every organisation still onboarding).
+//   - W2: a federation policy change of the onboarding cap (it can lower
+//     the level of every organisation still onboarding).
 //
 // So the indexes: open sessions by expiry; active agreements by not_after
 // (T1); active agreements by the time they start to be evaluated, the later
