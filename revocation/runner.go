@@ -55,7 +55,13 @@ type RunnerConfig struct {
 	// SweepEvery is how often the leader looks for sessions and agreements
 	// that time has ended (default 1 s).
 	SweepEvery time.Duration
-	Logger     *slog.Logger
+	// SweepFullEvery is how often that look is a scan of every agreement
+	// (state.Reader.SweepDue) rather than of what can have become due since
+	// the last look that found nothing (state.Reader.SweepDueSince); the
+	// full scan is a safety net for a command applied more than
+	// state.SweepSkew after it was stamped (default 5 min).
+	SweepFullEvery time.Duration
+	Logger         *slog.Logger
 }
 
 // rerunAfter is how long a cascade whose dispatch finished is left alone
@@ -78,6 +84,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	if cfg.SweepEvery <= 0 {
 		cfg.SweepEvery = time.Second
+	}
+	if cfg.SweepFullEvery <= 0 {
+		cfg.SweepFullEvery = 5 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -168,23 +177,53 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 // RunSweeper proposes a Sweep whenever the state holds a session or an
-// agreement that time has ended, until ctx ends. A leader task.
+// agreement that time has ended, until ctx ends. A leader task. Its first
+// look of the term, and one every SweepFullEvery, scans every agreement;
+// the others read only what can have become due since the last look that
+// found nothing (state.Reader.SweepDueSince), so a look costs what is due,
+// not what the state holds. The Sweep names what the look found
+// (state.Reader.NextSweep), so applying it judges those again on every
+// node instead of scanning the state.
 func (r *Runner) RunSweeper(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.SweepEvery)
 	defer t.Stop()
+	var s sweepLook
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		if !r.cfg.Store.Read().SweepDue(time.Now()) {
+		sweep := s.next(r.cfg.Store.Read(), time.Now(), r.cfg.SweepFullEvery)
+		if sweep == nil {
 			continue
 		}
-		if err := r.cfg.Propose(ctx, &commandv1.Sweep{}); err != nil && ctx.Err() == nil {
+		if err := r.cfg.Propose(ctx, sweep); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Warn("sweep failed", "error", err)
 		}
 	}
+}
+
+// sweepLook is the sweeper's memory between looks: where it last found
+// nothing due, and when it last scanned everything.
+type sweepLook struct {
+	mark     state.SweepMark
+	lastFull time.Time
+	fulls    int // full scans made (tests)
+}
+
+// next is the Sweep to propose at now, naming what is due in rd, or nil.
+func (s *sweepLook) next(rd *state.Reader, now time.Time, fullEvery time.Duration) *commandv1.Sweep {
+	mark := s.mark
+	if mark.Time.IsZero() || now.Sub(s.lastFull) >= fullEvery || now.Before(s.lastFull) {
+		mark, s.lastFull = state.SweepMark{}, now // a zero mark: the full scan
+		s.fulls++
+	}
+	sweep := rd.NextSweep(mark, now)
+	if sweep == nil {
+		s.mark = state.SweepMark{Time: now, Index: rd.Index()}
+	}
+	return sweep
 }
 
 func (r *Runner) flush(ctx context.Context, updates []*commandv1.DeliveryUpdate) error {

@@ -482,46 +482,15 @@ func applyCloseSession(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ V
 	return newCascade(tx, env, index, ev, []string{cur.FromOrganizationId, cur.ToOrganizationId})
 }
 
-// SweepDue reports whether a Sweep at now would change anything: an open
-// session past its expiry or an active agreement that time has broken. It
-// stops at the first it finds (the leader asks every second).
-func (r *Reader) SweepDue(now time.Time) bool {
-	sessions, agreements := r.sweepable(now, true)
-	return len(sessions) > 0 || len(agreements) > 0
-}
-
-// sweepable lists what a Sweep at now ends; only the first found if first.
-func (r *Reader) sweepable(now time.Time, first bool) (sessions []*trustfedv1.Session, agreements []brokenAgreement) {
-	if it, err := r.txn.Get(tableSessions, "open", true); err == nil {
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			if s := raw.(*trustfedv1.Session); !now.Before(s.ExpireTime.AsTime()) {
-				if sessions = append(sessions, s); first {
-					return sessions, nil
-				}
-			}
-		}
-	}
-	if it, err := r.txn.Get(tableAgreements, "id"); err == nil {
-		memo := newPartyMemo(r)
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			if ag := raw.(*trustfedv1.Agreement); ag.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
-				if reason, broken := r.agreementBrokenWith(ag, now, memo.breaks); broken {
-					if agreements = append(agreements, brokenAgreement{ag, reason}); first {
-						return nil, agreements
-					}
-				}
-			}
-		}
-	}
-	return sessions, agreements
-}
-
 func applySweep(tx *memdb.Txn, env *commandv1.Envelope, index uint64, _ Verifier) error {
 	var c commandv1.Sweep
 	if err := decode(env, &c); err != nil {
 		return err
 	}
-	sessions, agreements := (&Reader{txn: tx}).sweepable(env.Time.AsTime(), false)
+	sessions, agreements, err := sweepTargets(&Reader{txn: tx}, &c, env.Time.AsTime())
+	if err != nil {
+		return err
+	}
 	for _, s := range sessions {
 		if err := endSession(tx, env, index, s, trustfedv1.SessionStatus_SESSION_STATUS_EXPIRED, "not heartbeated within its TTL"); err != nil {
 			return err

@@ -62,7 +62,7 @@ func (r *Reader) attestedLevel(o *trustfedv1.Organization, now time.Time) (uint3
 		return 0, fmt.Sprintf("passport %s revoked", p.Serial)
 	case now.Before(p.GetNotBefore().AsTime()):
 		return 0, fmt.Sprintf("passport %s not valid before %s", p.Serial, p.GetNotBefore().AsTime().UTC().Format(time.RFC3339))
-	case !now.Before(p.GetExpireTime().AsTime()):
+	case !now.Before(p.GetExpireTime().AsTime()): // time-driven: the sweeper's T3 (sweep.go)
 		return 0, fmt.Sprintf("passport %s expired at %s", p.Serial, p.GetExpireTime().AsTime().UTC().Format(time.RFC3339))
 	}
 	level := min(p.Level, iss.MaxLevel)
@@ -86,11 +86,14 @@ func (r *Reader) agreementEnded(ag *trustfedv1.Agreement, now time.Time, partyBr
 	case trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED:
 		return fmt.Sprintf("agreement %s was terminated by %s: %s", ag.Id, ag.TerminatedBy, ag.TerminationReason), true
 	}
+	// The conditions time alone changes are listed in sweep.go (T1-T3),
+	// with the indexes the sweeper finds them by; a change to this test
+	// must keep that list whole (TestSweepDueSinceMatchesFullScan).
 	terms := ag.GetParsedTerms()
 	if nb := terms.GetNotBefore(); nb != nil && now.Before(nb.AsTime()) {
 		return fmt.Sprintf("agreement %s starts at %s", ag.Id, nb.AsTime().UTC().Format(time.RFC3339)), true
 	}
-	if na := terms.GetNotAfter(); na != nil && !now.Before(na.AsTime()) {
+	if na := terms.GetNotAfter(); na != nil && !now.Before(na.AsTime()) { // time-driven: T1
 		return fmt.Sprintf("agreement %s ended at %s (end date)", ag.Id, na.AsTime().UTC().Format(time.RFC3339)), true
 	}
 	for _, id := range []string{ag.OrganizationAId, ag.OrganizationBId} {

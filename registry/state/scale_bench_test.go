@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -16,8 +17,11 @@ import (
 // with the whole state (BENCHMARKS.md, "Scale"), on 1,000 organisations
 // and 10k, 100k (and, with TRUSTFED_STATE_SCALE_MAX=1000000, 1M) active
 // agreements between them:
-//   - SweepDue: what the leader's sweeper asks every second (a scan of
-//     every agreement; nothing is due, so it scans them all);
+//   - SweepDue: the sweeper's full scan (its first look of a term, then
+//     one every 5 minutes: every agreement; nothing is due, so it scans
+//     them all);
+//   - SweepDueSince: what the leader's sweeper asks every second, a second
+//     after a look that found nothing due (the time indexes since then);
 //   - Commitment: the trust-state commitment of every audit checkpoint
 //     (kept incrementally: one SHA-256 of 2 KiB);
 //   - FullCommitment: its full recomputation on every core (what a
@@ -37,9 +41,20 @@ func BenchmarkScaleLeaderTasks(b *testing.B) {
 		insertAgreements(h, template, "agr", have, n)
 		have = n
 		r := h.read()
+		// A day after the agreements were made, a second after a look that
+		// found nothing due.
+		at := h.now.Add(24 * time.Hour)
 		b.Run(fmt.Sprintf("agreements=%d/SweepDue", n), func(b *testing.B) {
 			for b.Loop() {
-				if r.SweepDue(h.now) {
+				if r.SweepDue(at) {
+					b.Fatal("nothing is due")
+				}
+			}
+		})
+		mark := SweepMark{Time: at.Add(-time.Second), Index: r.Index()}
+		b.Run(fmt.Sprintf("agreements=%d/SweepDueSince", n), func(b *testing.B) {
+			for b.Loop() {
+				if r.SweepDueSince(mark, at) {
 					b.Fatal("nothing is due")
 				}
 			}

@@ -48,6 +48,8 @@ func schema() *memdb.DBSchema {
 				"name":   {Name: "name", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name", Lowercase: true}},
 				"key":    {Name: "key", Unique: true, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "PublicKeyFingerprint"}},
 				"issuer": {Name: "issuer", AllowMissing: true, Indexer: passportIssuerIndex{}},
+				// The sweeper's (sweep.go): organisations by passport expiry.
+				"passport_expire": {Name: "passport_expire", AllowMissing: true, Indexer: passportExpireIndex{}},
 			},
 		},
 		tableIssuers: {
@@ -95,6 +97,8 @@ func schema() *memdb.DBSchema {
 				"open": {Name: "open", Indexer: &memdb.ConditionalIndex{Conditional: func(o any) (bool, error) {
 					return o.(*trustfedv1.Session).Status == trustfedv1.SessionStatus_SESSION_STATUS_OPEN, nil
 				}}},
+				// The sweeper's (sweep.go): open sessions by expiry.
+				"open_expire": {Name: "open_expire", AllowMissing: true, Indexer: openSessionExpireIndex{}},
 			},
 		},
 		tableCascades: {
@@ -137,6 +141,10 @@ func schema() *memdb.DBSchema {
 				"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 				"party": {Name: "party", Indexer: partyIndex{}},
 				"pair":  {Name: "pair", Indexer: pairIndex{}},
+				// The sweeper's (sweep.go): active agreements by end date, and
+				// by the time they start to be evaluated.
+				"active_end":   {Name: "active_end", AllowMissing: true, Indexer: activeEndIndex{}},
+				"active_start": {Name: "active_start", AllowMissing: true, Indexer: activeStartIndex{}},
 			},
 		},
 		tableTokens: {

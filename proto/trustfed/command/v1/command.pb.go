@@ -3297,9 +3297,16 @@ func (x *CloseSession) GetReason() string {
 }
 
 // Sweep ends what time has ended by the command's time: sessions past their
-// expiry, agreements past their end date or whose party's passport expired.
+// expiry, agreements past their end date or whose party's passport expired
+// (any active agreement whose conditions no longer hold).
 type Sweep struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The open sessions and active agreements the leader found due, each
+	// checked again at the command's time (one no longer due is left as it
+	// is); at most 10,000 of each. Both empty: every session and agreement is
+	// checked, a scan of the whole state (a Sweep from before these fields).
+	SessionIds    []string `protobuf:"bytes,1,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
+	AgreementIds  []string `protobuf:"bytes,2,rep,name=agreement_ids,json=agreementIds,proto3" json:"agreement_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3332,6 +3339,20 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
 	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *Sweep) GetSessionIds() []string {
+	if x != nil {
+		return x.SessionIds
+	}
+	return nil
+}
+
+func (x *Sweep) GetAgreementIds() []string {
+	if x != nil {
+		return x.AgreementIds
+	}
+	return nil
 }
 
 // RecordDeliveries merges the leader dispatcher's progress into cascades.
@@ -3728,8 +3749,11 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\a\n" +
-	"\x05Sweep\"Q\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"M\n" +
+	"\x05Sweep\x12\x1f\n" +
+	"\vsession_ids\x18\x01 \x03(\tR\n" +
+	"sessionIds\x12#\n" +
+	"\ragreement_ids\x18\x02 \x03(\tR\fagreementIds\"Q\n" +
 	"\x10RecordDeliveries\x12=\n" +
 	"\aupdates\x18\x01 \x03(\v2#.trustfed.command.v1.DeliveryUpdateR\aupdates\"b\n" +
 	"\x0eDeliveryUpdate\x12\x1d\n" +
