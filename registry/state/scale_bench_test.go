@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"runtime"
@@ -237,4 +238,51 @@ func insertAgreements(h *harness, template *trustfedv1.Agreement, prefix string,
 		mustDo(addEdges(tx, ag.OrganizationAId, ag.OrganizationBId, ag.Id))
 	}
 	tx.Commit()
+}
+
+// BenchmarkScaleHeapPerMemberNode reports the Go heap one member node keeps
+// live in the state (its row in the member nodes table and its two index
+// entries, id and public key), at 100k nodes (TRUSTFED_STATE_SCALE_MAX
+// raises it) spread over the fixture's organisations: as written (copies of
+// a node enrolled and certified for real) and as restored from a snapshot.
+func BenchmarkScaleHeapPerMemberNode(b *testing.B) {
+	n := scaleMax(b, 100_000)
+	h, _ := scaleFixture(b)
+	h.must(h.enrolment("org-0000", "node-0", newNodeKey(b)))
+	h.must(h.issue("org-0000", "node-0", h.nonce()))
+	template, ok := first[*trustfedv1.MemberNode](h.read().txn, tableMemberNodes, "id", "org-0000", "node-0")
+	if !ok || template.LastCertificateSerial == "" {
+		b.Fatal("the template node is not enrolled and certified")
+	}
+	persist := func() []byte {
+		snap, err := h.fsm.Snapshot()
+		require.NoError(b, err)
+		var buf bytes.Buffer
+		require.NoError(b, snap.Persist(&buf))
+		return buf.Bytes()
+	}
+	restored := func(snap []byte) uint64 {
+		f := NewFSM(NewStore(), nil, nil)
+		before := liveHeap()
+		require.NoError(b, f.Restore(bytes.NewReader(snap)))
+		after := liveHeap()
+		runtime.KeepAlive(f)
+		return after - before
+	}
+	one := persist()
+	for b.Loop() {
+		before := liveHeap()
+		tx := h.fsm.store.db.Load().Txn(true)
+		for i := 1; i < n; i++ {
+			node := proto.CloneOf(template)
+			node.OrganizationId, node.NodeId = fmt.Sprintf("org-%04d", i%scaleOrgs), fmt.Sprintf("node-%d", i)
+			node.PublicKey = binary.BigEndian.AppendUint64(bytes.Clone(node.PublicKey[:24]), uint64(i))
+			mustDo(tx.Insert(tableMemberNodes, node))
+		}
+		tx.Commit()
+		after := liveHeap()
+		b.ReportMetric(float64(after-before)/float64(n-1), "heap-B/node")
+		b.ReportMetric(float64(restored(persist())-restored(one))/float64(n-1), "restored-heap-B/node")
+		b.ReportMetric(float64(proto.Size(template)), "proto-B/node")
+	}
 }
