@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -87,18 +88,24 @@ func applyProposeAgreement(tx *memdb.Txn, env *commandv1.Envelope, index uint64,
 	if err := decode(env, &c); err != nil {
 		return err
 	}
-	t, err := CheckTerms(&Reader{txn: tx}, c.Terms)
+	_, err := proposeAgreement(tx, env, index, c.Terms)
+	return err
+}
+
+// proposeAgreement checks terms and stores them as a PENDING agreement.
+func proposeAgreement(tx *memdb.Txn, env *commandv1.Envelope, index uint64, terms []byte) (*trustfedv1.AgreementTerms, error) {
+	t, err := CheckTerms(&Reader{txn: tx}, terms)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	now := stamp(env)
 	ag := &trustfedv1.Agreement{
 		Id: t.AgreementId, OrganizationAId: t.OrganizationAId, OrganizationBId: t.OrganizationBId,
 		Status: trustfedv1.AgreementStatus_AGREEMENT_STATUS_PENDING,
-		Terms:  c.Terms, ParsedTerms: t,
+		Terms:  terms, ParsedTerms: t,
 		CreateTime: now, UpdateTime: now, CreateIndex: index, ModifyIndex: index,
 	}
-	return tx.Insert(tableAgreements, ag)
+	return t, tx.Insert(tableAgreements, ag)
 }
 
 // CheckSignature verifies one party's signature over an agreement's terms
@@ -144,12 +151,18 @@ func applySignAgreement(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v 
 	if err := decode(env, &c); err != nil {
 		return err
 	}
-	ag, err := CheckSignature(&Reader{txn: tx}, v, c.AgreementId, c.OrganizationId, c.Signature, env.Time.AsTime())
+	return signAgreement(tx, env, index, v, c.AgreementId, c.OrganizationId, c.Signature)
+}
+
+// signAgreement checks and adds one party's signature (and activates the
+// agreement once both have signed).
+func signAgreement(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier, agreementID, orgID string, sig []byte) error {
+	ag, err := CheckSignature(&Reader{txn: tx}, v, agreementID, orgID, sig, env.Time.AsTime())
 	if err != nil {
 		return err
 	}
 	now := stamp(env)
-	if c.OrganizationId == ag.OrganizationAId {
+	if orgID == ag.OrganizationAId {
 		ag.SignATime = now
 	} else {
 		ag.SignBTime = now
@@ -476,4 +489,69 @@ func shareTimestamps(ts ...**timestamppb.Timestamp) {
 			}
 		}
 	}
+}
+
+// MaxImportAgreements bounds the agreements of one ImportAgreements command
+// (its bytes are bounded by the API's largest message, 1 MiB).
+const MaxImportAgreements = 1000
+
+// ValidateImportSize checks the number of agreements an import carries.
+func ValidateImportSize(n int) error {
+	if n == 0 {
+		return Invalid("agreements", "must hold at least one agreement")
+	}
+	if n > MaxImportAgreements {
+		return Invalid("agreements", "holds %d agreements; at most %d per import", n, MaxImportAgreements)
+	}
+	return nil
+}
+
+// applyImportAgreements applies each item as ProposeAgreement and then the
+// two parties' SignAgreement would, in order, in the command's one
+// transaction: a refused item refuses the whole command (nothing of it is
+// written), with the item's index in the error's field.
+func applyImportAgreements(tx *memdb.Txn, env *commandv1.Envelope, index uint64, v Verifier) error {
+	var c commandv1.ImportAgreements
+	if err := decode(env, &c); err != nil {
+		return err
+	}
+	if err := ValidateImportSize(len(c.Agreements)); err != nil {
+		return err
+	}
+	for i, item := range c.Agreements {
+		at := fmt.Sprintf("agreements[%d]", i)
+		t, err := proposeAgreement(tx, env, index, item.GetTerms())
+		if err != nil {
+			return inItem(err, at, "terms")
+		}
+		for _, s := range []struct {
+			field, org string
+			sig        []byte
+		}{{"signature_a", t.OrganizationAId, item.GetSignatureA()}, {"signature_b", t.OrganizationBId, item.GetSignatureB()}} {
+			if err := signAgreement(tx, env, index, v, t.AgreementId, s.org, s.sig); err != nil {
+				return inItem(err, at, s.field)
+			}
+		}
+	}
+	return nil
+}
+
+// inItem moves err's field into the import item at (e.g. "agreements[3]"):
+// a signature's error names the item's signature field (sig), any other the
+// field of its terms.
+func inItem(err error, at, sig string) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return fmt.Errorf("%s: %w", at, err)
+	}
+	moved := *e
+	switch {
+	case e.Field == "signature":
+		moved.Field = at + "." + sig
+	case e.Field == "terms" || e.Field == "":
+		moved.Field = at + ".terms"
+	default:
+		moved.Field = at + ".terms." + e.Field
+	}
+	return &moved
 }
