@@ -8,6 +8,7 @@ import (
 
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/policy"
 	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/protobuf/proto"
 )
@@ -251,4 +252,43 @@ func (s *Server) presentChange(r *state.Reader, rec *trustfedv1.AdminChangeRecor
 		out.CascadeIds = r.CascadeIDsAt(rec.ApplyIndex)
 	}
 	return out
+}
+
+// ImportAgreements writes many agreements, each signed by both parties, in
+// one Raft command. Here only what the state machine does not check is
+// checked (the batch's size, each item's size and the actions its scope
+// names); the state machine checks every item as ProposeAgreement and the
+// two SignAgreement calls are checked when applied, signatures included,
+// once (not here and again there: that is what makes a bulk load fast),
+// and applies the batch whole or refuses it naming the item.
+func (s *adminService) ImportAgreements(ctx context.Context, req *trustfedv1.ImportAgreementsRequest) (*trustfedv1.ImportAgreementsResponse, error) {
+	if err := state.ValidateImportSize(len(req.GetAgreements())); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(req.Agreements))
+	for i, item := range req.Agreements {
+		at := fmt.Sprintf("agreements[%d]", i)
+		if len(item.GetTerms()) > maxSignedBytes {
+			return nil, state.Invalid(at+".terms", "is larger than %d bytes", maxSignedBytes)
+		}
+		var t trustfedv1.AgreementTerms
+		if err := proto.Unmarshal(item.GetTerms(), &t); err != nil || len(item.GetTerms()) == 0 {
+			return nil, state.Invalid(at+".terms", "is not a serialized trustfed.v1.AgreementTerms")
+		}
+		for j, a := range t.GetScope().GetAllowedActions() {
+			if _, ok := policy.RequiredLevel(a); !ok {
+				return nil, state.Invalid(fmt.Sprintf("%s.terms.scope.allowed_actions[%d]", at, j), "unknown action %q (one of %v)", a, policy.Actions())
+			}
+		}
+		ids[i] = t.AgreementId
+	}
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	index, err := s.propose(ctx, &commandv1.ImportAgreements{Agreements: req.Agreements}, rid)
+	if err != nil {
+		return nil, err
+	}
+	return &trustfedv1.ImportAgreementsResponse{AgreementIds: ids, Index: index}, nil
 }

@@ -173,6 +173,7 @@ var accessPolicy = map[string]rule{
 	trustfedv1.AdminService_GetFederationPolicy_FullMethodName: {roles: readers},
 	trustfedv1.AdminService_GetAgreement_FullMethodName:        {roles: readers, inHandler: true},
 	trustfedv1.AdminService_ListAgreements_FullMethodName:      {roles: readers, orgFields: []string{"organization_id"}},
+	trustfedv1.AdminService_ImportAgreements_FullMethodName:    {roles: adminOnly},
 
 	trustfedv1.CascadeService_OpenSession_FullMethodName:          {roles: memberOnly, orgFields: []string{"from_organization_id"}},
 	trustfedv1.CascadeService_HeartbeatSession_FullMethodName:     {roles: memberOnly, orgFields: []string{"organization_id"}},

@@ -50,6 +50,7 @@ func TestWriteMethods(t *testing.T) {
 		trustfedv1.AdminService_UpdateOrganization_FullMethodName:        true,
 		trustfedv1.AdminService_ProposeAdminChange_FullMethodName:        true,
 		trustfedv1.AdminService_ApproveAdminChange_FullMethodName:        true,
+		trustfedv1.AdminService_ImportAgreements_FullMethodName:          true,
 		trustfedv1.MembershipService_RegisterOrganization_FullMethodName: true,
 		trustfedv1.MembershipService_SubmitPassport_FullMethodName:       true,
 		trustfedv1.MembershipService_ProposeAgreement_FullMethodName:     true,

@@ -19,23 +19,24 @@ import (
 
 // benchOptions are the flags of `trustfed bench`.
 type benchOptions struct {
-	nodes       int
-	targets     []string
-	httpAddrs   []string
-	approvers   []string
-	mode        string
-	consistency string
-	callers     int
-	conns       int
-	pin         bool
-	duration    time.Duration
-	orgs        int
-	agreements  int
-	memberNodes int
-	workers     int
-	keep        bool
-	serverArgs  []string
-	verbose     bool
+	nodes         int
+	targets       []string
+	httpAddrs     []string
+	approvers     []string
+	mode          string
+	consistency   string
+	callers       int
+	conns         int
+	pin           bool
+	duration      time.Duration
+	orgs          int
+	agreements    int
+	memberNodes   int
+	workers       int
+	preloadImport int
+	keep          bool
+	serverArgs    []string
+	verbose       bool
 }
 
 const benchLong = `Measure a trustfed cluster under load and print one JSON line: operations
@@ -59,7 +60,9 @@ Set-up: an issuer is accredited through the admin quorum, --orgs
 organisations are registered and approved at level 4, --agreements bilateral
 agreements covering task_send are signed (organisation i with i+1, i+2, ...),
 --member-nodes member nodes are enrolled (round robin over the organisations,
-no certificates), --preload-workers calls at a time, and each of --conns
+no certificates), --preload-workers calls at a time (the agreements
+--preload-import to an AdminService.ImportAgreements call, signed by both
+parties; --preload-import 0: proposed and signed one call each), and each of --conns
 connections is a fresh member node of an organisation with an agreement, opened to node k mod nodes (or all to the first node with
 --pin). Then --callers goroutines (caller i on connection i mod conns) call
 for --duration:
@@ -107,6 +110,7 @@ func newBenchCmd(a *app) *cobra.Command {
 	f.IntVar(&o.agreements, "agreements", o.agreements, "agreements to preload (at most orgs*(orgs-1)/2)")
 	f.IntVar(&o.memberNodes, "member-nodes", 0, "member nodes to enrol in the preload, round robin over the organisations (beyond one per connection)")
 	f.IntVar(&o.workers, "preload-workers", bench.DefaultPreloadWorkers, "concurrent calls of the preload")
+	f.IntVar(&o.preloadImport, "preload-import", bench.DefaultPreloadImport, "agreements per ImportAgreements call of the preload, signed by both parties (0: ProposeAgreement and two SignAgreement calls per agreement, for a cluster without ImportAgreements)")
 	f.BoolVar(&o.keep, "keep", false, "keep the loopback cluster running after the result until interrupted (without --target)")
 	f.StringArrayVar(&o.serverArgs, "server-arg", nil, "extra flag for the servers bench starts (repeatable), e.g. --server-arg=-raft-commit-timeout=1ms")
 	f.BoolVar(&o.verbose, "verbose", false, "log the set-up steps to stderr")
@@ -116,7 +120,7 @@ func newBenchCmd(a *app) *cobra.Command {
 // load turns the flags into the shape of the run.
 func (o benchOptions) load() (bench.Load, error) {
 	l := bench.Load{Mode: o.mode, Callers: o.callers, Conns: o.conns, Pin: o.pin, Duration: o.duration, Orgs: o.orgs, Agreements: o.agreements,
-		MemberNodes: o.memberNodes, PreloadWorkers: o.workers}
+		MemberNodes: o.memberNodes, PreloadWorkers: o.workers, PreloadImport: o.preloadImport}
 	switch strings.ToLower(o.consistency) {
 	case "linearizable":
 		l.Consistency = trustfedv1.Consistency_CONSISTENCY_LINEARIZABLE

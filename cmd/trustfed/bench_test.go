@@ -63,6 +63,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--duration", "0s"}, "--duration"},
 		{[]string{"--member-nodes", "-1"}, "--member-nodes"},
 		{[]string{"--preload-workers", "0"}, "--preload-workers"},
+		{[]string{"--preload-import", "1001"}, "--preload-import"},
 		{[]string{"--target", "a:1", "--keep"}, "--keep"},
 	} {
 		code, _, stderr := runCLI(nil, append([]string{"bench"}, tc.args...)...)
@@ -72,16 +73,24 @@ func TestBenchUsageErrors(t *testing.T) {
 }
 
 // The scale preload at a tiny scale: --member-nodes are enrolled (beyond
-// the connections' own), --preload-workers calls at a time, and the result
-// says what was loaded, how long it took and every node's memory; the
-// registry holds exactly that afterwards.
+// the connections' own), --preload-workers calls at a time, the agreements
+// imported --preload-import at a time (64: four calls, the last partial) or
+// proposed and signed one call each (0), and the result says what was
+// loaded, how long it took and every node's memory; the registry holds
+// exactly that afterwards.
 func TestBenchPreloadsMemberNodesAtTinyScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server")
 	}
+	for _, imports := range []string{"64", "0"} {
+		t.Run("preload-import="+imports, func(t *testing.T) { testBenchPreloadAtTinyScale(t, imports) })
+	}
+}
+
+func testBenchPreloadAtTinyScale(t *testing.T, imports string) {
 	d := testserver.StartDev(t, func(c *server.Config) { c.Limits = registry.Limits{} })
 	code, stdout, stderr := runCLI(d.Env(), "bench", "--target", d.GRPCAddr(), "--http-addr", d.HTTPAddr(),
-		"--orgs", "50", "--agreements", "200", "--member-nodes", "100", "--preload-workers", "16",
+		"--orgs", "50", "--agreements", "200", "--member-nodes", "100", "--preload-workers", "16", "--preload-import", imports,
 		"--callers", "2", "--conns", "1", "--duration", "200ms")
 	require.Equal(t, exitOK, code, "stdout: %s\nstderr: %s", stdout, stderr)
 	var res bench.Result

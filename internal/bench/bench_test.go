@@ -51,6 +51,7 @@ func TestLoadValidateNamesTheFlag(t *testing.T) {
 		"agreements":      func(l *Load) { l.Agreements = 2 },
 		"member-nodes":    func(l *Load) { l.MemberNodes = -1 },
 		"preload-workers": func(l *Load) { l.PreloadWorkers = -1 },
+		"preload-import":  func(l *Load) { l.PreloadImport = 1001 },
 	} {
 		l := ok
 		mutate(&l)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/trustfed/trustfed/client"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/status"
 )
 
@@ -41,6 +42,11 @@ type Load struct {
 	// Orgs and Agreements are preloaded (Preload), and MemberNodes
 	// enrolled, by PreloadWorkers concurrent calls (0: the default).
 	Orgs, Agreements, MemberNodes, PreloadWorkers int
+	// PreloadImport is how many agreements one AdminService.ImportAgreements
+	// call carries (already signed by both parties); 0: three calls per
+	// agreement (ProposeAgreement and the two SignAgreement), as a cluster
+	// without ImportAgreements needs.
+	PreloadImport int
 }
 
 // Validate checks the shape; errors name the flag.
@@ -62,6 +68,8 @@ func (l Load) Validate() error {
 		return fmt.Errorf("agreements: %d: want 1 to %d for %d organisations", l.Agreements, l.Orgs*(l.Orgs-1)/2, l.Orgs)
 	case l.MemberNodes < 0:
 		return fmt.Errorf("member-nodes: %d: want 0 or more", l.MemberNodes)
+	case l.PreloadImport < 0 || l.PreloadImport > state.MaxImportAgreements:
+		return fmt.Errorf("preload-import: %d: want 0 (no import) to %d", l.PreloadImport, state.MaxImportAgreements)
 	case l.PreloadWorkers < 0:
 		return fmt.Errorf("preload-workers: %d: want at least 1 (0: %d)", l.PreloadWorkers, DefaultPreloadWorkers)
 	}
@@ -132,7 +140,7 @@ func Run(ctx context.Context, t Target, load Load, log *slog.Logger) (Result, er
 	}
 	defer admin.Close()
 	t0 := time.Now()
-	fx, err := Preload(ctx, admin, t.AdminKeys, load.Orgs, load.Agreements, PreloadOptions{MemberNodes: load.MemberNodes, Workers: load.PreloadWorkers}, log)
+	fx, err := Preload(ctx, admin, t.AdminKeys, load.Orgs, load.Agreements, PreloadOptions{MemberNodes: load.MemberNodes, Workers: load.PreloadWorkers, Import: load.PreloadImport}, log)
 	if err != nil {
 		return res, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
@@ -42,6 +43,11 @@ type Fixture struct {
 // PreloadOptions.Workers says otherwise.
 const DefaultPreloadWorkers = 8
 
+// DefaultPreloadImport is how many agreements one ImportAgreements call of
+// the preload carries unless PreloadOptions.Import says otherwise (~330
+// bytes each: well under the API's 1 MiB message and the 1,000 per call).
+const DefaultPreloadImport = 500
+
 // PreloadOptions are the optional parts of a preload.
 type PreloadOptions struct {
 	// MemberNodes are enrolled (EnrolMemberNode, signed with their
@@ -52,6 +58,11 @@ type PreloadOptions struct {
 	// concurrent proposals are committed together (one Raft append and
 	// fsync for many), so more workers load faster until the cores are busy.
 	Workers int
+	// Import is how many agreements each AdminService.ImportAgreements call
+	// carries, signed by both parties here (one Raft command, each signature
+	// verified once, by the state machine); 0: three calls per agreement
+	// (ProposeAgreement, then each party's SignAgreement).
+	Import int
 }
 
 // Preload accredits a fresh passport issuer (and lifts the onboarding cap
@@ -60,9 +71,9 @@ type PreloadOptions struct {
 // org i+1, i+2, ... (mod orgs) until there are agreements of them. Names
 // carry a random run id, so a running cluster can be preloaded again.
 //
-// The preload goes through the public API only, one call per write (no
-// batch write exists for agreements or member nodes), opts.Workers at a
-// time; progress is logged every 10 s.
+// The preload goes through the public API only, opts.Workers calls at a
+// time: one call per write, but for the agreements with opts.Import, which
+// go opts.Import to an ImportAgreements call; progress is logged every 10 s.
 func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKey, orgs, agreements int, opts PreloadOptions, log *slog.Logger) (*Fixture, error) {
 	if orgs < 2 {
 		return nil, fmt.Errorf("orgs: %d: want at least 2", orgs)
@@ -113,7 +124,14 @@ func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKe
 	}); err != nil {
 		return nil, err
 	}
-	if err := each(ctx, "agreements", len(f.Pairs), workers, log, func(ctx context.Context, i int) error {
+	if opts.Import > 0 {
+		batches := (len(f.Pairs) + opts.Import - 1) / opts.Import
+		if err := each(ctx, "agreement imports", batches, workers, log, func(ctx context.Context, i int) error {
+			return f.importAgreements(ctx, admin, run, i, f.Pairs[i*opts.Import:min((i+1)*opts.Import, len(f.Pairs))])
+		}); err != nil {
+			return nil, err
+		}
+	} else if err := each(ctx, "agreements", len(f.Pairs), workers, log, func(ctx context.Context, i int) error {
 		return f.agree(ctx, admin, f.Pairs[i])
 	}); err != nil {
 		return nil, err
@@ -268,6 +286,37 @@ func (f *Fixture) agree(ctx context.Context, admin *client.Client, pair [2]int) 
 			Signature: attestation.Sign(f.keys[i], attestation.PurposeAgreement, p.Agreement.Terms)}); err != nil {
 			return fmt.Errorf("%s signs agreement %s: %w", f.Orgs[i], p.Agreement.Id, err)
 		}
+	}
+	return nil
+}
+
+// importAgreements imports the agreements of pairs (as agree makes them)
+// in one ImportAgreements call, batch of this run: the agreement ids and
+// the request id are derived from the run, the batch and the pair, so a
+// retry after an unknown outcome sends the same request (answered from the
+// registry's request dedup instead of importing twice).
+func (f *Fixture) importAgreements(ctx context.Context, admin *client.Client, run string, batch int, pairs [][2]int) error {
+	now := time.Now().UTC().Truncate(time.Second)
+	req := &trustfedv1.ImportAgreementsRequest{RequestId: fmt.Sprintf("bench-import-%s-%d", run, batch)}
+	for _, p := range pairs {
+		a, b := f.Orgs[p[0]], f.Orgs[p[1]]
+		sum := sha256.Sum256([]byte("bench agreement\x00" + a + "\x00" + b))
+		terms, err := proto.MarshalOptions{Deterministic: true}.Marshal(&trustfedv1.AgreementTerms{
+			AgreementId: "agr-" + hex.EncodeToString(sum[:8]), OrganizationAId: a, OrganizationBId: b,
+			Scope:     &trustfedv1.AgreementScope{AllowedActions: []string{Action}},
+			NotBefore: timestamppb.New(now.Add(-time.Minute)), NotAfter: timestamppb.New(now.Add(24 * time.Hour)),
+			// As ProposeAgreement writes them.
+			Termination: &trustfedv1.TerminationConditions{OnPassportExpiry: true, OnPartyRevokedOrSuspended: true},
+		})
+		if err != nil {
+			return fmt.Errorf("terms of %s and %s: %w", a, b, err)
+		}
+		req.Agreements = append(req.Agreements, &trustfedv1.SignedAgreement{Terms: terms,
+			SignatureA: attestation.Sign(f.keys[p[0]], attestation.PurposeAgreement, terms),
+			SignatureB: attestation.Sign(f.keys[p[1]], attestation.PurposeAgreement, terms)})
+	}
+	if _, err := admin.Admin().ImportAgreements(ctx, req); err != nil {
+		return fmt.Errorf("import agreements batch %d (%d agreements): %w", batch, len(pairs), err)
 	}
 	return nil
 }

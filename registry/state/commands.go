@@ -45,6 +45,7 @@ var commands = map[commandv1.CommandType]command{
 	commandv1.CommandType_COMMAND_TYPE_REPORT_DIVERGENCE:        {payload: (*commandv1.ReportDivergence)(nil), apply: pure(applyReportDivergence), audit: auditAsCommand},
 	commandv1.CommandType_COMMAND_TYPE_RETIRE_REGISTRY_SEED:     {payload: (*commandv1.RetireRegistrySeed)(nil), apply: pure(applyRetireRegistrySeed), audit: auditAsCommand},
 	commandv1.CommandType_COMMAND_TYPE_BOOTSTRAP_NODE_KEY:       {payload: (*commandv1.BootstrapNodeKey)(nil), apply: pure(applyBootstrapNodeKey), audit: auditAsCommand, redact: redactBootstrapNodeKey},
+	commandv1.CommandType_COMMAND_TYPE_IMPORT_AGREEMENTS:        {payload: (*commandv1.ImportAgreements)(nil), apply: pure(applyImportAgreements), audit: auditAsCommand},
 }
 
 func decode(env *commandv1.Envelope, m proto.Message) error {

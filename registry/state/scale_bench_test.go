@@ -1,6 +1,8 @@
 package state
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"runtime"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -138,6 +141,90 @@ func BenchmarkScaleHeapPerAgreement(b *testing.B) {
 	}
 }
 
+// BenchmarkScaleHeapPerAgreementRestored is BenchmarkScaleHeapPerAgreement
+// for the form a node holds after a restart or a join: the state restored
+// from a snapshot (each row unmarshalled, then compacted by the restore).
+// It compares the live heap of a restored state with 100k agreements
+// (TRUSTFED_STATE_SCALE_MAX raises it) to that of the fixture's with one.
+func BenchmarkScaleHeapPerAgreementRestored(b *testing.B) {
+	n := scaleMax(b, 100_000)
+	h, template := scaleFixture(b)
+	persist := func() []byte {
+		snap, err := h.fsm.Snapshot()
+		require.NoError(b, err)
+		var buf bytes.Buffer
+		require.NoError(b, snap.Persist(&buf))
+		return buf.Bytes()
+	}
+	one := persist()
+	insertAgreements(h, template, "agr", 1, n)
+	many := persist()
+	restored := func(snap []byte) uint64 {
+		f := NewFSM(NewStore(), nil, nil)
+		before := liveHeap()
+		require.NoError(b, f.Restore(bytes.NewReader(snap)))
+		after := liveHeap()
+		runtime.KeepAlive(f)
+		return after - before
+	}
+	for b.Loop() {
+		base, all := restored(one), restored(many)
+		b.ReportMetric(float64(all-base)/float64(n-1), "heap-B/agreement")
+	}
+}
+
+// BenchmarkAgreementLookups times the agreement reads of the check path
+// (LatestAgreement: Evaluate's; ActiveAgreement: a session's and a
+// signature's) and an organisation's listing, among 100k active agreements
+// and one terminated one.
+func BenchmarkAgreementLookups(b *testing.B) {
+	h, template := scaleFixture(b)
+	insertAgreements(h, template, "agr", 1, 100_000)
+	termination, sig := h.fed.Termination("org-0000", "agr-0000000000000000", "done")
+	h.must(&commandv1.TerminateAgreement{Termination: termination, Signature: sig})
+	r := h.read()
+	// org-0005 and org-0006 have an active agreement (agr-...0005);
+	// org-0000 and org-0001 only the terminated template.
+	if _, ok := r.ActiveAgreement("org-0005", "org-0006"); !ok {
+		b.Fatal("the fixture: no active agreement between org-0005 and org-0006")
+	}
+	b.Run("LatestAgreement/active", func(b *testing.B) {
+		for b.Loop() {
+			if ag, ok := r.LatestAgreement("org-0006", "org-0005"); !ok || ag.Status != trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+				b.Fatal("want the active agreement")
+			}
+		}
+	})
+	b.Run("LatestAgreement/terminated", func(b *testing.B) {
+		for b.Loop() {
+			if ag, ok := r.LatestAgreement("org-0000", "org-0001"); !ok || ag.Status != trustfedv1.AgreementStatus_AGREEMENT_STATUS_TERMINATED {
+				b.Fatal("want the terminated agreement")
+			}
+		}
+	})
+	b.Run("LatestAgreement/none", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok := r.LatestAgreement("org-0000", "org-0500"); ok {
+				b.Fatal("want none")
+			}
+		}
+	})
+	b.Run("Agreements/org", func(b *testing.B) {
+		for b.Loop() {
+			if ags, _ := r.Agreements("org-0005", "", 1000); len(ags) == 0 {
+				b.Fatal("want org-0005's agreements")
+			}
+		}
+	})
+}
+
+func liveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
 // scaleOrgs is how many organisations the scale fixture's agreements are
 // spread over.
 const scaleOrgs = 1000
@@ -187,4 +274,51 @@ func insertAgreements(h *harness, template *trustfedv1.Agreement, prefix string,
 	}
 	mustDo(foldChanges(tx, &rowHasher{}))
 	tx.Commit()
+}
+
+// BenchmarkScaleHeapPerMemberNode reports the Go heap one member node keeps
+// live in the state (its row in the member nodes table and its two index
+// entries, id and public key), at 100k nodes (TRUSTFED_STATE_SCALE_MAX
+// raises it) spread over the fixture's organisations: as written (copies of
+// a node enrolled and certified for real) and as restored from a snapshot.
+func BenchmarkScaleHeapPerMemberNode(b *testing.B) {
+	n := scaleMax(b, 100_000)
+	h, _ := scaleFixture(b)
+	h.must(h.enrolment("org-0000", "node-0", newNodeKey(b)))
+	h.must(h.issue("org-0000", "node-0", h.nonce()))
+	template, ok := first[*trustfedv1.MemberNode](h.read().txn, tableMemberNodes, "id", "org-0000", "node-0")
+	if !ok || template.LastCertificateSerial == "" {
+		b.Fatal("the template node is not enrolled and certified")
+	}
+	persist := func() []byte {
+		snap, err := h.fsm.Snapshot()
+		require.NoError(b, err)
+		var buf bytes.Buffer
+		require.NoError(b, snap.Persist(&buf))
+		return buf.Bytes()
+	}
+	restored := func(snap []byte) uint64 {
+		f := NewFSM(NewStore(), nil, nil)
+		before := liveHeap()
+		require.NoError(b, f.Restore(bytes.NewReader(snap)))
+		after := liveHeap()
+		runtime.KeepAlive(f)
+		return after - before
+	}
+	one := persist()
+	for b.Loop() {
+		before := liveHeap()
+		tx := h.fsm.store.db.Load().Txn(true)
+		for i := 1; i < n; i++ {
+			node := proto.CloneOf(template)
+			node.OrganizationId, node.NodeId = fmt.Sprintf("org-%04d", i%scaleOrgs), fmt.Sprintf("node-%d", i)
+			node.PublicKey = binary.BigEndian.AppendUint64(bytes.Clone(node.PublicKey[:24]), uint64(i))
+			mustDo(tx.Insert(tableMemberNodes, node))
+		}
+		tx.Commit()
+		after := liveHeap()
+		b.ReportMetric(float64(after-before)/float64(n-1), "heap-B/node")
+		b.ReportMetric(float64(restored(persist())-restored(one))/float64(n-1), "restored-heap-B/node")
+		b.ReportMetric(float64(proto.Size(template)), "proto-B/node")
+	}
 }

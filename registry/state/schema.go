@@ -138,9 +138,10 @@ func schema() *memdb.DBSchema {
 		tableAgreements: {
 			Name: tableAgreements,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-				"party": {Name: "party", Indexer: partyIndex{}},
-				"pair":  {Name: "pair", Indexer: pairIndex{}},
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				// Active agreements are found by party through the edges
+				// table instead (agreements.go, "Finding agreements").
+				"inactive": {Name: "inactive", AllowMissing: true, Indexer: inactivePairIndex{}},
 				// The sweeper's (sweep.go): active agreements by end date, and
 				// by the time they start to be evaluated.
 				"active_end":   {Name: "active_end", AllowMissing: true, Indexer: activeEndIndex{}},
@@ -192,49 +193,40 @@ func (passportIssuerIndex) FromArgs(args ...any) ([]byte, error) {
 	return stringArg("passport issuer", args)
 }
 
-// partyIndex indexes an agreement under each of its two organisations.
-type partyIndex struct{}
+// inactivePairIndex indexes an agreement that is not active (pending or
+// terminated) under each direction of its pair, "a\x00b\x00" and
+// "b\x00a\x00": one argument (an organisation) finds all of its inactive
+// agreements, two (an organisation and a partner) those of the pair. An
+// active agreement has no entry: its two edge rows find it (agreements.go).
+type inactivePairIndex struct{}
 
-func (partyIndex) FromObject(raw any) (bool, [][]byte, error) {
+func (inactivePairIndex) FromObject(raw any) (bool, [][]byte, error) {
 	a, ok := raw.(*trustfedv1.Agreement)
 	if !ok {
-		return false, nil, fmt.Errorf("party index: unexpected %T", raw)
+		return false, nil, fmt.Errorf("inactive agreement index: unexpected %T", raw)
 	}
-	return true, [][]byte{[]byte(a.OrganizationAId + "\x00"), []byte(a.OrganizationBId + "\x00")}, nil
+	if a.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
+		return false, nil, nil
+	}
+	return true, [][]byte{
+		[]byte(a.OrganizationAId + "\x00" + a.OrganizationBId + "\x00"),
+		[]byte(a.OrganizationBId + "\x00" + a.OrganizationAId + "\x00"),
+	}, nil
 }
 
-func (partyIndex) FromArgs(args ...any) ([]byte, error) {
-	return stringArg("party", args)
-}
-
-// pairIndex indexes an agreement under its unordered pair of organisations.
-type pairIndex struct{}
-
-func pairKey(a, b string) []byte {
-	if b < a {
-		a, b = b, a
+func (inactivePairIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 && len(args) != 2 {
+		return nil, fmt.Errorf("inactive agreement index: want 1 or 2 args, got %d", len(args))
 	}
-	return []byte(a + "\x00" + b + "\x00")
-}
-
-func (pairIndex) FromObject(raw any) (bool, []byte, error) {
-	a, ok := raw.(*trustfedv1.Agreement)
-	if !ok {
-		return false, nil, fmt.Errorf("pair index: unexpected %T", raw)
+	var b []byte
+	for _, a := range args {
+		s, ok := a.(string)
+		if !ok {
+			return nil, fmt.Errorf("inactive agreement index: args must be strings")
+		}
+		b = append(append(b, s...), 0)
 	}
-	return true, pairKey(a.OrganizationAId, a.OrganizationBId), nil
-}
-
-func (pairIndex) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 2 {
-		return nil, fmt.Errorf("pair index: want 2 args, got %d", len(args))
-	}
-	a, okA := args[0].(string)
-	b, okB := args[1].(string)
-	if !okA || !okB {
-		return nil, fmt.Errorf("pair index: args must be strings")
-	}
-	return pairKey(a, b), nil
+	return b, nil
 }
 
 // tokenHashIndex indexes tokens by the SHA-256 of their secret.

@@ -184,6 +184,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	db := newDB()
 	tx := db.Txn(true)
 	defer tx.Abort()
+	compact := newRestoreCompactor(tx)
 	for n := 0; ; n++ {
 		var rec commandv1.SnapshotRecord
 		err := opts.UnmarshalFrom(br, &rec)
@@ -199,7 +200,7 @@ func (f *FSM) Restore(r io.Reader) error {
 			}
 			break
 		}
-		if err := insertRecord(tx, &rec); err != nil {
+		if err := insertRecord(tx, &rec, compact); err != nil {
 			return fmt.Errorf("restore snapshot record %d: %w", n, err)
 		}
 	}
@@ -230,7 +231,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	return nil
 }
 
-func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
+func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord, compact *restoreCompactor) error {
 	m := rec.ProtoReflect()
 	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("record"))
 	if fd == nil {
@@ -240,7 +241,9 @@ func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord) error {
 	if !ok {
 		return fmt.Errorf("unknown snapshot record %s", fd.Name())
 	}
-	return tx.Insert(table, m.Get(fd).Message().Interface())
+	row := m.Get(fd).Message().Interface()
+	compact.row(table, row)
+	return tx.Insert(table, row)
 }
 
 // restoreAudit brings the local audit log to the snapshot's. When the

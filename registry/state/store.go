@@ -99,69 +99,6 @@ func (r *Reader) Agreement(id string) (*trustfedv1.Agreement, bool) {
 	return first[*trustfedv1.Agreement](r.txn, tableAgreements, "id", id)
 }
 
-// ActiveAgreement returns the active agreement between a and b, if any.
-func (r *Reader) ActiveAgreement(a, b string) (*trustfedv1.Agreement, bool) {
-	it, err := r.txn.Get(tableAgreements, "pair", a, b)
-	if err != nil {
-		return nil, false
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		ag := raw.(*trustfedv1.Agreement)
-		if ag.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
-			return ag, true
-		}
-	}
-	return nil, false
-}
-
-// LatestAgreement returns the agreement that governs the pair a, b: the
-// active one, or else the most recently created one (pending or
-// terminated), so a decision can say why it does not hold.
-func (r *Reader) LatestAgreement(a, b string) (*trustfedv1.Agreement, bool) {
-	it, err := r.txn.Get(tableAgreements, "pair", a, b)
-	if err != nil {
-		return nil, false
-	}
-	var latest *trustfedv1.Agreement
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		ag := raw.(*trustfedv1.Agreement)
-		if ag.Status == trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE {
-			return ag, true
-		}
-		if latest == nil || ag.CreateIndex > latest.CreateIndex {
-			latest = ag
-		}
-	}
-	return latest, latest != nil
-}
-
-// Agreements lists agreements in id order (only those org is party to when
-// org is not empty), starting after the id `after`, at most limit of them.
-func (r *Reader) Agreements(org, after string, limit int) (ags []*trustfedv1.Agreement, next string) {
-	var it memdb.ResultIterator
-	var err error
-	if org == "" {
-		it, err = r.txn.LowerBound(tableAgreements, "id", after)
-	} else {
-		// Entries of a non-unique index are ordered by the primary key within a value.
-		it, err = r.txn.Get(tableAgreements, "party", org)
-	}
-	if err != nil {
-		return nil, ""
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		a := raw.(*trustfedv1.Agreement)
-		if a.Id <= after {
-			continue
-		}
-		if len(ags) == limit {
-			return ags, ags[len(ags)-1].Id
-		}
-		ags = append(ags, a)
-	}
-	return ags, ""
-}
-
 // TokenByHash returns the token whose secret hashes to hash.
 func (r *Reader) TokenByHash(hash []byte) (*commandv1.Token, bool) {
 	return first[*commandv1.Token](r.txn, tableTokens, "hash", hash)

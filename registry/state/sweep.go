@@ -268,14 +268,17 @@ func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfed
 			orgs = append(orgs, o.GetId())
 		}
 		for _, org := range orgs {
-			ags, err := r.txn.Get(tableAgreements, "party", org)
-			if err != nil {
+			stop := false
+			// Only active agreements can end (eachActiveAgreement reads
+			// them through the edges table: agreements.go).
+			if err := r.eachActiveAgreement(func(ag *trustfedv1.Agreement) bool {
+				stop = judge(ag)
+				return !stop
+			}, org); err != nil {
 				continue
 			}
-			for raw := ags.Next(); raw != nil; raw = ags.Next() {
-				if judge(raw.(*trustfedv1.Agreement)) {
-					return nil, agreements, judged
-				}
+			if stop {
+				return nil, agreements, judged
 			}
 		}
 	}

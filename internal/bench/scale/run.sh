@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# run.sh BIN ORGS AGREEMENTS MEMBERS: the scale run of make bench-scale.
+# run.sh BIN ORGS AGREEMENTS MEMBERS: the scale run of make bench-scale
+# (WORKERS: preload calls at a time; IMPORT: agreements per ImportAgreements
+# call, 0 to propose and sign them one call each).
 # `trustfed bench --nodes 3 --keep` preloads the cluster and measures
 # single-caller checks at that scale (its JSON line), then measure.sh takes
 # the other figures on the kept cluster, then bench is interrupted (it
@@ -9,7 +11,7 @@ BIN=$1 ORGS=$2 AGREEMENTS=$3 MEMBERS=$4
 here=$(cd "$(dirname "$0")" && pwd)
 log=$(mktemp)
 "$BIN" bench --nodes 3 --orgs "$ORGS" --agreements "$AGREEMENTS" --member-nodes "$MEMBERS" \
-  --preload-workers "${WORKERS:-64}" --callers 1 --conns 1 --duration "${DURATION:-10s}" --keep --verbose 2>"$log" &
+  --preload-workers "${WORKERS:-64}" --preload-import "${IMPORT:-500}" --callers 1 --conns 1 --duration "${DURATION:-10s}" --keep --verbose 2>"$log" &
 bench=$!
 trap 'kill -INT $bench 2>/dev/null || true; wait $bench || true; rm -f "$log"' EXIT
 until grep -q 'stays up until interrupted' "$log"; do

@@ -21,6 +21,114 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ImportAgreementsRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Agreements []*SignedAgreement     `protobuf:"bytes,1,rep,name=agreements,proto3" json:"agreements,omitempty"`
+	// Idempotency key: a retry with the same id and the same agreements is
+	// answered without importing twice.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportAgreementsRequest) Reset() {
+	*x = ImportAgreementsRequest{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportAgreementsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportAgreementsRequest) ProtoMessage() {}
+
+func (x *ImportAgreementsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportAgreementsRequest.ProtoReflect.Descriptor instead.
+func (*ImportAgreementsRequest) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ImportAgreementsRequest) GetAgreements() []*SignedAgreement {
+	if x != nil {
+		return x.Agreements
+	}
+	return nil
+}
+
+func (x *ImportAgreementsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type ImportAgreementsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ids of the agreements imported (all ACTIVE), in request order.
+	AgreementIds []string `protobuf:"bytes,1,rep,name=agreement_ids,json=agreementIds,proto3" json:"agreement_ids,omitempty"`
+	// The Raft index of the command that imported them.
+	Index         uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportAgreementsResponse) Reset() {
+	*x = ImportAgreementsResponse{}
+	mi := &file_trustfed_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportAgreementsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportAgreementsResponse) ProtoMessage() {}
+
+func (x *ImportAgreementsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportAgreementsResponse.ProtoReflect.Descriptor instead.
+func (*ImportAgreementsResponse) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ImportAgreementsResponse) GetAgreementIds() []string {
+	if x != nil {
+		return x.AgreementIds
+	}
+	return nil
+}
+
+func (x *ImportAgreementsResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type ApproveOrganizationRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
@@ -31,7 +139,7 @@ type ApproveOrganizationRequest struct {
 
 func (x *ApproveOrganizationRequest) Reset() {
 	*x = ApproveOrganizationRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[0]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +151,7 @@ func (x *ApproveOrganizationRequest) String() string {
 func (*ApproveOrganizationRequest) ProtoMessage() {}
 
 func (x *ApproveOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[0]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +164,7 @@ func (x *ApproveOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*ApproveOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApproveOrganizationRequest) GetOrganizationId() string {
@@ -82,7 +190,7 @@ type ApproveOrganizationResponse struct {
 
 func (x *ApproveOrganizationResponse) Reset() {
 	*x = ApproveOrganizationResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[1]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -94,7 +202,7 @@ func (x *ApproveOrganizationResponse) String() string {
 func (*ApproveOrganizationResponse) ProtoMessage() {}
 
 func (x *ApproveOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[1]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -107,7 +215,7 @@ func (x *ApproveOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*ApproveOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ApproveOrganizationResponse) GetOrganization() *Organization {
@@ -127,7 +235,7 @@ type GetIssuerRequest struct {
 
 func (x *GetIssuerRequest) Reset() {
 	*x = GetIssuerRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +247,7 @@ func (x *GetIssuerRequest) String() string {
 func (*GetIssuerRequest) ProtoMessage() {}
 
 func (x *GetIssuerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[2]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +260,7 @@ func (x *GetIssuerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIssuerRequest.ProtoReflect.Descriptor instead.
 func (*GetIssuerRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetIssuerRequest) GetIssuerId() string {
@@ -179,7 +287,7 @@ type GetIssuerResponse struct {
 
 func (x *GetIssuerResponse) Reset() {
 	*x = GetIssuerResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +299,7 @@ func (x *GetIssuerResponse) String() string {
 func (*GetIssuerResponse) ProtoMessage() {}
 
 func (x *GetIssuerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[3]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +312,7 @@ func (x *GetIssuerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIssuerResponse.ProtoReflect.Descriptor instead.
 func (*GetIssuerResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetIssuerResponse) GetIssuer() *Issuer {
@@ -230,7 +338,7 @@ type ListIssuersRequest struct {
 
 func (x *ListIssuersRequest) Reset() {
 	*x = ListIssuersRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -242,7 +350,7 @@ func (x *ListIssuersRequest) String() string {
 func (*ListIssuersRequest) ProtoMessage() {}
 
 func (x *ListIssuersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[4]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -255,7 +363,7 @@ func (x *ListIssuersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIssuersRequest.ProtoReflect.Descriptor instead.
 func (*ListIssuersRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListIssuersRequest) GetConsistency() Consistency {
@@ -275,7 +383,7 @@ type ListIssuersResponse struct {
 
 func (x *ListIssuersResponse) Reset() {
 	*x = ListIssuersResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +395,7 @@ func (x *ListIssuersResponse) String() string {
 func (*ListIssuersResponse) ProtoMessage() {}
 
 func (x *ListIssuersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[5]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +408,7 @@ func (x *ListIssuersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIssuersResponse.ProtoReflect.Descriptor instead.
 func (*ListIssuersResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListIssuersResponse) GetIssuers() []*Issuer {
@@ -326,7 +434,7 @@ type GetFederationPolicyRequest struct {
 
 func (x *GetFederationPolicyRequest) Reset() {
 	*x = GetFederationPolicyRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +446,7 @@ func (x *GetFederationPolicyRequest) String() string {
 func (*GetFederationPolicyRequest) ProtoMessage() {}
 
 func (x *GetFederationPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[6]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +459,7 @@ func (x *GetFederationPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFederationPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetFederationPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetFederationPolicyRequest) GetConsistency() Consistency {
@@ -371,7 +479,7 @@ type GetFederationPolicyResponse struct {
 
 func (x *GetFederationPolicyResponse) Reset() {
 	*x = GetFederationPolicyResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +491,7 @@ func (x *GetFederationPolicyResponse) String() string {
 func (*GetFederationPolicyResponse) ProtoMessage() {}
 
 func (x *GetFederationPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[7]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +504,7 @@ func (x *GetFederationPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFederationPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetFederationPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFederationPolicyResponse) GetPolicy() *FederationPolicy {
@@ -425,7 +533,7 @@ type UpdateOrganizationRequest struct {
 
 func (x *UpdateOrganizationRequest) Reset() {
 	*x = UpdateOrganizationRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +545,7 @@ func (x *UpdateOrganizationRequest) String() string {
 func (*UpdateOrganizationRequest) ProtoMessage() {}
 
 func (x *UpdateOrganizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[8]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +558,7 @@ func (x *UpdateOrganizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganizationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOrganizationRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateOrganizationRequest) GetOrganizationId() string {
@@ -483,7 +591,7 @@ type UpdateOrganizationResponse struct {
 
 func (x *UpdateOrganizationResponse) Reset() {
 	*x = UpdateOrganizationResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +603,7 @@ func (x *UpdateOrganizationResponse) String() string {
 func (*UpdateOrganizationResponse) ProtoMessage() {}
 
 func (x *UpdateOrganizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[9]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +616,7 @@ func (x *UpdateOrganizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganizationResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOrganizationResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateOrganizationResponse) GetOrganization() *Organization {
@@ -528,7 +636,7 @@ type GetAgreementRequest struct {
 
 func (x *GetAgreementRequest) Reset() {
 	*x = GetAgreementRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +648,7 @@ func (x *GetAgreementRequest) String() string {
 func (*GetAgreementRequest) ProtoMessage() {}
 
 func (x *GetAgreementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[10]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +661,7 @@ func (x *GetAgreementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgreementRequest.ProtoReflect.Descriptor instead.
 func (*GetAgreementRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetAgreementRequest) GetAgreementId() string {
@@ -580,7 +688,7 @@ type GetAgreementResponse struct {
 
 func (x *GetAgreementResponse) Reset() {
 	*x = GetAgreementResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +700,7 @@ func (x *GetAgreementResponse) String() string {
 func (*GetAgreementResponse) ProtoMessage() {}
 
 func (x *GetAgreementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[11]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +713,7 @@ func (x *GetAgreementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgreementResponse.ProtoReflect.Descriptor instead.
 func (*GetAgreementResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetAgreementResponse) GetAgreement() *Agreement {
@@ -635,7 +743,7 @@ type ListAgreementsRequest struct {
 
 func (x *ListAgreementsRequest) Reset() {
 	*x = ListAgreementsRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +755,7 @@ func (x *ListAgreementsRequest) String() string {
 func (*ListAgreementsRequest) ProtoMessage() {}
 
 func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[12]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +768,7 @@ func (x *ListAgreementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgreementsRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListAgreementsRequest) GetOrganizationId() string {
@@ -702,7 +810,7 @@ type ListAgreementsResponse struct {
 
 func (x *ListAgreementsResponse) Reset() {
 	*x = ListAgreementsResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +822,7 @@ func (x *ListAgreementsResponse) String() string {
 func (*ListAgreementsResponse) ProtoMessage() {}
 
 func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[13]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +835,7 @@ func (x *ListAgreementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgreementsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgreementsResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListAgreementsResponse) GetAgreements() []*Agreement {
@@ -764,7 +872,7 @@ type ProposeAdminChangeRequest struct {
 
 func (x *ProposeAdminChangeRequest) Reset() {
 	*x = ProposeAdminChangeRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +884,7 @@ func (x *ProposeAdminChangeRequest) String() string {
 func (*ProposeAdminChangeRequest) ProtoMessage() {}
 
 func (x *ProposeAdminChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[14]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +897,7 @@ func (x *ProposeAdminChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAdminChangeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeAdminChangeRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ProposeAdminChangeRequest) GetChange() []byte {
@@ -822,7 +930,7 @@ type ProposeAdminChangeResponse struct {
 
 func (x *ProposeAdminChangeResponse) Reset() {
 	*x = ProposeAdminChangeResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +942,7 @@ func (x *ProposeAdminChangeResponse) String() string {
 func (*ProposeAdminChangeResponse) ProtoMessage() {}
 
 func (x *ProposeAdminChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[15]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +955,7 @@ func (x *ProposeAdminChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAdminChangeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeAdminChangeResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProposeAdminChangeResponse) GetChange() *AdminChangeRecord {
@@ -868,7 +976,7 @@ type ApproveAdminChangeRequest struct {
 
 func (x *ApproveAdminChangeRequest) Reset() {
 	*x = ApproveAdminChangeRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +988,7 @@ func (x *ApproveAdminChangeRequest) String() string {
 func (*ApproveAdminChangeRequest) ProtoMessage() {}
 
 func (x *ApproveAdminChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[16]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1001,7 @@ func (x *ApproveAdminChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAdminChangeRequest.ProtoReflect.Descriptor instead.
 func (*ApproveAdminChangeRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApproveAdminChangeRequest) GetChangeId() string {
@@ -926,7 +1034,7 @@ type ApproveAdminChangeResponse struct {
 
 func (x *ApproveAdminChangeResponse) Reset() {
 	*x = ApproveAdminChangeResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1046,7 @@ func (x *ApproveAdminChangeResponse) String() string {
 func (*ApproveAdminChangeResponse) ProtoMessage() {}
 
 func (x *ApproveAdminChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[17]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1059,7 @@ func (x *ApproveAdminChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAdminChangeResponse.ProtoReflect.Descriptor instead.
 func (*ApproveAdminChangeResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApproveAdminChangeResponse) GetChange() *AdminChangeRecord {
@@ -971,7 +1079,7 @@ type GetAdminChangeRequest struct {
 
 func (x *GetAdminChangeRequest) Reset() {
 	*x = GetAdminChangeRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1091,7 @@ func (x *GetAdminChangeRequest) String() string {
 func (*GetAdminChangeRequest) ProtoMessage() {}
 
 func (x *GetAdminChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[18]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1104,7 @@ func (x *GetAdminChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAdminChangeRequest.ProtoReflect.Descriptor instead.
 func (*GetAdminChangeRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetAdminChangeRequest) GetChangeId() string {
@@ -1023,7 +1131,7 @@ type GetAdminChangeResponse struct {
 
 func (x *GetAdminChangeResponse) Reset() {
 	*x = GetAdminChangeResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1143,7 @@ func (x *GetAdminChangeResponse) String() string {
 func (*GetAdminChangeResponse) ProtoMessage() {}
 
 func (x *GetAdminChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[19]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1156,7 @@ func (x *GetAdminChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAdminChangeResponse.ProtoReflect.Descriptor instead.
 func (*GetAdminChangeResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetAdminChangeResponse) GetChange() *AdminChangeRecord {
@@ -1079,7 +1187,7 @@ type ListAdminChangesRequest struct {
 
 func (x *ListAdminChangesRequest) Reset() {
 	*x = ListAdminChangesRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1199,7 @@ func (x *ListAdminChangesRequest) String() string {
 func (*ListAdminChangesRequest) ProtoMessage() {}
 
 func (x *ListAdminChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[20]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1212,7 @@ func (x *ListAdminChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAdminChangesRequest.ProtoReflect.Descriptor instead.
 func (*ListAdminChangesRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListAdminChangesRequest) GetPendingOnly() bool {
@@ -1146,7 +1254,7 @@ type ListAdminChangesResponse struct {
 
 func (x *ListAdminChangesResponse) Reset() {
 	*x = ListAdminChangesResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1266,7 @@ func (x *ListAdminChangesResponse) String() string {
 func (*ListAdminChangesResponse) ProtoMessage() {}
 
 func (x *ListAdminChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[21]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1279,7 @@ func (x *ListAdminChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAdminChangesResponse.ProtoReflect.Descriptor instead.
 func (*ListAdminChangesResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListAdminChangesResponse) GetChanges() []*AdminChangeRecord {
@@ -1204,7 +1312,7 @@ type ListAdminsRequest struct {
 
 func (x *ListAdminsRequest) Reset() {
 	*x = ListAdminsRequest{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1324,7 @@ func (x *ListAdminsRequest) String() string {
 func (*ListAdminsRequest) ProtoMessage() {}
 
 func (x *ListAdminsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[22]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1337,7 @@ func (x *ListAdminsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAdminsRequest.ProtoReflect.Descriptor instead.
 func (*ListAdminsRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListAdminsRequest) GetConsistency() Consistency {
@@ -1249,7 +1357,7 @@ type ListAdminsResponse struct {
 
 func (x *ListAdminsResponse) Reset() {
 	*x = ListAdminsResponse{}
-	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1369,7 @@ func (x *ListAdminsResponse) String() string {
 func (*ListAdminsResponse) ProtoMessage() {}
 
 func (x *ListAdminsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_admin_proto_msgTypes[23]
+	mi := &file_trustfed_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1382,7 @@ func (x *ListAdminsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAdminsResponse.ProtoReflect.Descriptor instead.
 func (*ListAdminsResponse) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAdminsResponse) GetAdmins() []*Admin {
@@ -1295,7 +1403,16 @@ var File_trustfed_v1_admin_proto protoreflect.FileDescriptor
 
 const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17trustfed/v1/admin.proto\x12\vtrustfed.v1\x1a\x17trustfed/v1/types.proto\"d\n" +
+	"\x17trustfed/v1/admin.proto\x12\vtrustfed.v1\x1a\x17trustfed/v1/types.proto\"v\n" +
+	"\x17ImportAgreementsRequest\x12<\n" +
+	"\n" +
+	"agreements\x18\x01 \x03(\v2\x1c.trustfed.v1.SignedAgreementR\n" +
+	"agreements\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"U\n" +
+	"\x18ImportAgreementsResponse\x12#\n" +
+	"\ragreement_ids\x18\x01 \x03(\tR\fagreementIds\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"d\n" +
 	"\x1aApproveOrganizationRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
 	"\n" +
@@ -1377,7 +1494,7 @@ const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x18.trustfed.v1.ConsistencyR\vconsistency\"k\n" +
 	"\x12ListAdminsResponse\x12*\n" +
 	"\x06admins\x18\x01 \x03(\v2\x12.trustfed.v1.AdminR\x06admins\x12)\n" +
-	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta2\x98\t\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.trustfed.v1.ReadMetaR\x04meta2\xf9\t\n" +
 	"\fAdminService\x12h\n" +
 	"\x13ApproveOrganization\x12'.trustfed.v1.ApproveOrganizationRequest\x1a(.trustfed.v1.ApproveOrganizationResponse\x12e\n" +
 	"\x12UpdateOrganization\x12&.trustfed.v1.UpdateOrganizationRequest\x1a'.trustfed.v1.UpdateOrganizationResponse\x12e\n" +
@@ -1391,7 +1508,8 @@ const file_trustfed_v1_admin_proto_rawDesc = "" +
 	"\vListIssuers\x12\x1f.trustfed.v1.ListIssuersRequest\x1a .trustfed.v1.ListIssuersResponse\"\x03\x90\x02\x01\x12m\n" +
 	"\x13GetFederationPolicy\x12'.trustfed.v1.GetFederationPolicyRequest\x1a(.trustfed.v1.GetFederationPolicyResponse\"\x03\x90\x02\x01\x12X\n" +
 	"\fGetAgreement\x12 .trustfed.v1.GetAgreementRequest\x1a!.trustfed.v1.GetAgreementResponse\"\x03\x90\x02\x01\x12^\n" +
-	"\x0eListAgreements\x12\".trustfed.v1.ListAgreementsRequest\x1a#.trustfed.v1.ListAgreementsResponse\"\x03\x90\x02\x01B;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
+	"\x0eListAgreements\x12\".trustfed.v1.ListAgreementsRequest\x1a#.trustfed.v1.ListAgreementsResponse\"\x03\x90\x02\x01\x12_\n" +
+	"\x10ImportAgreements\x12$.trustfed.v1.ImportAgreementsRequest\x1a%.trustfed.v1.ImportAgreementsResponseB;Z9github.com/trustfed/trustfed/proto/trustfed/v1;trustfedv1b\x06proto3"
 
 var (
 	file_trustfed_v1_admin_proto_rawDescOnce sync.Once
@@ -1405,102 +1523,108 @@ func file_trustfed_v1_admin_proto_rawDescGZIP() []byte {
 	return file_trustfed_v1_admin_proto_rawDescData
 }
 
-var file_trustfed_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_trustfed_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_trustfed_v1_admin_proto_goTypes = []any{
-	(*ApproveOrganizationRequest)(nil),  // 0: trustfed.v1.ApproveOrganizationRequest
-	(*ApproveOrganizationResponse)(nil), // 1: trustfed.v1.ApproveOrganizationResponse
-	(*GetIssuerRequest)(nil),            // 2: trustfed.v1.GetIssuerRequest
-	(*GetIssuerResponse)(nil),           // 3: trustfed.v1.GetIssuerResponse
-	(*ListIssuersRequest)(nil),          // 4: trustfed.v1.ListIssuersRequest
-	(*ListIssuersResponse)(nil),         // 5: trustfed.v1.ListIssuersResponse
-	(*GetFederationPolicyRequest)(nil),  // 6: trustfed.v1.GetFederationPolicyRequest
-	(*GetFederationPolicyResponse)(nil), // 7: trustfed.v1.GetFederationPolicyResponse
-	(*UpdateOrganizationRequest)(nil),   // 8: trustfed.v1.UpdateOrganizationRequest
-	(*UpdateOrganizationResponse)(nil),  // 9: trustfed.v1.UpdateOrganizationResponse
-	(*GetAgreementRequest)(nil),         // 10: trustfed.v1.GetAgreementRequest
-	(*GetAgreementResponse)(nil),        // 11: trustfed.v1.GetAgreementResponse
-	(*ListAgreementsRequest)(nil),       // 12: trustfed.v1.ListAgreementsRequest
-	(*ListAgreementsResponse)(nil),      // 13: trustfed.v1.ListAgreementsResponse
-	(*ProposeAdminChangeRequest)(nil),   // 14: trustfed.v1.ProposeAdminChangeRequest
-	(*ProposeAdminChangeResponse)(nil),  // 15: trustfed.v1.ProposeAdminChangeResponse
-	(*ApproveAdminChangeRequest)(nil),   // 16: trustfed.v1.ApproveAdminChangeRequest
-	(*ApproveAdminChangeResponse)(nil),  // 17: trustfed.v1.ApproveAdminChangeResponse
-	(*GetAdminChangeRequest)(nil),       // 18: trustfed.v1.GetAdminChangeRequest
-	(*GetAdminChangeResponse)(nil),      // 19: trustfed.v1.GetAdminChangeResponse
-	(*ListAdminChangesRequest)(nil),     // 20: trustfed.v1.ListAdminChangesRequest
-	(*ListAdminChangesResponse)(nil),    // 21: trustfed.v1.ListAdminChangesResponse
-	(*ListAdminsRequest)(nil),           // 22: trustfed.v1.ListAdminsRequest
-	(*ListAdminsResponse)(nil),          // 23: trustfed.v1.ListAdminsResponse
-	(*Organization)(nil),                // 24: trustfed.v1.Organization
-	(Consistency)(0),                    // 25: trustfed.v1.Consistency
-	(*Issuer)(nil),                      // 26: trustfed.v1.Issuer
-	(*ReadMeta)(nil),                    // 27: trustfed.v1.ReadMeta
-	(*FederationPolicy)(nil),            // 28: trustfed.v1.FederationPolicy
-	(*Agreement)(nil),                   // 29: trustfed.v1.Agreement
-	(*AdminSignature)(nil),              // 30: trustfed.v1.AdminSignature
-	(*AdminChangeRecord)(nil),           // 31: trustfed.v1.AdminChangeRecord
-	(*Admin)(nil),                       // 32: trustfed.v1.Admin
+	(*ImportAgreementsRequest)(nil),     // 0: trustfed.v1.ImportAgreementsRequest
+	(*ImportAgreementsResponse)(nil),    // 1: trustfed.v1.ImportAgreementsResponse
+	(*ApproveOrganizationRequest)(nil),  // 2: trustfed.v1.ApproveOrganizationRequest
+	(*ApproveOrganizationResponse)(nil), // 3: trustfed.v1.ApproveOrganizationResponse
+	(*GetIssuerRequest)(nil),            // 4: trustfed.v1.GetIssuerRequest
+	(*GetIssuerResponse)(nil),           // 5: trustfed.v1.GetIssuerResponse
+	(*ListIssuersRequest)(nil),          // 6: trustfed.v1.ListIssuersRequest
+	(*ListIssuersResponse)(nil),         // 7: trustfed.v1.ListIssuersResponse
+	(*GetFederationPolicyRequest)(nil),  // 8: trustfed.v1.GetFederationPolicyRequest
+	(*GetFederationPolicyResponse)(nil), // 9: trustfed.v1.GetFederationPolicyResponse
+	(*UpdateOrganizationRequest)(nil),   // 10: trustfed.v1.UpdateOrganizationRequest
+	(*UpdateOrganizationResponse)(nil),  // 11: trustfed.v1.UpdateOrganizationResponse
+	(*GetAgreementRequest)(nil),         // 12: trustfed.v1.GetAgreementRequest
+	(*GetAgreementResponse)(nil),        // 13: trustfed.v1.GetAgreementResponse
+	(*ListAgreementsRequest)(nil),       // 14: trustfed.v1.ListAgreementsRequest
+	(*ListAgreementsResponse)(nil),      // 15: trustfed.v1.ListAgreementsResponse
+	(*ProposeAdminChangeRequest)(nil),   // 16: trustfed.v1.ProposeAdminChangeRequest
+	(*ProposeAdminChangeResponse)(nil),  // 17: trustfed.v1.ProposeAdminChangeResponse
+	(*ApproveAdminChangeRequest)(nil),   // 18: trustfed.v1.ApproveAdminChangeRequest
+	(*ApproveAdminChangeResponse)(nil),  // 19: trustfed.v1.ApproveAdminChangeResponse
+	(*GetAdminChangeRequest)(nil),       // 20: trustfed.v1.GetAdminChangeRequest
+	(*GetAdminChangeResponse)(nil),      // 21: trustfed.v1.GetAdminChangeResponse
+	(*ListAdminChangesRequest)(nil),     // 22: trustfed.v1.ListAdminChangesRequest
+	(*ListAdminChangesResponse)(nil),    // 23: trustfed.v1.ListAdminChangesResponse
+	(*ListAdminsRequest)(nil),           // 24: trustfed.v1.ListAdminsRequest
+	(*ListAdminsResponse)(nil),          // 25: trustfed.v1.ListAdminsResponse
+	(*SignedAgreement)(nil),             // 26: trustfed.v1.SignedAgreement
+	(*Organization)(nil),                // 27: trustfed.v1.Organization
+	(Consistency)(0),                    // 28: trustfed.v1.Consistency
+	(*Issuer)(nil),                      // 29: trustfed.v1.Issuer
+	(*ReadMeta)(nil),                    // 30: trustfed.v1.ReadMeta
+	(*FederationPolicy)(nil),            // 31: trustfed.v1.FederationPolicy
+	(*Agreement)(nil),                   // 32: trustfed.v1.Agreement
+	(*AdminSignature)(nil),              // 33: trustfed.v1.AdminSignature
+	(*AdminChangeRecord)(nil),           // 34: trustfed.v1.AdminChangeRecord
+	(*Admin)(nil),                       // 35: trustfed.v1.Admin
 }
 var file_trustfed_v1_admin_proto_depIdxs = []int32{
-	24, // 0: trustfed.v1.ApproveOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	25, // 1: trustfed.v1.GetIssuerRequest.consistency:type_name -> trustfed.v1.Consistency
-	26, // 2: trustfed.v1.GetIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
-	27, // 3: trustfed.v1.GetIssuerResponse.meta:type_name -> trustfed.v1.ReadMeta
-	25, // 4: trustfed.v1.ListIssuersRequest.consistency:type_name -> trustfed.v1.Consistency
-	26, // 5: trustfed.v1.ListIssuersResponse.issuers:type_name -> trustfed.v1.Issuer
-	27, // 6: trustfed.v1.ListIssuersResponse.meta:type_name -> trustfed.v1.ReadMeta
-	25, // 7: trustfed.v1.GetFederationPolicyRequest.consistency:type_name -> trustfed.v1.Consistency
-	28, // 8: trustfed.v1.GetFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
-	27, // 9: trustfed.v1.GetFederationPolicyResponse.meta:type_name -> trustfed.v1.ReadMeta
-	24, // 10: trustfed.v1.UpdateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
-	25, // 11: trustfed.v1.GetAgreementRequest.consistency:type_name -> trustfed.v1.Consistency
-	29, // 12: trustfed.v1.GetAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
-	27, // 13: trustfed.v1.GetAgreementResponse.meta:type_name -> trustfed.v1.ReadMeta
-	25, // 14: trustfed.v1.ListAgreementsRequest.consistency:type_name -> trustfed.v1.Consistency
-	29, // 15: trustfed.v1.ListAgreementsResponse.agreements:type_name -> trustfed.v1.Agreement
-	27, // 16: trustfed.v1.ListAgreementsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	30, // 17: trustfed.v1.ProposeAdminChangeRequest.approval:type_name -> trustfed.v1.AdminSignature
-	31, // 18: trustfed.v1.ProposeAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
-	30, // 19: trustfed.v1.ApproveAdminChangeRequest.approval:type_name -> trustfed.v1.AdminSignature
-	31, // 20: trustfed.v1.ApproveAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
-	25, // 21: trustfed.v1.GetAdminChangeRequest.consistency:type_name -> trustfed.v1.Consistency
-	31, // 22: trustfed.v1.GetAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
-	27, // 23: trustfed.v1.GetAdminChangeResponse.meta:type_name -> trustfed.v1.ReadMeta
-	25, // 24: trustfed.v1.ListAdminChangesRequest.consistency:type_name -> trustfed.v1.Consistency
-	31, // 25: trustfed.v1.ListAdminChangesResponse.changes:type_name -> trustfed.v1.AdminChangeRecord
-	27, // 26: trustfed.v1.ListAdminChangesResponse.meta:type_name -> trustfed.v1.ReadMeta
-	25, // 27: trustfed.v1.ListAdminsRequest.consistency:type_name -> trustfed.v1.Consistency
-	32, // 28: trustfed.v1.ListAdminsResponse.admins:type_name -> trustfed.v1.Admin
-	27, // 29: trustfed.v1.ListAdminsResponse.meta:type_name -> trustfed.v1.ReadMeta
-	0,  // 30: trustfed.v1.AdminService.ApproveOrganization:input_type -> trustfed.v1.ApproveOrganizationRequest
-	8,  // 31: trustfed.v1.AdminService.UpdateOrganization:input_type -> trustfed.v1.UpdateOrganizationRequest
-	14, // 32: trustfed.v1.AdminService.ProposeAdminChange:input_type -> trustfed.v1.ProposeAdminChangeRequest
-	16, // 33: trustfed.v1.AdminService.ApproveAdminChange:input_type -> trustfed.v1.ApproveAdminChangeRequest
-	18, // 34: trustfed.v1.AdminService.GetAdminChange:input_type -> trustfed.v1.GetAdminChangeRequest
-	20, // 35: trustfed.v1.AdminService.ListAdminChanges:input_type -> trustfed.v1.ListAdminChangesRequest
-	22, // 36: trustfed.v1.AdminService.ListAdmins:input_type -> trustfed.v1.ListAdminsRequest
-	2,  // 37: trustfed.v1.AdminService.GetIssuer:input_type -> trustfed.v1.GetIssuerRequest
-	4,  // 38: trustfed.v1.AdminService.ListIssuers:input_type -> trustfed.v1.ListIssuersRequest
-	6,  // 39: trustfed.v1.AdminService.GetFederationPolicy:input_type -> trustfed.v1.GetFederationPolicyRequest
-	10, // 40: trustfed.v1.AdminService.GetAgreement:input_type -> trustfed.v1.GetAgreementRequest
-	12, // 41: trustfed.v1.AdminService.ListAgreements:input_type -> trustfed.v1.ListAgreementsRequest
-	1,  // 42: trustfed.v1.AdminService.ApproveOrganization:output_type -> trustfed.v1.ApproveOrganizationResponse
-	9,  // 43: trustfed.v1.AdminService.UpdateOrganization:output_type -> trustfed.v1.UpdateOrganizationResponse
-	15, // 44: trustfed.v1.AdminService.ProposeAdminChange:output_type -> trustfed.v1.ProposeAdminChangeResponse
-	17, // 45: trustfed.v1.AdminService.ApproveAdminChange:output_type -> trustfed.v1.ApproveAdminChangeResponse
-	19, // 46: trustfed.v1.AdminService.GetAdminChange:output_type -> trustfed.v1.GetAdminChangeResponse
-	21, // 47: trustfed.v1.AdminService.ListAdminChanges:output_type -> trustfed.v1.ListAdminChangesResponse
-	23, // 48: trustfed.v1.AdminService.ListAdmins:output_type -> trustfed.v1.ListAdminsResponse
-	3,  // 49: trustfed.v1.AdminService.GetIssuer:output_type -> trustfed.v1.GetIssuerResponse
-	5,  // 50: trustfed.v1.AdminService.ListIssuers:output_type -> trustfed.v1.ListIssuersResponse
-	7,  // 51: trustfed.v1.AdminService.GetFederationPolicy:output_type -> trustfed.v1.GetFederationPolicyResponse
-	11, // 52: trustfed.v1.AdminService.GetAgreement:output_type -> trustfed.v1.GetAgreementResponse
-	13, // 53: trustfed.v1.AdminService.ListAgreements:output_type -> trustfed.v1.ListAgreementsResponse
-	42, // [42:54] is the sub-list for method output_type
-	30, // [30:42] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	26, // 0: trustfed.v1.ImportAgreementsRequest.agreements:type_name -> trustfed.v1.SignedAgreement
+	27, // 1: trustfed.v1.ApproveOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	28, // 2: trustfed.v1.GetIssuerRequest.consistency:type_name -> trustfed.v1.Consistency
+	29, // 3: trustfed.v1.GetIssuerResponse.issuer:type_name -> trustfed.v1.Issuer
+	30, // 4: trustfed.v1.GetIssuerResponse.meta:type_name -> trustfed.v1.ReadMeta
+	28, // 5: trustfed.v1.ListIssuersRequest.consistency:type_name -> trustfed.v1.Consistency
+	29, // 6: trustfed.v1.ListIssuersResponse.issuers:type_name -> trustfed.v1.Issuer
+	30, // 7: trustfed.v1.ListIssuersResponse.meta:type_name -> trustfed.v1.ReadMeta
+	28, // 8: trustfed.v1.GetFederationPolicyRequest.consistency:type_name -> trustfed.v1.Consistency
+	31, // 9: trustfed.v1.GetFederationPolicyResponse.policy:type_name -> trustfed.v1.FederationPolicy
+	30, // 10: trustfed.v1.GetFederationPolicyResponse.meta:type_name -> trustfed.v1.ReadMeta
+	27, // 11: trustfed.v1.UpdateOrganizationResponse.organization:type_name -> trustfed.v1.Organization
+	28, // 12: trustfed.v1.GetAgreementRequest.consistency:type_name -> trustfed.v1.Consistency
+	32, // 13: trustfed.v1.GetAgreementResponse.agreement:type_name -> trustfed.v1.Agreement
+	30, // 14: trustfed.v1.GetAgreementResponse.meta:type_name -> trustfed.v1.ReadMeta
+	28, // 15: trustfed.v1.ListAgreementsRequest.consistency:type_name -> trustfed.v1.Consistency
+	32, // 16: trustfed.v1.ListAgreementsResponse.agreements:type_name -> trustfed.v1.Agreement
+	30, // 17: trustfed.v1.ListAgreementsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	33, // 18: trustfed.v1.ProposeAdminChangeRequest.approval:type_name -> trustfed.v1.AdminSignature
+	34, // 19: trustfed.v1.ProposeAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
+	33, // 20: trustfed.v1.ApproveAdminChangeRequest.approval:type_name -> trustfed.v1.AdminSignature
+	34, // 21: trustfed.v1.ApproveAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
+	28, // 22: trustfed.v1.GetAdminChangeRequest.consistency:type_name -> trustfed.v1.Consistency
+	34, // 23: trustfed.v1.GetAdminChangeResponse.change:type_name -> trustfed.v1.AdminChangeRecord
+	30, // 24: trustfed.v1.GetAdminChangeResponse.meta:type_name -> trustfed.v1.ReadMeta
+	28, // 25: trustfed.v1.ListAdminChangesRequest.consistency:type_name -> trustfed.v1.Consistency
+	34, // 26: trustfed.v1.ListAdminChangesResponse.changes:type_name -> trustfed.v1.AdminChangeRecord
+	30, // 27: trustfed.v1.ListAdminChangesResponse.meta:type_name -> trustfed.v1.ReadMeta
+	28, // 28: trustfed.v1.ListAdminsRequest.consistency:type_name -> trustfed.v1.Consistency
+	35, // 29: trustfed.v1.ListAdminsResponse.admins:type_name -> trustfed.v1.Admin
+	30, // 30: trustfed.v1.ListAdminsResponse.meta:type_name -> trustfed.v1.ReadMeta
+	2,  // 31: trustfed.v1.AdminService.ApproveOrganization:input_type -> trustfed.v1.ApproveOrganizationRequest
+	10, // 32: trustfed.v1.AdminService.UpdateOrganization:input_type -> trustfed.v1.UpdateOrganizationRequest
+	16, // 33: trustfed.v1.AdminService.ProposeAdminChange:input_type -> trustfed.v1.ProposeAdminChangeRequest
+	18, // 34: trustfed.v1.AdminService.ApproveAdminChange:input_type -> trustfed.v1.ApproveAdminChangeRequest
+	20, // 35: trustfed.v1.AdminService.GetAdminChange:input_type -> trustfed.v1.GetAdminChangeRequest
+	22, // 36: trustfed.v1.AdminService.ListAdminChanges:input_type -> trustfed.v1.ListAdminChangesRequest
+	24, // 37: trustfed.v1.AdminService.ListAdmins:input_type -> trustfed.v1.ListAdminsRequest
+	4,  // 38: trustfed.v1.AdminService.GetIssuer:input_type -> trustfed.v1.GetIssuerRequest
+	6,  // 39: trustfed.v1.AdminService.ListIssuers:input_type -> trustfed.v1.ListIssuersRequest
+	8,  // 40: trustfed.v1.AdminService.GetFederationPolicy:input_type -> trustfed.v1.GetFederationPolicyRequest
+	12, // 41: trustfed.v1.AdminService.GetAgreement:input_type -> trustfed.v1.GetAgreementRequest
+	14, // 42: trustfed.v1.AdminService.ListAgreements:input_type -> trustfed.v1.ListAgreementsRequest
+	0,  // 43: trustfed.v1.AdminService.ImportAgreements:input_type -> trustfed.v1.ImportAgreementsRequest
+	3,  // 44: trustfed.v1.AdminService.ApproveOrganization:output_type -> trustfed.v1.ApproveOrganizationResponse
+	11, // 45: trustfed.v1.AdminService.UpdateOrganization:output_type -> trustfed.v1.UpdateOrganizationResponse
+	17, // 46: trustfed.v1.AdminService.ProposeAdminChange:output_type -> trustfed.v1.ProposeAdminChangeResponse
+	19, // 47: trustfed.v1.AdminService.ApproveAdminChange:output_type -> trustfed.v1.ApproveAdminChangeResponse
+	21, // 48: trustfed.v1.AdminService.GetAdminChange:output_type -> trustfed.v1.GetAdminChangeResponse
+	23, // 49: trustfed.v1.AdminService.ListAdminChanges:output_type -> trustfed.v1.ListAdminChangesResponse
+	25, // 50: trustfed.v1.AdminService.ListAdmins:output_type -> trustfed.v1.ListAdminsResponse
+	5,  // 51: trustfed.v1.AdminService.GetIssuer:output_type -> trustfed.v1.GetIssuerResponse
+	7,  // 52: trustfed.v1.AdminService.ListIssuers:output_type -> trustfed.v1.ListIssuersResponse
+	9,  // 53: trustfed.v1.AdminService.GetFederationPolicy:output_type -> trustfed.v1.GetFederationPolicyResponse
+	13, // 54: trustfed.v1.AdminService.GetAgreement:output_type -> trustfed.v1.GetAgreementResponse
+	15, // 55: trustfed.v1.AdminService.ListAgreements:output_type -> trustfed.v1.ListAgreementsResponse
+	1,  // 56: trustfed.v1.AdminService.ImportAgreements:output_type -> trustfed.v1.ImportAgreementsResponse
+	44, // [44:57] is the sub-list for method output_type
+	31, // [31:44] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_v1_admin_proto_init() }
@@ -1515,7 +1639,7 @@ func file_trustfed_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_admin_proto_rawDesc), len(file_trustfed_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

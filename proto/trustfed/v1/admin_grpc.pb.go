@@ -31,6 +31,7 @@ const (
 	AdminService_GetFederationPolicy_FullMethodName = "/trustfed.v1.AdminService/GetFederationPolicy"
 	AdminService_GetAgreement_FullMethodName        = "/trustfed.v1.AdminService/GetAgreement"
 	AdminService_ListAgreements_FullMethodName      = "/trustfed.v1.AdminService/ListAgreements"
+	AdminService_ImportAgreements_FullMethodName    = "/trustfed.v1.AdminService/ImportAgreements"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -60,6 +61,15 @@ type AdminServiceClient interface {
 	GetFederationPolicy(ctx context.Context, in *GetFederationPolicyRequest, opts ...grpc.CallOption) (*GetFederationPolicyResponse, error)
 	GetAgreement(ctx context.Context, in *GetAgreementRequest, opts ...grpc.CallOption) (*GetAgreementResponse, error)
 	ListAgreements(ctx context.Context, in *ListAgreementsRequest, opts ...grpc.CallOption) (*ListAgreementsResponse, error)
+	// ImportAgreements writes many agreements at once, each already signed by
+	// both parties (bulk loading, e.g. migrating a federation or a benchmark's
+	// preload), in one Raft command. Every item is checked by the state
+	// machine exactly as ProposeAgreement followed by the two parties'
+	// SignAgreement are, in order (so an item may not repeat an earlier one's
+	// id or pair), and the batch is applied whole or not at all: a refused
+	// batch's error names the item (`agreements[i].…`). At most 1,000 items
+	// and 1 MiB per request.
+	ImportAgreements(ctx context.Context, in *ImportAgreementsRequest, opts ...grpc.CallOption) (*ImportAgreementsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -190,6 +200,16 @@ func (c *adminServiceClient) ListAgreements(ctx context.Context, in *ListAgreeme
 	return out, nil
 }
 
+func (c *adminServiceClient) ImportAgreements(ctx context.Context, in *ImportAgreementsRequest, opts ...grpc.CallOption) (*ImportAgreementsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportAgreementsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ImportAgreements_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -217,6 +237,15 @@ type AdminServiceServer interface {
 	GetFederationPolicy(context.Context, *GetFederationPolicyRequest) (*GetFederationPolicyResponse, error)
 	GetAgreement(context.Context, *GetAgreementRequest) (*GetAgreementResponse, error)
 	ListAgreements(context.Context, *ListAgreementsRequest) (*ListAgreementsResponse, error)
+	// ImportAgreements writes many agreements at once, each already signed by
+	// both parties (bulk loading, e.g. migrating a federation or a benchmark's
+	// preload), in one Raft command. Every item is checked by the state
+	// machine exactly as ProposeAgreement followed by the two parties'
+	// SignAgreement are, in order (so an item may not repeat an earlier one's
+	// id or pair), and the batch is applied whole or not at all: a refused
+	// batch's error names the item (`agreements[i].…`). At most 1,000 items
+	// and 1 MiB per request.
+	ImportAgreements(context.Context, *ImportAgreementsRequest) (*ImportAgreementsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -262,6 +291,9 @@ func (UnimplementedAdminServiceServer) GetAgreement(context.Context, *GetAgreeme
 }
 func (UnimplementedAdminServiceServer) ListAgreements(context.Context, *ListAgreementsRequest) (*ListAgreementsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAgreements not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportAgreements(context.Context, *ImportAgreementsRequest) (*ImportAgreementsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportAgreements not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -500,6 +532,24 @@ func _AdminService_ListAgreements_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ImportAgreements_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportAgreementsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ImportAgreements(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ImportAgreements_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ImportAgreements(ctx, req.(*ImportAgreementsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -554,6 +604,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAgreements",
 			Handler:    _AdminService_ListAgreements_Handler,
+		},
+		{
+			MethodName: "ImportAgreements",
+			Handler:    _AdminService_ImportAgreements_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

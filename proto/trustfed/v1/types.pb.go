@@ -986,6 +986,70 @@ func (x *TerminationConditions) GetOnPassportExpiry() bool {
 	return false
 }
 
+// SignedAgreement is an agreement's serialized AgreementTerms with both
+// parties' signatures over those bytes (as SignAgreement takes them).
+type SignedAgreement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Terms []byte                 `protobuf:"bytes,1,opt,name=terms,proto3" json:"terms,omitempty"`
+	// The signature of terms.organization_a_id.
+	SignatureA []byte `protobuf:"bytes,2,opt,name=signature_a,json=signatureA,proto3" json:"signature_a,omitempty"`
+	// The signature of terms.organization_b_id.
+	SignatureB    []byte `protobuf:"bytes,3,opt,name=signature_b,json=signatureB,proto3" json:"signature_b,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedAgreement) Reset() {
+	*x = SignedAgreement{}
+	mi := &file_trustfed_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedAgreement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedAgreement) ProtoMessage() {}
+
+func (x *SignedAgreement) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedAgreement.ProtoReflect.Descriptor instead.
+func (*SignedAgreement) Descriptor() ([]byte, []int) {
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SignedAgreement) GetTerms() []byte {
+	if x != nil {
+		return x.Terms
+	}
+	return nil
+}
+
+func (x *SignedAgreement) GetSignatureA() []byte {
+	if x != nil {
+		return x.SignatureA
+	}
+	return nil
+}
+
+func (x *SignedAgreement) GetSignatureB() []byte {
+	if x != nil {
+		return x.SignatureB
+	}
+	return nil
+}
+
 // AgreementTerms is what both parties sign. Its serialized bytes are stored
 // in the agreement and are the only bytes a signature is checked against.
 type AgreementTerms struct {
@@ -1004,7 +1068,7 @@ type AgreementTerms struct {
 
 func (x *AgreementTerms) Reset() {
 	*x = AgreementTerms{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[5]
+	mi := &file_trustfed_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1080,7 @@ func (x *AgreementTerms) String() string {
 func (*AgreementTerms) ProtoMessage() {}
 
 func (x *AgreementTerms) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[5]
+	mi := &file_trustfed_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1093,7 @@ func (x *AgreementTerms) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementTerms.ProtoReflect.Descriptor instead.
 func (*AgreementTerms) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AgreementTerms) GetAgreementId() string {
@@ -1103,7 +1167,7 @@ type Issuer struct {
 
 func (x *Issuer) Reset() {
 	*x = Issuer{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[6]
+	mi := &file_trustfed_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1179,7 @@ func (x *Issuer) String() string {
 func (*Issuer) ProtoMessage() {}
 
 func (x *Issuer) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[6]
+	mi := &file_trustfed_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1192,7 @@ func (x *Issuer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Issuer.ProtoReflect.Descriptor instead.
 func (*Issuer) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Issuer) GetId() string {
@@ -1227,7 +1291,7 @@ type Passport struct {
 
 func (x *Passport) Reset() {
 	*x = Passport{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[7]
+	mi := &file_trustfed_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1303,7 @@ func (x *Passport) String() string {
 func (*Passport) ProtoMessage() {}
 
 func (x *Passport) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[7]
+	mi := &file_trustfed_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1316,7 @@ func (x *Passport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Passport.ProtoReflect.Descriptor instead.
 func (*Passport) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Passport) GetSerial() string {
@@ -1330,7 +1394,7 @@ type OnboardingOverride struct {
 
 func (x *OnboardingOverride) Reset() {
 	*x = OnboardingOverride{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[8]
+	mi := &file_trustfed_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1406,7 @@ func (x *OnboardingOverride) String() string {
 func (*OnboardingOverride) ProtoMessage() {}
 
 func (x *OnboardingOverride) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[8]
+	mi := &file_trustfed_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1419,7 @@ func (x *OnboardingOverride) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnboardingOverride.ProtoReflect.Descriptor instead.
 func (*OnboardingOverride) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OnboardingOverride) GetReason() string {
@@ -1401,7 +1465,7 @@ type FederationPolicy struct {
 
 func (x *FederationPolicy) Reset() {
 	*x = FederationPolicy{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[9]
+	mi := &file_trustfed_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1477,7 @@ func (x *FederationPolicy) String() string {
 func (*FederationPolicy) ProtoMessage() {}
 
 func (x *FederationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[9]
+	mi := &file_trustfed_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1490,7 @@ func (x *FederationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FederationPolicy.ProtoReflect.Descriptor instead.
 func (*FederationPolicy) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FederationPolicy) GetOnboardingCapLevel() uint32 {
@@ -1484,7 +1548,7 @@ type LevelCap struct {
 
 func (x *LevelCap) Reset() {
 	*x = LevelCap{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[10]
+	mi := &file_trustfed_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1560,7 @@ func (x *LevelCap) String() string {
 func (*LevelCap) ProtoMessage() {}
 
 func (x *LevelCap) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[10]
+	mi := &file_trustfed_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1573,7 @@ func (x *LevelCap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LevelCap.ProtoReflect.Descriptor instead.
 func (*LevelCap) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LevelCap) GetSource() string {
@@ -1568,7 +1632,7 @@ type AdminChange struct {
 
 func (x *AdminChange) Reset() {
 	*x = AdminChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[11]
+	mi := &file_trustfed_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1644,7 @@ func (x *AdminChange) String() string {
 func (*AdminChange) ProtoMessage() {}
 
 func (x *AdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[11]
+	mi := &file_trustfed_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1657,7 @@ func (x *AdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminChange.ProtoReflect.Descriptor instead.
 func (*AdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AdminChange) GetChange() isAdminChange_Change {
@@ -1805,7 +1869,7 @@ type SetDeclaredLevelChange struct {
 
 func (x *SetDeclaredLevelChange) Reset() {
 	*x = SetDeclaredLevelChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[12]
+	mi := &file_trustfed_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1881,7 @@ func (x *SetDeclaredLevelChange) String() string {
 func (*SetDeclaredLevelChange) ProtoMessage() {}
 
 func (x *SetDeclaredLevelChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[12]
+	mi := &file_trustfed_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1894,7 @@ func (x *SetDeclaredLevelChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeclaredLevelChange.ProtoReflect.Descriptor instead.
 func (*SetDeclaredLevelChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetDeclaredLevelChange) GetOrganizationId() string {
@@ -1859,7 +1923,7 @@ type SetOrganizationStatusChange struct {
 
 func (x *SetOrganizationStatusChange) Reset() {
 	*x = SetOrganizationStatusChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[13]
+	mi := &file_trustfed_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1935,7 @@ func (x *SetOrganizationStatusChange) String() string {
 func (*SetOrganizationStatusChange) ProtoMessage() {}
 
 func (x *SetOrganizationStatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[13]
+	mi := &file_trustfed_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1948,7 @@ func (x *SetOrganizationStatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetOrganizationStatusChange.ProtoReflect.Descriptor instead.
 func (*SetOrganizationStatusChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetOrganizationStatusChange) GetOrganizationId() string {
@@ -1911,7 +1975,7 @@ type OverrideOnboardingChange struct {
 
 func (x *OverrideOnboardingChange) Reset() {
 	*x = OverrideOnboardingChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[14]
+	mi := &file_trustfed_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +1987,7 @@ func (x *OverrideOnboardingChange) String() string {
 func (*OverrideOnboardingChange) ProtoMessage() {}
 
 func (x *OverrideOnboardingChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[14]
+	mi := &file_trustfed_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2000,7 @@ func (x *OverrideOnboardingChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverrideOnboardingChange.ProtoReflect.Descriptor instead.
 func (*OverrideOnboardingChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OverrideOnboardingChange) GetOrganizationId() string {
@@ -1962,7 +2026,7 @@ type AccreditIssuerChange struct {
 
 func (x *AccreditIssuerChange) Reset() {
 	*x = AccreditIssuerChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[15]
+	mi := &file_trustfed_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2038,7 @@ func (x *AccreditIssuerChange) String() string {
 func (*AccreditIssuerChange) ProtoMessage() {}
 
 func (x *AccreditIssuerChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[15]
+	mi := &file_trustfed_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2051,7 @@ func (x *AccreditIssuerChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccreditIssuerChange.ProtoReflect.Descriptor instead.
 func (*AccreditIssuerChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AccreditIssuerChange) GetIssuerId() string {
@@ -2029,7 +2093,7 @@ type WithdrawIssuerChange struct {
 
 func (x *WithdrawIssuerChange) Reset() {
 	*x = WithdrawIssuerChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[16]
+	mi := &file_trustfed_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2105,7 @@ func (x *WithdrawIssuerChange) String() string {
 func (*WithdrawIssuerChange) ProtoMessage() {}
 
 func (x *WithdrawIssuerChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[16]
+	mi := &file_trustfed_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2118,7 @@ func (x *WithdrawIssuerChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawIssuerChange.ProtoReflect.Descriptor instead.
 func (*WithdrawIssuerChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WithdrawIssuerChange) GetIssuerId() string {
@@ -2074,7 +2138,7 @@ type RevokePassportChange struct {
 
 func (x *RevokePassportChange) Reset() {
 	*x = RevokePassportChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[17]
+	mi := &file_trustfed_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2150,7 @@ func (x *RevokePassportChange) String() string {
 func (*RevokePassportChange) ProtoMessage() {}
 
 func (x *RevokePassportChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[17]
+	mi := &file_trustfed_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2163,7 @@ func (x *RevokePassportChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokePassportChange.ProtoReflect.Descriptor instead.
 func (*RevokePassportChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevokePassportChange) GetSerial() string {
@@ -2125,7 +2189,7 @@ type FederationPolicyChange struct {
 
 func (x *FederationPolicyChange) Reset() {
 	*x = FederationPolicyChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[18]
+	mi := &file_trustfed_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2201,7 @@ func (x *FederationPolicyChange) String() string {
 func (*FederationPolicyChange) ProtoMessage() {}
 
 func (x *FederationPolicyChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[18]
+	mi := &file_trustfed_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2214,7 @@ func (x *FederationPolicyChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FederationPolicyChange.ProtoReflect.Descriptor instead.
 func (*FederationPolicyChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FederationPolicyChange) GetOnboardingCapLevel() uint32 {
@@ -2197,7 +2261,7 @@ type ComplianceModes struct {
 
 func (x *ComplianceModes) Reset() {
 	*x = ComplianceModes{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[19]
+	mi := &file_trustfed_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2273,7 @@ func (x *ComplianceModes) String() string {
 func (*ComplianceModes) ProtoMessage() {}
 
 func (x *ComplianceModes) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[19]
+	mi := &file_trustfed_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2286,7 @@ func (x *ComplianceModes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComplianceModes.ProtoReflect.Descriptor instead.
 func (*ComplianceModes) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ComplianceModes) GetModes() []ComplianceMode {
@@ -2246,7 +2310,7 @@ type AddAdminChange struct {
 
 func (x *AddAdminChange) Reset() {
 	*x = AddAdminChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[20]
+	mi := &file_trustfed_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2322,7 @@ func (x *AddAdminChange) String() string {
 func (*AddAdminChange) ProtoMessage() {}
 
 func (x *AddAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[20]
+	mi := &file_trustfed_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2335,7 @@ func (x *AddAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddAdminChange.ProtoReflect.Descriptor instead.
 func (*AddAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddAdminChange) GetAdminId() string {
@@ -2306,7 +2370,7 @@ type RemoveAdminChange struct {
 
 func (x *RemoveAdminChange) Reset() {
 	*x = RemoveAdminChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[21]
+	mi := &file_trustfed_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2382,7 @@ func (x *RemoveAdminChange) String() string {
 func (*RemoveAdminChange) ProtoMessage() {}
 
 func (x *RemoveAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[21]
+	mi := &file_trustfed_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2395,7 @@ func (x *RemoveAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveAdminChange.ProtoReflect.Descriptor instead.
 func (*RemoveAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RemoveAdminChange) GetAdminId() string {
@@ -2359,7 +2423,7 @@ type EndorseNodeKeyChange struct {
 
 func (x *EndorseNodeKeyChange) Reset() {
 	*x = EndorseNodeKeyChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	mi := &file_trustfed_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2435,7 @@ func (x *EndorseNodeKeyChange) String() string {
 func (*EndorseNodeKeyChange) ProtoMessage() {}
 
 func (x *EndorseNodeKeyChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[22]
+	mi := &file_trustfed_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2448,7 @@ func (x *EndorseNodeKeyChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndorseNodeKeyChange.ProtoReflect.Descriptor instead.
 func (*EndorseNodeKeyChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EndorseNodeKeyChange) GetNodeId() string {
@@ -2429,7 +2493,7 @@ type RevokeNodeKeyChange struct {
 
 func (x *RevokeNodeKeyChange) Reset() {
 	*x = RevokeNodeKeyChange{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	mi := &file_trustfed_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2505,7 @@ func (x *RevokeNodeKeyChange) String() string {
 func (*RevokeNodeKeyChange) ProtoMessage() {}
 
 func (x *RevokeNodeKeyChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[23]
+	mi := &file_trustfed_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2518,7 @@ func (x *RevokeNodeKeyChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeNodeKeyChange.ProtoReflect.Descriptor instead.
 func (*RevokeNodeKeyChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeNodeKeyChange) GetNodeId() string {
@@ -2503,7 +2567,7 @@ type NodeKey struct {
 
 func (x *NodeKey) Reset() {
 	*x = NodeKey{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	mi := &file_trustfed_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2579,7 @@ func (x *NodeKey) String() string {
 func (*NodeKey) ProtoMessage() {}
 
 func (x *NodeKey) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[24]
+	mi := &file_trustfed_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2592,7 @@ func (x *NodeKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeKey.ProtoReflect.Descriptor instead.
 func (*NodeKey) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeKey) GetKeyId() string {
@@ -2628,7 +2692,7 @@ type Admin struct {
 
 func (x *Admin) Reset() {
 	*x = Admin{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[25]
+	mi := &file_trustfed_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2704,7 @@ func (x *Admin) String() string {
 func (*Admin) ProtoMessage() {}
 
 func (x *Admin) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[25]
+	mi := &file_trustfed_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2717,7 @@ func (x *Admin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Admin.ProtoReflect.Descriptor instead.
 func (*Admin) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{25}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Admin) GetId() string {
@@ -2739,7 +2803,7 @@ type AdminSignature struct {
 
 func (x *AdminSignature) Reset() {
 	*x = AdminSignature{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[26]
+	mi := &file_trustfed_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2751,7 +2815,7 @@ func (x *AdminSignature) String() string {
 func (*AdminSignature) ProtoMessage() {}
 
 func (x *AdminSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[26]
+	mi := &file_trustfed_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2764,7 +2828,7 @@ func (x *AdminSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSignature.ProtoReflect.Descriptor instead.
 func (*AdminSignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{26}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AdminSignature) GetPublicKey() []byte {
@@ -2797,7 +2861,7 @@ type AdminApproval struct {
 
 func (x *AdminApproval) Reset() {
 	*x = AdminApproval{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[27]
+	mi := &file_trustfed_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2809,7 +2873,7 @@ func (x *AdminApproval) String() string {
 func (*AdminApproval) ProtoMessage() {}
 
 func (x *AdminApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[27]
+	mi := &file_trustfed_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2822,7 +2886,7 @@ func (x *AdminApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminApproval.ProtoReflect.Descriptor instead.
 func (*AdminApproval) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{27}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AdminApproval) GetAdminId() string {
@@ -2896,7 +2960,7 @@ type AdminChangeRecord struct {
 
 func (x *AdminChangeRecord) Reset() {
 	*x = AdminChangeRecord{}
-	mi := &file_trustfed_v1_types_proto_msgTypes[28]
+	mi := &file_trustfed_v1_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +2972,7 @@ func (x *AdminChangeRecord) String() string {
 func (*AdminChangeRecord) ProtoMessage() {}
 
 func (x *AdminChangeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_v1_types_proto_msgTypes[28]
+	mi := &file_trustfed_v1_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +2985,7 @@ func (x *AdminChangeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminChangeRecord.ProtoReflect.Descriptor instead.
 func (*AdminChangeRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{28}
+	return file_trustfed_v1_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AdminChangeRecord) GetId() string {
@@ -3073,7 +3137,13 @@ const file_trustfed_v1_types_proto_rawDesc = "" +
 	"\x15TerminationConditions\x12@\n" +
 	"\x1don_party_revoked_or_suspended\x18\x01 \x01(\bR\x19onPartyRevokedOrSuspended\x12\x1b\n" +
 	"\tmin_level\x18\x02 \x01(\rR\bminLevel\x12,\n" +
-	"\x12on_passport_expiry\x18\x03 \x01(\bR\x10onPassportExpiry\"\xf8\x02\n" +
+	"\x12on_passport_expiry\x18\x03 \x01(\bR\x10onPassportExpiry\"i\n" +
+	"\x0fSignedAgreement\x12\x14\n" +
+	"\x05terms\x18\x01 \x01(\fR\x05terms\x12\x1f\n" +
+	"\vsignature_a\x18\x02 \x01(\fR\n" +
+	"signatureA\x12\x1f\n" +
+	"\vsignature_b\x18\x03 \x01(\fR\n" +
+	"signatureB\"\xf8\x02\n" +
 	"\x0eAgreementTerms\x12!\n" +
 	"\fagreement_id\x18\x01 \x01(\tR\vagreementId\x12*\n" +
 	"\x11organization_a_id\x18\x02 \x01(\tR\x0forganizationAId\x12*\n" +
@@ -3296,7 +3366,7 @@ func file_trustfed_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_trustfed_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_trustfed_v1_types_proto_goTypes = []any{
 	(OrganizationStatus)(0),             // 0: trustfed.v1.OrganizationStatus
 	(AgreementStatus)(0),                // 1: trustfed.v1.AgreementStatus
@@ -3310,99 +3380,100 @@ var file_trustfed_v1_types_proto_goTypes = []any{
 	(*ReadMeta)(nil),                    // 9: trustfed.v1.ReadMeta
 	(*AgreementScope)(nil),              // 10: trustfed.v1.AgreementScope
 	(*TerminationConditions)(nil),       // 11: trustfed.v1.TerminationConditions
-	(*AgreementTerms)(nil),              // 12: trustfed.v1.AgreementTerms
-	(*Issuer)(nil),                      // 13: trustfed.v1.Issuer
-	(*Passport)(nil),                    // 14: trustfed.v1.Passport
-	(*OnboardingOverride)(nil),          // 15: trustfed.v1.OnboardingOverride
-	(*FederationPolicy)(nil),            // 16: trustfed.v1.FederationPolicy
-	(*LevelCap)(nil),                    // 17: trustfed.v1.LevelCap
-	(*AdminChange)(nil),                 // 18: trustfed.v1.AdminChange
-	(*SetDeclaredLevelChange)(nil),      // 19: trustfed.v1.SetDeclaredLevelChange
-	(*SetOrganizationStatusChange)(nil), // 20: trustfed.v1.SetOrganizationStatusChange
-	(*OverrideOnboardingChange)(nil),    // 21: trustfed.v1.OverrideOnboardingChange
-	(*AccreditIssuerChange)(nil),        // 22: trustfed.v1.AccreditIssuerChange
-	(*WithdrawIssuerChange)(nil),        // 23: trustfed.v1.WithdrawIssuerChange
-	(*RevokePassportChange)(nil),        // 24: trustfed.v1.RevokePassportChange
-	(*FederationPolicyChange)(nil),      // 25: trustfed.v1.FederationPolicyChange
-	(*ComplianceModes)(nil),             // 26: trustfed.v1.ComplianceModes
-	(*AddAdminChange)(nil),              // 27: trustfed.v1.AddAdminChange
-	(*RemoveAdminChange)(nil),           // 28: trustfed.v1.RemoveAdminChange
-	(*EndorseNodeKeyChange)(nil),        // 29: trustfed.v1.EndorseNodeKeyChange
-	(*RevokeNodeKeyChange)(nil),         // 30: trustfed.v1.RevokeNodeKeyChange
-	(*NodeKey)(nil),                     // 31: trustfed.v1.NodeKey
-	(*Admin)(nil),                       // 32: trustfed.v1.Admin
-	(*AdminSignature)(nil),              // 33: trustfed.v1.AdminSignature
-	(*AdminApproval)(nil),               // 34: trustfed.v1.AdminApproval
-	(*AdminChangeRecord)(nil),           // 35: trustfed.v1.AdminChangeRecord
-	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
-	(*ControlProfile)(nil),              // 37: trustfed.v1.ControlProfile
-	(*durationpb.Duration)(nil),         // 38: google.protobuf.Duration
+	(*SignedAgreement)(nil),             // 12: trustfed.v1.SignedAgreement
+	(*AgreementTerms)(nil),              // 13: trustfed.v1.AgreementTerms
+	(*Issuer)(nil),                      // 14: trustfed.v1.Issuer
+	(*Passport)(nil),                    // 15: trustfed.v1.Passport
+	(*OnboardingOverride)(nil),          // 16: trustfed.v1.OnboardingOverride
+	(*FederationPolicy)(nil),            // 17: trustfed.v1.FederationPolicy
+	(*LevelCap)(nil),                    // 18: trustfed.v1.LevelCap
+	(*AdminChange)(nil),                 // 19: trustfed.v1.AdminChange
+	(*SetDeclaredLevelChange)(nil),      // 20: trustfed.v1.SetDeclaredLevelChange
+	(*SetOrganizationStatusChange)(nil), // 21: trustfed.v1.SetOrganizationStatusChange
+	(*OverrideOnboardingChange)(nil),    // 22: trustfed.v1.OverrideOnboardingChange
+	(*AccreditIssuerChange)(nil),        // 23: trustfed.v1.AccreditIssuerChange
+	(*WithdrawIssuerChange)(nil),        // 24: trustfed.v1.WithdrawIssuerChange
+	(*RevokePassportChange)(nil),        // 25: trustfed.v1.RevokePassportChange
+	(*FederationPolicyChange)(nil),      // 26: trustfed.v1.FederationPolicyChange
+	(*ComplianceModes)(nil),             // 27: trustfed.v1.ComplianceModes
+	(*AddAdminChange)(nil),              // 28: trustfed.v1.AddAdminChange
+	(*RemoveAdminChange)(nil),           // 29: trustfed.v1.RemoveAdminChange
+	(*EndorseNodeKeyChange)(nil),        // 30: trustfed.v1.EndorseNodeKeyChange
+	(*RevokeNodeKeyChange)(nil),         // 31: trustfed.v1.RevokeNodeKeyChange
+	(*NodeKey)(nil),                     // 32: trustfed.v1.NodeKey
+	(*Admin)(nil),                       // 33: trustfed.v1.Admin
+	(*AdminSignature)(nil),              // 34: trustfed.v1.AdminSignature
+	(*AdminApproval)(nil),               // 35: trustfed.v1.AdminApproval
+	(*AdminChangeRecord)(nil),           // 36: trustfed.v1.AdminChangeRecord
+	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
+	(*ControlProfile)(nil),              // 38: trustfed.v1.ControlProfile
+	(*durationpb.Duration)(nil),         // 39: google.protobuf.Duration
 }
 var file_trustfed_v1_types_proto_depIdxs = []int32{
 	0,  // 0: trustfed.v1.Organization.status:type_name -> trustfed.v1.OrganizationStatus
-	36, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	36, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	37, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
-	14, // 4: trustfed.v1.Organization.passport:type_name -> trustfed.v1.Passport
-	36, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
-	36, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
-	15, // 7: trustfed.v1.Organization.onboarding_override:type_name -> trustfed.v1.OnboardingOverride
+	37, // 1: trustfed.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	37, // 2: trustfed.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	38, // 3: trustfed.v1.Organization.control_profile:type_name -> trustfed.v1.ControlProfile
+	15, // 4: trustfed.v1.Organization.passport:type_name -> trustfed.v1.Passport
+	37, // 5: trustfed.v1.Organization.approve_time:type_name -> google.protobuf.Timestamp
+	37, // 6: trustfed.v1.Organization.onboarding_until:type_name -> google.protobuf.Timestamp
+	16, // 7: trustfed.v1.Organization.onboarding_override:type_name -> trustfed.v1.OnboardingOverride
 	1,  // 8: trustfed.v1.Agreement.status:type_name -> trustfed.v1.AgreementStatus
-	36, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
-	36, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
-	12, // 11: trustfed.v1.Agreement.parsed_terms:type_name -> trustfed.v1.AgreementTerms
-	36, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
-	36, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
-	36, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
+	37, // 9: trustfed.v1.Agreement.create_time:type_name -> google.protobuf.Timestamp
+	37, // 10: trustfed.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
+	13, // 11: trustfed.v1.Agreement.parsed_terms:type_name -> trustfed.v1.AgreementTerms
+	37, // 12: trustfed.v1.Agreement.sign_a_time:type_name -> google.protobuf.Timestamp
+	37, // 13: trustfed.v1.Agreement.sign_b_time:type_name -> google.protobuf.Timestamp
+	37, // 14: trustfed.v1.Agreement.terminate_time:type_name -> google.protobuf.Timestamp
 	2,  // 15: trustfed.v1.ReadMeta.consistency:type_name -> trustfed.v1.Consistency
-	38, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
+	39, // 16: trustfed.v1.ReadMeta.last_contact:type_name -> google.protobuf.Duration
 	10, // 17: trustfed.v1.AgreementTerms.scope:type_name -> trustfed.v1.AgreementScope
-	36, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
-	36, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
+	37, // 18: trustfed.v1.AgreementTerms.not_before:type_name -> google.protobuf.Timestamp
+	37, // 19: trustfed.v1.AgreementTerms.not_after:type_name -> google.protobuf.Timestamp
 	11, // 20: trustfed.v1.AgreementTerms.termination:type_name -> trustfed.v1.TerminationConditions
 	3,  // 21: trustfed.v1.Issuer.status:type_name -> trustfed.v1.IssuerStatus
-	36, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
-	36, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
-	36, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
-	36, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
-	36, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
-	36, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
-	38, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
-	38, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
+	37, // 22: trustfed.v1.Issuer.accredit_time:type_name -> google.protobuf.Timestamp
+	37, // 23: trustfed.v1.Issuer.withdraw_time:type_name -> google.protobuf.Timestamp
+	37, // 24: trustfed.v1.Passport.issue_time:type_name -> google.protobuf.Timestamp
+	37, // 25: trustfed.v1.Passport.not_before:type_name -> google.protobuf.Timestamp
+	37, // 26: trustfed.v1.Passport.expire_time:type_name -> google.protobuf.Timestamp
+	37, // 27: trustfed.v1.OnboardingOverride.time:type_name -> google.protobuf.Timestamp
+	39, // 28: trustfed.v1.FederationPolicy.onboarding_period:type_name -> google.protobuf.Duration
+	39, // 29: trustfed.v1.FederationPolicy.freshness_window:type_name -> google.protobuf.Duration
 	4,  // 30: trustfed.v1.FederationPolicy.compliance_modes:type_name -> trustfed.v1.ComplianceMode
-	19, // 31: trustfed.v1.AdminChange.set_declared_level:type_name -> trustfed.v1.SetDeclaredLevelChange
-	20, // 32: trustfed.v1.AdminChange.set_organization_status:type_name -> trustfed.v1.SetOrganizationStatusChange
-	21, // 33: trustfed.v1.AdminChange.override_onboarding:type_name -> trustfed.v1.OverrideOnboardingChange
-	22, // 34: trustfed.v1.AdminChange.accredit_issuer:type_name -> trustfed.v1.AccreditIssuerChange
-	23, // 35: trustfed.v1.AdminChange.withdraw_issuer:type_name -> trustfed.v1.WithdrawIssuerChange
-	24, // 36: trustfed.v1.AdminChange.revoke_passport:type_name -> trustfed.v1.RevokePassportChange
-	25, // 37: trustfed.v1.AdminChange.update_federation_policy:type_name -> trustfed.v1.FederationPolicyChange
-	27, // 38: trustfed.v1.AdminChange.add_admin:type_name -> trustfed.v1.AddAdminChange
-	28, // 39: trustfed.v1.AdminChange.remove_admin:type_name -> trustfed.v1.RemoveAdminChange
-	29, // 40: trustfed.v1.AdminChange.endorse_node_key:type_name -> trustfed.v1.EndorseNodeKeyChange
-	30, // 41: trustfed.v1.AdminChange.revoke_node_key:type_name -> trustfed.v1.RevokeNodeKeyChange
-	36, // 42: trustfed.v1.AdminChange.expire_time:type_name -> google.protobuf.Timestamp
+	20, // 31: trustfed.v1.AdminChange.set_declared_level:type_name -> trustfed.v1.SetDeclaredLevelChange
+	21, // 32: trustfed.v1.AdminChange.set_organization_status:type_name -> trustfed.v1.SetOrganizationStatusChange
+	22, // 33: trustfed.v1.AdminChange.override_onboarding:type_name -> trustfed.v1.OverrideOnboardingChange
+	23, // 34: trustfed.v1.AdminChange.accredit_issuer:type_name -> trustfed.v1.AccreditIssuerChange
+	24, // 35: trustfed.v1.AdminChange.withdraw_issuer:type_name -> trustfed.v1.WithdrawIssuerChange
+	25, // 36: trustfed.v1.AdminChange.revoke_passport:type_name -> trustfed.v1.RevokePassportChange
+	26, // 37: trustfed.v1.AdminChange.update_federation_policy:type_name -> trustfed.v1.FederationPolicyChange
+	28, // 38: trustfed.v1.AdminChange.add_admin:type_name -> trustfed.v1.AddAdminChange
+	29, // 39: trustfed.v1.AdminChange.remove_admin:type_name -> trustfed.v1.RemoveAdminChange
+	30, // 40: trustfed.v1.AdminChange.endorse_node_key:type_name -> trustfed.v1.EndorseNodeKeyChange
+	31, // 41: trustfed.v1.AdminChange.revoke_node_key:type_name -> trustfed.v1.RevokeNodeKeyChange
+	37, // 42: trustfed.v1.AdminChange.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 43: trustfed.v1.SetOrganizationStatusChange.status:type_name -> trustfed.v1.OrganizationStatus
-	38, // 44: trustfed.v1.FederationPolicyChange.onboarding_period:type_name -> google.protobuf.Duration
-	38, // 45: trustfed.v1.FederationPolicyChange.freshness_window:type_name -> google.protobuf.Duration
-	26, // 46: trustfed.v1.FederationPolicyChange.compliance_modes:type_name -> trustfed.v1.ComplianceModes
+	39, // 44: trustfed.v1.FederationPolicyChange.onboarding_period:type_name -> google.protobuf.Duration
+	39, // 45: trustfed.v1.FederationPolicyChange.freshness_window:type_name -> google.protobuf.Duration
+	27, // 46: trustfed.v1.FederationPolicyChange.compliance_modes:type_name -> trustfed.v1.ComplianceModes
 	4,  // 47: trustfed.v1.ComplianceModes.modes:type_name -> trustfed.v1.ComplianceMode
-	36, // 48: trustfed.v1.EndorseNodeKeyChange.valid_from:type_name -> google.protobuf.Timestamp
-	36, // 49: trustfed.v1.EndorseNodeKeyChange.valid_until:type_name -> google.protobuf.Timestamp
-	36, // 50: trustfed.v1.RevokeNodeKeyChange.since:type_name -> google.protobuf.Timestamp
-	36, // 51: trustfed.v1.NodeKey.valid_from:type_name -> google.protobuf.Timestamp
-	36, // 52: trustfed.v1.NodeKey.valid_until:type_name -> google.protobuf.Timestamp
-	36, // 53: trustfed.v1.NodeKey.revoke_time:type_name -> google.protobuf.Timestamp
-	36, // 54: trustfed.v1.NodeKey.endorse_time:type_name -> google.protobuf.Timestamp
+	37, // 48: trustfed.v1.EndorseNodeKeyChange.valid_from:type_name -> google.protobuf.Timestamp
+	37, // 49: trustfed.v1.EndorseNodeKeyChange.valid_until:type_name -> google.protobuf.Timestamp
+	37, // 50: trustfed.v1.RevokeNodeKeyChange.since:type_name -> google.protobuf.Timestamp
+	37, // 51: trustfed.v1.NodeKey.valid_from:type_name -> google.protobuf.Timestamp
+	37, // 52: trustfed.v1.NodeKey.valid_until:type_name -> google.protobuf.Timestamp
+	37, // 53: trustfed.v1.NodeKey.revoke_time:type_name -> google.protobuf.Timestamp
+	37, // 54: trustfed.v1.NodeKey.endorse_time:type_name -> google.protobuf.Timestamp
 	5,  // 55: trustfed.v1.Admin.status:type_name -> trustfed.v1.AdminStatus
-	36, // 56: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
-	36, // 57: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
-	36, // 58: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
-	18, // 59: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
+	37, // 56: trustfed.v1.Admin.add_time:type_name -> google.protobuf.Timestamp
+	37, // 57: trustfed.v1.Admin.remove_time:type_name -> google.protobuf.Timestamp
+	37, // 58: trustfed.v1.AdminApproval.approve_time:type_name -> google.protobuf.Timestamp
+	19, // 59: trustfed.v1.AdminChangeRecord.content:type_name -> trustfed.v1.AdminChange
 	6,  // 60: trustfed.v1.AdminChangeRecord.status:type_name -> trustfed.v1.AdminChangeStatus
-	34, // 61: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
-	36, // 62: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
-	36, // 63: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
+	35, // 61: trustfed.v1.AdminChangeRecord.approvals:type_name -> trustfed.v1.AdminApproval
+	37, // 62: trustfed.v1.AdminChangeRecord.propose_time:type_name -> google.protobuf.Timestamp
+	37, // 63: trustfed.v1.AdminChangeRecord.apply_time:type_name -> google.protobuf.Timestamp
 	64, // [64:64] is the sub-list for method output_type
 	64, // [64:64] is the sub-list for method input_type
 	64, // [64:64] is the sub-list for extension type_name
@@ -3416,7 +3487,7 @@ func file_trustfed_v1_types_proto_init() {
 		return
 	}
 	file_trustfed_v1_controls_proto_init()
-	file_trustfed_v1_types_proto_msgTypes[11].OneofWrappers = []any{
+	file_trustfed_v1_types_proto_msgTypes[12].OneofWrappers = []any{
 		(*AdminChange_SetDeclaredLevel)(nil),
 		(*AdminChange_SetOrganizationStatus)(nil),
 		(*AdminChange_OverrideOnboarding)(nil),
@@ -3429,14 +3500,14 @@ func file_trustfed_v1_types_proto_init() {
 		(*AdminChange_EndorseNodeKey)(nil),
 		(*AdminChange_RevokeNodeKey)(nil),
 	}
-	file_trustfed_v1_types_proto_msgTypes[18].OneofWrappers = []any{}
+	file_trustfed_v1_types_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_v1_types_proto_rawDesc), len(file_trustfed_v1_types_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -80,6 +80,8 @@ const (
 	CommandType_COMMAND_TYPE_BOOTSTRAP_NODE_KEY CommandType = 37
 	// A replica reports that its state diverged from the cluster's.
 	CommandType_COMMAND_TYPE_REPORT_DIVERGENCE CommandType = 39
+	// An admin's bulk import of agreements, each signed by both parties.
+	CommandType_COMMAND_TYPE_IMPORT_AGREEMENTS CommandType = 40
 )
 
 // Enum value maps for CommandType.
@@ -117,6 +119,7 @@ var (
 		36: "COMMAND_TYPE_RETIRE_REGISTRY_SEED",
 		37: "COMMAND_TYPE_BOOTSTRAP_NODE_KEY",
 		39: "COMMAND_TYPE_REPORT_DIVERGENCE",
+		40: "COMMAND_TYPE_IMPORT_AGREEMENTS",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":              0,
@@ -151,6 +154,7 @@ var (
 		"COMMAND_TYPE_RETIRE_REGISTRY_SEED":     36,
 		"COMMAND_TYPE_BOOTSTRAP_NODE_KEY":       37,
 		"COMMAND_TYPE_REPORT_DIVERGENCE":        39,
+		"COMMAND_TYPE_IMPORT_AGREEMENTS":        40,
 	}
 )
 
@@ -1008,6 +1012,52 @@ func (x *ProposeAgreement) GetTerms() []byte {
 	return nil
 }
 
+// ImportAgreements writes every item as ProposeAgreement followed by the
+// two parties' SignAgreement would, in order, all or none.
+type ImportAgreements struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agreements    []*v1.SignedAgreement  `protobuf:"bytes,1,rep,name=agreements,proto3" json:"agreements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportAgreements) Reset() {
+	*x = ImportAgreements{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportAgreements) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportAgreements) ProtoMessage() {}
+
+func (x *ImportAgreements) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportAgreements.ProtoReflect.Descriptor instead.
+func (*ImportAgreements) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ImportAgreements) GetAgreements() []*v1.SignedAgreement {
+	if x != nil {
+		return x.Agreements
+	}
+	return nil
+}
+
 type SignAgreement struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	AgreementId    string                 `protobuf:"bytes,1,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
@@ -1019,7 +1069,7 @@ type SignAgreement struct {
 
 func (x *SignAgreement) Reset() {
 	*x = SignAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1081,7 @@ func (x *SignAgreement) String() string {
 func (*SignAgreement) ProtoMessage() {}
 
 func (x *SignAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[13]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1094,7 @@ func (x *SignAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignAgreement.ProtoReflect.Descriptor instead.
 func (*SignAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SignAgreement) GetAgreementId() string {
@@ -1079,7 +1129,7 @@ type TerminateAgreement struct {
 
 func (x *TerminateAgreement) Reset() {
 	*x = TerminateAgreement{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1141,7 @@ func (x *TerminateAgreement) String() string {
 func (*TerminateAgreement) ProtoMessage() {}
 
 func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[14]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1154,7 @@ func (x *TerminateAgreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminateAgreement.ProtoReflect.Descriptor instead.
 func (*TerminateAgreement) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TerminateAgreement) GetTermination() []byte {
@@ -1133,7 +1183,7 @@ type UpdateOrganization struct {
 
 func (x *UpdateOrganization) Reset() {
 	*x = UpdateOrganization{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1195,7 @@ func (x *UpdateOrganization) String() string {
 func (*UpdateOrganization) ProtoMessage() {}
 
 func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[15]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1208,7 @@ func (x *UpdateOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOrganization.ProtoReflect.Descriptor instead.
 func (*UpdateOrganization) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateOrganization) GetOrganizationId() string {
@@ -1187,7 +1237,7 @@ type ProposeAdminChange struct {
 
 func (x *ProposeAdminChange) Reset() {
 	*x = ProposeAdminChange{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1249,7 @@ func (x *ProposeAdminChange) String() string {
 func (*ProposeAdminChange) ProtoMessage() {}
 
 func (x *ProposeAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[16]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1262,7 @@ func (x *ProposeAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeAdminChange.ProtoReflect.Descriptor instead.
 func (*ProposeAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProposeAdminChange) GetChange() []byte {
@@ -1239,7 +1289,7 @@ type ApproveAdminChange struct {
 
 func (x *ApproveAdminChange) Reset() {
 	*x = ApproveAdminChange{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1301,7 @@ func (x *ApproveAdminChange) String() string {
 func (*ApproveAdminChange) ProtoMessage() {}
 
 func (x *ApproveAdminChange) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[17]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1314,7 @@ func (x *ApproveAdminChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveAdminChange.ProtoReflect.Descriptor instead.
 func (*ApproveAdminChange) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApproveAdminChange) GetChangeId() string {
@@ -1294,7 +1344,7 @@ type BootstrapAdmin struct {
 
 func (x *BootstrapAdmin) Reset() {
 	*x = BootstrapAdmin{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1356,7 @@ func (x *BootstrapAdmin) String() string {
 func (*BootstrapAdmin) ProtoMessage() {}
 
 func (x *BootstrapAdmin) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[18]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1369,7 @@ func (x *BootstrapAdmin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapAdmin.ProtoReflect.Descriptor instead.
 func (*BootstrapAdmin) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BootstrapAdmin) GetAdmin() *v1.Admin {
@@ -1362,7 +1412,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1424,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[19]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1437,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Token) GetId() string {
@@ -1479,7 +1529,7 @@ type UsedNonce struct {
 
 func (x *UsedNonce) Reset() {
 	*x = UsedNonce{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1541,7 @@ func (x *UsedNonce) String() string {
 func (*UsedNonce) ProtoMessage() {}
 
 func (x *UsedNonce) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[20]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1554,7 @@ func (x *UsedNonce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsedNonce.ProtoReflect.Descriptor instead.
 func (*UsedNonce) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UsedNonce) GetNonce() []byte {
@@ -1531,7 +1581,7 @@ type RevokeToken struct {
 
 func (x *RevokeToken) Reset() {
 	*x = RevokeToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1593,7 @@ func (x *RevokeToken) String() string {
 func (*RevokeToken) ProtoMessage() {}
 
 func (x *RevokeToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[21]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1606,7 @@ func (x *RevokeToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeToken.ProtoReflect.Descriptor instead.
 func (*RevokeToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RevokeToken) GetTokenId() string {
@@ -1585,7 +1635,7 @@ type EnrolMemberNode struct {
 
 func (x *EnrolMemberNode) Reset() {
 	*x = EnrolMemberNode{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1647,7 @@ func (x *EnrolMemberNode) String() string {
 func (*EnrolMemberNode) ProtoMessage() {}
 
 func (x *EnrolMemberNode) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[22]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1660,7 @@ func (x *EnrolMemberNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrolMemberNode.ProtoReflect.Descriptor instead.
 func (*EnrolMemberNode) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EnrolMemberNode) GetEnrolment() []byte {
@@ -1640,7 +1690,7 @@ type SetWebhook struct {
 
 func (x *SetWebhook) Reset() {
 	*x = SetWebhook{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1702,7 @@ func (x *SetWebhook) String() string {
 func (*SetWebhook) ProtoMessage() {}
 
 func (x *SetWebhook) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[23]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1715,7 @@ func (x *SetWebhook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetWebhook.ProtoReflect.Descriptor instead.
 func (*SetWebhook) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetWebhook) GetSettings() []byte {
@@ -1693,7 +1743,7 @@ type RemoveMemberNode struct {
 
 func (x *RemoveMemberNode) Reset() {
 	*x = RemoveMemberNode{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1755,7 @@ func (x *RemoveMemberNode) String() string {
 func (*RemoveMemberNode) ProtoMessage() {}
 
 func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[24]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1768,7 @@ func (x *RemoveMemberNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberNode.ProtoReflect.Descriptor instead.
 func (*RemoveMemberNode) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveMemberNode) GetOrganizationId() string {
@@ -1758,7 +1808,7 @@ type IssueMemberCertificate struct {
 
 func (x *IssueMemberCertificate) Reset() {
 	*x = IssueMemberCertificate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1820,7 @@ func (x *IssueMemberCertificate) String() string {
 func (*IssueMemberCertificate) ProtoMessage() {}
 
 func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[25]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1833,7 @@ func (x *IssueMemberCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMemberCertificate.ProtoReflect.Descriptor instead.
 func (*IssueMemberCertificate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *IssueMemberCertificate) GetOrganizationId() string {
@@ -1840,7 +1890,7 @@ type PutToken struct {
 
 func (x *PutToken) Reset() {
 	*x = PutToken{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +1902,7 @@ func (x *PutToken) String() string {
 func (*PutToken) ProtoMessage() {}
 
 func (x *PutToken) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[26]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +1915,7 @@ func (x *PutToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutToken.ProtoReflect.Descriptor instead.
 func (*PutToken) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutToken) GetToken() *Token {
@@ -1902,7 +1952,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +1964,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[27]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +1977,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{27}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AppliedRequest) GetRequestId() string {
@@ -1990,7 +2040,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2052,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[28]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2065,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{28}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -2065,7 +2115,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2127,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[29]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2140,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{29}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2438,7 +2488,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2500,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[30]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2513,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{30}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AppendAudit) GetEvents() []*AuditEvent {
@@ -2503,7 +2553,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2565,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2578,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditEvent) GetEvent() isAuditEvent_Event {
@@ -2611,7 +2661,7 @@ type PutCheckpoint struct {
 
 func (x *PutCheckpoint) Reset() {
 	*x = PutCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2673,7 @@ func (x *PutCheckpoint) String() string {
 func (*PutCheckpoint) ProtoMessage() {}
 
 func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2686,7 @@ func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpoint.ProtoReflect.Descriptor instead.
 func (*PutCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PutCheckpoint) GetNote() []byte {
@@ -2674,7 +2724,7 @@ type ReportDivergence struct {
 
 func (x *ReportDivergence) Reset() {
 	*x = ReportDivergence{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2736,7 @@ func (x *ReportDivergence) String() string {
 func (*ReportDivergence) ProtoMessage() {}
 
 func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2749,7 @@ func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDivergence.ProtoReflect.Descriptor instead.
 func (*ReportDivergence) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReportDivergence) GetNodeId() string {
@@ -2736,7 +2786,7 @@ type AddCosignature struct {
 
 func (x *AddCosignature) Reset() {
 	*x = AddCosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2748,7 +2798,7 @@ func (x *AddCosignature) String() string {
 func (*AddCosignature) ProtoMessage() {}
 
 func (x *AddCosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2761,7 +2811,7 @@ func (x *AddCosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
 func (*AddCosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AddCosignature) GetTreeSize() uint64 {
@@ -2800,7 +2850,7 @@ type StoredCheckpoint struct {
 
 func (x *StoredCheckpoint) Reset() {
 	*x = StoredCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2812,7 +2862,7 @@ func (x *StoredCheckpoint) String() string {
 func (*StoredCheckpoint) ProtoMessage() {}
 
 func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2825,7 +2875,7 @@ func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StoredCheckpoint) GetTreeSize() uint64 {
@@ -2874,7 +2924,7 @@ type Cosignature struct {
 
 func (x *Cosignature) Reset() {
 	*x = Cosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +2936,7 @@ func (x *Cosignature) String() string {
 func (*Cosignature) ProtoMessage() {}
 
 func (x *Cosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +2949,7 @@ func (x *Cosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
 func (*Cosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Cosignature) GetOrganizationId() string {
@@ -2936,7 +2986,7 @@ type AuditHead struct {
 
 func (x *AuditHead) Reset() {
 	*x = AuditHead{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +2998,7 @@ func (x *AuditHead) String() string {
 func (*AuditHead) ProtoMessage() {}
 
 func (x *AuditHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3011,7 @@ func (x *AuditHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
 func (*AuditHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditHead) GetSize() uint64 {
@@ -2997,7 +3047,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3059,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3072,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditLeaf) GetData() []byte {
@@ -3059,7 +3109,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3121,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3134,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -3121,7 +3171,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3133,7 +3183,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3146,7 +3196,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -3194,7 +3244,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3206,7 +3256,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3219,7 +3269,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -3247,7 +3297,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3309,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3322,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -3313,7 +3363,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3375,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3388,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Sweep) GetSessionIds() []string {
@@ -3366,7 +3416,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3428,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3441,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -3411,7 +3461,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3473,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3486,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{45}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -3467,7 +3517,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3529,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3542,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{46}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -3575,7 +3625,11 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\rPutSigningKey\x121\n" +
 	"\x03key\x18\x01 \x01(\v2\x1f.trustfed.command.v1.SigningKeyR\x03key\"(\n" +
 	"\x10ProposeAgreement\x12\x14\n" +
-	"\x05terms\x18\x01 \x01(\fR\x05terms\"y\n" +
+	"\x05terms\x18\x01 \x01(\fR\x05terms\"P\n" +
+	"\x10ImportAgreements\x12<\n" +
+	"\n" +
+	"agreements\x18\x01 \x03(\v2\x1c.trustfed.v1.SignedAgreementR\n" +
+	"agreements\"y\n" +
 	"\rSignAgreement\x12!\n" +
 	"\fagreement_id\x18\x01 \x01(\tR\vagreementId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x1c\n" +
@@ -3764,8 +3818,7 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
-	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\xf0\n" +
-	"\n" +
+	"cascade_id\x18\x03 \x01(\tR\tcascadeId*\x94\v\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" COMMAND_TYPE_UPDATE_ORGANIZATION\x10\x02\x12\x1a\n" +
@@ -3798,7 +3851,8 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\x18COMMAND_TYPE_SET_WEBHOOK\x10#\x12%\n" +
 	"!COMMAND_TYPE_RETIRE_REGISTRY_SEED\x10$\x12#\n" +
 	"\x1fCOMMAND_TYPE_BOOTSTRAP_NODE_KEY\x10%\x12\"\n" +
-	"\x1eCOMMAND_TYPE_REPORT_DIVERGENCE\x10'\"\x04\b\x01\x10\x01\"\x04\b\x03\x10\x03\"\x04\b\a\x10\a\"\x04\b\t\x10\f* COMMAND_TYPE_CREATE_ORGANIZATION*\x1dCOMMAND_TYPE_CREATE_AGREEMENT* COMMAND_TYPE_OVERRIDE_ONBOARDING*\x1cCOMMAND_TYPE_ACCREDIT_ISSUER*\x1cCOMMAND_TYPE_WITHDRAW_ISSUER*\x1cCOMMAND_TYPE_REVOKE_PASSPORT*%COMMAND_TYPE_UPDATE_FEDERATION_POLICY*g\n" +
+	"\x1eCOMMAND_TYPE_REPORT_DIVERGENCE\x10'\x12\"\n" +
+	"\x1eCOMMAND_TYPE_IMPORT_AGREEMENTS\x10(\"\x04\b\x01\x10\x01\"\x04\b\x03\x10\x03\"\x04\b\a\x10\a\"\x04\b\t\x10\f* COMMAND_TYPE_CREATE_ORGANIZATION*\x1dCOMMAND_TYPE_CREATE_AGREEMENT* COMMAND_TYPE_OVERRIDE_ONBOARDING*\x1cCOMMAND_TYPE_ACCREDIT_ISSUER*\x1cCOMMAND_TYPE_WITHDRAW_ISSUER*\x1cCOMMAND_TYPE_REVOKE_PASSPORT*%COMMAND_TYPE_UPDATE_FEDERATION_POLICY*g\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3820,7 +3874,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),                   // 0: trustfed.command.v1.CommandType
 	(Role)(0),                          // 1: trustfed.command.v1.Role
@@ -3837,118 +3891,121 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*ConsumeAuthorization)(nil),       // 12: trustfed.command.v1.ConsumeAuthorization
 	(*PutSigningKey)(nil),              // 13: trustfed.command.v1.PutSigningKey
 	(*ProposeAgreement)(nil),           // 14: trustfed.command.v1.ProposeAgreement
-	(*SignAgreement)(nil),              // 15: trustfed.command.v1.SignAgreement
-	(*TerminateAgreement)(nil),         // 16: trustfed.command.v1.TerminateAgreement
-	(*UpdateOrganization)(nil),         // 17: trustfed.command.v1.UpdateOrganization
-	(*ProposeAdminChange)(nil),         // 18: trustfed.command.v1.ProposeAdminChange
-	(*ApproveAdminChange)(nil),         // 19: trustfed.command.v1.ApproveAdminChange
-	(*BootstrapAdmin)(nil),             // 20: trustfed.command.v1.BootstrapAdmin
-	(*Token)(nil),                      // 21: trustfed.command.v1.Token
-	(*UsedNonce)(nil),                  // 22: trustfed.command.v1.UsedNonce
-	(*RevokeToken)(nil),                // 23: trustfed.command.v1.RevokeToken
-	(*EnrolMemberNode)(nil),            // 24: trustfed.command.v1.EnrolMemberNode
-	(*SetWebhook)(nil),                 // 25: trustfed.command.v1.SetWebhook
-	(*RemoveMemberNode)(nil),           // 26: trustfed.command.v1.RemoveMemberNode
-	(*IssueMemberCertificate)(nil),     // 27: trustfed.command.v1.IssueMemberCertificate
-	(*PutToken)(nil),                   // 28: trustfed.command.v1.PutToken
-	(*AppliedRequest)(nil),             // 29: trustfed.command.v1.AppliedRequest
-	(*SnapshotHeader)(nil),             // 30: trustfed.command.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),             // 31: trustfed.command.v1.SnapshotRecord
-	(*AppendAudit)(nil),                // 32: trustfed.command.v1.AppendAudit
-	(*AuditEvent)(nil),                 // 33: trustfed.command.v1.AuditEvent
-	(*PutCheckpoint)(nil),              // 34: trustfed.command.v1.PutCheckpoint
-	(*ReportDivergence)(nil),           // 35: trustfed.command.v1.ReportDivergence
-	(*AddCosignature)(nil),             // 36: trustfed.command.v1.AddCosignature
-	(*StoredCheckpoint)(nil),           // 37: trustfed.command.v1.StoredCheckpoint
-	(*Cosignature)(nil),                // 38: trustfed.command.v1.Cosignature
-	(*AuditHead)(nil),                  // 39: trustfed.command.v1.AuditHead
-	(*AuditLeaf)(nil),                  // 40: trustfed.command.v1.AuditLeaf
-	(*GraphEdge)(nil),                  // 41: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),                // 42: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),           // 43: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),               // 44: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                      // 45: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),           // 46: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),             // 47: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),                // 48: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
-	(*v1.CheckInteractionRequest)(nil), // 50: trustfed.v1.CheckInteractionRequest
-	(*v1.AdminSignature)(nil),          // 51: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),                   // 52: trustfed.v1.Admin
-	(*v1.Organization)(nil),            // 53: trustfed.v1.Organization
-	(*v1.Agreement)(nil),               // 54: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),                  // 55: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),        // 56: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),           // 57: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),       // 58: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),                 // 59: trustfed.v1.Session
-	(*v1.Cascade)(nil),                 // 60: trustfed.v1.Cascade
-	(*v1.MemberNode)(nil),              // 61: trustfed.v1.MemberNode
-	(*v1.NodeKey)(nil),                 // 62: trustfed.v1.NodeKey
-	(*v1.AuditDecision)(nil),           // 63: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),        // 64: trustfed.v1.AuditAuthFailure
-	(*v1.AuditGatewayRefusal)(nil),     // 65: trustfed.v1.AuditGatewayRefusal
-	(*durationpb.Duration)(nil),        // 66: google.protobuf.Duration
-	(*v1.Delivery)(nil),                // 67: trustfed.v1.Delivery
+	(*ImportAgreements)(nil),           // 15: trustfed.command.v1.ImportAgreements
+	(*SignAgreement)(nil),              // 16: trustfed.command.v1.SignAgreement
+	(*TerminateAgreement)(nil),         // 17: trustfed.command.v1.TerminateAgreement
+	(*UpdateOrganization)(nil),         // 18: trustfed.command.v1.UpdateOrganization
+	(*ProposeAdminChange)(nil),         // 19: trustfed.command.v1.ProposeAdminChange
+	(*ApproveAdminChange)(nil),         // 20: trustfed.command.v1.ApproveAdminChange
+	(*BootstrapAdmin)(nil),             // 21: trustfed.command.v1.BootstrapAdmin
+	(*Token)(nil),                      // 22: trustfed.command.v1.Token
+	(*UsedNonce)(nil),                  // 23: trustfed.command.v1.UsedNonce
+	(*RevokeToken)(nil),                // 24: trustfed.command.v1.RevokeToken
+	(*EnrolMemberNode)(nil),            // 25: trustfed.command.v1.EnrolMemberNode
+	(*SetWebhook)(nil),                 // 26: trustfed.command.v1.SetWebhook
+	(*RemoveMemberNode)(nil),           // 27: trustfed.command.v1.RemoveMemberNode
+	(*IssueMemberCertificate)(nil),     // 28: trustfed.command.v1.IssueMemberCertificate
+	(*PutToken)(nil),                   // 29: trustfed.command.v1.PutToken
+	(*AppliedRequest)(nil),             // 30: trustfed.command.v1.AppliedRequest
+	(*SnapshotHeader)(nil),             // 31: trustfed.command.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),             // 32: trustfed.command.v1.SnapshotRecord
+	(*AppendAudit)(nil),                // 33: trustfed.command.v1.AppendAudit
+	(*AuditEvent)(nil),                 // 34: trustfed.command.v1.AuditEvent
+	(*PutCheckpoint)(nil),              // 35: trustfed.command.v1.PutCheckpoint
+	(*ReportDivergence)(nil),           // 36: trustfed.command.v1.ReportDivergence
+	(*AddCosignature)(nil),             // 37: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),           // 38: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),                // 39: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),                  // 40: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),                  // 41: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),                  // 42: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),                // 43: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),           // 44: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),               // 45: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                      // 46: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),           // 47: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),             // 48: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),                // 49: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
+	(*v1.CheckInteractionRequest)(nil), // 51: trustfed.v1.CheckInteractionRequest
+	(*v1.SignedAgreement)(nil),         // 52: trustfed.v1.SignedAgreement
+	(*v1.AdminSignature)(nil),          // 53: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),                   // 54: trustfed.v1.Admin
+	(*v1.Organization)(nil),            // 55: trustfed.v1.Organization
+	(*v1.Agreement)(nil),               // 56: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),                  // 57: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),        // 58: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),           // 59: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),       // 60: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),                 // 61: trustfed.v1.Session
+	(*v1.Cascade)(nil),                 // 62: trustfed.v1.Cascade
+	(*v1.MemberNode)(nil),              // 63: trustfed.v1.MemberNode
+	(*v1.NodeKey)(nil),                 // 64: trustfed.v1.NodeKey
+	(*v1.AuditDecision)(nil),           // 65: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),        // 66: trustfed.v1.AuditAuthFailure
+	(*v1.AuditGatewayRefusal)(nil),     // 67: trustfed.v1.AuditGatewayRefusal
+	(*durationpb.Duration)(nil),        // 68: google.protobuf.Duration
+	(*v1.Delivery)(nil),                // 69: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	49, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	49, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	49, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	49, // 4: trustfed.command.v1.BootstrapNodeKey.valid_from:type_name -> google.protobuf.Timestamp
-	49, // 5: trustfed.command.v1.BootstrapNodeKey.valid_until:type_name -> google.protobuf.Timestamp
-	50, // 6: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
+	50, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	50, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	50, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	50, // 4: trustfed.command.v1.BootstrapNodeKey.valid_from:type_name -> google.protobuf.Timestamp
+	50, // 5: trustfed.command.v1.BootstrapNodeKey.valid_until:type_name -> google.protobuf.Timestamp
+	51, // 6: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
 	7,  // 7: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	51, // 8: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	51, // 9: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	52, // 10: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
-	1,  // 11: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	49, // 12: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	49, // 13: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	49, // 14: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	49, // 15: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
-	49, // 16: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
-	49, // 17: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
-	21, // 18: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	49, // 19: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	53, // 20: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	54, // 21: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
-	21, // 22: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
-	29, // 23: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	55, // 24: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
-	6,  // 25: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	56, // 26: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
-	7,  // 27: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	57, // 28: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	52, // 29: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	58, // 30: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	41, // 31: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	59, // 32: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	60, // 33: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	48, // 34: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	39, // 35: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
-	40, // 36: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
-	37, // 37: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
-	61, // 38: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
-	22, // 39: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
-	62, // 40: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
-	33, // 41: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	63, // 42: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	64, // 43: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	65, // 44: trustfed.command.v1.AuditEvent.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
-	49, // 45: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	38, // 46: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	49, // 47: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	49, // 48: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	66, // 49: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	47, // 50: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	67, // 51: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	52, // 8: trustfed.command.v1.ImportAgreements.agreements:type_name -> trustfed.v1.SignedAgreement
+	53, // 9: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	53, // 10: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	54, // 11: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	1,  // 12: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
+	50, // 13: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	50, // 14: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 15: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	50, // 16: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 17: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
+	50, // 18: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
+	22, // 19: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
+	50, // 20: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	55, // 21: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	56, // 22: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	22, // 23: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
+	30, // 24: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
+	57, // 25: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	6,  // 26: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
+	58, // 27: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	7,  // 28: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
+	59, // 29: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	54, // 30: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	60, // 31: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	42, // 32: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	61, // 33: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	62, // 34: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	49, // 35: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	40, // 36: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	41, // 37: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	38, // 38: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	63, // 39: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
+	23, // 40: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
+	64, // 41: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
+	34, // 42: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	65, // 43: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	66, // 44: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	67, // 45: trustfed.command.v1.AuditEvent.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
+	50, // 46: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	39, // 47: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	50, // 48: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	50, // 49: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	68, // 50: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	48, // 51: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	69, // 52: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -3956,7 +4013,7 @@ func file_trustfed_command_v1_command_proto_init() {
 	if File_trustfed_command_v1_command_proto != nil {
 		return
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[29].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[30].OneofWrappers = []any{
 		(*SnapshotRecord_Organization)(nil),
 		(*SnapshotRecord_Agreement)(nil),
 		(*SnapshotRecord_Token)(nil),
@@ -3979,7 +4036,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_UsedNonce)(nil),
 		(*SnapshotRecord_NodeKey)(nil),
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[31].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[32].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
 		(*AuditEvent_AuthFailure)(nil),
 		(*AuditEvent_GatewayRefusal)(nil),
@@ -3990,7 +4047,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
