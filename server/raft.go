@@ -48,7 +48,14 @@ func (s *Server) newNode(apiAddr string) (*consensus.Node, error) {
 	ncfg.CommitTimeout = s.cfg.RaftCommitTimeout
 	if s.cfg.RaftFastTimeouts {
 		ncfg.HeartbeatTimeout, ncfg.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
-		ncfg.LeaderLeaseTimeout = 150 * time.Millisecond
+		// The lease is as long as the heartbeat timeout (production's is
+		// half of it, 500 ms of 1 s): at 150 ms a leader on a loaded
+		// machine stepped down whenever its process or a follower's went
+		// without the CPU for that long, and the elections that followed
+		// were most of a soak's missed checks. Reads and checks do not rely
+		// on the lease (each takes a quorum round: consensus.ReadIndex), so
+		// only how soon a cut-off leader steps down changes.
+		ncfg.LeaderLeaseTimeout = 300 * time.Millisecond
 		ncfg.PromotionStabilization = time.Second
 		ncfg.SnapshotInterval = time.Second // how often the threshold is checked
 	}
