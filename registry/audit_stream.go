@@ -70,7 +70,7 @@ func newAuditStreams(peers *Peers, raft Raft, log *slog.Logger) *auditStreams {
 // A stream it opens lives as long as ctx: the audit batcher's, which ends
 // when the server stops.
 // errAuditStreamUnsupported when the leader serves only AppendAudit.
-func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *commandv1.AppendAudit) (auditCommit, error) {
+func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *commandv1.AppendAudit, mergeable bool) (auditCommit, error) {
 	st, err := a.open(ctx, l)
 	if err != nil {
 		return auditCommit{}, err
@@ -83,7 +83,7 @@ func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *co
 	cctx, cancel := a.raft.LeaderCall(ctx, l.ID)
 	defer cancel()
 	st.sendMu.Lock()
-	err = st.stream.Send(&peerv1.AppendAuditStreamRequest{Audit: batch})
+	err = st.stream.Send(&peerv1.AppendAuditStreamRequest{Audit: batch, Mergeable: mergeable})
 	st.sendMu.Unlock()
 	if err != nil {
 		a.close(st, fmt.Errorf("send: %w", err))
@@ -109,7 +109,7 @@ func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *co
 // streamAnswer turns the leader's answer to one batch into its commit.
 func streamAnswer(leader string, r *peerv1.AppendAuditStreamResponse) (auditCommit, error) {
 	if codes.Code(r.Code) == codes.OK {
-		return auditCommit{first: r.FirstSequence, index: r.Index}, nil
+		return auditCommit{first: r.FirstSequence, index: r.Index, merged: r.Merged, leafOffset: r.LeafOffset}, nil
 	}
 	return auditCommit{}, leaderAuditErr(leader, status.Error(codes.Code(r.Code), r.Message))
 }
@@ -258,4 +258,35 @@ func (st *auditStream) unregister(batchID string) {
 	if st.pending != nil {
 		delete(st.pending, batchID)
 	}
+}
+
+// appendStreamedAudit commits one batch of a follower's stream (principal
+// p) and returns its answer (the error, if any, goes into it). A batch the
+// follower marks mergeable (its first attempt) is merged into this
+// leader's next entry with the leader's own events and other followers'
+// batches (auditBatcher.AppendPart): one Raft entry, one apply and one
+// cosigning round for all of them. Otherwise, or when this node does not
+// lead or its audit queue is full, the batch is an entry of its own.
+func (s *peerService) appendStreamedAudit(ctx context.Context, p Principal, req *peerv1.AppendAuditStreamRequest) (*peerv1.AppendAuditStreamResponse, error) {
+	batch := req.GetAudit()
+	out := &peerv1.AppendAuditStreamResponse{BatchId: batch.GetBatchId()}
+	if req.GetMergeable() && batch.GetNodeId() != "" && batch.GetBatchId() != "" && s.auditsDecisions() && s.raft.IsLeader() {
+		if err := checkPeerBatch(p, batch); err != nil {
+			return out, err
+		}
+		r, err := s.batcher.AppendPart(ctx, batch)
+		switch {
+		case err == nil:
+			out.FirstSequence, out.Index, out.Merged, out.LeafOffset = r.seq, r.index, true, r.leafOffset
+			return out, nil
+		case !errors.Is(err, errAuditQueueFull):
+			return out, err
+		}
+	}
+	res, err := s.appendPeerAudit(ctx, p, batch)
+	if err != nil {
+		return out, err
+	}
+	out.FirstSequence, out.Index = res.FirstSequence, res.Index
+	return out, nil
 }

@@ -59,20 +59,62 @@ func quorumAt(r *state.Reader, t time.Time) int {
 // the other decisions' certificates are still returned).
 func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
 	var stmts [][]byte
-	pos := make([]int, len(evs))
-	for i, ev := range evs {
-		pos[i] = -1
-		d := ev.GetDecision()
-		if d == nil {
-			continue
+	for _, ev := range evs {
+		if d := ev.GetDecision(); d != nil {
+			stmts = append(stmts, d.Statement)
 		}
-		pos[i] = len(stmts)
-		stmts = append(stmts, d.Statement)
 	}
 	if len(stmts) == 0 {
 		return make([]*trustfedv1.DecisionCertificate, len(evs)), nil
 	}
-	tree := attestation.NewBatchTree(stmts)
+	return s.certifyLeaves(ctx, index, attestation.NewBatchTree(stmts), stmts, 0, evs)
+}
+
+// certifyCommitted is certifyBatch for a batch committed as c: when the
+// leader merged it into an entry with other servers' batches, its
+// decisions are leaves c.leafOffset... of the entry's batch head, whose
+// statements and tree this node takes from its own cosigner's evaluation
+// of the entry (the one it applied), never from the leader's word: each
+// of its statements must be the entry's leaf the leader said it is.
+func (s *Server) certifyCommitted(ctx context.Context, c auditCommit, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
+	if !c.merged {
+		return s.certifyBatch(ctx, c.index, evs)
+	}
+	wctx, cancel := context.WithTimeout(ctx, certifyTimeout)
+	own, err := s.cfg.Cosigner.Result(wctx, c.index)
+	cancel()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v: %v: retry", errNotCertified, err)
+	}
+	if own.tree == nil {
+		return nil, status.Errorf(codes.Unavailable, "%v: node %s did not evaluate the batch at index %d: retry", errNotCertified, s.cfg.NodeID, c.index)
+	}
+	leaf := c.leafOffset
+	for _, ev := range evs {
+		d := ev.GetDecision()
+		if d == nil {
+			continue
+		}
+		if leaf >= uint64(len(own.raw)) || !bytes.Equal(own.raw[leaf], d.Statement) {
+			return nil, status.Errorf(codes.Unavailable, "%v: the batch at index %d does not hold this node's decision as leaf %d, as the leader said: retry", errNotCertified, c.index, leaf)
+		}
+		leaf++
+	}
+	return s.certifyLeaves(ctx, c.index, own.tree, own.raw, c.leafOffset, evs)
+}
+
+// certifyLeaves gathers the certificates of the decisions among evs,
+// leaves offset... of tree (over stmts), the batch committed at index.
+func (s *Server) certifyLeaves(ctx context.Context, index uint64, tree *attestation.BatchTree, stmts [][]byte, offset uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
+	pos := make([]int, len(evs))
+	next := int(offset)
+	for i, ev := range evs {
+		pos[i] = -1
+		if ev.GetDecision() != nil {
+			pos[i] = next
+			next++
+		}
+	}
 	batch := &trustfedv1.DecisionBatchHead{Origin: s.cfg.AuditOrigin, LogIndex: index, Size: tree.Size(), Root: tree.Root()}
 	r := s.store.Read()
 	need := quorumAt(r, s.clock())

@@ -74,6 +74,11 @@ type cosignResult struct {
 	// why holds the reason for each leaf the head lists refused (set only
 	// on this node's own results).
 	why map[uint64]error
+	// raw and tree are the batch's statements and their Merkle tree (own
+	// results only): a follower whose batch the leader merged into the
+	// entry certifies its decisions with them (certifyCommitted).
+	raw  [][]byte
+	tree *attestation.BatchTree
 }
 
 // NewCosigner returns the cosigner of node nodeID for the audit log named
@@ -97,7 +102,8 @@ func (c *Cosigner) Enqueue(b state.DecisionBatch) {
 	select {
 	case c.queue <- b:
 	default:
-		c.record(b.Index, &cosignResult{err: fmt.Errorf("node %s did not evaluate the batch at index %d: its cosigning queue is full", c.nodeID, b.Index)})
+		c.record(b.Index, &cosignResult{err: fmt.Errorf("node %s did not evaluate the batch at index %d: its cosigning queue is full", c.nodeID, b.Index),
+			raw: b.Raw, tree: attestation.NewBatchTree(b.Raw)})
 	}
 }
 
@@ -173,7 +179,7 @@ func (c *Cosigner) Result(ctx context.Context, index uint64) (*cosignResult, err
 // evaluate re-derives every decision of b and signs its head, which lists
 // the decisions it does not vouch for.
 func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignResult {
-	res := &cosignResult{}
+	res := &cosignResult{raw: b.Raw, tree: attestation.NewBatchTree(b.Raw)}
 	if err := c.checkBatchTime(b); err != nil {
 		res.err = err
 		return res
@@ -183,7 +189,7 @@ func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignR
 		res.err = fmt.Errorf("node %s does not vouch for the batch: %w", c.nodeID, err)
 		return res
 	}
-	if res.head, res.root, err = v.Head(c.origin, b); err != nil {
+	if res.head, res.root, err = v.HeadOf(c.origin, b, res.tree); err != nil {
 		res.head, res.err = nil, err
 		return res
 	}

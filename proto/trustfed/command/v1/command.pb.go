@@ -2430,8 +2430,15 @@ type AppendAudit struct {
 	// server has one batch in flight at a time and sends it again, with the
 	// same batch_id, when a call to the leader was abandoned; the state
 	// machine remembers each server's last batch and appends it only once.
-	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	BatchId       string `protobuf:"bytes,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	NodeId  string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	BatchId string `protobuf:"bytes,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// Batches of other servers (followers' first attempts, over
+	// PeerService.AppendAuditStream) that the leader merged into this entry
+	// with its own: their events follow the entry's own (node_id, batch_id)
+	// events, part after part, in order. Each part is remembered as its
+	// server's last batch, like a batch of its own entry, so that a server
+	// sending it again (its answer was lost) finds it appended.
+	Parts         []*AuditPart `protobuf:"bytes,4,rep,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2487,6 +2494,75 @@ func (x *AppendAudit) GetBatchId() string {
 	return ""
 }
 
+func (x *AppendAudit) GetParts() []*AuditPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// AuditPart is one server's batch merged into another's APPEND_AUDIT.
+type AuditPart struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	BatchId string                 `protobuf:"bytes,2,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// How many of the entry's events are this batch's.
+	Events        uint32 `protobuf:"varint,3,opt,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditPart) Reset() {
+	*x = AuditPart{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditPart) ProtoMessage() {}
+
+func (x *AuditPart) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditPart.ProtoReflect.Descriptor instead.
+func (*AuditPart) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AuditPart) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AuditPart) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *AuditPart) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
 type AuditEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -2503,7 +2579,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2591,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[31]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2604,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{31}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditEvent) GetEvent() isAuditEvent_Event {
@@ -2611,7 +2687,7 @@ type PutCheckpoint struct {
 
 func (x *PutCheckpoint) Reset() {
 	*x = PutCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2699,7 @@ func (x *PutCheckpoint) String() string {
 func (*PutCheckpoint) ProtoMessage() {}
 
 func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2712,7 @@ func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpoint.ProtoReflect.Descriptor instead.
 func (*PutCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PutCheckpoint) GetNote() []byte {
@@ -2674,7 +2750,7 @@ type ReportDivergence struct {
 
 func (x *ReportDivergence) Reset() {
 	*x = ReportDivergence{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2762,7 @@ func (x *ReportDivergence) String() string {
 func (*ReportDivergence) ProtoMessage() {}
 
 func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2775,7 @@ func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDivergence.ProtoReflect.Descriptor instead.
 func (*ReportDivergence) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReportDivergence) GetNodeId() string {
@@ -2736,7 +2812,7 @@ type AddCosignature struct {
 
 func (x *AddCosignature) Reset() {
 	*x = AddCosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2748,7 +2824,7 @@ func (x *AddCosignature) String() string {
 func (*AddCosignature) ProtoMessage() {}
 
 func (x *AddCosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2761,7 +2837,7 @@ func (x *AddCosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
 func (*AddCosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AddCosignature) GetTreeSize() uint64 {
@@ -2800,7 +2876,7 @@ type StoredCheckpoint struct {
 
 func (x *StoredCheckpoint) Reset() {
 	*x = StoredCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2812,7 +2888,7 @@ func (x *StoredCheckpoint) String() string {
 func (*StoredCheckpoint) ProtoMessage() {}
 
 func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2825,7 +2901,7 @@ func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StoredCheckpoint) GetTreeSize() uint64 {
@@ -2874,7 +2950,7 @@ type Cosignature struct {
 
 func (x *Cosignature) Reset() {
 	*x = Cosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +2962,7 @@ func (x *Cosignature) String() string {
 func (*Cosignature) ProtoMessage() {}
 
 func (x *Cosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +2975,7 @@ func (x *Cosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
 func (*Cosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Cosignature) GetOrganizationId() string {
@@ -2936,7 +3012,7 @@ type AuditHead struct {
 
 func (x *AuditHead) Reset() {
 	*x = AuditHead{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3024,7 @@ func (x *AuditHead) String() string {
 func (*AuditHead) ProtoMessage() {}
 
 func (x *AuditHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3037,7 @@ func (x *AuditHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
 func (*AuditHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditHead) GetSize() uint64 {
@@ -2997,7 +3073,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3085,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3098,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditLeaf) GetData() []byte {
@@ -3059,7 +3135,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3147,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3160,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -3121,7 +3197,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3133,7 +3209,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3146,7 +3222,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -3194,7 +3270,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3206,7 +3282,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3219,7 +3295,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -3247,7 +3323,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3335,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3348,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -3306,7 +3382,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3394,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3407,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
 }
 
 // RecordDeliveries merges the leader dispatcher's progress into cascades.
@@ -3345,7 +3421,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3357,7 +3433,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3370,7 +3446,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -3390,7 +3466,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3402,7 +3478,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3415,7 +3491,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{45}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -3446,7 +3522,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +3534,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +3547,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{46}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -3664,11 +3740,16 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"used_nonce\x18\x14 \x01(\v2\x1e.trustfed.command.v1.UsedNonceH\x00R\tusedNonce\x121\n" +
 	"\bnode_key\x18\x18 \x01(\v2\x14.trustfed.v1.NodeKeyH\x00R\anodeKeyB\b\n" +
-	"\x06record\"z\n" +
+	"\x06record\"\xb0\x01\n" +
 	"\vAppendAudit\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x19\n" +
-	"\bbatch_id\x18\x03 \x01(\tR\abatchId\"\x84\x02\n" +
+	"\bbatch_id\x18\x03 \x01(\tR\abatchId\x124\n" +
+	"\x05parts\x18\x04 \x03(\v2\x1e.trustfed.command.v1.AuditPartR\x05parts\"W\n" +
+	"\tAuditPart\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
+	"\bbatch_id\x18\x02 \x01(\tR\abatchId\x12\x16\n" +
+	"\x06events\x18\x03 \x01(\rR\x06events\"\x84\x02\n" +
 	"\n" +
 	"AuditEvent\x128\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
@@ -3796,7 +3877,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),                   // 0: trustfed.command.v1.CommandType
 	(Role)(0),                          // 1: trustfed.command.v1.Role
@@ -3831,100 +3912,102 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*SnapshotHeader)(nil),             // 30: trustfed.command.v1.SnapshotHeader
 	(*SnapshotRecord)(nil),             // 31: trustfed.command.v1.SnapshotRecord
 	(*AppendAudit)(nil),                // 32: trustfed.command.v1.AppendAudit
-	(*AuditEvent)(nil),                 // 33: trustfed.command.v1.AuditEvent
-	(*PutCheckpoint)(nil),              // 34: trustfed.command.v1.PutCheckpoint
-	(*ReportDivergence)(nil),           // 35: trustfed.command.v1.ReportDivergence
-	(*AddCosignature)(nil),             // 36: trustfed.command.v1.AddCosignature
-	(*StoredCheckpoint)(nil),           // 37: trustfed.command.v1.StoredCheckpoint
-	(*Cosignature)(nil),                // 38: trustfed.command.v1.Cosignature
-	(*AuditHead)(nil),                  // 39: trustfed.command.v1.AuditHead
-	(*AuditLeaf)(nil),                  // 40: trustfed.command.v1.AuditLeaf
-	(*GraphEdge)(nil),                  // 41: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),                // 42: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),           // 43: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),               // 44: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                      // 45: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),           // 46: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),             // 47: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),                // 48: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
-	(*v1.CheckInteractionRequest)(nil), // 50: trustfed.v1.CheckInteractionRequest
-	(*v1.AdminSignature)(nil),          // 51: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),                   // 52: trustfed.v1.Admin
-	(*v1.Organization)(nil),            // 53: trustfed.v1.Organization
-	(*v1.Agreement)(nil),               // 54: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),                  // 55: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),        // 56: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),           // 57: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),       // 58: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),                 // 59: trustfed.v1.Session
-	(*v1.Cascade)(nil),                 // 60: trustfed.v1.Cascade
-	(*v1.MemberNode)(nil),              // 61: trustfed.v1.MemberNode
-	(*v1.NodeKey)(nil),                 // 62: trustfed.v1.NodeKey
-	(*v1.AuditDecision)(nil),           // 63: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),        // 64: trustfed.v1.AuditAuthFailure
-	(*v1.AuditGatewayRefusal)(nil),     // 65: trustfed.v1.AuditGatewayRefusal
-	(*durationpb.Duration)(nil),        // 66: google.protobuf.Duration
-	(*v1.Delivery)(nil),                // 67: trustfed.v1.Delivery
+	(*AuditPart)(nil),                  // 33: trustfed.command.v1.AuditPart
+	(*AuditEvent)(nil),                 // 34: trustfed.command.v1.AuditEvent
+	(*PutCheckpoint)(nil),              // 35: trustfed.command.v1.PutCheckpoint
+	(*ReportDivergence)(nil),           // 36: trustfed.command.v1.ReportDivergence
+	(*AddCosignature)(nil),             // 37: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),           // 38: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),                // 39: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),                  // 40: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),                  // 41: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),                  // 42: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),                // 43: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),           // 44: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),               // 45: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                      // 46: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),           // 47: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),             // 48: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),                // 49: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
+	(*v1.CheckInteractionRequest)(nil), // 51: trustfed.v1.CheckInteractionRequest
+	(*v1.AdminSignature)(nil),          // 52: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),                   // 53: trustfed.v1.Admin
+	(*v1.Organization)(nil),            // 54: trustfed.v1.Organization
+	(*v1.Agreement)(nil),               // 55: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),                  // 56: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),        // 57: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),           // 58: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),       // 59: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),                 // 60: trustfed.v1.Session
+	(*v1.Cascade)(nil),                 // 61: trustfed.v1.Cascade
+	(*v1.MemberNode)(nil),              // 62: trustfed.v1.MemberNode
+	(*v1.NodeKey)(nil),                 // 63: trustfed.v1.NodeKey
+	(*v1.AuditDecision)(nil),           // 64: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),        // 65: trustfed.v1.AuditAuthFailure
+	(*v1.AuditGatewayRefusal)(nil),     // 66: trustfed.v1.AuditGatewayRefusal
+	(*durationpb.Duration)(nil),        // 67: google.protobuf.Duration
+	(*v1.Delivery)(nil),                // 68: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	49, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	49, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	49, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	49, // 4: trustfed.command.v1.BootstrapNodeKey.valid_from:type_name -> google.protobuf.Timestamp
-	49, // 5: trustfed.command.v1.BootstrapNodeKey.valid_until:type_name -> google.protobuf.Timestamp
-	50, // 6: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
+	50, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	50, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	50, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	50, // 4: trustfed.command.v1.BootstrapNodeKey.valid_from:type_name -> google.protobuf.Timestamp
+	50, // 5: trustfed.command.v1.BootstrapNodeKey.valid_until:type_name -> google.protobuf.Timestamp
+	51, // 6: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
 	7,  // 7: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	51, // 8: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	51, // 9: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	52, // 10: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	52, // 8: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	52, // 9: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	53, // 10: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
 	1,  // 11: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	49, // 12: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	49, // 13: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	49, // 14: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	49, // 15: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
-	49, // 16: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
-	49, // 17: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
+	50, // 12: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	50, // 13: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 14: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	50, // 15: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 16: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
+	50, // 17: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
 	21, // 18: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	49, // 19: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	53, // 20: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	54, // 21: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	50, // 19: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	54, // 20: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	55, // 21: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
 	21, // 22: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
 	29, // 23: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	55, // 24: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	56, // 24: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
 	6,  // 25: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	56, // 26: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	57, // 26: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
 	7,  // 27: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	57, // 28: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	52, // 29: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	58, // 30: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	41, // 31: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	59, // 32: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	60, // 33: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	48, // 34: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	39, // 35: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
-	40, // 36: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
-	37, // 37: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
-	61, // 38: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
+	58, // 28: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	53, // 29: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	59, // 30: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	42, // 31: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	60, // 32: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	61, // 33: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	49, // 34: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	40, // 35: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	41, // 36: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	38, // 37: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	62, // 38: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
 	22, // 39: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
-	62, // 40: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
-	33, // 41: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	63, // 42: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	64, // 43: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	65, // 44: trustfed.command.v1.AuditEvent.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
-	49, // 45: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	38, // 46: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	49, // 47: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	49, // 48: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	66, // 49: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	47, // 50: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	67, // 51: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	63, // 40: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
+	34, // 41: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	33, // 42: trustfed.command.v1.AppendAudit.parts:type_name -> trustfed.command.v1.AuditPart
+	64, // 43: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	65, // 44: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	66, // 45: trustfed.command.v1.AuditEvent.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
+	50, // 46: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	39, // 47: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	50, // 48: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	50, // 49: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	67, // 50: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	48, // 51: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	68, // 52: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -3955,7 +4038,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_UsedNonce)(nil),
 		(*SnapshotRecord_NodeKey)(nil),
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[31].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[32].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
 		(*AuditEvent_AuthFailure)(nil),
 		(*AuditEvent_GatewayRefusal)(nil),
@@ -3966,7 +4049,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -203,8 +203,12 @@ func (x *AppendAuditResponse) GetIndex() uint64 {
 
 // AppendAuditStreamRequest is one batch of an AppendAuditStream.
 type AppendAuditStreamRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Audit         *v1.AppendAudit        `protobuf:"bytes,1,opt,name=audit,proto3" json:"audit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Audit *v1.AppendAudit        `protobuf:"bytes,1,opt,name=audit,proto3" json:"audit,omitempty"`
+	// The first attempt of this batch (no earlier attempt can have appended
+	// it): the leader may merge it with its own batch and other followers'
+	// into one entry (AppendAudit.parts) instead of an entry of its own.
+	Mergeable     bool `protobuf:"varint,2,opt,name=mergeable,proto3" json:"mergeable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +250,13 @@ func (x *AppendAuditStreamRequest) GetAudit() *v1.AppendAudit {
 	return nil
 }
 
+func (x *AppendAuditStreamRequest) GetMergeable() bool {
+	if x != nil {
+		return x.Mergeable
+	}
+	return false
+}
+
 // AppendAuditStreamResponse answers one batch of an AppendAuditStream.
 type AppendAuditStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -258,8 +269,13 @@ type AppendAuditStreamResponse struct {
 	// ALREADY_EXISTS when an earlier attempt appended it, UNAVAILABLE when
 	// this server could not commit it (not the leader any more: send it
 	// again to the current leader), INVALID_ARGUMENT for a malformed batch.
-	Code          int32  `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Code    int32  `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// Set when the leader merged the batch into an entry with others'
+	// batches: the decisions of the entry at index before this batch's
+	// (the leaf of its first decision in the entry's batch head).
+	Merged        bool   `protobuf:"varint,6,opt,name=merged,proto3" json:"merged,omitempty"`
+	LeafOffset    uint64 `protobuf:"varint,7,opt,name=leaf_offset,json=leafOffset,proto3" json:"leaf_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +343,20 @@ func (x *AppendAuditStreamResponse) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *AppendAuditStreamResponse) GetMerged() bool {
+	if x != nil {
+		return x.Merged
+	}
+	return false
+}
+
+func (x *AppendAuditStreamResponse) GetLeafOffset() uint64 {
+	if x != nil {
+		return x.LeafOffset
+	}
+	return 0
 }
 
 type ProgressRequest struct {
@@ -932,15 +962,19 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\"R\n" +
 	"\x13AppendAuditResponse\x12%\n" +
 	"\x0efirst_sequence\x18\x01 \x01(\x04R\rfirstSequence\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"R\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"p\n" +
 	"\x18AppendAuditStreamRequest\x126\n" +
-	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\"\xa1\x01\n" +
+	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\x12\x1c\n" +
+	"\tmergeable\x18\x02 \x01(\bR\tmergeable\"\xda\x01\n" +
 	"\x19AppendAuditStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12%\n" +
 	"\x0efirst_sequence\x18\x02 \x01(\x04R\rfirstSequence\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04code\x18\x04 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x11\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12\x16\n" +
+	"\x06merged\x18\x06 \x01(\bR\x06merged\x12\x1f\n" +
+	"\vleaf_offset\x18\a \x01(\x04R\n" +
+	"leafOffset\"\x11\n" +
 	"\x0fProgressRequest\"d\n" +
 	"\x10ProgressResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
