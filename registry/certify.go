@@ -225,14 +225,22 @@ type headVotes struct {
 func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, batch *trustfedv1.DecisionBatchHead, need int) (*batchQuorum, error) {
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
 	servers := s.peerServers(ctx)
-	answers := make(chan signatureAnswer, len(servers)+1)
+	// The answers are checked (a peer's signature verified) here, one at
+	// a time, and only until a quorum is in: a signature that comes after
+	// it costs no verification.
+	type rawAnswer struct {
+		node string
+		res  *cosignResult
+		err  error
+	}
+	answers := make(chan rawAnswer, len(servers)+1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel() // stop the calls still out before waiting for them
 	index := batch.LogIndex
 	wg.Go(func() {
 		res, err := s.cfg.Cosigner.Result(ctx, index)
-		answers <- s.checkAnswer(r, s.cfg.NodeID, res, err, batch)
+		answers <- rawAnswer{s.cfg.NodeID, res, err}
 	})
 	asked := 1
 	for _, srv := range servers {
@@ -242,14 +250,15 @@ func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, batch *t
 		asked++
 		wg.Go(func() {
 			res, err := s.askCosign(ctx, srv, index, batch.Root)
-			answers <- s.checkAnswer(r, srv.ID, res, err, batch)
+			answers <- rawAnswer{srv.ID, res, err}
 		})
 	}
 	var own *signatureAnswer
 	votes := map[string]*headVotes{}
 	var problems []string
 	for range asked {
-		a := <-answers
+		raw := <-answers
+		a := s.checkAnswer(r, raw.node, raw.res, raw.err, batch)
 		if a.node == s.cfg.NodeID {
 			own = &a
 		}
