@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
+	"github.com/trustfed/trustfed/registry/state"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -128,4 +130,20 @@ func TestAuditBatcherMergesFollowerBatches(t *testing.T) {
 			require.Equal(t, auditResult{seq: 24, index: 6, leafOffset: 3}, a3.r, "after n2's three events, two of them decisions")
 		})
 	}
+}
+
+// A cosigner remembers the statements its node decided (Decided) and
+// tells them apart in a batch once: the next batch holding the same bytes
+// (never an honest case) is evaluated in full.
+func TestCosignerKnowsItsOwnStatementsOnce(t *testing.T) {
+	c := NewCosigner("n1", "origin", nil, state.NewStore(), slog.New(slog.DiscardHandler))
+	mine, theirs := &trustfedv1.DecisionStatement{Index: 1}, &trustfedv1.DecisionStatement{Index: 2}
+	c.Decided([]byte("mine"))
+	b := state.DecisionBatch{Raw: [][]byte{[]byte("theirs"), []byte("mine")}, Statements: []*trustfedv1.DecisionStatement{theirs, mine}}
+	require.Equal(t, map[*trustfedv1.DecisionStatement]bool{mine: true}, c.ownStatements(b))
+	require.Empty(t, c.ownStatements(b), "forgotten once seen")
+	for i := range cosignOwnKeep + 1 {
+		c.Decided([]byte(fmt.Sprint(i)))
+	}
+	require.Len(t, c.own, cosignOwnKeep, "bounded")
 }
