@@ -42,6 +42,10 @@ type auditResult struct {
 	// index is the Raft index of the entry; leafOffset the leaf of a
 	// merged part's first decision in the entry's batch head (parts only).
 	index, leafOffset uint64
+	// quorum (parts only, nil if none was gathered): the batch head of
+	// the entry and the signatures over it, from a certificate of one of
+	// the part's decisions.
+	quorum *trustfedv1.DecisionCertificate
 	// cert is the decision's quorum certificate; certErr why there is
 	// none (a decision signed by its node alone needs none).
 	cert    *trustfedv1.DecisionCertificate
@@ -60,6 +64,10 @@ type auditCommit struct {
 	merged             bool
 	leafOffset         uint64
 	partsErr           error
+	// head and sigs (merged batches): the quorum the leader gathered over
+	// the entry, which the follower checks before it uses it.
+	head []byte
+	sigs []*trustfedv1.BatchSignature
 }
 
 type auditItem struct {
@@ -253,18 +261,22 @@ func (b *auditBatcher) Run(ctx context.Context) {
 			if err != nil {
 				b.log.Warn("audit: batch not committed", "events", n, "error", err)
 			}
-			b.finishParts(batch, evs, c, err)
+			merged := len(parts) > 0 && err == nil && c.partsErr == nil
+			all := evs
+			if merged {
+				all = entryEvents(evs, parts) // the head is the whole entry's
+			}
 			var certs []*trustfedv1.DecisionCertificate
 			var certErr error
-			if err == nil && len(evs) > 0 && b.certify != nil && needsCertificates(evs) {
-				all := evs
-				if len(parts) > 0 && c.partsErr == nil {
-					all = entryEvents(evs, parts) // the head is the whole entry's
-				}
+			// The entry is certified once, here, for this node's decisions
+			// and the merged parts' alike: each follower gets the quorum with
+			// its answer and need not gather its own.
+			if err == nil && len(all) > 0 && b.certify != nil && needsCertificates(all) {
 				if certs, certErr = b.certify(ctx, c, all); certErr != nil {
 					b.log.Warn("audit: decision batch not certified", "index", c.index, "events", len(all), "error", certErr)
 				}
 			}
+			b.finishParts(batch, evs, c, certs, err)
 			b.finish(own, c, certs, certErr, err)
 		}()
 	}
@@ -282,11 +294,12 @@ func entryEvents(evs []*commandv1.AuditEvent, parts []*commandv1.AppendAudit) []
 // finishParts answers the merged parts of batch (whose own events are
 // evs): where each part's events and decisions start in the entry, or
 // why they were not committed.
-func (b *auditBatcher) finishParts(batch []auditItem, evs []*commandv1.AuditEvent, c auditCommit, err error) {
+func (b *auditBatcher) finishParts(batch []auditItem, evs []*commandv1.AuditEvent, c auditCommit, certs []*trustfedv1.DecisionCertificate, err error) {
 	if err == nil {
 		err = c.partsErr
 	}
 	seq, leaf := c.first+uint64(len(evs)), uint64(decisions(evs))
+	at := len(evs) // the part's first event among the entry's (and certs)
 	for _, it := range batch {
 		if it.part == nil {
 			continue
@@ -295,9 +308,17 @@ func (b *auditBatcher) finishParts(batch []auditItem, evs []*commandv1.AuditEven
 			it.done <- auditResult{err: err}
 			continue
 		}
-		it.done <- auditResult{seq: seq, index: c.index, leafOffset: leaf}
+		r := auditResult{seq: seq, index: c.index, leafOffset: leaf}
+		for i := at; i < at+len(it.part.Events) && i < len(certs); i++ {
+			if certs[i] != nil {
+				r.quorum = certs[i]
+				break
+			}
+		}
+		it.done <- r
 		seq += uint64(len(it.part.Events))
 		leaf += uint64(decisions(it.part.Events))
+		at += len(it.part.Events)
 	}
 }
 

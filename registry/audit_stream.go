@@ -109,7 +109,7 @@ func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *co
 // streamAnswer turns the leader's answer to one batch into its commit.
 func streamAnswer(leader string, r *peerv1.AppendAuditStreamResponse) (auditCommit, error) {
 	if codes.Code(r.Code) == codes.OK {
-		return auditCommit{first: r.FirstSequence, index: r.Index, merged: r.Merged, leafOffset: r.LeafOffset}, nil
+		return auditCommit{first: r.FirstSequence, index: r.Index, merged: r.Merged, leafOffset: r.LeafOffset, head: r.BatchHead, sigs: r.Signatures}, nil
 	}
 	return auditCommit{}, leaderAuditErr(leader, status.Error(codes.Code(r.Code), r.Message))
 }
@@ -278,6 +278,9 @@ func (s *peerService) appendStreamedAudit(ctx context.Context, p Principal, req 
 		switch {
 		case err == nil:
 			out.FirstSequence, out.Index, out.Merged, out.LeafOffset = r.seq, r.index, true, r.leafOffset
+			if r.quorum != nil {
+				out.BatchHead, out.Signatures = r.quorum.BatchHead, r.quorum.Signatures
+			}
 			return out, nil
 		case !errors.Is(err, errAuditQueueFull):
 			return out, err

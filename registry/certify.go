@@ -100,21 +100,57 @@ func (s *Server) certifyCommitted(ctx context.Context, c auditCommit, evs []*com
 		}
 		leaf++
 	}
+	if len(c.head) > 0 {
+		r := s.store.Read()
+		if q, ok := s.adoptQuorum(r, own, c.head, c.sigs, quorumAt(r, s.clock())); ok {
+			s.metrics.certified(true)
+			return certificates(q, c.index, own.tree, own.raw, c.leafOffset, evs)
+		}
+	}
 	return s.certifyLeaves(ctx, c.index, own.tree, own.raw, c.leafOffset, evs)
+}
+
+// adoptQuorum takes the quorum the leader gathered over a merged entry
+// (head, sigs) only if head is the one this node's own replica computed
+// and signed for it (own) and, with this node's own signature, need
+// distinct nodes signed it with keys endorsed for them: the certificate is
+// then one over this node's own head, as if it had gathered it.
+func (s *Server) adoptQuorum(r *state.Reader, own *cosignResult, head []byte, sigs []*trustfedv1.BatchSignature, need int) (*batchQuorum, bool) {
+	if need == 0 || own.head == nil || own.sig == nil || !bytes.Equal(own.head, head) {
+		return nil, false
+	}
+	if k, ok := r.NodeKey(own.sig.KeyId); !ok || k.NodeId != s.cfg.NodeID {
+		return nil, false
+	}
+	out := []*trustfedv1.BatchSignature{own.sig}
+	seen := map[string]bool{s.cfg.NodeID: true}
+	for _, sig := range sigs {
+		if len(out) >= need {
+			break
+		}
+		if seen[sig.GetNodeId()] {
+			continue
+		}
+		k, ok := r.NodeKey(sig.KeyId)
+		if !ok || k.NodeId != sig.NodeId || attestation.Verify(k.PublicKey, attestation.PurposeDecisionBatch, head, sig.Signature) != nil {
+			continue
+		}
+		seen[sig.NodeId] = true
+		out = append(out, sig)
+	}
+	if len(out) < need {
+		return nil, false
+	}
+	var h trustfedv1.DecisionBatchHead
+	if proto.Unmarshal(head, &h) != nil {
+		return nil, false
+	}
+	return &batchQuorum{head: own.head, refused: h.Refused, why: own.why, sigs: out}, true
 }
 
 // certifyLeaves gathers the certificates of the decisions among evs,
 // leaves offset... of tree (over stmts), the batch committed at index.
 func (s *Server) certifyLeaves(ctx context.Context, index uint64, tree *attestation.BatchTree, stmts [][]byte, offset uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
-	pos := make([]int, len(evs))
-	next := int(offset)
-	for i, ev := range evs {
-		pos[i] = -1
-		if ev.GetDecision() != nil {
-			pos[i] = next
-			next++
-		}
-	}
 	batch := &trustfedv1.DecisionBatchHead{Origin: s.cfg.AuditOrigin, LogIndex: index, Size: tree.Size(), Root: tree.Root()}
 	r := s.store.Read()
 	need := quorumAt(r, s.clock())
@@ -127,6 +163,22 @@ func (s *Server) certifyLeaves(ctx context.Context, index uint64, tree *attestat
 		return nil, err
 	}
 	s.metrics.certified(true)
+	return certificates(q, index, tree, stmts, offset, evs)
+}
+
+// certificates are the certificates quorum q gives the decisions among
+// evs, leaves offset... of tree (over stmts), the batch at index; the
+// refused ones get none, and a *decisionsRefused says why.
+func certificates(q *batchQuorum, index uint64, tree *attestation.BatchTree, stmts [][]byte, offset uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
+	pos := make([]int, len(evs))
+	next := int(offset)
+	for i, ev := range evs {
+		pos[i] = -1
+		if ev.GetDecision() != nil {
+			pos[i] = next
+			next++
+		}
+	}
 	out := make([]*trustfedv1.DecisionCertificate, len(evs))
 	var refused *decisionsRefused
 	for i, p := range pos {

@@ -274,8 +274,16 @@ type AppendAuditStreamResponse struct {
 	// Set when the leader merged the batch into an entry with others'
 	// batches: the decisions of the entry at index before this batch's
 	// (the leaf of its first decision in the entry's batch head).
-	Merged        bool   `protobuf:"varint,6,opt,name=merged,proto3" json:"merged,omitempty"`
-	LeafOffset    uint64 `protobuf:"varint,7,opt,name=leaf_offset,json=leafOffset,proto3" json:"leaf_offset,omitempty"`
+	Merged     bool   `protobuf:"varint,6,opt,name=merged,proto3" json:"merged,omitempty"`
+	LeafOffset uint64 `protobuf:"varint,7,opt,name=leaf_offset,json=leafOffset,proto3" json:"leaf_offset,omitempty"`
+	// For a merged batch, when the leader gathered them: the entry's batch
+	// head (a serialized trustfed.v1.DecisionBatchHead) and the node
+	// signatures over it. The follower uses them only if the head is the
+	// one its own replica computed for the entry and the signatures verify
+	// with endorsed keys, to a quorum with its own; otherwise it gathers its
+	// own (PeerService.CosignBatch).
+	BatchHead     []byte                `protobuf:"bytes,8,opt,name=batch_head,json=batchHead,proto3" json:"batch_head,omitempty"`
+	Signatures    []*v11.BatchSignature `protobuf:"bytes,9,rep,name=signatures,proto3" json:"signatures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -357,6 +365,20 @@ func (x *AppendAuditStreamResponse) GetLeafOffset() uint64 {
 		return x.LeafOffset
 	}
 	return 0
+}
+
+func (x *AppendAuditStreamResponse) GetBatchHead() []byte {
+	if x != nil {
+		return x.BatchHead
+	}
+	return nil
+}
+
+func (x *AppendAuditStreamResponse) GetSignatures() []*v11.BatchSignature {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
 }
 
 type ProgressRequest struct {
@@ -965,7 +987,7 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"p\n" +
 	"\x18AppendAuditStreamRequest\x126\n" +
 	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\x12\x1c\n" +
-	"\tmergeable\x18\x02 \x01(\bR\tmergeable\"\xda\x01\n" +
+	"\tmergeable\x18\x02 \x01(\bR\tmergeable\"\xb6\x02\n" +
 	"\x19AppendAuditStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12%\n" +
 	"\x0efirst_sequence\x18\x02 \x01(\x04R\rfirstSequence\x12\x14\n" +
@@ -974,7 +996,12 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x12\x16\n" +
 	"\x06merged\x18\x06 \x01(\bR\x06merged\x12\x1f\n" +
 	"\vleaf_offset\x18\a \x01(\x04R\n" +
-	"leafOffset\"\x11\n" +
+	"leafOffset\x12\x1d\n" +
+	"\n" +
+	"batch_head\x18\b \x01(\fR\tbatchHead\x12;\n" +
+	"\n" +
+	"signatures\x18\t \x03(\v2\x1b.trustfed.v1.BatchSignatureR\n" +
+	"signatures\"\x11\n" +
 	"\x0fProgressRequest\"d\n" +
 	"\x10ProgressResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -1054,37 +1081,38 @@ var file_trustfed_peer_v1_peer_proto_goTypes = []any{
 	(*CosignBatchRequest)(nil),             // 16: trustfed.peer.v1.CosignBatchRequest
 	(*CosignBatchResponse)(nil),            // 17: trustfed.peer.v1.CosignBatchResponse
 	(*v1.AppendAudit)(nil),                 // 18: trustfed.command.v1.AppendAudit
-	(*v1.ReportDivergence)(nil),            // 19: trustfed.command.v1.ReportDivergence
-	(*v11.BatchSignature)(nil),             // 20: trustfed.v1.BatchSignature
+	(*v11.BatchSignature)(nil),             // 19: trustfed.v1.BatchSignature
+	(*v1.ReportDivergence)(nil),            // 20: trustfed.command.v1.ReportDivergence
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
 	18, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
 	18, // 1: trustfed.peer.v1.AppendAuditStreamRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	19, // 2: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
-	20, // 3: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
-	0,  // 4: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
-	2,  // 5: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
-	4,  // 6: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditStreamRequest
-	6,  // 7: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
-	8,  // 8: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
-	10, // 9: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
-	12, // 10: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
-	14, // 11: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
-	16, // 12: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
-	1,  // 13: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3,  // 14: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	5,  // 15: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
-	7,  // 16: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	9,  // 17: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
-	11, // 18: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
-	13, // 19: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
-	15, // 20: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
-	17, // 21: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
-	13, // [13:22] is the sub-list for method output_type
-	4,  // [4:13] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	19, // 2: trustfed.peer.v1.AppendAuditStreamResponse.signatures:type_name -> trustfed.v1.BatchSignature
+	20, // 3: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	19, // 4: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
+	0,  // 5: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
+	2,  // 6: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
+	4,  // 7: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditStreamRequest
+	6,  // 8: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
+	8,  // 9: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
+	10, // 10: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
+	12, // 11: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
+	14, // 12: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
+	16, // 13: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
+	1,  // 14: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 15: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5,  // 16: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
+	7,  // 17: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	9,  // 18: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	11, // 19: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	13, // 20: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
+	15, // 21: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
+	17, // 22: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
+	14, // [14:23] is the sub-list for method output_type
+	5,  // [5:14] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_peer_v1_peer_proto_init() }
