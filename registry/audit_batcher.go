@@ -295,8 +295,10 @@ func entryEvents(evs []*commandv1.AuditEvent, parts []*commandv1.AppendAudit) []
 // evs): where each part's events and decisions start in the entry, or
 // why they were not committed.
 func (b *auditBatcher) finishParts(batch []auditItem, evs []*commandv1.AuditEvent, c auditCommit, certs []*trustfedv1.DecisionCertificate, err error) {
-	if err == nil {
-		err = c.partsErr
+	if err != nil || c.partsErr != nil {
+		// Not known to be committed: each follower sends its batch again,
+		// alone, under its batch id (appended once however it went).
+		err = errMergeFailed
 	}
 	seq, leaf := c.first+uint64(len(evs)), uint64(decisions(evs))
 	at := len(evs) // the part's first event among the entry's (and certs)
