@@ -44,6 +44,39 @@ type auditStreams struct {
 	closed bool
 	// unary: leaders (by id) that answered Unimplemented.
 	unary map[string]bool
+
+	// merging: servers (by id) that sent this node a batch marked
+	// mergeable, so run a version whose state machine applies merged
+	// entries (AppendAudit.parts) the same way (mergeAllowed).
+	mergingMu sync.Mutex
+	merging   map[string]bool
+}
+
+// sawMergeable records that server id sent a batch marked mergeable.
+func (a *auditStreams) sawMergeable(id string) {
+	a.mergingMu.Lock()
+	defer a.mergingMu.Unlock()
+	a.merging[id] = true
+}
+
+// mergeAllowed: every other server of the configuration has shown (by
+// sending a mergeable batch) that it applies merged entries. An older
+// server would apply one without remembering its parts' batch ids: its
+// state, and so its commitment, would differ from the others'. Until
+// then, in a rolling upgrade or while a server sends no batch, each
+// batch is an entry of its own, as before.
+func (a *auditStreams) mergeAllowed(self string, servers []consensus.Server) bool {
+	if len(servers) == 0 {
+		return false
+	}
+	a.mergingMu.Lock()
+	defer a.mergingMu.Unlock()
+	for _, srv := range servers {
+		if srv.ID != self && !a.merging[srv.ID] {
+			return false
+		}
+	}
+	return true
 }
 
 // auditStream is one stream to one leader; its receiver goroutine ends
@@ -62,7 +95,7 @@ type auditStream struct {
 }
 
 func newAuditStreams(peers *Peers, raft Raft, log *slog.Logger) *auditStreams {
-	return &auditStreams{peers: peers, raft: raft, log: log, unary: map[string]bool{}}
+	return &auditStreams{peers: peers, raft: raft, log: log, unary: map[string]bool{}, merging: map[string]bool{}}
 }
 
 // append sends batch to leader l over the stream and waits for its
@@ -266,14 +299,20 @@ func (st *auditStream) unregister(batchID string) {
 // leader's next entry with the leader's own events and other followers'
 // batches (auditBatcher.AppendPart): one Raft entry, one apply and one
 // cosigning round for all of them. Otherwise, or when this node does not
-// lead or its audit queue is full, the batch is an entry of its own.
+// lead, when not every server has shown it applies merged entries
+// (mergeAllowed), or when its audit queue is full, the batch is an entry
+// of its own.
 func (s *peerService) appendStreamedAudit(ctx context.Context, p Principal, req *peerv1.AppendAuditStreamRequest) (*peerv1.AppendAuditStreamResponse, error) {
 	batch := req.GetAudit()
 	out := &peerv1.AppendAuditStreamResponse{BatchId: batch.GetBatchId()}
-	if req.GetMergeable() && batch.GetNodeId() != "" && batch.GetBatchId() != "" && s.auditsDecisions() && s.raft.IsLeader() {
+	mergeable := req.GetMergeable() && batch.GetNodeId() != "" && batch.GetBatchId() != ""
+	if mergeable {
 		if err := checkPeerBatch(p, batch); err != nil {
 			return out, err
 		}
+		s.auditStreams.sawMergeable(batch.NodeId)
+	}
+	if mergeable && s.auditsDecisions() && s.raft.IsLeader() && s.auditStreams.mergeAllowed(s.cfg.NodeID, s.peerServers(ctx)) {
 		r, err := s.batcher.AppendPart(ctx, batch)
 		switch {
 		case err == nil:

@@ -267,3 +267,18 @@ func (b *blockingLeader) AppendAuditStream(s peerv1.PeerService_AppendAuditStrea
 type unaryLeader struct {
 	peerv1.UnimplementedPeerServiceServer
 }
+
+// The leader merges followers' batches only once every other server of
+// the configuration has sent it a batch marked mergeable: an older server
+// would apply a merged entry without remembering its parts.
+func TestMergingWaitsForEveryServerToShowItApplyMergedEntries(t *testing.T) {
+	a := newAuditStreams(nil, nil, nil)
+	cfg := []consensus.Server{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}}
+	require.False(t, a.mergeAllowed("n1", nil), "no configuration known")
+	require.False(t, a.mergeAllowed("n1", cfg))
+	a.sawMergeable("n2")
+	require.False(t, a.mergeAllowed("n1", cfg), "n3 has not shown it yet")
+	a.sawMergeable("n3")
+	require.True(t, a.mergeAllowed("n1", cfg))
+	require.False(t, a.mergeAllowed("n1", append(cfg, consensus.Server{ID: "n4"})), "a server that joined since")
+}
