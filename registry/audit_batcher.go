@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,13 @@ var errAuditQueueFull = status.Error(codes.ResourceExhausted, "the audit log is 
 type auditResult struct {
 	seq uint64
 	err error
+	// index is the Raft index of the entry; leafOffset the leaf of a
+	// merged part's first decision in the entry's batch head (parts only).
+	index, leafOffset uint64
+	// quorum (parts only, nil if none was gathered): the batch head of
+	// the entry and the signatures over it, from a certificate of one of
+	// the part's decisions.
+	quorum *trustfedv1.DecisionCertificate
 	// cert is the decision's quorum certificate; certErr why there is
 	// none (a decision signed by its node alone needs none).
 	cert    *trustfedv1.DecisionCertificate
@@ -46,13 +54,27 @@ type auditResult struct {
 
 // auditCommit is where a batch was committed: the sequence of its first
 // entry, the Raft index of its APPEND_AUDIT entry, and the term this node
-// committed it in as leader (0 if it did not).
+// committed it in as leader (0 if it did not). merged: the leader merged
+// it into an entry with other servers' batches, where its first decision
+// is the leaf leafOffset of the entry's batch head. partsErr (the leader's
+// own batches only): why the followers' batches merged into it were not
+// committed with it (the leader's own events then went alone).
 type auditCommit struct {
 	first, index, term uint64
+	merged             bool
+	leafOffset         uint64
+	partsErr           error
+	// head and sigs (merged batches): the quorum the leader gathered over
+	// the entry, which the follower checks before it uses it.
+	head []byte
+	sigs []*trustfedv1.BatchSignature
 }
 
 type auditItem struct {
 	ev *commandv1.AuditEvent
+	// part, instead of ev: a follower's batch (its first attempt) the
+	// leader merges into its own entry (AppendPart).
+	part *commandv1.AppendAudit
 	// term, when not 0, is the term in which this node led when the
 	// decision read its state without a read-index round: the entry only
 	// proves that read fresh if this node commits it in that term.
@@ -77,9 +99,14 @@ type auditBatcher struct {
 	// Raft term this node committed them in (0 if it did not commit them
 	// as leader).
 	commit func(ctx context.Context, evs []*commandv1.AuditEvent) (auditCommit, error)
+	// commitMerged commits this node's events with followers' batches
+	// (parts) merged into the same entry; needed only for AppendPart.
+	commitMerged func(ctx context.Context, evs []*commandv1.AuditEvent, parts []*commandv1.AppendAudit) (auditCommit, error)
 	// certify, if set, gathers the quorum certificates of a committed
-	// batch's decisions (certify.go), one per event (nil for others).
-	certify func(ctx context.Context, index uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error)
+	// batch's decisions (certify.go), one per event (nil for others). evs
+	// are all the events of the entry (merged parts included) when the
+	// commit is not merged, this node's alone when it is.
+	certify func(ctx context.Context, c auditCommit, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error)
 	// observe, if set, is told each batch's size, commit time and outcome
 	// (metrics).
 	observe func(events int, took time.Duration, err error)
@@ -115,6 +142,36 @@ func (b *auditBatcher) Append(ctx context.Context, term uint64, ev *commandv1.Au
 		// so the log holds at most a decision nobody acted on.
 		return auditResult{}, ctx.Err()
 	}
+}
+
+// AppendPart queues a follower's batch (its first attempt) to be merged
+// into this leader's next entry, and waits until that entry is committed:
+// the result's seq is the sequence of the batch's first event, index the
+// entry's, leafOffset the leaf of its first decision in the entry's batch
+// head. The follower certifies its decisions itself.
+func (b *auditBatcher) AppendPart(ctx context.Context, part *commandv1.AppendAudit) (auditResult, error) {
+	done := make(chan auditResult, 1)
+	select {
+	case b.queue <- auditItem{part: part, done: done}:
+	case <-ctx.Done():
+		return auditResult{}, ctx.Err()
+	default:
+		return auditResult{}, errAuditQueueFull
+	}
+	select {
+	case r := <-done:
+		return r, r.err
+	case <-ctx.Done():
+		return auditResult{}, ctx.Err()
+	}
+}
+
+// events is how many audit events the item carries.
+func (it auditItem) events() int {
+	if it.part != nil {
+		return len(it.part.Events)
+	}
+	return 1
 }
 
 // Record queues ev without waiting (authentication failures: an attacker
@@ -157,11 +214,13 @@ func (b *auditBatcher) Run(ctx context.Context) {
 			return
 		}
 		batch := []auditItem{first}
+		n := first.events()
 	fill:
-		for len(batch) < maxAuditBatch {
+		for n < maxAuditBatch { // a part is taken whole
 			select {
 			case it := <-b.queue:
 				batch = append(batch, it)
+				n += it.events()
 			default:
 				break fill
 			}
@@ -169,29 +228,112 @@ func (b *auditBatcher) Run(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			evs := make([]*commandv1.AuditEvent, len(batch))
-			for i, it := range batch {
-				evs[i] = it.ev
+			// This node's events first, in order, then the merged parts.
+			var evs []*commandv1.AuditEvent
+			var parts []*commandv1.AppendAudit
+			var own []auditItem
+			for _, it := range batch {
+				if it.part != nil {
+					parts = append(parts, it.part)
+					continue
+				}
+				own = append(own, it)
+				evs = append(evs, it.ev)
 			}
 			start := time.Now()
-			c, err := b.commit(ctx, evs)
+			var c auditCommit
+			var err error
+			if len(parts) > 0 && b.commitMerged != nil {
+				c, err = b.commitMerged(ctx, evs, parts)
+			} else if len(parts) > 0 {
+				c.partsErr = errLeadershipMoved
+				if len(evs) > 0 {
+					c, err = b.commit(ctx, evs)
+					c.partsErr = errLeadershipMoved
+				}
+			} else {
+				c, err = b.commit(ctx, evs)
+			}
 			<-sem // the next batch may commit while this one is certified
 			if b.observe != nil {
-				b.observe(len(evs), time.Since(start), err)
+				b.observe(n, time.Since(start), err)
 			}
 			if err != nil {
-				b.log.Warn("audit: batch not committed", "events", len(evs), "error", err)
+				b.log.Warn("audit: batch not committed", "events", n, "error", err)
+			}
+			merged := len(parts) > 0 && err == nil && c.partsErr == nil
+			all := evs
+			if merged {
+				all = entryEvents(evs, parts) // the head is the whole entry's
 			}
 			var certs []*trustfedv1.DecisionCertificate
 			var certErr error
-			if err == nil && b.certify != nil && needsCertificates(evs) {
-				if certs, certErr = b.certify(ctx, c.index, evs); certErr != nil {
-					b.log.Warn("audit: decision batch not certified", "index", c.index, "events", len(evs), "error", certErr)
+			// The entry is certified once, here, for this node's decisions
+			// and the merged parts' alike: each follower gets the quorum with
+			// its answer and need not gather its own.
+			if err == nil && len(all) > 0 && b.certify != nil && needsCertificates(all) {
+				if certs, certErr = b.certify(ctx, c, all); certErr != nil {
+					b.log.Warn("audit: decision batch not certified", "index", c.index, "events", len(all), "error", certErr)
 				}
 			}
-			b.finish(batch, c, certs, certErr, err)
+			b.finishParts(batch, evs, c, certs, err)
+			b.finish(own, c, certs, certErr, err)
 		}()
 	}
+}
+
+// entryEvents are the events of an entry: this node's, then each part's.
+func entryEvents(evs []*commandv1.AuditEvent, parts []*commandv1.AppendAudit) []*commandv1.AuditEvent {
+	all := slices.Clone(evs)
+	for _, p := range parts {
+		all = append(all, p.Events...)
+	}
+	return all
+}
+
+// finishParts answers the merged parts of batch (whose own events are
+// evs): where each part's events and decisions start in the entry, or
+// why they were not committed.
+func (b *auditBatcher) finishParts(batch []auditItem, evs []*commandv1.AuditEvent, c auditCommit, certs []*trustfedv1.DecisionCertificate, err error) {
+	if err != nil || c.partsErr != nil {
+		// Not known to be committed: each follower sends its batch again,
+		// alone, under its batch id (appended once however it went).
+		err = errMergeFailed
+	}
+	seq, leaf := c.first+uint64(len(evs)), uint64(decisions(evs))
+	at := len(evs) // the part's first event among the entry's (and certs)
+	for _, it := range batch {
+		if it.part == nil {
+			continue
+		}
+		if err != nil {
+			it.done <- auditResult{err: err}
+			continue
+		}
+		r := auditResult{seq: seq, index: c.index, leafOffset: leaf}
+		for i := at; i < at+len(it.part.Events) && i < len(certs); i++ {
+			if certs[i] != nil {
+				r.quorum = certs[i]
+				break
+			}
+		}
+		it.done <- r
+		seq += uint64(len(it.part.Events))
+		leaf += uint64(decisions(it.part.Events))
+		at += len(it.part.Events)
+	}
+}
+
+// decisions counts the decision events among evs (the leaves of a batch
+// head).
+func decisions(evs []*commandv1.AuditEvent) int {
+	n := 0
+	for _, ev := range evs {
+		if ev.GetDecision() != nil {
+			n++
+		}
+	}
+	return n
 }
 
 func (b *auditBatcher) finish(batch []auditItem, c auditCommit, certs []*trustfedv1.DecisionCertificate, certErr, err error) {
@@ -256,11 +398,54 @@ func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (
 	if err != nil {
 		return auditCommit{}, err
 	}
-	batch := &commandv1.AppendAudit{Events: evs, NodeId: s.cfg.NodeID, BatchId: batchID}
+	return s.commitAuditBatch(ctx, &commandv1.AppendAudit{Events: evs, NodeId: s.cfg.NodeID, BatchId: batchID}, true)
+}
+
+// errMergeFailed: the leader could not commit the entry it merged a
+// follower's batch into; the follower sends it again, alone.
+var errMergeFailed = status.Error(codes.Unavailable, "the leader did not commit the entry it merged this batch into: send it again")
+
+// commitMergedAudit is commitAudit on the leader for its own events evs
+// with followers' batches (their first attempts) merged into the same
+// Raft entry: one entry, one apply, one cosigning round for all of them,
+// instead of one per batch. Only this node, while it leads, proposes the
+// merged entry, once: if it fails, the parts get errMergeFailed (each
+// follower sends its batch again under its batch id, and the state
+// machine, which remembers the parts' batch ids, appends it once) and evs
+// are committed alone under the entry's batch id (appended once too).
+func (s *Server) commitMergedAudit(ctx context.Context, evs []*commandv1.AuditEvent, parts []*commandv1.AppendAudit) (auditCommit, error) {
+	batchID, err := requestID("")
+	if err != nil {
+		return auditCommit{}, err
+	}
+	if s.raft.IsLeader() {
+		merged := &commandv1.AppendAudit{Events: entryEvents(evs, parts), NodeId: s.cfg.NodeID, BatchId: batchID}
+		for _, p := range parts {
+			merged.Parts = append(merged.Parts, &commandv1.AuditPart{NodeId: p.NodeId, BatchId: p.BatchId, Events: uint32(len(p.Events))})
+		}
+		res, term, err := s.proposeInTerm(ctx, merged, "")
+		if err == nil && !res.Duplicate {
+			return auditCommit{first: res.AuditSequence, index: res.Index, term: term}, nil
+		}
+		s.log.Info("audit: merged batch not committed; its parts go back to their servers", "events", len(merged.Events), "parts", len(parts), "batch", batchID, "error", err)
+	}
+	if len(evs) == 0 {
+		return auditCommit{partsErr: errMergeFailed}, nil
+	}
+	c, err := s.commitAuditBatch(ctx, &commandv1.AppendAudit{Events: evs, NodeId: s.cfg.NodeID, BatchId: batchID}, false)
+	c.partsErr = errMergeFailed
+	return c, err
+}
+
+// commitAuditBatch commits batch, trying again as commitAudit says;
+// mergeable: this is the batch's first attempt.
+func (s *Server) commitAuditBatch(ctx context.Context, batch *commandv1.AppendAudit, mergeable bool) (auditCommit, error) {
+	evs, batchID := batch.Events, batch.BatchId
 	deadline := time.Now().Add(auditRetryWindow)
 	backoff := auditRetryMinBackoff
 	for {
-		leader, c, err := s.commitAuditOnce(ctx, batch)
+		leader, c, err := s.commitAuditOnce(ctx, batch, mergeable)
+		mergeable = false
 		reason, retry := unavailableReason(err)
 		if err == nil || !retry || ctx.Err() != nil || time.Now().After(deadline) {
 			return c, err
@@ -280,7 +465,7 @@ func (s *Server) commitAudit(ctx context.Context, evs []*commandv1.AuditEvent) (
 
 // commitAuditOnce is one attempt of commitAudit; it returns the leader it
 // tried ("" if none was known).
-func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAudit) (leader string, _ auditCommit, err error) {
+func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAudit, mergeable bool) (leader string, _ auditCommit, err error) {
 	if s.raft.IsLeader() {
 		res, term, err := s.proposeInTerm(ctx, batch, "")
 		switch {
@@ -295,7 +480,7 @@ func (s *Server) commitAuditOnce(ctx context.Context, batch *commandv1.AppendAud
 	if !ok || l.APIAddr == "" || l.ID == s.cfg.NodeID { // none, or this node before its barrier
 		return l.ID, auditCommit{}, fmt.Errorf("audit: %w", consensus.ErrNoLeader)
 	}
-	c, err := s.auditStreams.append(ctx, l, batch)
+	c, err := s.auditStreams.append(ctx, l, batch, mergeable)
 	if errors.Is(err, errAuditStreamUnsupported) {
 		c, err = s.appendAuditUnary(ctx, l, batch)
 	}

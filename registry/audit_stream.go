@@ -44,6 +44,39 @@ type auditStreams struct {
 	closed bool
 	// unary: leaders (by id) that answered Unimplemented.
 	unary map[string]bool
+
+	// merging: servers (by id) that sent this node a batch marked
+	// mergeable, so run a version whose state machine applies merged
+	// entries (AppendAudit.parts) the same way (mergeAllowed).
+	mergingMu sync.Mutex
+	merging   map[string]bool
+}
+
+// sawMergeable records that server id sent a batch marked mergeable.
+func (a *auditStreams) sawMergeable(id string) {
+	a.mergingMu.Lock()
+	defer a.mergingMu.Unlock()
+	a.merging[id] = true
+}
+
+// mergeAllowed: every other server of the configuration has shown (by
+// sending a mergeable batch) that it applies merged entries. An older
+// server would apply one without remembering its parts' batch ids: its
+// state, and so its commitment, would differ from the others'. Until
+// then, in a rolling upgrade or while a server sends no batch, each
+// batch is an entry of its own, as before.
+func (a *auditStreams) mergeAllowed(self string, servers []consensus.Server) bool {
+	if len(servers) == 0 {
+		return false
+	}
+	a.mergingMu.Lock()
+	defer a.mergingMu.Unlock()
+	for _, srv := range servers {
+		if srv.ID != self && !a.merging[srv.ID] {
+			return false
+		}
+	}
+	return true
 }
 
 // auditStream is one stream to one leader; its receiver goroutine ends
@@ -62,7 +95,7 @@ type auditStream struct {
 }
 
 func newAuditStreams(peers *Peers, raft Raft, log *slog.Logger) *auditStreams {
-	return &auditStreams{peers: peers, raft: raft, log: log, unary: map[string]bool{}}
+	return &auditStreams{peers: peers, raft: raft, log: log, unary: map[string]bool{}, merging: map[string]bool{}}
 }
 
 // append sends batch to leader l over the stream and waits for its
@@ -70,7 +103,7 @@ func newAuditStreams(peers *Peers, raft Raft, log *slog.Logger) *auditStreams {
 // A stream it opens lives as long as ctx: the audit batcher's, which ends
 // when the server stops.
 // errAuditStreamUnsupported when the leader serves only AppendAudit.
-func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *commandv1.AppendAudit) (auditCommit, error) {
+func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *commandv1.AppendAudit, mergeable bool) (auditCommit, error) {
 	st, err := a.open(ctx, l)
 	if err != nil {
 		return auditCommit{}, err
@@ -83,7 +116,7 @@ func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *co
 	cctx, cancel := a.raft.LeaderCall(ctx, l.ID)
 	defer cancel()
 	st.sendMu.Lock()
-	err = st.stream.Send(&peerv1.AppendAuditStreamRequest{Audit: batch})
+	err = st.stream.Send(&peerv1.AppendAuditStreamRequest{Audit: batch, Mergeable: mergeable})
 	st.sendMu.Unlock()
 	if err != nil {
 		a.close(st, fmt.Errorf("send: %w", err))
@@ -109,7 +142,7 @@ func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *co
 // streamAnswer turns the leader's answer to one batch into its commit.
 func streamAnswer(leader string, r *peerv1.AppendAuditStreamResponse) (auditCommit, error) {
 	if codes.Code(r.Code) == codes.OK {
-		return auditCommit{first: r.FirstSequence, index: r.Index}, nil
+		return auditCommit{first: r.FirstSequence, index: r.Index, merged: r.Merged, leafOffset: r.LeafOffset, head: r.BatchHead, sigs: r.Signatures}, nil
 	}
 	return auditCommit{}, leaderAuditErr(leader, status.Error(codes.Code(r.Code), r.Message))
 }
@@ -258,4 +291,44 @@ func (st *auditStream) unregister(batchID string) {
 	if st.pending != nil {
 		delete(st.pending, batchID)
 	}
+}
+
+// appendStreamedAudit commits one batch of a follower's stream (principal
+// p) and returns its answer (the error, if any, goes into it). A batch the
+// follower marks mergeable (its first attempt) is merged into this
+// leader's next entry with the leader's own events and other followers'
+// batches (auditBatcher.AppendPart): one Raft entry, one apply and one
+// cosigning round for all of them. Otherwise, or when this node does not
+// lead, when not every server has shown it applies merged entries
+// (mergeAllowed), or when its audit queue is full, the batch is an entry
+// of its own.
+func (s *peerService) appendStreamedAudit(ctx context.Context, p Principal, req *peerv1.AppendAuditStreamRequest) (*peerv1.AppendAuditStreamResponse, error) {
+	batch := req.GetAudit()
+	out := &peerv1.AppendAuditStreamResponse{BatchId: batch.GetBatchId()}
+	mergeable := req.GetMergeable() && batch.GetNodeId() != "" && batch.GetBatchId() != ""
+	if mergeable {
+		if err := checkPeerBatch(p, batch); err != nil {
+			return out, err
+		}
+		s.auditStreams.sawMergeable(batch.NodeId)
+	}
+	if mergeable && s.auditsDecisions() && s.raft.IsLeader() && s.auditStreams.mergeAllowed(s.cfg.NodeID, s.peerServers(ctx)) {
+		r, err := s.batcher.AppendPart(ctx, batch)
+		switch {
+		case err == nil:
+			out.FirstSequence, out.Index, out.Merged, out.LeafOffset = r.seq, r.index, true, r.leafOffset
+			if r.quorum != nil {
+				out.BatchHead, out.Signatures = r.quorum.BatchHead, r.quorum.Signatures
+			}
+			return out, nil
+		case !errors.Is(err, errAuditQueueFull):
+			return out, err
+		}
+	}
+	res, err := s.appendPeerAudit(ctx, p, batch)
+	if err != nil {
+		return out, err
+	}
+	out.FirstSequence, out.Index = res.FirstSequence, res.Index
+	return out, nil
 }

@@ -166,7 +166,7 @@ func TestAuditStreamBrokenMidBatchAppendsOnce(t *testing.T) {
 	defer cancel()
 
 	for i, id := range []string{"a", "b", "c"} {
-		c, err := streams.append(ctx, l, batchOf(id))
+		c, err := streams.append(ctx, l, batchOf(id), false)
 		require.NoError(t, err)
 		require.Equal(t, uint64(i+1), c.first)
 	}
@@ -175,7 +175,7 @@ func TestAuditStreamBrokenMidBatchAppendsOnce(t *testing.T) {
 	fake.mu.Lock()
 	fake.drop = true
 	fake.mu.Unlock()
-	_, err := streams.append(ctx, l, batchOf("d"))
+	_, err := streams.append(ctx, l, batchOf("d"), false)
 	require.Error(t, err)
 	_, retry := unavailableReason(err)
 	require.True(t, retry, "a lost answer is retried: %v", err)
@@ -183,9 +183,9 @@ func TestAuditStreamBrokenMidBatchAppendsOnce(t *testing.T) {
 	fake.mu.Lock()
 	fake.drop = false
 	fake.mu.Unlock()
-	_, err = streams.append(ctx, l, batchOf("d"))
+	_, err = streams.append(ctx, l, batchOf("d"), false)
 	require.ErrorIs(t, err, errAuditBatchApplied, "sent again, the batch is found appended")
-	c, err := streams.append(ctx, l, batchOf("e"))
+	c, err := streams.append(ctx, l, batchOf("e"), false)
 	require.NoError(t, err)
 	require.Equal(t, []string{"a", "b", "c", "d", "e"}, fake.log, "each batch appended once")
 	require.Equal(t, uint64(5), c.first)
@@ -212,7 +212,7 @@ func TestAuditStreamFollowsLeaderChange(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := streams.append(ctx, consensus.Server{ID: "n1", APIAddr: oldAddr}, batchOf("a"))
+		_, err := streams.append(ctx, consensus.Server{ID: "n1", APIAddr: oldAddr}, batchOf("a"), false)
 		done <- err
 	}()
 	<-old.received
@@ -220,7 +220,7 @@ func TestAuditStreamFollowsLeaderChange(t *testing.T) {
 	err := <-done
 	require.ErrorIs(t, err, consensus.ErrLeaderChanged)
 
-	c, err := streams.append(ctx, consensus.Server{ID: "n3", APIAddr: nextAddr}, batchOf("a"))
+	c, err := streams.append(ctx, consensus.Server{ID: "n3", APIAddr: nextAddr}, batchOf("a"), false)
 	require.NoError(t, err, "the batch goes again to the new leader")
 	require.Equal(t, uint64(1), c.first)
 	require.Equal(t, 1, next.streams)
@@ -237,9 +237,9 @@ func TestAuditStreamFallsBackToUnary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	l := consensus.Server{ID: "n1", APIAddr: addr}
-	_, err := streams.append(ctx, l, batchOf("a"))
+	_, err := streams.append(ctx, l, batchOf("a"), false)
 	require.ErrorIs(t, err, errAuditStreamUnsupported)
-	_, err = streams.append(ctx, l, batchOf("b"))
+	_, err = streams.append(ctx, l, batchOf("b"), false)
 	require.ErrorIs(t, err, errAuditStreamUnsupported, "remembered: no second stream")
 }
 
@@ -266,4 +266,19 @@ func (b *blockingLeader) AppendAuditStream(s peerv1.PeerService_AppendAuditStrea
 // unaryLeader serves only AppendAudit.
 type unaryLeader struct {
 	peerv1.UnimplementedPeerServiceServer
+}
+
+// The leader merges followers' batches only once every other server of
+// the configuration has sent it a batch marked mergeable: an older server
+// would apply a merged entry without remembering its parts.
+func TestMergingWaitsForEveryServerToShowItApplyMergedEntries(t *testing.T) {
+	a := newAuditStreams(nil, nil, nil)
+	cfg := []consensus.Server{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}}
+	require.False(t, a.mergeAllowed("n1", nil), "no configuration known")
+	require.False(t, a.mergeAllowed("n1", cfg))
+	a.sawMergeable("n2")
+	require.False(t, a.mergeAllowed("n1", cfg), "n3 has not shown it yet")
+	a.sawMergeable("n3")
+	require.True(t, a.mergeAllowed("n1", cfg))
+	require.False(t, a.mergeAllowed("n1", append(cfg, consensus.Server{ID: "n4"})), "a server that joined since")
 }

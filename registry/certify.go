@@ -59,20 +59,98 @@ func quorumAt(r *state.Reader, t time.Time) int {
 // the other decisions' certificates are still returned).
 func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
 	var stmts [][]byte
-	pos := make([]int, len(evs))
-	for i, ev := range evs {
-		pos[i] = -1
-		d := ev.GetDecision()
-		if d == nil {
-			continue
+	for _, ev := range evs {
+		if d := ev.GetDecision(); d != nil {
+			stmts = append(stmts, d.Statement)
 		}
-		pos[i] = len(stmts)
-		stmts = append(stmts, d.Statement)
 	}
 	if len(stmts) == 0 {
 		return make([]*trustfedv1.DecisionCertificate, len(evs)), nil
 	}
-	tree := attestation.NewBatchTree(stmts)
+	return s.certifyLeaves(ctx, index, attestation.NewBatchTree(stmts), stmts, 0, evs)
+}
+
+// certifyCommitted is certifyBatch for a batch committed as c: when the
+// leader merged it into an entry with other servers' batches, its
+// decisions are leaves c.leafOffset... of the entry's batch head, whose
+// statements and tree this node takes from its own cosigner's evaluation
+// of the entry (the one it applied), never from the leader's word: each
+// of its statements must be the entry's leaf the leader said it is.
+func (s *Server) certifyCommitted(ctx context.Context, c auditCommit, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
+	if !c.merged {
+		return s.certifyBatch(ctx, c.index, evs)
+	}
+	wctx, cancel := context.WithTimeout(ctx, certifyTimeout)
+	own, err := s.cfg.Cosigner.Result(wctx, c.index)
+	cancel()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v: %v: retry", errNotCertified, err)
+	}
+	if own.tree == nil {
+		return nil, status.Errorf(codes.Unavailable, "%v: node %s did not evaluate the batch at index %d: retry", errNotCertified, s.cfg.NodeID, c.index)
+	}
+	leaf := c.leafOffset
+	for _, ev := range evs {
+		d := ev.GetDecision()
+		if d == nil {
+			continue
+		}
+		if leaf >= uint64(len(own.raw)) || !bytes.Equal(own.raw[leaf], d.Statement) {
+			return nil, status.Errorf(codes.Unavailable, "%v: the batch at index %d does not hold this node's decision as leaf %d, as the leader said: retry", errNotCertified, c.index, leaf)
+		}
+		leaf++
+	}
+	if len(c.head) > 0 {
+		r := s.store.Read()
+		if q, ok := s.adoptQuorum(r, own, c.head, c.sigs, quorumAt(r, s.clock())); ok {
+			s.metrics.certified(true)
+			return certificates(q, c.index, own.tree, own.raw, c.leafOffset, evs)
+		}
+	}
+	return s.certifyLeaves(ctx, c.index, own.tree, own.raw, c.leafOffset, evs)
+}
+
+// adoptQuorum takes the quorum the leader gathered over a merged entry
+// (head, sigs) only if head is the one this node's own replica computed
+// and signed for it (own) and, with this node's own signature, need
+// distinct nodes signed it with keys endorsed for them: the certificate is
+// then one over this node's own head, as if it had gathered it.
+func (s *Server) adoptQuorum(r *state.Reader, own *cosignResult, head []byte, sigs []*trustfedv1.BatchSignature, need int) (*batchQuorum, bool) {
+	if need == 0 || own.head == nil || own.sig == nil || !bytes.Equal(own.head, head) {
+		return nil, false
+	}
+	if k, ok := r.NodeKey(own.sig.KeyId); !ok || k.NodeId != s.cfg.NodeID {
+		return nil, false
+	}
+	out := []*trustfedv1.BatchSignature{own.sig}
+	seen := map[string]bool{s.cfg.NodeID: true}
+	for _, sig := range sigs {
+		if len(out) >= need {
+			break
+		}
+		if seen[sig.GetNodeId()] {
+			continue
+		}
+		k, ok := r.NodeKey(sig.KeyId)
+		if !ok || k.NodeId != sig.NodeId || attestation.Verify(k.PublicKey, attestation.PurposeDecisionBatch, head, sig.Signature) != nil {
+			continue
+		}
+		seen[sig.NodeId] = true
+		out = append(out, sig)
+	}
+	if len(out) < need {
+		return nil, false
+	}
+	var h trustfedv1.DecisionBatchHead
+	if proto.Unmarshal(head, &h) != nil {
+		return nil, false
+	}
+	return &batchQuorum{head: own.head, refused: h.Refused, why: own.why, sigs: out}, true
+}
+
+// certifyLeaves gathers the certificates of the decisions among evs,
+// leaves offset... of tree (over stmts), the batch committed at index.
+func (s *Server) certifyLeaves(ctx context.Context, index uint64, tree *attestation.BatchTree, stmts [][]byte, offset uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
 	batch := &trustfedv1.DecisionBatchHead{Origin: s.cfg.AuditOrigin, LogIndex: index, Size: tree.Size(), Root: tree.Root()}
 	r := s.store.Read()
 	need := quorumAt(r, s.clock())
@@ -85,6 +163,22 @@ func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv
 		return nil, err
 	}
 	s.metrics.certified(true)
+	return certificates(q, index, tree, stmts, offset, evs)
+}
+
+// certificates are the certificates quorum q gives the decisions among
+// evs, leaves offset... of tree (over stmts), the batch at index; the
+// refused ones get none, and a *decisionsRefused says why.
+func certificates(q *batchQuorum, index uint64, tree *attestation.BatchTree, stmts [][]byte, offset uint64, evs []*commandv1.AuditEvent) ([]*trustfedv1.DecisionCertificate, error) {
+	pos := make([]int, len(evs))
+	next := int(offset)
+	for i, ev := range evs {
+		pos[i] = -1
+		if ev.GetDecision() != nil {
+			pos[i] = next
+			next++
+		}
+	}
 	out := make([]*trustfedv1.DecisionCertificate, len(evs))
 	var refused *decisionsRefused
 	for i, p := range pos {
@@ -183,14 +277,22 @@ type headVotes struct {
 func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, batch *trustfedv1.DecisionBatchHead, need int) (*batchQuorum, error) {
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
 	servers := s.peerServers(ctx)
-	answers := make(chan signatureAnswer, len(servers)+1)
+	// The answers are checked (a peer's signature verified) here, one at
+	// a time, and only until a quorum is in: a signature that comes after
+	// it costs no verification.
+	type rawAnswer struct {
+		node string
+		res  *cosignResult
+		err  error
+	}
+	answers := make(chan rawAnswer, len(servers)+1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel() // stop the calls still out before waiting for them
 	index := batch.LogIndex
 	wg.Go(func() {
 		res, err := s.cfg.Cosigner.Result(ctx, index)
-		answers <- s.checkAnswer(r, s.cfg.NodeID, res, err, batch)
+		answers <- rawAnswer{s.cfg.NodeID, res, err}
 	})
 	asked := 1
 	for _, srv := range servers {
@@ -200,14 +302,15 @@ func (s *Server) gatherSignatures(ctx context.Context, r *state.Reader, batch *t
 		asked++
 		wg.Go(func() {
 			res, err := s.askCosign(ctx, srv, index, batch.Root)
-			answers <- s.checkAnswer(r, srv.ID, res, err, batch)
+			answers <- rawAnswer{srv.ID, res, err}
 		})
 	}
 	var own *signatureAnswer
 	votes := map[string]*headVotes{}
 	var problems []string
 	for range asked {
-		a := <-answers
+		raw := <-answers
+		a := s.checkAnswer(r, raw.node, raw.res, raw.err, batch)
 		if a.node == s.cfg.NodeID {
 			own = &a
 		}

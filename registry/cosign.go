@@ -63,6 +63,53 @@ type Cosigner struct {
 	// dissents are the indexes of batches this node refused because a
 	// decision did not re-derive on its state (see Server.checkDissent).
 	dissents chan uint64
+
+	// own holds the statements this node decided itself and has not seen
+	// in a batch yet (Decided), at most cosignOwnKeep, oldest dropped
+	// first: VouchOwn need not evaluate them again.
+	ownMu    sync.Mutex
+	own      map[string]struct{}
+	ownOrder []string
+}
+
+// cosignOwnKeep bounds the statements a node remembers having decided
+// (more than the decisions it has in flight: one dropped is only
+// evaluated again).
+const cosignOwnKeep = 16384
+
+// Decided records that this node decided statement itself, on its own
+// state at the statement's index (signDecision), so that its cosigner
+// does not evaluate it again when it comes back in a batch
+// (decision.VouchOwn).
+func (c *Cosigner) Decided(statement []byte) {
+	k := string(statement)
+	c.ownMu.Lock()
+	defer c.ownMu.Unlock()
+	c.own[k] = struct{}{}
+	c.ownOrder = append(c.ownOrder, k)
+	for len(c.ownOrder) > cosignOwnKeep {
+		delete(c.own, c.ownOrder[0])
+		c.ownOrder = c.ownOrder[1:]
+	}
+}
+
+// ownStatements are the statements of b this node decided itself (each
+// forgotten once seen).
+func (c *Cosigner) ownStatements(b state.DecisionBatch) map[*trustfedv1.DecisionStatement]bool {
+	c.ownMu.Lock()
+	defer c.ownMu.Unlock()
+	var out map[*trustfedv1.DecisionStatement]bool
+	for i, raw := range b.Raw {
+		if _, ok := c.own[string(raw)]; !ok || b.Statements[i] == nil {
+			continue
+		}
+		delete(c.own, string(raw))
+		if out == nil {
+			out = map[*trustfedv1.DecisionStatement]bool{}
+		}
+		out[b.Statements[i]] = true
+	}
+	return out
 }
 
 // cosignResult is what this node concluded about one batch.
@@ -74,6 +121,11 @@ type cosignResult struct {
 	// why holds the reason for each leaf the head lists refused (set only
 	// on this node's own results).
 	why map[uint64]error
+	// raw and tree are the batch's statements and their Merkle tree (own
+	// results only): a follower whose batch the leader merged into the
+	// entry certifies its decisions with them (certifyCommitted).
+	raw  [][]byte
+	tree *attestation.BatchTree
 }
 
 // NewCosigner returns the cosigner of node nodeID for the audit log named
@@ -85,7 +137,7 @@ func NewCosigner(nodeID, origin string, keys attestation.Keyring, store *state.S
 	return &Cosigner{
 		nodeID: nodeID, origin: origin, keys: keys, state: store, log: log, clock: faultinject.Now,
 		queue: make(chan state.DecisionBatch, cosignQueue), results: map[uint64]*cosignResult{}, notify: make(chan struct{}),
-		dissents: make(chan uint64, 64),
+		dissents: make(chan uint64, 64), own: map[string]struct{}{},
 	}
 }
 
@@ -97,7 +149,8 @@ func (c *Cosigner) Enqueue(b state.DecisionBatch) {
 	select {
 	case c.queue <- b:
 	default:
-		c.record(b.Index, &cosignResult{err: fmt.Errorf("node %s did not evaluate the batch at index %d: its cosigning queue is full", c.nodeID, b.Index)})
+		c.record(b.Index, &cosignResult{err: fmt.Errorf("node %s did not evaluate the batch at index %d: its cosigning queue is full", c.nodeID, b.Index),
+			raw: b.Raw, tree: attestation.NewBatchTree(b.Raw)})
 	}
 }
 
@@ -173,17 +226,20 @@ func (c *Cosigner) Result(ctx context.Context, index uint64) (*cosignResult, err
 // evaluate re-derives every decision of b and signs its head, which lists
 // the decisions it does not vouch for.
 func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignResult {
-	res := &cosignResult{}
+	res := &cosignResult{raw: b.Raw, tree: attestation.NewBatchTree(b.Raw)}
 	if err := c.checkBatchTime(b); err != nil {
 		res.err = err
 		return res
 	}
-	v, err := decision.VouchBatch(b, vouch)
+	own := c.ownStatements(b)
+	v, err := decision.VouchBatch(b, func(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
+		return vouch(b, st, own[st])
+	})
 	if err != nil {
 		res.err = fmt.Errorf("node %s does not vouch for the batch: %w", c.nodeID, err)
 		return res
 	}
-	if res.head, res.root, err = v.Head(c.origin, b); err != nil {
+	if res.head, res.root, err = v.HeadOf(c.origin, b, res.tree); err != nil {
 		res.head, res.err = nil, err
 		return res
 	}
@@ -237,9 +293,13 @@ func (c *Cosigner) checkBatchTime(b state.DecisionBatch) error {
 }
 
 // vouch checks one decision of b (decision.Vouch).
-func vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
+// own: this node decided st itself (decision.VouchOwn).
+func vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement, own bool) error {
 	if override, err := forgedVouch(); override { // only in the forging test build (forge_on.go)
 		return err
+	}
+	if own {
+		return decision.VouchOwn(b, st)
 	}
 	return decision.Vouch(b, st)
 }

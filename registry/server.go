@@ -211,8 +211,9 @@ func New(cfg Config) (*Server, error) {
 	s.verified.Store(cfg.CommitmentAt == nil)
 	s.batcher = newAuditBatcher(s.commitAudit, cfg.Logger.With("component", "audit"))
 	s.auditStreams = newAuditStreams(cfg.Peers, cfg.Raft, cfg.Logger.With("component", "audit"))
+	s.batcher.commitMerged = s.commitMergedAudit
 	if cfg.Cosigner != nil {
-		s.batcher.certify = s.certifyBatch
+		s.batcher.certify = s.certifyCommitted
 	}
 	s.limiter = newLimiter(cfg.Limits, time.Now)
 	s.metrics = newMetrics(s)

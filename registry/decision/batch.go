@@ -46,7 +46,12 @@ func VouchBatch(b state.DecisionBatch, check func(state.DecisionBatch, *trustfed
 // for b, the batch of the audit log named origin, and the batch's Merkle
 // root. Replicas that applied the same log compute the same bytes.
 func (v Verdict) Head(origin string, b state.DecisionBatch) (head, root []byte, err error) {
-	tree := attestation.NewBatchTree(b.Raw)
+	return v.HeadOf(origin, b, attestation.NewBatchTree(b.Raw))
+}
+
+// HeadOf is Head with the batch's Merkle tree (attestation.NewBatchTree of
+// b.Raw) already built.
+func (v Verdict) HeadOf(origin string, b state.DecisionBatch, tree *attestation.BatchTree) (head, root []byte, err error) {
 	root = tree.Root()
 	head, err = attestation.MarshalBatchHead(&trustfedv1.DecisionBatchHead{
 		Origin: origin, LogIndex: b.Index, Size: tree.Size(), Root: root, Refused: slices.Clone(v.Refused),

@@ -99,6 +99,21 @@ const (
 //     changed the trust state since the decision's index the two states
 //     are the same for decisions, and it is evaluated once.
 func Vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
+	return vouch(b, st, true)
+}
+
+// VouchOwn is Vouch for a decision this replica made itself, on its own
+// state at the statement's index: that the statement re-derives there is
+// what its own evaluation a moment ago established (Evaluate is a function
+// of the state and the request), so it is not evaluated again; every other
+// check of Vouch is made, the one against the state just before the batch
+// included. It must be given only statements this replica's own decide
+// path produced (registry/cosign.go keeps them).
+func VouchOwn(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
+	return vouch(b, st, false)
+}
+
+func vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement, rederive bool) error {
 	switch {
 	case st == nil:
 		return fmt.Errorf("%w: its statement does not decode", ErrInvalid)
@@ -115,8 +130,10 @@ func Vouch(b state.DecisionBatch, st *trustfedv1.DecisionStatement) error {
 	if r == nil {
 		return fmt.Errorf("%w (index %d)", ErrStateNotKept, st.Index)
 	}
-	if err := Recheck(r, st); err != nil {
-		return fmt.Errorf("%w: on this node's state at index %d: %w", ErrRederive, st.Index, err)
+	if rederive {
+		if err := Recheck(r, st); err != nil {
+			return fmt.Errorf("%w: on this node's state at index %d: %w", ErrRederive, st.Index, err)
+		}
 	}
 	if b.LastWrite == 0 || b.LastWrite > st.Index {
 		if err := Recheck(b.Before, st); err != nil {

@@ -106,6 +106,42 @@ func TestVouchRederivesEachDecisionOnTheReplicasState(t *testing.T) {
 	require.False(t, decision.Deterministic(decision.ErrStateNotKept), "node-local")
 }
 
+// A replica's own decision is not evaluated again at its index (VouchOwn):
+// its own evaluation made it there. Every other check still holds: one a
+// later write overtook is refused as stale, and one outside the batch's
+// time window or index as invalid.
+func TestVouchOwnSkipsOnlyTheRederivationAtItsIndex(t *testing.T) {
+	h := federationHarness(t)
+	ping := &trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "ping"}
+
+	honest := h.statement(ping)
+	b := h.logStatements(honest)
+	require.NoError(t, decision.VouchOwn(b, b.Statements[0]))
+
+	// What only the re-derivation catches (a statement this replica did
+	// not make this way) is the one thing VouchOwn does not look at, which
+	// is why it is given only the replica's own statements.
+	forged := h.statement(&trustfedv1.CheckInteractionRequest{FromOrganizationId: "acme", ToOrganizationId: "globex", Action: "agent_spawn"})
+	forged.Decision, forged.Reasons, forged.EffectiveLevel = trustfedv1.Decision_DECISION_ALLOW, nil, 4
+	b = h.logStatements(forged)
+	require.ErrorIs(t, decision.Vouch(b, b.Statements[0]), decision.ErrRederive)
+	require.NoError(t, decision.VouchOwn(b, b.Statements[0]))
+
+	stale := h.statement(ping)
+	h.change(testutil.SetStatus("globex", trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_SUSPENDED))
+	b = h.logStatements(stale)
+	require.ErrorIs(t, decision.VouchOwn(b, b.Statements[0]), decision.ErrStale, "a write overtook it")
+
+	st := h.statement(ping)
+	st.Index = 1 << 40
+	b = h.logStatements(st)
+	require.ErrorIs(t, decision.VouchOwn(b, b.Statements[0]), decision.ErrInvalid)
+	back := h.statement(ping)
+	back.DecidedAt = timestamppb.New(back.DecidedAt.AsTime().Add(-time.Minute))
+	b = h.logStatements(back)
+	require.ErrorIs(t, decision.VouchOwn(b, b.Statements[0]), decision.ErrInvalid)
+}
+
 // A batch in which a level change overtook one decision (Scenario C under
 // a write load): each honest replica refuses exactly that leaf and vouches
 // for the others, and replicas that applied the same log sign the same

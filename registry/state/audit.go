@@ -846,8 +846,35 @@ func (f *FSM) applyAppendAudit(tx *memdb.Txn, env *commandv1.Envelope, index uin
 			return Invalid(fmt.Sprintf("events[%d]", i), "carries no event")
 		}
 	}
+	merged := 0
+	for i, part := range c.Parts {
+		field := fmt.Sprintf("parts[%d]", i)
+		switch {
+		case part.GetNodeId() == "" || part.GetBatchId() == "":
+			return Invalid(field, "names no server or batch")
+		case part.GetEvents() == 0:
+			return Invalid(field+".events", "must be positive")
+		}
+		merged += int(part.Events)
+	}
+	if merged > len(c.Events) {
+		return Invalid("parts", "%d merged events, the entry has %d", merged, len(c.Events))
+	}
 	if c.BatchId != "" {
-		if err := lastAuditBatch(tx, env, &c, index); err != nil {
+		if err := lastAuditBatch(tx, env, c.NodeId, c.BatchId, index); err != nil {
+			return err
+		}
+	}
+	// A merged part is a server's first attempt of that batch (the leader
+	// merges no other), so it cannot have been appended before; it is
+	// remembered as that server's last batch, so that the server, sending
+	// it again when its answer was lost, finds it appended.
+	for i, part := range c.Parts {
+		err := lastAuditBatch(tx, env, part.NodeId, part.BatchId, index)
+		if errors.Is(err, errAuditBatchApplied) {
+			return Invalid(fmt.Sprintf("parts[%d]", i), "batch %s of %s was appended already: a leader merges only first attempts", part.BatchId, part.NodeId)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -895,9 +922,9 @@ var errAuditBatchApplied = errors.New("audit batch already applied")
 // travels in snapshots and is forgotten after RequestTTL like a request id.
 // A server has one batch in flight and resends only that one, so its last
 // batch is the only one that can come twice.
-func lastAuditBatch(tx *memdb.Txn, env *commandv1.Envelope, c *commandv1.AppendAudit, index uint64) error {
-	key := "audit batch " + c.NodeId
-	sum := sha256.Sum256([]byte(c.BatchId))
+func lastAuditBatch(tx *memdb.Txn, env *commandv1.Envelope, nodeID, batchID string, index uint64) error {
+	key := "audit batch " + nodeID
+	sum := sha256.Sum256([]byte(batchID))
 	// Like a request id, a row older than RequestTTL counts as unseen
 	// whether or not the clean-up removed it yet.
 	if prev, ok := first[*commandv1.AppliedRequest](tx, tableRequests, "id", key); ok && bytes.Equal(prev.PayloadSha256, sum[:]) &&

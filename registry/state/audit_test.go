@@ -450,3 +450,55 @@ func TestAuditBatchSentAgainIsAppendedOnce(t *testing.T) {
 	require.NoError(t, b.fsm.Restore(&buf))
 	require.True(t, b.fsm.Apply(5, batch("n2", "b2", auditT0.Add(time.Second))).(state.Result).Duplicate)
 }
+
+// A leader merges followers' batches (their first attempts) into its own
+// entry as parts: every event is appended once, in order, and each part
+// is remembered as its server's last batch, so the follower sending it
+// again (its answer was lost) finds it appended. A malformed part list is
+// refused whole.
+func TestAuditMergedPartsAreRememberedAsTheirServersBatches(t *testing.T) {
+	a := newAuditedFSM(t, filepath.Join(t.TempDir(), "audit.db"))
+	ev := func(method string) *commandv1.AuditEvent {
+		return &commandv1.AuditEvent{Event: &commandv1.AuditEvent_AuthFailure{AuthFailure: &trustfedv1.AuditAuthFailure{Method: method, Code: "Unauthenticated"}}}
+	}
+	encode := func(c *commandv1.AppendAudit, principal string) []byte {
+		raw, err := state.Encode(c, state.EnvelopeMeta{Time: auditT0, Principal: principal})
+		require.NoError(t, err)
+		return raw
+	}
+	merged := &commandv1.AppendAudit{NodeId: "n1", BatchId: "own-1",
+		Events: []*commandv1.AuditEvent{ev("/own"), ev("/n2/a"), ev("/n2/b"), ev("/n3/a")},
+		Parts:  []*commandv1.AuditPart{{NodeId: "n2", BatchId: "p2", Events: 2}, {NodeId: "n3", BatchId: "p3", Events: 1}}}
+	res := a.apply(1, encode(merged, "node:n1"))
+	require.NoError(t, res.Err)
+	require.False(t, res.Duplicate)
+	entries := a.entries()
+	require.Len(t, entries, 4)
+	for i, m := range []string{"/own", "/n2/a", "/n2/b", "/n3/a"} {
+		require.Equal(t, m, entries[i].AuthFailure.Method, "event %d in order", i)
+	}
+
+	alone := func(node, id string) *commandv1.AppendAudit {
+		return &commandv1.AppendAudit{NodeId: node, BatchId: id, Events: []*commandv1.AuditEvent{ev("/again")}}
+	}
+	require.True(t, a.apply(2, encode(alone("n2", "p2"), "node:n2")).Duplicate, "n2 sends its merged batch again")
+	require.True(t, a.apply(3, encode(alone("n3", "p3"), "node:n3")).Duplicate, "n3 sends its merged batch again")
+	require.True(t, a.apply(4, encode(alone("n1", "own-1"), "node:n1")).Duplicate, "the leader's own events again")
+	require.Len(t, a.entries(), 4)
+
+	index := uint64(4)
+	for name, parts := range map[string][]*commandv1.AuditPart{
+		"more merged events than the entry has": {{NodeId: "n2", BatchId: "q", Events: 5}},
+		"a part without a batch id":             {{NodeId: "n2", Events: 1}},
+		"an empty part":                         {{NodeId: "n2", BatchId: "q"}},
+		"a part appended already":               {{NodeId: "n3", BatchId: "p3", Events: 1}},
+	} {
+		index++
+		bad := &commandv1.AppendAudit{NodeId: "n1", BatchId: "own-" + name, Events: []*commandv1.AuditEvent{ev("/x"), ev("/y")}, Parts: parts}
+		res := a.apply(index, encode(bad, "node:n1"))
+		require.Error(t, res.Err, name)
+		for _, e := range a.entries() {
+			require.NotEqual(t, "/x", e.GetAuthFailure().GetMethod(), "%s: none of its events appended", name)
+		}
+	}
+}

@@ -2480,8 +2480,15 @@ type AppendAudit struct {
 	// server has one batch in flight at a time and sends it again, with the
 	// same batch_id, when a call to the leader was abandoned; the state
 	// machine remembers each server's last batch and appends it only once.
-	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	BatchId       string `protobuf:"bytes,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	NodeId  string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	BatchId string `protobuf:"bytes,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// Batches of other servers (followers' first attempts, over
+	// PeerService.AppendAuditStream) that the leader merged into this entry
+	// with its own: their events follow the entry's own (node_id, batch_id)
+	// events, part after part, in order. Each part is remembered as its
+	// server's last batch, like a batch of its own entry, so that a server
+	// sending it again (its answer was lost) finds it appended.
+	Parts         []*AuditPart `protobuf:"bytes,4,rep,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2537,6 +2544,75 @@ func (x *AppendAudit) GetBatchId() string {
 	return ""
 }
 
+func (x *AppendAudit) GetParts() []*AuditPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// AuditPart is one server's batch merged into another's APPEND_AUDIT.
+type AuditPart struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	BatchId string                 `protobuf:"bytes,2,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// How many of the entry's events are this batch's.
+	Events        uint32 `protobuf:"varint,3,opt,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditPart) Reset() {
+	*x = AuditPart{}
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditPart) ProtoMessage() {}
+
+func (x *AuditPart) ProtoReflect() protoreflect.Message {
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditPart.ProtoReflect.Descriptor instead.
+func (*AuditPart) Descriptor() ([]byte, []int) {
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AuditPart) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AuditPart) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *AuditPart) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
 type AuditEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -2553,7 +2629,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +2641,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[32]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +2654,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AuditEvent) GetEvent() isAuditEvent_Event {
@@ -2661,7 +2737,7 @@ type PutCheckpoint struct {
 
 func (x *PutCheckpoint) Reset() {
 	*x = PutCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2749,7 @@ func (x *PutCheckpoint) String() string {
 func (*PutCheckpoint) ProtoMessage() {}
 
 func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[33]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2762,7 @@ func (x *PutCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpoint.ProtoReflect.Descriptor instead.
 func (*PutCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PutCheckpoint) GetNote() []byte {
@@ -2724,7 +2800,7 @@ type ReportDivergence struct {
 
 func (x *ReportDivergence) Reset() {
 	*x = ReportDivergence{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2812,7 @@ func (x *ReportDivergence) String() string {
 func (*ReportDivergence) ProtoMessage() {}
 
 func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[34]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2825,7 @@ func (x *ReportDivergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDivergence.ProtoReflect.Descriptor instead.
 func (*ReportDivergence) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReportDivergence) GetNodeId() string {
@@ -2786,7 +2862,7 @@ type AddCosignature struct {
 
 func (x *AddCosignature) Reset() {
 	*x = AddCosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2798,7 +2874,7 @@ func (x *AddCosignature) String() string {
 func (*AddCosignature) ProtoMessage() {}
 
 func (x *AddCosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[35]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2811,7 +2887,7 @@ func (x *AddCosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCosignature.ProtoReflect.Descriptor instead.
 func (*AddCosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{35}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AddCosignature) GetTreeSize() uint64 {
@@ -2850,7 +2926,7 @@ type StoredCheckpoint struct {
 
 func (x *StoredCheckpoint) Reset() {
 	*x = StoredCheckpoint{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +2938,7 @@ func (x *StoredCheckpoint) String() string {
 func (*StoredCheckpoint) ProtoMessage() {}
 
 func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[36]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +2951,7 @@ func (x *StoredCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoredCheckpoint) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{36}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StoredCheckpoint) GetTreeSize() uint64 {
@@ -2924,7 +3000,7 @@ type Cosignature struct {
 
 func (x *Cosignature) Reset() {
 	*x = Cosignature{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3012,7 @@ func (x *Cosignature) String() string {
 func (*Cosignature) ProtoMessage() {}
 
 func (x *Cosignature) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[37]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3025,7 @@ func (x *Cosignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cosignature.ProtoReflect.Descriptor instead.
 func (*Cosignature) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{37}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Cosignature) GetOrganizationId() string {
@@ -2986,7 +3062,7 @@ type AuditHead struct {
 
 func (x *AuditHead) Reset() {
 	*x = AuditHead{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3074,7 @@ func (x *AuditHead) String() string {
 func (*AuditHead) ProtoMessage() {}
 
 func (x *AuditHead) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[38]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3087,7 @@ func (x *AuditHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditHead.ProtoReflect.Descriptor instead.
 func (*AuditHead) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{38}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditHead) GetSize() uint64 {
@@ -3047,7 +3123,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3135,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[39]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3148,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{39}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AuditLeaf) GetData() []byte {
@@ -3109,7 +3185,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3197,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[40]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3210,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{40}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GraphEdge) GetOrganizationId() string {
@@ -3171,7 +3247,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3183,7 +3259,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[41]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3196,7 +3272,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{41}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -3244,7 +3320,7 @@ type HeartbeatSession struct {
 
 func (x *HeartbeatSession) Reset() {
 	*x = HeartbeatSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3332,7 @@ func (x *HeartbeatSession) String() string {
 func (*HeartbeatSession) ProtoMessage() {}
 
 func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[42]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3345,7 @@ func (x *HeartbeatSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSession.ProtoReflect.Descriptor instead.
 func (*HeartbeatSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{42}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HeartbeatSession) GetSessionId() string {
@@ -3297,7 +3373,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +3385,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[43]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +3398,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{43}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CloseSession) GetSessionId() string {
@@ -3363,7 +3439,7 @@ type Sweep struct {
 
 func (x *Sweep) Reset() {
 	*x = Sweep{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3451,7 @@ func (x *Sweep) String() string {
 func (*Sweep) ProtoMessage() {}
 
 func (x *Sweep) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[44]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3464,7 @@ func (x *Sweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sweep.ProtoReflect.Descriptor instead.
 func (*Sweep) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{44}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Sweep) GetSessionIds() []string {
@@ -3416,7 +3492,7 @@ type RecordDeliveries struct {
 
 func (x *RecordDeliveries) Reset() {
 	*x = RecordDeliveries{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3428,7 +3504,7 @@ func (x *RecordDeliveries) String() string {
 func (*RecordDeliveries) ProtoMessage() {}
 
 func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[45]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3441,7 +3517,7 @@ func (x *RecordDeliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveries.ProtoReflect.Descriptor instead.
 func (*RecordDeliveries) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{45}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecordDeliveries) GetUpdates() []*DeliveryUpdate {
@@ -3461,7 +3537,7 @@ type DeliveryUpdate struct {
 
 func (x *DeliveryUpdate) Reset() {
 	*x = DeliveryUpdate{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3473,7 +3549,7 @@ func (x *DeliveryUpdate) String() string {
 func (*DeliveryUpdate) ProtoMessage() {}
 
 func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[46]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3486,7 +3562,7 @@ func (x *DeliveryUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdate.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdate) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{46}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeliveryUpdate) GetCascadeId() string {
@@ -3517,7 +3593,7 @@ type EventTarget struct {
 
 func (x *EventTarget) Reset() {
 	*x = EventTarget{}
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[47]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3605,7 @@ func (x *EventTarget) String() string {
 func (*EventTarget) ProtoMessage() {}
 
 func (x *EventTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_trustfed_command_v1_command_proto_msgTypes[47]
+	mi := &file_trustfed_command_v1_command_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3618,7 @@ func (x *EventTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventTarget.ProtoReflect.Descriptor instead.
 func (*EventTarget) Descriptor() ([]byte, []int) {
-	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{47}
+	return file_trustfed_command_v1_command_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *EventTarget) GetOrganizationId() string {
@@ -3739,11 +3815,16 @@ const file_trustfed_command_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"used_nonce\x18\x14 \x01(\v2\x1e.trustfed.command.v1.UsedNonceH\x00R\tusedNonce\x121\n" +
 	"\bnode_key\x18\x18 \x01(\v2\x14.trustfed.v1.NodeKeyH\x00R\anodeKeyB\b\n" +
-	"\x06record\"z\n" +
+	"\x06record\"\xb0\x01\n" +
 	"\vAppendAudit\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.trustfed.command.v1.AuditEventR\x06events\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x19\n" +
-	"\bbatch_id\x18\x03 \x01(\tR\abatchId\"\x84\x02\n" +
+	"\bbatch_id\x18\x03 \x01(\tR\abatchId\x124\n" +
+	"\x05parts\x18\x04 \x03(\v2\x1e.trustfed.command.v1.AuditPartR\x05parts\"W\n" +
+	"\tAuditPart\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
+	"\bbatch_id\x18\x02 \x01(\tR\abatchId\x12\x16\n" +
+	"\x06events\x18\x03 \x01(\rR\x06events\"\x84\x02\n" +
 	"\n" +
 	"AuditEvent\x128\n" +
 	"\bdecision\x18\x02 \x01(\v2\x1a.trustfed.v1.AuditDecisionH\x00R\bdecision\x12B\n" +
@@ -3874,7 +3955,7 @@ func file_trustfed_command_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_trustfed_command_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_trustfed_command_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(CommandType)(0),                   // 0: trustfed.command.v1.CommandType
 	(Role)(0),                          // 1: trustfed.command.v1.Role
@@ -3910,102 +3991,104 @@ var file_trustfed_command_v1_command_proto_goTypes = []any{
 	(*SnapshotHeader)(nil),             // 31: trustfed.command.v1.SnapshotHeader
 	(*SnapshotRecord)(nil),             // 32: trustfed.command.v1.SnapshotRecord
 	(*AppendAudit)(nil),                // 33: trustfed.command.v1.AppendAudit
-	(*AuditEvent)(nil),                 // 34: trustfed.command.v1.AuditEvent
-	(*PutCheckpoint)(nil),              // 35: trustfed.command.v1.PutCheckpoint
-	(*ReportDivergence)(nil),           // 36: trustfed.command.v1.ReportDivergence
-	(*AddCosignature)(nil),             // 37: trustfed.command.v1.AddCosignature
-	(*StoredCheckpoint)(nil),           // 38: trustfed.command.v1.StoredCheckpoint
-	(*Cosignature)(nil),                // 39: trustfed.command.v1.Cosignature
-	(*AuditHead)(nil),                  // 40: trustfed.command.v1.AuditHead
-	(*AuditLeaf)(nil),                  // 41: trustfed.command.v1.AuditLeaf
-	(*GraphEdge)(nil),                  // 42: trustfed.command.v1.GraphEdge
-	(*OpenSession)(nil),                // 43: trustfed.command.v1.OpenSession
-	(*HeartbeatSession)(nil),           // 44: trustfed.command.v1.HeartbeatSession
-	(*CloseSession)(nil),               // 45: trustfed.command.v1.CloseSession
-	(*Sweep)(nil),                      // 46: trustfed.command.v1.Sweep
-	(*RecordDeliveries)(nil),           // 47: trustfed.command.v1.RecordDeliveries
-	(*DeliveryUpdate)(nil),             // 48: trustfed.command.v1.DeliveryUpdate
-	(*EventTarget)(nil),                // 49: trustfed.command.v1.EventTarget
-	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
-	(*v1.CheckInteractionRequest)(nil), // 51: trustfed.v1.CheckInteractionRequest
-	(*v1.SignedAgreement)(nil),         // 52: trustfed.v1.SignedAgreement
-	(*v1.AdminSignature)(nil),          // 53: trustfed.v1.AdminSignature
-	(*v1.Admin)(nil),                   // 54: trustfed.v1.Admin
-	(*v1.Organization)(nil),            // 55: trustfed.v1.Organization
-	(*v1.Agreement)(nil),               // 56: trustfed.v1.Agreement
-	(*v1.Issuer)(nil),                  // 57: trustfed.v1.Issuer
-	(*v1.FederationPolicy)(nil),        // 58: trustfed.v1.FederationPolicy
-	(*v1.Authorization)(nil),           // 59: trustfed.v1.Authorization
-	(*v1.AdminChangeRecord)(nil),       // 60: trustfed.v1.AdminChangeRecord
-	(*v1.Session)(nil),                 // 61: trustfed.v1.Session
-	(*v1.Cascade)(nil),                 // 62: trustfed.v1.Cascade
-	(*v1.MemberNode)(nil),              // 63: trustfed.v1.MemberNode
-	(*v1.NodeKey)(nil),                 // 64: trustfed.v1.NodeKey
-	(*v1.AuditDecision)(nil),           // 65: trustfed.v1.AuditDecision
-	(*v1.AuditAuthFailure)(nil),        // 66: trustfed.v1.AuditAuthFailure
-	(*v1.AuditGatewayRefusal)(nil),     // 67: trustfed.v1.AuditGatewayRefusal
-	(*durationpb.Duration)(nil),        // 68: google.protobuf.Duration
-	(*v1.Delivery)(nil),                // 69: trustfed.v1.Delivery
+	(*AuditPart)(nil),                  // 34: trustfed.command.v1.AuditPart
+	(*AuditEvent)(nil),                 // 35: trustfed.command.v1.AuditEvent
+	(*PutCheckpoint)(nil),              // 36: trustfed.command.v1.PutCheckpoint
+	(*ReportDivergence)(nil),           // 37: trustfed.command.v1.ReportDivergence
+	(*AddCosignature)(nil),             // 38: trustfed.command.v1.AddCosignature
+	(*StoredCheckpoint)(nil),           // 39: trustfed.command.v1.StoredCheckpoint
+	(*Cosignature)(nil),                // 40: trustfed.command.v1.Cosignature
+	(*AuditHead)(nil),                  // 41: trustfed.command.v1.AuditHead
+	(*AuditLeaf)(nil),                  // 42: trustfed.command.v1.AuditLeaf
+	(*GraphEdge)(nil),                  // 43: trustfed.command.v1.GraphEdge
+	(*OpenSession)(nil),                // 44: trustfed.command.v1.OpenSession
+	(*HeartbeatSession)(nil),           // 45: trustfed.command.v1.HeartbeatSession
+	(*CloseSession)(nil),               // 46: trustfed.command.v1.CloseSession
+	(*Sweep)(nil),                      // 47: trustfed.command.v1.Sweep
+	(*RecordDeliveries)(nil),           // 48: trustfed.command.v1.RecordDeliveries
+	(*DeliveryUpdate)(nil),             // 49: trustfed.command.v1.DeliveryUpdate
+	(*EventTarget)(nil),                // 50: trustfed.command.v1.EventTarget
+	(*timestamppb.Timestamp)(nil),      // 51: google.protobuf.Timestamp
+	(*v1.CheckInteractionRequest)(nil), // 52: trustfed.v1.CheckInteractionRequest
+	(*v1.SignedAgreement)(nil),         // 53: trustfed.v1.SignedAgreement
+	(*v1.AdminSignature)(nil),          // 54: trustfed.v1.AdminSignature
+	(*v1.Admin)(nil),                   // 55: trustfed.v1.Admin
+	(*v1.Organization)(nil),            // 56: trustfed.v1.Organization
+	(*v1.Agreement)(nil),               // 57: trustfed.v1.Agreement
+	(*v1.Issuer)(nil),                  // 58: trustfed.v1.Issuer
+	(*v1.FederationPolicy)(nil),        // 59: trustfed.v1.FederationPolicy
+	(*v1.Authorization)(nil),           // 60: trustfed.v1.Authorization
+	(*v1.AdminChangeRecord)(nil),       // 61: trustfed.v1.AdminChangeRecord
+	(*v1.Session)(nil),                 // 62: trustfed.v1.Session
+	(*v1.Cascade)(nil),                 // 63: trustfed.v1.Cascade
+	(*v1.MemberNode)(nil),              // 64: trustfed.v1.MemberNode
+	(*v1.NodeKey)(nil),                 // 65: trustfed.v1.NodeKey
+	(*v1.AuditDecision)(nil),           // 66: trustfed.v1.AuditDecision
+	(*v1.AuditAuthFailure)(nil),        // 67: trustfed.v1.AuditAuthFailure
+	(*v1.AuditGatewayRefusal)(nil),     // 68: trustfed.v1.AuditGatewayRefusal
+	(*durationpb.Duration)(nil),        // 69: google.protobuf.Duration
+	(*v1.Delivery)(nil),                // 70: trustfed.v1.Delivery
 }
 var file_trustfed_command_v1_command_proto_depIdxs = []int32{
 	0,  // 0: trustfed.command.v1.Envelope.type:type_name -> trustfed.command.v1.CommandType
-	50, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
-	50, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
-	50, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	50, // 4: trustfed.command.v1.BootstrapNodeKey.valid_from:type_name -> google.protobuf.Timestamp
-	50, // 5: trustfed.command.v1.BootstrapNodeKey.valid_until:type_name -> google.protobuf.Timestamp
-	51, // 6: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
+	51, // 1: trustfed.command.v1.Envelope.time:type_name -> google.protobuf.Timestamp
+	51, // 2: trustfed.command.v1.RevokedPassport.revoke_time:type_name -> google.protobuf.Timestamp
+	51, // 3: trustfed.command.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	51, // 4: trustfed.command.v1.BootstrapNodeKey.valid_from:type_name -> google.protobuf.Timestamp
+	51, // 5: trustfed.command.v1.BootstrapNodeKey.valid_until:type_name -> google.protobuf.Timestamp
+	52, // 6: trustfed.command.v1.ConsumeAuthorization.check:type_name -> trustfed.v1.CheckInteractionRequest
 	7,  // 7: trustfed.command.v1.PutSigningKey.key:type_name -> trustfed.command.v1.SigningKey
-	52, // 8: trustfed.command.v1.ImportAgreements.agreements:type_name -> trustfed.v1.SignedAgreement
-	53, // 9: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	53, // 10: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
-	54, // 11: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
+	53, // 8: trustfed.command.v1.ImportAgreements.agreements:type_name -> trustfed.v1.SignedAgreement
+	54, // 9: trustfed.command.v1.ProposeAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	54, // 10: trustfed.command.v1.ApproveAdminChange.approval:type_name -> trustfed.v1.AdminSignature
+	55, // 11: trustfed.command.v1.BootstrapAdmin.admin:type_name -> trustfed.v1.Admin
 	1,  // 12: trustfed.command.v1.Token.role:type_name -> trustfed.command.v1.Role
-	50, // 13: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	50, // 14: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	50, // 15: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	50, // 16: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
-	50, // 17: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
-	50, // 18: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
+	51, // 13: trustfed.command.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	51, // 14: trustfed.command.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	51, // 15: trustfed.command.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	51, // 16: trustfed.command.v1.UsedNonce.expire_time:type_name -> google.protobuf.Timestamp
+	51, // 17: trustfed.command.v1.IssueMemberCertificate.nonce_expire_time:type_name -> google.protobuf.Timestamp
+	51, // 18: trustfed.command.v1.IssueMemberCertificate.not_after:type_name -> google.protobuf.Timestamp
 	22, // 19: trustfed.command.v1.PutToken.token:type_name -> trustfed.command.v1.Token
-	50, // 20: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
-	55, // 21: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
-	56, // 22: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
+	51, // 20: trustfed.command.v1.AppliedRequest.time:type_name -> google.protobuf.Timestamp
+	56, // 21: trustfed.command.v1.SnapshotRecord.organization:type_name -> trustfed.v1.Organization
+	57, // 22: trustfed.command.v1.SnapshotRecord.agreement:type_name -> trustfed.v1.Agreement
 	22, // 23: trustfed.command.v1.SnapshotRecord.token:type_name -> trustfed.command.v1.Token
 	30, // 24: trustfed.command.v1.SnapshotRecord.applied_request:type_name -> trustfed.command.v1.AppliedRequest
-	57, // 25: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
+	58, // 25: trustfed.command.v1.SnapshotRecord.issuer:type_name -> trustfed.v1.Issuer
 	6,  // 26: trustfed.command.v1.SnapshotRecord.revoked_passport:type_name -> trustfed.command.v1.RevokedPassport
-	58, // 27: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
+	59, // 27: trustfed.command.v1.SnapshotRecord.federation_policy:type_name -> trustfed.v1.FederationPolicy
 	7,  // 28: trustfed.command.v1.SnapshotRecord.signing_key:type_name -> trustfed.command.v1.SigningKey
-	59, // 29: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
-	54, // 30: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
-	60, // 31: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
-	42, // 32: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
-	61, // 33: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
-	62, // 34: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
-	49, // 35: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
-	40, // 36: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
-	41, // 37: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
-	38, // 38: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
-	63, // 39: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
+	60, // 29: trustfed.command.v1.SnapshotRecord.authorization:type_name -> trustfed.v1.Authorization
+	55, // 30: trustfed.command.v1.SnapshotRecord.admin:type_name -> trustfed.v1.Admin
+	61, // 31: trustfed.command.v1.SnapshotRecord.admin_change:type_name -> trustfed.v1.AdminChangeRecord
+	43, // 32: trustfed.command.v1.SnapshotRecord.edge:type_name -> trustfed.command.v1.GraphEdge
+	62, // 33: trustfed.command.v1.SnapshotRecord.session:type_name -> trustfed.v1.Session
+	63, // 34: trustfed.command.v1.SnapshotRecord.cascade:type_name -> trustfed.v1.Cascade
+	50, // 35: trustfed.command.v1.SnapshotRecord.event_target:type_name -> trustfed.command.v1.EventTarget
+	41, // 36: trustfed.command.v1.SnapshotRecord.audit_head:type_name -> trustfed.command.v1.AuditHead
+	42, // 37: trustfed.command.v1.SnapshotRecord.audit_leaf:type_name -> trustfed.command.v1.AuditLeaf
+	39, // 38: trustfed.command.v1.SnapshotRecord.checkpoint:type_name -> trustfed.command.v1.StoredCheckpoint
+	64, // 39: trustfed.command.v1.SnapshotRecord.member_node:type_name -> trustfed.v1.MemberNode
 	23, // 40: trustfed.command.v1.SnapshotRecord.used_nonce:type_name -> trustfed.command.v1.UsedNonce
-	64, // 41: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
-	34, // 42: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
-	65, // 43: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
-	66, // 44: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
-	67, // 45: trustfed.command.v1.AuditEvent.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
-	50, // 46: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
-	39, // 47: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
-	50, // 48: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
-	50, // 49: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
-	68, // 50: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
-	48, // 51: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
-	69, // 52: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	65, // 41: trustfed.command.v1.SnapshotRecord.node_key:type_name -> trustfed.v1.NodeKey
+	35, // 42: trustfed.command.v1.AppendAudit.events:type_name -> trustfed.command.v1.AuditEvent
+	34, // 43: trustfed.command.v1.AppendAudit.parts:type_name -> trustfed.command.v1.AuditPart
+	66, // 44: trustfed.command.v1.AuditEvent.decision:type_name -> trustfed.v1.AuditDecision
+	67, // 45: trustfed.command.v1.AuditEvent.auth_failure:type_name -> trustfed.v1.AuditAuthFailure
+	68, // 46: trustfed.command.v1.AuditEvent.gateway_refusal:type_name -> trustfed.v1.AuditGatewayRefusal
+	51, // 47: trustfed.command.v1.StoredCheckpoint.time:type_name -> google.protobuf.Timestamp
+	40, // 48: trustfed.command.v1.StoredCheckpoint.cosignatures:type_name -> trustfed.command.v1.Cosignature
+	51, // 49: trustfed.command.v1.Cosignature.time:type_name -> google.protobuf.Timestamp
+	51, // 50: trustfed.command.v1.AuditLeaf.time:type_name -> google.protobuf.Timestamp
+	69, // 51: trustfed.command.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	49, // 52: trustfed.command.v1.RecordDeliveries.updates:type_name -> trustfed.command.v1.DeliveryUpdate
+	70, // 53: trustfed.command.v1.DeliveryUpdate.delivery:type_name -> trustfed.v1.Delivery
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_command_v1_command_proto_init() }
@@ -4036,7 +4119,7 @@ func file_trustfed_command_v1_command_proto_init() {
 		(*SnapshotRecord_UsedNonce)(nil),
 		(*SnapshotRecord_NodeKey)(nil),
 	}
-	file_trustfed_command_v1_command_proto_msgTypes[32].OneofWrappers = []any{
+	file_trustfed_command_v1_command_proto_msgTypes[33].OneofWrappers = []any{
 		(*AuditEvent_Decision)(nil),
 		(*AuditEvent_AuthFailure)(nil),
 		(*AuditEvent_GatewayRefusal)(nil),
@@ -4047,7 +4130,7 @@ func file_trustfed_command_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trustfed_command_v1_command_proto_rawDesc), len(file_trustfed_command_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -204,8 +204,12 @@ func (x *AppendAuditResponse) GetIndex() uint64 {
 
 // AppendAuditStreamRequest is one batch of an AppendAuditStream.
 type AppendAuditStreamRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Audit         *v1.AppendAudit        `protobuf:"bytes,1,opt,name=audit,proto3" json:"audit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Audit *v1.AppendAudit        `protobuf:"bytes,1,opt,name=audit,proto3" json:"audit,omitempty"`
+	// The first attempt of this batch (no earlier attempt can have appended
+	// it): the leader may merge it with its own batch and other followers'
+	// into one entry (AppendAudit.parts) instead of an entry of its own.
+	Mergeable     bool `protobuf:"varint,2,opt,name=mergeable,proto3" json:"mergeable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +251,13 @@ func (x *AppendAuditStreamRequest) GetAudit() *v1.AppendAudit {
 	return nil
 }
 
+func (x *AppendAuditStreamRequest) GetMergeable() bool {
+	if x != nil {
+		return x.Mergeable
+	}
+	return false
+}
+
 // AppendAuditStreamResponse answers one batch of an AppendAuditStream.
 type AppendAuditStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -259,8 +270,21 @@ type AppendAuditStreamResponse struct {
 	// ALREADY_EXISTS when an earlier attempt appended it, UNAVAILABLE when
 	// this server could not commit it (not the leader any more: send it
 	// again to the current leader), INVALID_ARGUMENT for a malformed batch.
-	Code          int32  `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Code    int32  `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// Set when the leader merged the batch into an entry with others'
+	// batches: the decisions of the entry at index before this batch's
+	// (the leaf of its first decision in the entry's batch head).
+	Merged     bool   `protobuf:"varint,6,opt,name=merged,proto3" json:"merged,omitempty"`
+	LeafOffset uint64 `protobuf:"varint,7,opt,name=leaf_offset,json=leafOffset,proto3" json:"leaf_offset,omitempty"`
+	// For a merged batch, when the leader gathered them: the entry's batch
+	// head (a serialized trustfed.v1.DecisionBatchHead) and the node
+	// signatures over it. The follower uses them only if the head is the
+	// one its own replica computed for the entry and the signatures verify
+	// with endorsed keys, to a quorum with its own; otherwise it gathers its
+	// own (PeerService.CosignBatch).
+	BatchHead     []byte                `protobuf:"bytes,8,opt,name=batch_head,json=batchHead,proto3" json:"batch_head,omitempty"`
+	Signatures    []*v11.BatchSignature `protobuf:"bytes,9,rep,name=signatures,proto3" json:"signatures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -328,6 +352,34 @@ func (x *AppendAuditStreamResponse) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *AppendAuditStreamResponse) GetMerged() bool {
+	if x != nil {
+		return x.Merged
+	}
+	return false
+}
+
+func (x *AppendAuditStreamResponse) GetLeafOffset() uint64 {
+	if x != nil {
+		return x.LeafOffset
+	}
+	return 0
+}
+
+func (x *AppendAuditStreamResponse) GetBatchHead() []byte {
+	if x != nil {
+		return x.BatchHead
+	}
+	return nil
+}
+
+func (x *AppendAuditStreamResponse) GetSignatures() []*v11.BatchSignature {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
 }
 
 type ProgressRequest struct {
@@ -945,15 +997,24 @@ const file_trustfed_peer_v1_peer_proto_rawDesc = "" +
 	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\"R\n" +
 	"\x13AppendAuditResponse\x12%\n" +
 	"\x0efirst_sequence\x18\x01 \x01(\x04R\rfirstSequence\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"R\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"p\n" +
 	"\x18AppendAuditStreamRequest\x126\n" +
-	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\"\xa1\x01\n" +
+	"\x05audit\x18\x01 \x01(\v2 .trustfed.command.v1.AppendAuditR\x05audit\x12\x1c\n" +
+	"\tmergeable\x18\x02 \x01(\bR\tmergeable\"\xb6\x02\n" +
 	"\x19AppendAuditStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12%\n" +
 	"\x0efirst_sequence\x18\x02 \x01(\x04R\rfirstSequence\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04code\x18\x04 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x11\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12\x16\n" +
+	"\x06merged\x18\x06 \x01(\bR\x06merged\x12\x1f\n" +
+	"\vleaf_offset\x18\a \x01(\x04R\n" +
+	"leafOffset\x12\x1d\n" +
+	"\n" +
+	"batch_head\x18\b \x01(\fR\tbatchHead\x12;\n" +
+	"\n" +
+	"signatures\x18\t \x03(\v2\x1b.trustfed.v1.BatchSignatureR\n" +
+	"signatures\"\x11\n" +
 	"\x0fProgressRequest\"\x94\x01\n" +
 	"\x10ProgressResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -1034,39 +1095,40 @@ var file_trustfed_peer_v1_peer_proto_goTypes = []any{
 	(*CosignBatchRequest)(nil),             // 16: trustfed.peer.v1.CosignBatchRequest
 	(*CosignBatchResponse)(nil),            // 17: trustfed.peer.v1.CosignBatchResponse
 	(*v1.AppendAudit)(nil),                 // 18: trustfed.command.v1.AppendAudit
-	(*timestamppb.Timestamp)(nil),          // 19: google.protobuf.Timestamp
-	(*v1.ReportDivergence)(nil),            // 20: trustfed.command.v1.ReportDivergence
-	(*v11.BatchSignature)(nil),             // 21: trustfed.v1.BatchSignature
+	(*v11.BatchSignature)(nil),             // 19: trustfed.v1.BatchSignature
+	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
+	(*v1.ReportDivergence)(nil),            // 21: trustfed.command.v1.ReportDivergence
 }
 var file_trustfed_peer_v1_peer_proto_depIdxs = []int32{
 	18, // 0: trustfed.peer.v1.AppendAuditRequest.audit:type_name -> trustfed.command.v1.AppendAudit
 	18, // 1: trustfed.peer.v1.AppendAuditStreamRequest.audit:type_name -> trustfed.command.v1.AppendAudit
-	19, // 2: trustfed.peer.v1.ProgressResponse.time:type_name -> google.protobuf.Timestamp
-	20, // 3: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
-	21, // 4: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
-	0,  // 5: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
-	2,  // 6: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
-	4,  // 7: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditStreamRequest
-	6,  // 8: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
-	8,  // 9: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
-	10, // 10: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
-	12, // 11: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
-	14, // 12: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
-	16, // 13: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
-	1,  // 14: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
-	3,  // 15: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
-	5,  // 16: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
-	7,  // 17: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
-	9,  // 18: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
-	11, // 19: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
-	13, // 20: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
-	15, // 21: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
-	17, // 22: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
-	14, // [14:23] is the sub-list for method output_type
-	5,  // [5:14] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	19, // 2: trustfed.peer.v1.AppendAuditStreamResponse.signatures:type_name -> trustfed.v1.BatchSignature
+	20, // 3: trustfed.peer.v1.ProgressResponse.time:type_name -> google.protobuf.Timestamp
+	21, // 4: trustfed.peer.v1.ReportDivergenceRequest.divergence:type_name -> trustfed.command.v1.ReportDivergence
+	19, // 5: trustfed.peer.v1.CosignBatchResponse.signature:type_name -> trustfed.v1.BatchSignature
+	0,  // 6: trustfed.peer.v1.PeerService.ReadIndex:input_type -> trustfed.peer.v1.ReadIndexRequest
+	2,  // 7: trustfed.peer.v1.PeerService.AppendAudit:input_type -> trustfed.peer.v1.AppendAuditRequest
+	4,  // 8: trustfed.peer.v1.PeerService.AppendAuditStream:input_type -> trustfed.peer.v1.AppendAuditStreamRequest
+	6,  // 9: trustfed.peer.v1.PeerService.Progress:input_type -> trustfed.peer.v1.ProgressRequest
+	8,  // 10: trustfed.peer.v1.PeerService.ReportDivergence:input_type -> trustfed.peer.v1.ReportDivergenceRequest
+	10, // 11: trustfed.peer.v1.PeerService.GetCommitment:input_type -> trustfed.peer.v1.GetCommitmentRequest
+	12, // 12: trustfed.peer.v1.PeerService.CosignCheckpoint:input_type -> trustfed.peer.v1.CosignCheckpointRequest
+	14, // 13: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:input_type -> trustfed.peer.v1.GetCertifiedCheckpointRequest
+	16, // 14: trustfed.peer.v1.PeerService.CosignBatch:input_type -> trustfed.peer.v1.CosignBatchRequest
+	1,  // 15: trustfed.peer.v1.PeerService.ReadIndex:output_type -> trustfed.peer.v1.ReadIndexResponse
+	3,  // 16: trustfed.peer.v1.PeerService.AppendAudit:output_type -> trustfed.peer.v1.AppendAuditResponse
+	5,  // 17: trustfed.peer.v1.PeerService.AppendAuditStream:output_type -> trustfed.peer.v1.AppendAuditStreamResponse
+	7,  // 18: trustfed.peer.v1.PeerService.Progress:output_type -> trustfed.peer.v1.ProgressResponse
+	9,  // 19: trustfed.peer.v1.PeerService.ReportDivergence:output_type -> trustfed.peer.v1.ReportDivergenceResponse
+	11, // 20: trustfed.peer.v1.PeerService.GetCommitment:output_type -> trustfed.peer.v1.GetCommitmentResponse
+	13, // 21: trustfed.peer.v1.PeerService.CosignCheckpoint:output_type -> trustfed.peer.v1.CosignCheckpointResponse
+	15, // 22: trustfed.peer.v1.PeerService.GetCertifiedCheckpoint:output_type -> trustfed.peer.v1.GetCertifiedCheckpointResponse
+	17, // 23: trustfed.peer.v1.PeerService.CosignBatch:output_type -> trustfed.peer.v1.CosignBatchResponse
+	15, // [15:24] is the sub-list for method output_type
+	6,  // [6:15] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_trustfed_peer_v1_peer_proto_init() }
