@@ -109,7 +109,6 @@ func (n *Node) nudge(term, index uint64, peers map[raft.ServerID]*nudgePeer) {
 		req := raft.AppendEntriesRequest{
 			RPCHeader:         header,
 			Term:              term,
-			Leader:            n.trans.EncodePeer(self, local),
 			PrevLogEntry:      index,
 			PrevLogTerm:       entry.Term,
 			LeaderCommitIndex: index,
