@@ -99,7 +99,15 @@ func (s *clusterService) Leave(ctx context.Context, req *trustfedv1.LeaveRequest
 		return nil, err
 	}
 	s.log.Info("server left", "node", req.NodeId)
-	return &trustfedv1.LeaveResponse{}, nil
+	resp := &trustfedv1.LeaveResponse{}
+	for _, k := range s.store.Read().NodeSigningKeys(req.NodeId, s.clock()) {
+		resp.ValidKeyIds = append(resp.ValidKeyIds, k.KeyId)
+	}
+	if len(resp.ValidKeyIds) > 0 {
+		s.log.Warn("the removed server's node keys are still valid: they keep counting towards the signatures a decision needs until the admins revoke them (trustfed key revoke)",
+			"node", req.NodeId, "keys", resp.ValidKeyIds)
+	}
+	return resp, nil
 }
 
 // validateHostPort checks an address another server dials: host non-empty,

@@ -55,6 +55,7 @@ func TestClusterVerbs(t *testing.T) {
 	// Remove the old leader, through the new leader's follower.
 	out = c.cli(t, followers[0], false, "cluster", "remove-peer", leader)
 	require.Contains(t, out, "Removed "+leader)
+	require.Contains(t, out, "is still valid: revoke it (trustfed key revoke "+leader, "the CLI names the removed server's key that still counts towards a decision's quorum")
 	testutil.Eventually(t, 30*time.Second, "2 members left", func() error {
 		st, err := c.clients[target].Cluster().Status(ctxT(t), &trustfedv1.StatusRequest{})
 		if err != nil {

@@ -391,8 +391,10 @@ func (f *faultCluster) removeNode(t *testing.T, id, via string) {
 	if err != nil {
 		t.Fatalf("status of %s: %v", id, err)
 	}
+	var left *trustfedv1.LeaveResponse
 	testutil.Eventually(t, 30*time.Second, "remove "+id, func() error {
-		_, err := f.cluster.clients[via].Cluster().Leave(ctxT(t), &trustfedv1.LeaveRequest{NodeId: id})
+		var err error
+		left, err = f.cluster.clients[via].Cluster().Leave(ctxT(t), &trustfedv1.LeaveRequest{NodeId: id})
 		return err
 	})
 	f.ids = slices.DeleteFunc(f.ids, func(n string) bool { return n == id })
@@ -400,6 +402,9 @@ func (f *faultCluster) removeNode(t *testing.T, id, via string) {
 	f.cluster.servers[id].Kill()
 	if !st.NodeKeyEndorsed {
 		return
+	}
+	if !slices.Contains(left.ValidKeyIds, st.NodeKeyId) {
+		t.Fatalf("removing %s: the answer names its still-valid keys %v, not its key %s", id, left.ValidKeyIds, st.NodeKeyId)
 	}
 	since := time.Now()
 	// Removing the leader starts an election: the change is retried

@@ -93,8 +93,16 @@ func newClusterRemoveCmd(a *app) *cobra.Command {
 					return err
 				}
 				return a.print(resp, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "Removed %s from the cluster.\n", args[0])
-					return err
+					if _, err := fmt.Fprintf(w, "Removed %s from the cluster.\n", args[0]); err != nil {
+						return err
+					}
+					for _, k := range resp.ValidKeyIds {
+						// Its key still counts towards a decision's quorum.
+						if _, err := fmt.Fprintf(w, "Its node key %s is still valid: revoke it (trustfed key revoke %s %s --since now), or a decision keeps needing its share of signatures.\n", k, args[0], k); err != nil {
+							return err
+						}
+					}
+					return nil
 				})
 			})
 		},

@@ -567,7 +567,13 @@ func (x *LeaveRequest) GetNodeId() string {
 }
 
 type LeaveResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ids of the removed server's node keys that are still valid. A
+	// decision needs signatures from a majority of the nodes holding a valid
+	// key, so each of these keeps counting (3 of 4 instead of 2 of 3) until
+	// the admins revoke it (`trustfed key revoke NODE KEY --since T`) or it
+	// expires: docs/keys.md, "Removing a node".
+	ValidKeyIds   []string `protobuf:"bytes,1,rep,name=valid_key_ids,json=validKeyIds,proto3" json:"valid_key_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -600,6 +606,13 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
 	return file_trustfed_v1_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LeaveResponse) GetValidKeyIds() []string {
+	if x != nil {
+		return x.ValidKeyIds
+	}
+	return nil
 }
 
 type SaveSnapshotRequest struct {
@@ -1101,8 +1114,9 @@ const file_trustfed_v1_cluster_proto_rawDesc = "" +
 	"\fJoinResponse\x122\n" +
 	"\x06member\x18\x01 \x01(\v2\x1a.trustfed.v1.ClusterMemberR\x06member\"'\n" +
 	"\fLeaveRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x0f\n" +
-	"\rLeaveResponse\"\x15\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"3\n" +
+	"\rLeaveResponse\x12\"\n" +
+	"\rvalid_key_ids\x18\x01 \x03(\tR\vvalidKeyIds\"\x15\n" +
 	"\x13SaveSnapshotRequest\"\x98\x01\n" +
 	"\x14SaveSnapshotResponse\x12/\n" +
 	"\x04info\x18\x01 \x01(\v2\x19.trustfed.v1.SnapshotInfoH\x00R\x04info\x12\x16\n" +
