@@ -1,10 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,27 +165,16 @@ func (c *clockChecker) round(ctx context.Context) ([]clockSample, int, error) {
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(samples, func(a, b clockSample) int {
-		if a.id < b.id {
-			return -1
-		}
-		if a.id > b.id {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(samples, func(a, b clockSample) int { return cmp.Compare(a.id, b.id) })
 	return samples, voters, nil
 }
 
 // describeSamples is the samples for a log line: how far this leader's
 // clock is ahead of each voter's.
 func describeSamples(samples []clockSample) string {
-	out := ""
+	parts := make([]string, len(samples))
 	for i, s := range samples {
-		if i > 0 {
-			out += ", "
-		}
-		out += fmt.Sprintf("%s: %s ahead (±%s)", s.id, s.ahead.Round(time.Millisecond), s.err.Round(time.Millisecond))
+		parts[i] = fmt.Sprintf("%s: %s ahead (±%s)", s.id, s.ahead.Round(time.Millisecond), s.err.Round(time.Millisecond))
 	}
-	return out
+	return strings.Join(parts, ", ")
 }

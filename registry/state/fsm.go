@@ -155,18 +155,14 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 			} else if prev.ErrorKind != uint32(KindUnknown) || prev.Error != "" {
 				res.Err = &Error{Kind: ErrorKind(prev.ErrorKind), Field: prev.ErrorField, Msg: prev.Error}
 			}
-			mustDo(setIndex(tx, index))
-			mustDo(foldChanges(tx, &f.rows))
-			tx.Commit()
+			f.commitAt(tx, index)
 			return res
 		}
 	}
 
 	err := f.dispatch(tx, env, index)
 	if errors.Is(err, errAuditBatchApplied) {
-		mustDo(setIndex(tx, index))
-		mustDo(foldChanges(tx, &f.rows))
-		tx.Commit()
+		f.commitAt(tx, index)
 		return Result{Index: index, Duplicate: true}
 	}
 	if err != nil {
@@ -194,6 +190,14 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		}
 	}
 	return res
+}
+
+// commitAt records index, folds the write's changes into the state hash
+// (commitment.go) and commits: the end of every write that changes rows.
+func (f *FSM) commitAt(tx *memdb.Txn, index uint64) {
+	mustDo(setIndex(tx, index))
+	mustDo(foldChanges(tx, &f.rows))
+	tx.Commit()
 }
 
 func (f *FSM) dispatch(tx *memdb.Txn, env *commandv1.Envelope, index uint64) error {
