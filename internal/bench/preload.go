@@ -126,8 +126,12 @@ func Preload(ctx context.Context, admin *client.Client, keys []ed25519.PrivateKe
 	}
 	if opts.Import > 0 {
 		batches := (len(f.Pairs) + opts.Import - 1) / opts.Import
+		// One start for the run: a batch retried after an unknown outcome
+		// carries the same terms, so the registry answers it from its
+		// request dedup instead of refusing a reused request id.
+		now := time.Now().UTC().Truncate(time.Second)
 		if err := each(ctx, "agreement imports", batches, workers, log, func(ctx context.Context, i int) error {
-			return f.importAgreements(ctx, admin, run, i, f.Pairs[i*opts.Import:min((i+1)*opts.Import, len(f.Pairs))])
+			return f.importAgreements(ctx, admin, run, now, i, f.Pairs[i*opts.Import:min((i+1)*opts.Import, len(f.Pairs))])
 		}); err != nil {
 			return nil, err
 		}
@@ -295,8 +299,7 @@ func (f *Fixture) agree(ctx context.Context, admin *client.Client, pair [2]int) 
 // the request id are derived from the run, the batch and the pair, so a
 // retry after an unknown outcome sends the same request (answered from the
 // registry's request dedup instead of importing twice).
-func (f *Fixture) importAgreements(ctx context.Context, admin *client.Client, run string, batch int, pairs [][2]int) error {
-	now := time.Now().UTC().Truncate(time.Second)
+func (f *Fixture) importAgreements(ctx context.Context, admin *client.Client, run string, now time.Time, batch int, pairs [][2]int) error {
 	req := &trustfedv1.ImportAgreementsRequest{RequestId: fmt.Sprintf("bench-import-%s-%d", run, batch)}
 	for _, p := range pairs {
 		a, b := f.Orgs[p[0]], f.Orgs[p[1]]
@@ -315,11 +318,22 @@ func (f *Fixture) importAgreements(ctx context.Context, admin *client.Client, ru
 			SignatureA: attestation.Sign(f.keys[p[0]], attestation.PurposeAgreement, terms),
 			SignatureB: attestation.Sign(f.keys[p[1]], attestation.PurposeAgreement, terms)})
 	}
-	if _, err := admin.Admin().ImportAgreements(ctx, req); err != nil {
-		return fmt.Errorf("import agreements batch %d (%d agreements): %w", batch, len(pairs), err)
+	// A batch that outlives the client's per-call timeout on a loaded
+	// machine may still commit: send the same request again (its request
+	// id makes the retry an answer, not a second import).
+	for attempt := 1; ; attempt++ {
+		_, err := admin.Admin().ImportAgreements(ctx, req)
+		if err == nil {
+			return nil
+		}
+		if status.Code(err) != codes.DeadlineExceeded || attempt == importAttempts || ctx.Err() != nil {
+			return fmt.Errorf("import agreements batch %d (%d agreements): %w", batch, len(pairs), err)
+		}
 	}
-	return nil
 }
+
+// importAttempts bounds how often one import batch is sent after timeouts.
+const importAttempts = 5
 
 // enrolMember enrols a new member node of organisation i (signed with its
 // key, through admin) and returns its id and private key.
