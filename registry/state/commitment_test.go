@@ -225,3 +225,42 @@ func TestCommitmentAtAsAcceptsVersion1(t *testing.T) {
 	require.Len(t, diverged, 1)
 	require.Contains(t, diverged[0], hex.EncodeToString(v2), "the divergence names this replica's version 2 commitment")
 }
+
+// TestCommitmentAtAfterItsViewIsDropped: a view is kept whole for keepViews
+// commands, its commitment for keepCommitments more; a commitment that
+// differs from the one given is not compared once only the commitment is
+// left (it may be a version 1 one, which needs the view).
+func TestCommitmentAtAfterItsViewIsDropped(t *testing.T) {
+	h := newHarness(t)
+	h.ensureAdmin()
+	at := h.index
+	want := mustCommit(t, h.read())
+	for range keepViews {
+		h.change(&trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_UpdateFederationPolicy{UpdateFederationPolicy: &trustfedv1.FederationPolicyChange{OnboardingCapLevel: proto.Uint32(3)}}})
+	}
+	_, whole := h.fsm.viewAt(at)
+	require.False(t, whole, "the view is dropped after keepViews commands")
+	got, ok, err := h.fsm.CommitmentAt(at)
+	require.NoError(t, err)
+	require.True(t, ok, "its commitment is kept")
+	require.Equal(t, want, got)
+	got, ok, err = h.fsm.CommitmentAtAs(at, want)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, want, got)
+	other := bytes.Repeat([]byte{7}, CommitmentSize)
+	_, ok, err = h.fsm.CommitmentAtAs(at, other)
+	require.NoError(t, err)
+	require.False(t, ok, "a different commitment is not compared without the view")
+
+	for range keepCommitments {
+		h.change(&trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_UpdateFederationPolicy{UpdateFederationPolicy: &trustfedv1.FederationPolicyChange{OnboardingCapLevel: proto.Uint32(3)}}})
+	}
+	_, ok, err = h.fsm.CommitmentAt(at)
+	require.NoError(t, err)
+	require.False(t, ok, "gone after keepViews + keepCommitments commands")
+	got, ok, err = h.fsm.CommitmentAt(h.index)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, mustCommit(t, h.read()), got)
+}
