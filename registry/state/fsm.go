@@ -176,13 +176,11 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		mustDo(recordRequest(tx, env, index, sum[:], err))
 	}
 	mustDo(pruneRequests(tx, env.GetTime().AsTime().Add(-RequestTTL)))
-	mustDo(setIndex(tx, index))
 	res := Result{Index: index, Err: err}
 	if auditing {
 		res.AuditSequence = f.auditCommand(before, tx, env, cmd, index, err)
 	}
-	mustDo(foldChanges(tx, &f.rows))
-	tx.Commit()
+	f.commitAt(tx, index)
 	if err == nil {
 		f.noteWrite(env.Type, index)
 		if auditing {
@@ -192,11 +190,15 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	return res
 }
 
-// commitAt records index, folds the write's changes into the state hash
-// (commitment.go) and commits: the end of every write that changes rows.
+// commitAt folds the write's changes into the state hash (commitment.go),
+// records index and commits: the end of every write that changes rows.
+// The fold reads the state hash before anything writes the meta table:
+// memdb reads an index a transaction already wrote through a clone, which
+// drops the transaction's cache of the nodes it copied, so the next write
+// to that index copies its path (and allocates a node cache) again.
 func (f *FSM) commitAt(tx *memdb.Txn, index uint64) {
-	mustDo(setIndex(tx, index))
 	mustDo(foldChanges(tx, &f.rows))
+	mustDo(setIndex(tx, index))
 	tx.Commit()
 }
 
