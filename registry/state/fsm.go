@@ -172,10 +172,15 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		defer tx.Abort()
 		tx.TrackChanges()
 	}
+	// The clean-up runs before the request is recorded: it reads the
+	// requests table's time index, and a read of an index the transaction
+	// already wrote goes through a clone that drops memdb's cache of the
+	// nodes it copied (the deletes would copy the path again). It prunes
+	// what it would after the record: not the row the record replaces.
+	mustDo(pruneRequests(tx, env.GetTime().AsTime().Add(-RequestTTL), env.RequestId))
 	if env.RequestId != "" {
 		mustDo(recordRequest(tx, env, index, sum[:], err))
 	}
-	mustDo(pruneRequests(tx, env.GetTime().AsTime().Add(-RequestTTL)))
 	res := Result{Index: index, Err: err}
 	if auditing {
 		res.AuditSequence = f.auditCommand(before, tx, env, cmd, index, err)
@@ -240,23 +245,40 @@ func recordRequest(tx *memdb.Txn, env *commandv1.Envelope, index uint64, sum []b
 	return tx.Insert(tableRequests, r)
 }
 
-// pruneRequests forgets request ids applied before cutoff, a bounded number per call.
-func pruneRequests(tx *memdb.Txn, cutoff time.Time) error {
-	return pruneOldest(tx, tableRequests, "time", func(raw any) bool {
+// pruneRequests forgets request ids applied before cutoff, a bounded number
+// per call. The row of request id replacing (the request about to be
+// recorded, which replaces it) is passed over and not counted: the
+// clean-up deletes what it would once that row is replaced.
+func pruneRequests(tx *memdb.Txn, cutoff time.Time, replacing string) error {
+	expired := func(raw any) bool {
 		return raw.(*commandv1.AppliedRequest).GetTime().AsTime().Before(cutoff)
+	}
+	if replacing == "" {
+		return pruneOldest(tx, tableRequests, "time", expired, nil)
+	}
+	return pruneOldest(tx, tableRequests, "time", expired, func(raw any) bool {
+		return raw.(*commandv1.AppliedRequest).RequestId == replacing
 	})
 }
 
 // pruneOldest deletes, in the order of index (a time), the first rows of
-// table for which expired holds, at most maxPrunePerApply of them: the
-// clean-up each command does is bounded, and identical on every replica.
-func pruneOldest(tx *memdb.Txn, table, index string, expired func(raw any) bool) error {
+// table for which expired holds, at most maxPrunePerApply of them, passing
+// over those skip (if set) holds for: the clean-up each command does is
+// bounded, and identical on every replica.
+func pruneOldest(tx *memdb.Txn, table, index string, expired, skip func(raw any) bool) error {
 	it, err := tx.Get(table, index)
 	if err != nil {
 		return err
 	}
-	var old []any
-	for raw := it.Next(); raw != nil && len(old) < maxPrunePerApply && expired(raw); raw = it.Next() {
+	var buf [maxPrunePerApply]any
+	old := buf[:0]
+	for raw := it.Next(); raw != nil && len(old) < maxPrunePerApply; raw = it.Next() {
+		if skip != nil && skip(raw) {
+			continue
+		}
+		if !expired(raw) {
+			break
+		}
 		old = append(old, raw)
 	}
 	for _, raw := range old {
