@@ -109,25 +109,38 @@ var replicatedTable = func() map[string]bool {
 
 // rowHasher expands rows into LtHash elements.
 type rowHasher struct {
-	e   ltExpander
-	buf [binary.MaxVarintLen64]byte
-	row []byte
+	e ltExpander
+	// seed is the expansion input of the last row: ltExpandDomain, then
+	// the element (uvarint(len(table)) || table || the row's encoding);
+	// prev that of the row before it (foldChanges compares them).
+	seed, prev []byte
 }
 
 var rowOptions = proto.MarshalOptions{Deterministic: true}
 
 // vector is the LtHash vector of a row of table (valid until the next call).
 func (rh *rowHasher) vector(table string, raw any) (*[ltHashSize]byte, error) {
+	if err := rh.encode(table, raw); err != nil {
+		return nil, err
+	}
+	return rh.e.expandSeeded(rh.seed), nil
+}
+
+// encode sets rh.seed to the expansion input of a row of table.
+func (rh *rowHasher) encode(table string, raw any) error {
 	m, ok := raw.(proto.Message)
 	if !ok {
-		return nil, fmt.Errorf("state hash over %s: a row of type %T is not a protobuf message", table, raw)
+		return fmt.Errorf("state hash over %s: a row of type %T is not a protobuf message", table, raw)
 	}
+	b := append(rh.seed[:0], ltExpandDomain...)
+	b = binary.AppendUvarint(b, uint64(len(table)))
+	b = append(b, table...)
 	var err error
-	if rh.row, err = rowOptions.MarshalAppend(rh.row[:0], m); err != nil {
-		return nil, fmt.Errorf("state hash over %s: %w", table, err)
+	if b, err = rowOptions.MarshalAppend(b, m); err != nil {
+		return fmt.Errorf("state hash over %s: %w", table, err)
 	}
-	n := binary.PutUvarint(rh.buf[:], uint64(len(table)))
-	return rh.e.expand(rh.buf[:n], []byte(table), rh.row), nil
+	rh.seed = b
+	return nil
 }
 
 // fullStateHash is the LtHash of every replicated row of txn's view,
@@ -215,6 +228,23 @@ func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
 		if next == nil {
 			cp := *stateHashOf(tx)
 			next = &cp
+		}
+		if ch.Before != nil && ch.After != nil {
+			// A row rewritten as it was (its encoding unchanged) leaves
+			// the sum as it is: minus and plus the same vector.
+			if err := rh.encode(ch.Table, ch.Before); err != nil {
+				return err
+			}
+			rh.seed, rh.prev = rh.prev, rh.seed
+			if err := rh.encode(ch.Table, ch.After); err != nil {
+				return err
+			}
+			if bytes.Equal(rh.prev, rh.seed) {
+				continue
+			}
+			next.sub(rh.e.expandSeeded(rh.prev))
+			next.add(rh.e.expandSeeded(rh.seed))
+			continue
 		}
 		if ch.Before != nil {
 			v, err := rh.vector(ch.Table, ch.Before)
