@@ -75,27 +75,23 @@ func commitmentFrom(index uint64, sum *ltHash) []byte {
 	return h.Sum(nil)
 }
 
-// stateHashRow is the meta table's row holding the LtHash of the view's
-// replicated rows. It is not itself replicated (the meta table is in no
-// snapshot): each replica derives it. Sum is never changed once stored.
-type stateHashRow struct {
-	Key string
-	Sum *ltHash
+// emptyMeta stands for the meta row of a view that has none (a new
+// store's): index 0, the LtHash of the empty set. Never written.
+var emptyMeta = metaRow{Key: metaKeyIndex}
+
+// metaOf is txn's meta row (schema.go).
+func metaOf(txn *memdb.Txn) *metaRow {
+	raw, err := txn.First(tableMeta, "id", metaKeyIndex)
+	if err != nil || raw == nil {
+		return &emptyMeta
+	}
+	return raw.(*metaRow)
 }
 
-const metaKeyStateHash = "state-lthash"
-
-// emptyStateHash is the LtHash of the empty set (a new store's).
-var emptyStateHash ltHash
-
 // stateHashOf is the LtHash kept in txn's view (zero when none is: an
-// empty store).
+// empty store). It is never changed once stored.
 func stateHashOf(txn *memdb.Txn) *ltHash {
-	raw, err := txn.First(tableMeta, "id", metaKeyStateHash)
-	if err != nil || raw == nil {
-		return &emptyStateHash
-	}
-	return raw.(*stateHashRow).Sum
+	return &metaOf(txn).Sum
 }
 
 // replicatedTable is the set of snapshotTables' names.
@@ -207,27 +203,40 @@ func fullStateHash(txn *memdb.Txn, workers int) (*ltHash, error) {
 	return &sum, nil
 }
 
-// setStateHash stores sum as tx's LtHash.
-func setStateHash(tx *memdb.Txn, sum *ltHash) error {
-	return tx.Insert(tableMeta, &stateHashRow{Key: metaKeyStateHash, Sum: sum})
+// setMeta stores index and the LtHash sum as tx's meta row.
+func setMeta(tx *memdb.Txn, index uint64, sum *ltHash) error {
+	return tx.Insert(tableMeta, &metaRow{Key: metaKeyIndex, Index: index, Sum: *sum})
 }
 
-// foldChanges brings tx's LtHash up to date, using rh, with the changes tx tracked
-// (TrackChanges must have been on from its start): each replicated row it
-// changed or deleted is subtracted as it was before, each one it wrote is
-// added as it is now. memdb collapses the changes of one row to the net
-// one. The kept value is copied, never changed in place: older views share
-// it. Its cost is O(rows changed).
+// foldChanges brings tx's LtHash up to date, using rh, with the changes tx
+// tracked (TrackChanges must have been on from its start), keeping its
+// index; commitMeta is the same, with a new index.
 func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
-	changes := tx.Changes()
-	var next *ltHash
+	cur := metaOf(tx)
+	return commitMeta(tx, rh, cur, cur.Index)
+}
+
+// commitMeta writes tx's meta row (cur, read before tx wrote the meta
+// table) with index and the LtHash brought up to date, using rh, with the
+// changes tx tracked (TrackChanges must have been on from its start): each
+// replicated row it changed or deleted is subtracted as it was before,
+// each one it wrote is added as it is now. memdb collapses the changes of
+// one row to the net one. The row is new, never changed in place: older
+// views share the one they hold. One read and one write of the meta table,
+// whatever the command; the fold costs O(rows changed).
+func commitMeta(tx *memdb.Txn, rh *rowHasher, cur *metaRow, index uint64) error {
+	row := &metaRow{Key: metaKeyIndex, Index: index, Sum: cur.Sum}
+	if err := foldInto(&row.Sum, tx.Changes(), rh); err != nil {
+		return err
+	}
+	return tx.Insert(tableMeta, row)
+}
+
+// foldInto folds changes into sum (see commitMeta).
+func foldInto(next *ltHash, changes memdb.Changes, rh *rowHasher) error {
 	for _, ch := range changes {
 		if !replicatedTable[ch.Table] {
 			continue
-		}
-		if next == nil {
-			cp := *stateHashOf(tx)
-			next = &cp
 		}
 		if ch.Before != nil && ch.After != nil {
 			// A row rewritten as it was (its encoding unchanged) leaves
@@ -261,10 +270,7 @@ func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
 			next.add(v)
 		}
 	}
-	if next == nil {
-		return nil
-	}
-	return setStateHash(tx, next)
+	return nil
 }
 
 // ErrStateHashDrift is what VerifyStateHash returns when the kept LtHash is

@@ -197,13 +197,12 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 
 // commitAt folds the write's changes into the state hash (commitment.go),
 // records index and commits: the end of every write that changes rows.
-// The fold reads the state hash before anything writes the meta table:
-// memdb reads an index a transaction already wrote through a clone, which
-// drops the transaction's cache of the nodes it copied, so the next write
-// to that index copies its path (and allocates a node cache) again.
+// The meta row is read before anything writes the meta table, and written
+// once: memdb reads an index a transaction already wrote through a clone,
+// which drops the transaction's cache of the nodes it copied, so the next
+// write to that index would copy its path (and allocate a cache) again.
 func (f *FSM) commitAt(tx *memdb.Txn, index uint64) {
-	mustDo(foldChanges(tx, &f.rows))
-	mustDo(setIndex(tx, index))
+	mustDo(commitMeta(tx, &f.rows, metaOf(tx), index))
 	tx.Commit()
 }
 
@@ -225,8 +224,9 @@ func (f *FSM) setIndex(index uint64) {
 	tx.Commit()
 }
 
+// setIndex records index in tx's meta row, keeping its state hash.
 func setIndex(tx *memdb.Txn, index uint64) error {
-	return tx.Insert(tableMeta, &metaRow{Key: metaKeyIndex, Index: index})
+	return setMeta(tx, index, stateHashOf(tx))
 }
 
 func recordRequest(tx *memdb.Txn, env *commandv1.Envelope, index uint64, sum []byte, applyErr error) error {

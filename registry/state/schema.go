@@ -30,11 +30,15 @@ const (
 	tableCheckpoints    = "checkpoints"
 )
 
-// metaRow holds the Raft index the state reflects, updated in the same
-// transaction as every change so a read transaction sees both consistently.
+// metaRow, the meta table's one row, holds the Raft index the state
+// reflects and the LtHash of its replicated rows (commitment.go), written
+// in the same transaction as every change so a read transaction sees them
+// consistently. It is not itself replicated (the meta table is in no
+// snapshot): each replica derives it. A stored row is never changed.
 type metaRow struct {
 	Key   string
 	Index uint64
+	Sum   ltHash
 }
 
 const metaKeyIndex = "index"

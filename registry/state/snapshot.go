@@ -204,9 +204,6 @@ func (f *FSM) Restore(r io.Reader) error {
 			return fmt.Errorf("restore snapshot record %d: %w", n, err)
 		}
 	}
-	if err := setIndex(tx, hdr.Index); err != nil {
-		return fmt.Errorf("restore index: %w", err)
-	}
 	// The state hash is recomputed from the restored rows, never taken
 	// from the snapshot (it carries none): a snapshot altered on disk
 	// commits to what it now holds, and the first checkpoint compared
@@ -215,8 +212,8 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("restore state hash: %w", err)
 	}
-	if err := setStateHash(tx, sum); err != nil {
-		return fmt.Errorf("restore state hash: %w", err)
+	if err := setMeta(tx, hdr.Index, sum); err != nil {
+		return fmt.Errorf("restore index and state hash: %w", err)
 	}
 	tx.Commit()
 	f.store.db.Store(db)

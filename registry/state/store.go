@@ -49,13 +49,7 @@ type Reader struct {
 // Index is the Raft index of the last registry command this view reflects.
 func (r *Reader) Index() uint64 { return indexOf(r.txn) }
 
-func indexOf(txn *memdb.Txn) uint64 {
-	raw, err := txn.First(tableMeta, "id", metaKeyIndex)
-	if err != nil || raw == nil {
-		return 0
-	}
-	return raw.(*metaRow).Index
-}
+func indexOf(txn *memdb.Txn) uint64 { return metaOf(txn).Index }
 
 // Organization returns the organisation with the given id.
 func (r *Reader) Organization(id string) (*trustfedv1.Organization, bool) {
