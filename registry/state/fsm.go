@@ -142,8 +142,11 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		before = db.Txn(false)
 	}
 
-	sum := sha256.Sum256(env.Payload)
+	// The payload's hash is what a request id is recorded with: a command
+	// without one (an audit batch: up to hundreds of decisions) skips it.
+	var sum [sha256.Size]byte
 	if env.RequestId != "" {
+		sum = sha256.Sum256(env.Payload)
 		// A request id older than RequestTTL counts as unseen whether or not
 		// the clean-up (bounded per command) has removed it yet, so the
 		// outcome never depends on how many commands ran in between (audit

@@ -272,7 +272,12 @@ func (requestTimeIndex) FromObject(raw any) (bool, []byte, error) {
 	if !ok {
 		return false, nil, fmt.Errorf("request time index: unexpected %T", raw)
 	}
-	return true, timeKey(r.GetTime().AsTime().UnixNano()), nil
+	// Room for what memdb appends to a key of a non-unique index (the
+	// primary key: the id and its terminating zero), so that append does
+	// not copy the key.
+	b := make([]byte, 8, 8+len(r.RequestId)+1)
+	binary.BigEndian.PutUint64(b, uint64(r.GetTime().AsTime().UnixNano()))
+	return true, b, nil
 }
 
 func (requestTimeIndex) FromArgs(args ...any) ([]byte, error) {
