@@ -108,7 +108,7 @@ type rowHasher struct {
 	e ltExpander
 	// seed is the expansion input of the last row: ltExpandDomain, then
 	// the element (uvarint(len(table)) || table || the row's encoding);
-	// prev that of the row before it (foldChanges compares them).
+	// prev that of the row before it (foldInto compares them).
 	seed, prev []byte
 }
 
