@@ -484,7 +484,7 @@ func setDeclaredLevel(tx *memdb.Txn, env *commandv1.Envelope, index uint64, c *t
 		return FailedPrecondition("change.set_declared_level.level", "organization %q is already declared at level %d", c.OrganizationId, c.Level)
 	}
 	partners := partnerIDs((&Reader{txn: tx}).Graph(cur.Id))
-	org := proto.CloneOf(cur)
+	org := copyOrganization(cur)
 	org.DeclaredLevel = c.Level
 	org.UpdateTime, org.ModifyIndex = stamp(env), index
 	if err := tx.Insert(tableOrganizations, org); err != nil {
@@ -512,7 +512,7 @@ func setOrganizationStatus(tx *memdb.Txn, env *commandv1.Envelope, index uint64,
 	case cur.Status == trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_PENDING && c.Status == trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE:
 		return FailedPrecondition("change.set_organization_status.status", "organization %q is pending: approve its registration instead (onboarding starts then)", c.OrganizationId)
 	}
-	org := proto.CloneOf(cur)
+	org := copyOrganization(cur)
 	org.Status = c.Status
 	org.UpdateTime, org.ModifyIndex = stamp(env), index
 	if err := tx.Insert(tableOrganizations, org); err != nil {

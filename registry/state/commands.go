@@ -73,7 +73,7 @@ func applyUpdateOrganization(tx *memdb.Txn, env *commandv1.Envelope, index uint6
 	if other, taken := first[*trustfedv1.Organization](tx, tableOrganizations, "name", c.Name); taken && other.Id != cur.Id {
 		return AlreadyExists("name", "an organization named %q already exists", c.Name)
 	}
-	org := proto.CloneOf(cur)
+	org := copyOrganization(cur)
 	org.Name = c.Name
 	org.UpdateTime, org.ModifyIndex = stamp(env), index
 	return tx.Insert(tableOrganizations, org)

@@ -75,27 +75,23 @@ func commitmentFrom(index uint64, sum *ltHash) []byte {
 	return h.Sum(nil)
 }
 
-// stateHashRow is the meta table's row holding the LtHash of the view's
-// replicated rows. It is not itself replicated (the meta table is in no
-// snapshot): each replica derives it. Sum is never changed once stored.
-type stateHashRow struct {
-	Key string
-	Sum *ltHash
+// emptyMeta stands for the meta row of a view that has none (a new
+// store's): index 0, the LtHash of the empty set. Never written.
+var emptyMeta = metaRow{Key: metaKeyIndex}
+
+// metaOf is txn's meta row (schema.go).
+func metaOf(txn *memdb.Txn) *metaRow {
+	raw, err := txn.First(tableMeta, "id", metaKeyIndex)
+	if err != nil || raw == nil {
+		return &emptyMeta
+	}
+	return raw.(*metaRow)
 }
 
-const metaKeyStateHash = "state-lthash"
-
-// emptyStateHash is the LtHash of the empty set (a new store's).
-var emptyStateHash ltHash
-
 // stateHashOf is the LtHash kept in txn's view (zero when none is: an
-// empty store).
+// empty store). It is never changed once stored.
 func stateHashOf(txn *memdb.Txn) *ltHash {
-	raw, err := txn.First(tableMeta, "id", metaKeyStateHash)
-	if err != nil || raw == nil {
-		return &emptyStateHash
-	}
-	return raw.(*stateHashRow).Sum
+	return &metaOf(txn).Sum
 }
 
 // replicatedTable is the set of snapshotTables' names.
@@ -109,25 +105,38 @@ var replicatedTable = func() map[string]bool {
 
 // rowHasher expands rows into LtHash elements.
 type rowHasher struct {
-	e   ltExpander
-	buf [binary.MaxVarintLen64]byte
-	row []byte
+	e ltExpander
+	// seed is the expansion input of the last row: ltExpandDomain, then
+	// the element (uvarint(len(table)) || table || the row's encoding);
+	// prev that of the row before it (foldInto compares them).
+	seed, prev []byte
 }
 
 var rowOptions = proto.MarshalOptions{Deterministic: true}
 
 // vector is the LtHash vector of a row of table (valid until the next call).
 func (rh *rowHasher) vector(table string, raw any) (*[ltHashSize]byte, error) {
+	if err := rh.encode(table, raw); err != nil {
+		return nil, err
+	}
+	return rh.e.expandSeeded(rh.seed), nil
+}
+
+// encode sets rh.seed to the expansion input of a row of table.
+func (rh *rowHasher) encode(table string, raw any) error {
 	m, ok := raw.(proto.Message)
 	if !ok {
-		return nil, fmt.Errorf("state hash over %s: a row of type %T is not a protobuf message", table, raw)
+		return fmt.Errorf("state hash over %s: a row of type %T is not a protobuf message", table, raw)
 	}
+	b := append(rh.seed[:0], ltExpandDomain...)
+	b = binary.AppendUvarint(b, uint64(len(table)))
+	b = append(b, table...)
 	var err error
-	if rh.row, err = rowOptions.MarshalAppend(rh.row[:0], m); err != nil {
-		return nil, fmt.Errorf("state hash over %s: %w", table, err)
+	if b, err = rowOptions.MarshalAppend(b, m); err != nil {
+		return fmt.Errorf("state hash over %s: %w", table, err)
 	}
-	n := binary.PutUvarint(rh.buf[:], uint64(len(table)))
-	return rh.e.expand(rh.buf[:n], []byte(table), rh.row), nil
+	rh.seed = b
+	return nil
 }
 
 // fullStateHash is the LtHash of every replicated row of txn's view,
@@ -194,27 +203,57 @@ func fullStateHash(txn *memdb.Txn, workers int) (*ltHash, error) {
 	return &sum, nil
 }
 
-// setStateHash stores sum as tx's LtHash.
-func setStateHash(tx *memdb.Txn, sum *ltHash) error {
-	return tx.Insert(tableMeta, &stateHashRow{Key: metaKeyStateHash, Sum: sum})
+// setMeta stores index and the LtHash sum as tx's meta row.
+func setMeta(tx *memdb.Txn, index uint64, sum *ltHash) error {
+	return tx.Insert(tableMeta, &metaRow{Key: metaKeyIndex, Index: index, Sum: *sum})
 }
 
-// foldChanges brings tx's LtHash up to date, using rh, with the changes tx tracked
-// (TrackChanges must have been on from its start): each replicated row it
-// changed or deleted is subtracted as it was before, each one it wrote is
-// added as it is now. memdb collapses the changes of one row to the net
-// one. The kept value is copied, never changed in place: older views share
-// it. Its cost is O(rows changed).
+// foldChanges brings tx's LtHash up to date, using rh, with the changes tx
+// tracked (TrackChanges must have been on from its start), keeping its
+// index; commitMeta is the same, with a new index.
 func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
-	changes := tx.Changes()
-	var next *ltHash
+	cur := metaOf(tx)
+	return commitMeta(tx, rh, cur, cur.Index)
+}
+
+// commitMeta writes tx's meta row (cur, read before tx wrote the meta
+// table) with index and the LtHash brought up to date, using rh, with the
+// changes tx tracked (TrackChanges must have been on from its start): each
+// replicated row it changed or deleted is subtracted as it was before,
+// each one it wrote is added as it is now. memdb collapses the changes of
+// one row to the net one. The row is new, never changed in place: older
+// views share the one they hold. One read and one write of the meta table,
+// whatever the command; the fold costs O(rows changed).
+func commitMeta(tx *memdb.Txn, rh *rowHasher, cur *metaRow, index uint64) error {
+	row := &metaRow{Key: metaKeyIndex, Index: index, Sum: cur.Sum}
+	if err := foldInto(&row.Sum, tx.Changes(), rh); err != nil {
+		return err
+	}
+	return tx.Insert(tableMeta, row)
+}
+
+// foldInto folds changes into sum (see commitMeta).
+func foldInto(next *ltHash, changes memdb.Changes, rh *rowHasher) error {
 	for _, ch := range changes {
 		if !replicatedTable[ch.Table] {
 			continue
 		}
-		if next == nil {
-			cp := *stateHashOf(tx)
-			next = &cp
+		if ch.Before != nil && ch.After != nil {
+			// A row rewritten as it was (its encoding unchanged) leaves
+			// the sum as it is: minus and plus the same vector.
+			if err := rh.encode(ch.Table, ch.Before); err != nil {
+				return err
+			}
+			rh.seed, rh.prev = rh.prev, rh.seed
+			if err := rh.encode(ch.Table, ch.After); err != nil {
+				return err
+			}
+			if bytes.Equal(rh.prev, rh.seed) {
+				continue
+			}
+			next.sub(rh.e.expandSeeded(rh.prev))
+			next.add(rh.e.expandSeeded(rh.seed))
+			continue
 		}
 		if ch.Before != nil {
 			v, err := rh.vector(ch.Table, ch.Before)
@@ -231,10 +270,7 @@ func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
 			next.add(v)
 		}
 	}
-	if next == nil {
-		return nil
-	}
-	return setStateHash(tx, next)
+	return nil
 }
 
 // ErrStateHashDrift is what VerifyStateHash returns when the kept LtHash is

@@ -142,8 +142,11 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		before = db.Txn(false)
 	}
 
-	sum := sha256.Sum256(env.Payload)
+	// The payload's hash is what a request id is recorded with: a command
+	// without one (an audit batch: up to hundreds of decisions) skips it.
+	var sum [sha256.Size]byte
 	if env.RequestId != "" {
+		sum = sha256.Sum256(env.Payload)
 		// A request id older than RequestTTL counts as unseen whether or not
 		// the clean-up (bounded per command) has removed it yet, so the
 		// outcome never depends on how many commands ran in between (audit
@@ -172,17 +175,20 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 		defer tx.Abort()
 		tx.TrackChanges()
 	}
+	// The clean-up runs before the request is recorded: it reads the
+	// requests table's time index, and a read of an index the transaction
+	// already wrote goes through a clone that drops memdb's cache of the
+	// nodes it copied (the deletes would copy the path again). It prunes
+	// what it would after the record: not the row the record replaces.
+	mustDo(pruneRequests(tx, env.GetTime().AsTime().Add(-RequestTTL), env.RequestId))
 	if env.RequestId != "" {
 		mustDo(recordRequest(tx, env, index, sum[:], err))
 	}
-	mustDo(pruneRequests(tx, env.GetTime().AsTime().Add(-RequestTTL)))
-	mustDo(setIndex(tx, index))
 	res := Result{Index: index, Err: err}
 	if auditing {
 		res.AuditSequence = f.auditCommand(before, tx, env, cmd, index, err)
 	}
-	mustDo(foldChanges(tx, &f.rows))
-	tx.Commit()
+	f.commitAt(tx, index)
 	if err == nil {
 		f.noteWrite(env.Type, index)
 		if auditing {
@@ -192,11 +198,14 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 	return res
 }
 
-// commitAt records index, folds the write's changes into the state hash
-// (commitment.go) and commits: the end of every write that changes rows.
+// commitAt folds the write's changes into the state hash (commitment.go),
+// records index and commits: the end of every write that changes rows.
+// The meta row is read before anything writes the meta table, and written
+// once: memdb reads an index a transaction already wrote through a clone,
+// which drops the transaction's cache of the nodes it copied, so the next
+// write to that index would copy its path (and allocate a cache) again.
 func (f *FSM) commitAt(tx *memdb.Txn, index uint64) {
-	mustDo(setIndex(tx, index))
-	mustDo(foldChanges(tx, &f.rows))
+	mustDo(commitMeta(tx, &f.rows, metaOf(tx), index))
 	tx.Commit()
 }
 
@@ -218,8 +227,9 @@ func (f *FSM) setIndex(index uint64) {
 	tx.Commit()
 }
 
+// setIndex records index in tx's meta row, keeping its state hash.
 func setIndex(tx *memdb.Txn, index uint64) error {
-	return tx.Insert(tableMeta, &metaRow{Key: metaKeyIndex, Index: index})
+	return setMeta(tx, index, stateHashOf(tx))
 }
 
 func recordRequest(tx *memdb.Txn, env *commandv1.Envelope, index uint64, sum []byte, applyErr error) error {
@@ -238,23 +248,40 @@ func recordRequest(tx *memdb.Txn, env *commandv1.Envelope, index uint64, sum []b
 	return tx.Insert(tableRequests, r)
 }
 
-// pruneRequests forgets request ids applied before cutoff, a bounded number per call.
-func pruneRequests(tx *memdb.Txn, cutoff time.Time) error {
-	return pruneOldest(tx, tableRequests, "time", func(raw any) bool {
+// pruneRequests forgets request ids applied before cutoff, a bounded number
+// per call. The row of request id replacing (the request about to be
+// recorded, which replaces it) is passed over and not counted: the
+// clean-up deletes what it would once that row is replaced.
+func pruneRequests(tx *memdb.Txn, cutoff time.Time, replacing string) error {
+	expired := func(raw any) bool {
 		return raw.(*commandv1.AppliedRequest).GetTime().AsTime().Before(cutoff)
+	}
+	if replacing == "" {
+		return pruneOldest(tx, tableRequests, "time", expired, nil)
+	}
+	return pruneOldest(tx, tableRequests, "time", expired, func(raw any) bool {
+		return raw.(*commandv1.AppliedRequest).RequestId == replacing
 	})
 }
 
 // pruneOldest deletes, in the order of index (a time), the first rows of
-// table for which expired holds, at most maxPrunePerApply of them: the
-// clean-up each command does is bounded, and identical on every replica.
-func pruneOldest(tx *memdb.Txn, table, index string, expired func(raw any) bool) error {
+// table for which expired holds, at most maxPrunePerApply of them, passing
+// over those skip (if set) holds for: the clean-up each command does is
+// bounded, and identical on every replica.
+func pruneOldest(tx *memdb.Txn, table, index string, expired, skip func(raw any) bool) error {
 	it, err := tx.Get(table, index)
 	if err != nil {
 		return err
 	}
-	var old []any
-	for raw := it.Next(); raw != nil && len(old) < maxPrunePerApply && expired(raw); raw = it.Next() {
+	var buf [maxPrunePerApply]any
+	old := buf[:0]
+	for raw := it.Next(); raw != nil && len(old) < maxPrunePerApply; raw = it.Next() {
+		if skip != nil && skip(raw) {
+			continue
+		}
+		if !expired(raw) {
+			break
+		}
 		old = append(old, raw)
 	}
 	for _, raw := range old {

@@ -44,9 +44,13 @@ const ltExpandDomain = "trustfed lthash16 element v1\n"
 // The zero value is ready; it is not safe for concurrent use.
 type ltExpander struct {
 	vec [ltHashSize]byte
+	// key is the last element's AES key, kept here: a local one escapes
+	// to the heap (the cipher takes it as a slice), one allocation a row.
+	key [sha256.Size]byte
 }
 
-// ltZero is the plaintext the key stream is XORed into (never written).
+// ltZero is the plaintext the key stream is XORed into, and its first
+// block the counter's initial value (zero IV); never written.
 var ltZero [ltHashSize]byte
 
 // expand returns the vector of element (valid until the next call).
@@ -56,14 +60,24 @@ func (e *ltExpander) expand(element ...[]byte) *[ltHashSize]byte {
 	for _, p := range element {
 		h.Write(p)
 	}
-	var key [sha256.Size]byte
-	h.Sum(key[:0])
-	block, err := aes.NewCipher(key[:])
+	h.Sum(e.key[:0])
+	return e.stream()
+}
+
+// expandSeeded returns the vector of the element whose expansion input
+// (ltExpandDomain || element) is seed, built by the caller in one buffer.
+func (e *ltExpander) expandSeeded(seed []byte) *[ltHashSize]byte {
+	e.key = sha256.Sum256(seed)
+	return e.stream()
+}
+
+// stream fills the vector with the AES-256-CTR key stream of e.key.
+func (e *ltExpander) stream() *[ltHashSize]byte {
+	block, err := aes.NewCipher(e.key[:])
 	if err != nil {
 		panic(fmt.Sprintf("state: AES-256 with a 32-byte key: %v", err)) // cannot happen
 	}
-	var iv [aes.BlockSize]byte
-	cipher.NewCTR(block, iv[:]).XORKeyStream(e.vec[:], ltZero[:])
+	cipher.NewCTR(block, ltZero[:aes.BlockSize]).XORKeyStream(e.vec[:], ltZero[:])
 	return &e.vec
 }
 

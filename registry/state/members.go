@@ -381,7 +381,7 @@ func applyIssueMemberCertificate(tx *memdb.Txn, env *commandv1.Envelope, _ uint6
 func pruneNonces(tx *memdb.Txn, now time.Time) error {
 	return pruneOldest(tx, tableUsedNonces, "expire", func(raw any) bool {
 		return !raw.(*commandv1.UsedNonce).GetExpireTime().AsTime().After(now)
-	})
+	}, nil)
 }
 
 // MemberNode returns an organisation's member node (active or removed).

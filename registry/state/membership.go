@@ -183,7 +183,7 @@ func applyApproveOrganization(tx *memdb.Txn, env *commandv1.Envelope, index uint
 	if cur.Status != trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_PENDING {
 		return FailedPrecondition("organization_id", "organization %q is not pending approval", c.OrganizationId)
 	}
-	org := proto.CloneOf(cur)
+	org := copyOrganization(cur)
 	org.Status = trustfedv1.OrganizationStatus_ORGANIZATION_STATUS_ACTIVE
 	org.ApproveTime = stamp(env)
 	period := (&Reader{txn: tx}).FederationPolicy().GetOnboardingPeriod().AsDuration()
@@ -202,7 +202,7 @@ func overrideOnboarding(tx *memdb.Txn, env *commandv1.Envelope, index uint64, or
 	if cur.OnboardingOverride != nil {
 		return FailedPrecondition(field, "onboarding of %q was already overridden", orgID)
 	}
-	org := proto.CloneOf(cur)
+	org := copyOrganization(cur)
 	org.OnboardingOverride = &trustfedv1.OnboardingOverride{Reason: reason, Principal: by, Time: stamp(env)}
 	org.UpdateTime, org.ModifyIndex = stamp(env), index
 	return tx.Insert(tableOrganizations, org)

@@ -30,11 +30,15 @@ const (
 	tableCheckpoints    = "checkpoints"
 )
 
-// metaRow holds the Raft index the state reflects, updated in the same
-// transaction as every change so a read transaction sees both consistently.
+// metaRow, the meta table's one row, holds the Raft index the state
+// reflects and the LtHash of its replicated rows (commitment.go), written
+// in the same transaction as every change so a read transaction sees them
+// consistently. It is not itself replicated (the meta table is in no
+// snapshot): each replica derives it. A stored row is never changed.
 type metaRow struct {
 	Key   string
 	Index uint64
+	Sum   ltHash
 }
 
 const metaKeyIndex = "index"
@@ -268,7 +272,12 @@ func (requestTimeIndex) FromObject(raw any) (bool, []byte, error) {
 	if !ok {
 		return false, nil, fmt.Errorf("request time index: unexpected %T", raw)
 	}
-	return true, timeKey(r.GetTime().AsTime().UnixNano()), nil
+	// Room for what memdb appends to a key of a non-unique index (the
+	// primary key: the id and its terminating zero), so that append does
+	// not copy the key.
+	b := make([]byte, 8, 8+len(r.RequestId)+1)
+	binary.BigEndian.PutUint64(b, uint64(r.GetTime().AsTime().UnixNano()))
+	return true, b, nil
 }
 
 func (requestTimeIndex) FromArgs(args ...any) ([]byte, error) {

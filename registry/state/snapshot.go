@@ -12,6 +12,7 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 	commandv1 "github.com/trustfed/trustfed/proto/trustfed/command/v1"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -119,19 +120,31 @@ func (s *Snapshot) Persist(w io.Writer) error {
 	if _, err := marshalRecord.MarshalTo(bw, &commandv1.SnapshotHeader{Version: snapshotVersion, Index: indexOf(s.txn)}); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
-	rec := &commandv1.SnapshotRecord{}
+	// Each record is written as protodelim would marshal a SnapshotRecord
+	// whose one field is the row, uvarint(len(record)) || tag || uvarint(
+	// len(row)) || row, with the row encoded once into a reused buffer
+	// (the deterministic encoding of a message is the same at the top and
+	// nested): no record, wrapper or buffer allocated per row.
+	var row, head []byte
 	for _, t := range snapshotTables {
 		it, err := s.txn.Get(t.table, "id")
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", t.table, err)
 		}
+		tag := protowire.AppendTag(nil, t.field.Number(), protowire.BytesType)
 		for raw := it.Next(); raw != nil; raw = it.Next() {
-			row, ok := raw.(proto.Message)
-			if !ok || row.ProtoReflect().Descriptor() != t.field.Message() {
+			m, ok := raw.(proto.Message)
+			if !ok || m.ProtoReflect().Descriptor() != t.field.Message() {
 				return fmt.Errorf("snapshot %s: a row of type %T does not go in record field %s", t.table, raw, t.field.Name())
 			}
-			rec.ProtoReflect().Set(t.field, protoreflect.ValueOfMessage(row.ProtoReflect()))
-			if _, err := marshalRecord.MarshalTo(bw, rec); err != nil {
+			if row, err = rowOptions.MarshalAppend(row[:0], m); err != nil {
+				return fmt.Errorf("write snapshot %s record: %w", t.table, err)
+			}
+			head = protowire.AppendVarint(head[:0], uint64(len(tag)+protowire.SizeVarint(uint64(len(row)))+len(row)))
+			head = append(head, tag...)
+			head = protowire.AppendVarint(head, uint64(len(row)))
+			bw.Write(head)
+			if _, err := bw.Write(row); err != nil {
 				return fmt.Errorf("write snapshot %s record: %w", t.table, err)
 			}
 		}
@@ -204,9 +217,6 @@ func (f *FSM) Restore(r io.Reader) error {
 			return fmt.Errorf("restore snapshot record %d: %w", n, err)
 		}
 	}
-	if err := setIndex(tx, hdr.Index); err != nil {
-		return fmt.Errorf("restore index: %w", err)
-	}
 	// The state hash is recomputed from the restored rows, never taken
 	// from the snapshot (it carries none): a snapshot altered on disk
 	// commits to what it now holds, and the first checkpoint compared
@@ -215,8 +225,8 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("restore state hash: %w", err)
 	}
-	if err := setStateHash(tx, sum); err != nil {
-		return fmt.Errorf("restore state hash: %w", err)
+	if err := setMeta(tx, hdr.Index, sum); err != nil {
+		return fmt.Errorf("restore index and state hash: %w", err)
 	}
 	tx.Commit()
 	f.store.db.Store(db)

@@ -49,13 +49,7 @@ type Reader struct {
 // Index is the Raft index of the last registry command this view reflects.
 func (r *Reader) Index() uint64 { return indexOf(r.txn) }
 
-func indexOf(txn *memdb.Txn) uint64 {
-	raw, err := txn.First(tableMeta, "id", metaKeyIndex)
-	if err != nil || raw == nil {
-		return 0
-	}
-	return raw.(*metaRow).Index
-}
+func indexOf(txn *memdb.Txn) uint64 { return metaOf(txn).Index }
 
 // Organization returns the organisation with the given id.
 func (r *Reader) Organization(id string) (*trustfedv1.Organization, bool) {
@@ -217,4 +211,40 @@ func (r *Reader) SigningKeys() []*commandv1.SigningKey {
 	}
 	slices.SortFunc(out, func(a, b *commandv1.SigningKey) int { return cmp.Compare(a.CreateIndex, b.CreateIndex) })
 	return out
+}
+
+// copyOrganization is a new row with the fields of o, sharing their values
+// (sub-messages, lists, bytes) with it: a writer that replaces top-level
+// fields of a stored organisation copies it so, and must never change what
+// a field of the copy holds (rows are immutable; proto.CloneOf is the deep
+// copy for a writer that does). It encodes as o does, unknown fields
+// included, and costs one allocation where proto.CloneOf costs one per
+// sub-message and list (TestCopyOrganization fails when a field is added
+// to Organization and not here).
+func copyOrganization(o *trustfedv1.Organization) *trustfedv1.Organization {
+	c := &trustfedv1.Organization{
+		Id:                       o.Id,
+		Name:                     o.Name,
+		DeclaredLevel:            o.DeclaredLevel,
+		Status:                   o.Status,
+		CreateTime:               o.CreateTime,
+		UpdateTime:               o.UpdateTime,
+		CreateIndex:              o.CreateIndex,
+		ModifyIndex:              o.ModifyIndex,
+		PublicKey:                o.PublicKey,
+		PublicKeyFingerprint:     o.PublicKeyFingerprint,
+		Jurisdiction:             o.Jurisdiction,
+		ControlProfile:           o.ControlProfile,
+		NotificationEndpoints:    o.NotificationEndpoints,
+		Passport:                 o.Passport,
+		PassportHistory:          o.PassportHistory,
+		ApproveTime:              o.ApproveTime,
+		OnboardingUntil:          o.OnboardingUntil,
+		OnboardingOverride:       o.OnboardingOverride,
+		WebhookCaCertificatesPem: o.WebhookCaCertificatesPem,
+	}
+	if u := o.ProtoReflect().GetUnknown(); len(u) > 0 {
+		c.ProtoReflect().SetUnknown(u)
+	}
+	return c
 }
