@@ -240,6 +240,13 @@ type staleDecision struct{ err error }
 func (e *staleDecision) Error() string { return e.err.Error() }
 func (e *staleDecision) Unwrap() error { return e.err }
 
+// isStale: err is or wraps a *staleDecision. (Only called with an error:
+// errors.As moves its target to the heap.)
+func isStale(err error) bool {
+	var stale *staleDecision
+	return errors.As(err, &stale)
+}
+
 // batchQuorum is a head of a batch that a quorum of nodes signed.
 type batchQuorum struct {
 	head    []byte

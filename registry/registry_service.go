@@ -35,8 +35,7 @@ type registryService struct {
 // decided again (it would take a second use); its caller retries.
 func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
 	resp, err := s.checkInteraction(ctx, req)
-	var stale *staleDecision
-	if errors.As(err, &stale) && resp.GetAuthorizationUseIndex() == 0 {
+	if err != nil && isStale(err) && resp.GetAuthorizationUseIndex() == 0 {
 		s.log.Debug("a write overtook the decision before its batch: deciding again on the new state", "error", err)
 		s.metrics.redecided()
 		resp, err = s.checkInteraction(ctx, req)
