@@ -67,7 +67,7 @@ func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv
 	if len(stmts) == 0 {
 		return make([]*trustfedv1.DecisionCertificate, len(evs)), nil
 	}
-	return s.certifyLeaves(ctx, index, attestation.NewBatchTree(stmts), stmts, 0, evs)
+	return s.certifyLeaves(ctx, index, s.cfg.Cosigner.batchTree(index, stmts), stmts, 0, evs)
 }
 
 // certifyCommitted is certifyBatch for a batch committed as c: when the
