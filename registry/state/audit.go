@@ -165,7 +165,8 @@ func (f *FSM) auditing(index uint64) bool {
 func (a *auditor) size() uint64 { return a.log.Size() + a.npending }
 
 // add appends e (stamped with its sequence number, log time and compliance
-// views) to the pending batch of Raft index `index`.
+// views) to the pending batch of Raft index `index`. e.Time, when set, is
+// the caller's to reuse: add overwrites it.
 func (a *auditor) add(index uint64, t time.Time, e *trustfedv1.AuditEntry) uint64 {
 	if t.Before(a.lastTime) {
 		t = a.lastTime
@@ -173,7 +174,10 @@ func (a *auditor) add(index uint64, t time.Time, e *trustfedv1.AuditEntry) uint6
 	a.lastTime = t
 	e.Sequence = a.size()
 	e.LogIndex = index
-	e.Time = timestamppb.New(t)
+	if e.Time == nil {
+		e.Time = &timestamppb.Timestamp{}
+	}
+	e.Time.Seconds, e.Time.Nanos = t.Unix(), int32(t.Nanosecond()) // timestamppb.New(t)
 	if e.Compliance == nil {
 		e.Compliance = complianceOf(e)
 	}
@@ -347,9 +351,12 @@ func (f *FSM) auditCommand(before, tx *memdb.Txn, env *commandv1.Envelope, raw [
 func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*commandv1.AuditEvent, index uint64) {
 	ps := newPseudonymizer(tx)
 	t := env.GetTime().AsTime()
-	e := &trustfedv1.AuditEntry{} // one for all: add encodes it at once and keeps nothing of it
+	// One entry, time and pair of organisations for all: add encodes the
+	// entry at once and keeps nothing of it.
+	e, ts, pair := &trustfedv1.AuditEntry{}, &timestamppb.Timestamp{}, make([]string, 0, 2)
 	for _, ev := range events {
 		e.Reset()
+		e.Time = ts
 		e.Principal = ps.name(ev.Principal)
 		switch x := ev.Event.(type) {
 		case *commandv1.AuditEvent_Decision:
@@ -358,7 +365,7 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*comm
 			st := &trustfedv1.DecisionStatement{}
 			decoded := st
 			if proto.Unmarshal(x.Decision.GetStatement(), st) == nil {
-				e.OrganizationIds = sortedPair(st.FromOrganizationId, st.ToOrganizationId)
+				e.OrganizationIds = appendSortedPair(pair[:0], st.FromOrganizationId, st.ToOrganizationId)
 			} else {
 				decoded = nil // the cosigner refuses a statement that does not decode
 			}
@@ -546,19 +553,20 @@ func isOrgField(name string) bool {
 		name == "organization_a_id" || name == "organization_b_id" || name == "partner_id"
 }
 
-// sortedPair is sortedKeys of the set {a, b}, without making the set.
-func sortedPair(a, b string) []string {
+// appendSortedPair appends sortedKeys of the set {a, b} to out, without
+// making the set.
+func appendSortedPair(out []string, a, b string) []string {
 	switch {
 	case a == "" && b == "":
-		return []string{}
+		return out
 	case a == "" || a == b:
-		return []string{b}
+		return append(out, b)
 	case b == "":
-		return []string{a}
+		return append(out, a)
 	case b < a:
-		return []string{b, a}
+		return append(out, b, a)
 	}
-	return []string{a, b}
+	return append(out, a, b)
 }
 
 func sortedKeys(m map[string]struct{}) []string {

@@ -41,9 +41,11 @@ func TestAuditLabelsUnchanged(t *testing.T) {
 	}
 }
 
-// sortedPair(a, b) is sortedKeys of the set {a, b}.
+// appendSortedPair(nil, a, b) is sortedKeys of the set {a, b}.
 func TestSortedPair(t *testing.T) {
 	for _, c := range [][2]string{{"", ""}, {"a", ""}, {"", "a"}, {"a", "a"}, {"a", "b"}, {"b", "a"}, {"acme", "acme-2"}, {"b-x", "b"}} {
-		require.Equal(t, sortedKeys(map[string]struct{}{c[0]: {}, c[1]: {}}), sortedPair(c[0], c[1]), "%q", c)
+		want := sortedKeys(map[string]struct{}{c[0]: {}, c[1]: {}})
+		require.ElementsMatch(t, want, appendSortedPair(nil, c[0], c[1]), "%q", c)
+		require.Equal(t, want, append([]string{}, appendSortedPair(make([]string, 0, 2), c[0], c[1])...), "%q", c)
 	}
 }
