@@ -429,8 +429,9 @@ type authenticator struct {
 }
 
 func (a authenticator) authenticate(ctx context.Context) (Principal, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if vals := md.Get("authorization"); len(vals) > 0 {
+	// One key at a time: FromIncomingContext would copy the whole
+	// metadata on every call.
+	if vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) > 0 {
 		return a.fromToken(vals[0])
 	}
 	cert, ok := verifiedCert(ctx)
@@ -441,7 +442,7 @@ func (a authenticator) authenticate(ctx context.Context) (Principal, error) {
 		// A peer forwarding a request names who made it; peers are
 		// mutually authenticated servers of the same cluster, and the
 		// leader checks a forwarded member against its own state again.
-		if fwd := md.Get(forwardedForHeader); len(fwd) == 1 {
+		if fwd := metadata.ValueFromIncomingContext(ctx, forwardedForHeader); len(fwd) == 1 {
 			return a.fromForwarded(fwd[0])
 		}
 		return Principal{ID: "node:" + id, Role: RoleNode}, nil

@@ -67,7 +67,7 @@ func (s *Server) certifyBatch(ctx context.Context, index uint64, evs []*commandv
 	if len(stmts) == 0 {
 		return make([]*trustfedv1.DecisionCertificate, len(evs)), nil
 	}
-	return s.certifyLeaves(ctx, index, attestation.NewBatchTree(stmts), stmts, 0, evs)
+	return s.certifyLeaves(ctx, index, s.cfg.Cosigner.batchTree(index, stmts), stmts, 0, evs)
 }
 
 // certifyCommitted is certifyBatch for a batch committed as c: when the
@@ -239,6 +239,13 @@ type staleDecision struct{ err error }
 
 func (e *staleDecision) Error() string { return e.err.Error() }
 func (e *staleDecision) Unwrap() error { return e.err }
+
+// isStale: err is or wraps a *staleDecision. (Only called with an error:
+// errors.As moves its target to the heap.)
+func isStale(err error) bool {
+	var stale *staleDecision
+	return errors.As(err, &stale)
+}
 
 // batchQuorum is a head of a batch that a quorum of nodes signed.
 type batchQuorum struct {

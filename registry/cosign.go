@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,10 @@ type Cosigner struct {
 	results map[uint64]*cosignResult
 	order   []uint64 // FIFO of results' indexes, for eviction
 	notify  chan struct{}
+	// trees are the Merkle trees of the batches queued and not evaluated
+	// yet, made once for the evaluation and this node's certification of
+	// the batch (batchTree), whichever needs one first.
+	trees map[uint64]*sharedTree
 
 	refused atomic.Uint64 // batches this node did not vouch for
 	signed  atomic.Uint64
@@ -137,7 +142,7 @@ func NewCosigner(nodeID, origin string, keys attestation.Keyring, store *state.S
 	return &Cosigner{
 		nodeID: nodeID, origin: origin, keys: keys, state: store, log: log, clock: faultinject.Now,
 		queue: make(chan state.DecisionBatch, cosignQueue), results: map[uint64]*cosignResult{}, notify: make(chan struct{}),
-		dissents: make(chan uint64, 64), own: map[string]struct{}{},
+		trees: map[uint64]*sharedTree{}, dissents: make(chan uint64, 64), own: map[string]struct{}{},
 	}
 }
 
@@ -146,12 +151,45 @@ func (c *Cosigner) Enqueue(b state.DecisionBatch) {
 	if c.clock().Sub(b.Time) > staleBatch {
 		return
 	}
+	t := &sharedTree{raw: b.Raw, tree: sync.OnceValue(func() *attestation.BatchTree { return attestation.NewBatchTree(b.Raw) })}
+	c.mu.Lock()
+	c.trees[b.Index] = t
+	c.mu.Unlock()
 	select {
 	case c.queue <- b:
 	default:
 		c.record(b.Index, &cosignResult{err: fmt.Errorf("node %s did not evaluate the batch at index %d: its cosigning queue is full", c.nodeID, b.Index),
-			raw: b.Raw, tree: attestation.NewBatchTree(b.Raw)})
+			raw: b.Raw, tree: t.tree()})
 	}
+}
+
+// sharedTree is a queued batch's statements and their Merkle tree, made
+// on first use.
+type sharedTree struct {
+	raw  [][]byte
+	tree func() *attestation.BatchTree
+}
+
+// batchTree is attestation.NewBatchTree(raw), the statements of the batch
+// at index, taken from this cosigner's evaluation of that batch when it
+// holds the same statements (it always does on the node whose batch it
+// is), so that the tree is made once per batch, not once to evaluate it
+// and again to certify it. c may be nil.
+func (c *Cosigner) batchTree(index uint64, raw [][]byte) *attestation.BatchTree {
+	if c != nil {
+		c.mu.Lock()
+		t := c.trees[index]
+		if t == nil {
+			if r := c.results[index]; r != nil && r.tree != nil {
+				t = &sharedTree{raw: r.raw, tree: func() *attestation.BatchTree { return r.tree }}
+			}
+		}
+		c.mu.Unlock()
+		if t != nil && slices.EqualFunc(t.raw, raw, bytes.Equal) {
+			return t.tree()
+		}
+	}
+	return attestation.NewBatchTree(raw)
 }
 
 // Run evaluates queued batches until ctx ends.
@@ -190,6 +228,7 @@ func (c *Cosigner) record(index uint64, r *cosignResult) {
 		c.order = append(c.order, index)
 	}
 	c.results[index] = r
+	delete(c.trees, index) // r holds it now, if it was made
 	for len(c.order) > cosignKeep {
 		delete(c.results, c.order[0])
 		c.order = c.order[1:]
@@ -226,7 +265,7 @@ func (c *Cosigner) Result(ctx context.Context, index uint64) (*cosignResult, err
 // evaluate re-derives every decision of b and signs its head, which lists
 // the decisions it does not vouch for.
 func (c *Cosigner) evaluate(ctx context.Context, b state.DecisionBatch) *cosignResult {
-	res := &cosignResult{raw: b.Raw, tree: attestation.NewBatchTree(b.Raw)}
+	res := &cosignResult{raw: b.Raw, tree: c.batchTree(b.Index, b.Raw)}
 	if err := c.checkBatchTime(b); err != nil {
 		res.err = err
 		return res

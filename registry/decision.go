@@ -60,8 +60,11 @@ var errNoSigningKey = errors.New("the registry signing key is not available yet"
 // Otherwise this node signs it alone with its endorsed key (or, in a
 // cluster that has endorsed no node key yet, the registry key).
 func (s *Server) signDecision(ctx context.Context, r *state.Reader, req *trustfedv1.CheckInteractionRequest, resp *trustfedv1.CheckInteractionResponse, now time.Time) error {
-	resp.DecidedAt = timestamppb.New(now)
-	resp.ValidUntil = timestamppb.New(now.Add(r.FreshnessWindow()))
+	ts := new([2]timestamppb.Timestamp) // both in one allocation: timestamppb.New of each
+	until := now.Add(r.FreshnessWindow())
+	ts[0].Seconds, ts[0].Nanos = now.Unix(), int32(now.Nanosecond())
+	ts[1].Seconds, ts[1].Nanos = until.Unix(), int32(until.Nanosecond())
+	resp.DecidedAt, resp.ValidUntil = &ts[0], &ts[1]
 	if s.certifies(r) {
 		resp.Certification = trustfedv1.Certification_CERTIFICATION_QUORUM
 		var err error

@@ -35,8 +35,7 @@ type registryService struct {
 // decided again (it would take a second use); its caller retries.
 func (s *registryService) CheckInteraction(ctx context.Context, req *trustfedv1.CheckInteractionRequest) (*trustfedv1.CheckInteractionResponse, error) {
 	resp, err := s.checkInteraction(ctx, req)
-	var stale *staleDecision
-	if errors.As(err, &stale) && resp.GetAuthorizationUseIndex() == 0 {
+	if err != nil && isStale(err) && resp.GetAuthorizationUseIndex() == 0 {
 		s.log.Debug("a write overtook the decision before its batch: deciding again on the new state", "error", err)
 		s.metrics.redecided()
 		resp, err = s.checkInteraction(ctx, req)
@@ -64,12 +63,7 @@ func (s *registryService) checkInteraction(ctx context.Context, req *trustfedv1.
 	}
 	if s.auditsDecisions() {
 		p, _ := PrincipalFrom(ctx)
-		res, err := s.batcher.Append(ctx, term, &commandv1.AuditEvent{
-			Event: &commandv1.AuditEvent_Decision{Decision: &trustfedv1.AuditDecision{
-				Statement: resp.Statement, Signature: resp.Signature, KeyId: resp.KeyId, NodeId: s.cfg.NodeID,
-			}},
-			Principal: p.ID,
-		})
+		res, err := s.batcher.Append(ctx, term, decisionEvent(resp, s.cfg.NodeID, p.ID))
 		if err != nil {
 			return nil, fmt.Errorf("audit the decision: %w", err)
 		}
@@ -90,6 +84,21 @@ func (s *registryService) checkInteraction(ctx context.Context, req *trustfedv1.
 	}
 	s.metrics.decided(resp)
 	return resp, nil
+}
+
+// decisionEvent is the audit event of the decision resp this node made
+// for principal: the event, its oneof and the decision in one allocation
+// (one per check).
+func decisionEvent(resp *trustfedv1.CheckInteractionResponse, nodeID, principal string) *commandv1.AuditEvent {
+	m := &struct {
+		ev  commandv1.AuditEvent
+		one commandv1.AuditEvent_Decision
+		d   trustfedv1.AuditDecision
+	}{}
+	m.d.Statement, m.d.Signature, m.d.KeyId, m.d.NodeId = resp.Statement, resp.Signature, resp.KeyId, nodeID
+	m.one.Decision = &m.d
+	m.ev.Event, m.ev.Principal = &m.one, principal
+	return &m.ev
 }
 
 // decide validates a check, reads the state it asks for and computes the

@@ -45,8 +45,7 @@ func requestConsistency(req any) trustfedv1.Consistency {
 
 // maxStaleness is the caller's bound for a stale read.
 func maxStaleness(ctx context.Context) (time.Duration, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(MaxStalenessHeader)
+	vals := metadata.ValueFromIncomingContext(ctx, MaxStalenessHeader)
 	if len(vals) == 0 {
 		return DefaultMaxStaleness, nil
 	}

@@ -48,7 +48,17 @@ type fieldRule struct {
 	rule     string // the rule in words; docs/controls.md carries the same text
 	// resolve writes the field of out from a and b, whose category is
 	// non-nil, and returns a non-empty reason when no value satisfies both.
-	resolve func(out, a, b *trustfedv1.ControlProfile) (conflict string)
+	resolve func(out *trustfedv1.ControlProfile, a, b profileView) (conflict string)
+}
+
+// profileView is a profile's categories, each replaced by the other
+// side's where it states none (Resolve). It is passed by value: a pointer
+// handed to the resolve functions of the table would move it to the heap.
+type profileView struct {
+	DataHandling        *trustfedv1.DataHandling
+	ActionAuthorization *trustfedv1.ActionAuthorization
+	Logging             *trustfedv1.Logging
+	Escalation          *trustfedv1.Escalation
 }
 
 // precedence is the most-restrictive precedence table (AG-783 TC3), in the
@@ -60,13 +70,13 @@ var precedence = []fieldRule{
 		resolvePIIRules},
 	{catDataHandling, "data_handling.retention_days",
 		"shorter wins; 0 (not retained) is the shortest",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.DataHandling.RetentionDays = min(a.DataHandling.RetentionDays, b.DataHandling.RetentionDays)
 			return ""
 		}},
 	{catDataHandling, "data_handling.residency_regions",
 		"intersection, sorted; empty = no restriction; both restrict and nothing is common → conflict",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			var disjoint bool
 			o.DataHandling.ResidencyRegions, disjoint = intersectRestrictions(a.DataHandling.ResidencyRegions, b.DataHandling.ResidencyRegions)
 			if disjoint {
@@ -77,13 +87,13 @@ var precedence = []fieldRule{
 		}},
 	{catDataHandling, "data_handling.encryption_at_rest_required",
 		"either requires → required",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.DataHandling.EncryptionAtRestRequired = a.DataHandling.EncryptionAtRestRequired || b.DataHandling.EncryptionAtRestRequired
 			return ""
 		}},
 	{catActionAuthorization, "action_authorization.allowed_actions",
 		"intersection, sorted; empty = no restriction; both restrict and nothing is common → conflict",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			var disjoint bool
 			o.ActionAuthorization.AllowedActions, disjoint = intersectRestrictions(a.ActionAuthorization.AllowedActions, b.ActionAuthorization.AllowedActions)
 			if disjoint {
@@ -97,43 +107,43 @@ var precedence = []fieldRule{
 		resolveLimits},
 	{catActionAuthorization, "action_authorization.dual_authorization_above_value",
 		"the lower non-zero threshold wins; 0 (or negative) = no threshold",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.ActionAuthorization.DualAuthorizationAboveValue = lowerThreshold(a.ActionAuthorization.DualAuthorizationAboveValue, b.ActionAuthorization.DualAuthorizationAboveValue)
 			return ""
 		}},
 	{catActionAuthorization, "action_authorization.dual_authorization_always",
 		"either requires → required",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.ActionAuthorization.DualAuthorizationAlways = a.ActionAuthorization.DualAuthorizationAlways || b.ActionAuthorization.DualAuthorizationAlways
 			return ""
 		}},
 	{catLogging, "logging.detail",
 		"higher wins: FULL > SUMMARY > NONE; UNSPECIFIED states nothing",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.Logging.Detail = max(normLogDetail(a.Logging.Detail), normLogDetail(b.Logging.Detail))
 			return ""
 		}},
 	{catLogging, "logging.audit_retention_years",
 		"longer wins",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.Logging.AuditRetentionYears = max(a.Logging.AuditRetentionYears, b.Logging.AuditRetentionYears)
 			return ""
 		}},
 	{catEscalation, "escalation.max_escalation_delay",
 		"shorter wins; unset states nothing",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.Escalation.MaxEscalationDelay = shorterDuration(a.Escalation.MaxEscalationDelay, b.Escalation.MaxEscalationDelay)
 			return ""
 		}},
 	{catEscalation, "escalation.human_in_the_loop",
 		"either requires → required",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.Escalation.HumanInTheLoop = a.Escalation.HumanInTheLoop || b.Escalation.HumanInTheLoop
 			return ""
 		}},
 	{catEscalation, "escalation.incident_notification_deadline",
 		"shorter wins; unset states nothing",
-		func(o, a, b *trustfedv1.ControlProfile) string {
+		func(o *trustfedv1.ControlProfile, a, b profileView) string {
 			o.Escalation.IncidentNotificationDeadline = shorterDuration(a.Escalation.IncidentNotificationDeadline, b.Escalation.IncidentNotificationDeadline)
 			return ""
 		}},
@@ -154,25 +164,34 @@ var precedence = []fieldRule{
 // anything: a conflicting list field is left empty, which on its own would
 // mean "no restriction". The conflicts are what deny the interaction.
 func Resolve(a, b *trustfedv1.ControlProfile) (*trustfedv1.ControlProfile, []Conflict) {
-	var va, vb trustfedv1.ControlProfile // views: a nil category replaced by the other side's
+	var va, vb profileView // a nil category replaced by the other side's
 	var present [numCategories]bool
 	va.DataHandling, vb.DataHandling, present[catDataHandling] = either(a.GetDataHandling(), b.GetDataHandling())
 	va.ActionAuthorization, vb.ActionAuthorization, present[catActionAuthorization] = either(a.GetActionAuthorization(), b.GetActionAuthorization())
 	va.Logging, vb.Logging, present[catLogging] = either(a.GetLogging(), b.GetLogging())
 	va.Escalation, vb.Escalation, present[catEscalation] = either(a.GetEscalation(), b.GetEscalation())
 
-	out := &trustfedv1.ControlProfile{}
+	// The profile and its categories in one allocation (this runs for
+	// every check).
+	m := &struct {
+		cp trustfedv1.ControlProfile
+		dh trustfedv1.DataHandling
+		aa trustfedv1.ActionAuthorization
+		lg trustfedv1.Logging
+		es trustfedv1.Escalation
+	}{}
+	out := &m.cp
 	if present[catDataHandling] {
-		out.DataHandling = &trustfedv1.DataHandling{}
+		out.DataHandling = &m.dh
 	}
 	if present[catActionAuthorization] {
-		out.ActionAuthorization = &trustfedv1.ActionAuthorization{}
+		out.ActionAuthorization = &m.aa
 	}
 	if present[catLogging] {
-		out.Logging = &trustfedv1.Logging{}
+		out.Logging = &m.lg
 	}
 	if present[catEscalation] {
-		out.Escalation = &trustfedv1.Escalation{}
+		out.Escalation = &m.es
 	}
 	var conflicts []Conflict
 	for i := range precedence {
@@ -180,7 +199,7 @@ func Resolve(a, b *trustfedv1.ControlProfile) (*trustfedv1.ControlProfile, []Con
 		if !present[r.category] {
 			continue
 		}
-		if reason := r.resolve(out, &va, &vb); reason != "" {
+		if reason := r.resolve(out, va, vb); reason != "" {
 			conflicts = append(conflicts, Conflict{Category: categoryNames[r.category], Field: r.field, Reason: reason})
 		}
 	}
@@ -217,7 +236,7 @@ func normLogDetail(v trustfedv1.LogDetail) trustfedv1.LogDetail {
 
 // resolvePIIRules merges the PII rules of both sides per type, taking the
 // stricter action at every level.
-func resolvePIIRules(o, a, b *trustfedv1.ControlProfile) string {
+func resolvePIIRules(o *trustfedv1.ControlProfile, a, b profileView) string {
 	ra, rb := a.DataHandling.PiiRules, b.DataHandling.PiiRules
 	if len(ra)+len(rb) == 0 {
 		return ""
@@ -245,6 +264,7 @@ func resolvePIIRules(o, a, b *trustfedv1.ControlProfile) string {
 	}
 	width = max(width, numLevels)
 	levels := make([]trustfedv1.PiiAction, groups*width)
+	rules := make([]trustfedv1.PiiRule, groups) // one allocation for every output rule too
 	out := make([]*trustfedv1.PiiRule, 0, groups)
 	for i := 0; i < len(all); {
 		t := all[i].Type
@@ -263,14 +283,16 @@ func resolvePIIRules(o, a, b *trustfedv1.ControlProfile) string {
 				by[l] = trustfedv1.PiiAction_PII_ACTION_PASS // what PIIAction reads for it anyway
 			}
 		}
-		out = append(out, &trustfedv1.PiiRule{Type: t, ByLevel: by})
+		r := &rules[len(out)]
+		r.Type, r.ByLevel = t, by
+		out = append(out, r)
 	}
 	o.DataHandling.PiiRules = out
 	return ""
 }
 
 // resolveLimits keeps, per action, the lower limit of both sides.
-func resolveLimits(o, a, b *trustfedv1.ControlProfile) string {
+func resolveLimits(o *trustfedv1.ControlProfile, a, b profileView) string {
 	la, lb := a.ActionAuthorization.Limits, b.ActionAuthorization.Limits
 	if len(la)+len(lb) == 0 {
 		return ""
@@ -289,12 +311,15 @@ func resolveLimits(o, a, b *trustfedv1.ControlProfile) string {
 	slices.SortFunc(all, func(x, y *trustfedv1.ActionLimit) int {
 		return cmp.Or(cmp.Compare(x.Action, y.Action), cmp.Compare(x.MaxValue, y.MaxValue))
 	})
+	limits := make([]trustfedv1.ActionLimit, len(all)) // one allocation for every output limit
 	out := make([]*trustfedv1.ActionLimit, 0, len(all))
 	for i, l := range all {
 		if i > 0 && l.Action == all[i-1].Action {
 			continue // sorted by value within an action: the first is the lowest
 		}
-		out = append(out, &trustfedv1.ActionLimit{Action: l.Action, MaxValue: l.MaxValue})
+		lim := &limits[len(out)]
+		lim.Action, lim.MaxValue = l.Action, l.MaxValue
+		out = append(out, lim)
 	}
 	o.ActionAuthorization.Limits = out
 	return ""

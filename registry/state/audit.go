@@ -165,7 +165,8 @@ func (f *FSM) auditing(index uint64) bool {
 func (a *auditor) size() uint64 { return a.log.Size() + a.npending }
 
 // add appends e (stamped with its sequence number, log time and compliance
-// views) to the pending batch of Raft index `index`.
+// views) to the pending batch of Raft index `index`. e.Time, when set, is
+// the caller's to reuse: add overwrites it.
 func (a *auditor) add(index uint64, t time.Time, e *trustfedv1.AuditEntry) uint64 {
 	if t.Before(a.lastTime) {
 		t = a.lastTime
@@ -173,19 +174,20 @@ func (a *auditor) add(index uint64, t time.Time, e *trustfedv1.AuditEntry) uint6
 	a.lastTime = t
 	e.Sequence = a.size()
 	e.LogIndex = index
-	e.Time = timestamppb.New(t)
+	if e.Time == nil {
+		e.Time = &timestamppb.Timestamp{}
+	}
+	e.Time.Seconds, e.Time.Nanos = t.Unix(), int32(t.Nanosecond()) // timestamppb.New(t)
 	if e.Compliance == nil {
 		e.Compliance = complianceOf(e)
 	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(e)
 	mustDo(err)
 	labels := make([]string, 0, len(e.OrganizationIds)+1+len(e.Compliance))
-	for _, o := range e.OrganizationIds {
-		labels = append(labels, LabelOrg+o)
-	}
-	labels = append(labels, LabelType+e.Type)
+	labels = appendOrgLabels(labels, e.OrganizationIds)
+	labels = append(labels, typeLabel(e.Type))
 	for _, m := range e.Compliance {
-		labels = append(labels, LabelMode+ModeName(m))
+		labels = append(labels, modeLabel(m))
 	}
 	if n := len(a.pending); n == 0 || a.pending[n-1].LogIndex != index {
 		a.pending = append(a.pending, AuditBatch{LogIndex: index})
@@ -194,6 +196,70 @@ func (a *auditor) add(index uint64, t time.Time, e *trustfedv1.AuditEntry) uint6
 	b.Leaves = append(b.Leaves, AuditLeaf{Data: data, Time: t, Labels: labels})
 	a.npending++
 	return e.Sequence
+}
+
+// appendOrgLabels appends LabelOrg+id for each of ids, cut from one
+// string (one allocation for all of them, not one each: this runs for
+// every audited check).
+func appendOrgLabels(labels, ids []string) []string {
+	n := 0
+	for _, id := range ids {
+		n += len(LabelOrg) + len(id)
+	}
+	if n == 0 {
+		return labels
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, id := range ids {
+		b.WriteString(LabelOrg)
+		b.WriteString(id)
+	}
+	all := b.String()
+	for _, id := range ids {
+		k := len(LabelOrg) + len(id)
+		labels, all = append(labels, all[:k]), all[k:]
+	}
+	return labels
+}
+
+// typeLabels and modeLabels are LabelType+type and LabelMode+name made
+// once for every audit type and compliance mode there is.
+var (
+	typeLabels = func() map[string]string {
+		m := map[string]string{}
+		for _, t := range []string{AuditDecision, AuditAuthFailure, AuditGatewayRefusal, AuditLevelChange, AuditCascade, AuditCorrupt} {
+			m[t] = LabelType + t
+		}
+		for v := range commandv1.CommandType_name {
+			t := CommandName(commandv1.CommandType(v))
+			m[t] = LabelType + t
+		}
+		return m
+	}()
+	modeLabels = func() map[trustfedv1.ComplianceMode]string {
+		m := map[trustfedv1.ComplianceMode]string{}
+		for v := range trustfedv1.ComplianceMode_name {
+			m[trustfedv1.ComplianceMode(v)] = LabelMode + ModeName(trustfedv1.ComplianceMode(v))
+		}
+		return m
+	}()
+)
+
+// typeLabel is LabelType+t.
+func typeLabel(t string) string {
+	if l, ok := typeLabels[t]; ok {
+		return l
+	}
+	return LabelType + t
+}
+
+// modeLabel is LabelMode+ModeName(m).
+func modeLabel(m trustfedv1.ComplianceMode) string {
+	if l, ok := modeLabels[m]; ok {
+		return l
+	}
+	return LabelMode + ModeName(m)
 }
 
 // ModeName is a compliance mode's short name ("HIPAA", "SOC2", "GDPR").
@@ -285,8 +351,13 @@ func (f *FSM) auditCommand(before, tx *memdb.Txn, env *commandv1.Envelope, raw [
 func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*commandv1.AuditEvent, index uint64) {
 	ps := newPseudonymizer(tx)
 	t := env.GetTime().AsTime()
+	// One entry, time and pair of organisations for all: add encodes the
+	// entry at once and keeps nothing of it.
+	e, ts, pair := &trustfedv1.AuditEntry{}, &timestamppb.Timestamp{}, make([]string, 0, 2)
 	for _, ev := range events {
-		e := &trustfedv1.AuditEntry{Principal: ps.name(ev.Principal)}
+		e.Reset()
+		e.Time = ts
+		e.Principal = ps.name(ev.Principal)
 		switch x := ev.Event.(type) {
 		case *commandv1.AuditEvent_Decision:
 			e.Type = AuditDecision
@@ -294,7 +365,7 @@ func (f *FSM) auditEvents(tx *memdb.Txn, env *commandv1.Envelope, events []*comm
 			st := &trustfedv1.DecisionStatement{}
 			decoded := st
 			if proto.Unmarshal(x.Decision.GetStatement(), st) == nil {
-				e.OrganizationIds = sortedKeys(map[string]struct{}{st.FromOrganizationId: {}, st.ToOrganizationId: {}})
+				e.OrganizationIds = appendSortedPair(pair[:0], st.FromOrganizationId, st.ToOrganizationId)
 			} else {
 				decoded = nil // the cosigner refuses a statement that does not decode
 			}
@@ -480,6 +551,22 @@ func collectOrgs(m protoreflect.Message, into map[string]struct{}) {
 func isOrgField(name string) bool {
 	return name == "organization_id" || strings.HasSuffix(name, "_organization_id") ||
 		name == "organization_a_id" || name == "organization_b_id" || name == "partner_id"
+}
+
+// appendSortedPair appends sortedKeys of the set {a, b} to out, without
+// making the set.
+func appendSortedPair(out []string, a, b string) []string {
+	switch {
+	case a == "" && b == "":
+		return out
+	case a == "" || a == b:
+		return append(out, b)
+	case b == "":
+		return append(out, a)
+	case b < a:
+		return append(out, b, a)
+	}
+	return append(out, a, b)
 }
 
 func sortedKeys(m map[string]struct{}) []string {
