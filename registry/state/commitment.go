@@ -110,6 +110,9 @@ type rowHasher struct {
 	// the element (uvarint(len(table)) || table || the row's encoding);
 	// prev that of the row before it (foldInto compares them).
 	seed, prev []byte
+	// changed counts the row changes commitMeta folded since the apply
+	// goroutine last took it (retainView weighs the view with it).
+	changed int
 }
 
 var rowOptions = proto.MarshalOptions{Deterministic: true}
@@ -226,7 +229,9 @@ func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
 // whatever the command; the fold costs O(rows changed).
 func commitMeta(tx *memdb.Txn, rh *rowHasher, cur *metaRow, index uint64) error {
 	row := &metaRow{Key: metaKeyIndex, Index: index, Sum: cur.Sum}
-	if err := foldInto(&row.Sum, tx.Changes(), rh); err != nil {
+	changes := tx.Changes()
+	rh.changed += len(changes)
+	if err := foldInto(&row.Sum, changes, rh); err != nil {
 		return err
 	}
 	return tx.Insert(tableMeta, row)
@@ -344,47 +349,68 @@ func writeField(h hash.Hash, buf []byte, b []byte) {
 // the FSM keeps whole: a follower re-derives a decision on the view of the
 // index it was read at (decisionbatch.go), and a version 1 commitment (a
 // checkpoint of an older release) is computed from a view. A view keeps
-// every radix node its command replaced alive, so views are few: 1,024 of
-// them held ~2 KB more heap per agreement loaded in bulk (an import of 500
-// agreements replaces thousands of nodes).
+// alive every radix node its command replaced, so the views are also
+// bounded by the rows their commands changed (viewRowBudget): a bulk
+// command (an import of 500 agreements changes ~1,500 rows) otherwise held
+// most of the tree twice (1,024 imports: ~2.6 KB more heap per agreement).
+// The last minViews views are kept whatever they changed.
 //
-// keepCommitments is how many recent commitments the FSM keeps, by index:
-// the leader computes its commitment at its applied index and proposes the
-// checkpoint, which is applied a few commands later (more under load); a
-// view dropped from the ring leaves its commitment here, 32 bytes.
+// keepCommitments is how many commitments of views no longer kept whole
+// the FSM keeps, by index, 32 bytes each: the leader computes its
+// commitment at its applied index and proposes the checkpoint, which is
+// applied a few commands later (more under load).
 const (
-	keepViews       = 64
+	keepViews       = 1024
+	minViews        = 64
+	viewRowBudget   = 16384
 	keepCommitments = 1024
 )
 
-// viewRing holds the last keepViews views by the index they reflect, and
-// the version 2 commitments of the keepCommitments views before them.
+// viewRing holds the last views by the index they reflect, oldest first
+// from start (n of them), each with the rows its command changed, and the
+// version 2 commitments of the keepCommitments views dropped before them.
 type viewRing struct {
-	mu   sync.Mutex
-	txns [keepViews]*memdb.Txn
-	idx  [keepViews]uint64 // the index each view reflects
-	next int
+	mu     sync.Mutex
+	txns   [keepViews]*memdb.Txn
+	idx    [keepViews]uint64 // the index each view reflects
+	weight [keepViews]int    // the rows its command changed
+	start  int
+	n      int
+	rows   int // the sum of weight over the kept views
 
 	sums    [keepCommitments][]byte
 	sumIdx  [keepCommitments]uint64
 	sumNext int
 }
 
-// retainView keeps the view the last Apply left; the view it drops leaves
-// its commitment.
+// retainView keeps the view the last Apply left, weighed by the rows it
+// changed; the views it drops leave their commitments.
 func (f *FSM) retainView() {
 	txn := f.store.db.Load().Txn(false)
-	index := indexOf(txn)
+	w := f.rows.changed
+	f.rows.changed = 0
 	f.views.mu.Lock()
 	defer f.views.mu.Unlock()
-	v := &f.views
-	if old := v.txns[v.next]; old != nil {
-		v.sums[v.sumNext], v.sumIdx[v.sumNext] = commitmentOf(old), v.idx[v.next]
+	f.views.push(txn, indexOf(txn), w)
+}
+
+// push keeps txn (the view of index, whose command changed w rows), first
+// dropping the oldest views while the ring is full or, beyond minViews,
+// while the rows changed would exceed viewRowBudget. Callers hold mu.
+func (v *viewRing) push(txn *memdb.Txn, index uint64, w int) {
+	for v.n > 0 && (v.n == keepViews || (v.n >= minViews && v.rows+w > viewRowBudget)) {
+		old := v.start
+		v.sums[v.sumNext], v.sumIdx[v.sumNext] = commitmentOf(v.txns[old]), v.idx[old]
 		v.sumNext = (v.sumNext + 1) % keepCommitments
+		v.rows -= v.weight[old]
+		v.txns[old], v.idx[old], v.weight[old] = nil, 0, 0
+		v.start = (v.start + 1) % keepViews
+		v.n--
 	}
-	v.txns[v.next] = txn
-	v.idx[v.next] = index
-	v.next = (v.next + 1) % keepViews
+	at := (v.start + v.n) % keepViews
+	v.txns[at], v.idx[at], v.weight[at] = txn, index, w
+	v.n++
+	v.rows += w
 }
 
 // forgetViews drops every retained view and commitment (a snapshot restore).
@@ -393,7 +419,8 @@ func (f *FSM) forgetViews() {
 	defer f.views.mu.Unlock()
 	f.views.txns = [keepViews]*memdb.Txn{}
 	f.views.idx = [keepViews]uint64{}
-	f.views.next = 0
+	f.views.weight = [keepViews]int{}
+	f.views.start, f.views.n, f.views.rows = 0, 0, 0
 	f.views.sums = [keepCommitments][]byte{}
 	f.views.sumIdx = [keepCommitments]uint64{}
 	f.views.sumNext = 0
@@ -426,7 +453,8 @@ func (f *FSM) keptCommitment(index uint64) ([]byte, bool) {
 
 // CommitmentAt is this replica's commitment at index (the state right after
 // the registry command at index applied), if it is still kept (the last
-// keepViews + keepCommitments commands). Safe to call from any goroutine.
+// views kept whole, or the commitments kept of the keepCommitments views
+// dropped before them). Safe to call from any goroutine.
 func (f *FSM) CommitmentAt(index uint64) ([]byte, bool, error) {
 	if txn, ok := f.viewAt(index); ok {
 		return commitmentOf(txn), true, nil

@@ -226,19 +226,23 @@ func TestCommitmentAtAsAcceptsVersion1(t *testing.T) {
 	require.Contains(t, diverged[0], hex.EncodeToString(v2), "the divergence names this replica's version 2 commitment")
 }
 
-// TestCommitmentAtAfterItsViewIsDropped: a view is kept whole for keepViews
-// commands, its commitment for keepCommitments more; a commitment that
-// differs from the one given is not compared once only the commitment is
-// left (it may be a version 1 one, which needs the view).
+// TestCommitmentAtAfterItsViewIsDropped: a view is kept whole for
+// keepViews small commands, its commitment for keepCommitments more; a
+// commitment that differs from the one given is not compared once only the
+// commitment is left (it may be a version 1 one, which needs the view).
 func TestCommitmentAtAfterItsViewIsDropped(t *testing.T) {
 	h := newHarness(t)
 	h.ensureAdmin()
 	at := h.index
 	want := mustCommit(t, h.read())
-	for range keepViews {
-		h.change(&trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_UpdateFederationPolicy{UpdateFederationPolicy: &trustfedv1.FederationPolicyChange{OnboardingCapLevel: proto.Uint32(3)}}})
+	policy := &trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_UpdateFederationPolicy{UpdateFederationPolicy: &trustfedv1.FederationPolicyChange{OnboardingCapLevel: proto.Uint32(3)}}}
+	for range keepViews - 1 {
+		h.change(policy)
 	}
 	_, whole := h.fsm.viewAt(at)
+	require.True(t, whole, "small commands keep keepViews views")
+	h.change(policy)
+	_, whole = h.fsm.viewAt(at)
 	require.False(t, whole, "the view is dropped after keepViews commands")
 	got, ok, err := h.fsm.CommitmentAt(at)
 	require.NoError(t, err)
@@ -254,7 +258,7 @@ func TestCommitmentAtAfterItsViewIsDropped(t *testing.T) {
 	require.False(t, ok, "a different commitment is not compared without the view")
 
 	for range keepCommitments {
-		h.change(&trustfedv1.AdminChange{Change: &trustfedv1.AdminChange_UpdateFederationPolicy{UpdateFederationPolicy: &trustfedv1.FederationPolicyChange{OnboardingCapLevel: proto.Uint32(3)}}})
+		h.change(policy)
 	}
 	_, ok, err = h.fsm.CommitmentAt(at)
 	require.NoError(t, err)
@@ -263,4 +267,53 @@ func TestCommitmentAtAfterItsViewIsDropped(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, mustCommit(t, h.read()), got)
+}
+
+// TestViewRingBoundsTheRowsItKeeps: beyond minViews, views are dropped
+// oldest first while the rows their commands changed would exceed
+// viewRowBudget; the last minViews are kept whatever they changed, and
+// every dropped view leaves its commitment.
+func TestViewRingBoundsTheRowsItKeeps(t *testing.T) {
+	f := NewFSM(NewStore(), nil, nil)
+	txn := f.store.db.Load().Txn(false)
+	want := commitmentOf(txn)
+	var v viewRing
+	for i := uint64(1); i <= 100; i++ { // small commands: all kept
+		v.push(txn, i, 3)
+	}
+	require.Equal(t, 100, v.n)
+	require.Equal(t, 300, v.rows)
+	big := viewRowBudget / 4
+	for i := uint64(101); i <= 110; i++ { // bulk commands
+		v.push(txn, i, big)
+		require.True(t, v.rows <= viewRowBudget || v.n <= minViews, "%d rows in %d views after pushing view %d", v.rows, v.n, i)
+	}
+	// The budget holds 3 bulk views and some small ones; minViews bounds
+	// what is dropped from below.
+	require.GreaterOrEqual(t, v.n, minViews)
+	for i := uint64(101); i <= 110; i++ {
+		kept := false
+		for k, tx := range v.txns {
+			if tx != nil && v.idx[k] == i {
+				kept = true
+			}
+		}
+		if !kept {
+			found := false
+			for k, sum := range v.sums {
+				if sum != nil && v.sumIdx[k] == i {
+					require.Equal(t, want, sum)
+					found = true
+				}
+			}
+			require.True(t, found, "view %d dropped without its commitment", i)
+		}
+	}
+	// The newest views are always the ones kept, in order.
+	last := v.idx[(v.start+v.n-1)%keepViews]
+	require.Equal(t, uint64(110), last)
+	for k := range v.n - 1 {
+		a, b := v.idx[(v.start+k)%keepViews], v.idx[(v.start+k+1)%keepViews]
+		require.Equal(t, a+1, b, "kept views are consecutive")
+	}
 }
