@@ -245,11 +245,18 @@ func (r *Reader) levels(now time.Time, a, b *trustfedv1.Organization) (la, lb Le
 		ends[i][1] = len(buf)
 	}
 	details := string(buf)
-	ptrs, caps := newCaps(n)
+	// Room for two caps per level, three when one is onboarding.
+	stride := 2
+	for _, f := range facts[:n] {
+		if f.onboarding != notOnboarding {
+			stride = 3
+		}
+	}
+	ptrs, caps := newCaps(n * stride)
 	var out [2]Level
 	for i, o := range orgs[:n] {
 		f := facts[i]
-		p, c := ptrs[3*i:3*i+3], caps[3*i:3*i+3]
+		p, c := ptrs[stride*i:stride*(i+1)], caps[stride*i:stride*(i+1)]
 		c[0].Source, c[0].Level, c[0].Detail = CapDeclared, o.GetDeclaredLevel(), declaredDetail
 		c[1].Source, c[1].Level, c[1].Detail = CapPassport, f.attested, details[starts[i][0]:ends[i][0]]
 		if f.passport == noPassport {
@@ -265,18 +272,31 @@ func (r *Reader) levels(now time.Time, a, b *trustfedv1.Organization) (la, lb Le
 			c[2].Source, c[2].Level, c[2].Detail = CapOnboarding, f.onboardingCap, details[starts[i][1]:ends[i][1]]
 			p[2], k = &c[2], 3
 		}
-		out[i] = Level{Level: f.level, Caps: p[:k:3], facts: f}
+		out[i] = Level{Level: f.level, Caps: p[:k:k], facts: f}
 	}
 	return out[0], out[1]
 }
 
-// newCaps is the room for the caps of n (1 or 2) levels, in one
-// allocation: three caps and three pointers per level.
+// newCaps is the room for n (2 to 6) caps and their pointers, in one
+// allocation.
 func newCaps(n int) ([]*trustfedv1.LevelCap, []trustfedv1.LevelCap) {
-	if n == 1 {
+	switch n {
+	case 2:
+		blk := new(struct {
+			ptrs [2]*trustfedv1.LevelCap
+			caps [2]trustfedv1.LevelCap
+		})
+		return blk.ptrs[:], blk.caps[:]
+	case 3:
 		blk := new(struct {
 			ptrs [3]*trustfedv1.LevelCap
 			caps [3]trustfedv1.LevelCap
+		})
+		return blk.ptrs[:], blk.caps[:]
+	case 4:
+		blk := new(struct {
+			ptrs [4]*trustfedv1.LevelCap
+			caps [4]trustfedv1.LevelCap
 		})
 		return blk.ptrs[:], blk.caps[:]
 	}
@@ -284,7 +304,7 @@ func newCaps(n int) ([]*trustfedv1.LevelCap, []trustfedv1.LevelCap) {
 		ptrs [6]*trustfedv1.LevelCap
 		caps [6]trustfedv1.LevelCap
 	})
-	return blk.ptrs[:], blk.caps[:]
+	return blk.ptrs[:n], blk.caps[:n]
 }
 
 // AgreementEnded evaluates an agreement's termination conditions and
