@@ -225,8 +225,8 @@ func (r *Reader) levels(now time.Time, a, b *trustfedv1.Organization) (la, lb Le
 	var (
 		m     levelReads
 		facts [2]levelFacts
-		// ends[i] are the ends, in buf, of org i's passport and onboarding
-		// details (an empty span: a constant detail, or none).
+		// starts[i] and ends[i] delimit, in buf, org i's passport and
+		// onboarding details (an empty span: a constant detail, or none).
 		starts, ends [2][2]int
 		stack        [256]byte
 	)
