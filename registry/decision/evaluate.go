@@ -25,12 +25,15 @@ func Evaluate(r *state.Reader, req *trustfedv1.CheckInteractionRequest, now time
 	if !ok {
 		return nil, state.NotFound("to_organization_id", "organization %q does not exist", req.ToOrganizationId)
 	}
-	fromLevel, toLevel := r.OrganizationLevel(from, now), r.OrganizationLevel(to, now)
+	// Both levels read the rows they share once; the agreement's
+	// conditions use the parties and levels read here instead of reading
+	// them again (the same results: TestAgreementEndedFor).
+	fromLevel, toLevel := r.OrganizationLevels(from, to, now)
 	in := policy.Input{From: from, To: to, FromLevel: fromLevel.Level, ToLevel: toLevel.Level, Action: req.Action,
 		DataTypes: req.DataTypes, Value: req.Value}
 	if ag, ok := r.LatestAgreement(from.Id, to.Id); ok {
 		in.Agreement = ag
-		in.AgreementEnded, _ = r.AgreementEnded(ag, now)
+		in.AgreementEnded, _ = r.AgreementEndedFor(ag, now, state.Party{Org: from, Level: fromLevel}, state.Party{Org: to, Level: toLevel})
 	}
 	if id := req.GetAuthorizationId(); id != "" {
 		in.Authorization = id

@@ -25,7 +25,7 @@ import (
 // replayHarness drives a real FSM with a real audit log attached, the way a
 // registry node does, and logs decisions the way CheckInteraction does.
 type replayHarness struct {
-	t     *testing.T
+	t     testing.TB
 	fsm   *state.FSM
 	log   *audit.Log
 	fed   *testutil.Federation
@@ -39,7 +39,7 @@ type replayHarness struct {
 
 var alice = testutil.NewAdmin("alice")
 
-func newReplayHarness(t *testing.T) *replayHarness {
+func newReplayHarness(t testing.TB) *replayHarness {
 	l, err := audit.Open(filepath.Join(t.TempDir(), "audit.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close() })
