@@ -25,7 +25,7 @@ type Node struct {
 	logger *slog.Logger
 	fsm    *fsm
 	raft   *raft.Raft
-	trans  *raft.NetworkTransport
+	trans  *gatedTransport
 	store  *watchedStore
 	logs   raft.LogStore // the store behind its cache, as raft reads it
 	snaps  raft.SnapshotStore
@@ -231,6 +231,8 @@ func (n *Node) Close() error {
 		close(n.stopWatch)
 		<-n.watchDone
 		<-n.nudgeDone
+		// Before the store closes: no heartbeat writes a term after it.
+		n.trans.closeHeartbeats()
 		n.trans.CloseStreams()
 		if err := n.trans.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))

@@ -20,17 +20,67 @@ import (
 
 // newTransport creates raft's network transport over our stream layer:
 // plain TCP when cfg.TLS is nil, mutual TLS otherwise.
-func newTransport(cfg *Config, logger *slog.Logger) (*raft.NetworkTransport, error) {
+func newTransport(cfg *Config, logger *slog.Logger) (*gatedTransport, error) {
 	layer, err := newStreamLayer(cfg, logger.With("logger", "raft-tls"))
 	if err != nil {
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	return &gatedTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
 		Logger:  newHCLogger(logger, "raft-net"),
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
-	}), nil
+	})}, nil
+}
+
+// gatedTransport is raft's network transport with its heartbeat fast path
+// behind a gate. Raft handles a heartbeat on the transport's connection
+// goroutine, not on its own (processHeartbeat), so Raft's Shutdown does not
+// wait for one in flight: a heartbeat with a newer term that arrived just
+// before the shutdown could write the term after Node.Close had closed the
+// store, and hashicorp/raft panics when it cannot save the term ("failed
+// to save current term: database not open", seen in a system test).
+// closeHeartbeats waits for the heartbeats being handled and leaves the
+// later ones unanswered (the transport answers them ErrTransportShutdown
+// once it is closed).
+type gatedTransport struct {
+	*raft.NetworkTransport
+	heartbeats heartbeatGate
+}
+
+// SetHeartbeatHandler implements raft.Transport: cb runs behind the gate.
+func (t *gatedTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	t.NetworkTransport.SetHeartbeatHandler(t.heartbeats.wrap(cb))
+}
+
+// closeHeartbeats returns once no heartbeat is being handled; none is
+// handled after it.
+func (t *gatedTransport) closeHeartbeats() { t.heartbeats.close() }
+
+// heartbeatGate runs handlers until it is closed; close waits for those
+// running.
+type heartbeatGate struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (g *heartbeatGate) wrap(cb func(rpc raft.RPC)) func(rpc raft.RPC) {
+	if cb == nil {
+		return nil
+	}
+	return func(rpc raft.RPC) {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		if !g.closed {
+			cb(rpc)
+		}
+	}
+}
+
+func (g *heartbeatGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 const (

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -353,4 +354,41 @@ func TestHandshakeListenerBoundsPendingHandshakes(t *testing.T) {
 	require.NoError(t, l.Close())
 	_, err = l.Accept()
 	require.ErrorIs(t, err, net.ErrClosed)
+}
+
+// TestHeartbeatGateWaitsForTheHeartbeatInFlight: Node.Close closes the gate
+// before the store, so a heartbeat being handled (which may save a newer
+// term) finishes first, and none is handled after it.
+func TestHeartbeatGateWaitsForTheHeartbeatInFlight(t *testing.T) {
+	var g heartbeatGate
+	started, release := make(chan struct{}), make(chan struct{})
+	var handled atomic.Int32
+	h := g.wrap(func(raft.RPC) {
+		if handled.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+	})
+	go h(raft.RPC{})
+	<-started
+	closed := make(chan struct{})
+	go func() { g.close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("close returned while a heartbeat was being handled")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close did not return after the heartbeat finished")
+	}
+	h(raft.RPC{})
+	if n := handled.Load(); n != 1 {
+		t.Fatalf("%d heartbeats handled, want 1: none after close", n)
+	}
+	if g.wrap(nil) != nil {
+		t.Fatal("a nil handler must stay nil (raft's default path)")
+	}
 }
