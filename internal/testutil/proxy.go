@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -326,13 +327,49 @@ func socketInode(local, remote int) (string, error) {
 
 // FreeAddr returns a loopback address with a port free right now, for a
 // server whose bound address a test must know before it starts (one behind
-// a Proxy that advertises another).
+// a Proxy that advertises another). The port is chosen below the kernel's
+// ephemeral range: a port from it (a ":0" listen) is free only until the
+// next ":0" listen or outgoing connection takes it, which happened between
+// this call and the server's bind ("address already in use") when other
+// tests ran alongside. Below the range only an explicit bind can take it.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	low := ephemeralLow()
+	const floor = 10000
+	if low-floor >= 1000 {
+		for range 64 {
+			port := floor + rand.IntN(low-floor)
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue
+			}
+			addr := ln.Addr().String()
+			ln.Close()
+			return addr
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768,
+// Linux's default, if it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return low
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"syscall"
 	"testing"
 )
@@ -77,4 +78,32 @@ func inodeOf(t *testing.T, c net.Conn) string {
 		t.Fatalf("fstat: %v", serr)
 	}
 	return fmt.Sprint(st.Ino)
+}
+
+// TestFreeAddrIsBelowTheEphemeralRange: the port FreeAddr picks cannot be
+// handed to a ":0" listener or an outgoing connection before the server
+// that asked for it binds it.
+func TestFreeAddrIsBelowTheEphemeralRange(t *testing.T) {
+	low := ephemeralLow()
+	if low < 11000 {
+		t.Skipf("the ephemeral range starts at %d: FreeAddr falls back to a \":0\" port", low)
+	}
+	for range 20 {
+		_, p, err := net.SplitHostPort(FreeAddr(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, err := strconv.Atoi(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if port < 10000 || port >= low {
+			t.Fatalf("port %d: want one in [10000, %d)", port, low)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", p))
+		if err != nil {
+			t.Fatalf("the port FreeAddr gave is not free: %v", err)
+		}
+		ln.Close()
+	}
 }
