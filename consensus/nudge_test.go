@@ -21,10 +21,18 @@ func TestFollowersLearnACommitWithoutWaitingForTheCommitTimeout(t *testing.T) {
 	// reaches both without the commit timeout.
 	require.Eventually(t, func() bool { return followersApplyWithin(t, nodes, "warm-up", time.Second) }, 20*time.Second, time.Millisecond,
 		"no round reached the followers before the commit timeout")
+	// Without the nudge no round is within 1 s (raft's own AppendEntries
+	// comes after the 2 s commit timeout); a nudge a follower refused puts
+	// it in a backoff, so a round can miss on a loaded machine (CI under
+	// -race saw one of five at 3.2 s): most rounds must make it.
+	fast := 0
 	for i := range 5 {
-		require.True(t, followersApplyWithin(t, nodes, fmt.Sprint("round", i), time.Second),
-			"the followers learned the commit only with raft's own AppendEntries (commit timeout 2 s)")
+		if followersApplyWithin(t, nodes, fmt.Sprint("round", i), time.Second) {
+			fast++
+		}
 	}
+	require.GreaterOrEqual(t, fast, 3,
+		"%d of 5 rounds within 1 s: the followers learned the commit only with raft's own AppendEntries (commit timeout 2 s)", fast)
 }
 
 // followersApplyWithin applies a command and reports whether every
