@@ -110,9 +110,6 @@ type rowHasher struct {
 	// the element (uvarint(len(table)) || table || the row's encoding);
 	// prev that of the row before it (foldInto compares them).
 	seed, prev []byte
-	// changed counts the row changes commitMeta folded since the apply
-	// goroutine last took it (retainView weighs the view with it).
-	changed int
 }
 
 var rowOptions = proto.MarshalOptions{Deterministic: true}
@@ -216,7 +213,8 @@ func setMeta(tx *memdb.Txn, index uint64, sum *ltHash) error {
 // index; commitMeta is the same, with a new index.
 func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
 	cur := metaOf(tx)
-	return commitMeta(tx, rh, cur, cur.Index)
+	_, err := commitMeta(tx, rh, cur, cur.Index)
+	return err
 }
 
 // commitMeta writes tx's meta row (cur, read before tx wrote the meta
@@ -226,15 +224,15 @@ func foldChanges(tx *memdb.Txn, rh *rowHasher) error {
 // each one it wrote is added as it is now. memdb collapses the changes of
 // one row to the net one. The row is new, never changed in place: older
 // views share the one they hold. One read and one write of the meta table,
-// whatever the command; the fold costs O(rows changed).
-func commitMeta(tx *memdb.Txn, rh *rowHasher, cur *metaRow, index uint64) error {
+// whatever the command; the fold costs O(rows changed). It returns how
+// many rows tx changed.
+func commitMeta(tx *memdb.Txn, rh *rowHasher, cur *metaRow, index uint64) (int, error) {
 	row := &metaRow{Key: metaKeyIndex, Index: index, Sum: cur.Sum}
 	changes := tx.Changes()
-	rh.changed += len(changes)
 	if err := foldInto(&row.Sum, changes, rh); err != nil {
-		return err
+		return 0, err
 	}
-	return tx.Insert(tableMeta, row)
+	return len(changes), tx.Insert(tableMeta, row)
 }
 
 // foldInto folds changes into sum (see commitMeta).
@@ -355,8 +353,9 @@ func writeField(h hash.Hash, buf []byte, b []byte) {
 // most of the tree twice (1,024 imports: ~2.6 KB more heap per agreement).
 // The last minViews views are kept whatever they changed.
 //
-// keepCommitments is how many commitments of views no longer kept whole
-// the FSM keeps, by index, 32 bytes each: the leader computes its
+// keepCommitments is how many views no longer kept whole the FSM keeps the
+// meta row of (their index and LtHash, 2 KiB each, from which a
+// commitment is one SHA-256 when it is asked for): the leader computes its
 // commitment at its applied index and proposes the checkpoint, which is
 // applied a few commands later (more under load).
 const (
@@ -368,7 +367,7 @@ const (
 
 // viewRing holds the last views by the index they reflect, oldest first
 // from start (n of them), each with the rows its command changed, and the
-// version 2 commitments of the keepCommitments views dropped before them.
+// meta rows of the keepCommitments views dropped before them.
 type viewRing struct {
 	mu     sync.Mutex
 	txns   [keepViews]*memdb.Txn
@@ -378,17 +377,16 @@ type viewRing struct {
 	n      int
 	rows   int // the sum of weight over the kept views
 
-	sums    [keepCommitments][]byte
-	sumIdx  [keepCommitments]uint64
-	sumNext int
+	metas    [keepCommitments]*metaRow
+	metaNext int
 }
 
-// retainView keeps the view the last Apply left, weighed by the rows it
-// changed; the views it drops leave their commitments.
+// retainView keeps the view the last Apply left, weighed by the rows its
+// command changed; the views it drops leave their meta rows.
 func (f *FSM) retainView() {
 	txn := f.store.db.Load().Txn(false)
-	w := f.rows.changed
-	f.rows.changed = 0
+	w := f.changed
+	f.changed = 0
 	f.views.mu.Lock()
 	defer f.views.mu.Unlock()
 	f.views.push(txn, indexOf(txn), w)
@@ -400,8 +398,8 @@ func (f *FSM) retainView() {
 func (v *viewRing) push(txn *memdb.Txn, index uint64, w int) {
 	for v.n > 0 && (v.n == keepViews || (v.n >= minViews && v.rows+w > viewRowBudget)) {
 		old := v.start
-		v.sums[v.sumNext], v.sumIdx[v.sumNext] = commitmentOf(v.txns[old]), v.idx[old]
-		v.sumNext = (v.sumNext + 1) % keepCommitments
+		v.metas[v.metaNext] = metaOf(v.txns[old])
+		v.metaNext = (v.metaNext + 1) % keepCommitments
 		v.rows -= v.weight[old]
 		v.txns[old], v.idx[old], v.weight[old] = nil, 0, 0
 		v.start = (v.start + 1) % keepViews
@@ -421,9 +419,8 @@ func (f *FSM) forgetViews() {
 	f.views.idx = [keepViews]uint64{}
 	f.views.weight = [keepViews]int{}
 	f.views.start, f.views.n, f.views.rows = 0, 0, 0
-	f.views.sums = [keepCommitments][]byte{}
-	f.views.sumIdx = [keepCommitments]uint64{}
-	f.views.sumNext = 0
+	f.views.metas = [keepCommitments]*metaRow{}
+	f.views.metaNext = 0
 }
 
 // viewAt is the retained view of index, if it is still kept.
@@ -438,14 +435,20 @@ func (f *FSM) viewAt(index uint64) (*memdb.Txn, bool) {
 	return nil, false
 }
 
-// keptCommitment is the commitment of a view no longer kept whole, if it
-// is still kept.
+// keptCommitment is the commitment of a view no longer kept whole, if its
+// meta row is still kept.
 func (f *FSM) keptCommitment(index uint64) ([]byte, bool) {
 	f.views.mu.Lock()
 	defer f.views.mu.Unlock()
-	for i, sum := range f.views.sums {
-		if sum != nil && f.views.sumIdx[i] == index {
-			return sum, true
+	return f.views.dropped(index)
+}
+
+// dropped is the commitment of the dropped view of index, if its meta row
+// is still kept. Callers hold mu.
+func (v *viewRing) dropped(index uint64) ([]byte, bool) {
+	for _, m := range v.metas {
+		if m != nil && m.Index == index {
+			return commitmentFrom(m.Index, &m.Sum), true
 		}
 	}
 	return nil, false

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	memdb "github.com/hashicorp/go-memdb"
 	"github.com/stretchr/testify/require"
 	"github.com/trustfed/trustfed/internal/testutil"
 	trustfedv1 "github.com/trustfed/trustfed/proto/trustfed/v1"
@@ -274,18 +275,25 @@ func TestCommitmentAtAfterItsViewIsDropped(t *testing.T) {
 // viewRowBudget; the last minViews are kept whatever they changed, and
 // every dropped view leaves its commitment.
 func TestViewRingBoundsTheRowsItKeeps(t *testing.T) {
-	f := NewFSM(NewStore(), nil, nil)
-	txn := f.store.db.Load().Txn(false)
-	want := commitmentOf(txn)
+	// The view of each index: a store whose meta row says it.
+	db := NewStore().db.Load()
+	view := map[uint64]*memdb.Txn{}
+	at := func(i uint64) *memdb.Txn {
+		tx := db.Txn(true)
+		mustDo(setIndex(tx, i))
+		tx.Commit()
+		view[i] = db.Txn(false)
+		return view[i]
+	}
 	var v viewRing
 	for i := uint64(1); i <= 100; i++ { // small commands: all kept
-		v.push(txn, i, 3)
+		v.push(at(i), i, 3)
 	}
 	require.Equal(t, 100, v.n)
 	require.Equal(t, 300, v.rows)
 	big := viewRowBudget / 4
 	for i := uint64(101); i <= 110; i++ { // bulk commands
-		v.push(txn, i, big)
+		v.push(at(i), i, big)
 		require.True(t, v.rows <= viewRowBudget || v.n <= minViews, "%d rows in %d views after pushing view %d", v.rows, v.n, i)
 	}
 	// The budget holds 3 bulk views and some small ones; minViews bounds
@@ -299,14 +307,9 @@ func TestViewRingBoundsTheRowsItKeeps(t *testing.T) {
 			}
 		}
 		if !kept {
-			found := false
-			for k, sum := range v.sums {
-				if sum != nil && v.sumIdx[k] == i {
-					require.Equal(t, want, sum)
-					found = true
-				}
-			}
+			sum, found := v.dropped(i)
 			require.True(t, found, "view %d dropped without its commitment", i)
+			require.Equal(t, commitmentOf(view[i]), sum)
 		}
 	}
 	// The newest views are always the ones kept, in order.

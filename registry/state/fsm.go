@@ -91,8 +91,11 @@ type FSM struct {
 	audit    *auditor // nil: auditing off
 	// views, diverged and rows (the apply goroutine's row hasher): see
 	// commitment.go.
-	views    viewRing
-	rows     rowHasher
+	views viewRing
+	rows  rowHasher
+	// changed is how many rows the last command's commitAt changed (the
+	// apply goroutine's; retainView weighs its view with it).
+	changed  int
 	diverged func(index uint64, reason string)
 	replay   replayCursor
 	// onBatch and lastWrite: see decisionbatch.go.
@@ -205,7 +208,9 @@ func (f *FSM) Apply(index uint64, cmd []byte) any {
 // which drops the transaction's cache of the nodes it copied, so the next
 // write to that index would copy its path (and allocate a cache) again.
 func (f *FSM) commitAt(tx *memdb.Txn, index uint64) {
-	mustDo(commitMeta(tx, &f.rows, metaOf(tx), index))
+	changed, err := commitMeta(tx, &f.rows, metaOf(tx), index)
+	mustDo(err)
+	f.changed = changed
 	tx.Commit()
 }
 
