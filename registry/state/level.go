@@ -278,27 +278,14 @@ func (r *Reader) levels(now time.Time, a, b *trustfedv1.Organization) (la, lb Le
 }
 
 // newCaps is the room for n (2 to 6) caps and their pointers, in one
-// allocation.
+// allocation: for one level (up to 3 caps) or two (up to 6).
 func newCaps(n int) ([]*trustfedv1.LevelCap, []trustfedv1.LevelCap) {
-	switch n {
-	case 2:
-		blk := new(struct {
-			ptrs [2]*trustfedv1.LevelCap
-			caps [2]trustfedv1.LevelCap
-		})
-		return blk.ptrs[:], blk.caps[:]
-	case 3:
+	if n <= 3 {
 		blk := new(struct {
 			ptrs [3]*trustfedv1.LevelCap
 			caps [3]trustfedv1.LevelCap
 		})
-		return blk.ptrs[:], blk.caps[:]
-	case 4:
-		blk := new(struct {
-			ptrs [4]*trustfedv1.LevelCap
-			caps [4]trustfedv1.LevelCap
-		})
-		return blk.ptrs[:], blk.caps[:]
+		return blk.ptrs[:n], blk.caps[:n]
 	}
 	blk := new(struct {
 		ptrs [6]*trustfedv1.LevelCap
