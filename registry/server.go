@@ -295,7 +295,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		return nil, s.refuse(ctx, info.FullMethod, p, err, about...)
 	}
 	resp, forwarded, err := s.serve(ctx, req, info, handler, p)
-	if s.log.Enabled(context.Background(), slog.LevelDebug) { // as Debug asks; its arguments alone cost allocations
+	if s.log.Enabled(ctx, slog.LevelDebug) { // as Debug asks; its arguments alone cost allocations
 		s.log.Debug("request", "method", info.FullMethod, "principal", p.ID, "forwarded", forwarded, "duration", time.Since(start), "error", err)
 	}
 	return resp, err
