@@ -118,6 +118,11 @@ func (a *auditStreams) append(ctx context.Context, l consensus.Server, batch *co
 	st.sendMu.Lock()
 	err = st.stream.Send(&peerv1.AppendAuditStreamRequest{Audit: batch, Mergeable: mergeable})
 	st.sendMu.Unlock()
+	if errors.Is(err, io.EOF) {
+		// The leader ended the stream; its status (Unimplemented from an
+		// older server, or why it ended) is what the receiver reads.
+		return auditCommit{}, a.failed(l, st, nil)
+	}
 	if err != nil {
 		a.close(st, fmt.Errorf("send: %w", err))
 		return auditCommit{}, a.failed(l, st, err)
