@@ -22,6 +22,10 @@ type watchedStore struct {
 	*raftboltdb.BoltStore
 	logger *slog.Logger
 	fault  atomic.Pointer[error]
+	// failAppends, while set, is what every log append returns without
+	// writing: the package's tests give a follower a full disk for as long
+	// as they choose (TestFaultsDiskFull fills a real volume).
+	failAppends atomic.Pointer[error]
 }
 
 var (
@@ -60,11 +64,17 @@ func (s *watchedStore) Fault() error {
 
 func (s *watchedStore) StoreLog(l *raft.Log) error {
 	faultinject.DelayWrite()
+	if err := s.failAppends.Load(); err != nil {
+		return s.note(*err, true)
+	}
 	return s.note(s.BoltStore.StoreLog(l), true)
 }
 
 func (s *watchedStore) StoreLogs(logs []*raft.Log) error {
 	faultinject.DelayWrite()
+	if err := s.failAppends.Load(); err != nil {
+		return s.note(*err, true)
+	}
 	return s.note(s.BoltStore.StoreLogs(logs), true)
 }
 

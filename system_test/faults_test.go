@@ -270,11 +270,7 @@ func TestFaultsPausedFollowerCatchesUpBySnapshot(t *testing.T) {
 func TestFaultsDiskFull(t *testing.T) {
 	skipFaults(t)
 	f := startFaultCluster(t, faultOptions{before: func(id, dataDir string) {
-		// Room for bbolt to grow its file once the filler is gone: it
-		// doubles its size (a 32 MiB raft.db asks for 64 MiB), so a
-		// volume only twice the log's size can stay full after the space
-		// is back (a CI run under -race wrote enough to get there).
-		mountTmpfs(t, filepath.Join(dataDir, "raft"), 256<<20)
+		mountTmpfs(t, filepath.Join(dataDir, "raft"), 64<<20)
 	}})
 	w := newWorkload(t, f, seedFor(t), "n1")
 	w.start(4)

@@ -101,7 +101,8 @@ func StartServerEnv(t testing.TB, bin, dataDir string, env []string, args ...str
 		s.Kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(s.logPath())
-			t.Logf("--- log of server in %s ---\n%s", dataDir, tail(b, 8000))
+			t.Logf("--- log of server in %s (requests it refused left out) ---\n%s", dataDir, tail(withoutRefusals(b), 8000))
+			keepLog(t, dataDir, b)
 		}
 		if b, _ := os.ReadFile(s.logPath()); strings.Contains(string(b), "WARNING: DATA RACE") {
 			t.Errorf("data race in server %s:\n%s", dataDir, tail(b, 8000))
@@ -238,6 +239,43 @@ func (s *Server) Kill() {
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.done
+}
+
+// withoutRefusals is a server's log without the one line per request it
+// refused: under a fault they are most of it and push out why it refused.
+// A line counts the ones left out.
+func withoutRefusals(b []byte) []byte {
+	var out bytes.Buffer
+	left := 0
+	for _, l := range bytes.SplitAfter(b, []byte("\n")) {
+		if bytes.Contains(l, []byte(" request not served: ")) || bytes.Contains(l, []byte(" request refused ")) {
+			left++
+			continue
+		}
+		out.Write(l)
+	}
+	if left > 0 {
+		fmt.Fprintf(&out, "(%d lines of refused requests left out)\n", left)
+	}
+	return out.Bytes()
+}
+
+// keepLog copies a failed test's whole server log into
+// $TRUSTFED_TEST_LOG_DIR, when set, to read after the test cleaned up.
+func keepLog(t testing.TB, dataDir string, b []byte) {
+	dir := os.Getenv("TRUSTFED_TEST_LOG_DIR")
+	if dir == "" {
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + filepath.Base(dataDir) + ".log"
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		if err == nil {
+			t.Logf("whole log of server in %s: %s", dataDir, filepath.Join(dir, name))
+			return
+		}
+	}
+	t.Logf("keep the log of server in %s: cannot write to %s", dataDir, dir)
 }
 
 func tail(b []byte, n int) []byte {
