@@ -25,6 +25,9 @@ import (
 //     them all);
 //   - SweepDueSince: what the leader's sweeper asks every second, a second
 //     after a look that found nothing due (the time indexes since then);
+//   - SweepDueSinceAfterImport: the same two seconds after every agreement
+//     was activated (a bulk import): the first look after it, whose mark
+//     predates the import, and the next, which skips what the first judged;
 //   - Commitment: the trust-state commitment of every audit checkpoint
 //     (kept incrementally: one SHA-256 of 2 KiB);
 //   - FullCommitment: its full recomputation on every core (what a
@@ -62,6 +65,25 @@ func BenchmarkScaleLeaderTasks(b *testing.B) {
 				}
 			}
 		})
+		// Right after a bulk import: every agreement was activated less
+		// than SweepSkew ago. The first look after the import judges them
+		// all; the next ones skip what that look judged.
+		justAfter := agreementStart(template).AsTime().Add(2 * time.Second)
+		for _, look := range []struct {
+			name string
+			mark SweepMark
+		}{
+			{"first", SweepMark{Time: justAfter.Add(-time.Second), Index: template.GetModifyIndex() - 1}},
+			{"next", SweepMark{Time: justAfter.Add(-time.Second), Index: r.Index()}},
+		} {
+			b.Run(fmt.Sprintf("agreements=%d/SweepDueSinceAfterImport/%s", n, look.name), func(b *testing.B) {
+				for b.Loop() {
+					if r.SweepDueSince(look.mark, justAfter) {
+						b.Fatal("nothing is due")
+					}
+				}
+			})
+		}
 		b.Run(fmt.Sprintf("agreements=%d/Commitment", n), func(b *testing.B) {
 			for b.Loop() {
 				if _, err := r.Commitment(); err != nil {

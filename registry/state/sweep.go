@@ -82,7 +82,7 @@ func (r *Reader) NextSweep(mark SweepMark, now time.Time) *commandv1.Sweep {
 	if r.sweepNeedsFullScan(mark, now) {
 		sessions, agreements = r.sweepable(now, false)
 	} else {
-		sessions, agreements, _ = r.dueSince(mark.Time.Add(-SweepSkew), now, false)
+		sessions, agreements, _ = r.dueSince(mark, now, false)
 	}
 	if len(sessions) == 0 && len(agreements) == 0 {
 		return nil
@@ -158,7 +158,7 @@ func (r *Reader) SweepDueSince(mark SweepMark, now time.Time) bool {
 	if r.sweepNeedsFullScan(mark, now) {
 		return r.SweepDue(now)
 	}
-	sessions, agreements, _ := r.dueSince(mark.Time.Add(-SweepSkew), now, true)
+	sessions, agreements, _ := r.dueSince(mark, now, true)
 	return len(sessions) > 0 || len(agreements) > 0
 }
 
@@ -200,9 +200,20 @@ func (r *Reader) sweepable(now time.Time, first bool) (sessions []*trustfedv1.Se
 // sessions past their expiry at now and the active agreements broken at
 // now among those indexed as past their end date (T1), or as starting or
 // activated (T2, W1) or having a party whose passport expired (T3) at a
-// time in [from, now]. Each agreement is judged by the same test as
-// sweepable's (agreementBroken); judged counts them (tests).
-func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfedv1.Session, agreements []brokenAgreement, judged int) {
+// time in [mark.Time-SweepSkew, now]. Each agreement is judged by the same
+// test as sweepable's (agreementBroken); judged counts them (tests).
+//
+// Of the agreements the T2/W1 window holds, it does not judge again those
+// the look at mark judged: active in its view (modify_index at most
+// mark.Index) and evaluated at its time (not_before at most mark.Time).
+// Nothing was due at mark, and what can break such an agreement since is
+// a write that runs the cascade, a policy change (a full scan), an end
+// date (T1) or a passport's expiry (T3), each read on its own. The window
+// reaches back SweepSkew for writes stamped before the mark and applied
+// after it; after a bulk import every look of the next minute judged all
+// the agreements imported (issue 19: 100,000 a second on the leader).
+func (r *Reader) dueSince(mark SweepMark, now time.Time, first bool) (sessions []*trustfedv1.Session, agreements []brokenAgreement, judged int) {
+	from := mark.Time.Add(-SweepSkew)
 	// Open sessions past their expiry: every one read is due.
 	if it, err := r.txn.Get(tableSessions, "open_expire"); err == nil {
 		for raw := it.Next(); raw != nil; raw = it.Next() {
@@ -251,6 +262,9 @@ func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfed
 			if now.Before(agreementStart(ag).AsTime()) {
 				break
 			}
+			if judgedAtMark(ag, mark) {
+				continue
+			}
 			if judge(ag) {
 				return nil, agreements, judged
 			}
@@ -285,6 +299,16 @@ func (r *Reader) dueSince(from, now time.Time, first bool) (sessions []*trustfed
 	slices.SortFunc(sessions, func(a, b *trustfedv1.Session) int { return cmp.Compare(a.GetId(), b.GetId()) })
 	slices.SortFunc(agreements, func(a, b brokenAgreement) int { return cmp.Compare(a.ag.GetId(), b.ag.GetId()) })
 	return sessions, agreements, judged
+}
+
+// judgedAtMark reports whether the look at mark judged ag: ag was active in
+// its view and evaluated at its time.
+func judgedAtMark(ag *trustfedv1.Agreement, mark SweepMark) bool {
+	if ag.GetModifyIndex() > mark.Index {
+		return false
+	}
+	nb := ag.GetParsedTerms().GetNotBefore()
+	return nb == nil || !nb.AsTime().After(mark.Time)
 }
 
 // agreementStart is when an active agreement starts to be evaluated: the

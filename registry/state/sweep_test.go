@@ -223,7 +223,7 @@ func TestSweepDueSinceMatchesFullScan(t *testing.T) {
 			want := sweptIDs(wantS, wantA)
 			usesWindow := !mark.Time.IsZero() && r.FederationPolicy().GetModifyIndex() <= mark.Index
 			if usesWindow {
-				gotS, gotA, _ := r.dueSince(mark.Time.Add(-SweepSkew), s.now, false)
+				gotS, gotA, _ := r.dueSince(mark, s.now, false)
 				require.Equal(t, want, sweptIDs(gotS, gotA), "seed %d step %d at %s (mark %s)", seed, step, s.now, mark.Time)
 				windowed++
 				if len(want) > 0 {
@@ -293,12 +293,51 @@ func TestSweepDueSinceSkipsWhatStayedDue(t *testing.T) {
 	require.True(t, expiry.Before(ag.ParsedTerms.NotAfter.AsTime()), "the fixture: the passports expire before the agreements end")
 	require.False(t, r.SweepDue(expiry.Add(time.Hour)), "the fixture: nothing due once the passports expired")
 
-	_, due, judged := r.dueSince(expiry.Add(-time.Minute), expiry.Add(time.Second), false)
+	_, due, judged := r.dueSince(SweepMark{Time: expiry.Add(-time.Minute + SweepSkew), Index: r.Index()}, expiry.Add(time.Second), false)
 	require.Empty(t, due)
 	require.Equal(t, 20, judged, "the look whose window holds the expiry reads org-00's agreements")
-	_, due, judged = r.dueSince(expiry.Add(time.Hour-SweepSkew), expiry.Add(time.Hour), false)
+	_, due, judged = r.dueSince(SweepMark{Time: expiry.Add(time.Hour), Index: r.Index()}, expiry.Add(time.Hour), false)
 	require.Empty(t, due)
 	require.Zero(t, judged, "a later look reads none of them")
+}
+
+// A look does not judge again the agreements the look before it judged:
+// after a bulk import the window of the next SweepSkew holds every
+// imported agreement, and only the first look after it judges them.
+func TestSweepDueSinceSkipsWhatTheMarkJudged(t *testing.T) {
+	h := newHarness(t)
+	h.accredit()
+	for i := range 21 {
+		h.member(fmt.Sprintf("org-%02d", i), 3, 3)
+	}
+	r := h.read()
+	before := SweepMark{Time: h.now, Index: r.Index()}
+	for i := 1; i <= 20; i++ {
+		h.agreement(fmt.Sprintf("agr-%016x", i), "org-00", fmt.Sprintf("org-%02d", i), 0)
+	}
+	r = h.read()
+	last := time.Time{}
+	for i := 1; i <= 20; i++ {
+		ag, ok := r.Agreement(fmt.Sprintf("agr-%016x", i))
+		require.True(t, ok)
+		require.Equal(t, trustfedv1.AgreementStatus_AGREEMENT_STATUS_ACTIVE, ag.Status)
+		if s := agreementStart(ag).AsTime(); s.After(last) {
+			last = s
+		}
+	}
+	now := last.Add(time.Second)
+	require.False(t, r.SweepDue(now), "the fixture: nothing due")
+
+	_, due, judged := r.dueSince(before, now, false)
+	require.Empty(t, due)
+	require.Equal(t, 20, judged, "the first look after the activations judges them")
+	mark := SweepMark{Time: now, Index: r.Index()}
+	_, due, judged = r.dueSince(mark, now.Add(time.Second), false)
+	require.Empty(t, due)
+	require.Zero(t, judged, "the next look, within SweepSkew of them, judges none again")
+	_, due, judged = r.dueSince(SweepMark{Time: now, Index: before.Index}, now.Add(time.Second), false)
+	require.Empty(t, due)
+	require.Equal(t, 20, judged, "a mark from before the activations did not judge them")
 }
 
 // The sweeper's index keys order times as time does, before 1970 and after
