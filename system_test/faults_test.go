@@ -297,8 +297,10 @@ func TestFaultsDiskFull(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, code, "%s cannot persist its log: not ready", full)
 
 	require.NoError(t, os.Remove(filler))
+	freed := time.Now()
 	end()
 	require.NoError(t, w.awaitCheck(t, full), "%s serves again once the space is back", full)
+	t.Logf("%s answered a check %s after the space was back", full, time.Since(freed).Round(time.Millisecond))
 	w.setTargets()
 	w.waitProgress(t, 20, 30*time.Second)
 	w.finish(t, f.ids...)
