@@ -195,6 +195,32 @@ func BenchmarkScaleHeapPerAgreementRestored(b *testing.B) {
 	}
 }
 
+// BenchmarkScaleRestore times FSM.Restore of a snapshot with 100k active
+// agreements (TRUSTFED_STATE_SCALE_MAX raises it): what a restarted or
+// joining node spends before it can apply (decoding the rows, inserting
+// them into go-memdb, recomputing the state hash).
+func BenchmarkScaleRestore(b *testing.B) {
+	n := scaleMax(b, 100_000)
+	h, template := scaleFixture(b)
+	insertAgreements(h, template, "agr", 1, n)
+	snap, err := h.fsm.Snapshot()
+	require.NoError(b, err)
+	var buf bytes.Buffer
+	require.NoError(b, snap.Persist(&buf))
+	want, err := h.read().Commitment()
+	require.NoError(b, err)
+	b.SetBytes(int64(buf.Len()))
+	for b.Loop() {
+		f := NewFSM(NewStore(), nil, nil)
+		require.NoError(b, f.Restore(bytes.NewReader(buf.Bytes())))
+		b.StopTimer()
+		got, err := f.store.Read().Commitment()
+		require.NoError(b, err)
+		require.Equal(b, want, got, "the restored state commits to the snapshot's")
+		b.StartTimer()
+	}
+}
+
 // BenchmarkAgreementLookups times the agreement reads of the check path
 // (LatestAgreement: Evaluate's; ActiveAgreement: a session's and a
 // signature's) and an organisation's listing, among 100k active agreements

@@ -198,23 +198,27 @@ func (f *FSM) Restore(r io.Reader) error {
 	tx := db.Txn(true)
 	defer tx.Abort()
 	compact := newRestoreCompactor(tx)
-	for n := 0; ; n++ {
-		var rec commandv1.SnapshotRecord
-		err := opts.UnmarshalFrom(br, &rec)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read snapshot record %d: %w", n, err)
-		}
-		if h, ok := rec.Record.(*commandv1.SnapshotRecord_AuditHead); ok {
-			if err := f.restoreAudit(h.AuditHead, br, opts); err != nil {
-				return err
+	// Decoding the rows (one core) runs beside inserting them into
+	// go-memdb (the other): each was about half of a restore.
+	dec := newRecordDecoder(br, opts)
+	defer dec.stop()
+	n := 0
+	for batch := range dec.batches {
+		for _, rec := range batch {
+			if err := insertRecord(tx, rec, compact); err != nil {
+				return fmt.Errorf("restore snapshot record %d: %w", n, err)
 			}
-			break
+			n++
 		}
-		if err := insertRecord(tx, &rec, compact); err != nil {
-			return fmt.Errorf("restore snapshot record %d: %w", n, err)
+	}
+	if dec.err != nil {
+		return dec.err
+	}
+	if dec.audit != nil {
+		// The decoder stopped at the audit head and left the rest of
+		// br (the audit log's entries) unread.
+		if err := f.restoreAudit(dec.audit, br, opts); err != nil {
+			return err
 		}
 	}
 	// The state hash is recomputed from the restored rows, never taken
@@ -239,6 +243,77 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.retainView() // the restored state is a view a commitment can be computed at (commitment.go)
 	f.replay = replayCursor{}
 	return nil
+}
+
+// recordDecoder reads a snapshot's rows on its own goroutine and hands
+// them over in batches, up to the audit head (which it keeps in audit, and
+// after which it reads nothing) or the end of the stream. err and audit
+// are set before batches is closed.
+type recordDecoder struct {
+	batches chan []*commandv1.SnapshotRecord
+	done    chan struct{} // closed by stop: the decoder returns
+	exited  chan struct{}
+	err     error
+	audit   *commandv1.AuditHead
+}
+
+const restoreBatch = 512
+
+func newRecordDecoder(r *bufio.Reader, opts protodelim.UnmarshalOptions) *recordDecoder {
+	d := &recordDecoder{batches: make(chan []*commandv1.SnapshotRecord, 4), done: make(chan struct{}), exited: make(chan struct{})}
+	go d.run(r, opts) // ends at the stream's end, an error, the audit head or stop
+	return d
+}
+
+func (d *recordDecoder) run(r *bufio.Reader, opts protodelim.UnmarshalOptions) {
+	defer close(d.exited)
+	defer close(d.batches)
+	batch := make([]*commandv1.SnapshotRecord, 0, restoreBatch)
+	send := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		select {
+		case d.batches <- batch:
+			batch = make([]*commandv1.SnapshotRecord, 0, restoreBatch)
+			return true
+		case <-d.done:
+			return false
+		}
+	}
+	for n := 0; ; n++ {
+		rec := &commandv1.SnapshotRecord{}
+		err := opts.UnmarshalFrom(r, rec)
+		if errors.Is(err, io.EOF) {
+			send()
+			return
+		}
+		if err != nil {
+			if send() {
+				d.err = fmt.Errorf("read snapshot record %d: %w", n, err)
+			}
+			return
+		}
+		if h, ok := rec.Record.(*commandv1.SnapshotRecord_AuditHead); ok {
+			if send() {
+				d.audit = h.AuditHead
+			}
+			return
+		}
+		if batch = append(batch, rec); len(batch) == restoreBatch && !send() {
+			return
+		}
+	}
+}
+
+// stop makes the decoder return and waits for it (it no longer reads r).
+func (d *recordDecoder) stop() {
+	select {
+	case <-d.done:
+	default:
+		close(d.done)
+	}
+	<-d.exited
 }
 
 func insertRecord(tx *memdb.Txn, rec *commandv1.SnapshotRecord, compact *restoreCompactor) error {
