@@ -427,12 +427,23 @@ func (f *FSM) forgetViews() {
 func (f *FSM) viewAt(index uint64) (*memdb.Txn, bool) {
 	f.views.mu.Lock()
 	defer f.views.mu.Unlock()
-	for i, txn := range f.views.txns {
-		if txn != nil && f.views.idx[i] == index {
-			return txn, true
+	txn, at, ok := f.views.atOrBefore(index)
+	return txn, ok && at == index
+}
+
+// atOrBefore is the newest kept view at or before index and the index it
+// reflects; false when every kept view is newer (or none is kept). The
+// views are in index order and the ones asked for are recent (a decision
+// batch's, a checkpoint's), so it walks back from the newest. Callers hold
+// mu.
+func (v *viewRing) atOrBefore(index uint64) (*memdb.Txn, uint64, bool) {
+	for k := v.n - 1; k >= 0; k-- {
+		at := (v.start + k) % keepViews
+		if v.idx[at] <= index {
+			return v.txns[at], v.idx[at], true
 		}
 	}
-	return nil, false
+	return nil, 0, false
 }
 
 // keptCommitment is the commitment of a view no longer kept whole, if its

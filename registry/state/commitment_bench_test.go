@@ -38,3 +38,23 @@ func BenchmarkApplyAdminChange(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkViewAtOrBefore is the look-up a decision batch makes on the
+// apply goroutine for each state its statements were read at, in a full
+// ring of keepViews views: the newest view, and one 16 commands older.
+func BenchmarkViewAtOrBefore(b *testing.B) {
+	f := NewFSM(NewStore(), nil, nil)
+	txn := f.store.db.Load().Txn(false)
+	for i := range uint64(keepViews) {
+		f.views.push(txn, i+1, 1)
+	}
+	for _, back := range []uint64{0, 16} {
+		b.Run(fmt.Sprintf("back=%d", back), func(b *testing.B) {
+			for b.Loop() {
+				if _, ok := f.viewAtOrBefore(keepViews - back); !ok {
+					b.Fatal("the view is kept")
+				}
+			}
+		})
+	}
+}

@@ -105,21 +105,6 @@ func (f *FSM) handOverDecisions(env *commandv1.Envelope, index uint64, before *R
 func (f *FSM) viewAtOrBefore(index uint64) (*memdb.Txn, bool) {
 	f.views.mu.Lock()
 	defer f.views.mu.Unlock()
-	var best *memdb.Txn
-	var bestIdx uint64
-	oldest := ^uint64(0)
-	for k, txn := range f.views.txns {
-		if txn == nil {
-			continue
-		}
-		i := f.views.idx[k]
-		oldest = min(oldest, i)
-		if i <= index && (best == nil || i > bestIdx) {
-			best, bestIdx = txn, i
-		}
-	}
-	if best == nil || oldest > index {
-		return nil, false
-	}
-	return best, true
+	txn, _, ok := f.views.atOrBefore(index)
+	return txn, ok
 }
