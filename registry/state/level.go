@@ -54,7 +54,7 @@ type levelFacts struct {
 	attested      uint32
 	passport      passportStanding
 	onboarding    onboardingStanding
-	onboardingCap uint32 // when onboardingCapped
+	onboardingCap uint32 // the onboarding cap's level: the policy's, MaxLevel when lifted
 }
 
 // passportStanding is why a passport attests what it does.
@@ -118,7 +118,7 @@ func (r *Reader) levelFactsOf(o *trustfedv1.Organization, now time.Time, m *leve
 	f.level = min(f.level, f.attested)
 	if until := o.GetOnboardingUntil(); until != nil && now.Before(until.AsTime()) {
 		if o.GetOnboardingOverride() != nil {
-			f.onboarding = onboardingLifted
+			f.onboarding, f.onboardingCap = onboardingLifted, MaxLevel
 		} else {
 			f.onboarding, f.onboardingCap = onboardingCapped, r.onboardingCapLevel(m)
 			f.level = min(f.level, f.onboardingCap)
@@ -264,11 +264,7 @@ func (r *Reader) levels(now time.Time, a, b *trustfedv1.Organization) (la, lb Le
 		}
 		p[0], p[1] = &c[0], &c[1]
 		k := 2
-		switch f.onboarding {
-		case onboardingLifted:
-			c[2].Source, c[2].Level, c[2].Detail = CapOnboarding, MaxLevel, details[starts[i][1]:ends[i][1]]
-			p[2], k = &c[2], 3
-		case onboardingCapped:
+		if f.onboarding != notOnboarding {
 			c[2].Source, c[2].Level, c[2].Detail = CapOnboarding, f.onboardingCap, details[starts[i][1]:ends[i][1]]
 			p[2], k = &c[2], 3
 		}
