@@ -307,12 +307,9 @@ func (d *recordDecoder) run(r *bufio.Reader, opts protodelim.UnmarshalOptions) {
 }
 
 // stop makes the decoder return and waits for it (it no longer reads r).
+// Restore calls it once.
 func (d *recordDecoder) stop() {
-	select {
-	case <-d.done:
-	default:
-		close(d.done)
-	}
+	close(d.done)
 	<-d.exited
 }
 
