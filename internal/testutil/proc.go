@@ -99,12 +99,12 @@ func StartServerEnv(t testing.TB, bin, dataDir string, env []string, args ...str
 	s.start()
 	t.Cleanup(func() {
 		s.Kill()
+		b, _ := os.ReadFile(s.logPath())
 		if t.Failed() {
-			b, _ := os.ReadFile(s.logPath())
 			t.Logf("--- log of server in %s (requests it refused left out) ---\n%s", dataDir, tail(withoutRefusals(b), 8000))
 			keepLog(t, dataDir, b)
 		}
-		if b, _ := os.ReadFile(s.logPath()); strings.Contains(string(b), "WARNING: DATA RACE") {
+		if bytes.Contains(b, []byte("WARNING: DATA RACE")) {
 			t.Errorf("data race in server %s:\n%s", dataDir, tail(b, 8000))
 		}
 	})
@@ -267,15 +267,16 @@ func keepLog(t testing.TB, dataDir string, b []byte) {
 	if dir == "" {
 		return
 	}
-	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + filepath.Base(dataDir) + ".log"
-	if err := os.MkdirAll(dir, 0o755); err == nil {
-		err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
-		if err == nil {
-			t.Logf("whole log of server in %s: %s", dataDir, filepath.Join(dir, name))
-			return
-		}
+	path := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+filepath.Base(dataDir)+".log")
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
 	}
-	t.Logf("keep the log of server in %s: cannot write to %s", dataDir, dir)
+	if err != nil {
+		t.Logf("keep the log of server in %s: %v", dataDir, err)
+		return
+	}
+	t.Logf("whole log of server in %s: %s", dataDir, path)
 }
 
 func tail(b []byte, n int) []byte {
