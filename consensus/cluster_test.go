@@ -71,13 +71,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	}
 
 	// Remove a follower: the configuration shrinks, writes still commit.
-	var follower *testNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-			break
-		}
-	}
+	follower := followers(leader, nodes...)[0]
 	require.NoError(t, leader.RemoveServer(ctx, follower.id))
 	require.NoError(t, leader.RemoveServer(ctx, follower.id), "removing a non-member is a no-op")
 	servers, err = leader.Servers(ctx)

@@ -272,6 +272,17 @@ func (c *cluster) restart(old *testNode) *testNode {
 	return c.startAt(old.id, addr, false, nil)
 }
 
+// followers is nodes without leader, in their order.
+func followers(leader *testNode, nodes ...*testNode) []*testNode {
+	var out []*testNode
+	for _, n := range nodes {
+		if n != leader {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // waitLeader waits until exactly one of nodes is a ready leader.
 func waitLeader(t *testing.T, nodes ...*testNode) *testNode {
 	t.Helper()

@@ -20,12 +20,8 @@ func TestLeaderCallEndsWhenTheLeaderChanges(t *testing.T) {
 	nodes := []*testNode{n1, n2, n3}
 	leader := waitLeader(t, nodes...)
 	waitKnownLeader(t, nodes...)
-	var follower *testNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	fs := followers(leader, nodes...)
+	follower := fs[len(fs)-1]
 	require.Eventually(t, func() bool { return n1.CaughtUp() && n2.CaughtUp() && n3.CaughtUp() }, waitTimeout, 5*time.Millisecond, "every node catches up")
 
 	// Bounded while the leader stays.

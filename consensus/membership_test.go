@@ -102,13 +102,8 @@ func TestRemoveVoterThatWouldLoseQuorumIsRefused(t *testing.T) {
 	n1, n2, n3 := c.threeNodes()
 	nodes := []*testNode{n1, n2, n3}
 	leader := waitLeader(t, nodes...)
-	var followers []*testNode
-	for _, n := range nodes {
-		if n != leader {
-			followers = append(followers, n)
-		}
-	}
-	live, dead := followers[0], followers[1]
+	fs := followers(leader, nodes...)
+	live, dead := fs[0], fs[1]
 	dead.stop()
 	require.Eventually(t, func() bool {
 		s, ok := serverOn(t, leader, dead.id)

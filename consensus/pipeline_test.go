@@ -21,13 +21,7 @@ func TestFollowerGetsEntriesAgainAfterRefusingAppends(t *testing.T) {
 	n1, n2, n3 := c.threeNodes()
 	nodes := []*testNode{n1, n2, n3}
 	leader := waitLeader(t, nodes...)
-	var follower *testNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-			break
-		}
-	}
+	follower := followers(leader, nodes...)[0]
 
 	// A steady stream of writes keeps the pipeline busy (and its sender
 	// with a trigger ready whenever the refusal comes back).

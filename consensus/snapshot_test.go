@@ -52,13 +52,7 @@ func TestSnapshotInstallOnFollower(t *testing.T) {
 
 	apply(t, "set first 1", nodes...)
 	leader := waitLeader(t, nodes...)
-	var lagging *testNode
-	for _, n := range nodes {
-		if n != leader {
-			lagging = n
-			break
-		}
-	}
+	lagging := followers(leader, nodes...)[0]
 	addr := lagging.RaftAddr()
 	lagging.stop()
 

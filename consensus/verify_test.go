@@ -112,13 +112,7 @@ func TestReadIndexCoversEntriesAFollowerApplied(t *testing.T) {
 	n1, n2, n3 := c.threeNodes()
 	nodes := []*testNode{n1, n2, n3}
 	leader := waitLeader(t, nodes...)
-	var follower *testNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-			break
-		}
-	}
+	follower := followers(leader, nodes...)[0]
 	apply(t, "set k before", nodes...)
 
 	// Hold the leader's state machine: its FSM goroutine blocks on Apply.
